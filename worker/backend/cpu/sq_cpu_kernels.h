@@ -1,0 +1,82 @@
+/*  sq_cpu_kernels: the CPU backend's numeric kernels.
+ *
+ *  Pure functions over host memory: they own nothing and allocate nothing
+ *  on the hot path. Each has a portable reference version (sq_cpu_*_ref)
+ *  that the fast SIMD paths are tested against; the fast path (AVX2,
+ *  AVX-512, AVX-512-VNNI or portable) is chosen once at run time from
+ *  CPUID. Formats:
+ *
+ *  - F32: little-endian IEEE float.
+ *  - F16: IEEE half, stored as uint16_t.
+ *  - Q8_0: blocks of 32 values, each block 34 bytes: fp16 scale d, then 32
+ *    int8 q; value = d * q (GGUF / llama.cpp layout).
+ *
+ *  Matrices are row-major "out x in" as in GGUF: W has n_out rows of n_in
+ *  contiguous values, so y = W x is one dot product per row.
+ */
+#ifndef SQ_CPU_KERNELS_H
+#define SQ_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* GGUF tensor type ids for the types we support. */
+enum { SQ_DTYPE_F32 = 0, SQ_DTYPE_F16 = 1, SQ_DTYPE_Q8_0 = 8 };
+
+#define SQ_QK8_0 32
+typedef struct {
+    uint16_t d;               /* fp16 scale */
+    int8_t qs[SQ_QK8_0];
+} __attribute__((packed)) sq_block_q8_0_t;   /* 34 bytes */
+
+float sq_fp16_to_fp32(uint16_t h);
+uint16_t sq_fp32_to_fp16(float f);   /* round to nearest even */
+
+/* Bytes taken by one row of n values of dtype (n % 32 == 0 for Q8_0);
+ * 0 for an unknown dtype or a Q8_0 row that is not a whole number of blocks. */
+size_t sq_cpu_row_bytes(int dtype, int64_t n);
+
+/* y (n/32 blocks) = Q8_0 of x (n floats), n % 32 == 0. Scale = amax/127. */
+void sq_cpu_quantize_row_q8_0(const float *x, sq_block_q8_0_t *y, int64_t n);
+/* y (n floats) = values of a row of dtype (F32, F16 or Q8_0). */
+void sq_cpu_dequantize_row(int dtype, const void *x, float *y, int64_t n);
+
+/* A pool of worker threads that runs one data-parallel job at a time.
+ * n_threads counts the calling thread: a pool of 1 has no extra threads. */
+typedef struct sq_threadpool sq_threadpool_t;
+sq_threadpool_t *sq_threadpool_new(int n_threads);
+void sq_threadpool_destroy(sq_threadpool_t **self_p);
+int sq_threadpool_size(const sq_threadpool_t *self);
+/* Call fn(arg, ith, nth) once for each ith in [0, nth) (nth = pool size),
+ * in parallel, the caller running ith = 0; returns when all have returned.
+ * pool may be NULL: then fn(arg, 0, 1) runs on the caller. */
+void sq_threadpool_run(sq_threadpool_t *pool, void (*fn)(void *arg, int ith, int nth), void *arg);
+
+/* Y = X W^T for a batch of n_tok token rows:
+ *   y[t * ldy + o] = sum_i w[o][i] * x[t * n_in + i]   (t < n_tok, o < n_out)
+ * w: n_out rows of n_in values of dtype, rows contiguous
+ *    (row stride sq_cpu_row_bytes(dtype, n_in)).
+ * x: n_tok rows of n_in floats; y: n_tok rows of stride ldy >= n_out.
+ * For Q8_0 weights x is quantized per 32-block to Q8_0 and the dot products
+ * run in integer arithmetic (llama.cpp's scheme), so results match the
+ * reference within Q8_0 rounding of x. Returns 0 or SQ_EINVAL (bad dtype,
+ * n_in not a multiple of 32 for Q8_0). Threads split the n_out rows. */
+int sq_cpu_matmul(sq_threadpool_t *pool, int dtype, const void *w, int64_t n_out, int64_t n_in,
+                  const float *x, int64_t n_tok, float *y, int64_t ldy);
+/* Same contract, scalar code, single thread: the reference. */
+int sq_cpu_matmul_ref(int dtype, const void *w, int64_t n_out, int64_t n_in, const float *x,
+                      int64_t n_tok, float *y, int64_t ldy);
+
+/* The SIMD level chosen at run time: "avx512vnni", "avx512", "avx2" or
+ * "portable". SQ_CPU_SIMD=portable|avx2|avx512 in the environment caps it
+ * (for tests and benchmarks of each path). */
+const char *sq_cpu_simd_level(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
