@@ -1,0 +1,7 @@
+# Engine tests (owner: "engine"). Models come from models/ in the source tree.
+set(SQ_ENGINE_MODELS ${PROJECT_SOURCE_DIR}/models)
+
+add_executable(test_gguf unit/test_gguf.c)
+target_link_libraries(test_gguf PRIVATE sq_llm sq_testlib sq_warnings)
+add_test(NAME unit.gguf COMMAND test_gguf ${SQ_ENGINE_MODELS})
+set_tests_properties(unit.gguf PROPERTIES LABELS unit)
