@@ -27,6 +27,9 @@ struct sq_jsonl_t {
     size_t n_tasks, cap_tasks;
     char *model;          /* first model named in the file, or NULL */
     int model_line;
+    sq_jsonl_kind_t kind; /* see sq_jsonl_kind() */
+    int kind_line;        /* first line that fixed chat vs. not chat */
+    sq_jsonl_limits_t lim;
     size_t *idset;        /* open addressing: task index + 1, 0 = empty */
     size_t idset_cap;     /* power of two */
 };
@@ -407,6 +410,16 @@ s_set_prompt(sq_jsonl_task_t *t, const char *s, size_t len)
     return 0;
 }
 
+/* Keep a JSON value as compact text for the task's "body" (wire field). */
+static int
+s_set_body(sq_jsonl_task_t *t, json_t *body)
+{
+    if (!(t->body_json = json_dumps(body, JSON_COMPACT)))
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    t->body_json_len = strlen(t->body_json);
+    return 0;
+}
+
 static int
 s_parse_simple(json_t *obj, int line, sq_jsonl_task_t *t)
 {
@@ -418,6 +431,15 @@ s_parse_simple(json_t *obj, int line, sq_jsonl_task_t *t)
         (rc = s_get_params(obj, "", line, t)))
         return rc;
     t->kind = SQ_JSONL_KIND_SIMPLE;
+    json_t *stop = json_object_get(obj, "stop");
+    if (t->n_stop > 0) {
+        /* the wire task has no stop field: it travels in "body" */
+        json_t *body = json_pack("{s:O}", "stop", stop);
+        rc = body ? s_set_body(t, body) : SQ_FAIL(SQ_ENOMEM, "out of memory");
+        json_decref(body);
+        if (rc)
+            return rc;
+    }
     return s_set_prompt(t, prompt, len);
 }
 
@@ -450,13 +472,16 @@ s_parse_batch(json_t *obj, int line, sq_jsonl_task_t *t)
         (rc = s_check_openai_extras(body, line)) || (rc = s_get_params(body, "body", line, t)))
         return rc;
     if (chat) {
-        rc = s_get_int(body, "max_completion_tokens", "body", line, 1, SQ_JSONL_MAX_TOKENS_CAP,
-                       "a positive integer (at most 1048576)", &t->max_tokens);
-        return rc ? rc : s_chat_prompt(body, line, t);
-    }
-    if ((rc = s_get_string(body, "prompt", "body", line, 1, 0, 1, &prompt, &len)))
+        if ((rc = s_get_int(body, "max_completion_tokens", "body", line, 1,
+                            SQ_JSONL_MAX_TOKENS_CAP, "a positive integer (at most 1048576)",
+                            &t->max_tokens)) ||
+            (rc = s_chat_prompt(body, line, t)))
+            return rc;
+    } else if ((rc = s_get_string(body, "prompt", "body", line, 1, 0, 1, &prompt, &len)) ||
+               (rc = s_set_prompt(t, prompt, len))) {
         return rc;
-    return s_set_prompt(t, prompt, len);
+    }
+    return s_set_body(t, body);
 }
 
 /* ------------------------------------------------------- the task array */
@@ -516,6 +541,7 @@ s_task_free(sq_jsonl_task_t *t)
     free(t->custom_id);
     free(t->prompt);
     free(t->model);
+    free(t->body_json);
     for (int i = 0; i < t->n_stop; i++)
         free(t->stop[i]);
     memset(t, 0, sizeof *t);
@@ -538,6 +564,49 @@ s_check_model(sq_jsonl_t *self, const sq_jsonl_task_t *t)
         return s_field_err(SQ_EINVAL, t->line_no, field,
                            "\"%.64s\" differs from \"%.64s\" on line %d (one job runs one model)",
                            t->model, self->model, self->model_line);
+    return 0;
+}
+
+/* Caps and NUL rules of the consumer (sq_jsonl_limits_t), checked once
+ * on the final prompt so chat content is covered too. */
+static int
+s_check_stored(const sq_jsonl_t *self, const sq_jsonl_task_t *t)
+{
+    const char *field = t->kind == SQ_JSONL_KIND_SIMPLE       ? "prompt"
+                        : t->kind == SQ_JSONL_KIND_COMPLETION ? "body.prompt"
+                                                              : "body.messages";
+    if (self->lim.refuse_nul && memchr(t->custom_id, '\0', t->custom_id_len))
+        return s_field_err(SQ_EINVAL, t->line_no, "custom_id",
+                           "contains NUL (\\u0000), which shardq cannot store");
+    if (self->lim.refuse_nul && memchr(t->prompt, '\0', t->prompt_len))
+        return s_field_err(SQ_EINVAL, t->line_no, field,
+                           "contains NUL (\\u0000), which shardq cannot store");
+    if (self->lim.max_prompt_bytes && t->prompt_len > self->lim.max_prompt_bytes)
+        return s_field_err(SQ_ETOOBIG, t->line_no, field,
+                           "prompt of %zu bytes%s, over the cap of %zu", t->prompt_len,
+                           t->kind == SQ_JSONL_KIND_CHAT ? " (templated)" : "",
+                           self->lim.max_prompt_bytes);
+    return 0;
+}
+
+/* Chat lines make chat.completion results, the others text_completion
+ * ones; a job has one result shape, so the two cannot mix. */
+static int
+s_check_kind(sq_jsonl_t *self, const sq_jsonl_task_t *t)
+{
+    int chat = t->kind == SQ_JSONL_KIND_CHAT;
+    if (self->n_tasks == 0) {
+        self->kind = t->kind;
+        self->kind_line = t->line_no;
+        return 0;
+    }
+    if (chat != (self->kind == SQ_JSONL_KIND_CHAT))
+        return s_field_err(SQ_EINVAL, t->line_no, t->kind == SQ_JSONL_KIND_SIMPLE ? "prompt" : "url",
+                           "a %s task cannot join the %s tasks of line %d (one job, one endpoint)",
+                           chat ? "chat" : "completion", chat ? "completion" : "chat",
+                           self->kind_line);
+    if (t->kind == SQ_JSONL_KIND_COMPLETION)
+        self->kind = SQ_JSONL_KIND_COMPLETION;
     return 0;
 }
 
@@ -564,7 +633,7 @@ s_add_task(sq_jsonl_t *self, json_t *obj, int line)
     size_t id_len, dup_of;
     int batch = json_object_get(obj, "method") || json_object_get(obj, "url") ||
                 json_object_get(obj, "body");
-    int rc = s_get_string(obj, "custom_id", "", line, 1, SQ_JSONL_MAX_CUSTOM_ID_BYTES, 1, &id,
+    int rc = s_get_string(obj, "custom_id", "", line, 1, self->lim.max_custom_id_bytes, 1, &id,
                           &id_len);
     if (rc == 0 && id_len == 0)
         rc = s_field_err(SQ_EINVAL, line, "custom_id", "must not be empty");
@@ -574,7 +643,11 @@ s_add_task(sq_jsonl_t *self, json_t *obj, int line)
     if (rc == 0)
         rc = batch ? s_parse_batch(obj, line, t) : s_parse_simple(obj, line, t);
     if (rc == 0)
+        rc = s_check_stored(self, t);
+    if (rc == 0)
         rc = s_check_model(self, t);
+    if (rc == 0)
+        rc = s_check_kind(self, t);
     if (rc == 0)
         rc = s_idset_insert(self, self->n_tasks, &dup_of);
     if (rc == 0 && dup_of)
@@ -599,8 +672,9 @@ s_is_blank(const char *s, size_t len)
 
 /* Size, UTF-8 and JSON checks of one line, then its fields. */
 static int
-s_parse_line(sq_jsonl_t *self, const char *s, size_t len, int line, const sq_jsonl_limits_t *lim)
+s_parse_line(sq_jsonl_t *self, const char *s, size_t len, int line)
 {
+    const sq_jsonl_limits_t *lim = &self->lim;
     if (len > lim->max_line_bytes)
         return SQ_FAIL(SQ_ETOOBIG, "line %d: %zu bytes, over the cap of %zu bytes per line", line,
                        len, lim->max_line_bytes);
@@ -627,13 +701,16 @@ sq_jsonl_parse(const char *data, size_t size, const sq_jsonl_limits_t *limits,
                sq_jsonl_t **out_p)
 {
     sq_jsonl_limits_t lim = {SQ_JSONL_DEFAULT_MAX_LINE_BYTES, SQ_JSONL_DEFAULT_MAX_FILE_BYTES,
-                             SQ_JSONL_DEFAULT_MAX_TASKS};
-    if (limits && limits->max_line_bytes)
-        lim.max_line_bytes = limits->max_line_bytes;
-    if (limits && limits->max_file_bytes)
-        lim.max_file_bytes = limits->max_file_bytes;
-    if (limits && limits->max_tasks)
-        lim.max_tasks = limits->max_tasks;
+                             SQ_JSONL_DEFAULT_MAX_TASKS, SQ_JSONL_MAX_CUSTOM_ID_BYTES, 0, 0};
+    if (limits) {
+        lim.max_line_bytes = limits->max_line_bytes ? limits->max_line_bytes : lim.max_line_bytes;
+        lim.max_file_bytes = limits->max_file_bytes ? limits->max_file_bytes : lim.max_file_bytes;
+        lim.max_tasks = limits->max_tasks ? limits->max_tasks : lim.max_tasks;
+        lim.max_custom_id_bytes =
+            limits->max_custom_id_bytes ? limits->max_custom_id_bytes : lim.max_custom_id_bytes;
+        lim.max_prompt_bytes = limits->max_prompt_bytes;
+        lim.refuse_nul = limits->refuse_nul;
+    }
     *out_p = NULL;
     if (size > lim.max_file_bytes)
         return SQ_FAIL(SQ_ETOOBIG, "file is %zu bytes, over the cap of %zu bytes", size,
@@ -641,6 +718,7 @@ sq_jsonl_parse(const char *data, size_t size, const sq_jsonl_limits_t *limits,
     sq_jsonl_t *self = calloc(1, sizeof *self);
     if (!self)
         return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    self->lim = lim;
     int rc = 0, line = 0;
     size_t pos = 0;
     while (rc == 0 && pos < size) {
@@ -648,7 +726,7 @@ sq_jsonl_parse(const char *data, size_t size, const sq_jsonl_limits_t *limits,
         size_t len = nl ? (size_t)(nl - (data + pos)) : size - pos;
         line++;
         if (!s_is_blank(data + pos, len))
-            rc = s_parse_line(self, data + pos, len, line, &lim);
+            rc = s_parse_line(self, data + pos, len, line);
         pos += len + 1;
     }
     if (rc == 0 && self->n_tasks == 0)
@@ -751,4 +829,10 @@ const char *
 sq_jsonl_model(const sq_jsonl_t *self)
 {
     return self->model;
+}
+
+sq_jsonl_kind_t
+sq_jsonl_kind(const sq_jsonl_t *self)
+{
+    return self->kind;
 }

@@ -11,6 +11,10 @@
  *                           | "messages":[{"role":..,"content":..}] (chat),
  *                           "max_tokens":128, ...}}
  *
+ *  One file is one job: lines that name a model must name the same one,
+ *  and chat lines cannot be mixed with completion/simple lines (as in
+ *  OpenAI's Batch API, where a batch has one endpoint).
+ *
  *  The whole file is validated before a single task is handed out: the
  *  first problem is reported as "line N: field \"F\": what is wrong" through
  *  SQ_FAIL (read it with sq_error_detail()), and the parse returns a
@@ -69,13 +73,24 @@ typedef struct {
     int64_t seed;               /* >= 0, or -1 */
     int n_stop;
     char *stop[SQ_JSONL_MAX_STOP];
+    /* OpenAI shape: the line's "body" re-encoded as compact JSON (NUL kept
+     * as the escape \u0000, so the text itself holds none); simple shape:
+     * {"stop":[...]} when it names stop sequences; else NULL. */
+    char *body_json;
+    size_t body_json_len;
 } sq_jsonl_task_t;
 
-/* Size caps; a zero field takes the default. */
+/* Size caps and what the consumer can store; a zero field takes the
+ * default. A client sending to the broker sets them from the wire caps
+ * (docs/protocol.md §2), so that a task the broker would refuse fails
+ * here, naming its line, before anything is sent. */
 typedef struct {
-    size_t max_line_bytes;   /* default 1 MiB */
-    size_t max_file_bytes;   /* default 256 MiB */
-    size_t max_tasks;        /* default 1,000,000 */
+    size_t max_line_bytes;      /* default 1 MiB */
+    size_t max_file_bytes;      /* default 256 MiB */
+    size_t max_tasks;           /* default 1,000,000 */
+    size_t max_custom_id_bytes; /* default 512 */
+    size_t max_prompt_bytes;    /* after chat templating; default: none */
+    int refuse_nul;             /* refuse NUL in custom_id and prompt */
 } sq_jsonl_limits_t;
 
 #define SQ_JSONL_DEFAULT_MAX_LINE_BYTES ((size_t)1 << 20)
@@ -101,6 +116,9 @@ size_t sq_jsonl_size(const sq_jsonl_t *self);
 const sq_jsonl_task_t *sq_jsonl_task(const sq_jsonl_t *self, size_t i);
 /* The model the file names (all lines that name one agree), or NULL. */
 const char *sq_jsonl_model(const sq_jsonl_t *self);
+/* The kind shared by all tasks (simple and completion lines may mix: the
+ * result is COMPLETION when any line is, else SIMPLE). */
+sq_jsonl_kind_t sq_jsonl_kind(const sq_jsonl_t *self);
 
 /* One finished (or unfinished) task, as the broker reports it. */
 typedef enum {

@@ -66,30 +66,57 @@ test_simple_shape(void)
     SQ_CHECK(j == NULL);
 }
 
+#define LINE_COMPLETION                                                                  \
+    "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/completions\","                  \
+    "\"body\":{\"model\":\"tiny\",\"prompt\":\"Hello\",\"max_tokens\":5,\"n\":1,"           \
+    "\"stream\":false,\"user\":\"u1\",\"stop\":\"\\n\"}}\n"
+#define LINE_CHAT                                                                        \
+    "{\"custom_id\":\"b\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","             \
+    "\"body\":{\"model\":\"tiny\",\"max_completion_tokens\":9,\"messages\":["            \
+    "{\"role\":\"system\",\"content\":\"Be brief.\"},"                                   \
+    "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Hi \"},"               \
+    "{\"type\":\"text\",\"text\":\"there\"}]}]}}\n"
+
 static void
 test_batch_shapes(void)
 {
-    sq_jsonl_t *j = s_parse(
-        "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/completions\","
-        "\"body\":{\"model\":\"tiny\",\"prompt\":\"Hello\",\"max_tokens\":5,\"n\":1,"
-        "\"stream\":false,\"user\":\"u1\",\"stop\":\"\\n\"}}\n"
-        "{\"custom_id\":\"b\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
-        "\"body\":{\"model\":\"tiny\",\"max_completion_tokens\":9,\"messages\":["
-        "{\"role\":\"system\",\"content\":\"Be brief.\"},"
-        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Hi \"},"
-        "{\"type\":\"text\",\"text\":\"there\"}]}]}}\n");
+    sq_jsonl_t *j = s_parse(LINE_COMPLETION "{\"custom_id\":\"s\",\"prompt\":\"x\"}\n");
     SQ_REQUIRE(j);
     SQ_CHECK(strcmp(sq_jsonl_model(j), "tiny") == 0);
-    const sq_jsonl_task_t *a = sq_jsonl_task(j, 0), *b = sq_jsonl_task(j, 1);
+    SQ_CHECK(sq_jsonl_kind(j) == SQ_JSONL_KIND_COMPLETION);
+    const sq_jsonl_task_t *a = sq_jsonl_task(j, 0);
     SQ_CHECK(a->kind == SQ_JSONL_KIND_COMPLETION && strcmp(a->prompt, "Hello") == 0);
     SQ_CHECK(a->max_tokens == 5 && a->n_stop == 1 && strcmp(a->stop[0], "\n") == 0);
+    /* the body travels verbatim as compact JSON */
+    json_t *body = json_loadb(a->body_json, a->body_json_len, 0, NULL);
+    SQ_CHECK(body && strcmp(json_string_value(json_object_get(body, "user")), "u1") == 0);
+    json_decref(body);
+    SQ_CHECK(sq_jsonl_task(j, 1)->body_json == NULL);
+    sq_jsonl_destroy(&j);
+
+    j = s_parse(LINE_CHAT);
+    SQ_REQUIRE(j);
+    const sq_jsonl_task_t *b = sq_jsonl_task(j, 0);
     SQ_CHECK(b->kind == SQ_JSONL_KIND_CHAT && b->max_tokens == 9);
+    SQ_CHECK(sq_jsonl_kind(j) == SQ_JSONL_KIND_CHAT);
     const char *want = "<|system|>\nBe brief.</s>\n<|user|>\nHi there</s>\n<|assistant|>\n";
     SQ_CHECK(b->prompt_len == strlen(want) && strcmp(b->prompt, want) == 0);
     SQ_CHECK(strcmp(sq_jsonl_kind_name(b->kind), "chat") == 0);
     SQ_CHECK(sq_jsonl_kind_parse("completion") == SQ_JSONL_KIND_COMPLETION);
     SQ_CHECK(sq_jsonl_kind_parse("bogus") == SQ_JSONL_KIND_SIMPLE);
     sq_jsonl_destroy(&j);
+
+    /* simple lines keep stop sequences in a synthesised body */
+    j = s_parse("{\"custom_id\":\"s\",\"prompt\":\"x\",\"stop\":\"END\"}");
+    SQ_REQUIRE(j);
+    SQ_CHECK(strcmp(sq_jsonl_task(j, 0)->body_json, "{\"stop\":\"END\"}") == 0);
+    SQ_CHECK(sq_jsonl_kind(j) == SQ_JSONL_KIND_SIMPLE);
+    sq_jsonl_destroy(&j);
+
+    /* one job, one endpoint: chat after completions names the chat line */
+    SQ_CHECK(REJECTS(LINE_COMPLETION "\n" LINE_CHAT, SQ_EINVAL,
+                     "line 3: field \"url\": a chat task cannot join the completion tasks of "
+                     "line 1", NULL));
 }
 
 /* Each bad line sits on line 3 after two good ones, so the test proves the
@@ -246,6 +273,20 @@ test_caps(void)
     snprintf(line, sizeof line, "{\"custom_id\":\"%.*s\",\"prompt\":\"p\"}", 513, id);
     SQ_CHECK(REJECTS(line, SQ_ETOOBIG, "field \"custom_id\": 513 bytes, over the cap of 512", NULL));
     SQ_CHECK(REJECTS("\n \n", SQ_EINVAL, "no tasks", NULL));
+    /* the caps a broker client sets: wire caps and no NUL */
+    sq_jsonl_limits_t wire = {.max_custom_id_bytes = 4, .max_prompt_bytes = 50, .refuse_nul = 1};
+    const char *nul = "{\"custom_id\":\"a\",\"prompt\":\"p\"}\n{\"custom_id\":\"b\",\"prompt\":\"x\\u0000\"}";
+    SQ_CHECK(s_rejects(nul, strlen(nul), &wire, SQ_EINVAL,
+                       "line 2: field \"prompt\": contains NUL", NULL));
+    const char *nul_id = "{\"custom_id\":\"\\u0000\",\"prompt\":\"p\"}";
+    SQ_CHECK(s_rejects(nul_id, strlen(nul_id), &wire, SQ_EINVAL,
+                       "line 1: field \"custom_id\": contains NUL", NULL));
+    const char *long_id = "{\"custom_id\":\"abcde\",\"prompt\":\"p\"}";
+    SQ_CHECK(s_rejects(long_id, strlen(long_id), &wire, SQ_ETOOBIG,
+                       "line 1: field \"custom_id\": 5 bytes, over the cap of 4", NULL));
+    SQ_CHECK(s_rejects(LINE_CHAT, strlen(LINE_CHAT), &wire, SQ_ETOOBIG,
+                       "line 1: field \"body.messages\": prompt of 61 bytes (templated), over "
+                       "the cap of 50", NULL));
     SQ_CHECK(REJECTS("", SQ_EINVAL, "no tasks", NULL));
 }
 
