@@ -1,0 +1,463 @@
+/*  sq_policy: YAML policy files into sq_policy_t.
+ *
+ *  libyaml's document API gives every node its start line, so each check
+ *  can name where the offending value sits. Keys are table-driven: one
+ *  table per mapping (pool, worker, window) says the key, its kind, its
+ *  range and where it lands in the struct; a key not in the table is an
+ *  error, so a typo ("max_group") never silently falls back to a default.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "sq_policy.h"
+
+#include "sq_error.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+typedef enum { S_STR, S_INT, S_NUM, S_DUR, S_LEAD, S_MAP, S_SEQ } s_kind_t;
+
+typedef struct {
+    const char *key;
+    s_kind_t kind;
+    size_t off, size;       /* destination (size: for strings) */
+    double lo, hi;          /* range for numbers */
+    int required;
+} s_key_t;
+
+typedef struct {
+    yaml_document_t *doc;
+    const char *origin;
+} s_ctx_t;
+
+#define SQ_KEY(T, key, kind, lo, hi, req) \
+    {#key, kind, offsetof(T, key), sizeof(((T *)0)->key), lo, hi, req}
+
+static const s_key_t s_worker_keys[] = {
+    SQ_KEY(sq_worker_spec_t, model, S_STR, 0, 0, 1),
+    SQ_KEY(sq_worker_spec_t, tp, S_INT, 1, 1024, 0),
+    SQ_KEY(sq_worker_spec_t, device, S_STR, 0, 0, 0),
+    SQ_KEY(sq_worker_spec_t, max_batch, S_INT, 1, 65536, 0),
+    SQ_KEY(sq_worker_spec_t, flags, S_STR, 0, 0, 0),
+    {NULL, 0, 0, 0, 0, 0, 0}};
+
+static const s_key_t s_window_keys[] = {
+    SQ_KEY(sq_window_t, name, S_STR, 0, 0, 1),
+    {"cron", S_STR, offsetof(sq_window_t, cron_text), sizeof(((sq_window_t *)0)->cron_text), 0,
+     0, 1},
+    {"timezone", S_STR, 0, 0, 0, 0, 0}, /* handled by s_window */
+    {"duration", S_DUR, offsetof(sq_window_t, duration_s), 0, 1, 7 * 86400, 1},
+    SQ_KEY(sq_window_t, min_groups, S_INT, 0, 100000, 1),
+    {"lead_time", S_LEAD, offsetof(sq_window_t, lead_time_s), 0, 0, 86400, 0},
+    {NULL, 0, 0, 0, 0, 0, 0}};
+
+static const s_key_t s_pool_keys[] = {
+    SQ_KEY(sq_pool_policy_t, name, S_STR, 0, 0, 1),
+    {"worker", S_MAP, offsetof(sq_pool_policy_t, worker), 0, 0, 0, 1},
+    SQ_KEY(sq_pool_policy_t, min_groups, S_INT, 0, 100000, 0),
+    SQ_KEY(sq_pool_policy_t, max_groups, S_INT, 1, 100000, 1),
+    SQ_KEY(sq_pool_policy_t, target_queued_per_group, S_NUM, 1e-9, 1e9, 0),
+    SQ_KEY(sq_pool_policy_t, target_utilization, S_NUM, 1e-9, 1, 0),
+    SQ_KEY(sq_pool_policy_t, tolerance, S_NUM, 0, 0.99, 0),
+    SQ_KEY(sq_pool_policy_t, max_step_up, S_INT, 0, 100000, 0),
+    SQ_KEY(sq_pool_policy_t, max_step_down, S_INT, 0, 100000, 0),
+    SQ_KEY(sq_pool_policy_t, scale_down_stabilization_s, S_DUR, 0, 86400, 0),
+    SQ_KEY(sq_pool_policy_t, scale_up_cooldown_s, S_DUR, 0, 86400, 0),
+    SQ_KEY(sq_pool_policy_t, scale_down_cooldown_s, S_DUR, 0, 86400, 0),
+    SQ_KEY(sq_pool_policy_t, startup_estimate_s, S_DUR, 0, 86400, 0),
+    {"windows", S_SEQ, 0, 0, 0, 0, 0},
+    {NULL, 0, 0, 0, 0, 0, 0}};
+
+static int
+s_err(const s_ctx_t *cx, const yaml_node_t *node, const char *path, const char *what)
+{
+    return SQ_FAIL(SQ_EINVAL, "%s:%lu: %s: %s", cx->origin,
+                   node ? (unsigned long)node->start_mark.line + 1 : 0UL, path, what);
+}
+
+int
+sq_duration_parse(const char *text, int64_t *seconds)
+{
+    const char *p = text;
+    int64_t total = 0;
+    if (!p || !*p)
+        return SQ_FAIL(SQ_EINVAL, "duration: empty");
+    while (*p) {
+        if (!isdigit((unsigned char)*p))
+            return SQ_FAIL(SQ_EINVAL, "duration \"%s\": expected a number", text);
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        int64_t unit = 1;
+        switch (*end) {
+        case 'h': unit = 3600; end++; break;
+        case 'm': unit = 60; end++; break;
+        case 's': end++; break;
+        case 'd': unit = 86400; end++; break;
+        case '\0': if (p != text) goto bad; break;
+        default: goto bad;
+        }
+        if (v > 100LL * 365 * 86400)
+            goto bad;
+        total += v * unit;
+        p = end;
+    }
+    *seconds = total;
+    return 0;
+bad:
+    return SQ_FAIL(SQ_EINVAL, "duration \"%s\": use e.g. 300, 45s, 45m, 1h30m", text);
+}
+
+static const char *
+s_scalar(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int
+s_number(const s_ctx_t *cx, const yaml_node_t *v, const s_key_t *k, const char *path,
+         double *out)
+{
+    const char *s = s_scalar(v);
+    char *end = NULL;
+    char what[160];
+    double d = s ? strtod(s, &end) : NAN;
+    if (!s || end == s || *end || !isfinite(d) || (k->kind == S_INT && d != floor(d)) ||
+        d < k->lo || d > k->hi) {
+        snprintf(what, sizeof what, "must be %s in %g..%g (got \"%s\")",
+                 k->kind == S_INT ? "an integer" : "a number", k->lo, k->hi, s ? s : "?");
+        return s_err(cx, v, path, what);
+    }
+    *out = d;
+    return 0;
+}
+
+/* Store scalar v for key k into base. */
+static int
+s_store(const s_ctx_t *cx, const yaml_node_t *v, const s_key_t *k, const char *path,
+        void *base)
+{
+    char *dst = (char *)base + k->off;
+    const char *s = s_scalar(v);
+    if (!s)
+        return s_err(cx, v, path, "must be a scalar");
+    double d = 0;
+    int64_t secs;
+    switch (k->kind) {
+    case S_STR:
+        if (strlen(s) >= k->size || !*s)
+            return s_err(cx, v, path, "must be a non-empty string of reasonable length");
+        memcpy(dst, s, strlen(s) + 1);
+        return 0;
+    case S_INT:
+    case S_NUM:
+        if (s_number(cx, v, k, path, &d))
+            return SQ_EINVAL;
+        if (k->kind == S_INT)
+            *(int *)dst = (int)d;
+        else
+            *(double *)dst = d;
+        return 0;
+    case S_LEAD:
+        if (strcmp(s, "auto") == 0) {
+            ((sq_window_t *)base)->lead_auto = 1;
+            return 0;
+        }
+        ((sq_window_t *)base)->lead_auto = 0;
+        /* fall through */
+    case S_DUR:
+        if (sq_duration_parse(s, &secs) != 0)
+            return s_err(cx, v, path, "must be a duration such as 300, 45s, 45m, 1h30m");
+        if (secs < k->lo || secs > k->hi)
+            return s_err(cx, v, path, "duration out of range");
+        *(int64_t *)dst = secs;
+        return 0;
+    default:
+        return s_err(cx, v, path, "internal: not a scalar key");
+    }
+}
+
+typedef int (*s_child_fn)(const s_ctx_t *cx, const char *key, const yaml_node_t *v,
+                          const char *path, void *base);
+
+/* Walk mapping m with key table keys: scalars are stored, other kinds go to
+ * child(). Unknown keys, duplicates and missing required keys are errors. */
+static int
+s_mapping(const s_ctx_t *cx, const yaml_node_t *m, const s_key_t *keys, const char *path,
+          void *base, s_child_fn child)
+{
+    if (!m || m->type != YAML_MAPPING_NODE)
+        return s_err(cx, m, path, "must be a mapping");
+    unsigned seen = 0;
+    char sub[256];
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
+         pr++) {
+        const yaml_node_t *kn = yaml_document_get_node(cx->doc, pr->key);
+        const yaml_node_t *vn = yaml_document_get_node(cx->doc, pr->value);
+        const char *key = s_scalar(kn);
+        unsigned i = 0;
+        while (keys[i].key && (!key || strcmp(keys[i].key, key) != 0))
+            i++;
+        snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", key ? key : "?");
+        if (!keys[i].key)
+            return s_err(cx, kn, sub, "unknown key");
+        if (seen >> i & 1)
+            return s_err(cx, kn, sub, "duplicate key");
+        seen |= 1u << i;
+        s_kind_t kind = keys[i].kind;
+        int to_child = kind == S_MAP || kind == S_SEQ || (kind == S_STR && keys[i].size == 0);
+        int rc = to_child ? child(cx, key, vn, sub, base) : s_store(cx, vn, &keys[i], sub, base);
+        if (rc)
+            return rc;
+    }
+    for (unsigned i = 0; keys[i].key; i++)
+        if (keys[i].required && !(seen >> i & 1)) {
+            snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", keys[i].key);
+            return s_err(cx, m, sub, "required key missing");
+        }
+    return 0;
+}
+
+static int
+s_window_child(const s_ctx_t *cx, const char *key, const yaml_node_t *v, const char *path,
+               void *base)
+{
+    sq_window_t *w = base;
+    const char *s = s_scalar(v);
+    if (!s || strcmp(key, "timezone") != 0)
+        return s_err(cx, v, path, "must be a scalar");
+    sq_tz_destroy(&w->tz);
+    if (!(w->tz = sq_tz_load(s)))
+        return s_err(cx, v, path, sq_error_detail());
+    return 0;
+}
+
+static int
+s_window(const s_ctx_t *cx, const yaml_node_t *n, const char *path, sq_window_t *w)
+{
+    w->lead_auto = 1;
+    int rc = s_mapping(cx, n, s_window_keys, path, w, s_window_child);
+    if (rc)
+        return rc;
+    if (sq_cron_parse(w->cron_text, &w->cron) != 0) {
+        char detail[300], sub[256];
+        snprintf(detail, sizeof detail, "%s", sq_error_detail());
+        snprintf(sub, sizeof sub, "%.200s.cron", path);
+        return s_err(cx, n, sub, detail);
+    }
+    if (!w->tz && !(w->tz = sq_tz_load("UTC")))
+        return s_err(cx, n, path, "time zone UTC not found; install tzdata");
+    return 0;
+}
+
+static int
+s_pool_child(const s_ctx_t *cx, const char *key, const yaml_node_t *v, const char *path,
+             void *base)
+{
+    sq_pool_policy_t *p = base;
+    if (strcmp(key, "worker") == 0)
+        return s_mapping(cx, v, s_worker_keys, path, &p->worker, NULL);
+    if (!v || v->type != YAML_SEQUENCE_NODE)
+        return s_err(cx, v, path, "must be a list");
+    size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (!(p->windows = calloc(n ? n : 1, sizeof *p->windows)))
+        return SQ_FAIL(SQ_ENOMEM, "policy windows");
+    for (size_t i = 0; i < n; i++) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+        p->n_windows = i + 1;
+        int rc = s_window(cx, yaml_document_get_node(cx->doc, v->data.sequence.items.start[i]),
+                          sub, &p->windows[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void
+s_pool_defaults(sq_pool_policy_t *p)
+{
+    p->worker.tp = 1;
+    p->worker.max_batch = 16;
+    snprintf(p->worker.device, sizeof p->worker.device, "cpu");
+    p->min_groups = 1;
+    p->scale_down_stabilization_s = 300;
+    p->startup_estimate_s = 60;
+}
+
+/* Cross-field rules that a key table cannot say. */
+static int
+s_pool_check(const s_ctx_t *cx, const yaml_node_t *n, const char *path,
+             const sq_pool_policy_t *p)
+{
+    char sub[256], what[200];
+    if (p->min_groups > p->max_groups) {
+        snprintf(sub, sizeof sub, "%s.max_groups", path);
+        return s_err(cx, n, sub, "must be >= min_groups");
+    }
+    if (p->target_queued_per_group == 0 && p->target_utilization == 0)
+        return s_err(cx, n, path, "set target_queued_per_group and/or target_utilization");
+    if (strcmp(p->worker.device, "cpu") != 0 && strcmp(p->worker.device, "cuda") != 0) {
+        snprintf(sub, sizeof sub, "%s.worker.device", path);
+        return s_err(cx, n, sub, "must be cpu or cuda");
+    }
+    for (const char *c = p->name; *c; c++)
+        if (!isalnum((unsigned char)*c) && !strchr("-_.", *c)) {
+            snprintf(sub, sizeof sub, "%s.name", path);
+            return s_err(cx, n, sub, "use letters, digits, '-', '_' and '.' only");
+        }
+    for (size_t i = 0; i < p->n_windows; i++)
+        if (p->windows[i].min_groups > p->max_groups) {
+            snprintf(sub, sizeof sub, "%s.windows[%zu].min_groups", path, i);
+            snprintf(what, sizeof what, "must be <= max_groups (%d)", p->max_groups);
+            return s_err(cx, n, sub, what);
+        }
+    return 0;
+}
+
+static int
+s_document(const s_ctx_t *cx, sq_policy_t *self)
+{
+    const yaml_node_t *root = yaml_document_get_root_node(cx->doc);
+    if (!root)
+        return s_err(cx, NULL, "pools", "empty policy file");
+    if (root->type != YAML_MAPPING_NODE)
+        return s_err(cx, root, "(top)", "must be a mapping with key pools");
+    const yaml_node_t *pools = NULL;
+    for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
+         pr < root->data.mapping.pairs.top; pr++) {
+        const yaml_node_t *kn = yaml_document_get_node(cx->doc, pr->key);
+        const char *key = s_scalar(kn);
+        if (!key || strcmp(key, "pools") != 0)
+            return s_err(cx, kn, key ? key : "?", "unknown key (expected pools)");
+        pools = yaml_document_get_node(cx->doc, pr->value);
+    }
+    if (!pools || pools->type != YAML_SEQUENCE_NODE ||
+        pools->data.sequence.items.top == pools->data.sequence.items.start)
+        return s_err(cx, pools ? pools : root, "pools", "must be a non-empty list");
+    size_t n = (size_t)(pools->data.sequence.items.top - pools->data.sequence.items.start);
+    if (!(self->pools = calloc(n, sizeof *self->pools)))
+        return SQ_FAIL(SQ_ENOMEM, "policy pools");
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *pn =
+            yaml_document_get_node(cx->doc, pools->data.sequence.items.start[i]);
+        sq_pool_policy_t *p = &self->pools[i];
+        char path[64];
+        snprintf(path, sizeof path, "pools[%zu]", i);
+        s_pool_defaults(p);
+        self->n_pools = i + 1;
+        int rc = s_mapping(cx, pn, s_pool_keys, path, p, s_pool_child);
+        if (rc || (rc = s_pool_check(cx, pn, path, p)))
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(self->pools[j].name, p->name) == 0)
+                return s_err(cx, pn, path, "duplicate pool name");
+    }
+    return 0;
+}
+
+sq_policy_t *
+sq_policy_parse(const char *text, size_t len, const char *origin)
+{
+    sq_policy_t *self = calloc(1, sizeof *self);
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    int have_doc = 0, rc = SQ_ENOMEM;
+    if (!self || !yaml_parser_initialize(&parser)) {
+        free(self);
+        SQ_FAIL(SQ_ENOMEM, "policy parser");
+        return NULL;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        rc = SQ_FAIL(SQ_EINVAL, "%s:%lu: YAML syntax: %s", origin,
+                     (unsigned long)parser.problem_mark.line + 1,
+                     parser.problem ? parser.problem : "unreadable");
+        goto done;
+    }
+    have_doc = 1;
+    s_ctx_t cx = {&doc, origin};
+    if ((rc = s_document(&cx, self)) != 0)
+        goto done;
+    if (!(self->text = malloc(len + 1))) {
+        rc = SQ_FAIL(SQ_ENOMEM, "policy text");
+        goto done;
+    }
+    memcpy(self->text, text, len);
+    self->text[len] = '\0';
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)text[i]) * 1099511628211ULL;
+    snprintf(self->digest, sizeof self->digest, "%016llx", (unsigned long long)h);
+done:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    if (rc)
+        sq_policy_destroy(&self);
+    return self;
+}
+
+sq_policy_t *
+sq_policy_load(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        SQ_FAIL(SQ_ENOTFOUND, "%s: cannot open policy file", path);
+        return NULL;
+    }
+    char *buf = malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, 1 << 20, f) : 0;
+    int too_big = buf && n == 1 << 20;
+    fclose(f);
+    sq_policy_t *self = NULL;
+    if (!buf)
+        SQ_FAIL(SQ_ENOMEM, "%s", path);
+    else if (too_big)
+        SQ_FAIL(SQ_ETOOBIG, "%s: policy file over 1 MiB", path);
+    else
+        self = sq_policy_parse(buf, n, path);
+    free(buf);
+    return self;
+}
+
+void
+sq_policy_destroy(sq_policy_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sq_policy_t *self = *self_p;
+    for (size_t i = 0; i < self->n_pools; i++) {
+        for (size_t j = 0; j < self->pools[i].n_windows; j++)
+            sq_tz_destroy(&self->pools[i].windows[j].tz);
+        free(self->pools[i].windows);
+    }
+    free(self->pools);
+    free(self->text);
+    free(self);
+    *self_p = NULL;
+}
+
+const sq_pool_policy_t *
+sq_policy_pool(const sq_policy_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->n_pools; i++)
+        if (strcmp(self->pools[i].name, name) == 0)
+            return &self->pools[i];
+    return NULL;
+}
+
+void
+sq_policy_hpa_baseline(const sq_pool_policy_t *src, sq_pool_policy_t *out)
+{
+    *out = *src;
+    out->windows = NULL;
+    out->n_windows = 0;
+    out->max_step_up = 0;
+    out->max_step_down = 0;
+    out->scale_up_cooldown_s = 0;
+    out->scale_down_cooldown_s = 0;
+    out->tolerance = 0.1;
+}

@@ -1,0 +1,181 @@
+/*  Unit tests of sq_policy: the example from issue 5, defaults, and one
+ *  rejected file per rule, each naming the line and the key. */
+#define _POSIX_C_SOURCE 200809L
+#include "sq_error.h"
+#include "sq_policy.h"
+#include "sq_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *s_example =
+    "pools:\n"
+    "  - name: fin-research\n"
+    "    worker: {model: models/stories260K.gguf, tp: 2, device: cpu, max_batch: 16}\n"
+    "    min_groups: 1\n"
+    "    max_groups: 8\n"
+    "    target_queued_per_group: 32\n"
+    "    scale_down_stabilization_s: 300\n"
+    "    windows:\n"
+    "      - {name: pre-open, cron: \"30 9 * * 1-5\", timezone: Asia/Shanghai, duration: 45m, "
+    "min_groups: 6, lead_time: auto}\n"
+    "  - name: compliance\n"
+    "    worker:\n"
+    "      model: models/m.gguf\n"
+    "      flags: --ctx 512\n"
+    "    min_groups: 0\n"
+    "    max_groups: 3\n"
+    "    target_utilization: 0.7\n"
+    "    max_step_up: 2\n"
+    "    max_step_down: 1\n"
+    "    scale_down_stabilization_s: 2m\n"
+    "    scale_up_cooldown_s: 10s\n"
+    "    windows:\n"
+    "      - name: nyse\n"
+    "        cron: \"0 9 * * MON-FRI\"\n"
+    "        timezone: America/New_York\n"
+    "        duration: 1h30m\n"
+    "        min_groups: 2\n"
+    "        lead_time: 90s\n";
+
+static sq_policy_t *
+s_parse(const char *text)
+{
+    return sq_policy_parse(text, strlen(text), "p.yaml");
+}
+
+static void
+test_example(void)
+{
+    sq_policy_t *p = s_parse(s_example);
+    SQ_REQUIRE(p);
+    SQ_REQUIRE(p->n_pools == 2);
+    const sq_pool_policy_t *a = sq_policy_pool(p, "fin-research");
+    SQ_REQUIRE(a);
+    SQ_CHECK(strcmp(a->worker.model, "models/stories260K.gguf") == 0);
+    SQ_CHECK(a->worker.tp == 2 && a->worker.max_batch == 16);
+    SQ_CHECK(strcmp(a->worker.device, "cpu") == 0);
+    SQ_CHECK(a->min_groups == 1 && a->max_groups == 8);
+    SQ_CHECK(a->target_queued_per_group == 32 && a->target_utilization == 0);
+    SQ_CHECK(a->scale_down_stabilization_s == 300);
+    SQ_REQUIRE(a->n_windows == 1);
+    SQ_CHECK(strcmp(a->windows[0].name, "pre-open") == 0);
+    SQ_CHECK(a->windows[0].duration_s == 45 * 60 && a->windows[0].min_groups == 6);
+    SQ_CHECK(a->windows[0].lead_auto == 1);
+    SQ_CHECK(strcmp(sq_tz_name(a->windows[0].tz), "Asia/Shanghai") == 0);
+    SQ_CHECK(a->windows[0].cron.hours == 1u << 9);
+    const sq_pool_policy_t *b = sq_policy_pool(p, "compliance");
+    SQ_REQUIRE(b);
+    SQ_CHECK(b->min_groups == 0 && b->target_utilization == 0.7);
+    SQ_CHECK(b->worker.tp == 1 && b->worker.max_batch == 16); /* defaults */
+    SQ_CHECK(strcmp(b->worker.flags, "--ctx 512") == 0);
+    SQ_CHECK(b->max_step_up == 2 && b->max_step_down == 1);
+    SQ_CHECK(b->scale_down_stabilization_s == 120 && b->scale_up_cooldown_s == 10);
+    SQ_CHECK(b->windows[0].lead_auto == 0 && b->windows[0].lead_time_s == 90);
+    SQ_CHECK(b->windows[0].duration_s == 5400);
+    SQ_CHECK(sq_policy_pool(p, "nope") == NULL);
+    SQ_CHECK(strlen(p->digest) == 16);
+    SQ_CHECK(strcmp(p->text, s_example) == 0);
+
+    sq_pool_policy_t hpa;
+    sq_policy_hpa_baseline(a, &hpa);
+    SQ_CHECK(hpa.n_windows == 0 && hpa.windows == NULL && hpa.tolerance == 0.1);
+    SQ_CHECK(hpa.target_queued_per_group == 32 && hpa.max_groups == 8);
+    sq_policy_destroy(&p);
+    sq_policy_destroy(&p);
+    SQ_CHECK(p == NULL);
+}
+
+/* Replace the first occurrence of `from` in the example by `to`, parse,
+ * and expect a refusal whose detail contains `want`. */
+static int
+s_refused(const char *from, const char *to, const char *want)
+{
+    char text[4096];
+    const char *at = strstr(s_example, from);
+    if (!at) {
+        fprintf(stderr, "test bug: %s not in example\n", from);
+        return 0;
+    }
+    snprintf(text, sizeof text, "%.*s%s%s", (int)(at - s_example), s_example, to,
+             at + strlen(from));
+    sq_policy_t *p = s_parse(text);
+    int ok = p == NULL && sq_error_code() == SQ_EINVAL && strstr(sq_error_detail(), want);
+    if (!ok)
+        fprintf(stderr, "  wanted \"%s\", got \"%s\"\n", want, p ? "(accepted)" : sq_error_detail());
+    sq_policy_destroy(&p);
+    return ok;
+}
+
+static void
+test_rejections(void)
+{
+    SQ_CHECK(s_refused("max_groups: 8", "max_groups: 0", "p.yaml:5: pools[0].max_groups"));
+    SQ_CHECK(s_refused("min_groups: 1", "min_groups: 9", "p.yaml:2: pools[0].max_groups: must be >= min_groups"));
+    SQ_CHECK(s_refused("max_groups: 8", "max_group: 8", "p.yaml:5: pools[0].max_group: unknown key"));
+    SQ_CHECK(s_refused("tp: 2", "tp: two", "p.yaml:3: pools[0].worker.tp: must be an integer"));
+    SQ_CHECK(s_refused("tp: 2", "tp: 2.5", "pools[0].worker.tp"));
+    SQ_CHECK(s_refused("device: cpu", "device: tpu", "pools[0].worker.device: must be cpu or cuda"));
+    SQ_CHECK(s_refused("\"30 9 * * 1-5\"", "\"30 25 * * 1-5\"", "p.yaml:9: pools[0].windows[0].cron"));
+    SQ_CHECK(s_refused("Asia/Shanghai", "Asia/Atlantis", "p.yaml:9: pools[0].windows[0].timezone"));
+    SQ_CHECK(s_refused("duration: 45m", "duration: soon", "p.yaml:9: pools[0].windows[0].duration: must be a duration"));
+    SQ_CHECK(s_refused("min_groups: 6", "min_groups: 60", "pools[0].windows[0].min_groups: must be <= max_groups"));
+    SQ_CHECK(s_refused("lead_time: auto", "lead_time: later", "pools[0].windows[0].lead_time"));
+    SQ_CHECK(s_refused("target_queued_per_group: 32", "target_queued_per_group: -1", "pools[0].target_queued_per_group"));
+    SQ_CHECK(s_refused("    target_queued_per_group: 32\n", "", "pools[0]: set target_queued_per_group"));
+    SQ_CHECK(s_refused("target_utilization: 0.7", "target_utilization: 1.5", "p.yaml:16: pools[1].target_utilization"));
+    SQ_CHECK(s_refused("name: compliance", "name: fin-research", "p.yaml:10: pools[1]: duplicate pool name"));
+    SQ_CHECK(s_refused("name: compliance", "name: bad name!", "pools[1].name"));
+    SQ_CHECK(s_refused("    max_groups: 8\n", "", "pools[0].max_groups: required key missing"));
+    SQ_CHECK(s_refused("    min_groups: 1\n", "    min_groups: 1\n    min_groups: 2\n", "p.yaml:5: pools[0].min_groups: duplicate key"));
+    SQ_CHECK(s_refused("worker: {", "worker: [", "YAML syntax"));
+    SQ_CHECK(s_refused("pools:", "pool:", "p.yaml:1: pool: unknown key"));
+    SQ_CHECK(s_refused("scale_up_cooldown_s: 10s", "scale_up_cooldown_s: [1]", "pools[1].scale_up_cooldown_s: must be a scalar"));
+}
+
+static void
+test_empty_and_files(void)
+{
+    SQ_CHECK(s_parse("") == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "empty policy file") != NULL);
+    SQ_CHECK(s_parse("pools: []\n") == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "non-empty list") != NULL);
+    SQ_CHECK(s_parse("- 1\n") == NULL);
+    SQ_CHECK(sq_policy_load("/nonexistent/policy.yaml") == NULL);
+    SQ_CHECK(sq_error_code() == SQ_ENOTFOUND);
+    char path[] = "/tmp/sq-policy-XXXXXX";
+    int fd = mkstemp(path);
+    SQ_REQUIRE(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(s_example, f);
+    fclose(f);
+    sq_policy_t *p = sq_policy_load(path);
+    SQ_CHECK(p && p->n_pools == 2);
+    sq_policy_destroy(&p);
+    remove(path);
+}
+
+static void
+test_durations(void)
+{
+    int64_t s;
+    SQ_CHECK(sq_duration_parse("90", &s) == 0 && s == 90);
+    SQ_CHECK(sq_duration_parse("1h30m", &s) == 0 && s == 5400);
+    SQ_CHECK(sq_duration_parse("45s", &s) == 0 && s == 45);
+    SQ_CHECK(sq_duration_parse("2d", &s) == 0 && s == 172800);
+    SQ_CHECK(sq_duration_parse("5x", &s) == SQ_EINVAL);
+    SQ_CHECK(sq_duration_parse("1h30", &s) == SQ_EINVAL);
+    SQ_CHECK(sq_duration_parse("", &s) == SQ_EINVAL);
+    SQ_CHECK(sq_duration_parse("-5", &s) == SQ_EINVAL);
+}
+
+int
+main(void)
+{
+    SQ_RUN(test_example);
+    SQ_RUN(test_rejections);
+    SQ_RUN(test_empty_and_files);
+    SQ_RUN(test_durations);
+    return sq_test_summary("policy");
+}
