@@ -1,0 +1,388 @@
+/*  Tests of sq_cpu_kernels: fp16 conversion, Q8_0 quantization, every SIMD
+ *  level this CPU has against the scalar reference, and the thread pool. */
+#define _GNU_SOURCE
+#include "sq_cpu_internal.h"
+#include "sq_error.h"
+#include "sq_test.h"
+
+#include <math.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *s_levels[] = {"portable", "avx2", "avx512", "avx512vnni"};
+#define S_N_LEVELS 4
+
+static uint64_t s_rng = 0x9e3779b97f4a7c15ull;
+
+static uint32_t
+s_rand(void)
+{
+    s_rng ^= s_rng << 13;
+    s_rng ^= s_rng >> 7;
+    s_rng ^= s_rng << 17;
+    return (uint32_t) (s_rng >> 32);
+}
+
+/* Uniform in [-1, 1). */
+static float
+s_randf(void)
+{
+    return (float) s_rand() / 2147483648.0f - 1.0f;
+}
+
+static uint32_t
+s_bits(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+
+static float
+s_from_bits(uint32_t b)
+{
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+static void
+test_fp16_known_values(void)
+{
+    SQ_CHECK(sq_fp16_to_fp32(0x3c00) == 1.0f);
+    SQ_CHECK(sq_fp16_to_fp32(0xc000) == -2.0f);
+    SQ_CHECK(sq_fp16_to_fp32(0x7bff) == 65504.0f);
+    SQ_CHECK(sq_fp16_to_fp32(0x0001) == 0x1p-24f);          /* smallest subnormal */
+    SQ_CHECK(sq_fp16_to_fp32(0x03ff) == 1023 * 0x1p-24f);    /* largest subnormal */
+    SQ_CHECK(sq_fp16_to_fp32(0x0400) == 0x1p-14f);           /* smallest normal */
+    SQ_CHECK(isinf(sq_fp16_to_fp32(0x7c00)) && sq_fp16_to_fp32(0x7c00) > 0);
+    SQ_CHECK(isinf(sq_fp16_to_fp32(0xfc00)) && sq_fp16_to_fp32(0xfc00) < 0);
+    SQ_CHECK(isnan(sq_fp16_to_fp32(0x7e00)));
+    SQ_CHECK(s_bits(sq_fp16_to_fp32(0x8000)) == 0x80000000u);
+
+    SQ_CHECK(sq_fp32_to_fp16(1.0f) == 0x3c00);
+    SQ_CHECK(sq_fp32_to_fp16(-0.0f) == 0x8000);
+    SQ_CHECK(sq_fp32_to_fp16(1.0f + 0x1p-11f) == 0x3c00);      /* tie: to even */
+    SQ_CHECK(sq_fp32_to_fp16(1.0f + 3 * 0x1p-11f) == 0x3c02);  /* tie: to even */
+    SQ_CHECK(sq_fp32_to_fp16(65519.0f) == 0x7bff);
+    SQ_CHECK(sq_fp32_to_fp16(65520.0f) == 0x7c00);             /* overflow to inf */
+    SQ_CHECK(sq_fp32_to_fp16(1e30f) == 0x7c00);
+    SQ_CHECK(sq_fp32_to_fp16(-INFINITY) == 0xfc00);
+    SQ_CHECK(sq_fp32_to_fp16(0x1p-25f) == 0x0000);             /* tie: to even (0) */
+    SQ_CHECK(sq_fp32_to_fp16(3 * 0x1p-25f) == 0x0002);         /* tie: to even (2) */
+    SQ_CHECK(sq_fp32_to_fp16(1023.5f * 0x1p-24f) == 0x0400);   /* rounds up into normal */
+    SQ_CHECK(sq_fp32_to_fp16(1e-30f) == 0x0000);
+    uint16_t h = sq_fp32_to_fp16(NAN);
+    SQ_CHECK((h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0);
+}
+
+/* Every half value survives half -> float -> half; NaNs stay NaN. */
+static void
+test_fp16_round_trip_all(void)
+{
+    int bad = 0;
+    for (uint32_t i = 0; i < (1u << 16); i++) {
+        uint16_t h = (uint16_t) i;
+        float f = sq_fp16_to_fp32(h);
+        uint16_t back = sq_fp32_to_fp16(f);
+        int is_nan = (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
+        if (is_nan ? !(isnan(f) && (back & 0x7c00) == 0x7c00 && (back & 0x3ff)) : back != h)
+            bad++;
+    }
+    SQ_CHECK(bad == 0);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("f16c"))) static uint16_t
+s_hw_fp32_to_fp16(float f)
+{
+    return (uint16_t) _cvtss_sh(f, 0);
+}
+
+/* Random float bit patterns (all exponents) convert as the F16C unit does. */
+static void
+test_fp16_matches_hardware(void)
+{
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("f16c"))
+        return;
+    int bad = 0;
+    for (int i = 0; i < 2000000; i++) {
+        float f = s_from_bits(s_rand());
+        if (isnan(f))
+            continue;
+        if (sq_fp32_to_fp16(f) != s_hw_fp32_to_fp16(f))
+            bad++;
+    }
+    SQ_CHECK(bad == 0);
+}
+#endif
+
+/* Each level's quantizer is bit-identical to the reference. */
+static void
+test_quantize_levels(void)
+{
+    enum { N = 32 * 40 };
+    static float x[N];
+    static sq_block_q8_0_t ref[N / 32], got[N / 32];
+    for (int i = 0; i < N; i++)
+        x[i] = s_randf() * (float) (1 + i / 32);
+    memset(x + 64, 0, 32 * sizeof(float));   /* an all-zero block */
+    x[100] = 3.5f * 127;                       /* exact ties after scaling */
+    sq_cpu_quantize_row_q8_0_ref(x, ref, N);
+    SQ_CHECK(ref[2].d == 0);
+    for (int i = 0; i < 32; i++)
+        SQ_CHECK(ref[2].qs[i] == 0);
+    for (int l = 0; l < S_N_LEVELS; l++) {
+        const sq_cpu_kernels_t *k = sq_cpu_kernels_for(s_levels[l]);
+        if (!k)
+            continue;
+        memset(got, 0x55, sizeof got);
+        k->quantize_q8_0(x, got, N);
+        SQ_CHECK(memcmp(ref, got, sizeof ref) == 0);
+    }
+    sq_cpu_quantize_row_q8_0(x, got, N);
+    SQ_CHECK(memcmp(ref, got, sizeof ref) == 0);
+    /* Dequantized values are within half a step of the input. */
+    static float back[N];
+    sq_cpu_dequantize_row(SQ_DTYPE_Q8_0, ref, back, N);
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        if (fabsf(back[i] - x[i]) > 0.51f * sq_fp16_to_fp32(ref[i / 32].d) + 1e-3f * fabsf(x[i]))
+            bad++;
+    SQ_CHECK(bad == 0);
+}
+
+static void
+test_row_bytes_and_dequantize(void)
+{
+    SQ_CHECK(sq_cpu_row_bytes(SQ_DTYPE_F32, 10) == 40);
+    SQ_CHECK(sq_cpu_row_bytes(SQ_DTYPE_F16, 10) == 20);
+    SQ_CHECK(sq_cpu_row_bytes(SQ_DTYPE_Q8_0, 64) == 68);
+    SQ_CHECK(sq_cpu_row_bytes(SQ_DTYPE_Q8_0, 33) == 0);
+    SQ_CHECK(sq_cpu_row_bytes(7, 32) == 0);
+    SQ_CHECK(sizeof(sq_block_q8_0_t) == 34);
+    uint16_t h[3] = {0x3c00, 0xc000, 0x3800};
+    float f[3];
+    sq_cpu_dequantize_row(SQ_DTYPE_F16, h, f, 3);
+    SQ_CHECK(f[0] == 1.0f && f[1] == -2.0f && f[2] == 0.5f);
+}
+
+/* Random weights of dtype, n_out x n_in, and their float values (OUT wf). */
+static void *
+s_random_weights(int dtype, int64_t n_out, int64_t n_in, float *wf)
+{
+    size_t row = sq_cpu_row_bytes(dtype, n_in);
+    char *w = malloc(row * (size_t) n_out + 1);
+    float *tmp = malloc(sizeof(float) * (size_t) n_in);
+    for (int64_t o = 0; o < n_out; o++) {
+        for (int64_t i = 0; i < n_in; i++)
+            tmp[i] = s_randf();
+        void *wr = w + (size_t) o * row;
+        if (dtype == SQ_DTYPE_F32)
+            memcpy(wr, tmp, row);
+        else if (dtype == SQ_DTYPE_F16)
+            for (int64_t i = 0; i < n_in; i++)
+                ((uint16_t *) wr)[i] = sq_fp32_to_fp16(tmp[i]);
+        else
+            sq_cpu_quantize_row_q8_0_ref(tmp, wr, n_in);
+        sq_cpu_dequantize_row(dtype, wr, wf + o * n_in, n_in);
+    }
+    free(tmp);
+    return w;
+}
+
+/* One shape: every level, pool sizes 1..3, against the reference. */
+static int
+s_check_shape(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, sq_threadpool_t **pools)
+{
+    int64_t ldy = n_out + (n_tok % 3);
+    float *wf = malloc(sizeof(float) * (size_t) (n_out * n_in));
+    void *w = s_random_weights(dtype, n_out, n_in, wf);
+    float *x = malloc(sizeof(float) * (size_t) (n_tok * n_in));
+    float *ref = malloc(sizeof(float) * (size_t) (n_tok * ldy));
+    float *got = malloc(sizeof(float) * (size_t) (n_tok * ldy));
+    for (int64_t i = 0; i < n_tok * n_in; i++)
+        x[i] = s_randf() * 2.0f;
+    int bad = sq_cpu_matmul_ref(dtype, w, n_out, n_in, x, n_tok, ref, ldy) != 0;
+    for (int l = 0; l < S_N_LEVELS; l++) {
+        const sq_cpu_kernels_t *k = sq_cpu_kernels_for(s_levels[l]);
+        for (int p = 0; k && p < 3; p++) {
+            for (int64_t i = 0; i < n_tok * ldy; i++)
+                got[i] = -12345.0f;
+            bad += sq_cpu_matmul_with(k, pools[p], dtype, w, n_out, n_in, x, n_tok, got, ldy) != 0;
+            for (int64_t t = 0; t < n_tok; t++) {
+                for (int64_t o = 0; o < ldy; o++) {
+                    float r = ref[t * ldy + o], g = got[t * ldy + o];
+                    if (o >= n_out) {          /* padding is left alone */
+                        bad += g != -12345.0f;
+                        continue;
+                    }
+                    float mag = 0.0f;
+                    for (int64_t i = 0; i < n_in; i++)
+                        mag += fabsf(wf[o * n_in + i] * x[t * n_in + i]);
+                    if (!(fabsf(g - r) <= 1e-5f * mag + 1e-6f)) {
+                        if (bad < 5)
+                            fprintf(stderr, "%s dtype %d %lldx%lld tok %lld/%lld row %lld: %g vs %g\n",
+                                    s_levels[l], dtype, (long long) n_out, (long long) n_in,
+                                    (long long) t, (long long) n_tok, (long long) o, g, r);
+                        bad++;
+                    }
+                }
+            }
+        }
+    }
+    free(wf);
+    free(w);
+    free(x);
+    free(ref);
+    free(got);
+    return bad;
+}
+
+static void
+test_matmul_levels_against_reference(void)
+{
+    sq_threadpool_t *pools[3] = {NULL, sq_threadpool_new(2), sq_threadpool_new(3)};
+    SQ_REQUIRE(pools[1] && pools[2]);
+    static const int dtypes[3] = {SQ_DTYPE_F32, SQ_DTYPE_F16, SQ_DTYPE_Q8_0};
+    int bad = 0, n_shapes = 0;
+    for (int d = 0; d < 3; d++) {
+        for (int64_t n_tok = 1; n_tok <= 17; n_tok++) {
+            int64_t n_out = 1 + s_rand() % 70;             /* odd ones included */
+            int64_t n_in = 32 * (1 + s_rand() % 9);
+            if (dtypes[d] != SQ_DTYPE_Q8_0 && n_tok % 2)
+                n_in += 1 + s_rand() % 31;                /* ragged tails */
+            bad += s_check_shape(dtypes[d], n_out, n_in, n_tok, pools);
+            n_shapes++;
+        }
+        bad += s_check_shape(dtypes[d], 67, 4096, 3, pools);   /* a long row */
+        bad += s_check_shape(dtypes[d], 5, 64, 300, pools);    /* many token tiles */
+    }
+    SQ_CHECK(n_shapes == 51);
+    SQ_CHECK(bad == 0);
+    sq_threadpool_destroy(&pools[1]);
+    sq_threadpool_destroy(&pools[2]);
+}
+
+/* The public entry point agrees with the reference too. */
+static void
+test_matmul_public(void)
+{
+    enum { O = 19, I = 96, T = 5 };
+    float wf[O * I], x[T * I], ref[T * O], got[T * O];
+    void *w = s_random_weights(SQ_DTYPE_Q8_0, O, I, wf);
+    for (int i = 0; i < T * I; i++)
+        x[i] = s_randf();
+    sq_threadpool_t *pool = sq_threadpool_new(2);
+    SQ_REQUIRE(pool);
+    SQ_CHECK(sq_cpu_matmul_ref(SQ_DTYPE_Q8_0, w, O, I, x, T, ref, O) == 0);
+    SQ_CHECK(sq_cpu_matmul(pool, SQ_DTYPE_Q8_0, w, O, I, x, T, got, O) == 0);
+    for (int i = 0; i < T * O; i++)
+        SQ_CHECK(fabsf(got[i] - ref[i]) <= 1e-3f);
+    /* Q8_0 is close to the float product of the dequantized weights. */
+    SQ_CHECK(sq_cpu_matmul_ref(SQ_DTYPE_F32, wf, O, I, x, T, got, O) == 0);
+    for (int i = 0; i < T * O; i++)
+        SQ_CHECK(fabsf(got[i] - ref[i]) <= 0.05f);
+    sq_threadpool_destroy(&pool);
+    free(w);
+}
+
+static void
+test_matmul_bad_arguments(void)
+{
+    float w[64] = {0}, x[64] = {0}, y[4];
+    sq_error_clear();
+    SQ_CHECK(sq_cpu_matmul(NULL, SQ_DTYPE_Q8_0, w, 1, 33, x, 1, y, 1) == SQ_EINVAL);
+    SQ_CHECK(strstr(sq_error_detail(), "Q8_0") != NULL);
+    SQ_CHECK(sq_cpu_matmul(NULL, 2, w, 1, 32, x, 1, y, 1) == SQ_EINVAL);
+    SQ_CHECK(strstr(sq_error_detail(), "type 2") != NULL);
+    SQ_CHECK(sq_cpu_matmul(NULL, SQ_DTYPE_F32, w, 4, 8, x, 1, y, 3) == SQ_EINVAL);
+    SQ_CHECK(sq_cpu_matmul_ref(SQ_DTYPE_F32, w, -1, 8, x, 1, y, 3) == SQ_EINVAL);
+    SQ_CHECK(sq_cpu_matmul(NULL, SQ_DTYPE_F32, w, 0, 8, x, 1, y, 0) == 0);
+}
+
+static void
+test_simd_level(void)
+{
+    const char *level = sq_cpu_simd_level();
+    int known = 0;
+    for (int l = 0; l < S_N_LEVELS; l++)
+        known += strcmp(level, s_levels[l]) == 0;
+    SQ_CHECK(known == 1);
+    SQ_CHECK(sq_cpu_kernels_for(level) != NULL);
+    SQ_CHECK(sq_cpu_kernels_for("portable") != NULL);
+    SQ_CHECK(sq_cpu_kernels_for("sse9") == NULL);
+    /* The cap in SQ_CPU_SIMD (set by the CTest entry that runs us capped). */
+    const char *cap = getenv("SQ_CPU_SIMD");
+    if (cap && strcmp(cap, "portable") == 0)
+        SQ_CHECK(strcmp(level, "portable") == 0);
+    fprintf(stderr, "simd level: %s\n", level);
+}
+
+typedef struct {
+    atomic_int counts[8];
+    atomic_int bad_nth;
+    int expect_nth;
+} s_pool_probe_t;
+
+static void
+s_probe(void *arg, int ith, int nth)
+{
+    s_pool_probe_t *p = arg;
+    if (nth != p->expect_nth || ith < 0 || ith >= nth)
+        atomic_fetch_add(&p->bad_nth, 1);
+    else
+        atomic_fetch_add(&p->counts[ith], 1);
+}
+
+/* Each ith runs exactly once per job, for many jobs in a row. */
+static void
+test_threadpool_runs_each_once(void)
+{
+    SQ_CHECK(sq_threadpool_new(0) == NULL);
+    SQ_CHECK(sq_threadpool_size(NULL) == 1);
+    for (int n = 1; n <= 4; n++) {
+        sq_threadpool_t *pool = sq_threadpool_new(n);
+        SQ_REQUIRE(pool);
+        SQ_CHECK(sq_threadpool_size(pool) == n);
+        s_pool_probe_t probe = {.expect_nth = n};
+        enum { RUNS = 20000 };
+        int bad = 0;
+        for (int r = 0; r < RUNS; r++) {
+            sq_threadpool_run(pool, s_probe, &probe);
+            for (int i = 0; i < n; i++)     /* the job is complete on return */
+                bad += atomic_load(&probe.counts[i]) != r + 1;
+        }
+        SQ_CHECK(bad == 0);
+        SQ_CHECK(atomic_load(&probe.bad_nth) == 0);
+        sq_threadpool_destroy(&pool);
+        SQ_CHECK(pool == NULL);
+        sq_threadpool_destroy(&pool);
+    }
+    s_pool_probe_t probe = {.expect_nth = 1};
+    sq_threadpool_run(NULL, s_probe, &probe);
+    SQ_CHECK(atomic_load(&probe.counts[0]) == 1);
+}
+
+int
+main(void)
+{
+    SQ_RUN(test_fp16_known_values);
+    SQ_RUN(test_fp16_round_trip_all);
+#if defined(__x86_64__)
+    SQ_RUN(test_fp16_matches_hardware);
+#endif
+    SQ_RUN(test_row_bytes_and_dequantize);
+    SQ_RUN(test_quantize_levels);
+    SQ_RUN(test_matmul_levels_against_reference);
+    SQ_RUN(test_matmul_public);
+    SQ_RUN(test_matmul_bad_arguments);
+    SQ_RUN(test_simd_level);
+    SQ_RUN(test_threadpool_runs_each_once);
+    return sq_test_summary("cpu_kernels");
+}

@@ -1,0 +1,285 @@
+/*  sq_backend_cpu: the CPU backend. Backend memory is host memory.
+ *
+ *  Matrix products go to sq_cpu_matmul (SIMD kernels, thread pool, owned by
+ *  the kernels library). The rest of the transformer step (RMSNorm, RoPE,
+ *  attention over the KV cache, SwiGLU) is plain C here; attention is the
+ *  only one heavy enough to spread over the pool (one task per token x
+ *  head). Weights given with borrow=true (the GGUF mapping) are used in
+ *  place: loading a model copies nothing but the row-parallel slices.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sq_backend.h"
+#include "sq_cpu_kernels.h"
+#include "sq_error.h"
+
+typedef struct {
+    sq_threadpool_t *pool;
+    int n_threads;
+    float *scores;              /* n_threads x scores_per_thread scratch */
+    size_t scores_per_thread;
+} s_cpu_t;
+
+static s_cpu_t *s_ctx(sq_backend_t *be)
+{
+    return be->ctx;
+}
+
+static void s_destroy(sq_backend_t *be)
+{
+    s_cpu_t *c = s_ctx(be);
+    sq_threadpool_destroy(&c->pool);
+    free(c->scores);
+    free(c);
+}
+
+static void *s_alloc(sq_backend_t *be, size_t bytes)
+{
+    /* 64-byte aligned for the SIMD kernels */
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (p)
+        memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+
+static void s_free(sq_backend_t *be, void *p)
+{
+    free(p);
+}
+
+static int s_memcpy(sq_backend_t *be, void *dst, const void *src, size_t bytes)
+{
+    memmove(dst, src, bytes);
+    return 0;
+}
+
+static int s_weight_init(sq_backend_t *be, sq_weight_t *w, int dtype, int64_t n_out,
+                         int64_t n_in, const void *host, bool borrow)
+{
+    size_t row = sq_cpu_row_bytes(dtype, n_in);
+    if (row == 0 || n_out <= 0)
+        return SQ_FAIL(SQ_EINVAL, "weight of %lld x %lld, dtype %d", (long long)n_out,
+                       (long long)n_in, dtype);
+    *w = (sq_weight_t){.dtype = dtype, .n_out = n_out, .n_in = n_in, .data = host};
+    if (!borrow) {
+        if (!(w->owned = s_alloc(be, row * (size_t)n_out)))
+            return SQ_FAIL(SQ_ENOMEM, "weight of %lld x %lld", (long long)n_out, (long long)n_in);
+        memcpy(w->owned, host, row * (size_t)n_out);
+        w->data = w->owned;
+    }
+    return 0;
+}
+
+static void s_weight_release(sq_backend_t *be, sq_weight_t *w)
+{
+    free(w->owned);
+    memset(w, 0, sizeof *w);
+}
+
+static int s_embed(sq_backend_t *be, const sq_weight_t *emb, const int32_t *ids, int n,
+                   float *out)
+{
+    size_t row = sq_cpu_row_bytes(emb->dtype, emb->n_in);
+    for (int t = 0; t < n; t++) {
+        if (ids[t] < 0 || ids[t] >= emb->n_out)
+            return SQ_FAIL(SQ_EINVAL, "token id %d out of range [0, %lld)", ids[t],
+                           (long long)emb->n_out);
+        const char *src = (const char *)emb->data + row * (size_t)ids[t];
+        sq_cpu_dequantize_row(emb->dtype, src, out + (size_t)t * emb->n_in, emb->n_in);
+    }
+    return 0;
+}
+
+static int s_rmsnorm(sq_backend_t *be, const float *x, const sq_weight_t *w, float eps, int n,
+                     float *out)
+{
+    const int64_t dim = w->n_in;
+    const float *g = w->data;
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * dim;
+        float *ot = out + (size_t)t * dim;
+        double ss = 0.0;
+        for (int64_t i = 0; i < dim; i++)
+            ss += (double)xt[i] * xt[i];
+        float scale = 1.0f / sqrtf((float)(ss / (double)dim) + eps);
+        for (int64_t i = 0; i < dim; i++)
+            ot[i] = xt[i] * scale * g[i];
+    }
+    return 0;
+}
+
+static int s_matmul(sq_backend_t *be, const sq_weight_t *w, const float *x, int n_tok, float *y)
+{
+    return sq_cpu_matmul(s_ctx(be)->pool, w->dtype, w->data, w->n_out, w->n_in, x, n_tok, y,
+                         w->n_out);
+}
+
+static int s_rope(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_dim, int n_rot,
+                  const int32_t *pos, float freq_base)
+{
+    for (int t = 0; t < n_tok; t++) {
+        for (int i = 0; i < n_rot / 2; i++) {
+            /* same angle for every head: compute once per (t, i) */
+            float theta = (float)pos[t] * powf(freq_base, -2.0f * (float)i / (float)n_rot);
+            float c = cosf(theta), s = sinf(theta);
+            for (int h = 0; h < n_heads; h++) {
+                float *p = x + ((size_t)t * n_heads + h) * head_dim + 2 * i;
+                float a = p[0], b = p[1];
+                p[0] = a * c - b * s;
+                p[1] = a * s + b * c;
+            }
+        }
+    }
+    return 0;
+}
+
+/* One (token, head) pair per task index, strided over the threads. */
+typedef struct {
+    const sq_attn_args_t *a;
+    s_cpu_t *cpu;
+} s_attn_job_t;
+
+static void s_attn_one(const sq_attn_args_t *a, int t, int h, float *scores)
+{
+    const int hd = a->head_dim;
+    const int kvh = (a->q_head0 + h) / a->group - a->kv_head0;
+    const size_t row = (size_t)a->n_kv * hd;
+    const float *kc = a->k_cache + (size_t)a->slot[t] * a->n_ctx * row + (size_t)kvh * hd;
+    const float *vc = a->v_cache + (size_t)a->slot[t] * a->n_ctx * row + (size_t)kvh * hd;
+    const float *q = a->q + ((size_t)t * a->n_heads + h) * hd;
+    float *out = a->out + ((size_t)t * a->n_heads + h) * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int n = a->pos[t] + 1;
+    float max = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        const float *k = kc + (size_t)j * row;
+        float s = 0.0f;
+        for (int d = 0; d < hd; d++)
+            s += q[d] * k[d];
+        scores[j] = s * scale;
+        if (scores[j] > max)
+            max = scores[j];
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < n; j++) {
+        scores[j] = expf(scores[j] - max);
+        sum += scores[j];
+    }
+    memset(out, 0, (size_t)hd * sizeof *out);
+    for (int j = 0; j < n; j++) {
+        const float *v = vc + (size_t)j * row;
+        const float p = scores[j] / sum;
+        for (int d = 0; d < hd; d++)
+            out[d] += p * v[d];
+    }
+}
+
+static void s_attn_worker(void *arg, int ith, int nth)
+{
+    s_attn_job_t *job = arg;
+    const sq_attn_args_t *a = job->a;
+    float *scores = job->cpu->scores + (size_t)ith * job->cpu->scores_per_thread;
+    const int n_tasks = a->n_tok * a->n_heads;
+    for (int i = ith; i < n_tasks; i += nth)
+        s_attn_one(a, i / a->n_heads, i % a->n_heads, scores);
+}
+
+static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
+{
+    s_cpu_t *c = s_ctx(be);
+    const size_t row = (size_t)a->n_kv * a->head_dim;
+    /* store every token's k/v first: a token may attend to another of the
+     * same batch at an earlier position */
+    for (int t = 0; t < a->n_tok; t++) {
+        size_t at = ((size_t)a->slot[t] * a->n_ctx + (size_t)a->pos[t]) * row;
+        memcpy(a->k_cache + at, a->k + (size_t)t * row, row * sizeof(float));
+        memcpy(a->v_cache + at, a->v + (size_t)t * row, row * sizeof(float));
+    }
+    if ((size_t)a->n_ctx > c->scores_per_thread) {
+        float *s = realloc(c->scores, (size_t)a->n_ctx * c->n_threads * sizeof(float));
+        if (!s)
+            return SQ_FAIL(SQ_ENOMEM, "attention scores for context %d", a->n_ctx);
+        c->scores = s;
+        c->scores_per_thread = (size_t)a->n_ctx;
+    }
+    s_attn_job_t job = {a, c};
+    sq_threadpool_run(c->pool, s_attn_worker, &job);
+    return 0;
+}
+
+static int s_swiglu(sq_backend_t *be, float *gate, const float *up, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    return 0;
+}
+
+static int s_add(sq_backend_t *be, float *x, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] += y[i];
+    return 0;
+}
+
+static const sq_backend_ops_t s_cpu_ops = {
+    .name = "cpu",
+    .destroy = s_destroy,
+    .alloc = s_alloc,
+    .free = s_free,
+    .upload = s_memcpy,
+    .download = s_memcpy,
+    .copy = s_memcpy,
+    .weight_init = s_weight_init,
+    .weight_release = s_weight_release,
+    .embed = s_embed,
+    .rmsnorm = s_rmsnorm,
+    .matmul = s_matmul,
+    .rope = s_rope,
+    .attention = s_attention,
+    .swiglu = s_swiglu,
+    .add = s_add,
+};
+
+sq_backend_t *sq_backend_cpu_new(int n_threads)
+{
+    if (n_threads < 1) {
+        SQ_FAIL(SQ_EINVAL, "cpu backend: %d threads", n_threads);
+        return NULL;
+    }
+    sq_backend_t *be = calloc(1, sizeof *be);
+    s_cpu_t *c = calloc(1, sizeof *c);
+    if (be && c)
+        c->pool = sq_threadpool_new(n_threads);
+    if (!be || !c || !c->pool) {
+        SQ_FAIL(SQ_ENOMEM, "cpu backend with %d threads", n_threads);
+        if (c)
+            sq_threadpool_destroy(&c->pool);
+        free(c);
+        free(be);
+        return NULL;
+    }
+    c->n_threads = sq_threadpool_size(c->pool);
+    be->ops = &s_cpu_ops;
+    be->ctx = c;
+    return be;
+}
+
+sq_backend_t *sq_backend_new(const char *device, int n_threads)
+{
+    if (!device || strcmp(device, "cpu") == 0)
+        return sq_backend_cpu_new(n_threads);
+    SQ_FAIL(SQ_EUNSUPPORTED, "device %s: this build has the cpu backend only", device);
+    return NULL;
+}
+
+void sq_backend_destroy(sq_backend_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    (*self_p)->ops->destroy(*self_p);
+    free(*self_p);
+    *self_p = NULL;
+}

@@ -1,0 +1,370 @@
+/*  sq_cpu_kernels: number formats, the scalar reference, the portable
+ *  kernels and the run-time choice of SIMD level.
+ *
+ *  The reference (sq_cpu_matmul_ref and the *_ref helpers) is the
+ *  definition every fast path is tested against: plain loops, one thread,
+ *  one accumulator. The portable level is the fallback for CPUs without
+ *  AVX2; it keeps eight partial sums so that the compiler can vectorise it
+ *  with whatever the baseline ISA offers. The matmul driver shared by all
+ *  levels lives in sq_cpu_matmul.c.
+ */
+#define _GNU_SOURCE
+#include "sq_cpu_internal.h"
+#include "sq_error.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- fp16 ---------------------------------------------------------------- */
+
+float
+sq_fp16_to_fp32(uint16_t h)
+{
+    uint32_t sign = (uint32_t) (h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0x1f) {                    /* inf / nan: keep the payload */
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else if (exp != 0) {                /* normal */
+        bits = sign | ((exp + 112) << 23) | (mant << 13);
+    } else if (mant == 0) {               /* signed zero */
+        bits = sign;
+    } else {                              /* subnormal: mant * 2^-24, exact */
+        float v = (float) mant * 0x1p-24f;
+        memcpy(&bits, &v, sizeof bits);
+        bits |= sign;
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+uint16_t
+sq_fp32_to_fp16(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    uint16_t sign = (uint16_t) ((bits >> 16) & 0x8000);
+    uint32_t abs = bits & 0x7fffffffu;
+    if (abs > 0x7f800000u)                       /* nan: keep it quiet */
+        return sign | 0x7e00 | (uint16_t) ((abs >> 13) & 0x3ff);
+    if (abs >= 0x477ff000u)                      /* rounds to >= 65520: inf */
+        return sign | 0x7c00;
+    if (abs < 0x38800000u) {                     /* below 2^-14: subnormal */
+        /* Adding 0.5 makes the FPU round mant * 2^-24 to nearest even. */
+        float a;
+        memcpy(&a, &abs, sizeof a);
+        float r = a + 0.5f;
+        uint32_t rbits;
+        memcpy(&rbits, &r, sizeof rbits);
+        return sign | (uint16_t) (rbits - 0x3f000000u);
+    }
+    uint32_t mant_odd = (abs >> 13) & 1;
+    abs += 0xc8000fffu + mant_odd;               /* rebias exponent, round even */
+    return sign | (uint16_t) (abs >> 13);
+}
+
+/* ---- rows ---------------------------------------------------------------- */
+
+size_t
+sq_cpu_row_bytes(int dtype, int64_t n)
+{
+    if (n < 0)
+        return 0;
+    switch (dtype) {
+    case SQ_DTYPE_F32:
+        return (size_t) n * sizeof(float);
+    case SQ_DTYPE_F16:
+        return (size_t) n * sizeof(uint16_t);
+    case SQ_DTYPE_Q8_0:
+        return n % SQ_QK8_0 ? 0 : (size_t) (n / SQ_QK8_0) * sizeof(sq_block_q8_0_t);
+    default:
+        return 0;
+    }
+}
+
+void
+sq_cpu_quantize_row_q8_0_ref(const float *x, sq_block_q8_0_t *y, int64_t n)
+{
+    for (int64_t b = 0; b < n / SQ_QK8_0; b++) {
+        const float *xb = x + b * SQ_QK8_0;
+        float amax = 0.0f;
+        for (int i = 0; i < SQ_QK8_0; i++)
+            amax = fmaxf(amax, fabsf(xb[i]));
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = sq_fp32_to_fp16(d);
+        /* Round half to even, as the SIMD paths' vcvtps2dq does. */
+        for (int i = 0; i < SQ_QK8_0; i++)
+            y[b].qs[i] = (int8_t) nearbyintf(xb[i] * id);
+    }
+}
+
+void
+sq_cpu_quantize_row_q8_0(const float *x, sq_block_q8_0_t *y, int64_t n)
+{
+    sq_cpu_kernels_for(sq_cpu_simd_level())->quantize_q8_0(x, y, n);
+}
+
+void
+sq_cpu_dequantize_row(int dtype, const void *x, float *y, int64_t n)
+{
+    if (dtype == SQ_DTYPE_F32) {
+        memcpy(y, x, (size_t) n * sizeof(float));
+    } else if (dtype == SQ_DTYPE_F16) {
+        const uint16_t *h = x;
+        for (int64_t i = 0; i < n; i++)
+            y[i] = sq_fp16_to_fp32(h[i]);
+    } else if (dtype == SQ_DTYPE_Q8_0) {
+        const sq_block_q8_0_t *b = x;
+        for (int64_t i = 0; i < n; i++)
+            y[i] = sq_fp16_to_fp32(b[i / SQ_QK8_0].d) * (float) b[i / SQ_QK8_0].qs[i % SQ_QK8_0];
+    }
+}
+
+/* ---- reference ----------------------------------------------------------- */
+
+static int
+s_check_args(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, int64_t ldy)
+{
+    if (dtype != SQ_DTYPE_F32 && dtype != SQ_DTYPE_F16 && dtype != SQ_DTYPE_Q8_0)
+        return SQ_FAIL(SQ_EINVAL, "matmul: unsupported weight type %d", dtype);
+    if (n_out < 0 || n_in < 0 || n_tok < 0 || ldy < n_out)
+        return SQ_FAIL(SQ_EINVAL, "matmul: bad shape n_out %lld n_in %lld n_tok %lld ldy %lld",
+                       (long long) n_out, (long long) n_in, (long long) n_tok, (long long) ldy);
+    if (dtype == SQ_DTYPE_Q8_0 && n_in % SQ_QK8_0 != 0)
+        return SQ_FAIL(SQ_EINVAL, "matmul: Q8_0 row of %lld values is not whole 32-blocks",
+                       (long long) n_in);
+    return 0;
+}
+
+int
+sq_cpu_matmul_check(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, int64_t ldy)
+{
+    return s_check_args(dtype, n_out, n_in, n_tok, ldy);
+}
+
+/* One reference dot product of weight row w against activation row x (F32,
+ * or Q8_0 blocks for Q8_0 weights: llama.cpp's integer scheme). */
+static float
+s_dot_ref(int dtype, const void *w, const void *x, int64_t n)
+{
+    float sum = 0.0f;
+    if (dtype == SQ_DTYPE_Q8_0) {
+        const sq_block_q8_0_t *wb = w, *xb = x;
+        for (int64_t b = 0; b < n / SQ_QK8_0; b++) {
+            int32_t isum = 0;
+            for (int i = 0; i < SQ_QK8_0; i++)
+                isum += (int32_t) wb[b].qs[i] * xb[b].qs[i];
+            sum += (float) isum * (sq_fp16_to_fp32(wb[b].d) * sq_fp16_to_fp32(xb[b].d));
+        }
+    } else {
+        const float *xf = x;
+        for (int64_t i = 0; i < n; i++) {
+            float wv = dtype == SQ_DTYPE_F32 ? ((const float *) w)[i]
+                                             : sq_fp16_to_fp32(((const uint16_t *) w)[i]);
+            sum += wv * xf[i];
+        }
+    }
+    return sum;
+}
+
+int
+sq_cpu_matmul_ref(int dtype, const void *w, int64_t n_out, int64_t n_in, const float *x,
+                  int64_t n_tok, float *y, int64_t ldy)
+{
+    int rc = s_check_args(dtype, n_out, n_in, n_tok, ldy);
+    if (rc)
+        return rc;
+    size_t row_bytes = sq_cpu_row_bytes(dtype, n_in);
+    sq_block_q8_0_t *xq = NULL;
+    if (dtype == SQ_DTYPE_Q8_0 && n_in > 0) {
+        xq = malloc(sizeof *xq * (size_t) (n_in / SQ_QK8_0));
+        if (!xq)
+            return SQ_FAIL(SQ_ENOMEM, "matmul_ref: no memory for %lld activations", (long long) n_in);
+    }
+    for (int64_t t = 0; t < n_tok; t++) {
+        const void *xt = x + t * n_in;
+        if (xq) {
+            sq_cpu_quantize_row_q8_0_ref(x + t * n_in, xq, n_in);
+            xt = xq;
+        }
+        for (int64_t o = 0; o < n_out; o++)
+            y[t * ldy + o] = s_dot_ref(dtype, (const char *) w + (size_t) o * row_bytes, xt, n_in);
+    }
+    free(xq);
+    return 0;
+}
+
+/* ---- portable level ------------------------------------------------------ */
+
+#define S_LANES 8
+
+static float s_fp16_table[1 << 16];
+static pthread_once_t s_fp16_once = PTHREAD_ONCE_INIT;
+
+static void
+s_fp16_table_init(void)
+{
+    for (uint32_t i = 0; i < (1u << 16); i++)
+        s_fp16_table[i] = sq_fp16_to_fp32((uint16_t) i);
+}
+
+/* out[j] = w . x_j for F32 or F16 w; eight lanes the compiler can vectorise. */
+static void
+s_dot_float_portable(int dtype, const void *w, const void *x, size_t x_stride, int n_x, int64_t n,
+                     float *out)
+{
+    if (dtype == SQ_DTYPE_F16)
+        pthread_once(&s_fp16_once, s_fp16_table_init);
+    const float *wf = w;
+    const uint16_t *wh = w;
+    for (int j = 0; j < n_x; j++) {
+        const float *xj = (const float *) ((const char *) x + (size_t) j * x_stride);
+        float acc[S_LANES] = {0};
+        float wv[S_LANES];
+        int64_t i = 0;
+        for (; i + S_LANES <= n; i += S_LANES) {
+            for (int l = 0; l < S_LANES; l++)
+                wv[l] = dtype == SQ_DTYPE_F32 ? wf[i + l] : s_fp16_table[wh[i + l]];
+            for (int l = 0; l < S_LANES; l++)
+                acc[l] += wv[l] * xj[i + l];
+        }
+        for (; i < n; i++)
+            acc[0] += (dtype == SQ_DTYPE_F32 ? wf[i] : s_fp16_table[wh[i]]) * xj[i];
+        float sum = 0.0f;
+        for (int l = 0; l < S_LANES; l++)
+            sum += acc[l];
+        out[j] = sum;
+    }
+}
+
+static void
+s_dot_f32_portable(const void *w, const void *x, size_t x_stride, int n_x, int64_t n, float *out)
+{
+    s_dot_float_portable(SQ_DTYPE_F32, w, x, x_stride, n_x, n, out);
+}
+
+static void
+s_dot_f16_portable(const void *w, const void *x, size_t x_stride, int n_x, int64_t n, float *out)
+{
+    s_dot_float_portable(SQ_DTYPE_F16, w, x, x_stride, n_x, n, out);
+}
+
+static void
+s_dot_q8_0_portable(const void *w, const void *x, size_t x_stride, int n_x, int64_t n, float *out)
+{
+    pthread_once(&s_fp16_once, s_fp16_table_init);
+    const sq_block_q8_0_t *wb = w;
+    for (int j = 0; j < n_x; j++) {
+        const sq_block_q8_0_t *xb = (const void *) ((const char *) x + (size_t) j * x_stride);
+        float sum = 0.0f;
+        for (int64_t b = 0; b < n / SQ_QK8_0; b++) {
+            int32_t isum = 0;
+            for (int i = 0; i < SQ_QK8_0; i++)
+                isum += (int32_t) wb[b].qs[i] * xb[b].qs[i];
+            sum += (float) isum * (s_fp16_table[wb[b].d] * s_fp16_table[xb[b].d]);
+        }
+        out[j] = sum;
+    }
+}
+
+const sq_cpu_kernels_t sq_cpu_kernels_portable = {
+    .name = "portable",
+    .dot_f32 = s_dot_f32_portable,
+    .dot_f16 = s_dot_f16_portable,
+    .dot_q8_0 = s_dot_q8_0_portable,
+    .quantize_q8_0 = sq_cpu_quantize_row_q8_0_ref,
+};
+
+/* ---- run-time choice ----------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    const sq_cpu_kernels_t *kernels;
+    int (*supported)(void);
+} s_level_t;
+
+static int
+s_always(void)
+{
+    return 1;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+static int
+s_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+}
+
+static int
+s_has_avx512(void)
+{
+    return s_has_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+
+static int
+s_has_avx512vnni(void)
+{
+    return s_has_avx512() && __builtin_cpu_supports("avx512vnni");
+}
+#endif
+
+/* Lowest level first. */
+static const s_level_t s_levels[] = {
+    {"portable", &sq_cpu_kernels_portable, s_always},
+#if defined(__x86_64__) || defined(__i386__)
+    {"avx2", &sq_cpu_kernels_avx2, s_has_avx2},
+    {"avx512", &sq_cpu_kernels_avx512, s_has_avx512},
+    {"avx512vnni", &sq_cpu_kernels_avx512vnni, s_has_avx512vnni},
+#endif
+};
+#define S_N_LEVELS ((int) (sizeof s_levels / sizeof s_levels[0]))
+
+static const sq_cpu_kernels_t *s_chosen;
+static pthread_once_t s_choose_once = PTHREAD_ONCE_INIT;
+
+/* The highest supported level, capped by SQ_CPU_SIMD when that names one. */
+static void
+s_choose(void)
+{
+    const char *cap = getenv("SQ_CPU_SIMD");
+    s_chosen = &sq_cpu_kernels_portable;
+    for (int i = 0; i < S_N_LEVELS; i++) {
+        if (s_levels[i].supported())
+            s_chosen = s_levels[i].kernels;
+        if (cap && strcmp(cap, s_levels[i].name) == 0)
+            break;
+    }
+}
+
+const char *
+sq_cpu_simd_level(void)
+{
+    pthread_once(&s_choose_once, s_choose);
+    return s_chosen->name;
+}
+
+const sq_cpu_kernels_t *
+sq_cpu_kernels_for(const char *level)
+{
+    for (int i = 0; i < S_N_LEVELS; i++)
+        if (strcmp(level, s_levels[i].name) == 0)
+            return s_levels[i].supported() ? s_levels[i].kernels : NULL;
+    return NULL;
+}
+
+int
+sq_cpu_matmul(sq_threadpool_t *pool, int dtype, const void *w, int64_t n_out, int64_t n_in,
+              const float *x, int64_t n_tok, float *y, int64_t ldy)
+{
+    pthread_once(&s_choose_once, s_choose);
+    return sq_cpu_matmul_with(s_chosen, pool, dtype, w, n_out, n_in, x, n_tok, y, ldy);
+}

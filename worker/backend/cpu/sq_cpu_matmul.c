@@ -1,0 +1,105 @@
+/*  sq_cpu_matmul: the driver every SIMD level shares.
+ *
+ *  Y (n_tok, n_out) = X (n_tok, n_in) W^T, W (n_out, n_in) row-major.
+ *  Threads split the output rows into contiguous ranges. Within its range a
+ *  thread walks token tiles small enough for the tile's activations to stay
+ *  in L2, and for each weight row runs the level's dot kernel over the
+ *  tile SQ_CPU_NX tokens at a time: the row comes from memory once per tile
+ *  and from L1 for the rest of it. A decode step (n_tok = 1) is one tile.
+ *
+ *  For Q8_0 weights the activations are quantized to Q8_0 once per call,
+ *  by the calling thread, into a per-thread scratch buffer that only grows
+ *  (so the hot path allocates only when a larger shape first appears).
+ */
+#include "sq_cpu_internal.h"
+#include "sq_error.h"
+
+#include <stdlib.h>
+
+/* Activation bytes one token tile may occupy (half a typical L2). */
+#define S_TILE_BYTES (256 * 1024)
+
+typedef struct {
+    sq_cpu_dot_fn dot;
+    const char *w;          /* n_out rows of row_bytes */
+    size_t row_bytes;
+    int64_t n_out, n_in;
+    const char *x;          /* n_tok rows of x_stride bytes (F32 or Q8_0) */
+    size_t x_stride;
+    int64_t n_tok, tile;
+    float *y;
+    int64_t ldy;
+} s_job_t;
+
+static _Thread_local sq_block_q8_0_t *s_scratch;
+static _Thread_local size_t s_scratch_blocks;
+
+static sq_block_q8_0_t *
+s_scratch_get(size_t n_blocks)
+{
+    if (n_blocks > s_scratch_blocks) {
+        sq_block_q8_0_t *p = realloc(s_scratch, n_blocks * sizeof *p);
+        if (!p)
+            return NULL;
+        s_scratch = p;
+        s_scratch_blocks = n_blocks;
+    }
+    return s_scratch;
+}
+
+static void
+s_job_run(void *arg, int ith, int nth)
+{
+    const s_job_t *job = arg;
+    int64_t r0 = job->n_out * ith / nth;
+    int64_t r1 = job->n_out * (ith + 1) / nth;
+    float out[SQ_CPU_NX];
+    for (int64_t t0 = 0; t0 < job->n_tok; t0 += job->tile) {
+        int64_t t1 = t0 + job->tile < job->n_tok ? t0 + job->tile : job->n_tok;
+        for (int64_t o = r0; o < r1; o++) {
+            const char *wo = job->w + (size_t) o * job->row_bytes;
+            for (int64_t t = t0; t < t1; t += SQ_CPU_NX) {
+                int n_x = t1 - t < SQ_CPU_NX ? (int) (t1 - t) : SQ_CPU_NX;
+                job->dot(wo, job->x + (size_t) t * job->x_stride, job->x_stride, n_x, job->n_in, out);
+                for (int j = 0; j < n_x; j++)
+                    job->y[(t + j) * job->ldy + o] = out[j];
+            }
+        }
+    }
+}
+
+int
+sq_cpu_matmul_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype, const void *w,
+                   int64_t n_out, int64_t n_in, const float *x, int64_t n_tok, float *y,
+                   int64_t ldy)
+{
+    int rc = sq_cpu_matmul_check(dtype, n_out, n_in, n_tok, ldy);
+    if (rc)
+        return rc;
+    if (n_out == 0 || n_tok == 0)
+        return 0;
+    s_job_t job = {
+        .w = w, .row_bytes = sq_cpu_row_bytes(dtype, n_in), .n_out = n_out, .n_in = n_in,
+        .x = (const char *) x, .x_stride = (size_t) n_in * sizeof(float), .n_tok = n_tok,
+        .y = y, .ldy = ldy,
+    };
+    if (dtype == SQ_DTYPE_Q8_0) {
+        size_t blocks_per_row = (size_t) (n_in / SQ_QK8_0);
+        sq_block_q8_0_t *xq = s_scratch_get(blocks_per_row * (size_t) n_tok);
+        if (!xq && blocks_per_row > 0)
+            return SQ_FAIL(SQ_ENOMEM, "matmul: no memory to quantize %lld x %lld activations",
+                           (long long) n_tok, (long long) n_in);
+        for (int64_t t = 0; t < n_tok; t++)
+            k->quantize_q8_0(x + t * n_in, xq + (size_t) t * blocks_per_row, n_in);
+        job.x = (const char *) xq;
+        job.x_stride = blocks_per_row * sizeof *xq;
+        job.dot = k->dot_q8_0;
+    } else {
+        job.dot = dtype == SQ_DTYPE_F32 ? k->dot_f32 : k->dot_f16;
+    }
+    int64_t tile = job.x_stride ? (int64_t) (S_TILE_BYTES / job.x_stride) : n_tok;
+    tile -= tile % SQ_CPU_NX;
+    job.tile = tile < SQ_CPU_NX ? SQ_CPU_NX : tile;
+    sq_threadpool_run(pool, s_job_run, &job);
+    return 0;
+}
