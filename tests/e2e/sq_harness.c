@@ -136,8 +136,8 @@ s_port_free(int port)
 
 /* A free port in our range other than `not`, starting at a pid-derived
  * place so that tests running side by side rarely probe the same ones. */
-static int
-s_pick_port(int not)
+int
+sq_harness_free_port(int not)
 {
     int span = SQ_HARNESS_PORT_HI - SQ_HARNESS_PORT_LO + 1;
     int start = (int)((getpid() * 37L + not) % span);
@@ -213,8 +213,8 @@ sq_harness_new(const char *name)
     if (!self->admin_conninfo || s_make_log_dir(self, name) != 0
         || s_create_database(self, name) != 0)
         goto fail;
-    self->client_port = s_pick_port(0);
-    self->worker_port = self->client_port > 0 ? s_pick_port(self->client_port) : -1;
+    self->client_port = sq_harness_free_port(0);
+    self->worker_port = self->client_port > 0 ? sq_harness_free_port(self->client_port) : -1;
     if (self->worker_port < 0)
         goto fail;
     snprintf(self->client_ep, sizeof self->client_ep, "tcp://127.0.0.1:%d", self->client_port);

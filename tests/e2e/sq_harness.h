@@ -86,6 +86,10 @@ int sq_harness_wait_i64(sq_harness_t *self, const char *sql, int64_t want, int t
 int sq_harness_wait_at_least(sq_harness_t *self, const char *sql, int64_t at_least,
                              int timeout_ms, int64_t *last_out);
 
+/* A loopback TCP port in the e2e range (16500-16999) that is free now,
+ * other than `not` (0 for none); negative SQ_E* when none is. */
+int sq_harness_free_port(int not);
+
 /* Pause briefly between two polls (the only sleeping the tests do). */
 void sq_harness_poll_pause(void);
 
