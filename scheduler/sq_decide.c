@@ -152,16 +152,22 @@ s_ceil_div(double a, double b)
     return q > 1e6 ? 1000000 : (int)q;
 }
 
-/* The raw recommendation and a short account of it. */
+/* The raw recommendation and a short account of it. As in HPA, each
+ * metric's usage ratio (observed / target at the current count) within
+ * `tolerance` of 1 recommends the current count: that band is what keeps
+ * a noisy but steady load from flapping between two counts. */
 static int
 s_recommend(const sq_pool_policy_t *p, const sq_pool_metrics_t *m, int current, char *why,
             size_t size)
 {
-    int rec = 0;
+    int rec = 0, n_metrics = 0, n_within = 0;
     int64_t outstanding = m->queued + m->leased;
     why[0] = '\0';
     if (p->target_queued_per_group > 0) {
         rec = s_ceil_div((double)outstanding, p->target_queued_per_group);
+        double ratio = current ? outstanding / (current * p->target_queued_per_group) : 2;
+        n_metrics++;
+        n_within += fabs(ratio - 1.0) <= p->tolerance;
         snprintf(why, size, "%lld outstanding/%g per group=%d", (long long)outstanding,
                  p->target_queued_per_group, rec);
     }
@@ -169,10 +175,17 @@ s_recommend(const sq_pool_policy_t *p, const sq_pool_metrics_t *m, int current, 
     if (p->target_utilization > 0 && ready > 0) {
         double util = (double)m->busy / ready;
         int r = s_ceil_div(current * util, p->target_utilization);
+        n_metrics++;
+        n_within += fabs(util / p->target_utilization - 1.0) <= p->tolerance;
         size_t used = strlen(why);
         snprintf(why + used, size - used, "%sutil %.2f/%.2f=%d", used ? ", " : "", util,
                  p->target_utilization, r);
         rec = r > rec ? r : rec;
+    }
+    if (current > 0 && n_metrics > 0 && n_within == n_metrics) {
+        size_t used = strlen(why);
+        snprintf(why + used, size - used, " (within tolerance: %d)", current);
+        rec = current;
     }
     if (outstanding > 0 && rec == 0)
         rec = 1; /* work waiting and nothing to run it: scale from zero */
@@ -190,8 +203,11 @@ sq_decide(sq_decider_t *self, const sq_pool_policy_t *p, const sq_pool_metrics_t
     char why[160];
     int rec = s_recommend(p, m, cur, why, sizeof why);
     rec = rec < p->min_groups ? p->min_groups : rec > p->max_groups ? p->max_groups : rec;
-    if (cur > 0 && rec != cur && fabs((double)rec / cur - 1.0) <= p->tolerance)
-        rec = cur; /* within tolerance: not worth a change */
+    /* The window floor joins the recommendation, so the end of a window
+     * (or a shorter measured lead time) is stabilised like any drop. */
+    out->floor = sq_decider_floor(self, p, now_ms / 1000, &out->window);
+    int by_floor = out->floor > rec;
+    rec = by_floor ? out->floor : rec;
     int64_t window_ms = p->scale_down_stabilization_s * 1000;
     if (!self->started) {
         /* A restarted scheduler has no history: count the groups it finds
@@ -201,7 +217,6 @@ sq_decide(sq_decider_t *self, const sq_pool_policy_t *p, const sq_pool_metrics_t
     }
     int stab = s_window_max(self, now_ms, rec, window_ms);
     stab = stab > p->max_groups ? p->max_groups : stab; /* a reload may lower max_groups */
-    out->floor = sq_decider_floor(self, p, now_ms / 1000, &out->window);
     out->current = cur;
     out->recommendation = rec;
 
@@ -211,7 +226,9 @@ sq_decide(sq_decider_t *self, const sq_pool_policy_t *p, const sq_pool_metrics_t
         int cooling = self->have_up && now_ms - self->last_up_ms < p->scale_up_cooldown_s * 1000;
         int hi = p->max_step_up ? cur + p->max_step_up : rec;
         desired = cooling ? cur : rec < hi ? rec : hi;
-        verdict = cooling ? "hold (up cooldown)" : desired < rec ? "up (step-limited)" : "up";
+        verdict = cooling ? "hold (up cooldown)"
+                  : by_floor ? "up (window floor)"
+                  : desired < rec ? "up (step-limited)" : "up";
     } else if (stab < cur) {
         int64_t last = self->last_up_ms > self->last_down_ms ? self->last_up_ms : self->last_down_ms;
         int cooling = (self->have_up || self->have_down) &&
@@ -221,10 +238,6 @@ sq_decide(sq_decider_t *self, const sq_pool_policy_t *p, const sq_pool_metrics_t
         verdict = cooling ? "hold (down cooldown)" : "down";
     } else if (rec < cur) {
         verdict = "hold (stabilising)";
-    }
-    if (desired < out->floor) {
-        desired = out->floor;
-        verdict = out->window ? "window floor" : "min_groups";
     }
     out->desired = desired;
     snprintf(out->reason, sizeof out->reason, "%s: %s; rec %d, stabilised %d, floor %d%s%s -> %d",

@@ -285,6 +285,7 @@ s_pool_defaults(sq_pool_policy_t *p)
     p->min_groups = 1;
     p->scale_down_stabilization_s = 300;
     p->startup_estimate_s = 60;
+    p->tolerance = 0.1;
 }
 
 /* Cross-field rules that a key table cannot say. */

@@ -1,8 +1,8 @@
 # Scheduler tests (helper "scheduler"): policy, cron/time zones, decisions,
 # simulate, actuators, scaling records.
-foreach(t policy cron decide)
+foreach(t policy cron decide simulate)
   add_executable(test_${t} unit/test_${t}.c)
-  target_link_libraries(test_${t} PRIVATE sq_sched sq_testlib sq_warnings)
-  add_test(NAME unit.sched.${t} COMMAND test_${t})
+  target_link_libraries(test_${t} PRIVATE sq_sched sq_testlib sq_warnings m)
+  add_test(NAME unit.sched.${t} COMMAND test_${t} ${PROJECT_SOURCE_DIR}/scheduler/traces)
   set_tests_properties(unit.sched.${t} PROPERTIES LABELS unit)
 endforeach()

@@ -1,0 +1,185 @@
+/*  Tests of sq_sim (`simulate`) on the traces in scheduler/traces:
+ *  a noisy steady load (+-20 %) changes direction at most once per 10
+ *  minutes; a step is answered within one tick; the pre-open window has
+ *  groups up before the open; bad traces are refused with file and line.
+ *  argv[1]: the traces directory. */
+#define _POSIX_C_SOURCE 200809L
+#include "sq_error.h"
+#include "sq_sim.h"
+#include "sq_test.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *s_dir = "scheduler/traces";
+
+typedef struct {
+    double t[4096];
+    int from[4096], to[4096];
+    int n;
+} s_log_t;
+
+static void
+s_collect(void *arg, double t_s, const char *pool, const sq_decision_t *d)
+{
+    s_log_t *log = arg;
+    if (log->n < 4096) {
+        log->t[log->n] = t_s;
+        log->from[log->n] = d->current;
+        log->to[log->n++] = d->desired;
+    }
+}
+
+/* Run trace `name` with the directory's policy; fills *log and *sum. */
+static int
+s_run(const char *name, int hpa, s_log_t *log, sq_sim_summary_t *sum)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/policy.yaml", s_dir);
+    sq_policy_t *pol = sq_policy_load(path);
+    snprintf(path, sizeof path, "%s/%s", s_dir, name);
+    sq_trace_t *tr = sq_trace_load(path);
+    sq_sim_opts_t o;
+    sq_sim_opts_default(&o);
+    o.hpa_baseline = hpa;
+    sq_sim_summary_t *sums = NULL;
+    size_t n = 0;
+    memset(log, 0, sizeof *log);
+    int rc = pol && tr ? sq_sim_run(pol, tr, &o, s_collect, log, &sums, &n) : -1;
+    if (rc == 0 && n == 1)
+        *sum = sums[0];
+    else
+        fprintf(stderr, "sim %s: %s\n", name, sq_error_detail());
+    free(sums);
+    sq_trace_destroy(&tr);
+    sq_policy_destroy(&pol);
+    return rc;
+}
+
+static void
+test_steady_noisy(void)
+{
+    s_log_t *log = calloc(1, sizeof *log);
+    sq_sim_summary_t sum;
+    SQ_REQUIRE(log && s_run("steady_noisy.csv", 0, log, &sum) == 0);
+    /* After the first ramp (groups start from min_groups), every pair of
+     * direction changes is at least 10 minutes apart. */
+    double last_change = -1e9;
+    int last_dir = 0, too_close = 0, changes = 0;
+    for (int i = 0; i < log->n; i++) {
+        int dir = log->to[i] > log->from[i] ? 1 : -1;
+        if (last_dir && dir != last_dir) {
+            changes++;
+            too_close += log->t[i] - last_change < 600;
+            last_change = log->t[i];
+        }
+        last_dir = dir;
+    }
+    SQ_CHECK(too_close == 0);
+    SQ_CHECK(changes == sum.direction_changes);
+    SQ_CHECK(sum.direction_changes_per_hour <= 6.0);
+    SQ_CHECK(fabs(sum.arrived - 72000) < 72000 * 0.05); /* 10/s for 2 h */
+    SQ_CHECK(sum.completed > sum.arrived * 0.95);
+    SQ_CHECK(sum.duration_s == 7200);
+    free(log);
+}
+
+static void
+test_step_reaction(void)
+{
+    s_log_t *log = calloc(1, sizeof *log);
+    sq_sim_summary_t sum;
+    SQ_REQUIRE(log && s_run("step.csv", 0, log, &sum) == 0);
+    int first_up = -1;
+    for (int i = 0; i < log->n && first_up < 0; i++)
+        if (log->t[i] > 1200 && log->to[i] > log->from[i])
+            first_up = i;
+    SQ_REQUIRE(first_up >= 0);
+    SQ_CHECK(log->t[first_up] <= 1201.0); /* the step is at t = 1200; tick = 1 s */
+    /* The HPA-style baseline decides every 15 s: it reacts later. */
+    SQ_REQUIRE(s_run("step.csv", 1, log, &sum) == 0);
+    for (int i = 0; i < log->n; i++)
+        if (log->t[i] > 1200 && log->to[i] > log->from[i]) {
+            SQ_CHECK(log->t[i] > 1201.0 && log->t[i] <= 1215.0);
+            break;
+        }
+    free(log);
+}
+
+static void
+test_trading_day_window(void)
+{
+    s_log_t *log = calloc(1, sizeof *log);
+    sq_sim_summary_t ours, hpa;
+    SQ_REQUIRE(log && s_run("trading_day.csv", 0, log, &ours) == 0);
+    /* The open is at 09:30 Shanghai = t 34200 s; 6 groups are asked for
+     * start-up p95 (30 s in the model) before it, and none earlier than
+     * the 60 s estimate used before any measurement. */
+    int at_open = 1;
+    for (int i = 0; i < log->n && log->t[i] <= 34200; i++)
+        at_open = log->to[i];
+    SQ_CHECK(at_open >= 6);
+    SQ_CHECK(ours.mean_wait_s >= 0);
+    SQ_REQUIRE(s_run("trading_day.csv", 1, log, &hpa) == 0);
+    SQ_CHECK(ours.mean_wait_s < hpa.mean_wait_s);
+    free(log);
+}
+
+static sq_trace_t *
+s_parse(const char *text)
+{
+    return sq_trace_parse(text, "t.csv");
+}
+
+static void
+test_bad_traces(void)
+{
+    SQ_CHECK(s_parse("time,pool,n\n0,a,1\n") == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "t.csv:1: expected header") != NULL);
+    SQ_CHECK(s_parse("t_s,pool,arrivals\n5,a,1\n4,a,1\n") == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "t.csv:3: t_s: rows must be in time order") != NULL);
+    SQ_CHECK(s_parse("t_s,pool,arrivals\n0,a,-1\n") == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "t.csv:2: arrivals") != NULL);
+    SQ_CHECK(s_parse("t_s,pool,arrivals\n0,a\n") == NULL);
+    SQ_CHECK(s_parse("# start=yesterday\nt_s,pool,arrivals\n0,a,1\n") == NULL);
+    SQ_CHECK(s_parse("t_s,pool,arrivals\n") == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "no data rows") != NULL);
+    SQ_CHECK(sq_trace_load("/nonexistent.csv") == NULL);
+
+    sq_trace_t *tr = s_parse("# start=2026-11-30T00:00:00Z\nt_s,pool,arrivals\n0,other,5\n");
+    SQ_REQUIRE(tr);
+    SQ_CHECK(sq_trace_start(tr) == 1795996800);
+    const char *yaml = "pools:\n  - {name: p, worker: {model: m}, max_groups: 2, "
+                       "target_queued_per_group: 4}\n";
+    sq_policy_t *pol = sq_policy_parse(yaml, strlen(yaml), "p.yaml");
+    SQ_REQUIRE(pol);
+    sq_sim_opts_t o;
+    sq_sim_opts_default(&o);
+    sq_sim_summary_t *sums = NULL;
+    size_t n = 0;
+    SQ_CHECK(sq_sim_run(pol, tr, &o, NULL, NULL, &sums, &n) == SQ_EINVAL);
+    SQ_CHECK(strstr(sq_error_detail(), "\"other\" is not in the policy") != NULL);
+    sq_trace_destroy(&tr);
+    /* A tiny run: 100 tasks over 10 s with max 2 groups, all served. */
+    tr = s_parse("t_s,pool,arrivals\n0,p,50\n5,p,50\n");
+    SQ_REQUIRE(tr);
+    SQ_CHECK(sq_sim_run(pol, tr, &o, NULL, NULL, &sums, &n) == 0);
+    SQ_CHECK(n == 1 && fabs(sums[0].arrived - 100) < 1e-6 && sums[0].peak_groups == 2);
+    free(sums);
+    sq_trace_destroy(&tr);
+    sq_policy_destroy(&pol);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc > 1)
+        s_dir = argv[1];
+    SQ_RUN(test_steady_noisy);
+    SQ_RUN(test_step_reaction);
+    SQ_RUN(test_trading_day_window);
+    SQ_RUN(test_bad_traces);
+    return sq_test_summary("simulate");
+}
