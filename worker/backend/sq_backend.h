@@ -1,0 +1,106 @@
+/*  sq_backend: the compute backend interface (ggml-backend style).
+ *
+ *  A backend is a table of function pointers plus its private context. It
+ *  owns all activation, KV-cache and weight memory it hands out: the model
+ *  code holds pointers into backend memory and never dereferences them; it
+ *  only passes them to the ops below (pointer arithmetic to address a row
+ *  is fine, as with device pointers). Host data crosses the boundary only
+ *  through upload/download, weight_init and the host arrays of ids and
+ *  positions that ops take. So a CUDA backend can be added next to the CPU
+ *  one without touching sq_model.c.
+ *
+ *  Shapes are written (rows, cols), row-major, cols contiguous. All ops
+ *  return 0 or a negative SQ_E* code.
+ */
+#ifndef SQ_BACKEND_H
+#define SQ_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sq_backend sq_backend_t;
+
+/* A matrix resident on the backend: n_out rows of n_in values of dtype
+ * (SQ_DTYPE_F32 / F16 / Q8_0, GGUF layout). A vector is n_out = 1. */
+typedef struct {
+    int dtype;
+    int64_t n_out, n_in;
+    const void *data;           /* backend memory */
+    void *owned;                /* what weight_release frees (NULL: borrowed) */
+} sq_weight_t;
+
+/* One attention step over a layer's KV cache for a batch of tokens.
+ * Cache layout: (n_slots, n_ctx, n_kv, head_dim) for K and for V.
+ * Token t belongs to sequence slot[t] at position pos[t]; its k/v rows are
+ * stored at (slot[t], pos[t]) first, then its query attends causally to
+ * positions 0..pos[t] of its slot. Local query head h reads local KV head
+ * (q_head0 + h) / group - kv_head0 (grouped-query attention; with tensor
+ * parallelism the heads are this rank's share). */
+typedef struct {
+    float *k_cache, *v_cache;
+    int n_slots, n_ctx;
+    int n_heads, n_kv, head_dim;
+    int q_head0, kv_head0, group;
+    int n_tok;
+    const int32_t *slot, *pos;  /* host arrays of n_tok, already validated */
+    const float *q;             /* (n_tok, n_heads * head_dim) */
+    const float *k, *v;         /* (n_tok, n_kv * head_dim) */
+    float *out;                 /* (n_tok, n_heads * head_dim) */
+} sq_attn_args_t;
+
+typedef struct {
+    const char *name;
+    void (*destroy)(sq_backend_t *be);
+
+    /* memory: zeroed on alloc; NULL on failure */
+    void *(*alloc)(sq_backend_t *be, size_t bytes);
+    void (*free)(sq_backend_t *be, void *p);
+    int (*upload)(sq_backend_t *be, void *dst, const void *host_src, size_t bytes);
+    int (*download)(sq_backend_t *be, void *host_dst, const void *src, size_t bytes);
+    int (*copy)(sq_backend_t *be, void *dst, const void *src, size_t bytes);
+
+    /* Make host data (n_out rows of n_in dtype values) a weight. borrow:
+     * the host data outlives the weight (e.g. a GGUF mapping), so a backend
+     * that can read host memory may use it in place. */
+    int (*weight_init)(sq_backend_t *be, sq_weight_t *w, int dtype, int64_t n_out, int64_t n_in,
+                       const void *host, bool borrow);
+    void (*weight_release)(sq_backend_t *be, sq_weight_t *w);
+
+    /* out (n, n_in) = rows ids[0..n) of emb, as F32 */
+    int (*embed)(sq_backend_t *be, const sq_weight_t *emb, const int32_t *ids, int n, float *out);
+    /* out (n, dim) = x / rms(x) * w, w an F32 vector of dim */
+    int (*rmsnorm)(sq_backend_t *be, const float *x, const sq_weight_t *w, float eps, int n,
+                   float *out);
+    /* y (n_tok, w->n_out) = x (n_tok, w->n_in) W^T */
+    int (*matmul)(sq_backend_t *be, const sq_weight_t *w, const float *x, int n_tok, float *y);
+    /* in place on x (n_tok, n_heads * head_dim): rotate adjacent pairs
+     * (x[2i], x[2i+1]), i < n_rot/2, by pos[t] * base^(-2i/n_rot) */
+    int (*rope)(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_dim, int n_rot,
+                const int32_t *pos, float freq_base);
+    int (*attention)(sq_backend_t *be, const sq_attn_args_t *a);
+    /* gate (n) = silu(gate) * up */
+    int (*swiglu)(sq_backend_t *be, float *gate, const float *up, size_t n);
+    /* x (n) += y */
+    int (*add)(sq_backend_t *be, float *x, const float *y, size_t n);
+} sq_backend_ops_t;
+
+struct sq_backend {
+    const sq_backend_ops_t *ops;
+    void *ctx;
+};
+
+/* The CPU backend with a pool of n_threads (>= 1, counting the caller). */
+sq_backend_t *sq_backend_cpu_new(int n_threads);
+/* By device name ("cpu"); NULL and SQ_EUNSUPPORTED for an unknown one. */
+sq_backend_t *sq_backend_new(const char *device, int n_threads);
+void sq_backend_destroy(sq_backend_t **self_p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,81 @@
+/*  sq_engine: text in, text out. Ties a GGUF file, its tokenizer, the
+ *  (possibly tensor-parallel) model and the sampler together.
+ *
+ *  Under tensor parallelism every rank of the group makes the same calls:
+ *  rank 0 encodes the prompt, samples and decides when to stop, and
+ *  broadcasts the prompt ids and each chosen token, so the other ranks only
+ *  need the same parameters (the prompt text they pass is ignored).
+ */
+#ifndef SQ_ENGINE_H
+#define SQ_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sq_gguf.h"
+#include "sq_model.h"
+#include "sq_sampler.h"
+#include "sq_tokenizer.h"
+#include "sq_tp_comm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    const char *model_path;
+    const char *device;         /* "cpu" (default) */
+    int n_threads;              /* 0: 1 */
+    int n_ctx;                  /* 0: the model's trained context */
+    int n_slots;                /* 0: 1 */
+    sq_tp_comm_t *comm;         /* borrowed; NULL: a group of one */
+} sq_engine_params_t;
+
+typedef struct {
+    int max_tokens;             /* <= 0: up to the context */
+    sq_sampler_params_t sampler;
+    const char *const *stop;    /* n_stop stop strings (may be NULL) */
+    int n_stop;
+    bool ignore_eos;            /* keep going past EOS/BOS (benchmarks) */
+} sq_gen_params_t;
+
+typedef enum { SQ_FINISH_LENGTH = 0, SQ_FINISH_EOS, SQ_FINISH_STOP } sq_finish_t;
+
+/* What generate returns. ids/text: the continuation only; the EOS/BOS
+ * that ended it is not included; a stop string ends the text just before
+ * it (ids keep the token that completed it). All malloc'd: free with
+ * sq_gen_result_free. */
+typedef struct {
+    int32_t *prompt_ids;        /* encoded prompt with the leading BOS */
+    size_t n_prompt;
+    int32_t *ids;
+    size_t n_ids;
+    char *text;                 /* NUL-terminated; text_len bytes */
+    size_t text_len;
+    sq_finish_t finish;
+} sq_gen_result_t;
+
+typedef struct sq_engine sq_engine_t;
+
+/* Load everything. NULL on error, the detail names the file and cause. */
+sq_engine_t *sq_engine_new(const sq_engine_params_t *params);
+void sq_engine_destroy(sq_engine_t **self_p);
+
+sq_model_t *sq_engine_model(const sq_engine_t *self);
+const sq_tokenizer_t *sq_engine_tokenizer(const sq_engine_t *self);
+const sq_gguf_t *sq_engine_gguf(const sq_engine_t *self);
+
+/* Build the tokenizer from a GGUF's tokenizer.ggml.* metadata. */
+sq_tokenizer_t *sq_tokenizer_from_gguf(const sq_gguf_t *gguf);
+
+/* Generate from prompt (len bytes) in KV slot 0. OUT *result. */
+int sq_engine_generate(sq_engine_t *self, const char *prompt, size_t len,
+                       const sq_gen_params_t *params, sq_gen_result_t *result);
+void sq_gen_result_free(sq_gen_result_t *result);
+const char *sq_finish_name(sq_finish_t finish);   /* "length", "eos", "stop" */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

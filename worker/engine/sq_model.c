@@ -1,0 +1,478 @@
+/*  sq_model: Llama weights from GGUF, this rank's share of them, and the
+ *  batched forward pass. See sq_model.h for the split.
+ *
+ *  Tensor names and shapes follow llama.cpp; GGUF lists dims fastest
+ *  first, so a matrix with ne = [n_in, n_out] is n_out rows of n_in.
+ *  Activations live in backend memory and are only touched through the
+ *  backend's ops; host memory holds just the per-step ids and positions.
+ */
+#include "sq_model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sq_cpu_kernels.h"
+#include "sq_error.h"
+
+#define S_DEFAULT_MAX_BATCH 256
+
+typedef struct {
+    sq_weight_t attn_norm, wq, wk, wv, wo;
+    sq_weight_t ffn_norm, wgate, wup, wdown;
+    float *k_cache, *v_cache;   /* (n_slots, n_ctx, n_kv_local, head_dim) */
+} s_layer_t;
+
+struct sq_model {
+    sq_model_hparams_t hp;
+    const sq_gguf_t *gguf;
+    sq_backend_t *be;
+    sq_tp_comm_t *comm;
+    int rank, n_ranks;
+    int n_ctx, n_slots, max_batch;
+    /* this rank's share */
+    int n_heads_local, q_head0, n_kv_local, kv_head0, group, ffn_local;
+    sq_weight_t tok_embd, out_norm, output;
+    s_layer_t *layers;
+    /* activations, backend memory, max_batch rows each */
+    float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *logits;
+    /* host scratch, max_batch entries */
+    int32_t *ids, *pos, *slots;
+};
+
+/* ---- hyper-parameters ---- */
+
+static int s_arch_u32(const sq_gguf_t *g, const char *arch, const char *name, uint32_t *out,
+                      bool required, uint32_t dflt)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, name);
+    return required ? sq_gguf_get_u32(g, key, out) : sq_gguf_get_u32_or(g, key, dflt, out);
+}
+
+static int s_read_hparams(const sq_gguf_t *g, sq_model_hparams_t *hp)
+{
+    sq_gguf_str_t arch;
+    char a[32], key[128];
+    uint32_t dim, n_layers, n_heads, n_kv, ffn, ctx, n_rot, hd;
+    int rc = sq_gguf_get_str(g, "general.architecture", &arch);
+    if (rc)
+        return rc;
+    if (!sq_gguf_str_eq(arch, "llama"))
+        return SQ_FAIL(SQ_EUNSUPPORTED, "general.architecture %.*s (only llama is supported)",
+                       (int)(arch.len > 64 ? 64 : arch.len), arch.data);
+    snprintf(a, sizeof a, "llama");
+    if ((rc = s_arch_u32(g, a, "embedding_length", &dim, true, 0)) ||
+        (rc = s_arch_u32(g, a, "block_count", &n_layers, true, 0)) ||
+        (rc = s_arch_u32(g, a, "attention.head_count", &n_heads, true, 0)) ||
+        (rc = s_arch_u32(g, a, "attention.head_count_kv", &n_kv, false, n_heads)) ||
+        (rc = s_arch_u32(g, a, "feed_forward_length", &ffn, true, 0)) ||
+        (rc = s_arch_u32(g, a, "context_length", &ctx, false, 2048)))
+        return rc;
+    if (dim == 0 || n_layers == 0 || n_heads == 0 || n_kv == 0 || ffn == 0 || ctx == 0 ||
+        dim > (1u << 20) || n_layers > 4096 || ffn > (1u << 22) || dim % n_heads != 0 ||
+        n_heads % n_kv != 0)
+        return SQ_FAIL(SQ_EFORMAT,
+                       "llama hyper-parameters: dim %u, layers %u, heads %u, kv heads %u, "
+                       "ffn %u, context %u do not fit together",
+                       dim, n_layers, n_heads, n_kv, ffn, ctx);
+    if ((rc = s_arch_u32(g, a, "attention.key_length", &hd, false, dim / n_heads)) ||
+        (rc = s_arch_u32(g, a, "rope.dimension_count", &n_rot, false, dim / n_heads)))
+        return rc;
+    if (hd != dim / n_heads || n_rot > hd || n_rot % 2 != 0)
+        return SQ_FAIL(SQ_EFORMAT, "llama head size %u / rotated dims %u with dim %u, %u heads",
+                       hd, n_rot, dim, n_heads);
+    *hp = (sq_model_hparams_t){.dim = (int)dim, .n_layers = (int)n_layers,
+                               .n_heads = (int)n_heads, .n_kv_heads = (int)n_kv,
+                               .head_dim = (int)hd, .ffn_dim = (int)ffn, .n_rot = (int)n_rot,
+                               .n_ctx_train = (int)(ctx > (1u << 24) ? (1u << 24) : ctx)};
+    snprintf(key, sizeof key, "%s.rope.freq_base", a);
+    if ((rc = sq_gguf_get_f32_or(g, key, 10000.0f, &hp->rope_base)))
+        return rc;
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
+    if ((rc = sq_gguf_get_f32_or(g, key, 1e-5f, &hp->rms_eps)))
+        return rc;
+    if (!(hp->rope_base > 0.0f) || !(hp->rms_eps >= 0.0f))
+        return SQ_FAIL(SQ_EFORMAT, "llama rope base %g / rms epsilon %g out of range",
+                       (double)hp->rope_base, (double)hp->rms_eps);
+    const sq_gguf_tensor_t *emb = sq_gguf_find_tensor(g, "token_embd.weight");
+    if (!emb)
+        return SQ_FAIL(SQ_EFORMAT, "tensor token_embd.weight missing");
+    if (emb->n_dims != 2 || emb->ne[0] != dim || emb->ne[1] < 1 || emb->ne[1] > INT32_MAX)
+        return SQ_FAIL(SQ_EFORMAT, "tensor token_embd.weight: shape [%lld, %lld], expected [%u, n_vocab]",
+                       (long long)emb->ne[0], (long long)emb->ne[1], dim);
+    hp->n_vocab = (int)emb->ne[1];
+    hp->tied_output = sq_gguf_find_tensor(g, "output.weight") == NULL;
+    return 0;
+}
+
+/* ---- weights ---- */
+
+/* The tensor name, checked to be (n_out rows of n_in); n_out 0: a vector. */
+static int s_tensor(const sq_model_t *m, const char *name, int64_t n_in, int64_t n_out,
+                    const sq_gguf_tensor_t **out)
+{
+    const sq_gguf_tensor_t *t = sq_gguf_find_tensor(m->gguf, name);
+    if (!t)
+        return SQ_FAIL(SQ_EFORMAT, "tensor %s missing", name);
+    bool ok = n_out == 0 ? (t->n_dims == 1 && t->ne[0] == n_in)
+                         : (t->n_dims == 2 && t->ne[0] == n_in && t->ne[1] == n_out);
+    if (!ok)
+        return SQ_FAIL(SQ_EFORMAT, "tensor %s: shape [%lld, %lld], expected [%lld, %lld]", name,
+                       (long long)t->ne[0], (long long)t->ne[1], (long long)n_in,
+                       (long long)(n_out ? n_out : 1));
+    *out = t;
+    return 0;
+}
+
+static int s_weight_fail(int rc, const char *name)
+{
+    char detail[256];
+    snprintf(detail, sizeof detail, "%s", sq_error_detail());
+    return SQ_FAIL(rc, "tensor %s: %s", name, detail);
+}
+
+/* Rows [row0, row0 + n_rows) of name (n_out x n_in), used in place. */
+static int s_load_rows(sq_model_t *m, const char *name, int64_t n_in, int64_t n_out,
+                       int64_t row0, int64_t n_rows, sq_weight_t *w)
+{
+    const sq_gguf_tensor_t *t;
+    int rc = s_tensor(m, name, n_in, n_out, &t);
+    if (rc)
+        return rc;
+    size_t row = sq_cpu_row_bytes(t->dtype, n_in);
+    const char *p = (const char *)t->data + row * (size_t)row0;
+    rc = m->be->ops->weight_init(m->be, w, t->dtype, n_rows, n_in, p, true);
+    return rc ? s_weight_fail(rc, name) : 0;
+}
+
+/* Columns [col0, col0 + n_cols) of every row, copied to a contiguous
+ * (n_out x n_cols) buffer: the row-parallel share. */
+static int s_load_cols(sq_model_t *m, const char *name, int64_t n_in, int64_t n_out,
+                       int64_t col0, int64_t n_cols, sq_weight_t *w)
+{
+    const sq_gguf_tensor_t *t;
+    int rc = s_tensor(m, name, n_in, n_out, &t);
+    if (rc)
+        return rc;
+    if (n_cols == n_in)
+        return s_load_rows(m, name, n_in, n_out, 0, n_out, w);
+    if (t->dtype == SQ_DTYPE_Q8_0 && (col0 % SQ_QK8_0 != 0 || n_cols % SQ_QK8_0 != 0))
+        return SQ_FAIL(SQ_EUNSUPPORTED,
+                       "tensor %s: splitting %lld columns into blocks of %lld over %d ranks "
+                       "would cut a Q8_0 block of 32",
+                       name, (long long)n_in, (long long)n_cols, m->n_ranks);
+    size_t row = sq_cpu_row_bytes(t->dtype, n_in);
+    size_t part = sq_cpu_row_bytes(t->dtype, n_cols);
+    size_t skip = sq_cpu_row_bytes(t->dtype, col0);
+    char *buf = malloc(part * (size_t)n_out);
+    if (!buf)
+        return SQ_FAIL(SQ_ENOMEM, "tensor %s: %zu bytes", name, part * (size_t)n_out);
+    for (int64_t r = 0; r < n_out; r++)
+        memcpy(buf + part * (size_t)r, (const char *)t->data + row * (size_t)r + skip, part);
+    rc = m->be->ops->weight_init(m->be, w, t->dtype, n_out, n_cols, buf, false);
+    free(buf);
+    return rc ? s_weight_fail(rc, name) : 0;
+}
+
+/* A norm vector of n, converted to F32. */
+static int s_load_vec(sq_model_t *m, const char *name, int64_t n, sq_weight_t *w)
+{
+    const sq_gguf_tensor_t *t;
+    int rc = s_tensor(m, name, n, 0, &t);
+    if (rc)
+        return rc;
+    float *buf = malloc((size_t)n * sizeof(float));
+    if (!buf)
+        return SQ_FAIL(SQ_ENOMEM, "tensor %s", name);
+    sq_cpu_dequantize_row(t->dtype, t->data, buf, n);
+    rc = m->be->ops->weight_init(m->be, w, SQ_DTYPE_F32, 1, n, buf, false);
+    free(buf);
+    return rc ? s_weight_fail(rc, name) : 0;
+}
+
+static int s_load_layer(sq_model_t *m, int l, s_layer_t *L)
+{
+    const sq_model_hparams_t *hp = &m->hp;
+    const int64_t dim = hp->dim, hd = hp->head_dim;
+    char n[9][64];
+    const char *parts[9] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                            "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
+    for (int i = 0; i < 9; i++)
+        snprintf(n[i], sizeof n[i], "blk.%d.%s.weight", l, parts[i]);
+    int rc;
+    if ((rc = s_load_vec(m, n[0], dim, &L->attn_norm)) ||
+        (rc = s_load_rows(m, n[1], dim, hp->n_heads * hd, m->q_head0 * hd,
+                          m->n_heads_local * hd, &L->wq)) ||
+        (rc = s_load_rows(m, n[2], dim, hp->n_kv_heads * hd, m->kv_head0 * hd,
+                          m->n_kv_local * hd, &L->wk)) ||
+        (rc = s_load_rows(m, n[3], dim, hp->n_kv_heads * hd, m->kv_head0 * hd,
+                          m->n_kv_local * hd, &L->wv)) ||
+        (rc = s_load_cols(m, n[4], hp->n_heads * hd, dim, m->q_head0 * hd,
+                          m->n_heads_local * hd, &L->wo)) ||
+        (rc = s_load_vec(m, n[5], dim, &L->ffn_norm)) ||
+        (rc = s_load_rows(m, n[6], dim, hp->ffn_dim, (int64_t)m->rank * m->ffn_local,
+                          m->ffn_local, &L->wgate)) ||
+        (rc = s_load_rows(m, n[7], dim, hp->ffn_dim, (int64_t)m->rank * m->ffn_local,
+                          m->ffn_local, &L->wup)) ||
+        (rc = s_load_cols(m, n[8], hp->ffn_dim, dim, (int64_t)m->rank * m->ffn_local,
+                          m->ffn_local, &L->wdown)))
+        return rc;
+    size_t cache = (size_t)m->n_slots * m->n_ctx * m->n_kv_local * hd * sizeof(float);
+    L->k_cache = m->be->ops->alloc(m->be, cache);
+    L->v_cache = m->be->ops->alloc(m->be, cache);
+    if (!L->k_cache || !L->v_cache)
+        return SQ_FAIL(SQ_ENOMEM, "layer %d: KV cache of %zu bytes", l, 2 * cache);
+    return 0;
+}
+
+/* This rank's heads and FFN columns; refuse shapes that do not split. */
+static int s_partition(sq_model_t *m)
+{
+    const sq_model_hparams_t *hp = &m->hp;
+    const int N = m->n_ranks, r = m->rank;
+    if (hp->n_heads % N != 0)
+        return SQ_FAIL(SQ_EUNSUPPORTED,
+                       "tensor blk.0.attn_q.weight: %d attention heads cannot be split over %d ranks",
+                       hp->n_heads, N);
+    if (hp->ffn_dim % N != 0)
+        return SQ_FAIL(SQ_EUNSUPPORTED,
+                       "tensor blk.0.ffn_gate.weight: FFN width %d cannot be split over %d ranks",
+                       hp->ffn_dim, N);
+    m->n_heads_local = hp->n_heads / N;
+    m->q_head0 = r * m->n_heads_local;
+    m->group = hp->n_heads / hp->n_kv_heads;
+    /* the KV heads this rank's query heads read; with fewer KV heads than
+     * ranks one KV head lands on several ranks (replicated) */
+    m->kv_head0 = m->q_head0 / m->group;
+    m->n_kv_local = (m->q_head0 + m->n_heads_local - 1) / m->group - m->kv_head0 + 1;
+    m->ffn_local = hp->ffn_dim / N;
+    return 0;
+}
+
+static int s_alloc_activations(sq_model_t *m)
+{
+    const size_t B = (size_t)m->max_batch, hd = (size_t)m->hp.head_dim;
+    struct { float **p; size_t cols; } bufs[] = {
+        {&m->x, (size_t)m->hp.dim}, {&m->xb, (size_t)m->hp.dim},
+        {&m->q, m->n_heads_local * hd}, {&m->k, m->n_kv_local * hd},
+        {&m->v, m->n_kv_local * hd}, {&m->att, m->n_heads_local * hd},
+        {&m->o, (size_t)m->hp.dim}, {&m->gate, (size_t)m->ffn_local},
+        {&m->up, (size_t)m->ffn_local}, {&m->logits, (size_t)m->hp.n_vocab}};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (!(*bufs[i].p = m->be->ops->alloc(m->be, B * bufs[i].cols * sizeof(float))))
+            return SQ_FAIL(SQ_ENOMEM, "activations for a batch of %zu", B);
+    m->ids = calloc(B, sizeof *m->ids);
+    m->pos = calloc(B, sizeof *m->pos);
+    m->slots = calloc(B, sizeof *m->slots);
+    if (!m->ids || !m->pos || !m->slots)
+        return SQ_FAIL(SQ_ENOMEM, "batch of %zu", B);
+    return 0;
+}
+
+static int s_load(sq_model_t *m, const sq_model_params_t *p)
+{
+    int rc;
+    if ((rc = s_read_hparams(m->gguf, &m->hp)))
+        return rc;
+    m->n_ctx = p && p->n_ctx > 0 ? p->n_ctx : m->hp.n_ctx_train;
+    m->n_slots = p && p->n_slots > 0 ? p->n_slots : 1;
+    m->max_batch = p && p->max_batch > 0 ? p->max_batch : S_DEFAULT_MAX_BATCH;
+    if ((rc = s_partition(m)))
+        return rc;
+    const int64_t dim = m->hp.dim, vocab = m->hp.n_vocab;
+    if ((rc = s_load_rows(m, "token_embd.weight", dim, vocab, 0, vocab, &m->tok_embd)) ||
+        (rc = s_load_vec(m, "output_norm.weight", dim, &m->out_norm)) ||
+        (rc = s_load_rows(m, m->hp.tied_output ? "token_embd.weight" : "output.weight", dim,
+                          vocab, 0, vocab, &m->output)))
+        return rc;
+    if (!(m->layers = calloc((size_t)m->hp.n_layers, sizeof *m->layers)))
+        return SQ_FAIL(SQ_ENOMEM, "%d layers", m->hp.n_layers);
+    for (int l = 0; l < m->hp.n_layers; l++)
+        if ((rc = s_load_layer(m, l, &m->layers[l])))
+            return rc;
+    return s_alloc_activations(m);
+}
+
+sq_model_t *sq_model_new(const sq_gguf_t *gguf, sq_backend_t *be, sq_tp_comm_t *comm,
+                         const sq_model_params_t *params)
+{
+    sq_model_t *m = calloc(1, sizeof *m);
+    if (!m) {
+        SQ_FAIL(SQ_ENOMEM, "model");
+        return NULL;
+    }
+    m->gguf = gguf;
+    m->be = be;
+    m->comm = comm;
+    m->rank = comm->rank(comm);
+    m->n_ranks = comm->size(comm);
+    if (s_load(m, params) != 0) {
+        sq_model_destroy(&m);
+        return NULL;
+    }
+    return m;
+}
+
+static void s_release(sq_model_t *m, sq_weight_t *w)
+{
+    if (w->data)
+        m->be->ops->weight_release(m->be, w);
+}
+
+void sq_model_destroy(sq_model_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sq_model_t *m = *self_p;
+    sq_backend_t *be = m->be;
+    for (int l = 0; m->layers && l < m->hp.n_layers; l++) {
+        s_layer_t *L = &m->layers[l];
+        sq_weight_t *ws[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
+                             &L->ffn_norm, &L->wgate, &L->wup, &L->wdown};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            s_release(m, ws[i]);
+        be->ops->free(be, L->k_cache);
+        be->ops->free(be, L->v_cache);
+    }
+    free(m->layers);
+    s_release(m, &m->tok_embd);
+    s_release(m, &m->out_norm);
+    s_release(m, &m->output);
+    float *acts[] = {m->x, m->xb, m->q, m->k, m->v, m->att, m->o, m->gate, m->up, m->logits};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        be->ops->free(be, acts[i]);
+    free(m->ids);
+    free(m->pos);
+    free(m->slots);
+    free(m);
+    *self_p = NULL;
+}
+
+const sq_model_hparams_t *sq_model_hparams(const sq_model_t *self)
+{
+    return &self->hp;
+}
+
+int sq_model_n_ctx(const sq_model_t *self)
+{
+    return self->n_ctx;
+}
+
+int sq_model_n_slots(const sq_model_t *self)
+{
+    return self->n_slots;
+}
+
+void sq_model_local_heads(const sq_model_t *self, int *n_heads, int *n_kv_heads)
+{
+    *n_heads = self->n_heads_local;
+    *n_kv_heads = self->n_kv_local;
+}
+
+/* ---- forward ---- */
+
+/* Attention half of layer l for n tokens: x (n, dim) += attn(norm(x)). */
+static int s_attention_block(sq_model_t *m, s_layer_t *L, int n)
+{
+    const sq_backend_ops_t *op = m->be->ops;
+    sq_backend_t *be = m->be;
+    const sq_model_hparams_t *hp = &m->hp;
+    int rc;
+    if ((rc = op->rmsnorm(be, m->x, &L->attn_norm, hp->rms_eps, n, m->xb)) ||
+        (rc = op->matmul(be, &L->wq, m->xb, n, m->q)) ||     /* (n, hl * hd) */
+        (rc = op->matmul(be, &L->wk, m->xb, n, m->k)) ||     /* (n, kvl * hd) */
+        (rc = op->matmul(be, &L->wv, m->xb, n, m->v)) ||
+        (rc = op->rope(be, m->q, n, m->n_heads_local, hp->head_dim, hp->n_rot, m->pos,
+                       hp->rope_base)) ||
+        (rc = op->rope(be, m->k, n, m->n_kv_local, hp->head_dim, hp->n_rot, m->pos,
+                       hp->rope_base)))
+        return rc;
+    sq_attn_args_t a = {.k_cache = L->k_cache, .v_cache = L->v_cache, .n_slots = m->n_slots,
+                        .n_ctx = m->n_ctx, .n_heads = m->n_heads_local, .n_kv = m->n_kv_local,
+                        .head_dim = hp->head_dim, .q_head0 = m->q_head0,
+                        .kv_head0 = m->kv_head0, .group = m->group, .n_tok = n,
+                        .slot = m->slots, .pos = m->pos, .q = m->q, .k = m->k, .v = m->v,
+                        .out = m->att};
+    if ((rc = op->attention(be, &a)) ||
+        (rc = op->matmul(be, &L->wo, m->att, n, m->o)) ||   /* (n, dim), partial sum */
+        (rc = m->comm->allreduce_sum_f32(m->comm, m->o, (size_t)n * hp->dim)))
+        return rc;
+    return op->add(be, m->x, m->o, (size_t)n * hp->dim);
+}
+
+/* MLP half: x (n, dim) += down(silu(gate(norm(x))) * up(norm(x))). */
+static int s_mlp_block(sq_model_t *m, s_layer_t *L, int n)
+{
+    const sq_backend_ops_t *op = m->be->ops;
+    sq_backend_t *be = m->be;
+    int rc;
+    if ((rc = op->rmsnorm(be, m->x, &L->ffn_norm, m->hp.rms_eps, n, m->xb)) ||
+        (rc = op->matmul(be, &L->wgate, m->xb, n, m->gate)) ||   /* (n, ffn_local) */
+        (rc = op->matmul(be, &L->wup, m->xb, n, m->up)) ||
+        (rc = op->swiglu(be, m->gate, m->up, (size_t)n * m->ffn_local)) ||
+        (rc = op->matmul(be, &L->wdown, m->gate, n, m->o)) ||    /* (n, dim), partial */
+        (rc = m->comm->allreduce_sum_f32(m->comm, m->o, (size_t)n * m->hp.dim)))
+        return rc;
+    return op->add(be, m->x, m->o, (size_t)n * m->hp.dim);
+}
+
+/* Logits of the wanted rows of x into host logits_out. */
+static int s_output(sq_model_t *m, const sq_batch_entry_t *batch, int n, float *logits_out)
+{
+    const sq_backend_ops_t *op = m->be->ops;
+    sq_backend_t *be = m->be;
+    const size_t dim = (size_t)m->hp.dim;
+    int n_out = 0, rc;
+    for (int t = 0; t < n; t++)
+        if (batch[t].want_logits &&
+            (rc = op->copy(be, m->xb + n_out++ * dim, m->x + t * dim, dim * sizeof(float))))
+            return rc;
+    if (n_out == 0)
+        return 0;
+    if ((rc = op->rmsnorm(be, m->xb, &m->out_norm, m->hp.rms_eps, n_out, m->o)) ||
+        (rc = op->matmul(be, &m->output, m->o, n_out, m->logits)))   /* (n_out, vocab) */
+        return rc;
+    return op->download(be, logits_out, m->logits,
+                        (size_t)n_out * m->hp.n_vocab * sizeof(float));
+}
+
+static int s_forward_chunk(sq_model_t *m, const sq_batch_entry_t *batch, int n, float *logits_out)
+{
+    for (int t = 0; t < n; t++) {
+        m->ids[t] = batch[t].token;
+        m->pos[t] = batch[t].pos;
+        m->slots[t] = batch[t].slot;
+    }
+    int rc = m->be->ops->embed(m->be, &m->tok_embd, m->ids, n, m->x);   /* (n, dim) */
+    for (int l = 0; rc == 0 && l < m->hp.n_layers; l++)
+        if ((rc = s_attention_block(m, &m->layers[l], n)) == 0)
+            rc = s_mlp_block(m, &m->layers[l], n);
+    if (rc == 0 && logits_out)
+        rc = s_output(m, batch, n, logits_out);
+    return rc;
+}
+
+int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, float *logits_out)
+{
+    for (int t = 0; t < n; t++) {
+        const sq_batch_entry_t *e = &batch[t];
+        if (e->slot < 0 || e->slot >= self->n_slots || e->pos < 0 || e->pos >= self->n_ctx ||
+            e->token < 0 || e->token >= self->hp.n_vocab)
+            return SQ_FAIL(SQ_EINVAL,
+                           "batch entry %d: slot %d, position %d, token %d out of range "
+                           "(%d slots, context %d, vocabulary %d)",
+                           t, e->slot, e->pos, e->token, self->n_slots, self->n_ctx,
+                           self->hp.n_vocab);
+    }
+    for (int b0 = 0; b0 < n; b0 += self->max_batch) {
+        int nb = n - b0 < self->max_batch ? n - b0 : self->max_batch;
+        int rc = s_forward_chunk(self, batch + b0, nb, logits_out);
+        if (rc)
+            return rc;
+        if (logits_out)
+            for (int t = b0; t < b0 + nb; t++)
+                logits_out += batch[t].want_logits ? self->hp.n_vocab : 0;
+    }
+    return 0;
+}

@@ -1,0 +1,86 @@
+/*  sq_model: a Llama-architecture transformer loaded from GGUF, split over
+ *  the ranks of a tensor-parallel group, run on a backend.
+ *
+ *  Split (Megatron): each of N ranks holds 1/N of the query heads and the
+ *  K/V heads they read (Q, K, V column-parallel: a contiguous block of rows
+ *  of W, used in place from the mapping), 1/N of the MLP (gate, up
+ *  column-parallel; down row-parallel: the rank's block of columns copied
+ *  into its own buffer at load), and attn_output row-parallel like down.
+ *  Each layer does exactly two all-reduces (after attn_output and after
+ *  ffn_down). When there are fewer KV heads than ranks a KV head is
+ *  replicated on every rank whose query heads read it. Embedding, norms
+ *  and the output layer are replicated. Shapes that cannot be split (heads
+ *  or FFN width not divisible by N, a Q8_0 32-block cut by a column split)
+ *  are refused at load with SQ_EUNSUPPORTED naming the tensor.
+ *
+ *  Batched forward: one call advances any number of sequences, each in
+ *  its own KV-cache slot at its own position, so a caller can run
+ *  continuous batching. Within a call, entries of one slot must come in
+ *  increasing position order (a prompt is one run of consecutive
+ *  positions); a sequence's cache holds what was written at positions
+ *  0..pos-1 by earlier calls, so a slot is reused simply by starting again
+ *  at position 0.
+ */
+#ifndef SQ_MODEL_H
+#define SQ_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sq_backend.h"
+#include "sq_gguf.h"
+#include "sq_tp_comm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int n_vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim;
+    int n_rot;                  /* rotated dims per head */
+    int n_ctx_train;
+    float rope_base, rms_eps;
+    bool tied_output;           /* no output.weight: token_embd serves */
+} sq_model_hparams_t;
+
+typedef struct {
+    int n_ctx;                  /* positions per slot; 0: the trained context */
+    int n_slots;                /* KV-cache slots (concurrent sequences); 0: 1 */
+    int max_batch;              /* tokens per internal step; 0: 256 */
+} sq_model_params_t;
+
+/* One token of a batch. want_logits: return this token's logits. */
+typedef struct {
+    int32_t slot;
+    int32_t token;
+    int32_t pos;
+    bool want_logits;
+} sq_batch_entry_t;
+
+typedef struct sq_model sq_model_t;
+
+/* Load from gguf (borrowed; must outlive the model), on be (borrowed),
+ * split over comm (borrowed; every rank of comm calls this). params may
+ * be NULL. NULL on error with the detail set. */
+sq_model_t *sq_model_new(const sq_gguf_t *gguf, sq_backend_t *be, sq_tp_comm_t *comm,
+                         const sq_model_params_t *params);
+void sq_model_destroy(sq_model_t **self_p);
+
+const sq_model_hparams_t *sq_model_hparams(const sq_model_t *self);
+int sq_model_n_ctx(const sq_model_t *self);
+int sq_model_n_slots(const sq_model_t *self);
+/* Heads this rank holds: query heads and (possibly replicated) KV heads. */
+void sq_model_local_heads(const sq_model_t *self, int *n_heads, int *n_kv_heads);
+
+/* Run batch (n entries) through the model. Every rank of the group calls
+ * it with the same batch. logits_out: host memory for (number of entries
+ * with want_logits, n_vocab) floats, rows in batch order; may be NULL on
+ * ranks that do not sample (they then skip the output layer). Returns 0,
+ * SQ_EINVAL (slot, position or token out of range, named), or the
+ * backend's or communicator's error. */
+int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, float *logits_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

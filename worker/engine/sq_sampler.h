@@ -1,0 +1,39 @@
+/*  sq_sampler: choose the next token from logits.
+ *
+ *  temperature <= 0 is greedy (argmax, lowest id on ties). Otherwise the
+ *  logits are divided by the temperature, cut to the top_k highest
+ *  (top_k <= 0: all), turned into probabilities, cut to the smallest set
+ *  whose mass reaches top_p (top_p >= 1: all) and sampled with a
+ *  generator seeded from seed: the same seed and logits give the same
+ *  tokens on every machine (xoshiro256**, no libc rand()).
+ */
+#ifndef SQ_SAMPLER_H
+#define SQ_SAMPLER_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    float temperature;
+    int top_k;
+    float top_p;
+    uint64_t seed;
+} sq_sampler_params_t;
+
+typedef struct sq_sampler sq_sampler_t;
+
+/* NULL (detail set) on n_vocab < 1, a NaN parameter or top_p <= 0. */
+sq_sampler_t *sq_sampler_new(const sq_sampler_params_t *params, int n_vocab);
+void sq_sampler_destroy(sq_sampler_t **self_p);
+/* The next token for logits (n_vocab floats; not modified). */
+int32_t sq_sampler_sample(sq_sampler_t *self, const float *logits);
+/* Argmax of n logits, lowest index on ties. */
+int32_t sq_sampler_argmax(const float *logits, int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,166 @@
+/*  shardq-worker: one rank of a worker group.
+ *
+ *  `mpirun -np N shardq-worker --model PATH --prompt TEXT ...` runs one
+ *  generation with the model split N ways and prints it from rank 0
+ *  (sq_oneshot). main only parses flags, owns MPI's lifetime and turns
+ *  the outcome into an exit code: 0 ok, 1 runtime failure, 2 usage.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sq_log.h"
+#include "sq_oneshot.h"
+#include "sq_version.h"
+
+#define S_MAX_STOP 16
+
+static void s_usage(FILE *fp)
+{
+    fputs("usage: shardq-worker --model PATH --prompt TEXT [options]\n"
+          "  under mpirun -np N the model is split N ways (tensor parallel); rank 0 prints\n"
+          "options:\n"
+          "  --model PATH        GGUF v3 llama model (F32, F16, Q8_0)\n"
+          "  --prompt TEXT       generate a continuation of TEXT, print it, exit\n"
+          "  --max-tokens N      most tokens to generate (default 128; 0: up to the context)\n"
+          "  --temperature T     0 = greedy (default 0)\n"
+          "  --top-k K           keep the K most likely tokens (default 0: all)\n"
+          "  --top-p P           keep the smallest set with mass P (default 1)\n"
+          "  --seed S            sampling seed (default 0); same seed, same output\n"
+          "  --stop TEXT         end the text before TEXT (repeatable, up to 16)\n"
+          "  --ignore-eos        do not stop at end-of-sequence tokens\n"
+          "  --threads N         CPU threads per rank (default 1)\n"
+          "  --ctx N             context length (default: the model's)\n"
+          "  --device cpu        compute backend (default cpu)\n"
+          "  --json              print {\"prompt_ids\", \"ids\", \"text\", \"finish_reason\"}\n"
+          "  --help, --version\n"
+          "exit codes: 0 ok, 1 runtime failure, 2 usage error\n",
+          fp);
+}
+
+static int s_int(const char *flag, const char *v, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "shardq-worker: %s: '%s' is not an integer in [%ld, %ld]\n", flag, v,
+                lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int s_float(const char *flag, const char *v, double lo, double hi, float *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || *end || end == v || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "shardq-worker: %s: '%s' is not a number in [%g, %g]\n", flag, v, lo, hi);
+        return -1;
+    }
+    *out = (float)x;
+    return 0;
+}
+
+static int s_u64(const char *flag, const char *v, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || *end || end == v || v[0] == '-') {
+        fprintf(stderr, "shardq-worker: %s: '%s' is not a non-negative integer\n", flag, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* 0 ok, 1 --help/--version printed, -1 usage error (reported). */
+static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **stops)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            s_usage(stdout);
+            return 1;
+        }
+        if (!strcmp(a, "--version")) {
+            printf("shardq-worker %s\n", SQ_VERSION);
+            return 1;
+        }
+        if (!strcmp(a, "--json") || !strcmp(a, "--ignore-eos")) {
+            *(a[2] == 'j' ? &o->json : &o->gen.ignore_eos) = true;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "shardq-worker: %s needs a value (see --help)\n", a);
+            return -1;
+        }
+        const char *v = argv[++i];
+        int rc = 0;
+        if (!strcmp(a, "--model"))
+            o->model_path = v;
+        else if (!strcmp(a, "--prompt"))
+            o->prompt = v;
+        else if (!strcmp(a, "--device"))
+            o->device = v;
+        else if (!strcmp(a, "--max-tokens"))
+            rc = s_int(a, v, 0, INT_MAX, &o->gen.max_tokens);
+        else if (!strcmp(a, "--threads"))
+            rc = s_int(a, v, 1, 1024, &o->n_threads);
+        else if (!strcmp(a, "--ctx"))
+            rc = s_int(a, v, 1, 1 << 24, &o->n_ctx);
+        else if (!strcmp(a, "--top-k"))
+            rc = s_int(a, v, 0, INT_MAX, &o->gen.sampler.top_k);
+        else if (!strcmp(a, "--temperature"))
+            rc = s_float(a, v, 0.0, 100.0, &o->gen.sampler.temperature);
+        else if (!strcmp(a, "--top-p"))
+            rc = s_float(a, v, 1e-6, 1.0, &o->gen.sampler.top_p);
+        else if (!strcmp(a, "--seed"))
+            rc = s_u64(a, v, &o->gen.sampler.seed);
+        else if (!strcmp(a, "--stop") && o->gen.n_stop < S_MAX_STOP)
+            stops[o->gen.n_stop++] = v;
+        else {
+            fprintf(stderr, "shardq-worker: unknown or repeated-too-often option %s (see --help)\n", a);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    if (!o->model_path || !o->prompt) {
+        fprintf(stderr, "shardq-worker: --model and --prompt are required (see --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *stops[S_MAX_STOP];
+    sq_oneshot_opts_t o = {.device = "cpu", .n_threads = 1,
+                           .gen = {.max_tokens = 128, .sampler = {.top_p = 1.0f}, .stop = stops}};
+    int rc = s_parse(argc, argv, &o, stops);
+    if (rc)
+        return rc > 0 ? 0 : 2;
+    sq_log_init("worker");
+    if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
+        fprintf(stderr, "shardq-worker: MPI_Init failed\n");
+        return 1;
+    }
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    int code = sq_oneshot_run(&o);
+    /* a failure on one rank must not leave the others blocked in a
+     * collective: take the whole group down */
+    if (code != 0 && size > 1)
+        MPI_Abort(MPI_COMM_WORLD, code);
+    MPI_Finalize();
+    return code;
+}
