@@ -20,7 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SQ_JSONL_MAX_TOKENS_CAP 1048576
+#define SQ_JSONL_MAX_TOKENS_CAP 1000000
 
 struct sq_jsonl_t {
     sq_jsonl_task_t *tasks;
@@ -257,7 +257,7 @@ s_get_params(json_t *obj, const char *prefix, int line, sq_jsonl_task_t *t)
     const char *model;
     size_t model_len;
     if ((rc = s_get_int(obj, "max_tokens", prefix, line, 1, SQ_JSONL_MAX_TOKENS_CAP,
-                        "a positive integer (at most 1048576)", &t->max_tokens)) ||
+                        "a positive integer (at most 1000000)", &t->max_tokens)) ||
         (rc = s_get_number(obj, "temperature", prefix, line, 0, 0, 2, &t->temperature)) ||
         (rc = s_get_number(obj, "top_p", prefix, line, 0, 1, 1, &t->top_p)) ||
         (rc = s_get_int(obj, "seed", prefix, line, 0, INT64_MAX, "a non-negative integer",
@@ -473,7 +473,7 @@ s_parse_batch(json_t *obj, int line, sq_jsonl_task_t *t)
         return rc;
     if (chat) {
         if ((rc = s_get_int(body, "max_completion_tokens", "body", line, 1,
-                            SQ_JSONL_MAX_TOKENS_CAP, "a positive integer (at most 1048576)",
+                            SQ_JSONL_MAX_TOKENS_CAP, "a positive integer (at most 1000000)",
                             &t->max_tokens)) ||
             (rc = s_chat_prompt(body, line, t)))
             return rc;
@@ -817,6 +817,12 @@ size_t
 sq_jsonl_size(const sq_jsonl_t *self)
 {
     return self->n_tasks;
+}
+
+const sq_jsonl_task_t *
+sq_jsonl_tasks(const sq_jsonl_t *self)
+{
+    return self->tasks;
 }
 
 const sq_jsonl_task_t *

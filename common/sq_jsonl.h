@@ -112,6 +112,8 @@ int sq_jsonl_load(const char *path, const sq_jsonl_limits_t *limits, sq_jsonl_t 
 void sq_jsonl_destroy(sq_jsonl_t **self_p);
 
 size_t sq_jsonl_size(const sq_jsonl_t *self);
+/* All tasks as one array of sq_jsonl_size() entries (borrowed). */
+const sq_jsonl_task_t *sq_jsonl_tasks(const sq_jsonl_t *self);
 /* Borrowed; i < sq_jsonl_size(). */
 const sq_jsonl_task_t *sq_jsonl_task(const sq_jsonl_t *self, size_t i);
 /* The model the file names (all lines that name one agree), or NULL. */

@@ -1,0 +1,178 @@
+/*  sq_client_results: the RESULTS pager (docs/protocol.md §4.3).
+ *
+ *  Holds one page (the reply message) at a time and walks its array; each
+ *  result is copied out so it is NUL-terminated and owned until the next
+ *  call. The cursor `next` from the broker makes the walk resumable: a
+ *  caller may read what is finished, wait, and read on.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "sq_client_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct sq_client_results_t {
+    sq_client_t *client;    /* borrowed */
+    uint64_t job_id;
+    uint32_t page_size;
+    uint64_t after;         /* cursor for the next page */
+    bool broker_done;       /* the last page said done */
+    sq_wire_msg_t *page;
+    sq_wire_iter_t it;
+    uint32_t left;          /* entries of the page not yet read */
+    sq_client_result_t cur;
+};
+
+typedef struct {
+    uint64_t job_id, after;
+    uint32_t limit;
+} s_page_args_t;
+
+static int
+s_build_page(sq_wire_enc_t *e, uint64_t rid, const void *arg)
+{
+    const s_page_args_t *a = arg;
+    sq_wire_map(e, 4);
+    sq_wire_kv_u64(e, "rid", rid);
+    sq_wire_kv_u64(e, "job_id", a->job_id);
+    sq_wire_kv_u64(e, "after", a->after);
+    sq_wire_kv_u64(e, "limit", a->limit);
+    return 0;
+}
+
+sq_client_results_t *
+sq_client_results_new(sq_client_t *client, uint64_t job_id, uint32_t page_size)
+{
+    sq_client_results_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        SQ_FAIL(SQ_ENOMEM, "out of memory");
+        return NULL;
+    }
+    self->client = client;
+    self->job_id = job_id;
+    self->page_size = page_size && page_size <= SQ_WIRE_MAX_PAGE ? page_size : 1000;
+    return self;
+}
+
+static void
+s_clear_current(sq_client_result_t *r)
+{
+    free(r->custom_id);
+    free(r->text);
+    free(r->error);
+    memset(r, 0, sizeof *r);
+}
+
+void
+sq_client_results_destroy(sq_client_results_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sq_client_results_t *self = *self_p;
+    s_clear_current(&self->cur);
+    sq_wire_msg_destroy(&self->page);
+    free(self);
+    *self_p = NULL;
+}
+
+bool
+sq_client_results_done(const sq_client_results_t *self)
+{
+    return self->broker_done && self->left == 0;
+}
+
+static int
+s_fetch_page(sq_client_results_t *self)
+{
+    s_page_args_t args = {self->job_id, self->after, self->page_size};
+    sq_wire_msg_destroy(&self->page);
+    self->left = 0;
+    int rc = sq_client_request(self->client, SQ_WIRE_RESULTS, s_build_page, &args, &self->page);
+    if (rc)
+        return rc;
+    sq_wire_val_t arr;
+    if (sq_wire_get_array(self->page->body, "results", true, SQ_WIRE_MAX_PAGE, &arr))
+        return SQ_FAIL(SQ_EPROTO, "RESULTS reply: %s", sq_error_detail());
+    uint64_t next = sq_client_get_u64(self->page->body, "next");
+    self->after = next > self->after ? next : self->after;
+    self->broker_done = false;
+    sq_wire_get_bool(self->page->body, "done", false, &self->broker_done);
+    sq_wire_iter_init(&self->it, arr);
+    self->left = sq_wire_count(arr);
+    return 0;
+}
+
+/* An optional string field copied with its length (NULL when absent). */
+static int
+s_get_owned(sq_wire_val_t m, const char *key, size_t cap, char **out, size_t *len_out)
+{
+    const char *s = NULL;
+    size_t len = 0;
+    int rc = sq_wire_get_str(m, key, false, cap, &s, &len);
+    if (rc || !s)
+        return rc;
+    if (!(*out = malloc(len + 1)))
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    memcpy(*out, s, len);
+    (*out)[len] = '\0';
+    *len_out = len;
+    return 0;
+}
+
+/* An optional count; -1 when absent (the worker did not report it). */
+static int64_t
+s_opt_count(sq_wire_val_t m, const char *key)
+{
+    uint64_t v = UINT64_MAX;
+    if (sq_wire_get_u64(m, key, false, INT64_MAX, &v) != 0 || v == UINT64_MAX)
+        return -1;
+    return (int64_t)v;
+}
+
+static int
+s_decode(sq_wire_val_t m, sq_client_result_t *r)
+{
+    s_clear_current(r);
+    int rc = sq_wire_type(m) == SQ_WIRE_T_MAP ? 0 : SQ_FAIL(SQ_EPROTO, "result is not a map");
+    if (rc == 0)
+        rc = s_get_owned(m, "custom_id", SQ_WIRE_MAX_ID, &r->custom_id, &r->custom_id_len);
+    if (rc == 0)
+        rc = s_get_owned(m, "text", SQ_WIRE_MAX_TEXT, &r->text, &r->text_len);
+    if (rc == 0)
+        rc = s_get_owned(m, "error", SQ_WIRE_MAX_TEXT, &r->error, &r->error_len);
+    if (rc == 0 && !r->custom_id)
+        rc = SQ_FAIL(SQ_EPROTO, "result without custom_id");
+    if (rc)
+        return SQ_FAIL(SQ_EPROTO, "RESULTS reply: %s", sq_error_detail());
+    r->index = sq_client_get_u64(m, "index");
+    r->attempts = sq_client_get_u64(m, "attempts");
+    sq_client_get_fixed(m, "state", r->state, sizeof r->state);
+    sq_client_get_fixed(m, "finish_reason", r->finish_reason, sizeof r->finish_reason);
+    r->prompt_tokens = s_opt_count(m, "prompt_tokens");
+    r->completion_tokens = s_opt_count(m, "completion_tokens");
+    return 0;
+}
+
+int
+sq_client_results_next(sq_client_results_t *self, const sq_client_result_t **out)
+{
+    *out = NULL;
+    if (self->left == 0) {
+        if (self->broker_done)
+            return 0;
+        int rc = s_fetch_page(self);
+        if (rc)
+            return rc;
+        if (self->left == 0)
+            return 0; /* nothing more finished yet */
+    }
+    sq_wire_val_t m;
+    if (!sq_wire_iter_next(&self->it, &m))
+        return SQ_FAIL(SQ_EPROTO, "RESULTS reply: array shorter than its count");
+    self->left--;
+    int rc = s_decode(m, &self->cur);
+    if (rc)
+        return rc;
+    *out = &self->cur;
+    return 1;
+}
