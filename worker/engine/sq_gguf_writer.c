@@ -256,6 +256,18 @@ uint64_t sq_gguf_writer_tensor_bytes(const sq_gguf_writer_t *self, int64_t i)
     return i >= 0 && i < self->n_tensors ? self->tensors[i].bytes : 0;
 }
 
+int sq_gguf_writer_tensor_shape(const sq_gguf_writer_t *self, int64_t i, int *dtype,
+                                int64_t *n_in, int64_t *n_rows)
+{
+    if (i < 0 || i >= self->n_tensors)
+        return SQ_FAIL(SQ_EINVAL, "gguf writer: no tensor %lld", (long long) i);
+    const s_tensor_t *t = &self->tensors[i];
+    *dtype = t->dtype;
+    *n_in = t->ne[0];
+    *n_rows = t->ne[1] * t->ne[2] * t->ne[3];
+    return 0;
+}
+
 /* ---- file ------------------------------------------------------------ */
 
 static int s_fwrite(sq_gguf_writer_t *self, const void *p, size_t n)

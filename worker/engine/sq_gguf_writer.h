@@ -62,8 +62,12 @@ int sq_gguf_writer_add_str_array(sq_gguf_writer_t *self, const char *key,
  * ne fastest first, 1..SQ_GGUF_MAX_DIMS dims. */
 int sq_gguf_writer_add_tensor(sq_gguf_writer_t *self, const char *name, int dtype,
                               int n_dims, const int64_t *ne);
-/* Bytes of tensor i's data (known once added). */
+/* Bytes of tensor i's data (known once added), 0 for no such tensor. */
 uint64_t sq_gguf_writer_tensor_bytes(const sq_gguf_writer_t *self, int64_t i);
+/* Tensor i as rows: OUT its dtype, row length ne[0] and row count (the
+ * product of the other dims). SQ_EINVAL for no such tensor. */
+int sq_gguf_writer_tensor_shape(const sq_gguf_writer_t *self, int64_t i, int *dtype,
+                                int64_t *n_in, int64_t *n_rows);
 
 /* --- file --- */
 /* Create path and write everything up to the first tensor's data. */
