@@ -27,3 +27,28 @@ if(TARGET sq-test-worker)
   set_tests_properties(e2e.worker_fixture PROPERTIES LABELS e2e TIMEOUT 120
                        ENVIRONMENT "${SQ_E2E_ENV}")
 endif()
+
+# Broker scenarios: one binary per family, one CTest entry per case.
+# sq_e2e_cases(<binary> <source> CASES <case>... SERIAL <case>...) — SERIAL cases restart
+# the shared PostgreSQL, so nothing else may run beside them.
+function(sq_e2e_cases bin src)
+  cmake_parse_arguments(arg "" "" "CASES;SERIAL" ${ARGN})
+  add_executable(${bin} ${src})
+  target_link_libraries(${bin} PRIVATE sq_e2e_client sq_harness sq_testlib sq_warnings)
+  foreach(case IN LISTS arg_CASES arg_SERIAL)
+    add_test(NAME e2e.${case} COMMAND ${bin} ${case})
+    set_tests_properties(e2e.${case} PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 300
+      ENVIRONMENT "${SQ_E2E_ENV};SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
+  endforeach()
+  foreach(case IN LISTS arg_SERIAL)
+    set_tests_properties(e2e.${case} PROPERTIES RUN_SERIAL TRUE)
+  endforeach()
+endfunction()
+
+if(TARGET sq-test-worker AND TARGET shardq-broker)
+  add_library(sq_e2e_client STATIC e2e/sq_e2e_client.c)
+  target_include_directories(sq_e2e_client PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/e2e)
+  target_link_libraries(sq_e2e_client PUBLIC sq_wire sq_harness PRIVATE sq_warnings)
+  sq_e2e_cases(test_e2e_flow e2e/test_e2e_flow.c
+               CASES ten_thousand cancel retries_dead fairness)
+endif()

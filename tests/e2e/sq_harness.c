@@ -393,6 +393,20 @@ sq_harness_worker_start(sq_harness_t *self, const char *name, const char *const 
     return sq_harness_spawn(self, name, argv);
 }
 
+sq_harness_t *
+sq_harness_start(const char *name, const char *const broker_extra[])
+{
+    sq_harness_t *self = sq_harness_new(name);
+    if (!self)
+        return NULL;
+    if (sq_harness_migrate(self) != 0 || !sq_harness_broker_start(self, broker_extra)) {
+        fprintf(stderr, "harness %s: %s\n", name, sq_error_detail());
+        sq_test_fail(__FILE__, __LINE__, "broker setup");
+        sq_harness_destroy(&self);
+    }
+    return self;
+}
+
 bool
 sq_harness_has_pg_ctl(void)
 {
@@ -470,6 +484,34 @@ sq_harness_sql_i64(sq_harness_t *self, const char *sql, int64_t *out)
         *out = PQgetisnull(r, 0, 0) ? 0 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
     return rc;
+}
+
+int
+sq_harness_sql_file_rows(sq_harness_t *self, const char *rel_path, int64_t *n_rows_out)
+{
+    const char *dir = s_bin("SHARDQ_SQL_DIR");
+    if (!dir)
+        return SQ_ENOTFOUND;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, rel_path);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return SQ_FAIL(-errno, "%s: %s", path, strerror(errno));
+    char *sql = NULL;
+    size_t cap = 0;
+    ssize_t n = getdelim(&sql, &cap, '\0', f);   /* the whole file */
+    fclose(f);
+    if (n < 0) {
+        free(sql);
+        return SQ_FAIL(SQ_EIO, "%s: cannot read", path);
+    }
+    PGresult *r = sq_harness_sql(self, sql, 0, NULL);
+    free(sql);
+    if (!r)
+        return sq_error_code();
+    *n_rows_out = PQntuples(r);
+    PQclear(r);
+    return 0;
 }
 
 /* Poll until pred(value) holds; shared by the two waits below. */

@@ -63,6 +63,10 @@ sq_proc_t *sq_harness_broker(const sq_harness_t *self);
 sq_proc_t *sq_harness_worker_start(sq_harness_t *self, const char *name,
                                    const char *const extra[]);
 
+/* The usual start of a broker test: sq_harness_new + migrate + broker
+ * start with broker_extra flags. NULL (detail printed) on failure. */
+sq_harness_t *sq_harness_start(const char *name, const char *const broker_extra[]);
+
 /* Run SHARDQ_PG_CTL with action (restart|kill|start|stop) and wait for it.
  * SQ_ENOTFOUND when SHARDQ_PG_CTL is unset. */
 int sq_harness_pg_ctl(sq_harness_t *self, const char *action);
@@ -77,6 +81,9 @@ PGresult *sq_harness_sql(sq_harness_t *self, const char *sql, int nparams,
 /* The first column of the first row as an integer (0 when NULL).
  * 0 or a negative SQ_E* code. */
 int sq_harness_sql_i64(sq_harness_t *self, const char *sql, int64_t *out);
+/* Run the SQL file sql/<rel_path> of the source tree (found through
+ * SHARDQ_SQL_DIR) as-is; 0 and *n_rows_out its row count. */
+int sq_harness_sql_file_rows(sq_harness_t *self, const char *rel_path, int64_t *n_rows_out);
 /* Poll `sql` (one integer) every few ms until it equals `want` or
  * timeout_ms passes. 0 when reached; SQ_ETIMEDOUT (the detail carries the
  * last value seen) otherwise. */

@@ -117,6 +117,22 @@ sq_proc_log(const sq_proc_t *self)
 }
 
 int
+sq_proc_log_count(const sq_proc_t *self, const char *needle)
+{
+    FILE *f = fopen(self->log_path, "r");
+    if (!f)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    while (getline(&line, &cap, f) >= 0)
+        n += strstr(line, needle) != NULL;
+    free(line);
+    fclose(f);
+    return n;
+}
+
+int
 sq_proc_signal(sq_proc_t *self, int sig)
 {
     if (!sq_proc_running(self))

@@ -26,6 +26,9 @@ pid_t sq_proc_pid(const sq_proc_t *self);
 const char *sq_proc_name(const sq_proc_t *self);
 const char *sq_proc_log(const sq_proc_t *self);
 
+/* Lines of the child's log containing needle (0 when none or no log). */
+int sq_proc_log_count(const sq_proc_t *self, const char *needle);
+
 /* Send a signal; 0, or -errno. Sending to an exited child is a no-op. */
 int sq_proc_signal(sq_proc_t *self, int sig);
 /* Wait up to timeout_ms for the child to exit. 0 when it has exited (then
