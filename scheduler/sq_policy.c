@@ -69,6 +69,12 @@ static const s_key_t s_pool_keys[] = {
     SQ_KEY(sq_pool_policy_t, scale_down_cooldown_s, S_DUR, 0, 86400, 0),
     SQ_KEY(sq_pool_policy_t, startup_estimate_s, S_DUR, 0, 86400, 0),
     {"windows", S_SEQ, 0, 0, 0, 0, 0},
+    {"kubernetes", S_MAP, 0, 0, 0, 0, 0},
+    {NULL, 0, 0, 0, 0, 0, 0}};
+
+/* kubernetes: {statefulset: NAME} -- what the kubernetes actuator scales. */
+static const s_key_t s_kube_keys[] = {
+    SQ_KEY(sq_pool_policy_t, statefulset, S_STR, 0, 0, 0),
     {NULL, 0, 0, 0, 0, 0, 0}};
 
 static int
@@ -259,6 +265,8 @@ s_pool_child(const s_ctx_t *cx, const char *key, const yaml_node_t *v, const cha
     sq_pool_policy_t *p = base;
     if (strcmp(key, "worker") == 0)
         return s_mapping(cx, v, s_worker_keys, path, &p->worker, NULL);
+    if (strcmp(key, "kubernetes") == 0)
+        return s_mapping(cx, v, s_kube_keys, path, p, NULL);
     if (!v || v->type != YAML_SEQUENCE_NODE)
         return s_err(cx, v, path, "must be a list");
     size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
@@ -352,6 +360,8 @@ s_document(const s_ctx_t *cx, sq_policy_t *self)
         int rc = s_mapping(cx, pn, s_pool_keys, path, p, s_pool_child);
         if (rc || (rc = s_pool_check(cx, pn, path, p)))
             return rc;
+        if (!p->statefulset[0])
+            snprintf(p->statefulset, sizeof p->statefulset, "%s", p->name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(self->pools[j].name, p->name) == 0)
                 return s_err(cx, pn, path, "duplicate pool name");

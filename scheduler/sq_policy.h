@@ -56,6 +56,7 @@ typedef struct {
     int64_t scale_down_stabilization_s; /* default 300 */
     int64_t scale_up_cooldown_s, scale_down_cooldown_s;
     int64_t startup_estimate_s;         /* lead time before any measurement */
+    char statefulset[128];              /* kubernetes.statefulset (default: name) */
     sq_window_t *windows;
     size_t n_windows;
 } sq_pool_policy_t;

@@ -6,3 +6,9 @@ foreach(t policy cron decide simulate)
   add_test(NAME unit.sched.${t} COMMAND test_${t} ${PROJECT_SOURCE_DIR}/scheduler/traces)
   set_tests_properties(unit.sched.${t} PROPERTIES LABELS unit)
 endforeach()
+
+add_executable(test_local_actuator unit/test_local_actuator.c)
+target_link_libraries(test_local_actuator PRIVATE sq_sched sq_testlib sq_warnings)
+add_test(NAME unit.sched.local_actuator
+         COMMAND test_local_actuator ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_fake_mpirun.sh)
+set_tests_properties(unit.sched.local_actuator PROPERTIES LABELS unit TIMEOUT 120)

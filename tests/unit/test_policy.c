@@ -31,6 +31,7 @@ static const char *s_example =
     "    max_step_down: 1\n"
     "    scale_down_stabilization_s: 2m\n"
     "    scale_up_cooldown_s: 10s\n"
+    "    kubernetes: {statefulset: rel-shardq-worker-compliance}\n"
     "    windows:\n"
     "      - name: nyse\n"
     "        cron: \"0 9 * * MON-FRI\"\n"
@@ -74,6 +75,8 @@ test_example(void)
     SQ_CHECK(b->scale_down_stabilization_s == 120 && b->scale_up_cooldown_s == 10);
     SQ_CHECK(b->windows[0].lead_auto == 0 && b->windows[0].lead_time_s == 90);
     SQ_CHECK(b->windows[0].duration_s == 5400);
+    SQ_CHECK(strcmp(a->statefulset, "fin-research") == 0);
+    SQ_CHECK(strcmp(b->statefulset, "rel-shardq-worker-compliance") == 0);
     SQ_CHECK(sq_policy_pool(p, "nope") == NULL);
     SQ_CHECK(strlen(p->digest) == 16);
     SQ_CHECK(strcmp(p->text, s_example) == 0);
@@ -125,6 +128,7 @@ test_rejections(void)
     SQ_CHECK(s_refused("target_queued_per_group: 32", "target_queued_per_group: -1", "pools[0].target_queued_per_group"));
     SQ_CHECK(s_refused("    target_queued_per_group: 32\n", "", "pools[0]: set target_queued_per_group"));
     SQ_CHECK(s_refused("target_utilization: 0.7", "target_utilization: 1.5", "p.yaml:16: pools[1].target_utilization"));
+    SQ_CHECK(s_refused("statefulset: rel", "sts: rel", "p.yaml:21: pools[1].kubernetes.sts: unknown key"));
     SQ_CHECK(s_refused("name: compliance", "name: fin-research", "p.yaml:10: pools[1]: duplicate pool name"));
     SQ_CHECK(s_refused("name: compliance", "name: bad name!", "pools[1].name"));
     SQ_CHECK(s_refused("    max_groups: 8\n", "", "pools[0].max_groups: required key missing"));

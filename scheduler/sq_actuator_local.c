@@ -1,0 +1,274 @@
+/*  sq_actuator_local: worker groups as mpirun process groups on this host.
+ *
+ *  Ownership: the actuator is the parent of every mpirun it spawns and the
+ *  only one who reaps them. Each group runs in its own process group
+ *  (POSIX_SPAWN_SETPGROUP), so SIGTERM/SIGKILL to -pgid reach mpirun and
+ *  every rank it started. A drained group gets SIGTERM (the worker stops
+ *  taking tasks, finishes or hands back its leases, exits) and SIGKILL
+ *  once grace_ms has passed. A group that exits on its own is simply
+ *  forgotten: the next decision sees one group fewer and replaces it.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "sq_actuator.h"
+
+#include "sq_error.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+extern char **environ;
+
+typedef enum { S_STARTING = 0, S_READY, S_DRAINING } s_state_t;
+
+typedef struct {
+    char id[96];            /* "<pool>-<n>" */
+    char pool[64];
+    pid_t pid;              /* mpirun, also the process group id */
+    s_state_t state;
+    int idle;               /* broker says: no leases */
+    int64_t spawned_ms, term_ms;
+} s_group_t;
+
+typedef struct {
+    sq_actuator_t base;
+    sq_actuator_local_opts_t o;
+    char endpoint[256];
+    s_group_t *groups;
+    size_t n, cap;
+    unsigned seq;
+} s_local_t;
+
+/* argv for one group; strings point into pool, buf (flags split on spaces). */
+static int
+s_argv(const s_local_t *self, const sq_pool_policy_t *p, const char *id, char *np, char *mb,
+       char *flags, char **argv, int max)
+{
+    int n = 0;
+    argv[n++] = (char *)self->o.mpirun;
+    argv[n++] = "-np";
+    argv[n++] = np;
+    for (int i = 0; self->o.mpirun_args && self->o.mpirun_args[i] && n < max - 16; i++)
+        argv[n++] = (char *)self->o.mpirun_args[i];
+    argv[n++] = (char *)self->o.worker;
+    argv[n++] = "--broker";
+    argv[n++] = (char *)self->endpoint;
+    argv[n++] = "--model";
+    argv[n++] = (char *)p->worker.model;
+    argv[n++] = "--device";
+    argv[n++] = (char *)p->worker.device;
+    argv[n++] = "--max-batch";
+    argv[n++] = mb;
+    argv[n++] = "--group-id";
+    argv[n++] = (char *)id;
+    for (char *save = NULL, *tok = strtok_r(flags, " \t", &save); tok && n < max - 1;
+         tok = strtok_r(NULL, " \t", &save))
+        argv[n++] = tok;
+    argv[n] = NULL;
+    return n < max - 1 ? 0 : SQ_FAIL(SQ_ETOOBIG, "pool %s: too many worker flags", p->name);
+}
+
+static int
+s_spawn(s_local_t *self, const sq_pool_policy_t *p, int64_t now_ms)
+{
+    if (self->n == self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 16;
+        s_group_t *grown = realloc(self->groups, cap * sizeof *grown);
+        if (!grown)
+            return SQ_FAIL(SQ_ENOMEM, "local actuator");
+        self->groups = grown;
+        self->cap = cap;
+    }
+    s_group_t *g = &self->groups[self->n];
+    memset(g, 0, sizeof *g);
+    snprintf(g->id, sizeof g->id, "%s-%u", p->name, ++self->seq);
+    snprintf(g->pool, sizeof g->pool, "%s", p->name);
+    char np[16], mb[16], flags[256], *argv[64];
+    snprintf(np, sizeof np, "%d", p->worker.tp);
+    snprintf(mb, sizeof mb, "%d", p->worker.max_batch);
+    snprintf(flags, sizeof flags, "%s", p->worker.flags);
+    int rc = s_argv(self, p, g->id, np, mb, flags, argv, 64);
+    if (rc)
+        return rc;
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setpgroup(&attr, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    int err = posix_spawnp(&g->pid, self->o.mpirun, NULL, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
+    if (err)
+        return SQ_FAIL(-err, "pool %s: spawn %s: %s", p->name, self->o.mpirun, strerror(err));
+    g->spawned_ms = now_ms;
+    self->n++;
+    return 0;
+}
+
+/* Removal preference: idle ready (0), starting (1), busy ready (2). */
+static int
+s_rank(const s_group_t *g)
+{
+    return g->state == S_READY ? (g->idle ? 0 : 2) : 1;
+}
+
+static void
+s_drain(s_group_t *g, int64_t now_ms)
+{
+    g->state = S_DRAINING;
+    g->term_ms = now_ms;
+    kill(-g->pid, SIGTERM);
+}
+
+static int
+s_set(sq_actuator_t *base, const sq_pool_policy_t *p, int desired, int64_t now_ms)
+{
+    s_local_t *self = (s_local_t *)base;
+    int have = 0;
+    for (size_t i = 0; i < self->n; i++)
+        have += strcmp(self->groups[i].pool, p->name) == 0 &&
+                self->groups[i].state != S_DRAINING;
+    for (; have < desired; have++) {
+        int rc = s_spawn(self, p, now_ms);
+        if (rc)
+            return rc;
+    }
+    for (; have > desired; have--) {
+        s_group_t *victim = NULL;
+        for (size_t i = 0; i < self->n; i++) {
+            s_group_t *g = &self->groups[i];
+            if (strcmp(g->pool, p->name) != 0 || g->state == S_DRAINING)
+                continue;
+            /* Among equals take the youngest: the oldest have proven themselves. */
+            if (!victim || s_rank(g) < s_rank(victim) ||
+                (s_rank(g) == s_rank(victim) && g->spawned_ms >= victim->spawned_ms))
+                victim = g;
+        }
+        s_drain(victim, now_ms);
+    }
+    return 0;
+}
+
+static int
+s_poll(sq_actuator_t *base, int64_t now_ms)
+{
+    s_local_t *self = (s_local_t *)base;
+    for (size_t i = 0; i < self->n;) {
+        s_group_t *g = &self->groups[i];
+        int status;
+        pid_t r = waitpid(g->pid, &status, WNOHANG);
+        if (r == g->pid || (r < 0 && errno == ECHILD)) {
+            if (g->state == S_DRAINING)
+                kill(-g->pid, SIGKILL); /* ranks that outlived mpirun */
+            self->groups[i] = self->groups[--self->n];
+            continue;
+        }
+        if (g->state == S_DRAINING && now_ms - g->term_ms >= self->o.grace_ms)
+            kill(-g->pid, SIGKILL);
+        i++;
+    }
+    return 0;
+}
+
+static int
+s_counts(sq_actuator_t *base, const sq_pool_policy_t *p, sq_actuator_counts_t *out)
+{
+    s_local_t *self = (s_local_t *)base;
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < self->n; i++) {
+        const s_group_t *g = &self->groups[i];
+        if (strcmp(g->pool, p->name) != 0)
+            continue;
+        out->draining += g->state == S_DRAINING;
+        out->requested += g->state != S_DRAINING;
+        out->starting += g->state == S_STARTING;
+    }
+    return 0;
+}
+
+/* Stop everything: SIGTERM all, wait up to grace, SIGKILL the rest. */
+static void
+s_destroy(sq_actuator_t *base)
+{
+    s_local_t *self = (s_local_t *)base;
+    for (size_t i = 0; i < self->n; i++)
+        if (self->groups[i].state != S_DRAINING)
+            s_drain(&self->groups[i], 0);
+    for (int64_t waited = 0; self->n && waited <= self->o.grace_ms; waited += 50) {
+        s_poll(base, waited);
+        if (self->n)
+            nanosleep(&(struct timespec){0, 50 * 1000000L}, NULL);
+    }
+    for (size_t i = 0; i < self->n; i++) {
+        kill(-self->groups[i].pid, SIGKILL);
+        waitpid(self->groups[i].pid, NULL, 0);
+    }
+    free(self->groups);
+    free(self);
+}
+
+static const sq_actuator_ops_t s_ops = {"local", s_set, s_poll, s_counts, s_destroy};
+
+sq_actuator_t *
+sq_actuator_local_new(const sq_actuator_local_opts_t *opts)
+{
+    s_local_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        SQ_FAIL(SQ_ENOMEM, "local actuator");
+        return NULL;
+    }
+    self->base.ops = &s_ops;
+    if (opts)
+        self->o = *opts;
+    if (!self->o.mpirun)
+        self->o.mpirun = "mpirun";
+    if (!self->o.worker)
+        self->o.worker = "shardq-worker";
+    if (self->o.grace_ms <= 0)
+        self->o.grace_ms = 30000;
+    const char *ep = self->o.worker_endpoint ? self->o.worker_endpoint
+                                             : getenv("SHARDQ_WORKER_ENDPOINT");
+    snprintf(self->endpoint, sizeof self->endpoint, "%s",
+             ep && *ep ? ep : "tcp://127.0.0.1:5556");
+    return &self->base;
+}
+
+static s_group_t *
+s_find(s_local_t *self, const char *group_id)
+{
+    for (size_t i = 0; i < self->n; i++)
+        if (strcmp(self->groups[i].id, group_id) == 0)
+            return &self->groups[i];
+    return NULL;
+}
+
+int
+sq_actuator_local_mark(sq_actuator_t *base, const char *group_id, int ready, int idle,
+                       int64_t now_ms, double *startup_s)
+{
+    s_group_t *g = s_find((s_local_t *)base, group_id);
+    if (startup_s)
+        *startup_s = -1;
+    if (!g)
+        return SQ_FAIL(SQ_ENOTFOUND, "group %s: not spawned by this scheduler", group_id);
+    if (ready && g->state == S_STARTING) {
+        g->state = S_READY;
+        if (startup_s)
+            *startup_s = (double)(now_ms - g->spawned_ms) / 1000.0;
+    }
+    g->idle = idle;
+    return 0;
+}
+
+int
+sq_actuator_local_pid(sq_actuator_t *base, const char *group_id)
+{
+    s_group_t *g = s_find((s_local_t *)base, group_id);
+    return g ? (int)g->pid : -1;
+}

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Stands in for `mpirun -np N shardq-worker ...` in test_local_actuator:
+# a real process group that records its argv and waits. SIGTERM ends it
+# (leaving a .term file, as a drained worker would exit cleanly) unless
+# SQ_FAKE_IGNORE_TERM is set, which makes it need SIGKILL.
+id=""
+prev=""
+for a in "$@"; do
+  [ "$prev" = "--group-id" ] && id=$a
+  prev=$a
+done
+printf '%s\n' "$*" > "$SQ_FAKE_DIR/$id.args.tmp" && mv "$SQ_FAKE_DIR/$id.args.tmp" "$SQ_FAKE_DIR/$id.args"
+if [ -n "$SQ_FAKE_IGNORE_TERM" ]; then
+  trap '' TERM
+else
+  trap 'echo drained > "$SQ_FAKE_DIR/$id.term"; exit 0' TERM
+fi
+while :; do sleep 0.05; done

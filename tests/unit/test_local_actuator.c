@@ -1,0 +1,161 @@
+/*  The local actuator on real process groups (a shell script stands in for
+ *  mpirun, since worker groups of issue 4 do not exist yet): argv, process
+ *  groups, removal order (idle, then starting, then busy), SIGTERM drain,
+ *  SIGKILL after the grace period, reaping, cleanup on destroy.
+ *  argv[1]: path of sched_fake_mpirun.sh. */
+#define _POSIX_C_SOURCE 200809L
+#include "sq_actuator.h"
+#include "sq_error.h"
+#include "sq_test.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static char s_dir[64];
+static const char *s_fake = "tests/unit/sched_fake_mpirun.sh";
+
+static int
+s_exists(const char *id, const char *ext)
+{
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s.%s", s_dir, id, ext);
+    return stat(path, &st) == 0;
+}
+
+static void
+s_nap(void)
+{
+    nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
+}
+
+/* Poll the actuator until pred() or 10 s pass. */
+#define S_WAIT_FOR(act, cond)                                              \
+    do {                                                                   \
+        int64_t deadline_ = sq_test_now_ms() + 10000;                      \
+        while (!(cond) && sq_test_now_ms() < deadline_) {                  \
+            sq_actuator_poll((act), sq_test_now_ms());                     \
+            s_nap();                                                       \
+        }                                                                  \
+    } while (0)
+
+static int
+s_requested(sq_actuator_t *a, const sq_pool_policy_t *p, int *draining)
+{
+    sq_actuator_counts_t c;
+    sq_actuator_counts(a, p, &c);
+    if (draining)
+        *draining = c.draining;
+    return c.requested;
+}
+
+static void
+test_lifecycle(void)
+{
+    const char *yaml = "pools:\n  - name: p\n    worker: {model: m.gguf, tp: 2, flags: --ctx 512}\n"
+                       "    max_groups: 4\n    target_queued_per_group: 8\n";
+    sq_policy_t *pol = sq_policy_parse(yaml, strlen(yaml), "p.yaml");
+    SQ_REQUIRE(pol);
+    const sq_pool_policy_t *p = &pol->pools[0];
+    sq_actuator_local_opts_t o = {.mpirun = s_fake, .worker = "shardq-worker",
+                                  .worker_endpoint = "tcp://127.0.0.1:18501", .grace_ms = 400};
+    sq_actuator_t *a = sq_actuator_local_new(&o);
+    SQ_REQUIRE(a);
+    int64_t now = sq_test_now_ms();
+    SQ_REQUIRE(sq_actuator_set(a, p, 3, now) == 0);
+    sq_actuator_counts_t c;
+    SQ_CHECK(sq_actuator_counts(a, p, &c) == 0 && c.requested == 3 && c.starting == 3);
+    S_WAIT_FOR(a, s_exists("p-1", "args") && s_exists("p-2", "args") && s_exists("p-3", "args"));
+    SQ_REQUIRE(s_exists("p-3", "args"));
+    char path[256], line[512] = "";
+    snprintf(path, sizeof path, "%s/p-1.args", s_dir);
+    FILE *f = fopen(path, "r");
+    SQ_REQUIRE(f);
+    SQ_CHECK(fgets(line, sizeof line, f) != NULL);
+    fclose(f);
+    SQ_CHECK(strcmp(line, "-np 2 shardq-worker --broker tcp://127.0.0.1:18501 --model m.gguf "
+                          "--device cpu --max-batch 16 --group-id p-1 --ctx 512\n") == 0);
+    /* Each group leads its own process group. */
+    int pid1 = sq_actuator_local_pid(a, "p-1");
+    SQ_CHECK(pid1 > 0 && getpgid(pid1) == pid1);
+
+    /* p-1 ready and idle, p-2 ready and busy, p-3 still starting. */
+    double startup = 0;
+    SQ_CHECK(sq_actuator_local_mark(a, "p-1", 1, 1, now + 1500, &startup) == 0);
+    SQ_CHECK(startup == 1.5);
+    SQ_CHECK(sq_actuator_local_mark(a, "p-2", 1, 0, now + 2000, NULL) == 0);
+    SQ_CHECK(sq_actuator_local_mark(a, "p-9", 1, 0, now, NULL) == SQ_ENOTFOUND);
+    SQ_CHECK(sq_actuator_counts(a, p, &c) == 0 && c.starting == 1);
+    SQ_REQUIRE(sq_actuator_set(a, p, 2, sq_test_now_ms()) == 0);  /* idle p-1 goes */
+    int draining = 0;
+    SQ_CHECK(s_requested(a, p, &draining) == 2 && draining == 1);
+    S_WAIT_FOR(a, s_exists("p-1", "term") && (s_requested(a, p, &draining), draining == 0));
+    SQ_CHECK(s_exists("p-1", "term") && draining == 0);
+    SQ_CHECK(kill(pid1, 0) != 0); /* reaped */
+    SQ_REQUIRE(sq_actuator_set(a, p, 1, sq_test_now_ms()) == 0);  /* starting p-3 before busy p-2 */
+    S_WAIT_FOR(a, s_exists("p-3", "term"));
+    SQ_CHECK(s_exists("p-3", "term") && !s_exists("p-2", "term"));
+
+    /* A group that ignores SIGTERM is killed after the grace period. */
+    setenv("SQ_FAKE_IGNORE_TERM", "1", 1);
+    SQ_REQUIRE(sq_actuator_set(a, p, 2, sq_test_now_ms()) == 0);
+    unsetenv("SQ_FAKE_IGNORE_TERM");
+    S_WAIT_FOR(a, s_exists("p-4", "args"));
+    SQ_REQUIRE(s_exists("p-4", "args"));
+    SQ_CHECK(sq_actuator_local_mark(a, "p-4", 1, 1, sq_test_now_ms(), NULL) == 0);
+    int pid4 = sq_actuator_local_pid(a, "p-4");
+    int64_t t_term = sq_test_now_ms();
+    SQ_REQUIRE(sq_actuator_set(a, p, 1, t_term) == 0);
+    sq_actuator_poll(a, t_term + 100); /* inside the grace period: still there */
+    SQ_CHECK(kill(pid4, 0) == 0 && (s_requested(a, p, &draining), draining == 1));
+    S_WAIT_FOR(a, (s_requested(a, p, &draining), draining == 0));
+    SQ_CHECK(draining == 0 && kill(pid4, 0) != 0 && !s_exists("p-4", "term"));
+    SQ_CHECK(sq_test_now_ms() - t_term >= 400);
+
+    /* destroy drains what is left (p-2) gracefully. */
+    int pid2 = sq_actuator_local_pid(a, "p-2");
+    sq_actuator_destroy(&a);
+    SQ_CHECK(a == NULL);
+    SQ_CHECK(s_exists("p-2", "term") && kill(pid2, 0) != 0);
+    sq_policy_destroy(&pol);
+}
+
+static void
+test_spawn_failure(void)
+{
+    const char *yaml = "pools:\n  - {name: q, worker: {model: m}, max_groups: 2, "
+                       "target_queued_per_group: 8}\n";
+    sq_policy_t *pol = sq_policy_parse(yaml, strlen(yaml), "p.yaml");
+    SQ_REQUIRE(pol);
+    sq_actuator_local_opts_t o = {.mpirun = "/nonexistent/mpirun"};
+    sq_actuator_t *a = sq_actuator_local_new(&o);
+    SQ_REQUIRE(a);
+    SQ_CHECK(sq_actuator_set(a, &pol->pools[0], 1, 0) < 0);
+    SQ_CHECK(strstr(sq_error_detail(), "/nonexistent/mpirun") != NULL);
+    SQ_CHECK(s_requested(a, &pol->pools[0], NULL) == 0);
+    sq_actuator_destroy(&a);
+    sq_policy_destroy(&pol);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc > 1)
+        s_fake = argv[1];
+    snprintf(s_dir, sizeof s_dir, "/tmp/sq-local-act-XXXXXX");
+    if (!mkdtemp(s_dir))
+        return 1;
+    setenv("SQ_FAKE_DIR", s_dir, 1);
+    SQ_RUN(test_lifecycle);
+    SQ_RUN(test_spawn_failure);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", s_dir);
+    return sq_test_summary("local_actuator");
+}
