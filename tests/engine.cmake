@@ -5,3 +5,8 @@ add_executable(test_gguf unit/test_gguf.c)
 target_link_libraries(test_gguf PRIVATE sq_llm sq_testlib sq_warnings)
 add_test(NAME unit.gguf COMMAND test_gguf ${SQ_ENGINE_MODELS})
 set_tests_properties(unit.gguf PROPERTIES LABELS unit)
+
+add_executable(test_model unit/test_model.c)
+target_link_libraries(test_model PRIVATE sq_llm sq_testlib sq_warnings)
+add_test(NAME unit.model COMMAND test_model ${SQ_ENGINE_MODELS})
+set_tests_properties(unit.model PROPERTIES LABELS unit)

@@ -1,0 +1,337 @@
+/*  test_model: the engine end to end on the bundled stories260K models.
+ *
+ *  - greedy from BOS reproduces the model's published sample;
+ *  - stop conditions: max tokens, stop strings, BOS/EOS, context;
+ *  - seeded sampling repeats;
+ *  - continuous batching: 8 prompts joining at different steps, each at its
+ *    own positions in its own slot, give the tokens and logits of each run
+ *    alone;
+ *  - shapes that cannot be split and bad batch entries are refused.
+ *  The Q8_0-against-F32 quality check is in test_model_quality.c.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sq_engine.h"
+#include "sq_error.h"
+#include "sq_test.h"
+
+static char s_f32[512], s_q8[512];
+
+static sq_engine_t *s_engine(const char *path, int n_slots, int n_ctx)
+{
+    sq_engine_params_t p = {.model_path = path, .n_threads = 2, .n_slots = n_slots, .n_ctx = n_ctx};
+    sq_engine_t *e = sq_engine_new(&p);
+    if (!e)
+        fprintf(stderr, "   load %s: %s\n", path, sq_error_detail());
+    return e;
+}
+
+static sq_gen_params_t s_greedy(int max_tokens)
+{
+    return (sq_gen_params_t){.max_tokens = max_tokens, .sampler = {.top_p = 1.0f}};
+}
+
+static void test_greedy_story(void)
+{
+    sq_engine_t *e = s_engine(s_f32, 1, 0);
+    SQ_REQUIRE(e);
+    sq_gen_params_t p = s_greedy(40);
+    sq_gen_result_t r;
+    SQ_REQUIRE(sq_engine_generate(e, "", 0, &p, &r) == 0);
+    const char *want = "Once upon a time, there was a little girl named Lily. She loved to play "
+                       "outside in the park.";
+    fprintf(stderr, "   greedy: %s\n", r.text);
+    SQ_CHECK(strncmp(r.text, want, strlen(want)) == 0);
+    SQ_CHECK(r.n_prompt == 1 && r.prompt_ids[0] == sq_tokenizer_bos(sq_engine_tokenizer(e)));
+    SQ_CHECK(r.n_ids == 40 && r.finish == SQ_FINISH_LENGTH);
+    /* ids and text agree: decoding the ids after BOS gives the text */
+    int32_t all[41];
+    all[0] = r.prompt_ids[0];
+    memcpy(all + 1, r.ids, 40 * sizeof *all);
+    char *text;
+    size_t len;
+    SQ_CHECK(sq_tokenizer_decode(sq_engine_tokenizer(e), all, 41, &text, &len) == 0);
+    SQ_CHECK(len == r.text_len && memcmp(text, r.text, len) == 0);
+    free(text);
+    sq_gen_result_free(&r);
+    /* a prompt continues the same story */
+    SQ_REQUIRE(sq_engine_generate(e, "Once upon a time", 16, &p, &r) == 0);
+    SQ_CHECK(strncmp(r.text, ", there was a little girl named Lily.", 37) == 0);
+    sq_gen_result_free(&r);
+    sq_engine_destroy(&e);
+}
+
+static void test_stop_conditions(void)
+{
+    sq_engine_t *e = s_engine(s_f32, 1, 0);
+    SQ_REQUIRE(e);
+    sq_gen_result_t r;
+    const char *stops[] = {"zebra", "Lily"};
+    sq_gen_params_t p = s_greedy(100);
+    p.stop = stops;
+    p.n_stop = 2;
+    SQ_REQUIRE(sq_engine_generate(e, "", 0, &p, &r) == 0);
+    SQ_CHECK(strcmp(r.text, "Once upon a time, there was a little girl named ") == 0);
+    SQ_CHECK(r.finish == SQ_FINISH_STOP);
+    sq_gen_result_free(&r);
+    /* the model ends a story with BOS: generation stops there, BOS not kept */
+    p = s_greedy(0);
+    SQ_REQUIRE(sq_engine_generate(e, "", 0, &p, &r) == 0);
+    fprintf(stderr, "   story of %zu tokens, finish %s\n", r.n_ids, sq_finish_name(r.finish));
+    SQ_CHECK(r.finish == SQ_FINISH_EOS);
+    int32_t bos = sq_tokenizer_bos(sq_engine_tokenizer(e));
+    int32_t eos = sq_tokenizer_eos(sq_engine_tokenizer(e));
+    for (size_t i = 0; i < r.n_ids; i++)
+        SQ_CHECK(r.ids[i] != bos && r.ids[i] != eos);
+    size_t story = r.n_ids;
+    sq_gen_result_free(&r);
+    /* ignore_eos runs on past it, up to the context */
+    p.ignore_eos = true;
+    SQ_REQUIRE(sq_engine_generate(e, "", 0, &p, &r) == 0);
+    SQ_CHECK(r.n_ids > story);
+    SQ_CHECK(r.finish == SQ_FINISH_LENGTH);
+    SQ_CHECK((int)(r.n_ids + r.n_prompt) == sq_model_n_ctx(sq_engine_model(e)));
+    sq_gen_result_free(&r);
+    sq_engine_destroy(&e);
+}
+
+static void test_prompt_too_long(void)
+{
+    sq_engine_t *e = s_engine(s_f32, 1, 8);
+    SQ_REQUIRE(e);
+    sq_gen_params_t p = s_greedy(4);
+    sq_gen_result_t r;
+    const char *text = "Once upon a time there was a girl who liked long stories";
+    SQ_CHECK(sq_engine_generate(e, text, strlen(text), &p, &r) == SQ_ETOOBIG);
+    SQ_CHECK(strstr(sq_error_detail(), "context of 8") != NULL);
+    SQ_CHECK(r.ids == NULL && r.text == NULL);
+    /* a prompt that fits runs until the context is full */
+    SQ_REQUIRE(sq_engine_generate(e, "Once", 4, &p, &r) == 0);
+    SQ_CHECK(r.n_prompt + r.n_ids <= 8);
+    sq_gen_result_free(&r);
+    sq_engine_destroy(&e);
+}
+
+static void test_seeded_sampling(void)
+{
+    sq_engine_t *e = s_engine(s_q8, 1, 0);
+    SQ_REQUIRE(e);
+    sq_gen_params_t p = {.max_tokens = 48, .sampler = {.temperature = 1.0f, .top_p = 0.95f,
+                                                        .top_k = 40, .seed = 7}};
+    sq_gen_result_t a, b, c, g;
+    SQ_REQUIRE(sq_engine_generate(e, "Tom", 3, &p, &a) == 0);
+    SQ_REQUIRE(sq_engine_generate(e, "Tom", 3, &p, &b) == 0);
+    p.sampler.seed = 8;
+    SQ_REQUIRE(sq_engine_generate(e, "Tom", 3, &p, &c) == 0);
+    fprintf(stderr, "   seed 7: %s\n   seed 8: %s\n", a.text, c.text);
+    SQ_CHECK(a.n_ids == b.n_ids && memcmp(a.ids, b.ids, a.n_ids * sizeof *a.ids) == 0);
+    SQ_CHECK(strcmp(a.text, b.text) == 0);
+    SQ_CHECK(a.n_ids != c.n_ids || memcmp(a.ids, c.ids, a.n_ids * sizeof *a.ids) != 0);
+    /* top_k = 1 leaves only the argmax: greedy whatever the seed */
+    p.sampler.top_k = 1;
+    sq_gen_params_t gp = s_greedy(48);
+    sq_gen_result_t k1;
+    SQ_REQUIRE(sq_engine_generate(e, "Tom", 3, &p, &k1) == 0);
+    SQ_REQUIRE(sq_engine_generate(e, "Tom", 3, &gp, &g) == 0);
+    SQ_CHECK(k1.n_ids == g.n_ids && memcmp(k1.ids, g.ids, g.n_ids * sizeof *g.ids) == 0);
+    sq_gen_result_free(&a);
+    sq_gen_result_free(&b);
+    sq_gen_result_free(&c);
+    sq_gen_result_free(&g);
+    sq_gen_result_free(&k1);
+    sq_engine_destroy(&e);
+}
+
+/* ---- continuous batching ---- */
+
+#define S_N_SEQ 8
+#define S_N_STEPS 12
+
+static const char *const s_prompts[S_N_SEQ] = {
+    "Once upon a time", "The dog", "Lily and Ben went to the park to play with",
+    "One day, a little bird", "Sam", "The sun was hot and the children wanted",
+    "Mom said", "There was a big red ball in the garden. Tim"};
+
+typedef struct {
+    int32_t *prompt;
+    size_t n_prompt;
+    int32_t toks[S_N_STEPS];
+    float *logits;              /* (S_N_STEPS, n_vocab) */
+} s_seq_t;
+
+static float s_max_rel_diff(const float *a, const float *b, int n)
+{
+    float d = 0.0f, m = 1.0f;
+    for (int i = 0; i < n; i++) {
+        d = fmaxf(d, fabsf(a[i] - b[i]));
+        m = fmaxf(m, fabsf(b[i]));
+    }
+    return d / m;
+}
+
+/* Each sequence alone in slot 0: prefill, then greedy steps. */
+static int s_run_alone(sq_model_t *m, s_seq_t *s, int n_vocab)
+{
+    sq_batch_entry_t b[64];
+    for (size_t i = 0; i < s->n_prompt; i++)
+        b[i] = (sq_batch_entry_t){0, s->prompt[i], (int32_t)i, i + 1 == s->n_prompt};
+    int rc = sq_model_forward(m, b, (int)s->n_prompt, s->logits);
+    for (int k = 0; rc == 0 && k < S_N_STEPS; k++) {
+        s->toks[k] = sq_sampler_argmax(s->logits + (size_t)k * n_vocab, n_vocab);
+        if (k + 1 < S_N_STEPS) {
+            sq_batch_entry_t e = {0, s->toks[k], (int32_t)(s->n_prompt + k), true};
+            rc = sq_model_forward(m, &e, 1, s->logits + (size_t)(k + 1) * n_vocab);
+        }
+    }
+    return rc;
+}
+
+/* All together: sequence i joins (its whole prompt) at step i while the
+ * earlier ones decode, each in slot i at its own position. */
+static int s_run_batched(sq_model_t *m, s_seq_t *seqs, int n_vocab, float *out)
+{
+    int done[S_N_SEQ] = {0};
+    for (int step = 0; step < S_N_SEQ + S_N_STEPS; step++) {
+        sq_batch_entry_t b[S_N_SEQ * 64];
+        int owner[S_N_SEQ * 64], n = 0, n_out = 0;
+        for (int i = 0; i < S_N_SEQ; i++) {
+            s_seq_t *s = &seqs[i];
+            if (step == i) {
+                for (size_t j = 0; j < s->n_prompt; j++) {
+                    owner[n] = i;
+                    b[n++] = (sq_batch_entry_t){i, s->prompt[j], (int32_t)j, j + 1 == s->n_prompt};
+                }
+            } else if (step > i && done[i] < S_N_STEPS) {
+                int k = done[i];
+                owner[n] = i;
+                b[n++] = (sq_batch_entry_t){i, s->toks[k - 1], (int32_t)(s->n_prompt + k - 1), true};
+            }
+        }
+        if (n == 0)
+            break;
+        int rc = sq_model_forward(m, b, n, out);
+        if (rc)
+            return rc;
+        for (int t = 0; t < n; t++) {
+            if (!b[t].want_logits)
+                continue;
+            s_seq_t *s = &seqs[owner[t]];
+            int k = done[owner[t]]++;
+            const float *lg = out + (size_t)n_out++ * n_vocab;
+            float d = s_max_rel_diff(lg, s->logits + (size_t)k * n_vocab, n_vocab);
+            SQ_CHECK(d < 1e-4f);
+            if (d >= 1e-4f)
+                fprintf(stderr, "   seq %d step %d: relative difference %g\n", owner[t], k, d);
+            SQ_CHECK(sq_sampler_argmax(lg, n_vocab) == s->toks[k]);
+        }
+    }
+    for (int i = 0; i < S_N_SEQ; i++)
+        SQ_CHECK(done[i] == S_N_STEPS);
+    return 0;
+}
+
+static void s_batching_on(const char *path)
+{
+    sq_engine_t *alone = s_engine(path, 1, 128);
+    sq_engine_t *batch = s_engine(path, S_N_SEQ, 128);
+    SQ_REQUIRE(alone && batch);
+    const sq_tokenizer_t *tok = sq_engine_tokenizer(alone);
+    const int n_vocab = sq_model_hparams(sq_engine_model(alone))->n_vocab;
+    s_seq_t seqs[S_N_SEQ];
+    float *out = malloc((size_t)S_N_SEQ * n_vocab * sizeof(float));
+    for (int i = 0; i < S_N_SEQ; i++) {
+        SQ_REQUIRE(sq_tokenizer_encode(tok, s_prompts[i], strlen(s_prompts[i]), true,
+                                       &seqs[i].prompt, &seqs[i].n_prompt) == 0);
+        SQ_REQUIRE(seqs[i].n_prompt < 64);
+        seqs[i].logits = malloc((size_t)S_N_STEPS * n_vocab * sizeof(float));
+        SQ_REQUIRE(s_run_alone(sq_engine_model(alone), &seqs[i], n_vocab) == 0);
+    }
+    SQ_CHECK(s_run_batched(sq_engine_model(batch), seqs, n_vocab, out) == 0);
+    for (int i = 0; i < S_N_SEQ; i++) {
+        free(seqs[i].prompt);
+        free(seqs[i].logits);
+    }
+    free(out);
+    sq_engine_destroy(&alone);
+    sq_engine_destroy(&batch);
+}
+
+static void test_batched_equals_alone_f32(void)
+{
+    s_batching_on(s_f32);
+}
+
+static void test_batched_equals_alone_q8(void)
+{
+    s_batching_on(s_q8);
+}
+
+/* ---- refusals ---- */
+
+/* A group of n that is only ever asked its rank and size: loading does no
+ * collective, so this checks the split rules without starting ranks (the
+ * real multi-rank runs are tests/mpi). */
+static int s_fake_rank(const sq_tp_comm_t *c) { return 0; }
+static int s_fake_size(const sq_tp_comm_t *c) { return *(const int *)c->ctx; }
+
+static void s_expect_refused(const char *path, int n_ranks, const char *needle)
+{
+    sq_gguf_t *g = sq_gguf_open(path);
+    sq_backend_t *be = sq_backend_cpu_new(1);
+    SQ_REQUIRE(g && be);
+    sq_tp_comm_t comm = {.rank = s_fake_rank, .size = s_fake_size, .ctx = &n_ranks};
+    sq_model_t *m = sq_model_new(g, be, &comm, NULL);
+    SQ_CHECK(m == NULL);
+    SQ_CHECK(sq_error_code() == SQ_EUNSUPPORTED);
+    SQ_CHECK(strstr(sq_error_detail(), needle) != NULL);
+    fprintf(stderr, "   %d ranks: %s\n", n_ranks, sq_error_detail());
+    sq_model_destroy(&m);
+    sq_backend_destroy(&be);
+    sq_gguf_destroy(&g);
+}
+
+static void test_unsplittable_refused(void)
+{
+    s_expect_refused(s_f32, 3, "tensor blk.0.attn_q.weight: 8 attention heads");
+    s_expect_refused(s_q8, 4, "tensor blk.0.attn_output.weight");
+    s_expect_refused(s_f32, 16, "tensor blk.0.attn_q.weight");
+}
+
+static void test_bad_batch_refused(void)
+{
+    sq_engine_t *e = s_engine(s_f32, 2, 32);
+    SQ_REQUIRE(e);
+    sq_model_t *m = sq_engine_model(e);
+    float logits[512];
+    sq_batch_entry_t bad[] = {{2, 1, 0, true}, {-1, 1, 0, true}, {0, 1, 32, true},
+                              {0, 512, 0, true}, {0, -3, 0, true}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        SQ_CHECK(sq_model_forward(m, &bad[i], 1, logits) == SQ_EINVAL);
+        SQ_CHECK(strstr(sq_error_detail(), "batch entry 0") != NULL);
+    }
+    sq_batch_entry_t ok = {1, 1, 0, true};
+    SQ_CHECK(sq_model_forward(m, &ok, 1, logits) == 0);
+    sq_engine_destroy(&e);
+    sq_engine_params_t p = {.model_path = "/nonexistent/model.gguf"};
+    SQ_CHECK(sq_engine_new(&p) == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "/nonexistent/model.gguf") != NULL);
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : "models";
+    snprintf(s_f32, sizeof s_f32, "%s/stories260K.gguf", dir);
+    snprintf(s_q8, sizeof s_q8, "%s/stories260K-q8_0.gguf", dir);
+    SQ_RUN(test_greedy_story);
+    SQ_RUN(test_stop_conditions);
+    SQ_RUN(test_prompt_too_long);
+    SQ_RUN(test_seeded_sampling);
+    SQ_RUN(test_batched_equals_alone_f32);
+    SQ_RUN(test_batched_equals_alone_q8);
+    SQ_RUN(test_unsplittable_refused);
+    SQ_RUN(test_bad_batch_refused);
+    return sq_test_summary("model");
+}
