@@ -46,9 +46,13 @@ function(sq_e2e_cases bin src)
 endfunction()
 
 if(TARGET sq-test-worker AND TARGET shardq-broker)
-  add_library(sq_e2e_client STATIC e2e/sq_e2e_client.c)
+  add_library(sq_e2e_client STATIC e2e/sq_e2e_client.c e2e/sq_e2e_case.c)
   target_include_directories(sq_e2e_client PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/e2e)
   target_link_libraries(sq_e2e_client PUBLIC sq_wire sq_harness PRIVATE sq_warnings)
   sq_e2e_cases(test_e2e_flow e2e/test_e2e_flow.c
                CASES ten_thousand cancel retries_dead fairness)
+  sq_e2e_cases(test_e2e_crash e2e/test_e2e_crash.c
+               CASES worker_kill worker_stall broker_kill SERIAL pg_restart)
+  sq_e2e_cases(test_e2e_input e2e/test_e2e_input.c
+               CASES bad_frames hostile_strings)
 endif()

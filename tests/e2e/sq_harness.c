@@ -40,6 +40,7 @@ struct sq_harness_t {
     int n_procs;
     sq_proc_t *broker;          /* the latest broker, also in procs[] */
     int n_brokers;              /* brokers started so far (names their logs) */
+    bool pg_down;               /* we stopped PostgreSQL: start it at the end */
 };
 
 /* --- database -------------------------------------------------------- */
@@ -242,6 +243,13 @@ sq_harness_destroy(sq_harness_t **self_p)
     }
     if (failed)
         fprintf(stderr, "logs kept in %s, database %s\n", self->log_dir, self->dbname);
+    /* A test that failed while PostgreSQL was down must not leave it down
+     * for the tests after it. */
+    if (self->pg_down) {
+        self->n_procs = 0;
+        sq_harness_pg_ctl(self, "start");
+        sq_proc_destroy(&self->procs[0]);
+    }
     PQfinish(self->conn);
     if (self->conninfo) {
         char sql[256];
@@ -429,6 +437,8 @@ sq_harness_pg_ctl(sq_harness_t *self, const char *action)
     int rc = sq_proc_wait(p, 120000);
     if (rc == 0 && sq_proc_exit_code(p) != 0)
         rc = SQ_FAIL(SQ_EIO, "%s %s exited %d", ctl, action, sq_proc_exit_code(p));
+    if (rc == 0)
+        self->pg_down = strcmp(action, "kill") == 0 || strcmp(action, "stop") == 0;
     return rc;
 }
 

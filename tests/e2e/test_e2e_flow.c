@@ -11,7 +11,7 @@
  *  What a test asserts is read back from PostgreSQL, the record of truth.
  */
 #define _GNU_SOURCE
-#include "sq_e2e_client.h"
+#include "sq_e2e_case.h"
 #include "sq_error.h"
 #include "sq_harness.h"
 #include "sq_test.h"
@@ -32,23 +32,7 @@ static const char *const s_broker_flags[] = {"--retry-base-ms", "200", NULL};
 static bool
 s_up(const char *name)
 {
-    h = sq_harness_start(name, s_broker_flags);
-    if (h)
-        client = sq_e2e_client_new(sq_harness_client_endpoint(h));
-    return h && client;
-}
-
-static void
-s_check_no_duplicates(void)
-{
-    int64_t n = -1;
-    SQ_CHECK(sq_harness_sql_file_rows(h, "queries/duplicate_results.sql", &n) == 0);
-    SQ_CHECK(n == 0);
-    SQ_CHECK(sq_harness_sql_i64(h,
-                                "select count(*) from (select job_id, idx from task_attempts "
-                                "where outcome = 'succeeded' group by 1, 2 having count(*) > 1) d",
-                                &n) == 0);
-    SQ_CHECK(n == 0);
+    return sq_e2e_up(name, s_broker_flags, &h, &client);
 }
 
 static void
@@ -84,7 +68,7 @@ ten_thousand(void)
     SQ_CHECK(sq_harness_sql_i64(h, "select count(distinct group_id) from task_attempts "
                                    "where outcome = 'succeeded'", &n) == 0);
     SQ_CHECK(n == 4);
-    s_check_no_duplicates();
+    sq_e2e_check_no_duplicates(h);
 }
 
 static void
@@ -174,7 +158,7 @@ retries_dead(void)
     SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_results where state = 'dead' "
                                    "and attempts = 1 and error like '%permanent failure%'",
                                 &n) == 0 && n == 2);
-    s_check_no_duplicates();
+    sq_e2e_check_no_duplicates(h);
 }
 
 static void
@@ -200,29 +184,17 @@ fairness(void)
     SQ_CHECK(sq_harness_sql_i64(h, sql, &n_small) == 0);
     fprintf(stderr, "small tenant: %lld of the first 300 dispatches\n", (long long)n_small);
     SQ_CHECK(n_small >= 105 && n_small <= 195);
-    s_check_no_duplicates();
+    sq_e2e_check_no_duplicates(h);
 }
-
-#define S_CASE(fn)                                                       \
-    if (strcmp(which, #fn) == 0) {                                       \
-        SQ_RUN(fn);                                                      \
-        ran = true;                                                      \
-    }
 
 int
 main(int argc, char **argv)
 {
-    const char *which = argc > 1 ? argv[1] : "";
-    bool ran = false;
-    S_CASE(ten_thousand);
-    S_CASE(cancel);
-    S_CASE(retries_dead);
-    S_CASE(fairness);
-    if (!ran) {
-        fprintf(stderr, "usage: %s ten_thousand|cancel|retries_dead|fairness\n", argv[0]);
-        return 2;
-    }
-    sq_e2e_client_destroy(&client);
-    sq_harness_destroy(&h);
-    return sq_test_summary(which);
+    static const sq_e2e_case_t cases[] = {
+        {"ten_thousand", ten_thousand},
+        {"cancel", cancel},
+        {"retries_dead", retries_dead},
+        {"fairness", fairness},
+        {NULL, NULL}};
+    return sq_e2e_main(argc, argv, cases, &h, &client);
 }

@@ -1,0 +1,54 @@
+/*  sq_e2e_case: shared set-up, checks and main() of the e2e test binaries. */
+#define _GNU_SOURCE
+#include "sq_e2e_case.h"
+
+#include "sq_test.h"
+
+#include <stdio.h>
+#include <string.h>
+
+bool
+sq_e2e_up(const char *name, const char *const broker_flags[], sq_harness_t **h_out,
+          sq_e2e_client_t **client_out)
+{
+    *h_out = sq_harness_start(name, broker_flags);
+    if (*h_out)
+        *client_out = sq_e2e_client_new(sq_harness_client_endpoint(*h_out));
+    return *h_out && *client_out;
+}
+
+void
+sq_e2e_check_no_duplicates(sq_harness_t *h)
+{
+    int64_t n = -1;
+    SQ_CHECK(sq_harness_sql_file_rows(h, "queries/duplicate_results.sql", &n) == 0);
+    SQ_CHECK(n == 0);
+    SQ_CHECK(sq_harness_sql_i64(h,
+                                "select count(*) from (select job_id, idx from task_attempts "
+                                "where outcome = 'succeeded' group by 1, 2 having count(*) > 1) d",
+                                &n) == 0);
+    SQ_CHECK(n == 0);
+}
+
+int
+sq_e2e_main(int argc, char **argv, const sq_e2e_case_t cases[], sq_harness_t **h,
+            sq_e2e_client_t **client)
+{
+    const char *which = argc > 1 ? argv[1] : "";
+    const sq_e2e_case_t *c = cases;
+    while (c->name && strcmp(c->name, which) != 0)
+        c++;
+    if (!c->name) {
+        fprintf(stderr, "usage: %s CASE, one of:", argv[0]);
+        for (c = cases; c->name; c++)
+            fprintf(stderr, " %s", c->name);
+        fprintf(stderr, "\n");
+        return 2;
+    }
+    void (*fn)(void) = c->fn;
+    fprintf(stderr, "== case %s\n", c->name);
+    SQ_RUN(fn);
+    sq_e2e_client_destroy(client);
+    sq_harness_destroy(h);
+    return sq_test_summary(c->name);
+}

@@ -1,0 +1,31 @@
+/*  sq_e2e_case: what every broker e2e test binary shares — bringing up a
+ *  broker on a fresh database with a client, the exactly-once audit check,
+ *  and a main() that runs the one case CTest names on the command line
+ *  (each case is its own CTest entry, so each gets its own database and
+ *  processes, and a failure names the case).
+ */
+#ifndef SQ_E2E_CASE_H
+#define SQ_E2E_CASE_H
+
+#include "sq_e2e_client.h"
+#include "sq_harness.h"
+
+#include <stdbool.h>
+
+typedef struct {
+    const char *name;
+    void (*fn)(void);
+} sq_e2e_case_t;
+
+/* sq_harness_start(name, broker_flags) and a client on its endpoint. */
+bool sq_e2e_up(const char *name, const char *const broker_flags[], sq_harness_t **h_out,
+               sq_e2e_client_t **client_out);
+/* The canned audit query sql/queries/duplicate_results.sql returns no
+ * rows: no task has its result recorded more than once. */
+void sq_e2e_check_no_duplicates(sq_harness_t *h);
+/* Run the case named argv[1] from the {NULL}-terminated table, then
+ * destroy *client and *h. Returns the exit code (2 on a usage error). */
+int sq_e2e_main(int argc, char **argv, const sq_e2e_case_t cases[], sq_harness_t **h,
+                sq_e2e_client_t **client);
+
+#endif

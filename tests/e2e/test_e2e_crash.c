@@ -1,0 +1,266 @@
+/*  End-to-end crash tests: things die at bad moments and nothing
+ *  acknowledged is lost, nothing is recorded twice.
+ *
+ *    worker_kill   kill -9 of a worker holding a lease: re-dispatched
+ *                  within 3 s, one recorded result
+ *    worker_stall  a worker that stops heartbeating with its socket open:
+ *                  the same, through the heartbeat deadline
+ *    broker_kill   kill -9 of the broker during a storm of pipelined
+ *                  SUBMITs: after a restart every ACKNOWLEDGED job
+ *                  completes, no task twice, no job half stored
+ *    pg_restart    PostgreSQL killed mid-run: SUBMIT gets a retryable
+ *                  error meanwhile, the broker recovers by itself, no
+ *                  acknowledged task lost or doubled (needs SHARDQ_PG_CTL)
+ *
+ *  Usage: test_e2e_crash CASE.
+ */
+#define _GNU_SOURCE
+#include "sq_e2e_case.h"
+#include "sq_error.h"
+#include "sq_harness.h"
+#include "sq_test.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_MAX_JOBS 512
+/* Bound on re-dispatch after a worker group dies (issue 2), plus the time
+ * one loop tick of the broker and one dispatch may take on a busy box. */
+#define S_REDISPATCH_MS 3000
+#define S_REDISPATCH_SLACK_MS 500
+
+static sq_harness_t *h;
+static sq_e2e_client_t *client;
+static const char *const s_broker_flags[] = {"--retry-base-ms", "200", NULL};
+
+static bool
+s_up(const char *name)
+{
+    return sq_e2e_up(name, s_broker_flags, &h, &client);
+}
+
+/* Milliseconds between `t0` (an SQL timestamp literal) and the start of
+ * attempt 2 of the only task. */
+static int64_t
+s_redispatch_ms(const char *t0)
+{
+    const char *params[] = {t0};
+    PGresult *r = sq_harness_sql(h,
+        "select (extract(epoch from started_at - $1::timestamptz) * 1000)::bigint "
+        "from task_attempts where attempt = 2", 1, params);
+    int64_t ms = r && PQntuples(r) == 1 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    return ms;
+}
+
+/* One task leased by a worker that will never finish it; `lose` makes the
+ * worker go away (kill -9, or nothing for a stalling worker); a second
+ * worker must get the task within the re-dispatch bound. */
+static void
+s_lost_lease(const char *name, const char *const slow_flags[], bool kill_it)
+{
+    SQ_REQUIRE(s_up(name));
+    sq_proc_t *slow = sq_harness_worker_start(h, "slow", slow_flags);
+    SQ_REQUIRE(slow);
+    uint64_t job = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 1, "k", 0, &job, NULL) == 0);
+    SQ_REQUIRE(sq_e2e_wait_count(client, job, "leased", 1, 15000) == 0);
+    SQ_REQUIRE(sq_harness_worker_start(h, "rescuer", NULL));
+
+    /* t0 in the database's clock, the one task_attempts uses. For a
+     * stalling worker the clock starts when it stalled, i.e. now. */
+    PGresult *r = sq_harness_sql(h, "select clock_timestamp()::text", 0, NULL);
+    SQ_REQUIRE(r);
+    char t0[64];
+    snprintf(t0, sizeof t0, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (kill_it)
+        SQ_CHECK(sq_proc_signal(slow, SIGKILL) == 0);
+
+    SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from task_results where state = "
+                                    "'succeeded'", 1, 20000) == 0);
+    int64_t ms = s_redispatch_ms(t0);
+    fprintf(stderr, "%s: re-dispatched %lld ms after the worker was lost\n", name,
+            (long long)ms);
+    SQ_CHECK(ms >= 0 && ms <= S_REDISPATCH_MS + S_REDISPATCH_SLACK_MS);
+    int64_t n = -1;
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_attempts where attempt = 1 "
+                                   "and group_id = 'slow' and outcome = 'worker_lost'",
+                                &n) == 0 && n == 1);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_attempts where attempt = 2 "
+                                   "and group_id = 'rescuer' and outcome = 'succeeded'",
+                                &n) == 0 && n == 1);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_results", &n) == 0 && n == 1);
+    sq_e2e_check_no_duplicates(h);
+}
+
+static void
+worker_kill(void)
+{
+    const char *flags[] = {"--batch", "1", "--delay-ms", "600000", NULL};
+    s_lost_lease("worker_kill", flags, true);
+}
+
+static void
+worker_stall(void)
+{
+    const char *flags[] = {"--batch", "1", "--stall", NULL};
+    s_lost_lease("worker_stall", flags, false);
+}
+
+/* Acknowledged job ids, kept by the test (never read back from the DB). */
+static uint64_t s_acked[S_MAX_JOBS];
+static int s_n_acked;
+
+/* Collect SUBMIT replies for up to timeout_ms, or until n_wanted more. */
+static void
+s_collect_acks(int n_wanted, int timeout_ms)
+{
+    int64_t deadline = sq_test_now_ms() + timeout_ms;
+    int got = 0;
+    while (got < n_wanted && sq_test_now_ms() < deadline && s_n_acked < S_MAX_JOBS) {
+        sq_wire_msg_t *m = sq_e2e_recv_any(client, (int)(deadline - sq_test_now_ms()));
+        if (!m)
+            break;
+        uint64_t job = 0;
+        if (m->cmd == (SQ_WIRE_SUBMIT | SQ_WIRE_REPLY)
+            && sq_wire_get_u64(m->body, "job_id", true, UINT64_MAX, &job) == 0) {
+            s_acked[s_n_acked++] = job;
+            got++;
+        }
+        sq_wire_msg_destroy(&m);
+    }
+}
+
+/* Pipeline n SUBMITs of `tasks` tasks each without waiting. */
+static void
+s_storm(int n, int tasks)
+{
+    for (int i = 0; i < n; i++) {
+        sq_wire_enc_t *e = sq_e2e_begin(client, 3);
+        sq_wire_kv_str(e, "tenant", i % 2 ? "acme" : "bank");
+        sq_wire_kv_str(e, "model", "test");
+        sq_wire_key(e, "tasks");
+        sq_wire_array(e, (uint32_t)tasks);
+        for (int t = 0; t < tasks; t++) {
+            char id[32];
+            snprintf(id, sizeof id, "s%d-%d", i, t);
+            sq_wire_map(e, 2);
+            sq_wire_kv_str(e, "custom_id", id);
+            sq_wire_kv_str(e, "prompt", id);
+        }
+        sq_e2e_send(client, SQ_WIRE_SUBMIT);
+    }
+}
+
+static void
+broker_kill(void)
+{
+    SQ_REQUIRE(s_up("broker_kill"));
+    const char *flags[] = {"--batch", "32", NULL};
+    SQ_REQUIRE(sq_harness_worker_start(h, "w1", flags));
+    SQ_REQUIRE(sq_harness_worker_start(h, "w2", flags));
+    /* 200 SUBMITs in flight; kill -9 once a quarter is acknowledged, so
+     * the broker dies with commits, acks and results all under way. */
+    s_storm(200, 20);
+    s_collect_acks(50, 60000);
+    SQ_REQUIRE(s_n_acked == 50);
+    SQ_CHECK(sq_proc_signal(sq_harness_broker(h), SIGKILL) == 0);
+    SQ_CHECK(sq_proc_wait(sq_harness_broker(h), 5000) == 0);
+    s_collect_acks(S_MAX_JOBS, 200);    /* acks that were already on the wire */
+    fprintf(stderr, "broker killed with %d of 200 submits acknowledged\n", s_n_acked);
+
+    /* Same database, same ports: workers find it again by themselves. */
+    SQ_REQUIRE(sq_harness_broker_start(h, s_broker_flags));
+    sq_e2e_client_destroy(&client);
+    client = sq_e2e_client_new(sq_harness_client_endpoint(h));
+    SQ_REQUIRE(client);
+    int64_t n = -1;
+    char sql[256];
+    for (int i = 0; i < s_n_acked; i++) {
+        snprintf(sql, sizeof sql, "select count(*) from task_results where job_id = %llu "
+                 "and state = 'succeeded'", (unsigned long long)s_acked[i]);
+        int rc = sq_harness_wait_i64(h, sql, 20, 120000);
+        SQ_CHECK(rc == 0);
+        if (rc != 0) {
+            fprintf(stderr, "acknowledged job %llu: %s\n", (unsigned long long)s_acked[i],
+                    sq_error_detail());
+            break;
+        }
+    }
+    /* Jobs committed but not acknowledged may exist; they are whole. */
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from jobs j where n_tasks <> "
+                                   "(select count(*) from tasks t where t.job_id = j.id)",
+                                &n) == 0 && n == 0);
+    SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from task_queue", 0, 120000) == 0);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_results r join tasks t "
+                                   "using (job_id, idx) where r.state <> 'succeeded' "
+                                   "or r.text <> t.prompt", &n) == 0 && n == 0);
+    sq_e2e_check_no_duplicates(h);
+}
+
+/* Submit once; 0, or the wire error code (5 = UNAVAILABLE), or -1 when
+ * the broker did not answer. */
+static int
+s_submit_once(const char *prefix, uint64_t *job_out)
+{
+    int code = 0;
+    int rc = sq_e2e_submit_n(client, "acme", "test", 10, prefix, 0, job_out, &code);
+    return rc == 0 ? 0 : rc == SQ_EPROTO ? code : -1;
+}
+
+static void
+pg_restart(void)
+{
+    if (!sq_harness_has_pg_ctl()) {
+        printf("skipped: SHARDQ_PG_CTL is not set\n");
+        exit(77);
+    }
+    SQ_REQUIRE(s_up("pg_restart"));
+    const char *flags[] = {"--batch", "16", "--delay-ms", "5", NULL};
+    SQ_REQUIRE(sq_harness_worker_start(h, "w1", flags));
+    SQ_REQUIRE(sq_harness_worker_start(h, "w2", flags));
+    uint64_t big = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 3000, "a", 0, &big, NULL) == 0);
+    SQ_REQUIRE(sq_harness_wait_at_least(h, "select count(*) from task_results", 200, 60000,
+                                        NULL) == 0);
+    SQ_REQUIRE(sq_harness_pg_ctl(h, "kill") == 0);
+
+    /* While PostgreSQL is down a SUBMIT is refused as retryable, never
+     * acknowledged and never silently dropped. */
+    uint64_t job = 0;
+    int code = s_submit_once("down", &job);
+    fprintf(stderr, "submit while PostgreSQL is down: %d\n", code);
+    SQ_CHECK(code == SQ_WIRE_E_UNAVAILABLE);
+
+    SQ_REQUIRE(sq_harness_pg_ctl(h, "start") == 0);
+    /* The broker reconnects by itself; submits succeed again. */
+    int64_t deadline = sq_test_now_ms() + 60000;
+    uint64_t after = 0;
+    while ((code = s_submit_once("after", &after)) != 0 && sq_test_now_ms() < deadline)
+        sq_harness_poll_pause();
+    SQ_CHECK(code == 0);
+    SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from task_results", 3010, 120000) == 0);
+    int64_t n = -1;
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_results where state = "
+                                   "'succeeded'", &n) == 0 && n == 3010);
+    /* Nothing of the refused submit was stored. */
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from tasks where custom_id like 'down-%'",
+                                &n) == 0 && n == 0);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from jobs", &n) == 0 && n == 2);
+    sq_e2e_check_no_duplicates(h);
+}
+
+int
+main(int argc, char **argv)
+{
+    static const sq_e2e_case_t cases[] = {
+        {"worker_kill", worker_kill},
+        {"worker_stall", worker_stall},
+        {"broker_kill", broker_kill},
+        {"pg_restart", pg_restart},
+        {NULL, NULL}};
+    return sq_e2e_main(argc, argv, cases, &h, &client);
+}
