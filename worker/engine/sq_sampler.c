@@ -91,11 +91,12 @@ void sq_sampler_destroy(sq_sampler_t **self_p)
 
 int32_t sq_sampler_argmax(const float *logits, int n)
 {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (logits[i] > logits[best])
+    /* NaN never wins (a NaN first entry must not stick as the best) */
+    int32_t best = -1;
+    for (int i = 0; i < n; i++)
+        if (!isnan(logits[i]) && (best < 0 || logits[i] > logits[best]))
             best = i;
-    return best;
+    return best < 0 ? 0 : best;
 }
 
 static int s_cmp(const void *a, const void *b)
