@@ -103,7 +103,7 @@ function parseArgs(argv) {
 }
 
 function usageError(msg) {
-  process.stderr.write(`bench.js: ${msg}\n${USAGE}\n`);
+  process.stderr.write(`bench.js: ${msg}\n(node bench.js --help shows the usage)\n`);
   process.exit(2);
 }
 
