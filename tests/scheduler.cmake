@@ -12,3 +12,11 @@ target_link_libraries(test_local_actuator PRIVATE sq_sched sq_testlib sq_warning
 add_test(NAME unit.sched.local_actuator
          COMMAND test_local_actuator ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_fake_mpirun.sh)
 set_tests_properties(unit.sched.local_actuator PROPERTIES LABELS unit TIMEOUT 120)
+
+# The kubernetes actuator against a local HTTPS endpoint with the real API
+# shapes (no API server can run here): tests/unit/sched_kube_api.py.
+add_executable(test_kube_actuator unit/test_kube_actuator.c)
+target_link_libraries(test_kube_actuator PRIVATE sq_sched sq_testlib sq_warnings)
+add_test(NAME unit.sched.kube_actuator
+         COMMAND test_kube_actuator ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_kube_api.py)
+set_tests_properties(unit.sched.kube_actuator PROPERTIES LABELS unit TIMEOUT 120)
