@@ -444,14 +444,17 @@ s_cmd_submit(const s_cmd_t *cmd, int argc, char **argv)
                                  .priority = priority == UINT64_MAX ? -1 : (int)priority,
                                  .max_attempts = (int)max_attempts, .params_json = params};
     sq_client_t *c = s_client();
+    if (!c) {
+        sq_jsonl_destroy(&file);
+        return s_exit_code(sq_error_code());
+    }
     uint64_t job_id = 0;
-    rc = c ? sq_client_submit(c, &spec, sq_jsonl_tasks(file), sq_jsonl_size(file), &job_id)
-           : SQ_EXIT_UNREACHABLE;
     size_t n_tasks = sq_jsonl_size(file);
+    rc = sq_client_submit(c, &spec, sq_jsonl_tasks(file), n_tasks, &job_id);
     sq_jsonl_destroy(&file);
-    if (!c || rc) {
+    if (rc) {
         sq_client_destroy(&c);
-        return c ? s_fail(rc) : s_exit_code(sq_error_code());
+        return s_fail(rc);
     }
     printf("%llu\n", (unsigned long long)job_id);
     fflush(stdout);

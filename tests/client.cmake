@@ -5,3 +5,24 @@ add_executable(test_jsonl unit/test_jsonl.c)
 target_link_libraries(test_jsonl PRIVATE sq_jsonl sq_testlib PkgConfig::JANSSON sq_warnings)
 add_test(NAME unit.jsonl COMMAND test_jsonl)
 set_tests_properties(unit.jsonl PROPERTIES LABELS unit TIMEOUT 60)
+
+# The CLI as a user runs it (tests/e2e/test_cli.c): one CTest entry per case.
+# broker_down needs neither broker nor database; the others need both.
+if(TARGET shardq-cli AND TARGET sq_harness)
+  add_executable(test_cli e2e/test_cli.c)
+  target_link_libraries(test_cli PRIVATE sq_harness sq_testlib PkgConfig::JANSSON sq_warnings)
+  set(SQ_CLI_ENV "SHARDQ_CLI_BIN=$<TARGET_FILE:shardq-cli>")
+  add_test(NAME e2e.cli_broker_down COMMAND test_cli broker_down)
+  set_tests_properties(e2e.cli_broker_down PROPERTIES LABELS e2e TIMEOUT 120
+                       ENVIRONMENT "${SQ_CLI_ENV}")
+  if(TARGET shardq-broker AND TARGET sq-test-worker)
+    list(APPEND SQ_CLI_ENV "SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>"
+         "SHARDQ_TEST_WORKER_BIN=$<TARGET_FILE:sq-test-worker>"
+         "SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
+    foreach(case flow failures chat cancel invalid)
+      add_test(NAME e2e.cli_${case} COMMAND test_cli ${case})
+      set_tests_properties(e2e.cli_${case} PROPERTIES LABELS e2e SKIP_RETURN_CODE 77
+                           TIMEOUT 300 ENVIRONMENT "${SQ_CLI_ENV}")
+    endforeach()
+  endif()
+endif()

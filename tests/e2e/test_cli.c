@@ -515,8 +515,10 @@ main(int argc, char **argv)
         return 1;
     snprintf(g_dir, sizeof g_dir, "%s", tmpl);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (argc < 2 || strcmp(argv[1], cases[i].name) == 0)
+        if (argc < 2 || strcmp(argv[1], cases[i].name) == 0) {
+            fprintf(stderr, "case %s\n", cases[i].name);
             SQ_RUN(cases[i].fn);
+        }
     nftw(g_dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
     return sq_test_summary("cli");
 }
