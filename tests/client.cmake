@@ -6,6 +6,16 @@ target_link_libraries(test_jsonl PRIVATE sq_jsonl sq_testlib PkgConfig::JANSSON 
 add_test(NAME unit.jsonl COMMAND test_jsonl)
 set_tests_properties(unit.jsonl PROPERTIES LABELS unit TIMEOUT 60)
 
+# libshardq's request rules (retries, timeouts, stale replies, paging)
+# against a scripted peer on a real loopback ROUTER socket.
+if(TARGET shardq)
+  add_executable(test_client unit/test_client.c)
+  target_link_libraries(test_client PRIVATE shardq sq_wire sq_testlib Threads::Threads
+                        sq_warnings)
+  add_test(NAME unit.client COMMAND test_client)
+  set_tests_properties(unit.client PROPERTIES LABELS unit TIMEOUT 60)
+endif()
+
 # The CLI as a user runs it (tests/e2e/test_cli.c): one CTest entry per case.
 # broker_down needs neither broker nor database; the others need both.
 if(TARGET shardq-cli AND TARGET sq_harness)
