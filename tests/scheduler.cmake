@@ -20,3 +20,9 @@ target_link_libraries(test_kube_actuator PRIVATE sq_sched sq_testlib sq_warnings
 add_test(NAME unit.sched.kube_actuator
          COMMAND test_kube_actuator ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_kube_api.py)
 set_tests_properties(unit.sched.kube_actuator PROPERTIES LABELS unit TIMEOUT 120)
+
+# scaling_events / policies in a real PostgreSQL (skipped without SHARDQ_TEST_DB).
+add_executable(test_sched_db db/test_sched_db.c)
+target_link_libraries(test_sched_db PRIVATE sq_sched_db sq_testlib sq_warnings)
+add_test(NAME db.sched.scaling_events COMMAND test_sched_db ${PROJECT_SOURCE_DIR}/sql)
+set_tests_properties(db.sched.scaling_events PROPERTIES LABELS db SKIP_RETURN_CODE 77)
