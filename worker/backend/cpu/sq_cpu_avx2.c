@@ -1,17 +1,20 @@
 /*  sq_cpu_avx2: kernels for AVX2 + FMA + F16C (compiled with those flags
  *  only; chosen at run time, never called on a CPU without them).
  *
- *  Dot kernels keep the weight row's current vectors in registers and
- *  multiply them into up to SQ_CPU_NX activation rows (see
- *  sq_cpu_internal.h). Q8_0 follows llama.cpp: |w| as unsigned bytes times
- *  x with w's sign, maddubs to int16 pairs, madd to int32, then one float
- *  FMA per block with the product of the two scales.
+ *  Dot kernels work on a block of NW weight rows x NX activation rows (see
+ *  sq_cpu_internal.h) with one accumulator per pair. With 16 ymm registers
+ *  a block keeps at most 8 accumulators, so 3-4 rows x 3-4 tokens run as
+ *  two half blocks. Q8_0 follows llama.cpp: |w| as unsigned bytes times x
+ *  with w's sign, maddubs to int16 pairs, madd to int32, then one float FMA
+ *  per block with the product of the two scales.
  */
 #include "sq_cpu_internal.h"
 
 #include <immintrin.h>
 
 #define S_INLINE static inline __attribute__((always_inline))
+#define S_ROW(w, ws, r) ((const char *) (w) + (size_t) (r) * (ws))
+#define S_XROW(x, xs, j) ((const char *) (x) + (size_t) (j) * (xs))
 
 S_INLINE float
 s_hsum(__m256 v)
@@ -23,7 +26,7 @@ s_hsum(__m256 v)
 }
 
 S_INLINE __m256
-s_load8(const void *w, int f16, int64_t i)
+s_load8(const char *w, int f16, int64_t i)
 {
     if (f16)
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) ((const uint16_t *) w + i)));
@@ -31,105 +34,125 @@ s_load8(const void *w, int f16, int64_t i)
 }
 
 S_INLINE float
-s_load1(const void *w, int f16, int64_t i)
+s_load1(const char *w, int f16, int64_t i)
 {
     return f16 ? _cvtsh_ss(((const uint16_t *) w)[i]) : ((const float *) w)[i];
 }
 
-/* NX and f16 are compile-time constants at every call site. */
+/* NW, NX and f16 are compile-time constants at every call site;
+ * NW * NX <= 8. */
 S_INLINE void
-s_dot_float(const void *w, int f16, const char *x, size_t xs, int NX, int64_t n, float *out)
+s_dot_float_blk(const void *w, size_t ws, int f16, const void *x, size_t xs, int NW, int NX,
+                int64_t n, float *out)
 {
-    __m256 acc[SQ_CPU_NX][2];
-    for (int j = 0; j < NX; j++)
-        acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    __m256 acc[SQ_CPU_NW][SQ_CPU_NX];
+    SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++)
+            acc[r][j] = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256 w0 = s_load8(w, f16, i), w1 = s_load8(w, f16, i + 8);
-        for (int j = 0; j < NX; j++) {
-            const float *xj = (const float *) (x + (size_t) j * xs);
-            acc[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xj + i), acc[j][0]);
-            acc[j][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xj + i + 8), acc[j][1]);
-        }
-    }
     for (; i + 8 <= n; i += 8) {
-        __m256 w0 = s_load8(w, f16, i);
-        for (int j = 0; j < NX; j++) {
-            const float *xj = (const float *) (x + (size_t) j * xs);
-            acc[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xj + i), acc[j][0]);
+        __m256 wv[SQ_CPU_NW];
+        SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+            wv[r] = s_load8(S_ROW(w, ws, r), f16, i);
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
+            __m256 xv = _mm256_loadu_ps((const float *) S_XROW(x, xs, j) + i);
+            SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+                acc[r][j] = _mm256_fmadd_ps(wv[r], xv, acc[r][j]);
         }
     }
-    for (int j = 0; j < NX; j++) {
-        const float *xj = (const float *) (x + (size_t) j * xs);
-        float sum = s_hsum(_mm256_add_ps(acc[j][0], acc[j][1]));
-        for (int64_t k = i; k < n; k++)
-            sum += s_load1(w, f16, k) * xj[k];
-        out[j] = sum;
+    SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
+            const float *xj = (const float *) S_XROW(x, xs, j);
+            float sum = s_hsum(acc[r][j]);
+            for (int64_t k = i; k < n; k++)
+                sum += s_load1(S_ROW(w, ws, r), f16, k) * xj[k];
+            out[r * SQ_CPU_NX + j] = sum;
+        }
     }
-}
-
-/* Sum of 32 products of |w| (unsigned) and x*sign(w) (signed), as 8 int32
- * lanes converted to float. */
-S_INLINE __m256
-s_q8_block(__m256i aw, __m256i sw, __m256i qx)
-{
-    __m256i sx = _mm256_sign_epi8(qx, sw);
-    __m256i p16 = _mm256_maddubs_epi16(aw, sx);
-    __m256i p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-    return _mm256_cvtepi32_ps(p32);
 }
 
 S_INLINE void
-s_dot_q8(const void *w, const char *x, size_t xs, int NX, int64_t n, float *out)
+s_dot_q8_blk(const void *w, size_t ws, const void *x, size_t xs, int NW, int NX, int64_t n,
+             float *out)
 {
-    const sq_block_q8_0_t *wb = w;
-    __m256 acc[SQ_CPU_NX];
-    for (int j = 0; j < NX; j++)
-        acc[j] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[SQ_CPU_NW][SQ_CPU_NX];
+    SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++)
+            acc[r][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / SQ_QK8_0; b++) {
-        __m256i qw = _mm256_loadu_si256((const __m256i *) wb[b].qs);
-        __m256i aw = _mm256_sign_epi8(qw, qw);
-        float dw = _cvtsh_ss(wb[b].d);
-        for (int j = 0; j < NX; j++) {
-            const sq_block_q8_0_t *xb = (const sq_block_q8_0_t *) (x + (size_t) j * xs) + b;
+        __m256i qw[SQ_CPU_NW], aw[SQ_CPU_NW];
+        float dw[SQ_CPU_NW];
+        SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
+            const sq_block_q8_0_t *wb = (const sq_block_q8_0_t *) S_ROW(w, ws, r) + b;
+            qw[r] = _mm256_loadu_si256((const __m256i *) wb->qs);
+            aw[r] = _mm256_sign_epi8(qw[r], qw[r]);
+            dw[r] = _cvtsh_ss(wb->d);
+        }
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
+            const sq_block_q8_0_t *xb = (const sq_block_q8_0_t *) S_XROW(x, xs, j) + b;
             __m256i qx = _mm256_loadu_si256((const __m256i *) xb->qs);
-            __m256 d = _mm256_set1_ps(dw * _cvtsh_ss(xb->d));
-            acc[j] = _mm256_fmadd_ps(d, s_q8_block(aw, qw, qx), acc[j]);
+            float dx = _cvtsh_ss(xb->d);
+            SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
+                __m256i p16 = _mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(qx, qw[r]));
+                __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                acc[r][j] = _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * dx), p, acc[r][j]);
+            }
         }
     }
-    for (int j = 0; j < NX; j++)
-        out[j] = s_hsum(acc[j]);
+    SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++)
+            out[r * SQ_CPU_NX + j] = s_hsum(acc[r][j]);
 }
 
-#define S_DISPATCH_NX(call_with_nx)                                                               \
-    switch (n_x) {                                                                                \
-    case 1: call_with_nx(1); break;                                                               \
-    case 2: call_with_nx(2); break;                                                               \
-    case 3: call_with_nx(3); break;                                                               \
-    default: call_with_nx(4); break;                                                              \
+/* Blocks with more accumulators than registers run as two row halves. */
+S_INLINE void
+s_dot_float(const void *w, size_t ws, int f16, const void *x, size_t xs, int NW, int NX, int64_t n,
+            float *out)
+{
+    if (NW * NX > 8) {
+        s_dot_float_blk(w, ws, f16, x, xs, 2, NX, n, out);
+        s_dot_float_blk(S_ROW(w, ws, 2), ws, f16, x, xs, NW - 2, NX, n, out + 2 * SQ_CPU_NX);
+    } else {
+        s_dot_float_blk(w, ws, f16, x, xs, NW, NX, n, out);
     }
+}
+
+S_INLINE void
+s_dot_q8(const void *w, size_t ws, const void *x, size_t xs, int NW, int NX, int64_t n, float *out)
+{
+    if (NW * NX > 8) {
+        s_dot_q8_blk(w, ws, x, xs, 2, NX, n, out);
+        s_dot_q8_blk(S_ROW(w, ws, 2), ws, x, xs, NW - 2, NX, n, out + 2 * SQ_CPU_NX);
+    } else {
+        s_dot_q8_blk(w, ws, x, xs, NW, NX, n, out);
+    }
+}
 
 static void
-s_dot_f32(const void *w, const void *x, size_t xs, int n_x, int64_t n, float *out)
+s_dot_f32(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
+          float *out)
 {
-#define S_CALL(NX) s_dot_float(w, 0, x, xs, NX, n, out)
-    S_DISPATCH_NX(S_CALL)
+#define S_CALL(NW, NX) s_dot_float(w, ws, 0, x, xs, NW, NX, n, out)
+    SQ_CPU_DISPATCH(S_CALL, n_w, n_x)
 #undef S_CALL
 }
 
 static void
-s_dot_f16(const void *w, const void *x, size_t xs, int n_x, int64_t n, float *out)
+s_dot_f16(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
+          float *out)
 {
-#define S_CALL(NX) s_dot_float(w, 1, x, xs, NX, n, out)
-    S_DISPATCH_NX(S_CALL)
+#define S_CALL(NW, NX) s_dot_float(w, ws, 1, x, xs, NW, NX, n, out)
+    SQ_CPU_DISPATCH(S_CALL, n_w, n_x)
 #undef S_CALL
 }
 
 static void
-s_dot_q8_0(const void *w, const void *x, size_t xs, int n_x, int64_t n, float *out)
+s_dot_q8_0(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
+           float *out)
 {
-#define S_CALL(NX) s_dot_q8(w, x, xs, NX, n, out)
-    S_DISPATCH_NX(S_CALL)
+#define S_CALL(NW, NX) s_dot_q8(w, ws, x, xs, NW, NX, n, out)
+    SQ_CPU_DISPATCH(S_CALL, n_w, n_x)
 #undef S_CALL
 }
 
@@ -144,7 +167,7 @@ sq_cpu_quantize_q8_0_avx2(const float *x, sq_block_q8_0_t *y, int64_t n)
         const float *xb = x + b * SQ_QK8_0;
         __m256 v[4];
         __m256 amax = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++) {
+        SQ_CPU_UNROLL for (int k = 0; k < 4; k++) {
             v[k] = _mm256_loadu_ps(xb + 8 * k);
             amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[k]));
         }

@@ -3,58 +3,84 @@
  *  reaches a VNNI instruction: the choice is a compile-time constant in
  *  each always-inlined kernel).
  *
- *  512-bit registers hold 16 floats, or two Q8_0 blocks' 32 int8 values
- *  each; row tails use masked loads instead of a scalar loop.
+ *  Dot kernels work on a block of NW weight rows x NX activation rows (see
+ *  sq_cpu_internal.h); 32 zmm registers hold a whole 4 x 4 block of
+ *  accumulators. 512-bit registers hold 16 floats, or two Q8_0 blocks' 32
+ *  int8 values each; row tails use masked loads instead of a scalar loop.
  */
 #include "sq_cpu_internal.h"
 
 #include <immintrin.h>
 
 #define S_INLINE static inline __attribute__((always_inline))
+#define S_ROW(w, ws, r) ((const char *) (w) + (size_t) (r) * (ws))
 
 S_INLINE __m512
-s_load16(const void *w, int f16, int64_t i, __mmask16 m)
+s_load16(const char *w, int f16, int64_t i, __mmask16 m)
 {
     if (f16)
         return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *) w + i));
     return _mm512_maskz_loadu_ps(m, (const float *) w + i);
 }
 
-/* NX and f16 are compile-time constants at every call site. */
+/* One step of U x 16 values at i (mask m on the last vector). */
 S_INLINE void
-s_dot_float(const void *w, int f16, const char *x, size_t xs, int NX, int64_t n, float *out)
+s_float_step(__m512 acc[SQ_CPU_NW][SQ_CPU_NX][2], const void *w, size_t ws, int f16,
+             const void *x, size_t xs, int NW, int NX, int U, int64_t i, __mmask16 m)
 {
-    __m512 acc[SQ_CPU_NX][2];
-    for (int j = 0; j < NX; j++)
-        acc[j][0] = acc[j][1] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m512 w0 = s_load16(w, f16, i, 0xffff), w1 = s_load16(w, f16, i + 16, 0xffff);
-        for (int j = 0; j < NX; j++) {
-            const float *xj = (const float *) (x + (size_t) j * xs);
-            acc[j][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xj + i), acc[j][0]);
-            acc[j][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xj + i + 16), acc[j][1]);
+    SQ_CPU_UNROLL for (int u = 0; u < U; u++) {
+        __mmask16 mu = u == U - 1 ? m : 0xffff;
+        __m512 wv[SQ_CPU_NW];
+        SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+            wv[r] = s_load16(S_ROW(w, ws, r), f16, i + 16 * u, mu);
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
+            __m512 xv = _mm512_maskz_loadu_ps(mu, (const float *) S_ROW(x, xs, j) + i + 16 * u);
+            SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+                acc[r][j][u] = _mm512_fmadd_ps(wv[r], xv, acc[r][j][u]);
         }
     }
-    for (; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
-        __m512 w0 = s_load16(w, f16, i, m);
-        for (int j = 0; j < NX; j++) {
-            const float *xj = (const float *) (x + (size_t) j * xs);
-            acc[j][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, xj + i), acc[j][0]);
-        }
-    }
-    for (int j = 0; j < NX; j++)
-        out[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j][0], acc[j][1]));
 }
 
-/* Two Q8_0 blocks' quants side by side in one register. */
+/* NW, NX and f16 are compile-time constants at every call site. Small
+ * blocks use two accumulators per pair to hide the FMA latency. */
+S_INLINE void
+s_dot_float(const void *w, size_t ws, int f16, const void *x, size_t xs, int NW, int NX, int64_t n,
+            float *out)
+{
+    const int U = NW * NX <= 4 ? 2 : 1;
+    __m512 acc[SQ_CPU_NW][SQ_CPU_NX][2];
+    SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++)
+            acc[r][j][0] = acc[r][j][1] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 * U <= n; i += 16 * U)
+        s_float_step(acc, w, ws, f16, x, xs, NW, NX, U, i, 0xffff);
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
+        s_float_step(acc, w, ws, f16, x, xs, NW, NX, 1, i, m);
+    }
+    SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++)
+            out[r * SQ_CPU_NX + j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][j][0], acc[r][j][1]));
+}
+
+/* Blocks b and b + 1 (only b when !two) side by side in one register. */
 S_INLINE __m512i
-s_load2(const sq_block_q8_0_t *b)
+s_load_pair(const sq_block_q8_0_t *b, int two)
 {
     __m256i lo = _mm256_loadu_si256((const __m256i *) b[0].qs);
-    __m256i hi = _mm256_loadu_si256((const __m256i *) b[1].qs);
+    __m256i hi = two ? _mm256_loadu_si256((const __m256i *) b[1].qs) : _mm256_setzero_si256();
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* The two blocks' fp16 scales, each broadcast over its half. */
+S_INLINE __m512
+s_scale_pair(const sq_block_q8_0_t *b, int two)
+{
+    __m256 lo = _mm256_set1_ps(_cvtsh_ss(b[0].d));
+    __m256 hi = two ? _mm256_set1_ps(_cvtsh_ss(b[1].d)) : _mm256_setzero_ps();
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+                                               _mm256_castps_pd(hi), 1));
 }
 
 /* 16 int32 lanes (8 per block) of |w| * (x * sign(w)). */
@@ -67,90 +93,83 @@ s_q8_pair(__m512i aw, __mmask64 wneg, __m512i qx, int vnni)
     return _mm512_madd_epi16(_mm512_maddubs_epi16(aw, sx), _mm512_set1_epi16(1));
 }
 
-S_INLINE __m512
-s_scales2(float d0, float d1)
+S_INLINE void
+s_q8_step(__m512 acc[SQ_CPU_NW][SQ_CPU_NX], const void *w, size_t ws, const void *x, size_t xs,
+          int NW, int NX, int64_t b, int two, int vnni)
 {
-    __m512d lo = _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(d0)));
-    return _mm512_castpd_ps(_mm512_insertf64x4(lo, _mm256_castps_pd(_mm256_set1_ps(d1)), 1));
+    __m512i aw[SQ_CPU_NW];
+    __mmask64 wneg[SQ_CPU_NW];
+    __m512 dw[SQ_CPU_NW];
+    SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
+        const sq_block_q8_0_t *wb = (const sq_block_q8_0_t *) S_ROW(w, ws, r) + b;
+        __m512i qw = s_load_pair(wb, two);
+        aw[r] = _mm512_abs_epi8(qw);
+        wneg[r] = _mm512_movepi8_mask(qw);
+        dw[r] = s_scale_pair(wb, two);
+    }
+    SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
+        const sq_block_q8_0_t *xb = (const sq_block_q8_0_t *) S_ROW(x, xs, j) + b;
+        __m512i qx = s_load_pair(xb, two);
+        __m512 dx = s_scale_pair(xb, two);
+        SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
+            __m512 p = _mm512_cvtepi32_ps(s_q8_pair(aw[r], wneg[r], qx, vnni));
+            acc[r][j] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], dx), p, acc[r][j]);
+        }
+    }
 }
 
 S_INLINE void
-s_dot_q8(const void *w, const char *x, size_t xs, int NX, int64_t n, float *out, int vnni)
+s_dot_q8(const void *w, size_t ws, const void *x, size_t xs, int NW, int NX, int64_t n, float *out,
+         int vnni)
 {
-    const sq_block_q8_0_t *wb = w;
     int64_t nb = n / SQ_QK8_0;
-    __m512 acc[SQ_CPU_NX];
-    for (int j = 0; j < NX; j++)
-        acc[j] = _mm512_setzero_ps();
+    __m512 acc[SQ_CPU_NW][SQ_CPU_NX];
+    SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++)
+            acc[r][j] = _mm512_setzero_ps();
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m512i qw = s_load2(wb + b);
-        __m512i aw = _mm512_abs_epi8(qw);
-        __mmask64 wneg = _mm512_movepi8_mask(qw);
-        float dw0 = _cvtsh_ss(wb[b].d), dw1 = _cvtsh_ss(wb[b + 1].d);
-        for (int j = 0; j < NX; j++) {
-            const sq_block_q8_0_t *xb = (const sq_block_q8_0_t *) (x + (size_t) j * xs) + b;
-            __m512 d = s_scales2(dw0 * _cvtsh_ss(xb[0].d), dw1 * _cvtsh_ss(xb[1].d));
-            __m512 p = _mm512_cvtepi32_ps(s_q8_pair(aw, wneg, s_load2(xb), vnni));
-            acc[j] = _mm512_fmadd_ps(d, p, acc[j]);
-        }
-    }
-    if (b < nb) {
-        /* Odd block count: the last block alone in the low half. */
-        __m512i qw = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) wb[b].qs));
-        qw = _mm512_inserti64x4(qw, _mm256_setzero_si256(), 1);
-        __m512i aw = _mm512_abs_epi8(qw);
-        __mmask64 wneg = _mm512_movepi8_mask(qw);
-        float dw = _cvtsh_ss(wb[b].d);
-        for (int j = 0; j < NX; j++) {
-            const sq_block_q8_0_t *xb = (const sq_block_q8_0_t *) (x + (size_t) j * xs) + b;
-            __m512i qx = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) xb->qs));
-            qx = _mm512_inserti64x4(qx, _mm256_setzero_si256(), 1);
-            __m512 d = s_scales2(dw * _cvtsh_ss(xb->d), 0.0f);
-            acc[j] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s_q8_pair(aw, wneg, qx, vnni)), acc[j]);
-        }
-    }
-    for (int j = 0; j < NX; j++)
-        out[j] = _mm512_reduce_add_ps(acc[j]);
+    for (; b + 2 <= nb; b += 2)
+        s_q8_step(acc, w, ws, x, xs, NW, NX, b, 1, vnni);
+    if (b < nb)
+        s_q8_step(acc, w, ws, x, xs, NW, NX, b, 0, vnni);
+    SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++)
+            out[r * SQ_CPU_NX + j] = _mm512_reduce_add_ps(acc[r][j]);
 }
 
-#define S_DISPATCH_NX(call_with_nx)                                                               \
-    switch (n_x) {                                                                                \
-    case 1: call_with_nx(1); break;                                                               \
-    case 2: call_with_nx(2); break;                                                               \
-    case 3: call_with_nx(3); break;                                                               \
-    default: call_with_nx(4); break;                                                              \
-    }
-
 static void
-s_dot_f32(const void *w, const void *x, size_t xs, int n_x, int64_t n, float *out)
+s_dot_f32(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
+          float *out)
 {
-#define S_CALL(NX) s_dot_float(w, 0, x, xs, NX, n, out)
-    S_DISPATCH_NX(S_CALL)
+#define S_CALL(NW, NX) s_dot_float(w, ws, 0, x, xs, NW, NX, n, out)
+    SQ_CPU_DISPATCH(S_CALL, n_w, n_x)
 #undef S_CALL
 }
 
 static void
-s_dot_f16(const void *w, const void *x, size_t xs, int n_x, int64_t n, float *out)
+s_dot_f16(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
+          float *out)
 {
-#define S_CALL(NX) s_dot_float(w, 1, x, xs, NX, n, out)
-    S_DISPATCH_NX(S_CALL)
+#define S_CALL(NW, NX) s_dot_float(w, ws, 1, x, xs, NW, NX, n, out)
+    SQ_CPU_DISPATCH(S_CALL, n_w, n_x)
 #undef S_CALL
 }
 
 static void
-s_dot_q8_0(const void *w, const void *x, size_t xs, int n_x, int64_t n, float *out)
+s_dot_q8_0(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
+           float *out)
 {
-#define S_CALL(NX) s_dot_q8(w, x, xs, NX, n, out, 0)
-    S_DISPATCH_NX(S_CALL)
+#define S_CALL(NW, NX) s_dot_q8(w, ws, x, xs, NW, NX, n, out, 0)
+    SQ_CPU_DISPATCH(S_CALL, n_w, n_x)
 #undef S_CALL
 }
 
 static void
-s_dot_q8_0_vnni(const void *w, const void *x, size_t xs, int n_x, int64_t n, float *out)
+s_dot_q8_0_vnni(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
+                float *out)
 {
-#define S_CALL(NX) s_dot_q8(w, x, xs, NX, n, out, 1)
-    S_DISPATCH_NX(S_CALL)
+#define S_CALL(NW, NX) s_dot_q8(w, ws, x, xs, NW, NX, n, out, 1)
+    SQ_CPU_DISPATCH(S_CALL, n_w, n_x)
 #undef S_CALL
 }
 

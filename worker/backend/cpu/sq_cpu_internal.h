@@ -4,10 +4,11 @@
  *  AVX-512-VNNI) fills one sq_cpu_kernels_t; sq_cpu_kernels.c picks one at
  *  run time and drives it (threads, token tiles, activation quantization).
  *
- *  A "dot" kernel computes one weight row against up to SQ_CPU_NX activation
- *  rows at once, so the weight row is loaded into registers once for all of
- *  them:
- *      out[j] = sum_i w[i] * x_j[i]     (j < n_x, x_j = x + j * x_stride bytes)
+ *  A "dot" kernel computes a block of up to SQ_CPU_NW weight rows against
+ *  up to SQ_CPU_NX activation rows, so each weight vector loaded feeds
+ *  n_x FMAs and each activation vector feeds n_w (register blocking):
+ *      out[r * SQ_CPU_NX + j] = sum_i w_r[i] * x_j[i]
+ *      (r < n_w, w_r = w + r * w_stride bytes; j < n_x, x_j = x + j * x_stride)
  *  For F32/F16 weights the activations are F32; for Q8_0 weights they are
  *  Q8_0 blocks (quantized once per matmul by the driver).
  */
@@ -19,11 +20,34 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Activation rows one dot kernel call handles at most. */
+/* Weight rows and activation rows one dot kernel call handles at most. */
+#define SQ_CPU_NW 4
 #define SQ_CPU_NX 4
 
-typedef void (*sq_cpu_dot_fn)(const void *w, const void *x, size_t x_stride, int n_x, int64_t n,
-                              float *out);
+typedef void (*sq_cpu_dot_fn)(const void *w, size_t w_stride, int n_w, const void *x,
+                              size_t x_stride, int n_x, int64_t n, float *out);
+
+/* Fully unroll a loop over block rows, tokens or unroll slots: without it
+ * GCC keeps the accumulator arrays on the stack instead of in registers. */
+#define SQ_CPU_UNROLL _Pragma("GCC unroll 8")
+
+/* In a dot kernel: CALL(NW, NX) with compile-time constants standing for
+ * the run-time n_w, n_x (1..4), so each block shape gets its own
+ * fully-unrolled, register-allocated instance. */
+#define SQ_CPU_DISPATCH_NX(CALL, NW, n_x)                                                         \
+    switch (n_x) {                                                                                \
+    case 1: CALL(NW, 1); break;                                                                   \
+    case 2: CALL(NW, 2); break;                                                                   \
+    case 3: CALL(NW, 3); break;                                                                   \
+    default: CALL(NW, 4); break;                                                                  \
+    }
+#define SQ_CPU_DISPATCH(CALL, n_w, n_x)                                                           \
+    switch (n_w) {                                                                                \
+    case 1: SQ_CPU_DISPATCH_NX(CALL, 1, n_x) break;                                               \
+    case 2: SQ_CPU_DISPATCH_NX(CALL, 2, n_x) break;                                               \
+    case 3: SQ_CPU_DISPATCH_NX(CALL, 3, n_x) break;                                               \
+    default: SQ_CPU_DISPATCH_NX(CALL, 4, n_x) break;                                              \
+    }
 
 typedef struct {
     const char *name;

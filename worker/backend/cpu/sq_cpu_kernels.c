@@ -213,13 +213,12 @@ s_fp16_table_init(void)
         s_fp16_table[i] = sq_fp16_to_fp32((uint16_t) i);
 }
 
-/* out[j] = w . x_j for F32 or F16 w; eight lanes the compiler can vectorise. */
+/* One row: out[j] = w . x_j for F32 or F16 w; eight lanes the compiler can
+ * vectorise. */
 static void
-s_dot_float_portable(int dtype, const void *w, const void *x, size_t x_stride, int n_x, int64_t n,
-                     float *out)
+s_dot_float_row(int dtype, const void *w, const void *x, size_t x_stride, int n_x, int64_t n,
+                float *out)
 {
-    if (dtype == SQ_DTYPE_F16)
-        pthread_once(&s_fp16_once, s_fp16_table_init);
     const float *wf = w;
     const uint16_t *wh = w;
     for (int j = 0; j < n_x; j++) {
@@ -242,22 +241,11 @@ s_dot_float_portable(int dtype, const void *w, const void *x, size_t x_stride, i
     }
 }
 
+/* One row: out[j] = w . x_j for Q8_0 w and x, integer dot per block. */
 static void
-s_dot_f32_portable(const void *w, const void *x, size_t x_stride, int n_x, int64_t n, float *out)
+s_dot_q8_0_row(int dtype, const void *w, const void *x, size_t x_stride, int n_x, int64_t n,
+               float *out)
 {
-    s_dot_float_portable(SQ_DTYPE_F32, w, x, x_stride, n_x, n, out);
-}
-
-static void
-s_dot_f16_portable(const void *w, const void *x, size_t x_stride, int n_x, int64_t n, float *out)
-{
-    s_dot_float_portable(SQ_DTYPE_F16, w, x, x_stride, n_x, n, out);
-}
-
-static void
-s_dot_q8_0_portable(const void *w, const void *x, size_t x_stride, int n_x, int64_t n, float *out)
-{
-    pthread_once(&s_fp16_once, s_fp16_table_init);
     const sq_block_q8_0_t *wb = w;
     for (int j = 0; j < n_x; j++) {
         const sq_block_q8_0_t *xb = (const void *) ((const char *) x + (size_t) j * x_stride);
@@ -270,6 +258,40 @@ s_dot_q8_0_portable(const void *w, const void *x, size_t x_stride, int n_x, int6
         }
         out[j] = sum;
     }
+}
+
+typedef void (*s_row_fn)(int dtype, const void *w, const void *x, size_t x_stride, int n_x,
+                         int64_t n, float *out);
+
+static void
+s_dot_rows(s_row_fn row, int dtype, const void *w, size_t w_stride, int n_w, const void *x,
+           size_t x_stride, int n_x, int64_t n, float *out)
+{
+    pthread_once(&s_fp16_once, s_fp16_table_init);
+    for (int r = 0; r < n_w; r++)
+        row(dtype, (const char *) w + (size_t) r * w_stride, x, x_stride, n_x, n,
+            out + r * SQ_CPU_NX);
+}
+
+static void
+s_dot_f32_portable(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
+                   float *out)
+{
+    s_dot_rows(s_dot_float_row, SQ_DTYPE_F32, w, ws, n_w, x, xs, n_x, n, out);
+}
+
+static void
+s_dot_f16_portable(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
+                   float *out)
+{
+    s_dot_rows(s_dot_float_row, SQ_DTYPE_F16, w, ws, n_w, x, xs, n_x, n, out);
+}
+
+static void
+s_dot_q8_0_portable(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x,
+                    int64_t n, float *out)
+{
+    s_dot_rows(s_dot_q8_0_row, SQ_DTYPE_Q8_0, w, ws, n_w, x, xs, n_x, n, out);
 }
 
 const sq_cpu_kernels_t sq_cpu_kernels_portable = {

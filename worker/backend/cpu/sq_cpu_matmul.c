@@ -3,9 +3,10 @@
  *  Y (n_tok, n_out) = X (n_tok, n_in) W^T, W (n_out, n_in) row-major.
  *  Threads split the output rows into contiguous ranges. Within its range a
  *  thread walks token tiles small enough for the tile's activations to stay
- *  in L2, and for each weight row runs the level's dot kernel over the
- *  tile SQ_CPU_NX tokens at a time: the row comes from memory once per tile
- *  and from L1 for the rest of it. A decode step (n_tok = 1) is one tile.
+ *  in L2, and for each group of SQ_CPU_NW weight rows runs the level's dot
+ *  kernel over the tile SQ_CPU_NX tokens at a time: the rows come from
+ *  memory once per tile and from L1 for the rest of it. A decode step
+ *  (n_tok = 1) is one tile.
  *
  *  For Q8_0 weights the activations are quantized to Q8_0 once per call,
  *  by the calling thread, into a per-thread scratch buffer that only grows
@@ -53,16 +54,19 @@ s_job_run(void *arg, int ith, int nth)
     const s_job_t *job = arg;
     int64_t r0 = job->n_out * ith / nth;
     int64_t r1 = job->n_out * (ith + 1) / nth;
-    float out[SQ_CPU_NX];
+    float out[SQ_CPU_NW * SQ_CPU_NX];
     for (int64_t t0 = 0; t0 < job->n_tok; t0 += job->tile) {
         int64_t t1 = t0 + job->tile < job->n_tok ? t0 + job->tile : job->n_tok;
-        for (int64_t o = r0; o < r1; o++) {
+        for (int64_t o = r0; o < r1; o += SQ_CPU_NW) {
+            int n_w = r1 - o < SQ_CPU_NW ? (int) (r1 - o) : SQ_CPU_NW;
             const char *wo = job->w + (size_t) o * job->row_bytes;
             for (int64_t t = t0; t < t1; t += SQ_CPU_NX) {
                 int n_x = t1 - t < SQ_CPU_NX ? (int) (t1 - t) : SQ_CPU_NX;
-                job->dot(wo, job->x + (size_t) t * job->x_stride, job->x_stride, n_x, job->n_in, out);
-                for (int j = 0; j < n_x; j++)
-                    job->y[(t + j) * job->ldy + o] = out[j];
+                job->dot(wo, job->row_bytes, n_w, job->x + (size_t) t * job->x_stride,
+                         job->x_stride, n_x, job->n_in, out);
+                for (int r = 0; r < n_w; r++)
+                    for (int j = 0; j < n_x; j++)
+                        job->y[(t + j) * job->ldy + o + r] = out[r * SQ_CPU_NX + j];
             }
         }
     }

@@ -1,0 +1,171 @@
+/*  bench_kernels: the machine's memory read bandwidth and sq_cpu_matmul
+ *  throughput per dtype and SIMD level, for shardq-bench-engine.
+ *
+ *  Bandwidth is the best of a few passes reading a buffer far larger than
+ *  any cache. Matmul weights rotate through enough copies that every call
+ *  reads them from memory, as a decode step does with a real model.
+ */
+#define _GNU_SOURCE
+#include "bench_engine.h"
+#include "sq_cpu_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Bytes that no cache holds. */
+#define S_BIG_BYTES ((size_t) 512 << 20)
+
+double
+bench_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    const uint64_t *buf;
+    size_t n_words;
+    uint64_t sums[64];
+} s_read_job_t;
+
+/* Four independent sums so the loop is bound by loads, not by adds. */
+static void
+s_read_part(void *arg, int ith, int nth)
+{
+    s_read_job_t *job = arg;
+    size_t w0 = job->n_words * (size_t) ith / (size_t) nth & ~(size_t) 3;
+    size_t w1 = job->n_words * (size_t) (ith + 1) / (size_t) nth & ~(size_t) 3;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = w0; i < w1; i += 4) {
+        a += job->buf[i];
+        b += job->buf[i + 1];
+        c += job->buf[i + 2];
+        d += job->buf[i + 3];
+    }
+    job->sums[ith] = a + b + c + d;
+}
+
+double
+bench_read_bandwidth_gbs(sq_threadpool_t *pool)
+{
+    uint64_t *buf = malloc(S_BIG_BYTES);
+    if (!buf)
+        return 0.0;
+    memset(buf, 1, S_BIG_BYTES);
+    s_read_job_t job = {.buf = buf, .n_words = S_BIG_BYTES / sizeof *buf};
+    double best = 1e30;
+    for (int pass = 0; pass < 5; pass++) {
+        double t0 = bench_now_s();
+        sq_threadpool_run(pool, s_read_part, &job);
+        double dt = bench_now_s() - t0;
+        if (dt < best)
+            best = dt;
+    }
+    free(buf);
+    return (double) S_BIG_BYTES / best / 1e9;
+}
+
+static const char *s_dtype_name(int dtype)
+{
+    return dtype == SQ_DTYPE_F32 ? "F32" : dtype == SQ_DTYPE_F16 ? "F16" : "Q8_0";
+}
+
+/* Copies of a (n_out, n_in) weight matrix of dtype filling S_BIG_BYTES. */
+typedef struct {
+    char *mem;
+    size_t bytes_each;
+    int n_copies;
+} s_weights_t;
+
+static int
+s_weights_init(s_weights_t *ws, int dtype, int64_t n_out, int64_t n_in)
+{
+    ws->bytes_each = sq_cpu_row_bytes(dtype, n_in) * (size_t) n_out;
+    ws->n_copies = (int) (S_BIG_BYTES / ws->bytes_each) + 1;
+    ws->mem = malloc(ws->bytes_each * (size_t) ws->n_copies);
+    if (!ws->mem)
+        return -1;
+    float *row = malloc(sizeof(float) * (size_t) n_in);
+    for (int64_t i = 0; i < n_in; i++)
+        row[i] = (float) ((i * 7919) % 201 - 100) / 100.0f;
+    size_t row_bytes = sq_cpu_row_bytes(dtype, n_in);
+    char *first = ws->mem;
+    for (int64_t o = 0; o < n_out; o++) {
+        char *dst = first + (size_t) o * row_bytes;
+        if (dtype == SQ_DTYPE_F32)
+            memcpy(dst, row, row_bytes);
+        else if (dtype == SQ_DTYPE_F16)
+            for (int64_t i = 0; i < n_in; i++)
+                ((uint16_t *) dst)[i] = sq_fp32_to_fp16(row[i]);
+        else
+            sq_cpu_quantize_row_q8_0_ref(row, (sq_block_q8_0_t *) dst, n_in);
+    }
+    for (int c = 1; c < ws->n_copies; c++)
+        memcpy(ws->mem + (size_t) c * ws->bytes_each, first, ws->bytes_each);
+    free(row);
+    return 0;
+}
+
+/* Seconds per call, best of a few rounds of enough calls to take ~0.1 s. */
+static double
+s_time_matmul(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype, const s_weights_t *ws,
+              int64_t n_out, int64_t n_in, const float *x, int64_t n_tok, float *y)
+{
+    double best = 1e30;
+    int calls = 1, c = 0;
+    for (int round = 0; round < 4; round++) {
+        double t0 = bench_now_s();
+        for (int i = 0; i < calls; i++, c = (c + 1) % ws->n_copies)
+            sq_cpu_matmul_with(k, pool, dtype, ws->mem + (size_t) c * ws->bytes_each, n_out, n_in,
+                               x, n_tok, y, n_out);
+        double per_call = (bench_now_s() - t0) / calls;
+        if (per_call < best)
+            best = per_call;
+        if (round == 0 && per_call < 0.05)
+            calls = (int) (0.05 / per_call) + 1;
+    }
+    return best;
+}
+
+void
+bench_kernels_table(sq_threadpool_t *const *pools, const int *n_threads, int n_pools,
+                    const double *bw_gbs)
+{
+    static const char *levels[] = {"portable", "avx2", "avx512", "avx512vnni"};
+    static const int dtypes[] = {SQ_DTYPE_F32, SQ_DTYPE_F16, SQ_DTYPE_Q8_0};
+    const int64_t n_out = 5632, n_in = 2048;     /* tinyllama-1.1b ffn_gate */
+    const int64_t toks[] = {1, 16};
+    float *x = malloc(sizeof(float) * (size_t) (n_in * 16));
+    float *y = malloc(sizeof(float) * (size_t) (n_out * 16));
+    for (int64_t i = 0; i < n_in * 16; i++)
+        x[i] = (float) (i % 13) / 13.0f - 0.5f;
+    printf("\n## matmul %lld x %lld (tinyllama ffn_gate), weights from memory\n\n",
+           (long long) n_out, (long long) n_in);
+    printf("| dtype | level | threads | n_tok | us/call | GFLOP/s | weight GB/s | %% of read bw |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
+    for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+        s_weights_t ws;
+        if (s_weights_init(&ws, dtypes[d], n_out, n_in) != 0)
+            continue;
+        for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+            const sq_cpu_kernels_t *k = sq_cpu_kernels_for(levels[l]);
+            for (int p = 0; k && p < n_pools; p++) {
+                for (size_t t = 0; t < sizeof toks / sizeof toks[0]; t++) {
+                    double s = s_time_matmul(k, pools[p], dtypes[d], &ws, n_out, n_in, x, toks[t], y);
+                    double gflops = 2.0 * (double) (n_out * n_in * toks[t]) / s / 1e9;
+                    double gbs = (double) ws.bytes_each / s / 1e9;
+                    printf("| %s | %s | %d | %lld | %.0f | %.1f | %.1f | %.0f %% |\n",
+                           s_dtype_name(dtypes[d]), levels[l], n_threads[p], (long long) toks[t],
+                           s * 1e6, gflops, gbs, 100.0 * gbs / bw_gbs[p]);
+                    fflush(stdout);
+                }
+            }
+        }
+        free(ws.mem);
+    }
+    free(x);
+    free(y);
+}
