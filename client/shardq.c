@@ -314,14 +314,18 @@ s_write_results(sq_client_t *c, const sq_client_job_t *job, FILE *f, uint64_t *n
 }
 
 /* Write the results of a job to path (or stdout when NULL). A file is
- * written beside its final name and renamed, so it is never half there. */
+ * written beside its final name and renamed, so it is never half there.
+ * kind < 0: the result shape comes from the job's params as STATUS
+ * reports them; the submitter, which read the file, passes it. */
 static int
-s_results_to(sq_client_t *c, uint64_t job_id, const char *path)
+s_results_to(sq_client_t *c, uint64_t job_id, const char *path, int kind)
 {
     sq_client_job_t job;
     int rc = sq_client_status(c, job_id, &job);
     if (rc)
         return s_fail(rc);
+    if (kind >= 0)
+        job.kind = (sq_jsonl_kind_t)kind;
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path ? path : "", (long)getpid());
     FILE *f = path ? fopen(tmp, "w") : stdout;
@@ -450,6 +454,7 @@ s_cmd_submit(const s_cmd_t *cmd, int argc, char **argv)
     }
     uint64_t job_id = 0;
     size_t n_tasks = sq_jsonl_size(file);
+    sq_jsonl_kind_t kind = sq_jsonl_kind(file);
     rc = sq_client_submit(c, &spec, sq_jsonl_tasks(file), n_tasks, &job_id);
     sq_jsonl_destroy(&file);
     if (rc) {
@@ -464,7 +469,7 @@ s_cmd_submit(const s_cmd_t *cmd, int argc, char **argv)
         sq_client_job_t final;
         rc = s_wait(c, job_id, (double)timeout_s, &final);
         if (out && (rc == SQ_EXIT_OK || rc == SQ_EXIT_JOB_FAILED)) {
-            int wrc = s_results_to(c, job_id, out);
+            int wrc = s_results_to(c, job_id, out, (int)kind);
             rc = rc == SQ_EXIT_OK ? wrc : rc;
         }
     }
@@ -552,7 +557,7 @@ s_cmd_results(const s_cmd_t *cmd, int argc, char **argv)
     sq_client_t *c = s_client();
     if (!c)
         return s_exit_code(sq_error_code());
-    rc = s_results_to(c, job_id, out && strcmp(out, "-") ? out : NULL);
+    rc = s_results_to(c, job_id, out && strcmp(out, "-") ? out : NULL, -1);
     sq_client_destroy(&c);
     return rc;
 }
