@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_probe.h"
 #include "sq_cpu_kernels.h"
 #include "sq_error.h"
 #include "sq_gguf.h"
@@ -77,29 +78,6 @@ static void s_write_file(const uint8_t *bytes, size_t len)
         fwrite(bytes, 1, len, f);
         fclose(f);
     }
-}
-
-/* Touch every accessor of an opened file (in-bounds reads only). */
-static uint64_t s_walk(const sq_gguf_t *g)
-{
-    uint64_t sum = 0;
-    for (int64_t i = 0; i < sq_gguf_n_kv(g); i++) {
-        uint32_t et;
-        uint64_t n;
-        sq_gguf_str_t s;
-        sum += strlen(sq_gguf_kv_key(g, i));
-        if (sq_gguf_kv_str(g, i, &s) == 0 && s.len)
-            sum += (uint8_t) s.data[s.len - 1];
-        if (sq_gguf_kv_arr(g, i, &et, &n) == 0 && n > 0 && et == SQ_GGUF_STRING
-            && sq_gguf_kv_arr_str(g, i, n - 1, &s) == 0 && s.len)
-            sum += (uint8_t) s.data[s.len - 1];
-    }
-    for (int64_t i = 0; i < sq_gguf_n_tensors(g); i++) {
-        const sq_gguf_tensor_t *t = sq_gguf_tensor(g, i);
-        if (t->size_bytes)
-            sum += ((const uint8_t *) t->data)[0] + ((const uint8_t *) t->data)[t->size_bytes - 1];
-    }
-    return sum;
 }
 
 /* The bytes must be refused with rc (0: any error) and a detail containing
@@ -274,7 +252,7 @@ static void test_random_corruption(void)
         sq_gguf_t *g = sq_gguf_open(path);
         if (g) {
             opened++;
-            (void) s_walk(g);
+            (void) gguf_probe(g);
             sq_gguf_destroy(&g);
         } else {
             refused++;

@@ -1,6 +1,7 @@
 /*  test_tokenizer: sq_tokenizer against the bundled stories260K vocabulary.
  *
- *  Expected ids come from the piece table read here from the GGUF file
+ *  The tokenizer is built by the engine's sq_tokenizer_from_gguf. Expected
+ *  ids come from the piece table read here from the GGUF file
  *  (a linear search for the piece text) and from a naive O(n^2) reference
  *  BPE written in this file, never from the encoder's own output.
  *  Usage: test_tokenizer MODEL.gguf
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sq_engine.h"
 #include "sq_error.h"
 #include "sq_gguf.h"
 #include "sq_test.h"
@@ -60,15 +62,9 @@ static int s_load(const char *path)
         scores[i] = (float) f;
         types[i] = (int32_t) t;
     }
-    uint32_t bos, eos, unk;
-    if (sq_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &bos) < 0
-        || sq_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &eos) < 0
-        || sq_gguf_get_u32(g, "tokenizer.ggml.unknown_token_id", &unk) < 0)
-        return -1;
-    sq_tokenizer_config_t cfg = { n_vocab, pieces, lens, scores, types,
-                                  (int32_t) bos, (int32_t) eos, (int32_t) unk, true };
-    tok = sq_tokenizer_new(&cfg);
     free(lens);
+    /* the tokenizer itself comes from the engine's GGUF glue */
+    tok = sq_tokenizer_from_gguf(g);
     sq_gguf_destroy(&g);
     return tok ? 0 : -1;
 }

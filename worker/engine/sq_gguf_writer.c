@@ -6,7 +6,9 @@
  *  FILE while open. Tensor data never passes through it in bulk: each
  *  write goes straight to the stdio buffer.
  */
+#ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L   /* strdup */
+#endif
 
 #include "sq_gguf_writer.h"
 
