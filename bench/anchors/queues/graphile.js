@@ -18,7 +18,9 @@ const WORKER_SETTINGS = {
 // must fail the run loudly rather than be retried silently.
 function pool(cfg, max) {
   const p = new Pool({ ...cfg, max });
-  p.on('error', (err) => process.stderr.write(`graphile-worker pool: ${err.message}\n`));
+  const report = (err) => process.stderr.write(`graphile-worker pool: ${err.message}\n`);
+  p.on('error', report);
+  p.on('connect', (client) => client.on('error', report));
   return p;
 }
 
