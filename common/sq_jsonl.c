@@ -721,6 +721,8 @@ sq_jsonl_parse(const char *data, size_t size, const sq_jsonl_limits_t *limits,
     self->lim = lim;
     int rc = 0, line = 0;
     size_t pos = 0;
+    if (size >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0)
+        pos = 3; /* a UTF-8 byte order mark, as some editors write */
     while (rc == 0 && pos < size) {
         const char *nl = memchr(data + pos, '\n', size - pos);
         size_t len = nl ? (size_t)(nl - (data + pos)) : size - pos;

@@ -20,7 +20,7 @@ endif()
 # broker_down needs neither broker nor database; the others need both.
 if(TARGET shardq-cli AND TARGET sq_harness)
   add_executable(test_cli e2e/test_cli.c)
-  target_link_libraries(test_cli PRIVATE sq_harness sq_testlib PkgConfig::JANSSON sq_warnings)
+  target_link_libraries(test_cli PRIVATE sq_harness sq_testlib PkgConfig::JANSSON util sq_warnings)
   set(SQ_CLI_ENV "SHARDQ_CLI_BIN=$<TARGET_FILE:shardq-cli>")
   add_test(NAME e2e.cli_broker_down COMMAND test_cli broker_down)
   set_tests_properties(e2e.cli_broker_down PROPERTIES LABELS e2e TIMEOUT 120

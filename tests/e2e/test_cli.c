@@ -23,6 +23,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +110,50 @@ s_cli(const char *broker, const char *const args[])
     r.out = s_slurp(out_path);
     r.err = s_slurp(err_path);
     fprintf(stderr, "$ shardq %s ... -> %d\n%s", args[0], r.code, r.err);
+    return r;
+}
+
+/* Run `shardq` with stdout and stderr on a pseudo-terminal (as a user at a
+ * terminal sees it); returns what it printed. */
+static s_run_t
+s_cli_pty(const char *broker, const char *const args[])
+{
+    s_run_t r = {.code = -1};
+    const char *bin = getenv("SHARDQ_CLI_BIN");
+    const char *argv[64] = {bin, "--broker", broker};
+    int n = 3, master = -1, status = 0;
+    for (int i = 0; args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+    if (pid == 0) {
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    int64_t deadline = sq_test_now_ms() + S_CLI_TIMEOUT_MS;
+    while (pid > 0 && sq_test_now_ms() < deadline) {
+        struct pollfd pfd = {master, POLLIN, 0};
+        char chunk[4096];
+        ssize_t got = poll(&pfd, 1, 100) > 0 ? read(master, chunk, sizeof chunk) : 0;
+        if (got > 0)
+            fwrite(chunk, 1, (size_t)got, m);
+        else if (got < 0 || waitpid(pid, &status, WNOHANG) == pid)
+            break; /* EIO: the child closed the terminal */
+    }
+    if (pid > 0 && waitpid(pid, &status, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    if (pid > 0)
+        r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    fclose(m);
+    if (master >= 0)
+        close(master);
+    r.out = buf;
+    r.err = strdup("");
     return r;
 }
 
@@ -245,6 +291,13 @@ test_flow(void)
     SQ_CHECK(r.code == 0);
     SQ_CHECK(strstr(r.out, "succeeded") != NULL); /* plain lines: stdout is a file */
     SQ_CHECK(strchr(r.out, '\r') == NULL);
+    s_run_free(&r);
+
+    /* on a terminal: a progress bar redrawn in place, full at the end */
+    r = s_cli_pty(ep, (const char *[]){"wait", job, NULL});
+    SQ_CHECK(r.code == 0);
+    SQ_CHECK(strstr(r.out, "\r[##############################] 100%") != NULL);
+    SQ_CHECK(strstr(r.out, "tasks/s") != NULL);
     s_run_free(&r);
 
     r = s_cli(ep, (const char *[]){"results", job, "-o", out, NULL});

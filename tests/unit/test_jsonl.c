@@ -62,6 +62,12 @@ test_simple_shape(void)
     SQ_CHECK(strcmp(t->stop[0], "\n") == 0 && strcmp(t->stop[1], "END") == 0);
     SQ_CHECK(sq_jsonl_task(j, 2) == NULL);
     sq_jsonl_destroy(&j);
+    /* a byte order mark and CRLF line ends are accepted */
+    j = s_parse("\xEF\xBB\xBF{\"custom_id\":\"w\",\"prompt\":\"crlf\"}\r\n{\"custom_id\":\"x\","
+                "\"prompt\":\"y\"}\r\n");
+    SQ_REQUIRE(j);
+    SQ_CHECK(sq_jsonl_size(j) == 2 && strcmp(sq_jsonl_task(j, 0)->prompt, "crlf") == 0);
+    sq_jsonl_destroy(&j);
     sq_jsonl_destroy(&j); /* safe twice */
     SQ_CHECK(j == NULL);
 }
