@@ -21,3 +21,52 @@ add_executable(test_sampler unit/test_sampler.c)
 target_link_libraries(test_sampler PRIVATE sq_llm sq_testlib sq_warnings m)
 add_test(NAME unit.sampler COMMAND test_sampler)
 set_tests_properties(unit.sampler PROPERTIES LABELS unit)
+
+# Tensor parallelism under real mpirun (label mpi): TP = 2 and 4 against
+# TP = 1 on the bundled model, and on a random model with 8 query and 2 KV
+# heads, so that 4 ranks replicate each KV head.
+add_executable(test_tp mpi/test_tp.c)
+target_link_libraries(test_tp PRIVATE sq_llm sq_testlib sq_warnings MPI::MPI_C m)
+set(SQ_MPI_ENV OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1)
+function(sq_engine_mpi_test name n_ranks)
+  add_test(NAME ${name}
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${n_ranks} --oversubscribe
+                   ${MPIEXEC_PREFLAGS} ${ARGN})
+  set_tests_properties(${name} PROPERTIES LABELS mpi TIMEOUT 300 ENVIRONMENT "${SQ_MPI_ENV}")
+endfunction()
+foreach(n 2 4)
+  sq_engine_mpi_test(mpi.tp${n}.stories ${n} $<TARGET_FILE:test_tp>
+                     ${SQ_ENGINE_MODELS}/stories260K.gguf 64)
+endforeach()
+sq_engine_mpi_test(mpi.tp2.stories_q8 2 $<TARGET_FILE:test_tp>
+                   ${SQ_ENGINE_MODELS}/stories260K-q8_0.gguf 64)
+if(TARGET shardq-model)
+  set(SQ_TINY_GQA ${CMAKE_CURRENT_BINARY_DIR}/engine-tiny-gqa.gguf)
+  add_test(NAME mpi.tp.make_tiny_gqa
+           COMMAND shardq-model random --shape tiny-gqa --seed 11 ${SQ_TINY_GQA})
+  set_tests_properties(mpi.tp.make_tiny_gqa PROPERTIES LABELS mpi FIXTURES_SETUP sq_tiny_gqa)
+  foreach(n 2 4)
+    sq_engine_mpi_test(mpi.tp${n}.tiny_gqa ${n} $<TARGET_FILE:test_tp> ${SQ_TINY_GQA} 64)
+    set_tests_properties(mpi.tp${n}.tiny_gqa PROPERTIES FIXTURES_REQUIRED sq_tiny_gqa)
+  endforeach()
+endif()
+
+# The worker binary itself: one-shot generation, single rank and split.
+add_test(NAME unit.worker_oneshot
+         COMMAND shardq-worker --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt ""
+                 --max-tokens 40)
+set_tests_properties(unit.worker_oneshot PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
+  PASS_REGULAR_EXPRESSION "^Once upon a time, there was a little girl named Lily\\. She loved to play outside in the park\\.")
+add_test(NAME unit.worker_json
+         COMMAND shardq-worker --model ${SQ_ENGINE_MODELS}/stories260K.gguf
+                 --prompt "Once upon a time" --max-tokens 8 --json)
+set_tests_properties(unit.worker_json PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
+  PASS_REGULAR_EXPRESSION "^\\{\"prompt_ids\": \\[1, [0-9, ]+\\], \"ids\": \\[[0-9, ]+\\], \"text\": \", there was a little girl\"")
+add_test(NAME unit.worker_usage COMMAND shardq-worker --model x.gguf --max-tokens -3)
+set_tests_properties(unit.worker_usage PROPERTIES LABELS unit WILL_FAIL TRUE)
+# (mpirun drops empty arguments, so this one starts from a real prompt)
+sq_engine_mpi_test(mpi.worker_tp2 2 $<TARGET_FILE:shardq-worker>
+                   --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt "Once upon a time"
+                   --max-tokens 40)
+set_tests_properties(mpi.worker_tp2 PROPERTIES
+  PASS_REGULAR_EXPRESSION "^, there was a little girl named Lily\\. She loved to play outside in the park\\.")

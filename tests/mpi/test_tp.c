@@ -1,0 +1,134 @@
+/*  test_tp: tensor parallelism against a single rank, under real mpirun.
+ *
+ *    mpirun -np N test_tp MODEL [STEPS]
+ *
+ *  Every rank loads its 1/N share of MODEL over MPI; rank 0 also loads the
+ *  whole model alone (TP = 1) as the reference. A greedy run from BOS of
+ *  STEPS tokens (default 64) goes through both; at every step the TP
+ *  logits must be within 1e-4 relative (to the largest |logit|) of the
+ *  reference and the greedy tokens identical. Rank 0 broadcasts each token
+ *  so all ranks make the same forward calls. Also checks the KV heads each
+ *  rank holds: replicated when the model has fewer KV heads than ranks.
+ */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sq_error.h"
+#include "sq_model.h"
+#include "sq_sampler.h"
+#include "sq_test.h"
+#include "sq_tp_comm.h"
+
+static const char *s_path;
+static int s_steps = 64;
+static sq_tp_comm_t *s_comm;
+
+typedef struct {
+    sq_gguf_t *gguf;
+    sq_backend_t *be;
+    sq_model_t *model;
+} s_side_t;
+
+static int s_load(s_side_t *s, sq_tp_comm_t *comm)
+{
+    s->gguf = sq_gguf_open(s_path);
+    s->be = s->gguf ? sq_backend_cpu_new(1) : NULL;
+    sq_model_params_t p = {.n_ctx = s_steps + 1};
+    s->model = s->be ? sq_model_new(s->gguf, s->be, comm, &p) : NULL;
+    if (!s->model)
+        fprintf(stderr, "   load: %s\n", sq_error_detail());
+    return s->model ? 0 : -1;
+}
+
+static void s_unload(s_side_t *s)
+{
+    sq_model_destroy(&s->model);
+    sq_backend_destroy(&s->be);
+    sq_gguf_destroy(&s->gguf);
+}
+
+static void s_check_heads(const sq_model_t *m, int n_ranks)
+{
+    const sq_model_hparams_t *hp = sq_model_hparams(m);
+    int nh, nkv;
+    sq_model_local_heads(m, &nh, &nkv);
+    SQ_CHECK(nh * n_ranks == hp->n_heads);
+    int want_kv = hp->n_kv_heads >= n_ranks ? hp->n_kv_heads / n_ranks : 1;
+    SQ_CHECK(nkv == want_kv);
+    fprintf(stderr, "   %d ranks: %d of %d query heads, %d of %d KV heads per rank%s\n", n_ranks,
+            nh, hp->n_heads, nkv, hp->n_kv_heads,
+            hp->n_kv_heads < n_ranks ? " (KV heads replicated)" : "");
+}
+
+static void test_tp_matches_single(void)
+{
+    sq_tp_comm_t *comm = s_comm;
+    const int rank = comm->rank(comm), n_ranks = comm->size(comm);
+    s_side_t tp = {0}, ref = {0};
+    sq_tp_comm_t *alone = sq_tp_comm_local_new();
+    int ok = alone && s_load(&tp, comm) == 0 && (rank != 0 || s_load(&ref, alone) == 0);
+    int all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
+    SQ_REQUIRE(all_ok);
+    s_check_heads(tp.model, n_ranks);
+    const int n_vocab = sq_model_hparams(tp.model)->n_vocab;
+    float *a = malloc((size_t)n_vocab * sizeof(float)), *b = malloc((size_t)n_vocab * sizeof(float));
+    int32_t tok = 1;    /* BOS in llama vocabularies */
+    float worst = 0.0f;
+    int same_tokens = 1;
+    for (int pos = 0; pos < s_steps; pos++) {
+        sq_batch_entry_t e = {0, tok, pos, true};
+        SQ_REQUIRE(sq_model_forward(tp.model, &e, 1, rank == 0 ? a : NULL) == 0);
+        if (rank == 0) {
+            SQ_REQUIRE(sq_model_forward(ref.model, &e, 1, b) == 0);
+            float d = 0.0f, m = 1e-30f;
+            for (int i = 0; i < n_vocab; i++) {
+                d = fmaxf(d, fabsf(a[i] - b[i]));
+                m = fmaxf(m, fabsf(b[i]));
+            }
+            worst = fmaxf(worst, d / m);
+            SQ_CHECK(d / m <= 1e-4f);
+            tok = sq_sampler_argmax(b, n_vocab);
+            same_tokens &= sq_sampler_argmax(a, n_vocab) == tok;
+        }
+        SQ_REQUIRE(comm->bcast(comm, &tok, sizeof tok, 0) == 0);
+    }
+    if (rank == 0) {
+        SQ_CHECK(same_tokens);
+        printf("TP=%d vs TP=1: %d greedy steps, max relative logit difference %.3g, tokens %s\n",
+               n_ranks, s_steps, (double)worst, same_tokens ? "identical" : "DIFFER");
+    }
+    free(a);
+    free(b);
+    s_unload(&tp);
+    s_unload(&ref);
+    sq_tp_comm_destroy(&alone);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    s_path = argc > 1 ? argv[1] : "models/stories260K.gguf";
+    if (argc > 2)
+        s_steps = atoi(argv[2]);
+    sq_tp_comm_t *comm = s_comm = sq_tp_comm_mpi_world_new();
+    int rank = comm ? comm->rank(comm) : 0;
+    if (comm)
+        SQ_RUN(test_tp_matches_single);
+    else
+        fprintf(stderr, "communicator: %s\n", sq_error_detail());
+    int code = comm ? 0 : 1;
+    /* rank 0 prints the verdict; a case failed on any rank fails it */
+    int failed = sq_test_n_failed_cases, any = 0;
+    MPI_Reduce(&failed, &any, 1, MPI_INT, MPI_MAX, 0, MPI_COMM_WORLD);
+    if (rank == 0) {
+        sq_test_n_failed_cases = any;
+        code = sq_test_summary("tp") || code;
+    }
+    sq_tp_comm_destroy(&comm);
+    MPI_Finalize();
+    return code;
+}
