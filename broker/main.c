@@ -1,0 +1,138 @@
+/*  shardq-broker: the durable job queue server (docs/broker.md).
+ *
+ *  Exit codes: 0 clean stop (SIGTERM/SIGINT) or --migrate done, 1 runtime
+ *  failure, 2 usage error, 3 database unreachable or schema not migrated.
+ */
+#include "sq_error.h"
+#include "sq_log.h"
+#include "sq_migrate.h"
+#include "sq_server.h"
+#include "sq_version.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: shardq-broker [options]\n"
+            "  --db CONNINFO          PostgreSQL conninfo or URL (default: $SHARDQ_DB)\n"
+            "  --migrate              apply pending schema migrations and exit\n"
+            "  --listen ENDPOINT      client socket (default tcp://*:5555)\n"
+            "  --workers ENDPOINT     worker socket (default tcp://*:5556)\n"
+            "  --heartbeat-ms N       heartbeat interval (default 1000; dead after 3 missed)\n"
+            "  --lease-timeout-ms N   take back leases older than N ms (default 0 = never)\n"
+            "  --retry-base-ms N      first retry delay, doubled per attempt (default 1000)\n"
+            "  --retry-cap-ms N       longest retry delay (default 60000)\n"
+            "  --log-level L          debug|info|warn|error (default info)\n"
+            "  --help, --version\n");
+}
+
+static int s_level(const char *s, sq_log_level_t *out)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (sq_log_level_t)i;
+            return 0;
+        }
+    return -1;
+}
+
+static int s_num(const char *s, long long min, long long *out)
+{
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (!s[0] || *end || v < min)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int s_migrate(const char *db_url)
+{
+    sq_db_t *db = NULL;
+    int applied = 0;
+    int rc = sq_db_connect(db_url, 10000, &db);
+    if (rc == 0)
+        rc = sq_migrate_apply(db, &applied);
+    sq_db_destroy(&db);
+    if (rc) {
+        SQ_ERROR("migration failed", "err=\"%s\" at=%s", sq_error_detail(), sq_error_where());
+        return rc == SQ_EDBDOWN ? 3 : 1;
+    }
+    SQ_INFO("migrations applied", "applied=%d total=%d", applied, sq_n_migrations);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    sq_log_init("broker");
+    sq_server_opts_t o = {.db = getenv("SHARDQ_DB"), .listen = "tcp://*:5555",
+                          .workers = "tcp://*:5556", .heartbeat_ms = SQ_WIRE_HEARTBEAT_MS,
+                          .liveness = SQ_WIRE_HEARTBEAT_LIVENESS, .retry_base_ms = 1000,
+                          .retry_cap_ms = 60000, .drr_quantum = 1024};
+    bool migrate = false;
+    enum { O_HB = 256, O_LEASE, O_RETRY, O_RCAP, O_LOG, O_VERSION };
+    static const struct option longs[] = {
+        {"db", required_argument, 0, 'd'},        {"migrate", no_argument, 0, 'm'},
+        {"listen", required_argument, 0, 'l'},    {"workers", required_argument, 0, 'w'},
+        {"heartbeat-ms", required_argument, 0, O_HB},
+        {"lease-timeout-ms", required_argument, 0, O_LEASE},
+        {"retry-base-ms", required_argument, 0, O_RETRY},
+        {"retry-cap-ms", required_argument, 0, O_RCAP},
+        {"log-level", required_argument, 0, O_LOG}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, O_VERSION},   {0, 0, 0, 0}};
+    int c;
+    long long n;
+    sq_log_level_t level;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'd': o.db = optarg; break;
+        case 'm': migrate = true; break;
+        case 'l': o.listen = optarg; break;
+        case 'w': o.workers = optarg; break;
+        case O_HB: ok = s_num(optarg, 10, &n) == 0 && (o.heartbeat_ms = (int)n); break;
+        case O_LEASE: ok = s_num(optarg, 0, &n) == 0 && ((o.lease_timeout_ms = n), 1); break;
+        case O_RETRY: ok = s_num(optarg, 0, &n) == 0 && ((o.retry_base_ms = n), 1); break;
+        case O_RCAP: ok = s_num(optarg, 0, &n) == 0 && ((o.retry_cap_ms = n), 1); break;
+        case O_LOG: ok = s_level(optarg, &level) == 0; if (ok) sq_log_set_level(level); break;
+        case 'h': s_usage(stdout); return 0;
+        case O_VERSION: printf("shardq-broker %s\n", SQ_VERSION); return 0;
+        default: s_usage(stderr); return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "shardq-broker: bad value for --%s: '%s'\n",
+                    longs[c >= 256 ? c - 256 + 4 : 0].name, optarg);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "shardq-broker: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!o.db || !o.db[0]) {
+        fprintf(stderr, "shardq-broker: no database: pass --db or set SHARDQ_DB\n");
+        return 2;
+    }
+    if (migrate)
+        return s_migrate(o.db);
+    zsys_init();
+    zsys_handler_reset();
+    zsys_catch_interrupts(); /* SIGINT and SIGTERM end the loop */
+    sq_server_t *server = sq_server_new(&o);
+    if (!server) {
+        SQ_ERROR("out of memory", NULL);
+        return 1;
+    }
+    int rc = sq_server_run(server);
+    if (rc)
+        SQ_ERROR("broker failed", "err=\"%s\" at=%s", sq_error_detail(), sq_error_where());
+    sq_server_destroy(&server);
+    if (rc == SQ_EDBDOWN || rc == SQ_ESTATE || rc == SQ_EDB)
+        return 3;
+    return rc ? 1 : 0;
+}

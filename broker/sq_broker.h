@@ -1,0 +1,164 @@
+/*  sq_broker: the broker's state and the pieces that act on it.
+ *
+ *  One thread (the zloop) owns every structure below. PostgreSQL is only
+ *  touched by the two store threads (sq_store.c): the writer commits
+ *  batches (group commit), the reader answers history queries. The loop
+ *  hands a batch over, keeps collecting the next one, and acts on the
+ *  outcome when the writer reports back: acknowledgements are sent and
+ *  tasks become queued/terminal only after their rows are committed.
+ *
+ *  Task life:   SUBMITTING -> QUEUED -> LEASED -> COMPLETING -> SUCCEEDED
+ *                              ^  |        |  \-> RETRYING -> QUEUED
+ *                              |  |        \---> COMPLETING -> DEAD
+ *                              +--+ (worker lost)   CANCELLED (any non-terminal)
+ *  COMPLETING means "terminal row written, commit pending".
+ */
+#ifndef SQ_BROKER_H
+#define SQ_BROKER_H
+
+#include "sq_db.h"
+#include "sq_queue.h"
+#include "sq_wire.h"
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    SQ_T_SUBMITTING = 0,
+    SQ_T_QUEUED,
+    SQ_T_LEASED,
+    SQ_T_RETRYING,
+    SQ_T_COMPLETING,
+    SQ_T_SUCCEEDED,
+    SQ_T_DEAD,
+    SQ_T_CANCELLED,
+    SQ_T_DONE, /* terminal before this broker started (details in PG) */
+    SQ_T_N
+} sq_tstate_t;
+
+typedef struct sq_group_t sq_group_t;
+typedef struct sq_job_t sq_job_t;
+
+typedef struct sq_task_t {
+    sq_qitem_t q; /* first member: queue items cast back to tasks */
+    sq_job_t *job;
+    uint32_t idx;
+    uint8_t state;
+    uint8_t has_seed;
+    uint16_t attempts; /* leases granted so far, including earlier broker runs */
+    uint32_t max_tokens;
+    double temperature, top_p;
+    uint64_t seed;
+    char *data; /* custom_id \0 prompt \0 body \0 (one block; NULL once terminal) */
+    uint32_t prompt_off, body_off; /* body_off 0 = no body */
+    /* live lease */
+    uint64_t lease_id, token;
+    sq_group_t *group;
+    struct sq_task_t *lprev, *lnext;
+    int64_t leased_wall_ms;
+} sq_task_t;
+
+struct sq_job_t {
+    uint64_t id;
+    char *tenant, *model, *adapter, *params;
+    int priority, max_attempts;
+    uint32_t n_tasks;
+    uint32_t counts[SQ_T_N];
+    int64_t created_wall_ms;
+    bool cancelled;
+    sq_task_t *tasks; /* n_tasks, tasks[i].idx == i + 1 */
+    /* SUBMIT acknowledgement, until committed */
+    zframe_t *reply_to;
+    uint64_t rid;
+};
+
+struct sq_group_t {
+    char key[2 * 256 + 1]; /* hex of the ZMQ identity */
+    zframe_t *identity;
+    char *group_id, *model, *sha, *device;
+    uint32_t tp_size, max_batch, n_leases;
+    bool draining;
+    sq_task_t *leases; /* doubly linked through lprev/lnext */
+    int64_t last_recv_ms, last_send_ms;
+    uint64_t completed;
+};
+
+/* Per-model counters for STATS. */
+typedef struct {
+    uint32_t leased;
+    uint32_t retrying;
+    uint32_t done_per_s[16]; /* ring indexed by second */
+    int64_t ring_sec;
+} sq_pstat_t;
+
+/* ---- the write batch (group commit) ---- */
+
+typedef enum { SQ_ACK_SUBMIT, SQ_ACK_CANCEL } sq_ack_kind_t;
+
+typedef struct {
+    sq_ack_kind_t kind;
+    zframe_t *to;
+    uint64_t rid;
+    sq_job_t *job;   /* SUBMIT: the job being stored */
+    uint64_t job_id; /* CANCEL */
+    uint32_t n;      /* CANCEL: tasks cancelled */
+} sq_ack_t;
+
+typedef struct {
+    sq_task_t *task;
+    uint8_t state; /* terminal state it reaches on commit */
+} sq_done_t;
+
+typedef struct sq_batch_t {
+    sq_job_t **jobs;
+    size_t n_jobs, cap_jobs;
+    sq_db_copy_t *attempts, *results, *audit;
+    uint64_t *cancel_ids;
+    size_t n_cancel, cap_cancel;
+    char **worker_rows; /* triples: group_id, model, capabilities json */
+    size_t n_worker_rows, cap_worker_rows;
+    sq_ack_t *acks;
+    size_t n_acks, cap_acks;
+    sq_done_t *dones;
+    size_t n_dones, cap_dones;
+    int rc; /* set by the writer */
+    char error[512];
+} sq_batch_t;
+
+sq_batch_t *sq_batch_new(void);
+void sq_batch_destroy(sq_batch_t **self_p);
+bool sq_batch_empty(sq_batch_t *self);
+int sq_batch_add_job(sq_batch_t *self, sq_job_t *job);
+int sq_batch_add_ack(sq_batch_t *self, sq_ack_t ack);
+int sq_batch_add_done(sq_batch_t *self, sq_task_t *task, uint8_t state);
+int sq_batch_add_cancel(sq_batch_t *self, uint64_t job_id);
+int sq_batch_add_worker(sq_batch_t *self, const char *group_id, const char *model,
+                        const char *caps_json);
+/* Rows. Times are wall-clock unix ms. Strings may be NULL (SQL NULL). */
+void sq_batch_attempt(sq_batch_t *self, sq_task_t *t, const char *outcome, const char *error,
+                      int64_t now_wall_ms);
+void sq_batch_result(sq_batch_t *self, sq_task_t *t, const char *state, const char *text,
+                     size_t text_len, const char *finish_reason, int64_t prompt_tokens,
+                     int64_t completion_tokens, const char *error, int64_t now_wall_ms);
+/* details_json: a JSON object (NULL = {}). job_id 0 / idx 0 = none. */
+void sq_batch_audit(sq_batch_t *self, const char *actor, const char *action, uint64_t job_id,
+                    uint32_t idx, const char *subject, const char *details_json,
+                    int64_t now_wall_ms);
+/* Append a timestamptz field for COPY text format. */
+void sq_copy_ts(sq_db_copy_t *c, int64_t wall_ms);
+
+/* ---- jobs ---- */
+
+sq_job_t *sq_job_new(uint32_t n_tasks);
+void sq_job_destroy(sq_job_t **self_p);
+const char *sq_job_state_name(const uint32_t counts[SQ_T_N], uint32_t n_tasks, bool cancelled);
+static inline const char *sq_task_custom_id(const sq_task_t *t) { return t->data; }
+static inline const char *sq_task_prompt(const sq_task_t *t) { return t->data + t->prompt_off; }
+static inline const char *sq_task_body(const sq_task_t *t)
+{
+    return t->body_off ? t->data + t->body_off : NULL;
+}
+static inline uint64_t sq_task_id(const sq_task_t *t) { return (t->job->id << 20) | t->idx; }
+
+#endif

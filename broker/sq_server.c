@@ -1,0 +1,689 @@
+/*  sq_server: event loop, group commit, leases, dispatch and timers.
+ *
+ *  Group commit: writes collect in `pending`; when the writer is idle the
+ *  loop hands `pending` over and starts a new one. So while one transaction
+ *  commits, the next batch grows, and the batch size follows the load: one
+ *  fsync serves every message that arrived during the previous one. Nothing
+ *  that depends on a write (a SUBMIT ack, a task becoming visible, a
+ *  terminal state) happens before the writer reports the commit.
+ */
+#include "sq_server.h"
+
+#include "sq_error.h"
+#include "sq_log.h"
+#include "sq_migrate.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+int64_t sq_now_ms(void) { return zclock_mono(); }
+int64_t sq_wall_ms(void) { return zclock_time(); }
+
+static size_t s_hash_u64(const void *key)
+{
+    return (size_t)(*(const uint64_t *)key * 0x9e3779b97f4a7c15ull);
+}
+
+static int s_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static zhashx_t *s_u64_hash(void)
+{
+    zhashx_t *h = zhashx_new();
+    if (h) {
+        zhashx_set_key_hasher(h, s_hash_u64);
+        zhashx_set_key_comparator(h, s_cmp_u64);
+        zhashx_set_key_duplicator(h, NULL);
+        zhashx_set_key_destructor(h, NULL);
+    }
+    return h;
+}
+
+/* splitmix64: fencing tokens need to be unguessable by a confused worker,
+ * not cryptographic; the seed comes from the kernel. */
+static uint64_t s_rand(sq_server_t *self)
+{
+    uint64_t z = (self->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+sq_server_t *sq_server_new(const sq_server_opts_t *opts)
+{
+    sq_server_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->opts = *opts;
+    self->queue = sq_queue_new(opts->drr_quantum);
+    self->jobs = s_u64_hash();
+    self->leases = s_u64_hash();
+    self->groups = zhashx_new();
+    self->pstats = zhashx_new();
+    self->pending = sq_batch_new();
+    self->enc = sq_wire_enc_new();
+    if (!self->queue || !self->jobs || !self->leases || !self->groups || !self->pstats ||
+        !self->pending || !self->enc) {
+        sq_server_destroy(&self);
+        return NULL;
+    }
+    zhashx_set_destructor(self->pstats, (zhashx_destructor_fn *)zstr_free);
+    if (getrandom(&self->rng, sizeof self->rng, 0) != sizeof self->rng)
+        self->rng = (uint64_t)sq_wall_ms() ^ (uint64_t)getpid();
+    /* lease ids stay unique across restarts: start from the clock */
+    self->next_lease = (uint64_t)sq_wall_ms() * 1000;
+    return self;
+}
+
+static void s_group_destroy(sq_group_t **gp)
+{
+    sq_group_t *g = *gp;
+    if (!g)
+        return;
+    zframe_destroy(&g->identity);
+    free(g->group_id);
+    free(g->model);
+    free(g->sha);
+    free(g->device);
+    free(g);
+    *gp = NULL;
+}
+
+void sq_server_destroy(sq_server_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sq_server_t *self = *self_p;
+    sq_store_destroy(&self->store); /* joins the threads first */
+    if (self->groups)
+        for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
+            s_group_destroy(&g);
+    if (self->jobs)
+        for (sq_job_t *j = zhashx_first(self->jobs); j; j = zhashx_next(self->jobs))
+            sq_job_destroy(&j);
+    zhashx_destroy(&self->groups);
+    zhashx_destroy(&self->jobs);
+    zhashx_destroy(&self->leases);
+    zhashx_destroy(&self->pstats);
+    sq_queue_destroy(&self->queue);
+    if (self->pending)
+        for (size_t i = 0; i < self->pending->n_jobs; i++)
+            sq_job_destroy(&self->pending->jobs[i]);
+    sq_batch_destroy(&self->pending);
+    sq_batch_destroy(&self->retry);
+    sq_wire_enc_destroy(&self->enc);
+    zloop_destroy(&self->loop);
+    zsock_destroy(&self->clients);
+    zsock_destroy(&self->workers);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---- task state ---- */
+
+sq_pstat_t *sq_server_pstat(sq_server_t *self, const char *model)
+{
+    sq_pstat_t *p = zhashx_lookup(self->pstats, model);
+    if (!p && (p = calloc(1, sizeof *p)) != NULL)
+        zhashx_insert(self->pstats, model, p);
+    return p;
+}
+
+void sq_server_set_state(sq_server_t *self, sq_task_t *t, uint8_t state)
+{
+    sq_job_t *job = t->job;
+    if (t->state != SQ_T_DONE && job->counts[t->state] > 0)
+        job->counts[t->state]--;
+    job->counts[state]++;
+    sq_pstat_t *p = sq_server_pstat(self, job->model);
+    if (p && t->state == SQ_T_RETRYING && p->retrying)
+        p->retrying--;
+    if (p && state == SQ_T_RETRYING)
+        p->retrying++;
+    t->state = state;
+}
+
+void sq_server_enqueue(sq_server_t *self, sq_task_t *t)
+{
+    sq_job_t *job = t->job;
+    if (sq_queue_push(self->queue, &t->q, job->model, job->priority, job->tenant, t->max_tokens,
+                      sq_now_ms()) != 0) {
+        SQ_ERROR("queue push failed", "job=%" PRIu64 " idx=%u", job->id, t->idx);
+        return;
+    }
+    sq_server_set_state(self, t, SQ_T_QUEUED);
+}
+
+void sq_server_audit(sq_server_t *self, const char *actor, const char *action, sq_task_t *t,
+                     uint64_t job_id, const char *details_json)
+{
+    char subject[64];
+    if (t)
+        snprintf(subject, sizeof subject, "task:%" PRIu64 "/%u", t->job->id, t->idx);
+    else
+        snprintf(subject, sizeof subject, "job:%" PRIu64, job_id);
+    sq_batch_audit(self->pending, actor, action, t ? t->job->id : job_id, t ? t->idx : 0,
+                   subject, details_json, sq_wall_ms());
+}
+
+/* {"attempt": n, "error": "...", "delay_ms": d}: jansson escapes the text. */
+static char *s_details(sq_task_t *t, const char *error, int64_t delay_ms)
+{
+    json_t *o = json_pack("{s:i}", "attempt", (int)t->attempts);
+    if (error)
+        json_object_set_new(o, "error", json_string(error) ? json_string(error)
+                                                           : json_string("(invalid text)"));
+    if (delay_ms >= 0)
+        json_object_set_new(o, "delay_ms", json_integer(delay_ms));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+/* ---- leases ---- */
+
+static void s_lease(sq_server_t *self, sq_group_t *g, sq_task_t *t)
+{
+    t->attempts++;
+    t->lease_id = self->next_lease++;
+    t->token = s_rand(self);
+    t->group = g;
+    t->leased_wall_ms = sq_wall_ms();
+    t->lprev = NULL;
+    t->lnext = g->leases;
+    if (g->leases)
+        g->leases->lprev = t;
+    g->leases = t;
+    g->n_leases++;
+    zhashx_insert(self->leases, &t->lease_id, t);
+    sq_server_set_state(self, t, SQ_T_LEASED);
+    sq_pstat_t *p = sq_server_pstat(self, t->job->model);
+    if (p)
+        p->leased++;
+}
+
+void sq_server_unlease(sq_server_t *self, sq_task_t *t)
+{
+    sq_group_t *g = t->group;
+    zhashx_delete(self->leases, &t->lease_id);
+    if (t->lprev)
+        t->lprev->lnext = t->lnext;
+    else if (g)
+        g->leases = t->lnext;
+    if (t->lnext)
+        t->lnext->lprev = t->lprev;
+    t->lprev = t->lnext = NULL;
+    if (g)
+        g->n_leases--;
+    sq_pstat_t *p = sq_server_pstat(self, t->job->model);
+    if (p && p->leased)
+        p->leased--;
+}
+
+void sq_server_task_terminal(sq_server_t *self, sq_task_t *t, uint8_t state, const char *error)
+{
+    const char *name = state == SQ_T_DEAD ? "dead" : "cancelled";
+    sq_batch_result(self->pending, t, name, NULL, 0, NULL, -1, -1, error, sq_wall_ms());
+    sq_batch_add_done(self->pending, t, state);
+    sq_server_set_state(self, t, SQ_T_COMPLETING);
+}
+
+void sq_server_task_failed(sq_server_t *self, sq_task_t *t, const char *outcome, bool retryable,
+                           const char *error)
+{
+    sq_job_t *job = t->job;
+    sq_batch_attempt(self->pending, t, outcome, error, sq_wall_ms());
+    sq_server_unlease(self, t);
+    t->group = NULL;
+    char *details;
+    if (retryable && t->attempts < job->max_attempts && !job->cancelled) {
+        if (strcmp(outcome, "worker_lost") == 0) {
+            /* the task did nothing wrong: back in line at once */
+            details = s_details(t, error, 0);
+            sq_server_audit(self, "broker", "lease_lost", t, 0, details);
+            sq_server_enqueue(self, t);
+        } else {
+            int64_t delay = sq_queue_backoff_ms(self->opts.retry_base_ms, t->attempts,
+                                                self->opts.retry_cap_ms);
+            details = s_details(t, error, delay);
+            sq_server_audit(self, "broker", "retry", t, 0, details);
+            sq_queue_defer(self->queue, &t->q, sq_now_ms() + delay);
+            sq_server_set_state(self, t, SQ_T_RETRYING);
+        }
+    } else {
+        details = s_details(t, error, -1);
+        sq_server_audit(self, "broker", "dead", t, 0, details);
+        sq_server_task_terminal(self, t, SQ_T_DEAD, error);
+    }
+    free(details);
+}
+
+/* ---- dispatch ---- */
+
+static void s_encode_task(sq_wire_enc_t *e, sq_task_t *t)
+{
+    sq_job_t *j = t->job;
+    sq_wire_map(e, 16);
+    sq_wire_kv_u64(e, "lease", t->lease_id);
+    sq_wire_kv_u64(e, "token", t->token);
+    sq_wire_kv_u64(e, "task_id", sq_task_id(t));
+    sq_wire_kv_u64(e, "job_id", j->id);
+    sq_wire_kv_u64(e, "index", t->idx);
+    sq_wire_kv_str(e, "custom_id", sq_task_custom_id(t));
+    sq_wire_kv_u64(e, "attempt", t->attempts);
+    sq_wire_kv_str(e, "model", j->model);
+    sq_wire_kv_str(e, "adapter", j->adapter);
+    sq_wire_kv_str(e, "prompt", sq_task_prompt(t));
+    sq_wire_kv_u64(e, "max_tokens", t->max_tokens);
+    sq_wire_kv_double(e, "temperature", t->temperature);
+    sq_wire_kv_double(e, "top_p", t->top_p);
+    if (t->has_seed)
+        sq_wire_kv_u64(e, "seed", t->seed);
+    else
+        sq_wire_kv_nil(e, "seed");
+    sq_wire_kv_str(e, "body", sq_task_body(t));
+    sq_wire_kv_str(e, "params", j->params);
+}
+
+/* Fill one group's free slots; TASKS bodies stay well under the cap. */
+static void s_dispatch_group(sq_server_t *self, sq_group_t *g)
+{
+    enum { MAX_TASKS = SQ_WIRE_MAX_BATCH };
+    static sq_task_t *picked[MAX_TASKS];
+    uint32_t free_slots = g->max_batch - g->n_leases, n = 0;
+    size_t bytes = 0;
+    while (n < free_slots && n < MAX_TASKS && bytes < SQ_WIRE_MAX_BODY / 2) {
+        sq_qitem_t *it = sq_queue_pop(self->queue, g->model);
+        if (!it)
+            break;
+        sq_task_t *t = (sq_task_t *)it;
+        picked[n++] = t;
+        bytes += strlen(sq_task_prompt(t)) + 256 + (t->body_off ? strlen(sq_task_body(t)) : 0);
+    }
+    if (n == 0)
+        return;
+    sq_wire_enc_t *e = self->enc;
+    sq_wire_enc_reset(e);
+    sq_wire_map(e, 1);
+    sq_wire_key(e, "tasks");
+    sq_wire_array(e, n);
+    for (uint32_t i = 0; i < n; i++) {
+        s_lease(self, g, picked[i]);
+        s_encode_task(e, picked[i]);
+    }
+    if (sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_TASKS, e) != 0)
+        SQ_WARN("send TASKS failed", "group=%s err=\"%s\"", g->group_id, sq_error_detail());
+    g->last_send_ms = sq_now_ms();
+    self->n_dispatched += n;
+}
+
+void sq_server_dispatch(sq_server_t *self)
+{
+    if (sq_queue_ready_total(self->queue) == 0)
+        return;
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
+        if (!g->draining && g->n_leases < g->max_batch && sq_queue_ready(self->queue, g->model))
+            s_dispatch_group(self, g);
+}
+
+void sq_server_group_lost(sq_server_t *self, sq_group_t *g, const char *reason)
+{
+    uint32_t n = g->n_leases;
+    while (g->leases)
+        sq_server_task_failed(self, g->leases, "worker_lost", true, reason);
+    json_t *o = json_pack("{s:s,s:i}", "reason", reason, "leases_requeued", (int)n);
+    char *details = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    char subject[300];
+    snprintf(subject, sizeof subject, "group:%s", g->group_id);
+    sq_batch_audit(self->pending, "broker", "worker_lost", 0, 0, subject, details, sq_wall_ms());
+    free(details);
+    SQ_INFO("worker group lost", "group=%s reason=\"%s\" leases=%u", g->group_id, reason, n);
+    zhashx_delete(self->groups, g->key);
+    s_group_destroy(&g);
+    sq_server_kick(self);
+    sq_server_dispatch(self);
+}
+
+/* ---- group commit ---- */
+
+void sq_server_kick(sq_server_t *self)
+{
+    if (self->writer_busy || !self->store)
+        return;
+    if (self->db_down && sq_now_ms() < self->db_retry_at_ms)
+        return;
+    sq_batch_t *b = NULL;
+    if (self->retry) {
+        b = self->retry;
+        self->retry = NULL;
+    } else if (!sq_batch_empty(self->pending) || self->db_down) {
+        /* while down, an empty batch is the reconnect probe */
+        b = self->pending;
+        self->pending = sq_batch_new();
+        if (!self->pending) { /* keep going with the old one */
+            self->pending = b;
+            return;
+        }
+    }
+    if (b && sq_store_commit(self->store, b) == 0)
+        self->writer_busy = true;
+}
+
+static void s_ack_submit(sq_server_t *self, sq_ack_t *a)
+{
+    sq_job_t *job = a->job;
+    zhashx_insert(self->jobs, &job->id, job);
+    for (uint32_t i = 0; i < job->n_tasks; i++)
+        sq_server_enqueue(self, &job->tasks[i]);
+    sq_wire_enc_t *e = self->enc;
+    sq_wire_enc_reset(e);
+    sq_wire_map(e, 3);
+    sq_wire_kv_u64(e, "rid", a->rid);
+    sq_wire_kv_u64(e, "job_id", job->id);
+    sq_wire_kv_u64(e, "n_tasks", job->n_tasks);
+    sq_server_reply(self, a->to, SQ_WIRE_SUBMIT | SQ_WIRE_REPLY, e);
+}
+
+static void s_ack_cancel(sq_server_t *self, sq_ack_t *a)
+{
+    sq_job_t *job = zhashx_lookup(self->jobs, &a->job_id);
+    sq_wire_enc_t *e = self->enc;
+    sq_wire_enc_reset(e);
+    sq_wire_map(e, 4);
+    sq_wire_kv_u64(e, "rid", a->rid);
+    sq_wire_kv_u64(e, "job_id", a->job_id);
+    sq_wire_kv_u64(e, "cancelled", a->n);
+    sq_wire_kv_str(e, "state", job ? sq_job_state_name(job->counts, job->n_tasks, true)
+                                   : "cancelled");
+    sq_server_reply(self, a->to, SQ_WIRE_CANCEL | SQ_WIRE_REPLY, e);
+}
+
+static void s_apply_done(sq_server_t *self, sq_done_t *d)
+{
+    sq_task_t *t = d->task;
+    sq_job_t *job = t->job;
+    sq_server_set_state(self, t, d->state);
+    free(t->data);
+    t->data = NULL;
+    if (d->state == SQ_T_SUCCEEDED) {
+        sq_pstat_t *p = sq_server_pstat(self, job->model);
+        int64_t sec = sq_now_ms() / 1000;
+        if (p) {
+            if (sec != p->ring_sec) {
+                for (int64_t s = p->ring_sec + 1; s <= sec && s <= p->ring_sec + 16; s++)
+                    p->done_per_s[s % 16] = 0;
+                p->ring_sec = sec;
+            }
+            p->done_per_s[sec % 16]++;
+        }
+    }
+    uint32_t term = job->counts[SQ_T_SUCCEEDED] + job->counts[SQ_T_DEAD] +
+                    job->counts[SQ_T_CANCELLED];
+    if (term == job->n_tasks) { /* finished: PostgreSQL answers for it now */
+        zhashx_delete(self->jobs, &job->id);
+        sq_job_destroy(&job);
+    }
+}
+
+/* A failed commit: SUBMIT/CANCEL callers get a retryable error now; the
+ * rest (outcomes, audit) is kept and retried first, in order. */
+static void s_commit_failed(sq_server_t *self, sq_batch_t *b)
+{
+    int code = b->rc == SQ_EDBDOWN ? SQ_EDBDOWN : SQ_EAGAIN;
+    SQ_WARN("commit failed", "rc=%d err=\"%s\" jobs=%zu", b->rc, b->error, b->n_jobs);
+    for (size_t i = 0; i < b->n_acks; i++)
+        sq_server_error(self, self->clients, b->acks[i].to, b->acks[i].rid, code,
+                        "database unavailable, nothing was stored; retry");
+    for (size_t i = 0; i < b->n_acks; i++)
+        zframe_destroy(&b->acks[i].to);
+    b->n_acks = 0;
+    for (size_t i = 0; i < b->n_jobs; i++)
+        sq_job_destroy(&b->jobs[i]);
+    b->n_jobs = 0;
+    self->db_down = true;
+    self->db_backoff_ms = self->db_backoff_ms ? self->db_backoff_ms * 2 : 50;
+    if (self->db_backoff_ms > 2000)
+        self->db_backoff_ms = 2000;
+    self->db_retry_at_ms = sq_now_ms() + self->db_backoff_ms;
+    if (sq_batch_empty(b))
+        sq_batch_destroy(&b);
+    else
+        self->retry = b;
+}
+
+static int s_on_committed(zloop_t *loop, zsock_t *reader, void *arg)
+{
+    sq_server_t *self = arg;
+    sq_batch_t *b = sq_store_committed(self->store);
+    self->writer_busy = false;
+    if (!b)
+        return 0;
+    if (b->rc) {
+        s_commit_failed(self, b);
+        return 0;
+    }
+    if (self->db_down)
+        SQ_INFO("database reachable again", "after_backoff_ms=%d", self->db_backoff_ms);
+    self->db_down = false;
+    self->db_backoff_ms = 0;
+    self->n_committed_batches++;
+    for (size_t i = 0; i < b->n_acks; i++) {
+        if (b->acks[i].kind == SQ_ACK_SUBMIT)
+            s_ack_submit(self, &b->acks[i]);
+        else
+            s_ack_cancel(self, &b->acks[i]);
+    }
+    for (size_t i = 0; i < b->n_dones; i++)
+        s_apply_done(self, &b->dones[i]);
+    b->n_jobs = 0; /* now owned by self->jobs */
+    sq_batch_destroy(&b);
+    sq_server_kick(self);
+    sq_server_dispatch(self);
+    return 0;
+}
+
+/* ---- timers ---- */
+
+static void s_heartbeats(sq_server_t *self, int64_t now)
+{
+    int64_t dead_after = (int64_t)self->opts.heartbeat_ms * self->opts.liveness;
+    zlistx_t *lost = zlistx_new();
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
+        if (now - g->last_recv_ms > dead_after) {
+            zlistx_add_end(lost, g);
+        } else if (now - g->last_send_ms >= self->opts.heartbeat_ms) {
+            sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_HEARTBEAT, NULL);
+            g->last_send_ms = now;
+        }
+    }
+    for (sq_group_t *g = zlistx_first(lost); g; g = zlistx_next(lost))
+        sq_server_group_lost(self, g, "missed heartbeats");
+    zlistx_destroy(&lost);
+}
+
+/* Leases older than --lease-timeout-ms are taken back (a stuck worker that
+ * still heartbeats). Scanned once a second: O(leases). */
+static void s_expire_leases(sq_server_t *self, int64_t now)
+{
+    if (self->opts.lease_timeout_ms <= 0 || now - self->last_lease_scan_ms < 1000)
+        return;
+    self->last_lease_scan_ms = now;
+    int64_t wall = sq_wall_ms();
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
+        sq_task_t *t = g->leases;
+        while (t) {
+            sq_task_t *next = t->lnext;
+            if (wall - t->leased_wall_ms > self->opts.lease_timeout_ms) {
+                sq_wire_enc_t *e = self->enc;
+                sq_wire_enc_reset(e);
+                sq_wire_map(e, 1);
+                sq_wire_key(e, "leases");
+                sq_wire_array(e, 1);
+                sq_wire_map(e, 2);
+                sq_wire_kv_u64(e, "lease", t->lease_id);
+                sq_wire_kv_u64(e, "token", t->token);
+                sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_CANCEL_LEASE, e);
+                sq_server_task_failed(self, t, "failed", true, "lease timed out");
+            }
+            t = next;
+        }
+    }
+}
+
+static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    sq_server_t *self = arg;
+    int64_t now = sq_now_ms();
+    s_heartbeats(self, now);
+    s_expire_leases(self, now);
+    sq_qitem_t *it;
+    while ((it = sq_queue_take_due(self->queue, now)) != NULL)
+        sq_server_enqueue(self, (sq_task_t *)it);
+    sq_server_kick(self);
+    sq_server_dispatch(self);
+    return 0;
+}
+
+/* ---- replies ---- */
+
+void sq_server_reply(sq_server_t *self, zframe_t *to, uint8_t cmd, sq_wire_enc_t *enc)
+{
+    if (sq_wire_send(zsock_resolve(self->clients), to, cmd, enc) != 0)
+        SQ_WARN("reply failed", "cmd=%s err=\"%s\"", sq_wire_cmd_name(cmd), sq_error_detail());
+}
+
+void sq_server_error(sq_server_t *self, zsock_t *sock, zframe_t *to, uint64_t rid, int rc,
+                     const char *detail)
+{
+    int code = sq_wire_errcode_from(rc);
+    sq_wire_send_error(zsock_resolve(sock), to, rid, code, detail);
+}
+
+int sq_server_on_read(zloop_t *loop, zsock_t *reader, void *arg)
+{
+    sq_server_t *self = arg;
+    sq_read_t *op = sq_store_read_done(self->store);
+    if (!op)
+        return 0;
+    static const uint8_t cmds[] = {SQ_WIRE_STATUS, SQ_WIRE_RESULTS, SQ_WIRE_LIST, SQ_WIRE_CANCEL};
+    if (op->rc)
+        sq_server_error(self, self->clients, op->to, op->rid, op->rc, op->error);
+    else
+        sq_server_reply(self, op->to, cmds[op->kind] | SQ_WIRE_REPLY, op->reply);
+    sq_read_destroy(&op);
+    return 0;
+}
+
+/* ---- start, run, stop ---- */
+
+static void s_add_loaded(void *arg, sq_job_t *job)
+{
+    sq_server_t *self = arg;
+    zhashx_insert(self->jobs, &job->id, job);
+    for (uint32_t i = 0; i < job->n_tasks; i++) {
+        sq_task_t *t = &job->tasks[i];
+        if (t->state != SQ_T_SUBMITTING)
+            continue;
+        job->counts[SQ_T_SUBMITTING]++;
+        if (job->cancelled) /* cancel was committed but not all rows: finish it */
+            sq_server_task_terminal(self, t, SQ_T_CANCELLED, "cancelled by request");
+        else
+            sq_server_enqueue(self, t);
+    }
+}
+
+static int s_rebuild(sq_server_t *self)
+{
+    sq_db_t *db = NULL;
+    int rc = sq_db_connect(self->opts.db, 30000, &db);
+    size_t n_jobs = 0, n_tasks = 0;
+    if (rc == 0)
+        rc = sq_migrate_check(db);
+    if (rc == 0)
+        rc = sq_store_load(db, s_add_loaded, self, &n_jobs, &n_tasks);
+    sq_db_destroy(&db);
+    if (rc == 0)
+        SQ_INFO("queue rebuilt", "jobs=%zu tasks=%zu", n_jobs, n_tasks);
+    return rc;
+}
+
+static zsock_t *s_bind(const char *endpoint)
+{
+    zsock_t *s = zsock_new(ZMQ_ROUTER);
+    if (!s)
+        return NULL;
+    zsock_set_maxmsgsize(s, (int64_t)SQ_WIRE_MAX_BODY + 64);
+    zsock_set_sndhwm(s, 100000);
+    zsock_set_rcvhwm(s, 100000);
+    zsock_set_linger(s, 1000);
+    if (zsock_bind(s, "%s", endpoint) < 0) {
+        zsock_destroy(&s);
+        return NULL;
+    }
+    return s;
+}
+
+/* SIGTERM: stop taking requests, let the writer finish what is pending,
+ * tell workers to let go of their leases. */
+static void s_drain(sq_server_t *self)
+{
+    zpoller_t *poller = zpoller_new(sq_store_writer(self->store), NULL);
+    int64_t deadline = sq_now_ms() + 10000;
+    self->db_down = false; /* one last attempt even if it was down */
+    sq_server_kick(self);
+    while (self->writer_busy && sq_now_ms() < deadline) {
+        if (zpoller_wait(poller, 200)) {
+            s_on_committed(NULL, NULL, self);
+            if (self->db_down)
+                break;
+        }
+    }
+    zpoller_destroy(&poller);
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
+        sq_wire_enc_t *e = self->enc;
+        sq_wire_enc_reset(e);
+        sq_wire_map(e, 1);
+        sq_wire_kv_str(e, "reason", "broker shutting down");
+        sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_DISCONNECT, e);
+    }
+}
+
+int sq_server_run(sq_server_t *self)
+{
+    int rc = s_rebuild(self);
+    if (rc)
+        return rc;
+    self->clients = s_bind(self->opts.listen);
+    self->workers = s_bind(self->opts.workers);
+    if (!self->clients || !self->workers)
+        return SQ_FAIL(SQ_EIO, "bind %s / %s: %s", self->opts.listen, self->opts.workers,
+                       zmq_strerror(zmq_errno()));
+    self->store = sq_store_new(self->opts.db);
+    self->loop = zloop_new();
+    if (!self->store || !self->loop)
+        return SQ_FAIL(SQ_ENOMEM, "start: out of memory");
+    zloop_reader(self->loop, self->clients, sq_server_on_client, self);
+    zloop_reader(self->loop, self->workers, sq_server_on_worker, self);
+    zloop_reader(self->loop, zactor_sock(sq_store_writer(self->store)), s_on_committed, self);
+    zloop_reader(self->loop, zactor_sock(sq_store_reader(self->store)), sq_server_on_read, self);
+    int tick = self->opts.heartbeat_ms / 4;
+    zloop_timer(self->loop, (size_t)(tick < 10 ? 10 : tick > 100 ? 100 : tick), 0, s_on_tick,
+                self);
+    SQ_INFO("broker ready", "clients=%s workers=%s", self->opts.listen, self->opts.workers);
+    sq_server_kick(self); /* rows from the rebuild (finished cancels) */
+    zloop_start(self->loop);
+    SQ_INFO("shutting down", "pending_writes=%d", !sq_batch_empty(self->pending));
+    self->stopping = true;
+    zloop_reader_end(self->loop, self->clients);
+    zloop_reader_end(self->loop, self->workers);
+    s_drain(self);
+    return 0;
+}

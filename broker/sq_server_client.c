@@ -1,0 +1,429 @@
+/*  sq_server_client: requests from clients (docs/protocol.md §4).
+ *
+ *  SUBMIT is validated whole before anything is stored; the job then waits
+ *  in the pending batch and is acknowledged (and its tasks become visible
+ *  to workers) only when the writer reports the commit. Questions about
+ *  unfinished jobs are answered from memory; finished jobs, result pages
+ *  and job lists come from PostgreSQL through the reader thread.
+ */
+#include "sq_server.h"
+
+#include "sq_error.h"
+#include "sq_log.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- SUBMIT ---- */
+
+static int s_parse_task(sq_wire_val_t m, sq_task_t *t, zhashx_t *seen)
+{
+    const char *cid, *prompt, *body = NULL;
+    size_t ncid, nprompt, nbody = 0;
+    uint64_t max_tokens = 128, seed = 0;
+    double temperature = 0, top_p = 1;
+    sq_wire_val_t v;
+    int rc = sq_wire_get_str(m, "custom_id", true, SQ_WIRE_MAX_ID, &cid, &ncid);
+    if (rc == 0 && ncid == 0)
+        rc = SQ_FAIL(SQ_EINVAL, "field \"custom_id\": empty");
+    if (rc == 0)
+        rc = sq_wire_get_str(m, "prompt", true, SQ_WIRE_MAX_PROMPT, &prompt, &nprompt);
+    if (rc == 0)
+        rc = sq_wire_get_u64(m, "max_tokens", false, 1000000, &max_tokens);
+    if (rc == 0 && max_tokens < 1)
+        rc = SQ_FAIL(SQ_EINVAL, "field \"max_tokens\": must be at least 1");
+    if (rc == 0)
+        rc = sq_wire_get_double(m, "temperature", false, &temperature);
+    if (rc == 0 && !(temperature >= 0 && temperature <= 100))
+        rc = SQ_FAIL(SQ_EINVAL, "field \"temperature\": must be in [0, 100]");
+    if (rc == 0)
+        rc = sq_wire_get_double(m, "top_p", false, &top_p);
+    if (rc == 0 && !(top_p >= 0 && top_p <= 1))
+        rc = SQ_FAIL(SQ_EINVAL, "field \"top_p\": must be in [0, 1]");
+    if (rc == 0)
+        rc = sq_wire_get_u64(m, "seed", false, INT64_MAX, &seed);
+    if (rc == 0)
+        rc = sq_wire_get_str(m, "body", false, SQ_WIRE_MAX_TEXT, &body, &nbody);
+    if (rc)
+        return rc;
+    t->data = malloc(ncid + nprompt + nbody + 3);
+    if (!t->data)
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    memcpy(t->data, cid, ncid);
+    t->data[ncid] = '\0';
+    if (zhashx_insert(seen, t->data, t) != 0)
+        return SQ_FAIL(SQ_EINVAL, "field \"custom_id\": \"%.64s\" appears twice in the job",
+                       t->data);
+    t->prompt_off = (uint32_t)ncid + 1;
+    memcpy(t->data + t->prompt_off, prompt, nprompt);
+    t->data[t->prompt_off + nprompt] = '\0';
+    if (body) {
+        t->body_off = t->prompt_off + (uint32_t)nprompt + 1;
+        memcpy(t->data + t->body_off, body, nbody);
+        t->data[t->body_off + nbody] = '\0';
+    }
+    t->max_tokens = (uint32_t)max_tokens;
+    t->temperature = temperature;
+    t->top_p = top_p;
+    t->has_seed = sq_wire_map_find(m, "seed", &v) == 0 && sq_wire_type(v) != SQ_WIRE_T_NIL;
+    t->seed = seed;
+    t->state = SQ_T_SUBMITTING;
+    return 0;
+}
+
+static int s_parse_job_fields(sq_wire_val_t b, sq_job_t *job)
+{
+    uint64_t priority = 0, max_attempts = 3;
+    int rc = sq_wire_get_strdup(b, "tenant", true, SQ_WIRE_MAX_NAME, &job->tenant);
+    if (rc == 0 && !job->tenant[0])
+        rc = SQ_FAIL(SQ_EINVAL, "field \"tenant\": empty");
+    if (rc == 0)
+        rc = sq_wire_get_strdup(b, "model", true, SQ_WIRE_MAX_NAME, &job->model);
+    if (rc == 0 && !job->model[0])
+        rc = SQ_FAIL(SQ_EINVAL, "field \"model\": empty");
+    if (rc == 0)
+        rc = sq_wire_get_strdup(b, "adapter", false, SQ_WIRE_MAX_NAME, &job->adapter);
+    if (rc == 0)
+        rc = sq_wire_get_strdup(b, "params", false, SQ_WIRE_MAX_TEXT, &job->params);
+    if (rc == 0)
+        rc = sq_wire_get_u64(b, "priority", false, 1000, &priority);
+    if (rc == 0)
+        rc = sq_wire_get_u64(b, "max_attempts", false, 100, &max_attempts);
+    if (rc == 0 && max_attempts < 1)
+        rc = SQ_FAIL(SQ_EINVAL, "field \"max_attempts\": must be at least 1");
+    job->priority = (int)priority;
+    job->max_attempts = (int)max_attempts;
+    return rc;
+}
+
+/* Build a job from a SUBMIT body. OUT: *out (owned by the caller). */
+static int s_parse_submit(sq_wire_val_t b, sq_job_t **out)
+{
+    sq_wire_val_t tasks;
+    *out = NULL;
+    int rc = sq_wire_get_array(b, "tasks", true, SQ_WIRE_MAX_TASKS, &tasks);
+    if (rc == 0 && sq_wire_count(tasks) == 0)
+        rc = SQ_FAIL(SQ_EINVAL, "field \"tasks\": empty");
+    if (rc)
+        return rc;
+    sq_job_t *job = sq_job_new(sq_wire_count(tasks));
+    zhashx_t *seen = zhashx_new();
+    if (!job || !seen) {
+        sq_job_destroy(&job);
+        zhashx_destroy(&seen);
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    }
+    rc = s_parse_job_fields(b, job);
+    sq_wire_iter_t it;
+    sq_wire_val_t m;
+    uint32_t i = 0;
+    sq_wire_iter_init(&it, tasks);
+    while (rc == 0 && sq_wire_iter_next(&it, &m)) {
+        if (sq_wire_type(m) != SQ_WIRE_T_MAP)
+            rc = SQ_FAIL(SQ_EINVAL, "tasks[%u]: expected a map", i);
+        else if ((rc = s_parse_task(m, &job->tasks[i], seen)) != 0) {
+            char detail[600];
+            snprintf(detail, sizeof detail, "%s", sq_error_detail());
+            rc = SQ_FAIL(rc, "tasks[%u].%s", i, detail + (strncmp(detail, "field ", 6) ? 0 : 6));
+        }
+        i++;
+    }
+    zhashx_destroy(&seen);
+    if (rc) {
+        sq_job_destroy(&job);
+        return rc;
+    }
+    job->counts[SQ_T_SUBMITTING] = job->n_tasks;
+    job->created_wall_ms = sq_wall_ms();
+    *out = job;
+    return 0;
+}
+
+static void s_submit(sq_server_t *self, sq_wire_msg_t *msg, uint64_t rid)
+{
+    if (self->db_down || self->stopping) {
+        sq_server_error(self, self->clients, msg->identity, rid, SQ_EDBDOWN,
+                        self->stopping ? "broker shutting down; retry"
+                                       : "database unavailable, nothing was stored; retry");
+        return;
+    }
+    sq_job_t *job = NULL;
+    int rc = s_parse_submit(msg->body, &job);
+    if (rc) {
+        sq_server_error(self, self->clients, msg->identity, rid, rc, sq_error_detail());
+        return;
+    }
+    sq_ack_t ack = {.kind = SQ_ACK_SUBMIT, .to = zframe_dup(msg->identity), .rid = rid,
+                    .job = job};
+    if (sq_batch_add_job(self->pending, job) != 0 || sq_batch_add_ack(self->pending, ack) != 0) {
+        zframe_destroy(&ack.to);
+        sq_server_error(self, self->clients, msg->identity, rid, SQ_ENOMEM, "out of memory");
+        return; /* the job (if added) is dropped with the batch's failure path */
+    }
+}
+
+/* ---- STATUS / CANCEL / STATS / WORKERS ---- */
+
+static void s_status_mem(sq_server_t *self, sq_job_t *job, zframe_t *to, uint64_t rid)
+{
+    sq_wire_enc_t *e = self->enc;
+    sq_wire_enc_reset(e);
+    sq_wire_map(e, 9);
+    sq_wire_kv_u64(e, "rid", rid);
+    sq_wire_kv_u64(e, "job_id", job->id);
+    sq_wire_kv_str(e, "tenant", job->tenant);
+    sq_wire_kv_str(e, "model", job->model);
+    sq_wire_kv_u64(e, "priority", (uint64_t)job->priority);
+    sq_wire_kv_str(e, "state", sq_job_state_name(job->counts, job->n_tasks, job->cancelled));
+    sq_wire_kv_u64(e, "n_tasks", job->n_tasks);
+    sq_wire_kv_u64(e, "created_at", (uint64_t)job->created_wall_ms);
+    sq_store_encode_counts(e, job->counts);
+    sq_server_reply(self, to, SQ_WIRE_STATUS | SQ_WIRE_REPLY, e);
+}
+
+void sq_server_cancel_job(sq_server_t *self, sq_job_t *job, zframe_t *to, uint64_t rid)
+{
+    uint32_t n = 0;
+    job->cancelled = true;
+    for (uint32_t i = 0; i < job->n_tasks; i++) {
+        sq_task_t *t = &job->tasks[i];
+        if (t->state == SQ_T_QUEUED)
+            sq_queue_remove(self->queue, &t->q);
+        else if (t->state == SQ_T_RETRYING)
+            sq_queue_undefer(self->queue, &t->q);
+        else if (t->state == SQ_T_LEASED) {
+            sq_group_t *g = t->group;
+            sq_wire_enc_t *e = self->enc;
+            sq_wire_enc_reset(e);
+            sq_wire_map(e, 1);
+            sq_wire_key(e, "leases");
+            sq_wire_array(e, 1);
+            sq_wire_map(e, 2);
+            sq_wire_kv_u64(e, "lease", t->lease_id);
+            sq_wire_kv_u64(e, "token", t->token);
+            sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_CANCEL_LEASE, e);
+            sq_batch_attempt(self->pending, t, "cancelled", "cancelled by request", sq_wall_ms());
+            sq_server_unlease(self, t);
+            t->group = NULL;
+        } else {
+            continue;
+        }
+        sq_server_task_terminal(self, t, SQ_T_CANCELLED, "cancelled by request");
+        n++;
+    }
+    char details[64];
+    snprintf(details, sizeof details, "{\"tasks_cancelled\": %u}", n);
+    char actor[160];
+    snprintf(actor, sizeof actor, "client:%s", job->tenant);
+    sq_server_audit(self, actor, "cancelled", NULL, job->id, details);
+    sq_batch_add_cancel(self->pending, job->id);
+    sq_ack_t ack = {.kind = SQ_ACK_CANCEL, .to = zframe_dup(to), .rid = rid, .job_id = job->id,
+                    .n = n};
+    if (sq_batch_add_ack(self->pending, ack) != 0)
+        zframe_destroy(&ack.to);
+}
+
+typedef struct {
+    sq_server_t *self;
+    sq_wire_enc_t *e;
+    uint32_t n;
+} s_pool_walk_t;
+
+static void s_count_groups(sq_server_t *self, const char *model, uint32_t out[3])
+{
+    out[0] = out[1] = out[2] = 0; /* busy, idle, draining */
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
+        if (strcmp(g->model, model) == 0)
+            out[g->draining ? 2 : g->n_leases ? 0 : 1]++;
+}
+
+static void s_stats_pool(sq_server_t *self, sq_wire_enc_t *e, const char *model, int64_t now)
+{
+    sq_pstat_t *p = sq_server_pstat(self, model);
+    uint32_t groups[3], done10 = 0;
+    s_count_groups(self, model, groups);
+    int64_t sec = now / 1000;
+    for (int64_t s = sec - 10; s < sec && p; s++)
+        if (s > p->ring_sec - 16 && s <= p->ring_sec)
+            done10 += p->done_per_s[s % 16];
+    int64_t oldest = sq_queue_oldest_ms(self->queue, model);
+    sq_wire_map(e, 8);
+    sq_wire_kv_str(e, "model", model);
+    sq_wire_kv_u64(e, "queued", sq_queue_ready(self->queue, model));
+    sq_wire_kv_u64(e, "retrying", p ? p->retrying : 0);
+    sq_wire_kv_u64(e, "oldest_queued_age_ms", oldest ? (uint64_t)(now - oldest) : 0);
+    sq_wire_kv_u64(e, "leased", p ? p->leased : 0);
+    sq_wire_key(e, "groups");
+    sq_wire_map(e, 4);
+    sq_wire_kv_u64(e, "busy", groups[0]);
+    sq_wire_kv_u64(e, "idle", groups[1]);
+    sq_wire_kv_u64(e, "starting", 0);
+    sq_wire_kv_u64(e, "draining", groups[2]);
+    sq_wire_kv_u64(e, "completed_10s", done10);
+    sq_wire_kv_double(e, "throughput_per_s", done10 / 10.0);
+}
+
+static void s_stats(sq_server_t *self, zframe_t *to, uint64_t rid)
+{
+    /* pools: every model seen in tasks or in groups */
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
+        sq_server_pstat(self, g->model);
+    int64_t now = sq_now_ms();
+    sq_wire_enc_t *e = self->enc;
+    sq_wire_enc_reset(e);
+    sq_wire_map(e, 4);
+    sq_wire_kv_u64(e, "rid", rid);
+    sq_wire_kv_u64(e, "now", (uint64_t)sq_wall_ms());
+    sq_wire_key(e, "pools");
+    sq_wire_array(e, (uint32_t)zhashx_size(self->pstats));
+    for (void *p = zhashx_first(self->pstats); p; p = zhashx_next(self->pstats))
+        s_stats_pool(self, e, zhashx_cursor(self->pstats), now);
+    /* tenants with unfinished work */
+    zhashx_t *tenants = zhashx_new();
+    for (sq_job_t *j = zhashx_first(self->jobs); j; j = zhashx_next(self->jobs)) {
+        uint32_t *c = zhashx_lookup(tenants, j->tenant);
+        if (!c && (c = calloc(2, sizeof *c)) != NULL)
+            zhashx_insert(tenants, j->tenant, c);
+        if (c)
+            c[1] += j->counts[SQ_T_LEASED] + j->counts[SQ_T_COMPLETING];
+    }
+    zhashx_set_destructor(tenants, (zhashx_destructor_fn *)zstr_free);
+    sq_wire_key(e, "tenants");
+    sq_wire_array(e, (uint32_t)zhashx_size(tenants));
+    for (uint32_t *c = zhashx_first(tenants); c; c = zhashx_next(tenants)) {
+        const char *name = zhashx_cursor(tenants);
+        sq_wire_map(e, 3);
+        sq_wire_kv_str(e, "tenant", name);
+        sq_wire_kv_u64(e, "queued", sq_queue_ready_tenant(self->queue, name));
+        sq_wire_kv_u64(e, "leased", c[1]);
+    }
+    zhashx_destroy(&tenants);
+    sq_server_reply(self, to, SQ_WIRE_STATS | SQ_WIRE_REPLY, e);
+}
+
+static void s_workers(sq_server_t *self, zframe_t *to, uint64_t rid)
+{
+    int64_t now = sq_now_ms();
+    sq_wire_enc_t *e = self->enc;
+    sq_wire_enc_reset(e);
+    sq_wire_map(e, 2);
+    sq_wire_kv_u64(e, "rid", rid);
+    sq_wire_key(e, "workers");
+    sq_wire_array(e, (uint32_t)zhashx_size(self->groups));
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
+        sq_wire_map(e, 10);
+        sq_wire_kv_str(e, "group_id", g->group_id);
+        sq_wire_kv_str(e, "model", g->model);
+        sq_wire_kv_str(e, "model_sha256", g->sha);
+        sq_wire_kv_u64(e, "tp_size", g->tp_size);
+        sq_wire_kv_str(e, "device", g->device);
+        sq_wire_kv_u64(e, "max_batch", g->max_batch);
+        sq_wire_kv_u64(e, "leases", g->n_leases);
+        sq_wire_kv_str(e, "state", g->draining ? "draining" : g->n_leases ? "busy" : "idle");
+        sq_wire_kv_u64(e, "last_seen_ms_ago", (uint64_t)(now - g->last_recv_ms));
+        sq_wire_kv_u64(e, "completed", g->completed);
+    }
+    sq_server_reply(self, to, SQ_WIRE_WORKERS | SQ_WIRE_REPLY, e);
+}
+
+/* ---- reads that go to PostgreSQL ---- */
+
+static int s_read(sq_server_t *self, sq_wire_msg_t *msg, uint64_t rid, sq_read_kind_t kind)
+{
+    sq_read_t *op = calloc(1, sizeof *op);
+    if (!op)
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    op->kind = kind;
+    op->rid = rid;
+    op->limit = kind == SQ_READ_LIST ? 100 : 1000;
+    int rc = 0;
+    if (kind != SQ_READ_LIST)
+        rc = sq_wire_get_u64(msg->body, "job_id", true, INT64_MAX, &op->job_id);
+    if (rc == 0 && kind == SQ_READ_RESULTS)
+        rc = sq_wire_get_u64(msg->body, "after", false, UINT32_MAX, &op->after);
+    if (rc == 0 && kind == SQ_READ_LIST)
+        rc = sq_wire_get_u64(msg->body, "before", false, INT64_MAX, &op->after);
+    if (rc == 0 && (kind == SQ_READ_RESULTS || kind == SQ_READ_LIST))
+        rc = sq_wire_get_u64(msg->body, "limit", false, SQ_WIRE_MAX_PAGE, &op->limit);
+    if (rc == 0 && op->limit == 0)
+        rc = SQ_FAIL(SQ_EINVAL, "field \"limit\": must be at least 1");
+    if (rc == 0 && kind == SQ_READ_LIST)
+        rc = sq_wire_get_strdup(msg->body, "tenant", false, SQ_WIRE_MAX_NAME, &op->tenant);
+    if (rc == 0 && kind == SQ_READ_LIST)
+        rc = sq_wire_get_strdup(msg->body, "state", false, 32, &op->state);
+    op->to = zframe_dup(msg->identity);
+    if (rc == 0 && sq_store_read(self->store, op) != 0)
+        rc = SQ_FAIL(SQ_EIO, "reader unavailable");
+    if (rc)
+        sq_read_destroy(&op);
+    return rc;
+}
+
+/* ---- dispatch of one request ---- */
+
+static void s_request(sq_server_t *self, sq_wire_msg_t *msg)
+{
+    uint64_t rid = 0, job_id = 0;
+    int rc = sq_wire_get_u64(msg->body, "rid", true, UINT64_MAX, &rid);
+    if (rc == 0 && !sq_wire_cmd_is_client_request(msg->cmd))
+        rc = SQ_FAIL(SQ_EPROTO, "command 0x%02x is not a client request", msg->cmd);
+    if (rc) {
+        int code = rc == SQ_EPROTO ? SQ_WIRE_E_UNKNOWN : sq_wire_errcode_from(rc);
+        sq_wire_send_error(zsock_resolve(self->clients), msg->identity, rid, code,
+                           sq_error_detail());
+        return;
+    }
+    sq_job_t *job = NULL;
+    if (msg->cmd == SQ_WIRE_STATUS || msg->cmd == SQ_WIRE_CANCEL) {
+        rc = sq_wire_get_u64(msg->body, "job_id", true, INT64_MAX, &job_id);
+        job = rc == 0 ? zhashx_lookup(self->jobs, &job_id) : NULL;
+    }
+    switch (rc ? 0 : msg->cmd) {
+    case 0: break;
+    case SQ_WIRE_SUBMIT: s_submit(self, msg, rid); break;
+    case SQ_WIRE_STATUS:
+        if (job)
+            s_status_mem(self, job, msg->identity, rid);
+        else
+            rc = s_read(self, msg, rid, SQ_READ_STATUS);
+        break;
+    case SQ_WIRE_CANCEL:
+        if (job && !job->cancelled)
+            sq_server_cancel_job(self, job, msg->identity, rid);
+        else
+            rc = s_read(self, msg, rid, SQ_READ_CANCEL);
+        break;
+    case SQ_WIRE_RESULTS: rc = s_read(self, msg, rid, SQ_READ_RESULTS); break;
+    case SQ_WIRE_LIST: rc = s_read(self, msg, rid, SQ_READ_LIST); break;
+    case SQ_WIRE_STATS: s_stats(self, msg->identity, rid); break;
+    case SQ_WIRE_WORKERS: s_workers(self, msg->identity, rid); break;
+    }
+    if (rc)
+        sq_server_error(self, self->clients, msg->identity, rid, rc, sq_error_detail());
+}
+
+int sq_server_on_client(zloop_t *loop, zsock_t *reader, void *arg)
+{
+    sq_server_t *self = arg;
+    /* drain what is there (bounded) so one wakeup serves many requests */
+    for (int i = 0; i < 1000 && (zsock_events(reader) & ZMQ_POLLIN); i++) {
+        sq_wire_msg_t *msg = NULL;
+        zframe_t *from = NULL;
+        int rc = sq_wire_recv(zsock_resolve(reader), true, SQ_WIRE_MAX_BODY, &msg, &from);
+        if (rc == SQ_EAGAIN)
+            break;
+        if (rc) {
+            SQ_WARN("bad client message", "err=\"%s\"", sq_error_detail());
+            if (from)
+                sq_server_error(self, reader, from, 0, rc, sq_error_detail());
+            zframe_destroy(&from);
+            continue;
+        }
+        s_request(self, msg);
+        sq_wire_msg_destroy(&msg);
+    }
+    sq_server_kick(self);
+    return 0;
+}

@@ -1,0 +1,279 @@
+/*  sq_server_worker: messages from worker groups (docs/protocol.md §5).
+ *
+ *  A group is known by its ZMQ identity once it sent READY. RESULT and FAIL
+ *  entries are fenced: the (lease, token) pair must be the task's live
+ *  lease held by this very group, otherwise the entry is stale, audited and
+ *  dropped. That, plus the primary key on task_results, is what makes
+ *  result recording exactly-once while execution is at-least-once.
+ */
+#include "sq_server.h"
+
+#include "sq_error.h"
+#include "sq_log.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void s_disconnect(sq_server_t *self, zframe_t *to, const char *reason)
+{
+    sq_wire_enc_t *e = self->enc;
+    sq_wire_enc_reset(e);
+    sq_wire_map(e, 1);
+    sq_wire_kv_str(e, "reason", reason);
+    sq_wire_send(zsock_resolve(self->workers), to, SQ_WIRE_DISCONNECT, e);
+}
+
+/* ---- READY ---- */
+
+static int s_ready_fields(sq_wire_val_t b, sq_group_t *g)
+{
+    uint64_t tp = 1, max_batch = 0;
+    bool draining = false;
+    char *gid = NULL, *model = NULL, *sha = NULL, *device = NULL;
+    int rc = sq_wire_get_strdup(b, "group_id", true, SQ_WIRE_MAX_ID, &gid);
+    if (rc == 0)
+        rc = sq_wire_get_strdup(b, "model", true, SQ_WIRE_MAX_NAME, &model);
+    if (rc == 0)
+        rc = sq_wire_get_strdup(b, "model_sha256", false, SQ_WIRE_MAX_NAME, &sha);
+    if (rc == 0)
+        rc = sq_wire_get_strdup(b, "device", false, SQ_WIRE_MAX_NAME, &device);
+    if (rc == 0)
+        rc = sq_wire_get_u64(b, "tp_size", false, 4096, &tp);
+    if (rc == 0)
+        rc = sq_wire_get_u64(b, "max_batch", true, SQ_WIRE_MAX_BATCH, &max_batch);
+    if (rc == 0 && max_batch < 1)
+        rc = SQ_FAIL(SQ_EINVAL, "field \"max_batch\": must be at least 1");
+    if (rc == 0)
+        rc = sq_wire_get_bool(b, "draining", false, &draining);
+    if (rc == 0 && g->model && strcmp(g->model, model) != 0 && g->n_leases)
+        rc = SQ_FAIL(SQ_ESTATE, "field \"model\": cannot change while holding leases");
+    if (rc) {
+        free(gid), free(model), free(sha), free(device);
+        return rc;
+    }
+    free(g->group_id), free(g->model), free(g->sha), free(g->device);
+    g->group_id = gid;
+    g->model = model;
+    g->sha = sha;
+    g->device = device ? device : strdup("cpu");
+    g->tp_size = (uint32_t)tp;
+    g->max_batch = (uint32_t)max_batch;
+    g->draining = draining;
+    return 0;
+}
+
+static char *s_caps_json(sq_group_t *g)
+{
+    json_t *o = json_pack("{s:s,s:s?,s:s,s:i,s:i,s:b}", "model", g->model, "model_sha256",
+                          g->sha, "device", g->device, "tp_size", (int)g->tp_size, "max_batch",
+                          (int)g->max_batch, "draining", g->draining);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+static void s_ready(sq_server_t *self, sq_group_t *g, const char *key, sq_wire_msg_t *msg)
+{
+    bool fresh = g == NULL;
+    if (fresh) {
+        g = calloc(1, sizeof *g);
+        if (!g)
+            return;
+        snprintf(g->key, sizeof g->key, "%s", key);
+        g->identity = zframe_dup(msg->identity);
+        g->last_recv_ms = g->last_send_ms = sq_now_ms();
+    }
+    if (s_ready_fields(msg->body, g) != 0) {
+        char detail[600];
+        snprintf(detail, sizeof detail, "READY: %s", sq_error_detail());
+        SQ_WARN("bad READY", "err=\"%s\"", detail);
+        if (fresh) {
+            s_disconnect(self, msg->identity, detail);
+            zframe_destroy(&g->identity);
+            free(g);
+        } else {
+            sq_wire_send_error(zsock_resolve(self->workers), msg->identity, 0,
+                               SQ_WIRE_E_INVALID, detail);
+        }
+        return;
+    }
+    char *caps = s_caps_json(g);
+    sq_batch_add_worker(self->pending, g->group_id, g->model, caps);
+    if (fresh) {
+        zhashx_insert(self->groups, g->key, g);
+        char subject[300];
+        snprintf(subject, sizeof subject, "group:%s", g->group_id);
+        sq_batch_audit(self->pending, "broker", "worker_joined", 0, 0, subject, caps,
+                       sq_wall_ms());
+        SQ_INFO("worker group ready", "group=%s model=%s max_batch=%u", g->group_id, g->model,
+                g->max_batch);
+    }
+    free(caps);
+}
+
+/* ---- fencing ---- */
+
+/* The live lease (lease, token) held by g, or NULL after auditing it. */
+static sq_task_t *s_fenced(sq_server_t *self, sq_group_t *g, sq_wire_val_t entry,
+                           const char *what)
+{
+    uint64_t lease = 0, token = 0;
+    if (sq_wire_get_u64(entry, "lease", true, UINT64_MAX, &lease) ||
+        sq_wire_get_u64(entry, "token", true, UINT64_MAX, &token))
+        return NULL;
+    sq_task_t *t = zhashx_lookup(self->leases, &lease);
+    if (t && t->token == token && t->group == g && t->state == SQ_T_LEASED)
+        return t;
+    self->n_stale++;
+    json_t *o = json_pack("{s:s,s:I,s:s}", "kind", what, "lease", (json_int_t)lease, "group",
+                          g->group_id);
+    char *details = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    char subject[300], actor[300];
+    snprintf(subject, sizeof subject, "group:%s", g->group_id);
+    snprintf(actor, sizeof actor, "worker:%s", g->group_id);
+    sq_batch_audit(self->pending, actor, "result_rejected_stale", t ? t->job->id : 0,
+                   t ? t->idx : 0, subject, details, sq_wall_ms());
+    free(details);
+    SQ_INFO("stale result rejected", "group=%s lease=%" PRIu64, g->group_id, lease);
+    return NULL;
+}
+
+/* ---- RESULT / FAIL ---- */
+
+static int s_result_entry(sq_server_t *self, sq_group_t *g, sq_wire_val_t r)
+{
+    sq_task_t *t = s_fenced(self, g, r, "result");
+    if (!t)
+        return sq_error_code() == SQ_EINVAL ? SQ_EINVAL : 0;
+    const char *text = NULL, *finish = NULL;
+    size_t ntext = 0, nfinish = 0;
+    uint64_t ptok = 0, ctok = 0;
+    int64_t p = -1, c = -1;
+    int rc = sq_wire_get_str(r, "text", true, SQ_WIRE_MAX_TEXT, &text, &ntext);
+    if (rc == 0)
+        rc = sq_wire_get_str(r, "finish_reason", false, 32, &finish, &nfinish);
+    if (rc == 0 && sq_wire_get_u64(r, "prompt_tokens", false, INT32_MAX, &ptok) == 0)
+        p = (int64_t)ptok;
+    if (rc == 0 && sq_wire_get_u64(r, "completion_tokens", false, INT32_MAX, &ctok) == 0)
+        c = (int64_t)ctok;
+    if (rc) { /* unusable output (e.g. invalid UTF-8): a retryable failure */
+        char err[600];
+        snprintf(err, sizeof err, "worker sent an unusable result: %s", sq_error_detail());
+        sq_server_task_failed(self, t, "failed", true, err);
+        return rc;
+    }
+    char fr[33] = {0};
+    memcpy(fr, finish ? finish : "", nfinish);
+    sq_batch_attempt(self->pending, t, "succeeded", NULL, sq_wall_ms());
+    sq_server_unlease(self, t);
+    t->group = NULL;
+    int64_t now = sq_wall_ms();
+    sq_batch_result(self->pending, t, "succeeded", text, ntext, finish ? fr : NULL, p, c, NULL,
+                    now);
+    sq_batch_add_done(self->pending, t, SQ_T_SUCCEEDED);
+    sq_server_set_state(self, t, SQ_T_COMPLETING);
+    g->completed++;
+    return 0;
+}
+
+static int s_fail_entry(sq_server_t *self, sq_group_t *g, sq_wire_val_t f)
+{
+    sq_task_t *t = s_fenced(self, g, f, "fail");
+    if (!t)
+        return sq_error_code() == SQ_EINVAL ? SQ_EINVAL : 0;
+    bool retryable = true;
+    char *error = NULL;
+    int rc = sq_wire_get_bool(f, "retryable", false, &retryable);
+    if (rc == 0)
+        rc = sq_wire_get_strdup(f, "error", false, SQ_WIRE_MAX_ERROR, &error);
+    sq_server_task_failed(self, t, retryable ? "failed" : "failed_permanent", retryable,
+                          error ? error : (rc ? "unreadable error text" : "unspecified error"));
+    free(error);
+    return rc;
+}
+
+/* Apply fn to each entry of the array `key`; report the first bad one. */
+static void s_entries(sq_server_t *self, sq_group_t *g, sq_wire_msg_t *msg, const char *key,
+                      int (*fn)(sq_server_t *, sq_group_t *, sq_wire_val_t))
+{
+    sq_wire_val_t arr, entry;
+    int rc = sq_wire_get_array(msg->body, key, true, SQ_WIRE_MAX_BATCH, &arr), first = rc;
+    char detail[600] = "";
+    if (rc)
+        snprintf(detail, sizeof detail, "%s", sq_error_detail());
+    sq_wire_iter_t it;
+    uint32_t i = 0;
+    if (rc == 0 && sq_wire_iter_init(&it, arr) == 0)
+        while (sq_wire_iter_next(&it, &entry)) {
+            sq_error_clear();
+            rc = sq_wire_type(entry) == SQ_WIRE_T_MAP
+                     ? fn(self, g, entry)
+                     : SQ_FAIL(SQ_EINVAL, "expected a map");
+            if (rc && !first) {
+                first = rc;
+                snprintf(detail, sizeof detail, "%s[%u]: %s", key, i, sq_error_detail());
+            }
+            i++;
+        }
+    if (first)
+        sq_wire_send_error(zsock_resolve(self->workers), msg->identity, 0,
+                           sq_wire_errcode_from(first), detail);
+}
+
+static void s_message(sq_server_t *self, sq_wire_msg_t *msg)
+{
+    char *key = zframe_strhex(msg->identity);
+    sq_group_t *g = key ? zhashx_lookup(self->groups, key) : NULL;
+    if (g)
+        g->last_recv_ms = sq_now_ms();
+    if (msg->cmd == SQ_WIRE_READY) {
+        if (key)
+            s_ready(self, g, key, msg);
+    } else if (!g) {
+        s_disconnect(self, msg->identity, "send READY first");
+    } else if (!sq_wire_cmd_is_from_worker(msg->cmd)) {
+        sq_wire_send_error(zsock_resolve(self->workers), msg->identity, 0, SQ_WIRE_E_UNKNOWN,
+                           "unknown command from a worker");
+    } else if (msg->cmd == SQ_WIRE_RESULT) {
+        s_entries(self, g, msg, "results", s_result_entry);
+    } else if (msg->cmd == SQ_WIRE_FAIL) {
+        s_entries(self, g, msg, "failures", s_fail_entry);
+    } else if (msg->cmd == SQ_WIRE_PARTIAL) {
+        s_fenced(self, g, msg->body, "partial"); /* v1: checked, then ignored */
+    } else if (msg->cmd == SQ_WIRE_DISCONNECT) {
+        sq_server_group_lost(self, g, "worker disconnected");
+    }
+    free(key);
+}
+
+int sq_server_on_worker(zloop_t *loop, zsock_t *reader, void *arg)
+{
+    sq_server_t *self = arg;
+    for (int i = 0; i < 1000 && (zsock_events(reader) & ZMQ_POLLIN); i++) {
+        sq_wire_msg_t *msg = NULL;
+        zframe_t *from = NULL;
+        int rc = sq_wire_recv(zsock_resolve(reader), true, SQ_WIRE_MAX_BODY, &msg, &from);
+        if (rc == SQ_EAGAIN)
+            break;
+        if (rc) {
+            SQ_WARN("bad worker message", "err=\"%s\"", sq_error_detail());
+            char *key = from ? zframe_strhex(from) : NULL;
+            bool known = key && zhashx_lookup(self->groups, key);
+            if (from && known)
+                sq_server_error(self, reader, from, 0, rc, sq_error_detail());
+            else if (from)
+                s_disconnect(self, from, sq_error_detail());
+            free(key);
+            zframe_destroy(&from);
+            continue;
+        }
+        s_message(self, msg);
+        sq_wire_msg_destroy(&msg);
+    }
+    sq_server_kick(self);
+    sq_server_dispatch(self);
+    return 0;
+}

@@ -1,0 +1,541 @@
+/*  sq_store: writer and reader threads, and the start-up rebuild.
+ *  See sq_store.h for the threading contract.
+ */
+#include "sq_store.h"
+
+#include "sq_error.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sq_store_t {
+    zactor_t *writer, *reader;
+};
+
+typedef struct {
+    const char *conninfo;
+    bool writer;
+} s_actor_args_t;
+
+/* ---- writer ---- */
+
+static const char s_stage_sql[] =
+    "CREATE TEMP TABLE IF NOT EXISTS stage_attempts (LIKE task_attempts) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS stage_results (LIKE task_results) ON COMMIT DELETE ROWS;";
+
+static const char s_copy_attempts[] =
+    "COPY stage_attempts (job_id, idx, attempt, lease_id, token, group_id, started_at,"
+    " ended_at, outcome, error) FROM STDIN";
+static const char s_copy_results[] =
+    "COPY stage_results (job_id, idx, state, text, finish_reason, prompt_tokens,"
+    " completion_tokens, error, attempts, finished_at) FROM STDIN";
+static const char s_copy_audit[] =
+    "COPY audit_log (at, actor, action, job_id, idx, subject, details) FROM STDIN";
+
+/* Job ids come from the jobs sequence, one round trip for the batch. */
+static int s_assign_job_ids(sq_db_t *db, sq_batch_t *b)
+{
+    char n[24];
+    snprintf(n, sizeof n, "%zu", b->n_jobs);
+    const char *p[1] = {n};
+    PGresult *res = NULL;
+    int rc = sq_db_exec(db, "SELECT nextval('jobs_id_seq') FROM generate_series(1, $1::int)", 1,
+                        p, &res);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < b->n_jobs && i < (size_t)PQntuples(res); i++)
+        b->jobs[i]->id = strtoull(PQgetvalue(res, (int)i, 0), NULL, 10);
+    PQclear(res);
+    return 0;
+}
+
+static void s_copy_task(sq_db_copy_t *tasks, sq_db_copy_t *queue, sq_task_t *t)
+{
+    sq_db_copy_i64(tasks, (int64_t)t->job->id);
+    sq_db_copy_i64(tasks, t->idx);
+    sq_db_copy_cstr(tasks, sq_task_custom_id(t));
+    sq_db_copy_cstr(tasks, sq_task_prompt(t));
+    sq_db_copy_i64(tasks, t->max_tokens);
+    sq_db_copy_double(tasks, t->temperature);
+    sq_db_copy_double(tasks, t->top_p);
+    if (t->has_seed)
+        sq_db_copy_i64(tasks, (int64_t)t->seed);
+    else
+        sq_db_copy_null(tasks);
+    sq_db_copy_cstr(tasks, sq_task_body(t));
+    sq_db_copy_end_row(tasks);
+    sq_db_copy_i64(queue, (int64_t)t->job->id);
+    sq_db_copy_i64(queue, t->idx);
+    sq_db_copy_end_row(queue);
+}
+
+/* jobs, tasks, task_queue and one 'submitted' audit row per job. */
+static int s_write_jobs(sq_db_t *db, sq_batch_t *b)
+{
+    int rc = s_assign_job_ids(db, b);
+    if (rc)
+        return rc;
+    sq_db_copy_t *jobs = sq_db_copy_new(), *tasks = sq_db_copy_new(), *queue = sq_db_copy_new(),
+                 *audit = sq_db_copy_new();
+    if (!jobs || !tasks || !queue || !audit) {
+        rc = SQ_FAIL(SQ_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < b->n_jobs; i++) {
+        sq_job_t *j = b->jobs[i];
+        sq_db_copy_i64(jobs, (int64_t)j->id);
+        sq_db_copy_cstr(jobs, j->tenant);
+        sq_db_copy_cstr(jobs, j->model);
+        sq_db_copy_cstr(jobs, j->adapter);
+        sq_db_copy_i64(jobs, j->priority);
+        sq_db_copy_i64(jobs, j->max_attempts);
+        sq_db_copy_cstr(jobs, j->params);
+        sq_db_copy_i64(jobs, j->n_tasks);
+        sq_copy_ts(jobs, j->created_wall_ms);
+        sq_db_copy_end_row(jobs);
+        for (uint32_t k = 0; k < j->n_tasks; k++)
+            s_copy_task(tasks, queue, &j->tasks[k]);
+        char subject[32], actor[160], details[96];
+        snprintf(subject, sizeof subject, "job:%" PRIu64, j->id);
+        snprintf(actor, sizeof actor, "client:%s", j->tenant);
+        snprintf(details, sizeof details, "{\"n_tasks\": %u, \"priority\": %d}", j->n_tasks,
+                 j->priority);
+        sq_copy_ts(audit, j->created_wall_ms);
+        sq_db_copy_cstr(audit, actor);
+        sq_db_copy_cstr(audit, "submitted");
+        sq_db_copy_i64(audit, (int64_t)j->id);
+        sq_db_copy_null(audit);
+        sq_db_copy_cstr(audit, subject);
+        sq_db_copy_cstr(audit, details);
+        sq_db_copy_end_row(audit);
+    }
+    rc = sq_db_copy_send(db, "COPY jobs (id, tenant, model, adapter, priority, max_attempts,"
+                             " params, n_tasks, created_at) FROM STDIN", jobs);
+    if (rc == 0)
+        rc = sq_db_copy_send(db, "COPY tasks (job_id, idx, custom_id, prompt, max_tokens,"
+                                 " temperature, top_p, seed, body) FROM STDIN", tasks);
+    if (rc == 0)
+        rc = sq_db_copy_send(db, "COPY task_queue (job_id, idx) FROM STDIN", queue);
+    if (rc == 0)
+        rc = sq_db_copy_send(db, s_copy_audit, audit);
+fail:
+    sq_db_copy_destroy(&jobs);
+    sq_db_copy_destroy(&tasks);
+    sq_db_copy_destroy(&queue);
+    sq_db_copy_destroy(&audit);
+    return rc;
+}
+
+/* Attempts and results go through staging tables so that a batch retried
+ * after an ambiguous commit cannot record anything twice. */
+static int s_write_outcomes(sq_db_t *db, sq_batch_t *b)
+{
+    int rc = 0;
+    if (sq_db_copy_rows(b->attempts)) {
+        rc = sq_db_copy_send(db, s_copy_attempts, b->attempts);
+        if (rc == 0)
+            rc = sq_db_exec(db, "INSERT INTO task_attempts SELECT * FROM stage_attempts"
+                                " ON CONFLICT DO NOTHING", 0, NULL, NULL);
+    }
+    if (rc == 0 && sq_db_copy_rows(b->results)) {
+        rc = sq_db_copy_send(db, s_copy_results, b->results);
+        if (rc == 0)
+            rc = sq_db_exec(db, "INSERT INTO task_results SELECT * FROM stage_results"
+                                " ON CONFLICT DO NOTHING", 0, NULL, NULL);
+        if (rc == 0)
+            rc = sq_db_exec(db, "DELETE FROM task_queue q USING stage_results s"
+                                " WHERE q.job_id = s.job_id AND q.idx = s.idx", 0, NULL, NULL);
+    }
+    if (rc == 0 && sq_db_copy_rows(b->audit))
+        rc = sq_db_copy_send(db, s_copy_audit, b->audit);
+    return rc;
+}
+
+static int s_write_misc(sq_db_t *db, sq_batch_t *b)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < b->n_cancel; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "%" PRIu64, b->cancel_ids[i]);
+        const char *p[1] = {id};
+        rc = sq_db_exec(db, "UPDATE jobs SET cancelled_at = now() WHERE id = $1"
+                            " AND cancelled_at IS NULL", 1, p, NULL);
+    }
+    for (size_t i = 0; rc == 0 && i + 2 < b->n_worker_rows; i += 3)
+        rc = sq_db_exec(db, "INSERT INTO workers (group_id, model, capabilities)"
+                            " VALUES ($1, $2, $3::jsonb) ON CONFLICT (group_id) DO UPDATE"
+                            " SET model = EXCLUDED.model, capabilities = EXCLUDED.capabilities,"
+                            " last_seen = now()", 3, (const char *const *)b->worker_rows + i,
+                        NULL);
+    return rc;
+}
+
+static int s_commit(sq_db_t *db, bool *fresh, sq_batch_t *b)
+{
+    if (!sq_db_is_up(db)) {
+        int rc = sq_db_reconnect(db);
+        if (rc)
+            return rc;
+        *fresh = true;
+    }
+    if (*fresh) {
+        int rc = sq_db_exec_script(db, s_stage_sql);
+        if (rc)
+            return rc;
+        *fresh = false;
+    }
+    int rc = sq_db_begin(db);
+    if (rc == 0 && b->n_jobs)
+        rc = s_write_jobs(db, b);
+    if (rc == 0)
+        rc = s_write_outcomes(db, b);
+    if (rc == 0)
+        rc = s_write_misc(db, b);
+    if (rc == 0)
+        rc = sq_db_commit(db);
+    if (rc)
+        sq_db_rollback(db);
+    return rc;
+}
+
+/* ---- reader ---- */
+
+static uint32_t s_u32(PGresult *res, int row, int col)
+{
+    return (uint32_t)strtoul(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* counts[] of a job that is not in memory: terminal counts from PG, the
+ * rest reported as queued. */
+static int s_job_row(sq_db_t *db, uint64_t job_id, PGresult **job, uint32_t counts[SQ_T_N])
+{
+    char id[24];
+    snprintf(id, sizeof id, "%" PRIu64, job_id);
+    const char *p[1] = {id};
+    int rc = sq_db_exec(db,
+                        "SELECT tenant, model, priority, n_tasks,"
+                        " (extract(epoch FROM created_at) * 1000)::bigint,"
+                        " cancelled_at IS NOT NULL,"
+                        " (SELECT count(*) FILTER (WHERE state = 'succeeded') FROM task_results"
+                        "   WHERE job_id = $1),"
+                        " (SELECT count(*) FILTER (WHERE state = 'dead') FROM task_results"
+                        "   WHERE job_id = $1),"
+                        " (SELECT count(*) FILTER (WHERE state = 'cancelled') FROM task_results"
+                        "   WHERE job_id = $1)"
+                        " FROM jobs WHERE id = $1",
+                        1, p, job);
+    if (rc)
+        return rc;
+    if (PQntuples(*job) == 0) {
+        PQclear(*job);
+        *job = NULL;
+        return SQ_FAIL(SQ_ENOTFOUND, "no job %" PRIu64, job_id);
+    }
+    memset(counts, 0, SQ_T_N * sizeof counts[0]);
+    counts[SQ_T_SUCCEEDED] = s_u32(*job, 0, 6);
+    counts[SQ_T_DEAD] = s_u32(*job, 0, 7);
+    counts[SQ_T_CANCELLED] = s_u32(*job, 0, 8);
+    uint32_t n = s_u32(*job, 0, 3), term = counts[5] + counts[6] + counts[7];
+    counts[SQ_T_QUEUED] = n > term ? n - term : 0;
+    return 0;
+}
+
+/* Shared by the loop (jobs in memory) and the reader (jobs in PG). */
+void sq_store_encode_counts(sq_wire_enc_t *e, const uint32_t c[SQ_T_N]);
+void sq_store_encode_counts(sq_wire_enc_t *e, const uint32_t c[SQ_T_N])
+{
+    sq_wire_key(e, "counts");
+    sq_wire_map(e, 6);
+    sq_wire_kv_u64(e, "queued", c[SQ_T_QUEUED] + c[SQ_T_SUBMITTING]);
+    sq_wire_kv_u64(e, "leased", c[SQ_T_LEASED] + c[SQ_T_COMPLETING]);
+    sq_wire_kv_u64(e, "retrying", c[SQ_T_RETRYING]);
+    sq_wire_kv_u64(e, "succeeded", c[SQ_T_SUCCEEDED]);
+    sq_wire_kv_u64(e, "dead", c[SQ_T_DEAD]);
+    sq_wire_kv_u64(e, "cancelled", c[SQ_T_CANCELLED]);
+}
+
+static int s_read_status(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
+{
+    PGresult *job = NULL;
+    uint32_t counts[SQ_T_N];
+    int rc = s_job_row(db, op->job_id, &job, counts);
+    if (rc)
+        return rc;
+    uint32_t n = s_u32(job, 0, 3);
+    bool cancelled = PQgetvalue(job, 0, 5)[0] == 't';
+    const char *state = sq_job_state_name(counts, n, cancelled);
+    if (op->kind == SQ_READ_CANCEL) {
+        sq_wire_map(e, 4);
+        sq_wire_kv_u64(e, "rid", op->rid);
+        sq_wire_kv_u64(e, "job_id", op->job_id);
+        sq_wire_kv_u64(e, "cancelled", 0);
+        sq_wire_kv_str(e, "state", state);
+    } else {
+        sq_wire_map(e, 9);
+        sq_wire_kv_u64(e, "rid", op->rid);
+        sq_wire_kv_u64(e, "job_id", op->job_id);
+        sq_wire_kv_str(e, "tenant", PQgetvalue(job, 0, 0));
+        sq_wire_kv_str(e, "model", PQgetvalue(job, 0, 1));
+        sq_wire_kv_u64(e, "priority", s_u32(job, 0, 2));
+        sq_wire_kv_str(e, "state", state);
+        sq_wire_kv_u64(e, "n_tasks", n);
+        sq_wire_kv_u64(e, "created_at", strtoull(PQgetvalue(job, 0, 4), NULL, 10));
+        sq_store_encode_counts(e, counts);
+    }
+    PQclear(job);
+    return 0;
+}
+
+static void s_kv_text(sq_wire_enc_t *e, const char *key, PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        sq_wire_kv_nil(e, key);
+    else
+        sq_wire_kv_strn(e, key, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
+}
+
+static void s_kv_int(sq_wire_enc_t *e, const char *key, PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        sq_wire_kv_nil(e, key);
+    else
+        sq_wire_kv_u64(e, key, strtoull(PQgetvalue(res, row, col), NULL, 10));
+}
+
+static int s_read_results(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
+{
+    PGresult *job = NULL, *res = NULL;
+    uint32_t counts[SQ_T_N];
+    int rc = s_job_row(db, op->job_id, &job, counts);
+    if (rc)
+        return rc;
+    uint32_t n_tasks = s_u32(job, 0, 3);
+    uint32_t term = counts[SQ_T_SUCCEEDED] + counts[SQ_T_DEAD] + counts[SQ_T_CANCELLED];
+    PQclear(job);
+    char id[24], after[24], limit[24];
+    snprintf(id, sizeof id, "%" PRIu64, op->job_id);
+    snprintf(after, sizeof after, "%" PRIu64, op->after);
+    snprintf(limit, sizeof limit, "%" PRIu64, op->limit);
+    const char *p[3] = {id, after, limit};
+    rc = sq_db_exec(db,
+                    "SELECT r.idx, t.custom_id, r.state, r.text, r.finish_reason,"
+                    " r.prompt_tokens, r.completion_tokens, r.error, r.attempts"
+                    " FROM task_results r JOIN tasks t ON t.job_id = r.job_id AND t.idx = r.idx"
+                    " WHERE r.job_id = $1 AND r.idx > $2 ORDER BY r.idx LIMIT $3",
+                    3, p, &res);
+    if (rc)
+        return rc;
+    int n = PQntuples(res);
+    uint64_t next = n ? strtoull(PQgetvalue(res, n - 1, 0), NULL, 10) : op->after;
+    /* done: every task is terminal and this page reached the last one */
+    bool done = term == n_tasks && (uint64_t)n < op->limit;
+    sq_wire_map(e, 5);
+    sq_wire_kv_u64(e, "rid", op->rid);
+    sq_wire_kv_u64(e, "job_id", op->job_id);
+    sq_wire_kv_u64(e, "next", next);
+    sq_wire_kv_bool(e, "done", done);
+    sq_wire_key(e, "results");
+    sq_wire_array(e, (uint32_t)n);
+    for (int i = 0; i < n; i++) {
+        sq_wire_map(e, 9);
+        s_kv_int(e, "index", res, i, 0);
+        s_kv_text(e, "custom_id", res, i, 1);
+        s_kv_text(e, "state", res, i, 2);
+        s_kv_text(e, "text", res, i, 3);
+        s_kv_text(e, "finish_reason", res, i, 4);
+        s_kv_int(e, "prompt_tokens", res, i, 5);
+        s_kv_int(e, "completion_tokens", res, i, 6);
+        s_kv_text(e, "error", res, i, 7);
+        s_kv_int(e, "attempts", res, i, 8);
+    }
+    PQclear(res);
+    return 0;
+}
+
+static int s_read_list(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
+{
+    char before[24], limit[24];
+    snprintf(before, sizeof before, "%" PRIu64, op->after);
+    snprintf(limit, sizeof limit, "%" PRIu64, op->limit);
+    const char *p[3] = {op->tenant, before, limit};
+    PGresult *res = NULL;
+    int rc = sq_db_exec(db,
+                        "SELECT j.id, j.tenant, j.model, j.priority, j.n_tasks,"
+                        " (extract(epoch FROM j.created_at) * 1000)::bigint,"
+                        " j.cancelled_at IS NOT NULL, c.s, c.d, c.c"
+                        " FROM jobs j, LATERAL (SELECT"
+                        "   count(*) FILTER (WHERE state = 'succeeded') AS s,"
+                        "   count(*) FILTER (WHERE state = 'dead') AS d,"
+                        "   count(*) FILTER (WHERE state = 'cancelled') AS c"
+                        "   FROM task_results r WHERE r.job_id = j.id) c"
+                        " WHERE ($1::text IS NULL OR j.tenant = $1)"
+                        "   AND ($2::bigint = 0 OR j.id < $2)"
+                        " ORDER BY j.id DESC LIMIT $3",
+                        3, p, &res);
+    if (rc)
+        return rc;
+    int n = PQntuples(res), kept = 0;
+    const char **states = calloc((size_t)n + 1, sizeof *states);
+    for (int i = 0; i < n; i++) {
+        uint32_t c[SQ_T_N] = {0};
+        uint32_t n_tasks = s_u32(res, i, 4);
+        c[SQ_T_SUCCEEDED] = s_u32(res, i, 7);
+        c[SQ_T_DEAD] = s_u32(res, i, 8);
+        c[SQ_T_CANCELLED] = s_u32(res, i, 9);
+        uint32_t term = c[5] + c[6] + c[7];
+        /* unfinished: all queued if nothing finished yet, else running */
+        c[term ? SQ_T_LEASED : SQ_T_QUEUED] = n_tasks - (term < n_tasks ? term : n_tasks);
+        states[i] = sq_job_state_name(c, n_tasks, PQgetvalue(res, i, 6)[0] == 't');
+        if (!op->state || strcmp(op->state, states[i]) == 0)
+            kept++;
+    }
+    uint64_t next = (uint64_t)n == op->limit && n > 0
+                        ? strtoull(PQgetvalue(res, n - 1, 0), NULL, 10) : 0;
+    sq_wire_map(e, 3);
+    sq_wire_kv_u64(e, "rid", op->rid);
+    sq_wire_kv_u64(e, "next", next);
+    sq_wire_key(e, "jobs");
+    sq_wire_array(e, (uint32_t)kept);
+    for (int i = 0; i < n; i++) {
+        if (op->state && strcmp(op->state, states[i]) != 0)
+            continue;
+        sq_wire_map(e, 7);
+        s_kv_int(e, "job_id", res, i, 0);
+        s_kv_text(e, "tenant", res, i, 1);
+        s_kv_text(e, "model", res, i, 2);
+        s_kv_int(e, "priority", res, i, 3);
+        sq_wire_kv_str(e, "state", states[i]);
+        s_kv_int(e, "n_tasks", res, i, 4);
+        s_kv_int(e, "created_at", res, i, 5);
+    }
+    free(states);
+    PQclear(res);
+    return 0;
+}
+
+static int s_read(sq_db_t *db, sq_read_t *op)
+{
+    if (!sq_db_is_up(db)) {
+        int rc = sq_db_reconnect(db);
+        if (rc)
+            return rc;
+    }
+    op->reply = sq_wire_enc_new();
+    if (!op->reply)
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    switch (op->kind) {
+    case SQ_READ_RESULTS: return s_read_results(db, op, op->reply);
+    case SQ_READ_LIST: return s_read_list(db, op, op->reply);
+    default: return s_read_status(db, op, op->reply);
+    }
+}
+
+void sq_read_destroy(sq_read_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sq_read_t *op = *self_p;
+    zframe_destroy(&op->to);
+    sq_wire_enc_destroy(&op->reply);
+    free(op->state);
+    free(op->tenant);
+    free(op);
+    *self_p = NULL;
+}
+
+/* ---- actors ---- */
+
+static void s_actor(zsock_t *pipe, void *arg)
+{
+    s_actor_args_t *args = arg;
+    sq_db_t *db = NULL;
+    bool fresh = true;
+    /* A first connection failure is fine: each job reconnects. */
+    if (sq_db_connect(args->conninfo, 0, &db) != 0)
+        db = NULL;
+    zsock_signal(pipe, 0);
+    for (;;) {
+        char *cmd = NULL;
+        void *ptr = NULL;
+        if (zsock_recv(pipe, "sp", &cmd, &ptr) != 0)
+            break;
+        bool term = streq(cmd, "$TERM");
+        zstr_free(&cmd);
+        if (term)
+            break;
+        if (!db && sq_db_connect(args->conninfo, 0, &db) != 0)
+            db = NULL;
+        int rc;
+        if (args->writer) {
+            sq_batch_t *b = ptr;
+            rc = db ? s_commit(db, &fresh, b) : SQ_EDBDOWN;
+            b->rc = rc;
+            snprintf(b->error, sizeof b->error, "%s", rc ? sq_error_detail() : "");
+        } else {
+            sq_read_t *op = ptr;
+            rc = db ? s_read(db, op) : SQ_FAIL(SQ_EDBDOWN, "database unreachable");
+            op->rc = rc;
+            snprintf(op->error, sizeof op->error, "%s", rc ? sq_error_detail() : "");
+        }
+        zsock_send(pipe, "p", ptr);
+    }
+    sq_db_destroy(&db);
+    free(args);
+}
+
+static zactor_t *s_start(const char *conninfo, bool writer)
+{
+    s_actor_args_t *args = calloc(1, sizeof *args);
+    if (!args)
+        return NULL;
+    args->conninfo = conninfo;
+    args->writer = writer;
+    return zactor_new(s_actor, args);
+}
+
+sq_store_t *sq_store_new(const char *conninfo)
+{
+    sq_store_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->writer = s_start(conninfo, true);
+    self->reader = s_start(conninfo, false);
+    if (!self->writer || !self->reader)
+        sq_store_destroy(&self);
+    return self;
+}
+
+void sq_store_destroy(sq_store_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zactor_destroy(&(*self_p)->writer);
+    zactor_destroy(&(*self_p)->reader);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+zactor_t *sq_store_writer(sq_store_t *self) { return self->writer; }
+zactor_t *sq_store_reader(sq_store_t *self) { return self->reader; }
+
+int sq_store_commit(sq_store_t *self, sq_batch_t *batch)
+{
+    return zsock_send(self->writer, "sp", "BATCH", batch) == 0 ? 0 : SQ_EIO;
+}
+
+static void *s_take(zactor_t *actor)
+{
+    void *ptr = NULL;
+    return zsock_recv(actor, "p", &ptr) == 0 ? ptr : NULL;
+}
+
+sq_batch_t *sq_store_committed(sq_store_t *self) { return s_take(self->writer); }
+
+int sq_store_read(sq_store_t *self, sq_read_t *op)
+{
+    return zsock_send(self->reader, "sp", "READ", op) == 0 ? 0 : SQ_EIO;
+}
+
+sq_read_t *sq_store_read_done(sq_store_t *self) { return s_take(self->reader); }
