@@ -54,3 +54,14 @@ set_tests_properties(fuzz.gguf PROPERTIES LABELS fuzz TIMEOUT 300)
 # The hostile-file test shares the fuzz target's accessor probe.
 target_sources(test_gguf_hostile PRIVATE fuzz/gguf_probe.c)
 target_include_directories(test_gguf_hostile PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
+
+# shardq-model as a real process: CLI, random models, quantize.
+if(TARGET shardq-model)
+  add_executable(test_shardq_model unit/test_shardq_model.c)
+  target_compile_definitions(test_shardq_model PRIVATE _POSIX_C_SOURCE=200809L)
+  target_link_libraries(test_shardq_model PRIVATE sq_llm sq_testlib sq_warnings)
+  add_test(NAME unit.shardq_model
+           COMMAND test_shardq_model $<TARGET_FILE:shardq-model> ${SQ_TOOLS_MODELS}
+                   ${CMAKE_CURRENT_BINARY_DIR})
+  set_tests_properties(unit.shardq_model PROPERTIES LABELS unit)
+endif()

@@ -3,7 +3,8 @@
  *  A 2-D F32 or F16 tensor whose rows are whole blocks of 32 becomes Q8_0
  *  (llama.cpp's rule for this type); vectors, rows of other lengths and
  *  tensors that are already Q8_0 are copied byte for byte. Metadata is
- *  copied key by key with general.file_type set to 7 (mostly Q8_0).
+ *  copied key by key with general.file_type set to 7 (mostly Q8_0) and
+ *  general.quantization_version 2 added, as llama.cpp's quantizer does.
  *  Data streams one row at a time from the input mapping to the writer.
  */
 #include <stdlib.h>
@@ -104,6 +105,9 @@ static int s_add_metadata(sq_gguf_writer_t *w, const sq_gguf_t *g)
         rc = s_copy_kv(w, g, i);
     if (rc == 0 && sq_gguf_find_key(g, "general.file_type") < 0)
         rc = sq_gguf_writer_add_u32(w, "general.file_type", S_FILE_TYPE_Q8_0);
+    /* llama.cpp marks quantized files with the block format's version */
+    if (rc == 0 && sq_gguf_find_key(g, "general.quantization_version") < 0)
+        rc = sq_gguf_writer_add_u32(w, "general.quantization_version", 2);
     for (int64_t i = 0; i < sq_gguf_n_tensors(g) && rc == 0; i++) {
         const sq_gguf_tensor_t *t = sq_gguf_tensor(g, i);
         rc = sq_gguf_writer_add_tensor(w, t->name, s_to_q8_0(t) ? SQ_DTYPE_Q8_0 : t->dtype,

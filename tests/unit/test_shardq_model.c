@@ -1,0 +1,257 @@
+/*  test_shardq_model: the shardq-model binary, run as a real process.
+ *
+ *  Checks exit codes and messages of the CLI, that `random` writes models
+ *  the engine's reader and tokenizer load with the asked shape (seeded,
+ *  reproducible), and that `quantize` of the bundled F32 model matches the
+ *  bundled Q8_0 file tensor by tensor.
+ *  Usage: test_shardq_model SHARDQ_MODEL MODELS_DIR SCRATCH_DIR
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "sq_cpu_kernels.h"
+#include "sq_engine.h"
+#include "sq_gguf.h"
+#include "sq_test.h"
+#include "sq_tokenizer.h"
+#include "sq_version.h"
+
+static const char *tool, *models, *scratch;
+static char output[1 << 16];
+
+/* Run the tool with args (a shell word list), stdout and stderr captured
+ * into output. Returns the exit code, or -1 when it did not exit. */
+static int s_run(const char *args)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", tool, args);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t n = fread(output, 1, sizeof output - 1, p);
+    output[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static char *s_path(const char *name)
+{
+    static char buf[4][4096];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", scratch, name);
+    return buf[k];
+}
+
+static uint32_t s_u32(const sq_gguf_t *g, const char *key)
+{
+    uint32_t v = 0;
+    return sq_gguf_get_u32(g, key, &v) == 0 ? v : 0xffffffffu;
+}
+
+static bool s_same_file(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        same = ca == cb;
+        if (ca == EOF || cb == EOF)
+            break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+static void test_cli(void)
+{
+    SQ_CHECK(s_run("--version") == 0 && strstr(output, SQ_VERSION) != NULL);
+    SQ_CHECK(s_run("--help") == 0 && strstr(output, "quantize IN OUT q8_0") != NULL);
+    SQ_CHECK(s_run("") == 2);
+    SQ_CHECK(s_run("frobnicate") == 2 && strstr(output, "unknown command frobnicate") != NULL);
+    SQ_CHECK(s_run("info") == 2);
+    SQ_CHECK(s_run("random x.gguf") == 2 && strstr(output, "--shape") != NULL);
+    SQ_CHECK(s_run("random --shape gpt-9 x.gguf") == 2 && strstr(output, "gpt-9") != NULL);
+    SQ_CHECK(s_run("random --shape tiny-gqa --type q4_0 x.gguf") == 2 && strstr(output, "q4_0"));
+    SQ_CHECK(s_run("random --shape tiny-gqa --dim -4 x.gguf") == 2 && strstr(output, "--dim"));
+    SQ_CHECK(s_run("random --shape tiny-gqa --bogus x.gguf") == 2 && strstr(output, "--bogus"));
+    SQ_CHECK(s_run("quantize a b q4_0") == 2 && strstr(output, "q4_0") != NULL);
+    SQ_CHECK(s_run("info /nonexistent/model.gguf") == 1
+             && strstr(output, "/nonexistent/model.gguf") != NULL);
+    char args[8192];
+    snprintf(args, sizeof args, "info '%s/README.md'", models);
+    SQ_CHECK(s_run(args) == 1 && strstr(output, "magic") != NULL);
+    /* a shape that cannot exist: the message says why, nothing is left behind */
+    snprintf(args, sizeof args, "random --shape tiny-gqa --heads 5 '%s'", s_path("bad.gguf"));
+    SQ_CHECK(s_run(args) == 1 && strstr(output, "5 heads") != NULL);
+    SQ_CHECK(fopen(s_path("bad.gguf"), "rb") == NULL);
+    snprintf(args, sizeof args, "random --shape tiny-gqa --kv-heads 3 '%s'", s_path("bad.gguf"));
+    SQ_CHECK(s_run(args) == 1 && strstr(output, "kv heads") != NULL);
+    snprintf(args, sizeof args, "random --shape tiny-gqa /nonexistent/dir/x.gguf");
+    SQ_CHECK(s_run(args) == 1 && strstr(output, "/nonexistent/dir/x.gguf") != NULL);
+}
+
+/* A random model loads with its shape, and its vocabulary round-trips. */
+static void s_check_random(const char *file, int64_t dim, int64_t layers, int64_t heads,
+                           int64_t kv_heads, int64_t ffn, int64_t vocab, int matrix_dtype)
+{
+    sq_gguf_t *g = sq_gguf_open(file);
+    SQ_REQUIRE(g);
+    SQ_CHECK(s_u32(g, "llama.embedding_length") == dim);
+    SQ_CHECK(s_u32(g, "llama.block_count") == layers);
+    SQ_CHECK(s_u32(g, "llama.attention.head_count") == heads);
+    SQ_CHECK(s_u32(g, "llama.attention.head_count_kv") == kv_heads);
+    SQ_CHECK(s_u32(g, "llama.feed_forward_length") == ffn);
+    SQ_CHECK(s_u32(g, "llama.rope.dimension_count") == dim / heads);
+    SQ_CHECK(sq_gguf_n_tensors(g) == 3 + 9 * layers);
+    const sq_gguf_tensor_t *t = sq_gguf_find_tensor(g, "blk.0.attn_k.weight");
+    SQ_REQUIRE(t);
+    SQ_CHECK(t->ne[0] == dim && t->ne[1] == dim / heads * kv_heads && t->dtype == matrix_dtype);
+    t = sq_gguf_find_tensor(g, "output.weight");
+    SQ_CHECK(t && t->ne[0] == dim && t->ne[1] == vocab);
+    t = sq_gguf_find_tensor(g, "blk.0.ffn_norm.weight");
+    SQ_REQUIRE(t && t->dtype == SQ_DTYPE_F32 && t->n_dims == 1);
+    SQ_CHECK(((const float *) t->data)[0] == 1.0f);
+    /* weights are small and not all equal */
+    t = sq_gguf_find_tensor(g, "blk.0.ffn_down.weight");
+    SQ_REQUIRE(t && t->ne[0] == ffn && t->ne[1] == dim);
+    float row[4096];
+    SQ_REQUIRE(ffn <= 4096);
+    sq_cpu_dequantize_row(t->dtype, t->data, row, ffn);
+    float amax = 0, sum = 0;
+    for (int64_t i = 0; i < ffn; i++) {
+        amax = fmaxf(amax, fabsf(row[i]));
+        sum += fabsf(row[i]);
+    }
+    SQ_CHECK(amax > 0 && amax <= 1.0f / sqrtf((float) ffn) * 1.01f && sum / ffn > amax / 10);
+    sq_tokenizer_t *tok = sq_tokenizer_from_gguf(g);
+    SQ_REQUIRE(tok);
+    SQ_CHECK(sq_tokenizer_n_vocab(tok) == vocab);
+    const char *text = "Revenue \xe8\x90\xa5\xe6\x94\xb6 rose 12%\n";
+    int32_t *ids = NULL;
+    size_t n = 0, len = 0;
+    char *back = NULL;
+    SQ_CHECK(sq_tokenizer_encode(tok, text, strlen(text), true, &ids, &n) == 0);
+    SQ_CHECK(sq_tokenizer_decode(tok, ids, n, &back, &len) == 0);
+    SQ_CHECK(back && len == strlen(text) && memcmp(back, text, len) == 0);
+    free(ids);
+    free(back);
+    sq_tokenizer_destroy(&tok);
+    sq_gguf_destroy(&g);
+}
+
+static void test_random(void)
+{
+    char args[8192];
+    snprintf(args, sizeof args, "random --shape tiny-gqa --seed 7 '%s'", s_path("a.gguf"));
+    SQ_REQUIRE(s_run(args) == 0);
+    s_check_random(s_path("a.gguf"), 64, 2, 8, 2, 128, 300, SQ_DTYPE_F32);
+    /* same seed, same bytes; another seed, other bytes */
+    snprintf(args, sizeof args, "random --shape=tiny-gqa --seed=7 '%s'", s_path("b.gguf"));
+    SQ_REQUIRE(s_run(args) == 0);
+    SQ_CHECK(s_same_file(s_path("a.gguf"), s_path("b.gguf")));
+    snprintf(args, sizeof args, "random --shape tiny-gqa --seed 8 '%s'", s_path("b.gguf"));
+    SQ_REQUIRE(s_run(args) == 0);
+    SQ_CHECK(!s_same_file(s_path("a.gguf"), s_path("b.gguf")));
+    /* overrides: one KV head for 4 query heads (replication under TP) */
+    snprintf(args, sizeof args, "random --shape tiny-gqa --dim 96 --heads 4 --kv-heads 1 "
+             "--layers 3 --ffn 160 --vocab 512 --type q8_0 '%s'", s_path("c.gguf"));
+    SQ_REQUIRE(s_run(args) == 0);
+    s_check_random(s_path("c.gguf"), 96, 3, 4, 1, 160, 512, SQ_DTYPE_Q8_0);
+    snprintf(args, sizeof args, "random --shape tiny-gqa --type f16 '%s'", s_path("d.gguf"));
+    SQ_REQUIRE(s_run(args) == 0);
+    s_check_random(s_path("d.gguf"), 64, 2, 8, 2, 128, 300, SQ_DTYPE_F16);
+    /* tied: no output.weight */
+    snprintf(args, sizeof args, "random --shape tiny-gqa --tied '%s'", s_path("e.gguf"));
+    SQ_REQUIRE(s_run(args) == 0);
+    sq_gguf_t *g = sq_gguf_open(s_path("e.gguf"));
+    SQ_REQUIRE(g);
+    SQ_CHECK(sq_gguf_find_tensor(g, "output.weight") == NULL);
+    sq_gguf_destroy(&g);
+    snprintf(args, sizeof args, "info '%s'", s_path("c.gguf"));
+    SQ_CHECK(s_run(args) == 0 && strstr(output, "blk.2.ffn_down.weight") != NULL
+             && strstr(output, "llama.attention.head_count_kv") != NULL);
+    for (const char *f = "abcde"; *f; f++) {
+        char name[8] = { *f, '.', 'g', 'g', 'u', 'f', 0 };
+        remove(s_path(name));
+    }
+}
+
+/* quantize(stories260K.gguf) against the bundled stories260K-q8_0.gguf:
+ * the same tensors, types and shapes; every scale equal (fp16) and every
+ * quant within one step (rounding ties may go either way). */
+static void test_quantize(void)
+{
+    char args[16384], in[4096], ref_path[4096];
+    snprintf(in, sizeof in, "%s/stories260K.gguf", models);
+    snprintf(ref_path, sizeof ref_path, "%s/stories260K-q8_0.gguf", models);
+    snprintf(args, sizeof args, "quantize '%s' '%s' q8_0", in, s_path("q.gguf"));
+    SQ_REQUIRE(s_run(args) == 0);
+    SQ_CHECK(strstr(output, "31 of 47 tensors") != NULL);
+    snprintf(args, sizeof args, "quantize '%s' '%s' q8_0", in, in);
+    SQ_CHECK(s_run(args) == 2 && strstr(output, "both input and output") != NULL);
+    sq_gguf_t *q = sq_gguf_open(s_path("q.gguf")), *ref = sq_gguf_open(ref_path);
+    SQ_REQUIRE(q && ref);
+    SQ_CHECK(s_u32(q, "general.file_type") == 7);
+    SQ_CHECK(s_u32(q, "llama.block_count") == 5);
+    SQ_CHECK(sq_gguf_file_size(q) <= sq_gguf_file_size(ref) + 4096);
+    SQ_REQUIRE(sq_gguf_n_tensors(q) == sq_gguf_n_tensors(ref));
+    int64_t n_far = 0;
+    for (int64_t i = 0; i < sq_gguf_n_tensors(ref); i++) {
+        const sq_gguf_tensor_t *r = sq_gguf_tensor(ref, i);
+        const sq_gguf_tensor_t *t = sq_gguf_find_tensor(q, r->name);
+        SQ_REQUIRE(t);
+        SQ_CHECK(t->dtype == r->dtype && t->ne[0] == r->ne[0] && t->ne[1] == r->ne[1]);
+        if (t->dtype != r->dtype || t->size_bytes != r->size_bytes)
+            continue;
+        if (t->dtype != SQ_DTYPE_Q8_0) {
+            SQ_CHECK(memcmp(t->data, r->data, t->size_bytes) == 0);
+            continue;
+        }
+        const sq_block_q8_0_t *bt = t->data, *br = r->data;
+        for (size_t b = 0; b < t->size_bytes / sizeof *bt; b++) {
+            n_far += bt[b].d != br[b].d;
+            for (int k = 0; k < SQ_QK8_0; k++)
+                n_far += abs(bt[b].qs[k] - br[b].qs[k]) > 1;
+        }
+    }
+    SQ_CHECK(n_far == 0);
+    /* the tokenizer metadata survived the copy */
+    sq_tokenizer_t *tok = sq_tokenizer_from_gguf(q);
+    SQ_CHECK(tok && sq_tokenizer_n_vocab(tok) == 512);
+    sq_tokenizer_destroy(&tok);
+    sq_gguf_destroy(&q);
+    sq_gguf_destroy(&ref);
+    /* quantizing a Q8_0 file copies its tensors unchanged */
+    snprintf(args, sizeof args, "quantize '%s' '%s' q8_0", ref_path, s_path("q2.gguf"));
+    SQ_REQUIRE(s_run(args) == 0);
+    q = sq_gguf_open(s_path("q2.gguf"));
+    ref = sq_gguf_open(ref_path);
+    SQ_REQUIRE(q && ref);
+    for (int64_t i = 0; i < sq_gguf_n_tensors(ref); i++) {
+        const sq_gguf_tensor_t *r = sq_gguf_tensor(ref, i), *t = sq_gguf_tensor(q, i);
+        SQ_CHECK(t->size_bytes == r->size_bytes && memcmp(t->data, r->data, r->size_bytes) == 0);
+    }
+    sq_gguf_destroy(&q);
+    sq_gguf_destroy(&ref);
+    remove(s_path("q.gguf"));
+    remove(s_path("q2.gguf"));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: test_shardq_model SHARDQ_MODEL MODELS_DIR SCRATCH_DIR\n");
+        return 2;
+    }
+    tool = argv[1];
+    models = argv[2];
+    scratch = argv[3];
+    SQ_RUN(test_cli);
+    SQ_RUN(test_random);
+    SQ_RUN(test_quantize);
+    return sq_test_summary("shardq_model");
+}
