@@ -108,13 +108,12 @@ int sq_wire_parse(zmsg_t **zmsg_p, bool router, size_t max_body, sq_wire_msg_t *
         *identity_out = NULL;
     if (!zmsg)
         return SQ_FAIL(SQ_EPROTO, "no message");
-    if (zmsg_size(zmsg) > SQ_WIRE_MAX_FRAMES) {
-        zmsg_destroy(&zmsg);
-        return SQ_FAIL(SQ_EPROTO, "more than %d frames", SQ_WIRE_MAX_FRAMES);
-    }
+    /* the identity comes first so that even a bad message can be answered */
     zframe_t *identity = router ? zmsg_pop(zmsg) : NULL;
     zframe_t *hdr = NULL, *cmd = NULL, *body = NULL;
-    int rc = s_check_frames(zmsg, max_body, &hdr, &cmd, &body);
+    int rc = zmsg_size(zmsg) > SQ_WIRE_MAX_FRAMES - 1
+                 ? SQ_FAIL(SQ_EPROTO, "%zu frames, at most 3 allowed", zmsg_size(zmsg))
+                 : s_check_frames(zmsg, max_body, &hdr, &cmd, &body);
     if (rc == 0)
         rc = sq_wire_validate(zframe_data(body), zframe_size(body), SQ_WIRE_MAX_DEPTH);
     if (rc == 0 &&
