@@ -3,14 +3,18 @@
  *
  *  Prints markdown tables: memory read bandwidth per thread count, matmul
  *  throughput per dtype and SIMD level (with the share of the bandwidth
- *  roofline a GEMV reaches).
+ *  roofline a GEMV reaches), and for each --model: prompt processing,
+ *  decode and batched decode tokens/s of shardq and of llama.cpp on the
+ *  same file with the same thread count, as ratios. Under mpirun with
+ *  --tp, decode with the model split over all ranks against rank 0 alone.
  *
- *  usage: shardq-bench-engine [--threads 1,2]
- *  exit codes: 0 done, 2 bad usage.
+ *  exit codes: 0 done, 1 a run failed, 2 bad usage.
  */
 #define _GNU_SOURCE
 #include "bench_engine.h"
+#include "sq_tp_comm.h"
 
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +22,32 @@
 #include <time.h>
 
 #define S_MAX_POOLS 4
+#define S_MAX_MODELS 8
+
+typedef struct {
+    int n_threads[S_MAX_POOLS];
+    int n_pools;
+    const char *models[S_MAX_MODELS];
+    int n_models;
+    int kernels, tp;
+    bench_opts_t o;
+} s_args_t;
 
 static void
 s_usage(FILE *out)
 {
-    fprintf(out, "usage: shardq-bench-engine [--threads LIST]\n"
-                 "  --threads LIST  comma-separated thread counts (default 1,2)\n");
+    fprintf(out,
+            "usage: shardq-bench-engine [options]\n"
+            "  --threads LIST        thread counts per rank (default 1,2)\n"
+            "  --model FILE          a GGUF to run end to end (repeatable, up to 8)\n"
+            "  --llama-dir DIR       folder where `npm i -E node-llama-cpp@3.21.1` ran:\n"
+            "                        also run llama.cpp on each model (the anchor)\n"
+            "  --anchor-script FILE  llama_anchor.mjs (default: the source tree's)\n"
+            "  --prompt-tokens N     prefill length (default 128)\n"
+            "  --gen-tokens N        decode steps (default 32)\n"
+            "  --batch LIST          aggregate decode batch sizes (default 1,4,16)\n"
+            "  --no-kernels          skip the matmul table\n"
+            "  --tp                  under mpirun -np N: decode split N ways vs rank 0 alone\n");
 }
 
 /* "1,2" -> {1, 2}; returns the count, or -1 on a bad list. */
@@ -34,7 +58,7 @@ s_parse_list(const char *s, int *out, int max)
     while (*s) {
         char *end;
         long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 256 || n == max || (*end && *end != ','))
+        if (end == s || v < 1 || v > 4096 || n == max || (*end && *end != ','))
             return -1;
         out[n++] = (int) v;
         s = *end ? end + 1 : end;
@@ -42,55 +66,184 @@ s_parse_list(const char *s, int *out, int max)
     return n;
 }
 
+/* 0 ok, 1 --help, 2 bad usage (message printed). */
+static int
+s_parse_args(int argc, char **argv, s_args_t *a)
+{
+    *a = (s_args_t){.n_threads = {1, 2}, .n_pools = 2, .kernels = 1,
+                    .o = {.n_prompt = 128, .n_gen = 32, .batches = {1, 4, 16}, .n_batches = 3,
+                          .anchor_script = BENCH_ANCHOR_SCRIPT}};
+    for (int i = 1; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int n = 0;
+        if (strcmp(k, "--help") == 0)
+            return 1;
+        else if (strcmp(k, "--no-kernels") == 0)
+            a->kernels = 0, n = 1;
+        else if (strcmp(k, "--tp") == 0)
+            a->tp = 1, n = 1;
+        else if (!v)
+            n = -1;
+        else if (strcmp(k, "--threads") == 0)
+            n = a->n_pools = s_parse_list(v, a->n_threads, S_MAX_POOLS);
+        else if (strcmp(k, "--batch") == 0)
+            n = a->o.n_batches = s_parse_list(v, a->o.batches, BENCH_MAX_BATCHES);
+        else if (strcmp(k, "--prompt-tokens") == 0)
+            n = s_parse_list(v, &a->o.n_prompt, 1);
+        else if (strcmp(k, "--gen-tokens") == 0)
+            n = s_parse_list(v, &a->o.n_gen, 1);
+        else if (strcmp(k, "--model") == 0 && a->n_models < S_MAX_MODELS)
+            a->models[a->n_models++] = v, n = 1;
+        else if (strcmp(k, "--llama-dir") == 0)
+            a->o.llama_dir = v, n = 1;
+        else if (strcmp(k, "--anchor-script") == 0)
+            a->o.anchor_script = v, n = 1;
+        else
+            n = -1;
+        if (n < 1) {
+            fprintf(stderr, "shardq-bench-engine: bad argument '%s'%s%s\n", k, v ? " " : "",
+                    v ? v : "");
+            return 2;
+        }
+        i += strcmp(k, "--no-kernels") != 0 && strcmp(k, "--tp") != 0;
+    }
+    return 0;
+}
+
 static void
-s_header(void)
+s_header(const s_args_t *a)
 {
     struct utsname u;
     uname(&u);
     time_t now = time(NULL);
     char date[64];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
-    printf("# shardq-bench-engine\n\n%s, %s %s, SIMD level %s\n", date, u.sysname, u.machine,
-           sq_cpu_simd_level());
+    printf("# shardq-bench-engine\n\n%s, %s %s, SIMD level %s, prompt %d tokens, decode %d "
+           "steps\n",
+           date, u.sysname, u.machine, sq_cpu_simd_level(), a->o.n_prompt, a->o.n_gen);
+}
+
+static const char *
+s_base(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static double
+s_ratio(double a, double b)
+{
+    return b > 0 ? a / b : 0.0;
+}
+
+/* One model: shardq and llama.cpp at each thread count. */
+static int
+s_model_tables(const s_args_t *a, const char *path, const double *bw)
+{
+    int64_t bytes = bench_model_bytes_per_token(path);
+    int failed = 0;
+    printf("\n## %s (%.1f MB of weights read per decode step)\n\n", s_base(path), bytes / 1e6);
+    printf("| threads | pp tok/s | llama.cpp pp | ratio | decode tok/s | llama.cpp decode | ratio "
+           "| roofline tok/s | %% of roofline |\n|---|---|---|---|---|---|---|---|---|\n");
+    bench_result_t mine[S_MAX_POOLS], theirs[S_MAX_POOLS][BENCH_MAX_BATCHES];
+    memset(theirs, 0, sizeof theirs);
+    for (int p = 0; p < a->n_pools; p++) {
+        int t = a->n_threads[p];
+        failed |= bench_model_run(path, t, NULL, &a->o, &mine[p]) != 0;
+        for (int b = 0; a->o.llama_dir && b < a->o.n_batches; b++)
+            if (b == 0 || a->o.batches[b] > 1)
+                failed |= bench_anchor_run(path, t, a->o.batches[b], &a->o, &theirs[p][b]) != 0;
+        double roof = bytes > 0 ? bw[p] * 1e9 / (double) bytes : 0.0;
+        printf("| %d | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f %% |\n", t,
+               mine[p].pp_tok_s, theirs[p][0].pp_tok_s,
+               s_ratio(mine[p].pp_tok_s, theirs[p][0].pp_tok_s), mine[p].tg_tok_s,
+               theirs[p][0].tg_tok_s, s_ratio(mine[p].tg_tok_s, theirs[p][0].tg_tok_s), roof,
+               100.0 * s_ratio(mine[p].tg_tok_s, roof));
+        fflush(stdout);
+    }
+    printf("\n| threads | batch | aggregate decode tok/s | vs batch 1 | llama.cpp | ratio |\n"
+           "|---|---|---|---|---|---|\n");
+    for (int p = 0; p < a->n_pools; p++) {
+        for (int b = 0; b < a->o.n_batches; b++) {
+            double llama = a->o.batches[b] > 1 ? theirs[p][b].agg_tok_s[0] : theirs[p][0].tg_tok_s;
+            printf("| %d | %d | %.2f | %.2f | %.2f | %.2f |\n", a->n_threads[p], a->o.batches[b],
+                   mine[p].agg_tok_s[b], s_ratio(mine[p].agg_tok_s[b], mine[p].tg_tok_s), llama,
+                   s_ratio(mine[p].agg_tok_s[b], llama));
+        }
+    }
+    return failed;
+}
+
+/* Under mpirun: rank 0 alone (the other ranks wait), then all ranks. */
+static int
+s_tp_table(const s_args_t *a)
+{
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    int t = a->n_threads[0], failed = 0;
+    if (rank == 0)
+        printf("\n## tensor parallel: %d ranks x %d thread(s) vs 1 rank x %d\n\n"
+               "| model | TP=1 pp | TP=%d pp | speedup | TP=1 decode | TP=%d decode | speedup |\n"
+               "|---|---|---|---|---|---|---|\n",
+               size, t, t, size, size);
+    for (int m = 0; m < a->n_models; m++) {
+        bench_result_t one = {0}, all = {0};
+        if (rank == 0)
+            failed |= bench_model_run(a->models[m], t, NULL, &a->o, &one) != 0;
+        MPI_Barrier(MPI_COMM_WORLD);
+        sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
+        failed |= !comm || bench_model_run(a->models[m], t, comm, &a->o, &all) != 0;
+        sq_tp_comm_destroy(&comm);
+        if (rank == 0)
+            printf("| %s | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f |\n", s_base(a->models[m]),
+                   one.pp_tok_s, all.pp_tok_s, s_ratio(all.pp_tok_s, one.pp_tok_s), one.tg_tok_s,
+                   all.tg_tok_s, s_ratio(all.tg_tok_s, one.tg_tok_s));
+        fflush(stdout);
+    }
+    return failed;
 }
 
 int
 main(int argc, char **argv)
 {
-    int n_threads[S_MAX_POOLS] = {1, 2};
-    int n_pools = 2;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-            n_pools = s_parse_list(argv[++i], n_threads, S_MAX_POOLS);
-            if (n_pools < 1) {
-                fprintf(stderr, "shardq-bench-engine: bad --threads list '%s'\n", argv[i]);
-                return 2;
-            }
-        } else if (strcmp(argv[i], "--help") == 0) {
-            s_usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "shardq-bench-engine: unknown argument '%s'\n", argv[i]);
-            s_usage(stderr);
-            return 2;
-        }
+    s_args_t a;
+    int rc = s_parse_args(argc, argv, &a);
+    if (rc) {
+        s_usage(rc == 1 ? stdout : stderr);
+        return rc == 1 ? 0 : 2;
     }
-    s_header();
+    if (a.tp) {
+        MPI_Init(&argc, &argv);
+        a.o.n_batches = 0;
+        int rank;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        if (rank == 0)
+            s_header(&a);
+        int failed = s_tp_table(&a);
+        MPI_Finalize();
+        return failed ? 1 : 0;
+    }
+    s_header(&a);
     sq_threadpool_t *pools[S_MAX_POOLS] = {0};
     double bw[S_MAX_POOLS] = {0};
     printf("\n## memory read bandwidth\n\n| threads | GB/s |\n|---|---|\n");
-    for (int p = 0; p < n_pools; p++) {
-        pools[p] = sq_threadpool_new(n_threads[p]);
+    for (int p = 0; p < a.n_pools; p++) {
+        pools[p] = sq_threadpool_new(a.n_threads[p]);
         if (!pools[p]) {
-            fprintf(stderr, "shardq-bench-engine: cannot start %d threads\n", n_threads[p]);
+            fprintf(stderr, "shardq-bench-engine: cannot start %d threads\n", a.n_threads[p]);
             return 1;
         }
         bw[p] = bench_read_bandwidth_gbs(pools[p]);
-        printf("| %d | %.1f |\n", n_threads[p], bw[p]);
+        printf("| %d | %.1f |\n", a.n_threads[p], bw[p]);
         fflush(stdout);
     }
-    bench_kernels_table(pools, n_threads, n_pools, bw);
-    for (int p = 0; p < n_pools; p++)
+    if (a.kernels)
+        bench_kernels_table(pools, a.n_threads, a.n_pools, bw);
+    for (int p = 0; p < a.n_pools; p++)
         sq_threadpool_destroy(&pools[p]);
-    return 0;
+    int failed = 0;
+    for (int m = 0; m < a.n_models; m++)
+        failed |= s_model_tables(&a, a.models[m], bw);
+    return failed ? 1 : 0;
 }
