@@ -11,3 +11,13 @@ if(TARGET sq_bqueue)
   add_test(NAME unit.queue COMMAND test_queue)
   set_tests_properties(unit.queue PROPERTIES LABELS unit)
 endif()
+
+# Database tests (label db): migrations through the real broker binary, the
+# audit-log trigger, and every sql/queries file run as-is through psql.
+if(TARGET shardq-broker AND TARGET sq_db)
+  add_executable(test_db ${CMAKE_CURRENT_LIST_DIR}/db/test_db.c)
+  target_link_libraries(test_db PRIVATE sq_db sq_testlib sq_warnings)
+  add_test(NAME db.schema COMMAND test_db)
+  set_tests_properties(db.schema PROPERTIES LABELS db SKIP_RETURN_CODE 77 TIMEOUT 120
+    ENVIRONMENT "SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
+endif()

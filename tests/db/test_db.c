@@ -1,0 +1,218 @@
+/*  test_db: the schema against a real PostgreSQL.
+ *
+ *  Each run makes a fresh database next to SHARDQ_TEST_DB (keyword-form
+ *  conninfo; the test appends its own dbname), then:
+ *    migrate        shardq-broker --migrate, twice: both exit 0, the second
+ *                   applies nothing, schema_migrations lists every file once;
+ *    audit_trigger  audit_log refuses UPDATE, DELETE and TRUNCATE;
+ *    queries        every file in sql/queries runs as-is through psql with
+ *                   its documented variables against seeded rows, and
+ *                   returns what the seed implies (duplicate_results is
+ *                   empty, then flags a planted inconsistency).
+ *  Env: SHARDQ_TEST_DB, SHARDQ_BROKER_BIN, SHARDQ_SQL_DIR.
+ */
+#define _GNU_SOURCE
+#include "sq_db.h"
+#include "sq_error.h"
+#include "sq_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char s_base[1024], s_conninfo[1200], s_dbname[64];
+static sq_db_t *s_db;
+
+/* Run a shell command, capture stdout (up to cap bytes). Exit status. */
+static int s_run(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t n = 0, got;
+    char sink[4096];
+    while ((got = fread(out ? out + n : sink, 1, out ? cap - 1 - n : sizeof sink, p)) > 0)
+        if (out)
+            n += got;
+    if (out)
+        out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int s_exec(const char *sql) { return sq_db_exec(s_db, sql, 0, NULL, NULL); }
+
+static long s_count(const char *sql)
+{
+    PGresult *res = NULL;
+    if (sq_db_exec(s_db, sql, 0, NULL, &res) != 0)
+        return -1;
+    long v = atol(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+static int s_setup(void)
+{
+    const char *base = sq_test_env_or_skip("SHARDQ_TEST_DB");
+    snprintf(s_base, sizeof s_base, "%s", base);
+    snprintf(s_dbname, sizeof s_dbname, "sq_dbtest_%d", (int)getpid());
+    snprintf(s_conninfo, sizeof s_conninfo, "%s dbname=%s", s_base, s_dbname);
+    sq_db_t *admin = NULL;
+    char admin_ci[1200], sql[128];
+    snprintf(admin_ci, sizeof admin_ci, "%s dbname=postgres", s_base);
+    if (sq_db_connect(admin_ci, 10000, &admin) != 0)
+        return -1;
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", s_dbname);
+    int rc = sq_db_exec(admin, sql, 0, NULL, NULL);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", s_dbname);
+    if (rc == 0)
+        rc = sq_db_exec(admin, sql, 0, NULL, NULL);
+    sq_db_destroy(&admin);
+    return rc;
+}
+
+static void s_teardown(void)
+{
+    sq_db_destroy(&s_db);
+    sq_db_t *admin = NULL;
+    char admin_ci[1200], sql[128];
+    snprintf(admin_ci, sizeof admin_ci, "%s dbname=postgres", s_base);
+    if (sq_db_connect(admin_ci, 10000, &admin) == 0) {
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", s_dbname);
+        sq_db_exec(admin, sql, 0, NULL, NULL);
+    }
+    sq_db_destroy(&admin);
+}
+
+static void migrate(void)
+{
+    const char *bin = getenv("SHARDQ_BROKER_BIN");
+    SQ_REQUIRE(bin != NULL);
+    char cmd[2048], out[4096];
+    snprintf(cmd, sizeof cmd, "'%s' --migrate --db '%s' 2>&1", bin, s_conninfo);
+    SQ_CHECK(s_run(cmd, out, sizeof out) == 0);
+    SQ_CHECK(strstr(out, "applied=0") == NULL);
+    SQ_CHECK(s_run(cmd, out, sizeof out) == 0);
+    SQ_CHECK(strstr(out, "applied=0") != NULL); /* second run is a no-op */
+    SQ_REQUIRE(sq_db_connect(s_conninfo, 10000, &s_db) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM schema_migrations WHERE name = '0001_queue.sql'") == 1);
+    SQ_CHECK(s_count("SELECT count(*) - count(DISTINCT name) FROM schema_migrations") == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM pg_tables WHERE tablename IN ('jobs', 'tasks',"
+                     " 'task_queue', 'task_attempts', 'task_results', 'audit_log', 'workers')")
+             == 7);
+    /* a bad --db fails clearly with the documented exit code */
+    snprintf(cmd, sizeof cmd, "'%s' --migrate --db 'host=/nonexistent dbname=x' 2>&1", bin);
+    SQ_CHECK(s_run(cmd, out, sizeof out) == 3);
+    SQ_CHECK(strstr(out, "migration failed") != NULL);
+}
+
+static void audit_trigger(void)
+{
+    SQ_REQUIRE(s_db != NULL);
+    SQ_REQUIRE(s_exec("INSERT INTO audit_log (actor, action, subject) VALUES"
+                      " ('test', 'probe', 'job:0')") == 0);
+    SQ_CHECK(s_exec("UPDATE audit_log SET action = 'forged'") == SQ_EDB);
+    SQ_CHECK(strstr(sq_error_detail(), "append-only") != NULL);
+    SQ_CHECK(s_exec("DELETE FROM audit_log") == SQ_EDB);
+    SQ_CHECK(s_exec("TRUNCATE audit_log") == SQ_EDB);
+    SQ_CHECK(s_count("SELECT count(*) FROM audit_log WHERE action = 'probe'") == 1);
+}
+
+/* Two jobs: acme (3 tasks: ok, ok after a retry, dead after two failures)
+ * and beta (2 tasks, cancelled). */
+static const char s_seed[] =
+    "INSERT INTO jobs (id, tenant, model, n_tasks) VALUES (101, 'acme', 'm', 3),"
+    " (102, 'beta', 'm', 2);"
+    "INSERT INTO tasks (job_id, idx, custom_id, prompt, max_tokens, temperature, top_p)"
+    " SELECT j, i, 'c-' || i, 'p', 8, 0, 1 FROM (VALUES (101, 1), (101, 2), (101, 3),"
+    " (102, 1), (102, 2)) v(j, i);"
+    "INSERT INTO task_attempts (job_id, idx, attempt, lease_id, token, group_id, started_at,"
+    " ended_at, outcome, error) VALUES"
+    " (101, 1, 1, 1, 11, 'g1', now() - interval '5 s', now() - interval '4 s', 'succeeded', NULL),"
+    " (101, 2, 1, 2, 12, 'g1', now() - interval '5 s', now() - interval '4 s', 'failed', 'boom'),"
+    " (101, 2, 2, 3, 13, 'g2', now() - interval '3 s', now() - interval '2 s', 'succeeded', NULL),"
+    " (101, 3, 1, 4, 14, 'g1', now() - interval '5 s', now() - interval '4 s', 'failed', 'oom'),"
+    " (101, 3, 2, 5, 15, 'g2', now() - interval '3 s', now() - interval '2 s', 'failed', 'oom');"
+    "INSERT INTO task_results (job_id, idx, state, text, error, attempts) VALUES"
+    " (101, 1, 'succeeded', 'a', NULL, 1), (101, 2, 'succeeded', 'b', NULL, 2),"
+    " (101, 3, 'dead', NULL, 'oom', 2), (102, 1, 'cancelled', NULL, 'cancelled', 0),"
+    " (102, 2, 'cancelled', NULL, 'cancelled', 0);"
+    "INSERT INTO audit_log (at, actor, action, job_id, idx, subject, details) VALUES"
+    " (now() - interval '6 s', 'client:acme', 'submitted', 101, NULL, 'job:101', '{}'),"
+    " (now() - interval '4 s', 'broker', 'retry', 101, 2, 'task:101/2',"
+    "  '{\"attempt\": 1, \"error\": \"boom\"}'),"
+    " (now() - interval '4 s', 'broker', 'retry', 101, 3, 'task:101/3',"
+    "  '{\"attempt\": 1, \"error\": \"oom\"}'),"
+    " (now() - interval '2 s', 'broker', 'dead', 101, 3, 'task:101/3',"
+    "  '{\"attempt\": 2, \"error\": \"oom\"}'),"
+    " (now() - interval '1 s', 'client:beta', 'cancelled', 102, NULL, 'job:102', '{}');";
+
+/* psql -f sql/queries/<name> with the documented variables. */
+static int s_query(const char *name, char *out, size_t cap)
+{
+    const char *dir = getenv("SHARDQ_SQL_DIR");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "psql -X -q -A -t -F '|' -v ON_ERROR_STOP=1 -v job_id=101"
+             " -v from=\"'2000-01-01'\" -v to=\"'2100-01-01'\" -d '%s' -f '%s/queries/%s' 2>&1",
+             s_conninfo, dir ? dir : "sql", name);
+    return s_run(cmd, out, cap);
+}
+
+static int s_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void queries(void)
+{
+    SQ_REQUIRE(s_db != NULL);
+    SQ_REQUIRE(sq_db_exec_script(s_db, s_seed) == 0);
+    static char out[16384];
+    SQ_CHECK(s_query("job_history.sql", out, sizeof out) == 0);
+    SQ_CHECK(strncmp(strchr(out, '|') ? strchr(out, '|') + 1 : "", "audit|submitted", 15) == 0);
+    SQ_CHECK(strstr(out, "attempt_failed") && strstr(out, "|retry|") && strstr(out, "|dead|"));
+    SQ_CHECK(strstr(out, "job:102") == NULL && strstr(out, "client:beta") == NULL);
+    SQ_CHECK(s_lines(out) == 4 + 10 + 3); /* audit + attempts (start, end) + results */
+    SQ_CHECK(s_query("retries_dead.sql", out, sizeof out) == 0);
+    SQ_CHECK(s_lines(out) == 3);
+    SQ_CHECK(strstr(out, "|retry|101|2|c-2|acme|1|boom") != NULL);
+    SQ_CHECK(strstr(out, "|dead|101|3|c-3|acme|2|oom") != NULL);
+    SQ_CHECK(s_query("tenant_daily.sql", out, sizeof out) == 0);
+    SQ_CHECK(s_lines(out) == 2);
+    SQ_CHECK(strstr(out, "acme|") && strstr(out, "|3|2|1|0\n"));
+    SQ_CHECK(strstr(out, "beta|") && strstr(out, "|2|0|0|2\n"));
+    SQ_CHECK(s_query("duplicate_results.sql", out, sizeof out) == 0);
+    SQ_CHECK(out[0] == '\0');
+    /* plant a success on a task whose recorded outcome is dead */
+    SQ_REQUIRE(s_exec("INSERT INTO task_attempts (job_id, idx, attempt, lease_id, token,"
+                      " group_id, started_at, ended_at, outcome) VALUES"
+                      " (101, 3, 3, 6, 16, 'g3', now(), now(), 'succeeded')") == 0);
+    SQ_CHECK(s_query("duplicate_results.sql", out, sizeof out) == 0);
+    SQ_CHECK(strstr(out, "101|3|success without a succeeded result") != NULL);
+    /* the unique index refuses a second success for one task */
+    SQ_CHECK(s_exec("INSERT INTO task_attempts (job_id, idx, attempt, lease_id, token,"
+                    " group_id, started_at, ended_at, outcome) VALUES"
+                    " (101, 1, 2, 7, 17, 'g3', now(), now(), 'succeeded')") == SQ_EDB);
+    SQ_CHECK(s_exec("INSERT INTO task_results (job_id, idx, state, attempts)"
+                    " VALUES (101, 1, 'succeeded', 9)") == SQ_EDB);
+}
+
+int main(void)
+{
+    if (s_setup() != 0) {
+        fprintf(stderr, "cannot create the test database: %s\n", sq_error_detail());
+        return 1;
+    }
+    SQ_RUN(migrate);
+    SQ_RUN(audit_trigger);
+    SQ_RUN(queries);
+    s_teardown();
+    return sq_test_summary("db");
+}
