@@ -26,3 +26,13 @@ add_executable(test_sched_db db/test_sched_db.c)
 target_link_libraries(test_sched_db PRIVATE sq_sched_db sq_testlib sq_warnings)
 add_test(NAME db.sched.scaling_events COMMAND test_sched_db ${PROJECT_SOURCE_DIR}/sql)
 set_tests_properties(db.sched.scaling_events PROPERTIES LABELS db SKIP_RETURN_CODE 77)
+
+# The control loop as a process: fixture broker (real ZeroMQ, sq_wire),
+# real PostgreSQL, process groups from sched_fake_mpirun.sh.
+add_executable(test_sched_loop db/test_sched_loop.c)
+target_link_libraries(test_sched_loop PRIVATE sq_db sq_wire sq_testlib PkgConfig::CZMQ
+                      Threads::Threads sq_warnings)
+add_test(NAME db.sched.loop
+         COMMAND test_sched_loop $<TARGET_FILE:shardq-scheduler>
+                 ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_fake_mpirun.sh ${PROJECT_SOURCE_DIR}/sql)
+set_tests_properties(db.sched.loop PROPERTIES LABELS db SKIP_RETURN_CODE 77 TIMEOUT 180)
