@@ -84,11 +84,18 @@ s_conninfo_with_db(const char *base, const char *dbname)
     return strdup(buf);
 }
 
+/* "database does not exist, skipping" and the like are not news. */
+static void
+s_quiet(void *arg, const char *message)
+{
+}
+
 /* Run a statement on a fresh connection to the admin database. */
 static int
 s_admin_exec(const sq_harness_t *self, const char *sql)
 {
     PGconn *c = PQconnectdb(self->admin_conninfo);
+    PQsetNoticeProcessor(c, s_quiet, NULL);
     int rc = 0;
     if (PQstatus(c) != CONNECTION_OK) {
         rc = SQ_FAIL(SQ_EDBDOWN, "connect %s: %s", self->admin_conninfo, PQerrorMessage(c));
