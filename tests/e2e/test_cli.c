@@ -318,9 +318,11 @@ test_flow(void)
         SQ_CHECK(json_is_null(json_object_get(line, "error")));
         /* the echo worker returns the prompt: every byte survived the trip */
         json_t *p = json_loads((snprintf(want, sizeof want, "\"p%d %s\"", i, s_hostile[i % 4]),
-                                want), 0, NULL);
+                                want), JSON_DECODE_ANY, NULL);
         const char *text = s_choice_text(line);
         SQ_CHECK(p && text && strcmp(text, json_string_value(p)) == 0);
+        if (!p || !text || strcmp(text, json_string_value(p)) != 0)
+            fprintf(stderr, "got \"%s\" want %s\n", text ? text : "(null)", want);
         json_decref(p);
     }
     json_decref(res);
