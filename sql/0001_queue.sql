@@ -11,6 +11,13 @@
 --     history. Its dead tuples are few and autovacuum clears them quickly.
 -- The broker writes all of these in batches (COPY inside one transaction
 -- per batch); nothing here is on a per-task round trip.
+--
+-- No foreign keys on the per-task tables: every row is written by the
+-- broker in the same transaction as (or after the commit of) its parent,
+-- and a foreign key costs a trigger and an index probe per row -- four per
+-- task on the hot path. custom_id uniqueness within a job is checked by the
+-- broker before anything is stored. sql/queries/duplicate_results.sql is
+-- the independent consistency check.
 
 CREATE TABLE jobs (
     id            bigserial PRIMARY KEY,
@@ -30,7 +37,7 @@ CREATE INDEX jobs_created ON jobs (created_at);
 -- One row per task, written once. (job_id, idx) is the task's identity;
 -- idx is the 1-based position in the SUBMIT.
 CREATE TABLE tasks (
-    job_id       bigint  NOT NULL REFERENCES jobs (id),
+    job_id       bigint  NOT NULL,
     idx          integer NOT NULL CHECK (idx > 0),
     custom_id    text    NOT NULL,
     prompt       text    NOT NULL,
@@ -39,16 +46,14 @@ CREATE TABLE tasks (
     top_p        double precision NOT NULL,
     seed         bigint,
     body         text,                        -- OpenAI-Batch body JSON, verbatim
-    PRIMARY KEY (job_id, idx),
-    UNIQUE (job_id, custom_id)
+    PRIMARY KEY (job_id, idx)
 );
 
 -- Hot: tasks that are not terminal yet (queued, leased or waiting to retry).
 CREATE TABLE task_queue (
     job_id  bigint  NOT NULL,
     idx     integer NOT NULL,
-    PRIMARY KEY (job_id, idx),
-    FOREIGN KEY (job_id, idx) REFERENCES tasks (job_id, idx)
+    PRIMARY KEY (job_id, idx)
 );
 
 -- One row per lease that ended (result, failure, worker lost, cancel,
@@ -66,14 +71,12 @@ CREATE TABLE task_attempts (
     outcome      text        NOT NULL CHECK (outcome IN
                    ('succeeded', 'failed', 'failed_permanent', 'worker_lost', 'cancelled')),
     error        text,
-    PRIMARY KEY (job_id, idx, attempt),
-    FOREIGN KEY (job_id, idx) REFERENCES tasks (job_id, idx)
+    PRIMARY KEY (job_id, idx, attempt)
 );
 -- A task has at most one successful attempt recorded (fencing backstop).
 CREATE UNIQUE INDEX task_attempts_one_success ON task_attempts (job_id, idx)
     WHERE outcome = 'succeeded';
 CREATE INDEX task_attempts_ended ON task_attempts (ended_at) WHERE outcome <> 'succeeded';
-CREATE INDEX task_attempts_group ON task_attempts (group_id, ended_at);
 
 -- The terminal outcome of a task: at most one row per task, ever.
 CREATE TABLE task_results (
@@ -87,8 +90,7 @@ CREATE TABLE task_results (
     error              text,
     attempts           integer     NOT NULL,
     finished_at        timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (job_id, idx),
-    FOREIGN KEY (job_id, idx) REFERENCES tasks (job_id, idx)
+    PRIMARY KEY (job_id, idx)
 );
 CREATE INDEX task_results_finished ON task_results (finished_at);
 
