@@ -202,6 +202,7 @@ sq_decide(sq_decider_t *self, const sq_pool_policy_t *p, const sq_pool_metrics_t
     int cur = m->busy + m->idle + m->starting;
     char why[160];
     int rec = s_recommend(p, m, cur, why, sizeof why);
+    int by_min = rec < p->min_groups;
     rec = rec < p->min_groups ? p->min_groups : rec > p->max_groups ? p->max_groups : rec;
     /* The window floor joins the recommendation, so the end of a window
      * (or a shorter measured lead time) is stabilised like any drop. */
@@ -228,6 +229,7 @@ sq_decide(sq_decider_t *self, const sq_pool_policy_t *p, const sq_pool_metrics_t
         desired = cooling ? cur : rec < hi ? rec : hi;
         verdict = cooling ? "hold (up cooldown)"
                   : by_floor ? "up (window floor)"
+                  : by_min ? "up (min_groups)"
                   : desired < rec ? "up (step-limited)" : "up";
     } else if (stab < cur) {
         int64_t last = self->last_up_ms > self->last_down_ms ? self->last_up_ms : self->last_down_ms;

@@ -9,10 +9,11 @@ for a in "$@"; do
   [ "$prev" = "--group-id" ] && id=$a
   prev=$a
 done
-printf '%s\n' "$*" > "$SQ_FAKE_DIR/$id.args.tmp" && mv "$SQ_FAKE_DIR/$id.args.tmp" "$SQ_FAKE_DIR/$id.args"
+# Signal disposition first: once the .args file exists the test may signal us.
 if [ -n "$SQ_FAKE_IGNORE_TERM" ]; then
   trap '' TERM
 else
   trap 'echo drained > "$SQ_FAKE_DIR/$id.term"; exit 0' TERM
 fi
+printf '%s\n' "$*" > "$SQ_FAKE_DIR/$id.args.tmp" && mv "$SQ_FAKE_DIR/$id.args.tmp" "$SQ_FAKE_DIR/$id.args"
 while :; do sleep 0.05; done

@@ -115,7 +115,6 @@ test_lifecycle(void)
     SQ_CHECK(kill(pid4, 0) == 0 && (s_requested(a, p, &draining), draining == 1));
     S_WAIT_FOR(a, (s_requested(a, p, &draining), draining == 0));
     SQ_CHECK(draining == 0 && kill(pid4, 0) != 0 && !s_exists("p-4", "term"));
-    SQ_CHECK(sq_test_now_ms() - t_term >= 400);
 
     /* destroy drains what is left (p-2) gracefully. */
     int pid2 = sq_actuator_local_pid(a, "p-2");
