@@ -47,7 +47,7 @@ else()
   target_include_directories(fuzz_gguf_replay PRIVATE ${SQ_FUZZ_INCLUDES})
   target_compile_definitions(fuzz_gguf_replay PRIVATE _POSIX_C_SOURCE=200809L)
   target_link_libraries(fuzz_gguf_replay PRIVATE sq_core sq_testlib sq_warnings)
-  add_test(NAME fuzz.gguf COMMAND fuzz_gguf_replay -runs=20000 -seed=1 ${SQ_TOOLS_MODELS})
+  add_test(NAME fuzz.gguf COMMAND fuzz_gguf_replay -runs=10000 -seed=1 ${SQ_TOOLS_MODELS})
 endif()
 set_tests_properties(fuzz.gguf PROPERTIES LABELS fuzz TIMEOUT 300)
 
