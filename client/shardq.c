@@ -434,6 +434,8 @@ s_cmd_submit(const s_cmd_t *cmd, int argc, char **argv)
     sq_jsonl_t *file = NULL;
     if ((rc = sq_jsonl_load(pos[0], &lim, &file)))
         return s_fail(rc);
+    /* a copy: the file (which may own the name) is freed once sent */
+    char model_buf[SQ_CLIENT_NAME_BYTES * 2];
     if (!model)
         model = sq_jsonl_model(file) ? sq_jsonl_model(file) : getenv("SHARDQ_MODEL");
     if (!model || !*model) {
@@ -442,6 +444,8 @@ s_cmd_submit(const s_cmd_t *cmd, int argc, char **argv)
         sq_jsonl_destroy(&file);
         return SQ_EXIT_INVALID;
     }
+    snprintf(model_buf, sizeof model_buf, "%s", model);
+    model = model_buf;
     char params[64];
     snprintf(params, sizeof params, "{\"kind\":\"%s\"}", sq_jsonl_kind_name(sq_jsonl_kind(file)));
     sq_client_job_spec_t spec = {.tenant = s_tenant(tenant), .model = model,

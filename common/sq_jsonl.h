@@ -97,7 +97,7 @@ typedef struct {
 #define SQ_JSONL_DEFAULT_MAX_FILE_BYTES ((size_t)256 << 20)
 #define SQ_JSONL_DEFAULT_MAX_TASKS ((size_t)1000000)
 #define SQ_JSONL_MAX_CUSTOM_ID_BYTES 512
-#define SQ_JSONL_MAX_MODEL_BYTES 256
+#define SQ_JSONL_MAX_MODEL_BYTES 128
 
 typedef struct sq_jsonl_t sq_jsonl_t;
 
