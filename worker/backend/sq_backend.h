@@ -57,7 +57,8 @@ typedef struct {
     const char *name;
     void (*destroy)(sq_backend_t *be);
 
-    /* memory: zeroed on alloc; NULL on failure */
+    /* memory: uninitialised (the model writes before it reads: KV-cache
+     * positions are stored before attention reads them); NULL on failure */
     void *(*alloc)(sq_backend_t *be, size_t bytes);
     void (*free)(sq_backend_t *be, void *p);
     int (*upload)(sq_backend_t *be, void *dst, const void *host_src, size_t bytes);

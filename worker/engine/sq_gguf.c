@@ -451,6 +451,8 @@ sq_gguf_t *sq_gguf_open(const char *path)
         goto fail;
     }
     g->map = m;
+    /* start reading the weights in now rather than one fault at a time */
+    posix_madvise(m, g->size, POSIX_MADV_WILLNEED);
     close(fd);
     fd = -1;
     int rc = s_parse(g);

@@ -37,12 +37,10 @@ static void s_destroy(sq_backend_t *be)
 
 static void *s_alloc(sq_backend_t *be, size_t bytes)
 {
-    /* 64-byte aligned for the SIMD kernels */
+    /* 64-byte aligned for the SIMD kernels; not cleared, so a large KV
+     * cache costs pages only as positions are written */
     size_t rounded = (bytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, rounded ? rounded : 64);
-    if (p)
-        memset(p, 0, rounded ? rounded : 64);
-    return p;
+    return aligned_alloc(64, rounded ? rounded : 64);
 }
 
 static void s_free(sq_backend_t *be, void *p)
