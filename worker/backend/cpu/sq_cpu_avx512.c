@@ -83,37 +83,45 @@ s_scale_pair(const sq_block_q8_0_t *b, int two)
                                                _mm256_castps_pd(hi), 1));
 }
 
-/* 16 int32 lanes (8 per block) of |w| * (x * sign(w)). */
-S_INLINE __m512i
-s_q8_pair(__m512i aw, __mmask64 wneg, __m512i qx, int vnni)
-{
-    __m512i sx = _mm512_mask_sub_epi8(qx, wneg, _mm512_setzero_si512(), qx);
-    if (vnni)
-        return _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
-    return _mm512_madd_epi16(_mm512_maddubs_epi16(aw, sx), _mm512_set1_epi16(1));
-}
-
+/* One step over blocks b, b + 1 (only b when !two). Products go to 16
+ * int32 lanes, 8 per block, then one float FMA per pair with dw * dx.
+ * Without VNNI: |w| (unsigned) times x with w's sign, maddubs + madd.
+ * With VNNI: dpbusd needs one unsigned operand, so x is biased to x + 128
+ * (once per token) and each row's lanes start at -128 * sum(w) (once per
+ * row), which leaves one dpbusd per row and token. */
 S_INLINE void
 s_q8_step(__m512 acc[SQ_CPU_NW][SQ_CPU_NX], const void *w, size_t ws, const void *x, size_t xs,
           int NW, int NX, int64_t b, int two, int vnni)
 {
-    __m512i aw[SQ_CPU_NW];
+    const __m512i zero = _mm512_setzero_si512(), bias = _mm512_set1_epi8((char) 0x80);
+    __m512i qw[SQ_CPU_NW], aw[SQ_CPU_NW], base[SQ_CPU_NW];
     __mmask64 wneg[SQ_CPU_NW];
     __m512 dw[SQ_CPU_NW];
     SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
         const sq_block_q8_0_t *wb = (const sq_block_q8_0_t *) S_ROW(w, ws, r) + b;
-        __m512i qw = s_load_pair(wb, two);
-        aw[r] = _mm512_abs_epi8(qw);
-        wneg[r] = _mm512_movepi8_mask(qw);
+        qw[r] = s_load_pair(wb, two);
+        if (vnni) {
+            base[r] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, qw[r]));
+        } else {
+            aw[r] = _mm512_abs_epi8(qw[r]);
+            wneg[r] = _mm512_movepi8_mask(qw[r]);
+        }
         dw[r] = s_scale_pair(wb, two);
     }
     SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
         const sq_block_q8_0_t *xb = (const sq_block_q8_0_t *) S_ROW(x, xs, j) + b;
         __m512i qx = s_load_pair(xb, two);
         __m512 dx = s_scale_pair(xb, two);
+        __m512i xu = _mm512_xor_si512(qx, bias);
         SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
-            __m512 p = _mm512_cvtepi32_ps(s_q8_pair(aw[r], wneg[r], qx, vnni));
-            acc[r][j] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], dx), p, acc[r][j]);
+            __m512i p;
+            if (vnni) {
+                p = _mm512_dpbusd_epi32(base[r], xu, qw[r]);
+            } else {
+                __m512i sx = _mm512_mask_sub_epi8(qx, wneg[r], zero, qx);
+                p = _mm512_madd_epi16(_mm512_maddubs_epi16(aw[r], sx), _mm512_set1_epi16(1));
+            }
+            acc[r][j] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], dx), _mm512_cvtepi32_ps(p), acc[r][j]);
         }
     }
 }
