@@ -8,7 +8,8 @@
 //             shows every job completed
 //   latency   single inserts at a steady rate; dispatch latency is the time
 //             from the insert's acknowledged commit to the handler starting
-//             (0 when the handler starts before the acknowledgement arrives)
+//             (0 when the handler starts before the acknowledgement arrives);
+//             also insert latency (send → ack) and send → handler start
 // Usage: node bench.js --help. Prints a table; --json writes the figures.
 
 const fs = require('node:fs');
@@ -81,12 +82,14 @@ async function phaseLatency(ctx) {
   const child = await startConsumer(ctx, 'lat', true);
   child.go();
   await sleep(500);
+  const sent = new Float64Array(n);
   const acked = new Float64Array(n);
   const pending = [];
   const t0 = nowMs();
   for (let i = 0; i < n; i++) {
     const wait = t0 + (i * 1000) / rate - nowMs();
     if (wait > 0) await sleep(wait);
+    sent[i] = nowMs();
     pending.push(ctx.producer.insertOne('lat', payload(i, ctx.opt.payload)).then(() => { acked[i] = nowMs(); }));
   }
   await Promise.all(pending);
@@ -95,11 +98,17 @@ async function phaseLatency(ctx) {
   // Same rule as shardq-bench-queue: a job that reached its handler before
   // the producer saw the insert's acknowledgement counts as 0 ms.
   const lat = starts.map(([i, t]) => Math.max(0, t - acked[i])).sort((a, b) => a - b);
+  const whole = starts.map(([i, t]) => t - sent[i]).sort((a, b) => a - b);
+  const insert = Array.from(acked, (t, i) => t - sent[i]).sort((a, b) => a - b);
   return {
     dispatch_n: lat.length,
     dispatch_p50_ms: quantile(lat, 0.5),
     dispatch_p99_ms: quantile(lat, 0.99),
     dispatch_max_ms: lat[lat.length - 1],
+    submit_p50_ms: quantile(insert, 0.5),
+    submit_p99_ms: quantile(insert, 0.99),
+    send_to_start_p50_ms: quantile(whole, 0.5),
+    send_to_start_p99_ms: quantile(whole, 0.99),
   };
 }
 
@@ -121,6 +130,8 @@ function printTable(r) {
     ['end-to-end', fmtRate(r.e2e_per_s)],
     [`dispatch p50 @${r.rate}/s`, fmtMs(r.dispatch_p50_ms)],
     [`dispatch p99 @${r.rate}/s`, fmtMs(r.dispatch_p99_ms)],
+    [`insert p50/p99 @${r.rate}/s`, `${fmtMs(r.submit_p50_ms)} / ${fmtMs(r.submit_p99_ms)}`],
+    [`insert→handler p50/p99`, `${fmtMs(r.send_to_start_p50_ms)} / ${fmtMs(r.send_to_start_p99_ms)}`],
   ];
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(24)} ${v}\n`);
 }

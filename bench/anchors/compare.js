@@ -34,9 +34,11 @@ function main(argv) {
     r.queue, rate(r.submit_per_s ?? r.insert_per_s), rate(r.process_per_s), rate(r.e2e_per_s),
     `${ms(r.dispatch_p50_ms)} / ${ms(r.dispatch_p99_ms)}`,
     r.submit_p50_ms == null ? '-' : `${ms(r.submit_p50_ms)} / ${ms(r.submit_p99_ms)}`,
+    `${ms(r.send_to_start_p50_ms)} / ${ms(r.send_to_start_p99_ms)}`,
   ]);
   const head = ['queue', 'batch insert/s', 'process/s (pre-filled)', 'end-to-end/s',
-    `dispatch p50/p99 ms @${all[0].rate}/s`, 'submit p50/p99 ms'];
+    `dispatch p50/p99 ms @${all[0].rate}/s`, 'submit p50/p99 ms',
+    'submit sent → handler p50/p99 ms'];
   const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const r of rows) out.push(`| ${r.join(' | ')} |`);
   process.stdout.write(out.join('\n') + '\n\n');

@@ -24,6 +24,10 @@ function pool(cfg, max) {
   return p;
 }
 
+// Connections for the producer: enough that single inserts at 200/s never
+// queue behind each other's commits (fsync) inside the harness.
+const PRODUCER_POOL = 20;
+
 const quietLogger = new Logger(() => (level, message) => {
   if (level === 'error') process.stderr.write(`graphile-worker: ${message}\n`);
 });
@@ -37,7 +41,7 @@ module.exports = {
   },
 
   async openProducer(cfg) {
-    const pgPool = pool(cfg, 8);
+    const pgPool = pool(cfg, PRODUCER_POOL);
     const utils = await makeWorkerUtils({ pgPool, logger: quietLogger });
     await utils.migrate();
     return {

@@ -9,6 +9,10 @@ const PgBoss = require('pg-boss');
 const N_WORKERS = 4;
 const WORK_OPTIONS = { batchSize: 500, pollingIntervalSeconds: 0.5 };
 
+// Connections for the producer: enough that single inserts at 200/s never
+// queue behind each other's commits (fsync) inside the harness.
+const PRODUCER_POOL = 20;
+
 // Maintenance and cron scheduling only archive, expire and schedule: none
 // of that happens inside a run, and it would add background queries.
 function open(cfg, max) {
@@ -26,7 +30,7 @@ module.exports = {
   },
 
   async openProducer(cfg) {
-    const boss = open(cfg, 8);
+    const boss = open(cfg, PRODUCER_POOL);
     await boss.start();
     const made = new Set();
     const queue = async (tag) => {
