@@ -9,7 +9,8 @@
  *  scaling_events + audit rows, Prometheus metrics, SIGHUP with an invalid
  *  policy (refused, running one kept) and a valid one (new version stored,
  *  scale-down to the new max), stabilised scale-down to min when the
- *  queue empties, SIGTERM drains the groups.
+ *  queue empties, SIGTERM drains the groups; a schedule window at an
+ *  injected clock (--clock) raises the floor from start - lead time.
  *  argv: scheduler binary, fake mpirun, sql dir. Ports 18520-18521. */
 #define _DEFAULT_SOURCE /* usleep */
 #define _POSIX_C_SOURCE 200809L
@@ -201,13 +202,14 @@ s_file_exists(const char *name)
     return stat(path, &st) == 0;
 }
 
+/* clock: NULL for real time, else the --clock start. */
 static pid_t
-s_start_scheduler(void)
+s_start_scheduler(const char *policy, const char *clock)
 {
     char *argv[] = {(char *)s_bin, "--db", s_conninfo, "--broker", "tcp://127.0.0.1:18520",
-                    "--policy", s_policy, "--actuator", "local", "--mpirun", (char *)s_fake,
+                    "--policy", (char *)policy, "--actuator", "local", "--mpirun", (char *)s_fake,
                     "--tick-ms", "200", "--metrics-port", "18521", "--metrics-bind",
-                    "127.0.0.1", "--grace-s", "2", NULL};
+                    "127.0.0.1", "--grace-s", "2", clock ? "--clock" : NULL, (char *)clock, NULL};
     pid_t pid = -1;
     if (posix_spawn(&pid, s_bin, NULL, NULL, argv, environ) != 0)
         return -1;
@@ -222,7 +224,7 @@ test_loop(void)
     const char *events = "SELECT string_agg(from_groups || '>' || to_groups, ',' ORDER BY id)"
                          " FROM scaling_events";
     s_write_policy("4");
-    pid_t pid = s_start_scheduler();
+    pid_t pid = s_start_scheduler(s_policy, NULL);
     SQ_REQUIRE(pid > 0);
     /* min_groups: one group at start. */
     SQ_CHECK(s_wait_sql(events, "0>1", 20000));
@@ -281,6 +283,39 @@ test_loop(void)
         terms += s_file_exists(name);
     }
     SQ_CHECK(terms == 4);
+}
+
+/* A schedule window at an injected clock: the scheduler's clock starts
+ * 10 s before the window's lead time begins (09:30 Shanghai on Monday
+ * 2026-11-30 = 01:30Z, lead 90 s = startup_estimate_s since nothing has
+ * been measured): first min_groups, then the window's floor, named. */
+static void
+test_window_at_injected_clock(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/window.yaml", s_dir);
+    FILE *f = fopen(path, "w");
+    SQ_REQUIRE(f);
+    fputs("pools:\n  - name: w\n    worker: {model: w.gguf}\n    max_groups: 5\n"
+          "    target_queued_per_group: 10\n    startup_estimate_s: 90\n    windows:\n"
+          "      - {name: pre-open, cron: \"30 9 * * 1-5\", timezone: Asia/Shanghai,"
+          " duration: 45m, min_groups: 3, lead_time: auto}\n", f);
+    fclose(f);
+    pid_t pid = s_start_scheduler(path, "2026-11-30T01:28:20Z");
+    SQ_REQUIRE(pid > 0);
+    const char *events = "SELECT string_agg(from_groups || '>' || to_groups, ',' ORDER BY id)"
+                         " FROM scaling_events WHERE pool = 'w'";
+    SQ_CHECK(s_wait_sql(events, "0>1,1>3", 30000));
+    SQ_CHECK(strstr(s_one("SELECT reason FROM scaling_events WHERE pool = 'w' ORDER BY id"
+                          " LIMIT 1"), "pre-open") == NULL);
+    SQ_CHECK(strstr(s_one("SELECT reason FROM scaling_events WHERE pool = 'w' ORDER BY id DESC"
+                          " LIMIT 1"), "up (window floor)") != NULL);
+    SQ_CHECK(strstr(s_one("SELECT reason FROM scaling_events WHERE pool = 'w' ORDER BY id DESC"
+                          " LIMIT 1"), "floor 3 by pre-open") != NULL);
+    kill(pid, SIGTERM);
+    int status = -1;
+    waitpid(pid, &status, 0);
+    SQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 static int
@@ -342,6 +377,7 @@ main(int argc, char **argv)
     SQ_CHECK(router && db_ok);
     if (router && db_ok && pthread_create(&broker, NULL, s_broker, router) == 0) {
         SQ_RUN(test_loop);
+        SQ_RUN(test_window_at_injected_clock);
         atomic_store(&s_broker_stop, 1);
         pthread_join(broker, NULL);
     } else {
