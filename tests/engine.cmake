@@ -17,6 +17,11 @@ add_test(NAME unit.model_quality
          COMMAND test_model_quality ${SQ_ENGINE_MODELS} ${CMAKE_CURRENT_SOURCE_DIR}/data)
 set_tests_properties(unit.model_quality PROPERTIES LABELS unit)
 
+add_executable(test_model_load unit/test_model_load.c)
+target_link_libraries(test_model_load PRIVATE sq_llm sq_testlib sq_warnings m)
+add_test(NAME unit.model_load COMMAND test_model_load)
+set_tests_properties(unit.model_load PROPERTIES LABELS unit)
+
 add_executable(test_sampler unit/test_sampler.c)
 target_link_libraries(test_sampler PRIVATE sq_llm sq_testlib sq_warnings m)
 add_test(NAME unit.sampler COMMAND test_sampler)
