@@ -171,6 +171,21 @@ static void test_random(void)
     SQ_REQUIRE(g);
     SQ_CHECK(sq_gguf_find_tensor(g, "output.weight") == NULL);
     sq_gguf_destroy(&g);
+    /* F32 and Q8_0 of one seed hold the same weights: quantize(F32) == Q8_0 */
+    snprintf(args, sizeof args, "random --shape tiny-gqa --seed 7 --type q8_0 '%s'",
+             s_path("b.gguf"));
+    SQ_REQUIRE(s_run(args) == 0);
+    snprintf(args, sizeof args, "quantize '%s' '%s' q8_0", s_path("a.gguf"), s_path("d.gguf"));
+    SQ_REQUIRE(s_run(args) == 0);
+    sq_gguf_t *qa = sq_gguf_open(s_path("d.gguf")), *qb = sq_gguf_open(s_path("b.gguf"));
+    SQ_REQUIRE(qa && qb && sq_gguf_n_tensors(qa) == sq_gguf_n_tensors(qb));
+    for (int64_t i = 0; i < sq_gguf_n_tensors(qa); i++) {
+        const sq_gguf_tensor_t *ta = sq_gguf_tensor(qa, i), *tb = sq_gguf_tensor(qb, i);
+        SQ_CHECK(ta->dtype == tb->dtype && ta->size_bytes == tb->size_bytes
+                 && memcmp(ta->data, tb->data, ta->size_bytes) == 0);
+    }
+    sq_gguf_destroy(&qa);
+    sq_gguf_destroy(&qb);
     snprintf(args, sizeof args, "info '%s'", s_path("c.gguf"));
     SQ_CHECK(s_run(args) == 0 && strstr(output, "blk.2.ffn_down.weight") != NULL
              && strstr(output, "llama.attention.head_count_kv") != NULL);

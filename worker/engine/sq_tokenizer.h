@@ -82,7 +82,8 @@ int32_t sq_tokenizer_find(const sq_tokenizer_t *self, const char *piece, size_t 
  * add_bos prepends the BOS id (when the vocabulary has one).
  * OUT *ids_p: malloc'd array of *n_ids_p ids, the caller frees it.
  * Special pieces written in the text ("<s>") are ordinary text, never
- * control tokens. Returns 0 or SQ_ENOMEM. */
+ * control tokens. Returns 0, SQ_ENOMEM, or SQ_EINVAL when a byte has no
+ * piece and the vocabulary has neither byte pieces nor <unk>. */
 int sq_tokenizer_encode(const sq_tokenizer_t *self, const char *text, size_t len,
                         bool add_bos, int32_t **ids_p, size_t *n_ids_p);
 
