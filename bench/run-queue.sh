@@ -6,13 +6,16 @@
 # the ratios the issue asks for.
 #
 #   bench/run-queue.sh [--tasks N] [--latency-s S] [--backlog LIST]
-#                      [--only shardq|anchors] [--out DIR]
+#                      [--only shardq|anchors] [--perf] [--out DIR]
 #
 #   --tasks N        jobs/tasks per throughput phase (default 200000)
 #   --latency-s S    length of each latency phase at 200/s (default 10)
 #   --backlog LIST   shardq backlog sweep, e.g. 10000,100000 (add 1000000
 #                    for the full sweep: it takes several minutes)
 #   --only WHICH     run only shardq or only the anchors
+#   --perf           profile the whole machine (perf record -a) while shardq
+#                    runs; CPU share per process and the broker's hottest
+#                    symbols land in DIR/perf-*.txt
 #   --out DIR        keep the JSON, tables and broker log there (default: a
 #                    new /tmp/shardq-bench-queue.* directory)
 # Environment: SHARDQ_PG_DIR (/tmp/pg-bench), SHARDQ_PG_PORT (54404),
@@ -22,8 +25,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-tasks=200000 latency_s=10 backlog="" only=all out=""
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+tasks=200000 latency_s=10 backlog="" only=all out="" perf=0
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --tasks) tasks=${2:?}; shift 2 ;;
@@ -31,6 +34,7 @@ while [[ $# -gt 0 ]]; do
     --backlog) backlog=${2:?}; shift 2 ;;
     --only) only=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
+    --perf) perf=1; shift ;;
     -h|--help) usage ;;
     *) echo "run-queue.sh: unknown argument '$1'" >&2; usage ;;
   esac
@@ -89,9 +93,26 @@ if [[ $only != shardq ]]; then
       --latency-s "$latency_s" --json "$out/$q.json"
   done
 fi
+profiler=()
+if [[ $perf == 1 ]]; then
+  command -v perf >/dev/null || { echo "run-queue.sh: --perf: perf is not installed" >&2; exit 1; }
+  profiler=(perf record -q -F 499 -a -o "$out/perf.data" --)
+fi
 if [[ $only != anchors ]]; then
-  run_part shardq "$bench" --db "$db" --broker "$broker" --broker-log "$out/broker.log" \
+  run_part shardq "${profiler[@]}" "$bench" --db "$db" --broker "$broker" --broker-log "$out/broker.log" \
     --tasks "$tasks" --latency-s "$latency_s" ${backlog:+--backlog "$backlog"} --json "$out/shardq.json"
+fi
+if [[ $perf == 1 && -f $out/perf.data ]]; then
+  perf report -i "$out/perf.data" --no-children --sort comm -q --stdio 2>/dev/null \
+    | awk 'NF && n++ < 15' >"$out/perf-comm.txt"
+  perf report -i "$out/perf.data" --no-children --comm shardq-broker --sort dso,symbol -q --stdio \
+    2>/dev/null | awk 'NF && n++ < 40' >"$out/perf-broker.txt"
+  echo "## CPU by process while shardq ran (perf, whole machine)"
+  cat "$out/perf-comm.txt"
+  echo
+  echo "## shardq-broker hottest symbols (see $out/perf-broker.txt)"
+  head -20 "$out/perf-broker.txt"
+  echo
 fi
 if [[ ${#jsons[@]} -gt 0 ]]; then
   echo "## comparison"
