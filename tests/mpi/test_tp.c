@@ -3,8 +3,9 @@
  *    mpirun -np N test_tp MODEL [STEPS]
  *
  *  Every rank loads its 1/N share of MODEL over MPI; rank 0 also loads the
- *  whole model alone (TP = 1) as the reference. A greedy run from BOS of
- *  STEPS tokens (default 64) goes through both; at every step the TP
+ *  whole model alone (TP = 1) as the reference. An 8-token prompt in one
+ *  batched step, then STEPS greedy decoding steps (default 64),
+ *  goes through both; at every step (every prompt row too) the TP
  *  logits must be within 1e-4 relative (to the largest |logit|) of the
  *  reference and the greedy tokens identical. Rank 0 broadcasts each token
  *  so all ranks make the same forward calls. Also checks the KV heads each
@@ -36,7 +37,7 @@ static int s_load(s_side_t *s, sq_tp_comm_t *comm)
 {
     s->gguf = sq_gguf_open(s_path);
     s->be = s->gguf ? sq_backend_cpu_new(1) : NULL;
-    sq_model_params_t p = {.n_ctx = s_steps + 1};
+    sq_model_params_t p = {.n_ctx = s_steps + 8};
     s->model = s->be ? sq_model_new(s->gguf, s->be, comm, &p) : NULL;
     if (!s->model)
         fprintf(stderr, "   load: %s\n", sq_error_detail());
@@ -48,6 +49,17 @@ static void s_unload(s_side_t *s)
     sq_model_destroy(&s->model);
     sq_backend_destroy(&s->be);
     sq_gguf_destroy(&s->gguf);
+}
+
+/* max |a - b| relative to max |b| over n values */
+static float s_max_rel(const float *a, const float *b, int n)
+{
+    float d = 0.0f, m = 1e-30f;
+    for (int i = 0; i < n; i++) {
+        d = fmaxf(d, fabsf(a[i] - b[i]));
+        m = fmaxf(m, fabsf(b[i]));
+    }
+    return d / m;
 }
 
 static void s_check_heads(const sq_model_t *m, int n_ranks)
@@ -75,30 +87,36 @@ static void test_tp_matches_single(void)
     SQ_REQUIRE(all_ok);
     s_check_heads(tp.model, n_ranks);
     const int n_vocab = sq_model_hparams(tp.model)->n_vocab;
-    float *a = malloc((size_t)n_vocab * sizeof(float)), *b = malloc((size_t)n_vocab * sizeof(float));
-    int32_t tok = 1;    /* BOS in llama vocabularies */
+    enum { S_PROMPT = 8 };
+    float *a = malloc((size_t)S_PROMPT * n_vocab * sizeof(float));
+    float *b = malloc((size_t)S_PROMPT * n_vocab * sizeof(float));
+    /* a prompt of 8 tokens in one batched step (the GEMM path), every row
+     * compared; then greedy decoding one token at a time (the GEMV path) */
+    sq_batch_entry_t prompt[S_PROMPT];
+    for (int i = 0; i < S_PROMPT; i++)
+        prompt[i] = (sq_batch_entry_t){0, i == 0 ? 1 : (int32_t)((i * 37) % n_vocab), i, true};
     float worst = 0.0f;
-    int same_tokens = 1;
-    for (int pos = 0; pos < s_steps; pos++) {
-        sq_batch_entry_t e = {0, tok, pos, true};
-        SQ_REQUIRE(sq_model_forward(tp.model, &e, 1, rank == 0 ? a : NULL) == 0);
+    int same_tokens = 1, n = S_PROMPT;
+    int32_t tok = 0;
+    for (int pos = S_PROMPT; pos < S_PROMPT + s_steps; pos++) {
+        sq_batch_entry_t e = {0, tok, pos - 1, true};
+        const sq_batch_entry_t *batch = pos == S_PROMPT ? prompt : &e;
+        SQ_REQUIRE(sq_model_forward(tp.model, batch, n, rank == 0 ? a : NULL) == 0);
         if (rank == 0) {
-            SQ_REQUIRE(sq_model_forward(ref.model, &e, 1, b) == 0);
-            float d = 0.0f, m = 1e-30f;
-            for (int i = 0; i < n_vocab; i++) {
-                d = fmaxf(d, fabsf(a[i] - b[i]));
-                m = fmaxf(m, fabsf(b[i]));
-            }
-            worst = fmaxf(worst, d / m);
-            SQ_CHECK(d / m <= 1e-4f);
-            tok = sq_sampler_argmax(b, n_vocab);
-            same_tokens &= sq_sampler_argmax(a, n_vocab) == tok;
+            SQ_REQUIRE(sq_model_forward(ref.model, batch, n, b) == 0);
+            float d = s_max_rel(a, b, n * n_vocab);
+            worst = fmaxf(worst, d);
+            SQ_CHECK(d <= 1e-4f);
+            const float *last_a = a + (size_t)(n - 1) * n_vocab, *last_b = b + (size_t)(n - 1) * n_vocab;
+            tok = sq_sampler_argmax(last_b, n_vocab);
+            same_tokens &= sq_sampler_argmax(last_a, n_vocab) == tok;
         }
         SQ_REQUIRE(comm->bcast(comm, &tok, sizeof tok, 0) == 0);
+        n = 1;
     }
     if (rank == 0) {
         SQ_CHECK(same_tokens);
-        printf("TP=%d vs TP=1: %d greedy steps, max relative logit difference %.3g, tokens %s\n",
+        printf("TP=%d vs TP=1: 8-token prompt + %d greedy steps, max relative logit difference %.3g, tokens %s\n",
                n_ranks, s_steps, (double)worst, same_tokens ? "identical" : "DIFFER");
     }
     free(a);
