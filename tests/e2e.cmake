@@ -52,7 +52,8 @@ if(TARGET sq-test-worker AND TARGET shardq-broker)
   sq_e2e_cases(test_e2e_flow e2e/test_e2e_flow.c
                CASES ten_thousand cancel retries_dead fairness)
   sq_e2e_cases(test_e2e_crash e2e/test_e2e_crash.c
-               CASES worker_kill worker_stall broker_kill SERIAL pg_restart)
+               CASES worker_kill worker_term worker_stall stale_result broker_kill broker_term
+               SERIAL pg_restart)
   sq_e2e_cases(test_e2e_input e2e/test_e2e_input.c
                CASES bad_frames hostile_strings)
 endif()

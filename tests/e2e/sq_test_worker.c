@@ -14,7 +14,8 @@
  *  (its old leases are void then), drops leases named by CANCEL-LEASE, and
  *  sends DISCONNECT and exits 0 on SIGTERM/SIGINT. --stall makes it go
  *  silent (no heartbeats, no results) after its first TASKS, to look like a
- *  hung group whose socket stays open.
+ *  hung group whose socket stays open; --ignore-cancel makes it answer
+ *  cancelled leases anyway, so that fencing of stale results can be tested.
  *
  *  Exit codes: 0 after SIGTERM/SIGINT, 2 on bad usage, 1 on a setup error.
  */
@@ -41,6 +42,7 @@ typedef struct {
     uint64_t seed;
     bool reverse;
     bool stall;
+    bool ignore_cancel;
     int heartbeat_ms;
 } s_opts_t;
 
@@ -268,6 +270,11 @@ s_on_cancel_lease(s_worker_t *self, sq_wire_val_t body)
 {
     sq_wire_val_t leases, entry;
     int rc = sq_wire_get_array(body, "leases", true, SQ_WIRE_MAX_BATCH, &leases);
+    if (rc == 0 && self->opt.ignore_cancel) {
+        SQ_WARN("ignoring CANCEL-LEASE on purpose", "group=%s n=%u", self->opt.group,
+                sq_wire_count(leases));
+        return 0;
+    }
     sq_wire_iter_t it;
     sq_wire_iter_init(&it, leases);
     while (rc == 0 && sq_wire_iter_next(&it, &entry)) {
@@ -433,6 +440,7 @@ s_usage(FILE *out)
             "  --seed N               seed of the failure draw (default 1)\n"
             "  --reverse              answer the prompt reversed (default: echoed)\n"
             "  --stall                go silent after the first TASKS\n"
+            "  --ignore-cancel        finish cancelled leases anyway (a fencing test)\n"
             "  --heartbeat-ms N       heartbeat interval (default 1000)\n"
             "  --help, --version\n");
 }
@@ -455,7 +463,8 @@ s_parse_args(int argc, char **argv, s_opts_t *o)
         {"broker", 1, 0, 'b'},     {"group", 1, 0, 'g'},     {"model", 1, 0, 'm'},
         {"batch", 1, 0, 'n'},      {"delay-ms", 1, 0, 'd'},  {"fail-rate", 1, 0, 'f'},
         {"fail-permanent-rate", 1, 0, 'p'}, {"seed", 1, 0, 's'}, {"reverse", 0, 0, 'r'},
-        {"stall", 0, 0, 'S'},      {"heartbeat-ms", 1, 0, 'H'}, {"help", 0, 0, 'h'},
+        {"stall", 0, 0, 'S'},      {"ignore-cancel", 0, 0, 'I'}, {"heartbeat-ms", 1, 0, 'H'},
+        {"help", 0, 0, 'h'},
         {"version", 0, 0, 'V'},    {0, 0, 0, 0}};
     int c, rc = 0;
     double v;
@@ -471,6 +480,7 @@ s_parse_args(int argc, char **argv, s_opts_t *o)
         case 's': rc = s_parse_double(optarg, 0, 1e18, &v); o->seed = (uint64_t)v; break;
         case 'r': o->reverse = true; break;
         case 'S': o->stall = true; break;
+        case 'I': o->ignore_cancel = true; break;
         case 'H': rc = s_parse_double(optarg, 10, 60000, &v); o->heartbeat_ms = (int)v; break;
         case 'h': s_usage(stdout); exit(0);
         case 'V': printf("sq-test-worker %s\n", SQ_VERSION); exit(0);

@@ -3,11 +3,15 @@
  *
  *    worker_kill   kill -9 of a worker holding a lease: re-dispatched
  *                  within 3 s, one recorded result
+ *    worker_term   SIGTERM of such a worker: it says DISCONNECT, the same
  *    worker_stall  a worker that stops heartbeating with its socket open:
  *                  the same, through the heartbeat deadline
+ *    stale_result  a lease timed out (the task dead); the late RESULT of
+ *                  the worker is fenced off: audited, never stored
  *    broker_kill   kill -9 of the broker during a storm of pipelined
  *                  SUBMITs: after a restart every ACKNOWLEDGED job
  *                  completes, no task twice, no job half stored
+ *    broker_term   the same with SIGTERM: exit 0 after in-flight commits
  *    pg_restart    PostgreSQL killed mid-run: SUBMIT gets a retryable
  *                  error meanwhile, the broker recovers by itself, no
  *                  acknowledged task lost or doubled (needs SHARDQ_PG_CTL)
@@ -55,11 +59,11 @@ s_redispatch_ms(const char *t0)
     return ms;
 }
 
-/* One task leased by a worker that will never finish it; `lose` makes the
- * worker go away (kill -9, or nothing for a stalling worker); a second
- * worker must get the task within the re-dispatch bound. */
+/* One task leased by a worker that will never finish it; `sig` (0: none,
+ * the worker stalls by itself) makes the worker go away; a second worker
+ * must get the task within the re-dispatch bound. */
 static void
-s_lost_lease(const char *name, const char *const slow_flags[], bool kill_it)
+s_lost_lease(const char *name, const char *const slow_flags[], int sig)
 {
     SQ_REQUIRE(s_up(name));
     sq_proc_t *slow = sq_harness_worker_start(h, "slow", slow_flags);
@@ -76,8 +80,10 @@ s_lost_lease(const char *name, const char *const slow_flags[], bool kill_it)
     char t0[64];
     snprintf(t0, sizeof t0, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
-    if (kill_it)
-        SQ_CHECK(sq_proc_signal(slow, SIGKILL) == 0);
+    if (sig)
+        SQ_CHECK(sq_proc_signal(slow, sig) == 0);
+    if (sig == SIGTERM)    /* it says DISCONNECT and leaves cleanly */
+        SQ_CHECK(sq_proc_wait(slow, 5000) == 0 && sq_proc_exit_code(slow) == 0);
 
     SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from task_results where state = "
                                     "'succeeded'", 1, 20000) == 0);
@@ -100,14 +106,49 @@ static void
 worker_kill(void)
 {
     const char *flags[] = {"--batch", "1", "--delay-ms", "600000", NULL};
-    s_lost_lease("worker_kill", flags, true);
+    s_lost_lease("worker_kill", flags, SIGKILL);
+}
+
+static void
+worker_term(void)
+{
+    const char *flags[] = {"--batch", "1", "--delay-ms", "600000", NULL};
+    s_lost_lease("worker_term", flags, SIGTERM);
 }
 
 static void
 worker_stall(void)
 {
     const char *flags[] = {"--batch", "1", "--stall", NULL};
-    s_lost_lease("worker_stall", flags, false);
+    s_lost_lease("worker_stall", flags, 0);
+}
+
+/* Fencing: a lease taken back from a live worker (--lease-timeout-ms)
+ * ends the only attempt (max_attempts 1: the task is dead). The worker
+ * ignores CANCEL-LEASE and answers anyway: its RESULT carries a stale
+ * token, so it is rejected and audited and the dead task stays dead. */
+static void
+stale_result(void)
+{
+    const char *broker[] = {"--lease-timeout-ms", "1000", NULL};
+    SQ_REQUIRE(sq_e2e_up("stale_result", broker, &h, &client));
+    const char *late[] = {"--batch", "1", "--delay-ms", "3000", "--ignore-cancel", NULL};
+    sq_proc_t *slow = sq_harness_worker_start(h, "late", late);
+    SQ_REQUIRE(slow);
+    uint64_t job = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 1, "f", 1, &job, NULL) == 0);
+
+    SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from task_results where state = 'dead' "
+                                    "and error like '%lease timed out%'", 1, 20000) == 0);
+    SQ_CHECK(sq_harness_wait_at_least(h, "select count(*) from audit_log where action = "
+                                         "'result_rejected_stale'", 1, 20000, NULL) == 0);
+    SQ_CHECK(sq_proc_log_count(slow, "ignoring CANCEL-LEASE") >= 1);
+    int64_t n = -1;
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_results where state = 'dead' "
+                                   "and text is null", &n) == 0 && n == 1);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_attempts where outcome = "
+                                   "'succeeded'", &n) == 0 && n == 0);
+    sq_e2e_check_no_duplicates(h);
 }
 
 /* Acknowledged job ids, kept by the test (never read back from the DB). */
@@ -155,10 +196,13 @@ s_storm(int n, int tasks)
     }
 }
 
+/* A storm of SUBMITs, the broker stopped by `sig` in the middle of it,
+ * restarted on the same database and ports: every acknowledged job
+ * completes, nothing is half stored or recorded twice. */
 static void
-broker_kill(void)
+s_broker_stop_in_storm(const char *name, int sig)
 {
-    SQ_REQUIRE(s_up("broker_kill"));
+    SQ_REQUIRE(s_up(name));
     const char *flags[] = {"--batch", "32", NULL};
     SQ_REQUIRE(sq_harness_worker_start(h, "w1", flags));
     SQ_REQUIRE(sq_harness_worker_start(h, "w2", flags));
@@ -178,10 +222,18 @@ broker_kill(void)
     SQ_REQUIRE(s_n_acked >= 30);
     s_storm(50, 20);
     n_sent += 50;
-    SQ_CHECK(sq_proc_signal(sq_harness_broker(h), SIGKILL) == 0);
-    SQ_CHECK(sq_proc_wait(sq_harness_broker(h), 5000) == 0);
-    s_collect_acks(S_MAX_JOBS, 200);    /* acks that were already on the wire */
-    fprintf(stderr, "broker killed with %d of %d submits acknowledged\n", s_n_acked, n_sent);
+    SQ_CHECK(sq_proc_signal(sq_harness_broker(h), sig) == 0);
+    if (sig == SIGTERM) {
+        /* A clean stop finishes its in-flight commits (and acks them). */
+        s_collect_acks(S_MAX_JOBS, 2000);
+        SQ_CHECK(sq_proc_wait(sq_harness_broker(h), 30000) == 0);
+        SQ_CHECK(sq_proc_exit_code(sq_harness_broker(h)) == 0);
+    } else {
+        SQ_CHECK(sq_proc_wait(sq_harness_broker(h), 5000) == 0);
+        s_collect_acks(S_MAX_JOBS, 200);    /* acks that were already on the wire */
+    }
+    fprintf(stderr, "broker stopped (signal %d) with %d of %d submits acknowledged\n", sig,
+            s_n_acked, n_sent);
 
     /* Same database, same ports: workers find it again by themselves. */
     SQ_REQUIRE(sq_harness_broker_start(h, s_broker_flags));
@@ -210,6 +262,18 @@ broker_kill(void)
                                    "using (job_id, idx) where r.state <> 'succeeded' "
                                    "or r.text <> t.prompt", &n) == 0 && n == 0);
     sq_e2e_check_no_duplicates(h);
+}
+
+static void
+broker_kill(void)
+{
+    s_broker_stop_in_storm("broker_kill", SIGKILL);
+}
+
+static void
+broker_term(void)
+{
+    s_broker_stop_in_storm("broker_term", SIGTERM);
 }
 
 /* Submit once; 0, or the wire error code (5 = UNAVAILABLE), or -1 when
@@ -269,6 +333,9 @@ main(int argc, char **argv)
 {
     static const sq_e2e_case_t cases[] = {
         {"worker_kill", worker_kill},
+        {"worker_term", worker_term},
+        {"stale_result", stale_result},
+        {"broker_term", broker_term},
         {"worker_stall", worker_stall},
         {"broker_kill", broker_kill},
         {"pg_restart", pg_restart},
