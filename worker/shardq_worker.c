@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sq_group.h"
 #include "sq_log.h"
 #include "sq_oneshot.h"
 #include "sq_version.h"
@@ -22,6 +23,7 @@
 static void s_usage(FILE *fp)
 {
     fputs("usage: shardq-worker --model PATH --prompt TEXT [options]\n"
+          "       shardq-worker --broker ENDPOINT --model PATH [options]  (see --broker --help)\n"
           "  under mpirun -np N the model is split N ways (tensor parallel); rank 0 prints\n"
           "options:\n"
           "  --model PATH        GGUF v3 llama model (F32, F16, Q8_0)\n"
@@ -143,6 +145,9 @@ static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **sto
 
 int main(int argc, char **argv)
 {
+    /* --broker: serve the queue as one rank of a worker group */
+    if (sq_group_wanted(argc, argv))
+        return sq_group_main(argc, argv);
     const char *stops[S_MAX_STOP];
     sq_oneshot_opts_t o = {.device = "cpu", .n_threads = 1,
                            .gen = {.max_tokens = 128, .sampler = {.top_p = 1.0f}, .stop = stops}};

@@ -1,0 +1,277 @@
+/*  sq_batcher: plan, broadcast, forward, sample.
+ *  A plan is a header {n entries, command} then n sq_batch_entry_t; all
+ *  ranks pass the same entries to sq_model_forward, which does the
+ *  all-reduces, so the plan broadcast is the only extra traffic per step.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "sq_batcher.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sq_error.h"
+
+enum { S_CMD_FORWARD = 0, S_CMD_STOP = 1 };
+
+typedef struct {
+    int32_t n;
+    int32_t cmd;
+} s_plan_hdr_t;
+
+typedef struct {
+    sq_seq_t *seq;              /* NULL: free slot */
+    void *user;
+    sq_seq_times_t times;
+} s_slot_t;
+
+struct sq_batcher {
+    sq_model_t *model;
+    MPI_Comm comm;
+    int rank;
+    int max_batch;
+    int prefill_budget;
+    int n_active;
+    int next_prefill;           /* round-robin start among prefilling slots */
+    s_slot_t *slots;            /* max_batch */
+    sq_batch_entry_t *plan;     /* capacity: max_batch + prefill_budget */
+    int *plan_slot;             /* slot of each want_logits row */
+    float *logits;              /* (max_batch, n_vocab), rank 0 */
+    int n_vocab;
+};
+
+static int64_t s_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int s_mpi(int rc, const char *what)
+{
+    if (rc == MPI_SUCCESS)
+        return 0;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return SQ_FAIL(SQ_EMPI, "%s: %s", what, msg);
+}
+
+sq_batcher_t *sq_batcher_new(sq_model_t *model, MPI_Comm comm, int max_batch,
+                             int prefill_budget)
+{
+    if (max_batch < 1 || max_batch > sq_model_n_slots(model) || prefill_budget < 1) {
+        SQ_FAIL(SQ_EINVAL, "max batch %d must be in [1, %d] and prefill budget %d >= 1",
+                max_batch, sq_model_n_slots(model), prefill_budget);
+        return NULL;
+    }
+    sq_batcher_t *self = calloc(1, sizeof *self);
+    if (!self)
+        goto nomem;
+    self->model = model;
+    self->max_batch = max_batch;
+    self->prefill_budget = prefill_budget;
+    self->n_vocab = sq_model_hparams(model)->n_vocab;
+    self->comm = MPI_COMM_NULL;
+    if (s_mpi(MPI_Comm_dup(comm, &self->comm), "MPI_Comm_dup") ||
+        s_mpi(MPI_Comm_rank(self->comm, &self->rank), "MPI_Comm_rank")) {
+        sq_batcher_destroy(&self);
+        return NULL;
+    }
+    self->slots = calloc((size_t)max_batch, sizeof *self->slots);
+    self->plan = calloc((size_t)(max_batch + prefill_budget), sizeof *self->plan);
+    self->plan_slot = calloc((size_t)max_batch, sizeof *self->plan_slot);
+    if (!self->slots || !self->plan || !self->plan_slot)
+        goto nomem;
+    if (self->rank == 0 &&
+        !(self->logits = malloc((size_t)max_batch * (size_t)self->n_vocab * sizeof(float))))
+        goto nomem;
+    return self;
+nomem:
+    SQ_FAIL(SQ_ENOMEM, "batcher for %d sequences", max_batch);
+    sq_batcher_destroy(&self);
+    return NULL;
+}
+
+void sq_batcher_destroy(sq_batcher_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sq_batcher_t *self = *self_p;
+    for (int i = 0; self->slots && i < self->max_batch; i++)
+        sq_seq_destroy(&self->slots[i].seq);
+    if (self->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&self->comm);
+    free(self->slots);
+    free(self->plan);
+    free(self->plan_slot);
+    free(self->logits);
+    free(self);
+    *self_p = NULL;
+}
+
+int sq_batcher_capacity(const sq_batcher_t *self) { return self->max_batch; }
+int sq_batcher_n_active(const sq_batcher_t *self) { return self->n_active; }
+
+int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user)
+{
+    for (int i = 0; i < self->max_batch; i++)
+        if (!self->slots[i].seq) {
+            self->slots[i] = (s_slot_t){seq, user, {s_now_ns(), 0, 0}};
+            self->n_active++;
+            return i;
+        }
+    return SQ_EAGAIN;
+}
+
+int sq_batcher_remove(sq_batcher_t *self, void *user)
+{
+    for (int i = 0; i < self->max_batch; i++)
+        if (self->slots[i].seq && self->slots[i].user == user) {
+            sq_seq_destroy(&self->slots[i].seq);
+            self->slots[i].user = NULL;
+            self->n_active--;
+            return 0;
+        }
+    return SQ_ENOTFOUND;
+}
+
+/* Decoding sequences first (one token each), then prompt chunks from the
+ * round-robin start until the prefill budget is spent. Returns n entries
+ * and the number of logits rows in *n_rows. */
+static int s_plan(sq_batcher_t *self, int *n_rows)
+{
+    int n = 0, rows = 0;
+    for (int i = 0; i < self->max_batch; i++) {
+        sq_seq_t *s = self->slots[i].seq;
+        if (s && sq_seq_decoding(s)) {
+            self->plan[n++] = (sq_batch_entry_t){i, sq_seq_next_token(s), sq_seq_next_pos(s), true};
+            self->plan_slot[rows++] = i;
+        }
+    }
+    int budget = self->prefill_budget;
+    const int start = self->next_prefill;
+    for (int k = 0; k < self->max_batch && budget > 0; k++) {
+        int i = (start + k) % self->max_batch;
+        sq_seq_t *s = self->slots[i].seq;
+        if (!s || sq_seq_decoding(s))
+            continue;
+        size_t done = sq_seq_n_prefilled(s), total = sq_seq_n_prompt(s);
+        size_t take = total - done < (size_t)budget ? total - done : (size_t)budget;
+        const int32_t *ids = sq_seq_prompt_ids(s);
+        for (size_t j = 0; j < take; j++) {
+            bool last = done + j + 1 == total;
+            self->plan[n++] = (sq_batch_entry_t){i, ids[done + j], (int32_t)(done + j), last};
+            if (last)
+                self->plan_slot[rows++] = i;
+        }
+        budget -= (int)take;
+        self->next_prefill = (i + 1) % self->max_batch;
+    }
+    *n_rows = rows;
+    return n;
+}
+
+/* Rank 0. The header goes out as a non-blocking broadcast because the
+ * followers receive it with one (MPI does not match blocking with
+ * non-blocking collectives). */
+static int s_bcast_plan(sq_batcher_t *self, s_plan_hdr_t *hdr)
+{
+    MPI_Request req;
+    int rc = s_mpi(MPI_Ibcast(hdr, sizeof *hdr, MPI_BYTE, 0, self->comm, &req), "plan header");
+    if (rc == 0)
+        rc = s_mpi(MPI_Wait(&req, MPI_STATUS_IGNORE), "plan header");
+    if (rc == 0 && hdr->n > 0)
+        rc = s_mpi(MPI_Bcast(self->plan, hdr->n * (int)sizeof(sq_batch_entry_t), MPI_BYTE, 0,
+                             self->comm), "plan");
+    return rc;
+}
+
+int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
+{
+    if (self->n_active == 0)
+        return 0;
+    int n_rows = 0;
+    s_plan_hdr_t hdr = {s_plan(self, &n_rows), S_CMD_FORWARD};
+    int rc = s_bcast_plan(self, &hdr);
+    if (rc == 0)
+        rc = sq_model_forward(self->model, self->plan, hdr.n, self->logits);
+    if (rc)
+        return rc;
+    int64_t now = s_now_ns();
+    /* prompt progress: a chunk moves n_prefilled forward */
+    for (int e = 0; e < hdr.n; e++) {
+        s_slot_t *sl = &self->slots[self->plan[e].slot];
+        if (!sq_seq_decoding(sl->seq)) {
+            sq_seq_mark_prefilled(sl->seq, 1);
+            if (sq_seq_decoding(sl->seq))
+                sl->times.prefilled_ns = now;
+        }
+    }
+    for (int r = 0; r < n_rows; r++) {
+        s_slot_t *sl = &self->slots[self->plan_slot[r]];
+        if ((rc = sq_seq_accept(sl->seq, self->logits + (size_t)r * (size_t)self->n_vocab)))
+            return rc;
+        if (sq_seq_done(sl->seq)) {
+            sl->times.finished_ns = now;
+            sq_seq_t *seq = sl->seq;
+            void *user = sl->user;
+            sq_seq_times_t times = sl->times;
+            *sl = (s_slot_t){0};
+            self->n_active--;
+            done(arg, seq, user, &times);
+        }
+    }
+    return 0;
+}
+
+int sq_batcher_stop_followers(sq_batcher_t *self)
+{
+    s_plan_hdr_t hdr = {0, S_CMD_STOP};
+    return s_bcast_plan(self, &hdr);
+}
+
+/* Wait for the next plan header without pinning a core: spin briefly
+ * (steps come back to back while busy), then sleep with backoff. */
+static int s_wait_header(sq_batcher_t *self, s_plan_hdr_t *hdr)
+{
+    MPI_Request req;
+    int rc = s_mpi(MPI_Ibcast(hdr, sizeof *hdr, MPI_BYTE, 0, self->comm, &req), "plan header");
+    if (rc)
+        return rc;
+    int64_t spin_until = s_now_ns() + 2000000;
+    long sleep_ns = 50000;
+    for (;;) {
+        int flag = 0;
+        if ((rc = s_mpi(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), "plan header")))
+            return rc;
+        if (flag)
+            return 0;
+        if (s_now_ns() > spin_until) {
+            struct timespec ts = {0, sleep_ns};
+            nanosleep(&ts, NULL);
+            if (sleep_ns < 2000000)
+                sleep_ns *= 2;
+        }
+    }
+}
+
+int sq_batcher_follow(sq_batcher_t *self)
+{
+    for (;;) {
+        s_plan_hdr_t hdr;
+        int rc = s_wait_header(self, &hdr);
+        if (rc)
+            return rc;
+        if (hdr.cmd == S_CMD_STOP)
+            return 0;
+        if (hdr.n < 0 || hdr.n > self->max_batch + self->prefill_budget)
+            return SQ_FAIL(SQ_EPROTO, "plan of %d entries from rank 0", hdr.n);
+        if (hdr.n > 0 &&
+            (rc = s_mpi(MPI_Bcast(self->plan, hdr.n * (int)sizeof(sq_batch_entry_t), MPI_BYTE, 0,
+                                  self->comm), "plan")))
+            return rc;
+        if ((rc = sq_model_forward(self->model, self->plan, hdr.n, NULL)))
+            return rc;
+    }
+}

@@ -1,0 +1,64 @@
+/*  sq_batcher: continuous batching over a (possibly tensor-parallel) model.
+ *
+ *  Rank 0 holds up to max_batch sequences, one per KV-cache slot. Each
+ *  step it plans one batch — one token for every decoding sequence, then
+ *  chunks of waiting prompts up to a prefill budget, so a long prompt never
+ *  stalls running sequences for more than one chunk — broadcasts the plan
+ *  to the other ranks, runs the forward pass with them, samples, and hands
+ *  finished sequences to a callback. Sequences join and leave between any
+ *  two steps. The other ranks run sq_batcher_follow(), which executes plans
+ *  until rank 0 says stop.
+ *
+ *  Idle followers wait for the next plan with a non-blocking broadcast and
+ *  a backoff sleep, so an idle group does not spin its cores.
+ *
+ *  Ownership: the batcher owns admitted sequences until their finish
+ *  callback (which takes them) or sq_batcher_remove(); the model is
+ *  borrowed.
+ */
+#ifndef SQ_BATCHER_H
+#define SQ_BATCHER_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "sq_model.h"
+#include "sq_seq.h"
+
+typedef struct sq_batcher sq_batcher_t;
+
+typedef struct {
+    int64_t admitted_ns;        /* CLOCK_MONOTONIC at admit */
+    int64_t prefilled_ns;       /* when the last prompt chunk ran */
+    int64_t finished_ns;
+} sq_seq_times_t;
+
+/* Called on rank 0 for each finished sequence; takes ownership of seq. */
+typedef void (sq_batcher_done_fn)(void *arg, sq_seq_t *seq, void *user,
+                                  const sq_seq_times_t *times);
+
+/* comm: the group's MPI communicator (duplicated inside). max_batch <=
+ * the model's KV slots. prefill_budget: prompt tokens per step (>= 1). */
+sq_batcher_t *sq_batcher_new(sq_model_t *model, MPI_Comm comm, int max_batch,
+                             int prefill_budget);
+void sq_batcher_destroy(sq_batcher_t **self_p);
+
+int sq_batcher_capacity(const sq_batcher_t *self);
+int sq_batcher_n_active(const sq_batcher_t *self);
+
+/* Rank 0: add a sequence (taking it) with an opaque user pointer.
+ * Returns its slot, or SQ_EAGAIN when every slot is busy. */
+int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user);
+/* Rank 0: drop the sequence whose user pointer is user (cancel). Returns
+ * 0 or SQ_ENOTFOUND. The sequence is destroyed. */
+int sq_batcher_remove(sq_batcher_t *self, void *user);
+/* Rank 0: run one step if any sequence is active; finished sequences go
+ * to done(arg, ...). Returns 0 or the model's/communicator's error (the
+ * group cannot go on after one). */
+int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg);
+/* Rank 0: tell the followers to return from sq_batcher_follow. */
+int sq_batcher_stop_followers(sq_batcher_t *self);
+/* Ranks > 0: execute plans until rank 0 stops. 0 or an error. */
+int sq_batcher_follow(sq_batcher_t *self);
+
+#endif

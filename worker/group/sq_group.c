@@ -1,0 +1,426 @@
+/*  sq_group: the broker mode of shardq-worker.
+ *  Rank 0's compute thread owns the batcher and the leases it runs; the
+ *  link thread (sq_link) owns the socket. Leases are never held beyond
+ *  the batch capacity (READY says max_batch, the broker honours it), so
+ *  every lease the group holds is running — a drain has nothing queued
+ *  to hand back except what the grace period cuts short.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "sq_group.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <mpi.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sq_batcher.h"
+#include "sq_engine.h"
+#include "sq_error.h"
+#include "sq_link.h"
+#include "sq_log.h"
+#include "sq_seq.h"
+#include "sq_version.h"
+
+typedef struct {
+    const char *broker;
+    const char *model_path;
+    const char *device;
+    const char *group_id;
+    int n_threads;
+    int max_batch;
+    int prefill_budget;
+    int n_ctx;
+    int grace_s;
+    int max_tokens;             /* default when a task gives none */
+} s_opts_t;
+
+static volatile sig_atomic_t s_term;
+
+static void s_on_term(int sig)
+{
+    (void)sig;
+    s_term = 1;
+}
+
+static void s_usage(FILE *fp)
+{
+    fputs("usage: mpirun -np N shardq-worker --broker ENDPOINT --model PATH [options]\n"
+          "  serve the queue: one worker group of N ranks (tensor parallel), rank 0 talks\n"
+          "  to the broker's worker endpoint\n"
+          "options:\n"
+          "  --broker EP          broker worker endpoint (default $SHARDQ_WORKER_ENDPOINT,\n"
+          "                       else tcp://127.0.0.1:5556)\n"
+          "  --model PATH         GGUF v3 llama model (F32, F16, Q8_0)\n"
+          "  --max-batch B        sequences decoded together (default 16)\n"
+          "  --prefill-chunk T    prompt tokens per step, shared by joining tasks (default 128)\n"
+          "  --threads T          CPU threads per rank (default 1)\n"
+          "  --ctx N              context per sequence (default: the model's)\n"
+          "  --device cpu         compute backend (default cpu)\n"
+          "  --group-id ID        name shown to the broker (default $SHARDQ_GROUP_ID,\n"
+          "                       else host:pid)\n"
+          "  --grace S            on SIGTERM, seconds to finish running tasks (default 30)\n"
+          "  --max-tokens N       default max_tokens of tasks that give none (default 128)\n"
+          "  --help, --version\n"
+          "exit codes: 0 drained cleanly, 1 runtime failure, 2 usage error\n",
+          fp);
+}
+
+static int s_int_arg(const char *flag, const char *v, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "shardq-worker: %s: '%s' is not an integer in [%ld, %ld]\n", flag, v,
+                lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+bool sq_group_wanted(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--broker") || !strncmp(argv[i], "--broker=", 9))
+            return true;
+    return false;
+}
+
+/* Accepts "--flag value" and "--flag=value". 0 ok, 1 help/version, -1 usage. */
+static int s_parse(int argc, char **argv, s_opts_t *o)
+{
+    for (int i = 1; i < argc; i++) {
+        char flag[64];
+        const char *a = argv[i], *v = NULL, *eq = strchr(a, '=');
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            s_usage(stdout);
+            return 1;
+        }
+        if (!strcmp(a, "--version")) {
+            printf("shardq-worker %s\n", SQ_VERSION);
+            return 1;
+        }
+        if (eq && eq - a < (long)sizeof flag) {
+            snprintf(flag, sizeof flag, "%.*s", (int)(eq - a), a);
+            v = eq + 1;
+        } else {
+            snprintf(flag, sizeof flag, "%s", a);
+            if (i + 1 >= argc) {
+                fprintf(stderr, "shardq-worker: %s needs a value (see --help)\n", a);
+                return -1;
+            }
+            v = argv[++i];
+        }
+        int rc = 0;
+        if (!strcmp(flag, "--broker"))
+            o->broker = v;
+        else if (!strcmp(flag, "--model"))
+            o->model_path = v;
+        else if (!strcmp(flag, "--device"))
+            o->device = v;
+        else if (!strcmp(flag, "--group-id"))
+            o->group_id = v;
+        else if (!strcmp(flag, "--max-batch"))
+            rc = s_int_arg(flag, v, 1, 4096, &o->max_batch);
+        else if (!strcmp(flag, "--prefill-chunk"))
+            rc = s_int_arg(flag, v, 1, 1 << 20, &o->prefill_budget);
+        else if (!strcmp(flag, "--threads"))
+            rc = s_int_arg(flag, v, 1, 1024, &o->n_threads);
+        else if (!strcmp(flag, "--ctx"))
+            rc = s_int_arg(flag, v, 1, 1 << 24, &o->n_ctx);
+        else if (!strcmp(flag, "--grace"))
+            rc = s_int_arg(flag, v, 0, 86400, &o->grace_s);
+        else if (!strcmp(flag, "--max-tokens"))
+            rc = s_int_arg(flag, v, 1, 1 << 24, &o->max_tokens);
+        else {
+            fprintf(stderr, "shardq-worker: unknown option %s (see --help)\n", flag);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    if (!o->model_path) {
+        fprintf(stderr, "shardq-worker: --model is required (see --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Hex SHA-256 of the model file: lineage names the exact weights. */
+static int s_sha256_file(const char *path, char out[65])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return SQ_FAIL(-errno, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size == 0) {
+        close(fd);
+        return SQ_FAIL(SQ_EIO, "%s: cannot stat or empty", path);
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return SQ_FAIL(SQ_EIO, "%s: mmap failed", path);
+    unsigned char md[32];
+    unsigned int n = 0;
+    int ok = EVP_Digest(map, (size_t)st.st_size, md, &n, EVP_sha256(), NULL);
+    munmap(map, (size_t)st.st_size);
+    if (!ok || n != 32)
+        return SQ_FAIL(SQ_EIO, "%s: sha256 failed", path);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+/* ---- rank 0 ---- */
+
+typedef struct {
+    sq_link_t *link;
+    sq_batcher_t *batcher;
+    sq_lease_t **active;        /* max_batch; the batcher's user pointers */
+    int max_batch;
+    const s_opts_t *opts;
+    uint64_t epoch;
+    int64_t n_done, n_failed;
+} s_rank0_t;
+
+static void s_forget(s_rank0_t *r, sq_lease_t *lease)
+{
+    for (int i = 0; i < r->max_batch; i++)
+        if (r->active[i] == lease)
+            r->active[i] = NULL;
+}
+
+static void s_on_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t *t)
+{
+    s_rank0_t *r = arg;
+    sq_lease_t *lease = user;
+    s_forget(r, lease);
+    size_t len;
+    const char *text = sq_seq_text(seq, &len);
+    sq_outcome_t out = {
+        .text = text,
+        .text_len = len,
+        .finish_reason = sq_seq_finish(seq) == SQ_FINISH_LENGTH ? "length" : "stop",
+        .prompt_tokens = (int64_t)sq_seq_n_prompt(seq),
+        .completion_tokens = (int64_t)sq_seq_n_generated(seq),
+        .adapter_version = lease->adapter_version,
+        .queue_wait_ms = (double)(t->admitted_ns - lease->received_ns) / 1e6,
+        .prefill_ms = (double)(t->prefilled_ns - t->admitted_ns) / 1e6,
+        .decode_ms = (double)(t->finished_ns - t->prefilled_ns) / 1e6,
+    };
+    sq_link_complete(r->link, lease, &out);
+    sq_seq_destroy(&seq);
+    r->n_done++;
+}
+
+static void s_drop(s_rank0_t *r, int i)
+{
+    sq_lease_t *lease = r->active[i];
+    sq_batcher_remove(r->batcher, lease);
+    r->active[i] = NULL;
+    sq_lease_destroy(&lease);
+}
+
+/* Apply CANCEL-LEASE and reconnects: the broker no longer wants these. */
+static void s_apply_cancels(s_rank0_t *r)
+{
+    uint64_t epoch = sq_link_epoch(r->link);
+    if (epoch != r->epoch) {
+        for (int i = 0; i < r->max_batch; i++)
+            if (r->active[i] && r->active[i]->epoch != epoch)
+                s_drop(r, i);
+        r->epoch = epoch;
+    }
+    uint64_t ids[256];
+    int n;
+    while ((n = sq_link_cancelled(r->link, ids, 256)) > 0)
+        for (int k = 0; k < n; k++)
+            for (int i = 0; i < r->max_batch; i++)
+                if (r->active[i] && r->active[i]->lease == ids[k])
+                    s_drop(r, i);
+}
+
+static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, sq_lease_t *l)
+{
+    if (l->adapter) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "adapter '%s' is not loaded on this worker group", l->adapter);
+        sq_link_fail(r->link, l, false, msg);
+        r->n_failed++;
+        return;
+    }
+    sq_gen_params_t gp = {
+        .max_tokens = l->max_tokens > 0 ? (int)(l->max_tokens < INT_MAX ? l->max_tokens : INT_MAX)
+                                        : r->opts->max_tokens,
+        .sampler = {
+            .temperature = isnan(l->temperature) ? 1.0f : (float)l->temperature,
+            .top_k = 0,
+            .top_p = isnan(l->top_p) ? 1.0f : (float)l->top_p,
+            /* a retry of the same task samples the same tokens */
+            .seed = l->seed >= 0 ? (uint64_t)l->seed : l->task_id,
+        },
+    };
+    const sq_model_hparams_t *hp = sq_model_hparams(model);
+    sq_seq_t *seq = sq_seq_new(tok, l->prompt, l->prompt_len, &gp, hp->n_vocab,
+                               sq_model_n_ctx(model));
+    if (!seq) {
+        sq_link_fail(r->link, l, false, sq_error_detail());
+        r->n_failed++;
+        return;
+    }
+    int slot = sq_batcher_admit(r->batcher, seq, l);
+    if (slot < 0) {
+        sq_seq_destroy(&seq);
+        sq_link_fail(r->link, l, true, "worker group over capacity");
+        return;
+    }
+    for (int i = 0; i < r->max_batch; i++)
+        if (!r->active[i]) {
+            r->active[i] = l;
+            break;
+        }
+}
+
+static int s_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int)ts.tv_sec;
+}
+
+static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int tp_size)
+{
+    char sha[65];
+    int rc = s_sha256_file(o->model_path, sha);
+    if (rc)
+        return rc;
+    const char *base = strrchr(o->model_path, '/');
+    char group_id[256];
+    if (o->group_id)
+        snprintf(group_id, sizeof group_id, "%s", o->group_id);
+    else {
+        char host[128] = "host";
+        gethostname(host, sizeof host - 1);
+        snprintf(group_id, sizeof group_id, "%s:%d", host, (int)getpid());
+    }
+    sq_link_config_t cfg = {
+        .endpoint = o->broker, .group_id = group_id, .model = base ? base + 1 : o->model_path,
+        .model_sha256 = sha, .tp_size = tp_size, .device = o->device,
+        .max_batch = o->max_batch,
+    };
+    s_rank0_t r = {.batcher = b, .max_batch = o->max_batch, .opts = o};
+    if (!(r.active = calloc((size_t)o->max_batch, sizeof *r.active)))
+        return SQ_FAIL(SQ_ENOMEM, "lease table");
+    if (!(r.link = sq_link_new(&cfg))) {
+        free(r.active);
+        return sq_error_code();
+    }
+    SQ_INFO("worker group ready", "group=%s broker=%s model=%s sha256=%.12s tp=%d max_batch=%d",
+            group_id, o->broker, cfg.model, sha, tp_size, o->max_batch);
+    sq_model_t *model = sq_engine_model(eng);
+    const sq_tokenizer_t *tok = sq_engine_tokenizer(eng);
+    int deadline = 0;
+    bool draining = false;
+    while (rc == 0) {
+        if (s_term && !draining) {
+            draining = true;
+            deadline = s_now_s() + o->grace_s;
+            sq_link_set_draining(r.link);
+            SQ_INFO("draining", "running=%d grace_s=%d", sq_batcher_n_active(b), o->grace_s);
+        }
+        if (draining && (sq_batcher_n_active(b) == 0 || s_now_s() >= deadline))
+            break;
+        s_apply_cancels(&r);
+        sq_lease_t *l;
+        while (!draining && sq_batcher_n_active(b) < o->max_batch &&
+               (l = sq_link_take(r.link, sq_batcher_n_active(b) ? 0 : 50)) != NULL)
+            s_admit(&r, tok, model, l);
+        rc = sq_batcher_step(b, s_on_done, &r);
+    }
+    if (rc)
+        SQ_ERROR("forward step failed", "error=\"%s\" detail=\"%s\"", sq_strerror(rc),
+                 sq_error_detail());
+    if (sq_batcher_n_active(b) > 0)
+        SQ_INFO("grace period over, handing back", "tasks=%d", sq_batcher_n_active(b));
+    /* leases still running are handed back by the DISCONNECT that
+     * sq_link_destroy sends after flushing the finished ones */
+    for (int i = 0; i < r.max_batch; i++)
+        if (r.active[i])
+            s_drop(&r, i);
+    sq_link_destroy(&r.link);
+    free(r.active);
+    SQ_INFO("worker group stopped", "done=%lld failed=%lld", (long long)r.n_done,
+            (long long)r.n_failed);
+    return rc;
+}
+
+/* ---- all ranks ---- */
+
+int sq_group_main(int argc, char **argv)
+{
+    const char *env_ep = getenv("SHARDQ_WORKER_ENDPOINT");
+    s_opts_t o = {
+        .broker = env_ep && *env_ep ? env_ep : "tcp://127.0.0.1:5556",
+        .device = "cpu", .group_id = getenv("SHARDQ_GROUP_ID"), .n_threads = 1,
+        .max_batch = 16, .prefill_budget = 128, .grace_s = 30, .max_tokens = 128,
+    };
+    int prc = s_parse(argc, argv, &o);
+    if (prc)
+        return prc > 0 ? 0 : 2;
+    sq_log_init("worker");
+    struct sigaction sa = {.sa_handler = s_on_term};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    int provided = 0;
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "shardq-worker: MPI_Init failed\n");
+        return 1;
+    }
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
+    sq_engine_params_t ep = {.model_path = o.model_path, .device = o.device,
+                             .n_threads = o.n_threads, .n_ctx = o.n_ctx,
+                             .n_slots = o.max_batch, .comm = comm};
+    sq_engine_t *eng = comm ? sq_engine_new(&ep) : NULL;
+    sq_batcher_t *b = eng ? sq_batcher_new(sq_engine_model(eng), MPI_COMM_WORLD, o.max_batch,
+                                           o.prefill_budget)
+                          : NULL;
+    int rc = b ? 0 : sq_error_code() ? sq_error_code() : SQ_EINVAL;
+    if (rc)
+        SQ_ERROR("cannot load the model", "rank=%d error=\"%s\" detail=\"%s\"", rank,
+                 sq_strerror(rc), sq_error_detail());
+    else if (rank == 0) {
+        rc = s_run_rank0(&o, eng, b, size);
+        int src = sq_batcher_stop_followers(b);
+        if (rc == 0)
+            rc = src;
+    } else {
+        rc = sq_batcher_follow(b);
+        if (rc)
+            SQ_ERROR("follower failed", "rank=%d error=\"%s\" detail=\"%s\"", rank,
+                     sq_strerror(rc), sq_error_detail());
+    }
+    sq_batcher_destroy(&b);
+    sq_engine_destroy(&eng);
+    sq_tp_comm_destroy(&comm);
+    /* one failing rank must not leave the others blocked in a collective */
+    if (rc && size > 1)
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Finalize();
+    return rc ? 1 : 0;
+}

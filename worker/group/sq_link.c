@@ -1,0 +1,618 @@
+/*  sq_link: the broker link thread of rank 0.
+ *  Threads: the link thread owns the DEALER; the compute thread only
+ *  touches the queues below, under `mu`, and wakes the link thread through
+ *  an inproc PAIR so an outcome leaves at once rather than at the next
+ *  poll timeout.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "sq_link.h"
+
+#include <czmq.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sq_error.h"
+#include "sq_log.h"
+#include "sq_wire.h"
+
+typedef struct s_out {
+    struct s_out *next;
+    uint64_t lease, token;
+    bool ok, retryable;
+    char *text;                 /* result text, or error */
+    size_t text_len;
+    char finish[16];
+    int64_t prompt_tokens, completion_tokens;
+    char *adapter, *adapter_version;
+    double queue_wait_ms, prefill_ms, decode_ms;
+} s_out_t;
+
+typedef struct s_in {
+    struct s_in *next;
+    sq_lease_t *lease;
+} s_in_t;
+
+struct sq_link {
+    /* immutable after new */
+    char *endpoint, *group_id, *model, *model_sha256, *device;
+    char **adapters;
+    int n_adapters, tp_size, max_batch, heartbeat_ms;
+    char wake_ep[64];
+    zsock_t *wake_tx;           /* compute side */
+    pthread_t thread;
+    bool thread_started;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    s_in_t *in_head, *in_tail;  /* leases for the compute thread */
+    s_out_t *out_head, *out_tail;
+    uint64_t *cancels;
+    int n_cancels, cap_cancels;
+    uint64_t epoch;
+    bool draining, draining_sent, connected, stop;
+};
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sq_lease_destroy(sq_lease_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sq_lease_t *l = *self_p;
+    free(l->custom_id);
+    free(l->prompt);
+    free(l->model);
+    free(l->adapter);
+    free(l->adapter_version);
+    free(l);
+    *self_p = NULL;
+}
+
+/* ---- link thread: messages ---- */
+
+static void s_send_ready(sq_link_t *self, zsock_t *dealer, bool draining)
+{
+    sq_wire_enc_t *e = sq_wire_enc_new();
+    if (!e)
+        return;
+    sq_wire_map(e, 8);
+    sq_wire_kv_str(e, "group_id", self->group_id);
+    sq_wire_kv_str(e, "model", self->model);
+    sq_wire_kv_str(e, "model_sha256", self->model_sha256);
+    sq_wire_kv_u64(e, "tp_size", (uint64_t)self->tp_size);
+    sq_wire_kv_str(e, "device", self->device);
+    sq_wire_kv_u64(e, "max_batch", (uint64_t)self->max_batch);
+    sq_wire_key(e, "adapters");
+    sq_wire_array(e, (uint32_t)self->n_adapters);
+    for (int i = 0; i < self->n_adapters; i++)
+        sq_wire_str(e, self->adapters[i], SIZE_MAX);
+    sq_wire_kv_bool(e, "draining", draining);
+    sq_wire_send(zsock_resolve(dealer), NULL, SQ_WIRE_READY, e);
+    sq_wire_enc_destroy(&e);
+}
+
+static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch)
+{
+    sq_lease_t *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    uint64_t attempt = 1;
+    const char *prompt = NULL;
+    size_t prompt_len = 0;
+    l->max_tokens = -1;
+    l->seed = -1;
+    l->temperature = NAN;
+    l->top_p = NAN;
+    l->epoch = epoch;
+    int rc = sq_wire_get_u64(t, "lease", true, UINT64_MAX, &l->lease);
+    if (!rc) rc = sq_wire_get_u64(t, "token", true, UINT64_MAX, &l->token);
+    if (!rc) rc = sq_wire_get_u64(t, "task_id", false, UINT64_MAX, &l->task_id);
+    if (!rc) rc = sq_wire_get_u64(t, "job_id", false, UINT64_MAX, &l->job_id);
+    if (!rc) rc = sq_wire_get_u64(t, "attempt", false, UINT32_MAX, &attempt);
+    if (!rc) rc = sq_wire_get_strdup(t, "custom_id", false, SQ_WIRE_MAX_ID, &l->custom_id);
+    if (!rc) rc = sq_wire_get_strdup(t, "model", false, SQ_WIRE_MAX_NAME, &l->model);
+    if (!rc) rc = sq_wire_get_strdup(t, "adapter", false, SQ_WIRE_MAX_NAME, &l->adapter);
+    if (!rc) rc = sq_wire_get_strdup(t, "adapter_version", false, SQ_WIRE_MAX_NAME,
+                                     &l->adapter_version);
+    if (!rc) rc = sq_wire_get_str(t, "prompt", true, SQ_WIRE_MAX_PROMPT, &prompt, &prompt_len);
+    if (!rc) rc = sq_wire_get_i64(t, "max_tokens", false, &l->max_tokens);
+    if (!rc) rc = sq_wire_get_double(t, "temperature", false, &l->temperature);
+    if (!rc) rc = sq_wire_get_double(t, "top_p", false, &l->top_p);
+    if (!rc) rc = sq_wire_get_i64(t, "seed", false, &l->seed);
+    if (!rc && !(l->prompt = malloc(prompt_len + 1)))
+        rc = SQ_ENOMEM;
+    if (rc) {
+        sq_lease_destroy(&l);
+        return NULL;
+    }
+    memcpy(l->prompt, prompt, prompt_len);
+    l->prompt[prompt_len] = '\0';
+    l->prompt_len = prompt_len;
+    l->attempt = (uint32_t)attempt;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    l->received_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return l;
+}
+
+static void s_on_tasks(sq_link_t *self, sq_wire_val_t body)
+{
+    sq_wire_val_t arr, t;
+    if (sq_wire_get_array(body, "tasks", true, SQ_WIRE_MAX_BATCH, &arr))
+        return;
+    sq_wire_iter_t it;
+    sq_wire_iter_init(&it, arr);
+    pthread_mutex_lock(&self->mu);
+    uint64_t epoch = self->epoch;
+    pthread_mutex_unlock(&self->mu);
+    while (sq_wire_iter_next(&it, &t)) {
+        sq_lease_t *l = s_parse_task(t, epoch);
+        s_in_t *n = l ? calloc(1, sizeof *n) : NULL;
+        if (!n) {
+            SQ_WARN("task dropped", "reason=%s", l ? "out of memory" : sq_error_detail());
+            sq_lease_destroy(&l);
+            continue;
+        }
+        n->lease = l;
+        pthread_mutex_lock(&self->mu);
+        if (self->in_tail)
+            self->in_tail->next = n;
+        else
+            self->in_head = n;
+        self->in_tail = n;
+        pthread_cond_signal(&self->cv);
+        pthread_mutex_unlock(&self->mu);
+    }
+}
+
+static void s_on_cancel(sq_link_t *self, sq_wire_val_t body)
+{
+    sq_wire_val_t arr, t;
+    if (sq_wire_get_array(body, "leases", true, SQ_WIRE_MAX_BATCH, &arr))
+        return;
+    sq_wire_iter_t it;
+    sq_wire_iter_init(&it, arr);
+    pthread_mutex_lock(&self->mu);
+    while (sq_wire_iter_next(&it, &t)) {
+        uint64_t lease;
+        if (sq_wire_get_u64(t, "lease", true, UINT64_MAX, &lease))
+            continue;
+        if (self->n_cancels == self->cap_cancels) {
+            int cap = self->cap_cancels ? self->cap_cancels * 2 : 64;
+            uint64_t *p = realloc(self->cancels, (size_t)cap * sizeof *p);
+            if (!p)
+                break;
+            self->cancels = p;
+            self->cap_cancels = cap;
+        }
+        self->cancels[self->n_cancels++] = lease;
+    }
+    pthread_mutex_unlock(&self->mu);
+}
+
+/* Send queued outcomes: successes in RESULT messages, failures in FAIL
+ * messages, up to SQ_WIRE_MAX_BATCH entries each. */
+static int s_flush(sq_link_t *self, zsock_t *dealer)
+{
+    int n_sent = 0;
+    pthread_mutex_lock(&self->mu);
+    s_out_t *list = self->out_head;
+    self->out_head = self->out_tail = NULL;
+    pthread_mutex_unlock(&self->mu);
+    for (int ok = 1; ok >= 0; ok--) {
+        s_out_t *o = list;
+        while (o) {
+            uint32_t n = 0;
+            for (s_out_t *p = o; p && n < SQ_WIRE_MAX_BATCH; p = p->next)
+                n += p->ok == (bool)ok;
+            if (n == 0)
+                break;
+            sq_wire_enc_t *e = sq_wire_enc_new();
+            if (!e)
+                break;
+            sq_wire_map(e, 1);
+            sq_wire_key(e, ok ? "results" : "failures");
+            sq_wire_array(e, n);
+            uint32_t k = 0;
+            for (; o && k < n; o = o->next) {
+                if (o->ok != (bool)ok)
+                    continue;
+                k++;
+                if (ok) {
+                    sq_wire_map(e, 14);
+                    sq_wire_kv_u64(e, "lease", o->lease);
+                    sq_wire_kv_u64(e, "token", o->token);
+                    sq_wire_kv_strn(e, "text", o->text, o->text_len);
+                    sq_wire_kv_str(e, "finish_reason", o->finish);
+                    sq_wire_kv_u64(e, "prompt_tokens", (uint64_t)o->prompt_tokens);
+                    sq_wire_kv_u64(e, "completion_tokens", (uint64_t)o->completion_tokens);
+                    sq_wire_kv_str(e, "model_sha256", self->model_sha256);
+                    sq_wire_kv_str(e, "adapter", o->adapter);
+                    sq_wire_kv_str(e, "adapter_version", o->adapter_version);
+                    sq_wire_kv_str(e, "group_id", self->group_id);
+                    sq_wire_kv_u64(e, "tp_size", (uint64_t)self->tp_size);
+                    sq_wire_kv_str(e, "device", self->device);
+                    sq_wire_kv_double(e, "prefill_ms", o->prefill_ms);
+                    sq_wire_kv_double(e, "decode_ms", o->decode_ms);
+                } else {
+                    sq_wire_map(e, 4);
+                    sq_wire_kv_u64(e, "lease", o->lease);
+                    sq_wire_kv_u64(e, "token", o->token);
+                    sq_wire_kv_bool(e, "retryable", o->retryable);
+                    sq_wire_kv_strn(e, "error", o->text,
+                                    o->text_len < SQ_WIRE_MAX_ERROR ? o->text_len
+                                                                    : SQ_WIRE_MAX_ERROR - 1);
+                }
+            }
+            sq_wire_send(zsock_resolve(dealer), NULL, ok ? SQ_WIRE_RESULT : SQ_WIRE_FAIL, e);
+            sq_wire_enc_destroy(&e);
+            n_sent++;
+        }
+    }
+    while (list) {
+        s_out_t *next = list->next;
+        free(list->text);
+        free(list->adapter);
+        free(list->adapter_version);
+        free(list);
+        list = next;
+    }
+    return n_sent;
+}
+
+static zsock_t *s_connect(sq_link_t *self)
+{
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    if (!dealer)
+        return NULL;
+    zsock_set_linger(dealer, 2000);
+    zsock_set_rcvhwm(dealer, 0);
+    zsock_set_sndhwm(dealer, 0);
+    if (zsock_connect(dealer, "%s", self->endpoint) != 0) {
+        zsock_destroy(&dealer);
+        return NULL;
+    }
+    pthread_mutex_lock(&self->mu);
+    bool draining = self->draining;
+    self->draining_sent = draining;
+    pthread_mutex_unlock(&self->mu);
+    s_send_ready(self, dealer, draining);
+    return dealer;
+}
+
+/* Void everything taken under the old session: the broker re-queued it. */
+static void s_new_epoch(sq_link_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    self->epoch++;
+    s_in_t *in = self->in_head;
+    self->in_head = self->in_tail = NULL;
+    pthread_mutex_unlock(&self->mu);
+    while (in) {
+        s_in_t *next = in->next;
+        sq_lease_destroy(&in->lease);
+        free(in);
+        in = next;
+    }
+}
+
+static void *s_thread(void *arg)
+{
+    sq_link_t *self = arg;
+    char ep[80];
+    snprintf(ep, sizeof ep, "@%s", self->wake_ep);
+    zsock_t *wake_rx = zsock_new_pair(ep);
+    zsock_t *dealer = s_connect(self);
+    if (!wake_rx || !dealer) {
+        SQ_ERROR("broker link failed to start", "endpoint=%s", self->endpoint);
+        zsock_destroy(&wake_rx);
+        zsock_destroy(&dealer);
+        return NULL;
+    }
+    zpoller_t *poller = zpoller_new(dealer, wake_rx, NULL);
+    int64_t last_recv = s_now_ms(), last_send = last_recv;
+    for (;;) {
+        pthread_mutex_lock(&self->mu);
+        bool stop = self->stop;
+        bool send_drain = self->draining && !self->draining_sent;
+        self->draining_sent = self->draining;
+        self->connected = true;
+        pthread_mutex_unlock(&self->mu);
+        if (stop)
+            break;
+        void *which = zpoller_wait(poller, self->heartbeat_ms / 4);
+        int64_t now = s_now_ms();
+        if (which == wake_rx) {
+            zframe_t *f = zframe_recv(wake_rx);
+            zframe_destroy(&f);
+        } else if (which == dealer) {
+            sq_wire_msg_t *m = NULL;
+            if (sq_wire_recv(zsock_resolve(dealer), false, SQ_WIRE_MAX_BODY, &m, NULL) == 0) {
+                last_recv = now;
+                if (m->cmd == SQ_WIRE_TASKS)
+                    s_on_tasks(self, m->body);
+                else if (m->cmd == SQ_WIRE_CANCEL_LEASE)
+                    s_on_cancel(self, m->body);
+                else if (m->cmd == SQ_WIRE_DISCONNECT)
+                    last_recv = 0;          /* reconnect below */
+                else if (m->cmd == SQ_WIRE_ERROR)
+                    SQ_WARN("broker error", "detail=%s", "see broker log");
+                sq_wire_msg_destroy(&m);
+            }
+        } else if (zpoller_terminated(poller)) {
+            break;
+        }
+        if (s_flush(self, dealer) > 0)
+            last_send = now;
+        if (send_drain) {
+            s_send_ready(self, dealer, true);
+            last_send = now;
+        }
+        if (now - last_send >= self->heartbeat_ms) {
+            sq_wire_send(zsock_resolve(dealer), NULL, SQ_WIRE_HEARTBEAT, NULL);
+            last_send = now;
+        }
+        if (now - last_recv > (int64_t)self->heartbeat_ms * SQ_WIRE_HEARTBEAT_LIVENESS) {
+            SQ_WARN("broker silent, reconnecting", "endpoint=%s", self->endpoint);
+            pthread_mutex_lock(&self->mu);
+            self->connected = false;
+            pthread_mutex_unlock(&self->mu);
+            zpoller_destroy(&poller);
+            zsock_set_linger(dealer, 0);
+            zsock_destroy(&dealer);
+            s_new_epoch(self);
+            if (!(dealer = s_connect(self)))
+                break;
+            poller = zpoller_new(dealer, wake_rx, NULL);
+            last_recv = s_now_ms();
+        }
+    }
+    s_flush(self, dealer);
+    sq_wire_enc_t *e = sq_wire_enc_new();
+    if (e) {
+        sq_wire_map(e, 1);
+        sq_wire_kv_str(e, "reason", "group shutting down");
+        sq_wire_send(zsock_resolve(dealer), NULL, SQ_WIRE_DISCONNECT, e);
+        sq_wire_enc_destroy(&e);
+    }
+    zpoller_destroy(&poller);
+    zsock_destroy(&dealer);
+    zsock_destroy(&wake_rx);
+    return NULL;
+}
+
+/* ---- compute-thread side ---- */
+
+static char *s_dup(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+sq_link_t *sq_link_new(const sq_link_config_t *cfg)
+{
+    static _Atomic int s_counter;
+    sq_link_t *self = calloc(1, sizeof *self);
+    if (!self)
+        goto nomem;
+    pthread_mutex_init(&self->mu, NULL);
+    pthread_cond_init(&self->cv, NULL);
+    self->endpoint = s_dup(cfg->endpoint);
+    self->group_id = s_dup(cfg->group_id);
+    self->model = s_dup(cfg->model);
+    self->model_sha256 = s_dup(cfg->model_sha256);
+    self->device = s_dup(cfg->device);
+    self->tp_size = cfg->tp_size;
+    self->max_batch = cfg->max_batch;
+    self->heartbeat_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : SQ_WIRE_HEARTBEAT_MS;
+    if (!self->endpoint || !self->group_id || !self->model || !self->model_sha256 ||
+        !self->device)
+        goto nomem;
+    if (cfg->n_adapters > 0) {
+        if (!(self->adapters = calloc((size_t)cfg->n_adapters, sizeof(char *))))
+            goto nomem;
+        for (int i = 0; i < cfg->n_adapters; i++)
+            if (!(self->adapters[self->n_adapters++] = s_dup(cfg->adapters[i])))
+                goto nomem;
+    }
+    /* inproc allows connecting before the link thread binds */
+    snprintf(self->wake_ep, sizeof self->wake_ep, "inproc://sq-link-wake-%p-%d", (void *)self,
+             s_counter++);
+    char ep[80];
+    snprintf(ep, sizeof ep, ">%s", self->wake_ep);
+    if (!(self->wake_tx = zsock_new_pair(ep))) {
+        SQ_FAIL(SQ_EIO, "cannot create the link wake-up socket");
+        sq_link_destroy(&self);
+        return NULL;
+    }
+    if (pthread_create(&self->thread, NULL, s_thread, self) != 0) {
+        SQ_FAIL(SQ_EIO, "cannot start the broker link thread");
+        sq_link_destroy(&self);
+        return NULL;
+    }
+    self->thread_started = true;
+    return self;
+nomem:
+    SQ_FAIL(SQ_ENOMEM, "broker link");
+    sq_link_destroy(&self);
+    return NULL;
+}
+
+static void s_wake(sq_link_t *self)
+{
+    zsock_signal(self->wake_tx, 0);
+}
+
+void sq_link_destroy(sq_link_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sq_link_t *self = *self_p;
+    if (self->thread_started) {
+        pthread_mutex_lock(&self->mu);
+        self->stop = true;
+        pthread_mutex_unlock(&self->mu);
+        s_wake(self);
+        pthread_join(self->thread, NULL);
+    }
+    zsock_destroy(&self->wake_tx);
+    s_new_epoch(self);          /* frees leases nobody took */
+    free(self->endpoint);
+    free(self->group_id);
+    free(self->model);
+    free(self->model_sha256);
+    free(self->device);
+    for (int i = 0; i < self->n_adapters; i++)
+        free(self->adapters[i]);
+    free(self->adapters);
+    free(self->cancels);
+    pthread_mutex_destroy(&self->mu);
+    pthread_cond_destroy(&self->cv);
+    free(self);
+    *self_p = NULL;
+}
+
+sq_lease_t *sq_link_take(sq_link_t *self, int timeout_ms)
+{
+    pthread_mutex_lock(&self->mu);
+    if (!self->in_head && timeout_ms > 0) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += timeout_ms / 1000;
+        dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+        if (dl.tv_nsec >= 1000000000) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000;
+        }
+        while (!self->in_head && !self->stop)
+            if (pthread_cond_timedwait(&self->cv, &self->mu, &dl) != 0)
+                break;
+    }
+    s_in_t *n = self->in_head;
+    if (n) {
+        self->in_head = n->next;
+        if (!self->in_head)
+            self->in_tail = NULL;
+    }
+    pthread_mutex_unlock(&self->mu);
+    if (!n)
+        return NULL;
+    sq_lease_t *l = n->lease;
+    free(n);
+    return l;
+}
+
+int sq_link_cancelled(sq_link_t *self, uint64_t *leases, int max)
+{
+    pthread_mutex_lock(&self->mu);
+    int n = self->n_cancels < max ? self->n_cancels : max;
+    memcpy(leases, self->cancels, (size_t)n * sizeof *leases);
+    memmove(self->cancels, self->cancels + n, (size_t)(self->n_cancels - n) * sizeof *leases);
+    self->n_cancels -= n;
+    pthread_mutex_unlock(&self->mu);
+    return n;
+}
+
+uint64_t sq_link_epoch(sq_link_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    uint64_t e = self->epoch;
+    pthread_mutex_unlock(&self->mu);
+    return e;
+}
+
+bool sq_link_connected(sq_link_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    bool c = self->connected;
+    pthread_mutex_unlock(&self->mu);
+    return c;
+}
+
+/* Queue an outcome for the link thread; outcomes of a voided epoch are
+ * dropped (their leases are gone). */
+static void s_push(sq_link_t *self, sq_lease_t *lease, s_out_t *o)
+{
+    pthread_mutex_lock(&self->mu);
+    bool live = lease->epoch == self->epoch;
+    if (live) {
+        if (self->out_tail)
+            self->out_tail->next = o;
+        else
+            self->out_head = o;
+        self->out_tail = o;
+    }
+    pthread_mutex_unlock(&self->mu);
+    if (!live) {
+        free(o->text);
+        free(o->adapter);
+        free(o->adapter_version);
+        free(o);
+    }
+    sq_lease_destroy(&lease);
+    if (live)
+        s_wake(self);
+}
+
+static char *s_memdup(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+void sq_link_complete(sq_link_t *self, sq_lease_t *lease, const sq_outcome_t *out)
+{
+    s_out_t *o = calloc(1, sizeof *o);
+    if (!o || !(o->text = s_memdup(out->text, out->text_len))) {
+        free(o);
+        sq_link_fail(self, lease, true, "worker out of memory for the result");
+        return;
+    }
+    o->lease = lease->lease;
+    o->token = lease->token;
+    o->ok = true;
+    o->text_len = out->text_len;
+    snprintf(o->finish, sizeof o->finish, "%s", out->finish_reason);
+    o->prompt_tokens = out->prompt_tokens;
+    o->completion_tokens = out->completion_tokens;
+    o->adapter = lease->adapter ? strdup(lease->adapter) : NULL;
+    o->adapter_version = out->adapter_version ? strdup(out->adapter_version) : NULL;
+    o->queue_wait_ms = out->queue_wait_ms;
+    o->prefill_ms = out->prefill_ms;
+    o->decode_ms = out->decode_ms;
+    s_push(self, lease, o);
+}
+
+void sq_link_fail(sq_link_t *self, sq_lease_t *lease, bool retryable, const char *error)
+{
+    s_out_t *o = calloc(1, sizeof *o);
+    if (!o) {
+        sq_lease_destroy(&lease);   /* the broker re-queues it when we go */
+        return;
+    }
+    o->lease = lease->lease;
+    o->token = lease->token;
+    o->retryable = retryable;
+    o->text = strdup(error ? error : "error");
+    o->text_len = o->text ? strlen(o->text) : 0;
+    s_push(self, lease, o);
+}
+
+void sq_link_set_draining(sq_link_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    self->draining = true;
+    pthread_mutex_unlock(&self->mu);
+    s_wake(self);
+}

@@ -1,0 +1,89 @@
+/*  sq_link: rank 0's link to the broker (docs/protocol.md §5).
+ *
+ *  A thread of its own owns the DEALER socket, so heartbeats keep flowing
+ *  however long a forward step takes. It sends READY with the group's
+ *  capabilities, turns TASKS into leases the compute thread takes with
+ *  sq_link_take(), passes CANCEL-LEASE on, sends the outcomes the compute
+ *  thread hands in (batched into RESULT and FAIL messages), and reconnects
+ *  when the broker is silent for 3 heartbeats or says DISCONNECT. A
+ *  reconnect voids every lease taken before it: sq_link_epoch() moves on,
+ *  and the compute thread drops sequences of older epochs (the broker has
+ *  re-queued them; a late result would be stale anyway).
+ *
+ *  Ownership: a lease from sq_link_take() belongs to the caller until it
+ *  is passed back to sq_link_complete()/sq_link_fail() (which take it) or
+ *  freed with sq_lease_destroy().
+ */
+#ifndef SQ_LINK_H
+#define SQ_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    uint64_t lease, token, task_id, job_id;
+    uint32_t attempt;
+    char *custom_id;
+    char *prompt;
+    size_t prompt_len;
+    char *model;
+    char *adapter;              /* NULL: the base model */
+    char *adapter_version;      /* NULL: the active version */
+    int64_t max_tokens;         /* -1: default */
+    double temperature;         /* NAN: default */
+    double top_p;               /* NAN: default */
+    int64_t seed;               /* -1: default */
+    int64_t received_ns;        /* CLOCK_MONOTONIC when TASKS arrived */
+    uint64_t epoch;
+} sq_lease_t;
+
+void sq_lease_destroy(sq_lease_t **self_p);
+
+typedef struct {
+    const char *endpoint;       /* broker worker endpoint */
+    const char *group_id;
+    const char *model;          /* model name (file name) */
+    const char *model_sha256;
+    int tp_size;
+    const char *device;
+    int max_batch;
+    const char *const *adapters;/* names held; may be NULL */
+    int n_adapters;
+    int heartbeat_ms;           /* 0: 1000 */
+} sq_link_config_t;
+
+/* What a finished task reports (text may hold any bytes; lineage fields
+ * are copied into the RESULT entry). */
+typedef struct {
+    const char *text;
+    size_t text_len;
+    const char *finish_reason;  /* "stop" | "length" */
+    int64_t prompt_tokens, completion_tokens;
+    const char *adapter_version;/* the version it ran with, or NULL */
+    double queue_wait_ms, prefill_ms, decode_ms;
+} sq_outcome_t;
+
+typedef struct sq_link sq_link_t;
+
+/* Start the link thread; it connects and sends READY at once. cfg strings
+ * are copied. NULL on error (detail set). */
+sq_link_t *sq_link_new(const sq_link_config_t *cfg);
+/* Flush outcomes queued so far, send DISCONNECT, stop the thread. */
+void sq_link_destroy(sq_link_t **self_p);
+
+/* Next lease, waiting up to timeout_ms (0: don't wait). NULL when none. */
+sq_lease_t *sq_link_take(sq_link_t *self, int timeout_ms);
+/* Lease ids the broker cancelled since the last call (up to max). */
+int sq_link_cancelled(sq_link_t *self, uint64_t *leases, int max);
+uint64_t sq_link_epoch(sq_link_t *self);
+
+/* Report a lease's outcome (takes the lease). */
+void sq_link_complete(sq_link_t *self, sq_lease_t *lease, const sq_outcome_t *out);
+void sq_link_fail(sq_link_t *self, sq_lease_t *lease, bool retryable, const char *error);
+/* Announce draining (READY draining=true): the broker sends no more tasks. */
+void sq_link_set_draining(sq_link_t *self);
+/* True while the broker link is up (READY sent and the broker alive). */
+bool sq_link_connected(sq_link_t *self);
+
+#endif

@@ -1,0 +1,54 @@
+/*  sq_seq: one sequence being generated — its prompt ids, how much of the
+ *  prompt has been prefilled, the tokens and text produced so far, its
+ *  sampler and its stop rules.
+ *
+ *  Only rank 0 of a group holds sequences: it decides tokens; the other
+ *  ranks just run the forward passes rank 0 plans (sq_batcher). The stop
+ *  rules are those of sq_engine_generate: end at EOS or BOS (the bundled
+ *  model ends a story with BOS), at a stop string (the text ends just
+ *  before it), at max_tokens or at the end of the context.
+ *
+ *  Ownership: the sequence copies the prompt ids and stop strings; the
+ *  tokenizer is borrowed and must outlive it.
+ */
+#ifndef SQ_SEQ_H
+#define SQ_SEQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sq_engine.h"
+
+typedef struct sq_seq sq_seq_t;
+
+/* Encode prompt (len bytes, BOS prepended) and prepare to generate.
+ * n_ctx is the model's context per slot. NULL on error: SQ_ETOOBIG when the
+ * prompt leaves no room in the context, SQ_EINVAL for bad sampling
+ * parameters (detail set). */
+sq_seq_t *sq_seq_new(const sq_tokenizer_t *tok, const char *prompt, size_t len,
+                     const sq_gen_params_t *params, int n_vocab, int n_ctx);
+void sq_seq_destroy(sq_seq_t **self_p);
+
+size_t sq_seq_n_prompt(const sq_seq_t *self);
+const int32_t *sq_seq_prompt_ids(const sq_seq_t *self);
+/* Prompt tokens already run through the model. */
+size_t sq_seq_n_prefilled(const sq_seq_t *self);
+void sq_seq_mark_prefilled(sq_seq_t *self, size_t n);
+/* True once the whole prompt is in the KV cache: the sequence decodes. */
+bool sq_seq_decoding(const sq_seq_t *self);
+/* The token to feed next while decoding, and its position. */
+int32_t sq_seq_next_token(const sq_seq_t *self);
+int32_t sq_seq_next_pos(const sq_seq_t *self);
+
+/* Choose the next token from logits (n_vocab floats) and apply the stop
+ * rules. Returns 0 (see sq_seq_done) or SQ_ENOMEM. */
+int sq_seq_accept(sq_seq_t *self, const float *logits);
+bool sq_seq_done(const sq_seq_t *self);
+sq_finish_t sq_seq_finish(const sq_seq_t *self);
+
+/* The continuation so far (borrowed; text may hold any bytes). */
+const char *sq_seq_text(const sq_seq_t *self, size_t *len_p);
+size_t sq_seq_n_generated(const sq_seq_t *self);
+
+#endif
