@@ -234,6 +234,9 @@ static const char *const s_hostile[] = {
 #define S_HOSTILE_TENANT "ten'ant\\N\t\"; DROP TABLE audit_log; --"
 #define S_HOSTILE_MODEL "m\xc3\xb6""del's \\. %s"
 #define S_HOSTILE_GROUP "g'; DELETE FROM workers; --\t\\N"
+#define S_HOSTILE_ADAPTER "lora\\.\n'); --"
+#define S_HOSTILE_PARAMS "{\"k\": \"'); DROP TABLE tasks; -- \\u0000 \\\\N\"}"
+#define S_FAILING_GROUP "fail\"ing' \\N\x1b"
 
 /* custom_ids: the hostile strings themselves (the empty one made unique). */
 static const char *
@@ -315,6 +318,26 @@ s_check_results_reply(uint64_t job)
     sq_wire_msg_destroy(&reply);
 }
 
+/* Error text from a worker (its FAIL message carries its hostile group
+ * id) is stored intact as the dead task's error. */
+static void
+s_hostile_error(void)
+{
+    const char *argv[] = {getenv("SHARDQ_TEST_WORKER_BIN"), "--broker",
+                          sq_harness_worker_endpoint(h), "--group", S_FAILING_GROUP,
+                          "--model", "failing", "--fail-permanent-rate", "1", NULL};
+    SQ_REQUIRE(sq_harness_spawn(h, "failing-worker", argv));
+    uint64_t job = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "failing", 1, "e", 1, &job, NULL) == 0);
+    SQ_REQUIRE(sq_harness_wait_i64(h, "select count(*) from task_results where state = 'dead'",
+                                   1, 30000) == 0);
+    char want[256];
+    snprintf(want, sizeof want, "test worker %s: injected permanent failure on attempt 1",
+             S_FAILING_GROUP);
+    SQ_CHECK(s_count_param("select count(*) from task_results where error = $1", want, NULL)
+             == 1);
+}
+
 static void
 hostile_strings(void)
 {
@@ -324,13 +347,26 @@ hostile_strings(void)
                           "--model", S_HOSTILE_MODEL, NULL};
     SQ_REQUIRE(argv[0] && sq_harness_spawn(h, "hostile-worker", argv));
 
-    const char *ids[S_N_HOSTILE];
-    for (int i = 0; i < S_N_HOSTILE; i++)
-        ids[i] = s_custom_id(i);
-    sq_e2e_job_t job = {.tenant = S_HOSTILE_TENANT, .model = S_HOSTILE_MODEL, .priority = -1,
-                        .n_tasks = S_N_HOSTILE, .custom_ids = ids, .prompts = s_hostile};
+    /* Every text field of a SUBMIT; each task's body is the next task's
+     * hostile string, so that no two fields hold the same value. */
+    sq_wire_enc_t *e = sq_e2e_begin(client, 5);
+    sq_wire_kv_str(e, "tenant", S_HOSTILE_TENANT);
+    sq_wire_kv_str(e, "model", S_HOSTILE_MODEL);
+    sq_wire_kv_str(e, "adapter", S_HOSTILE_ADAPTER);
+    sq_wire_kv_str(e, "params", S_HOSTILE_PARAMS);
+    sq_wire_key(e, "tasks");
+    sq_wire_array(e, S_N_HOSTILE);
+    for (int i = 0; i < S_N_HOSTILE; i++) {
+        sq_wire_map(e, 3);
+        sq_wire_kv_str(e, "custom_id", s_custom_id(i));
+        sq_wire_kv_str(e, "prompt", s_hostile[i]);
+        sq_wire_kv_str(e, "body", s_hostile[(i + 1) % S_N_HOSTILE]);
+    }
+    sq_wire_msg_t *reply = NULL;
     uint64_t job_id = 0;
-    SQ_REQUIRE(sq_e2e_submit(client, &job, 30000, &job_id, NULL) == 0);
+    SQ_REQUIRE(sq_e2e_call(client, SQ_WIRE_SUBMIT, 30000, &reply, NULL) == 0);
+    SQ_REQUIRE(sq_wire_get_u64(reply->body, "job_id", true, UINT64_MAX, &job_id) == 0);
+    sq_wire_msg_destroy(&reply);
     char sql[128];
     snprintf(sql, sizeof sql, "select count(*) from task_results where job_id = %llu "
              "and state = 'succeeded'", (unsigned long long)job_id);
@@ -339,15 +375,21 @@ hostile_strings(void)
     /* Stored byte for byte: compared in SQL against bound parameters. */
     SQ_CHECK(s_count_param("select count(*) from jobs where tenant = $1 and model = $2",
                            S_HOSTILE_TENANT, S_HOSTILE_MODEL) == 1);
+    SQ_CHECK(s_count_param("select count(*) from jobs where adapter = $1 and params = $2",
+                           S_HOSTILE_ADAPTER, S_HOSTILE_PARAMS) == 1);
     SQ_CHECK(s_count_param("select count(*) from workers where group_id = $1",
                            S_HOSTILE_GROUP, NULL) == 1);
     for (int i = 0; i < S_N_HOSTILE; i++) {
         SQ_CHECK(s_count_param("select count(*) from tasks t join task_results r "
                                "using (job_id, idx) where t.custom_id = $1 and t.prompt = $2 "
                                "and r.text = $2", s_custom_id(i), s_hostile[i]) == 1);
+        SQ_CHECK(s_count_param("select count(*) from tasks where custom_id = $1 and body = $2",
+                               s_custom_id(i), s_hostile[(i + 1) % S_N_HOSTILE]) == 1);
     }
     /* ...and returned byte for byte through the protocol. */
     s_check_results_reply(job_id);
+
+    s_hostile_error();
 
     /* NUL inside a msgpack string and invalid UTF-8 (bad byte, overlong,
      * surrogate, truncated sequence) are refused, naming the field. */
@@ -357,7 +399,7 @@ hostile_strings(void)
     s_refused("prompt", "\xed\xa0\x80", 3, "prompt");
     s_refused("custom_id", "ab\xe2\x82", 4, "custom_id");
     int64_t n = -1;
-    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from jobs", &n) == 0 && n == 1);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from jobs", &n) == 0 && n == 2);
     SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from tasks where custom_id = 'fine'",
                                 &n) == 0 && n == 0);
 }
