@@ -170,13 +170,14 @@ sq_cmd_run(int argc, char **argv)
         return rc;
     zsys_handler_set(NULL); /* our handlers, not czmq's */
     sq_loop_t *loop = sq_loop_new(&o);
+    char q[1024];
     if (!loop) {
-        SQ_ERROR("startup failed", "error=%s", sq_error_detail());
+        SQ_ERROR("startup failed", "error=%s", sq_log_quote(sq_error_detail(), q, sizeof q));
         return 1;
     }
     sq_metrics_http_t *http = NULL;
     if (o.metrics_port > 0 && !(http = sq_metrics_http_new(o.metrics_bind, o.metrics_port))) {
-        SQ_ERROR("startup failed", "error=\"%s\"", sq_error_detail());
+        SQ_ERROR("startup failed", "error=%s", sq_log_quote(sq_error_detail(), q, sizeof q));
         sq_loop_destroy(&loop);
         return 1;
     }

@@ -55,6 +55,14 @@ struct sq_loop_t {
     size_t pend_head, n_pend;
 };
 
+/* The current error detail quoted for a logfmt value (messages from the
+ * API server or PostgreSQL carry quotes of their own). */
+static const char *
+s_err_q(char *buf, unsigned size)
+{
+    return sq_log_quote(sq_error_detail(), buf, size);
+}
+
 int64_t
 sq_loop_mono_ms(void)
 {
@@ -197,7 +205,8 @@ sq_loop_reload(sq_loop_t *self)
     s_pool_t *pools = rc ? NULL : s_pools_for(next, self->pools, self->policy->n_pools);
     if (!pools) {
         self->reloads_refused++;
-        SQ_WARN("policy not stored, keeping the running one", "error=\"%s\"", sq_error_detail());
+        char q[512];
+        SQ_WARN("policy not stored, keeping the running one", "error=%s", s_err_q(q, sizeof q));
         sq_policy_destroy(&next);
         if (rc == SQ_EDBDOWN)
             sq_db_reconnect(self->db);
@@ -238,8 +247,9 @@ s_flush(sq_loop_t *self)
         int rc = sq_sched_db_record(self->db, &row, NULL);
         if (rc) {
             self->db_errors++;
-            SQ_WARN("scaling event not recorded yet", "queued=%zu error=\"%s\"", self->n_pend,
-                    sq_error_detail());
+            char q[512];
+            SQ_WARN("scaling event not recorded yet", "queued=%zu error=%s", self->n_pend,
+                    s_err_q(q, sizeof q));
             if (rc == SQ_EDBDOWN)
                 sq_db_reconnect(self->db);
             return;
@@ -338,8 +348,9 @@ s_apply(sq_loop_t *self, s_pool_t *ps, const sq_pool_policy_t *p, int64_t now)
     } else {
         ps->failures++;
         snprintf(ev.error, sizeof ev.error, "%s", sq_error_detail());
-        SQ_WARN("actuator failed", "pool=%s from=%d to=%d error=\"%s\" reason=%s", p->name,
-                d->current, d->desired, ev.error, q);
+        char eq[512];
+        SQ_WARN("actuator failed", "pool=%s from=%d to=%d error=%s reason=%s", p->name,
+                d->current, d->desired, s_err_q(eq, sizeof eq), q);
     }
     s_pending_push(self, &ev);
 }
@@ -352,7 +363,8 @@ s_decide_all(sq_loop_t *self, const sq_client_stats_t *st, int64_t now)
         s_pool_t *ps = &self->pools[i];
         if (s_observe(self, st, p, &ps->m) != 0) {
             ps->failures++;
-            SQ_WARN("actuator counts failed", "pool=%s error=\"%s\"", p->name, sq_error_detail());
+            char q[512];
+            SQ_WARN("actuator counts failed", "pool=%s error=%s", p->name, s_err_q(q, sizeof q));
             continue;
         }
         if (sq_decide(ps->decider, p, &ps->m, now, &ps->d) != 0)
@@ -373,8 +385,9 @@ sq_loop_tick(sq_loop_t *self)
     if (rc) {
         /* No data, no decision: never scale on a broker we cannot see. */
         self->stats_errors++;
+        char q[512];
         if (self->stats_ok || self->ticks == 0)
-            SQ_WARN("broker stats unavailable", "error=\"%s\"", sq_error_detail());
+            SQ_WARN("broker stats unavailable", "error=%s", s_err_q(q, sizeof q));
         self->stats_ok = 0;
     } else {
         if (!self->stats_ok && self->ticks > 0)
