@@ -82,6 +82,8 @@ static int s_read_hparams(const sq_gguf_t *g, sq_model_hparams_t *hp)
     if (hd != dim / n_heads || n_rot > hd || n_rot % 2 != 0)
         return SQ_FAIL(SQ_EFORMAT, "llama head size %u / rotated dims %u with dim %u, %u heads",
                        hd, n_rot, dim, n_heads);
+    if (n_rot > 1024)
+        return SQ_FAIL(SQ_EUNSUPPORTED, "llama.rope.dimension_count %u (at most 1024)", n_rot);
     *hp = (sq_model_hparams_t){.dim = (int)dim, .n_layers = (int)n_layers,
                                .n_heads = (int)n_heads, .n_kv_heads = (int)n_kv,
                                .head_dim = (int)hd, .ffn_dim = (int)ffn, .n_rot = (int)n_rot,

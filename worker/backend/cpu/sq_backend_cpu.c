@@ -118,10 +118,15 @@ static int s_matmul(sq_backend_t *be, const sq_weight_t *w, const float *x, int 
 static int s_rope(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_dim, int n_rot,
                   const int32_t *pos, float freq_base)
 {
+    float inv_freq[512];
+    if (n_rot / 2 > (int)(sizeof inv_freq / sizeof inv_freq[0]))
+        return SQ_FAIL(SQ_EINVAL, "rope over %d dims", n_rot);
+    for (int i = 0; i < n_rot / 2; i++)
+        inv_freq[i] = powf(freq_base, -2.0f * (float)i / (float)n_rot);
     for (int t = 0; t < n_tok; t++) {
         for (int i = 0; i < n_rot / 2; i++) {
             /* same angle for every head: compute once per (t, i) */
-            float theta = (float)pos[t] * powf(freq_base, -2.0f * (float)i / (float)n_rot);
+            float theta = (float)pos[t] * inv_freq[i];
             float c = cosf(theta), s = sinf(theta);
             for (int h = 0; h < n_heads; h++) {
                 float *p = x + ((size_t)t * n_heads + h) * head_dim + 2 * i;
@@ -208,10 +213,30 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
     return 0;
 }
 
+/* gate (n) = silu(gate) * up, each thread one contiguous part */
+typedef struct {
+    float *gate;
+    const float *up;
+    size_t n;
+} s_swiglu_job_t;
+
+static void s_swiglu_worker(void *arg, int ith, int nth)
+{
+    s_swiglu_job_t *j = arg;
+    size_t per = (j->n + (size_t)nth - 1) / (size_t)nth;
+    size_t lo = per * (size_t)ith, hi = lo + per < j->n ? lo + per : j->n;
+    for (size_t i = lo; i < hi; i++)
+        j->gate[i] = j->gate[i] / (1.0f + expf(-j->gate[i])) * j->up[i];
+}
+
 static int s_swiglu(sq_backend_t *be, float *gate, const float *up, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    s_swiglu_job_t job = {gate, up, n};
+    /* below a few thousand values a wake-up costs more than it saves */
+    if (n < 4096)
+        s_swiglu_worker(&job, 0, 1);
+    else
+        sq_threadpool_run(s_ctx(be)->pool, s_swiglu_worker, &job);
     return 0;
 }
 
