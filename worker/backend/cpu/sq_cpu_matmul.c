@@ -1,7 +1,9 @@
 /*  sq_cpu_matmul: the driver every SIMD level shares.
  *
  *  Y (n_tok, n_out) = X (n_tok, n_in) W^T, W (n_out, n_in) row-major.
- *  Threads split the output rows into contiguous ranges. Within its range a
+ *  Threads take chunks of output rows from a shared counter rather than a
+ *  fixed share each: on a shared machine one descheduled thread would
+ *  otherwise hold up every matmul until it runs again. Within a chunk a
  *  thread walks token tiles small enough for the tile's activations to stay
  *  in L2, and for each group of SQ_CPU_NW weight rows runs the level's dot
  *  kernel over the tile SQ_CPU_NX tokens at a time: the rows come from
@@ -15,10 +17,15 @@
 #include "sq_cpu_internal.h"
 #include "sq_error.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* Activation bytes one token tile may occupy (half a typical L2). */
 #define S_TILE_BYTES (256 * 1024)
+/* Chunks per thread: enough to even out a slow thread, few enough that
+ * the counter is not contended. Rows per chunk stay a multiple of NW. */
+#define S_CHUNKS_PER_THREAD 8
+#define S_MIN_CHUNK_ROWS 16
 
 typedef struct {
     sq_cpu_dot_fn dot;
@@ -30,6 +37,8 @@ typedef struct {
     int64_t n_tok, tile;
     float *y;
     int64_t ldy;
+    int64_t chunk_rows;
+    atomic_llong next_chunk;
 } s_job_t;
 
 static _Thread_local sq_block_q8_0_t *s_scratch;
@@ -48,12 +57,10 @@ s_scratch_get(size_t n_blocks)
     return s_scratch;
 }
 
+/* Rows [r0, r1) for every token, tile by tile. */
 static void
-s_job_run(void *arg, int ith, int nth)
+s_rows_run(const s_job_t *job, int64_t r0, int64_t r1)
 {
-    const s_job_t *job = arg;
-    int64_t r0 = job->n_out * ith / nth;
-    int64_t r1 = job->n_out * (ith + 1) / nth;
     float out[SQ_CPU_NW * SQ_CPU_NX];
     for (int64_t t0 = 0; t0 < job->n_tok; t0 += job->tile) {
         int64_t t1 = t0 + job->tile < job->n_tok ? t0 + job->tile : job->n_tok;
@@ -70,6 +77,31 @@ s_job_run(void *arg, int ith, int nth)
             }
         }
     }
+}
+
+static void
+s_job_run(void *arg, int ith, int nth)
+{
+    s_job_t *job = arg;
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&job->next_chunk, 1, memory_order_relaxed);
+        int64_t r0 = c * job->chunk_rows;
+        if (r0 >= job->n_out)
+            return;
+        int64_t r1 = r0 + job->chunk_rows < job->n_out ? r0 + job->chunk_rows : job->n_out;
+        s_rows_run(job, r0, r1);
+    }
+}
+
+/* Rows per chunk for nth threads: a multiple of SQ_CPU_NW. */
+static int64_t
+s_chunk_rows(int64_t n_out, int nth)
+{
+    if (nth == 1)
+        return n_out;
+    int64_t rows = n_out / ((int64_t) nth * S_CHUNKS_PER_THREAD);
+    rows = rows < S_MIN_CHUNK_ROWS ? S_MIN_CHUNK_ROWS : rows;
+    return (rows + SQ_CPU_NW - 1) / SQ_CPU_NW * SQ_CPU_NW;
 }
 
 int
@@ -104,6 +136,8 @@ sq_cpu_matmul_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype, 
     int64_t tile = job.x_stride ? (int64_t) (S_TILE_BYTES / job.x_stride) : n_tok;
     tile -= tile % SQ_CPU_NX;
     job.tile = tile < SQ_CPU_NX ? SQ_CPU_NX : tile;
+    job.chunk_rows = s_chunk_rows(n_out, sq_threadpool_size(pool));
+    atomic_init(&job.next_chunk, 0);
     sq_threadpool_run(pool, s_job_run, &job);
     return 0;
 }
