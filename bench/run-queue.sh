@@ -70,6 +70,8 @@ echo "# shardq queue benchmark, $(date -u '+%F %H:%M UTC')"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
      "$(uname -sr); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "PostgreSQL $(psql "$db" -Atc 'show server_version'): $settings"
+echo "source: commit $(git -C "$here" log -1 --format=%h 2>/dev/null || echo '?')$(
+  git -C "$here" status --porcelain -- broker common sql 2>/dev/null | grep -q . && echo ' + uncommitted changes in broker/common/sql')"
 echo "jobs: $tasks x 256 B payload per phase; latency phases: 200/s for ${latency_s} s"
 echo "outputs: $out"
 echo
