@@ -261,12 +261,18 @@ s_flush(sq_loop_t *self)
 
 /* --- one tick ---------------------------------------------------------- */
 
+/* The broker names a pool by the model its workers announce, which
+ * shardq-worker takes from the file name of --model; match the policy
+ * pool's name, its worker.model, or that file name. */
 static const sq_client_pool_t *
 s_find_stats(const sq_client_stats_t *st, const sq_pool_policy_t *p)
 {
+    const char *slash = strrchr(p->worker.model, '/');
+    const char *base = slash ? slash + 1 : p->worker.model;
     for (size_t i = 0; i < st->n_pools; i++)
         if (strcmp(st->pools[i].model, p->name) == 0 ||
-            strcmp(st->pools[i].model, p->worker.model) == 0)
+            strcmp(st->pools[i].model, p->worker.model) == 0 ||
+            strcmp(st->pools[i].model, base) == 0)
             return &st->pools[i];
     return NULL;
 }

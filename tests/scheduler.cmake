@@ -29,8 +29,11 @@ set_tests_properties(db.sched.scaling_events PROPERTIES LABELS db SKIP_RETURN_CO
 
 # The control loop as a process: fixture broker (real ZeroMQ, sq_wire),
 # real PostgreSQL, process groups from sched_fake_mpirun.sh.
+add_library(sched_testutil STATIC db/sched_testutil.c)
+target_include_directories(sched_testutil PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/db)
+target_link_libraries(sched_testutil PUBLIC sq_testlib PRIVATE sq_warnings)
 add_executable(test_sched_loop db/test_sched_loop.c)
-target_link_libraries(test_sched_loop PRIVATE sq_db sq_wire sq_testlib PkgConfig::CZMQ
+target_link_libraries(test_sched_loop PRIVATE sched_testutil sq_db sq_wire sq_testlib PkgConfig::CZMQ
                       Threads::Threads sq_warnings)
 add_test(NAME db.sched.loop
          COMMAND test_sched_loop $<TARGET_FILE:shardq-scheduler>

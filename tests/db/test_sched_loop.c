@@ -14,12 +14,12 @@
  *  argv: scheduler binary, fake mpirun, sql dir. Ports 18520-18521. */
 #define _DEFAULT_SOURCE /* usleep */
 #define _POSIX_C_SOURCE 200809L
+#include "sched_testutil.h"
 #include "sq_db.h"
 #include "sq_error.h"
 #include "sq_test.h"
 #include "sq_wire.h"
 
-#include <arpa/inet.h>
 #include <czmq.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -160,37 +159,18 @@ s_write_policy(const char *max_groups)
     }
 }
 
-/* GET /metrics from the scheduler; returns the body (static). */
+/* The scheduler's metrics (static buffer). */
 static const char *
 s_scrape(void)
 {
     static char buf[65536];
-    buf[0] = '\0';
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(18521)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-        const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
-        if (write(fd, req, strlen(req)) > 0) {
-            size_t n = 0;
-            ssize_t r;
-            while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
-                n += (size_t)r;
-            buf[n] = '\0';
-        }
-    }
-    close(fd);
-    return buf;
+    return sched_scrape(18521, buf, sizeof buf);
 }
 
 static int
 s_wait_metric(const char *line, int timeout_ms)
 {
-    for (int64_t end = sq_test_now_ms() + timeout_ms; sq_test_now_ms() < end; usleep(50000))
-        if (strstr(s_scrape(), line))
-            return 1;
-    fprintf(stderr, "metric not seen: %s\n", line);
-    return 0;
+    return sched_wait_metric(18521, line, timeout_ms);
 }
 
 static int
