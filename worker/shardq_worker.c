@@ -36,7 +36,7 @@ static void s_usage(FILE *fp)
           "  --stop TEXT         end the text before TEXT (repeatable, up to 16)\n"
           "  --ignore-eos        do not stop at end-of-sequence tokens\n"
           "  --threads N         CPU threads per rank (default 1)\n"
-          "  --ctx N             context length (default: the model's)\n"
+          "  --ctx N             context length (default: the model's, at most 4096)\n"
           "  --device cpu        compute backend (default cpu)\n"
           "  --json              print {\"prompt_ids\", \"ids\", \"text\", \"finish_reason\"}\n"
           "  --help, --version\n"

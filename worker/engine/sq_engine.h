@@ -27,7 +27,7 @@ typedef struct {
     const char *model_path;
     const char *device;         /* "cpu" (default) */
     int n_threads;              /* 0: 1 */
-    int n_ctx;                  /* 0: the model's trained context */
+    int n_ctx;                  /* 0: the model's trained context, at most 4096 */
     int n_slots;                /* 0: 1 */
     sq_tp_comm_t *comm;         /* borrowed; NULL: a group of one */
 } sq_engine_params_t;
@@ -51,7 +51,8 @@ typedef struct {
     size_t n_prompt;
     int32_t *ids;
     size_t n_ids;
-    char *text;                 /* NUL-terminated; text_len bytes */
+    char *text;                 /* NUL-terminated; text_len bytes; decoded on
+                                 * rank 0 only (other ranks: "") */
     size_t text_len;
     sq_finish_t finish;
 } sq_gen_result_t;

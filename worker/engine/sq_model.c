@@ -16,6 +16,9 @@
 #include "sq_error.h"
 
 #define S_DEFAULT_MAX_BATCH 256
+/* Default context when none is asked for: the trained one, capped so a
+ * 128K-context model does not reserve a KV cache for 128K positions. */
+#define S_DEFAULT_MAX_CTX 4096
 
 typedef struct {
     sq_weight_t attn_norm, wq, wk, wv, wo;
@@ -277,7 +280,8 @@ static int s_load(sq_model_t *m, const sq_model_params_t *p)
     int rc;
     if ((rc = s_read_hparams(m->gguf, &m->hp)))
         return rc;
-    m->n_ctx = p && p->n_ctx > 0 ? p->n_ctx : m->hp.n_ctx_train;
+    m->n_ctx = p && p->n_ctx > 0 ? p->n_ctx
+             : m->hp.n_ctx_train < S_DEFAULT_MAX_CTX ? m->hp.n_ctx_train : S_DEFAULT_MAX_CTX;
     m->n_slots = p && p->n_slots > 0 ? p->n_slots : 1;
     m->max_batch = p && p->max_batch > 0 ? p->max_batch : S_DEFAULT_MAX_BATCH;
     if ((rc = s_partition(m)))

@@ -44,7 +44,7 @@ typedef struct {
 } sq_model_hparams_t;
 
 typedef struct {
-    int n_ctx;                  /* positions per slot; 0: the trained context */
+    int n_ctx;                  /* positions per slot; 0: the trained context, at most 4096 */
     int n_slots;                /* KV-cache slots (concurrent sequences); 0: 1 */
     int max_batch;              /* tokens per internal step; 0: 256 */
 } sq_model_params_t;
