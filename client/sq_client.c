@@ -74,7 +74,7 @@ sq_client_new(const char *endpoint, const sq_client_opts_t *opts)
         return NULL;
     }
     sq_client_opts_t o = opts ? *opts : (sq_client_opts_t){0};
-    self->opts.timeout_ms = o.timeout_ms > 0 ? o.timeout_ms : 15000;
+    self->opts.timeout_ms = o.timeout_ms > 0 ? o.timeout_ms : 10000;
     self->opts.submit_timeout_ms = o.submit_timeout_ms > 0 ? o.submit_timeout_ms : 60000;
     self->opts.connect_timeout_ms = o.connect_timeout_ms > 0 ? o.connect_timeout_ms : 3000;
     self->opts.retries = o.retries > 0 ? o.retries : (o.retries < 0 ? 0 : 4);
@@ -211,7 +211,10 @@ sq_client_request(sq_client_t *self, uint8_t cmd, sq_client_build_fn build, cons
                 SQ_FAIL(rc, "broker %s: no reply to SUBMIT within %d ms; the job may or may not "
                         "have been accepted (see `shardq jobs`)", self->endpoint, timeout_ms);
         }
-        if (!retryable || attempt >= self->opts.retries)
+        /* a silent broker is asked once more, not `retries` times: each
+         * wait is long, and a user at a terminal is waiting */
+        int max_attempts = rc == SQ_ETIMEDOUT ? (self->opts.retries > 0) : self->opts.retries;
+        if (!retryable || attempt >= max_attempts)
             return rc;
         s_sleep_ms(backoff_ms);
         backoff_ms *= 2;

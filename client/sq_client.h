@@ -9,9 +9,9 @@
  *    - reply: timeout_ms per attempt (SQ_ETIMEDOUT);
  *    - retries: ERROR replies marked retryable (database down, broker
  *      restarting) are retried with exponential backoff, up to `retries`
- *      extra attempts; a request that timed out is retried only when it is
- *      idempotent (everything but SUBMIT: a SUBMIT that timed out may have
- *      been committed, and repeating it would make a second job). After a
+ *      extra attempts; a request that timed out is retried once, and only
+ *      when it is idempotent (everything but SUBMIT: a SUBMIT that timed out
+ *      may have been committed, and repeating it would make a second job). After a
  *      timeout the socket is replaced (ZeroMQ guide's "Lazy Pirate"), so a
  *      late reply can never be mistaken for the answer to a new request;
  *      replies also carry the request id (rid) and stale ones are dropped.
@@ -43,7 +43,7 @@ extern "C" {
 #define SQ_CLIENT_STATE_BYTES 16
 
 typedef struct {
-    int timeout_ms;         /* reply deadline per attempt; default 15000 */
+    int timeout_ms;         /* reply deadline per attempt; default 10000 */
     int submit_timeout_ms;  /* for SUBMIT (commits many rows); default 60000 */
     int connect_timeout_ms; /* default 3000 */
     int retries;            /* extra attempts on retryable errors; default 4 */

@@ -289,6 +289,15 @@ test_timeouts(void)
     sq_client_destroy(&c);
     s_peer_stop(&p);
 
+    /* a broker that stays silent is asked twice in all, not `retries` times */
+    p = s_peer_start(S_SILENT);
+    c = s_client(p, 300);
+    SQ_CHECK(sq_client_status(c, 42, &j) == SQ_ETIMEDOUT);
+    SQ_CHECK(strstr(sq_error_detail(), "no reply to STATUS") != NULL);
+    SQ_CHECK(atomic_load(&p->n_requests) == 2);
+    sq_client_destroy(&c);
+    s_peer_stop(&p);
+
     /* SUBMIT is never repeated after a timeout: it may have been committed */
     p = s_peer_start(S_SILENT);
     c = s_client(p, 300);
