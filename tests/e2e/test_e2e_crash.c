@@ -222,12 +222,15 @@ s_broker_stop_in_storm(const char *name, int sig)
     SQ_REQUIRE(s_n_acked >= 30);
     s_storm(50, 20);
     n_sent += 50;
+    int64_t t_signal = sq_test_now_ms();
     SQ_CHECK(sq_proc_signal(sq_harness_broker(h), sig) == 0);
     if (sig == SIGTERM) {
         /* A clean stop finishes its in-flight commits (and acks them). */
-        s_collect_acks(S_MAX_JOBS, 2000);
+        s_collect_acks(S_MAX_JOBS, 1000);
         SQ_CHECK(sq_proc_wait(sq_harness_broker(h), 30000) == 0);
         SQ_CHECK(sq_proc_exit_code(sq_harness_broker(h)) == 0);
+        fprintf(stderr, "broker exited %lld ms after SIGTERM\n",
+                (long long)(sq_test_now_ms() - t_signal));
     } else {
         SQ_CHECK(sq_proc_wait(sq_harness_broker(h), 5000) == 0);
         s_collect_acks(S_MAX_JOBS, 200);    /* acks that were already on the wire */
