@@ -1,0 +1,189 @@
+/*  Continuous batching equals running each sequence alone.
+ *
+ *  Run under mpirun with 1 or 2 ranks (tensor parallel). Eight different
+ *  prompts are generated alone with sq_engine_generate (the reference),
+ *  then together through sq_batcher with staggered joins (one sequence
+ *  starts, the others join while it decodes, late ones take slots freed by
+ *  finished ones) and several prefill budgets, so prompt chunks, decode
+ *  tokens and slot reuse all mix in single steps. Greedy decoding must
+ *  give byte-identical texts.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sq_batcher.h"
+#include "sq_engine.h"
+#include "sq_error.h"
+#include "sq_test.h"
+
+#define N_PROMPTS 8
+
+static const char *const s_prompts[N_PROMPTS] = {
+    "Once upon a time",
+    "Lily had a red ball",
+    "The bank manager looked at the numbers and",
+    "Tom",
+    "One day, a little bird flew over the market. It saw",
+    "Sue and Ben went to the park to play with their dog",
+    "The quarterly report was late, so the fox",
+    "A big tree stood next to the river. Every morning",
+};
+
+static char *s_alone[N_PROMPTS];
+static size_t s_alone_len[N_PROMPTS];
+static char *s_batched[N_PROMPTS];
+static size_t s_batched_len[N_PROMPTS];
+static sq_engine_t *s_engine;
+static int s_rank;
+
+static sq_gen_params_t s_params(void)
+{
+    return (sq_gen_params_t){.max_tokens = 48, .sampler = {.temperature = 0, .top_p = 1}};
+}
+
+static void s_on_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t *t)
+{
+    (void)arg;
+    size_t i = (size_t)(uintptr_t)user, len;
+    const char *text = sq_seq_text(seq, &len);
+    s_batched[i] = malloc(len + 1);
+    memcpy(s_batched[i], text, len + 1);
+    s_batched_len[i] = len;
+    SQ_CHECK(t->admitted_ns <= t->prefilled_ns && t->prefilled_ns <= t->finished_ns);
+    sq_seq_destroy(&seq);
+}
+
+static sq_seq_t *s_seq(int i)
+{
+    sq_gen_params_t p = s_params();
+    sq_model_t *m = sq_engine_model(s_engine);
+    return sq_seq_new(sq_engine_tokenizer(s_engine), s_prompts[i], strlen(s_prompts[i]), &p,
+                      sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
+}
+
+static void test_reference_alone(void)
+{
+    for (int i = 0; i < N_PROMPTS; i++) {
+        sq_gen_params_t p = s_params();
+        sq_gen_result_t r;
+        SQ_REQUIRE(sq_engine_generate(s_engine, s_prompts[i], strlen(s_prompts[i]), &p, &r) == 0);
+        if (s_rank == 0) {
+            s_alone[i] = r.text;
+            s_alone_len[i] = r.text_len;
+            r.text = NULL;
+            SQ_CHECK(s_alone_len[i] > 0);
+        }
+        sq_gen_result_free(&r);
+    }
+}
+
+/* capacity 4 < 8 prompts: later prompts reuse slots of finished ones */
+static void s_run_batched(int capacity, int prefill_budget)
+{
+    sq_batcher_t *b = sq_batcher_new(sq_engine_model(s_engine), MPI_COMM_WORLD, capacity,
+                                     prefill_budget);
+    SQ_REQUIRE(b);
+    if (s_rank != 0) {
+        SQ_CHECK(sq_batcher_follow(b) == 0);
+        sq_batcher_destroy(&b);
+        return;
+    }
+    memset(s_batched, 0, sizeof s_batched);
+    int next = 0, steps = 0;
+    SQ_CHECK(sq_batcher_admit(b, s_seq(next), (void *)(uintptr_t)next) >= 0);
+    next++;
+    while (next < N_PROMPTS || sq_batcher_n_active(b) > 0) {
+        /* one newcomer every other step while there is room */
+        if (next < N_PROMPTS && steps % 2 == 1 && sq_batcher_n_active(b) < capacity) {
+            SQ_CHECK(sq_batcher_admit(b, s_seq(next), (void *)(uintptr_t)next) >= 0);
+            next++;
+        }
+        SQ_REQUIRE(sq_batcher_step(b, s_on_done, NULL) == 0);
+        SQ_REQUIRE(++steps < 10000);
+    }
+    SQ_CHECK(sq_batcher_stop_followers(b) == 0);
+    for (int i = 0; i < N_PROMPTS; i++) {
+        SQ_CHECK(s_batched[i] != NULL);
+        if (!s_batched[i])
+            continue;
+        if (s_batched_len[i] != s_alone_len[i] || memcmp(s_batched[i], s_alone[i], s_alone_len[i]))
+            fprintf(stderr, "prompt %d (capacity %d, budget %d):\n  alone:   %s\n  batched: %s\n",
+                    i, capacity, prefill_budget, s_alone[i], s_batched[i]);
+        SQ_CHECK(s_batched_len[i] == s_alone_len[i] &&
+                 memcmp(s_batched[i], s_alone[i], s_alone_len[i]) == 0);
+        free(s_batched[i]);
+        s_batched[i] = NULL;
+    }
+    sq_batcher_destroy(&b);
+}
+
+static void test_batched_equals_alone_small_chunks(void) { s_run_batched(4, 3); }
+static void test_batched_equals_alone_whole_prompts(void) { s_run_batched(8, 256); }
+static void test_batched_equals_alone_one_token_chunks(void) { s_run_batched(8, 1); }
+
+static void test_admit_full_and_remove(void)
+{
+    if (s_rank != 0)
+        return;     /* rank-0 bookkeeping only; no forward pass runs */
+    sq_batcher_t *b = sq_batcher_new(sq_engine_model(s_engine), MPI_COMM_SELF, 2, 16);
+    SQ_REQUIRE(b);
+    SQ_CHECK(sq_batcher_admit(b, s_seq(0), (void *)1) == 0);
+    SQ_CHECK(sq_batcher_admit(b, s_seq(1), (void *)2) == 1);
+    sq_seq_t *extra = s_seq(2);
+    SQ_CHECK(sq_batcher_admit(b, extra, (void *)3) == SQ_EAGAIN);
+    sq_seq_destroy(&extra);
+    SQ_CHECK(sq_batcher_remove(b, (void *)1) == 0);
+    SQ_CHECK(sq_batcher_remove(b, (void *)1) == SQ_ENOTFOUND);
+    SQ_CHECK(sq_batcher_n_active(b) == 1);
+    SQ_CHECK(sq_batcher_admit(b, s_seq(3), (void *)4) == 0);   /* freed slot reused */
+    sq_batcher_destroy(&b);
+}
+
+static void test_prompt_too_long_refused(void)
+{
+    if (s_rank != 0)
+        return;
+    size_t n = 64 * 1024;
+    char *p = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        p[i] = "abcdefgh "[i % 9];
+    p[n] = '\0';
+    sq_gen_params_t gp = s_params();
+    sq_model_t *m = sq_engine_model(s_engine);
+    sq_seq_t *s = sq_seq_new(sq_engine_tokenizer(s_engine), p, n, &gp,
+                             sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
+    SQ_CHECK(s == NULL);
+    SQ_CHECK(sq_error_code() == SQ_ETOOBIG);
+    SQ_CHECK(strstr(sq_error_detail(), "context") != NULL);
+    free(p);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &s_rank);
+    const char *model = argc > 1 ? argv[1] : "models/stories260K.gguf";
+    sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
+    sq_engine_params_t ep = {.model_path = model, .n_threads = 1, .n_slots = 8, .comm = comm};
+    s_engine = sq_engine_new(&ep);
+    if (!s_engine) {
+        fprintf(stderr, "cannot load %s: %s\n", model, sq_error_detail());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    SQ_RUN(test_reference_alone);
+    SQ_RUN(test_batched_equals_alone_small_chunks);
+    SQ_RUN(test_batched_equals_alone_whole_prompts);
+    SQ_RUN(test_batched_equals_alone_one_token_chunks);
+    SQ_RUN(test_admit_full_and_remove);
+    SQ_RUN(test_prompt_too_long_refused);
+    for (int i = 0; i < N_PROMPTS; i++)
+        free(s_alone[i]);
+    sq_engine_destroy(&s_engine);
+    sq_tp_comm_destroy(&comm);
+    int rc = s_rank == 0 ? sq_test_summary("batcher") : (sq_test_n_failed_cases ? 1 : 0);
+    MPI_Finalize();
+    return rc;
+}
