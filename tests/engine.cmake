@@ -32,6 +32,7 @@ set_tests_properties(unit.sampler PROPERTIES LABELS unit)
 # heads, so that 4 ranks replicate each KV head.
 add_executable(test_tp mpi/test_tp.c)
 target_link_libraries(test_tp PRIVATE sq_llm sq_testlib sq_warnings MPI::MPI_C m)
+target_include_directories(test_tp PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
 set(SQ_MPI_ENV OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1)
 if(SQ_SANITIZE)
   # Open MPI's own start-up allocations (in plugins it has unloaded by

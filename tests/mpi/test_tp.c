@@ -22,6 +22,7 @@
 #include "sq_sampler.h"
 #include "sq_test.h"
 #include "sq_tp_comm.h"
+#include "test_model_util.h"
 
 static const char *s_path;
 static int s_steps = 64;
@@ -49,17 +50,6 @@ static void s_unload(s_side_t *s)
     sq_model_destroy(&s->model);
     sq_backend_destroy(&s->be);
     sq_gguf_destroy(&s->gguf);
-}
-
-/* max |a - b| relative to max |b| over n values */
-static float s_max_rel(const float *a, const float *b, int n)
-{
-    float d = 0.0f, m = 1e-30f;
-    for (int i = 0; i < n; i++) {
-        d = fmaxf(d, fabsf(a[i] - b[i]));
-        m = fmaxf(m, fabsf(b[i]));
-    }
-    return d / m;
 }
 
 static void s_check_heads(const sq_model_t *m, int n_ranks)
@@ -104,7 +94,7 @@ static void test_tp_matches_single(void)
         SQ_REQUIRE(sq_model_forward(tp.model, batch, n, rank == 0 ? a : NULL) == 0);
         if (rank == 0) {
             SQ_REQUIRE(sq_model_forward(ref.model, batch, n, b) == 0);
-            float d = s_max_rel(a, b, n * n_vocab);
+            float d = tm_max_rel_diff(a, b, n * n_vocab);
             worst = fmaxf(worst, d);
             SQ_CHECK(d <= 1e-4f);
             const float *last_a = a + (size_t)(n - 1) * n_vocab, *last_b = b + (size_t)(n - 1) * n_vocab;

@@ -17,6 +17,7 @@
 #include "sq_error.h"
 #include "sq_gguf.h"
 #include "sq_test.h"
+#include "test_model_util.h"
 
 static const char *s_model_dir;
 static char s_tmp[256];
@@ -234,23 +235,6 @@ static void test_every_truncation(void)
     free(b.p);
 }
 
-static char *s_slurp(const char *path, size_t *n)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    *n = (size_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *p = malloc(*n);
-    if (fread(p, 1, *n, fp) != *n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(fp);
-    return p;
-}
-
 static void test_bundled_models(void)
 {
     const char *names[] = {"stories260K.gguf", "stories260K-q8_0.gguf"};
@@ -295,7 +279,7 @@ static void test_bundled_truncated(void)
     char path[512];
     snprintf(path, sizeof path, "%s/stories260K-q8_0.gguf", s_model_dir);
     size_t n;
-    char *p = s_slurp(path, &n);
+    char *p = tm_slurp(path, &n);
     SQ_REQUIRE(p);
     int n_fail = 0, n_cuts = 0;
     for (size_t cut = 0; cut < n; cut += (cut < 12000 ? 29 : 9973)) {

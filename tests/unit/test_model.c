@@ -17,6 +17,7 @@
 #include "sq_engine.h"
 #include "sq_error.h"
 #include "sq_test.h"
+#include "test_model_util.h"
 
 static char s_f32[512], s_q8[512];
 
@@ -162,16 +163,6 @@ typedef struct {
     float *logits;              /* (S_N_STEPS, n_vocab) */
 } s_seq_t;
 
-static float s_max_rel_diff(const float *a, const float *b, int n)
-{
-    float d = 0.0f, m = 1.0f;
-    for (int i = 0; i < n; i++) {
-        d = fmaxf(d, fabsf(a[i] - b[i]));
-        m = fmaxf(m, fabsf(b[i]));
-    }
-    return d / m;
-}
-
 /* Each sequence alone in slot 0: prefill, then greedy steps. */
 static int s_run_alone(sq_model_t *m, s_seq_t *s, int n_vocab)
 {
@@ -221,7 +212,7 @@ static int s_run_batched(sq_model_t *m, s_seq_t *seqs, int n_vocab, float *out)
             s_seq_t *s = &seqs[owner[t]];
             int k = done[owner[t]]++;
             const float *lg = out + (size_t)n_out++ * n_vocab;
-            float d = s_max_rel_diff(lg, s->logits + (size_t)k * n_vocab, n_vocab);
+            float d = tm_max_rel_diff(lg, s->logits + (size_t)k * n_vocab, n_vocab);
             SQ_CHECK(d < 1e-4f);
             if (d >= 1e-4f)
                 fprintf(stderr, "   seq %d step %d: relative difference %g\n", owner[t], k, d);

@@ -19,6 +19,7 @@
 #include "sq_error.h"
 #include "sq_gguf_writer.h"
 #include "sq_test.h"
+#include "test_model_util.h"
 
 #define S_VOCAB 300
 
@@ -248,16 +249,6 @@ static int s_logits(float *out)
     return rc;
 }
 
-static float s_rel(const float *a, const float *b, int n)
-{
-    float d = 0.0f, m = 1e-30f;
-    for (int i = 0; i < n; i++) {
-        d = fmaxf(d, fabsf(a[i] - b[i]));
-        m = fmaxf(m, fabsf(b[i]));
-    }
-    return d / m;
-}
-
 static void test_dtypes_agree(void)
 {
     static float f32[6 * S_VOCAB], other[6 * S_VOCAB];
@@ -265,10 +256,10 @@ static void test_dtypes_agree(void)
     SQ_REQUIRE(s_write(&s) == 0 && s_logits(f32) == 0);
     s.dtype = SQ_DTYPE_F16;
     SQ_REQUIRE(s_write(&s) == 0 && s_logits(other) == 0);
-    float d16 = s_rel(other, f32, 6 * S_VOCAB);
+    float d16 = tm_max_rel_diff(other, f32, 6 * S_VOCAB);
     s.dtype = SQ_DTYPE_Q8_0;
     SQ_REQUIRE(s_write(&s) == 0 && s_logits(other) == 0);
-    float d8 = s_rel(other, f32, 6 * S_VOCAB);
+    float d8 = tm_max_rel_diff(other, f32, 6 * S_VOCAB);
     fprintf(stderr, "   relative logit difference to F32: F16 %.3g, Q8_0 %.3g\n", (double)d16,
             (double)d8);
     SQ_CHECK(d16 < 5e-3f);
@@ -279,7 +270,7 @@ static void test_dtypes_agree(void)
     s.untied = true;
     s.n_rot = 4;
     SQ_REQUIRE(s_write(&s) == 0 && s_logits(other) == 0);
-    SQ_CHECK(s_rel(other, f32, 6 * S_VOCAB) > 1e-3f);
+    SQ_CHECK(tm_max_rel_diff(other, f32, 6 * S_VOCAB) > 1e-3f);
 }
 
 /* ---- collectives per step ---- */

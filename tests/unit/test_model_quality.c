@@ -15,6 +15,7 @@
 #include "sq_engine.h"
 #include "sq_error.h"
 #include "sq_test.h"
+#include "test_model_util.h"
 
 static char s_f32[512], s_q8[512], s_text[512];
 
@@ -51,30 +52,13 @@ static void s_score(const float *lf, const float *lq, int n_vocab, int32_t next,
     st->n++;
 }
 
-static char *s_slurp(const char *path, size_t *n)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    *n = (size_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *p = malloc(*n + 1);
-    if (fread(p, 1, *n, fp) != *n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(fp);
-    return p;
-}
-
 static void test_q8_matches_f32(void)
 {
     sq_engine_params_t pf = {.model_path = s_f32, .n_threads = 2};
     sq_engine_params_t pq = {.model_path = s_q8, .n_threads = 2};
     sq_engine_t *ef = sq_engine_new(&pf), *eq = sq_engine_new(&pq);
     size_t len;
-    char *text = s_slurp(s_text, &len);
+    char *text = tm_slurp(s_text, &len);
     SQ_REQUIRE(ef && eq && text);
     int32_t *ids;
     size_t n_ids;
