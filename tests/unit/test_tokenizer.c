@@ -392,6 +392,27 @@ static void test_bad_config(void)
     SQ_CHECK(t == NULL);
 }
 
+/* A vocabulary with "▁" inside pieces: merges cross word boundaries, so
+ * the tokenizer must not merge word by word. */
+static void test_inner_space_pieces(void)
+{
+    const char *p[] = { "<unk>", "\xe2\x96\x81", "a", "b", "a\xe2\x96\x81", "a\xe2\x96\x81""b",
+                        "\xe2\x96\x81""a" };
+    uint32_t lens[] = { 5, 3, 1, 1, 4, 5, 4 };
+    float sc[] = { 0, -1, -1, -1, -1, -2, -5 };   /* "a▁" beats "▁a" */
+    int32_t ty[] = { SQ_TOKEN_UNKNOWN, 1, 1, 1, 1, 1, 1 };
+    sq_tokenizer_config_t cfg = { 7, p, lens, sc, ty, -1, -1, 0, true };
+    sq_tokenizer_t *t = sq_tokenizer_new(&cfg);
+    SQ_REQUIRE(t);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    /* "▁a▁b": a+▁ first (-1), then a▁+b (-2): [▁, a▁b] */
+    SQ_CHECK(sq_tokenizer_encode(t, "a b", 3, false, &ids, &n) == 0);
+    SQ_CHECK(n == 2 && ids[0] == 1 && ids[1] == 5);
+    free(ids);
+    sq_tokenizer_destroy(&t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -411,6 +432,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_streaming);
     SQ_RUN(test_long_input);
     SQ_RUN(test_bad_config);
+    SQ_RUN(test_inner_space_pieces);
     sq_tokenizer_destroy(&tok);
     for (int32_t i = 0; i < n_vocab; i++)
         free((void *) pieces[i]);
