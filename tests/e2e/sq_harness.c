@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <signal.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -240,8 +241,12 @@ sq_harness_destroy(sq_harness_t **self_p)
     if (!self_p || !*self_p)
         return;
     sq_harness_t *self = *self_p;
+    /* A test that failed while PostgreSQL was down must not leave it down
+     * for the tests after it. */
+    if (self->pg_down)
+        sq_harness_pg_ctl(self, "start");
     for (int i = 0; i < self->n_procs; i++)
-        sq_proc_signal(self->procs[i], 9);
+        sq_proc_signal(self->procs[i], SIGKILL);
     bool failed = sq_test_n_failed_checks > 0;
     for (int i = 0; i < self->n_procs; i++) {
         if (failed)
@@ -250,13 +255,6 @@ sq_harness_destroy(sq_harness_t **self_p)
     }
     if (failed)
         fprintf(stderr, "logs kept in %s, database %s\n", self->log_dir, self->dbname);
-    /* A test that failed while PostgreSQL was down must not leave it down
-     * for the tests after it. */
-    if (self->pg_down) {
-        self->n_procs = 0;
-        sq_harness_pg_ctl(self, "start");
-        sq_proc_destroy(&self->procs[0]);
-    }
     PQfinish(self->conn);
     if (self->conninfo) {
         char sql[256];
