@@ -264,6 +264,66 @@ static void test_random_corruption(void)
     free(copy);
 }
 
+/* Nested arrays written raw: [u32 elem type][u64 n] headers, depth deep,
+ * innermost an empty u8 array. */
+static size_t s_nested(uint8_t *buf, int depth)
+{
+    size_t k = 0;
+    for (int d = 0; d < depth; d++) {
+        uint32_t et = d + 1 < depth ? SQ_GGUF_ARRAY : SQ_GGUF_UINT8;
+        uint64_t n = d + 1 < depth ? 1 : 0;
+        memcpy(buf + k, &et, 4);
+        memcpy(buf + k + 4, &n, 8);
+        k += 12;
+    }
+    return k;
+}
+
+static bool s_nested_opens(int depth)
+{
+    uint8_t payload[12 * 16];
+    sq_gguf_writer_t *w = sq_gguf_writer_new(0);
+    bool ok = w && sq_gguf_writer_add_raw(w, "t.nested", SQ_GGUF_ARRAY, payload,
+                                          s_nested(payload, depth)) == 0
+              && sq_gguf_writer_open(w, path) == 0 && sq_gguf_writer_close(w) == 0;
+    sq_gguf_writer_destroy(&w);
+    sq_gguf_t *g = ok ? sq_gguf_open(path) : NULL;
+    ok = g != NULL;
+    sq_gguf_destroy(&g);
+    return ok;
+}
+
+static void test_nested_arrays(void)
+{
+    SQ_CHECK(s_nested_opens(1));
+    SQ_CHECK(s_nested_opens(2));
+    SQ_CHECK(!s_nested_opens(16));
+    SQ_CHECK(strstr(sq_error_detail(), "t.nested") != NULL);
+    /* many empty arrays in an array: linear work, accepted */
+    size_t n = 10000, k = 0;
+    uint8_t *payload = malloc(12 + 12 * n);
+    uint32_t et = SQ_GGUF_ARRAY, inner = SQ_GGUF_UINT8;
+    uint64_t zero = 0;
+    memcpy(payload, &et, 4);
+    memcpy(payload + 4, &n, 8);
+    for (k = 12; k < 12 + 12 * n; k += 12) {
+        memcpy(payload + k, &inner, 4);
+        memcpy(payload + k + 4, &zero, 8);
+    }
+    sq_gguf_writer_t *w = sq_gguf_writer_new(0);
+    SQ_CHECK(sq_gguf_writer_add_raw(w, "t.many", SQ_GGUF_ARRAY, payload, k) == 0);
+    SQ_CHECK(sq_gguf_writer_open(w, path) == 0 && sq_gguf_writer_close(w) == 0);
+    sq_gguf_writer_destroy(&w);
+    sq_gguf_t *g = sq_gguf_open(path);
+    SQ_CHECK(g != NULL);
+    uint32_t got_et;
+    uint64_t got_n;
+    SQ_CHECK(g && sq_gguf_kv_arr(g, 0, &got_et, &got_n) == 0 && got_et == SQ_GGUF_ARRAY
+             && got_n == n);
+    sq_gguf_destroy(&g);
+    free(payload);
+}
+
 static void test_not_a_file(void)
 {
     sq_error_clear();
@@ -287,6 +347,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_bad_metadata);
     SQ_RUN(test_bad_tensors);
     SQ_RUN(test_random_corruption);
+    SQ_RUN(test_nested_arrays);
     SQ_RUN(test_not_a_file);
     remove(path);
     free(base);

@@ -187,6 +187,13 @@ int sq_gguf_writer_add_str_array(sq_gguf_writer_t *self, const char *key,
     return rc;
 }
 
+int sq_gguf_writer_add_raw(sq_gguf_writer_t *self, const char *key, uint32_t type,
+                           const void *payload, size_t n)
+{
+    int rc = s_begin_kv(self, key, type);
+    return rc ? rc : s_put(&self->kv, payload, n);
+}
+
 /* ---- tensors --------------------------------------------------------- */
 
 /* Bytes of a tensor, or 0 with the error recorded. */

@@ -57,6 +57,12 @@ int sq_gguf_writer_add_array(sq_gguf_writer_t *self, const char *key, uint32_t e
 int sq_gguf_writer_add_str_array(sq_gguf_writer_t *self, const char *key,
                                  const char *const *strs, const uint32_t *lens, uint64_t n);
 
+/* A value of any type given as its encoded bytes (GGUF layout, little-
+ * endian), written verbatim: for nested arrays, and for tests that need
+ * values the typed calls refuse to make. */
+int sq_gguf_writer_add_raw(sq_gguf_writer_t *self, const char *key, uint32_t type,
+                           const void *payload, size_t n);
+
 /* --- tensors (only before open) ---
  * dtype: SQ_DTYPE_F32, F16 or Q8_0 (ne[0] a multiple of 32 for Q8_0);
  * ne fastest first, 1..SQ_GGUF_MAX_DIMS dims. */
