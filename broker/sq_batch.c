@@ -57,6 +57,8 @@ void sq_batch_destroy(sq_batch_t **self_p)
     free(self->worker_rows);
     free(self->acks);
     free(self->dones);
+    free(self->res_job);
+    free(self->res_idx);
     free(self);
     *self_p = NULL;
 }
@@ -147,6 +149,12 @@ void sq_batch_result(sq_batch_t *self, sq_task_t *t, const char *state, const ch
                      size_t text_len, const char *finish_reason, int64_t prompt_tokens,
                      int64_t completion_tokens, const char *error, int64_t now_wall_ms)
 {
+    size_t cap = self->cap_res;
+    if (s_grow((void **)&self->res_job, self->n_res, &cap, sizeof *self->res_job) == 0 &&
+        s_grow((void **)&self->res_idx, self->n_res, &self->cap_res, sizeof *self->res_idx) == 0) {
+        self->res_job[self->n_res] = t->job->id;
+        self->res_idx[self->n_res++] = t->idx;
+    }
     sq_db_copy_t *c = self->results;
     sq_db_copy_i64(c, (int64_t)t->job->id);
     sq_db_copy_i64(c, t->idx);

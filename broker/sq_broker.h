@@ -122,6 +122,14 @@ typedef struct sq_batch_t {
     size_t n_acks, cap_acks;
     sq_done_t *dones;
     size_t n_dones, cap_dones;
+    /* keys of the results rows, for the task_queue delete */
+    uint64_t *res_job;
+    uint32_t *res_idx;
+    size_t n_res, cap_res;
+    /* a retried batch may have been committed already (ambiguous commit):
+     * it goes through staging tables and ON CONFLICT DO NOTHING */
+    bool retried;
+    int n_failures;
     int rc; /* set by the writer */
     char error[512];
 } sq_batch_t;

@@ -453,6 +453,19 @@ static void s_commit_failed(sq_server_t *self, sq_batch_t *b)
     if (self->db_backoff_ms > 2000)
         self->db_backoff_ms = 2000;
     self->db_retry_at_ms = sq_now_ms() + self->db_backoff_ms;
+    b->retried = true;
+    if (b->rc != SQ_EDBDOWN && ++b->n_failures >= 5) {
+        /* The database is up but refuses this batch (a bug, or a constraint
+         * we did not foresee): do not wedge the queue behind it. Its tasks
+         * run again; the rows it carried are lost, and the log says so. */
+        SQ_ERROR("dropping a batch the database keeps refusing", "err=\"%s\" results=%zu",
+                 b->error, b->n_dones);
+        for (size_t i = 0; i < b->n_dones; i++)
+            sq_server_enqueue(self, b->dones[i].task);
+        sq_batch_destroy(&b);
+        self->db_down = false;
+        return;
+    }
     if (sq_batch_empty(b))
         sq_batch_destroy(&b);
     else

@@ -22,15 +22,9 @@ typedef struct {
 /* ---- writer ---- */
 
 static const char s_stage_sql[] =
-    "CREATE TEMP TABLE IF NOT EXISTS stage_attempts (LIKE task_attempts) ON COMMIT DELETE ROWS;"
-    "CREATE TEMP TABLE IF NOT EXISTS stage_results (LIKE task_results) ON COMMIT DELETE ROWS;";
+    "CREATE TEMP TABLE IF NOT EXISTS stage_task_attempts (LIKE task_attempts) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS stage_task_results (LIKE task_results) ON COMMIT DELETE ROWS;";
 
-static const char s_copy_attempts[] =
-    "COPY stage_attempts (job_id, idx, attempt, lease_id, token, group_id, started_at,"
-    " ended_at, outcome, error) FROM STDIN";
-static const char s_copy_results[] =
-    "COPY stage_results (job_id, idx, state, text, finish_reason, prompt_tokens,"
-    " completion_tokens, error, attempts, finished_at) FROM STDIN";
 static const char s_copy_audit[] =
     "COPY audit_log (at, actor, action, job_id, idx, subject, details) FROM STDIN";
 
@@ -128,25 +122,59 @@ fail:
     return rc;
 }
 
-/* Attempts and results go through staging tables so that a batch retried
- * after an ambiguous commit cannot record anything twice. */
+/* "{1,2,3}": a text-format array parameter. Caller frees. */
+static char *s_array(const void *vals, size_t n, bool wide)
+{
+    char *out = malloc(n * 21 + 3), *o = out;
+    if (!out)
+        return NULL;
+    *o++ = '{';
+    for (size_t i = 0; i < n; i++)
+        o += sprintf(o, i ? ",%" PRIu64 : "%" PRIu64,
+                     wide ? ((const uint64_t *)vals)[i] : (uint64_t)((const uint32_t *)vals)[i]);
+    *o++ = '}';
+    *o = '\0';
+    return out;
+}
+
+/* First try: COPY straight into the tables. A batch retried after a
+ * failed (possibly ambiguous) commit goes through staging tables and
+ * ON CONFLICT DO NOTHING instead, so nothing can be recorded twice. */
+static int s_write_rows(sq_db_t *db, sq_batch_t *b, sq_db_copy_t *rows, const char *table,
+                        const char *cols)
+{
+    char sql[512];
+    if (!sq_db_copy_rows(rows))
+        return 0;
+    snprintf(sql, sizeof sql, "COPY %s%s (%s) FROM STDIN", b->retried ? "stage_" : "", table,
+             cols);
+    int rc = sq_db_copy_send(db, sql, rows);
+    if (rc == 0 && b->retried) {
+        snprintf(sql, sizeof sql, "INSERT INTO %s SELECT * FROM stage_%s ON CONFLICT DO NOTHING",
+                 table, table);
+        rc = sq_db_exec(db, sql, 0, NULL, NULL);
+    }
+    return rc;
+}
+
 static int s_write_outcomes(sq_db_t *db, sq_batch_t *b)
 {
-    int rc = 0;
-    if (sq_db_copy_rows(b->attempts)) {
-        rc = sq_db_copy_send(db, s_copy_attempts, b->attempts);
-        if (rc == 0)
-            rc = sq_db_exec(db, "INSERT INTO task_attempts SELECT * FROM stage_attempts"
-                                " ON CONFLICT DO NOTHING", 0, NULL, NULL);
-    }
-    if (rc == 0 && sq_db_copy_rows(b->results)) {
-        rc = sq_db_copy_send(db, s_copy_results, b->results);
-        if (rc == 0)
-            rc = sq_db_exec(db, "INSERT INTO task_results SELECT * FROM stage_results"
-                                " ON CONFLICT DO NOTHING", 0, NULL, NULL);
-        if (rc == 0)
-            rc = sq_db_exec(db, "DELETE FROM task_queue q USING stage_results s"
-                                " WHERE q.job_id = s.job_id AND q.idx = s.idx", 0, NULL, NULL);
+    int rc = s_write_rows(db, b, b->attempts, "task_attempts",
+                          "job_id, idx, attempt, lease_id, token, group_id, started_at,"
+                          " ended_at, outcome, error");
+    if (rc == 0)
+        rc = s_write_rows(db, b, b->results, "task_results",
+                          "job_id, idx, state, text, finish_reason, prompt_tokens,"
+                          " completion_tokens, error, attempts, finished_at");
+    if (rc == 0 && b->n_res) {
+        char *jobs = s_array(b->res_job, b->n_res, true), *idx = s_array(b->res_idx, b->n_res, false);
+        const char *p[2] = {jobs, idx};
+        rc = jobs && idx ? sq_db_exec(db, "DELETE FROM task_queue q"
+                                          " USING unnest($1::bigint[], $2::int[]) AS d(j, i)"
+                                          " WHERE q.job_id = d.j AND q.idx = d.i", 2, p, NULL)
+                         : SQ_FAIL(SQ_ENOMEM, "out of memory");
+        free(jobs);
+        free(idx);
     }
     if (rc == 0 && sq_db_copy_rows(b->audit))
         rc = sq_db_copy_send(db, s_copy_audit, b->audit);
