@@ -15,7 +15,8 @@
  *  sends DISCONNECT and exits 0 on SIGTERM/SIGINT. --stall makes it go
  *  silent (no heartbeats, no results) after its first TASKS, to look like a
  *  hung group whose socket stays open; --ignore-cancel makes it answer
- *  cancelled leases anyway, so that fencing of stale results can be tested.
+ *  cancelled leases anyway, so that fencing of stale results can be tested;
+ *  --send-twice repeats every RESULT/FAIL message (duplicate delivery).
  *
  *  Exit codes: 0 after SIGTERM/SIGINT, 2 on bad usage, 1 on a setup error.
  */
@@ -43,6 +44,7 @@ typedef struct {
     bool reverse;
     bool stall;
     bool ignore_cancel;
+    bool send_twice;
     int heartbeat_ms;
 } s_opts_t;
 
@@ -207,7 +209,11 @@ s_flush_kind(s_worker_t *self, int64_t now, bool failures)
         self->n_fails += sent;
     else
         self->n_results += sent;
-    return s_send(self, failures ? SQ_WIRE_FAIL : SQ_WIRE_RESULT, e);
+    int rc = s_send(self, failures ? SQ_WIRE_FAIL : SQ_WIRE_RESULT, e);
+    /* A network may deliver a message twice; the broker must record once. */
+    if (rc == 0 && self->opt.send_twice)
+        rc = s_send(self, failures ? SQ_WIRE_FAIL : SQ_WIRE_RESULT, e);
+    return rc;
 }
 
 /* --- receiving ------------------------------------------------------- */
@@ -441,6 +447,7 @@ s_usage(FILE *out)
             "  --reverse              answer the prompt reversed (default: echoed)\n"
             "  --stall                go silent after the first TASKS\n"
             "  --ignore-cancel        finish cancelled leases anyway (a fencing test)\n"
+            "  --send-twice           send every RESULT/FAIL message twice\n"
             "  --heartbeat-ms N       heartbeat interval (default 1000)\n"
             "  --help, --version\n");
 }
@@ -464,7 +471,7 @@ s_parse_args(int argc, char **argv, s_opts_t *o)
         {"batch", 1, 0, 'n'},      {"delay-ms", 1, 0, 'd'},  {"fail-rate", 1, 0, 'f'},
         {"fail-permanent-rate", 1, 0, 'p'}, {"seed", 1, 0, 's'}, {"reverse", 0, 0, 'r'},
         {"stall", 0, 0, 'S'},      {"ignore-cancel", 0, 0, 'I'}, {"heartbeat-ms", 1, 0, 'H'},
-        {"help", 0, 0, 'h'},
+        {"send-twice", 0, 0, 'T'}, {"help", 0, 0, 'h'},
         {"version", 0, 0, 'V'},    {0, 0, 0, 0}};
     int c, rc = 0;
     double v;
@@ -481,6 +488,7 @@ s_parse_args(int argc, char **argv, s_opts_t *o)
         case 'r': o->reverse = true; break;
         case 'S': o->stall = true; break;
         case 'I': o->ignore_cancel = true; break;
+        case 'T': o->send_twice = true; break;
         case 'H': rc = s_parse_double(optarg, 10, 60000, &v); o->heartbeat_ms = (int)v; break;
         case 'h': s_usage(stdout); exit(0);
         case 'V': printf("sq-test-worker %s\n", SQ_VERSION); exit(0);

@@ -6,6 +6,9 @@
  *    retries_dead  retryable failures retried with backoff, then dead with
  *                  the last error; permanent failures dead at once
  *    fairness      a 90/10 flood: the small tenant gets its fair share
+ *    duplicate_delivery  every RESULT arrives twice: recorded once, the
+ *                  copy refused as stale and audited
+ *    priority      a later high-priority job overtakes a queued backlog
  *
  *  Usage: test_e2e_flow CASE (CTest runs each case as its own test).
  *  What a test asserts is read back from PostgreSQL, the record of truth.
@@ -162,6 +165,57 @@ retries_dead(void)
 }
 
 static void
+duplicate_delivery(void)
+{
+    SQ_REQUIRE(s_up("duplicate_delivery"));
+    const char *twice[] = {"--batch", "16", "--send-twice", NULL};
+    SQ_REQUIRE(sq_harness_worker_start(h, "w1", twice));
+    SQ_REQUIRE(sq_harness_worker_start(h, "w2", twice));
+    uint64_t job = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 1000, "d", 0, &job, NULL) == 0);
+    SQ_REQUIRE(sq_harness_wait_i64(h, S_DONE_SQL, 1000, 60000) == 0);
+    /* Every second copy is refused as stale (its lease already ended) and
+     * audited; each task is recorded once. */
+    SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from audit_log where action = "
+                                    "'result_rejected_stale'", 1000, 30000) == 0);
+    int64_t n = -1;
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_results where state = "
+                                   "'succeeded'", &n) == 0 && n == 1000);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_attempts", &n) == 0 && n == 1000);
+    sq_e2e_check_no_duplicates(h);
+}
+
+static void
+priority(void)
+{
+    SQ_REQUIRE(s_up("priority"));
+    /* One tenant (fair share plays no part): 300 tasks at priority 0, then
+     * 50 at priority 900, queued before the only worker comes. */
+    const char *ids[50], *prompts[50];
+    char buf[50][16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(buf[i], sizeof buf[i], "hi-%d", i);
+        ids[i] = prompts[i] = buf[i];
+    }
+    uint64_t low = 0, high = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 300, "lo", 0, &low, NULL) == 0);
+    sq_e2e_job_t job = {.tenant = "acme", .model = "test", .priority = 900, .n_tasks = 50,
+                        .custom_ids = ids, .prompts = prompts};
+    SQ_REQUIRE(sq_e2e_submit(client, &job, 30000, &high, NULL) == 0);
+    const char *flags[] = {"--batch", "1", NULL};
+    SQ_REQUIRE(sq_harness_worker_start(h, "w", flags));
+    SQ_REQUIRE(sq_harness_wait_i64(h, S_DONE_SQL, 350, 60000) == 0);
+    /* The first 50 dispatches (lease order) are the high-priority job. */
+    char sql[256];
+    snprintf(sql, sizeof sql, "select count(*) from (select job_id from task_attempts "
+             "order by lease_id limit 50) f where job_id = %llu", (unsigned long long)high);
+    int64_t n = -1;
+    SQ_CHECK(sq_harness_sql_i64(h, sql, &n) == 0);
+    fprintf(stderr, "high priority: %lld of the first 50 dispatches\n", (long long)n);
+    SQ_CHECK(n == 50);
+}
+
+static void
 fairness(void)
 {
     SQ_REQUIRE(s_up("fairness"));
@@ -195,6 +249,8 @@ main(int argc, char **argv)
         {"cancel", cancel},
         {"retries_dead", retries_dead},
         {"fairness", fairness},
+        {"duplicate_delivery", duplicate_delivery},
+        {"priority", priority},
         {NULL, NULL}};
     return sq_e2e_main(argc, argv, cases, &h, &client);
 }
