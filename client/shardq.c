@@ -281,7 +281,7 @@ s_write_results(sq_client_t *c, const sq_client_job_t *job, FILE *f, uint64_t *n
 {
     char job_str[32];
     snprintf(job_str, sizeof job_str, "%llu", (unsigned long long)job->job_id);
-    sq_client_results_t *it = sq_client_results_new(c, job->job_id, 1000);
+    sq_client_results_t *it = sq_client_results_new(c, job->job_id, 10000);
     if (!it)
         return SQ_ENOMEM;
     const sq_client_result_t *r;

@@ -143,7 +143,8 @@ typedef struct {
 typedef struct sq_client_results_t sq_client_results_t;
 
 /* An iterator over the finished tasks of a job, fetched page_size at a
- * time (0 = 1000). Borrows the client. No I/O until the first next. */
+ * time (0 = 1000, at most 10,000; halved whenever the broker answers that
+ * a page is too big). Borrows the client. No I/O until the first next. */
 sq_client_results_t *sq_client_results_new(sq_client_t *client, uint64_t job_id,
                                            uint32_t page_size);
 /* 1 and *out (borrowed until the next call) for the next result; 0 when

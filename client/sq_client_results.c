@@ -84,10 +84,17 @@ sq_client_results_done(const sq_client_results_t *self)
 static int
 s_fetch_page(sq_client_results_t *self)
 {
-    s_page_args_t args = {self->job_id, self->after, self->page_size};
     sq_wire_msg_destroy(&self->page);
     self->left = 0;
-    int rc = sq_client_request(self->client, SQ_WIRE_RESULTS, s_build_page, &args, &self->page);
+    int rc;
+    for (;;) {
+        s_page_args_t args = {self->job_id, self->after, self->page_size};
+        rc = sq_client_request(self->client, SQ_WIRE_RESULTS, s_build_page, &args, &self->page);
+        /* long texts can make a full page too big for one message */
+        if (rc != SQ_ETOOBIG || self->page_size == 1)
+            break;
+        self->page_size /= 2;
+    }
     if (rc)
         return rc;
     sq_wire_val_t arr;
