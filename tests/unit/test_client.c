@@ -25,7 +25,8 @@ typedef enum {
     S_WRONG_RID_FIRST, /* a reply with another rid, then the real one */
     S_SILENT_FIRST,    /* ignore the first request, answer the rest */
     S_SILENT,          /* never answer */
-    S_GARBAGE          /* answer with frames that are not the protocol */
+    S_GARBAGE,         /* answer with frames that are not the protocol */
+    S_TOOBIG_OVER_2    /* RESULTS pages over 2 entries are "too big" */
 } s_mode_t;
 
 typedef struct {
@@ -156,6 +157,13 @@ s_answer(s_peer_t *p, sq_wire_msg_t *m, int n)
         zmsg_append(z, &(zframe_t *){zframe_dup(m->identity)});
         zmsg_addstr(z, "HTTP/1.1 200 OK");
         zmsg_send(&z, p->sock);
+        return;
+    }
+    uint64_t limit = 0;
+    sq_wire_get_u64(m->body, "limit", false, UINT64_MAX, &limit);
+    if (mode == S_TOOBIG_OVER_2 && m->cmd == SQ_WIRE_RESULTS && limit > 2) {
+        sq_wire_send_error(zsock_resolve(p->sock), m->identity, rid, SQ_WIRE_E_TOOBIG,
+                           "page over the message cap");
         return;
     }
     if (mode == S_WRONG_RID_FIRST)
@@ -386,6 +394,24 @@ test_results_pages(void)
     s_peer_stop(&p);
 }
 
+/* A page the broker cannot fit in one message is asked for again, halved. */
+static void
+test_results_page_halved(void)
+{
+    s_peer_t *p = s_peer_start(S_TOOBIG_OVER_2);
+    sq_client_t *c = s_client(p, 2000);
+    sq_client_results_t *it = sq_client_results_new(c, 42, 8);
+    const sq_client_result_t *r;
+    int n = 0, rc;
+    while ((rc = sq_client_results_next(it, &r)) == 1)
+        n++;
+    SQ_CHECK(rc == 0 && n == 5 && sq_client_results_done(it));
+    SQ_CHECK(atomic_load(&p->n_requests) == 5); /* 8 and 4 refused; 2 + 2 + 1 */
+    sq_client_results_destroy(&it);
+    sq_client_destroy(&c);
+    s_peer_stop(&p);
+}
+
 static void
 test_unreachable(void)
 {
@@ -412,6 +438,7 @@ main(void)
     SQ_RUN(test_garbage_reply);
     SQ_RUN(test_submit_encoding);
     SQ_RUN(test_results_pages);
+    SQ_RUN(test_results_page_halved);
     SQ_RUN(test_unreachable);
     return sq_test_summary("client");
 }
