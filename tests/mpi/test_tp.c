@@ -84,12 +84,12 @@ static void test_tp_matches_single(void)
      * compared; then greedy decoding one token at a time (the GEMV path) */
     sq_batch_entry_t prompt[S_PROMPT];
     for (int i = 0; i < S_PROMPT; i++)
-        prompt[i] = (sq_batch_entry_t){0, i == 0 ? 1 : (int32_t)((i * 37) % n_vocab), i, true};
+        prompt[i] = tm_entry(0, i == 0 ? 1 : (int32_t)((i * 37) % n_vocab), i, true);
     float worst = 0.0f;
     int same_tokens = 1, n = S_PROMPT;
     int32_t tok = 0;
     for (int pos = S_PROMPT; pos < S_PROMPT + s_steps; pos++) {
-        sq_batch_entry_t e = {0, tok, pos - 1, true};
+        sq_batch_entry_t e = tm_entry(0, tok, pos - 1, true);
         const sq_batch_entry_t *batch = pos == S_PROMPT ? prompt : &e;
         SQ_REQUIRE(sq_model_forward(tp.model, batch, n, rank == 0 ? a : NULL) == 0);
         if (rank == 0) {

@@ -168,12 +168,12 @@ static int s_run_alone(sq_model_t *m, s_seq_t *s, int n_vocab)
 {
     sq_batch_entry_t b[64];
     for (size_t i = 0; i < s->n_prompt; i++)
-        b[i] = (sq_batch_entry_t){0, s->prompt[i], (int32_t)i, i + 1 == s->n_prompt};
+        b[i] = tm_entry(0, s->prompt[i], (int32_t)i, i + 1 == s->n_prompt);
     int rc = sq_model_forward(m, b, (int)s->n_prompt, s->logits);
     for (int k = 0; rc == 0 && k < S_N_STEPS; k++) {
         s->toks[k] = sq_sampler_argmax(s->logits + (size_t)k * n_vocab, n_vocab);
         if (k + 1 < S_N_STEPS) {
-            sq_batch_entry_t e = {0, s->toks[k], (int32_t)(s->n_prompt + k), true};
+            sq_batch_entry_t e = tm_entry(0, s->toks[k], (int32_t)(s->n_prompt + k), true);
             rc = sq_model_forward(m, &e, 1, s->logits + (size_t)(k + 1) * n_vocab);
         }
     }
@@ -193,12 +193,12 @@ static int s_run_batched(sq_model_t *m, s_seq_t *seqs, int n_vocab, float *out)
             if (step == i) {
                 for (size_t j = 0; j < s->n_prompt; j++) {
                     owner[n] = i;
-                    b[n++] = (sq_batch_entry_t){i, s->prompt[j], (int32_t)j, j + 1 == s->n_prompt};
+                    b[n++] = tm_entry(i, s->prompt[j], (int32_t)j, j + 1 == s->n_prompt);
                 }
             } else if (step > i && done[i] < S_N_STEPS) {
                 int k = done[i];
                 owner[n] = i;
-                b[n++] = (sq_batch_entry_t){i, s->toks[k - 1], (int32_t)(s->n_prompt + k - 1), true};
+                b[n++] = tm_entry(i, s->toks[k - 1], (int32_t)(s->n_prompt + k - 1), true);
             }
         }
         if (n == 0)
@@ -297,13 +297,14 @@ static void test_bad_batch_refused(void)
     SQ_REQUIRE(e);
     sq_model_t *m = sq_engine_model(e);
     float logits[512];
-    sq_batch_entry_t bad[] = {{2, 1, 0, true}, {-1, 1, 0, true}, {0, 1, 32, true},
-                              {0, 512, 0, true}, {0, -3, 0, true}};
+    sq_batch_entry_t bad[] = {tm_entry(2, 1, 0, true), tm_entry(-1, 1, 0, true),
+                              tm_entry(0, 1, 32, true), tm_entry(0, 512, 0, true),
+                              tm_entry(0, -3, 0, true)};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         SQ_CHECK(sq_model_forward(m, &bad[i], 1, logits) == SQ_EINVAL);
         SQ_CHECK(strstr(sq_error_detail(), "batch entry 0") != NULL);
     }
-    sq_batch_entry_t ok = {1, 1, 0, true};
+    sq_batch_entry_t ok = tm_entry(1, 1, 0, true);
     SQ_CHECK(sq_model_forward(m, &ok, 1, logits) == 0);
     sq_engine_destroy(&e);
     sq_engine_params_t p = {.model_path = "/nonexistent/model.gguf"};

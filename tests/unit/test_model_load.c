@@ -243,7 +243,7 @@ static int s_logits(float *out)
     sq_batch_entry_t b[6];
     const int32_t toks[6] = {1, 70, 280, 5, 299, 40};
     for (int i = 0; i < 6; i++)
-        b[i] = (sq_batch_entry_t){0, toks[i], i, true};
+        b[i] = tm_entry(0, toks[i], i, true);
     int rc = sq_model_forward(sq_engine_model(e), b, 6, out);
     sq_engine_destroy(&e);
     return rc;
@@ -296,7 +296,7 @@ static void test_two_allreduces_per_layer(void)
     sq_engine_t *e = sq_engine_new(&p);
     SQ_REQUIRE(e);
     float logits[2 * S_VOCAB];
-    sq_batch_entry_t b[2] = {{0, 1, 0, true}, {0, 77, 1, true}};
+    sq_batch_entry_t b[2] = {tm_entry(0, 1, 0, true), tm_entry(0, 77, 1, true)};
     s_n_allreduce = 0;
     SQ_CHECK(sq_model_forward(sq_engine_model(e), b, 2, logits) == 0);
     SQ_CHECK(s_n_allreduce == 2 * 3);

@@ -73,9 +73,9 @@ static void test_q8_matches_f32(void)
     s_stats_t st = {0};
     for (size_t at = 0; at < n_ids; at += (size_t)win - 1) {
         size_t n = n_ids - at < (size_t)win - 1 ? n_ids - at : (size_t)win - 1;
-        b[0] = (sq_batch_entry_t){0, bos, 0, true};
+        b[0] = tm_entry(0, bos, 0, true);
         for (size_t i = 0; i < n; i++)
-            b[i + 1] = (sq_batch_entry_t){0, ids[at + i], (int32_t)(i + 1), true};
+            b[i + 1] = tm_entry(0, ids[at + i], (int32_t)(i + 1), true);
         /* position i predicts ids[at + i]; the window's last token predicts nothing */
         SQ_REQUIRE(sq_model_forward(sq_engine_model(ef), b, (int)n + 1, lf) == 0);
         SQ_REQUIRE(sq_model_forward(sq_engine_model(eq), b, (int)n + 1, lq) == 0);

@@ -5,8 +5,18 @@
 #define TEST_MODEL_UTIL_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "sq_model.h"
+
+/* A batch entry on the base model (fields by name, so entries added to
+ * the struct later start at zero). */
+static inline sq_batch_entry_t tm_entry(int32_t slot, int32_t token, int32_t pos, bool want_logits)
+{
+    return (sq_batch_entry_t){.slot = slot, .token = token, .pos = pos, .want_logits = want_logits};
+}
 
 /* max |a - b| relative to max |b| (at least 1e-30) over n values: the
  * tolerance measure for logits compared across paths */

@@ -197,11 +197,6 @@ const sq_gguf_t *sq_engine_gguf(const sq_engine_t *self)
     return self->gguf;
 }
 
-const char *sq_finish_name(sq_finish_t finish)
-{
-    return finish == SQ_FINISH_EOS ? "eos" : finish == SQ_FINISH_STOP ? "stop" : "length";
-}
-
 void sq_gen_result_free(sq_gen_result_t *r)
 {
     free(r->prompt_ids);
@@ -212,51 +207,6 @@ void sq_gen_result_free(sq_gen_result_t *r)
 
 /* ---- generation ---- */
 
-/* Growing text of the continuation (rank 0). */
-typedef struct {
-    char *p;
-    size_t n, cap;
-} s_text_t;
-
-static int s_text_append(s_text_t *t, const char *s, size_t n)
-{
-    if (t->n + n + 1 > t->cap) {
-        size_t cap = (t->n + n + 1) * 2;
-        char *p = realloc(t->p, cap);
-        if (!p)
-            return SQ_FAIL(SQ_ENOMEM, "generated text of %zu bytes", t->n + n);
-        t->p = p;
-        t->cap = cap;
-    }
-    memcpy(t->p + t->n, s, n);
-    t->n += n;
-    t->p[t->n] = '\0';
-    return 0;
-}
-
-/* Earliest end of a stop string in text, searching only where text that
- * grew from old_n bytes can hold a new match; truncates text there. */
-static bool s_cut_at_stop(s_text_t *t, size_t old_n, const sq_gen_params_t *p)
-{
-    size_t best = SIZE_MAX;
-    for (int i = 0; i < p->n_stop; i++) {
-        size_t len = strlen(p->stop[i]);
-        if (len == 0 || len > t->n)
-            continue;
-        size_t from = old_n >= len - 1 ? old_n - (len - 1) : 0;
-        for (size_t at = from; at + len <= t->n && at < best; at++)
-            if (memcmp(t->p + at, p->stop[i], len) == 0) {
-                best = at;
-                break;
-            }
-    }
-    if (best == SIZE_MAX)
-        return false;
-    t->n = best;
-    t->p[best] = '\0';
-    return true;
-}
-
 /* One decode step's decision, rank 0 to all. */
 typedef struct {
     int32_t token;
@@ -264,49 +214,35 @@ typedef struct {
     int32_t finish;             /* -1: go on, else sq_finish_t */
 } s_step_t;
 
-/* Rank 0: pick the next token and decide whether to go on. */
-static int s_decide(sq_engine_t *e, sq_sampler_t *smp, const sq_gen_params_t *p,
-                    sq_gen_result_t *r, s_text_t *text, int pos, int max_new, s_step_t *st)
+/* Rank 0 starts the sequence (encodes the prompt); everyone gets the ids. */
+static int s_start(sq_engine_t *e, const char *prompt, size_t len, const sq_gen_params_t *p,
+                   sq_sequence_t **seq, sq_gen_result_t *r)
 {
-    int32_t tok = sq_sampler_sample(smp, e->logits);
-    *st = (s_step_t){tok, 1, -1};
-    if (!p->ignore_eos && (tok == sq_tokenizer_eos(e->tok) || tok == sq_tokenizer_bos(e->tok))) {
-        *st = (s_step_t){tok, 0, SQ_FINISH_EOS};
-        return 0;
-    }
-    int32_t prev = r->n_ids ? r->ids[r->n_ids - 1] : r->prompt_ids[r->n_prompt - 1];
-    size_t len, old_n = text->n;
-    const char *piece = sq_tokenizer_token_text(e->tok, prev, tok, &len);
-    int rc = s_text_append(text, piece ? piece : "", piece ? len : 0);
-    if (rc)
-        return rc;
-    if (s_cut_at_stop(text, old_n, p))
-        st->finish = SQ_FINISH_STOP;
-    else if ((int)r->n_ids + 1 >= max_new || pos + 1 >= sq_model_n_ctx(e->model))
-        st->finish = SQ_FINISH_LENGTH;
-    return 0;
-}
-
-/* Rank 0 encodes; everyone gets the ids. */
-static int s_share_prompt(sq_engine_t *e, const char *prompt, size_t len, sq_gen_result_t *r)
-{
+    const sq_model_t *m = e->model;
     uint64_t n = 0;
     int rc = 0;
-    if (e->comm->rank(e->comm) == 0 &&
-        (rc = sq_tokenizer_encode(e->tok, prompt, len, true, &r->prompt_ids, &r->n_prompt)) == 0)
-        n = r->n_prompt;
-    /* a failed encode still takes part, with n = 0, so no rank hangs */
+    if (e->comm->rank(e->comm) == 0) {
+        *seq = sq_sequence_new(e->tok, prompt, len, p, sq_model_hparams(m)->n_vocab,
+                               sq_model_n_ctx(m));
+        rc = *seq ? 0 : sq_error_code();
+        if (*seq)
+            sq_sequence_prompt(*seq, (size_t *)&n);
+    }
+    /* a failed start still takes part, with n = 0, so no rank hangs */
     int rc2 = e->comm->bcast(e->comm, &n, sizeof n, 0);
     if (rc || rc2)
         return rc ? rc : rc2;
     if (n == 0)
-        return SQ_FAIL(SQ_EINVAL, "prompt encodes to no tokens");
-    if (n >= (uint64_t)sq_model_n_ctx(e->model))
-        return SQ_FAIL(SQ_ETOOBIG, "prompt of %llu tokens does not fit the context of %d",
-                       (unsigned long long)n, sq_model_n_ctx(e->model));
-    if (!r->prompt_ids && !(r->prompt_ids = malloc(n * sizeof(int32_t))))
-        return SQ_FAIL(SQ_ENOMEM, "prompt of %llu tokens", (unsigned long long)n);
+        return SQ_FAIL(SQ_ESTATE, "rank 0 could not start the sequence");
+    const int max_new = p->max_tokens > 0 && p->max_tokens < sq_model_n_ctx(m)
+                      ? p->max_tokens : sq_model_n_ctx(m);
     r->n_prompt = (size_t)n;
+    r->prompt_ids = malloc(n * sizeof(int32_t));
+    r->ids = malloc((size_t)max_new * sizeof(int32_t));
+    if (!r->prompt_ids || !r->ids)
+        return SQ_FAIL(SQ_ENOMEM, "prompt of %llu tokens", (unsigned long long)n);
+    if (*seq)
+        memcpy(r->prompt_ids, sq_sequence_prompt(*seq, &r->n_prompt), n * sizeof(int32_t));
     return e->comm->bcast(e->comm, r->prompt_ids, n * sizeof(int32_t), 0);
 }
 
@@ -316,59 +252,67 @@ static int s_prefill(sq_engine_t *e, const sq_gen_result_t *r, float *logits)
     if (!b)
         return SQ_FAIL(SQ_ENOMEM, "prompt batch");
     for (size_t i = 0; i < r->n_prompt; i++)
-        b[i] = (sq_batch_entry_t){0, r->prompt_ids[i], (int32_t)i, i + 1 == r->n_prompt};
+        b[i] = (sq_batch_entry_t){.slot = 0, .token = r->prompt_ids[i], .pos = (int32_t)i,
+                                  .want_logits = i + 1 == r->n_prompt};
     int rc = sq_model_forward(e->model, b, (int)r->n_prompt, logits);
     free(b);
     return rc;
 }
 
-static int s_generate(sq_engine_t *e, const sq_gen_params_t *p, sq_gen_result_t *r,
-                      s_text_t *text, sq_sampler_t *smp)
+/* Rank 0: sample and apply the stop rules into a step message. */
+static int s_decide(sq_sequence_t *seq, const float *logits, s_step_t *st)
 {
-    const bool root = e->comm->rank(e->comm) == 0;
-    float *logits = root ? e->logits : NULL;
-    const int n_ctx = sq_model_n_ctx(e->model);
-    const int max_new = p->max_tokens > 0 ? p->max_tokens : n_ctx;
-    int rc = s_prefill(e, r, logits);
-    if (rc)
+    size_t before, after;
+    sq_sequence_ids(seq, &before);
+    int rc = sq_sequence_accept(seq, logits);
+    if (rc) {
+        *st = (s_step_t){0, 0, SQ_FINISH_LENGTH};   /* tell the others to stop */
         return rc;
-    if (!(r->ids = malloc((size_t)(max_new < n_ctx ? max_new : n_ctx) * sizeof(int32_t))))
-        return SQ_FAIL(SQ_ENOMEM, "output of %d tokens", max_new);
-    for (int pos = (int)r->n_prompt;; pos++) {
-        s_step_t st = {0, 0, SQ_FINISH_LENGTH};
-        if (root && (rc = s_decide(e, smp, p, r, text, pos, max_new, &st)) != 0)
-            st = (s_step_t){0, 0, SQ_FINISH_LENGTH};    /* tell the others to stop */
-        int rc2 = e->comm->bcast(e->comm, &st, sizeof st, 0);
-        if (rc || rc2)
-            return rc ? rc : rc2;
+    }
+    sq_sequence_ids(seq, &after);
+    *st = (s_step_t){sq_sequence_next_token(seq), after > before,
+                     sq_sequence_done(seq) ? (int32_t)sq_sequence_finish(seq) : -1};
+    return 0;
+}
+
+static int s_generate(sq_engine_t *e, sq_sequence_t *seq, sq_gen_result_t *r)
+{
+    float *logits = seq ? e->logits : NULL;
+    int rc = s_prefill(e, r, logits);
+    for (int pos = (int)r->n_prompt; rc == 0; pos++) {
+        s_step_t st = {0};
+        int rc_decide = seq ? s_decide(seq, logits, &st) : 0;
+        if ((rc = e->comm->bcast(e->comm, &st, sizeof st, 0)) || (rc = rc_decide))
+            return rc;
         if (st.append)
             r->ids[r->n_ids++] = st.token;
         if (st.finish >= 0) {
             r->finish = (sq_finish_t)st.finish;
             return 0;
         }
-        sq_batch_entry_t b = {0, st.token, pos, true};
-        if ((rc = sq_model_forward(e->model, &b, 1, logits)))
-            return rc;
+        sq_batch_entry_t b = {.slot = 0, .token = st.token, .pos = pos, .want_logits = true};
+        rc = sq_model_forward(e->model, &b, 1, logits);
     }
+    return rc;
 }
 
 int sq_engine_generate(sq_engine_t *self, const char *prompt, size_t len,
                        const sq_gen_params_t *params, sq_gen_result_t *result)
 {
     memset(result, 0, sizeof *result);
-    s_text_t text = {0};
-    sq_sampler_t *smp = NULL;
-    int rc = s_share_prompt(self, prompt, len, result);
-    if (rc == 0 && !(smp = sq_sampler_new(&params->sampler, sq_model_hparams(self->model)->n_vocab)))
-        rc = sq_error_code();
+    sq_sequence_t *seq = NULL;
+    int rc = s_start(self, prompt, len, params, &seq, result);
     if (rc == 0)
-        rc = s_text_append(&text, "", 0);
-    if (rc == 0)
-        rc = s_generate(self, params, result, &text, smp);
-    sq_sampler_destroy(&smp);
-    result->text = text.p;
-    result->text_len = text.n;
+        rc = s_generate(self, seq, result);
+    size_t n = 0;
+    const char *text = seq ? sq_sequence_text(seq, &n) : "";
+    if (rc == 0 && !(result->text = malloc(n + 1)))
+        rc = SQ_FAIL(SQ_ENOMEM, "text of %zu bytes", n);
+    if (rc == 0) {
+        memcpy(result->text, text, n + 1);
+        result->text_len = n;
+    }
+    sq_sequence_destroy(&seq);
     if (rc)
         sq_gen_result_free(result);
     return rc;

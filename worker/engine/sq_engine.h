@@ -16,6 +16,7 @@
 #include "sq_gguf.h"
 #include "sq_model.h"
 #include "sq_sampler.h"
+#include "sq_sequence.h"
 #include "sq_tokenizer.h"
 #include "sq_tp_comm.h"
 
@@ -32,20 +33,8 @@ typedef struct {
     sq_tp_comm_t *comm;         /* borrowed; NULL: a group of one */
 } sq_engine_params_t;
 
-typedef struct {
-    int max_tokens;             /* <= 0: up to the context */
-    sq_sampler_params_t sampler;
-    const char *const *stop;    /* n_stop stop strings (may be NULL) */
-    int n_stop;
-    bool ignore_eos;            /* keep going past EOS/BOS (benchmarks) */
-} sq_gen_params_t;
-
-typedef enum { SQ_FINISH_LENGTH = 0, SQ_FINISH_EOS, SQ_FINISH_STOP } sq_finish_t;
-
-/* What generate returns. ids/text: the continuation only; the EOS/BOS
- * that ended it is not included; a stop string ends the text just before
- * it (ids keep the token that completed it). All malloc'd: free with
- * sq_gen_result_free. */
+/* What generate returns. ids/text: the continuation only, by the stop
+ * rules of sq_sequence.h. All malloc'd: free with sq_gen_result_free. */
 typedef struct {
     int32_t *prompt_ids;        /* encoded prompt with the leading BOS */
     size_t n_prompt;
@@ -74,7 +63,6 @@ sq_tokenizer_t *sq_tokenizer_from_gguf(const sq_gguf_t *gguf);
 int sq_engine_generate(sq_engine_t *self, const char *prompt, size_t len,
                        const sq_gen_params_t *params, sq_gen_result_t *result);
 void sq_gen_result_free(sq_gen_result_t *result);
-const char *sq_finish_name(sq_finish_t finish);   /* "length", "eos", "stop" */
 
 #ifdef __cplusplus
 }
