@@ -411,6 +411,20 @@ static void test_inner_space_pieces(void)
     SQ_CHECK(n == 2 && ids[0] == 1 && ids[1] == 5);
     free(ids);
     sq_tokenizer_destroy(&t);
+    /* leading runs of "▁" ("▁▁a") keep word-by-word merging valid: the
+     * result equals merging the whole text at once */
+    const char *q[] = { "<unk>", "\xe2\x96\x81", "a", "\xe2\x96\x81\xe2\x96\x81",
+                        "\xe2\x96\x81\xe2\x96\x81""a", "\xe2\x96\x81""a" };
+    uint32_t qlens[] = { 5, 3, 1, 6, 7, 4 };
+    float qsc[] = { 0, -1, -1, -1, -2, -3 };
+    sq_tokenizer_config_t qcfg = { 6, q, qlens, qsc, NULL, -1, -1, 0, true };
+    t = sq_tokenizer_new(&qcfg);
+    SQ_REQUIRE(t);
+    /* "▁a▁▁a▁▁▁a": ▁a | ▁▁a | ▁▁ then ▁a (▁▁ merges first, leftmost) */
+    SQ_CHECK(sq_tokenizer_encode(t, "a  a   a", 8, false, &ids, &n) == 0);
+    SQ_CHECK(n == 4 && ids[0] == 5 && ids[1] == 4 && ids[2] == 3 && ids[3] == 5);
+    free(ids);
+    sq_tokenizer_destroy(&t);
 }
 
 int main(int argc, char **argv)
