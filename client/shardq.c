@@ -167,11 +167,11 @@ static json_t *
 s_job_json(const sq_client_job_t *j)
 {
     const sq_client_counts_t *c = &j->counts;
-    return json_pack("{s:I,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "job_id",
+    return json_pack("{s:I,s:s,s:s,s:s,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "job_id",
                      (json_int_t)j->job_id, "state", j->state, "tenant", j->tenant, "model",
                      j->model, "priority", (json_int_t)j->priority, "n_tasks",
                      (json_int_t)j->n_tasks, "created_at_ms", (json_int_t)j->created_at_ms,
-                     "kind", sq_jsonl_kind_name(j->kind), "counts", "queued",
+                     "counts", "queued",
                      (json_int_t)c->queued, "leased", (json_int_t)c->leased, "retrying",
                      (json_int_t)c->retrying, "succeeded", (json_int_t)c->succeeded, "dead",
                      (json_int_t)c->dead, "cancelled", (json_int_t)c->cancelled);
