@@ -78,6 +78,15 @@ static void test_stop_conditions(void)
     SQ_CHECK(strcmp(r.text, "Once upon a time, there was a little girl named ") == 0);
     SQ_CHECK(r.finish == SQ_FINISH_STOP);
     sq_gen_result_free(&r);
+    /* a stop string spread over several tokens, ending inside one */
+    const char *spread[] = {"ere was a lit"};
+    p.stop = spread;
+    p.n_stop = 1;
+    SQ_REQUIRE(sq_engine_generate(e, "", 0, &p, &r) == 0);
+    SQ_CHECK(strcmp(r.text, "Once upon a time, th") == 0);
+    SQ_CHECK(r.finish == SQ_FINISH_STOP && r.n_ids == 9);   /* ... " a" " little" */
+    fprintf(stderr, "   spread stop: \"%s\" after %zu tokens\n", r.text, r.n_ids);
+    sq_gen_result_free(&r);
     /* the model ends a story with BOS: generation stops there, BOS not kept */
     p = s_greedy(0);
     SQ_REQUIRE(sq_engine_generate(e, "", 0, &p, &r) == 0);
