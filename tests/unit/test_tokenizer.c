@@ -425,6 +425,20 @@ static void test_inner_space_pieces(void)
     SQ_CHECK(n == 4 && ids[0] == 5 && ids[1] == 4 && ids[2] == 3 && ids[3] == 5);
     free(ids);
     sq_tokenizer_destroy(&t);
+    /* without the space prefix: no leading "▁", and decoding keeps the
+     * text's own leading space */
+    qcfg.add_space_prefix = false;
+    t = sq_tokenizer_new(&qcfg);
+    SQ_REQUIRE(t);
+    SQ_CHECK(sq_tokenizer_encode(t, "a a", 3, false, &ids, &n) == 0);
+    SQ_CHECK(n == 2 && ids[0] == 2 && ids[1] == 5);
+    free(ids);
+    char *out = NULL;
+    size_t len = 0;
+    int32_t spaced[] = { 5, 2 };
+    SQ_CHECK(sq_tokenizer_decode(t, spaced, 2, &out, &len) == 0 && strcmp(out, " aa") == 0);
+    free(out);
+    sq_tokenizer_destroy(&t);
 }
 
 int main(int argc, char **argv)
