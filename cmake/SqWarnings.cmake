@@ -2,7 +2,7 @@
 # PRIVATE to every target we own; third-party code never sees them.
 add_library(sq_warnings INTERFACE)
 target_compile_options(sq_warnings INTERFACE
-  $<$<COMPILE_LANGUAGE:C,CXX>:-Wall -Wextra -Werror -Wno-unused-parameter>)
+  $<$<COMPILE_LANGUAGE:C,CXX>:-Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers>)
 if(SQ_SANITIZE)
   target_compile_options(sq_warnings INTERFACE
     $<$<COMPILE_LANGUAGE:C,CXX>:-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined>)

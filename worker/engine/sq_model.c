@@ -14,11 +14,13 @@
 
 #include "sq_cpu_kernels.h"
 #include "sq_error.h"
+#include "sq_lora.h"
 
 #define S_DEFAULT_MAX_BATCH 256
 /* Default context when none is asked for: the trained one, capped so a
  * 128K-context model does not reserve a KV cache for 128K positions. */
 #define S_DEFAULT_MAX_CTX 4096
+#define S_DEFAULT_MAX_ADAPTERS 8
 
 typedef struct {
     sq_weight_t attn_norm, wq, wk, wv, wo;
@@ -40,7 +42,10 @@ struct sq_model {
     /* activations, backend memory, max_batch rows each */
     float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *logits;
     /* host scratch, max_batch entries */
-    int32_t *ids, *pos, *slots;
+    int32_t *ids, *pos, *slots, *adapters;
+    sq_lora_set_t *lora;        /* LoRA adapters, split like the weights */
+    int max_adapters;
+    bool chunk_has_lora;        /* some token of the current chunk uses one */
 };
 
 /* ---- hyper-parameters ---- */
@@ -270,9 +275,48 @@ static int s_alloc_activations(sq_model_t *m)
     m->ids = calloc(B, sizeof *m->ids);
     m->pos = calloc(B, sizeof *m->pos);
     m->slots = calloc(B, sizeof *m->slots);
-    if (!m->ids || !m->pos || !m->slots)
+    m->adapters = calloc(B, sizeof *m->adapters);
+    if (!m->ids || !m->pos || !m->slots || !m->adapters)
         return SQ_FAIL(SQ_ENOMEM, "batch of %zu", B);
     return 0;
+}
+
+/* How this rank holds each LoRA target: the same rows and columns as the
+ * base weight it rides on (s_load_layer). */
+static int s_lora_init(sq_model_t *m)
+{
+    const int64_t dim = m->hp.dim, hd = m->hp.head_dim, ffn = m->hp.ffn_dim;
+    const int64_t nq = (int64_t)m->hp.n_heads * hd, nkv = (int64_t)m->hp.n_kv_heads * hd;
+    const int64_t q0 = (int64_t)m->q_head0 * hd, ql = (int64_t)m->n_heads_local * hd;
+    const int64_t kv0 = (int64_t)m->kv_head0 * hd, kvl = (int64_t)m->n_kv_local * hd;
+    const int64_t f0 = (int64_t)m->rank * m->ffn_local, fl = m->ffn_local;
+    const sq_lora_shard_t sh[SQ_LORA_N_TARGETS] = {
+        [SQ_LORA_Q] = {dim, nq, q0, ql, 0, dim},
+        [SQ_LORA_K] = {dim, nkv, kv0, kvl, 0, dim},
+        [SQ_LORA_V] = {dim, nkv, kv0, kvl, 0, dim},
+        [SQ_LORA_O] = {nq, dim, 0, dim, q0, ql},
+        [SQ_LORA_GATE] = {dim, ffn, f0, fl, 0, dim},
+        [SQ_LORA_UP] = {dim, ffn, f0, fl, 0, dim},
+        [SQ_LORA_DOWN] = {ffn, dim, 0, dim, f0, fl},
+    };
+    m->lora = sq_lora_set_new(m->be, m->hp.n_layers, m->max_adapters, m->max_batch, sh);
+    return m->lora ? 0 : sq_error_code();
+}
+
+/* y += the LoRA term of target for the chunk's tokens that use one. */
+static int s_lora(sq_model_t *m, int l, sq_lora_target_t t, const float *x, int n, float *y)
+{
+    return m->chunk_has_lora ? sq_lora_apply(m->lora, l, t, x, n, m->adapters, y) : 0;
+}
+
+int sq_model_adapter_load(sq_model_t *self, const sq_gguf_t *adapter, float scale, int *id)
+{
+    return sq_lora_load(self->lora, adapter, scale, id);
+}
+
+int sq_model_adapter_unload(sq_model_t *self, int id)
+{
+    return sq_lora_unload(self->lora, id);
 }
 
 static int s_load(sq_model_t *m, const sq_model_params_t *p)
@@ -297,7 +341,10 @@ static int s_load(sq_model_t *m, const sq_model_params_t *p)
     for (int l = 0; l < m->hp.n_layers; l++)
         if ((rc = s_load_layer(m, l, &m->layers[l])))
             return rc;
-    return s_alloc_activations(m);
+    m->max_adapters = p && p->max_adapters > 0 ? p->max_adapters : S_DEFAULT_MAX_ADAPTERS;
+    if ((rc = s_alloc_activations(m)))
+        return rc;
+    return s_lora_init(m);
 }
 
 sq_model_t *sq_model_new(const sq_gguf_t *gguf, sq_backend_t *be, sq_tp_comm_t *comm,
@@ -351,6 +398,8 @@ void sq_model_destroy(sq_model_t **self_p)
     free(m->ids);
     free(m->pos);
     free(m->slots);
+    free(m->adapters);
+    sq_lora_set_destroy(&m->lora);
     free(m);
     *self_p = NULL;
 }
@@ -379,8 +428,9 @@ void sq_model_local_heads(const sq_model_t *self, int *n_heads, int *n_kv_heads)
 /* ---- forward ---- */
 
 /* Attention half of layer l for n tokens: x (n, dim) += attn(norm(x)). */
-static int s_attention_block(sq_model_t *m, s_layer_t *L, int n)
+static int s_attention_block(sq_model_t *m, int l, int n)
 {
+    s_layer_t *L = &m->layers[l];
     const sq_backend_ops_t *op = m->be->ops;
     sq_backend_t *be = m->be;
     const sq_model_hparams_t *hp = &m->hp;
@@ -389,6 +439,9 @@ static int s_attention_block(sq_model_t *m, s_layer_t *L, int n)
         (rc = op->matmul(be, &L->wq, m->xb, n, m->q)) ||     /* (n, hl * hd) */
         (rc = op->matmul(be, &L->wk, m->xb, n, m->k)) ||     /* (n, kvl * hd) */
         (rc = op->matmul(be, &L->wv, m->xb, n, m->v)) ||
+        (rc = s_lora(m, l, SQ_LORA_Q, m->xb, n, m->q)) ||
+        (rc = s_lora(m, l, SQ_LORA_K, m->xb, n, m->k)) ||
+        (rc = s_lora(m, l, SQ_LORA_V, m->xb, n, m->v)) ||
         (rc = op->rope(be, m->q, n, m->n_heads_local, hp->head_dim, hp->n_rot, m->pos,
                        hp->rope_base)) ||
         (rc = op->rope(be, m->k, n, m->n_kv_local, hp->head_dim, hp->n_rot, m->pos,
@@ -402,22 +455,27 @@ static int s_attention_block(sq_model_t *m, s_layer_t *L, int n)
                         .out = m->att};
     if ((rc = op->attention(be, &a)) ||
         (rc = op->matmul(be, &L->wo, m->att, n, m->o)) ||   /* (n, dim), partial sum */
+        (rc = s_lora(m, l, SQ_LORA_O, m->att, n, m->o)) ||
         (rc = m->comm->allreduce_sum_f32(m->comm, m->o, (size_t)n * hp->dim)))
         return rc;
     return op->add(be, m->x, m->o, (size_t)n * hp->dim);
 }
 
 /* MLP half: x (n, dim) += down(silu(gate(norm(x))) * up(norm(x))). */
-static int s_mlp_block(sq_model_t *m, s_layer_t *L, int n)
+static int s_mlp_block(sq_model_t *m, int l, int n)
 {
+    s_layer_t *L = &m->layers[l];
     const sq_backend_ops_t *op = m->be->ops;
     sq_backend_t *be = m->be;
     int rc;
     if ((rc = op->rmsnorm(be, m->x, &L->ffn_norm, m->hp.rms_eps, n, m->xb)) ||
         (rc = op->matmul(be, &L->wgate, m->xb, n, m->gate)) ||   /* (n, ffn_local) */
         (rc = op->matmul(be, &L->wup, m->xb, n, m->up)) ||
+        (rc = s_lora(m, l, SQ_LORA_GATE, m->xb, n, m->gate)) ||
+        (rc = s_lora(m, l, SQ_LORA_UP, m->xb, n, m->up)) ||
         (rc = op->swiglu(be, m->gate, m->up, (size_t)n * m->ffn_local)) ||
         (rc = op->matmul(be, &L->wdown, m->gate, n, m->o)) ||    /* (n, dim), partial */
+        (rc = s_lora(m, l, SQ_LORA_DOWN, m->gate, n, m->o)) ||
         (rc = m->comm->allreduce_sum_f32(m->comm, m->o, (size_t)n * m->hp.dim)))
         return rc;
     return op->add(be, m->x, m->o, (size_t)n * m->hp.dim);
@@ -445,15 +503,18 @@ static int s_output(sq_model_t *m, const sq_batch_entry_t *batch, int n, float *
 
 static int s_forward_chunk(sq_model_t *m, const sq_batch_entry_t *batch, int n, float *logits_out)
 {
+    m->chunk_has_lora = false;
     for (int t = 0; t < n; t++) {
         m->ids[t] = batch[t].token;
         m->pos[t] = batch[t].pos;
         m->slots[t] = batch[t].slot;
+        m->adapters[t] = batch[t].adapter;
+        m->chunk_has_lora |= batch[t].adapter != 0;
     }
     int rc = m->be->ops->embed(m->be, &m->tok_embd, m->ids, n, m->x);   /* (n, dim) */
     for (int l = 0; rc == 0 && l < m->hp.n_layers; l++)
-        if ((rc = s_attention_block(m, &m->layers[l], n)) == 0)
-            rc = s_mlp_block(m, &m->layers[l], n);
+        if ((rc = s_attention_block(m, l, n)) == 0)
+            rc = s_mlp_block(m, l, n);
     if (rc == 0 && logits_out)
         rc = s_output(m, batch, n, logits_out);
     return rc;
@@ -470,6 +531,8 @@ int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, flo
                            "(%d slots, context %d, vocabulary %d)",
                            t, e->slot, e->pos, e->token, self->n_slots, self->n_ctx,
                            self->hp.n_vocab);
+        if (e->adapter != 0 && sq_lora_rank(self->lora, e->adapter) == 0)
+            return SQ_FAIL(SQ_EINVAL, "batch entry %d: adapter %d is not loaded", t, e->adapter);
     }
     for (int b0 = 0; b0 < n; b0 += self->max_batch) {
         int nb = n - b0 < self->max_batch ? n - b0 : self->max_batch;

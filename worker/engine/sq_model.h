@@ -47,14 +47,18 @@ typedef struct {
     int n_ctx;                  /* positions per slot; 0: the trained context, at most 4096 */
     int n_slots;                /* KV-cache slots (concurrent sequences); 0: 1 */
     int max_batch;              /* tokens per internal step; 0: 256 */
+    int max_adapters;           /* LoRA adapters loaded at once; 0: 8 */
 } sq_model_params_t;
 
-/* One token of a batch. want_logits: return this token's logits. */
+/* One token of a batch. want_logits: return this token's logits.
+ * adapter: a LoRA adapter id from sq_model_adapter_load, 0 for the base
+ * model; tokens of one batch may use different adapters. */
 typedef struct {
     int32_t slot;
     int32_t token;
     int32_t pos;
     bool want_logits;
+    int32_t adapter;
 } sq_batch_entry_t;
 
 typedef struct sq_model sq_model_t;
@@ -79,6 +83,14 @@ void sq_model_local_heads(const sq_model_t *self, int *n_heads, int *n_kv_heads)
  * SQ_EINVAL (slot, position or token out of range, named), or the
  * backend's or communicator's error. */
 int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, float *logits_out);
+
+/* Load a LoRA adapter (GGUF, llama.cpp convention; see sq_lora.h), split
+ * like the base weights. Every rank calls it with the same file. scale <= 0
+ * takes alpha / r. OUT *id >= 1. The adapter file is read during the call
+ * only. SQ_EFORMAT names a tensor whose shape does not fit the base. */
+int sq_model_adapter_load(sq_model_t *self, const sq_gguf_t *adapter, float scale, int *id);
+/* Unload an adapter no running sequence uses any more. */
+int sq_model_adapter_unload(sq_model_t *self, int id);
 
 #ifdef __cplusplus
 }
