@@ -340,6 +340,16 @@ test_flow(void)
     r = s_cli(ep, (const char *[]){"jobs", NULL});
     SQ_CHECK(r.code == 0 && strstr(r.out, job) && strstr(r.out, "cli-test"));
     s_run_free(&r);
+    r = s_cli(ep, (const char *[]){"jobs", "--state", "succeeded", "--json", NULL});
+    json_t *listed = json_loads(r.out, 0, NULL);
+    SQ_CHECK(r.code == 0 && json_array_size(listed) == 1);
+    SQ_CHECK(json_integer_value(json_object_get(json_array_get(listed, 0), "job_id")) ==
+             (json_int_t)id);
+    json_decref(listed);
+    s_run_free(&r);
+    r = s_cli(ep, (const char *[]){"jobs", "--state", "queued", "--json", NULL});
+    SQ_CHECK(r.code == 0 && strstr(r.out, "[]"));
+    s_run_free(&r);
     r = s_cli(ep, (const char *[]){"workers", NULL});
     SQ_CHECK(r.code == 0 && strstr(r.out, "w0") && strstr(r.out, "w1"));
     s_run_free(&r);
@@ -459,7 +469,11 @@ test_cancel(void)
     unsigned long long id = s_submit(ep, path, NULL);
     SQ_REQUIRE(id > 0);
     snprintf(job, sizeof job, "%llu", id);
-    s_run_t r = s_cli(ep, (const char *[]){"cancel", job, NULL});
+    /* 50 tasks of 200 ms on one slot take 10 s at least: a 1 s wait gives up */
+    s_run_t r = s_cli(ep, (const char *[]){"wait", job, "--timeout", "1", NULL});
+    SQ_CHECK(r.code == 6 && strstr(r.err, "still"));
+    s_run_free(&r);
+    r = s_cli(ep, (const char *[]){"cancel", job, NULL});
     SQ_CHECK(r.code == 0 && strstr(r.out, "cancelled"));
     s_run_free(&r);
     r = s_cli(ep, (const char *[]){"wait", job, "--timeout", "60", NULL});
