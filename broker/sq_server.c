@@ -488,14 +488,16 @@ static int s_on_committed(zloop_t *loop, zsock_t *reader, void *arg)
     self->db_down = false;
     self->db_backoff_ms = 0;
     self->n_committed_batches++;
+    /* outcomes first, so a CANCEL reply reports the job's final state; no
+     * outcome ever belongs to a job submitted in the same batch */
+    for (size_t i = 0; i < b->n_dones; i++)
+        s_apply_done(self, &b->dones[i]);
     for (size_t i = 0; i < b->n_acks; i++) {
         if (b->acks[i].kind == SQ_ACK_SUBMIT)
             s_ack_submit(self, &b->acks[i]);
         else
             s_ack_cancel(self, &b->acks[i]);
     }
-    for (size_t i = 0; i < b->n_dones; i++)
-        s_apply_done(self, &b->dones[i]);
     b->n_jobs = 0; /* now owned by self->jobs */
     sq_batch_destroy(&b);
     sq_server_kick(self);
@@ -695,6 +697,9 @@ int sq_server_run(sq_server_t *self)
     zloop_start(self->loop);
     SQ_INFO("shutting down", "pending_writes=%d", !sq_batch_empty(self->pending));
     self->stopping = true;
+    /* czmq's poll helpers give up at once while the interrupt flag is set;
+     * the drain below must still hear from the writer */
+    zsys_interrupted = 0;
     zloop_reader_end(self->loop, self->clients);
     zloop_reader_end(self->loop, self->workers);
     s_drain(self);
