@@ -410,10 +410,11 @@ s_cmd_submit(const s_cmd_t *cmd, int argc, char **argv)
     const char *model = NULL, *prio = NULL, *tenant = NULL, *attempts = NULL, *out = NULL,
                *timeout = NULL, *pos[1];
     bool wait = false, done;
-    s_opt_t opts[] = {{"--model", NULL, &model, NULL},      {"--priority", NULL, &prio, NULL},
-                      {"--tenant", NULL, &tenant, NULL},    {"--max-attempts", NULL, &attempts, NULL},
-                      {"--wait", NULL, NULL, &wait},        {"--output", "-o", &out, NULL},
-                      {"--timeout", NULL, &timeout, NULL},  {NULL, NULL, NULL, NULL}};
+    s_opt_t opts[] = {
+        {"--model", NULL, &model, NULL},     {"--priority", NULL, &prio, NULL},
+        {"--tenant", NULL, &tenant, NULL},   {"--max-attempts", NULL, &attempts, NULL},
+        {"--wait", NULL, NULL, &wait},       {"--output", "-o", &out, NULL},
+        {"--timeout", NULL, &timeout, NULL}, {NULL, NULL, NULL, NULL}};
     uint64_t priority = UINT64_MAX, max_attempts = 0, timeout_s = 0;
     int rc = s_cmd_parse(cmd, argc, argv, opts, pos, 1, 1, &done);
     if (rc || done)
@@ -597,7 +598,8 @@ s_cmd_jobs(const s_cmd_t *cmd, int argc, char **argv)
                       {NULL, NULL, NULL, NULL}};
     uint64_t limit = 50;
     int rc = s_cmd_parse(cmd, argc, argv, opts, NULL, 0, 0, &done);
-    if (rc || done || (limit_s && (rc = s_parse_uint("jobs", "--limit", limit_s, 1, 10000, &limit))))
+    if (rc || done ||
+        (limit_s && (rc = s_parse_uint("jobs", "--limit", limit_s, 1, 10000, &limit))))
         return rc;
     sq_client_t *c = s_client();
     if (!c)
@@ -732,7 +734,8 @@ static const s_cmd_t s_cmds[] = {
      "failed and cancelled tasks included (with \"error\").\n",
      "  -o, --output FILE   write to FILE (atomically) instead of stdout\n"},
     {"cancel", s_cmd_cancel, "JOB", "Cancel a job's queued and running tasks.\n", ""},
-    {"jobs", s_cmd_jobs, "[--state S] [--tenant T] [--limit N] [--json]", "List jobs, newest first.\n",
+    {"jobs", s_cmd_jobs, "[--state S] [--tenant T] [--limit N] [--json]",
+     "List jobs, newest first.\n",
      "  --state S           queued | running | succeeded | failed | cancelled\n"
      "  --tenant T          only this tenant's jobs\n"
      "  --limit N           at most N jobs (default 50)\n"

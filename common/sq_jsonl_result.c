@@ -101,9 +101,10 @@ sq_jsonl_format_result(const sq_jsonl_result_t *r, char **line_p, size_t *len_p)
     json_t *response = ok ? json_pack("{s:i,s:s,s:o}", "status_code", 200, "request_id", req,
                                       "body", s_result_body(r, req))
                           : json_null();
-    json_t *line = json_pack("{s:s,s:o,s:o,s:o}", "id", id, "custom_id",
-                             s_json_text(r->custom_id ? r->custom_id : "", r->custom_id ? r->custom_id_len : 0), "response", response,
-                             "error", ok ? json_null() : s_result_error(r));
+    json_t *line = json_pack(
+        "{s:s,s:o,s:o,s:o}", "id", id, "custom_id",
+        s_json_text(r->custom_id ? r->custom_id : "", r->custom_id ? r->custom_id_len : 0),
+        "response", response, "error", ok ? json_null() : s_result_error(r));
     if (!line)
         return SQ_FAIL(SQ_ENOMEM, "cannot build the result line for task %llu",
                        (unsigned long long)r->task_id);

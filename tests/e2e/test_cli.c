@@ -489,7 +489,8 @@ test_cancel(void)
     size_t i;
     json_t *line;
     json_array_foreach(res, i, line) {
-        const char *code = json_string_value(json_object_get(json_object_get(line, "error"), "code"));
+        const char *code =
+            json_string_value(json_object_get(json_object_get(line, "error"), "code"));
         n_cancelled += code && strcmp(code, "cancelled") == 0;
     }
     SQ_CHECK(n_cancelled > 0);

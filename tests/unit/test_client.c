@@ -338,9 +338,10 @@ test_submit_encoding(void)
 {
     s_peer_t *p = s_peer_start(S_OK);
     sq_client_t *c = s_client(p, 2000);
-    const char *text = "{\"custom_id\":\"q\\\"'; --\",\"method\":\"POST\",\"url\":\"/v1/completions\","
-                       "\"body\":{\"prompt\":\"hi\",\"max_tokens\":9,\"stop\":[\"END\"]}}\n"
-                       "{\"custom_id\":\"b\",\"prompt\":\"x\"}\n";
+    const char *text =
+        "{\"custom_id\":\"q\\\"'; --\",\"method\":\"POST\",\"url\":\"/v1/completions\","
+        "\"body\":{\"prompt\":\"hi\",\"max_tokens\":9,\"stop\":[\"END\"]}}\n"
+        "{\"custom_id\":\"b\",\"prompt\":\"x\"}\n";
     sq_jsonl_limits_t lim;
     sq_client_job_limits(&lim);
     sq_jsonl_t *file = NULL;
@@ -383,7 +384,8 @@ test_results_pages(void)
             SQ_CHECK(strcmp(r->state, "dead") == 0 && r->text == NULL);
             SQ_CHECK(r->error && strcmp(r->error, "worker crashed") == 0 && r->attempts == 3);
         } else {
-            SQ_CHECK(strcmp(r->state, "succeeded") == 0 && r->text && strstr(r->text, "\xE2\x82\xAC"));
+            SQ_CHECK(strcmp(r->state, "succeeded") == 0 && r->text &&
+                     strstr(r->text, "\xE2\x82\xAC"));
             SQ_CHECK(r->completion_tokens == n && r->error == NULL);
         }
     }

@@ -47,7 +47,8 @@ test_simple_shape(void)
         "{\"custom_id\":\"r-1\",\"prompt\":\"Summarise Q3\",\"max_tokens\":128,\"temperature\":0}\n"
         "\n"
         "  \r\n"
-        "{\"custom_id\":\"r-2\",\"prompt\":\"x\",\"top_p\":0.5,\"seed\":7,\"stop\":[\"\\n\",\"END\"]}");
+        "{\"custom_id\":\"r-2\",\"prompt\":\"x\",\"top_p\":0.5,\"seed\":7,\"stop\":[\"\\n\","
+        "\"END\"]}");
     SQ_REQUIRE(j);
     SQ_CHECK(sq_jsonl_size(j) == 2);
     const sq_jsonl_task_t *t = sq_jsonl_task(j, 0);
@@ -140,8 +141,8 @@ s_rejects_at_line3(const char *bad, int rc, const char *field_msg)
 static void
 test_field_errors(void)
 {
-    SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"max_tokens\":0}", SQ_EINVAL,
-                                "field \"max_tokens\": expected a positive integer"));
+    SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"max_tokens\":0}",
+                                SQ_EINVAL, "field \"max_tokens\": expected a positive integer"));
     SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"max_tokens\":1.5}",
                                 SQ_EINVAL, "field \"max_tokens\": expected a positive integer"));
     SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"max_tokens\":\"9\"}",
@@ -182,11 +183,14 @@ test_batch_errors(void)
     const char *pre = "{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"/v1/completions\",";
     const char *chat = "{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",";
     char b[1024];
-    SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"method\":\"GET\",\"url\":\"/v1/completions\","
-                                "\"body\":{\"prompt\":\"p\"}}", SQ_EINVAL,
-                                "field \"method\": expected \"POST\""));
-    SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
-                                "\"body\":{}}", SQ_EINVAL, "field \"url\": expected"));
+    SQ_CHECK(
+        s_rejects_at_line3("{\"custom_id\":\"x\",\"method\":\"GET\",\"url\":\"/v1/completions\","
+                           "\"body\":{\"prompt\":\"p\"}}",
+                           SQ_EINVAL, "field \"method\": expected \"POST\""));
+    SQ_CHECK(
+        s_rejects_at_line3("{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+                           "\"body\":{}}",
+                           SQ_EINVAL, "field \"url\": expected"));
     SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"method\":\"POST\","
                                 "\"url\":\"/v1/completions\"}", SQ_EINVAL,
                                 "field \"body\": missing"));
@@ -230,12 +234,14 @@ test_hostile_strings(void)
     const sq_jsonl_task_t *t = sq_jsonl_task(j, 0);
     const char id[] = "id\0'; DROP TABLE jobs;--";
     SQ_CHECK(t->custom_id_len == sizeof id - 1 && memcmp(t->custom_id, id, sizeof id - 1) == 0);
-    const char p[] = "a\0b\"c\\d \xF0\x9F\x92\xB8 \xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D \xF0\x9F\x98\x80";
+    const char p[] =
+        "a\0b\"c\\d \xF0\x9F\x92\xB8 \xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D \xF0\x9F\x98\x80";
     SQ_CHECK(t->prompt_len == sizeof p - 1 && memcmp(t->prompt, p, sizeof p - 1) == 0);
     sq_jsonl_destroy(&j);
 
     /* "é" cut in half on line 2, byte 28 */
-    const char bad[] = "{\"custom_id\":\"a\",\"prompt\":\"p\"}\n{\"custom_id\":\"b\",\"prompt\":\"\xC3\"}\n";
+    const char bad[] =
+        "{\"custom_id\":\"a\",\"prompt\":\"p\"}\n{\"custom_id\":\"b\",\"prompt\":\"\xC3\"}\n";
     SQ_CHECK(s_rejects(bad, sizeof bad - 1, NULL, SQ_EFORMAT, "line 2: invalid UTF-8 at byte 28",
                        NULL));
     const char overlong[] = "{\"custom_id\":\"\xC0\xAF\",\"prompt\":\"p\"}";
@@ -257,15 +263,17 @@ static void
 test_caps(void)
 {
     sq_jsonl_limits_t lim = {.max_line_bytes = 64, .max_file_bytes = 4096, .max_tasks = 3};
-    const char *three = "{\"custom_id\":\"1\",\"prompt\":\"p\"}\n{\"custom_id\":\"2\",\"prompt\":\"p\"}\n"
-                        "{\"custom_id\":\"3\",\"prompt\":\"p\"}\n";
+    const char *three =
+        "{\"custom_id\":\"1\",\"prompt\":\"p\"}\n{\"custom_id\":\"2\",\"prompt\":\"p\"}\n"
+        "{\"custom_id\":\"3\",\"prompt\":\"p\"}\n";
     sq_jsonl_t *j = NULL;
     SQ_CHECK(sq_jsonl_parse(three, strlen(three), &lim, &j) == 0 && sq_jsonl_size(j) == 3);
     sq_jsonl_destroy(&j);
     char four[512];
     snprintf(four, sizeof four, "%s{\"custom_id\":\"4\",\"prompt\":\"p\"}\n", three);
     SQ_CHECK(s_rejects(four, strlen(four), &lim, SQ_ETOOBIG, "line 4: more than 3 tasks", NULL));
-    const char *long_line = "{\"custom_id\":\"1\",\"prompt\":\"012345678901234567890123456789012345678901\"}";
+    const char *long_line =
+        "{\"custom_id\":\"1\",\"prompt\":\"012345678901234567890123456789012345678901\"}";
     SQ_CHECK(s_rejects(long_line, strlen(long_line), &lim, SQ_ETOOBIG,
                        "line 1: 71 bytes, over the cap of 64 bytes per line", NULL));
     char *big = malloc(5000);
@@ -277,11 +285,13 @@ test_caps(void)
     memset(id, 'x', sizeof id);
     char line[800];
     snprintf(line, sizeof line, "{\"custom_id\":\"%.*s\",\"prompt\":\"p\"}", 513, id);
-    SQ_CHECK(REJECTS(line, SQ_ETOOBIG, "field \"custom_id\": 513 bytes, over the cap of 512", NULL));
+    SQ_CHECK(
+        REJECTS(line, SQ_ETOOBIG, "field \"custom_id\": 513 bytes, over the cap of 512", NULL));
     SQ_CHECK(REJECTS("\n \n", SQ_EINVAL, "no tasks", NULL));
     /* the caps a broker client sets: wire caps and no NUL */
     sq_jsonl_limits_t wire = {.max_custom_id_bytes = 4, .max_prompt_bytes = 50, .refuse_nul = 1};
-    const char *nul = "{\"custom_id\":\"a\",\"prompt\":\"p\"}\n{\"custom_id\":\"b\",\"prompt\":\"x\\u0000\"}";
+    const char *nul =
+        "{\"custom_id\":\"a\",\"prompt\":\"p\"}\n{\"custom_id\":\"b\",\"prompt\":\"x\\u0000\"}";
     SQ_CHECK(s_rejects(nul, strlen(nul), &wire, SQ_EINVAL,
                        "line 2: field \"prompt\": contains NUL", NULL));
     const char *nul_id = "{\"custom_id\":\"\\u0000\",\"prompt\":\"p\"}";

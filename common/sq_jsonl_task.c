@@ -1,0 +1,457 @@
+/*  sq_jsonl_task: one decoded JSONL line -> one validated task.
+ *
+ *  The two shapes of sq_jsonl.h and their fields live here: every field
+ *  is checked for presence, type and range, unknown fields are refused,
+ *  and chat messages are rendered into the prompt. Whole-file rules
+ *  (caps, duplicate ids, one model, one endpoint) stay in sq_jsonl.c.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "sq_jsonl_internal.h"
+#include "sq_error.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SQ_JSONL_MAX_TOKENS_CAP 1000000
+
+/* Keys each shape accepts; anything else is refused so that a typo such as
+ * "max_token" is an error rather than a silently ignored parameter. */
+static const char *const s_simple_keys[] = {
+    "custom_id", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "model", NULL};
+static const char *const s_batch_keys[] = {"custom_id", "method", "url", "body", NULL};
+static const char *const s_completion_keys[] = {
+    "model", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "n", "stream", "user",
+    NULL};
+static const char *const s_chat_keys[] = {
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
+    "seed", "n", "stream", "user", NULL};
+static const char *const s_message_keys[] = {"role", "content", "name", NULL};
+
+/* ------------------------------------------------------- field checking */
+
+/* Every validation failure goes through here so all messages share one
+ * shape: line N: field "F": problem. */
+int
+sq_jsonl_field_err(int rc, int line, const char *field, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return sq_error_set(rc, __FILE__, __LINE__, "line %d: field \"%s\": %s", line, field, what);
+}
+
+/* "body" + "max_tokens" -> "body.max_tokens" (prefix may be ""). */
+static const char *
+s_path(char *buf, size_t size, const char *prefix, const char *key)
+{
+    snprintf(buf, size, "%s%s%s", prefix, *prefix ? "." : "", key);
+    return buf;
+}
+
+static int
+s_check_keys(json_t *obj, const char *const *allowed, const char *prefix, int line)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        int ok = 0;
+        for (int i = 0; allowed[i] && !ok; i++)
+            ok = strcmp(key, allowed[i]) == 0;
+        if (!ok) {
+            char p[300];
+            return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key),
+                               "unknown or unsupported field");
+        }
+    }
+    return 0;
+}
+
+/* A string field. max_bytes 0 = no cap beyond the line cap; allow_nul 0
+ * refuses embedded NUL (for values used as C strings). */
+static int
+s_get_string(json_t *obj, const char *key, const char *prefix, int line, int required,
+             size_t max_bytes, int allow_nul, const char **out, size_t *len_out)
+{
+    char p[300];
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    *len_out = 0;
+    if (!v) {
+        if (required)
+            return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key),
+                               "missing (required)");
+        return 0;
+    }
+    if (!json_is_string(v))
+        return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key),
+                                  "expected a string");
+    size_t len = json_string_length(v);
+    const char *s = json_string_value(v);
+    if (max_bytes && len > max_bytes)
+        return sq_jsonl_field_err(SQ_ETOOBIG, line, s_path(p, sizeof p, prefix, key),
+                           "%zu bytes, over the cap of %zu", len, max_bytes);
+    if (!allow_nul && memchr(s, '\0', len))
+        return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key),
+                           "must not contain NUL (\\u0000)");
+    *out = s;
+    *len_out = len;
+    return 0;
+}
+
+/* An integer field in [lo, hi]; absent leaves *out untouched. */
+static int
+s_get_int(json_t *obj, const char *key, const char *prefix, int line, int64_t lo, int64_t hi,
+          const char *expect, int64_t *out)
+{
+    char p[300];
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key), "expected %s",
+                           expect);
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* A number field in [lo, hi] (lo exclusive when lo_open). */
+static int
+s_get_number(json_t *obj, const char *key, const char *prefix, int line, double lo, int lo_open,
+             double hi, double *out)
+{
+    char p[300];
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return 0;
+    double d = json_is_number(v) ? json_number_value(v) : NAN;
+    if (!json_is_number(v) || isnan(d) || d > hi || d < lo || (lo_open && d == lo))
+        return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key),
+                           "expected a number in %c%g, %g]", lo_open ? '(' : '[', lo, hi);
+    *out = d;
+    return 0;
+}
+
+char *
+sq_jsonl_dup(const char *s, size_t len)
+{
+    char *d = malloc(len + 1);
+    if (d) {
+        memcpy(d, s, len);
+        d[len] = '\0';
+    }
+    return d;
+}
+
+/* "stop": a string or an array of up to 4 non-empty strings. */
+static int
+s_get_stop(json_t *obj, const char *prefix, int line, sq_jsonl_task_t *t)
+{
+    char p[300];
+    json_t *v = json_object_get(obj, "stop");
+    s_path(p, sizeof p, prefix, "stop");
+    if (!v || json_is_null(v))
+        return 0;
+    json_t *one = json_array();
+    if (!one)
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    json_t *arr = json_is_string(v) ? (json_array_append(one, v), one) : v;
+    int rc = 0;
+    if (!json_is_array(arr) || json_array_size(arr) > SQ_JSONL_MAX_STOP)
+        rc = sq_jsonl_field_err(SQ_EINVAL, line, p,
+                                "expected a string or an array of at most %d strings",
+                                SQ_JSONL_MAX_STOP);
+    for (size_t i = 0; rc == 0 && i < json_array_size(arr); i++) {
+        json_t *s = json_array_get(arr, i);
+        size_t len = json_is_string(s) ? json_string_length(s) : 0;
+        if (!json_is_string(s) || len == 0 || len > 256 || memchr(json_string_value(s), 0, len))
+            rc = sq_jsonl_field_err(SQ_EINVAL, line, p,
+                             "entry %zu: expected a non-empty string of at most 256 bytes "
+                             "without NUL", i);
+        else if (!(t->stop[t->n_stop++] = sq_jsonl_dup(json_string_value(s), len)))
+            rc = SQ_FAIL(SQ_ENOMEM, "out of memory");
+    }
+    json_decref(one);
+    return rc;
+}
+
+/* Sampling parameters shared by the simple shape and both body shapes. */
+static int
+s_get_params(json_t *obj, const char *prefix, int line, sq_jsonl_task_t *t)
+{
+    int rc;
+    const char *model;
+    size_t model_len;
+    if ((rc = s_get_int(obj, "max_tokens", prefix, line, 1, SQ_JSONL_MAX_TOKENS_CAP,
+                        "a positive integer (at most 1000000)", &t->max_tokens)) ||
+        (rc = s_get_number(obj, "temperature", prefix, line, 0, 0, 2, &t->temperature)) ||
+        (rc = s_get_number(obj, "top_p", prefix, line, 0, 1, 1, &t->top_p)) ||
+        (rc = s_get_int(obj, "seed", prefix, line, 0, INT64_MAX, "a non-negative integer",
+                        &t->seed)) ||
+        (rc = s_get_stop(obj, prefix, line, t)) ||
+        (rc = s_get_string(obj, "model", prefix, line, 0, SQ_JSONL_MAX_MODEL_BYTES, 0, &model,
+                           &model_len)))
+        return rc;
+    if (model && model_len == 0) {
+        char p[300];
+        return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, "model"),
+                           "must not be empty");
+    }
+    if (model && !(t->model = sq_jsonl_dup(model, model_len)))
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    return 0;
+}
+
+/* Body fields that OpenAI accepts but shardq cannot honour are refused
+ * with a reason rather than ignored: n > 1 and streaming. */
+static int
+s_check_openai_extras(json_t *body, int line)
+{
+    json_t *n = json_object_get(body, "n");
+    json_t *stream = json_object_get(body, "stream");
+    json_t *user = json_object_get(body, "user");
+    if (n && !(json_is_integer(n) && json_integer_value(n) == 1))
+        return sq_jsonl_field_err(SQ_EINVAL, line, "body.n", "only n = 1 is supported");
+    if (stream && !json_is_false(stream))
+        return sq_jsonl_field_err(SQ_EINVAL, line, "body.stream",
+                                  "streaming is not supported in batch");
+    if (user && !json_is_string(user))
+        return sq_jsonl_field_err(SQ_EINVAL, line, "body.user", "expected a string");
+    return 0;
+}
+
+/* ----------------------------------------------------------- chat prompt */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} s_buf_t;
+
+static int
+s_buf_add(s_buf_t *b, const char *s, size_t len)
+{
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *nb = realloc(b->buf, cap);
+        if (!nb)
+            return SQ_FAIL(SQ_ENOMEM, "out of memory");
+        b->buf = nb;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, len);
+    b->len += len;
+    b->buf[b->len] = '\0';
+    return 0;
+}
+
+/* content: a string, or an array of {"type":"text","text":"..."} parts
+ * (the multi-part form), whose texts are concatenated. */
+static int
+s_add_content(s_buf_t *b, json_t *content, const char *field, int line)
+{
+    if (json_is_string(content))
+        return s_buf_add(b, json_string_value(content), json_string_length(content));
+    if (!json_is_array(content))
+        return sq_jsonl_field_err(SQ_EINVAL, line, field,
+                                  "expected a string or an array of text parts");
+    size_t i;
+    json_t *part;
+    json_array_foreach(content, i, part) {
+        json_t *type = json_object_get(part, "type");
+        json_t *text = json_object_get(part, "text");
+        if (!json_is_object(part) || !json_is_string(type) ||
+            strcmp(json_string_value(type), "text") != 0 || !json_is_string(text))
+            return sq_jsonl_field_err(SQ_EINVAL, line, field,
+                               "part %zu: expected {\"type\":\"text\",\"text\":string}", i);
+        int rc = s_buf_add(b, json_string_value(text), json_string_length(text));
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Render messages with the Zephyr/TinyLlama template (see sq_jsonl.h). */
+static int
+s_chat_prompt(json_t *body, int line, sq_jsonl_task_t *t)
+{
+    static const char *const roles[] = {"system", "developer", "user", "assistant", NULL};
+    json_t *msgs = json_object_get(body, "messages");
+    char field[80];
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
+        return sq_jsonl_field_err(SQ_EINVAL, line, "body.messages", "expected a non-empty array");
+    s_buf_t b = {0};
+    size_t i;
+    json_t *m;
+    int rc = 0;
+    json_array_foreach(msgs, i, m) {
+        snprintf(field, sizeof field, "body.messages[%zu]", i);
+        if (!json_is_object(m)) {
+            rc = sq_jsonl_field_err(SQ_EINVAL, line, field, "expected an object");
+            break;
+        }
+        if ((rc = s_check_keys(m, s_message_keys, field, line)))
+            break;
+        const char *role = json_string_value(json_object_get(m, "role"));
+        int known = 0;
+        for (int r = 0; role && roles[r] && !known; r++)
+            known = strcmp(role, roles[r]) == 0;
+        snprintf(field, sizeof field, "body.messages[%zu].role", i);
+        if (!known) {
+            rc = sq_jsonl_field_err(SQ_EINVAL, line, field,
+                             "expected \"system\", \"developer\", \"user\" or \"assistant\"");
+            break;
+        }
+        /* developer is OpenAI's newer name for system */
+        const char *tag = strcmp(role, "developer") == 0 ? "system" : role;
+        snprintf(field, sizeof field, "body.messages[%zu].content", i);
+        json_t *content = json_object_get(m, "content");
+        if (!content) {
+            rc = sq_jsonl_field_err(SQ_EINVAL, line, field, "missing (required)");
+            break;
+        }
+        if ((rc = s_buf_add(&b, "<|", 2)) || (rc = s_buf_add(&b, tag, strlen(tag))) ||
+            (rc = s_buf_add(&b, "|>\n", 3)) || (rc = s_add_content(&b, content, field, line)) ||
+            (rc = s_buf_add(&b, "</s>\n", 5)))
+            break;
+    }
+    if (rc == 0)
+        rc = s_buf_add(&b, "<|assistant|>\n", 14);
+    if (rc) {
+        free(b.buf);
+        return rc;
+    }
+    t->prompt = b.buf;
+    t->prompt_len = b.len;
+    return 0;
+}
+
+/* --------------------------------------------------------------- shapes */
+
+static int
+s_set_prompt(sq_jsonl_task_t *t, const char *s, size_t len)
+{
+    if (!(t->prompt = sq_jsonl_dup(s, len)))
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    t->prompt_len = len;
+    return 0;
+}
+
+/* Keep a JSON value as compact text for the task's "body" (wire field). */
+static int
+s_set_body(sq_jsonl_task_t *t, json_t *body)
+{
+    if (!(t->body_json = json_dumps(body, JSON_COMPACT)))
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    t->body_json_len = strlen(t->body_json);
+    return 0;
+}
+
+static int
+s_parse_simple(json_t *obj, int line, sq_jsonl_task_t *t)
+{
+    const char *prompt;
+    size_t len;
+    int rc;
+    if ((rc = s_check_keys(obj, s_simple_keys, "", line)) ||
+        (rc = s_get_string(obj, "prompt", "", line, 1, 0, 1, &prompt, &len)) ||
+        (rc = s_get_params(obj, "", line, t)))
+        return rc;
+    t->kind = SQ_JSONL_KIND_SIMPLE;
+    json_t *stop = json_object_get(obj, "stop");
+    if (t->n_stop > 0) {
+        /* the wire task has no stop field: it travels in "body" */
+        json_t *body = json_pack("{s:O}", "stop", stop);
+        rc = body ? s_set_body(t, body) : SQ_FAIL(SQ_ENOMEM, "out of memory");
+        json_decref(body);
+        if (rc)
+            return rc;
+    }
+    return s_set_prompt(t, prompt, len);
+}
+
+static int
+s_parse_batch(json_t *obj, int line, sq_jsonl_task_t *t)
+{
+    const char *method, *url, *prompt;
+    size_t len;
+    int rc;
+    if ((rc = s_check_keys(obj, s_batch_keys, "", line)) ||
+        (rc = s_get_string(obj, "method", "", line, 1, 16, 0, &method, &len)) ||
+        (rc = s_get_string(obj, "url", "", line, 1, 64, 0, &url, &len)))
+        return rc;
+    if (strcmp(method, "POST") != 0)
+        return sq_jsonl_field_err(SQ_EINVAL, line, "method", "expected \"POST\"");
+    if (strcmp(url, "/v1/completions") == 0)
+        t->kind = SQ_JSONL_KIND_COMPLETION;
+    else if (strcmp(url, "/v1/chat/completions") == 0)
+        t->kind = SQ_JSONL_KIND_CHAT;
+    else
+        return sq_jsonl_field_err(SQ_EINVAL, line, "url",
+                           "expected \"/v1/completions\" or \"/v1/chat/completions\"");
+    json_t *body = json_object_get(obj, "body");
+    if (!body)
+        return sq_jsonl_field_err(SQ_EINVAL, line, "body", "missing (required)");
+    if (!json_is_object(body))
+        return sq_jsonl_field_err(SQ_EINVAL, line, "body", "expected an object");
+    int chat = t->kind == SQ_JSONL_KIND_CHAT;
+    if ((rc = s_check_keys(body, chat ? s_chat_keys : s_completion_keys, "body", line)) ||
+        (rc = s_check_openai_extras(body, line)) || (rc = s_get_params(body, "body", line, t)))
+        return rc;
+    if (chat) {
+        if ((rc = s_get_int(body, "max_completion_tokens", "body", line, 1,
+                            SQ_JSONL_MAX_TOKENS_CAP, "a positive integer (at most 1000000)",
+                            &t->max_tokens)) ||
+            (rc = s_chat_prompt(body, line, t)))
+            return rc;
+    } else if ((rc = s_get_string(body, "prompt", "body", line, 1, 0, 1, &prompt, &len)) ||
+               (rc = s_set_prompt(t, prompt, len))) {
+        return rc;
+    }
+    return s_set_body(t, body);
+}
+
+void
+sq_jsonl_task_free(sq_jsonl_task_t *t)
+{
+    free(t->custom_id);
+    free(t->prompt);
+    free(t->model);
+    free(t->body_json);
+    for (int i = 0; i < t->n_stop; i++)
+        free(t->stop[i]);
+    memset(t, 0, sizeof *t);
+}
+
+/* Defaults, custom_id, then the shape the line claims (sq_jsonl_internal.h). */
+int
+sq_jsonl_task_parse(json_t *obj, int line, size_t max_custom_id_bytes, sq_jsonl_task_t *t)
+{
+    memset(t, 0, sizeof *t);
+    t->line_no = line;
+    t->max_tokens = -1;
+    t->seed = -1;
+    t->temperature = NAN;
+    t->top_p = NAN;
+    const char *id;
+    size_t id_len;
+    int batch = json_object_get(obj, "method") || json_object_get(obj, "url") ||
+                json_object_get(obj, "body");
+    int rc = s_get_string(obj, "custom_id", "", line, 1, max_custom_id_bytes, 1, &id, &id_len);
+    if (rc == 0 && id_len == 0)
+        rc = sq_jsonl_field_err(SQ_EINVAL, line, "custom_id", "must not be empty");
+    if (rc == 0 && !(t->custom_id = sq_jsonl_dup(id, id_len)))
+        rc = SQ_FAIL(SQ_ENOMEM, "out of memory");
+    t->custom_id_len = id_len;
+    if (rc == 0)
+        rc = batch ? s_parse_batch(obj, line, t) : s_parse_simple(obj, line, t);
+    if (rc)
+        sq_jsonl_task_free(t);
+    return rc;
+}
+
