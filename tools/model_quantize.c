@@ -98,11 +98,17 @@ static int s_copy_kv(sq_gguf_writer_t *w, const sq_gguf_t *g, int64_t i)
     return sq_gguf_writer_add_array(w, key, et, sq_gguf_kv_raw(g, i, &size), n);
 }
 
-static int s_add_metadata(sq_gguf_writer_t *w, const sq_gguf_t *g)
+int sq_model_copy_kvs(sq_gguf_writer_t *w, const sq_gguf_t *g)
 {
     int rc = 0;
     for (int64_t i = 0; i < sq_gguf_n_kv(g) && rc == 0; i++)
         rc = s_copy_kv(w, g, i);
+    return rc;
+}
+
+static int s_add_metadata(sq_gguf_writer_t *w, const sq_gguf_t *g)
+{
+    int rc = sq_model_copy_kvs(w, g);
     if (rc == 0 && sq_gguf_find_key(g, "general.file_type") < 0)
         rc = sq_gguf_writer_add_u32(w, "general.file_type", S_FILE_TYPE_Q8_0);
     /* llama.cpp marks quantized files with the block format's version */

@@ -40,6 +40,15 @@ static const char s_usage[] =
     "      --dim N --layers N --heads N --kv-heads N --ffn N --vocab N --ctx N\n"
     "                            override one size of the shape\n"
     "      --tied                no output.weight: reuse the token embedding\n"
+    "  lora-random --base MODEL --rank R OUT\n"
+    "                            write a random LoRA adapter shaped for MODEL\n"
+    "      --targets LIST        comma list of attn_q, attn_k, attn_v, attn_output,\n"
+    "                            ffn_gate, ffn_up, ffn_down (default attn_q,attn_v)\n"
+    "      --alpha A             adapter.lora.alpha (default R: scale 1)\n"
+    "      --gain G              amplitude of B (default 0.05)\n"
+    "      --seed S --name NAME  random seed (default 1), general.name\n"
+    "  lora-merge BASE ADAPTER OUT\n"
+    "                            write BASE with ADAPTER merged into its matrices\n"
     "\n"
     "options: --help, --version\n"
     "exit codes: 0 ok, 1 the command failed, 2 usage error\n";
@@ -161,6 +170,49 @@ static int s_cmd_random(int argc, char **argv)
     return s_report("random", sq_model_random(&o, out, stdout));
 }
 
+static int s_cmd_lora_random(int argc, char **argv)
+{
+    sq_model_lora_opts_t o = { .rank = 0, .gain = 0.05f, .seed = 1, .targets = 0x5 };
+    const char *out = NULL, *v;
+    for (int i = 0; i < argc; i++) {
+        if ((v = s_opt_value(argc, argv, &i, "--base"))) {
+            o.base_path = v;
+        } else if ((v = s_opt_value(argc, argv, &i, "--rank"))) {
+            int64_t r = s_parse_count(v);
+            if (r < 1 || r > 1024)
+                return s_usage_error("lora-random: --rank %s is not in [1, 1024]", v);
+            o.rank = (int) r;
+        } else if ((v = s_opt_value(argc, argv, &i, "--targets"))) {
+            if (sq_model_lora_target_mask(v, &o.targets))
+                return s_usage_error("lora-random: %s", sq_error_detail());
+        } else if ((v = s_opt_value(argc, argv, &i, "--alpha"))) {
+            o.alpha = strtof(v, NULL);
+        } else if ((v = s_opt_value(argc, argv, &i, "--gain"))) {
+            o.gain = strtof(v, NULL);
+        } else if ((v = s_opt_value(argc, argv, &i, "--seed"))) {
+            o.seed = strtoull(v, NULL, 10);
+        } else if ((v = s_opt_value(argc, argv, &i, "--name"))) {
+            o.name = v;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return s_usage_error("lora-random: unknown option %s", argv[i]);
+        } else if (out) {
+            return s_usage_error("lora-random: one OUT file only (extra %s)", argv[i]);
+        } else {
+            out = argv[i];
+        }
+    }
+    if (!o.base_path || !o.rank || !out)
+        return s_usage_error("lora-random needs --base MODEL, --rank R and OUT%s", "");
+    return s_report("lora-random", sq_model_lora_random(&o, out, stdout));
+}
+
+static int s_cmd_lora_merge(int argc, char **argv)
+{
+    if (argc != 3)
+        return s_usage_error("lora-merge needs BASE ADAPTER OUT%s", "");
+    return s_report("lora-merge", sq_model_lora_merge(argv[0], argv[1], argv[2], stdout));
+}
+
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -168,6 +220,8 @@ static const struct {
     { "info", s_cmd_info },
     { "quantize", s_cmd_quantize },
     { "random", s_cmd_random },
+    { "lora-random", s_cmd_lora_random },
+    { "lora-merge", s_cmd_lora_merge },
 };
 
 int main(int argc, char **argv)

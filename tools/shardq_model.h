@@ -40,4 +40,27 @@ extern const char *const sq_model_shape_names[];
  * streaming (memory use is one row). */
 int sq_model_random(const sq_model_random_opts_t *opts, const char *path, FILE *out);
 
+struct sq_gguf_writer;
+struct sq_gguf;
+/* Copy every key/value of g into w (alignment included). */
+int sq_model_copy_kvs(struct sq_gguf_writer *w, const struct sq_gguf *g);
+/* `lora-merge BASE ADAPTER OUT`: W + scale * B A for each adapted matrix
+ * (written F32), everything else copied. */
+int sq_model_lora_merge(const char *base_path, const char *adapter_path, const char *path,
+                        FILE *out);
+
+/* `lora-random`: a seeded random LoRA adapter for the base model's shape. */
+typedef struct {
+    const char *base_path;
+    int rank;
+    unsigned targets;        /* bit t: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down */
+    float alpha;             /* <= 0: rank (scale 1) */
+    float gain;              /* amplitude of B */
+    uint64_t seed;
+    const char *name;        /* general.name, may be NULL */
+} sq_model_lora_opts_t;
+/* Parse "attn_q,ffn_up,..." into a target mask. */
+int sq_model_lora_target_mask(const char *list, unsigned *mask);
+int sq_model_lora_random(const sq_model_lora_opts_t *opts, const char *path, FILE *out);
+
 #endif

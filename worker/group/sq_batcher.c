@@ -145,7 +145,8 @@ static int s_plan(sq_batcher_t *self, int *n_rows)
     for (int i = 0; i < self->max_batch; i++) {
         sq_seq_t *s = self->slots[i].seq;
         if (s && sq_seq_decoding(s)) {
-            self->plan[n++] = (sq_batch_entry_t){i, sq_seq_next_token(s), sq_seq_next_pos(s), true};
+            self->plan[n++] = (sq_batch_entry_t){i, sq_seq_next_token(s), sq_seq_next_pos(s), true,
+                                                 sq_seq_adapter(s)};
             self->plan_slot[rows++] = i;
         }
     }
@@ -161,7 +162,8 @@ static int s_plan(sq_batcher_t *self, int *n_rows)
         const int32_t *ids = sq_seq_prompt_ids(s);
         for (size_t j = 0; j < take; j++) {
             bool last = done + j + 1 == total;
-            self->plan[n++] = (sq_batch_entry_t){i, ids[done + j], (int32_t)(done + j), last};
+            self->plan[n++] = (sq_batch_entry_t){i, ids[done + j], (int32_t)(done + j), last,
+                                                 sq_seq_adapter(s)};
             if (last)
                 self->plan_slot[rows++] = i;
         }

@@ -28,6 +28,7 @@ struct sq_seq {
     bool done;
     sq_finish_t finish;
     int32_t pending;            /* last accepted token, fed next */
+    int32_t adapter;            /* LoRA adapter id, 0: base */
 };
 
 static int s_grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -112,6 +113,8 @@ int32_t sq_seq_next_token(const sq_seq_t *self) { return self->pending; }
 bool sq_seq_done(const sq_seq_t *self) { return self->done; }
 sq_finish_t sq_seq_finish(const sq_seq_t *self) { return self->finish; }
 size_t sq_seq_n_generated(const sq_seq_t *self) { return self->n_ids; }
+void sq_seq_set_adapter(sq_seq_t *self, int32_t adapter) { self->adapter = adapter; }
+int32_t sq_seq_adapter(const sq_seq_t *self) { return self->adapter; }
 
 void sq_seq_mark_prefilled(sq_seq_t *self, size_t n)
 {

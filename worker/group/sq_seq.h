@@ -47,6 +47,11 @@ int sq_seq_accept(sq_seq_t *self, const float *logits);
 bool sq_seq_done(const sq_seq_t *self);
 sq_finish_t sq_seq_finish(const sq_seq_t *self);
 
+/* The LoRA adapter id (sq_model_adapter_load) the sequence runs with;
+ * 0, the default, is the base model. Set before the first step. */
+void sq_seq_set_adapter(sq_seq_t *self, int32_t adapter);
+int32_t sq_seq_adapter(const sq_seq_t *self);
+
 /* The continuation so far (borrowed; text may hold any bytes). */
 const char *sq_seq_text(const sq_seq_t *self, size_t *len_p);
 size_t sq_seq_n_generated(const sq_seq_t *self);
