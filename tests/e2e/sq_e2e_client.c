@@ -147,10 +147,12 @@ int
 sq_e2e_submit(sq_e2e_client_t *self, const sq_e2e_job_t *job, int timeout_ms,
               uint64_t *job_id_out, int *wire_code_out)
 {
-    uint32_t n_pairs = 3 + (job->priority >= 0) + (job->max_attempts > 0);
+    uint32_t n_pairs = 3 + (job->priority >= 0) + (job->max_attempts > 0) + (job->adapter != NULL);
     sq_wire_enc_t *e = sq_e2e_begin(self, n_pairs);
     sq_wire_kv_str(e, "tenant", job->tenant);
     sq_wire_kv_str(e, "model", job->model);
+    if (job->adapter)
+        sq_wire_kv_str(e, "adapter", job->adapter);
     if (job->priority >= 0)
         sq_wire_kv_u64(e, "priority", (uint64_t)job->priority);
     if (job->max_attempts > 0)

@@ -62,6 +62,7 @@ typedef struct {
     const char *const *custom_ids;
     const char *const *prompts;
     const size_t *prompt_lens;
+    const char *adapter;    /* LoRA adapter of the job, NULL: base model */
 } sq_e2e_job_t;
 
 /* SUBMIT. 0 and *job_id_out once acknowledged; otherwise as sq_e2e_call. */

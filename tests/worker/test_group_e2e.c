@@ -9,6 +9,9 @@
  *                its tasks finish on the other group, each recorded once
  *    drain       SIGTERM through shardq-group: running tasks finish, the
  *                group exits 0, nothing is lost or recorded twice
+ *    adapters    a base job and a LoRA job served together; the adapter's
+ *                active version switches (hot activation) mid-job with no
+ *                failed task; an unknown adapter fails clearly
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -36,6 +39,8 @@ static const char *s_env(const char *name)
     return v;
 }
 
+static char s_adapters_dir[512];
+
 /* Start one TP = 2 worker group (through shardq-group, as deployments do). */
 static sq_proc_t *s_group(const char *name, int max_batch)
 {
@@ -44,7 +49,8 @@ static sq_proc_t *s_group(const char *name, int max_batch)
     const char *argv[] = {s_env("SHARDQ_GROUP_BIN"), "-np", "2", "--oversubscribe", "--",
                           "--broker", sq_harness_worker_endpoint(s_h),
                           "--model", s_env("SHARDQ_TEST_MODEL"), "--max-batch", mb,
-                          "--group-id", name, "--grace", "60", NULL};
+                          "--group-id", name, "--grace", "60",
+                          s_adapters_dir[0] ? "--adapters" : NULL, s_adapters_dir, NULL};
     return sq_harness_spawn(s_h, name, argv);
 }
 
@@ -56,7 +62,7 @@ static int s_wait_groups(int n)
 
 /* A job of n tasks; prompts repeat every `distinct` tasks so that twins
  * (same prompt, greedy) can be compared. */
-static uint64_t s_submit(int n, int distinct, int max_tokens)
+static uint64_t s_submit_job(int n, int distinct, const char *adapter)
 {
     char **ids = calloc((size_t)n, sizeof *ids), **prompts = calloc((size_t)n, sizeof *prompts);
     static const char *const base[] = {"Once upon a time", "The bank", "Lily saw a big fish",
@@ -67,10 +73,9 @@ static uint64_t s_submit(int n, int distinct, int max_tokens)
         prompts[i] = malloc(64);
         snprintf(prompts[i], 64, "%s", base[(i % distinct) % 5]);
     }
-    (void)max_tokens;
     sq_e2e_job_t job = {.tenant = "research", .model = S_MODEL_NAME, .priority = -1,
                         .n_tasks = n, .custom_ids = (const char *const *)ids,
-                        .prompts = (const char *const *)prompts};
+                        .prompts = (const char *const *)prompts, .adapter = adapter};
     uint64_t job_id = 0;
     int rc = sq_e2e_submit(s_c, &job, 10000, &job_id, NULL);
     SQ_CHECK(rc == 0);
@@ -81,6 +86,12 @@ static uint64_t s_submit(int n, int distinct, int max_tokens)
     free(ids);
     free(prompts);
     return job_id;
+}
+
+static uint64_t s_submit(int n, int distinct, int unused)
+{
+    (void)unused;
+    return s_submit_job(n, distinct, NULL);
 }
 
 static int64_t s_count(const char *sql)
@@ -197,12 +208,82 @@ static void case_drain(void)
     sq_e2e_check_no_duplicates(s_h);
 }
 
+/* Run shardq-model with args and wait for it to succeed. */
+static int s_model_tool(const char *name, const char *const args[])
+{
+    const char *argv[16] = {s_env("SHARDQ_MODEL_BIN")};
+    int n = 1;
+    for (; args[n - 1] && n < 15; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    sq_proc_t *p = sq_harness_spawn(s_h, name, argv);
+    return p && sq_proc_wait(p, 60000) == 0 && sq_proc_exit_code(p) == 0 ? 0 : -1;
+}
+
+static int s_write_file(const char *path, const char *text)
+{
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fputs(text, f);
+    fclose(f);
+    return rename(tmp, path);   /* workers never see a half-written file */
+}
+
+static void case_adapters(void)
+{
+    SQ_REQUIRE(sq_e2e_up("group_adapters", NULL, &s_h, &s_c));
+    snprintf(s_adapters_dir, sizeof s_adapters_dir, "%s/adapters", sq_harness_log_dir(s_h));
+    char fin[600], v1[700], v2[700], active[700];
+    snprintf(fin, sizeof fin, "%s/fin", s_adapters_dir);
+    snprintf(v1, sizeof v1, "%s/v1.gguf", fin);
+    snprintf(v2, sizeof v2, "%s/v2.gguf", fin);
+    snprintf(active, sizeof active, "%s/active", fin);
+    char cmd[1600];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", fin);
+    SQ_REQUIRE(system(cmd) == 0);
+    const char *base = s_env("SHARDQ_TEST_MODEL");
+    const char *a1[] = {"lora-random", "--base", base, "--rank", "4", "--seed", "3", "--gain",
+                        "0.2", v1, NULL};
+    const char *a2[] = {"lora-random", "--base", base, "--rank", "4", "--seed", "4", "--gain",
+                        "0.2", v2, NULL};
+    SQ_REQUIRE(s_model_tool("lora-v1", a1) == 0);
+    SQ_REQUIRE(s_model_tool("lora-v2", a2) == 0);
+    SQ_REQUIRE(s_write_file(active, "v1\n") == 0);
+    sq_proc_t *g = s_group("g-lora", 8);
+    SQ_REQUIRE(g != NULL);
+    SQ_REQUIRE(s_wait_groups(1) == 0);
+    uint64_t base_job = s_submit_job(20, 5, NULL);
+    uint64_t lora_job = s_submit_job(60, 5, "fin");
+    SQ_REQUIRE(base_job > 0 && lora_job > 0);
+    /* hot activation while the adapter job runs */
+    SQ_REQUIRE(sq_harness_wait_at_least(s_h, "SELECT count(*) FROM task_results", 10, 120000,
+                                        NULL) == 0);
+    SQ_REQUIRE(s_write_file(active, "v2\n") == 0);
+    SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
+                                 80, 180000) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE outcome <> 'succeeded'") == 0);
+    /* tasks that started on v1 finished on it; later ones loaded v2 */
+    SQ_CHECK(sq_proc_log_count(g, "adapter loaded") == 2);
+    SQ_CHECK(sq_proc_log_count(g, "version=v1") == 1);
+    SQ_CHECK(sq_proc_log_count(g, "version=v2") == 1);
+    /* an adapter nobody published fails permanently, with its name */
+    uint64_t bad = s_submit_job(2, 2, "nosuch");
+    SQ_REQUIRE(bad > 0);
+    SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'dead' "
+                                 "AND error LIKE '%nosuch%'", 2, 60000) == 0);
+    sq_e2e_check_no_duplicates(s_h);
+}
+
 int main(int argc, char **argv)
 {
     static const sq_e2e_case_t cases[] = {
         {"group_serves", case_serves},
         {"group_rank_killed", case_rank_killed},
         {"group_drain", case_drain},
+        {"group_adapters", case_adapters},
         {NULL, NULL},
     };
     return sq_e2e_main(argc, argv, cases, &s_h, &s_c);

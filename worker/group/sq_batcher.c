@@ -11,8 +11,10 @@
 #include <time.h>
 
 #include "sq_error.h"
+#include "sq_gguf.h"
 
-enum { S_CMD_FORWARD = 0, S_CMD_STOP = 1 };
+enum { S_CMD_FORWARD = 0, S_CMD_STOP = 1, S_CMD_LOAD = 2, S_CMD_UNLOAD = 3 };
+#define S_MAX_PATH 4096
 
 typedef struct {
     int32_t n;
@@ -177,12 +179,16 @@ static int s_plan(sq_batcher_t *self, int *n_rows)
 /* Rank 0. The header goes out as a non-blocking broadcast because the
  * followers receive it with one (MPI does not match blocking with
  * non-blocking collectives). */
-static int s_bcast_plan(sq_batcher_t *self, s_plan_hdr_t *hdr)
+static int s_send_header(sq_batcher_t *self, s_plan_hdr_t *hdr)
 {
     MPI_Request req;
     int rc = s_mpi(MPI_Ibcast(hdr, sizeof *hdr, MPI_BYTE, 0, self->comm, &req), "plan header");
-    if (rc == 0)
-        rc = s_mpi(MPI_Wait(&req, MPI_STATUS_IGNORE), "plan header");
+    return rc ? rc : s_mpi(MPI_Wait(&req, MPI_STATUS_IGNORE), "plan header");
+}
+
+static int s_bcast_plan(sq_batcher_t *self, s_plan_hdr_t *hdr)
+{
+    int rc = s_send_header(self, hdr);
     if (rc == 0 && hdr->n > 0)
         rc = s_mpi(MPI_Bcast(self->plan, hdr->n * (int)sizeof(sq_batch_entry_t), MPI_BYTE, 0,
                              self->comm), "plan");
@@ -227,6 +233,59 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
     return 0;
 }
 
+/* All ranks: run an adapter command. hdr->n is the path length (LOAD) or
+ * the id (UNLOAD); rank 0 passes path, followers receive it. The outcome
+ * is agreed with an all-reduce so no rank keeps an adapter others lack. */
+static int s_adapter_cmd(sq_batcher_t *self, const s_plan_hdr_t *hdr, const char *path, int *id)
+{
+    char buf[S_MAX_PATH + 1] = "";
+    int rc = 0, local_id = 0;
+    if (hdr->cmd == S_CMD_LOAD && (hdr->n <= 0 || hdr->n > S_MAX_PATH))
+        return SQ_FAIL(SQ_EMPI, "adapter path of %d bytes from rank 0", hdr->n);
+    if (hdr->cmd == S_CMD_LOAD) {
+        if (self->rank == 0)
+            memcpy(buf, path, (size_t)hdr->n);
+        if ((rc = s_mpi(MPI_Bcast(buf, hdr->n, MPI_CHAR, 0, self->comm), "adapter path")))
+            return rc;
+        buf[hdr->n] = '\0';
+        sq_gguf_t *g = sq_gguf_open(buf);
+        rc = g ? sq_model_adapter_load(self->model, g, 0.0f, &local_id) : sq_error_code();
+        if (!g && rc == 0)
+            rc = SQ_EIO;
+        sq_gguf_destroy(&g);
+    } else {
+        rc = sq_model_adapter_unload(self->model, hdr->n);
+    }
+    int worst = rc, mrc = s_mpi(MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MIN, self->comm),
+                                "adapter agreement");
+    if (mrc)
+        return mrc;
+    if (hdr->cmd == S_CMD_LOAD && worst != 0 && rc == 0)
+        sq_model_adapter_unload(self->model, local_id);
+    if (worst != 0 && rc == 0)
+        rc = SQ_FAIL(worst, "adapter %s refused on another rank", hdr->cmd == S_CMD_LOAD ? buf : "");
+    if (id)
+        *id = local_id;
+    return rc;
+}
+
+int sq_batcher_adapter_load(sq_batcher_t *self, const char *path, int *id)
+{
+    size_t len = strlen(path);
+    if (len == 0 || len > S_MAX_PATH)
+        return SQ_FAIL(SQ_EINVAL, "adapter path of %zu bytes", len);
+    s_plan_hdr_t hdr = {(int32_t)len, S_CMD_LOAD};
+    int rc = s_send_header(self, &hdr);
+    return rc ? rc : s_adapter_cmd(self, &hdr, path, id);
+}
+
+int sq_batcher_adapter_unload(sq_batcher_t *self, int id)
+{
+    s_plan_hdr_t hdr = {id, S_CMD_UNLOAD};
+    int rc = s_send_header(self, &hdr);
+    return rc ? rc : s_adapter_cmd(self, &hdr, NULL, NULL);
+}
+
 int sq_batcher_stop_followers(sq_batcher_t *self)
 {
     s_plan_hdr_t hdr = {0, S_CMD_STOP};
@@ -267,6 +326,11 @@ int sq_batcher_follow(sq_batcher_t *self)
             return rc;
         if (hdr.cmd == S_CMD_STOP)
             return 0;
+        if (hdr.cmd == S_CMD_LOAD || hdr.cmd == S_CMD_UNLOAD) {
+            if ((rc = s_adapter_cmd(self, &hdr, NULL, NULL)) && rc == SQ_EMPI)
+                return rc;      /* a refused adapter is rank 0's to report */
+            continue;
+        }
         if (hdr.n < 0 || hdr.n > self->max_batch + self->prefill_budget)
             return SQ_FAIL(SQ_EPROTO, "plan of %d entries from rank 0", hdr.n);
         if (hdr.n > 0 &&

@@ -58,6 +58,12 @@ int sq_batcher_remove(sq_batcher_t *self, void *user);
 int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg);
 /* Rank 0: tell the followers to return from sq_batcher_follow. */
 int sq_batcher_stop_followers(sq_batcher_t *self);
+/* Rank 0: load the LoRA adapter at path on every rank (each keeps its
+ * shard). OUT *id for sq_seq_set_adapter. All ranks agree: when any rank
+ * fails, none keeps it and the error (rank 0's detail) is returned. */
+int sq_batcher_adapter_load(sq_batcher_t *self, const char *path, int *id);
+/* Rank 0: unload adapter id on every rank (no running sequence may use it). */
+int sq_batcher_adapter_unload(sq_batcher_t *self, int id);
 /* Ranks > 0: execute plans until rank 0 stops. 0 or an error. */
 int sq_batcher_follow(sq_batcher_t *self);
 

@@ -30,6 +30,9 @@
 #include "sq_log.h"
 #include "sq_seq.h"
 #include "sq_version.h"
+#include "sq_wire.h"
+
+#define SQ_WIRE_NAME_CAP (SQ_WIRE_MAX_NAME + 1)
 
 typedef struct {
     const char *broker;
@@ -42,6 +45,7 @@ typedef struct {
     int n_ctx;
     int grace_s;
     int max_tokens;             /* default when a task gives none */
+    const char *adapters_dir;   /* NAME/VERSION.gguf, NAME/active */
 } s_opts_t;
 
 static volatile sig_atomic_t s_term;
@@ -70,6 +74,8 @@ static void s_usage(FILE *fp)
           "                       else host:pid)\n"
           "  --grace S            on SIGTERM, seconds to finish running tasks (default 30)\n"
           "  --max-tokens N       default max_tokens of tasks that give none (default 128)\n"
+          "  --adapters DIR       LoRA adapters: DIR/NAME/VERSION.gguf, with DIR/NAME/active\n"
+          "                       naming the version for tasks that give none\n"
           "  --help, --version\n"
           "exit codes: 0 drained cleanly, 1 runtime failure, 2 usage error\n",
           fp);
@@ -131,6 +137,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             o->device = v;
         else if (!strcmp(flag, "--group-id"))
             o->group_id = v;
+        else if (!strcmp(flag, "--adapters"))
+            o->adapters_dir = v;
         else if (!strcmp(flag, "--max-batch"))
             rc = s_int_arg(flag, v, 1, 4096, &o->max_batch);
         else if (!strcmp(flag, "--prefill-chunk"))
@@ -185,21 +193,126 @@ static int s_sha256_file(const char *path, char out[65])
 
 /* ---- rank 0 ---- */
 
+#define S_MAX_ADAPTERS 8        /* the model's default adapter slots */
+
+/* A LoRA adapter version loaded on every rank. */
+typedef struct {
+    char name[SQ_WIRE_NAME_CAP], version[SQ_WIRE_NAME_CAP];
+    int id;                     /* 0: free entry */
+    int refs;                   /* running sequences on it */
+    int64_t last_used;
+} s_adapter_t;
+
+typedef struct {
+    sq_lease_t *lease;
+    int adapter;                /* index into adapters, -1: base model */
+} s_active_t;
+
 typedef struct {
     sq_link_t *link;
     sq_batcher_t *batcher;
-    sq_lease_t **active;        /* max_batch; the batcher's user pointers */
+    s_active_t *active;         /* max_batch; lease = the batcher's user pointer */
     int max_batch;
     const s_opts_t *opts;
     uint64_t epoch;
-    int64_t n_done, n_failed;
+    int64_t n_done, n_failed, clock;
+    s_adapter_t adapters[S_MAX_ADAPTERS];
 } s_rank0_t;
 
 static void s_forget(s_rank0_t *r, sq_lease_t *lease)
 {
     for (int i = 0; i < r->max_batch; i++)
-        if (r->active[i] == lease)
-            r->active[i] = NULL;
+        if (r->active[i].lease == lease) {
+            if (r->active[i].adapter >= 0)
+                r->adapters[r->active[i].adapter].refs--;
+            r->active[i] = (s_active_t){NULL, -1};
+        }
+}
+
+/* Names and versions become path parts: keep them to a safe alphabet. */
+static bool s_safe_name(const char *s)
+{
+    if (!s || !*s || strlen(s) >= SQ_WIRE_NAME_CAP || s[0] == '.')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
+/* The version a task without one gets: DIR/NAME/active. */
+static int s_active_version(const char *dir, const char *name, char *out, size_t size)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/active", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return SQ_FAIL(SQ_ENOTFOUND, "adapter %s has no active version (%s)", name, path);
+    char *line = fgets(out, (int)size, f);
+    fclose(f);
+    if (line)
+        out[strcspn(out, " \t\r\n")] = '\0';
+    if (!line || !s_safe_name(out))
+        return SQ_FAIL(SQ_EFORMAT, "%s: not a version name", path);
+    return 0;
+}
+
+/* Find or load (on every rank) the adapter a lease asks for; takes a
+ * reference. Evicts the least recently used idle version when full. */
+static int s_adapter_acquire(s_rank0_t *r, sq_lease_t *l, int *index)
+{
+    char version[SQ_WIRE_NAME_CAP];
+    const char *dir = r->opts->adapters_dir;
+    if (!dir)
+        return SQ_FAIL(SQ_ENOTFOUND, "adapter %s: this worker group has no --adapters directory",
+                       l->adapter);
+    if (!s_safe_name(l->adapter) || (l->adapter_version && !s_safe_name(l->adapter_version)))
+        return SQ_FAIL(SQ_EINVAL, "adapter name or version has characters outside [A-Za-z0-9._-]");
+    int rc = 0;
+    if (l->adapter_version)
+        snprintf(version, sizeof version, "%s", l->adapter_version);
+    else if ((rc = s_active_version(dir, l->adapter, version, sizeof version)))
+        return rc;
+    int free_i = -1, lru = -1;
+    for (int i = 0; i < S_MAX_ADAPTERS; i++) {
+        s_adapter_t *a = &r->adapters[i];
+        if (a->id && !strcmp(a->name, l->adapter) && !strcmp(a->version, version)) {
+            a->refs++;
+            a->last_used = ++r->clock;
+            *index = i;
+            goto found;
+        }
+        if (!a->id && free_i < 0)
+            free_i = i;
+        if (a->id && a->refs == 0 && (lru < 0 || a->last_used < r->adapters[lru].last_used))
+            lru = i;
+    }
+    if (free_i < 0 && lru < 0)
+        return SQ_FAIL(SQ_EAGAIN, "all %d adapter slots are busy", S_MAX_ADAPTERS);
+    if (free_i < 0) {
+        if ((rc = sq_batcher_adapter_unload(r->batcher, r->adapters[lru].id)))
+            return rc;
+        r->adapters[lru].id = 0;
+        free_i = lru;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/%s.gguf", dir, l->adapter, version);
+    int id = 0;
+    if ((rc = sq_batcher_adapter_load(r->batcher, path, &id)))
+        return rc;
+    s_adapter_t *a = &r->adapters[free_i];
+    snprintf(a->name, sizeof a->name, "%s", l->adapter);
+    snprintf(a->version, sizeof a->version, "%s", version);
+    a->id = id;
+    a->refs = 1;
+    a->last_used = ++r->clock;
+    *index = free_i;
+    SQ_INFO("adapter loaded", "name=%s version=%s", a->name, a->version);
+found:
+    if (!l->adapter_version)
+        l->adapter_version = strdup(version);  /* lineage: the version it ran with */
+    return l->adapter_version ? 0 : SQ_FAIL(SQ_ENOMEM, "adapter version");
 }
 
 static void s_on_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t *t)
@@ -227,9 +340,9 @@ static void s_on_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t
 
 static void s_drop(s_rank0_t *r, int i)
 {
-    sq_lease_t *lease = r->active[i];
+    sq_lease_t *lease = r->active[i].lease;
     sq_batcher_remove(r->batcher, lease);
-    r->active[i] = NULL;
+    s_forget(r, lease);
     sq_lease_destroy(&lease);
 }
 
@@ -239,7 +352,7 @@ static void s_apply_cancels(s_rank0_t *r)
     uint64_t epoch = sq_link_epoch(r->link);
     if (epoch != r->epoch) {
         for (int i = 0; i < r->max_batch; i++)
-            if (r->active[i] && r->active[i]->epoch != epoch)
+            if (r->active[i].lease && r->active[i].lease->epoch != epoch)
                 s_drop(r, i);
         r->epoch = epoch;
     }
@@ -248,16 +361,16 @@ static void s_apply_cancels(s_rank0_t *r)
     while ((n = sq_link_cancelled(r->link, ids, 256)) > 0)
         for (int k = 0; k < n; k++)
             for (int i = 0; i < r->max_batch; i++)
-                if (r->active[i] && r->active[i]->lease == ids[k])
+                if (r->active[i].lease && r->active[i].lease->lease == ids[k])
                     s_drop(r, i);
 }
 
 static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, sq_lease_t *l)
 {
-    if (l->adapter) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "adapter '%s' is not loaded on this worker group", l->adapter);
-        sq_link_fail(r->link, l, false, msg);
+    int ai = -1, rc = l->adapter ? s_adapter_acquire(r, l, &ai) : 0;
+    if (rc) {
+        /* a busy slot table clears as sequences finish: retry elsewhere */
+        sq_link_fail(r->link, l, rc == SQ_EAGAIN, sq_error_detail());
         r->n_failed++;
         return;
     }
@@ -275,20 +388,22 @@ static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, 
     const sq_model_hparams_t *hp = sq_model_hparams(model);
     sq_seq_t *seq = sq_seq_new(tok, l->prompt, l->prompt_len, &gp, hp->n_vocab,
                                sq_model_n_ctx(model));
-    if (!seq) {
-        sq_link_fail(r->link, l, false, sq_error_detail());
+    int slot = -1;
+    if (seq) {
+        sq_seq_set_adapter(seq, ai >= 0 ? r->adapters[ai].id : 0);
+        if ((slot = sq_batcher_admit(r->batcher, seq, l)) < 0)
+            sq_seq_destroy(&seq);
+    }
+    if (slot < 0) {
+        if (ai >= 0)
+            r->adapters[ai].refs--;
+        sq_link_fail(r->link, l, seq != NULL, seq ? "worker group over capacity" : sq_error_detail());
         r->n_failed++;
         return;
     }
-    int slot = sq_batcher_admit(r->batcher, seq, l);
-    if (slot < 0) {
-        sq_seq_destroy(&seq);
-        sq_link_fail(r->link, l, true, "worker group over capacity");
-        return;
-    }
     for (int i = 0; i < r->max_batch; i++)
-        if (!r->active[i]) {
-            r->active[i] = l;
+        if (!r->active[i].lease) {
+            r->active[i] = (s_active_t){l, ai};
             break;
         }
 }
@@ -323,6 +438,8 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
     s_rank0_t r = {.batcher = b, .max_batch = o->max_batch, .opts = o};
     if (!(r.active = calloc((size_t)o->max_batch, sizeof *r.active)))
         return SQ_FAIL(SQ_ENOMEM, "lease table");
+    for (int i = 0; i < o->max_batch; i++)
+        r.active[i].adapter = -1;
     if (!(r.link = sq_link_new(&cfg))) {
         free(r.active);
         return sq_error_code();
@@ -357,7 +474,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
     /* leases still running are handed back by the DISCONNECT that
      * sq_link_destroy sends after flushing the finished ones */
     for (int i = 0; i < r.max_batch; i++)
-        if (r.active[i])
+        if (r.active[i].lease)
             s_drop(&r, i);
     sq_link_destroy(&r.link);
     free(r.active);
