@@ -204,6 +204,54 @@ static void queries(void)
                     " VALUES (101, 1, 'succeeded', 9)") == SQ_EDB);
 }
 
+/* sq_db itself: COPY escaping round-trips hostile text, errors convert
+ * with the SQLSTATE, an unreachable server is SQ_EDBDOWN (retryable). */
+static void db_helpers(void)
+{
+    SQ_REQUIRE(s_db != NULL);
+    static const char *texts[] = {"tab\there", "new\nline\r\n", "back\\slash \\N",
+                                  "\\N", "quote ' \" ;--", "caf\xc3\xa9 \xf0\x9f\x98\x80", ""};
+    enum { N = sizeof texts / sizeof texts[0] };
+    SQ_REQUIRE(s_exec("CREATE TEMP TABLE copy_probe (i int, s text, d double precision)") == 0);
+    sq_db_copy_t *c = sq_db_copy_new();
+    SQ_REQUIRE(c != NULL);
+    for (int i = 0; i < N; i++) {
+        sq_db_copy_i64(c, i);
+        sq_db_copy_cstr(c, texts[i]);
+        sq_db_copy_double(c, i / 3.0);
+        sq_db_copy_end_row(c);
+    }
+    sq_db_copy_i64(c, N);
+    sq_db_copy_null(c);
+    sq_db_copy_null(c);
+    sq_db_copy_end_row(c);
+    SQ_CHECK(sq_db_copy_rows(c) == N + 1);
+    SQ_CHECK(sq_db_copy_send(s_db, "COPY copy_probe (i, s, d) FROM STDIN", c) == 0);
+    sq_db_copy_destroy(&c);
+    SQ_CHECK(c == NULL);
+    PGresult *res = NULL;
+    SQ_REQUIRE(sq_db_exec(s_db, "SELECT s, d, s IS NULL FROM copy_probe ORDER BY i", 0, NULL,
+                          &res) == 0);
+    SQ_REQUIRE(PQntuples(res) == N + 1);
+    for (int i = 0; i < N; i++) {
+        SQ_CHECK(strcmp(PQgetvalue(res, i, 0), texts[i]) == 0);
+        SQ_CHECK(atof(PQgetvalue(res, i, 1)) == i / 3.0);
+    }
+    SQ_CHECK(PQgetvalue(res, N, 2)[0] == 't');
+    PQclear(res);
+    const char *p[1] = {"x'); DROP TABLE jobs; --"};
+    SQ_CHECK(sq_db_exec(s_db, "SELECT $1::text", 1, p, NULL) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM pg_tables WHERE tablename = 'jobs'") == 1);
+    SQ_CHECK(s_exec("SELECT * FROM no_such_table") == SQ_EDB);
+    SQ_CHECK(strstr(sq_error_detail(), "42P01") != NULL);
+    SQ_CHECK(strstr(sq_error_where(), "sq_db.c:") != NULL); /* file:line of the conversion */
+    sq_db_t *bad = NULL;
+    SQ_CHECK(sq_db_connect("host=/nonexistent dbname=x connect_timeout=1", 0, &bad) ==
+             SQ_EDBDOWN);
+    SQ_CHECK(bad == NULL);
+    sq_db_destroy(&bad);
+}
+
 int main(void)
 {
     if (s_setup() != 0) {
@@ -213,6 +261,7 @@ int main(void)
     SQ_RUN(migrate);
     SQ_RUN(audit_trigger);
     SQ_RUN(queries);
+    SQ_RUN(db_helpers);
     s_teardown();
     return sq_test_summary("db");
 }
