@@ -1,0 +1,411 @@
+/*  shardq_job: the commands on one job — submit (validate the whole file,
+ *  then one SUBMIT), status, wait (progress bar or plain lines, surviving a
+ *  broker restart), results (OpenAI-Batch JSONL, written atomically) and
+ *  cancel.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "shardq_cli.h"
+#include "sq_error.h"
+#include "sq_jsonl.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ wait */
+
+/* One progress line: a bar on a terminal (rewritten in place), plain
+ * lines otherwise (at most one per second, and each time counts change). */
+static void
+s_progress(const sq_client_job_t *j, double rate, bool tty, bool final)
+{
+    const sq_client_counts_t *c = &j->counts;
+    uint64_t done = sq_client_counts_terminal(c);
+    double frac = j->n_tasks ? (double)done / (double)j->n_tasks : 1.0;
+    char eta[32] = "";
+    if (!final && rate > 0 && done < j->n_tasks)
+        snprintf(eta, sizeof eta, " ETA %.0fs", (double)(j->n_tasks - done) / rate);
+    if (tty) {
+        char bar[31];
+        int fill = (int)(frac * 30);
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < fill ? '#' : '-';
+        bar[30] = '\0';
+        printf("\r[%s] %3.0f%% %llu/%llu ok %llu dead %llu cancelled %llu | %.1f tasks/s%s\033[K",
+               bar, frac * 100, (unsigned long long)done, (unsigned long long)j->n_tasks,
+               (unsigned long long)c->succeeded, (unsigned long long)c->dead,
+               (unsigned long long)c->cancelled, rate, eta);
+        if (final)
+            printf("\n");
+    } else {
+        printf("job %llu: %s %llu/%llu done (succeeded %llu, dead %llu, cancelled %llu, "
+               "leased %llu, queued %llu) %.1f tasks/s%s\n",
+               (unsigned long long)j->job_id, j->state, (unsigned long long)done,
+               (unsigned long long)j->n_tasks, (unsigned long long)c->succeeded,
+               (unsigned long long)c->dead, (unsigned long long)c->cancelled,
+               (unsigned long long)c->leased,
+               (unsigned long long)(c->queued + c->retrying), rate, eta);
+    }
+    fflush(stdout);
+}
+
+/* How long `wait` keeps polling a broker that does not answer. Jobs
+ * survive a broker restart, so a waiting user should too. */
+#define S_WAIT_OUTAGE_S 60.0
+
+/* STATUS for wait: unreachable, silent or unavailable brokers are polled
+ * again until the outage has lasted S_WAIT_OUTAGE_S or the deadline
+ * (> 0) passed; then that error is returned. */
+static int
+s_wait_status(sq_client_t *c, uint64_t job_id, double deadline, sq_client_job_t *out)
+{
+    double outage_start = 0;
+    for (;;) {
+        int rc = sq_client_status(c, job_id, out);
+        if (rc != -ECONNREFUSED && rc != SQ_ETIMEDOUT && rc != SQ_EAGAIN)
+            return rc;
+        double now = sq_cli_now_s();
+        if (outage_start == 0) {
+            outage_start = now;
+            fprintf(stderr, "shardq: %s; still waiting (up to %.0f s)\n", sq_error_detail(),
+                    S_WAIT_OUTAGE_S);
+        }
+        if (now - outage_start >= S_WAIT_OUTAGE_S || (deadline > 0 && now >= deadline))
+            return rc;
+        struct timespec ts = {0, 500 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Poll STATUS until the job is terminal or timeout_s (<= 0: none) passes.
+ * Returns an exit code; *final receives the last status. */
+static int
+s_wait(sq_client_t *c, uint64_t job_id, double timeout_s, sq_client_job_t *final)
+{
+    bool tty = isatty(STDOUT_FILENO);
+    double start = sq_cli_now_s(), last_print = 0;
+    uint64_t first_done = 0, last_done = UINT64_MAX;
+    for (int polls = 0;; polls++) {
+        int rc = s_wait_status(c, job_id, timeout_s > 0 ? start + timeout_s : 0, final);
+        if (rc)
+            return sq_cli_fail(rc);
+        uint64_t done = sq_client_counts_terminal(&final->counts);
+        double now = sq_cli_now_s(), elapsed = now - start;
+        if (polls == 0)
+            first_done = done;
+        double rate = elapsed > 0.2 ? (double)(done - first_done) / elapsed : 0;
+        bool terminal = sq_client_state_terminal(final->state);
+        bool timed_out = timeout_s > 0 && elapsed >= timeout_s;
+        if (tty || terminal || timed_out || (done != last_done && now - last_print >= 1.0) ||
+            now - last_print >= 10.0) {
+            s_progress(final, rate, tty, terminal || timed_out);
+            last_print = now;
+            last_done = done;
+        }
+        if (terminal)
+            return strcmp(final->state, "succeeded") == 0 ? SQ_EXIT_OK : SQ_EXIT_JOB_FAILED;
+        if (timed_out) {
+            fprintf(stderr, "shardq: job %llu still %s after %.0f s\n",
+                    (unsigned long long)job_id, final->state, timeout_s);
+            return SQ_EXIT_WAIT_TIMEOUT;
+        }
+        struct timespec ts = {0, 250 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* --------------------------------------------------------------- results */
+
+static sq_jsonl_outcome_t
+s_outcome(const char *state)
+{
+    if (strcmp(state, "succeeded") == 0)
+        return SQ_JSONL_RESULT_OK;
+    if (strcmp(state, "cancelled") == 0)
+        return SQ_JSONL_RESULT_CANCELLED;
+    return SQ_JSONL_RESULT_FAILED;
+}
+
+/* Page through the job's results into f as OpenAI-Batch lines. Counts of
+ * what was written go to *n_ok and *n_bad. */
+static int
+s_write_results(sq_client_t *c, const sq_client_job_t *job, FILE *f, uint64_t *n_ok,
+                uint64_t *n_bad)
+{
+    char job_str[32];
+    snprintf(job_str, sizeof job_str, "%llu", (unsigned long long)job->job_id);
+    sq_client_results_t *it = sq_client_results_new(c, job->job_id, 10000);
+    if (!it)
+        return SQ_ENOMEM;
+    const sq_client_result_t *r;
+    int rc;
+    while ((rc = sq_client_results_next(it, &r)) == 1) {
+        sq_jsonl_result_t out = {
+            .job_id = job_str, .task_id = r->index, .custom_id = r->custom_id,
+            .custom_id_len = r->custom_id_len, .kind = job->kind,
+            .outcome = s_outcome(r->state), .text = r->text, .text_len = r->text_len,
+            .model = job->model, .finish_reason = r->finish_reason[0] ? r->finish_reason : NULL,
+            .prompt_tokens = r->prompt_tokens, .completion_tokens = r->completion_tokens,
+            .created_s = (int64_t)(job->created_at_ms / 1000), .error = r->error,
+            .error_len = r->error_len};
+        char *line = NULL;
+        size_t len = 0;
+        if ((rc = sq_jsonl_format_result(&out, &line, &len)))
+            break;
+        bool ok = fwrite(line, 1, len, f) == len && fputc('\n', f) != EOF;
+        free(line);
+        if (!ok) {
+            rc = SQ_FAIL(-errno, "cannot write results: %s", strerror(errno));
+            break;
+        }
+        ++*(out.outcome == SQ_JSONL_RESULT_OK ? n_ok : n_bad);
+    }
+    if (rc == 0 && !sq_client_results_done(it))
+        rc = 1; /* the job has unfinished tasks */
+    sq_client_results_destroy(&it);
+    return rc;
+}
+
+/* Write the results of a job to path (or stdout when NULL). A file is
+ * written beside its final name and renamed, so it is never half there.
+ * kind < 0: the result shape comes from the job's params as STATUS
+ * reports them; the submitter, which read the file, passes it. */
+static int
+s_results_to(sq_client_t *c, uint64_t job_id, const char *path, int kind)
+{
+    sq_client_job_t job;
+    int rc = sq_client_status(c, job_id, &job);
+    if (rc)
+        return sq_cli_fail(rc);
+    if (kind >= 0)
+        job.kind = (sq_jsonl_kind_t)kind;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path ? path : "", (long)getpid());
+    FILE *f = path ? fopen(tmp, "w") : stdout;
+    if (!f) {
+        fprintf(stderr, "shardq: %s: %s\n", tmp, strerror(errno));
+        return SQ_EXIT_ERROR;
+    }
+    uint64_t n_ok = 0, n_bad = 0;
+    rc = s_write_results(c, &job, f, &n_ok, &n_bad);
+    int closed = path ? fclose(f) : fflush(f);
+    if (rc < 0 || closed != 0) {
+        if (path)
+            unlink(tmp);
+        return rc < 0 ? sq_cli_fail(rc) : (perror("shardq: results"), SQ_EXIT_ERROR);
+    }
+    if (path && rename(tmp, path) != 0) {
+        fprintf(stderr, "shardq: %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+        return SQ_EXIT_ERROR;
+    }
+    fprintf(stderr, "job %llu: wrote %llu results (%llu succeeded, %llu failed or cancelled)%s%s\n",
+            (unsigned long long)job_id, (unsigned long long)(n_ok + n_bad),
+            (unsigned long long)n_ok, (unsigned long long)n_bad, path ? " to " : "",
+            path ? path : "");
+    if (rc == 1)
+        fprintf(stderr, "shardq: job %llu is still %s: %llu of %llu tasks have no result yet "
+                "(run `shardq wait %llu` first)\n", (unsigned long long)job_id, job.state,
+                (unsigned long long)(job.n_tasks - n_ok - n_bad),
+                (unsigned long long)job.n_tasks, (unsigned long long)job_id);
+    return rc == 1 || n_bad ? SQ_EXIT_JOB_FAILED : SQ_EXIT_OK;
+}
+
+/* The tenant a submission is charged to: flag, $SHARDQ_TENANT, $USER. */
+static const char *
+s_tenant(const char *flag)
+{
+    const char *t = flag && *flag ? flag : getenv("SHARDQ_TENANT");
+    if (!t || !*t)
+        t = getenv("USER");
+    return t && *t ? t : "default";
+}
+
+int
+sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
+{
+    const char *model = NULL, *prio = NULL, *tenant = NULL, *attempts = NULL, *out = NULL,
+               *timeout = NULL, *pos[1];
+    bool wait = false, done;
+    sq_cli_opt_t opts[] = {
+        {"--model", NULL, &model, NULL},     {"--priority", NULL, &prio, NULL},
+        {"--tenant", NULL, &tenant, NULL},   {"--max-attempts", NULL, &attempts, NULL},
+        {"--wait", NULL, NULL, &wait},       {"--output", "-o", &out, NULL},
+        {"--timeout", NULL, &timeout, NULL}, {NULL, NULL, NULL, NULL}};
+    uint64_t priority = UINT64_MAX, max_attempts = 0, timeout_s = 0;
+    int rc = sq_cli_cmd_parse(cmd, argc, argv, opts, pos, 1, 1, &done);
+    if (rc || done)
+        return rc;
+    if ((prio && (rc = sq_cli_parse_uint("submit", "--priority", prio, 0, 1000, &priority))) ||
+        (attempts &&
+         (rc = sq_cli_parse_uint("submit", "--max-attempts", attempts, 1, 100, &max_attempts))) ||
+        (timeout && (rc = sq_cli_parse_uint("submit", "--timeout", timeout, 1, 86400 * 365,
+                                       &timeout_s))))
+        return rc;
+    if ((out || timeout) && !wait) {
+        fprintf(stderr, "shardq submit: -o and --timeout need --wait\n");
+        return SQ_EXIT_USAGE;
+    }
+    /* the whole file is validated before the broker hears of it */
+    sq_jsonl_limits_t lim;
+    sq_client_job_limits(&lim);
+    sq_jsonl_t *file = NULL;
+    if ((rc = sq_jsonl_load(pos[0], &lim, &file)))
+        return sq_cli_fail(rc);
+    /* a copy: the file (which may own the name) is freed once sent */
+    char model_buf[SQ_CLIENT_NAME_BYTES * 2];
+    if (!model)
+        model = sq_jsonl_model(file) ? sq_jsonl_model(file) : getenv("SHARDQ_MODEL");
+    if (!model || !*model) {
+        fprintf(stderr, "shardq: %s names no model: give --model M (or set SHARDQ_MODEL)\n",
+                pos[0]);
+        sq_jsonl_destroy(&file);
+        return SQ_EXIT_INVALID;
+    }
+    snprintf(model_buf, sizeof model_buf, "%s", model);
+    model = model_buf;
+    char params[64];
+    snprintf(params, sizeof params, "{\"kind\":\"%s\"}", sq_jsonl_kind_name(sq_jsonl_kind(file)));
+    sq_client_job_spec_t spec = {.tenant = s_tenant(tenant), .model = model,
+                                 .priority = priority == UINT64_MAX ? -1 : (int)priority,
+                                 .max_attempts = (int)max_attempts, .params_json = params};
+    sq_client_t *c = sq_cli_client();
+    if (!c) {
+        sq_jsonl_destroy(&file);
+        return sq_cli_exit_code(sq_error_code());
+    }
+    uint64_t job_id = 0;
+    size_t n_tasks = sq_jsonl_size(file);
+    sq_jsonl_kind_t kind = sq_jsonl_kind(file);
+    rc = sq_client_submit(c, &spec, sq_jsonl_tasks(file), n_tasks, &job_id);
+    sq_jsonl_destroy(&file);
+    if (rc) {
+        sq_client_destroy(&c);
+        return sq_cli_fail(rc);
+    }
+    printf("%llu\n", (unsigned long long)job_id);
+    fflush(stdout);
+    fprintf(stderr, "job %llu accepted: %zu tasks, model %s, tenant %s\n",
+            (unsigned long long)job_id, n_tasks, model, spec.tenant);
+    if (wait) {
+        sq_client_job_t final;
+        rc = s_wait(c, job_id, (double)timeout_s, &final);
+        if (out && (rc == SQ_EXIT_OK || rc == SQ_EXIT_JOB_FAILED)) {
+            int wrc = s_results_to(c, job_id, out, (int)kind);
+            rc = rc == SQ_EXIT_OK ? wrc : rc;
+        }
+    }
+    sq_client_destroy(&c);
+    return rc;
+}
+
+/* Handlers of one job id: status, wait, results, cancel. */
+static int
+s_job_arg(const sq_cli_cmd_t *cmd, int argc, char **argv, const sq_cli_opt_t *opts,
+          uint64_t *job_id, bool *done)
+{
+    const char *pos[1];
+    int rc = sq_cli_cmd_parse(cmd, argc, argv, opts, pos, 1, 1, done);
+    if (rc || *done)
+        return rc;
+    return sq_cli_parse_uint(cmd->name, "JOB", pos[0], 1, UINT64_MAX, job_id);
+}
+
+int
+sq_cli_status(const sq_cli_cmd_t *cmd, int argc, char **argv)
+{
+    bool json = false, done;
+    sq_cli_opt_t opts[] = {{"--json", NULL, NULL, &json}, {NULL, NULL, NULL, NULL}};
+    uint64_t job_id;
+    int rc = s_job_arg(cmd, argc, argv, opts, &job_id, &done);
+    if (rc || done)
+        return rc;
+    sq_client_t *c = sq_cli_client();
+    if (!c)
+        return sq_cli_exit_code(sq_error_code());
+    sq_client_job_t j;
+    rc = sq_client_status(c, job_id, &j);
+    sq_client_destroy(&c);
+    if (rc)
+        return sq_cli_fail(rc);
+    if (json) {
+        sq_cli_print_json(sq_cli_job_json(&j));
+        return SQ_EXIT_OK;
+    }
+    char created[32];
+    sq_cli_iso_time(j.created_at_ms, created, sizeof created);
+    const sq_client_counts_t *k = &j.counts;
+    printf("job %llu: %s\n  tenant %s, model %s, priority %llu, created %s\n"
+           "  tasks %llu: queued %llu, leased %llu, retrying %llu, succeeded %llu, dead %llu, "
+           "cancelled %llu\n",
+           (unsigned long long)j.job_id, j.state, j.tenant, j.model,
+           (unsigned long long)j.priority, created, (unsigned long long)j.n_tasks,
+           (unsigned long long)k->queued, (unsigned long long)k->leased,
+           (unsigned long long)k->retrying, (unsigned long long)k->succeeded,
+           (unsigned long long)k->dead, (unsigned long long)k->cancelled);
+    return SQ_EXIT_OK;
+}
+
+int
+sq_cli_wait(const sq_cli_cmd_t *cmd, int argc, char **argv)
+{
+    const char *timeout = NULL;
+    bool done;
+    sq_cli_opt_t opts[] = {{"--timeout", NULL, &timeout, NULL}, {NULL, NULL, NULL, NULL}};
+    uint64_t job_id, timeout_s = 0;
+    int rc = s_job_arg(cmd, argc, argv, opts, &job_id, &done);
+    if (rc || done ||
+        (timeout &&
+         (rc = sq_cli_parse_uint("wait", "--timeout", timeout, 1, 86400 * 365, &timeout_s))))
+        return rc;
+    sq_client_t *c = sq_cli_client();
+    if (!c)
+        return sq_cli_exit_code(sq_error_code());
+    sq_client_job_t final;
+    rc = s_wait(c, job_id, (double)timeout_s, &final);
+    sq_client_destroy(&c);
+    return rc;
+}
+
+int
+sq_cli_results(const sq_cli_cmd_t *cmd, int argc, char **argv)
+{
+    const char *out = NULL;
+    bool done;
+    sq_cli_opt_t opts[] = {{"--output", "-o", &out, NULL}, {NULL, NULL, NULL, NULL}};
+    uint64_t job_id;
+    int rc = s_job_arg(cmd, argc, argv, opts, &job_id, &done);
+    if (rc || done)
+        return rc;
+    sq_client_t *c = sq_cli_client();
+    if (!c)
+        return sq_cli_exit_code(sq_error_code());
+    rc = s_results_to(c, job_id, out && strcmp(out, "-") ? out : NULL, -1);
+    sq_client_destroy(&c);
+    return rc;
+}
+
+int
+sq_cli_cancel(const sq_cli_cmd_t *cmd, int argc, char **argv)
+{
+    bool done;
+    uint64_t job_id, n = 0;
+    int rc = s_job_arg(cmd, argc, argv, NULL, &job_id, &done);
+    if (rc || done)
+        return rc;
+    sq_client_t *c = sq_cli_client();
+    if (!c)
+        return sq_cli_exit_code(sq_error_code());
+    char state[SQ_CLIENT_STATE_BYTES];
+    rc = sq_client_cancel(c, job_id, &n, state);
+    sq_client_destroy(&c);
+    if (rc)
+        return sq_cli_fail(rc);
+    printf("job %llu: cancelled %llu tasks; job is %s\n", (unsigned long long)job_id,
+           (unsigned long long)n, state);
+    return SQ_EXIT_OK;
+}
