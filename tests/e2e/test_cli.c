@@ -12,6 +12,8 @@
  *    cancel       cancel a running job; results mark cancelled tasks
  *    invalid      a bad file is refused naming line and field, and the
  *                 broker never hears of it (no job row)
+ *    restart      `wait` keeps waiting through a kill -9 and restart of the
+ *                 broker, and ends 0 when the job completes
  *    broker_down  no broker: exit 4 with a clear message (no database needed)
  *  Nothing sleeps to synchronise: children are polled against deadlines.
  */
@@ -537,6 +539,61 @@ test_invalid(void)
     sq_harness_destroy(&h);
 }
 
+/* Poll a file until it contains needle or timeout_ms passes. */
+static bool
+s_log_has(const char *path, const char *needle, int timeout_ms)
+{
+    int64_t deadline = sq_test_now_ms() + timeout_ms;
+    do {
+        char *text = s_slurp(path);
+        bool found = strstr(text, needle) != NULL;
+        free(text);
+        if (found)
+            return true;
+        sq_harness_poll_pause();
+    } while (sq_test_now_ms() < deadline);
+    return false;
+}
+
+static void
+test_restart(void)
+{
+    /* 40 tasks, 2 at a time, 300 ms each: 6 s of work, so the job is still
+     * running when the broker is killed (else "still waiting" never shows
+     * and the test fails rather than passing vacuously) */
+    static const char *const wargs[] = {"--model", "tiny", "--batch", "2", "--delay-ms", "300",
+                                        NULL};
+    sq_harness_t *h = s_cluster("cli_restart", 1, wargs);
+    SQ_REQUIRE(h);
+    const char *ep = sq_harness_client_endpoint(h);
+    char path[300], job[32];
+    snprintf(path, sizeof path, "%s/restart.jsonl", g_dir);
+    FILE *f = fopen(path, "w");
+    SQ_REQUIRE(f);
+    for (int i = 0; i < 40; i++)
+        fprintf(f, "{\"custom_id\":\"s-%d\",\"prompt\":\"x\"}\n", i);
+    fclose(f);
+    unsigned long long id = s_submit(ep, path, NULL);
+    SQ_REQUIRE(id > 0);
+    snprintf(job, sizeof job, "%llu", id);
+    const char *argv[] = {getenv("SHARDQ_CLI_BIN"), "--broker", ep, "wait", job, "--timeout",
+                          "200", NULL};
+    sq_proc_t *w = sq_harness_spawn(h, "cli-wait", argv);
+    SQ_REQUIRE(w);
+    /* kill -9 the broker under the waiting CLI, which must notice and hold on */
+    sq_proc_t *b = sq_harness_broker(h);
+    SQ_REQUIRE(b);
+    sq_proc_signal(b, SIGKILL);
+    SQ_CHECK(sq_proc_wait(b, 10000) == 0);
+    SQ_CHECK(s_log_has(sq_proc_log(w), "still waiting", 60000));
+    SQ_CHECK(sq_proc_running(w));
+    SQ_REQUIRE(sq_harness_broker_start(h, NULL));
+    SQ_CHECK(sq_proc_wait(w, 150000) == 0);
+    SQ_CHECK(sq_proc_exit_code(w) == 0);
+    SQ_CHECK(s_log_has(sq_proc_log(w), "succeeded 40/40", 1000));
+    sq_harness_destroy(&h);
+}
+
 /* A port in this area's range (17000-17999) where nothing listens. */
 static void
 test_broker_down(void)
@@ -575,7 +632,8 @@ main(int argc, char **argv)
         void (*fn)(void);
     } cases[] = {{"flow", test_flow},     {"failures", test_failures},
                  {"chat", test_chat},     {"cancel", test_cancel},
-                 {"invalid", test_invalid}, {"broker_down", test_broker_down}};
+                 {"invalid", test_invalid}, {"restart", test_restart},
+                 {"broker_down", test_broker_down}};
     if (!getenv("SHARDQ_CLI_BIN")) {
         fprintf(stderr, "SHARDQ_CLI_BIN is not set\n");
         return 1;
