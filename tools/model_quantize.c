@@ -75,10 +75,6 @@ static int s_copy_kv(sq_gguf_writer_t *w, const sq_gguf_t *g, int64_t i)
     const char *key = sq_gguf_kv_key(g, i);
     uint32_t type = sq_gguf_kv_type(g, i);
     size_t size;
-    if (strcmp(key, "general.alignment") == 0)
-        return 0;   /* the writer was made with the same alignment */
-    if (strcmp(key, "general.file_type") == 0)
-        return sq_gguf_writer_add_u32(w, key, S_FILE_TYPE_Q8_0);
     if (type == SQ_GGUF_STRING) {
         sq_gguf_str_t s;
         int rc = sq_gguf_kv_str(g, i, &s);
@@ -98,18 +94,28 @@ static int s_copy_kv(sq_gguf_writer_t *w, const sq_gguf_t *g, int64_t i)
     return sq_gguf_writer_add_array(w, key, et, sq_gguf_kv_raw(g, i, &size), n);
 }
 
-int sq_model_copy_kvs(sq_gguf_writer_t *w, const sq_gguf_t *g)
+/* Copy the keys of g except general.alignment (the writer was made with
+ * the same alignment and writes that key itself) and except skip. */
+static int s_copy_kvs_except(sq_gguf_writer_t *w, const sq_gguf_t *g, const char *skip)
 {
     int rc = 0;
-    for (int64_t i = 0; i < sq_gguf_n_kv(g) && rc == 0; i++)
-        rc = s_copy_kv(w, g, i);
+    for (int64_t i = 0; i < sq_gguf_n_kv(g) && rc == 0; i++) {
+        const char *key = sq_gguf_kv_key(g, i);
+        if (strcmp(key, "general.alignment") != 0 && (!skip || strcmp(key, skip) != 0))
+            rc = s_copy_kv(w, g, i);
+    }
     return rc;
+}
+
+int sq_model_copy_kvs(sq_gguf_writer_t *w, const sq_gguf_t *g)
+{
+    return s_copy_kvs_except(w, g, NULL);
 }
 
 static int s_add_metadata(sq_gguf_writer_t *w, const sq_gguf_t *g)
 {
-    int rc = sq_model_copy_kvs(w, g);
-    if (rc == 0 && sq_gguf_find_key(g, "general.file_type") < 0)
+    int rc = s_copy_kvs_except(w, g, "general.file_type");
+    if (rc == 0)
         rc = sq_gguf_writer_add_u32(w, "general.file_type", S_FILE_TYPE_Q8_0);
     /* llama.cpp marks quantized files with the block format's version */
     if (rc == 0 && sq_gguf_find_key(g, "general.quantization_version") < 0)

@@ -42,7 +42,8 @@ int sq_model_random(const sq_model_random_opts_t *opts, const char *path, FILE *
 
 struct sq_gguf_writer;
 struct sq_gguf;
-/* Copy every key/value of g into w (alignment included). */
+/* Copy every key/value of g into w as it is, except general.alignment:
+ * make w with sq_gguf_alignment(g), and the writer writes that key. */
 int sq_model_copy_kvs(struct sq_gguf_writer *w, const struct sq_gguf *g);
 /* `lora-merge BASE ADAPTER OUT`: W + scale * B A for each adapted matrix
  * (written F32), everything else copied. */
