@@ -424,6 +424,15 @@ test_unreachable(void)
     SQ_CHECK(sq_client_status(c, 1, &j) == -ECONNREFUSED);
     SQ_CHECK(strstr(sq_error_detail(), "unreachable") != NULL);
     sq_client_destroy(&c);
+    /* no endpoint: $SHARDQ_BROKER, else the documented default */
+    setenv("SHARDQ_BROKER", "tcp://127.0.0.1:17998", 1);
+    c = sq_client_new(NULL, NULL);
+    SQ_CHECK(c && strcmp(sq_client_endpoint(c), "tcp://127.0.0.1:17998") == 0);
+    sq_client_destroy(&c);
+    unsetenv("SHARDQ_BROKER");
+    c = sq_client_new(NULL, NULL);
+    SQ_CHECK(c && strcmp(sq_client_endpoint(c), SQ_CLIENT_DEFAULT_BROKER) == 0);
+    sq_client_destroy(&c);
     SQ_CHECK(sq_client_new("bogus://x", NULL) == NULL);
     SQ_CHECK(strstr(sq_error_detail(), "bogus://x") != NULL);
 }
