@@ -147,7 +147,8 @@ void sq_batch_attempt(sq_batch_t *self, sq_task_t *t, const char *outcome, const
 
 void sq_batch_result(sq_batch_t *self, sq_task_t *t, const char *state, const char *text,
                      size_t text_len, const char *finish_reason, int64_t prompt_tokens,
-                     int64_t completion_tokens, const char *error, int64_t now_wall_ms)
+                     int64_t completion_tokens, const char *error, const char *lineage_json,
+                     int64_t now_wall_ms)
 {
     size_t cap = self->cap_res;
     if (s_grow((void **)&self->res_job, self->n_res, &cap, sizeof *self->res_job) == 0 &&
@@ -175,6 +176,7 @@ void sq_batch_result(sq_batch_t *self, sq_task_t *t, const char *state, const ch
     sq_db_copy_cstr(c, error);
     sq_db_copy_i64(c, t->attempts);
     sq_copy_ts(c, now_wall_ms);
+    sq_db_copy_cstr(c, lineage_json);
     sq_db_copy_end_row(c);
 }
 
@@ -197,6 +199,29 @@ void sq_batch_audit(sq_batch_t *self, const char *actor, const char *action, uin
     sq_db_copy_cstr(c, subject);
     sq_db_copy_cstr(c, details_json ? details_json : "{}");
     sq_db_copy_end_row(c);
+}
+
+static size_t s_hash_u64(const void *key)
+{
+    return (size_t)(*(const uint64_t *)key * 0x9e3779b97f4a7c15ull);
+}
+
+static int s_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+zhashx_t *sq_u64_hash_new(void)
+{
+    zhashx_t *h = zhashx_new();
+    if (h) {
+        zhashx_set_key_hasher(h, s_hash_u64);
+        zhashx_set_key_comparator(h, s_cmp_u64);
+        zhashx_set_key_duplicator(h, NULL);
+        zhashx_set_key_destructor(h, NULL);
+    }
+    return h;
 }
 
 /* ---- jobs ---- */

@@ -146,15 +146,22 @@ int sq_batch_add_worker(sq_batch_t *self, const char *group_id, const char *mode
 /* Rows. Times are wall-clock unix ms. Strings may be NULL (SQL NULL). */
 void sq_batch_attempt(sq_batch_t *self, sq_task_t *t, const char *outcome, const char *error,
                       int64_t now_wall_ms);
+/* lineage_json: a JSON object naming the weights that produced the
+ * result (docs/audit.md), or NULL. */
 void sq_batch_result(sq_batch_t *self, sq_task_t *t, const char *state, const char *text,
                      size_t text_len, const char *finish_reason, int64_t prompt_tokens,
-                     int64_t completion_tokens, const char *error, int64_t now_wall_ms);
+                     int64_t completion_tokens, const char *error, const char *lineage_json,
+                     int64_t now_wall_ms);
 /* details_json: a JSON object (NULL = {}). job_id 0 / idx 0 = none. */
 void sq_batch_audit(sq_batch_t *self, const char *actor, const char *action, uint64_t job_id,
                     uint32_t idx, const char *subject, const char *details_json,
                     int64_t now_wall_ms);
 /* Append a timestamptz field for COPY text format. */
 void sq_copy_ts(sq_db_copy_t *c, int64_t wall_ms);
+
+/* A zhashx keyed by a uint64_t the value holds (e.g. &job->id): no key
+ * copies, so a key must not change while its entry is in the table. */
+zhashx_t *sq_u64_hash_new(void);
 
 /* ---- jobs ---- */
 

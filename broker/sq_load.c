@@ -134,25 +134,13 @@ static int s_load_tasks(sq_db_t *db, zhashx_t *jobs, size_t *n_tasks)
     return rc;
 }
 
-static size_t s_hash_u64(const void *key) { return (size_t)(*(const uint64_t *)key * 0x9e3779b97f4a7c15ull); }
-static int s_cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 int sq_store_load(sq_db_t *db, void (*add)(void *arg, sq_job_t *job), void *arg,
                   size_t *n_jobs, size_t *n_tasks)
 {
     *n_jobs = *n_tasks = 0;
-    zhashx_t *jobs = zhashx_new();
+    zhashx_t *jobs = sq_u64_hash_new(); /* &job->id -> job */
     if (!jobs)
         return SQ_FAIL(SQ_ENOMEM, "rebuild: out of memory");
-    /* keys point into the jobs themselves: no copies */
-    zhashx_set_key_hasher(jobs, s_hash_u64);
-    zhashx_set_key_comparator(jobs, s_cmp_u64);
-    zhashx_set_key_duplicator(jobs, NULL);
-    zhashx_set_key_destructor(jobs, NULL);
     int rc = s_load_jobs(db, jobs);
     if (rc == 0)
         rc = s_load_counts(db, jobs);

@@ -23,29 +23,6 @@
 int64_t sq_now_ms(void) { return zclock_mono(); }
 int64_t sq_wall_ms(void) { return zclock_time(); }
 
-static size_t s_hash_u64(const void *key)
-{
-    return (size_t)(*(const uint64_t *)key * 0x9e3779b97f4a7c15ull);
-}
-
-static int s_cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static zhashx_t *s_u64_hash(void)
-{
-    zhashx_t *h = zhashx_new();
-    if (h) {
-        zhashx_set_key_hasher(h, s_hash_u64);
-        zhashx_set_key_comparator(h, s_cmp_u64);
-        zhashx_set_key_duplicator(h, NULL);
-        zhashx_set_key_destructor(h, NULL);
-    }
-    return h;
-}
-
 /* splitmix64: fencing tokens need to be unguessable by a confused worker,
  * not cryptographic; the seed comes from the kernel. */
 static uint64_t s_rand(sq_server_t *self)
@@ -63,8 +40,8 @@ sq_server_t *sq_server_new(const sq_server_opts_t *opts)
         return NULL;
     self->opts = *opts;
     self->queue = sq_queue_new(opts->drr_quantum);
-    self->jobs = s_u64_hash();
-    self->leases = s_u64_hash();
+    self->jobs = sq_u64_hash_new();
+    self->leases = sq_u64_hash_new();
     self->groups = zhashx_new();
     self->pstats = zhashx_new();
     self->pending = sq_batch_new();
@@ -209,6 +186,19 @@ static void s_lease(sq_server_t *self, sq_group_t *g, sq_task_t *t)
         p->leased++;
 }
 
+void sq_server_cancel_lease(sq_server_t *self, sq_task_t *t)
+{
+    sq_wire_enc_t *e = self->enc;
+    sq_wire_enc_reset(e);
+    sq_wire_map(e, 1);
+    sq_wire_key(e, "leases");
+    sq_wire_array(e, 1);
+    sq_wire_map(e, 2);
+    sq_wire_kv_u64(e, "lease", t->lease_id);
+    sq_wire_kv_u64(e, "token", t->token);
+    sq_wire_send(zsock_resolve(self->workers), t->group->identity, SQ_WIRE_CANCEL_LEASE, e);
+}
+
 void sq_server_unlease(sq_server_t *self, sq_task_t *t)
 {
     sq_group_t *g = t->group;
@@ -230,7 +220,7 @@ void sq_server_unlease(sq_server_t *self, sq_task_t *t)
 void sq_server_task_terminal(sq_server_t *self, sq_task_t *t, uint8_t state, const char *error)
 {
     const char *name = state == SQ_T_DEAD ? "dead" : "cancelled";
-    sq_batch_result(self->pending, t, name, NULL, 0, NULL, -1, -1, error, sq_wall_ms());
+    sq_batch_result(self->pending, t, name, NULL, 0, NULL, -1, -1, error, NULL, sq_wall_ms());
     sq_batch_add_done(self->pending, t, state);
     sq_server_set_state(self, t, SQ_T_COMPLETING);
 }
@@ -537,15 +527,7 @@ static void s_expire_leases(sq_server_t *self, int64_t now)
         while (t) {
             sq_task_t *next = t->lnext;
             if (wall - t->leased_wall_ms > self->opts.lease_timeout_ms) {
-                sq_wire_enc_t *e = self->enc;
-                sq_wire_enc_reset(e);
-                sq_wire_map(e, 1);
-                sq_wire_key(e, "leases");
-                sq_wire_array(e, 1);
-                sq_wire_map(e, 2);
-                sq_wire_kv_u64(e, "lease", t->lease_id);
-                sq_wire_kv_u64(e, "token", t->token);
-                sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_CANCEL_LEASE, e);
+                sq_server_cancel_lease(self, t);
                 sq_server_task_failed(self, t, "failed", true, "lease timed out");
             }
             t = next;

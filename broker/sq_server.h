@@ -67,6 +67,8 @@ void sq_server_enqueue(sq_server_t *self, sq_task_t *t);
 void sq_server_kick(sq_server_t *self);
 /* Lease bookkeeping. */
 void sq_server_unlease(sq_server_t *self, sq_task_t *t);
+/* Tell the holder of t's lease to abort it (CANCEL-LEASE). */
+void sq_server_cancel_lease(sq_server_t *self, sq_task_t *t);
 /* A leased task's attempt ended badly: retry, requeue or dead-letter. */
 void sq_server_task_failed(sq_server_t *self, sq_task_t *t, const char *outcome, bool retryable,
                            const char *error);

@@ -194,16 +194,7 @@ void sq_server_cancel_job(sq_server_t *self, sq_job_t *job, zframe_t *to, uint64
         else if (t->state == SQ_T_RETRYING)
             sq_queue_undefer(self->queue, &t->q);
         else if (t->state == SQ_T_LEASED) {
-            sq_group_t *g = t->group;
-            sq_wire_enc_t *e = self->enc;
-            sq_wire_enc_reset(e);
-            sq_wire_map(e, 1);
-            sq_wire_key(e, "leases");
-            sq_wire_array(e, 1);
-            sq_wire_map(e, 2);
-            sq_wire_kv_u64(e, "lease", t->lease_id);
-            sq_wire_kv_u64(e, "token", t->token);
-            sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_CANCEL_LEASE, e);
+            sq_server_cancel_lease(self, t);
             sq_batch_attempt(self->pending, t, "cancelled", "cancelled by request", sq_wall_ms());
             sq_server_unlease(self, t);
             t->group = NULL;

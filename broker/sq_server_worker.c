@@ -74,6 +74,35 @@ static char *s_caps_json(sq_group_t *g)
     return s;
 }
 
+/* The result's lineage (sql/0002_lineage.sql): the weights come from the
+ * group's READY, the adapter version and timings from the RESULT entry.
+ * Caller frees; NULL when out of memory (the result is kept without). */
+static char *s_lineage_json(const sq_group_t *g, sq_wire_val_t r)
+{
+    const char *adapter = NULL, *version = NULL;
+    size_t n_adapter = 0, n_version = 0;
+    double prefill = -1, decode = -1, wait = -1;
+    sq_wire_get_str(r, "adapter", false, SQ_WIRE_MAX_NAME, &adapter, &n_adapter);
+    sq_wire_get_str(r, "adapter_version", false, SQ_WIRE_MAX_NAME, &version, &n_version);
+    sq_wire_get_double(r, "prefill_ms", false, &prefill);
+    sq_wire_get_double(r, "decode_ms", false, &decode);
+    sq_wire_get_double(r, "queue_wait_ms", false, &wait);
+    json_t *o = json_pack("{s:s?,s:s,s:i,s:s}", "model_sha256", g->sha, "group_id", g->group_id,
+                          "tp_size", (int)g->tp_size, "device", g->device);
+    if (o && adapter)
+        json_object_set_new(o, "adapter", json_stringn(adapter, n_adapter));
+    if (o && version)
+        json_object_set_new(o, "adapter_version", json_stringn(version, n_version));
+    const struct { const char *key; double v; } times[] = {
+        {"queue_wait_ms", wait}, {"prefill_ms", prefill}, {"decode_ms", decode}};
+    for (size_t i = 0; o && i < sizeof times / sizeof times[0]; i++)
+        if (times[i].v >= 0 && times[i].v < 1e12)
+            json_object_set_new(o, times[i].key, json_real(times[i].v));
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
 static void s_ready(sq_server_t *self, sq_group_t *g, const char *key, sq_wire_msg_t *msg)
 {
     bool fresh = g == NULL;
@@ -171,8 +200,10 @@ static int s_result_entry(sq_server_t *self, sq_group_t *g, sq_wire_val_t r)
     sq_server_unlease(self, t);
     t->group = NULL;
     int64_t now = sq_wall_ms();
+    char *lineage = s_lineage_json(g, r);
     sq_batch_result(self->pending, t, "succeeded", text, ntext, finish ? fr : NULL, p, c, NULL,
-                    now);
+                    lineage, now);
+    free(lineage);
     sq_batch_add_done(self->pending, t, SQ_T_SUCCEEDED);
     sq_server_set_state(self, t, SQ_T_COMPLETING);
     g->completed++;

@@ -165,7 +165,7 @@ static int s_write_outcomes(sq_db_t *db, sq_batch_t *b)
     if (rc == 0)
         rc = s_write_rows(db, b, b->results, "task_results",
                           "job_id, idx, state, text, finish_reason, prompt_tokens,"
-                          " completion_tokens, error, attempts, finished_at");
+                          " completion_tokens, error, attempts, finished_at, lineage");
     if (rc == 0 && b->n_res) {
         char *jobs = s_array(b->res_job, b->n_res, true), *idx = s_array(b->res_idx, b->n_res, false);
         const char *p[2] = {jobs, idx};
