@@ -116,6 +116,11 @@ static void case_serves(void)
      * seed only when the job gives one, so compare lineage, not text */
     SQ_CHECK(s_count("SELECT count(DISTINCT group_id) FROM task_attempts WHERE outcome = 'succeeded'") == 1);
     SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE group_id = 'g-serve'") == 40);
+    /* lineage: the exact model file (sha256 of the bundled model), group, TP */
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE model_sha256 = "
+                     "'fda40b11105b10c7b8979c01f943994fbd18dd430eaa09149ff9e4ea1249fa5c' "
+                     "AND group_id = 'g-serve' AND tp_size = 2 AND device = 'cpu' "
+                     "AND adapter IS NULL AND prefill_ms >= 0 AND decode_ms >= 0") == 40);
     sq_e2e_check_no_duplicates(s_h);
 }
 
@@ -265,6 +270,27 @@ static void case_adapters(void)
     SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
                                  80, 180000) == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE outcome <> 'succeeded'") == 0);
+    /* every adapter output names the version it ran with; base outputs none */
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE adapter = 'fin' "
+                     "AND adapter_version IN ('v1', 'v2')") == 60);
+    SQ_CHECK(s_count("SELECT count(DISTINCT adapter_version) FROM result_lineage "
+                     "WHERE adapter = 'fin'") == 2);
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE adapter IS NULL") == 20);
+    /* the canned audit query answers the same, run as-is through psql */
+    char q[2048];
+    snprintf(q, sizeof q,
+             "psql -X -q -A -t -v ON_ERROR_STOP=1 -v from=\"'2000-01-01'\" -v to=\"'2100-01-01'\""
+             " -v adapter=\"'fin'\" -v job=0 -d '%s' -f '%s/queries/adapter_outputs.sql'"
+             " | grep -c '|fin|v[12]|g-lora|'",
+             sq_harness_conninfo(s_h), s_env("SHARDQ_SQL_DIR"));
+    FILE *pq = popen(q, "r");
+    int n_rows = -1;
+    if (pq) {
+        if (fscanf(pq, "%d", &n_rows) != 1)
+            n_rows = -1;
+        pclose(pq);
+    }
+    SQ_CHECK(n_rows == 60);
     /* tasks that started on v1 finished on it; later ones loaded v2 */
     SQ_CHECK(sq_proc_log_count(g, "adapter loaded") == 2);
     SQ_CHECK(sq_proc_log_count(g, "version=v1") == 1);

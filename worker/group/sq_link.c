@@ -227,7 +227,7 @@ static int s_flush(sq_link_t *self, zsock_t *dealer)
                     continue;
                 k++;
                 if (ok) {
-                    sq_wire_map(e, 14);
+                    sq_wire_map(e, 15);
                     sq_wire_kv_u64(e, "lease", o->lease);
                     sq_wire_kv_u64(e, "token", o->token);
                     sq_wire_kv_strn(e, "text", o->text, o->text_len);
@@ -240,6 +240,7 @@ static int s_flush(sq_link_t *self, zsock_t *dealer)
                     sq_wire_kv_str(e, "group_id", self->group_id);
                     sq_wire_kv_u64(e, "tp_size", (uint64_t)self->tp_size);
                     sq_wire_kv_str(e, "device", self->device);
+                    sq_wire_kv_double(e, "queue_wait_ms", o->queue_wait_ms);
                     sq_wire_kv_double(e, "prefill_ms", o->prefill_ms);
                     sq_wire_kv_double(e, "decode_ms", o->decode_ms);
                 } else {
