@@ -22,8 +22,10 @@
 #include "sq_harness.h"
 #include "sq_test.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <jansson.h>
 #include <poll.h>
 #include <pty.h>
@@ -31,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -594,12 +597,31 @@ test_restart(void)
     sq_harness_destroy(&h);
 }
 
+/* A port in this area's range (17000-17999) that nothing listens on now
+ * (bind succeeds), so "unreachable" is the truth and not a coincidence. */
+static int
+s_free_port(void)
+{
+    for (int i = 0; i < 1000; i++) {
+        int port = 17000 + (int)((getpid() + i) % 1000);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return port;
+    }
+    return 17999;
+}
+
 /* A port in this area's range (17000-17999) where nothing listens. */
 static void
 test_broker_down(void)
 {
     char ep[64], path[300];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 17000 + (int)(getpid() % 1000));
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", s_free_port());
     snprintf(path, sizeof path, "%s/ok.jsonl", g_dir);
     s_write_file(path, "{\"custom_id\":\"a\",\"prompt\":\"x\"}\n");
     s_run_t r = s_cli(ep, (const char *[]){"submit", path, "--model", "tiny", NULL});
