@@ -616,7 +616,7 @@ s_free_port(void)
     return 17999;
 }
 
-/* A port in this area's range (17000-17999) where nothing listens. */
+/* No broker at all: every command fails fast with exit 4, naming it. */
 static void
 test_broker_down(void)
 {
