@@ -80,7 +80,7 @@ status=0
 jsons=()
 run_part() { # name, command...
   local name=$1; shift
-  echo "## $name"
+  echo "## $name (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
   if "$@" > >(tee "$out/$name.txt") 2> >(tee "$out/$name.err" >&2); then
     jsons+=("$out/$name.json")
   else

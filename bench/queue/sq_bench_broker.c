@@ -83,7 +83,7 @@ sq_bench_broker_migrate(const char *bin, const char *conninfo, const char *log_p
                        log_path);
     }
     if (rc == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-        rc = SQ_FAIL(SQ_EDB, "%s --migrate failed (status 0x%x, see %s)", bin, status, log_path);
+        rc = SQ_FAIL(SQ_EIO, "%s --migrate failed (status 0x%x, see %s)", bin, status, log_path);
     return rc;
 }
 
