@@ -152,7 +152,10 @@ s_await(sq_client_t *self, uint8_t cmd, uint64_t rid, int timeout_ms, sq_wire_ms
                            sq_error_detail());
         uint64_t got = 0;
         sq_wire_get_u64(msg->body, "rid", false, UINT64_MAX, &got);
-        if (got == rid && (msg->cmd == (cmd | SQ_WIRE_REPLY) || msg->cmd == SQ_WIRE_ERROR)) {
+        /* ERROR with rid 0 answers a request the broker could not even
+         * parse; only one request is outstanding per socket, so it is ours */
+        if ((got == rid && msg->cmd == (cmd | SQ_WIRE_REPLY)) ||
+            (msg->cmd == SQ_WIRE_ERROR && (got == rid || got == 0))) {
             *reply_p = msg;
             return 0;
         }

@@ -26,7 +26,8 @@ typedef enum {
     S_SILENT_FIRST,    /* ignore the first request, answer the rest */
     S_SILENT,          /* never answer */
     S_GARBAGE,         /* answer with frames that are not the protocol */
-    S_TOOBIG_OVER_2    /* RESULTS pages over 2 entries are "too big" */
+    S_TOOBIG_OVER_2,   /* RESULTS pages over 2 entries are "too big" */
+    S_ERROR_RID0       /* ERROR without a rid, as for an unparseable request */
 } s_mode_t;
 
 typedef struct {
@@ -145,6 +146,11 @@ s_answer(s_peer_t *p, sq_wire_msg_t *m, int n)
     if (mode == S_UNAVAILABLE_2 && n <= 2) {
         sq_wire_send_error(zsock_resolve(p->sock), m->identity, rid, SQ_WIRE_E_UNAVAILABLE,
                            "database unreachable");
+        return;
+    }
+    if (mode == S_ERROR_RID0) {
+        sq_wire_send_error(zsock_resolve(p->sock), m->identity, 0, SQ_WIRE_E_BADMSG,
+                           "body is not a msgpack map");
         return;
     }
     if (mode == S_INVALID) {
@@ -268,6 +274,22 @@ test_invalid_not_retried(void)
     sq_client_job_t j;
     SQ_CHECK(sq_client_status(c, 42, &j) == SQ_EINVAL);
     SQ_CHECK(strstr(sq_error_detail(), "tasks[3].prompt: too long") != NULL);
+    SQ_CHECK(atomic_load(&p->n_requests) == 1);
+    sq_client_destroy(&c);
+    s_peer_stop(&p);
+}
+
+/* An ERROR the broker could not tie to a request id still ends the call
+ * at once (not after the timeout). */
+static void
+test_error_without_rid(void)
+{
+    s_peer_t *p = s_peer_start(S_ERROR_RID0);
+    sq_client_t *c = s_client(p, 5000);
+    sq_client_job_t j;
+    /* a timeout would be SQ_ETIMEDOUT after a second request */
+    SQ_CHECK(sq_client_status(c, 42, &j) == SQ_EPROTO);
+    SQ_CHECK(strstr(sq_error_detail(), "not a msgpack map") != NULL);
     SQ_CHECK(atomic_load(&p->n_requests) == 1);
     sq_client_destroy(&c);
     s_peer_stop(&p);
@@ -445,6 +467,7 @@ main(void)
     SQ_RUN(test_retry_unavailable);
     SQ_RUN(test_invalid_not_retried);
     SQ_RUN(test_stale_reply_dropped);
+    SQ_RUN(test_error_without_rid);
     SQ_RUN(test_timeouts);
     SQ_RUN(test_garbage_reply);
     SQ_RUN(test_submit_encoding);
