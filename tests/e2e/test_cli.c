@@ -478,6 +478,10 @@ test_cancel(void)
     s_run_t r = s_cli(ep, (const char *[]){"wait", job, "--timeout", "1", NULL});
     SQ_CHECK(r.code == 6 && strstr(r.err, "still"));
     s_run_free(&r);
+    /* results of a running job: what is finished, exit 1, and why */
+    r = s_cli(ep, (const char *[]){"results", job, NULL});
+    SQ_CHECK(r.code == 1 && strstr(r.err, "have no result yet"));
+    s_run_free(&r);
     r = s_cli(ep, (const char *[]){"cancel", job, NULL});
     SQ_CHECK(r.code == 0 && strstr(r.out, "cancelled"));
     s_run_free(&r);
