@@ -35,7 +35,10 @@ typedef struct {
 } sq_weight_t;
 
 /* One attention step over a layer's KV cache for a batch of tokens.
- * Cache layout: (n_slots, n_ctx, n_kv, head_dim) for K and for V.
+ * Each cache holds n_slots * n_ctx * n_kv * head_dim floats (K and V);
+ * the order inside is the backend's own (only this op reads or writes
+ * it): the CPU backend keeps (n_slots, n_kv, n_ctx, head_dim), one head's
+ * positions as contiguous rows.
  * Token t belongs to sequence slot[t] at position pos[t]; its k/v rows are
  * stored at (slot[t], pos[t]) first, then its query attends causally to
  * positions 0..pos[t] of its slot. Local query head h reads local KV head

@@ -25,7 +25,7 @@
 typedef struct {
     sq_weight_t attn_norm, wq, wk, wv, wo;
     sq_weight_t ffn_norm, wgate, wup, wdown;
-    float *k_cache, *v_cache;   /* (n_slots, n_ctx, n_kv_local, head_dim) */
+    float *k_cache, *v_cache;   /* n_slots * n_ctx * n_kv_local * head_dim, backend order */
 } s_layer_t;
 
 struct sq_model {

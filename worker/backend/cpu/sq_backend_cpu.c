@@ -139,44 +139,79 @@ static int s_rope(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_d
     return 0;
 }
 
-/* One (token, head) pair per task index, strided over the threads. */
+/* One (token, KV head) pair per task: the query heads that share a KV
+ * head go through its keys together, so each key row is read once per
+ * group (grouped-query attention). */
 typedef struct {
     const sq_attn_args_t *a;
     s_cpu_t *cpu;
 } s_attn_job_t;
 
-static void s_attn_one(const sq_attn_args_t *a, int t, int h, float *scores)
+/* a . b over n values with eight partial sums (so the compiler can
+ * vectorize it) added in a fixed order: the same inputs give the same bits
+ * whatever the heads' split or memory layout. */
+static float s_dot(const float *restrict a, const float *restrict b, int n)
 {
-    const int hd = a->head_dim;
-    const int kvh = (a->q_head0 + h) / a->group - a->kv_head0;
-    const size_t row = (size_t)a->n_kv * hd;
-    const float *kc = a->k_cache + (size_t)a->slot[t] * a->n_ctx * row + (size_t)kvh * hd;
-    const float *vc = a->v_cache + (size_t)a->slot[t] * a->n_ctx * row + (size_t)kvh * hd;
-    const float *q = a->q + ((size_t)t * a->n_heads + h) * hd;
-    float *out = a->out + ((size_t)t * a->n_heads + h) * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const int n = a->pos[t] + 1;
-    float max = -INFINITY;
-    for (int j = 0; j < n; j++) {
-        const float *k = kc + (size_t)j * row;
-        float s = 0.0f;
-        for (int d = 0; d < hd; d++)
-            s += q[d] * k[d];
-        scores[j] = s * scale;
-        if (scores[j] > max)
-            max = scores[j];
-    }
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += a[i + l] * b[i + l];
     float sum = 0.0f;
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    for (int l = 0; l < 8; l++)
+        sum += acc[l];
+    return sum;
+}
+
+/* out (hd) += p * v (hd); restrict so the compiler may vectorize */
+static void s_axpy(float *restrict out, float p, const float *restrict v, int hd)
+{
+    for (int d = 0; d < hd; d++)
+        out[d] += p * v[d];
+}
+
+/* scores (n) = softmax(scale * scores) in place */
+static void s_softmax(float *scores, int n, float scale)
+{
+    float max = -INFINITY, sum = 0.0f;
+    for (int j = 0; j < n; j++)
+        max = scores[j] > max ? scores[j] : max;
     for (int j = 0; j < n; j++) {
-        scores[j] = expf(scores[j] - max);
+        scores[j] = expf((scores[j] - max) * scale);
         sum += scores[j];
     }
-    memset(out, 0, (size_t)hd * sizeof *out);
-    for (int j = 0; j < n; j++) {
-        const float *v = vc + (size_t)j * row;
-        const float p = scores[j] / sum;
-        for (int d = 0; d < hd; d++)
-            out[d] += p * v[d];
+    for (int j = 0; j < n; j++)
+        scores[j] /= sum;
+}
+
+static void s_attn_group(const sq_attn_args_t *a, int t, int kvh, float *scores)
+{
+    const int hd = a->head_dim;
+    /* local query heads h with (q_head0 + h) / group - kv_head0 == kvh */
+    int h0 = (a->kv_head0 + kvh) * a->group - a->q_head0;
+    int h1 = h0 + a->group;
+    h0 = h0 < 0 ? 0 : h0;
+    h1 = h1 > a->n_heads ? a->n_heads : h1;
+    if (h0 >= h1)
+        return;
+    const size_t head = ((size_t)a->slot[t] * a->n_kv + kvh) * a->n_ctx * hd;
+    const float *kc = a->k_cache + head, *vc = a->v_cache + head;  /* (n_ctx, hd) */
+    const float *q = a->q + ((size_t)t * a->n_heads + h0) * hd;    /* (h1 - h0, hd) */
+    const int n = a->pos[t] + 1;
+    /* scores (h1 - h0, n) = q K^T over positions 0..pos, key row outer so
+     * each is read once for the group */
+    for (int j = 0; j < n; j++)
+        for (int h = 0; h < h1 - h0; h++)
+            scores[(size_t)h * n + j] = s_dot(q + (size_t)h * hd, kc + (size_t)j * hd, hd);
+    for (int h = h0; h < h1; h++) {
+        float *p = scores + (size_t)(h - h0) * n;
+        float *out = a->out + ((size_t)t * a->n_heads + h) * hd;
+        s_softmax(p, n, 1.0f / sqrtf((float)hd));
+        memset(out, 0, (size_t)hd * sizeof *out);
+        for (int j = 0; j < n; j++)
+            s_axpy(out, p[j], vc + (size_t)j * hd, hd);
     }
 }
 
@@ -185,28 +220,37 @@ static void s_attn_worker(void *arg, int ith, int nth)
     s_attn_job_t *job = arg;
     const sq_attn_args_t *a = job->a;
     float *scores = job->cpu->scores + (size_t)ith * job->cpu->scores_per_thread;
-    const int n_tasks = a->n_tok * a->n_heads;
+    const int n_tasks = a->n_tok * a->n_kv;
     for (int i = ith; i < n_tasks; i += nth)
-        s_attn_one(a, i / a->n_heads, i % a->n_heads, scores);
+        s_attn_group(a, i / a->n_kv, i % a->n_kv, scores);
+}
+
+/* Store each token's k/v rows at (slot, kv head, pos). */
+static void s_kv_store(const sq_attn_args_t *a)
+{
+    const size_t hd = (size_t)a->head_dim;
+    for (int t = 0; t < a->n_tok; t++)
+        for (int h = 0; h < a->n_kv; h++) {
+            size_t at = (((size_t)a->slot[t] * a->n_kv + h) * a->n_ctx + (size_t)a->pos[t]) * hd;
+            size_t from = ((size_t)t * a->n_kv + h) * hd;
+            memcpy(a->k_cache + at, a->k + from, hd * sizeof(float));
+            memcpy(a->v_cache + at, a->v + from, hd * sizeof(float));
+        }
 }
 
 static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
 {
     s_cpu_t *c = s_ctx(be);
-    const size_t row = (size_t)a->n_kv * a->head_dim;
     /* store every token's k/v first: a token may attend to another of the
      * same batch at an earlier position */
-    for (int t = 0; t < a->n_tok; t++) {
-        size_t at = ((size_t)a->slot[t] * a->n_ctx + (size_t)a->pos[t]) * row;
-        memcpy(a->k_cache + at, a->k + (size_t)t * row, row * sizeof(float));
-        memcpy(a->v_cache + at, a->v + (size_t)t * row, row * sizeof(float));
-    }
-    if ((size_t)a->n_ctx > c->scores_per_thread) {
-        float *s = realloc(c->scores, (size_t)a->n_ctx * c->n_threads * sizeof(float));
+    s_kv_store(a);
+    const size_t need = (size_t)a->n_ctx * (size_t)(a->group < a->n_heads ? a->group : a->n_heads);
+    if (need > c->scores_per_thread) {
+        float *s = realloc(c->scores, need * c->n_threads * sizeof(float));
         if (!s)
             return SQ_FAIL(SQ_ENOMEM, "attention scores for context %d", a->n_ctx);
         c->scores = s;
-        c->scores_per_thread = (size_t)a->n_ctx;
+        c->scores_per_thread = need;
     }
     s_attn_job_t job = {a, c};
     sq_threadpool_run(c->pool, s_attn_worker, &job);
