@@ -147,16 +147,20 @@ s_install_signals(void)
 }
 
 /* Sleep until deadline_ms (monotonic) while answering scrapes; returns
- * early on a signal. */
+ * early on a signal. Pending scrapes are answered even when the deadline
+ * has already passed: ticks slower than the period (a broker that does
+ * not answer) must not starve the metrics that would show it. */
 static void
 s_wait(sq_loop_t *loop, sq_metrics_http_t *http, int64_t deadline_ms)
 {
-    for (int64_t now = sq_loop_mono_ms(); now < deadline_ms && !s_stop_flag && !s_reload_flag;
-         now = sq_loop_mono_ms()) {
+    int64_t now = sq_loop_mono_ms();
+    do {
+        int64_t left = deadline_ms > now ? deadline_ms - now : 0;
         struct pollfd pfd = {http ? sq_metrics_http_fd(http) : -1, POLLIN, 0};
-        if (poll(&pfd, 1, (int)(deadline_ms - now)) > 0 && http)
+        if (poll(&pfd, 1, (int)left) > 0 && http)
             sq_metrics_http_serve(http, sq_loop_render_metrics, loop);
-    }
+        now = sq_loop_mono_ms();
+    } while (now < deadline_ms && !s_stop_flag && !s_reload_flag);
 }
 
 int

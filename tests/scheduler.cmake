@@ -39,3 +39,16 @@ add_test(NAME db.sched.loop
          COMMAND test_sched_loop $<TARGET_FILE:shardq-scheduler>
                  ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_fake_mpirun.sh ${PROJECT_SOURCE_DIR}/sql)
 set_tests_properties(db.sched.loop PROPERTIES LABELS db SKIP_RETURN_CODE 77 TIMEOUT 180)
+
+# End to end: real broker, real `mpirun shardq-worker` groups started by the
+# local actuator, real PostgreSQL (sq_harness from tests/e2e.cmake).
+if(TARGET sq_harness AND TARGET shardq-broker AND TARGET shardq-worker)
+  add_executable(test_sched_scale db/test_sched_scale.c)
+  target_link_libraries(test_sched_scale PRIVATE sched_testutil sq_harness shardq sq_db
+                        sq_testlib m sq_warnings)
+  add_test(NAME e2e.sched_scale
+           COMMAND test_sched_scale $<TARGET_FILE:shardq-scheduler> $<TARGET_FILE:shardq-worker>
+                   ${PROJECT_SOURCE_DIR}/models/stories260K.gguf 18530)
+  set_tests_properties(e2e.sched_scale PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 600
+    ENVIRONMENT "SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+endif()
