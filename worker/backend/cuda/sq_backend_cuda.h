@@ -1,0 +1,78 @@
+/*  sq_backend_cuda: the CUDA backend and the communicators for CUDA ranks.
+ *
+ *  The backend implements sq_backend_ops_t (sq_backend.h) on one device:
+ *  all memory through cudaMalloc, weights copied to the device once, every
+ *  op queued on one stream (download waits for it). Matrix products: cuBLAS
+ *  for F32 (and F16 batches), own kernels for Q8_0 and small F16 batches
+ *  that dequantise in registers.
+ *
+ *  Communicators for tensor parallelism over CUDA ranks take device buffers
+ *  in allreduce_sum_f32 (on the backend's stream) and host buffers in bcast
+ *  (control traffic: prompt ids, sampled tokens), which goes through the
+ *  host communicator they wrap.
+ */
+#ifndef SQ_BACKEND_CUDA_H
+#define SQ_BACKEND_CUDA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sq_backend.h"
+#include "sq_tp_comm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 when a CUDA device can be used (driver present, at least one device);
+ * 0 otherwise, with why filled ("no usable CUDA device: <cuda error>"). */
+int sq_cuda_usable(char *why, size_t why_size);
+
+/* The backend on device (-1: chosen from the local MPI rank, see
+ * sq_cuda_pick_device). NULL and SQ_EDEVICE with the CUDA error text when
+ * there is no usable device. */
+sq_backend_t *sq_backend_cuda_new(int device);
+
+/* true when be was made by sq_backend_cuda_new */
+bool sq_backend_is_cuda(const sq_backend_t *be);
+/* the device ordinal and the cudaStream_t (as void *) the ops run on */
+int sq_backend_cuda_device(const sq_backend_t *be);
+void *sq_backend_cuda_stream(const sq_backend_t *be);
+
+/* ---- communicators ---- */
+
+typedef enum {
+    SQ_CUDA_COMM_LOCAL = 0,     /* one rank: nothing to reduce */
+    SQ_CUDA_COMM_NCCL,          /* ncclAllReduce on the compute stream */
+    SQ_CUDA_COMM_HOST           /* download, host all-reduce, upload */
+} sq_cuda_comm_mode_t;
+
+/* A communicator for be's device wrapping host (borrowed; must outlive
+ * it): SHARDQ_NCCL=0, ranks that share a device, or a build without NCCL
+ * pick the host path, else NCCL. Collective: every rank of host calls it. */
+sq_tp_comm_t *sq_tp_comm_cuda_new(sq_backend_t *be, sq_tp_comm_t *host);
+/* The same with the mode forced (tests) */
+sq_tp_comm_t *sq_tp_comm_cuda_new_mode(sq_backend_t *be, sq_tp_comm_t *host,
+                                       sq_cuda_comm_mode_t mode);
+sq_cuda_comm_mode_t sq_tp_comm_cuda_mode(const sq_tp_comm_t *comm);
+
+/* ---- host-side planning (no device needed; unit-tested on CPU) ---- */
+
+/* The local rank from the launcher's environment (Open MPI, MPICH/Hydra,
+ * Slurm); 0 when none is set. */
+int sq_cuda_local_rank(void);
+/* Device for a local rank: one rank per device, wrapping round when there
+ * are more ranks than devices (they then share). -1 when n_devices < 1. */
+int sq_cuda_pick_device(int local_rank, int n_devices);
+/* Mode for a group from every rank's device key (host and device identity;
+ * equal keys = same device), n_ranks of them, whether NCCL is built in and
+ * the SHARDQ_NCCL value (NULL: unset; "0": refuse NCCL). */
+sq_cuda_comm_mode_t sq_cuda_plan_comm(const unsigned long long *keys, int n_ranks,
+                                      bool have_nccl, const char *shardq_nccl);
+/* FNV-1a of a string, the device key's building block */
+unsigned long long sq_cuda_key(const char *text);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
