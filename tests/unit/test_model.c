@@ -315,6 +315,15 @@ static void test_bad_batch_refused(void)
     }
     sq_batch_entry_t ok = tm_entry(1, 1, 0, true);
     SQ_CHECK(sq_model_forward(m, &ok, 1, logits) == 0);
+    /* a slot's positions must increase through the batch; slots interleave */
+    sq_batch_entry_t order[] = {tm_entry(0, 1, 0, false), tm_entry(1, 1, 0, false),
+                                tm_entry(0, 5, 1, false), tm_entry(0, 6, 1, true)};
+    SQ_CHECK(sq_model_forward(m, order, 4, logits) == SQ_EINVAL);
+    SQ_CHECK(strstr(sq_error_detail(), "batch entry 3: slot 0 position 1 after position 1") != NULL);
+    order[3].pos = 2;
+    SQ_CHECK(sq_model_forward(m, order, 4, logits) == 0);
+    order[2].pos = 3;
+    SQ_CHECK(sq_model_forward(m, order, 4, logits) == SQ_EINVAL);
     sq_engine_destroy(&e);
     sq_engine_params_t p = {.model_path = "/nonexistent/model.gguf"};
     SQ_CHECK(sq_engine_new(&p) == NULL);

@@ -43,6 +43,7 @@ struct sq_model {
     float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *logits;
     /* host scratch, max_batch entries */
     int32_t *ids, *pos, *slots, *adapters;
+    int32_t *last_pos;          /* n_slots: batch order check */
     sq_lora_set_t *lora;        /* LoRA adapters, split like the weights */
     int max_adapters;
     bool chunk_has_lora;        /* some token of the current chunk uses one */
@@ -276,7 +277,8 @@ static int s_alloc_activations(sq_model_t *m)
     m->pos = calloc(B, sizeof *m->pos);
     m->slots = calloc(B, sizeof *m->slots);
     m->adapters = calloc(B, sizeof *m->adapters);
-    if (!m->ids || !m->pos || !m->slots || !m->adapters)
+    m->last_pos = calloc((size_t)m->n_slots, sizeof *m->last_pos);
+    if (!m->ids || !m->pos || !m->slots || !m->adapters || !m->last_pos)
         return SQ_FAIL(SQ_ENOMEM, "batch of %zu", B);
     return 0;
 }
@@ -399,6 +401,7 @@ void sq_model_destroy(sq_model_t **self_p)
     free(m->pos);
     free(m->slots);
     free(m->adapters);
+    free(m->last_pos);
     sq_lora_set_destroy(&m->lora);
     free(m);
     *self_p = NULL;
@@ -520,7 +523,10 @@ static int s_forward_chunk(sq_model_t *m, const sq_batch_entry_t *batch, int n, 
     return rc;
 }
 
-int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, float *logits_out)
+/* Every entry in range, adapters loaded, and each slot's positions
+ * strictly increasing through the batch (an earlier chunk must have
+ * stored what a later one attends to; a position twice is ambiguous). */
+static int s_check_batch(sq_model_t *self, const sq_batch_entry_t *batch, int n)
 {
     for (int t = 0; t < n; t++) {
         const sq_batch_entry_t *e = &batch[t];
@@ -533,10 +539,28 @@ int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, flo
                            self->hp.n_vocab);
         if (e->adapter != 0 && sq_lora_rank(self->lora, e->adapter) == 0)
             return SQ_FAIL(SQ_EINVAL, "batch entry %d: adapter %d is not loaded", t, e->adapter);
+        self->last_pos[e->slot] = -1;
     }
+    for (int t = 0; t < n; t++) {
+        const sq_batch_entry_t *e = &batch[t];
+        if (e->pos <= self->last_pos[e->slot])
+            return SQ_FAIL(SQ_EINVAL,
+                           "batch entry %d: slot %d position %d after position %d of the same "
+                           "slot (positions of a slot must increase)",
+                           t, e->slot, e->pos, self->last_pos[e->slot]);
+        self->last_pos[e->slot] = e->pos;
+    }
+    return 0;
+}
+
+int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, float *logits_out)
+{
+    int rc = s_check_batch(self, batch, n);
+    if (rc)
+        return rc;
     for (int b0 = 0; b0 < n; b0 += self->max_batch) {
         int nb = n - b0 < self->max_batch ? n - b0 : self->max_batch;
-        int rc = s_forward_chunk(self, batch + b0, nb, logits_out);
+        rc = s_forward_chunk(self, batch + b0, nb, logits_out);
         if (rc)
             return rc;
         if (logits_out)
