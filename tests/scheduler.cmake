@@ -8,7 +8,7 @@ foreach(t policy cron decide simulate)
 endforeach()
 
 add_executable(test_local_actuator unit/test_local_actuator.c)
-target_link_libraries(test_local_actuator PRIVATE sq_sched sq_testlib sq_warnings)
+target_link_libraries(test_local_actuator PRIVATE sq_sched sched_testutil sq_testlib sq_warnings)
 add_test(NAME unit.sched.local_actuator
          COMMAND test_local_actuator ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_fake_mpirun.sh)
 set_tests_properties(unit.sched.local_actuator PROPERTIES LABELS unit TIMEOUT 120)
@@ -16,14 +16,14 @@ set_tests_properties(unit.sched.local_actuator PROPERTIES LABELS unit TIMEOUT 12
 # The kubernetes actuator against a local HTTPS endpoint with the real API
 # shapes (no API server can run here): tests/unit/sched_kube_api.py.
 add_executable(test_kube_actuator unit/test_kube_actuator.c)
-target_link_libraries(test_kube_actuator PRIVATE sq_sched sq_testlib sq_warnings)
+target_link_libraries(test_kube_actuator PRIVATE sq_sched sched_testutil sq_testlib sq_warnings)
 add_test(NAME unit.sched.kube_actuator
          COMMAND test_kube_actuator ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_kube_api.py)
 set_tests_properties(unit.sched.kube_actuator PROPERTIES LABELS unit TIMEOUT 120)
 
 # scaling_events / policies in a real PostgreSQL (skipped without SHARDQ_TEST_DB).
 add_executable(test_sched_db db/test_sched_db.c)
-target_link_libraries(test_sched_db PRIVATE sq_sched_db sq_testlib sq_warnings)
+target_link_libraries(test_sched_db PRIVATE sq_sched_db sched_testutil sq_testlib sq_warnings)
 add_test(NAME db.sched.scaling_events COMMAND test_sched_db ${PROJECT_SOURCE_DIR}/sql)
 set_tests_properties(db.sched.scaling_events PROPERTIES LABELS db SKIP_RETURN_CODE 77)
 
@@ -31,7 +31,7 @@ set_tests_properties(db.sched.scaling_events PROPERTIES LABELS db SKIP_RETURN_CO
 # real PostgreSQL, process groups from sched_fake_mpirun.sh.
 add_library(sched_testutil STATIC db/sched_testutil.c)
 target_include_directories(sched_testutil PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/db)
-target_link_libraries(sched_testutil PUBLIC sq_testlib PRIVATE sq_warnings)
+target_link_libraries(sched_testutil PUBLIC sq_db sq_testlib PRIVATE sq_warnings)
 add_executable(test_sched_loop db/test_sched_loop.c)
 target_link_libraries(test_sched_loop PRIVATE sched_testutil sq_db sq_wire sq_testlib PkgConfig::CZMQ
                       Threads::Threads sq_warnings)

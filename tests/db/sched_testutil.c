@@ -1,9 +1,13 @@
 /*  Helpers shared by the scheduler's process-level tests. */
 #define _DEFAULT_SOURCE /* usleep */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "sched_testutil.h"
 
+#include "sq_error.h"
 #include "sq_test.h"
+
+#include <ftw.h>
+#include <stdlib.h>
 
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -49,4 +53,44 @@ sched_wait_metric(int port, const char *needle, int timeout_ms)
             return 1;
     fprintf(stderr, "metric not seen: %s\n", needle);
     return 0;
+}
+
+const char *
+sched_sql_one(sq_db_t *db, const char *sql)
+{
+    static char out[2048];
+    PGresult *res = NULL;
+    out[0] = '\0';
+    if (sq_db_exec(db, sql, 0, NULL, &res) == 0 && PQntuples(res) > 0)
+        snprintf(out, sizeof out, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return out;
+}
+
+int
+sched_sql_file(sq_db_t *db, const char *dir, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    char *sql = calloc(1, 1 << 20);
+    size_t n = f && sql ? fread(sql, 1, (1 << 20) - 1, f) : 0;
+    int rc = n > 0 ? sq_db_exec_script(db, sql) : SQ_FAIL(SQ_EIO, "%s: cannot read", path);
+    if (f)
+        fclose(f);
+    free(sql);
+    return rc;
+}
+
+static int
+s_remove(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+void
+sched_rm_tree(const char *dir)
+{
+    if (nftw(dir, s_remove, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
 }

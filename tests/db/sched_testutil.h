@@ -1,6 +1,8 @@
-/*  Helpers shared by the scheduler's process-level tests. */
+/*  Helpers shared by the scheduler's tests (unit, db and e2e). */
 #ifndef SCHED_TESTUTIL_H
 #define SCHED_TESTUTIL_H
+
+#include "sq_db.h"
 
 #include <stddef.h>
 
@@ -10,5 +12,14 @@ const char *sched_scrape(int port, char *buf, size_t size);
 /* Poll the metrics until a line containing `needle` appears or
  * timeout_ms passes. 1 when seen (else prints what was awaited). */
 int sched_wait_metric(int port, const char *needle, int timeout_ms);
+
+/* First column of the first row of `sql` as text ("" when there is none or
+ * the query failed). A static buffer: use it before the next call. */
+const char *sched_sql_one(sq_db_t *db, const char *sql);
+/* Run the SQL script dir/name (a migration file). 0 or negative SQ_E*. */
+int sched_sql_file(sq_db_t *db, const char *dir, const char *name);
+
+/* Remove a test's scratch directory and everything below it. */
+void sched_rm_tree(const char *dir);
 
 #endif

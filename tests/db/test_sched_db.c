@@ -4,6 +4,7 @@
  *  a private schema, so it runs beside other tests on one database.
  *  argv[1]: the sql/ directory. Needs SHARDQ_TEST_DB (else skipped, 77). */
 #define _POSIX_C_SOURCE 200809L
+#include "sched_testutil.h"
 #include "sq_db.h"
 #include "sq_error.h"
 #include "sq_sched_db.h"
@@ -18,43 +19,10 @@ static const char *s_sql_dir = "sql";
 static sq_db_t *s_db;
 static char s_schema[64];
 
-static char *
-s_slurp(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", s_sql_dir, name);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char *buf = calloc(1, 1 << 20);
-    if (buf)
-        fread(buf, 1, (1 << 20) - 1, f);
-    fclose(f);
-    return buf;
-}
-
-static int
-s_apply(const char *name)
-{
-    char *sql = s_slurp(name);
-    int rc = sql ? sq_db_exec_script(s_db, sql) : -1;
-    if (rc)
-        fprintf(stderr, "%s: %s\n", name, sq_error_detail());
-    free(sql);
-    return rc;
-}
-
-/* First column of the first row of a parameterless query, as text. */
 static const char *
 s_one(const char *sql)
 {
-    static char out[1024];
-    PGresult *res = NULL;
-    out[0] = '\0';
-    if (sq_db_exec(s_db, sql, 0, NULL, &res) == 0 && PQntuples(res) > 0)
-        snprintf(out, sizeof out, "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return out;
+    return sched_sql_one(s_db, sql);
 }
 
 static void
@@ -133,8 +101,11 @@ main(int argc, char **argv)
     snprintf(s_schema, sizeof s_schema, "sq_sched_test_%d", (int)getpid());
     char sql[256];
     snprintf(sql, sizeof sql, "CREATE SCHEMA %s; SET search_path TO %s", s_schema, s_schema);
-    int ok = sq_db_exec_script(s_db, sql) == 0 && s_apply("0001_queue.sql") == 0 &&
-             s_apply("0010_scheduler.sql") == 0;
+    int ok = sq_db_exec_script(s_db, sql) == 0 &&
+             sched_sql_file(s_db, s_sql_dir, "0001_queue.sql") == 0 &&
+             sched_sql_file(s_db, s_sql_dir, "0010_scheduler.sql") == 0;
+    if (!ok)
+        fprintf(stderr, "setup: %s\n", sq_error_detail());
     SQ_CHECK(ok);
     if (ok) {
         SQ_RUN(test_policy_versions);

@@ -124,13 +124,7 @@ s_broker(void *arg)
 static const char *
 s_one(const char *sql)
 {
-    static char out[2048];
-    PGresult *res = NULL;
-    out[0] = '\0';
-    if (sq_db_exec(s_db, sql, 0, NULL, &res) == 0 && PQntuples(res) > 0)
-        snprintf(out, sizeof out, "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return out;
+    return sched_sql_one(s_db, sql);
 }
 
 static int
@@ -243,8 +237,8 @@ test_loop(void)
     kill(pid, SIGHUP);
     SQ_CHECK(s_wait_sql("SELECT count(*) FROM policies", "2", 10000));
     SQ_CHECK(s_wait_sql(events, "0>1,1>4,4>2", 10000));
-    SQ_CHECK(strcmp(s_one("SELECT policy_version FROM scaling_events ORDER BY id DESC LIMIT 1"),
-                    s_one("SELECT max(version) FROM policies")) == 0);
+    SQ_CHECK(strcmp(s_one("SELECT (SELECT policy_version FROM scaling_events ORDER BY id DESC"
+                          " LIMIT 1) = (SELECT max(version) FROM policies)"), "t") == 0);
     atomic_store(&s_n_workers, 2);
     /* Queue empties: down to min_groups after the 2 s stabilisation. */
     atomic_store(&s_queued, 0);
@@ -310,18 +304,8 @@ s_setup_db(const char *base)
     snprintf(s_conninfo, sizeof s_conninfo, "%s dbname=%s", base, s_dbname);
     if (sq_db_connect(s_conninfo, 10000, &s_db))
         return -1;
-    const char *files[] = {"0001_queue.sql", "0010_scheduler.sql"};
-    for (int i = 0; i < 2; i++) {
-        char path[512], *buf = calloc(1, 1 << 20);
-        snprintf(path, sizeof path, "%s/%s", s_sql, files[i]);
-        FILE *f = fopen(path, "r");
-        int rc = f && buf && fread(buf, 1, (1 << 20) - 1, f) > 0 ? sq_db_exec_script(s_db, buf) : -1;
-        if (f)
-            fclose(f);
-        free(buf);
-        if (rc)
-            return -1;
-    }
+    if (sched_sql_file(s_db, s_sql, "0001_queue.sql") || sched_sql_file(s_db, s_sql, "0010_scheduler.sql"))
+        return -1;
     return 0;
 }
 
@@ -365,9 +349,6 @@ main(int argc, char **argv)
     }
     zsock_destroy(&router);
     s_drop_db(base);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", s_dir);
+    sched_rm_tree(s_dir);
     return sq_test_summary("sched_loop");
 }

@@ -153,26 +153,19 @@ s_stop_scheduler(void)
     }
 }
 
-/* The broker's --migrate does not embed 0010 yet: apply it here. */
+/* The broker's --migrate does not embed 0010 yet: apply it here (and
+ * accept it being there already once it does). */
 static int
 s_apply_0010(sq_harness_t *h)
 {
-    char path[1024];
     const char *dir = getenv("SHARDQ_SQL_DIR");
-    snprintf(path, sizeof path, "%s/0010_scheduler.sql", dir ? dir : "sql");
-    FILE *f = fopen(path, "r");
-    char *sql = calloc(1, 1 << 20);
     sq_db_t *db = NULL;
-    int rc = f && sql && fread(sql, 1, (1 << 20) - 1, f) > 0 ? 0 : SQ_FAIL(SQ_EIO, "%s", path);
-    if (!rc && (rc = sq_db_connect(sq_harness_conninfo(h), 10000, &db)) == 0)
-        rc = sq_db_exec_script(db, sql);
-    /* Already there when the broker embeds it. */
+    int rc = sq_db_connect(sq_harness_conninfo(h), 10000, &db);
+    if (!rc)
+        rc = sched_sql_file(db, dir ? dir : "sql", "0010_scheduler.sql");
     if (rc && strstr(sq_error_detail(), "already exists"))
         rc = 0;
     sq_db_destroy(&db);
-    if (f)
-        fclose(f);
-    free(sql);
     return rc;
 }
 

@@ -5,6 +5,7 @@
  *  TLS verification and token use are what this test covers.
  *  argv[1]: path of sched_kube_api.py. Port 18510. */
 #define _POSIX_C_SOURCE 200809L
+#include "sched_testutil.h"
 #include "sq_actuator.h"
 #include "sq_error.h"
 #include "sq_test.h"
@@ -218,6 +219,6 @@ main(int argc, char **argv)
         kill(s_server, SIGTERM);
         waitpid(s_server, NULL, 0);
     }
-    s_sh("rm -rf %s", s_dir);
+    sched_rm_tree(s_dir);
     return sq_test_summary("kube_actuator");
 }

@@ -4,6 +4,7 @@
  *  SIGKILL after the grace period, reaping, cleanup on destroy.
  *  argv[1]: path of sched_fake_mpirun.sh. */
 #define _POSIX_C_SOURCE 200809L
+#include "sched_testutil.h"
 #include "sq_actuator.h"
 #include "sq_error.h"
 #include "sq_test.h"
@@ -152,9 +153,6 @@ main(int argc, char **argv)
     setenv("SQ_FAKE_DIR", s_dir, 1);
     SQ_RUN(test_lifecycle);
     SQ_RUN(test_spawn_failure);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", s_dir);
+    sched_rm_tree(s_dir);
     return sq_test_summary("local_actuator");
 }
