@@ -269,6 +269,33 @@ static void test_batched_equals_alone_q8(void)
     s_batching_on(s_q8);
 }
 
+/* A slot that held a longer sequence starts over at position 0: what it
+ * held before must not leak into the new sequence. */
+static void test_slot_reuse(void)
+{
+    sq_engine_t *used = s_engine(s_f32, 2, 128), *fresh = s_engine(s_f32, 1, 128);
+    SQ_REQUIRE(used && fresh);
+    const int n_vocab = sq_model_hparams(sq_engine_model(used))->n_vocab;
+    float *a = malloc((size_t)n_vocab * sizeof(float)), *b = malloc((size_t)n_vocab * sizeof(float));
+    for (int pos = 0; pos < 100; pos++) {   /* fill slot 1 with another text */
+        sq_batch_entry_t e = tm_entry(1, 300 + pos % 200, pos, false);
+        SQ_REQUIRE(sq_model_forward(sq_engine_model(used), &e, 1, NULL) == 0);
+    }
+    float worst = 0.0f;
+    for (int pos = 0; pos < 20; pos++) {
+        sq_batch_entry_t e1 = tm_entry(1, pos ? 400 + pos : 1, pos, true);
+        sq_batch_entry_t e0 = tm_entry(0, pos ? 400 + pos : 1, pos, true);
+        SQ_REQUIRE(sq_model_forward(sq_engine_model(used), &e1, 1, a) == 0);
+        SQ_REQUIRE(sq_model_forward(sq_engine_model(fresh), &e0, 1, b) == 0);
+        worst = fmaxf(worst, tm_max_rel_diff(a, b, n_vocab));
+    }
+    SQ_CHECK(worst == 0.0f);
+    free(a);
+    free(b);
+    sq_engine_destroy(&used);
+    sq_engine_destroy(&fresh);
+}
+
 /* ---- refusals ---- */
 
 /* A group of n that is only ever asked its rank and size: loading does no
@@ -341,6 +368,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_seeded_sampling);
     SQ_RUN(test_batched_equals_alone_f32);
     SQ_RUN(test_batched_equals_alone_q8);
+    SQ_RUN(test_slot_reuse);
     SQ_RUN(test_unsplittable_refused);
     SQ_RUN(test_bad_batch_refused);
     return sq_test_summary("model");
