@@ -14,6 +14,9 @@
 #include "sq_backend.h"
 #include "sq_cpu_kernels.h"
 #include "sq_error.h"
+#ifdef SQ_HAVE_CUDA
+#include "sq_backend_cuda.h"
+#endif
 
 typedef struct {
     sq_threadpool_t *pool;
@@ -337,6 +340,22 @@ sq_backend_t *sq_backend_cpu_new(int n_threads)
 sq_backend_t *sq_backend_new(const char *device, int n_threads)
 {
     if (!device || strcmp(device, "cpu") == 0)
+        return sq_backend_cpu_new(n_threads);
+    const bool is_auto = strcmp(device, "auto") == 0;
+#ifdef SQ_HAVE_CUDA
+    /* auto: the GPU when one is usable, else the CPU; cuda: the GPU or a
+     * clear error (no driver, no device) */
+    char why[256];
+    if (is_auto || strcmp(device, "cuda") == 0) {
+        if (sq_cuda_usable(why, sizeof why))
+            return sq_backend_cuda_new(-1);
+        if (is_auto)
+            return sq_backend_cpu_new(n_threads);
+        SQ_FAIL(SQ_EDEVICE, "%s", why);
+        return NULL;
+    }
+#endif
+    if (is_auto)
         return sq_backend_cpu_new(n_threads);
     SQ_FAIL(SQ_EUNSUPPORTED, "device %s: this build has the cpu backend only", device);
     return NULL;
