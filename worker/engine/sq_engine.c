@@ -10,12 +10,16 @@
 #include <string.h>
 
 #include "sq_error.h"
+#ifdef SQ_HAVE_CUDA
+#include "sq_backend_cuda.h"
+#endif
 
 struct sq_engine {
     sq_gguf_t *gguf;
     sq_backend_t *be;
     sq_tp_comm_t *comm;
     sq_tp_comm_t *own_comm;     /* the local comm when none was given */
+    sq_tp_comm_t *dev_comm;     /* CUDA: device all-reduce over comm */
     sq_model_t *model;
     sq_tokenizer_t *tok;
     float *logits;              /* n_vocab, rank 0 */
@@ -147,8 +151,16 @@ sq_engine_t *sq_engine_new(const sq_engine_params_t *p)
     if (!(e->gguf = sq_gguf_open(p->model_path)) ||
         !(e->be = sq_backend_new(p->device, p->n_threads > 0 ? p->n_threads : 1)))
         goto fail;
+    sq_tp_comm_t *model_comm = e->comm;
+#ifdef SQ_HAVE_CUDA
+    /* CUDA ranks reduce device buffers: NCCL, or through host memory when
+     * ranks share a device or SHARDQ_NCCL=0 (sq_backend_cuda.h) */
+    if (sq_backend_is_cuda(e->be) &&
+        !(model_comm = e->dev_comm = sq_tp_comm_cuda_new(e->be, e->comm)))
+        goto fail;
+#endif
     sq_model_params_t mp = {.n_ctx = p->n_ctx, .n_slots = p->n_slots};
-    if (!(e->model = sq_model_new(e->gguf, e->be, e->comm, &mp)) ||
+    if (!(e->model = sq_model_new(e->gguf, e->be, model_comm, &mp)) ||
         !(e->tok = sq_tokenizer_from_gguf(e->gguf)))
         goto fail;
     int n_vocab = sq_model_hparams(e->model)->n_vocab;
@@ -174,6 +186,7 @@ void sq_engine_destroy(sq_engine_t **self_p)
     sq_engine_t *e = *self_p;
     sq_model_destroy(&e->model);
     sq_tokenizer_destroy(&e->tok);
+    sq_tp_comm_destroy(&e->dev_comm);
     sq_backend_destroy(&e->be);
     sq_gguf_destroy(&e->gguf);
     sq_tp_comm_destroy(&e->own_comm);
