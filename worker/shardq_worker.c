@@ -37,7 +37,7 @@ static void s_usage(FILE *fp)
           "  --ignore-eos        do not stop at end-of-sequence tokens\n"
           "  --threads N         CPU threads per rank (default 1)\n"
           "  --ctx N             context length (default: the model's, at most 4096)\n"
-          "  --device cpu        compute backend (default cpu)\n"
+          "  --device D          cpu (default), cuda, or auto (cuda when a device is usable)\n"
           "  --json              print {\"prompt_ids\", \"ids\", \"text\", \"finish_reason\"}\n"
           "  --help, --version\n"
           "exit codes: 0 ok, 1 runtime failure, 2 usage error\n",
@@ -111,8 +111,13 @@ static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **sto
             o->model_path = v;
         else if (!strcmp(a, "--prompt"))
             o->prompt = v;
-        else if (!strcmp(a, "--device"))
+        else if (!strcmp(a, "--device")) {
             o->device = v;
+            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) {
+                fprintf(stderr, "shardq-worker: --device: '%s' is not cpu, cuda or auto\n", v);
+                rc = -1;
+            }
+        }
         else if (!strcmp(a, "--max-tokens"))
             rc = s_int(a, v, 0, INT_MAX, &o->gen.max_tokens);
         else if (!strcmp(a, "--threads"))

@@ -69,7 +69,7 @@ static void s_usage(FILE *fp)
           "  --prefill-chunk T    prompt tokens per step, shared by joining tasks (default 128)\n"
           "  --threads T          CPU threads per rank (default 1)\n"
           "  --ctx N              context per sequence (default: the model's)\n"
-          "  --device cpu         compute backend (default cpu)\n"
+          "  --device D           cpu (default), cuda, or auto (cuda when usable)\n"
           "  --group-id ID        name shown to the broker (default $SHARDQ_GROUP_ID,\n"
           "                       else host:pid)\n"
           "  --grace S            on SIGTERM, seconds to finish running tasks (default 30)\n"
