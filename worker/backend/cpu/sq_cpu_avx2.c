@@ -129,32 +129,12 @@ s_dot_q8(const void *w, size_t ws, const void *x, size_t xs, int NW, int NX, int
     }
 }
 
-static void
-s_dot_f32(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
-          float *out)
-{
-#define S_CALL(NW, NX) s_dot_float(w, ws, 0, x, xs, NW, NX, n, out)
-    SQ_CPU_DISPATCH(S_CALL, n_w, n_x)
-#undef S_CALL
-}
-
-static void
-s_dot_f16(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
-          float *out)
-{
-#define S_CALL(NW, NX) s_dot_float(w, ws, 1, x, xs, NW, NX, n, out)
-    SQ_CPU_DISPATCH(S_CALL, n_w, n_x)
-#undef S_CALL
-}
-
-static void
-s_dot_q8_0(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x, int64_t n,
-           float *out)
-{
-#define S_CALL(NW, NX) s_dot_q8(w, ws, x, xs, NW, NX, n, out)
-    SQ_CPU_DISPATCH(S_CALL, n_w, n_x)
-#undef S_CALL
-}
+#define S_F32(NW, NX) s_dot_float(w, ws, 0, x, xs, NW, NX, n, out)
+#define S_F16(NW, NX) s_dot_float(w, ws, 1, x, xs, NW, NX, n, out)
+#define S_Q8(NW, NX) s_dot_q8(w, ws, x, xs, NW, NX, n, out)
+SQ_CPU_DEFINE_DOT(s_dot_f32, S_F32)
+SQ_CPU_DEFINE_DOT(s_dot_f16, S_F16)
+SQ_CPU_DEFINE_DOT(s_dot_q8_0, S_Q8)
 
 /* Same arithmetic as sq_cpu_quantize_row_q8_0_ref: amax/127 scale, x * (1/d)
  * rounded half to even (vcvtps2dq under the default MXCSR). */

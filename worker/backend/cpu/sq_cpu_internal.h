@@ -49,6 +49,15 @@ typedef void (*sq_cpu_dot_fn)(const void *w, size_t w_stride, int n_w, const voi
     default: SQ_CPU_DISPATCH_NX(CALL, 4, n_x) break;                                              \
     }
 
+/* Define a sq_cpu_dot_fn called name whose body is CALL(NW, NX) for the
+ * block shape at hand; CALL sees the parameters w, ws, x, xs, n, out. */
+#define SQ_CPU_DEFINE_DOT(name, CALL)                                                             \
+    static void name(const void *w, size_t ws, int n_w, const void *x, size_t xs, int n_x,       \
+                     int64_t n, float *out)                                                       \
+    {                                                                                             \
+        SQ_CPU_DISPATCH(CALL, n_w, n_x)                                                           \
+    }
+
 typedef struct {
     const char *name;
     sq_cpu_dot_fn dot_f32;
