@@ -29,7 +29,7 @@ if(TARGET shardq-cli AND TARGET sq_harness)
     list(APPEND SQ_CLI_ENV "SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>"
          "SHARDQ_TEST_WORKER_BIN=$<TARGET_FILE:sq-test-worker>"
          "SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
-    foreach(case flow failures chat cancel invalid restart)
+    foreach(case flow failures chat cancel invalid restart stats)
       add_test(NAME e2e.cli_${case} COMMAND test_cli ${case})
       set_tests_properties(e2e.cli_${case} PROPERTIES LABELS e2e SKIP_RETURN_CODE 77
                            TIMEOUT 300 ENVIRONMENT "${SQ_CLI_ENV}")

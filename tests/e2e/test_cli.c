@@ -14,6 +14,7 @@
  *                 broker never hears of it (no job row)
  *    restart      `wait` keeps waiting through a kill -9 and restart of the
  *                 broker, and ends 0 when the job completes
+ *    stats        stats lists the model pool of the connected workers
  *    broker_down  no broker: exit 4 with a clear message (no database needed)
  *  Nothing sleeps to synchronise: children are polled against deadlines.
  */
@@ -358,6 +359,14 @@ test_flow(void)
     r = s_cli(ep, (const char *[]){"workers", NULL});
     SQ_CHECK(r.code == 0 && strstr(r.out, "w0") && strstr(r.out, "w1"));
     s_run_free(&r);
+    r = s_cli(ep, (const char *[]){"workers", "--json", NULL});
+    json_t *workers = json_loads(r.out, 0, NULL);
+    SQ_CHECK(r.code == 0 && json_array_size(workers) == 2);
+    json_t *w0 = json_array_get(workers, 0);
+    SQ_CHECK(w0 && strcmp(json_string_value(json_object_get(w0, "model")), "tiny") == 0);
+    SQ_CHECK(json_integer_value(json_object_get(w0, "max_batch")) == 16);
+    json_decref(workers);
+    s_run_free(&r);
     r = s_cli(ep, (const char *[]){"status", "999999", NULL});
     SQ_CHECK(r.code == 5);
     s_run_free(&r);
@@ -546,6 +555,26 @@ test_invalid(void)
     sq_harness_destroy(&h);
 }
 
+/* stats shows the pool of the connected groups and the tenant with work. */
+static void
+test_stats(void)
+{
+    static const char *const wargs[] = {"--model", "tiny", "--batch", "1", "--delay-ms", "300",
+                                        NULL};
+    sq_harness_t *h = s_cluster("cli_stats", 1, wargs);
+    SQ_REQUIRE(h);
+    const char *ep = sq_harness_client_endpoint(h);
+    char path[300];
+    snprintf(path, sizeof path, "%s/stats.jsonl", g_dir);
+    s_write_file(path, "{\"custom_id\":\"a\",\"prompt\":\"x\"}\n"
+                       "{\"custom_id\":\"b\",\"prompt\":\"y\"}\n");
+    SQ_REQUIRE(s_submit(ep, path, NULL) > 0);
+    s_run_t r = s_cli(ep, (const char *[]){"stats", NULL});
+    SQ_CHECK(r.code == 0 && strstr(r.out, "POOL") && strstr(r.out, "tiny"));
+    s_run_free(&r);
+    sq_harness_destroy(&h);
+}
+
 /* Poll a file until it contains needle or timeout_ms passes. */
 static bool
 s_log_has(const char *path, const char *needle, int timeout_ms)
@@ -659,6 +688,7 @@ main(int argc, char **argv)
     } cases[] = {{"flow", test_flow},     {"failures", test_failures},
                  {"chat", test_chat},     {"cancel", test_cancel},
                  {"invalid", test_invalid}, {"restart", test_restart},
+                 {"stats", test_stats},
                  {"broker_down", test_broker_down}};
     if (!getenv("SHARDQ_CLI_BIN")) {
         fprintf(stderr, "SHARDQ_CLI_BIN is not set\n");
