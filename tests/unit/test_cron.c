@@ -232,9 +232,45 @@ test_cron_next_dst(void)
                     "2040-07-02T13:30:00Z") == 0);
 }
 
+/* Random expressions from cron's alphabet: parse refuses or accepts, and an
+ * accepted one has a next occurrence or says there is none; no crash, no
+ * hang (the search is bounded). */
+static void
+test_cron_random(void)
+{
+    const char alphabet[] = "0123456789*/,- @JANFEBMONSUNdailyhourly";
+    sq_tz_t *tz = sq_tz_load("Europe/London");
+    SQ_REQUIRE(tz);
+    unsigned seed = 7, accepted = 0, bad = 0;
+    for (int i = 0; i < 3000; i++) {
+        char expr[40];
+        int n = (int)(rand_r(&seed) % (sizeof expr - 1));
+        for (int k = 0; k < n; k++)
+            expr[k] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
+        expr[n] = '\0';
+        if (i % 3 == 0) /* keep a third well-shaped: five fields */
+            snprintf(expr, sizeof expr, "%u %u-%u/%u %u * %u", rand_r(&seed) % 70,
+                     rand_r(&seed) % 25, rand_r(&seed) % 25, rand_r(&seed) % 5,
+                     rand_r(&seed) % 33, rand_r(&seed) % 9);
+        sq_cron_t c;
+        int64_t next = 0;
+        if (sq_cron_parse(expr, &c) != 0) {
+            bad += sq_error_code() != SQ_EINVAL || !strstr(sq_error_detail(), "cron");
+            continue;
+        }
+        accepted++;
+        int rc = sq_cron_next(&c, tz, 1795996800, &next);
+        bad += !(rc == 0 && next > 1795996800) && rc != SQ_ENOTFOUND;
+    }
+    sq_tz_destroy(&tz);
+    SQ_CHECK(bad == 0);
+    SQ_CHECK(accepted > 0);
+}
+
 int
 main(void)
 {
+    SQ_RUN(test_cron_random);
     SQ_RUN(test_civil);
     SQ_RUN(test_tz_offsets);
     SQ_RUN(test_tz_matches_libc);

@@ -174,9 +174,39 @@ test_durations(void)
     SQ_CHECK(sq_duration_parse("-5", &s) == SQ_EINVAL);
 }
 
+/* Hostile input: thousands of random byte edits of the example. Each
+ * parse either yields a policy or refuses with a detail naming the file;
+ * none crashes (this test also runs under ASan/UBSan). */
+static void
+test_mutations(void)
+{
+    size_t len = strlen(s_example);
+    char *buf = malloc(len + 1);
+    SQ_REQUIRE(buf);
+    unsigned seed = 20261129, accepted = 0, bad_detail = 0;
+    const char alphabet[] = " :-[]{}\",\n#&*!|>'%@`0123456789abcxyz\t\x01\xff";
+    for (int i = 0; i < 4000; i++) {
+        memcpy(buf, s_example, len + 1);
+        int edits = 1 + (int)(rand_r(&seed) % 4);
+        for (int e = 0; e < edits; e++)
+            buf[rand_r(&seed) % len] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
+        size_t n = rand_r(&seed) % 8 == 0 ? rand_r(&seed) % len : len; /* sometimes truncate */
+        sq_policy_t *p = sq_policy_parse(buf, n, "m.yaml");
+        if (p)
+            accepted++;
+        else if (!strstr(sq_error_detail(), "m.yaml"))
+            bad_detail++;
+        sq_policy_destroy(&p);
+    }
+    free(buf);
+    SQ_CHECK(bad_detail == 0);
+    SQ_CHECK(accepted > 0 && accepted < 4000);
+}
+
 int
 main(void)
 {
+    SQ_RUN(test_mutations);
     SQ_RUN(test_example);
     SQ_RUN(test_rejections);
     SQ_RUN(test_empty_and_files);
