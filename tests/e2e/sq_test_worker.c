@@ -169,8 +169,8 @@ s_drop_all_leases(s_worker_t *self)
         s_drop_lease(self, self->n_leases - 1);
 }
 
-/* Send every due lease whose outcome is in `want` (results, or failures)
- * in one message, then forget them. */
+/* Send every due lease of one kind — results, or (`failures`) FAILs — in
+ * one message (up to SQ_WIRE_MAX_BATCH entries), then forget them. */
 static int
 s_flush_kind(s_worker_t *self, int64_t now, bool failures)
 {
