@@ -247,14 +247,19 @@ sq_harness_destroy(sq_harness_t **self_p)
         sq_harness_pg_ctl(self, "start");
     for (int i = 0; i < self->n_procs; i++)
         sq_proc_signal(self->procs[i], SIGKILL);
+    /* Logs are kept (and their tails shown) only when something failed. */
     bool failed = sq_test_n_failed_checks > 0;
     for (int i = 0; i < self->n_procs; i++) {
         if (failed)
             s_print_tail(sq_proc_log(self->procs[i]));
+        else
+            unlink(sq_proc_log(self->procs[i]));
         sq_proc_destroy(&self->procs[i]);
     }
     if (failed)
         fprintf(stderr, "logs kept in %s, database %s\n", self->log_dir, self->dbname);
+    else
+        rmdir(self->log_dir);
     PQfinish(self->conn);
     if (self->conninfo) {
         char sql[256];

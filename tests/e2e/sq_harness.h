@@ -6,8 +6,9 @@
  *      other's rows;
  *    - a pair of free loopback ports (clients, workers) for the broker;
  *    - every process the test starts (broker, fixture workers, scripts),
- *      with their logs in one directory; all are killed at the end, and
- *      when the test failed the tail of every log is printed;
+ *      with their logs in one directory; all are killed at the end; when
+ *      the test failed the tail of every log is printed and the logs are
+ *      kept, otherwise they are removed;
  *    - a libpq connection used to poll the database with deadlines
  *      (reconnecting by itself after a PostgreSQL restart).
  *
@@ -34,8 +35,9 @@ typedef struct sq_harness_t sq_harness_t;
  * (CTest skip) when SHARDQ_TEST_DB is unset; NULL with a recorded error
  * when the database cannot be created. */
 sq_harness_t *sq_harness_new(const char *name);
-/* Stop all processes (SIGKILL), print their log tails when a check failed
- * (sq_test_n_failed_checks > 0), drop the database, free. Safe twice. */
+/* Stop all processes (SIGKILL), print their log tails and keep the logs
+ * when a check failed (sq_test_n_failed_checks > 0), else remove them;
+ * drop the database, free. Safe twice. */
 void sq_harness_destroy(sq_harness_t **self_p);
 
 /* libpq conninfo of this test's database (give it to --db / SHARDQ_DB). */

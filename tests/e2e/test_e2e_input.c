@@ -338,6 +338,40 @@ s_hostile_error(void)
              == 1);
 }
 
+/* STATUS gives tenant and model back, WORKERS the group id, intact. */
+static void
+s_check_status_and_workers(uint64_t job)
+{
+    sq_wire_enc_t *e = sq_e2e_begin(client, 1);
+    sq_wire_kv_u64(e, "job_id", job);
+    sq_wire_msg_t *reply = NULL;
+    SQ_REQUIRE(sq_e2e_call(client, SQ_WIRE_STATUS, 10000, &reply, NULL) == 0);
+    char *tenant = NULL, *model = NULL;
+    SQ_CHECK(sq_wire_get_strdup(reply->body, "tenant", true, 128, &tenant) == 0);
+    SQ_CHECK(sq_wire_get_strdup(reply->body, "model", true, 128, &model) == 0);
+    SQ_CHECK(tenant && strcmp(tenant, S_HOSTILE_TENANT) == 0);
+    SQ_CHECK(model && strcmp(model, S_HOSTILE_MODEL) == 0);
+    free(tenant);
+    free(model);
+    sq_wire_msg_destroy(&reply);
+
+    sq_e2e_begin(client, 0);
+    SQ_REQUIRE(sq_e2e_call(client, SQ_WIRE_WORKERS, 10000, &reply, NULL) == 0);
+    sq_wire_val_t workers, w;
+    SQ_REQUIRE(sq_wire_get_array(reply->body, "workers", true, 10000, &workers) == 0);
+    sq_wire_iter_t it;
+    sq_wire_iter_init(&it, workers);
+    int found = 0;
+    while (sq_wire_iter_next(&it, &w)) {
+        char *group = NULL;
+        sq_wire_get_strdup(w, "group_id", true, SQ_WIRE_MAX_ID, &group);
+        found += group && strcmp(group, S_HOSTILE_GROUP) == 0;
+        free(group);
+    }
+    SQ_CHECK(found == 1);
+    sq_wire_msg_destroy(&reply);
+}
+
 static void
 hostile_strings(void)
 {
@@ -388,6 +422,7 @@ hostile_strings(void)
     }
     /* ...and returned byte for byte through the protocol. */
     s_check_results_reply(job_id);
+    s_check_status_and_workers(job_id);
 
     s_hostile_error();
 
