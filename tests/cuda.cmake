@@ -1,0 +1,63 @@
+# CUDA backend tests (owner: "cuda"). Built only when cmake/SqCuda.cmake
+# found a toolkit. Label unit: run on CPU-only CI (host-side planning, the
+# library links, --device cuda refused with a clear message, auto = cpu).
+# Label gpu: need a device (exit 77 = skipped without one); CPU CI
+# excludes them with -LE gpu, tests/gpu/run.sh runs them on a GPU machine.
+if(NOT SQ_HAVE_CUDA)
+  return()
+endif()
+
+set(SQ_CUDA_TEST_MODELS ${PROJECT_SOURCE_DIR}/models)
+
+add_executable(test_cuda_unit cuda/test_cuda_unit.c)
+target_link_libraries(test_cuda_unit PRIVATE sq_llm sq_testlib sq_warnings)
+target_compile_definitions(test_cuda_unit PRIVATE _POSIX_C_SOURCE=200809L)
+add_test(NAME unit.cuda.host COMMAND test_cuda_unit)
+set_tests_properties(unit.cuda.host PROPERTIES LABELS unit)
+
+if(TARGET shardq-worker)
+  add_executable(test_cuda_cli cuda/test_cuda_cli.c)
+  target_link_libraries(test_cuda_cli PRIVATE sq_llm sq_testlib sq_warnings)
+  add_test(NAME unit.cuda.device_flag
+           COMMAND test_cuda_cli $<TARGET_FILE:shardq-worker> ${SQ_CUDA_TEST_MODELS}/stories260K.gguf)
+  set_tests_properties(unit.cuda.device_flag PROPERTIES LABELS unit TIMEOUT 120)
+endif()
+
+add_executable(test_cuda_engine cuda/test_cuda_engine.c)
+target_link_libraries(test_cuda_engine PRIVATE sq_llm sq_testlib sq_warnings m)
+target_include_directories(test_cuda_engine PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+
+add_executable(test_cuda_tp cuda/test_cuda_tp.c)
+target_link_libraries(test_cuda_tp PRIVATE sq_llm sq_testlib sq_warnings MPI::MPI_C m)
+target_include_directories(test_cuda_tp PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+
+set(SQ_CUDA_MPI_ENV OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    OMPI_MCA_rmaps_base_oversubscribe=1)
+if(TARGET shardq-model)
+  set(SQ_CUDA_F16 ${CMAKE_CURRENT_BINARY_DIR}/cuda-tiny-gqa-f16.gguf)
+  add_test(NAME gpu.cuda.make_f16
+           COMMAND shardq-model random --shape tiny-gqa --type f16 --seed 5 ${SQ_CUDA_F16})
+  set_tests_properties(gpu.cuda.make_f16 PROPERTIES LABELS gpu FIXTURES_SETUP sq_cuda_f16)
+  add_test(NAME gpu.cuda.engine COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS} ${SQ_CUDA_F16})
+  set_tests_properties(gpu.cuda.engine PROPERTIES FIXTURES_REQUIRED sq_cuda_f16)
+else()
+  add_test(NAME gpu.cuda.engine COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
+endif()
+set_tests_properties(gpu.cuda.engine PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+# TP = 2 on whatever devices there are: on one GPU both ranks share it and
+# the all-reduce goes through host memory; forced host path on any count.
+foreach(model stories260K stories260K-q8_0)
+  add_test(NAME gpu.cuda.tp2.${model}
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe
+                   ${MPIEXEC_PREFLAGS} $<TARGET_FILE:test_cuda_tp>
+                   ${SQ_CUDA_TEST_MODELS}/${model}.gguf 32 auto)
+  set_tests_properties(gpu.cuda.tp2.${model} PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
+                       TIMEOUT 300 ENVIRONMENT "${SQ_CUDA_MPI_ENV}")
+endforeach()
+add_test(NAME gpu.cuda.tp2.host_forced
+         COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe
+                 ${MPIEXEC_PREFLAGS} $<TARGET_FILE:test_cuda_tp>
+                 ${SQ_CUDA_TEST_MODELS}/stories260K.gguf 32 host)
+set_tests_properties(gpu.cuda.tp2.host_forced PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
+                     TIMEOUT 300 ENVIRONMENT "${SQ_CUDA_MPI_ENV}")

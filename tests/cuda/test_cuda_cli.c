@@ -1,0 +1,104 @@
+/*  test_cuda_cli: shardq-worker --device, through the real binary.
+ *
+ *    test_cuda_cli WORKER MODEL
+ *
+ *  --device auto prints exactly what --device cpu prints when no CUDA
+ *  device is usable; --device cuda then exits 1 naming the cause ("no
+ *  usable CUDA device: ..."). With a device, cuda and auto run on it and
+ *  must print the CPU's greedy text. An unknown device is a usage error.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sq_backend_cuda.h"
+#include "sq_test.h"
+
+static const char *s_worker, *s_model;
+static char s_dir[] = "/tmp/sq-cuda-cli-XXXXXX";
+
+typedef struct {
+    int code;
+    char out[4096], err[4096];
+} s_run_t;
+
+static void s_read(const char *path, char *buf, size_t size)
+{
+    FILE *fp = fopen(path, "rb");
+    size_t n = fp ? fread(buf, 1, size - 1, fp) : 0;
+    buf[n] = '\0';
+    if (fp)
+        fclose(fp);
+}
+
+/* the worker with --device device, greedy, 24 tokens */
+static void s_worker_run(const char *device, s_run_t *r)
+{
+    char cmd[2048], out[128], err[128];
+    snprintf(out, sizeof out, "%s/out", s_dir);
+    snprintf(err, sizeof err, "%s/err", s_dir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' --model '%s' --prompt 'Once upon a time' --max-tokens 24 --device %s "
+             ">'%s' 2>'%s'",
+             s_worker, s_model, device, out, err);
+    int st = system(cmd);
+    r->code = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    s_read(out, r->out, sizeof r->out);
+    s_read(err, r->err, sizeof r->err);
+}
+
+static void test_devices(void)
+{
+    static s_run_t cpu, aut, cuda;
+    char why[256] = "";
+    const int usable = sq_cuda_usable(why, sizeof why);
+    s_worker_run("cpu", &cpu);
+    s_worker_run("auto", &aut);
+    s_worker_run("cuda", &cuda);
+    SQ_REQUIRE(cpu.code == 0 && strlen(cpu.out) > 0);
+    SQ_CHECK(aut.code == 0);
+    SQ_CHECK(!strcmp(aut.out, cpu.out));
+    if (!usable) {
+        SQ_CHECK(cuda.code == 1);
+        SQ_CHECK(cuda.out[0] == '\0');
+        SQ_CHECK(strstr(cuda.err, "no usable CUDA device: ") != NULL);
+        fprintf(stderr, "   --device cuda: exit %d, %s", cuda.code, cuda.err);
+    } else {
+        SQ_CHECK(cuda.code == 0);
+        SQ_CHECK(!strcmp(cuda.out, cpu.out));
+    }
+}
+
+static void test_unknown_device(void)
+{
+    static s_run_t r;
+    s_worker_run("tpu", &r);
+    SQ_CHECK(r.code == 2);
+    SQ_CHECK(strstr(r.err, "--device: 'tpu' is not cpu, cuda or auto") != NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: test_cuda_cli WORKER MODEL\n");
+        return 2;
+    }
+    s_worker = argv[1];
+    s_model = argv[2];
+    if (!mkdtemp(s_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    SQ_RUN(test_devices);
+    SQ_RUN(test_unknown_device);
+    char path[128];
+    snprintf(path, sizeof path, "%s/out", s_dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/err", s_dir);
+    unlink(path);
+    rmdir(s_dir);
+    return sq_test_summary("cuda_cli");
+}
