@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static zsock_t *router;
 static char endpoint[64];
@@ -245,7 +246,8 @@ main(void)
         printf("SHARDQ_TEST_WORKER_BIN is not set\n0 passed, 1 failed\n");
         return 1;
     }
-    snprintf(log_dir, sizeof log_dir, "e2e-logs");
+    mkdir("e2e-logs", 0755);
+    snprintf(log_dir, sizeof log_dir, "e2e-logs/worker_fixture-%d", (int)getpid());
     mkdir(log_dir, 0755);
     zsys_init();
     zsys_handler_set(NULL);
@@ -253,5 +255,15 @@ main(void)
     SQ_RUN(test_failures_and_cancel);
     SQ_RUN(test_silent_broker_and_stall);
     zsock_destroy(&router);
+    /* Keep the workers' logs only when something failed. */
+    for (int i = 1; i <= n_workers && sq_test_n_failed_checks == 0; i++) {
+        char log[320];
+        snprintf(log, sizeof log, "%s/worker-%d.log", log_dir, i);
+        unlink(log);
+    }
+    if (sq_test_n_failed_checks == 0)
+        rmdir(log_dir);
+    else
+        fprintf(stderr, "worker logs kept in %s\n", log_dir);
     return sq_test_summary("e2e.worker_fixture");
 }
