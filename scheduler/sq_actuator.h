@@ -70,7 +70,7 @@ typedef struct {
     const char *worker;          /* default "shardq-worker" (PATH) */
     const char *worker_endpoint; /* --broker for workers; default $SHARDQ_WORKER_ENDPOINT */
     const char *const *mpirun_args; /* extra mpirun flags (NULL-terminated), e.g. --oversubscribe */
-    int64_t grace_ms;            /* SIGTERM -> SIGKILL; default 30000 */
+    int64_t grace_ms;            /* SIGTERM -> SIGKILL; default 60000 */
 } sq_actuator_local_opts_t;
 
 /* Each group is `mpirun -np TP [mpirun_args] WORKER --broker EP --model M

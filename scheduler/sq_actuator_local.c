@@ -231,7 +231,7 @@ sq_actuator_local_new(const sq_actuator_local_opts_t *opts)
     if (!self->o.worker)
         self->o.worker = "shardq-worker";
     if (self->o.grace_ms <= 0)
-        self->o.grace_ms = 30000;
+        self->o.grace_ms = 60000; /* above shardq-worker's own --grace (30 s) */
     const char *ep = self->o.worker_endpoint ? self->o.worker_endpoint
                                              : getenv("SHARDQ_WORKER_ENDPOINT");
     snprintf(self->endpoint, sizeof self->endpoint, "%s",

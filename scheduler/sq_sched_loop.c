@@ -28,6 +28,7 @@ typedef struct {
     sq_pool_metrics_t m;
     sq_decision_t d;
     uint64_t ups, downs, failures;
+    int64_t retry_at_ms, backoff_ms; /* after a failed actuator call */
 } s_pool_t;
 
 typedef struct {
@@ -348,11 +349,17 @@ s_apply(sq_loop_t *self, s_pool_t *ps, const sq_pool_policy_t *p, int64_t now)
     sq_log_quote(d->reason, q, sizeof q);
     if (rc == 0) {
         ev.applied = 1;
+        ps->backoff_ms = 0;
         sq_decider_applied(ps->decider, d->current, d->desired, now);
         *(d->desired > d->current ? &ps->ups : &ps->downs) += 1;
         SQ_INFO("scaled", "pool=%s from=%d to=%d reason=%s", p->name, d->current, d->desired, q);
     } else {
+        /* Retry with backoff (1 s doubling to 60 s), so that a launcher
+         * that cannot start does not write an event every tick. */
         ps->failures++;
+        ps->backoff_ms = ps->backoff_ms ? ps->backoff_ms * 2 : 1000;
+        ps->backoff_ms = ps->backoff_ms > 60000 ? 60000 : ps->backoff_ms;
+        ps->retry_at_ms = now + ps->backoff_ms;
         snprintf(ev.error, sizeof ev.error, "%s", sq_error_detail());
         char eq[512];
         SQ_WARN("actuator failed", "pool=%s from=%d to=%d error=%s reason=%s", p->name,
@@ -375,7 +382,7 @@ s_decide_all(sq_loop_t *self, const sq_client_stats_t *st, int64_t now)
         }
         if (sq_decide(ps->decider, p, &ps->m, now, &ps->d) != 0)
             continue;
-        if (ps->d.desired != ps->d.current)
+        if (ps->d.desired != ps->d.current && now >= ps->retry_at_ms)
             s_apply(self, ps, p, now);
     }
 }

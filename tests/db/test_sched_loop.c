@@ -178,16 +178,31 @@ s_file_exists(const char *name)
 
 /* clock: NULL for real time, else the --clock start. */
 static pid_t
-s_start_scheduler(const char *policy, const char *clock)
+s_start_with(const char *policy, const char *clock, const char *mpirun)
 {
     char *argv[] = {(char *)s_bin, "--db", s_conninfo, "--broker", "tcp://127.0.0.1:18520",
-                    "--policy", (char *)policy, "--actuator", "local", "--mpirun", (char *)s_fake,
+                    "--policy", (char *)policy, "--actuator", "local", "--mpirun", (char *)mpirun,
                     "--tick-ms", "200", "--metrics-port", "18521", "--metrics-bind",
                     "127.0.0.1", "--grace-s", "2", clock ? "--clock" : NULL, (char *)clock, NULL};
     pid_t pid = -1;
     if (posix_spawn(&pid, s_bin, NULL, NULL, argv, environ) != 0)
         return -1;
     return pid;
+}
+
+static pid_t
+s_start_scheduler(const char *policy, const char *clock)
+{
+    return s_start_with(policy, clock, s_fake);
+}
+
+static void
+s_stop(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int status = -1;
+    waitpid(pid, &status, 0);
+    SQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 /* --- the scenario -------------------------------------------------------- */
@@ -292,6 +307,31 @@ test_window_at_injected_clock(void)
     SQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* A launcher that cannot start: each failure is recorded (applied =
+ * false, with the error), and retried with growing gaps, not every tick. */
+static void
+test_actuator_failure_backoff(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/fail.yaml", s_dir);
+    FILE *f = fopen(path, "w");
+    SQ_REQUIRE(f);
+    fputs("pools:\n  - {name: f, worker: {model: f.gguf}, max_groups: 2,"
+          " target_queued_per_group: 10}\n", f);
+    fclose(f);
+    pid_t pid = s_start_with(path, NULL, "/nonexistent/mpirun");
+    SQ_REQUIRE(pid > 0);
+    SQ_CHECK(s_wait_sql("SELECT count(*) FROM scaling_events WHERE pool = 'f'", "3", 30000));
+    SQ_CHECK(strcmp(s_one("SELECT bool_and(NOT applied AND error LIKE '%/nonexistent/mpirun%')"
+                          " FROM scaling_events WHERE pool = 'f'"), "t") == 0);
+    /* gaps between attempts: about 1 s, then about 2 s */
+    SQ_CHECK(strcmp(s_one("WITH e AS (SELECT at - lag(at) OVER (ORDER BY id) AS gap"
+                          " FROM scaling_events WHERE pool = 'f')"
+                          " SELECT min(gap) >= interval '0.9 s' AND max(gap) >= interval '1.9 s'"
+                          " FROM e"), "t") == 0);
+    s_stop(pid);
+}
+
 static int
 s_setup_db(const char *base)
 {
@@ -342,6 +382,7 @@ main(int argc, char **argv)
     if (router && db_ok && pthread_create(&broker, NULL, s_broker, router) == 0) {
         SQ_RUN(test_loop);
         SQ_RUN(test_window_at_injected_clock);
+        SQ_RUN(test_actuator_failure_backoff);
         atomic_store(&s_broker_stop, 1);
         pthread_join(broker, NULL);
     } else {
