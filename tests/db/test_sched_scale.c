@@ -137,6 +137,14 @@ test_burst_scales_up_and_back(void)
     SQ_CHECK(sq_harness_sql_i64(h, "SELECT count(*) FROM scaling_events", &n_events) == 0);
     SQ_CHECK(n == n_events && n >= 3);
     fprintf(stderr, "scaling: %s\n", s_events(h));
+    /* For docs/bench/scheduler.md: CPU of whole ticks (STATS + WORKERS
+     * round trips, decisions, actuator, records). */
+    static char metrics[65536];
+    const char *m = sched_scrape(s_port, metrics, sizeof metrics);
+    const char *ticks = strstr(m, "\nshardq_scheduler_ticks_total ");
+    const char *cpu = strstr(m, "\nshardq_scheduler_tick_cpu_seconds_total ");
+    if (ticks && cpu)
+        fprintf(stderr, "ticks %lld, tick cpu %.6f s\n", atoll(ticks + 30), atof(cpu + 41));
     sq_proc_signal(sched, SIGTERM);
     SQ_CHECK(sq_proc_wait(sched, 90000) == 0 && sq_proc_exit_code(sched) == 0);
 }
