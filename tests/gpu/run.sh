@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# tests/gpu/run.sh: everything the CUDA backend needs a GPU for, in one go
+# (owner: "cuda"). For a GPU machine with CUDA, CMake, ninja and MPI and no
+# network; budgeted for under 8 minutes on one H200 with 16 cores.
+#
+#   tests/gpu/run.sh            # from anywhere; logs also go to $OUT if set
+#
+# Environment: SHARDQ_GPU_BUILD (build dir, default build/gpu),
+# SHARDQ_GPU_JOBS (default nproc), SHARDQ_GPU_SHAPES (default
+# "llama-110m tinyllama-1.1b"; a dry run on a CPU machine uses fewer).
+#
+# 1. release build with CUDA (architecture of the visible GPU);
+# 2. the gpu-labelled tests (CUDA vs CPU logits and greedy tokens on F32,
+#    Q8_0 and F16, batched == alone, TP = 2 on one GPU through the host
+#    all-reduce) and the CUDA unit tests;
+# 3. the benchmark table: llama-110m and tinyllama-1.1b shapes (random
+#    weights from shardq-model), F16 and Q8_0, on shardq-bench-cuda, then
+#    PyTorch transformers on the same files if it is importable.
+# Exit: 0 when every test passed (the benchmark never fails the run), 1
+# otherwise, 2 when the build fails.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${SHARDQ_GPU_BUILD:-$ROOT/build/gpu}
+LOGS=${OUT:-$BUILD/logs}
+JOBS=${SHARDQ_GPU_JOBS:-$(nproc 2>/dev/null || echo 4)}
+SHAPES=${SHARDQ_GPU_SHAPES:-llama-110m tinyllama-1.1b}
+mkdir -p "$BUILD" "$LOGS"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+START=$(date +%s)
+stamp() { echo "== [$(( $(date +%s) - START ))s] $*"; }
+
+stamp "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader \
+  | tee "$LOGS/gpu.txt" || echo "nvidia-smi failed"
+CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+ARCH=${CAP:-90}
+
+stamp "configure + build (sm_$ARCH, $JOBS jobs)"
+TARGETS="shardq-worker shardq-model shardq-bench-cuda test_cuda_unit test_cuda_cli test_cuda_engine test_cuda_tp"
+if ! { cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSQ_WITH_CUDA=ON \
+         -DCMAKE_CUDA_ARCHITECTURES="$ARCH" &&
+       cmake --build "$BUILD" --target $TARGETS -j"$JOBS"; } >"$LOGS/build.txt" 2>&1; then
+  tail -40 "$LOGS/build.txt"
+  echo "BUILD FAILED (full log: $LOGS/build.txt)"
+  exit 2
+fi
+grep -i "shardq: CUDA" "$LOGS/build.txt" || true
+
+stamp "tests: -L gpu and unit.cuda"
+timeout 240 ctest --test-dir "$BUILD" -R 'cuda' --output-on-failure 2>&1 | tee "$LOGS/tests.txt"
+TESTS_RC=${PIPESTATUS[0]}
+grep -h "vs cpu\|vs alone" "$LOGS/tests.txt" || true
+
+stamp "benchmark models"
+MODELS=()
+for shape in $SHAPES; do
+  for type in f16 q8_0; do
+    f="$BUILD/bench-$shape-$type.gguf"
+    [ -s "$f" ] || "$BUILD/tools/shardq-model" random --shape "$shape" --type "$type" --seed 1 "$f" \
+      >>"$LOGS/models.txt" 2>&1 || { echo "shardq-model random $shape $type failed"; continue; }
+    MODELS+=("$f")
+  done
+done
+
+stamp "shardq (CUDA): prompt 512, 64 decode steps, batches 16/64/256 x 16 steps"
+timeout 200 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 --agg-steps 16 \
+  --batches 16,64,256 "${MODELS[@]}" 2>&1 | tee "$LOGS/bench-shardq.txt"
+
+stamp "PyTorch transformers, same files and sizes"
+if python3 -c 'import numpy, torch, transformers' >/dev/null 2>&1; then
+  timeout 200 python3 "$ROOT/bench/cuda/hf_bench.py" --prompt 512 --gen 64 --agg-steps 16 \
+    --batches 16,64,256 "${MODELS[@]}" 2>&1 | tee "$LOGS/bench-transformers.txt"
+else
+  echo "transformers column skipped: python3 cannot import numpy, torch and transformers" \
+    | tee "$LOGS/bench-transformers.txt"
+fi
+
+stamp "done: tests $([ "$TESTS_RC" = 0 ] && echo passed || echo FAILED), logs in $LOGS"
+[ "$TESTS_RC" = 0 ]
