@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+const char *const sq_e2e_quick_retry[] = {"--retry-base-ms", "200", NULL};
+
 bool
 sq_e2e_up(const char *name, const char *const broker_flags[], sq_harness_t **h_out,
           sq_e2e_client_t **client_out)

@@ -17,6 +17,10 @@ typedef struct {
     void (*fn)(void);
 } sq_e2e_case_t;
 
+/* Broker flags most cases use: a short retry backoff (200 ms) so that
+ * retries fit in a test. */
+extern const char *const sq_e2e_quick_retry[];
+
 /* sq_harness_start(name, broker_flags) and a client on its endpoint. */
 bool sq_e2e_up(const char *name, const char *const broker_flags[], sq_harness_t **h_out,
                sq_e2e_client_t **client_out);

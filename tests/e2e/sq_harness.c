@@ -130,17 +130,20 @@ s_create_database(sq_harness_t *self, const char *name)
 
 /* --- ports, logs ----------------------------------------------------- */
 
+/* Probe a loopback TCP port: can we bind it (free), or connect to it
+ * (someone listens)? */
 static bool
-s_port_free(int port)
+s_port_probe(int port, bool want_listener)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return false;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    int rc = want_listener ? connect(fd, (struct sockaddr *)&a, sizeof a)
+                           : bind(fd, (struct sockaddr *)&a, sizeof a);
     close(fd);
-    return ok;
+    return rc == 0;
 }
 
 /* A free port in our range other than `not`, starting at a pid-derived
@@ -152,23 +155,10 @@ sq_harness_free_port(int not)
     int start = (int)((getpid() * 37L + not) % span);
     for (int i = 0; i < span; i++) {
         int port = SQ_HARNESS_PORT_LO + (start + i) % span;
-        if (port != not && s_port_free(port))
+        if (port != not && s_port_probe(port, false))
             return port;
     }
     return SQ_FAIL(SQ_EAGAIN, "no free port in %d-%d", SQ_HARNESS_PORT_LO, SQ_HARNESS_PORT_HI);
-}
-
-static bool
-s_port_listening(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
 }
 
 static int
@@ -376,7 +366,7 @@ sq_harness_broker_start(sq_harness_t *self, const char *const extra[])
         return NULL;
     self->broker = p;
     int64_t deadline = sq_test_now_ms() + SQ_HARNESS_START_MS;
-    while (!(s_port_listening(self->client_port) && s_port_listening(self->worker_port))) {
+    while (!(s_port_probe(self->client_port, true) && s_port_probe(self->worker_port, true))) {
         if (!sq_proc_running(p)) {
             SQ_FAIL(SQ_EIO, "%s exited %d before listening (see %s)", name,
                     sq_proc_exit_code(p), sq_proc_log(p));

@@ -37,13 +37,6 @@
 
 static sq_harness_t *h;
 static sq_e2e_client_t *client;
-static const char *const s_broker_flags[] = {"--retry-base-ms", "200", NULL};
-
-static bool
-s_up(const char *name)
-{
-    return sq_e2e_up(name, s_broker_flags, &h, &client);
-}
 
 /* Milliseconds between `t0` (an SQL timestamp literal) and the start of
  * attempt 2 of the only task. */
@@ -65,7 +58,7 @@ s_redispatch_ms(const char *t0)
 static void
 s_lost_lease(const char *name, const char *const slow_flags[], int sig)
 {
-    SQ_REQUIRE(s_up(name));
+    SQ_REQUIRE(sq_e2e_up(name, sq_e2e_quick_retry, &h, &client));
     sq_proc_t *slow = sq_harness_worker_start(h, "slow", slow_flags);
     SQ_REQUIRE(slow);
     uint64_t job = 0;
@@ -263,7 +256,7 @@ s_check_ledger(void)
 static void
 s_broker_stop_in_storm(const char *name, int sig)
 {
-    SQ_REQUIRE(s_up(name));
+    SQ_REQUIRE(sq_e2e_up(name, sq_e2e_quick_retry, &h, &client));
     const char *flags[] = {"--batch", "32", NULL};
     SQ_REQUIRE(sq_harness_worker_start(h, "w1", flags));
     SQ_REQUIRE(sq_harness_worker_start(h, "w2", flags));
@@ -296,7 +289,7 @@ s_broker_stop_in_storm(const char *name, int sig)
             s_n_acked, s_n_sent);
 
     /* Same database, same ports: workers find it again by themselves. */
-    SQ_REQUIRE(sq_harness_broker_start(h, s_broker_flags));
+    SQ_REQUIRE(sq_harness_broker_start(h, sq_e2e_quick_retry));
     s_check_ledger();
 }
 
@@ -329,7 +322,7 @@ pg_restart(void)
         printf("skipped: SHARDQ_PG_CTL is not set\n");
         exit(77);
     }
-    SQ_REQUIRE(s_up("pg_restart"));
+    SQ_REQUIRE(sq_e2e_up("pg_restart", sq_e2e_quick_retry, &h, &client));
     const char *flags[] = {"--batch", "16", "--delay-ms", "5", NULL};
     SQ_REQUIRE(sq_harness_worker_start(h, "w1", flags));
     SQ_REQUIRE(sq_harness_worker_start(h, "w2", flags));

@@ -29,19 +29,11 @@
 static sq_harness_t *h;
 static sq_e2e_client_t *client;
 
-/* Broker flags every case uses: short retry backoff so tests stay quick. */
-static const char *const s_broker_flags[] = {"--retry-base-ms", "200", NULL};
-
-static bool
-s_up(const char *name)
-{
-    return sq_e2e_up(name, s_broker_flags, &h, &client);
-}
 
 static void
 ten_thousand(void)
 {
-    SQ_REQUIRE(s_up("ten_thousand"));
+    SQ_REQUIRE(sq_e2e_up("ten_thousand", sq_e2e_quick_retry, &h, &client));
     /* Four jobs from two tenants, submitted before and while workers run. */
     uint64_t job = 0;
     SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 2500, "a", 0, &job, NULL) == 0);
@@ -77,7 +69,7 @@ ten_thousand(void)
 static void
 cancel(void)
 {
-    SQ_REQUIRE(s_up("cancel"));
+    SQ_REQUIRE(sq_e2e_up("cancel", sq_e2e_quick_retry, &h, &client));
     /* A worker that holds two leases and never finishes them. */
     const char *slow[] = {"--batch", "2", "--delay-ms", "600000", NULL};
     sq_proc_t *w = sq_harness_worker_start(h, "slow", slow);
@@ -122,7 +114,7 @@ cancel(void)
 static void
 retries_dead(void)
 {
-    SQ_REQUIRE(s_up("retries_dead"));
+    SQ_REQUIRE(sq_e2e_up("retries_dead", sq_e2e_quick_retry, &h, &client));
     const char *flaky[] = {"--batch", "4", "--fail-rate", "1", NULL};
     sq_proc_t *w = sq_harness_worker_start(h, "flaky", flaky);
     SQ_REQUIRE(w);
@@ -167,7 +159,7 @@ retries_dead(void)
 static void
 duplicate_delivery(void)
 {
-    SQ_REQUIRE(s_up("duplicate_delivery"));
+    SQ_REQUIRE(sq_e2e_up("duplicate_delivery", sq_e2e_quick_retry, &h, &client));
     const char *twice[] = {"--batch", "16", "--send-twice", NULL};
     SQ_REQUIRE(sq_harness_worker_start(h, "w1", twice));
     SQ_REQUIRE(sq_harness_worker_start(h, "w2", twice));
@@ -188,7 +180,7 @@ duplicate_delivery(void)
 static void
 priority(void)
 {
-    SQ_REQUIRE(s_up("priority"));
+    SQ_REQUIRE(sq_e2e_up("priority", sq_e2e_quick_retry, &h, &client));
     /* One tenant (fair share plays no part): 300 tasks at priority 0, then
      * 50 at priority 900, queued before the only worker comes. */
     const char *ids[50], *prompts[50];
@@ -218,7 +210,7 @@ priority(void)
 static void
 fairness(void)
 {
-    SQ_REQUIRE(s_up("fairness"));
+    SQ_REQUIRE(sq_e2e_up("fairness", sq_e2e_quick_retry, &h, &client));
     /* Both backlogs exist before any worker: the big tenant first, so a
      * FIFO queue would serve none of the small tenant's tasks for a while. */
     uint64_t big = 0, small = 0;

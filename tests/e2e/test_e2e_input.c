@@ -25,12 +25,6 @@
 static sq_harness_t *h;
 static sq_e2e_client_t *client;
 
-static bool
-s_up(const char *name)
-{
-    return sq_e2e_up(name, NULL, &h, &client);
-}
-
 /* --- bad frames ------------------------------------------------------ */
 
 /* Send frames on `c` and return the ERROR code of the answer, -cmd for
@@ -200,7 +194,7 @@ s_bad_worker_frames(void)
 static void
 bad_frames(void)
 {
-    SQ_REQUIRE(s_up("bad_frames"));
+    SQ_REQUIRE(sq_e2e_up("bad_frames", NULL, &h, &client));
     SQ_REQUIRE(sq_harness_worker_start(h, "w", NULL));
     s_bad_client_frames();
     s_bad_worker_frames();
@@ -375,7 +369,7 @@ s_check_status_and_workers(uint64_t job)
 static void
 hostile_strings(void)
 {
-    SQ_REQUIRE(s_up("hostile_strings"));
+    SQ_REQUIRE(sq_e2e_up("hostile_strings", NULL, &h, &client));
     const char *argv[] = {getenv("SHARDQ_TEST_WORKER_BIN"), "--broker",
                           sq_harness_worker_endpoint(h), "--group", S_HOSTILE_GROUP,
                           "--model", S_HOSTILE_MODEL, NULL};
