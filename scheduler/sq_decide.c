@@ -225,7 +225,11 @@ sq_decide(sq_decider_t *self, const sq_pool_policy_t *p, const sq_pool_metrics_t
     int desired = cur;
     if (rec > cur) {
         int cooling = self->have_up && now_ms - self->last_up_ms < p->scale_up_cooldown_s * 1000;
-        int hi = p->max_step_up ? cur + p->max_step_up : rec;
+        /* The larger of the two limits, as HPA combines its policies. */
+        int step = p->max_step_up;
+        int pct = (int)ceil(cur * p->max_step_up_percent / 100.0);
+        step = pct > step ? pct : step;
+        int hi = p->max_step_up || p->max_step_up_percent > 0 ? cur + step : rec;
         desired = cooling ? cur : rec < hi ? rec : hi;
         verdict = cooling ? "hold (up cooldown)"
                   : by_floor ? "up (window floor)"

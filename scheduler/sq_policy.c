@@ -64,6 +64,7 @@ static const s_key_t s_pool_keys[] = {
     SQ_KEY(sq_pool_policy_t, tolerance, S_NUM, 0, 0.99, 0),
     SQ_KEY(sq_pool_policy_t, max_step_up, S_INT, 0, 100000, 0),
     SQ_KEY(sq_pool_policy_t, max_step_down, S_INT, 0, 100000, 0),
+    SQ_KEY(sq_pool_policy_t, max_step_up_percent, S_NUM, 0, 10000, 0),
     SQ_KEY(sq_pool_policy_t, scale_down_stabilization_s, S_DUR, 0, 86400, 0),
     SQ_KEY(sq_pool_policy_t, scale_up_cooldown_s, S_DUR, 0, 86400, 0),
     SQ_KEY(sq_pool_policy_t, scale_down_cooldown_s, S_DUR, 0, 86400, 0),
@@ -466,7 +467,8 @@ sq_policy_hpa_baseline(const sq_pool_policy_t *src, sq_pool_policy_t *out)
     *out = *src;
     out->windows = NULL;
     out->n_windows = 0;
-    out->max_step_up = 0;
+    out->max_step_up = 4;
+    out->max_step_up_percent = 100;
     out->max_step_down = 0;
     out->scale_up_cooldown_s = 0;
     out->scale_down_cooldown_s = 0;

@@ -53,6 +53,7 @@ typedef struct {
     double target_utilization;          /* 0: not used; else (0, 1] */
     double tolerance;                   /* skip changes within this ratio */
     int max_step_up, max_step_down;     /* groups per tick; 0: unbounded */
+    double max_step_up_percent;         /* also allow this % of current; 0: off */
     int64_t scale_down_stabilization_s; /* default 300 */
     int64_t scale_up_cooldown_s, scale_down_cooldown_s;
     int64_t startup_estimate_s;         /* lead time before any measurement */
@@ -78,9 +79,10 @@ void sq_policy_destroy(sq_policy_t **self_p);
 const sq_pool_policy_t *sq_policy_pool(const sq_policy_t *self, const char *name);
 
 /* The plain HPA-style comparison for `src`: same targets, bounds and
- * stabilisation, but no windows, no step limits, no cooldowns and a 10 %
- * tolerance, as a Kubernetes HorizontalPodAutoscaler with default
- * behaviour would act. The copy shares nothing with src. */
+ * stabilisation, but no windows, no cooldowns, a 10 % tolerance and HPA's
+ * default scale-up limit (the larger of 4 groups and 100 % per decision),
+ * as a Kubernetes HorizontalPodAutoscaler with default behaviour would
+ * act. The copy shares nothing with src. */
 void sq_policy_hpa_baseline(const sq_pool_policy_t *src, sq_pool_policy_t *out);
 
 /* Parse "45m", "300s", "1h30m", "2h", "90" (seconds). 0 or SQ_EINVAL. */

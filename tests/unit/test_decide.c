@@ -87,6 +87,21 @@ test_step_and_cooldown(void)
     sq_policy_destroy(&pol);
 }
 
+/* HPA-style: the larger of a fixed step and a percentage of current. */
+static void
+test_step_percent(void)
+{
+    sq_policy_t *pol = s_policy("    max_step_up: 2\n    max_step_up_percent: 100\n");
+    sq_decider_t *d = sq_decider_new();
+    SQ_REQUIRE(pol && d);
+    const sq_pool_policy_t *p = &pol->pools[0];
+    SQ_CHECK(s_tick(d, p, 1, 10000, 0, NULL) == 3);   /* +max(2, 1) */
+    SQ_CHECK(s_tick(d, p, 3, 10000, 1, NULL) == 6);   /* +max(2, 3) */
+    SQ_CHECK(s_tick(d, p, 6, 10000, 2, NULL) == 8);   /* capped by max_groups */
+    sq_decider_destroy(&d);
+    sq_policy_destroy(&pol);
+}
+
 static void
 test_stabilisation(void)
 {
@@ -226,6 +241,7 @@ main(void)
 {
     SQ_RUN(test_scale_up_immediate);
     SQ_RUN(test_step_and_cooldown);
+    SQ_RUN(test_step_percent);
     SQ_RUN(test_stabilisation);
     SQ_RUN(test_scale_to_zero_and_back);
     SQ_RUN(test_tolerance_and_utilisation);

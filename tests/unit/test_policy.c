@@ -84,6 +84,7 @@ test_example(void)
     sq_pool_policy_t hpa;
     sq_policy_hpa_baseline(a, &hpa);
     SQ_CHECK(hpa.n_windows == 0 && hpa.windows == NULL && hpa.tolerance == 0.1);
+    SQ_CHECK(hpa.max_step_up == 4 && hpa.max_step_up_percent == 100 && hpa.max_step_down == 0);
     SQ_CHECK(hpa.target_queued_per_group == 32 && hpa.max_groups == 8);
     sq_policy_destroy(&p);
     sq_policy_destroy(&p);
