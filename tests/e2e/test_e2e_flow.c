@@ -1,7 +1,8 @@
 /*  End-to-end tests of the queue's normal life: shardq-broker, fixture
  *  workers and PostgreSQL as real processes over real sockets.
  *
- *    ten_thousand  10,000 tasks through four workers, each recorded once
+ *    ten_thousand  10,000 tasks through four workers (one failing 5% of
+ *                  its tasks), each recorded once
  *    cancel        CANCEL of a job with leased and queued tasks
  *    retries_dead  retryable failures retried with backoff, then dead with
  *                  the last error; permanent failures dead at once
@@ -29,23 +30,24 @@
 static sq_harness_t *h;
 static sq_e2e_client_t *client;
 
-
 static void
 ten_thousand(void)
 {
     SQ_REQUIRE(sq_e2e_up("ten_thousand", sq_e2e_quick_retry, &h, &client));
-    /* Four jobs from two tenants, submitted before and while workers run. */
+    /* Four jobs from two tenants, submitted before and while workers run.
+     * One worker fails 5% of its tasks (retryably), so retries are part of
+     * the run; 10 attempts make a task dying of bad luck negligible. */
     uint64_t job = 0;
-    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 2500, "a", 0, &job, NULL) == 0);
-    SQ_REQUIRE(sq_e2e_submit_n(client, "bank", "test", 2500, "b", 0, &job, NULL) == 0);
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 2500, "a", 10, &job, NULL) == 0);
+    SQ_REQUIRE(sq_e2e_submit_n(client, "bank", "test", 2500, "b", 10, &job, NULL) == 0);
     for (int i = 0; i < 4; i++) {
         char name[16];
         snprintf(name, sizeof name, "w%d", i);
-        const char *flags[] = {"--batch", "64", NULL};
+        const char *flags[] = {"--batch", "64", "--fail-rate", i == 0 ? "0.05" : "0", NULL};
         SQ_REQUIRE(sq_harness_worker_start(h, name, flags));
     }
-    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 2500, "c", 0, &job, NULL) == 0);
-    SQ_REQUIRE(sq_e2e_submit_n(client, "bank", "test", 2500, "d", 0, &job, NULL) == 0);
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 2500, "c", 10, &job, NULL) == 0);
+    SQ_REQUIRE(sq_e2e_submit_n(client, "bank", "test", 2500, "d", 10, &job, NULL) == 0);
 
     int rc = sq_harness_wait_i64(h, S_DONE_SQL, 10000, 180000);
     if (rc != 0)
@@ -63,6 +65,10 @@ ten_thousand(void)
     SQ_CHECK(sq_harness_sql_i64(h, "select count(distinct group_id) from task_attempts "
                                    "where outcome = 'succeeded'", &n) == 0);
     SQ_CHECK(n == 4);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_attempts where outcome = "
+                                   "'failed' and group_id = 'w0'", &n) == 0);
+    fprintf(stderr, "%lld retried attempts\n", (long long)n);
+    SQ_CHECK(n > 0);
     sq_e2e_check_no_duplicates(h);
 }
 
