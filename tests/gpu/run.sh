@@ -9,7 +9,7 @@
 # SHARDQ_GPU_JOBS (default nproc), SHARDQ_GPU_SHAPES (default
 # "llama-110m tinyllama-1.1b"; a dry run on a CPU machine uses fewer).
 #
-# 1. release build with CUDA (architecture of the visible GPU);
+# 1. optimised build (RelWithDebInfo, as CI) with CUDA (architecture of the visible GPU);
 # 2. the gpu-labelled tests (CUDA vs CPU logits and greedy tokens on F32,
 #    Q8_0 and F16, batched == alone, TP = 2 on one GPU through the host
 #    all-reduce) and the CUDA unit tests;
@@ -38,7 +38,7 @@ ARCH=${CAP:-90}
 
 stamp "configure + build (sm_$ARCH, $JOBS jobs)"
 TARGETS="shardq-worker shardq-model shardq-bench-cuda test_cuda_unit test_cuda_cli test_cuda_engine test_cuda_tp"
-if ! { cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSQ_WITH_CUDA=ON \
+if ! { cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSQ_WITH_CUDA=ON \
          -DCMAKE_CUDA_ARCHITECTURES="$ARCH" &&
        cmake --build "$BUILD" --target $TARGETS -j"$JOBS"; } >"$LOGS/build.txt" 2>&1; then
   tail -40 "$LOGS/build.txt"
