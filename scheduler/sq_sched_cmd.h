@@ -3,17 +3,9 @@
 #ifndef SQ_SCHED_CMD_H
 #define SQ_SCHED_CMD_H
 
-#include "sq_sim.h"
-
-#include <stdio.h>
-
 /* `simulate --policy FILE --trace FILE ...` (sq_simulate_cmd.c). */
 int sq_cmd_simulate(int argc, char **argv);
 /* The control loop (sq_run_cmd.c). */
 int sq_cmd_run(int argc, char **argv);
-
-/* Summary table shared by simulate and bench/sched. */
-void sq_sim_print_summary_header(FILE *out);
-void sq_sim_print_summary(FILE *out, const char *label, const sq_sim_summary_t *s);
 
 #endif

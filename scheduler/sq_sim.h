@@ -26,6 +26,7 @@
 #include "sq_policy.h"
 
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct sq_trace_t sq_trace_t;
 
@@ -76,5 +77,10 @@ typedef void (*sq_sim_decision_fn)(void *arg, double t_s, const char *pool,
 int sq_sim_run(const sq_policy_t *policy, const sq_trace_t *trace, const sq_sim_opts_t *opts,
                sq_sim_decision_fn on_decision, void *arg, sq_sim_summary_t **summaries,
                size_t *n_summaries);
+
+/* The summary table shared by `simulate` and bench/sched: a header line,
+ * then one row per (pool, label). */
+void sq_sim_print_summary_header(FILE *out);
+void sq_sim_print_summary(FILE *out, const char *label, const sq_sim_summary_t *s);
 
 #endif

@@ -27,22 +27,6 @@ s_print_decision(void *arg, double t_s, const char *pool, const sq_decision_t *d
            d->reason);
 }
 
-void
-sq_sim_print_summary_header(FILE *out)
-{
-    fprintf(out, "%-14s %-8s %10s %8s %10s %12s %12s %11s %6s\n", "pool", "policy",
-             "duration_s", "changes", "dirchg/h", "under_tgt_s", "group_s", "mean_wait_s",
-             "peak");
-}
-
-void
-sq_sim_print_summary(FILE *out, const char *label, const sq_sim_summary_t *s)
-{
-    fprintf(out, "%-14s %-8s %10.0f %8d %10.2f %12.0f %12.0f %11.2f %6d\n", s->pool, label,
-            s->duration_s, s->n_changes, s->direction_changes_per_hour, s->time_under_target_s,
-            s->group_seconds, s->mean_wait_s, s->peak_groups);
-}
-
 static void
 s_usage(FILE *out)
 {

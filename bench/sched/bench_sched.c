@@ -12,7 +12,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sq_decide.h"
 #include "sq_error.h"
-#include "sq_sched_cmd.h"
 #include "sq_sim.h"
 
 #include <stdio.h>
