@@ -201,6 +201,19 @@ s_print_tail(const char *path)
 
 /* --- lifecycle ------------------------------------------------------- */
 
+/* Two free ports for the broker, and the endpoints naming them. */
+static int
+s_pick_ports(sq_harness_t *self)
+{
+    self->client_port = sq_harness_free_port(0);
+    self->worker_port = self->client_port > 0 ? sq_harness_free_port(self->client_port) : -1;
+    if (self->worker_port < 0)
+        return self->client_port < 0 ? self->client_port : self->worker_port;
+    snprintf(self->client_ep, sizeof self->client_ep, "tcp://127.0.0.1:%d", self->client_port);
+    snprintf(self->worker_ep, sizeof self->worker_ep, "tcp://127.0.0.1:%d", self->worker_port);
+    return 0;
+}
+
 sq_harness_t *
 sq_harness_new(const char *name)
 {
@@ -212,12 +225,8 @@ sq_harness_new(const char *name)
     if (!self->admin_conninfo || s_make_log_dir(self, name) != 0
         || s_create_database(self, name) != 0)
         goto fail;
-    self->client_port = sq_harness_free_port(0);
-    self->worker_port = self->client_port > 0 ? sq_harness_free_port(self->client_port) : -1;
-    if (self->worker_port < 0)
+    if (s_pick_ports(self) != 0)
         goto fail;
-    snprintf(self->client_ep, sizeof self->client_ep, "tcp://127.0.0.1:%d", self->client_port);
-    snprintf(self->worker_ep, sizeof self->worker_ep, "tcp://127.0.0.1:%d", self->worker_port);
     return self;
 fail:
     fprintf(stderr, "harness %s: %s\n", name, sq_error_detail());
@@ -407,7 +416,15 @@ sq_harness_start(const char *name, const char *const broker_extra[])
     sq_harness_t *self = sq_harness_new(name);
     if (!self)
         return NULL;
-    if (sq_harness_migrate(self) != 0 || !sq_harness_broker_start(self, broker_extra)) {
+    /* A port found free may be taken before the broker binds it: then
+     * try other ports (nobody has connected to these yet). */
+    bool up = sq_harness_migrate(self) == 0;
+    for (int attempt = 0; up && attempt < 3; attempt++) {
+        if (sq_harness_broker_start(self, broker_extra))
+            break;
+        up = attempt < 2 && s_pick_ports(self) == 0;
+    }
+    if (!up) {
         fprintf(stderr, "harness %s: %s\n", name, sq_error_detail());
         sq_test_fail(__FILE__, __LINE__, "broker setup");
         sq_harness_destroy(&self);
