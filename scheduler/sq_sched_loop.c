@@ -29,6 +29,7 @@ typedef struct {
     sq_decision_t d;
     uint64_t ups, downs, failures;
     int64_t retry_at_ms, backoff_ms; /* after a failed actuator call */
+    int counts_failing;              /* log the first failure and the recovery only */
 } s_pool_t;
 
 typedef struct {
@@ -377,8 +378,14 @@ s_decide_all(sq_loop_t *self, const sq_client_stats_t *st, int64_t now)
         if (s_observe(self, st, p, &ps->m) != 0) {
             ps->failures++;
             char q[512];
-            SQ_WARN("actuator counts failed", "pool=%s error=%s", p->name, s_err_q(q, sizeof q));
+            if (!ps->counts_failing++)
+                SQ_WARN("actuator counts failed, not deciding", "pool=%s error=%s", p->name,
+                        s_err_q(q, sizeof q));
             continue;
+        }
+        if (ps->counts_failing) {
+            SQ_INFO("actuator counts back", "pool=%s failed_ticks=%d", p->name, ps->counts_failing);
+            ps->counts_failing = 0;
         }
         if (sq_decide(ps->decider, p, &ps->m, now, &ps->d) != 0)
             continue;
