@@ -22,6 +22,8 @@ static void s_usage(FILE *f)
             "  --migrate              apply pending schema migrations and exit\n"
             "  --listen ENDPOINT      client socket (default tcp://*:5555)\n"
             "  --workers ENDPOINT     worker socket (default tcp://*:5556)\n"
+            "  --adapters DIR         LoRA adapter directory shared with the workers\n"
+            "                         (shardq lora publish writes DIR/NAME/VERSION.gguf)\n"
             "  --heartbeat-ms N       heartbeat interval (default 1000; dead after 3 missed)\n"
             "  --lease-timeout-ms N   take back leases older than N ms (default 0 = never)\n"
             "  --retry-base-ms N      first retry delay, doubled per attempt (default 1000)\n"
@@ -75,7 +77,7 @@ int main(int argc, char **argv)
                           .liveness = SQ_WIRE_HEARTBEAT_LIVENESS, .retry_base_ms = 1000,
                           .retry_cap_ms = 60000, .drr_quantum = 1024};
     bool migrate = false;
-    enum { O_HB = 256, O_LEASE, O_RETRY, O_RCAP, O_LOG, O_VERSION };
+    enum { O_HB = 256, O_LEASE, O_RETRY, O_RCAP, O_LOG, O_VERSION, O_ADAPTERS };
     static const struct option longs[] = {
         {"db", required_argument, 0, 'd'},        {"migrate", no_argument, 0, 'm'},
         {"listen", required_argument, 0, 'l'},    {"workers", required_argument, 0, 'w'},
@@ -84,7 +86,8 @@ int main(int argc, char **argv)
         {"retry-base-ms", required_argument, 0, O_RETRY},
         {"retry-cap-ms", required_argument, 0, O_RCAP},
         {"log-level", required_argument, 0, O_LOG}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, O_VERSION},   {0, 0, 0, 0}};
+        {"version", no_argument, 0, O_VERSION},
+        {"adapters", required_argument, 0, O_ADAPTERS}, {0, 0, 0, 0}};
     int c;
     long long n;
     sq_log_level_t level;
@@ -102,6 +105,7 @@ int main(int argc, char **argv)
         case O_LOG: ok = s_level(optarg, &level) == 0; if (ok) sq_log_set_level(level); break;
         case 'h': s_usage(stdout); return 0;
         case O_VERSION: printf("shardq-broker %s\n", SQ_VERSION); return 0;
+        case O_ADAPTERS: o.adapters_dir = optarg; break;
         default: s_usage(stderr); return 2;
         }
         if (!ok) {

@@ -8,6 +8,7 @@
  *  terminal state) happens before the writer reports the commit.
  */
 #include "sq_server.h"
+#include "sq_lora.h"
 
 #include "sq_error.h"
 #include "sq_log.h"
@@ -79,6 +80,7 @@ void sq_server_destroy(sq_server_t **self_p)
         return;
     sq_server_t *self = *self_p;
     sq_store_destroy(&self->store); /* joins the threads first */
+    sq_lora_destroy(&self->lora);
     if (self->groups)
         for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
             s_group_destroy(&g);
@@ -257,10 +259,10 @@ void sq_server_task_failed(sq_server_t *self, sq_task_t *t, const char *outcome,
 
 /* ---- dispatch ---- */
 
-static void s_encode_task(sq_wire_enc_t *e, sq_task_t *t)
+static void s_encode_task(sq_server_t *self, sq_wire_enc_t *e, sq_task_t *t)
 {
     sq_job_t *j = t->job;
-    sq_wire_map(e, 16);
+    sq_wire_map(e, 17);
     sq_wire_kv_u64(e, "lease", t->lease_id);
     sq_wire_kv_u64(e, "token", t->token);
     sq_wire_kv_u64(e, "task_id", sq_task_id(t));
@@ -270,6 +272,9 @@ static void s_encode_task(sq_wire_enc_t *e, sq_task_t *t)
     sq_wire_kv_u64(e, "attempt", t->attempts);
     sq_wire_kv_str(e, "model", j->model);
     sq_wire_kv_str(e, "adapter", j->adapter);
+    /* the version is fixed per task (canary by task id), so retries and
+     * the recorded lineage agree with what ran */
+    sq_wire_kv_str(e, "adapter_version", sq_lora_resolve(self->lora, j->adapter, sq_task_id(t)));
     sq_wire_kv_str(e, "prompt", sq_task_prompt(t));
     sq_wire_kv_u64(e, "max_tokens", t->max_tokens);
     sq_wire_kv_double(e, "temperature", t->temperature);
@@ -306,7 +311,7 @@ static void s_dispatch_group(sq_server_t *self, sq_group_t *g)
     sq_wire_array(e, n);
     for (uint32_t i = 0; i < n; i++) {
         s_lease(self, g, picked[i]);
-        s_encode_task(e, picked[i]);
+        s_encode_task(self, e, picked[i]);
     }
     if (sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_TASKS, e) != 0)
         SQ_WARN("send TASKS failed", "group=%s err=\"%s\"", g->group_id, sq_error_detail());
@@ -579,6 +584,22 @@ int sq_server_on_read(zloop_t *loop, zsock_t *reader, void *arg)
     return 0;
 }
 
+/* A LORA request finished on its thread: answer the client. */
+static int s_on_lora(zloop_t *loop, zsock_t *reader, void *arg)
+{
+    sq_server_t *self = arg;
+    sq_lora_done_t d;
+    if (sq_lora_take_done(self->lora, &d) != 0)
+        return 0;
+    if (d.rc)
+        sq_server_error(self, self->clients, d.to, d.rid, d.rc, d.error);
+    else
+        sq_server_reply(self, d.to, SQ_WIRE_LORA | SQ_WIRE_REPLY, d.reply);
+    zframe_destroy(&d.to);
+    sq_wire_enc_destroy(&d.reply);
+    return 0;
+}
+
 /* ---- start, run, stop ---- */
 
 static void s_add_loaded(void *arg, sq_job_t *job)
@@ -667,10 +688,13 @@ int sq_server_run(sq_server_t *self)
     self->loop = zloop_new();
     if (!self->store || !self->loop)
         return SQ_FAIL(SQ_ENOMEM, "start: out of memory");
+    if (!(self->lora = sq_lora_new(self->opts.db, self->opts.adapters_dir)))
+        return sq_error_code();
     zloop_reader(self->loop, self->clients, sq_server_on_client, self);
     zloop_reader(self->loop, self->workers, sq_server_on_worker, self);
     zloop_reader(self->loop, zactor_sock(sq_store_writer(self->store)), s_on_committed, self);
     zloop_reader(self->loop, zactor_sock(sq_store_reader(self->store)), sq_server_on_read, self);
+    zloop_reader(self->loop, sq_lora_sock(self->lora), s_on_lora, self);
     int tick = self->opts.heartbeat_ms / 4;
     zloop_timer(self->loop, (size_t)(tick < 10 ? 10 : tick > 100 ? 100 : tick), 0, s_on_tick,
                 self);

@@ -24,12 +24,14 @@ typedef struct {
     int64_t retry_base_ms;    /* 1000 */
     int64_t retry_cap_ms;     /* 60000 */
     uint32_t drr_quantum;     /* 1024 (tokens) */
+    const char *adapters_dir; /* LoRA files shared with workers, or NULL */
 } sq_server_opts_t;
 
 typedef struct sq_server_t {
     sq_server_opts_t opts;
     zsock_t *clients, *workers;
     sq_store_t *store;
+    struct sq_lora_t *lora;   /* LoRA updates and version registry */
     zloop_t *loop;
     sq_queue_t *queue;
     zhashx_t *jobs;   /* &job->id -> job (unfinished jobs) */

@@ -7,6 +7,7 @@
  *  and job lists come from PostgreSQL through the reader thread.
  */
 #include "sq_server.h"
+#include "sq_lora.h"
 
 #include "sq_error.h"
 #include "sq_log.h"
@@ -390,6 +391,7 @@ static void s_request(sq_server_t *self, sq_wire_msg_t *msg)
     case SQ_WIRE_LIST: rc = s_read(self, msg, rid, SQ_READ_LIST); break;
     case SQ_WIRE_STATS: s_stats(self, msg->identity, rid); break;
     case SQ_WIRE_WORKERS: s_workers(self, msg->identity, rid); break;
+    case SQ_WIRE_LORA: rc = sq_lora_request(self->lora, msg->identity, rid, msg->body); break;
     }
     if (rc)
         sq_server_error(self, self->clients, msg->identity, rid, rc, sq_error_detail());

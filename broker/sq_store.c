@@ -6,6 +6,7 @@
 #include "sq_error.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,31 +201,125 @@ static int s_write_misc(sq_db_t *db, sq_batch_t *b)
     return rc;
 }
 
-static int s_commit(sq_db_t *db, bool *fresh, sq_batch_t *b)
+/* One writer connection; `fresh` = temp staging tables not created yet. */
+typedef struct {
+    const char *conninfo;
+    sq_db_t *db;
+    bool fresh;
+} s_conn_t;
+
+static int s_open(s_conn_t *c)
 {
-    if (!sq_db_is_up(db)) {
-        int rc = sq_db_reconnect(db);
+    if (!c->db) {
+        int rc = sq_db_connect(c->conninfo, 0, &c->db);
         if (rc)
             return rc;
-        *fresh = true;
-    }
-    if (*fresh) {
-        int rc = sq_db_exec_script(db, s_stage_sql);
+        c->fresh = true;
+    } else if (!sq_db_is_up(c->db)) {
+        int rc = sq_db_reconnect(c->db);
         if (rc)
             return rc;
-        *fresh = false;
+        c->fresh = true;
     }
-    int rc = sq_db_begin(db);
+    if (c->fresh) {
+        int rc = sq_db_exec_script(c->db, s_stage_sql);
+        if (rc)
+            return rc;
+        c->fresh = false;
+    }
+    return 0;
+}
+
+static bool s_has_outcomes(sq_batch_t *b)
+{
+    return sq_db_copy_rows(b->attempts) || sq_db_copy_rows(b->results) ||
+           sq_db_copy_rows(b->audit) || b->n_cancel || b->n_worker_rows;
+}
+
+/* Outcome half of a batch, left open (no COMMIT). Runs on its own thread. */
+typedef struct {
+    s_conn_t *conn;
+    sq_batch_t *b;
+    int rc;
+    char error[512];
+} s_half_t;
+
+static int s_write_half(s_conn_t *c, sq_batch_t *b)
+{
+    int rc = s_open(c);
+    if (rc == 0)
+        rc = sq_db_begin(c->db);
+    if (rc == 0)
+        rc = s_write_outcomes(c->db, b);
+    if (rc == 0)
+        rc = s_write_misc(c->db, b);
+    return rc;
+}
+
+static void *s_half_thread(void *arg)
+{
+    s_half_t *h = arg;
+    h->rc = s_write_half(h->conn, h->b);
+    snprintf(h->error, sizeof h->error, "%s", h->rc ? sq_error_detail() : "");
+    return NULL;
+}
+
+static void s_rollback(s_conn_t *c)
+{
+    if (c->db)
+        sq_db_rollback(c->db);
+}
+
+/* Everything on one connection, one transaction. */
+static int s_commit_one(s_conn_t *c, sq_batch_t *b)
+{
+    int rc = s_open(c);
+    if (rc == 0)
+        rc = sq_db_begin(c->db);
     if (rc == 0 && b->n_jobs)
-        rc = s_write_jobs(db, b);
+        rc = s_write_jobs(c->db, b);
     if (rc == 0)
-        rc = s_write_outcomes(db, b);
+        rc = s_write_outcomes(c->db, b);
     if (rc == 0)
-        rc = s_write_misc(db, b);
+        rc = s_write_misc(c->db, b);
     if (rc == 0)
-        rc = sq_db_commit(db);
+        rc = sq_db_commit(c->db);
     if (rc)
-        sq_db_rollback(db);
+        s_rollback(c);
+    return rc;
+}
+
+/* A batch with both new jobs and outcomes: the two halves never depend on
+ * each other's rows (tasks are dispatched only after their submit
+ * committed), so they are written at the same time on two connections.
+ * The COMMITs are ordered: outcomes first, and the jobs only if that
+ * worked. So a failure never leaves jobs stored while their SUBMITs are
+ * told "nothing was stored"; outcomes that committed before a failed jobs
+ * COMMIT are retried idempotently (staging + ON CONFLICT). */
+static int s_commit(s_conn_t *jobs, s_conn_t *outs, sq_batch_t *b)
+{
+    pthread_t thr;
+    s_half_t half = {.conn = outs, .b = b};
+    if (!b->n_jobs || !s_has_outcomes(b) || pthread_create(&thr, NULL, s_half_thread, &half))
+        return s_commit_one(b->n_jobs ? jobs : outs, b);
+    int rc = s_open(jobs);
+    if (rc == 0)
+        rc = sq_db_begin(jobs->db);
+    if (rc == 0)
+        rc = s_write_jobs(jobs->db, b);
+    pthread_join(thr, NULL);
+    if (rc == 0 && half.rc)
+        rc = SQ_FAIL(half.rc, "%s", half.error);
+    if (rc == 0)
+        rc = sq_db_commit(outs->db);
+    if (rc) {
+        s_rollback(outs);
+        s_rollback(jobs);
+        return rc;
+    }
+    rc = sq_db_commit(jobs->db);
+    if (rc)
+        s_rollback(jobs);
     return rc;
 }
 
@@ -445,11 +540,6 @@ static int s_read_list(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
 
 static int s_read(sq_db_t *db, sq_read_t *op)
 {
-    if (!sq_db_is_up(db)) {
-        int rc = sq_db_reconnect(db);
-        if (rc)
-            return rc;
-    }
     op->reply = sq_wire_enc_new();
     if (!op->reply)
         return SQ_FAIL(SQ_ENOMEM, "out of memory");
@@ -478,11 +568,10 @@ void sq_read_destroy(sq_read_t **self_p)
 static void s_actor(zsock_t *pipe, void *arg)
 {
     s_actor_args_t *args = arg;
-    sq_db_t *db = NULL;
-    bool fresh = true;
+    /* the writer has two connections (jobs, outcomes); the reader uses one */
+    s_conn_t conn[2] = {{.conninfo = args->conninfo}, {.conninfo = args->conninfo}};
     /* A first connection failure is fine: each job reconnects. */
-    if (sq_db_connect(args->conninfo, 0, &db) != 0)
-        db = NULL;
+    s_open(&conn[0]);
     zsock_signal(pipe, 0);
     for (;;) {
         char *cmd = NULL;
@@ -493,23 +582,24 @@ static void s_actor(zsock_t *pipe, void *arg)
         zstr_free(&cmd);
         if (term)
             break;
-        if (!db && sq_db_connect(args->conninfo, 0, &db) != 0)
-            db = NULL;
         int rc;
         if (args->writer) {
             sq_batch_t *b = ptr;
-            rc = db ? s_commit(db, &fresh, b) : SQ_EDBDOWN;
+            rc = s_commit(&conn[0], &conn[1], b);
             b->rc = rc;
             snprintf(b->error, sizeof b->error, "%s", rc ? sq_error_detail() : "");
         } else {
             sq_read_t *op = ptr;
-            rc = db ? s_read(db, op) : SQ_FAIL(SQ_EDBDOWN, "database unreachable");
+            rc = s_open(&conn[0]);
+            if (rc == 0)
+                rc = s_read(conn[0].db, op);
             op->rc = rc;
             snprintf(op->error, sizeof op->error, "%s", rc ? sq_error_detail() : "");
         }
         zsock_send(pipe, "p", ptr);
     }
-    sq_db_destroy(&db);
+    sq_db_destroy(&conn[0].db);
+    sq_db_destroy(&conn[1].db);
     free(args);
 }
 

@@ -197,10 +197,12 @@ sq_cli_cmd_parse(const sq_cli_cmd_t *cmd, int argc, char **argv, const sq_cli_op
 /* The subcommands. A new one (lora, scaling, audit) is a row here. */
 static const sq_cli_cmd_t s_cmds[] = {
     {"submit", sq_cli_submit,
-     "FILE.jsonl [--model M] [--priority N] [--tenant T] [--max-attempts N] [--wait "
-     "[--timeout S] [-o FILE]]",
+     "FILE.jsonl [--model M] [--adapter NAME] [--priority N] [--tenant T] [--max-attempts N] "
+     "[--wait [--timeout S] [-o FILE]]",
      "Validate a JSONL job file whole, then submit it as one job; prints the job id.\n",
      "  --model M           model to run (else the file's, else $SHARDQ_MODEL)\n"
+     "  --adapter NAME      run every task on LoRA adapter NAME (its active version,\n"
+     "                      or the canary share; see `shardq lora`)\n"
      "  --priority N        0..1000, higher first (broker default 0)\n"
      "  --tenant T          tenant charged (else $SHARDQ_TENANT, else $USER)\n"
      "  --max-attempts N    1..100 attempts before a task is dead (broker default 3)\n"
@@ -227,6 +229,9 @@ static const sq_cli_cmd_t s_cmds[] = {
     {"workers", sq_cli_workers, "[--json]", "List the worker groups the broker knows.\n",
      "  --json              print a JSON array\n"},
     {"stats", sq_cli_stats, "", "Show queue depth and throughput per model pool and tenant.\n", ""},
+    {"lora", sq_cli_lora, "publish|activate|rollback|list ...",
+     "LoRA adapter updates: publish a version, activate it (or a canary share),\n"
+     "roll back, list versions. `shardq lora` alone lists the forms.\n", ""},
 };
 #define S_N_CMDS (sizeof s_cmds / sizeof s_cmds[0])
 

@@ -80,5 +80,7 @@ int sq_cli_cancel(const sq_cli_cmd_t *cmd, int argc, char **argv);
 int sq_cli_jobs(const sq_cli_cmd_t *cmd, int argc, char **argv);
 int sq_cli_workers(const sq_cli_cmd_t *cmd, int argc, char **argv);
 int sq_cli_stats(const sq_cli_cmd_t *cmd, int argc, char **argv);
+/* shardq_lora.c */
+int sq_cli_lora(const sq_cli_cmd_t *cmd, int argc, char **argv);
 
 #endif

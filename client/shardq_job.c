@@ -229,13 +229,14 @@ int
 sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
 {
     const char *model = NULL, *prio = NULL, *tenant = NULL, *attempts = NULL, *out = NULL,
-               *timeout = NULL, *pos[1];
+               *timeout = NULL, *adapter = NULL, *pos[1];
     bool wait = false, done;
     sq_cli_opt_t opts[] = {
         {"--model", NULL, &model, NULL},     {"--priority", NULL, &prio, NULL},
         {"--tenant", NULL, &tenant, NULL},   {"--max-attempts", NULL, &attempts, NULL},
         {"--wait", NULL, NULL, &wait},       {"--output", "-o", &out, NULL},
-        {"--timeout", NULL, &timeout, NULL}, {NULL, NULL, NULL, NULL}};
+        {"--timeout", NULL, &timeout, NULL}, {"--adapter", NULL, &adapter, NULL},
+        {NULL, NULL, NULL, NULL}};
     uint64_t priority = UINT64_MAX, max_attempts = 0, timeout_s = 0;
     int rc = sq_cli_cmd_parse(cmd, argc, argv, opts, pos, 1, 1, &done);
     if (rc || done)
@@ -270,7 +271,7 @@ sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
     model = model_buf;
     char params[64];
     snprintf(params, sizeof params, "{\"kind\":\"%s\"}", sq_jsonl_kind_name(sq_jsonl_kind(file)));
-    sq_client_job_spec_t spec = {.tenant = s_tenant(tenant), .model = model,
+    sq_client_job_spec_t spec = {.tenant = s_tenant(tenant), .model = model, .adapter = adapter,
                                  .priority = priority == UINT64_MAX ? -1 : (int)priority,
                                  .max_attempts = (int)max_attempts, .params_json = params};
     sq_client_t *c = sq_cli_client();

@@ -71,6 +71,7 @@ typedef enum {
     SQ_WIRE_LIST = 0x05,
     SQ_WIRE_STATS = 0x06,
     SQ_WIRE_WORKERS = 0x07,
+    SQ_WIRE_LORA = 0x08,         /* LoRA adapter updates: publish, activate, ... */
     /* worker <-> broker */
     SQ_WIRE_READY = 0x10,        /* w -> b */
     SQ_WIRE_TASKS = 0x11,        /* b -> w */

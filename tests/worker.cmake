@@ -12,12 +12,41 @@ if(TARGET sq_group)
   endforeach()
 endif()
 
-if(TARGET sq_group AND TARGET sq_e2e_client AND TARGET shardq-broker)
+if(TARGET sq_group AND TARGET sq_e2e_client AND TARGET shardq-broker AND TARGET shardq-cli AND TARGET shardq-model)
   add_executable(test_group_e2e worker/test_group_e2e.c)
   target_link_libraries(test_group_e2e PRIVATE sq_e2e_client sq_harness sq_testlib sq_warnings)
-  foreach(case group_serves group_rank_killed group_drain)
+  foreach(case group_serves group_rank_killed group_drain group_adapters group_lora_updates)
     add_test(NAME e2e.${case} COMMAND test_group_e2e ${case})
-    set_tests_properties(e2e.${case} PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 400
-      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_GROUP_BIN=${PROJECT_SOURCE_DIR}/worker/group/shardq-group;SHARDQ_WORKER_BIN=$<TARGET_FILE:shardq-worker>;SHARDQ_TEST_MODEL=${PROJECT_SOURCE_DIR}/models/stories260K.gguf;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
+    set_tests_properties(e2e.${case} PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 600
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_GROUP_BIN=${PROJECT_SOURCE_DIR}/worker/group/shardq-group;SHARDQ_WORKER_BIN=$<TARGET_FILE:shardq-worker>;SHARDQ_MODEL_BIN=$<TARGET_FILE:shardq-model>;SHARDQ_CLI_BIN=$<TARGET_FILE:shardq-cli>;SHARDQ_TEST_MODEL=${PROJECT_SOURCE_DIR}/models/stories260K.gguf;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
+  endforeach()
+endif()
+
+# LoRA: adapters made with shardq-model (random, seeded) and merged offline
+# as the independent reference; then unmerged application under TP = 1, 2.
+if(TARGET sq_group AND TARGET shardq-model)
+  set(SQ_LORA_DIR ${CMAKE_CURRENT_BINARY_DIR}/lora)
+  set(SQ_BASE ${PROJECT_SOURCE_DIR}/models/stories260K.gguf)
+  set(SQ_SHARDQ_MODEL $<TARGET_FILE:shardq-model>)
+  add_test(NAME mpi.lora.make_adapters
+           COMMAND sh -c "mkdir -p ${SQ_LORA_DIR} && \
+${SQ_SHARDQ_MODEL} lora-random --base ${SQ_BASE} --rank 4 --seed 3 --targets attn_q,attn_v,attn_output,ffn_up,ffn_down --gain 0.2 ${SQ_LORA_DIR}/a.gguf && \
+${SQ_SHARDQ_MODEL} lora-random --base ${SQ_BASE} --rank 8 --seed 5 --alpha 4 --targets attn_k,ffn_gate,ffn_down --gain 0.2 ${SQ_LORA_DIR}/b.gguf && \
+${SQ_SHARDQ_MODEL} lora-merge ${SQ_BASE} ${SQ_LORA_DIR}/a.gguf ${SQ_LORA_DIR}/merged-a.gguf && \
+${SQ_SHARDQ_MODEL} lora-merge ${SQ_BASE} ${SQ_LORA_DIR}/b.gguf ${SQ_LORA_DIR}/merged-b.gguf && \
+${SQ_SHARDQ_MODEL} random --shape tiny-gqa --seed 2 ${SQ_LORA_DIR}/other.gguf && \
+${SQ_SHARDQ_MODEL} lora-random --base ${SQ_LORA_DIR}/other.gguf --rank 2 ${SQ_LORA_DIR}/wrong.gguf")
+  set_tests_properties(mpi.lora.make_adapters PROPERTIES LABELS mpi FIXTURES_SETUP sq_lora_files)
+  add_executable(test_lora worker/test_lora.c)
+  target_link_libraries(test_lora PRIVATE sq_group sq_llm sq_testlib sq_warnings MPI::MPI_C m)
+  foreach(n 1 2)
+    add_test(NAME mpi.lora.tp${n}
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${n} --oversubscribe
+                     $<TARGET_FILE:test_lora> ${SQ_BASE} ${SQ_LORA_DIR}/a.gguf ${SQ_LORA_DIR}/b.gguf
+                     ${SQ_LORA_DIR}/merged-a.gguf ${SQ_LORA_DIR}/merged-b.gguf
+                     ${SQ_LORA_DIR}/wrong.gguf)
+    set_tests_properties(mpi.lora.tp${n} PROPERTIES LABELS mpi TIMEOUT 300
+      FIXTURES_REQUIRED sq_lora_files
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
   endforeach()
 endif()

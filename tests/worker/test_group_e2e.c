@@ -12,6 +12,11 @@
  *    adapters    a base job and a LoRA job served together; the adapter's
  *                active version switches (hot activation) mid-job with no
  *                failed task; an unknown adapter fails clearly
+ *    lora_updates  versions published and activated with `shardq lora`:
+ *                hot activation during a 500-task job (no failure, each
+ *                result records the version current when it was leased), a
+ *                30 % canary lands near 30 %, rollback returns to the
+ *                previous version, a bad file is refused, audit rows exist
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -19,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sq_e2e_case.h"
@@ -39,7 +45,7 @@ static const char *s_env(const char *name)
     return v;
 }
 
-static char s_adapters_dir[512];
+static char s_adapters_dir[600];
 
 /* Start one TP = 2 worker group (through shardq-group, as deployments do). */
 static sq_proc_t *s_group(const char *name, int max_batch)
@@ -62,7 +68,7 @@ static int s_wait_groups(int n)
 
 /* A job of n tasks; prompts repeat every `distinct` tasks so that twins
  * (same prompt, greedy) can be compared. */
-static uint64_t s_submit_job(int n, int distinct, const char *adapter)
+static uint64_t s_submit_job(int n, int distinct, const char *adapter, int max_tokens)
 {
     char **ids = calloc((size_t)n, sizeof *ids), **prompts = calloc((size_t)n, sizeof *prompts);
     static const char *const base[] = {"Once upon a time", "The bank", "Lily saw a big fish",
@@ -75,7 +81,8 @@ static uint64_t s_submit_job(int n, int distinct, const char *adapter)
     }
     sq_e2e_job_t job = {.tenant = "research", .model = S_MODEL_NAME, .priority = -1,
                         .n_tasks = n, .custom_ids = (const char *const *)ids,
-                        .prompts = (const char *const *)prompts, .adapter = adapter};
+                        .prompts = (const char *const *)prompts, .adapter = adapter,
+                        .max_tokens = max_tokens};
     uint64_t job_id = 0;
     int rc = sq_e2e_submit(s_c, &job, 10000, &job_id, NULL);
     SQ_CHECK(rc == 0);
@@ -88,10 +95,10 @@ static uint64_t s_submit_job(int n, int distinct, const char *adapter)
     return job_id;
 }
 
-static uint64_t s_submit(int n, int distinct, int unused)
+/* A base-model job of n tasks of up to max_tokens (0: the broker's 128). */
+static uint64_t s_submit(int n, int distinct, int max_tokens)
 {
-    (void)unused;
-    return s_submit_job(n, distinct, NULL);
+    return s_submit_job(n, distinct, NULL, max_tokens);
 }
 
 static int64_t s_count(const char *sql)
@@ -241,7 +248,7 @@ static void case_adapters(void)
 {
     SQ_REQUIRE(sq_e2e_up("group_adapters", NULL, &s_h, &s_c));
     snprintf(s_adapters_dir, sizeof s_adapters_dir, "%s/adapters", sq_harness_log_dir(s_h));
-    char fin[600], v1[700], v2[700], active[700];
+    char fin[700], v1[800], v2[800], active[800];
     snprintf(fin, sizeof fin, "%s/fin", s_adapters_dir);
     snprintf(v1, sizeof v1, "%s/v1.gguf", fin);
     snprintf(v2, sizeof v2, "%s/v2.gguf", fin);
@@ -260,8 +267,8 @@ static void case_adapters(void)
     sq_proc_t *g = s_group("g-lora", 8);
     SQ_REQUIRE(g != NULL);
     SQ_REQUIRE(s_wait_groups(1) == 0);
-    uint64_t base_job = s_submit_job(20, 5, NULL);
-    uint64_t lora_job = s_submit_job(60, 5, "fin");
+    uint64_t base_job = s_submit_job(20, 5, NULL, 24);
+    uint64_t lora_job = s_submit_job(60, 5, "fin", 24);
     SQ_REQUIRE(base_job > 0 && lora_job > 0);
     /* hot activation while the adapter job runs */
     SQ_REQUIRE(sq_harness_wait_at_least(s_h, "SELECT count(*) FROM task_results", 10, 120000,
@@ -296,10 +303,113 @@ static void case_adapters(void)
     SQ_CHECK(sq_proc_log_count(g, "version=v1") == 1);
     SQ_CHECK(sq_proc_log_count(g, "version=v2") == 1);
     /* an adapter nobody published fails permanently, with its name */
-    uint64_t bad = s_submit_job(2, 2, "nosuch");
+    uint64_t bad = s_submit_job(2, 2, "nosuch", 8);
     SQ_REQUIRE(bad > 0);
     SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'dead' "
                                  "AND error LIKE '%nosuch%'", 2, 60000) == 0);
+    sq_e2e_check_no_duplicates(s_h);
+}
+
+/* Run `shardq ARGS` against this test's broker; returns its exit code. */
+static int s_cli(const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "SHARDQ_BROKER=%s SHARDQ_ACTOR=e2e-test %s %s >> %s/cli.log 2>&1",
+             sq_harness_client_endpoint(s_h), s_env("SHARDQ_CLI_BIN"), args,
+             sq_harness_log_dir(s_h));
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void case_lora_updates(void)
+{
+    /* the broker owns the adapter directory; the group reads it */
+    char dir[600];
+    SQ_REQUIRE((s_h = sq_harness_new("group_lora_updates")) != NULL);
+    SQ_REQUIRE(sq_harness_migrate(s_h) == 0);
+    snprintf(dir, sizeof dir, "%s/adapters", sq_harness_log_dir(s_h));
+    snprintf(s_adapters_dir, sizeof s_adapters_dir, "%s", dir);
+    const char *flags[] = {"--adapters", dir, NULL};
+    SQ_REQUIRE(sq_harness_broker_start(s_h, flags) != NULL);
+    SQ_REQUIRE((s_c = sq_e2e_client_new(sq_harness_client_endpoint(s_h))) != NULL);
+    const char *base = s_env("SHARDQ_TEST_MODEL");
+    char f[3][700], args[4096];
+    for (int v = 0; v < 3; v++) {
+        snprintf(f[v], sizeof f[v], "%s/v%d.gguf", sq_harness_log_dir(s_h), v + 1);
+        char seed[8], name[16];
+        snprintf(seed, sizeof seed, "%d", 10 + v);
+        snprintf(name, sizeof name, "make-v%d", v + 1);
+        const char *a[] = {"lora-random", "--base", base, "--rank", "4", "--seed", seed,
+                           "--gain", "0.2", f[v], NULL};
+        SQ_REQUIRE(s_model_tool(name, a) == 0);
+        snprintf(args, sizeof args, "lora publish --name fin --version v%d --file %s --base %s "
+                 "--source 'nightly %d' --metrics '{\"eval_loss\": 1.%d}'", v + 1, f[v], base, v, v);
+        SQ_REQUIRE(s_cli(args) == 0);
+    }
+    /* a file for another shape is refused before anything is recorded */
+    char other[700], wrong[700];
+    snprintf(other, sizeof other, "%s/other.gguf", sq_harness_log_dir(s_h));
+    snprintf(wrong, sizeof wrong, "%s/wrong.gguf", sq_harness_log_dir(s_h));
+    const char *o1[] = {"random", "--shape", "tiny-gqa", other, NULL};
+    const char *o2[] = {"lora-random", "--base", other, "--rank", "2", wrong, NULL};
+    SQ_REQUIRE(s_model_tool("make-other", o1) == 0 && s_model_tool("make-wrong", o2) == 0);
+    snprintf(args, sizeof args, "lora publish --name fin --version bad --file %s --base %s", wrong,
+             base);
+    SQ_CHECK(s_cli(args) == 3);
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_updates WHERE version = 'bad'") == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_updates WHERE state = 'staged'") == 3);
+    SQ_REQUIRE(s_cli("lora activate fin@v1") == 0);
+
+    sq_proc_t *g = s_group("g-upd", 16);
+    SQ_REQUIRE(g != NULL);
+    SQ_REQUIRE(s_wait_groups(1) == 0);
+    uint64_t job = s_submit_job(500, 5, "fin", 16);
+    SQ_REQUIRE(job > 0);
+    SQ_REQUIRE(sq_harness_wait_at_least(s_h, "SELECT count(*) FROM task_results", 20, 300000,
+                                        NULL) == 0);
+    SQ_REQUIRE(s_cli("lora activate fin@v2") == 0);
+    SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
+                                 500, 400000) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE outcome <> 'succeeded'") == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE adapter_version = 'v1'") >= 20);
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE adapter_version = 'v2'") >= 100);
+    /* each result's version is the one active when its task was leased:
+     * none ran v2 before the activation, none got v1 after the broker
+     * took the new version on (within moments of the commit) */
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage l JOIN task_attempts a"
+                     " ON a.job_id = l.job_id AND a.idx = l.idx AND a.outcome = 'succeeded',"
+                     " (SELECT at FROM lora_events WHERE version = 'v2' AND to_state = 'active') e"
+                     " WHERE (l.adapter_version = 'v2' AND a.started_at < e.at)"
+                     "    OR (l.adapter_version = 'v1' AND a.started_at > e.at + interval '2 s')") == 0);
+
+    /* canary: 30 % of a new job's tasks on v3 (by task id, so within a few %) */
+    SQ_REQUIRE(s_cli("lora activate fin@v3 --canary 30") == 0);
+    uint64_t cjob = s_submit_job(200, 5, "fin", 4);
+    SQ_REQUIRE(cjob > 0);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM task_results WHERE job_id = %llu",
+             (unsigned long long)cjob);
+    SQ_CHECK(sq_harness_wait_i64(s_h, sql, 200, 400000) == 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM result_lineage WHERE job_id = %llu"
+             " AND adapter_version = 'v3'", (unsigned long long)cjob);
+    int64_t on_canary = s_count(sql);
+    printf("canary share: %lld of 200 tasks (%.1f %%)\n", (long long)on_canary, on_canary / 2.0);
+    SQ_CHECK(on_canary >= 200 * 22 / 100 && on_canary <= 200 * 38 / 100);
+
+    /* rollback ends the canary; the next one returns to v1 */
+    SQ_REQUIRE(s_cli("lora rollback fin") == 0);
+    SQ_REQUIRE(s_cli("lora rollback fin") == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_updates WHERE state = 'active' AND version = 'v1'") == 1);
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_updates WHERE state = 'rolled_back'") == 2);
+    uint64_t rjob = s_submit_job(10, 5, "fin", 4);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM result_lineage WHERE job_id = %llu"
+             " AND adapter_version = 'v1'", (unsigned long long)rjob);
+    SQ_CHECK(sq_harness_wait_i64(s_h, sql, 10, 120000) == 0);
+    /* every change is a lora_events row and an audit row, with who */
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_events WHERE actor = 'e2e-test'") ==
+             s_count("SELECT count(*) FROM audit_log WHERE action LIKE 'lora_%' AND actor = 'e2e-test'"));
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_events") >= 9);
+    SQ_CHECK(s_cli("lora list --json") == 0);
     sq_e2e_check_no_duplicates(s_h);
 }
 
@@ -310,6 +420,7 @@ int main(int argc, char **argv)
         {"group_rank_killed", case_rank_killed},
         {"group_drain", case_drain},
         {"group_adapters", case_adapters},
+        {"group_lora_updates", case_lora_updates},
         {NULL, NULL},
     };
     return sq_e2e_main(argc, argv, cases, &s_h, &s_c);

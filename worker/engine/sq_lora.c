@@ -297,3 +297,79 @@ int sq_lora_apply(sq_lora_set_t *self, int layer, sq_lora_target_t target, const
     }
     return rc;
 }
+
+/* ---- checking a file without a model ---- */
+
+static int s_check_keys(const sq_gguf_t *g)
+{
+    sq_gguf_str_t type;
+    if (sq_gguf_get_str(g, "general.type", &type) != 0 || !sq_gguf_str_eq(type, "adapter"))
+        return SQ_FAIL(SQ_EFORMAT, "key general.type: must be \"adapter\"");
+    if (sq_gguf_get_str(g, "adapter.type", &type) != 0 || !sq_gguf_str_eq(type, "lora"))
+        return SQ_FAIL(SQ_EFORMAT, "key adapter.type: must be \"lora\"");
+    float alpha;
+    int rc = sq_gguf_get_f32_or(g, "adapter.lora.alpha", 0.0f, &alpha);
+    if (rc == 0 && (!(alpha >= 0.0f) || isinf(alpha)))
+        rc = SQ_FAIL(SQ_EFORMAT, "key adapter.lora.alpha: %g is not a finite value >= 0",
+                     (double)alpha);
+    return rc;
+}
+
+int sq_lora_check(const sq_gguf_t *g, const sq_gguf_t *base, int *rank, unsigned *targets)
+{
+    int rc = s_check_keys(g);
+    int64_t n_pairs = 0;
+    *rank = 0;
+    *targets = 0;
+    for (int64_t i = 0; rc == 0 && i < sq_gguf_n_tensors(g); i++) {
+        const sq_gguf_tensor_t *t = sq_gguf_tensor(g, i);
+        char base_name[96], half;
+        int l, n = 0;
+        const char *dot = strstr(t->name, ".weight.lora_");
+        if (!dot || sscanf(t->name, "blk.%d.%n", &l, &n) != 1 || l < 0 ||
+            (half = dot[13]) == 0 || (half != 'a' && half != 'b') || dot[14] != '\0')
+            return SQ_FAIL(SQ_EFORMAT, "tensor %s: not a LoRA tensor (blk.N.<target>.weight.lora_a|b)",
+                           t->name);
+        int target = -1;
+        for (int k = 0; k < SQ_LORA_N_TARGETS; k++)
+            if ((size_t)(dot - (t->name + n)) == strlen(s_names[k]) &&
+                strncmp(t->name + n, s_names[k], strlen(s_names[k])) == 0)
+                target = k;
+        if (target < 0)
+            return SQ_FAIL(SQ_EFORMAT, "tensor %s: unknown target (attn_q/k/v/output, "
+                           "ffn_gate/up/down)", t->name);
+        if (half == 'b')
+            continue;   /* checked with its A below */
+        snprintf(base_name, sizeof base_name, "%.*s", (int)(dot - t->name + 7), t->name);
+        char nb[112];
+        snprintf(nb, sizeof nb, "%s.lora_b", base_name);
+        const sq_gguf_tensor_t *b = sq_gguf_find_tensor(g, nb);
+        if (!b)
+            return SQ_FAIL(SQ_EFORMAT, "tensor %s has no partner %s", t->name, nb);
+        if (t->n_dims != 2 || b->n_dims != 2 || t->ne[1] < 1 || t->ne[1] > S_MAX_RANK ||
+            b->ne[0] != t->ne[1])
+            return SQ_FAIL(SQ_EFORMAT, "tensors %s [%lld, %lld] and %s [%lld, %lld]: ranks do not "
+                           "match", t->name, (long long)t->ne[0], (long long)t->ne[1], nb,
+                           (long long)b->ne[0], (long long)b->ne[1]);
+        if (base) {
+            const sq_gguf_tensor_t *w = sq_gguf_find_tensor(base, base_name);
+            if (!w)
+                return SQ_FAIL(SQ_EFORMAT, "tensor %s: the base model has no %s", t->name,
+                               base_name);
+            if (w->n_dims != 2 || w->ne[0] != t->ne[0] || w->ne[1] != b->ne[1])
+                return SQ_FAIL(SQ_EFORMAT, "tensor %s: shape [%lld, %lld] x [%lld, %lld] does not "
+                               "fit base %s [%lld, %lld]", t->name, (long long)t->ne[0],
+                               (long long)t->ne[1], (long long)b->ne[0], (long long)b->ne[1],
+                               base_name, (long long)w->ne[0], (long long)w->ne[1]);
+        }
+        if (t->ne[1] > *rank)
+            *rank = (int)t->ne[1];
+        *targets |= 1u << target;
+        n_pairs++;
+    }
+    if (rc == 0 && n_pairs * 2 != sq_gguf_n_tensors(g))
+        rc = SQ_FAIL(SQ_EFORMAT, "adapter has a lora_b tensor without its lora_a");
+    if (rc == 0 && *targets == 0)
+        rc = SQ_FAIL(SQ_EFORMAT, "adapter holds no LoRA tensors");
+    return rc;
+}

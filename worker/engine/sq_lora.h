@@ -66,6 +66,13 @@ int sq_lora_n_loaded(const sq_lora_set_t *self);
 /* Rank r of the adapter, 0 when id is not loaded. */
 int sq_lora_rank(const sq_lora_set_t *self, int id);
 
+/* Check an adapter file on its own and, when base is given, against the
+ * base model's matrices (no model needs loading): llama.cpp LoRA keys,
+ * every tensor a lora_a/lora_b pair of a known target, shapes that fit.
+ * OUT *rank (largest r), *targets (bit t set when target t is adapted).
+ * SQ_EFORMAT naming the key or tensor at fault. */
+int sq_lora_check(const sq_gguf_t *adapter, const sq_gguf_t *base, int *rank, unsigned *targets);
+
 /* y (n_tok, n_out_local) += for each token t with adapter[t] != 0 that has
  * this target in this layer: scale * B (A x[t]). x: (n_tok, n_in_local),
  * the input the base matmul saw. adapter: host array of n_tok ids.
