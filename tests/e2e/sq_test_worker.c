@@ -264,6 +264,11 @@ s_on_tasks(s_worker_t *self, sq_wire_val_t body)
     sq_wire_iter_init(&it, tasks);
     while (rc == 0 && sq_wire_iter_next(&it, &t))
         rc = s_take_task(self, t, now);
+    /* Protocol §5.2: the broker keeps at most max_batch leases on a group.
+     * Tests grep for this line. */
+    if (self->n_leases > self->opt.batch)
+        SQ_WARN("more leases than max_batch", "group=%s leases=%d max_batch=%d",
+                self->opt.group, self->n_leases, self->opt.batch);
     if (self->opt.stall && !self->stalled) {
         self->stalled = true;
         SQ_WARN("stalling on purpose", "group=%s leases=%d", self->opt.group, self->n_leases);

@@ -40,11 +40,13 @@ ten_thousand(void)
     uint64_t job = 0;
     SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 2500, "a", 10, &job, NULL) == 0);
     SQ_REQUIRE(sq_e2e_submit_n(client, "bank", "test", 2500, "b", 10, &job, NULL) == 0);
+    sq_proc_t *workers[4];
     for (int i = 0; i < 4; i++) {
         char name[16];
         snprintf(name, sizeof name, "w%d", i);
         const char *flags[] = {"--batch", "64", "--fail-rate", i == 0 ? "0.05" : "0", NULL};
-        SQ_REQUIRE(sq_harness_worker_start(h, name, flags));
+        workers[i] = sq_harness_worker_start(h, name, flags);
+        SQ_REQUIRE(workers[i]);
     }
     SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 2500, "c", 10, &job, NULL) == 0);
     SQ_REQUIRE(sq_e2e_submit_n(client, "bank", "test", 2500, "d", 10, &job, NULL) == 0);
@@ -69,6 +71,9 @@ ten_thousand(void)
                                    "'failed' and group_id = 'w0'", &n) == 0);
     fprintf(stderr, "%lld retried attempts\n", (long long)n);
     SQ_CHECK(n > 0);
+    /* No worker ever held more leases than the max_batch it announced. */
+    for (int i = 0; i < 4; i++)
+        SQ_CHECK(sq_proc_log_count(workers[i], "more leases than max_batch") == 0);
     sq_e2e_check_no_duplicates(h);
 }
 

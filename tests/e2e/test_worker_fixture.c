@@ -224,8 +224,10 @@ test_silent_broker_and_stall(void)
     SQ_REQUIRE(w);
     id = s_expect_ready();
     SQ_REQUIRE(id);
-    s_send_tasks(id, 1, 40, "z");
-    /* Drop the beats it sent before it saw the task, then expect silence
+    /* Five tasks for a --batch 4 worker: it says so in its log (the e2e
+     * tests check that the broker never makes it). */
+    s_send_tasks(id, 5, 40, "z");
+    /* Drop the beats it sent before it saw the tasks, then expect silence
      * for ten heartbeat intervals. */
     sq_wire_msg_t *m = s_recv(SQ_WIRE_RESULT, 300);
     SQ_CHECK(m == NULL);
@@ -235,6 +237,7 @@ test_silent_broker_and_stall(void)
     SQ_CHECK(any == NULL);
     zmsg_destroy(&any);
     SQ_CHECK(sq_proc_running(w));
+    SQ_CHECK(sq_proc_log_count(w, "more leases than max_batch") == 1);
     sq_proc_destroy(&w);
     zframe_destroy(&id);
 }
