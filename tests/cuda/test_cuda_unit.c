@@ -6,13 +6,16 @@
  *  group (NCCL, host path when ranks share a device or SHARDQ_NCCL=0), and
  *  device selection by name: without a usable device "cuda" fails with
  *  SQ_EDEVICE and the CUDA error text and "auto" gives the CPU backend;
- *  with one, both give the CUDA backend.
+ *  with one, both give the CUDA backend. And the graph bookkeeping: op
+ *  list keys (values in the arena never change a key), the capture on a
+ *  repeat, LRU eviction, clearing.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "sq_backend.h"
 #include "sq_backend_cuda.h"
+#include "sq_cuda_graph.h"
 #include "sq_error.h"
 #include "sq_test.h"
 
@@ -93,11 +96,109 @@ static void test_device_by_name(void)
     SQ_CHECK(sq_backend_new("tpu", 1) == NULL && sq_error_code() == SQ_EUNSUPPORTED);
 }
 
+/* A decode-like step: embed, rmsnorm, matmul, rope, attention over fixed
+ * buffers, with this step's ids and positions in the arena. */
+static void s_record_step(sq_cuda_rec_t *rec, int n_tok, int32_t pos0, const void *x)
+{
+    int32_t ids[8], pos[8];
+    for (int t = 0; t < n_tok; t++) {
+        ids[t] = 100 + pos0 + t;
+        pos[t] = pos0 + t;
+    }
+    sq_cuda_op_t op = {.kind = 1, .p = {(void *)0x1000, x}, .i = {0, 64, n_tok}};
+    SQ_CHECK(sq_cuda_rec_args(rec, ids, n_tok, &op.arg[0]) == 0);
+    SQ_CHECK(sq_cuda_rec_push(rec, &op, n_tok) == 0);
+    for (int k = 2; k <= 4; k++) {
+        sq_cuda_op_t o = {.kind = k, .p = {x, (void *)0x3000}, .i = {n_tok, 64}, .f = {1e-5f}};
+        if (k == 4)
+            SQ_CHECK(sq_cuda_rec_args(rec, pos, n_tok, &o.arg[0]) == 0);
+        SQ_CHECK(sq_cuda_rec_push(rec, &o, n_tok) == 0);
+    }
+}
+
+static void test_graph_keys(void)
+{
+    int32_t arena[64];
+    sq_cuda_rec_t rec = {.arena = arena, .arena_cap = 64};
+    s_record_step(&rec, 1, 10, (void *)0x2000);
+    const uint64_t k1 = sq_cuda_rec_key(&rec);
+    SQ_CHECK(rec.n_ops == 4 && rec.arena_n == 2 && rec.max_tok == 1);
+    SQ_CHECK(arena[0] == 110 && arena[1] == 10);
+    sq_cuda_rec_reset(&rec);
+    /* next decode step: new ids and positions, same ops: same key */
+    s_record_step(&rec, 1, 11, (void *)0x2000);
+    SQ_CHECK(sq_cuda_rec_key(&rec) == k1);
+    SQ_CHECK(arena[0] == 111 && arena[1] == 11);
+    sq_cuda_rec_reset(&rec);
+    /* another batch size or another buffer: another graph */
+    s_record_step(&rec, 2, 11, (void *)0x2000);
+    const uint64_t k2 = sq_cuda_rec_key(&rec);
+    SQ_CHECK(k2 != k1 && rec.max_tok == 2);
+    sq_cuda_rec_reset(&rec);
+    s_record_step(&rec, 1, 11, (void *)0x2100);
+    SQ_CHECK(sq_cuda_rec_key(&rec) != k1);
+    /* the arena is bounded: a full one says so, the caller makes room */
+    int32_t big[64] = {0};
+    int64_t off = -1;
+    SQ_CHECK(sq_cuda_rec_args(&rec, big, 63, &off) == SQ_ETOOBIG && off == -1);
+    SQ_CHECK(sq_cuda_rec_args(&rec, big, 62, &off) == 0 && off == 2);
+    sq_cuda_rec_free(&rec);
+}
+
+static int s_dropped;
+static void s_drop(void *exec)
+{
+    s_dropped += exec != NULL;
+}
+
+static void test_graph_policy(void)
+{
+    static sq_cuda_graph_cache_t c;
+    memset(&c, 0, sizeof c);
+    c.drop = s_drop;
+    void *exec = NULL;
+    /* seen once: op by op; seen again: capture; then replay */
+    SQ_CHECK(sq_cuda_graph_decide(&c, 42, 300, 1, &exec) == SQ_CUDA_RUN_EAGER);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 42, 300, 1, &exec) == SQ_CUDA_RUN_CAPTURE);
+    sq_cuda_graph_store(&c, 42, (void *)0x42);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 42, 300, 1, &exec) == SQ_CUDA_RUN_REPLAY && exec == (void *)0x42);
+    /* a prompt chunk beyond the graph size and tiny lists never become graphs */
+    for (int i = 0; i < 3; i++) {
+        SQ_CHECK(sq_cuda_graph_decide(&c, 7, 300, SQ_CUDA_GRAPH_MAX_TOK + 1, &exec) == SQ_CUDA_RUN_EAGER);
+        SQ_CHECK(sq_cuda_graph_decide(&c, 8, SQ_CUDA_GRAPH_MIN_OPS - 1, 1, &exec) == SQ_CUDA_RUN_EAGER);
+    }
+    /* full cache: the least recently used graph goes (100: 42 was used
+     * after it) */
+    s_dropped = 0;
+    for (uint64_t k = 100; k < 100 + SQ_CUDA_GRAPH_SLOTS; k++) {
+        sq_cuda_graph_store(&c, k, (void *)(uintptr_t)k);
+        if (k == 100)
+            SQ_CHECK(sq_cuda_graph_decide(&c, 42, 300, 1, &exec) == SQ_CUDA_RUN_REPLAY);
+    }
+    SQ_CHECK(s_dropped == 1 && c.n == SQ_CUDA_GRAPH_SLOTS);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 42, 300, 1, &exec) == SQ_CUDA_RUN_REPLAY);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 101, 300, 1, &exec) == SQ_CUDA_RUN_REPLAY);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 100, 300, 1, &exec) == SQ_CUDA_RUN_EAGER);   /* evicted */
+    /* buffers reallocated: every graph dropped, keys start over */
+    s_dropped = 0;
+    sq_cuda_graph_clear(&c);
+    SQ_CHECK(s_dropped == SQ_CUDA_GRAPH_SLOTS && c.n == 0);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 42, 300, 1, &exec) == SQ_CUDA_RUN_EAGER);
+    /* the seen list is bounded and keeps the newest keys */
+    for (uint64_t k = 1000; k < 1000 + 3 * SQ_CUDA_GRAPH_SEEN; k++)
+        sq_cuda_graph_decide(&c, k, 300, 1, &exec);
+    SQ_CHECK(c.n_seen == SQ_CUDA_GRAPH_SEEN);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 1000 + 3 * SQ_CUDA_GRAPH_SEEN - 1, 300, 1, &exec) ==
+             SQ_CUDA_RUN_CAPTURE);
+}
+
 int main(void)
 {
     SQ_RUN(test_pick_device);
     SQ_RUN(test_local_rank);
     SQ_RUN(test_plan_comm);
     SQ_RUN(test_device_by_name);
+    SQ_RUN(test_graph_keys);
+    SQ_RUN(test_graph_policy);
     return sq_test_summary("cuda_unit");
 }

@@ -16,26 +16,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sq_cuda_graph.h"
 #include "sq_cuda_kernels.h"
 #include "sq_error.h"
-
-/* A host int32 array mirrored on the device. */
-typedef struct {
-    int32_t *host;              /* pinned: what was last sent */
-    int32_t *dev;
-    int n, cap;
-    bool valid;
-    cudaEvent_t sent;           /* the copy out of host has finished */
-} s_arg_t;
 
 typedef struct {
     int device;
     cudaStream_t stream;
     cublasHandle_t blas;
-    s_arg_t ids, pos, slot;
+    void *blas_ws;              /* cuBLAS workspace: no allocation while capturing */
+    sq_cuda_rec_t rec;          /* ops since the last flush */
+    int32_t *arena_h, *arena_d; /* host arrays of the recorded ops: pinned / device */
+    cudaEvent_t arena_read;     /* the last flush's arena copy has read arena_h */
+    bool arena_busy;
+    sq_cuda_graph_cache_t graphs;
+    bool use_graphs;
     void *x16;                  /* F16 copy of activations for cuBLAS */
     size_t x16_bytes;
 } s_cuda_t;
+
+enum { S_EMBED = 1, S_RMSNORM, S_MATMUL, S_ROPE, S_ATTN, S_SWIGLU, S_ADD, S_COPY };
+enum { S_ARENA0 = 1 << 16, S_BLAS_WS = 32 << 20 };
 
 static const sq_backend_ops_t s_cuda_ops;
 
@@ -73,48 +74,220 @@ int sq_cuda_usable(char *why, size_t why_size)
     return 0;
 }
 
-/* ---- staged host arrays ---- */
+/* ---- running recorded ops ---- */
 
-static void s_arg_free(s_arg_t *a)
+static void *s_mut(const void *p)
 {
-    cudaFreeHost(a->host);
-    cudaFree(a->dev);
-    a->host = a->dev = NULL;
-    a->cap = 0;
-    a->valid = false;
+    return (void *)p;   /* recorded pointers are stored const */
 }
 
-/* *dev = a device copy of host (n values), queued on the stream */
-static int s_stage(s_cuda_t *c, s_arg_t *a, const int32_t *host, int n, const int32_t **dev)
+/* y (n_tok, n_out) = x W^T through cuBLAS (column-major): y^T = W x^T,
+ * W stored (n_out, n_in) row-major = (n_in, n_out) column-major. F16
+ * weights take an F16 copy of x (sized when the op was recorded) and
+ * accumulate in F32. */
+static int s_exec_blas(s_cuda_t *c, int dtype, const void *w, int m, int k, const float *x,
+                       int n_tok, float *y)
 {
-    size_t bytes = (size_t)n * sizeof(int32_t);
-    *dev = a->dev;
-    if (a->valid && a->n == n && memcmp(a->host, host, bytes) == 0)
-        return 0;
-    if (n > a->cap) {
-        /* queued kernels may still read the old device copy */
-        S_CUDA(cudaStreamSynchronize(c->stream), "staging arguments");
-        s_arg_free(a);
-        int cap = n < 256 ? 256 : n;
-        S_CUDA(cudaMallocHost((void **)&a->host, (size_t)cap * sizeof(int32_t)),
-               "pinned argument buffer");
-        S_CUDA(cudaMalloc((void **)&a->dev, (size_t)cap * sizeof(int32_t)),
-               "device argument buffer");
-        a->cap = cap;
-    } else {
-        /* the previous copy must have left the pinned buffer; device-side
-         * readers are ordered before the new copy by the stream */
-        S_CUDA(cudaEventSynchronize(a->sent), "staging arguments");
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t st;
+    if (dtype == SQ_CU_F32) {
+        st = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n_tok, k, &one, w, k, x, k, &zero,
+                         y, m);
+        return st == CUBLAS_STATUS_SUCCESS ? 0 : s_blas_fail(st, "sgemm");
     }
-    memcpy(a->host, host, bytes);
-    a->n = n;
-    a->valid = false;
-    S_CUDA(cudaMemcpyAsync(a->dev, a->host, bytes, cudaMemcpyHostToDevice, c->stream),
-           "copying arguments");
-    S_CUDA(cudaEventRecord(a->sent, c->stream), "staging arguments");
-    a->valid = true;
-    *dev = a->dev;
+    S_CUDA(sq_cu_to_f16(c->stream, x, c->x16, (size_t)n_tok * (size_t)k), "to f16");
+    st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n_tok, k, &one, w, CUDA_R_16F, k,
+                      c->x16, CUDA_R_16F, k, &zero, y, CUDA_R_32F, m, CUBLAS_COMPUTE_32F,
+                      CUBLAS_GEMM_DEFAULT);
+    return st == CUBLAS_STATUS_SUCCESS ? 0 : s_blas_fail(st, "gemm f16");
+}
+
+/* p[0] W, p[1] x, p[2] y; i: dtype, n_out, n_in, n_tok */
+static int s_exec_matmul(s_cuda_t *c, const sq_cuda_op_t *op)
+{
+    const int dtype = (int)op->i[0], n_tok = (int)op->i[3];
+    const int64_t n_out = op->i[1], n_in = op->i[2];
+    const bool gemv = n_tok <= SQ_CU_GEMV_MAX && (dtype == SQ_CU_Q8_0 || (dtype == SQ_CU_F16 && n_in % 4 == 0));
+    if (gemv)
+        S_CUDA(sq_cu_gemv(c->stream, dtype, op->p[0], n_out, n_in, op->p[1], n_tok, s_mut(op->p[2])),
+               "gemv");
+    else if (dtype == SQ_CU_Q8_0)
+        S_CUDA(sq_cu_q8_gemm(c->stream, op->p[0], n_out, n_in, op->p[1], n_tok, s_mut(op->p[2])),
+               "gemm q8_0");
+    else
+        return s_exec_blas(c, dtype, op->p[0], (int)n_out, (int)n_in, op->p[1], n_tok,
+                           s_mut(op->p[2]));
     return 0;
+}
+
+static int s_exec(s_cuda_t *c, const sq_cuda_op_t *op)
+{
+    const int32_t *a0 = c->arena_d + op->arg[0], *a1 = c->arena_d + op->arg[1];
+    cudaError_t err = cudaSuccess;
+    switch (op->kind) {
+    case S_EMBED:
+        err = sq_cu_embed(c->stream, (int)op->i[0], op->p[0], op->i[1], a0, (int)op->i[2],
+                          s_mut(op->p[1]));
+        break;
+    case S_RMSNORM:
+        err = sq_cu_rmsnorm(c->stream, op->p[0], op->p[1], op->f[0], (int)op->i[0], (int)op->i[1],
+                            s_mut(op->p[2]));
+        break;
+    case S_MATMUL:
+        return s_exec_matmul(c, op);
+    case S_ROPE:
+        err = sq_cu_rope(c->stream, s_mut(op->p[0]), (int)op->i[0], (int)op->i[1], (int)op->i[2],
+                         (int)op->i[3], a0, op->f[0]);
+        break;
+    case S_ATTN: {
+        sq_attn_args_t a = {
+            .k_cache = s_mut(op->p[0]), .v_cache = s_mut(op->p[1]), .q = op->p[2],
+            .k = op->p[3], .v = op->p[4], .out = s_mut(op->p[5]), .n_slots = (int)op->i[0],
+            .n_ctx = (int)op->i[1], .n_heads = (int)op->i[2], .n_kv = (int)op->i[3],
+            .head_dim = (int)op->i[4], .q_head0 = (int)op->i[5], .kv_head0 = (int)op->i[6],
+            .group = (int)op->i[7], .n_tok = (int)op->i[8]};
+        err = sq_cu_attention(c->stream, &a, a0, a1);
+        break;
+    }
+    case S_SWIGLU:
+        err = sq_cu_swiglu(c->stream, s_mut(op->p[0]), op->p[1], (size_t)op->i[0]);
+        break;
+    case S_ADD:
+        err = sq_cu_add(c->stream, s_mut(op->p[0]), op->p[1], (size_t)op->i[0]);
+        break;
+    case S_COPY:
+        err = cudaMemcpyAsync(s_mut(op->p[0]), op->p[1], (size_t)op->i[0],
+                              cudaMemcpyDeviceToDevice, c->stream);
+        break;
+    default:
+        return SQ_FAIL(SQ_ESTATE, "cuda: recorded op of kind %d", op->kind);
+    }
+    static const char *const names[] = {"", "embed", "rmsnorm", "matmul", "rope", "attention",
+                                        "swiglu", "add", "copy"};
+    return err == cudaSuccess ? 0 : s_fail(err, names[op->kind]);
+}
+
+/* the arena copy, then every recorded op, on the stream */
+static int s_run_ops(s_cuda_t *c)
+{
+    if (c->rec.arena_n)
+        S_CUDA(cudaMemcpyAsync(c->arena_d, c->arena_h, c->rec.arena_n * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, c->stream),
+               "argument copy");
+    for (int k = 0; k < c->rec.n_ops; k++) {
+        int rc = s_exec(c, &c->rec.ops[k]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void s_graph_drop(void *exec)
+{
+    cudaGraphExecDestroy((cudaGraphExec_t)exec);
+}
+
+/* Capture the recorded ops into a graph and keep it under key. A list
+ * that cannot be captured turns graphs off and runs op by op. */
+static int s_capture(s_cuda_t *c, uint64_t key, cudaGraphExec_t *exec)
+{
+    S_CUDA(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "begin capture");
+    int rc = s_run_ops(c);
+    cudaGraph_t g = NULL;
+    cudaError_t err = cudaStreamEndCapture(c->stream, &g);
+    if (rc == 0 && err == cudaSuccess)
+        err = cudaGraphInstantiate(exec, g, 0);
+    if (g)
+        cudaGraphDestroy(g);
+    if (rc == 0 && err == cudaSuccess) {
+        sq_cuda_graph_store(&c->graphs, key, (void *)*exec);
+        return 0;
+    }
+    (void)cudaGetLastError();   /* a failed capture leaves no sticky error */
+    c->use_graphs = false;
+    sq_cuda_graph_clear(&c->graphs);
+    *exec = NULL;
+    return 0;
+}
+
+/* Run what is recorded: op by op, or as a (new or stored) graph. */
+static int s_flush(s_cuda_t *c)
+{
+    sq_cuda_rec_t *r = &c->rec;
+    int rc = 0;
+    if (r->n_ops == 0) {
+        sq_cuda_rec_reset(r);
+        return 0;
+    }
+    void *exec = NULL;
+    const uint64_t key = c->use_graphs ? sq_cuda_rec_key(r) : 0;
+    sq_cuda_run_t how = c->use_graphs ? sq_cuda_graph_decide(&c->graphs, key, r->n_ops, r->max_tok, &exec)
+                                      : SQ_CUDA_RUN_EAGER;
+    if (how == SQ_CUDA_RUN_CAPTURE && (rc = s_capture(c, key, (cudaGraphExec_t *)&exec)) == 0 &&
+        !exec)
+        how = SQ_CUDA_RUN_EAGER;
+    if (rc == 0 && how == SQ_CUDA_RUN_EAGER)
+        rc = s_run_ops(c);
+    else if (rc == 0) {
+        cudaError_t err = cudaGraphLaunch((cudaGraphExec_t)exec, c->stream);
+        rc = err == cudaSuccess ? 0 : s_fail(err, "graph launch");
+    }
+    /* the next recording may not overwrite arena_h before this copy read it */
+    cudaError_t err = cudaEventRecord(c->arena_read, c->stream);
+    c->arena_busy = true;
+    sq_cuda_rec_reset(r);
+    return rc ? rc : err == cudaSuccess ? 0 : s_fail(err, "event");
+}
+
+/* ---- recording ---- */
+
+static int s_arena_grow(s_cuda_t *c, size_t n)
+{
+    /* graphs name the old buffers; queued work may still read them */
+    S_CUDA(cudaStreamSynchronize(c->stream), "growing the argument arena");
+    sq_cuda_graph_clear(&c->graphs);
+    cudaFreeHost(c->arena_h);
+    cudaFree(c->arena_d);
+    c->arena_h = c->arena_d = NULL;
+    c->rec.arena = NULL;
+    c->rec.arena_cap = 0;
+    c->arena_busy = false;
+    S_CUDA(cudaMallocHost((void **)&c->arena_h, n * sizeof(int32_t)), "pinned argument arena");
+    S_CUDA(cudaMalloc((void **)&c->arena_d, n * sizeof(int32_t)), "device argument arena");
+    c->rec.arena = c->arena_h;
+    c->rec.arena_cap = n;
+    return 0;
+}
+
+/* room for n more arena values: wait for the last flush's copy, run what
+ * is recorded if it is full, grow it if n alone does not fit */
+static int s_reserve(s_cuda_t *c, size_t n)
+{
+    int rc;
+    if (n > c->rec.arena_cap - c->rec.arena_n && (rc = s_flush(c)))
+        return rc;
+    if (c->arena_busy) {
+        S_CUDA(cudaEventSynchronize(c->arena_read), "argument arena");
+        c->arena_busy = false;
+    }
+    if (n > c->rec.arena_cap)
+        return s_arena_grow(c, n > 2 * c->rec.arena_cap ? n : 2 * c->rec.arena_cap);
+    return 0;
+}
+
+static int s_args(s_cuda_t *c, const int32_t *v, int n, int64_t *off)
+{
+    return sq_cuda_rec_args(&c->rec, v, n, off);   /* fits: s_reserve came first */
+}
+
+static int s_record(s_cuda_t *c, const sq_cuda_op_t *op, int n_tok)
+{
+    return sq_cuda_rec_push(&c->rec, op, n_tok);
+}
+
+int sq_backend_cuda_flush(sq_backend_t *be)
+{
+    return s_flush(s_ctx(be));
 }
 
 /* ---- memory ---- */
@@ -122,15 +295,18 @@ static int s_stage(s_cuda_t *c, s_arg_t *a, const int32_t *host, int n, const in
 static void s_destroy(sq_backend_t *be)
 {
     s_cuda_t *c = s_ctx(be);
-    if (c->stream)
+    if (c->stream) {
+        s_flush(c);
         cudaStreamSynchronize(c->stream);
-    s_arg_t *args[] = {&c->ids, &c->pos, &c->slot};
-    for (int i = 0; i < 3; i++) {
-        s_arg_free(args[i]);
-        if (args[i]->sent)
-            cudaEventDestroy(args[i]->sent);
     }
+    sq_cuda_graph_clear(&c->graphs);
+    sq_cuda_rec_free(&c->rec);
+    cudaFreeHost(c->arena_h);
+    cudaFree(c->arena_d);
+    if (c->arena_read)
+        cudaEventDestroy(c->arena_read);
     cudaFree(c->x16);
+    cudaFree(c->blas_ws);
     if (c->blas)
         cublasDestroy(c->blas);
     if (c->stream)
@@ -151,12 +327,16 @@ static void *s_alloc(sq_backend_t *be, size_t bytes)
 
 static void s_free(sq_backend_t *be, void *p)
 {
+    s_flush(s_ctx(be));   /* recorded ops may still name p */
     cudaFree(p);
 }
 
 static int s_upload(sq_backend_t *be, void *dst, const void *host_src, size_t bytes)
 {
     s_cuda_t *c = s_ctx(be);
+    int rc = s_flush(c);
+    if (rc)
+        return rc;
     S_CUDA(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, c->stream), "upload");
     /* the caller may reuse host_src as soon as we return */
     S_CUDA(cudaStreamSynchronize(c->stream), "upload");
@@ -166,6 +346,9 @@ static int s_upload(sq_backend_t *be, void *dst, const void *host_src, size_t by
 static int s_download(sq_backend_t *be, void *host_dst, const void *src, size_t bytes)
 {
     s_cuda_t *c = s_ctx(be);
+    int rc = s_flush(c);
+    if (rc)
+        return rc;
     S_CUDA(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "download");
     S_CUDA(cudaStreamSynchronize(c->stream), "download");
     return 0;
@@ -173,8 +356,8 @@ static int s_download(sq_backend_t *be, void *host_dst, const void *src, size_t 
 
 static int s_copy(sq_backend_t *be, void *dst, const void *src, size_t bytes)
 {
-    S_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s_ctx(be)->stream), "copy");
-    return 0;
+    sq_cuda_op_t op = {.kind = S_COPY, .p = {dst, src}, .i = {(int64_t)bytes}};
+    return s_record(s_ctx(be), &op, 0);
 }
 
 /* Weights always go to the device (borrow only says the host copy would
@@ -201,11 +384,11 @@ static int s_weight_init(sq_backend_t *be, sq_weight_t *w, int dtype, int64_t n_
 
 static void s_weight_release(sq_backend_t *be, sq_weight_t *w)
 {
-    cudaFree(w->owned);
+    s_free(be, w->owned);
     memset(w, 0, sizeof *w);
 }
 
-/* ---- ops ---- */
+/* ---- ops: checked and recorded here, run at the next flush ---- */
 
 static int s_embed(sq_backend_t *be, const sq_weight_t *emb, const int32_t *ids, int n,
                    float *out)
@@ -215,12 +398,14 @@ static int s_embed(sq_backend_t *be, const sq_weight_t *emb, const int32_t *ids,
         if (ids[t] < 0 || ids[t] >= emb->n_out)
             return SQ_FAIL(SQ_EINVAL, "token id %d out of range [0, %lld)", ids[t],
                            (long long)emb->n_out);
-    const int32_t *ids_d;
-    int rc = s_stage(c, &c->ids, ids, n, &ids_d);
-    if (rc || n == 0)
+    if (n == 0)
+        return 0;
+    sq_cuda_op_t op = {.kind = S_EMBED, .p = {emb->data, out},
+                       .i = {emb->dtype, emb->n_in, n}, .arg = {0, 0}};
+    int rc;
+    if ((rc = s_reserve(c, (size_t)n)) || (rc = s_args(c, ids, n, &op.arg[0])))
         return rc;
-    S_CUDA(sq_cu_embed(c->stream, emb->dtype, emb->data, emb->n_in, ids_d, n, out), "embed");
-    return 0;
+    return s_record(c, &op, n);
 }
 
 static int s_rmsnorm(sq_backend_t *be, const float *x, const sq_weight_t *w, float eps, int n,
@@ -230,36 +415,26 @@ static int s_rmsnorm(sq_backend_t *be, const float *x, const sq_weight_t *w, flo
         return SQ_FAIL(SQ_EINVAL, "rmsnorm weight of dtype %d (F32 expected)", w->dtype);
     if (n == 0)
         return 0;
-    S_CUDA(sq_cu_rmsnorm(s_ctx(be)->stream, x, w->data, eps, n, (int)w->n_in, out), "rmsnorm");
-    return 0;
+    sq_cuda_op_t op = {.kind = S_RMSNORM, .p = {x, w->data, out}, .i = {n, w->n_in}, .f = {eps}};
+    return s_record(s_ctx(be), &op, n);
 }
 
-/* y (n_tok, n_out) = x W^T through cuBLAS (column-major): y^T = W x^T,
- * W stored (n_out, n_in) row-major = (n_in, n_out) column-major. F16
- * weights take an F16 copy of x and accumulate in F32. */
-static int s_matmul_blas(s_cuda_t *c, const sq_weight_t *w, const float *x, int n_tok, float *y)
+/* F16 batches through cuBLAS need an F16 copy of x: size it now, while
+ * nothing is being captured */
+static int s_x16_room(s_cuda_t *c, size_t need)
 {
-    const float one = 1.0f, zero = 0.0f;
-    const int m = (int)w->n_out, k = (int)w->n_in;
-    cublasStatus_t st;
-    if (w->dtype == SQ_CU_F32) {
-        st = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n_tok, k, &one, w->data, k, x, k,
-                         &zero, y, m);
-        return st == CUBLAS_STATUS_SUCCESS ? 0 : s_blas_fail(st, "sgemm");
-    }
-    size_t need = (size_t)n_tok * (size_t)k * 2;
-    if (need > c->x16_bytes) {
-        cudaFree(c->x16);   /* waits for queued work that may read it */
-        c->x16 = NULL;
-        c->x16_bytes = 0;
-        S_CUDA(cudaMalloc(&c->x16, need), "F16 activation buffer");
-        c->x16_bytes = need;
-    }
-    S_CUDA(sq_cu_to_f16(c->stream, x, c->x16, (size_t)n_tok * (size_t)k), "to f16");
-    st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n_tok, k, &one, w->data, CUDA_R_16F,
-                      k, c->x16, CUDA_R_16F, k, &zero, y, CUDA_R_32F, m, CUBLAS_COMPUTE_32F,
-                      CUBLAS_GEMM_DEFAULT);
-    return st == CUBLAS_STATUS_SUCCESS ? 0 : s_blas_fail(st, "gemm f16");
+    if (need <= c->x16_bytes)
+        return 0;
+    int rc = s_flush(c);
+    if (rc)
+        return rc;
+    sq_cuda_graph_clear(&c->graphs);   /* graphs name the old buffer */
+    cudaFree(c->x16);                  /* waits for work that may read it */
+    c->x16 = NULL;
+    c->x16_bytes = 0;
+    S_CUDA(cudaMalloc(&c->x16, need), "F16 activation buffer");
+    c->x16_bytes = need;
+    return 0;
 }
 
 static int s_matmul(sq_backend_t *be, const sq_weight_t *w, const float *x, int n_tok, float *y)
@@ -270,24 +445,15 @@ static int s_matmul(sq_backend_t *be, const sq_weight_t *w, const float *x, int 
     if (w->n_out > 0x7fffffff || w->n_in > 0x7fffffff)
         return SQ_FAIL(SQ_EUNSUPPORTED, "matmul of %lld x %lld", (long long)w->n_out,
                        (long long)w->n_in);
-    switch (w->dtype) {
-    case SQ_CU_F32:
-        return s_matmul_blas(c, w, x, n_tok, y);
-    case SQ_CU_F16:
-        if (n_tok > SQ_CU_GEMV_MAX || w->n_in % 4 != 0)
-            return s_matmul_blas(c, w, x, n_tok, y);
-        S_CUDA(sq_cu_gemv(c->stream, w->dtype, w->data, w->n_out, w->n_in, x, n_tok, y), "gemv f16");
-        return 0;
-    case SQ_CU_Q8_0:
-        if (n_tok <= SQ_CU_GEMV_MAX)
-            S_CUDA(sq_cu_gemv(c->stream, w->dtype, w->data, w->n_out, w->n_in, x, n_tok, y),
-                   "gemv q8_0");
-        else
-            S_CUDA(sq_cu_q8_gemm(c->stream, w->data, w->n_out, w->n_in, x, n_tok, y), "gemm q8_0");
-        return 0;
-    default:
+    if (w->dtype != SQ_CU_F32 && w->dtype != SQ_CU_F16 && w->dtype != SQ_CU_Q8_0)
         return SQ_FAIL(SQ_EINVAL, "matmul: dtype %d", w->dtype);
-    }
+    int rc;
+    if (w->dtype == SQ_CU_F16 && (n_tok > SQ_CU_GEMV_MAX || w->n_in % 4) &&
+        (rc = s_x16_room(c, (size_t)n_tok * (size_t)w->n_in * 2)))
+        return rc;
+    sq_cuda_op_t op = {.kind = S_MATMUL, .p = {w->data, x, y},
+                       .i = {w->dtype, w->n_out, w->n_in, n_tok}};
+    return s_record(c, &op, n_tok);
 }
 
 static int s_rope(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_dim, int n_rot,
@@ -296,12 +462,14 @@ static int s_rope(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_d
     s_cuda_t *c = s_ctx(be);
     if (n_rot > head_dim || n_rot % 2)
         return SQ_FAIL(SQ_EINVAL, "rope over %d of %d dims", n_rot, head_dim);
-    const int32_t *pos_d;
-    int rc = s_stage(c, &c->pos, pos, n_tok, &pos_d);
-    if (rc || n_tok == 0)
+    if (n_tok == 0)
+        return 0;
+    sq_cuda_op_t op = {.kind = S_ROPE, .p = {x}, .i = {n_tok, n_heads, head_dim, n_rot},
+                       .f = {freq_base}};
+    int rc;
+    if ((rc = s_reserve(c, (size_t)n_tok)) || (rc = s_args(c, pos, n_tok, &op.arg[0])))
         return rc;
-    S_CUDA(sq_cu_rope(c->stream, x, n_tok, n_heads, head_dim, n_rot, pos_d, freq_base), "rope");
-    return 0;
+    return s_record(c, &op, n_tok);
 }
 
 static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
@@ -310,27 +478,29 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
     if (a->head_dim > SQ_CU_MAX_HEAD_DIM)
         return SQ_FAIL(SQ_EUNSUPPORTED, "cuda attention: head_dim %d over %d", a->head_dim,
                        SQ_CU_MAX_HEAD_DIM);
-    const int32_t *slot_d, *pos_d;
+    if (a->n_tok == 0)
+        return 0;
+    sq_cuda_op_t op = {.kind = S_ATTN, .p = {a->k_cache, a->v_cache, a->q, a->k, a->v, a->out},
+                       .i = {a->n_slots, a->n_ctx, a->n_heads, a->n_kv, a->head_dim, a->q_head0,
+                             a->kv_head0, a->group, a->n_tok}};
     int rc;
-    if ((rc = s_stage(c, &c->slot, a->slot, a->n_tok, &slot_d)) ||
-        (rc = s_stage(c, &c->pos, a->pos, a->n_tok, &pos_d)))
+    if ((rc = s_reserve(c, 2 * (size_t)a->n_tok)) ||
+        (rc = s_args(c, a->slot, a->n_tok, &op.arg[0])) ||
+        (rc = s_args(c, a->pos, a->n_tok, &op.arg[1])))
         return rc;
-    S_CUDA(sq_cu_attention(c->stream, a, slot_d, pos_d), "attention");
-    return 0;
+    return s_record(c, &op, a->n_tok);
 }
 
 static int s_swiglu(sq_backend_t *be, float *gate, const float *up, size_t n)
 {
-    if (n)
-        S_CUDA(sq_cu_swiglu(s_ctx(be)->stream, gate, up, n), "swiglu");
-    return 0;
+    sq_cuda_op_t op = {.kind = S_SWIGLU, .p = {gate, up}, .i = {(int64_t)n}};
+    return n ? s_record(s_ctx(be), &op, 0) : 0;
 }
 
 static int s_add(sq_backend_t *be, float *x, const float *y, size_t n)
 {
-    if (n)
-        S_CUDA(sq_cu_add(s_ctx(be)->stream, x, y, n), "add");
-    return 0;
+    sq_cuda_op_t op = {.kind = S_ADD, .p = {x, y}, .i = {(int64_t)n}};
+    return n ? s_record(s_ctx(be), &op, 0) : 0;
 }
 
 static const sq_backend_ops_t s_cuda_ops = {
@@ -364,20 +534,26 @@ static int s_init(s_cuda_t *c, int device)
     if (device >= n)
         return SQ_FAIL(SQ_EDEVICE, "CUDA device %d: only %d visible", device, n);
     c->device = device;
+    const char *graphs = getenv("SHARDQ_CUDA_GRAPHS");
+    c->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
+    c->graphs.drop = s_graph_drop;
     S_CUDA(cudaSetDevice(device), "set device");
     S_CUDA(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");
-    s_arg_t *args[] = {&c->ids, &c->pos, &c->slot};
-    for (int i = 0; i < 3; i++)
-        S_CUDA(cudaEventCreateWithFlags(&args[i]->sent, cudaEventDisableTiming), "event");
+    S_CUDA(cudaEventCreateWithFlags(&c->arena_read, cudaEventDisableTiming), "event");
+    int rc = s_arena_grow(c, S_ARENA0);
+    if (rc)
+        return rc;
+    S_CUDA(cudaMalloc(&c->blas_ws, S_BLAS_WS), "cuBLAS workspace");
     cublasStatus_t st = cublasCreate(&c->blas);
     if (st != CUBLAS_STATUS_SUCCESS) {
         c->blas = NULL;
         return s_blas_fail(st, "create");
     }
-    st = cublasSetStream(c->blas, c->stream);
-    return st == CUBLAS_STATUS_SUCCESS ? 0 : s_blas_fail(st, "set stream");
+    if ((st = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS ||
+        (st = cublasSetWorkspace(c->blas, c->blas_ws, S_BLAS_WS)) != CUBLAS_STATUS_SUCCESS)
+        return s_blas_fail(st, "set stream and workspace");
+    return 0;
 }
-
 sq_backend_t *sq_backend_cuda_new(int device)
 {
     sq_backend_t *be = calloc(1, sizeof *be);

@@ -1,8 +1,9 @@
 /*  sq_backend_cuda: the CUDA backend and the communicators for CUDA ranks.
  *
  *  The backend implements sq_backend_ops_t (sq_backend.h) on one device:
- *  all memory through cudaMalloc, weights copied to the device once, every
- *  op queued on one stream (download waits for it). Matrix products: cuBLAS
+ *  all memory through cudaMalloc, weights copied to the device once, ops
+ *  recorded and run on one stream at sync points (download waits for it),
+ *  a repeating list (a decode step) as one CUDA graph. Matrix products: cuBLAS
  *  for F32 (and F16 batches), own kernels for Q8_0 and small F16 batches
  *  that dequantise in registers.
  *
@@ -38,6 +39,11 @@ bool sq_backend_is_cuda(const sq_backend_t *be);
 /* the device ordinal and the cudaStream_t (as void *) the ops run on */
 int sq_backend_cuda_device(const sq_backend_t *be);
 void *sq_backend_cuda_stream(const sq_backend_t *be);
+/* Queue every op recorded so far on the stream (ops are recorded and run
+ * at sync points, as CUDA graphs once a list repeats: sq_cuda_graph.h).
+ * Whoever enqueues work on the stream outside the ops calls this first.
+ * SHARDQ_CUDA_GRAPHS=0 runs recorded lists op by op, never as graphs. */
+int sq_backend_cuda_flush(sq_backend_t *be);
 
 /* ---- communicators ---- */
 

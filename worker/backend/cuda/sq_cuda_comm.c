@@ -26,6 +26,7 @@
 typedef struct {
     sq_cuda_comm_mode_t mode;
     sq_tp_comm_t *host;         /* borrowed */
+    sq_backend_t *be;           /* borrowed: its recorded ops run first */
     cudaStream_t stream;
     int device;
 #ifdef SQ_HAVE_NCCL
@@ -86,6 +87,10 @@ static int s_allreduce(sq_tp_comm_t *self, float *buf, size_t n)
     s_cc_t *c = s_cc(self);
     if (n == 0 || c->mode == SQ_CUDA_COMM_LOCAL)
         return 0;
+    /* the partial sums are still only recorded ops: queue them first */
+    int rc = sq_backend_cuda_flush(c->be);
+    if (rc)
+        return rc;
 #ifdef SQ_HAVE_NCCL
     if (c->mode == SQ_CUDA_COMM_NCCL) {
         ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, c->nccl, c->stream);
@@ -210,7 +215,7 @@ sq_tp_comm_t *sq_tp_comm_cuda_new_mode(sq_backend_t *be, sq_tp_comm_t *host,
         free(c);
         return NULL;
     }
-    *c = (s_cc_t){.mode = mode, .host = host, .stream = sq_backend_cuda_stream(be),
+    *c = (s_cc_t){.mode = mode, .host = host, .be = be, .stream = sq_backend_cuda_stream(be),
                   .device = sq_backend_cuda_device(be)};
     *self = (sq_tp_comm_t){s_allreduce, s_bcast, s_barrier, s_rank, s_size, s_destroy, c};
     if (host->size(host) == 1)

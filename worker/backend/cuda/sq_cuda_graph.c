@@ -1,0 +1,133 @@
+/*  sq_cuda_graph: op recording, list keys and the graph cache policy
+ *  (see sq_cuda_graph.h). Pure host code.
+ */
+#include "sq_cuda_graph.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "sq_error.h"
+
+int sq_cuda_rec_push(sq_cuda_rec_t *rec, const sq_cuda_op_t *op, int n_tok)
+{
+    if (rec->n_ops == rec->cap_ops) {
+        int cap = rec->cap_ops ? 2 * rec->cap_ops : 256;
+        sq_cuda_op_t *ops = realloc(rec->ops, (size_t)cap * sizeof *ops);
+        if (!ops)
+            return SQ_FAIL(SQ_ENOMEM, "cuda: recording %d ops", cap);
+        rec->ops = ops;
+        rec->cap_ops = cap;
+    }
+    rec->ops[rec->n_ops++] = *op;
+    rec->max_tok = n_tok > rec->max_tok ? n_tok : rec->max_tok;
+    return 0;
+}
+
+int sq_cuda_rec_args(sq_cuda_rec_t *rec, const int32_t *v, int n, int64_t *off)
+{
+    if ((size_t)n > rec->arena_cap - rec->arena_n)
+        return SQ_ETOOBIG;   /* not an error to report: the caller makes room */
+    *off = (int64_t)rec->arena_n;
+    memcpy(rec->arena + rec->arena_n, v, (size_t)n * sizeof *v);
+    rec->arena_n += (size_t)n;
+    return 0;
+}
+
+/* FNV-1a over the bytes of one value; fields one by one so struct padding
+ * never enters the key */
+static uint64_t s_mix(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+uint64_t sq_cuda_rec_key(const sq_cuda_rec_t *rec)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (int k = 0; k < rec->n_ops; k++) {
+        const sq_cuda_op_t *op = &rec->ops[k];
+        h = s_mix(h, &op->kind, sizeof op->kind);
+        h = s_mix(h, op->p, sizeof op->p);
+        h = s_mix(h, op->i, sizeof op->i);
+        h = s_mix(h, op->f, sizeof op->f);
+        h = s_mix(h, op->arg, sizeof op->arg);
+    }
+    return s_mix(h, &rec->arena_n, sizeof rec->arena_n);
+}
+
+void sq_cuda_rec_reset(sq_cuda_rec_t *rec)
+{
+    rec->n_ops = 0;
+    rec->arena_n = 0;
+    rec->max_tok = 0;
+}
+
+void sq_cuda_rec_free(sq_cuda_rec_t *rec)
+{
+    free(rec->ops);
+    rec->ops = NULL;
+    rec->cap_ops = 0;
+    sq_cuda_rec_reset(rec);
+}
+
+sq_cuda_run_t sq_cuda_graph_decide(sq_cuda_graph_cache_t *c, uint64_t key, int n_ops, int max_tok,
+                                   void **exec)
+{
+    c->clock++;
+    if (n_ops < SQ_CUDA_GRAPH_MIN_OPS || max_tok > SQ_CUDA_GRAPH_MAX_TOK) {
+        c->eagers++;
+        return SQ_CUDA_RUN_EAGER;
+    }
+    for (int i = 0; i < c->n; i++)
+        if (c->e[i].key == key) {
+            c->e[i].used = c->clock;
+            *exec = c->e[i].exec;
+            c->replays++;
+            return SQ_CUDA_RUN_REPLAY;
+        }
+    for (int i = 0; i < c->n_seen; i++)
+        if (c->seen[i] == key) {
+            /* a repeat: worth a graph */
+            c->seen[i] = c->seen[--c->n_seen];
+            c->seen_next = c->n_seen < SQ_CUDA_GRAPH_SEEN ? c->n_seen : c->seen_next;
+            c->captures++;
+            return SQ_CUDA_RUN_CAPTURE;
+        }
+    /* first sighting (a one-off prompt chunk stays op by op) */
+    if (c->n_seen < SQ_CUDA_GRAPH_SEEN) {
+        c->seen[c->n_seen++] = key;
+    } else {
+        c->seen[c->seen_next] = key;
+        c->seen_next = (c->seen_next + 1) % SQ_CUDA_GRAPH_SEEN;
+    }
+    c->eagers++;
+    return SQ_CUDA_RUN_EAGER;
+}
+
+void sq_cuda_graph_store(sq_cuda_graph_cache_t *c, uint64_t key, void *exec)
+{
+    int at = c->n;
+    if (c->n == SQ_CUDA_GRAPH_SLOTS) {
+        at = 0;
+        for (int i = 1; i < c->n; i++)
+            if (c->e[i].used < c->e[at].used)
+                at = i;
+        if (c->drop)
+            c->drop(c->e[at].exec);
+    } else {
+        c->n++;
+    }
+    c->e[at] = (sq_cuda_graph_entry_t){key, exec, ++c->clock};
+}
+
+void sq_cuda_graph_clear(sq_cuda_graph_cache_t *c)
+{
+    for (int i = 0; i < c->n; i++)
+        if (c->drop)
+            c->drop(c->e[i].exec);
+    c->n = 0;
+    c->n_seen = 0;
+    c->seen_next = 0;
+}

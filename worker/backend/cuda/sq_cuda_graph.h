@@ -1,0 +1,94 @@
+/*  sq_cuda_graph: the host-side bookkeeping behind the CUDA backend's
+ *  graphs (no CUDA calls here, so CPU-only CI tests it).
+ *
+ *  The backend does not launch an op when it is called: it records it (a
+ *  few words: kind, device pointers, sizes) and copies the op's host
+ *  arrays (ids, positions, slots) into a staging arena. At a sync point
+ *  (reading logits back, an all-reduce, freeing memory) the recorded ops
+ *  run. A decode step repeats the same ops on the same buffers with new
+ *  arena values, so the op list (not the arena values) is the key of a
+ *  CUDA graph: seen once, the list runs op by op; seen again, it is
+ *  captured into a graph; after that the step is one arena copy and one
+ *  graph launch instead of hundreds of kernel launches.
+ */
+#ifndef SQ_CUDA_GRAPH_H
+#define SQ_CUDA_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One recorded op. Unused fields stay 0; all of them are part of the key. */
+typedef struct {
+    int kind;
+    const void *p[6];           /* device pointers */
+    int64_t i[10];              /* sizes, dtypes, head counts */
+    float f[2];                 /* eps, rope base */
+    int64_t arg[2];             /* arena offsets of host arrays; -1: none */
+} sq_cuda_op_t;
+
+typedef struct {
+    sq_cuda_op_t *ops;
+    int n_ops, cap_ops;
+    int32_t *arena;             /* the backend's (pinned) staging buffer */
+    size_t arena_n, arena_cap;  /* int32s used / available */
+    int max_tok;                /* largest token count of the ops */
+} sq_cuda_rec_t;
+
+/* append op (copied); 0 or SQ_ENOMEM */
+int sq_cuda_rec_push(sq_cuda_rec_t *rec, const sq_cuda_op_t *op, int n_tok);
+/* copy n values into the arena; *off their offset. SQ_ETOOBIG when they
+ * do not fit (the backend then runs what is recorded or grows it). */
+int sq_cuda_rec_args(sq_cuda_rec_t *rec, const int32_t *v, int n, int64_t *off);
+/* the recorded list's key: every op field and the arena length, never
+ * the arena values */
+uint64_t sq_cuda_rec_key(const sq_cuda_rec_t *rec);
+/* forget the recorded ops and arena values (keeps the storage) */
+void sq_cuda_rec_reset(sq_cuda_rec_t *rec);
+void sq_cuda_rec_free(sq_cuda_rec_t *rec);
+
+enum {
+    SQ_CUDA_GRAPH_SLOTS = 64,   /* instantiated graphs kept (LRU) */
+    SQ_CUDA_GRAPH_SEEN = 64,    /* keys seen once, waiting for a repeat */
+    SQ_CUDA_GRAPH_MAX_TOK = 256,/* bigger steps (prefill) always run op by op */
+    SQ_CUDA_GRAPH_MIN_OPS = 4   /* shorter lists are not worth a graph */
+};
+
+typedef enum {
+    SQ_CUDA_RUN_EAGER = 0,      /* launch op by op */
+    SQ_CUDA_RUN_CAPTURE,        /* capture, store, launch */
+    SQ_CUDA_RUN_REPLAY          /* launch the stored graph */
+} sq_cuda_run_t;
+
+typedef struct {
+    uint64_t key;
+    void *exec;                 /* cudaGraphExec_t */
+    uint64_t used;
+} sq_cuda_graph_entry_t;
+
+typedef struct {
+    sq_cuda_graph_entry_t e[SQ_CUDA_GRAPH_SLOTS];
+    int n;
+    uint64_t seen[SQ_CUDA_GRAPH_SEEN];
+    int n_seen, seen_next;
+    uint64_t clock;
+    void (*drop)(void *exec);   /* destroys an evicted graph */
+    long captures, replays, eagers;   /* counters for tests and logs */
+} sq_cuda_graph_cache_t;
+
+/* What to do with a recorded list (key, n_ops, max_tok); *exec set for
+ * REPLAY. */
+sq_cuda_run_t sq_cuda_graph_decide(sq_cuda_graph_cache_t *c, uint64_t key, int n_ops, int max_tok,
+                                   void **exec);
+/* keep exec for key, evicting (drop) the least recently used when full */
+void sq_cuda_graph_store(sq_cuda_graph_cache_t *c, uint64_t key, void *exec);
+/* drop every graph (buffers they name were reallocated) and the seen keys */
+void sq_cuda_graph_clear(sq_cuda_graph_cache_t *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
