@@ -193,7 +193,7 @@ static int s_iter_init(sq_wire_iter_t *it, sq_wire_val_t v, sq_wire_type_t want)
 
 static bool s_iter_one(sq_wire_iter_t *it, sq_wire_val_t *out)
 {
-    const uint8_t *next;
+    const uint8_t *next = NULL;
     if (s_skip(it->p, it->end, SQ_WIRE_MAX_DEPTH, &next)) {
         it->left = 0;
         return false;

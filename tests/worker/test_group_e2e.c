@@ -234,7 +234,7 @@ static int s_model_tool(const char *name, const char *const args[])
 
 static int s_write_file(const char *path, const char *text)
 {
-    char tmp[600];
+    char tmp[1024];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f)
