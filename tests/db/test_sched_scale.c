@@ -129,6 +129,9 @@ test_burst_scales_up_and_back(void)
                                  1, 60000) == 0);
     SQ_CHECK(sq_harness_sql_i64(h, "SELECT count(*) FROM task_results WHERE state <> 'succeeded'",
                                 &n) == 0 && n == 0);
+    /* No attempt was lost to a drained group (worker_lost) or failed. */
+    SQ_CHECK(sq_harness_sql_i64(h, "SELECT count(*) FROM task_attempts WHERE outcome <> 'succeeded'",
+                                &n) == 0 && n == 0);
     /* Each change has its audit row, and names the policy version. */
     SQ_CHECK(sq_harness_sql_i64(h, "SELECT count(*) FROM scaling_events e JOIN audit_log a ON"
                                    " (a.details->>'scaling_event')::bigint = e.id"
