@@ -541,6 +541,25 @@ sq_harness_sql_file_rows(sq_harness_t *self, const char *rel_path, int64_t *n_ro
     return 0;
 }
 
+sq_proc_t *
+sq_harness_psql(sq_harness_t *self, const char *name, const char *const args[])
+{
+    const char *bindir = getenv("PG_BINDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/psql",
+             bindir && *bindir ? bindir : "/usr/lib/postgresql/15/bin");
+    if (access(path, X_OK) != 0)
+        snprintf(path, sizeof path, "/usr/bin/psql");
+    const char *head[] = {path, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", self->conninfo};
+    const char *argv[64];
+    if (s_build_argv(argv, 64, head, 8, args) != 0)
+        return NULL;
+    sq_proc_t *p = sq_harness_spawn(self, name, argv);
+    if (p && sq_proc_wait(p, 60000) != 0)
+        return NULL;
+    return p;
+}
+
 /* Poll until pred(value) holds; shared by the two waits below. */
 static int
 s_wait(sq_harness_t *self, const char *sql, int64_t want, bool at_least, int timeout_ms,

@@ -86,6 +86,11 @@ int sq_harness_sql_i64(sq_harness_t *self, const char *sql, int64_t *out);
 /* Run the SQL file sql/<rel_path> of the source tree (found through
  * SHARDQ_SQL_DIR) as-is; 0 and *n_rows_out its row count. */
 int sq_harness_sql_file_rows(sq_harness_t *self, const char *rel_path, int64_t *n_rows_out);
+/* Run psql on this test's database the way an operator would (psql -X -A
+ * -t -v ON_ERROR_STOP=1 <args>), with its output in the log of a process
+ * named `name`; waits for it. The process (exited; see sq_proc_exit_code
+ * and sq_proc_log_count) or NULL. psql comes from PG_BINDIR, else PATH. */
+sq_proc_t *sq_harness_psql(sq_harness_t *self, const char *name, const char *const args[]);
 /* Poll `sql` (one integer) every few ms until it equals `want` or
  * timeout_ms passes. 0 when reached; SQ_ETIMEDOUT (the detail carries the
  * last value seen) otherwise. */

@@ -122,6 +122,34 @@ cancel(void)
                                    "'succeeded'", &n) == 0 && n == 3);
 }
 
+/* The canned audit queries answer for this run as an operator runs them
+ * (psql -v ... -f sql/queries/...): the job's history shows its retries
+ * and dead-letters in order, and the time-range query finds all 15. */
+static void
+s_check_audit_queries(uint64_t job)
+{
+    const char *dir = getenv("SHARDQ_SQL_DIR");
+    SQ_REQUIRE(dir);
+    char history[512], range[512], job_var[64];
+    snprintf(history, sizeof history, "%s/queries/job_history.sql", dir);
+    snprintf(range, sizeof range, "%s/queries/retries_dead.sql", dir);
+    snprintf(job_var, sizeof job_var, "job_id=%llu", (unsigned long long)job);
+    const char *h_args[] = {"-v", job_var, "-f", history, NULL};
+    sq_proc_t *p = sq_harness_psql(h, "psql-history", h_args);
+    SQ_REQUIRE(p);
+    SQ_CHECK(sq_proc_exit_code(p) == 0);
+    SQ_CHECK(sq_proc_log_count(p, "|audit|retry|") == 10);
+    SQ_CHECK(sq_proc_log_count(p, "|audit|dead|") == 5);
+    SQ_CHECK(sq_proc_log_count(p, "|attempt|attempt_failed|") == 15);
+    SQ_CHECK(sq_proc_log_count(p, "|result|dead|") == 5);
+    const char *r_args[] = {"-v", "from='-infinity'", "-v", "to='infinity'", "-f", range, NULL};
+    p = sq_harness_psql(h, "psql-retries", r_args);
+    SQ_REQUIRE(p);
+    SQ_CHECK(sq_proc_exit_code(p) == 0);
+    SQ_CHECK(sq_proc_log_count(p, "|retry|") == 10);
+    SQ_CHECK(sq_proc_log_count(p, "|dead|") == 5);
+}
+
 static void
 retries_dead(void)
 {
@@ -153,6 +181,7 @@ retries_dead(void)
                                 &n) == 0 && n == 5);
     SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from audit_log where action = 'retry'",
                                 &n) == 0 && n == 10);
+    s_check_audit_queries(job);
 
     /* A permanent failure is dead after one attempt. */
     sq_proc_stop(w, 5000);
