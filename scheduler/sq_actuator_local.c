@@ -2,10 +2,11 @@
  *
  *  Ownership: the actuator is the parent of every mpirun it spawns and the
  *  only one who reaps them. Each group runs in its own process group
- *  (POSIX_SPAWN_SETPGROUP), so SIGTERM/SIGKILL to -pgid reach mpirun and
- *  every rank it started. A drained group gets SIGTERM (the worker stops
- *  taking tasks, finishes or hands back its leases, exits) and SIGKILL
- *  once grace_ms has passed. A group that exits on its own is simply
+ *  (POSIX_SPAWN_SETPGROUP), so SIGKILL to -pgid reaches mpirun and every
+ *  rank it started. A drained group gets SIGUSR1 on mpirun, which forwards
+ *  it to every rank (mpirun would end the job at once on SIGTERM): the
+ *  worker stops taking tasks, finishes or hands back its leases and exits;
+ *  SIGKILL follows once grace_ms has passed. A group that exits on its own is simply
  *  forgotten: the next decision sees one group fewer and replaces it.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -123,7 +124,7 @@ s_drain(s_group_t *g, int64_t now_ms)
 {
     g->state = S_DRAINING;
     g->term_ms = now_ms;
-    kill(-g->pid, SIGTERM);
+    kill(g->pid, SIGUSR1);
 }
 
 static int
@@ -192,7 +193,7 @@ s_counts(sq_actuator_t *base, const sq_pool_policy_t *p, sq_actuator_counts_t *o
     return 0;
 }
 
-/* Stop everything: SIGTERM all, wait up to grace, SIGKILL the rest. */
+/* Stop everything: drain all, wait up to grace, SIGKILL the rest. */
 static void
 s_destroy(sq_actuator_t *base)
 {
