@@ -44,6 +44,10 @@ else()
   add_test(NAME gpu.cuda.engine COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
 endif()
 set_tests_properties(gpu.cuda.engine PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 300)
+# the same op by op (graphs off): what a graph replays must equal this
+add_test(NAME gpu.cuda.engine_nographs COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
+set_tests_properties(gpu.cuda.engine_nographs PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
+                     TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_GRAPHS=0)
 
 # TP = 2 on whatever devices there are: on one GPU both ranks share it and
 # the all-reduce goes through host memory; forced host path on any count.

@@ -8,8 +8,9 @@
  *  the same greedy tokens. F16_MODEL (a random tiny-gqa model in F16, if
  *  given) is held to 2e-2: cuBLAS takes F16 activations on the batched
  *  path. Then batched decoding on CUDA: four sequences of different prompt
- *  lengths decoded together give the logits each gives alone. Exits 77
- *  (skipped) when no CUDA device is usable.
+ *  lengths decoded together give the logits each gives alone, and the
+ *  repeating decode steps ran as CUDA graphs (none with
+ *  SHARDQ_CUDA_GRAPHS=0). Exits 77 (skipped) when no CUDA device is usable.
  */
 #include <math.h>
 #include <stdio.h>
@@ -141,8 +142,18 @@ static void test_batched_equals_single(void)
     }
     SQ_CHECK(worst <= 1e-4f);
     SQ_CHECK(same);
+    long captures, replays, eagers;
+    sq_backend_cuda_graph_stats(g.be, &captures, &replays, &eagers);
+    const char *env = getenv("SHARDQ_CUDA_GRAPHS");
+    if (env && !strcmp(env, "0")) {
+        SQ_CHECK(captures == 0 && replays == 0);
+    } else {
+        /* decode steps repeat: captured once per batch shape, then replayed */
+        SQ_CHECK(captures >= 1 && replays >= S_STEPS);
+    }
     printf("cuda batched (4 sequences) vs alone: %d steps, max relative logit difference %.3g, "
-           "tokens %s\n", S_STEPS, (double)worst, same ? "identical" : "DIFFER");
+           "tokens %s; lists run as new graphs %ld, graph replays %ld, op by op %ld\n", S_STEPS,
+           (double)worst, same ? "identical" : "DIFFER", captures, replays, eagers);
     free(alone);
     free(both);
     s_unload(&g);

@@ -589,3 +589,12 @@ void *sq_backend_cuda_stream(const sq_backend_t *be)
 {
     return ((const s_cuda_t *)be->ctx)->stream;
 }
+
+void sq_backend_cuda_graph_stats(const sq_backend_t *be, long *captures, long *replays,
+                                 long *eagers)
+{
+    const sq_cuda_graph_cache_t *g = &((const s_cuda_t *)be->ctx)->graphs;
+    *captures = g->captures;
+    *replays = g->replays;
+    *eagers = g->eagers;
+}

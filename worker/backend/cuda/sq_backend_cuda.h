@@ -44,6 +44,10 @@ void *sq_backend_cuda_stream(const sq_backend_t *be);
  * Whoever enqueues work on the stream outside the ops calls this first.
  * SHARDQ_CUDA_GRAPHS=0 runs recorded lists op by op, never as graphs. */
 int sq_backend_cuda_flush(sq_backend_t *be);
+/* How recorded lists have run so far: captured into graphs, replayed as
+ * graphs, run op by op. */
+void sq_backend_cuda_graph_stats(const sq_backend_t *be, long *captures, long *replays,
+                                 long *eagers);
 
 /* ---- communicators ---- */
 

@@ -27,7 +27,7 @@ typedef struct {
     const void *p[6];           /* device pointers */
     int64_t i[10];              /* sizes, dtypes, head counts */
     float f[2];                 /* eps, rope base */
-    int64_t arg[2];             /* arena offsets of host arrays; -1: none */
+    int64_t arg[2];             /* arena offsets of host arrays (0 when unused) */
 } sq_cuda_op_t;
 
 typedef struct {
