@@ -30,6 +30,54 @@
 static sq_harness_t *h;
 static sq_e2e_client_t *client;
 
+/* Run sql/queries/<file> with psql as an operator would, with psql
+ * variables (-v name=value pairs, NULL-terminated); the exited process
+ * (its output is its log) or NULL. */
+static sq_proc_t *
+s_audit_query(const char *file, const char *const vars[])
+{
+    const char *dir = getenv("SHARDQ_SQL_DIR");
+    if (!dir)
+        return NULL;
+    char path[512];
+    snprintf(path, sizeof path, "%s/queries/%s", dir, file);
+    const char *args[16];
+    int n = 0;
+    for (int i = 0; vars[i] && n < 12; i++) {
+        args[n++] = "-v";
+        args[n++] = vars[i];
+    }
+    args[n++] = "-f";
+    args[n++] = path;
+    args[n] = NULL;
+    sq_proc_t *p = sq_harness_psql(h, file, args);
+    SQ_CHECK(p && sq_proc_exit_code(p) == 0);
+    return p;
+}
+
+static const char *const s_all_time[] = {"from='-infinity'", "to='infinity'", NULL};
+
+/* The canned audit queries answer for this run: the job's history shows
+ * its retries and dead-letters in order, and the time-range query finds
+ * all 15. */
+static void
+s_check_audit_queries(uint64_t job)
+{
+    char job_var[64];
+    snprintf(job_var, sizeof job_var, "job_id=%llu", (unsigned long long)job);
+    const char *vars[] = {job_var, NULL};
+    sq_proc_t *p = s_audit_query("job_history.sql", vars);
+    SQ_REQUIRE(p);
+    SQ_CHECK(sq_proc_log_count(p, "|audit|retry|") == 10);
+    SQ_CHECK(sq_proc_log_count(p, "|audit|dead|") == 5);
+    SQ_CHECK(sq_proc_log_count(p, "|attempt|attempt_failed|") == 15);
+    SQ_CHECK(sq_proc_log_count(p, "|result|dead|") == 5);
+    p = s_audit_query("retries_dead.sql", s_all_time);
+    SQ_REQUIRE(p);
+    SQ_CHECK(sq_proc_log_count(p, "|retry|") == 10);
+    SQ_CHECK(sq_proc_log_count(p, "|dead|") == 5);
+}
+
 static void
 ten_thousand(void)
 {
@@ -74,6 +122,10 @@ ten_thousand(void)
     /* No worker ever held more leases than the max_batch it announced. */
     for (int i = 0; i < 4; i++)
         SQ_CHECK(sq_proc_log_count(workers[i], "more leases than max_batch") == 0);
+    /* The per-tenant daily report adds up: 5,000 submitted and succeeded
+     * each (one UTC day, unless the run straddles midnight). */
+    sq_proc_t *p = s_audit_query("tenant_daily.sql", s_all_time);
+    SQ_CHECK(p && sq_proc_log_count(p, "|5000|5000|0|0") == 2);
     sq_e2e_check_no_duplicates(h);
 }
 
@@ -120,34 +172,6 @@ cancel(void)
     SQ_CHECK(sq_e2e_cancel(client, other, &n_cancelled) == 0 && n_cancelled == 0);
     SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_results where state = "
                                    "'succeeded'", &n) == 0 && n == 3);
-}
-
-/* The canned audit queries answer for this run as an operator runs them
- * (psql -v ... -f sql/queries/...): the job's history shows its retries
- * and dead-letters in order, and the time-range query finds all 15. */
-static void
-s_check_audit_queries(uint64_t job)
-{
-    const char *dir = getenv("SHARDQ_SQL_DIR");
-    SQ_REQUIRE(dir);
-    char history[512], range[512], job_var[64];
-    snprintf(history, sizeof history, "%s/queries/job_history.sql", dir);
-    snprintf(range, sizeof range, "%s/queries/retries_dead.sql", dir);
-    snprintf(job_var, sizeof job_var, "job_id=%llu", (unsigned long long)job);
-    const char *h_args[] = {"-v", job_var, "-f", history, NULL};
-    sq_proc_t *p = sq_harness_psql(h, "psql-history", h_args);
-    SQ_REQUIRE(p);
-    SQ_CHECK(sq_proc_exit_code(p) == 0);
-    SQ_CHECK(sq_proc_log_count(p, "|audit|retry|") == 10);
-    SQ_CHECK(sq_proc_log_count(p, "|audit|dead|") == 5);
-    SQ_CHECK(sq_proc_log_count(p, "|attempt|attempt_failed|") == 15);
-    SQ_CHECK(sq_proc_log_count(p, "|result|dead|") == 5);
-    const char *r_args[] = {"-v", "from='-infinity'", "-v", "to='infinity'", "-f", range, NULL};
-    p = sq_harness_psql(h, "psql-retries", r_args);
-    SQ_REQUIRE(p);
-    SQ_CHECK(sq_proc_exit_code(p) == 0);
-    SQ_CHECK(sq_proc_log_count(p, "|retry|") == 10);
-    SQ_CHECK(sq_proc_log_count(p, "|dead|") == 5);
 }
 
 static void
