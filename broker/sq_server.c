@@ -430,10 +430,10 @@ static void s_apply_done(sq_server_t *self, sq_done_t *d)
 
 /* A failed commit: SUBMIT/CANCEL callers get a retryable error now; the
  * rest (outcomes, audit) is kept and retried first, in order. */
-static void s_commit_failed(sq_server_t *self, sq_batch_t *b)
+/* Answer a batch's SUBMITs and CANCELs with a retryable error and drop its
+ * jobs (nothing of them was stored); the other rows stay. */
+static void s_refuse(sq_server_t *self, sq_batch_t *b, int code)
 {
-    int code = b->rc == SQ_EDBDOWN ? SQ_EDBDOWN : SQ_EAGAIN;
-    SQ_WARN("commit failed", "rc=%d err=\"%s\" jobs=%zu", b->rc, b->error, b->n_jobs);
     for (size_t i = 0; i < b->n_acks; i++)
         sq_server_error(self, self->clients, b->acks[i].to, b->acks[i].rid, code,
                         "database unavailable, nothing was stored; retry");
@@ -443,6 +443,16 @@ static void s_commit_failed(sq_server_t *self, sq_batch_t *b)
     for (size_t i = 0; i < b->n_jobs; i++)
         sq_job_destroy(&b->jobs[i]);
     b->n_jobs = 0;
+}
+
+static void s_commit_failed(sq_server_t *self, sq_batch_t *b)
+{
+    int code = b->rc == SQ_EDBDOWN ? SQ_EDBDOWN : SQ_EAGAIN;
+    SQ_WARN("commit failed", "rc=%d err=\"%s\" jobs=%zu", b->rc, b->error, b->n_jobs);
+    s_refuse(self, b, code);
+    /* SUBMITs that arrived during this commit would otherwise wait behind
+     * the retried batch until the database is back: answer them now */
+    s_refuse(self, self->pending, code);
     self->db_down = true;
     self->db_backoff_ms = self->db_backoff_ms ? self->db_backoff_ms * 2 : 50;
     if (self->db_backoff_ms > 2000)
