@@ -99,7 +99,13 @@ test_burst_scales_up_and_back(void)
     /* min_groups: one real group starts and registers with the broker. */
     SQ_CHECK(sq_harness_wait_i64(h, "SELECT count(*) FROM scaling_events", 1, 30000) == 0);
     SQ_CHECK(strcmp(s_events(h), "0>1") == 0);
-    SQ_REQUIRE(sched_wait_metric(s_port, "pool_groups{pool=\"p\",state=\"idle\"} 1", 60000));
+    int ready = sched_wait_metric(s_port, "pool_groups{pool=\"p\",state=\"idle\"} 1", 60000);
+    if (!ready) { /* say whether the broker answered STATS at all */
+        static char m[65536];
+        const char *line = strstr(sched_scrape(s_port, m, sizeof m), "\nshardq_scheduler_stats_errors_total");
+        fprintf(stderr, "scheduler:%.60s\n", line ? line : " no metrics");
+    }
+    SQ_REQUIRE(ready);
 
     uint64_t job = 0;
     int rc = s_submit(h, &job);
