@@ -146,6 +146,8 @@ s_keep_best(bench_result_t *best, const bench_result_t *r)
 {
     best->pp_tok_s = r->pp_tok_s > best->pp_tok_s ? r->pp_tok_s : best->pp_tok_s;
     best->tg_tok_s = r->tg_tok_s > best->tg_tok_s ? r->tg_tok_s : best->tg_tok_s;
+    if (r->tg_cpu_ms > 0 && (best->tg_cpu_ms == 0 || r->tg_cpu_ms < best->tg_cpu_ms))
+        best->tg_cpu_ms = r->tg_cpu_ms;
     for (int b = 0; b < BENCH_MAX_BATCHES; b++)
         if (r->agg_tok_s[b] > best->agg_tok_s[b])
             best->agg_tok_s[b] = r->agg_tok_s[b];
@@ -181,7 +183,8 @@ s_model_tables(const s_args_t *a, const char *path, const double *bw)
     int failed = 0;
     printf("\n## %s (%.1f MB of weights read per decode step)\n\n", s_base(path), bytes / 1e6);
     printf("| threads | pp tok/s | llama.cpp pp | ratio | decode tok/s | llama.cpp decode | ratio "
-           "| roofline tok/s | %% of roofline |\n|---|---|---|---|---|---|---|---|---|\n");
+           "| roofline tok/s | %% of roofline | decode CPU ms/token | llama.cpp CPU ms/token |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
     bench_result_t mine[S_MAX_POOLS], theirs[S_MAX_POOLS][BENCH_MAX_BATCHES];
     memset(mine, 0, sizeof mine);
     memset(theirs, 0, sizeof theirs);
@@ -189,11 +192,11 @@ s_model_tables(const s_args_t *a, const char *path, const double *bw)
         int t = a->n_threads[p];
         failed |= s_measure(a, path, t, &mine[p], theirs[p]);
         double roof = bytes > 0 ? bw[p] * 1e9 / (double) bytes : 0.0;
-        printf("| %d | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f %% |\n", t,
+        printf("| %d | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f %% | %.1f | %.1f |\n", t,
                mine[p].pp_tok_s, theirs[p][0].pp_tok_s,
                s_ratio(mine[p].pp_tok_s, theirs[p][0].pp_tok_s), mine[p].tg_tok_s,
                theirs[p][0].tg_tok_s, s_ratio(mine[p].tg_tok_s, theirs[p][0].tg_tok_s), roof,
-               100.0 * s_ratio(mine[p].tg_tok_s, roof));
+               100.0 * s_ratio(mine[p].tg_tok_s, roof), mine[p].tg_cpu_ms, theirs[p][0].tg_cpu_ms);
         fflush(stdout);
     }
     printf("\n| threads | batch | aggregate decode tok/s | vs batch 1 | llama.cpp | ratio |\n"

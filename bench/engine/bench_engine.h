@@ -18,11 +18,14 @@ typedef struct {
 
 typedef struct {
     double pp_tok_s, tg_tok_s;
+    double tg_cpu_ms;                    /* process CPU time per decode step */
     double agg_tok_s[BENCH_MAX_BATCHES]; /* per opts.batches */
 } bench_result_t;
 
 /* Monotonic seconds. */
 double bench_now_s(void);
+/* CPU seconds used by this process (all threads). */
+double bench_cpu_s(void);
 /* Read bandwidth in GB/s with the pool's threads, from a buffer far larger
  * than the caches. 0 when the buffer cannot be allocated. */
 double bench_read_bandwidth_gbs(sq_threadpool_t *pool);

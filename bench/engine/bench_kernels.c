@@ -25,6 +25,14 @@ bench_now_s(void)
     return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
 }
 
+double
+bench_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
 typedef struct {
     const uint64_t *buf;
     size_t n_words;

@@ -111,8 +111,10 @@ bench_model_run(const char *path, int n_threads, sq_tp_comm_t *comm, const bench
     rc = rc ? rc : s_prefill(model, batch, 1, o->n_prompt, n_vocab, logits);
     r->pp_tok_s = o->n_prompt / (bench_now_s() - t0);
     t0 = bench_now_s();
+    double cpu0 = bench_cpu_s();
     rc = rc ? rc : s_decode(model, batch, 1, o->n_prompt, o->n_gen, n_vocab, logits);
     r->tg_tok_s = o->n_gen / (bench_now_s() - t0);
+    r->tg_cpu_ms = (bench_cpu_s() - cpu0) * 1e3 / o->n_gen;
     for (int b = 0; b < o->n_batches && !rc; b++) {
         int nb = o->batches[b];
         rc = s_prefill(model, batch, nb, 8, n_vocab, logits);
@@ -157,6 +159,7 @@ bench_anchor_run(const char *path, int n_threads, int batch, const bench_opts_t 
     }
     r->pp_tok_s = s_json_num(line, "pp_tok_s");
     r->tg_tok_s = s_json_num(line, "tg_tok_s");
+    r->tg_cpu_ms = s_json_num(line, "tg_cpu_ms");
     r->agg_tok_s[0] = s_json_num(line, "agg_tok_s");
     return 0;
 }

@@ -5,6 +5,7 @@
 // scratch folder given by --llama-dir) on one GGUF file, CPU only, with a
 // fixed thread count, and prints one JSON line:
 //   {"pp_tok_s": prompt processing, "tg_tok_s": single-sequence decode,
+//    "tg_cpu_ms": process CPU time per decode step (all threads),
 //    "batch": B, "agg_tok_s": aggregate decode of B sequences}
 // Decode evaluates one token per step (no sampling), as shardq's bench does.
 //
@@ -66,8 +67,11 @@ async function main() {
   const pp = a.promptTokens / (now() - t0);
   const gen = tokens(a.genTokens, vocab, 2);
   t0 = now();
+  const cpu0 = process.cpuUsage();
   for (const t of gen) await seq.evaluateWithoutGeneratingNewTokens([t]);
   const tg = a.genTokens / (now() - t0);
+  const cpu = process.cpuUsage(cpu0);
+  const tgCpuMs = (cpu.user + cpu.system) / 1000 / a.genTokens;
   await ctx.dispose();
 
   // Aggregate decode of `batch` sequences stepping together.
@@ -85,7 +89,8 @@ async function main() {
     await ctx.dispose();
   }
   await model.dispose();
-  console.log(JSON.stringify({ pp_tok_s: pp, tg_tok_s: tg, batch: a.batch, agg_tok_s: agg }));
+  console.log(JSON.stringify({ pp_tok_s: pp, tg_tok_s: tg, tg_cpu_ms: tgCpuMs, batch: a.batch,
+                               agg_tok_s: agg }));
 }
 
 main().catch((e) => { console.error(`llama_anchor: ${e.message}`); process.exit(1); });
