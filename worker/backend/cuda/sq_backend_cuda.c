@@ -26,9 +26,14 @@ typedef struct {
     cublasHandle_t blas;
     void *blas_ws;              /* cuBLAS workspace: no allocation while capturing */
     sq_cuda_rec_t rec;          /* ops since the last flush */
-    int32_t *arena_h, *arena_d; /* host arrays of the recorded ops: pinned / device */
-    cudaEvent_t arena_read;     /* the last flush's arena copy has read arena_h */
-    bool arena_busy;
+    /* Host arrays of the recorded ops, pinned / device, double-buffered:
+     * lists alternate between the two, so recording the next list only
+     * waits for the one before the last (under NCCL the host records a
+     * layer half while the GPU runs the previous one). */
+    int32_t *arena_h[2], *arena_d[2];
+    cudaEvent_t arena_read[2];  /* the list that used arena i is done */
+    bool arena_busy[2];
+    int cur;                    /* the arena being recorded into */
     sq_cuda_graph_cache_t graphs;
     bool use_graphs;
     void *x16;                  /* F16 copy of activations for cuBLAS */
@@ -122,7 +127,8 @@ static int s_exec_matmul(s_cuda_t *c, const sq_cuda_op_t *op)
 
 static int s_exec(s_cuda_t *c, const sq_cuda_op_t *op)
 {
-    const int32_t *a0 = c->arena_d + op->arg[0], *a1 = c->arena_d + op->arg[1];
+    const int32_t *arena = c->arena_d[c->cur];
+    const int32_t *a0 = arena + op->arg[0], *a1 = arena + op->arg[1];
     cudaError_t err = cudaSuccess;
     switch (op->kind) {
     case S_EMBED:
@@ -171,7 +177,8 @@ static int s_exec(s_cuda_t *c, const sq_cuda_op_t *op)
 static int s_run_ops(s_cuda_t *c)
 {
     if (c->rec.arena_n)
-        S_CUDA(cudaMemcpyAsync(c->arena_d, c->arena_h, c->rec.arena_n * sizeof(int32_t),
+        S_CUDA(cudaMemcpyAsync(c->arena_d[c->cur], c->arena_h[c->cur],
+                               c->rec.arena_n * sizeof(int32_t),
                                cudaMemcpyHostToDevice, c->stream),
                "argument copy");
     for (int k = 0; k < c->rec.n_ops; k++) {
@@ -220,7 +227,9 @@ static int s_flush(s_cuda_t *c)
         return 0;
     }
     void *exec = NULL;
-    const uint64_t key = c->use_graphs ? sq_cuda_rec_key(r) : 0;
+    /* a graph names the arena it was captured with */
+    const uint64_t key = c->use_graphs ? sq_cuda_rec_key(r) + (uint64_t)c->cur * 0x9e3779b97f4a7c15ULL
+                                       : 0;
     sq_cuda_run_t how = c->use_graphs ? sq_cuda_graph_decide(&c->graphs, key, r->n_ops, r->max_tok, &exec)
                                       : SQ_CUDA_RUN_EAGER;
     if (how == SQ_CUDA_RUN_CAPTURE && (rc = s_capture(c, key, (cudaGraphExec_t *)&exec)) == 0 &&
@@ -232,9 +241,11 @@ static int s_flush(s_cuda_t *c)
         cudaError_t err = cudaGraphLaunch((cudaGraphExec_t)exec, c->stream);
         rc = err == cudaSuccess ? 0 : s_fail(err, "graph launch");
     }
-    /* the next recording may not overwrite arena_h before this copy read it */
-    cudaError_t err = cudaEventRecord(c->arena_read, c->stream);
-    c->arena_busy = true;
+    /* arena cur may not be refilled before this list has run */
+    cudaError_t err = cudaEventRecord(c->arena_read[c->cur], c->stream);
+    c->arena_busy[c->cur] = true;
+    c->cur ^= 1;
+    r->arena = c->arena_h[c->cur];
     sq_cuda_rec_reset(r);
     return rc ? rc : err == cudaSuccess ? 0 : s_fail(err, "event");
 }
@@ -246,29 +257,34 @@ static int s_arena_grow(s_cuda_t *c, size_t n)
     /* graphs name the old buffers; queued work may still read them */
     S_CUDA(cudaStreamSynchronize(c->stream), "growing the argument arena");
     sq_cuda_graph_clear(&c->graphs);
-    cudaFreeHost(c->arena_h);
-    cudaFree(c->arena_d);
-    c->arena_h = c->arena_d = NULL;
     c->rec.arena = NULL;
     c->rec.arena_cap = 0;
-    c->arena_busy = false;
-    S_CUDA(cudaMallocHost((void **)&c->arena_h, n * sizeof(int32_t)), "pinned argument arena");
-    S_CUDA(cudaMalloc((void **)&c->arena_d, n * sizeof(int32_t)), "device argument arena");
-    c->rec.arena = c->arena_h;
+    for (int i = 0; i < 2; i++) {
+        cudaFreeHost(c->arena_h[i]);
+        cudaFree(c->arena_d[i]);
+        c->arena_h[i] = c->arena_d[i] = NULL;
+        c->arena_busy[i] = false;
+    }
+    for (int i = 0; i < 2; i++) {
+        S_CUDA(cudaMallocHost((void **)&c->arena_h[i], n * sizeof(int32_t)), "pinned argument arena");
+        S_CUDA(cudaMalloc((void **)&c->arena_d[i], n * sizeof(int32_t)), "device argument arena");
+    }
+    c->rec.arena = c->arena_h[c->cur];
     c->rec.arena_cap = n;
     return 0;
 }
 
-/* room for n more arena values: wait for the last flush's copy, run what
- * is recorded if it is full, grow it if n alone does not fit */
+/* room for n more arena values: run what is recorded if the arena is
+ * full, wait for the list that last used this arena, grow both arenas if
+ * n alone does not fit */
 static int s_reserve(s_cuda_t *c, size_t n)
 {
     int rc;
     if (n > c->rec.arena_cap - c->rec.arena_n && (rc = s_flush(c)))
         return rc;
-    if (c->arena_busy) {
-        S_CUDA(cudaEventSynchronize(c->arena_read), "argument arena");
-        c->arena_busy = false;
+    if (c->arena_busy[c->cur]) {
+        S_CUDA(cudaEventSynchronize(c->arena_read[c->cur]), "argument arena");
+        c->arena_busy[c->cur] = false;
     }
     if (n > c->rec.arena_cap)
         return s_arena_grow(c, n > 2 * c->rec.arena_cap ? n : 2 * c->rec.arena_cap);
@@ -301,10 +317,12 @@ static void s_destroy(sq_backend_t *be)
     }
     sq_cuda_graph_clear(&c->graphs);
     sq_cuda_rec_free(&c->rec);
-    cudaFreeHost(c->arena_h);
-    cudaFree(c->arena_d);
-    if (c->arena_read)
-        cudaEventDestroy(c->arena_read);
+    for (int i = 0; i < 2; i++) {
+        cudaFreeHost(c->arena_h[i]);
+        cudaFree(c->arena_d[i]);
+        if (c->arena_read[i])
+            cudaEventDestroy(c->arena_read[i]);
+    }
     cudaFree(c->x16);
     cudaFree(c->blas_ws);
     if (c->blas)
@@ -539,7 +557,8 @@ static int s_init(s_cuda_t *c, int device)
     c->graphs.drop = s_graph_drop;
     S_CUDA(cudaSetDevice(device), "set device");
     S_CUDA(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");
-    S_CUDA(cudaEventCreateWithFlags(&c->arena_read, cudaEventDisableTiming), "event");
+    for (int i = 0; i < 2; i++)
+        S_CUDA(cudaEventCreateWithFlags(&c->arena_read[i], cudaEventDisableTiming), "event");
     int rc = s_arena_grow(c, S_ARENA0);
     if (rc)
         return rc;
