@@ -20,7 +20,8 @@
  *             tasks/s over the first M results, i.e. with at least B queued
  *
  *  "Committed" is checked in PostgreSQL itself (task_results), never
- *  inferred from the broker's word. Exit codes: 0 done, 1 a phase failed,
+ *  inferred from the broker's word. Each phase starts after a CHECKPOINT
+ *  (backlog points after VACUUM (ANALYZE) too), outside the timed window. Exit codes: 0 done, 1 a phase failed,
  *  2 usage error.
  */
 #define _GNU_SOURCE
@@ -296,6 +297,18 @@ s_workers_start(s_bench_t *b)
     return b->workers ? 0 : SQ_FAIL(SQ_EIO, "cannot start workers: %s", sq_error_detail());
 }
 
+/* Start each measured window from the same database state, as the anchors
+ * do: CHECKPOINT flushes what the previous phase dirtied, so no phase pays
+ * for its predecessor's writes. Before a backlog point, VACUUM (ANALYZE)
+ * first, so the drain does not race autovacuum over the rows just queued:
+ * a standing backlog in production has long been vacuumed. */
+static int
+s_settle(s_bench_t *b, bool vacuum)
+{
+    int rc = vacuum ? sq_db_exec(b->db, "VACUUM (ANALYZE)", 0, NULL, NULL) : 0;
+    return rc == 0 ? sq_db_exec(b->db, "CHECKPOINT", 0, NULL, NULL) : rc;
+}
+
 /* Submit n tasks pipelined; *secs the time until the last ack. */
 static int
 s_submit(s_bench_t *b, const char *prefix, size_t n, sq_bench_jobs_t *jobs, double *submit_ms,
@@ -318,14 +331,16 @@ s_phase_submit_process(s_bench_t *b)
     if (!submit_ms)
         return SQ_FAIL(SQ_ENOMEM, "out of memory");
     sq_bench_jobs_t jobs;
-    int rc = s_submit(b, "proc", o->tasks, &jobs, submit_ms, &secs);
+    int rc = s_settle(b, false);
+    if (rc == 0)
+        rc = s_submit(b, "proc", o->tasks, &jobs, submit_ms, &secs);
     if (rc == 0) {
         b->res.submit_per_s = o->tasks / secs;
         b->res.submit_batch_p50_ms = sq_bench_quantile(submit_ms, n_req, 0.50);
         b->res.submit_batch_p99_ms = sq_bench_quantile(submit_ms, n_req, 0.99);
     }
     free(submit_ms);
-    if (rc != 0 || !o->phase_process)
+    if (rc != 0 || !o->phase_process || (rc = s_settle(b, false)) != 0)
         return rc;
     double t0 = sq_bench_now_ms();
     rc = s_workers_start(b);
@@ -339,7 +354,9 @@ s_phase_submit_process(s_bench_t *b)
 static int
 s_phase_e2e(s_bench_t *b)
 {
-    int rc = s_workers_start(b);
+    int rc = s_settle(b, false);
+    if (rc == 0)
+        rc = s_workers_start(b);
     if (rc != 0)
         return rc;
     uint64_t base = sq_bench_workers_answered(b->workers);
@@ -392,7 +409,9 @@ s_phase_latency(s_bench_t *b)
     n = n ? n : 1;
     double *sent = calloc(n, sizeof *sent), *acked = calloc(n, sizeof *acked),
            *arrived = malloc(n * sizeof *arrived);
-    int rc = (sent && acked && arrived) ? s_workers_start(b) : SQ_FAIL(SQ_ENOMEM, "out of memory");
+    int rc = (sent && acked && arrived) ? s_settle(b, false) : SQ_FAIL(SQ_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = s_workers_start(b);
     for (size_t i = 0; rc == 0 && i < n; i++)
         arrived[i] = -1;
     if (rc == 0) {
@@ -425,6 +444,8 @@ s_phase_backlog(s_bench_t *b, int k)
     sq_bench_jobs_t jobs;
     double secs;
     int rc = s_submit(b, prefix, queued + m, &jobs, NULL, &secs);
+    if (rc == 0)
+        rc = s_settle(b, true);
     double t0 = sq_bench_now_ms();
     if (rc == 0)
         rc = s_workers_start(b);
