@@ -62,7 +62,7 @@ static int s_migrate(const char *db_url)
         rc = sq_migrate_apply(db, &applied);
     sq_db_destroy(&db);
     if (rc) {
-        SQ_ERROR("migration failed", "err=\"%s\" at=%s", sq_error_detail(), sq_error_where());
+        SQ_ERROR("migration failed", "err=%s at=%s", sq_q(sq_error_detail()), sq_error_where());
         return rc == SQ_EDBDOWN ? 3 : 1;
     }
     SQ_INFO("migrations applied", "applied=%d total=%d", applied, sq_n_migrations);
@@ -134,7 +134,7 @@ int main(int argc, char **argv)
     }
     int rc = sq_server_run(server);
     if (rc)
-        SQ_ERROR("broker failed", "err=\"%s\" at=%s", sq_error_detail(), sq_error_where());
+        SQ_ERROR("broker failed", "err=%s at=%s", sq_q(sq_error_detail()), sq_error_where());
     sq_server_destroy(&server);
     if (rc == SQ_EDBDOWN || rc == SQ_ESTATE || rc == SQ_EDB)
         return 3;

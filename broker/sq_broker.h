@@ -17,6 +17,7 @@
 #define SQ_BROKER_H
 
 #include "sq_db.h"
+#include "sq_log.h"
 #include "sq_queue.h"
 #include "sq_wire.h"
 
@@ -158,6 +159,17 @@ void sq_batch_audit(sq_batch_t *self, const char *actor, const char *action, uin
                     int64_t now_wall_ms);
 /* Append a timestamptz field for COPY text format. */
 void sq_copy_ts(sq_db_copy_t *c, int64_t wall_ms);
+
+/* logfmt-quote s for a log value (escapes quotes and control bytes; text
+ * from peers is never logged raw). Four buffers per thread rotate, so up to
+ * four quoted values may share one log line. */
+static inline const char *sq_q(const char *s)
+{
+    static _Thread_local char bufs[4][1024];
+    static _Thread_local unsigned i;
+    i = (i + 1) & 3;
+    return sq_log_quote(s, bufs[i], sizeof bufs[i]);
+}
 
 /* A zhashx keyed by a uint64_t the value holds (e.g. &job->id): no key
  * copies, so a key must not change while its entry is in the table. */

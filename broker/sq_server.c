@@ -314,7 +314,7 @@ static void s_dispatch_group(sq_server_t *self, sq_group_t *g)
         s_encode_task(self, e, picked[i]);
     }
     if (sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_TASKS, e) != 0)
-        SQ_WARN("send TASKS failed", "group=%s err=\"%s\"", g->group_id, sq_error_detail());
+        SQ_WARN("send TASKS failed", "group=%s err=%s", sq_q(g->group_id), sq_q(sq_error_detail()));
     g->last_send_ms = sq_now_ms();
     self->n_dispatched += n;
 }
@@ -340,7 +340,7 @@ void sq_server_group_lost(sq_server_t *self, sq_group_t *g, const char *reason)
     snprintf(subject, sizeof subject, "group:%s", g->group_id);
     sq_batch_audit(self->pending, "broker", "worker_lost", 0, 0, subject, details, sq_wall_ms());
     free(details);
-    SQ_INFO("worker group lost", "group=%s reason=\"%s\" leases=%u", g->group_id, reason, n);
+    SQ_INFO("worker group lost", "group=%s reason=%s leases=%u", sq_q(g->group_id), sq_q(reason), n);
     zhashx_delete(self->groups, g->key);
     s_group_destroy(&g);
     sq_server_kick(self);
@@ -448,7 +448,7 @@ static void s_refuse(sq_server_t *self, sq_batch_t *b, int code)
 static void s_commit_failed(sq_server_t *self, sq_batch_t *b)
 {
     int code = b->rc == SQ_EDBDOWN ? SQ_EDBDOWN : SQ_EAGAIN;
-    SQ_WARN("commit failed", "rc=%d err=\"%s\" jobs=%zu", b->rc, b->error, b->n_jobs);
+    SQ_WARN("commit failed", "rc=%d err=%s jobs=%zu", b->rc, sq_q(b->error), b->n_jobs);
     s_refuse(self, b, code);
     /* SUBMITs that arrived during this commit would otherwise wait behind
      * the retried batch until the database is back: answer them now */
@@ -463,8 +463,8 @@ static void s_commit_failed(sq_server_t *self, sq_batch_t *b)
         /* The database is up but refuses this batch (a bug, or a constraint
          * we did not foresee): do not wedge the queue behind it. Its tasks
          * run again; the rows it carried are lost, and the log says so. */
-        SQ_ERROR("dropping a batch the database keeps refusing", "err=\"%s\" results=%zu",
-                 b->error, b->n_dones);
+        SQ_ERROR("dropping a batch the database keeps refusing", "err=%s results=%zu",
+                 sq_q(b->error), b->n_dones);
         for (size_t i = 0; i < b->n_dones; i++)
             sq_server_enqueue(self, b->dones[i].task);
         sq_batch_destroy(&b);
@@ -569,7 +569,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 void sq_server_reply(sq_server_t *self, zframe_t *to, uint8_t cmd, sq_wire_enc_t *enc)
 {
     if (sq_wire_send(zsock_resolve(self->clients), to, cmd, enc) != 0)
-        SQ_WARN("reply failed", "cmd=%s err=\"%s\"", sq_wire_cmd_name(cmd), sq_error_detail());
+        SQ_WARN("reply failed", "cmd=%s err=%s", sq_wire_cmd_name(cmd), sq_q(sq_error_detail()));
 }
 
 void sq_server_error(sq_server_t *self, zsock_t *sock, zframe_t *to, uint64_t rid, int rc,

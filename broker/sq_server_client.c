@@ -231,9 +231,11 @@ static void s_count_groups(sq_server_t *self, const char *model, uint32_t out[3]
             out[g->draining ? 2 : g->n_leases ? 0 : 1]++;
 }
 
-static void s_stats_pool(sq_server_t *self, sq_wire_enc_t *e, const char *model, int64_t now)
+/* p is the pool's entry in self->pstats, passed in because the caller is
+ * iterating that table (a lookup inside the walk would upset its cursor). */
+static void s_stats_pool(sq_server_t *self, sq_wire_enc_t *e, const char *model,
+                         const sq_pstat_t *p, int64_t now)
 {
-    sq_pstat_t *p = sq_server_pstat(self, model);
     uint32_t groups[3], done10 = 0;
     s_count_groups(self, model, groups);
     int64_t sec = now / 1000;
@@ -270,8 +272,13 @@ static void s_stats(sq_server_t *self, zframe_t *to, uint64_t rid)
     sq_wire_kv_u64(e, "now", (uint64_t)sq_wall_ms());
     sq_wire_key(e, "pools");
     sq_wire_array(e, (uint32_t)zhashx_size(self->pstats));
-    for (void *p = zhashx_first(self->pstats); p; p = zhashx_next(self->pstats))
-        s_stats_pool(self, e, zhashx_cursor(self->pstats), now);
+    /* walk a copy of the keys: the per-pool counts look things up in
+     * tables that share czmq's iteration cursor, which restarted this walk
+     * for ever once a worker group had registered */
+    zlistx_t *models = zhashx_keys(self->pstats);
+    for (const char *m = models ? zlistx_first(models) : NULL; m; m = zlistx_next(models))
+        s_stats_pool(self, e, m, zhashx_lookup(self->pstats, m), now);
+    zlistx_destroy(&models);
     /* tenants with unfinished work */
     zhashx_t *tenants = zhashx_new();
     for (sq_job_t *j = zhashx_first(self->jobs); j; j = zhashx_next(self->jobs)) {
@@ -408,7 +415,7 @@ int sq_server_on_client(zloop_t *loop, zsock_t *reader, void *arg)
         if (rc == SQ_EAGAIN)
             break;
         if (rc) {
-            SQ_WARN("bad client message", "err=\"%s\"", sq_error_detail());
+            SQ_WARN("bad client message", "err=%s", sq_q(sq_error_detail()));
             if (from)
                 sq_server_error(self, reader, from, 0, rc, sq_error_detail());
             zframe_destroy(&from);

@@ -117,7 +117,7 @@ static void s_ready(sq_server_t *self, sq_group_t *g, const char *key, sq_wire_m
     if (s_ready_fields(msg->body, g) != 0) {
         char detail[600];
         snprintf(detail, sizeof detail, "READY: %s", sq_error_detail());
-        SQ_WARN("bad READY", "err=\"%s\"", detail);
+        SQ_WARN("bad READY", "err=%s", sq_q(detail));
         if (fresh) {
             s_disconnect(self, msg->identity, detail);
             zframe_destroy(&g->identity);
@@ -136,7 +136,7 @@ static void s_ready(sq_server_t *self, sq_group_t *g, const char *key, sq_wire_m
         snprintf(subject, sizeof subject, "group:%s", g->group_id);
         sq_batch_audit(self->pending, "broker", "worker_joined", 0, 0, subject, caps,
                        sq_wall_ms());
-        SQ_INFO("worker group ready", "group=%s model=%s max_batch=%u", g->group_id, g->model,
+        SQ_INFO("worker group ready", "group=%s model=%s max_batch=%u", sq_q(g->group_id), sq_q(g->model),
                 g->max_batch);
     }
     free(caps);
@@ -166,7 +166,7 @@ static sq_task_t *s_fenced(sq_server_t *self, sq_group_t *g, sq_wire_val_t entry
     sq_batch_audit(self->pending, actor, "result_rejected_stale", t ? t->job->id : 0,
                    t ? t->idx : 0, subject, details, sq_wall_ms());
     free(details);
-    SQ_INFO("stale result rejected", "group=%s lease=%" PRIu64, g->group_id, lease);
+    SQ_INFO("stale result rejected", "group=%s lease=%" PRIu64, sq_q(g->group_id), lease);
     return NULL;
 }
 
@@ -290,7 +290,7 @@ int sq_server_on_worker(zloop_t *loop, zsock_t *reader, void *arg)
         if (rc == SQ_EAGAIN)
             break;
         if (rc) {
-            SQ_WARN("bad worker message", "err=\"%s\"", sq_error_detail());
+            SQ_WARN("bad worker message", "err=%s", sq_q(sq_error_detail()));
             char *key = from ? zframe_strhex(from) : NULL;
             bool known = key && zhashx_lookup(self->groups, key);
             if (from && known)

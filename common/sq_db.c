@@ -42,8 +42,16 @@ static int s_try_connect(sq_db_t *self)
         PQsetNoticeProcessor(self->conn, s_notice, NULL);
         return 0;
     }
-    return SQ_FAIL(SQ_EDBDOWN, "connect: %s",
-                   self->conn ? PQerrorMessage(self->conn) : "out of memory");
+    /* libpq's message spans lines; a log line must not */
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", self->conn ? PQerrorMessage(self->conn) : "out of memory");
+    for (char *c = msg; *c; c++)
+        if (*c == '\n' || *c == '\t')
+            *c = ' ';
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == ' ')
+        msg[--n] = '\0';
+    return SQ_FAIL(SQ_EDBDOWN, "connect: %s", msg);
 }
 
 int sq_db_connect(const char *conninfo, int timeout_ms, sq_db_t **out)
