@@ -288,11 +288,13 @@ static void s_encode_task(sq_server_t *self, sq_wire_enc_t *e, sq_task_t *t)
 }
 
 /* Fill one group's free slots; TASKS bodies stay well under the cap. */
-static void s_dispatch_group(sq_server_t *self, sq_group_t *g)
+static void s_dispatch_group(sq_server_t *self, sq_group_t *g, uint32_t cap)
 {
     enum { MAX_TASKS = SQ_WIRE_MAX_BATCH };
     static sq_task_t *picked[MAX_TASKS];
     uint32_t free_slots = g->max_batch - g->n_leases, n = 0;
+    if (free_slots > cap)
+        free_slots = cap;
     size_t bytes = 0;
     while (n < free_slots && n < MAX_TASKS && bytes < SQ_WIRE_MAX_BODY / 2) {
         sq_qitem_t *it = sq_queue_pop(self->queue, g->model);
@@ -319,13 +321,28 @@ static void s_dispatch_group(sq_server_t *self, sq_group_t *g)
     self->n_dispatched += n;
 }
 
+static bool s_can_take(sq_server_t *self, sq_group_t *g)
+{
+    return !g->draining && g->n_leases < g->max_batch && sq_queue_ready(self->queue, g->model);
+}
+
+/* Two passes: first every group with room gets an equal share of what is
+ * ready (so groups that happen to come first in the table do not take
+ * everything when little is queued), then the rest fills free slots. */
 void sq_server_dispatch(sq_server_t *self)
 {
-    if (sq_queue_ready_total(self->queue) == 0)
+    size_t ready = sq_queue_ready_total(self->queue), n_open = 0;
+    if (ready == 0)
         return;
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
-        if (!g->draining && g->n_leases < g->max_batch && sq_queue_ready(self->queue, g->model))
-            s_dispatch_group(self, g);
+        n_open += s_can_take(self, g);
+    if (n_open == 0)
+        return;
+    uint32_t share = (uint32_t)((ready + n_open - 1) / n_open);
+    for (int pass = 0; pass < 2; pass++)
+        for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
+            if (s_can_take(self, g))
+                s_dispatch_group(self, g, pass == 0 ? share : UINT32_MAX);
 }
 
 void sq_server_group_lost(sq_server_t *self, sq_group_t *g, const char *reason)
