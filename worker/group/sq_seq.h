@@ -1,15 +1,12 @@
-/*  sq_seq: one sequence being generated — its prompt ids, how much of the
- *  prompt has been prefilled, the tokens and text produced so far, its
- *  sampler and its stop rules.
+/*  sq_seq: one sequence of the continuous batcher: the engine's
+ *  sq_sequence (prompt ids, sampler, the stop rules every caller shares)
+ *  plus how much of the prompt is already in the KV cache and the LoRA
+ *  adapter it runs with.
  *
  *  Only rank 0 of a group holds sequences: it decides tokens; the other
- *  ranks just run the forward passes rank 0 plans (sq_batcher). The stop
- *  rules are those of sq_engine_generate: end at EOS or BOS (the bundled
- *  model ends a story with BOS), at a stop string (the text ends just
- *  before it), at max_tokens or at the end of the context.
- *
- *  Ownership: the sequence copies the prompt ids and stop strings; the
- *  tokenizer is borrowed and must outlive it.
+ *  ranks just run the forward passes rank 0 plans (sq_batcher).
+ *  Ownership: the prompt ids and stop strings are copied; the tokenizer is
+ *  borrowed and must outlive the sequence.
  */
 #ifndef SQ_SEQ_H
 #define SQ_SEQ_H
