@@ -1,0 +1,124 @@
+/*  shardq-bench-batch: the engine alone on a batch of prompts, through the
+ *  same continuous batcher a worker group runs (so the cluster benchmark
+ *  compares like with like), under mpirun for tensor parallelism.
+ *
+ *    mpirun -np 2 shardq-bench-batch MODEL [--n 1000] [--max-tokens 32]
+ *        [--max-batch 16] [--adapters K] [--adapter-dir DIR]
+ *
+ *  Prompts are the ones bench/worker/run.sh submits to the cluster
+ *  (bench_prompt(i)). With --adapters K, K random LoRA adapters (rank 8,
+ *  attn_q/attn_v/ffn_up/ffn_down, from shardq-model lora-random, made in
+ *  --adapter-dir) are loaded and sequences use them round-robin, to compare
+ *  mixed-adapter batches with base-only ones. Prints one table row (rank 0).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench_prompts.h"
+#include "sq_batcher.h"
+#include "sq_engine.h"
+#include "sq_error.h"
+
+static long long s_tokens;
+
+static void s_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t *t)
+{
+    (void)arg, (void)user, (void)t;
+    s_tokens += (long long)sq_seq_n_generated(seq);
+    sq_seq_destroy(&seq);
+}
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (argc > 2 && !strcmp(argv[1], "--print-prompts")) {
+        /* the cluster run submits exactly these, as a job file */
+        for (int i = 0, n = atoi(argv[2]); i < n; i++) {
+            char p[256];
+            bench_prompt(i, p, sizeof p);
+            printf("{\"custom_id\": \"b-%d\", \"prompt\": \"%s\", \"max_tokens\": %s, "
+                   "\"temperature\": 0}\n", i, p, argc > 3 ? argv[3] : "32");
+        }
+        MPI_Finalize();
+        return 0;
+    }
+    const char *model = argc > 1 ? argv[1] : "models/stories260K.gguf", *dir = "/tmp";
+    int n = 1000, max_tokens = 32, max_batch = 16, n_adapters = 0;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--n")) n = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--max-tokens")) max_tokens = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--max-batch")) max_batch = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--adapters")) n_adapters = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--adapter-dir")) dir = argv[i + 1];
+    }
+    sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
+    sq_engine_params_t ep = {.model_path = model, .n_threads = 1, .n_slots = max_batch,
+                             .comm = comm};
+    sq_engine_t *e = sq_engine_new(&ep);
+    sq_batcher_t *b = e ? sq_batcher_new(sq_engine_model(e), MPI_COMM_WORLD, max_batch, 128) : NULL;
+    if (!b) {
+        fprintf(stderr, "bench: %s\n", sq_error_detail());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    int ids[16] = {0};
+    for (int k = 0; k < n_adapters && k < 16; k++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/bench-adapter-%d.gguf", dir, k);
+        if (rank == 0 && sq_batcher_adapter_load(b, path, &ids[k]) != 0) {
+            fprintf(stderr, "bench: adapter %s: %s\n", path, sq_error_detail());
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+    }
+    if (rank != 0) {
+        int rc = sq_batcher_follow(b);
+        sq_batcher_destroy(&b);
+        sq_engine_destroy(&e);
+        sq_tp_comm_destroy(&comm);
+        MPI_Finalize();
+        return rc ? 1 : 0;
+    }
+    sq_model_t *m = sq_engine_model(e);
+    sq_gen_params_t gp = {.max_tokens = max_tokens, .sampler = {.temperature = 0, .top_p = 1},
+                          .ignore_eos = false};
+    double t0 = s_now();
+    int next = 0;
+    while (next < n || sq_batcher_n_active(b) > 0) {
+        while (next < n && sq_batcher_n_active(b) < max_batch) {
+            char prompt[256];
+            bench_prompt(next, prompt, sizeof prompt);
+            sq_seq_t *s = sq_seq_new(sq_engine_tokenizer(e), prompt, strlen(prompt), &gp,
+                                     sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
+            if (n_adapters > 0)
+                sq_seq_set_adapter(s, ids[next % n_adapters]);
+            sq_batcher_admit(b, s, NULL);
+            next++;
+        }
+        if (sq_batcher_step(b, s_done, NULL) != 0) {
+            fprintf(stderr, "bench: %s\n", sq_error_detail());
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+    }
+    double wall = s_now() - t0;
+    sq_batcher_stop_followers(b);
+    printf("| engine alone | TP=%d | %d tasks | %d adapters | %.2f s | %.0f tokens/s |\n", size, n,
+           n_adapters, wall, (double)s_tokens / wall);
+    sq_batcher_destroy(&b);
+    sq_engine_destroy(&e);
+    sq_tp_comm_destroy(&comm);
+    MPI_Finalize();
+    return 0;
+}
