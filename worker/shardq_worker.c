@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sq_args.h"
 #include "sq_group.h"
 #include "sq_log.h"
 #include "sq_oneshot.h"
@@ -44,45 +45,8 @@ static void s_usage(FILE *fp)
           fp);
 }
 
-static int s_int(const char *flag, const char *v, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "shardq-worker: %s: '%s' is not an integer in [%ld, %ld]\n", flag, v,
-                lo, hi);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
 
-static int s_float(const char *flag, const char *v, double lo, double hi, float *out)
-{
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || *end || end == v || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "shardq-worker: %s: '%s' is not a number in [%g, %g]\n", flag, v, lo, hi);
-        return -1;
-    }
-    *out = (float)x;
-    return 0;
-}
 
-static int s_u64(const char *flag, const char *v, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 10);
-    if (errno || *end || end == v || v[0] == '-') {
-        fprintf(stderr, "shardq-worker: %s: '%s' is not a non-negative integer\n", flag, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
 
 /* 0 ok, 1 --help/--version printed, -1 usage error (reported). */
 static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **stops)
@@ -119,19 +83,19 @@ static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **sto
             }
         }
         else if (!strcmp(a, "--max-tokens"))
-            rc = s_int(a, v, 0, INT_MAX, &o->gen.max_tokens);
+            rc = sq_args_int(a, v, 0, INT_MAX, &o->gen.max_tokens);
         else if (!strcmp(a, "--threads"))
-            rc = s_int(a, v, 1, 1024, &o->n_threads);
+            rc = sq_args_int(a, v, 1, 1024, &o->n_threads);
         else if (!strcmp(a, "--ctx"))
-            rc = s_int(a, v, 1, 1 << 24, &o->n_ctx);
+            rc = sq_args_int(a, v, 1, 1 << 24, &o->n_ctx);
         else if (!strcmp(a, "--top-k"))
-            rc = s_int(a, v, 0, INT_MAX, &o->gen.sampler.top_k);
+            rc = sq_args_int(a, v, 0, INT_MAX, &o->gen.sampler.top_k);
         else if (!strcmp(a, "--temperature"))
-            rc = s_float(a, v, 0.0, 100.0, &o->gen.sampler.temperature);
+            rc = sq_args_float(a, v, 0.0, 100.0, &o->gen.sampler.temperature);
         else if (!strcmp(a, "--top-p"))
-            rc = s_float(a, v, 1e-6, 1.0, &o->gen.sampler.top_p);
+            rc = sq_args_float(a, v, 1e-6, 1.0, &o->gen.sampler.top_p);
         else if (!strcmp(a, "--seed"))
-            rc = s_u64(a, v, &o->gen.sampler.seed);
+            rc = sq_args_u64(a, v, &o->gen.sampler.seed);
         else if (!strcmp(a, "--stop") && o->gen.n_stop < S_MAX_STOP)
             stops[o->gen.n_stop++] = v;
         else {

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sq_args.h"
 #include "sq_batcher.h"
 #include "sq_engine.h"
 #include "sq_error.h"
@@ -81,19 +82,6 @@ static void s_usage(FILE *fp)
           fp);
 }
 
-static int s_int_arg(const char *flag, const char *v, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "shardq-worker: %s: '%s' is not an integer in [%ld, %ld]\n", flag, v,
-                lo, hi);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
 
 bool sq_group_wanted(int argc, char **argv)
 {
@@ -140,17 +128,17 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
         else if (!strcmp(flag, "--adapters"))
             o->adapters_dir = v;
         else if (!strcmp(flag, "--max-batch"))
-            rc = s_int_arg(flag, v, 1, 4096, &o->max_batch);
+            rc = sq_args_int(flag, v, 1, 4096, &o->max_batch);
         else if (!strcmp(flag, "--prefill-chunk"))
-            rc = s_int_arg(flag, v, 1, 1 << 20, &o->prefill_budget);
+            rc = sq_args_int(flag, v, 1, 1 << 20, &o->prefill_budget);
         else if (!strcmp(flag, "--threads"))
-            rc = s_int_arg(flag, v, 1, 1024, &o->n_threads);
+            rc = sq_args_int(flag, v, 1, 1024, &o->n_threads);
         else if (!strcmp(flag, "--ctx"))
-            rc = s_int_arg(flag, v, 1, 1 << 24, &o->n_ctx);
+            rc = sq_args_int(flag, v, 1, 1 << 24, &o->n_ctx);
         else if (!strcmp(flag, "--grace"))
-            rc = s_int_arg(flag, v, 0, 86400, &o->grace_s);
+            rc = sq_args_int(flag, v, 0, 86400, &o->grace_s);
         else if (!strcmp(flag, "--max-tokens"))
-            rc = s_int_arg(flag, v, 1, 1 << 24, &o->max_tokens);
+            rc = sq_args_int(flag, v, 1, 1 << 24, &o->max_tokens);
         else {
             fprintf(stderr, "shardq-worker: unknown option %s (see --help)\n", flag);
             return -1;

@@ -1,0 +1,47 @@
+/*  sq_args: strict number parsing for command-line flags (no trailing
+ *  junk, no silent overflow, range named in the message). */
+#include "sq_args.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int sq_args_int(const char *flag, const char *v, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "shardq-worker: %s: '%s' is not an integer in [%ld, %ld]\n", flag, v,
+                lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+int sq_args_float(const char *flag, const char *v, double lo, double hi, float *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || *end || end == v || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "shardq-worker: %s: '%s' is not a number in [%g, %g]\n", flag, v, lo, hi);
+        return -1;
+    }
+    *out = (float)x;
+    return 0;
+}
+
+int sq_args_u64(const char *flag, const char *v, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || *end || end == v || v[0] == '-') {
+        fprintf(stderr, "shardq-worker: %s: '%s' is not a non-negative integer\n", flag, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}

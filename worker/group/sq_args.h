@@ -1,0 +1,15 @@
+/*  sq_args: parsing of shardq-worker's numeric flags, shared by the
+ *  one-shot mode and the broker mode. Each prints one message naming the
+ *  flag and the accepted range on stderr and returns -1 on a bad value
+ *  (the caller exits with the usage code), 0 otherwise.
+ */
+#ifndef SQ_ARGS_H
+#define SQ_ARGS_H
+
+#include <stdint.h>
+
+int sq_args_int(const char *flag, const char *v, long lo, long hi, int *out);
+int sq_args_float(const char *flag, const char *v, double lo, double hi, float *out);
+int sq_args_u64(const char *flag, const char *v, uint64_t *out);
+
+#endif
