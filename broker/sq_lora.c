@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include "sq_db.h"
 #include "sq_error.h"
 #include "sq_log.h"
+#include "sq_sha256.h"
 
 #define S_MAX_FILE (60u << 20)  /* adapter bytes per publish (under the body cap) */
 #define S_MAX_TARGETS 7
@@ -145,16 +145,6 @@ static int s_write_file(const char *dir, const char *rel, const void *data, size
     return 0;
 }
 
-static int s_sha256_hex(const void *data, size_t n, char out[65])
-{
-    unsigned char md[32];
-    unsigned int len = 0;
-    if (!EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) || len != 32)
-        return SQ_FAIL(SQ_EIO, "sha256 failed");
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return 0;
-}
 
 /* One state change: its lora_events row and its audit row. */
 static int s_record(sq_db_t *db, const s_op_t *op, const char *version, const char *from,
@@ -215,7 +205,7 @@ static int s_publish(sq_db_t *db, const char *dir, s_op_t *op)
     if (!dir)
         return SQ_FAIL(SQ_ESTATE, "this broker has no --adapters directory: publish is off");
     char sha[65], have[S_NAME];
-    int rc = s_sha256_hex(op->file, op->file_len, sha);
+    int rc = sq_sha256_hex(op->file, op->file_len, sha);
     if (rc == 0 && strcmp(sha, op->sha256) != 0)
         return SQ_FAIL(SQ_EINVAL, "field \"sha256\": the file's checksum is %s, not %s", sha,
                        op->sha256);

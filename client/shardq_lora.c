@@ -12,9 +12,9 @@
 #include "sq_client_internal.h"
 #include "sq_gguf.h"
 #include "sq_lora.h"
+#include "sq_sha256.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,36 +114,7 @@ static int s_read_file(const char *path, uint8_t **data, size_t *len)
     return 0;
 }
 
-static void s_hex_sha256(const void *data, size_t n, char out[65])
-{
-    unsigned char md[32];
-    unsigned int len = 0;
-    EVP_Digest(data, n, md, &len, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
 
-static int s_file_sha256(const char *path, char out[65])
-{
-    size_t n = 0;
-    /* base models may be large: stream them */
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return SQ_FAIL(-errno, "%s: %s", path, strerror(errno));
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    uint8_t buf[1 << 16];
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        EVP_DigestUpdate(ctx, buf, n);
-    unsigned char md[32];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx, md, &len);
-    EVP_MD_CTX_free(ctx);
-    fclose(f);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return 0;
-}
 
 static int s_publish(const sq_cli_cmd_t *cmd, int argc, char **argv)
 {
@@ -172,7 +143,7 @@ static int s_publish(const sq_cli_cmd_t *cmd, int argc, char **argv)
     sq_gguf_destroy(&g);
     sq_gguf_destroy(&b);
     if (rc == 0 && base)
-        rc = s_file_sha256(base, r.base_sha256);
+        rc = sq_sha256_file_hex(base, r.base_sha256);
     uint8_t *data = NULL;
     if (rc == 0)
         rc = s_read_file(file, &data, &r.file_len);
@@ -181,7 +152,7 @@ static int s_publish(const sq_cli_cmd_t *cmd, int argc, char **argv)
         return SQ_EXIT_INVALID;
     }
     r.file = data;
-    s_hex_sha256(data, r.file_len, r.sha256);
+    sq_sha256_hex(data, r.file_len, r.sha256);
     sq_wire_msg_t *reply = NULL;
     rc = s_call(&r, &reply);
     free(data);

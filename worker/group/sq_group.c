@@ -9,17 +9,13 @@
 #include "sq_group.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <mpi.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +26,7 @@
 #include "sq_link.h"
 #include "sq_log.h"
 #include "sq_seq.h"
+#include "sq_sha256.h"
 #include "sq_version.h"
 #include "sq_wire.h"
 
@@ -153,31 +150,6 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
     return 0;
 }
 
-/* Hex SHA-256 of the model file: lineage names the exact weights. */
-static int s_sha256_file(const char *path, char out[65])
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return SQ_FAIL(-errno, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size == 0) {
-        close(fd);
-        return SQ_FAIL(SQ_EIO, "%s: cannot stat or empty", path);
-    }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED)
-        return SQ_FAIL(SQ_EIO, "%s: mmap failed", path);
-    unsigned char md[32];
-    unsigned int n = 0;
-    int ok = EVP_Digest(map, (size_t)st.st_size, md, &n, EVP_sha256(), NULL);
-    munmap(map, (size_t)st.st_size);
-    if (!ok || n != 32)
-        return SQ_FAIL(SQ_EIO, "%s: sha256 failed", path);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return 0;
-}
 
 /* ---- rank 0 ---- */
 
@@ -406,7 +378,8 @@ static int s_now_s(void)
 static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int tp_size)
 {
     char sha[65];
-    int rc = s_sha256_file(o->model_path, sha);
+    /* lineage names the exact weights */
+    int rc = sq_sha256_file_hex(o->model_path, sha);
     if (rc)
         return rc;
     const char *base = strrchr(o->model_path, '/');
