@@ -53,6 +53,7 @@ typedef struct sq_task_t {
     uint64_t seed;
     char *data; /* custom_id \0 prompt \0 body \0 (one block; NULL once terminal) */
     uint32_t prompt_off, body_off; /* body_off 0 = no body */
+    uint32_t adapter_off;          /* "name\0version\0" (version may be ""); 0 = none */
     /* live lease */
     uint64_t lease_id, token;
     sq_group_t *group;
@@ -185,6 +186,17 @@ static inline const char *sq_task_prompt(const sq_task_t *t) { return t->data + 
 static inline const char *sq_task_body(const sq_task_t *t)
 {
     return t->body_off ? t->data + t->body_off : NULL;
+}
+/* The task's own LoRA adapter and pinned version (NULL when none). */
+static inline const char *sq_task_adapter(const sq_task_t *t)
+{
+    return t->adapter_off ? t->data + t->adapter_off : NULL;
+}
+static inline const char *sq_task_adapter_version(const sq_task_t *t)
+{
+    const char *v = t->adapter_off ? t->data + t->adapter_off + strlen(t->data + t->adapter_off) + 1
+                                   : NULL;
+    return v && *v ? v : NULL;
 }
 static inline uint64_t sq_task_id(const sq_task_t *t) { return (t->job->id << 20) | t->idx; }
 

@@ -82,7 +82,10 @@ static int s_fill_task(sq_task_t *t, PGresult *res)
     size_t cid = (size_t)PQgetlength(res, 0, 2), prompt = (size_t)PQgetlength(res, 0, 3);
     bool has_body = !PQgetisnull(res, 0, 8);
     size_t body = has_body ? (size_t)PQgetlength(res, 0, 8) : 0;
-    t->data = malloc(cid + prompt + body + 3);
+    bool has_adapter = !PQgetisnull(res, 0, 10);
+    size_t nad = has_adapter ? (size_t)PQgetlength(res, 0, 10) : 0;
+    size_t nver = has_adapter ? (size_t)PQgetlength(res, 0, 11) : 0;
+    t->data = malloc(cid + prompt + body + nad + nver + 5);
     if (!t->data)
         return SQ_FAIL(SQ_ENOMEM, "rebuild: out of memory");
     memcpy(t->data, PQgetvalue(res, 0, 2), cid + 1);
@@ -91,6 +94,11 @@ static int s_fill_task(sq_task_t *t, PGresult *res)
     t->body_off = has_body ? (uint32_t)(cid + prompt + 2) : 0;
     if (has_body)
         memcpy(t->data + t->body_off, PQgetvalue(res, 0, 8), body + 1);
+    if (has_adapter) {
+        t->adapter_off = (uint32_t)(cid + prompt + 2 + (has_body ? body + 1 : 0));
+        memcpy(t->data + t->adapter_off, PQgetvalue(res, 0, 10), nad + 1);
+        memcpy(t->data + t->adapter_off + nad + 1, PQgetvalue(res, 0, 11), nver + 1);
+    }
     t->max_tokens = (uint32_t)strtoul(PQgetvalue(res, 0, 4), NULL, 10);
     t->temperature = strtod(PQgetvalue(res, 0, 5), NULL);
     t->top_p = strtod(PQgetvalue(res, 0, 6), NULL);
@@ -108,7 +116,8 @@ static int s_load_tasks(sq_db_t *db, zhashx_t *jobs, size_t *n_tasks)
                            "SELECT q.job_id, q.idx, t.custom_id, t.prompt, t.max_tokens,"
                            " t.temperature, t.top_p, t.seed, t.body,"
                            " (SELECT count(*) FROM task_attempts a"
-                           "   WHERE a.job_id = q.job_id AND a.idx = q.idx)"
+                           "   WHERE a.job_id = q.job_id AND a.idx = q.idx),"
+                           " t.adapter, coalesce(t.adapter_version, '')"
                            " FROM task_queue q JOIN tasks t ON t.job_id = q.job_id"
                            "   AND t.idx = q.idx",
                            0, NULL, NULL, NULL, NULL, 0) ||

@@ -68,16 +68,21 @@ static void s_op_destroy(s_op_t **op_p)
     *op_p = NULL;
 }
 
+bool sq_lora_name_ok(const char *s, size_t n)
+{
+    if (!s || n == 0 || n >= S_NAME || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
 /* Names and versions become file names: a safe alphabet only. */
 static bool s_safe(const char *s)
 {
-    if (!s || !*s || strlen(s) >= S_NAME || s[0] == '.')
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '.' || *s == '_' || *s == '-'))
-            return false;
-    return true;
+    return s && sq_lora_name_ok(s, strlen(s));
 }
 
 /* ---- the request thread ---- */

@@ -17,6 +17,8 @@
 #define SQ_LORA_BROKER_H
 
 #include <czmq.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sq_wire.h"
@@ -44,6 +46,10 @@ typedef struct {
 /* Loop: collect a finished request (and refresh the registry). 0 or
  * SQ_EAGAIN when nothing was ready. */
 int sq_lora_take_done(sq_lora_t *self, sq_lora_done_t *out);
+
+/* True when s (n bytes) is a usable adapter name or version: 1-128 of
+ * [A-Za-z0-9._-], not starting with '.' (they become file names). */
+bool sq_lora_name_ok(const char *s, size_t n);
 
 /* The version a task of adapter name gets, or NULL when the adapter has no
  * managed version (workers then read DIR/NAME/active). Borrowed. */

@@ -271,10 +271,14 @@ static void s_encode_task(sq_server_t *self, sq_wire_enc_t *e, sq_task_t *t)
     sq_wire_kv_str(e, "custom_id", sq_task_custom_id(t));
     sq_wire_kv_u64(e, "attempt", t->attempts);
     sq_wire_kv_str(e, "model", j->model);
-    sq_wire_kv_str(e, "adapter", j->adapter);
-    /* the version is fixed per task (canary by task id), so retries and
+    /* the task's own adapter, else the job's; the version is the task's
+     * pin, else fixed per task here (canary by task id), so retries and
      * the recorded lineage agree with what ran */
-    sq_wire_kv_str(e, "adapter_version", sq_lora_resolve(self->lora, j->adapter, sq_task_id(t)));
+    const char *adapter = sq_task_adapter(t) ? sq_task_adapter(t) : j->adapter;
+    const char *version = sq_task_adapter_version(t);
+    sq_wire_kv_str(e, "adapter", adapter);
+    sq_wire_kv_str(e, "adapter_version",
+                   version ? version : sq_lora_resolve(self->lora, adapter, sq_task_id(t)));
     sq_wire_kv_str(e, "prompt", sq_task_prompt(t));
     sq_wire_kv_u64(e, "max_tokens", t->max_tokens);
     sq_wire_kv_double(e, "temperature", t->temperature);

@@ -21,8 +21,8 @@
 
 static int s_parse_task(sq_wire_val_t m, sq_task_t *t, zhashx_t *seen)
 {
-    const char *cid, *prompt, *body = NULL;
-    size_t ncid, nprompt, nbody = 0;
+    const char *cid, *prompt, *body = NULL, *adapter = NULL, *version = NULL;
+    size_t ncid, nprompt, nbody = 0, nad = 0, nver = 0;
     uint64_t max_tokens = 128, seed = 0;
     double temperature = 0, top_p = 1;
     sq_wire_val_t v;
@@ -47,9 +47,20 @@ static int s_parse_task(sq_wire_val_t m, sq_task_t *t, zhashx_t *seen)
         rc = sq_wire_get_u64(m, "seed", false, INT64_MAX, &seed);
     if (rc == 0)
         rc = sq_wire_get_str(m, "body", false, SQ_WIRE_MAX_TEXT, &body, &nbody);
+    if (rc == 0)
+        rc = sq_wire_get_str(m, "adapter", false, SQ_WIRE_MAX_NAME, &adapter, &nad);
+    if (rc == 0)
+        rc = sq_wire_get_str(m, "adapter_version", false, SQ_WIRE_MAX_NAME, &version, &nver);
+    if (rc == 0 && adapter && !sq_lora_name_ok(adapter, nad))
+        rc = SQ_FAIL(SQ_EINVAL, "field \"adapter\": use 1-128 of [A-Za-z0-9._-], not starting "
+                                "with '.'");
+    if (rc == 0 && version && (!adapter || !sq_lora_name_ok(version, nver)))
+        rc = SQ_FAIL(SQ_EINVAL, "field \"adapter_version\": %s",
+                     adapter ? "use 1-128 of [A-Za-z0-9._-], not starting with '.'"
+                             : "needs \"adapter\"");
     if (rc)
         return rc;
-    t->data = malloc(ncid + nprompt + nbody + 3);
+    t->data = malloc(ncid + nprompt + nbody + nad + nver + 5);
     if (!t->data)
         return SQ_FAIL(SQ_ENOMEM, "out of memory");
     memcpy(t->data, cid, ncid);
@@ -64,6 +75,13 @@ static int s_parse_task(sq_wire_val_t m, sq_task_t *t, zhashx_t *seen)
         t->body_off = t->prompt_off + (uint32_t)nprompt + 1;
         memcpy(t->data + t->body_off, body, nbody);
         t->data[t->body_off + nbody] = '\0';
+    }
+    if (adapter) {
+        t->adapter_off = (uint32_t)(t->body_off ? t->body_off + nbody : t->prompt_off + nprompt) + 1;
+        memcpy(t->data + t->adapter_off, adapter, nad);
+        t->data[t->adapter_off + nad] = '\0';
+        memcpy(t->data + t->adapter_off + nad + 1, version ? version : "", nver);
+        t->data[t->adapter_off + nad + 1 + nver] = '\0';
     }
     t->max_tokens = (uint32_t)max_tokens;
     t->temperature = temperature;

@@ -60,6 +60,8 @@ static void s_copy_task(sq_db_copy_t *tasks, sq_db_copy_t *queue, sq_task_t *t)
     else
         sq_db_copy_null(tasks);
     sq_db_copy_cstr(tasks, sq_task_body(t));
+    sq_db_copy_cstr(tasks, sq_task_adapter(t));
+    sq_db_copy_cstr(tasks, sq_task_adapter_version(t));
     sq_db_copy_end_row(tasks);
     sq_db_copy_i64(queue, (int64_t)t->job->id);
     sq_db_copy_i64(queue, t->idx);
@@ -110,7 +112,8 @@ static int s_write_jobs(sq_db_t *db, sq_batch_t *b)
                              " params, n_tasks, created_at) FROM STDIN", jobs);
     if (rc == 0)
         rc = sq_db_copy_send(db, "COPY tasks (job_id, idx, custom_id, prompt, max_tokens,"
-                                 " temperature, top_p, seed, body) FROM STDIN", tasks);
+                                 " temperature, top_p, seed, body, adapter, adapter_version)"
+                                 " FROM STDIN", tasks);
     if (rc == 0)
         rc = sq_db_copy_send(db, "COPY task_queue (job_id, idx) FROM STDIN", queue);
     if (rc == 0)

@@ -268,7 +268,8 @@ static void
 s_pack_task(sq_wire_enc_t *e, const sq_jsonl_task_t *t)
 {
     uint32_t n = 2 + (t->max_tokens > 0) + !isnan(t->temperature) + !isnan(t->top_p) +
-                 (t->seed >= 0) + (t->body_json != NULL);
+                 (t->seed >= 0) + (t->body_json != NULL) + (t->adapter != NULL) +
+                 (t->adapter_version != NULL);
     sq_wire_map(e, n);
     sq_wire_kv_strn(e, "custom_id", t->custom_id, t->custom_id_len);
     sq_wire_kv_strn(e, "prompt", t->prompt, t->prompt_len);
@@ -282,6 +283,10 @@ s_pack_task(sq_wire_enc_t *e, const sq_jsonl_task_t *t)
         sq_wire_kv_u64(e, "seed", (uint64_t)t->seed);
     if (t->body_json)
         sq_wire_kv_strn(e, "body", t->body_json, t->body_json_len);
+    if (t->adapter)
+        sq_wire_kv_str(e, "adapter", t->adapter);
+    if (t->adapter_version)
+        sq_wire_kv_str(e, "adapter_version", t->adapter_version);
 }
 
 static int

@@ -67,6 +67,8 @@ typedef struct {
     char *prompt;               /* chat messages already templated */
     size_t prompt_len;
     char *model;                /* NULL when the line names none */
+    char *adapter;              /* LoRA adapter of this task, or NULL */
+    char *adapter_version;      /* pinned version, or NULL (the active one) */
     int64_t max_tokens;         /* > 0, or -1 */
     double temperature;         /* [0, 2], or NAN */
     double top_p;               /* (0, 1], or NAN */

@@ -20,14 +20,16 @@
 /* Keys each shape accepts; anything else is refused so that a typo such as
  * "max_token" is an error rather than a silently ignored parameter. */
 static const char *const s_simple_keys[] = {
-    "custom_id", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "model", NULL};
+    "custom_id", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "model",
+    "adapter", "adapter_version", NULL};
 static const char *const s_batch_keys[] = {"custom_id", "method", "url", "body", NULL};
 static const char *const s_completion_keys[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "n", "stream", "user",
+    "adapter", "adapter_version",
     NULL};
 static const char *const s_chat_keys[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
-    "seed", "n", "stream", "user", NULL};
+    "seed", "n", "stream", "user", "adapter", "adapter_version", NULL};
 static const char *const s_message_keys[] = {"role", "content", "name", NULL};
 
 /* ------------------------------------------------------- field checking */
@@ -179,6 +181,24 @@ s_get_stop(json_t *obj, const char *prefix, int line, sq_jsonl_task_t *t)
     return rc;
 }
 
+/* An adapter name or version: it becomes a file name on the workers, so
+ * 1-128 of [A-Za-z0-9._-], not starting with '.' (the broker's rule). */
+static int
+s_get_adapter_name(json_t *obj, const char *key, const char *prefix, int line, char **out)
+{
+    const char *s;
+    size_t n;
+    int rc = s_get_string(obj, key, prefix, line, 0, 128, 0, &s, &n);
+    if (rc || !s)
+        return rc;
+    char p[300];
+    if (n == 0 || s[0] == '.' || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                          "0123456789._-") != n)
+        return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key),
+                                  "use 1-128 of [A-Za-z0-9._-], not starting with '.'");
+    return (*out = sq_jsonl_dup(s, n)) ? 0 : SQ_FAIL(SQ_ENOMEM, "out of memory");
+}
+
 /* Sampling parameters shared by the simple shape and both body shapes. */
 static int
 s_get_params(json_t *obj, const char *prefix, int line, sq_jsonl_task_t *t)
@@ -203,6 +223,14 @@ s_get_params(json_t *obj, const char *prefix, int line, sq_jsonl_task_t *t)
     }
     if (model && !(t->model = sq_jsonl_dup(model, model_len)))
         return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    if ((rc = s_get_adapter_name(obj, "adapter", prefix, line, &t->adapter)) ||
+        (rc = s_get_adapter_name(obj, "adapter_version", prefix, line, &t->adapter_version)))
+        return rc;
+    if (t->adapter_version && !t->adapter) {
+        char p[300];
+        return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, "adapter_version"),
+                                  "needs \"adapter\"");
+    }
     return 0;
 }
 
@@ -422,6 +450,8 @@ sq_jsonl_task_free(sq_jsonl_task_t *t)
     free(t->custom_id);
     free(t->prompt);
     free(t->model);
+    free(t->adapter);
+    free(t->adapter_version);
     free(t->body_json);
     for (int i = 0; i < t->n_stop; i++)
         free(t->stop[i]);

@@ -2,9 +2,9 @@
 # shardq end to end, on this machine, in a few minutes:
 #   dependencies, build, a throwaway PostgreSQL, the broker, one worker group
 #   (mpirun -np 2: the bundled model split over two ranks, CPU), a nightly
-#   LoRA adapter published and activated, two research batches submitted
-#   (one on the adapter) with progress, results written, a few printed, two
-#   audit queries answered, and everything shut down cleanly.
+#   LoRA adapter published and activated, a research batch submitted (60
+#   tasks, 20 of them on the adapter) with progress, results written, a few
+#   printed, two audit queries answered, and everything shut down cleanly.
 # Everything lives under .demo/ (removed at the start of each run).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -78,27 +78,21 @@ LORA_NAME=fin LORA_VERSION=$version LORA_SOURCE_DIR=$demo LORA_BASE_MODEL=models
   LORA_METRICS='{"eval_loss": 1.42, "rouge_l": 0.31}' SHARDQ_BIN=shardq \
   examples/nightly-lora.sh
 
-say "submit: examples/research-batch.jsonl (base model) and research-batch-fin.jsonl (adapter fin)"
+say "submit examples/research-batch.jsonl (60 tasks; those naming \"adapter\": \"fin\" run on it)"
 job=$(shardq submit examples/research-batch.jsonl --tenant research --model stories260K.gguf)
-fin_job=$(shardq submit examples/research-batch-fin.jsonl --tenant research \
-  --model stories260K.gguf --adapter fin)
 shardq wait "$job"
-shardq wait "$fin_job"
 shardq results "$job" -o "$demo/out/research-results.jsonl"
-shardq results "$fin_job" -o "$demo/out/research-fin-results.jsonl"
 
 say "a few results (OpenAI Batch output shape)"
-for f in research-results research-fin-results; do
-  head -n 2 "$demo/out/$f.jsonl" | cut -c1-400
-done
-echo "results: $demo/out/research-results.jsonl, $demo/out/research-fin-results.jsonl"
+head -n 3 "$demo/out/research-results.jsonl" | cut -c1-400
+echo "all results: $demo/out/research-results.jsonl"
 
 psql_q() { psql "$SHARDQ_DB" -X -q -P pager=off "$@"; }
 say "audit: what happened to job $job (sql/queries/job_history.sql, first rows)"
 psql_q -v job_id="$job" -f sql/queries/job_history.sql | head -n 14
 say "audit: which model and adapter version produced which outputs (sql/queries/adapter_outputs.sql)"
 psql_q -v from="'-infinity'" -v to="'infinity'" -v adapter="''" -v job=0 \
-  -f sql/queries/adapter_outputs.sql | awk 'NR <= 3 || /\| fin /' | head -n 10
+  -f sql/queries/adapter_outputs.sql | head -n 10
 psql_q -c "SELECT coalesce(adapter, '(base)') AS adapter, adapter_version, count(*) AS outputs,
                   left(model_sha256, 12) AS model_sha256
            FROM result_lineage GROUP BY 1, 2, 4 ORDER BY 1"

@@ -138,6 +138,30 @@ s_rejects_at_line3(const char *bad, int rc, const char *field_msg)
     return s_rejects(buf, strlen(buf), NULL, rc, "line 3: ", field_msg);
 }
 
+/* A task may name a LoRA adapter and pin a version, in either shape. */
+static void
+test_adapters(void)
+{
+    sq_jsonl_t *j = s_parse(
+        "{\"custom_id\":\"a\",\"prompt\":\"p\"}\n"
+        "{\"custom_id\":\"b\",\"prompt\":\"p\",\"adapter\":\"fin\"}\n"
+        "{\"custom_id\":\"c\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":"
+        "{\"prompt\":\"p\",\"adapter\":\"fin\",\"adapter_version\":\"2026-11-29\"}}");
+    SQ_REQUIRE(j);
+    SQ_CHECK(sq_jsonl_task(j, 0)->adapter == NULL);
+    SQ_CHECK(strcmp(sq_jsonl_task(j, 1)->adapter, "fin") == 0);
+    SQ_CHECK(sq_jsonl_task(j, 1)->adapter_version == NULL);
+    SQ_CHECK(strcmp(sq_jsonl_task(j, 2)->adapter, "fin") == 0);
+    SQ_CHECK(strcmp(sq_jsonl_task(j, 2)->adapter_version, "2026-11-29") == 0);
+    sq_jsonl_destroy(&j);
+    SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"adapter\":\"../etc\"}",
+                                SQ_EINVAL, "field \"adapter\": use 1-128 of"));
+    SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"adapter\":\"\"}",
+                                SQ_EINVAL, "field \"adapter\""));
+    SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"adapter_version\":\"v1\"}",
+                                SQ_EINVAL, "field \"adapter_version\": needs \"adapter\""));
+}
+
 static void
 test_field_errors(void)
 {
@@ -479,6 +503,7 @@ main(void)
     SQ_RUN(test_simple_shape);
     SQ_RUN(test_batch_shapes);
     SQ_RUN(test_field_errors);
+    SQ_RUN(test_adapters);
     SQ_RUN(test_batch_errors);
     SQ_RUN(test_hostile_strings);
     SQ_RUN(test_caps);

@@ -244,6 +244,17 @@ static int s_write_file(const char *path, const char *text)
     return rename(tmp, path);   /* workers never see a half-written file */
 }
 
+/* Run `shardq ARGS` against this test's broker; returns its exit code. */
+static int s_cli(const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "SHARDQ_BROKER=%s SHARDQ_ACTOR=e2e-test %s %s >> %s/cli.log 2>&1",
+             sq_harness_client_endpoint(s_h), s_env("SHARDQ_CLI_BIN"), args,
+             sq_harness_log_dir(s_h));
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 static void case_adapters(void)
 {
     SQ_REQUIRE(sq_e2e_up("group_adapters", NULL, &s_h, &s_c));
@@ -274,12 +285,20 @@ static void case_adapters(void)
     SQ_REQUIRE(sq_harness_wait_at_least(s_h, "SELECT count(*) FROM task_results", 10, 120000,
                                         NULL) == 0);
     SQ_REQUIRE(s_write_file(active, "v2\n") == 0);
+    /* a job submitted after the switch runs on v2 however fast the first
+     * one finished */
+    uint64_t after_job = s_submit_job(20, 5, "fin", 24);
+    SQ_REQUIRE(after_job > 0);
     SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
-                                 80, 180000) == 0);
+                                 100, 180000) == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE outcome <> 'succeeded'") == 0);
     /* every adapter output names the version it ran with; base outputs none */
     SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE adapter = 'fin' "
-                     "AND adapter_version IN ('v1', 'v2')") == 60);
+                     "AND adapter_version IN ('v1', 'v2')") == 80);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM result_lineage WHERE job_id = %llu "
+             "AND adapter_version = 'v2'", (unsigned long long)after_job);
+    SQ_CHECK(s_count(sql) == 20);
     SQ_CHECK(s_count("SELECT count(DISTINCT adapter_version) FROM result_lineage "
                      "WHERE adapter = 'fin'") == 2);
     SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE adapter IS NULL") == 20);
@@ -297,7 +316,23 @@ static void case_adapters(void)
             n_rows = -1;
         pclose(pq);
     }
-    SQ_CHECK(n_rows == 60);
+    SQ_CHECK(n_rows == 80);
+    /* one job file mixing the base model, the adapter and a pinned version,
+     * through the real CLI */
+    char jf[800], args[1600];
+    snprintf(jf, sizeof jf, "%s/mixed.jsonl", sq_harness_log_dir(s_h));
+    SQ_REQUIRE(s_write_file(jf,
+        "{\"custom_id\": \"m-base\", \"prompt\": \"The bank\", \"max_tokens\": 8}\n"
+        "{\"custom_id\": \"m-fin\", \"prompt\": \"The bank\", \"max_tokens\": 8, \"adapter\": \"fin\"}\n"
+        "{\"custom_id\": \"m-pin\", \"prompt\": \"The bank\", \"max_tokens\": 8, \"adapter\": \"fin\","
+        " \"adapter_version\": \"v1\"}\n") == 0);
+    snprintf(args, sizeof args, "submit %s --model %s --wait", jf, S_MODEL_NAME);
+    SQ_CHECK(s_cli(args) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE custom_id = 'm-base' AND adapter IS NULL") == 1);
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE custom_id = 'm-fin' AND adapter = 'fin'"
+                     " AND adapter_version = 'v2'") == 1);
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE custom_id = 'm-pin' AND adapter = 'fin'"
+                     " AND adapter_version = 'v1'") == 1);
     /* tasks that started on v1 finished on it; later ones loaded v2 */
     SQ_CHECK(sq_proc_log_count(g, "adapter loaded") == 2);
     SQ_CHECK(sq_proc_log_count(g, "version=v1") == 1);
@@ -310,16 +345,6 @@ static void case_adapters(void)
     sq_e2e_check_no_duplicates(s_h);
 }
 
-/* Run `shardq ARGS` against this test's broker; returns its exit code. */
-static int s_cli(const char *args)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "SHARDQ_BROKER=%s SHARDQ_ACTOR=e2e-test %s %s >> %s/cli.log 2>&1",
-             sq_harness_client_endpoint(s_h), s_env("SHARDQ_CLI_BIN"), args,
-             sq_harness_log_dir(s_h));
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void case_lora_updates(void)
 {
