@@ -89,10 +89,11 @@ echo "all results: $demo/out/research-results.jsonl"
 
 psql_q() { psql "$SHARDQ_DB" -X -q -P pager=off "$@"; }
 say "audit: what happened to job $job (sql/queries/job_history.sql, first rows)"
-psql_q -v job_id="$job" -f sql/queries/job_history.sql | head -n 14
+# (head closes the pipe early: not a failure)
+psql_q -v job_id="$job" -f sql/queries/job_history.sql | head -n 14 || true
 say "audit: which model and adapter version produced which outputs (sql/queries/adapter_outputs.sql)"
 psql_q -v from="'-infinity'" -v to="'infinity'" -v adapter="''" -v job=0 \
-  -f sql/queries/adapter_outputs.sql | head -n 10
+  -f sql/queries/adapter_outputs.sql | head -n 10 || true
 psql_q -c "SELECT coalesce(adapter, '(base)') AS adapter, adapter_version, count(*) AS outputs,
                   left(model_sha256, 12) AS model_sha256
            FROM result_lineage GROUP BY 1, 2, 4 ORDER BY 1"
