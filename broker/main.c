@@ -22,6 +22,7 @@ static void s_usage(FILE *f)
             "  --migrate              apply pending schema migrations and exit\n"
             "  --listen ENDPOINT      client socket (default tcp://*:5555)\n"
             "  --workers ENDPOINT     worker socket (default tcp://*:5556)\n"
+            "  --metrics-port PORT    serve Prometheus metrics on PORT (default off)\n"
             "  --adapters DIR         LoRA adapter directory shared with the workers\n"
             "                         (shardq lora publish writes DIR/NAME/VERSION.gguf)\n"
             "  --heartbeat-ms N       heartbeat interval (default 1000; dead after 3 missed)\n"
@@ -77,7 +78,7 @@ int main(int argc, char **argv)
                           .liveness = SQ_WIRE_HEARTBEAT_LIVENESS, .retry_base_ms = 1000,
                           .retry_cap_ms = 60000, .drr_quantum = 1024};
     bool migrate = false;
-    enum { O_HB = 256, O_LEASE, O_RETRY, O_RCAP, O_LOG, O_VERSION, O_ADAPTERS };
+    enum { O_HB = 256, O_LEASE, O_RETRY, O_RCAP, O_LOG, O_VERSION, O_ADAPTERS, O_METRICS };
     static const struct option longs[] = {
         {"db", required_argument, 0, 'd'},        {"migrate", no_argument, 0, 'm'},
         {"listen", required_argument, 0, 'l'},    {"workers", required_argument, 0, 'w'},
@@ -87,7 +88,8 @@ int main(int argc, char **argv)
         {"retry-cap-ms", required_argument, 0, O_RCAP},
         {"log-level", required_argument, 0, O_LOG}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, O_VERSION},
-        {"adapters", required_argument, 0, O_ADAPTERS}, {0, 0, 0, 0}};
+        {"adapters", required_argument, 0, O_ADAPTERS},
+        {"metrics-port", required_argument, 0, O_METRICS}, {0, 0, 0, 0}};
     int c;
     long long n;
     sq_log_level_t level;
@@ -106,6 +108,9 @@ int main(int argc, char **argv)
         case 'h': s_usage(stdout); return 0;
         case O_VERSION: printf("shardq-broker %s\n", SQ_VERSION); return 0;
         case O_ADAPTERS: o.adapters_dir = optarg; break;
+        case O_METRICS:
+            ok = s_num(optarg, 1, &n) == 0 && n <= 65535 && ((o.metrics_port = (int)n), 1);
+            break;
         default: s_usage(stderr); return 2;
         }
         if (!ok) {

@@ -9,6 +9,7 @@
  */
 #include "sq_server.h"
 #include "sq_lora.h"
+#include "sq_metrics_http.h"
 
 #include "sq_error.h"
 #include "sq_log.h"
@@ -81,6 +82,7 @@ void sq_server_destroy(sq_server_t **self_p)
     sq_server_t *self = *self_p;
     sq_store_destroy(&self->store); /* joins the threads first */
     sq_lora_destroy(&self->lora);
+    sq_metrics_http_destroy(&self->metrics);
     if (self->groups)
         for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
             s_group_destroy(&g);
@@ -615,6 +617,14 @@ int sq_server_on_read(zloop_t *loop, zsock_t *reader, void *arg)
     return 0;
 }
 
+/* A Prometheus scrape: answer from the loop's own state (no database). */
+static int s_on_scrape(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    sq_server_t *self = arg;
+    sq_metrics_http_serve(self->metrics, sq_server_metrics, self);
+    return 0;
+}
+
 /* A LORA request finished on its thread: answer the client. */
 static int s_on_lora(zloop_t *loop, zsock_t *reader, void *arg)
 {
@@ -721,11 +731,18 @@ int sq_server_run(sq_server_t *self)
         return SQ_FAIL(SQ_ENOMEM, "start: out of memory");
     if (!(self->lora = sq_lora_new(self->opts.db, self->opts.adapters_dir)))
         return sq_error_code();
+    if (self->opts.metrics_port > 0 &&
+        !(self->metrics = sq_metrics_http_new(NULL, self->opts.metrics_port)))
+        return sq_error_code() ? sq_error_code() : SQ_EIO;
     zloop_reader(self->loop, self->clients, sq_server_on_client, self);
     zloop_reader(self->loop, self->workers, sq_server_on_worker, self);
     zloop_reader(self->loop, zactor_sock(sq_store_writer(self->store)), s_on_committed, self);
     zloop_reader(self->loop, zactor_sock(sq_store_reader(self->store)), sq_server_on_read, self);
     zloop_reader(self->loop, sq_lora_sock(self->lora), s_on_lora, self);
+    if (self->metrics) {
+        zmq_pollitem_t item = {NULL, sq_metrics_http_fd(self->metrics), ZMQ_POLLIN, 0};
+        zloop_poller(self->loop, &item, s_on_scrape, self);
+    }
     int tick = self->opts.heartbeat_ms / 4;
     zloop_timer(self->loop, (size_t)(tick < 10 ? 10 : tick > 100 ? 100 : tick), 0, s_on_tick,
                 self);

@@ -25,6 +25,7 @@ typedef struct {
     int64_t retry_cap_ms;     /* 60000 */
     uint32_t drr_quantum;     /* 1024 (tokens) */
     const char *adapters_dir; /* LoRA files shared with workers, or NULL */
+    int metrics_port;         /* Prometheus text on this port; 0: off */
 } sq_server_opts_t;
 
 typedef struct sq_server_t {
@@ -32,6 +33,7 @@ typedef struct sq_server_t {
     zsock_t *clients, *workers;
     sq_store_t *store;
     struct sq_lora_t *lora;   /* LoRA updates and version registry */
+    struct sq_metrics_http_t *metrics; /* scrape endpoint, or NULL */
     zloop_t *loop;
     sq_queue_t *queue;
     zhashx_t *jobs;   /* &job->id -> job (unfinished jobs) */
@@ -67,6 +69,8 @@ void sq_server_set_state(sq_server_t *self, sq_task_t *t, uint8_t state);
 void sq_server_enqueue(sq_server_t *self, sq_task_t *t);
 /* Hand pending writes to the writer when it is idle. */
 void sq_server_kick(sq_server_t *self);
+/* Prometheus text exposition of the queue (sq_server_client.c). */
+size_t sq_server_metrics(void *self, char *buf, size_t size);
 /* Lease bookkeeping. */
 void sq_server_unlease(sq_server_t *self, sq_task_t *t);
 /* Tell the holder of t's lease to abort it (CANCEL-LEASE). */

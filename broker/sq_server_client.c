@@ -320,6 +320,61 @@ static void s_stats(sq_server_t *self, zframe_t *to, uint64_t rid)
     sq_server_reply(self, to, SQ_WIRE_STATS | SQ_WIRE_REPLY, e);
 }
 
+/* The same figures as STATS, as Prometheus text. Writes at most size
+ * bytes (a scrape of a very large cluster is cut, never overrun). */
+size_t sq_server_metrics(void *arg, char *buf, size_t size)
+{
+    sq_server_t *self = arg;
+    size_t n = 0;
+#define S_OUT(...)                                                                            \
+    do {                                                                                      \
+        int k = snprintf(buf + n, n < size ? size - n : 0, __VA_ARGS__);                      \
+        if (k > 0)                                                                            \
+            n = n + (size_t)k < size ? n + (size_t)k : size;                                  \
+    } while (0)
+    int64_t now = sq_now_ms();
+    S_OUT("# HELP shardq_broker_queued_tasks Tasks ready to lease, by model pool.\n"
+          "# TYPE shardq_broker_queued_tasks gauge\n"
+          "# HELP shardq_broker_leased_tasks Tasks leased to worker groups.\n"
+          "# TYPE shardq_broker_leased_tasks gauge\n"
+          "# HELP shardq_broker_oldest_queued_age_seconds Age of the oldest ready task.\n"
+          "# TYPE shardq_broker_oldest_queued_age_seconds gauge\n"
+          "# HELP shardq_broker_groups Worker groups by state.\n"
+          "# TYPE shardq_broker_groups gauge\n"
+          "# HELP shardq_broker_throughput_tasks_per_second Tasks finished per second, last 10 s.\n"
+          "# TYPE shardq_broker_throughput_tasks_per_second gauge\n");
+    zlistx_t *models = zhashx_keys(self->pstats);
+    for (const char *m = models ? zlistx_first(models) : NULL; m; m = zlistx_next(models)) {
+        const sq_pstat_t *p = zhashx_lookup(self->pstats, m);
+        uint32_t groups[3], done10 = 0;
+        s_count_groups(self, m, groups);
+        for (int64_t s = now / 1000 - 10; s < now / 1000 && p; s++)
+            if (s > p->ring_sec - 16 && s <= p->ring_sec)
+                done10 += p->done_per_s[s % 16];
+        int64_t oldest = sq_queue_oldest_ms(self->queue, m);
+        S_OUT("shardq_broker_queued_tasks{model=\"%s\"} %u\n", m,
+              (unsigned)sq_queue_ready(self->queue, m));
+        S_OUT("shardq_broker_leased_tasks{model=\"%s\"} %u\n", m, p ? (unsigned)p->leased : 0);
+        S_OUT("shardq_broker_oldest_queued_age_seconds{model=\"%s\"} %.3f\n", m,
+              oldest ? (double)(now - oldest) / 1000.0 : 0.0);
+        static const char *const states[3] = {"busy", "idle", "draining"};
+        for (int st = 0; st < 3; st++)
+            S_OUT("shardq_broker_groups{model=\"%s\",state=\"%s\"} %u\n", m, states[st],
+                  groups[st]);
+        S_OUT("shardq_broker_throughput_tasks_per_second{model=\"%s\"} %.1f\n", m, done10 / 10.0);
+    }
+    zlistx_destroy(&models);
+    S_OUT("# HELP shardq_broker_open_jobs Jobs with unfinished tasks.\n"
+          "# TYPE shardq_broker_open_jobs gauge\n"
+          "shardq_broker_open_jobs %zu\n"
+          "# HELP shardq_broker_database_up 1 while PostgreSQL accepts commits.\n"
+          "# TYPE shardq_broker_database_up gauge\n"
+          "shardq_broker_database_up %d\n",
+          zhashx_size(self->jobs), self->db_down ? 0 : 1);
+#undef S_OUT
+    return n;
+}
+
 static void s_workers(sq_server_t *self, zframe_t *to, uint64_t rid)
 {
     int64_t now = sq_now_ms();

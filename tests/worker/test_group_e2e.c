@@ -24,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -108,9 +111,54 @@ static int64_t s_count(const char *sql)
     return v;
 }
 
+/* GET /metrics from 127.0.0.1:port into buf (NUL-terminated). */
+static int s_scrape(int port, char *buf, size_t size)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
+    ssize_t w = write(fd, req, strlen(req));
+    size_t n = 0;
+    ssize_t r;
+    while (w > 0 && n + 1 < size && (r = read(fd, buf + n, size - 1 - n)) > 0)
+        n += (size_t)r;
+    buf[n] = '\0';
+    close(fd);
+    return n > 0 ? 0 : -1;
+}
+
+/* A free loopback port in 19000-19099 (outside the harness's broker range,
+ * so the broker's own ports cannot take it). */
+static int s_metrics_port(void)
+{
+    for (int port = 19000 + getpid() % 100, tries = 0; tries < 100; tries++, port++) {
+        int p = 19000 + (port - 19000) % 100;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return p;
+    }
+    return -1;
+}
+
 static void case_serves(void)
 {
-    SQ_REQUIRE(sq_e2e_up("group_serves", NULL, &s_h, &s_c));
+    int mport = s_metrics_port();
+    SQ_REQUIRE(mport > 0);
+    char mflag[32];
+    snprintf(mflag, sizeof mflag, "--metrics-port=%d", mport);
+    const char *flags[] = {mflag, NULL};
+    SQ_REQUIRE(sq_e2e_up("group_serves", flags, &s_h, &s_c));
     SQ_REQUIRE(s_group("g-serve", 8) != NULL);
     SQ_REQUIRE(s_wait_groups(1) == 0);
     uint64_t job = s_submit(40, 5, 0);
@@ -128,6 +176,12 @@ static void case_serves(void)
                      "'fda40b11105b10c7b8979c01f943994fbd18dd430eaa09149ff9e4ea1249fa5c' "
                      "AND group_id = 'g-serve' AND tp_size = 2 AND device = 'cpu' "
                      "AND adapter IS NULL AND prefill_ms >= 0 AND decode_ms >= 0") == 40);
+    /* the broker's Prometheus endpoint sees the pool and the idle group */
+    static char page[65536];
+    SQ_CHECK(s_scrape(mport, page, sizeof page) == 0);
+    SQ_CHECK(strstr(page, "shardq_broker_queued_tasks{model=\"" S_MODEL_NAME "\"} 0") != NULL);
+    SQ_CHECK(strstr(page, "shardq_broker_groups{model=\"" S_MODEL_NAME "\",state=\"idle\"} 1") != NULL);
+    SQ_CHECK(strstr(page, "shardq_broker_database_up 1") != NULL);
     sq_e2e_check_no_duplicates(s_h);
 }
 
