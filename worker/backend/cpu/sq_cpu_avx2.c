@@ -52,8 +52,10 @@ s_dot_float_blk(const void *w, size_t ws, int f16, const void *x, size_t xs, int
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 wv[SQ_CPU_NW];
-        SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+        SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
+            _mm_prefetch(S_ROW(w, ws, r) + i * (f16 ? 2 : 4) + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
             wv[r] = s_load8(S_ROW(w, ws, r), f16, i);
+        }
         SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
             __m256 xv = _mm256_loadu_ps((const float *) S_XROW(x, xs, j) + i);
             SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
@@ -85,6 +87,7 @@ s_dot_q8_blk(const void *w, size_t ws, const void *x, size_t xs, int NW, int NX,
         float dw[SQ_CPU_NW];
         SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
             const sq_block_q8_0_t *wb = (const sq_block_q8_0_t *) S_ROW(w, ws, r) + b;
+            _mm_prefetch((const char *) wb + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
             qw[r] = _mm256_loadu_si256((const __m256i *) wb->qs);
             aw[r] = _mm256_sign_epi8(qw[r], qw[r]);
             dw[r] = _cvtsh_ss(wb->d);

@@ -14,10 +14,6 @@
 
 #define S_INLINE static inline __attribute__((always_inline))
 #define S_ROW(w, ws, r) ((const char *) (w) + (size_t) (r) * (ws))
-/* How far ahead each weight row is prefetched: a page, so the next page's
- * TLB walk and first lines are under way before the loads reach it (the
- * hardware prefetcher stops at 4 KiB boundaries of the mmapped file). */
-#define S_PREFETCH_BYTES 4096
 
 S_INLINE __m512
 s_load16(const char *w, int f16, int64_t i, __mmask16 m)
@@ -36,7 +32,7 @@ s_float_step(__m512 acc[SQ_CPU_NW][SQ_CPU_NX][2], const void *w, size_t ws, int 
         __mmask16 mu = u == U - 1 ? m : 0xffff;
         __m512 wv[SQ_CPU_NW];
         SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
-            _mm_prefetch(S_ROW(w, ws, r) + (i + 16 * u) * (f16 ? 2 : 4) + S_PREFETCH_BYTES,
+            _mm_prefetch(S_ROW(w, ws, r) + (i + 16 * u) * (f16 ? 2 : 4) + SQ_CPU_PREFETCH_BYTES,
                          _MM_HINT_T0);
             wv[r] = s_load16(S_ROW(w, ws, r), f16, i + 16 * u, mu);
         }
@@ -106,7 +102,7 @@ s_q8_step(__m512 acc[SQ_CPU_NW][SQ_CPU_NX], const void *w, size_t ws, const void
     __m512 dw[SQ_CPU_NW];
     SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
         const sq_block_q8_0_t *wb = (const sq_block_q8_0_t *) S_ROW(w, ws, r) + b;
-        _mm_prefetch((const char *) wb + S_PREFETCH_BYTES, _MM_HINT_T0);
+        _mm_prefetch((const char *) wb + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
         qw[r] = s_load_pair(wb, two);
         if (vnni) {
             base[r] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, qw[r]));

@@ -27,6 +27,12 @@
 typedef void (*sq_cpu_dot_fn)(const void *w, size_t w_stride, int n_w, const void *x,
                               size_t x_stride, int n_x, int64_t n, float *out);
 
+/* How far ahead the SIMD dot kernels prefetch each weight row: a page, so
+ * the next page's TLB walk and first lines are under way before the loads
+ * reach it (the hardware prefetcher stops at 4 KiB boundaries of the
+ * mmapped file). */
+#define SQ_CPU_PREFETCH_BYTES 4096
+
 /* Fully unroll a loop over block rows, tokens or unroll slots: without it
  * GCC keeps the accumulator arrays on the stack instead of in registers. */
 #define SQ_CPU_UNROLL _Pragma("GCC unroll 8")
