@@ -15,9 +15,13 @@ B=${1:-build/release}
 export PATH=$here/$B/broker:$here/$B/worker:$here/$B/client:$here/$B/tools:$here/$B/bench/worker:$here/worker/group:$PATH
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export SHARDQ_PG_DIR=/tmp/shardq-bench-worker-pg SHARDQ_PG_PORT=54340
-model=models/stories260K.gguf
+# BENCH_MODEL: e.g. a llama-110m Q8_0 file from `shardq-model random`, so
+# that model compute, not the tiny bundled model, sets the pace
+model=${BENCH_MODEL:-models/stories260K.gguf}
+model_name=$(basename "$model")
 n=${BENCH_N:-1000}
 tok=${BENCH_TOKENS:-32}
+reps=${BENCH_REPEAT:-3}
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -49,41 +53,61 @@ for k in 0 1 2 3; do
     --targets attn_q,attn_v,ffn_up,ffn_down "$work/bench-adapter-$k.gguf" >/dev/null
 done
 
-echo "| run | TP | tasks | adapters | wall | throughput |"
+# Each configuration runs 3 times; the fastest counts (the machine is
+# shared: slower runs measure the neighbours, not us).
+best_engine() {
+  local best="" best_s=999999 line s
+  for _ in $(seq 1 "$reps"); do
+    line=$(mpirun -np 2 --oversubscribe shardq-bench-batch $model "$@")
+    s=$(echo "$line" | awk -F'|' '{gsub(/ s/, "", $6); print $6 + 0}')
+    if (( $(echo "$s < $best_s" | bc -l) )); then best=$line; best_s=$s; fi
+  done
+  echo "$best"
+}
+wall_of() { echo "$1" | awk -F'|' '{gsub(/ s/, "", $6); print $6 + 0}'; }
+
+echo "| run (best of $reps) | TP | tasks | adapters | wall | throughput |"
 echo "|---|---|---|---|---|---|"
-engine=$(mpirun -np 2 --oversubscribe shardq-bench-batch $model --n "$n" --max-tokens "$tok" --max-batch 16)
+engine=$(best_engine --n "$n" --max-tokens "$tok" --max-batch 16)
 echo "$engine"
-engine_s=$(echo "$engine" | awk -F'|' '{gsub(/ s/, "", $6); print $6 + 0}')
+engine_s=$(wall_of "$engine")
+# engine-only comparisons run before any group exists, so nothing else
+# competes for the two cores
+base=$(best_engine --n 400 --max-tokens "$tok" --max-batch 16 --adapters 0)
+mixed=$(best_engine --n 400 --max-tokens "$tok" --max-batch 16 --adapters 4 --adapter-dir "$work")
+echo "$base"
+echo "$mixed"
 
 shardq-group -np 2 --oversubscribe -- --broker tcp://127.0.0.1:15656 --model $model \
   --max-batch 16 --group-id bench-group --adapters "$work/adapters" 2>"$work/group.log" &
 pids=("$!" "${pids[@]}")
 until shardq workers 2>/dev/null | grep -q bench-group; do sleep 0.2; done
 shardq-bench-batch --print-prompts "$n" "$tok" > "$work/job.jsonl"
-t0=$(now)
-shardq submit "$work/job.jsonl" --model stories260K.gguf --wait >/dev/null 2>&1
-t1=$(now)
-cluster_s=$(echo "$t1 - $t0" | bc -l)
-tokens=$(psql "$SHARDQ_DB" -Atc "SELECT sum(completion_tokens) FROM task_results")
-printf "| broker + group (submit -> all results committed) | 2 | %d | 0 | %.2f s | %.0f tokens/s |\n" \
+# Wall time of a job as PostgreSQL saw it: from the commit of its SUBMIT
+# to the commit of its last result (the CLI's polling is not counted).
+cluster_s=999999
+for _ in $(seq 1 "$reps"); do
+  job=$(shardq submit "$work/job.jsonl" --model "$model_name" 2>/dev/null)
+  shardq wait "$job" >/dev/null 2>&1
+  s=$(psql "$SHARDQ_DB" -Atc "SELECT extract(epoch FROM max(r.finished_at) - j.created_at)
+        FROM jobs j JOIN task_results r ON r.job_id = j.id WHERE j.id = $job GROUP BY j.created_at")
+  (( $(echo "$s < $cluster_s" | bc -l) )) && cluster_s=$s
+done
+tokens=$(psql "$SHARDQ_DB" -Atc "SELECT sum(completion_tokens) / $reps FROM task_results")
+printf "| broker + group (SUBMIT committed -> last result committed) | 2 | %d | 0 | %.2f s | %.0f tokens/s |\n" \
   "$n" "$cluster_s" "$(echo "$tokens / $cluster_s" | bc -l)"
 
-base=$(mpirun -np 2 --oversubscribe shardq-bench-batch $model --n 400 --max-tokens "$tok" --max-batch 16 --adapters 0)
-mixed=$(mpirun -np 2 --oversubscribe shardq-bench-batch $model --n 400 --max-tokens "$tok" --max-batch 16 \
-  --adapters 4 --adapter-dir "$work")
-echo "$base"
-echo "$mixed"
 
 # TTFT: saturate the group with long tasks, then one short task
 for i in $(seq 1 64); do
   echo "{\"custom_id\": \"long-$i\", \"prompt\": \"Once upon a time, a big bank\", \"max_tokens\": 400, \"temperature\": 0.8, \"seed\": $i}"
 done > "$work/long.jsonl"
 echo '{"custom_id": "short-1", "prompt": "The market", "max_tokens": 8, "temperature": 0}' > "$work/short.jsonl"
-long=$(shardq submit "$work/long.jsonl" --model stories260K.gguf 2>/dev/null)
+long=$(shardq submit "$work/long.jsonl" --model "$model_name" 2>/dev/null)
 sleep 2
 # an interactive task goes ahead of the queued batch (priority) and joins
 # the running batch as soon as a sequence slot frees up
-short=$(shardq submit "$work/short.jsonl" --model stories260K.gguf --priority 100 2>/dev/null)
+short=$(shardq submit "$work/short.jsonl" --model "$model_name" --priority 100 2>/dev/null)
 shardq wait "$short" >/dev/null 2>&1
 ttft=$(psql "$SHARDQ_DB" -Atc "SELECT round((extract(epoch FROM a.started_at - j.created_at) * 1000
         + l.queue_wait_ms + l.prefill_ms)::numeric, 1)

@@ -1,9 +1,11 @@
 /*  sq_group: the broker mode of shardq-worker.
  *  Rank 0's compute thread owns the batcher and the leases it runs; the
- *  link thread (sq_link) owns the socket. Leases are never held beyond
- *  the batch capacity (READY says max_batch, the broker honours it), so
- *  every lease the group holds is running — a drain has nothing queued
- *  to hand back except what the grace period cuts short.
+ *  link thread (sq_link) owns the socket. The group holds up to
+ *  --prefetch leases beyond its batch slots (READY's max_batch is their
+ *  sum), so a freed slot is refilled in the next step instead of after a
+ *  round trip to the broker. A drain stops new leases but still runs the
+ *  prefetched ones (they are the group's already); what the grace period
+ *  cuts short goes back to the broker with DISCONNECT.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "sq_group.h"
@@ -39,6 +41,7 @@ typedef struct {
     const char *group_id;
     int n_threads;
     int max_batch;
+    int prefetch;               /* leases held beyond the batch slots */
     int prefill_budget;
     int n_ctx;
     int grace_s;
@@ -64,6 +67,8 @@ static void s_usage(FILE *fp)
           "                       else tcp://127.0.0.1:5556)\n"
           "  --model PATH         GGUF v3 llama model (F32, F16, Q8_0)\n"
           "  --max-batch B        sequences decoded together (default 16)\n"
+          "  --prefetch P         leases held beyond the batch, so freed slots refill at once\n"
+          "                       (default: half of --max-batch)\n"
           "  --prefill-chunk T    prompt tokens per step, shared by joining tasks (default 128)\n"
           "  --threads T          CPU threads per rank (default 1)\n"
           "  --ctx N              context per sequence (default: the model's)\n"
@@ -126,6 +131,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             o->adapters_dir = v;
         else if (!strcmp(flag, "--max-batch"))
             rc = sq_args_int(flag, v, 1, 4096, &o->max_batch);
+        else if (!strcmp(flag, "--prefetch"))
+            rc = sq_args_int(flag, v, 0, 4096, &o->prefetch);
         else if (!strcmp(flag, "--prefill-chunk"))
             rc = sq_args_int(flag, v, 1, 1 << 20, &o->prefill_budget);
         else if (!strcmp(flag, "--threads"))
@@ -394,7 +401,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
     sq_link_config_t cfg = {
         .endpoint = o->broker, .group_id = group_id, .model = base ? base + 1 : o->model_path,
         .model_sha256 = sha, .tp_size = tp_size, .device = o->device,
-        .max_batch = o->max_batch,
+        .max_batch = o->max_batch + o->prefetch,
     };
     s_rank0_t r = {.batcher = b, .max_batch = o->max_batch, .opts = o};
     if (!(r.active = calloc((size_t)o->max_batch, sizeof *r.active)))
@@ -418,11 +425,12 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
             sq_link_set_draining(r.link);
             SQ_INFO("draining", "running=%d grace_s=%d", sq_batcher_n_active(b), o->grace_s);
         }
-        if (draining && (sq_batcher_n_active(b) == 0 || s_now_s() >= deadline))
+        if (draining && ((sq_batcher_n_active(b) == 0 && sq_link_n_pending(r.link) == 0) ||
+                         s_now_s() >= deadline))
             break;
         s_apply_cancels(&r);
         sq_lease_t *l;
-        while (!draining && sq_batcher_n_active(b) < o->max_batch &&
+        while (sq_batcher_n_active(b) < o->max_batch &&
                (l = sq_link_take(r.link, sq_batcher_n_active(b) ? 0 : 50)) != NULL)
             s_admit(&r, tok, model, l);
         rc = sq_batcher_step(b, s_on_done, &r);
@@ -452,11 +460,13 @@ int sq_group_main(int argc, char **argv)
     s_opts_t o = {
         .broker = env_ep && *env_ep ? env_ep : "tcp://127.0.0.1:5556",
         .device = "cpu", .group_id = getenv("SHARDQ_GROUP_ID"), .n_threads = 1,
-        .max_batch = 16, .prefill_budget = 128, .grace_s = 30, .max_tokens = 128,
+        .max_batch = 16, .prefetch = -1, .prefill_budget = 128, .grace_s = 30, .max_tokens = 128,
     };
     int prc = s_parse(argc, argv, &o);
     if (prc)
         return prc > 0 ? 0 : 2;
+    if (o.prefetch < 0)
+        o.prefetch = o.max_batch / 2;
     sq_log_init("worker");
     struct sigaction sa = {.sa_handler = s_on_term};
     sigemptyset(&sa.sa_mask);

@@ -529,6 +529,16 @@ uint64_t sq_link_epoch(sq_link_t *self)
     return e;
 }
 
+int sq_link_n_pending(sq_link_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    int n = 0;
+    for (s_in_t *i = self->in_head; i; i = i->next)
+        n++;
+    pthread_mutex_unlock(&self->mu);
+    return n;
+}
+
 bool sq_link_connected(sq_link_t *self)
 {
     pthread_mutex_lock(&self->mu);
