@@ -608,7 +608,8 @@ int sq_server_on_read(zloop_t *loop, zsock_t *reader, void *arg)
     sq_read_t *op = sq_store_read_done(self->store);
     if (!op)
         return 0;
-    static const uint8_t cmds[] = {SQ_WIRE_STATUS, SQ_WIRE_RESULTS, SQ_WIRE_LIST, SQ_WIRE_CANCEL};
+    static const uint8_t cmds[] = {SQ_WIRE_STATUS, SQ_WIRE_RESULTS, SQ_WIRE_LIST, SQ_WIRE_CANCEL,
+                                   SQ_WIRE_SCALING};
     if (op->rc)
         sq_server_error(self, self->clients, op->to, op->rid, op->rc, op->error);
     else

@@ -409,15 +409,19 @@ static int s_read(sq_server_t *self, sq_wire_msg_t *msg, uint64_t rid, sq_read_k
         return SQ_FAIL(SQ_ENOMEM, "out of memory");
     op->kind = kind;
     op->rid = rid;
-    op->limit = kind == SQ_READ_LIST ? 100 : 1000;
+    op->limit = kind == SQ_READ_LIST || kind == SQ_READ_SCALING ? 100 : 1000;
     int rc = 0;
-    if (kind != SQ_READ_LIST)
+    if (kind == SQ_READ_SCALING) {
+        rc = sq_wire_get_u64(msg->body, "since_ms", false, INT64_MAX, &op->after);
+        if (rc == 0)
+            rc = sq_wire_get_strdup(msg->body, "pool", false, SQ_WIRE_MAX_NAME, &op->pool);
+    } else if (kind != SQ_READ_LIST)
         rc = sq_wire_get_u64(msg->body, "job_id", true, INT64_MAX, &op->job_id);
     if (rc == 0 && kind == SQ_READ_RESULTS)
         rc = sq_wire_get_u64(msg->body, "after", false, UINT32_MAX, &op->after);
     if (rc == 0 && kind == SQ_READ_LIST)
         rc = sq_wire_get_u64(msg->body, "before", false, INT64_MAX, &op->after);
-    if (rc == 0 && (kind == SQ_READ_RESULTS || kind == SQ_READ_LIST))
+    if (rc == 0 && kind != SQ_READ_STATUS && kind != SQ_READ_CANCEL)
         rc = sq_wire_get_u64(msg->body, "limit", false, SQ_WIRE_MAX_PAGE, &op->limit);
     if (rc == 0 && op->limit == 0)
         rc = SQ_FAIL(SQ_EINVAL, "field \"limit\": must be at least 1");
@@ -469,6 +473,7 @@ static void s_request(sq_server_t *self, sq_wire_msg_t *msg)
         break;
     case SQ_WIRE_RESULTS: rc = s_read(self, msg, rid, SQ_READ_RESULTS); break;
     case SQ_WIRE_LIST: rc = s_read(self, msg, rid, SQ_READ_LIST); break;
+    case SQ_WIRE_SCALING: rc = s_read(self, msg, rid, SQ_READ_SCALING); break;
     case SQ_WIRE_STATS: s_stats(self, msg->identity, rid); break;
     case SQ_WIRE_WORKERS: s_workers(self, msg->identity, rid); break;
     case SQ_WIRE_LORA: rc = sq_lora_request(self->lora, msg->identity, rid, msg->body); break;

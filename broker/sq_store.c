@@ -541,6 +541,46 @@ static int s_read_list(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
     return 0;
 }
 
+/* The scheduler's decisions since op->after (unix ms), newest first. */
+static int s_read_scaling(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
+{
+    char since[24], limit[24];
+    snprintf(since, sizeof since, "%" PRIu64, op->after);
+    snprintf(limit, sizeof limit, "%" PRIu64, op->limit);
+    const char *p[3] = {since, op->pool, limit};
+    PGresult *res = NULL;
+    int rc = sq_db_exec(db,
+                        "SELECT (extract(epoch FROM at) * 1000)::bigint, pool, from_groups,"
+                        " to_groups, reason, applied, error, actuator, policy_version,"
+                        " metrics::text FROM scaling_events"
+                        " WHERE at >= to_timestamp($1::bigint / 1000.0)"
+                        "   AND ($2::text IS NULL OR pool = $2)"
+                        " ORDER BY at DESC, id DESC LIMIT $3",
+                        3, p, &res);
+    if (rc)
+        return rc;
+    int n = PQntuples(res);
+    sq_wire_map(e, 2);
+    sq_wire_kv_u64(e, "rid", op->rid);
+    sq_wire_key(e, "events");
+    sq_wire_array(e, (uint32_t)n);
+    for (int i = 0; i < n; i++) {
+        sq_wire_map(e, 10);
+        s_kv_int(e, "at", res, i, 0);
+        s_kv_text(e, "pool", res, i, 1);
+        s_kv_int(e, "from", res, i, 2);
+        s_kv_int(e, "to", res, i, 3);
+        s_kv_text(e, "reason", res, i, 4);
+        sq_wire_kv_bool(e, "applied", PQgetvalue(res, i, 5)[0] == 't');
+        s_kv_text(e, "error", res, i, 6);
+        s_kv_text(e, "actuator", res, i, 7);
+        s_kv_int(e, "policy_version", res, i, 8);
+        s_kv_text(e, "metrics", res, i, 9);
+    }
+    PQclear(res);
+    return 0;
+}
+
 static int s_read(sq_db_t *db, sq_read_t *op)
 {
     op->reply = sq_wire_enc_new();
@@ -549,6 +589,7 @@ static int s_read(sq_db_t *db, sq_read_t *op)
     switch (op->kind) {
     case SQ_READ_RESULTS: return s_read_results(db, op, op->reply);
     case SQ_READ_LIST: return s_read_list(db, op, op->reply);
+    case SQ_READ_SCALING: return s_read_scaling(db, op, op->reply);
     default: return s_read_status(db, op, op->reply);
     }
 }
@@ -562,6 +603,7 @@ void sq_read_destroy(sq_read_t **self_p)
     sq_wire_enc_destroy(&op->reply);
     free(op->state);
     free(op->tenant);
+    free(op->pool);
     free(op);
     *self_p = NULL;
 }

@@ -19,13 +19,16 @@
 
 typedef struct sq_store_t sq_store_t;
 
-typedef enum { SQ_READ_STATUS, SQ_READ_RESULTS, SQ_READ_LIST, SQ_READ_CANCEL } sq_read_kind_t;
+typedef enum {
+    SQ_READ_STATUS, SQ_READ_RESULTS, SQ_READ_LIST, SQ_READ_CANCEL, SQ_READ_SCALING
+} sq_read_kind_t;
 
 typedef struct {
     sq_read_kind_t kind;
     zframe_t *to;
     uint64_t rid, job_id, after, limit;
     char *state, *tenant;  /* LIST filters (may be NULL) */
+    char *pool;            /* SCALING filter (may be NULL); after = since, unix ms */
     sq_wire_enc_t *reply; /* body, set by the reader on success */
     int rc;
     char error[512];

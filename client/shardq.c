@@ -229,6 +229,12 @@ static const sq_cli_cmd_t s_cmds[] = {
     {"workers", sq_cli_workers, "[--json]", "List the worker groups the broker knows.\n",
      "  --json              print a JSON array\n"},
     {"stats", sq_cli_stats, "", "Show queue depth and throughput per model pool and tenant.\n", ""},
+    {"scaling", sq_cli_scaling, "[--since 24h] [--pool P] [--limit N] [--json]",
+     "Show the scheduler's scaling decisions (newest first) with their reasons.\n",
+     "  --since DUR         how far back: 90s, 30m, 6h, 2d (default 24h)\n"
+     "  --pool P            only this pool\n"
+     "  --limit N           at most N decisions (default 100)\n"
+     "  --json              print a JSON array\n"},
     {"lora", sq_cli_lora, "publish|activate|rollback|list ...",
      "LoRA adapter updates: publish a version, activate it (or a canary share),\n"
      "roll back, list versions. `shardq lora` alone lists the forms.\n", ""},

@@ -82,5 +82,7 @@ int sq_cli_workers(const sq_cli_cmd_t *cmd, int argc, char **argv);
 int sq_cli_stats(const sq_cli_cmd_t *cmd, int argc, char **argv);
 /* shardq_lora.c */
 int sq_cli_lora(const sq_cli_cmd_t *cmd, int argc, char **argv);
+/* shardq_scaling.c */
+int sq_cli_scaling(const sq_cli_cmd_t *cmd, int argc, char **argv);
 
 #endif

@@ -72,6 +72,7 @@ typedef enum {
     SQ_WIRE_STATS = 0x06,
     SQ_WIRE_WORKERS = 0x07,
     SQ_WIRE_LORA = 0x08,         /* LoRA adapter updates: publish, activate, ... */
+    SQ_WIRE_SCALING = 0x09,      /* the scheduler's recorded scaling decisions */
     /* worker <-> broker */
     SQ_WIRE_READY = 0x10,        /* w -> b */
     SQ_WIRE_TASKS = 0x11,        /* b -> w */

@@ -21,6 +21,7 @@ static const struct {
     {SQ_WIRE_RESULTS, "RESULTS"},       {SQ_WIRE_CANCEL, "CANCEL"},
     {SQ_WIRE_LIST, "LIST"},             {SQ_WIRE_STATS, "STATS"},
     {SQ_WIRE_WORKERS, "WORKERS"},       {SQ_WIRE_LORA, "LORA"},
+    {SQ_WIRE_SCALING, "SCALING"},
     {SQ_WIRE_READY, "READY"},
     {SQ_WIRE_TASKS, "TASKS"},           {SQ_WIRE_HEARTBEAT, "HEARTBEAT"},
     {SQ_WIRE_PARTIAL, "PARTIAL"},       {SQ_WIRE_RESULT, "RESULT"},
@@ -32,7 +33,7 @@ const char *sq_wire_cmd_name(int cmd)
 {
     static const char *reply_names[] = {"?", "SUBMIT-REPLY", "STATUS-REPLY", "RESULTS-REPLY",
                                         "CANCEL-REPLY", "LIST-REPLY", "STATS-REPLY",
-                                        "WORKERS-REPLY", "LORA-REPLY"};
+                                        "WORKERS-REPLY", "LORA-REPLY", "SCALING-REPLY"};
     if ((cmd & SQ_WIRE_REPLY) && sq_wire_cmd_is_client_request(cmd & ~SQ_WIRE_REPLY))
         return reply_names[cmd & ~SQ_WIRE_REPLY];
     for (size_t i = 0; i < sizeof s_cmds / sizeof s_cmds[0]; i++)
@@ -43,7 +44,7 @@ const char *sq_wire_cmd_name(int cmd)
 
 bool sq_wire_cmd_is_client_request(int cmd)
 {
-    return cmd >= SQ_WIRE_SUBMIT && cmd <= SQ_WIRE_LORA;
+    return cmd >= SQ_WIRE_SUBMIT && cmd <= SQ_WIRE_SCALING;
 }
 
 bool sq_wire_cmd_is_from_worker(int cmd)

@@ -111,6 +111,25 @@ static int64_t s_count(const char *sql)
     return v;
 }
 
+/* Run `shardq ARGS` against this test's broker; returns its exit code.
+ * Its stdout goes to out (a file path) when given, else with stderr to
+ * the test's cli.log. */
+static int s_cli_to(const char *args, const char *out)
+{
+    char cmd[4096], log[700];
+    snprintf(log, sizeof log, "%s/cli.log", sq_harness_log_dir(s_h));
+    snprintf(cmd, sizeof cmd, "SHARDQ_BROKER=%s SHARDQ_ACTOR=e2e-test %s %s %s %s 2>> %s",
+             sq_harness_client_endpoint(s_h), s_env("SHARDQ_CLI_BIN"), args, out ? ">" : ">>",
+             out ? out : log, log);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int s_cli(const char *args)
+{
+    return s_cli_to(args, NULL);
+}
+
 /* GET /metrics from 127.0.0.1:port into buf (NUL-terminated). */
 static int s_scrape(int port, char *buf, size_t size)
 {
@@ -182,6 +201,38 @@ static void case_serves(void)
     SQ_CHECK(strstr(page, "shardq_broker_queued_tasks{model=\"" S_MODEL_NAME "\"} 0") != NULL);
     SQ_CHECK(strstr(page, "shardq_broker_groups{model=\"" S_MODEL_NAME "\",state=\"idle\"} 1") != NULL);
     SQ_CHECK(strstr(page, "shardq_broker_database_up 1") != NULL);
+    /* scaling decisions recorded by a scheduler read back through the CLI */
+    PGresult *res = sq_harness_sql(s_h, "INSERT INTO scaling_events (pool, from_groups, to_groups,"
+                                   " reason, actuator, applied) VALUES ('fin-research', 1, 3,"
+                                   " 'up: 96 queued / 32 per group', 'local', true),"
+                                   " ('old-pool', 2, 1, 'down', 'local', true)", 0, NULL);
+    SQ_CHECK(res != NULL);
+    PQclear(res);
+    res = sq_harness_sql(s_h, "UPDATE scaling_events SET at = at - interval '3 days'"
+                              " WHERE pool = 'old-pool'", 0, NULL);
+    /* refused: the table is append-only, like the audit log */
+    SQ_CHECK(res == NULL);
+    char out[1200];
+    snprintf(out, sizeof out, "%s/scaling.json", sq_harness_log_dir(s_h));
+    SQ_CHECK(s_cli_to("scaling --since 1h --json", out) == 0);
+    FILE *f = fopen(out, "r");
+    char text[4096] = "";
+    if (f) {
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        text[n] = '\0';
+        fclose(f);
+    }
+    SQ_CHECK(strstr(text, "\"pool\": \"fin-research\"") != NULL);
+    SQ_CHECK(strstr(text, "up: 96 queued / 32 per group") != NULL);
+    SQ_CHECK(s_cli_to("scaling --pool nosuch --json", out) == 0);
+    f = fopen(out, "r");
+    text[0] = '\0';
+    if (f) {
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        text[n] = '\0';
+        fclose(f);
+    }
+    SQ_CHECK(strstr(text, "fin-research") == NULL);
     sq_e2e_check_no_duplicates(s_h);
 }
 
@@ -298,16 +349,6 @@ static int s_write_file(const char *path, const char *text)
     return rename(tmp, path);   /* workers never see a half-written file */
 }
 
-/* Run `shardq ARGS` against this test's broker; returns its exit code. */
-static int s_cli(const char *args)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "SHARDQ_BROKER=%s SHARDQ_ACTOR=e2e-test %s %s >> %s/cli.log 2>&1",
-             sq_harness_client_endpoint(s_h), s_env("SHARDQ_CLI_BIN"), args,
-             sq_harness_log_dir(s_h));
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void case_adapters(void)
 {
