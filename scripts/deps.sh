@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libczmq-dev libzmq3-dev libmsgpack-dev libjansson-dev libyaml-dev
-  libcurl4-openssl-dev libssl-dev unzip
+  libcurl4-openssl-dev libssl-dev unzip openssl python3 bc
   openmpi-bin libopenmpi-dev
   postgresql-15 libpq-dev
   clang libclang-rt-14-dev
