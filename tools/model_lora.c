@@ -42,18 +42,9 @@ int sq_model_lora_target_mask(const char *list, unsigned *mask)
     return *mask ? 0 : SQ_FAIL(SQ_EINVAL, "no LoRA targets given");
 }
 
-/* splitmix64: tiny, seedable, good enough for test weights */
-static uint64_t s_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static float s_uniform(uint64_t *s)
 {
-    return (float)((double)(s_next(s) >> 11) / 9007199254740992.0) * 2.0f - 1.0f;
+    return (float)((double)(sq_model_rand_u64(s) >> 11) / 9007199254740992.0) * 2.0f - 1.0f;
 }
 
 static int s_write_random(sq_gguf_writer_t *w, uint64_t *rng, int64_t n, float amp)

@@ -220,7 +220,7 @@ static int s_add_tensors(sq_gguf_writer_t *w, const sq_model_random_opts_t *o)
 /* ---- data ----------------------------------------------------------------- */
 
 /* splitmix64: fast, seedable, good enough for weights */
-static uint64_t s_next(uint64_t *state)
+uint64_t sq_model_rand_u64(uint64_t *state)
 {
     uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
     z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
@@ -233,7 +233,7 @@ static void s_fill_row(uint64_t *rng, float amp, int dtype, int64_t n, float *x,
 {
     for (int64_t i = 0; i < n; i++)
         x[i] = amp < 0 ? 1.0f
-             : amp * ((float) (s_next(rng) >> 40) * (2.0f / 16777216.0f) - 1.0f);
+             : amp * ((float) (sq_model_rand_u64(rng) >> 40) * (2.0f / 16777216.0f) - 1.0f);
     if (dtype == SQ_DTYPE_F32) {
         memcpy(row, x, (size_t) n * sizeof *x);
     } else if (dtype == SQ_DTYPE_F16) {

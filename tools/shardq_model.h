@@ -36,6 +36,9 @@ const sq_model_shape_t *sq_model_shape_find(const char *name);
 /* Names of the known shapes, NULL-terminated. */
 extern const char *const sq_model_shape_names[];
 
+/* The tool's seeded generator (splitmix64): the same seed, the same file. */
+uint64_t sq_model_rand_u64(uint64_t *state);
+
 /* `random`: write a randomly initialised model of opts->shape to path,
  * streaming (memory use is one row). */
 int sq_model_random(const sq_model_random_opts_t *opts, const char *path, FILE *out);
