@@ -480,19 +480,26 @@ static void case_lora_updates(void)
     SQ_CHECK(s_count("SELECT count(*) FROM lora_updates WHERE state = 'staged'") == 3);
     SQ_REQUIRE(s_cli("lora activate fin@v1") == 0);
 
-    sq_proc_t *g = s_group("g-upd", 16);
+    /* a small batch keeps the 500-task job running long enough for the
+     * activation to land in the middle of it */
+    sq_proc_t *g = s_group("g-upd", 4);
     SQ_REQUIRE(g != NULL);
     SQ_REQUIRE(s_wait_groups(1) == 0);
-    uint64_t job = s_submit_job(500, 5, "fin", 16);
+    uint64_t job = s_submit_job(500, 5, "fin", 48);
     SQ_REQUIRE(job > 0);
     SQ_REQUIRE(sq_harness_wait_at_least(s_h, "SELECT count(*) FROM task_results", 20, 300000,
                                         NULL) == 0);
     SQ_REQUIRE(s_cli("lora activate fin@v2") == 0);
+    /* the job must still be running, or this case would test nothing */
+    SQ_REQUIRE(s_count("SELECT count(*) FROM task_results") < 450);
     SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
                                  500, 400000) == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE outcome <> 'succeeded'") == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE adapter_version = 'v1'") >= 20);
-    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE adapter_version = 'v2'") >= 100);
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE adapter_version = 'v2'") >= 50);
+    printf("hot activation: %lld results on v1, %lld on v2\n",
+           (long long)s_count("SELECT count(*) FROM result_lineage WHERE adapter_version = 'v1'"),
+           (long long)s_count("SELECT count(*) FROM result_lineage WHERE adapter_version = 'v2'"));
     /* each result's version is the one active when its task was leased:
      * none ran v2 before the activation, none got v1 after the broker
      * took the new version on (within moments of the commit) */
