@@ -29,6 +29,7 @@
 #include "sq_log.h"
 #include "sq_seq.h"
 #include "sq_sha256.h"
+#include "sq_utf8.h"
 #include "sq_version.h"
 #include "sq_wire.h"
 
@@ -68,7 +69,8 @@ static void s_usage(FILE *fp)
           "  --model PATH         GGUF v3 llama model (F32, F16, Q8_0)\n"
           "  --max-batch B        sequences decoded together (default 16)\n"
           "  --prefetch P         leases held beyond the batch, so freed slots refill at once\n"
-          "                       (default: half of --max-batch)\n"
+          "                       (default 0: prefetched leases run before a later\n"
+          "                       higher-priority task can get the slot)\n"
           "  --prefill-chunk T    prompt tokens per step, shared by joining tasks (default 128)\n"
           "  --threads T          CPU threads per rank (default 1)\n"
           "  --ctx N              context per sequence (default: the model's)\n"
@@ -287,8 +289,16 @@ static void s_on_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t
     s_rank0_t *r = arg;
     sq_lease_t *lease = user;
     s_forget(r, lease);
-    size_t len;
-    const char *text = sq_seq_text(seq, &len);
+    size_t raw_len, len = 0;
+    const char *raw = sq_seq_text(seq, &raw_len);
+    /* byte tokens may stop mid-character: send valid UTF-8 (U+FFFD) */
+    char *text = sq_utf8_sanitize(raw, raw_len, &len);
+    if (!text) {
+        sq_link_fail(r->link, lease, true, "worker out of memory for the result");
+        sq_seq_destroy(&seq);
+        r->n_failed++;
+        return;
+    }
     sq_outcome_t out = {
         .text = text,
         .text_len = len,
@@ -301,6 +311,7 @@ static void s_on_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t
         .decode_ms = (double)(t->finished_ns - t->prefilled_ns) / 1e6,
     };
     sq_link_complete(r->link, lease, &out);
+    free(text);
     sq_seq_destroy(&seq);
     r->n_done++;
 }
@@ -466,7 +477,7 @@ int sq_group_main(int argc, char **argv)
     if (prc)
         return prc > 0 ? 0 : 2;
     if (o.prefetch < 0)
-        o.prefetch = o.max_batch / 2;
+        o.prefetch = 0;
     sq_log_init("worker");
     struct sigaction sa = {.sa_handler = s_on_term};
     sigemptyset(&sa.sa_mask);

@@ -1,0 +1,17 @@
+/*  sq_utf8: make generated text safe to store and send. A model emits
+ *  bytes: byte-fallback tokens can stop in the middle of a character (at
+ *  max_tokens) or spell sequences that are not UTF-8 at all, and the
+ *  protocol and PostgreSQL's text type take only valid UTF-8 without NUL.
+ *  Like OpenAI's API, shardq replaces each invalid sequence (and NUL) with
+ *  U+FFFD rather than failing the task. */
+#ifndef SQ_UTF8_H
+#define SQ_UTF8_H
+
+#include <stddef.h>
+
+/* A malloc'd, NUL-terminated copy of in[0..n) with every maximal invalid
+ * subsequence and every NUL byte replaced by U+FFFD (EF BF BD). *out_n is
+ * its length. NULL when out of memory. */
+char *sq_utf8_sanitize(const char *in, size_t n, size_t *out_n);
+
+#endif
