@@ -120,5 +120,5 @@ printf "| cluster overhead (1 - engine wall / cluster wall) | %.1f %% |\n" \
 b_tps=$(echo "$base" | awk -F'|' '{print $7 + 0}')
 m_tps=$(echo "$mixed" | awk -F'|' '{print $7 + 0}')
 printf "| 4-adapter mixed batch / base-only throughput | %.2f |\n" "$(echo "$m_tps / $b_tps" | bc -l)"
-printf "| time to first token, priority short task while a 64 x 400-token job saturates all 16 slots | %s ms (long tasks started by then: %s of 64) |\n" \
+printf "| time to first token, priority short task while a 64 x 400-token job saturates all 16 slots | %s ms (long tasks finished by then: %s of 64) |\n" \
   "$ttft" "$running"
