@@ -95,6 +95,23 @@ static int s_call(s_req_t *r, sq_wire_msg_t **reply)
     return rc ? sq_cli_fail(rc) : 0;
 }
 
+/* Parse a subcommand's argv (positionals into pos) and, unless it was
+ * only --help, send r. 0 with *reply set, or the exit code; *reply stays
+ * NULL when --help was answered. */
+static int s_parse_call(const sq_cli_cmd_t *cmd, int argc, char **argv, const sq_cli_opt_t *opts,
+                        const char **pos, int n_want, int n_min, s_req_t *r,
+                        sq_wire_msg_t **reply)
+{
+    bool done;
+    *reply = NULL;
+    int rc = sq_cli_cmd_parse(cmd, argc, argv, opts, pos, n_want, n_min, &done);
+    if (rc || done)
+        return rc;
+    if (pos && pos[0] && !r->name)
+        r->name = pos[0];
+    return s_call(r, reply);
+}
+
 static int s_read_file(const char *path, uint8_t **data, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -207,14 +224,10 @@ static int s_activate(const sq_cli_cmd_t *cmd, int argc, char **argv)
 static int s_rollback(const sq_cli_cmd_t *cmd, int argc, char **argv)
 {
     s_req_t r = {.op = "rollback"};
-    const char *pos[1];
-    bool done;
-    int rc = sq_cli_cmd_parse(cmd, argc, argv, NULL, pos, 1, 1, &done);
-    if (rc || done)
-        return rc;
-    r.name = pos[0];
+    const char *pos[1] = {NULL};
     sq_wire_msg_t *reply = NULL;
-    if ((rc = s_call(&r, &reply)))
+    int rc = s_parse_call(cmd, argc, argv, NULL, pos, 1, 1, &r, &reply);
+    if (rc || !reply)
         return rc;
     char gone[130], active[130];
     sq_client_get_fixed(reply->body, "rolled_back", gone, sizeof gone);
@@ -231,14 +244,11 @@ static int s_list(const sq_cli_cmd_t *cmd, int argc, char **argv)
 {
     s_req_t r = {.op = "list"};
     const char *pos[1] = {NULL};
-    bool json = false, done;
+    bool json = false;
     sq_cli_opt_t opts[] = {{"--json", NULL, NULL, &json}, {NULL, NULL, NULL, NULL}};
-    int rc = sq_cli_cmd_parse(cmd, argc, argv, opts, pos, 1, 0, &done);
-    if (rc || done)
-        return rc;
-    r.name = pos[0];
     sq_wire_msg_t *reply = NULL;
-    if ((rc = s_call(&r, &reply)))
+    int rc = s_parse_call(cmd, argc, argv, opts, pos, 1, 0, &r, &reply);
+    if (rc || !reply)
         return rc;
     static const char *const cols[] = {"name", "version", "state", "canary_pct", "sha256",
                                        "size_bytes", "rank", "targets", "source", "metrics",

@@ -53,14 +53,8 @@ static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **sto
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            s_usage(stdout);
+        if (sq_args_help_version(a, s_usage))
             return 1;
-        }
-        if (!strcmp(a, "--version")) {
-            printf("shardq-worker %s\n", SQ_VERSION);
-            return 1;
-        }
         if (!strcmp(a, "--json") || !strcmp(a, "--ignore-eos")) {
             *(a[2] == 'j' ? &o->json : &o->gen.ignore_eos) = true;
             continue;

@@ -130,6 +130,16 @@ static int s_cli(const char *args)
     return s_cli_to(args, NULL);
 }
 
+/* The start of a file's text ("" when it cannot be read). */
+static void s_read_text(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+}
+
 /* GET /metrics from 127.0.0.1:port into buf (NUL-terminated). */
 static int s_scrape(int port, char *buf, size_t size)
 {
@@ -215,23 +225,12 @@ static void case_serves(void)
     char out[1200];
     snprintf(out, sizeof out, "%s/scaling.json", sq_harness_log_dir(s_h));
     SQ_CHECK(s_cli_to("scaling --since 1h --json", out) == 0);
-    FILE *f = fopen(out, "r");
-    char text[4096] = "";
-    if (f) {
-        size_t n = fread(text, 1, sizeof text - 1, f);
-        text[n] = '\0';
-        fclose(f);
-    }
+    char text[4096];
+    s_read_text(out, text, sizeof text);
     SQ_CHECK(strstr(text, "\"pool\": \"fin-research\"") != NULL);
     SQ_CHECK(strstr(text, "up: 96 queued / 32 per group") != NULL);
     SQ_CHECK(s_cli_to("scaling --pool nosuch --json", out) == 0);
-    f = fopen(out, "r");
-    text[0] = '\0';
-    if (f) {
-        size_t n = fread(text, 1, sizeof text - 1, f);
-        text[n] = '\0';
-        fclose(f);
-    }
+    s_read_text(out, text, sizeof text);
     SQ_CHECK(strstr(text, "fin-research") == NULL);
     sq_e2e_check_no_duplicates(s_h);
 }
@@ -276,17 +275,26 @@ static int s_rank_pids(sq_proc_t *group, pid_t *ranks, int max)
     return 0;
 }
 
+/* Up a broker and one group, submit a base job of n_tasks, return the
+ * group once n_done of them have results (the group is mid-job). */
+static sq_proc_t *s_group_mid_job(const char *test, const char *group, int max_batch,
+                                  int n_tasks, int n_done)
+{
+    if (!sq_e2e_up(test, NULL, &s_h, &s_c))
+        return NULL;
+    sq_proc_t *g = s_group(group, max_batch);
+    if (!g || s_wait_groups(1) != 0 || s_submit(n_tasks, 5, 0) == 0 ||
+        sq_harness_wait_at_least(s_h, "SELECT count(*) FROM task_results", n_done, 120000,
+                                 NULL) != 0)
+        return NULL;
+    return g;
+}
+
 static void case_rank_killed(void)
 {
-    SQ_REQUIRE(sq_e2e_up("group_rank_killed", NULL, &s_h, &s_c));
-    sq_proc_t *a = s_group("g-victim", 8);
-    SQ_REQUIRE(a != NULL);
-    SQ_REQUIRE(s_wait_groups(1) == 0);
-    uint64_t job = s_submit(60, 5, 0);
-    SQ_REQUIRE(job > 0);
     /* mid-batch: the victim holds leases and has finished some tasks */
-    SQ_REQUIRE(sq_harness_wait_at_least(s_h, "SELECT count(*) FROM task_results", 4, 120000,
-                                        NULL) == 0);
+    sq_proc_t *a = s_group_mid_job("group_rank_killed", "g-victim", 8, 60, 4);
+    SQ_REQUIRE(a != NULL);
     pid_t ranks[8];
     int n = s_rank_pids(a, ranks, 8);
     SQ_REQUIRE(n == 2);
@@ -304,14 +312,8 @@ static void case_rank_killed(void)
 
 static void case_drain(void)
 {
-    SQ_REQUIRE(sq_e2e_up("group_drain", NULL, &s_h, &s_c));
-    sq_proc_t *a = s_group("g-drain", 4);
+    sq_proc_t *a = s_group_mid_job("group_drain", "g-drain", 4, 24, 2);
     SQ_REQUIRE(a != NULL);
-    SQ_REQUIRE(s_wait_groups(1) == 0);
-    uint64_t job = s_submit(24, 5, 0);
-    SQ_REQUIRE(job > 0);
-    SQ_REQUIRE(sq_harness_wait_at_least(s_h, "SELECT count(*) FROM task_results", 2, 120000,
-                                        NULL) == 0);
     SQ_REQUIRE(sq_proc_signal(a, SIGTERM) == 0);
     SQ_CHECK(sq_proc_wait(a, 90000) == 0);
     SQ_CHECK(sq_proc_exit_code(a) == 0);

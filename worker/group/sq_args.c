@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "sq_version.h"
 
 int sq_args_int(const char *flag, const char *v, long lo, long hi, int *out)
 {
@@ -30,6 +33,19 @@ int sq_args_float(const char *flag, const char *v, double lo, double hi, float *
         return -1;
     }
     *out = (float)x;
+    return 0;
+}
+
+int sq_args_help_version(const char *a, void (*usage)(FILE *))
+{
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        usage(stdout);
+        return 1;
+    }
+    if (!strcmp(a, "--version")) {
+        printf("shardq-worker %s\n", SQ_VERSION);
+        return 1;
+    }
     return 0;
 }
 

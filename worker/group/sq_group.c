@@ -101,14 +101,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
     for (int i = 1; i < argc; i++) {
         char flag[64];
         const char *a = argv[i], *v = NULL, *eq = strchr(a, '=');
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            s_usage(stdout);
+        if (sq_args_help_version(a, s_usage))
             return 1;
-        }
-        if (!strcmp(a, "--version")) {
-            printf("shardq-worker %s\n", SQ_VERSION);
-            return 1;
-        }
         if (eq && eq - a < (long)sizeof flag) {
             snprintf(flag, sizeof flag, "%.*s", (int)(eq - a), a);
             v = eq + 1;

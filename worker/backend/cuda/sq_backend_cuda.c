@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sq_cuda_check.h"
 #include "sq_cuda_graph.h"
 #include "sq_cuda_kernels.h"
 #include "sq_error.h"
@@ -52,15 +53,10 @@ static s_cuda_t *s_ctx(sq_backend_t *be)
 
 static int s_fail(cudaError_t err, const char *what)
 {
-    return SQ_FAIL(SQ_EDEVICE, "cuda: %s: %s", what, cudaGetErrorString(err));
+    return sq_cuda_fail(err, "cuda", what);
 }
 
-#define S_CUDA(call, what)                                                \
-    do {                                                                  \
-        cudaError_t err_ = (call);                                        \
-        if (err_ != cudaSuccess)                                          \
-            return s_fail(err_, what);                                    \
-    } while (0)
+#define S_CUDA(call, what) SQ_CUDA_CHECK(call, "cuda", what)
 
 static int s_blas_fail(cublasStatus_t st, const char *what)
 {

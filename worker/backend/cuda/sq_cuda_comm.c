@@ -21,6 +21,7 @@
 #endif
 
 #include "sq_backend_cuda.h"
+#include "sq_cuda_check.h"
 #include "sq_error.h"
 
 typedef struct {
@@ -41,17 +42,7 @@ static s_cc_t *s_cc(const sq_tp_comm_t *self)
     return self->ctx;
 }
 
-static int s_fail(cudaError_t err, const char *what)
-{
-    return SQ_FAIL(SQ_EDEVICE, "cuda all-reduce: %s: %s", what, cudaGetErrorString(err));
-}
-
-#define S_CUDA(call, what)                                                \
-    do {                                                                  \
-        cudaError_t err_ = (call);                                        \
-        if (err_ != cudaSuccess)                                          \
-            return s_fail(err_, what);                                    \
-    } while (0)
+#define S_CUDA(call, what) SQ_CUDA_CHECK(call, "cuda all-reduce", what)
 
 #ifdef SQ_HAVE_NCCL
 static int s_nccl_fail(ncclResult_t r, const char *what)
