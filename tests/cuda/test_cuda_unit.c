@@ -8,7 +8,8 @@
  *  SQ_EDEVICE and the CUDA error text and "auto" gives the CPU backend;
  *  with one, both give the CUDA backend. And the graph bookkeeping: op
  *  list keys (values in the arena never change a key), the capture on a
- *  repeat, LRU eviction, clearing.
+ *  repeat, LRU eviction, clearing. And the device layout of weights:
+ *  sizes, and Q8_0 blocks split into quants and scales.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "sq_backend.h"
 #include "sq_backend_cuda.h"
 #include "sq_cuda_graph.h"
+#include "sq_cuda_layout.h"
 #include "sq_error.h"
 #include "sq_test.h"
 
@@ -192,6 +194,38 @@ static void test_graph_policy(void)
              SQ_CUDA_RUN_CAPTURE);
 }
 
+static void test_weight_layout(void)
+{
+    SQ_CHECK(sq_cu_weight_bytes(SQ_CU_F32, 3, 5) == 60);
+    SQ_CHECK(sq_cu_weight_bytes(SQ_CU_F16, 3, 5) == 30);
+    SQ_CHECK(sq_cu_weight_bytes(SQ_CU_Q8_0, 3, 48) == 0);   /* partial block */
+    SQ_CHECK(sq_cu_weight_bytes(7, 3, 64) == 0);            /* unknown dtype */
+    SQ_CHECK(sq_cu_weight_bytes(SQ_CU_F32, 0, 64) == 0);
+    /* 3 rows of 3 blocks: 288 quant bytes, scales from 512 (256-aligned) */
+    enum { R = 3, NB = 3, N_IN = NB * SQ_CU_QK };
+    SQ_CHECK(sq_cu_q8_scales_offset(R, N_IN) == 512);
+    SQ_CHECK(sq_cu_q8_scales_offset(8, 32) == 256);
+    SQ_CHECK(sq_cu_weight_bytes(SQ_CU_Q8_0, R, N_IN) == 512 + R * NB * 2);
+    unsigned char gguf[R * NB * SQ_CU_Q8_BYTES];
+    for (size_t i = 0; i < sizeof gguf; i++)
+        gguf[i] = (unsigned char)(i * 7 + 3);
+    unsigned char *out = malloc(sq_cu_weight_bytes(SQ_CU_Q8_0, R, N_IN));
+    SQ_REQUIRE(out);
+    sq_cu_q8_split(gguf, R, N_IN, out);
+    int quants_ok = 1, scales_ok = 1;
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < NB; b++) {
+            const unsigned char *blk = gguf + (r * NB + b) * SQ_CU_Q8_BYTES;
+            /* quant i of block b of row r at (r, 32 b + i) */
+            quants_ok &= memcmp(out + r * N_IN + b * SQ_CU_QK, blk + 2, SQ_CU_QK) == 0;
+            /* its scale at (r, b) of the scale matrix */
+            scales_ok &= memcmp(out + 512 + (r * NB + b) * 2, blk, 2) == 0;
+        }
+    SQ_CHECK(quants_ok);
+    SQ_CHECK(scales_ok);
+    free(out);
+}
+
 int main(void)
 {
     SQ_RUN(test_pick_device);
@@ -200,5 +234,6 @@ int main(void)
     SQ_RUN(test_device_by_name);
     SQ_RUN(test_graph_keys);
     SQ_RUN(test_graph_policy);
+    SQ_RUN(test_weight_layout);
     return sq_test_summary("cuda_unit");
 }

@@ -12,6 +12,7 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,11 @@
 #include "sq_cuda_graph.h"
 #include "sq_cuda_kernels.h"
 #include "sq_error.h"
+
+typedef struct {
+    void *p;
+    size_t bytes;
+} s_scratch_t;
 
 typedef struct {
     int device;
@@ -37,8 +43,16 @@ typedef struct {
     int cur;                    /* the arena being recorded into */
     sq_cuda_graph_cache_t graphs;
     bool use_graphs;
-    void *x16;                  /* F16 copy of activations for cuBLAS */
-    size_t x16_bytes;
+    /* Scratch buffers of the matrix products, sized when an op is recorded
+     * (never while a graph is being captured) to the largest need yet */
+    s_scratch_t x16;            /* activations as F16, for cuBLAS */
+    s_scratch_t w16;            /* a Q8_0 weight as F16, for cuBLAS (big batches) */
+    s_scratch_t xq;             /* activations as Q8_0 for the Q8_0 GEMV */
+    /* While a list runs: the activations xq holds (NULL: none), so the
+     * products sharing an input (q, k, v; gate, up) quantise it once */
+    const float *xq_src;
+    int xq_tok;
+    int64_t xq_n_in;
 } s_cuda_t;
 
 enum { S_EMBED = 1, S_RMSNORM, S_MATMUL, S_ROPE, S_ATTN, S_SWIGLU, S_ADD, S_COPY };
@@ -82,10 +96,39 @@ static void *s_mut(const void *p)
     return (void *)p;   /* recorded pointers are stored const */
 }
 
+/* How a product runs: batches up to SQ_CU_GEMV_MAX tokens through the
+ * GEMV kernels where they apply (weights read once: memory-bound),
+ * bigger ones through cuBLAS on tensor cores (F16, Q8_0 dequantised to
+ * F16 first), F32 through cuBLAS always. */
+typedef enum { S_PATH_BLAS = 0, S_PATH_GEMV_Q8, S_PATH_GEMV_F16 } s_path_t;
+
+static s_path_t s_matmul_path(int dtype, int64_t n_in, int n_tok, const float *x)
+{
+    if (n_tok > SQ_CU_GEMV_MAX)
+        return S_PATH_BLAS;
+    if (dtype == SQ_CU_Q8_0)
+        return S_PATH_GEMV_Q8;
+    if (dtype == SQ_CU_F16 && n_in % 32 == 0 && (uintptr_t)x % 16 == 0)
+        return S_PATH_GEMV_F16;
+    return S_PATH_BLAS;
+}
+
+/* bytes of x (n_tok, n_in) as Q8_0 in the xq scratch: quants, then scales */
+static size_t s_xq_bytes(int n_tok, int64_t n_in)
+{
+    return (size_t)n_tok * (size_t)n_in + (size_t)n_tok * (size_t)(n_in / SQ_CU_QK) * 4;
+}
+
+static bool s_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes)
+{
+    const char *pa = a, *pb = b;
+    return pa < pb + b_bytes && pb < pa + a_bytes;
+}
+
 /* y (n_tok, n_out) = x W^T through cuBLAS (column-major): y^T = W x^T,
- * W stored (n_out, n_in) row-major = (n_in, n_out) column-major. F16
- * weights take an F16 copy of x (sized when the op was recorded) and
- * accumulate in F32. */
+ * W stored (n_out, n_in) row-major = (n_in, n_out) column-major. F16 and
+ * Q8_0 weights multiply as F16 (Q8_0 dequantised into w16) with an F16
+ * copy of x, accumulating in F32. */
 static int s_exec_blas(s_cuda_t *c, int dtype, const void *w, int m, int k, const float *x,
                        int n_tok, float *y)
 {
@@ -96,11 +139,31 @@ static int s_exec_blas(s_cuda_t *c, int dtype, const void *w, int m, int k, cons
                          y, m);
         return st == CUBLAS_STATUS_SUCCESS ? 0 : s_blas_fail(st, "sgemm");
     }
-    S_CUDA(sq_cu_to_f16(c->stream, x, c->x16, (size_t)n_tok * (size_t)k), "to f16");
+    if (dtype == SQ_CU_Q8_0) {
+        S_CUDA(sq_cu_q8_to_f16(c->stream, w, m, k, c->w16.p), "dequantise q8_0");
+        w = c->w16.p;
+    }
+    S_CUDA(sq_cu_to_f16(c->stream, x, c->x16.p, (size_t)n_tok * (size_t)k), "to f16");
     st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n_tok, k, &one, w, CUDA_R_16F, k,
-                      c->x16, CUDA_R_16F, k, &zero, y, CUDA_R_32F, m, CUBLAS_COMPUTE_32F,
+                      c->x16.p, CUDA_R_16F, k, &zero, y, CUDA_R_32F, m, CUBLAS_COMPUTE_32F,
                       CUBLAS_GEMM_DEFAULT);
     return st == CUBLAS_STATUS_SUCCESS ? 0 : s_blas_fail(st, "gemm f16");
+}
+
+/* x as Q8_0 in the xq scratch, unless it is there already */
+static int s_quantized(s_cuda_t *c, const float *x, int n_tok, int64_t n_in, const int8_t **xq,
+                       const float **xd)
+{
+    *xq = c->xq.p;
+    *xd = (const float *)((const char *)c->xq.p + (size_t)n_tok * (size_t)n_in);
+    if (c->xq_src == x && c->xq_tok == n_tok && c->xq_n_in == n_in)
+        return 0;
+    S_CUDA(sq_cu_quantize_q8(c->stream, x, n_tok, n_in, (int8_t *)*xq, (float *)*xd),
+           "quantise activations");
+    c->xq_src = x;
+    c->xq_tok = n_tok;
+    c->xq_n_in = n_in;
+    return 0;
 }
 
 /* p[0] W, p[1] x, p[2] y; i: dtype, n_out, n_in, n_tok */
@@ -108,17 +171,28 @@ static int s_exec_matmul(s_cuda_t *c, const sq_cuda_op_t *op)
 {
     const int dtype = (int)op->i[0], n_tok = (int)op->i[3];
     const int64_t n_out = op->i[1], n_in = op->i[2];
-    const bool gemv = n_tok <= SQ_CU_GEMV_MAX && (dtype == SQ_CU_Q8_0 || (dtype == SQ_CU_F16 && n_in % 4 == 0));
-    if (gemv)
-        S_CUDA(sq_cu_gemv(c->stream, dtype, op->p[0], n_out, n_in, op->p[1], n_tok, s_mut(op->p[2])),
-               "gemv");
-    else if (dtype == SQ_CU_Q8_0)
-        S_CUDA(sq_cu_q8_gemm(c->stream, op->p[0], n_out, n_in, op->p[1], n_tok, s_mut(op->p[2])),
-               "gemm q8_0");
-    else
-        return s_exec_blas(c, dtype, op->p[0], (int)n_out, (int)n_in, op->p[1], n_tok,
-                           s_mut(op->p[2]));
-    return 0;
+    const float *x = op->p[1];
+    float *y = s_mut(op->p[2]);
+    const int8_t *xq;
+    const float *xd;
+    int rc = 0;
+    switch (s_matmul_path(dtype, n_in, n_tok, x)) {
+    case S_PATH_GEMV_Q8:
+        if ((rc = s_quantized(c, x, n_tok, n_in, &xq, &xd)) == 0)
+            S_CUDA(sq_cu_gemv_q8(c->stream, op->p[0], n_out, n_in, xq, xd, n_tok, y), "gemv q8_0");
+        break;
+    case S_PATH_GEMV_F16:
+        S_CUDA(sq_cu_gemv_f16(c->stream, op->p[0], n_out, n_in, x, n_tok, y), "gemv f16");
+        break;
+    case S_PATH_BLAS:
+        rc = s_exec_blas(c, dtype, op->p[0], (int)n_out, (int)n_in, x, n_tok, y);
+        break;
+    }
+    /* y is written: a quantised copy of what it overlaps is stale */
+    if (c->xq_src && s_overlap(y, (size_t)n_tok * (size_t)n_out * 4, c->xq_src,
+                               (size_t)c->xq_tok * (size_t)c->xq_n_in * 4))
+        c->xq_src = NULL;
+    return rc;
 }
 
 static int s_exec(s_cuda_t *c, const sq_cuda_op_t *op)
@@ -126,10 +200,12 @@ static int s_exec(s_cuda_t *c, const sq_cuda_op_t *op)
     const int32_t *arena = c->arena_d[c->cur];
     const int32_t *a0 = arena + op->arg[0], *a1 = arena + op->arg[1];
     cudaError_t err = cudaSuccess;
+    if (op->kind != S_MATMUL)
+        c->xq_src = NULL;   /* every other op may write the quantised input */
     switch (op->kind) {
     case S_EMBED:
-        err = sq_cu_embed(c->stream, (int)op->i[0], op->p[0], op->i[1], a0, (int)op->i[2],
-                          s_mut(op->p[1]));
+        err = sq_cu_embed(c->stream, (int)op->i[0], op->p[0], op->i[3], op->i[1], a0,
+                          (int)op->i[2], s_mut(op->p[1]));
         break;
     case S_RMSNORM:
         err = sq_cu_rmsnorm(c->stream, op->p[0], op->p[1], op->f[0], (int)op->i[0], (int)op->i[1],
@@ -172,6 +248,7 @@ static int s_exec(s_cuda_t *c, const sq_cuda_op_t *op)
 /* the arena copy, then every recorded op, on the stream */
 static int s_run_ops(s_cuda_t *c)
 {
+    c->xq_src = NULL;   /* a list (and so a graph) quantises its own inputs */
     if (c->rec.arena_n)
         S_CUDA(cudaMemcpyAsync(c->arena_d[c->cur], c->arena_h[c->cur],
                                c->rec.arena_n * sizeof(int32_t),
@@ -319,7 +396,9 @@ static void s_destroy(sq_backend_t *be)
         if (c->arena_read[i])
             cudaEventDestroy(c->arena_read[i]);
     }
-    cudaFree(c->x16);
+    cudaFree(c->x16.p);
+    cudaFree(c->w16.p);
+    cudaFree(c->xq.p);
     cudaFree(c->blas_ws);
     if (c->blas)
         cublasDestroy(c->blas);
@@ -375,24 +454,34 @@ static int s_copy(sq_backend_t *be, void *dst, const void *src, size_t bytes)
 }
 
 /* Weights always go to the device (borrow only says the host copy would
- * outlive them): the model hands each rank only its shard. */
+ * outlive them): the model hands each rank only its shard. Q8_0 goes in
+ * the split layout (sq_cuda_layout.h), rearranged on the host first. */
 static int s_weight_init(sq_backend_t *be, sq_weight_t *w, int dtype, int64_t n_out,
                          int64_t n_in, const void *host, bool borrow)
 {
-    size_t row = sq_cu_row_bytes(dtype, n_in);
-    if (row == 0 || n_out <= 0)
+    const size_t bytes = sq_cu_weight_bytes(dtype, n_out, n_in);
+    if (bytes == 0)
         return SQ_FAIL(SQ_EINVAL, "weight of %lld x %lld, dtype %d", (long long)n_out,
                        (long long)n_in, dtype);
     *w = (sq_weight_t){.dtype = dtype, .n_out = n_out, .n_in = n_in};
-    if (!(w->owned = s_alloc(be, row * (size_t)n_out)))
-        return SQ_FAIL(SQ_ENOMEM, "cuda: weight of %lld x %lld (%zu bytes)", (long long)n_out,
-                       (long long)n_in, row * (size_t)n_out);
-    w->data = w->owned;
-    int rc = s_upload(be, w->owned, host, row * (size_t)n_out);
-    if (rc) {
-        cudaFree(w->owned);
-        memset(w, 0, sizeof *w);
+    void *split = NULL;
+    if (dtype == SQ_CU_Q8_0) {
+        if (!(split = malloc(bytes)))
+            return SQ_FAIL(SQ_ENOMEM, "cuda: rearranging a Q8_0 weight (%zu bytes)", bytes);
+        sq_cu_q8_split(host, n_out, n_in, split);
+        host = split;
     }
+    int rc = 0;
+    if (!(w->owned = s_alloc(be, bytes)))
+        rc = SQ_FAIL(SQ_ENOMEM, "cuda: weight of %lld x %lld (%zu bytes)", (long long)n_out,
+                     (long long)n_in, bytes);
+    else if ((rc = s_upload(be, w->owned, host, bytes)) != 0)
+        cudaFree(w->owned);
+    free(split);
+    if (rc)
+        memset(w, 0, sizeof *w);
+    else
+        w->data = w->owned;
     return rc;
 }
 
@@ -415,7 +504,7 @@ static int s_embed(sq_backend_t *be, const sq_weight_t *emb, const int32_t *ids,
     if (n == 0)
         return 0;
     sq_cuda_op_t op = {.kind = S_EMBED, .p = {emb->data, out},
-                       .i = {emb->dtype, emb->n_in, n}, .arg = {0, 0}};
+                       .i = {emb->dtype, emb->n_in, n, emb->n_out}, .arg = {0, 0}};
     int rc;
     if ((rc = s_reserve(c, (size_t)n)) || (rc = s_args(c, ids, n, &op.arg[0])))
         return rc;
@@ -433,21 +522,22 @@ static int s_rmsnorm(sq_backend_t *be, const float *x, const sq_weight_t *w, flo
     return s_record(s_ctx(be), &op, n);
 }
 
-/* F16 batches through cuBLAS need an F16 copy of x: size it now, while
- * nothing is being captured */
-static int s_x16_room(s_cuda_t *c, size_t need)
+/* Make scratch s at least need bytes. Done when an op is recorded, while
+ * nothing is being captured: the ops recorded so far run first (they may
+ * use the old buffer) and every graph naming it is dropped. */
+static int s_room(s_cuda_t *c, s_scratch_t *s, size_t need, const char *what)
 {
-    if (need <= c->x16_bytes)
+    if (need <= s->bytes)
         return 0;
     int rc = s_flush(c);
     if (rc)
         return rc;
-    sq_cuda_graph_clear(&c->graphs);   /* graphs name the old buffer */
-    cudaFree(c->x16);                  /* waits for work that may read it */
-    c->x16 = NULL;
-    c->x16_bytes = 0;
-    S_CUDA(cudaMalloc(&c->x16, need), "F16 activation buffer");
-    c->x16_bytes = need;
+    sq_cuda_graph_clear(&c->graphs);
+    cudaFree(s->p);                    /* waits for work that may read it */
+    s->p = NULL;
+    s->bytes = 0;
+    S_CUDA(cudaMalloc(&s->p, need), what);
+    s->bytes = need;
     return 0;
 }
 
@@ -461,9 +551,16 @@ static int s_matmul(sq_backend_t *be, const sq_weight_t *w, const float *x, int 
                        (long long)w->n_in);
     if (w->dtype != SQ_CU_F32 && w->dtype != SQ_CU_F16 && w->dtype != SQ_CU_Q8_0)
         return SQ_FAIL(SQ_EINVAL, "matmul: dtype %d", w->dtype);
-    int rc;
-    if (w->dtype == SQ_CU_F16 && (n_tok > SQ_CU_GEMV_MAX || w->n_in % 4) &&
-        (rc = s_x16_room(c, (size_t)n_tok * (size_t)w->n_in * 2)))
+    const size_t n_x = (size_t)n_tok * (size_t)w->n_in;
+    const s_path_t path = s_matmul_path(w->dtype, w->n_in, n_tok, x);
+    int rc = 0;
+    if (path == S_PATH_GEMV_Q8)
+        rc = s_room(c, &c->xq, s_xq_bytes(n_tok, w->n_in), "Q8_0 activation buffer");
+    else if (path == S_PATH_BLAS && w->dtype != SQ_CU_F32)
+        rc = s_room(c, &c->x16, n_x * 2, "F16 activation buffer");
+    if (rc == 0 && path == S_PATH_BLAS && w->dtype == SQ_CU_Q8_0)
+        rc = s_room(c, &c->w16, (size_t)w->n_out * (size_t)w->n_in * 2, "F16 weight buffer");
+    if (rc)
         return rc;
     sq_cuda_op_t op = {.kind = S_MATMUL, .p = {w->data, x, y},
                        .i = {w->dtype, w->n_out, w->n_in, n_tok}};

@@ -26,26 +26,44 @@ static __device__ float s_warp_sum(float v)
     return v;
 }
 
-/* value i of a row of dtype */
-static __device__ float s_value(int dtype, const unsigned char *row, int64_t i)
+static __device__ float s_warp_max(float v)
 {
-    if (dtype == SQ_CU_F32)
-        return ((const float *)row)[i];
-    if (dtype == SQ_CU_F16)
-        return __half2float(((const __half *)row)[i]);
-    const unsigned char *b = row + (i / SQ_CU_QK) * SQ_CU_Q8_BYTES;
-    return __half2float(*(const __half *)b) * (float)((const int8_t *)(b + 2))[i % SQ_CU_QK];
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* the two F16 values packed in a 32-bit word, lower address first */
+static __device__ void s_h2f(unsigned u, float *out)
+{
+    out[0] = __half2float(__ushort_as_half((unsigned short)(u & 0xffffu)));
+    out[1] = __half2float(__ushort_as_half((unsigned short)(u >> 16)));
+}
+
+/* byte k (0..3) of a word of four int8 values, sign-extended */
+static __device__ float s_i8(int word, int k)
+{
+    return (float)(int8_t)(word >> (8 * k));
 }
 
 /* ---- embedding ---- */
 
-static __global__ void k_embed(int dtype, const unsigned char *emb, size_t row_bytes,
+/* out row b = row ids[b] of emb as F32. Q8_0 in the split layout:
+ * quants (n_out, n_in) at emb, scales (n_out, n_in / 32) at q8_scales. */
+static __global__ void k_embed(int dtype, const unsigned char *emb, const __half *q8_scales,
                                int64_t n_in, const int32_t *ids, float *out)
 {
-    const unsigned char *row = emb + row_bytes * (size_t)ids[blockIdx.x];
+    const size_t r = (size_t)ids[blockIdx.x];
     float *o = out + (size_t)blockIdx.x * n_in;
-    for (int64_t i = threadIdx.x; i < n_in; i += blockDim.x)
-        o[i] = s_value(dtype, row, i);
+    for (int64_t i = threadIdx.x; i < n_in; i += blockDim.x) {
+        if (dtype == SQ_CU_F32)
+            o[i] = ((const float *)emb)[r * n_in + i];
+        else if (dtype == SQ_CU_F16)
+            o[i] = __half2float(((const __half *)emb)[r * n_in + i]);
+        else
+            o[i] = __half2float(q8_scales[(r * n_in + i) / SQ_CU_QK]) *
+                   (float)((const int8_t *)emb)[r * n_in + i];
+    }
 }
 
 /* ---- RMSNorm: one block of 256 per row ---- */
@@ -70,115 +88,133 @@ static __global__ void k_rmsnorm(const float *x, const float *w, float eps, int 
         orow[i] = xr[i] * scale * w[i];
 }
 
-/* ---- GEMV: small batches, one warp per weight row ---- */
+/* ---- Q8_0 activations ---- */
 
-/* four consecutive weights starting at 4 * c, dequantised in registers */
-static __device__ void s_load4(int dtype, const unsigned char *row, int64_t c, float *w4,
-                               float *scale)
+/* x (n_blocks blocks of 32 values) as Q8_0: quants xq, scales xd. One
+ * warp per block, with the CPU reference's arithmetic
+ * (sq_cpu_quantize_row_q8_0_ref): d = amax / 127, values rounded half to
+ * even from x * (1 / d), and d rounded to F16 for the products, so an
+ * integer dot here equals the CPU backend's exactly. */
+static __global__ void k_quantize_q8(const float *x, int64_t n_blocks, int8_t *xq, float *xd)
 {
-    if (dtype == SQ_CU_Q8_0) {
-        const unsigned char *b = row + (c / 8) * SQ_CU_Q8_BYTES;
-        /* qs start 2 bytes into a 34-byte block: 2-byte loads are aligned */
-        const uint16_t *q = (const uint16_t *)(b + 2 + (c % 8) * 4);
-        uint16_t lo = q[0], hi = q[1];
-        w4[0] = (float)(int8_t)(lo & 0xff);
-        w4[1] = (float)(int8_t)(lo >> 8);
-        w4[2] = (float)(int8_t)(hi & 0xff);
-        w4[3] = (float)(int8_t)(hi >> 8);
-        *scale = __half2float(*(const __half *)b);
-    } else {
-        const __half2 *h = (const __half2 *)(row + c * 8);
-        float2 a = __half22float2(h[0]), b2 = __half22float2(h[1]);
-        w4[0] = a.x;
-        w4[1] = a.y;
-        w4[2] = b2.x;
-        w4[3] = b2.y;
-        *scale = 1.0f;
-    }
+    const int64_t b = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (b >= n_blocks)
+        return;   /* whole warps: b is the same for the 32 lanes */
+    const float v = x[b * SQ_CU_QK + lane];
+    const float d = s_warp_max(fabsf(v)) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    xq[b * SQ_CU_QK + lane] = (int8_t)__float2int_rn(v * id);
+    if (lane == 0)
+        xd[b] = __half2float(__float2half(d));
 }
 
+/* ---- GEMV: n_tok <= SQ_CU_GEMV_MAX, one warp per weight row ----
+ * A lane takes whole blocks of 32 values of the row (lane, lane + 32, ...),
+ * so the warp streams the row with 16-byte coalesced loads and each
+ * weight is read once for all NT tokens. */
+
+/* Q8_0 weights (split layout) times Q8_0 activations: 8 dp4a per block
+ * and token, the block's int32 sum scaled by both scales (the CPU
+ * backend's arithmetic, in another summation order). */
 template <int NT>
-static __global__ void k_gemv(int dtype, const unsigned char *w, size_t row_bytes, int64_t n_out,
-                              int64_t n_in, const float *x, float *y)
+static __global__ void k_gemv_q8(const int8_t *qs, const __half *wd, int64_t n_out, int64_t n_in,
+                                 const int8_t *xq, const float *xd, float *y)
 {
     const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (r >= n_out)
-        return;
-    const unsigned char *row = w + row_bytes * (size_t)r;
+        return;   /* whole warps */
+    const int64_t nb = n_in / SQ_CU_QK;
+    const int4 *wrow = (const int4 *)(qs + (size_t)r * n_in);
+    const __half *drow = wd + (size_t)r * nb;
     float acc[NT];
     for (int t = 0; t < NT; t++)
         acc[t] = 0.0f;
-    for (int64_t c = lane; c < n_in / 4; c += 32) {
-        float w4[4], d;
-        s_load4(dtype, row, c, w4, &d);
+    for (int64_t b = lane; b < nb; b += 32) {
+        const int4 w0 = wrow[2 * b], w1 = wrow[2 * b + 1];
+        const float dw = __half2float(drow[b]);
         for (int t = 0; t < NT; t++) {
-            const float *xt = x + (size_t)t * n_in + 4 * c;
-            acc[t] += d * (w4[0] * xt[0] + w4[1] * xt[1] + w4[2] * xt[2] + w4[3] * xt[3]);
+            const int4 *xr = (const int4 *)(xq + (size_t)t * n_in) + 2 * b;
+            const int4 x0 = xr[0], x1 = xr[1];
+            int s = __dp4a(w0.x, x0.x, 0);
+            s = __dp4a(w0.y, x0.y, s);
+            s = __dp4a(w0.z, x0.z, s);
+            s = __dp4a(w0.w, x0.w, s);
+            s = __dp4a(w1.x, x1.x, s);
+            s = __dp4a(w1.y, x1.y, s);
+            s = __dp4a(w1.z, x1.z, s);
+            s = __dp4a(w1.w, x1.w, s);
+            acc[t] += dw * xd[(size_t)t * nb + b] * (float)s;
         }
     }
     for (int t = 0; t < NT; t++) {
-        float v = s_warp_sum(acc[t]);
+        const float v = s_warp_sum(acc[t]);
         if (lane == 0)
             y[(size_t)t * n_out + r] = v;
     }
 }
 
-/* ---- Q8_0 GEMM: 64 weight rows x 64 tokens per block of 16 x 16 ---- */
-
-enum { S_TILE = 64 };
-
-static __global__ void k_q8_gemm(const unsigned char *w, size_t row_bytes, int64_t n_out,
-                                 int64_t n_in, const float *x, int n_tok, float *y)
+/* F16 weights (n_in % 32 == 0) times F32 activations (16-byte aligned) */
+template <int NT>
+static __global__ void k_gemv_f16(const __half *w, int64_t n_out, int64_t n_in, const float *x,
+                                  float *y)
 {
-    __shared__ float ws[SQ_CU_QK][S_TILE];   /* (k, weight row) */
-    __shared__ float xs[SQ_CU_QK][S_TILE];   /* (k, token) */
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    const int64_t o0 = (int64_t)blockIdx.x * S_TILE;
-    const int t0 = blockIdx.y * S_TILE;
-    /* loader: row / token tid / 4, values 8 * (tid % 4) .. + 8 of the block */
-    const int lr = threadIdx.x / 4, lp = (threadIdx.x % 4) * 8;
-    float acc[4][4] = {{0.0f}};
-    for (int64_t kb = 0; kb < n_in / SQ_CU_QK; kb++) {
-        const int64_t o = o0 + lr;
-        if (o < n_out) {
-            const unsigned char *b = w + row_bytes * (size_t)o + kb * SQ_CU_Q8_BYTES;
-            const float d = __half2float(*(const __half *)b);
-            const int8_t *q = (const int8_t *)(b + 2);
-            for (int e = 0; e < 8; e++)
-                ws[lp + e][lr] = d * (float)q[lp + e];
-        } else {
-            for (int e = 0; e < 8; e++)
-                ws[lp + e][lr] = 0.0f;
+    const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (r >= n_out)
+        return;   /* whole warps */
+    const uint4 *wrow = (const uint4 *)(w + (size_t)r * n_in);
+    float acc[NT];
+    for (int t = 0; t < NT; t++)
+        acc[t] = 0.0f;
+    for (int64_t b = lane; b < n_in / 32; b += 32) {
+        float wv[32];
+        for (int k = 0; k < 4; k++) {
+            const uint4 u = wrow[4 * b + k];
+            s_h2f(u.x, wv + 8 * k);
+            s_h2f(u.y, wv + 8 * k + 2);
+            s_h2f(u.z, wv + 8 * k + 4);
+            s_h2f(u.w, wv + 8 * k + 6);
         }
-        const int t = t0 + lr;
-        const float *xt = x + (size_t)t * n_in + kb * SQ_CU_QK + lp;
-        for (int e = 0; e < 8; e++)
-            xs[lp + e][lr] = t < n_tok ? xt[e] : 0.0f;
-        __syncthreads();
-        for (int k = 0; k < SQ_CU_QK; k++) {
-            float a[4], b[4];
-            for (int i = 0; i < 4; i++) {
-                a[i] = ws[k][tx + 16 * i];
-                b[i] = xs[k][ty + 16 * i];
+        for (int t = 0; t < NT; t++) {
+            const float4 *xr = (const float4 *)(x + (size_t)t * n_in) + 8 * b;
+            float s = 0.0f;
+            for (int k = 0; k < 8; k++) {
+                const float4 v = xr[k];
+                s += wv[4 * k] * v.x + wv[4 * k + 1] * v.y + wv[4 * k + 2] * v.z +
+                     wv[4 * k + 3] * v.w;
             }
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++)
-                    acc[i][j] += a[i] * b[j];
+            acc[t] += s;
         }
-        __syncthreads();
     }
-    for (int j = 0; j < 4; j++) {
-        const int t = t0 + ty + 16 * j;
-        for (int i = 0; i < 4; i++) {
-            const int64_t o = o0 + tx + 16 * i;
-            if (t < n_tok && o < n_out)
-                y[(size_t)t * n_out + o] = acc[i][j];
-        }
+    for (int t = 0; t < NT; t++) {
+        const float v = s_warp_sum(acc[t]);
+        if (lane == 0)
+            y[(size_t)t * n_out + r] = v;
     }
 }
 
-/* ---- elementwise ---- */
+/* ---- conversions ---- */
+
+/* out = the first n values (n % 8 == 0) of a Q8_0 weight in the split
+ * layout, as F16, 8 per thread: what cuBLAS multiplies for big batches */
+static __global__ void k_q8_to_f16(const int8_t *qs, const __half *wd, size_t n, uint4 *out)
+{
+    const size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    if (i >= n)
+        return;
+    const float d = __half2float(wd[i / SQ_CU_QK]);
+    const int2 q = *(const int2 *)(qs + i);
+    unsigned h[4];
+    for (int k = 0; k < 4; k++) {
+        const int word = k < 2 ? q.x : q.y;
+        const unsigned lo = __half_as_ushort(__float2half(d * s_i8(word, 2 * (k % 2))));
+        const unsigned hi = __half_as_ushort(__float2half(d * s_i8(word, 2 * (k % 2) + 1)));
+        h[k] = lo | hi << 16;
+    }
+    out[i / 8] = make_uint4(h[0], h[1], h[2], h[3]);
+}
 
 static __global__ void k_to_f16(const float *x, __half *out, size_t n)
 {
@@ -186,6 +222,8 @@ static __global__ void k_to_f16(const float *x, __half *out, size_t n)
     if (i < n)
         out[i] = __float2half(x[i]);
 }
+
+/* ---- elementwise ---- */
 
 static __global__ void k_swiglu(float *gate, const float *up, size_t n)
 {
@@ -238,7 +276,7 @@ static __global__ void k_kv_store(float *kc, float *vc, const float *k, const fl
     }
 }
 
-enum { S_ATT_WARPS = 4, S_ATT_PER_LANE = SQ_CU_MAX_HEAD_DIM / 32 };
+enum { S_ATT_WARPS = 8, S_ATT_PER_LANE = SQ_CU_MAX_HEAD_DIM / 32 };
 
 typedef struct {
     const float *kc, *vc, *q;
@@ -247,13 +285,34 @@ typedef struct {
     int n_heads, n_kv, n_ctx, hd, q_head0, kv_head0, group;
 } s_att_t;
 
-/* Query head blockIdx.x of token blockIdx.y. Each warp walks a quarter
- * of the positions with an online softmax (running max m, sum l, output
- * acc in registers: lane owns dims lane, lane + 32, ...); the warps'
- * partial results are merged at the end. No score buffer, so any context
- * length fits. */
+/* q . k of one key row (q pre-scaled, in shared memory) */
+static __device__ float s_qk(const float *qs, const float *kr, int hd)
+{
+    float s = 0.0f;
+    if (hd % 4 == 0) {   /* rows start 16-byte aligned */
+        const float4 *k4 = (const float4 *)kr;
+        for (int d = 0; d < hd / 4; d++) {
+            const float4 k = k4[d];
+            s += qs[4 * d] * k.x + qs[4 * d + 1] * k.y + qs[4 * d + 2] * k.z + qs[4 * d + 3] * k.w;
+        }
+    } else {
+        for (int d = 0; d < hd; d++)
+            s += qs[d] * kr[d];
+    }
+    return s;
+}
+
+/* Query head blockIdx.x of token blockIdx.y over positions 0..pos. Each
+ * warp takes 32 keys at a time, one per lane (independent row loads, no
+ * reduction per key), folds them into an online softmax (running max m,
+ * sum l), then adds their values with lanes across dims (lane owns dims
+ * lane, lane + 32, ...); warp w takes keys 32 w, 32 (w + 8), ... The
+ * warps' partial results are merged at the end. No score buffer, so any
+ * context length fits. */
 static __global__ void k_attention(s_att_t a)
 {
+    __shared__ float qs[SQ_CU_MAX_HEAD_DIM];
+    __shared__ float ps[S_ATT_WARPS][32];
     __shared__ float wm[S_ATT_WARPS], wl[S_ATT_WARPS];
     __shared__ float wacc[S_ATT_WARPS][SQ_CU_MAX_HEAD_DIM];
     const int h = blockIdx.x, t = blockIdx.y;
@@ -264,30 +323,37 @@ static __global__ void k_attention(s_att_t a)
     const float *kc = a.kc + head, *vc = a.vc + head;
     const float *q = a.q + ((size_t)t * a.n_heads + h) * hd;
     const float scale = rsqrtf((float)hd);
-    float qr[S_ATT_PER_LANE], acc[S_ATT_PER_LANE];
-    for (int i = 0; i < S_ATT_PER_LANE; i++) {
-        const int d = lane + 32 * i;
-        qr[i] = d < hd ? q[d] * scale : 0.0f;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x)
+        qs[d] = q[d] * scale;
+    __syncthreads();
+    float acc[S_ATT_PER_LANE];
+    for (int i = 0; i < S_ATT_PER_LANE; i++)
         acc[i] = 0.0f;
-    }
     float m = -INFINITY, l = 0.0f;
     const int n = a.pos[t] + 1;
-    for (int j = warp; j < n; j += S_ATT_WARPS) {
-        const float *kr = kc + (size_t)j * hd, *vr = vc + (size_t)j * hd;
-        float part = 0.0f;
-        for (int i = 0; i < S_ATT_PER_LANE; i++) {
-            const int d = lane + 32 * i;
-            if (d < hd)
-                part += qr[i] * kr[d];
+    for (int base = warp * 32; base < n; base += S_ATT_WARPS * 32) {
+        const int j = base + lane;
+        const float sc = j < n ? s_qk(qs, kc + (size_t)j * hd, hd) : -INFINITY;
+        /* key base < n is scored, so m_new is finite */
+        const float m_new = fmaxf(m, s_warp_max(sc));
+        const float p = j < n ? expf(sc - m_new) : 0.0f;
+        const float corr = expf(m - m_new);
+        l = l * corr + s_warp_sum(p);
+        ps[warp][lane] = p;
+        __syncwarp();
+        for (int i = 0; i < S_ATT_PER_LANE; i++)
+            acc[i] *= corr;
+        const int n_keys = n - base < 32 ? n - base : 32;
+        for (int jj = 0; jj < n_keys; jj++) {
+            const float pj = ps[warp][jj];
+            const float *vr = vc + (size_t)(base + jj) * hd;
+            for (int i = 0; i < S_ATT_PER_LANE; i++) {
+                const int d = lane + 32 * i;
+                if (d < hd)
+                    acc[i] += pj * vr[d];
+            }
         }
-        const float sc = s_warp_sum(part);
-        const float m_new = fmaxf(m, sc);
-        const float corr = expf(m - m_new), p = expf(sc - m_new);
-        l = l * corr + p;
-        for (int i = 0; i < S_ATT_PER_LANE; i++) {
-            const int d = lane + 32 * i;
-            acc[i] = acc[i] * corr + (d < hd ? p * vr[d] : 0.0f);
-        }
+        __syncwarp();   /* ps is rewritten by the next round */
         m = m_new;
     }
     if (lane == 0) {
@@ -298,6 +364,7 @@ static __global__ void k_attention(s_att_t a)
         if (lane + 32 * i < hd)
             wacc[warp][lane + 32 * i] = acc[i];
     __syncthreads();
+    /* warp 0 always scored key 0: mm is finite */
     float mm = -INFINITY;
     for (int w = 0; w < S_ATT_WARPS; w++)
         mm = fmaxf(mm, wm[w]);

@@ -11,24 +11,17 @@ static unsigned s_blocks(size_t n, unsigned threads)
     return (unsigned)((n + threads - 1) / threads);
 }
 
-size_t sq_cu_row_bytes(int dtype, int64_t n)
+/* the split Q8_0 weight's scales (sq_cuda_layout.h) */
+static const __half *s_q8_scales(const void *w, int64_t n_out, int64_t n_in)
 {
-    if (n <= 0)
-        return 0;
-    switch (dtype) {
-    case SQ_CU_F32: return (size_t)n * 4;
-    case SQ_CU_F16: return (size_t)n * 2;
-    case SQ_CU_Q8_0: return n % SQ_CU_QK ? 0 : (size_t)(n / SQ_CU_QK) * SQ_CU_Q8_BYTES;
-    default: return 0;
-    }
+    return (const __half *)((const unsigned char *)w + sq_cu_q8_scales_offset(n_out, n_in));
 }
 
-
-cudaError_t sq_cu_embed(cudaStream_t s, int dtype, const void *emb, int64_t n_in,
+cudaError_t sq_cu_embed(cudaStream_t s, int dtype, const void *emb, int64_t n_out, int64_t n_in,
                         const int32_t *ids_d, int n, float *out)
 {
-    k_embed<<<n, 256, 0, s>>>(dtype, (const unsigned char *)emb, sq_cu_row_bytes(dtype, n_in),
-                              n_in, ids_d, out);
+    const __half *scales = dtype == SQ_CU_Q8_0 ? s_q8_scales(emb, n_out, n_in) : NULL;
+    k_embed<<<n, 256, 0, s>>>(dtype, (const unsigned char *)emb, scales, n_in, ids_d, out);
     return cudaGetLastError();
 }
 
@@ -39,38 +32,71 @@ cudaError_t sq_cu_rmsnorm(cudaStream_t s, const float *x, const float *w, float 
     return cudaGetLastError();
 }
 
-template <int NT>
-static void s_gemv(cudaStream_t s, int dtype, const void *w, int64_t n_out, int64_t n_in,
-                   const float *x, float *y)
+cudaError_t sq_cu_quantize_q8(cudaStream_t s, const float *x, int n_tok, int64_t n_in,
+                              int8_t *xq, float *xd)
 {
     const int warps = 8;
-    k_gemv<NT><<<s_blocks((size_t)n_out, warps), warps * 32, 0, s>>>(
-        dtype, (const unsigned char *)w, sq_cu_row_bytes(dtype, n_in), n_out, n_in, x, y);
-}
-
-cudaError_t sq_cu_gemv(cudaStream_t s, int dtype, const void *w, int64_t n_out, int64_t n_in,
-                       const float *x, int n_tok, float *y)
-{
-    switch (n_tok) {
-    case 1: s_gemv<1>(s, dtype, w, n_out, n_in, x, y); break;
-    case 2: s_gemv<2>(s, dtype, w, n_out, n_in, x, y); break;
-    case 3: s_gemv<3>(s, dtype, w, n_out, n_in, x, y); break;
-    case 4: s_gemv<4>(s, dtype, w, n_out, n_in, x, y); break;
-    case 5: s_gemv<5>(s, dtype, w, n_out, n_in, x, y); break;
-    case 6: s_gemv<6>(s, dtype, w, n_out, n_in, x, y); break;
-    case 7: s_gemv<7>(s, dtype, w, n_out, n_in, x, y); break;
-    case 8: s_gemv<8>(s, dtype, w, n_out, n_in, x, y); break;
-    default: return cudaErrorInvalidValue;
-    }
+    const int64_t n_blocks = (int64_t)n_tok * (n_in / SQ_CU_QK);
+    k_quantize_q8<<<s_blocks((size_t)n_blocks, warps), warps * 32, 0, s>>>(x, n_blocks, xq, xd);
     return cudaGetLastError();
 }
 
-cudaError_t sq_cu_q8_gemm(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
-                          const float *x, int n_tok, float *y)
+/* GEMV launches: 8 warps (rows) per block */
+enum { S_GEMV_WARPS = 8 };
+
+template <int NT>
+static void s_gemv_q8(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
+                      const int8_t *xq, const float *xd, float *y)
 {
-    dim3 grid(s_blocks((size_t)n_out, S_TILE), s_blocks((size_t)n_tok, S_TILE));
-    k_q8_gemm<<<grid, 256, 0, s>>>((const unsigned char *)w, sq_cu_row_bytes(SQ_CU_Q8_0, n_in),
-                                   n_out, n_in, x, n_tok, y);
+    k_gemv_q8<NT><<<s_blocks((size_t)n_out, S_GEMV_WARPS), S_GEMV_WARPS * 32, 0, s>>>(
+        (const int8_t *)w, s_q8_scales(w, n_out, n_in), n_out, n_in, xq, xd, y);
+}
+
+template <int NT>
+static void s_gemv_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
+                       const float *x, float *y)
+{
+    k_gemv_f16<NT><<<s_blocks((size_t)n_out, S_GEMV_WARPS), S_GEMV_WARPS * 32, 0, s>>>(
+        (const __half *)w, n_out, n_in, x, y);
+}
+
+/* the template instance for a run-time token count */
+#define S_GEMV_CASES(call)                                                                     \
+    switch (n_tok) {                                                                           \
+    case 1: call(1); break;                                                                    \
+    case 2: call(2); break;                                                                    \
+    case 3: call(3); break;                                                                    \
+    case 4: call(4); break;                                                                    \
+    case 5: call(5); break;                                                                    \
+    case 6: call(6); break;                                                                    \
+    case 7: call(7); break;                                                                    \
+    case 8: call(8); break;                                                                    \
+    default: return cudaErrorInvalidValue;                                                     \
+    }
+
+cudaError_t sq_cu_gemv_q8(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
+                          const int8_t *xq, const float *xd, int n_tok, float *y)
+{
+#define S_CALL(NT) s_gemv_q8<NT>(s, w, n_out, n_in, xq, xd, y)
+    S_GEMV_CASES(S_CALL)
+#undef S_CALL
+    return cudaGetLastError();
+}
+
+cudaError_t sq_cu_gemv_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
+                           const float *x, int n_tok, float *y)
+{
+#define S_CALL(NT) s_gemv_f16<NT>(s, w, n_out, n_in, x, y)
+    S_GEMV_CASES(S_CALL)
+#undef S_CALL
+    return cudaGetLastError();
+}
+
+cudaError_t sq_cu_q8_to_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in, void *out)
+{
+    const size_t n = (size_t)n_out * (size_t)n_in;
+    k_q8_to_f16<<<s_blocks(n / 8, 256), 256, 0, s>>>((const int8_t *)w, s_q8_scales(w, n_out, n_in),
+                                                     n, (uint4 *)out);
     return cudaGetLastError();
 }
 

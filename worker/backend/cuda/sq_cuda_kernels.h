@@ -11,38 +11,38 @@
 #include <stdint.h>
 
 #include "sq_backend.h"
+#include "sq_cuda_layout.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* dtype codes as in GGUF (sq_cpu_kernels.h) */
-enum { SQ_CU_F32 = 0, SQ_CU_F16 = 1, SQ_CU_Q8_0 = 8 };
-/* Q8_0: blocks of 32 int8 values after an fp16 scale, 34 bytes */
-enum { SQ_CU_QK = 32, SQ_CU_Q8_BYTES = 34 };
 /* batches up to this many tokens take the GEMV kernels */
 enum { SQ_CU_GEMV_MAX = 8 };
 /* attention keeps a head's output in registers: head_dim up to this */
 enum { SQ_CU_MAX_HEAD_DIM = 256 };
 
-/* bytes of one row of n values of dtype; 0 for an unknown dtype or a Q8_0
- * row that is not whole blocks */
-size_t sq_cu_row_bytes(int dtype, int64_t n);
-
-/* out (n, n_in) = rows ids_d of emb (n_out x n_in of dtype), as F32 */
-cudaError_t sq_cu_embed(cudaStream_t s, int dtype, const void *emb, int64_t n_in,
+/* out (n, n_in) = rows ids_d of emb (n_out x n_in of dtype, device layout
+ * as in sq_cuda_layout.h), as F32 */
+cudaError_t sq_cu_embed(cudaStream_t s, int dtype, const void *emb, int64_t n_out, int64_t n_in,
                         const int32_t *ids_d, int n, float *out);
 /* out (n, dim) = x / rms(x) * w */
 cudaError_t sq_cu_rmsnorm(cudaStream_t s, const float *x, const float *w, float eps, int n,
                           int dim, float *out);
-/* y (n_tok, n_out) = x (n_tok, n_in) W^T for W of F16 (n_in % 4 == 0) or
- * Q8_0, n_tok <= SQ_CU_GEMV_MAX: one warp per weight row, read once */
-cudaError_t sq_cu_gemv(cudaStream_t s, int dtype, const void *w, int64_t n_out, int64_t n_in,
-                       const float *x, int n_tok, float *y);
-/* the same for Q8_0 and any n_tok: 64 x 64 output tiles, the weight tile
- * dequantised into shared memory once per 64 tokens */
-cudaError_t sq_cu_q8_gemm(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
-                          const float *x, int n_tok, float *y);
+/* xq (n_tok, n_in) int8 and xd (n_tok, n_in / 32) = x quantised as Q8_0
+ * blocks with the CPU backend's arithmetic (n_in % 32 == 0) */
+cudaError_t sq_cu_quantize_q8(cudaStream_t s, const float *x, int n_tok, int64_t n_in,
+                              int8_t *xq, float *xd);
+/* y (n_tok, n_out) = x W^T, n_tok <= SQ_CU_GEMV_MAX, one warp per weight
+ * row, each weight read once: W Q8_0 (split layout) with x given
+ * quantised (sq_cu_quantize_q8), or W F16 with n_in % 32 == 0 and x
+ * 16-byte aligned */
+cudaError_t sq_cu_gemv_q8(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
+                          const int8_t *xq, const float *xd, int n_tok, float *y);
+cudaError_t sq_cu_gemv_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
+                           const float *x, int n_tok, float *y);
+/* out (n_out, n_in) F16 = a Q8_0 weight (split layout) dequantised */
+cudaError_t sq_cu_q8_to_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in, void *out);
 /* out (n halves) = x rounded to F16 */
 cudaError_t sq_cu_to_f16(cudaStream_t s, const float *x, void *out, size_t n);
 /* rotate adjacent pairs of each head by pos_d[t] (see sq_backend.h) */
