@@ -8,14 +8,18 @@
  *  SQ_EDEVICE and the CUDA error text and "auto" gives the CPU backend;
  *  with one, both give the CUDA backend. And the graph bookkeeping: op
  *  list keys (values in the arena never change a key), the capture on a
- *  repeat, LRU eviction, clearing. And the device layout of weights:
- *  sizes, and Q8_0 blocks split into quants and scales.
+ *  repeat, LRU eviction, clearing. The fusion plan of a layer's ops (what
+ *  runs as one kernel, and what must not). And the device layout of
+ *  weights: sizes, and Q8_0 blocks split into quants and scales.
  */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sq_backend.h"
 #include "sq_backend_cuda.h"
+#include "sq_cuda_fuse.h"
 #include "sq_cuda_graph.h"
 #include "sq_cuda_layout.h"
 #include "sq_error.h"
@@ -226,6 +230,138 @@ static void test_weight_layout(void)
     free(out);
 }
 
+/* fake device buffers, 1 MiB apart */
+static const void *s_buf(int i)
+{
+    return (const void *)(uintptr_t)(0x10000000u + (uintptr_t)i * 0x100000u);
+}
+
+enum { B_X = 1, B_O, B_XB, B_Q, B_K, B_V, B_ATT, B_GATE, B_UP, B_KC, B_VC, B_W = 20 };
+
+/* one layer as sq_model records it for n tokens of dim 64, weights of
+ * dtype; ops[0] is the previous layer's residual add */
+static int s_layer(sq_cuda_op_t *ops, int n, int dtype)
+{
+    const int dim = 64, ffn = 128, hd = 16, nh = 4, nkv = 2;
+    int k = 0;
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_ADD, .p = {s_buf(B_X), s_buf(B_O)}, .i = {n * dim}};
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_RMSNORM, .p = {s_buf(B_X), s_buf(B_W), s_buf(B_XB)},
+                              .i = {n, dim}, .f = {1e-5f}};
+    const int outs[3] = {B_Q, B_K, B_V}, n_outs[3] = {nh * hd, nkv * hd, nkv * hd};
+    for (int m = 0; m < 3; m++)
+        ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_MATMUL,
+                                  .p = {s_buf(B_W + 1 + m), s_buf(B_XB), s_buf(outs[m])},
+                                  .i = {dtype, n_outs[m], dim, n}};
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_ROPE, .p = {s_buf(B_Q)}, .i = {n, nh, hd, hd},
+                              .f = {10000.0f}, .arg = {0}};
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_ROPE, .p = {s_buf(B_K)}, .i = {n, nkv, hd, hd},
+                              .f = {10000.0f}, .arg = {0}};
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_ATTN,
+                              .p = {s_buf(B_KC), s_buf(B_VC), s_buf(B_Q), s_buf(B_K), s_buf(B_V),
+                                    s_buf(B_ATT)},
+                              .i = {4, 128, nh, nkv, hd, 0, 0, 2, n}, .arg = {n, 0}};
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_MATMUL, .p = {s_buf(B_W + 4), s_buf(B_ATT), s_buf(B_O)},
+                              .i = {dtype, dim, nh * hd, n}};
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_ADD, .p = {s_buf(B_X), s_buf(B_O)}, .i = {n * dim}};
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_RMSNORM, .p = {s_buf(B_X), s_buf(B_W + 5), s_buf(B_XB)},
+                              .i = {n, dim}, .f = {1e-5f}};
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_MATMUL, .p = {s_buf(B_W + 6), s_buf(B_XB), s_buf(B_GATE)},
+                              .i = {dtype, ffn, dim, n}};
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_MATMUL, .p = {s_buf(B_W + 7), s_buf(B_XB), s_buf(B_UP)},
+                              .i = {dtype, ffn, dim, n}};
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_SWIGLU, .p = {s_buf(B_GATE), s_buf(B_UP)},
+                              .i = {n * ffn}};
+    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_MATMUL, .p = {s_buf(B_W + 8), s_buf(B_GATE), s_buf(B_O)},
+                              .i = {dtype, dim, ffn, n}};
+    return k;
+}
+
+/* steps as "kind:first+n[a][q]" joined by spaces, for one comparison */
+static const char *s_plan(const sq_cuda_op_t *ops, int n, bool fuse)
+{
+    static char out[512];
+    static const char *const names[] = {"op", "norm", "gemv", "gemv_swiglu", "rope_attn"};
+    sq_cuda_step_t *steps = NULL;
+    int cap = 0, n_steps = sq_cuda_fuse(ops, n, fuse, &steps, &cap);
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n_steps && len < sizeof out - 40; i++)
+        len += (size_t)snprintf(out + len, sizeof out - len, "%s%s:%d+%d%s%s", i ? " " : "",
+                                names[steps[i].kind], steps[i].first, steps[i].n_ops,
+                                steps[i].add ? "a" : "", steps[i].quantize ? "q" : "");
+    free(steps);
+    return out;
+}
+
+static void test_fuse_layer(void)
+{
+    sq_cuda_op_t ops[32];
+    int n = s_layer(ops, 1, SQ_CU_Q8_0);
+    /* Q8_0, one token: add+norm+quantise, qkv, rope+store+attention, o,
+     * add+norm+quantise, gate/up+swiglu, down */
+    SQ_CHECK(!strcmp(s_plan(ops, n, true),
+                     "norm:0+2aq gemv:2+3 rope_attn:5+3 gemv:8+1 norm:9+2aq gemv_swiglu:11+3 gemv:14+1"));
+    /* fusion off: every op alone, norms plain */
+    SQ_CHECK(!strcmp(s_plan(ops, n, false),
+                     "op:0+1 norm:1+1 op:2+1 op:3+1 op:4+1 op:5+1 op:6+1 op:7+1 op:8+1 op:9+1 "
+                     "norm:10+1 op:11+1 op:12+1 op:13+1 op:14+1"));
+    /* F16 weights: GEMVs fuse, nothing to quantise */
+    n = s_layer(ops, 2, SQ_CU_F16);
+    SQ_CHECK(!strcmp(s_plan(ops, n, true),
+                     "norm:0+2a gemv:2+3 rope_attn:5+3 gemv:8+1 norm:9+2a gemv_swiglu:11+3 gemv:14+1"));
+    /* 16 tokens go through cuBLAS: no GEMV steps, nothing to quantise */
+    n = s_layer(ops, 16, SQ_CU_Q8_0);
+    SQ_CHECK(!strcmp(s_plan(ops, n, true),
+                     "norm:0+2a op:2+1 op:3+1 op:4+1 rope_attn:5+3 op:8+1 norm:9+2a op:11+1 "
+                     "op:12+1 op:13+1 op:14+1"));
+    /* F32 weights always take cuBLAS */
+    n = s_layer(ops, 1, SQ_CU_F32);
+    SQ_CHECK(!strncmp(s_plan(ops, n, true), "norm:0+2a op:2+1 op:3+1", 23));
+}
+
+static void test_fuse_refusals(void)
+{
+    sq_cuda_op_t ops[32];
+    const int n = s_layer(ops, 1, SQ_CU_Q8_0);
+    /* v written over the normed input: q, k fuse, v runs alone */
+    sq_cuda_op_t o[32];
+    memcpy(o, ops, sizeof ops);
+    o[4].p[2] = s_buf(B_XB);
+    SQ_CHECK(!strncmp(s_plan(o, n, true), "norm:0+2aq gemv:2+2 op:4+1 ", 27));
+    /* k's RoPE at other positions: no fused rotation */
+    memcpy(o, ops, sizeof ops);
+    o[6].arg[0] = 7;
+    SQ_CHECK(strstr(s_plan(o, n, true), "op:5+1 op:6+1 op:7+1") != NULL);
+    /* the add's y overlapping the norm's output: add and norm apart */
+    memcpy(o, ops, sizeof ops);
+    o[0].p[1] = (const char *)s_buf(B_XB) + 64;
+    SQ_CHECK(!strncmp(s_plan(o, n, true), "op:0+1 norm:1+1q ", 17));
+    /* SwiGLU of other buffers: gate and up still share a launch */
+    memcpy(o, ops, sizeof ops);
+    o[13].p[1] = s_buf(B_V);
+    SQ_CHECK(strstr(s_plan(o, n, true), "gemv:11+2 op:13+1") != NULL);
+    /* products of different inputs never share a launch */
+    memcpy(o, ops, sizeof ops);
+    o[3].p[1] = s_buf(B_ATT);
+    SQ_CHECK(strstr(s_plan(o, n, true), "gemv:2+1 gemv:3+1 gemv:4+1") != NULL);
+}
+
+static void test_arena_dedupe(void)
+{
+    int32_t arena[64];
+    sq_cuda_rec_t rec = {.arena = arena, .arena_cap = 64};
+    const int32_t pos[3] = {5, 6, 7}, slot[3] = {0, 1, 2}, other[2] = {5, 6};
+    int64_t a, b, c, d, e;
+    SQ_CHECK(sq_cuda_rec_args(&rec, pos, 3, &a) == 0);
+    SQ_CHECK(sq_cuda_rec_args(&rec, slot, 3, &b) == 0);
+    SQ_CHECK(sq_cuda_rec_args(&rec, pos, 3, &c) == 0);    /* equal: shared */
+    SQ_CHECK(sq_cuda_rec_args(&rec, other, 2, &d) == 0);  /* a prefix is not equal */
+    SQ_CHECK(a == 0 && b == 3 && c == 0 && d == 6 && rec.arena_n == 8);
+    /* after a reset nothing is shared */
+    sq_cuda_rec_reset(&rec);
+    SQ_CHECK(sq_cuda_rec_args(&rec, slot, 3, &e) == 0 && e == 0 && rec.arena_n == 3);
+}
+
 int main(void)
 {
     SQ_RUN(test_pick_device);
@@ -235,5 +371,8 @@ int main(void)
     SQ_RUN(test_graph_keys);
     SQ_RUN(test_graph_policy);
     SQ_RUN(test_weight_layout);
+    SQ_RUN(test_fuse_layer);
+    SQ_RUN(test_fuse_refusals);
+    SQ_RUN(test_arena_dedupe);
     return sq_test_summary("cuda_unit");
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "sq_cuda_check.h"
+#include "sq_cuda_fuse.h"
 #include "sq_cuda_graph.h"
 #include "sq_cuda_kernels.h"
 #include "sq_error.h"
@@ -53,9 +54,11 @@ typedef struct {
     const float *xq_src;
     int xq_tok;
     int64_t xq_n_in;
+    bool fuse;                  /* SHARDQ_CUDA_FUSE=0: every op its own kernel */
+    sq_cuda_step_t *steps;      /* the fusion plan of the list being run */
+    int steps_cap;
 } s_cuda_t;
 
-enum { S_EMBED = 1, S_RMSNORM, S_MATMUL, S_ROPE, S_ATTN, S_SWIGLU, S_ADD, S_COPY };
 enum { S_ARENA0 = 1 << 16, S_BLAS_WS = 32 << 20 };
 
 static const sq_backend_ops_t s_cuda_ops;
@@ -96,33 +99,44 @@ static void *s_mut(const void *p)
     return (void *)p;   /* recorded pointers are stored const */
 }
 
-/* How a product runs: batches up to SQ_CU_GEMV_MAX tokens through the
- * GEMV kernels where they apply (weights read once: memory-bound),
- * bigger ones through cuBLAS on tensor cores (F16, Q8_0 dequantised to
- * F16 first), F32 through cuBLAS always. */
-typedef enum { S_PATH_BLAS = 0, S_PATH_GEMV_Q8, S_PATH_GEMV_F16 } s_path_t;
-
-static s_path_t s_matmul_path(int dtype, int64_t n_in, int n_tok, const float *x)
-{
-    if (n_tok > SQ_CU_GEMV_MAX)
-        return S_PATH_BLAS;
-    if (dtype == SQ_CU_Q8_0)
-        return S_PATH_GEMV_Q8;
-    if (dtype == SQ_CU_F16 && n_in % 32 == 0 && (uintptr_t)x % 16 == 0)
-        return S_PATH_GEMV_F16;
-    return S_PATH_BLAS;
-}
-
 /* bytes of x (n_tok, n_in) as Q8_0 in the xq scratch: quants, then scales */
 static size_t s_xq_bytes(int n_tok, int64_t n_in)
 {
     return (size_t)n_tok * (size_t)n_in + (size_t)n_tok * (size_t)(n_in / SQ_CU_QK) * 4;
 }
 
-static bool s_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes)
+/* where x (n_tok, n_in) as Q8_0 goes in the xq scratch */
+static void s_xq_at(s_cuda_t *c, int n_tok, int64_t n_in, int8_t **xq, float **xd)
 {
-    const char *pa = a, *pb = b;
-    return pa < pb + b_bytes && pb < pa + a_bytes;
+    *xq = c->xq.p;
+    *xd = (float *)((char *)c->xq.p + (size_t)n_tok * (size_t)n_in);
+}
+
+static void s_xq_remember(s_cuda_t *c, const float *x, int n_tok, int64_t n_in)
+{
+    c->xq_src = x;
+    c->xq_tok = n_tok;
+    c->xq_n_in = n_in;
+}
+
+/* y (n_tok, n_out) was written: a quantised copy of what it overlaps is stale */
+static void s_xq_written(s_cuda_t *c, const float *y, size_t bytes)
+{
+    const char *a = (const char *)y, *b = (const char *)c->xq_src;
+    if (b && a < b + (size_t)c->xq_tok * (size_t)c->xq_n_in * 4 && b < a + bytes)
+        c->xq_src = NULL;
+}
+
+/* x as Q8_0 in the xq scratch, unless it is there already */
+static int s_quantized(s_cuda_t *c, const float *x, int n_tok, int64_t n_in, int8_t **xq,
+                       float **xd)
+{
+    s_xq_at(c, n_tok, n_in, xq, xd);
+    if (c->xq_src == x && c->xq_tok == n_tok && c->xq_n_in == n_in)
+        return 0;
+    S_CUDA(sq_cu_quantize_q8(c->stream, x, n_tok, n_in, *xq, *xd), "quantise activations");
+    s_xq_remember(c, x, n_tok, n_in);
+    return 0;
 }
 
 /* y (n_tok, n_out) = x W^T through cuBLAS (column-major): y^T = W x^T,
@@ -150,90 +164,99 @@ static int s_exec_blas(s_cuda_t *c, int dtype, const void *w, int m, int k, cons
     return st == CUBLAS_STATUS_SUCCESS ? 0 : s_blas_fail(st, "gemm f16");
 }
 
-/* x as Q8_0 in the xq scratch, unless it is there already */
-static int s_quantized(s_cuda_t *c, const float *x, int n_tok, int64_t n_in, const int8_t **xq,
-                       const float **xd)
+/* Products ops[0..n) (MATMUL: p W, x, y; i dtype, n_out, n_in, n_tok)
+ * sharing x, in one GEMV launch; swiglu: ops[2] is the SWIGLU of the two.
+ * Or one product through cuBLAS. */
+static int s_exec_matmuls(s_cuda_t *c, const sq_cuda_op_t *ops, int n, bool swiglu)
 {
-    *xq = c->xq.p;
-    *xd = (const float *)((const char *)c->xq.p + (size_t)n_tok * (size_t)n_in);
-    if (c->xq_src == x && c->xq_tok == n_tok && c->xq_n_in == n_in)
-        return 0;
-    S_CUDA(sq_cu_quantize_q8(c->stream, x, n_tok, n_in, (int8_t *)*xq, (float *)*xd),
-           "quantise activations");
-    c->xq_src = x;
-    c->xq_tok = n_tok;
-    c->xq_n_in = n_in;
-    return 0;
-}
-
-/* p[0] W, p[1] x, p[2] y; i: dtype, n_out, n_in, n_tok */
-static int s_exec_matmul(s_cuda_t *c, const sq_cuda_op_t *op)
-{
-    const int dtype = (int)op->i[0], n_tok = (int)op->i[3];
-    const int64_t n_out = op->i[1], n_in = op->i[2];
-    const float *x = op->p[1];
-    float *y = s_mut(op->p[2]);
-    const int8_t *xq;
-    const float *xd;
+    const int dtype = (int)ops[0].i[0], n_tok = (int)ops[0].i[3];
+    const int64_t n_in = ops[0].i[2];
+    const float *x = ops[0].p[1];
+    const sq_cuda_path_t path = sq_cuda_matmul_path(dtype, n_in, n_tok, x);
     int rc = 0;
-    switch (s_matmul_path(dtype, n_in, n_tok, x)) {
-    case S_PATH_GEMV_Q8:
-        if ((rc = s_quantized(c, x, n_tok, n_in, &xq, &xd)) == 0)
-            S_CUDA(sq_cu_gemv_q8(c->stream, op->p[0], n_out, n_in, xq, xd, n_tok, y), "gemv q8_0");
-        break;
-    case S_PATH_GEMV_F16:
-        S_CUDA(sq_cu_gemv_f16(c->stream, op->p[0], n_out, n_in, x, n_tok, y), "gemv f16");
-        break;
-    case S_PATH_BLAS:
-        rc = s_exec_blas(c, dtype, op->p[0], (int)n_out, (int)n_in, x, n_tok, y);
-        break;
+    if (path == SQ_CUDA_PATH_BLAS) {
+        rc = s_exec_blas(c, dtype, ops[0].p[0], (int)ops[0].i[1], (int)n_in, x, n_tok,
+                         s_mut(ops[0].p[2]));
+    } else {
+        sq_cu_gemv_set_t set = {.n_mats = n, .swiglu = swiglu};
+        for (int m = 0; m < n; m++) {
+            set.w[m] = ops[m].p[0];
+            set.y[m] = s_mut(ops[m].p[2]);
+            set.n_out[m] = ops[m].i[1];
+        }
+        int8_t *xq;
+        float *xd;
+        if (path == SQ_CUDA_PATH_GEMV_F16)
+            S_CUDA(sq_cu_gemv_f16(c->stream, set, n_in, x, n_tok), "gemv f16");
+        else if ((rc = s_quantized(c, x, n_tok, n_in, &xq, &xd)) == 0)
+            S_CUDA(sq_cu_gemv_q8(c->stream, set, n_in, xq, xd, n_tok), "gemv q8_0");
     }
-    /* y is written: a quantised copy of what it overlaps is stale */
-    if (c->xq_src && s_overlap(y, (size_t)n_tok * (size_t)n_out * 4, c->xq_src,
-                               (size_t)c->xq_tok * (size_t)c->xq_n_in * 4))
-        c->xq_src = NULL;
+    for (int m = 0; m < n; m++)
+        s_xq_written(c, ops[m].p[2], (size_t)n_tok * (size_t)ops[m].i[1] * 4);
     return rc;
 }
 
-static int s_exec(s_cuda_t *c, const sq_cuda_op_t *op)
+static sq_attn_args_t s_attn_args(const sq_cuda_op_t *op)
+{
+    return (sq_attn_args_t){
+        .k_cache = s_mut(op->p[0]), .v_cache = s_mut(op->p[1]), .q = op->p[2], .k = op->p[3],
+        .v = op->p[4], .out = s_mut(op->p[5]), .n_slots = (int)op->i[0], .n_ctx = (int)op->i[1],
+        .n_heads = (int)op->i[2], .n_kv = (int)op->i[3], .head_dim = (int)op->i[4],
+        .q_head0 = (int)op->i[5], .kv_head0 = (int)op->i[6], .group = (int)op->i[7],
+        .n_tok = (int)op->i[8]};
+}
+
+/* [ADD,] RMSNORM (p x, w, out; i n, dim; f eps), quantising the output
+ * for the next product when the plan says so */
+static int s_exec_norm(s_cuda_t *c, const sq_cuda_step_t *st, const sq_cuda_op_t *ops)
+{
+    const sq_cuda_op_t *norm = &ops[st->add ? 1 : 0];
+    const float *y = st->add ? ops[0].p[1] : NULL;
+    const int n = (int)norm->i[0];
+    const int64_t dim = norm->i[1];
+    int8_t *xq = NULL;
+    float *xd = NULL;
+    if (st->quantize)
+        s_xq_at(c, n, dim, &xq, &xd);
+    S_CUDA(sq_cu_add_rmsnorm(c->stream, s_mut(norm->p[0]), y, norm->p[1], norm->f[0], n, (int)dim,
+                             s_mut(norm->p[2]), xq, xd),
+           "rmsnorm");
+    c->xq_src = NULL;
+    if (st->quantize)
+        s_xq_remember(c, norm->p[2], n, dim);
+    return 0;
+}
+
+/* one op alone (not RMSNORM: always a NORM step) */
+static int s_exec_op(s_cuda_t *c, const sq_cuda_op_t *op)
 {
     const int32_t *arena = c->arena_d[c->cur];
     const int32_t *a0 = arena + op->arg[0], *a1 = arena + op->arg[1];
     cudaError_t err = cudaSuccess;
-    if (op->kind != S_MATMUL)
-        c->xq_src = NULL;   /* every other op may write the quantised input */
+    if (op->kind == SQ_CUDA_OP_MATMUL)
+        return s_exec_matmuls(c, op, 1, false);
+    c->xq_src = NULL;   /* every other op may write the quantised input */
     switch (op->kind) {
-    case S_EMBED:
+    case SQ_CUDA_OP_EMBED:
         err = sq_cu_embed(c->stream, (int)op->i[0], op->p[0], op->i[3], op->i[1], a0,
                           (int)op->i[2], s_mut(op->p[1]));
         break;
-    case S_RMSNORM:
-        err = sq_cu_rmsnorm(c->stream, op->p[0], op->p[1], op->f[0], (int)op->i[0], (int)op->i[1],
-                            s_mut(op->p[2]));
-        break;
-    case S_MATMUL:
-        return s_exec_matmul(c, op);
-    case S_ROPE:
+    case SQ_CUDA_OP_ROPE:
         err = sq_cu_rope(c->stream, s_mut(op->p[0]), (int)op->i[0], (int)op->i[1], (int)op->i[2],
                          (int)op->i[3], a0, op->f[0]);
         break;
-    case S_ATTN: {
-        sq_attn_args_t a = {
-            .k_cache = s_mut(op->p[0]), .v_cache = s_mut(op->p[1]), .q = op->p[2],
-            .k = op->p[3], .v = op->p[4], .out = s_mut(op->p[5]), .n_slots = (int)op->i[0],
-            .n_ctx = (int)op->i[1], .n_heads = (int)op->i[2], .n_kv = (int)op->i[3],
-            .head_dim = (int)op->i[4], .q_head0 = (int)op->i[5], .kv_head0 = (int)op->i[6],
-            .group = (int)op->i[7], .n_tok = (int)op->i[8]};
-        err = sq_cu_attention(c->stream, &a, a0, a1);
+    case SQ_CUDA_OP_ATTN: {
+        sq_attn_args_t a = s_attn_args(op);
+        err = sq_cu_attention(c->stream, &a, a0, a1, true);
         break;
     }
-    case S_SWIGLU:
+    case SQ_CUDA_OP_SWIGLU:
         err = sq_cu_swiglu(c->stream, s_mut(op->p[0]), op->p[1], (size_t)op->i[0]);
         break;
-    case S_ADD:
+    case SQ_CUDA_OP_ADD:
         err = sq_cu_add(c->stream, s_mut(op->p[0]), op->p[1], (size_t)op->i[0]);
         break;
-    case S_COPY:
+    case SQ_CUDA_OP_COPY:
         err = cudaMemcpyAsync(s_mut(op->p[0]), op->p[1], (size_t)op->i[0],
                               cudaMemcpyDeviceToDevice, c->stream);
         break;
@@ -245,7 +268,34 @@ static int s_exec(s_cuda_t *c, const sq_cuda_op_t *op)
     return err == cudaSuccess ? 0 : s_fail(err, names[op->kind]);
 }
 
-/* the arena copy, then every recorded op, on the stream */
+/* ROPE q, ROPE k, ATTN: rotation and cache store in one launch, then
+ * the attention */
+static int s_exec_rope_attn(s_cuda_t *c, const sq_cuda_op_t *ops)
+{
+    const int32_t *arena = c->arena_d[c->cur];
+    const sq_cuda_op_t *at = &ops[2];
+    const int32_t *slot = arena + at->arg[0], *pos = arena + at->arg[1];
+    sq_attn_args_t a = s_attn_args(at);
+    c->xq_src = NULL;
+    S_CUDA(sq_cu_rope_store(c->stream, &a, (int)ops[0].i[3], ops[0].f[0], slot, pos), "rope");
+    S_CUDA(sq_cu_attention(c->stream, &a, slot, pos, false), "attention");
+    return 0;
+}
+
+static int s_exec_step(s_cuda_t *c, const sq_cuda_step_t *st)
+{
+    const sq_cuda_op_t *ops = &c->rec.ops[st->first];
+    switch (st->kind) {
+    case SQ_CUDA_STEP_NORM: return s_exec_norm(c, st, ops);
+    case SQ_CUDA_STEP_GEMV: return s_exec_matmuls(c, ops, st->n_ops, false);
+    case SQ_CUDA_STEP_GEMV_SWIGLU: return s_exec_matmuls(c, ops, 2, true);
+    case SQ_CUDA_STEP_ROPE_ATTN: return s_exec_rope_attn(c, ops);
+    case SQ_CUDA_STEP_OP: break;
+    }
+    return s_exec_op(c, ops);
+}
+
+/* the arena copy, then every recorded op (fused into steps), on the stream */
 static int s_run_ops(s_cuda_t *c)
 {
     c->xq_src = NULL;   /* a list (and so a graph) quantises its own inputs */
@@ -254,8 +304,11 @@ static int s_run_ops(s_cuda_t *c)
                                c->rec.arena_n * sizeof(int32_t),
                                cudaMemcpyHostToDevice, c->stream),
                "argument copy");
-    for (int k = 0; k < c->rec.n_ops; k++) {
-        int rc = s_exec(c, &c->rec.ops[k]);
+    const int n = sq_cuda_fuse(c->rec.ops, c->rec.n_ops, c->fuse, &c->steps, &c->steps_cap);
+    if (n < 0)
+        return n;
+    for (int k = 0; k < n; k++) {
+        int rc = s_exec_step(c, &c->steps[k]);
         if (rc)
             return rc;
     }
@@ -390,6 +443,7 @@ static void s_destroy(sq_backend_t *be)
     }
     sq_cuda_graph_clear(&c->graphs);
     sq_cuda_rec_free(&c->rec);
+    free(c->steps);
     for (int i = 0; i < 2; i++) {
         cudaFreeHost(c->arena_h[i]);
         cudaFree(c->arena_d[i]);
@@ -449,7 +503,7 @@ static int s_download(sq_backend_t *be, void *host_dst, const void *src, size_t 
 
 static int s_copy(sq_backend_t *be, void *dst, const void *src, size_t bytes)
 {
-    sq_cuda_op_t op = {.kind = S_COPY, .p = {dst, src}, .i = {(int64_t)bytes}};
+    sq_cuda_op_t op = {.kind = SQ_CUDA_OP_COPY, .p = {dst, src}, .i = {(int64_t)bytes}};
     return s_record(s_ctx(be), &op, 0);
 }
 
@@ -503,7 +557,7 @@ static int s_embed(sq_backend_t *be, const sq_weight_t *emb, const int32_t *ids,
                            (long long)emb->n_out);
     if (n == 0)
         return 0;
-    sq_cuda_op_t op = {.kind = S_EMBED, .p = {emb->data, out},
+    sq_cuda_op_t op = {.kind = SQ_CUDA_OP_EMBED, .p = {emb->data, out},
                        .i = {emb->dtype, emb->n_in, n, emb->n_out}, .arg = {0, 0}};
     int rc;
     if ((rc = s_reserve(c, (size_t)n)) || (rc = s_args(c, ids, n, &op.arg[0])))
@@ -518,7 +572,7 @@ static int s_rmsnorm(sq_backend_t *be, const float *x, const sq_weight_t *w, flo
         return SQ_FAIL(SQ_EINVAL, "rmsnorm weight of dtype %d (F32 expected)", w->dtype);
     if (n == 0)
         return 0;
-    sq_cuda_op_t op = {.kind = S_RMSNORM, .p = {x, w->data, out}, .i = {n, w->n_in}, .f = {eps}};
+    sq_cuda_op_t op = {.kind = SQ_CUDA_OP_RMSNORM, .p = {x, w->data, out}, .i = {n, w->n_in}, .f = {eps}};
     return s_record(s_ctx(be), &op, n);
 }
 
@@ -552,17 +606,17 @@ static int s_matmul(sq_backend_t *be, const sq_weight_t *w, const float *x, int 
     if (w->dtype != SQ_CU_F32 && w->dtype != SQ_CU_F16 && w->dtype != SQ_CU_Q8_0)
         return SQ_FAIL(SQ_EINVAL, "matmul: dtype %d", w->dtype);
     const size_t n_x = (size_t)n_tok * (size_t)w->n_in;
-    const s_path_t path = s_matmul_path(w->dtype, w->n_in, n_tok, x);
+    const sq_cuda_path_t path = sq_cuda_matmul_path(w->dtype, w->n_in, n_tok, x);
     int rc = 0;
-    if (path == S_PATH_GEMV_Q8)
+    if (path == SQ_CUDA_PATH_GEMV_Q8)
         rc = s_room(c, &c->xq, s_xq_bytes(n_tok, w->n_in), "Q8_0 activation buffer");
-    else if (path == S_PATH_BLAS && w->dtype != SQ_CU_F32)
+    else if (path == SQ_CUDA_PATH_BLAS && w->dtype != SQ_CU_F32)
         rc = s_room(c, &c->x16, n_x * 2, "F16 activation buffer");
-    if (rc == 0 && path == S_PATH_BLAS && w->dtype == SQ_CU_Q8_0)
+    if (rc == 0 && path == SQ_CUDA_PATH_BLAS && w->dtype == SQ_CU_Q8_0)
         rc = s_room(c, &c->w16, (size_t)w->n_out * (size_t)w->n_in * 2, "F16 weight buffer");
     if (rc)
         return rc;
-    sq_cuda_op_t op = {.kind = S_MATMUL, .p = {w->data, x, y},
+    sq_cuda_op_t op = {.kind = SQ_CUDA_OP_MATMUL, .p = {w->data, x, y},
                        .i = {w->dtype, w->n_out, w->n_in, n_tok}};
     return s_record(c, &op, n_tok);
 }
@@ -575,7 +629,7 @@ static int s_rope(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_d
         return SQ_FAIL(SQ_EINVAL, "rope over %d of %d dims", n_rot, head_dim);
     if (n_tok == 0)
         return 0;
-    sq_cuda_op_t op = {.kind = S_ROPE, .p = {x}, .i = {n_tok, n_heads, head_dim, n_rot},
+    sq_cuda_op_t op = {.kind = SQ_CUDA_OP_ROPE, .p = {x}, .i = {n_tok, n_heads, head_dim, n_rot},
                        .f = {freq_base}};
     int rc;
     if ((rc = s_reserve(c, (size_t)n_tok)) || (rc = s_args(c, pos, n_tok, &op.arg[0])))
@@ -591,7 +645,7 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
                        SQ_CU_MAX_HEAD_DIM);
     if (a->n_tok == 0)
         return 0;
-    sq_cuda_op_t op = {.kind = S_ATTN, .p = {a->k_cache, a->v_cache, a->q, a->k, a->v, a->out},
+    sq_cuda_op_t op = {.kind = SQ_CUDA_OP_ATTN, .p = {a->k_cache, a->v_cache, a->q, a->k, a->v, a->out},
                        .i = {a->n_slots, a->n_ctx, a->n_heads, a->n_kv, a->head_dim, a->q_head0,
                              a->kv_head0, a->group, a->n_tok}};
     int rc;
@@ -604,13 +658,13 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
 
 static int s_swiglu(sq_backend_t *be, float *gate, const float *up, size_t n)
 {
-    sq_cuda_op_t op = {.kind = S_SWIGLU, .p = {gate, up}, .i = {(int64_t)n}};
+    sq_cuda_op_t op = {.kind = SQ_CUDA_OP_SWIGLU, .p = {gate, up}, .i = {(int64_t)n}};
     return n ? s_record(s_ctx(be), &op, 0) : 0;
 }
 
 static int s_add(sq_backend_t *be, float *x, const float *y, size_t n)
 {
-    sq_cuda_op_t op = {.kind = S_ADD, .p = {x, y}, .i = {(int64_t)n}};
+    sq_cuda_op_t op = {.kind = SQ_CUDA_OP_ADD, .p = {x, y}, .i = {(int64_t)n}};
     return n ? s_record(s_ctx(be), &op, 0) : 0;
 }
 
@@ -647,6 +701,8 @@ static int s_init(s_cuda_t *c, int device)
     c->device = device;
     const char *graphs = getenv("SHARDQ_CUDA_GRAPHS");
     c->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
+    const char *fuse = getenv("SHARDQ_CUDA_FUSE");
+    c->fuse = !(fuse && strcmp(fuse, "0") == 0);
     c->graphs.drop = s_graph_drop;
     S_CUDA(cudaSetDevice(device), "set device");
     S_CUDA(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");

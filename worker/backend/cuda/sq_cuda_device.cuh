@@ -66,16 +66,38 @@ static __global__ void k_embed(int dtype, const unsigned char *emb, const __half
     }
 }
 
-/* ---- RMSNorm: one block of 256 per row ---- */
+/* ---- RMSNorm, with the residual add before and the Q8_0 quantisation
+ * after fused in: one block of 256 per row ---- */
 
-static __global__ void k_rmsnorm(const float *x, const float *w, float eps, int dim, float *out)
+/* v quantised as Q8_0 by its warp (32 consecutive values, one block b),
+ * with the CPU reference's arithmetic (sq_cpu_quantize_row_q8_0_ref):
+ * d = amax / 127, values rounded half to even from v * (1 / d), and d
+ * rounded to F16 for the products, so an integer dot here equals the
+ * CPU backend's exactly */
+static __device__ void s_quantize_warp(float v, int64_t b, int lane, int8_t *xq, float *xd)
+{
+    const float d = s_warp_max(fabsf(v)) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    xq[b * SQ_CU_QK + lane] = (int8_t)__float2int_rn(v * id);
+    if (lane == 0)
+        xd[b] = __half2float(__float2half(d));
+}
+
+/* Row blockIdx.x: x += y (y NULL: no add), out = x / rms(x) * w, and with
+ * xq, out as Q8_0 too (dim % 32 == 0, so a warp's 32 consecutive values
+ * are one block). */
+static __global__ void k_add_rmsnorm(float *x, const float *y, const float *w, float eps, int dim,
+                                     float *out, int8_t *xq, float *xd)
 {
     __shared__ float part[8];
-    const float *xr = x + (size_t)blockIdx.x * dim;
-    float *orow = out + (size_t)blockIdx.x * dim;
+    const size_t row = (size_t)blockIdx.x * dim;
+    float *xr = x + row;
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        if (y)
+            xr[i] += y[row + i];
         ss += xr[i] * xr[i];
+    }
     ss = s_warp_sum(ss);
     if (threadIdx.x % 32 == 0)
         part[threadIdx.x / 32] = ss;
@@ -84,53 +106,45 @@ static __global__ void k_rmsnorm(const float *x, const float *w, float eps, int 
     for (int i = 0; i < (int)blockDim.x / 32; i++)
         total += part[i];
     const float scale = rsqrtf(total / (float)dim + eps);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x)
-        orow[i] = xr[i] * scale * w[i];
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        const float v = xr[i] * scale * w[i];
+        out[row + i] = v;
+        if (xq)
+            s_quantize_warp(v, (int64_t)(row + i) / SQ_CU_QK, threadIdx.x % 32, xq, xd);
+    }
 }
 
 /* ---- Q8_0 activations ---- */
 
-/* x (n_blocks blocks of 32 values) as Q8_0: quants xq, scales xd. One
- * warp per block, with the CPU reference's arithmetic
- * (sq_cpu_quantize_row_q8_0_ref): d = amax / 127, values rounded half to
- * even from x * (1 / d), and d rounded to F16 for the products, so an
- * integer dot here equals the CPU backend's exactly. */
+/* x (n_blocks blocks of 32 values) as Q8_0: quants xq, scales xd; one
+ * warp per block */
 static __global__ void k_quantize_q8(const float *x, int64_t n_blocks, int8_t *xq, float *xd)
 {
     const int64_t b = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (b >= n_blocks)
         return;   /* whole warps: b is the same for the 32 lanes */
-    const float v = x[b * SQ_CU_QK + lane];
-    const float d = s_warp_max(fabsf(v)) / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    xq[b * SQ_CU_QK + lane] = (int8_t)__float2int_rn(v * id);
-    if (lane == 0)
-        xd[b] = __half2float(__float2half(d));
+    s_quantize_warp(x[b * SQ_CU_QK + lane], b, lane, xq, xd);
 }
 
-/* ---- GEMV: n_tok <= SQ_CU_GEMV_MAX, one warp per weight row ----
+/* ---- GEMV: n_tok <= SQ_CUDA_GEMV_MAX, one warp per weight row ----
  * A lane takes whole blocks of 32 values of the row (lane, lane + 32, ...),
  * so the warp streams the row with 16-byte coalesced loads and each
- * weight is read once for all NT tokens. */
+ * weight is read once for all NT tokens. One launch serves a set of up
+ * to three matrices with the same input (sq_cu_gemv_set_t): warps take
+ * the rows of the first, then of the second, ...; in SwiGLU mode a warp
+ * takes row r of both and writes silu(gate) * up. */
 
-/* Q8_0 weights (split layout) times Q8_0 activations: 8 dp4a per block
- * and token, the block's int32 sum scaled by both scales (the CPU
- * backend's arithmetic, in another summation order). */
+/* Q8_0 row r (split layout) times NT quantised tokens, added into this
+ * lane's acc: 8 dp4a per block and token, the block's int32 sum scaled by
+ * both scales (the CPU backend's arithmetic, in another summation order) */
 template <int NT>
-static __global__ void k_gemv_q8(const int8_t *qs, const __half *wd, int64_t n_out, int64_t n_in,
-                                 const int8_t *xq, const float *xd, float *y)
+static __device__ void s_dot_q8(const int8_t *qs, const __half *wd, int64_t r, int64_t n_in,
+                                const int8_t *xq, const float *xd, int lane, float *acc)
 {
-    const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    const int lane = threadIdx.x % 32;
-    if (r >= n_out)
-        return;   /* whole warps */
     const int64_t nb = n_in / SQ_CU_QK;
     const int4 *wrow = (const int4 *)(qs + (size_t)r * n_in);
     const __half *drow = wd + (size_t)r * nb;
-    float acc[NT];
-    for (int t = 0; t < NT; t++)
-        acc[t] = 0.0f;
     for (int64_t b = lane; b < nb; b += 32) {
         const int4 w0 = wrow[2 * b], w1 = wrow[2 * b + 1];
         const float dw = __half2float(drow[b]);
@@ -148,26 +162,14 @@ static __global__ void k_gemv_q8(const int8_t *qs, const __half *wd, int64_t n_o
             acc[t] += dw * xd[(size_t)t * nb + b] * (float)s;
         }
     }
-    for (int t = 0; t < NT; t++) {
-        const float v = s_warp_sum(acc[t]);
-        if (lane == 0)
-            y[(size_t)t * n_out + r] = v;
-    }
 }
 
-/* F16 weights (n_in % 32 == 0) times F32 activations (16-byte aligned) */
+/* F16 row r (n_in % 32 == 0) times NT F32 tokens (16-byte aligned) */
 template <int NT>
-static __global__ void k_gemv_f16(const __half *w, int64_t n_out, int64_t n_in, const float *x,
-                                  float *y)
+static __device__ void s_dot_f16(const __half *w, int64_t r, int64_t n_in, const float *x,
+                                 int lane, float *acc)
 {
-    const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    const int lane = threadIdx.x % 32;
-    if (r >= n_out)
-        return;   /* whole warps */
     const uint4 *wrow = (const uint4 *)(w + (size_t)r * n_in);
-    float acc[NT];
-    for (int t = 0; t < NT; t++)
-        acc[t] = 0.0f;
     for (int64_t b = lane; b < n_in / 32; b += 32) {
         float wv[32];
         for (int k = 0; k < 4; k++) {
@@ -188,11 +190,74 @@ static __global__ void k_gemv_f16(const __half *w, int64_t n_out, int64_t n_in, 
             acc[t] += s;
         }
     }
+}
+
+/* warp blockIdx.x * warps + warp's matrix *m and row *r; false past the
+ * last row (whole warps) */
+static __device__ bool s_set_row(const sq_cu_gemv_set_t &s, int *m, int64_t *r)
+{
+    *r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    *m = 0;
+    if (!s.swiglu)
+        while (*m + 1 < s.n_mats && *r >= s.n_out[*m])
+            *r -= s.n_out[(*m)++];
+    return *r < s.n_out[*m];
+}
+
+/* the warp's sums of acc (and up) into row r of matrix m's output */
+template <int NT>
+static __device__ void s_set_store(const sq_cu_gemv_set_t &s, int m, int64_t r, int lane,
+                                   const float *acc, const float *up)
+{
     for (int t = 0; t < NT; t++) {
         const float v = s_warp_sum(acc[t]);
-        if (lane == 0)
-            y[(size_t)t * n_out + r] = v;
+        const size_t at = (size_t)t * s.n_out[m] + r;
+        if (!s.swiglu) {
+            if (lane == 0)
+                s.y[m][at] = v;
+            continue;
+        }
+        const float u = s_warp_sum(up[t]);
+        if (lane == 0) {
+            s.y[0][at] = v / (1.0f + expf(-v)) * u;   /* as k_swiglu */
+            s.y[1][at] = u;
+        }
     }
+}
+
+template <int NT>
+static __global__ void k_gemv_q8(sq_cu_gemv_set_t s, int64_t n_in, const int8_t *xq,
+                                 const float *xd)
+{
+    int m;
+    int64_t r;
+    if (!s_set_row(s, &m, &r))
+        return;
+    const int lane = threadIdx.x % 32;
+    float acc[NT], up[NT];
+    for (int t = 0; t < NT; t++)
+        acc[t] = up[t] = 0.0f;
+    s_dot_q8<NT>((const int8_t *)s.w[m], (const __half *)s.wd[m], r, n_in, xq, xd, lane, acc);
+    if (s.swiglu)
+        s_dot_q8<NT>((const int8_t *)s.w[1], (const __half *)s.wd[1], r, n_in, xq, xd, lane, up);
+    s_set_store<NT>(s, m, r, lane, acc, up);
+}
+
+template <int NT>
+static __global__ void k_gemv_f16(sq_cu_gemv_set_t s, int64_t n_in, const float *x)
+{
+    int m;
+    int64_t r;
+    if (!s_set_row(s, &m, &r))
+        return;
+    const int lane = threadIdx.x % 32;
+    float acc[NT], up[NT];
+    for (int t = 0; t < NT; t++)
+        acc[t] = up[t] = 0.0f;
+    s_dot_f16<NT>((const __half *)s.w[m], r, n_in, x, lane, acc);
+    if (s.swiglu)
+        s_dot_f16<NT>((const __half *)s.w[1], r, n_in, x, lane, up);
+    s_set_store<NT>(s, m, r, lane, acc, up);
 }
 
 /* ---- conversions ---- */
@@ -239,8 +304,20 @@ static __global__ void k_add(float *x, const float *y, size_t n)
         x[i] += y[i];
 }
 
-/* ---- RoPE: one thread per (token, head, pair) ---- */
+/* ---- RoPE and the KV-cache store ---- */
 
+/* rotate pair p (values 2p, 2p + 1 of a head) by position pos */
+static __device__ void s_rope_pair(float *head, int p, int n_rot, int pos, float freq_base)
+{
+    const float theta = (float)pos * powf(freq_base, -2.0f * (float)p / (float)n_rot);
+    float c, s;
+    sincosf(theta, &s, &c);
+    const float a = head[2 * p], b = head[2 * p + 1];
+    head[2 * p] = a * c - b * s;
+    head[2 * p + 1] = a * s + b * c;
+}
+
+/* one thread per (token, head, pair) */
 static __global__ void k_rope(float *x, int n_tok, int n_heads, int head_dim, int n_rot,
                               const int32_t *pos, float freq_base)
 {
@@ -248,26 +325,16 @@ static __global__ void k_rope(float *x, int n_tok, int n_heads, int head_dim, in
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)n_tok * n_heads * half_rot)
         return;
-    const int p = (int)(i % half_rot);
     const size_t th = i / half_rot;           /* token * n_heads + head */
-    const int t = (int)(th / n_heads);
-    const float theta = (float)pos[t] * powf(freq_base, -2.0f * (float)p / (float)n_rot);
-    float c, s;
-    sincosf(theta, &s, &c);
-    float *q = x + th * head_dim + 2 * p;
-    const float a = q[0], b = q[1];
-    q[0] = a * c - b * s;
-    q[1] = a * s + b * c;
+    s_rope_pair(x + th * head_dim, (int)(i % half_rot), n_rot, pos[th / n_heads], freq_base);
 }
 
-/* ---- attention ---- */
-
-/* k/v rows of token blockIdx.x into (slot, kv head, pos) of the caches */
-static __global__ void k_kv_store(float *kc, float *vc, const float *k, const float *v,
+/* token t's k and v rows into (slot, kv head, pos) of the caches, by the
+ * threads of its block */
+static __device__ void s_kv_store(int t, float *kc, float *vc, const float *k, const float *v,
                                   const int32_t *slot, const int32_t *pos, int n_kv, int n_ctx,
                                   int hd)
 {
-    const int t = blockIdx.x;
     for (int i = threadIdx.x; i < n_kv * hd; i += blockDim.x) {
         const int h = i / hd, d = i % hd;
         size_t at = (((size_t)slot[t] * n_kv + h) * n_ctx + (size_t)pos[t]) * hd + d;
@@ -275,6 +342,39 @@ static __global__ void k_kv_store(float *kc, float *vc, const float *k, const fl
         vc[at] = v[(size_t)t * n_kv * hd + i];
     }
 }
+
+static __global__ void k_kv_store(float *kc, float *vc, const float *k, const float *v,
+                                  const int32_t *slot, const int32_t *pos, int n_kv, int n_ctx,
+                                  int hd)
+{
+    s_kv_store(blockIdx.x, kc, vc, k, v, slot, pos, n_kv, n_ctx, hd);
+}
+
+typedef struct {
+    float *q, *k;
+    const float *v;
+    float *kc, *vc;
+    const int32_t *slot, *pos;
+    int n_heads, n_kv, hd, n_rot, n_ctx;
+    float freq_base;
+} s_rope_store_t;
+
+/* Token blockIdx.x: RoPE of its q heads and k heads in place, then its k
+ * and v rows into the caches (k_rope twice and k_kv_store in one launch) */
+static __global__ void k_rope_store(s_rope_store_t a)
+{
+    const int t = blockIdx.x, half = a.n_rot / 2, p = a.pos[t];
+    for (int i = threadIdx.x; i < a.n_heads * half; i += blockDim.x)
+        s_rope_pair(a.q + ((size_t)t * a.n_heads + i / half) * a.hd, i % half, a.n_rot, p,
+                    a.freq_base);
+    for (int i = threadIdx.x; i < a.n_kv * half; i += blockDim.x)
+        s_rope_pair(a.k + ((size_t)t * a.n_kv + i / half) * a.hd, i % half, a.n_rot, p,
+                    a.freq_base);
+    __syncthreads();   /* other threads store the rotated k values */
+    s_kv_store(t, a.kc, a.vc, a.k, a.v, a.slot, a.pos, a.n_kv, a.n_ctx, a.hd);
+}
+
+/* ---- attention ---- */
 
 enum { S_ATT_WARPS = 8, S_ATT_PER_LANE = SQ_CU_MAX_HEAD_DIM / 32 };
 

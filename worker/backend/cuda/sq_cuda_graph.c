@@ -25,11 +25,25 @@ int sq_cuda_rec_push(sq_cuda_rec_t *rec, const sq_cuda_op_t *op, int n_tok)
 
 int sq_cuda_rec_args(sq_cuda_rec_t *rec, const int32_t *v, int n, int64_t *off)
 {
+    for (int i = 0; i < rec->n_staged; i++)
+        if (rec->staged_n[i] == n &&
+            memcmp(rec->arena + rec->staged_off[i], v, (size_t)n * sizeof *v) == 0) {
+            *off = rec->staged_off[i];
+            return 0;
+        }
     if ((size_t)n > rec->arena_cap - rec->arena_n)
         return SQ_ETOOBIG;   /* not an error to report: the caller makes room */
     *off = (int64_t)rec->arena_n;
     memcpy(rec->arena + rec->arena_n, v, (size_t)n * sizeof *v);
     rec->arena_n += (size_t)n;
+    /* remember the last four, the oldest dropped */
+    if (rec->n_staged == 4) {
+        memmove(rec->staged_off, rec->staged_off + 1, 3 * sizeof rec->staged_off[0]);
+        memmove(rec->staged_n, rec->staged_n + 1, 3 * sizeof rec->staged_n[0]);
+        rec->n_staged = 3;
+    }
+    rec->staged_off[rec->n_staged] = *off;
+    rec->staged_n[rec->n_staged++] = n;
     return 0;
 }
 
@@ -62,6 +76,7 @@ void sq_cuda_rec_reset(sq_cuda_rec_t *rec)
     rec->n_ops = 0;
     rec->arena_n = 0;
     rec->max_tok = 0;
+    rec->n_staged = 0;
 }
 
 void sq_cuda_rec_free(sq_cuda_rec_t *rec)

@@ -21,6 +21,29 @@
 extern "C" {
 #endif
 
+/* Recorded op kinds and their fields (p: device pointers, i: sizes, f:
+ * floats, arg: arena offsets of host arrays):
+ *   EMBED    p emb, out;            i dtype, n_in, n, n_out;  arg ids
+ *   RMSNORM  p x, w, out;           i n, dim;  f eps
+ *   MATMUL   p W, x, y;             i dtype, n_out, n_in, n_tok
+ *   ROPE     p x;                   i n_tok, n_heads, head_dim, n_rot;  f base;  arg pos
+ *   ATTN     p k_cache, v_cache, q, k, v, out;
+ *            i n_slots, n_ctx, n_heads, n_kv, head_dim, q_head0, kv_head0, group,
+ *              n_tok;  arg slot, pos
+ *   SWIGLU   p gate, up;            i n
+ *   ADD      p x, y;                i n
+ *   COPY     p dst, src;            i bytes */
+enum {
+    SQ_CUDA_OP_EMBED = 1,
+    SQ_CUDA_OP_RMSNORM,
+    SQ_CUDA_OP_MATMUL,
+    SQ_CUDA_OP_ROPE,
+    SQ_CUDA_OP_ATTN,
+    SQ_CUDA_OP_SWIGLU,
+    SQ_CUDA_OP_ADD,
+    SQ_CUDA_OP_COPY
+};
+
 /* One recorded op. Unused fields stay 0; all of them are part of the key. */
 typedef struct {
     int kind;
@@ -36,12 +59,18 @@ typedef struct {
     int32_t *arena;             /* the backend's (pinned) staging buffer */
     size_t arena_n, arena_cap;  /* int32s used / available */
     int max_tok;                /* largest token count of the ops */
+    /* the last arrays staged (offset, length), so an equal array (the same
+     * positions for both RoPEs and the attention) is staged once and the
+     * ops share its offset */
+    int64_t staged_off[4];
+    int staged_n[4], n_staged;
 } sq_cuda_rec_t;
 
 /* append op (copied); 0 or SQ_ENOMEM */
 int sq_cuda_rec_push(sq_cuda_rec_t *rec, const sq_cuda_op_t *op, int n_tok);
-/* copy n values into the arena; *off their offset. SQ_ETOOBIG when they
- * do not fit (the backend then runs what is recorded or grows it). */
+/* copy n values into the arena; *off their offset (that of one of the
+ * last arrays staged, when they are equal to it). SQ_ETOOBIG when they do
+ * not fit (the backend then runs what is recorded or grows it). */
 int sq_cuda_rec_args(sq_cuda_rec_t *rec, const int32_t *v, int n, int64_t *off);
 /* the recorded list's key: every op field and the arena length, never
  * the arena values */

@@ -25,10 +25,10 @@ cudaError_t sq_cu_embed(cudaStream_t s, int dtype, const void *emb, int64_t n_ou
     return cudaGetLastError();
 }
 
-cudaError_t sq_cu_rmsnorm(cudaStream_t s, const float *x, const float *w, float eps, int n,
-                          int dim, float *out)
+cudaError_t sq_cu_add_rmsnorm(cudaStream_t s, float *x, const float *y, const float *w, float eps,
+                              int n, int dim, float *out, int8_t *xq, float *xd)
 {
-    k_rmsnorm<<<n, 256, 0, s>>>(x, w, eps, dim, out);
+    k_add_rmsnorm<<<n, 256, 0, s>>>(x, y, w, eps, dim, out, xq, xd);
     return cudaGetLastError();
 }
 
@@ -41,23 +41,16 @@ cudaError_t sq_cu_quantize_q8(cudaStream_t s, const float *x, int n_tok, int64_t
     return cudaGetLastError();
 }
 
-/* GEMV launches: 8 warps (rows) per block */
+/* GEMV launches: 8 warps (rows) per block, a block count covering every
+ * row of the set (SwiGLU: the rows of one matrix, each warp does both) */
 enum { S_GEMV_WARPS = 8 };
 
-template <int NT>
-static void s_gemv_q8(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
-                      const int8_t *xq, const float *xd, float *y)
+static unsigned s_gemv_blocks(const sq_cu_gemv_set_t *set)
 {
-    k_gemv_q8<NT><<<s_blocks((size_t)n_out, S_GEMV_WARPS), S_GEMV_WARPS * 32, 0, s>>>(
-        (const int8_t *)w, s_q8_scales(w, n_out, n_in), n_out, n_in, xq, xd, y);
-}
-
-template <int NT>
-static void s_gemv_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
-                       const float *x, float *y)
-{
-    k_gemv_f16<NT><<<s_blocks((size_t)n_out, S_GEMV_WARPS), S_GEMV_WARPS * 32, 0, s>>>(
-        (const __half *)w, n_out, n_in, x, y);
+    int64_t rows = set->n_out[0];
+    for (int m = 1; m < set->n_mats && !set->swiglu; m++)
+        rows += set->n_out[m];
+    return s_blocks((size_t)rows, S_GEMV_WARPS);
 }
 
 /* the template instance for a run-time token count */
@@ -74,19 +67,23 @@ static void s_gemv_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_i
     default: return cudaErrorInvalidValue;                                                     \
     }
 
-cudaError_t sq_cu_gemv_q8(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
-                          const int8_t *xq, const float *xd, int n_tok, float *y)
+cudaError_t sq_cu_gemv_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const int8_t *xq,
+                          const float *xd, int n_tok)
 {
-#define S_CALL(NT) s_gemv_q8<NT>(s, w, n_out, n_in, xq, xd, y)
+    for (int m = 0; m < set.n_mats; m++)
+        set.wd[m] = s_q8_scales(set.w[m], set.n_out[m], n_in);
+    const unsigned blocks = s_gemv_blocks(&set);
+#define S_CALL(NT) k_gemv_q8<NT><<<blocks, S_GEMV_WARPS * 32, 0, s>>>(set, n_in, xq, xd)
     S_GEMV_CASES(S_CALL)
 #undef S_CALL
     return cudaGetLastError();
 }
 
-cudaError_t sq_cu_gemv_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
-                           const float *x, int n_tok, float *y)
+cudaError_t sq_cu_gemv_f16(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const float *x,
+                           int n_tok)
 {
-#define S_CALL(NT) s_gemv_f16<NT>(s, w, n_out, n_in, x, y)
+    const unsigned blocks = s_gemv_blocks(&set);
+#define S_CALL(NT) k_gemv_f16<NT><<<blocks, S_GEMV_WARPS * 32, 0, s>>>(set, n_in, x)
     S_GEMV_CASES(S_CALL)
 #undef S_CALL
     return cudaGetLastError();
@@ -129,16 +126,29 @@ cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int hea
     return cudaGetLastError();
 }
 
-cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32_t *slot_d,
-                            const int32_t *pos_d)
+cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot, float freq_base,
+                             const int32_t *slot_d, const int32_t *pos_d)
 {
     if (a->n_tok == 0)
         return cudaSuccess;
-    k_kv_store<<<a->n_tok, 256, 0, s>>>(a->k_cache, a->v_cache, a->k, a->v, slot_d, pos_d,
-                                        a->n_kv, a->n_ctx, a->head_dim);
-    cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess)
-        return err;
+    s_rope_store_t args = {(float *)a->q, (float *)a->k, a->v, a->k_cache, a->v_cache, slot_d,
+                           pos_d, a->n_heads, a->n_kv, a->head_dim, n_rot, a->n_ctx, freq_base};
+    k_rope_store<<<a->n_tok, 256, 0, s>>>(args);
+    return cudaGetLastError();
+}
+
+cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32_t *slot_d,
+                            const int32_t *pos_d, bool store)
+{
+    if (a->n_tok == 0)
+        return cudaSuccess;
+    if (store) {
+        k_kv_store<<<a->n_tok, 256, 0, s>>>(a->k_cache, a->v_cache, a->k, a->v, slot_d, pos_d,
+                                            a->n_kv, a->n_ctx, a->head_dim);
+        cudaError_t err = cudaGetLastError();
+        if (err != cudaSuccess)
+            return err;
+    }
     s_att_t args = {a->k_cache, a->v_cache, a->q, a->out, slot_d, pos_d, a->n_heads, a->n_kv,
                     a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group};
     k_attention<<<dim3(a->n_heads, a->n_tok), S_ATT_WARPS * 32, 0, s>>>(args);

@@ -7,18 +7,18 @@
 #define SQ_CUDA_KERNELS_H
 
 #include <cuda_runtime_api.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "sq_backend.h"
+#include "sq_cuda_fuse.h"
 #include "sq_cuda_layout.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* batches up to this many tokens take the GEMV kernels */
-enum { SQ_CU_GEMV_MAX = 8 };
 /* attention keeps a head's output in registers: head_dim up to this */
 enum { SQ_CU_MAX_HEAD_DIM = 256 };
 
@@ -26,21 +26,35 @@ enum { SQ_CU_MAX_HEAD_DIM = 256 };
  * as in sq_cuda_layout.h), as F32 */
 cudaError_t sq_cu_embed(cudaStream_t s, int dtype, const void *emb, int64_t n_out, int64_t n_in,
                         const int32_t *ids_d, int n, float *out);
-/* out (n, dim) = x / rms(x) * w */
-cudaError_t sq_cu_rmsnorm(cudaStream_t s, const float *x, const float *w, float eps, int n,
-                          int dim, float *out);
+/* rows 0..n of x (n, dim): x += y (y NULL: no add), out = x / rms(x) * w,
+ * and with xq (dim % 32 == 0), out quantised as in sq_cu_quantize_q8 */
+cudaError_t sq_cu_add_rmsnorm(cudaStream_t s, float *x, const float *y, const float *w, float eps,
+                              int n, int dim, float *out, int8_t *xq, float *xd);
 /* xq (n_tok, n_in) int8 and xd (n_tok, n_in / 32) = x quantised as Q8_0
  * blocks with the CPU backend's arithmetic (n_in % 32 == 0) */
 cudaError_t sq_cu_quantize_q8(cudaStream_t s, const float *x, int n_tok, int64_t n_in,
                               int8_t *xq, float *xd);
-/* y (n_tok, n_out) = x W^T, n_tok <= SQ_CU_GEMV_MAX, one warp per weight
- * row, each weight read once: W Q8_0 (split layout) with x given
- * quantised (sq_cu_quantize_q8), or W F16 with n_in % 32 == 0 and x
- * 16-byte aligned */
-cudaError_t sq_cu_gemv_q8(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
-                          const int8_t *xq, const float *xd, int n_tok, float *y);
-cudaError_t sq_cu_gemv_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in,
-                           const float *x, int n_tok, float *y);
+
+/* Up to SQ_CUDA_GEMV_MATS weights of one input for one GEMV launch: each
+ * y[m] (n_tok, n_out[m]) = x W[m]^T. swiglu (two weights, equal n_out):
+ * y[0] = silu(x W[0]^T) * x W[1]^T and y[1] = x W[1]^T. */
+typedef struct {
+    const void *w[SQ_CUDA_GEMV_MATS];   /* Q8_0 quants (split layout) or F16 values */
+    const void *wd[SQ_CUDA_GEMV_MATS];  /* Q8_0 scales (set by the launcher) */
+    float *y[SQ_CUDA_GEMV_MATS];
+    int64_t n_out[SQ_CUDA_GEMV_MATS];
+    int n_mats;
+    int swiglu;
+} sq_cu_gemv_set_t;
+
+/* the set's products for n_tok <= SQ_CUDA_GEMV_MAX, one warp per weight
+ * row, each weight read once: Q8_0 weights with x given quantised
+ * (sq_cu_quantize_q8), or F16 weights with n_in % 32 == 0 and x 16-byte
+ * aligned */
+cudaError_t sq_cu_gemv_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const int8_t *xq,
+                          const float *xd, int n_tok);
+cudaError_t sq_cu_gemv_f16(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const float *x,
+                           int n_tok);
 /* out (n_out, n_in) F16 = a Q8_0 weight (split layout) dequantised */
 cudaError_t sq_cu_q8_to_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in, void *out);
 /* out (n halves) = x rounded to F16 */
@@ -48,10 +62,15 @@ cudaError_t sq_cu_to_f16(cudaStream_t s, const float *x, void *out, size_t n);
 /* rotate adjacent pairs of each head by pos_d[t] (see sq_backend.h) */
 cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int head_dim,
                        int n_rot, const int32_t *pos_d, float freq_base);
-/* store the batch's k/v rows in the cache, then attend (see sq_attn_args_t;
- * a->slot and a->pos are ignored in favour of the device copies) */
+/* RoPE of a->q (n_rot, freq_base) and a->k in place, then the cache store
+ * of k and v: sq_cu_rope twice and the store of sq_cu_attention in one */
+cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot, float freq_base,
+                             const int32_t *slot_d, const int32_t *pos_d);
+/* with store, the batch's k/v rows into the cache, then attention (see
+ * sq_attn_args_t; a->slot and a->pos are ignored in favour of the device
+ * copies) */
 cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32_t *slot_d,
-                            const int32_t *pos_d);
+                            const int32_t *pos_d, bool store);
 /* gate (n) = silu(gate) * up */
 cudaError_t sq_cu_swiglu(cudaStream_t s, float *gate, const float *up, size_t n);
 /* x (n) += y */
