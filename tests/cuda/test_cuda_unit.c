@@ -242,7 +242,7 @@ enum { B_X = 1, B_O, B_XB, B_Q, B_K, B_V, B_ATT, B_GATE, B_UP, B_KC, B_VC, B_W =
  * dtype; ops[0] is the previous layer's residual add */
 static int s_layer(sq_cuda_op_t *ops, int n, int dtype)
 {
-    const int dim = 64, ffn = 128, hd = 16, nh = 4, nkv = 2;
+    const int dim = 64, ffn = 128, hd = 32, nh = 2, nkv = 1;
     int k = 0;
     ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_ADD, .p = {s_buf(B_X), s_buf(B_O)}, .i = {n * dim}};
     ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_RMSNORM, .p = {s_buf(B_X), s_buf(B_W), s_buf(B_XB)},
@@ -297,10 +297,10 @@ static void test_fuse_layer(void)
 {
     sq_cuda_op_t ops[32];
     int n = s_layer(ops, 1, SQ_CU_Q8_0);
-    /* Q8_0, one token: add+norm+quantise, qkv, rope+store+attention, o,
-     * add+norm+quantise, gate/up+swiglu, down */
+    /* Q8_0, one token: add+norm+quantise, qkv, rope+store+attention
+     * (quantising its output), o, add+norm+quantise, gate/up+swiglu, down */
     SQ_CHECK(!strcmp(s_plan(ops, n, true),
-                     "norm:0+2aq gemv:2+3 rope_attn:5+3 gemv:8+1 norm:9+2aq gemv_swiglu:11+3 gemv:14+1"));
+                     "norm:0+2aq gemv:2+3 rope_attn:5+3q gemv:8+1 norm:9+2aq gemv_swiglu:11+3 gemv:14+1"));
     /* fusion off: every op alone, norms plain */
     SQ_CHECK(!strcmp(s_plan(ops, n, false),
                      "op:0+1 norm:1+1 op:2+1 op:3+1 op:4+1 op:5+1 op:6+1 op:7+1 op:8+1 op:9+1 "
@@ -314,6 +314,13 @@ static void test_fuse_layer(void)
     SQ_CHECK(!strcmp(s_plan(ops, n, true),
                      "norm:0+2a op:2+1 op:3+1 op:4+1 rope_attn:5+3 op:8+1 norm:9+2a op:11+1 "
                      "op:12+1 op:13+1 op:14+1"));
+    /* a head size that is not whole Q8_0 blocks: the attention leaves
+     * the quantisation to the product */
+    n = s_layer(ops, 1, SQ_CU_Q8_0);
+    for (int k = 5; k <= 7; k++)
+        ops[k].i[k == 7 ? 4 : 2] = 8;
+    ops[8].i[2] = ops[7].i[2] * 8;   /* n_heads * head_dim */
+    SQ_CHECK(strstr(s_plan(ops, n, true), "rope_attn:5+3 gemv:8+1") != NULL);
     /* F32 weights always take cuBLAS */
     n = s_layer(ops, 1, SQ_CU_F32);
     SQ_CHECK(!strncmp(s_plan(ops, n, true), "norm:0+2a op:2+1 op:3+1", 23));

@@ -247,7 +247,7 @@ static int s_exec_op(s_cuda_t *c, const sq_cuda_op_t *op)
         break;
     case SQ_CUDA_OP_ATTN: {
         sq_attn_args_t a = s_attn_args(op);
-        err = sq_cu_attention(c->stream, &a, a0, a1, true);
+        err = sq_cu_attention(c->stream, &a, a0, a1, true, NULL, NULL);
         break;
     }
     case SQ_CUDA_OP_SWIGLU:
@@ -270,15 +270,22 @@ static int s_exec_op(s_cuda_t *c, const sq_cuda_op_t *op)
 
 /* ROPE q, ROPE k, ATTN: rotation and cache store in one launch, then
  * the attention */
-static int s_exec_rope_attn(s_cuda_t *c, const sq_cuda_op_t *ops)
+static int s_exec_rope_attn(s_cuda_t *c, const sq_cuda_step_t *st, const sq_cuda_op_t *ops)
 {
     const int32_t *arena = c->arena_d[c->cur];
     const sq_cuda_op_t *at = &ops[2];
     const int32_t *slot = arena + at->arg[0], *pos = arena + at->arg[1];
     sq_attn_args_t a = s_attn_args(at);
+    const int64_t n_out = (int64_t)a.n_heads * a.head_dim;
+    int8_t *xq = NULL;
+    float *xd = NULL;
+    if (st->quantize)
+        s_xq_at(c, a.n_tok, n_out, &xq, &xd);
     c->xq_src = NULL;
     S_CUDA(sq_cu_rope_store(c->stream, &a, (int)ops[0].i[3], ops[0].f[0], slot, pos), "rope");
-    S_CUDA(sq_cu_attention(c->stream, &a, slot, pos, false), "attention");
+    S_CUDA(sq_cu_attention(c->stream, &a, slot, pos, false, xq, xd), "attention");
+    if (st->quantize)
+        s_xq_remember(c, a.out, a.n_tok, n_out);
     return 0;
 }
 
@@ -289,7 +296,7 @@ static int s_exec_step(s_cuda_t *c, const sq_cuda_step_t *st)
     case SQ_CUDA_STEP_NORM: return s_exec_norm(c, st, ops);
     case SQ_CUDA_STEP_GEMV: return s_exec_matmuls(c, ops, st->n_ops, false);
     case SQ_CUDA_STEP_GEMV_SWIGLU: return s_exec_matmuls(c, ops, 2, true);
-    case SQ_CUDA_STEP_ROPE_ATTN: return s_exec_rope_attn(c, ops);
+    case SQ_CUDA_STEP_ROPE_ATTN: return s_exec_rope_attn(c, st, ops);
     case SQ_CUDA_STEP_OP: break;
     }
     return s_exec_op(c, ops);

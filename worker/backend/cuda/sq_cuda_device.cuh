@@ -383,6 +383,8 @@ typedef struct {
     float *out;
     const int32_t *slot, *pos;
     int n_heads, n_kv, n_ctx, hd, q_head0, kv_head0, group;
+    int8_t *xq;                 /* non-NULL: out quantised as Q8_0 too (hd % 32 == 0) */
+    float *xd;
 } s_att_t;
 
 /* q . k of one key row (q pre-scaled, in shared memory) */
@@ -408,7 +410,8 @@ static __device__ float s_qk(const float *qs, const float *kr, int hd)
  * sum l), then adds their values with lanes across dims (lane owns dims
  * lane, lane + 32, ...); warp w takes keys 32 w, 32 (w + 8), ... The
  * warps' partial results are merged at the end. No score buffer, so any
- * context length fits. */
+ * context length fits. With a.xq the output is quantised for the Q8_0
+ * product that reads it next. */
 static __global__ void k_attention(s_att_t a)
 {
     __shared__ float qs[SQ_CU_MAX_HEAD_DIM];
@@ -477,6 +480,10 @@ static __global__ void k_attention(s_att_t a)
         for (int w = 0; w < S_ATT_WARPS; w++)
             v += wm[w] == -INFINITY ? 0.0f : wacc[w][d] * expf(wm[w] - mm);
         o[d] = v / ll;
+        /* hd <= blockDim.x: one pass, a warp per 32 values of the head */
+        if (a.xq)
+            s_quantize_warp(v / ll, (int64_t)(((size_t)t * a.n_heads + h) * hd + d) / SQ_CU_QK,
+                            lane, a.xq, a.xd);
     }
 }
 

@@ -127,7 +127,16 @@ static int s_rope_attn(const sq_cuda_op_t *ops, int k, int n, sq_cuda_step_t *st
                       rq->f[0] == rk->f[0];
     if (!same)
         return 0;
-    *st = (sq_cuda_step_t){SQ_CUDA_STEP_ROPE_ATTN, k, 3, false, false};
+    /* the output projection reads the attention's output through the
+     * Q8_0 GEMV: the attention kernel quantises it (a warp per 32 values
+     * of a head) */
+    bool quantize = false;
+    if (k + 3 < n && hd % 32 == 0) {
+        const sq_cuda_op_t *mm = &ops[k + 3];
+        quantize = mm->kind == SQ_CUDA_OP_MATMUL && mm->p[1] == at->p[5] && mm->i[3] == n_tok &&
+                   mm->i[2] == at->i[2] * hd && s_path(mm) == SQ_CUDA_PATH_GEMV_Q8;
+    }
+    *st = (sq_cuda_step_t){SQ_CUDA_STEP_ROPE_ATTN, k, 3, false, quantize};
     return 3;
 }
 

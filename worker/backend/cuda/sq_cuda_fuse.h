@@ -11,7 +11,8 @@
  *    GEMV        1 to 3 products of one input (q, k, v) in one launch
  *    GEMV_SWIGLU the gate and up products and SwiGLU in one launch
  *    ROPE_ATTN   RoPE of q and of k, and the cache store, in one launch
- *                before the attention kernel
+ *                before the attention kernel (which quantises its output
+ *                when the Q8_0 GEMV reads it next)
  *  A pattern only fuses when the pointers, sizes and staged positions
  *  match exactly and no output overlaps an input the fused kernel still
  *  reads; anything else runs op by op. The plan is a function of the op
@@ -55,7 +56,8 @@ typedef struct {
     sq_cuda_step_kind_t kind;
     int first, n_ops;           /* it runs ops[first .. first + n_ops) */
     bool add;                   /* NORM: ops[first] is the ADD */
-    bool quantize;              /* NORM: quantise the output for a Q8_0 GEMV */
+    bool quantize;              /* NORM, ROPE_ATTN: quantise the output for the
+                                 * Q8_0 GEMV that reads it next */
 } sq_cuda_step_t;
 
 /* Cut ops[0..n) into steps (*steps grows, *cap its capacity); fuse false:

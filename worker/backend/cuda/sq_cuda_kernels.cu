@@ -138,7 +138,7 @@ cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot,
 }
 
 cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32_t *slot_d,
-                            const int32_t *pos_d, bool store)
+                            const int32_t *pos_d, bool store, int8_t *xq, float *xd)
 {
     if (a->n_tok == 0)
         return cudaSuccess;
@@ -150,7 +150,7 @@ cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32
             return err;
     }
     s_att_t args = {a->k_cache, a->v_cache, a->q, a->out, slot_d, pos_d, a->n_heads, a->n_kv,
-                    a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group};
+                    a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group, xq, xd};
     k_attention<<<dim3(a->n_heads, a->n_tok), S_ATT_WARPS * 32, 0, s>>>(args);
     return cudaGetLastError();
 }

@@ -68,9 +68,10 @@ cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot,
                              const int32_t *slot_d, const int32_t *pos_d);
 /* with store, the batch's k/v rows into the cache, then attention (see
  * sq_attn_args_t; a->slot and a->pos are ignored in favour of the device
- * copies) */
+ * copies); with xq (head_dim % 32 == 0), the output also quantised as in
+ * sq_cu_quantize_q8 */
 cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32_t *slot_d,
-                            const int32_t *pos_d, bool store);
+                            const int32_t *pos_d, bool store, int8_t *xq, float *xd);
 /* gate (n) = silu(gate) * up */
 cudaError_t sq_cu_swiglu(cudaStream_t s, float *gate, const float *up, size_t n);
 /* x (n) += y */
