@@ -5,10 +5,12 @@
  *                      [--agg-steps N] [--batches B,B,...] [--hbm-tbs X] MODEL...
  *
  *  prefill: one --prompt-token batch (after a warm-up), tokens/s.
- *  decode b1: --gen greedy steps of one sequence after the prompt, logits
- *  read back every step (as the worker does), ms/token.
+ *  decode b1: --gen greedy steps of one sequence after the prompt, ms/token.
  *  aggregate bB: B sequences (slots) each after a 16-token prompt, one
  *  token of each per step for --agg-steps steps, tokens/s over all.
+ *  Decode steps read back each sequence's greedy token every step
+ *  (sq_model_forward_argmax), as the worker does for greedy sequences and
+ *  as the transformers anchor (bench/cuda/hf_bench.py) does.
  *  roofline: weight bytes one token reads / --hbm-tbs (4.8 TB/s, H200) as
  *  ms/token, and that over the measured batch-1 ms/token.
  *  Exit codes: 0 ok, 1 a model failed to load or run, 2 usage error.
@@ -81,7 +83,8 @@ static int s_measure(sq_model_t *m, const s_opts_t *o, s_row_t *r)
     size_t n_entries = (size_t)(o->n_prompt > max_b * S_AGG_PROMPT ? o->n_prompt : max_b * S_AGG_PROMPT);
     sq_batch_entry_t *b = malloc(n_entries * sizeof *b);
     float *logits = malloc((size_t)max_b * n_vocab * sizeof(float));
-    int rc = b && logits ? 0 : SQ_FAIL(SQ_ENOMEM, "bench buffers");
+    int32_t *tokens = malloc((size_t)max_b * sizeof *tokens);
+    int rc = b && logits && tokens ? 0 : SQ_FAIL(SQ_ENOMEM, "bench buffers");
     /* warm-up (cuBLAS handles, first-touch), then the timed prefill */
     if (rc == 0)
         rc = s_prefill(m, b, 0, o->n_prompt, 0, logits);
@@ -89,11 +92,12 @@ static int s_measure(sq_model_t *m, const s_opts_t *o, s_row_t *r)
     if (rc == 0)
         rc = s_prefill(m, b, 0, o->n_prompt, 0, logits);
     r->pp_tok_s = o->n_prompt / (s_now() - t0);
+    tokens[0] = sq_sampler_argmax(logits, n_vocab);
     t0 = s_now();
     for (int k = 0; rc == 0 && k < o->n_gen; k++) {
-        b[0] = (sq_batch_entry_t){.slot = 0, .token = sq_sampler_argmax(logits, n_vocab),
-                                  .pos = o->n_prompt + k, .want_logits = true};
-        rc = sq_model_forward(m, b, 1, logits);
+        b[0] = (sq_batch_entry_t){.slot = 0, .token = tokens[0], .pos = o->n_prompt + k,
+                                  .want_logits = true};
+        rc = sq_model_forward_argmax(m, b, 1, tokens);
     }
     r->b1_ms = (s_now() - t0) * 1e3 / o->n_gen;
     for (int i = 0; rc == 0 && i < o->n_batches; i++) {
@@ -105,12 +109,13 @@ static int s_measure(sq_model_t *m, const s_opts_t *o, s_row_t *r)
             for (int s = 0; s < B; s++)
                 b[s] = (sq_batch_entry_t){.slot = s, .token = (int32_t)((s * 17 + k) % n_vocab),
                                           .pos = S_AGG_PROMPT + k, .want_logits = true};
-            rc = sq_model_forward(m, b, B, logits);
+            rc = sq_model_forward_argmax(m, b, B, tokens);
         }
         r->agg_tok_s[i] = (double)B * o->agg_steps / (s_now() - t0);
     }
     free(b);
     free(logits);
+    free(tokens);
     return rc;
 }
 

@@ -6,6 +6,8 @@
  *  - continuous batching: 8 prompts joining at different steps, each at its
  *    own positions in its own slot, give the tokens and logits of each run
  *    alone;
+ *  - the greedy output path (only the argmax of each row) agrees with the
+ *    logits path;
  *  - shapes that cannot be split and bad batch entries are refused.
  *  The Q8_0-against-F32 quality check is in test_model_quality.c.
  */
@@ -16,6 +18,7 @@
 
 #include "sq_engine.h"
 #include "sq_error.h"
+#include "sq_sampler.h"
 #include "sq_test.h"
 #include "test_model_util.h"
 
@@ -296,6 +299,43 @@ static void test_slot_reuse(void)
     sq_engine_destroy(&fresh);
 }
 
+/* forward_argmax gives, for each want_logits row, the argmax of what
+ * forward gives, across chunks (max_batch 3 cuts 8 entries into 3) */
+static void test_argmax_matches_logits(void)
+{
+    sq_gguf_t *g = sq_gguf_open(s_q8);
+    sq_backend_t *be = sq_backend_cpu_new(1);
+    sq_tp_comm_t *comm = sq_tp_comm_local_new();
+    sq_model_params_t p = {.n_ctx = 64, .n_slots = 4, .max_batch = 3};
+    sq_model_t *m = g && be && comm ? sq_model_new(g, be, comm, &p) : NULL;
+    SQ_REQUIRE(m);
+    const int n_vocab = sq_model_hparams(m)->n_vocab;
+    sq_batch_entry_t b[8];
+    int n_want = 0;
+    for (int i = 0; i < 8; i++) {
+        b[i] = tm_entry(i % 4, i < 4 ? 1 : 100 + 37 * i, i / 4, i != 2 && i != 5);
+        n_want += b[i].want_logits;
+    }
+    float *logits = malloc((size_t)n_want * (size_t)n_vocab * sizeof(float));
+    int32_t tokens[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+    SQ_REQUIRE(logits);
+    SQ_REQUIRE(sq_model_forward(m, b, 8, logits) == 0);
+    SQ_REQUIRE(sq_model_forward_argmax(m, b, 8, tokens) == 0);
+    int same = 1, distinct = 0;
+    for (int r = 0; r < n_want; r++) {
+        same &= tokens[r] == sq_sampler_argmax(logits + (size_t)r * (size_t)n_vocab, n_vocab);
+        distinct += r > 0 && tokens[r] != tokens[r - 1];
+    }
+    SQ_CHECK(same);
+    SQ_CHECK(distinct > 0);          /* rows really differ: no row read twice */
+    SQ_CHECK(tokens[n_want] == -1);  /* one token per wanted row, no more */
+    free(logits);
+    sq_model_destroy(&m);
+    sq_tp_comm_destroy(&comm);
+    sq_backend_destroy(&be);
+    sq_gguf_destroy(&g);
+}
+
 /* ---- refusals ---- */
 
 /* A group of n that is only ever asked its rank and size: loading does no
@@ -369,6 +409,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_batched_equals_alone_f32);
     SQ_RUN(test_batched_equals_alone_q8);
     SQ_RUN(test_slot_reuse);
+    SQ_RUN(test_argmax_matches_logits);
     SQ_RUN(test_unsplittable_refused);
     SQ_RUN(test_bad_batch_refused);
     return sq_test_summary("model");

@@ -91,6 +91,11 @@ typedef struct {
     int (*swiglu)(sq_backend_t *be, float *gate, const float *up, size_t n);
     /* x (n) += y */
     int (*add)(sq_backend_t *be, float *x, const float *y, size_t n);
+    /* host_out (n_rows) = the index of the largest value of each row of x
+     * (n_rows, n_cols), with sq_sampler_argmax's rules (NaN never wins,
+     * lowest index on ties): the greedy choice. A sync point like
+     * download, but one integer per row crosses to the host. */
+    int (*argmax)(sq_backend_t *be, const float *x, int n_rows, int n_cols, int32_t *host_out);
 } sq_backend_ops_t;
 
 struct sq_backend {

@@ -484,8 +484,15 @@ static int s_mlp_block(sq_model_t *m, int l, int n)
     return op->add(be, m->x, m->o, (size_t)n * m->hp.dim);
 }
 
-/* Logits of the wanted rows of x into host logits_out. */
-static int s_output(sq_model_t *m, const sq_batch_entry_t *batch, int n, float *logits_out)
+/* Where the wanted rows' results go: their logits, or (tokens set) only
+ * their argmax */
+typedef struct {
+    float *logits;
+    int32_t *tokens;
+} s_out_t;
+
+/* Logits of the wanted rows of x into out's host memory. */
+static int s_output(sq_model_t *m, const sq_batch_entry_t *batch, int n, const s_out_t *out)
 {
     const sq_backend_ops_t *op = m->be->ops;
     sq_backend_t *be = m->be;
@@ -500,11 +507,14 @@ static int s_output(sq_model_t *m, const sq_batch_entry_t *batch, int n, float *
     if ((rc = op->rmsnorm(be, m->xb, &m->out_norm, m->hp.rms_eps, n_out, m->o)) ||
         (rc = op->matmul(be, &m->output, m->o, n_out, m->logits)))   /* (n_out, vocab) */
         return rc;
-    return op->download(be, logits_out, m->logits,
+    if (out->tokens)
+        return op->argmax(be, m->logits, n_out, m->hp.n_vocab, out->tokens);
+    return op->download(be, out->logits, m->logits,
                         (size_t)n_out * m->hp.n_vocab * sizeof(float));
 }
 
-static int s_forward_chunk(sq_model_t *m, const sq_batch_entry_t *batch, int n, float *logits_out)
+static int s_forward_chunk(sq_model_t *m, const sq_batch_entry_t *batch, int n,
+                           const s_out_t *out)
 {
     m->chunk_has_lora = false;
     for (int t = 0; t < n; t++) {
@@ -518,8 +528,8 @@ static int s_forward_chunk(sq_model_t *m, const sq_batch_entry_t *batch, int n, 
     for (int l = 0; rc == 0 && l < m->hp.n_layers; l++)
         if ((rc = s_attention_block(m, l, n)) == 0)
             rc = s_mlp_block(m, l, n);
-    if (rc == 0 && logits_out)
-        rc = s_output(m, batch, n, logits_out);
+    if (rc == 0 && (out->logits || out->tokens))
+        rc = s_output(m, batch, n, out);
     return rc;
 }
 
@@ -553,19 +563,37 @@ static int s_check_batch(sq_model_t *self, const sq_batch_entry_t *batch, int n)
     return 0;
 }
 
-int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, float *logits_out)
+/* the batch in chunks of max_batch tokens, each chunk's wanted rows after
+ * the last chunk's */
+static int s_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, s_out_t out)
 {
     int rc = s_check_batch(self, batch, n);
     if (rc)
         return rc;
     for (int b0 = 0; b0 < n; b0 += self->max_batch) {
         int nb = n - b0 < self->max_batch ? n - b0 : self->max_batch;
-        rc = s_forward_chunk(self, batch + b0, nb, logits_out);
+        rc = s_forward_chunk(self, batch + b0, nb, &out);
         if (rc)
             return rc;
-        if (logits_out)
-            for (int t = b0; t < b0 + nb; t++)
-                logits_out += batch[t].want_logits ? self->hp.n_vocab : 0;
+        for (int t = b0; t < b0 + nb; t++) {
+            if (!batch[t].want_logits)
+                continue;
+            if (out.logits)
+                out.logits += self->hp.n_vocab;
+            if (out.tokens)
+                out.tokens++;
+        }
     }
     return 0;
+}
+
+int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, float *logits_out)
+{
+    return s_forward(self, batch, n, (s_out_t){logits_out, NULL});
+}
+
+int sq_model_forward_argmax(sq_model_t *self, const sq_batch_entry_t *batch, int n,
+                            int32_t *tokens_out)
+{
+    return s_forward(self, batch, n, (s_out_t){NULL, tokens_out});
 }

@@ -107,6 +107,11 @@ static int s_cmp(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+bool sq_sampler_greedy(const sq_sampler_t *self)
+{
+    return self->p.temperature <= 0.0f;
+}
+
 int32_t sq_sampler_sample(sq_sampler_t *self, const float *logits)
 {
     if (self->p.temperature <= 0.0f)

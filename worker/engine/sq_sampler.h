@@ -10,6 +10,7 @@
 #ifndef SQ_SAMPLER_H
 #define SQ_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -28,6 +29,10 @@ typedef struct sq_sampler sq_sampler_t;
 /* NULL (detail set) on n_vocab < 1, a NaN parameter or top_p <= 0. */
 sq_sampler_t *sq_sampler_new(const sq_sampler_params_t *params, int n_vocab);
 void sq_sampler_destroy(sq_sampler_t **self_p);
+/* true when the sampler is greedy (temperature <= 0): its choice is the
+ * argmax, which the model can compute where the logits are
+ * (sq_model_forward_argmax) */
+bool sq_sampler_greedy(const sq_sampler_t *self);
 /* The next token for logits (n_vocab floats; not modified). */
 int32_t sq_sampler_sample(sq_sampler_t *self, const float *logits);
 /* Argmax of n logits, lowest index on ties. */

@@ -195,7 +195,16 @@ static int s_append(sq_sequence_t *self, int32_t tok)
 
 int sq_sequence_accept(sq_sequence_t *self, const float *logits)
 {
-    int32_t tok = sq_sampler_sample(self->sampler, logits);
+    return sq_sequence_accept_token(self, sq_sampler_sample(self->sampler, logits));
+}
+
+bool sq_sequence_greedy(const sq_sequence_t *self)
+{
+    return sq_sampler_greedy(self->sampler);
+}
+
+int sq_sequence_accept_token(sq_sequence_t *self, int32_t tok)
+{
     if (!self->ignore_eos &&
         (tok == sq_tokenizer_eos(self->tok) || tok == sq_tokenizer_bos(self->tok))) {
         self->done = true;

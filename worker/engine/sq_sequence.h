@@ -53,6 +53,10 @@ const int32_t *sq_sequence_prompt(const sq_sequence_t *self, size_t *n_p);
 /* Choose the next token from logits (n_vocab floats) and apply the stop
  * rules. Returns 0 or SQ_ENOMEM. */
 int sq_sequence_accept(sq_sequence_t *self, const float *logits);
+/* The same with the next token already chosen: tok, the argmax, for a
+ * greedy sequence (sq_sequence_greedy) */
+int sq_sequence_accept_token(sq_sequence_t *self, int32_t tok);
+bool sq_sequence_greedy(const sq_sequence_t *self);
 bool sq_sequence_done(const sq_sequence_t *self);
 sq_finish_t sq_sequence_finish(const sq_sequence_t *self);
 /* While not done: the token to feed next and its position. */

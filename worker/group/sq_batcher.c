@@ -39,6 +39,7 @@ struct sq_batcher {
     sq_batch_entry_t *plan;     /* capacity: max_batch + prefill_budget */
     int *plan_slot;             /* slot of each want_logits row */
     float *logits;              /* (max_batch, n_vocab), rank 0 */
+    int32_t *tokens;            /* (max_batch): greedy choices, rank 0 */
     int n_vocab;
 };
 
@@ -86,7 +87,8 @@ sq_batcher_t *sq_batcher_new(sq_model_t *model, MPI_Comm comm, int max_batch,
     if (!self->slots || !self->plan || !self->plan_slot)
         goto nomem;
     if (self->rank == 0 &&
-        !(self->logits = malloc((size_t)max_batch * (size_t)self->n_vocab * sizeof(float))))
+        (!(self->logits = malloc((size_t)max_batch * (size_t)self->n_vocab * sizeof(float))) ||
+         !(self->tokens = malloc((size_t)max_batch * sizeof *self->tokens))))
         goto nomem;
     return self;
 nomem:
@@ -108,6 +110,7 @@ void sq_batcher_destroy(sq_batcher_t **self_p)
     free(self->plan);
     free(self->plan_slot);
     free(self->logits);
+    free(self->tokens);
     free(self);
     *self_p = NULL;
 }
@@ -202,8 +205,15 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
     int n_rows = 0;
     s_plan_hdr_t hdr = {s_plan(self, &n_rows), S_CMD_FORWARD};
     int rc = s_bcast_plan(self, &hdr);
+    /* every row greedy: only the argmax of each comes back from the model
+     * (one integer instead of n_vocab floats off a GPU). Other ranks run
+     * the same layers either way and skip the output. */
+    bool greedy = true;
+    for (int r = 0; r < n_rows && greedy; r++)
+        greedy = sq_seq_greedy(self->slots[self->plan_slot[r]].seq);
     if (rc == 0)
-        rc = sq_model_forward(self->model, self->plan, hdr.n, self->logits);
+        rc = greedy ? sq_model_forward_argmax(self->model, self->plan, hdr.n, self->tokens)
+                    : sq_model_forward(self->model, self->plan, hdr.n, self->logits);
     if (rc)
         return rc;
     int64_t now = s_now_ns();
@@ -218,7 +228,9 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
     }
     for (int r = 0; r < n_rows; r++) {
         s_slot_t *sl = &self->slots[self->plan_slot[r]];
-        if ((rc = sq_seq_accept(sl->seq, self->logits + (size_t)r * (size_t)self->n_vocab)))
+        rc = greedy ? sq_seq_accept_token(sl->seq, self->tokens[r])
+                    : sq_seq_accept(sl->seq, self->logits + (size_t)r * (size_t)self->n_vocab);
+        if (rc)
             return rc;
         if (sq_seq_done(sl->seq)) {
             sl->times.finished_ns = now;

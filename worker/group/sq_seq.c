@@ -69,6 +69,16 @@ int sq_seq_accept(sq_seq_t *self, const float *logits)
     return sq_sequence_accept(self->seq, logits);
 }
 
+int sq_seq_accept_token(sq_seq_t *self, int32_t tok)
+{
+    return sq_sequence_accept_token(self->seq, tok);
+}
+
+bool sq_seq_greedy(const sq_seq_t *self)
+{
+    return sq_sequence_greedy(self->seq);
+}
+
 const char *sq_seq_text(const sq_seq_t *self, size_t *len_p)
 {
     return sq_sequence_text(self->seq, len_p);

@@ -41,6 +41,9 @@ int32_t sq_seq_next_pos(const sq_seq_t *self);
 /* Choose the next token from logits (n_vocab floats) and apply the stop
  * rules. Returns 0 (see sq_seq_done) or SQ_ENOMEM. */
 int sq_seq_accept(sq_seq_t *self, const float *logits);
+/* The same with the greedy token already chosen (sq_seq_greedy) */
+int sq_seq_accept_token(sq_seq_t *self, int32_t tok);
+bool sq_seq_greedy(const sq_seq_t *self);
 bool sq_seq_done(const sq_seq_t *self);
 sq_finish_t sq_seq_finish(const sq_seq_t *self);
 

@@ -14,6 +14,7 @@
 #include "sq_backend.h"
 #include "sq_cpu_kernels.h"
 #include "sq_error.h"
+#include "sq_sampler.h"
 #ifdef SQ_HAVE_CUDA
 #include "sq_backend_cuda.h"
 #endif
@@ -294,6 +295,13 @@ static int s_add(sq_backend_t *be, float *x, const float *y, size_t n)
     return 0;
 }
 
+static int s_argmax(sq_backend_t *be, const float *x, int n_rows, int n_cols, int32_t *host_out)
+{
+    for (int r = 0; r < n_rows; r++)
+        host_out[r] = sq_sampler_argmax(x + (size_t)r * (size_t)n_cols, n_cols);
+    return 0;
+}
+
 static const sq_backend_ops_t s_cpu_ops = {
     .name = "cpu",
     .destroy = s_destroy,
@@ -311,6 +319,7 @@ static const sq_backend_ops_t s_cpu_ops = {
     .attention = s_attention,
     .swiglu = s_swiglu,
     .add = s_add,
+    .argmax = s_argmax,
 };
 
 sq_backend_t *sq_backend_cpu_new(int n_threads)

@@ -49,6 +49,7 @@ typedef struct {
     s_scratch_t x16;            /* activations as F16, for cuBLAS */
     s_scratch_t w16;            /* a Q8_0 weight as F16, for cuBLAS (big batches) */
     s_scratch_t xq;             /* activations as Q8_0 for the Q8_0 GEMV */
+    s_scratch_t tokens;         /* argmax results on their way to the host */
     /* While a list runs: the activations xq holds (NULL: none), so the
      * products sharing an input (q, k, v; gate, up) quantise it once */
     const float *xq_src;
@@ -460,6 +461,7 @@ static void s_destroy(sq_backend_t *be)
     cudaFree(c->x16.p);
     cudaFree(c->w16.p);
     cudaFree(c->xq.p);
+    cudaFree(c->tokens.p);
     cudaFree(c->blas_ws);
     if (c->blas)
         cublasDestroy(c->blas);
@@ -675,6 +677,19 @@ static int s_add(sq_backend_t *be, float *x, const float *y, size_t n)
     return n ? s_record(s_ctx(be), &op, 0) : 0;
 }
 
+/* the argmax kernel after the recorded ops, then n_rows integers back */
+static int s_argmax(sq_backend_t *be, const float *x, int n_rows, int n_cols, int32_t *host_out)
+{
+    s_cuda_t *c = s_ctx(be);
+    int rc = s_flush(c);
+    if (rc == 0 && n_rows > 0)
+        rc = s_room(c, &c->tokens, (size_t)n_rows * sizeof(int32_t), "argmax buffer");
+    if (rc || n_rows <= 0)
+        return rc;
+    S_CUDA(sq_cu_argmax(c->stream, x, n_rows, n_cols, c->tokens.p), "argmax");
+    return s_download(be, host_out, c->tokens.p, (size_t)n_rows * sizeof(int32_t));
+}
+
 static const sq_backend_ops_t s_cuda_ops = {
     .name = "cuda",
     .destroy = s_destroy,
@@ -692,6 +707,7 @@ static const sq_backend_ops_t s_cuda_ops = {
     .attention = s_attention,
     .swiglu = s_swiglu,
     .add = s_add,
+    .argmax = s_argmax,
 };
 
 static int s_init(s_cuda_t *c, int device)

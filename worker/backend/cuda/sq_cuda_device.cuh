@@ -260,6 +260,48 @@ static __global__ void k_gemv_f16(sq_cu_gemv_set_t s, int64_t n_in, const float 
     s_set_store<NT>(s, m, r, lane, acc, up);
 }
 
+/* ---- greedy sampling ---- */
+
+/* (v, i) of the better of two candidates, sq_sampler_argmax's rules: NaN
+ * never wins (i < 0: none yet), the larger value wins, then the lower
+ * index */
+static __device__ void s_better(float *v, int *i, float v2, int i2)
+{
+    if (i2 >= 0 && (*i < 0 || v2 > *v || (v2 == *v && i2 < *i))) {
+        *v = v2;
+        *i = i2;
+    }
+}
+
+/* out[row] = the argmax of row blockIdx.x of x (n_rows, n_cols); one block
+ * of 256 per row (0 when the row is all NaN, as on the CPU) */
+static __global__ void k_argmax(const float *x, int n_cols, int32_t *out)
+{
+    __shared__ float sv[8];
+    __shared__ int si[8];
+    const float *row = x + (size_t)blockIdx.x * n_cols;
+    float v = 0.0f;
+    int i = -1;
+    for (int c = threadIdx.x; c < n_cols; c += blockDim.x)
+        if (!isnan(row[c]))
+            s_better(&v, &i, row[c], c);
+    for (int o = 16; o > 0; o >>= 1) {
+        const float v2 = __shfl_xor_sync(0xffffffffu, v, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, i, o);
+        s_better(&v, &i, v2, i2);
+    }
+    if (threadIdx.x % 32 == 0) {
+        sv[threadIdx.x / 32] = v;
+        si[threadIdx.x / 32] = i;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)blockDim.x / 32; w++)
+            s_better(&v, &i, sv[w], si[w]);
+        out[blockIdx.x] = i < 0 ? 0 : i;
+    }
+}
+
 /* ---- conversions ---- */
 
 /* out = the first n values (n % 8 == 0) of a Q8_0 weight in the split

@@ -97,6 +97,12 @@ cudaError_t sq_cu_q8_to_f16(cudaStream_t s, const void *w, int64_t n_out, int64_
     return cudaGetLastError();
 }
 
+cudaError_t sq_cu_argmax(cudaStream_t s, const float *x, int n_rows, int n_cols, int32_t *out_d)
+{
+    k_argmax<<<n_rows, 256, 0, s>>>(x, n_cols, out_d);
+    return cudaGetLastError();
+}
+
 cudaError_t sq_cu_to_f16(cudaStream_t s, const float *x, void *out, size_t n)
 {
     k_to_f16<<<s_blocks(n, 256), 256, 0, s>>>(x, (__half *)out, n);

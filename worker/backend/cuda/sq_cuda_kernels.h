@@ -57,6 +57,9 @@ cudaError_t sq_cu_gemv_f16(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, c
                            int n_tok);
 /* out (n_out, n_in) F16 = a Q8_0 weight (split layout) dequantised */
 cudaError_t sq_cu_q8_to_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in, void *out);
+/* out_d (n_rows) = the argmax of each row of x (n_rows, n_cols), with
+ * sq_sampler_argmax's rules */
+cudaError_t sq_cu_argmax(cudaStream_t s, const float *x, int n_rows, int n_cols, int32_t *out_d);
 /* out (n halves) = x rounded to F16 */
 cudaError_t sq_cu_to_f16(cudaStream_t s, const float *x, void *out, size_t n);
 /* rotate adjacent pairs of each head by pos_d[t] (see sq_backend.h) */
