@@ -196,6 +196,21 @@ static void test_graph_policy(void)
     SQ_CHECK(c.n_seen == SQ_CUDA_GRAPH_SEEN);
     SQ_CHECK(sq_cuda_graph_decide(&c, 1000 + 3 * SQ_CUDA_GRAPH_SEEN - 1, 300, 1, &exec) ==
              SQ_CUDA_RUN_CAPTURE);
+    /* a TP = 2 step of a 22-layer model: 44 lists (one per all-reduce) on
+     * alternating arenas, 88 keys a step; step 1 runs op by op, step 2
+     * captures, every later step replays */
+    sq_cuda_graph_clear(&c);
+    int counts[3][3] = {{0}};
+    for (int step = 0; step < 3; step++)
+        for (uint64_t k = 5000; k < 5000 + 88; k++) {
+            sq_cuda_run_t how = sq_cuda_graph_decide(&c, k, 300, 1, &exec);
+            counts[step][how]++;
+            if (how == SQ_CUDA_RUN_CAPTURE)
+                sq_cuda_graph_store(&c, k, (void *)(uintptr_t)k);
+        }
+    SQ_CHECK(counts[0][SQ_CUDA_RUN_EAGER] == 88);
+    SQ_CHECK(counts[1][SQ_CUDA_RUN_CAPTURE] == 88);
+    SQ_CHECK(counts[2][SQ_CUDA_RUN_REPLAY] == 88);
 }
 
 static void test_weight_layout(void)

@@ -79,9 +79,13 @@ uint64_t sq_cuda_rec_key(const sq_cuda_rec_t *rec);
 void sq_cuda_rec_reset(sq_cuda_rec_t *rec);
 void sq_cuda_rec_free(sq_cuda_rec_t *rec);
 
+/* A tensor-parallel step flushes at every all-reduce, so a 22-layer model
+ * runs 44 lists per step, 88 keys over the two arenas: the cache holds a
+ * step of models up to ~60 layers (more cycle through LRU and run op by
+ * op). */
 enum {
-    SQ_CUDA_GRAPH_SLOTS = 64,   /* instantiated graphs kept (LRU) */
-    SQ_CUDA_GRAPH_SEEN = 64,    /* keys seen once, waiting for a repeat */
+    SQ_CUDA_GRAPH_SLOTS = 256,  /* instantiated graphs kept (LRU) */
+    SQ_CUDA_GRAPH_SEEN = 256,   /* keys seen once, waiting for a repeat */
     SQ_CUDA_GRAPH_MAX_TOK = 256,/* bigger steps (prefill) always run op by op */
     SQ_CUDA_GRAPH_MIN_OPS = 4   /* shorter lists are not worth a graph */
 };
