@@ -147,7 +147,7 @@ static void test_batched_equals_single(void)
             b[n++] = tm_entry(S_SEQS + s, last[s], 3 + s + k, true);
     }
     /* Not bit for bit: the joint prompt (18 tokens) multiplies through
-     * cuBLAS with F16 activations, the single runs (at most 8 tokens a
+     * cuBLAS with F16 activations, the single runs (at most 6 tokens a
      * call) through the Q8_0 GEMV with int8 activations, as the CPU does.
      * A slot or position mix-up moves logits by far more than this. */
     SQ_CHECK(worst <= 1e-2f);

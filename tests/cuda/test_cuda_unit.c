@@ -324,8 +324,9 @@ static void test_fuse_layer(void)
     n = s_layer(ops, 2, SQ_CU_F16);
     SQ_CHECK(!strcmp(s_plan(ops, n, true),
                      "norm:0+2a gemv:2+3 rope_attn:5+3 gemv:8+1 norm:9+2a gemv_swiglu:11+3 gemv:14+1"));
-    /* 16 tokens go through cuBLAS: no GEMV steps, nothing to quantise */
-    n = s_layer(ops, 16, SQ_CU_Q8_0);
+    /* more than SQ_CUDA_GEMV_MAX tokens go through cuBLAS: no GEMV steps,
+     * nothing to quantise */
+    n = s_layer(ops, SQ_CUDA_GEMV_MAX + 1, SQ_CU_Q8_0);
     SQ_CHECK(!strcmp(s_plan(ops, n, true),
                      "norm:0+2a op:2+1 op:3+1 op:4+1 rope_attn:5+3 op:8+1 norm:9+2a op:11+1 "
                      "op:12+1 op:13+1 op:14+1"));

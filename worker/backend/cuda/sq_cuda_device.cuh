@@ -192,16 +192,30 @@ static __device__ void s_dot_f16(const __half *w, int64_t r, int64_t n_in, const
     }
 }
 
+/* element m of a set's array, without a run-time index (which would put
+ * the kernel's parameters in local memory) */
+template <typename T>
+static __device__ T s_pick(const T (&a)[SQ_CUDA_GEMV_MATS], int m)
+{
+    static_assert(SQ_CUDA_GEMV_MATS == 3, "s_pick and s_set_row take three matrices");
+    return m == 0 ? a[0] : m == 1 ? a[1] : a[2];
+}
+
 /* warp blockIdx.x * warps + warp's matrix *m and row *r; false past the
  * last row (whole warps) */
 static __device__ bool s_set_row(const sq_cu_gemv_set_t &s, int *m, int64_t *r)
 {
     *r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     *m = 0;
-    if (!s.swiglu)
-        while (*m + 1 < s.n_mats && *r >= s.n_out[*m])
-            *r -= s.n_out[(*m)++];
-    return *r < s.n_out[*m];
+    if (!s.swiglu && s.n_mats > 1 && *r >= s.n_out[0]) {
+        *r -= s.n_out[0];
+        *m = 1;
+        if (s.n_mats > 2 && *r >= s.n_out[1]) {
+            *r -= s.n_out[1];
+            *m = 2;
+        }
+    }
+    return *r < s_pick(s.n_out, *m);
 }
 
 /* the warp's sums of acc (and up) into row r of matrix m's output */
@@ -211,10 +225,10 @@ static __device__ void s_set_store(const sq_cu_gemv_set_t &s, int m, int64_t r, 
 {
     for (int t = 0; t < NT; t++) {
         const float v = s_warp_sum(acc[t]);
-        const size_t at = (size_t)t * s.n_out[m] + r;
+        const size_t at = (size_t)t * s_pick(s.n_out, m) + r;
         if (!s.swiglu) {
             if (lane == 0)
-                s.y[m][at] = v;
+                s_pick(s.y, m)[at] = v;
             continue;
         }
         const float u = s_warp_sum(up[t]);
@@ -237,7 +251,8 @@ static __global__ void k_gemv_q8(sq_cu_gemv_set_t s, int64_t n_in, const int8_t 
     float acc[NT], up[NT];
     for (int t = 0; t < NT; t++)
         acc[t] = up[t] = 0.0f;
-    s_dot_q8<NT>((const int8_t *)s.w[m], (const __half *)s.wd[m], r, n_in, xq, xd, lane, acc);
+    s_dot_q8<NT>((const int8_t *)s_pick(s.w, m), (const __half *)s_pick(s.wd, m), r, n_in, xq, xd,
+                 lane, acc);
     if (s.swiglu)
         s_dot_q8<NT>((const int8_t *)s.w[1], (const __half *)s.wd[1], r, n_in, xq, xd, lane, up);
     s_set_store<NT>(s, m, r, lane, acc, up);
@@ -254,7 +269,7 @@ static __global__ void k_gemv_f16(sq_cu_gemv_set_t s, int64_t n_in, const float 
     float acc[NT], up[NT];
     for (int t = 0; t < NT; t++)
         acc[t] = up[t] = 0.0f;
-    s_dot_f16<NT>((const __half *)s.w[m], r, n_in, x, lane, acc);
+    s_dot_f16<NT>((const __half *)s_pick(s.w, m), r, n_in, x, lane, acc);
     if (s.swiglu)
         s_dot_f16<NT>((const __half *)s.w[1], r, n_in, x, lane, up);
     s_set_store<NT>(s, m, r, lane, acc, up);

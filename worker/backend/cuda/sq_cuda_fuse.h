@@ -40,7 +40,7 @@ typedef enum {
     SQ_CUDA_PATH_GEMV_F16       /* n_in % 32 == 0, x 16-byte aligned */
 } sq_cuda_path_t;
 
-enum { SQ_CUDA_GEMV_MAX = 8, SQ_CUDA_GEMV_MATS = 3 };
+enum { SQ_CUDA_GEMV_MAX = 16, SQ_CUDA_GEMV_MATS = 3 };
 
 sq_cuda_path_t sq_cuda_matmul_path(int dtype, int64_t n_in, int n_tok, const void *x);
 

@@ -64,6 +64,14 @@ static unsigned s_gemv_blocks(const sq_cu_gemv_set_t *set)
     case 6: call(6); break;                                                                    \
     case 7: call(7); break;                                                                    \
     case 8: call(8); break;                                                                    \
+    case 9: call(9); break;                                                                    \
+    case 10: call(10); break;                                                                  \
+    case 11: call(11); break;                                                                  \
+    case 12: call(12); break;                                                                  \
+    case 13: call(13); break;                                                                  \
+    case 14: call(14); break;                                                                  \
+    case 15: call(15); break;                                                                  \
+    case 16: call(16); break;                                                                  \
     default: return cudaErrorInvalidValue;                                                     \
     }
 
