@@ -239,27 +239,31 @@ static __device__ void s_set_store(const sq_cu_gemv_set_t &s, int m, int64_t r, 
     }
 }
 
-template <int NT>
-static __global__ void k_gemv_q8(sq_cu_gemv_set_t s, int64_t n_in, const int8_t *xq,
-                                 const float *xd)
-{
-    int m;
-    int64_t r;
-    if (!s_set_row(s, &m, &r))
-        return;
-    const int lane = threadIdx.x % 32;
-    float acc[NT], up[NT];
-    for (int t = 0; t < NT; t++)
-        acc[t] = up[t] = 0.0f;
-    s_dot_q8<NT>((const int8_t *)s_pick(s.w, m), (const __half *)s_pick(s.wd, m), r, n_in, xq, xd,
-                 lane, acc);
-    if (s.swiglu)
-        s_dot_q8<NT>((const int8_t *)s.w[1], (const __half *)s.wd[1], r, n_in, xq, xd, lane, up);
-    s_set_store<NT>(s, m, r, lane, acc, up);
-}
+/* the two row products as policies of one GEMV kernel: Q8_0 weights with
+ * quantised activations, F16 weights with F32 activations */
+typedef struct {
+    const int8_t *xq;
+    const float *xd;
+    template <int NT>
+    __device__ void dot(const void *w, const void *wd, int64_t r, int64_t n_in, int lane,
+                        float *acc) const
+    {
+        s_dot_q8<NT>((const int8_t *)w, (const __half *)wd, r, n_in, xq, xd, lane, acc);
+    }
+} s_rows_q8_t;
 
-template <int NT>
-static __global__ void k_gemv_f16(sq_cu_gemv_set_t s, int64_t n_in, const float *x)
+typedef struct {
+    const float *x;
+    template <int NT>
+    __device__ void dot(const void *w, const void *wd, int64_t r, int64_t n_in, int lane,
+                        float *acc) const
+    {
+        s_dot_f16<NT>((const __half *)w, r, n_in, x, lane, acc);
+    }
+} s_rows_f16_t;
+
+template <int NT, typename Rows>
+static __global__ void k_gemv(sq_cu_gemv_set_t s, int64_t n_in, Rows rows)
 {
     int m;
     int64_t r;
@@ -269,9 +273,9 @@ static __global__ void k_gemv_f16(sq_cu_gemv_set_t s, int64_t n_in, const float 
     float acc[NT], up[NT];
     for (int t = 0; t < NT; t++)
         acc[t] = up[t] = 0.0f;
-    s_dot_f16<NT>((const __half *)s_pick(s.w, m), r, n_in, x, lane, acc);
+    rows.template dot<NT>(s_pick(s.w, m), s_pick(s.wd, m), r, n_in, lane, acc);
     if (s.swiglu)
-        s_dot_f16<NT>((const __half *)s.w[1], r, n_in, x, lane, up);
+        rows.template dot<NT>(s.w[1], s.wd[1], r, n_in, lane, up);
     s_set_store<NT>(s, m, r, lane, acc, up);
 }
 

@@ -81,7 +81,8 @@ cudaError_t sq_cu_gemv_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, co
     for (int m = 0; m < set.n_mats; m++)
         set.wd[m] = s_q8_scales(set.w[m], set.n_out[m], n_in);
     const unsigned blocks = s_gemv_blocks(&set);
-#define S_CALL(NT) k_gemv_q8<NT><<<blocks, S_GEMV_WARPS * 32, 0, s>>>(set, n_in, xq, xd)
+    const s_rows_q8_t rows = {xq, xd};
+#define S_CALL(NT) k_gemv<NT><<<blocks, S_GEMV_WARPS * 32, 0, s>>>(set, n_in, rows)
     S_GEMV_CASES(S_CALL)
 #undef S_CALL
     return cudaGetLastError();
@@ -91,7 +92,8 @@ cudaError_t sq_cu_gemv_f16(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, c
                            int n_tok)
 {
     const unsigned blocks = s_gemv_blocks(&set);
-#define S_CALL(NT) k_gemv_f16<NT><<<blocks, S_GEMV_WARPS * 32, 0, s>>>(set, n_in, x)
+    const s_rows_f16_t rows = {x};
+#define S_CALL(NT) k_gemv<NT><<<blocks, S_GEMV_WARPS * 32, 0, s>>>(set, n_in, rows)
     S_GEMV_CASES(S_CALL)
 #undef S_CALL
     return cudaGetLastError();
