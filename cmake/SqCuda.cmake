@@ -39,15 +39,31 @@ if(NOT CUDAToolkit_FOUND)
   return()
 endif()
 
-find_path(SQ_NCCL_INCLUDE nccl.h
-  HINTS ${CUDAToolkit_INCLUDE_DIRS} ${SQ_CUDA_ROOT}/include NO_CACHE)
-find_library(SQ_NCCL_LIBRARY nccl
-  HINTS ${CUDAToolkit_LIBRARY_DIR} ${SQ_CUDA_ROOT}/lib ${SQ_CUDA_ROOT}/lib64 NO_CACHE)
+# NCCL: under SQ_NCCL_ROOT when given (include/ and lib/, e.g. the pip
+# wheel nvidia-nccl-cu13, which has libnccl.so.2 but no libnccl.so), else
+# next to the toolkit or in the system's paths.
+if(SQ_NCCL_ROOT)
+  find_path(SQ_NCCL_INCLUDE nccl.h
+    PATHS ${SQ_NCCL_ROOT} PATH_SUFFIXES include NO_DEFAULT_PATH NO_CACHE)
+  find_library(SQ_NCCL_LIBRARY NAMES nccl libnccl.so.2
+    PATHS ${SQ_NCCL_ROOT} PATH_SUFFIXES lib lib64 NO_DEFAULT_PATH NO_CACHE)
+else()
+  find_path(SQ_NCCL_INCLUDE nccl.h
+    HINTS ${CUDAToolkit_INCLUDE_DIRS} ${SQ_CUDA_ROOT}/include NO_CACHE)
+  find_library(SQ_NCCL_LIBRARY nccl
+    HINTS ${CUDAToolkit_LIBRARY_DIR} ${SQ_CUDA_ROOT}/lib ${SQ_CUDA_ROOT}/lib64 NO_CACHE)
+endif()
 if(SQ_NCCL_INCLUDE AND SQ_NCCL_LIBRARY)
   set(SQ_HAVE_NCCL ON)
+  message(STATUS "shardq: NCCL ${SQ_NCCL_LIBRARY}")
 else()
   set(SQ_HAVE_NCCL OFF)
-  message(STATUS "shardq: NCCL not found: multi-GPU all-reduce goes through host memory")
+  if(SQ_NCCL_ROOT)
+    message(STATUS "shardq: no NCCL under SQ_NCCL_ROOT=${SQ_NCCL_ROOT}: "
+                   "multi-GPU all-reduce goes through host memory")
+  else()
+    message(STATUS "shardq: NCCL not found: multi-GPU all-reduce goes through host memory")
+  endif()
 endif()
 
 set(SQ_HAVE_CUDA ON)

@@ -5,6 +5,10 @@
 #
 #   tests/gpu/run.sh            # from anywhere; logs also go to $OUT if set
 #
+# Dependencies: the machine's own when it has them all, else the tree
+# scripts/gpu-deps.sh unpacked into .gpudeps/root (carry it); NCCL from the
+# nvidia-nccl-cu13 wheel when python3 has it (scripts/gpu-env.sh decides).
+#
 # Environment: SHARDQ_GPU_BUILD (build dir, default build/gpu),
 # SHARDQ_GPU_JOBS (default nproc), SHARDQ_GPU_SHAPES (default
 # "llama-110m tinyllama-1.1b"; a dry run on a CPU machine uses fewer).
@@ -14,7 +18,8 @@
 #    Q8_0 and F16, batched == alone, TP = 2 on one GPU through the host
 #    all-reduce) and the CUDA unit tests;
 # 3. the benchmark table: llama-110m and tinyllama-1.1b shapes (random
-#    weights from shardq-model), F16 and Q8_0, on shardq-bench-cuda, then
+#    weights from shardq-model), F16 and Q8_0, on shardq-bench-cuda; the
+#    largest Q8_0 model again without fusion, and without graphs; then
 #    PyTorch transformers on the same files if it is importable.
 # Exit: 0 when every test passed (the benchmark never fails the run), 1
 # otherwise, 2 when the build fails.
@@ -27,6 +32,11 @@ JOBS=${SHARDQ_GPU_JOBS:-$(nproc 2>/dev/null || echo 4)}
 SHAPES=${SHARDQ_GPU_SHAPES:-llama-110m tinyllama-1.1b}
 mkdir -p "$BUILD" "$LOGS"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# sets SQ_GPU_CMAKE_ARGS and, for carried dependencies, PATH, LD_LIBRARY_PATH,
+# pkg-config and Open MPI variables for everything below but python3, which
+# keeps the machine's own libraries
+SYSTEM_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
+source "$ROOT/scripts/gpu-env.sh"
 START=$(date +%s)
 stamp() { echo "== [$(( $(date +%s) - START ))s] $*"; }
 
@@ -37,9 +47,10 @@ CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | hea
 ARCH=${CAP:-90}
 
 stamp "configure + build (sm_$ARCH, $JOBS jobs)"
-TARGETS="shardq-worker shardq-model shardq-bench-cuda test_cuda_unit test_cuda_cli test_cuda_engine test_cuda_tp"
+TARGETS="shardq-worker shardq-model shardq-bench-cuda test_cuda_unit test_cuda_cli test_cuda_engine
+         test_cuda_tp test_cuda_emu"
 if ! { cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSQ_WITH_CUDA=ON \
-         -DCMAKE_CUDA_ARCHITECTURES="$ARCH" &&
+         -DCMAKE_CUDA_ARCHITECTURES="$ARCH" "${SQ_GPU_CMAKE_ARGS[@]}" &&
        cmake --build "$BUILD" --target $TARGETS -j"$JOBS"; } >"$LOGS/build.txt" 2>&1; then
   tail -40 "$LOGS/build.txt"
   echo "BUILD FAILED (full log: $LOGS/build.txt)"
@@ -67,10 +78,23 @@ stamp "shardq (CUDA): prompt 512, 64 decode steps, batches 16/64/256 x 16 steps"
 timeout 200 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 --agg-steps 16 \
   --batches 16,64,256 "${MODELS[@]}" 2>&1 | tee "$LOGS/bench-shardq.txt"
 
+# What fusion and graphs give, on the last (largest Q8_0) model: the same
+# run with every op its own kernel, then with no graphs either.
+if ((${#MODELS[@]})); then
+  stamp "shardq variants on ${MODELS[-1]##*/}: SHARDQ_CUDA_FUSE=0, then also SHARDQ_CUDA_GRAPHS=0"
+  { SHARDQ_CUDA_FUSE=0 timeout 100 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 \
+      --agg-steps 16 --batches 16,64 "${MODELS[-1]}"
+    SHARDQ_CUDA_FUSE=0 SHARDQ_CUDA_GRAPHS=0 timeout 100 "$BUILD/bench/cuda/shardq-bench-cuda" \
+      --prompt 512 --gen 64 --agg-steps 16 --batches 16,64 "${MODELS[-1]}"
+  } 2>&1 | tee "$LOGS/bench-variants.txt"
+fi
+
 stamp "PyTorch transformers, same files and sizes"
-if python3 -c 'import numpy, torch, transformers' >/dev/null 2>&1; then
-  timeout 200 python3 "$ROOT/bench/cuda/hf_bench.py" --prompt 512 --gen 64 --agg-steps 16 \
-    --batches 16,64,256 "${MODELS[@]}" 2>&1 | tee "$LOGS/bench-transformers.txt"
+if LD_LIBRARY_PATH=$SYSTEM_LD_LIBRARY_PATH python3 -c 'import numpy, torch, transformers' \
+     >/dev/null 2>&1; then
+  LD_LIBRARY_PATH=$SYSTEM_LD_LIBRARY_PATH timeout 200 python3 "$ROOT/bench/cuda/hf_bench.py" \
+    --prompt 512 --gen 64 --agg-steps 16 --batches 16,64,256 "${MODELS[@]}" 2>&1 |
+    tee "$LOGS/bench-transformers.txt"
 else
   echo "transformers column skipped: python3 cannot import numpy, torch and transformers" \
     | tee "$LOGS/bench-transformers.txt"
