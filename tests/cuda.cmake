@@ -56,6 +56,11 @@ set_tests_properties(gpu.cuda.engine PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 T
 add_test(NAME gpu.cuda.engine_nographs COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
 set_tests_properties(gpu.cuda.engine_nographs PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
                      TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_GRAPHS=0)
+# every op its own kernel (no fusion, sq_cuda_fuse.h): the fused kernels
+# must give what this gives
+add_test(NAME gpu.cuda.engine_nofuse COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
+set_tests_properties(gpu.cuda.engine_nofuse PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
+                     TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_FUSE=0)
 
 # TP = 2 on whatever devices there are: on one GPU both ranks share it and
 # the all-reduce goes through host memory; forced host path on any count.
@@ -73,3 +78,23 @@ add_test(NAME gpu.cuda.tp2.host_forced
                  ${SQ_CUDA_TEST_MODELS}/stories260K.gguf 32 host)
 set_tests_properties(gpu.cuda.tp2.host_forced PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
                      TIMEOUT 300 ENVIRONMENT "${SQ_CUDA_MPI_ENV}")
+
+# The kernels of sq_cuda_device.cuh compiled as host C++ and run on the
+# CPU by an emulator (tests/cuda/emu: one fibre per CUDA thread) against a
+# reference: label unit, no device needed. The argument lets the test
+# check that its copy of the launch geometry still matches the launchers.
+add_executable(test_cuda_emu cuda/emu/test_cuda_emu.cpp)
+target_compile_features(test_cuda_emu PRIVATE cxx_std_17)
+target_include_directories(test_cuda_emu PRIVATE
+  ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu ${PROJECT_SOURCE_DIR}/worker/backend/cuda
+  ${PROJECT_SOURCE_DIR}/worker/backend ${PROJECT_SOURCE_DIR}/worker/engine
+  ${PROJECT_SOURCE_DIR}/common)
+# SYSTEM: the toolkit's headers are not held to our warnings
+target_include_directories(test_cuda_emu SYSTEM PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
+target_link_libraries(test_cuda_emu PRIVATE sq_testlib sq_warnings)
+# a kernel the test does not run yet is a warning, not a broken build (the
+# test itself fails on a launch it does not mirror)
+target_compile_options(test_cuda_emu PRIVATE -Wno-error=unused-function)
+add_test(NAME unit.cuda.emu
+         COMMAND test_cuda_emu ${PROJECT_SOURCE_DIR}/worker/backend/cuda/sq_cuda_kernels.cu)
+set_tests_properties(unit.cuda.emu PROPERTIES LABELS unit TIMEOUT 120)

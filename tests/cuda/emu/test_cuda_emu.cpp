@@ -1,0 +1,897 @@
+/*  test_cuda_emu: every kernel of worker/backend/cuda/sq_cuda_device.cuh,
+ *  compiled as host C++ and run by the CPU emulator (sq_cuda_emu.h), is
+ *  compared with a plain reference written here (double precision, or
+ *  bit for bit where the kernel promises the CPU backend's arithmetic).
+ *
+ *  Inputs are random (fixed seeds). Outputs start as NaN, so an element a
+ *  kernel does not write fails; every buffer has guards on both sides:
+ *  NaN around inputs (a read outside one poisons the result), a finite
+ *  value around outputs (a write outside one shows). Kernels are launched
+ *  with the geometry of sq_cuda_kernels.cu: s_cu_lines mirrors it, and
+ *  with that file as argv[1] the test checks the mirror still matches.
+ *  The emulator's own primitives are tested first.
+ */
+#include "sq_cuda_emu.h"
+
+#include "sq_cuda_device.cuh"
+
+extern "C" {
+#include "sq_test.h"
+}
+
+#include <stdlib.h>
+
+#include <string>
+#include <utility>
+
+/* ---- the launchers' geometry, mirrored ---- */
+
+/* The lines of sq_cuda_kernels.cu that fix each launch's geometry, and
+ * every launch in it: when the file changes them this test fails until
+ * the helpers below and the launches in the tests follow. */
+static const char *const s_cu_lines[] = {
+    "return (unsigned)((n + threads - 1) / threads);",
+    "k_embed<<<n, 256, 0, s>>>",
+    "k_add_rmsnorm<<<n, 256, 0, s>>>",
+    "const int warps = 8;",
+    "const int64_t n_blocks = (int64_t)n_tok * (n_in / SQ_CU_QK);",
+    "k_quantize_q8<<<s_blocks((size_t)n_blocks, warps), warps * 32, 0, s>>>",
+    "enum { S_GEMV_WARPS = 8 };",
+    "    int64_t rows = set->n_out[0];\n"
+    "    for (int m = 1; m < set->n_mats && !set->swiglu; m++)\n"
+    "        rows += set->n_out[m];\n"
+    "    return s_blocks((size_t)rows, S_GEMV_WARPS);",
+    "    const s_rows_q8_t rows = {xq, xd};\n"
+    "#define S_CALL(NT) k_gemv<NT><<<blocks, S_GEMV_WARPS * 32, 0, s>>>(set, n_in, rows)",
+    "    const s_rows_f16_t rows = {x};\n"
+    "#define S_CALL(NT) k_gemv<NT><<<blocks, S_GEMV_WARPS * 32, 0, s>>>(set, n_in, rows)",
+    "const size_t n = (size_t)n_out * (size_t)n_in;",
+    "k_q8_to_f16<<<s_blocks(n / 8, 256), 256, 0, s>>>",
+    "k_argmax<<<n_rows, 256, 0, s>>>",
+    "k_to_f16<<<s_blocks(n, 256), 256, 0, s>>>",
+    "k_swiglu<<<s_blocks(n, 256), 256, 0, s>>>",
+    "k_add<<<s_blocks(n, 256), 256, 0, s>>>",
+    "size_t n = (size_t)n_tok * n_heads * (n_rot / 2);",
+    "k_rope<<<s_blocks(n, 256), 256, 0, s>>>",
+    "k_rope_store<<<a->n_tok, 256, 0, s>>>",
+    "k_kv_store<<<a->n_tok, 256, 0, s>>>",
+    "k_attention<<<dim3(a->n_heads, a->n_tok), S_ATT_WARPS * 32, 0, s>>>",
+};
+
+static unsigned s_blocks(size_t n, unsigned threads)
+{
+    return (unsigned)((n + threads - 1) / threads);
+}
+
+enum { S_GEMV_WARPS = 8 };
+
+static unsigned s_gemv_blocks(const sq_cu_gemv_set_t *set)
+{
+    int64_t rows = set->n_out[0];
+    for (int m = 1; m < set->n_mats && !set->swiglu; m++)
+        rows += set->n_out[m];
+    return s_blocks((size_t)rows, S_GEMV_WARPS);
+}
+
+/* the set's GEMV for NT tokens: Q8_0 rows (x quantised, xd its scales)
+ * or F16 rows */
+template <int NT>
+static int s_launch_gemv(bool q8, const sq_cu_gemv_set_t &set, int64_t n_in, const void *x,
+                         const float *xd)
+{
+    const dim3 grid(s_gemv_blocks(&set)), block(S_GEMV_WARPS * 32);
+    if (q8)
+        return sq_emu_launch(k_gemv<NT, s_rows_q8_t>, grid, block, set, n_in,
+                             s_rows_q8_t{(const int8_t *)x, xd});
+    return sq_emu_launch(k_gemv<NT, s_rows_f16_t>, grid, block, set, n_in,
+                         s_rows_f16_t{(const float *)x});
+}
+
+/* the instance for a run-time n_tok, as the launchers' switch picks it */
+template <int... I>
+static int s_gemv_switch(std::integer_sequence<int, I...>, int n_tok, bool q8,
+                         const sq_cu_gemv_set_t &set, int64_t n_in, const void *x,
+                         const float *xd)
+{
+    int rc = -1;
+    ((void)(n_tok == I + 1 && (rc = s_launch_gemv<I + 1>(q8, set, n_in, x, xd))), ...);
+    return rc;
+}
+
+/* ---- buffers and references ---- */
+
+enum { S_GUARD = 64 };   /* guard elements on each side of a buffer */
+
+/* n elements, all `fill` at first, between guards of `guard`: NaN around
+ * an input (a read outside it poisons the result), a finite value no
+ * kernel writes around an output (a write outside it shows, even of NaN) */
+template <typename T>
+struct s_buf {
+    std::vector<T> v;
+    T guard;
+    s_buf(size_t n, T fill, T guard_) : v(n + 2 * S_GUARD, fill), guard(guard_)
+    {
+        std::fill(v.begin(), v.begin() + S_GUARD, guard);
+        std::fill(v.end() - S_GUARD, v.end(), guard);
+    }
+    s_buf(size_t n, T fill) : s_buf(n, fill, fill) {}
+    T *p() { return v.data() + S_GUARD; }
+    T &operator[](size_t i) { return v[S_GUARD + i]; }
+    size_t n() const { return v.size() - 2 * S_GUARD; }
+    bool guards_ok() const
+    {
+        for (size_t i = 0; i < S_GUARD; i++)
+            if (memcmp(&v[i], &guard, sizeof guard) ||
+                memcmp(&v[v.size() - 1 - i], &guard, sizeof guard))
+                return false;
+        return true;
+    }
+};
+
+/* the guards of outputs */
+static const float S_OUT_F32 = -1.5e30f;
+static const uint16_t S_OUT_F16 = 0x5a5a;
+static const int8_t S_OUT_I8 = 0x55;
+
+static uint32_t s_rng = 1;
+static void s_seed(uint32_t seed) { s_rng = seed * 2654435761u + 1; }
+/* uniform in [-1, 1): xorshift32, the same on every platform */
+static float s_rand(void)
+{
+    s_rng ^= s_rng << 13;
+    s_rng ^= s_rng >> 17;
+    s_rng ^= s_rng << 5;
+    return (float)(s_rng >> 8) / 8388608.0f - 1.0f;
+}
+
+static void s_fill(s_buf<float> &b, float scale)
+{
+    for (size_t i = 0; i < b.n(); i++)
+        b[i] = scale * s_rand();
+}
+
+/* F16 bits of f, rounded to nearest even by the compiler, not CUDA */
+static uint16_t s_f16(float f)
+{
+    _Float16 h = (_Float16)f;
+    uint16_t bits;
+    memcpy(&bits, &h, 2);
+    return bits;
+}
+static float s_f16_value(uint16_t bits)
+{
+    _Float16 h;
+    memcpy(&h, &bits, 2);
+    return (float)h;
+}
+
+/* Random n_out x n_in weights of dtype in the device layout
+ * (sq_cuda_layout.h): F32 / F16 (n_out, n_in) in w; Q8_0 split into the
+ * quants (n_out, n_in) in w and the F16 scales (n_out, n_in / 32) in d.
+ * val: what they mean, (n_out, n_in). Guards 0xff: F16 NaNs. */
+struct s_weights {
+    s_buf<unsigned char> w{0, 0xff};
+    s_buf<uint16_t> d{0, 0xffff};
+    std::vector<double> val;
+};
+
+static s_weights s_make_weights(int dtype, int64_t n_out, int64_t n_in)
+{
+    s_weights m;
+    const size_t n = (size_t)(n_out * n_in);
+    m.w = s_buf<unsigned char>(n * (dtype == SQ_CU_F32 ? 4 : dtype == SQ_CU_F16 ? 2 : 1), 0xff);
+    m.d = s_buf<uint16_t>(dtype == SQ_CU_Q8_0 ? n / SQ_CU_QK : 0, 0xffff);
+    m.val.resize(n);
+    for (size_t i = 0; i < n; i++) {
+        if (dtype == SQ_CU_F32) {
+            const float f = s_rand();
+            memcpy(m.w.p() + 4 * i, &f, 4);
+            m.val[i] = f;
+        } else if (dtype == SQ_CU_F16) {
+            const uint16_t h = s_f16(s_rand());
+            memcpy(m.w.p() + 2 * i, &h, 2);
+            m.val[i] = s_f16_value(h);
+        } else {
+            if (i % SQ_CU_QK == 0)
+                m.d[i / SQ_CU_QK] = s_f16(0.002f + 0.01f * fabsf(s_rand()));
+            const int8_t q = (int8_t)lrintf(127.0f * s_rand());
+            m.w[i] = (unsigned char)q;
+            m.val[i] = (double)s_f16_value(m.d[i / SQ_CU_QK]) * q;
+        }
+    }
+    return m;
+}
+
+/* x (n values, whole blocks of 32) as Q8_0 the way the CPU reference does
+ * it (sq_cpu_quantize_row_q8_0_ref): d = amax / 127, q = x * (1 / d)
+ * rounded half to even; d is used rounded to F16 */
+static void s_quantize_ref(const float *x, size_t n, int8_t *xq, float *xd)
+{
+    for (size_t b = 0; b < n / SQ_CU_QK; b++) {
+        const float *xb = x + b * SQ_CU_QK;
+        float amax = 0.0f;
+        for (int i = 0; i < SQ_CU_QK; i++)
+            amax = fmaxf(amax, fabsf(xb[i]));
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        xd[b] = s_f16_value(s_f16(d));
+        for (int i = 0; i < SQ_CU_QK; i++)
+            xq[b * SQ_CU_QK + i] = (int8_t)nearbyintf(xb[i] * id);
+    }
+}
+
+static const char *s_dtype_name(int dtype)
+{
+    return dtype == SQ_CU_F32 ? "F32" : dtype == SQ_CU_F16 ? "F16" : "Q8_0";
+}
+
+/* ‖out − ref‖ / ‖ref‖ < tol (NaN anywhere fails), and out's guards intact */
+static void s_expect_close(const std::string &what, s_buf<float> &out, const double *ref,
+                           size_t n, double tol)
+{
+    double d2 = 0.0, r2 = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        d2 += (out[i] - ref[i]) * (out[i] - ref[i]);
+        r2 += ref[i] * ref[i];
+    }
+    const double err = sqrt(d2 / r2);
+    const bool ok = err < tol && out.guards_ok();
+    fprintf(stderr, "%s%s: relative L2 error %.2g (tolerance %g), guards %s\n",
+            ok ? "" : "FAIL ", what.c_str(), err, tol,
+            out.guards_ok() ? "intact" : "OVERWRITTEN");
+    SQ_CHECK(ok);
+}
+
+/* xq, xd are exactly what the CPU reference makes of out (n values) */
+static void s_expect_quantized(const std::string &what, const float *out, size_t n,
+                               s_buf<int8_t> &xq, s_buf<float> &xd)
+{
+    std::vector<int8_t> xq_ref(n);
+    std::vector<float> xd_ref(n / SQ_CU_QK);
+    s_quantize_ref(out, n, xq_ref.data(), xd_ref.data());
+    const bool ok = !memcmp(xq.p(), xq_ref.data(), n) && xq.guards_ok() &&
+                    !memcmp(xd.p(), xd_ref.data(), xd_ref.size() * sizeof(float)) &&
+                    xd.guards_ok();
+    if (!ok)
+        fprintf(stderr, "FAIL %s: Q8_0 of the output differs from the CPU reference's\n",
+                what.c_str());
+    SQ_CHECK(ok);
+}
+
+static const double S_TOL_F32 = 1e-5;
+
+/* ---- the emulator itself ---- */
+
+static __global__ void k_emu_shuffles(int *out)
+{
+    const int lane = threadIdx.x % 32, at = 8 * threadIdx.x;
+    out[at + 0] = __shfl_xor_sync(0xffffffffu, lane, 5);
+    out[at + 1] = __shfl_down_sync(0xffffffffu, lane, 3);
+    out[at + 2] = __shfl_up_sync(0xffffffffu, lane, 3, 16);
+    out[at + 3] = __shfl_sync(0xffffffffu, lane, 7, 8);
+    out[at + 4] = (int)__shfl_xor_sync(0xffffffffu, (float)lane, 16, 16);
+    __syncwarp();
+    out[at + 5] = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+}
+
+static __global__ void k_emu_exited_lane(float *out)
+{
+    if (threadIdx.x % 32 >= 16)
+        return;
+    out[threadIdx.x] = s_warp_sum(1.0f);
+}
+
+/* warp 1 is split between __syncthreads and __syncwarp: neither completes */
+static __global__ void k_emu_deadlock(int *out)
+{
+    if (threadIdx.x < 48)
+        __syncthreads();
+    else
+        __syncwarp();
+    out[threadIdx.x] = 1;
+}
+
+/* writes block b's turn; the order must not be the blocks' index order.
+ * Threads 20.. exit before the barrier: exited threads count as arrived. */
+static __global__ void k_emu_order(int *turn, int *counter)
+{
+    __shared__ int mine;
+    if (threadIdx.x >= 20)
+        return;
+    if (threadIdx.x == 0)
+        mine = atomicAdd(counter, 1);
+    __syncthreads();
+    if (threadIdx.x == 1)
+        turn[blockIdx.y * gridDim.x + blockIdx.x] = mine;
+}
+
+static void test_emulator(void)
+{
+    std::vector<int> out(64 * 8, -1);
+    SQ_REQUIRE(sq_emu_launch(k_emu_shuffles, dim3(1), dim3(64), out.data()) == 0);
+    for (int t = 0; t < 64; t++) {
+        const int lane = t % 32, *o = &out[8 * t];
+        SQ_CHECK(o[0] == (lane ^ 5));
+        SQ_CHECK(o[1] == (lane + 3 < 32 ? lane + 3 : lane));
+        SQ_CHECK(o[2] == (lane % 16 >= 3 ? lane - 3 : lane));
+        SQ_CHECK(o[3] == (lane & ~7) + 7);
+        /* lane ^ 16: a later 16-lane segment gives the own value, an earlier one its */
+        SQ_CHECK(o[4] == (lane < 16 ? lane : lane - 16));
+        SQ_CHECK(o[5] == t);
+    }
+    std::vector<float> f(64);
+    fprintf(stderr, "(expected: a shuffle with an exited lane, then a deadlock, then bad "
+                    "configurations)\n");
+    SQ_CHECK(sq_emu_launch(k_emu_exited_lane, dim3(2), dim3(64), f.data()) != 0);
+    SQ_CHECK(sq_emu_launch(k_emu_deadlock, dim3(1), dim3(64), out.data()) != 0);
+    SQ_CHECK(sq_emu_launch(k_emu_shuffles, dim3(1), dim3(1025), out.data()) != 0);
+    SQ_CHECK(sq_emu_launch(k_emu_shuffles, dim3(0), dim3(32), out.data()) != 0);
+    /* after failures the emulator runs again */
+    SQ_CHECK(sq_emu_launch(k_emu_shuffles, dim3(1), dim3(64), out.data()) == 0 && out[8] == 4);
+
+    std::vector<int> turn(6 * 5, -1);
+    int counter = 0, in_order = 1;
+    SQ_REQUIRE(sq_emu_launch(k_emu_order, dim3(6, 5), dim3(40), turn.data(), &counter) == 0);
+    std::vector<int> seen(turn.size(), 0);
+    for (size_t b = 0; b < turn.size(); b++) {
+        SQ_CHECK(turn[b] >= 0 && turn[b] < (int)turn.size() && !seen[turn[b]]++);
+        in_order &= turn[b] == (int)b;
+    }
+    SQ_CHECK(counter == 30 && !in_order);
+
+    SQ_CHECK(__dp4a(0x01ff807f, 0x02037f81, 10) == 1 * 2 - 1 * 3 - 128 * 127 + 127 * -127 + 10);
+    SQ_CHECK(__dp4a(0x01ff807fu, 0x02037f81u, 10u) == 2u + 255 * 3 + 128 * 127 + 127 * 129 + 10);
+    SQ_CHECK(__byte_perm(0x03020100u, 0x07060504u, 0x7531u) == 0x07050301u);
+    SQ_CHECK(__float2int_rn(2.5f) == 2 && __float2int_rn(-3.5f) == -4 &&
+             __float2int_rn(NAN) == 0 && __float2int_rn(3e9f) == 2147483647);
+    SQ_CHECK(__half2float(__float2half(0.1f)) == s_f16_value(s_f16(0.1f)));
+    const float2 f2 = __half22float2(__floats2half2_rn(1.5f, -2.25f));
+    SQ_CHECK(f2.x == 1.5f && f2.y == -2.25f);
+}
+
+/* ---- embedding, residual add + RMSNorm (+ Q8_0) ---- */
+
+static void test_embed(void)
+{
+    const int32_t ids[] = {3, 0, 10, 3, 7};
+    const int n = 5, n_vocab = 11;
+    for (int dtype : {SQ_CU_F32, SQ_CU_F16, SQ_CU_Q8_0}) {
+        for (int64_t n_in : {64, 320}) {
+            s_seed((uint32_t)(dtype * 100 + n_in));
+            s_weights w = s_make_weights(dtype, n_vocab, n_in);
+            s_buf<int32_t> id(n, -1);
+            memcpy(id.p(), ids, sizeof ids);
+            s_buf<float> out((size_t)(n * n_in), NAN, S_OUT_F32);
+            SQ_CHECK(sq_emu_launch(k_embed, dim3(n), dim3(256), dtype,
+                                   (const unsigned char *)w.w.p(),
+                                   dtype == SQ_CU_Q8_0 ? (const __half *)w.d.p() : nullptr, n_in,
+                                   (const int32_t *)id.p(), out.p()) == 0);
+            std::vector<double> ref((size_t)(n * n_in));
+            for (int t = 0; t < n; t++)
+                for (int64_t i = 0; i < n_in; i++)
+                    ref[(size_t)(t * n_in + i)] = w.val[(size_t)(ids[t] * n_in + i)];
+            s_expect_close("embed " + std::string(s_dtype_name(dtype)) + " n_in " +
+                               std::to_string(n_in),
+                           out, ref.data(), ref.size(), S_TOL_F32);
+        }
+    }
+}
+
+/* x (n, dim) += y when add; out = x / rms(x) * w; with quant, out as Q8_0 */
+static void s_norm_case(int dim, bool add, bool quant)
+{
+    const int n = 3;
+    const float eps = 1e-5f;
+    const size_t nx = (size_t)n * dim;
+    s_seed((uint32_t)dim + 2 * add + quant);
+    s_buf<float> x(nx, NAN, S_OUT_F32), y(nx, NAN), w(dim, NAN), out(nx, NAN, S_OUT_F32);
+    s_fill(x, 2.0f);
+    s_fill(y, 1.0f);
+    s_fill(w, 1.0f);
+    s_buf<int8_t> xq(quant ? nx : 0, (int8_t)0x7f, S_OUT_I8);
+    s_buf<float> xd(quant ? nx / SQ_CU_QK : 0, NAN, S_OUT_F32);
+    std::vector<float> xs(nx);   /* x after the add, in float as the kernel adds */
+    for (size_t i = 0; i < nx; i++)
+        xs[i] = add ? x[i] + y[i] : x[i];
+    SQ_CHECK(sq_emu_launch(k_add_rmsnorm, dim3(n), dim3(256), x.p(),
+                           add ? (const float *)y.p() : nullptr, (const float *)w.p(), eps, dim,
+                           out.p(), quant ? xq.p() : nullptr, quant ? xd.p() : nullptr) == 0);
+    SQ_CHECK(memcmp(x.p(), xs.data(), nx * sizeof(float)) == 0 && x.guards_ok());
+    std::vector<double> ref(nx);
+    for (int t = 0; t < n; t++) {
+        double ss = 0.0;
+        for (int i = 0; i < dim; i++)
+            ss += (double)xs[(size_t)t * dim + i] * xs[(size_t)t * dim + i];
+        const double scale = 1.0 / sqrt(ss / dim + eps);
+        for (int i = 0; i < dim; i++)
+            ref[(size_t)t * dim + i] = xs[(size_t)t * dim + i] * scale * w[i];
+    }
+    const std::string what = std::string(add ? "add_" : "") + "rmsnorm dim " +
+                             std::to_string(dim) + (quant ? " with Q8_0" : "");
+    s_expect_close(what, out, ref.data(), nx, S_TOL_F32);
+    if (quant)
+        s_expect_quantized(what, out.p(), nx, xq, xd);
+}
+
+static void test_add_rmsnorm(void)
+{
+    s_norm_case(256, true, true);
+    s_norm_case(200, false, false);   /* a partial warp */
+    s_norm_case(1000, true, false);
+    s_norm_case(288, false, true);    /* warp 0 takes a second pass alone */
+    s_norm_case(2048, true, true);
+}
+
+/* ---- Q8_0 activations, GEMV sets, Q8_0 to F16, argmax ---- */
+
+static void test_quantize_q8(void)
+{
+    const int n_tok = 3;
+    const int64_t n_in = 160;
+    const size_t n = (size_t)(n_tok * n_in), nb = n / SQ_CU_QK;
+    s_seed(8);
+    s_buf<float> x(n, NAN);
+    s_fill(x, 3.0f);
+    /* block 1 all zeros (d = 0); block 2 with amax 127 (d = 1), so ties
+     * at .5 must round to even */
+    for (int i = 0; i < SQ_CU_QK; i++) {
+        x[SQ_CU_QK + i] = 0.0f;
+        x[2 * SQ_CU_QK + i] = (float)(i - 16) + 0.5f;
+    }
+    x[2 * SQ_CU_QK] = 127.0f;
+    s_buf<int8_t> xq(n, (int8_t)0x7f, S_OUT_I8);
+    s_buf<float> xd(nb, NAN, S_OUT_F32);
+    std::vector<int8_t> xq_ref(n);
+    std::vector<float> xd_ref(nb);
+    s_quantize_ref(x.p(), n, xq_ref.data(), xd_ref.data());
+    const int warps = 8;
+    const int64_t n_blocks = (int64_t)n_tok * (n_in / SQ_CU_QK);
+    SQ_CHECK(sq_emu_launch(k_quantize_q8, dim3(s_blocks((size_t)n_blocks, warps)),
+                           dim3(warps * 32), (const float *)x.p(), n_blocks, xq.p(), xd.p()) == 0);
+    SQ_CHECK(memcmp(xq.p(), xq_ref.data(), n) == 0 && xq.guards_ok());
+    SQ_CHECK(memcmp(xd.p(), xd_ref.data(), nb * sizeof(float)) == 0 && xd.guards_ok());
+    SQ_CHECK(xq[2 * SQ_CU_QK + 1] == -14 && xq[2 * SQ_CU_QK + 2] == -14);   /* -14.5, -13.5 */
+}
+
+/* One GEMV launch of a set: n_mats products of the same x, or SwiGLU.
+ * Q8_0: x is quantised by the reference quantiser first (the backend
+ * uses k_quantize_q8 or a fused quantisation, tested on their own); the
+ * reference then sums exactly the integer products the kernel sums, so
+ * only the order differs. */
+static void s_gemv_case(int dtype, int n_tok, int64_t n_in, int n_mats, bool swiglu)
+{
+    const bool q8 = dtype == SQ_CU_Q8_0;
+    const int64_t n_outs[] = {swiglu ? 21 : 37, swiglu ? 21 : 13, 9};
+    s_seed((uint32_t)(n_in * 3 + n_tok * 5 + n_mats + 7 * swiglu + dtype));
+    const size_t nx = (size_t)(n_tok * n_in);
+    s_buf<float> x(nx, NAN);
+    s_fill(x, 1.0f);
+    s_buf<int8_t> xq(q8 ? nx : 0, (int8_t)0x7f);
+    s_buf<float> xd(q8 ? nx / SQ_CU_QK : 0, NAN);
+    std::vector<double> xv(x.p(), x.p() + nx);   /* x as the kernel sees it */
+    if (q8) {
+        s_quantize_ref(x.p(), nx, xq.p(), xd.p());
+        for (size_t i = 0; i < nx; i++)
+            xv[i] = (double)xd[i / SQ_CU_QK] * xq[i];
+    }
+    std::vector<s_weights> w;
+    std::vector<s_buf<float>> y;
+    sq_cu_gemv_set_t set = {};
+    set.n_mats = n_mats;
+    set.swiglu = swiglu;
+    for (int m = 0; m < n_mats; m++) {
+        w.push_back(s_make_weights(dtype, n_outs[m], n_in));
+        y.emplace_back((size_t)(n_tok * n_outs[m]), NAN, S_OUT_F32);
+    }
+    for (int m = 0; m < n_mats; m++) {
+        set.w[m] = w[m].w.p();
+        set.wd[m] = q8 ? w[m].d.p() : nullptr;
+        set.y[m] = y[m].p();
+        set.n_out[m] = n_outs[m];
+    }
+    SQ_CHECK(s_gemv_switch(std::make_integer_sequence<int, SQ_CUDA_GEMV_MAX>(), n_tok, q8, set,
+                           n_in, q8 ? (const void *)xq.p() : (const void *)x.p(), xd.p()) == 0);
+    std::vector<std::vector<double>> ref(n_mats);
+    for (int m = 0; m < n_mats; m++) {
+        ref[m].resize((size_t)(n_tok * n_outs[m]));
+        for (int t = 0; t < n_tok; t++)
+            for (int64_t o = 0; o < n_outs[m]; o++) {
+                double acc = 0.0;
+                for (int64_t i = 0; i < n_in; i++)
+                    acc += w[m].val[(size_t)(o * n_in + i)] * xv[(size_t)(t * n_in + i)];
+                ref[m][(size_t)(t * n_outs[m] + o)] = acc;
+            }
+    }
+    if (swiglu)   /* y[0] = silu(gate) * up, y[1] = up */
+        for (size_t i = 0; i < ref[0].size(); i++)
+            ref[0][i] = ref[0][i] / (1.0 + exp(-ref[0][i])) * ref[1][i];
+    for (int m = 0; m < n_mats; m++) {
+        char what[128];
+        snprintf(what, sizeof what, "gemv %s n_tok %d n_in %lld %s%d of %d (n_out %lld)",
+                 s_dtype_name(dtype), n_tok, (long long)n_in, swiglu ? "SwiGLU " : "", m,
+                 n_mats, (long long)n_outs[m]);
+        s_expect_close(what, y[m], ref[m].data(), ref[m].size(), S_TOL_F32);
+    }
+}
+
+static void test_gemv(void)
+{
+    /* every instance with both dtypes, in turn with one matrix, a set of
+     * three (q, k, v: warps cross from one matrix to the next inside a
+     * block) and SwiGLU; n_out not a multiple of the 8 rows of a block;
+     * n_in not of 128, and over 32 blocks of 32, so that a lane takes two */
+    const int64_t n_ins[] = {96, 160, 1056};
+    for (int n_tok = 1; n_tok <= SQ_CUDA_GEMV_MAX; n_tok++)
+        for (int dtype : {SQ_CU_F16, SQ_CU_Q8_0}) {
+            const int mode = (n_tok + (dtype == SQ_CU_Q8_0)) % 3;
+            s_gemv_case(dtype, n_tok, n_ins[(n_tok / 3) % 3], mode == 1 ? 3 : mode == 2 ? 2 : 1,
+                        mode == 2);
+        }
+    s_gemv_case(SQ_CU_F16, 1, 32, 1, false);
+}
+
+static void test_q8_to_f16(void)
+{
+    const int64_t n_out = 37, n_in = 160;
+    s_seed(816);
+    s_weights w = s_make_weights(SQ_CU_Q8_0, n_out, n_in);
+    w.d[3] = s_f16(600.0f);   /* 600 * 127 overflows F16: inf, as the CPU rounds it */
+    const size_t n = (size_t)n_out * (size_t)n_in;
+    s_buf<uint16_t> out(n, 0xffff, S_OUT_F16);
+    SQ_CHECK(sq_emu_launch(k_q8_to_f16, dim3(s_blocks(n / 8, 256)), dim3(256),
+                           (const int8_t *)w.w.p(), (const __half *)w.d.p(), n,
+                           (uint4 *)out.p()) == 0);
+    size_t n_bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint16_t want = s_f16(s_f16_value(w.d[i / SQ_CU_QK]) * (float)(int8_t)w.w[i]);
+        if (out[i] != want && n_bad++ < 5)
+            fprintf(stderr, "q8_to_f16 [%zu]: 0x%04x, expected 0x%04x\n", i, out[i], want);
+    }
+    SQ_CHECK(n_bad == 0 && out.guards_ok());
+}
+
+/* sq_sampler_argmax's rules: NaN never wins, the first of equal maxima
+ * wins, 0 when all are NaN */
+static int32_t s_argmax_ref(const float *x, int n)
+{
+    int32_t best = -1;
+    for (int i = 0; i < n; i++)
+        if (!isnan(x[i]) && (best < 0 || x[i] > x[best]))
+            best = i;
+    return best < 0 ? 0 : best;
+}
+
+/* Rows 0..7: the maximum in a column of warp `row` (each warp's result
+ * must reach the merge); 8: the maximum twice, the later copy in a lower
+ * warp; 9: NaN first and at the top; 10: all NaN; 11: -inf after a NaN;
+ * 12: all equal */
+static void s_argmax_case(int n_cols)
+{
+    const int n_rows = 13;
+    s_seed((uint32_t)n_cols);
+    s_buf<float> x((size_t)n_rows * n_cols, NAN);
+    s_fill(x, 10.0f);
+    float *r = x.p();
+    for (int w = 0; w < 8; w++)
+        r[(size_t)w * n_cols + (32 * w + 5 + 256 * (w % 3)) % n_cols] = 20.0f;
+    r[8 * n_cols + n_cols - 1] = r[8 * n_cols + n_cols / 3] = 20.0f;
+    r[9 * n_cols] = r[9 * n_cols + n_cols / 2] = NAN;
+    for (int c = 0; c < n_cols; c++) {
+        r[10 * n_cols + c] = NAN;
+        r[11 * n_cols + c] = c ? -INFINITY : NAN;
+        r[12 * n_cols + c] = 1.0f;
+    }
+    s_buf<int32_t> out(n_rows, -7, 0x55555555);
+    SQ_CHECK(sq_emu_launch(k_argmax, dim3(n_rows), dim3(256), (const float *)x.p(), n_cols,
+                           out.p()) == 0);
+    for (int row = 0; row < n_rows; row++) {
+        const int32_t want = s_argmax_ref(r + (size_t)row * n_cols, n_cols);
+        if (out[row] != want)
+            fprintf(stderr, "FAIL argmax of row %d of %d columns: %d, expected %d\n", row, n_cols,
+                    out[row], want);
+        SQ_CHECK(out[row] == want);
+    }
+    SQ_CHECK(out.guards_ok());
+}
+
+static void test_argmax(void)
+{
+    s_argmax_case(1000);
+    s_argmax_case(300);
+    s_argmax_case(7);   /* fewer columns than a warp */
+}
+
+/* ---- F16, elementwise, RoPE ---- */
+
+static void test_to_f16(void)
+{
+    const size_t n = 1000;
+    s_seed(16);
+    s_buf<float> x(n, NAN);
+    s_fill(x, 4.0f);
+    /* the edges of F16: overflow, the largest finite, ties, subnormals */
+    const float edge[] = {70000.0f, -65520.0f, 65504.0f, 65519.0f, 1.0f + 1.0f / 2048,
+                          1.0f + 3.0f / 2048, 6.0e-8f, -3.0e-8f, 1.0e-5f, -0.0f, INFINITY};
+    memcpy(x.p(), edge, sizeof edge);
+    s_buf<uint16_t> out(n, 0xffff, S_OUT_F16);
+    SQ_CHECK(sq_emu_launch(k_to_f16, dim3(s_blocks(n, 256)), dim3(256), (const float *)x.p(),
+                           (__half *)out.p(), n) == 0);
+    size_t n_bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (out[i] != s_f16(x[i]) && n_bad++ < 5)
+            fprintf(stderr, "to_f16 of %.9g: 0x%04x, expected 0x%04x\n", x[i], out[i],
+                    s_f16(x[i]));
+    SQ_CHECK(n_bad == 0 && out.guards_ok());
+}
+
+static void test_swiglu_add(void)
+{
+    for (size_t n : {256, 1000}) {
+        s_seed((uint32_t)n);
+        s_buf<float> gate(n, NAN, S_OUT_F32), up(n, NAN), x(n, NAN, S_OUT_F32), y(n, NAN);
+        s_fill(gate, 6.0f);
+        s_fill(up, 2.0f);
+        s_fill(x, 1.0f);
+        s_fill(y, 1.0f);
+        std::vector<double> ref_swiglu(n), ref_add(n);
+        for (size_t i = 0; i < n; i++) {
+            ref_swiglu[i] = gate[i] / (1.0 + exp(-(double)gate[i])) * up[i];
+            ref_add[i] = (double)x[i] + y[i];
+        }
+        SQ_CHECK(sq_emu_launch(k_swiglu, dim3(s_blocks(n, 256)), dim3(256), gate.p(),
+                               (const float *)up.p(), n) == 0);
+        SQ_CHECK(sq_emu_launch(k_add, dim3(s_blocks(n, 256)), dim3(256), x.p(),
+                               (const float *)y.p(), n) == 0);
+        s_expect_close("swiglu n " + std::to_string(n), gate, ref_swiglu.data(), n, S_TOL_F32);
+        s_expect_close("add n " + std::to_string(n), x, ref_add.data(), n, S_TOL_F32);
+    }
+}
+
+/* x (n_tok, n_heads * head_dim) rotated as sq_backend.h says: theta in
+ * float as the CPU backend computes it, the rotation in double */
+static void s_rope_ref(double *x, int n_tok, int n_heads, int head_dim, int n_rot,
+                       const int32_t *pos, float base)
+{
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_heads; h++)
+            for (int p = 0; p < n_rot / 2; p++) {
+                const float theta = (float)pos[t] * powf(base, -2.0f * (float)p / (float)n_rot);
+                double *r = &x[((size_t)t * n_heads + h) * head_dim + 2 * p];
+                const double a = r[0], b = r[1];
+                r[0] = a * cos((double)theta) - b * sin((double)theta);
+                r[1] = a * sin((double)theta) + b * cos((double)theta);
+            }
+}
+
+static void s_rope_case(int n_tok, int n_heads, int head_dim, int n_rot, float base)
+{
+    s_seed((uint32_t)(head_dim * 31 + n_rot));
+    const size_t n = (size_t)n_tok * n_heads * head_dim;
+    s_buf<float> x(n, NAN, S_OUT_F32);
+    s_fill(x, 1.0f);
+    s_buf<int32_t> pos(n_tok, -1);
+    for (int t = 0; t < n_tok; t++)
+        pos[t] = (t * 37 + 5) % 97;
+    std::vector<double> ref(n);
+    for (size_t i = 0; i < n; i++)
+        ref[i] = x[i];
+    s_rope_ref(ref.data(), n_tok, n_heads, head_dim, n_rot, pos.p(), base);
+    const size_t n_pairs = (size_t)n_tok * n_heads * (n_rot / 2);
+    SQ_CHECK(sq_emu_launch(k_rope, dim3(s_blocks(n_pairs, 256)), dim3(256), x.p(), n_tok,
+                           n_heads, head_dim, n_rot, (const int32_t *)pos.p(), base) == 0);
+    char what[96];
+    snprintf(what, sizeof what, "rope n_tok %d n_heads %d head_dim %d n_rot %d", n_tok, n_heads,
+             head_dim, n_rot);
+    s_expect_close(what, x, ref.data(), n, S_TOL_F32);
+}
+
+static void test_rope(void)
+{
+    s_rope_case(3, 4, 16, 12, 10000.0f);    /* dims 12..15 stay as they are */
+    s_rope_case(5, 7, 64, 64, 10000.0f);
+    s_rope_case(2, 3, 48, 32, 500000.0f);
+}
+
+/* ---- KV store + attention ---- */
+
+/* RoPE of q and k in place, then k and v into the caches, in one launch:
+ * against the reference rotation, and the caches against what the
+ * kernel left in k (so a store of a k not yet rotated shows) */
+static void s_rope_store_case(int hd, int n_rot)
+{
+    const int n_tok = 5, n_heads = 6, n_kv = 2, n_slots = 2, n_ctx = 40;
+    const int32_t slots[] = {1, 0, 1, 1, 0}, poss[] = {0, 39, 1, 2, 17};
+    const float base = 10000.0f;
+    s_seed((uint32_t)(hd + n_rot));
+    const size_t nq = (size_t)n_tok * n_heads * hd, nk = (size_t)n_tok * n_kv * hd;
+    const size_t cache_n = (size_t)n_slots * n_kv * n_ctx * hd;
+    s_buf<float> q(nq, NAN, S_OUT_F32), k(nk, NAN, S_OUT_F32), v(nk, NAN);
+    s_buf<float> kc(cache_n, NAN), vc(cache_n, NAN);
+    s_fill(q, 1.0f);
+    s_fill(k, 1.0f);
+    s_fill(v, 1.0f);
+    s_buf<int32_t> slot(n_tok, -1), pos(n_tok, -1);
+    memcpy(slot.p(), slots, sizeof slots);
+    memcpy(pos.p(), poss, sizeof poss);
+    std::vector<double> q_ref(q.p(), q.p() + nq), k_ref(k.p(), k.p() + nk);
+    s_rope_ref(q_ref.data(), n_tok, n_heads, hd, n_rot, poss, base);
+    s_rope_ref(k_ref.data(), n_tok, n_kv, hd, n_rot, poss, base);
+    s_rope_store_t args = {q.p(), k.p(), v.p(), kc.p(), vc.p(), slot.p(), pos.p(), n_heads,
+                           n_kv, hd, n_rot, n_ctx, base};
+    SQ_CHECK(sq_emu_launch(k_rope_store, dim3(n_tok), dim3(256), args) == 0);
+    const std::string what = "rope_store hd " + std::to_string(hd) + " n_rot " +
+                             std::to_string(n_rot);
+    s_expect_close(what + ": q", q, q_ref.data(), nq, S_TOL_F32);
+    s_expect_close(what + ": k", k, k_ref.data(), nk, S_TOL_F32);
+    s_buf<float> kc_ref(cache_n, NAN), vc_ref(cache_n, NAN);
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_kv; h++) {
+            const size_t at = (((size_t)slots[t] * n_kv + h) * n_ctx + poss[t]) * hd;
+            memcpy(&kc_ref[at], &k[((size_t)t * n_kv + h) * hd], hd * sizeof(float));
+            memcpy(&vc_ref[at], &v[((size_t)t * n_kv + h) * hd], hd * sizeof(float));
+        }
+    SQ_CHECK(memcmp(kc.v.data(), kc_ref.v.data(), kc.v.size() * sizeof(float)) == 0);
+    SQ_CHECK(memcmp(vc.v.data(), vc_ref.v.data(), vc.v.size() * sizeof(float)) == 0);
+}
+
+static void test_rope_store(void)
+{
+    s_rope_store_case(64, 64);
+    s_rope_store_case(48, 32);   /* dims 32..47 of each head stay as they are */
+}
+
+struct s_att_case {
+    int hd, n_heads, n_kv, group, q_head0, kv_head0;
+    bool quant;   /* the output quantised too (hd % 32 == 0) */
+};
+
+/* Batch of tokens (slot, pos): a prefill of slot 2 from 0; two steps of
+ * slot 0, the later first, at 31 and 32 (a warp's 32 keys, then one
+ * more); one at 300 in slot 1, past the 8 warps x 32 keys of a round.
+ * Earlier positions of each slot hold history, later ones NaN. */
+static void s_attention_case(const s_att_case &c)
+{
+    const int n_slots = 3, n_ctx = 304, hd = c.hd;
+    const int32_t slots[] = {2, 0, 2, 2, 1, 0, 2};
+    const int32_t poss[] = {0, 32, 1, 2, 300, 31, 3};
+    const int n_tok = 7;
+    s_seed((uint32_t)(hd * 13 + c.q_head0));
+    const size_t cache_n = (size_t)n_slots * c.n_kv * n_ctx * hd;
+    s_buf<float> kc(cache_n, NAN), vc(cache_n, NAN);
+    const int history[] = {31, 300, 0};   /* positions of history per slot */
+    for (int s = 0; s < n_slots; s++)
+        for (int h = 0; h < c.n_kv; h++)
+            for (size_t i = 0; i < (size_t)history[s] * hd; i++) {
+                const size_t at = ((size_t)s * c.n_kv + h) * n_ctx * hd + i;
+                kc[at] = s_rand();
+                vc[at] = s_rand();
+            }
+    s_buf<float> q((size_t)n_tok * c.n_heads * hd, NAN), k((size_t)n_tok * c.n_kv * hd, NAN),
+        v((size_t)n_tok * c.n_kv * hd, NAN), out((size_t)n_tok * c.n_heads * hd, NAN, S_OUT_F32);
+    s_fill(q, 2.0f);
+    s_fill(k, 2.0f);
+    s_fill(v, 1.0f);
+    s_buf<int32_t> slot(n_tok, -1), pos(n_tok, -1);
+    memcpy(slot.p(), slots, sizeof slots);
+    memcpy(pos.p(), poss, sizeof poss);
+
+    /* the reference: store, then softmax(q K^T / sqrt(hd)) V causally */
+    s_buf<float> kc_ref = kc, vc_ref = vc;
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < c.n_kv; h++) {
+            const size_t at = (((size_t)slots[t] * c.n_kv + h) * n_ctx + poss[t]) * hd;
+            memcpy(&kc_ref[at], &k[((size_t)t * c.n_kv + h) * hd], hd * sizeof(float));
+            memcpy(&vc_ref[at], &v[((size_t)t * c.n_kv + h) * hd], hd * sizeof(float));
+        }
+    std::vector<double> ref((size_t)n_tok * c.n_heads * hd, 0.0), sc(n_ctx);
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < c.n_heads; h++) {
+            const int kvh = (c.q_head0 + h) / c.group - c.kv_head0;
+            const size_t head = ((size_t)slots[t] * c.n_kv + kvh) * n_ctx * hd;
+            const float *qr = &q[((size_t)t * c.n_heads + h) * hd];
+            double mx = -INFINITY, sum = 0.0;
+            for (int j = 0; j <= poss[t]; j++) {
+                sc[j] = 0.0;
+                for (int d = 0; d < hd; d++)
+                    sc[j] += (double)qr[d] * kc_ref[head + (size_t)j * hd + d];
+                sc[j] /= sqrt((double)hd);
+                mx = std::max(mx, sc[j]);
+            }
+            for (int j = 0; j <= poss[t]; j++)
+                sum += sc[j] = exp(sc[j] - mx);
+            double *o = &ref[((size_t)t * c.n_heads + h) * hd];
+            for (int j = 0; j <= poss[t]; j++)
+                for (int d = 0; d < hd; d++)
+                    o[d] += sc[j] / sum * vc_ref[head + (size_t)j * hd + d];
+        }
+
+    /* as sq_cu_attention: the store, then one block per (head, token) */
+    SQ_CHECK(sq_emu_launch(k_kv_store, dim3(n_tok), dim3(256), kc.p(), vc.p(),
+                           (const float *)k.p(), (const float *)v.p(),
+                           (const int32_t *)slot.p(), (const int32_t *)pos.p(), c.n_kv, n_ctx,
+                           hd) == 0);
+    SQ_CHECK(memcmp(kc.v.data(), kc_ref.v.data(), kc.v.size() * sizeof(float)) == 0);
+    SQ_CHECK(memcmp(vc.v.data(), vc_ref.v.data(), vc.v.size() * sizeof(float)) == 0);
+    const size_t n_out = (size_t)n_tok * c.n_heads * hd;
+    s_buf<int8_t> xq(c.quant ? n_out : 0, (int8_t)0x7f, S_OUT_I8);
+    s_buf<float> xd(c.quant ? n_out / SQ_CU_QK : 0, NAN, S_OUT_F32);
+    s_att_t args = {kc.p(), vc.p(), q.p(), out.p(), slot.p(), pos.p(), c.n_heads, c.n_kv,
+                    n_ctx, hd, c.q_head0, c.kv_head0, c.group,
+                    c.quant ? xq.p() : nullptr, c.quant ? xd.p() : nullptr};
+    SQ_CHECK(sq_emu_launch(k_attention, dim3(c.n_heads, n_tok), dim3(S_ATT_WARPS * 32), args) ==
+             0);
+    char what[128];
+    snprintf(what, sizeof what,
+             "attention hd %d heads %d kv %d group %d q_head0 %d kv_head0 %d%s", hd, c.n_heads,
+             c.n_kv, c.group, c.q_head0, c.kv_head0, c.quant ? " with Q8_0" : "");
+    s_expect_close(what, out, ref.data(), ref.size(), S_TOL_F32);
+    if (c.quant)
+        s_expect_quantized(what, out.p(), n_out, xq, xd);
+}
+
+static void test_attention(void)
+{
+    /* rank 1 of 2 of 12 query / 3 KV heads: its first query heads share
+     * a KV head with rank 0 (q_head0 6 is not a multiple of the group) */
+    s_attention_case({64, 6, 2, 4, 6, 1, true});
+    /* rank 1 of 2 of 16 / 4 heads; head_dim under 64, not a multiple of 32 */
+    s_attention_case({48, 8, 2, 4, 8, 2, false});
+    s_attention_case({SQ_CU_MAX_HEAD_DIM, 4, 1, 4, 0, 0, true});
+    /* head_dim not a multiple of 4 (the scalar q . k); no grouping */
+    s_attention_case({42, 2, 2, 1, 2, 2, false});
+}
+
+/* ---- the mirror of the launchers ---- */
+
+static const char *s_cu_path;   /* sq_cuda_kernels.cu, from argv[1] */
+
+static void test_launch_mirror(void)
+{
+    const char *cu_path = s_cu_path;
+    if (!cu_path) {
+        fprintf(stderr, "no sq_cuda_kernels.cu given: the mirror is not checked\n");
+        return;
+    }
+    FILE *f = fopen(cu_path, "rb");
+    SQ_REQUIRE(f != NULL);
+    std::string text;
+    char chunk[4096];
+    for (size_t got; (got = fread(chunk, 1, sizeof chunk, f)) > 0;)
+        text.append(chunk, got);
+    fclose(f);
+    size_t n_launches = 0, n_mirrored = 0, n_missing = 0;
+    for (size_t at = 0; (at = text.find("<<<", at)) != std::string::npos; at += 3)
+        n_launches++;
+    for (const char *line : s_cu_lines) {
+        n_mirrored += strstr(line, "<<<") != NULL;
+        if (text.find(line) == std::string::npos && ++n_missing)
+            fprintf(stderr, "%s no longer has `%s`: update the mirror in %s\n", cu_path, line,
+                    __FILE__);
+    }
+    SQ_CHECK(n_missing == 0);
+    if (n_launches != n_mirrored)
+        fprintf(stderr, "%s launches %zu times, the mirror knows %zu\n", cu_path, n_launches,
+                n_mirrored);
+    SQ_CHECK(n_launches == n_mirrored);
+}
+
+int main(int argc, char **argv)
+{
+    /* the blocks' and threads' order; any seed must pass */
+    if (getenv("SQ_EMU_SEED"))
+        sq_emu::S.seed = (unsigned)strtoul(getenv("SQ_EMU_SEED"), NULL, 10);
+    s_cu_path = argc > 1 ? argv[1] : NULL;
+    SQ_RUN(test_emulator);
+    SQ_RUN(test_embed);
+    SQ_RUN(test_add_rmsnorm);
+    SQ_RUN(test_quantize_q8);
+    SQ_RUN(test_gemv);
+    SQ_RUN(test_q8_to_f16);
+    SQ_RUN(test_argmax);
+    SQ_RUN(test_to_f16);
+    SQ_RUN(test_swiglu_add);
+    SQ_RUN(test_rope);
+    SQ_RUN(test_rope_store);
+    SQ_RUN(test_attention);
+    SQ_RUN(test_launch_mirror);
+    return sq_test_summary("cuda_emu");
+}
