@@ -6,6 +6,17 @@
 
 #include "sq_cuda_device.cuh"
 
+/* A launch of kernel k on stream s: the triple chevrons under nvcc; built
+ * by the host compiler (tests/cuda/emu) the CPU emulator's launch, which
+ * runs the kernel or, while s is being captured, records it. */
+#ifdef __CUDACC__
+#define SQ_CU_LAUNCH(k, grid, block, s, ...) k<<<grid, block, 0, s>>>(__VA_ARGS__)
+#elif defined(SQ_CUDA_EMU)
+#define SQ_CU_LAUNCH(k, grid, block, s, ...) sq_emu_stream_launch(s, k, grid, block, __VA_ARGS__)
+#else
+#error "sq_cuda_kernels.cu: nvcc, or the emulator of tests/cuda/emu"
+#endif
+
 static unsigned s_blocks(size_t n, unsigned threads)
 {
     return (unsigned)((n + threads - 1) / threads);
@@ -21,14 +32,14 @@ cudaError_t sq_cu_embed(cudaStream_t s, int dtype, const void *emb, int64_t n_ou
                         const int32_t *ids_d, int n, float *out)
 {
     const __half *scales = dtype == SQ_CU_Q8_0 ? s_q8_scales(emb, n_out, n_in) : NULL;
-    k_embed<<<n, 256, 0, s>>>(dtype, (const unsigned char *)emb, scales, n_in, ids_d, out);
+    SQ_CU_LAUNCH(k_embed, n, 256, s, dtype, (const unsigned char *)emb, scales, n_in, ids_d, out);
     return cudaGetLastError();
 }
 
 cudaError_t sq_cu_add_rmsnorm(cudaStream_t s, float *x, const float *y, const float *w, float eps,
                               int n, int dim, float *out, int8_t *xq, float *xd)
 {
-    k_add_rmsnorm<<<n, 256, 0, s>>>(x, y, w, eps, dim, out, xq, xd);
+    SQ_CU_LAUNCH(k_add_rmsnorm, n, 256, s, x, y, w, eps, dim, out, xq, xd);
     return cudaGetLastError();
 }
 
@@ -37,7 +48,8 @@ cudaError_t sq_cu_quantize_q8(cudaStream_t s, const float *x, int n_tok, int64_t
 {
     const int warps = 8;
     const int64_t n_blocks = (int64_t)n_tok * (n_in / SQ_CU_QK);
-    k_quantize_q8<<<s_blocks((size_t)n_blocks, warps), warps * 32, 0, s>>>(x, n_blocks, xq, xd);
+    SQ_CU_LAUNCH(k_quantize_q8, s_blocks((size_t)n_blocks, warps), warps * 32, s, x, n_blocks, xq,
+                 xd);
     return cudaGetLastError();
 }
 
@@ -82,7 +94,8 @@ cudaError_t sq_cu_gemv_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, co
         set.wd[m] = s_q8_scales(set.w[m], set.n_out[m], n_in);
     const unsigned blocks = s_gemv_blocks(&set);
     const s_rows_q8_t rows = {xq, xd};
-#define S_CALL(NT) k_gemv<NT><<<blocks, S_GEMV_WARPS * 32, 0, s>>>(set, n_in, rows)
+#define S_CALL(NT)                                                                             \
+    SQ_CU_LAUNCH((k_gemv<NT, s_rows_q8_t>), blocks, S_GEMV_WARPS * 32, s, set, n_in, rows)
     S_GEMV_CASES(S_CALL)
 #undef S_CALL
     return cudaGetLastError();
@@ -93,7 +106,8 @@ cudaError_t sq_cu_gemv_f16(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, c
 {
     const unsigned blocks = s_gemv_blocks(&set);
     const s_rows_f16_t rows = {x};
-#define S_CALL(NT) k_gemv<NT><<<blocks, S_GEMV_WARPS * 32, 0, s>>>(set, n_in, rows)
+#define S_CALL(NT)                                                                             \
+    SQ_CU_LAUNCH((k_gemv<NT, s_rows_f16_t>), blocks, S_GEMV_WARPS * 32, s, set, n_in, rows)
     S_GEMV_CASES(S_CALL)
 #undef S_CALL
     return cudaGetLastError();
@@ -102,32 +116,32 @@ cudaError_t sq_cu_gemv_f16(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, c
 cudaError_t sq_cu_q8_to_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in, void *out)
 {
     const size_t n = (size_t)n_out * (size_t)n_in;
-    k_q8_to_f16<<<s_blocks(n / 8, 256), 256, 0, s>>>((const int8_t *)w, s_q8_scales(w, n_out, n_in),
-                                                     n, (uint4 *)out);
+    SQ_CU_LAUNCH(k_q8_to_f16, s_blocks(n / 8, 256), 256, s, (const int8_t *)w,
+                 s_q8_scales(w, n_out, n_in), n, (uint4 *)out);
     return cudaGetLastError();
 }
 
 cudaError_t sq_cu_argmax(cudaStream_t s, const float *x, int n_rows, int n_cols, int32_t *out_d)
 {
-    k_argmax<<<n_rows, 256, 0, s>>>(x, n_cols, out_d);
+    SQ_CU_LAUNCH(k_argmax, n_rows, 256, s, x, n_cols, out_d);
     return cudaGetLastError();
 }
 
 cudaError_t sq_cu_to_f16(cudaStream_t s, const float *x, void *out, size_t n)
 {
-    k_to_f16<<<s_blocks(n, 256), 256, 0, s>>>(x, (__half *)out, n);
+    SQ_CU_LAUNCH(k_to_f16, s_blocks(n, 256), 256, s, x, (__half *)out, n);
     return cudaGetLastError();
 }
 
 cudaError_t sq_cu_swiglu(cudaStream_t s, float *gate, const float *up, size_t n)
 {
-    k_swiglu<<<s_blocks(n, 256), 256, 0, s>>>(gate, up, n);
+    SQ_CU_LAUNCH(k_swiglu, s_blocks(n, 256), 256, s, gate, up, n);
     return cudaGetLastError();
 }
 
 cudaError_t sq_cu_add(cudaStream_t s, float *x, const float *y, size_t n)
 {
-    k_add<<<s_blocks(n, 256), 256, 0, s>>>(x, y, n);
+    SQ_CU_LAUNCH(k_add, s_blocks(n, 256), 256, s, x, y, n);
     return cudaGetLastError();
 }
 
@@ -137,8 +151,8 @@ cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int hea
     size_t n = (size_t)n_tok * n_heads * (n_rot / 2);
     if (n == 0)
         return cudaSuccess;
-    k_rope<<<s_blocks(n, 256), 256, 0, s>>>(x, n_tok, n_heads, head_dim, n_rot, pos_d,
-                                            freq_base);
+    SQ_CU_LAUNCH(k_rope, s_blocks(n, 256), 256, s, x, n_tok, n_heads, head_dim, n_rot, pos_d,
+                 freq_base);
     return cudaGetLastError();
 }
 
@@ -149,7 +163,7 @@ cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot,
         return cudaSuccess;
     s_rope_store_t args = {(float *)a->q, (float *)a->k, a->v, a->k_cache, a->v_cache, slot_d,
                            pos_d, a->n_heads, a->n_kv, a->head_dim, n_rot, a->n_ctx, freq_base};
-    k_rope_store<<<a->n_tok, 256, 0, s>>>(args);
+    SQ_CU_LAUNCH(k_rope_store, a->n_tok, 256, s, args);
     return cudaGetLastError();
 }
 
@@ -159,14 +173,14 @@ cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32
     if (a->n_tok == 0)
         return cudaSuccess;
     if (store) {
-        k_kv_store<<<a->n_tok, 256, 0, s>>>(a->k_cache, a->v_cache, a->k, a->v, slot_d, pos_d,
-                                            a->n_kv, a->n_ctx, a->head_dim);
+        SQ_CU_LAUNCH(k_kv_store, a->n_tok, 256, s, a->k_cache, a->v_cache, a->k, a->v, slot_d,
+                     pos_d, a->n_kv, a->n_ctx, a->head_dim);
         cudaError_t err = cudaGetLastError();
         if (err != cudaSuccess)
             return err;
     }
     s_att_t args = {a->k_cache, a->v_cache, a->q, a->out, slot_d, pos_d, a->n_heads, a->n_kv,
                     a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group, xq, xd};
-    k_attention<<<dim3(a->n_heads, a->n_tok), S_ATT_WARPS * 32, 0, s>>>(args);
+    SQ_CU_LAUNCH(k_attention, dim3(a->n_heads, a->n_tok), S_ATT_WARPS * 32, s, args);
     return cudaGetLastError();
 }
