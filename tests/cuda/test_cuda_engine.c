@@ -60,14 +60,14 @@ static void s_against_cpu(const char *path, float tol)
     s_side_t gpu = {0}, cpu = {0};
     SQ_REQUIRE(s_load(&gpu, path, true, 1) == 0 && s_load(&cpu, path, false, 1) == 0);
     ct_result_t r;
-    SQ_CHECK(ct_compare(gpu.model, cpu.model, NULL, SQ_CT_STEPS, &r) == 0);
+    SQ_CHECK(ct_compare(gpu.model, cpu.model, NULL, SQ_CT_STEPS, tol, &r) == 0);
     SQ_CHECK(r.steps_run == SQ_CT_STEPS);
     SQ_CHECK(r.worst <= tol);
     SQ_CHECK(r.same_tokens);
     printf("cuda vs cpu, %s: 8-token prompt + %d greedy steps, max relative logit difference "
-           "%.3g (limit %.0e), tokens %s\n",
+           "%.3g (limit %.0e), tokens %s (near ties taken the other way: %d)\n",
            strrchr(path, '/') ? strrchr(path, '/') + 1 : path, SQ_CT_STEPS, (double)r.worst,
-           (double)tol, r.same_tokens ? "identical" : "DIFFER");
+           (double)tol, r.same_tokens ? "agree" : "DIFFER", r.near_ties);
     s_unload(&gpu);
     s_unload(&cpu);
 }
@@ -106,6 +106,7 @@ static void test_f16(void)
 }
 
 enum { S_SEQS = 4, S_STEPS = 16 };
+
 
 /* Sequence s: a prompt of 3 + s tokens, then S_STEPS greedy tokens. Alone:
  * slot s, one sequence per call. Together: slots S_SEQS + s, all prompts
@@ -151,9 +152,13 @@ static void test_batched_equals_single(void)
             const float *want = alone + ((size_t)s * S_STEPS + k) * n_vocab;
             const float *got = both + (size_t)s * n_vocab;
             worst = fmaxf(worst, tm_max_rel_diff(got, want, n_vocab));
-            last[s] = sq_sampler_argmax(got, n_vocab);
-            same &= last[s] == sq_sampler_argmax(want, n_vocab);
-            argmax_same &= greedy[s] == last[s];
+            /* the sequence goes on with the token it took alone; a
+             * different choice here is allowed only on a near tie */
+            last[s] = sq_sampler_argmax(want, n_vocab);
+            const int32_t mine = sq_sampler_argmax(got, n_vocab);
+            same &= mine == last[s] ||
+                    ct_near_tie(want, n_vocab, last[s], mine, S_Q8_TOL_PERMILLE / 1000.0f);
+            argmax_same &= greedy[s] == mine;
         }
         n = 0;
         for (int s = 0; s < S_SEQS; s++)
@@ -178,7 +183,7 @@ static void test_batched_equals_single(void)
     }
     printf("cuda batched (4 sequences) vs alone: %d steps, max relative logit difference %.3g, "
            "tokens %s, device argmax %s; lists run as new graphs %ld, graph replays %ld, op by op "
-           "%ld\n", S_STEPS, (double)worst, same ? "identical" : "DIFFER",
+           "%ld\n", S_STEPS, (double)worst, same ? "agree" : "DIFFER",
            argmax_same ? "agrees" : "DIFFERS", captures, replays, eagers);
     free(alone);
     free(both);
