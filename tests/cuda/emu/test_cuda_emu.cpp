@@ -31,22 +31,7 @@ extern "C" {
  * built with the emulator: sq_cuda_emu_kernels.cpp). The Q8_0 GEMV, the
  * embedding and the Q8_0 to F16 conversion take the weights' split
  * layout there (sq_cuda_layout.h); here they are launched directly, with
- * the launchers' geometry. */
-
-static unsigned s_blocks(size_t n, unsigned threads)
-{
-    return (unsigned)((n + threads - 1) / threads);
-}
-
-enum { S_GEMV_WARPS = 8 };
-
-static unsigned s_gemv_blocks(const sq_cu_gemv_set_t *set)
-{
-    int64_t rows = set->n_out[0];
-    for (int m = 1; m < set->n_mats && !set->swiglu; m++)
-        rows += set->n_out[m];
-    return s_blocks((size_t)rows, S_GEMV_WARPS);
-}
+ * the launchers' geometry (sq_cu_blocks, sq_cu_gemv_blocks). */
 
 /* the set's GEMV for NT tokens: Q8_0 rows (x quantised, xd its scales)
  * or F16 rows */
@@ -54,7 +39,7 @@ template <int NT>
 static int s_launch_gemv(bool q8, const sq_cu_gemv_set_t &set, int64_t n_in, const void *x,
                          const float *xd)
 {
-    const dim3 grid(s_gemv_blocks(&set)), block(S_GEMV_WARPS * 32);
+    const dim3 grid(sq_cu_gemv_blocks(&set)), block(SQ_CU_GEMV_WARPS * 32);
     if (q8)
         return sq_emu_launch(k_gemv<NT, s_rows_q8_t>, grid, block, set, n_in,
                              s_rows_q8_t{(const int8_t *)x, xd});
@@ -508,7 +493,7 @@ static void test_q8_to_f16(void)
     w.d[3] = s_f16(600.0f);   /* 600 * 127 overflows F16: inf, as the CPU rounds it */
     const size_t n = (size_t)n_out * (size_t)n_in;
     s_buf<uint16_t> out(n, 0xffff, S_OUT_F16);
-    SQ_CHECK(sq_emu_launch(k_q8_to_f16, dim3(s_blocks(n / 8, 256)), dim3(256),
+    SQ_CHECK(sq_emu_launch(k_q8_to_f16, dim3(sq_cu_blocks(n / 8, 256)), dim3(256),
                            (const int8_t *)w.w.p(), (const __half *)w.d.p(), n,
                            (uint4 *)out.p()) == 0);
     size_t n_bad = 0;

@@ -17,7 +17,7 @@
 #error "sq_cuda_kernels.cu: nvcc, or the emulator of tests/cuda/emu"
 #endif
 
-static unsigned s_blocks(size_t n, unsigned threads)
+unsigned sq_cu_blocks(size_t n, unsigned threads)
 {
     return (unsigned)((n + threads - 1) / threads);
 }
@@ -48,21 +48,17 @@ cudaError_t sq_cu_quantize_q8(cudaStream_t s, const float *x, int n_tok, int64_t
 {
     const int warps = 8;
     const int64_t n_blocks = (int64_t)n_tok * (n_in / SQ_CU_QK);
-    SQ_CU_LAUNCH(k_quantize_q8, s_blocks((size_t)n_blocks, warps), warps * 32, s, x, n_blocks, xq,
+    SQ_CU_LAUNCH(k_quantize_q8, sq_cu_blocks((size_t)n_blocks, warps), warps * 32, s, x, n_blocks, xq,
                  xd);
     return cudaGetLastError();
 }
 
-/* GEMV launches: 8 warps (rows) per block, a block count covering every
- * row of the set (SwiGLU: the rows of one matrix, each warp does both) */
-enum { S_GEMV_WARPS = 8 };
-
-static unsigned s_gemv_blocks(const sq_cu_gemv_set_t *set)
+unsigned sq_cu_gemv_blocks(const sq_cu_gemv_set_t *set)
 {
     int64_t rows = set->n_out[0];
     for (int m = 1; m < set->n_mats && !set->swiglu; m++)
         rows += set->n_out[m];
-    return s_blocks((size_t)rows, S_GEMV_WARPS);
+    return sq_cu_blocks((size_t)rows, SQ_CU_GEMV_WARPS);
 }
 
 /* the template instance for a run-time token count */
@@ -92,10 +88,10 @@ cudaError_t sq_cu_gemv_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, co
 {
     for (int m = 0; m < set.n_mats; m++)
         set.wd[m] = s_q8_scales(set.w[m], set.n_out[m], n_in);
-    const unsigned blocks = s_gemv_blocks(&set);
+    const unsigned blocks = sq_cu_gemv_blocks(&set);
     const s_rows_q8_t rows = {xq, xd};
 #define S_CALL(NT)                                                                             \
-    SQ_CU_LAUNCH((k_gemv<NT, s_rows_q8_t>), blocks, S_GEMV_WARPS * 32, s, set, n_in, rows)
+    SQ_CU_LAUNCH((k_gemv<NT, s_rows_q8_t>), blocks, SQ_CU_GEMV_WARPS * 32, s, set, n_in, rows)
     S_GEMV_CASES(S_CALL)
 #undef S_CALL
     return cudaGetLastError();
@@ -104,10 +100,10 @@ cudaError_t sq_cu_gemv_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, co
 cudaError_t sq_cu_gemv_f16(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const float *x,
                            int n_tok)
 {
-    const unsigned blocks = s_gemv_blocks(&set);
+    const unsigned blocks = sq_cu_gemv_blocks(&set);
     const s_rows_f16_t rows = {x};
 #define S_CALL(NT)                                                                             \
-    SQ_CU_LAUNCH((k_gemv<NT, s_rows_f16_t>), blocks, S_GEMV_WARPS * 32, s, set, n_in, rows)
+    SQ_CU_LAUNCH((k_gemv<NT, s_rows_f16_t>), blocks, SQ_CU_GEMV_WARPS * 32, s, set, n_in, rows)
     S_GEMV_CASES(S_CALL)
 #undef S_CALL
     return cudaGetLastError();
@@ -116,7 +112,7 @@ cudaError_t sq_cu_gemv_f16(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, c
 cudaError_t sq_cu_q8_to_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in, void *out)
 {
     const size_t n = (size_t)n_out * (size_t)n_in;
-    SQ_CU_LAUNCH(k_q8_to_f16, s_blocks(n / 8, 256), 256, s, (const int8_t *)w,
+    SQ_CU_LAUNCH(k_q8_to_f16, sq_cu_blocks(n / 8, 256), 256, s, (const int8_t *)w,
                  s_q8_scales(w, n_out, n_in), n, (uint4 *)out);
     return cudaGetLastError();
 }
@@ -129,19 +125,19 @@ cudaError_t sq_cu_argmax(cudaStream_t s, const float *x, int n_rows, int n_cols,
 
 cudaError_t sq_cu_to_f16(cudaStream_t s, const float *x, void *out, size_t n)
 {
-    SQ_CU_LAUNCH(k_to_f16, s_blocks(n, 256), 256, s, x, (__half *)out, n);
+    SQ_CU_LAUNCH(k_to_f16, sq_cu_blocks(n, 256), 256, s, x, (__half *)out, n);
     return cudaGetLastError();
 }
 
 cudaError_t sq_cu_swiglu(cudaStream_t s, float *gate, const float *up, size_t n)
 {
-    SQ_CU_LAUNCH(k_swiglu, s_blocks(n, 256), 256, s, gate, up, n);
+    SQ_CU_LAUNCH(k_swiglu, sq_cu_blocks(n, 256), 256, s, gate, up, n);
     return cudaGetLastError();
 }
 
 cudaError_t sq_cu_add(cudaStream_t s, float *x, const float *y, size_t n)
 {
-    SQ_CU_LAUNCH(k_add, s_blocks(n, 256), 256, s, x, y, n);
+    SQ_CU_LAUNCH(k_add, sq_cu_blocks(n, 256), 256, s, x, y, n);
     return cudaGetLastError();
 }
 
@@ -151,7 +147,7 @@ cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int hea
     size_t n = (size_t)n_tok * n_heads * (n_rot / 2);
     if (n == 0)
         return cudaSuccess;
-    SQ_CU_LAUNCH(k_rope, s_blocks(n, 256), 256, s, x, n_tok, n_heads, head_dim, n_rot, pos_d,
+    SQ_CU_LAUNCH(k_rope, sq_cu_blocks(n, 256), 256, s, x, n_tok, n_heads, head_dim, n_rot, pos_d,
                  freq_base);
     return cudaGetLastError();
 }

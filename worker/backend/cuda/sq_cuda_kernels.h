@@ -47,6 +47,13 @@ typedef struct {
     int swiglu;
 } sq_cu_gemv_set_t;
 
+/* launch geometry, for the launchers and the emulator's tests: blocks of
+ * threads covering n; GEMV blocks of SQ_CU_GEMV_WARPS warps (rows) covering
+ * every row of a set (SwiGLU: the rows of one matrix, a warp doing both) */
+enum { SQ_CU_GEMV_WARPS = 8 };
+unsigned sq_cu_blocks(size_t n, unsigned threads);
+unsigned sq_cu_gemv_blocks(const sq_cu_gemv_set_t *set);
+
 /* the set's products for n_tok <= SQ_CUDA_GEMV_MAX, one warp per weight
  * row, each weight read once: Q8_0 weights with x given quantised
  * (sq_cu_quantize_q8), or F16 weights with n_in % 32 == 0 and x 16-byte
