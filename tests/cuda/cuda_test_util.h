@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "sq_backend.h"
+#include "sq_gguf.h"
 #include "sq_model.h"
 #include "sq_sampler.h"
 #include "sq_test.h"
@@ -26,6 +28,23 @@
 #include "test_model_util.h"
 
 enum { CT_PROMPT = 8 };
+
+/* one side of a comparison: a model and what it was built from */
+typedef struct {
+    sq_gguf_t *gguf;
+    sq_backend_t *be;
+    sq_tp_comm_t *comm;
+    sq_model_t *model;
+} ct_side_t;
+
+/* free a side (the communicator before the backend it may borrow) */
+static inline void ct_unload(ct_side_t *s)
+{
+    sq_model_destroy(&s->model);
+    sq_tp_comm_destroy(&s->comm);
+    sq_backend_destroy(&s->be);
+    sq_gguf_destroy(&s->gguf);
+}
 
 typedef struct {
     float worst;                /* max relative logit difference, any step */

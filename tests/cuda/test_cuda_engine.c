@@ -28,14 +28,7 @@
 #define SQ_CT_STEPS 64
 #endif
 
-typedef struct {
-    sq_gguf_t *gguf;
-    sq_backend_t *be;
-    sq_tp_comm_t *comm;
-    sq_model_t *model;
-} s_side_t;
-
-static int s_load(s_side_t *s, const char *path, bool cuda, int n_slots)
+static int s_load(ct_side_t *s, const char *path, bool cuda, int n_slots)
 {
     s->gguf = sq_gguf_open(path);
     s->comm = sq_tp_comm_local_new();
@@ -47,17 +40,9 @@ static int s_load(s_side_t *s, const char *path, bool cuda, int n_slots)
     return s->model ? 0 : -1;
 }
 
-static void s_unload(s_side_t *s)
-{
-    sq_model_destroy(&s->model);
-    sq_backend_destroy(&s->be);
-    sq_tp_comm_destroy(&s->comm);
-    sq_gguf_destroy(&s->gguf);
-}
-
 static void s_against_cpu(const char *path, float tol)
 {
-    s_side_t gpu = {0}, cpu = {0};
+    ct_side_t gpu = {0}, cpu = {0};
     SQ_REQUIRE(s_load(&gpu, path, true, 1) == 0 && s_load(&cpu, path, false, 1) == 0);
     ct_result_t r;
     SQ_CHECK(ct_compare(gpu.model, cpu.model, NULL, SQ_CT_STEPS, tol, &r) == 0);
@@ -68,8 +53,8 @@ static void s_against_cpu(const char *path, float tol)
            "%.3g (limit %.0e), tokens %s (near ties taken the other way: %d)\n",
            strrchr(path, '/') ? strrchr(path, '/') + 1 : path, SQ_CT_STEPS, (double)r.worst,
            (double)tol, r.same_tokens ? "agree" : "DIFFER", r.near_ties);
-    s_unload(&gpu);
-    s_unload(&cpu);
+    ct_unload(&gpu);
+    ct_unload(&cpu);
 }
 
 static const char *s_dir, *s_f16;
@@ -115,7 +100,7 @@ static void test_batched_equals_single(void)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/stories260K-q8_0.gguf", s_dir);
-    s_side_t g = {0};
+    ct_side_t g = {0};
     SQ_REQUIRE(s_load(&g, path, true, 2 * S_SEQS) == 0);
     const int n_vocab = sq_model_hparams(g.model)->n_vocab;
     float *alone = malloc((size_t)S_SEQS * S_STEPS * n_vocab * sizeof(float));
@@ -187,7 +172,7 @@ static void test_batched_equals_single(void)
            argmax_same ? "agrees" : "DIFFERS", captures, replays, eagers);
     free(alone);
     free(both);
-    s_unload(&g);
+    ct_unload(&g);
 }
 
 int main(int argc, char **argv)

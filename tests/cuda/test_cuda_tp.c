@@ -27,23 +27,8 @@ static const char *s_path, *s_want = "auto";
 static int s_steps = 32;
 static float s_tol = 1e-3f;   /* relative to the largest |logit|; see test_cuda_engine.c for Q8_0 */
 
-typedef struct {
-    sq_gguf_t *gguf;
-    sq_backend_t *be;
-    sq_tp_comm_t *comm;
-    sq_model_t *model;
-} s_side_t;
-
-static void s_unload(s_side_t *s)
-{
-    sq_model_destroy(&s->model);
-    sq_tp_comm_destroy(&s->comm);
-    sq_backend_destroy(&s->be);
-    sq_gguf_destroy(&s->gguf);
-}
-
 /* this rank's share on its device, over mpi with the wanted all-reduce */
-static sq_model_t *s_load_tp(s_side_t *s, sq_tp_comm_t *mpi, const sq_model_params_t *p)
+static sq_model_t *s_load_tp(ct_side_t *s, sq_tp_comm_t *mpi, const sq_model_params_t *p)
 {
     s->gguf = sq_gguf_open(s_path);
     s->be = s->gguf ? sq_backend_cuda_new(-1) : NULL;
@@ -59,7 +44,7 @@ static sq_model_t *s_load_tp(s_side_t *s, sq_tp_comm_t *mpi, const sq_model_para
 }
 
 /* rank 0's reference: the whole model on the CPU */
-static sq_model_t *s_load_ref(s_side_t *s, const sq_model_params_t *p)
+static sq_model_t *s_load_ref(ct_side_t *s, const sq_model_params_t *p)
 {
     s->gguf = sq_gguf_open(s_path);
     s->be = s->gguf ? sq_backend_cpu_new(1) : NULL;
@@ -87,7 +72,7 @@ static void test_tp_matches_cpu(void)
     SQ_REQUIRE(mpi != NULL);
     const int rank = mpi->rank(mpi), n_ranks = mpi->size(mpi);
     sq_model_params_t p = {.n_ctx = s_steps + CT_PROMPT};
-    s_side_t tp = {0}, ref = {0};
+    ct_side_t tp = {0}, ref = {0};
     int ok = s_load_tp(&tp, mpi, &p) && (rank != 0 || s_load_ref(&ref, &p)), all_ok = 0;
     if (!ok)
         fprintf(stderr, "   rank %d: %s\n", rank, sq_error_detail());
@@ -109,8 +94,8 @@ static void test_tp_matches_cpu(void)
     } else {
         SQ_CHECK(all_ok);
     }
-    s_unload(&ref);
-    s_unload(&tp);
+    ct_unload(&ref);
+    ct_unload(&tp);
     sq_tp_comm_destroy(&mpi);
 }
 
