@@ -6,7 +6,8 @@
  *  until its logits are read. The small host arrays ops take (token ids,
  *  positions, slots) are staged through pinned buffers; the model passes
  *  the same positions to two RoPE calls and the attention of each layer,
- *  so an array equal to the last one staged is not sent again.
+ *  so an array equal to one of the last four staged shares its slot (and the
+ *  fusion plan can see the positions are the same).
  */
 #include "sq_backend_cuda.h"
 
@@ -487,27 +488,28 @@ static void s_free(sq_backend_t *be, void *p)
     cudaFree(p);
 }
 
-static int s_upload(sq_backend_t *be, void *dst, const void *host_src, size_t bytes)
+/* a copy between host and device after the recorded ops, waited for:
+ * the caller reads the host side, or may reuse it, as soon as we return */
+static int s_transfer(sq_backend_t *be, void *dst, const void *src, size_t bytes,
+                      enum cudaMemcpyKind kind, const char *what)
 {
     s_cuda_t *c = s_ctx(be);
     int rc = s_flush(c);
     if (rc)
         return rc;
-    S_CUDA(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, c->stream), "upload");
-    /* the caller may reuse host_src as soon as we return */
-    S_CUDA(cudaStreamSynchronize(c->stream), "upload");
+    S_CUDA(cudaMemcpyAsync(dst, src, bytes, kind, c->stream), what);
+    S_CUDA(cudaStreamSynchronize(c->stream), what);
     return 0;
+}
+
+static int s_upload(sq_backend_t *be, void *dst, const void *host_src, size_t bytes)
+{
+    return s_transfer(be, dst, host_src, bytes, cudaMemcpyHostToDevice, "upload");
 }
 
 static int s_download(sq_backend_t *be, void *host_dst, const void *src, size_t bytes)
 {
-    s_cuda_t *c = s_ctx(be);
-    int rc = s_flush(c);
-    if (rc)
-        return rc;
-    S_CUDA(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "download");
-    S_CUDA(cudaStreamSynchronize(c->stream), "download");
-    return 0;
+    return s_transfer(be, host_dst, src, bytes, cudaMemcpyDeviceToHost, "download");
 }
 
 static int s_copy(sq_backend_t *be, void *dst, const void *src, size_t bytes)

@@ -3,9 +3,10 @@
  *  The backend implements sq_backend_ops_t (sq_backend.h) on one device:
  *  all memory through cudaMalloc, weights copied to the device once, ops
  *  recorded and run on one stream at sync points (download waits for it),
- *  a repeating list (a decode step) as one CUDA graph. Matrix products: cuBLAS
- *  for F32 (and F16 batches), own kernels for Q8_0 and small F16 batches
- *  that dequantise in registers.
+ *  a repeating list (a decode step) as one CUDA graph, small-batch ops fused
+ *  (sq_cuda_fuse.h). Matrix products: own GEMV kernels for up to 16 tokens
+ *  (Q8_0 with int8 activations, F16), cuBLAS on tensor cores for bigger F16
+ *  and Q8_0 batches, cuBLAS for F32.
  *
  *  Communicators for tensor parallelism over CUDA ranks take device buffers
  *  in allreduce_sum_f32 (on the backend's stream) and host buffers in bcast

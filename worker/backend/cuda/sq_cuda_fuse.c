@@ -88,18 +88,16 @@ static int s_gemv_run(const sq_cuda_op_t *ops, int k, int n)
             break;
         run++;
     }
-    /* the first output must not overlap the input either */
-    return s_overlap(m0->p[2], s_y_bytes(m0), m0->p[1], s_x_bytes(m0)) ? 1 : run;
+    return run;
 }
 
 static int s_gemv(const sq_cuda_op_t *ops, int k, int n, sq_cuda_step_t *st)
 {
     const sq_cuda_op_t *m0 = &ops[k];
-    if (m0->kind != SQ_CUDA_OP_MATMUL || s_path(m0) == SQ_CUDA_PATH_BLAS)
-        return 0;
-    const int run = s_gemv_run(ops, k, n);
-    if (run == 1 && s_overlap(m0->p[2], s_y_bytes(m0), m0->p[1], s_x_bytes(m0)))
+    if (m0->kind != SQ_CUDA_OP_MATMUL || s_path(m0) == SQ_CUDA_PATH_BLAS ||
+        s_overlap(m0->p[2], s_y_bytes(m0), m0->p[1], s_x_bytes(m0)))
         return 0;   /* in place: op by op */
+    const int run = s_gemv_run(ops, k, n);
     if (run == 2 && k + 2 < n && ops[k + 2].kind == SQ_CUDA_OP_SWIGLU) {
         const sq_cuda_op_t *g = m0, *u = &ops[k + 1], *s = &ops[k + 2];
         if (g->i[1] == u->i[1] && s->p[0] == g->p[2] && s->p[1] == u->p[2] &&
