@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite: install dependencies, build, start a throwaway
-# PostgreSQL, run ctest (everything except the `gpu` and `slow` labels: a
-# GPU, and the CUDA backend on the CPU emulator, minutes a run), stop PostgreSQL.
+# PostgreSQL, run ctest (everything except the `gpu` label: those need a
+# GPU, tests/gpu/run.sh runs them), stop PostgreSQL.
 # Exits non-zero when anything fails. Extra arguments go to ctest
 # (e.g. scripts/test.sh -L unit).
 set -euo pipefail
@@ -17,4 +17,4 @@ trap 'scripts/pg-local.sh stop || true' EXIT
 export SHARDQ_PG_CTL="$here/scripts/pg-local.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-ctest --test-dir build/dev --output-on-failure --timeout 900 -LE 'gpu|slow' "$@"
+ctest --test-dir build/dev --output-on-failure --timeout 900 -LE gpu "$@"

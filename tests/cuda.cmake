@@ -135,16 +135,12 @@ if(TARGET sq_cpu_kernels)
 endif()
 target_compile_definitions(sq_llm_emu PRIVATE _POSIX_C_SOURCE=200809L SQ_HAVE_CUDA)
 
-# test_cuda_engine itself on the emulator, with fewer greedy steps (the
-# emulator runs a CUDA thread as a fibre): graphs and fusion on and off,
-# and SQ_EMU_LAZY=1 (streams run only when the host waits). Label slow:
-# about 6 minutes each on a 2-core machine (swapcontext's signal-mask
-# system calls dominate), so scripts/test.sh leaves them out; run them
-# before a GPU session with `ctest --test-dir build/dev -L slow`.
+# test_cuda_engine itself on the emulator, the very test gpu.cuda.engine
+# runs: graphs and fusion on and off, and SQ_EMU_LAZY=1 (streams run only
+# when the host waits). Label unit: 10 to 20 s each on a 2-core machine.
 add_executable(test_cuda_emu_engine cuda/test_cuda_engine.c)
 target_link_libraries(test_cuda_emu_engine PRIVATE sq_llm_emu sq_testlib sq_warnings m)
 target_include_directories(test_cuda_emu_engine PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
-target_compile_definitions(test_cuda_emu_engine PRIVATE SQ_CT_STEPS=16)
 set(SQ_EMU_ENGINE_ARGS ${SQ_CUDA_TEST_MODELS})
 if(TARGET shardq-model)
   set(SQ_CUDA_EMU_F16 ${CMAKE_CURRENT_BINARY_DIR}/cuda-emu-tiny-gqa-f16.gguf)
@@ -160,9 +156,28 @@ foreach(variant engine:SQ_EMU_LAZY=0 engine_nographs:SHARDQ_CUDA_GRAPHS=0
   list(GET variant 0 name)
   list(GET variant 1 env)
   add_test(NAME unit.cuda.emu_${name} COMMAND test_cuda_emu_engine ${SQ_EMU_ENGINE_ARGS})
-  set_tests_properties(unit.cuda.emu_${name} PROPERTIES LABELS slow TIMEOUT 900
+  set_tests_properties(unit.cuda.emu_${name} PROPERTIES LABELS unit TIMEOUT 300
                        ENVIRONMENT "${env}")
   if(TARGET shardq-model)
     set_tests_properties(unit.cuda.emu_${name} PROPERTIES FIXTURES_REQUIRED sq_cuda_emu_f16)
   endif()
+endforeach()
+
+# test_cuda_tp on the emulator under real mpirun: two ranks share the one
+# emulated device, so `auto` takes the host all-reduce of sq_cuda_comm.c
+# (the emulator's build has no NCCL).
+add_executable(test_cuda_emu_tp cuda/test_cuda_tp.c)
+target_link_libraries(test_cuda_emu_tp PRIVATE sq_llm_emu sq_testlib sq_warnings MPI::MPI_C m)
+target_include_directories(test_cuda_emu_tp PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+foreach(model stories260K stories260K-q8_0)
+  set(tol 1e-3)
+  if(model MATCHES "q8_0")
+    set(tol 5e-2)
+  endif()
+  add_test(NAME unit.cuda.emu_tp2.${model}
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe
+                   ${MPIEXEC_PREFLAGS} $<TARGET_FILE:test_cuda_emu_tp>
+                   ${SQ_CUDA_TEST_MODELS}/${model}.gguf 32 auto ${tol})
+  set_tests_properties(unit.cuda.emu_tp2.${model} PROPERTIES LABELS unit TIMEOUT 300
+                       ENVIRONMENT "${SQ_CUDA_MPI_ENV}")
 endforeach()

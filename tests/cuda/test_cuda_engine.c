@@ -1,17 +1,19 @@
-/*  test_cuda_engine: the CUDA backend against the CPU reference (label gpu).
+/*  test_cuda_engine: the CUDA backend against the CPU reference (label
+ *  gpu; built against the CPU emulator of tests/cuda/emu as
+ *  test_cuda_emu_engine, label unit).
  *
  *    test_cuda_engine MODEL_DIR [F16_MODEL]
  *
  *  On the bundled stories260K (F32 and Q8_0): an 8-token prompt in one
- *  batched step, then 64 greedy steps (SQ_CT_STEPS: the emulator's build,
- *  tests/cuda.cmake, takes fewer) on the CUDA backend and on the CPU
- *  backend; logits within 1e-3 (F32) or 5e-2 (Q8_0: see test_q8_0) of
- *  the largest |logit| at every step and the same greedy tokens. F16_MODEL (a random tiny-gqa model in F16, if
- *  given) is held to 2e-2: cuBLAS takes F16 activations on the batched
- *  path. Then batched decoding on CUDA: four sequences of different prompt
- *  lengths decoded together give the logits each gives alone, the device
- *  argmax (sq_model_forward_argmax) picks what the host picks from the
- *  logits, and the repeating decode steps ran as CUDA graphs (none with
+ *  batched step, then SQ_CT_STEPS (64) greedy steps on the CUDA backend
+ *  and on the CPU backend; logits within 1e-3 (F32) or 5e-2 (Q8_0: see
+ *  test_q8_0) of the largest |logit| at every step and the same greedy
+ *  tokens. F16_MODEL (a random tiny-gqa model in F16, if given) is held
+ *  to 2e-2: cuBLAS takes F16 activations on the batched path. Then
+ *  batched decoding on CUDA: four sequences of different prompt lengths
+ *  decoded together give the logits each gives alone, the device argmax
+ *  (sq_model_forward_argmax) picks what the host picks from the logits,
+ *  and the repeating decode steps ran as CUDA graphs (none with
  *  SHARDQ_CUDA_GRAPHS=0). Exits 77 (skipped) when no CUDA device is usable.
  */
 #include <math.h>

@@ -1,4 +1,5 @@
-/*  test_cuda_tp: tensor parallelism on CUDA ranks (label gpu), real mpirun.
+/*  test_cuda_tp: tensor parallelism on CUDA ranks (label gpu; label unit
+ *  as test_cuda_emu_tp, on the CPU emulator), real mpirun.
  *
  *    mpirun -np N test_cuda_tp MODEL [STEPS] [host|nccl|auto] [TOLERANCE]
  *

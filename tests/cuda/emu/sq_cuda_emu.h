@@ -3,7 +3,7 @@
  *  CI without a GPU runs the real kernel code against a CPU reference.
  *
  *  Blocks run one after another, in a seeded shuffled order. Each CUDA
- *  thread of a block is a fibre (ucontext) with its own stack; fibres are
+ *  thread of a block is a fibre with its own stack; fibres are
  *  never preempted, they give way only at __syncthreads, __syncwarp and
  *  the warp shuffles, where the scheduler holds them until their group
  *  has arrived (exited threads count as arrived). Which thread runs first
@@ -14,6 +14,12 @@
  *  complete (deadlock), a bad launch configuration.
  *  __shared__ is `static`: one array per kernel, which is per block since
  *  blocks run in turn; it keeps the previous block's values (not garbage).
+ *
+ *  Switching fibres: on x86-64 a hand-written switch (the callee-saved
+ *  registers, MXCSR and the x87 control word, then the stack pointer);
+ *  elsewhere, and under AddressSanitizer (which must see stack switches),
+ *  ucontext, whose swapcontext also saves the signal mask with system
+ *  calls and is about twenty times slower.
  *
  *  Ownership: one global state (S below), neither thread-safe nor
  *  re-entrant; the fibre stacks are mapped once, for the largest block
@@ -62,8 +68,28 @@ namespace sq_emu {
 
 enum wait_t { RUN, SYNC_BLOCK, SYNC_WARP, SHFL, DONE };
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SQ_EMU_UCONTEXT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SQ_EMU_UCONTEXT 1
+#endif
+#endif
+#if !defined(__x86_64__) && !defined(SQ_EMU_UCONTEXT)
+#define SQ_EMU_UCONTEXT 1
+#endif
+
+#ifdef SQ_EMU_UCONTEXT
+typedef ucontext_t ctx_t;
+#else
+/* a parked fibre: its stack pointer, below what sq_emu_ctx_swap pushed */
+struct ctx_t {
+    void *sp;
+};
+#endif
+
 struct fibre_t {
-    ucontext_t uc;
+    ctx_t ctx;
     wait_t wait;
     uint64_t shfl_in, shfl_out;   /* a shuffle's value, as bytes */
     int shfl_src;                 /* lane whose shfl_in this lane reads */
@@ -72,7 +98,7 @@ struct fibre_t {
 enum { STACK_BYTES = 64 << 10, PAGE = 4096 };
 
 struct state_t {
-    ucontext_t sched;
+    ctx_t sched;
     fibre_t *f = nullptr;
     char *stacks = nullptr;       /* per fibre: a guard page, then the stack */
     int cap = 0, n = 0, cur = 0;
@@ -94,10 +120,85 @@ inline uint32_t s_rand()
     return S.rng;
 }
 
+#ifdef SQ_EMU_UCONTEXT
+inline void ctx_swap(ctx_t *save, ctx_t *to) { swapcontext(save, to); }
+
+inline void s_entry();
+
+/* c starts s_entry on the stack [base, base + bytes) and returns to
+ * `done` when it ends */
+inline void ctx_make(ctx_t *c, char *base, size_t bytes, ctx_t *done)
+{
+    c->uc_stack.ss_sp = base;
+    c->uc_stack.ss_size = bytes;
+    c->uc_link = done;
+    makecontext(c, s_entry, 0);
+}
+
+/* getcontext returns twice: out of line, so no caller's locals are at risk */
+__attribute__((noinline)) inline void ctx_init(ctx_t *c) { getcontext(c); }
+#else
+}  // namespace sq_emu
+
+/* save the callee-saved registers and the floating-point control words on
+ * the running stack, store its pointer in *save, load *to's and return
+ * there. An external symbol (weak: every object that includes this header
+ * has a copy), so the compiler assumes a call that clobbers what the ABI
+ * lets a call clobber. */
+extern "C" void sq_emu_ctx_swap(void **save, void *to);
+__asm__(".pushsection .text\n"
+        ".weak sq_emu_ctx_swap\n"
+        ".type sq_emu_ctx_swap, @function\n"
+        "sq_emu_ctx_swap:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+        "  movq %rsp, (%rdi)\n  movq %rsi, %rsp\n"
+        "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+        "  ret\n"
+        ".size sq_emu_ctx_swap, .-sq_emu_ctx_swap\n"
+        ".popsection\n");
+
+namespace sq_emu {
+inline void ctx_swap(ctx_t *save, ctx_t *to) { sq_emu_ctx_swap(&save->sp, to->sp); }
+
+inline void s_entry();
+inline ctx_t *s_done_ctx;   /* where a fibre whose s_entry returned goes */
+
+[[noreturn]] inline void s_fibre_main()
+{
+    s_entry();
+    ctx_t dead;
+    ctx_swap(&dead, s_done_ctx);
+    __builtin_unreachable();   /* a finished fibre is never resumed */
+}
+
+/* c starts s_entry on the stack [base, base + bytes) and goes to `done`
+ * when it ends. The new stack holds what sq_emu_ctx_swap pops: the
+ * control words, six registers, then s_fibre_main as the return address,
+ * which it enters with the stack aligned as after a call. */
+inline void ctx_make(ctx_t *c, char *base, size_t bytes, ctx_t *done)
+{
+    uint64_t *top = (uint64_t *)((uintptr_t)(base + bytes) & ~(uintptr_t)15);
+    uint32_t mxcsr;
+    uint16_t fcw;
+    __asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(mxcsr), "=m"(fcw));
+    s_done_ctx = done;
+    top[-1] = 0;                                  /* s_fibre_main's return address */
+    top[-2] = (uint64_t)(uintptr_t)s_fibre_main;
+    for (int r = 3; r <= 8; r++)
+        top[-r] = 0;                              /* rbp rbx r12-r15 */
+    top[-9] = (uint64_t)fcw << 32 | mxcsr;
+    c->sp = top - 9;
+}
+
+inline void ctx_init(ctx_t *c) { c->sp = nullptr; }
+#endif
+
 inline void s_entry()
 {
     S.call(S.call_ctx);
-    S.f[S.cur].wait = DONE;       /* uc_link returns to the scheduler */
+    S.f[S.cur].wait = DONE;       /* then back to the scheduler, never resumed */
 }
 
 /* park the running fibre until the scheduler releases it */
@@ -105,7 +206,7 @@ inline void s_yield(wait_t w)
 {
     fibre_t *f = &S.f[S.cur];
     f->wait = w;
-    swapcontext(&f->uc, &S.sched);
+    ctx_swap(&f->ctx, &S.sched);
 }
 
 /* a fibre found something a GPU would not do: fail the launch, never resume */
@@ -165,9 +266,6 @@ inline bool s_release()
     return true;
 }
 
-/* getcontext returns twice: out of line, so no caller's locals are at risk */
-__attribute__((noinline)) inline void s_getcontext(ucontext_t *uc) { getcontext(uc); }
-
 /* stacks for n fibres, each below a PROT_NONE page: an overflow faults */
 inline bool s_reserve(int n)
 {
@@ -183,7 +281,7 @@ inline bool s_reserve(int n)
     S.cap = S.stacks ? n : 0;
     for (int i = 0; i < S.cap; i++) {
         mprotect(S.stacks + (size_t)i * (STACK_BYTES + PAGE), PAGE, PROT_NONE);
-        s_getcontext(&S.f[i].uc);   /* once: each block only re-makes it */
+        ctx_init(&S.f[i].ctx);   /* once: each block only re-makes it */
     }
     return S.stacks != nullptr;
 }
@@ -193,10 +291,8 @@ inline bool s_run_block()
 {
     for (int i = 0; i < S.n; i++) {
         fibre_t *f = &S.f[i];
-        f->uc.uc_stack.ss_sp = S.stacks + (size_t)i * (STACK_BYTES + PAGE) + PAGE;
-        f->uc.uc_stack.ss_size = STACK_BYTES;
-        f->uc.uc_link = &S.sched;
-        makecontext(&f->uc, s_entry, 0);
+        ctx_make(&f->ctx, S.stacks + (size_t)i * (STACK_BYTES + PAGE) + PAGE, STACK_BYTES,
+                 &S.sched);
         f->wait = RUN;
     }
     /* each pass from a random thread, up or down, so that no thread may
@@ -212,7 +308,7 @@ inline bool s_run_block()
             S.cur = i;
             threadIdx = make_uint3(i % blockDim.x, i / blockDim.x % blockDim.y,
                                    i / (blockDim.x * blockDim.y));
-            swapcontext(&S.sched, &S.f[i].uc);
+            ctx_swap(&S.sched, &S.f[i].ctx);
             n_done += S.f[i].wait == DONE;
             ran = true;
         }
