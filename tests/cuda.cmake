@@ -57,10 +57,13 @@ add_test(NAME gpu.cuda.engine_nographs COMMAND test_cuda_engine ${SQ_CUDA_TEST_M
 set_tests_properties(gpu.cuda.engine_nographs PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
                      TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_GRAPHS=0)
 # every op its own kernel (no fusion, sq_cuda_fuse.h): the fused kernels
-# must give what this gives
+# must give what this gives; big Q8_0 batches through cuBLAS, not mma
 add_test(NAME gpu.cuda.engine_nofuse COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
 set_tests_properties(gpu.cuda.engine_nofuse PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
                      TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_FUSE=0)
+add_test(NAME gpu.cuda.engine_nomma COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
+set_tests_properties(gpu.cuda.engine_nomma PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
+                     TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_MMA=0)
 
 # TP = 2 on whatever devices there are: on one GPU both ranks share it and
 # the all-reduce goes through host memory; forced host path on any count.
@@ -136,8 +139,9 @@ endif()
 target_compile_definitions(sq_llm_emu PRIVATE _POSIX_C_SOURCE=200809L SQ_HAVE_CUDA)
 
 # test_cuda_engine itself on the emulator, the very test gpu.cuda.engine
-# runs: graphs and fusion on and off, and SQ_EMU_LAZY=1 (streams run only
-# when the host waits). Label unit: 10 to 20 s each on a 2-core machine.
+# runs: graphs, fusion and the int8 mma kernel on and off, and
+# SQ_EMU_LAZY=1 (streams run only when the host waits). Label unit: 10 to
+# 20 s each on a 2-core machine.
 add_executable(test_cuda_emu_engine cuda/test_cuda_engine.c)
 target_link_libraries(test_cuda_emu_engine PRIVATE sq_llm_emu sq_testlib sq_warnings m)
 target_include_directories(test_cuda_emu_engine PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
@@ -151,7 +155,8 @@ if(TARGET shardq-model)
   list(APPEND SQ_EMU_ENGINE_ARGS ${SQ_CUDA_EMU_F16})
 endif()
 foreach(variant engine:SQ_EMU_LAZY=0 engine_nographs:SHARDQ_CUDA_GRAPHS=0
-                engine_nofuse:SHARDQ_CUDA_FUSE=0 engine_lazy:SQ_EMU_LAZY=1)
+                engine_nofuse:SHARDQ_CUDA_FUSE=0 engine_nomma:SHARDQ_CUDA_MMA=0
+                engine_lazy:SQ_EMU_LAZY=1)
   string(REPLACE ":" ";" variant ${variant})
   list(GET variant 0 name)
   list(GET variant 1 env)

@@ -253,9 +253,18 @@ static const void *s_buf(int i)
 
 enum { B_X = 1, B_O, B_XB, B_Q, B_K, B_V, B_ATT, B_GATE, B_UP, B_KC, B_VC, B_W = 20 };
 
+/* a MATMUL op as the backend records it: y (n, n_out) = x W^T, with the
+ * path it takes (mma: the int8 tensor-core path allowed) */
+static sq_cuda_op_t s_mm(int w, int x, int y, int dtype, int n_out, int n_in, int n, bool mma)
+{
+    return (sq_cuda_op_t){.kind = SQ_CUDA_OP_MATMUL, .p = {s_buf(w), s_buf(x), s_buf(y)},
+                          .i = {dtype, n_out, n_in, n,
+                                sq_cuda_matmul_path(dtype, n_in, n, s_buf(x), mma)}};
+}
+
 /* one layer as sq_model records it for n tokens of dim 64, weights of
  * dtype; ops[0] is the previous layer's residual add */
-static int s_layer(sq_cuda_op_t *ops, int n, int dtype)
+static int s_layer(sq_cuda_op_t *ops, int n, int dtype, bool mma)
 {
     const int dim = 64, ffn = 128, hd = 32, nh = 2, nkv = 1;
     int k = 0;
@@ -264,9 +273,7 @@ static int s_layer(sq_cuda_op_t *ops, int n, int dtype)
                               .i = {n, dim}, .f = {1e-5f}};
     const int outs[3] = {B_Q, B_K, B_V}, n_outs[3] = {nh * hd, nkv * hd, nkv * hd};
     for (int m = 0; m < 3; m++)
-        ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_MATMUL,
-                                  .p = {s_buf(B_W + 1 + m), s_buf(B_XB), s_buf(outs[m])},
-                                  .i = {dtype, n_outs[m], dim, n}};
+        ops[k++] = s_mm(B_W + 1 + m, B_XB, outs[m], dtype, n_outs[m], dim, n, mma);
     ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_ROPE, .p = {s_buf(B_Q)}, .i = {n, nh, hd, hd},
                               .f = {10000.0f}, .arg = {0}};
     ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_ROPE, .p = {s_buf(B_K)}, .i = {n, nkv, hd, hd},
@@ -275,19 +282,15 @@ static int s_layer(sq_cuda_op_t *ops, int n, int dtype)
                               .p = {s_buf(B_KC), s_buf(B_VC), s_buf(B_Q), s_buf(B_K), s_buf(B_V),
                                     s_buf(B_ATT)},
                               .i = {4, 128, nh, nkv, hd, 0, 0, 2, n}, .arg = {n, 0}};
-    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_MATMUL, .p = {s_buf(B_W + 4), s_buf(B_ATT), s_buf(B_O)},
-                              .i = {dtype, dim, nh * hd, n}};
+    ops[k++] = s_mm(B_W + 4, B_ATT, B_O, dtype, dim, nh * hd, n, mma);
     ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_ADD, .p = {s_buf(B_X), s_buf(B_O)}, .i = {n * dim}};
     ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_RMSNORM, .p = {s_buf(B_X), s_buf(B_W + 5), s_buf(B_XB)},
                               .i = {n, dim}, .f = {1e-5f}};
-    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_MATMUL, .p = {s_buf(B_W + 6), s_buf(B_XB), s_buf(B_GATE)},
-                              .i = {dtype, ffn, dim, n}};
-    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_MATMUL, .p = {s_buf(B_W + 7), s_buf(B_XB), s_buf(B_UP)},
-                              .i = {dtype, ffn, dim, n}};
+    ops[k++] = s_mm(B_W + 6, B_XB, B_GATE, dtype, ffn, dim, n, mma);
+    ops[k++] = s_mm(B_W + 7, B_XB, B_UP, dtype, ffn, dim, n, mma);
     ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_SWIGLU, .p = {s_buf(B_GATE), s_buf(B_UP)},
                               .i = {n * ffn}};
-    ops[k++] = (sq_cuda_op_t){.kind = SQ_CUDA_OP_MATMUL, .p = {s_buf(B_W + 8), s_buf(B_GATE), s_buf(B_O)},
-                              .i = {dtype, dim, ffn, n}};
+    ops[k++] = s_mm(B_W + 8, B_GATE, B_O, dtype, dim, ffn, n, mma);
     return k;
 }
 
@@ -311,7 +314,7 @@ static const char *s_plan(const sq_cuda_op_t *ops, int n, bool fuse)
 static void test_fuse_layer(void)
 {
     sq_cuda_op_t ops[32];
-    int n = s_layer(ops, 1, SQ_CU_Q8_0);
+    int n = s_layer(ops, 1, SQ_CU_Q8_0, true);
     /* Q8_0, one token: add+norm+quantise, qkv, rope+store+attention
      * (quantising its output), o, add+norm+quantise, gate/up+swiglu, down */
     SQ_CHECK(!strcmp(s_plan(ops, n, true),
@@ -321,31 +324,42 @@ static void test_fuse_layer(void)
                      "op:0+1 norm:1+1 op:2+1 op:3+1 op:4+1 op:5+1 op:6+1 op:7+1 op:8+1 op:9+1 "
                      "norm:10+1 op:11+1 op:12+1 op:13+1 op:14+1"));
     /* F16 weights: GEMVs fuse, nothing to quantise */
-    n = s_layer(ops, 2, SQ_CU_F16);
+    n = s_layer(ops, 2, SQ_CU_F16, true);
     SQ_CHECK(!strcmp(s_plan(ops, n, true),
                      "norm:0+2a gemv:2+3 rope_attn:5+3 gemv:8+1 norm:9+2a gemv_swiglu:11+3 gemv:14+1"));
-    /* more than SQ_CUDA_GEMV_MAX tokens go through cuBLAS: no GEMV steps,
-     * nothing to quantise */
-    n = s_layer(ops, SQ_CUDA_GEMV_MAX + 1, SQ_CU_Q8_0);
+    /* more than SQ_CUDA_GEMV_MAX tokens of Q8_0 on the int8 mma kernel:
+     * fused and quantised as on the GEMV */
+    n = s_layer(ops, SQ_CUDA_GEMV_MAX + 1, SQ_CU_Q8_0, true);
+    SQ_CHECK(ops[2].i[SQ_CUDA_MM_PATH] == SQ_CUDA_PATH_MMA_Q8);
     SQ_CHECK(!strcmp(s_plan(ops, n, true),
-                     "norm:0+2a op:2+1 op:3+1 op:4+1 rope_attn:5+3 op:8+1 norm:9+2a op:11+1 "
-                     "op:12+1 op:13+1 op:14+1"));
+                     "norm:0+2aq gemv:2+3 rope_attn:5+3q gemv:8+1 norm:9+2aq gemv_swiglu:11+3 gemv:14+1"));
+    /* with mma off (SHARDQ_CUDA_MMA=0), and F16 weights: cuBLAS, no
+     * product steps, nothing to quantise */
+    const char *blas_plan = "norm:0+2a op:2+1 op:3+1 op:4+1 rope_attn:5+3 op:8+1 norm:9+2a op:11+1 "
+                            "op:12+1 op:13+1 op:14+1";
+    n = s_layer(ops, SQ_CUDA_GEMV_MAX + 1, SQ_CU_Q8_0, false);
+    SQ_CHECK(!strcmp(s_plan(ops, n, true), blas_plan));
+    n = s_layer(ops, SQ_CUDA_GEMV_MAX + 1, SQ_CU_F16, true);
+    SQ_CHECK(!strcmp(s_plan(ops, n, true), blas_plan));
+    /* one token takes the GEMV either way */
+    n = s_layer(ops, 1, SQ_CU_Q8_0, false);
+    SQ_CHECK(ops[2].i[SQ_CUDA_MM_PATH] == SQ_CUDA_PATH_GEMV_Q8);
     /* a head size that is not whole Q8_0 blocks: the attention leaves
      * the quantisation to the product */
-    n = s_layer(ops, 1, SQ_CU_Q8_0);
+    n = s_layer(ops, 1, SQ_CU_Q8_0, true);
     for (int k = 5; k <= 7; k++)
         ops[k].i[k == 7 ? 4 : 2] = 8;
     ops[8].i[2] = ops[7].i[2] * 8;   /* n_heads * head_dim */
     SQ_CHECK(strstr(s_plan(ops, n, true), "rope_attn:5+3 gemv:8+1") != NULL);
     /* F32 weights always take cuBLAS */
-    n = s_layer(ops, 1, SQ_CU_F32);
+    n = s_layer(ops, 1, SQ_CU_F32, true);
     SQ_CHECK(!strncmp(s_plan(ops, n, true), "norm:0+2a op:2+1 op:3+1", 23));
 }
 
 static void test_fuse_refusals(void)
 {
     sq_cuda_op_t ops[32];
-    const int n = s_layer(ops, 1, SQ_CU_Q8_0);
+    const int n = s_layer(ops, 1, SQ_CU_Q8_0, true);
     /* v written over the normed input: q, k fuse, v runs alone */
     sq_cuda_op_t o[32];
     memcpy(o, ops, sizeof ops);
@@ -363,6 +377,10 @@ static void test_fuse_refusals(void)
     memcpy(o, ops, sizeof ops);
     o[13].p[1] = s_buf(B_V);
     SQ_CHECK(strstr(s_plan(o, n, true), "gemv:11+2 op:13+1") != NULL);
+    /* products on different paths never share a launch */
+    memcpy(o, ops, sizeof ops);
+    o[3].i[SQ_CUDA_MM_PATH] = SQ_CUDA_PATH_MMA_Q8;
+    SQ_CHECK(strstr(s_plan(o, n, true), "gemv:2+1 gemv:3+1 gemv:4+1") != NULL);
     /* products of different inputs never share a launch */
     memcpy(o, ops, sizeof ops);
     o[3].p[1] = s_buf(B_ATT);

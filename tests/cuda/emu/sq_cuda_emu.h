@@ -93,6 +93,7 @@ struct fibre_t {
     wait_t wait;
     uint64_t shfl_in, shfl_out;   /* a shuffle's value, as bytes */
     int shfl_src;                 /* lane whose shfl_in this lane reads */
+    int mma[6];                   /* an mma's A and B fragments, for the warp */
 };
 
 enum { STACK_BYTES = 64 << 10, PAGE = 4096 };
@@ -373,6 +374,34 @@ T s_shfl(unsigned mask, T v, int src)
     return v;
 }
 
+/* C += A B of the warp (mma.sync m16n8k32 .s8, the layout in
+ * sq_cuda_device.cuh's s_mma_s8): every lane deposits its fragments and
+ * waits for the warp, then assembles its part of C from all 32 lanes'
+ * fragments, then waits again so no lane overwrites its deposit early */
+inline void s_mma_s8(int c[4], const int a[4], const int b[2])
+{
+    fibre_t *f = &S.f[S.cur];
+    memcpy(f->mma, a, 4 * sizeof(int));
+    memcpy(f->mma + 4, b, 2 * sizeof(int));
+    s_yield(SYNC_WARP);
+    const int lane = S.cur % 32, w0 = S.cur - lane, g = lane / 4, t = lane % 4;
+    for (int i = w0; i < w0 + 32; i++)
+        if (i >= S.n || S.f[i].wait == DONE)
+            s_abort("mma.sync with an exited or absent lane");
+    for (int l = 0; l < 4; l++) {
+        const int row = 8 * (l / 2) + g, col = 2 * t + l % 2;
+        for (int k = 0; k < 32; k++) {
+            /* A (row, k): lane 4 (row % 8) + k % 16 / 4, register
+             * row / 8 + 2 (k / 16); B (k, col): lane 4 col + k % 16 / 4,
+             * register k / 16; byte k % 4 of each */
+            const int wa = S.f[w0 + 4 * (row % 8) + k % 16 / 4].mma[row / 8 + 2 * (k / 16)];
+            const int wb = S.f[w0 + 4 * col + k % 16 / 4].mma[4 + k / 16];
+            c[l] += (int8_t)(wa >> (8 * (k % 4))) * (int8_t)(wb >> (8 * (k % 4)));
+        }
+    }
+    s_yield(SYNC_WARP);
+}
+
 }  // namespace sq_emu
 
 /* Run kernel k over grid x block with args converted to its parameters as
@@ -446,6 +475,8 @@ T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32)
     const int lane = sq_emu::s_lane(), src = lane - (int)delta;
     return sq_emu::s_shfl(mask, v, src < (lane & ~(width - 1)) ? lane : src);
 }
+
+inline void sq_emu_mma_s8(int c[4], const int a[4], const int b[2]) { sq_emu::s_mma_s8(c, a, b); }
 
 /* four 8-bit products plus c: signed bytes for int, unsigned for unsigned */
 inline int __dp4a(int a, int b, int c)

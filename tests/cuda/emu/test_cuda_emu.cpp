@@ -58,6 +58,18 @@ static int s_gemv_switch(std::integer_sequence<int, I...>, int n_tok, bool q8,
     return rc;
 }
 
+/* the set's products on the int8 tensor-core kernel (Q8_0, x quantised) */
+static int s_launch_mma(const sq_cu_gemv_set_t &set, int64_t n_in, const int8_t *xq,
+                        const float *xd, int n_tok)
+{
+    const int tiles = sq_cu_mma_tiles(n_tok);
+    const dim3 grid(sq_cu_mma_blocks(&set), sq_cu_blocks((size_t)n_tok, 8 * (unsigned)tiles));
+    const dim3 block(SQ_CU_MMA_WARPS * 32);
+    if (tiles == 4)
+        return sq_emu_launch(k_mma_q8<4>, grid, block, set, n_in, xq, xd, n_tok);
+    return sq_emu_launch(k_mma_q8<8>, grid, block, set, n_in, xq, xd, n_tok);
+}
+
 /* ---- buffers and references ---- */
 
 enum { S_GUARD = 64 };   /* guard elements on each side of a buffer */
@@ -444,8 +456,13 @@ static void s_gemv_case(int dtype, int n_tok, int64_t n_in, int n_mats, bool swi
         set.y[m] = y[m].p();
         set.n_out[m] = n_outs[m];
     }
-    SQ_CHECK(s_gemv_switch(std::make_integer_sequence<int, SQ_CUDA_GEMV_MAX>(), n_tok, q8, set,
-                           n_in, q8 ? (const void *)xq.p() : (const void *)x.p(), xd.p()) == 0);
+    const bool mma = n_tok > SQ_CUDA_GEMV_MAX;
+    if (mma)
+        SQ_CHECK(s_launch_mma(set, n_in, xq.p(), xd.p(), n_tok) == 0);
+    else
+        SQ_CHECK(s_gemv_switch(std::make_integer_sequence<int, SQ_CUDA_GEMV_MAX>(), n_tok, q8,
+                               set, n_in, q8 ? (const void *)xq.p() : (const void *)x.p(),
+                               xd.p()) == 0);
     std::vector<std::vector<double>> ref(n_mats);
     for (int m = 0; m < n_mats; m++) {
         ref[m].resize((size_t)(n_tok * n_outs[m]));
@@ -462,8 +479,8 @@ static void s_gemv_case(int dtype, int n_tok, int64_t n_in, int n_mats, bool swi
             ref[0][i] = ref[0][i] / (1.0 + exp(-ref[0][i])) * ref[1][i];
     for (int m = 0; m < n_mats; m++) {
         char what[128];
-        snprintf(what, sizeof what, "gemv %s n_tok %d n_in %lld %s%d of %d (n_out %lld)",
-                 s_dtype_name(dtype), n_tok, (long long)n_in, swiglu ? "SwiGLU " : "", m,
+        snprintf(what, sizeof what, "%s %s n_tok %d n_in %lld %s%d of %d (n_out %lld)",
+                 mma ? "mma" : "gemv", s_dtype_name(dtype), n_tok, (long long)n_in, swiglu ? "SwiGLU " : "", m,
                  n_mats, (long long)n_outs[m]);
         s_expect_close(what, y[m], ref[m].data(), ref[m].size(), S_TOL_F32);
     }
@@ -483,6 +500,21 @@ static void test_gemv(void)
                         mode == 2);
         }
     s_gemv_case(SQ_CU_F16, 1, 32, 1, false);
+}
+
+static void test_mma(void)
+{
+    /* Q8_0 above SQ_CUDA_GEMV_MAX tokens on the int8 tensor-core kernel:
+     * both tile widths (32 and 64 tokens), token counts that leave a tile
+     * partly empty and that need two tiles; n_out not a multiple of 16
+     * (the set's matrices change inside a block); one matrix, a set of
+     * three, SwiGLU */
+    const int n_toks[] = {17, 24, 32, 33, 64, 100};
+    const int64_t n_ins[] = {96, 160, 1056};
+    for (int i = 0; i < 6; i++)
+        for (int mode = 0; mode < 3; mode++)
+            s_gemv_case(SQ_CU_Q8_0, n_toks[i], n_ins[(i + mode) % 3],
+                        mode == 1 ? 3 : mode == 2 ? 2 : 1, mode == 2);
 }
 
 static void test_q8_to_f16(void)
@@ -801,6 +833,7 @@ int main(void)
     SQ_RUN(test_add_rmsnorm);
     SQ_RUN(test_quantize_q8);
     SQ_RUN(test_gemv);
+    SQ_RUN(test_mma);
     SQ_RUN(test_q8_to_f16);
     SQ_RUN(test_argmax);
     SQ_RUN(test_to_f16);

@@ -49,7 +49,7 @@ typedef struct {
      * (never while a graph is being captured) to the largest need yet */
     s_scratch_t x16;            /* activations as F16, for cuBLAS */
     s_scratch_t w16;            /* a Q8_0 weight as F16, for cuBLAS (big batches) */
-    s_scratch_t xq;             /* activations as Q8_0 for the Q8_0 GEMV */
+    s_scratch_t xq;             /* activations as Q8_0 for the Q8_0 GEMV and mma */
     s_scratch_t tokens;         /* argmax results on their way to the host */
     /* While a list runs: the activations xq holds (NULL: none), so the
      * products sharing an input (q, k, v; gate, up) quantise it once */
@@ -57,6 +57,7 @@ typedef struct {
     int xq_tok;
     int64_t xq_n_in;
     bool fuse;                  /* SHARDQ_CUDA_FUSE=0: every op its own kernel */
+    bool mma;                   /* SHARDQ_CUDA_MMA=0: big Q8_0 batches through cuBLAS */
     sq_cuda_step_t *steps;      /* the fusion plan of the list being run */
     int steps_cap;
 } s_cuda_t;
@@ -166,15 +167,15 @@ static int s_exec_blas(s_cuda_t *c, int dtype, const void *w, int m, int k, cons
     return st == CUBLAS_STATUS_SUCCESS ? 0 : s_blas_fail(st, "gemm f16");
 }
 
-/* Products ops[0..n) (MATMUL: p W, x, y; i dtype, n_out, n_in, n_tok)
- * sharing x, in one GEMV launch; swiglu: ops[2] is the SWIGLU of the two.
- * Or one product through cuBLAS. */
+/* Products ops[0..n) (MATMUL: p W, x, y; i dtype, n_out, n_in, n_tok,
+ * path) sharing x, in one GEMV or mma launch; swiglu: ops[2] is the
+ * SWIGLU of the two. Or one product through cuBLAS. */
 static int s_exec_matmuls(s_cuda_t *c, const sq_cuda_op_t *ops, int n, bool swiglu)
 {
     const int dtype = (int)ops[0].i[0], n_tok = (int)ops[0].i[3];
     const int64_t n_in = ops[0].i[2];
     const float *x = ops[0].p[1];
-    const sq_cuda_path_t path = sq_cuda_matmul_path(dtype, n_in, n_tok, x);
+    const sq_cuda_path_t path = (sq_cuda_path_t)ops[0].i[SQ_CUDA_MM_PATH];
     int rc = 0;
     if (path == SQ_CUDA_PATH_BLAS) {
         rc = s_exec_blas(c, dtype, ops[0].p[0], (int)ops[0].i[1], (int)n_in, x, n_tok,
@@ -190,8 +191,11 @@ static int s_exec_matmuls(s_cuda_t *c, const sq_cuda_op_t *ops, int n, bool swig
         float *xd;
         if (path == SQ_CUDA_PATH_GEMV_F16)
             S_CUDA(sq_cu_gemv_f16(c->stream, set, n_in, x, n_tok), "gemv f16");
-        else if ((rc = s_quantized(c, x, n_tok, n_in, &xq, &xd)) == 0)
+        else if ((rc = s_quantized(c, x, n_tok, n_in, &xq, &xd)) == 0 &&
+                 path == SQ_CUDA_PATH_GEMV_Q8)
             S_CUDA(sq_cu_gemv_q8(c->stream, set, n_in, xq, xd, n_tok), "gemv q8_0");
+        else if (rc == 0)
+            S_CUDA(sq_cu_mma_q8(c->stream, set, n_in, xq, xd, n_tok), "mma q8_0");
     }
     for (int m = 0; m < n; m++)
         s_xq_written(c, ops[m].p[2], (size_t)n_tok * (size_t)ops[m].i[1] * 4);
@@ -617,9 +621,9 @@ static int s_matmul(sq_backend_t *be, const sq_weight_t *w, const float *x, int 
     if (w->dtype != SQ_CU_F32 && w->dtype != SQ_CU_F16 && w->dtype != SQ_CU_Q8_0)
         return SQ_FAIL(SQ_EINVAL, "matmul: dtype %d", w->dtype);
     const size_t n_x = (size_t)n_tok * (size_t)w->n_in;
-    const sq_cuda_path_t path = sq_cuda_matmul_path(w->dtype, w->n_in, n_tok, x);
+    const sq_cuda_path_t path = sq_cuda_matmul_path(w->dtype, w->n_in, n_tok, x, c->mma);
     int rc = 0;
-    if (path == SQ_CUDA_PATH_GEMV_Q8)
+    if (sq_cuda_path_q8(path))
         rc = s_room(c, &c->xq, s_xq_bytes(n_tok, w->n_in), "Q8_0 activation buffer");
     else if (path == SQ_CUDA_PATH_BLAS && w->dtype != SQ_CU_F32)
         rc = s_room(c, &c->x16, n_x * 2, "F16 activation buffer");
@@ -628,7 +632,7 @@ static int s_matmul(sq_backend_t *be, const sq_weight_t *w, const float *x, int 
     if (rc)
         return rc;
     sq_cuda_op_t op = {.kind = SQ_CUDA_OP_MATMUL, .p = {w->data, x, y},
-                       .i = {w->dtype, w->n_out, w->n_in, n_tok}};
+                       .i = {w->dtype, w->n_out, w->n_in, n_tok, path}};
     return s_record(c, &op, n_tok);
 }
 
@@ -712,6 +716,13 @@ static const sq_backend_ops_t s_cuda_ops = {
     .argmax = s_argmax,
 };
 
+/* an on-by-default switch of the environment: off only when set to 0 */
+static bool s_switch_on(const char *name)
+{
+    const char *v = getenv(name);
+    return !(v && strcmp(v, "0") == 0);
+}
+
 static int s_init(s_cuda_t *c, int device)
 {
     int n = 0;
@@ -724,10 +735,9 @@ static int s_init(s_cuda_t *c, int device)
     if (device >= n)
         return SQ_FAIL(SQ_EDEVICE, "CUDA device %d: only %d visible", device, n);
     c->device = device;
-    const char *graphs = getenv("SHARDQ_CUDA_GRAPHS");
-    c->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
-    const char *fuse = getenv("SHARDQ_CUDA_FUSE");
-    c->fuse = !(fuse && strcmp(fuse, "0") == 0);
+    c->use_graphs = s_switch_on("SHARDQ_CUDA_GRAPHS");
+    c->fuse = s_switch_on("SHARDQ_CUDA_FUSE");
+    c->mma = s_switch_on("SHARDQ_CUDA_MMA");
     c->graphs.drop = s_graph_drop;
     S_CUDA(cudaSetDevice(device), "set device");
     S_CUDA(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");

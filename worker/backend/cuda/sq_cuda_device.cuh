@@ -201,20 +201,24 @@ static __device__ T s_pick(const T (&a)[SQ_CUDA_GEMV_MATS], int m)
     return m == 0 ? a[0] : m == 1 ? a[1] : a[2];
 }
 
-/* warp blockIdx.x * warps + warp's matrix *m and row *r; false past the
- * last row (whole warps) */
+/* the matrix *m and first row *r of warp blockIdx.x * warps + warp, each
+ * warp taking R rows (the last group of a matrix may be short); false
+ * past the last row (whole warps) */
+template <int R>
 static __device__ bool s_set_row(const sq_cu_gemv_set_t &s, int *m, int64_t *r)
 {
-    *r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int64_t g = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int64_t g0 = (s.n_out[0] + R - 1) / R, g1 = (s.n_out[1] + R - 1) / R;
     *m = 0;
-    if (!s.swiglu && s.n_mats > 1 && *r >= s.n_out[0]) {
-        *r -= s.n_out[0];
+    if (!s.swiglu && s.n_mats > 1 && g >= g0) {
+        g -= g0;
         *m = 1;
-        if (s.n_mats > 2 && *r >= s.n_out[1]) {
-            *r -= s.n_out[1];
+        if (s.n_mats > 2 && g >= g1) {
+            g -= g1;
             *m = 2;
         }
     }
+    *r = g * R;
     return *r < s_pick(s.n_out, *m);
 }
 
@@ -267,7 +271,7 @@ static __global__ void k_gemv(sq_cu_gemv_set_t s, int64_t n_in, Rows rows)
 {
     int m;
     int64_t r;
-    if (!s_set_row(s, &m, &r))
+    if (!s_set_row<1>(s, &m, &r))
         return;
     const int lane = threadIdx.x % 32;
     float acc[NT], up[NT];
@@ -277,6 +281,125 @@ static __global__ void k_gemv(sq_cu_gemv_set_t s, int64_t n_in, Rows rows)
     if (s.swiglu)
         rows.template dot<NT>(s.w[1], s.wd[1], r, n_in, lane, up);
     s_set_store<NT>(s, m, r, lane, acc, up);
+}
+
+/* ---- int8 tensor-core products: Q8_0, n_tok > SQ_CUDA_GEMV_MAX ----
+ * The GEMV's arithmetic on tensor cores: x quantised (sq_cu_quantize_q8),
+ * each 32-value block's int32 sum of products (one mma.sync m16n8k32)
+ * scaled by both scales and added in F32, blocks in order. A warp takes
+ * SQ_CU_MMA_ROWS rows of a weight (the A operand) and NJ tiles of 8
+ * tokens (B), one weight block in registers for all of them; a set and
+ * SwiGLU as in k_gemv (SwiGLU: the warp takes the rows of both weights,
+ * sharing the token fragments). */
+
+/* c += A B for a warp: A 16 x 32 int8 (row-major), B 32 x 8 int8
+ * (column-major), C 16 x 8 int32, in the fragments of PTX's
+ * mma.m16n8k32 .s8: lane 4 g + t holds a[l] = bytes 16 (l / 2) + 4 t ..
+ * + 3 of A's row 8 (l % 2) + g; b[l] = bytes 16 l + 4 t .. + 3 of B's
+ * column g; c[l] = C's row 8 (l / 2) + g, column 2 t + l % 2. */
+static __device__ void s_mma_s8(int c[4], const int a[4], const int b[2])
+{
+#if defined(__CUDA_ARCH__)
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(SQ_CUDA_EMU_H)
+    sq_emu_mma_s8(c, a, b);
+#else
+    (void)c, (void)a, (void)b;   /* nvcc's host pass: never called */
+#endif
+}
+
+/* four int8 values at p (4-byte aligned) as one word */
+static __device__ int s_ld4(const int8_t *p)
+{
+    return *(const int *)p;
+}
+
+/* lane (g, t)'s A fragment of block b: rows ra (= row0 + g) and rb (+ 8) */
+static __device__ void s_mma_a(const int8_t *qs, int64_t n_in, int64_t ra, int64_t rb,
+                               int64_t b, int t, int a[4])
+{
+    const int8_t *pa = qs + (size_t)ra * n_in + SQ_CU_QK * b + 4 * t;
+    const int8_t *pb = qs + (size_t)rb * n_in + SQ_CU_QK * b + 4 * t;
+    a[0] = s_ld4(pa);
+    a[1] = s_ld4(pb);
+    a[2] = s_ld4(pa + 16);
+    a[3] = s_ld4(pb + 16);
+}
+
+/* acc[j] += the scaled block sums of A (rows ra, rb; scales wd) times the
+ * token tile j's fragment bf, whose columns are tokens tc, tc + 1 */
+static __device__ void s_mma_block(const int a[4], const int bf[2], float dwa, float dwb,
+                                   float dx0, float dx1, float acc[4])
+{
+    int c[4] = {0, 0, 0, 0};
+    s_mma_s8(c, a, bf);
+    acc[0] += dwa * dx0 * (float)c[0];
+    acc[1] += dwa * dx1 * (float)c[1];
+    acc[2] += dwb * dx0 * (float)c[2];
+    acc[3] += dwb * dx1 * (float)c[3];
+}
+
+/* four blocks an SM: ptxas then keeps it to 128 registers (all of NJ = 8
+ * with SwiGLU in registers but 8 bytes on sm_90), 16 warps to hide the
+ * loads' latency instead of 8 at its unbounded ~250 */
+template <int NJ>
+static __global__ void __launch_bounds__(SQ_CU_MMA_WARPS * 32, 4) k_mma_q8(sq_cu_gemv_set_t s, int64_t n_in, const int8_t *xq,
+                                const float *xd, int n_tok)
+{
+    int m;
+    int64_t r0;
+    if (!s_set_row<SQ_CU_MMA_ROWS>(s, &m, &r0))
+        return;
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int64_t n_out = s_pick(s.n_out, m), nb = n_in / SQ_CU_QK;
+    /* rows and tokens past the end are read clamped, never stored */
+    const int64_t ra = min(r0 + g, n_out - 1), rb = min(r0 + g + 8, n_out - 1);
+    const int tok0 = (int)blockIdx.y * NJ * 8;
+    const int8_t *w = (const int8_t *)s_pick(s.w, m), *u = (const int8_t *)s.w[1];
+    const __half *wd = (const __half *)s_pick(s.wd, m), *ud = (const __half *)s.wd[1];
+    float acc[NJ][4], up[NJ][4];
+    for (int j = 0; j < NJ; j++)
+        for (int l = 0; l < 4; l++)
+            acc[j][l] = up[j][l] = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int a[4], au[4];
+        s_mma_a(w, n_in, ra, rb, b, t, a);
+        const float dwa = __half2float(wd[ra * nb + b]), dwb = __half2float(wd[rb * nb + b]);
+        float dua = 0.0f, dub = 0.0f;
+        if (s.swiglu) {
+            s_mma_a(u, n_in, ra, rb, b, t, au);
+            dua = __half2float(ud[ra * nb + b]);
+            dub = __half2float(ud[rb * nb + b]);
+        }
+        for (int j = 0; j < NJ; j++) {
+            const int tb = min(tok0 + 8 * j + g, n_tok - 1);
+            const int8_t *px = xq + (size_t)tb * n_in + SQ_CU_QK * b + 4 * t;
+            const int bf[2] = {s_ld4(px), s_ld4(px + 16)};
+            const int tc = min(tok0 + 8 * j + 2 * t, n_tok - 1), tc1 = min(tc + 1, n_tok - 1);
+            const float dx0 = xd[(size_t)tc * nb + b], dx1 = xd[(size_t)tc1 * nb + b];
+            s_mma_block(a, bf, dwa, dwb, dx0, dx1, acc[j]);
+            if (s.swiglu)
+                s_mma_block(au, bf, dua, dub, dx0, dx1, up[j]);
+        }
+    }
+    for (int j = 0; j < NJ; j++)
+        for (int l = 0; l < 4; l++) {
+            const int64_t r = r0 + 8 * (l / 2) + g;
+            const int tok = tok0 + 8 * j + 2 * t + l % 2;
+            if (r >= n_out || tok >= n_tok)
+                continue;
+            const size_t at = (size_t)tok * n_out + r;
+            const float v = acc[j][l];
+            if (!s.swiglu) {
+                s_pick(s.y, m)[at] = v;
+                continue;
+            }
+            s.y[0][at] = v / (1.0f + expf(-v)) * up[j][l];   /* as k_swiglu */
+            s.y[1][at] = up[j][l];
+        }
 }
 
 /* ---- greedy sampling ---- */

@@ -8,10 +8,10 @@
 #include "sq_cuda_layout.h"
 #include "sq_error.h"
 
-sq_cuda_path_t sq_cuda_matmul_path(int dtype, int64_t n_in, int n_tok, const void *x)
+sq_cuda_path_t sq_cuda_matmul_path(int dtype, int64_t n_in, int n_tok, const void *x, bool mma)
 {
     if (n_tok > SQ_CUDA_GEMV_MAX)
-        return SQ_CUDA_PATH_BLAS;
+        return dtype == SQ_CU_Q8_0 && mma ? SQ_CUDA_PATH_MMA_Q8 : SQ_CUDA_PATH_BLAS;
     if (dtype == SQ_CU_Q8_0)
         return SQ_CUDA_PATH_GEMV_Q8;
     if (dtype == SQ_CU_F16 && n_in % 32 == 0 && (uintptr_t)x % 16 == 0)
@@ -36,19 +36,24 @@ static int64_t s_y_bytes(const sq_cuda_op_t *mm)    /* a MATMUL's output */
     return mm->i[3] * mm->i[1] * 4;
 }
 
-static sq_cuda_path_t s_path(const sq_cuda_op_t *mm)
+bool sq_cuda_path_q8(sq_cuda_path_t path)
 {
-    return sq_cuda_matmul_path((int)mm->i[0], mm->i[2], (int)mm->i[3], mm->p[1]);
+    return path == SQ_CUDA_PATH_GEMV_Q8 || path == SQ_CUDA_PATH_MMA_Q8;
 }
 
-/* the product at ops[k] (k < n) reads norm's output through the Q8_0 GEMV */
+static sq_cuda_path_t s_path(const sq_cuda_op_t *mm)
+{
+    return (sq_cuda_path_t)mm->i[SQ_CUDA_MM_PATH];
+}
+
+/* the product at ops[k] (k < n) reads norm's output quantised */
 static bool s_feeds_q8(const sq_cuda_op_t *norm, const sq_cuda_op_t *ops, int k, int n)
 {
     if (k >= n || ops[k].kind != SQ_CUDA_OP_MATMUL)
         return false;
     const sq_cuda_op_t *mm = &ops[k];
     return mm->p[1] == norm->p[2] && mm->i[3] == norm->i[0] && mm->i[2] == norm->i[1] &&
-           s_path(mm) == SQ_CUDA_PATH_GEMV_Q8;
+           sq_cuda_path_q8(s_path(mm));
 }
 
 /* ops[k] is an RMSNORM, or an ADD into the x an RMSNORM right after it
@@ -70,7 +75,7 @@ static int s_norm(const sq_cuda_op_t *ops, int k, int n, bool fuse, sq_cuda_step
     return 2;
 }
 
-/* products after ops[k] that share its input, shape and GEMV path, up to
+/* products after ops[k] that share its input, shape and path, up to
  * SQ_CUDA_GEMV_MATS in all, no output overlapping the input or another */
 static int s_gemv_run(const sq_cuda_op_t *ops, int k, int n)
 {
@@ -79,7 +84,7 @@ static int s_gemv_run(const sq_cuda_op_t *ops, int k, int n)
     while (run < SQ_CUDA_GEMV_MATS && k + run < n) {
         const sq_cuda_op_t *m = &ops[k + run];
         if (m->kind != SQ_CUDA_OP_MATMUL || m->p[1] != m0->p[1] || m->i[0] != m0->i[0] ||
-            m->i[2] != m0->i[2] || m->i[3] != m0->i[3])
+            m->i[2] != m0->i[2] || m->i[3] != m0->i[3] || s_path(m) != s_path(m0))
             break;
         bool clash = s_overlap(m->p[2], s_y_bytes(m), m0->p[1], s_x_bytes(m0));
         for (int j = 0; j < run; j++)
@@ -125,14 +130,13 @@ static int s_rope_attn(const sq_cuda_op_t *ops, int k, int n, sq_cuda_step_t *st
                       rq->f[0] == rk->f[0];
     if (!same)
         return 0;
-    /* the output projection reads the attention's output through the
-     * Q8_0 GEMV: the attention kernel quantises it (a warp per 32 values
-     * of a head) */
+    /* the output projection reads the attention's output quantised: the
+     * attention kernel quantises it (a warp per 32 values of a head) */
     bool quantize = false;
     if (k + 3 < n && hd % 32 == 0) {
         const sq_cuda_op_t *mm = &ops[k + 3];
         quantize = mm->kind == SQ_CUDA_OP_MATMUL && mm->p[1] == at->p[5] && mm->i[3] == n_tok &&
-                   mm->i[2] == at->i[2] * hd && s_path(mm) == SQ_CUDA_PATH_GEMV_Q8;
+                   mm->i[2] == at->i[2] * hd && sq_cuda_path_q8(s_path(mm));
     }
     *st = (sq_cuda_step_t){SQ_CUDA_STEP_ROPE_ATTN, k, 3, false, quantize};
     return 3;

@@ -53,12 +53,35 @@ cudaError_t sq_cu_quantize_q8(cudaStream_t s, const float *x, int n_tok, int64_t
     return cudaGetLastError();
 }
 
+/* warps for a set when each takes `rows` rows of one matrix (k_gemv, k_mma_q8) */
+static size_t s_set_warps(const sq_cu_gemv_set_t *set, int64_t rows)
+{
+    size_t warps = 0;
+    for (int m = 0; m < (set->swiglu ? 1 : set->n_mats); m++)
+        warps += (size_t)((set->n_out[m] + rows - 1) / rows);
+    return warps;
+}
+
 unsigned sq_cu_gemv_blocks(const sq_cu_gemv_set_t *set)
 {
-    int64_t rows = set->n_out[0];
-    for (int m = 1; m < set->n_mats && !set->swiglu; m++)
-        rows += set->n_out[m];
-    return sq_cu_blocks((size_t)rows, SQ_CU_GEMV_WARPS);
+    return sq_cu_blocks(s_set_warps(set, 1), SQ_CU_GEMV_WARPS);
+}
+
+unsigned sq_cu_mma_blocks(const sq_cu_gemv_set_t *set)
+{
+    return sq_cu_blocks(s_set_warps(set, SQ_CU_MMA_ROWS), SQ_CU_MMA_WARPS);
+}
+
+int sq_cu_mma_tiles(int n_tok)
+{
+    return n_tok <= 32 ? 4 : 8;
+}
+
+/* each weight's scales, at the end of its split layout */
+static void s_set_scales(sq_cu_gemv_set_t *set, int64_t n_in)
+{
+    for (int m = 0; m < set->n_mats; m++)
+        set->wd[m] = s_q8_scales(set->w[m], set->n_out[m], n_in);
 }
 
 /* the template instance for a run-time token count */
@@ -86,8 +109,7 @@ unsigned sq_cu_gemv_blocks(const sq_cu_gemv_set_t *set)
 cudaError_t sq_cu_gemv_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const int8_t *xq,
                           const float *xd, int n_tok)
 {
-    for (int m = 0; m < set.n_mats; m++)
-        set.wd[m] = s_q8_scales(set.w[m], set.n_out[m], n_in);
+    s_set_scales(&set, n_in);
     const unsigned blocks = sq_cu_gemv_blocks(&set);
     const s_rows_q8_t rows = {xq, xd};
 #define S_CALL(NT)                                                                             \
@@ -106,6 +128,19 @@ cudaError_t sq_cu_gemv_f16(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, c
     SQ_CU_LAUNCH((k_gemv<NT, s_rows_f16_t>), blocks, SQ_CU_GEMV_WARPS * 32, s, set, n_in, rows)
     S_GEMV_CASES(S_CALL)
 #undef S_CALL
+    return cudaGetLastError();
+}
+
+cudaError_t sq_cu_mma_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const int8_t *xq,
+                         const float *xd, int n_tok)
+{
+    s_set_scales(&set, n_in);
+    const int tiles = sq_cu_mma_tiles(n_tok);
+    const dim3 grid(sq_cu_mma_blocks(&set), sq_cu_blocks((size_t)n_tok, 8 * (unsigned)tiles));
+    if (tiles == 4)
+        SQ_CU_LAUNCH(k_mma_q8<4>, grid, SQ_CU_MMA_WARPS * 32, s, set, n_in, xq, xd, n_tok);
+    else
+        SQ_CU_LAUNCH(k_mma_q8<8>, grid, SQ_CU_MMA_WARPS * 32, s, set, n_in, xq, xd, n_tok);
     return cudaGetLastError();
 }
 

@@ -62,6 +62,17 @@ cudaError_t sq_cu_gemv_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, co
                           const float *xd, int n_tok);
 cudaError_t sq_cu_gemv_f16(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const float *x,
                            int n_tok);
+/* The set's products for Q8_0 weights and more than SQ_CUDA_GEMV_MAX
+ * tokens on int8 tensor cores (mma.sync, sm_80 and later), x given
+ * quantised as for sq_cu_gemv_q8 and the same block arithmetic. Blocks of
+ * SQ_CU_MMA_WARPS warps, a warp taking SQ_CU_MMA_ROWS rows of a weight and
+ * 8 * sq_cu_mma_tiles(n_tok) tokens: grid (sq_cu_mma_blocks,
+ * sq_cu_blocks(n_tok, 8 * sq_cu_mma_tiles(n_tok))). */
+enum { SQ_CU_MMA_WARPS = 4, SQ_CU_MMA_ROWS = 16 };
+unsigned sq_cu_mma_blocks(const sq_cu_gemv_set_t *set);
+int sq_cu_mma_tiles(int n_tok);
+cudaError_t sq_cu_mma_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const int8_t *xq,
+                         const float *xd, int n_tok);
 /* out (n_out, n_in) F16 = a Q8_0 weight (split layout) dequantised */
 cudaError_t sq_cu_q8_to_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in, void *out);
 /* out_d (n_rows) = the argmax of each row of x (n_rows, n_cols), with
