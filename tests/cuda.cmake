@@ -64,6 +64,11 @@ set_tests_properties(gpu.cuda.engine_nofuse PROPERTIES LABELS gpu SKIP_RETURN_CO
 add_test(NAME gpu.cuda.engine_nomma COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
 set_tests_properties(gpu.cuda.engine_nomma PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
                      TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_MMA=0)
+# every kernel waits for the one before it to end (no programmatic
+# dependent launch): what PDL runs must equal this
+add_test(NAME gpu.cuda.engine_nopdl COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
+set_tests_properties(gpu.cuda.engine_nopdl PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
+                     TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_PDL=0)
 
 # TP = 2 on whatever devices there are: on one GPU both ranks share it and
 # the all-reduce goes through host memory; forced host path on any count.

@@ -19,9 +19,9 @@
 #    all-reduce) and the CUDA unit tests;
 # 3. the benchmark table: llama-110m and tinyllama-1.1b shapes (random
 #    weights from shardq-model), F16 and Q8_0, on shardq-bench-cuda; the
-#    largest Q8_0 model again without fusion, without graphs, and without
-#    the int8 mma kernel; then PyTorch transformers on the same files if
-#    it is importable.
+#    largest Q8_0 model again without PDL, without fusion, without graphs,
+#    and without the int8 mma kernel; then PyTorch transformers on the
+#    same files if it is importable.
 # Exit: 0 when every test passed (the benchmark never fails the run), 1
 # otherwise, 2 when the build fails.
 set -uo pipefail
@@ -81,14 +81,17 @@ stamp "shardq (CUDA): prompt 512, 64 decode steps, batches 16/64/256 x 16 steps"
 timeout 200 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 --agg-steps 16 \
   --batches 16,64,256 "${MODELS[@]}" 2>&1 | tee "$LOGS/bench-shardq.txt"
 
-# What fusion, graphs and the int8 mma kernel give, on the last (largest
-# Q8_0) model: the same run with every op its own kernel, then with no
-# graphs either; then prefill and batch 64 with big Q8_0 batches through
+# What PDL, fusion, graphs and the int8 mma kernel give, on the last
+# (largest Q8_0) model: batch-1 decode without programmatic dependent
+# launch; the same run with every op its own kernel, then with no graphs
+# either; then prefill and batch 64 with big Q8_0 batches through
 # dequantisation + cuBLAS instead of mma.
 if ((${#MODELS[@]})); then
-  stamp "shardq variants on ${MODELS[-1]##*/}: SHARDQ_CUDA_FUSE=0, then also" \
-    "SHARDQ_CUDA_GRAPHS=0; SHARDQ_CUDA_MMA=0"
-  { SHARDQ_CUDA_FUSE=0 timeout 100 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 \
+  stamp "shardq variants on ${MODELS[-1]##*/}: SHARDQ_CUDA_PDL=0; SHARDQ_CUDA_FUSE=0, then" \
+    "also SHARDQ_CUDA_GRAPHS=0; SHARDQ_CUDA_MMA=0"
+  { SHARDQ_CUDA_PDL=0 timeout 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 \
+      --agg-steps 16 --batches 16 "${MODELS[-1]}"
+    SHARDQ_CUDA_FUSE=0 timeout 100 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 \
       --agg-steps 16 --batches 16,64 "${MODELS[-1]}"
     SHARDQ_CUDA_FUSE=0 SHARDQ_CUDA_GRAPHS=0 timeout 100 "$BUILD/bench/cuda/shardq-bench-cuda" \
       --prompt 512 --gen 64 --agg-steps 16 --batches 16,64 "${MODELS[-1]}"

@@ -94,6 +94,7 @@ struct fibre_t {
     uint64_t shfl_in, shfl_out;   /* a shuffle's value, as bytes */
     int shfl_src;                 /* lane whose shfl_in this lane reads */
     int mma[6];                   /* an mma's A and B fragments, for the warp */
+    bool pdl;                     /* passed the kernel's s_pdl_begin */
 };
 
 enum { STACK_BYTES = 64 << 10, PAGE = 4096 };
@@ -108,6 +109,9 @@ struct state_t {
     bool failed = false;
     char why[256];
     unsigned seed = 1;            /* of the orders below; the test may change it */
+    bool require_pdl = true;      /* a thread ending without s_pdl_begin fails
+                                   * (sq_cuda_device.cuh's rule; the emulator's
+                                   * own tests turn it off for their kernels) */
     uint32_t rng = 1;             /* xorshift32 state, from seed at each launch */
 };
 inline state_t S;
@@ -199,6 +203,12 @@ inline void ctx_init(ctx_t *c) { c->sp = nullptr; }
 inline void s_entry()
 {
     S.call(S.call_ctx);
+    if (S.require_pdl && !S.f[S.cur].pdl) {
+        snprintf(S.why, sizeof S.why, "thread %d: ended without s_pdl_begin (under "
+                 "programmatic dependent launch it may read its predecessor's output early)",
+                 S.cur);
+        S.failed = true;
+    }
     S.f[S.cur].wait = DONE;       /* then back to the scheduler, never resumed */
 }
 
@@ -295,6 +305,7 @@ inline bool s_run_block()
         ctx_make(&f->ctx, S.stacks + (size_t)i * (STACK_BYTES + PAGE) + PAGE, STACK_BYTES,
                  &S.sched);
         f->wait = RUN;
+        f->pdl = false;
     }
     /* each pass from a random thread, up or down, so that no thread may
      * count on running before another between two barriers */
@@ -477,6 +488,9 @@ T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32)
 }
 
 inline void sq_emu_mma_s8(int c[4], const int a[4], const int b[2]) { sq_emu::s_mma_s8(c, a, b); }
+/* the kernel's wait for its predecessors: kernels run one after another
+ * here, so only that it was called is noted */
+inline void sq_emu_pdl_begin() { sq_emu::S.f[sq_emu::S.cur].pdl = true; }
 
 /* four 8-bit products plus c: signed bytes for int, unsigned for unsigned */
 inline int __dp4a(int a, int b, int c)

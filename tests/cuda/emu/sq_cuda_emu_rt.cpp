@@ -224,6 +224,20 @@ cudaError_t cudaDeviceGetPCIBusId(char *pciBusId, int len, int device)
     return cudaSuccess;
 }
 
+/* an sm_90 device, as the GPU machines have */
+cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device)
+{
+    if (device != 0)
+        return s_error(cudaErrorInvalidDevice, "cudaDeviceGetAttribute");
+    if (attr == cudaDevAttrComputeCapabilityMajor)
+        *value = 9;
+    else if (attr == cudaDevAttrComputeCapabilityMinor)
+        *value = 0;
+    else
+        return s_error(cudaErrorInvalidValue, "cudaDeviceGetAttribute (attribute not emulated)");
+    return cudaSuccess;
+}
+
 cudaError_t cudaGetLastError(void)
 {
     s_rt_t &rt = s_rt();

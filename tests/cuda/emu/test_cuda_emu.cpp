@@ -276,8 +276,27 @@ static __global__ void k_emu_order(int *turn, int *counter)
         turn[blockIdx.y * gridDim.x + blockIdx.x] = mine;
 }
 
+/* half the warp leaves before an mma.sync */
+static __global__ void k_emu_mma_exited(int *out)
+{
+    if (threadIdx.x % 32 >= 16)
+        return;
+    int c[4] = {0, 0, 0, 0};
+    const int a[4] = {1, 1, 1, 1}, b[2] = {1, 1};
+    s_mma_s8(c, a, b);
+    out[threadIdx.x] = c[0];
+}
+
+static __global__ void k_emu_pdl(int *out)
+{
+    s_pdl_begin();
+    out[threadIdx.x] = 1;
+}
+
 static void test_emulator(void)
 {
+    /* the emulator's own kernels need not start with s_pdl_begin */
+    sq_emu::S.require_pdl = false;
     std::vector<int> out(64 * 8, -1);
     SQ_REQUIRE(sq_emu_launch(k_emu_shuffles, dim3(1), dim3(64), out.data()) == 0);
     for (int t = 0; t < 64; t++) {
@@ -291,12 +310,18 @@ static void test_emulator(void)
         SQ_CHECK(o[5] == t);
     }
     std::vector<float> f(64);
-    fprintf(stderr, "(expected: a shuffle with an exited lane, then a deadlock, then bad "
-                    "configurations)\n");
+    fprintf(stderr, "(expected: a shuffle with an exited lane, a deadlock, bad configurations, "
+                    "an mma with exited lanes, a kernel without s_pdl_begin)\n");
     SQ_CHECK(sq_emu_launch(k_emu_exited_lane, dim3(2), dim3(64), f.data()) != 0);
     SQ_CHECK(sq_emu_launch(k_emu_deadlock, dim3(1), dim3(64), out.data()) != 0);
     SQ_CHECK(sq_emu_launch(k_emu_shuffles, dim3(1), dim3(1025), out.data()) != 0);
     SQ_CHECK(sq_emu_launch(k_emu_shuffles, dim3(0), dim3(32), out.data()) != 0);
+    SQ_CHECK(sq_emu_launch(k_emu_mma_exited, dim3(1), dim3(32), out.data()) != 0);
+    /* the backend's rule: a kernel that never calls s_pdl_begin fails */
+    sq_emu::S.require_pdl = true;
+    SQ_CHECK(sq_emu_launch(k_emu_shuffles, dim3(1), dim3(64), out.data()) != 0);
+    SQ_CHECK(sq_emu_launch(k_emu_pdl, dim3(1), dim3(64), out.data()) == 0 && out[63] == 1);
+    sq_emu::S.require_pdl = false;
     /* after failures the emulator runs again */
     SQ_CHECK(sq_emu_launch(k_emu_shuffles, dim3(1), dim3(64), out.data()) == 0 && out[8] == 4);
 
@@ -318,6 +343,7 @@ static void test_emulator(void)
     SQ_CHECK(__half2float(__float2half(0.1f)) == s_f16_value(s_f16(0.1f)));
     const float2 f2 = __half22float2(__floats2half2_rn(1.5f, -2.25f));
     SQ_CHECK(f2.x == 1.5f && f2.y == -2.25f);
+    sq_emu::S.require_pdl = true;
 }
 
 /* ---- embedding, residual add + RMSNorm (+ Q8_0) ---- */

@@ -740,6 +740,10 @@ static int s_init(s_cuda_t *c, int device)
     c->mma = s_switch_on("SHARDQ_CUDA_MMA");
     c->graphs.drop = s_graph_drop;
     S_CUDA(cudaSetDevice(device), "set device");
+    int cc_major = 0;
+    S_CUDA(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device),
+           "compute capability");
+    sq_cu_set_pdl(cc_major >= 9 && s_switch_on("SHARDQ_CUDA_PDL"));
     S_CUDA(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");
     for (int i = 0; i < 2; i++)
         S_CUDA(cudaEventCreateWithFlags(&c->arena_read[i], cudaEventDisableTiming), "event");

@@ -19,6 +19,22 @@
 
 #include "sq_cuda_kernels.h"
 
+/* Programmatic dependent launch (sm_90 on, sq_cu_set_pdl): a kernel may
+ * be launched while the one before it in the stream still runs. Every
+ * kernel starts with s_pdl_begin, before it reads anything: it waits
+ * until the grids it depends on have finished and their writes are
+ * visible, then lets the next kernel launch (its blocks then wait in
+ * their own s_pdl_begin). A kernel launched without PDL passes through. */
+static __device__ void s_pdl_begin()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#elif defined(SQ_CUDA_EMU_H)
+    sq_emu_pdl_begin();
+#endif
+}
+
 static __device__ float s_warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1)
@@ -53,6 +69,7 @@ static __device__ float s_i8(int word, int k)
 static __global__ void k_embed(int dtype, const unsigned char *emb, const __half *q8_scales,
                                int64_t n_in, const int32_t *ids, float *out)
 {
+    s_pdl_begin();
     const size_t r = (size_t)ids[blockIdx.x];
     float *o = out + (size_t)blockIdx.x * n_in;
     for (int64_t i = threadIdx.x; i < n_in; i += blockDim.x) {
@@ -89,6 +106,7 @@ static __device__ void s_quantize_warp(float v, int64_t b, int lane, int8_t *xq,
 static __global__ void k_add_rmsnorm(float *x, const float *y, const float *w, float eps, int dim,
                                      float *out, int8_t *xq, float *xd)
 {
+    s_pdl_begin();
     __shared__ float part[8];
     const size_t row = (size_t)blockIdx.x * dim;
     float *xr = x + row;
@@ -120,6 +138,7 @@ static __global__ void k_add_rmsnorm(float *x, const float *y, const float *w, f
  * warp per block */
 static __global__ void k_quantize_q8(const float *x, int64_t n_blocks, int8_t *xq, float *xd)
 {
+    s_pdl_begin();
     const int64_t b = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (b >= n_blocks)
@@ -269,6 +288,7 @@ typedef struct {
 template <int NT, typename Rows>
 static __global__ void k_gemv(sq_cu_gemv_set_t s, int64_t n_in, Rows rows)
 {
+    s_pdl_begin();
     int m;
     int64_t r;
     if (!s_set_row<1>(s, &m, &r))
@@ -346,9 +366,10 @@ static __device__ void s_mma_block(const int a[4], const int bf[2], float dwa, f
  * with SwiGLU in registers but 8 bytes on sm_90), 16 warps to hide the
  * loads' latency instead of 8 at its unbounded ~250 */
 template <int NJ>
-static __global__ void __launch_bounds__(SQ_CU_MMA_WARPS * 32, 4) k_mma_q8(sq_cu_gemv_set_t s, int64_t n_in, const int8_t *xq,
-                                const float *xd, int n_tok)
+static __global__ void __launch_bounds__(SQ_CU_MMA_WARPS * 32, 4)
+    k_mma_q8(sq_cu_gemv_set_t s, int64_t n_in, const int8_t *xq, const float *xd, int n_tok)
 {
+    s_pdl_begin();
     int m;
     int64_t r0;
     if (!s_set_row<SQ_CU_MMA_ROWS>(s, &m, &r0))
@@ -419,6 +440,7 @@ static __device__ void s_better(float *v, int *i, float v2, int i2)
  * of 256 per row (0 when the row is all NaN, as on the CPU) */
 static __global__ void k_argmax(const float *x, int n_cols, int32_t *out)
 {
+    s_pdl_begin();
     __shared__ float sv[8];
     __shared__ int si[8];
     const float *row = x + (size_t)blockIdx.x * n_cols;
@@ -450,6 +472,7 @@ static __global__ void k_argmax(const float *x, int n_cols, int32_t *out)
  * layout, as F16, 8 per thread: what cuBLAS multiplies for big batches */
 static __global__ void k_q8_to_f16(const int8_t *qs, const __half *wd, size_t n, uint4 *out)
 {
+    s_pdl_begin();
     const size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 8;
     if (i >= n)
         return;
@@ -467,6 +490,7 @@ static __global__ void k_q8_to_f16(const int8_t *qs, const __half *wd, size_t n,
 
 static __global__ void k_to_f16(const float *x, __half *out, size_t n)
 {
+    s_pdl_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
         out[i] = __float2half(x[i]);
@@ -476,6 +500,7 @@ static __global__ void k_to_f16(const float *x, __half *out, size_t n)
 
 static __global__ void k_swiglu(float *gate, const float *up, size_t n)
 {
+    s_pdl_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
         gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
@@ -483,6 +508,7 @@ static __global__ void k_swiglu(float *gate, const float *up, size_t n)
 
 static __global__ void k_add(float *x, const float *y, size_t n)
 {
+    s_pdl_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
         x[i] += y[i];
@@ -505,6 +531,7 @@ static __device__ void s_rope_pair(float *head, int p, int n_rot, int pos, float
 static __global__ void k_rope(float *x, int n_tok, int n_heads, int head_dim, int n_rot,
                               const int32_t *pos, float freq_base)
 {
+    s_pdl_begin();
     const int half_rot = n_rot / 2;
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)n_tok * n_heads * half_rot)
@@ -531,6 +558,7 @@ static __global__ void k_kv_store(float *kc, float *vc, const float *k, const fl
                                   const int32_t *slot, const int32_t *pos, int n_kv, int n_ctx,
                                   int hd)
 {
+    s_pdl_begin();
     s_kv_store(blockIdx.x, kc, vc, k, v, slot, pos, n_kv, n_ctx, hd);
 }
 
@@ -547,6 +575,7 @@ typedef struct {
  * and v rows into the caches (k_rope twice and k_kv_store in one launch) */
 static __global__ void k_rope_store(s_rope_store_t a)
 {
+    s_pdl_begin();
     const int t = blockIdx.x, half = a.n_rot / 2, p = a.pos[t];
     for (int i = threadIdx.x; i < a.n_heads * half; i += blockDim.x)
         s_rope_pair(a.q + ((size_t)t * a.n_heads + i / half) * a.hd, i % half, a.n_rot, p,
@@ -598,6 +627,7 @@ static __device__ float s_qk(const float *qs, const float *kr, int hd)
  * product that reads it next. */
 static __global__ void k_attention(s_att_t a)
 {
+    s_pdl_begin();
     __shared__ float qs[SQ_CU_MAX_HEAD_DIM];
     __shared__ float ps[S_ATT_WARPS][32];
     __shared__ float wm[S_ATT_WARPS], wl[S_ATT_WARPS];

@@ -6,11 +6,37 @@
 
 #include "sq_cuda_device.cuh"
 
-/* A launch of kernel k on stream s: the triple chevrons under nvcc; built
- * by the host compiler (tests/cuda/emu) the CPU emulator's launch, which
- * runs the kernel or, while s is being captured, records it. */
+#include <utility>
+
+/* whether launches allow programmatic dependent launch (sq_cu_set_pdl) */
+static bool s_pdl;
+
+void sq_cu_set_pdl(bool on)
+{
+    s_pdl = on;
+}
+
+/* A launch of kernel k on stream s: under nvcc cudaLaunchKernelEx, with
+ * programmatic stream serialisation when PDL is on (the kernel may start
+ * while the previous one in s finishes; see s_pdl_begin); built by the
+ * host compiler (tests/cuda/emu) the CPU emulator's launch, which runs
+ * the kernel or, while s is being captured, records it. */
 #ifdef __CUDACC__
-#define SQ_CU_LAUNCH(k, grid, block, s, ...) k<<<grid, block, 0, s>>>(__VA_ARGS__)
+template <typename... P, typename... A>
+static void s_launch(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t s, A &&...args)
+{
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.stream = s;
+    cfg.attrs = &attr;
+    cfg.numAttrs = s_pdl ? 1 : 0;
+    (void)cudaLaunchKernelEx(&cfg, k, std::forward<A>(args)...);   /* cudaGetLastError has it */
+}
+#define SQ_CU_LAUNCH(k, grid, block, s, ...) s_launch(k, grid, block, s, __VA_ARGS__)
 #elif defined(SQ_CUDA_EMU)
 #define SQ_CU_LAUNCH(k, grid, block, s, ...) sq_emu_stream_launch(s, k, grid, block, __VA_ARGS__)
 #else

@@ -19,6 +19,13 @@
 extern "C" {
 #endif
 
+/* Programmatic dependent launch for every launch from now on: each
+ * kernel may start while the one before it in its stream finishes (its
+ * blocks wait in s_pdl_begin before reading anything). sm_90 and later;
+ * the backend turns it on at creation unless SHARDQ_CUDA_PDL=0. One
+ * setting for the whole process. */
+void sq_cu_set_pdl(bool on);
+
 /* attention keeps a head's output in registers: head_dim up to this */
 enum { SQ_CU_MAX_HEAD_DIM = 256 };
 
