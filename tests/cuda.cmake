@@ -32,6 +32,10 @@ add_executable(test_cuda_engine cuda/test_cuda_engine.c)
 target_link_libraries(test_cuda_engine PRIVATE sq_llm sq_testlib sq_warnings m)
 target_include_directories(test_cuda_engine PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
 
+add_executable(test_cuda_lora cuda/test_cuda_lora.c)
+target_link_libraries(test_cuda_lora PRIVATE sq_llm sq_testlib sq_warnings m)
+target_include_directories(test_cuda_lora PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+
 add_executable(test_cuda_tp cuda/test_cuda_tp.c)
 target_link_libraries(test_cuda_tp PRIVATE sq_llm sq_testlib sq_warnings MPI::MPI_C m)
 target_include_directories(test_cuda_tp PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
@@ -69,6 +73,37 @@ set_tests_properties(gpu.cuda.engine_nomma PROPERTIES LABELS gpu SKIP_RETURN_COD
 add_test(NAME gpu.cuda.engine_nopdl COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
 set_tests_properties(gpu.cuda.engine_nopdl PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
                      TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_PDL=0)
+
+# LoRA on CUDA vs CPU, F32 and Q8_0 bases (Q8_0's tolerance: see test_q8_0
+# in cuda/test_cuda_engine.c); two random adapters on different targets
+# and ranks, made once by shardq-model for this test and its emulator run
+set(SQ_CUDA_LORA_DIR ${CMAKE_CURRENT_BINARY_DIR}/cuda-lora)
+if(TARGET shardq-model)
+  set(SQ_CUDA_LORA_BASE ${SQ_CUDA_TEST_MODELS}/stories260K.gguf)
+  add_test(NAME unit.cuda.make_lora
+           COMMAND sh -c "mkdir -p ${SQ_CUDA_LORA_DIR} && \
+$<TARGET_FILE:shardq-model> lora-random --base ${SQ_CUDA_LORA_BASE} --rank 4 --seed 3 --targets attn_q,attn_v,attn_output,ffn_up,ffn_down --gain 0.2 ${SQ_CUDA_LORA_DIR}/a.gguf && \
+$<TARGET_FILE:shardq-model> lora-random --base ${SQ_CUDA_LORA_BASE} --rank 8 --seed 5 --alpha 4 --targets attn_k,ffn_gate,ffn_down --gain 0.2 ${SQ_CUDA_LORA_DIR}/b.gguf")
+  set_tests_properties(unit.cuda.make_lora PROPERTIES LABELS unit FIXTURES_SETUP sq_cuda_lora)
+endif()
+# the LoRA tests for a program: NAME_PREFIX.lora.<model> with LABEL
+function(sq_cuda_lora_tests prefix label program)
+  if(NOT TARGET shardq-model)
+    return()
+  endif()
+  foreach(model stories260K stories260K-q8_0)
+    set(tol 1e-3)
+    if(model MATCHES "q8_0")
+      set(tol 5e-2)
+    endif()
+    add_test(NAME ${prefix}.lora.${model}
+             COMMAND ${program} ${SQ_CUDA_TEST_MODELS}/${model}.gguf ${SQ_CUDA_LORA_DIR}/a.gguf
+                     ${SQ_CUDA_LORA_DIR}/b.gguf ${tol})
+    set_tests_properties(${prefix}.lora.${model} PROPERTIES LABELS ${label} SKIP_RETURN_CODE 77
+                         TIMEOUT 300 FIXTURES_REQUIRED sq_cuda_lora)
+  endforeach()
+endfunction()
+sq_cuda_lora_tests(gpu.cuda gpu $<TARGET_FILE:test_cuda_lora>)
 
 # TP = 2 on whatever devices there are: on one GPU both ranks share it and
 # the all-reduce goes through host memory; forced host path on any count.
@@ -191,3 +226,9 @@ foreach(model stories260K stories260K-q8_0)
   set_tests_properties(unit.cuda.emu_tp2.${model} PROPERTIES LABELS unit TIMEOUT 300
                        ENVIRONMENT "${SQ_CUDA_MPI_ENV}")
 endforeach()
+
+# test_cuda_lora on the emulator
+add_executable(test_cuda_emu_lora cuda/test_cuda_lora.c)
+target_link_libraries(test_cuda_emu_lora PRIVATE sq_llm_emu sq_testlib sq_warnings m)
+target_include_directories(test_cuda_emu_lora PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+sq_cuda_lora_tests(unit.cuda.emu unit $<TARGET_FILE:test_cuda_emu_lora>)
