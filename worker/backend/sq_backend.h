@@ -91,6 +91,13 @@ typedef struct {
     int (*swiglu)(sq_backend_t *be, float *gate, const float *up, size_t n);
     /* x (n) += y */
     int (*add)(sq_backend_t *be, float *x, const float *y, size_t n);
+    /* Rows of row_len floats picked by idx (a host array of n row numbers,
+     * valid for the buffers): add false gathers, dst row k = src row
+     * idx[k]; add true scatters and adds, dst row idx[k] += src row k (the
+     * idx distinct). What LoRA uses to apply an adapter to its tokens of
+     * a mixed batch in one op instead of one op a token. */
+    int (*index_rows)(sq_backend_t *be, float *dst, const float *src, int64_t row_len,
+                      const int32_t *idx, int n, bool add);
     /* host_out (n_rows) = the index of the largest value of each row of x
      * (n_rows, n_cols), with sq_sampler_argmax's rules (NaN never wins,
      * lowest index on ties): the greedy choice. A sync point like

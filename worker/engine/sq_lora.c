@@ -35,6 +35,7 @@ struct sq_lora_set {
     int n_loaded;
     int scratch_r;              /* rank the scratch buffers fit */
     float *xa, *ta, *ya;        /* backend scratch */
+    int32_t *idx;               /* host: the tokens of one adapter (max_tokens) */
     int64_t max_in, max_out;    /* local extents over all targets */
 };
 
@@ -50,7 +51,10 @@ sq_lora_set_t *sq_lora_set_new(sq_backend_t *be, int n_layers, int max_adapters,
                                const sq_lora_shard_t shards[SQ_LORA_N_TARGETS])
 {
     sq_lora_set_t *self = calloc(1, sizeof *self);
-    if (!self || !(self->ad = calloc((size_t)max_adapters, sizeof *self->ad))) {
+    if (!self || !(self->ad = calloc((size_t)max_adapters, sizeof *self->ad)) ||
+        !(self->idx = malloc((size_t)max_tokens * sizeof *self->idx))) {
+        if (self)
+            free(self->ad);
         free(self);
         SQ_FAIL(SQ_ENOMEM, "LoRA set");
         return NULL;
@@ -91,6 +95,7 @@ void sq_lora_set_destroy(sq_lora_set_t **self_p)
     self->be->ops->free(self->be, self->xa);
     self->be->ops->free(self->be, self->ta);
     self->be->ops->free(self->be, self->ya);
+    free(self->idx);
     free(self->ad);
     free(self);
     *self_p = NULL;
@@ -270,9 +275,12 @@ int sq_lora_apply(sq_lora_set_t *self, int layer, sq_lora_target_t target, const
     const sq_backend_ops_t *op = self->be->ops;
     sq_backend_t *be = self->be;
     const sq_lora_shard_t *s = &self->shards[target];
-    const size_t in_b = (size_t)s->n_cols * sizeof(float), out = (size_t)s->n_rows;
+    const size_t out = (size_t)s->n_rows;
     int rc = 0;
-    /* one pass per adapter present in the batch */
+    if (n_tok > self->max_tokens)
+        return SQ_FAIL(SQ_EINVAL, "LoRA: %d tokens, at most %d", n_tok, self->max_tokens);
+    /* one pass per adapter present in the batch: its tokens gathered,
+     * unless it has them all, the two products, the result added back */
     for (int id = 1; rc == 0 && id <= self->max_adapters; id++) {
         const s_adapter_t *a = &self->ad[id - 1];
         if (!a->used)
@@ -281,19 +289,18 @@ int sq_lora_apply(sq_lora_set_t *self, int layer, sq_lora_target_t target, const
         if (!p->r)
             continue;
         int n = 0;
-        for (int t = 0; rc == 0 && t < n_tok; t++)
+        for (int t = 0; t < n_tok; t++)
             if (adapter[t] == id)
-                rc = op->copy(be, self->xa + (size_t)n++ * s->n_cols, x + (size_t)t * s->n_cols,
-                              in_b);
-        if (rc || n == 0)
+                self->idx[n++] = t;
+        if (n == 0)
             continue;
-        if ((rc = op->matmul(be, &p->a, self->xa, n, self->ta)) ||   /* (n, r) */
-            (rc = op->matmul(be, &p->b, self->ta, n, self->ya)))     /* (n, n_rows) */
+        const bool all = n == n_tok;
+        if ((!all && (rc = op->index_rows(be, self->xa, x, s->n_cols, self->idx, n, false))) ||
+            (rc = op->matmul(be, &p->a, all ? x : self->xa, n, self->ta)) ||   /* (n, r) */
+            (rc = op->matmul(be, &p->b, self->ta, n, self->ya)))              /* (n, n_rows) */
             break;
-        int k = 0;
-        for (int t = 0; rc == 0 && t < n_tok; t++)
-            if (adapter[t] == id)
-                rc = op->add(be, y + (size_t)t * out, self->ya + (size_t)k++ * out, out);
+        rc = all ? op->add(be, y, self->ya, (size_t)n * out)
+                 : op->index_rows(be, y, self->ya, (int64_t)out, self->idx, n, true);
     }
     return rc;
 }

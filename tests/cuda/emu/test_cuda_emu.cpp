@@ -656,6 +656,28 @@ static void test_swiglu_add(void)
     }
 }
 
+static void test_index_rows(void)
+{
+    /* rows of 300 floats (more than a block's 256 threads): gather three
+     * of five in another order, then add them back to other rows */
+    const int64_t len = 300;
+    const int32_t idx[3] = {4, 0, 2}, to[3] = {1, 3, 0};
+    s_seed(11);
+    s_buf<float> src(5 * len, NAN), rows(3 * len, NAN, S_OUT_F32), dst(5 * len, NAN, S_OUT_F32);
+    s_fill(src, 1.0f);
+    s_fill(dst, 1.0f);
+    std::vector<double> ref_rows(3 * len), ref_dst(dst.p(), dst.p() + 5 * len);
+    for (int k = 0; k < 3; k++)
+        for (int64_t i = 0; i < len; i++) {
+            ref_rows[k * len + i] = src[idx[k] * len + i];
+            ref_dst[to[k] * len + i] += src[idx[k] * len + i];
+        }
+    SQ_CHECK(sq_cu_index_rows(nullptr, rows.p(), src.p(), len, idx, 3, false) == cudaSuccess);
+    SQ_CHECK(sq_cu_index_rows(nullptr, dst.p(), rows.p(), len, to, 3, true) == cudaSuccess);
+    s_expect_close("index_rows gather", rows, ref_rows.data(), ref_rows.size(), S_TOL_F32);
+    s_expect_close("index_rows scatter-add", dst, ref_dst.data(), ref_dst.size(), S_TOL_F32);
+}
+
 /* x (n_tok, n_heads * head_dim) rotated as sq_backend.h says: theta in
  * float as the CPU backend computes it, the rotation in double */
 static void s_rope_ref(double *x, int n_tok, int n_heads, int head_dim, int n_rot,
@@ -864,6 +886,7 @@ int main(void)
     SQ_RUN(test_argmax);
     SQ_RUN(test_to_f16);
     SQ_RUN(test_swiglu_add);
+    SQ_RUN(test_index_rows);
     SQ_RUN(test_rope);
     SQ_RUN(test_rope_store);
     SQ_RUN(test_attention);

@@ -295,6 +295,19 @@ static int s_add(sq_backend_t *be, float *x, const float *y, size_t n)
     return 0;
 }
 
+static int s_index_rows(sq_backend_t *be, float *dst, const float *src, int64_t row_len,
+                        const int32_t *idx, int n, bool add)
+{
+    const size_t len = (size_t)row_len;
+    for (int k = 0; k < n; k++) {
+        if (add)
+            s_add(be, dst + (size_t)idx[k] * len, src + (size_t)k * len, len);
+        else
+            memcpy(dst + (size_t)k * len, src + (size_t)idx[k] * len, len * sizeof(float));
+    }
+    return 0;
+}
+
 static int s_argmax(sq_backend_t *be, const float *x, int n_rows, int n_cols, int32_t *host_out)
 {
     for (int r = 0; r < n_rows; r++)
@@ -319,6 +332,7 @@ static const sq_backend_ops_t s_cpu_ops = {
     .attention = s_attention,
     .swiglu = s_swiglu,
     .add = s_add,
+    .index_rows = s_index_rows,
     .argmax = s_argmax,
 };
 

@@ -266,11 +266,15 @@ static int s_exec_op(s_cuda_t *c, const sq_cuda_op_t *op)
         err = cudaMemcpyAsync(s_mut(op->p[0]), op->p[1], (size_t)op->i[0],
                               cudaMemcpyDeviceToDevice, c->stream);
         break;
+    case SQ_CUDA_OP_INDEX_ROWS:
+        err = sq_cu_index_rows(c->stream, s_mut(op->p[0]), op->p[1], op->i[0], a0, (int)op->i[1],
+                               op->i[2] != 0);
+        break;
     default:
         return SQ_FAIL(SQ_ESTATE, "cuda: recorded op of kind %d", op->kind);
     }
     static const char *const names[] = {"", "embed", "rmsnorm", "matmul", "rope", "attention",
-                                        "swiglu", "add", "copy"};
+                                        "swiglu", "add", "copy", "index_rows"};
     return err == cudaSuccess ? 0 : s_fail(err, names[op->kind]);
 }
 
@@ -683,6 +687,19 @@ static int s_add(sq_backend_t *be, float *x, const float *y, size_t n)
     return n ? s_record(s_ctx(be), &op, 0) : 0;
 }
 
+static int s_index_rows(sq_backend_t *be, float *dst, const float *src, int64_t row_len,
+                        const int32_t *idx, int n, bool add)
+{
+    s_cuda_t *c = s_ctx(be);
+    if (n <= 0 || row_len <= 0)
+        return 0;
+    sq_cuda_op_t op = {.kind = SQ_CUDA_OP_INDEX_ROWS, .p = {dst, src}, .i = {row_len, n, add}};
+    int rc;
+    if ((rc = s_reserve(c, (size_t)n)) || (rc = s_args(c, idx, n, &op.arg[0])))
+        return rc;
+    return s_record(c, &op, 0);
+}
+
 /* the argmax kernel after the recorded ops, then n_rows integers back */
 static int s_argmax(sq_backend_t *be, const float *x, int n_rows, int n_cols, int32_t *host_out)
 {
@@ -713,6 +730,7 @@ static const sq_backend_ops_t s_cuda_ops = {
     .attention = s_attention,
     .swiglu = s_swiglu,
     .add = s_add,
+    .index_rows = s_index_rows,
     .argmax = s_argmax,
 };
 

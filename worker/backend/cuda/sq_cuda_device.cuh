@@ -514,6 +514,19 @@ static __global__ void k_add(float *x, const float *y, size_t n)
         x[i] += y[i];
 }
 
+/* rows by index, one block a row k: gather dst row k = src row idx[k],
+ * or scatter-add dst row idx[k] += src row k */
+static __global__ void k_index_rows(float *dst, const float *src, int64_t row_len,
+                                    const int32_t *idx, bool add)
+{
+    s_pdl_begin();
+    const size_t k = blockIdx.x, r = (size_t)idx[k];
+    float *d = dst + (add ? r : k) * (size_t)row_len;
+    const float *from = src + (add ? k : r) * (size_t)row_len;
+    for (int64_t i = threadIdx.x; i < row_len; i += blockDim.x)
+        d[i] = add ? d[i] + from[i] : from[i];
+}
+
 /* ---- RoPE and the KV-cache store ---- */
 
 /* rotate pair p (values 2p, 2p + 1 of a head) by position pos */

@@ -32,7 +32,8 @@ extern "C" {
  *              n_tok;  arg slot, pos
  *   SWIGLU   p gate, up;            i n
  *   ADD      p x, y;                i n
- *   COPY     p dst, src;            i bytes */
+ *   COPY     p dst, src;            i bytes
+ *   INDEX_ROWS p dst, src;          i row_len, n, add;  arg idx */
 enum {
     SQ_CUDA_OP_EMBED = 1,
     SQ_CUDA_OP_RMSNORM,
@@ -41,7 +42,8 @@ enum {
     SQ_CUDA_OP_ATTN,
     SQ_CUDA_OP_SWIGLU,
     SQ_CUDA_OP_ADD,
-    SQ_CUDA_OP_COPY
+    SQ_CUDA_OP_COPY,
+    SQ_CUDA_OP_INDEX_ROWS
 };
 
 /* One recorded op. Unused fields stay 0; all of them are part of the key. */

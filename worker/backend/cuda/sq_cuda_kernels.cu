@@ -202,6 +202,13 @@ cudaError_t sq_cu_add(cudaStream_t s, float *x, const float *y, size_t n)
     return cudaGetLastError();
 }
 
+cudaError_t sq_cu_index_rows(cudaStream_t s, float *dst, const float *src, int64_t row_len,
+                             const int32_t *idx_d, int n, bool add)
+{
+    SQ_CU_LAUNCH(k_index_rows, n, 256, s, dst, src, row_len, idx_d, add);
+    return cudaGetLastError();
+}
+
 cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int head_dim,
                        int n_rot, const int32_t *pos_d, float freq_base)
 {

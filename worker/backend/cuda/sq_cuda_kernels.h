@@ -104,6 +104,10 @@ cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32
 cudaError_t sq_cu_swiglu(cudaStream_t s, float *gate, const float *up, size_t n);
 /* x (n) += y */
 cudaError_t sq_cu_add(cudaStream_t s, float *x, const float *y, size_t n);
+/* rows of row_len floats by idx_d (n): add false, dst row k = src row
+ * idx_d[k]; add true, dst row idx_d[k] += src row k (see sq_backend.h) */
+cudaError_t sq_cu_index_rows(cudaStream_t s, float *dst, const float *src, int64_t row_len,
+                             const int32_t *idx_d, int n, bool add);
 
 #ifdef __cplusplus
 }
