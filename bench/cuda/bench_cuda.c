@@ -2,7 +2,8 @@
  *  backend (CUDA by default), one table row per model file.
  *
  *    shardq-bench-cuda [--device cuda|cpu|auto] [--prompt N] [--gen N]
- *                      [--agg-steps N] [--batches B,B,...] [--hbm-tbs X] MODEL...
+ *                      [--agg-steps N] [--batches B,B,...] [--hbm-tbs X]
+ *                      [--lora ADAPTER] MODEL...
  *
  *  prefill: one --prompt-token batch (after a warm-up), tokens/s.
  *  decode b1: --gen greedy steps of one sequence after the prompt, ms/token.
@@ -13,6 +14,10 @@
  *  as the transformers anchor (bench/cuda/hf_bench.py) does.
  *  roofline: weight bytes one token reads / --hbm-tbs (4.8 TB/s, H200) as
  *  ms/token, and that over the measured batch-1 ms/token.
+ *  --lora: a LoRA adapter for every model given (shardq-model lora-random
+ *  --base MODEL), applied unmerged to the even slots: the prompt and the
+ *  batch-1 decode run on it, the aggregate batches half on it, half on
+ *  the base model (the mixed-batch path).
  *  Exit codes: 0 ok, 1 a model failed to load or run, 2 usage error.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -31,7 +36,7 @@
 enum { S_MAX_BATCHES = 8, S_AGG_PROMPT = 16 };
 
 typedef struct {
-    const char *device;
+    const char *device, *lora;
     int n_prompt, n_gen, agg_steps;
     int batches[S_MAX_BATCHES], n_batches;
     double hbm_tbs;
@@ -64,17 +69,25 @@ static double s_weight_bytes(const sq_gguf_t *g)
     return bytes;
 }
 
+/* the adapter id slot's tokens use (0: the base model; see --lora) */
+static int32_t s_adapter(int lora_id, int slot)
+{
+    return slot % 2 == 0 ? lora_id : 0;
+}
+
 /* n tokens of slot at positions pos0.., logits of the last into logits */
-static int s_prefill(sq_model_t *m, sq_batch_entry_t *b, int slot, int n, int pos0, float *logits)
+static int s_prefill(sq_model_t *m, sq_batch_entry_t *b, int slot, int n, int pos0, int lora_id,
+                     float *logits)
 {
     const int n_vocab = sq_model_hparams(m)->n_vocab;
     for (int i = 0; i < n; i++)
         b[i] = (sq_batch_entry_t){.slot = slot, .token = (int32_t)((i * 131 + slot * 7 + 1) % n_vocab),
-                                  .pos = pos0 + i, .want_logits = i == n - 1};
+                                  .pos = pos0 + i, .want_logits = i == n - 1,
+                                  .adapter = s_adapter(lora_id, slot)};
     return sq_model_forward(m, b, n, logits);
 }
 
-static int s_measure(sq_model_t *m, const s_opts_t *o, s_row_t *r)
+static int s_measure(sq_model_t *m, const s_opts_t *o, int lora_id, s_row_t *r)
 {
     const int n_vocab = sq_model_hparams(m)->n_vocab;
     int max_b = 1;
@@ -87,28 +100,29 @@ static int s_measure(sq_model_t *m, const s_opts_t *o, s_row_t *r)
     int rc = b && logits && tokens ? 0 : SQ_FAIL(SQ_ENOMEM, "bench buffers");
     /* warm-up (cuBLAS handles, first-touch), then the timed prefill */
     if (rc == 0)
-        rc = s_prefill(m, b, 0, o->n_prompt, 0, logits);
+        rc = s_prefill(m, b, 0, o->n_prompt, 0, lora_id, logits);
     double t0 = s_now();
     if (rc == 0)
-        rc = s_prefill(m, b, 0, o->n_prompt, 0, logits);
+        rc = s_prefill(m, b, 0, o->n_prompt, 0, lora_id, logits);
     r->pp_tok_s = o->n_prompt / (s_now() - t0);
     tokens[0] = sq_sampler_argmax(logits, n_vocab);
     t0 = s_now();
     for (int k = 0; rc == 0 && k < o->n_gen; k++) {
         b[0] = (sq_batch_entry_t){.slot = 0, .token = tokens[0], .pos = o->n_prompt + k,
-                                  .want_logits = true};
+                                  .want_logits = true, .adapter = s_adapter(lora_id, 0)};
         rc = sq_model_forward_argmax(m, b, 1, tokens);
     }
     r->b1_ms = (s_now() - t0) * 1e3 / o->n_gen;
     for (int i = 0; rc == 0 && i < o->n_batches; i++) {
         const int B = o->batches[i];
         for (int s = 0; rc == 0 && s < B; s++)
-            rc = s_prefill(m, b + (size_t)s * S_AGG_PROMPT, s, S_AGG_PROMPT, 0, NULL);
+            rc = s_prefill(m, b + (size_t)s * S_AGG_PROMPT, s, S_AGG_PROMPT, 0, lora_id, NULL);
         t0 = s_now();
         for (int k = 0; rc == 0 && k < o->agg_steps; k++) {
             for (int s = 0; s < B; s++)
                 b[s] = (sq_batch_entry_t){.slot = s, .token = (int32_t)((s * 17 + k) % n_vocab),
-                                          .pos = S_AGG_PROMPT + k, .want_logits = true};
+                                          .pos = S_AGG_PROMPT + k, .want_logits = true,
+                                          .adapter = s_adapter(lora_id, s)};
             rc = sq_model_forward_argmax(m, b, B, tokens);
         }
         r->agg_tok_s[i] = (double)B * o->agg_steps / (s_now() - t0);
@@ -131,11 +145,16 @@ static int s_run(const char *path, const s_opts_t *o, s_row_t *r)
     sq_model_params_t p = {.n_ctx = n_ctx, .n_slots = max_b,
                            .max_batch = o->n_prompt > max_b ? o->n_prompt : max_b};
     sq_model_t *m = comm ? sq_model_new(g, be, comm, &p) : NULL;
-    int rc = m ? 0 : -1;
-    if (m) {
+    int rc = m ? 0 : -1, lora_id = 0;
+    if (m && o->lora) {
+        sq_gguf_t *ad = sq_gguf_open(o->lora);
+        rc = ad ? sq_model_adapter_load(m, ad, 0.0f, &lora_id) : -1;
+        sq_gguf_destroy(&ad);
+    }
+    if (rc == 0 && m) {
         r->weight_bytes = s_weight_bytes(g);
         r->backend = be->ops->name;
-        rc = s_measure(m, o, r);
+        rc = s_measure(m, o, lora_id, r);
     }
     if (rc)
         fprintf(stderr, "shardq-bench-cuda: %s: %s\n", path, sq_error_detail());
@@ -150,7 +169,7 @@ static int s_usage(const char *why)
 {
     fprintf(stderr, "shardq-bench-cuda: %s\nusage: shardq-bench-cuda [--device cuda|cpu|auto] "
                     "[--prompt N] [--gen N] [--agg-steps N] [--batches B,B,...] [--hbm-tbs X] "
-                    "MODEL...\n", why);
+                    "[--lora ADAPTER] MODEL...\n", why);
     return 2;
 }
 
@@ -193,6 +212,8 @@ int main(int argc, char **argv)
             bad = s_parse_int(v, 1, 1 << 16, &o.agg_steps);
         else if (!strcmp(a, "--batches"))
             bad = s_parse_batches(argv[i + 1], &o);
+        else if (!strcmp(a, "--lora"))
+            o.lora = v;
         else if (!strcmp(a, "--hbm-tbs"))
             bad = (o.hbm_tbs = atof(v)) <= 0.0;
         else
