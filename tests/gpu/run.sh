@@ -103,7 +103,8 @@ if ((${#MODELS[@]})); then
   LORA="$BUILD/bench-lora-r16.gguf"
   stamp "shardq with a LoRA adapter on ${MODELS[-1]##*/}"
   { [ -s "$LORA" ] || "$BUILD/tools/shardq-model" lora-random --base "${MODELS[-1]}" --rank 16 \
-      --seed 7 "$LORA" >>"$LOGS/models.txt" 2>&1; } &&
+      --targets attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down --seed 7 "$LORA" \
+      >>"$LOGS/models.txt" 2>&1; } &&
     timeout 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 32 --agg-steps 16 \
       --batches 16,64 --lora "$LORA" "${MODELS[-1]}" 2>&1 | tee "$LOGS/bench-lora.txt"
 fi
