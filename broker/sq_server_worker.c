@@ -128,6 +128,16 @@ static void s_ready(sq_server_t *self, sq_group_t *g, const char *key, sq_wire_m
         }
         return;
     }
+    if (g->draining) {
+        /* the acknowledgement: every TASKS sent before it arrives before
+         * it, and a draining group gets none after it */
+        sq_wire_enc_t *e = self->enc;
+        sq_wire_enc_reset(e);
+        sq_wire_map(e, 1);
+        sq_wire_kv_bool(e, "draining", true);
+        sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_HEARTBEAT, e);
+        g->last_send_ms = sq_now_ms();
+    }
     char *caps = s_caps_json(g);
     sq_batch_add_worker(self->pending, g->group_id, g->model, caps);
     if (fresh) {

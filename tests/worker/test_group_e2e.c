@@ -12,6 +12,9 @@
  *    adapters    a base job and a LoRA job served together; the adapter's
  *                active version switches (hot activation) mid-job with no
  *                failed task; an unknown adapter fails clearly
+ *    cuda_emu    a group on --device cuda, the worker built against the CPU
+ *                emulator of the CUDA runtime: every task succeeds, lineage
+ *                says cuda (serves runs --device auto: lineage says cpu)
  *    lora_updates  versions published and activated with `shardq lora`:
  *                hot activation during a 500-task job (no failure, each
  *                result records the version current when it was leased), a
@@ -49,6 +52,7 @@ static const char *s_env(const char *name)
 }
 
 static char s_adapters_dir[600];
+static const char *s_device = "cpu";   /* the groups' --device */
 
 /* Start one TP = 2 worker group (through shardq-group, as deployments do). */
 static sq_proc_t *s_group(const char *name, int max_batch)
@@ -58,6 +62,7 @@ static sq_proc_t *s_group(const char *name, int max_batch)
     const char *argv[] = {s_env("SHARDQ_GROUP_BIN"), "-np", "2", "--oversubscribe", "--",
                           "--broker", sq_harness_worker_endpoint(s_h),
                           "--model", s_env("SHARDQ_TEST_MODEL"), "--max-batch", mb,
+                          "--device", s_device,
                           "--group-id", name, "--grace", "60",
                           s_adapters_dir[0] ? "--adapters" : NULL, s_adapters_dir, NULL};
     return sq_harness_spawn(s_h, name, argv);
@@ -188,6 +193,7 @@ static void case_serves(void)
     snprintf(mflag, sizeof mflag, "--metrics-port=%d", mport);
     const char *flags[] = {mflag, NULL};
     SQ_REQUIRE(sq_e2e_up("group_serves", flags, &s_h, &s_c));
+    s_device = "auto";   /* no GPU here: lineage must say what auto chose */
     SQ_REQUIRE(s_group("g-serve", 8) != NULL);
     SQ_REQUIRE(s_wait_groups(1) == 0);
     uint64_t job = s_submit(40, 5, 0);
@@ -232,6 +238,27 @@ static void case_serves(void)
     SQ_CHECK(s_cli_to("scaling --pool nosuch --json", out) == 0);
     s_read_text(out, text, sizeof text);
     SQ_CHECK(strstr(text, "fin-research") == NULL);
+    sq_e2e_check_no_duplicates(s_h);
+}
+
+/* The CUDA backend under a real group: CTest points SHARDQ_WORKER_BIN at
+ * shardq-worker-emu, shardq-worker built against the CPU emulator of
+ * tests/cuda/emu, so `--device cuda` runs the real backend with both ranks
+ * on the one emulated device (the host all-reduce), the batcher's device
+ * argmax and all. */
+static void case_cuda_emu(void)
+{
+    SQ_REQUIRE(sq_e2e_up("group_cuda_emu", NULL, &s_h, &s_c));
+    s_device = "cuda";
+    SQ_REQUIRE(s_group("g-cuda", 8) != NULL);
+    SQ_REQUIRE(s_wait_groups(1) == 0);
+    SQ_REQUIRE(s_submit(12, 4, 24) > 0);
+    SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
+                                 12, 180000) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE completion_tokens > 0 "
+                     "AND length(text) > 0") == 12);
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE group_id = 'g-cuda' "
+                     "AND tp_size = 2 AND device = 'cuda'") == 12);
     sq_e2e_check_no_duplicates(s_h);
 }
 
@@ -550,6 +577,7 @@ int main(int argc, char **argv)
         {"group_drain", case_drain},
         {"group_adapters", case_adapters},
         {"group_lora_updates", case_lora_updates},
+        {"group_cuda_emu", case_cuda_emu},
         {NULL, NULL},
     };
     return sq_e2e_main(argc, argv, cases, &s_h, &s_c);

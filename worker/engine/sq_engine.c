@@ -200,6 +200,11 @@ sq_model_t *sq_engine_model(const sq_engine_t *self)
     return self->model;
 }
 
+const char *sq_engine_device(const sq_engine_t *self)
+{
+    return self->be->ops->name;
+}
+
 const sq_tokenizer_t *sq_engine_tokenizer(const sq_engine_t *self)
 {
     return self->tok;

@@ -55,6 +55,8 @@ void sq_engine_destroy(sq_engine_t **self_p);
 sq_model_t *sq_engine_model(const sq_engine_t *self);
 const sq_tokenizer_t *sq_engine_tokenizer(const sq_engine_t *self);
 const sq_gguf_t *sq_engine_gguf(const sq_engine_t *self);
+/* The backend the model runs on ("cpu", "cuda"): what --device auto chose. */
+const char *sq_engine_device(const sq_engine_t *self);
 
 /* Build the tokenizer from a GGUF's tokenizer.ggml.* metadata. */
 sq_tokenizer_t *sq_tokenizer_from_gguf(const sq_gguf_t *gguf);

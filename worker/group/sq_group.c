@@ -405,7 +405,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
     }
     sq_link_config_t cfg = {
         .endpoint = o->broker, .group_id = group_id, .model = base ? base + 1 : o->model_path,
-        .model_sha256 = sha, .tp_size = tp_size, .device = o->device,
+        .model_sha256 = sha, .tp_size = tp_size, .device = sq_engine_device(eng),
         .max_batch = o->max_batch + o->prefetch,
     };
     s_rank0_t r = {.batcher = b, .max_batch = o->max_batch, .opts = o};
@@ -417,8 +417,9 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
         free(r.active);
         return sq_error_code();
     }
-    SQ_INFO("worker group ready", "group=%s broker=%s model=%s sha256=%.12s tp=%d max_batch=%d",
-            group_id, o->broker, cfg.model, sha, tp_size, o->max_batch);
+    SQ_INFO("worker group ready",
+            "group=%s broker=%s model=%s sha256=%.12s tp=%d device=%s max_batch=%d", group_id,
+            o->broker, cfg.model, sha, tp_size, cfg.device, o->max_batch);
     sq_model_t *model = sq_engine_model(eng);
     const sq_tokenizer_t *tok = sq_engine_tokenizer(eng);
     int deadline = 0;
@@ -430,7 +431,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
             sq_link_set_draining(r.link);
             SQ_INFO("draining", "running=%d grace_s=%d", sq_batcher_n_active(b), o->grace_s);
         }
-        if (draining && ((sq_batcher_n_active(b) == 0 && sq_link_n_pending(r.link) == 0) ||
+        if (draining && ((sq_batcher_n_active(b) == 0 && sq_link_drained(r.link)) ||
                          s_now_s() >= deadline))
             break;
         s_apply_cancels(&r);

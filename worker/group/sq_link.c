@@ -53,6 +53,7 @@ struct sq_link {
     int n_cancels, cap_cancels;
     uint64_t epoch;
     bool draining, draining_sent, connected, stop;
+    bool drain_acked;           /* the broker acknowledged the draining READY */
 };
 
 static int64_t s_now_ms(void)
@@ -95,6 +96,10 @@ static void s_send_ready(sq_link_t *self, zsock_t *dealer, bool draining)
     for (int i = 0; i < self->n_adapters; i++)
         sq_wire_str(e, self->adapters[i], SIZE_MAX);
     sq_wire_kv_bool(e, "draining", draining);
+    /* a READY (a new session, too) waits for its own acknowledgement */
+    pthread_mutex_lock(&self->mu);
+    self->drain_acked = false;
+    pthread_mutex_unlock(&self->mu);
     sq_wire_send(zsock_resolve(dealer), NULL, SQ_WIRE_READY, e);
     sq_wire_enc_destroy(&e);
 }
@@ -171,6 +176,18 @@ static void s_on_tasks(sq_link_t *self, sq_wire_val_t body)
         pthread_cond_signal(&self->cv);
         pthread_mutex_unlock(&self->mu);
     }
+}
+
+/* HEARTBEAT {draining: true} answers a draining READY: every lease the
+ * broker sent before it has arrived, and none follows */
+static void s_on_heartbeat(sq_link_t *self, sq_wire_val_t body)
+{
+    bool ack = false;
+    if (sq_wire_get_bool(body, "draining", false, &ack) != 0 || !ack)
+        return;
+    pthread_mutex_lock(&self->mu);
+    self->drain_acked = self->draining_sent;
+    pthread_mutex_unlock(&self->mu);
 }
 
 static void s_on_cancel(sq_link_t *self, sq_wire_val_t body)
@@ -342,6 +359,8 @@ static void *s_thread(void *arg)
                     s_on_tasks(self, m->body);
                 else if (m->cmd == SQ_WIRE_CANCEL_LEASE)
                     s_on_cancel(self, m->body);
+                else if (m->cmd == SQ_WIRE_HEARTBEAT)
+                    s_on_heartbeat(self, m->body);
                 else if (m->cmd == SQ_WIRE_DISCONNECT)
                     last_recv = 0;          /* reconnect below */
                 else if (m->cmd == SQ_WIRE_ERROR)
@@ -529,14 +548,12 @@ uint64_t sq_link_epoch(sq_link_t *self)
     return e;
 }
 
-int sq_link_n_pending(sq_link_t *self)
+bool sq_link_drained(sq_link_t *self)
 {
     pthread_mutex_lock(&self->mu);
-    int n = 0;
-    for (s_in_t *i = self->in_head; i; i = i->next)
-        n++;
+    bool done = self->drain_acked && !self->in_head;
     pthread_mutex_unlock(&self->mu);
-    return n;
+    return done;
 }
 
 bool sq_link_connected(sq_link_t *self)

@@ -77,8 +77,10 @@ sq_lease_t *sq_link_take(sq_link_t *self, int timeout_ms);
 /* Lease ids the broker cancelled since the last call (up to max). */
 int sq_link_cancelled(sq_link_t *self, uint64_t *leases, int max);
 uint64_t sq_link_epoch(sq_link_t *self);
-/* Leases received and not yet taken. */
-int sq_link_n_pending(sq_link_t *self);
+/* Draining and nothing more can come: the broker acknowledged the
+ * draining READY (so every lease it sent has arrived) and every lease
+ * received has been taken. */
+bool sq_link_drained(sq_link_t *self);
 
 /* Report a lease's outcome (takes the lease). */
 void sq_link_complete(sq_link_t *self, sq_lease_t *lease, const sq_outcome_t *out);
