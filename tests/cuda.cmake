@@ -74,9 +74,19 @@ add_test(NAME gpu.cuda.engine_nopdl COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODE
 set_tests_properties(gpu.cuda.engine_nopdl PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
                      TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_PDL=0)
 
-# LoRA on CUDA vs CPU, F32 and Q8_0 bases (Q8_0's tolerance: see test_q8_0
-# in cuda/test_cuda_engine.c); two random adapters on different targets
-# and ranks, made once by shardq-model for this test and its emulator run
+# the tolerance of a model's CUDA-vs-CPU logits (Q8_0's: see test_q8_0 in
+# cuda/test_cuda_engine.c)
+function(sq_cuda_tol model out)
+  if(model MATCHES "q8_0")
+    set(${out} 5e-2 PARENT_SCOPE)
+  else()
+    set(${out} 1e-3 PARENT_SCOPE)
+  endif()
+endfunction()
+
+# LoRA on CUDA vs CPU, F32 and Q8_0 bases; two random adapters on
+# different targets and ranks, made once by shardq-model for this test
+# and its emulator run
 set(SQ_CUDA_LORA_DIR ${CMAKE_CURRENT_BINARY_DIR}/cuda-lora)
 if(TARGET shardq-model)
   set(SQ_CUDA_LORA_BASE ${SQ_CUDA_TEST_MODELS}/stories260K.gguf)
@@ -86,40 +96,32 @@ $<TARGET_FILE:shardq-model> lora-random --base ${SQ_CUDA_LORA_BASE} --rank 4 --s
 $<TARGET_FILE:shardq-model> lora-random --base ${SQ_CUDA_LORA_BASE} --rank 8 --seed 5 --alpha 4 --targets attn_k,ffn_gate,ffn_down --gain 0.2 ${SQ_CUDA_LORA_DIR}/b.gguf")
   set_tests_properties(unit.cuda.make_lora PROPERTIES LABELS unit FIXTURES_SETUP sq_cuda_lora)
 endif()
-# the LoRA tests for a program: NAME_PREFIX.lora.<model> with LABEL
-function(sq_cuda_lora_tests prefix label program)
-  if(NOT TARGET shardq-model)
-    return()
-  endif()
+
+# The tests of the bundled model in F32 and Q8_0 that run a program both on
+# a GPU and on the emulator, named PREFIX.<what>.<model>, labelled LABEL:
+# tp2 (mpirun -np 2; on one GPU both ranks share it and the all-reduce goes
+# through host memory) and lora.
+function(sq_cuda_model_tests prefix label tp_program lora_program)
   foreach(model stories260K stories260K-q8_0)
-    set(tol 1e-3)
-    if(model MATCHES "q8_0")
-      set(tol 5e-2)
+    sq_cuda_tol(${model} tol)
+    add_test(NAME ${prefix}.tp2.${model}
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe
+                     ${MPIEXEC_PREFLAGS} ${tp_program} ${SQ_CUDA_TEST_MODELS}/${model}.gguf 32
+                     auto ${tol})
+    set_tests_properties(${prefix}.tp2.${model} PROPERTIES LABELS ${label} SKIP_RETURN_CODE 77
+                         TIMEOUT 300 ENVIRONMENT "${SQ_CUDA_MPI_ENV}")
+    if(TARGET shardq-model)
+      add_test(NAME ${prefix}.lora.${model}
+               COMMAND ${lora_program} ${SQ_CUDA_TEST_MODELS}/${model}.gguf
+                       ${SQ_CUDA_LORA_DIR}/a.gguf ${SQ_CUDA_LORA_DIR}/b.gguf ${tol})
+      set_tests_properties(${prefix}.lora.${model} PROPERTIES LABELS ${label}
+                           SKIP_RETURN_CODE 77 TIMEOUT 300 FIXTURES_REQUIRED sq_cuda_lora)
     endif()
-    add_test(NAME ${prefix}.lora.${model}
-             COMMAND ${program} ${SQ_CUDA_TEST_MODELS}/${model}.gguf ${SQ_CUDA_LORA_DIR}/a.gguf
-                     ${SQ_CUDA_LORA_DIR}/b.gguf ${tol})
-    set_tests_properties(${prefix}.lora.${model} PROPERTIES LABELS ${label} SKIP_RETURN_CODE 77
-                         TIMEOUT 300 FIXTURES_REQUIRED sq_cuda_lora)
   endforeach()
 endfunction()
-sq_cuda_lora_tests(gpu.cuda gpu $<TARGET_FILE:test_cuda_lora>)
+sq_cuda_model_tests(gpu.cuda gpu $<TARGET_FILE:test_cuda_tp> $<TARGET_FILE:test_cuda_lora>)
 
-# TP = 2 on whatever devices there are: on one GPU both ranks share it and
-# the all-reduce goes through host memory; forced host path on any count.
-# (Q8_0's tolerance: see test_q8_0 in cuda/test_cuda_engine.c)
-foreach(model stories260K stories260K-q8_0)
-  set(tol 1e-3)
-  if(model MATCHES "q8_0")
-    set(tol 5e-2)
-  endif()
-  add_test(NAME gpu.cuda.tp2.${model}
-           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe
-                   ${MPIEXEC_PREFLAGS} $<TARGET_FILE:test_cuda_tp>
-                   ${SQ_CUDA_TEST_MODELS}/${model}.gguf 32 auto ${tol})
-  set_tests_properties(gpu.cuda.tp2.${model} PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
-                       TIMEOUT 300 ENVIRONMENT "${SQ_CUDA_MPI_ENV}")
-endforeach()
+# the host path forced, on any number of devices
 add_test(NAME gpu.cuda.tp2.host_forced
          COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe
                  ${MPIEXEC_PREFLAGS} $<TARGET_FILE:test_cuda_tp>
@@ -215,30 +217,17 @@ foreach(variant engine:SQ_EMU_LAZY=0 engine_nographs:SHARDQ_CUDA_GRAPHS=0
   endif()
 endforeach()
 
-# test_cuda_tp on the emulator under real mpirun: two ranks share the one
-# emulated device, so `auto` takes the host all-reduce of sq_cuda_comm.c
-# (the emulator's build has no NCCL).
+# test_cuda_tp and test_cuda_lora on the emulator; under mpirun the two
+# ranks share the one emulated device, so `auto` takes the host all-reduce
+# of sq_cuda_comm.c (the emulator's build has no NCCL)
 add_executable(test_cuda_emu_tp cuda/test_cuda_tp.c)
 target_link_libraries(test_cuda_emu_tp PRIVATE sq_llm_emu sq_testlib sq_warnings MPI::MPI_C m)
 target_include_directories(test_cuda_emu_tp PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
-foreach(model stories260K stories260K-q8_0)
-  set(tol 1e-3)
-  if(model MATCHES "q8_0")
-    set(tol 5e-2)
-  endif()
-  add_test(NAME unit.cuda.emu_tp2.${model}
-           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe
-                   ${MPIEXEC_PREFLAGS} $<TARGET_FILE:test_cuda_emu_tp>
-                   ${SQ_CUDA_TEST_MODELS}/${model}.gguf 32 auto ${tol})
-  set_tests_properties(unit.cuda.emu_tp2.${model} PROPERTIES LABELS unit TIMEOUT 300
-                       ENVIRONMENT "${SQ_CUDA_MPI_ENV}")
-endforeach()
-
-# test_cuda_lora on the emulator
 add_executable(test_cuda_emu_lora cuda/test_cuda_lora.c)
 target_link_libraries(test_cuda_emu_lora PRIVATE sq_llm_emu sq_testlib sq_warnings m)
 target_include_directories(test_cuda_emu_lora PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
-sq_cuda_lora_tests(unit.cuda.emu unit $<TARGET_FILE:test_cuda_emu_lora>)
+sq_cuda_model_tests(unit.cuda.emu unit $<TARGET_FILE:test_cuda_emu_tp>
+                    $<TARGET_FILE:test_cuda_emu_lora>)
 
 # shardq-worker on the emulator: its sources and sq_group's built again
 # against sq_llm_emu, so `--device cuda` runs the real backend on the CPU.
