@@ -1,12 +1,18 @@
 /*  test_sampler: greedy, temperature, top-k, top-p and seeds on fixed
- *  logits, where the right distribution is known exactly.
+ *  logits, where the right distribution is known exactly; and on large
+ *  random vocabularies (ties, signed zeros, NaN, -inf) the same tokens as
+ *  the plain qsort version of the rules (tests/testlib/sq_sampler_ref.h).
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "sq_error.h"
+#include "sq_rng.h"
 #include "sq_sampler.h"
+#include "sq_sampler_ref.h"
 #include "sq_test.h"
 
 #define S_N 6
@@ -117,6 +123,59 @@ static void test_bad_params(void)
     SQ_CHECK(sq_sampler_argmax(nanl, 3) == 1);
 }
 
+/* logits with what a sort gets wrong most easily: many exact ties, -0
+ * beside +0, negative and positive values, NaN and -inf */
+static void s_hard_logits(float *l, int n, uint64_t seed)
+{
+    sq_rng_t r;
+    sq_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        const double u = sq_rng_uniform(&r);
+        const int kind = (int)(sq_rng_next(&r) % 64);
+        l[i] = kind == 0 ? NAN : kind == 1 ? -INFINITY : kind == 2 ? -0.0f : kind == 3 ? 0.0f
+             : kind < 32 ? (float)((int)(u * 16.0) - 8) / 4.0f   /* ties */
+                         : (float)(u * 12.0 - 6.0);
+    }
+}
+
+static void test_same_tokens_as_reference(void)
+{
+    const sq_sampler_params_t params[] = {
+        {.temperature = 1.0f, .top_p = 1.0f, .seed = 11},
+        {.temperature = 0.7f, .top_p = 0.9f, .seed = 12},
+        {.temperature = 1.3f, .top_k = 50, .top_p = 1.0f, .seed = 13},
+        {.temperature = 0.5f, .top_k = 5, .top_p = 0.5f, .seed = 14},
+        {.temperature = 2.0f, .top_p = 0.999f, .seed = 15},
+    };
+    const int vocabs[] = {7, 1000, 32000};
+    int checked = 0, differ = 0;
+    for (size_t v = 0; v < sizeof vocabs / sizeof vocabs[0]; v++) {
+        const int n = vocabs[v];
+        float *l = malloc((size_t)n * sizeof *l);
+        sq_ref_cand_t *c = malloc((size_t)n * sizeof *c);
+        SQ_REQUIRE(l && c);
+        for (size_t k = 0; k < sizeof params / sizeof params[0]; k++) {
+            sq_sampler_t *s = sq_sampler_new(&params[k], n);
+            sq_rng_t r;
+            sq_rng_seed(&r, params[k].seed);
+            SQ_REQUIRE(s);
+            for (int draw = 0; draw < 60; draw++) {
+                s_hard_logits(l, n, (uint64_t)(draw * 131 + k * 7 + v));
+                const int32_t got = sq_sampler_sample(s, l);
+                const int32_t want = sq_ref_sample(l, n, params[k].temperature, params[k].top_k,
+                                                   params[k].top_p, sq_rng_uniform(&r), c);
+                differ += got != want;
+                checked++;
+            }
+            sq_sampler_destroy(&s);
+        }
+        free(l);
+        free(c);
+    }
+    printf("sampler vs the qsort reference: %d draws, %d different\n", checked, differ);
+    SQ_CHECK(differ == 0);
+}
+
 int main(void)
 {
     SQ_RUN(test_greedy);
@@ -124,5 +183,6 @@ int main(void)
     SQ_RUN(test_temperature_distribution);
     SQ_RUN(test_top_k_and_top_p);
     SQ_RUN(test_bad_params);
+    SQ_RUN(test_same_tokens_as_reference);
     return sq_test_summary("sampler");
 }

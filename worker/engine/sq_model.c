@@ -147,7 +147,7 @@ static int s_weight_fail(int rc, const char *name)
 static int s_load_rows(sq_model_t *m, const char *name, int64_t n_in, int64_t n_out,
                        int64_t row0, int64_t n_rows, sq_weight_t *w)
 {
-    const sq_gguf_tensor_t *t;
+    const sq_gguf_tensor_t *t = NULL;   /* set by s_tensor on success */
     int rc = s_tensor(m, name, n_in, n_out, &t);
     if (rc)
         return rc;
@@ -162,7 +162,7 @@ static int s_load_rows(sq_model_t *m, const char *name, int64_t n_in, int64_t n_
 static int s_load_cols(sq_model_t *m, const char *name, int64_t n_in, int64_t n_out,
                        int64_t col0, int64_t n_cols, sq_weight_t *w)
 {
-    const sq_gguf_tensor_t *t;
+    const sq_gguf_tensor_t *t = NULL;   /* set by s_tensor on success */
     int rc = s_tensor(m, name, n_in, n_out, &t);
     if (rc)
         return rc;
@@ -189,7 +189,7 @@ static int s_load_cols(sq_model_t *m, const char *name, int64_t n_in, int64_t n_
 /* A norm vector of n, converted to F32. */
 static int s_load_vec(sq_model_t *m, const char *name, int64_t n, sq_weight_t *w)
 {
-    const sq_gguf_tensor_t *t;
+    const sq_gguf_tensor_t *t = NULL;   /* set by s_tensor on success */
     int rc = s_tensor(m, name, n, 0, &t);
     if (rc)
         return rc;

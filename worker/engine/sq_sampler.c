@@ -2,15 +2,21 @@
  *
  *  The candidate list is sorted once per token (descending logit, ties by
  *  id, so the order and hence the draw are deterministic); top-k and top-p
- *  then both cut a prefix of it. One qsort of the vocabulary costs well
- *  under a forward step, so no partial selection.
+ *  then both cut a prefix of it. The sort is a stable LSD radix sort on a
+ *  32-bit key of the logit, of candidates made in id order: the order a
+ *  comparison sort by (logit, id) gives, in a few linear passes (a qsort
+ *  of a 32k vocabulary took milliseconds a token, longer than a GPU's
+ *  decode step). tests/testlib/sq_sampler_ref.h is the plain version;
+ *  unit.sampler checks that both draw the same tokens.
  */
 #include "sq_sampler.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sq_error.h"
+#include "sq_rng.h"
 
 typedef struct {
     float logit;
@@ -20,40 +26,51 @@ typedef struct {
 struct sq_sampler {
     sq_sampler_params_t p;
     int n_vocab;
-    uint64_t s[4];              /* xoshiro256** state */
-    s_cand_t *cands;
+    sq_rng_t rng;
+    s_cand_t *cands, *tmp;      /* n_vocab each: the list and the sort's buffer */
 };
 
-static uint64_t s_splitmix(uint64_t *x)
+/* a key whose ascending order is the logits' descending order: the IEEE
+ * bits made monotonic (negative floats reversed), then inverted; -0 keyed
+ * as +0, since the comparison sort sees them equal (NaN is -inf by now) */
+static uint32_t s_key(float f)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    f += 0.0f;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ~u;
 }
 
-static uint64_t s_rotl(uint64_t x, int k)
+/* cands[0..n) (in id order) sorted by (logit descending, id ascending):
+ * one pass counts the four key bytes, then a stable scatter per byte that
+ * tells candidates apart */
+static void s_sort(sq_sampler_t *self, int n)
 {
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t s_next(sq_sampler_t *self)
-{
-    uint64_t *s = self->s;
-    uint64_t result = s_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = s_rotl(s[3], 45);
-    return result;
-}
-
-/* Uniform in [0, 1) with 53 random bits. */
-static double s_uniform(sq_sampler_t *self)
-{
-    return (double)(s_next(self) >> 11) * (1.0 / 9007199254740992.0);
+    uint32_t count[4][256] = {{0}};
+    for (int i = 0; i < n; i++) {
+        const uint32_t k = s_key(self->cands[i].logit);
+        for (int b = 0; b < 4; b++)
+            count[b][(k >> (8 * b)) & 255]++;
+    }
+    s_cand_t *src = self->cands, *dst = self->tmp;
+    for (int b = 0; b < 4; b++) {
+        uint32_t at = 0, *c = count[b];
+        if (c[(s_key(src[0].logit) >> (8 * b)) & 255] == (uint32_t)n)
+            continue;   /* every key has this byte: nothing moves */
+        for (int v = 0; v < 256; v++) {
+            const uint32_t k = c[v];
+            c[v] = at;
+            at += k;
+        }
+        for (int i = 0; i < n; i++)
+            dst[c[(s_key(src[i].logit) >> (8 * b)) & 255]++] = src[i];
+        s_cand_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != self->cands)
+        memcpy(self->cands, src, (size_t)n * sizeof *src);
 }
 
 sq_sampler_t *sq_sampler_new(const sq_sampler_params_t *params, int n_vocab)
@@ -65,18 +82,20 @@ sq_sampler_t *sq_sampler_new(const sq_sampler_params_t *params, int n_vocab)
         return NULL;
     }
     sq_sampler_t *self = calloc(1, sizeof *self);
-    if (self)
+    if (self) {
         self->cands = malloc((size_t)n_vocab * sizeof *self->cands);
-    if (!self || !self->cands) {
+        self->tmp = malloc((size_t)n_vocab * sizeof *self->tmp);
+    }
+    if (!self || !self->cands || !self->tmp) {
+        if (self)
+            free(self->cands);
         free(self);
         SQ_FAIL(SQ_ENOMEM, "sampler for %d tokens", n_vocab);
         return NULL;
     }
     self->p = *params;
     self->n_vocab = n_vocab;
-    uint64_t x = params->seed;
-    for (int i = 0; i < 4; i++)
-        self->s[i] = s_splitmix(&x);
+    sq_rng_seed(&self->rng, params->seed);
     return self;
 }
 
@@ -85,6 +104,7 @@ void sq_sampler_destroy(sq_sampler_t **self_p)
     if (!self_p || !*self_p)
         return;
     free((*self_p)->cands);
+    free((*self_p)->tmp);
     free(*self_p);
     *self_p = NULL;
 }
@@ -99,14 +119,6 @@ int32_t sq_sampler_argmax(const float *logits, int n)
     return best < 0 ? 0 : best;
 }
 
-static int s_cmp(const void *a, const void *b)
-{
-    const s_cand_t *x = a, *y = b;
-    if (x->logit != y->logit)
-        return x->logit > y->logit ? -1 : 1;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
-
 bool sq_sampler_greedy(const sq_sampler_t *self)
 {
     return self->p.temperature <= 0.0f;
@@ -119,7 +131,7 @@ int32_t sq_sampler_sample(sq_sampler_t *self, const float *logits)
     int n = self->n_vocab;
     for (int i = 0; i < n; i++)
         self->cands[i] = (s_cand_t){isnan(logits[i]) ? -INFINITY : logits[i], i};
-    qsort(self->cands, (size_t)n, sizeof *self->cands, s_cmp);
+    s_sort(self, n);
     if (self->p.top_k > 0 && self->p.top_k < n)
         n = self->p.top_k;
     /* probabilities (stored back into .logit) relative to the best */
@@ -143,7 +155,7 @@ int32_t sq_sampler_sample(sq_sampler_t *self, const float *logits)
         for (int i = 0; i < n; i++)
             sum += self->cands[i].logit;
     }
-    double r = s_uniform(self) * sum, cum = 0.0;
+    double r = sq_rng_uniform(&self->rng) * sum, cum = 0.0;
     for (int i = 0; i < n; i++) {
         cum += self->cands[i].logit;
         if (r < cum)
