@@ -6,10 +6,13 @@
  *  starts, the others join while it decodes, late ones take slots freed by
  *  finished ones) and several prefill budgets, so prompt chunks, decode
  *  tokens and slot reuse all mix in single steps. Greedy decoding must
- *  give byte-identical texts.
+ *  give byte-identical texts; so must seeded sampled decoding with the
+ *  batch's tokens chosen on four threads.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <mpi.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +42,15 @@ static size_t s_batched_len[N_PROMPTS];
 static sq_engine_t *s_engine;
 static int s_rank;
 
+static bool s_sampled;   /* the sampled pass: temperature, top_p, a seed per prompt */
+static int s_seed_of;    /* which prompt's seed s_params gives */
+
 static sq_gen_params_t s_params(void)
 {
+    if (s_sampled)
+        return (sq_gen_params_t){.max_tokens = 48,
+                                 .sampler = {.temperature = 0.9f, .top_p = 0.95f,
+                                             .seed = 1000 + (uint64_t)s_seed_of}};
     return (sq_gen_params_t){.max_tokens = 48, .sampler = {.temperature = 0, .top_p = 1}};
 }
 
@@ -58,6 +68,7 @@ static void s_on_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t
 
 static sq_seq_t *s_seq(int i)
 {
+    s_seed_of = i;
     sq_gen_params_t p = s_params();
     sq_model_t *m = sq_engine_model(s_engine);
     return sq_seq_new(sq_engine_tokenizer(s_engine), s_prompts[i], strlen(s_prompts[i]), &p,
@@ -67,6 +78,7 @@ static sq_seq_t *s_seq(int i)
 static void test_reference_alone(void)
 {
     for (int i = 0; i < N_PROMPTS; i++) {
+        s_seed_of = i;
         sq_gen_params_t p = s_params();
         sq_gen_result_t r;
         SQ_REQUIRE(sq_engine_generate(s_engine, s_prompts[i], strlen(s_prompts[i]), &p, &r) == 0);
@@ -80,12 +92,14 @@ static void test_reference_alone(void)
     }
 }
 
-/* capacity 4 < 8 prompts: later prompts reuse slots of finished ones */
-static void s_run_batched(int capacity, int prefill_budget)
+/* capacity 4 < 8 prompts: later prompts reuse slots of finished ones;
+ * sampled rows chosen on sampling_threads threads */
+static void s_run_batched_on(int capacity, int prefill_budget, int sampling_threads)
 {
     sq_batcher_t *b = sq_batcher_new(sq_engine_model(s_engine), MPI_COMM_WORLD, capacity,
                                      prefill_budget);
     SQ_REQUIRE(b);
+    SQ_REQUIRE(s_rank != 0 || sq_batcher_set_sampling_threads(b, sampling_threads) == 0);
     if (s_rank != 0) {
         SQ_CHECK(sq_batcher_follow(b) == 0);
         sq_batcher_destroy(&b);
@@ -120,9 +134,27 @@ static void s_run_batched(int capacity, int prefill_budget)
     sq_batcher_destroy(&b);
 }
 
+static void s_run_batched(int capacity, int prefill_budget)
+{
+    s_run_batched_on(capacity, prefill_budget, 1);
+}
+
 static void test_batched_equals_alone_small_chunks(void) { s_run_batched(4, 3); }
 static void test_batched_equals_alone_whole_prompts(void) { s_run_batched(8, 256); }
 static void test_batched_equals_alone_one_token_chunks(void) { s_run_batched(8, 1); }
+
+/* Sampled decoding (temperature 0.9, top_p 0.95, a seed per prompt):
+ * alone, then batched with the rows' tokens chosen on four threads; each
+ * sequence's own generator makes the texts identical */
+static void test_sampled_batched_equals_alone(void)
+{
+    s_sampled = true;
+    for (int i = 0; i < N_PROMPTS; i++)
+        free(s_alone[i]);
+    test_reference_alone();
+    s_run_batched_on(8, 16, 4);
+    s_sampled = false;
+}
 
 static void test_admit_full_and_remove(void)
 {
@@ -177,6 +209,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_batched_equals_alone_small_chunks);
     SQ_RUN(test_batched_equals_alone_whole_prompts);
     SQ_RUN(test_batched_equals_alone_one_token_chunks);
+    SQ_RUN(test_sampled_batched_equals_alone);
     SQ_RUN(test_admit_full_and_remove);
     SQ_RUN(test_prompt_too_long_refused);
     for (int i = 0; i < N_PROMPTS; i++)

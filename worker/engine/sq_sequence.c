@@ -193,9 +193,14 @@ static int s_append(sq_sequence_t *self, int32_t tok)
     return 0;
 }
 
+int32_t sq_sequence_sample(sq_sequence_t *self, const float *logits)
+{
+    return sq_sampler_sample(self->sampler, logits);
+}
+
 int sq_sequence_accept(sq_sequence_t *self, const float *logits)
 {
-    return sq_sequence_accept_token(self, sq_sampler_sample(self->sampler, logits));
+    return sq_sequence_accept_token(self, sq_sequence_sample(self, logits));
 }
 
 bool sq_sequence_greedy(const sq_sequence_t *self)

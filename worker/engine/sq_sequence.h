@@ -53,6 +53,10 @@ const int32_t *sq_sequence_prompt(const sq_sequence_t *self, size_t *n_p);
 /* Choose the next token from logits (n_vocab floats) and apply the stop
  * rules. Returns 0 or SQ_ENOMEM. */
 int sq_sequence_accept(sq_sequence_t *self, const float *logits);
+/* The token the sampler chooses from logits, without accepting it (what
+ * sq_sequence_accept does first). Sequences are independent: different
+ * sequences may sample at the same time on different threads. */
+int32_t sq_sequence_sample(sq_sequence_t *self, const float *logits);
 /* The same with the next token already chosen: tok, the argmax, for a
  * greedy sequence (sq_sequence_greedy) */
 int sq_sequence_accept_token(sq_sequence_t *self, int32_t tok);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sq_cpu_kernels.h"
 #include "sq_error.h"
 #include "sq_gguf.h"
 
@@ -39,8 +40,9 @@ struct sq_batcher {
     sq_batch_entry_t *plan;     /* capacity: max_batch + prefill_budget */
     int *plan_slot;             /* slot of each want_logits row */
     float *logits;              /* (max_batch, n_vocab), rank 0 */
-    int32_t *tokens;            /* (max_batch): greedy choices, rank 0 */
+    int32_t *tokens;            /* (max_batch): each row's next token, rank 0 */
     int n_vocab;
+    sq_threadpool_t *pool;      /* rank 0's sampling threads (NULL: the caller's) */
 };
 
 static int64_t s_now_ns(void)
@@ -111,8 +113,32 @@ void sq_batcher_destroy(sq_batcher_t **self_p)
     free(self->plan_slot);
     free(self->logits);
     free(self->tokens);
+    sq_threadpool_destroy(&self->pool);
     free(self);
     *self_p = NULL;
+}
+
+int sq_batcher_set_sampling_threads(sq_batcher_t *self, int n_threads)
+{
+    sq_threadpool_destroy(&self->pool);
+    if (n_threads > 1 && !(self->pool = sq_threadpool_new(n_threads)))
+        return SQ_FAIL(SQ_ENOMEM, "sampling pool of %d threads", n_threads);
+    return 0;
+}
+
+/* thread ith of nth: tokens of rows ith, ith + nth, ... from their logits */
+typedef struct {
+    sq_batcher_t *b;
+    int n_rows;
+} s_sample_job_t;
+
+static void s_sample_rows(void *arg, int ith, int nth)
+{
+    const s_sample_job_t *j = arg;
+    sq_batcher_t *b = j->b;
+    for (int r = ith; r < j->n_rows; r += nth)
+        b->tokens[r] = sq_seq_sample(b->slots[b->plan_slot[r]].seq,
+                                     b->logits + (size_t)r * (size_t)b->n_vocab);
 }
 
 int sq_batcher_capacity(const sq_batcher_t *self) { return self->max_batch; }
@@ -216,6 +242,10 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
                     : sq_model_forward(self->model, self->plan, hdr.n, self->logits);
     if (rc)
         return rc;
+    if (!greedy) {
+        s_sample_job_t job = {self, n_rows};
+        sq_threadpool_run(self->pool, s_sample_rows, &job);
+    }
     int64_t now = s_now_ns();
     /* prompt progress: a chunk moves n_prefilled forward */
     for (int e = 0; e < hdr.n; e++) {
@@ -228,9 +258,7 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
     }
     for (int r = 0; r < n_rows; r++) {
         s_slot_t *sl = &self->slots[self->plan_slot[r]];
-        rc = greedy ? sq_seq_accept_token(sl->seq, self->tokens[r])
-                    : sq_seq_accept(sl->seq, self->logits + (size_t)r * (size_t)self->n_vocab);
-        if (rc)
+        if ((rc = sq_seq_accept_token(sl->seq, self->tokens[r])))
             return rc;
         if (sq_seq_done(sl->seq)) {
             sl->times.finished_ns = now;

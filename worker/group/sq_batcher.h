@@ -42,6 +42,9 @@ typedef void (sq_batcher_done_fn)(void *arg, sq_seq_t *seq, void *user,
 sq_batcher_t *sq_batcher_new(sq_model_t *model, MPI_Comm comm, int max_batch,
                              int prefill_budget);
 void sq_batcher_destroy(sq_batcher_t **self_p);
+/* Rank 0: choose the sampled rows' tokens on n_threads threads (default
+ * 1; the rows' samplers are independent). 0 or SQ_ENOMEM. */
+int sq_batcher_set_sampling_threads(sq_batcher_t *self, int n_threads);
 
 int sq_batcher_capacity(const sq_batcher_t *self);
 int sq_batcher_n_active(const sq_batcher_t *self);

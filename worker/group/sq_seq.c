@@ -64,9 +64,9 @@ void sq_seq_mark_prefilled(sq_seq_t *self, size_t n)
                                                               : self->n_prefilled + n;
 }
 
-int sq_seq_accept(sq_seq_t *self, const float *logits)
+int32_t sq_seq_sample(sq_seq_t *self, const float *logits)
 {
-    return sq_sequence_accept(self->seq, logits);
+    return sq_sequence_sample(self->seq, logits);
 }
 
 int sq_seq_accept_token(sq_seq_t *self, int32_t tok)

@@ -38,10 +38,13 @@ bool sq_seq_decoding(const sq_seq_t *self);
 int32_t sq_seq_next_token(const sq_seq_t *self);
 int32_t sq_seq_next_pos(const sq_seq_t *self);
 
-/* Choose the next token from logits (n_vocab floats) and apply the stop
- * rules. Returns 0 (see sq_seq_done) or SQ_ENOMEM. */
-int sq_seq_accept(sq_seq_t *self, const float *logits);
-/* The same with the greedy token already chosen (sq_seq_greedy) */
+/* The token its sampler chooses from logits (n_vocab floats), not yet
+ * taken (sq_sequence_sample); sequences may sample on different threads
+ * at once. sq_seq_accept_token then takes it. */
+int32_t sq_seq_sample(sq_seq_t *self, const float *logits);
+/* Take tok as the next token (sq_seq_sample's, or the greedy one the
+ * model chose on the device) and apply the stop rules. Returns 0 (see
+ * sq_seq_done) or SQ_ENOMEM. */
 int sq_seq_accept_token(sq_seq_t *self, int32_t tok);
 bool sq_seq_greedy(const sq_seq_t *self);
 bool sq_seq_done(const sq_seq_t *self);
