@@ -23,7 +23,7 @@ typedef struct {
 
 static inline int sq_ref_cmp(const void *a, const void *b)
 {
-    const sq_ref_cand_t *x = a, *y = b;
+    const sq_ref_cand_t *x = (const sq_ref_cand_t *)a, *y = (const sq_ref_cand_t *)b;
     if (x->logit != y->logit)
         return x->logit > y->logit ? -1 : 1;
     return x->id < y->id ? -1 : x->id > y->id;

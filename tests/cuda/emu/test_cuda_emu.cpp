@@ -15,6 +15,7 @@
 
 #include "sq_cuda_device.cuh"
 #include "sq_cuda_kernels.h"
+#include "sq_sampler_ref.h"
 
 extern "C" {
 #include "sq_test.h"
@@ -615,6 +616,113 @@ static void test_argmax(void)
 
 /* ---- F16, elementwise, RoPE ---- */
 
+/* ---- sampling ---- */
+
+/* the sample op's rules written plainly: the vocabulary sorted by (logit
+ * descending as NaN = -inf, id ascending), 40-bit integer weights, the
+ * top_k prefix, the top_p prefix, then the first whose running weight
+ * exceeds u * total */
+static int32_t s_sample_ref(const float *row, int n, float t, int top_k, float top_p, double u)
+{
+    std::vector<int> ids(n);
+    for (int i = 0; i < n; i++)
+        ids[i] = i;
+    auto lv = [&](int i) { return isnan(row[i]) ? -INFINITY : row[i]; };
+    std::stable_sort(ids.begin(), ids.end(), [&](int a, int b) { return lv(a) > lv(b); });
+    const int32_t best = s_argmax_ref(row, n);
+    const float max = row[best];
+    if (t <= 0.0f || !std::isfinite(max))
+        return best;
+    std::vector<unsigned long long> w(n);
+    for (int i = 0; i < n; i++)
+        w[i] = isnan(row[ids[i]]) ? 0
+             : (unsigned long long)(expf((row[ids[i]] - max) / t) * 1099511627776.0f);
+    const int end = top_k > 0 && top_k < n ? top_k : n;
+    unsigned long long total = 0;
+    for (int i = 0; i < end; i++)
+        total += w[i];
+    if (top_p < 1.0f) {
+        unsigned long long need = (unsigned long long)ceil((double)top_p * (double)total), cum = 0;
+        need = need < 1 ? 1 : need > total ? total : need;
+        for (int i = 0; i < end && cum < need; i++)
+            cum += w[i];
+        total = cum;
+    }
+    unsigned long long r = (unsigned long long)(u * (double)total), cum = 0;
+    r = r >= total ? total - 1 : r;
+    for (int i = 0; i < n; i++)
+        if ((cum += w[i]) > r)
+            return ids[i];
+    return ids[n - 1];
+}
+
+/* rows of random logits (normal-ish, or few values: many ties, with NaN,
+ * -inf and -0), each with its own temperature, top_k, top_p and u: the
+ * kernel's tokens are the reference's; and the double-precision rules of
+ * the CPU sampler (sq_sampler_ref.h) choose the same tokens */
+static void s_sample_case(int n_cols)
+{
+    const int n_rows = 24;
+    s_seed((uint32_t)n_cols * 3u);
+    s_buf<float> x((size_t)n_rows * n_cols, NAN);
+    s_buf<int32_t> words((size_t)n_rows * SQ_CU_SAMPLE_WORDS, 0);
+    std::vector<double> u(n_rows);
+    float *r = x.p();
+    for (int row = 0; row < n_rows; row++) {
+        float *l = r + (size_t)row * n_cols;
+        for (int c = 0; c < n_cols; c++) {
+            const float v = s_rand();
+            l[c] = row % 3 == 2 ? (float)(int)(v * 4.0f) / 2.0f : 6.0f * v;
+        }
+        if (row % 4 == 1) {
+            l[n_cols / 2] = NAN;
+            l[n_cols / 3] = -INFINITY;
+            l[n_cols / 5] = -0.0f;
+            l[n_cols / 7] = 0.0f;
+        }
+        const float temps[] = {1.0f, 0.7f, 0.0f, 1.5f};
+        const int ks[] = {0, 0, 40, 5, 0, 1};
+        const float ps[] = {1.0f, 0.9f, 1.0f, 0.5f, 0.99f};
+        const float t = temps[row % 4], p = ps[row % 5];
+        const int k = ks[row % 6];
+        u[row] = (double)(s_rand() * 0.5f + 0.5f);
+        const unsigned long long u53 = (unsigned long long)(u[row] * 9007199254740992.0);
+        u[row] = (double)u53 / 9007199254740992.0;
+        int32_t *w = words.p() + (size_t)row * SQ_CU_SAMPLE_WORDS;
+        w[0] = __float_as_int(t);
+        w[1] = k;
+        w[2] = __float_as_int(p);
+        w[3] = (int32_t)(uint32_t)u53;
+        w[4] = (int32_t)(uint32_t)(u53 >> 32);
+    }
+    s_buf<int32_t> out(n_rows, -7, 0x55555555);
+    SQ_CHECK(sq_cu_sample(nullptr, x.p(), n_rows, n_cols, words.p(), out.p()) == cudaSuccess);
+    std::vector<sq_ref_cand_t> cands(n_cols);
+    int differ_cpu = 0;
+    for (int row = 0; row < n_rows; row++) {
+        const float *l = r + (size_t)row * n_cols;
+        const int32_t *w = words.p() + (size_t)row * SQ_CU_SAMPLE_WORDS;
+        const float t = __int_as_float(w[0]), p = __int_as_float(w[2]);
+        const int32_t want = s_sample_ref(l, n_cols, t, w[1], p, u[row]);
+        if (out[row] != want)
+            fprintf(stderr, "FAIL sample row %d of %d columns (T %g, top_k %d, top_p %g): %d, "
+                    "expected %d\n", row, n_cols, (double)t, w[1], (double)p, out[row], want);
+        SQ_CHECK(out[row] == want);
+        if (t > 0.0f)
+            differ_cpu += want != sq_ref_sample(l, n_cols, t, w[1], p, u[row], cands.data());
+    }
+    SQ_CHECK(out.guards_ok());
+    fprintf(stderr, "sample %d columns: %d rows as the reference; the CPU sampler's rules in "
+            "double precision chose another token in %d\n", n_cols, n_rows, differ_cpu);
+    SQ_CHECK(differ_cpu == 0);
+}
+
+static void test_sample(void)
+{
+    for (int n_cols : {7, 300, 1000, 4099})
+        s_sample_case(n_cols);
+}
+
 static void test_to_f16(void)
 {
     const size_t n = 1000;
@@ -884,6 +992,7 @@ int main(void)
     SQ_RUN(test_mma);
     SQ_RUN(test_q8_to_f16);
     SQ_RUN(test_argmax);
+    SQ_RUN(test_sample);
     SQ_RUN(test_to_f16);
     SQ_RUN(test_swiglu_add);
     SQ_RUN(test_index_rows);

@@ -436,14 +436,12 @@ static __device__ void s_better(float *v, int *i, float v2, int i2)
     }
 }
 
-/* out[row] = the argmax of row blockIdx.x of x (n_rows, n_cols); one block
- * of 256 per row (0 when the row is all NaN, as on the CPU) */
-static __global__ void k_argmax(const float *x, int n_cols, int32_t *out)
+/* the argmax of row (n_cols) for the whole block (blocks of up to 256),
+ * every thread getting it (0 when the row is all NaN, as on the CPU) */
+static __device__ int s_row_argmax(const float *row, int n_cols)
 {
-    s_pdl_begin();
     __shared__ float sv[8];
     __shared__ int si[8];
-    const float *row = x + (size_t)blockIdx.x * n_cols;
     float v = 0.0f;
     int i = -1;
     for (int c = threadIdx.x; c < n_cols; c += blockDim.x)
@@ -459,11 +457,181 @@ static __global__ void k_argmax(const float *x, int n_cols, int32_t *out)
         si[threadIdx.x / 32] = i;
     }
     __syncthreads();
+    for (int w = 0; w < (int)blockDim.x / 32; w++)
+        s_better(&v, &i, sv[w], si[w]);
+    __syncthreads();   /* sv, si free for the next call */
+    return i < 0 ? 0 : i;
+}
+
+/* out[row] = the argmax of row blockIdx.x of x (n_rows, n_cols); one block
+ * of 256 per row */
+static __global__ void k_argmax(const float *x, int n_cols, int32_t *out)
+{
+    s_pdl_begin();
+    const int i = s_row_argmax(x + (size_t)blockIdx.x * n_cols, n_cols);
+    if (threadIdx.x == 0)
+        out[blockIdx.x] = i;
+}
+
+/* ---- sampling (sq_sampler's rules, sq_backend.h's sample op) ----
+ * The rules' order is (logit descending, id ascending); a token's weight
+ * is expf((logit - max) / T) as an integer of 40 fraction bits, so that
+ * every sum is exact and the choice the same whatever order threads add
+ * in. Three selections, each "the first token in the rules' order whose
+ * inclusive running count or weight exceeds a target", cut the top_k
+ * prefix, then the top_p prefix, then draw r = u * (its weight). A
+ * selection is a radix select on s_sort_key, a byte a pass from the top,
+ * with shared-memory histograms of counts and weights, then the j-th of
+ * the tokens that share the key found (equal logits, equal weights) in
+ * id order. */
+
+/* ascending key = descending logit, -0 as +0, NaN (as -inf) last */
+static __device__ uint32_t s_sort_key(float f)
+{
+    if (isnan(f))
+        f = -INFINITY;
+    f += 0.0f;
+    uint32_t u = (uint32_t)__float_as_int(f);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ~u;
+}
+
+static __device__ unsigned long long s_weight(float l, float max, float t)
+{
+    if (isnan(l))
+        return 0;
+    return (unsigned long long)(expf((l - max) / t) * 1099511627776.0f);   /* 2^40 */
+}
+
+typedef struct {
+    int id;
+    unsigned long long count, weight;   /* inclusive running count and weight at id */
+} s_pick_t;
+
+/* the first token of row (in the rules' order) whose inclusive running
+ * weight (by_weight) or count exceeds target, which must be below the
+ * row's total; every thread gets it */
+static __device__ s_pick_t s_select(const float *row, int n, float max, float t, bool by_weight,
+                                    unsigned long long target)
+{
+    __shared__ unsigned long long hw[256];
+    __shared__ unsigned int hc[256];
+    __shared__ unsigned long long below_w;
+    __shared__ unsigned long long below_c;
+    __shared__ uint32_t prefix;
+    __shared__ int found;
+    __shared__ unsigned int chunk_n[256];
+    uint32_t mask = 0;
     if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)blockDim.x / 32; w++)
-            s_better(&v, &i, sv[w], si[w]);
-        out[blockIdx.x] = i < 0 ? 0 : i;
+        below_w = below_c = 0;
+        prefix = 0;
     }
+    for (int b = 3; b >= 0; b--) {
+        for (int v = threadIdx.x; v < 256; v += blockDim.x)
+            hw[v] = hc[v] = 0;
+        __syncthreads();
+        const uint32_t pre = prefix;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            const uint32_t k = s_sort_key(row[i]);
+            if ((k & mask) != pre)
+                continue;
+            const int v = (int)((k >> (8 * b)) & 255u);
+            atomicAdd(&hc[v], 1u);
+            atomicAdd(&hw[v], s_weight(row[i], max, t));
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int v = 0;
+            for (; v < 255; v++) {
+                const unsigned long long cum = by_weight ? below_w + hw[v] : below_c + hc[v];
+                if (cum > target)
+                    break;
+                below_w += hw[v];
+                below_c += hc[v];
+            }
+            prefix = pre | (uint32_t)v << (8 * b);
+        }
+        mask |= 0xffu << (8 * b);
+        __syncthreads();
+    }
+    /* the tokens with key prefix, in id order: the j-th is the pick */
+    const uint32_t key = prefix;
+    const int chunk = (n + (int)blockDim.x - 1) / (int)blockDim.x;
+    const int lo = (int)threadIdx.x * chunk, hi = min(lo + chunk, n);
+    unsigned int mine = 0;
+    int first = -1;
+    for (int i = lo; i < hi; i++)
+        if (s_sort_key(row[i]) == key) {
+            first = first < 0 ? i : first;
+            mine++;
+        }
+    chunk_n[threadIdx.x] = mine;
+    if (threadIdx.x == 0)
+        found = -1;
+    __syncthreads();
+    /* any token of the key gives the common weight (whichever thread's
+     * first lands, it is one of them) */
+    if (mine && found < 0)
+        found = first;
+    __syncthreads();
+    const unsigned long long w = s_weight(row[found], max, t);
+    const unsigned long long j = by_weight ? (target - below_w) / w : target - below_c;
+    unsigned long long before = 0;
+    for (int k = 0; k < (int)threadIdx.x; k++)
+        before += chunk_n[k];
+    __syncthreads();
+    if (j >= before && j < before + mine) {
+        unsigned long long at = before;
+        for (int i = lo; i < hi; i++)
+            if (s_sort_key(row[i]) == key && at++ == j)
+                found = i;
+    }
+    __syncthreads();
+    const s_pick_t p = {found, below_c + j + 1, below_w + (j + 1) * w};
+    __syncthreads();   /* the shared state is free for the next selection */
+    return p;
+}
+
+/* out[row] = the token for row blockIdx.x of x (n_rows, n_cols) under
+ * the row's words of rows (SQ_CU_SAMPLE_WORDS each: temperature bits,
+ * top_k, top_p bits, u * 2^53 low and high); temperature <= 0: argmax */
+static __global__ void k_sample(const float *x, int n_cols, const int32_t *rows, int32_t *out)
+{
+    s_pdl_begin();
+    __shared__ unsigned long long sum;
+    const float *row = x + (size_t)blockIdx.x * n_cols;
+    const int32_t *w = rows + (size_t)blockIdx.x * SQ_CU_SAMPLE_WORDS;
+    const float t = __int_as_float(w[0]), top_p = __int_as_float(w[2]);
+    const int top_k = w[1];
+    const double u = (double)((unsigned long long)(uint32_t)w[4] << 32 | (uint32_t)w[3]) *
+                     (1.0 / 9007199254740992.0);
+    const int best = s_row_argmax(row, n_cols);
+    const float max = row[best];
+    int pick = best;
+    if (t > 0.0f && isfinite(max)) {
+        unsigned long long total = 0;   /* the prefix's weight: first all, then top_k's */
+        if (threadIdx.x == 0)
+            sum = 0;
+        __syncthreads();
+        unsigned long long mine = 0;
+        for (int i = threadIdx.x; i < n_cols; i += blockDim.x)
+            mine += s_weight(row[i], max, t);
+        atomicAdd(&sum, mine);
+        __syncthreads();
+        total = sum;
+        if (top_k > 0 && top_k < n_cols)
+            total = s_select(row, n_cols, max, t, false, (unsigned long long)top_k - 1).weight;
+        if (top_p < 1.0f) {
+            unsigned long long need = (unsigned long long)ceil((double)top_p * (double)total);
+            need = need < 1 ? 1 : need > total ? total : need;
+            total = s_select(row, n_cols, max, t, true, need - 1).weight;
+        }
+        unsigned long long r = (unsigned long long)(u * (double)total);
+        r = r >= total ? total - 1 : r;
+        pick = s_select(row, n_cols, max, t, true, r).id;
+    }
+    if (threadIdx.x == 0)
+        out[blockIdx.x] = pick;
 }
 
 /* ---- conversions ---- */

@@ -184,6 +184,13 @@ cudaError_t sq_cu_argmax(cudaStream_t s, const float *x, int n_rows, int n_cols,
     return cudaGetLastError();
 }
 
+cudaError_t sq_cu_sample(cudaStream_t s, const float *x, int n_rows, int n_cols,
+                         const int32_t *rows_d, int32_t *out_d)
+{
+    SQ_CU_LAUNCH(k_sample, n_rows, 256, s, x, n_cols, rows_d, out_d);
+    return cudaGetLastError();
+}
+
 cudaError_t sq_cu_to_f16(cudaStream_t s, const float *x, void *out, size_t n)
 {
     SQ_CU_LAUNCH(k_to_f16, sq_cu_blocks(n, 256), 256, s, x, (__half *)out, n);

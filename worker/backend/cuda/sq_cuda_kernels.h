@@ -85,6 +85,13 @@ cudaError_t sq_cu_q8_to_f16(cudaStream_t s, const void *w, int64_t n_out, int64_
 /* out_d (n_rows) = the argmax of each row of x (n_rows, n_cols), with
  * sq_sampler_argmax's rules */
 cudaError_t sq_cu_argmax(cudaStream_t s, const float *x, int n_rows, int n_cols, int32_t *out_d);
+/* out_d (n_rows) = each row's token under sq_sampler's rules (see
+ * sq_backend.h's sample op): rows_d holds SQ_CU_SAMPLE_WORDS int32 a row,
+ * the temperature's float bits, top_k, top_p's float bits, then the
+ * uniform u as u * 2^53 (low word, high word) */
+enum { SQ_CU_SAMPLE_WORDS = 5 };
+cudaError_t sq_cu_sample(cudaStream_t s, const float *x, int n_rows, int n_cols,
+                         const int32_t *rows_d, int32_t *out_d);
 /* out (n halves) = x rounded to F16 */
 cudaError_t sq_cu_to_f16(cudaStream_t s, const float *x, void *out, size_t n);
 /* rotate adjacent pairs of each head by pos_d[t] (see sq_backend.h) */
