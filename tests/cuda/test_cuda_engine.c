@@ -14,7 +14,9 @@
  *  decoded together give the logits each gives alone, the device argmax
  *  (sq_model_forward_argmax) picks what the host picks from the logits,
  *  and the repeating decode steps ran as CUDA graphs (none with
- *  SHARDQ_CUDA_GRAPHS=0). Exits 77 (skipped) when no CUDA device is usable.
+ *  SHARDQ_CUDA_GRAPHS=0). Sampling on the device draws what the CPU
+ *  sampler's rules draw from the same logits with the same uniforms.
+ *  Exits 77 (skipped) when no CUDA device is usable.
  */
 #include <math.h>
 #include <stdio.h>
@@ -25,6 +27,7 @@
 #include "sq_backend_cuda.h"
 #include "sq_error.h"
 #include "sq_gguf.h"
+#include "sq_sampler_ref.h"
 
 #ifndef SQ_CT_STEPS
 #define SQ_CT_STEPS 64
@@ -179,6 +182,68 @@ static void test_batched_equals_single(void)
     ct_unload(&g);
 }
 
+/* Sampling on the device (sq_model_forward_sample): S_SEQS sequences with
+ * their own settings (greedy among them) decode together; at every step
+ * the tokens the device drew are the ones the CPU sampler's rules
+ * (tests/testlib/sq_sampler_ref.h) draw from the same step's logits with
+ * the same uniforms, and the sampled sequences do not all follow the
+ * argmax. */
+static void test_device_sampling(void)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stories260K.gguf", s_dir);
+    ct_side_t g = {0};
+    SQ_REQUIRE(s_load(&g, path, true, S_SEQS) == 0);
+    SQ_REQUIRE(sq_model_samples_on_device(g.model));
+    const int n_vocab = sq_model_hparams(g.model)->n_vocab;
+    const sq_sampler_params_t params[S_SEQS] = {
+        {.temperature = 1.0f, .top_p = 1.0f, .seed = 1},
+        {.temperature = 0.8f, .top_p = 0.9f, .seed = 2},
+        {.temperature = 0.0f, .top_p = 1.0f, .seed = 3},
+        {.temperature = 1.2f, .top_k = 20, .top_p = 0.95f, .seed = 4},
+    };
+    sq_sampler_t *samplers[S_SEQS];
+    for (int q = 0; q < S_SEQS; q++)
+        SQ_REQUIRE((samplers[q] = sq_sampler_new(&params[q], n_vocab)) != NULL);
+    float *logits = malloc((size_t)S_SEQS * n_vocab * sizeof(float));
+    sq_ref_cand_t *cands = malloc((size_t)n_vocab * sizeof *cands);
+    SQ_REQUIRE(logits && cands);
+    sq_batch_entry_t b[S_SEQS];
+    sq_sample_row_t rows[S_SEQS];
+    int32_t tok[S_SEQS] = {1, 1, 1, 1}, dev[S_SEQS];
+    int same = 1, off_argmax = 0;
+    for (int step = 0; step < S_STEPS; step++) {
+        for (int q = 0; q < S_SEQS; q++) {
+            b[q] = tm_entry(q, tok[q], step, true);
+            rows[q] = sq_sampler_draw(samplers[q]);
+        }
+        SQ_REQUIRE(sq_model_forward_sample(g.model, b, S_SEQS, rows, dev) == 0);
+        /* the same step again for its logits: the cache rows are rewritten
+         * with the same values */
+        SQ_REQUIRE(sq_model_forward(g.model, b, S_SEQS, logits) == 0);
+        for (int q = 0; q < S_SEQS; q++) {
+            const float *l = logits + (size_t)q * n_vocab;
+            const int32_t want = rows[q].temperature > 0.0f
+                ? sq_ref_sample(l, n_vocab, rows[q].temperature, rows[q].top_k, rows[q].top_p,
+                                rows[q].u, cands)
+                : sq_sampler_argmax(l, n_vocab);
+            same &= dev[q] == want;
+            off_argmax += dev[q] != sq_sampler_argmax(l, n_vocab);
+            tok[q] = dev[q];
+        }
+    }
+    SQ_CHECK(same);
+    SQ_CHECK(off_argmax > 0);
+    printf("cuda sampling on the device: %d sequences x %d steps, tokens %s the CPU sampler's "
+           "rules; %d draws not the argmax\n", S_SEQS, S_STEPS, same ? "as" : "DIFFER FROM",
+           off_argmax);
+    for (int q = 0; q < S_SEQS; q++)
+        sq_sampler_destroy(&samplers[q]);
+    free(logits);
+    free(cands);
+    ct_unload(&g);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -196,5 +261,6 @@ int main(int argc, char **argv)
     SQ_RUN(test_q8_0);
     SQ_RUN(test_f16);
     SQ_RUN(test_batched_equals_single);
+    SQ_RUN(test_device_sampling);
     return sq_test_summary("cuda_engine");
 }

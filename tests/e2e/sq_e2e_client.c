@@ -160,10 +160,12 @@ sq_e2e_submit(sq_e2e_client_t *self, const sq_e2e_job_t *job, int timeout_ms,
     sq_wire_key(e, "tasks");
     sq_wire_array(e, (uint32_t)job->n_tasks);
     for (int i = 0; i < job->n_tasks; i++) {
-        sq_wire_map(e, 2 + (job->max_tokens > 0));
+        sq_wire_map(e, 2 + (job->max_tokens > 0) + (job->temperature > 0));
         sq_wire_kv_str(e, "custom_id", job->custom_ids[i]);
         if (job->max_tokens > 0)
             sq_wire_kv_u64(e, "max_tokens", (uint64_t)job->max_tokens);
+        if (job->temperature > 0)
+            sq_wire_kv_double(e, "temperature", job->temperature);
         sq_wire_kv_strn(e, "prompt", job->prompts[i],
                         job->prompt_lens ? job->prompt_lens[i] : strlen(job->prompts[i]));
     }

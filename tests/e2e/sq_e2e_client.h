@@ -64,6 +64,7 @@ typedef struct {
     const size_t *prompt_lens;
     const char *adapter;    /* LoRA adapter of the job, NULL: base model */
     int max_tokens;         /* per task; 0: leave out (broker default) */
+    double temperature;     /* per task; 0: leave out (greedy) */
 } sq_e2e_job_t;
 
 /* SUBMIT. 0 and *job_id_out once acknowledged; otherwise as sq_e2e_call. */

@@ -75,8 +75,9 @@ static int s_wait_groups(int n)
 }
 
 /* A job of n tasks; prompts repeat every `distinct` tasks so that twins
- * (same prompt, greedy) can be compared. */
-static uint64_t s_submit_job(int n, int distinct, const char *adapter, int max_tokens)
+ * (same prompt, greedy) can be compared. temperature 0: greedy. */
+static uint64_t s_submit_job_t(int n, int distinct, const char *adapter, int max_tokens,
+                               double temperature)
 {
     char **ids = calloc((size_t)n, sizeof *ids), **prompts = calloc((size_t)n, sizeof *prompts);
     static const char *const base[] = {"Once upon a time", "The bank", "Lily saw a big fish",
@@ -90,7 +91,7 @@ static uint64_t s_submit_job(int n, int distinct, const char *adapter, int max_t
     sq_e2e_job_t job = {.tenant = "research", .model = S_MODEL_NAME, .priority = -1,
                         .n_tasks = n, .custom_ids = (const char *const *)ids,
                         .prompts = (const char *const *)prompts, .adapter = adapter,
-                        .max_tokens = max_tokens};
+                        .max_tokens = max_tokens, .temperature = temperature};
     uint64_t job_id = 0;
     int rc = sq_e2e_submit(s_c, &job, 10000, &job_id, NULL);
     SQ_CHECK(rc == 0);
@@ -101,6 +102,11 @@ static uint64_t s_submit_job(int n, int distinct, const char *adapter, int max_t
     free(ids);
     free(prompts);
     return job_id;
+}
+
+static uint64_t s_submit_job(int n, int distinct, const char *adapter, int max_tokens)
+{
+    return s_submit_job_t(n, distinct, adapter, max_tokens, 0.0);
 }
 
 /* A base-model job of n tasks of up to max_tokens (0: the broker's 128). */
@@ -202,8 +208,7 @@ static void case_serves(void)
                                  40, 120000) == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE coalesce(length(text), 0) = 0") == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE completion_tokens > 0") == 40);
-    /* temperature is the protocol default (1) unless given: twins share a
-     * seed only when the job gives one, so compare lineage, not text */
+    /* lineage, not text, is what these tasks are compared by */
     SQ_CHECK(s_count("SELECT count(DISTINCT group_id) FROM task_attempts WHERE outcome = 'succeeded'") == 1);
     SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE group_id = 'g-serve'") == 40);
     /* lineage: the exact model file (sha256 of the bundled model), group, TP */
@@ -252,7 +257,9 @@ static void case_cuda_emu(void)
     s_device = "cuda";
     SQ_REQUIRE(s_group("g-cuda", 8) != NULL);
     SQ_REQUIRE(s_wait_groups(1) == 0);
-    SQ_REQUIRE(s_submit(12, 4, 24) > 0);
+    /* half greedy, half sampled (temperature 0.9: drawn on the device) */
+    SQ_REQUIRE(s_submit(6, 3, 24) > 0);
+    SQ_REQUIRE(s_submit_job_t(6, 3, NULL, 24, 0.9) > 0);
     SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
                                  12, 180000) == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE completion_tokens > 0 "

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sq_sampler.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -103,6 +105,15 @@ typedef struct {
      * lowest index on ties): the greedy choice. A sync point like
      * download, but one integer per row crosses to the host. */
     int (*argmax)(sq_backend_t *be, const float *x, int n_rows, int n_cols, int32_t *host_out);
+    /* host_out (n_rows) = each row's token under sq_sampler's rules with
+     * rows[r] (its parameters and uniform; temperature <= 0: the argmax).
+     * The weights are expf((logit - max) / T) as exact integers of 40
+     * fraction bits instead of sums in double, so a token rarer than
+     * 2^-40 of the top one is never drawn and, very rarely, a draw on a
+     * boundary picks the neighbour sq_sampler would not. NULL when the
+     * backend has none: the host samples from the logits. */
+    int (*sample)(sq_backend_t *be, const float *x, int n_rows, int n_cols,
+                  const sq_sample_row_t *rows, int32_t *host_out);
 } sq_backend_ops_t;
 
 struct sq_backend {

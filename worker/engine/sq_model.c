@@ -485,10 +485,11 @@ static int s_mlp_block(sq_model_t *m, int l, int n)
 }
 
 /* Where the wanted rows' results go: their logits, or (tokens set) only
- * their argmax */
+ * their tokens, the argmax or (rows set) each row's draw */
 typedef struct {
     float *logits;
     int32_t *tokens;
+    const sq_sample_row_t *rows;
 } s_out_t;
 
 /* Logits of the wanted rows of x into out's host memory. */
@@ -507,6 +508,8 @@ static int s_output(sq_model_t *m, const sq_batch_entry_t *batch, int n, const s
     if ((rc = op->rmsnorm(be, m->xb, &m->out_norm, m->hp.rms_eps, n_out, m->o)) ||
         (rc = op->matmul(be, &m->output, m->o, n_out, m->logits)))   /* (n_out, vocab) */
         return rc;
+    if (out->tokens && out->rows)
+        return op->sample(be, m->logits, n_out, m->hp.n_vocab, out->rows, out->tokens);
     if (out->tokens)
         return op->argmax(be, m->logits, n_out, m->hp.n_vocab, out->tokens);
     return op->download(be, out->logits, m->logits,
@@ -582,6 +585,8 @@ static int s_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, s_o
                 out.logits += self->hp.n_vocab;
             if (out.tokens)
                 out.tokens++;
+            if (out.rows)
+                out.rows++;
         }
     }
     return 0;
@@ -589,11 +594,24 @@ static int s_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, s_o
 
 int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, float *logits_out)
 {
-    return s_forward(self, batch, n, (s_out_t){logits_out, NULL});
+    return s_forward(self, batch, n, (s_out_t){logits_out, NULL, NULL});
 }
 
 int sq_model_forward_argmax(sq_model_t *self, const sq_batch_entry_t *batch, int n,
                             int32_t *tokens_out)
 {
-    return s_forward(self, batch, n, (s_out_t){NULL, tokens_out});
+    return s_forward(self, batch, n, (s_out_t){NULL, tokens_out, NULL});
+}
+
+bool sq_model_samples_on_device(const sq_model_t *self)
+{
+    return self->be->ops->sample != NULL;
+}
+
+int sq_model_forward_sample(sq_model_t *self, const sq_batch_entry_t *batch, int n,
+                            const sq_sample_row_t *rows, int32_t *tokens_out)
+{
+    if (!sq_model_samples_on_device(self))
+        return SQ_FAIL(SQ_EUNSUPPORTED, "the %s backend does not sample", self->be->ops->name);
+    return s_forward(self, batch, n, (s_out_t){NULL, tokens_out, tokens_out ? rows : NULL});
 }

@@ -89,6 +89,14 @@ int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, flo
  * crosses to the host instead of n_vocab floats. */
 int sq_model_forward_argmax(sq_model_t *self, const sq_batch_entry_t *batch, int n,
                             int32_t *tokens_out);
+/* The same with each want_logits row's token drawn where the logits are:
+ * rows[i] (sq_sampler_draw) for the i-th such row, greedy rows included.
+ * Only on a backend that samples (sq_model_samples_on_device; else
+ * SQ_EUNSUPPORTED); see sq_backend.h's sample op for how its draws can
+ * differ from sq_sampler's. */
+bool sq_model_samples_on_device(const sq_model_t *self);
+int sq_model_forward_sample(sq_model_t *self, const sq_batch_entry_t *batch, int n,
+                            const sq_sample_row_t *rows, int32_t *tokens_out);
 
 /* Load a LoRA adapter (GGUF, llama.cpp convention; see sq_lora.h), split
  * like the base weights. Every rank calls it with the same file. scale <= 0

@@ -124,6 +124,13 @@ bool sq_sampler_greedy(const sq_sampler_t *self)
     return self->p.temperature <= 0.0f;
 }
 
+sq_sample_row_t sq_sampler_draw(sq_sampler_t *self)
+{
+    const bool greedy = self->p.temperature <= 0.0f;
+    return (sq_sample_row_t){self->p.temperature, self->p.top_k, self->p.top_p,
+                             greedy ? 0.0 : sq_rng_uniform(&self->rng)};
+}
+
 int32_t sq_sampler_sample(sq_sampler_t *self, const float *logits)
 {
     if (self->p.temperature <= 0.0f)

@@ -26,6 +26,16 @@ typedef struct {
 
 typedef struct sq_sampler sq_sampler_t;
 
+/* One token's draw for a backend that samples where the logits are
+ * (sq_backend.h's sample op): the sampler's parameters and the uniform
+ * it would have drawn. temperature <= 0: greedy (u unused). */
+typedef struct {
+    float temperature;
+    int top_k;
+    float top_p;
+    double u;
+} sq_sample_row_t;
+
 /* NULL (detail set) on n_vocab < 1, a NaN parameter or top_p <= 0. */
 sq_sampler_t *sq_sampler_new(const sq_sampler_params_t *params, int n_vocab);
 void sq_sampler_destroy(sq_sampler_t **self_p);
@@ -35,6 +45,10 @@ void sq_sampler_destroy(sq_sampler_t **self_p);
 bool sq_sampler_greedy(const sq_sampler_t *self);
 /* The next token for logits (n_vocab floats; not modified). */
 int32_t sq_sampler_sample(sq_sampler_t *self, const float *logits);
+/* The next token's draw for a backend that samples it (instead of
+ * sq_sampler_sample, using the generator the same way: one uniform per
+ * non-greedy token). */
+sq_sample_row_t sq_sampler_draw(sq_sampler_t *self);
 /* Argmax of n logits, lowest index on ties. */
 int32_t sq_sampler_argmax(const float *logits, int n);
 

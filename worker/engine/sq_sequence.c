@@ -198,6 +198,11 @@ int32_t sq_sequence_sample(sq_sequence_t *self, const float *logits)
     return sq_sampler_sample(self->sampler, logits);
 }
 
+sq_sample_row_t sq_sequence_draw(sq_sequence_t *self)
+{
+    return sq_sampler_draw(self->sampler);
+}
+
 int sq_sequence_accept(sq_sequence_t *self, const float *logits)
 {
     return sq_sequence_accept_token(self, sq_sequence_sample(self, logits));

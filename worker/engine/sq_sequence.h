@@ -57,6 +57,9 @@ int sq_sequence_accept(sq_sequence_t *self, const float *logits);
  * sq_sequence_accept does first). Sequences are independent: different
  * sequences may sample at the same time on different threads. */
 int32_t sq_sequence_sample(sq_sequence_t *self, const float *logits);
+/* Its next token's draw for a backend that samples it (sq_sampler_draw);
+ * sq_sequence_accept_token then takes the token. */
+sq_sample_row_t sq_sequence_draw(sq_sequence_t *self);
 /* The same with the next token already chosen: tok, the argmax, for a
  * greedy sequence (sq_sequence_greedy) */
 int sq_sequence_accept_token(sq_sequence_t *self, int32_t tok);

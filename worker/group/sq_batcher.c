@@ -41,6 +41,7 @@ struct sq_batcher {
     int *plan_slot;             /* slot of each want_logits row */
     float *logits;              /* (max_batch, n_vocab), rank 0 */
     int32_t *tokens;            /* (max_batch): each row's next token, rank 0 */
+    sq_sample_row_t *draws;     /* (max_batch): rows' draws for a sampling device, rank 0 */
     int n_vocab;
     sq_threadpool_t *pool;      /* rank 0's sampling threads (NULL: the caller's) */
 };
@@ -90,7 +91,8 @@ sq_batcher_t *sq_batcher_new(sq_model_t *model, MPI_Comm comm, int max_batch,
         goto nomem;
     if (self->rank == 0 &&
         (!(self->logits = malloc((size_t)max_batch * (size_t)self->n_vocab * sizeof(float))) ||
-         !(self->tokens = malloc((size_t)max_batch * sizeof *self->tokens))))
+         !(self->tokens = malloc((size_t)max_batch * sizeof *self->tokens)) ||
+         !(self->draws = malloc((size_t)max_batch * sizeof *self->draws))))
         goto nomem;
     return self;
 nomem:
@@ -113,6 +115,7 @@ void sq_batcher_destroy(sq_batcher_t **self_p)
     free(self->plan_slot);
     free(self->logits);
     free(self->tokens);
+    free(self->draws);
     sq_threadpool_destroy(&self->pool);
     free(self);
     *self_p = NULL;
@@ -231,18 +234,26 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
     int n_rows = 0;
     s_plan_hdr_t hdr = {s_plan(self, &n_rows), S_CMD_FORWARD};
     int rc = s_bcast_plan(self, &hdr);
-    /* every row greedy: only the argmax of each comes back from the model
-     * (one integer instead of n_vocab floats off a GPU). Other ranks run
-     * the same layers either way and skip the output. */
+    /* One integer a row comes back from the model, not n_vocab floats (a
+     * GPU's batch of logits is tens of MB), when every row is greedy (the
+     * argmax) or the model samples on its device (each row's draw goes
+     * down with it); else the logits, sampled here on the pool. Other
+     * ranks run the same layers either way and skip the output. */
     bool greedy = true;
     for (int r = 0; r < n_rows && greedy; r++)
         greedy = sq_seq_greedy(self->slots[self->plan_slot[r]].seq);
-    if (rc == 0)
-        rc = greedy ? sq_model_forward_argmax(self->model, self->plan, hdr.n, self->tokens)
-                    : sq_model_forward(self->model, self->plan, hdr.n, self->logits);
+    const bool on_device = !greedy && sq_model_samples_on_device(self->model);
+    for (int r = 0; on_device && r < n_rows; r++)
+        self->draws[r] = sq_seq_draw(self->slots[self->plan_slot[r]].seq);
+    if (rc == 0 && greedy)
+        rc = sq_model_forward_argmax(self->model, self->plan, hdr.n, self->tokens);
+    else if (rc == 0 && on_device)
+        rc = sq_model_forward_sample(self->model, self->plan, hdr.n, self->draws, self->tokens);
+    else if (rc == 0)
+        rc = sq_model_forward(self->model, self->plan, hdr.n, self->logits);
     if (rc)
         return rc;
-    if (!greedy) {
+    if (!greedy && !on_device) {
         s_sample_job_t job = {self, n_rows};
         sq_threadpool_run(self->pool, s_sample_rows, &job);
     }

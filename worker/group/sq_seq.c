@@ -69,6 +69,11 @@ int32_t sq_seq_sample(sq_seq_t *self, const float *logits)
     return sq_sequence_sample(self->seq, logits);
 }
 
+sq_sample_row_t sq_seq_draw(sq_seq_t *self)
+{
+    return sq_sequence_draw(self->seq);
+}
+
 int sq_seq_accept_token(sq_seq_t *self, int32_t tok)
 {
     return sq_sequence_accept_token(self->seq, tok);

@@ -42,6 +42,9 @@ int32_t sq_seq_next_pos(const sq_seq_t *self);
  * taken (sq_sequence_sample); sequences may sample on different threads
  * at once. sq_seq_accept_token then takes it. */
 int32_t sq_seq_sample(sq_seq_t *self, const float *logits);
+/* Its next token's draw for a model that samples on its device
+ * (sq_sequence_draw), instead of sq_seq_sample. */
+sq_sample_row_t sq_seq_draw(sq_seq_t *self);
 /* Take tok as the next token (sq_seq_sample's, or the greedy one the
  * model chose on the device) and apply the stop rules. Returns 0 (see
  * sq_seq_done) or SQ_ENOMEM. */

@@ -50,7 +50,8 @@ typedef struct {
     s_scratch_t x16;            /* activations as F16, for cuBLAS */
     s_scratch_t w16;            /* a Q8_0 weight as F16, for cuBLAS (big batches) */
     s_scratch_t xq;             /* activations as Q8_0 for the Q8_0 GEMV and mma */
-    s_scratch_t tokens;         /* argmax results on their way to the host */
+    s_scratch_t tokens;         /* argmax and sample results on their way to the host */
+    s_scratch_t draws;          /* the sample op's rows, SQ_CU_SAMPLE_WORDS each */
     /* While a list runs: the activations xq holds (NULL: none), so the
      * products sharing an input (q, k, v; gate, up) quantise it once */
     const float *xq_src;
@@ -471,6 +472,7 @@ static void s_destroy(sq_backend_t *be)
     cudaFree(c->w16.p);
     cudaFree(c->xq.p);
     cudaFree(c->tokens.p);
+    cudaFree(c->draws.p);
     cudaFree(c->blas_ws);
     if (c->blas)
         cublasDestroy(c->blas);
@@ -700,17 +702,53 @@ static int s_index_rows(sq_backend_t *be, float *dst, const float *src, int64_t 
     return s_record(c, &op, 0);
 }
 
-/* the argmax kernel after the recorded ops, then n_rows integers back */
-static int s_argmax(sq_backend_t *be, const float *x, int n_rows, int n_cols, int32_t *host_out)
+/* the argmax (rows NULL) or sampling kernel after the recorded ops, then
+ * n_rows integers back */
+static int s_tokens(sq_backend_t *be, const float *x, int n_rows, int n_cols,
+                    const sq_sample_row_t *rows, int32_t *host_out)
 {
     s_cuda_t *c = s_ctx(be);
+    const size_t n_words = (size_t)n_rows * SQ_CU_SAMPLE_WORDS;
     int rc = s_flush(c);
     if (rc == 0 && n_rows > 0)
-        rc = s_room(c, &c->tokens, (size_t)n_rows * sizeof(int32_t), "argmax buffer");
+        rc = s_room(c, &c->tokens, (size_t)n_rows * sizeof(int32_t), "token buffer");
+    if (rc == 0 && n_rows > 0 && rows)
+        rc = s_room(c, &c->draws, n_words * sizeof(int32_t), "sampling buffer");
     if (rc || n_rows <= 0)
         return rc;
-    S_CUDA(sq_cu_argmax(c->stream, x, n_rows, n_cols, c->tokens.p), "argmax");
+    if (!rows) {
+        S_CUDA(sq_cu_argmax(c->stream, x, n_rows, n_cols, c->tokens.p), "argmax");
+        return s_download(be, host_out, c->tokens.p, (size_t)n_rows * sizeof(int32_t));
+    }
+    int32_t *w = malloc(n_words * sizeof *w);
+    if (!w)
+        return SQ_FAIL(SQ_ENOMEM, "sampling %d rows", n_rows);
+    for (int r = 0; r < n_rows; r++) {
+        const uint64_t u53 = (uint64_t)(rows[r].u * 9007199254740992.0);   /* 2^53 */
+        int32_t *rw = w + (size_t)r * SQ_CU_SAMPLE_WORDS;
+        memcpy(&rw[0], &rows[r].temperature, sizeof(float));
+        rw[1] = rows[r].top_k;
+        memcpy(&rw[2], &rows[r].top_p, sizeof(float));
+        rw[3] = (int32_t)(uint32_t)u53;
+        rw[4] = (int32_t)(uint32_t)(u53 >> 32);
+    }
+    rc = s_upload(be, c->draws.p, w, n_words * sizeof *w);
+    free(w);
+    if (rc)
+        return rc;
+    S_CUDA(sq_cu_sample(c->stream, x, n_rows, n_cols, c->draws.p, c->tokens.p), "sample");
     return s_download(be, host_out, c->tokens.p, (size_t)n_rows * sizeof(int32_t));
+}
+
+static int s_argmax(sq_backend_t *be, const float *x, int n_rows, int n_cols, int32_t *host_out)
+{
+    return s_tokens(be, x, n_rows, n_cols, NULL, host_out);
+}
+
+static int s_sample(sq_backend_t *be, const float *x, int n_rows, int n_cols,
+                    const sq_sample_row_t *rows, int32_t *host_out)
+{
+    return s_tokens(be, x, n_rows, n_cols, rows, host_out);
 }
 
 static const sq_backend_ops_t s_cuda_ops = {
@@ -732,6 +770,7 @@ static const sq_backend_ops_t s_cuda_ops = {
     .add = s_add,
     .index_rows = s_index_rows,
     .argmax = s_argmax,
+    .sample = s_sample,
 };
 
 /* an on-by-default switch of the environment: off only when set to 0 */
