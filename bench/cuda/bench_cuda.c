@@ -3,7 +3,7 @@
  *
  *    shardq-bench-cuda [--device cuda|cpu|auto] [--prompt N] [--gen N]
  *                      [--agg-steps N] [--batches B,B,...] [--hbm-tbs X]
- *                      [--lora ADAPTER] MODEL...
+ *                      [--lora ADAPTER] [--temperature T] MODEL...
  *
  *  prefill: one --prompt-token batch (after a warm-up), tokens/s.
  *  decode b1: --gen greedy steps of one sequence after the prompt, ms/token.
@@ -18,6 +18,8 @@
  *  --base MODEL), applied unmerged to the even slots: the prompt and the
  *  batch-1 decode run on it, the aggregate batches half on it, half on
  *  the base model (the mixed-batch path).
+ *  --temperature: decode steps draw their tokens at T (top_p 1) where the
+ *  logits are (sq_model_forward_sample) instead of taking the argmax.
  *  Exit codes: 0 ok, 1 a model failed to load or run, 2 usage error.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -30,6 +32,7 @@
 #include "sq_error.h"
 #include "sq_gguf.h"
 #include "sq_model.h"
+#include "sq_rng.h"
 #include "sq_sampler.h"
 #include "sq_tp_comm.h"
 
@@ -37,6 +40,7 @@ enum { S_MAX_BATCHES = 8, S_AGG_PROMPT = 16 };
 
 typedef struct {
     const char *device, *lora;
+    float temperature;          /* 0: greedy decode steps */
     int n_prompt, n_gen, agg_steps;
     int batches[S_MAX_BATCHES], n_batches;
     double hbm_tbs;
@@ -87,6 +91,18 @@ static int s_prefill(sq_model_t *m, sq_batch_entry_t *b, int slot, int n, int po
     return sq_model_forward(m, b, n, logits);
 }
 
+/* one decode step of b[0..n): every row's token into tokens, the argmax
+ * or (--temperature) a draw at T with a fixed seed's uniforms */
+static int s_decode(sq_model_t *m, const s_opts_t *o, const sq_batch_entry_t *b, int n,
+                    sq_rng_t *rng, sq_sample_row_t *rows, int32_t *tokens)
+{
+    if (o->temperature <= 0.0f)
+        return sq_model_forward_argmax(m, b, n, tokens);
+    for (int i = 0; i < n; i++)
+        rows[i] = (sq_sample_row_t){o->temperature, 0, 1.0f, sq_rng_uniform(rng)};
+    return sq_model_forward_sample(m, b, n, rows, tokens);
+}
+
 static int s_measure(sq_model_t *m, const s_opts_t *o, int lora_id, s_row_t *r)
 {
     const int n_vocab = sq_model_hparams(m)->n_vocab;
@@ -97,7 +113,10 @@ static int s_measure(sq_model_t *m, const s_opts_t *o, int lora_id, s_row_t *r)
     sq_batch_entry_t *b = malloc(n_entries * sizeof *b);
     float *logits = malloc((size_t)max_b * n_vocab * sizeof(float));
     int32_t *tokens = malloc((size_t)max_b * sizeof *tokens);
-    int rc = b && logits && tokens ? 0 : SQ_FAIL(SQ_ENOMEM, "bench buffers");
+    sq_sample_row_t *rows = malloc((size_t)max_b * sizeof *rows);
+    sq_rng_t rng;
+    sq_rng_seed(&rng, 7);
+    int rc = b && logits && tokens && rows ? 0 : SQ_FAIL(SQ_ENOMEM, "bench buffers");
     /* warm-up (cuBLAS handles, first-touch), then the timed prefill */
     if (rc == 0)
         rc = s_prefill(m, b, 0, o->n_prompt, 0, lora_id, logits);
@@ -110,7 +129,7 @@ static int s_measure(sq_model_t *m, const s_opts_t *o, int lora_id, s_row_t *r)
     for (int k = 0; rc == 0 && k < o->n_gen; k++) {
         b[0] = (sq_batch_entry_t){.slot = 0, .token = tokens[0], .pos = o->n_prompt + k,
                                   .want_logits = true, .adapter = s_adapter(lora_id, 0)};
-        rc = sq_model_forward_argmax(m, b, 1, tokens);
+        rc = s_decode(m, o, b, 1, &rng, rows, tokens);
     }
     r->b1_ms = (s_now() - t0) * 1e3 / o->n_gen;
     for (int i = 0; rc == 0 && i < o->n_batches; i++) {
@@ -123,13 +142,14 @@ static int s_measure(sq_model_t *m, const s_opts_t *o, int lora_id, s_row_t *r)
                 b[s] = (sq_batch_entry_t){.slot = s, .token = (int32_t)((s * 17 + k) % n_vocab),
                                           .pos = S_AGG_PROMPT + k, .want_logits = true,
                                           .adapter = s_adapter(lora_id, s)};
-            rc = sq_model_forward_argmax(m, b, B, tokens);
+            rc = s_decode(m, o, b, B, &rng, rows, tokens);
         }
         r->agg_tok_s[i] = (double)B * o->agg_steps / (s_now() - t0);
     }
     free(b);
     free(logits);
     free(tokens);
+    free(rows);
     return rc;
 }
 
@@ -169,7 +189,7 @@ static int s_usage(const char *why)
 {
     fprintf(stderr, "shardq-bench-cuda: %s\nusage: shardq-bench-cuda [--device cuda|cpu|auto] "
                     "[--prompt N] [--gen N] [--agg-steps N] [--batches B,B,...] [--hbm-tbs X] "
-                    "[--lora ADAPTER] MODEL...\n", why);
+                    "[--lora ADAPTER] [--temperature T] MODEL...\n", why);
     return 2;
 }
 
@@ -214,6 +234,8 @@ int main(int argc, char **argv)
             bad = s_parse_batches(argv[i + 1], &o);
         else if (!strcmp(a, "--lora"))
             o.lora = v;
+        else if (!strcmp(a, "--temperature"))
+            bad = !((o.temperature = strtof(v, NULL)) > 0.0f && o.temperature <= 100.0f);
         else if (!strcmp(a, "--hbm-tbs"))
             bad = (o.hbm_tbs = atof(v)) <= 0.0;
         else

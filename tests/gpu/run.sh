@@ -20,7 +20,8 @@
 # 3. the benchmark table: llama-110m and tinyllama-1.1b shapes (random
 #    weights from shardq-model), F16 and Q8_0, on shardq-bench-cuda; the
 #    largest Q8_0 model again without PDL, without fusion, without graphs,
-#    without the int8 mma kernel, and with a LoRA adapter; then PyTorch
+#    without the int8 mma kernel, with sampling at T = 1 and with a LoRA
+#    adapter; then PyTorch
 #    transformers on the same files if it is importable.
 # Exit: 0 when every test passed (the benchmark never fails the run), 1
 # otherwise, 2 when the build fails.
@@ -99,6 +100,10 @@ if ((${#MODELS[@]})); then
     SHARDQ_CUDA_MMA=0 timeout 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 16 \
       --agg-steps 16 --batches 64 "${MODELS[-1]}"
   } 2>&1 | tee "$LOGS/bench-variants.txt"
+  # decode steps that draw at temperature 1 on the device instead of the argmax
+  stamp "shardq sampling at T = 1 on ${MODELS[-1]##*/}"
+  timeout 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 32 --agg-steps 16 \
+    --batches 64,256 --temperature 1 "${MODELS[-1]}" 2>&1 | tee "$LOGS/bench-sampling.txt"
   # what a rank-16 LoRA adapter on every target costs: prompt and batch-1
   # decode on it, batches 16 and 64 half on it (the gather/scatter path)
   LORA="$BUILD/bench-lora-r16.gguf"
