@@ -21,8 +21,8 @@
 #    weights from shardq-model), F16 and Q8_0, on shardq-bench-cuda; the
 #    largest Q8_0 model again without PDL, without fusion, without graphs,
 #    without the int8 mma kernel, with sampling at T = 1 and with a LoRA
-#    adapter; then PyTorch
-#    transformers on the same files if it is importable.
+#    adapter; then PyTorch transformers on the same files if it is
+#    importable.
 # Exit: 0 when every test passed (the benchmark never fails the run), 1
 # otherwise, 2 when the build fails.
 set -uo pipefail
