@@ -56,23 +56,19 @@ else()
   add_test(NAME gpu.cuda.engine COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
 endif()
 set_tests_properties(gpu.cuda.engine PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 300)
-# the same op by op (graphs off): what a graph replays must equal this
-add_test(NAME gpu.cuda.engine_nographs COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
-set_tests_properties(gpu.cuda.engine_nographs PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
-                     TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_GRAPHS=0)
-# every op its own kernel (no fusion, sq_cuda_fuse.h): the fused kernels
-# must give what this gives; big Q8_0 batches through cuBLAS, not mma
-add_test(NAME gpu.cuda.engine_nofuse COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
-set_tests_properties(gpu.cuda.engine_nofuse PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
-                     TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_FUSE=0)
-add_test(NAME gpu.cuda.engine_nomma COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
-set_tests_properties(gpu.cuda.engine_nomma PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
-                     TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_MMA=0)
-# every kernel waits for the one before it to end (no programmatic
-# dependent launch): what PDL runs must equal this
-add_test(NAME gpu.cuda.engine_nopdl COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
-set_tests_properties(gpu.cuda.engine_nopdl PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
-                     TIMEOUT 300 ENVIRONMENT SHARDQ_CUDA_PDL=0)
+# The same with one mechanism off, each of which must give what it gives
+# on: graphs (op by op: what a graph replays), fusion (every op its own
+# kernel), the int8 mma kernel (big Q8_0 batches through cuBLAS) and
+# programmatic dependent launch (each kernel waits for the one before it)
+foreach(variant nographs:SHARDQ_CUDA_GRAPHS nofuse:SHARDQ_CUDA_FUSE nomma:SHARDQ_CUDA_MMA
+                nopdl:SHARDQ_CUDA_PDL)
+  string(REPLACE ":" ";" variant ${variant})
+  list(GET variant 0 name)
+  list(GET variant 1 switch)
+  add_test(NAME gpu.cuda.engine_${name} COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
+  set_tests_properties(gpu.cuda.engine_${name} PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
+                       TIMEOUT 300 ENVIRONMENT ${switch}=0)
+endforeach()
 
 # the tolerance of a model's CUDA-vs-CPU logits (Q8_0's: see test_q8_0 in
 # cuda/test_cuda_engine.c)
