@@ -225,6 +225,25 @@ target_include_directories(test_cuda_emu_lora PRIVATE ${CMAKE_CURRENT_SOURCE_DIR
 sq_cuda_model_tests(unit.cuda.emu unit $<TARGET_FILE:test_cuda_emu_tp>
                     $<TARGET_FILE:test_cuda_emu_lora>)
 
+# a model bigger than the device (the emulator's, of 80 MiB: the backend's
+# own buffers and the first tensors of a random llama-110m in Q8_0 fit,
+# the rest does not)
+add_executable(test_cuda_emu_memory cuda/test_cuda_memory.c)
+target_link_libraries(test_cuda_emu_memory PRIVATE sq_llm_emu sq_testlib sq_warnings m)
+target_include_directories(test_cuda_emu_memory PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+if(TARGET shardq-model)
+  set(SQ_CUDA_EMU_BIG ${CMAKE_CURRENT_BINARY_DIR}/cuda-emu-llama-110m-q8_0.gguf)
+  add_test(NAME unit.cuda.emu_make_big
+           COMMAND shardq-model random --shape llama-110m --type q8_0 --seed 9 ${SQ_CUDA_EMU_BIG})
+  set_tests_properties(unit.cuda.emu_make_big PROPERTIES LABELS unit
+                       FIXTURES_SETUP sq_cuda_emu_big)
+  add_test(NAME unit.cuda.emu.memory
+           COMMAND test_cuda_emu_memory ${SQ_CUDA_EMU_BIG} ${SQ_CUDA_TEST_MODELS}/stories260K.gguf)
+  set_tests_properties(unit.cuda.emu.memory PROPERTIES LABELS unit TIMEOUT 300
+                       FIXTURES_REQUIRED sq_cuda_emu_big
+                       ENVIRONMENT SQ_EMU_DEVICE_BYTES=83886080)
+endif()
+
 # shardq-worker on the emulator: its sources and sq_group's built again
 # against sq_llm_emu, so `--device cuda` runs the real backend on the CPU.
 # e2e.group_cuda_emu serves jobs with a real group of it (mpirun -np 2,

@@ -72,6 +72,8 @@ struct s_rt_t {
     cudaError_t sticky = cudaSuccess;    /* a failed kernel: every sync returns it */
     bool lazy = false;
     int n_captures = 0;                  /* streams being captured */
+    size_t capacity = 0;                 /* device memory (SQ_EMU_DEVICE_BYTES, else 80 GiB) */
+    size_t used = 0;                     /* bytes cudaMalloc holds */
 };
 
 s_rt_t &s_rt()
@@ -80,6 +82,8 @@ s_rt_t &s_rt()
         s_rt_t r;
         const char *lazy = getenv("SQ_EMU_LAZY");
         r.lazy = lazy && strcmp(lazy, "0") != 0;
+        const char *cap = getenv("SQ_EMU_DEVICE_BYTES");
+        r.capacity = cap && *cap ? (size_t)strtoull(cap, NULL, 10) : (size_t)80 << 30;
         return r;
     }();
     return rt;
@@ -276,14 +280,34 @@ static cudaError_t s_guarded_alloc(std::map<const char *, size_t> &pool, void **
     return *p ? cudaSuccess : s_error(cudaErrorMemoryAllocation, what);
 }
 
+/* device memory holds at most the capacity, as a GPU's does */
 cudaError_t cudaMalloc(void **devPtr, size_t size)
 {
-    return s_guarded_alloc(s_rt().device, devPtr, size, "cudaMalloc");
+    s_rt_t &rt = s_rt();
+    if (size > rt.capacity - rt.used) {
+        *devPtr = nullptr;
+        return s_error(cudaErrorMemoryAllocation, "cudaMalloc beyond the device's memory");
+    }
+    cudaError_t err = s_guarded_alloc(rt.device, devPtr, size, "cudaMalloc");
+    rt.used += err == cudaSuccess ? size : 0;
+    return err;
 }
 
 cudaError_t cudaFree(void *devPtr)
 {
-    return s_free(s_rt().device, devPtr, "cudaFree");
+    s_rt_t &rt = s_rt();
+    auto it = rt.device.find((const char *)devPtr);
+    const size_t size = it == rt.device.end() ? 0 : it->second;
+    cudaError_t err = s_free(rt.device, devPtr, "cudaFree");
+    rt.used -= err == cudaSuccess ? size : 0;
+    return err;
+}
+
+cudaError_t cudaMemGetInfo(size_t *free, size_t *total)
+{
+    *free = s_rt().capacity - s_rt().used;
+    *total = s_rt().capacity;
+    return cudaSuccess;
 }
 
 cudaError_t cudaMallocHost(void **ptr, size_t size)

@@ -481,15 +481,27 @@ static void s_destroy(sq_backend_t *be)
     free(c);
 }
 
-static void *s_alloc(sq_backend_t *be, size_t bytes)
+/* device memory; NULL with SQ_ENOMEM naming what was asked for and what
+ * the device has left (what for the message) */
+static void *s_alloc_for(s_cuda_t *c, size_t bytes, const char *what)
 {
     void *p = NULL;
     cudaError_t err = cudaMalloc(&p, bytes ? bytes : 256);
-    if (err != cudaSuccess) {
-        SQ_FAIL(SQ_ENOMEM, "cuda: %zu bytes of device memory: %s", bytes, cudaGetErrorString(err));
-        return NULL;
-    }
-    return p;
+    if (err == cudaSuccess)
+        return p;
+    (void)cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess)
+        free_b = total_b = 0;
+    SQ_FAIL(SQ_ENOMEM, "cuda: %s: %zu bytes of device memory: %s (device %d: %.1f of %.1f MiB "
+            "free)", what, bytes, cudaGetErrorString(err), c->device, (double)free_b / 1048576.0,
+            (double)total_b / 1048576.0);
+    return NULL;
+}
+
+static void *s_alloc(sq_backend_t *be, size_t bytes)
+{
+    return s_alloc_for(s_ctx(be), bytes, "buffer");
 }
 
 static void s_free(sq_backend_t *be, void *p)
@@ -547,9 +559,10 @@ static int s_weight_init(sq_backend_t *be, sq_weight_t *w, int dtype, int64_t n_
         host = split;
     }
     int rc = 0;
-    if (!(w->owned = s_alloc(be, bytes)))
-        rc = SQ_FAIL(SQ_ENOMEM, "cuda: weight of %lld x %lld (%zu bytes)", (long long)n_out,
-                     (long long)n_in, bytes);
+    char what[64];
+    snprintf(what, sizeof what, "weight of %lld x %lld", (long long)n_out, (long long)n_in);
+    if (!(w->owned = s_alloc_for(s_ctx(be), bytes, what)))
+        rc = SQ_ENOMEM;
     else if ((rc = s_upload(be, w->owned, host, bytes)) != 0)
         cudaFree(w->owned);
     free(split);

@@ -8,9 +8,13 @@
 
 #include "sq_error.h"
 
+/* out of device memory is SQ_ENOMEM (what the caller can act on: fewer
+ * slots, a smaller batch, more ranks); anything else SQ_EDEVICE */
 static inline int sq_cuda_fail(cudaError_t err, const char *who, const char *what)
 {
-    return SQ_FAIL(SQ_EDEVICE, "%s: %s: %s", who, what, cudaGetErrorString(err));
+    (void)cudaGetLastError();   /* a failed call is reported here, not again later */
+    return SQ_FAIL(err == cudaErrorMemoryAllocation ? SQ_ENOMEM : SQ_EDEVICE, "%s: %s: %s", who,
+                   what, cudaGetErrorString(err));
 }
 
 /* Return the converted error from the enclosing function when call fails. */
