@@ -58,8 +58,9 @@ int main(int argc, char **argv)
     int draws = 200, vocabs[S_MAX_VOCABS] = {32000, 128256}, n_vocabs = 2;
     for (int i = 1; i < argc; i += 2) {
         char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        const bool ok = v && ((!strcmp(argv[i], "--draws") && (draws = atoi(v)) > 0) ||
-                              (!strcmp(argv[i], "--vocab") && s_parse_vocabs(v, vocabs, &n_vocabs) == 0));
+        const bool ok =
+            v && ((!strcmp(argv[i], "--draws") && (draws = atoi(v)) > 0) ||
+                  (!strcmp(argv[i], "--vocab") && s_parse_vocabs(v, vocabs, &n_vocabs) == 0));
         if (!ok) {
             fprintf(stderr, "usage: shardq-bench-sampler [--draws N] [--vocab V,V,...]\n");
             return 2;

@@ -332,7 +332,8 @@ static void test_fuse_layer(void)
     n = s_layer(ops, SQ_CUDA_GEMV_MAX + 1, SQ_CU_Q8_0, true);
     SQ_CHECK(ops[2].i[SQ_CUDA_MM_PATH] == SQ_CUDA_PATH_MMA_Q8);
     SQ_CHECK(!strcmp(s_plan(ops, n, true),
-                     "norm:0+2aq gemv:2+3 rope_attn:5+3q gemv:8+1 norm:9+2aq gemv_swiglu:11+3 gemv:14+1"));
+                     "norm:0+2aq gemv:2+3 rope_attn:5+3q gemv:8+1 norm:9+2aq gemv_swiglu:11+3 "
+                     "gemv:14+1"));
     /* with mma off (SHARDQ_CUDA_MMA=0), and F16 weights: cuBLAS, no
      * product steps, nothing to quantise */
     const char *blas_plan = "norm:0+2a op:2+1 op:3+1 op:4+1 rope_attn:5+3 op:8+1 norm:9+2a op:11+1 "

@@ -507,7 +507,8 @@ static void s_gemv_case(int dtype, int n_tok, int64_t n_in, int n_mats, bool swi
     for (int m = 0; m < n_mats; m++) {
         char what[128];
         snprintf(what, sizeof what, "%s %s n_tok %d n_in %lld %s%d of %d (n_out %lld)",
-                 mma ? "mma" : "gemv", s_dtype_name(dtype), n_tok, (long long)n_in, swiglu ? "SwiGLU " : "", m,
+                 mma ? "mma" : "gemv", s_dtype_name(dtype), n_tok, (long long)n_in,
+                 swiglu ? "SwiGLU " : "", m,
                  n_mats, (long long)n_outs[m]);
         s_expect_close(what, y[m], ref[m].data(), ref[m].size(), S_TOL_F32);
     }
