@@ -8,7 +8,8 @@ Reads the GGUF itself (F32, F16 and Q8_0 tensors, dequantised to F16:
 transformers has no Q8_0 kernels, so a Q8_0 file runs as F16 here) into a
 LlamaForCausalLM of the file's shape, in torch.float16 on cuda:0. Timing
 only: llama.cpp's Q/K row order is kept, so the outputs are not the model's
-(the work per token is the same). Exit 0 ok, 1 failure, 3 torch or
+(the work per token is the same). A model that fails gets a line saying
+why and the others still run. Exit 0 ok, 1 a model failed, 3 torch or
 transformers missing or no CUDA device (the caller prints a note).
 """
 import argparse
@@ -174,14 +175,21 @@ def main():
         return 3
     print(f"{'model (transformers, f16)':<28} {'prefill':>11} {'b1 decode':>10}"
           + "".join(f"   b{b:<3} tok/s" for b in o.batches))
+    failed = 0
     for path in o.models:
-        model, vocab = build_model(path)
-        pp, b1, agg = measure(model, vocab, o)
         name = path.rsplit("/", 1)[-1]
-        print(f"{name:<28} {pp:11.0f} {b1:10.3f}" + "".join(f" {a:12.0f}" for a in agg), flush=True)
+        model = None
+        try:  # one model's failure (memory, an API change) leaves the others' rows
+            model, vocab = build_model(path)
+            pp, b1, agg = measure(model, vocab, o)
+            print(f"{name:<28} {pp:11.0f} {b1:10.3f}" + "".join(f" {a:12.0f}" for a in agg),
+                  flush=True)
+        except Exception as e:
+            print(f"{name:<28} failed: {type(e).__name__}: {e}", flush=True)
+            failed = 1
         del model
         torch.cuda.empty_cache()
-    return 0
+    return failed
 
 
 if __name__ == "__main__":
