@@ -96,7 +96,7 @@ endif()
 # The tests of the bundled model in F32 and Q8_0 that run a program both on
 # a GPU and on the emulator, named PREFIX.<what>.<model>, labelled LABEL:
 # tp2 (mpirun -np 2; on one GPU both ranks share it and the all-reduce goes
-# through host memory) and lora.
+# through host memory), tp2_lora (the same on a LoRA adapter) and lora.
 function(sq_cuda_model_tests prefix label tp_program lora_program)
   foreach(model stories260K stories260K-q8_0)
     sq_cuda_tol(${model} tol)
@@ -107,6 +107,14 @@ function(sq_cuda_model_tests prefix label tp_program lora_program)
     set_tests_properties(${prefix}.tp2.${model} PROPERTIES LABELS ${label} SKIP_RETURN_CODE 77
                          TIMEOUT 300 ENVIRONMENT "${SQ_CUDA_MPI_ENV}")
     if(TARGET shardq-model)
+      # TP = 2 with every token on adapter A (column- and row-parallel targets)
+      add_test(NAME ${prefix}.tp2_lora.${model}
+               COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe
+                       ${MPIEXEC_PREFLAGS} ${tp_program} ${SQ_CUDA_TEST_MODELS}/${model}.gguf 32
+                       auto ${tol} ${SQ_CUDA_LORA_DIR}/a.gguf)
+      set_tests_properties(${prefix}.tp2_lora.${model} PROPERTIES LABELS ${label}
+                           SKIP_RETURN_CODE 77 TIMEOUT 300 FIXTURES_REQUIRED sq_cuda_lora
+                           ENVIRONMENT "${SQ_CUDA_MPI_ENV}")
       add_test(NAME ${prefix}.lora.${model}
                COMMAND ${lora_program} ${SQ_CUDA_TEST_MODELS}/${model}.gguf
                        ${SQ_CUDA_LORA_DIR}/a.gguf ${SQ_CUDA_LORA_DIR}/b.gguf ${tol})

@@ -64,22 +64,27 @@ static inline bool ct_near_tie(const float *logits, int n, int32_t a, int32_t b,
 }
 
 /* run: the model under test (every rank); ref: rank 0's reference;
- * comm: the group of run (NULL: a single process). 0 or an SQ_E* code. */
+ * comm: the group of run (NULL: a single process); adapter: the LoRA
+ * adapter id every token uses on both (0: the base model). 0 or an SQ_E*
+ * code. */
 static inline int ct_compare(sq_model_t *run, sq_model_t *ref, sq_tp_comm_t *comm, int steps,
-                             float tol, ct_result_t *res)
+                             int adapter, float tol, ct_result_t *res)
 {
     const int rank = comm ? comm->rank(comm) : 0;
     const int n_vocab = sq_model_hparams(run)->n_vocab;
     float *a = malloc((size_t)CT_PROMPT * n_vocab * sizeof(float));
     float *b = malloc((size_t)CT_PROMPT * n_vocab * sizeof(float));
     sq_batch_entry_t prompt[CT_PROMPT];
-    for (int i = 0; i < CT_PROMPT; i++)
+    for (int i = 0; i < CT_PROMPT; i++) {
         prompt[i] = tm_entry(0, i == 0 ? 1 : (int32_t)((i * 37) % n_vocab), i, true);
+        prompt[i].adapter = adapter;
+    }
     *res = (ct_result_t){0.0f, true, 0, 0};
     int rc = a && b ? 0 : -1, n = CT_PROMPT;
     int32_t tok = 0;
     for (int pos = CT_PROMPT; rc == 0 && pos < CT_PROMPT + steps; pos++) {
         sq_batch_entry_t e = tm_entry(0, tok, pos - 1, true);
+        e.adapter = adapter;
         const sq_batch_entry_t *batch = pos == CT_PROMPT ? prompt : &e;
         if ((rc = sq_model_forward(run, batch, n, rank == 0 ? a : NULL)))
             break;

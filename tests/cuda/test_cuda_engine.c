@@ -50,7 +50,7 @@ static void s_against_cpu(const char *path, float tol)
     ct_side_t gpu = {0}, cpu = {0};
     SQ_REQUIRE(s_load(&gpu, path, true, 1) == 0 && s_load(&cpu, path, false, 1) == 0);
     ct_result_t r;
-    SQ_CHECK(ct_compare(gpu.model, cpu.model, NULL, SQ_CT_STEPS, tol, &r) == 0);
+    SQ_CHECK(ct_compare(gpu.model, cpu.model, NULL, SQ_CT_STEPS, 0, tol, &r) == 0);
     SQ_CHECK(r.steps_run == SQ_CT_STEPS);
     SQ_CHECK(r.worst <= tol);
     SQ_CHECK(r.same_tokens);

@@ -1,15 +1,17 @@
 /*  test_cuda_tp: tensor parallelism on CUDA ranks (label gpu; label unit
  *  as test_cuda_emu_tp, on the CPU emulator), real mpirun.
  *
- *    mpirun -np N test_cuda_tp MODEL [STEPS] [host|nccl|auto] [TOLERANCE]
+ *    mpirun -np N test_cuda_tp MODEL [STEPS] [host|nccl|auto] [TOLERANCE] [ADAPTER]
  *
  *  Every rank takes a device by local rank (sharing one when there are
  *  more ranks than devices) and loads its 1/N share of MODEL on it; the
  *  all-reduce is the one sq_engine would choose (auto: NCCL, or the host
  *  path when ranks share a device) or the one forced. Rank 0 also runs the
  *  whole model on the CPU as the reference: logits within TOLERANCE
- *  (default 1e-3) of the largest |logit| at every step, same greedy tokens. Exits 77 (skipped)
- *  when no CUDA device is usable.
+ *  (default 1e-3) of the largest |logit| at every step, same greedy tokens.
+ *  With ADAPTER (a LoRA file), every token runs on it: each rank holds its
+ *  share, split like the base weights. Exits 77 (skipped) when no CUDA
+ *  device is usable.
  */
 #include <cuda_runtime_api.h>
 #include <mpi.h>
@@ -24,7 +26,7 @@
 
 static const char *const s_modes[] = {"local", "nccl", "host"};
 
-static const char *s_path, *s_want = "auto";
+static const char *s_path, *s_want = "auto", *s_adapter;
 static int s_steps = 32;
 static float s_tol = 1e-3f;   /* relative to the largest |logit|; see test_cuda_engine.c for Q8_0 */
 
@@ -82,15 +84,25 @@ static void test_tp_matches_cpu(void)
         const sq_cuda_comm_mode_t mode = sq_tp_comm_cuda_mode(tp.comm);
         if (!strcmp(s_want, "auto"))
             SQ_CHECK(mode == s_expected_mode(n_ranks));
+        int adapter = 0;
+        if (s_adapter) {   /* every rank's share of it, and the whole on rank 0's reference */
+            sq_gguf_t *g = sq_gguf_open(s_adapter);
+            int ref_id = 0;
+            SQ_REQUIRE(g && sq_model_adapter_load(tp.model, g, 0.0f, &adapter) == 0);
+            SQ_REQUIRE(rank != 0 || (sq_model_adapter_load(ref.model, g, 0.0f, &ref_id) == 0 &&
+                                     ref_id == adapter));
+            sq_gguf_destroy(&g);
+        }
         ct_result_t r;
-        SQ_CHECK(ct_compare(tp.model, ref.model, tp.comm, s_steps, s_tol, &r) == 0);
+        SQ_CHECK(ct_compare(tp.model, ref.model, tp.comm, s_steps, adapter, s_tol, &r) == 0);
         if (rank == 0) {
             SQ_CHECK(r.worst <= s_tol);
             SQ_CHECK(r.same_tokens);
-            printf("cuda TP=%d (%s all-reduce, device %d) vs cpu TP=1: %d steps, max relative "
+            printf("cuda TP=%d (%s all-reduce, device %d)%s vs cpu TP=1: %d steps, max relative "
                    "logit difference %.3g, tokens %s (near ties taken the other way: %d)\n",
-                   n_ranks, s_modes[mode], sq_backend_cuda_device(tp.be), r.steps_run,
-                   (double)r.worst, r.same_tokens ? "agree" : "DIFFER", r.near_ties);
+                   n_ranks, s_modes[mode], sq_backend_cuda_device(tp.be),
+                   s_adapter ? " with a LoRA adapter" : "", r.steps_run, (double)r.worst,
+                   r.same_tokens ? "agree" : "DIFFER", r.near_ties);
         }
     } else {
         SQ_CHECK(all_ok);
@@ -103,8 +115,9 @@ static void test_tp_matches_cpu(void)
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
-    if (argc < 2 || argc > 5) {
-        fprintf(stderr, "usage: test_cuda_tp MODEL [STEPS] [host|nccl|auto] [TOLERANCE]\n");
+    if (argc < 2 || argc > 6) {
+        fprintf(stderr, "usage: test_cuda_tp MODEL [STEPS] [host|nccl|auto] [TOLERANCE] "
+                        "[ADAPTER]\n");
         MPI_Finalize();
         return 2;
     }
@@ -118,6 +131,7 @@ int main(int argc, char **argv)
     s_steps = argc > 2 ? atoi(argv[2]) : 32;
     s_want = argc > 3 ? argv[3] : "auto";
     s_tol = argc > 4 ? strtof(argv[4], NULL) : 1e-3f;
+    s_adapter = argc > 5 ? argv[5] : NULL;
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     SQ_RUN(test_tp_matches_cpu);
