@@ -59,15 +59,17 @@ set_tests_properties(gpu.cuda.engine PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 T
 # The same with one mechanism off, each of which must give what it gives
 # on: graphs (op by op: what a graph replays), fusion (every op its own
 # kernel), the int8 mma kernel (big Q8_0 batches through cuBLAS) and
-# programmatic dependent launch (each kernel waits for the one before it)
-foreach(variant nographs:SHARDQ_CUDA_GRAPHS nofuse:SHARDQ_CUDA_FUSE nomma:SHARDQ_CUDA_MMA
-                nopdl:SHARDQ_CUDA_PDL)
+# programmatic dependent launch (each kernel waits for the one before it);
+# and the attention's keys split over 3 blocks (the bundled model's short
+# context never splits by itself)
+foreach(variant nographs:SHARDQ_CUDA_GRAPHS=0 nofuse:SHARDQ_CUDA_FUSE=0 nomma:SHARDQ_CUDA_MMA=0
+                nopdl:SHARDQ_CUDA_PDL=0 split3:SHARDQ_CUDA_ATT_SPLIT=3)
   string(REPLACE ":" ";" variant ${variant})
   list(GET variant 0 name)
-  list(GET variant 1 switch)
+  list(GET variant 1 env)
   add_test(NAME gpu.cuda.engine_${name} COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
   set_tests_properties(gpu.cuda.engine_${name} PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
-                       TIMEOUT 300 ENVIRONMENT ${switch}=0)
+                       TIMEOUT 300 ENVIRONMENT ${env})
 endforeach()
 
 # the tolerance of a model's CUDA-vs-CPU logits (Q8_0's: see test_q8_0 in
@@ -209,7 +211,7 @@ if(TARGET shardq-model)
 endif()
 foreach(variant engine:SQ_EMU_LAZY=0 engine_nographs:SHARDQ_CUDA_GRAPHS=0
                 engine_nofuse:SHARDQ_CUDA_FUSE=0 engine_nomma:SHARDQ_CUDA_MMA=0
-                engine_lazy:SQ_EMU_LAZY=1)
+                engine_split3:SHARDQ_CUDA_ATT_SPLIT=3 engine_lazy:SQ_EMU_LAZY=1)
   string(REPLACE ":" ";" variant ${variant})
   list(GET variant 0 name)
   list(GET variant 1 env)

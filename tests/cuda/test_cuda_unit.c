@@ -21,6 +21,7 @@
 #include "sq_backend_cuda.h"
 #include "sq_cuda_fuse.h"
 #include "sq_cuda_graph.h"
+#include "sq_cuda_kernels.h"
 #include "sq_cuda_layout.h"
 #include "sq_error.h"
 #include "sq_test.h"
@@ -388,6 +389,23 @@ static void test_fuse_refusals(void)
     SQ_CHECK(strstr(s_plan(o, n, true), "gemv:2+1 gemv:3+1 gemv:4+1") != NULL);
 }
 
+static void test_attention_splits(void)
+{
+    /* batch 1 of 32 heads on 132 SMs: as many blocks as 2 an SM needs
+     * (9), but no more than 512 positions each allow (2048: 4) */
+    SQ_CHECK(sq_cu_att_splits(1, 32, 2048, 132) == 4);
+    SQ_CHECK(sq_cu_att_splits(1, 32, 8192, 132) == 9);
+    /* a short context or enough heads already: one block */
+    SQ_CHECK(sq_cu_att_splits(1, 32, 511, 132) == 1);
+    SQ_CHECK(sq_cu_att_splits(64, 32, 8192, 132) == 1);
+    SQ_CHECK(sq_cu_att_splits(9, 32, 8192, 132) == 1);   /* 288 blocks >= 264 */
+    /* few heads, long context: at most SQ_CU_ATT_MAX_SPLIT */
+    SQ_CHECK(sq_cu_att_splits(1, 2, 1 << 20, 132) == SQ_CU_ATT_MAX_SPLIT);
+    SQ_CHECK(sq_cu_att_splits(1, 32, 8192, 0) == 1);     /* SM count unknown */
+    SQ_CHECK(sq_cu_att_part_floats(2, 4, 64, 3) == (size_t)2 * 4 * 3 * 66);
+    SQ_CHECK(sq_cu_att_part_floats(2, 4, 64, 1) == 0);
+}
+
 static void test_arena_dedupe(void)
 {
     int32_t arena[64];
@@ -415,6 +433,7 @@ int main(void)
     SQ_RUN(test_weight_layout);
     SQ_RUN(test_fuse_layer);
     SQ_RUN(test_fuse_refusals);
+    SQ_RUN(test_attention_splits);
     SQ_RUN(test_arena_dedupe);
     return sq_test_summary("cuda_unit");
 }

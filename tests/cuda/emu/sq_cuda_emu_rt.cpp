@@ -228,7 +228,7 @@ cudaError_t cudaDeviceGetPCIBusId(char *pciBusId, int len, int device)
     return cudaSuccess;
 }
 
-/* an sm_90 device, as the GPU machines have */
+/* an H200's: sm_90, 132 multiprocessors */
 cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device)
 {
     if (device != 0)
@@ -237,6 +237,8 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
         *value = 9;
     else if (attr == cudaDevAttrComputeCapabilityMinor)
         *value = 0;
+    else if (attr == cudaDevAttrMultiProcessorCount)
+        *value = 132;
     else
         return s_error(cudaErrorInvalidValue, "cudaDeviceGetAttribute (attribute not emulated)");
     return cudaSuccess;

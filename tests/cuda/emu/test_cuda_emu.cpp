@@ -906,7 +906,7 @@ static void s_attention_case(const s_att_case &c)
                 vc[at] = s_rand();
             }
     s_buf<float> q((size_t)n_tok * c.n_heads * hd, NAN), k((size_t)n_tok * c.n_kv * hd, NAN),
-        v((size_t)n_tok * c.n_kv * hd, NAN), out((size_t)n_tok * c.n_heads * hd, NAN, S_OUT_F32);
+        v((size_t)n_tok * c.n_kv * hd, NAN);
     s_fill(q, 2.0f);
     s_fill(k, 2.0f);
     s_fill(v, 1.0f);
@@ -952,20 +952,32 @@ static void s_attention_case(const s_att_case &c)
     SQ_CHECK(memcmp(kc.v.data(), kc_ref.v.data(), kc.v.size() * sizeof(float)) == 0);
     SQ_CHECK(memcmp(vc.v.data(), vc_ref.v.data(), vc.v.size() * sizeof(float)) == 0);
     const size_t n_out = (size_t)n_tok * c.n_heads * hd;
-    s_buf<int8_t> xq(c.quant ? n_out : 0, (int8_t)0x7f, S_OUT_I8);
-    s_buf<float> xd(c.quant ? n_out / SQ_CU_QK : 0, NAN, S_OUT_F32);
-    s_att_t args = {kc.p(), vc.p(), q.p(), out.p(), slot.p(), pos.p(), c.n_heads, c.n_kv,
-                    n_ctx, hd, c.q_head0, c.kv_head0, c.group,
-                    c.quant ? xq.p() : nullptr, c.quant ? xd.p() : nullptr};
-    SQ_CHECK(sq_emu_launch(k_attention, dim3(c.n_heads, n_tok), dim3(S_ATT_WARPS * 32), args) ==
-             0);
-    char what[128];
-    snprintf(what, sizeof what,
-             "attention hd %d heads %d kv %d group %d q_head0 %d kv_head0 %d%s", hd, c.n_heads,
-             c.n_kv, c.group, c.q_head0, c.kv_head0, c.quant ? " with Q8_0" : "");
-    s_expect_close(what, out, ref.data(), ref.size(), S_TOL_F32);
-    if (c.quant)
-        s_expect_quantized(what, out.p(), n_out, xq, xd);
+    /* the keys of a (head, token) in one block, or split over 3 blocks, or
+     * over 16 (more blocks than the 10 strips of 32 keys: some have none) */
+    for (int n_split : {1, 3, (int)SQ_CU_ATT_MAX_SPLIT}) {
+        s_buf<float> o(n_out, NAN, S_OUT_F32);
+        s_buf<int8_t> xq(c.quant ? n_out : 0, (int8_t)0x7f, S_OUT_I8);
+        s_buf<float> xd(c.quant ? n_out / SQ_CU_QK : 0, NAN, S_OUT_F32);
+        s_buf<float> part(sq_cu_att_part_floats(n_tok, c.n_heads, hd, n_split), NAN, S_OUT_F32);
+        s_att_t args = {kc.p(), vc.p(), q.p(), o.p(), slot.p(), pos.p(), c.n_heads, c.n_kv,
+                        n_ctx, hd, c.q_head0, c.kv_head0, c.group,
+                        c.quant ? xq.p() : nullptr, c.quant ? xd.p() : nullptr, n_split,
+                        part.p()};
+        SQ_CHECK(sq_emu_launch(k_attention, dim3(c.n_heads, n_tok, n_split),
+                               dim3(S_ATT_WARPS * 32), args) == 0);
+        if (n_split > 1)
+            SQ_CHECK(sq_emu_launch(k_att_combine, dim3(c.n_heads, n_tok),
+                                   dim3(S_ATT_WARPS * 32), args) == 0);
+        SQ_CHECK(part.guards_ok());
+        char what[160];
+        snprintf(what, sizeof what,
+                 "attention hd %d heads %d kv %d group %d q_head0 %d kv_head0 %d split %d%s", hd,
+                 c.n_heads, c.n_kv, c.group, c.q_head0, c.kv_head0, n_split,
+                 c.quant ? " with Q8_0" : "");
+        s_expect_close(what, o, ref.data(), ref.size(), S_TOL_F32);
+        if (c.quant)
+            s_expect_quantized(what, o.p(), n_out, xq, xd);
+    }
 }
 
 static void test_attention(void)

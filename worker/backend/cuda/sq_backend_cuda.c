@@ -52,6 +52,9 @@ typedef struct {
     s_scratch_t xq;             /* activations as Q8_0 for the Q8_0 GEMV and mma */
     s_scratch_t tokens;         /* argmax and sample results on their way to the host */
     s_scratch_t draws;          /* the sample op's rows, SQ_CU_SAMPLE_WORDS each */
+    s_scratch_t att_part;       /* split attention's partial results */
+    int n_sms;                  /* the device's multiprocessors (attention splits) */
+    int att_split;              /* SHARDQ_CUDA_ATT_SPLIT: blocks per (head, token), 0 auto */
     /* While a list runs: the activations xq holds (NULL: none), so the
      * products sharing an input (q, k, v; gate, up) quantise it once */
     const float *xq_src;
@@ -213,6 +216,12 @@ static sq_attn_args_t s_attn_args(const sq_cuda_op_t *op)
         .n_tok = (int)op->i[8]};
 }
 
+/* blocks per (head, token) of an attention, for the record and the run */
+static int s_att_split(const s_cuda_t *c, const sq_attn_args_t *a)
+{
+    return c->att_split ? c->att_split : sq_cu_att_splits(a->n_tok, a->n_heads, a->n_ctx, c->n_sms);
+}
+
 /* [ADD,] RMSNORM (p x, w, out; i n, dim; f eps), quantising the output
  * for the next product when the plan says so */
 static int s_exec_norm(s_cuda_t *c, const sq_cuda_step_t *st, const sq_cuda_op_t *ops)
@@ -254,7 +263,8 @@ static int s_exec_op(s_cuda_t *c, const sq_cuda_op_t *op)
         break;
     case SQ_CUDA_OP_ATTN: {
         sq_attn_args_t a = s_attn_args(op);
-        err = sq_cu_attention(c->stream, &a, a0, a1, true, NULL, NULL);
+        err = sq_cu_attention(c->stream, &a, a0, a1, true, NULL, NULL, s_att_split(c, &a),
+                              c->att_part.p);
         break;
     }
     case SQ_CUDA_OP_SWIGLU:
@@ -294,7 +304,9 @@ static int s_exec_rope_attn(s_cuda_t *c, const sq_cuda_step_t *st, const sq_cuda
         s_xq_at(c, a.n_tok, n_out, &xq, &xd);
     c->xq_src = NULL;
     S_CUDA(sq_cu_rope_store(c->stream, &a, (int)ops[0].i[3], ops[0].f[0], slot, pos), "rope");
-    S_CUDA(sq_cu_attention(c->stream, &a, slot, pos, false, xq, xd), "attention");
+    S_CUDA(sq_cu_attention(c->stream, &a, slot, pos, false, xq, xd, s_att_split(c, &a),
+                           c->att_part.p),
+           "attention");
     if (st->quantize)
         s_xq_remember(c, a.out, a.n_tok, n_out);
     return 0;
@@ -473,6 +485,7 @@ static void s_destroy(sq_backend_t *be)
     cudaFree(c->xq.p);
     cudaFree(c->tokens.p);
     cudaFree(c->draws.p);
+    cudaFree(c->att_part.p);
     cudaFree(c->blas_ws);
     if (c->blas)
         cublasDestroy(c->blas);
@@ -682,8 +695,10 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
     sq_cuda_op_t op = {.kind = SQ_CUDA_OP_ATTN, .p = {a->k_cache, a->v_cache, a->q, a->k, a->v, a->out},
                        .i = {a->n_slots, a->n_ctx, a->n_heads, a->n_kv, a->head_dim, a->q_head0,
                              a->kv_head0, a->group, a->n_tok}};
-    int rc;
-    if ((rc = s_reserve(c, 2 * (size_t)a->n_tok)) ||
+    const size_t part = sq_cu_att_part_floats(a->n_tok, a->n_heads, a->head_dim,
+                                              s_att_split(c, a));
+    int rc = part ? s_room(c, &c->att_part, part * sizeof(float), "attention partials") : 0;
+    if (rc || (rc = s_reserve(c, 2 * (size_t)a->n_tok)) ||
         (rc = s_args(c, a->slot, a->n_tok, &op.arg[0])) ||
         (rc = s_args(c, a->pos, a->n_tok, &op.arg[1])))
         return rc;
@@ -808,11 +823,18 @@ static int s_init(s_cuda_t *c, int device)
     c->use_graphs = s_switch_on("SHARDQ_CUDA_GRAPHS");
     c->fuse = s_switch_on("SHARDQ_CUDA_FUSE");
     c->mma = s_switch_on("SHARDQ_CUDA_MMA");
+    const char *split = getenv("SHARDQ_CUDA_ATT_SPLIT");
+    c->att_split = split ? atoi(split) : 0;
+    if (c->att_split < 0 || c->att_split > SQ_CU_ATT_MAX_SPLIT)
+        return SQ_FAIL(SQ_EINVAL, "SHARDQ_CUDA_ATT_SPLIT=%s: not in 0 (automatic) to %d", split,
+                       (int)SQ_CU_ATT_MAX_SPLIT);
     c->graphs.drop = s_graph_drop;
     S_CUDA(cudaSetDevice(device), "set device");
     int cc_major = 0;
     S_CUDA(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device),
            "compute capability");
+    S_CUDA(cudaDeviceGetAttribute(&c->n_sms, cudaDevAttrMultiProcessorCount, device),
+           "multiprocessor count");
     sq_cu_set_pdl(cc_major >= 9 && s_switch_on("SHARDQ_CUDA_PDL"));
     S_CUDA(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");
     for (int i = 0; i < 2; i++)

@@ -779,7 +779,41 @@ typedef struct {
     int n_heads, n_kv, n_ctx, hd, q_head0, kv_head0, group;
     int8_t *xq;                 /* non-NULL: out quantised as Q8_0 too (hd % 32 == 0) */
     float *xd;
+    int n_split;                /* blocks sharing a (head, token)'s keys (gridDim.z) */
+    float *part;                /* n_split > 1: each block's (m, l, acc[hd]) */
 } s_att_t;
+
+/* floats of one block's partial result: running max, sum, then hd sums */
+static __device__ size_t s_att_part_size(int hd)
+{
+    return (size_t)hd + 2;
+}
+
+/* o (hd) = the merge of n partial softmax results (each m, l, acc: a max
+ * of -inf had no key and counts for nothing), quantised with a.xq; the
+ * block's threads take dims in turn */
+static __device__ void s_att_write(const s_att_t &a, int h, int t, const float *m, const float *l,
+                                   const float *const *acc, int n)
+{
+    float mm = -INFINITY;
+    for (int w = 0; w < n; w++)
+        mm = fmaxf(mm, m[w]);
+    float ll = 0.0f;
+    for (int w = 0; w < n; w++)
+        ll += m[w] == -INFINITY ? 0.0f : l[w] * expf(m[w] - mm);
+    const int hd = a.hd, lane = threadIdx.x % 32;
+    float *o = a.out + ((size_t)t * a.n_heads + h) * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float v = 0.0f;
+        for (int w = 0; w < n; w++)
+            v += m[w] == -INFINITY ? 0.0f : acc[w][d] * expf(m[w] - mm);
+        o[d] = v / ll;
+        /* hd <= blockDim.x: one pass, a warp per 32 values of the head */
+        if (a.xq)
+            s_quantize_warp(v / ll, (int64_t)(((size_t)t * a.n_heads + h) * hd + d) / SQ_CU_QK,
+                            lane, a.xq, a.xd);
+    }
+}
 
 /* q . k of one key row (q pre-scaled, in shared memory) */
 static __device__ float s_qk(const float *qs, const float *kr, int hd)
@@ -802,10 +836,14 @@ static __device__ float s_qk(const float *qs, const float *kr, int hd)
  * warp takes 32 keys at a time, one per lane (independent row loads, no
  * reduction per key), folds them into an online softmax (running max m,
  * sum l), then adds their values with lanes across dims (lane owns dims
- * lane, lane + 32, ...); warp w takes keys 32 w, 32 (w + 8), ... The
- * warps' partial results are merged at the end. No score buffer, so any
- * context length fits. With a.xq the output is quantised for the Q8_0
- * product that reads it next. */
+ * lane, lane + 32, ...). The strips of 32 keys are dealt round-robin to
+ * the n_split blocks (blockIdx.z) of the (head, token) and, within one,
+ * to its warps: warp w of block z takes strip z + n_split (w + 8 k). The
+ * warps' partial results are merged at the end: into the output (with
+ * a.xq quantised for the Q8_0 product that reads it next), or with
+ * n_split > 1 into the block's partial, which k_att_combine merges (the
+ * split decoding that keeps the SMs busy when a batch has few heads and
+ * the context is long). No score buffer: any context length fits. */
 static __global__ void k_attention(s_att_t a)
 {
     s_pdl_begin();
@@ -828,8 +866,8 @@ static __global__ void k_attention(s_att_t a)
     for (int i = 0; i < S_ATT_PER_LANE; i++)
         acc[i] = 0.0f;
     float m = -INFINITY, l = 0.0f;
-    const int n = a.pos[t] + 1;
-    for (int base = warp * 32; base < n; base += S_ATT_WARPS * 32) {
+    const int n = a.pos[t] + 1, z = (int)blockIdx.z, n_split = a.n_split;
+    for (int base = (warp * n_split + z) * 32; base < n; base += S_ATT_WARPS * n_split * 32) {
         const int j = base + lane;
         const float sc = j < n ? s_qk(qs, kc + (size_t)j * hd, hd) : -INFINITY;
         /* key base < n is scored, so m_new is finite */
@@ -862,24 +900,49 @@ static __global__ void k_attention(s_att_t a)
         if (lane + 32 * i < hd)
             wacc[warp][lane + 32 * i] = acc[i];
     __syncthreads();
-    /* warp 0 always scored key 0: mm is finite */
+    const float *accs[S_ATT_WARPS];
+    for (int w = 0; w < S_ATT_WARPS; w++)
+        accs[w] = wacc[w];
+    if (n_split == 1) {   /* warp 0 scored key 0: the merge has a finite max */
+        s_att_write(a, h, t, wm, wl, accs, S_ATT_WARPS);
+        return;
+    }
+    /* this block's partial: its warps merged (m -inf: it had no key) */
     float mm = -INFINITY;
     for (int w = 0; w < S_ATT_WARPS; w++)
         mm = fmaxf(mm, wm[w]);
-    float ll = 0.0f;
-    for (int w = 0; w < S_ATT_WARPS; w++)
-        ll += wm[w] == -INFINITY ? 0.0f : wl[w] * expf(wm[w] - mm);
-    float *o = a.out + ((size_t)t * a.n_heads + h) * hd;
+    float *part = a.part + (((size_t)t * a.n_heads + h) * n_split + z) * s_att_part_size(hd);
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float v = 0.0f;
         for (int w = 0; w < S_ATT_WARPS; w++)
             v += wm[w] == -INFINITY ? 0.0f : wacc[w][d] * expf(wm[w] - mm);
-        o[d] = v / ll;
-        /* hd <= blockDim.x: one pass, a warp per 32 values of the head */
-        if (a.xq)
-            s_quantize_warp(v / ll, (int64_t)(((size_t)t * a.n_heads + h) * hd + d) / SQ_CU_QK,
-                            lane, a.xq, a.xd);
+        part[2 + d] = v;
     }
+    if (threadIdx.x == 0) {
+        float ll = 0.0f;
+        for (int w = 0; w < S_ATT_WARPS; w++)
+            ll += wm[w] == -INFINITY ? 0.0f : wl[w] * expf(wm[w] - mm);
+        part[0] = mm;
+        part[1] = ll;
+    }
+}
+
+/* the n_split partials of query head blockIdx.x of token blockIdx.y of
+ * k_attention into its output (block 0 had key 0: the max is finite) */
+static __global__ void k_att_combine(s_att_t a)
+{
+    s_pdl_begin();
+    __shared__ float m[SQ_CU_ATT_MAX_SPLIT], l[SQ_CU_ATT_MAX_SPLIT];
+    __shared__ const float *acc[SQ_CU_ATT_MAX_SPLIT];
+    const int h = blockIdx.x, t = blockIdx.y, n = a.n_split;
+    const float *part = a.part + ((size_t)t * a.n_heads + h) * n * s_att_part_size(a.hd);
+    for (int z = threadIdx.x; z < n; z += blockDim.x) {
+        m[z] = part[(size_t)z * s_att_part_size(a.hd)];
+        l[z] = part[(size_t)z * s_att_part_size(a.hd) + 1];
+        acc[z] = part + (size_t)z * s_att_part_size(a.hd) + 2;
+    }
+    __syncthreads();
+    s_att_write(a, h, t, m, l, acc, n);
 }
 
 #endif

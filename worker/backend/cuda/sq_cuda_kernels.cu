@@ -238,8 +238,25 @@ cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot,
     return cudaGetLastError();
 }
 
+int sq_cu_att_splits(int n_tok, int n_heads, int n_ctx, int n_sms)
+{
+    const long blocks = (long)n_tok * n_heads;
+    if (n_sms <= 0 || blocks <= 0 || blocks >= 2L * n_sms)
+        return 1;
+    long n = (2L * n_sms + blocks - 1) / blocks;
+    n = n > n_ctx / 512 ? n_ctx / 512 : n;
+    n = n > (long)SQ_CU_ATT_MAX_SPLIT ? (long)SQ_CU_ATT_MAX_SPLIT : n;
+    return n < 1 ? 1 : (int)n;
+}
+
+size_t sq_cu_att_part_floats(int n_tok, int n_heads, int head_dim, int n_split)
+{
+    return n_split > 1 ? (size_t)n_tok * n_heads * n_split * ((size_t)head_dim + 2) : 0;
+}
+
 cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32_t *slot_d,
-                            const int32_t *pos_d, bool store, int8_t *xq, float *xd)
+                            const int32_t *pos_d, bool store, int8_t *xq, float *xd, int n_split,
+                            float *part)
 {
     if (a->n_tok == 0)
         return cudaSuccess;
@@ -250,8 +267,17 @@ cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32
         if (err != cudaSuccess)
             return err;
     }
+    if (n_split < 1 || n_split > SQ_CU_ATT_MAX_SPLIT || (n_split > 1 && !part))
+        return cudaErrorInvalidValue;
     s_att_t args = {a->k_cache, a->v_cache, a->q, a->out, slot_d, pos_d, a->n_heads, a->n_kv,
-                    a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group, xq, xd};
-    SQ_CU_LAUNCH(k_attention, dim3(a->n_heads, a->n_tok), S_ATT_WARPS * 32, s, args);
+                    a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group, xq, xd,
+                    n_split, part};
+    SQ_CU_LAUNCH(k_attention, dim3(a->n_heads, a->n_tok, n_split), S_ATT_WARPS * 32, s, args);
+    if (n_split > 1) {
+        cudaError_t err = cudaGetLastError();
+        if (err != cudaSuccess)
+            return err;
+        SQ_CU_LAUNCH(k_att_combine, dim3(a->n_heads, a->n_tok), S_ATT_WARPS * 32, s, args);
+    }
     return cudaGetLastError();
 }
