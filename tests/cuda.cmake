@@ -61,16 +61,26 @@ set_tests_properties(gpu.cuda.engine PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 T
 # kernel), the int8 mma kernel (big Q8_0 batches through cuBLAS) and
 # programmatic dependent launch (each kernel waits for the one before it);
 # and the attention's keys split over 3 blocks (the bundled model's short
-# context never splits by itself)
-foreach(variant nographs:SHARDQ_CUDA_GRAPHS=0 nofuse:SHARDQ_CUDA_FUSE=0 nomma:SHARDQ_CUDA_MMA=0
-                nopdl:SHARDQ_CUDA_PDL=0 split3:SHARDQ_CUDA_ATT_SPLIT=3)
-  string(REPLACE ":" ";" variant ${variant})
-  list(GET variant 0 name)
-  list(GET variant 1 env)
-  add_test(NAME gpu.cuda.engine_${name} COMMAND test_cuda_engine ${SQ_CUDA_TEST_MODELS})
-  set_tests_properties(gpu.cuda.engine_${name} PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
-                       TIMEOUT 300 ENVIRONMENT ${env})
-endforeach()
+# context never splits by itself). NAME:ENVIRONMENT each.
+set(SQ_CUDA_ENGINE_VARIANTS nographs:SHARDQ_CUDA_GRAPHS=0 nofuse:SHARDQ_CUDA_FUSE=0
+    nomma:SHARDQ_CUDA_MMA=0 nopdl:SHARDQ_CUDA_PDL=0 split3:SHARDQ_CUDA_ATT_SPLIT=3)
+# PREFIX_<name> for each of VARIANTS, running ARGN, labelled LABEL, with
+# FIXTURE (may be empty) required
+function(sq_cuda_engine_tests prefix label fixture variants)
+  foreach(variant ${variants})
+    string(REPLACE ":" ";" variant ${variant})
+    list(GET variant 0 name)
+    list(GET variant 1 env)
+    add_test(NAME ${prefix}_${name} COMMAND ${ARGN})
+    set_tests_properties(${prefix}_${name} PROPERTIES LABELS ${label} SKIP_RETURN_CODE 77
+                         TIMEOUT 300 ENVIRONMENT ${env})
+    if(fixture)
+      set_tests_properties(${prefix}_${name} PROPERTIES FIXTURES_REQUIRED ${fixture})
+    endif()
+  endforeach()
+endfunction()
+sq_cuda_engine_tests(gpu.cuda.engine gpu "" "${SQ_CUDA_ENGINE_VARIANTS}"
+                     $<TARGET_FILE:test_cuda_engine> ${SQ_CUDA_TEST_MODELS})
 
 # the tolerance of a model's CUDA-vs-CPU logits (Q8_0's: see test_q8_0 in
 # cuda/test_cuda_engine.c)
@@ -209,19 +219,18 @@ if(TARGET shardq-model)
                        FIXTURES_SETUP sq_cuda_emu_f16)
   list(APPEND SQ_EMU_ENGINE_ARGS ${SQ_CUDA_EMU_F16})
 endif()
-foreach(variant engine:SQ_EMU_LAZY=0 engine_nographs:SHARDQ_CUDA_GRAPHS=0
-                engine_nofuse:SHARDQ_CUDA_FUSE=0 engine_nomma:SHARDQ_CUDA_MMA=0
-                engine_split3:SHARDQ_CUDA_ATT_SPLIT=3 engine_lazy:SQ_EMU_LAZY=1)
-  string(REPLACE ":" ";" variant ${variant})
-  list(GET variant 0 name)
-  list(GET variant 1 env)
-  add_test(NAME unit.cuda.emu_${name} COMMAND test_cuda_emu_engine ${SQ_EMU_ENGINE_ARGS})
-  set_tests_properties(unit.cuda.emu_${name} PROPERTIES LABELS unit TIMEOUT 300
-                       ENVIRONMENT "${env}")
-  if(TARGET shardq-model)
-    set_tests_properties(unit.cuda.emu_${name} PROPERTIES FIXTURES_REQUIRED sq_cuda_emu_f16)
-  endif()
-endforeach()
+set(SQ_EMU_ENGINE_FIXTURE)
+if(TARGET shardq-model)
+  set(SQ_EMU_ENGINE_FIXTURE sq_cuda_emu_f16)
+endif()
+# as on a GPU, with the engine test itself and SQ_EMU_LAZY=1 (streams run
+# only when the host waits) besides
+sq_cuda_engine_tests(unit.cuda.emu unit "${SQ_EMU_ENGINE_FIXTURE}"
+                     "engine:SQ_EMU_LAZY=0;engine_lazy:SQ_EMU_LAZY=1"
+                     $<TARGET_FILE:test_cuda_emu_engine> ${SQ_EMU_ENGINE_ARGS})
+sq_cuda_engine_tests(unit.cuda.emu_engine unit "${SQ_EMU_ENGINE_FIXTURE}"
+                     "${SQ_CUDA_ENGINE_VARIANTS}"
+                     $<TARGET_FILE:test_cuda_emu_engine> ${SQ_EMU_ENGINE_ARGS})
 
 # test_cuda_tp and test_cuda_lora on the emulator; under mpirun the two
 # ranks share the one emulated device, so `auto` takes the host all-reduce
