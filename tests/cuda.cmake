@@ -204,8 +204,7 @@ endif()
 target_compile_definitions(sq_llm_emu PRIVATE _POSIX_C_SOURCE=200809L SQ_HAVE_CUDA)
 
 # test_cuda_engine itself on the emulator, the very test gpu.cuda.engine
-# runs: graphs, fusion and the int8 mma kernel on and off, and
-# SQ_EMU_LAZY=1 (streams run only when the host waits). Label unit: 10 to
+# runs, in the same variants (SQ_CUDA_ENGINE_VARIANTS). Label unit: 10 to
 # 20 s each on a 2-core machine.
 add_executable(test_cuda_emu_engine cuda/test_cuda_engine.c)
 target_link_libraries(test_cuda_emu_engine PRIVATE sq_llm_emu sq_testlib sq_warnings m)
