@@ -132,29 +132,30 @@ static void s_set_scales(sq_cu_gemv_set_t *set, int64_t n_in)
     default: return cudaErrorInvalidValue;                                                     \
     }
 
-cudaError_t sq_cu_gemv_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const int8_t *xq,
-                          const float *xd, int n_tok)
+/* the GEMV of a set with the row products of Rows, for n_tok tokens */
+template <typename Rows>
+static cudaError_t s_gemv(cudaStream_t s, const sq_cu_gemv_set_t &set, int64_t n_in,
+                          const Rows &rows, int n_tok)
 {
-    s_set_scales(&set, n_in);
     const unsigned blocks = sq_cu_gemv_blocks(&set);
-    const s_rows_q8_t rows = {xq, xd};
 #define S_CALL(NT)                                                                             \
-    SQ_CU_LAUNCH((k_gemv<NT, s_rows_q8_t>), blocks, SQ_CU_GEMV_WARPS * 32, s, set, n_in, rows)
+    SQ_CU_LAUNCH((k_gemv<NT, Rows>), blocks, SQ_CU_GEMV_WARPS * 32, s, set, n_in, rows)
     S_GEMV_CASES(S_CALL)
 #undef S_CALL
     return cudaGetLastError();
 }
 
+cudaError_t sq_cu_gemv_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const int8_t *xq,
+                          const float *xd, int n_tok)
+{
+    s_set_scales(&set, n_in);
+    return s_gemv(s, set, n_in, s_rows_q8_t{xq, xd}, n_tok);
+}
+
 cudaError_t sq_cu_gemv_f16(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const float *x,
                            int n_tok)
 {
-    const unsigned blocks = sq_cu_gemv_blocks(&set);
-    const s_rows_f16_t rows = {x};
-#define S_CALL(NT)                                                                             \
-    SQ_CU_LAUNCH((k_gemv<NT, s_rows_f16_t>), blocks, SQ_CU_GEMV_WARPS * 32, s, set, n_in, rows)
-    S_GEMV_CASES(S_CALL)
-#undef S_CALL
-    return cudaGetLastError();
+    return s_gemv(s, set, n_in, s_rows_f16_t{x}, n_tok);
 }
 
 cudaError_t sq_cu_mma_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const int8_t *xq,
