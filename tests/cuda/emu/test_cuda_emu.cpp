@@ -833,6 +833,27 @@ static void test_rope(void)
 
 /* ---- KV store + attention ---- */
 
+/* A batch's inputs to the attention kernels: q (n_tok, n_heads * hd), k
+ * and v (n_tok, n_kv * hd) filled (q and k with values up to qk_scale,
+ * between guards qk_guard: a kernel may write them in place), and the
+ * tokens' slots and positions */
+struct s_batch_io {
+    s_buf<float> q, k, v;
+    s_buf<int32_t> slot, pos;
+    s_batch_io(int n_tok, int n_heads, int n_kv, int hd, const int32_t *slots,
+               const int32_t *poss, float qk_scale, float qk_guard)
+        : q((size_t)n_tok * n_heads * hd, NAN, qk_guard),
+          k((size_t)n_tok * n_kv * hd, NAN, qk_guard), v((size_t)n_tok * n_kv * hd, NAN),
+          slot(n_tok, -1), pos(n_tok, -1)
+    {
+        s_fill(q, qk_scale);
+        s_fill(k, qk_scale);
+        s_fill(v, 1.0f);
+        memcpy(slot.p(), slots, (size_t)n_tok * sizeof *slots);
+        memcpy(pos.p(), poss, (size_t)n_tok * sizeof *poss);
+    }
+};
+
 /* RoPE of q and k in place, then k and v into the caches, in one launch:
  * against the reference rotation, and the caches against what the
  * kernel left in k (so a store of a k not yet rotated shows) */
@@ -844,14 +865,11 @@ static void s_rope_store_case(int hd, int n_rot)
     s_seed((uint32_t)(hd + n_rot));
     const size_t nq = (size_t)n_tok * n_heads * hd, nk = (size_t)n_tok * n_kv * hd;
     const size_t cache_n = (size_t)n_slots * n_kv * n_ctx * hd;
-    s_buf<float> q(nq, NAN, S_OUT_F32), k(nk, NAN, S_OUT_F32), v(nk, NAN);
+    /* q and k are rotated in place: output guards */
+    s_batch_io io(n_tok, n_heads, n_kv, hd, slots, poss, 1.0f, S_OUT_F32);
+    s_buf<float> &q = io.q, &k = io.k, &v = io.v;
+    s_buf<int32_t> &slot = io.slot, &pos = io.pos;
     s_buf<float> kc(cache_n, NAN), vc(cache_n, NAN);
-    s_fill(q, 1.0f);
-    s_fill(k, 1.0f);
-    s_fill(v, 1.0f);
-    s_buf<int32_t> slot(n_tok, -1), pos(n_tok, -1);
-    memcpy(slot.p(), slots, sizeof slots);
-    memcpy(pos.p(), poss, sizeof poss);
     std::vector<double> q_ref(q.p(), q.p() + nq), k_ref(k.p(), k.p() + nk);
     s_rope_ref(q_ref.data(), n_tok, n_heads, hd, n_rot, poss, base);
     s_rope_ref(k_ref.data(), n_tok, n_kv, hd, n_rot, poss, base);
@@ -905,14 +923,9 @@ static void s_attention_case(const s_att_case &c)
                 kc[at] = s_rand();
                 vc[at] = s_rand();
             }
-    s_buf<float> q((size_t)n_tok * c.n_heads * hd, NAN), k((size_t)n_tok * c.n_kv * hd, NAN),
-        v((size_t)n_tok * c.n_kv * hd, NAN);
-    s_fill(q, 2.0f);
-    s_fill(k, 2.0f);
-    s_fill(v, 1.0f);
-    s_buf<int32_t> slot(n_tok, -1), pos(n_tok, -1);
-    memcpy(slot.p(), slots, sizeof slots);
-    memcpy(pos.p(), poss, sizeof poss);
+    s_batch_io io(n_tok, c.n_heads, c.n_kv, hd, slots, poss, 2.0f, NAN);
+    s_buf<float> &q = io.q, &k = io.k, &v = io.v;
+    s_buf<int32_t> &slot = io.slot, &pos = io.pos;
 
     /* the reference: store, then softmax(q K^T / sqrt(hd)) V causally */
     s_buf<float> kc_ref = kc, vc_ref = vc;
