@@ -23,6 +23,11 @@
 #    without the int8 mma kernel, with sampling at T = 1 and with a LoRA
 #    adapter; then PyTorch transformers on the same files if it is
 #    importable.
+# Steps run in order of worth (tests, our table, the transformers anchor,
+# then the variants) and each one's timeout is cut to what is left of
+# SHARDQ_GPU_BUDGET seconds (default 480), so one run under the device's
+# limit always brings back the figures that matter most; a step with under
+# 20 s left is skipped, and says so.
 # Exit: 0 when every test passed (the benchmark never fails the run), 1
 # otherwise, 2 when the build fails.
 set -uo pipefail
@@ -40,7 +45,20 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 SYSTEM_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 source "$ROOT/scripts/gpu-env.sh"
 START=$(date +%s)
+BUDGET=${SHARDQ_GPU_BUDGET:-480}
 stamp() { echo "== [$(( $(date +%s) - START ))s] $*"; }
+# the timeout for a step that wants $1 seconds: that, or what is left of
+# the budget; 0 (skip the step) when under 20 s are left
+budget() {
+  local left=$(( BUDGET - ($(date +%s) - START) ))
+  if (( left < 20 )); then echo 0; elif (( left < $1 )); then echo "$left"; else echo "$1"; fi
+}
+# run "$@" under timeout $(budget $1), or say it was skipped (status 3)
+within() {
+  local t; t=$(budget "$1"); shift
+  if (( t == 0 )); then echo "skipped (budget of ${BUDGET}s spent): $*"; return 3; fi
+  timeout "$t" "$@"
+}
 
 stamp "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader \
@@ -63,7 +81,7 @@ grep -i "shardq: CUDA" "$LOGS/build.txt" || true
 stamp "tests: -L gpu and unit.cuda"
 # (not the emulator's engine, TP, LoRA and worker-group runs: CPU CI runs
 # them; unit.cuda.emu, the kernels on the emulator, stays)
-timeout 240 ctest --test-dir "$BUILD" -R 'cuda' -E '^unit\.cuda\.emu.|^e2e\.' --output-on-failure 2>&1 |
+within 240 ctest --test-dir "$BUILD" -R 'cuda' -E '^unit\.cuda\.emu.|^e2e\.' --output-on-failure 2>&1 |
   tee "$LOGS/tests.txt"
 TESTS_RC=${PIPESTATUS[0]}
 grep -h "vs cpu\|vs alone" "$LOGS/tests.txt" || true
@@ -80,8 +98,19 @@ for shape in $SHAPES; do
 done
 
 stamp "shardq (CUDA): prompt 512, 64 decode steps, batches 16/64/256 x 16 steps"
-timeout 200 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 --agg-steps 16 \
+within 200 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 --agg-steps 16 \
   --batches 16,64,256 "${MODELS[@]}" 2>&1 | tee "$LOGS/bench-shardq.txt"
+
+stamp "PyTorch transformers, same files and sizes"
+if LD_LIBRARY_PATH=$SYSTEM_LD_LIBRARY_PATH python3 -c 'import numpy, torch, transformers' \
+     >/dev/null 2>&1; then
+  LD_LIBRARY_PATH=$SYSTEM_LD_LIBRARY_PATH within 200 python3 "$ROOT/bench/cuda/hf_bench.py" \
+    --prompt 512 --gen 64 --agg-steps 16 --batches 16,64,256 "${MODELS[@]}" 2>&1 |
+    tee "$LOGS/bench-transformers.txt"
+else
+  echo "transformers column skipped: python3 cannot import numpy, torch and transformers" \
+    | tee "$LOGS/bench-transformers.txt"
+fi
 
 # What PDL, fusion, graphs and the int8 mma kernel give, on the last
 # (largest Q8_0) model: batch-1 decode without programmatic dependent
@@ -91,18 +120,18 @@ timeout 200 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 --agg-st
 if ((${#MODELS[@]})); then
   stamp "shardq variants on ${MODELS[-1]##*/}: SHARDQ_CUDA_PDL=0; SHARDQ_CUDA_FUSE=0, then" \
     "also SHARDQ_CUDA_GRAPHS=0; SHARDQ_CUDA_MMA=0"
-  { SHARDQ_CUDA_PDL=0 timeout 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 \
+  { SHARDQ_CUDA_PDL=0 within 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 \
       --agg-steps 16 --batches 16 "${MODELS[-1]}"
-    SHARDQ_CUDA_FUSE=0 timeout 100 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 \
+    SHARDQ_CUDA_FUSE=0 within 100 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 64 \
       --agg-steps 16 --batches 16,64 "${MODELS[-1]}"
-    SHARDQ_CUDA_FUSE=0 SHARDQ_CUDA_GRAPHS=0 timeout 100 "$BUILD/bench/cuda/shardq-bench-cuda" \
+    SHARDQ_CUDA_FUSE=0 SHARDQ_CUDA_GRAPHS=0 within 100 "$BUILD/bench/cuda/shardq-bench-cuda" \
       --prompt 512 --gen 64 --agg-steps 16 --batches 16,64 "${MODELS[-1]}"
-    SHARDQ_CUDA_MMA=0 timeout 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 16 \
+    SHARDQ_CUDA_MMA=0 within 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 16 \
       --agg-steps 16 --batches 64 "${MODELS[-1]}"
   } 2>&1 | tee "$LOGS/bench-variants.txt"
   # decode steps that draw at temperature 1 on the device instead of the argmax
   stamp "shardq sampling at T = 1 on ${MODELS[-1]##*/}"
-  timeout 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 32 --agg-steps 16 \
+  within 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 32 --agg-steps 16 \
     --batches 64,256 --temperature 1 "${MODELS[-1]}" 2>&1 | tee "$LOGS/bench-sampling.txt"
   # what a rank-16 LoRA adapter on every target costs: prompt and batch-1
   # decode on it, batches 16 and 64 half on it (the gather/scatter path)
@@ -111,19 +140,8 @@ if ((${#MODELS[@]})); then
   { [ -s "$LORA" ] || "$BUILD/tools/shardq-model" lora-random --base "${MODELS[-1]}" --rank 16 \
       --targets attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down --seed 7 "$LORA" \
       >>"$LOGS/models.txt" 2>&1; } &&
-    timeout 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 32 --agg-steps 16 \
+    within 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 32 --agg-steps 16 \
       --batches 16,64 --lora "$LORA" "${MODELS[-1]}" 2>&1 | tee "$LOGS/bench-lora.txt"
-fi
-
-stamp "PyTorch transformers, same files and sizes"
-if LD_LIBRARY_PATH=$SYSTEM_LD_LIBRARY_PATH python3 -c 'import numpy, torch, transformers' \
-     >/dev/null 2>&1; then
-  LD_LIBRARY_PATH=$SYSTEM_LD_LIBRARY_PATH timeout 200 python3 "$ROOT/bench/cuda/hf_bench.py" \
-    --prompt 512 --gen 64 --agg-steps 16 --batches 16,64,256 "${MODELS[@]}" 2>&1 |
-    tee "$LOGS/bench-transformers.txt"
-else
-  echo "transformers column skipped: python3 cannot import numpy, torch and transformers" \
-    | tee "$LOGS/bench-transformers.txt"
 fi
 
 stamp "done: tests $([ "$TESTS_RC" = 0 ] && echo passed || echo FAILED), logs in $LOGS"
