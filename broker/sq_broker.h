@@ -79,6 +79,7 @@ struct sq_group_t {
     char key[2 * 256 + 1]; /* hex of the ZMQ identity */
     zframe_t *identity;
     char *group_id, *model, *sha, *device;
+    char *kv_type;              /* READY's, NULL when the group gave none */
     uint32_t tp_size, max_batch, n_leases;
     bool draining;
     sq_task_t *leases; /* doubly linked through lprev/lnext */

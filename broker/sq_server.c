@@ -71,6 +71,7 @@ static void s_group_destroy(sq_group_t **gp)
     free(g->model);
     free(g->sha);
     free(g->device);
+    free(g->kv_type);
     free(g);
     *gp = NULL;
 }

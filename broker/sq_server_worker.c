@@ -31,7 +31,7 @@ static int s_ready_fields(sq_wire_val_t b, sq_group_t *g)
 {
     uint64_t tp = 1, max_batch = 0;
     bool draining = false;
-    char *gid = NULL, *model = NULL, *sha = NULL, *device = NULL;
+    char *gid = NULL, *model = NULL, *sha = NULL, *device = NULL, *kv_type = NULL;
     int rc = sq_wire_get_strdup(b, "group_id", true, SQ_WIRE_MAX_ID, &gid);
     if (rc == 0)
         rc = sq_wire_get_strdup(b, "model", true, SQ_WIRE_MAX_NAME, &model);
@@ -39,6 +39,8 @@ static int s_ready_fields(sq_wire_val_t b, sq_group_t *g)
         rc = sq_wire_get_strdup(b, "model_sha256", false, SQ_WIRE_MAX_NAME, &sha);
     if (rc == 0)
         rc = sq_wire_get_strdup(b, "device", false, SQ_WIRE_MAX_NAME, &device);
+    if (rc == 0)
+        rc = sq_wire_get_strdup(b, "kv_type", false, SQ_WIRE_MAX_NAME, &kv_type);
     if (rc == 0)
         rc = sq_wire_get_u64(b, "tp_size", false, 4096, &tp);
     if (rc == 0)
@@ -50,14 +52,15 @@ static int s_ready_fields(sq_wire_val_t b, sq_group_t *g)
     if (rc == 0 && g->model && strcmp(g->model, model) != 0 && g->n_leases)
         rc = SQ_FAIL(SQ_ESTATE, "field \"model\": cannot change while holding leases");
     if (rc) {
-        free(gid), free(model), free(sha), free(device);
+        free(gid), free(model), free(sha), free(device), free(kv_type);
         return rc;
     }
-    free(g->group_id), free(g->model), free(g->sha), free(g->device);
+    free(g->group_id), free(g->model), free(g->sha), free(g->device), free(g->kv_type);
     g->group_id = gid;
     g->model = model;
     g->sha = sha;
     g->device = device ? device : strdup("cpu");
+    g->kv_type = kv_type;
     g->tp_size = (uint32_t)tp;
     g->max_batch = (uint32_t)max_batch;
     g->draining = draining;
@@ -87,8 +90,9 @@ static char *s_lineage_json(const sq_group_t *g, sq_wire_val_t r)
     sq_wire_get_double(r, "prefill_ms", false, &prefill);
     sq_wire_get_double(r, "decode_ms", false, &decode);
     sq_wire_get_double(r, "queue_wait_ms", false, &wait);
-    json_t *o = json_pack("{s:s?,s:s,s:i,s:s}", "model_sha256", g->sha, "group_id", g->group_id,
-                          "tp_size", (int)g->tp_size, "device", g->device);
+    json_t *o = json_pack("{s:s?,s:s,s:i,s:s,s:s?}", "model_sha256", g->sha, "group_id",
+                          g->group_id, "tp_size", (int)g->tp_size, "device", g->device,
+                          "kv_type", g->kv_type);
     if (o && adapter)
         json_object_set_new(o, "adapter", json_stringn(adapter, n_adapter));
     if (o && version)

@@ -76,6 +76,17 @@ set_tests_properties(unit.worker_json PROPERTIES LABELS unit ENVIRONMENT "${SQ_M
   PASS_REGULAR_EXPRESSION "^\\{\"prompt_ids\": \\[1, [0-9, ]+\\], \"ids\": \\[[0-9, ]+\\], \"text\": \", there was a little girl\"")
 add_test(NAME unit.worker_usage COMMAND shardq-worker --model x.gguf --max-tokens -3)
 set_tests_properties(unit.worker_usage PROPERTIES LABELS unit WILL_FAIL TRUE)
+# the KV cache in F32 instead of the default F16: the same story
+add_test(NAME unit.worker_kv_f32
+         COMMAND shardq-worker --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt ""
+                 --max-tokens 40 --kv-type f32)
+set_tests_properties(unit.worker_kv_f32 PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
+  PASS_REGULAR_EXPRESSION "^Once upon a time, there was a little girl named Lily\\. She loved to play outside in the park\\.")
+add_test(NAME unit.worker_kv_type_bad
+         COMMAND shardq-worker --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt x
+                 --kv-type f8)
+set_tests_properties(unit.worker_kv_type_bad PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
+  PASS_REGULAR_EXPRESSION "--kv-type: 'f8' is not f16 or f32")
 # (mpirun drops empty arguments, so this one starts from a real prompt)
 sq_engine_mpi_test(mpi.worker_tp2 2 $<TARGET_FILE:shardq-worker>
                    --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt "Once upon a time"

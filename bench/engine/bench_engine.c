@@ -46,6 +46,7 @@ s_usage(FILE *out)
             "  --anchor-script FILE  llama_anchor.mjs (default: the source tree's)\n"
             "  --prompt-tokens N     prefill length (default 128)\n"
             "  --gen-tokens N        decode steps (default 32)\n"
+            "  --kv-type f16|f32     shardq's KV cache (default f16, as llama.cpp's)\n"
             "  --batch LIST          aggregate decode batch sizes (default 1,4,16)\n"
             "  --repeat N            runs per figure, alternating shardq and llama.cpp;\n"
             "                        the best is kept (default 3: the machine is shared)\n"
@@ -99,6 +100,8 @@ s_parse_args(int argc, char **argv, s_args_t *a)
             n = s_parse_list(v, &a->o.n_gen, 1);
         else if (strcmp(k, "--model") == 0 && a->n_models < S_MAX_MODELS)
             a->models[a->n_models++] = v, n = 1;
+        else if (strcmp(k, "--kv-type") == 0 && (!strcmp(v, "f16") || !strcmp(v, "f32")))
+            a->o.kv_f32 = v[1] == '3', n = 1;
         else if (strcmp(k, "--llama-dir") == 0)
             a->o.llama_dir = v, n = 1;
         else if (strcmp(k, "--anchor-script") == 0)
@@ -124,8 +127,9 @@ s_header(const s_args_t *a)
     char date[64];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     printf("# shardq-bench-engine\n\n%s, %s %s, SIMD level %s, prompt %d tokens, decode %d "
-           "steps\n",
-           date, u.sysname, u.machine, sq_cpu_simd_level(), a->o.n_prompt, a->o.n_gen);
+           "steps, shardq KV cache %s\n",
+           date, u.sysname, u.machine, sq_cpu_simd_level(), a->o.n_prompt, a->o.n_gen,
+           a->o.kv_f32 ? "f32" : "f16");
 }
 
 static const char *

@@ -2,6 +2,7 @@
 #ifndef BENCH_ENGINE_H
 #define BENCH_ENGINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "sq_cpu_kernels.h"
@@ -14,6 +15,7 @@ typedef struct {
     int n_batches;
     const char *llama_dir;               /* node-llama-cpp install; NULL: no anchor */
     const char *anchor_script;           /* llama_anchor.mjs */
+    bool kv_f32;                         /* shardq's KV cache in F32 (default F16) */
 } bench_opts_t;
 
 typedef struct {

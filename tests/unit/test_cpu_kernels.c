@@ -157,6 +157,57 @@ test_quantize_levels(void)
     SQ_CHECK(bad == 0);
 }
 
+/* Each level's F16 row conversions give the reference's bits: every half
+ * value widened, and float bit patterns of every exponent (ties, overflow,
+ * subnormals, infinities) narrowed, at lengths with and without a
+ * partial vector at the end; NaN stays NaN both ways. */
+static void
+test_f16_rows_levels(void)
+{
+    enum { N_H = 1 << 16, N_F = 4099 };
+    static uint16_t h[N_H], h_ref[N_F], h_got[N_F + 1];
+    static float f[N_H], f_ref[N_H], f_got[N_H + 1];
+    for (uint32_t i = 0; i < N_H; i++)
+        h[i] = (uint16_t) i;
+    for (int i = 0; i < N_F; i++)
+        f[i] = s_from_bits(s_rand());
+    f[0] = 1.0f + 0x1p-11f;      /* a tie, to even */
+    f[1] = 65520.0f;             /* overflow to inf */
+    f[2] = 3 * 0x1p-25f;         /* subnormal tie */
+    f[3] = -INFINITY;
+    f[4] = NAN;
+    sq_cpu_f16_to_f32_ref(h, f_ref, N_H);
+    sq_cpu_f32_to_f16_ref(f, h_ref, N_F);
+    int bad = 0, runs = 0;
+    for (int l = 0; l < S_N_LEVELS; l++) {
+        const sq_cpu_kernels_t *k = sq_cpu_kernels_for(s_levels[l]);
+        if (!k)
+            continue;
+        for (int n_f = N_F - 3; n_f <= N_F; n_f++) {
+            f_got[N_H] = 7.0f;
+            h_got[n_f] = 0x5555;
+            k->f16_to_f32(h, f_got, N_H);
+            k->f32_to_f16(f, h_got, n_f);
+            for (int i = 0; i < N_H; i++)
+                bad += isnan(f_ref[i]) ? !isnan(f_got[i]) : s_bits(f_got[i]) != s_bits(f_ref[i]);
+            for (int i = 0; i < n_f; i++) {
+                const int nan = (h_ref[i] & 0x7c00) == 0x7c00 && (h_ref[i] & 0x3ff);
+                bad += nan ? !((h_got[i] & 0x7c00) == 0x7c00 && (h_got[i] & 0x3ff))
+                           : h_got[i] != h_ref[i];
+            }
+            bad += f_got[N_H] != 7.0f || h_got[n_f] != 0x5555;   /* nothing past the end */
+            runs++;
+        }
+    }
+    SQ_CHECK(runs >= 4 && bad == 0);
+    /* the public entry points (the chosen level) */
+    sq_cpu_f32_to_f16_row(f, h_got, N_F);
+    sq_cpu_f16_to_f32_row(h_got, f_got, N_F);
+    SQ_CHECK(h_got[0] == 0x3c00 && h_got[1] == 0x7c00 && h_got[2] == 0x0002 && h_got[3] == 0xfc00);
+    SQ_CHECK(f_got[0] == 1.0f && isinf(f_got[1]) && isnan(f_got[4]));
+    SQ_CHECK(memcmp(h_got + 5, h_ref + 5, (N_F - 5) * sizeof *h_got) == 0);
+}
+
 static void
 test_row_bytes_and_dequantize(void)
 {
@@ -196,7 +247,8 @@ s_random_weights(int dtype, int64_t n_out, int64_t n_in, float *wf)
     return w;
 }
 
-/* One shape: every level, pool sizes 1..3, against the reference. */
+/* One shape: every level, pool sizes 1..3, against the reference, and
+ * each token's row the same bits as that token's product alone. */
 static int
 s_check_shape(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, sq_threadpool_t **pools)
 {
@@ -206,6 +258,7 @@ s_check_shape(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, sq_threadpo
     float *x = malloc(sizeof(float) * (size_t) (n_tok * n_in));
     float *ref = malloc(sizeof(float) * (size_t) (n_tok * ldy));
     float *got = malloc(sizeof(float) * (size_t) (n_tok * ldy));
+    float *alone = malloc(sizeof(float) * (size_t) n_out);
     for (int64_t i = 0; i < n_tok * n_in; i++)
         x[i] = s_randf() * 2.0f;
     int bad = sq_cpu_matmul_ref(dtype, w, n_out, n_in, x, n_tok, ref, ldy) != 0;
@@ -234,6 +287,18 @@ s_check_shape(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, sq_threadpo
                     }
                 }
             }
+            /* batch invariance: each token alone gives the same bits */
+            for (int64_t t = 0; t < n_tok; t++) {
+                bad += sq_cpu_matmul_with(k, pools[p], dtype, w, n_out, n_in, x + t * n_in, 1,
+                                          alone, n_out) != 0;
+                if (memcmp(alone, got + t * ldy, (size_t) n_out * sizeof *alone) != 0) {
+                    if (bad < 5)
+                        fprintf(stderr, "%s dtype %d %lldx%lld tok %lld/%lld: alone != batched\n",
+                                s_levels[l], dtype, (long long) n_out, (long long) n_in,
+                                (long long) t, (long long) n_tok);
+                    bad++;
+                }
+            }
         }
     }
     free(wf);
@@ -241,6 +306,7 @@ s_check_shape(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, sq_threadpo
     free(x);
     free(ref);
     free(got);
+    free(alone);
     return bad;
 }
 
@@ -379,6 +445,7 @@ main(void)
 #endif
     SQ_RUN(test_row_bytes_and_dequantize);
     SQ_RUN(test_quantize_levels);
+    SQ_RUN(test_f16_rows_levels);
     SQ_RUN(test_matmul_levels_against_reference);
     SQ_RUN(test_matmul_public);
     SQ_RUN(test_matmul_bad_arguments);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sq_cpu_kernels.h"
 #include "sq_engine.h"
 #include "sq_error.h"
 #include "sq_sampler.h"
@@ -24,13 +25,20 @@
 
 static char s_f32[512], s_q8[512];
 
-static sq_engine_t *s_engine(const char *path, int n_slots, int n_ctx)
+static sq_engine_t *s_engine_kv(const char *path, int n_slots, int n_ctx, bool kv_f32)
 {
-    sq_engine_params_t p = {.model_path = path, .n_threads = 2, .n_slots = n_slots, .n_ctx = n_ctx};
+    sq_engine_params_t p = {.model_path = path, .n_threads = 2, .n_slots = n_slots, .n_ctx = n_ctx,
+                            .kv_f32 = kv_f32};
     sq_engine_t *e = sq_engine_new(&p);
     if (!e)
         fprintf(stderr, "   load %s: %s\n", path, sq_error_detail());
     return e;
+}
+
+/* with the default F16 KV cache */
+static sq_engine_t *s_engine(const char *path, int n_slots, int n_ctx)
+{
+    return s_engine_kv(path, n_slots, n_ctx, false);
 }
 
 static sq_gen_params_t s_greedy(int max_tokens)
@@ -224,9 +232,12 @@ static int s_run_batched(sq_model_t *m, s_seq_t *seqs, int n_vocab, float *out)
             s_seq_t *s = &seqs[owner[t]];
             int k = done[owner[t]]++;
             const float *lg = out + (size_t)n_out++ * n_vocab;
+            /* batch invariance: the same bits as alone (every CPU kernel
+             * computes a token's values in an order that does not depend
+             * on the batch) */
             float d = tm_max_rel_diff(lg, s->logits + (size_t)k * n_vocab, n_vocab);
-            SQ_CHECK(d < 1e-4f);
-            if (d >= 1e-4f)
+            SQ_CHECK(d == 0.0f);
+            if (d != 0.0f)
                 fprintf(stderr, "   seq %d step %d: relative difference %g\n", owner[t], k, d);
             SQ_CHECK(sq_sampler_argmax(lg, n_vocab) == s->toks[k]);
         }
@@ -236,10 +247,10 @@ static int s_run_batched(sq_model_t *m, s_seq_t *seqs, int n_vocab, float *out)
     return 0;
 }
 
-static void s_batching_on(const char *path)
+static void s_batching_on(const char *path, bool kv_f32)
 {
-    sq_engine_t *alone = s_engine(path, 1, 128);
-    sq_engine_t *batch = s_engine(path, S_N_SEQ, 128);
+    sq_engine_t *alone = s_engine_kv(path, 1, 128, kv_f32);
+    sq_engine_t *batch = s_engine_kv(path, S_N_SEQ, 128, kv_f32);
     SQ_REQUIRE(alone && batch);
     const sq_tokenizer_t *tok = sq_engine_tokenizer(alone);
     const int n_vocab = sq_model_hparams(sq_engine_model(alone))->n_vocab;
@@ -264,12 +275,55 @@ static void s_batching_on(const char *path)
 
 static void test_batched_equals_alone_f32(void)
 {
-    s_batching_on(s_f32);
+    s_batching_on(s_f32, false);
 }
 
 static void test_batched_equals_alone_q8(void)
 {
-    s_batching_on(s_q8);
+    s_batching_on(s_q8, false);
+}
+
+static void test_batched_equals_alone_kv_f32(void)
+{
+    s_batching_on(s_q8, true);
+}
+
+/* The F16 KV cache (the default) against F32: half the bytes, logits
+ * within F16 rounding of the stored keys and values, the same greedy
+ * tokens on every prompt. */
+static void test_kv_f16_vs_f32(void)
+{
+    sq_engine_t *e16 = s_engine_kv(s_f32, 1, 128, false), *e32 = s_engine_kv(s_f32, 1, 128, true);
+    SQ_REQUIRE(e16 && e32);
+    sq_model_t *m16 = sq_engine_model(e16), *m32 = sq_engine_model(e32);
+    SQ_CHECK(sq_model_kv_dtype(m16) == SQ_DTYPE_F16 && sq_model_kv_dtype(m32) == SQ_DTYPE_F32);
+    SQ_CHECK(sq_model_kv_bytes(m16) > 0 && 2 * sq_model_kv_bytes(m16) == sq_model_kv_bytes(m32));
+    const int n_vocab = sq_model_hparams(m16)->n_vocab;
+    float worst = 0.0f;
+    for (int i = 0; i < S_N_SEQ; i++) {
+        s_seq_t a = {0}, b = {0};
+        SQ_REQUIRE(sq_tokenizer_encode(sq_engine_tokenizer(e16), s_prompts[i],
+                                       strlen(s_prompts[i]), true, &a.prompt, &a.n_prompt) == 0);
+        b.prompt = a.prompt;
+        b.n_prompt = a.n_prompt;
+        a.logits = malloc((size_t)S_N_STEPS * n_vocab * sizeof(float));
+        b.logits = malloc((size_t)S_N_STEPS * n_vocab * sizeof(float));
+        SQ_REQUIRE(a.logits && b.logits);
+        SQ_CHECK(s_run_alone(m16, &a, n_vocab) == 0 && s_run_alone(m32, &b, n_vocab) == 0);
+        SQ_CHECK(memcmp(a.toks, b.toks, sizeof a.toks) == 0);
+        for (int k = 0; k < S_N_STEPS; k++) {
+            const float d = tm_max_rel_diff(a.logits + (size_t)k * n_vocab,
+                                            b.logits + (size_t)k * n_vocab, n_vocab);
+            worst = d > worst ? d : worst;
+        }
+        free(a.prompt);
+        free(a.logits);
+        free(b.logits);
+    }
+    fprintf(stderr, "   F16 KV vs F32: largest relative logit difference %g\n", worst);
+    SQ_CHECK(worst > 0.0f && worst < 5e-3f);
+    sq_engine_destroy(&e16);
+    sq_engine_destroy(&e32);
 }
 
 /* A slot that held a longer sequence starts over at position 0: what it
@@ -408,6 +462,8 @@ int main(int argc, char **argv)
     SQ_RUN(test_seeded_sampling);
     SQ_RUN(test_batched_equals_alone_f32);
     SQ_RUN(test_batched_equals_alone_q8);
+    SQ_RUN(test_batched_equals_alone_kv_f32);
+    SQ_RUN(test_kv_f16_vs_f32);
     SQ_RUN(test_slot_reuse);
     SQ_RUN(test_argmax_matches_logits);
     SQ_RUN(test_unsplittable_refused);

@@ -53,6 +53,7 @@ static const char *s_env(const char *name)
 
 static char s_adapters_dir[600];
 static const char *s_device = "cpu";   /* the groups' --device */
+static const char *s_kv_type = "f16";  /* and --kv-type */
 
 /* Start one TP = 2 worker group (through shardq-group, as deployments do). */
 static sq_proc_t *s_group(const char *name, int max_batch)
@@ -62,7 +63,7 @@ static sq_proc_t *s_group(const char *name, int max_batch)
     const char *argv[] = {s_env("SHARDQ_GROUP_BIN"), "-np", "2", "--oversubscribe", "--",
                           "--broker", sq_harness_worker_endpoint(s_h),
                           "--model", s_env("SHARDQ_TEST_MODEL"), "--max-batch", mb,
-                          "--device", s_device,
+                          "--device", s_device, "--kv-type", s_kv_type,
                           "--group-id", name, "--grace", "60",
                           s_adapters_dir[0] ? "--adapters" : NULL, s_adapters_dir, NULL};
     return sq_harness_spawn(s_h, name, argv);
@@ -214,7 +215,7 @@ static void case_serves(void)
     /* lineage: the exact model file (sha256 of the bundled model), group, TP */
     SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE model_sha256 = "
                      "'fda40b11105b10c7b8979c01f943994fbd18dd430eaa09149ff9e4ea1249fa5c' "
-                     "AND group_id = 'g-serve' AND tp_size = 2 AND device = 'cpu' "
+                     "AND group_id = 'g-serve' AND tp_size = 2 AND device = 'cpu' AND kv_type = 'f16' "
                      "AND adapter IS NULL AND prefill_ms >= 0 AND decode_ms >= 0") == 40);
     /* the broker's Prometheus endpoint sees the pool and the idle group */
     static char page[65536];
@@ -255,6 +256,7 @@ static void case_cuda_emu(void)
 {
     SQ_REQUIRE(sq_e2e_up("group_cuda_emu", NULL, &s_h, &s_c));
     s_device = "cuda";
+    s_kv_type = "f32";   /* the default F16 cache serves the other cases */
     SQ_REQUIRE(s_group("g-cuda", 8) != NULL);
     SQ_REQUIRE(s_wait_groups(1) == 0);
     /* half greedy, half sampled (temperature 0.9: drawn on the device) */
@@ -265,7 +267,7 @@ static void case_cuda_emu(void)
     SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE completion_tokens > 0 "
                      "AND length(text) > 0") == 12);
     SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE group_id = 'g-cuda' "
-                     "AND tp_size = 2 AND device = 'cuda'") == 12);
+                     "AND tp_size = 2 AND device = 'cuda' AND kv_type = 'f32'") == 12);
     sq_e2e_check_no_duplicates(s_h);
 }
 

@@ -37,17 +37,21 @@ typedef struct {
 } sq_weight_t;
 
 /* One attention step over a layer's KV cache for a batch of tokens.
- * Each cache holds n_slots * n_ctx * n_kv * head_dim floats (K and V);
- * the order inside is the backend's own (only this op reads or writes
- * it): the CPU backend keeps (n_slots, n_kv, n_ctx, head_dim), one head's
- * positions as contiguous rows.
+ * Each cache holds n_slots * n_ctx * n_kv * head_dim values of kv_dtype
+ * (K and V): SQ_DTYPE_F32, or SQ_DTYPE_F16, the k and v rows rounded to
+ * nearest even as they are stored (so every backend stores the same bits
+ * for the same rows) and widened to F32 as they are read; the order
+ * inside is the backend's own (only this op reads or writes it): the CPU
+ * backend keeps (n_slots, n_kv, n_ctx, head_dim), one head's positions as
+ * contiguous rows.
  * Token t belongs to sequence slot[t] at position pos[t]; its k/v rows are
  * stored at (slot[t], pos[t]) first, then its query attends causally to
  * positions 0..pos[t] of its slot. Local query head h reads local KV head
  * (q_head0 + h) / group - kv_head0 (grouped-query attention; with tensor
  * parallelism the heads are this rank's share). */
 typedef struct {
-    float *k_cache, *v_cache;
+    void *k_cache, *v_cache;
+    int kv_dtype;
     int n_slots, n_ctx;
     int n_heads, n_kv, head_dim;
     int q_head0, kv_head0, group;

@@ -25,7 +25,8 @@
 typedef struct {
     sq_weight_t attn_norm, wq, wk, wv, wo;
     sq_weight_t ffn_norm, wgate, wup, wdown;
-    float *k_cache, *v_cache;   /* n_slots * n_ctx * n_kv_local * head_dim, backend order */
+    void *k_cache, *v_cache;    /* n_slots * n_ctx * n_kv_local * head_dim of kv_dtype,
+                                 * backend order */
 } s_layer_t;
 
 struct sq_model {
@@ -35,6 +36,7 @@ struct sq_model {
     sq_tp_comm_t *comm;
     int rank, n_ranks;
     int n_ctx, n_slots, max_batch;
+    int kv_dtype;               /* SQ_DTYPE_F16 or SQ_DTYPE_F32 */
     /* this rank's share */
     int n_heads_local, q_head0, n_kv_local, kv_head0, group, ffn_local;
     sq_weight_t tok_embd, out_norm, output;
@@ -186,6 +188,13 @@ static int s_load_cols(sq_model_t *m, const char *name, int64_t n_in, int64_t n_
     return rc ? s_weight_fail(rc, name) : 0;
 }
 
+/* bytes of one layer's K (or V) cache on this rank */
+static size_t s_kv_layer_bytes(const sq_model_t *m)
+{
+    return (size_t)m->n_slots * (size_t)m->n_ctx * (size_t)m->n_kv_local *
+           sq_cpu_row_bytes(m->kv_dtype, m->hp.head_dim);
+}
+
 /* A norm vector of n, converted to F32. */
 static int s_load_vec(sq_model_t *m, const char *name, int64_t n, sq_weight_t *w)
 {
@@ -229,7 +238,7 @@ static int s_load_layer(sq_model_t *m, int l, s_layer_t *L)
         (rc = s_load_cols(m, n[8], hp->ffn_dim, dim, (int64_t)m->rank * m->ffn_local,
                           m->ffn_local, &L->wdown)))
         return rc;
-    size_t cache = (size_t)m->n_slots * m->n_ctx * m->n_kv_local * hd * sizeof(float);
+    const size_t cache = s_kv_layer_bytes(m);
     L->k_cache = m->be->ops->alloc(m->be, cache);
     L->v_cache = m->be->ops->alloc(m->be, cache);
     if (!L->k_cache || !L->v_cache)
@@ -330,6 +339,7 @@ static int s_load(sq_model_t *m, const sq_model_params_t *p)
              : m->hp.n_ctx_train < S_DEFAULT_MAX_CTX ? m->hp.n_ctx_train : S_DEFAULT_MAX_CTX;
     m->n_slots = p && p->n_slots > 0 ? p->n_slots : 1;
     m->max_batch = p && p->max_batch > 0 ? p->max_batch : S_DEFAULT_MAX_BATCH;
+    m->kv_dtype = p && p->kv_f32 ? SQ_DTYPE_F32 : SQ_DTYPE_F16;
     if ((rc = s_partition(m)))
         return rc;
     const int64_t dim = m->hp.dim, vocab = m->hp.n_vocab;
@@ -412,6 +422,16 @@ const sq_model_hparams_t *sq_model_hparams(const sq_model_t *self)
     return &self->hp;
 }
 
+int sq_model_kv_dtype(const sq_model_t *self)
+{
+    return self->kv_dtype;
+}
+
+size_t sq_model_kv_bytes(const sq_model_t *self)
+{
+    return 2 * (size_t)self->hp.n_layers * s_kv_layer_bytes(self);
+}
+
 int sq_model_n_ctx(const sq_model_t *self)
 {
     return self->n_ctx;
@@ -450,7 +470,8 @@ static int s_attention_block(sq_model_t *m, int l, int n)
         (rc = op->rope(be, m->k, n, m->n_kv_local, hp->head_dim, hp->n_rot, m->pos,
                        hp->rope_base)))
         return rc;
-    sq_attn_args_t a = {.k_cache = L->k_cache, .v_cache = L->v_cache, .n_slots = m->n_slots,
+    sq_attn_args_t a = {.k_cache = L->k_cache, .v_cache = L->v_cache, .kv_dtype = m->kv_dtype,
+                        .n_slots = m->n_slots,
                         .n_ctx = m->n_ctx, .n_heads = m->n_heads_local, .n_kv = m->n_kv_local,
                         .head_dim = hp->head_dim, .q_head0 = m->q_head0,
                         .kv_head0 = m->kv_head0, .group = m->group, .n_tok = n,

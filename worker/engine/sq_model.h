@@ -25,6 +25,7 @@
 #define SQ_MODEL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sq_backend.h"
@@ -48,6 +49,8 @@ typedef struct {
     int n_slots;                /* KV-cache slots (concurrent sequences); 0: 1 */
     int max_batch;              /* tokens per internal step; 0: 256 */
     int max_adapters;           /* LoRA adapters loaded at once; 0: 8 */
+    bool kv_f32;                /* KV cache in F32; default F16 (half the memory and the
+                                 * attention's reads, as llama.cpp and vLLM keep it) */
 } sq_model_params_t;
 
 /* One token of a batch. want_logits: return this token's logits.
@@ -73,6 +76,10 @@ void sq_model_destroy(sq_model_t **self_p);
 const sq_model_hparams_t *sq_model_hparams(const sq_model_t *self);
 int sq_model_n_ctx(const sq_model_t *self);
 int sq_model_n_slots(const sq_model_t *self);
+/* The KV cache's values: SQ_DTYPE_F16 or SQ_DTYPE_F32; its bytes on this
+ * rank, all layers, K and V */
+int sq_model_kv_dtype(const sq_model_t *self);
+size_t sq_model_kv_bytes(const sq_model_t *self);
 /* Heads this rank holds: query heads and (possibly replicated) KV heads. */
 void sq_model_local_heads(const sq_model_t *self, int *n_heads, int *n_kv_heads);
 

@@ -49,6 +49,16 @@ int sq_args_help_version(const char *a, void (*usage)(FILE *))
     return 0;
 }
 
+int sq_args_kv_type(const char *flag, const char *v, bool *kv_f32)
+{
+    if (strcmp(v, "f16") && strcmp(v, "f32")) {
+        fprintf(stderr, "shardq-worker: %s: '%s' is not f16 or f32\n", flag, v);
+        return -1;
+    }
+    *kv_f32 = v[1] == '3';
+    return 0;
+}
+
 int sq_args_u64(const char *flag, const char *v, uint64_t *out)
 {
     char *end;

@@ -23,6 +23,7 @@
 
 #include "sq_args.h"
 #include "sq_batcher.h"
+#include "sq_cpu_kernels.h"
 #include "sq_engine.h"
 #include "sq_error.h"
 #include "sq_link.h"
@@ -45,6 +46,7 @@ typedef struct {
     int prefetch;               /* leases held beyond the batch slots */
     int prefill_budget;
     int n_ctx;
+    bool kv_f32;                /* --kv-type f32 */
     int grace_s;
     int max_tokens;             /* default when a task gives none */
     const char *adapters_dir;   /* NAME/VERSION.gguf, NAME/active */
@@ -75,6 +77,8 @@ static void s_usage(FILE *fp)
           "  --threads T          CPU threads per rank; rank 0 samples on them (default 1;\n"
           "                       with --device cuda it samples on up to 16 cores)\n"
           "  --ctx N              context per sequence (default: the model's)\n"
+          "  --kv-type T          KV cache values: f16 (default: half the memory of f32)\n"
+          "                       or f32\n"
           "  --device D           cpu (default), cuda, or auto (cuda when usable)\n"
           "  --group-id ID        name shown to the broker (default $SHARDQ_GROUP_ID,\n"
           "                       else host:pid)\n"
@@ -136,6 +140,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             rc = sq_args_int(flag, v, 1, 1024, &o->n_threads);
         else if (!strcmp(flag, "--ctx"))
             rc = sq_args_int(flag, v, 1, 1 << 24, &o->n_ctx);
+        else if (!strcmp(flag, "--kv-type"))
+            rc = sq_args_kv_type(flag, v, &o->kv_f32);
         else if (!strcmp(flag, "--grace"))
             rc = sq_args_int(flag, v, 0, 86400, &o->grace_s);
         else if (!strcmp(flag, "--max-tokens"))
@@ -407,6 +413,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
     sq_link_config_t cfg = {
         .endpoint = o->broker, .group_id = group_id, .model = base ? base + 1 : o->model_path,
         .model_sha256 = sha, .tp_size = tp_size, .device = sq_engine_device(eng),
+        .kv_type = sq_model_kv_dtype(sq_engine_model(eng)) == SQ_DTYPE_F16 ? "f16" : "f32",
         .max_batch = o->max_batch + o->prefetch,
     };
     s_rank0_t r = {.batcher = b, .max_batch = o->max_batch, .opts = o};
@@ -418,10 +425,12 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
         free(r.active);
         return sq_error_code();
     }
-    SQ_INFO("worker group ready",
-            "group=%s broker=%s model=%s sha256=%.12s tp=%d device=%s max_batch=%d", group_id,
-            o->broker, cfg.model, sha, tp_size, cfg.device, o->max_batch);
     sq_model_t *model = sq_engine_model(eng);
+    SQ_INFO("worker group ready",
+            "group=%s broker=%s model=%s sha256=%.12s tp=%d device=%s max_batch=%d ctx=%d "
+            "kv_type=%s kv_mib=%.1f", group_id, o->broker, cfg.model, sha, tp_size, cfg.device,
+            o->max_batch, sq_model_n_ctx(model), cfg.kv_type,
+            (double)sq_model_kv_bytes(model) / 1048576.0);
     const sq_tokenizer_t *tok = sq_engine_tokenizer(eng);
     int deadline = 0;
     bool draining = false;
@@ -503,7 +512,7 @@ int sq_group_main(int argc, char **argv)
     sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
     sq_engine_params_t ep = {.model_path = o.model_path, .device = o.device,
                              .n_threads = o.n_threads, .n_ctx = o.n_ctx,
-                             .n_slots = o.max_batch, .comm = comm};
+                             .n_slots = o.max_batch, .kv_f32 = o.kv_f32, .comm = comm};
     sq_engine_t *eng = comm ? sq_engine_new(&ep) : NULL;
     sq_batcher_t *b = eng ? sq_batcher_new(sq_engine_model(eng), MPI_COMM_WORLD, o.max_batch,
                                            o.prefill_budget)

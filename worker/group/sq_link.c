@@ -37,7 +37,7 @@ typedef struct s_in {
 
 struct sq_link {
     /* immutable after new */
-    char *endpoint, *group_id, *model, *model_sha256, *device;
+    char *endpoint, *group_id, *model, *model_sha256, *device, *kv_type;
     char **adapters;
     int n_adapters, tp_size, max_batch, heartbeat_ms;
     char wake_ep[64];
@@ -84,12 +84,13 @@ static void s_send_ready(sq_link_t *self, zsock_t *dealer, bool draining)
     sq_wire_enc_t *e = sq_wire_enc_new();
     if (!e)
         return;
-    sq_wire_map(e, 8);
+    sq_wire_map(e, 9);
     sq_wire_kv_str(e, "group_id", self->group_id);
     sq_wire_kv_str(e, "model", self->model);
     sq_wire_kv_str(e, "model_sha256", self->model_sha256);
     sq_wire_kv_u64(e, "tp_size", (uint64_t)self->tp_size);
     sq_wire_kv_str(e, "device", self->device);
+    sq_wire_kv_str(e, "kv_type", self->kv_type);
     sq_wire_kv_u64(e, "max_batch", (uint64_t)self->max_batch);
     sq_wire_key(e, "adapters");
     sq_wire_array(e, (uint32_t)self->n_adapters);
@@ -429,11 +430,12 @@ sq_link_t *sq_link_new(const sq_link_config_t *cfg)
     self->model = s_dup(cfg->model);
     self->model_sha256 = s_dup(cfg->model_sha256);
     self->device = s_dup(cfg->device);
+    self->kv_type = s_dup(cfg->kv_type);
     self->tp_size = cfg->tp_size;
     self->max_batch = cfg->max_batch;
     self->heartbeat_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : SQ_WIRE_HEARTBEAT_MS;
     if (!self->endpoint || !self->group_id || !self->model || !self->model_sha256 ||
-        !self->device)
+        !self->device || !self->kv_type)
         goto nomem;
     if (cfg->n_adapters > 0) {
         if (!(self->adapters = calloc((size_t)cfg->n_adapters, sizeof(char *))))
@@ -489,6 +491,7 @@ void sq_link_destroy(sq_link_t **self_p)
     free(self->model);
     free(self->model_sha256);
     free(self->device);
+    free(self->kv_type);
     for (int i = 0; i < self->n_adapters; i++)
         free(self->adapters[i]);
     free(self->adapters);

@@ -47,6 +47,7 @@ typedef struct {
     const char *model_sha256;
     int tp_size;
     const char *device;
+    const char *kv_type;        /* the KV cache's values: "f16" or "f32" */
     int max_batch;
     const char *const *adapters;/* names held; may be NULL */
     int n_adapters;

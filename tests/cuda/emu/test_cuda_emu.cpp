@@ -854,9 +854,48 @@ struct s_batch_io {
     }
 };
 
-/* RoPE of q and k in place, then k and v into the caches, in one launch:
- * against the reference rotation, and the caches against what the
- * kernel left in k (so a store of a k not yet rotated shows) */
+/* A KV cache of F32 (S float) or F16 (S uint16_t: the bits, rounded by
+ * the compiler, not CUDA): the value stored for x, what a stored value
+ * reads as, an empty entry (NaN), the kernels' cache type and a name */
+template <typename S>
+struct s_kv;
+template <>
+struct s_kv<float> {
+    typedef float dev;
+    static float put(float x) { return x; }
+    static float get(float s) { return s; }
+    static float nan() { return NAN; }
+    static const char *name() { return "f32"; }
+};
+template <>
+struct s_kv<uint16_t> {
+    typedef __half dev;
+    static uint16_t put(float x) { return s_f16(x); }
+    static float get(uint16_t s) { return s_f16_value(s); }
+    static uint16_t nan() { return 0x7e00; }
+    static const char *name() { return "f16"; }
+};
+
+/* the caches (n_slots, n_kv, n_ctx, hd) after token t of slots / poss
+ * stores its k and v rows (n_tok, n_kv * hd) */
+template <typename S>
+static void s_kv_store_ref(S *kc, S *vc, const float *k, const float *v, const int32_t *slots,
+                           const int32_t *poss, int n_tok, int n_kv, int n_ctx, int hd)
+{
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_kv; h++)
+            for (int d = 0; d < hd; d++) {
+                const size_t at = (((size_t)slots[t] * n_kv + h) * n_ctx + poss[t]) * hd + d;
+                const size_t from = ((size_t)t * n_kv + h) * hd + d;
+                kc[at] = s_kv<S>::put(k[from]);
+                vc[at] = s_kv<S>::put(v[from]);
+            }
+}
+
+/* RoPE of q and k in place, then k and v into the caches of S, in one
+ * launch: against the reference rotation, and the caches against what
+ * the kernel left in k (so a store of a k not yet rotated shows) */
+template <typename S>
 static void s_rope_store_case(int hd, int n_rot)
 {
     const int n_tok = 5, n_heads = 6, n_kv = 2, n_slots = 2, n_ctx = 40;
@@ -869,32 +908,30 @@ static void s_rope_store_case(int hd, int n_rot)
     s_batch_io io(n_tok, n_heads, n_kv, hd, slots, poss, 1.0f, S_OUT_F32);
     s_buf<float> &q = io.q, &k = io.k, &v = io.v;
     s_buf<int32_t> &slot = io.slot, &pos = io.pos;
-    s_buf<float> kc(cache_n, NAN), vc(cache_n, NAN);
+    s_buf<S> kc(cache_n, s_kv<S>::nan()), vc(cache_n, s_kv<S>::nan());
     std::vector<double> q_ref(q.p(), q.p() + nq), k_ref(k.p(), k.p() + nk);
     s_rope_ref(q_ref.data(), n_tok, n_heads, hd, n_rot, poss, base);
     s_rope_ref(k_ref.data(), n_tok, n_kv, hd, n_rot, poss, base);
     s_rope_store_t args = {q.p(), k.p(), v.p(), kc.p(), vc.p(), slot.p(), pos.p(), n_heads,
                            n_kv, hd, n_rot, n_ctx, base};
-    SQ_CHECK(sq_emu_launch(k_rope_store, dim3(n_tok), dim3(256), args) == 0);
-    const std::string what = "rope_store hd " + std::to_string(hd) + " n_rot " +
-                             std::to_string(n_rot);
+    SQ_CHECK(sq_emu_launch(k_rope_store<typename s_kv<S>::dev>, dim3(n_tok), dim3(256), args) ==
+             0);
+    const std::string what = std::string("rope_store ") + s_kv<S>::name() + " hd " +
+                             std::to_string(hd) + " n_rot " + std::to_string(n_rot);
     s_expect_close(what + ": q", q, q_ref.data(), nq, S_TOL_F32);
     s_expect_close(what + ": k", k, k_ref.data(), nk, S_TOL_F32);
-    s_buf<float> kc_ref(cache_n, NAN), vc_ref(cache_n, NAN);
-    for (int t = 0; t < n_tok; t++)
-        for (int h = 0; h < n_kv; h++) {
-            const size_t at = (((size_t)slots[t] * n_kv + h) * n_ctx + poss[t]) * hd;
-            memcpy(&kc_ref[at], &k[((size_t)t * n_kv + h) * hd], hd * sizeof(float));
-            memcpy(&vc_ref[at], &v[((size_t)t * n_kv + h) * hd], hd * sizeof(float));
-        }
-    SQ_CHECK(memcmp(kc.v.data(), kc_ref.v.data(), kc.v.size() * sizeof(float)) == 0);
-    SQ_CHECK(memcmp(vc.v.data(), vc_ref.v.data(), vc.v.size() * sizeof(float)) == 0);
+    s_buf<S> kc_ref(cache_n, s_kv<S>::nan()), vc_ref(cache_n, s_kv<S>::nan());
+    s_kv_store_ref(kc_ref.p(), vc_ref.p(), k.p(), v.p(), slots, poss, n_tok, n_kv, n_ctx, hd);
+    SQ_CHECK(memcmp(kc.v.data(), kc_ref.v.data(), kc.v.size() * sizeof(S)) == 0);
+    SQ_CHECK(memcmp(vc.v.data(), vc_ref.v.data(), vc.v.size() * sizeof(S)) == 0);
 }
 
 static void test_rope_store(void)
 {
-    s_rope_store_case(64, 64);
-    s_rope_store_case(48, 32);   /* dims 32..47 of each head stay as they are */
+    s_rope_store_case<float>(64, 64);
+    s_rope_store_case<float>(48, 32);   /* dims 32..47 of each head stay as they are */
+    s_rope_store_case<uint16_t>(64, 64);
+    s_rope_store_case<uint16_t>(48, 32);
 }
 
 struct s_att_case {
@@ -905,7 +942,9 @@ struct s_att_case {
 /* Batch of tokens (slot, pos): a prefill of slot 2 from 0; two steps of
  * slot 0, the later first, at 31 and 32 (a warp's 32 keys, then one
  * more); one at 300 in slot 1, past the 8 warps x 32 keys of a round.
- * Earlier positions of each slot hold history, later ones NaN. */
+ * Earlier positions of each slot hold history, later ones NaN. Caches
+ * of S. */
+template <typename S>
 static void s_attention_case(const s_att_case &c)
 {
     const int n_slots = 3, n_ctx = 304, hd = c.hd;
@@ -914,27 +953,23 @@ static void s_attention_case(const s_att_case &c)
     const int n_tok = 7;
     s_seed((uint32_t)(hd * 13 + c.q_head0));
     const size_t cache_n = (size_t)n_slots * c.n_kv * n_ctx * hd;
-    s_buf<float> kc(cache_n, NAN), vc(cache_n, NAN);
+    s_buf<S> kc(cache_n, s_kv<S>::nan()), vc(cache_n, s_kv<S>::nan());
     const int history[] = {31, 300, 0};   /* positions of history per slot */
     for (int s = 0; s < n_slots; s++)
         for (int h = 0; h < c.n_kv; h++)
             for (size_t i = 0; i < (size_t)history[s] * hd; i++) {
                 const size_t at = ((size_t)s * c.n_kv + h) * n_ctx * hd + i;
-                kc[at] = s_rand();
-                vc[at] = s_rand();
+                kc[at] = s_kv<S>::put(s_rand());
+                vc[at] = s_kv<S>::put(s_rand());
             }
     s_batch_io io(n_tok, c.n_heads, c.n_kv, hd, slots, poss, 2.0f, NAN);
     s_buf<float> &q = io.q, &k = io.k, &v = io.v;
     s_buf<int32_t> &slot = io.slot, &pos = io.pos;
 
-    /* the reference: store, then softmax(q K^T / sqrt(hd)) V causally */
-    s_buf<float> kc_ref = kc, vc_ref = vc;
-    for (int t = 0; t < n_tok; t++)
-        for (int h = 0; h < c.n_kv; h++) {
-            const size_t at = (((size_t)slots[t] * c.n_kv + h) * n_ctx + poss[t]) * hd;
-            memcpy(&kc_ref[at], &k[((size_t)t * c.n_kv + h) * hd], hd * sizeof(float));
-            memcpy(&vc_ref[at], &v[((size_t)t * c.n_kv + h) * hd], hd * sizeof(float));
-        }
+    /* the reference: store, then softmax(q K^T / sqrt(hd)) V causally over
+     * what the caches hold */
+    s_buf<S> kc_ref = kc, vc_ref = vc;
+    s_kv_store_ref(kc_ref.p(), vc_ref.p(), k.p(), v.p(), slots, poss, n_tok, c.n_kv, n_ctx, hd);
     std::vector<double> ref((size_t)n_tok * c.n_heads * hd, 0.0), sc(n_ctx);
     for (int t = 0; t < n_tok; t++)
         for (int h = 0; h < c.n_heads; h++) {
@@ -945,7 +980,7 @@ static void s_attention_case(const s_att_case &c)
             for (int j = 0; j <= poss[t]; j++) {
                 sc[j] = 0.0;
                 for (int d = 0; d < hd; d++)
-                    sc[j] += (double)qr[d] * kc_ref[head + (size_t)j * hd + d];
+                    sc[j] += (double)qr[d] * s_kv<S>::get(kc_ref[head + (size_t)j * hd + d]);
                 sc[j] /= sqrt((double)hd);
                 mx = std::max(mx, sc[j]);
             }
@@ -954,16 +989,17 @@ static void s_attention_case(const s_att_case &c)
             double *o = &ref[((size_t)t * c.n_heads + h) * hd];
             for (int j = 0; j <= poss[t]; j++)
                 for (int d = 0; d < hd; d++)
-                    o[d] += sc[j] / sum * vc_ref[head + (size_t)j * hd + d];
+                    o[d] += sc[j] / sum * s_kv<S>::get(vc_ref[head + (size_t)j * hd + d]);
         }
 
     /* as sq_cu_attention: the store, then one block per (head, token) */
-    SQ_CHECK(sq_emu_launch(k_kv_store, dim3(n_tok), dim3(256), kc.p(), vc.p(),
+    typedef typename s_kv<S>::dev T;
+    SQ_CHECK(sq_emu_launch(k_kv_store<T>, dim3(n_tok), dim3(256), (void *)kc.p(), (void *)vc.p(),
                            (const float *)k.p(), (const float *)v.p(),
                            (const int32_t *)slot.p(), (const int32_t *)pos.p(), c.n_kv, n_ctx,
                            hd) == 0);
-    SQ_CHECK(memcmp(kc.v.data(), kc_ref.v.data(), kc.v.size() * sizeof(float)) == 0);
-    SQ_CHECK(memcmp(vc.v.data(), vc_ref.v.data(), vc.v.size() * sizeof(float)) == 0);
+    SQ_CHECK(memcmp(kc.v.data(), kc_ref.v.data(), kc.v.size() * sizeof(S)) == 0);
+    SQ_CHECK(memcmp(vc.v.data(), vc_ref.v.data(), vc.v.size() * sizeof(S)) == 0);
     const size_t n_out = (size_t)n_tok * c.n_heads * hd;
     /* the keys of a (head, token) in one block, or split over 3 blocks, or
      * over 16 (more blocks than the 10 strips of 32 keys: some have none) */
@@ -976,7 +1012,7 @@ static void s_attention_case(const s_att_case &c)
                         n_ctx, hd, c.q_head0, c.kv_head0, c.group,
                         c.quant ? xq.p() : nullptr, c.quant ? xd.p() : nullptr, n_split,
                         part.p()};
-        SQ_CHECK(sq_emu_launch(k_attention, dim3(c.n_heads, n_tok, n_split),
+        SQ_CHECK(sq_emu_launch(k_attention<T>, dim3(c.n_heads, n_tok, n_split),
                                dim3(S_ATT_WARPS * 32), args) == 0);
         if (n_split > 1)
             SQ_CHECK(sq_emu_launch(k_att_combine, dim3(c.n_heads, n_tok),
@@ -984,8 +1020,8 @@ static void s_attention_case(const s_att_case &c)
         SQ_CHECK(part.guards_ok());
         char what[160];
         snprintf(what, sizeof what,
-                 "attention hd %d heads %d kv %d group %d q_head0 %d kv_head0 %d split %d%s", hd,
-                 c.n_heads, c.n_kv, c.group, c.q_head0, c.kv_head0, n_split,
+                 "attention %s hd %d heads %d kv %d group %d q_head0 %d kv_head0 %d split %d%s",
+                 s_kv<S>::name(), hd, c.n_heads, c.n_kv, c.group, c.q_head0, c.kv_head0, n_split,
                  c.quant ? " with Q8_0" : "");
         s_expect_close(what, o, ref.data(), ref.size(), S_TOL_F32);
         if (c.quant)
@@ -993,16 +1029,24 @@ static void s_attention_case(const s_att_case &c)
     }
 }
 
-static void test_attention(void)
+template <typename S>
+static void s_attention_cases(void)
 {
     /* rank 1 of 2 of 12 query / 3 KV heads: its first query heads share
      * a KV head with rank 0 (q_head0 6 is not a multiple of the group) */
-    s_attention_case({64, 6, 2, 4, 6, 1, true});
+    s_attention_case<S>({64, 6, 2, 4, 6, 1, true});
     /* rank 1 of 2 of 16 / 4 heads; head_dim under 64, not a multiple of 32 */
-    s_attention_case({48, 8, 2, 4, 8, 2, false});
-    s_attention_case({SQ_CU_MAX_HEAD_DIM, 4, 1, 4, 0, 0, true});
-    /* head_dim not a multiple of 4 (the scalar q . k); no grouping */
-    s_attention_case({42, 2, 2, 1, 2, 2, false});
+    s_attention_case<S>({48, 8, 2, 4, 8, 2, false});
+    s_attention_case<S>({SQ_CU_MAX_HEAD_DIM, 4, 1, 4, 0, 0, true});
+    /* head_dim not a multiple of 4 (the scalar q . k, F32 or F16); no
+     * grouping */
+    s_attention_case<S>({42, 2, 2, 1, 2, 2, false});
+}
+
+static void test_attention(void)
+{
+    s_attention_cases<float>();
+    s_attention_cases<uint16_t>();   /* the F16 cache (the model's default) */
 }
 
 int main(void)

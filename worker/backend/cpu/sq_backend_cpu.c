@@ -190,6 +190,23 @@ static void s_softmax(float *scores, int n, float scale)
         scores[j] /= sum;
 }
 
+/* cache rows an F16 attention widens to F32 at a time */
+enum { S_KV_ROWS = 32 };
+
+/* rows j0..j0+n of the cache rows at head (an offset in values) as F32:
+ * in place for an F32 cache, else widened into tmp (n * head_dim) */
+static const float *s_kv_rows(const sq_attn_args_t *a, const void *cache, size_t head, int j0,
+                              int n, float *tmp)
+{
+    const size_t at = head + (size_t)j0 * (size_t)a->head_dim;
+    if (a->kv_dtype == SQ_DTYPE_F32)
+        return (const float *)cache + at;
+    sq_cpu_f16_to_f32_row((const uint16_t *)cache + at, tmp, (int64_t)n * a->head_dim);
+    return tmp;
+}
+
+/* scores: n_ctx per query head of the group, then S_KV_ROWS * head_dim
+ * for widened rows */
 static void s_attn_group(const sq_attn_args_t *a, int t, int kvh, float *scores)
 {
     const int hd = a->head_dim;
@@ -200,22 +217,32 @@ static void s_attn_group(const sq_attn_args_t *a, int t, int kvh, float *scores)
     h1 = h1 > a->n_heads ? a->n_heads : h1;
     if (h0 >= h1)
         return;
+    /* the head's rows (n_ctx, hd) start at value head of each cache */
     const size_t head = ((size_t)a->slot[t] * a->n_kv + kvh) * a->n_ctx * hd;
-    const float *kc = a->k_cache + head, *vc = a->v_cache + head;  /* (n_ctx, hd) */
     const float *q = a->q + ((size_t)t * a->n_heads + h0) * hd;    /* (h1 - h0, hd) */
+    float *tmp = scores + (size_t)a->n_ctx * (size_t)(h1 - h0);
     const int n = a->pos[t] + 1;
     /* scores (h1 - h0, n) = q K^T over positions 0..pos, key row outer so
-     * each is read once for the group */
-    for (int j = 0; j < n; j++)
-        for (int h = 0; h < h1 - h0; h++)
-            scores[(size_t)h * n + j] = s_dot(q + (size_t)h * hd, kc + (size_t)j * hd, hd);
+     * each is read (and widened) once for the group */
+    for (int j0 = 0; j0 < n; j0 += S_KV_ROWS) {
+        const int nj = n - j0 < S_KV_ROWS ? n - j0 : S_KV_ROWS;
+        const float *kr = s_kv_rows(a, a->k_cache, head, j0, nj, tmp);
+        for (int j = 0; j < nj; j++)
+            for (int h = 0; h < h1 - h0; h++)
+                scores[(size_t)h * n + j0 + j] = s_dot(q + (size_t)h * hd, kr + (size_t)j * hd, hd);
+    }
     for (int h = h0; h < h1; h++) {
-        float *p = scores + (size_t)(h - h0) * n;
-        float *out = a->out + ((size_t)t * a->n_heads + h) * hd;
-        s_softmax(p, n, 1.0f / sqrtf((float)hd));
-        memset(out, 0, (size_t)hd * sizeof *out);
-        for (int j = 0; j < n; j++)
-            s_axpy(out, p[j], vc + (size_t)j * hd, hd);
+        s_softmax(scores + (size_t)(h - h0) * n, n, 1.0f / sqrtf((float)hd));
+        memset(a->out + ((size_t)t * a->n_heads + h) * hd, 0, (size_t)hd * sizeof(float));
+    }
+    /* out (h1 - h0, hd) = scores V, each head's sum in position order */
+    for (int j0 = 0; j0 < n; j0 += S_KV_ROWS) {
+        const int nj = n - j0 < S_KV_ROWS ? n - j0 : S_KV_ROWS;
+        const float *vr = s_kv_rows(a, a->v_cache, head, j0, nj, tmp);
+        for (int j = 0; j < nj; j++)
+            for (int h = h0; h < h1; h++)
+                s_axpy(a->out + ((size_t)t * a->n_heads + h) * hd,
+                       scores[(size_t)(h - h0) * n + j0 + j], vr + (size_t)j * hd, hd);
     }
 }
 
@@ -229,26 +256,35 @@ static void s_attn_worker(void *arg, int ith, int nth)
         s_attn_group(a, i / a->n_kv, i % a->n_kv, scores);
 }
 
-/* Store each token's k/v rows at (slot, kv head, pos). */
+/* Store each token's k/v rows at (slot, kv head, pos), as kv_dtype. */
 static void s_kv_store(const sq_attn_args_t *a)
 {
     const size_t hd = (size_t)a->head_dim;
+    const bool f16 = a->kv_dtype == SQ_DTYPE_F16;
     for (int t = 0; t < a->n_tok; t++)
         for (int h = 0; h < a->n_kv; h++) {
             size_t at = (((size_t)a->slot[t] * a->n_kv + h) * a->n_ctx + (size_t)a->pos[t]) * hd;
             size_t from = ((size_t)t * a->n_kv + h) * hd;
-            memcpy(a->k_cache + at, a->k + from, hd * sizeof(float));
-            memcpy(a->v_cache + at, a->v + from, hd * sizeof(float));
+            if (f16) {
+                sq_cpu_f32_to_f16_row(a->k + from, (uint16_t *)a->k_cache + at, (int64_t)hd);
+                sq_cpu_f32_to_f16_row(a->v + from, (uint16_t *)a->v_cache + at, (int64_t)hd);
+            } else {
+                memcpy((float *)a->k_cache + at, a->k + from, hd * sizeof(float));
+                memcpy((float *)a->v_cache + at, a->v + from, hd * sizeof(float));
+            }
         }
 }
 
 static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
 {
     s_cpu_t *c = s_ctx(be);
+    if (a->kv_dtype != SQ_DTYPE_F32 && a->kv_dtype != SQ_DTYPE_F16)
+        return SQ_FAIL(SQ_EUNSUPPORTED, "cpu attention: KV cache of dtype %d", a->kv_dtype);
     /* store every token's k/v first: a token may attend to another of the
      * same batch at an earlier position */
     s_kv_store(a);
-    const size_t need = (size_t)a->n_ctx * (size_t)(a->group < a->n_heads ? a->group : a->n_heads);
+    const size_t need = (size_t)a->n_ctx * (size_t)(a->group < a->n_heads ? a->group : a->n_heads) +
+                        (size_t)S_KV_ROWS * (size_t)a->head_dim;
     if (need > c->scores_per_thread) {
         float *s = realloc(c->scores, need * c->n_threads * sizeof(float));
         if (!s)

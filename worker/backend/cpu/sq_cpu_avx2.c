@@ -170,10 +170,34 @@ sq_cpu_quantize_q8_0_avx2(const float *x, sq_block_q8_0_t *y, int64_t n)
     }
 }
 
+void
+sq_cpu_f16_to_f32_avx2(const uint16_t *x, float *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (x + i))));
+    for (; i < n; i++)
+        y[i] = _cvtsh_ss(x[i]);
+}
+
+void
+sq_cpu_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *) (y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++)
+        y[i] = sq_fp32_to_fp16(x[i]);
+}
+
 const sq_cpu_kernels_t sq_cpu_kernels_avx2 = {
     .name = "avx2",
     .dot_f32 = s_dot_f32,
     .dot_f16 = s_dot_f16,
     .dot_q8_0 = s_dot_q8_0,
     .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,
+    .f16_to_f32 = sq_cpu_f16_to_f32_avx2,
+    .f32_to_f16 = sq_cpu_f32_to_f16_avx2,
 };

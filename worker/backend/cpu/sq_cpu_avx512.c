@@ -23,48 +23,44 @@ s_load16(const char *w, int f16, int64_t i, __mmask16 m)
     return _mm512_maskz_loadu_ps(m, (const float *) w + i);
 }
 
-/* One step of U x 16 values at i (mask m on the last vector). */
+/* One step of 16 values at i (mask m). */
 S_INLINE void
-s_float_step(__m512 acc[SQ_CPU_NW][SQ_CPU_NX][2], const void *w, size_t ws, int f16,
-             const void *x, size_t xs, int NW, int NX, int U, int64_t i, __mmask16 m)
+s_float_step(__m512 acc[SQ_CPU_NW][SQ_CPU_NX], const void *w, size_t ws, int f16, const void *x,
+             size_t xs, int NW, int NX, int64_t i, __mmask16 m)
 {
-    SQ_CPU_UNROLL for (int u = 0; u < U; u++) {
-        __mmask16 mu = u == U - 1 ? m : 0xffff;
-        __m512 wv[SQ_CPU_NW];
-        SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
-            _mm_prefetch(S_ROW(w, ws, r) + (i + 16 * u) * (f16 ? 2 : 4) + SQ_CPU_PREFETCH_BYTES,
-                         _MM_HINT_T0);
-            wv[r] = s_load16(S_ROW(w, ws, r), f16, i + 16 * u, mu);
-        }
-        SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
-            __m512 xv = _mm512_maskz_loadu_ps(mu, (const float *) S_ROW(x, xs, j) + i + 16 * u);
-            SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
-                acc[r][j][u] = _mm512_fmadd_ps(wv[r], xv, acc[r][j][u]);
-        }
+    __m512 wv[SQ_CPU_NW];
+    SQ_CPU_UNROLL for (int r = 0; r < NW; r++) {
+        _mm_prefetch(S_ROW(w, ws, r) + i * (f16 ? 2 : 4) + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
+        wv[r] = s_load16(S_ROW(w, ws, r), f16, i, m);
+    }
+    SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
+        __m512 xv = _mm512_maskz_loadu_ps(m, (const float *) S_ROW(x, xs, j) + i);
+        SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
+            acc[r][j] = _mm512_fmadd_ps(wv[r], xv, acc[r][j]);
     }
 }
 
-/* NW, NX and f16 are compile-time constants at every call site. Small
- * blocks use two accumulators per pair to hide the FMA latency. */
+/* NW, NX and f16 are compile-time constants at every call site. One
+ * accumulator per pair whatever the block's shape, so a token's result
+ * does not depend on how many tokens share its block (batch invariance:
+ * a sequence decodes to the same bits alone or in any batch); a second
+ * accumulator for small blocks would hide FMA latency, but a small block
+ * is a decode step, bound by the weights' bandwidth, not by FMAs. */
 S_INLINE void
 s_dot_float(const void *w, size_t ws, int f16, const void *x, size_t xs, int NW, int NX, int64_t n,
             float *out)
 {
-    const int U = NW * NX <= 4 ? 2 : 1;
-    __m512 acc[SQ_CPU_NW][SQ_CPU_NX][2];
+    __m512 acc[SQ_CPU_NW][SQ_CPU_NX];
     SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
         SQ_CPU_UNROLL for (int j = 0; j < NX; j++)
-            acc[r][j][0] = acc[r][j][1] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 * U <= n; i += 16 * U)
-        s_float_step(acc, w, ws, f16, x, xs, NW, NX, U, i, 0xffff);
-    for (; i < n; i += 16) {
+            acc[r][j] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
-        s_float_step(acc, w, ws, f16, x, xs, NW, NX, 1, i, m);
+        s_float_step(acc, w, ws, f16, x, xs, NW, NX, i, m);
     }
     SQ_CPU_UNROLL for (int r = 0; r < NW; r++)
         SQ_CPU_UNROLL for (int j = 0; j < NX; j++)
-            out[r * SQ_CPU_NX + j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][j][0], acc[r][j][1]));
+            out[r * SQ_CPU_NX + j] = _mm512_reduce_add_ps(acc[r][j]);
 }
 
 /* Blocks b and b + 1 (only b when !two) side by side in one register. */
@@ -164,6 +160,8 @@ const sq_cpu_kernels_t sq_cpu_kernels_avx512 = {
     .dot_f16 = s_dot_f16,
     .dot_q8_0 = s_dot_q8_0,
     .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,
+    .f16_to_f32 = sq_cpu_f16_to_f32_avx2,
+    .f32_to_f16 = sq_cpu_f32_to_f16_avx2,
 };
 
 const sq_cpu_kernels_t sq_cpu_kernels_avx512vnni = {
@@ -172,4 +170,6 @@ const sq_cpu_kernels_t sq_cpu_kernels_avx512vnni = {
     .dot_f16 = s_dot_f16,
     .dot_q8_0 = s_dot_q8_0_vnni,
     .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,
+    .f16_to_f32 = sq_cpu_f16_to_f32_avx2,
+    .f32_to_f16 = sq_cpu_f32_to_f16_avx2,
 };

@@ -71,6 +71,10 @@ typedef struct {
     sq_cpu_dot_fn dot_q8_0;
     /* y (n/32 blocks) = Q8_0 of x (n floats); same result as the reference. */
     void (*quantize_q8_0)(const float *x, sq_block_q8_0_t *y, int64_t n);
+    /* rows of F16 to F32 and back, as sq_cpu_f16_to_f32_row and
+     * sq_cpu_f32_to_f16_row (the same bits at every level) */
+    void (*f16_to_f32)(const uint16_t *x, float *y, int64_t n);
+    void (*f32_to_f16)(const float *x, uint16_t *y, int64_t n);
 } sq_cpu_kernels_t;
 
 extern const sq_cpu_kernels_t sq_cpu_kernels_portable;
@@ -78,16 +82,21 @@ extern const sq_cpu_kernels_t sq_cpu_kernels_portable;
 extern const sq_cpu_kernels_t sq_cpu_kernels_avx2;
 extern const sq_cpu_kernels_t sq_cpu_kernels_avx512;
 extern const sq_cpu_kernels_t sq_cpu_kernels_avx512vnni;
-/* The AVX2 quantizer, shared by the AVX-512 levels. */
+/* The AVX2 quantizer and F16 conversions, shared by the AVX-512 levels. */
 void sq_cpu_quantize_q8_0_avx2(const float *x, sq_block_q8_0_t *y, int64_t n);
+void sq_cpu_f16_to_f32_avx2(const uint16_t *x, float *y, int64_t n);
+void sq_cpu_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
 #endif
 
 /* The table for a level name ("portable", "avx2", ...), or NULL when this
  * CPU or build lacks it. For tests and benchmarks that compare levels. */
 const sq_cpu_kernels_t *sq_cpu_kernels_for(const char *level);
 
-/* The reference Q8_0 quantizer (the portable level's too). */
+/* The reference Q8_0 quantizer and F16 conversions (the portable
+ * level's too). */
 void sq_cpu_quantize_row_q8_0_ref(const float *x, sq_block_q8_0_t *y, int64_t n);
+void sq_cpu_f16_to_f32_ref(const uint16_t *x, float *y, int64_t n);
+void sq_cpu_f32_to_f16_ref(const float *x, uint16_t *y, int64_t n);
 
 /* 0, or SQ_EINVAL with a detail naming the bad dtype or shape. */
 int sq_cpu_matmul_check(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, int64_t ldy);

@@ -104,6 +104,20 @@ sq_cpu_quantize_row_q8_0_ref(const float *x, sq_block_q8_0_t *y, int64_t n)
 }
 
 void
+sq_cpu_f16_to_f32_ref(const uint16_t *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = sq_fp16_to_fp32(x[i]);
+}
+
+void
+sq_cpu_f32_to_f16_ref(const float *x, uint16_t *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = sq_fp32_to_fp16(x[i]);
+}
+
+void
 sq_cpu_quantize_row_q8_0(const float *x, sq_block_q8_0_t *y, int64_t n)
 {
     sq_cpu_kernels_for(sq_cpu_simd_level())->quantize_q8_0(x, y, n);
@@ -115,9 +129,7 @@ sq_cpu_dequantize_row(int dtype, const void *x, float *y, int64_t n)
     if (dtype == SQ_DTYPE_F32) {
         memcpy(y, x, (size_t) n * sizeof(float));
     } else if (dtype == SQ_DTYPE_F16) {
-        const uint16_t *h = x;
-        for (int64_t i = 0; i < n; i++)
-            y[i] = sq_fp16_to_fp32(h[i]);
+        sq_cpu_f16_to_f32_ref(x, y, n);
     } else if (dtype == SQ_DTYPE_Q8_0) {
         const sq_block_q8_0_t *b = x;
         for (int64_t i = 0; i < n; i++)
@@ -300,6 +312,8 @@ const sq_cpu_kernels_t sq_cpu_kernels_portable = {
     .dot_f16 = s_dot_f16_portable,
     .dot_q8_0 = s_dot_q8_0_portable,
     .quantize_q8_0 = sq_cpu_quantize_row_q8_0_ref,
+    .f16_to_f32 = sq_cpu_f16_to_f32_ref,
+    .f32_to_f16 = sq_cpu_f32_to_f16_ref,
 };
 
 /* ---- run-time choice ----------------------------------------------------- */
@@ -381,6 +395,20 @@ sq_cpu_kernels_for(const char *level)
         if (strcmp(level, s_levels[i].name) == 0)
             return s_levels[i].supported() ? s_levels[i].kernels : NULL;
     return NULL;
+}
+
+void
+sq_cpu_f16_to_f32_row(const uint16_t *x, float *y, int64_t n)
+{
+    pthread_once(&s_choose_once, s_choose);
+    s_chosen->f16_to_f32(x, y, n);
+}
+
+void
+sq_cpu_f32_to_f16_row(const float *x, uint16_t *y, int64_t n)
+{
+    pthread_once(&s_choose_once, s_choose);
+    s_chosen->f32_to_f16(x, y, n);
 }
 
 int

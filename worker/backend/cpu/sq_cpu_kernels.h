@@ -45,6 +45,12 @@ void sq_cpu_quantize_row_q8_0(const float *x, sq_block_q8_0_t *y, int64_t n);
 /* y (n floats) = values of a row of dtype (F32, F16 or Q8_0). */
 void sq_cpu_dequantize_row(int dtype, const void *x, float *y, int64_t n);
 
+/* y (n floats) = x (n F16 values), exactly; and y (n F16 values) = x (n
+ * floats) rounded to nearest even, with sq_fp32_to_fp16's bits (NaN
+ * quiet, overflow to infinity). At the run-time SIMD level. */
+void sq_cpu_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
+void sq_cpu_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
+
 /* A pool of worker threads that runs one data-parallel job at a time.
  * n_threads counts the calling thread: a pool of 1 has no extra threads. */
 typedef struct sq_threadpool sq_threadpool_t;

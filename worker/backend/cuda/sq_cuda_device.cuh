@@ -721,39 +721,66 @@ static __global__ void k_rope(float *x, int n_tok, int n_heads, int head_dim, in
     s_rope_pair(x + th * head_dim, (int)(i % half_rot), n_rot, pos[th / n_heads], freq_base);
 }
 
-/* token t's k and v rows into (slot, kv head, pos) of the caches, by the
- * threads of its block */
-static __device__ void s_kv_store(int t, float *kc, float *vc, const float *k, const float *v,
+/* A KV cache value (T float or __half, sq_attn_args_t's kv_dtype) as
+ * F32, and an F32 value into the cache (F16: rounded to nearest even, as
+ * the CPU backend stores it) */
+static __device__ float s_kv_get(float v)
+{
+    return v;
+}
+
+static __device__ float s_kv_get(__half v)
+{
+    return __half2float(v);
+}
+
+static __device__ void s_kv_put(float *p, float v)
+{
+    *p = v;
+}
+
+static __device__ void s_kv_put(__half *p, float v)
+{
+    *p = __float2half_rn(v);
+}
+
+/* token t's k and v rows into (slot, kv head, pos) of the caches of T,
+ * by the threads of its block */
+template <typename T>
+static __device__ void s_kv_store(int t, T *kc, T *vc, const float *k, const float *v,
                                   const int32_t *slot, const int32_t *pos, int n_kv, int n_ctx,
                                   int hd)
 {
     for (int i = threadIdx.x; i < n_kv * hd; i += blockDim.x) {
         const int h = i / hd, d = i % hd;
         size_t at = (((size_t)slot[t] * n_kv + h) * n_ctx + (size_t)pos[t]) * hd + d;
-        kc[at] = k[(size_t)t * n_kv * hd + i];
-        vc[at] = v[(size_t)t * n_kv * hd + i];
+        s_kv_put(&kc[at], k[(size_t)t * n_kv * hd + i]);
+        s_kv_put(&vc[at], v[(size_t)t * n_kv * hd + i]);
     }
 }
 
-static __global__ void k_kv_store(float *kc, float *vc, const float *k, const float *v,
+template <typename T>
+static __global__ void k_kv_store(void *kc, void *vc, const float *k, const float *v,
                                   const int32_t *slot, const int32_t *pos, int n_kv, int n_ctx,
                                   int hd)
 {
     s_pdl_begin();
-    s_kv_store(blockIdx.x, kc, vc, k, v, slot, pos, n_kv, n_ctx, hd);
+    s_kv_store(blockIdx.x, (T *)kc, (T *)vc, k, v, slot, pos, n_kv, n_ctx, hd);
 }
 
 typedef struct {
     float *q, *k;
     const float *v;
-    float *kc, *vc;
+    void *kc, *vc;              /* of T, the kernel's cache type */
     const int32_t *slot, *pos;
     int n_heads, n_kv, hd, n_rot, n_ctx;
     float freq_base;
 } s_rope_store_t;
 
 /* Token blockIdx.x: RoPE of its q heads and k heads in place, then its k
- * and v rows into the caches (k_rope twice and k_kv_store in one launch) */
+ * and v rows into the caches of T (k_rope twice and k_kv_store in one
+ * launch) */
+template <typename T>
 static __global__ void k_rope_store(s_rope_store_t a)
 {
     s_pdl_begin();
@@ -765,7 +792,7 @@ static __global__ void k_rope_store(s_rope_store_t a)
         s_rope_pair(a.k + ((size_t)t * a.n_kv + i / half) * a.hd, i % half, a.n_rot, p,
                     a.freq_base);
     __syncthreads();   /* other threads store the rotated k values */
-    s_kv_store(t, a.kc, a.vc, a.k, a.v, a.slot, a.pos, a.n_kv, a.n_ctx, a.hd);
+    s_kv_store(t, (T *)a.kc, (T *)a.vc, a.k, a.v, a.slot, a.pos, a.n_kv, a.n_ctx, a.hd);
 }
 
 /* ---- attention ---- */
@@ -773,7 +800,8 @@ static __global__ void k_rope_store(s_rope_store_t a)
 enum { S_ATT_WARPS = 8, S_ATT_PER_LANE = SQ_CU_MAX_HEAD_DIM / 32 };
 
 typedef struct {
-    const float *kc, *vc, *q;
+    const void *kc, *vc;        /* of T, the kernel's cache type */
+    const float *q;
     float *out;
     const int32_t *slot, *pos;
     int n_heads, n_kv, n_ctx, hd, q_head0, kv_head0, group;
@@ -815,11 +843,12 @@ static __device__ void s_att_write(const s_att_t &a, int h, int t, const float *
     }
 }
 
-/* q . k of one key row (q pre-scaled, in shared memory) */
+/* q . k of one key row (q pre-scaled, in shared memory), 16 bytes a
+ * load when the rows start 16-byte aligned */
 static __device__ float s_qk(const float *qs, const float *kr, int hd)
 {
     float s = 0.0f;
-    if (hd % 4 == 0) {   /* rows start 16-byte aligned */
+    if (hd % 4 == 0) {
         const float4 *k4 = (const float4 *)kr;
         for (int d = 0; d < hd / 4; d++) {
             const float4 k = k4[d];
@@ -828,6 +857,27 @@ static __device__ float s_qk(const float *qs, const float *kr, int hd)
     } else {
         for (int d = 0; d < hd; d++)
             s += qs[d] * kr[d];
+    }
+    return s;
+}
+
+static __device__ float s_qk(const float *qs, const __half *kr, int hd)
+{
+    float s = 0.0f;
+    if (hd % 8 == 0) {
+        const uint4 *k8 = (const uint4 *)kr;
+        for (int d = 0; d < hd / 8; d++) {
+            const uint4 w = k8[d];
+            const unsigned u[4] = {w.x, w.y, w.z, w.w};
+            for (int i = 0; i < 4; i++) {
+                const float lo = __half2float(__ushort_as_half((unsigned short)(u[i] & 0xffffu)));
+                const float hi = __half2float(__ushort_as_half((unsigned short)(u[i] >> 16)));
+                s += qs[8 * d + 2 * i] * lo + qs[8 * d + 2 * i + 1] * hi;
+            }
+        }
+    } else {
+        for (int d = 0; d < hd; d++)
+            s += qs[d] * __half2float(kr[d]);
     }
     return s;
 }
@@ -843,7 +893,9 @@ static __device__ float s_qk(const float *qs, const float *kr, int hd)
  * a.xq quantised for the Q8_0 product that reads it next), or with
  * n_split > 1 into the block's partial, which k_att_combine merges (the
  * split decoding that keeps the SMs busy when a batch has few heads and
- * the context is long). No score buffer: any context length fits. */
+ * the context is long). No score buffer: any context length fits. The
+ * caches hold T (float or __half). */
+template <typename T>
 static __global__ void k_attention(s_att_t a)
 {
     s_pdl_begin();
@@ -856,7 +908,7 @@ static __global__ void k_attention(s_att_t a)
     const int kvh = (a.q_head0 + h) / a.group - a.kv_head0;
     const int hd = a.hd;
     const size_t head = ((size_t)a.slot[t] * a.n_kv + kvh) * a.n_ctx * hd;
-    const float *kc = a.kc + head, *vc = a.vc + head;
+    const T *kc = (const T *)a.kc + head, *vc = (const T *)a.vc + head;
     const float *q = a.q + ((size_t)t * a.n_heads + h) * hd;
     const float scale = rsqrtf((float)hd);
     for (int d = threadIdx.x; d < hd; d += blockDim.x)
@@ -882,11 +934,11 @@ static __global__ void k_attention(s_att_t a)
         const int n_keys = n - base < 32 ? n - base : 32;
         for (int jj = 0; jj < n_keys; jj++) {
             const float pj = ps[warp][jj];
-            const float *vr = vc + (size_t)(base + jj) * hd;
+            const T *vr = vc + (size_t)(base + jj) * hd;
             for (int i = 0; i < S_ATT_PER_LANE; i++) {
                 const int d = lane + 32 * i;
                 if (d < hd)
-                    acc[i] += pj * vr[d];
+                    acc[i] += pj * s_kv_get(vr[d]);
             }
         }
         __syncwarp();   /* ps is rewritten by the next round */

@@ -29,7 +29,7 @@ extern "C" {
  *   ROPE     p x;                   i n_tok, n_heads, head_dim, n_rot;  f base;  arg pos
  *   ATTN     p k_cache, v_cache, q, k, v, out;
  *            i n_slots, n_ctx, n_heads, n_kv, head_dim, q_head0, kv_head0, group,
- *              n_tok;  arg slot, pos
+ *              n_tok, kv_dtype;  arg slot, pos
  *   SWIGLU   p gate, up;            i n
  *   ADD      p x, y;                i n
  *   COPY     p dst, src;            i bytes

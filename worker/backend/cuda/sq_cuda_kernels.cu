@@ -235,7 +235,10 @@ cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot,
         return cudaSuccess;
     s_rope_store_t args = {(float *)a->q, (float *)a->k, a->v, a->k_cache, a->v_cache, slot_d,
                            pos_d, a->n_heads, a->n_kv, a->head_dim, n_rot, a->n_ctx, freq_base};
-    SQ_CU_LAUNCH(k_rope_store, a->n_tok, 256, s, args);
+    if (a->kv_dtype == SQ_CU_F16)
+        SQ_CU_LAUNCH(k_rope_store<__half>, a->n_tok, 256, s, args);
+    else
+        SQ_CU_LAUNCH(k_rope_store<float>, a->n_tok, 256, s, args);
     return cudaGetLastError();
 }
 
@@ -261,9 +264,10 @@ cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32
 {
     if (a->n_tok == 0)
         return cudaSuccess;
+    const bool f16 = a->kv_dtype == SQ_CU_F16;
     if (store) {
-        SQ_CU_LAUNCH(k_kv_store, a->n_tok, 256, s, a->k_cache, a->v_cache, a->k, a->v, slot_d,
-                     pos_d, a->n_kv, a->n_ctx, a->head_dim);
+        SQ_CU_LAUNCH(f16 ? k_kv_store<__half> : k_kv_store<float>, a->n_tok, 256, s, a->k_cache,
+                     a->v_cache, a->k, a->v, slot_d, pos_d, a->n_kv, a->n_ctx, a->head_dim);
         cudaError_t err = cudaGetLastError();
         if (err != cudaSuccess)
             return err;
@@ -273,7 +277,8 @@ cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32
     s_att_t args = {a->k_cache, a->v_cache, a->q, a->out, slot_d, pos_d, a->n_heads, a->n_kv,
                     a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group, xq, xd,
                     n_split, part};
-    SQ_CU_LAUNCH(k_attention, dim3(a->n_heads, a->n_tok, n_split), S_ATT_WARPS * 32, s, args);
+    SQ_CU_LAUNCH(f16 ? k_attention<__half> : k_attention<float>, dim3(a->n_heads, a->n_tok, n_split),
+                 S_ATT_WARPS * 32, s, args);
     if (n_split > 1) {
         cudaError_t err = cudaGetLastError();
         if (err != cudaSuccess)
