@@ -31,6 +31,8 @@ typedef struct {
     int n_models;
     int kernels, tp;
     int repeat;                          /* runs per figure; the best is kept */
+    bool kv_f32[2];                      /* shardq's KV cache types, in turn */
+    int n_kv;
     bench_opts_t o;
 } s_args_t;
 
@@ -46,11 +48,12 @@ s_usage(FILE *out)
             "  --anchor-script FILE  llama_anchor.mjs (default: the source tree's)\n"
             "  --prompt-tokens N     prefill length (default 128)\n"
             "  --gen-tokens N        decode steps (default 32)\n"
-            "  --kv-type f16|f32     shardq's KV cache (default f16, as llama.cpp's)\n"
+            "  --kv-type LIST        shardq's KV cache: f16 (default, as llama.cpp's), f32,\n"
+            "                        or f16,f32 (both, in turn in each round)\n"
             "  --batch LIST          aggregate decode batch sizes (default 1,4,16)\n"
             "  --repeat N            runs per figure, alternating shardq and llama.cpp;\n"
             "                        the best is kept (default 3: the machine is shared)\n"
-            "  --no-kernels          skip the matmul table\n"
+            "  --no-kernels          skip the matmul and attention tables\n"
             "  --tp                  under mpirun -np N: decode split N ways vs rank 0 alone\n");
 }
 
@@ -70,11 +73,29 @@ s_parse_list(const char *s, int *out, int max)
     return n;
 }
 
+/* "f16", "f32", "f16,f32" or "f32,f16" into a->kv_f32; 1 ok, -1 bad. */
+static int
+s_parse_kv(const char *s, s_args_t *a)
+{
+    a->n_kv = 0;
+    while (*s && a->n_kv < 2) {
+        if (strncmp(s, "f16", 3) != 0 && strncmp(s, "f32", 3) != 0)
+            return -1;
+        a->kv_f32[a->n_kv++] = s[1] == '3';
+        s += 3;
+        if (*s == ',')
+            s++;
+        else if (*s)
+            return -1;
+    }
+    return *s || a->n_kv == 0 ? -1 : 1;
+}
+
 /* 0 ok, 1 --help, 2 bad usage (message printed). */
 static int
 s_parse_args(int argc, char **argv, s_args_t *a)
 {
-    *a = (s_args_t){.n_threads = {1, 2}, .n_pools = 2, .kernels = 1, .repeat = 3,
+    *a = (s_args_t){.n_threads = {1, 2}, .n_pools = 2, .kernels = 1, .repeat = 3, .n_kv = 1,
                     .o = {.n_prompt = 128, .n_gen = 32, .batches = {1, 4, 16}, .n_batches = 3,
                           .anchor_script = BENCH_ANCHOR_SCRIPT}};
     for (int i = 1; i < argc; i++) {
@@ -100,8 +121,8 @@ s_parse_args(int argc, char **argv, s_args_t *a)
             n = s_parse_list(v, &a->o.n_gen, 1);
         else if (strcmp(k, "--model") == 0 && a->n_models < S_MAX_MODELS)
             a->models[a->n_models++] = v, n = 1;
-        else if (strcmp(k, "--kv-type") == 0 && (!strcmp(v, "f16") || !strcmp(v, "f32")))
-            a->o.kv_f32 = v[1] == '3', n = 1;
+        else if (strcmp(k, "--kv-type") == 0)
+            n = s_parse_kv(v, a);
         else if (strcmp(k, "--llama-dir") == 0)
             a->o.llama_dir = v, n = 1;
         else if (strcmp(k, "--anchor-script") == 0)
@@ -115,6 +136,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         }
         i += strcmp(k, "--no-kernels") != 0 && strcmp(k, "--tp") != 0;
     }
+    a->o.kv_f32 = a->kv_f32[0];   /* the TP table's */
     return 0;
 }
 
@@ -127,9 +149,8 @@ s_header(const s_args_t *a)
     char date[64];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     printf("# shardq-bench-engine\n\n%s, %s %s, SIMD level %s, prompt %d tokens, decode %d "
-           "steps, shardq KV cache %s\n",
-           date, u.sysname, u.machine, sq_cpu_simd_level(), a->o.n_prompt, a->o.n_gen,
-           a->o.kv_f32 ? "f32" : "f16");
+           "steps\n",
+           date, u.sysname, u.machine, sq_cpu_simd_level(), a->o.n_prompt, a->o.n_gen);
 }
 
 static const char *
@@ -157,17 +178,22 @@ s_keep_best(bench_result_t *best, const bench_result_t *r)
             best->agg_tok_s[b] = r->agg_tok_s[b];
 }
 
-/* Best of a->repeat runs of shardq (mine) and of llama.cpp (theirs, one
- * entry per batch size), alternating so both see the same machine. */
+/* Best of a->repeat runs of shardq (mine, one entry per KV cache type)
+ * and of llama.cpp (theirs, one entry per batch size), alternating so all
+ * see the same machine. */
 static int
-s_measure(const s_args_t *a, const char *path, int t, bench_result_t *mine,
+s_measure(const s_args_t *a, const char *path, int t, bench_result_t mine[2],
           bench_result_t theirs[BENCH_MAX_BATCHES])
 {
     int failed = 0;
     for (int rep = 0; rep < a->repeat; rep++) {
         bench_result_t r;
-        failed |= bench_model_run(path, t, NULL, &a->o, &r) != 0;
-        s_keep_best(mine, &r);
+        for (int kv = 0; kv < a->n_kv; kv++) {
+            bench_opts_t o = a->o;
+            o.kv_f32 = a->kv_f32[kv];
+            failed |= bench_model_run(path, t, NULL, &o, &r) != 0;
+            s_keep_best(&mine[kv], &r);
+        }
         for (int b = 0; a->o.llama_dir && b < a->o.n_batches; b++) {
             if (b > 0 && a->o.batches[b] == 1)
                 continue;
@@ -186,31 +212,38 @@ s_model_tables(const s_args_t *a, const char *path, const double *bw)
     int64_t bytes = bench_model_bytes_per_token(path);
     int failed = 0;
     printf("\n## %s (%.1f MB of weights read per decode step)\n\n", s_base(path), bytes / 1e6);
-    printf("| threads | pp tok/s | llama.cpp pp | ratio | decode tok/s | llama.cpp decode | ratio "
-           "| roofline tok/s | %% of roofline | decode CPU ms/token | llama.cpp CPU ms/token |\n"
-           "|---|---|---|---|---|---|---|---|---|---|---|\n");
-    bench_result_t mine[S_MAX_POOLS], theirs[S_MAX_POOLS][BENCH_MAX_BATCHES];
+    printf("| threads | shardq KV | pp tok/s | llama.cpp pp | ratio | decode tok/s | llama.cpp decode "
+           "| ratio | roofline tok/s | %% of roofline | decode CPU ms/token | llama.cpp CPU "
+           "ms/token |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    bench_result_t mine[S_MAX_POOLS][2], theirs[S_MAX_POOLS][BENCH_MAX_BATCHES];
     memset(mine, 0, sizeof mine);
     memset(theirs, 0, sizeof theirs);
     for (int p = 0; p < a->n_pools; p++) {
         int t = a->n_threads[p];
-        failed |= s_measure(a, path, t, &mine[p], theirs[p]);
+        failed |= s_measure(a, path, t, mine[p], theirs[p]);
         double roof = bytes > 0 ? bw[p] * 1e9 / (double) bytes : 0.0;
-        printf("| %d | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f %% | %.1f | %.1f |\n", t,
-               mine[p].pp_tok_s, theirs[p][0].pp_tok_s,
-               s_ratio(mine[p].pp_tok_s, theirs[p][0].pp_tok_s), mine[p].tg_tok_s,
-               theirs[p][0].tg_tok_s, s_ratio(mine[p].tg_tok_s, theirs[p][0].tg_tok_s), roof,
-               100.0 * s_ratio(mine[p].tg_tok_s, roof), mine[p].tg_cpu_ms, theirs[p][0].tg_cpu_ms);
+        for (int kv = 0; kv < a->n_kv; kv++) {
+            const bench_result_t *m = &mine[p][kv];
+            printf("| %d | %s | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f %% | %.1f | "
+                   "%.1f |\n", t, a->kv_f32[kv] ? "f32" : "f16", m->pp_tok_s, theirs[p][0].pp_tok_s,
+                   s_ratio(m->pp_tok_s, theirs[p][0].pp_tok_s), m->tg_tok_s, theirs[p][0].tg_tok_s,
+                   s_ratio(m->tg_tok_s, theirs[p][0].tg_tok_s), roof,
+                   100.0 * s_ratio(m->tg_tok_s, roof), m->tg_cpu_ms, theirs[p][0].tg_cpu_ms);
+        }
         fflush(stdout);
     }
-    printf("\n| threads | batch | aggregate decode tok/s | vs batch 1 | llama.cpp | ratio |\n"
-           "|---|---|---|---|---|---|\n");
+    printf("\n| threads | shardq KV | batch | aggregate decode tok/s | vs batch 1 | llama.cpp | ratio "
+           "|\n|---|---|---|---|---|---|---|\n");
     for (int p = 0; p < a->n_pools; p++) {
-        for (int b = 0; b < a->o.n_batches; b++) {
-            double llama = a->o.batches[b] > 1 ? theirs[p][b].agg_tok_s[0] : theirs[p][0].tg_tok_s;
-            printf("| %d | %d | %.2f | %.2f | %.2f | %.2f |\n", a->n_threads[p], a->o.batches[b],
-                   mine[p].agg_tok_s[b], s_ratio(mine[p].agg_tok_s[b], mine[p].tg_tok_s), llama,
-                   s_ratio(mine[p].agg_tok_s[b], llama));
+        for (int kv = 0; kv < a->n_kv; kv++) {
+            const bench_result_t *m = &mine[p][kv];
+            for (int b = 0; b < a->o.n_batches; b++) {
+                double llama = a->o.batches[b] > 1 ? theirs[p][b].agg_tok_s[0] : theirs[p][0].tg_tok_s;
+                printf("| %d | %s | %d | %.2f | %.2f | %.2f | %.2f |\n", a->n_threads[p],
+                       a->kv_f32[kv] ? "f32" : "f16", a->o.batches[b], m->agg_tok_s[b],
+                       s_ratio(m->agg_tok_s[b], m->tg_tok_s), llama,
+                       s_ratio(m->agg_tok_s[b], llama));
+            }
         }
     }
     return failed;
@@ -285,8 +318,13 @@ main(int argc, char **argv)
         printf("| %d | %.1f |\n", a.n_threads[p], bw[p]);
         fflush(stdout);
     }
-    if (a.kernels)
+    if (a.kernels) {
         bench_kernels_table(pools, a.n_threads, a.n_pools, bw);
+        int one = 0;   /* the attention table runs on one thread */
+        for (int p = 0; p < a.n_pools; p++)
+            one = a.n_threads[p] == 1 ? p : one;
+        bench_attention_table(bw[one]);
+    }
     for (int p = 0; p < a.n_pools; p++)
         sq_threadpool_destroy(&pools[p]);
     int failed = 0;

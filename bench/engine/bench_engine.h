@@ -36,6 +36,11 @@ double bench_read_bandwidth_gbs(sq_threadpool_t *pool);
 void bench_kernels_table(sq_threadpool_t *const *pools, const int *n_threads, int n_pools,
                          const double *bw_gbs);
 
+/* Attention of one decode token over a long context from memory: each
+ * SIMD level's products (portable: the plain loops), F32 and F16 caches,
+ * on one thread whose read bandwidth is bw_gbs. */
+void bench_attention_table(double bw_gbs);
+
 typedef struct sq_tp_comm sq_tp_comm_t;
 /* Weight bytes one decode step reads (all tensors but the embedding's
  * unread rows); 0 if the file cannot be read. */

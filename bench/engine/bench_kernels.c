@@ -1,5 +1,6 @@
-/*  bench_kernels: the machine's memory read bandwidth and sq_cpu_matmul
- *  throughput per dtype and SIMD level, for shardq-bench-engine.
+/*  bench_kernels: the machine's memory read bandwidth, sq_cpu_matmul
+ *  throughput per dtype and SIMD level, and attention over a long context
+ *  per cache type and SIMD level, for shardq-bench-engine.
  *
  *  Bandwidth is the best of a few passes reading a buffer far larger than
  *  any cache. Matmul weights rotate through enough copies that every call
@@ -176,4 +177,91 @@ bench_kernels_table(sq_threadpool_t *const *pools, const int *n_threads, int n_p
     }
     free(x);
     free(y);
+}
+
+/* One (token, KV head) of a decode step at position n - 1, as the CPU
+ * backend runs it: blocks of 32 cache rows (widened to F32 first from an
+ * F16 cache), scores of the n_q query heads, then their weighted values
+ * (fixed weights: the softmax between is the same for every level).
+ * F32 at the portable level is what the backend ran before it had F16
+ * caches and SIMD attention: the column all rows are compared with. */
+static void
+s_attn_head(const sq_cpu_kernels_t *k, int f16, const char *kc, const char *vc, int n, int hd,
+            const float *q, int n_q, float *scores, float *tmp, float *out)
+{
+    const size_t row = (size_t) hd * (f16 ? 2 : 4);
+    for (int j0 = 0; j0 < n; j0 += 32) {
+        const int nj = n - j0 < 32 ? n - j0 : 32;
+        const float *kr = (const float *) (kc + (size_t) j0 * row);
+        if (f16) {
+            k->f16_to_f32((const uint16_t *) kr, tmp, (int64_t) nj * hd);
+            kr = tmp;
+        }
+        k->attn_scores(q, n_q, kr, nj, hd, scores + j0, (size_t) n);
+    }
+    for (int j0 = 0; j0 < n; j0 += 32) {
+        const int nj = n - j0 < 32 ? n - j0 : 32;
+        const float *vr = (const float *) (vc + (size_t) j0 * row);
+        if (f16) {
+            k->f16_to_f32((const uint16_t *) vr, tmp, (int64_t) nj * hd);
+            vr = tmp;
+        }
+        k->attn_values(scores + j0, (size_t) n, n_q, vr, nj, hd, out);
+    }
+}
+
+void
+bench_attention_table(double bw_gbs)
+{
+    static const char *levels[] = {"portable", "avx2", "avx512"};
+    enum { N = 1024, HD = 64, NQ_MAX = 4 };
+    const int n_qs[] = {1, 4};
+    float *q = malloc(sizeof(float) * NQ_MAX * HD), *out = malloc(sizeof(float) * NQ_MAX * HD);
+    float *scores = malloc(sizeof(float) * NQ_MAX * N), *tmp = malloc(sizeof(float) * 32 * HD);
+    char *mem = malloc(S_BIG_BYTES);
+    if (!q || !out || !scores || !tmp || !mem) {
+        free(q), free(out), free(scores), free(tmp), free(mem);
+        return;
+    }
+    for (int i = 0; i < NQ_MAX * HD; i++)
+        q[i] = (float) (i % 17) / 17.0f - 0.5f;
+    for (int i = 0; i < NQ_MAX * N; i++)
+        scores[i] = 1.0f / N;
+    for (size_t i = 0; i < S_BIG_BYTES / 2; i++)   /* F16 and F32 values of modest size */
+        ((uint16_t *) mem)[i] = (uint16_t) (0x3000 + i % 0x800);
+    printf("\n## attention of one decode token over %d positions (head_dim %d), caches from "
+           "memory, 1 thread\n\n", N, HD);
+    printf("| cache | level | query heads per KV head | us per KV head | cache GB/s | %% of read bw "
+           "| vs F32 portable |\n|---|---|---|---|---|---|---|\n");
+    double base[2] = {0.0, 0.0};   /* per n_qs: F32, portable (the plain loops) */
+    for (int f16 = 0; f16 <= 1; f16++) {
+        const size_t head_bytes = (size_t) N * HD * (f16 ? 2 : 4) * 2;   /* K and V */
+        const int n_heads = (int) (S_BIG_BYTES / head_bytes);
+        for (size_t qi = 0; qi < sizeof n_qs / sizeof n_qs[0]; qi++) {
+            for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+                const sq_cpu_kernels_t *k = sq_cpu_kernels_for(levels[l]);
+                if (!k)
+                    continue;
+                double best = 1e30;
+                for (int round = 0; round < 3; round++) {
+                    double t0 = bench_now_s();
+                    for (int h = 0; h < n_heads; h++) {
+                        const char *kc = mem + (size_t) h * head_bytes;
+                        s_attn_head(k, f16, kc, kc + head_bytes / 2, N, HD, q, n_qs[qi], scores,
+                                    tmp, out);
+                    }
+                    double per = (bench_now_s() - t0) / n_heads;
+                    best = per < best ? per : best;
+                }
+                if (!f16 && l == 0)
+                    base[qi] = best;
+                double gbs = (double) head_bytes / best / 1e9;
+                printf("| %s | %s | %d | %.1f | %.1f | %.0f %% | %.2f× |\n", f16 ? "F16" : "F32",
+                       levels[l], n_qs[qi], best * 1e6, gbs, 100.0 * gbs / bw_gbs,
+                       base[qi] / best);
+                fflush(stdout);
+            }
+        }
+    }
+    free(q), free(out), free(scores), free(tmp), free(mem);
 }

@@ -208,6 +208,70 @@ test_f16_rows_levels(void)
     SQ_CHECK(memcmp(h_got + 5, h_ref + 5, (N_F - 5) * sizeof *h_got) == 0);
 }
 
+/* Each level's attention products against a double-precision reference
+ * (head sizes with and without a partial vector, grouped heads, blocks of
+ * keys that are and are not a multiple of the keys scored together), and
+ * the same bits whatever the heads and rows of a call: each head alone,
+ * and the rows in two calls, give what one call gives. */
+static void
+test_attn_levels(void)
+{
+    enum { N = 37, NQ = 3, HD_MAX = 136 };
+    static float q[NQ * HD_MAX], k[N * HD_MAX], v[N * HD_MAX], p[NQ * N];
+    static float sc[NQ * N], sc1[N], out[NQ * HD_MAX], out1[HD_MAX], out2[NQ * HD_MAX];
+    const int hds[] = {64, 40, 128, 136, 7};
+    int bad = 0, runs = 0;
+    for (size_t c = 0; c < sizeof hds / sizeof hds[0]; c++) {
+        const int hd = hds[c];
+        for (int i = 0; i < NQ * hd; i++)
+            q[i] = s_randf();
+        for (int i = 0; i < N * hd; i++)
+            k[i] = s_randf(), v[i] = s_randf();
+        for (int i = 0; i < NQ * N; i++)
+            p[i] = (s_randf() + 1.0f) / N;
+        for (int l = 0; l < S_N_LEVELS; l++) {
+            const sq_cpu_kernels_t *kt = sq_cpu_kernels_for(s_levels[l]);
+            if (!kt)
+                continue;
+            runs++;
+            for (int i = 0; i < NQ * hd; i++)
+                out[i] = out2[i] = 0.5f;
+            kt->attn_scores(q, NQ, k, N, hd, sc, N);
+            kt->attn_values(p, N, NQ, v, N, hd, out);
+            for (int h = 0; h < NQ; h++) {
+                for (int j = 0; j < N; j++) {
+                    double want = 0, mag = 0;
+                    for (int d = 0; d < hd; d++) {
+                        want += (double) q[h * hd + d] * k[j * hd + d];
+                        mag += fabs((double) q[h * hd + d] * k[j * hd + d]);
+                    }
+                    bad += !(fabs(sc[h * N + j] - want) <= 1e-5 * mag + 1e-6);
+                }
+                for (int d = 0; d < hd; d++) {
+                    double want = 0.5, mag = 0.5;
+                    for (int j = 0; j < N; j++) {
+                        want += (double) p[h * N + j] * v[j * hd + d];
+                        mag += fabs((double) p[h * N + j] * v[j * hd + d]);
+                    }
+                    bad += !(fabs(out[h * hd + d] - want) <= 1e-5 * mag);
+                }
+                /* head h alone, and its keys from an odd row on */
+                kt->attn_scores(q + h * hd, 1, k + 5 * hd, N - 5, hd, sc1, N);
+                bad += memcmp(sc1, sc + h * N + 5, (N - 5) * sizeof *sc1) != 0;
+                for (int d = 0; d < hd; d++)
+                    out1[d] = 0.5f;
+                kt->attn_values(p + h * N, N, 1, v, N, hd, out1);
+                bad += memcmp(out1, out + h * hd, hd * sizeof *out1) != 0;
+            }
+            /* the rows in two calls: 13, then the rest */
+            kt->attn_values(p, N, NQ, v, 13, hd, out2);
+            kt->attn_values(p + 13, N, NQ, v + 13 * hd, N - 13, hd, out2);
+            bad += memcmp(out2, out, NQ * hd * sizeof *out) != 0;
+        }
+    }
+    SQ_CHECK(runs >= 5 && bad == 0);
+}
+
 static void
 test_row_bytes_and_dequantize(void)
 {
@@ -446,6 +510,7 @@ main(void)
     SQ_RUN(test_row_bytes_and_dequantize);
     SQ_RUN(test_quantize_levels);
     SQ_RUN(test_f16_rows_levels);
+    SQ_RUN(test_attn_levels);
     SQ_RUN(test_matmul_levels_against_reference);
     SQ_RUN(test_matmul_public);
     SQ_RUN(test_matmul_bad_arguments);

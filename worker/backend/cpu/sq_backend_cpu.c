@@ -151,31 +151,6 @@ typedef struct {
     s_cpu_t *cpu;
 } s_attn_job_t;
 
-/* a . b over n values with eight partial sums (so the compiler can
- * vectorize it) added in a fixed order: the same inputs give the same bits
- * whatever the heads' split or memory layout. */
-static float s_dot(const float *restrict a, const float *restrict b, int n)
-{
-    float acc[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++)
-            acc[l] += a[i + l] * b[i + l];
-    float sum = 0.0f;
-    for (; i < n; i++)
-        sum += a[i] * b[i];
-    for (int l = 0; l < 8; l++)
-        sum += acc[l];
-    return sum;
-}
-
-/* out (hd) += p * v (hd); restrict so the compiler may vectorize */
-static void s_axpy(float *restrict out, float p, const float *restrict v, int hd)
-{
-    for (int d = 0; d < hd; d++)
-        out[d] += p * v[d];
-}
-
 /* scores (n) = softmax(scale * scores) in place */
 static void s_softmax(float *scores, int n, float scale)
 {
@@ -226,10 +201,8 @@ static void s_attn_group(const sq_attn_args_t *a, int t, int kvh, float *scores)
      * each is read (and widened) once for the group */
     for (int j0 = 0; j0 < n; j0 += S_KV_ROWS) {
         const int nj = n - j0 < S_KV_ROWS ? n - j0 : S_KV_ROWS;
-        const float *kr = s_kv_rows(a, a->k_cache, head, j0, nj, tmp);
-        for (int j = 0; j < nj; j++)
-            for (int h = 0; h < h1 - h0; h++)
-                scores[(size_t)h * n + j0 + j] = s_dot(q + (size_t)h * hd, kr + (size_t)j * hd, hd);
+        sq_cpu_attn_scores(q, h1 - h0, s_kv_rows(a, a->k_cache, head, j0, nj, tmp), nj, hd,
+                           scores + j0, (size_t)n);
     }
     for (int h = h0; h < h1; h++) {
         s_softmax(scores + (size_t)(h - h0) * n, n, 1.0f / sqrtf((float)hd));
@@ -238,11 +211,9 @@ static void s_attn_group(const sq_attn_args_t *a, int t, int kvh, float *scores)
     /* out (h1 - h0, hd) = scores V, each head's sum in position order */
     for (int j0 = 0; j0 < n; j0 += S_KV_ROWS) {
         const int nj = n - j0 < S_KV_ROWS ? n - j0 : S_KV_ROWS;
-        const float *vr = s_kv_rows(a, a->v_cache, head, j0, nj, tmp);
-        for (int j = 0; j < nj; j++)
-            for (int h = h0; h < h1; h++)
-                s_axpy(a->out + ((size_t)t * a->n_heads + h) * hd,
-                       scores[(size_t)(h - h0) * n + j0 + j], vr + (size_t)j * hd, hd);
+        sq_cpu_attn_values(scores + j0, (size_t)n, h1 - h0,
+                           s_kv_rows(a, a->v_cache, head, j0, nj, tmp), nj, hd,
+                           a->out + ((size_t)t * a->n_heads + h0) * hd);
     }
 }
 

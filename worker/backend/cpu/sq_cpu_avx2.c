@@ -192,6 +192,95 @@ sq_cpu_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n)
         y[i] = sq_fp32_to_fp16(x[i]);
 }
 
+/* ---- attention ---- */
+
+/* Keys scored together: independent FMA chains while each waits. */
+#define S_ATT_KEYS 4
+
+S_INLINE float
+s_dot_tail(const float *a, const float *b, int from, int n, float sum)
+{
+    for (int d = from; d < n; d++)
+        sum += a[d] * b[d];
+    return sum;
+}
+
+/* The sums of four vectors' lanes; each sum adds its own vector's lanes
+ * in one fixed order, whatever the other three hold. */
+S_INLINE __m128
+s_hsum4(const __m256 a[S_ATT_KEYS])
+{
+    const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+/* Four keys at a time (the last group may have fewer: the others stay
+ * zero), so a key's score takes the same steps wherever it falls. */
+static void
+s_attn_scores(const float *q, int n_q, const float *k, int n, int hd, float *scores, size_t ld)
+{
+    const int hd8 = hd & ~7;
+    for (int j = 0; j < n; j += S_ATT_KEYS) {
+        const int nk = n - j < S_ATT_KEYS ? n - j : S_ATT_KEYS;
+        for (int h = 0; h < n_q; h++) {
+            const float *qh = q + (size_t) h * hd;
+            __m256 acc[S_ATT_KEYS];
+            SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+                acc[i] = _mm256_setzero_ps();
+            /* row by row (the order memory streams them in); the four
+             * chains overlap all the same */
+            SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+                for (int d = 0; i < nk && d < hd8; d += 8) {
+                    const float *kd = k + (size_t) (j + i) * hd + d;
+                    if (h == 0 && d % 16 == 0)   /* each line from memory once, for every head */
+                        _mm_prefetch((const char *) kd + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
+                    acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), _mm256_loadu_ps(kd), acc[i]);
+                }
+            float sums[S_ATT_KEYS];
+            _mm_storeu_ps(sums, s_hsum4(acc));
+            for (int i = 0; i < nk; i++)
+                scores[(size_t) h * ld + j + i] =
+                    s_dot_tail(qh, k + (size_t) (j + i) * hd, hd8, hd, sums[i]);
+        }
+    }
+}
+
+static void
+s_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd, float *out)
+{
+    for (int h = 0; h < n_q; h++) {
+        float *o = out + (size_t) h * hd;
+        const float *ph = p + (size_t) h * ld;
+        int d = 0;
+        for (; d + 32 <= hd; d += 32) {   /* 32 dims in four registers over all rows */
+            __m256 acc[4];
+            SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
+                acc[c] = _mm256_loadu_ps(o + d + 8 * c);
+            for (int j = 0; j < n; j++) {
+                const __m256 pj = _mm256_set1_ps(ph[j]);
+                SQ_CPU_UNROLL for (int c = 0; c < 4; c++) {
+                    const float *vd = v + (size_t) j * hd + d + 8 * c;
+                    if (h == 0 && c % 2 == 0)
+                        _mm_prefetch((const char *) vd + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
+                    acc[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vd), acc[c]);
+                }
+            }
+            SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
+                _mm256_storeu_ps(o + d + 8 * c, acc[c]);
+        }
+        for (; d + 8 <= hd; d += 8) {
+            __m256 acc = _mm256_loadu_ps(o + d);
+            for (int j = 0; j < n; j++)
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(ph[j]), _mm256_loadu_ps(v + (size_t) j * hd + d),
+                                      acc);
+            _mm256_storeu_ps(o + d, acc);
+        }
+        for (; d < hd; d++)
+            for (int j = 0; j < n; j++)
+                o[d] = __builtin_fmaf(ph[j], v[(size_t) j * hd + d], o[d]);
+    }
+}
+
 const sq_cpu_kernels_t sq_cpu_kernels_avx2 = {
     .name = "avx2",
     .dot_f32 = s_dot_f32,
@@ -200,4 +289,6 @@ const sq_cpu_kernels_t sq_cpu_kernels_avx2 = {
     .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,
     .f16_to_f32 = sq_cpu_f16_to_f32_avx2,
     .f32_to_f16 = sq_cpu_f32_to_f16_avx2,
+    .attn_scores = s_attn_scores,
+    .attn_values = s_attn_values,
 };

@@ -154,6 +154,98 @@ SQ_CPU_DEFINE_DOT(s_dot_f16, S_F16)
 SQ_CPU_DEFINE_DOT(s_dot_q8_0, S_Q8)
 SQ_CPU_DEFINE_DOT(s_dot_q8_0_vnni, S_Q8_VNNI)
 
+/* ---- attention ---- */
+
+/* Keys scored together: independent FMA chains while each waits. */
+#define S_ATT_KEYS 4
+
+
+
+
+S_INLINE __mmask16
+s_mask(int left)
+{
+    return left >= 16 ? (__mmask16) 0xffff : (__mmask16) ((1u << left) - 1);
+}
+
+/* The sums of four vectors' lanes; each sum adds its own vector's lanes
+ * in one fixed order, whatever the other three hold. */
+S_INLINE __m128
+s_hsum4(const __m512 a[S_ATT_KEYS])
+{
+    __m256 y[S_ATT_KEYS];
+    SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+        y[i] = _mm256_add_ps(_mm512_castps512_ps256(a[i]),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a[i]), 1)));
+    const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(y[0], y[1]), _mm256_hadd_ps(y[2], y[3]));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+/* Four keys at a time (the last group may have fewer: the others stay
+ * zero), so a key's score takes the same steps wherever it falls. */
+static void
+s_attn_scores(const float *q, int n_q, const float *k, int n, int hd, float *scores, size_t ld)
+{
+    for (int j = 0; j < n; j += S_ATT_KEYS) {
+        const int nk = n - j < S_ATT_KEYS ? n - j : S_ATT_KEYS;
+        for (int h = 0; h < n_q; h++) {
+            const float *qh = q + (size_t) h * hd;
+            __m512 acc[S_ATT_KEYS];
+            SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+                acc[i] = _mm512_setzero_ps();
+            /* row by row (the order memory streams them in); the four
+             * chains overlap all the same */
+            SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+                for (int d = 0; i < nk && d < hd; d += 16) {
+                    const __mmask16 m = s_mask(hd - d);
+                    const float *kd = k + (size_t) (j + i) * hd + d;
+                    if (h == 0)   /* each line from memory once, for every head */
+                        _mm_prefetch((const char *) kd + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
+                    acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh + d),
+                                             _mm512_maskz_loadu_ps(m, kd), acc[i]);
+                }
+            float sums[S_ATT_KEYS];
+            _mm_storeu_ps(sums, s_hsum4(acc));
+            for (int i = 0; i < nk; i++)
+                scores[(size_t) h * ld + j + i] = sums[i];
+        }
+    }
+}
+
+static void
+s_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd, float *out)
+{
+    for (int h = 0; h < n_q; h++) {
+        float *o = out + (size_t) h * hd;
+        const float *ph = p + (size_t) h * ld;
+        int d = 0;
+        for (; d + 64 <= hd; d += 64) {   /* 64 dims in four registers over all rows */
+            __m512 acc[4];
+            SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
+                acc[c] = _mm512_loadu_ps(o + d + 16 * c);
+            for (int j = 0; j < n; j++) {
+                const __m512 pj = _mm512_set1_ps(ph[j]);
+                SQ_CPU_UNROLL for (int c = 0; c < 4; c++) {
+                    const float *vd = v + (size_t) j * hd + d + 16 * c;
+                    if (h == 0)
+                        _mm_prefetch((const char *) vd + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
+                    acc[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vd), acc[c]);
+                }
+            }
+            SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
+                _mm512_storeu_ps(o + d + 16 * c, acc[c]);
+        }
+        for (; d < hd; d += 16) {
+            const __mmask16 m = s_mask(hd - d);
+            __m512 acc = _mm512_maskz_loadu_ps(m, o + d);
+            for (int j = 0; j < n; j++)
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(ph[j]),
+                                      _mm512_maskz_loadu_ps(m, v + (size_t) j * hd + d), acc);
+            _mm512_mask_storeu_ps(o + d, m, acc);
+        }
+    }
+}
+
 const sq_cpu_kernels_t sq_cpu_kernels_avx512 = {
     .name = "avx512",
     .dot_f32 = s_dot_f32,
@@ -162,6 +254,8 @@ const sq_cpu_kernels_t sq_cpu_kernels_avx512 = {
     .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,
     .f16_to_f32 = sq_cpu_f16_to_f32_avx2,
     .f32_to_f16 = sq_cpu_f32_to_f16_avx2,
+    .attn_scores = s_attn_scores,
+    .attn_values = s_attn_values,
 };
 
 const sq_cpu_kernels_t sq_cpu_kernels_avx512vnni = {
@@ -172,4 +266,6 @@ const sq_cpu_kernels_t sq_cpu_kernels_avx512vnni = {
     .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,
     .f16_to_f32 = sq_cpu_f16_to_f32_avx2,
     .f32_to_f16 = sq_cpu_f32_to_f16_avx2,
+    .attn_scores = s_attn_scores,
+    .attn_values = s_attn_values,
 };

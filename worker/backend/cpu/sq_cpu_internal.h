@@ -75,6 +75,11 @@ typedef struct {
      * sq_cpu_f32_to_f16_row (the same bits at every level) */
     void (*f16_to_f32)(const uint16_t *x, float *y, int64_t n);
     void (*f32_to_f16)(const float *x, uint16_t *y, int64_t n);
+    /* attention's products, as sq_cpu_attn_scores and sq_cpu_attn_values */
+    void (*attn_scores)(const float *q, int n_q, const float *k, int n, int hd, float *scores,
+                        size_t ld);
+    void (*attn_values)(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
+                        float *out);
 } sq_cpu_kernels_t;
 
 extern const sq_cpu_kernels_t sq_cpu_kernels_portable;

@@ -306,6 +306,47 @@ s_dot_q8_0_portable(const void *w, size_t ws, int n_w, const void *x, size_t xs,
     s_dot_rows(s_dot_q8_0_row, SQ_DTYPE_Q8_0, w, ws, n_w, x, xs, n_x, n, out);
 }
 
+/* a . b over n values in eight lanes the compiler can vectorise, added in
+ * a fixed order */
+static float
+s_dot8(const float *a, const float *b, int n)
+{
+    float acc[S_LANES] = {0};
+    int i = 0;
+    for (; i + S_LANES <= n; i += S_LANES)
+        for (int l = 0; l < S_LANES; l++)
+            acc[l] += a[i + l] * b[i + l];
+    float sum = 0.0f;
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    for (int l = 0; l < S_LANES; l++)
+        sum += acc[l];
+    return sum;
+}
+
+static void
+s_attn_scores_portable(const float *q, int n_q, const float *k, int n, int hd, float *scores,
+                       size_t ld)
+{
+    for (int j = 0; j < n; j++)
+        for (int h = 0; h < n_q; h++)
+            scores[(size_t) h * ld + j] = s_dot8(q + (size_t) h * hd, k + (size_t) j * hd, hd);
+}
+
+static void
+s_attn_values_portable(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
+                       float *out)
+{
+    for (int h = 0; h < n_q; h++) {
+        float *o = out + (size_t) h * hd;
+        for (int j = 0; j < n; j++) {
+            const float pj = p[(size_t) h * ld + j], *vj = v + (size_t) j * hd;
+            for (int d = 0; d < hd; d++)
+                o[d] += pj * vj[d];
+        }
+    }
+}
+
 const sq_cpu_kernels_t sq_cpu_kernels_portable = {
     .name = "portable",
     .dot_f32 = s_dot_f32_portable,
@@ -314,6 +355,8 @@ const sq_cpu_kernels_t sq_cpu_kernels_portable = {
     .quantize_q8_0 = sq_cpu_quantize_row_q8_0_ref,
     .f16_to_f32 = sq_cpu_f16_to_f32_ref,
     .f32_to_f16 = sq_cpu_f32_to_f16_ref,
+    .attn_scores = s_attn_scores_portable,
+    .attn_values = s_attn_values_portable,
 };
 
 /* ---- run-time choice ----------------------------------------------------- */
@@ -409,6 +452,21 @@ sq_cpu_f32_to_f16_row(const float *x, uint16_t *y, int64_t n)
 {
     pthread_once(&s_choose_once, s_choose);
     s_chosen->f32_to_f16(x, y, n);
+}
+
+void
+sq_cpu_attn_scores(const float *q, int n_q, const float *k, int n, int hd, float *scores,
+                   size_t ld)
+{
+    pthread_once(&s_choose_once, s_choose);
+    s_chosen->attn_scores(q, n_q, k, n, hd, scores, ld);
+}
+
+void
+sq_cpu_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd, float *out)
+{
+    pthread_once(&s_choose_once, s_choose);
+    s_chosen->attn_values(p, ld, n_q, v, n, hd, out);
 }
 
 int
