@@ -283,6 +283,39 @@ static void test_batched_equals_alone_q8(void)
     s_batching_on(s_q8, false);
 }
 
+/* A 40-token prompt in one call (its tokens share attention tiles and
+ * matrix products) gives each position the same logits, bit for bit, as
+ * feeding it one token per call. */
+static void s_prompt_whole_vs_stepwise(const char *path, bool kv_f32)
+{
+    sq_engine_t *e1 = s_engine_kv(path, 1, 64, kv_f32), *e2 = s_engine_kv(path, 1, 64, kv_f32);
+    SQ_REQUIRE(e1 && e2);
+    sq_model_t *whole = sq_engine_model(e1), *step = sq_engine_model(e2);
+    enum { N = 40 };
+    const int n_vocab = sq_model_hparams(whole)->n_vocab;
+    float *a = malloc((size_t)N * n_vocab * sizeof(float));
+    float *b = malloc((size_t)N * n_vocab * sizeof(float));
+    SQ_REQUIRE(a && b);
+    sq_batch_entry_t batch[N];
+    for (int i = 0; i < N; i++)
+        batch[i] = tm_entry(0, i == 0 ? 1 : (int32_t)(3 + (i * 37) % (n_vocab - 3)), i, true);
+    SQ_CHECK(sq_model_forward(whole, batch, N, a) == 0);
+    for (int i = 0; i < N; i++)
+        SQ_CHECK(sq_model_forward(step, &batch[i], 1, b + (size_t)i * n_vocab) == 0);
+    SQ_CHECK(memcmp(a, b, (size_t)N * n_vocab * sizeof(float)) == 0);
+    free(a);
+    free(b);
+    sq_engine_destroy(&e1);
+    sq_engine_destroy(&e2);
+}
+
+static void test_prompt_whole_equals_stepwise(void)
+{
+    s_prompt_whole_vs_stepwise(s_f32, false);
+    s_prompt_whole_vs_stepwise(s_q8, false);
+    s_prompt_whole_vs_stepwise(s_q8, true);
+}
+
 static void test_batched_equals_alone_kv_f32(void)
 {
     s_batching_on(s_q8, true);
@@ -463,6 +496,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_batched_equals_alone_f32);
     SQ_RUN(test_batched_equals_alone_q8);
     SQ_RUN(test_batched_equals_alone_kv_f32);
+    SQ_RUN(test_prompt_whole_equals_stepwise);
     SQ_RUN(test_kv_f16_vs_f32);
     SQ_RUN(test_slot_reuse);
     SQ_RUN(test_argmax_matches_logits);

@@ -24,6 +24,8 @@ typedef struct {
     int n_threads;
     float *scores;              /* n_threads x scores_per_thread scratch */
     size_t scores_per_thread;
+    struct s_tile *tiles;       /* the attention's tiles, tiles_cap of them */
+    int tiles_cap;
 } s_cpu_t;
 
 static s_cpu_t *s_ctx(sq_backend_t *be)
@@ -36,6 +38,7 @@ static void s_destroy(sq_backend_t *be)
     s_cpu_t *c = s_ctx(be);
     sq_threadpool_destroy(&c->pool);
     free(c->scores);
+    free(c->tiles);
     free(c);
 }
 
@@ -143,14 +146,6 @@ static int s_rope(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_d
     return 0;
 }
 
-/* One (token, KV head) pair per task: the query heads that share a KV
- * head go through its keys together, so each key row is read once per
- * group (grouped-query attention). */
-typedef struct {
-    const sq_attn_args_t *a;
-    s_cpu_t *cpu;
-} s_attn_job_t;
-
 /* scores (n) = softmax(scale * scores) in place */
 static void s_softmax(float *scores, int n, float scale)
 {
@@ -165,8 +160,27 @@ static void s_softmax(float *scores, int n, float scale)
         scores[j] /= sum;
 }
 
-/* cache rows an F16 attention widens to F32 at a time */
-enum { S_KV_ROWS = 32 };
+/* Cache rows an attention reads (and widens from F16) at a time: blocks
+ * start at multiples of it, so a token's blocks are the same alone or in
+ * a tile. A tile is up to S_TILE tokens of a batch that run one prompt
+ * (one slot, consecutive positions, consecutive entries): each block is
+ * read and widened once for all of them. Scratch per thread is held to
+ * S_SCRATCH_FLOATS by smaller tiles at long contexts. */
+enum { S_KV_ROWS = 32, S_TILE = 16, S_SCRATCH_FLOATS = 1 << 20 };
+
+typedef struct s_tile {
+    int t0, n;                  /* batch entries t0 .. t0 + n - 1 */
+} s_tile_t;
+
+/* One (tile, KV head) pair per task: the query heads that share a KV
+ * head go through its rows together, so each row is read once per group
+ * (grouped-query attention) and per tile. */
+typedef struct {
+    const sq_attn_args_t *a;
+    s_cpu_t *cpu;
+    const s_tile_t *tiles;
+    int n_tiles;
+} s_attn_job_t;
 
 /* rows j0..j0+n of the cache rows at head (an offset in values) as F32:
  * in place for an F32 cache, else widened into tmp (n * head_dim) */
@@ -180,40 +194,58 @@ static const float *s_kv_rows(const sq_attn_args_t *a, const void *cache, size_t
     return tmp;
 }
 
-/* scores: n_ctx per query head of the group, then S_KV_ROWS * head_dim
- * for widened rows */
-static void s_attn_group(const sq_attn_args_t *a, int t, int kvh, float *scores)
+/* the local query heads [*h0, *h1) that read local KV head kvh:
+ * (q_head0 + h) / group - kv_head0 == kvh */
+static void s_group_heads(const sq_attn_args_t *a, int kvh, int *h0, int *h1)
+{
+    *h0 = (a->kv_head0 + kvh) * a->group - a->q_head0;
+    *h1 = *h0 + a->group;
+    *h0 = *h0 < 0 ? 0 : *h0;
+    *h1 = *h1 > a->n_heads ? a->n_heads : *h1;
+}
+
+/* scratch: for token i of the tile, the scores (g, n_ctx) of its g query
+ * heads at i * g * n_ctx (row stride its own context, pos + 1); then
+ * S_KV_ROWS * head_dim for widened rows */
+static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, float *scratch)
 {
     const int hd = a->head_dim;
-    /* local query heads h with (q_head0 + h) / group - kv_head0 == kvh */
-    int h0 = (a->kv_head0 + kvh) * a->group - a->q_head0;
-    int h1 = h0 + a->group;
-    h0 = h0 < 0 ? 0 : h0;
-    h1 = h1 > a->n_heads ? a->n_heads : h1;
+    int h0, h1;
+    s_group_heads(a, kvh, &h0, &h1);
     if (h0 >= h1)
         return;
-    /* the head's rows (n_ctx, hd) start at value head of each cache */
-    const size_t head = ((size_t)a->slot[t] * a->n_kv + kvh) * a->n_ctx * hd;
-    const float *q = a->q + ((size_t)t * a->n_heads + h0) * hd;    /* (h1 - h0, hd) */
-    float *tmp = scores + (size_t)a->n_ctx * (size_t)(h1 - h0);
-    const int n = a->pos[t] + 1;
-    /* scores (h1 - h0, n) = q K^T over positions 0..pos, key row outer so
-     * each is read (and widened) once for the group */
-    for (int j0 = 0; j0 < n; j0 += S_KV_ROWS) {
-        const int nj = n - j0 < S_KV_ROWS ? n - j0 : S_KV_ROWS;
-        sq_cpu_attn_scores(q, h1 - h0, s_kv_rows(a, a->k_cache, head, j0, nj, tmp), nj, hd,
-                           scores + j0, (size_t)n);
-    }
-    for (int h = h0; h < h1; h++) {
-        s_softmax(scores + (size_t)(h - h0) * n, n, 1.0f / sqrtf((float)hd));
-        memset(a->out + ((size_t)t * a->n_heads + h) * hd, 0, (size_t)hd * sizeof(float));
-    }
-    /* out (h1 - h0, hd) = scores V, each head's sum in position order */
-    for (int j0 = 0; j0 < n; j0 += S_KV_ROWS) {
-        const int nj = n - j0 < S_KV_ROWS ? n - j0 : S_KV_ROWS;
-        sq_cpu_attn_values(scores + j0, (size_t)n, h1 - h0,
-                           s_kv_rows(a, a->v_cache, head, j0, nj, tmp), nj, hd,
-                           a->out + ((size_t)t * a->n_heads + h0) * hd);
+    const int g = h1 - h0;
+    const size_t per_tok = (size_t)g * (size_t)a->n_ctx;
+    /* the slot's rows (n_ctx, hd) for this KV head start at value head */
+    const size_t head = ((size_t)a->slot[tile->t0] * a->n_kv + kvh) * a->n_ctx * hd;
+    float *tmp = scratch + (size_t)tile->n * per_tok;
+    const int n_max = a->pos[tile->t0 + tile->n - 1] + 1;
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 0: scores = q K^T over each token's positions 0..pos;
+         * pass 1: out = softmax(scores) V, each head's sum in position order */
+        for (int j0 = 0; j0 < n_max; j0 += S_KV_ROWS) {
+            const float *rows = s_kv_rows(a, pass ? a->v_cache : a->k_cache, head, j0,
+                                          n_max - j0 < S_KV_ROWS ? n_max - j0 : S_KV_ROWS, tmp);
+            for (int i = 0; i < tile->n; i++) {
+                const int t = tile->t0 + i, n = a->pos[t] + 1;
+                const int nj = n - j0 < S_KV_ROWS ? n - j0 : S_KV_ROWS;
+                float *sc = scratch + (size_t)i * per_tok + j0;
+                const size_t at = ((size_t)t * a->n_heads + h0) * hd;
+                if (nj <= 0)
+                    continue;
+                if (pass == 0)
+                    sq_cpu_attn_scores(a->q + at, g, rows, nj, hd, sc, (size_t)n);
+                else
+                    sq_cpu_attn_values(sc, (size_t)n, g, rows, nj, hd, a->out + at);
+            }
+        }
+        for (int i = 0; pass == 0 && i < tile->n; i++) {
+            const int t = tile->t0 + i, n = a->pos[t] + 1;
+            for (int h = 0; h < g; h++)
+                s_softmax(scratch + (size_t)i * per_tok + (size_t)h * n, n,
+                          1.0f / sqrtf((float)hd));
+            memset(a->out + ((size_t)t * a->n_heads + h0) * hd, 0, (size_t)g * hd * sizeof(float));
+        }
     }
 }
 
@@ -221,10 +253,10 @@ static void s_attn_worker(void *arg, int ith, int nth)
 {
     s_attn_job_t *job = arg;
     const sq_attn_args_t *a = job->a;
-    float *scores = job->cpu->scores + (size_t)ith * job->cpu->scores_per_thread;
-    const int n_tasks = a->n_tok * a->n_kv;
+    float *scratch = job->cpu->scores + (size_t)ith * job->cpu->scores_per_thread;
+    const int n_tasks = job->n_tiles * a->n_kv;
     for (int i = ith; i < n_tasks; i += nth)
-        s_attn_group(a, i / a->n_kv, i % a->n_kv, scores);
+        s_attn_tile(a, &job->tiles[i / a->n_kv], i % a->n_kv, scratch);
 }
 
 /* Store each token's k/v rows at (slot, kv head, pos), as kv_dtype. */
@@ -254,8 +286,29 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
     /* store every token's k/v first: a token may attend to another of the
      * same batch at an earlier position */
     s_kv_store(a);
-    const size_t need = (size_t)a->n_ctx * (size_t)(a->group < a->n_heads ? a->group : a->n_heads) +
-                        (size_t)S_KV_ROWS * (size_t)a->head_dim;
+    /* tiles: runs of one slot at consecutive positions, of at most max_tile */
+    const size_t g = (size_t)(a->group < a->n_heads ? a->group : a->n_heads);
+    const size_t per_tok = g * (size_t)a->n_ctx;
+    int max_tile = (int)(S_SCRATCH_FLOATS / per_tok);
+    max_tile = max_tile < 1 ? 1 : max_tile > S_TILE ? S_TILE : max_tile;
+    if (a->n_tok > c->tiles_cap) {
+        s_tile_t *t = realloc(c->tiles, (size_t)a->n_tok * sizeof *t);
+        if (!t)
+            return SQ_FAIL(SQ_ENOMEM, "attention tiles for %d tokens", a->n_tok);
+        c->tiles = t;
+        c->tiles_cap = a->n_tok;
+    }
+    int n_tiles = 0;
+    for (int t = 0; t < a->n_tok; t++) {
+        s_tile_t *last = n_tiles ? &c->tiles[n_tiles - 1] : NULL;
+        const int prev = t - 1;
+        if (last && last->n < max_tile && a->slot[t] == a->slot[prev] &&
+            a->pos[t] == a->pos[prev] + 1)
+            last->n++;
+        else
+            c->tiles[n_tiles++] = (s_tile_t){t, 1};
+    }
+    const size_t need = (size_t)max_tile * per_tok + (size_t)S_KV_ROWS * (size_t)a->head_dim;
     if (need > c->scores_per_thread) {
         float *s = realloc(c->scores, need * c->n_threads * sizeof(float));
         if (!s)
@@ -263,7 +316,7 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
         c->scores = s;
         c->scores_per_thread = need;
     }
-    s_attn_job_t job = {a, c};
+    s_attn_job_t job = {a, c, c->tiles, n_tiles};
     sq_threadpool_run(c->pool, s_attn_worker, &job);
     return 0;
 }
