@@ -190,24 +190,19 @@ s_attn_head(const sq_cpu_kernels_t *k, int f16, const char *kc, const char *vc, 
             const float *q, int n_q, float *scores, float *tmp, float *out)
 {
     const size_t row = (size_t) hd * (f16 ? 2 : 4);
-    for (int j0 = 0; j0 < n; j0 += 32) {
-        const int nj = n - j0 < 32 ? n - j0 : 32;
-        const float *kr = (const float *) (kc + (size_t) j0 * row);
-        if (f16) {
-            k->f16_to_f32((const uint16_t *) kr, tmp, (int64_t) nj * hd);
-            kr = tmp;
+    for (int pass = 0; pass < 2; pass++)   /* the scores, then the values */
+        for (int j0 = 0; j0 < n; j0 += 32) {
+            const int nj = n - j0 < 32 ? n - j0 : 32;
+            const float *r = (const float *) ((pass ? vc : kc) + (size_t) j0 * row);
+            if (f16) {
+                k->f16_to_f32((const uint16_t *) r, tmp, (int64_t) nj * hd);
+                r = tmp;
+            }
+            if (pass == 0)
+                k->attn_scores(q, n_q, r, nj, hd, scores + j0, (size_t) n);
+            else
+                k->attn_values(scores + j0, (size_t) n, n_q, r, nj, hd, out);
         }
-        k->attn_scores(q, n_q, kr, nj, hd, scores + j0, (size_t) n);
-    }
-    for (int j0 = 0; j0 < n; j0 += 32) {
-        const int nj = n - j0 < 32 ? n - j0 : 32;
-        const float *vr = (const float *) (vc + (size_t) j0 * row);
-        if (f16) {
-            k->f16_to_f32((const uint16_t *) vr, tmp, (int64_t) nj * hd);
-            vr = tmp;
-        }
-        k->attn_values(scores + j0, (size_t) n, n_q, vr, nj, hd, out);
-    }
 }
 
 void
