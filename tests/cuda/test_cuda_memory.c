@@ -8,6 +8,10 @@
  *  tensor, the bytes asked for and what the device has free; every
  *  tensor loaded before it is freed again (the device's free memory is
  *  what it was); the backend then still loads and runs SMALL_MODEL.
+ *  Then SMALL_MODEL with an automatic slot count (SQ_MODEL_SLOTS_AUTO) at
+ *  4,096 positions: as many sequences as fit with a tenth of the memory
+ *  kept, and the last slot runs; at 4M positions not even one fits: SQ_ENOMEM
+ *  naming the sizes, and nothing stays allocated.
  */
 #include <cuda_runtime_api.h>
 #include <stdio.h>
@@ -65,6 +69,45 @@ static void test_too_big_then_fits(void)
     sq_backend_destroy(&be);
 }
 
+static void test_auto_slots(void)
+{
+    sq_backend_t *be = sq_backend_cuda_new(0);
+    sq_tp_comm_t *comm = sq_tp_comm_local_new();
+    sq_gguf_t *small = sq_gguf_open(s_small);
+    SQ_REQUIRE(be && comm && small);
+    const size_t free0 = s_free_bytes();
+    sq_model_params_t p = {.n_ctx = 4096, .n_slots = SQ_MODEL_SLOTS_AUTO};
+    sq_model_t *m = sq_model_new(small, be, comm, &p);
+    SQ_REQUIRE(m);
+    const int slots = sq_model_n_slots(m);
+    const size_t kv = sq_model_kv_bytes(m), per_slot = kv / (size_t)slots;
+    const size_t left = s_free_bytes(), before_kv = left + kv;
+    printf("auto slots at %d positions on a device of %zu free bytes: %d (%zu bytes each), "
+           "%zu bytes left\n", p.n_ctx, free0, slots, per_slot, left);
+    SQ_CHECK(slots >= 2 && slots < SQ_MODEL_SLOTS_AUTO_MAX);
+    SQ_CHECK(kv == (size_t)slots * per_slot);
+    SQ_CHECK(left >= before_kv / 10);                          /* a tenth kept */
+    SQ_CHECK(left < before_kv / 10 + per_slot + (2u << 20));   /* and no room for another */
+    float *logits = malloc((size_t)sq_model_hparams(m)->n_vocab * sizeof(float));
+    const sq_batch_entry_t b = tm_entry(slots - 1, 1, 0, true);
+    SQ_CHECK(logits && sq_model_forward(m, &b, 1, logits) == 0);
+    free(logits);
+    sq_model_destroy(&m);
+    /* the model's memory is back (the backend keeps the scratch the step
+     * sized, for the next model) */
+    const size_t free1 = s_free_bytes();
+    SQ_CHECK(free1 >= left + kv);
+    p.n_ctx = 1 << 22;
+    m = sq_model_new(small, be, comm, &p);
+    SQ_CHECK(m == NULL && sq_error_code() == SQ_ENOMEM);
+    printf("auto slots at %d positions: %s\n", p.n_ctx, sq_error_detail());
+    SQ_CHECK(strstr(sq_error_detail(), "KV cache: one sequence of 4194304 positions takes") != NULL);
+    SQ_CHECK(s_free_bytes() == free1);
+    sq_gguf_destroy(&small);
+    sq_tp_comm_destroy(&comm);
+    sq_backend_destroy(&be);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -74,5 +117,6 @@ int main(int argc, char **argv)
     s_big = argv[1];
     s_small = argv[2];
     SQ_RUN(test_too_big_then_fits);
+    SQ_RUN(test_auto_slots);
     return sq_test_summary("cuda_memory");
 }

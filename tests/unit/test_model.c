@@ -316,6 +316,23 @@ static void test_prompt_whole_equals_stepwise(void)
     s_prompt_whole_vs_stepwise(s_q8, true);
 }
 
+/* SQ_MODEL_SLOTS_AUTO on the CPU: the host's free memory holds far more
+ * than the cap, so the cap; the last slot runs. */
+static void test_auto_slots_cpu(void)
+{
+    sq_engine_params_t p = {.model_path = s_f32, .n_threads = 1, .n_ctx = 128,
+                            .n_slots = SQ_MODEL_SLOTS_AUTO};
+    sq_engine_t *e = sq_engine_new(&p);
+    SQ_REQUIRE(e);
+    sq_model_t *m = sq_engine_model(e);
+    SQ_CHECK(sq_model_n_slots(m) == SQ_MODEL_SLOTS_AUTO_MAX);
+    float *logits = malloc((size_t)sq_model_hparams(m)->n_vocab * sizeof(float));
+    const sq_batch_entry_t b = tm_entry(SQ_MODEL_SLOTS_AUTO_MAX - 1, 1, 0, true);
+    SQ_CHECK(logits && sq_model_forward(m, &b, 1, logits) == 0);
+    free(logits);
+    sq_engine_destroy(&e);
+}
+
 static void test_batched_equals_alone_kv_f32(void)
 {
     s_batching_on(s_q8, true);
@@ -497,6 +514,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_batched_equals_alone_q8);
     SQ_RUN(test_batched_equals_alone_kv_f32);
     SQ_RUN(test_prompt_whole_equals_stepwise);
+    SQ_RUN(test_auto_slots_cpu);
     SQ_RUN(test_kv_f16_vs_f32);
     SQ_RUN(test_slot_reuse);
     SQ_RUN(test_argmax_matches_logits);

@@ -54,12 +54,15 @@ static const char *s_env(const char *name)
 static char s_adapters_dir[600];
 static const char *s_device = "cpu";   /* the groups' --device */
 static const char *s_kv_type = "f16";  /* and --kv-type */
+static const char *s_max_batch;        /* --max-batch instead of s_group's (e.g. "auto") */
 
 /* Start one TP = 2 worker group (through shardq-group, as deployments do). */
 static sq_proc_t *s_group(const char *name, int max_batch)
 {
     char mb[16];
-    snprintf(mb, sizeof mb, "%d", max_batch);
+    snprintf(mb, sizeof mb, "%s", s_max_batch ? s_max_batch : "");
+    if (!s_max_batch)
+        snprintf(mb, sizeof mb, "%d", max_batch);
     const char *argv[] = {s_env("SHARDQ_GROUP_BIN"), "-np", "2", "--oversubscribe", "--",
                           "--broker", sq_harness_worker_endpoint(s_h),
                           "--model", s_env("SHARDQ_TEST_MODEL"), "--max-batch", mb,
@@ -251,14 +254,23 @@ static void case_serves(void)
  * shardq-worker-emu, shardq-worker built against the CPU emulator of
  * tests/cuda/emu, so `--device cuda` runs the real backend with both ranks
  * on the one emulated device (the host all-reduce), the batcher's device
- * argmax and all. */
+ * argmax and all. --max-batch auto on a 48 MiB emulated device: the ranks
+ * find they share it (one device key) and size the KV cache to half of
+ * what is free each; the broker sees the count. */
 static void case_cuda_emu(void)
 {
     SQ_REQUIRE(sq_e2e_up("group_cuda_emu", NULL, &s_h, &s_c));
     s_device = "cuda";
     s_kv_type = "f32";   /* the default F16 cache serves the other cases */
+    s_max_batch = "auto";
+    setenv("SQ_EMU_DEVICE_BYTES", "50331648", 1);
     SQ_REQUIRE(s_group("g-cuda", 8) != NULL);
     SQ_REQUIRE(s_wait_groups(1) == 0);
+    const int64_t slots = s_count("SELECT (capabilities->>'max_batch')::int FROM workers "
+                                  "WHERE group_id = 'g-cuda'");
+    fprintf(stderr, "   --max-batch auto on a 48 MiB device shared by 2 ranks: %lld\n",
+            (long long)slots);
+    SQ_CHECK(slots >= 2 && slots < 256);
     /* half greedy, half sampled (temperature 0.9: drawn on the device) */
     SQ_REQUIRE(s_submit(6, 3, 24) > 0);
     SQ_REQUIRE(s_submit_job_t(6, 3, NULL, 24, 0.9) > 0);

@@ -118,6 +118,11 @@ typedef struct {
      * backend has none: the host samples from the logits. */
     int (*sample)(sq_backend_t *be, const float *x, int n_rows, int n_cols,
                   const sq_sample_row_t *rows, int32_t *host_out);
+    /* *bytes = memory alloc can still hand out: the device's free memory,
+     * or the host's available memory (what sizes an automatic KV cache);
+     * *pool names that memory (host name, and device): ranks whose pools
+     * are equal share it */
+    int (*mem_free)(sq_backend_t *be, size_t *bytes, uint64_t *pool);
 } sq_backend_ops_t;
 
 struct sq_backend {

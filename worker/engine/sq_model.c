@@ -36,6 +36,7 @@ struct sq_model {
     sq_tp_comm_t *comm;
     int rank, n_ranks;
     int n_ctx, n_slots, max_batch;
+    size_t act_bytes;           /* backend memory of the activations */
     int kv_dtype;               /* SQ_DTYPE_F16 or SQ_DTYPE_F32 */
     /* this rank's share */
     int n_heads_local, q_head0, n_kv_local, kv_head0, group, ffn_local;
@@ -238,12 +239,69 @@ static int s_load_layer(sq_model_t *m, int l, s_layer_t *L)
         (rc = s_load_cols(m, n[8], hp->ffn_dim, dim, (int64_t)m->rank * m->ffn_local,
                           m->ffn_local, &L->wdown)))
         return rc;
-    const size_t cache = s_kv_layer_bytes(m);
-    L->k_cache = m->be->ops->alloc(m->be, cache);
-    L->v_cache = m->be->ops->alloc(m->be, cache);
-    if (!L->k_cache || !L->v_cache)
-        return SQ_FAIL(SQ_ENOMEM, "layer %d: KV cache of %zu bytes", l, 2 * cache);
     return 0;
+}
+
+/* Slots for n_slots = SQ_MODEL_SLOTS_AUTO: as many as 90 % of the memory
+ * left after the weights and activations holds, less the activations'
+ * size again for the backend's scratch, at most SQ_MODEL_SLOTS_AUTO_MAX;
+ * the memory shared by the ranks of the group on it (one host for CPU
+ * ranks, one device for GPU ranks sharing it), and the smallest count of
+ * any rank. Each rank broadcasts its pool, then its count, in turn. */
+static int s_auto_slots(sq_model_t *m)
+{
+    size_t free_b = 0;
+    uint64_t pool = 0;
+    int rc = m->be->ops->mem_free ? m->be->ops->mem_free(m->be, &free_b, &pool)
+                                  : SQ_FAIL(SQ_EUNSUPPORTED, "%s backend: no memory figure",
+                                            m->be->ops->name);
+    if (rc)
+        return rc;
+    int sharing = 0;
+    for (int r = 0; r < m->n_ranks; r++) {
+        uint64_t theirs = pool;
+        if ((rc = m->comm->bcast(m->comm, &theirs, sizeof theirs, r)))
+            return rc;
+        sharing += theirs == pool;
+    }
+    free_b /= (size_t)(sharing > 0 ? sharing : 1);
+    const size_t per_slot = 2 * (size_t)m->hp.n_layers * (size_t)m->n_ctx *
+                            (size_t)m->n_kv_local *
+                            sq_cpu_row_bytes(m->kv_dtype, m->hp.head_dim);
+    const size_t keep = free_b / 10 + m->act_bytes;
+    const size_t fit = free_b > keep ? (free_b - keep) / per_slot : 0;
+    int32_t slots = fit > SQ_MODEL_SLOTS_AUTO_MAX ? SQ_MODEL_SLOTS_AUTO_MAX : (int32_t)fit;
+    for (int r = 0; r < m->n_ranks; r++) {
+        int32_t theirs = slots;
+        if ((rc = m->comm->bcast(m->comm, &theirs, sizeof theirs, r)))
+            return rc;
+        slots = theirs < slots ? theirs : slots;
+    }
+    if (slots < 1)
+        return SQ_FAIL(SQ_ENOMEM, "KV cache: one sequence of %d positions takes %.1f MiB (%s) on "
+                       "this rank, %.1f MiB of %s memory is free: lower --ctx%s", m->n_ctx,
+                       (double)per_slot / 1048576.0, m->kv_dtype == SQ_DTYPE_F16 ? "f16" : "f32",
+                       (double)free_b / 1048576.0, m->be->ops->name,
+                       m->kv_dtype == SQ_DTYPE_F16 ? "" : " or use --kv-type f16");
+    m->n_slots = slots;
+    return 0;
+}
+
+/* Every layer's K and V caches: n_slots sequences of n_ctx positions. */
+static int s_alloc_kv(sq_model_t *m)
+{
+    const size_t cache = s_kv_layer_bytes(m);
+    for (int l = 0; l < m->hp.n_layers; l++) {
+        s_layer_t *L = &m->layers[l];
+        L->k_cache = m->be->ops->alloc(m->be, cache);
+        L->v_cache = m->be->ops->alloc(m->be, cache);
+        if (!L->k_cache || !L->v_cache)
+            return SQ_FAIL(SQ_ENOMEM, "layer %d: KV cache of %zu bytes (%d sequences of %d "
+                           "positions): lower --max-batch or --ctx", l, 2 * cache, m->n_slots,
+                           m->n_ctx);
+    }
+    m->last_pos = calloc((size_t)m->n_slots, sizeof *m->last_pos);
+    return m->last_pos ? 0 : SQ_FAIL(SQ_ENOMEM, "%d sequence slots", m->n_slots);
 }
 
 /* This rank's heads and FFN columns; refuse shapes that do not split. */
@@ -282,12 +340,13 @@ static int s_alloc_activations(sq_model_t *m)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = m->be->ops->alloc(m->be, B * bufs[i].cols * sizeof(float))))
             return SQ_FAIL(SQ_ENOMEM, "activations for a batch of %zu", B);
+        else
+            m->act_bytes += B * bufs[i].cols * sizeof(float);
     m->ids = calloc(B, sizeof *m->ids);
     m->pos = calloc(B, sizeof *m->pos);
     m->slots = calloc(B, sizeof *m->slots);
     m->adapters = calloc(B, sizeof *m->adapters);
-    m->last_pos = calloc((size_t)m->n_slots, sizeof *m->last_pos);
-    if (!m->ids || !m->pos || !m->slots || !m->adapters || !m->last_pos)
+    if (!m->ids || !m->pos || !m->slots || !m->adapters)
         return SQ_FAIL(SQ_ENOMEM, "batch of %zu", B);
     return 0;
 }
@@ -337,7 +396,7 @@ static int s_load(sq_model_t *m, const sq_model_params_t *p)
         return rc;
     m->n_ctx = p && p->n_ctx > 0 ? p->n_ctx
              : m->hp.n_ctx_train < S_DEFAULT_MAX_CTX ? m->hp.n_ctx_train : S_DEFAULT_MAX_CTX;
-    m->n_slots = p && p->n_slots > 0 ? p->n_slots : 1;
+    m->n_slots = !p || p->n_slots == 0 ? 1 : p->n_slots;   /* < 0: s_auto_slots */
     m->max_batch = p && p->max_batch > 0 ? p->max_batch : S_DEFAULT_MAX_BATCH;
     m->kv_dtype = p && p->kv_f32 ? SQ_DTYPE_F32 : SQ_DTYPE_F16;
     if ((rc = s_partition(m)))
@@ -354,7 +413,8 @@ static int s_load(sq_model_t *m, const sq_model_params_t *p)
         if ((rc = s_load_layer(m, l, &m->layers[l])))
             return rc;
     m->max_adapters = p && p->max_adapters > 0 ? p->max_adapters : S_DEFAULT_MAX_ADAPTERS;
-    if ((rc = s_alloc_activations(m)))
+    if ((rc = s_alloc_activations(m)) || (m->n_slots < 0 && (rc = s_auto_slots(m))) ||
+        (rc = s_alloc_kv(m)))
         return rc;
     return s_lora_init(m);
 }

@@ -44,9 +44,17 @@ typedef struct {
     bool tied_output;           /* no output.weight: token_embd serves */
 } sq_model_hparams_t;
 
+/* n_slots = SQ_MODEL_SLOTS_AUTO: as many sequences as 90 % of the memory
+ * the backend has free after the weights and activations holds (less the
+ * activations' size again for the backend's scratch), at most
+ * SQ_MODEL_SLOTS_AUTO_MAX, the same on every rank (the smallest); SQ_ENOMEM
+ * naming the sizes when not even one fits. sq_model_n_slots says how many. */
+enum { SQ_MODEL_SLOTS_AUTO = -1, SQ_MODEL_SLOTS_AUTO_MAX = 256 };
+
 typedef struct {
     int n_ctx;                  /* positions per slot; 0: the trained context, at most 4096 */
-    int n_slots;                /* KV-cache slots (concurrent sequences); 0: 1 */
+    int n_slots;                /* KV-cache slots (concurrent sequences); 0: 1;
+                                 * SQ_MODEL_SLOTS_AUTO: as many as fit (below) */
     int max_batch;              /* tokens per internal step; 0: 256 */
     int max_adapters;           /* LoRA adapters loaded at once; 0: 8 */
     bool kv_f32;                /* KV cache in F32; default F16 (half the memory and the

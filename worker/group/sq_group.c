@@ -69,7 +69,8 @@ static void s_usage(FILE *fp)
           "  --broker EP          broker worker endpoint (default $SHARDQ_WORKER_ENDPOINT,\n"
           "                       else tcp://127.0.0.1:5556)\n"
           "  --model PATH         GGUF v3 llama model (F32, F16, Q8_0)\n"
-          "  --max-batch B        sequences decoded together (default 16)\n"
+          "  --max-batch B        sequences decoded together (default 16); auto: as many\n"
+          "                       as the device's free memory holds in KV cache, at most 256\n"
           "  --prefetch P         leases held beyond the batch, so freed slots refill at once\n"
           "                       (default 0: prefetched leases run before a later\n"
           "                       higher-priority task can get the slot)\n"
@@ -130,6 +131,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             o->group_id = v;
         else if (!strcmp(flag, "--adapters"))
             o->adapters_dir = v;
+        else if (!strcmp(flag, "--max-batch") && !strcmp(v, "auto"))
+            o->max_batch = SQ_MODEL_SLOTS_AUTO;
         else if (!strcmp(flag, "--max-batch"))
             rc = sq_args_int(flag, v, 1, 4096, &o->max_batch);
         else if (!strcmp(flag, "--prefetch"))
@@ -514,6 +517,8 @@ int sq_group_main(int argc, char **argv)
                              .n_threads = o.n_threads, .n_ctx = o.n_ctx,
                              .n_slots = o.max_batch, .kv_f32 = o.kv_f32, .comm = comm};
     sq_engine_t *eng = comm ? sq_engine_new(&ep) : NULL;
+    if (eng)   /* what --max-batch auto came to */
+        o.max_batch = sq_model_n_slots(sq_engine_model(eng));
     sq_batcher_t *b = eng ? sq_batcher_new(sq_engine_model(eng), MPI_COMM_WORLD, o.max_batch,
                                            o.prefill_budget)
                           : NULL;

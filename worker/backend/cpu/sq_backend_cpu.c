@@ -7,9 +7,12 @@
  *  head). Weights given with borrow=true (the GGUF mapping) are used in
  *  place: loading a model copies nothing but the row-parallel slices.
  */
+#define _DEFAULT_SOURCE   /* sysconf's _SC_AVPHYS_PAGES */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sq_backend.h"
 #include "sq_cpu_kernels.h"
@@ -375,6 +378,34 @@ static int s_argmax(sq_backend_t *be, const float *x, int n_rows, int n_cols, in
     return 0;
 }
 
+/* MemAvailable of /proc/meminfo, else the free pages; the pool is the
+ * host (its name, hashed) */
+static int s_mem_free(sq_backend_t *be, size_t *bytes, uint64_t *pool)
+{
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "unknown-host");
+    *pool = 1469598103934665603ULL;   /* FNV-1a */
+    for (const unsigned char *c = (const unsigned char *)host; *c; c++)
+        *pool = (*pool ^ *c) * 1099511628211ULL;
+    FILE *fp = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kib = 0;
+    while (fp && fgets(line, sizeof line, fp))
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+            break;
+    if (fp)
+        fclose(fp);
+    if (kib == 0) {
+        const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        kib = pages > 0 && page > 0 ? (unsigned long long)pages * (unsigned long long)page / 1024 : 0;
+    }
+    if (kib == 0)
+        return SQ_FAIL(SQ_EDEVICE, "cpu: cannot tell the available memory");
+    *bytes = (size_t)(kib * 1024);
+    return 0;
+}
+
 static const sq_backend_ops_t s_cpu_ops = {
     .name = "cpu",
     .destroy = s_destroy,
@@ -394,6 +425,7 @@ static const sq_backend_ops_t s_cpu_ops = {
     .add = s_add,
     .index_rows = s_index_rows,
     .argmax = s_argmax,
+    .mem_free = s_mem_free,
 };
 
 sq_backend_t *sq_backend_cpu_new(int n_threads)

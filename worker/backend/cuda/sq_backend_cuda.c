@@ -781,6 +781,14 @@ static int s_sample(sq_backend_t *be, const float *x, int n_rows, int n_cols,
     return s_tokens(be, x, n_rows, n_cols, rows, host_out);
 }
 
+static int s_mem_free(sq_backend_t *be, size_t *bytes, uint64_t *pool)
+{
+    size_t total = 0;
+    S_CUDA(cudaMemGetInfo(bytes, &total), "device memory");
+    *pool = sq_cuda_device_key(s_ctx(be)->device);
+    return 0;
+}
+
 static const sq_backend_ops_t s_cuda_ops = {
     .name = "cuda",
     .destroy = s_destroy,
@@ -801,6 +809,7 @@ static const sq_backend_ops_t s_cuda_ops = {
     .index_rows = s_index_rows,
     .argmax = s_argmax,
     .sample = s_sample,
+    .mem_free = s_mem_free,
 };
 
 /* an on-by-default switch of the environment: off only when set to 0 */

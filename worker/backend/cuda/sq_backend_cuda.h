@@ -67,6 +67,10 @@ sq_tp_comm_t *sq_tp_comm_cuda_new_mode(sq_backend_t *be, sq_tp_comm_t *host,
                                        sq_cuda_comm_mode_t mode);
 sq_cuda_comm_mode_t sq_tp_comm_cuda_mode(const sq_tp_comm_t *comm);
 
+/* a device's key: sq_cuda_key of the host name and the device's PCI bus id
+ * (or its ordinal), equal for ranks on one device */
+unsigned long long sq_cuda_device_key(int device);
+
 /* ---- host-side planning (no device needed; unit-tested on CPU) ---- */
 
 /* The local rank from the launcher's environment (Open MPI, MPICH/Hydra,

@@ -131,23 +131,30 @@ static void s_destroy(sq_tp_comm_t **self_p)
     *self_p = NULL;
 }
 
-/* Every rank's device key (host name + PCI bus id), gathered by
- * broadcasting each rank's in turn. */
-static int s_gather_keys(s_cc_t *c, unsigned long long *keys, int n)
+unsigned long long sq_cuda_device_key(int device)
 {
     char id[128], pci[64] = "";
     if (gethostname(id, 64) != 0)
         snprintf(id, 64, "unknown-host");
     id[63] = '\0';
-    /* every rank must reach the broadcasts below: without a bus id, the
-     * ordinal stands in (ranks on one host then compare by ordinal) */
-    if (cudaDeviceGetPCIBusId(pci, sizeof pci, c->device) != cudaSuccess)
-        snprintf(pci, sizeof pci, "device-%d", c->device);
+    /* without a bus id, the ordinal stands in (ranks on one host then
+     * compare by ordinal) */
+    if (cudaDeviceGetPCIBusId(pci, sizeof pci, device) != cudaSuccess) {
+        (void)cudaGetLastError();
+        snprintf(pci, sizeof pci, "device-%d", device);
+    }
     strncat(id, "/", sizeof id - strlen(id) - 1);
     strncat(id, pci, sizeof id - strlen(id) - 1);
+    return sq_cuda_key(id);
+}
+
+/* Every rank's device key, gathered by broadcasting each rank's in turn. */
+static int s_gather_keys(s_cc_t *c, unsigned long long *keys, int n)
+{
+    const unsigned long long mine = sq_cuda_device_key(c->device);
     const int me = c->host->rank(c->host);
     for (int r = 0; r < n; r++) {
-        keys[r] = r == me ? sq_cuda_key(id) : 0;
+        keys[r] = r == me ? mine : 0;
         int rc = c->host->bcast(c->host, &keys[r], sizeof keys[r], r);
         if (rc)
             return rc;
