@@ -52,6 +52,10 @@ typedef struct {
     s_scratch_t xq;             /* activations as Q8_0 for the Q8_0 GEMV and mma */
     s_scratch_t tokens;         /* argmax and sample results on their way to the host */
     s_scratch_t draws;          /* the sample op's rows, SQ_CU_SAMPLE_WORDS each */
+    int32_t *draws_h;           /* their pinned host copy (draws_h_n words): the
+                                 * copy is queued, and the next call's filling
+                                 * waits for the download that ends this one */
+    size_t draws_h_n;
     s_scratch_t att_part;       /* split attention's partial results */
     int n_sms;                  /* the device's multiprocessors (attention splits) */
     int att_split;              /* SHARDQ_CUDA_ATT_SPLIT: blocks per (head, token), 0 auto */
@@ -485,6 +489,7 @@ static void s_destroy(sq_backend_t *be)
     cudaFree(c->xq.p);
     cudaFree(c->tokens.p);
     cudaFree(c->draws.p);
+    cudaFreeHost(c->draws_h);
     cudaFree(c->att_part.p);
     cudaFree(c->blas_ws);
     if (c->blas)
@@ -750,9 +755,15 @@ static int s_tokens(sq_backend_t *be, const float *x, int n_rows, int n_cols,
         S_CUDA(sq_cu_argmax(c->stream, x, n_rows, n_cols, c->tokens.p), "argmax");
         return s_download(be, host_out, c->tokens.p, (size_t)n_rows * sizeof(int32_t));
     }
-    int32_t *w = malloc(n_words * sizeof *w);
-    if (!w)
-        return SQ_FAIL(SQ_ENOMEM, "sampling %d rows", n_rows);
+    if (n_words > c->draws_h_n) {
+        cudaFreeHost(c->draws_h);
+        c->draws_h = NULL;
+        c->draws_h_n = 0;
+        S_CUDA(cudaMallocHost((void **)&c->draws_h, n_words * sizeof(int32_t)),
+               "pinned sampling rows");
+        c->draws_h_n = n_words;
+    }
+    int32_t *w = c->draws_h;
     for (int r = 0; r < n_rows; r++) {
         const uint64_t u53 = (uint64_t)(rows[r].u * 9007199254740992.0);   /* 2^53 */
         int32_t *rw = w + (size_t)r * SQ_CU_SAMPLE_WORDS;
@@ -762,10 +773,9 @@ static int s_tokens(sq_backend_t *be, const float *x, int n_rows, int n_cols,
         rw[3] = (int32_t)(uint32_t)u53;
         rw[4] = (int32_t)(uint32_t)(u53 >> 32);
     }
-    rc = s_upload(be, c->draws.p, w, n_words * sizeof *w);
-    free(w);
-    if (rc)
-        return rc;
+    S_CUDA(cudaMemcpyAsync(c->draws.p, w, n_words * sizeof *w, cudaMemcpyHostToDevice,
+                           c->stream),
+           "sampling rows");
     S_CUDA(sq_cu_sample(c->stream, x, n_rows, n_cols, c->draws.p, c->tokens.p), "sample");
     return s_download(be, host_out, c->tokens.p, (size_t)n_rows * sizeof(int32_t));
 }
