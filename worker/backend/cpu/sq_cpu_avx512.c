@@ -72,14 +72,14 @@ s_load_pair(const sq_block_q8_0_t *b, int two)
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-/* The two blocks' fp16 scales, each broadcast over its half. */
+/* The two blocks' fp16 scales, each broadcast over its half: two word
+ * broadcasts and one conversion of all 16 (exact, as _cvtsh_ss). */
 S_INLINE __m512
 s_scale_pair(const sq_block_q8_0_t *b, int two)
 {
-    __m256 lo = _mm256_set1_ps(_cvtsh_ss(b[0].d));
-    __m256 hi = two ? _mm256_set1_ps(_cvtsh_ss(b[1].d)) : _mm256_setzero_ps();
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)),
-                                               _mm256_castps_pd(hi), 1));
+    const __m128i lo = _mm_set1_epi16((short) b[0].d);
+    const __m128i hi = two ? _mm_set1_epi16((short) b[1].d) : _mm_setzero_si128();
+    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
 }
 
 /* One step over blocks b, b + 1 (only b when !two). Products go to 16
