@@ -2,13 +2,16 @@
  *  backend (CUDA by default), one table row per model file.
  *
  *    shardq-bench-cuda [--device cuda|cpu|auto] [--prompt N] [--gen N]
- *                      [--agg-steps N] [--batches B,B,...] [--hbm-tbs X]
- *                      [--lora ADAPTER] [--temperature T] MODEL...
+ *                      [--agg-prompt N] [--agg-steps N] [--batches B,B,...]
+ *                      [--hbm-tbs X] [--lora ADAPTER] [--temperature T]
+ *                      [--kv-type f16|f32] MODEL...
  *
  *  prefill: one --prompt-token batch (after a warm-up), tokens/s.
  *  decode b1: --gen greedy steps of one sequence after the prompt, ms/token.
- *  aggregate bB: B sequences (slots) each after a 16-token prompt, one
- *  token of each per step for --agg-steps steps, tokens/s over all.
+ *  aggregate bB: B sequences (slots) each after an --agg-prompt-token
+ *  prompt (default 16; a long one makes the steps read a long KV cache),
+ *  one token of each per step for --agg-steps steps, tokens/s over all.
+ *  --kv-type: the KV cache's values (default f16, the engine's).
  *  Decode steps read back each sequence's greedy token every step
  *  (sq_model_forward_argmax), as the worker does for greedy sequences and
  *  as the transformers anchor (bench/cuda/hf_bench.py) does.
@@ -36,12 +39,13 @@
 #include "sq_sampler.h"
 #include "sq_tp_comm.h"
 
-enum { S_MAX_BATCHES = 8, S_AGG_PROMPT = 16 };
+enum { S_MAX_BATCHES = 8 };
 
 typedef struct {
     const char *device, *lora;
     float temperature;          /* 0: greedy decode steps */
-    int n_prompt, n_gen, agg_steps;
+    int n_prompt, n_gen, agg_prompt, agg_steps;
+    bool kv_f32;
     int batches[S_MAX_BATCHES], n_batches;
     double hbm_tbs;
 } s_opts_t;
@@ -109,7 +113,7 @@ static int s_measure(sq_model_t *m, const s_opts_t *o, int lora_id, s_row_t *r)
     int max_b = 1;
     for (int i = 0; i < o->n_batches; i++)
         max_b = o->batches[i] > max_b ? o->batches[i] : max_b;
-    size_t n_entries = (size_t)(o->n_prompt > max_b * S_AGG_PROMPT ? o->n_prompt : max_b * S_AGG_PROMPT);
+    size_t n_entries = (size_t)(o->n_prompt > max_b * o->agg_prompt ? o->n_prompt : max_b * o->agg_prompt);
     sq_batch_entry_t *b = malloc(n_entries * sizeof *b);
     float *logits = malloc((size_t)max_b * n_vocab * sizeof(float));
     int32_t *tokens = malloc((size_t)max_b * sizeof *tokens);
@@ -135,12 +139,12 @@ static int s_measure(sq_model_t *m, const s_opts_t *o, int lora_id, s_row_t *r)
     for (int i = 0; rc == 0 && i < o->n_batches; i++) {
         const int B = o->batches[i];
         for (int s = 0; rc == 0 && s < B; s++)
-            rc = s_prefill(m, b + (size_t)s * S_AGG_PROMPT, s, S_AGG_PROMPT, 0, lora_id, NULL);
+            rc = s_prefill(m, b + (size_t)s * o->agg_prompt, s, o->agg_prompt, 0, lora_id, NULL);
         t0 = s_now();
         for (int k = 0; rc == 0 && k < o->agg_steps; k++) {
             for (int s = 0; s < B; s++)
                 b[s] = (sq_batch_entry_t){.slot = s, .token = (int32_t)((s * 17 + k) % n_vocab),
-                                          .pos = S_AGG_PROMPT + k, .want_logits = true,
+                                          .pos = o->agg_prompt + k, .want_logits = true,
                                           .adapter = s_adapter(lora_id, s)};
             rc = s_decode(m, o, b, B, &rng, rows, tokens);
         }
@@ -161,9 +165,11 @@ static int s_run(const char *path, const s_opts_t *o, s_row_t *r)
     sq_gguf_t *g = sq_gguf_open(path);
     sq_backend_t *be = g ? sq_backend_new(o->device, 1) : NULL;
     sq_tp_comm_t *comm = be ? sq_tp_comm_local_new() : NULL;
-    const int n_ctx = o->n_prompt + o->n_gen + S_AGG_PROMPT + o->agg_steps;
-    sq_model_params_t p = {.n_ctx = n_ctx, .n_slots = max_b,
-                           .max_batch = o->n_prompt > max_b ? o->n_prompt : max_b};
+    const int n_ctx = o->n_prompt + o->n_gen + o->agg_prompt + o->agg_steps;
+    int max_tok = o->n_prompt > o->agg_prompt ? o->n_prompt : o->agg_prompt;
+    max_tok = max_tok > max_b ? max_tok : max_b;
+    sq_model_params_t p = {.n_ctx = n_ctx, .n_slots = max_b, .max_batch = max_tok,
+                           .kv_f32 = o->kv_f32};
     sq_model_t *m = comm ? sq_model_new(g, be, comm, &p) : NULL;
     int rc = m ? 0 : -1, lora_id = 0;
     if (m && o->lora) {
@@ -188,8 +194,9 @@ static int s_run(const char *path, const s_opts_t *o, s_row_t *r)
 static int s_usage(const char *why)
 {
     fprintf(stderr, "shardq-bench-cuda: %s\nusage: shardq-bench-cuda [--device cuda|cpu|auto] "
-                    "[--prompt N] [--gen N] [--agg-steps N] [--batches B,B,...] [--hbm-tbs X] "
-                    "[--lora ADAPTER] [--temperature T] MODEL...\n", why);
+                    "[--prompt N] [--gen N] [--agg-prompt N] [--agg-steps N] [--batches B,B,...] "
+                    "[--hbm-tbs X] [--lora ADAPTER] [--temperature T] [--kv-type f16|f32] "
+                    "MODEL...\n", why);
     return 2;
 }
 
@@ -214,7 +221,8 @@ static int s_parse_batches(char *v, s_opts_t *o)
 
 int main(int argc, char **argv)
 {
-    s_opts_t o = {.device = "cuda", .n_prompt = 512, .n_gen = 64, .agg_steps = 16,
+    s_opts_t o = {.device = "cuda", .n_prompt = 512, .n_gen = 64, .agg_prompt = 16,
+                  .agg_steps = 16,
                   .batches = {16, 64, 256}, .n_batches = 3, .hbm_tbs = 4.8};
     int i = 1;
     for (; i < argc && !strncmp(argv[i], "--", 2); i += 2) {
@@ -230,6 +238,10 @@ int main(int argc, char **argv)
             bad = s_parse_int(v, 1, 1 << 16, &o.n_gen);
         else if (!strcmp(a, "--agg-steps"))
             bad = s_parse_int(v, 1, 1 << 16, &o.agg_steps);
+        else if (!strcmp(a, "--agg-prompt"))
+            bad = s_parse_int(v, 1, 1 << 16, &o.agg_prompt);
+        else if (!strcmp(a, "--kv-type"))
+            bad = strcmp(v, "f16") && strcmp(v, "f32") ? 1 : ((o.kv_f32 = v[1] == '3'), 0);
         else if (!strcmp(a, "--batches"))
             bad = s_parse_batches(argv[i + 1], &o);
         else if (!strcmp(a, "--lora"))
@@ -245,6 +257,8 @@ int main(int argc, char **argv)
     }
     if (i == argc)
         return s_usage("no model given");
+    printf("KV cache %s; prompt %d, %d decode steps; aggregates after %d-token prompts, %d steps\n",
+           o.kv_f32 ? "f32" : "f16", o.n_prompt, o.n_gen, o.agg_prompt, o.agg_steps);
     printf("%-28s %-5s %9s %11s %10s", "model", "dev", "weights", "prefill", "b1 decode");
     for (int k = 0; k < o.n_batches; k++)
         printf("   b%-3d tok/s", o.batches[k]);
