@@ -11,10 +11,12 @@
  *  - shapes that cannot be split and bad batch entries are refused.
  *  The Q8_0-against-F32 quality check is in test_model_quality.c.
  */
+#define _POSIX_C_SOURCE 200809L   /* mkdtemp, setenv */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sq_cpu_kernels.h"
 #include "sq_engine.h"
@@ -316,8 +318,44 @@ static void test_prompt_whole_equals_stepwise(void)
     s_prompt_whole_vs_stepwise(s_q8, true);
 }
 
+/* SQ_MODEL_SLOTS_AUTO on the CPU under a (fake) memory cgroup leaving 40
+ * MiB: fewer slots than the cap, each of 4,096 positions, within 90 % of
+ * the room. */
+static void s_auto_slots_cgroup(void)
+{
+    char dir[] = "/tmp/sq-cgroup-XXXXXX", path[64];
+    SQ_REQUIRE(mkdtemp(dir) != NULL);
+    const char *names[2] = {"memory.max", "memory.current"};
+    const unsigned long long vals[2] = {(1ULL << 30) + (40ULL << 20), 1ULL << 30};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        FILE *fp = fopen(path, "w");
+        SQ_REQUIRE(fp);
+        fprintf(fp, "%llu\n", vals[i]);
+        fclose(fp);
+    }
+    setenv("SQ_CGROUP_ROOT", dir, 1);
+    sq_engine_params_t p = {.model_path = s_f32, .n_threads = 1, .n_ctx = 4096,
+                            .n_slots = SQ_MODEL_SLOTS_AUTO};
+    sq_engine_t *e = sq_engine_new(&p);
+    unsetenv("SQ_CGROUP_ROOT");
+    SQ_REQUIRE(e);
+    sq_model_t *m = sq_engine_model(e);
+    const int slots = sq_model_n_slots(m);
+    fprintf(stderr, "   auto slots under a cgroup with 40 MiB of room: %d (%zu bytes of cache)\n",
+            slots, sq_model_kv_bytes(m));
+    SQ_CHECK(slots >= 2 && slots < SQ_MODEL_SLOTS_AUTO_MAX);
+    SQ_CHECK(sq_model_kv_bytes(m) <= (size_t)(40ULL << 20) / 10 * 9);
+    sq_engine_destroy(&e);
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 /* SQ_MODEL_SLOTS_AUTO on the CPU: the host's free memory holds far more
- * than the cap, so the cap; the last slot runs. */
+ * than the cap, so the cap; the last slot runs. Then under a cgroup. */
 static void test_auto_slots_cpu(void)
 {
     sq_engine_params_t p = {.model_path = s_f32, .n_threads = 1, .n_ctx = 128,
@@ -331,6 +369,7 @@ static void test_auto_slots_cpu(void)
     SQ_CHECK(logits && sq_model_forward(m, &b, 1, logits) == 0);
     free(logits);
     sq_engine_destroy(&e);
+    s_auto_slots_cgroup();
 }
 
 static void test_batched_equals_alone_kv_f32(void)

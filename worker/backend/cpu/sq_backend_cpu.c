@@ -8,6 +8,7 @@
  *  place: loading a model copies nothing but the row-parallel slices.
  */
 #define _DEFAULT_SOURCE   /* sysconf's _SC_AVPHYS_PAGES */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -378,8 +379,43 @@ static int s_argmax(sq_backend_t *be, const float *x, int n_rows, int n_cols, in
     return 0;
 }
 
-/* MemAvailable of /proc/meminfo, else the free pages; the pool is the
- * host (its name, hashed) */
+/* The first unsigned number in file dir/name; 0 when absent or not one
+ * (cgroup v2 writes "max" for no limit) */
+static unsigned long long s_read_u64(const char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "r");
+    unsigned long long v = 0;
+    if (fp && fscanf(fp, "%llu", &v) != 1)
+        v = 0;
+    if (fp)
+        fclose(fp);
+    return v;
+}
+
+/* Room left under the process's memory cgroup (a container's limit,
+ * which /proc/meminfo does not show): limit - usage of cgroup v2, else
+ * v1; ULLONG_MAX when there is no limit. The root is /sys/fs/cgroup, or
+ * SQ_CGROUP_ROOT (tests). */
+static unsigned long long s_cgroup_room(void)
+{
+    const char *root = getenv("SQ_CGROUP_ROOT");
+    char v1[512];
+    root = root && *root ? root : "/sys/fs/cgroup";
+    snprintf(v1, sizeof v1, "%s/memory", root);
+    unsigned long long limit = s_read_u64(root, "memory.max"), used = 0;
+    if (limit)
+        used = s_read_u64(root, "memory.current");
+    else if ((limit = s_read_u64(v1, "memory.limit_in_bytes")))
+        used = s_read_u64(v1, "memory.usage_in_bytes");
+    if (limit == 0 || limit >= (1ULL << 62))   /* v1 writes a huge number for none */
+        return ULLONG_MAX;
+    return limit > used ? limit - used : 0;
+}
+
+/* MemAvailable of /proc/meminfo (else the free pages), or less when a
+ * memory cgroup leaves less; the pool is the host (its name, hashed) */
 static int s_mem_free(sq_backend_t *be, size_t *bytes, uint64_t *pool)
 {
     char host[256] = "";
@@ -402,7 +438,8 @@ static int s_mem_free(sq_backend_t *be, size_t *bytes, uint64_t *pool)
     }
     if (kib == 0)
         return SQ_FAIL(SQ_EDEVICE, "cpu: cannot tell the available memory");
-    *bytes = (size_t)(kib * 1024);
+    const unsigned long long room = s_cgroup_room();
+    *bytes = (size_t)(kib * 1024 < room ? kib * 1024 : room);
     return 0;
 }
 
