@@ -69,9 +69,10 @@ static int s_ready_fields(sq_wire_val_t b, sq_group_t *g)
 
 static char *s_caps_json(sq_group_t *g)
 {
-    json_t *o = json_pack("{s:s,s:s?,s:s,s:i,s:i,s:b}", "model", g->model, "model_sha256",
-                          g->sha, "device", g->device, "tp_size", (int)g->tp_size, "max_batch",
-                          (int)g->max_batch, "draining", g->draining);
+    json_t *o = json_pack("{s:s,s:s?,s:s,s:s?,s:i,s:i,s:b}", "model", g->model, "model_sha256",
+                          g->sha, "device", g->device, "kv_type", g->kv_type, "tp_size",
+                          (int)g->tp_size, "max_batch", (int)g->max_batch, "draining",
+                          g->draining);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;

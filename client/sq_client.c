@@ -507,6 +507,7 @@ s_decode_worker(sq_wire_val_t m, void *elem)
     sq_client_get_fixed(m, "group_id", w->group_id, sizeof w->group_id);
     sq_client_get_fixed(m, "model", w->model, sizeof w->model);
     sq_client_get_fixed(m, "device", w->device, sizeof w->device);
+    sq_client_get_fixed(m, "kv_type", w->kv_type, sizeof w->kv_type);
     sq_client_get_fixed(m, "state", w->state, sizeof w->state);
     w->tp_size = sq_client_get_u64(m, "tp_size");
     w->max_batch = sq_client_get_u64(m, "max_batch");

@@ -161,6 +161,7 @@ typedef struct {
     char group_id[SQ_CLIENT_ID_BYTES];
     char model[SQ_CLIENT_NAME_BYTES];
     char device[SQ_CLIENT_NAME_BYTES];
+    char kv_type[SQ_CLIENT_NAME_BYTES];   /* "f16", "f32", or "" when the group gave none */
     char state[SQ_CLIENT_STATE_BYTES];
     uint64_t tp_size, max_batch, leases, last_seen_ms_ago, completed;
 } sq_client_worker_t;

@@ -220,6 +220,9 @@ static void case_serves(void)
                      "'fda40b11105b10c7b8979c01f943994fbd18dd430eaa09149ff9e4ea1249fa5c' "
                      "AND group_id = 'g-serve' AND tp_size = 2 AND device = 'cpu' AND kv_type = 'f16' "
                      "AND adapter IS NULL AND prefill_ms >= 0 AND decode_ms >= 0") == 40);
+    /* the group's capabilities name its KV cache (shardq workers shows them) */
+    SQ_CHECK(s_count("SELECT count(*) FROM workers WHERE group_id = 'g-serve' "
+                     "AND capabilities->>'kv_type' = 'f16'") == 1);
     /* the broker's Prometheus endpoint sees the pool and the idle group */
     static char page[65536];
     SQ_CHECK(s_scrape(mport, page, sizeof page) == 0);
