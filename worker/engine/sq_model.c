@@ -189,11 +189,16 @@ static int s_load_cols(sq_model_t *m, const char *name, int64_t n_in, int64_t n_
     return rc ? s_weight_fail(rc, name) : 0;
 }
 
+/* bytes of one sequence's K (or V) rows in one layer's cache on this rank */
+static size_t s_kv_slot_bytes(const sq_model_t *m)
+{
+    return (size_t)m->n_ctx * (size_t)m->n_kv_local * sq_cpu_row_bytes(m->kv_dtype, m->hp.head_dim);
+}
+
 /* bytes of one layer's K (or V) cache on this rank */
 static size_t s_kv_layer_bytes(const sq_model_t *m)
 {
-    return (size_t)m->n_slots * (size_t)m->n_ctx * (size_t)m->n_kv_local *
-           sq_cpu_row_bytes(m->kv_dtype, m->hp.head_dim);
+    return (size_t)m->n_slots * s_kv_slot_bytes(m);
 }
 
 /* A norm vector of n, converted to F32. */
@@ -265,9 +270,7 @@ static int s_auto_slots(sq_model_t *m)
         sharing += theirs == pool;
     }
     free_b /= (size_t)(sharing > 0 ? sharing : 1);
-    const size_t per_slot = 2 * (size_t)m->hp.n_layers * (size_t)m->n_ctx *
-                            (size_t)m->n_kv_local *
-                            sq_cpu_row_bytes(m->kv_dtype, m->hp.head_dim);
+    const size_t per_slot = 2 * (size_t)m->hp.n_layers * s_kv_slot_bytes(m);   /* K and V */
     const size_t keep = free_b / 10 + m->act_bytes;
     const size_t fit = free_b > keep ? (free_b - keep) / per_slot : 0;
     int32_t slots = fit > SQ_MODEL_SLOTS_AUTO_MAX ? SQ_MODEL_SLOTS_AUTO_MAX : (int32_t)fit;
@@ -337,11 +340,12 @@ static int s_alloc_activations(sq_model_t *m)
         {&m->v, m->n_kv_local * hd}, {&m->att, m->n_heads_local * hd},
         {&m->o, (size_t)m->hp.dim}, {&m->gate, (size_t)m->ffn_local},
         {&m->up, (size_t)m->ffn_local}, {&m->logits, (size_t)m->hp.n_vocab}};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (!(*bufs[i].p = m->be->ops->alloc(m->be, B * bufs[i].cols * sizeof(float))))
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        const size_t bytes = B * bufs[i].cols * sizeof(float);
+        if (!(*bufs[i].p = m->be->ops->alloc(m->be, bytes)))
             return SQ_FAIL(SQ_ENOMEM, "activations for a batch of %zu", B);
-        else
-            m->act_bytes += B * bufs[i].cols * sizeof(float);
+        m->act_bytes += bytes;
+    }
     m->ids = calloc(B, sizeof *m->ids);
     m->pos = calloc(B, sizeof *m->pos);
     m->slots = calloc(B, sizeof *m->slots);
