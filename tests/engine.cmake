@@ -87,6 +87,10 @@ add_test(NAME unit.worker_kv_type_bad
                  --kv-type f8)
 set_tests_properties(unit.worker_kv_type_bad PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
   PASS_REGULAR_EXPRESSION "--kv-type: 'f8' is not f16 or f32")
+add_test(NAME unit.worker_prefix_cache_bad
+         COMMAND shardq-worker --broker tcp://127.0.0.1:1 --model x.gguf --prefix-cache maybe)
+set_tests_properties(unit.worker_prefix_cache_bad PROPERTIES LABELS unit
+  PASS_REGULAR_EXPRESSION "--prefix-cache: 'maybe' is not on or off")
 # (mpirun drops empty arguments, so this one starts from a real prompt)
 sq_engine_mpi_test(mpi.worker_tp2 2 $<TARGET_FILE:shardq-worker>
                    --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt "Once upon a time"

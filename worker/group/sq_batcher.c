@@ -26,6 +26,11 @@ typedef struct {
     sq_seq_t *seq;              /* NULL: free slot */
     void *user;
     sq_seq_times_t times;
+    /* rank 0: the tokens whose K/V rows the slot's cache holds, positions
+     * 0..n_cached-1, computed with adapter cached_adapter */
+    int32_t *cached;
+    int n_cached;
+    int32_t cached_adapter;
 } s_slot_t;
 
 struct sq_batcher {
@@ -44,6 +49,8 @@ struct sq_batcher {
     sq_sample_row_t *draws;     /* (max_batch): rows' draws for a sampling device, rank 0 */
     int n_vocab;
     sq_threadpool_t *pool;      /* rank 0's sampling threads (NULL: the caller's) */
+    bool prefix_reuse;          /* rank 0: admit reuses cached prompt prefixes */
+    long reused_tokens;
 };
 
 static int64_t s_now_ns(void)
@@ -94,6 +101,10 @@ sq_batcher_t *sq_batcher_new(sq_model_t *model, MPI_Comm comm, int max_batch,
          !(self->tokens = malloc((size_t)max_batch * sizeof *self->tokens)) ||
          !(self->draws = malloc((size_t)max_batch * sizeof *self->draws))))
         goto nomem;
+    for (int i = 0; self->rank == 0 && i < max_batch; i++)
+        if (!(self->slots[i].cached = malloc((size_t)sq_model_n_ctx(model) * sizeof(int32_t))))
+            goto nomem;
+    self->prefix_reuse = true;
     return self;
 nomem:
     SQ_FAIL(SQ_ENOMEM, "batcher for %d sequences", max_batch);
@@ -106,8 +117,10 @@ void sq_batcher_destroy(sq_batcher_t **self_p)
     if (!self_p || !*self_p)
         return;
     sq_batcher_t *self = *self_p;
-    for (int i = 0; self->slots && i < self->max_batch; i++)
+    for (int i = 0; self->slots && i < self->max_batch; i++) {
         sq_seq_destroy(&self->slots[i].seq);
+        free(self->slots[i].cached);
+    }
     if (self->comm != MPI_COMM_NULL)
         MPI_Comm_free(&self->comm);
     free(self->slots);
@@ -147,15 +160,56 @@ static void s_sample_rows(void *arg, int ith, int nth)
 int sq_batcher_capacity(const sq_batcher_t *self) { return self->max_batch; }
 int sq_batcher_n_active(const sq_batcher_t *self) { return self->n_active; }
 
+void sq_batcher_set_prefix_reuse(sq_batcher_t *self, bool on)
+{
+    self->prefix_reuse = on;
+}
+
+long sq_batcher_reused_tokens(const sq_batcher_t *self)
+{
+    return self->reused_tokens;
+}
+
+/* prompt tokens of seq whose K/V rows slot sl holds: the common prefix of
+ * its cached tokens and the prompt, under the same adapter, short of the
+ * prompt's last token */
+static int s_reusable(const s_slot_t *sl, const sq_seq_t *seq)
+{
+    if (sl->cached_adapter != sq_seq_adapter(seq))
+        return 0;
+    const int32_t *ids = sq_seq_prompt_ids(seq);
+    const int most = (int)sq_seq_n_prompt(seq) - 1;
+    int n = 0;
+    while (n < most && n < sl->n_cached && sl->cached[n] == ids[n])
+        n++;
+    return n;
+}
+
 int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user)
 {
-    for (int i = 0; i < self->max_batch; i++)
-        if (!self->slots[i].seq) {
-            self->slots[i] = (s_slot_t){seq, user, {s_now_ns(), 0, 0}};
-            self->n_active++;
-            return i;
+    int best = -1, best_n = -1;
+    for (int i = 0; i < self->max_batch; i++) {
+        if (self->slots[i].seq)
+            continue;
+        const int n = self->prefix_reuse ? s_reusable(&self->slots[i], seq) : 0;
+        if (n > best_n) {
+            best = i;
+            best_n = n;
         }
-    return SQ_EAGAIN;
+    }
+    if (best < 0)
+        return SQ_EAGAIN;
+    s_slot_t *sl = &self->slots[best];
+    sl->seq = seq;
+    sl->user = user;
+    sl->times = (sq_seq_times_t){s_now_ns(), 0, 0};
+    /* rows past the prefix get the newcomer's tokens as its prefill runs */
+    sl->n_cached = best_n;
+    sl->cached_adapter = sq_seq_adapter(seq);
+    sq_seq_mark_prefilled(seq, (size_t)best_n);
+    self->reused_tokens += best_n;
+    self->n_active++;
+    return best;
 }
 
 int sq_batcher_remove(sq_batcher_t *self, void *user)
@@ -258,9 +312,12 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
         sq_threadpool_run(self->pool, s_sample_rows, &job);
     }
     int64_t now = s_now_ns();
-    /* prompt progress: a chunk moves n_prefilled forward */
+    /* prompt progress: a chunk moves n_prefilled forward; the cache now
+     * holds each entry's token at its position */
     for (int e = 0; e < hdr.n; e++) {
         s_slot_t *sl = &self->slots[self->plan[e].slot];
+        sl->cached[self->plan[e].pos] = self->plan[e].token;
+        sl->n_cached = self->plan[e].pos + 1;
         if (!sq_seq_decoding(sl->seq)) {
             sq_seq_mark_prefilled(sl->seq, 1);
             if (sq_seq_decoding(sl->seq))
@@ -276,7 +333,8 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
             sq_seq_t *seq = sl->seq;
             void *user = sl->user;
             sq_seq_times_t times = sl->times;
-            *sl = (s_slot_t){0};
+            sl->seq = NULL;   /* the cache keeps its rows for a newcomer (admit) */
+            sl->user = NULL;
             self->n_active--;
             done(arg, seq, user, &times);
         }
@@ -332,6 +390,10 @@ int sq_batcher_adapter_load(sq_batcher_t *self, const char *path, int *id)
 
 int sq_batcher_adapter_unload(sq_batcher_t *self, int id)
 {
+    /* a later adapter may get this id: rows computed with this one go */
+    for (int i = 0; i < self->max_batch; i++)
+        if (self->slots[i].cached_adapter == id)
+            self->slots[i].n_cached = 0;
     s_plan_hdr_t hdr = {id, S_CMD_UNLOAD};
     int rc = s_send_header(self, &hdr);
     return rc ? rc : s_adapter_cmd(self, &hdr, NULL, NULL);

@@ -50,8 +50,20 @@ int sq_batcher_capacity(const sq_batcher_t *self);
 int sq_batcher_n_active(const sq_batcher_t *self);
 
 /* Rank 0: add a sequence (taking it) with an opaque user pointer.
- * Returns its slot, or SQ_EAGAIN when every slot is busy. */
+ * Returns its slot, or SQ_EAGAIN when every slot is busy.
+ * Prefix reuse: a slot's KV cache still holds what its last sequence put
+ * there after it finishes, so a newcomer takes the free slot whose cached
+ * tokens share the longest prefix with its prompt (same LoRA adapter)
+ * and starts its prefill after that prefix (never past the prompt's last
+ * token, whose logits it needs). Batch jobs whose prompts share an
+ * instruction block skip prefilling it. The rows reused are the ones a
+ * fresh prefill would compute (on the CPU backend the same bits: the
+ * output does not change). */
 int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user);
+/* Rank 0: turn prefix reuse off (on by default) or on; and how many
+ * prompt tokens it has saved so far. */
+void sq_batcher_set_prefix_reuse(sq_batcher_t *self, bool on);
+long sq_batcher_reused_tokens(const sq_batcher_t *self);
 /* Rank 0: drop the sequence whose user pointer is user (cancel). Returns
  * 0 or SQ_ENOTFOUND. The sequence is destroyed. */
 int sq_batcher_remove(sq_batcher_t *self, void *user);

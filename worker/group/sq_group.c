@@ -47,6 +47,7 @@ typedef struct {
     int prefill_budget;
     int n_ctx;
     bool kv_f32;                /* --kv-type f32 */
+    bool no_prefix;             /* --prefix-cache off */
     int grace_s;
     int max_tokens;             /* default when a task gives none */
     const char *adapters_dir;   /* NAME/VERSION.gguf, NAME/active */
@@ -80,6 +81,8 @@ static void s_usage(FILE *fp)
           "  --ctx N              context per sequence (default: the model's)\n"
           "  --kv-type T          KV cache values: f16 (default: half the memory of f32)\n"
           "                       or f32\n"
+          "  --prefix-cache on|off  a task takes the free slot whose cache holds the longest\n"
+          "                       prefix of its prompt and skips prefilling it (default on)\n"
           "  --device D           cpu (default), cuda, or auto (cuda when usable)\n"
           "  --group-id ID        name shown to the broker (default $SHARDQ_GROUP_ID,\n"
           "                       else host:pid)\n"
@@ -145,6 +148,13 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             rc = sq_args_int(flag, v, 1, 1 << 24, &o->n_ctx);
         else if (!strcmp(flag, "--kv-type"))
             rc = sq_args_kv_type(flag, v, &o->kv_f32);
+        else if (!strcmp(flag, "--prefix-cache")) {
+            o->no_prefix = !strcmp(v, "off");
+            if (strcmp(v, "on") && strcmp(v, "off")) {
+                fprintf(stderr, "shardq-worker: --prefix-cache: '%s' is not on or off\n", v);
+                rc = -1;
+            }
+        }
         else if (!strcmp(flag, "--grace"))
             rc = sq_args_int(flag, v, 0, 86400, &o->grace_s);
         else if (!strcmp(flag, "--max-tokens"))
@@ -523,8 +533,10 @@ int sq_group_main(int argc, char **argv)
                                            o.prefill_budget)
                           : NULL;
     int rc = b ? 0 : sq_error_code() ? sq_error_code() : SQ_EINVAL;
-    if (rc == 0 && rank == 0)
+    if (rc == 0 && rank == 0) {
         rc = sq_batcher_set_sampling_threads(b, s_sampling_threads(&o, eng));
+        sq_batcher_set_prefix_reuse(b, !o.no_prefix);
+    }
     if (rc)
         SQ_ERROR("cannot load the model", "rank=%d error=\"%s\" detail=\"%s\"", rank,
                  sq_strerror(rc), sq_error_detail());
