@@ -3,16 +3,20 @@
  *  compares like with like), under mpirun for tensor parallelism.
  *
  *    mpirun -np 2 shardq-bench-batch MODEL [--n 1000] [--max-tokens 32]
- *        [--max-batch 16] [--adapters K] [--adapter-dir DIR]
+ *        [--max-batch 16] [--adapters K] [--adapter-dir DIR] [--prefix-ab R]
  *
  *  Prompts are the ones bench/worker/run.sh submits to the cluster
  *  (bench_prompt(i)). With --adapters K, K random LoRA adapters (rank 8,
  *  attn_q/attn_v/ffn_up/ffn_down, from shardq-model lora-random, made in
  *  --adapter-dir) are loaded and sequences use them round-robin, to compare
- *  mixed-adapter batches with base-only ones. Prints one table row (rank 0).
+ *  mixed-adapter batches with base-only ones. With --prefix-ab R every
+ *  prompt follows one shared instruction, and R rounds run the batch with
+ *  the batcher's prefix reuse on and off in turn (the anchor: the same
+ *  work without it, in the same process). Prints one table row (rank 0).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <mpi.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +43,56 @@ static double s_now(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* One pass over n prompts (instr + bench_prompt(i)) on rank 0, the
+ * followers serving it; wall seconds, and the prompt tokens prefix reuse
+ * saved in *reused. */
+static double s_pass(sq_engine_t *e, int max_batch, int n, int max_tokens, int n_adapters,
+                     const int *ids, const char *instr, bool reuse, long *reused)
+{
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    sq_batcher_t *b = sq_batcher_new(sq_engine_model(e), MPI_COMM_WORLD, max_batch, 128);
+    if (!b) {
+        fprintf(stderr, "bench: %s\n", sq_error_detail());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    if (rank != 0) {
+        if (sq_batcher_follow(b) != 0)
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        sq_batcher_destroy(&b);
+        return 0.0;
+    }
+    sq_batcher_set_prefix_reuse(b, reuse);
+    sq_model_t *m = sq_engine_model(e);
+    sq_gen_params_t gp = {.max_tokens = max_tokens, .sampler = {.temperature = 0, .top_p = 1},
+                          .ignore_eos = false};
+    s_tokens = 0;
+    double t0 = s_now();
+    int next = 0;
+    while (next < n || sq_batcher_n_active(b) > 0) {
+        while (next < n && sq_batcher_n_active(b) < max_batch) {
+            char prompt[1024];
+            const size_t k = (size_t)snprintf(prompt, sizeof prompt, "%s", instr);
+            bench_prompt(next, prompt + k, sizeof prompt - k);
+            sq_seq_t *s = sq_seq_new(sq_engine_tokenizer(e), prompt, strlen(prompt), &gp,
+                                     sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
+            if (n_adapters > 0)
+                sq_seq_set_adapter(s, ids[next % n_adapters]);
+            sq_batcher_admit(b, s, NULL);
+            next++;
+        }
+        if (sq_batcher_step(b, s_done, NULL) != 0) {
+            fprintf(stderr, "bench: %s\n", sq_error_detail());
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+    }
+    double wall = s_now() - t0;
+    sq_batcher_stop_followers(b);
+    *reused = sq_batcher_reused_tokens(b);
+    sq_batcher_destroy(&b);
+    return wall;
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -57,13 +111,14 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *model = argc > 1 ? argv[1] : "models/stories260K.gguf", *dir = "/tmp";
-    int n = 1000, max_tokens = 32, max_batch = 16, n_adapters = 0;
+    int n = 1000, max_tokens = 32, max_batch = 16, n_adapters = 0, prefix_ab = 0;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--n")) n = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-tokens")) max_tokens = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-batch")) max_batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--adapters")) n_adapters = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--adapter-dir")) dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--prefix-ab")) prefix_ab = atoi(argv[i + 1]);
     }
     sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
     sq_engine_params_t ep = {.model_path = model, .n_threads = 1, .n_slots = max_batch,
@@ -82,41 +137,39 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench: adapter %s: %s\n", path, sq_error_detail());
             MPI_Abort(MPI_COMM_WORLD, 1);
         }
+        if (rank != 0)
+            break;   /* followers load through sq_batcher_follow below */
     }
-    if (rank != 0) {
-        int rc = sq_batcher_follow(b);
-        sq_batcher_destroy(&b);
-        sq_engine_destroy(&e);
-        sq_tp_comm_destroy(&comm);
-        MPI_Finalize();
-        return rc ? 1 : 0;
-    }
-    sq_model_t *m = sq_engine_model(e);
-    sq_gen_params_t gp = {.max_tokens = max_tokens, .sampler = {.temperature = 0, .top_p = 1},
-                          .ignore_eos = false};
-    double t0 = s_now();
-    int next = 0;
-    while (next < n || sq_batcher_n_active(b) > 0) {
-        while (next < n && sq_batcher_n_active(b) < max_batch) {
-            char prompt[256];
-            bench_prompt(next, prompt, sizeof prompt);
-            sq_seq_t *s = sq_seq_new(sq_engine_tokenizer(e), prompt, strlen(prompt), &gp,
-                                     sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
-            if (n_adapters > 0)
-                sq_seq_set_adapter(s, ids[next % n_adapters]);
-            sq_batcher_admit(b, s, NULL);
-            next++;
-        }
-        if (sq_batcher_step(b, s_done, NULL) != 0) {
-            fprintf(stderr, "bench: %s\n", sq_error_detail());
-            MPI_Abort(MPI_COMM_WORLD, 1);
-        }
-    }
-    double wall = s_now() - t0;
-    sq_batcher_stop_followers(b);
-    printf("| engine alone | TP=%d | %d tasks | %d adapters | %.2f s | %.0f tokens/s |\n", size, n,
-           n_adapters, wall, (double)s_tokens / wall);
+    if (rank != 0 && n_adapters > 0 && sq_batcher_follow(b) != 0)
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    if (rank == 0 && n_adapters > 0)
+        sq_batcher_stop_followers(b);
+    /* the adapters stay loaded in the model; the passes use new batchers */
     sq_batcher_destroy(&b);
+    long reused = 0;
+    if (prefix_ab <= 0) {
+        double wall = s_pass(e, max_batch, n, max_tokens, n_adapters, ids, "", true, &reused);
+        if (rank == 0)
+            printf("| engine alone | TP=%d | %d tasks | %d adapters | %.2f s | %.0f tokens/s |\n",
+                   size, n, n_adapters, wall, (double)s_tokens / wall);
+    } else {
+        /* --prefix-ab R: every prompt after one shared instruction, R rounds
+         * of prefix reuse on and off in turn, the best of each */
+        static const char instr[] =
+            "You are a careful research assistant for the bank. Read the note below and write "
+            "one short sentence about what happened next. Note: ";
+        double best[2] = {1e30, 1e30};
+        long saved = 0;
+        for (int r = 0; r < prefix_ab; r++)
+            for (int on = 1; on >= 0; on--) {
+                double w = s_pass(e, max_batch, n, max_tokens, n_adapters, ids, instr, on, &reused);
+                best[on] = w < best[on] ? w : best[on];
+                saved = on ? reused : saved;
+            }
+        if (rank == 0)
+            printf("| prefix reuse | TP=%d | %d tasks | on %.2f s | off %.2f s | %.2fx | %ld prompt "
+                   "tokens not prefilled |\n", size, n, best[1], best[0], best[0] / best[1], saved);
+    }
     sq_engine_destroy(&e);
     sq_tp_comm_destroy(&comm);
     MPI_Finalize();

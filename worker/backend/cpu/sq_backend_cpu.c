@@ -384,7 +384,7 @@ static int s_argmax(sq_backend_t *be, const float *x, int n_rows, int n_cols, in
 static unsigned long long s_read_u64(const char *dir, const char *name)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%.440s/%.64s", dir, name);
     FILE *fp = fopen(path, "r");
     unsigned long long v = 0;
     if (fp && fscanf(fp, "%llu", &v) != 1)
@@ -403,7 +403,7 @@ static unsigned long long s_cgroup_room(void)
     const char *root = getenv("SQ_CGROUP_ROOT");
     char v1[512];
     root = root && *root ? root : "/sys/fs/cgroup";
-    snprintf(v1, sizeof v1, "%s/memory", root);
+    snprintf(v1, sizeof v1, "%.440s/memory", root);
     unsigned long long limit = s_read_u64(root, "memory.max"), used = 0;
     if (limit)
         used = s_read_u64(root, "memory.current");
