@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sq_jsonl_internal.h"
 #include "sq_error.h"
+#include "sq_hash.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -92,10 +93,7 @@ sq_jsonl_utf8_valid_prefix(const char *str, size_t len)
 static uint64_t
 s_hash(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
+    return sq_fnv1a(SQ_FNV1A_INIT, s, len);
 }
 
 /* Insert task i's custom_id; if an equal one exists, return its index + 1

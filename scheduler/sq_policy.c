@@ -10,6 +10,7 @@
 #include "sq_policy.h"
 
 #include "sq_error.h"
+#include "sq_hash.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -399,9 +400,7 @@ sq_policy_parse(const char *text, size_t len, const char *origin)
     }
     memcpy(self->text, text, len);
     self->text[len] = '\0';
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)text[i]) * 1099511628211ULL;
+    const uint64_t h = sq_fnv1a(SQ_FNV1A_INIT, text, len);
     snprintf(self->digest, sizeof self->digest, "%016llx", (unsigned long long)h);
 done:
     if (have_doc)

@@ -129,22 +129,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: %s\n", sq_error_detail());
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
+    /* rank 0 loads the adapters on every rank (the followers take the
+     * commands in sq_batcher_follow); they stay loaded in the model, and
+     * the passes below run on batchers of their own */
     int ids[16] = {0};
-    for (int k = 0; k < n_adapters && k < 16; k++) {
+    for (int k = 0; rank == 0 && k < n_adapters && k < 16; k++) {
         char path[512];
         snprintf(path, sizeof path, "%s/bench-adapter-%d.gguf", dir, k);
-        if (rank == 0 && sq_batcher_adapter_load(b, path, &ids[k]) != 0) {
+        if (sq_batcher_adapter_load(b, path, &ids[k]) != 0) {
             fprintf(stderr, "bench: adapter %s: %s\n", path, sq_error_detail());
             MPI_Abort(MPI_COMM_WORLD, 1);
         }
-        if (rank != 0)
-            break;   /* followers load through sq_batcher_follow below */
     }
-    if (rank != 0 && n_adapters > 0 && sq_batcher_follow(b) != 0)
+    if (n_adapters > 0 && (rank == 0 ? sq_batcher_stop_followers(b) : sq_batcher_follow(b)) != 0)
         MPI_Abort(MPI_COMM_WORLD, 1);
-    if (rank == 0 && n_adapters > 0)
-        sq_batcher_stop_followers(b);
-    /* the adapters stay loaded in the model; the passes use new batchers */
     sq_batcher_destroy(&b);
     long reused = 0;
     if (prefix_ab <= 0) {

@@ -20,6 +20,7 @@
 
 #include "sq_cpu_kernels.h"
 #include "sq_error.h"
+#include "sq_hash.h"
 
 #define S_MAX_NESTING 3         /* arrays of arrays of arrays at most */
 #define S_MAX_NAME_LEN 65535    /* keys and tensor names */
@@ -132,10 +133,7 @@ static char *s_copy_name(const s_cursor_t *c, uint64_t off, uint64_t len)
 
 static uint64_t s_hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
+    return sq_fnv1a_str(s);
 }
 
 static int64_t *s_hash_new(int64_t n, uint64_t *cap_p)

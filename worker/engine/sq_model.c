@@ -283,7 +283,7 @@ static int s_auto_slots(sq_model_t *m)
     if (slots < 1)
         return SQ_FAIL(SQ_ENOMEM, "KV cache: one sequence of %d positions takes %.1f MiB (%s) on "
                        "this rank, %.1f MiB of %s memory is free: lower --ctx%s", m->n_ctx,
-                       (double)per_slot / 1048576.0, m->kv_dtype == SQ_DTYPE_F16 ? "f16" : "f32",
+                       (double)per_slot / 1048576.0, sq_model_kv_type(m),
                        (double)free_b / 1048576.0, m->be->ops->name,
                        m->kv_dtype == SQ_DTYPE_F16 ? "" : " or use --kv-type f16");
     m->n_slots = slots;
@@ -489,6 +489,11 @@ const sq_model_hparams_t *sq_model_hparams(const sq_model_t *self)
 int sq_model_kv_dtype(const sq_model_t *self)
 {
     return self->kv_dtype;
+}
+
+const char *sq_model_kv_type(const sq_model_t *self)
+{
+    return self->kv_dtype == SQ_DTYPE_F16 ? "f16" : "f32";
 }
 
 size_t sq_model_kv_bytes(const sq_model_t *self)

@@ -84,9 +84,11 @@ void sq_model_destroy(sq_model_t **self_p);
 const sq_model_hparams_t *sq_model_hparams(const sq_model_t *self);
 int sq_model_n_ctx(const sq_model_t *self);
 int sq_model_n_slots(const sq_model_t *self);
-/* The KV cache's values: SQ_DTYPE_F16 or SQ_DTYPE_F32; its bytes on this
- * rank, all layers, K and V */
+/* The KV cache's values: SQ_DTYPE_F16 or SQ_DTYPE_F32, by name ("f16",
+ * "f32", as --kv-type and the lineage spell it); its bytes on this rank,
+ * all layers, K and V */
 int sq_model_kv_dtype(const sq_model_t *self);
+const char *sq_model_kv_type(const sq_model_t *self);
 size_t sq_model_kv_bytes(const sq_model_t *self);
 /* Heads this rank holds: query heads and (possibly replicated) KV heads. */
 void sq_model_local_heads(const sq_model_t *self, int *n_heads, int *n_kv_heads);

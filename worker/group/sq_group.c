@@ -23,7 +23,6 @@
 
 #include "sq_args.h"
 #include "sq_batcher.h"
-#include "sq_cpu_kernels.h"
 #include "sq_engine.h"
 #include "sq_error.h"
 #include "sq_link.h"
@@ -426,7 +425,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
     sq_link_config_t cfg = {
         .endpoint = o->broker, .group_id = group_id, .model = base ? base + 1 : o->model_path,
         .model_sha256 = sha, .tp_size = tp_size, .device = sq_engine_device(eng),
-        .kv_type = sq_model_kv_dtype(sq_engine_model(eng)) == SQ_DTYPE_F16 ? "f16" : "f32",
+        .kv_type = sq_model_kv_type(sq_engine_model(eng)),
         .max_batch = o->max_batch + o->prefetch,
     };
     s_rank0_t r = {.batcher = b, .max_batch = o->max_batch, .opts = o};

@@ -18,6 +18,7 @@
 #include "sq_backend.h"
 #include "sq_cpu_kernels.h"
 #include "sq_error.h"
+#include "sq_hash.h"
 #include "sq_sampler.h"
 #ifdef SQ_HAVE_CUDA
 #include "sq_backend_cuda.h"
@@ -421,9 +422,7 @@ static int s_mem_free(sq_backend_t *be, size_t *bytes, uint64_t *pool)
     char host[256] = "";
     if (gethostname(host, sizeof host - 1) != 0)
         snprintf(host, sizeof host, "unknown-host");
-    *pool = 1469598103934665603ULL;   /* FNV-1a */
-    for (const unsigned char *c = (const unsigned char *)host; *c; c++)
-        *pool = (*pool ^ *c) * 1099511628211ULL;
+    *pool = sq_fnv1a_str(host);
     FILE *fp = fopen("/proc/meminfo", "r");
     char line[256];
     unsigned long long kib = 0;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "sq_error.h"
+#include "sq_hash.h"
 
 int sq_cuda_rec_push(sq_cuda_rec_t *rec, const sq_cuda_op_t *op, int n_tok)
 {
@@ -47,28 +48,20 @@ int sq_cuda_rec_args(sq_cuda_rec_t *rec, const int32_t *v, int n, int64_t *off)
     return 0;
 }
 
-/* FNV-1a over the bytes of one value; fields one by one so struct padding
- * never enters the key */
-static uint64_t s_mix(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 1099511628211ULL;
-    return h;
-}
-
+/* FNV-1a over the fields one by one, so struct padding never enters the
+ * key */
 uint64_t sq_cuda_rec_key(const sq_cuda_rec_t *rec)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = SQ_FNV1A_INIT;
     for (int k = 0; k < rec->n_ops; k++) {
         const sq_cuda_op_t *op = &rec->ops[k];
-        h = s_mix(h, &op->kind, sizeof op->kind);
-        h = s_mix(h, op->p, sizeof op->p);
-        h = s_mix(h, op->i, sizeof op->i);
-        h = s_mix(h, op->f, sizeof op->f);
-        h = s_mix(h, op->arg, sizeof op->arg);
+        h = sq_fnv1a(h, &op->kind, sizeof op->kind);
+        h = sq_fnv1a(h, op->p, sizeof op->p);
+        h = sq_fnv1a(h, op->i, sizeof op->i);
+        h = sq_fnv1a(h, op->f, sizeof op->f);
+        h = sq_fnv1a(h, op->arg, sizeof op->arg);
     }
-    return s_mix(h, &rec->arena_n, sizeof rec->arena_n);
+    return sq_fnv1a(h, &rec->arena_n, sizeof rec->arena_n);
 }
 
 void sq_cuda_rec_reset(sq_cuda_rec_t *rec)

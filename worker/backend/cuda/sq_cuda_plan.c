@@ -8,6 +8,7 @@
 
 #include "sq_backend_cuda.h"
 #include "sq_cuda_layout.h"
+#include "sq_hash.h"
 
 int sq_cuda_local_rank(void)
 {
@@ -51,10 +52,7 @@ sq_cuda_comm_mode_t sq_cuda_plan_comm(const unsigned long long *keys, int n_rank
 
 unsigned long long sq_cuda_key(const char *text)
 {
-    unsigned long long h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
-        h = (h ^ *p) * 1099511628211ULL;
-    return h;
+    return sq_fnv1a_str(text);
 }
 
 size_t sq_cu_row_bytes(int dtype, int64_t n)
