@@ -11,6 +11,11 @@ target_link_libraries(test_model PRIVATE sq_llm sq_testlib sq_warnings)
 add_test(NAME unit.model COMMAND test_model ${SQ_ENGINE_MODELS})
 set_tests_properties(unit.model PROPERTIES LABELS unit)
 
+add_executable(test_kv_pages unit/test_kv_pages.c)
+target_link_libraries(test_kv_pages PRIVATE sq_llm sq_testlib sq_warnings)
+add_test(NAME unit.kv_pages COMMAND test_kv_pages)
+set_tests_properties(unit.kv_pages PROPERTIES LABELS unit)
+
 add_executable(test_model_quality unit/test_model_quality.c)
 target_link_libraries(test_model_quality PRIVATE sq_llm sq_testlib sq_warnings m)
 add_test(NAME unit.model_quality

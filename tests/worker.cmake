@@ -22,7 +22,8 @@ if(TARGET sq_group AND TARGET sq_e2e_client AND TARGET shardq-broker AND TARGET 
     set_tests_properties(e2e.${case} PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 600
       ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_GROUP_BIN=${PROJECT_SOURCE_DIR}/worker/group/shardq-group;SHARDQ_WORKER_BIN=${worker};SHARDQ_MODEL_BIN=$<TARGET_FILE:shardq-model>;SHARDQ_CLI_BIN=$<TARGET_FILE:shardq-cli>;SHARDQ_TEST_MODEL=${PROJECT_SOURCE_DIR}/models/stories260K.gguf;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
   endfunction()
-  foreach(case group_serves group_rank_killed group_drain group_adapters group_lora_updates)
+  foreach(case group_serves group_rank_killed group_drain group_adapters group_lora_updates
+               group_kv_pages)
     sq_group_e2e_test(${case} $<TARGET_FILE:shardq-worker>)
   endforeach()
 endif()

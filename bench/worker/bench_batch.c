@@ -4,6 +4,7 @@
  *
  *    mpirun -np 2 shardq-bench-batch MODEL [--n 1000] [--max-tokens 32]
  *        [--max-batch 16] [--adapters K] [--adapter-dir DIR] [--prefix-ab R]
+ *        [--kv-pages-ab R]
  *
  *  Prompts are the ones bench/worker/run.sh submits to the cluster
  *  (bench_prompt(i)). With --adapters K, K random LoRA adapters (rank 8,
@@ -12,7 +13,11 @@
  *  mixed-adapter batches with base-only ones. With --prefix-ab R every
  *  prompt follows one shared instruction, and R rounds run the batch with
  *  the batcher's prefix reuse on and off in turn (the anchor: the same
- *  work without it, in the same process). Prints one table row (rank 0).
+ *  work without it, in the same process). With --kv-pages-ab R, R rounds
+ *  alternate between the engine with --max-batch B slots of whole contexts
+ *  (the unpaged cache's memory and concurrency: the anchor) and a second
+ *  one with 4B slots sharing the same number of KV pages, so the same
+ *  memory. Prints one table row (rank 0).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <mpi.h>
@@ -69,17 +74,23 @@ static double s_pass(sq_engine_t *e, int max_batch, int n, int max_tokens, int n
     s_tokens = 0;
     double t0 = s_now();
     int next = 0;
-    while (next < n || sq_batcher_n_active(b) > 0) {
-        while (next < n && sq_batcher_n_active(b) < max_batch) {
-            char prompt[1024];
-            const size_t k = (size_t)snprintf(prompt, sizeof prompt, "%s", instr);
-            bench_prompt(next, prompt + k, sizeof prompt - k);
-            sq_seq_t *s = sq_seq_new(sq_engine_tokenizer(e), prompt, strlen(prompt), &gp,
-                                     sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
-            if (n_adapters > 0)
-                sq_seq_set_adapter(s, ids[next % n_adapters]);
-            sq_batcher_admit(b, s, NULL);
-            next++;
+    sq_seq_t *wait = NULL;      /* a sequence waiting for KV-cache pages */
+    while (next < n || wait || sq_batcher_n_active(b) > 0) {
+        while ((wait || next < n) && sq_batcher_n_active(b) < max_batch) {
+            sq_seq_t *s = wait;
+            if (!s) {
+                char prompt[1024];
+                const size_t k = (size_t)snprintf(prompt, sizeof prompt, "%s", instr);
+                bench_prompt(next, prompt + k, sizeof prompt - k);
+                s = sq_seq_new(sq_engine_tokenizer(e), prompt, strlen(prompt), &gp,
+                               sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
+                if (n_adapters > 0)
+                    sq_seq_set_adapter(s, ids[next % n_adapters]);
+                next++;
+            }
+            wait = sq_batcher_admit(b, s, NULL) == SQ_EAGAIN ? s : NULL;
+            if (wait)
+                break;
         }
         if (sq_batcher_step(b, s_done, NULL) != 0) {
             fprintf(stderr, "bench: %s\n", sq_error_detail());
@@ -111,7 +122,7 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *model = argc > 1 ? argv[1] : "models/stories260K.gguf", *dir = "/tmp";
-    int n = 1000, max_tokens = 32, max_batch = 16, n_adapters = 0, prefix_ab = 0;
+    int n = 1000, max_tokens = 32, max_batch = 16, n_adapters = 0, prefix_ab = 0, pages_ab = 0;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--n")) n = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-tokens")) max_tokens = atoi(argv[i + 1]);
@@ -119,6 +130,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--adapters")) n_adapters = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--adapter-dir")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--prefix-ab")) prefix_ab = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--kv-pages-ab")) pages_ab = atoi(argv[i + 1]);
     }
     sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
     sq_engine_params_t ep = {.model_path = model, .n_threads = 1, .n_slots = max_batch,
@@ -145,7 +157,33 @@ int main(int argc, char **argv)
         MPI_Abort(MPI_COMM_WORLD, 1);
     sq_batcher_destroy(&b);
     long reused = 0;
-    if (prefix_ab <= 0) {
+    if (pages_ab > 0) {
+        /* the same KV pages shared by 4x the slots */
+        sq_engine_params_t pp = ep;
+        pp.n_slots = 4 * max_batch;
+        pp.n_kv_pages = max_batch * sq_kv_pages_for(sq_model_n_ctx(sq_engine_model(e)));
+        sq_engine_t *paged = sq_engine_new(&pp);
+        if (!paged) {
+            fprintf(stderr, "bench: %s\n", sq_error_detail());
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        double best[2] = {1e30, 1e30};
+        long long toks[2] = {0, 0};
+        for (int r = 0; r < pages_ab; r++)
+            for (int k = 0; k < 2; k++) {
+                double w = s_pass(k ? paged : e, k ? 4 * max_batch : max_batch, n, max_tokens,
+                                  n_adapters, ids, "", true, &reused);
+                best[k] = w < best[k] ? w : best[k];
+                toks[k] = s_tokens;
+            }
+        if (rank == 0)
+            printf("| paged KV | TP=%d | %d tasks | %.1f MiB of KV cache each | %d slots %.2f s "
+                   "%.0f tokens/s | %d slots %.2f s %.0f tokens/s | %.2fx |\n", size, n,
+                   (double)sq_model_kv_bytes(sq_engine_model(paged)) / 1048576.0, max_batch,
+                   best[0], (double)toks[0] / best[0], 4 * max_batch, best[1],
+                   (double)toks[1] / best[1], best[0] / best[1]);
+        sq_engine_destroy(&paged);
+    } else if (prefix_ab <= 0) {
         double wall = s_pass(e, max_batch, n, max_tokens, n_adapters, ids, "", true, &reused);
         if (rank == 0)
             printf("| engine alone | TP=%d | %d tasks | %d adapters | %.2f s | %.0f tokens/s |\n",

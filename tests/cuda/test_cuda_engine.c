@@ -34,16 +34,24 @@
 #define SQ_CT_STEPS 64
 #endif
 
-static int s_load_kv(ct_side_t *s, const char *path, bool cuda, int n_slots, bool kv_f32)
+/* n_pages: KV-cache pages the slots share (0: each its whole context) */
+static int s_load_paged(ct_side_t *s, const char *path, bool cuda, int n_slots, int n_pages,
+                        bool kv_f32)
 {
     s->gguf = sq_gguf_open(path);
     s->comm = sq_tp_comm_local_new();
     s->be = !s->gguf ? NULL : cuda ? sq_backend_cuda_new(0) : sq_backend_cpu_new(1);
-    sq_model_params_t p = {.n_ctx = 128, .n_slots = n_slots, .kv_f32 = kv_f32};
+    sq_model_params_t p = {.n_ctx = 128, .n_slots = n_slots, .n_kv_pages = n_pages,
+                           .kv_f32 = kv_f32};
     s->model = s->be && s->comm ? sq_model_new(s->gguf, s->be, s->comm, &p) : NULL;
     if (!s->model)
         fprintf(stderr, "   load %s: %s\n", path, sq_error_detail());
     return s->model ? 0 : -1;
+}
+
+static int s_load_kv(ct_side_t *s, const char *path, bool cuda, int n_slots, bool kv_f32)
+{
+    return s_load_paged(s, path, cuda, n_slots, 0, kv_f32);
 }
 
 /* with the default (F16) KV cache */
@@ -121,18 +129,22 @@ static void test_f16(void)
     s_against_cpu(s_f16, 2e-2f);
 }
 
-enum { S_SEQS = 4, S_STEPS = 16 };
+enum { S_SEQS = 4, S_STEPS = 32 };
 
 
 /* Sequence s: a prompt of 3 + s tokens, then S_STEPS greedy tokens. Alone:
  * slot s, one sequence per call. Together: slots S_SEQS + s, all prompts
- * in one call, then one token of each per call. */
+ * in one call, then one token of each per call. The 8 slots share 16 KV
+ * pages (of 32 positions; 4 whole contexts of 128): each sequence crosses
+ * into its second page while the others grow, so the together run's
+ * pages interleave in the pool and attention reads them through the
+ * page table. */
 static void test_batched_equals_single(void)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/stories260K-q8_0.gguf", s_dir);
     ct_side_t g = {0};
-    SQ_REQUIRE(s_load(&g, path, true, 2 * S_SEQS) == 0);
+    SQ_REQUIRE(s_load_paged(&g, path, true, 2 * S_SEQS, 16, false) == 0);
     const int n_vocab = sq_model_hparams(g.model)->n_vocab;
     float *alone = malloc((size_t)S_SEQS * S_STEPS * n_vocab * sizeof(float));
     float *both = malloc((size_t)S_SEQS * n_vocab * sizeof(float));

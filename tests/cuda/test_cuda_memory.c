@@ -79,18 +79,25 @@ static void test_auto_slots(void)
     sq_model_params_t p = {.n_ctx = 4096, .n_slots = SQ_MODEL_SLOTS_AUTO};
     sq_model_t *m = sq_model_new(small, be, comm, &p);
     SQ_REQUIRE(m);
-    const int slots = sq_model_n_slots(m);
-    const size_t kv = sq_model_kv_bytes(m), per_slot = kv / (size_t)slots;
+    /* pages: as many as fit; slots: as many sequences of a quarter of the
+     * context as the pages hold */
+    const int slots = sq_model_n_slots(m), pages = sq_model_kv_pages(m);
+    const int whole = sq_kv_pages_for(p.n_ctx);
+    const size_t kv = sq_model_kv_bytes(m), per_page = kv / (size_t)pages;
     const size_t left = s_free_bytes(), before_kv = left + kv;
-    printf("auto slots at %d positions on a device of %zu free bytes: %d (%zu bytes each), "
-           "%zu bytes left\n", p.n_ctx, free0, slots, per_slot, left);
-    SQ_CHECK(slots >= 2 && slots < SQ_MODEL_SLOTS_AUTO_MAX);
-    SQ_CHECK(kv == (size_t)slots * per_slot);
+    printf("auto pages at %d positions on a device of %zu free bytes: %d (%zu bytes each; %d "
+           "whole contexts), %d slots, %zu bytes left\n", p.n_ctx, free0, pages, per_page,
+           pages / whole, slots, left);
+    SQ_CHECK(pages >= 2 * whole && pages < SQ_MODEL_SLOTS_AUTO_MAX * whole);
+    SQ_CHECK(slots == 4 * pages / whole);
+    SQ_CHECK(kv == (size_t)pages * per_page);
     SQ_CHECK(left >= before_kv / 10);                          /* a tenth kept */
-    SQ_CHECK(left < before_kv / 10 + per_slot + (2u << 20));   /* and no room for another */
+    SQ_CHECK(left < before_kv / 10 + per_page + (2u << 20));   /* and no room for another */
+    SQ_CHECK(sq_model_kv_pages_free(m) == pages);
     float *logits = malloc((size_t)sq_model_hparams(m)->n_vocab * sizeof(float));
     const sq_batch_entry_t b = tm_entry(slots - 1, 1, 0, true);
     SQ_CHECK(logits && sq_model_forward(m, &b, 1, logits) == 0);
+    SQ_CHECK(sq_model_kv_pages_held(m, slots - 1) == 1 && sq_model_kv_pages_free(m) == pages - 1);
     free(logits);
     sq_model_destroy(&m);
     /* the model's memory is back (the backend keeps the scratch the step

@@ -422,6 +422,26 @@ static void test_arena_dedupe(void)
     SQ_CHECK(sq_cuda_rec_args(&rec, slot, 3, &e) == 0 && e == 0 && rec.arena_n == 3);
 }
 
+/* The KV page table: every layer's attention passes the same one, staged
+ * once per list; a new epoch (the table changed) or a new list stages it
+ * again; one that does not fit says so. */
+static void test_page_table_staging(void)
+{
+    int32_t arena[64];
+    sq_cuda_rec_t rec = {.arena = arena, .arena_cap = 64};
+    int32_t table[8] = {3, 1, -1, -1, 0, 2, 4, -1};
+    int64_t a, b, c, d;
+    SQ_CHECK(sq_cuda_rec_table(&rec, table, 8, 1, &a) == 0 && a == 0 && rec.arena_n == 8);
+    SQ_CHECK(sq_cuda_rec_table(&rec, table, 8, 1, &b) == 0 && b == 0 && rec.arena_n == 8);
+    table[2] = 5;   /* the model grew slot 0: its epoch moves */
+    SQ_CHECK(sq_cuda_rec_table(&rec, table, 8, 2, &c) == 0 && c == 8 && rec.arena_n == 16);
+    SQ_CHECK(arena[8 + 2] == 5 && arena[2] == -1);
+    sq_cuda_rec_reset(&rec);
+    SQ_CHECK(sq_cuda_rec_table(&rec, table, 8, 2, &d) == 0 && d == 0 && rec.arena_n == 8);
+    int32_t big[60] = {0};
+    SQ_CHECK(sq_cuda_rec_table(&rec, big, 60, 1, &d) == SQ_ETOOBIG && rec.arena_n == 8);
+}
+
 int main(void)
 {
     SQ_RUN(test_pick_device);
@@ -435,5 +455,6 @@ int main(void)
     SQ_RUN(test_fuse_refusals);
     SQ_RUN(test_attention_splits);
     SQ_RUN(test_arena_dedupe);
+    SQ_RUN(test_page_table_staging);
     return sq_test_summary("cuda_unit");
 }

@@ -503,6 +503,102 @@ static void s_expect_refused(const char *path, int n_ranks, const char *needle)
     sq_gguf_destroy(&g);
 }
 
+/* ---- the paged KV cache ---- */
+
+#define S_PAGED_STEPS 70
+
+/* prompt then S_PAGED_STEPS greedy steps of slot in m, the batch of
+ * each step holding one token of each of the n sequences in slots[]
+ * (their positions stepping together): logits (n, steps, n_vocab) */
+static int s_paged_run(sq_model_t *m, const int32_t *prompt, int n_prompt, const int *slots,
+                       int n, float *logits, int n_vocab)
+{
+    sq_batch_entry_t b[2 * 64];
+    int32_t tok[2];
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n_prompt; j++)
+            b[k++] = tm_entry(slots[i], prompt[j], j, j + 1 == n_prompt);
+    float *row = malloc((size_t)n * n_vocab * sizeof(float));
+    int rc = sq_model_forward(m, b, k, row);
+    for (int step = 0; rc == 0 && step < S_PAGED_STEPS; step++) {
+        for (int i = 0; i < n; i++) {
+            memcpy(logits + ((size_t)i * S_PAGED_STEPS + step) * n_vocab,
+                   row + (size_t)i * n_vocab, (size_t)n_vocab * sizeof(float));
+            tok[i] = sq_sampler_argmax(row + (size_t)i * n_vocab, n_vocab);
+            b[i] = tm_entry(slots[i], tok[i], n_prompt + step, true);
+        }
+        if (step + 1 < S_PAGED_STEPS)
+            rc = sq_model_forward(m, b, n, row);
+    }
+    free(row);
+    return rc;
+}
+
+/* Two sequences grow in step through a cache of 8 pages (shared by 3
+ * slots of 256 positions, which would take 24 whole): their pages
+ * interleave in the pool, and every logit equals the same sequence's run
+ * alone in a whole-context cache, bit for bit. A third sequence then
+ * finds the pool short when it crosses into its third page: SQ_ENOMEM,
+ * naming the pages, with nothing run; once slot 0 is trimmed, it goes on. */
+static void test_paged_cache(void)
+{
+    sq_engine_params_t p = {.model_path = s_f32, .n_threads = 2, .n_slots = 3, .n_ctx = 256,
+                            .n_kv_pages = 8};
+    sq_engine_t *paged = sq_engine_new(&p);
+    sq_engine_t *whole = s_engine(s_f32, 1, 256);
+    SQ_REQUIRE(paged && whole);
+    sq_model_t *m = sq_engine_model(paged);
+    SQ_CHECK(sq_model_kv_pages(m) == 8 && sq_model_kv_pages_free(m) == 8);
+    /* 3 slots in the memory of one whole context */
+    SQ_CHECK(sq_model_kv_bytes(m) == sq_model_kv_bytes(sq_engine_model(whole)));
+    const int n_vocab = sq_model_hparams(m)->n_vocab;
+    int32_t *prompt = NULL;
+    size_t n_prompt = 0;
+    const char *text = "Once upon a time, there was a little dog who liked to run";
+    SQ_REQUIRE(sq_tokenizer_encode(sq_engine_tokenizer(paged), text, strlen(text), true, &prompt,
+                                   &n_prompt) == 0 && n_prompt < 32);
+    const size_t per = (size_t)S_PAGED_STEPS * n_vocab;
+    float *ref = malloc(per * sizeof(float)), *got = malloc(2 * per * sizeof(float));
+    const int slot0 = 0, both[2] = {1, 2};
+    SQ_REQUIRE(s_paged_run(sq_engine_model(whole), prompt, (int)n_prompt, &slot0, 1, ref,
+                           n_vocab) == 0);
+    SQ_REQUIRE(s_paged_run(m, prompt, (int)n_prompt, both, 2, got, n_vocab) == 0);
+    for (int i = 0; i < 2; i++)
+        SQ_CHECK(memcmp(got + i * per, ref, per * sizeof(float)) == 0);
+    const int held = sq_kv_pages_for((int)n_prompt + S_PAGED_STEPS - 1);
+    SQ_CHECK(held == 3 && sq_model_kv_pages_held(m, 1) == 3 && sq_model_kv_pages_held(m, 2) == 3);
+    SQ_CHECK(sq_model_kv_pages_free(m) == 2);
+    /* slot 0: positions 0..63 fit in the 2 free pages, 64 does not */
+    sq_batch_entry_t b[64];
+    for (int j = 0; j < 64; j++)
+        b[j] = tm_entry(0, prompt[j % n_prompt], j, j == 63);
+    SQ_CHECK(sq_model_forward(m, b, 64, got) == 0);
+    b[0] = tm_entry(0, prompt[0], 64, true);
+    SQ_CHECK(sq_model_forward(m, b, 1, got) == SQ_ENOMEM);
+    SQ_CHECK(strstr(sq_error_detail(), "KV cache full: this pass needs 1 more pages of 32 "
+                                       "positions, 0 are free of 8") != NULL);
+    SQ_CHECK(sq_model_kv_pages_held(m, 0) == 2 && sq_model_kv_pages_free(m) == 0);
+    sq_model_kv_trim(m, 1, 0);
+    SQ_CHECK(sq_model_kv_pages_free(m) == 3);
+    SQ_CHECK(sq_model_forward(m, b, 1, got) == 0);
+    /* slot 1 was trimmed: it cannot go on at its next position */
+    b[0] = tm_entry(1, prompt[0], (int)n_prompt + S_PAGED_STEPS - 1, true);
+    SQ_CHECK(sq_model_forward(m, b, 1, got) == SQ_EINVAL);
+    SQ_CHECK(strstr(sq_error_detail(), "slot 1 starts at position") != NULL);
+    /* fewer pages than one context, or more than every slot's, are refused */
+    p.n_kv_pages = 7;
+    sq_engine_t *bad = sq_engine_new(&p);
+    SQ_CHECK(bad == NULL && strstr(sq_error_detail(), "7 KV pages") != NULL);
+    p.n_kv_pages = 25;
+    SQ_CHECK((bad = sq_engine_new(&p)) == NULL && strstr(sq_error_detail(), "25 KV pages"));
+    free(prompt);
+    free(ref);
+    free(got);
+    sq_engine_destroy(&paged);
+    sq_engine_destroy(&whole);
+}
+
 static void test_unsplittable_refused(void)
 {
     s_expect_refused(s_f32, 3, "tensor blk.0.attn_q.weight: 8 attention heads");
@@ -557,6 +653,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_kv_f16_vs_f32);
     SQ_RUN(test_slot_reuse);
     SQ_RUN(test_argmax_matches_logits);
+    SQ_RUN(test_paged_cache);
     SQ_RUN(test_unsplittable_refused);
     SQ_RUN(test_bad_batch_refused);
     return sq_test_summary("model");

@@ -40,6 +40,7 @@ static size_t s_alone_len[N_PROMPTS];
 static char *s_batched[N_PROMPTS];
 static size_t s_batched_len[N_PROMPTS];
 static sq_engine_t *s_engine;
+static const char *s_model;
 static int s_rank;
 
 static bool s_sampled;   /* the sampled pass: temperature, top_p, a seed per prompt */
@@ -240,6 +241,80 @@ static void test_prefix_reuse(void)
         free(alone[i]);
 }
 
+/* The paged KV cache: 8 slots share 16 pages (one whole context of the
+ * model's 512 positions); each prompt with max_tokens 100 is promised 4,
+ * so at most 4 run at once and admission waits for pages while slots are
+ * free; finished sequences' caches are evicted to make room (on every
+ * rank alike, or a follower's pass would find its pool short). Every
+ * text equals the prompt's run alone. */
+static void test_paged_admission_waits(void)
+{
+    sq_gen_params_t p = {.max_tokens = 100, .sampler = {.temperature = 0, .top_p = 1}};
+    char *alone[N_PROMPTS] = {0};
+    for (int i = 0; i < N_PROMPTS; i++) {
+        sq_gen_result_t r;
+        SQ_REQUIRE(sq_engine_generate(s_engine, s_prompts[i], strlen(s_prompts[i]), &p, &r) == 0);
+        alone[i] = r.text;
+        r.text = NULL;
+        sq_gen_result_free(&r);
+    }
+    sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
+    sq_engine_params_t ep = {.model_path = s_model, .n_threads = 1, .n_slots = 8, .n_ctx = 512,
+                             .n_kv_pages = 16, .comm = comm};
+    sq_engine_t *e = sq_engine_new(&ep);
+    SQ_REQUIRE(e);
+    sq_model_t *m = sq_engine_model(e);
+    sq_batcher_t *b = sq_batcher_new(m, MPI_COMM_WORLD, 8, 32);
+    SQ_REQUIRE(b);
+    if (s_rank != 0) {
+        SQ_CHECK(sq_batcher_follow(b) == 0);
+    } else {
+        memset(s_batched, 0, sizeof s_batched);
+        int next = 0, steps = 0, waits = 0, most = 0;
+        while (next < N_PROMPTS || sq_batcher_n_active(b) > 0) {
+            while (next < N_PROMPTS) {
+                sq_seq_t *seq = sq_seq_new(sq_engine_tokenizer(e), s_prompts[next],
+                                           strlen(s_prompts[next]), &p,
+                                           sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
+                SQ_REQUIRE(seq);
+                const int rc = sq_batcher_admit(b, seq, (void *)(uintptr_t)next);
+                if (rc == SQ_EAGAIN) {
+                    SQ_CHECK(sq_batcher_n_active(b) > 0);   /* with none running it fits */
+                    sq_seq_destroy(&seq);
+                    waits++;
+                    break;
+                }
+                SQ_REQUIRE(rc >= 0);
+                next++;
+            }
+            most = sq_batcher_n_active(b) > most ? sq_batcher_n_active(b) : most;
+            SQ_REQUIRE(sq_batcher_step(b, s_on_done, NULL) == 0);
+            SQ_REQUIRE(++steps < 10000);
+        }
+        SQ_CHECK(sq_batcher_stop_followers(b) == 0);
+        printf("paged cache: at most %d of 8 slots at once, %d admissions waited for pages\n",
+               most, waits);
+        SQ_CHECK(most == 4 && waits > 0);
+        int held = 0;
+        for (int i = 0; i < 8; i++)
+            held += sq_model_kv_pages_held(m, i);
+        SQ_CHECK(held + sq_model_kv_pages_free(m) == 16);
+        for (int i = 0; i < N_PROMPTS; i++) {
+            SQ_CHECK(s_batched[i] && strcmp(s_batched[i], alone[i]) == 0);
+            if (s_batched[i] && strcmp(s_batched[i], alone[i]) != 0)
+                fprintf(stderr, "prompt %d:\n  alone: %s\n  paged: %s\n", i, alone[i],
+                        s_batched[i]);
+            free(s_batched[i]);
+            s_batched[i] = NULL;
+        }
+    }
+    for (int i = 0; i < N_PROMPTS; i++)
+        free(alone[i]);
+    sq_batcher_destroy(&b);
+    sq_engine_destroy(&e);
+    sq_tp_comm_destroy(&comm);
+}
+
 static void test_admit_full_and_remove(void)
 {
     if (s_rank != 0)
@@ -281,7 +356,7 @@ int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &s_rank);
-    const char *model = argc > 1 ? argv[1] : "models/stories260K.gguf";
+    const char *model = s_model = argc > 1 ? argv[1] : "models/stories260K.gguf";
     sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
     sq_engine_params_t ep = {.model_path = model, .n_threads = 1, .n_slots = 8, .comm = comm};
     s_engine = sq_engine_new(&ep);
@@ -295,6 +370,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_batched_equals_alone_one_token_chunks);
     SQ_RUN(test_sampled_batched_equals_alone);
     SQ_RUN(test_prefix_reuse);
+    SQ_RUN(test_paged_admission_waits);
     SQ_RUN(test_admit_full_and_remove);
     SQ_RUN(test_prompt_too_long_refused);
     for (int i = 0; i < N_PROMPTS; i++)

@@ -55,6 +55,7 @@ static char s_adapters_dir[600];
 static const char *s_device = "cpu";   /* the groups' --device */
 static const char *s_kv_type = "f16";  /* and --kv-type */
 static const char *s_max_batch;        /* --max-batch instead of s_group's (e.g. "auto") */
+static const char *s_kv_pages;         /* --kv-pages, when set */
 
 /* Start one TP = 2 worker group (through shardq-group, as deployments do). */
 static sq_proc_t *s_group(const char *name, int max_batch)
@@ -67,8 +68,18 @@ static sq_proc_t *s_group(const char *name, int max_batch)
                           "--broker", sq_harness_worker_endpoint(s_h),
                           "--model", s_env("SHARDQ_TEST_MODEL"), "--max-batch", mb,
                           "--device", s_device, "--kv-type", s_kv_type,
-                          "--group-id", name, "--grace", "60",
-                          s_adapters_dir[0] ? "--adapters" : NULL, s_adapters_dir, NULL};
+                          "--group-id", name, "--grace", "60", NULL, NULL, NULL, NULL, NULL};
+    int n = 0;
+    while (argv[n])
+        n++;
+    if (s_kv_pages) {
+        argv[n++] = "--kv-pages";
+        argv[n++] = s_kv_pages;
+    }
+    if (s_adapters_dir[0]) {
+        argv[n++] = "--adapters";
+        argv[n++] = s_adapters_dir;
+    }
     return sq_harness_spawn(s_h, name, argv);
 }
 
@@ -283,6 +294,40 @@ static void case_cuda_emu(void)
                      "AND length(text) > 0") == 12);
     SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE group_id = 'g-cuda' "
                      "AND tp_size = 2 AND device = 'cuda' AND kv_type = 'f32'") == 12);
+    sq_e2e_check_no_duplicates(s_h);
+}
+
+/* The paged KV cache under a real group: 8 slots share 16 pages (one
+ * context of the bundled model's 512 positions) and each task, with
+ * max_tokens 100, is promised 4, so at most 4 run at once and the rest of
+ * the leases the group takes wait for pages in the group (not failed
+ * back to the broker). Every task succeeds on its first attempt and
+ * greedy twins (the same prompt) give the same text. */
+static void case_kv_pages(void)
+{
+    SQ_REQUIRE(sq_e2e_up("group_kv_pages", NULL, &s_h, &s_c));
+    s_kv_pages = "16";
+    SQ_REQUIRE(s_group("g-pages", 8) != NULL);
+    SQ_REQUIRE(s_wait_groups(1) == 0);
+    SQ_REQUIRE(s_submit(16, 4, 100) > 0);
+    SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
+                                 16, 180000) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE outcome <> 'succeeded'") == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE attempts = 1") == 16);
+    SQ_CHECK(s_count("SELECT count(DISTINCT (t.prompt, r.text)) FROM task_results r "
+                     "JOIN tasks t USING (job_id, idx)") == 4);
+    SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE completion_tokens > 0") == 16);
+    /* and some of them did wait: the group says so in its log */
+    char path[700], line[1024];
+    snprintf(path, sizeof path, "%s/g-pages.log", sq_harness_log_dir(s_h));
+    FILE *log = fopen(path, "r");
+    int waited = 0;
+    while (log && fgets(line, sizeof line, log))
+        waited += strstr(line, "task waits for KV-cache pages") != NULL;
+    if (log)
+        fclose(log);
+    fprintf(stderr, "   %d tasks waited for KV-cache pages\n", waited);
+    SQ_CHECK(waited > 0);
     sq_e2e_check_no_duplicates(s_h);
 }
 
@@ -602,6 +647,7 @@ int main(int argc, char **argv)
         {"group_adapters", case_adapters},
         {"group_lora_updates", case_lora_updates},
         {"group_cuda_emu", case_cuda_emu},
+        {"group_kv_pages", case_kv_pages},
         {NULL, NULL},
     };
     return sq_e2e_main(argc, argv, cases, &s_h, &s_c);

@@ -36,23 +36,38 @@ typedef struct {
     void *owned;                /* what weight_release frees (NULL: borrowed) */
 } sq_weight_t;
 
+/* KV-cache positions per page: the cache is a pool of pages, each holding
+ * SQ_KV_PAGE consecutive positions of one sequence (every KV head), and a
+ * page table maps a sequence's positions to pages, so a sequence holds
+ * memory for the positions it has reached, not for the whole context (as
+ * vLLM's paged attention). Both backends' attention reads keys in strips
+ * of 32 aligned positions: a strip is always inside one page. */
+enum { SQ_KV_PAGE = 32 };
+
 /* One attention step over a layer's KV cache for a batch of tokens.
- * Each cache holds n_slots * n_ctx * n_kv * head_dim values of kv_dtype
- * (K and V): SQ_DTYPE_F32, or SQ_DTYPE_F16, the k and v rows rounded to
- * nearest even as they are stored (so every backend stores the same bits
- * for the same rows) and widened to F32 as they are read; the order
- * inside is the backend's own (only this op reads or writes it): the CPU
- * backend keeps (n_slots, n_kv, n_ctx, head_dim), one head's positions as
- * contiguous rows.
+ * Each cache holds n_pages pages of SQ_KV_PAGE * n_kv * head_dim values of
+ * kv_dtype (K and V): SQ_DTYPE_F32, or SQ_DTYPE_F16, the k and v rows
+ * rounded to nearest even as they are stored (so every backend stores the
+ * same bits for the same rows) and widened to F32 as they are read; the
+ * order inside a page is the backend's own (only this op reads or writes
+ * it): both backends keep (n_kv, SQ_KV_PAGE, head_dim), one head's
+ * positions as contiguous rows. Position p of sequence slot s is in page
+ * pages[s * max_pages + p / SQ_KV_PAGE], max_pages = sq_kv_pages_for(n_ctx)
+ * (the page table: n_slots rows, host memory; pages_epoch
+ * changes whenever it does, so a backend that copies it can tell when its
+ * copy is current).
  * Token t belongs to sequence slot[t] at position pos[t]; its k/v rows are
  * stored at (slot[t], pos[t]) first, then its query attends causally to
- * positions 0..pos[t] of its slot. Local query head h reads local KV head
- * (q_head0 + h) / group - kv_head0 (grouped-query attention; with tensor
- * parallelism the heads are this rank's share). */
+ * positions 0..pos[t] of its slot, whose pages the table must give.
+ * Local query head h reads local KV head (q_head0 + h) / group - kv_head0
+ * (grouped-query attention; with tensor parallelism the heads are this
+ * rank's share). */
 typedef struct {
     void *k_cache, *v_cache;
     int kv_dtype;
-    int n_slots, n_ctx;
+    int n_slots, n_ctx, n_pages;
+    const int32_t *pages;       /* (n_slots, max_pages), host */
+    uint64_t pages_epoch;
     int n_heads, n_kv, head_dim;
     int q_head0, kv_head0, group;
     int n_tok;
@@ -61,6 +76,12 @@ typedef struct {
     const float *k, *v;         /* (n_tok, n_kv * head_dim) */
     float *out;                 /* (n_tok, n_heads * head_dim) */
 } sq_attn_args_t;
+
+/* pages positions 0 .. n - 1 take (max_pages: of n_ctx) */
+static inline int sq_kv_pages_for(int n)
+{
+    return n <= 0 ? 0 : (n - 1) / SQ_KV_PAGE + 1;
+}
 
 typedef struct {
     const char *name;

@@ -159,7 +159,8 @@ sq_engine_t *sq_engine_new(const sq_engine_params_t *p)
         !(model_comm = e->dev_comm = sq_tp_comm_cuda_new(e->be, e->comm)))
         goto fail;
 #endif
-    sq_model_params_t mp = {.n_ctx = p->n_ctx, .n_slots = p->n_slots, .kv_f32 = p->kv_f32};
+    sq_model_params_t mp = {.n_ctx = p->n_ctx, .n_slots = p->n_slots,
+                            .n_kv_pages = p->n_kv_pages, .kv_f32 = p->kv_f32};
     if (!(e->model = sq_model_new(e->gguf, e->be, model_comm, &mp)) ||
         !(e->tok = sq_tokenizer_from_gguf(e->gguf)))
         goto fail;

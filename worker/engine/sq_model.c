@@ -14,6 +14,7 @@
 
 #include "sq_cpu_kernels.h"
 #include "sq_error.h"
+#include "sq_kv_pages.h"
 #include "sq_lora.h"
 
 #define S_DEFAULT_MAX_BATCH 256
@@ -25,8 +26,8 @@
 typedef struct {
     sq_weight_t attn_norm, wq, wk, wv, wo;
     sq_weight_t ffn_norm, wgate, wup, wdown;
-    void *k_cache, *v_cache;    /* n_slots * n_ctx * n_kv_local * head_dim of kv_dtype,
-                                 * backend order */
+    void *k_cache, *v_cache;    /* n_pages * SQ_KV_PAGE * n_kv_local * head_dim of
+                                 * kv_dtype, backend order */
 } s_layer_t;
 
 struct sq_model {
@@ -36,6 +37,8 @@ struct sq_model {
     sq_tp_comm_t *comm;
     int rank, n_ranks;
     int n_ctx, n_slots, max_batch;
+    int n_pages;                /* KV-cache pages (sq_kv_pages.h) */
+    sq_kv_pages_t *kv;
     size_t act_bytes;           /* backend memory of the activations */
     int kv_dtype;               /* SQ_DTYPE_F16 or SQ_DTYPE_F32 */
     /* this rank's share */
@@ -46,7 +49,8 @@ struct sq_model {
     float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *logits;
     /* host scratch, max_batch entries */
     int32_t *ids, *pos, *slots, *adapters;
-    int32_t *last_pos;          /* n_slots: batch order check */
+    int32_t *last_pos;          /* n_slots: a batch's checks' scratch */
+    int32_t *fit_slot, *fit_first, *fit_last;   /* n_slots: a batch's slots' spans */
     sq_lora_set_t *lora;        /* LoRA adapters, split like the weights */
     int max_adapters;
     bool chunk_has_lora;        /* some token of the current chunk uses one */
@@ -189,16 +193,17 @@ static int s_load_cols(sq_model_t *m, const char *name, int64_t n_in, int64_t n_
     return rc ? s_weight_fail(rc, name) : 0;
 }
 
-/* bytes of one sequence's K (or V) rows in one layer's cache on this rank */
-static size_t s_kv_slot_bytes(const sq_model_t *m)
+/* bytes of one page's K (or V) rows in one layer's cache on this rank */
+static size_t s_kv_page_bytes(const sq_model_t *m)
 {
-    return (size_t)m->n_ctx * (size_t)m->n_kv_local * sq_cpu_row_bytes(m->kv_dtype, m->hp.head_dim);
+    return (size_t)SQ_KV_PAGE * (size_t)m->n_kv_local *
+           sq_cpu_row_bytes(m->kv_dtype, m->hp.head_dim);
 }
 
 /* bytes of one layer's K (or V) cache on this rank */
 static size_t s_kv_layer_bytes(const sq_model_t *m)
 {
-    return (size_t)m->n_slots * s_kv_slot_bytes(m);
+    return (size_t)m->n_pages * s_kv_page_bytes(m);
 }
 
 /* A norm vector of n, converted to F32. */
@@ -247,12 +252,11 @@ static int s_load_layer(sq_model_t *m, int l, s_layer_t *L)
     return 0;
 }
 
-/* Slots for n_slots = SQ_MODEL_SLOTS_AUTO: as many as 90 % of the memory
- * left after the weights and activations holds, less the activations'
- * size again for the backend's scratch, at most SQ_MODEL_SLOTS_AUTO_MAX;
- * the memory shared by the ranks of the group on it (one host for CPU
- * ranks, one device for GPU ranks sharing it), and the smallest count of
- * any rank. Each rank broadcasts its pool, then its count, in turn. */
+/* Pages and slots for n_slots = SQ_MODEL_SLOTS_AUTO (sq_model.h): the
+ * memory shared by the ranks of the group on it (one host for CPU ranks,
+ * one device for GPU ranks sharing it) split among them, and the smallest
+ * count of any rank. Each rank broadcasts its pool, then its count, in
+ * turn. */
 static int s_auto_slots(sq_model_t *m)
 {
     size_t free_b = 0;
@@ -270,41 +274,60 @@ static int s_auto_slots(sq_model_t *m)
         sharing += theirs == pool;
     }
     free_b /= (size_t)(sharing > 0 ? sharing : 1);
-    const size_t per_slot = 2 * (size_t)m->hp.n_layers * s_kv_slot_bytes(m);   /* K and V */
+    const size_t per_page = 2 * (size_t)m->hp.n_layers * s_kv_page_bytes(m);   /* K and V */
     const size_t keep = free_b / 10 + m->act_bytes;
-    const size_t fit = free_b > keep ? (free_b - keep) / per_slot : 0;
-    int32_t slots = fit > SQ_MODEL_SLOTS_AUTO_MAX ? SQ_MODEL_SLOTS_AUTO_MAX : (int32_t)fit;
+    const size_t fit = free_b > keep ? (free_b - keep) / per_page : 0;
+    const int whole = sq_kv_pages_for(m->n_ctx);
+    const size_t most = (size_t)SQ_MODEL_SLOTS_AUTO_MAX * (size_t)whole;
+    int32_t pages = fit > most ? (int32_t)most : (int32_t)fit;
     for (int r = 0; r < m->n_ranks; r++) {
-        int32_t theirs = slots;
+        int32_t theirs = pages;
         if ((rc = m->comm->bcast(m->comm, &theirs, sizeof theirs, r)))
             return rc;
-        slots = theirs < slots ? theirs : slots;
+        pages = theirs < pages ? theirs : pages;
     }
-    if (slots < 1)
+    if (pages < whole)
         return SQ_FAIL(SQ_ENOMEM, "KV cache: one sequence of %d positions takes %.1f MiB (%s) on "
                        "this rank, %.1f MiB of %s memory is free: lower --ctx%s", m->n_ctx,
-                       (double)per_slot / 1048576.0, sq_model_kv_type(m),
+                       (double)per_page * whole / 1048576.0, sq_model_kv_type(m),
                        (double)free_b / 1048576.0, m->be->ops->name,
                        m->kv_dtype == SQ_DTYPE_F16 ? "" : " or use --kv-type f16");
-    m->n_slots = slots;
+    const long quarter = 4L * pages / whole;
+    m->n_pages = pages;
+    m->n_slots = quarter > SQ_MODEL_SLOTS_AUTO_MAX ? SQ_MODEL_SLOTS_AUTO_MAX : (int)quarter;
     return 0;
 }
 
-/* Every layer's K and V caches: n_slots sequences of n_ctx positions. */
+/* Every layer's K and V caches (n_pages pages) and the page table of
+ * n_slots sequences of n_ctx positions. */
 static int s_alloc_kv(sq_model_t *m)
 {
+    const int whole = sq_kv_pages_for(m->n_ctx);
+    if (m->n_pages == 0)
+        m->n_pages = m->n_slots * whole;
+    if (m->n_pages < whole || m->n_pages > m->n_slots * whole)
+        return SQ_FAIL(SQ_EINVAL, "%d KV pages: between one context (%d pages of %d positions) "
+                       "and every slot's (%d)", m->n_pages, whole, SQ_KV_PAGE,
+                       m->n_slots * whole);
     const size_t cache = s_kv_layer_bytes(m);
     for (int l = 0; l < m->hp.n_layers; l++) {
         s_layer_t *L = &m->layers[l];
         L->k_cache = m->be->ops->alloc(m->be, cache);
         L->v_cache = m->be->ops->alloc(m->be, cache);
         if (!L->k_cache || !L->v_cache)
-            return SQ_FAIL(SQ_ENOMEM, "layer %d: KV cache of %zu bytes (%d sequences of %d "
-                           "positions): lower --max-batch or --ctx", l, 2 * cache, m->n_slots,
-                           m->n_ctx);
+            return SQ_FAIL(SQ_ENOMEM, "layer %d: KV cache of %zu bytes (%d pages of %d "
+                           "positions): lower --max-batch or --ctx", l, 2 * cache, m->n_pages,
+                           SQ_KV_PAGE);
     }
-    m->last_pos = calloc((size_t)m->n_slots, sizeof *m->last_pos);
-    return m->last_pos ? 0 : SQ_FAIL(SQ_ENOMEM, "%d sequence slots", m->n_slots);
+    const size_t n = (size_t)m->n_slots;
+    if (!(m->kv = sq_kv_pages_new(m->n_slots, whole, m->n_pages)))
+        return sq_error_code();
+    m->last_pos = calloc(n, sizeof *m->last_pos);
+    m->fit_slot = calloc(n, sizeof *m->fit_slot);
+    m->fit_first = calloc(n, sizeof *m->fit_first);
+    m->fit_last = calloc(n, sizeof *m->fit_last);
+    return m->last_pos && m->fit_slot && m->fit_first && m->fit_last
+               ? 0 : SQ_FAIL(SQ_ENOMEM, "%d sequence slots", m->n_slots);
 }
 
 /* This rank's heads and FFN columns; refuse shapes that do not split. */
@@ -401,6 +424,7 @@ static int s_load(sq_model_t *m, const sq_model_params_t *p)
     m->n_ctx = p && p->n_ctx > 0 ? p->n_ctx
              : m->hp.n_ctx_train < S_DEFAULT_MAX_CTX ? m->hp.n_ctx_train : S_DEFAULT_MAX_CTX;
     m->n_slots = !p || p->n_slots == 0 ? 1 : p->n_slots;   /* < 0: s_auto_slots */
+    m->n_pages = p && p->n_slots > 0 && p->n_kv_pages > 0 ? p->n_kv_pages : 0;
     m->max_batch = p && p->max_batch > 0 ? p->max_batch : S_DEFAULT_MAX_BATCH;
     m->kv_dtype = p && p->kv_f32 ? SQ_DTYPE_F32 : SQ_DTYPE_F16;
     if ((rc = s_partition(m)))
@@ -476,6 +500,10 @@ void sq_model_destroy(sq_model_t **self_p)
     free(m->slots);
     free(m->adapters);
     free(m->last_pos);
+    free(m->fit_slot);
+    free(m->fit_first);
+    free(m->fit_last);
+    sq_kv_pages_destroy(&m->kv);
     sq_lora_set_destroy(&m->lora);
     free(m);
     *self_p = NULL;
@@ -499,6 +527,19 @@ const char *sq_model_kv_type(const sq_model_t *self)
 size_t sq_model_kv_bytes(const sq_model_t *self)
 {
     return 2 * (size_t)self->hp.n_layers * s_kv_layer_bytes(self);
+}
+
+int sq_model_kv_pages(const sq_model_t *self) { return self->n_pages; }
+int sq_model_kv_pages_free(const sq_model_t *self) { return sq_kv_pages_free(self->kv); }
+
+int sq_model_kv_pages_held(const sq_model_t *self, int slot)
+{
+    return sq_kv_pages_held(self->kv, slot);
+}
+
+void sq_model_kv_trim(sq_model_t *self, int slot, int keep)
+{
+    sq_kv_pages_trim(self->kv, slot, keep);
 }
 
 int sq_model_n_ctx(const sq_model_t *self)
@@ -540,8 +581,9 @@ static int s_attention_block(sq_model_t *m, int l, int n)
                        hp->rope_base)))
         return rc;
     sq_attn_args_t a = {.k_cache = L->k_cache, .v_cache = L->v_cache, .kv_dtype = m->kv_dtype,
-                        .n_slots = m->n_slots,
-                        .n_ctx = m->n_ctx, .n_heads = m->n_heads_local, .n_kv = m->n_kv_local,
+                        .n_slots = m->n_slots, .n_ctx = m->n_ctx, .n_pages = m->n_pages,
+                        .pages = sq_kv_pages_table(m->kv),
+                        .pages_epoch = sq_kv_pages_epoch(m->kv), .n_heads = m->n_heads_local, .n_kv = m->n_kv_local,
                         .head_dim = hp->head_dim, .q_head0 = m->q_head0,
                         .kv_head0 = m->kv_head0, .group = m->group, .n_tok = n,
                         .slot = m->slots, .pos = m->pos, .q = m->q, .k = m->k, .v = m->v,
@@ -656,12 +698,31 @@ static int s_check_batch(sq_model_t *self, const sq_batch_entry_t *batch, int n)
     return 0;
 }
 
+/* the pages the batch's slots need (sq_kv_pages_fit): each slot's first
+ * and last positions in the batch, slots in order of first appearance */
+static int s_fit_pages(sq_model_t *self, const sq_batch_entry_t *batch, int n)
+{
+    int k = 0;
+    for (int t = 0; t < n; t++)
+        self->last_pos[batch[t].slot] = -1;
+    for (int t = 0; t < n; t++) {
+        const sq_batch_entry_t *e = &batch[t];
+        if (self->last_pos[e->slot] < 0) {
+            self->last_pos[e->slot] = k;
+            self->fit_slot[k] = e->slot;
+            self->fit_first[k++] = e->pos;
+        }
+        self->fit_last[self->last_pos[e->slot]] = e->pos;
+    }
+    return sq_kv_pages_fit(self->kv, self->fit_slot, self->fit_first, self->fit_last, k);
+}
+
 /* the batch in chunks of max_batch tokens, each chunk's wanted rows after
  * the last chunk's */
 static int s_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, s_out_t out)
 {
     int rc = s_check_batch(self, batch, n);
-    if (rc)
+    if (rc || (rc = s_fit_pages(self, batch, n)))
         return rc;
     for (int b0 = 0; b0 < n; b0 += self->max_batch) {
         int nb = n - b0 < self->max_batch ? n - b0 : self->max_batch;

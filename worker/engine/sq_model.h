@@ -44,17 +44,26 @@ typedef struct {
     bool tied_output;           /* no output.weight: token_embd serves */
 } sq_model_hparams_t;
 
-/* n_slots = SQ_MODEL_SLOTS_AUTO: as many sequences as 90 % of the memory
- * the backend has free after the weights and activations holds (less the
- * activations' size again for the backend's scratch), at most
- * SQ_MODEL_SLOTS_AUTO_MAX, the same on every rank (the smallest); SQ_ENOMEM
- * naming the sizes when not even one fits. sq_model_n_slots says how many. */
+/* The KV cache is paged (sq_backend.h, SQ_KV_PAGE positions a page): a
+ * sequence holds the pages of the positions it has reached.
+ * n_slots = SQ_MODEL_SLOTS_AUTO: as many pages as 90 % of the memory the
+ * backend has free after the weights and activations holds (less the
+ * activations' size again for the backend's scratch), the same on every
+ * rank (the smallest), at most SQ_MODEL_SLOTS_AUTO_MAX whole contexts; and
+ * as many slots as sequences of a quarter of the context would fill them
+ * (at least 1, at most SQ_MODEL_SLOTS_AUTO_MAX). SQ_ENOMEM naming the
+ * sizes when not even one whole context fits. sq_model_n_slots and
+ * sq_model_kv_pages say what was chosen. */
 enum { SQ_MODEL_SLOTS_AUTO = -1, SQ_MODEL_SLOTS_AUTO_MAX = 256 };
 
 typedef struct {
     int n_ctx;                  /* positions per slot; 0: the trained context, at most 4096 */
     int n_slots;                /* KV-cache slots (concurrent sequences); 0: 1;
-                                 * SQ_MODEL_SLOTS_AUTO: as many as fit (below) */
+                                 * SQ_MODEL_SLOTS_AUTO: as many as fit (above) */
+    int n_kv_pages;             /* KV-cache pages; 0: every slot its whole context
+                                 * (n_slots * ceil(n_ctx / SQ_KV_PAGE)); fewer, at least
+                                 * one whole context, share the memory among the slots
+                                 * (ignored with SQ_MODEL_SLOTS_AUTO) */
     int max_batch;              /* tokens per internal step; 0: 256 */
     int max_adapters;           /* LoRA adapters loaded at once; 0: 8 */
     bool kv_f32;                /* KV cache in F32; default F16 (half the memory and the
@@ -90,15 +99,29 @@ int sq_model_n_slots(const sq_model_t *self);
 int sq_model_kv_dtype(const sq_model_t *self);
 const char *sq_model_kv_type(const sq_model_t *self);
 size_t sq_model_kv_bytes(const sq_model_t *self);
+/* KV-cache pages: in all, free, and those slot holds (the pages of the
+ * positions its last pass reached: a finished sequence's rows stay until
+ * a pass rewrites or sq_model_kv_trim drops them). Every rank's counts
+ * are the same. */
+int sq_model_kv_pages(const sq_model_t *self);
+int sq_model_kv_pages_free(const sq_model_t *self);
+int sq_model_kv_pages_held(const sq_model_t *self, int slot);
+/* slot keeps its first keep positions in the cache; the pages of the rest
+ * go back to the pool. Every rank calls it alike. */
+void sq_model_kv_trim(sq_model_t *self, int slot, int keep);
 /* Heads this rank holds: query heads and (possibly replicated) KV heads. */
 void sq_model_local_heads(const sq_model_t *self, int *n_heads, int *n_kv_heads);
 
 /* Run batch (n entries) through the model. Every rank of the group calls
  * it with the same batch. logits_out: host memory for (number of entries
  * with want_logits, n_vocab) floats, rows in batch order; may be NULL on
- * ranks that do not sample (they then skip the output layer). Returns 0,
- * SQ_EINVAL (slot, position or token out of range, named), or the
- * backend's or communicator's error. */
+ * ranks that do not sample (they then skip the output layer). A slot's
+ * entries continue its sequence (their first position at most one past
+ * the last one stored) or restart it from an earlier position (what was
+ * stored from there on no longer counts). Returns 0, SQ_EINVAL (slot,
+ * position or token out of range, or a slot starting past what its cache
+ * holds, named), SQ_ENOMEM when the KV cache has too few free pages for
+ * the batch (nothing ran), or the backend's or communicator's error. */
 int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, float *logits_out);
 /* The same, but of each want_logits row only its greedy token (the
  * argmax, as sq_sampler_argmax) into tokens_out (one per such row, in

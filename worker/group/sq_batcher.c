@@ -14,12 +14,13 @@
 #include "sq_error.h"
 #include "sq_gguf.h"
 
-enum { S_CMD_FORWARD = 0, S_CMD_STOP = 1, S_CMD_LOAD = 2, S_CMD_UNLOAD = 3 };
+enum { S_CMD_FORWARD = 0, S_CMD_STOP = 1, S_CMD_LOAD = 2, S_CMD_UNLOAD = 3, S_CMD_TRIM = 4 };
 #define S_MAX_PATH 4096
 
 typedef struct {
     int32_t n;
     int32_t cmd;
+    int32_t arg;                /* TRIM: n is the slot, arg the positions it keeps */
 } s_plan_hdr_t;
 
 typedef struct {
@@ -31,6 +32,8 @@ typedef struct {
     int32_t *cached;
     int n_cached;
     int32_t cached_adapter;
+    int reserve;                /* KV pages promised to its sequence; 0: free slot */
+    uint64_t last_used;         /* when its last sequence left (cache eviction order) */
 } s_slot_t;
 
 struct sq_batcher {
@@ -51,6 +54,7 @@ struct sq_batcher {
     sq_threadpool_t *pool;      /* rank 0's sampling threads (NULL: the caller's) */
     bool prefix_reuse;          /* rank 0: admit reuses cached prompt prefixes */
     long reused_tokens;
+    uint64_t clock;
 };
 
 static int64_t s_now_ns(void)
@@ -185,6 +189,71 @@ static int s_reusable(const s_slot_t *sl, const sq_seq_t *seq)
     return n;
 }
 
+static int s_send_header(sq_batcher_t *self, s_plan_hdr_t *hdr);
+
+/* All ranks: slot keeps its first keep positions in the KV cache (rank 0
+ * sends the command, every rank applies it at the same point). */
+static int s_trim(sq_batcher_t *self, int slot, int keep)
+{
+    s_plan_hdr_t hdr = {slot, S_CMD_TRIM, keep};
+    int rc = s_send_header(self, &hdr);
+    if (rc == 0)
+        sq_model_kv_trim(self->model, slot, keep);
+    s_slot_t *sl = &self->slots[slot];
+    sl->n_cached = keep < sl->n_cached ? keep : sl->n_cached;
+    return rc;
+}
+
+void sq_batcher_kv_use(const sq_batcher_t *self, int *promised, int *pages)
+{
+    *promised = 0;
+    for (int i = 0; i < self->max_batch; i++)
+        *promised += self->slots[i].reserve;
+    *pages = sq_model_kv_pages(self->model);
+}
+
+/* A slot's sequence has left: its pages stay as a cache, the oldest
+ * evicted first */
+static void s_vacate(sq_batcher_t *self, s_slot_t *sl)
+{
+    sl->seq = NULL;
+    sl->user = NULL;
+    sl->reserve = 0;
+    sl->last_used = ++self->clock;
+    self->n_active--;
+}
+
+/* Make room for need more KV pages in slot best (which will keep the
+ * pages of its first keep positions): the running sequences' promised
+ * pages, the pages idle slots keep as a cache and need must fit in the
+ * pool; idle caches go, least recently used first, until they do.
+ * SQ_EAGAIN (nothing dropped) when even an empty cache is too small. */
+static int s_room(sq_batcher_t *self, int best, int keep, int need)
+{
+    long promised = 0, cached = 0;
+    for (int i = 0; i < self->max_batch; i++)
+        if (self->slots[i].seq)
+            promised += self->slots[i].reserve;
+        else if (i != best)
+            cached += sq_model_kv_pages_held(self->model, i);
+    const long pages = sq_model_kv_pages(self->model);
+    if (promised + need > pages)
+        return SQ_EAGAIN;
+    int rc = 0;
+    while (rc == 0 && promised + need + cached > pages) {
+        int lru = -1;
+        for (int i = 0; i < self->max_batch; i++)
+            if (!self->slots[i].seq && i != best && sq_model_kv_pages_held(self->model, i) > 0 &&
+                (lru < 0 || self->slots[i].last_used < self->slots[lru].last_used))
+                lru = i;
+        cached -= sq_model_kv_pages_held(self->model, lru);
+        rc = s_trim(self, lru, 0);
+    }
+    if (rc == 0 && sq_model_kv_pages_held(self->model, best) > sq_kv_pages_for(keep))
+        rc = s_trim(self, best, keep);
+    return rc;
+}
+
 int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user)
 {
     int best = -1, best_n = -1;
@@ -199,9 +268,14 @@ int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user)
     }
     if (best < 0)
         return SQ_EAGAIN;
+    const int need = sq_kv_pages_for(sq_seq_max_positions(seq));
+    int rc = s_room(self, best, best_n, need);
+    if (rc)
+        return rc;
     s_slot_t *sl = &self->slots[best];
     sl->seq = seq;
     sl->user = user;
+    sl->reserve = need;
     sl->times = (sq_seq_times_t){s_now_ns(), 0, 0};
     /* rows past the prefix get the newcomer's tokens as its prefill runs */
     sl->n_cached = best_n;
@@ -217,8 +291,7 @@ int sq_batcher_remove(sq_batcher_t *self, void *user)
     for (int i = 0; i < self->max_batch; i++)
         if (self->slots[i].seq && self->slots[i].user == user) {
             sq_seq_destroy(&self->slots[i].seq);
-            self->slots[i].user = NULL;
-            self->n_active--;
+            s_vacate(self, &self->slots[i]);
             return 0;
         }
     return SQ_ENOTFOUND;
@@ -286,7 +359,7 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
     if (self->n_active == 0)
         return 0;
     int n_rows = 0;
-    s_plan_hdr_t hdr = {s_plan(self, &n_rows), S_CMD_FORWARD};
+    s_plan_hdr_t hdr = {s_plan(self, &n_rows), S_CMD_FORWARD, 0};
     int rc = s_bcast_plan(self, &hdr);
     /* One integer a row comes back from the model, not n_vocab floats (a
      * GPU's batch of logits is tens of MB), when every row is greedy (the
@@ -333,9 +406,7 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
             sq_seq_t *seq = sl->seq;
             void *user = sl->user;
             sq_seq_times_t times = sl->times;
-            sl->seq = NULL;   /* the cache keeps its rows for a newcomer (admit) */
-            sl->user = NULL;
-            self->n_active--;
+            s_vacate(self, sl);   /* the cache keeps its rows for a newcomer (admit) */
             done(arg, seq, user, &times);
         }
     }
@@ -383,25 +454,28 @@ int sq_batcher_adapter_load(sq_batcher_t *self, const char *path, int *id)
     size_t len = strlen(path);
     if (len == 0 || len > S_MAX_PATH)
         return SQ_FAIL(SQ_EINVAL, "adapter path of %zu bytes", len);
-    s_plan_hdr_t hdr = {(int32_t)len, S_CMD_LOAD};
+    s_plan_hdr_t hdr = {(int32_t)len, S_CMD_LOAD, 0};
     int rc = s_send_header(self, &hdr);
     return rc ? rc : s_adapter_cmd(self, &hdr, path, id);
 }
 
 int sq_batcher_adapter_unload(sq_batcher_t *self, int id)
 {
-    /* a later adapter may get this id: rows computed with this one go */
-    for (int i = 0; i < self->max_batch; i++)
-        if (self->slots[i].cached_adapter == id)
-            self->slots[i].n_cached = 0;
-    s_plan_hdr_t hdr = {id, S_CMD_UNLOAD};
-    int rc = s_send_header(self, &hdr);
+    /* a later adapter may get this id: rows computed with this one go,
+     * and their pages with them */
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < self->max_batch; i++)
+        if (self->slots[i].cached_adapter == id && !self->slots[i].seq)
+            rc = s_trim(self, i, 0);
+    s_plan_hdr_t hdr = {id, S_CMD_UNLOAD, 0};
+    if (rc == 0)
+        rc = s_send_header(self, &hdr);
     return rc ? rc : s_adapter_cmd(self, &hdr, NULL, NULL);
 }
 
 int sq_batcher_stop_followers(sq_batcher_t *self)
 {
-    s_plan_hdr_t hdr = {0, S_CMD_STOP};
+    s_plan_hdr_t hdr = {0, S_CMD_STOP, 0};
     return s_bcast_plan(self, &hdr);
 }
 
@@ -439,6 +513,10 @@ int sq_batcher_follow(sq_batcher_t *self)
             return rc;
         if (hdr.cmd == S_CMD_STOP)
             return 0;
+        if (hdr.cmd == S_CMD_TRIM) {
+            sq_model_kv_trim(self->model, hdr.n, hdr.arg);
+            continue;
+        }
         if (hdr.cmd == S_CMD_LOAD || hdr.cmd == S_CMD_UNLOAD) {
             if ((rc = s_adapter_cmd(self, &hdr, NULL, NULL)) && rc == SQ_EMPI)
                 return rc;      /* a refused adapter is rank 0's to report */

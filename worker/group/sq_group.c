@@ -42,6 +42,7 @@ typedef struct {
     const char *group_id;
     int n_threads;
     int max_batch;
+    int kv_pages;               /* --kv-pages; 0: every slot its whole context */
     int prefetch;               /* leases held beyond the batch slots */
     int prefill_budget;
     int n_ctx;
@@ -69,8 +70,14 @@ static void s_usage(FILE *fp)
           "  --broker EP          broker worker endpoint (default $SHARDQ_WORKER_ENDPOINT,\n"
           "                       else tcp://127.0.0.1:5556)\n"
           "  --model PATH         GGUF v3 llama model (F32, F16, Q8_0)\n"
-          "  --max-batch B        sequences decoded together (default 16); auto: as many\n"
-          "                       as the device's free memory holds in KV cache, at most 256\n"
+          "  --max-batch B        sequences decoded together (default 16); auto: the KV\n"
+          "                       cache takes the device's free memory (at most 256 whole\n"
+          "                       contexts) and B is what it holds of sequences a quarter\n"
+          "                       of the context long, at most 256\n"
+          "  --kv-pages P         KV-cache pages of 32 positions, shared by the B sequences\n"
+          "                       as they grow (default: B whole contexts; at least one);\n"
+          "                       a task waits for pages when its prompt plus max_tokens\n"
+          "                       does not fit\n"
           "  --prefetch P         leases held beyond the batch, so freed slots refill at once\n"
           "                       (default 0: prefetched leases run before a later\n"
           "                       higher-priority task can get the slot)\n"
@@ -137,6 +144,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             o->max_batch = SQ_MODEL_SLOTS_AUTO;
         else if (!strcmp(flag, "--max-batch"))
             rc = sq_args_int(flag, v, 1, 4096, &o->max_batch);
+        else if (!strcmp(flag, "--kv-pages"))
+            rc = sq_args_int(flag, v, 1, 1 << 24, &o->kv_pages);
         else if (!strcmp(flag, "--prefetch"))
             rc = sq_args_int(flag, v, 0, 4096, &o->prefetch);
         else if (!strcmp(flag, "--prefill-chunk"))
@@ -194,10 +203,15 @@ typedef struct {
     sq_link_t *link;
     sq_batcher_t *batcher;
     s_active_t *active;         /* max_batch; lease = the batcher's user pointer */
+    /* a lease whose sequence waits for KV-cache pages (sq_batcher_admit's
+     * SQ_EAGAIN with a slot free): no other lease is taken before it */
+    s_active_t pending;
+    sq_seq_t *pending_seq;
     int max_batch;
     const s_opts_t *opts;
     uint64_t epoch;
     int64_t n_done, n_failed, clock;
+    int64_t n_waited;           /* leases that waited for KV-cache pages */
     s_adapter_t adapters[S_MAX_ADAPTERS];
 } s_rank0_t;
 
@@ -337,6 +351,16 @@ static void s_drop(s_rank0_t *r, int i)
     sq_lease_destroy(&lease);
 }
 
+/* the waiting lease goes (cancelled, or the group stops) */
+static void s_drop_pending(s_rank0_t *r)
+{
+    if (r->pending.adapter >= 0)
+        r->adapters[r->pending.adapter].refs--;
+    sq_seq_destroy(&r->pending_seq);
+    sq_lease_destroy(&r->pending.lease);
+    r->pending = (s_active_t){NULL, -1};
+}
+
 /* Apply CANCEL-LEASE and reconnects: the broker no longer wants these. */
 static void s_apply_cancels(s_rank0_t *r)
 {
@@ -347,13 +371,65 @@ static void s_apply_cancels(s_rank0_t *r)
                 s_drop(r, i);
         r->epoch = epoch;
     }
+    if (r->pending.lease && r->pending.lease->epoch != epoch)
+        s_drop_pending(r);
     uint64_t ids[256];
     int n;
     while ((n = sq_link_cancelled(r->link, ids, 256)) > 0)
-        for (int k = 0; k < n; k++)
+        for (int k = 0; k < n; k++) {
             for (int i = 0; i < r->max_batch; i++)
                 if (r->active[i].lease && r->active[i].lease->lease == ids[k])
                     s_drop(r, i);
+            if (r->pending.lease && r->pending.lease->lease == ids[k])
+                s_drop_pending(r);
+        }
+}
+
+/* Give seq (lease l, adapter entry ai) a slot; when the KV cache lacks
+ * the pages its prompt and max_tokens need, it waits as r->pending until
+ * running sequences finish (s_retry_pending). */
+static void s_place(s_rank0_t *r, sq_lease_t *l, sq_seq_t *seq, int ai, bool retry)
+{
+    const int slot = sq_batcher_admit(r->batcher, seq, l);
+    if (slot == SQ_EAGAIN && sq_batcher_n_active(r->batcher) > 0) {
+        r->pending = (s_active_t){l, ai};
+        r->pending_seq = seq;
+        if (!retry) {
+            int promised = 0, pages = 0;
+            sq_batcher_kv_use(r->batcher, &promised, &pages);
+            r->n_waited++;
+            SQ_INFO("task waits for KV-cache pages",
+                    "task=%llu positions=%d running=%d pages_promised=%d pages=%d",
+                    (unsigned long long)l->task_id, sq_seq_max_positions(seq),
+                    sq_batcher_n_active(r->batcher), promised, pages);
+        }
+        return;
+    }
+    if (slot < 0) {
+        /* with nothing running every page is free: this never fits */
+        if (ai >= 0)
+            r->adapters[ai].refs--;
+        sq_link_fail(r->link, l, slot != SQ_EAGAIN,
+                     slot == SQ_EAGAIN ? "task needs more KV cache than the worker group has"
+                                       : sq_error_detail());
+        sq_seq_destroy(&seq);
+        r->n_failed++;
+        return;
+    }
+    for (int i = 0; i < r->max_batch; i++)
+        if (!r->active[i].lease) {
+            r->active[i] = (s_active_t){l, ai};
+            break;
+        }
+}
+
+static void s_retry_pending(s_rank0_t *r)
+{
+    s_active_t p = r->pending;
+    sq_seq_t *seq = r->pending_seq;
+    r->pending = (s_active_t){NULL, -1};
+    r->pending_seq = NULL;
+    s_place(r, p.lease, seq, p.adapter, true);
 }
 
 static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, sq_lease_t *l)
@@ -379,24 +455,15 @@ static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, 
     const sq_model_hparams_t *hp = sq_model_hparams(model);
     sq_seq_t *seq = sq_seq_new(tok, l->prompt, l->prompt_len, &gp, hp->n_vocab,
                                sq_model_n_ctx(model));
-    int slot = -1;
-    if (seq) {
-        sq_seq_set_adapter(seq, ai >= 0 ? r->adapters[ai].id : 0);
-        if ((slot = sq_batcher_admit(r->batcher, seq, l)) < 0)
-            sq_seq_destroy(&seq);
-    }
-    if (slot < 0) {
+    if (!seq) {
         if (ai >= 0)
             r->adapters[ai].refs--;
-        sq_link_fail(r->link, l, seq != NULL, seq ? "worker group over capacity" : sq_error_detail());
+        sq_link_fail(r->link, l, false, sq_error_detail());
         r->n_failed++;
         return;
     }
-    for (int i = 0; i < r->max_batch; i++)
-        if (!r->active[i].lease) {
-            r->active[i] = (s_active_t){l, ai};
-            break;
-        }
+    sq_seq_set_adapter(seq, ai >= 0 ? r->adapters[ai].id : 0);
+    s_place(r, l, seq, ai, false);
 }
 
 static int s_now_s(void)
@@ -428,7 +495,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
         .kv_type = sq_model_kv_type(sq_engine_model(eng)),
         .max_batch = o->max_batch + o->prefetch,
     };
-    s_rank0_t r = {.batcher = b, .max_batch = o->max_batch, .opts = o};
+    s_rank0_t r = {.batcher = b, .max_batch = o->max_batch, .opts = o, .pending = {NULL, -1}};
     if (!(r.active = calloc((size_t)o->max_batch, sizeof *r.active)))
         return SQ_FAIL(SQ_ENOMEM, "lease table");
     for (int i = 0; i < o->max_batch; i++)
@@ -457,8 +524,10 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
                          s_now_s() >= deadline))
             break;
         s_apply_cancels(&r);
+        if (r.pending.lease)
+            s_retry_pending(&r);
         sq_lease_t *l;
-        while (sq_batcher_n_active(b) < o->max_batch &&
+        while (!r.pending.lease && sq_batcher_n_active(b) < o->max_batch &&
                (l = sq_link_take(r.link, sq_batcher_n_active(b) ? 0 : 50)) != NULL)
             s_admit(&r, tok, model, l);
         rc = sq_batcher_step(b, s_on_done, &r);
@@ -473,10 +542,12 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
     for (int i = 0; i < r.max_batch; i++)
         if (r.active[i].lease)
             s_drop(&r, i);
+    if (r.pending.lease)
+        s_drop_pending(&r);
     sq_link_destroy(&r.link);
     free(r.active);
-    SQ_INFO("worker group stopped", "done=%lld failed=%lld", (long long)r.n_done,
-            (long long)r.n_failed);
+    SQ_INFO("worker group stopped", "done=%lld failed=%lld waited_for_kv=%lld",
+            (long long)r.n_done, (long long)r.n_failed, (long long)r.n_waited);
     return rc;
 }
 
@@ -524,7 +595,8 @@ int sq_group_main(int argc, char **argv)
     sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
     sq_engine_params_t ep = {.model_path = o.model_path, .device = o.device,
                              .n_threads = o.n_threads, .n_ctx = o.n_ctx,
-                             .n_slots = o.max_batch, .kv_f32 = o.kv_f32, .comm = comm};
+                             .n_slots = o.max_batch, .n_kv_pages = o.kv_pages,
+                             .kv_f32 = o.kv_f32, .comm = comm};
     sq_engine_t *eng = comm ? sq_engine_new(&ep) : NULL;
     if (eng)   /* what --max-batch auto came to */
         o.max_batch = sq_model_n_slots(sq_engine_model(eng));

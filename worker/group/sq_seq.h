@@ -51,6 +51,8 @@ sq_sample_row_t sq_seq_draw(sq_seq_t *self);
 int sq_seq_accept_token(sq_seq_t *self, int32_t tok);
 bool sq_seq_greedy(const sq_seq_t *self);
 bool sq_seq_done(const sq_seq_t *self);
+/* KV-cache positions it can take at most (sq_sequence_max_positions) */
+int sq_seq_max_positions(const sq_seq_t *self);
 sq_finish_t sq_seq_finish(const sq_seq_t *self);
 
 /* The LoRA adapter id (sq_model_adapter_load) the sequence runs with;

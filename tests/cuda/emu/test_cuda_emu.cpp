@@ -876,16 +876,56 @@ struct s_kv<uint16_t> {
     static const char *name() { return "f16"; }
 };
 
-/* the caches (n_slots, n_kv, n_ctx, hd) after token t of slots / poss
- * stores its k and v rows (n_tok, n_kv * hd) */
+/* A page table for n_slots sequences of n_ctx positions whose pages are
+ * scattered over a pool with 3 pages to spare (left NaN): a kernel that
+ * ignores the table, or reads a page by the wrong slot, reads NaN or
+ * another sequence's rows. */
+struct s_paging {
+    int n_slots, n_ctx, max_pages, n_pages, n_kv, hd;
+    std::vector<int32_t> table;
+    s_paging(int slots, int ctx, int kv, int head_dim)
+        : n_slots(slots), n_ctx(ctx), max_pages(sq_kv_pages_for(ctx)),
+          n_pages(slots * sq_kv_pages_for(ctx) + 3), n_kv(kv), hd(head_dim),
+          table((size_t)slots * sq_kv_pages_for(ctx))
+    {
+        std::vector<int32_t> ids(n_pages);
+        for (int i = 0; i < n_pages; i++)
+            ids[i] = i;
+        for (int i = n_pages - 1; i > 0; i--) {   /* Fisher-Yates on the test's generator */
+            s_rand();
+            std::swap(ids[i], ids[s_rng % (uint32_t)(i + 1)]);
+        }
+        for (size_t i = 0; i < table.size(); i++)
+            table[i] = ids[i];
+    }
+    size_t values() const { return (size_t)n_pages * n_kv * SQ_KV_PAGE * hd; }
+    /* the table as a kernel reads it (guarded) */
+    s_buf<int32_t> buf() const
+    {
+        s_buf<int32_t> b(table.size(), -1);
+        std::copy(table.begin(), table.end(), b.p());
+        return b;
+    }
+    /* position pos of slot's KV head h: (page, h, pos % SQ_KV_PAGE, hd),
+     * the layout sq_backend.h gives */
+    size_t at(int slot, int h, int pos) const
+    {
+        const int32_t page = table[(size_t)slot * max_pages + pos / SQ_KV_PAGE];
+        return (((size_t)page * n_kv + h) * SQ_KV_PAGE + pos % SQ_KV_PAGE) * hd;
+    }
+};
+
+/* the caches after token t of slots / poss stores its k and v rows
+ * (n_tok, n_kv * hd) through pg */
 template <typename S>
 static void s_kv_store_ref(S *kc, S *vc, const float *k, const float *v, const int32_t *slots,
-                           const int32_t *poss, int n_tok, int n_kv, int n_ctx, int hd)
+                           const int32_t *poss, int n_tok, const s_paging &pg)
 {
+    const int n_kv = pg.n_kv, hd = pg.hd;
     for (int t = 0; t < n_tok; t++)
         for (int h = 0; h < n_kv; h++)
             for (int d = 0; d < hd; d++) {
-                const size_t at = (((size_t)slots[t] * n_kv + h) * n_ctx + poss[t]) * hd + d;
+                const size_t at = pg.at(slots[t], h, poss[t]) + d;
                 const size_t from = ((size_t)t * n_kv + h) * hd + d;
                 kc[at] = s_kv<S>::put(k[from]);
                 vc[at] = s_kv<S>::put(v[from]);
@@ -903,7 +943,9 @@ static void s_rope_store_case(int hd, int n_rot)
     const float base = 10000.0f;
     s_seed((uint32_t)(hd + n_rot));
     const size_t nq = (size_t)n_tok * n_heads * hd, nk = (size_t)n_tok * n_kv * hd;
-    const size_t cache_n = (size_t)n_slots * n_kv * n_ctx * hd;
+    const s_paging pg(n_slots, n_ctx, n_kv, hd);
+    const size_t cache_n = pg.values();
+    s_buf<int32_t> pages = pg.buf();
     /* q and k are rotated in place: output guards */
     s_batch_io io(n_tok, n_heads, n_kv, hd, slots, poss, 1.0f, S_OUT_F32);
     s_buf<float> &q = io.q, &k = io.k, &v = io.v;
@@ -912,8 +954,8 @@ static void s_rope_store_case(int hd, int n_rot)
     std::vector<double> q_ref(q.p(), q.p() + nq), k_ref(k.p(), k.p() + nk);
     s_rope_ref(q_ref.data(), n_tok, n_heads, hd, n_rot, poss, base);
     s_rope_ref(k_ref.data(), n_tok, n_kv, hd, n_rot, poss, base);
-    s_rope_store_t args = {q.p(), k.p(), v.p(), kc.p(), vc.p(), slot.p(), pos.p(), n_heads,
-                           n_kv, hd, n_rot, n_ctx, base};
+    s_rope_store_t args = {q.p(),    k.p(),     v.p(), kc.p(), vc.p(), slot.p(), pos.p(),
+                           pages.p(), n_heads, n_kv,  hd,     n_rot,  n_ctx,    base};
     SQ_CHECK(sq_emu_launch(k_rope_store<typename s_kv<S>::dev>, dim3(n_tok), dim3(256), args) ==
              0);
     const std::string what = std::string("rope_store ") + s_kv<S>::name() + " hd " +
@@ -921,7 +963,7 @@ static void s_rope_store_case(int hd, int n_rot)
     s_expect_close(what + ": q", q, q_ref.data(), nq, S_TOL_F32);
     s_expect_close(what + ": k", k, k_ref.data(), nk, S_TOL_F32);
     s_buf<S> kc_ref(cache_n, s_kv<S>::nan()), vc_ref(cache_n, s_kv<S>::nan());
-    s_kv_store_ref(kc_ref.p(), vc_ref.p(), k.p(), v.p(), slots, poss, n_tok, n_kv, n_ctx, hd);
+    s_kv_store_ref(kc_ref.p(), vc_ref.p(), k.p(), v.p(), slots, poss, n_tok, pg);
     SQ_CHECK(memcmp(kc.v.data(), kc_ref.v.data(), kc.v.size() * sizeof(S)) == 0);
     SQ_CHECK(memcmp(vc.v.data(), vc_ref.v.data(), vc.v.size() * sizeof(S)) == 0);
 }
@@ -952,16 +994,18 @@ static void s_attention_case(const s_att_case &c)
     const int32_t poss[] = {0, 32, 1, 2, 300, 31, 3};
     const int n_tok = 7;
     s_seed((uint32_t)(hd * 13 + c.q_head0));
-    const size_t cache_n = (size_t)n_slots * c.n_kv * n_ctx * hd;
+    const s_paging pg(n_slots, n_ctx, c.n_kv, hd);
+    const size_t cache_n = pg.values();
+    s_buf<int32_t> pages = pg.buf();
     s_buf<S> kc(cache_n, s_kv<S>::nan()), vc(cache_n, s_kv<S>::nan());
     const int history[] = {31, 300, 0};   /* positions of history per slot */
     for (int s = 0; s < n_slots; s++)
         for (int h = 0; h < c.n_kv; h++)
-            for (size_t i = 0; i < (size_t)history[s] * hd; i++) {
-                const size_t at = ((size_t)s * c.n_kv + h) * n_ctx * hd + i;
-                kc[at] = s_kv<S>::put(s_rand());
-                vc[at] = s_kv<S>::put(s_rand());
-            }
+            for (int j = 0; j < history[s]; j++)
+                for (int d = 0; d < hd; d++) {
+                    kc[pg.at(s, h, j) + d] = s_kv<S>::put(s_rand());
+                    vc[pg.at(s, h, j) + d] = s_kv<S>::put(s_rand());
+                }
     s_batch_io io(n_tok, c.n_heads, c.n_kv, hd, slots, poss, 2.0f, NAN);
     s_buf<float> &q = io.q, &k = io.k, &v = io.v;
     s_buf<int32_t> &slot = io.slot, &pos = io.pos;
@@ -969,18 +1013,17 @@ static void s_attention_case(const s_att_case &c)
     /* the reference: store, then softmax(q K^T / sqrt(hd)) V causally over
      * what the caches hold */
     s_buf<S> kc_ref = kc, vc_ref = vc;
-    s_kv_store_ref(kc_ref.p(), vc_ref.p(), k.p(), v.p(), slots, poss, n_tok, c.n_kv, n_ctx, hd);
+    s_kv_store_ref(kc_ref.p(), vc_ref.p(), k.p(), v.p(), slots, poss, n_tok, pg);
     std::vector<double> ref((size_t)n_tok * c.n_heads * hd, 0.0), sc(n_ctx);
     for (int t = 0; t < n_tok; t++)
         for (int h = 0; h < c.n_heads; h++) {
             const int kvh = (c.q_head0 + h) / c.group - c.kv_head0;
-            const size_t head = ((size_t)slots[t] * c.n_kv + kvh) * n_ctx * hd;
             const float *qr = &q[((size_t)t * c.n_heads + h) * hd];
             double mx = -INFINITY, sum = 0.0;
             for (int j = 0; j <= poss[t]; j++) {
                 sc[j] = 0.0;
                 for (int d = 0; d < hd; d++)
-                    sc[j] += (double)qr[d] * s_kv<S>::get(kc_ref[head + (size_t)j * hd + d]);
+                    sc[j] += (double)qr[d] * s_kv<S>::get(kc_ref[pg.at(slots[t], kvh, j) + d]);
                 sc[j] /= sqrt((double)hd);
                 mx = std::max(mx, sc[j]);
             }
@@ -989,15 +1032,15 @@ static void s_attention_case(const s_att_case &c)
             double *o = &ref[((size_t)t * c.n_heads + h) * hd];
             for (int j = 0; j <= poss[t]; j++)
                 for (int d = 0; d < hd; d++)
-                    o[d] += sc[j] / sum * s_kv<S>::get(vc_ref[head + (size_t)j * hd + d]);
+                    o[d] += sc[j] / sum * s_kv<S>::get(vc_ref[pg.at(slots[t], kvh, j) + d]);
         }
 
     /* as sq_cu_attention: the store, then one block per (head, token) */
     typedef typename s_kv<S>::dev T;
     SQ_CHECK(sq_emu_launch(k_kv_store<T>, dim3(n_tok), dim3(256), (void *)kc.p(), (void *)vc.p(),
                            (const float *)k.p(), (const float *)v.p(),
-                           (const int32_t *)slot.p(), (const int32_t *)pos.p(), c.n_kv, n_ctx,
-                           hd) == 0);
+                           (const int32_t *)slot.p(), (const int32_t *)pos.p(),
+                           (const int32_t *)pages.p(), c.n_kv, n_ctx, hd) == 0);
     SQ_CHECK(memcmp(kc.v.data(), kc_ref.v.data(), kc.v.size() * sizeof(S)) == 0);
     SQ_CHECK(memcmp(vc.v.data(), vc_ref.v.data(), vc.v.size() * sizeof(S)) == 0);
     const size_t n_out = (size_t)n_tok * c.n_heads * hd;
@@ -1008,8 +1051,8 @@ static void s_attention_case(const s_att_case &c)
         s_buf<int8_t> xq(c.quant ? n_out : 0, (int8_t)0x7f, S_OUT_I8);
         s_buf<float> xd(c.quant ? n_out / SQ_CU_QK : 0, NAN, S_OUT_F32);
         s_buf<float> part(sq_cu_att_part_floats(n_tok, c.n_heads, hd, n_split), NAN, S_OUT_F32);
-        s_att_t args = {kc.p(), vc.p(), q.p(), o.p(), slot.p(), pos.p(), c.n_heads, c.n_kv,
-                        n_ctx, hd, c.q_head0, c.kv_head0, c.group,
+        s_att_t args = {kc.p(), vc.p(), q.p(), o.p(), slot.p(), pos.p(), pages.p(), c.n_heads,
+                        c.n_kv, n_ctx, hd, c.q_head0, c.kv_head0, c.group,
                         c.quant ? xq.p() : nullptr, c.quant ? xd.p() : nullptr, n_split,
                         part.p()};
         SQ_CHECK(sq_emu_launch(k_attention<T>, dim3(c.n_heads, n_tok, n_split),

@@ -172,6 +172,7 @@ static void s_softmax(float *scores, int n, float scale)
  * read and widened once for all of them. Scratch per thread is held to
  * S_SCRATCH_FLOATS by smaller tiles at long contexts. */
 enum { S_KV_ROWS = 32, S_TILE = 16, S_SCRATCH_FLOATS = 1 << 20 };
+_Static_assert(SQ_KV_PAGE % S_KV_ROWS == 0, "a block of cache rows is inside one page");
 
 typedef struct s_tile {
     int t0, n;                  /* batch entries t0 .. t0 + n - 1 */
@@ -187,12 +188,23 @@ typedef struct {
     int n_tiles;
 } s_attn_job_t;
 
-/* rows j0..j0+n of the cache rows at head (an offset in values) as F32:
- * in place for an F32 cache, else widened into tmp (n * head_dim) */
-static const float *s_kv_rows(const sq_attn_args_t *a, const void *cache, size_t head, int j0,
-                              int n, float *tmp)
+/* the cache offset (in values) of position pos of slot's KV head kvh:
+ * its page's rows (n_kv, SQ_KV_PAGE, head_dim), then its row */
+static size_t s_kv_at(const sq_attn_args_t *a, int slot, int kvh, int pos)
 {
-    const size_t at = head + (size_t)j0 * (size_t)a->head_dim;
+    const int32_t page = a->pages[(size_t)slot * (size_t)sq_kv_pages_for(a->n_ctx) +
+                                  (size_t)(pos / SQ_KV_PAGE)];
+    return (((size_t)page * (size_t)a->n_kv + (size_t)kvh) * SQ_KV_PAGE +
+            (size_t)(pos % SQ_KV_PAGE)) * (size_t)a->head_dim;
+}
+
+/* rows j0..j0+n (j0 a multiple of S_KV_ROWS: one page) of slot's KV head
+ * kvh as F32: in place for an F32 cache, else widened into tmp
+ * (n * head_dim) */
+static const float *s_kv_rows(const sq_attn_args_t *a, const void *cache, int slot, int kvh,
+                              int j0, int n, float *tmp)
+{
+    const size_t at = s_kv_at(a, slot, kvh, j0);
     if (a->kv_dtype == SQ_DTYPE_F32)
         return (const float *)cache + at;
     sq_cpu_f16_to_f32_row((const uint16_t *)cache + at, tmp, (int64_t)n * a->head_dim);
@@ -221,15 +233,14 @@ static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, 
         return;
     const int g = h1 - h0;
     const size_t per_tok = (size_t)g * (size_t)a->n_ctx;
-    /* the slot's rows (n_ctx, hd) for this KV head start at value head */
-    const size_t head = ((size_t)a->slot[tile->t0] * a->n_kv + kvh) * a->n_ctx * hd;
+    const int slot = a->slot[tile->t0];
     float *tmp = scratch + (size_t)tile->n * per_tok;
     const int n_max = a->pos[tile->t0 + tile->n - 1] + 1;
     for (int pass = 0; pass < 2; pass++) {
         /* pass 0: scores = q K^T over each token's positions 0..pos;
          * pass 1: out = softmax(scores) V, each head's sum in position order */
         for (int j0 = 0; j0 < n_max; j0 += S_KV_ROWS) {
-            const float *rows = s_kv_rows(a, pass ? a->v_cache : a->k_cache, head, j0,
+            const float *rows = s_kv_rows(a, pass ? a->v_cache : a->k_cache, slot, kvh, j0,
                                           n_max - j0 < S_KV_ROWS ? n_max - j0 : S_KV_ROWS, tmp);
             for (int i = 0; i < tile->n; i++) {
                 const int t = tile->t0 + i, n = a->pos[t] + 1;
@@ -271,7 +282,7 @@ static void s_kv_store(const sq_attn_args_t *a)
     const bool f16 = a->kv_dtype == SQ_DTYPE_F16;
     for (int t = 0; t < a->n_tok; t++)
         for (int h = 0; h < a->n_kv; h++) {
-            size_t at = (((size_t)a->slot[t] * a->n_kv + h) * a->n_ctx + (size_t)a->pos[t]) * hd;
+            size_t at = s_kv_at(a, a->slot[t], h, a->pos[t]);
             size_t from = ((size_t)t * a->n_kv + h) * hd;
             if (f16) {
                 sq_cpu_f32_to_f16_row(a->k + from, (uint16_t *)a->k_cache + at, (int64_t)hd);

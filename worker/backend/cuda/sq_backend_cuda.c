@@ -267,8 +267,8 @@ static int s_exec_op(s_cuda_t *c, const sq_cuda_op_t *op)
         break;
     case SQ_CUDA_OP_ATTN: {
         sq_attn_args_t a = s_attn_args(op);
-        err = sq_cu_attention(c->stream, &a, a0, a1, true, NULL, NULL, s_att_split(c, &a),
-                              c->att_part.p);
+        err = sq_cu_attention(c->stream, &a, a0, a1, arena + op->arg[2], true, NULL, NULL,
+                              s_att_split(c, &a), c->att_part.p);
         break;
     }
     case SQ_CUDA_OP_SWIGLU:
@@ -299,7 +299,7 @@ static int s_exec_rope_attn(s_cuda_t *c, const sq_cuda_step_t *st, const sq_cuda
 {
     const int32_t *arena = c->arena_d[c->cur];
     const sq_cuda_op_t *at = &ops[2];
-    const int32_t *slot = arena + at->arg[0], *pos = arena + at->arg[1];
+    const int32_t *slot = arena + at->arg[0], *pos = arena + at->arg[1], *pages = arena + at->arg[2];
     sq_attn_args_t a = s_attn_args(at);
     const int64_t n_out = (int64_t)a.n_heads * a.head_dim;
     int8_t *xq = NULL;
@@ -307,8 +307,9 @@ static int s_exec_rope_attn(s_cuda_t *c, const sq_cuda_step_t *st, const sq_cuda
     if (st->quantize)
         s_xq_at(c, a.n_tok, n_out, &xq, &xd);
     c->xq_src = NULL;
-    S_CUDA(sq_cu_rope_store(c->stream, &a, (int)ops[0].i[3], ops[0].f[0], slot, pos), "rope");
-    S_CUDA(sq_cu_attention(c->stream, &a, slot, pos, false, xq, xd, s_att_split(c, &a),
+    S_CUDA(sq_cu_rope_store(c->stream, &a, (int)ops[0].i[3], ops[0].f[0], slot, pos, pages),
+           "rope");
+    S_CUDA(sq_cu_attention(c->stream, &a, slot, pos, pages, false, xq, xd, s_att_split(c, &a),
                            c->att_part.p),
            "attention");
     if (st->quantize)
@@ -705,9 +706,11 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
     const size_t part = sq_cu_att_part_floats(a->n_tok, a->n_heads, a->head_dim,
                                               s_att_split(c, a));
     int rc = part ? s_room(c, &c->att_part, part * sizeof(float), "attention partials") : 0;
-    if (rc || (rc = s_reserve(c, 2 * (size_t)a->n_tok)) ||
+    const int n_table = a->n_slots * sq_kv_pages_for(a->n_ctx);
+    if (rc || (rc = s_reserve(c, 2 * (size_t)a->n_tok + (size_t)n_table)) ||
         (rc = s_args(c, a->slot, a->n_tok, &op.arg[0])) ||
-        (rc = s_args(c, a->pos, a->n_tok, &op.arg[1])))
+        (rc = s_args(c, a->pos, a->n_tok, &op.arg[1])) ||
+        (rc = sq_cuda_rec_table(&c->rec, a->pages, n_table, a->pages_epoch, &op.arg[2])))
         return rc;
     return s_record(c, &op, a->n_tok);
 }

@@ -744,16 +744,26 @@ static __device__ void s_kv_put(__half *p, float v)
     *p = __float2half_rn(v);
 }
 
+/* the cache offset (in values) of position p of slot's KV head kvh: its
+ * page's rows (n_kv, SQ_KV_PAGE, hd), then its row (sq_attn_args_t) */
+static __device__ size_t s_kv_at(const int32_t *pages, int n_ctx, int slot, int n_kv, int kvh,
+                                 int p, int hd)
+{
+    const int max_pages = (n_ctx - 1) / SQ_KV_PAGE + 1;   /* sq_kv_pages_for, a host function */
+    const int32_t page = pages[(size_t)slot * (size_t)max_pages + p / SQ_KV_PAGE];
+    return (((size_t)page * n_kv + kvh) * SQ_KV_PAGE + p % SQ_KV_PAGE) * (size_t)hd;
+}
+
 /* token t's k and v rows into (slot, kv head, pos) of the caches of T,
  * by the threads of its block */
 template <typename T>
 static __device__ void s_kv_store(int t, T *kc, T *vc, const float *k, const float *v,
-                                  const int32_t *slot, const int32_t *pos, int n_kv, int n_ctx,
-                                  int hd)
+                                  const int32_t *slot, const int32_t *pos, const int32_t *pages,
+                                  int n_kv, int n_ctx, int hd)
 {
     for (int i = threadIdx.x; i < n_kv * hd; i += blockDim.x) {
         const int h = i / hd, d = i % hd;
-        size_t at = (((size_t)slot[t] * n_kv + h) * n_ctx + (size_t)pos[t]) * hd + d;
+        const size_t at = s_kv_at(pages, n_ctx, slot[t], n_kv, h, pos[t], hd) + d;
         s_kv_put(&kc[at], k[(size_t)t * n_kv * hd + i]);
         s_kv_put(&vc[at], v[(size_t)t * n_kv * hd + i]);
     }
@@ -761,18 +771,18 @@ static __device__ void s_kv_store(int t, T *kc, T *vc, const float *k, const flo
 
 template <typename T>
 static __global__ void k_kv_store(void *kc, void *vc, const float *k, const float *v,
-                                  const int32_t *slot, const int32_t *pos, int n_kv, int n_ctx,
-                                  int hd)
+                                  const int32_t *slot, const int32_t *pos, const int32_t *pages,
+                                  int n_kv, int n_ctx, int hd)
 {
     s_pdl_begin();
-    s_kv_store(blockIdx.x, (T *)kc, (T *)vc, k, v, slot, pos, n_kv, n_ctx, hd);
+    s_kv_store(blockIdx.x, (T *)kc, (T *)vc, k, v, slot, pos, pages, n_kv, n_ctx, hd);
 }
 
 typedef struct {
     float *q, *k;
     const float *v;
     void *kc, *vc;              /* of T, the kernel's cache type */
-    const int32_t *slot, *pos;
+    const int32_t *slot, *pos, *pages;
     int n_heads, n_kv, hd, n_rot, n_ctx;
     float freq_base;
 } s_rope_store_t;
@@ -792,18 +802,19 @@ static __global__ void k_rope_store(s_rope_store_t a)
         s_rope_pair(a.k + ((size_t)t * a.n_kv + i / half) * a.hd, i % half, a.n_rot, p,
                     a.freq_base);
     __syncthreads();   /* other threads store the rotated k values */
-    s_kv_store(t, (T *)a.kc, (T *)a.vc, a.k, a.v, a.slot, a.pos, a.n_kv, a.n_ctx, a.hd);
+    s_kv_store(t, (T *)a.kc, (T *)a.vc, a.k, a.v, a.slot, a.pos, a.pages, a.n_kv, a.n_ctx, a.hd);
 }
 
 /* ---- attention ---- */
 
 enum { S_ATT_WARPS = 8, S_ATT_PER_LANE = SQ_CU_MAX_HEAD_DIM / 32 };
+static_assert(SQ_KV_PAGE % 32 == 0, "a strip of 32 keys is inside one page");
 
 typedef struct {
     const void *kc, *vc;        /* of T, the kernel's cache type */
     const float *q;
     float *out;
-    const int32_t *slot, *pos;
+    const int32_t *slot, *pos, *pages;
     int n_heads, n_kv, n_ctx, hd, q_head0, kv_head0, group;
     int8_t *xq;                 /* non-NULL: out quantised as Q8_0 too (hd % 32 == 0) */
     float *xd;
@@ -907,8 +918,7 @@ static __global__ void k_attention(s_att_t a)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int kvh = (a.q_head0 + h) / a.group - a.kv_head0;
     const int hd = a.hd;
-    const size_t head = ((size_t)a.slot[t] * a.n_kv + kvh) * a.n_ctx * hd;
-    const T *kc = (const T *)a.kc + head, *vc = (const T *)a.vc + head;
+    const int slot = a.slot[t];
     const float *q = a.q + ((size_t)t * a.n_heads + h) * hd;
     const float scale = rsqrtf((float)hd);
     for (int d = threadIdx.x; d < hd; d += blockDim.x)
@@ -920,8 +930,11 @@ static __global__ void k_attention(s_att_t a)
     float m = -INFINITY, l = 0.0f;
     const int n = a.pos[t] + 1, z = (int)blockIdx.z, n_split = a.n_split;
     for (int base = (warp * n_split + z) * 32; base < n; base += S_ATT_WARPS * n_split * 32) {
+        /* the strip's 32 keys are rows 0..31 of one page */
+        const size_t at = s_kv_at(a.pages, a.n_ctx, slot, a.n_kv, kvh, base, hd);
+        const T *kc = (const T *)a.kc + at, *vc = (const T *)a.vc + at;
         const int j = base + lane;
-        const float sc = j < n ? s_qk(qs, kc + (size_t)j * hd, hd) : -INFINITY;
+        const float sc = j < n ? s_qk(qs, kc + (size_t)lane * hd, hd) : -INFINITY;
         /* key base < n is scored, so m_new is finite */
         const float m_new = fmaxf(m, s_warp_max(sc));
         const float p = j < n ? expf(sc - m_new) : 0.0f;
@@ -934,7 +947,7 @@ static __global__ void k_attention(s_att_t a)
         const int n_keys = n - base < 32 ? n - base : 32;
         for (int jj = 0; jj < n_keys; jj++) {
             const float pj = ps[warp][jj];
-            const T *vr = vc + (size_t)(base + jj) * hd;
+            const T *vr = vc + (size_t)jj * hd;
             for (int i = 0; i < S_ATT_PER_LANE; i++) {
                 const int d = lane + 32 * i;
                 if (d < hd)

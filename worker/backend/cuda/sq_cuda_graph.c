@@ -48,6 +48,25 @@ int sq_cuda_rec_args(sq_cuda_rec_t *rec, const int32_t *v, int n, int64_t *off)
     return 0;
 }
 
+int sq_cuda_rec_table(sq_cuda_rec_t *rec, const int32_t *src, int n, uint64_t epoch, int64_t *off)
+{
+    if (rec->table_n > 0 && rec->table_n == n && rec->table_src == src &&
+        rec->table_epoch == epoch) {
+        *off = rec->table_off;
+        return 0;
+    }
+    if ((size_t)n > rec->arena_cap - rec->arena_n)
+        return SQ_ETOOBIG;
+    *off = (int64_t)rec->arena_n;
+    memcpy(rec->arena + rec->arena_n, src, (size_t)n * sizeof *src);
+    rec->arena_n += (size_t)n;
+    rec->table_src = src;
+    rec->table_epoch = epoch;
+    rec->table_n = n;
+    rec->table_off = *off;
+    return 0;
+}
+
 /* FNV-1a over the fields one by one, so struct padding never enters the
  * key */
 uint64_t sq_cuda_rec_key(const sq_cuda_rec_t *rec)
@@ -70,6 +89,7 @@ void sq_cuda_rec_reset(sq_cuda_rec_t *rec)
     rec->arena_n = 0;
     rec->max_tok = 0;
     rec->n_staged = 0;
+    rec->table_n = 0;
 }
 
 void sq_cuda_rec_free(sq_cuda_rec_t *rec)

@@ -29,7 +29,8 @@ extern "C" {
  *   ROPE     p x;                   i n_tok, n_heads, head_dim, n_rot;  f base;  arg pos
  *   ATTN     p k_cache, v_cache, q, k, v, out;
  *            i n_slots, n_ctx, n_heads, n_kv, head_dim, q_head0, kv_head0, group,
- *              n_tok, kv_dtype;  arg slot, pos
+ *              n_tok, kv_dtype;  arg slot, pos, pages (the page table,
+ *              n_slots * ceil(n_ctx / SQ_KV_PAGE))
  *   SWIGLU   p gate, up;            i n
  *   ADD      p x, y;                i n
  *   COPY     p dst, src;            i bytes
@@ -52,7 +53,7 @@ typedef struct {
     const void *p[6];           /* device pointers */
     int64_t i[10];              /* sizes, dtypes, head counts */
     float f[2];                 /* eps, rope base */
-    int64_t arg[2];             /* arena offsets of host arrays (0 when unused) */
+    int64_t arg[3];             /* arena offsets of host arrays (0 when unused) */
 } sq_cuda_op_t;
 
 typedef struct {
@@ -66,6 +67,13 @@ typedef struct {
      * ops share its offset */
     int64_t staged_off[4];
     int staged_n[4], n_staged;
+    /* the page table staged in this list: every layer's attention passes
+     * the same one, recognised by its address and epoch (comparing a
+     * table of thousands of entries per layer would cost more) */
+    const int32_t *table_src;
+    uint64_t table_epoch;
+    int table_n;                /* 0: none staged in this list */
+    int64_t table_off;
 } sq_cuda_rec_t;
 
 /* append op (copied); 0 or SQ_ENOMEM */
@@ -74,6 +82,10 @@ int sq_cuda_rec_push(sq_cuda_rec_t *rec, const sq_cuda_op_t *op, int n_tok);
  * last arrays staged, when they are equal to it). SQ_ETOOBIG when they do
  * not fit (the backend then runs what is recorded or grows it). */
 int sq_cuda_rec_args(sq_cuda_rec_t *rec, const int32_t *v, int n, int64_t *off);
+/* copy the table of n values at src, whose contents change only with
+ * epoch, into the arena unless this list already has it (then *off is
+ * that copy's). SQ_ETOOBIG as sq_cuda_rec_args. */
+int sq_cuda_rec_table(sq_cuda_rec_t *rec, const int32_t *src, int n, uint64_t epoch, int64_t *off);
 /* the recorded list's key: every op field and the arena length, never
  * the arena values */
 uint64_t sq_cuda_rec_key(const sq_cuda_rec_t *rec);

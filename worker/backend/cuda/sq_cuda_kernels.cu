@@ -229,12 +229,12 @@ cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int hea
 }
 
 cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot, float freq_base,
-                             const int32_t *slot_d, const int32_t *pos_d)
+                             const int32_t *slot_d, const int32_t *pos_d, const int32_t *pages_d)
 {
     if (a->n_tok == 0)
         return cudaSuccess;
     s_rope_store_t args = {(float *)a->q, (float *)a->k, a->v, a->k_cache, a->v_cache, slot_d,
-                           pos_d, a->n_heads, a->n_kv, a->head_dim, n_rot, a->n_ctx, freq_base};
+                           pos_d, pages_d, a->n_heads, a->n_kv, a->head_dim, n_rot, a->n_ctx, freq_base};
     if (a->kv_dtype == SQ_CU_F16)
         SQ_CU_LAUNCH(k_rope_store<__half>, a->n_tok, 256, s, args);
     else
@@ -259,7 +259,7 @@ size_t sq_cu_att_part_floats(int n_tok, int n_heads, int head_dim, int n_split)
 }
 
 cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32_t *slot_d,
-                            const int32_t *pos_d, bool store, int8_t *xq, float *xd, int n_split,
+                            const int32_t *pos_d, const int32_t *pages_d, bool store, int8_t *xq, float *xd, int n_split,
                             float *part)
 {
     if (a->n_tok == 0)
@@ -267,14 +267,14 @@ cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32
     const bool f16 = a->kv_dtype == SQ_CU_F16;
     if (store) {
         SQ_CU_LAUNCH(f16 ? k_kv_store<__half> : k_kv_store<float>, a->n_tok, 256, s, a->k_cache,
-                     a->v_cache, a->k, a->v, slot_d, pos_d, a->n_kv, a->n_ctx, a->head_dim);
+                     a->v_cache, a->k, a->v, slot_d, pos_d, pages_d, a->n_kv, a->n_ctx, a->head_dim);
         cudaError_t err = cudaGetLastError();
         if (err != cudaSuccess)
             return err;
     }
     if (n_split < 1 || n_split > SQ_CU_ATT_MAX_SPLIT || (n_split > 1 && !part))
         return cudaErrorInvalidValue;
-    s_att_t args = {a->k_cache, a->v_cache, a->q, a->out, slot_d, pos_d, a->n_heads, a->n_kv,
+    s_att_t args = {a->k_cache, a->v_cache, a->q, a->out, slot_d, pos_d, pages_d, a->n_heads, a->n_kv,
                     a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group, xq, xd,
                     n_split, part};
     SQ_CU_LAUNCH(f16 ? k_attention<__half> : k_attention<float>, dim3(a->n_heads, a->n_tok, n_split),

@@ -100,17 +100,17 @@ cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int hea
 /* RoPE of a->q (n_rot, freq_base) and a->k in place, then the cache store
  * of k and v: sq_cu_rope twice and the store of sq_cu_attention in one */
 cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot, float freq_base,
-                             const int32_t *slot_d, const int32_t *pos_d);
+                             const int32_t *slot_d, const int32_t *pos_d, const int32_t *pages_d);
 /* with store, the batch's k/v rows into the cache, then attention (see
- * sq_attn_args_t; a->slot and a->pos are ignored in favour of the device
- * copies); with xq (head_dim % 32 == 0), the output also quantised as in
+ * sq_attn_args_t; a->slot, a->pos and a->pages are ignored in favour of
+ * the device copies); with xq (head_dim % 32 == 0), the output also quantised as in
  * sq_cu_quantize_q8. n_split blocks share each (head, token)'s keys
  * (sq_cu_att_splits); above 1 they leave partial results in part
  * (sq_cu_att_part_floats of them) and a second kernel merges them. */
 enum { SQ_CU_ATT_MAX_SPLIT = 16 };
 cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32_t *slot_d,
-                            const int32_t *pos_d, bool store, int8_t *xq, float *xd, int n_split,
-                            float *part);
+                            const int32_t *pos_d, const int32_t *pages_d, bool store, int8_t *xq,
+                            float *xd, int n_split, float *part);
 /* How many blocks share a (head, token)'s keys: 1 when the batch's heads
  * alone give two blocks an SM (n_sms), else enough for that, at least 512
  * positions of the context each, at most SQ_CU_ATT_MAX_SPLIT. A function
