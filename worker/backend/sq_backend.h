@@ -49,9 +49,11 @@ enum { SQ_KV_PAGE = 32 };
  * kv_dtype (K and V): SQ_DTYPE_F32, or SQ_DTYPE_F16, the k and v rows
  * rounded to nearest even as they are stored (so every backend stores the
  * same bits for the same rows) and widened to F32 as they are read; the
- * order inside a page is the backend's own (only this op reads or writes
- * it): both backends keep (n_kv, SQ_KV_PAGE, head_dim), one head's
- * positions as contiguous rows. Position p of sequence slot s is in page
+ * order is the backend's own (only this op reads or writes it): one
+ * head's positions of a page are contiguous rows; the CPU backend keeps a
+ * pool per KV head, (n_kv, n_pages, SQ_KV_PAGE, head_dim), so consecutive
+ * pages stream; the CUDA backend keeps (n_pages, n_kv, SQ_KV_PAGE,
+ * head_dim). Position p of sequence slot s is in page
  * pages[s * max_pages + p / SQ_KV_PAGE], max_pages = sq_kv_pages_for(n_ctx)
  * (the page table: n_slots rows, host memory; pages_epoch
  * changes whenever it does, so a backend that copies it can tell when its

@@ -188,13 +188,16 @@ typedef struct {
     int n_tiles;
 } s_attn_job_t;
 
-/* the cache offset (in values) of position pos of slot's KV head kvh:
- * its page's rows (n_kv, SQ_KV_PAGE, head_dim), then its row */
+/* the cache offset (in values) of position pos of slot's KV head kvh.
+ * Each KV head has a pool of its own, (n_kv, n_pages, SQ_KV_PAGE,
+ * head_dim): a sequence whose pages are consecutive (a lone one takes
+ * them in order) has its rows of a head in one stream, as before paging,
+ * and the hardware prefetcher follows it. */
 static size_t s_kv_at(const sq_attn_args_t *a, int slot, int kvh, int pos)
 {
     const int32_t page = a->pages[(size_t)slot * (size_t)sq_kv_pages_for(a->n_ctx) +
                                   (size_t)(pos / SQ_KV_PAGE)];
-    return (((size_t)page * (size_t)a->n_kv + (size_t)kvh) * SQ_KV_PAGE +
+    return (((size_t)kvh * (size_t)a->n_pages + (size_t)page) * SQ_KV_PAGE +
             (size_t)(pos % SQ_KV_PAGE)) * (size_t)a->head_dim;
 }
 
