@@ -507,9 +507,9 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
     sq_model_t *model = sq_engine_model(eng);
     SQ_INFO("worker group ready",
             "group=%s broker=%s model=%s sha256=%.12s tp=%d device=%s max_batch=%d ctx=%d "
-            "kv_type=%s kv_mib=%.1f", group_id, o->broker, cfg.model, sha, tp_size, cfg.device,
-            o->max_batch, sq_model_n_ctx(model), cfg.kv_type,
-            (double)sq_model_kv_bytes(model) / 1048576.0);
+            "kv_type=%s kv_mib=%.1f kv_pages=%d", group_id, o->broker, cfg.model, sha, tp_size,
+            cfg.device, o->max_batch, sq_model_n_ctx(model), cfg.kv_type,
+            (double)sq_model_kv_bytes(model) / 1048576.0, sq_model_kv_pages(model));
     const sq_tokenizer_t *tok = sq_engine_tokenizer(eng);
     int deadline = 0;
     bool draining = false;
