@@ -422,24 +422,32 @@ static void test_arena_dedupe(void)
     SQ_CHECK(sq_cuda_rec_args(&rec, slot, 3, &e) == 0 && e == 0 && rec.arena_n == 3);
 }
 
-/* The KV page table: every layer's attention passes the same one, staged
- * once per list; a new epoch (the table changed) or a new list stages it
- * again; one that does not fit says so. */
+/* The KV page table: a step stages the rows of its own slots, in the
+ * order they first appear; every layer's attention passes the same table
+ * and slots, staged once per list; a new epoch (the table changed),
+ * other slots or a new list stage them again; rows that do not fit say so. */
 static void test_page_table_staging(void)
 {
     int32_t arena[64];
     sq_cuda_rec_t rec = {.arena = arena, .arena_cap = 64};
-    int32_t table[8] = {3, 1, -1, -1, 0, 2, 4, -1};
-    int64_t a, b, c, d;
-    SQ_CHECK(sq_cuda_rec_table(&rec, table, 8, 1, &a) == 0 && a == 0 && rec.arena_n == 8);
-    SQ_CHECK(sq_cuda_rec_table(&rec, table, 8, 1, &b) == 0 && b == 0 && rec.arena_n == 8);
-    table[2] = 5;   /* the model grew slot 0: its epoch moves */
-    SQ_CHECK(sq_cuda_rec_table(&rec, table, 8, 2, &c) == 0 && c == 8 && rec.arena_n == 16);
-    SQ_CHECK(arena[8 + 2] == 5 && arena[2] == -1);
+    /* 4 slots of 3 pages */
+    int32_t table[12] = {3, 1, -1, /**/ 7, -1, -1, /**/ 0, 2, 4, /**/ 5, 6, -1};
+    const int32_t two[2] = {2, 0}, one[1] = {3};
+    int64_t a, b, c, d, e;
+    SQ_CHECK(sq_cuda_rec_table(&rec, table, 3, two, 2, 1, &a) == 0 && a == 0 && rec.arena_n == 6);
+    SQ_CHECK(arena[0] == 0 && arena[1] == 2 && arena[2] == 4 && arena[3] == 3 && arena[4] == 1);
+    SQ_CHECK(sq_cuda_rec_table(&rec, table, 3, two, 2, 1, &b) == 0 && b == 0 && rec.arena_n == 6);
+    table[2] = 8;   /* the model grew slot 0: its epoch moves */
+    SQ_CHECK(sq_cuda_rec_table(&rec, table, 3, two, 2, 2, &c) == 0 && c == 6 && rec.arena_n == 12);
+    SQ_CHECK(arena[6 + 5] == 8 && arena[5] == -1);
+    /* batch-1 decode of slot 3: one row */
+    SQ_CHECK(sq_cuda_rec_table(&rec, table, 3, one, 1, 2, &d) == 0 && d == 12 && rec.arena_n == 15);
+    SQ_CHECK(arena[12] == 5 && arena[13] == 6 && arena[14] == -1);
     sq_cuda_rec_reset(&rec);
-    SQ_CHECK(sq_cuda_rec_table(&rec, table, 8, 2, &d) == 0 && d == 0 && rec.arena_n == 8);
-    int32_t big[60] = {0};
-    SQ_CHECK(sq_cuda_rec_table(&rec, big, 60, 1, &d) == SQ_ETOOBIG && rec.arena_n == 8);
+    SQ_CHECK(sq_cuda_rec_table(&rec, table, 3, one, 1, 2, &e) == 0 && e == 0 && rec.arena_n == 3);
+    int32_t slots[21] = {0};   /* 63 values, 61 free */
+    SQ_CHECK(sq_cuda_rec_table(&rec, table, 3, slots, 21, 1, &e) == SQ_ETOOBIG && rec.arena_n == 3);
+    sq_cuda_rec_free(&rec);
 }
 
 int main(void)

@@ -68,6 +68,10 @@ typedef struct {
     bool mma;                   /* SHARDQ_CUDA_MMA=0: big Q8_0 batches through cuBLAS */
     sq_cuda_step_t *steps;      /* the fusion plan of the list being run */
     int steps_cap;
+    /* an attention's slots as page-table rows: each token's row, the
+     * distinct slots in order, and a map slot -> row (-1 between calls) */
+    int32_t *att_rows, *att_slots, *slot_row;
+    int att_cap, slot_row_n;
 } s_cuda_t;
 
 enum { S_ARENA0 = 1 << 16, S_BLAS_WS = 32 << 20 };
@@ -492,6 +496,9 @@ static void s_destroy(sq_backend_t *be)
     cudaFree(c->draws.p);
     cudaFreeHost(c->draws_h);
     cudaFree(c->att_part.p);
+    free(c->att_rows);
+    free(c->att_slots);
+    free(c->slot_row);
     cudaFree(c->blas_ws);
     if (c->blas)
         cublasDestroy(c->blas);
@@ -690,6 +697,45 @@ static int s_rope(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_d
     return s_record(c, &op, n_tok);
 }
 
+/* The distinct slots of a's tokens, in order of first use (*k of them,
+ * c->att_slots), and each token's index among them (c->att_rows): the
+ * kernels read pages[row * max_pages + ...] of the rows staged for them
+ * (sq_cuda_rec_table), so a token's row stands in for its slot. */
+static int s_att_rows(s_cuda_t *c, const sq_attn_args_t *a, int *k)
+{
+    if (a->n_tok > c->att_cap) {
+        int32_t *r = realloc(c->att_rows, (size_t)a->n_tok * sizeof *r);
+        int32_t *u = r ? realloc(c->att_slots, (size_t)a->n_tok * sizeof *u) : NULL;
+        c->att_rows = r ? r : c->att_rows;
+        c->att_slots = u ? u : c->att_slots;
+        if (!r || !u)
+            return SQ_FAIL(SQ_ENOMEM, "cuda: attention rows of %d tokens", a->n_tok);
+        c->att_cap = a->n_tok;
+    }
+    if (a->n_slots > c->slot_row_n) {
+        int32_t *m = realloc(c->slot_row, (size_t)a->n_slots * sizeof *m);
+        if (!m)
+            return SQ_FAIL(SQ_ENOMEM, "cuda: row map of %d slots", a->n_slots);
+        for (int i = c->slot_row_n; i < a->n_slots; i++)
+            m[i] = -1;
+        c->slot_row = m;
+        c->slot_row_n = a->n_slots;
+    }
+    int n = 0;
+    for (int t = 0; t < a->n_tok; t++) {
+        const int s = a->slot[t];
+        if (c->slot_row[s] < 0) {
+            c->slot_row[s] = n;
+            c->att_slots[n++] = s;
+        }
+        c->att_rows[t] = c->slot_row[s];
+    }
+    for (int i = 0; i < n; i++)
+        c->slot_row[c->att_slots[i]] = -1;
+    *k = n;
+    return 0;
+}
+
 static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
 {
     s_cuda_t *c = s_ctx(be);
@@ -705,12 +751,15 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
                              a->kv_head0, a->group, a->n_tok, a->kv_dtype}};
     const size_t part = sq_cu_att_part_floats(a->n_tok, a->n_heads, a->head_dim,
                                               s_att_split(c, a));
+    const int width = sq_kv_pages_for(a->n_ctx);
+    int k = 0;
     int rc = part ? s_room(c, &c->att_part, part * sizeof(float), "attention partials") : 0;
-    const int n_table = a->n_slots * sq_kv_pages_for(a->n_ctx);
-    if (rc || (rc = s_reserve(c, 2 * (size_t)a->n_tok + (size_t)n_table)) ||
-        (rc = s_args(c, a->slot, a->n_tok, &op.arg[0])) ||
+    if (rc || (rc = s_att_rows(c, a, &k)) ||
+        (rc = s_reserve(c, 2 * (size_t)a->n_tok + (size_t)k * (size_t)width)) ||
+        (rc = s_args(c, c->att_rows, a->n_tok, &op.arg[0])) ||
         (rc = s_args(c, a->pos, a->n_tok, &op.arg[1])) ||
-        (rc = sq_cuda_rec_table(&c->rec, a->pages, n_table, a->pages_epoch, &op.arg[2])))
+        (rc = sq_cuda_rec_table(&c->rec, a->pages, width, c->att_slots, k, a->pages_epoch,
+                                &op.arg[2])))
         return rc;
     return s_record(c, &op, a->n_tok);
 }

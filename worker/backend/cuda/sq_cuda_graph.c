@@ -48,21 +48,35 @@ int sq_cuda_rec_args(sq_cuda_rec_t *rec, const int32_t *v, int n, int64_t *off)
     return 0;
 }
 
-int sq_cuda_rec_table(sq_cuda_rec_t *rec, const int32_t *src, int n, uint64_t epoch, int64_t *off)
+int sq_cuda_rec_table(sq_cuda_rec_t *rec, const int32_t *src, int width, const int32_t *slots,
+                      int k, uint64_t epoch, int64_t *off)
 {
-    if (rec->table_n > 0 && rec->table_n == n && rec->table_src == src &&
-        rec->table_epoch == epoch) {
+    if (rec->table_k > 0 && rec->table_k == k && rec->table_src == src &&
+        rec->table_epoch == epoch && rec->table_width == width &&
+        memcmp(rec->table_slots, slots, (size_t)k * sizeof *slots) == 0) {
         *off = rec->table_off;
         return 0;
     }
-    if ((size_t)n > rec->arena_cap - rec->arena_n)
+    const size_t n = (size_t)k * (size_t)width;
+    if (n > rec->arena_cap - rec->arena_n)
         return SQ_ETOOBIG;
+    if (k > rec->table_slots_cap) {
+        int32_t *p = realloc(rec->table_slots, (size_t)k * sizeof *p);
+        if (!p)
+            return SQ_FAIL(SQ_ENOMEM, "cuda: page table rows of %d slots", k);
+        rec->table_slots = p;
+        rec->table_slots_cap = k;
+    }
     *off = (int64_t)rec->arena_n;
-    memcpy(rec->arena + rec->arena_n, src, (size_t)n * sizeof *src);
-    rec->arena_n += (size_t)n;
+    for (int i = 0; i < k; i++)
+        memcpy(rec->arena + rec->arena_n + (size_t)i * (size_t)width,
+               src + (size_t)slots[i] * (size_t)width, (size_t)width * sizeof *src);
+    rec->arena_n += n;
+    memcpy(rec->table_slots, slots, (size_t)k * sizeof *slots);
     rec->table_src = src;
     rec->table_epoch = epoch;
-    rec->table_n = n;
+    rec->table_k = k;
+    rec->table_width = width;
     rec->table_off = *off;
     return 0;
 }
@@ -89,7 +103,7 @@ void sq_cuda_rec_reset(sq_cuda_rec_t *rec)
     rec->arena_n = 0;
     rec->max_tok = 0;
     rec->n_staged = 0;
-    rec->table_n = 0;
+    rec->table_k = 0;
 }
 
 void sq_cuda_rec_free(sq_cuda_rec_t *rec)
@@ -97,6 +111,9 @@ void sq_cuda_rec_free(sq_cuda_rec_t *rec)
     free(rec->ops);
     rec->ops = NULL;
     rec->cap_ops = 0;
+    free(rec->table_slots);
+    rec->table_slots = NULL;
+    rec->table_slots_cap = 0;
     sq_cuda_rec_reset(rec);
 }
 

@@ -29,8 +29,9 @@ extern "C" {
  *   ROPE     p x;                   i n_tok, n_heads, head_dim, n_rot;  f base;  arg pos
  *   ATTN     p k_cache, v_cache, q, k, v, out;
  *            i n_slots, n_ctx, n_heads, n_kv, head_dim, q_head0, kv_head0, group,
- *              n_tok, kv_dtype;  arg slot, pos, pages (the page table,
- *              n_slots * ceil(n_ctx / SQ_KV_PAGE))
+ *              n_tok, kv_dtype;  arg rows, pos, pages: the page-table rows of
+ *              the slots the tokens use (sq_cuda_rec_table), and each
+ *              token's row among them in place of its slot
  *   SWIGLU   p gate, up;            i n
  *   ADD      p x, y;                i n
  *   COPY     p dst, src;            i bytes
@@ -67,12 +68,13 @@ typedef struct {
      * ops share its offset */
     int64_t staged_off[4];
     int staged_n[4], n_staged;
-    /* the page table staged in this list: every layer's attention passes
-     * the same one, recognised by its address and epoch (comparing a
-     * table of thousands of entries per layer would cost more) */
+    /* the page-table rows staged last in this list: every layer's
+     * attention passes the same table (recognised by its address and
+     * epoch, not by comparing thousands of entries) and slots */
     const int32_t *table_src;
     uint64_t table_epoch;
-    int table_n;                /* 0: none staged in this list */
+    int32_t *table_slots;       /* whose rows (table_k of them; 0: none staged) */
+    int table_k, table_slots_cap, table_width;
     int64_t table_off;
 } sq_cuda_rec_t;
 
@@ -82,10 +84,14 @@ int sq_cuda_rec_push(sq_cuda_rec_t *rec, const sq_cuda_op_t *op, int n_tok);
  * last arrays staged, when they are equal to it). SQ_ETOOBIG when they do
  * not fit (the backend then runs what is recorded or grows it). */
 int sq_cuda_rec_args(sq_cuda_rec_t *rec, const int32_t *v, int n, int64_t *off);
-/* copy the table of n values at src, whose contents change only with
- * epoch, into the arena unless this list already has it (then *off is
- * that copy's). SQ_ETOOBIG as sq_cuda_rec_args. */
-int sq_cuda_rec_table(sq_cuda_rec_t *rec, const int32_t *src, int n, uint64_t epoch, int64_t *off);
+/* Copy rows slots[0..k) (width values each) of the page table at src,
+ * whose contents change only with epoch, into the arena, one after the
+ * other, unless this list's last copy has the same rows (then *off is
+ * that copy's). A step reads only its own slots' rows: batch-1 decode
+ * stages one row, not the table of every slot. SQ_ETOOBIG as
+ * sq_cuda_rec_args; SQ_ENOMEM. */
+int sq_cuda_rec_table(sq_cuda_rec_t *rec, const int32_t *src, int width, const int32_t *slots,
+                      int k, uint64_t epoch, int64_t *off);
 /* the recorded list's key: every op field and the arena length, never
  * the arena values */
 uint64_t sq_cuda_rec_key(const sq_cuda_rec_t *rec);
