@@ -157,6 +157,19 @@ static void test_sampled_batched_equals_alone(void)
     s_sampled = false;
 }
 
+/* got[i] (taken and cleared) equals want[i] for each of n prompts; a
+ * difference is printed, the run labelled how */
+static void s_expect_texts(char **got, char *const *want, int n, const char *how)
+{
+    for (int i = 0; i < n; i++) {
+        SQ_CHECK(got[i] && strcmp(got[i], want[i]) == 0);
+        if (got[i] && strcmp(got[i], want[i]) != 0)
+            fprintf(stderr, "prompt %d:\n  alone: %s\n  %s: %s\n", i, want[i], how, got[i]);
+        free(got[i]);
+        got[i] = NULL;
+    }
+}
+
 /* Prefix reuse: six prompts that share a long instruction, run two at a
  * time, so each later one takes a slot a finished one left and skips the
  * shared part (sq_batcher_reused_tokens counts it); every text equals the
@@ -228,14 +241,7 @@ static void test_prefix_reuse(void)
         printf("prefix reuse %s: %ld prompt tokens not prefilled again\n", pass ? "off" : "on",
                reused);
         SQ_CHECK(pass == 0 ? reused >= 4 * 15 : reused == 0);
-        for (int i = 0; i < N_SHARED; i++) {
-            SQ_CHECK(s_shared_out[i] && strcmp(s_shared_out[i], alone[i]) == 0);
-            if (s_shared_out[i] && strcmp(s_shared_out[i], alone[i]) != 0)
-                fprintf(stderr, "prompt %d:\n  alone:   %s\n  batched: %s\n", i, alone[i],
-                        s_shared_out[i]);
-            free(s_shared_out[i]);
-            s_shared_out[i] = NULL;
-        }
+        s_expect_texts(s_shared_out, alone, N_SHARED, "batched");
     }
     for (int i = 0; i < N_SHARED; i++)
         free(alone[i]);
@@ -299,14 +305,7 @@ static void test_paged_admission_waits(void)
         for (int i = 0; i < 8; i++)
             held += sq_model_kv_pages_held(m, i);
         SQ_CHECK(held + sq_model_kv_pages_free(m) == 16);
-        for (int i = 0; i < N_PROMPTS; i++) {
-            SQ_CHECK(s_batched[i] && strcmp(s_batched[i], alone[i]) == 0);
-            if (s_batched[i] && strcmp(s_batched[i], alone[i]) != 0)
-                fprintf(stderr, "prompt %d:\n  alone: %s\n  paged: %s\n", i, alone[i],
-                        s_batched[i]);
-            free(s_batched[i]);
-            s_batched[i] = NULL;
-        }
+        s_expect_texts(s_batched, alone, N_PROMPTS, "paged");
     }
     for (int i = 0; i < N_PROMPTS; i++)
         free(alone[i]);
