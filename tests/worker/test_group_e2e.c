@@ -297,6 +297,20 @@ static void case_cuda_emu(void)
     sq_e2e_check_no_duplicates(s_h);
 }
 
+/* Lines of group name's log that contain needle. */
+static int s_log_count(const char *name, const char *needle)
+{
+    char path[700], line[1024];
+    snprintf(path, sizeof path, "%s/%s.log", sq_harness_log_dir(s_h), name);
+    FILE *log = fopen(path, "r");
+    int n = 0;
+    while (log && fgets(line, sizeof line, log))
+        n += strstr(line, needle) != NULL;
+    if (log)
+        fclose(log);
+    return n;
+}
+
 /* The paged KV cache under a real group: 8 slots share 16 pages (one
  * context of the bundled model's 512 positions) and each task, with
  * max_tokens 100, is promised 4, so at most 4 run at once and the rest of
@@ -318,16 +332,32 @@ static void case_kv_pages(void)
                      "JOIN tasks t USING (job_id, idx)") == 4);
     SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE completion_tokens > 0") == 16);
     /* and some of them did wait: the group says so in its log */
-    char path[700], line[1024];
-    snprintf(path, sizeof path, "%s/g-pages.log", sq_harness_log_dir(s_h));
-    FILE *log = fopen(path, "r");
-    int waited = 0;
-    while (log && fgets(line, sizeof line, log))
-        waited += strstr(line, "task waits for KV-cache pages") != NULL;
-    if (log)
-        fclose(log);
+    const int waited = s_log_count("g-pages", "task waits for KV-cache pages");
     fprintf(stderr, "   %d tasks waited for KV-cache pages\n", waited);
     SQ_CHECK(waited > 0);
+    /* long tasks (13 of the 16 pages each: one runs at a time, the next
+     * waits in the group), cancelled as soon as one waits: every task
+     * ends, and the group goes on serving */
+    const uint64_t long_job = s_submit(16, 4, 400);
+    SQ_REQUIRE(long_job > 0);
+    for (int i = 0; i < 3000 && s_log_count("g-pages", "task waits for KV-cache pages") == waited;
+         i++) {
+        struct timespec pause = {0, 10 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    uint64_t n_cancelled = 0;
+    SQ_CHECK(sq_e2e_cancel(s_c, long_job, &n_cancelled) == 0);
+    fprintf(stderr, "   long job: %llu of 16 tasks cancelled\n", (unsigned long long)n_cancelled);
+    SQ_CHECK(n_cancelled >= 1);   /* the waiting one had not run */
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM task_results WHERE job_id = %llu",
+             (unsigned long long)long_job);
+    SQ_CHECK(sq_harness_wait_i64(s_h, sql, 16, 60000) == 0);
+    const uint64_t after = s_submit(4, 4, 16);
+    SQ_REQUIRE(after > 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM task_results WHERE job_id = %llu "
+             "AND state = 'succeeded'", (unsigned long long)after);
+    SQ_CHECK(sq_harness_wait_i64(s_h, sql, 4, 60000) == 0);
     sq_e2e_check_no_duplicates(s_h);
 }
 
