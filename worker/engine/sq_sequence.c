@@ -140,12 +140,6 @@ int32_t sq_sequence_next_pos(const sq_sequence_t *self)
     return (int32_t)(self->n_prompt + self->n_ids - 1);
 }
 
-int sq_sequence_max_positions(const sq_sequence_t *self)
-{
-    const size_t most = self->n_prompt + (size_t)(self->max_new > 1 ? self->max_new - 1 : 0);
-    return most < (size_t)self->n_ctx ? (int)most : self->n_ctx;
-}
-
 const int32_t *sq_sequence_ids(const sq_sequence_t *self, size_t *n_p)
 {
     *n_p = self->n_ids;

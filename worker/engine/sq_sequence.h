@@ -69,9 +69,6 @@ sq_finish_t sq_sequence_finish(const sq_sequence_t *self);
 /* While not done: the token to feed next and its position. */
 int32_t sq_sequence_next_token(const sq_sequence_t *self);
 int32_t sq_sequence_next_pos(const sq_sequence_t *self);
-/* The most KV-cache positions it can write: the prompt's and those of the
- * generated tokens fed back (all but the last), within the context. */
-int sq_sequence_max_positions(const sq_sequence_t *self);
 
 /* The generated ids and text so far (borrowed; text is NUL-terminated but
  * may hold any bytes: use *len_p). */

@@ -32,8 +32,11 @@ typedef struct {
     int32_t *cached;
     int n_cached;
     int32_t cached_adapter;
-    int reserve;                /* KV pages promised to its sequence; 0: free slot */
     uint64_t last_used;         /* when its last sequence left (cache eviction order) */
+    uint64_t admitted;          /* admission order: preemption takes the latest */
+    bool preempted;             /* its KV pages were taken back; it waits to resume */
+    int replay, replayed;       /* a decoding sequence resumed: positions 0..replay-1
+                                 * are run again (no logits) before it decodes on */
 } s_slot_t;
 
 struct sq_batcher {
@@ -54,7 +57,9 @@ struct sq_batcher {
     sq_threadpool_t *pool;      /* rank 0's sampling threads (NULL: the caller's) */
     bool prefix_reuse;          /* rank 0: admit reuses cached prompt prefixes */
     long reused_tokens;
-    uint64_t clock;
+    uint64_t clock, n_admitted;
+    int n_preempted;            /* slots waiting to resume */
+    long preemptions;
 };
 
 static int64_t s_now_ns(void)
@@ -204,53 +209,61 @@ static int s_trim(sq_batcher_t *self, int slot, int keep)
     return rc;
 }
 
-void sq_batcher_kv_use(const sq_batcher_t *self, int *promised, int *pages)
+void sq_batcher_kv_use(const sq_batcher_t *self, int *free_pages, int *pages, long *preemptions)
 {
-    *promised = 0;
-    for (int i = 0; i < self->max_batch; i++)
-        *promised += self->slots[i].reserve;
+    *free_pages = sq_model_kv_pages_free(self->model);
     *pages = sq_model_kv_pages(self->model);
+    *preemptions = self->preemptions;
 }
 
 /* A slot's sequence has left: its pages stay as a cache, the oldest
  * evicted first */
 static void s_vacate(sq_batcher_t *self, s_slot_t *sl)
 {
+    if (sl->preempted)
+        self->n_preempted--;
     sl->seq = NULL;
     sl->user = NULL;
-    sl->reserve = 0;
+    sl->preempted = false;
+    sl->replay = sl->replayed = 0;
     sl->last_used = ++self->clock;
     self->n_active--;
 }
 
-/* Make room for need more KV pages in slot best (which will keep the
- * pages of its first keep positions): the running sequences' promised
- * pages, the pages idle slots keep as a cache and need must fit in the
- * pool; idle caches go, least recently used first, until they do.
- * SQ_EAGAIN (nothing dropped) when even an empty cache is too small. */
-static int s_room(sq_batcher_t *self, int best, int keep, int need)
+/* Pages kept free for running sequences' next steps when one is admitted
+ * or resumed (as vLLM's watermark), so a newcomer does not push the
+ * running ones out at once; none when nothing runs */
+static long s_watermark(const sq_batcher_t *self)
 {
-    long promised = 0, cached = 0;
-    for (int i = 0; i < self->max_batch; i++)
-        if (self->slots[i].seq)
-            promised += self->slots[i].reserve;
-        else if (i != best)
-            cached += sq_model_kv_pages_held(self->model, i);
     const long pages = sq_model_kv_pages(self->model);
-    if (promised + need > pages)
-        return SQ_EAGAIN;
+    return self->n_active > self->n_preempted ? (pages >= 100 ? pages / 100 : 1) : 0;
+}
+
+/* Free pages, plus those idle slots other than skip keep as a cache */
+static long s_room_pages(const sq_batcher_t *self, int skip)
+{
+    long n = sq_model_kv_pages_free(self->model);
+    for (int i = 0; i < self->max_batch; i++)
+        if (!self->slots[i].seq && i != skip)
+            n += sq_model_kv_pages_held(self->model, i);
+    return n;
+}
+
+/* Drop idle caches (not skip's), least recently used first, until want
+ * pages are free or none is left */
+static int s_evict(sq_batcher_t *self, int skip, long want)
+{
     int rc = 0;
-    while (rc == 0 && promised + need + cached > pages) {
+    while (rc == 0 && sq_model_kv_pages_free(self->model) < want) {
         int lru = -1;
         for (int i = 0; i < self->max_batch; i++)
-            if (!self->slots[i].seq && i != best && sq_model_kv_pages_held(self->model, i) > 0 &&
+            if (!self->slots[i].seq && i != skip && sq_model_kv_pages_held(self->model, i) > 0 &&
                 (lru < 0 || self->slots[i].last_used < self->slots[lru].last_used))
                 lru = i;
-        cached -= sq_model_kv_pages_held(self->model, lru);
+        if (lru < 0)
+            break;
         rc = s_trim(self, lru, 0);
     }
-    if (rc == 0 && sq_model_kv_pages_held(self->model, best) > sq_kv_pages_for(keep))
-        rc = s_trim(self, best, keep);
     return rc;
 }
 
@@ -266,16 +279,22 @@ int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user)
             best_n = n;
         }
     }
-    if (best < 0)
+    if (best < 0 || self->n_preempted > 0)
+        return SQ_EAGAIN;   /* preempted sequences resume first */
+    /* the prompt's pages past the prefix kept (the running sequences take
+     * pages as they grow; when the pool runs short the latest admitted is
+     * preempted, sq_batcher_step) */
+    const long keep = sq_kv_pages_for(best_n), held = sq_model_kv_pages_held(self->model, best);
+    const long need = sq_kv_pages_for((int)sq_seq_n_prompt(seq)) - keep + s_watermark(self);
+    if (need > s_room_pages(self, best) + (held > keep ? held - keep : 0))
         return SQ_EAGAIN;
-    const int need = sq_kv_pages_for(sq_seq_max_positions(seq));
-    int rc = s_room(self, best, best_n, need);
-    if (rc)
+    int rc = held > keep ? s_trim(self, best, best_n) : 0;
+    if (rc || (rc = s_evict(self, best, need)))
         return rc;
     s_slot_t *sl = &self->slots[best];
     sl->seq = seq;
     sl->user = user;
-    sl->reserve = need;
+    sl->admitted = ++self->n_admitted;
     sl->times = (sq_seq_times_t){s_now_ns(), 0, 0};
     /* rows past the prefix get the newcomer's tokens as its prefill runs */
     sl->n_cached = best_n;
@@ -297,15 +316,19 @@ int sq_batcher_remove(sq_batcher_t *self, void *user)
     return SQ_ENOTFOUND;
 }
 
-/* Decoding sequences first (one token each), then prompt chunks from the
- * round-robin start until the prefill budget is spent. Returns n entries
- * and the number of logits rows in *n_rows. */
-static int s_plan(sq_batcher_t *self, int *n_rows)
+/* Decoding sequences first (one token each), then chunks of prompts, and
+ * of resumed sequences' contexts (run again without logits), from the
+ * round-robin start until the prefill budget is spent; preempted slots
+ * wait. Returns n entries, the logits rows in *n_rows and where the next
+ * round-robin starts in *next. A slot's entries are one run of
+ * consecutive positions. */
+static int s_plan(sq_batcher_t *self, int *n_rows, int *next)
 {
     int n = 0, rows = 0;
     for (int i = 0; i < self->max_batch; i++) {
-        sq_seq_t *s = self->slots[i].seq;
-        if (s && sq_seq_decoding(s)) {
+        const s_slot_t *sl = &self->slots[i];
+        sq_seq_t *s = sl->seq;
+        if (s && !sl->preempted && sq_seq_decoding(s) && sl->replayed >= sl->replay) {
             self->plan[n++] = (sq_batch_entry_t){i, sq_seq_next_token(s), sq_seq_next_pos(s), true,
                                                  sq_seq_adapter(s)};
             self->plan_slot[rows++] = i;
@@ -313,26 +336,125 @@ static int s_plan(sq_batcher_t *self, int *n_rows)
     }
     int budget = self->prefill_budget;
     const int start = self->next_prefill;
+    *next = start;
     for (int k = 0; k < self->max_batch && budget > 0; k++) {
-        int i = (start + k) % self->max_batch;
-        sq_seq_t *s = self->slots[i].seq;
-        if (!s || sq_seq_decoding(s))
+        const int i = (start + k) % self->max_batch;
+        const s_slot_t *sl = &self->slots[i];
+        sq_seq_t *s = sl->seq;
+        if (!s || sl->preempted)
             continue;
-        size_t done = sq_seq_n_prefilled(s), total = sq_seq_n_prompt(s);
-        size_t take = total - done < (size_t)budget ? total - done : (size_t)budget;
-        const int32_t *ids = sq_seq_prompt_ids(s);
+        const bool replay = sq_seq_decoding(s);
+        if (replay && sl->replayed >= sl->replay)
+            continue;
+        const size_t done = replay ? (size_t)sl->replayed : sq_seq_n_prefilled(s);
+        const size_t total = replay ? (size_t)sl->replay : sq_seq_n_prompt(s);
+        const size_t take = total - done < (size_t)budget ? total - done : (size_t)budget;
         for (size_t j = 0; j < take; j++) {
-            bool last = done + j + 1 == total;
-            self->plan[n++] = (sq_batch_entry_t){i, ids[done + j], (int32_t)(done + j), last,
+            const size_t pos = done + j;
+            const bool last = !replay && pos + 1 == total;
+            self->plan[n++] = (sq_batch_entry_t){i, sq_seq_token_at(s, pos), (int32_t)pos, last,
                                                  sq_seq_adapter(s)};
             if (last)
                 self->plan_slot[rows++] = i;
         }
         budget -= (int)take;
-        self->next_prefill = (i + 1) % self->max_batch;
+        *next = (i + 1) % self->max_batch;
     }
     *n_rows = rows;
     return n;
+}
+
+/* KV pages the plan's n entries take that their slots do not hold yet */
+static long s_demand(const sq_batcher_t *self, int n)
+{
+    long d = 0;
+    for (int e = 0; e < n; e++) {
+        const int slot = self->plan[e].slot;
+        if (e + 1 < n && self->plan[e + 1].slot == slot)
+            continue;   /* the run's last position counts */
+        const long want = sq_kv_pages_for(self->plan[e].pos + 1) -
+                          sq_model_kv_pages_held(self->model, slot);
+        d += want > 0 ? want : 0;
+    }
+    return d;
+}
+
+/* Take slot i's pages back (on every rank): its sequence waits, in
+ * admission order, to run its context again (recomputation, as vLLM's
+ * preemption) and then goes on where it was: the same tokens follow, and
+ * on the CPU backend the same bits (a prompt in one call equals it token
+ * by token) */
+static int s_preempt(sq_batcher_t *self, int i)
+{
+    s_slot_t *sl = &self->slots[i];
+    const int rc = s_trim(self, i, 0);
+    sl->preempted = true;
+    self->n_preempted++;
+    self->preemptions++;
+    if (sq_seq_decoding(sl->seq))
+        sl->replay = sq_seq_next_pos(sl->seq);   /* positions 0 .. next - 1 */
+    else
+        sq_seq_restart_prefill(sl->seq);
+    sl->replayed = 0;
+    return rc;
+}
+
+/* Preempted sequences come back, the earliest admitted first, while the
+ * pages of their contexts (and the watermark) fit */
+static int s_resume(sq_batcher_t *self)
+{
+    while (self->n_preempted > 0) {
+        int o = -1;
+        for (int i = 0; i < self->max_batch; i++)
+            if (self->slots[i].seq && self->slots[i].preempted &&
+                (o < 0 || self->slots[i].admitted < self->slots[o].admitted))
+                o = i;
+        s_slot_t *sl = &self->slots[o];
+        const size_t ctx = sq_seq_decoding(sl->seq) ? (size_t)sl->replay + 1
+                                                    : sq_seq_n_prompt(sl->seq);
+        const long need = sq_kv_pages_for((int)ctx) + s_watermark(self);
+        if (need > s_room_pages(self, -1))
+            return 0;
+        const int rc = s_evict(self, -1, need);
+        if (rc)
+            return rc;
+        sl->preempted = false;
+        self->n_preempted--;
+    }
+    return 0;
+}
+
+/* The step's plan, with the pages it takes free: idle caches are dropped,
+ * then running sequences preempted, the latest admitted first */
+static int s_plan_fit(sq_batcher_t *self, int *n, int *n_rows)
+{
+    int rc = s_resume(self), next = 0;
+    while (rc == 0) {
+        *n = s_plan(self, n_rows, &next);
+        const long demand = s_demand(self, *n);
+        if (demand <= sq_model_kv_pages_free(self->model) ||
+            ((rc = s_evict(self, -1, demand)) == 0 &&
+             demand <= sq_model_kv_pages_free(self->model)))
+            break;
+        int victim = -1, running = 0;
+        for (int i = 0; rc == 0 && i < self->max_batch; i++) {
+            const s_slot_t *sl = &self->slots[i];
+            if (!sl->seq || sl->preempted)
+                continue;
+            running++;
+            if (victim < 0 || sl->admitted > self->slots[victim].admitted)
+                victim = i;
+        }
+        if (rc == 0 && running < 2)
+            rc = SQ_FAIL(SQ_ESTATE, "KV cache: a step needs %ld more pages, %d are free and "
+                         "nothing is left to preempt", demand,
+                         sq_model_kv_pages_free(self->model));
+        if (rc == 0)
+            rc = s_preempt(self, victim);
+    }
+    if (rc == 0)
+        self->next_prefill = next;
+    return rc;
 }
 
 /* Rank 0. The header goes out as a non-blocking broadcast because the
@@ -358,9 +480,12 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
 {
     if (self->n_active == 0)
         return 0;
-    int n_rows = 0;
-    s_plan_hdr_t hdr = {s_plan(self, &n_rows), S_CMD_FORWARD, 0};
-    int rc = s_bcast_plan(self, &hdr);
+    int n = 0, n_rows = 0;
+    int rc = s_plan_fit(self, &n, &n_rows);
+    if (rc || n == 0)
+        return rc;
+    s_plan_hdr_t hdr = {n, S_CMD_FORWARD, 0};
+    rc = s_bcast_plan(self, &hdr);
     /* One integer a row comes back from the model, not n_vocab floats (a
      * GPU's batch of logits is tens of MB), when every row is greedy (the
      * argmax) or the model samples on its device (each row's draw goes
@@ -395,6 +520,8 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
             sq_seq_mark_prefilled(sl->seq, 1);
             if (sq_seq_decoding(sl->seq))
                 sl->times.prefilled_ns = now;
+        } else if (sl->replayed < sl->replay) {
+            sl->replayed++;
         }
     }
     for (int r = 0; r < n_rows; r++) {

@@ -50,11 +50,14 @@ int sq_batcher_capacity(const sq_batcher_t *self);
 int sq_batcher_n_active(const sq_batcher_t *self);
 
 /* Rank 0: add a sequence (taking it) with an opaque user pointer.
- * Returns its slot, or SQ_EAGAIN when every slot is busy or the KV cache
- * cannot promise the pages its prompt and max_tokens may take (the
- * running sequences' promises and the newcomer's must fit in the model's
- * pages; idle slots' cached rows are evicted for it, least recently used
- * first, on every rank); with no sequence running every page is free.
+ * Returns its slot, or SQ_EAGAIN when every slot is busy, when preempted
+ * sequences wait to resume (they go first), or when the KV cache cannot
+ * hold its prompt beside a watermark of free pages for the running ones
+ * (idle slots' cached rows are evicted for it, least recently used
+ * first, on every rank). Sequences take pages as they grow; a step that
+ * finds too few preempts the latest admitted sequences (their pages go
+ * back, and they later run their context again and go on: vLLM's
+ * recomputation), so with nothing else running every page is free.
  * Prefix reuse: a slot's KV cache still holds what its last sequence put
  * there after it finishes, so a newcomer takes the free slot whose cached
  * tokens share the longest prefix with its prompt (same LoRA adapter)
@@ -68,8 +71,8 @@ int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user);
  * prompt tokens it has saved so far. */
 void sq_batcher_set_prefix_reuse(sq_batcher_t *self, bool on);
 long sq_batcher_reused_tokens(const sq_batcher_t *self);
-/* Rank 0: KV-cache pages promised to running sequences, and in all. */
-void sq_batcher_kv_use(const sq_batcher_t *self, int *promised, int *pages);
+/* Rank 0: KV-cache pages free and in all, and the preemptions so far. */
+void sq_batcher_kv_use(const sq_batcher_t *self, int *free_pages, int *pages, long *preemptions);
 /* Rank 0: drop the sequence whose user pointer is user (cancel). Returns
  * 0 or SQ_ENOTFOUND. The sequence is destroyed. */
 int sq_batcher_remove(sq_batcher_t *self, void *user);

@@ -76,8 +76,8 @@ static void s_usage(FILE *fp)
           "                       of the context long, at most 256\n"
           "  --kv-pages P         KV-cache pages of 32 positions, shared by the B sequences\n"
           "                       as they grow (default: B whole contexts; at least one);\n"
-          "                       a task waits for pages when its prompt plus max_tokens\n"
-          "                       does not fit\n"
+          "                       when they run short the latest sequences are preempted\n"
+          "                       and recompute their context later\n"
           "  --prefetch P         leases held beyond the batch, so freed slots refill at once\n"
           "                       (default 0: prefetched leases run before a later\n"
           "                       higher-priority task can get the slot)\n"
@@ -212,6 +212,7 @@ typedef struct {
     uint64_t epoch;
     int64_t n_done, n_failed, clock;
     int64_t n_waited;           /* leases that waited for KV-cache pages */
+    long n_preempted;           /* sequences preempted (the batcher's count) */
     s_adapter_t adapters[S_MAX_ADAPTERS];
 } s_rank0_t;
 
@@ -395,13 +396,14 @@ static void s_place(s_rank0_t *r, sq_lease_t *l, sq_seq_t *seq, int ai, bool ret
         r->pending = (s_active_t){l, ai};
         r->pending_seq = seq;
         if (!retry) {
-            int promised = 0, pages = 0;
-            sq_batcher_kv_use(r->batcher, &promised, &pages);
+            int free_pages = 0, pages = 0;
+            long preempted = 0;
+            sq_batcher_kv_use(r->batcher, &free_pages, &pages, &preempted);
             r->n_waited++;
             SQ_INFO("task waits for KV-cache pages",
-                    "task=%llu positions=%d running=%d pages_promised=%d pages=%d",
-                    (unsigned long long)l->task_id, sq_seq_max_positions(seq),
-                    sq_batcher_n_active(r->batcher), promised, pages);
+                    "task=%llu prompt_tokens=%zu running=%d pages_free=%d pages=%d",
+                    (unsigned long long)l->task_id, sq_seq_n_prompt(seq),
+                    sq_batcher_n_active(r->batcher), free_pages, pages);
         }
         return;
     }
@@ -464,6 +466,18 @@ static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, 
     }
     sq_seq_set_adapter(seq, ai >= 0 ? r->adapters[ai].id : 0);
     s_place(r, l, seq, ai, false);
+}
+
+/* Say when the last step preempted sequences for want of KV pages */
+static void s_note_preemptions(s_rank0_t *r)
+{
+    int free_pages = 0, pages = 0;
+    long total = 0;
+    sq_batcher_kv_use(r->batcher, &free_pages, &pages, &total);
+    if (total > r->n_preempted)
+        SQ_INFO("sequences preempted: KV cache full", "count=%ld total=%ld pages_free=%d pages=%d",
+                total - r->n_preempted, total, free_pages, pages);
+    r->n_preempted = total;
 }
 
 static int s_now_s(void)
@@ -531,6 +545,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
                (l = sq_link_take(r.link, sq_batcher_n_active(b) ? 0 : 50)) != NULL)
             s_admit(&r, tok, model, l);
         rc = sq_batcher_step(b, s_on_done, &r);
+        s_note_preemptions(&r);
     }
     if (rc)
         SQ_ERROR("forward step failed", "error=\"%s\" detail=\"%s\"", sq_strerror(rc),
@@ -546,8 +561,8 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
         s_drop_pending(&r);
     sq_link_destroy(&r.link);
     free(r.active);
-    SQ_INFO("worker group stopped", "done=%lld failed=%lld waited_for_kv=%lld",
-            (long long)r.n_done, (long long)r.n_failed, (long long)r.n_waited);
+    SQ_INFO("worker group stopped", "done=%lld failed=%lld waited_for_kv=%lld preempted=%ld",
+            (long long)r.n_done, (long long)r.n_failed, (long long)r.n_waited, r.n_preempted);
     return rc;
 }
 

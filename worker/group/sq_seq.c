@@ -44,13 +44,21 @@ void sq_seq_destroy(sq_seq_t **self_p)
 
 size_t sq_seq_n_prompt(const sq_seq_t *self) { return self->n_prompt; }
 size_t sq_seq_n_prefilled(const sq_seq_t *self) { return self->n_prefilled; }
+void sq_seq_restart_prefill(sq_seq_t *self) { self->n_prefilled = 0; }
+
+int32_t sq_seq_token_at(const sq_seq_t *self, size_t pos)
+{
+    size_t n_prompt, n_ids;
+    const int32_t *prompt = sq_sequence_prompt(self->seq, &n_prompt);
+    const int32_t *ids = sq_sequence_ids(self->seq, &n_ids);
+    return pos < n_prompt ? prompt[pos] : ids[pos - n_prompt];
+}
 bool sq_seq_decoding(const sq_seq_t *self) { return self->n_prefilled == self->n_prompt; }
 void sq_seq_set_adapter(sq_seq_t *self, int32_t adapter) { self->adapter = adapter; }
 int32_t sq_seq_adapter(const sq_seq_t *self) { return self->adapter; }
 int32_t sq_seq_next_token(const sq_seq_t *self) { return sq_sequence_next_token(self->seq); }
 int32_t sq_seq_next_pos(const sq_seq_t *self) { return sq_sequence_next_pos(self->seq); }
 bool sq_seq_done(const sq_seq_t *self) { return sq_sequence_done(self->seq); }
-int sq_seq_max_positions(const sq_seq_t *self) { return sq_sequence_max_positions(self->seq); }
 sq_finish_t sq_seq_finish(const sq_seq_t *self) { return sq_sequence_finish(self->seq); }
 
 const int32_t *sq_seq_prompt_ids(const sq_seq_t *self)

@@ -32,6 +32,11 @@ const int32_t *sq_seq_prompt_ids(const sq_seq_t *self);
 /* Prompt tokens already run through the model. */
 size_t sq_seq_n_prefilled(const sq_seq_t *self);
 void sq_seq_mark_prefilled(sq_seq_t *self, size_t n);
+/* Its prompt must be run again from the start (its KV rows were dropped). */
+void sq_seq_restart_prefill(sq_seq_t *self);
+/* The token at position pos of its context: the prompt's, then the
+ * generated ones' (pos < sq_seq_next_pos). */
+int32_t sq_seq_token_at(const sq_seq_t *self, size_t pos);
 /* True once the whole prompt is in the KV cache: the sequence decodes. */
 bool sq_seq_decoding(const sq_seq_t *self);
 /* The token to feed next while decoding, and its position. */
@@ -51,8 +56,6 @@ sq_sample_row_t sq_seq_draw(sq_seq_t *self);
 int sq_seq_accept_token(sq_seq_t *self, int32_t tok);
 bool sq_seq_greedy(const sq_seq_t *self);
 bool sq_seq_done(const sq_seq_t *self);
-/* KV-cache positions it can take at most (sq_sequence_max_positions) */
-int sq_seq_max_positions(const sq_seq_t *self);
 sq_finish_t sq_seq_finish(const sq_seq_t *self);
 
 /* The LoRA adapter id (sq_model_adapter_load) the sequence runs with;
