@@ -14,24 +14,28 @@
 
 enum { S_SLOTS = 4, S_MAX = 8, S_POOL = 12 };
 
-/* every page is in exactly one place: a slot's held prefix or the pool;
- * the rest of each row is -1 */
+/* every page is held by slots (several when shared: then at the same
+ * place of each row, as sharing gives it) or in the pool, not both; the
+ * rest of each row is -1 */
 static bool s_consistent(const sq_kv_pages_t *kv)
 {
     const int32_t *t = sq_kv_pages_table(kv);
-    int seen[S_POOL] = {0}, held = 0;
+    int seen[S_POOL] = {0}, at[S_POOL], distinct = 0;
     for (int s = 0; s < S_SLOTS; s++)
         for (int i = 0; i < S_MAX; i++) {
             const int32_t p = t[s * S_MAX + i];
             if (i < sq_kv_pages_held(kv, s)) {
-                if (p < 0 || p >= S_POOL || seen[p]++)
+                if (p < 0 || p >= S_POOL || (seen[p] && at[p] != i))
                     return false;
-                held++;
+                distinct += seen[p]++ == 0;
+                at[p] = i;
+                if (seen[p] > 1 && !sq_kv_pages_shared(kv, s, i))
+                    return false;
             } else if (p != -1) {
                 return false;
             }
         }
-    return held + sq_kv_pages_free(kv) == S_POOL;
+    return distinct + sq_kv_pages_free(kv) == S_POOL;
 }
 
 static int s_fit1(sq_kv_pages_t *kv, int slot, int first, int last)
@@ -109,6 +113,43 @@ static void test_short_pool(void)
     sq_kv_pages_destroy(&kv);
 }
 
+/* Sharing: slot 1 takes slot 0's first two pages (a prompt prefix slot 0
+ * stored) without new pages; neither may write into them while both hold
+ * them; they go back to the pool only when both let go. */
+static void test_share(void)
+{
+    sq_kv_pages_t *kv = sq_kv_pages_new(S_SLOTS, S_MAX, S_POOL);
+    SQ_REQUIRE(kv);
+    SQ_CHECK(s_fit1(kv, 0, 0, 79) == 0 && sq_kv_pages_held(kv, 0) == 3);
+    const int free0 = sq_kv_pages_free(kv);
+    SQ_CHECK(sq_kv_pages_share(kv, 1, 0, 2) == 0);
+    SQ_CHECK(sq_kv_pages_held(kv, 1) == 2 && sq_kv_pages_free(kv) == free0);
+    SQ_CHECK(sq_kv_pages_shared(kv, 0, 0) && sq_kv_pages_shared(kv, 1, 1) &&
+             !sq_kv_pages_shared(kv, 0, 2));
+    SQ_CHECK(s_consistent(kv));
+    /* slot 1 goes on after the shared prefix: a page of its own */
+    SQ_CHECK(s_fit1(kv, 1, 64, 70) == 0 && sq_kv_pages_free(kv) == free0 - 1);
+    /* restarting inside a shared page would write into it: refused whole */
+    const uint64_t e = sq_kv_pages_epoch(kv);
+    SQ_CHECK(s_fit1(kv, 1, 40, 41) == SQ_ESTATE);
+    SQ_CHECK(strstr(sq_error_detail(), "slot 1 would write position 40 into page") != NULL);
+    SQ_CHECK(s_fit1(kv, 0, 10, 10) == SQ_ESTATE && sq_kv_pages_epoch(kv) == e);
+    SQ_CHECK(sq_kv_pages_held(kv, 1) == 3 && sq_kv_pages_free(kv) == free0 - 1);
+    /* slot 0 lets go: only its own third page comes back */
+    sq_kv_pages_trim(kv, 0, 0);
+    SQ_CHECK(sq_kv_pages_free(kv) == free0 && !sq_kv_pages_shared(kv, 1, 0));
+    SQ_CHECK(s_fit1(kv, 1, 40, 41) == 0);   /* its own now */
+    SQ_CHECK(s_consistent(kv));
+    /* refused: a slot that holds pages, more than src holds, positions src
+     * has not stored, a slot with itself */
+    SQ_CHECK(sq_kv_pages_share(kv, 1, 0, 1) == SQ_EINVAL);
+    SQ_CHECK(sq_kv_pages_share(kv, 2, 1, 3) == SQ_EINVAL);
+    SQ_CHECK(sq_kv_pages_share(kv, 2, 1, 2) == SQ_EINVAL);   /* slot 1 stores 0..41 */
+    SQ_CHECK(sq_kv_pages_share(kv, 2, 2, 1) == SQ_EINVAL);
+    SQ_CHECK(sq_kv_pages_share(kv, 2, 1, 1) == 0 && s_consistent(kv));
+    sq_kv_pages_destroy(&kv);
+}
+
 /* Random passes: every outcome leaves the table consistent, a refused
  * pass changes nothing, an accepted one leaves each slot exactly the
  * pages its last position needs. */
@@ -116,9 +157,22 @@ static void test_random_passes(void)
 {
     sq_kv_pages_t *kv = sq_kv_pages_new(S_SLOTS, S_MAX, S_POOL);
     SQ_REQUIRE(kv);
-    int stored[S_SLOTS] = {0}, refused = 0, ok = 0;
+    int stored[S_SLOTS] = {0}, refused = 0, ok = 0, shared = 0, collided = 0;
     srand(7);
     for (int round = 0; round < 5000; round++) {
+        if (rand() % 10 == 1) {
+            const int dst = rand() % S_SLOTS, src = rand() % S_SLOTS;
+            if (dst == src || stored[src] < SQ_KV_PAGE ||
+                stored[src] / SQ_KV_PAGE > sq_kv_pages_held(kv, src))
+                continue;
+            sq_kv_pages_trim(kv, dst, 0);
+            const int n = 1 + rand() % (stored[src] / SQ_KV_PAGE);
+            SQ_CHECK(sq_kv_pages_share(kv, dst, src, n) == 0);
+            stored[dst] = n * SQ_KV_PAGE;
+            shared++;
+            SQ_CHECK(s_consistent(kv));
+            continue;
+        }
         if (rand() % 10 == 0) {
             const int slot = rand() % S_SLOTS, keep = rand() % (stored[slot] + 1);
             sq_kv_pages_trim(kv, slot, keep);
@@ -142,7 +196,8 @@ static void test_random_passes(void)
         }
         const int free0 = sq_kv_pages_free(kv);
         const int rc = sq_kv_pages_fit(kv, s, f, l, n);
-        SQ_CHECK(rc == 0 || rc == SQ_ENOMEM);
+        SQ_CHECK(rc == 0 || rc == SQ_ENOMEM || rc == SQ_ESTATE);
+        collided += rc == SQ_ESTATE;
         if (rc == 0) {
             ok++;
             for (int i = 0; i < n; i++) {
@@ -157,8 +212,9 @@ static void test_random_passes(void)
         if (!s_consistent(kv))
             break;
     }
-    printf("random passes: %d accepted, %d refused for want of pages\n", ok, refused);
-    SQ_CHECK(ok > 1000 && refused > 100);
+    printf("random passes: %d accepted, %d refused for want of pages or for writing into a "
+           "shared page (%d); %d shares\n", ok, refused, collided, shared);
+    SQ_CHECK(ok > 1000 && refused > 100 && shared > 100 && collided > 10);
     sq_kv_pages_destroy(&kv);
 }
 
@@ -166,6 +222,7 @@ int main(void)
 {
     SQ_RUN(test_grow_restart_trim);
     SQ_RUN(test_short_pool);
+    SQ_RUN(test_share);
     SQ_RUN(test_random_passes);
     return sq_test_summary("kv_pages");
 }

@@ -316,6 +316,88 @@ static void test_paged_preemption(void)
     sq_tp_comm_destroy(&comm);
 }
 
+/* Shared prefix pages: five prompts arrive while a sixth with the same
+ * ~100-token instruction runs. Each takes the instruction's whole pages
+ * from the running sequence's cache (no copy: the slots share them) and
+ * prefills only the rest; the pages in use are fewer than the slots hold
+ * between them. Every text equals the prompt's run alone. */
+static void test_shared_prefix_pages(void)
+{
+    static char prompts[N_SHARED][512];
+    char *alone[N_SHARED] = {0};
+    sq_gen_params_t p = {.max_tokens = 24, .sampler = {.temperature = 0, .top_p = 1}};
+    for (int i = 0; i < N_SHARED; i++) {
+        snprintf(prompts[i], sizeof prompts[i],
+                 "The risk committee met on Monday to look at the bond book. The analyst said "
+                 "that the rates had gone up again, and the fox in the market was very sad. The "
+                 "bank manager looked at the numbers for a long time and then said that %s",
+                 s_endings[i]);
+        sq_gen_result_t r;
+        SQ_REQUIRE(sq_engine_generate(s_engine, prompts[i], strlen(prompts[i]), &p, &r) == 0);
+        alone[i] = r.text;
+        r.text = NULL;
+        sq_gen_result_free(&r);
+    }
+    /* the instruction's first 100 bytes alone: the last phase below */
+    sq_gen_result_t cut_alone;
+    SQ_REQUIRE(sq_engine_generate(s_engine, prompts[0], 100, &p, &cut_alone) == 0);
+    sq_model_t *m = sq_engine_model(s_engine);
+    sq_batcher_t *b = sq_batcher_new(m, MPI_COMM_WORLD, 8, 256);
+    SQ_REQUIRE(b);
+    if (s_rank != 0) {
+        SQ_CHECK(sq_batcher_follow(b) == 0);
+    } else {
+        sq_seq_t *first = sq_seq_new(sq_engine_tokenizer(s_engine), prompts[0],
+                                     strlen(prompts[0]), &p, sq_model_hparams(m)->n_vocab,
+                                     sq_model_n_ctx(m));
+        SQ_REQUIRE(first && sq_batcher_admit(b, first, (void *)(uintptr_t)0) >= 0);
+        SQ_REQUIRE(sq_batcher_step(b, s_shared_done, NULL) == 0);   /* its prompt, whole */
+        for (int i = 1; i < N_SHARED; i++) {
+            sq_seq_t *seq = sq_seq_new(sq_engine_tokenizer(s_engine), prompts[i],
+                                       strlen(prompts[i]), &p, sq_model_hparams(m)->n_vocab,
+                                       sq_model_n_ctx(m));
+            SQ_REQUIRE(seq && sq_batcher_admit(b, seq, (void *)(uintptr_t)i) >= 0);
+        }
+        int held = 0;
+        for (int i = 0; i < 8; i++)
+            held += sq_model_kv_pages_held(m, i);
+        const int in_use = sq_model_kv_pages(m) - sq_model_kv_pages_free(m);
+        const long reused = sq_batcher_reused_tokens(b);
+        printf("shared prefix pages: %ld prompt tokens not prefilled, %d pages held by the "
+               "slots, %d in use\n", reused, held, in_use);
+        SQ_CHECK(reused >= 5 * 3 * SQ_KV_PAGE);
+        SQ_CHECK(held >= in_use + 5 * 3);   /* (the slots' pages from earlier tests on both sides) */
+        int steps = 0;
+        while (sq_batcher_n_active(b) > 0) {
+            SQ_REQUIRE(sq_batcher_step(b, s_shared_done, NULL) == 0);
+            SQ_REQUIRE(++steps < 10000);
+        }
+        s_expect_texts(s_shared_out, alone, N_SHARED, "shared");
+        /* a prompt that is the instruction's start: every slot's cache
+         * holds it, but it ends inside a shared page, which the newcomer
+         * may not write into: it starts at that page's first position */
+        sq_seq_t *cut = sq_seq_new(sq_engine_tokenizer(s_engine), prompts[0], 100, &p,
+                                   sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
+        SQ_REQUIRE(cut);
+        const int n_cut = (int)sq_seq_n_prompt(cut);
+        printf("a %d-token prompt ending inside a shared page\n", n_cut);
+        SQ_REQUIRE(n_cut > SQ_KV_PAGE + 1 && n_cut < 2 * SQ_KV_PAGE);
+        const long before = sq_batcher_reused_tokens(b);
+        SQ_REQUIRE(sq_batcher_admit(b, cut, (void *)(uintptr_t)0) >= 0);
+        SQ_CHECK(sq_batcher_reused_tokens(b) - before == SQ_KV_PAGE);
+        while (sq_batcher_n_active(b) > 0)
+            SQ_REQUIRE(sq_batcher_step(b, s_shared_done, NULL) == 0);
+        SQ_CHECK(sq_batcher_stop_followers(b) == 0);
+        SQ_CHECK(s_shared_out[0] && strcmp(s_shared_out[0], cut_alone.text) == 0);
+        free(s_shared_out[0]);
+        s_shared_out[0] = NULL;
+    }
+    sq_gen_result_free(&cut_alone);
+    for (int i = 0; i < N_SHARED; i++)
+        free(alone[i]);
+    sq_batcher_destroy(&b);
+}
+
 static void test_admit_full_and_remove(void)
 {
     if (s_rank != 0)
@@ -372,6 +454,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_sampled_batched_equals_alone);
     SQ_RUN(test_prefix_reuse);
     SQ_RUN(test_paged_preemption);
+    SQ_RUN(test_shared_prefix_pages);
     SQ_RUN(test_admit_full_and_remove);
     SQ_RUN(test_prompt_too_long_refused);
     for (int i = 0; i < N_PROMPTS; i++)

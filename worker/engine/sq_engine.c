@@ -273,6 +273,9 @@ static int s_prefill(sq_engine_t *e, const sq_gen_result_t *r, float *logits)
     for (size_t i = 0; i < r->n_prompt; i++)
         b[i] = (sq_batch_entry_t){.slot = 0, .token = r->prompt_ids[i], .pos = (int32_t)i,
                                   .want_logits = i + 1 == r->n_prompt};
+    /* a fresh sequence in slot 0: let go of what it held (a batcher on the
+     * same model may have shared those pages with other slots) */
+    sq_model_kv_trim(e->model, 0, 0);
     int rc = sq_model_forward(e->model, b, (int)r->n_prompt, logits);
     free(b);
     return rc;

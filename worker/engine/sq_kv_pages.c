@@ -12,6 +12,7 @@ struct sq_kv_pages {
     int32_t *table;             /* (n_slots, max_pages), -1 past held */
     int32_t *held;              /* n_slots */
     int32_t *n_pos;             /* n_slots: positions 0 .. n_pos - 1 are stored */
+    int32_t *refs;              /* n_pages: the slots holding each page */
     int32_t *pool;              /* the free pages, a stack of n_free */
     int n_free;
     uint64_t epoch;
@@ -29,6 +30,7 @@ sq_kv_pages_t *sq_kv_pages_new(int n_slots, int max_pages, int n_pages)
     if (!self || !(self->table = malloc(cells * sizeof *self->table)) ||
         !(self->held = calloc((size_t)n_slots, sizeof *self->held)) ||
         !(self->n_pos = calloc((size_t)n_slots, sizeof *self->n_pos)) ||
+        !(self->refs = calloc((size_t)n_pages, sizeof *self->refs)) ||
         !(self->pool = malloc((size_t)n_pages * sizeof *self->pool))) {
         SQ_FAIL(SQ_ENOMEM, "KV page table of %d slots and %d pages", n_slots, n_pages);
         sq_kv_pages_destroy(&self);
@@ -54,6 +56,7 @@ void sq_kv_pages_destroy(sq_kv_pages_t **self_p)
     free(self->table);
     free(self->held);
     free(self->n_pos);
+    free(self->refs);
     free(self->pool);
     free(self);
     *self_p = NULL;
@@ -65,11 +68,15 @@ static void s_resize(sq_kv_pages_t *self, int slot, int n)
     int32_t *row = self->table + (size_t)slot * (size_t)self->max_pages;
     while (self->held[slot] > n) {
         const int i = --self->held[slot];
-        self->pool[self->n_free++] = row[i];
+        if (--self->refs[row[i]] == 0)
+            self->pool[self->n_free++] = row[i];
         row[i] = -1;
     }
-    while (self->held[slot] < n)
-        row[self->held[slot]++] = self->pool[--self->n_free];
+    while (self->held[slot] < n) {
+        const int32_t p = self->pool[--self->n_free];
+        self->refs[p] = 1;
+        row[self->held[slot]++] = p;
+    }
     self->epoch++;
 }
 
@@ -89,10 +96,17 @@ int sq_kv_pages_fit(sq_kv_pages_t *self, const int32_t *slots, const int32_t *fi
                            "the KV cache",
                            s, first[i], self->n_pos[s] - 1);
         const int want = sq_kv_pages_for(last[i] + 1);
+        const int32_t *row = self->table + (size_t)s * (size_t)self->max_pages;
+        for (int k = first[i] / SQ_KV_PAGE; k < want && k < self->held[s]; k++)
+            if (self->refs[row[k]] > 1)
+                return SQ_FAIL(SQ_ESTATE,
+                               "slot %d would write position %d into page %d, which another "
+                               "slot shares", s, k * SQ_KV_PAGE > first[i] ? k * SQ_KV_PAGE
+                                                                           : first[i], row[k]);
         if (want > self->held[s])
             need += want - self->held[s];
-        else
-            back += self->held[s] - want;
+        for (int k = want; k < self->held[s]; k++)
+            back += self->refs[row[k]] == 1;   /* a shared page stays */
     }
     if (need > self->n_free + back)
         return SQ_FAIL(SQ_ENOMEM,
@@ -120,6 +134,33 @@ void sq_kv_pages_trim(sq_kv_pages_t *self, int slot, int keep)
         self->n_pos[slot] = keep;
     if (sq_kv_pages_for(keep) < self->held[slot])
         s_resize(self, slot, sq_kv_pages_for(keep));
+}
+
+int sq_kv_pages_share(sq_kv_pages_t *self, int dst, int src, int n)
+{
+    if (dst < 0 || dst >= self->n_slots || src < 0 || src >= self->n_slots || dst == src ||
+        n < 1 || n > self->held[src] || (long)n * SQ_KV_PAGE > self->n_pos[src] ||
+        self->held[dst] != 0)
+        return SQ_FAIL(SQ_EINVAL, "KV pages: slot %d cannot share %d pages of slot %d (it holds "
+                       "%d; %d positions stored there)", dst, n, src,
+                       dst >= 0 && dst < self->n_slots ? self->held[dst] : -1,
+                       src >= 0 && src < self->n_slots ? self->n_pos[src] : -1);
+    const int32_t *from = self->table + (size_t)src * (size_t)self->max_pages;
+    int32_t *to = self->table + (size_t)dst * (size_t)self->max_pages;
+    for (int k = 0; k < n; k++) {
+        to[k] = from[k];
+        self->refs[from[k]]++;
+    }
+    self->held[dst] = n;
+    self->n_pos[dst] = n * SQ_KV_PAGE;
+    self->epoch++;
+    return 0;
+}
+
+bool sq_kv_pages_shared(const sq_kv_pages_t *self, int slot, int k)
+{
+    return slot >= 0 && slot < self->n_slots && k >= 0 && k < self->held[slot] &&
+           self->refs[self->table[(size_t)slot * (size_t)self->max_pages + (size_t)k]] > 1;
 }
 
 const int32_t *sq_kv_pages_table(const sq_kv_pages_t *self) { return self->table; }

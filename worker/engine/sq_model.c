@@ -542,6 +542,16 @@ void sq_model_kv_trim(sq_model_t *self, int slot, int keep)
     sq_kv_pages_trim(self->kv, slot, keep);
 }
 
+int sq_model_kv_share(sq_model_t *self, int dst, int src, int n)
+{
+    return sq_kv_pages_share(self->kv, dst, src, n);
+}
+
+bool sq_model_kv_page_shared(const sq_model_t *self, int slot, int k)
+{
+    return sq_kv_pages_shared(self->kv, slot, k);
+}
+
 int sq_model_n_ctx(const sq_model_t *self)
 {
     return self->n_ctx;

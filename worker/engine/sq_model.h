@@ -109,6 +109,11 @@ int sq_model_kv_pages_held(const sq_model_t *self, int slot);
 /* slot keeps its first keep positions in the cache; the pages of the rest
  * go back to the pool. Every rank calls it alike. */
 void sq_model_kv_trim(sq_model_t *self, int slot, int keep);
+/* Slot dst (holding no pages) shares src's first n pages: a prompt prefix
+ * src stored (sq_kv_pages_share; a pass may not write into a shared
+ * page). Every rank calls it alike. 0 or SQ_EINVAL. */
+int sq_model_kv_share(sq_model_t *self, int dst, int src, int n);
+bool sq_model_kv_page_shared(const sq_model_t *self, int slot, int k);
 /* Heads this rank holds: query heads and (possibly replicated) KV heads. */
 void sq_model_local_heads(const sq_model_t *self, int *n_heads, int *n_kv_heads);
 

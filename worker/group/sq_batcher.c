@@ -14,13 +14,17 @@
 #include "sq_error.h"
 #include "sq_gguf.h"
 
-enum { S_CMD_FORWARD = 0, S_CMD_STOP = 1, S_CMD_LOAD = 2, S_CMD_UNLOAD = 3, S_CMD_TRIM = 4 };
+enum {
+    S_CMD_FORWARD = 0, S_CMD_STOP = 1, S_CMD_LOAD = 2, S_CMD_UNLOAD = 3, S_CMD_TRIM = 4,
+    S_CMD_SHARE = 5
+};
 #define S_MAX_PATH 4096
 
 typedef struct {
     int32_t n;
     int32_t cmd;
-    int32_t arg;                /* TRIM: n is the slot, arg the positions it keeps */
+    int32_t arg, arg2;          /* TRIM: n is the slot, arg the positions it keeps;
+                                 * SHARE: n takes arg2 pages of slot arg */
 } s_plan_hdr_t;
 
 typedef struct {
@@ -200,13 +204,31 @@ static int s_send_header(sq_batcher_t *self, s_plan_hdr_t *hdr);
  * sends the command, every rank applies it at the same point). */
 static int s_trim(sq_batcher_t *self, int slot, int keep)
 {
-    s_plan_hdr_t hdr = {slot, S_CMD_TRIM, keep};
+    s_plan_hdr_t hdr = {slot, S_CMD_TRIM, keep, 0};
     int rc = s_send_header(self, &hdr);
     if (rc == 0)
         sq_model_kv_trim(self->model, slot, keep);
     s_slot_t *sl = &self->slots[slot];
     sl->n_cached = keep < sl->n_cached ? keep : sl->n_cached;
     return rc;
+}
+
+/* All ranks: slot dst (trimmed to nothing) takes the first n pages of
+ * slot src, a prompt prefix src stored; rank 0's mirror of the cached
+ * tokens follows */
+static int s_share(sq_batcher_t *self, int dst, int src, int n)
+{
+    s_plan_hdr_t hdr = {dst, S_CMD_SHARE, src, n};
+    int rc = s_trim(self, dst, 0);
+    if (rc || (rc = s_send_header(self, &hdr)) ||
+        (rc = sq_model_kv_share(self->model, dst, src, n)))
+        return rc;
+    s_slot_t *d = &self->slots[dst];
+    const s_slot_t *from = &self->slots[src];
+    d->n_cached = n * SQ_KV_PAGE;
+    memcpy(d->cached, from->cached, (size_t)d->n_cached * sizeof *d->cached);
+    d->cached_adapter = from->cached_adapter;
+    return 0;
 }
 
 void sq_batcher_kv_use(const sq_batcher_t *self, int *free_pages, int *pages, long *preemptions)
@@ -267,28 +289,62 @@ static int s_evict(sq_batcher_t *self, int skip, long want)
     return rc;
 }
 
-int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user)
+/* Where a newcomer starts: the free slot *best whose own cached rows give
+ * the longest prefix (*best_n positions; restarted at a page boundary
+ * when the page it would write into is shared), or, when longer, whole
+ * pages of any other slot's stored prefix (*src >= 0, *best_n of them
+ * shared into *best, the free slot with the fewest pages to lose) */
+static void s_start(const sq_batcher_t *self, const sq_seq_t *seq, int *best, int *best_n,
+                    int *src)
 {
-    int best = -1, best_n = -1;
+    *best = -1;
+    *best_n = -1;
+    *src = -1;
+    int fewest = -1;
     for (int i = 0; i < self->max_batch; i++) {
         if (self->slots[i].seq)
             continue;
-        const int n = self->prefix_reuse ? s_reusable(&self->slots[i], seq) : 0;
-        if (n > best_n) {
-            best = i;
-            best_n = n;
+        int n = self->prefix_reuse ? s_reusable(&self->slots[i], seq) : 0;
+        if (n % SQ_KV_PAGE && sq_model_kv_page_shared(self->model, i, n / SQ_KV_PAGE))
+            n -= n % SQ_KV_PAGE;
+        if (n > *best_n) {
+            *best = i;
+            *best_n = n;
+        }
+        if (fewest < 0 || sq_model_kv_pages_held(self->model, i) <
+                              sq_model_kv_pages_held(self->model, fewest))
+            fewest = i;
+    }
+    for (int j = 0; self->prefix_reuse && fewest >= 0 && j < self->max_batch; j++) {
+        if (j == fewest)
+            continue;
+        /* a running sequence's cached tokens are stored up to n_cached */
+        const int n = s_reusable(&self->slots[j], seq) / SQ_KV_PAGE * SQ_KV_PAGE;
+        if (n > *best_n && n / SQ_KV_PAGE <= sq_model_kv_pages_held(self->model, j)) {
+            *best = fewest;
+            *best_n = n;
+            *src = j;
         }
     }
+}
+
+int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user)
+{
+    int best, best_n, src;
+    s_start(self, seq, &best, &best_n, &src);
     if (best < 0 || self->n_preempted > 0)
         return SQ_EAGAIN;   /* preempted sequences resume first */
-    /* the prompt's pages past the prefix kept (the running sequences take
-     * pages as they grow; when the pool runs short the latest admitted is
-     * preempted, sq_batcher_step) */
-    const long keep = sq_kv_pages_for(best_n), held = sq_model_kv_pages_held(self->model, best);
-    const long need = sq_kv_pages_for((int)sq_seq_n_prompt(seq)) - keep + s_watermark(self);
+    /* the prompt's pages past the prefix kept or shared (the running
+     * sequences take pages as they grow; when the pool runs short the
+     * latest admitted is preempted, sq_batcher_step) */
+    const long keep = src >= 0 ? 0 : sq_kv_pages_for(best_n);
+    const long held = sq_model_kv_pages_held(self->model, best);
+    const long need = sq_kv_pages_for((int)sq_seq_n_prompt(seq)) - sq_kv_pages_for(best_n) +
+                      s_watermark(self);
     if (need > s_room_pages(self, best) + (held > keep ? held - keep : 0))
         return SQ_EAGAIN;
-    int rc = held > keep ? s_trim(self, best, best_n) : 0;
+    int rc = src >= 0 ? s_share(self, best, src, best_n / SQ_KV_PAGE)
+                      : held > keep ? s_trim(self, best, best_n) : 0;
     if (rc || (rc = s_evict(self, best, need)))
         return rc;
     s_slot_t *sl = &self->slots[best];
@@ -484,7 +540,7 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
     int rc = s_plan_fit(self, &n, &n_rows);
     if (rc || n == 0)
         return rc;
-    s_plan_hdr_t hdr = {n, S_CMD_FORWARD, 0};
+    s_plan_hdr_t hdr = {n, S_CMD_FORWARD, 0, 0};
     rc = s_bcast_plan(self, &hdr);
     /* One integer a row comes back from the model, not n_vocab floats (a
      * GPU's batch of logits is tens of MB), when every row is greedy (the
@@ -581,7 +637,7 @@ int sq_batcher_adapter_load(sq_batcher_t *self, const char *path, int *id)
     size_t len = strlen(path);
     if (len == 0 || len > S_MAX_PATH)
         return SQ_FAIL(SQ_EINVAL, "adapter path of %zu bytes", len);
-    s_plan_hdr_t hdr = {(int32_t)len, S_CMD_LOAD, 0};
+    s_plan_hdr_t hdr = {(int32_t)len, S_CMD_LOAD, 0, 0};
     int rc = s_send_header(self, &hdr);
     return rc ? rc : s_adapter_cmd(self, &hdr, path, id);
 }
@@ -594,7 +650,7 @@ int sq_batcher_adapter_unload(sq_batcher_t *self, int id)
     for (int i = 0; rc == 0 && i < self->max_batch; i++)
         if (self->slots[i].cached_adapter == id && !self->slots[i].seq)
             rc = s_trim(self, i, 0);
-    s_plan_hdr_t hdr = {id, S_CMD_UNLOAD, 0};
+    s_plan_hdr_t hdr = {id, S_CMD_UNLOAD, 0, 0};
     if (rc == 0)
         rc = s_send_header(self, &hdr);
     return rc ? rc : s_adapter_cmd(self, &hdr, NULL, NULL);
@@ -602,7 +658,7 @@ int sq_batcher_adapter_unload(sq_batcher_t *self, int id)
 
 int sq_batcher_stop_followers(sq_batcher_t *self)
 {
-    s_plan_hdr_t hdr = {0, S_CMD_STOP, 0};
+    s_plan_hdr_t hdr = {0, S_CMD_STOP, 0, 0};
     return s_bcast_plan(self, &hdr);
 }
 
@@ -642,6 +698,11 @@ int sq_batcher_follow(sq_batcher_t *self)
             return 0;
         if (hdr.cmd == S_CMD_TRIM) {
             sq_model_kv_trim(self->model, hdr.n, hdr.arg);
+            continue;
+        }
+        if (hdr.cmd == S_CMD_SHARE) {
+            if ((rc = sq_model_kv_share(self->model, hdr.n, hdr.arg, hdr.arg2)))
+                return rc;   /* rank 0 did it: the ranks' caches would part */
             continue;
         }
         if (hdr.cmd == S_CMD_LOAD || hdr.cmd == S_CMD_UNLOAD) {

@@ -62,7 +62,10 @@ int sq_batcher_n_active(const sq_batcher_t *self);
  * there after it finishes, so a newcomer takes the free slot whose cached
  * tokens share the longest prefix with its prompt (same LoRA adapter)
  * and starts its prefill after that prefix (never past the prompt's last
- * token, whose logits it needs). Batch jobs whose prompts share an
+ * token, whose logits it needs, nor inside a page another slot shares).
+ * When another slot, running or not, stores a longer prefix, the
+ * newcomer shares its whole pages of it instead (no copy; every rank
+ * alike). Batch jobs whose prompts share an
  * instruction block skip prefilling it. The rows reused are the ones a
  * fresh prefill would compute (on the CPU backend the same bits: the
  * output does not change). */
