@@ -81,6 +81,7 @@ struct sq_group_t {
     char *group_id, *model, *sha, *device;
     char *kv_type;              /* READY's, NULL when the group gave none */
     uint32_t tp_size, max_batch, n_leases;
+    uint32_t kv_pages;          /* READY's KV-cache pages of 32 positions, 0 when not given */
     bool draining;
     sq_task_t *leases; /* doubly linked through lprev/lnext */
     int64_t last_recv_ms, last_send_ms;

@@ -385,7 +385,7 @@ static void s_workers(sq_server_t *self, zframe_t *to, uint64_t rid)
     sq_wire_key(e, "workers");
     sq_wire_array(e, (uint32_t)zhashx_size(self->groups));
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
-        sq_wire_map(e, g->kv_type ? 11 : 10);
+        sq_wire_map(e, 10 + (g->kv_type ? 1 : 0) + (g->kv_pages ? 1 : 0));
         sq_wire_kv_str(e, "group_id", g->group_id);
         sq_wire_kv_str(e, "model", g->model);
         sq_wire_kv_str(e, "model_sha256", g->sha);
@@ -394,6 +394,8 @@ static void s_workers(sq_server_t *self, zframe_t *to, uint64_t rid)
         if (g->kv_type)
             sq_wire_kv_str(e, "kv_type", g->kv_type);
         sq_wire_kv_u64(e, "max_batch", g->max_batch);
+        if (g->kv_pages)
+            sq_wire_kv_u64(e, "kv_pages", g->kv_pages);
         sq_wire_kv_u64(e, "leases", g->n_leases);
         sq_wire_kv_str(e, "state", g->draining ? "draining" : g->n_leases ? "busy" : "idle");
         sq_wire_kv_u64(e, "last_seen_ms_ago", (uint64_t)(now - g->last_recv_ms));

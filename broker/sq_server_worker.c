@@ -29,7 +29,7 @@ static void s_disconnect(sq_server_t *self, zframe_t *to, const char *reason)
 
 static int s_ready_fields(sq_wire_val_t b, sq_group_t *g)
 {
-    uint64_t tp = 1, max_batch = 0;
+    uint64_t tp = 1, max_batch = 0, kv_pages = 0;
     bool draining = false;
     char *gid = NULL, *model = NULL, *sha = NULL, *device = NULL, *kv_type = NULL;
     int rc = sq_wire_get_strdup(b, "group_id", true, SQ_WIRE_MAX_ID, &gid);
@@ -45,6 +45,8 @@ static int s_ready_fields(sq_wire_val_t b, sq_group_t *g)
         rc = sq_wire_get_u64(b, "tp_size", false, 4096, &tp);
     if (rc == 0)
         rc = sq_wire_get_u64(b, "max_batch", true, SQ_WIRE_MAX_BATCH, &max_batch);
+    if (rc == 0)
+        rc = sq_wire_get_u64(b, "kv_pages", false, UINT32_MAX, &kv_pages);
     if (rc == 0 && max_batch < 1)
         rc = SQ_FAIL(SQ_EINVAL, "field \"max_batch\": must be at least 1");
     if (rc == 0)
@@ -63,6 +65,7 @@ static int s_ready_fields(sq_wire_val_t b, sq_group_t *g)
     g->kv_type = kv_type;
     g->tp_size = (uint32_t)tp;
     g->max_batch = (uint32_t)max_batch;
+    g->kv_pages = (uint32_t)kv_pages;
     g->draining = draining;
     return 0;
 }
@@ -73,6 +76,8 @@ static char *s_caps_json(sq_group_t *g)
                           g->sha, "device", g->device, "kv_type", g->kv_type, "tp_size",
                           (int)g->tp_size, "max_batch", (int)g->max_batch, "draining",
                           g->draining);
+    if (o && g->kv_pages)
+        json_object_set_new(o, "kv_pages", json_integer((json_int_t)g->kv_pages));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;

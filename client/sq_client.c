@@ -511,6 +511,7 @@ s_decode_worker(sq_wire_val_t m, void *elem)
     sq_client_get_fixed(m, "state", w->state, sizeof w->state);
     w->tp_size = sq_client_get_u64(m, "tp_size");
     w->max_batch = sq_client_get_u64(m, "max_batch");
+    w->kv_pages = sq_client_get_u64(m, "kv_pages");
     w->leases = sq_client_get_u64(m, "leases");
     w->last_seen_ms_ago = sq_client_get_u64(m, "last_seen_ms_ago");
     w->completed = sq_client_get_u64(m, "completed");

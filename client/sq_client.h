@@ -164,6 +164,7 @@ typedef struct {
     char kv_type[SQ_CLIENT_NAME_BYTES];   /* "f16", "f32", or "" when the group gave none */
     char state[SQ_CLIENT_STATE_BYTES];
     uint64_t tp_size, max_batch, leases, last_seen_ms_ago, completed;
+    uint64_t kv_pages;          /* KV-cache pages of 32 positions, 0 when the group gave none */
 } sq_client_worker_t;
 
 int sq_client_workers(sq_client_t *self, sq_client_worker_t **workers_out, size_t *n_out);

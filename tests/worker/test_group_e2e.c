@@ -234,6 +234,14 @@ static void case_serves(void)
     /* the group's capabilities name its KV cache (shardq workers shows them) */
     SQ_CHECK(s_count("SELECT count(*) FROM workers WHERE group_id = 'g-serve' "
                      "AND capabilities->>'kv_type' = 'f16'") == 1);
+    /* and its KV pages: 8 slots of the model's 512 positions, 32 a page */
+    SQ_CHECK(s_count("SELECT (capabilities->>'kv_pages')::int FROM workers "
+                     "WHERE group_id = 'g-serve'") == 128);
+    char wout[1200], wtext[4096];
+    snprintf(wout, sizeof wout, "%s/workers.json", sq_harness_log_dir(s_h));
+    SQ_CHECK(s_cli_to("workers --json", wout) == 0);
+    s_read_text(wout, wtext, sizeof wtext);
+    SQ_CHECK(strstr(wtext, "\"kv_pages\": 128") != NULL);
     /* the broker's Prometheus endpoint sees the pool and the idle group */
     static char page[65536];
     SQ_CHECK(s_scrape(mport, page, sizeof page) == 0);
@@ -285,6 +293,11 @@ static void case_cuda_emu(void)
     fprintf(stderr, "   --max-batch auto on a 48 MiB device shared by 2 ranks: %lld\n",
             (long long)slots);
     SQ_CHECK(slots >= 2 && slots < 256);
+    /* the pages the free memory holds, as many as the slots a quarter of
+     * the context each */
+    const int64_t pages = s_count("SELECT (capabilities->>'kv_pages')::int FROM workers "
+                                  "WHERE group_id = 'g-cuda'");
+    SQ_CHECK(pages >= 16 && slots == 4 * pages / 16);
     /* half greedy, half sampled (temperature 0.9: drawn on the device) */
     SQ_REQUIRE(s_submit(6, 3, 24) > 0);
     SQ_REQUIRE(s_submit_job_t(6, 3, NULL, 24, 0.9) > 0);

@@ -508,6 +508,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
         .model_sha256 = sha, .tp_size = tp_size, .device = sq_engine_device(eng),
         .kv_type = sq_model_kv_type(sq_engine_model(eng)),
         .max_batch = o->max_batch + o->prefetch,
+        .kv_pages = sq_model_kv_pages(sq_engine_model(eng)),
     };
     s_rank0_t r = {.batcher = b, .max_batch = o->max_batch, .opts = o, .pending = {NULL, -1}};
     if (!(r.active = calloc((size_t)o->max_batch, sizeof *r.active)))

@@ -39,7 +39,7 @@ struct sq_link {
     /* immutable after new */
     char *endpoint, *group_id, *model, *model_sha256, *device, *kv_type;
     char **adapters;
-    int n_adapters, tp_size, max_batch, heartbeat_ms;
+    int n_adapters, tp_size, max_batch, kv_pages, heartbeat_ms;
     char wake_ep[64];
     zsock_t *wake_tx;           /* compute side */
     pthread_t thread;
@@ -84,7 +84,7 @@ static void s_send_ready(sq_link_t *self, zsock_t *dealer, bool draining)
     sq_wire_enc_t *e = sq_wire_enc_new();
     if (!e)
         return;
-    sq_wire_map(e, 9);
+    sq_wire_map(e, self->kv_pages > 0 ? 10 : 9);
     sq_wire_kv_str(e, "group_id", self->group_id);
     sq_wire_kv_str(e, "model", self->model);
     sq_wire_kv_str(e, "model_sha256", self->model_sha256);
@@ -92,6 +92,8 @@ static void s_send_ready(sq_link_t *self, zsock_t *dealer, bool draining)
     sq_wire_kv_str(e, "device", self->device);
     sq_wire_kv_str(e, "kv_type", self->kv_type);
     sq_wire_kv_u64(e, "max_batch", (uint64_t)self->max_batch);
+    if (self->kv_pages > 0)
+        sq_wire_kv_u64(e, "kv_pages", (uint64_t)self->kv_pages);
     sq_wire_key(e, "adapters");
     sq_wire_array(e, (uint32_t)self->n_adapters);
     for (int i = 0; i < self->n_adapters; i++)
@@ -433,6 +435,7 @@ sq_link_t *sq_link_new(const sq_link_config_t *cfg)
     self->kv_type = s_dup(cfg->kv_type);
     self->tp_size = cfg->tp_size;
     self->max_batch = cfg->max_batch;
+    self->kv_pages = cfg->kv_pages;
     self->heartbeat_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : SQ_WIRE_HEARTBEAT_MS;
     if (!self->endpoint || !self->group_id || !self->model || !self->model_sha256 ||
         !self->device || !self->kv_type)

@@ -49,6 +49,7 @@ typedef struct {
     const char *device;
     const char *kv_type;        /* the KV cache's values: "f16" or "f32" */
     int max_batch;
+    int kv_pages;               /* KV-cache pages of 32 positions (0: not said) */
     const char *const *adapters;/* names held; may be NULL */
     int n_adapters;
     int heartbeat_ms;           /* 0: 1000 */
