@@ -154,8 +154,20 @@ s_bad_worker_frames(void)
     const void *junk[] = {"\x01\x02\x03"};
     const size_t junk_n[] = {3};
     SQ_CHECK(s_answer(w, junk, junk_n, 1) == -SQ_WIRE_DISCONNECT);
-    /* READY (no reply expected), then a malformed RESULT gets ERROR. */
+    /* A READY whose kv_pages is not a count is refused: DISCONNECT, and
+     * the broker logs the field */
     sq_wire_enc_t *e = sq_wire_enc_new();
+    sq_wire_map(e, 4);
+    sq_wire_kv_str(e, "group_id", "raw");
+    sq_wire_kv_str(e, "model", "nothing-submitted-for-this");
+    sq_wire_kv_u64(e, "max_batch", 1);
+    sq_wire_kv_str(e, "kv_pages", "lots");
+    const void *bad_ready[] = {SQ_WIRE_HEADER, &ready, sq_wire_enc_data(e)};
+    const size_t bad_ready_n[] = {4, 1, sq_wire_enc_size(e)};
+    const int bad_ready_answer = s_answer(w, bad_ready, bad_ready_n, 3);
+    SQ_CHECK(bad_ready_answer == -SQ_WIRE_DISCONNECT);
+    /* READY (no reply expected), then a malformed RESULT gets ERROR. */
+    sq_wire_enc_reset(e);
     sq_wire_map(e, 3);
     sq_wire_kv_str(e, "group_id", "raw");
     sq_wire_kv_str(e, "model", "nothing-submitted-for-this");
