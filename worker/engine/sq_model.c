@@ -303,12 +303,15 @@ static int s_auto_slots(sq_model_t *m)
 static int s_alloc_kv(sq_model_t *m)
 {
     const int whole = sq_kv_pages_for(m->n_ctx);
+    const long every = (long)m->n_slots * whole;
+    if (every > INT32_MAX)
+        return SQ_FAIL(SQ_EINVAL, "KV cache of %d sequences of %d positions: %ld pages, over "
+                       "%d: lower --max-batch or --ctx", m->n_slots, m->n_ctx, every, INT32_MAX);
     if (m->n_pages == 0)
-        m->n_pages = m->n_slots * whole;
-    if (m->n_pages < whole || m->n_pages > m->n_slots * whole)
+        m->n_pages = (int)every;
+    if (m->n_pages < whole || m->n_pages > every)
         return SQ_FAIL(SQ_EINVAL, "%d KV pages: between one context (%d pages of %d positions) "
-                       "and every slot's (%d)", m->n_pages, whole, SQ_KV_PAGE,
-                       m->n_slots * whole);
+                       "and every slot's (%ld)", m->n_pages, whole, SQ_KV_PAGE, every);
     const size_t cache = s_kv_layer_bytes(m);
     for (int l = 0; l < m->hp.n_layers; l++) {
         s_layer_t *L = &m->layers[l];
@@ -316,7 +319,8 @@ static int s_alloc_kv(sq_model_t *m)
         L->v_cache = m->be->ops->alloc(m->be, cache);
         if (!L->k_cache || !L->v_cache)
             return SQ_FAIL(SQ_ENOMEM, "layer %d: KV cache of %zu bytes (%d pages of %d "
-                           "positions): lower --max-batch or --ctx", l, 2 * cache, m->n_pages,
+                           "positions): lower --max-batch, --kv-pages or --ctx", l, 2 * cache,
+                           m->n_pages,
                            SQ_KV_PAGE);
     }
     const size_t n = (size_t)m->n_slots;

@@ -386,9 +386,10 @@ static void s_apply_cancels(s_rank0_t *r)
         }
 }
 
-/* Give seq (lease l, adapter entry ai) a slot; when the KV cache lacks
- * the pages its prompt and max_tokens need, it waits as r->pending until
- * running sequences finish (s_retry_pending). */
+/* Give seq (lease l, adapter entry ai) a slot; when the batcher cannot
+ * take it yet (the KV cache lacks the pages of its prompt, or preempted
+ * sequences wait to resume), it waits as r->pending and is tried again
+ * before every step (s_retry_pending). */
 static void s_place(s_rank0_t *r, sq_lease_t *l, sq_seq_t *seq, int ai, bool retry)
 {
     const int slot = sq_batcher_admit(r->batcher, seq, l);
