@@ -67,13 +67,19 @@ static void s_on_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t
     sq_seq_destroy(&seq);
 }
 
+/* A sequence of text's first len bytes on engine e's model and tokenizer */
+static sq_seq_t *s_seq_on(sq_engine_t *e, const char *text, size_t len, const sq_gen_params_t *p)
+{
+    sq_model_t *m = sq_engine_model(e);
+    return sq_seq_new(sq_engine_tokenizer(e), text, len, p, sq_model_hparams(m)->n_vocab,
+                      sq_model_n_ctx(m));
+}
+
 static sq_seq_t *s_seq(int i)
 {
     s_seed_of = i;
     sq_gen_params_t p = s_params();
-    sq_model_t *m = sq_engine_model(s_engine);
-    return sq_seq_new(sq_engine_tokenizer(s_engine), s_prompts[i], strlen(s_prompts[i]), &p,
-                      sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
+    return s_seq_on(s_engine, s_prompts[i], strlen(s_prompts[i]), &p);
 }
 
 static void test_reference_alone(void)
@@ -198,14 +204,11 @@ static void s_run_shared(char prompts[N_SHARED][256], bool reuse, long *reused)
         return;
     }
     sq_batcher_set_prefix_reuse(b, reuse);
-    sq_model_t *m = sq_engine_model(s_engine);
     sq_gen_params_t p = {.max_tokens = 24, .sampler = {.temperature = 0, .top_p = 1}};
     int next = 0, steps = 0;
     while (next < N_SHARED || sq_batcher_n_active(b) > 0) {
         while (next < N_SHARED && sq_batcher_n_active(b) < 2) {
-            sq_seq_t *s = sq_seq_new(sq_engine_tokenizer(s_engine), prompts[next],
-                                     strlen(prompts[next]), &p, sq_model_hparams(m)->n_vocab,
-                                     sq_model_n_ctx(m));
+            sq_seq_t *s = s_seq_on(s_engine, prompts[next], strlen(prompts[next]), &p);
             SQ_REQUIRE(s && sq_batcher_admit(b, s, (void *)(uintptr_t)next) >= 0);
             next++;
         }
@@ -280,9 +283,7 @@ static void test_paged_preemption(void)
         int next = 0, steps = 0, waits = 0;
         while (next < N_PROMPTS || sq_batcher_n_active(b) > 0) {
             while (next < N_PROMPTS) {
-                sq_seq_t *seq = sq_seq_new(sq_engine_tokenizer(e), s_prompts[next],
-                                           strlen(s_prompts[next]), &p,
-                                           sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
+                sq_seq_t *seq = s_seq_on(e, s_prompts[next], strlen(s_prompts[next]), &p);
                 SQ_REQUIRE(seq);
                 const int rc = sq_batcher_admit(b, seq, (void *)(uintptr_t)next);
                 if (rc == SQ_EAGAIN) {
@@ -347,15 +348,11 @@ static void test_shared_prefix_pages(void)
     if (s_rank != 0) {
         SQ_CHECK(sq_batcher_follow(b) == 0);
     } else {
-        sq_seq_t *first = sq_seq_new(sq_engine_tokenizer(s_engine), prompts[0],
-                                     strlen(prompts[0]), &p, sq_model_hparams(m)->n_vocab,
-                                     sq_model_n_ctx(m));
+        sq_seq_t *first = s_seq_on(s_engine, prompts[0], strlen(prompts[0]), &p);
         SQ_REQUIRE(first && sq_batcher_admit(b, first, (void *)(uintptr_t)0) >= 0);
         SQ_REQUIRE(sq_batcher_step(b, s_shared_done, NULL) == 0);   /* its prompt, whole */
         for (int i = 1; i < N_SHARED; i++) {
-            sq_seq_t *seq = sq_seq_new(sq_engine_tokenizer(s_engine), prompts[i],
-                                       strlen(prompts[i]), &p, sq_model_hparams(m)->n_vocab,
-                                       sq_model_n_ctx(m));
+            sq_seq_t *seq = s_seq_on(s_engine, prompts[i], strlen(prompts[i]), &p);
             SQ_REQUIRE(seq && sq_batcher_admit(b, seq, (void *)(uintptr_t)i) >= 0);
         }
         int held = 0;
@@ -376,8 +373,7 @@ static void test_shared_prefix_pages(void)
         /* a prompt that is the instruction's start: every slot's cache
          * holds it, but it ends inside a shared page, which the newcomer
          * may not write into: it starts at that page's first position */
-        sq_seq_t *cut = sq_seq_new(sq_engine_tokenizer(s_engine), prompts[0], 100, &p,
-                                   sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
+        sq_seq_t *cut = s_seq_on(s_engine, prompts[0], 100, &p);
         SQ_REQUIRE(cut);
         const int n_cut = (int)sq_seq_n_prompt(cut);
         printf("a %d-token prompt ending inside a shared page\n", n_cut);
@@ -426,9 +422,7 @@ static void test_prompt_too_long_refused(void)
         p[i] = "abcdefgh "[i % 9];
     p[n] = '\0';
     sq_gen_params_t gp = s_params();
-    sq_model_t *m = sq_engine_model(s_engine);
-    sq_seq_t *s = sq_seq_new(sq_engine_tokenizer(s_engine), p, n, &gp,
-                             sq_model_hparams(m)->n_vocab, sq_model_n_ctx(m));
+    sq_seq_t *s = s_seq_on(s_engine, p, n, &gp);
     SQ_CHECK(s == NULL);
     SQ_CHECK(sq_error_code() == SQ_ETOOBIG);
     SQ_CHECK(strstr(sq_error_detail(), "context") != NULL);
