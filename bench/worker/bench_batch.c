@@ -4,7 +4,7 @@
  *
  *    mpirun -np 2 shardq-bench-batch MODEL [--n 1000] [--max-tokens 32]
  *        [--max-batch 16] [--adapters K] [--adapter-dir DIR] [--prefix-ab R]
- *        [--kv-pages-ab R]
+ *        [--kv-pages-ab R] [--instruction short|long]
  *
  *  Prompts are the ones bench/worker/run.sh submits to the cluster
  *  (bench_prompt(i)). With --adapters K, K random LoRA adapters (rank 8,
@@ -13,7 +13,9 @@
  *  mixed-adapter batches with base-only ones. With --prefix-ab R every
  *  prompt follows one shared instruction, and R rounds run the batch with
  *  the batcher's prefix reuse on and off in turn (the anchor: the same
- *  work without it, in the same process). With --kv-pages-ab R, R rounds
+ *  work without it, in the same process); the instruction is ~30 tokens,
+ *  or with --instruction long ~150 words, a job's system prompt, several
+ *  KV pages long. With --kv-pages-ab R, R rounds
  *  alternate between the engine with --max-batch B slots of whole contexts
  *  (the unpaged cache's memory and concurrency: the anchor) and a second
  *  one with 4B slots sharing the same number of KV pages, so the same
@@ -79,7 +81,7 @@ static double s_pass(sq_engine_t *e, int max_batch, int n, int max_tokens, int n
         while ((wait || next < n) && sq_batcher_n_active(b) < max_batch) {
             sq_seq_t *s = wait;
             if (!s) {
-                char prompt[1024];
+                char prompt[2048];
                 const size_t k = (size_t)snprintf(prompt, sizeof prompt, "%s", instr);
                 bench_prompt(next, prompt + k, sizeof prompt - k);
                 s = sq_seq_new(sq_engine_tokenizer(e), prompt, strlen(prompt), &gp,
@@ -123,6 +125,7 @@ int main(int argc, char **argv)
     }
     const char *model = argc > 1 ? argv[1] : "models/stories260K.gguf", *dir = "/tmp";
     int n = 1000, max_tokens = 32, max_batch = 16, n_adapters = 0, prefix_ab = 0, pages_ab = 0;
+    bool long_instr = false;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--n")) n = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-tokens")) max_tokens = atoi(argv[i + 1]);
@@ -131,6 +134,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--adapter-dir")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--prefix-ab")) prefix_ab = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--kv-pages-ab")) pages_ab = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--instruction")) long_instr = !strcmp(argv[i + 1], "long");
     }
     sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
     sq_engine_params_t ep = {.model_path = model, .n_threads = 1, .n_slots = max_batch,
@@ -191,9 +195,21 @@ int main(int argc, char **argv)
     } else {
         /* --prefix-ab R: every prompt after one shared instruction, R rounds
          * of prefix reuse on and off in turn, the best of each */
-        static const char instr[] =
+        static const char short_instr[] =
             "You are a careful research assistant for the bank. Read the note below and write "
             "one short sentence about what happened next. Note: ";
+        static const char long_instr_text[] =
+            "You are a careful research assistant for the bank. The research team sends you "
+            "short notes from the desks: the bond book, the shops and farms the bank lends to, "
+            "the port and the market. For each note, read it slowly and think about the "
+            "people in it, what they have and what they want. Then write one short sentence "
+            "about what happened next, in plain words a child could read. Do not give advice "
+            "about buying or selling, do not name real companies or people, and do not make "
+            "up numbers that are not in the note. If the note is about money, say how much "
+            "there is after the next day. If the note is about friends, say what they did "
+            "together. Keep the sentence under twenty words. Your answer is checked by the "
+            "compliance team, who keep every answer with its note. Note: ";
+        const char *instr = long_instr ? long_instr_text : short_instr;
         double best[2] = {1e30, 1e30};
         long saved = 0;
         for (int r = 0; r < prefix_ab; r++)
@@ -203,8 +219,9 @@ int main(int argc, char **argv)
                 saved = on ? reused : saved;
             }
         if (rank == 0)
-            printf("| prefix reuse | TP=%d | %d tasks | on %.2f s | off %.2f s | %.2fx | %ld prompt "
-                   "tokens not prefilled |\n", size, n, best[1], best[0], best[0] / best[1], saved);
+            printf("| prefix reuse | TP=%d | %d tasks | %s instruction | on %.2f s | off %.2f s | "
+                   "%.2fx | %ld prompt tokens not prefilled |\n", size, n,
+                   long_instr ? "long" : "short", best[1], best[0], best[0] / best[1], saved);
     }
     sq_engine_destroy(&e);
     sq_tp_comm_destroy(&comm);

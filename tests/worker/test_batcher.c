@@ -322,11 +322,10 @@ static void test_paged_preemption(void)
  * from the running sequence's cache (no copy: the slots share them) and
  * prefills only the rest; the pages in use are fewer than the slots hold
  * between them. Every text equals the prompt's run alone. */
-static void test_shared_prefix_pages(void)
+/* The prompts with a ~100-token instruction and each one's text alone */
+static void s_long_shared(char prompts[N_SHARED][512], char *alone[N_SHARED],
+                          const sq_gen_params_t *p)
 {
-    static char prompts[N_SHARED][512];
-    char *alone[N_SHARED] = {0};
-    sq_gen_params_t p = {.max_tokens = 24, .sampler = {.temperature = 0, .top_p = 1}};
     for (int i = 0; i < N_SHARED; i++) {
         snprintf(prompts[i], sizeof prompts[i],
                  "The risk committee met on Monday to look at the bond book. The analyst said "
@@ -334,11 +333,19 @@ static void test_shared_prefix_pages(void)
                  "bank manager looked at the numbers for a long time and then said that %s",
                  s_endings[i]);
         sq_gen_result_t r;
-        SQ_REQUIRE(sq_engine_generate(s_engine, prompts[i], strlen(prompts[i]), &p, &r) == 0);
+        SQ_REQUIRE(sq_engine_generate(s_engine, prompts[i], strlen(prompts[i]), p, &r) == 0);
         alone[i] = r.text;
         r.text = NULL;
         sq_gen_result_free(&r);
     }
+}
+
+static void test_shared_prefix_pages(void)
+{
+    static char prompts[N_SHARED][512];
+    char *alone[N_SHARED] = {0};
+    sq_gen_params_t p = {.max_tokens = 24, .sampler = {.temperature = 0, .top_p = 1}};
+    s_long_shared(prompts, alone, &p);
     /* the instruction's first 100 bytes alone: the last phase below */
     sq_gen_result_t cut_alone;
     SQ_REQUIRE(sq_engine_generate(s_engine, prompts[0], 100, &p, &cut_alone) == 0);
@@ -392,6 +399,54 @@ static void test_shared_prefix_pages(void)
     for (int i = 0; i < N_SHARED; i++)
         free(alone[i]);
     sq_batcher_destroy(&b);
+}
+
+/* A wave of six prompts with the ~100-token instruction, admitted at
+ * once before anything is stored (a batch job's first tasks): the five
+ * later ones wait for the first one's prefill to store the instruction's
+ * whole pages, then take them and prefill only the rest. Then the same
+ * wave with the first one cancelled at once: the others stop waiting and
+ * prefill the instruction themselves. Every text equals its run alone. */
+static void test_first_wave_shares(void)
+{
+    static char prompts[N_SHARED][512];
+    char *alone[N_SHARED] = {0};
+    sq_gen_params_t p = {.max_tokens = 24, .sampler = {.temperature = 0, .top_p = 1}};
+    s_long_shared(prompts, alone, &p);
+    for (int cancel = 0; cancel < 2; cancel++) {
+        /* a new batcher knows no cached rows: nothing is stored */
+        sq_batcher_t *b = sq_batcher_new(sq_engine_model(s_engine), MPI_COMM_WORLD, 8, 256);
+        SQ_REQUIRE(b);
+        if (s_rank != 0) {
+            SQ_CHECK(sq_batcher_follow(b) == 0);
+            sq_batcher_destroy(&b);
+            continue;
+        }
+        for (int i = 0; i < N_SHARED; i++) {
+            sq_seq_t *seq = s_seq_on(s_engine, prompts[i], strlen(prompts[i]), &p);
+            SQ_REQUIRE(seq && sq_batcher_admit(b, seq, (void *)(uintptr_t)i) >= 0);
+        }
+        SQ_CHECK(sq_batcher_reused_tokens(b) == 0);
+        if (cancel)
+            SQ_CHECK(sq_batcher_remove(b, (void *)(uintptr_t)0) == 0);
+        int steps = 0;
+        while (sq_batcher_n_active(b) > 0) {
+            SQ_REQUIRE(sq_batcher_step(b, s_shared_done, NULL) == 0);
+            SQ_REQUIRE(++steps < 10000);
+        }
+        SQ_CHECK(sq_batcher_stop_followers(b) == 0);
+        const long reused = sq_batcher_reused_tokens(b);
+        printf("a first wave%s: %ld prompt tokens not prefilled\n",
+               cancel ? " whose first task is cancelled" : "", reused);
+        if (!cancel)
+            SQ_CHECK(reused >= 5 * 3 * SQ_KV_PAGE);
+        SQ_CHECK(cancel == 0 || s_shared_out[0] == NULL);
+        s_expect_texts(s_shared_out + cancel, alone + cancel, N_SHARED - cancel,
+                       cancel ? "wave, first cancelled" : "wave");
+        sq_batcher_destroy(&b);
+    }
+    for (int i = 0; i < N_SHARED; i++)
+        free(alone[i]);
 }
 
 static void test_admit_full_and_remove(void)
@@ -449,6 +504,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_prefix_reuse);
     SQ_RUN(test_paged_preemption);
     SQ_RUN(test_shared_prefix_pages);
+    SQ_RUN(test_first_wave_shares);
     SQ_RUN(test_admit_full_and_remove);
     SQ_RUN(test_prompt_too_long_refused);
     for (int i = 0; i < N_PROMPTS; i++)

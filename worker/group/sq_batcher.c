@@ -41,6 +41,11 @@ typedef struct {
     bool preempted;             /* its KV pages were taken back; it waits to resume */
     int replay, replayed;       /* a decoding sequence resumed: positions 0..replay-1
                                  * are run again (no logits) before it decodes on */
+    /* a newcomer waiting for slot wait_src (its sequence admitted
+     * wait_admitted) to store the first wait_n positions of the prompt
+     * they share, to take those pages instead of prefilling them; 0: none */
+    int wait_n, wait_src;
+    uint64_t wait_admitted;
 } s_slot_t;
 
 struct sq_batcher {
@@ -198,6 +203,21 @@ static int s_reusable(const s_slot_t *sl, const sq_seq_t *seq)
     return n;
 }
 
+/* prompt tokens of seq that the running sequence in sl will store: the
+ * common prefix of the two prompts, under the same adapter, short of
+ * seq's last token */
+static int s_will_store(const s_slot_t *sl, const sq_seq_t *seq)
+{
+    if (sq_seq_adapter(sl->seq) != sq_seq_adapter(seq))
+        return 0;
+    const int32_t *a = sq_seq_prompt_ids(seq), *b = sq_seq_prompt_ids(sl->seq);
+    const size_t most = sq_seq_n_prompt(seq) - 1, other = sq_seq_n_prompt(sl->seq);
+    size_t n = 0;
+    while (n < most && n < other && a[n] == b[n])
+        n++;
+    return (int)n;
+}
+
 static int s_send_header(sq_batcher_t *self, s_plan_hdr_t *hdr);
 
 /* All ranks: slot keeps its first keep positions in the KV cache (rank 0
@@ -248,6 +268,7 @@ static void s_vacate(sq_batcher_t *self, s_slot_t *sl)
     sl->user = NULL;
     sl->preempted = false;
     sl->replay = sl->replayed = 0;
+    sl->wait_n = 0;
     sl->last_used = ++self->clock;
     self->n_active--;
 }
@@ -289,17 +310,40 @@ static int s_evict(sq_batcher_t *self, int skip, long want)
     return rc;
 }
 
+/* Whole pages of a prompt prefix another slot than dst stores (not a
+ * waiting one's): the longest, *n positions from slot *src (-1: none) */
+static void s_stored_prefix(const sq_batcher_t *self, const sq_seq_t *seq, int dst, int *src,
+                            int *n)
+{
+    *src = -1;
+    *n = 0;
+    for (int j = 0; j < self->max_batch; j++) {
+        if (j == dst || self->slots[j].wait_n)
+            continue;
+        /* a running sequence's cached tokens are stored up to n_cached */
+        const int k = s_reusable(&self->slots[j], seq) / SQ_KV_PAGE * SQ_KV_PAGE;
+        if (k > *n && k / SQ_KV_PAGE <= sq_model_kv_pages_held(self->model, j)) {
+            *n = k;
+            *src = j;
+        }
+    }
+}
+
 /* Where a newcomer starts: the free slot *best whose own cached rows give
  * the longest prefix (*best_n positions; restarted at a page boundary
  * when the page it would write into is shared), or, when longer, whole
  * pages of any other slot's stored prefix (*src >= 0, *best_n of them
- * shared into *best, the free slot with the fewest pages to lose) */
+ * shared into *best, the free slot with the fewest pages to lose). When a
+ * running sequence's prompt will store at least a page more of the
+ * prefix than that, *wait_src is its slot and *wait_n those whole pages'
+ * positions: the newcomer takes *best and waits for them (-1, 0: not). */
 static void s_start(const sq_batcher_t *self, const sq_seq_t *seq, int *best, int *best_n,
-                    int *src)
+                    int *src, int *wait_src, int *wait_n)
 {
     *best = -1;
     *best_n = -1;
-    *src = -1;
+    *src = *wait_src = -1;
+    *wait_n = 0;
     int fewest = -1;
     for (int i = 0; i < self->max_batch; i++) {
         if (self->slots[i].seq)
@@ -315,32 +359,45 @@ static void s_start(const sq_batcher_t *self, const sq_seq_t *seq, int *best, in
                               sq_model_kv_pages_held(self->model, fewest))
             fewest = i;
     }
-    for (int j = 0; self->prefix_reuse && fewest >= 0 && j < self->max_batch; j++) {
-        if (j == fewest)
+    if (!self->prefix_reuse || fewest < 0)
+        return;
+    int from, n;
+    s_stored_prefix(self, seq, fewest, &from, &n);
+    if (n > *best_n) {
+        *best = fewest;
+        *best_n = n;
+        *src = from;
+    }
+    for (int j = 0; j < self->max_batch; j++) {
+        const s_slot_t *sl = &self->slots[j];
+        if (!sl->seq || sl->preempted || sl->wait_n)
             continue;
-        /* a running sequence's cached tokens are stored up to n_cached */
-        const int n = s_reusable(&self->slots[j], seq) / SQ_KV_PAGE * SQ_KV_PAGE;
-        if (n > *best_n && n / SQ_KV_PAGE <= sq_model_kv_pages_held(self->model, j)) {
-            *best = fewest;
-            *best_n = n;
-            *src = j;
+        n = s_will_store(sl, seq) / SQ_KV_PAGE * SQ_KV_PAGE;
+        if (n >= *best_n + SQ_KV_PAGE && n > *wait_n) {
+            *wait_src = j;
+            *wait_n = n;
         }
+    }
+    if (*wait_n) {
+        *best = fewest;
+        *best_n = 0;
+        *src = -1;
     }
 }
 
 int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user)
 {
-    int best, best_n, src;
-    s_start(self, seq, &best, &best_n, &src);
+    int best, best_n, src, wait_src, wait_n;
+    s_start(self, seq, &best, &best_n, &src, &wait_src, &wait_n);
     if (best < 0 || self->n_preempted > 0)
         return SQ_EAGAIN;   /* preempted sequences resume first */
-    /* the prompt's pages past the prefix kept or shared (the running
-     * sequences take pages as they grow; when the pool runs short the
-     * latest admitted is preempted, sq_batcher_step) */
-    const long keep = src >= 0 ? 0 : sq_kv_pages_for(best_n);
+    /* the prompt's pages past the prefix kept, shared or to be shared
+     * (the running sequences take pages as they grow; when the pool runs
+     * short the latest admitted is preempted, sq_batcher_step) */
+    const long keep = src >= 0 || wait_n ? 0 : sq_kv_pages_for(best_n);
     const long held = sq_model_kv_pages_held(self->model, best);
-    const long need = sq_kv_pages_for((int)sq_seq_n_prompt(seq)) - sq_kv_pages_for(best_n) +
-                      s_watermark(self);
+    const long need = sq_kv_pages_for((int)sq_seq_n_prompt(seq)) -
+                      sq_kv_pages_for(best_n + wait_n) + s_watermark(self);
     if (need > s_room_pages(self, best) + (held > keep ? held - keep : 0))
         return SQ_EAGAIN;
     int rc = src >= 0 ? s_share(self, best, src, best_n / SQ_KV_PAGE)
@@ -355,10 +412,39 @@ int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user)
     /* rows past the prefix get the newcomer's tokens as its prefill runs */
     sl->n_cached = best_n;
     sl->cached_adapter = sq_seq_adapter(seq);
+    sl->wait_n = wait_n;
+    sl->wait_src = wait_src;
+    sl->wait_admitted = wait_n ? self->slots[wait_src].admitted : 0;
     sq_seq_mark_prefilled(seq, (size_t)best_n);
     self->reused_tokens += best_n;
     self->n_active++;
     return best;
+}
+
+/* Waiting newcomers whose prefix is now stored take its pages; those whose
+ * source left, or was preempted, take what any slot stores of it and
+ * prefill the rest */
+static int s_unwait(sq_batcher_t *self)
+{
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < self->max_batch; i++) {
+        s_slot_t *sl = &self->slots[i];
+        if (!sl->seq || !sl->wait_n)
+            continue;
+        const s_slot_t *from = &self->slots[sl->wait_src];
+        const bool same = from->seq && from->admitted == sl->wait_admitted && !from->preempted;
+        int src = sl->wait_src, n = sl->wait_n;
+        if (same && from->n_cached < n)
+            continue;   /* not stored yet: it runs this step */
+        sl->wait_n = 0;
+        if (!same)
+            s_stored_prefix(self, sl->seq, i, &src, &n);
+        if (n > 0 && (rc = s_share(self, i, src, n / SQ_KV_PAGE)) == 0) {
+            sq_seq_mark_prefilled(sl->seq, (size_t)n);
+            self->reused_tokens += n;
+        }
+    }
+    return rc;
 }
 
 int sq_batcher_remove(sq_batcher_t *self, void *user)
@@ -397,7 +483,7 @@ static int s_plan(sq_batcher_t *self, int *n_rows, int *next)
         const int i = (start + k) % self->max_batch;
         const s_slot_t *sl = &self->slots[i];
         sq_seq_t *s = sl->seq;
-        if (!s || sl->preempted)
+        if (!s || sl->preempted || sl->wait_n)
             continue;
         const bool replay = sq_seq_decoding(s);
         if (replay && sl->replayed >= sl->replay)
@@ -484,7 +570,9 @@ static int s_resume(sq_batcher_t *self)
  * then running sequences preempted, the latest admitted first */
 static int s_plan_fit(sq_batcher_t *self, int *n, int *n_rows)
 {
-    int rc = s_resume(self), next = 0;
+    int rc = s_unwait(self), next = 0;
+    if (rc == 0)
+        rc = s_resume(self);
     while (rc == 0) {
         *n = s_plan(self, n_rows, &next);
         const long demand = s_demand(self, *n);
@@ -495,8 +583,8 @@ static int s_plan_fit(sq_batcher_t *self, int *n, int *n_rows)
         int victim = -1, running = 0;
         for (int i = 0; rc == 0 && i < self->max_batch; i++) {
             const s_slot_t *sl = &self->slots[i];
-            if (!sl->seq || sl->preempted)
-                continue;
+            if (!sl->seq || sl->preempted || sl->wait_n)
+                continue;   /* (a waiting newcomer holds no pages) */
             running++;
             if (victim < 0 || sl->admitted > self->slots[victim].admitted)
                 victim = i;

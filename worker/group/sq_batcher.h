@@ -65,8 +65,12 @@ int sq_batcher_n_active(const sq_batcher_t *self);
  * token, whose logits it needs, nor inside a page another slot shares).
  * When another slot, running or not, stores a longer prefix, the
  * newcomer shares its whole pages of it instead (no copy; every rank
- * alike). Batch jobs whose prompts share an
- * instruction block skip prefilling it. The rows reused are the ones a
+ * alike). When a running sequence's prompt will store at least a page
+ * more of it than any slot holds now (tasks of one job admitted together),
+ * the newcomer takes a slot and waits, prefilling nothing, until those
+ * pages are stored, then shares them (if that sequence leaves or is
+ * preempted first, it takes what is stored and prefills the rest). Batch
+ * jobs whose prompts share an instruction block skip prefilling it. The rows reused are the ones a
  * fresh prefill would compute (on the CPU backend the same bits: the
  * output does not change). */
 int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user);
