@@ -449,6 +449,56 @@ static void test_first_wave_shares(void)
         free(alone[i]);
 }
 
+/* Preemption under shared prefixes: the six ~100-token-instruction
+ * prompts, 80 new tokens each, on 6 slots sharing 16 pages. They share the
+ * instruction's 3 pages, but each needs ~4 pages of its own, so the
+ * latest admitted are preempted; coming back, each shares the
+ * instruction's pages again from a running slot instead of running it
+ * again. Every text equals its run alone. */
+static void test_resume_shares_prefix(void)
+{
+    static char prompts[N_SHARED][512];
+    char *alone[N_SHARED] = {0};
+    sq_gen_params_t p = {.max_tokens = 80, .sampler = {.temperature = 0, .top_p = 1}};
+    s_long_shared(prompts, alone, &p);
+    sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
+    sq_engine_params_t ep = {.model_path = s_model, .n_threads = 1, .n_slots = 6, .n_ctx = 512,
+                             .n_kv_pages = 16, .comm = comm};
+    sq_engine_t *e = sq_engine_new(&ep);
+    SQ_REQUIRE(e);
+    sq_batcher_t *b = sq_batcher_new(sq_engine_model(e), MPI_COMM_WORLD, 6, 64);
+    SQ_REQUIRE(b);
+    if (s_rank != 0) {
+        SQ_CHECK(sq_batcher_follow(b) == 0);
+    } else {
+        for (int i = 0; i < N_SHARED; i++) {
+            sq_seq_t *seq = s_seq_on(e, prompts[i], strlen(prompts[i]), &p);
+            SQ_REQUIRE(seq && sq_batcher_admit(b, seq, (void *)(uintptr_t)i) >= 0);
+        }
+        int steps = 0;
+        while (sq_batcher_n_active(b) > 0) {
+            SQ_REQUIRE(sq_batcher_step(b, s_shared_done, NULL) == 0);
+            SQ_REQUIRE(++steps < 10000);
+        }
+        SQ_CHECK(sq_batcher_stop_followers(b) == 0);
+        int free_pages = 0, pages = 0;
+        long preempted = 0;
+        sq_batcher_kv_use(b, &free_pages, &pages, &preempted);
+        const long reused = sq_batcher_reused_tokens(b);
+        printf("shared prefixes under preemption: %ld preemptions, %ld prompt tokens not run\n",
+               preempted, reused);
+        /* the first wave's five shares, then one for each resumption */
+        SQ_CHECK(preempted > 0);
+        SQ_CHECK(reused >= (5 + preempted) * 3 * SQ_KV_PAGE);
+        s_expect_texts(s_shared_out, alone, N_SHARED, "preempted, shared");
+    }
+    for (int i = 0; i < N_SHARED; i++)
+        free(alone[i]);
+    sq_batcher_destroy(&b);
+    sq_engine_destroy(&e);
+    sq_tp_comm_destroy(&comm);
+}
+
 static void test_admit_full_and_remove(void)
 {
     if (s_rank != 0)
@@ -505,6 +555,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_paged_preemption);
     SQ_RUN(test_shared_prefix_pages);
     SQ_RUN(test_first_wave_shares);
+    SQ_RUN(test_resume_shares_prefix);
     SQ_RUN(test_admit_full_and_remove);
     SQ_RUN(test_prompt_too_long_refused);
     for (int i = 0; i < N_PROMPTS; i++)

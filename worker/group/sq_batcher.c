@@ -542,7 +542,9 @@ static int s_preempt(sq_batcher_t *self, int i)
 }
 
 /* Preempted sequences come back, the earliest admitted first, while the
- * pages of their contexts (and the watermark) fit */
+ * pages of their contexts (and the watermark) fit; each first shares the
+ * whole pages of its prompt's prefix that another slot stores, and runs
+ * again only the rest */
 static int s_resume(sq_batcher_t *self)
 {
     while (self->n_preempted > 0) {
@@ -552,14 +554,22 @@ static int s_resume(sq_batcher_t *self)
                 (o < 0 || self->slots[i].admitted < self->slots[o].admitted))
                 o = i;
         s_slot_t *sl = &self->slots[o];
-        const size_t ctx = sq_seq_decoding(sl->seq) ? (size_t)sl->replay + 1
-                                                    : sq_seq_n_prompt(sl->seq);
-        const long need = sq_kv_pages_for((int)ctx) + s_watermark(self);
+        const bool decoding = sq_seq_decoding(sl->seq);
+        const size_t ctx = decoding ? (size_t)sl->replay + 1 : sq_seq_n_prompt(sl->seq);
+        int src = -1, n = 0;
+        if (self->prefix_reuse)
+            s_stored_prefix(self, sl->seq, o, &src, &n);
+        const long need = sq_kv_pages_for((int)ctx) - n / SQ_KV_PAGE + s_watermark(self);
         if (need > s_room_pages(self, -1))
             return 0;
-        const int rc = s_evict(self, -1, need);
-        if (rc)
+        int rc = n > 0 ? s_share(self, o, src, n / SQ_KV_PAGE) : 0;
+        if (rc || (rc = s_evict(self, -1, need)))
             return rc;
+        if (decoding)
+            sl->replayed = n;
+        else
+            sq_seq_mark_prefilled(sl->seq, (size_t)n);
+        self->reused_tokens += n;
         sl->preempted = false;
         self->n_preempted--;
     }

@@ -57,7 +57,8 @@ int sq_batcher_n_active(const sq_batcher_t *self);
  * first, on every rank). Sequences take pages as they grow; a step that
  * finds too few preempts the latest admitted sequences (their pages go
  * back, and they later run their context again and go on: vLLM's
- * recomputation), so with nothing else running every page is free.
+ * recomputation, after sharing what another slot stores of their
+ * prompt), so with nothing else running every page is free.
  * Prefix reuse: a slot's KV cache still holds what its last sequence put
  * there after it finishes, so a newcomer takes the free slot whose cached
  * tokens share the longest prefix with its prompt (same LoRA adapter)
