@@ -145,11 +145,22 @@ void sq_batch_attempt(sq_batch_t *self, sq_task_t *t, const char *outcome, const
     sq_db_copy_end_row(c);
 }
 
-void sq_batch_result(sq_batch_t *self, sq_task_t *t, const char *state, const char *text,
-                     size_t text_len, const char *finish_reason, int64_t prompt_tokens,
-                     int64_t completion_tokens, const char *error, const char *lineage_json,
-                     int64_t now_wall_ms)
+/* a count, or NULL when unknown (< 0) */
+static void s_copy_count(sq_db_copy_t *c, int64_t n)
 {
+    if (n >= 0)
+        sq_db_copy_i64(c, n);
+    else
+        sq_db_copy_null(c);
+}
+
+void sq_batch_result(sq_batch_t *self, sq_task_t *t, const char *state, const char *text,
+                     size_t text_len, const char *finish_reason, const sq_usage_t *usage,
+                     const char *error, const char *lineage_json, int64_t now_wall_ms)
+{
+    const sq_usage_t none = {-1, -1, -1};
+    if (!usage)
+        usage = &none;
     size_t cap = self->cap_res;
     if (s_grow((void **)&self->res_job, self->n_res, &cap, sizeof *self->res_job) == 0 &&
         s_grow((void **)&self->res_idx, self->n_res, &self->cap_res, sizeof *self->res_idx) == 0) {
@@ -165,18 +176,13 @@ void sq_batch_result(sq_batch_t *self, sq_task_t *t, const char *state, const ch
     else
         sq_db_copy_null(c);
     sq_db_copy_cstr(c, finish_reason);
-    if (prompt_tokens >= 0)
-        sq_db_copy_i64(c, prompt_tokens);
-    else
-        sq_db_copy_null(c);
-    if (completion_tokens >= 0)
-        sq_db_copy_i64(c, completion_tokens);
-    else
-        sq_db_copy_null(c);
+    s_copy_count(c, usage->prompt);
+    s_copy_count(c, usage->completion);
     sq_db_copy_cstr(c, error);
     sq_db_copy_i64(c, t->attempts);
     sq_copy_ts(c, now_wall_ms);
     sq_db_copy_cstr(c, lineage_json);
+    s_copy_count(c, usage->prompt >= 0 && usage->cached <= usage->prompt ? usage->cached : -1);
     sq_db_copy_end_row(c);
 }
 

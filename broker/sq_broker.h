@@ -147,15 +147,20 @@ int sq_batch_add_done(sq_batch_t *self, sq_task_t *task, uint8_t state);
 int sq_batch_add_cancel(sq_batch_t *self, uint64_t job_id);
 int sq_batch_add_worker(sq_batch_t *self, const char *group_id, const char *model,
                         const char *caps_json);
+/* A result's token counts (-1: unknown): the prompt's, of which cached
+ * came from the KV cache, and the generated ones. */
+typedef struct {
+    int64_t prompt, cached, completion;
+} sq_usage_t;
+
 /* Rows. Times are wall-clock unix ms. Strings may be NULL (SQL NULL). */
 void sq_batch_attempt(sq_batch_t *self, sq_task_t *t, const char *outcome, const char *error,
                       int64_t now_wall_ms);
 /* lineage_json: a JSON object naming the weights that produced the
  * result (docs/audit.md), or NULL. */
 void sq_batch_result(sq_batch_t *self, sq_task_t *t, const char *state, const char *text,
-                     size_t text_len, const char *finish_reason, int64_t prompt_tokens,
-                     int64_t completion_tokens, const char *error, const char *lineage_json,
-                     int64_t now_wall_ms);
+                     size_t text_len, const char *finish_reason, const sq_usage_t *usage,
+                     const char *error, const char *lineage_json, int64_t now_wall_ms);
 /* details_json: a JSON object (NULL = {}). job_id 0 / idx 0 = none. */
 void sq_batch_audit(sq_batch_t *self, const char *actor, const char *action, uint64_t job_id,
                     uint32_t idx, const char *subject, const char *details_json,

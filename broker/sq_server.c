@@ -225,7 +225,7 @@ void sq_server_unlease(sq_server_t *self, sq_task_t *t)
 void sq_server_task_terminal(sq_server_t *self, sq_task_t *t, uint8_t state, const char *error)
 {
     const char *name = state == SQ_T_DEAD ? "dead" : "cancelled";
-    sq_batch_result(self->pending, t, name, NULL, 0, NULL, -1, -1, error, NULL, sq_wall_ms());
+    sq_batch_result(self->pending, t, name, NULL, 0, NULL, NULL, error, NULL, sq_wall_ms());
     sq_batch_add_done(self->pending, t, state);
     sq_server_set_state(self, t, SQ_T_COMPLETING);
 }

@@ -199,15 +199,17 @@ static int s_result_entry(sq_server_t *self, sq_group_t *g, sq_wire_val_t r)
         return sq_error_code() == SQ_EINVAL ? SQ_EINVAL : 0;
     const char *text = NULL, *finish = NULL;
     size_t ntext = 0, nfinish = 0;
-    uint64_t ptok = 0, ctok = 0;
-    int64_t p = -1, c = -1;
+    uint64_t ptok = 0, ctok = 0, cached = 0;
+    sq_usage_t usage = {-1, -1, -1};
     int rc = sq_wire_get_str(r, "text", true, SQ_WIRE_MAX_TEXT, &text, &ntext);
     if (rc == 0)
         rc = sq_wire_get_str(r, "finish_reason", false, 32, &finish, &nfinish);
     if (rc == 0 && sq_wire_get_u64(r, "prompt_tokens", false, INT32_MAX, &ptok) == 0)
-        p = (int64_t)ptok;
+        usage.prompt = (int64_t)ptok;
     if (rc == 0 && sq_wire_get_u64(r, "completion_tokens", false, INT32_MAX, &ctok) == 0)
-        c = (int64_t)ctok;
+        usage.completion = (int64_t)ctok;
+    if (rc == 0 && sq_wire_get_u64(r, "cached_tokens", false, INT32_MAX, &cached) == 0)
+        usage.cached = (int64_t)cached;
     if (rc) { /* unusable output (e.g. invalid UTF-8): a retryable failure */
         char err[600];
         snprintf(err, sizeof err, "worker sent an unusable result: %s", sq_error_detail());
@@ -221,7 +223,7 @@ static int s_result_entry(sq_server_t *self, sq_group_t *g, sq_wire_val_t r)
     t->group = NULL;
     int64_t now = sq_wall_ms();
     char *lineage = s_lineage_json(g, r);
-    sq_batch_result(self->pending, t, "succeeded", text, ntext, finish ? fr : NULL, p, c, NULL,
+    sq_batch_result(self->pending, t, "succeeded", text, ntext, finish ? fr : NULL, &usage, NULL,
                     lineage, now);
     free(lineage);
     sq_batch_add_done(self->pending, t, SQ_T_SUCCEEDED);

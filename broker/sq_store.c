@@ -169,7 +169,8 @@ static int s_write_outcomes(sq_db_t *db, sq_batch_t *b)
     if (rc == 0)
         rc = s_write_rows(db, b, b->results, "task_results",
                           "job_id, idx, state, text, finish_reason, prompt_tokens,"
-                          " completion_tokens, error, attempts, finished_at, lineage");
+                          " completion_tokens, error, attempts, finished_at, lineage,"
+                          " cached_tokens");
     if (rc == 0 && b->n_res) {
         char *jobs = s_array(b->res_job, b->n_res, true), *idx = s_array(b->res_idx, b->n_res, false);
         const char *p[2] = {jobs, idx};
@@ -447,7 +448,8 @@ static int s_read_results(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
     const char *p[3] = {id, after, limit};
     rc = sq_db_exec(db,
                     "SELECT r.idx, t.custom_id, r.state, r.text, r.finish_reason,"
-                    " r.prompt_tokens, r.completion_tokens, r.error, r.attempts"
+                    " r.prompt_tokens, r.completion_tokens, r.error, r.attempts,"
+                    " r.cached_tokens"
                     " FROM task_results r JOIN tasks t ON t.job_id = r.job_id AND t.idx = r.idx"
                     " WHERE r.job_id = $1 AND r.idx > $2 ORDER BY r.idx LIMIT $3",
                     3, p, &res);
@@ -465,7 +467,7 @@ static int s_read_results(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
     sq_wire_key(e, "results");
     sq_wire_array(e, (uint32_t)n);
     for (int i = 0; i < n; i++) {
-        sq_wire_map(e, 9);
+        sq_wire_map(e, 10);
         s_kv_int(e, "index", res, i, 0);
         s_kv_text(e, "custom_id", res, i, 1);
         s_kv_text(e, "state", res, i, 2);
@@ -475,6 +477,7 @@ static int s_read_results(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
         s_kv_int(e, "completion_tokens", res, i, 6);
         s_kv_text(e, "error", res, i, 7);
         s_kv_int(e, "attempts", res, i, 8);
+        s_kv_int(e, "cached_tokens", res, i, 9);
     }
     PQclear(res);
     return 0;

@@ -150,6 +150,7 @@ s_write_results(sq_client_t *c, const sq_client_job_t *job, FILE *f, uint64_t *n
             .outcome = s_outcome(r->state), .text = r->text, .text_len = r->text_len,
             .model = job->model, .finish_reason = r->finish_reason[0] ? r->finish_reason : NULL,
             .prompt_tokens = r->prompt_tokens, .completion_tokens = r->completion_tokens,
+            .cached_tokens = r->cached_tokens,
             .created_s = (int64_t)(job->created_at_ms / 1000), .error = r->error,
             .error_len = r->error_len};
         char *line = NULL;

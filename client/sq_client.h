@@ -135,6 +135,7 @@ typedef struct {
     char finish_reason[SQ_CLIENT_STATE_BYTES]; /* "" when absent */
     int64_t prompt_tokens;             /* -1 when absent */
     int64_t completion_tokens;         /* -1 when absent */
+    int64_t cached_tokens;             /* of prompt_tokens, from the KV cache; -1 when absent */
     char *error;                       /* NULL when absent */
     size_t error_len;
     uint64_t attempts;

@@ -157,6 +157,7 @@ s_decode(sq_wire_val_t m, sq_client_result_t *r)
     sq_client_get_fixed(m, "finish_reason", r->finish_reason, sizeof r->finish_reason);
     r->prompt_tokens = s_opt_count(m, "prompt_tokens");
     r->completion_tokens = s_opt_count(m, "completion_tokens");
+    r->cached_tokens = s_opt_count(m, "cached_tokens");
     return 0;
 }
 

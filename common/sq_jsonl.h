@@ -145,6 +145,7 @@ typedef struct {
     const char *finish_reason;  /* "stop" | "length" | NULL ("stop") */
     int64_t prompt_tokens;      /* -1 unknown */
     int64_t completion_tokens;  /* -1 unknown */
+    int64_t cached_tokens;      /* of prompt_tokens, from the KV cache; -1 unknown */
     int64_t created_s;          /* unix seconds the result was recorded */
     const char *error;          /* last error (FAILED), may be NULL */
     size_t error_len;

@@ -68,12 +68,16 @@ s_result_body(const sq_jsonl_result_t *r, const char *req_id)
     json_t *total = r->prompt_tokens >= 0 && r->completion_tokens >= 0
                         ? json_integer(r->prompt_tokens + r->completion_tokens)
                         : json_null();
-    return json_pack("{s:s,s:s,s:I,s:s,s:[o],s:{s:o,s:o,s:o}}", "id", req_id, "object",
+    json_t *usage = json_pack("{s:o,s:o,s:o}", "prompt_tokens", s_json_count(r->prompt_tokens),
+                              "completion_tokens", s_json_count(r->completion_tokens),
+                              "total_tokens", total);
+    if (usage && r->cached_tokens >= 0)
+        json_object_set_new(usage, "prompt_tokens_details",
+                            json_pack("{s:I}", "cached_tokens", (json_int_t)r->cached_tokens));
+    return json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", req_id, "object",
                      chat ? "chat.completion" : "text_completion", "created",
                      (json_int_t)r->created_s, "model", r->model ? r->model : "", "choices",
-                     choice, "usage", "prompt_tokens", s_json_count(r->prompt_tokens),
-                     "completion_tokens", s_json_count(r->completion_tokens), "total_tokens",
-                     total);
+                     choice, "usage", usage);
 }
 
 static json_t *

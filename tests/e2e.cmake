@@ -55,5 +55,5 @@ if(TARGET sq-test-worker AND TARGET shardq-broker)
                CASES worker_kill worker_term worker_stall stale_result broker_kill broker_term
                SERIAL pg_restart)
   sq_e2e_cases(test_e2e_input e2e/test_e2e_input.c
-               CASES bad_frames hostile_strings)
+               CASES bad_frames hostile_strings usage_counts)
 endif()

@@ -17,6 +17,8 @@
  *  hung group whose socket stays open; --ignore-cancel makes it answer
  *  cancelled leases anyway, so that fencing of stale results can be tested;
  *  --send-twice repeats every RESULT/FAIL message (duplicate delivery).
+ *  --cached-tokens N reports usage: prompt_tokens (the prompt's bytes) and
+ *  cached_tokens N, however many those are (a bad count is a test case).
  *
  *  Exit codes: 0 after SIGTERM/SIGINT, 2 on bad usage, 1 on a setup error.
  */
@@ -46,6 +48,7 @@ typedef struct {
     bool ignore_cancel;
     bool send_twice;
     int heartbeat_ms;
+    long long cached_tokens;    /* -1: no usage counts in RESULT */
 } s_opts_t;
 
 typedef enum { S_OUT_RESULT, S_OUT_RETRYABLE, S_OUT_PERMANENT } s_outcome_t;
@@ -191,7 +194,8 @@ s_flush_kind(s_worker_t *self, int64_t now, bool failures)
             i++;
             continue;
         }
-        sq_wire_map(e, failures ? 4 : 5);
+        const bool usage = !failures && self->opt.cached_tokens >= 0;
+        sq_wire_map(e, failures ? 4 : usage ? 7 : 5);
         sq_wire_kv_u64(e, "lease", l->lease);
         sq_wire_kv_u64(e, "token", l->token);
         if (failures) {
@@ -201,6 +205,10 @@ s_flush_kind(s_worker_t *self, int64_t now, bool failures)
             sq_wire_kv_strn(e, "text", l->text, l->text_len);
             sq_wire_kv_str(e, "finish_reason", "stop");
             sq_wire_kv_u64(e, "completion_tokens", l->text_len);
+            if (usage) {
+                sq_wire_kv_u64(e, "prompt_tokens", l->text_len);
+                sq_wire_kv_u64(e, "cached_tokens", (uint64_t)self->opt.cached_tokens);
+            }
         }
         sent++;
         s_drop_lease(self, i);
@@ -454,6 +462,7 @@ s_usage(FILE *out)
             "  --ignore-cancel        finish cancelled leases anyway (a fencing test)\n"
             "  --send-twice           send every RESULT/FAIL message twice\n"
             "  --heartbeat-ms N       heartbeat interval (default 1000)\n"
+            "  --cached-tokens N      report prompt_tokens and cached_tokens N in RESULT\n"
             "  --help, --version\n");
 }
 
@@ -476,7 +485,7 @@ s_parse_args(int argc, char **argv, s_opts_t *o)
         {"batch", 1, 0, 'n'},      {"delay-ms", 1, 0, 'd'},  {"fail-rate", 1, 0, 'f'},
         {"fail-permanent-rate", 1, 0, 'p'}, {"seed", 1, 0, 's'}, {"reverse", 0, 0, 'r'},
         {"stall", 0, 0, 'S'},      {"ignore-cancel", 0, 0, 'I'}, {"heartbeat-ms", 1, 0, 'H'},
-        {"send-twice", 0, 0, 'T'}, {"help", 0, 0, 'h'},
+        {"send-twice", 0, 0, 'T'}, {"cached-tokens", 1, 0, 'C'}, {"help", 0, 0, 'h'},
         {"version", 0, 0, 'V'},    {0, 0, 0, 0}};
     int c, rc = 0;
     double v;
@@ -494,6 +503,7 @@ s_parse_args(int argc, char **argv, s_opts_t *o)
         case 'S': o->stall = true; break;
         case 'I': o->ignore_cancel = true; break;
         case 'T': o->send_twice = true; break;
+        case 'C': rc = s_parse_double(optarg, 0, 1e12, &v); o->cached_tokens = (long long)v; break;
         case 'H': rc = s_parse_double(optarg, 10, 60000, &v); o->heartbeat_ms = (int)v; break;
         case 'h': s_usage(stdout); exit(0);
         case 'V': printf("sq-test-worker %s\n", SQ_VERSION); exit(0);
@@ -515,6 +525,7 @@ main(int argc, char **argv)
     const char *env_ep = getenv("SHARDQ_WORKER_ENDPOINT");
     s_worker_t w = {.opt = {.endpoint = env_ep && *env_ep ? env_ep : "tcp://127.0.0.1:5556",
                             .group = default_group, .model = "test", .batch = 8, .seed = 1,
+                            .cached_tokens = -1,
                             .heartbeat_ms = SQ_WIRE_HEARTBEAT_MS}};
     sq_log_init("test-worker");
     if (s_parse_args(argc, argv, &w.opt) != 0) {

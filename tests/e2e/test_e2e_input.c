@@ -445,12 +445,75 @@ hostile_strings(void)
                                 &n) == 0 && n == 0);
 }
 
+/* --- usage counts ---------------------------------------------------- */
+
+/* The cached_tokens of job's results in the RESULTS reply: how many
+ * entries carry want (-1: carry none, or nil) */
+static int
+s_results_cached(uint64_t job, int64_t want)
+{
+    sq_wire_enc_t *e = sq_e2e_begin(client, 2);
+    sq_wire_kv_u64(e, "job_id", job);
+    sq_wire_kv_u64(e, "limit", 100);
+    sq_wire_msg_t *reply = NULL;
+    if (sq_e2e_call(client, SQ_WIRE_RESULTS, 10000, &reply, NULL) != 0)
+        return -1;
+    sq_wire_val_t results, r;
+    int n = 0;
+    if (sq_wire_get_array(reply->body, "results", true, 1000, &results) == 0) {
+        sq_wire_iter_t it;
+        sq_wire_iter_init(&it, results);
+        while (sq_wire_iter_next(&it, &r)) {
+            uint64_t v = 0;
+            const bool has = sq_wire_get_u64(r, "cached_tokens", true, INT64_MAX, &v) == 0;
+            n += want < 0 ? !has : has && v == (uint64_t)want;
+        }
+    }
+    sq_wire_msg_destroy(&reply);
+    return n;
+}
+
+/* A worker's cached_tokens is stored with the result and comes back in
+ * RESULTS. A count larger than the prompt's is stored as unknown (NULL):
+ * the result itself is kept. */
+static void
+usage_counts(void)
+{
+    SQ_REQUIRE(sq_e2e_up("usage_counts", NULL, &h, &client));
+    const char *two[] = {"--cached-tokens", "2", NULL};
+    sq_proc_t *w = sq_harness_worker_start(h, "w-two", two);
+    SQ_REQUIRE(w);
+    uint64_t job = 0, bad_job = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 20, "usage", 0, &job, NULL) == 0);
+    SQ_REQUIRE(sq_harness_wait_i64(h, "select count(*) from task_results where state = "
+                                      "'succeeded'", 20, 30000) == 0);
+    SQ_CHECK(sq_proc_stop(w, 10000) == 0);
+    const char *huge[] = {"--cached-tokens", "1000000", NULL};
+    SQ_REQUIRE(sq_harness_worker_start(h, "w-huge", huge));
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 20, "over", 0, &bad_job, NULL) == 0);
+    SQ_REQUIRE(sq_harness_wait_i64(h, "select count(*) from task_results where state = "
+                                      "'succeeded'", 40, 30000) == 0);
+    char sql[300];
+    int64_t n = -1;
+    snprintf(sql, sizeof sql, "select count(*) from task_results r join tasks t using (job_id, idx)"
+             " where r.job_id = %llu and r.cached_tokens = 2 and r.prompt_tokens = "
+             "octet_length(t.prompt)", (unsigned long long)job);
+    SQ_CHECK(sq_harness_sql_i64(h, sql, &n) == 0 && n == 20);
+    snprintf(sql, sizeof sql, "select count(*) from task_results where job_id = %llu and "
+             "cached_tokens is null and prompt_tokens > 0 and length(text) > 0",
+             (unsigned long long)bad_job);
+    SQ_CHECK(sq_harness_sql_i64(h, sql, &n) == 0 && n == 20);
+    SQ_CHECK(s_results_cached(job, 2) == 20);
+    SQ_CHECK(s_results_cached(bad_job, -1) == 20);
+}
+
 int
 main(int argc, char **argv)
 {
     static const sq_e2e_case_t cases[] = {
         {"bad_frames", bad_frames},
         {"hostile_strings", hostile_strings},
+        {"usage_counts", usage_counts},
         {NULL, NULL}};
     return sq_e2e_main(argc, argv, cases, &h, &client);
 }

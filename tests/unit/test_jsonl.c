@@ -373,7 +373,7 @@ test_result_lines(void)
                            .kind = SQ_JSONL_KIND_COMPLETION, .outcome = SQ_JSONL_RESULT_OK,
                            .text = text, .text_len = sizeof text - 1, .model = "tiny",
                            .finish_reason = "length", .prompt_tokens = 5,
-                           .completion_tokens = 4, .created_s = 1700000000};
+                           .completion_tokens = 4, .cached_tokens = 3, .created_s = 1700000000};
     json_t *j = s_format(&r);
     SQ_REQUIRE(j);
     SQ_CHECK(strcmp(json_string_value(json_object_get(j, "id")), "batch_req_j7-42") == 0);
@@ -392,6 +392,8 @@ test_result_lines(void)
     SQ_CHECK(strcmp(json_string_value(json_object_get(c0, "finish_reason")), "length") == 0);
     json_t *usage = json_object_get(body, "usage");
     SQ_CHECK(json_integer_value(json_object_get(usage, "total_tokens")) == 9);
+    json_t *details = json_object_get(usage, "prompt_tokens_details");
+    SQ_CHECK(json_integer_value(json_object_get(details, "cached_tokens")) == 3);
     json_decref(j);
 
     r.kind = SQ_JSONL_KIND_CHAT;
@@ -406,6 +408,16 @@ test_result_lines(void)
     SQ_CHECK(strcmp(json_string_value(json_object_get(msg, "content")), "ok \xEF\xBF\xBD") == 0);
     SQ_CHECK(strcmp(json_string_value(json_object_get(msg, "role")), "assistant") == 0);
     SQ_CHECK(json_is_null(json_object_get(json_object_get(body, "usage"), "prompt_tokens")));
+    json_decref(j);
+
+    /* a cached count unknown (an older worker): no details, as before */
+    r.prompt_tokens = 5;
+    r.cached_tokens = -1;
+    j = s_format(&r);
+    SQ_REQUIRE(j);
+    usage = json_object_get(json_object_get(json_object_get(j, "response"), "body"), "usage");
+    SQ_CHECK(json_integer_value(json_object_get(usage, "prompt_tokens")) == 5);
+    SQ_CHECK(json_object_get(usage, "prompt_tokens_details") == NULL);
     json_decref(j);
 
     r.outcome = SQ_JSONL_RESULT_FAILED;

@@ -184,6 +184,7 @@ static void s_expect_texts(char **got, char *const *want, int n, const char *how
 static const char *const s_endings[N_SHARED] = {
     "the rates", "the fox", "Lily", "the market was", "a big tree", "the bank"};
 static char *s_shared_out[N_SHARED];
+static size_t s_shared_cached[N_SHARED];   /* each one's prompt tokens from the cache */
 
 static void s_shared_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t *t)
 {
@@ -191,6 +192,7 @@ static void s_shared_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_tim
     size_t len;
     const char *text = sq_seq_text(seq, &len);
     s_shared_out[(uintptr_t)user] = strndup(text, len);
+    s_shared_cached[(uintptr_t)user] = sq_seq_n_cached(seq);
     sq_seq_destroy(&seq);
 }
 
@@ -438,8 +440,14 @@ static void test_first_wave_shares(void)
         const long reused = sq_batcher_reused_tokens(b);
         printf("a first wave%s: %ld prompt tokens not prefilled\n",
                cancel ? " whose first task is cancelled" : "", reused);
-        if (!cancel)
+        if (!cancel) {
             SQ_CHECK(reused >= 5 * 3 * SQ_KV_PAGE);
+            /* each sequence's own count: none for the first, the rest theirs */
+            long sum = 0;
+            for (int i = 0; i < N_SHARED; i++)
+                sum += (long)s_shared_cached[i];
+            SQ_CHECK(s_shared_cached[0] == 0 && sum == reused);
+        }
         SQ_CHECK(cancel == 0 || s_shared_out[0] == NULL);
         s_expect_texts(s_shared_out + cancel, alone + cancel, N_SHARED - cancel,
                        cancel ? "wave, first cancelled" : "wave");

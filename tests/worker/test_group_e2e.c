@@ -156,6 +156,22 @@ static int s_cli(const char *args)
     return s_cli_to(args, NULL);
 }
 
+/* The sum of the integers after each `key` in the file at path (-1 when
+ * it cannot be read). */
+static int64_t s_sum_field(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[8192];
+    int64_t sum = 0;
+    while (fgets(line, sizeof line, f))
+        for (const char *p = strstr(line, key); p; p = strstr(p + 1, key))
+            sum += strtoll(p + strlen(key), NULL, 10);
+    fclose(f);
+    return sum;
+}
+
 /* The start of a file's text ("" when it cannot be read). */
 static void s_read_text(const char *path, char *buf, size_t size)
 {
@@ -223,6 +239,19 @@ static void case_serves(void)
                                  40, 120000) == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE coalesce(length(text), 0) = 0") == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE completion_tokens > 0") == 40);
+    /* twins find their prompt in a slot's cache: every result says how many
+     * of its prompt tokens came from it (never the last one), some > 0 */
+    SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE cached_tokens >= 0 "
+                     "AND cached_tokens < prompt_tokens") == 40);
+    const int64_t cached = s_count("SELECT sum(cached_tokens) FROM task_results");
+    printf("prompt tokens from the KV cache: %lld\n", (long long)cached);
+    SQ_CHECK(cached > 0);
+    /* the results file shows them as OpenAI's usage.prompt_tokens_details */
+    char rargs[64], rout[1200];
+    snprintf(rargs, sizeof rargs, "results %llu", (unsigned long long)job);
+    snprintf(rout, sizeof rout, "%s/results.jsonl", sq_harness_log_dir(s_h));
+    SQ_CHECK(s_cli_to(rargs, rout) == 0);
+    SQ_CHECK(s_sum_field(rout, "\"cached_tokens\":") == cached);
     /* lineage, not text, is what these tasks are compared by */
     SQ_CHECK(s_count("SELECT count(DISTINCT group_id) FROM task_attempts WHERE outcome = 'succeeded'") == 1);
     SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE group_id = 'g-serve'") == 40);

@@ -415,7 +415,7 @@ int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user)
     sl->wait_n = wait_n;
     sl->wait_src = wait_src;
     sl->wait_admitted = wait_n ? self->slots[wait_src].admitted : 0;
-    sq_seq_mark_prefilled(seq, (size_t)best_n);
+    sq_seq_mark_cached(seq, (size_t)best_n);
     self->reused_tokens += best_n;
     self->n_active++;
     return best;
@@ -440,7 +440,7 @@ static int s_unwait(sq_batcher_t *self)
         if (!same)
             s_stored_prefix(self, sl->seq, i, &src, &n);
         if (n > 0 && (rc = s_share(self, i, src, n / SQ_KV_PAGE)) == 0) {
-            sq_seq_mark_prefilled(sl->seq, (size_t)n);
+            sq_seq_mark_cached(sl->seq, (size_t)n);
             self->reused_tokens += n;
         }
     }
@@ -568,7 +568,7 @@ static int s_resume(sq_batcher_t *self)
         if (decoding)
             sl->replayed = n;
         else
-            sq_seq_mark_prefilled(sl->seq, (size_t)n);
+            sq_seq_mark_cached(sl->seq, (size_t)n);
         self->reused_tokens += n;
         sl->preempted = false;
         self->n_preempted--;

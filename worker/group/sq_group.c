@@ -333,6 +333,7 @@ static void s_on_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t
         .finish_reason = sq_seq_finish(seq) == SQ_FINISH_LENGTH ? "length" : "stop",
         .prompt_tokens = (int64_t)sq_seq_n_prompt(seq),
         .completion_tokens = (int64_t)sq_seq_n_generated(seq),
+        .cached_tokens = (int64_t)sq_seq_n_cached(seq),
         .adapter_version = lease->adapter_version,
         .queue_wait_ms = (double)(t->admitted_ns - lease->received_ns) / 1e6,
         .prefill_ms = (double)(t->prefilled_ns - t->admitted_ns) / 1e6,

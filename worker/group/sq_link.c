@@ -25,7 +25,7 @@ typedef struct s_out {
     char *text;                 /* result text, or error */
     size_t text_len;
     char finish[16];
-    int64_t prompt_tokens, completion_tokens;
+    int64_t prompt_tokens, completion_tokens, cached_tokens;
     char *adapter, *adapter_version;
     double queue_wait_ms, prefill_ms, decode_ms;
 } s_out_t;
@@ -247,13 +247,14 @@ static int s_flush(sq_link_t *self, zsock_t *dealer)
                     continue;
                 k++;
                 if (ok) {
-                    sq_wire_map(e, 15);
+                    sq_wire_map(e, 16);
                     sq_wire_kv_u64(e, "lease", o->lease);
                     sq_wire_kv_u64(e, "token", o->token);
                     sq_wire_kv_strn(e, "text", o->text, o->text_len);
                     sq_wire_kv_str(e, "finish_reason", o->finish);
                     sq_wire_kv_u64(e, "prompt_tokens", (uint64_t)o->prompt_tokens);
                     sq_wire_kv_u64(e, "completion_tokens", (uint64_t)o->completion_tokens);
+                    sq_wire_kv_u64(e, "cached_tokens", (uint64_t)o->cached_tokens);
                     sq_wire_kv_str(e, "model_sha256", self->model_sha256);
                     sq_wire_kv_str(e, "adapter", o->adapter);
                     sq_wire_kv_str(e, "adapter_version", o->adapter_version);
@@ -620,6 +621,7 @@ void sq_link_complete(sq_link_t *self, sq_lease_t *lease, const sq_outcome_t *ou
     snprintf(o->finish, sizeof o->finish, "%s", out->finish_reason);
     o->prompt_tokens = out->prompt_tokens;
     o->completion_tokens = out->completion_tokens;
+    o->cached_tokens = out->cached_tokens;
     o->adapter = lease->adapter ? strdup(lease->adapter) : NULL;
     o->adapter_version = out->adapter_version ? strdup(out->adapter_version) : NULL;
     o->queue_wait_ms = out->queue_wait_ms;

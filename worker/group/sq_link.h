@@ -62,6 +62,7 @@ typedef struct {
     size_t text_len;
     const char *finish_reason;  /* "stop" | "length" */
     int64_t prompt_tokens, completion_tokens;
+    int64_t cached_tokens;      /* of prompt_tokens, those the KV cache held */
     const char *adapter_version;/* the version it ran with, or NULL */
     double queue_wait_ms, prefill_ms, decode_ms;
 } sq_outcome_t;

@@ -14,6 +14,7 @@
 struct sq_seq {
     sq_sequence_t *seq;
     size_t n_prompt, n_prefilled;
+    size_t n_cached;            /* prompt tokens whose rows came from the KV cache */
     int32_t adapter;            /* LoRA adapter id, 0: base */
 };
 
@@ -44,7 +45,8 @@ void sq_seq_destroy(sq_seq_t **self_p)
 
 size_t sq_seq_n_prompt(const sq_seq_t *self) { return self->n_prompt; }
 size_t sq_seq_n_prefilled(const sq_seq_t *self) { return self->n_prefilled; }
-void sq_seq_restart_prefill(sq_seq_t *self) { self->n_prefilled = 0; }
+size_t sq_seq_n_cached(const sq_seq_t *self) { return self->n_cached; }
+void sq_seq_restart_prefill(sq_seq_t *self) { self->n_prefilled = self->n_cached = 0; }
 
 int32_t sq_seq_token_at(const sq_seq_t *self, size_t pos)
 {
@@ -71,6 +73,13 @@ void sq_seq_mark_prefilled(sq_seq_t *self, size_t n)
 {
     self->n_prefilled = self->n_prefilled + n > self->n_prompt ? self->n_prompt
                                                               : self->n_prefilled + n;
+}
+
+void sq_seq_mark_cached(sq_seq_t *self, size_t n)
+{
+    const size_t before = self->n_prefilled;
+    sq_seq_mark_prefilled(self, n);
+    self->n_cached += self->n_prefilled - before;
 }
 
 int32_t sq_seq_sample(sq_seq_t *self, const float *logits)

@@ -32,7 +32,14 @@ const int32_t *sq_seq_prompt_ids(const sq_seq_t *self);
 /* Prompt tokens already run through the model. */
 size_t sq_seq_n_prefilled(const sq_seq_t *self);
 void sq_seq_mark_prefilled(sq_seq_t *self, size_t n);
-/* Its prompt must be run again from the start (its KV rows were dropped). */
+/* The next n prompt tokens' rows are in the KV cache already (a reused
+ * or shared prefix): prefilled, and counted as cached. */
+void sq_seq_mark_cached(sq_seq_t *self, size_t n);
+/* Prompt tokens whose rows came from the KV cache, not computed for it
+ * (OpenAI's usage.prompt_tokens_details.cached_tokens). */
+size_t sq_seq_n_cached(const sq_seq_t *self);
+/* Its prompt must be run again from the start (its KV rows were dropped;
+ * the cached count starts again too). */
 void sq_seq_restart_prefill(sq_seq_t *self);
 /* The token at position pos of its context: the prompt's, then the
  * generated ones' (pos < sq_seq_next_pos). */
