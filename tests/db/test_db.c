@@ -136,10 +136,12 @@ static const char s_seed[] =
     " (101, 2, 2, 3, 13, 'g2', now() - interval '3 s', now() - interval '2 s', 'succeeded', NULL),"
     " (101, 3, 1, 4, 14, 'g1', now() - interval '5 s', now() - interval '4 s', 'failed', 'oom'),"
     " (101, 3, 2, 5, 15, 'g2', now() - interval '3 s', now() - interval '2 s', 'failed', 'oom');"
-    "INSERT INTO task_results (job_id, idx, state, text, error, attempts) VALUES"
-    " (101, 1, 'succeeded', 'a', NULL, 1), (101, 2, 'succeeded', 'b', NULL, 2),"
-    " (101, 3, 'dead', NULL, 'oom', 2), (102, 1, 'cancelled', NULL, 'cancelled', 0),"
-    " (102, 2, 'cancelled', NULL, 'cancelled', 0);"
+    "INSERT INTO task_results (job_id, idx, state, text, error, attempts, prompt_tokens,"
+    " cached_tokens, completion_tokens) VALUES"
+    " (101, 1, 'succeeded', 'a', NULL, 1, 10, 4, 5), (101, 2, 'succeeded', 'b', NULL, 2, 20,"
+    " NULL, 7), (101, 3, 'dead', NULL, 'oom', 2, NULL, NULL, NULL),"
+    " (102, 1, 'cancelled', NULL, 'cancelled', 0, NULL, NULL, NULL),"
+    " (102, 2, 'cancelled', NULL, 'cancelled', 0, NULL, NULL, NULL);"
     "INSERT INTO audit_log (at, actor, action, job_id, idx, subject, details) VALUES"
     " (now() - interval '6 s', 'client:acme', 'submitted', 101, NULL, 'job:101', '{}'),"
     " (now() - interval '4 s', 'broker', 'retry', 101, 2, 'task:101/2',"
@@ -186,8 +188,13 @@ static void queries(void)
     SQ_CHECK(strstr(out, "|dead|101|3|c-3|acme|2|oom") != NULL);
     SQ_CHECK(s_query("tenant_daily.sql", out, sizeof out) == 0);
     SQ_CHECK(s_lines(out) == 2);
-    SQ_CHECK(strstr(out, "acme|") && strstr(out, "|3|2|1|0\n"));
-    SQ_CHECK(strstr(out, "beta|") && strstr(out, "|2|0|0|2\n"));
+    /* then the succeeded tasks' prompt tokens, of them cached, and
+     * completion tokens (a cached count not reported counts none) */
+    SQ_CHECK(strstr(out, "acme|") && strstr(out, "|3|2|1|0|30|4|12\n"));
+    SQ_CHECK(strstr(out, "beta|") && strstr(out, "|2|0|0|2|0|0|0\n"));
+    /* a cached count above the prompt's is refused */
+    SQ_CHECK(s_exec("UPDATE task_results SET cached_tokens = 11 WHERE job_id = 101 AND idx = 1")
+             == SQ_EDB);
     SQ_CHECK(s_query("duplicate_results.sql", out, sizeof out) == 0);
     SQ_CHECK(out[0] == '\0');
     /* plant a success on a task whose recorded outcome is dead */
