@@ -94,6 +94,9 @@ typedef struct {
     uint32_t retrying;
     uint32_t done_per_s[16]; /* ring indexed by second */
     int64_t ring_sec;
+    /* tokens of the results accepted since the broker started, as the
+     * workers reported them: prompt, of them from a KV cache, generated */
+    uint64_t prompt_tokens, cached_tokens, completion_tokens;
 } sq_pstat_t;
 
 /* ---- the write batch (group commit) ---- */

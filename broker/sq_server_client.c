@@ -342,7 +342,14 @@ size_t sq_server_metrics(void *arg, char *buf, size_t size)
           "# HELP shardq_broker_groups Worker groups by state.\n"
           "# TYPE shardq_broker_groups gauge\n"
           "# HELP shardq_broker_throughput_tasks_per_second Tasks finished per second, last 10 s.\n"
-          "# TYPE shardq_broker_throughput_tasks_per_second gauge\n");
+          "# TYPE shardq_broker_throughput_tasks_per_second gauge\n"
+          "# HELP shardq_broker_prompt_tokens_total Prompt tokens of the results accepted.\n"
+          "# TYPE shardq_broker_prompt_tokens_total counter\n"
+          "# HELP shardq_broker_cached_prompt_tokens_total Of those, tokens the workers took "
+          "from their KV caches.\n"
+          "# TYPE shardq_broker_cached_prompt_tokens_total counter\n"
+          "# HELP shardq_broker_completion_tokens_total Tokens generated for the results accepted.\n"
+          "# TYPE shardq_broker_completion_tokens_total counter\n");
     zlistx_t *models = zhashx_keys(self->pstats);
     for (const char *m = models ? zlistx_first(models) : NULL; m; m = zlistx_next(models)) {
         const sq_pstat_t *p = zhashx_lookup(self->pstats, m);
@@ -362,6 +369,13 @@ size_t sq_server_metrics(void *arg, char *buf, size_t size)
             S_OUT("shardq_broker_groups{model=\"%s\",state=\"%s\"} %u\n", m, states[st],
                   groups[st]);
         S_OUT("shardq_broker_throughput_tasks_per_second{model=\"%s\"} %.1f\n", m, done10 / 10.0);
+        const struct { const char *name; uint64_t n; } tokens[] = {
+            {"prompt", p ? p->prompt_tokens : 0},
+            {"cached_prompt", p ? p->cached_tokens : 0},
+            {"completion", p ? p->completion_tokens : 0}};
+        for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++)
+            S_OUT("shardq_broker_%s_tokens_total{model=\"%s\"} %" PRIu64 "\n", tokens[i].name, m,
+                  tokens[i].n);
     }
     zlistx_destroy(&models);
     S_OUT("# HELP shardq_broker_open_jobs Jobs with unfinished tasks.\n"

@@ -277,6 +277,14 @@ static void case_serves(void)
     SQ_CHECK(strstr(page, "shardq_broker_queued_tasks{model=\"" S_MODEL_NAME "\"} 0") != NULL);
     SQ_CHECK(strstr(page, "shardq_broker_groups{model=\"" S_MODEL_NAME "\",state=\"idle\"} 1") != NULL);
     SQ_CHECK(strstr(page, "shardq_broker_database_up 1") != NULL);
+    /* and counts the tokens of the results, the cached ones with them */
+    char want[200];
+    snprintf(want, sizeof want, "shardq_broker_cached_prompt_tokens_total{model=\"" S_MODEL_NAME
+             "\"} %lld\n", (long long)cached);
+    SQ_CHECK(strstr(page, want) != NULL);
+    snprintf(want, sizeof want, "shardq_broker_completion_tokens_total{model=\"" S_MODEL_NAME
+             "\"} %lld\n", (long long)s_count("SELECT sum(completion_tokens) FROM task_results"));
+    SQ_CHECK(strstr(page, want) != NULL);
     /* scaling decisions recorded by a scheduler read back through the CLI */
     PGresult *res = sq_harness_sql(s_h, "INSERT INTO scaling_events (pool, from_groups, to_groups,"
                                    " reason, actuator, applied) VALUES ('fin-research', 1, 3,"
