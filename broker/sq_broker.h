@@ -82,6 +82,9 @@ struct sq_group_t {
     char *kv_type;              /* READY's, NULL when the group gave none */
     uint32_t tp_size, max_batch, n_leases;
     uint32_t kv_pages;          /* READY's KV-cache pages of 32 positions, 0 when not given */
+    bool kv_reported;           /* a HEARTBEAT said how its KV cache is used: */
+    uint32_t kv_in_use;         /* pages its running sequences hold */
+    uint64_t preemptions;       /* sequences preempted since it started */
     bool draining;
     sq_task_t *leases; /* doubly linked through lprev/lnext */
     int64_t last_recv_ms, last_send_ms;

@@ -320,6 +320,20 @@ static void s_stats(sq_server_t *self, zframe_t *to, uint64_t rid)
     sq_server_reply(self, to, SQ_WIRE_STATS | SQ_WIRE_REPLY, e);
 }
 
+/* s as a Prometheus label value: backslash, quote and newline escaped
+ * (names are any UTF-8 without NUL); cut to fit buf */
+static const char *s_label(const char *s, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (; *s && n + 3 < size; s++) {
+        if (*s == '\\' || *s == '"' || *s == '\n')
+            buf[n++] = '\\';
+        buf[n++] = *s == '\n' ? 'n' : *s;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 /* The same figures as STATS, as Prometheus text. Writes at most size
  * bytes (a scrape of a very large cluster is cut, never overrun). */
 size_t sq_server_metrics(void *arg, char *buf, size_t size)
@@ -350,17 +364,20 @@ size_t sq_server_metrics(void *arg, char *buf, size_t size)
           "# TYPE shardq_broker_cached_prompt_tokens_total counter\n"
           "# HELP shardq_broker_completion_tokens_total Tokens generated for the results accepted.\n"
           "# TYPE shardq_broker_completion_tokens_total counter\n");
+    char lm[2 * SQ_WIRE_MAX_NAME + 8], lg[2 * SQ_WIRE_MAX_NAME + 8];
     zlistx_t *models = zhashx_keys(self->pstats);
-    for (const char *m = models ? zlistx_first(models) : NULL; m; m = zlistx_next(models)) {
-        const sq_pstat_t *p = zhashx_lookup(self->pstats, m);
+    for (const char *model = models ? zlistx_first(models) : NULL; model;
+         model = zlistx_next(models)) {
+        const sq_pstat_t *p = zhashx_lookup(self->pstats, model);
+        const char *m = s_label(model, lm, sizeof lm);
         uint32_t groups[3], done10 = 0;
-        s_count_groups(self, m, groups);
+        s_count_groups(self, model, groups);
         for (int64_t s = now / 1000 - 10; s < now / 1000 && p; s++)
             if (s > p->ring_sec - 16 && s <= p->ring_sec)
                 done10 += p->done_per_s[s % 16];
-        int64_t oldest = sq_queue_oldest_ms(self->queue, m);
+        int64_t oldest = sq_queue_oldest_ms(self->queue, model);
         S_OUT("shardq_broker_queued_tasks{model=\"%s\"} %u\n", m,
-              (unsigned)sq_queue_ready(self->queue, m));
+              (unsigned)sq_queue_ready(self->queue, model));
         S_OUT("shardq_broker_leased_tasks{model=\"%s\"} %u\n", m, p ? (unsigned)p->leased : 0);
         S_OUT("shardq_broker_oldest_queued_age_seconds{model=\"%s\"} %.3f\n", m,
               oldest ? (double)(now - oldest) / 1000.0 : 0.0);
@@ -378,6 +395,25 @@ size_t sq_server_metrics(void *arg, char *buf, size_t size)
                   tokens[i].n);
     }
     zlistx_destroy(&models);
+    S_OUT("# HELP shardq_broker_group_kv_pages KV-cache pages of 32 positions, by worker group.\n"
+          "# TYPE shardq_broker_group_kv_pages gauge\n"
+          "# HELP shardq_broker_group_kv_pages_in_use Of those, pages its running sequences hold.\n"
+          "# TYPE shardq_broker_group_kv_pages_in_use gauge\n"
+          "# HELP shardq_broker_group_preemptions_total Sequences a group preempted for want of "
+          "KV pages.\n"
+          "# TYPE shardq_broker_group_preemptions_total counter\n");
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
+        if (!g->kv_reported)
+            continue;
+        const char *m = s_label(g->model, lm, sizeof lm), *gid = s_label(g->group_id, lg, sizeof lg);
+        if (g->kv_pages)
+            S_OUT("shardq_broker_group_kv_pages{model=\"%s\",group=\"%s\"} %u\n", m, gid,
+                  g->kv_pages);
+        S_OUT("shardq_broker_group_kv_pages_in_use{model=\"%s\",group=\"%s\"} %u\n", m, gid,
+              g->kv_in_use);
+        S_OUT("shardq_broker_group_preemptions_total{model=\"%s\",group=\"%s\"} %" PRIu64 "\n", m,
+              gid, g->preemptions);
+    }
     S_OUT("# HELP shardq_broker_open_jobs Jobs with unfinished tasks.\n"
           "# TYPE shardq_broker_open_jobs gauge\n"
           "shardq_broker_open_jobs %zu\n"
@@ -399,7 +435,8 @@ static void s_workers(sq_server_t *self, zframe_t *to, uint64_t rid)
     sq_wire_key(e, "workers");
     sq_wire_array(e, (uint32_t)zhashx_size(self->groups));
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
-        sq_wire_map(e, 10 + (g->kv_type ? 1 : 0) + (g->kv_pages ? 1 : 0));
+        sq_wire_map(e, 10 + (g->kv_type ? 1 : 0) + (g->kv_pages ? 1 : 0) +
+                           (g->kv_reported ? 2 : 0));
         sq_wire_kv_str(e, "group_id", g->group_id);
         sq_wire_kv_str(e, "model", g->model);
         sq_wire_kv_str(e, "model_sha256", g->sha);
@@ -410,6 +447,10 @@ static void s_workers(sq_server_t *self, zframe_t *to, uint64_t rid)
         sq_wire_kv_u64(e, "max_batch", g->max_batch);
         if (g->kv_pages)
             sq_wire_kv_u64(e, "kv_pages", g->kv_pages);
+        if (g->kv_reported) {
+            sq_wire_kv_u64(e, "kv_pages_in_use", g->kv_in_use);
+            sq_wire_kv_u64(e, "preemptions", g->preemptions);
+        }
         sq_wire_kv_u64(e, "leases", g->n_leases);
         sq_wire_kv_str(e, "state", g->draining ? "draining" : g->n_leases ? "busy" : "idle");
         sq_wire_kv_u64(e, "last_seen_ms_ago", (uint64_t)(now - g->last_recv_ms));

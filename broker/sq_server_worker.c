@@ -284,6 +284,30 @@ static void s_entries(sq_server_t *self, sq_group_t *g, sq_wire_msg_t *msg, cons
                            sq_wire_errcode_from(first), detail);
 }
 
+/* A group's HEARTBEAT may say how its KV cache is used (protocol §5.8):
+ * both counts or neither; a bad one gets ERROR and changes nothing */
+static void s_heartbeat(sq_server_t *self, sq_group_t *g, sq_wire_msg_t *msg)
+{
+    uint64_t in_use = UINT64_MAX, preemptions = UINT64_MAX;
+    int rc = sq_wire_get_u64(msg->body, "kv_pages_in_use", false,
+                             g->kv_pages ? g->kv_pages : UINT32_MAX, &in_use);
+    if (rc == 0)
+        rc = sq_wire_get_u64(msg->body, "preemptions", false, UINT64_MAX - 1, &preemptions);
+    if (rc == 0 && (in_use == UINT64_MAX) != (preemptions == UINT64_MAX))
+        rc = SQ_FAIL(SQ_EINVAL, "kv_pages_in_use and preemptions come together");
+    if (rc) {
+        char detail[600];
+        snprintf(detail, sizeof detail, "HEARTBEAT: %s", sq_error_detail());
+        SQ_WARN("bad HEARTBEAT", "group=%s err=%s", sq_q(g->group_id), sq_q(detail));
+        sq_wire_send_error(zsock_resolve(self->workers), msg->identity, 0, SQ_WIRE_E_INVALID,
+                           detail);
+    } else if (in_use != UINT64_MAX) {
+        g->kv_reported = true;
+        g->kv_in_use = (uint32_t)in_use;
+        g->preemptions = preemptions;
+    }
+}
+
 static void s_message(sq_server_t *self, sq_wire_msg_t *msg)
 {
     char *key = zframe_strhex(msg->identity);
@@ -306,6 +330,8 @@ static void s_message(sq_server_t *self, sq_wire_msg_t *msg)
         s_fenced(self, g, msg->body, "partial"); /* v1: checked, then ignored */
     } else if (msg->cmd == SQ_WIRE_DISCONNECT) {
         sq_server_group_lost(self, g, "worker disconnected");
+    } else if (msg->cmd == SQ_WIRE_HEARTBEAT) {
+        s_heartbeat(self, g, msg);
     }
     free(key);
 }

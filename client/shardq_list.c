@@ -79,13 +79,17 @@ sq_cli_workers(const sq_cli_cmd_t *cmd, int argc, char **argv)
         return sq_cli_fail(rc);
     json_t *arr = json ? json_array() : NULL;
     if (!json)
-        printf("%-24s %-20s %-8s %-3s %3s %6s %8s %6s %-9s %9s %9s\n", "GROUP", "MODEL",
-               "DEVICE", "KV", "TP", "BATCH", "KV_PAGES", "LEASES", "STATE", "SEEN_MS",
-               "COMPLETED");
+        printf("%-24s %-20s %-8s %-3s %3s %6s %8s %8s %7s %6s %-9s %9s %9s\n", "GROUP", "MODEL",
+               "DEVICE", "KV", "TP", "BATCH", "KV_PAGES", "KV_INUSE", "PREEMPT", "LEASES",
+               "STATE", "SEEN_MS", "COMPLETED");
     for (size_t i = 0; i < n; i++) {
-        char pages[24] = "-";
+        char pages[24] = "-", in_use[24] = "-", preempt[24] = "-";
         if (w[i].kv_pages)
             snprintf(pages, sizeof pages, "%llu", (unsigned long long)w[i].kv_pages);
+        if (w[i].kv_reported) {
+            snprintf(in_use, sizeof in_use, "%llu", (unsigned long long)w[i].kv_pages_in_use);
+            snprintf(preempt, sizeof preempt, "%llu", (unsigned long long)w[i].preemptions);
+        }
         json_t *o = !json ? NULL
                           : json_pack("{s:s,s:s,s:s,s:s*,s:s,s:I,s:I,s:I,s:I,s:I}", "group_id",
                                       w[i].group_id, "model", w[i].model, "device", w[i].device,
@@ -97,13 +101,18 @@ sq_cli_workers(const sq_cli_cmd_t *cmd, int argc, char **argv)
                                       (json_int_t)w[i].completed);
         if (o && w[i].kv_pages)
             json_object_set_new(o, "kv_pages", json_integer((json_int_t)w[i].kv_pages));
+        if (o && w[i].kv_reported) {
+            json_object_set_new(o, "kv_pages_in_use",
+                                json_integer((json_int_t)w[i].kv_pages_in_use));
+            json_object_set_new(o, "preemptions", json_integer((json_int_t)w[i].preemptions));
+        }
         if (json)
             json_array_append_new(arr, o);
         else
-            printf("%-24s %-20s %-8s %-3s %3llu %6llu %8s %6llu %-9s %9llu %9llu\n",
+            printf("%-24s %-20s %-8s %-3s %3llu %6llu %8s %8s %7s %6llu %-9s %9llu %9llu\n",
                    w[i].group_id, w[i].model, w[i].device, w[i].kv_type[0] ? w[i].kv_type : "-",
-                   (unsigned long long)w[i].tp_size,
-                   (unsigned long long)w[i].max_batch, pages, (unsigned long long)w[i].leases,
+                   (unsigned long long)w[i].tp_size, (unsigned long long)w[i].max_batch, pages,
+                   in_use, preempt, (unsigned long long)w[i].leases,
                    w[i].state, (unsigned long long)w[i].last_seen_ms_ago,
                    (unsigned long long)w[i].completed);
     }

@@ -512,6 +512,11 @@ s_decode_worker(sq_wire_val_t m, void *elem)
     w->tp_size = sq_client_get_u64(m, "tp_size");
     w->max_batch = sq_client_get_u64(m, "max_batch");
     w->kv_pages = sq_client_get_u64(m, "kv_pages");
+    uint64_t in_use = UINT64_MAX;
+    w->kv_reported = sq_wire_get_u64(m, "kv_pages_in_use", false, UINT64_MAX - 1, &in_use) == 0 &&
+                     in_use != UINT64_MAX;
+    w->kv_pages_in_use = w->kv_reported ? in_use : 0;
+    w->preemptions = w->kv_reported ? sq_client_get_u64(m, "preemptions") : 0;
     w->leases = sq_client_get_u64(m, "leases");
     w->last_seen_ms_ago = sq_client_get_u64(m, "last_seen_ms_ago");
     w->completed = sq_client_get_u64(m, "completed");

@@ -166,6 +166,9 @@ typedef struct {
     char state[SQ_CLIENT_STATE_BYTES];
     uint64_t tp_size, max_batch, leases, last_seen_ms_ago, completed;
     uint64_t kv_pages;          /* KV-cache pages of 32 positions, 0 when the group gave none */
+    bool kv_reported;           /* the group said how its KV cache is used: */
+    uint64_t kv_pages_in_use;   /* pages its running sequences hold */
+    uint64_t preemptions;       /* sequences preempted (KV cache full) so far */
 } sq_client_worker_t;
 
 int sq_client_workers(sq_client_t *self, sq_client_worker_t **workers_out, size_t *n_out);

@@ -181,6 +181,17 @@ s_bad_worker_frames(void)
     while (answer == -SQ_WIRE_HEARTBEAT)
         answer = s_answer(w, bad_result, bad_result_n, 3);
     SQ_CHECK(answer == SQ_WIRE_E_INVALID || answer == SQ_WIRE_E_BADMSG);
+    /* A HEARTBEAT whose KV-cache counts are not counts gets ERROR INVALID */
+    sq_wire_enc_reset(e);
+    sq_wire_map(e, 2);
+    sq_wire_kv_str(e, "kv_pages_in_use", "half");
+    sq_wire_kv_u64(e, "preemptions", 1);
+    const void *bad_hb[] = {SQ_WIRE_HEADER, &hb, sq_wire_enc_data(e)};
+    const size_t bad_hb_n[] = {4, 1, sq_wire_enc_size(e)};
+    answer = s_answer(w, bad_hb, bad_hb_n, 3);
+    while (answer == -SQ_WIRE_HEARTBEAT)
+        answer = s_answer(w, bad_hb, bad_hb_n, 3);
+    SQ_CHECK(answer == SQ_WIRE_E_INVALID);
     /* A RESULT for a lease that does not exist is stale: refused and
      * audited, never stored. */
     sq_wire_enc_reset(e);

@@ -129,6 +129,13 @@ static void test_share(void)
     SQ_CHECK(s_consistent(kv));
     /* slot 1 goes on after the shared prefix: a page of its own */
     SQ_CHECK(s_fit1(kv, 1, 64, 70) == 0 && sq_kv_pages_free(kv) == free0 - 1);
+    /* the two hold 6 pages, 4 distinct; each alone its own count */
+    bool in[S_SLOTS] = {true, true};
+    SQ_CHECK(sq_kv_pages_held_by(kv, in) == 4);
+    in[0] = false;
+    SQ_CHECK(sq_kv_pages_held_by(kv, in) == 3);
+    in[1] = false;
+    SQ_CHECK(sq_kv_pages_held_by(kv, in) == 0);
     /* restarting inside a shared page would write into it: refused whole */
     const uint64_t e = sq_kv_pages_epoch(kv);
     SQ_CHECK(s_fit1(kv, 1, 40, 41) == SQ_ESTATE);

@@ -301,11 +301,12 @@ static void test_paged_preemption(void)
             SQ_REQUIRE(++steps < 10000);
         }
         SQ_CHECK(sq_batcher_stop_followers(b) == 0);
-        int free_pages = 0, pages = 0;
-        long preempted = 0;
-        sq_batcher_kv_use(b, &free_pages, &pages, &preempted);
-        printf("paged cache: %ld preemptions, %d admissions waited\n", preempted, waits);
-        SQ_CHECK(preempted > 0 && pages == 16);
+        sq_batcher_kv_t kv;
+        sq_batcher_kv_stats(b, &kv);
+        printf("paged cache: %ld preemptions, %d admissions waited\n", kv.preemptions, waits);
+        SQ_CHECK(kv.preemptions > 0 && kv.pages == 16);
+        /* all done: what the slots still hold is cache, none of it in use */
+        SQ_CHECK(kv.in_use == 0 && kv.free < 16);
         int held = 0;
         for (int i = 0; i < 8; i++)
             held += sq_model_kv_pages_held(m, i);
@@ -358,12 +359,22 @@ static void test_shared_prefix_pages(void)
         SQ_CHECK(sq_batcher_follow(b) == 0);
     } else {
         sq_seq_t *first = s_seq_on(s_engine, prompts[0], strlen(prompts[0]), &p);
-        SQ_REQUIRE(first && sq_batcher_admit(b, first, (void *)(uintptr_t)0) >= 0);
+        int admitted[N_SHARED];
+        SQ_REQUIRE(first && (admitted[0] = sq_batcher_admit(b, first, (void *)(uintptr_t)0)) >= 0);
         SQ_REQUIRE(sq_batcher_step(b, s_shared_done, NULL) == 0);   /* its prompt, whole */
         for (int i = 1; i < N_SHARED; i++) {
             sq_seq_t *seq = s_seq_on(s_engine, prompts[i], strlen(prompts[i]), &p);
-            SQ_REQUIRE(seq && sq_batcher_admit(b, seq, (void *)(uintptr_t)i) >= 0);
+            SQ_REQUIRE(seq && (admitted[i] = sq_batcher_admit(b, seq, (void *)(uintptr_t)i)) >= 0);
         }
+        /* the six hold the first one's pages, and the five its first 3 of
+         * them again: the pages in use count each once */
+        int admitted_held = 0;
+        for (int i = 0; i < N_SHARED; i++)
+            admitted_held += sq_model_kv_pages_held(m, admitted[i]);
+        sq_batcher_kv_t kv;
+        sq_batcher_kv_stats(b, &kv);
+        SQ_CHECK(kv.in_use == admitted_held - 5 * 3);
+        SQ_CHECK(kv.in_use == sq_model_kv_pages_held(m, admitted[0]));
         int held = 0;
         for (int i = 0; i < 8; i++)
             held += sq_model_kv_pages_held(m, i);
@@ -489,10 +500,9 @@ static void test_resume_shares_prefix(void)
             SQ_REQUIRE(++steps < 10000);
         }
         SQ_CHECK(sq_batcher_stop_followers(b) == 0);
-        int free_pages = 0, pages = 0;
-        long preempted = 0;
-        sq_batcher_kv_use(b, &free_pages, &pages, &preempted);
-        const long reused = sq_batcher_reused_tokens(b);
+        sq_batcher_kv_t kv;
+        sq_batcher_kv_stats(b, &kv);
+        const long preempted = kv.preemptions, reused = sq_batcher_reused_tokens(b);
         printf("shared prefixes under preemption: %ld preemptions, %ld prompt tokens not run\n",
                preempted, reused);
         /* the first wave's five shares, then one for each resumption */

@@ -277,6 +277,20 @@ static void case_serves(void)
     SQ_CHECK(strstr(page, "shardq_broker_queued_tasks{model=\"" S_MODEL_NAME "\"} 0") != NULL);
     SQ_CHECK(strstr(page, "shardq_broker_groups{model=\"" S_MODEL_NAME "\",state=\"idle\"} 1") != NULL);
     SQ_CHECK(strstr(page, "shardq_broker_database_up 1") != NULL);
+    /* and the group's KV pages from its heartbeats (none in use once it
+     * is idle) */
+    for (int i = 0; i < 100 && !strstr(page, "shardq_broker_group_kv_pages_in_use{model=\""
+                                             S_MODEL_NAME "\",group=\"g-serve\"} 0\n"); i++) {
+        struct timespec pause = {0, 50 * 1000000L};
+        nanosleep(&pause, NULL);
+        SQ_CHECK(s_scrape(mport, page, sizeof page) == 0);
+    }
+    SQ_CHECK(strstr(page, "shardq_broker_group_kv_pages_in_use{model=\"" S_MODEL_NAME
+                          "\",group=\"g-serve\"} 0\n") != NULL);
+    SQ_CHECK(strstr(page, "shardq_broker_group_kv_pages{model=\"" S_MODEL_NAME
+                          "\",group=\"g-serve\"} 128\n") != NULL);
+    SQ_CHECK(strstr(page, "shardq_broker_group_preemptions_total{model=\"" S_MODEL_NAME
+                          "\",group=\"g-serve\"} 0\n") != NULL);
     /* and counts the tokens of the results, the cached ones with them */
     char want[200];
     snprintf(want, sizeof want, "shardq_broker_cached_prompt_tokens_total{model=\"" S_MODEL_NAME
@@ -387,6 +401,21 @@ static void case_kv_pages(void)
     fprintf(stderr, "   %d tasks waited for KV-cache pages, %d steps preempted sequences\n",
             waited, preempted);
     SQ_CHECK(preempted > 0);
+    /* its heartbeats tell the broker too: the preemptions (at least one a
+     * step that preempted) and, the job done, no page in use */
+    char wout[1200], wtext[4096];
+    snprintf(wout, sizeof wout, "%s/workers.json", sq_harness_log_dir(s_h));
+    for (int i = 0; i < 100; i++) {
+        SQ_CHECK(s_cli_to("workers --json", wout) == 0);
+        s_read_text(wout, wtext, sizeof wtext);
+        if (strstr(wtext, "\"kv_pages_in_use\": 0"))
+            break;
+        struct timespec pause = {0, 50 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    const char *pre = strstr(wtext, "\"preemptions\": ");
+    SQ_CHECK(strstr(wtext, "\"kv_pages_in_use\": 0") != NULL);
+    SQ_CHECK(pre && strtol(pre + strlen("\"preemptions\": "), NULL, 10) >= preempted);
     /* long tasks (up to 13 of the 16 pages each), cancelled as soon as one
      * is preempted: every task ends, and the group goes on serving */
     const uint64_t long_job = s_submit(16, 4, 400);

@@ -4,6 +4,7 @@
 #include "sq_kv_pages.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "sq_error.h"
 
@@ -14,6 +15,7 @@ struct sq_kv_pages {
     int32_t *n_pos;             /* n_slots: positions 0 .. n_pos - 1 are stored */
     int32_t *refs;              /* n_pages: the slots holding each page */
     int32_t *pool;              /* the free pages, a stack of n_free */
+    uint8_t *mark;              /* n_pages: sq_kv_pages_held_by's scratch */
     int n_free;
     uint64_t epoch;
 };
@@ -31,7 +33,8 @@ sq_kv_pages_t *sq_kv_pages_new(int n_slots, int max_pages, int n_pages)
         !(self->held = calloc((size_t)n_slots, sizeof *self->held)) ||
         !(self->n_pos = calloc((size_t)n_slots, sizeof *self->n_pos)) ||
         !(self->refs = calloc((size_t)n_pages, sizeof *self->refs)) ||
-        !(self->pool = malloc((size_t)n_pages * sizeof *self->pool))) {
+        !(self->pool = malloc((size_t)n_pages * sizeof *self->pool)) ||
+        !(self->mark = malloc((size_t)n_pages))) {
         SQ_FAIL(SQ_ENOMEM, "KV page table of %d slots and %d pages", n_slots, n_pages);
         sq_kv_pages_destroy(&self);
         return NULL;
@@ -58,6 +61,7 @@ void sq_kv_pages_destroy(sq_kv_pages_t **self_p)
     free(self->n_pos);
     free(self->refs);
     free(self->pool);
+    free(self->mark);
     free(self);
     *self_p = NULL;
 }
@@ -171,4 +175,17 @@ int sq_kv_pages_free(const sq_kv_pages_t *self) { return self->n_free; }
 int sq_kv_pages_held(const sq_kv_pages_t *self, int slot)
 {
     return slot >= 0 && slot < self->n_slots ? self->held[slot] : 0;
+}
+
+int sq_kv_pages_held_by(sq_kv_pages_t *self, const bool *in)
+{
+    memset(self->mark, 0, (size_t)self->n_pages);
+    int n = 0;
+    for (int s = 0; s < self->n_slots; s++)
+        for (int k = 0; in[s] && k < self->held[s]; k++) {
+            const int32_t p = self->table[(size_t)s * (size_t)self->max_pages + (size_t)k];
+            n += !self->mark[p];
+            self->mark[p] = 1;
+        }
+    return n;
 }

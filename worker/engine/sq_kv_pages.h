@@ -54,5 +54,8 @@ uint64_t sq_kv_pages_epoch(const sq_kv_pages_t *self);
 int sq_kv_pages_total(const sq_kv_pages_t *self);
 int sq_kv_pages_free(const sq_kv_pages_t *self);
 int sq_kv_pages_held(const sq_kv_pages_t *self, int slot);
+/* Distinct pages the slots marked in `in` (n_slots flags) hold between
+ * them; a page two of them share counts once. */
+int sq_kv_pages_held_by(sq_kv_pages_t *self, const bool *in);
 
 #endif

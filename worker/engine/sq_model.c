@@ -541,6 +541,11 @@ int sq_model_kv_pages_held(const sq_model_t *self, int slot)
     return sq_kv_pages_held(self->kv, slot);
 }
 
+int sq_model_kv_pages_held_by(sq_model_t *self, const bool *in)
+{
+    return sq_kv_pages_held_by(self->kv, in);
+}
+
 void sq_model_kv_trim(sq_model_t *self, int slot, int keep)
 {
     sq_kv_pages_trim(self->kv, slot, keep);

@@ -106,6 +106,8 @@ size_t sq_model_kv_bytes(const sq_model_t *self);
 int sq_model_kv_pages(const sq_model_t *self);
 int sq_model_kv_pages_free(const sq_model_t *self);
 int sq_model_kv_pages_held(const sq_model_t *self, int slot);
+/* Distinct pages the slots flagged in `in` (one per slot) hold together */
+int sq_model_kv_pages_held_by(sq_model_t *self, const bool *in);
 /* slot keeps its first keep positions in the cache; the pages of the rest
  * go back to the pool. Every rank calls it alike. */
 void sq_model_kv_trim(sq_model_t *self, int slot, int keep);

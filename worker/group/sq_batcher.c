@@ -69,6 +69,7 @@ struct sq_batcher {
     uint64_t clock, n_admitted;
     int n_preempted;            /* slots waiting to resume */
     long preemptions;
+    bool *admitted_slot;        /* (model's slots): sq_batcher_kv_stats's flags */
 };
 
 static int64_t s_now_ns(void)
@@ -112,7 +113,8 @@ sq_batcher_t *sq_batcher_new(sq_model_t *model, MPI_Comm comm, int max_batch,
     self->slots = calloc((size_t)max_batch, sizeof *self->slots);
     self->plan = calloc((size_t)(max_batch + prefill_budget), sizeof *self->plan);
     self->plan_slot = calloc((size_t)max_batch, sizeof *self->plan_slot);
-    if (!self->slots || !self->plan || !self->plan_slot)
+    self->admitted_slot = calloc((size_t)sq_model_n_slots(model), sizeof *self->admitted_slot);
+    if (!self->slots || !self->plan || !self->plan_slot || !self->admitted_slot)
         goto nomem;
     if (self->rank == 0 &&
         (!(self->logits = malloc((size_t)max_batch * (size_t)self->n_vocab * sizeof(float))) ||
@@ -144,6 +146,7 @@ void sq_batcher_destroy(sq_batcher_t **self_p)
     free(self->slots);
     free(self->plan);
     free(self->plan_slot);
+    free(self->admitted_slot);
     free(self->logits);
     free(self->tokens);
     free(self->draws);
@@ -251,11 +254,13 @@ static int s_share(sq_batcher_t *self, int dst, int src, int n)
     return 0;
 }
 
-void sq_batcher_kv_use(const sq_batcher_t *self, int *free_pages, int *pages, long *preemptions)
+void sq_batcher_kv_stats(sq_batcher_t *self, sq_batcher_kv_t *out)
 {
-    *free_pages = sq_model_kv_pages_free(self->model);
-    *pages = sq_model_kv_pages(self->model);
-    *preemptions = self->preemptions;
+    for (int i = 0; i < self->max_batch; i++)
+        self->admitted_slot[i] = self->slots[i].seq != NULL;
+    *out = (sq_batcher_kv_t){sq_model_kv_pages(self->model), sq_model_kv_pages_free(self->model),
+                             sq_model_kv_pages_held_by(self->model, self->admitted_slot),
+                             self->preemptions};
 }
 
 /* A slot's sequence has left: its pages stay as a cache, the oldest

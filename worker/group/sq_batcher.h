@@ -79,8 +79,16 @@ int sq_batcher_admit(sq_batcher_t *self, sq_seq_t *seq, void *user);
  * prompt tokens it has saved so far. */
 void sq_batcher_set_prefix_reuse(sq_batcher_t *self, bool on);
 long sq_batcher_reused_tokens(const sq_batcher_t *self);
-/* Rank 0: KV-cache pages free and in all, and the preemptions so far. */
-void sq_batcher_kv_use(const sq_batcher_t *self, int *free_pages, int *pages, long *preemptions);
+/* Rank 0: the KV cache's use. Pages neither free nor in use hold the
+ * rows of finished sequences, kept for prefix reuse and evicted when
+ * needed (vLLM counts them free). */
+typedef struct {
+    int pages;                  /* in all */
+    int free;                   /* in the pool */
+    int in_use;                 /* held by the admitted sequences (a shared page once) */
+    long preemptions;           /* so far */
+} sq_batcher_kv_t;
+void sq_batcher_kv_stats(sq_batcher_t *self, sq_batcher_kv_t *out);
 /* Rank 0: drop the sequence whose user pointer is user (cancel). Returns
  * 0 or SQ_ENOTFOUND. The sequence is destroyed. */
 int sq_batcher_remove(sq_batcher_t *self, void *user);

@@ -398,14 +398,13 @@ static void s_place(s_rank0_t *r, sq_lease_t *l, sq_seq_t *seq, int ai, bool ret
         r->pending = (s_active_t){l, ai};
         r->pending_seq = seq;
         if (!retry) {
-            int free_pages = 0, pages = 0;
-            long preempted = 0;
-            sq_batcher_kv_use(r->batcher, &free_pages, &pages, &preempted);
+            sq_batcher_kv_t kv;
+            sq_batcher_kv_stats(r->batcher, &kv);
             r->n_waited++;
             SQ_INFO("task waits for KV-cache pages",
-                    "task=%llu prompt_tokens=%zu running=%d pages_free=%d pages=%d",
-                    (unsigned long long)l->task_id, sq_seq_n_prompt(seq),
-                    sq_batcher_n_active(r->batcher), free_pages, pages);
+                    "task=%llu prompt_tokens=%zu running=%d pages_in_use=%d pages_free=%d "
+                    "pages=%d", (unsigned long long)l->task_id, sq_seq_n_prompt(seq),
+                    sq_batcher_n_active(r->batcher), kv.in_use, kv.free, kv.pages);
         }
         return;
     }
@@ -473,13 +472,13 @@ static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, 
 /* Say when the last step preempted sequences for want of KV pages */
 static void s_note_preemptions(s_rank0_t *r)
 {
-    int free_pages = 0, pages = 0;
-    long total = 0;
-    sq_batcher_kv_use(r->batcher, &free_pages, &pages, &total);
-    if (total > r->n_preempted)
+    sq_batcher_kv_t kv;
+    sq_batcher_kv_stats(r->batcher, &kv);
+    if (kv.preemptions > r->n_preempted)
         SQ_INFO("sequences preempted: KV cache full", "count=%ld total=%ld pages_free=%d pages=%d",
-                total - r->n_preempted, total, free_pages, pages);
-    r->n_preempted = total;
+                kv.preemptions - r->n_preempted, kv.preemptions, kv.free, kv.pages);
+    r->n_preempted = kv.preemptions;
+    sq_link_set_kv_use(r->link, kv.in_use, kv.preemptions);
 }
 
 static int s_now_s(void)

@@ -54,6 +54,8 @@ struct sq_link {
     uint64_t epoch;
     bool draining, draining_sent, connected, stop;
     bool drain_acked;           /* the broker acknowledged the draining READY */
+    int64_t kv_in_use, preemptions;   /* sq_link_set_kv_use; -1: not set */
+    bool kv_dirty;                  /* changed since the last HEARTBEAT */
 };
 
 static int64_t s_now_ms(void)
@@ -78,6 +80,31 @@ void sq_lease_destroy(sq_lease_t **self_p)
 }
 
 /* ---- link thread: messages ---- */
+
+static bool s_kv_dirty(sq_link_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    const bool dirty = self->kv_dirty;
+    pthread_mutex_unlock(&self->mu);
+    return dirty;
+}
+
+/* HEARTBEAT, with the KV cache's use once the compute side has said it */
+static void s_send_heartbeat(sq_link_t *self, zsock_t *dealer)
+{
+    pthread_mutex_lock(&self->mu);
+    const int64_t kv_in_use = self->kv_in_use, preemptions = self->preemptions;
+    self->kv_dirty = false;
+    pthread_mutex_unlock(&self->mu);
+    sq_wire_enc_t *e = NULL;
+    if (kv_in_use >= 0 && (e = sq_wire_enc_new())) {
+        sq_wire_map(e, 2);
+        sq_wire_kv_u64(e, "kv_pages_in_use", (uint64_t)kv_in_use);
+        sq_wire_kv_u64(e, "preemptions", (uint64_t)preemptions);
+    }
+    sq_wire_send(zsock_resolve(dealer), NULL, SQ_WIRE_HEARTBEAT, e);
+    sq_wire_enc_destroy(&e);
+}
 
 static void s_send_ready(sq_link_t *self, zsock_t *dealer, bool draining)
 {
@@ -340,7 +367,7 @@ static void *s_thread(void *arg)
         return NULL;
     }
     zpoller_t *poller = zpoller_new(dealer, wake_rx, NULL);
-    int64_t last_recv = s_now_ms(), last_send = last_recv;
+    int64_t last_recv = s_now_ms(), last_send = last_recv, last_kv = last_recv;
     for (;;) {
         pthread_mutex_lock(&self->mu);
         bool stop = self->stop;
@@ -380,9 +407,10 @@ static void *s_thread(void *arg)
             s_send_ready(self, dealer, true);
             last_send = now;
         }
-        if (now - last_send >= self->heartbeat_ms) {
-            sq_wire_send(zsock_resolve(dealer), NULL, SQ_WIRE_HEARTBEAT, NULL);
-            last_send = now;
+        if (now - last_send >= self->heartbeat_ms ||
+            (now - last_kv >= self->heartbeat_ms && s_kv_dirty(self))) {
+            s_send_heartbeat(self, dealer);
+            last_send = last_kv = now;
         }
         if (now - last_recv > (int64_t)self->heartbeat_ms * SQ_WIRE_HEARTBEAT_LIVENESS) {
             SQ_WARN("broker silent, reconnecting", "endpoint=%s", self->endpoint);
@@ -438,6 +466,7 @@ sq_link_t *sq_link_new(const sq_link_config_t *cfg)
     self->max_batch = cfg->max_batch;
     self->kv_pages = cfg->kv_pages;
     self->heartbeat_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : SQ_WIRE_HEARTBEAT_MS;
+    self->kv_in_use = self->preemptions = -1;
     if (!self->endpoint || !self->group_id || !self->model || !self->model_sha256 ||
         !self->device || !self->kv_type)
         goto nomem;
@@ -643,6 +672,17 @@ void sq_link_fail(sq_link_t *self, sq_lease_t *lease, bool retryable, const char
     o->text = strdup(error ? error : "error");
     o->text_len = o->text ? strlen(o->text) : 0;
     s_push(self, lease, o);
+}
+
+void sq_link_set_kv_use(sq_link_t *self, int pages_in_use, long preemptions)
+{
+    pthread_mutex_lock(&self->mu);
+    if (pages_in_use != self->kv_in_use || preemptions != self->preemptions) {
+        self->kv_in_use = pages_in_use;
+        self->preemptions = preemptions;
+        self->kv_dirty = true;
+    }
+    pthread_mutex_unlock(&self->mu);
 }
 
 void sq_link_set_draining(sq_link_t *self)

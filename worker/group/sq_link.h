@@ -92,5 +92,9 @@ void sq_link_fail(sq_link_t *self, sq_lease_t *lease, bool retryable, const char
 void sq_link_set_draining(sq_link_t *self);
 /* True while the broker link is up (READY sent and the broker alive). */
 bool sq_link_connected(sq_link_t *self);
+/* The KV-cache pages the running sequences hold and the preemptions so
+ * far: HEARTBEAT takes them to the broker, at most once a heartbeat
+ * interval when they change, even while results flow. */
+void sq_link_set_kv_use(sq_link_t *self, int pages_in_use, long preemptions);
 
 #endif
