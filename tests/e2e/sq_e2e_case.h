@@ -27,6 +27,11 @@ bool sq_e2e_up(const char *name, const char *const broker_flags[], sq_harness_t 
 /* The canned audit query sql/queries/duplicate_results.sql returns no
  * rows: no task has its result recorded more than once. */
 void sq_e2e_check_no_duplicates(sq_harness_t *h);
+/* A free loopback port in 19000-19099 (outside the harness's broker
+ * range, so the broker's own ports cannot take it), or -1 */
+int sq_e2e_free_port(void);
+/* GET /metrics from 127.0.0.1:port into buf (NUL-terminated). 0 or -1. */
+int sq_e2e_scrape(int port, char *buf, size_t size);
 /* Run the case named argv[1] from the {NULL}-terminated table, then
  * destroy *client and *h. Returns the exit code (2 on a usage error). */
 int sq_e2e_main(int argc, char **argv, const sq_e2e_case_t cases[], sq_harness_t **h,

@@ -392,7 +392,12 @@ s_check_status_and_workers(uint64_t job)
 static void
 hostile_strings(void)
 {
-    SQ_REQUIRE(sq_e2e_up("hostile_strings", NULL, &h, &client));
+    char mflag[32];
+    const int mport = sq_e2e_free_port();
+    SQ_REQUIRE(mport > 0);
+    snprintf(mflag, sizeof mflag, "--metrics-port=%d", mport);
+    const char *flags[] = {mflag, NULL};
+    SQ_REQUIRE(sq_e2e_up("hostile_strings", flags, &h, &client));
     const char *argv[] = {getenv("SHARDQ_TEST_WORKER_BIN"), "--broker",
                           sq_harness_worker_endpoint(h), "--group", S_HOSTILE_GROUP,
                           "--model", S_HOSTILE_MODEL, NULL};
@@ -440,6 +445,12 @@ hostile_strings(void)
     /* ...and returned byte for byte through the protocol. */
     s_check_results_reply(job_id);
     s_check_status_and_workers(job_id);
+    /* The metrics name the model with its backslash escaped (Prometheus
+     * label syntax); the quote needs none there. */
+    static char page[65536];
+    SQ_CHECK(sq_e2e_scrape(mport, page, sizeof page) == 0);
+    SQ_CHECK(strstr(page, "shardq_broker_queued_tasks{model=\"m\xc3\xb6""del's \\\\. %s\"} 0\n")
+             != NULL);
 
     s_hostile_error();
 

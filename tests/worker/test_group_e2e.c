@@ -182,49 +182,11 @@ static void s_read_text(const char *path, char *buf, size_t size)
         fclose(f);
 }
 
-/* GET /metrics from 127.0.0.1:port into buf (NUL-terminated). */
-static int s_scrape(int port, char *buf, size_t size)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
-    ssize_t w = write(fd, req, strlen(req));
-    size_t n = 0;
-    ssize_t r;
-    while (w > 0 && n + 1 < size && (r = read(fd, buf + n, size - 1 - n)) > 0)
-        n += (size_t)r;
-    buf[n] = '\0';
-    close(fd);
-    return n > 0 ? 0 : -1;
-}
 
-/* A free loopback port in 19000-19099 (outside the harness's broker range,
- * so the broker's own ports cannot take it). */
-static int s_metrics_port(void)
-{
-    for (int port = 19000 + getpid() % 100, tries = 0; tries < 100; tries++, port++) {
-        int p = 19000 + (port - 19000) % 100;
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-        if (fd >= 0)
-            close(fd);
-        if (ok)
-            return p;
-    }
-    return -1;
-}
 
 static void case_serves(void)
 {
-    int mport = s_metrics_port();
+    int mport = sq_e2e_free_port();
     SQ_REQUIRE(mport > 0);
     char mflag[32];
     snprintf(mflag, sizeof mflag, "--metrics-port=%d", mport);
@@ -273,7 +235,7 @@ static void case_serves(void)
     SQ_CHECK(strstr(wtext, "\"kv_pages\": 128") != NULL);
     /* the broker's Prometheus endpoint sees the pool and the idle group */
     static char page[65536];
-    SQ_CHECK(s_scrape(mport, page, sizeof page) == 0);
+    SQ_CHECK(sq_e2e_scrape(mport, page, sizeof page) == 0);
     SQ_CHECK(strstr(page, "shardq_broker_queued_tasks{model=\"" S_MODEL_NAME "\"} 0") != NULL);
     SQ_CHECK(strstr(page, "shardq_broker_groups{model=\"" S_MODEL_NAME "\",state=\"idle\"} 1") != NULL);
     SQ_CHECK(strstr(page, "shardq_broker_database_up 1") != NULL);
@@ -283,7 +245,7 @@ static void case_serves(void)
                                              S_MODEL_NAME "\",group=\"g-serve\"} 0\n"); i++) {
         struct timespec pause = {0, 50 * 1000000L};
         nanosleep(&pause, NULL);
-        SQ_CHECK(s_scrape(mport, page, sizeof page) == 0);
+        SQ_CHECK(sq_e2e_scrape(mport, page, sizeof page) == 0);
     }
     SQ_CHECK(strstr(page, "shardq_broker_group_kv_pages_in_use{model=\"" S_MODEL_NAME
                           "\",group=\"g-serve\"} 0\n") != NULL);
