@@ -325,6 +325,16 @@ static void test_paged_preemption(void)
  * from the running sequence's cache (no copy: the slots share them) and
  * prefills only the rest; the pages in use are fewer than the slots hold
  * between them. Every text equals the prompt's run alone. */
+/* Rank 0: step until every sequence has finished (done takes them) */
+static void s_run_out(sq_batcher_t *b, sq_batcher_done_fn *done)
+{
+    int steps = 0;
+    while (sq_batcher_n_active(b) > 0) {
+        SQ_REQUIRE(sq_batcher_step(b, done, NULL) == 0);
+        SQ_REQUIRE(++steps < 10000);
+    }
+}
+
 /* The prompts with a ~100-token instruction and each one's text alone */
 static void s_long_shared(char prompts[N_SHARED][512], char *alone[N_SHARED],
                           const sq_gen_params_t *p)
@@ -384,11 +394,7 @@ static void test_shared_prefix_pages(void)
                "slots, %d in use\n", reused, held, in_use);
         SQ_CHECK(reused >= 5 * 3 * SQ_KV_PAGE);
         SQ_CHECK(held >= in_use + 5 * 3);   /* (the slots' pages from earlier tests on both sides) */
-        int steps = 0;
-        while (sq_batcher_n_active(b) > 0) {
-            SQ_REQUIRE(sq_batcher_step(b, s_shared_done, NULL) == 0);
-            SQ_REQUIRE(++steps < 10000);
-        }
+        s_run_out(b, s_shared_done);
         s_expect_texts(s_shared_out, alone, N_SHARED, "shared");
         /* a prompt that is the instruction's start: every slot's cache
          * holds it, but it ends inside a shared page, which the newcomer
@@ -401,8 +407,7 @@ static void test_shared_prefix_pages(void)
         const long before = sq_batcher_reused_tokens(b);
         SQ_REQUIRE(sq_batcher_admit(b, cut, (void *)(uintptr_t)0) >= 0);
         SQ_CHECK(sq_batcher_reused_tokens(b) - before == SQ_KV_PAGE);
-        while (sq_batcher_n_active(b) > 0)
-            SQ_REQUIRE(sq_batcher_step(b, s_shared_done, NULL) == 0);
+        s_run_out(b, s_shared_done);
         SQ_CHECK(sq_batcher_stop_followers(b) == 0);
         SQ_CHECK(s_shared_out[0] && strcmp(s_shared_out[0], cut_alone.text) == 0);
         free(s_shared_out[0]);
@@ -442,11 +447,7 @@ static void test_first_wave_shares(void)
         SQ_CHECK(sq_batcher_reused_tokens(b) == 0);
         if (cancel)
             SQ_CHECK(sq_batcher_remove(b, (void *)(uintptr_t)0) == 0);
-        int steps = 0;
-        while (sq_batcher_n_active(b) > 0) {
-            SQ_REQUIRE(sq_batcher_step(b, s_shared_done, NULL) == 0);
-            SQ_REQUIRE(++steps < 10000);
-        }
+        s_run_out(b, s_shared_done);
         SQ_CHECK(sq_batcher_stop_followers(b) == 0);
         const long reused = sq_batcher_reused_tokens(b);
         printf("a first wave%s: %ld prompt tokens not prefilled\n",
@@ -494,11 +495,7 @@ static void test_resume_shares_prefix(void)
             sq_seq_t *seq = s_seq_on(e, prompts[i], strlen(prompts[i]), &p);
             SQ_REQUIRE(seq && sq_batcher_admit(b, seq, (void *)(uintptr_t)i) >= 0);
         }
-        int steps = 0;
-        while (sq_batcher_n_active(b) > 0) {
-            SQ_REQUIRE(sq_batcher_step(b, s_shared_done, NULL) == 0);
-            SQ_REQUIRE(++steps < 10000);
-        }
+        s_run_out(b, s_shared_done);
         SQ_CHECK(sq_batcher_stop_followers(b) == 0);
         sq_batcher_kv_t kv;
         sq_batcher_kv_stats(b, &kv);
