@@ -5,7 +5,9 @@
  *  --device auto prints exactly what --device cpu prints when no CUDA
  *  device is usable; --device cuda then exits 1 naming the cause ("no
  *  usable CUDA device: ..."). With a device, cuda and auto run on it and
- *  must print the CPU's greedy text. An unknown device is a usage error.
+ *  must print the CPU's greedy text; every run keeps its KV cache in F32,
+ *  so that the two backends' logits differ by rounding only (the F16
+ *  cache's 1e-3 could turn a near tie). An unknown device is a usage error.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -41,8 +43,8 @@ static void s_worker_run(const char *device, s_run_t *r)
     snprintf(out, sizeof out, "%s/out", s_dir);
     snprintf(err, sizeof err, "%s/err", s_dir);
     snprintf(cmd, sizeof cmd,
-             "'%s' --model '%s' --prompt 'Once upon a time' --max-tokens 24 --device %s "
-             ">'%s' 2>'%s'",
+             "'%s' --model '%s' --prompt 'Once upon a time' --max-tokens 24 --kv-type f32 "
+             "--device %s >'%s' 2>'%s'",
              s_worker, s_model, device, out, err);
     int st = system(cmd);
     r->code = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "sq_cuda_check.h"
+#include "sq_log.h"
 #include "sq_cuda_fuse.h"
 #include "sq_cuda_graph.h"
 #include "sq_cuda_kernels.h"
@@ -360,7 +361,8 @@ static void s_graph_drop(void *exec)
 }
 
 /* Capture the recorded ops into a graph and keep it under key. A list
- * that cannot be captured turns graphs off and runs op by op. */
+ * that cannot be captured turns graphs off and runs op by op, and says
+ * why (once: graphs stay off), since only a real device can refuse one. */
 static int s_capture(s_cuda_t *c, uint64_t key, cudaGraphExec_t *exec)
 {
     S_CUDA(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "begin capture");
@@ -376,6 +378,9 @@ static int s_capture(s_cuda_t *c, uint64_t key, cudaGraphExec_t *exec)
         return 0;
     }
     (void)cudaGetLastError();   /* a failed capture leaves no sticky error */
+    SQ_WARN("CUDA graph capture failed, running ops one by one from now on",
+            "cuda_error=\"%s\" recorded_ops=%d run_error=\"%s\"", cudaGetErrorString(err),
+            c->rec.n_ops, rc ? sq_error_detail() : "none");
     c->use_graphs = false;
     sq_cuda_graph_clear(&c->graphs);
     *exec = NULL;
