@@ -97,6 +97,10 @@ psql_q -v from="'-infinity'" -v to="'infinity'" -v adapter="''" -v job=0 \
 psql_q -c "SELECT coalesce(adapter, '(base)') AS adapter, adapter_version, count(*) AS outputs,
                   left(model_sha256, 12) AS model_sha256
            FROM result_lineage GROUP BY 1, 2, 4 ORDER BY 1"
+say "usage per tenant and day: tokens, those of the prompts served from the KV cache (sql/queries/tenant_daily.sql)"
+psql_q -v from="'-infinity'" -v to="'infinity'" -f sql/queries/tenant_daily.sql
+say "the worker group's KV cache after the job (KV_INUSE: pages running sequences hold)"
+shardq workers
 
 say "shutdown: drain the worker group, stop the broker and PostgreSQL"
 kill -TERM "$group"
