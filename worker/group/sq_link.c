@@ -569,9 +569,11 @@ int sq_link_cancelled(sq_link_t *self, uint64_t *leases, int max)
 {
     pthread_mutex_lock(&self->mu);
     int n = self->n_cancels < max ? self->n_cancels : max;
-    memcpy(leases, self->cancels, (size_t)n * sizeof *leases);
-    memmove(self->cancels, self->cancels + n, (size_t)(self->n_cancels - n) * sizeof *leases);
-    self->n_cancels -= n;
+    if (n > 0) {   /* (no list yet before the first CANCEL-LEASE) */
+        memcpy(leases, self->cancels, (size_t)n * sizeof *leases);
+        memmove(self->cancels, self->cancels + n, (size_t)(self->n_cancels - n) * sizeof *leases);
+        self->n_cancels -= n;
+    }
     pthread_mutex_unlock(&self->mu);
     return n;
 }
