@@ -22,7 +22,7 @@ if(TARGET sq_group AND TARGET sq_e2e_client AND TARGET shardq-broker AND TARGET 
   function(sq_group_e2e_test case worker)
     add_test(NAME e2e.${case} COMMAND test_group_e2e ${case})
     set_tests_properties(e2e.${case} PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 600
-      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_GROUP_BIN=${PROJECT_SOURCE_DIR}/worker/group/shardq-group;SHARDQ_WORKER_BIN=${worker};SHARDQ_MODEL_BIN=$<TARGET_FILE:shardq-model>;SHARDQ_CLI_BIN=$<TARGET_FILE:shardq-cli>;SHARDQ_TEST_MODEL=${PROJECT_SOURCE_DIR}/models/stories260K.gguf;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
+      ENVIRONMENT "${SQ_MPI_ENV};SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_GROUP_BIN=${PROJECT_SOURCE_DIR}/worker/group/shardq-group;SHARDQ_WORKER_BIN=${worker};SHARDQ_MODEL_BIN=$<TARGET_FILE:shardq-model>;SHARDQ_CLI_BIN=$<TARGET_FILE:shardq-cli>;SHARDQ_TEST_MODEL=${PROJECT_SOURCE_DIR}/models/stories260K.gguf;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
   endfunction()
   foreach(case group_serves group_rank_killed group_drain group_adapters group_lora_updates
                group_kv_pages)
@@ -55,6 +55,6 @@ ${SQ_SHARDQ_MODEL} lora-random --base ${SQ_LORA_DIR}/other.gguf --rank 2 ${SQ_LO
                      ${SQ_LORA_DIR}/wrong.gguf)
     set_tests_properties(mpi.lora.tp${n} PROPERTIES LABELS mpi TIMEOUT 300
       FIXTURES_REQUIRED sq_lora_files
-      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+      ENVIRONMENT "${SQ_MPI_ENV}")
   endforeach()
 endif()

@@ -547,9 +547,11 @@ static void case_adapters(void)
     uint64_t base_job = s_submit_job(20, 5, NULL, 24);
     uint64_t lora_job = s_submit_job(60, 5, "fin", 24);
     SQ_REQUIRE(base_job > 0 && lora_job > 0);
-    /* hot activation while the adapter job runs */
-    SQ_REQUIRE(sq_harness_wait_at_least(s_h, "SELECT count(*) FROM task_results", 10, 120000,
-                                        NULL) == 0);
+    /* hot activation while the adapter job runs: once some of its tasks
+     * ran on v1 (the group reads `active` when it takes a lease, so a
+     * switch before the first adapter lease would leave v1 unused) */
+    SQ_REQUIRE(sq_harness_wait_at_least(s_h, "SELECT count(*) FROM result_lineage "
+                                             "WHERE adapter = 'fin'", 10, 120000, NULL) == 0);
     SQ_REQUIRE(s_write_file(active, "v2\n") == 0);
     /* a job submitted after the switch runs on v2 however fast the first
      * one finished */
