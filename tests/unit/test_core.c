@@ -6,6 +6,7 @@
 #include "sq_test.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,8 +39,10 @@ test_strerror(void)
     SQ_CHECK(strcmp(sq_strerror(SQ_ETRUNC), "truncated input") == 0);
     SQ_CHECK(strcmp(sq_strerror(SQ_ECANCELLED), "cancelled") == 0);
     SQ_CHECK(strcmp(sq_strerror(-ENOENT), strerror(ENOENT)) == 0);
-    SQ_CHECK(strcmp(sq_strerror(SQ_ELAST), strerror(-SQ_ELAST)) == 0 ||
-             sq_strerror(SQ_ELAST) != NULL);
+    /* glibc's text for an unknown errno lives until its next call: copy it */
+    char ours[128];
+    snprintf(ours, sizeof ours, "%s", sq_strerror(SQ_ELAST));
+    SQ_CHECK(strcmp(ours, strerror(-SQ_ELAST)) == 0);
 }
 
 static void
