@@ -2,6 +2,7 @@
  *  same continuous batcher a worker group runs (so the cluster benchmark
  *  compares like with like), under mpirun for tensor parallelism.
  *
+ *    shardq-bench-batch --print-prompts N [MAX_TOKENS [short|long]]
  *    mpirun -np 2 shardq-bench-batch MODEL [--n 1000] [--max-tokens 32]
  *        [--max-batch 16] [--adapters K] [--adapter-dir DIR] [--prefix-ab R]
  *        [--kv-pages-ab R] [--instruction short|long]
@@ -113,12 +114,14 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (argc > 2 && !strcmp(argv[1], "--print-prompts")) {
-        /* the cluster run submits exactly these, as a job file */
+        /* the cluster run submits exactly these, as a job file; a fourth
+         * argument (short|long) puts that instruction before each */
+        const char *instr = argc > 4 ? bench_instruction(argv[4]) : "";
         for (int i = 0, n = atoi(argv[2]); i < n; i++) {
             char p[256];
             bench_prompt(i, p, sizeof p);
-            printf("{\"custom_id\": \"b-%d\", \"prompt\": \"%s\", \"max_tokens\": %s, "
-                   "\"temperature\": 0}\n", i, p, argc > 3 ? argv[3] : "32");
+            printf("{\"custom_id\": \"b-%d\", \"prompt\": \"%s%s\", \"max_tokens\": %s, "
+                   "\"temperature\": 0}\n", i, instr, p, argc > 3 ? argv[3] : "32");
         }
         MPI_Finalize();
         return 0;
@@ -195,21 +198,7 @@ int main(int argc, char **argv)
     } else {
         /* --prefix-ab R: every prompt after one shared instruction, R rounds
          * of prefix reuse on and off in turn, the best of each */
-        static const char short_instr[] =
-            "You are a careful research assistant for the bank. Read the note below and write "
-            "one short sentence about what happened next. Note: ";
-        static const char long_instr_text[] =
-            "You are a careful research assistant for the bank. The research team sends you "
-            "short notes from the desks: the bond book, the shops and farms the bank lends to, "
-            "the port and the market. For each note, read it slowly and think about the "
-            "people in it, what they have and what they want. Then write one short sentence "
-            "about what happened next, in plain words a child could read. Do not give advice "
-            "about buying or selling, do not name real companies or people, and do not make "
-            "up numbers that are not in the note. If the note is about money, say how much "
-            "there is after the next day. If the note is about friends, say what they did "
-            "together. Keep the sentence under twenty words. Your answer is checked by the "
-            "compliance team, who keep every answer with its note. Note: ";
-        const char *instr = long_instr ? long_instr_text : short_instr;
+        const char *instr = bench_instruction(long_instr ? "long" : "short");
         double best[2] = {1e30, 1e30};
         long saved = 0;
         for (int r = 0; r < prefix_ab; r++)

@@ -9,45 +9,12 @@
 # Usage: bench/worker/run.sh [BUILD_DIR]   (default build/release; needs
 # shardq-broker, shardq-worker, shardq-cli, shardq-model, shardq-bench-batch)
 set -euo pipefail
-here=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$here"
 B=${1:-build/release}
-export PATH=$here/$B/broker:$here/$B/worker:$here/$B/client:$here/$B/tools:$here/$B/bench/worker:$here/worker/group:$PATH
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export SHARDQ_PG_DIR=/tmp/shardq-bench-worker-pg SHARDQ_PG_PORT=54340
-# BENCH_MODEL: e.g. a llama-110m Q8_0 file from `shardq-model random`, so
-# that model compute, not the tiny bundled model, sets the pace
-model=${BENCH_MODEL:-models/stories260K.gguf}
-model_name=$(basename "$model")
+# shellcheck source=bench/worker/cluster.sh
+source "$(dirname "$0")/cluster.sh"
 n=${BENCH_N:-1000}
 tok=${BENCH_TOKENS:-32}
-reps=${BENCH_REPEAT:-3}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  # shardq-group drains on TERM; a KILLed wrapper takes mpirun with it
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for _ in $(seq 1 50); do
-    alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    ((alive)) || break
-    sleep 0.2
-  done
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  scripts/pg-local.sh destroy >/dev/null 2>&1
-  rm -rf "$work"
-}
-trap cleanup EXIT
-now() { date +%s.%N; }
-
-scripts/pg-local.sh destroy >/dev/null 2>&1 || true
-export SHARDQ_DB
-SHARDQ_DB=$(scripts/pg-local.sh start)
-shardq-broker --migrate 2>/dev/null
-export SHARDQ_BROKER=tcp://127.0.0.1:15655
-shardq-broker --listen tcp://127.0.0.1:15655 --workers tcp://127.0.0.1:15656 \
-  --adapters "$work/adapters" 2>"$work/broker.log" &
-pids+=($!)
+cluster_up
 for k in 0 1 2 3; do
   shardq-model lora-random --base $model --rank 8 --seed $((k + 1)) \
     --targets attn_q,attn_v,ffn_up,ffn_down "$work/bench-adapter-$k.gguf" >/dev/null
@@ -78,19 +45,14 @@ mixed=$(best_engine --n 400 --max-tokens "$tok" --max-batch 16 --adapters 4 --ad
 echo "$base"
 echo "$mixed"
 
-shardq-group -np 2 --oversubscribe -- --broker tcp://127.0.0.1:15656 --model $model \
-  --max-batch 16 --group-id bench-group --adapters "$work/adapters" 2>"$work/group.log" &
-pids=("$!" "${pids[@]}")
-until shardq workers 2>/dev/null | grep -q bench-group; do sleep 0.2; done
+cluster_group bench-group --max-batch 16 --adapters "$work/adapters"
 shardq-bench-batch --print-prompts "$n" "$tok" > "$work/job.jsonl"
-# Wall time of a job as PostgreSQL saw it: from the commit of its SUBMIT
-# to the commit of its last result (the CLI's polling is not counted).
+# (job_wall: from the commit of its SUBMIT to that of its last result)
 cluster_s=999999
 for _ in $(seq 1 "$reps"); do
   job=$(shardq submit "$work/job.jsonl" --model "$model_name" 2>/dev/null)
   shardq wait "$job" >/dev/null 2>&1
-  s=$(psql "$SHARDQ_DB" -Atc "SELECT extract(epoch FROM max(r.finished_at) - j.created_at)
-        FROM jobs j JOIN task_results r ON r.job_id = j.id WHERE j.id = $job GROUP BY j.created_at")
+  s=$(job_wall "$job")
   (( $(echo "$s < $cluster_s" | bc -l) )) && cluster_s=$s
 done
 tokens=$(psql "$SHARDQ_DB" -Atc "SELECT sum(completion_tokens) / $reps FROM task_results")
