@@ -261,7 +261,7 @@ static void s_stats_pool(sq_server_t *self, sq_wire_enc_t *e, const char *model,
         if (s > p->ring_sec - 16 && s <= p->ring_sec)
             done10 += p->done_per_s[s % 16];
     int64_t oldest = sq_queue_oldest_ms(self->queue, model);
-    sq_wire_map(e, 8);
+    sq_wire_map(e, 11);
     sq_wire_kv_str(e, "model", model);
     sq_wire_kv_u64(e, "queued", sq_queue_ready(self->queue, model));
     sq_wire_kv_u64(e, "retrying", p ? p->retrying : 0);
@@ -275,6 +275,9 @@ static void s_stats_pool(sq_server_t *self, sq_wire_enc_t *e, const char *model,
     sq_wire_kv_u64(e, "draining", groups[2]);
     sq_wire_kv_u64(e, "completed_10s", done10);
     sq_wire_kv_double(e, "throughput_per_s", done10 / 10.0);
+    sq_wire_kv_u64(e, "prompt_tokens", p ? p->prompt_tokens : 0);
+    sq_wire_kv_u64(e, "cached_tokens", p ? p->cached_tokens : 0);
+    sq_wire_kv_u64(e, "completion_tokens", p ? p->completion_tokens : 0);
 }
 
 static void s_stats(sq_server_t *self, zframe_t *to, uint64_t rid)

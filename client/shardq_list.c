@@ -137,15 +137,21 @@ sq_cli_stats(const sq_cli_cmd_t *cmd, int argc, char **argv)
     sq_client_destroy(&c);
     if (rc)
         return sq_cli_fail(rc);
-    printf("%-24s %8s %8s %8s %10s %5s %5s %8s %10s\n", "POOL", "QUEUED", "RETRYING", "LEASED",
-           "OLDEST_MS", "BUSY", "IDLE", "DRAINING", "TASKS/S");
+    printf("%-24s %8s %8s %8s %10s %5s %5s %8s %10s %14s %7s\n", "POOL", "QUEUED", "RETRYING",
+           "LEASED", "OLDEST_MS", "BUSY", "IDLE", "DRAINING", "TASKS/S", "PROMPT_TOKENS",
+           "CACHED");
     for (size_t i = 0; i < st.n_pools; i++) {
         const sq_client_pool_t *p = &st.pools[i];
-        printf("%-24s %8llu %8llu %8llu %10llu %5llu %5llu %8llu %10.1f\n", p->model,
+        char cached[16] = "-";   /* the prefix-cache hit rate */
+        if (p->prompt_tokens)
+            snprintf(cached, sizeof cached, "%.1f%%",
+                     100.0 * (double)p->cached_tokens / (double)p->prompt_tokens);
+        printf("%-24s %8llu %8llu %8llu %10llu %5llu %5llu %8llu %10.1f %14llu %7s\n", p->model,
                (unsigned long long)p->queued, (unsigned long long)p->retrying,
                (unsigned long long)p->leased, (unsigned long long)p->oldest_queued_age_ms,
                (unsigned long long)p->busy, (unsigned long long)p->idle,
-               (unsigned long long)p->draining, p->throughput_per_s);
+               (unsigned long long)p->draining, p->throughput_per_s,
+               (unsigned long long)p->prompt_tokens, cached);
     }
     printf("\n%-24s %8s %8s\n", "TENANT", "QUEUED", "LEASED");
     for (size_t i = 0; i < st.n_tenants; i++)

@@ -548,6 +548,9 @@ s_decode_pool(sq_wire_val_t m, void *elem)
     p->leased = sq_client_get_u64(m, "leased");
     p->completed_10s = sq_client_get_u64(m, "completed_10s");
     sq_wire_get_double(m, "throughput_per_s", false, &p->throughput_per_s);
+    p->prompt_tokens = sq_client_get_u64(m, "prompt_tokens");
+    p->cached_tokens = sq_client_get_u64(m, "cached_tokens");
+    p->completion_tokens = sq_client_get_u64(m, "completion_tokens");
     sq_wire_val_t g;
     if (sq_wire_get_map(m, "groups", false, &g) == 0 && sq_wire_type(g) == SQ_WIRE_T_MAP) {
         p->busy = sq_client_get_u64(g, "busy");

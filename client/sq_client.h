@@ -178,6 +178,9 @@ typedef struct {
     uint64_t queued, retrying, oldest_queued_age_ms, leased, completed_10s;
     uint64_t busy, idle, starting, draining; /* worker groups */
     double throughput_per_s;
+    /* tokens of the results the broker accepted since it started: the
+     * prompts', of them from a worker's KV cache, and generated */
+    uint64_t prompt_tokens, cached_tokens, completion_tokens;
 } sq_client_pool_t;
 
 typedef struct {

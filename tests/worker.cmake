@@ -16,7 +16,7 @@ endif()
 
 if(TARGET sq_group AND TARGET sq_e2e_client AND TARGET shardq-broker AND TARGET shardq-cli AND TARGET shardq-model)
   add_executable(test_group_e2e worker/test_group_e2e.c)
-  target_link_libraries(test_group_e2e PRIVATE sq_e2e_client sq_harness sq_testlib sq_warnings)
+  target_link_libraries(test_group_e2e PRIVATE sq_e2e_client sq_harness sq_testlib sq_warnings m)
   # the environment of a case, given its worker binary (tests/cuda.cmake
   # adds a case whose groups run the worker built on the CUDA emulator)
   function(sq_group_e2e_test case worker)

@@ -23,6 +23,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +215,22 @@ static void case_serves(void)
     snprintf(rout, sizeof rout, "%s/results.jsonl", sq_harness_log_dir(s_h));
     SQ_CHECK(s_cli_to(rargs, rout) == 0);
     SQ_CHECK(s_sum_field(rout, "\"cached_tokens\":") == cached);
+    /* and `shardq stats` the pool's prompt tokens and the share cached */
+    char sout[1200], stext[4096];
+    snprintf(sout, sizeof sout, "%s/stats.txt", sq_harness_log_dir(s_h));
+    SQ_CHECK(s_cli_to("stats", sout) == 0);
+    s_read_text(sout, stext, sizeof stext);
+    const char *row = strstr(stext, "\n" S_MODEL_NAME " ");
+    unsigned long long prompt = 0;
+    double share = -1, tps = 0;
+    unsigned long long skip[7];
+    SQ_CHECK(row && sscanf(row + 1 + strlen(S_MODEL_NAME), "%llu %llu %llu %llu %llu %llu %llu %lf "
+                                                         "%llu %lf%%", &skip[0], &skip[1], &skip[2],
+                                                         &skip[3], &skip[4], &skip[5], &skip[6],
+                                                         &tps, &prompt, &share) == 10);
+    const int64_t prompt_sum = s_count("SELECT sum(prompt_tokens) FROM task_results");
+    SQ_CHECK((int64_t)prompt == prompt_sum);
+    SQ_CHECK(share > 0 && fabs(share - 100.0 * (double)cached / (double)prompt_sum) < 0.06);
     /* lineage, not text, is what these tasks are compared by */
     SQ_CHECK(s_count("SELECT count(DISTINCT group_id) FROM task_attempts WHERE outcome = 'succeeded'") == 1);
     SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE group_id = 'g-serve'") == 40);
