@@ -223,8 +223,8 @@ static int s_result_entry(sq_server_t *self, sq_group_t *g, sq_wire_val_t r)
     t->group = NULL;
     int64_t now = sq_wall_ms();
     char *lineage = s_lineage_json(g, r);
-    if (usage.prompt >= 0 && usage.cached > usage.prompt)
-        usage.cached = -1;   /* not a count of its prompt's tokens: unknown */
+    if (usage.cached > usage.prompt)
+        usage.cached = -1;   /* not a count of its (known) prompt's tokens: unknown */
     sq_pstat_t *ps = sq_server_pstat(self, t->job->model);
     if (ps) {
         ps->prompt_tokens += usage.prompt > 0 ? (uint64_t)usage.prompt : 0;

@@ -342,6 +342,7 @@ static void s_new_epoch(sq_link_t *self)
 {
     pthread_mutex_lock(&self->mu);
     self->epoch++;
+    self->kv_dirty = self->kv_in_use >= 0;   /* a broker that forgot us hears it again */
     s_in_t *in = self->in_head;
     self->in_head = self->in_tail = NULL;
     pthread_mutex_unlock(&self->mu);
