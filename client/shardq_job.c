@@ -130,11 +130,17 @@ s_outcome(const char *state)
     return SQ_JSONL_RESULT_FAILED;
 }
 
-/* Page through the job's results into f as OpenAI-Batch lines. Counts of
- * what was written go to *n_ok and *n_bad. */
+/* What s_write_results wrote: results that succeeded and the others, and
+ * the succeeded ones' tokens as the workers reported them */
+typedef struct {
+    uint64_t ok, bad;
+    uint64_t prompt, cached, completion;
+} s_written_t;
+
+/* Page through the job's results into f as OpenAI-Batch lines, counting
+ * them into *w. */
 static int
-s_write_results(sq_client_t *c, const sq_client_job_t *job, FILE *f, uint64_t *n_ok,
-                uint64_t *n_bad)
+s_write_results(sq_client_t *c, const sq_client_job_t *job, FILE *f, s_written_t *w)
 {
     char job_str[32];
     snprintf(job_str, sizeof job_str, "%llu", (unsigned long long)job->job_id);
@@ -163,7 +169,12 @@ s_write_results(sq_client_t *c, const sq_client_job_t *job, FILE *f, uint64_t *n
             rc = SQ_FAIL(-errno, "cannot write results: %s", strerror(errno));
             break;
         }
-        ++*(out.outcome == SQ_JSONL_RESULT_OK ? n_ok : n_bad);
+        ++*(out.outcome == SQ_JSONL_RESULT_OK ? &w->ok : &w->bad);
+        if (out.outcome == SQ_JSONL_RESULT_OK) {
+            w->prompt += r->prompt_tokens > 0 ? (uint64_t)r->prompt_tokens : 0;
+            w->cached += r->cached_tokens > 0 ? (uint64_t)r->cached_tokens : 0;
+            w->completion += r->completion_tokens > 0 ? (uint64_t)r->completion_tokens : 0;
+        }
     }
     if (rc == 0 && !sq_client_results_done(it))
         rc = 1; /* the job has unfinished tasks */
@@ -191,8 +202,9 @@ s_results_to(sq_client_t *c, uint64_t job_id, const char *path, int kind)
         fprintf(stderr, "shardq: %s: %s\n", tmp, strerror(errno));
         return SQ_EXIT_ERROR;
     }
-    uint64_t n_ok = 0, n_bad = 0;
-    rc = s_write_results(c, &job, f, &n_ok, &n_bad);
+    s_written_t w = {0};
+    rc = s_write_results(c, &job, f, &w);
+    const uint64_t n_ok = w.ok, n_bad = w.bad;
     int closed = path ? fclose(f) : fflush(f);
     if (rc < 0 || closed != 0) {
         if (path)
@@ -208,6 +220,11 @@ s_results_to(sq_client_t *c, uint64_t job_id, const char *path, int kind)
             (unsigned long long)job_id, (unsigned long long)(n_ok + n_bad),
             (unsigned long long)n_ok, (unsigned long long)n_bad, path ? " to " : "",
             path ? path : "");
+    if (w.prompt > 0)
+        fprintf(stderr, "job %llu: %llu prompt tokens, %llu of them (%.1f%%) from the workers' "
+                "KV caches; %llu tokens generated\n", (unsigned long long)job_id,
+                (unsigned long long)w.prompt, (unsigned long long)w.cached,
+                100.0 * (double)w.cached / (double)w.prompt, (unsigned long long)w.completion);
     if (rc == 1)
         fprintf(stderr, "shardq: job %llu is still %s: %llu of %llu tasks have no result yet "
                 "(run `shardq wait %llu` first)\n", (unsigned long long)job_id, job.state,

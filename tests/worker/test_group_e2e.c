@@ -231,6 +231,13 @@ static void case_serves(void)
     const int64_t prompt_sum = s_count("SELECT sum(prompt_tokens) FROM task_results");
     SQ_CHECK((int64_t)prompt == prompt_sum);
     SQ_CHECK(share > 0 && fabs(share - 100.0 * (double)cached / (double)prompt_sum) < 0.06);
+    /* `shardq results` sums the same on stderr */
+    char clog[1200], ctext[16384], want_sum[160];
+    snprintf(clog, sizeof clog, "%s/cli.log", sq_harness_log_dir(s_h));
+    s_read_text(clog, ctext, sizeof ctext);
+    snprintf(want_sum, sizeof want_sum, "job %llu: %lld prompt tokens, %lld of them (",
+             (unsigned long long)job, (long long)prompt_sum, (long long)cached);
+    SQ_CHECK(strstr(ctext, want_sum) != NULL);
     /* lineage, not text, is what these tasks are compared by */
     SQ_CHECK(s_count("SELECT count(DISTINCT group_id) FROM task_attempts WHERE outcome = 'succeeded'") == 1);
     SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE group_id = 'g-serve'") == 40);
