@@ -18,7 +18,9 @@
  *  cancelled leases anyway, so that fencing of stale results can be tested;
  *  --send-twice repeats every RESULT/FAIL message (duplicate delivery).
  *  --cached-tokens N reports usage: prompt_tokens (the prompt's bytes) and
- *  cached_tokens N, however many those are (a bad count is a test case).
+ *  cached_tokens N, however many those are (a bad count is a test case);
+ *  --kv-in-use N makes every HEARTBEAT say N KV pages in use and 0
+ *  preemptions, as a worker group's do.
  *
  *  Exit codes: 0 after SIGTERM/SIGINT, 2 on bad usage, 1 on a setup error.
  */
@@ -49,6 +51,7 @@ typedef struct {
     bool send_twice;
     int heartbeat_ms;
     long long cached_tokens;    /* -1: no usage counts in RESULT */
+    long long kv_in_use;        /* -1: plain HEARTBEATs */
 } s_opts_t;
 
 typedef enum { S_OUT_RESULT, S_OUT_RETRYABLE, S_OUT_PERMANENT } s_outcome_t;
@@ -140,6 +143,19 @@ s_send(s_worker_t *self, uint8_t cmd, sq_wire_enc_t *body)
     if (rc == 0)
         self->last_sent_ms = zclock_mono();
     return rc;
+}
+
+static int
+s_send_heartbeat(s_worker_t *self)
+{
+    if (self->opt.kv_in_use < 0)
+        return s_send(self, SQ_WIRE_HEARTBEAT, NULL);
+    sq_wire_enc_t *e = self->enc;
+    sq_wire_enc_reset(e);
+    sq_wire_map(e, 2);
+    sq_wire_kv_u64(e, "kv_pages_in_use", (uint64_t)self->opt.kv_in_use);
+    sq_wire_kv_u64(e, "preemptions", 0);
+    return s_send(self, SQ_WIRE_HEARTBEAT, e);
 }
 
 static int
@@ -411,7 +427,7 @@ s_tick(s_worker_t *self)
     if (now - self->last_heard_ms > (int64_t)self->opt.heartbeat_ms * SQ_WIRE_HEARTBEAT_LIVENESS)
         s_reconnect(self, "broker silent for 3 heartbeats");
     else if (now - self->last_sent_ms >= self->opt.heartbeat_ms)
-        s_send(self, SQ_WIRE_HEARTBEAT, NULL);
+        s_send_heartbeat(self);
 }
 
 static int
@@ -463,6 +479,7 @@ s_usage(FILE *out)
             "  --send-twice           send every RESULT/FAIL message twice\n"
             "  --heartbeat-ms N       heartbeat interval (default 1000)\n"
             "  --cached-tokens N      report prompt_tokens and cached_tokens N in RESULT\n"
+            "  --kv-in-use N          HEARTBEATs say N KV pages in use, 0 preemptions\n"
             "  --help, --version\n");
 }
 
@@ -485,7 +502,8 @@ s_parse_args(int argc, char **argv, s_opts_t *o)
         {"batch", 1, 0, 'n'},      {"delay-ms", 1, 0, 'd'},  {"fail-rate", 1, 0, 'f'},
         {"fail-permanent-rate", 1, 0, 'p'}, {"seed", 1, 0, 's'}, {"reverse", 0, 0, 'r'},
         {"stall", 0, 0, 'S'},      {"ignore-cancel", 0, 0, 'I'}, {"heartbeat-ms", 1, 0, 'H'},
-        {"send-twice", 0, 0, 'T'}, {"cached-tokens", 1, 0, 'C'}, {"help", 0, 0, 'h'},
+        {"send-twice", 0, 0, 'T'}, {"cached-tokens", 1, 0, 'C'}, {"kv-in-use", 1, 0, 'K'},
+        {"help", 0, 0, 'h'},
         {"version", 0, 0, 'V'},    {0, 0, 0, 0}};
     int c, rc = 0;
     double v;
@@ -504,6 +522,7 @@ s_parse_args(int argc, char **argv, s_opts_t *o)
         case 'I': o->ignore_cancel = true; break;
         case 'T': o->send_twice = true; break;
         case 'C': rc = s_parse_double(optarg, 0, 1e12, &v); o->cached_tokens = (long long)v; break;
+        case 'K': rc = s_parse_double(optarg, 0, 1e9, &v); o->kv_in_use = (long long)v; break;
         case 'H': rc = s_parse_double(optarg, 10, 60000, &v); o->heartbeat_ms = (int)v; break;
         case 'h': s_usage(stdout); exit(0);
         case 'V': printf("sq-test-worker %s\n", SQ_VERSION); exit(0);
@@ -525,7 +544,7 @@ main(int argc, char **argv)
     const char *env_ep = getenv("SHARDQ_WORKER_ENDPOINT");
     s_worker_t w = {.opt = {.endpoint = env_ep && *env_ep ? env_ep : "tcp://127.0.0.1:5556",
                             .group = default_group, .model = "test", .batch = 8, .seed = 1,
-                            .cached_tokens = -1,
+                            .cached_tokens = -1, .kv_in_use = -1,
                             .heartbeat_ms = SQ_WIRE_HEARTBEAT_MS}};
     sq_log_init("test-worker");
     if (s_parse_args(argc, argv, &w.opt) != 0) {

@@ -400,7 +400,7 @@ hostile_strings(void)
     SQ_REQUIRE(sq_e2e_up("hostile_strings", flags, &h, &client));
     const char *argv[] = {getenv("SHARDQ_TEST_WORKER_BIN"), "--broker",
                           sq_harness_worker_endpoint(h), "--group", S_HOSTILE_GROUP,
-                          "--model", S_HOSTILE_MODEL, NULL};
+                          "--model", S_HOSTILE_MODEL, "--kv-in-use", "3", NULL};
     SQ_REQUIRE(argv[0] && sq_harness_spawn(h, "hostile-worker", argv));
 
     /* Every text field of a SUBMIT; each task's body is the next task's
@@ -451,6 +451,17 @@ hostile_strings(void)
     SQ_CHECK(sq_e2e_scrape(mport, page, sizeof page) == 0);
     SQ_CHECK(strstr(page, "shardq_broker_queued_tasks{model=\"m\xc3\xb6""del's \\\\. %s\"} 0\n")
              != NULL);
+    /* and the group's, once a heartbeat (one a second when idle) said its
+     * KV pages in use: the backslash escaped, the quote, semicolon and
+     * tab as they are */
+    static const char group_line[] =
+        "shardq_broker_group_kv_pages_in_use{model=\"m\xc3\xb6""del's \\\\. %s\","
+        "group=\"g'; DELETE FROM workers; --\t\\\\N\"} 3\n";
+    for (int i = 0; i < 100 && !strstr(page, group_line); i++) {
+        zclock_sleep(50);
+        SQ_CHECK(sq_e2e_scrape(mport, page, sizeof page) == 0);
+    }
+    SQ_CHECK(strstr(page, group_line) != NULL);
 
     s_hostile_error();
 
