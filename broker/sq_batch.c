@@ -182,7 +182,7 @@ void sq_batch_result(sq_batch_t *self, sq_task_t *t, const char *state, const ch
     sq_db_copy_i64(c, t->attempts);
     sq_copy_ts(c, now_wall_ms);
     sq_db_copy_cstr(c, lineage_json);
-    s_copy_count(c, usage->cached <= usage->prompt ? usage->cached : -1);
+    s_copy_count(c, usage->cached);
     sq_db_copy_end_row(c);
 }
 

@@ -154,7 +154,8 @@ int sq_batch_add_cancel(sq_batch_t *self, uint64_t job_id);
 int sq_batch_add_worker(sq_batch_t *self, const char *group_id, const char *model,
                         const char *caps_json);
 /* A result's token counts (-1: unknown): the prompt's, of which cached
- * came from the KV cache, and the generated ones. */
+ * came from the KV cache (never more than prompt: the RESULT's reader
+ * makes a bad count unknown), and the generated ones. */
 typedef struct {
     int64_t prompt, cached, completion;
 } sq_usage_t;

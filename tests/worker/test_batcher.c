@@ -82,6 +82,21 @@ static sq_seq_t *s_seq(int i)
     return s_seq_on(s_engine, s_prompts[i], strlen(s_prompts[i]), &p);
 }
 
+/* prompt's text under p run alone on s_engine (malloc'd; NULL, the
+ * check failed, when it does not run) */
+static char *s_alone_text(const char *prompt, const sq_gen_params_t *p)
+{
+    sq_gen_result_t r;
+    const int rc = sq_engine_generate(s_engine, prompt, strlen(prompt), p, &r);
+    SQ_CHECK(rc == 0);
+    if (rc)
+        return NULL;
+    char *text = r.text;
+    r.text = NULL;
+    sq_gen_result_free(&r);
+    return text;
+}
+
 static void test_reference_alone(void)
 {
     for (int i = 0; i < N_PROMPTS; i++) {
@@ -231,11 +246,7 @@ static void test_prefix_reuse(void)
                  "The risk committee met on Monday to look at the bond book. The analyst said "
                  "that %s", s_endings[i]);
         sq_gen_params_t p = {.max_tokens = 24, .sampler = {.temperature = 0, .top_p = 1}};
-        sq_gen_result_t r;
-        SQ_REQUIRE(sq_engine_generate(s_engine, prompts[i], strlen(prompts[i]), &p, &r) == 0);
-        alone[i] = r.text;
-        r.text = NULL;
-        sq_gen_result_free(&r);
+        alone[i] = s_alone_text(prompts[i], &p);
     }
     for (int pass = 0; pass < 2; pass++) {
         long reused = 0;
@@ -264,11 +275,7 @@ static void test_paged_preemption(void)
     sq_gen_params_t p = {.max_tokens = 100, .sampler = {.temperature = 0, .top_p = 1}};
     char *alone[N_PROMPTS] = {0};
     for (int i = 0; i < N_PROMPTS; i++) {
-        sq_gen_result_t r;
-        SQ_REQUIRE(sq_engine_generate(s_engine, s_prompts[i], strlen(s_prompts[i]), &p, &r) == 0);
-        alone[i] = r.text;
-        r.text = NULL;
-        sq_gen_result_free(&r);
+        alone[i] = s_alone_text(s_prompts[i], &p);
     }
     sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
     sq_engine_params_t ep = {.model_path = s_model, .n_threads = 1, .n_slots = 8, .n_ctx = 512,
@@ -345,11 +352,7 @@ static void s_long_shared(char prompts[N_SHARED][512], char *alone[N_SHARED],
                  "that the rates had gone up again, and the fox in the market was very sad. The "
                  "bank manager looked at the numbers for a long time and then said that %s",
                  s_endings[i]);
-        sq_gen_result_t r;
-        SQ_REQUIRE(sq_engine_generate(s_engine, prompts[i], strlen(prompts[i]), p, &r) == 0);
-        alone[i] = r.text;
-        r.text = NULL;
-        sq_gen_result_free(&r);
+        alone[i] = s_alone_text(prompts[i], p);
     }
 }
 
