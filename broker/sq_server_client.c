@@ -367,7 +367,7 @@ size_t sq_server_metrics(void *arg, char *buf, size_t size)
           "# TYPE shardq_broker_cached_prompt_tokens_total counter\n"
           "# HELP shardq_broker_completion_tokens_total Tokens generated for the results accepted.\n"
           "# TYPE shardq_broker_completion_tokens_total counter\n");
-    char lm[2 * SQ_WIRE_MAX_NAME + 8], lg[2 * SQ_WIRE_MAX_NAME + 8];
+    char lm[2 * SQ_WIRE_MAX_NAME + 8], lg[2 * SQ_WIRE_MAX_ID + 8];   /* room to escape every byte */
     zlistx_t *models = zhashx_keys(self->pstats);
     for (const char *model = models ? zlistx_first(models) : NULL; model;
          model = zlistx_next(models)) {
