@@ -55,8 +55,14 @@ foreach(n 2 4)
   sq_engine_mpi_test(mpi.tp${n}.stories ${n} $<TARGET_FILE:test_tp>
                      ${SQ_ENGINE_MODELS}/stories260K.gguf 64)
 endforeach()
+# A Q8_0 model's activations are quantized to Q8_0 before each product: a
+# partial sum that TP = 2 rounds differently from TP = 1 (the F32
+# ffn_down's halves, 1 ulp) can move an activation across a rounding
+# boundary, a step of up to 1/127 of its block's largest value. Its logits
+# then agree within 2e-2 (measured 1.2e-2 with an F16 cache), not F32's
+# 1e-4; the greedy tokens must still be the same.
 sq_engine_mpi_test(mpi.tp2.stories_q8 2 $<TARGET_FILE:test_tp>
-                   ${SQ_ENGINE_MODELS}/stories260K-q8_0.gguf 64)
+                   ${SQ_ENGINE_MODELS}/stories260K-q8_0.gguf 64 2e-2 2e-2)
 if(TARGET shardq-model)
   set(SQ_TINY_GQA ${CMAKE_CURRENT_BINARY_DIR}/engine-tiny-gqa.gguf)
   add_test(NAME mpi.tp.make_tiny_gqa

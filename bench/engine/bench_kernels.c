@@ -79,7 +79,10 @@ bench_read_bandwidth_gbs(sq_threadpool_t *pool)
 
 static const char *s_dtype_name(int dtype)
 {
-    return dtype == SQ_DTYPE_F32 ? "F32" : dtype == SQ_DTYPE_F16 ? "F16" : "Q8_0";
+    return dtype == SQ_DTYPE_F32   ? "F32"
+           : dtype == SQ_DTYPE_F16 ? "F16"
+           : dtype == SQ_DTYPE_Q8_0 ? "Q8_0"
+                                    : "Q8_0 packed";
 }
 
 /* Copies of a (n_out, n_in) weight matrix of dtype filling S_BIG_BYTES. */
@@ -92,6 +95,18 @@ typedef struct {
 static int
 s_weights_init(s_weights_t *ws, int dtype, int64_t n_out, int64_t n_in)
 {
+    if (dtype == SQ_DTYPE_Q8_0X16) {   /* the Q8_0 matrix, packed */
+        s_weights_t q8;
+        if (s_weights_init(&q8, SQ_DTYPE_Q8_0, n_out, n_in) != 0)
+            return -1;
+        ws->bytes_each = sq_cpu_q8_0x16_bytes(n_out, n_in);
+        ws->n_copies = (int) (S_BIG_BYTES / ws->bytes_each) + 1;
+        ws->mem = malloc(ws->bytes_each * (size_t) ws->n_copies);
+        for (int c = 0; ws->mem && c < ws->n_copies; c++)
+            sq_cpu_pack_q8_0x16(q8.mem, n_out, n_in, ws->mem + (size_t) c * ws->bytes_each);
+        free(q8.mem);
+        return ws->mem ? 0 : -1;
+    }
     ws->bytes_each = sq_cpu_row_bytes(dtype, n_in) * (size_t) n_out;
     ws->n_copies = (int) (S_BIG_BYTES / ws->bytes_each) + 1;
     ws->mem = malloc(ws->bytes_each * (size_t) ws->n_copies);
@@ -144,7 +159,7 @@ bench_kernels_table(sq_threadpool_t *const *pools, const int *n_threads, int n_p
                     const double *bw_gbs)
 {
     static const char *levels[] = {"portable", "avx2", "avx512", "avx512vnni"};
-    static const int dtypes[] = {SQ_DTYPE_F32, SQ_DTYPE_F16, SQ_DTYPE_Q8_0};
+    static const int dtypes[] = {SQ_DTYPE_F32, SQ_DTYPE_F16, SQ_DTYPE_Q8_0, SQ_DTYPE_Q8_0X16};
     const int64_t n_out = 5632, n_in = 2048;     /* tinyllama-1.1b ffn_gate */
     const int64_t toks[] = {1, 16};
     float *x = malloc(sizeof(float) * (size_t) (n_in * 16));
@@ -161,6 +176,8 @@ bench_kernels_table(sq_threadpool_t *const *pools, const int *n_threads, int n_p
             continue;
         for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
             const sq_cpu_kernels_t *k = sq_cpu_kernels_for(levels[l]);
+            if (k && dtypes[d] == SQ_DTYPE_Q8_0X16 && !k->gemm_q8_0x16)
+                continue;   /* packed only where a level has its kernel */
             for (int p = 0; k && p < n_pools; p++) {
                 for (size_t t = 0; t < sizeof toks / sizeof toks[0]; t++) {
                     double s = s_time_matmul(k, pools[p], dtypes[d], &ws, n_out, n_in, x, toks[t], y);

@@ -122,10 +122,13 @@ static void s_tp_case(bool kv_f32, float tol)
     sq_tp_comm_destroy(&alone);
 }
 
+/* the tolerances with an F32 and an F16 KV cache (argv[3], argv[4]) */
+static float s_tol_f32 = 1e-4f, s_tol_f16 = 5e-3f;
+
 static void test_tp_matches_single(void)
 {
-    s_tp_case(true, 1e-4f);
-    s_tp_case(false, 5e-3f);
+    s_tp_case(true, s_tol_f32);
+    s_tp_case(false, s_tol_f16);
 }
 
 int main(int argc, char **argv)
@@ -134,6 +137,10 @@ int main(int argc, char **argv)
     s_path = argc > 1 ? argv[1] : "models/stories260K.gguf";
     if (argc > 2)
         s_steps = atoi(argv[2]);
+    if (argc > 4) {
+        s_tol_f32 = strtof(argv[3], NULL);
+        s_tol_f16 = strtof(argv[4], NULL);
+    }
     sq_tp_comm_t *comm = s_comm = sq_tp_comm_mpi_world_new();
     int rank = comm ? comm->rank(comm) : 0;
     if (comm)

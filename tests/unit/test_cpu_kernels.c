@@ -311,27 +311,30 @@ s_random_weights(int dtype, int64_t n_out, int64_t n_in, float *wf)
     return w;
 }
 
-/* One shape: every level, pool sizes 1..3, against the reference, and
- * each token's row the same bits as that token's product alone. */
+/* One dtype's product of w through every level and pool size 1..3:
+ * against the reference ref, and each token's row the same bits as that
+ * token's product alone. same_bits (NULL: not checked): every level and
+ * pool gives exactly these bits (-12345 in ldy's padding). */
 static int
-s_check_shape(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, sq_threadpool_t **pools)
+s_check_levels(int dtype, const void *w, const float *wf, int64_t n_out, int64_t n_in,
+               const float *x, int64_t n_tok, const float *ref, int64_t ldy,
+               sq_threadpool_t **pools, float *same_bits)
 {
-    int64_t ldy = n_out + (n_tok % 3);
-    float *wf = malloc(sizeof(float) * (size_t) (n_out * n_in));
-    void *w = s_random_weights(dtype, n_out, n_in, wf);
-    float *x = malloc(sizeof(float) * (size_t) (n_tok * n_in));
-    float *ref = malloc(sizeof(float) * (size_t) (n_tok * ldy));
+    int bad = 0;
     float *got = malloc(sizeof(float) * (size_t) (n_tok * ldy));
     float *alone = malloc(sizeof(float) * (size_t) n_out);
-    for (int64_t i = 0; i < n_tok * n_in; i++)
-        x[i] = s_randf() * 2.0f;
-    int bad = sq_cpu_matmul_ref(dtype, w, n_out, n_in, x, n_tok, ref, ldy) != 0;
     for (int l = 0; l < S_N_LEVELS; l++) {
         const sq_cpu_kernels_t *k = sq_cpu_kernels_for(s_levels[l]);
         for (int p = 0; k && p < 3; p++) {
             for (int64_t i = 0; i < n_tok * ldy; i++)
                 got[i] = -12345.0f;
             bad += sq_cpu_matmul_with(k, pools[p], dtype, w, n_out, n_in, x, n_tok, got, ldy) != 0;
+            if (same_bits && memcmp(same_bits, got, sizeof(float) * (size_t) (n_tok * ldy))) {
+                if (bad < 5)
+                    fprintf(stderr, "%s dtype %d %lldx%lld, %d threads: not the expected bits\n",
+                            s_levels[l], dtype, (long long) n_out, (long long) n_in, p + 1);
+                bad++;
+            }
             for (int64_t t = 0; t < n_tok; t++) {
                 for (int64_t o = 0; o < ldy; o++) {
                     float r = ref[t * ldy + o], g = got[t * ldy + o];
@@ -365,12 +368,40 @@ s_check_shape(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, sq_threadpo
             }
         }
     }
+    free(got);
+    free(alone);
+    return bad;
+}
+
+/* One shape: every level against the reference (s_check_levels); Q8_0
+ * weights packed too, whose every level gives the reference's bits. */
+static int
+s_check_shape(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, sq_threadpool_t **pools)
+{
+    int64_t ldy = n_out + (n_tok % 3);
+    float *wf = malloc(sizeof(float) * (size_t) (n_out * n_in));
+    void *w = s_random_weights(dtype, n_out, n_in, wf);
+    float *x = malloc(sizeof(float) * (size_t) (n_tok * n_in));
+    float *ref = malloc(sizeof(float) * (size_t) (n_tok * ldy));
+    for (int64_t i = 0; i < n_tok * n_in; i++)
+        x[i] = s_randf() * 2.0f;
+    int bad = sq_cpu_matmul_ref(dtype, w, n_out, n_in, x, n_tok, ref, ldy) != 0;
+    bad += s_check_levels(dtype, w, wf, n_out, n_in, x, n_tok, ref, ldy, pools, NULL);
+    if (dtype == SQ_DTYPE_Q8_0) {
+        void *packed = malloc(sq_cpu_q8_0x16_bytes(n_out, n_in));
+        float *bits = malloc(sizeof(float) * (size_t) (n_tok * ldy));
+        for (int64_t i = 0; i < n_tok * ldy; i++)   /* the padding: left alone */
+            bits[i] = i % ldy < n_out ? ref[i] : -12345.0f;
+        sq_cpu_pack_q8_0x16(w, n_out, n_in, packed);
+        bad += s_check_levels(SQ_DTYPE_Q8_0X16, packed, wf, n_out, n_in, x, n_tok, ref, ldy, pools,
+                              bits);
+        free(packed);
+        free(bits);
+    }
     free(wf);
     free(w);
     free(x);
     free(ref);
-    free(got);
-    free(alone);
     return bad;
 }
 
@@ -392,11 +423,48 @@ test_matmul_levels_against_reference(void)
         }
         bad += s_check_shape(dtypes[d], 67, 4096, 3, pools);   /* a long row */
         bad += s_check_shape(dtypes[d], 5, 64, 300, pools);    /* many token tiles */
+        bad += s_check_shape(dtypes[d], 48, 96, 9, pools);     /* whole groups of 16 */
     }
     SQ_CHECK(n_shapes == 51);
     SQ_CHECK(bad == 0);
     sq_threadpool_destroy(&pools[1]);
     sq_threadpool_destroy(&pools[2]);
+}
+
+/* Packing keeps every value: each packed row reads back as the GGUF row
+ * does, extremes (-128, 127, fp16 scales near 0 and large) included, in
+ * groups and in the tail; the layout is as sq_cpu_kernels.h documents. */
+static void
+test_pack_round_trip(void)
+{
+    enum { O = 37, I = 96 };   /* two groups and a tail of 5 */
+    float wf[O * I], a[I], b[I];
+    sq_block_q8_0_t *w = s_random_weights(SQ_DTYPE_Q8_0, O, I, wf);
+    w[0].qs[0] = -128;
+    w[0].qs[31] = 127;
+    w[3 * (I / 32) + 1].d = 0x0001;             /* a subnormal scale */
+    w[17 * (I / 32) + 2].d = 0x7bff;            /* the largest */
+    w[36 * (I / 32)].qs[5] = -128;              /* in the tail */
+    SQ_CHECK(sq_cpu_q8_0x16_group_bytes(I) == 1664);   /* 3 x (512 + 32) = 1632, padded */
+    SQ_CHECK(sq_cpu_q8_0x16_group_bytes(32) == 576);   /* 544 padded */
+    SQ_CHECK(sq_cpu_q8_0x16_group_bytes(33) == 0);
+    SQ_CHECK(sq_cpu_q8_0x16_bytes(O, I) == 2 * 1664 + 5 * 102);
+    uint8_t *packed = malloc(sq_cpu_q8_0x16_bytes(O, I));
+    SQ_REQUIRE(packed);
+    sq_cpu_pack_q8_0x16(w, O, I, packed);
+    /* row 1's values 4..7 of block 0: the second dword of the second
+     * 64-byte vector, biased */
+    SQ_CHECK(packed[64 + 1 * 4 + 0] == (uint8_t) (w[1 * (I / 32)].qs[4] + 128));
+    SQ_CHECK(packed[0] == 0);                   /* -128 + 128 */
+    int bad = 0;
+    for (int o = 0; o < O; o++) {
+        sq_cpu_dequantize_row(SQ_DTYPE_Q8_0, w + (size_t) o * (I / 32), a, I);
+        sq_cpu_q8_0x16_row(packed, O, I, o, b);
+        bad += memcmp(a, b, sizeof a) != 0;
+    }
+    SQ_CHECK(bad == 0);
+    free(packed);
+    free(w);
 }
 
 /* The public entry point agrees with the reference too. */
@@ -434,6 +502,10 @@ test_matmul_bad_arguments(void)
     SQ_CHECK(sq_cpu_matmul(NULL, SQ_DTYPE_F32, w, 4, 8, x, 1, y, 3) == SQ_EINVAL);
     SQ_CHECK(sq_cpu_matmul_ref(SQ_DTYPE_F32, w, -1, 8, x, 1, y, 3) == SQ_EINVAL);
     SQ_CHECK(sq_cpu_matmul(NULL, SQ_DTYPE_F32, w, 0, 8, x, 1, y, 0) == 0);
+    SQ_CHECK(sq_cpu_matmul(NULL, SQ_DTYPE_Q8_0X16, w, 16, 40, x, 1, y, 16) == SQ_EINVAL);
+    SQ_CHECK(strstr(sq_error_detail(), "32-blocks") != NULL);
+    SQ_CHECK(sq_cpu_matmul_ref(SQ_DTYPE_Q8_0X16, w, 1, 32, x, 1, y, 1) == SQ_EINVAL);
+    SQ_CHECK(strstr(sq_error_detail(), "packed") != NULL);
 }
 
 static void
@@ -512,6 +584,7 @@ main(void)
     SQ_RUN(test_f16_rows_levels);
     SQ_RUN(test_attn_levels);
     SQ_RUN(test_matmul_levels_against_reference);
+    SQ_RUN(test_pack_round_trip);
     SQ_RUN(test_matmul_public);
     SQ_RUN(test_matmul_bad_arguments);
     SQ_RUN(test_simd_level);

@@ -28,7 +28,9 @@ extern "C" {
 typedef struct sq_backend sq_backend_t;
 
 /* A matrix resident on the backend: n_out rows of n_in values of dtype
- * (SQ_DTYPE_F32 / F16 / Q8_0, GGUF layout). A vector is n_out = 1. */
+ * (SQ_DTYPE_F32 / F16 / Q8_0, GGUF layout, or a layout of the backend's
+ * own that weight_init chose: the CPU backend's packed SQ_DTYPE_Q8_0X16).
+ * A vector is n_out = 1. */
 typedef struct {
     int dtype;
     int64_t n_out, n_in;

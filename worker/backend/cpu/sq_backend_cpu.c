@@ -74,6 +74,18 @@ static int s_weight_init(sq_backend_t *be, sq_weight_t *w, int dtype, int64_t n_
         return SQ_FAIL(SQ_EINVAL, "weight of %lld x %lld, dtype %d", (long long)n_out,
                        (long long)n_in, dtype);
     *w = (sq_weight_t){.dtype = dtype, .n_out = n_out, .n_in = n_in, .data = host};
+    if (dtype == SQ_DTYPE_Q8_0 && n_out >= SQ_CPU_PACK_ROWS && sq_cpu_packs_q8_0()) {
+        /* a packed copy replaces the GGUF rows, borrowed or not: the
+         * mapping's pages go cold and the page cache may drop them */
+        size_t bytes = sq_cpu_q8_0x16_bytes(n_out, n_in);
+        if (!(w->owned = s_alloc(be, bytes)))
+            return SQ_FAIL(SQ_ENOMEM, "packed weight of %lld x %lld", (long long)n_out,
+                           (long long)n_in);
+        sq_cpu_pack_q8_0x16(host, n_out, n_in, w->owned);
+        w->dtype = SQ_DTYPE_Q8_0X16;
+        w->data = w->owned;
+        return 0;
+    }
     if (!borrow) {
         if (!(w->owned = s_alloc(be, row * (size_t)n_out)))
             return SQ_FAIL(SQ_ENOMEM, "weight of %lld x %lld", (long long)n_out, (long long)n_in);
@@ -97,8 +109,12 @@ static int s_embed(sq_backend_t *be, const sq_weight_t *emb, const int32_t *ids,
         if (ids[t] < 0 || ids[t] >= emb->n_out)
             return SQ_FAIL(SQ_EINVAL, "token id %d out of range [0, %lld)", ids[t],
                            (long long)emb->n_out);
-        const char *src = (const char *)emb->data + row * (size_t)ids[t];
-        sq_cpu_dequantize_row(emb->dtype, src, out + (size_t)t * emb->n_in, emb->n_in);
+        float *dst = out + (size_t)t * emb->n_in;
+        if (emb->dtype == SQ_DTYPE_Q8_0X16)
+            sq_cpu_q8_0x16_row(emb->data, emb->n_out, emb->n_in, ids[t], dst);
+        else
+            sq_cpu_dequantize_row(emb->dtype, (const char *)emb->data + row * (size_t)ids[t], dst,
+                                  emb->n_in);
     }
     return 0;
 }

@@ -11,6 +11,7 @@
 #include "sq_cpu_internal.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 #define S_INLINE static inline __attribute__((always_inline))
 #define S_ROW(w, ws, r) ((const char *) (w) + (size_t) (r) * (ws))
@@ -145,6 +146,68 @@ s_dot_q8(const void *w, size_t ws, const void *x, size_t xs, int NW, int NX, int
             out[r * SQ_CPU_NX + j] = _mm512_reduce_add_ps(acc[r][j]);
 }
 
+/* ---- packed Q8_0 (SQ_DTYPE_Q8_0X16) ---- */
+
+/* Token block xb's values 4k .. 4k + 3 in every dword lane. */
+S_INLINE __m512i
+s_x4(const sq_cpu_xq8_t *xb, int k)
+{
+    int32_t v;
+    memcpy(&v, xb->qs + 4 * k, sizeof v);
+    return _mm512_set1_epi32(v);
+}
+
+/* A group's 16 rows for NX tokens (a compile-time constant). Per block:
+ * the 8 vectors of interleaved values are loaded once for all NX tokens;
+ * each token then takes 8 VPDPBUSD into two chains (lane r: row r's
+ * product sum, started at the token's -128 sum so the weights' bias
+ * cancels), one conversion, and a product with d_w * d_x and a sum, in the
+ * reference's order (not fused: see sq_cpu_pack.c). */
+S_INLINE void
+s_q8x16(const uint8_t *group, int64_t nb, const sq_cpu_xq8_t *x, size_t xs, int NX, float *y,
+        int64_t ldy)
+{
+    const uint16_t *d = (const uint16_t *) (group + nb * SQ_CPU_PACK_ROWS * SQ_QK8_0);
+    __m512 acc[SQ_CPU_PACK_NX];
+    SQ_CPU_UNROLL for (int j = 0; j < NX; j++)
+        acc[j] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const __m512i *q = (const __m512i *) (group + b * SQ_CPU_PACK_ROWS * SQ_QK8_0);
+        __m512i w[8];
+        SQ_CPU_UNROLL for (int k = 0; k < 8; k++)
+            w[k] = _mm512_loadu_si512(q + k);
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (d + b * SQ_CPU_PACK_ROWS)));
+        SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
+            const sq_cpu_xq8_t *xb = x + (size_t) j * xs + b;
+            __m512i s0 = _mm512_set1_epi32(xb->neg_bias), s1 = _mm512_setzero_si512();
+            SQ_CPU_UNROLL for (int k = 0; k < 8; k += 2) {
+                s0 = _mm512_dpbusd_epi32(s0, w[k], s_x4(xb, k));
+                s1 = _mm512_dpbusd_epi32(s1, w[k + 1], s_x4(xb, k + 1));
+            }
+            __m512 p = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+            acc[j] = _mm512_add_ps(acc[j], _mm512_mul_ps(p, _mm512_mul_ps(dw, _mm512_set1_ps(xb->d))));
+        }
+    }
+    SQ_CPU_UNROLL for (int j = 0; j < NX; j++)
+        _mm512_storeu_ps(y + (size_t) j * ldy, acc[j]);
+}
+
+static void
+s_gemm_q8_0x16(const uint8_t *group, int64_t nb, const sq_cpu_xq8_t *x, size_t xs, int n_x,
+               float *y, int64_t ldy)
+{
+    switch (n_x) {
+    case 1: s_q8x16(group, nb, x, xs, 1, y, ldy); break;
+    case 2: s_q8x16(group, nb, x, xs, 2, y, ldy); break;
+    case 3: s_q8x16(group, nb, x, xs, 3, y, ldy); break;
+    case 4: s_q8x16(group, nb, x, xs, 4, y, ldy); break;
+    case 5: s_q8x16(group, nb, x, xs, 5, y, ldy); break;
+    case 6: s_q8x16(group, nb, x, xs, 6, y, ldy); break;
+    case 7: s_q8x16(group, nb, x, xs, 7, y, ldy); break;
+    default: s_q8x16(group, nb, x, xs, 8, y, ldy); break;
+    }
+}
+
 #define S_F32(NW, NX) s_dot_float(w, ws, 0, x, xs, NW, NX, n, out)
 #define S_F16(NW, NX) s_dot_float(w, ws, 1, x, xs, NW, NX, n, out)
 #define S_Q8(NW, NX) s_dot_q8(w, ws, x, xs, NW, NX, n, out, 0)
@@ -268,4 +331,5 @@ const sq_cpu_kernels_t sq_cpu_kernels_avx512vnni = {
     .f32_to_f16 = sq_cpu_f32_to_f16_avx2,
     .attn_scores = s_attn_scores,
     .attn_values = s_attn_values,
+    .gemm_q8_0x16 = s_gemm_q8_0x16,
 };

@@ -64,6 +64,36 @@ typedef void (*sq_cpu_dot_fn)(const void *w, size_t w_stride, int n_w, const voi
         SQ_CPU_DISPATCH(CALL, n_w, n_x)                                                           \
     }
 
+/* A token's block of activations for the packed Q8_0 kernels (see
+ * SQ_DTYPE_Q8_0X16): the Q8_0 scale widened to float, -128 times the sum
+ * of qs (which cancels what the weights' +128 bias adds to the product
+ * sum), then qs. */
+typedef struct {
+    float d;
+    int32_t neg_bias;
+    int8_t qs[SQ_QK8_0];
+} sq_cpu_xq8_t;
+
+/* Tokens one packed kernel call handles at most. */
+#define SQ_CPU_PACK_NX 8
+
+/* y[j * ldy + r] = row r of the packed group against token j's blocks
+ * x + j * x_stride (r < 16, j < n_x <= SQ_CPU_PACK_NX), nb blocks a row. */
+typedef void (*sq_cpu_gemm_x16_fn)(const uint8_t *group, int64_t nb, const sq_cpu_xq8_t *x,
+                                   size_t x_stride, int n_x, float *y, int64_t ldy);
+
+/* The portable packed kernel (the same bits as every SIMD one), and the
+ * same sum for n_rows rows in GGUF Q8_0 layout (a packed matrix's tail). */
+void sq_cpu_gemm_q8_0x16_portable(const uint8_t *group, int64_t nb, const sq_cpu_xq8_t *x,
+                                  size_t x_stride, int n_x, float *y, int64_t ldy);
+void sq_cpu_gemm_q8_0_rows_xq8(const sq_block_q8_0_t *w, int n_rows, int64_t nb,
+                               const sq_cpu_xq8_t *x, size_t x_stride, int n_x, float *y,
+                               int64_t ldy);
+/* y (n / 32 blocks) = x (n floats) quantized with quantize (a level's
+ * Q8_0 quantizer), in the packed kernels' activation form. */
+void sq_cpu_quantize_xq8(void (*quantize)(const float *, sq_block_q8_0_t *, int64_t),
+                         const float *x, sq_cpu_xq8_t *y, int64_t n);
+
 typedef struct {
     const char *name;
     sq_cpu_dot_fn dot_f32;
@@ -80,6 +110,9 @@ typedef struct {
                         size_t ld);
     void (*attn_values)(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
                         float *out);
+    /* the packed Q8_0 kernel, NULL where the portable one serves (and the
+     * backend leaves Q8_0 weights unpacked: only VNNI gains from it) */
+    sq_cpu_gemm_x16_fn gemm_q8_0x16;
 } sq_cpu_kernels_t;
 
 extern const sq_cpu_kernels_t sq_cpu_kernels_portable;

@@ -142,12 +142,13 @@ sq_cpu_dequantize_row(int dtype, const void *x, float *y, int64_t n)
 static int
 s_check_args(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, int64_t ldy)
 {
-    if (dtype != SQ_DTYPE_F32 && dtype != SQ_DTYPE_F16 && dtype != SQ_DTYPE_Q8_0)
+    if (dtype != SQ_DTYPE_F32 && dtype != SQ_DTYPE_F16 && dtype != SQ_DTYPE_Q8_0 &&
+        dtype != SQ_DTYPE_Q8_0X16)
         return SQ_FAIL(SQ_EINVAL, "matmul: unsupported weight type %d", dtype);
     if (n_out < 0 || n_in < 0 || n_tok < 0 || ldy < n_out)
         return SQ_FAIL(SQ_EINVAL, "matmul: bad shape n_out %lld n_in %lld n_tok %lld ldy %lld",
                        (long long) n_out, (long long) n_in, (long long) n_tok, (long long) ldy);
-    if (dtype == SQ_DTYPE_Q8_0 && n_in % SQ_QK8_0 != 0)
+    if ((dtype == SQ_DTYPE_Q8_0 || dtype == SQ_DTYPE_Q8_0X16) && n_in % SQ_QK8_0 != 0)
         return SQ_FAIL(SQ_EINVAL, "matmul: Q8_0 row of %lld values is not whole 32-blocks",
                        (long long) n_in);
     return 0;
@@ -191,6 +192,8 @@ sq_cpu_matmul_ref(int dtype, const void *w, int64_t n_out, int64_t n_in, const f
     int rc = s_check_args(dtype, n_out, n_in, n_tok, ldy);
     if (rc)
         return rc;
+    if (dtype == SQ_DTYPE_Q8_0X16)   /* its reference is the portable level's kernel */
+        return SQ_FAIL(SQ_EINVAL, "matmul_ref: takes GGUF layouts, not packed Q8_0");
     size_t row_bytes = sq_cpu_row_bytes(dtype, n_in);
     sq_block_q8_0_t *xq = NULL;
     if (dtype == SQ_DTYPE_Q8_0 && n_in > 0) {
@@ -429,6 +432,14 @@ sq_cpu_simd_level(void)
 {
     pthread_once(&s_choose_once, s_choose);
     return s_chosen->name;
+}
+
+bool
+sq_cpu_packs_q8_0(void)
+{
+    pthread_once(&s_choose_once, s_choose);
+    const char *pack = getenv("SQ_CPU_PACK");
+    return s_chosen->gemm_q8_0x16 && !(pack && strcmp(pack, "0") == 0);
 }
 
 const sq_cpu_kernels_t *

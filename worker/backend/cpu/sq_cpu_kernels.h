@@ -17,6 +17,7 @@
 #ifndef SQ_CPU_KERNELS_H
 #define SQ_CPU_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,13 +83,51 @@ void sq_threadpool_run(sq_threadpool_t *pool, void (*fn)(void *arg, int ith, int
  * x: n_tok rows of n_in floats; y: n_tok rows of stride ldy >= n_out.
  * For Q8_0 weights x is quantized per 32-block to Q8_0 and the dot products
  * run in integer arithmetic (llama.cpp's scheme), so results match the
- * reference within Q8_0 rounding of x. Returns 0 or SQ_EINVAL (bad dtype,
- * n_in not a multiple of 32 for Q8_0). Threads split the n_out rows. */
+ * reference within Q8_0 rounding of x. dtype SQ_DTYPE_Q8_0X16: w is a
+ * packed Q8_0 matrix (sq_cpu_pack_q8_0x16), the same scheme. Returns 0 or
+ * SQ_EINVAL (bad dtype, n_in not a multiple of 32 for Q8_0). Threads split
+ * the n_out rows. */
 int sq_cpu_matmul(sq_threadpool_t *pool, int dtype, const void *w, int64_t n_out, int64_t n_in,
                   const float *x, int64_t n_tok, float *y, int64_t ldy);
 /* Same contract, scalar code, single thread: the reference. */
 int sq_cpu_matmul_ref(int dtype, const void *w, int64_t n_out, int64_t n_in, const float *x,
                       int64_t n_tok, float *y, int64_t ldy);
+
+/* Q8_0 weights repacked for the integer dot-product instructions
+ * ("Q8_0x16"). Rows go in groups of 16; within a group, block b's values
+ * are interleaved so that one 64-byte vector holds 4 consecutive values of
+ * each of the 16 rows, stored biased by +128 as unsigned bytes (what
+ * VPDPBUSD multiplies with a signed activation byte), and the 16 rows'
+ * fp16 scales of block b sit together. One instruction then accumulates 4
+ * products into each row's own lane, so a group's 16 results need no
+ * horizontal sums, and each (row, token, block) costs one float FMA, not
+ * one per 16 products. Layout, nb = n_in / 32 blocks per row:
+ *   group g (n_out / 16 of them, each sq_cpu_q8_0x16_group_bytes(n_in)
+ *   bytes, a multiple of 64):
+ *     qs[b][k][r][4]  (nb x 8 x 16 x 4 bytes) uint8 value + 128 of row
+ *                     16g + r, positions 32b + 4k .. 32b + 4k + 3
+ *     d[b][r]         (nb x 16 fp16) the scale of row 16g + r, block b
+ *   then the n_out % 16 last rows in GGUF Q8_0 layout.
+ * A row's result is sum += isum_b * (d_w * d_x) over b in order, as
+ * sq_cpu_matmul_ref computes it on the unpacked rows: every level gives
+ * the reference's bits, and a token the same bits alone or in any batch. */
+enum { SQ_DTYPE_Q8_0X16 = 0x108 };  /* not a GGUF type: the CPU backend's own */
+#define SQ_CPU_PACK_ROWS 16
+
+/* Bytes of one group of 16 packed rows of n_in values (0 when n_in is not
+ * whole 32-blocks), and of a whole packed matrix. */
+size_t sq_cpu_q8_0x16_group_bytes(int64_t n_in);
+size_t sq_cpu_q8_0x16_bytes(int64_t n_out, int64_t n_in);
+/* out (sq_cpu_q8_0x16_bytes) = w (n_out GGUF Q8_0 rows of n_in values),
+ * repacked. */
+void sq_cpu_pack_q8_0x16(const void *w, int64_t n_out, int64_t n_in, void *out);
+/* y (n_in floats) = the values of row `row` of a packed matrix, as
+ * sq_cpu_dequantize_row gives them for the unpacked row. */
+void sq_cpu_q8_0x16_row(const void *packed, int64_t n_out, int64_t n_in, int64_t row, float *y);
+/* Whether the run-time SIMD level multiplies Q8_0 weights faster packed
+ * (AVX-512 VNNI), unless SQ_CPU_PACK=0 is in the environment: then the CPU
+ * backend packs Q8_0 weights as it loads them. */
+bool sq_cpu_packs_q8_0(void);
 
 /* The SIMD level chosen at run time: "avx512vnni", "avx512", "avx2" or
  * "portable". SQ_CPU_SIMD=portable|avx2|avx512 in the environment caps it

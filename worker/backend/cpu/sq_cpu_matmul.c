@@ -13,6 +13,10 @@
  *  For Q8_0 weights the activations are quantized to Q8_0 once per call,
  *  by the calling thread, into a per-thread scratch buffer that only grows
  *  (so the hot path allocates only when a larger shape first appears).
+ *  Packed Q8_0 weights (SQ_DTYPE_Q8_0X16) take the same walk with groups
+ *  of 16 rows for SQ_CPU_PACK_NX tokens at a time, their activations in
+ *  the packed kernels' form; the last n_out % 16 rows go through the
+ *  portable row kernel, which gives the packed kernels' bits.
  */
 #include "sq_cpu_internal.h"
 #include "sq_error.h"
@@ -29,6 +33,7 @@
 
 typedef struct {
     sq_cpu_dot_fn dot;
+    sq_cpu_gemm_x16_fn gemm;  /* packed weights: the group kernel (dot unused) */
     const char *w;          /* n_out rows of row_bytes */
     size_t row_bytes;
     int64_t n_out, n_in;
@@ -41,18 +46,18 @@ typedef struct {
     atomic_llong next_chunk;
 } s_job_t;
 
-static _Thread_local sq_block_q8_0_t *s_scratch;
-static _Thread_local size_t s_scratch_blocks;
+static _Thread_local void *s_scratch;
+static _Thread_local size_t s_scratch_bytes;
 
-static sq_block_q8_0_t *
-s_scratch_get(size_t n_blocks)
+static void *
+s_scratch_get(size_t bytes)
 {
-    if (n_blocks > s_scratch_blocks) {
-        sq_block_q8_0_t *p = realloc(s_scratch, n_blocks * sizeof *p);
+    if (bytes > s_scratch_bytes) {
+        void *p = realloc(s_scratch, bytes);
         if (!p)
             return NULL;
         s_scratch = p;
-        s_scratch_blocks = n_blocks;
+        s_scratch_bytes = bytes;
     }
     return s_scratch;
 }
@@ -79,6 +84,40 @@ s_rows_run(const s_job_t *job, int64_t r0, int64_t r1)
     }
 }
 
+/* The same for packed weights: rows [r0, r1), r0 a multiple of 16; whole
+ * groups first, then the tail rows if the chunk reaches them. */
+static void
+s_packed_rows_run(const s_job_t *job, int64_t r0, int64_t r1)
+{
+    const int64_t nb = job->n_in / SQ_QK8_0;
+    const int64_t grouped = job->n_out / SQ_CPU_PACK_ROWS * SQ_CPU_PACK_ROWS;
+    const sq_cpu_xq8_t *x = (const sq_cpu_xq8_t *) job->x;
+    const size_t xs = (size_t) nb;
+    for (int64_t t0 = 0; t0 < job->n_tok; t0 += job->tile) {
+        int64_t t1 = t0 + job->tile < job->n_tok ? t0 + job->tile : job->n_tok;
+        for (int64_t o = r0; o < r1 && o < grouped; o += SQ_CPU_PACK_ROWS) {
+            const uint8_t *g = (const uint8_t *) job->w + (size_t) (o / SQ_CPU_PACK_ROWS) * job->row_bytes;
+            for (int64_t t = t0; t < t1; t += SQ_CPU_PACK_NX) {
+                int n_x = t1 - t < SQ_CPU_PACK_NX ? (int) (t1 - t) : SQ_CPU_PACK_NX;
+                job->gemm(g, nb, x + (size_t) t * xs, xs, n_x, job->y + t * job->ldy + o,
+                          job->ldy);
+            }
+        }
+        if (r1 > grouped) {
+            int64_t first = r0 > grouped ? r0 : grouped;
+            const sq_block_q8_0_t *tail =
+                (const sq_block_q8_0_t *) (job->w + (size_t) (grouped / SQ_CPU_PACK_ROWS) *
+                                                        job->row_bytes) +
+                (size_t) (first - grouped) * (size_t) nb;
+            for (int64_t t = t0; t < t1; t += SQ_CPU_PACK_NX) {
+                int n_x = t1 - t < SQ_CPU_PACK_NX ? (int) (t1 - t) : SQ_CPU_PACK_NX;
+                sq_cpu_gemm_q8_0_rows_xq8(tail, (int) (r1 - first), nb, x + (size_t) t * xs, xs,
+                                          n_x, job->y + t * job->ldy + first, job->ldy);
+            }
+        }
+    }
+}
+
 static void
 s_job_run(void *arg, int ith, int nth)
 {
@@ -89,19 +128,22 @@ s_job_run(void *arg, int ith, int nth)
         if (r0 >= job->n_out)
             return;
         int64_t r1 = r0 + job->chunk_rows < job->n_out ? r0 + job->chunk_rows : job->n_out;
-        s_rows_run(job, r0, r1);
+        if (job->gemm)
+            s_packed_rows_run(job, r0, r1);
+        else
+            s_rows_run(job, r0, r1);
     }
 }
 
-/* Rows per chunk for nth threads: a multiple of SQ_CPU_NW. */
+/* Rows per chunk for nth threads: a multiple of `multiple`. */
 static int64_t
-s_chunk_rows(int64_t n_out, int nth)
+s_chunk_rows(int64_t n_out, int nth, int multiple)
 {
     if (nth == 1)
         return n_out;
     int64_t rows = n_out / ((int64_t) nth * S_CHUNKS_PER_THREAD);
     rows = rows < S_MIN_CHUNK_ROWS ? S_MIN_CHUNK_ROWS : rows;
-    return (rows + SQ_CPU_NW - 1) / SQ_CPU_NW * SQ_CPU_NW;
+    return (rows + multiple - 1) / multiple * multiple;
 }
 
 int
@@ -119,9 +161,24 @@ sq_cpu_matmul_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype, 
         .x = (const char *) x, .x_stride = (size_t) n_in * sizeof(float), .n_tok = n_tok,
         .y = y, .ldy = ldy,
     };
-    if (dtype == SQ_DTYPE_Q8_0) {
+    int multiple = SQ_CPU_NW;
+    if (dtype == SQ_DTYPE_Q8_0X16) {
         size_t blocks_per_row = (size_t) (n_in / SQ_QK8_0);
-        sq_block_q8_0_t *xq = s_scratch_get(blocks_per_row * (size_t) n_tok);
+        sq_cpu_xq8_t *xq = s_scratch_get(blocks_per_row * (size_t) n_tok * sizeof *xq);
+        if (!xq && blocks_per_row > 0)
+            return SQ_FAIL(SQ_ENOMEM, "matmul: no memory to quantize %lld x %lld activations",
+                           (long long) n_tok, (long long) n_in);
+        for (int64_t t = 0; t < n_tok; t++)
+            sq_cpu_quantize_xq8(k->quantize_q8_0, x + t * n_in, xq + (size_t) t * blocks_per_row,
+                                n_in);
+        job.x = (const char *) xq;
+        job.x_stride = blocks_per_row * sizeof *xq;
+        job.row_bytes = sq_cpu_q8_0x16_group_bytes(n_in);   /* a group's, here */
+        job.gemm = k->gemm_q8_0x16 ? k->gemm_q8_0x16 : sq_cpu_gemm_q8_0x16_portable;
+        multiple = SQ_CPU_PACK_ROWS;
+    } else if (dtype == SQ_DTYPE_Q8_0) {
+        size_t blocks_per_row = (size_t) (n_in / SQ_QK8_0);
+        sq_block_q8_0_t *xq = s_scratch_get(blocks_per_row * (size_t) n_tok * sizeof *xq);
         if (!xq && blocks_per_row > 0)
             return SQ_FAIL(SQ_ENOMEM, "matmul: no memory to quantize %lld x %lld activations",
                            (long long) n_tok, (long long) n_in);
@@ -136,7 +193,7 @@ sq_cpu_matmul_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype, 
     int64_t tile = job.x_stride ? (int64_t) (S_TILE_BYTES / job.x_stride) : n_tok;
     tile -= tile % SQ_CPU_NX;
     job.tile = tile < SQ_CPU_NX ? SQ_CPU_NX : tile;
-    job.chunk_rows = s_chunk_rows(n_out, sq_threadpool_size(pool));
+    job.chunk_rows = s_chunk_rows(n_out, sq_threadpool_size(pool), multiple);
     atomic_init(&job.next_chunk, 0);
     sq_threadpool_run(pool, s_job_run, &job);
     return 0;
