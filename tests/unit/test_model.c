@@ -8,6 +8,7 @@
  *    alone;
  *  - the greedy output path (only the argmax of each row) agrees with the
  *    logits path;
+ *  - Q8_0 weights packed for VNNI agree with the same weights unpacked;
  *  - shapes that cannot be split and bad batch entries are refused.
  *  The Q8_0-against-F32 quality check is in test_model_quality.c.
  */
@@ -377,28 +378,23 @@ static void test_batched_equals_alone_kv_f32(void)
     s_batching_on(s_q8, true);
 }
 
-/* The F16 KV cache (the default) against F32: half the bytes, logits
- * within F16 rounding of the stored keys and values, the same greedy
- * tokens on every prompt. */
-static void test_kv_f16_vs_f32(void)
+/* Every prompt run alone on two models: the same greedy tokens (checked);
+ * OUT *worst_p: the largest relative difference of their logits. */
+static void s_max_logit_diff(sq_engine_t *ea, sq_engine_t *eb, float *worst_p)
 {
-    sq_engine_t *e16 = s_engine_kv(s_f32, 1, 128, false), *e32 = s_engine_kv(s_f32, 1, 128, true);
-    SQ_REQUIRE(e16 && e32);
-    sq_model_t *m16 = sq_engine_model(e16), *m32 = sq_engine_model(e32);
-    SQ_CHECK(sq_model_kv_dtype(m16) == SQ_DTYPE_F16 && sq_model_kv_dtype(m32) == SQ_DTYPE_F32);
-    SQ_CHECK(sq_model_kv_bytes(m16) > 0 && 2 * sq_model_kv_bytes(m16) == sq_model_kv_bytes(m32));
-    const int n_vocab = sq_model_hparams(m16)->n_vocab;
+    sq_model_t *ma = sq_engine_model(ea), *mb = sq_engine_model(eb);
+    const int n_vocab = sq_model_hparams(ma)->n_vocab;
     float worst = 0.0f;
     for (int i = 0; i < S_N_SEQ; i++) {
         s_seq_t a = {0}, b = {0};
-        SQ_REQUIRE(sq_tokenizer_encode(sq_engine_tokenizer(e16), s_prompts[i],
+        SQ_REQUIRE(sq_tokenizer_encode(sq_engine_tokenizer(ea), s_prompts[i],
                                        strlen(s_prompts[i]), true, &a.prompt, &a.n_prompt) == 0);
         b.prompt = a.prompt;
         b.n_prompt = a.n_prompt;
         a.logits = malloc((size_t)S_N_STEPS * n_vocab * sizeof(float));
         b.logits = malloc((size_t)S_N_STEPS * n_vocab * sizeof(float));
         SQ_REQUIRE(a.logits && b.logits);
-        SQ_CHECK(s_run_alone(m16, &a, n_vocab) == 0 && s_run_alone(m32, &b, n_vocab) == 0);
+        SQ_CHECK(s_run_alone(ma, &a, n_vocab) == 0 && s_run_alone(mb, &b, n_vocab) == 0);
         SQ_CHECK(memcmp(a.toks, b.toks, sizeof a.toks) == 0);
         for (int k = 0; k < S_N_STEPS; k++) {
             const float d = tm_max_rel_diff(a.logits + (size_t)k * n_vocab,
@@ -409,10 +405,51 @@ static void test_kv_f16_vs_f32(void)
         free(a.logits);
         free(b.logits);
     }
+    *worst_p = worst;
+}
+
+/* The F16 KV cache (the default) against F32: half the bytes, logits
+ * within F16 rounding of the stored keys and values, the same greedy
+ * tokens on every prompt. */
+static void test_kv_f16_vs_f32(void)
+{
+    sq_engine_t *e16 = s_engine_kv(s_f32, 1, 128, false), *e32 = s_engine_kv(s_f32, 1, 128, true);
+    SQ_REQUIRE(e16 && e32);
+    sq_model_t *m16 = sq_engine_model(e16), *m32 = sq_engine_model(e32);
+    SQ_CHECK(sq_model_kv_dtype(m16) == SQ_DTYPE_F16 && sq_model_kv_dtype(m32) == SQ_DTYPE_F32);
+    SQ_CHECK(sq_model_kv_bytes(m16) > 0 && 2 * sq_model_kv_bytes(m16) == sq_model_kv_bytes(m32));
+    float worst = 0.0f;
+    s_max_logit_diff(e16, e32, &worst);
     fprintf(stderr, "   F16 KV vs F32: largest relative logit difference %g\n", worst);
     SQ_CHECK(worst > 0.0f && worst < 5e-3f);
     sq_engine_destroy(&e16);
     sq_engine_destroy(&e32);
+}
+
+/* Q8_0 weights packed for VNNI (what the CPU backend does where the CPU
+ * has it) against the same weights unpacked (SQ_CPU_PACK=0): only the
+ * order of float sums differs, so the same greedy tokens, logits within
+ * what a Q8_0 rounding of an activation moves (as mpi.tp2.stories_q8). */
+static void test_packed_vs_unpacked(void)
+{
+    if (!sq_cpu_packs_q8_0()) {
+        fprintf(stderr, "   this CPU (%s) has no packed Q8_0 kernel: the engine never packs; "
+                "test_cpu_kernels checks the packed layout's portable kernel\n",
+                sq_cpu_simd_level());
+        return;
+    }
+    sq_engine_t *packed = s_engine(s_q8, 1, 128);
+    SQ_REQUIRE(setenv("SQ_CPU_PACK", "0", 1) == 0);
+    SQ_CHECK(!sq_cpu_packs_q8_0());
+    sq_engine_t *plain = s_engine(s_q8, 1, 128);
+    SQ_REQUIRE(unsetenv("SQ_CPU_PACK") == 0);
+    SQ_REQUIRE(packed && plain);
+    float worst = 0.0f;
+    s_max_logit_diff(packed, plain, &worst);
+    fprintf(stderr, "   Q8_0 packed vs unpacked: largest relative logit difference %g\n", worst);
+    SQ_CHECK(worst > 0.0f && worst < 2e-2f);   /* > 0: the two paths did run */
+    sq_engine_destroy(&packed);
+    sq_engine_destroy(&plain);
 }
 
 /* A slot that held a longer sequence starts over at position 0: what it
@@ -651,6 +688,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_prompt_whole_equals_stepwise);
     SQ_RUN(test_auto_slots_cpu);
     SQ_RUN(test_kv_f16_vs_f32);
+    SQ_RUN(test_packed_vs_unpacked);
     SQ_RUN(test_slot_reuse);
     SQ_RUN(test_argmax_matches_logits);
     SQ_RUN(test_paged_cache);

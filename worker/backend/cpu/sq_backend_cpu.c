@@ -7,12 +7,13 @@
  *  head). Weights given with borrow=true (the GGUF mapping) are used in
  *  place: loading a model copies nothing but the row-parallel slices.
  */
-#define _DEFAULT_SOURCE   /* sysconf's _SC_AVPHYS_PAGES */
+#define _DEFAULT_SOURCE   /* sysconf's _SC_AVPHYS_PAGES, madvise */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "sq_backend.h"
@@ -55,6 +56,23 @@ static void *s_alloc(sq_backend_t *be, size_t bytes)
     return aligned_alloc(64, rounded ? rounded : 64);
 }
 
+/* A packed weight: above 2 MiB, aligned to and asking for 2 MiB pages
+ * (transparent huge pages in "madvise" mode, the usual default), so the
+ * kernels' stream through it is not cut at every 4 KiB page: the hardware
+ * prefetcher stops at page boundaries and each 4 KiB page costs a TLB
+ * miss. Where the kernel refuses, the memory is ordinary pages. */
+#define S_HUGE_PAGE ((size_t)2 << 20)
+static void *s_alloc_weight(sq_backend_t *be, size_t bytes)
+{
+    if (bytes < S_HUGE_PAGE)
+        return s_alloc(be, bytes);
+    size_t rounded = (bytes + S_HUGE_PAGE - 1) & ~(S_HUGE_PAGE - 1);
+    void *p = aligned_alloc(S_HUGE_PAGE, rounded);
+    if (p)
+        (void)madvise(p, rounded, MADV_HUGEPAGE);
+    return p;
+}
+
 static void s_free(sq_backend_t *be, void *p)
 {
     free(p);
@@ -78,7 +96,7 @@ static int s_weight_init(sq_backend_t *be, sq_weight_t *w, int dtype, int64_t n_
         /* a packed copy replaces the GGUF rows, borrowed or not: the
          * mapping's pages go cold and the page cache may drop them */
         size_t bytes = sq_cpu_q8_0x16_bytes(n_out, n_in);
-        if (!(w->owned = s_alloc(be, bytes)))
+        if (!(w->owned = s_alloc_weight(be, bytes)))
             return SQ_FAIL(SQ_ENOMEM, "packed weight of %lld x %lld", (long long)n_out,
                            (long long)n_in);
         sq_cpu_pack_q8_0x16(host, n_out, n_in, w->owned);
