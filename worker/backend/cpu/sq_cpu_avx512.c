@@ -174,8 +174,10 @@ s_q8x16(const uint8_t *group, int64_t nb, const sq_cpu_xq8_t *x, size_t xs, int 
     for (int64_t b = 0; b < nb; b++) {
         const __m512i *q = (const __m512i *) (group + b * SQ_CPU_PACK_ROWS * SQ_QK8_0);
         __m512i w[8];
-        SQ_CPU_UNROLL for (int k = 0; k < 8; k++)
+        SQ_CPU_UNROLL for (int k = 0; k < 8; k++) {
+            _mm_prefetch((const char *) (q + k) + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
             w[k] = _mm512_loadu_si512(q + k);
+        }
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (d + b * SQ_CPU_PACK_ROWS)));
         SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
             const sq_cpu_xq8_t *xb = x + (size_t) j * xs + b;
