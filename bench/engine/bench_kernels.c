@@ -161,7 +161,7 @@ void
 bench_kernels_table(sq_threadpool_t *const *pools, const int *n_threads, int n_pools,
                     const double *bw_gbs)
 {
-    static const char *levels[] = {"portable", "avx2", "avx512", "avx512vnni"};
+    static const char *levels[] = {"portable", "avx2", "avx2vnni", "avx512", "avx512vnni"};
     static const int dtypes[] = {SQ_DTYPE_F32, SQ_DTYPE_F16, SQ_DTYPE_Q8_0, SQ_DTYPE_Q8_0X16};
     const int64_t n_out = 5632, n_in = 2048;     /* tinyllama-1.1b ffn_gate */
     const int64_t toks[] = {1, 16};

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *s_levels[] = {"portable", "avx2", "avx512", "avx512vnni"};
-#define S_N_LEVELS 4
+static const char *s_levels[] = {"portable", "avx2", "avx2vnni", "avx512", "avx512vnni"};
+#define S_N_LEVELS 5
 
 static uint64_t s_rng = 0x9e3779b97f4a7c15ull;
 

@@ -446,7 +446,8 @@ static void test_packed_vs_unpacked(void)
     SQ_REQUIRE(packed && plain);
     float worst = 0.0f;
     s_max_logit_diff(packed, plain, &worst);
-    fprintf(stderr, "   Q8_0 packed vs unpacked: largest relative logit difference %g\n", worst);
+    fprintf(stderr, "   Q8_0 packed (%s) vs unpacked: largest relative logit difference %g\n",
+            sq_cpu_simd_level(), worst);
     SQ_CHECK(worst > 0.0f && worst < 2e-2f);   /* > 0: the two paths did run */
     sq_engine_destroy(&packed);
     sq_engine_destroy(&plain);

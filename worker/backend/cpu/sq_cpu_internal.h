@@ -1,7 +1,7 @@
 /*  sq_cpu_internal: the table of per-SIMD-level kernels behind sq_cpu_matmul.
  *
- *  Private to worker/backend/cpu. Each level (portable, AVX2, AVX-512,
- *  AVX-512-VNNI) fills one sq_cpu_kernels_t; sq_cpu_kernels.c picks one at
+ *  Private to worker/backend/cpu. Each level (portable, AVX2, AVX2 with
+ *  AVX-VNNI, AVX-512, AVX-512-VNNI) fills one sq_cpu_kernels_t; sq_cpu_kernels.c picks one at
  *  run time and drives it (threads, token tiles, activation quantization).
  *
  *  A "dot" kernel computes a block of up to SQ_CPU_NW weight rows against
@@ -118,12 +118,16 @@ typedef struct {
 extern const sq_cpu_kernels_t sq_cpu_kernels_portable;
 #if defined(__x86_64__) || defined(__i386__)
 extern const sq_cpu_kernels_t sq_cpu_kernels_avx2;
+extern const sq_cpu_kernels_t sq_cpu_kernels_avx2vnni;
 extern const sq_cpu_kernels_t sq_cpu_kernels_avx512;
 extern const sq_cpu_kernels_t sq_cpu_kernels_avx512vnni;
 /* The AVX2 quantizer and F16 conversions, shared by the AVX-512 levels. */
 void sq_cpu_quantize_q8_0_avx2(const float *x, sq_block_q8_0_t *y, int64_t n);
 void sq_cpu_f16_to_f32_avx2(const uint16_t *x, float *y, int64_t n);
 void sq_cpu_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
+/* The packed Q8_0 kernel of the avx2vnni level (sq_cpu_avx2vnni.c). */
+void sq_cpu_gemm_q8_0x16_avxvnni(const uint8_t *group, int64_t nb, const sq_cpu_xq8_t *x,
+                                 size_t x_stride, int n_x, float *y, int64_t ldy);
 #endif
 
 /* The table for a level name ("portable", "avx2", ...), or NULL when this

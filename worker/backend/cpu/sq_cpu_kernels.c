@@ -386,6 +386,12 @@ s_has_avx2(void)
 }
 
 static int
+s_has_avx2vnni(void)
+{
+    return s_has_avx2() && __builtin_cpu_supports("avxvnni");
+}
+
+static int
 s_has_avx512(void)
 {
     return s_has_avx2() && __builtin_cpu_supports("avx512f") &&
@@ -404,6 +410,7 @@ static const s_level_t s_levels[] = {
     {"portable", &sq_cpu_kernels_portable, s_always},
 #if defined(__x86_64__) || defined(__i386__)
     {"avx2", &sq_cpu_kernels_avx2, s_has_avx2},
+    {"avx2vnni", &sq_cpu_kernels_avx2vnni, s_has_avx2vnni},
     {"avx512", &sq_cpu_kernels_avx512, s_has_avx512},
     {"avx512vnni", &sq_cpu_kernels_avx512vnni, s_has_avx512vnni},
 #endif

@@ -125,13 +125,13 @@ void sq_cpu_pack_q8_0x16(const void *w, int64_t n_out, int64_t n_in, void *out);
  * sq_cpu_dequantize_row gives them for the unpacked row. */
 void sq_cpu_q8_0x16_row(const void *packed, int64_t n_out, int64_t n_in, int64_t row, float *y);
 /* Whether the run-time SIMD level multiplies Q8_0 weights faster packed
- * (AVX-512 VNNI), unless SQ_CPU_PACK=0 is in the environment: then the CPU
- * backend packs Q8_0 weights as it loads them. */
+ * (AVX-512 VNNI, AVX-VNNI), unless SQ_CPU_PACK=0 is in the environment:
+ * then the CPU backend packs Q8_0 weights as it loads them. */
 bool sq_cpu_packs_q8_0(void);
 
-/* The SIMD level chosen at run time: "avx512vnni", "avx512", "avx2" or
- * "portable". SQ_CPU_SIMD=portable|avx2|avx512 in the environment caps it
- * (for tests and benchmarks of each path). */
+/* The SIMD level chosen at run time: "avx512vnni", "avx512", "avx2vnni"
+ * (AVX2 with AVX-VNNI), "avx2" or "portable". SQ_CPU_SIMD=<level> in the
+ * environment caps it (for tests and benchmarks of each path). */
 const char *sq_cpu_simd_level(void);
 
 #ifdef __cplusplus
