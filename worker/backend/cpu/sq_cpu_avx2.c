@@ -281,28 +281,14 @@ s_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
     }
 }
 
-const sq_cpu_kernels_t sq_cpu_kernels_avx2 = {
-    .name = "avx2",
-    .dot_f32 = s_dot_f32,
-    .dot_f16 = s_dot_f16,
-    .dot_q8_0 = s_dot_q8_0,
-    .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,
-    .f16_to_f32 = sq_cpu_f16_to_f32_avx2,
-    .f32_to_f16 = sq_cpu_f32_to_f16_avx2,
-    .attn_scores = s_attn_scores,
-    .attn_values = s_attn_values,
-};
+/* What both AVX2 levels share; avx2vnni adds packed Q8_0 weights. */
+#define S_AVX2_KERNELS                                                                            \
+    .dot_f32 = s_dot_f32, .dot_f16 = s_dot_f16, .dot_q8_0 = s_dot_q8_0,                           \
+    .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2, .f16_to_f32 = sq_cpu_f16_to_f32_avx2,             \
+    .f32_to_f16 = sq_cpu_f32_to_f16_avx2, .attn_scores = s_attn_scores,                           \
+    .attn_values = s_attn_values
 
-/* AVX2 with AVX-VNNI: the same, and packed Q8_0 weights. */
+const sq_cpu_kernels_t sq_cpu_kernels_avx2 = {.name = "avx2", S_AVX2_KERNELS};
+
 const sq_cpu_kernels_t sq_cpu_kernels_avx2vnni = {
-    .name = "avx2vnni",
-    .dot_f32 = s_dot_f32,
-    .dot_f16 = s_dot_f16,
-    .dot_q8_0 = s_dot_q8_0,
-    .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,
-    .f16_to_f32 = sq_cpu_f16_to_f32_avx2,
-    .f32_to_f16 = sq_cpu_f32_to_f16_avx2,
-    .attn_scores = s_attn_scores,
-    .attn_values = s_attn_values,
-    .gemm_q8_0x16 = sq_cpu_gemm_q8_0x16_avxvnni,
-};
+    .name = "avx2vnni", S_AVX2_KERNELS, .gemm_q8_0x16 = sq_cpu_gemm_q8_0x16_avxvnni};

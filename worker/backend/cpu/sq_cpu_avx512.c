@@ -311,27 +311,15 @@ s_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
     }
 }
 
+/* What both AVX-512 levels share; avx512vnni has its own Q8_0 kernels. */
+#define S_AVX512_KERNELS                                                                          \
+    .dot_f32 = s_dot_f32, .dot_f16 = s_dot_f16, .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,       \
+    .f16_to_f32 = sq_cpu_f16_to_f32_avx2, .f32_to_f16 = sq_cpu_f32_to_f16_avx2,                   \
+    .attn_scores = s_attn_scores, .attn_values = s_attn_values
+
 const sq_cpu_kernels_t sq_cpu_kernels_avx512 = {
-    .name = "avx512",
-    .dot_f32 = s_dot_f32,
-    .dot_f16 = s_dot_f16,
-    .dot_q8_0 = s_dot_q8_0,
-    .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,
-    .f16_to_f32 = sq_cpu_f16_to_f32_avx2,
-    .f32_to_f16 = sq_cpu_f32_to_f16_avx2,
-    .attn_scores = s_attn_scores,
-    .attn_values = s_attn_values,
-};
+    .name = "avx512", S_AVX512_KERNELS, .dot_q8_0 = s_dot_q8_0};
 
 const sq_cpu_kernels_t sq_cpu_kernels_avx512vnni = {
-    .name = "avx512vnni",
-    .dot_f32 = s_dot_f32,
-    .dot_f16 = s_dot_f16,
-    .dot_q8_0 = s_dot_q8_0_vnni,
-    .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,
-    .f16_to_f32 = sq_cpu_f16_to_f32_avx2,
-    .f32_to_f16 = sq_cpu_f32_to_f16_avx2,
-    .attn_scores = s_attn_scores,
-    .attn_values = s_attn_values,
-    .gemm_q8_0x16 = s_gemm_q8_0x16,
-};
+    .name = "avx512vnni", S_AVX512_KERNELS, .dot_q8_0 = s_dot_q8_0_vnni,
+    .gemm_q8_0x16 = s_gemm_q8_0x16};

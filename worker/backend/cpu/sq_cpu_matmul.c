@@ -136,6 +136,19 @@ s_job_run(void *arg, int ith, int nth)
 }
 
 /* Rows per chunk for nth threads: a multiple of `multiple`. */
+/* Per-thread room for n_tok rows of n_in / 32 activation blocks of
+ * block_bytes each; NULL with the error set when there is no memory. */
+static void *
+s_x_scratch(int64_t n_tok, int64_t n_in, size_t block_bytes)
+{
+    size_t bytes = (size_t) (n_in / SQ_QK8_0) * (size_t) n_tok * block_bytes;
+    void *p = s_scratch_get(bytes);
+    if (!p && bytes > 0)
+        SQ_FAIL(SQ_ENOMEM, "matmul: no memory to quantize %lld x %lld activations",
+                (long long) n_tok, (long long) n_in);
+    return p;
+}
+
 static int64_t
 s_chunk_rows(int64_t n_out, int nth, int multiple)
 {
@@ -162,12 +175,11 @@ sq_cpu_matmul_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype, 
         .y = y, .ldy = ldy,
     };
     int multiple = SQ_CPU_NW;
+    size_t blocks_per_row = (size_t) (n_in / SQ_QK8_0);
     if (dtype == SQ_DTYPE_Q8_0X16) {
-        size_t blocks_per_row = (size_t) (n_in / SQ_QK8_0);
-        sq_cpu_xq8_t *xq = s_scratch_get(blocks_per_row * (size_t) n_tok * sizeof *xq);
+        sq_cpu_xq8_t *xq = s_x_scratch(n_tok, n_in, sizeof *xq);
         if (!xq && blocks_per_row > 0)
-            return SQ_FAIL(SQ_ENOMEM, "matmul: no memory to quantize %lld x %lld activations",
-                           (long long) n_tok, (long long) n_in);
+            return SQ_ENOMEM;
         for (int64_t t = 0; t < n_tok; t++)
             sq_cpu_quantize_xq8(k->quantize_q8_0, x + t * n_in, xq + (size_t) t * blocks_per_row,
                                 n_in);
@@ -177,11 +189,9 @@ sq_cpu_matmul_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype, 
         job.gemm = k->gemm_q8_0x16 ? k->gemm_q8_0x16 : sq_cpu_gemm_q8_0x16_portable;
         multiple = SQ_CPU_PACK_ROWS;
     } else if (dtype == SQ_DTYPE_Q8_0) {
-        size_t blocks_per_row = (size_t) (n_in / SQ_QK8_0);
-        sq_block_q8_0_t *xq = s_scratch_get(blocks_per_row * (size_t) n_tok * sizeof *xq);
+        sq_block_q8_0_t *xq = s_x_scratch(n_tok, n_in, sizeof *xq);
         if (!xq && blocks_per_row > 0)
-            return SQ_FAIL(SQ_ENOMEM, "matmul: no memory to quantize %lld x %lld activations",
-                           (long long) n_tok, (long long) n_in);
+            return SQ_ENOMEM;
         for (int64_t t = 0; t < n_tok; t++)
             k->quantize_q8_0(x + t * n_in, xq + (size_t) t * blocks_per_row, n_in);
         job.x = (const char *) xq;
