@@ -3,9 +3,10 @@
  *
  *  Split (Megatron): each of N ranks holds 1/N of the query heads and the
  *  K/V heads they read (Q, K, V column-parallel: a contiguous block of rows
- *  of W, used in place from the mapping), 1/N of the MLP (gate, up
- *  column-parallel; down row-parallel: the rank's block of columns copied
- *  into its own buffer at load), and attn_output row-parallel like down.
+ *  of W, used in place from the mapping unless the backend repacks it),
+ *  1/N of the MLP (gate, up column-parallel; down row-parallel: the rank's
+ *  block of columns copied into its own buffer at load), and attn_output
+ *  row-parallel like down.
  *  Each layer does exactly two all-reduces (after attn_output and after
  *  ffn_down). When there are fewer KV heads than ranks a KV head is
  *  replicated on every rank whose query heads read it. Embedding, norms

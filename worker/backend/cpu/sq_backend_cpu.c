@@ -5,7 +5,10 @@
  *  attention over the KV cache, SwiGLU) is plain C here; attention is the
  *  only one heavy enough to spread over the pool (one task per token x
  *  head). Weights given with borrow=true (the GGUF mapping) are used in
- *  place: loading a model copies nothing but the row-parallel slices.
+ *  place: loading a model copies nothing but the row-parallel slices,
+ *  except that where the SIMD level has a packed Q8_0 kernel (VNNI) each
+ *  Q8_0 weight of 16 rows or more is repacked into a copy of its own
+ *  (sq_cpu_pack_q8_0x16), which then replaces it.
  */
 #define _DEFAULT_SOURCE   /* sysconf's _SC_AVPHYS_PAGES, madvise */
 #include <limits.h>
