@@ -76,6 +76,26 @@ static void *s_alloc_weight(sq_backend_t *be, size_t bytes)
     return p;
 }
 
+/* The whole pages of [p, p + bytes), borrowed memory this backend no
+ * longer reads, offered back to the kernel: a model file's pages leave
+ * this process's resident set (and the page cache, if no other process
+ * maps them) instead of sitting beside their packed copy. MADV_PAGEOUT
+ * never discards data (anonymous memory would go to swap), so it is safe
+ * whatever the caller lent; a kernel without it (before 5.4) ignores it. */
+static void s_page_out(const void *p, size_t bytes)
+{
+#ifdef MADV_PAGEOUT
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t from = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t to = ((uintptr_t)p + bytes) & ~(page - 1);
+    if (to > from)
+        (void)madvise((void *)from, to - from, MADV_PAGEOUT);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 static void s_free(sq_backend_t *be, void *p)
 {
     free(p);
@@ -103,6 +123,8 @@ static int s_weight_init(sq_backend_t *be, sq_weight_t *w, int dtype, int64_t n_
             return SQ_FAIL(SQ_ENOMEM, "packed weight of %lld x %lld", (long long)n_out,
                            (long long)n_in);
         sq_cpu_pack_q8_0x16(host, n_out, n_in, w->owned);
+        if (borrow)
+            s_page_out(host, sq_cpu_row_bytes(dtype, n_in) * (size_t)n_out);
         w->dtype = SQ_DTYPE_Q8_0X16;
         w->data = w->owned;
         return 0;
