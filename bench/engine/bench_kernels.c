@@ -103,7 +103,7 @@ s_weights_init(s_weights_t *ws, int dtype, int64_t n_out, int64_t n_in)
         ws->n_copies = (int) (S_BIG_BYTES / ws->bytes_each) + 1;
         ws->mem = malloc(ws->bytes_each * (size_t) ws->n_copies);
         for (int c = 0; ws->mem && c < ws->n_copies; c++)
-            sq_cpu_pack_q8_0x16(q8.mem, n_out, n_in, ws->mem + (size_t) c * ws->bytes_each);
+            sq_cpu_pack_q8_0x16(NULL, q8.mem, n_out, n_in, ws->mem + (size_t) c * ws->bytes_each);
         free(q8.mem);
         return ws->mem ? 0 : -1;
     }

@@ -392,7 +392,7 @@ s_check_shape(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, sq_threadpo
         float *bits = malloc(sizeof(float) * (size_t) (n_tok * ldy));
         for (int64_t i = 0; i < n_tok * ldy; i++)   /* the padding: left alone */
             bits[i] = i % ldy < n_out ? ref[i] : -12345.0f;
-        sq_cpu_pack_q8_0x16(w, n_out, n_in, packed);
+        sq_cpu_pack_q8_0x16(pools[n_tok % 3], w, n_out, n_in, packed);
         bad += s_check_levels(SQ_DTYPE_Q8_0X16, packed, wf, n_out, n_in, x, n_tok, ref, ldy, pools,
                               bits);
         free(packed);
@@ -451,7 +451,7 @@ test_pack_round_trip(void)
     SQ_CHECK(sq_cpu_q8_0x16_bytes(O, I) == 2 * 1664 + 5 * 102);
     uint8_t *packed = malloc(sq_cpu_q8_0x16_bytes(O, I));
     SQ_REQUIRE(packed);
-    sq_cpu_pack_q8_0x16(w, O, I, packed);
+    sq_cpu_pack_q8_0x16(NULL, w, O, I, packed);
     /* row 1's values 4..7 of block 0: the second dword of the second
      * 64-byte vector, biased */
     SQ_CHECK(packed[64 + 1 * 4 + 0] == (uint8_t) (w[1 * (I / 32)].qs[4] + 128));

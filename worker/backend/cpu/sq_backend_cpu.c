@@ -122,7 +122,7 @@ static int s_weight_init(sq_backend_t *be, sq_weight_t *w, int dtype, int64_t n_
         if (!(w->owned = s_alloc_weight(be, bytes)))
             return SQ_FAIL(SQ_ENOMEM, "packed weight of %lld x %lld", (long long)n_out,
                            (long long)n_in);
-        sq_cpu_pack_q8_0x16(host, n_out, n_in, w->owned);
+        sq_cpu_pack_q8_0x16(s_ctx(be)->pool, host, n_out, n_in, w->owned);
         if (borrow)
             s_page_out(host, sq_cpu_row_bytes(dtype, n_in) * (size_t)n_out);
         w->dtype = SQ_DTYPE_Q8_0X16;

@@ -119,8 +119,10 @@ enum { SQ_DTYPE_Q8_0X16 = 0x108 };  /* not a GGUF type: the CPU backend's own */
 size_t sq_cpu_q8_0x16_group_bytes(int64_t n_in);
 size_t sq_cpu_q8_0x16_bytes(int64_t n_out, int64_t n_in);
 /* out (sq_cpu_q8_0x16_bytes) = w (n_out GGUF Q8_0 rows of n_in values),
- * repacked. */
-void sq_cpu_pack_q8_0x16(const void *w, int64_t n_out, int64_t n_in, void *out);
+ * repacked, the groups shared among pool's threads (pool may be NULL: the
+ * caller alone). */
+void sq_cpu_pack_q8_0x16(sq_threadpool_t *pool, const void *w, int64_t n_out, int64_t n_in,
+                         void *out);
 /* y (n_in floats) = the values of row `row` of a packed matrix, as
  * sq_cpu_dequantize_row gives them for the unpacked row. */
 void sq_cpu_q8_0x16_row(const void *packed, int64_t n_out, int64_t n_in, int64_t row, float *y);

@@ -36,19 +36,28 @@ sq_cpu_q8_0x16_bytes(int64_t n_out, int64_t n_in)
            (size_t) (n_out % SQ_CPU_PACK_ROWS) * sq_cpu_row_bytes(SQ_DTYPE_Q8_0, n_in);
 }
 
-void
-sq_cpu_pack_q8_0x16(const void *w, int64_t n_out, int64_t n_in, void *out)
+typedef struct {
+    const char *w;
+    int64_t n_out, n_in;
+    uint8_t *out;
+} s_pack_job_t;
+
+/* Groups ith, ith + nth, ... of the job; thread 0 also copies the tail. */
+static void
+s_pack_run(void *arg, int ith, int nth)
 {
-    const int64_t nb = n_in / SQ_QK8_0, n_groups = n_out / SQ_CPU_PACK_ROWS;
-    const size_t row_bytes = sq_cpu_row_bytes(SQ_DTYPE_Q8_0, n_in);
-    const size_t group_bytes = sq_cpu_q8_0x16_group_bytes(n_in);
-    for (int64_t g = 0; g < n_groups; g++) {
-        uint8_t *qs = (uint8_t *) out + (size_t) g * group_bytes;
+    const s_pack_job_t *job = arg;
+    const int64_t nb = job->n_in / SQ_QK8_0, n_groups = job->n_out / SQ_CPU_PACK_ROWS;
+    const size_t row_bytes = sq_cpu_row_bytes(SQ_DTYPE_Q8_0, job->n_in);
+    const size_t group_bytes = sq_cpu_q8_0x16_group_bytes(job->n_in);
+    for (int64_t g = ith; g < n_groups; g += nth) {
+        uint8_t *qs = job->out + (size_t) g * group_bytes;
         uint16_t *d = (uint16_t *) (qs + (size_t) nb * S_QS_BYTES);
-        memset(qs, 0, group_bytes);   /* the padding too: no stale bytes */
+        size_t used = (size_t) nb * (S_QS_BYTES + SQ_CPU_PACK_ROWS * sizeof(uint16_t));
+        memset(qs + used, 0, group_bytes - used);   /* the padding: no stale bytes */
         for (int r = 0; r < SQ_CPU_PACK_ROWS; r++) {
             const sq_block_q8_0_t *row =
-                (const sq_block_q8_0_t *) ((const char *) w +
+                (const sq_block_q8_0_t *) (job->w +
                                            (size_t) (g * SQ_CPU_PACK_ROWS + r) * row_bytes);
             for (int64_t b = 0; b < nb; b++) {
                 d[b * SQ_CPU_PACK_ROWS + r] = row[b].d;
@@ -62,9 +71,17 @@ sq_cpu_pack_q8_0x16(const void *w, int64_t n_out, int64_t n_in, void *out)
             }
         }
     }
-    memcpy((char *) out + (size_t) n_groups * group_bytes,
-           (const char *) w + (size_t) (n_groups * SQ_CPU_PACK_ROWS) * row_bytes,
-           (size_t) (n_out % SQ_CPU_PACK_ROWS) * row_bytes);
+    if (ith == 0)
+        memcpy(job->out + (size_t) n_groups * group_bytes,
+               job->w + (size_t) (n_groups * SQ_CPU_PACK_ROWS) * row_bytes,
+               (size_t) (job->n_out % SQ_CPU_PACK_ROWS) * row_bytes);
+}
+
+void
+sq_cpu_pack_q8_0x16(sq_threadpool_t *pool, const void *w, int64_t n_out, int64_t n_in, void *out)
+{
+    s_pack_job_t job = {.w = w, .n_out = n_out, .n_in = n_in, .out = out};
+    sq_threadpool_run(pool, s_pack_run, &job);
 }
 
 void
