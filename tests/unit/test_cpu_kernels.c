@@ -424,6 +424,7 @@ test_matmul_levels_against_reference(void)
         bad += s_check_shape(dtypes[d], 67, 4096, 3, pools);   /* a long row */
         bad += s_check_shape(dtypes[d], 5, 64, 300, pools);    /* many token tiles */
         bad += s_check_shape(dtypes[d], 48, 96, 9, pools);     /* whole groups of 16 */
+        bad += s_check_shape(dtypes[d], 40, 2048, 120, pools); /* groups over 2 token tiles */
     }
     SQ_CHECK(n_shapes == 51);
     SQ_CHECK(bad == 0);

@@ -200,9 +200,11 @@ sq_cpu_matmul_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype, 
     } else {
         job.dot = dtype == SQ_DTYPE_F32 ? k->dot_f32 : k->dot_f16;
     }
+    /* whole kernel calls' worth of tokens per tile */
+    const int64_t nx = job.gemm ? SQ_CPU_PACK_NX : SQ_CPU_NX;
     int64_t tile = job.x_stride ? (int64_t) (S_TILE_BYTES / job.x_stride) : n_tok;
-    tile -= tile % SQ_CPU_NX;
-    job.tile = tile < SQ_CPU_NX ? SQ_CPU_NX : tile;
+    tile -= tile % nx;
+    job.tile = tile < nx ? nx : tile;
     job.chunk_rows = s_chunk_rows(n_out, sq_threadpool_size(pool), multiple);
     atomic_init(&job.next_chunk, 0);
     sq_threadpool_run(pool, s_job_run, &job);
