@@ -116,8 +116,8 @@ static int s_weight_init(sq_backend_t *be, sq_weight_t *w, int dtype, int64_t n_
                        (long long)n_in, dtype);
     *w = (sq_weight_t){.dtype = dtype, .n_out = n_out, .n_in = n_in, .data = host};
     if (dtype == SQ_DTYPE_Q8_0 && n_out >= SQ_CPU_PACK_ROWS && sq_cpu_packs_q8_0()) {
-        /* a packed copy replaces the GGUF rows, borrowed or not: the
-         * mapping's pages go cold and the page cache may drop them */
+        /* a packed copy replaces the GGUF rows, borrowed or not; a
+         * borrowed weight's pages are handed back once copied */
         size_t bytes = sq_cpu_q8_0x16_bytes(n_out, n_in);
         if (!(w->owned = s_alloc_weight(be, bytes)))
             return SQ_FAIL(SQ_ENOMEM, "packed weight of %lld x %lld", (long long)n_out,

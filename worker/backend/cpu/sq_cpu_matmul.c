@@ -96,7 +96,8 @@ s_packed_rows_run(const s_job_t *job, int64_t r0, int64_t r1)
     for (int64_t t0 = 0; t0 < job->n_tok; t0 += job->tile) {
         int64_t t1 = t0 + job->tile < job->n_tok ? t0 + job->tile : job->n_tok;
         for (int64_t o = r0; o < r1 && o < grouped; o += SQ_CPU_PACK_ROWS) {
-            const uint8_t *g = (const uint8_t *) job->w + (size_t) (o / SQ_CPU_PACK_ROWS) * job->row_bytes;
+            const uint8_t *g =
+                (const uint8_t *) job->w + (size_t) (o / SQ_CPU_PACK_ROWS) * job->row_bytes;
             for (int64_t t = t0; t < t1; t += SQ_CPU_PACK_NX) {
                 int n_x = t1 - t < SQ_CPU_PACK_NX ? (int) (t1 - t) : SQ_CPU_PACK_NX;
                 job->gemm(g, nb, x + (size_t) t * xs, xs, n_x, job->y + t * job->ldy + o,
@@ -135,7 +136,6 @@ s_job_run(void *arg, int ith, int nth)
     }
 }
 
-/* Rows per chunk for nth threads: a multiple of `multiple`. */
 /* Per-thread room for n_tok rows of n_in / 32 activation blocks of
  * block_bytes each; NULL with the error set when there is no memory. */
 static void *
@@ -149,6 +149,7 @@ s_x_scratch(int64_t n_tok, int64_t n_in, size_t block_bytes)
     return p;
 }
 
+/* Rows per chunk for nth threads: a multiple of `multiple`. */
 static int64_t
 s_chunk_rows(int64_t n_out, int nth, int multiple)
 {
