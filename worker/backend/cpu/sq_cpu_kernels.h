@@ -100,8 +100,8 @@ int sq_cpu_matmul_ref(int dtype, const void *w, int64_t n_out, int64_t n_in, con
  * VPDPBUSD multiplies with a signed activation byte), and the 16 rows'
  * fp16 scales of block b sit together. One instruction then accumulates 4
  * products into each row's own lane, so a group's 16 results need no
- * horizontal sums, and each (row, token, block) costs one float FMA, not
- * one per 16 products. Layout, nb = n_in / 32 blocks per row:
+ * horizontal sums, and each (row, token, block) costs one float product
+ * and sum, not one per 16 products. Layout, nb = n_in / 32 blocks per row:
  *   group g (n_out / 16 of them, each sq_cpu_q8_0x16_group_bytes(n_in)
  *   bytes, a multiple of 64):
  *     qs[b][k][r][4]  (nb x 8 x 16 x 4 bytes) uint8 value + 128 of row
