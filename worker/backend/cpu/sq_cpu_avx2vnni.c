@@ -12,20 +12,10 @@
 #include "sq_cpu_internal.h"
 
 #include <immintrin.h>
-#include <string.h>
 
 #define S_INLINE static inline __attribute__((always_inline))
 #define S_HALF (SQ_CPU_PACK_ROWS / 2)
 #define S_NX 4
-
-/* Token block xb's values 4k .. 4k + 3 in every dword lane. */
-S_INLINE __m256i
-s_x4(const sq_cpu_xq8_t *xb, int k)
-{
-    int32_t v;
-    memcpy(&v, xb->qs + 4 * k, sizeof v);
-    return _mm256_set1_epi32(v);
-}
 
 /* Rows 8h .. 8h + 7 of the group for NX tokens (a compile-time constant):
  * per block, 8 VPDPBUSD a token into two chains started at its -128 sum,
@@ -52,11 +42,14 @@ s_half(const uint8_t *group, int64_t nb, int h, const sq_cpu_xq8_t *x, size_t xs
             const sq_cpu_xq8_t *xb = x + (size_t) j * xs + b;
             __m256i s0 = _mm256_set1_epi32(xb->neg_bias), s1 = _mm256_setzero_si256();
             SQ_CPU_UNROLL for (int k = 0; k < 8; k += 2) {
-                s0 = _mm256_dpbusd_avx_epi32(s0, w[k], s_x4(xb, k));
-                s1 = _mm256_dpbusd_avx_epi32(s1, w[k + 1], s_x4(xb, k + 1));
+                const __m256i x0 = _mm256_set1_epi32(sq_cpu_xq8_word(xb, k));
+                const __m256i x1 = _mm256_set1_epi32(sq_cpu_xq8_word(xb, k + 1));
+                s0 = _mm256_dpbusd_avx_epi32(s0, w[k], x0);
+                s1 = _mm256_dpbusd_avx_epi32(s1, w[k + 1], x1);
             }
             __m256 p = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1));
-            acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(p, _mm256_mul_ps(dw, _mm256_set1_ps(xb->d))));
+            const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(xb->d));
+            acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(p, scale));
         }
     }
     SQ_CPU_UNROLL for (int j = 0; j < NX; j++)

@@ -11,7 +11,6 @@
 #include "sq_cpu_internal.h"
 
 #include <immintrin.h>
-#include <string.h>
 
 #define S_INLINE static inline __attribute__((always_inline))
 #define S_ROW(w, ws, r) ((const char *) (w) + (size_t) (r) * (ws))
@@ -148,15 +147,6 @@ s_dot_q8(const void *w, size_t ws, const void *x, size_t xs, int NW, int NX, int
 
 /* ---- packed Q8_0 (SQ_DTYPE_Q8_0X16) ---- */
 
-/* Token block xb's values 4k .. 4k + 3 in every dword lane. */
-S_INLINE __m512i
-s_x4(const sq_cpu_xq8_t *xb, int k)
-{
-    int32_t v;
-    memcpy(&v, xb->qs + 4 * k, sizeof v);
-    return _mm512_set1_epi32(v);
-}
-
 /* A group's 16 rows for NX tokens (a compile-time constant, up to 16: 16
  * accumulators and the block's 8 vectors fit the 32 registers, and at 16
  * tokens a group's values stream from memory once instead of twice, 1.3×
@@ -181,16 +171,20 @@ s_q8x16(const uint8_t *group, int64_t nb, const sq_cpu_xq8_t *x, size_t xs, int 
             _mm_prefetch((const char *) (q + k) + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
             w[k] = _mm512_loadu_si512(q + k);
         }
-        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (d + b * SQ_CPU_PACK_ROWS)));
+        const __m512 dw =
+            _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (d + b * SQ_CPU_PACK_ROWS)));
         SQ_CPU_UNROLL for (int j = 0; j < NX; j++) {
             const sq_cpu_xq8_t *xb = x + (size_t) j * xs + b;
             __m512i s0 = _mm512_set1_epi32(xb->neg_bias), s1 = _mm512_setzero_si512();
             SQ_CPU_UNROLL for (int k = 0; k < 8; k += 2) {
-                s0 = _mm512_dpbusd_epi32(s0, w[k], s_x4(xb, k));
-                s1 = _mm512_dpbusd_epi32(s1, w[k + 1], s_x4(xb, k + 1));
+                const __m512i x0 = _mm512_set1_epi32(sq_cpu_xq8_word(xb, k));
+                const __m512i x1 = _mm512_set1_epi32(sq_cpu_xq8_word(xb, k + 1));
+                s0 = _mm512_dpbusd_epi32(s0, w[k], x0);
+                s1 = _mm512_dpbusd_epi32(s1, w[k + 1], x1);
             }
             __m512 p = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-            acc[j] = _mm512_add_ps(acc[j], _mm512_mul_ps(p, _mm512_mul_ps(dw, _mm512_set1_ps(xb->d))));
+            const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xb->d));
+            acc[j] = _mm512_add_ps(acc[j], _mm512_mul_ps(p, scale));
         }
     }
     SQ_CPU_UNROLL for (int j = 0; j < NX; j++)

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Weight rows and activation rows one dot kernel call handles at most. */
 #define SQ_CPU_NW 4
@@ -74,6 +75,16 @@ typedef struct {
     int32_t neg_bias;
     int8_t qs[SQ_QK8_0];
 } sq_cpu_xq8_t;
+
+/* Token block xb's values 4k .. 4k + 3 as one word: what the packed SIMD
+ * kernels broadcast to every lane. */
+static inline int32_t
+sq_cpu_xq8_word(const sq_cpu_xq8_t *xb, int k)
+{
+    int32_t v;
+    memcpy(&v, xb->qs + 4 * k, sizeof v);
+    return v;
+}
 
 /* Tokens one packed kernel call handles at most. */
 #define SQ_CPU_PACK_NX 16

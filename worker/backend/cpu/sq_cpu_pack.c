@@ -16,6 +16,16 @@
 /* Bytes of a group's interleaved values per block: 16 rows x 32 values. */
 #define S_QS_BYTES (SQ_CPU_PACK_ROWS * SQ_QK8_0)
 
+/* Where value i of row r's block b sits among a group's qs: block b's
+ * 512 bytes, then the 64-byte vector of values 4k .. 4k + 3 (k = i / 4),
+ * then row r's 4 bytes. The layout of sq_cpu_kernels.h, in one place. */
+static inline size_t
+s_qs_at(int64_t b, int r, int i)
+{
+    return (size_t) b * S_QS_BYTES + (size_t) (i / 4) * (SQ_CPU_PACK_ROWS * 4) + (size_t) r * 4 +
+           (size_t) (i % 4);
+}
+
 size_t
 sq_cpu_q8_0x16_group_bytes(int64_t n_in)
 {
@@ -65,8 +75,7 @@ s_pack_run(void *arg, int ith, int nth)
                     uint32_t four;   /* values 4k .. 4k + 3; ^ 0x80 is + 128 mod 256 */
                     memcpy(&four, row[b].qs + 4 * k, sizeof four);
                     four ^= 0x80808080u;
-                    memcpy(qs + b * S_QS_BYTES + k * (SQ_CPU_PACK_ROWS * 4) + r * 4, &four,
-                           sizeof four);
+                    memcpy(qs + s_qs_at(b, r, 4 * k), &four, sizeof four);
                 }
             }
         }
@@ -104,7 +113,7 @@ sq_cpu_q8_0x16_row(const void *packed, int64_t n_out, int64_t n_in, int64_t row,
     for (int64_t b = 0; b < nb; b++) {
         float scale = sq_fp16_to_fp32(d[b * SQ_CPU_PACK_ROWS + r]);
         for (int i = 0; i < SQ_QK8_0; i++) {
-            int q = qs[b * S_QS_BYTES + (i / 4) * (SQ_CPU_PACK_ROWS * 4) + r * 4 + i % 4] - 128;
+            int q = qs[s_qs_at(b, r, i)] - 128;
             y[b * SQ_QK8_0 + i] = scale * (float) q;
         }
     }
@@ -142,10 +151,9 @@ sq_cpu_gemm_q8_0x16_portable(const uint8_t *group, int64_t nb, const sq_cpu_xq8_
             float acc = 0.0f;
             for (int64_t b = 0; b < nb; b++) {
                 const sq_cpu_xq8_t *xb = x + (size_t) j * x_stride + b;
-                const uint8_t *qs = group + b * S_QS_BYTES + r * 4;
                 int32_t isum = xb->neg_bias;
                 for (int i = 0; i < SQ_QK8_0; i++)
-                    isum += (int32_t) qs[(i / 4) * (SQ_CPU_PACK_ROWS * 4) + i % 4] * xb->qs[i];
+                    isum += (int32_t) group[s_qs_at(b, r, i)] * xb->qs[i];
                 S_ACCUMULATE(acc, sq_fp16_to_fp32(d[b * SQ_CPU_PACK_ROWS + r]), xb, isum);
             }
             y[(size_t) j * ldy + r] = acc;
