@@ -200,28 +200,31 @@ bench_kernels_table(sq_threadpool_t *const *pools, const int *n_threads, int n_p
 }
 
 /* One (token, KV head) of a decode step at position n - 1, as the CPU
- * backend runs it: blocks of 32 cache rows (widened to F32 first from an
- * F16 cache), scores of the n_q query heads, then their weighted values
- * (fixed weights: the softmax between is the same for every level).
- * F32 at the portable level is what the backend ran before it had F16
- * caches and SIMD attention: the column all rows are compared with. */
+ * backend runs it: blocks of 32 cache rows (F16 widened as the kernels
+ * load them), each naming the next for prefetch, scores of the n_q query
+ * heads, then their weighted values (fixed weights: the softmax between
+ * is the same for every level). F32 at the portable level is what the
+ * backend ran before it had F16 caches and SIMD attention: the column all
+ * rows are compared with. */
 static void
 s_attn_head(const sq_cpu_kernels_t *k, int f16, const char *kc, const char *vc, int n, int hd,
-            const float *q, int n_q, float *scores, float *tmp, float *out)
+            const float *q, int n_q, float *scores, float *out)
 {
     const size_t row = (size_t) hd * (f16 ? 2 : 4);
     for (int pass = 0; pass < 2; pass++)   /* the scores, then the values */
         for (int j0 = 0; j0 < n; j0 += 32) {
-            const int nj = n - j0 < 32 ? n - j0 : 32;
-            const float *r = (const float *) ((pass ? vc : kc) + (size_t) j0 * row);
-            if (f16) {
-                k->f16_to_f32((const uint16_t *) r, tmp, (int64_t) nj * hd);
-                r = tmp;
-            }
+            const char *c = pass ? vc : kc;
+            sq_cpu_kv_block_t b = {
+                .rows = c + (size_t) j0 * row,
+                .next = j0 + 32 < n ? c + (size_t) (j0 + 32) * row : pass ? NULL : vc,
+                .dtype = f16 ? SQ_DTYPE_F16 : SQ_DTYPE_F32,
+                .n = n - j0 < 32 ? n - j0 : 32,
+                .hd = hd,
+            };
             if (pass == 0)
-                k->attn_scores(q, n_q, r, nj, hd, scores + j0, (size_t) n);
+                k->attn_scores(q, n_q, &b, scores + j0, (size_t) n);
             else
-                k->attn_values(scores + j0, (size_t) n, n_q, r, nj, hd, out);
+                k->attn_values(scores + j0, (size_t) n, n_q, &b, out);
         }
 }
 
@@ -232,10 +235,10 @@ bench_attention_table(double bw_gbs)
     enum { N = 1024, HD = 64, NQ_MAX = 4 };
     const int n_qs[] = {1, 4};
     float *q = malloc(sizeof(float) * NQ_MAX * HD), *out = malloc(sizeof(float) * NQ_MAX * HD);
-    float *scores = malloc(sizeof(float) * NQ_MAX * N), *tmp = malloc(sizeof(float) * 32 * HD);
+    float *scores = malloc(sizeof(float) * NQ_MAX * N);
     char *mem = malloc(S_BIG_BYTES);
-    if (!q || !out || !scores || !tmp || !mem) {
-        free(q), free(out), free(scores), free(tmp), free(mem);
+    if (!q || !out || !scores || !mem) {
+        free(q), free(out), free(scores), free(mem);
         return;
     }
     for (int i = 0; i < NQ_MAX * HD; i++)
@@ -263,7 +266,7 @@ bench_attention_table(double bw_gbs)
                     for (int h = 0; h < n_heads; h++) {
                         const char *kc = mem + (size_t) h * head_bytes;
                         s_attn_head(k, f16, kc, kc + head_bytes / 2, N, HD, q, n_qs[qi], scores,
-                                    tmp, out);
+                                    out);
                     }
                     double per = (bench_now_s() - t0) / n_heads;
                     best = per < best ? per : best;
@@ -278,5 +281,5 @@ bench_attention_table(double bw_gbs)
             }
         }
     }
-    free(q), free(out), free(scores), free(tmp), free(mem);
+    free(q), free(out), free(scores), free(mem);
 }

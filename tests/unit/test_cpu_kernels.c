@@ -208,19 +208,37 @@ test_f16_rows_levels(void)
     SQ_CHECK(memcmp(h_got + 5, h_ref + 5, (N_F - 5) * sizeof *h_got) == 0);
 }
 
+/* rows j0.. of an F32 (kv32) or F16 (kv16) cache of hd-value rows as a
+ * block of n rows, naming next for prefetch */
+static sq_cpu_kv_block_t
+s_kv_block(const float *kv32, const uint16_t *kv16, int j0, int n, int hd, const void *next)
+{
+    const size_t at = (size_t) j0 * (size_t) hd;
+    return (sq_cpu_kv_block_t){.rows = kv16 ? (const void *) (kv16 + at) : (const void *) (kv32 + at),
+                               .next = next,
+                               .dtype = kv16 ? SQ_DTYPE_F16 : SQ_DTYPE_F32,
+                               .n = n,
+                               .hd = hd};
+}
+
 /* Each level's attention products against a double-precision reference
  * (head sizes with and without a partial vector, grouped heads, blocks of
  * keys that are and are not a multiple of the keys scored together), and
  * the same bits whatever the heads and rows of a call: each head alone,
- * and the rows in two calls, give what one call gives. */
+ * and the rows in two calls, give what one call gives. An F16 cache gives
+ * the bits of its values widened to F32, and naming a next block to
+ * prefetch changes nothing. */
 static void
 test_attn_levels(void)
 {
     enum { N = 37, NQ = 3, HD_MAX = 136 };
     static float q[NQ * HD_MAX], k[N * HD_MAX], v[N * HD_MAX], p[NQ * N];
+    static float kw[N * HD_MAX], vw[N * HD_MAX];   /* k and v through F16, widened */
+    static uint16_t k16[N * HD_MAX], v16[N * HD_MAX];
     static float sc[NQ * N], sc1[N], out[NQ * HD_MAX], out1[HD_MAX], out2[NQ * HD_MAX];
+    static float scw[NQ * N], outw[NQ * HD_MAX], sch[NQ * N], outh[NQ * HD_MAX];
     const int hds[] = {64, 40, 128, 136, 7};
-    int bad = 0, runs = 0;
+    int bad = 0, bad16 = 0, runs = 0;
     for (size_t c = 0; c < sizeof hds / sizeof hds[0]; c++) {
         const int hd = hds[c];
         for (int i = 0; i < NQ * hd; i++)
@@ -229,15 +247,21 @@ test_attn_levels(void)
             k[i] = s_randf(), v[i] = s_randf();
         for (int i = 0; i < NQ * N; i++)
             p[i] = (s_randf() + 1.0f) / N;
+        sq_cpu_f32_to_f16_ref(k, k16, (int64_t) N * hd);
+        sq_cpu_f32_to_f16_ref(v, v16, (int64_t) N * hd);
+        sq_cpu_f16_to_f32_ref(k16, kw, (int64_t) N * hd);
+        sq_cpu_f16_to_f32_ref(v16, vw, (int64_t) N * hd);
+        const sq_cpu_kv_block_t kb = s_kv_block(k, NULL, 0, N, hd, NULL),
+                                vb = s_kv_block(v, NULL, 0, N, hd, NULL);
         for (int l = 0; l < S_N_LEVELS; l++) {
             const sq_cpu_kernels_t *kt = sq_cpu_kernels_for(s_levels[l]);
             if (!kt)
                 continue;
             runs++;
             for (int i = 0; i < NQ * hd; i++)
-                out[i] = out2[i] = 0.5f;
-            kt->attn_scores(q, NQ, k, N, hd, sc, N);
-            kt->attn_values(p, N, NQ, v, N, hd, out);
+                out[i] = out2[i] = outw[i] = outh[i] = 0.5f;
+            kt->attn_scores(q, NQ, &kb, sc, N);
+            kt->attn_values(p, N, NQ, &vb, out);
             for (int h = 0; h < NQ; h++) {
                 for (int j = 0; j < N; j++) {
                     double want = 0, mag = 0;
@@ -256,20 +280,36 @@ test_attn_levels(void)
                     bad += !(fabs(out[h * hd + d] - want) <= 1e-5 * mag);
                 }
                 /* head h alone, and its keys from an odd row on */
-                kt->attn_scores(q + h * hd, 1, k + 5 * hd, N - 5, hd, sc1, N);
+                sq_cpu_kv_block_t k5 = s_kv_block(k, NULL, 5, N - 5, hd, NULL);
+                kt->attn_scores(q + h * hd, 1, &k5, sc1, N);
                 bad += memcmp(sc1, sc + h * N + 5, (N - 5) * sizeof *sc1) != 0;
                 for (int d = 0; d < hd; d++)
                     out1[d] = 0.5f;
-                kt->attn_values(p + h * N, N, 1, v, N, hd, out1);
+                kt->attn_values(p + h * N, N, 1, &vb, out1);
                 bad += memcmp(out1, out + h * hd, hd * sizeof *out1) != 0;
             }
-            /* the rows in two calls: 13, then the rest */
-            kt->attn_values(p, N, NQ, v, 13, hd, out2);
-            kt->attn_values(p + 13, N, NQ, v + 13 * hd, N - 13, hd, out2);
+            /* the rows in two calls: 13 (naming the rest as next), then the rest */
+            sq_cpu_kv_block_t v13 = s_kv_block(v, NULL, 0, 13, hd, v + 13 * hd),
+                              vrest = s_kv_block(v, NULL, 13, N - 13, hd, NULL);
+            kt->attn_values(p, N, NQ, &v13, out2);
+            kt->attn_values(p + 13, N, NQ, &vrest, out2);
             bad += memcmp(out2, out, NQ * hd * sizeof *out) != 0;
+            /* F16: the widened values' bits, with and without a next block */
+            const sq_cpu_kv_block_t kwb = s_kv_block(kw, NULL, 0, N, hd, NULL),
+                                    vwb = s_kv_block(vw, NULL, 0, N, hd, NULL),
+                                    khb = s_kv_block(NULL, k16, 0, N, hd, v16),
+                                    vhb = s_kv_block(NULL, v16, 0, N, hd, k16);
+            kt->attn_scores(q, NQ, &kwb, scw, N);
+            kt->attn_values(p, N, NQ, &vwb, outw);
+            kt->attn_scores(q, NQ, &khb, sch, N);
+            kt->attn_values(p, N, NQ, &vhb, outh);
+            bad16 += memcmp(sch, scw, NQ * N * sizeof *sch) != 0;
+            bad16 += memcmp(outh, outw, NQ * hd * sizeof *outh) != 0;
+            /* and the F16 values are not the F32 ones: the F16 path read them */
+            bad16 += memcmp(sch, sc, NQ * N * sizeof *sch) == 0;
         }
     }
-    SQ_CHECK(runs >= 5 && bad == 0);
+    SQ_CHECK(runs >= 5 && bad == 0 && bad16 == 0);
 }
 
 static void

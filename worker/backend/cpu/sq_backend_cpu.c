@@ -224,12 +224,12 @@ static void s_softmax(float *scores, int n, float scale)
         scores[j] /= sum;
 }
 
-/* Cache rows an attention reads (and widens from F16) at a time: blocks
- * start at multiples of it, so a token's blocks are the same alone or in
- * a tile. A tile is up to S_TILE tokens of a batch that run one prompt
- * (one slot, consecutive positions, consecutive entries): each block is
- * read and widened once for all of them. Scratch per thread is held to
- * S_SCRATCH_FLOATS by smaller tiles at long contexts. */
+/* Cache rows an attention reads at a time: blocks start at multiples of
+ * it, so a token's blocks are the same alone or in a tile. A tile is up
+ * to S_TILE tokens of a batch that run one prompt (one slot, consecutive
+ * positions, consecutive entries): each block is read once for all of
+ * them. Scratch per thread is held to S_SCRATCH_FLOATS by smaller tiles
+ * at long contexts. */
 enum { S_KV_ROWS = 32, S_TILE = 16, S_SCRATCH_FLOATS = 1 << 20 };
 _Static_assert(SQ_KV_PAGE % S_KV_ROWS == 0, "a block of cache rows is inside one page");
 
@@ -260,17 +260,11 @@ static size_t s_kv_at(const sq_attn_args_t *a, int slot, int kvh, int pos)
             (size_t)(pos % SQ_KV_PAGE)) * (size_t)a->head_dim;
 }
 
-/* rows j0..j0+n (j0 a multiple of S_KV_ROWS: one page) of slot's KV head
- * kvh as F32: in place for an F32 cache, else widened into tmp
- * (n * head_dim) */
-static const float *s_kv_rows(const sq_attn_args_t *a, const void *cache, int slot, int kvh,
-                              int j0, int n, float *tmp)
+/* where rows j0.. (j0 a multiple of S_KV_ROWS: in one page) of slot's
+ * KV head kvh start in cache */
+static const void *s_kv_rows(const sq_attn_args_t *a, const void *cache, int slot, int kvh, int j0)
 {
-    const size_t at = s_kv_at(a, slot, kvh, j0);
-    if (a->kv_dtype == SQ_DTYPE_F32)
-        return (const float *)cache + at;
-    sq_cpu_f16_to_f32_row((const uint16_t *)cache + at, tmp, (int64_t)n * a->head_dim);
-    return tmp;
+    return (const char *)cache + s_kv_at(a, slot, kvh, j0) * (a->kv_dtype == SQ_DTYPE_F16 ? 2 : 4);
 }
 
 /* the local query heads [*h0, *h1) that read local KV head kvh:
@@ -284,8 +278,10 @@ static void s_group_heads(const sq_attn_args_t *a, int kvh, int *h0, int *h1)
 }
 
 /* scratch: for token i of the tile, the scores (g, n_ctx) of its g query
- * heads at i * g * n_ctx (row stride its own context, pos + 1); then
- * S_KV_ROWS * head_dim for widened rows */
+ * heads at i * g * n_ctx (row stride its own context, pos + 1). Blocks go
+ * K 0, 1, ..., then V 0, 1, ...; each names the next, which the kernels
+ * prefetch: a slot's pages need not be adjacent in the pool, and the
+ * hardware prefetcher does not cross into the next one. */
 static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, float *scratch)
 {
     const int hd = a->head_dim;
@@ -296,25 +292,32 @@ static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, 
     const int g = h1 - h0;
     const size_t per_tok = (size_t)g * (size_t)a->n_ctx;
     const int slot = a->slot[tile->t0];
-    float *tmp = scratch + (size_t)tile->n * per_tok;
     const int n_max = a->pos[tile->t0 + tile->n - 1] + 1;
     for (int pass = 0; pass < 2; pass++) {
         /* pass 0: scores = q K^T over each token's positions 0..pos;
          * pass 1: out = softmax(scores) V, each head's sum in position order */
+        const void *cache = pass ? a->v_cache : a->k_cache;
         for (int j0 = 0; j0 < n_max; j0 += S_KV_ROWS) {
-            const float *rows = s_kv_rows(a, pass ? a->v_cache : a->k_cache, slot, kvh, j0,
-                                          n_max - j0 < S_KV_ROWS ? n_max - j0 : S_KV_ROWS, tmp);
+            const int j1 = j0 + S_KV_ROWS;
+            sq_cpu_kv_block_t b = {
+                .rows = s_kv_rows(a, cache, slot, kvh, j0),
+                .next = j1 < n_max ? s_kv_rows(a, cache, slot, kvh, j1)
+                        : pass == 0 ? s_kv_rows(a, a->v_cache, slot, kvh, 0)
+                                    : NULL,
+                .dtype = a->kv_dtype,
+                .hd = hd,
+            };
             for (int i = 0; i < tile->n; i++) {
                 const int t = tile->t0 + i, n = a->pos[t] + 1;
-                const int nj = n - j0 < S_KV_ROWS ? n - j0 : S_KV_ROWS;
                 float *sc = scratch + (size_t)i * per_tok + j0;
                 const size_t at = ((size_t)t * a->n_heads + h0) * hd;
-                if (nj <= 0)
+                b.n = n - j0 < S_KV_ROWS ? n - j0 : S_KV_ROWS;
+                if (b.n <= 0)
                     continue;
                 if (pass == 0)
-                    sq_cpu_attn_scores(a->q + at, g, rows, nj, hd, sc, (size_t)n);
+                    sq_cpu_attn_scores(a->q + at, g, &b, sc, (size_t)n);
                 else
-                    sq_cpu_attn_values(sc, (size_t)n, g, rows, nj, hd, a->out + at);
+                    sq_cpu_attn_values(sc, (size_t)n, g, &b, a->out + at);
             }
         }
         for (int i = 0; pass == 0 && i < tile->n; i++) {
@@ -386,7 +389,7 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
         else
             c->tiles[n_tiles++] = (s_tile_t){t, 1};
     }
-    const size_t need = (size_t)max_tile * per_tok + (size_t)S_KV_ROWS * (size_t)a->head_dim;
+    const size_t need = (size_t)max_tile * per_tok;
     if (need > c->scores_per_thread) {
         float *s = realloc(c->scores, need * c->n_threads * sizeof(float));
         if (!s)

@@ -198,10 +198,10 @@ sq_cpu_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n)
 #define S_ATT_KEYS 4
 
 S_INLINE float
-s_dot_tail(const float *a, const float *b, int from, int n, float sum)
+s_dot_tail(const float *a, const char *b, int f16, int from, int n, float sum)
 {
     for (int d = from; d < n; d++)
-        sum += a[d] * b[d];
+        sum += a[d] * s_load1(b, f16, d);
     return sum;
 }
 
@@ -215,13 +215,15 @@ s_hsum4(const __m256 a[S_ATT_KEYS])
 }
 
 /* Four keys at a time (the last group may have fewer: the others stay
- * zero), so a key's score takes the same steps wherever it falls. */
-static void
-s_attn_scores(const float *q, int n_q, const float *k, int n, int hd, float *scores, size_t ld)
+ * zero), so a key's score takes the same steps wherever it falls. f16 is
+ * a compile-time constant (k's dtype). */
+S_INLINE void
+s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *scores, size_t ld)
 {
-    const int hd8 = hd & ~7;
-    for (int j = 0; j < n; j += S_ATT_KEYS) {
-        const int nk = n - j < S_ATT_KEYS ? n - j : S_ATT_KEYS;
+    const int hd = k->hd, hd8 = hd & ~7;
+    const size_t row = (size_t) hd * (f16 ? 2 : 4);
+    for (int j = 0; j < k->n; j += S_ATT_KEYS) {
+        const int nk = k->n - j < S_ATT_KEYS ? k->n - j : S_ATT_KEYS;
         for (int h = 0; h < n_q; h++) {
             const float *qh = q + (size_t) h * hd;
             __m256 acc[S_ATT_KEYS];
@@ -231,23 +233,35 @@ s_attn_scores(const float *q, int n_q, const float *k, int n, int hd, float *sco
              * chains overlap all the same */
             SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
                 for (int d = 0; i < nk && d < hd8; d += 8) {
-                    const float *kd = k + (size_t) (j + i) * hd + d;
-                    if (h == 0 && d % 16 == 0)   /* each line from memory once, for every head */
-                        _mm_prefetch((const char *) kd + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
-                    acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), _mm256_loadu_ps(kd), acc[i]);
+                    const char *kr = S_ROW(k->rows, row, j + i);
+                    /* each line once, for every head */
+                    if (h == 0 && k->next && d % (f16 ? 32 : 16) == 0)
+                        _mm_prefetch(SQ_CPU_KV_NEXT(k, kr) + d * (f16 ? 2 : 4), _MM_HINT_T0);
+                    acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), s_load8(kr, f16, d), acc[i]);
                 }
             float sums[S_ATT_KEYS];
             _mm_storeu_ps(sums, s_hsum4(acc));
             for (int i = 0; i < nk; i++)
                 scores[(size_t) h * ld + j + i] =
-                    s_dot_tail(qh, k + (size_t) (j + i) * hd, hd8, hd, sums[i]);
+                    s_dot_tail(qh, S_ROW(k->rows, row, j + i), f16, hd8, hd, sums[i]);
         }
     }
 }
 
 static void
-s_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd, float *out)
+s_attn_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, float *scores, size_t ld)
 {
+    if (k->dtype == SQ_DTYPE_F16)
+        s_scores(q, n_q, k, 1, scores, ld);
+    else
+        s_scores(q, n_q, k, 0, scores, ld);
+}
+
+S_INLINE void
+s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int f16, float *out)
+{
+    const int hd = v->hd;
+    const size_t row = (size_t) hd * (f16 ? 2 : 4);
     for (int h = 0; h < n_q; h++) {
         float *o = out + (size_t) h * hd;
         const float *ph = p + (size_t) h * ld;
@@ -256,13 +270,13 @@ s_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
             __m256 acc[4];
             SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
                 acc[c] = _mm256_loadu_ps(o + d + 8 * c);
-            for (int j = 0; j < n; j++) {
+            for (int j = 0; j < v->n; j++) {
                 const __m256 pj = _mm256_set1_ps(ph[j]);
+                const char *vr = S_ROW(v->rows, row, j);
                 SQ_CPU_UNROLL for (int c = 0; c < 4; c++) {
-                    const float *vd = v + (size_t) j * hd + d + 8 * c;
-                    if (h == 0 && c % 2 == 0)
-                        _mm_prefetch((const char *) vd + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
-                    acc[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vd), acc[c]);
+                    if (h == 0 && v->next && c % (f16 ? 4 : 2) == 0)
+                        _mm_prefetch(SQ_CPU_KV_NEXT(v, vr) + (d + 8 * c) * (f16 ? 2 : 4), _MM_HINT_T0);
+                    acc[c] = _mm256_fmadd_ps(pj, s_load8(vr, f16, d + 8 * c), acc[c]);
                 }
             }
             SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
@@ -270,15 +284,24 @@ s_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
         }
         for (; d + 8 <= hd; d += 8) {
             __m256 acc = _mm256_loadu_ps(o + d);
-            for (int j = 0; j < n; j++)
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(ph[j]), _mm256_loadu_ps(v + (size_t) j * hd + d),
+            for (int j = 0; j < v->n; j++)
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(ph[j]), s_load8(S_ROW(v->rows, row, j), f16, d),
                                       acc);
             _mm256_storeu_ps(o + d, acc);
         }
         for (; d < hd; d++)
-            for (int j = 0; j < n; j++)
-                o[d] = __builtin_fmaf(ph[j], v[(size_t) j * hd + d], o[d]);
+            for (int j = 0; j < v->n; j++)
+                o[d] = __builtin_fmaf(ph[j], s_load1(S_ROW(v->rows, row, j), f16, d), o[d]);
     }
+}
+
+static void
+s_attn_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, float *out)
+{
+    if (v->dtype == SQ_DTYPE_F16)
+        s_values(p, ld, n_q, v, 1, out);
+    else
+        s_values(p, ld, n_q, v, 0, out);
 }
 
 /* What both AVX2 levels share; avx2vnni adds packed Q8_0 weights. */

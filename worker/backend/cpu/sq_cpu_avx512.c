@@ -252,12 +252,15 @@ s_hsum4(const __m512 a[S_ATT_KEYS])
 }
 
 /* Four keys at a time (the last group may have fewer: the others stay
- * zero), so a key's score takes the same steps wherever it falls. */
-static void
-s_attn_scores(const float *q, int n_q, const float *k, int n, int hd, float *scores, size_t ld)
+ * zero), so a key's score takes the same steps wherever it falls. f16 is
+ * a compile-time constant (k's dtype). */
+S_INLINE void
+s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *scores, size_t ld)
 {
-    for (int j = 0; j < n; j += S_ATT_KEYS) {
-        const int nk = n - j < S_ATT_KEYS ? n - j : S_ATT_KEYS;
+    const int hd = k->hd;
+    const size_t row = (size_t) hd * (f16 ? 2 : 4);
+    for (int j = 0; j < k->n; j += S_ATT_KEYS) {
+        const int nk = k->n - j < S_ATT_KEYS ? k->n - j : S_ATT_KEYS;
         for (int h = 0; h < n_q; h++) {
             const float *qh = q + (size_t) h * hd;
             __m512 acc[S_ATT_KEYS];
@@ -268,11 +271,11 @@ s_attn_scores(const float *q, int n_q, const float *k, int n, int hd, float *sco
             SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
                 for (int d = 0; i < nk && d < hd; d += 16) {
                     const __mmask16 m = s_mask(hd - d);
-                    const float *kd = k + (size_t) (j + i) * hd + d;
-                    if (h == 0)   /* each line from memory once, for every head */
-                        _mm_prefetch((const char *) kd + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
+                    const char *kr = S_ROW(k->rows, row, j + i);
+                    if (h == 0 && k->next)   /* each line once, for every head */
+                        _mm_prefetch(SQ_CPU_KV_NEXT(k, kr) + d * (f16 ? 2 : 4), _MM_HINT_T0);
                     acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh + d),
-                                             _mm512_maskz_loadu_ps(m, kd), acc[i]);
+                                             s_load16(kr, f16, d, m), acc[i]);
                 }
             float sums[S_ATT_KEYS];
             _mm_storeu_ps(sums, s_hsum4(acc));
@@ -283,8 +286,19 @@ s_attn_scores(const float *q, int n_q, const float *k, int n, int hd, float *sco
 }
 
 static void
-s_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd, float *out)
+s_attn_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, float *scores, size_t ld)
 {
+    if (k->dtype == SQ_DTYPE_F16)
+        s_scores(q, n_q, k, 1, scores, ld);
+    else
+        s_scores(q, n_q, k, 0, scores, ld);
+}
+
+S_INLINE void
+s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int f16, float *out)
+{
+    const int hd = v->hd;
+    const size_t row = (size_t) hd * (f16 ? 2 : 4);
     for (int h = 0; h < n_q; h++) {
         float *o = out + (size_t) h * hd;
         const float *ph = p + (size_t) h * ld;
@@ -293,13 +307,13 @@ s_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
             __m512 acc[4];
             SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
                 acc[c] = _mm512_loadu_ps(o + d + 16 * c);
-            for (int j = 0; j < n; j++) {
+            for (int j = 0; j < v->n; j++) {
                 const __m512 pj = _mm512_set1_ps(ph[j]);
+                const char *vr = S_ROW(v->rows, row, j);
                 SQ_CPU_UNROLL for (int c = 0; c < 4; c++) {
-                    const float *vd = v + (size_t) j * hd + d + 16 * c;
-                    if (h == 0)
-                        _mm_prefetch((const char *) vd + SQ_CPU_PREFETCH_BYTES, _MM_HINT_T0);
-                    acc[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vd), acc[c]);
+                    if (h == 0 && v->next)
+                        _mm_prefetch(SQ_CPU_KV_NEXT(v, vr) + (d + 16 * c) * (f16 ? 2 : 4), _MM_HINT_T0);
+                    acc[c] = _mm512_fmadd_ps(pj, s_load16(vr, f16, d + 16 * c, 0xffff), acc[c]);
                 }
             }
             SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
@@ -308,12 +322,21 @@ s_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
         for (; d < hd; d += 16) {
             const __mmask16 m = s_mask(hd - d);
             __m512 acc = _mm512_maskz_loadu_ps(m, o + d);
-            for (int j = 0; j < n; j++)
+            for (int j = 0; j < v->n; j++)
                 acc = _mm512_fmadd_ps(_mm512_set1_ps(ph[j]),
-                                      _mm512_maskz_loadu_ps(m, v + (size_t) j * hd + d), acc);
+                                      s_load16(S_ROW(v->rows, row, j), f16, d, m), acc);
             _mm512_mask_storeu_ps(o + d, m, acc);
         }
     }
+}
+
+static void
+s_attn_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, float *out)
+{
+    if (v->dtype == SQ_DTYPE_F16)
+        s_values(p, ld, n_q, v, 1, out);
+    else
+        s_values(p, ld, n_q, v, 0, out);
 }
 
 /* What both AVX-512 levels share; avx512vnni has its own Q8_0 kernels. */

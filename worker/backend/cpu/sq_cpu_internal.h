@@ -34,6 +34,11 @@ typedef void (*sq_cpu_dot_fn)(const void *w, size_t w_stride, int n_w, const voi
  * mmapped file). */
 #define SQ_CPU_PREFETCH_BYTES 4096
 
+/* In an attention kernel: the byte of block b's next rows that matches
+ * byte p of its rows (p points into b->rows; b->next is not NULL). */
+#define SQ_CPU_KV_NEXT(b, p) \
+    ((const char *) (b)->next + ((const char *) (p) - (const char *) (b)->rows))
+
 /* Fully unroll a loop over block rows, tokens (up to SQ_CPU_PACK_NX) or
  * unroll slots: without it GCC keeps the accumulator arrays on the stack
  * instead of in registers. */
@@ -118,9 +123,9 @@ typedef struct {
     void (*f16_to_f32)(const uint16_t *x, float *y, int64_t n);
     void (*f32_to_f16)(const float *x, uint16_t *y, int64_t n);
     /* attention's products, as sq_cpu_attn_scores and sq_cpu_attn_values */
-    void (*attn_scores)(const float *q, int n_q, const float *k, int n, int hd, float *scores,
+    void (*attn_scores)(const float *q, int n_q, const sq_cpu_kv_block_t *k, float *scores,
                         size_t ld);
-    void (*attn_values)(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
+    void (*attn_values)(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v,
                         float *out);
     /* the packed Q8_0 kernel, NULL where the portable one serves (and the
      * backend leaves Q8_0 weights unpacked: only VNNI gains from it) */

@@ -309,43 +309,55 @@ s_dot_q8_0_portable(const void *w, size_t ws, int n_w, const void *x, size_t xs,
     s_dot_rows(s_dot_q8_0_row, SQ_DTYPE_Q8_0, w, ws, n_w, x, xs, n_x, n, out);
 }
 
-/* a . b over n values in eight lanes the compiler can vectorise, added in
- * a fixed order */
-static float
-s_dot8(const float *a, const float *b, int n)
+/* value i of a block of cache rows */
+static inline float
+s_kv_value(const sq_cpu_kv_block_t *b, size_t i)
 {
+    if (b->dtype == SQ_DTYPE_F16)
+        return sq_fp16_to_fp32(((const uint16_t *) b->rows)[i]);
+    return ((const float *) b->rows)[i];
+}
+
+/* a . row j of a block of cache rows, in eight lanes the compiler can
+ * vectorise, added in a fixed order */
+static float
+s_dot8_kv(const float *a, const sq_cpu_kv_block_t *b, int j)
+{
+    const int n = b->hd;
+    const size_t at = (size_t) j * (size_t) n;
     float acc[S_LANES] = {0};
     int i = 0;
     for (; i + S_LANES <= n; i += S_LANES)
         for (int l = 0; l < S_LANES; l++)
-            acc[l] += a[i + l] * b[i + l];
+            acc[l] += a[i + l] * s_kv_value(b, at + (size_t) (i + l));
     float sum = 0.0f;
     for (; i < n; i++)
-        sum += a[i] * b[i];
+        sum += a[i] * s_kv_value(b, at + (size_t) i);
     for (int l = 0; l < S_LANES; l++)
         sum += acc[l];
     return sum;
 }
 
 static void
-s_attn_scores_portable(const float *q, int n_q, const float *k, int n, int hd, float *scores,
+s_attn_scores_portable(const float *q, int n_q, const sq_cpu_kv_block_t *k, float *scores,
                        size_t ld)
 {
-    for (int j = 0; j < n; j++)
+    for (int j = 0; j < k->n; j++)
         for (int h = 0; h < n_q; h++)
-            scores[(size_t) h * ld + j] = s_dot8(q + (size_t) h * hd, k + (size_t) j * hd, hd);
+            scores[(size_t) h * ld + j] = s_dot8_kv(q + (size_t) h * k->hd, k, j);
 }
 
 static void
-s_attn_values_portable(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
+s_attn_values_portable(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v,
                        float *out)
 {
+    const int hd = v->hd;
     for (int h = 0; h < n_q; h++) {
         float *o = out + (size_t) h * hd;
-        for (int j = 0; j < n; j++) {
-            const float pj = p[(size_t) h * ld + j], *vj = v + (size_t) j * hd;
+        for (int j = 0; j < v->n; j++) {
+            const float pj = p[(size_t) h * ld + j];
             for (int d = 0; d < hd; d++)
-                o[d] += pj * vj[d];
+                o[d] += pj * s_kv_value(v, (size_t) j * hd + (size_t) d);
         }
     }
 }
@@ -473,18 +485,17 @@ sq_cpu_f32_to_f16_row(const float *x, uint16_t *y, int64_t n)
 }
 
 void
-sq_cpu_attn_scores(const float *q, int n_q, const float *k, int n, int hd, float *scores,
-                   size_t ld)
+sq_cpu_attn_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, float *scores, size_t ld)
 {
     pthread_once(&s_choose_once, s_choose);
-    s_chosen->attn_scores(q, n_q, k, n, hd, scores, ld);
+    s_chosen->attn_scores(q, n_q, k, scores, ld);
 }
 
 void
-sq_cpu_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd, float *out)
+sq_cpu_attn_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, float *out)
 {
     pthread_once(&s_choose_once, s_choose);
-    s_chosen->attn_values(p, ld, n_q, v, n, hd, out);
+    s_chosen->attn_values(p, ld, n_q, v, out);
 }
 
 int

@@ -52,17 +52,29 @@ void sq_cpu_dequantize_row(int dtype, const void *x, float *y, int64_t n);
 void sq_cpu_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
 void sq_cpu_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
 
-/* Attention's two products over a block of n cache rows (hd floats each,
- * contiguous) for the n_q query heads (rows of hd floats of q) that read
- * them:
+/* A block of attention's cache rows: n rows of hd values, contiguous,
+ * F32 or F16 (the kernels widen F16 values as they load them, exactly).
+ * next: the rows to be read after these (the next block, wherever its
+ * page is; same dtype and row size), which the kernels prefetch as they
+ * read the same bytes of these; NULL for none. */
+typedef struct {
+    const void *rows, *next;
+    int dtype;                /* SQ_DTYPE_F32 or SQ_DTYPE_F16 */
+    int n, hd;
+} sq_cpu_kv_block_t;
+
+/* Attention's two products over a block of cache rows kv for the n_q
+ * query heads (rows of hd floats of q) that read them:
  *   scores[h * ld + j] = q_h . k_j                       (j < n, h < n_q)
  *   out[h * hd + d] += p[h * ld + j] * v_j[d], j = 0, 1, ..., n - 1 in turn
- * A value depends only on its own head's and rows' inputs, never on n_q or
- * on where a block starts, so a token's attention is the same alone or in
- * any batch. At the run-time SIMD level (FMA above portable). */
-void sq_cpu_attn_scores(const float *q, int n_q, const float *k, int n, int hd, float *scores,
+ * A value depends only on its own head's and rows' inputs, never on n_q,
+ * on where a block starts or on what it prefetches, so a token's
+ * attention is the same alone or in any batch; an F16 block gives the
+ * bits its rows widened to F32 give. At the run-time SIMD level (FMA
+ * above portable). */
+void sq_cpu_attn_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, float *scores,
                         size_t ld);
-void sq_cpu_attn_values(const float *p, size_t ld, int n_q, const float *v, int n, int hd,
+void sq_cpu_attn_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v,
                         float *out);
 
 /* A pool of worker threads that runs one data-parallel job at a time.
