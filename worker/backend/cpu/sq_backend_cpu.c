@@ -278,10 +278,15 @@ static void s_group_heads(const sq_attn_args_t *a, int kvh, int *h0, int *h1)
 }
 
 /* scratch: for token i of the tile, the scores (g, n_ctx) of its g query
- * heads at i * g * n_ctx (row stride its own context, pos + 1). Blocks go
- * K 0, 1, ..., then V 0, 1, ...; each names the next, which the kernels
- * prefetch: a slot's pages need not be adjacent in the pool, and the
- * hardware prefetcher does not cross into the next one. */
+ * heads at i * g * n_ctx (row stride its own context, pos + 1); then
+ * S_KV_ROWS * head_dim floats for widened rows. Blocks go K 0, 1, ...,
+ * then V 0, 1, .... A lone token (a decode step) reads an F16 block as it
+ * is, the kernels widening in registers, and each block names the next,
+ * which they prefetch: a slot's pages need not be adjacent in the pool,
+ * and the hardware prefetcher does not cross into the next one. A tile of
+ * several tokens (a prompt) widens each F16 block once into scratch for
+ * all of them: the same bits, with one conversion instead of one per
+ * token. */
 static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, float *scratch)
 {
     const int hd = a->head_dim;
@@ -293,6 +298,8 @@ static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, 
     const size_t per_tok = (size_t)g * (size_t)a->n_ctx;
     const int slot = a->slot[tile->t0];
     const int n_max = a->pos[tile->t0 + tile->n - 1] + 1;
+    float *wide = scratch + (size_t)tile->n * per_tok;
+    const bool widen = tile->n > 1 && a->kv_dtype == SQ_DTYPE_F16;
     for (int pass = 0; pass < 2; pass++) {
         /* pass 0: scores = q K^T over each token's positions 0..pos;
          * pass 1: out = softmax(scores) V, each head's sum in position order */
@@ -307,6 +314,11 @@ static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, 
                 .dtype = a->kv_dtype,
                 .hd = hd,
             };
+            if (widen) {
+                const int rows = n_max - j0 < S_KV_ROWS ? n_max - j0 : S_KV_ROWS;
+                sq_cpu_f16_to_f32_row(b.rows, wide, (int64_t)rows * hd);
+                b = (sq_cpu_kv_block_t){.rows = wide, .dtype = SQ_DTYPE_F32, .hd = hd};
+            }
             for (int i = 0; i < tile->n; i++) {
                 const int t = tile->t0 + i, n = a->pos[t] + 1;
                 float *sc = scratch + (size_t)i * per_tok + j0;
@@ -389,7 +401,7 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
         else
             c->tiles[n_tiles++] = (s_tile_t){t, 1};
     }
-    const size_t need = (size_t)max_tile * per_tok;
+    const size_t need = (size_t)max_tile * per_tok + (size_t)S_KV_ROWS * (size_t)a->head_dim;
     if (need > c->scores_per_thread) {
         float *s = realloc(c->scores, need * c->n_threads * sizeof(float));
         if (!s)

@@ -251,9 +251,10 @@ s_hsum4(const __m512 a[S_ATT_KEYS])
     return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
 
-/* Four keys at a time (the last group may have fewer: the others stay
- * zero), so a key's score takes the same steps wherever it falls. f16 is
- * a compile-time constant (k's dtype). */
+/* Four keys at a time: each step loads 16 of a query head's values once
+ * for the four. A last group short of keys repeats its last one, whose
+ * extra sums are dropped, so a key's score takes the same steps wherever
+ * it falls. f16 is a compile-time constant (the block's dtype). */
 S_INLINE void
 s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *scores, size_t ld)
 {
@@ -261,37 +262,28 @@ s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *sc
     const size_t row = (size_t) hd * (f16 ? 2 : 4);
     for (int j = 0; j < k->n; j += S_ATT_KEYS) {
         const int nk = k->n - j < S_ATT_KEYS ? k->n - j : S_ATT_KEYS;
+        const char *kr[S_ATT_KEYS];
+        SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+            kr[i] = S_ROW(k->rows, row, j + (i < nk ? i : nk - 1));
+        for (int i = 0; k->next && i < nk; i++)   /* each line once, for every head */
+            sq_cpu_kv_prefetch_row(k, row, j + i);
         for (int h = 0; h < n_q; h++) {
             const float *qh = q + (size_t) h * hd;
             __m512 acc[S_ATT_KEYS];
             SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
                 acc[i] = _mm512_setzero_ps();
-            /* row by row (the order memory streams them in); the four
-             * chains overlap all the same */
-            SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
-                for (int d = 0; i < nk && d < hd; d += 16) {
-                    const __mmask16 m = s_mask(hd - d);
-                    const char *kr = S_ROW(k->rows, row, j + i);
-                    if (h == 0 && k->next)   /* each line once, for every head */
-                        _mm_prefetch(SQ_CPU_KV_NEXT(k, kr) + d * (f16 ? 2 : 4), _MM_HINT_T0);
-                    acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh + d),
-                                             s_load16(kr, f16, d, m), acc[i]);
-                }
+            for (int d = 0; d < hd; d += 16) {
+                const __mmask16 m = s_mask(hd - d);
+                const __m512 qv = _mm512_maskz_loadu_ps(m, qh + d);
+                SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+                    acc[i] = _mm512_fmadd_ps(qv, s_load16(kr[i], f16, d, m), acc[i]);
+            }
             float sums[S_ATT_KEYS];
             _mm_storeu_ps(sums, s_hsum4(acc));
             for (int i = 0; i < nk; i++)
                 scores[(size_t) h * ld + j + i] = sums[i];
         }
     }
-}
-
-static void
-s_attn_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, float *scores, size_t ld)
-{
-    if (k->dtype == SQ_DTYPE_F16)
-        s_scores(q, n_q, k, 1, scores, ld);
-    else
-        s_scores(q, n_q, k, 0, scores, ld);
 }
 
 S_INLINE void
@@ -304,17 +296,17 @@ s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int f16
         const float *ph = p + (size_t) h * ld;
         int d = 0;
         for (; d + 64 <= hd; d += 64) {   /* 64 dims in four registers over all rows */
+            const bool fetch = h == 0 && d == 0 && v->next;   /* each line once */
             __m512 acc[4];
             SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
                 acc[c] = _mm512_loadu_ps(o + d + 16 * c);
             for (int j = 0; j < v->n; j++) {
                 const __m512 pj = _mm512_set1_ps(ph[j]);
                 const char *vr = S_ROW(v->rows, row, j);
-                SQ_CPU_UNROLL for (int c = 0; c < 4; c++) {
-                    if (h == 0 && v->next)
-                        _mm_prefetch(SQ_CPU_KV_NEXT(v, vr) + (d + 16 * c) * (f16 ? 2 : 4), _MM_HINT_T0);
+                if (fetch)
+                    sq_cpu_kv_prefetch_row(v, row, j);
+                SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
                     acc[c] = _mm512_fmadd_ps(pj, s_load16(vr, f16, d + 16 * c, 0xffff), acc[c]);
-                }
             }
             SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
                 _mm512_storeu_ps(o + d + 16 * c, acc[c]);
@@ -330,14 +322,7 @@ s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int f16
     }
 }
 
-static void
-s_attn_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, float *out)
-{
-    if (v->dtype == SQ_DTYPE_F16)
-        s_values(p, ld, n_q, v, 1, out);
-    else
-        s_values(p, ld, n_q, v, 0, out);
-}
+SQ_CPU_ATTN_ENTRIES(s_scores, s_values)
 
 /* What both AVX-512 levels share; avx512vnni has its own Q8_0 kernels. */
 #define S_AVX512_KERNELS                                                                          \

@@ -34,10 +34,36 @@ typedef void (*sq_cpu_dot_fn)(const void *w, size_t w_stride, int n_w, const voi
  * mmapped file). */
 #define SQ_CPU_PREFETCH_BYTES 4096
 
-/* In an attention kernel: the byte of block b's next rows that matches
- * byte p of its rows (p points into b->rows; b->next is not NULL). */
-#define SQ_CPU_KV_NEXT(b, p) \
-    ((const char *) (b)->next + ((const char *) (p) - (const char *) (b)->rows))
+/* In an attention kernel: prefetch the lines of row j of block b's next
+ * rows (row bytes each; b->next is not NULL). */
+static inline void
+sq_cpu_kv_prefetch_row(const sq_cpu_kv_block_t *b, size_t row, int j)
+{
+    const char *p = (const char *) b->next + (size_t) j * row;
+    for (size_t off = 0; off < row; off += 64)
+        __builtin_prefetch(p + off, 0, 3);
+}
+
+/* A SIMD file's attention entries, s_attn_scores and s_attn_values: each
+ * calls its always-inline body (scores, values) with the block's dtype as
+ * a compile-time constant, int f16, before the output arguments. */
+#define SQ_CPU_ATTN_ENTRIES(scores, values)                                                      \
+    static void s_attn_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k,             \
+                              float *out, size_t ld)                                            \
+    {                                                                                           \
+        if (k->dtype == SQ_DTYPE_F16)                                                           \
+            scores(q, n_q, k, 1, out, ld);                                                      \
+        else                                                                                    \
+            scores(q, n_q, k, 0, out, ld);                                                      \
+    }                                                                                           \
+    static void s_attn_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v,  \
+                              float *out)                                                       \
+    {                                                                                           \
+        if (v->dtype == SQ_DTYPE_F16)                                                           \
+            values(p, ld, n_q, v, 1, out);                                                      \
+        else                                                                                    \
+            values(p, ld, n_q, v, 0, out);                                                      \
+    }
 
 /* Fully unroll a loop over block rows, tokens (up to SQ_CPU_PACK_NX) or
  * unroll slots: without it GCC keeps the accumulator arrays on the stack
