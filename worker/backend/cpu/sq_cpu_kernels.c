@@ -309,57 +309,91 @@ s_dot_q8_0_portable(const void *w, size_t ws, int n_w, const void *x, size_t xs,
     s_dot_rows(s_dot_q8_0_row, SQ_DTYPE_Q8_0, w, ws, n_w, x, xs, n_x, n, out);
 }
 
-/* value i of a block of cache rows */
-static inline float
-s_kv_value(const sq_cpu_kv_block_t *b, size_t i)
+/* Values a portable attention kernel widens from F16 at a time (a
+ * multiple of S_LANES). */
+enum { S_SPAN = 64 };
+
+/* values d0 .. d0 + m - 1 of row j of block b as floats: in place (F32),
+ * or widened into w (F16) */
+static const float *
+s_kv_span(const sq_cpu_kv_block_t *b, int j, int d0, int m, float *w)
 {
-    if (b->dtype == SQ_DTYPE_F16)
-        return sq_fp16_to_fp32(((const uint16_t *) b->rows)[i]);
-    return ((const float *) b->rows)[i];
+    const size_t at = (size_t) j * (size_t) b->hd + (size_t) d0;
+    if (b->dtype != SQ_DTYPE_F16)
+        return (const float *) b->rows + at;
+    for (int i = 0; i < m; i++)
+        w[i] = sq_fp16_to_fp32(((const uint16_t *) b->rows)[at + (size_t) i]);
+    return w;
 }
 
-/* a . row j of a block of cache rows, in eight lanes the compiler can
- * vectorise, added in a fixed order */
-static float
-s_dot8_kv(const float *a, const sq_cpu_kv_block_t *b, int j)
+/* x . r over a span of m values: products at i < m rounded down to the
+ * lanes into lane i % S_LANES of acc, the rest onto sum (returned) */
+static inline float
+s_dot_span(const float *x, const float *r, int m, float acc[S_LANES], float sum)
 {
-    const int n = b->hd;
-    const size_t at = (size_t) j * (size_t) n;
-    float acc[S_LANES] = {0};
+    float a[S_LANES];
+    memcpy(a, acc, sizeof a);   /* in registers over the span */
     int i = 0;
-    for (; i + S_LANES <= n; i += S_LANES)
+    for (; i + S_LANES <= m; i += S_LANES)
         for (int l = 0; l < S_LANES; l++)
-            acc[l] += a[i + l] * s_kv_value(b, at + (size_t) (i + l));
-    float sum = 0.0f;
-    for (; i < n; i++)
-        sum += a[i] * s_kv_value(b, at + (size_t) i);
-    for (int l = 0; l < S_LANES; l++)
-        sum += acc[l];
+            a[l] += x[i + l] * r[i + l];
+    for (; i < m; i++)
+        sum += x[i] * r[i];
+    memcpy(acc, a, sizeof a);
     return sum;
 }
 
+/* Query heads a portable score pass takes together. */
+enum { S_HEADS = 8 };
+
+/* Each score a dot product in eight lanes the compiler can vectorise,
+ * added in a fixed order (a row's spans are multiples of the lanes, so
+ * only its last span has a tail); each span widened once for up to
+ * S_HEADS heads. */
 static void
 s_attn_scores_portable(const float *q, int n_q, const sq_cpu_kv_block_t *k, float *scores,
                        size_t ld)
 {
+    float w[S_SPAN];
     for (int j = 0; j < k->n; j++)
-        for (int h = 0; h < n_q; h++)
-            scores[(size_t) h * ld + j] = s_dot8_kv(q + (size_t) h * k->hd, k, j);
+        for (int h0 = 0; h0 < n_q; h0 += S_HEADS) {
+            const int nh = n_q - h0 < S_HEADS ? n_q - h0 : S_HEADS;
+            float acc[S_HEADS][S_LANES], sum[S_HEADS];
+            for (int h = 0; h < nh; h++) {
+                memset(acc[h], 0, sizeof acc[h]);
+                sum[h] = 0.0f;
+            }
+            for (int d0 = 0; d0 < k->hd; d0 += S_SPAN) {
+                const int m = k->hd - d0 < S_SPAN ? k->hd - d0 : S_SPAN;
+                const float *r = s_kv_span(k, j, d0, m, w);
+                for (int h = 0; h < nh; h++)
+                    sum[h] = s_dot_span(q + (size_t) (h0 + h) * k->hd + d0, r, m, acc[h], sum[h]);
+            }
+            for (int h = 0; h < nh; h++) {
+                for (int l = 0; l < S_LANES; l++)
+                    sum[h] += acc[h][l];
+                scores[(size_t) (h0 + h) * ld + j] = sum[h];
+            }
+        }
 }
 
+/* row by row, each span widened once for every head */
 static void
 s_attn_values_portable(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v,
                        float *out)
 {
-    const int hd = v->hd;
-    for (int h = 0; h < n_q; h++) {
-        float *o = out + (size_t) h * hd;
-        for (int j = 0; j < v->n; j++) {
-            const float pj = p[(size_t) h * ld + j];
-            for (int d = 0; d < hd; d++)
-                o[d] += pj * s_kv_value(v, (size_t) j * hd + (size_t) d);
+    float w[S_SPAN];
+    for (int j = 0; j < v->n; j++)
+        for (int d0 = 0; d0 < v->hd; d0 += S_SPAN) {
+            const int m = v->hd - d0 < S_SPAN ? v->hd - d0 : S_SPAN;
+            const float *r = s_kv_span(v, j, d0, m, w);
+            for (int h = 0; h < n_q; h++) {
+                const float pj = p[(size_t) h * ld + j];
+                float *o = out + (size_t) h * v->hd + d0;
+                for (int d = 0; d < m; d++)
+                    o[d] += pj * r[d];
+            }
         }
-    }
 }
 
 const sq_cpu_kernels_t sq_cpu_kernels_portable = {
