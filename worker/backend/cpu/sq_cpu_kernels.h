@@ -55,15 +55,15 @@ void sq_cpu_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
 /* A block of attention's cache rows: n rows of hd values, contiguous,
  * F32 or F16 (the kernels widen F16 values as they load them, exactly).
  * next: the rows to be read after these (the next block, wherever its
- * page is; same dtype and row size), which the kernels prefetch as they
- * read the same bytes of these; NULL for none. */
+ * page is; same dtype and row size), which the SIMD kernels prefetch row
+ * by row as they read these; NULL for none. */
 typedef struct {
     const void *rows, *next;
     int dtype;                /* SQ_DTYPE_F32 or SQ_DTYPE_F16 */
     int n, hd;
 } sq_cpu_kv_block_t;
 
-/* Attention's two products over a block of cache rows kv for the n_q
+/* Attention's two products over a block of cache rows (k or v) for the n_q
  * query heads (rows of hd floats of q) that read them:
  *   scores[h * ld + j] = q_h . k_j                       (j < n, h < n_q)
  *   out[h * hd + d] += p[h * ld + j] * v_j[d], j = 0, 1, ..., n - 1 in turn
