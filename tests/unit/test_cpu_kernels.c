@@ -472,6 +472,89 @@ test_matmul_levels_against_reference(void)
     sq_threadpool_destroy(&pools[2]);
 }
 
+/* Several weights in one pass give each weight's own product, bit for
+ * bit, through every level and pool size: four weights of one dtype (one
+ * empty, one of a single row, tails of groups and row blocks), 1, 5 and 17
+ * tokens, packed Q8_0 too; and the weight count is checked. */
+static void
+test_matmul_n_same_bits(void)
+{
+    enum { I = 96, T_MAX = 17, N = 4 };
+    static const int64_t n_outs[N] = {37, 0, 1, 64};
+    static const int dtypes[4] = {SQ_DTYPE_F32, SQ_DTYPE_F16, SQ_DTYPE_Q8_0, SQ_DTYPE_Q8_0X16};
+    static const int64_t toks[3] = {1, 5, T_MAX};
+    sq_threadpool_t *pools[3] = {NULL, sq_threadpool_new(2), sq_threadpool_new(3)};
+    SQ_REQUIRE(pools[1] && pools[2]);
+    float x[T_MAX * I], wf[64 * I];
+    for (int i = 0; i < T_MAX * I; i++)
+        x[i] = s_randf();
+    int bad = 0, runs = 0;
+    for (int d = 0; d < 4; d++) {
+        const int gguf = dtypes[d] == SQ_DTYPE_Q8_0X16 ? SQ_DTYPE_Q8_0 : dtypes[d];
+        void *w[N];
+        float *one[N], *all[N];
+        sq_cpu_mat_t mats[N];
+        for (int i = 0; i < N; i++) {
+            w[i] = s_random_weights(gguf, n_outs[i], I, wf);
+            if (dtypes[d] == SQ_DTYPE_Q8_0X16) {
+                void *packed = malloc(sq_cpu_q8_0x16_bytes(n_outs[i], I) + 1);
+                sq_cpu_pack_q8_0x16(NULL, w[i], n_outs[i], I, packed);
+                free(w[i]);
+                w[i] = packed;
+            }
+            one[i] = malloc(sizeof(float) * (size_t) (T_MAX * n_outs[i] + 1));
+            all[i] = malloc(sizeof(float) * (size_t) (T_MAX * n_outs[i] + 1));
+            mats[i] = (sq_cpu_mat_t){.w = w[i], .n_out = n_outs[i], .y = all[i],
+                                     .ldy = n_outs[i]};
+        }
+        for (int l = 0; l < S_N_LEVELS; l++) {
+            const sq_cpu_kernels_t *k = sq_cpu_kernels_for(s_levels[l]);
+            for (int p = 0; k && p < 3; p++)
+                for (int t = 0; t < 3; t++) {
+                    const int64_t nt = toks[t];
+                    runs++;
+                    bad += sq_cpu_matmul_n_with(k, pools[p], dtypes[d], mats, N, I, x, nt) != 0;
+                    for (int i = 0; i < N; i++) {
+                        bad += sq_cpu_matmul_with(k, pools[p], dtypes[d], w[i], n_outs[i], I, x,
+                                                  nt, one[i], n_outs[i]) != 0;
+                        if (memcmp(one[i], all[i], sizeof(float) * (size_t) (nt * n_outs[i]))) {
+                            if (bad < 5)
+                                fprintf(stderr, "%s dtype %d weight %d, %d threads, %lld tokens: "
+                                        "not its own product's bits\n", s_levels[l], dtypes[d],
+                                        i, p + 1, (long long) nt);
+                            bad++;
+                        }
+                    }
+                }
+        }
+        for (int i = 0; i < N; i++) {
+            free(w[i]);
+            free(one[i]);
+            free(all[i]);
+        }
+    }
+    SQ_CHECK(runs >= 4 * 3 * 3 * 2 && bad == 0);
+    /* the products are not all zero: the comparison above compared something */
+    float y[2 * 64];
+    void *w1 = s_random_weights(SQ_DTYPE_F32, 64, I, wf);
+    sq_cpu_mat_t m1[2] = {{.w = w1, .n_out = 64, .y = y, .ldy = 64},
+                          {.w = w1, .n_out = 64, .y = y + 64, .ldy = 64}};
+    SQ_CHECK(sq_cpu_matmul_n(pools[1], SQ_DTYPE_F32, m1, 2, I, x, 1) == 0);
+    SQ_CHECK(y[0] != 0.0f && memcmp(y, y + 64, 64 * sizeof *y) == 0);
+    sq_error_clear();
+    SQ_CHECK(sq_cpu_matmul_n(NULL, SQ_DTYPE_F32, m1, 0, I, x, 1) == SQ_EINVAL);
+    SQ_CHECK(strstr(sq_error_detail(), "0 weights") != NULL);
+    sq_cpu_mat_t m5[SQ_CPU_MATMUL_MAX + 1];
+    for (int i = 0; i <= SQ_CPU_MATMUL_MAX; i++)
+        m5[i] = m1[0];
+    SQ_CHECK(sq_cpu_matmul_n(NULL, SQ_DTYPE_F32, m5, SQ_CPU_MATMUL_MAX + 1, I, x, 1) == SQ_EINVAL);
+    m1[1].ldy = 63;   /* one bad member: refused as sq_cpu_matmul refuses it */
+    SQ_CHECK(sq_cpu_matmul_n(NULL, SQ_DTYPE_F32, m1, 2, I, x, 1) == SQ_EINVAL);
+    free(w1);
+    sq_threadpool_destroy(&pools[1]);
+    sq_threadpool_destroy(&pools[2]);
+}
+
 /* Packing keeps every value: each packed row reads back as the GGUF row
  * does, extremes (-128, 127, fp16 scales near 0 and large) included, in
  * groups and in the tail; the layout is as sq_cpu_kernels.h documents. */
@@ -625,6 +708,7 @@ main(void)
     SQ_RUN(test_f16_rows_levels);
     SQ_RUN(test_attn_levels);
     SQ_RUN(test_matmul_levels_against_reference);
+    SQ_RUN(test_matmul_n_same_bits);
     SQ_RUN(test_pack_round_trip);
     SQ_RUN(test_matmul_public);
     SQ_RUN(test_matmul_bad_arguments);

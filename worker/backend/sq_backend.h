@@ -113,6 +113,12 @@ typedef struct {
                    float *out);
     /* y (n_tok, w->n_out) = x (n_tok, w->n_in) W^T */
     int (*matmul)(sq_backend_t *be, const sq_weight_t *w, const float *x, int n_tok, float *y);
+    /* y[i] (n_tok, w[i]->n_out) = x (n_tok, n_in) W_i^T for n weights of
+     * one n_in, each as matmul gives it, in one pass (a layer's q, k and v,
+     * or its gate and up). Optional: NULL where the backend has none, and
+     * the model calls matmul for each. */
+    int (*matmul_n)(sq_backend_t *be, const sq_weight_t *const *w, int n, const float *x,
+                    int n_tok, float *const *y);
     /* in place on x (n_tok, n_heads * head_dim): rotate adjacent pairs
      * (x[2i], x[2i+1]), i < n_rot/2, by pos[t] * base^(-2i/n_rot) */
     int (*rope)(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_dim, int n_rot,

@@ -579,6 +579,22 @@ void sq_model_local_heads(const sq_model_t *self, int *n_heads, int *n_kv_heads)
 
 /* ---- forward ---- */
 
+/* y[i] = x w[i]^T for n weights of one input: in one pass where the
+ * backend has one, else one matmul each */
+static int s_matmuls(sq_model_t *m, const sq_weight_t *const *w, int n_w, const float *x, int n,
+                     float *const *y)
+{
+    const sq_backend_ops_t *op = m->be->ops;
+    if (op->matmul_n)
+        return op->matmul_n(m->be, w, n_w, x, n, y);
+    for (int i = 0; i < n_w; i++) {
+        int rc = op->matmul(m->be, w[i], x, n, y[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* Attention half of layer l for n tokens: x (n, dim) += attn(norm(x)). */
 static int s_attention_block(sq_model_t *m, int l, int n)
 {
@@ -586,11 +602,11 @@ static int s_attention_block(sq_model_t *m, int l, int n)
     const sq_backend_ops_t *op = m->be->ops;
     sq_backend_t *be = m->be;
     const sq_model_hparams_t *hp = &m->hp;
+    const sq_weight_t *const qkv[] = {&L->wq, &L->wk, &L->wv};
+    float *const qkv_out[] = {m->q, m->k, m->v};   /* (n, hl * hd), (n, kvl * hd) twice */
     int rc;
     if ((rc = op->rmsnorm(be, m->x, &L->attn_norm, hp->rms_eps, n, m->xb)) ||
-        (rc = op->matmul(be, &L->wq, m->xb, n, m->q)) ||     /* (n, hl * hd) */
-        (rc = op->matmul(be, &L->wk, m->xb, n, m->k)) ||     /* (n, kvl * hd) */
-        (rc = op->matmul(be, &L->wv, m->xb, n, m->v)) ||
+        (rc = s_matmuls(m, qkv, 3, m->xb, n, qkv_out)) ||
         (rc = s_lora(m, l, SQ_LORA_Q, m->xb, n, m->q)) ||
         (rc = s_lora(m, l, SQ_LORA_K, m->xb, n, m->k)) ||
         (rc = s_lora(m, l, SQ_LORA_V, m->xb, n, m->v)) ||
@@ -621,10 +637,11 @@ static int s_mlp_block(sq_model_t *m, int l, int n)
     s_layer_t *L = &m->layers[l];
     const sq_backend_ops_t *op = m->be->ops;
     sq_backend_t *be = m->be;
+    const sq_weight_t *const gate_up[] = {&L->wgate, &L->wup};
+    float *const gate_up_out[] = {m->gate, m->up};   /* (n, ffn_local) each */
     int rc;
     if ((rc = op->rmsnorm(be, m->x, &L->ffn_norm, m->hp.rms_eps, n, m->xb)) ||
-        (rc = op->matmul(be, &L->wgate, m->xb, n, m->gate)) ||   /* (n, ffn_local) */
-        (rc = op->matmul(be, &L->wup, m->xb, n, m->up)) ||
+        (rc = s_matmuls(m, gate_up, 2, m->xb, n, gate_up_out)) ||
         (rc = s_lora(m, l, SQ_LORA_GATE, m->xb, n, m->gate)) ||
         (rc = s_lora(m, l, SQ_LORA_UP, m->xb, n, m->up)) ||
         (rc = op->swiglu(be, m->gate, m->up, (size_t)n * m->ffn_local)) ||

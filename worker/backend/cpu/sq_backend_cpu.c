@@ -186,6 +186,27 @@ static int s_matmul(sq_backend_t *be, const sq_weight_t *w, const float *x, int 
                          w->n_out);
 }
 
+static int s_matmul_n(sq_backend_t *be, const sq_weight_t *const *w, int n, const float *x,
+                      int n_tok, float *const *y)
+{
+    sq_cpu_mat_t mats[SQ_CPU_MATMUL_MAX];
+    bool one_pass = n >= 1 && n <= SQ_CPU_MATMUL_MAX;
+    for (int i = 0; one_pass && i < n; i++) {
+        one_pass = w[i]->dtype == w[0]->dtype && w[i]->n_in == w[0]->n_in;
+        mats[i] = (sq_cpu_mat_t){.w = w[i]->data, .n_out = w[i]->n_out, .y = y[i],
+                                 .ldy = w[i]->n_out};
+    }
+    if (one_pass)
+        return sq_cpu_matmul_n(s_ctx(be)->pool, w[0]->dtype, mats, n, w[0]->n_in, x, n_tok);
+    /* mixed dtypes (a small weight left unpacked beside packed ones) */
+    for (int i = 0; i < n; i++) {
+        int rc = s_matmul(be, w[i], x, n_tok, y[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 static int s_rope(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_dim, int n_rot,
                   const int32_t *pos, float freq_base)
 {
@@ -543,6 +564,7 @@ static const sq_backend_ops_t s_cpu_ops = {
     .embed = s_embed,
     .rmsnorm = s_rmsnorm,
     .matmul = s_matmul,
+    .matmul_n = s_matmul_n,
     .rope = s_rope,
     .attention = s_attention,
     .swiglu = s_swiglu,

@@ -190,5 +190,8 @@ int sq_cpu_matmul_check(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, i
 int sq_cpu_matmul_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype, const void *w,
                        int64_t n_out, int64_t n_in, const float *x, int64_t n_tok, float *y,
                        int64_t ldy);
+int sq_cpu_matmul_n_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype,
+                         const sq_cpu_mat_t *mats, int n_mats, int64_t n_in, const float *x,
+                         int64_t n_tok);
 
 #endif

@@ -539,3 +539,11 @@ sq_cpu_matmul(sq_threadpool_t *pool, int dtype, const void *w, int64_t n_out, in
     pthread_once(&s_choose_once, s_choose);
     return sq_cpu_matmul_with(s_chosen, pool, dtype, w, n_out, n_in, x, n_tok, y, ldy);
 }
+
+int
+sq_cpu_matmul_n(sq_threadpool_t *pool, int dtype, const sq_cpu_mat_t *mats, int n_mats,
+                int64_t n_in, const float *x, int64_t n_tok)
+{
+    pthread_once(&s_choose_once, s_choose);
+    return sq_cpu_matmul_n_with(s_chosen, pool, dtype, mats, n_mats, n_in, x, n_tok);
+}

@@ -101,6 +101,20 @@ void sq_threadpool_run(sq_threadpool_t *pool, void (*fn)(void *arg, int ith, int
  * the n_out rows. */
 int sq_cpu_matmul(sq_threadpool_t *pool, int dtype, const void *w, int64_t n_out, int64_t n_in,
                   const float *x, int64_t n_tok, float *y, int64_t ldy);
+/* Several weights over the same x in one pass of the pool (a layer's q, k
+ * and v, or its gate and up): each mats[i].y = x W_i^T as sq_cpu_matmul
+ * would give it, bit for bit, with one quantization of x and one wait for
+ * the threads instead of n_mats. All of one dtype and n_in; 1 to
+ * SQ_CPU_MATMUL_MAX of them, else SQ_EINVAL. */
+#define SQ_CPU_MATMUL_MAX 4
+typedef struct {
+    const void *w;            /* n_out rows, as sq_cpu_matmul's w */
+    int64_t n_out;
+    float *y;                 /* n_tok rows of stride ldy >= n_out */
+    int64_t ldy;
+} sq_cpu_mat_t;
+int sq_cpu_matmul_n(sq_threadpool_t *pool, int dtype, const sq_cpu_mat_t *mats, int n_mats,
+                    int64_t n_in, const float *x, int64_t n_tok);
 /* Same contract, scalar code, single thread: the reference. */
 int sq_cpu_matmul_ref(int dtype, const void *w, int64_t n_out, int64_t n_in, const float *x,
                       int64_t n_tok, float *y, int64_t ldy);

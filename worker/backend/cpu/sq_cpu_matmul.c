@@ -31,18 +31,26 @@
 #define S_CHUNKS_PER_THREAD 8
 #define S_MIN_CHUNK_ROWS 16
 
+/* One weight of a job: its rows, output and first chunk number. */
+typedef struct {
+    const char *w;          /* n_out rows of row_bytes */
+    int64_t n_out;
+    float *y;
+    int64_t ldy;
+    int64_t chunk0;         /* chunks before this weight's */
+} s_seg_t;
+
 typedef struct {
     sq_cpu_dot_fn dot;
     sq_cpu_gemm_x16_fn gemm;  /* packed weights: the group kernel (dot unused) */
-    const char *w;          /* n_out rows of row_bytes */
     size_t row_bytes;
-    int64_t n_out, n_in;
+    int64_t n_in;
     const char *x;          /* n_tok rows of x_stride bytes (F32 or Q8_0) */
     size_t x_stride;
     int64_t n_tok, tile;
-    float *y;
-    int64_t ldy;
-    int64_t chunk_rows;
+    int64_t chunk_rows, n_chunks;
+    int n_segs;
+    s_seg_t segs[SQ_CPU_MATMUL_MAX];
     atomic_llong next_chunk;
 } s_job_t;
 
@@ -62,23 +70,23 @@ s_scratch_get(size_t bytes)
     return s_scratch;
 }
 
-/* Rows [r0, r1) for every token, tile by tile. */
+/* Rows [r0, r1) of seg for every token, tile by tile. */
 static void
-s_rows_run(const s_job_t *job, int64_t r0, int64_t r1)
+s_rows_run(const s_job_t *job, const s_seg_t *seg, int64_t r0, int64_t r1)
 {
     float out[SQ_CPU_NW * SQ_CPU_NX];
     for (int64_t t0 = 0; t0 < job->n_tok; t0 += job->tile) {
         int64_t t1 = t0 + job->tile < job->n_tok ? t0 + job->tile : job->n_tok;
         for (int64_t o = r0; o < r1; o += SQ_CPU_NW) {
             int n_w = r1 - o < SQ_CPU_NW ? (int) (r1 - o) : SQ_CPU_NW;
-            const char *wo = job->w + (size_t) o * job->row_bytes;
+            const char *wo = seg->w + (size_t) o * job->row_bytes;
             for (int64_t t = t0; t < t1; t += SQ_CPU_NX) {
                 int n_x = t1 - t < SQ_CPU_NX ? (int) (t1 - t) : SQ_CPU_NX;
                 job->dot(wo, job->row_bytes, n_w, job->x + (size_t) t * job->x_stride,
                          job->x_stride, n_x, job->n_in, out);
                 for (int r = 0; r < n_w; r++)
                     for (int j = 0; j < n_x; j++)
-                        job->y[(t + j) * job->ldy + o + r] = out[r * SQ_CPU_NX + j];
+                        seg->y[(t + j) * seg->ldy + o + r] = out[r * SQ_CPU_NX + j];
             }
         }
     }
@@ -87,52 +95,58 @@ s_rows_run(const s_job_t *job, int64_t r0, int64_t r1)
 /* The same for packed weights: rows [r0, r1), r0 a multiple of 16; whole
  * groups first, then the tail rows if the chunk reaches them. */
 static void
-s_packed_rows_run(const s_job_t *job, int64_t r0, int64_t r1)
+s_packed_rows_run(const s_job_t *job, const s_seg_t *seg, int64_t r0, int64_t r1)
 {
     const int64_t nb = job->n_in / SQ_QK8_0;
-    const int64_t grouped = job->n_out / SQ_CPU_PACK_ROWS * SQ_CPU_PACK_ROWS;
+    const int64_t grouped = seg->n_out / SQ_CPU_PACK_ROWS * SQ_CPU_PACK_ROWS;
     const sq_cpu_xq8_t *x = (const sq_cpu_xq8_t *) job->x;
     const size_t xs = (size_t) nb;
     for (int64_t t0 = 0; t0 < job->n_tok; t0 += job->tile) {
         int64_t t1 = t0 + job->tile < job->n_tok ? t0 + job->tile : job->n_tok;
         for (int64_t o = r0; o < r1 && o < grouped; o += SQ_CPU_PACK_ROWS) {
             const uint8_t *g =
-                (const uint8_t *) job->w + (size_t) (o / SQ_CPU_PACK_ROWS) * job->row_bytes;
+                (const uint8_t *) seg->w + (size_t) (o / SQ_CPU_PACK_ROWS) * job->row_bytes;
             for (int64_t t = t0; t < t1; t += SQ_CPU_PACK_NX) {
                 int n_x = t1 - t < SQ_CPU_PACK_NX ? (int) (t1 - t) : SQ_CPU_PACK_NX;
-                job->gemm(g, nb, x + (size_t) t * xs, xs, n_x, job->y + t * job->ldy + o,
-                          job->ldy);
+                job->gemm(g, nb, x + (size_t) t * xs, xs, n_x, seg->y + t * seg->ldy + o,
+                          seg->ldy);
             }
         }
         if (r1 > grouped) {
             int64_t first = r0 > grouped ? r0 : grouped;
             const sq_block_q8_0_t *tail =
-                (const sq_block_q8_0_t *) (job->w + (size_t) (grouped / SQ_CPU_PACK_ROWS) *
+                (const sq_block_q8_0_t *) (seg->w + (size_t) (grouped / SQ_CPU_PACK_ROWS) *
                                                         job->row_bytes) +
                 (size_t) (first - grouped) * (size_t) nb;
             for (int64_t t = t0; t < t1; t += SQ_CPU_PACK_NX) {
                 int n_x = t1 - t < SQ_CPU_PACK_NX ? (int) (t1 - t) : SQ_CPU_PACK_NX;
                 sq_cpu_gemm_q8_0_rows_xq8(tail, (int) (r1 - first), nb, x + (size_t) t * xs, xs,
-                                          n_x, job->y + t * job->ldy + first, job->ldy);
+                                          n_x, seg->y + t * seg->ldy + first, seg->ldy);
             }
         }
     }
 }
 
+/* Chunks are numbered through the weights in turn; a chunk never spans
+ * two weights. */
 static void
 s_job_run(void *arg, int ith, int nth)
 {
     s_job_t *job = arg;
+    int i = 0;
     for (;;) {
         int64_t c = atomic_fetch_add_explicit(&job->next_chunk, 1, memory_order_relaxed);
-        int64_t r0 = c * job->chunk_rows;
-        if (r0 >= job->n_out)
+        if (c >= job->n_chunks)
             return;
-        int64_t r1 = r0 + job->chunk_rows < job->n_out ? r0 + job->chunk_rows : job->n_out;
+        while (i + 1 < job->n_segs && c >= job->segs[i + 1].chunk0)
+            i++;
+        const s_seg_t *seg = &job->segs[i];
+        int64_t r0 = (c - seg->chunk0) * job->chunk_rows;
+        int64_t r1 = r0 + job->chunk_rows < seg->n_out ? r0 + job->chunk_rows : seg->n_out;
         if (job->gemm)
-            s_packed_rows_run(job, r0, r1);
+            s_packed_rows_run(job, seg, r0, r1);
         else
-            s_rows_run(job, r0, r1);
+            s_rows_run(job, seg, r0, r1);
     }
 }
 
@@ -165,15 +179,30 @@ sq_cpu_matmul_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype, 
                    int64_t n_out, int64_t n_in, const float *x, int64_t n_tok, float *y,
                    int64_t ldy)
 {
-    int rc = sq_cpu_matmul_check(dtype, n_out, n_in, n_tok, ldy);
-    if (rc)
-        return rc;
-    if (n_out == 0 || n_tok == 0)
+    const sq_cpu_mat_t mat = {.w = w, .n_out = n_out, .y = y, .ldy = ldy};
+    return sq_cpu_matmul_n_with(k, pool, dtype, &mat, 1, n_in, x, n_tok);
+}
+
+int
+sq_cpu_matmul_n_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype,
+                     const sq_cpu_mat_t *mats, int n_mats, int64_t n_in, const float *x,
+                     int64_t n_tok)
+{
+    if (n_mats < 1 || n_mats > SQ_CPU_MATMUL_MAX)
+        return SQ_FAIL(SQ_EINVAL, "matmul: %d weights in one call (1 to %d)", n_mats,
+                       SQ_CPU_MATMUL_MAX);
+    int64_t total_out = 0;
+    for (int i = 0; i < n_mats; i++) {
+        int rc = sq_cpu_matmul_check(dtype, mats[i].n_out, n_in, n_tok, mats[i].ldy);
+        if (rc)
+            return rc;
+        total_out += mats[i].n_out;
+    }
+    if (total_out == 0 || n_tok == 0)
         return 0;
     s_job_t job = {
-        .w = w, .row_bytes = sq_cpu_row_bytes(dtype, n_in), .n_out = n_out, .n_in = n_in,
+        .row_bytes = sq_cpu_row_bytes(dtype, n_in), .n_in = n_in,
         .x = (const char *) x, .x_stride = (size_t) n_in * sizeof(float), .n_tok = n_tok,
-        .y = y, .ldy = ldy,
     };
     int multiple = SQ_CPU_NW;
     size_t blocks_per_row = (size_t) (n_in / SQ_QK8_0);
@@ -206,7 +235,14 @@ sq_cpu_matmul_with(const sq_cpu_kernels_t *k, sq_threadpool_t *pool, int dtype, 
     int64_t tile = job.x_stride ? (int64_t) (S_TILE_BYTES / job.x_stride) : n_tok;
     tile -= tile % nx;
     job.tile = tile < nx ? nx : tile;
-    job.chunk_rows = s_chunk_rows(n_out, sq_threadpool_size(pool), multiple);
+    /* chunks sized for all the rows together */
+    job.chunk_rows = s_chunk_rows(total_out, sq_threadpool_size(pool), multiple);
+    for (int i = 0; i < n_mats; i++) {
+        job.segs[job.n_segs++] = (s_seg_t){.w = mats[i].w, .n_out = mats[i].n_out,
+                                           .y = mats[i].y, .ldy = mats[i].ldy,
+                                           .chunk0 = job.n_chunks};
+        job.n_chunks += (mats[i].n_out + job.chunk_rows - 1) / job.chunk_rows;
+    }
     atomic_init(&job.next_chunk, 0);
     sq_threadpool_run(pool, s_job_run, &job);
     return 0;
