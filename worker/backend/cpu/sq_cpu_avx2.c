@@ -194,9 +194,6 @@ sq_cpu_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n)
 
 /* ---- attention ---- */
 
-/* Keys scored together: independent FMA chains while each waits. */
-#define S_ATT_KEYS 4
-
 S_INLINE float
 s_dot_tail(const float *a, const char *b, int f16, int from, int n, float sum)
 {
@@ -208,7 +205,7 @@ s_dot_tail(const float *a, const char *b, int f16, int from, int n, float sum)
 /* The sums of four vectors' lanes; each sum adds its own vector's lanes
  * in one fixed order, whatever the other three hold. */
 S_INLINE __m128
-s_hsum4(const __m256 a[S_ATT_KEYS])
+s_hsum4(const __m256 a[SQ_CPU_ATT_KEYS])
 {
     const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
     return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
@@ -223,24 +220,20 @@ s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *sc
 {
     const int hd = k->hd, hd8 = hd & ~7;
     const size_t row = (size_t) hd * (f16 ? 2 : 4);
-    for (int j = 0; j < k->n; j += S_ATT_KEYS) {
-        const int nk = k->n - j < S_ATT_KEYS ? k->n - j : S_ATT_KEYS;
-        const char *kr[S_ATT_KEYS];
-        SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
-            kr[i] = S_ROW(k->rows, row, j + (i < nk ? i : nk - 1));
-        for (int i = 0; k->next && i < nk; i++)   /* each line once, for every head */
-            sq_cpu_kv_prefetch_row(k, row, j + i);
+    for (int j = 0; j < k->n; j += SQ_CPU_ATT_KEYS) {
+        const char *kr[SQ_CPU_ATT_KEYS];
+        const int nk = sq_cpu_kv_key_group(k, row, j, kr);
         for (int h = 0; h < n_q; h++) {
             const float *qh = q + (size_t) h * hd;
-            __m256 acc[S_ATT_KEYS];
-            SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+            __m256 acc[SQ_CPU_ATT_KEYS];
+            SQ_CPU_UNROLL for (int i = 0; i < SQ_CPU_ATT_KEYS; i++)
                 acc[i] = _mm256_setzero_ps();
             for (int d = 0; d < hd8; d += 8) {
                 const __m256 qv = _mm256_loadu_ps(qh + d);
-                SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+                SQ_CPU_UNROLL for (int i = 0; i < SQ_CPU_ATT_KEYS; i++)
                     acc[i] = _mm256_fmadd_ps(qv, s_load8(kr[i], f16, d), acc[i]);
             }
-            float sums[S_ATT_KEYS];
+            float sums[SQ_CPU_ATT_KEYS];
             _mm_storeu_ps(sums, s_hsum4(acc));
             for (int i = 0; i < nk; i++)
                 scores[(size_t) h * ld + j + i] = s_dot_tail(qh, kr[i], f16, hd8, hd, sums[i]);

@@ -226,12 +226,6 @@ SQ_CPU_DEFINE_DOT(s_dot_q8_0_vnni, S_Q8_VNNI)
 
 /* ---- attention ---- */
 
-/* Keys scored together: independent FMA chains while each waits. */
-#define S_ATT_KEYS 4
-
-
-
-
 S_INLINE __mmask16
 s_mask(int left)
 {
@@ -241,10 +235,10 @@ s_mask(int left)
 /* The sums of four vectors' lanes; each sum adds its own vector's lanes
  * in one fixed order, whatever the other three hold. */
 S_INLINE __m128
-s_hsum4(const __m512 a[S_ATT_KEYS])
+s_hsum4(const __m512 a[SQ_CPU_ATT_KEYS])
 {
-    __m256 y[S_ATT_KEYS];
-    SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+    __m256 y[SQ_CPU_ATT_KEYS];
+    SQ_CPU_UNROLL for (int i = 0; i < SQ_CPU_ATT_KEYS; i++)
         y[i] = _mm256_add_ps(_mm512_castps512_ps256(a[i]),
                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a[i]), 1)));
     const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(y[0], y[1]), _mm256_hadd_ps(y[2], y[3]));
@@ -260,25 +254,21 @@ s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *sc
 {
     const int hd = k->hd;
     const size_t row = (size_t) hd * (f16 ? 2 : 4);
-    for (int j = 0; j < k->n; j += S_ATT_KEYS) {
-        const int nk = k->n - j < S_ATT_KEYS ? k->n - j : S_ATT_KEYS;
-        const char *kr[S_ATT_KEYS];
-        SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
-            kr[i] = S_ROW(k->rows, row, j + (i < nk ? i : nk - 1));
-        for (int i = 0; k->next && i < nk; i++)   /* each line once, for every head */
-            sq_cpu_kv_prefetch_row(k, row, j + i);
+    for (int j = 0; j < k->n; j += SQ_CPU_ATT_KEYS) {
+        const char *kr[SQ_CPU_ATT_KEYS];
+        const int nk = sq_cpu_kv_key_group(k, row, j, kr);
         for (int h = 0; h < n_q; h++) {
             const float *qh = q + (size_t) h * hd;
-            __m512 acc[S_ATT_KEYS];
-            SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+            __m512 acc[SQ_CPU_ATT_KEYS];
+            SQ_CPU_UNROLL for (int i = 0; i < SQ_CPU_ATT_KEYS; i++)
                 acc[i] = _mm512_setzero_ps();
             for (int d = 0; d < hd; d += 16) {
                 const __mmask16 m = s_mask(hd - d);
                 const __m512 qv = _mm512_maskz_loadu_ps(m, qh + d);
-                SQ_CPU_UNROLL for (int i = 0; i < S_ATT_KEYS; i++)
+                SQ_CPU_UNROLL for (int i = 0; i < SQ_CPU_ATT_KEYS; i++)
                     acc[i] = _mm512_fmadd_ps(qv, s_load16(kr[i], f16, d, m), acc[i]);
             }
-            float sums[S_ATT_KEYS];
+            float sums[SQ_CPU_ATT_KEYS];
             _mm_storeu_ps(sums, s_hsum4(acc));
             for (int i = 0; i < nk; i++)
                 scores[(size_t) h * ld + j + i] = sums[i];

@@ -44,6 +44,26 @@ sq_cpu_kv_prefetch_row(const sq_cpu_kv_block_t *b, size_t row, int j)
         __builtin_prefetch(p + off, 0, 3);
 }
 
+/* Keys a SIMD score kernel takes together: independent FMA chains while
+ * each waits, and one load of a query head's values for all of them. */
+#define SQ_CPU_ATT_KEYS 4
+
+/* The rows (row bytes each) of keys j, j + 1, ... of block k for a score
+ * kernel, into kr; a group short of keys repeats its last one, whose
+ * extra sums the kernel drops. Prefetches the real keys' rows of the next
+ * block (once per group, for every head). Returns how many are real. */
+static inline int
+sq_cpu_kv_key_group(const sq_cpu_kv_block_t *k, size_t row, int j,
+                    const char *kr[SQ_CPU_ATT_KEYS])
+{
+    const int nk = k->n - j < SQ_CPU_ATT_KEYS ? k->n - j : SQ_CPU_ATT_KEYS;
+    for (int i = 0; i < SQ_CPU_ATT_KEYS; i++)
+        kr[i] = (const char *) k->rows + (size_t) (j + (i < nk ? i : nk - 1)) * row;
+    for (int i = 0; k->next && i < nk; i++)
+        sq_cpu_kv_prefetch_row(k, row, j + i);
+    return nk;
+}
+
 /* A SIMD file's attention entries, s_attn_scores and s_attn_values: each
  * calls its always-inline body (scores, values) with the block's dtype as
  * a compile-time constant, int f16, before the output arguments. */
