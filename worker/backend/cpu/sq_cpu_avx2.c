@@ -222,7 +222,7 @@ s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *sc
     const size_t row = (size_t) hd * (f16 ? 2 : 4);
     for (int j = 0; j < k->n; j += SQ_CPU_ATT_KEYS) {
         const char *kr[SQ_CPU_ATT_KEYS];
-        const int nk = sq_cpu_kv_key_group(k, row, j, kr);
+        const int nk = sq_cpu_kv_key_group(k, row, j, SQ_CPU_ATT_KEYS, kr);
         for (int h = 0; h < n_q; h++) {
             const float *qh = q + (size_t) h * hd;
             __m256 acc[SQ_CPU_ATT_KEYS];

@@ -232,21 +232,39 @@ s_mask(int left)
     return left >= 16 ? (__mmask16) 0xffff : (__mmask16) ((1u << left) - 1);
 }
 
-/* The sums of four vectors' lanes; each sum adds its own vector's lanes
- * in one fixed order, whatever the other three hold. */
-S_INLINE __m128
-s_hsum4(const __m512 a[SQ_CPU_ATT_KEYS])
+/* Keys scored together: one per lane of s_hsum16's result. */
+#define S_KEYS 16
+
+/* Lane i of the result = the sum of a[i]'s 16 lanes. Every step adds
+ * lanes of the same positions for every vector (halves, then quarters,
+ * ...), so each sum takes the same additions whatever vector it comes
+ * from: (l0 + l8) + (l4 + l12) and so on down to one. */
+S_INLINE __m512
+s_hsum16(const __m512 a[S_KEYS])
 {
-    __m256 y[SQ_CPU_ATT_KEYS];
-    SQ_CPU_UNROLL for (int i = 0; i < SQ_CPU_ATT_KEYS; i++)
-        y[i] = _mm256_add_ps(_mm512_castps512_ps256(a[i]),
-                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a[i]), 1)));
-    const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(y[0], y[1]), _mm256_hadd_ps(y[2], y[3]));
-    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    __m512 z[8], w[4], x[2];
+    /* z[i]: a[2i]'s lanes l + l+8 in its low 256 bits, a[2i+1]'s in its high */
+    SQ_CPU_UNROLL for (int i = 0; i < 8; i++)
+        z[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
+    /* w[i]: 4 lanes for each of keys 4i .. 4i+3, in that order */
+    SQ_CPU_UNROLL for (int i = 0; i < 4; i++)
+        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * i], z[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(z[2 * i], z[2 * i + 1], 0xdd));
+    /* x[i], 128-bit chunk c: 2 lanes of key 8i + c, then 2 of key 8i + c + 4 */
+    SQ_CPU_UNROLL for (int i = 0; i < 2; i++)
+        x[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0xee));
+    /* chunk c: keys c, c + 4, c + 8, c + 12; then keys in order */
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], 0x88),
+                                   _mm512_shuffle_ps(x[0], x[1], 0xdd));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(order, r);
 }
 
-/* Four keys at a time: each step loads 16 of a query head's values once
- * for the four. A last group short of keys repeats its last one, whose
+/* Sixteen keys at a time, one accumulator each: each step loads 16 of a
+ * query head's values once for the sixteen, and one reduction gives all
+ * their scores. A last group short of keys repeats its last one, whose
  * extra sums are dropped, so a key's score takes the same steps wherever
  * it falls. f16 is a compile-time constant (the block's dtype). */
 S_INLINE void
@@ -254,24 +272,21 @@ s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *sc
 {
     const int hd = k->hd;
     const size_t row = (size_t) hd * (f16 ? 2 : 4);
-    for (int j = 0; j < k->n; j += SQ_CPU_ATT_KEYS) {
-        const char *kr[SQ_CPU_ATT_KEYS];
-        const int nk = sq_cpu_kv_key_group(k, row, j, kr);
+    for (int j = 0; j < k->n; j += S_KEYS) {
+        const char *kr[S_KEYS];
+        const int nk = sq_cpu_kv_key_group(k, row, j, S_KEYS, kr);
         for (int h = 0; h < n_q; h++) {
             const float *qh = q + (size_t) h * hd;
-            __m512 acc[SQ_CPU_ATT_KEYS];
-            SQ_CPU_UNROLL for (int i = 0; i < SQ_CPU_ATT_KEYS; i++)
+            __m512 acc[S_KEYS];
+            SQ_CPU_UNROLL for (int i = 0; i < S_KEYS; i++)
                 acc[i] = _mm512_setzero_ps();
             for (int d = 0; d < hd; d += 16) {
                 const __mmask16 m = s_mask(hd - d);
                 const __m512 qv = _mm512_maskz_loadu_ps(m, qh + d);
-                SQ_CPU_UNROLL for (int i = 0; i < SQ_CPU_ATT_KEYS; i++)
+                SQ_CPU_UNROLL for (int i = 0; i < S_KEYS; i++)
                     acc[i] = _mm512_fmadd_ps(qv, s_load16(kr[i], f16, d, m), acc[i]);
             }
-            float sums[SQ_CPU_ATT_KEYS];
-            _mm_storeu_ps(sums, s_hsum4(acc));
-            for (int i = 0; i < nk; i++)
-                scores[(size_t) h * ld + j + i] = sums[i];
+            _mm512_mask_storeu_ps(scores + (size_t) h * ld + j, s_mask(nk), s_hsum16(acc));
         }
     }
 }

@@ -44,20 +44,21 @@ sq_cpu_kv_prefetch_row(const sq_cpu_kv_block_t *b, size_t row, int j)
         __builtin_prefetch(p + off, 0, 3);
 }
 
-/* Keys a SIMD score kernel takes together: independent FMA chains while
- * each waits, and one load of a query head's values for all of them. */
+/* Keys the AVX2 score kernel takes together (AVX-512 takes 16, one per
+ * lane of its result): independent FMA chains while each waits, and one
+ * load of a query head's values for all of them. */
 #define SQ_CPU_ATT_KEYS 4
 
-/* The rows (row bytes each) of keys j, j + 1, ... of block k for a score
- * kernel, into kr; a group short of keys repeats its last one, whose
- * extra sums the kernel drops. Prefetches the real keys' rows of the next
- * block (once per group, for every head). Returns how many are real. */
+/* The rows (row bytes each) of keys j, j + 1, ..., j + n_keys - 1 of
+ * block k for a score kernel, into kr; a group short of keys repeats its
+ * last one, whose extra sums the kernel drops. Prefetches the real keys'
+ * rows of the next block (once per group, for every head). Returns how
+ * many are real. */
 static inline int
-sq_cpu_kv_key_group(const sq_cpu_kv_block_t *k, size_t row, int j,
-                    const char *kr[SQ_CPU_ATT_KEYS])
+sq_cpu_kv_key_group(const sq_cpu_kv_block_t *k, size_t row, int j, int n_keys, const char **kr)
 {
-    const int nk = k->n - j < SQ_CPU_ATT_KEYS ? k->n - j : SQ_CPU_ATT_KEYS;
-    for (int i = 0; i < SQ_CPU_ATT_KEYS; i++)
+    const int nk = k->n - j < n_keys ? k->n - j : n_keys;
+    for (int i = 0; i < n_keys; i++)
         kr[i] = (const char *) k->rows + (size_t) (j + (i < nk ? i : nk - 1)) * row;
     for (int i = 0; k->next && i < nk; i++)
         sq_cpu_kv_prefetch_row(k, row, j + i);
