@@ -328,17 +328,16 @@ static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, 
         for (int j0 = 0; j0 < n_max; j0 += S_KV_ROWS) {
             const int j1 = j0 + S_KV_ROWS;
             sq_cpu_kv_block_t b = {
-                .rows = s_kv_rows(a, cache, slot, kvh, j0),
-                .next = j1 < n_max ? s_kv_rows(a, cache, slot, kvh, j1)
-                        : pass == 0 ? s_kv_rows(a, a->v_cache, slot, kvh, 0)
-                                    : NULL,
-                .dtype = a->kv_dtype,
-                .hd = hd,
-            };
+                .rows = s_kv_rows(a, cache, slot, kvh, j0), .dtype = a->kv_dtype, .hd = hd};
             if (widen) {
                 const int rows = n_max - j0 < S_KV_ROWS ? n_max - j0 : S_KV_ROWS;
                 sq_cpu_f16_to_f32_row(b.rows, wide, (int64_t)rows * hd);
-                b = (sq_cpu_kv_block_t){.rows = wide, .dtype = SQ_DTYPE_F32, .hd = hd};
+                b.rows = wide;
+                b.dtype = SQ_DTYPE_F32;
+            } else {
+                b.next = j1 < n_max    ? s_kv_rows(a, cache, slot, kvh, j1)
+                         : pass == 0 ? s_kv_rows(a, a->v_cache, slot, kvh, 0)
+                                     : NULL;
             }
             for (int i = 0; i < tile->n; i++) {
                 const int t = tile->t0 + i, n = a->pos[t] + 1;
