@@ -9,11 +9,13 @@
  *  - the greedy output path (only the argmax of each row) agrees with the
  *    logits path;
  *  - Q8_0 weights packed for VNNI agree with the same weights unpacked;
+ *  - the CPU backend's large buffers ask for 2 MiB pages;
  *  - shapes that cannot be split and bad batch entries are refused.
  *  The Q8_0-against-F32 quality check is in test_model_quality.c.
  */
 #define _POSIX_C_SOURCE 200809L   /* mkdtemp, setenv */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -517,6 +519,55 @@ static void test_argmax_matches_logits(void)
     sq_gguf_destroy(&g);
 }
 
+/* ---- the CPU backend's memory ---- */
+
+/* Whether the mapping in /proc/self/smaps that holds p is marked for huge
+ * pages ("hg" in its VmFlags): 1 or 0, -1 when no mapping says. */
+static int s_vm_huge(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[512];
+    bool inside = false;
+    int huge = -1;
+    while (huge < 0 && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+            inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0)
+            huge = strstr(line, " hg") != NULL;
+    }
+    fclose(f);
+    return huge;
+}
+
+/* Buffers of 2 MiB and more (packed weights, each layer's K and V caches)
+ * are 2 MiB aligned and marked for transparent huge pages ("hg" in the
+ * mapping's VmFlags, as madvise(MADV_HUGEPAGE) leaves it); smaller ones
+ * are 64-byte aligned and not marked. */
+static void test_large_buffers_on_huge_pages(void)
+{
+    sq_backend_t *be = sq_backend_cpu_new(1);
+    SQ_REQUIRE(be);
+    const size_t mib = (size_t)1 << 20;
+    char *big = be->ops->alloc(be, 5 * mib + 3);
+    char *small = be->ops->alloc(be, 4096 + 8);
+    SQ_REQUIRE(big && small);
+    SQ_CHECK((uintptr_t)big % (2 * mib) == 0);
+    SQ_CHECK((uintptr_t)small % 64 == 0);
+    memset(big, 1, 5 * mib + 3);   /* all of it writable */
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) {
+        printf("   no transparent huge pages in this kernel: VmFlags not checked\n");
+    } else {
+        SQ_CHECK(s_vm_huge(big) == 1);
+        SQ_CHECK(s_vm_huge(small) == 0);
+    }
+    be->ops->free(be, big);
+    be->ops->free(be, small);
+    sq_backend_destroy(&be);
+}
+
 /* ---- refusals ---- */
 
 /* A group of n that is only ever asked its rank and size: loading does no
@@ -692,6 +743,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_packed_vs_unpacked);
     SQ_RUN(test_slot_reuse);
     SQ_RUN(test_argmax_matches_logits);
+    SQ_RUN(test_large_buffers_on_huge_pages);
     SQ_RUN(test_paged_cache);
     SQ_RUN(test_unsplittable_refused);
     SQ_RUN(test_bad_batch_refused);

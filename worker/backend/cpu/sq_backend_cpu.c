@@ -51,24 +51,23 @@ static void s_destroy(sq_backend_t *be)
     free(c);
 }
 
+/* Memory for the kernels: 64-byte aligned, not cleared, so a large KV
+ * cache costs pages only as positions are written. Above 2 MiB (packed
+ * weights, each layer's K and V caches, the largest activations) it is
+ * aligned to and asks for 2 MiB pages (transparent huge pages in
+ * "madvise" mode, the usual default): a stream through a weight is not
+ * cut at every 4 KiB page, where the hardware prefetcher stops and the
+ * TLB misses; attention's reads of many sequences' pages hit the TLB; a
+ * cache's pages are faulted 2 MiB at a time, not 4 KiB at a time in the
+ * middle of a decode step (measured: docs/benchmarks.md, "KV caches on
+ * 2 MiB pages"). Where the kernel refuses, the memory is ordinary pages. */
+#define S_HUGE_PAGE ((size_t)2 << 20)
 static void *s_alloc(sq_backend_t *be, size_t bytes)
 {
-    /* 64-byte aligned for the SIMD kernels; not cleared, so a large KV
-     * cache costs pages only as positions are written */
-    size_t rounded = (bytes + 63) & ~(size_t)63;
-    return aligned_alloc(64, rounded ? rounded : 64);
-}
-
-/* A packed weight: above 2 MiB, aligned to and asking for 2 MiB pages
- * (transparent huge pages in "madvise" mode, the usual default), so the
- * kernels' stream through it is not cut at every 4 KiB page: the hardware
- * prefetcher stops at page boundaries and each 4 KiB page costs a TLB
- * miss. Where the kernel refuses, the memory is ordinary pages. */
-#define S_HUGE_PAGE ((size_t)2 << 20)
-static void *s_alloc_weight(sq_backend_t *be, size_t bytes)
-{
-    if (bytes < S_HUGE_PAGE)
-        return s_alloc(be, bytes);
+    if (bytes < S_HUGE_PAGE) {
+        size_t rounded = (bytes + 63) & ~(size_t)63;
+        return aligned_alloc(64, rounded ? rounded : 64);
+    }
     size_t rounded = (bytes + S_HUGE_PAGE - 1) & ~(S_HUGE_PAGE - 1);
     void *p = aligned_alloc(S_HUGE_PAGE, rounded);
     if (p)
@@ -119,7 +118,7 @@ static int s_weight_init(sq_backend_t *be, sq_weight_t *w, int dtype, int64_t n_
         /* a packed copy replaces the GGUF rows, borrowed or not; a
          * borrowed weight's pages are handed back once copied */
         size_t bytes = sq_cpu_q8_0x16_bytes(n_out, n_in);
-        if (!(w->owned = s_alloc_weight(be, bytes)))
+        if (!(w->owned = s_alloc(be, bytes)))
             return SQ_FAIL(SQ_ENOMEM, "packed weight of %lld x %lld", (long long)n_out,
                            (long long)n_in);
         sq_cpu_pack_q8_0x16(s_ctx(be)->pool, host, n_out, n_in, w->owned);
