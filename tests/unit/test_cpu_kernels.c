@@ -1,5 +1,6 @@
 /*  Tests of sq_cpu_kernels: fp16 conversion, Q8_0 quantization, every SIMD
- *  level this CPU has against the scalar reference, and the thread pool. */
+ *  level this CPU has against the scalar reference, the exp of the softmax
+ *  and SwiGLU, and the thread pool. */
 #define _GNU_SOURCE
 #include "sq_cpu_internal.h"
 #include "sq_error.h"
@@ -206,6 +207,110 @@ test_f16_rows_levels(void)
     SQ_CHECK(h_got[0] == 0x3c00 && h_got[1] == 0x7c00 && h_got[2] == 0x0002 && h_got[3] == 0xfc00);
     SQ_CHECK(f_got[0] == 1.0f && isinf(f_got[1]) && isnan(f_got[4]));
     SQ_CHECK(memcmp(h_got + 5, h_ref + 5, (N_F - 5) * sizeof *h_got) == 0);
+}
+
+/* sq_cpu_exp against exp in double: the largest error in ulps of the
+ * true value over n points of [lo, hi]. */
+static double
+s_exp_worst_ulps(float lo, float hi, int n)
+{
+    double worst = 0;
+    for (int i = 0; i <= n; i++) {
+        const float x = lo + (hi - lo) * (float) i / (float) n;
+        const double ref = exp((double) x);
+        const double ulp = ldexp(1.0, ilogb(ref) - 23);
+        const double err = fabs((double) sq_cpu_exp(x) - ref) / ulp;
+        worst = err > worst ? err : worst;
+    }
+    return worst;
+}
+
+/* The exp of the softmax and SwiGLU: within 2 ulp over the whole range it
+ * does not clamp, exactly 1 at 0, clamped (not 0, not infinite) beyond,
+ * NaN kept. */
+static void
+test_exp_accuracy(void)
+{
+    const double worst = s_exp_worst_ulps(-87.0f, 88.0f, 400000);
+    const double near0 = s_exp_worst_ulps(-1.0f, 1.0f, 100000);
+    printf("   exp: worst %.2f ulp over [-87, 88], %.2f over [-1, 1]\n", worst, near0);
+    SQ_CHECK(worst <= 2.0 && near0 <= 2.0);
+    SQ_CHECK(sq_cpu_exp(0.0f) == 1.0f && sq_cpu_exp(-0.0f) == 1.0f);
+    SQ_CHECK(sq_cpu_exp(-1000.0f) == sq_cpu_exp(SQ_CPU_EXP_LO) && sq_cpu_exp(-1000.0f) > 0);
+    SQ_CHECK(isfinite(sq_cpu_exp(1000.0f)) && sq_cpu_exp(1000.0f) == sq_cpu_exp(SQ_CPU_EXP_HI));
+    SQ_CHECK(isfinite(sq_cpu_exp(-INFINITY)) && isfinite(sq_cpu_exp(INFINITY)));
+    SQ_CHECK(isnan(sq_cpu_exp(NAN)));
+}
+
+/* Each level's softmax and SwiGLU give the portable level's bits, at
+ * lengths around the vector widths and the 16 partial sums; both agree
+ * with double-precision references; nothing past n is written. */
+static void
+test_softmax_swiglu_levels(void)
+{
+    enum { MAX_N = 1100 };
+    static const int ns[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 37, 100, 1025, MAX_N};
+    static float x[MAX_N], g[MAX_N], up[MAX_N], want_p[MAX_N + 1], want_g[MAX_N + 1];
+    static float got_p[MAX_N + 1], got_g[MAX_N + 1];
+    const sq_cpu_kernels_t *portable = sq_cpu_kernels_for("portable");
+    int runs = 0, differ = 0, far = 0, spill = 0;
+    for (size_t c = 0; c < sizeof ns / sizeof *ns; c++) {
+        const int n = ns[c];
+        for (int i = 0; i < n; i++) {
+            x[i] = 40.0f * s_randf();           /* scores, scaled by 1/8 below */
+            g[i] = 12.0f * s_randf();
+            up[i] = s_randf();
+        }
+        g[0] = n > 3 ? -95.0f : g[0];           /* exp(-gate) clamped */
+        g[n / 2] = n > 3 ? 95.0f : g[n / 2];
+        memcpy(want_p, x, (size_t) n * sizeof *x);
+        memcpy(want_g, g, (size_t) n * sizeof *g);
+        portable->softmax(want_p, n, 0.125f);
+        portable->swiglu(want_g, up, n);
+        /* against double */
+        double max = -INFINITY, sum = 0;
+        for (int i = 0; i < n; i++)
+            max = x[i] > max ? x[i] : max;
+        for (int i = 0; i < n; i++)
+            sum += exp((x[i] - max) * 0.125);
+        for (int i = 0; i < n; i++) {
+            const double p = exp((x[i] - max) * 0.125) / sum;
+            const double gi = g[i], sg = gi / (1 + exp(-gi)) * up[i];
+            far += fabs(want_p[i] - p) > 1e-6 * p + 1e-37;
+            far += fabs(want_g[i] - sg) > 1e-6 * fabs(sg) + 1e-30;
+        }
+        for (int l = 0; l < S_N_LEVELS; l++) {
+            const sq_cpu_kernels_t *k = sq_cpu_kernels_for(s_levels[l]);
+            if (!k)
+                continue;
+            memcpy(got_p, x, (size_t) n * sizeof *x);
+            memcpy(got_g, g, (size_t) n * sizeof *g);
+            got_p[n] = got_g[n] = 7.0f;
+            k->softmax(got_p, n, 0.125f);
+            k->swiglu(got_g, up, n);
+            for (int i = 0; i < n; i++)
+                differ += s_bits(got_p[i]) != s_bits(want_p[i]) ||
+                          s_bits(got_g[i]) != s_bits(want_g[i]);
+            spill += got_p[n] != 7.0f || got_g[n] != 7.0f;
+            runs++;
+        }
+    }
+    SQ_CHECK(runs >= 2 * (int) (sizeof ns / sizeof *ns));
+    SQ_CHECK(differ == 0);
+    SQ_CHECK(far == 0);
+    SQ_CHECK(spill == 0);
+    /* the public entry points; NaN spreads through a softmax */
+    float row[3] = {1.0f, 2.0f, 3.0f}, gate[2] = {0.0f, NAN}, u[2] = {1.0f, 1.0f};
+    sq_cpu_softmax_row(row, 3, 1.0f);
+    SQ_CHECK(fabsf(row[0] + row[1] + row[2] - 1.0f) < 1e-6f && row[0] < row[1] && row[1] < row[2]);
+    sq_cpu_swiglu_row(gate, u, 2);
+    SQ_CHECK(gate[0] == 0.0f && isnan(gate[1]));
+    float bad[17];
+    for (int i = 0; i < 17; i++)
+        bad[i] = (float) i;
+    bad[5] = NAN;
+    sq_cpu_softmax_row(bad, 17, 1.0f);
+    SQ_CHECK(isnan(bad[0]) && isnan(bad[16]));
 }
 
 /* rows j0.. of an F32 (kv32) or F16 (kv16) cache of hd-value rows as a
@@ -706,6 +811,8 @@ main(void)
     SQ_RUN(test_row_bytes_and_dequantize);
     SQ_RUN(test_quantize_levels);
     SQ_RUN(test_f16_rows_levels);
+    SQ_RUN(test_exp_accuracy);
+    SQ_RUN(test_softmax_swiglu_levels);
     SQ_RUN(test_attn_levels);
     SQ_RUN(test_matmul_levels_against_reference);
     SQ_RUN(test_matmul_n_same_bits);

@@ -230,20 +230,6 @@ static int s_rope(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_d
     return 0;
 }
 
-/* scores (n) = softmax(scale * scores) in place */
-static void s_softmax(float *scores, int n, float scale)
-{
-    float max = -INFINITY, sum = 0.0f;
-    for (int j = 0; j < n; j++)
-        max = scores[j] > max ? scores[j] : max;
-    for (int j = 0; j < n; j++) {
-        scores[j] = expf((scores[j] - max) * scale);
-        sum += scores[j];
-    }
-    for (int j = 0; j < n; j++)
-        scores[j] /= sum;
-}
-
 /* Cache rows an attention reads at a time: blocks start at multiples of
  * it, so a token's blocks are the same alone or in a tile. A tile is up
  * to S_TILE tokens of a batch that run one prompt (one slot, consecutive
@@ -354,8 +340,8 @@ static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, 
         for (int i = 0; pass == 0 && i < tile->n; i++) {
             const int t = tile->t0 + i, n = a->pos[t] + 1;
             for (int h = 0; h < g; h++)
-                s_softmax(scratch + (size_t)i * per_tok + (size_t)h * n, n,
-                          1.0f / sqrtf((float)hd));
+                sq_cpu_softmax_row(scratch + (size_t)i * per_tok + (size_t)h * n, n,
+                                   1.0f / sqrtf((float)hd));
             memset(a->out + ((size_t)t * a->n_heads + h0) * hd, 0, (size_t)g * hd * sizeof(float));
         }
     }
@@ -445,8 +431,8 @@ static void s_swiglu_worker(void *arg, int ith, int nth)
     s_swiglu_job_t *j = arg;
     size_t per = (j->n + (size_t)nth - 1) / (size_t)nth;
     size_t lo = per * (size_t)ith, hi = lo + per < j->n ? lo + per : j->n;
-    for (size_t i = lo; i < hi; i++)
-        j->gate[i] = j->gate[i] / (1.0f + expf(-j->gate[i])) * j->up[i];
+    if (hi > lo)
+        sq_cpu_swiglu_row(j->gate + lo, j->up + lo, (int64_t)(hi - lo));
 }
 
 static int s_swiglu(sq_backend_t *be, float *gate, const float *up, size_t n)

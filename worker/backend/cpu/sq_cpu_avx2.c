@@ -281,12 +281,87 @@ s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int f16
 
 SQ_CPU_ATTN_ENTRIES(s_scores, s_values)
 
+/* sq_cpu_exp (sq_cpu_internal.h) on 8 lanes: the same operations, so the
+ * same bits. max_ps(a, b) is a > b ? a : b, as the scalar clamps. */
+S_INLINE __m256
+s_exp8(__m256 x)
+{
+    x = _mm256_max_ps(_mm256_set1_ps(SQ_CPU_EXP_LO), x);
+    x = _mm256_min_ps(_mm256_set1_ps(SQ_CPU_EXP_HI), x);
+    const __m256 round = _mm256_set1_ps(SQ_CPU_EXP_ROUND);
+    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(SQ_CPU_EXP_LOG2E), round);
+    const __m256 n = _mm256_sub_ps(t, round);
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-SQ_CPU_EXP_LN2_HI), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-SQ_CPU_EXP_LN2_LO), r);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(SQ_CPU_EXP_C7), r, _mm256_set1_ps(SQ_CPU_EXP_C6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SQ_CPU_EXP_C5));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SQ_CPU_EXP_C4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SQ_CPU_EXP_C3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i k = _mm256_sub_epi32(_mm256_castps_si256(t),
+                                       _mm256_set1_epi32((int)(SQ_CPU_EXP_ROUND_BITS - 127u)));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(k, 23)));
+}
+
+void
+sq_cpu_softmax_avx2(float *x, int64_t n, float scale)
+{
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        mv = _mm256_max_ps(_mm256_loadu_ps(x + j), mv);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, mv);
+    float max = -INFINITY;
+    for (int i = 0; i < 8; i++)
+        max = lanes[i] > max ? lanes[i] : max;
+    for (; j < n; j++)
+        max = x[j] > max ? x[j] : max;
+    /* partial sums of lanes 0-7 and 8-15 of each run of 16 */
+    const __m256 mx = _mm256_set1_ps(max), sc = _mm256_set1_ps(scale);
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    for (j = 0; j + SQ_CPU_SUM_LANES <= n; j += SQ_CPU_SUM_LANES) {
+        const __m256 e0 = s_exp8(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), mx), sc));
+        const __m256 e1 =
+            s_exp8(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), mx), sc));
+        _mm256_storeu_ps(x + j, e0);
+        _mm256_storeu_ps(x + j + 8, e1);
+        s0 = _mm256_add_ps(s0, e0);
+        s1 = _mm256_add_ps(s1, e1);
+    }
+    float sums[SQ_CPU_SUM_LANES];
+    _mm256_storeu_ps(sums, s0);
+    _mm256_storeu_ps(sums + 8, s1);
+    sq_cpu_softmax_exp_tail(x, j, n, max, scale, sums);
+    const float inv = 1.0f / sq_cpu_sum16(sums);
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (j = 0; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), iv));
+    for (; j < n; j++)
+        x[j] *= inv;
+}
+
+void
+sq_cpu_swiglu_avx2(float *gate, const float *up, int64_t n)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + j);
+        const __m256 d = _mm256_add_ps(one, s_exp8(_mm256_xor_ps(g, sign)));
+        _mm256_storeu_ps(gate + j, _mm256_mul_ps(_mm256_div_ps(g, d), _mm256_loadu_ps(up + j)));
+    }
+    sq_cpu_swiglu_tail(gate, up, j, n);
+}
+
 /* What both AVX2 levels share; avx2vnni adds packed Q8_0 weights. */
 #define S_AVX2_KERNELS                                                                            \
     .dot_f32 = s_dot_f32, .dot_f16 = s_dot_f16, .dot_q8_0 = s_dot_q8_0,                           \
     .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2, .f16_to_f32 = sq_cpu_f16_to_f32_avx2,             \
     .f32_to_f16 = sq_cpu_f32_to_f16_avx2, .attn_scores = s_attn_scores,                           \
-    .attn_values = s_attn_values
+    .attn_values = s_attn_values, .softmax = sq_cpu_softmax_avx2, .swiglu = sq_cpu_swiglu_avx2
 
 const sq_cpu_kernels_t sq_cpu_kernels_avx2 = {.name = "avx2", S_AVX2_KERNELS};
 

@@ -17,6 +17,7 @@
 
 #include "sq_cpu_kernels.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -63,6 +64,84 @@ sq_cpu_kv_key_group(const sq_cpu_kv_block_t *k, size_t row, int j, int n_keys, c
     for (int i = 0; k->next && i < nk; i++)
         sq_cpu_kv_prefetch_row(k, row, j + i);
     return nk;
+}
+
+/* exp(x) for attention's softmax and SwiGLU, the same bits at every
+ * level: each level's SIMD version does exactly these operations in this
+ * order (fmaf rounds once, as a SIMD FMA does, and nothing else is fused).
+ * x is clamped to [SQ_CPU_EXP_LO, SQ_CPU_EXP_HI], so exp(x) stays a normal
+ * float (below, about 1.2e-38 instead of 0 or a subnormal; NaN stays NaN);
+ * n = round(x / ln 2) by adding 1.5 * 2^23; r = x - n ln 2 with ln 2 in
+ * two parts; exp(r) by its Taylor polynomial of degree 7 (|r| <= 0.35:
+ * truncation under 0.1 ulp); times 2^n through the exponent bits. Within
+ * 2 ulp of expf (test_cpu_kernels). */
+#define SQ_CPU_EXP_LO (-87.3f)
+#define SQ_CPU_EXP_HI 88.0f
+#define SQ_CPU_EXP_ROUND 0x1.8p+23f     /* 1.5 * 2^23 */
+#define SQ_CPU_EXP_ROUND_BITS 0x4b400000u
+#define SQ_CPU_EXP_LOG2E 0x1.715476p+0f
+#define SQ_CPU_EXP_LN2_HI 0x1.62e43p-1f
+#define SQ_CPU_EXP_LN2_LO (-0x1.05c61p-29f)
+/* 1/7!, 1/6!, ..., 1/2!, 1, 1: Horner's order */
+#define SQ_CPU_EXP_C7 0x1.a01a02p-13f
+#define SQ_CPU_EXP_C6 0x1.6c16c2p-10f
+#define SQ_CPU_EXP_C5 0x1.111112p-7f
+#define SQ_CPU_EXP_C4 0x1.555556p-5f
+#define SQ_CPU_EXP_C3 0x1.555556p-3f
+
+static inline float
+sq_cpu_exp(float x)
+{
+    x = x < SQ_CPU_EXP_LO ? SQ_CPU_EXP_LO : x;
+    x = x > SQ_CPU_EXP_HI ? SQ_CPU_EXP_HI : x;
+    const float t = fmaf(x, SQ_CPU_EXP_LOG2E, SQ_CPU_EXP_ROUND);
+    const float n = t - SQ_CPU_EXP_ROUND;
+    float r = fmaf(n, -SQ_CPU_EXP_LN2_HI, x);
+    r = fmaf(n, -SQ_CPU_EXP_LN2_LO, r);
+    float p = fmaf(SQ_CPU_EXP_C7, r, SQ_CPU_EXP_C6);
+    p = fmaf(p, r, SQ_CPU_EXP_C5);
+    p = fmaf(p, r, SQ_CPU_EXP_C4);
+    p = fmaf(p, r, SQ_CPU_EXP_C3);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    uint32_t bits;   /* unsigned: a NaN's bits wrap, and p is NaN then */
+    memcpy(&bits, &t, sizeof bits);
+    const uint32_t scale_bits = (bits - SQ_CPU_EXP_ROUND_BITS + 127u) << 23;
+    float scale;
+    memcpy(&scale, &scale_bits, sizeof scale);
+    return p * scale;
+}
+
+/* The softmax's sum, the same at every level: element j goes to partial
+ * sum j % 16 in order, and the 16 partial sums meet in this tree. */
+enum { SQ_CPU_SUM_LANES = 16 };
+static inline float
+sq_cpu_sum16(float a[SQ_CPU_SUM_LANES])
+{
+    for (int w = SQ_CPU_SUM_LANES / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++)
+            a[i] += a[i + w];
+    return a[0];
+}
+
+/* What a level's softmax and SwiGLU do to the elements its vectors leave:
+ * x[j] = exp((x[j] - max) * scale) added to sums[j % 16], for j in
+ * [from, n); gate[j] = silu(gate[j]) * up[j]. */
+static inline void
+sq_cpu_softmax_exp_tail(float *x, int64_t from, int64_t n, float max, float scale,
+                        float sums[SQ_CPU_SUM_LANES])
+{
+    for (int64_t j = from; j < n; j++) {
+        x[j] = sq_cpu_exp((x[j] - max) * scale);
+        sums[j % SQ_CPU_SUM_LANES] += x[j];
+    }
+}
+static inline void
+sq_cpu_swiglu_tail(float *gate, const float *up, int64_t from, int64_t n)
+{
+    for (int64_t j = from; j < n; j++)
+        gate[j] = gate[j] / (1.0f + sq_cpu_exp(-gate[j])) * up[j];
 }
 
 /* A SIMD file's attention entries, s_attn_scores and s_attn_values: each
@@ -174,6 +253,10 @@ typedef struct {
                         size_t ld);
     void (*attn_values)(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v,
                         float *out);
+    /* x (n) = softmax(scale * x) in place, and gate (n) = silu(gate) * up,
+     * as sq_cpu_softmax_row and sq_cpu_swiglu_row */
+    void (*softmax)(float *x, int64_t n, float scale);
+    void (*swiglu)(float *gate, const float *up, int64_t n);
     /* the packed Q8_0 kernel, NULL where the portable one serves (and the
      * backend leaves Q8_0 weights unpacked: only VNNI gains from it) */
     sq_cpu_gemm_x16_fn gemm_q8_0x16;
@@ -189,6 +272,8 @@ extern const sq_cpu_kernels_t sq_cpu_kernels_avx512vnni;
 void sq_cpu_quantize_q8_0_avx2(const float *x, sq_block_q8_0_t *y, int64_t n);
 void sq_cpu_f16_to_f32_avx2(const uint16_t *x, float *y, int64_t n);
 void sq_cpu_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
+void sq_cpu_softmax_avx2(float *x, int64_t n, float scale);
+void sq_cpu_swiglu_avx2(float *gate, const float *up, int64_t n);
 /* The packed Q8_0 kernel of the avx2vnni level (sq_cpu_avx2vnni.c). */
 void sq_cpu_gemm_q8_0x16_avxvnni(const uint8_t *group, int64_t nb, const sq_cpu_xq8_t *x,
                                  size_t x_stride, int n_x, float *y, int64_t ldy);

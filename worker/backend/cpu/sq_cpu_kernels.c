@@ -396,6 +396,25 @@ s_attn_values_portable(const float *p, size_t ld, int n_q, const sq_cpu_kv_block
         }
 }
 
+static void
+s_softmax_portable(float *x, int64_t n, float scale)
+{
+    float max = -INFINITY;
+    for (int64_t j = 0; j < n; j++)
+        max = x[j] > max ? x[j] : max;
+    float sums[SQ_CPU_SUM_LANES] = {0};
+    sq_cpu_softmax_exp_tail(x, 0, n, max, scale, sums);
+    const float inv = 1.0f / sq_cpu_sum16(sums);
+    for (int64_t j = 0; j < n; j++)
+        x[j] *= inv;
+}
+
+static void
+s_swiglu_portable(float *gate, const float *up, int64_t n)
+{
+    sq_cpu_swiglu_tail(gate, up, 0, n);
+}
+
 const sq_cpu_kernels_t sq_cpu_kernels_portable = {
     .name = "portable",
     .dot_f32 = s_dot_f32_portable,
@@ -406,6 +425,8 @@ const sq_cpu_kernels_t sq_cpu_kernels_portable = {
     .f32_to_f16 = sq_cpu_f32_to_f16_ref,
     .attn_scores = s_attn_scores_portable,
     .attn_values = s_attn_values_portable,
+    .softmax = s_softmax_portable,
+    .swiglu = s_swiglu_portable,
 };
 
 /* ---- run-time choice ----------------------------------------------------- */
@@ -516,6 +537,20 @@ sq_cpu_f32_to_f16_row(const float *x, uint16_t *y, int64_t n)
 {
     pthread_once(&s_choose_once, s_choose);
     s_chosen->f32_to_f16(x, y, n);
+}
+
+void
+sq_cpu_softmax_row(float *x, int64_t n, float scale)
+{
+    pthread_once(&s_choose_once, s_choose);
+    s_chosen->softmax(x, n, scale);
+}
+
+void
+sq_cpu_swiglu_row(float *gate, const float *up, int64_t n)
+{
+    pthread_once(&s_choose_once, s_choose);
+    s_chosen->swiglu(gate, up, n);
 }
 
 void

@@ -52,6 +52,13 @@ void sq_cpu_dequantize_row(int dtype, const void *x, float *y, int64_t n);
 void sq_cpu_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
 void sq_cpu_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
 
+/* x (n > 0) = softmax(scale * x) in place, and gate (n) = silu(gate) * up
+ * = gate / (1 + exp(-gate)) * up: attention's weights and the FFN's
+ * SwiGLU, with an exp within 2 ulp of expf (sq_cpu_internal.h) and the
+ * same bits at every SIMD level. At the run-time level. */
+void sq_cpu_softmax_row(float *x, int64_t n, float scale);
+void sq_cpu_swiglu_row(float *gate, const float *up, int64_t n);
+
 /* A block of attention's cache rows: n rows of hd values, contiguous,
  * F32 or F16 (the kernels widen F16 values as they load them, exactly).
  * next: the rows to be read after these (the next block, wherever its
