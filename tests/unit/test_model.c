@@ -9,7 +9,8 @@
  *  - the greedy output path (only the argmax of each row) agrees with the
  *    logits path;
  *  - Q8_0 weights packed for VNNI agree with the same weights unpacked;
- *  - the CPU backend's large buffers ask for 2 MiB pages;
+ *  - the CPU backend's large buffers ask for 2 MiB pages, and its KV pages
+ *    in chunks of 16 (the last one narrower) hold each sequence apart;
  *  - shapes that cannot be split and bad batch entries are refused.
  *  The Q8_0-against-F32 quality check is in test_model_quality.c.
  */
@@ -688,6 +689,75 @@ static void test_paged_cache(void)
     sq_engine_destroy(&whole);
 }
 
+/* Sequence i of n: lengths[i] tokens of pattern pats[i] into slots[i],
+ * the first lengths[i] - S_STEPS in pieces of S_PIECE (every sequence's
+ * piece in one pass), then one token a pass, keeping each of those last
+ * S_STEPS passes' logits of sequence i at out + (i * S_STEPS + step) *
+ * n_vocab. */
+enum { S_PIECE = 20, S_STEPS = 8 };
+static int s_interleaved(sq_model_t *m, const int *slots, const int *pats, const int *lengths,
+                         int n, int n_vocab, float *out)
+{
+    sq_batch_entry_t b[3 * S_PIECE];
+    float *rows = malloc(3 * (size_t)n_vocab * sizeof(float));
+    int rc = rows && n <= 3 ? 0 : -1, next[3] = {0, 0, 0};
+    for (int k = -1; rc == 0 && k != 0;) {
+        int step[3] = {-1, -1, -1};
+        k = 0;
+        for (int i = 0; i < n; i++) {
+            const int prompt = lengths[i] - S_STEPS;
+            int to = next[i] < prompt ? next[i] + S_PIECE : next[i] + 1;
+            to = next[i] < prompt && to > prompt ? prompt : to > lengths[i] ? lengths[i] : to;
+            for (; next[i] < to; next[i]++) {
+                step[i] = next[i] >= prompt ? next[i] - prompt : -1;
+                b[k++] = tm_entry(slots[i], 1 + (next[i] * 37 + pats[i] * 101) % (n_vocab - 1),
+                                  next[i], step[i] >= 0);
+            }
+        }
+        if (k > 0)
+            rc = sq_model_forward(m, b, k, rows);
+        for (int i = 0, w = 0; rc == 0 && i < n; i++)
+            if (step[i] >= 0)
+                memcpy(out + ((size_t)i * S_STEPS + (size_t)step[i]) * n_vocab,
+                       rows + (size_t)w++ * n_vocab, (size_t)n_vocab * sizeof(float));
+    }
+    free(rows);
+    return rc;
+}
+
+/* A pool of 41 pages, not a whole number of the CPU backend's chunks of
+ * 16: three sequences fed in turn take all 41 pages between them,
+ * interleaved through both whole chunks and the narrower last one, then
+ * step together, one token a pass, 8 times; every step's logits equal
+ * the same sequence's alone, bit for bit. A page placed over another (of
+ * another head, or of another sequence) would show in a later read. */
+static void test_paged_cache_chunks(void)
+{
+    sq_engine_params_t p = {.model_path = s_f32, .n_threads = 2, .n_slots = 3, .n_ctx = 512,
+                            .n_kv_pages = 41};
+    sq_engine_t *paged = sq_engine_new(&p);
+    sq_engine_t *whole = s_engine(s_f32, 1, 512);
+    SQ_REQUIRE(paged && whole);
+    sq_model_t *m = sq_engine_model(paged), *alone = sq_engine_model(whole);
+    const int n_vocab = sq_model_hparams(m)->n_vocab;
+    const int slots[3] = {0, 1, 2}, lengths[3] = {470, 460, 340};
+    const size_t per = (size_t)S_STEPS * n_vocab;
+    float *got = malloc(3 * per * sizeof(float)), *ref = malloc(per * sizeof(float));
+    SQ_REQUIRE(got && ref);
+    SQ_REQUIRE(s_interleaved(m, slots, slots, lengths, 3, n_vocab, got) == 0);
+    SQ_CHECK(sq_model_kv_pages_free(m) == 0);   /* 15 + 15 + 11 pages */
+    for (int i = 0; i < 3; i++) {
+        const int zero = 0;
+        sq_model_kv_trim(alone, 0, 0);
+        SQ_CHECK(s_interleaved(alone, &zero, &slots[i], &lengths[i], 1, n_vocab, ref) == 0);
+        SQ_CHECK(memcmp(got + i * per, ref, per * sizeof(float)) == 0);
+    }
+    free(got);
+    free(ref);
+    sq_engine_destroy(&paged);
+    sq_engine_destroy(&whole);
+}
+
 static void test_unsplittable_refused(void)
 {
     s_expect_refused(s_f32, 3, "tensor blk.0.attn_q.weight: 8 attention heads");
@@ -745,6 +815,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_argmax_matches_logits);
     SQ_RUN(test_large_buffers_on_huge_pages);
     SQ_RUN(test_paged_cache);
+    SQ_RUN(test_paged_cache_chunks);
     SQ_RUN(test_unsplittable_refused);
     SQ_RUN(test_bad_batch_refused);
     return sq_test_summary("model");

@@ -52,10 +52,11 @@ enum { SQ_KV_PAGE = 32 };
  * rounded to nearest even as they are stored (so every backend stores the
  * same bits for the same rows) and widened to F32 as they are read; the
  * order is the backend's own (only this op reads or writes it): one
- * head's positions of a page are contiguous rows; the CPU backend keeps a
- * pool per KV head, (n_kv, n_pages, SQ_KV_PAGE, head_dim), so consecutive
- * pages stream; the CUDA backend keeps (n_pages, n_kv, SQ_KV_PAGE,
- * head_dim). Position p of sequence slot s is in page
+ * head's positions of a page are contiguous rows; the CPU backend keeps
+ * chunks of 16 pages, each head's pages of a chunk together, (n_pages / 16,
+ * n_kv, 16, SQ_KV_PAGE, head_dim) with a narrower last chunk, so
+ * consecutive pages stream; the CUDA backend keeps (n_pages, n_kv,
+ * SQ_KV_PAGE, head_dim). Position p of sequence slot s is in page
  * pages[s * max_pages + p / SQ_KV_PAGE], max_pages = sq_kv_pages_for(n_ctx)
  * (the page table: n_slots rows, host memory; pages_epoch
  * changes whenever it does, so a backend that copies it can tell when its

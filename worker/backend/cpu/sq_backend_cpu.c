@@ -254,16 +254,25 @@ typedef struct {
 } s_attn_job_t;
 
 /* the cache offset (in values) of position pos of slot's KV head kvh.
- * Each KV head has a pool of its own, (n_kv, n_pages, SQ_KV_PAGE,
- * head_dim): a sequence whose pages are consecutive (a lone one takes
- * them in order) has its rows of a head in one stream, as before paging,
- * and the hardware prefetcher follows it. */
+ * Pages go in chunks of S_KV_CHUNK (the last one narrower), and in a
+ * chunk each KV head's pages are together: (chunk, n_kv, page in chunk,
+ * SQ_KV_PAGE, head_dim). A sequence whose pages are consecutive (a lone
+ * one takes them in order, a prompt its pages together) has its rows of a
+ * head in streams of up to 16 pages, which the hardware prefetcher
+ * follows; from one stream to the next the kernels prefetch the next
+ * block by hand. The first pages in use are at the start of the cache,
+ * every head's, so on 2 MiB pages a cache is committed 2 MiB at a time
+ * for all heads, not 2 MiB for each head (docs/benchmarks.md, "KV caches
+ * on 2 MiB pages"). */
+enum { S_KV_CHUNK = 16 };
 static size_t s_kv_at(const sq_attn_args_t *a, int slot, int kvh, int pos)
 {
-    const int32_t page = a->pages[(size_t)slot * (size_t)sq_kv_pages_for(a->n_ctx) +
-                                  (size_t)(pos / SQ_KV_PAGE)];
-    return (((size_t)kvh * (size_t)a->n_pages + (size_t)page) * SQ_KV_PAGE +
-            (size_t)(pos % SQ_KV_PAGE)) * (size_t)a->head_dim;
+    const size_t page = (size_t)a->pages[(size_t)slot * (size_t)sq_kv_pages_for(a->n_ctx) +
+                                         (size_t)(pos / SQ_KV_PAGE)];
+    const size_t first = page / S_KV_CHUNK * S_KV_CHUNK, left = (size_t)a->n_pages - first;
+    const size_t width = left < S_KV_CHUNK ? left : S_KV_CHUNK;
+    const size_t at = first * (size_t)a->n_kv + (size_t)kvh * width + (page - first);
+    return (at * SQ_KV_PAGE + (size_t)(pos % SQ_KV_PAGE)) * (size_t)a->head_dim;
 }
 
 /* where rows j0.. (j0 a multiple of S_KV_ROWS: in one page) of slot's
