@@ -625,6 +625,13 @@ static int s_paged_run(sq_model_t *m, const int32_t *prompt, int n_prompt, const
     return rc;
 }
 
+/* 3 slots of n_ctx positions in a pool of n_pages pages (F32 model) */
+static sq_engine_params_t s_paged_params(int n_ctx, int n_pages)
+{
+    return (sq_engine_params_t){.model_path = s_f32, .n_threads = 2, .n_slots = 3,
+                                .n_ctx = n_ctx, .n_kv_pages = n_pages};
+}
+
 /* Two sequences grow in step through a cache of 8 pages (shared by 3
  * slots of 256 positions, which would take 24 whole): their pages
  * interleave in the pool, and every logit equals the same sequence's run
@@ -633,8 +640,7 @@ static int s_paged_run(sq_model_t *m, const int32_t *prompt, int n_prompt, const
  * naming the pages, with nothing run; once slot 0 is trimmed, it goes on. */
 static void test_paged_cache(void)
 {
-    sq_engine_params_t p = {.model_path = s_f32, .n_threads = 2, .n_slots = 3, .n_ctx = 256,
-                            .n_kv_pages = 8};
+    sq_engine_params_t p = s_paged_params(256, 8);
     sq_engine_t *paged = sq_engine_new(&p);
     sq_engine_t *whole = s_engine(s_f32, 1, 256);
     SQ_REQUIRE(paged && whole);
@@ -733,8 +739,7 @@ static int s_interleaved(sq_model_t *m, const int *slots, const int *pats, const
  * another head, or of another sequence) would show in a later read. */
 static void test_paged_cache_chunks(void)
 {
-    sq_engine_params_t p = {.model_path = s_f32, .n_threads = 2, .n_slots = 3, .n_ctx = 512,
-                            .n_kv_pages = 41};
+    sq_engine_params_t p = s_paged_params(512, 41);
     sq_engine_t *paged = sq_engine_new(&p);
     sq_engine_t *whole = s_engine(s_f32, 1, 512);
     SQ_REQUIRE(paged && whole);
