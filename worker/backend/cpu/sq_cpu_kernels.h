@@ -54,7 +54,7 @@ void sq_cpu_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
 
 /* x (n > 0) = softmax(scale * x) in place, and gate (n) = silu(gate) * up
  * = gate / (1 + exp(-gate)) * up: attention's weights and the FFN's
- * SwiGLU, with an exp within 2 ulp of expf (sq_cpu_internal.h) and the
+ * SwiGLU, with an exp within 2 ulp of the true one (sq_cpu_internal.h) and the
  * same bits at every SIMD level. At the run-time level. */
 void sq_cpu_softmax_row(float *x, int64_t n, float scale);
 void sq_cpu_swiglu_row(float *gate, const float *up, int64_t n);
