@@ -168,6 +168,19 @@ sq_backend_t *sq_backend_cpu_new(int n_threads);
 sq_backend_t *sq_backend_new(const char *device, int n_threads);
 void sq_backend_destroy(sq_backend_t **self_p);
 
+/* y[i] = x W_i^T for n weights, one matmul each: what matmul_n means,
+ * for a backend without it or weights it cannot take in one pass. */
+static inline int sq_backend_matmul_each(sq_backend_t *be, const sq_weight_t *const *w, int n,
+                                         const float *x, int n_tok, float *const *y)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = be->ops->matmul(be, w[i], x, n_tok, y[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 #ifdef __cplusplus
 }
 #endif

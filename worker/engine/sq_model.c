@@ -584,15 +584,8 @@ void sq_model_local_heads(const sq_model_t *self, int *n_heads, int *n_kv_heads)
 static int s_matmuls(sq_model_t *m, const sq_weight_t *const *w, int n_w, const float *x, int n,
                      float *const *y)
 {
-    const sq_backend_ops_t *op = m->be->ops;
-    if (op->matmul_n)
-        return op->matmul_n(m->be, w, n_w, x, n, y);
-    for (int i = 0; i < n_w; i++) {
-        int rc = op->matmul(m->be, w[i], x, n, y[i]);
-        if (rc)
-            return rc;
-    }
-    return 0;
+    return m->be->ops->matmul_n ? m->be->ops->matmul_n(m->be, w, n_w, x, n, y)
+                                : sq_backend_matmul_each(m->be, w, n_w, x, n, y);
 }
 
 /* Attention half of layer l for n tokens: x (n, dim) += attn(norm(x)). */

@@ -195,15 +195,10 @@ static int s_matmul_n(sq_backend_t *be, const sq_weight_t *const *w, int n, cons
         mats[i] = (sq_cpu_mat_t){.w = w[i]->data, .n_out = w[i]->n_out, .y = y[i],
                                  .ldy = w[i]->n_out};
     }
-    if (one_pass)
-        return sq_cpu_matmul_n(s_ctx(be)->pool, w[0]->dtype, mats, n, w[0]->n_in, x, n_tok);
-    /* mixed dtypes (a small weight left unpacked beside packed ones) */
-    for (int i = 0; i < n; i++) {
-        int rc = s_matmul(be, w[i], x, n_tok, y[i]);
-        if (rc)
-            return rc;
-    }
-    return 0;
+    /* mixed dtypes (a small weight left unpacked beside packed ones) go
+     * one by one */
+    return one_pass ? sq_cpu_matmul_n(s_ctx(be)->pool, w[0]->dtype, mats, n, w[0]->n_in, x, n_tok)
+                    : sq_backend_matmul_each(be, w, n, x, n_tok, y);
 }
 
 static int s_rope(sq_backend_t *be, float *x, int n_tok, int n_heads, int head_dim, int n_rot,

@@ -321,8 +321,7 @@ s_kv_span(const sq_cpu_kv_block_t *b, int j, int d0, int m, float *w)
     const size_t at = (size_t) j * (size_t) b->hd + (size_t) d0;
     if (b->dtype != SQ_DTYPE_F16)
         return (const float *) b->rows + at;
-    for (int i = 0; i < m; i++)
-        w[i] = sq_fp16_to_fp32(((const uint16_t *) b->rows)[at + (size_t) i]);
+    sq_cpu_f16_to_f32_ref((const uint16_t *) b->rows + at, w, m);
     return w;
 }
 
