@@ -483,10 +483,14 @@ static sq_proc_t *s_group_mid_job(const char *test, const char *group, int max_b
     return g;
 }
 
+enum { S_KILLED_TASKS = 400 };
 static void case_rank_killed(void)
 {
-    /* mid-batch: the victim holds leases and has finished some tasks */
-    sq_proc_t *a = s_group_mid_job("group_rank_killed", "g-victim", 8, 60, 4);
+    /* mid-batch: the victim holds leases and has finished some tasks. The
+     * job is long enough that it cannot finish between the 4th result
+     * and the kill (60 tasks could, on a fast engine, and then no lease
+     * was lost) */
+    sq_proc_t *a = s_group_mid_job("group_rank_killed", "g-victim", 8, S_KILLED_TASKS, 4);
     SQ_REQUIRE(a != NULL);
     pid_t ranks[8];
     int n = s_rank_pids(a, ranks, 8);
@@ -497,7 +501,7 @@ static void case_rank_killed(void)
     SQ_CHECK(sq_proc_exit_code(a) != 0);
     SQ_REQUIRE(s_group("g-rescue", 8) != NULL);
     SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
-                                 60, 180000) == 0);
+                                 S_KILLED_TASKS, 180000) == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE group_id = 'g-victim' "
                      "AND outcome = 'worker_lost'") >= 1);
     sq_e2e_check_no_duplicates(s_h);
