@@ -8,11 +8,19 @@ set_tests_properties(unit.gguf PROPERTIES LABELS unit)
 
 add_executable(test_model unit/test_model.c)
 target_link_libraries(test_model PRIVATE sq_llm sq_testlib sq_warnings)
-add_test(NAME unit.model COMMAND test_model ${SQ_ENGINE_MODELS})
+# a random model of 128 dims in 4 heads of 32 (2 KV heads): the Q8_0 KV
+# cache's tests need whole blocks of 32 values per head (stories260K's are 8)
+set(SQ_HD32_MODEL ${CMAKE_CURRENT_BINARY_DIR}/engine-hd32.gguf)
+add_test(NAME unit.model.make_hd32
+         COMMAND shardq-model random --shape tiny-gqa --dim 128 --heads 4 --kv-heads 2
+                 --seed 13 ${SQ_HD32_MODEL})
+set_tests_properties(unit.model.make_hd32 PROPERTIES LABELS unit FIXTURES_SETUP sq_hd32)
+add_test(NAME unit.model COMMAND test_model ${SQ_ENGINE_MODELS} ${SQ_HD32_MODEL})
 # the same capped at AVX2 + AVX-VNNI, whose own packed Q8_0 kernel the
 # engine then runs (where the CPU has it: else a lower level, noted)
-add_test(NAME unit.model.avx2vnni COMMAND test_model ${SQ_ENGINE_MODELS})
-set_tests_properties(unit.model unit.model.avx2vnni PROPERTIES LABELS unit)
+add_test(NAME unit.model.avx2vnni COMMAND test_model ${SQ_ENGINE_MODELS} ${SQ_HD32_MODEL})
+set_tests_properties(unit.model unit.model.avx2vnni PROPERTIES LABELS unit
+                     FIXTURES_REQUIRED sq_hd32)
 set_tests_properties(unit.model.avx2vnni PROPERTIES ENVIRONMENT SQ_CPU_SIMD=avx2vnni)
 
 add_executable(test_kv_pages unit/test_kv_pages.c)
@@ -76,6 +84,9 @@ if(TARGET shardq-model)
     sq_engine_mpi_test(mpi.tp${n}.tiny_gqa ${n} $<TARGET_FILE:test_tp> ${SQ_TINY_GQA} 64)
     set_tests_properties(mpi.tp${n}.tiny_gqa PROPERTIES FIXTURES_REQUIRED sq_tiny_gqa)
   endforeach()
+  # heads of 32 values: the Q8_0 KV cache too (its tolerance as Q8_0 weights')
+  sq_engine_mpi_test(mpi.tp2.hd32 2 $<TARGET_FILE:test_tp> ${SQ_HD32_MODEL} 64 1e-4 5e-3 2e-2)
+  set_tests_properties(mpi.tp2.hd32 PROPERTIES FIXTURES_REQUIRED sq_hd32)
 endif()
 
 # The worker binary itself: one-shot generation, single rank and split.
@@ -101,7 +112,20 @@ add_test(NAME unit.worker_kv_type_bad
          COMMAND shardq-worker --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt x
                  --kv-type f8)
 set_tests_properties(unit.worker_kv_type_bad PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
-  PASS_REGULAR_EXPRESSION "--kv-type: 'f8' is not f16 or f32")
+  PASS_REGULAR_EXPRESSION "--kv-type: 'f8' is not f16, f32 or q8_0")
+# the Q8_0 KV cache: refused, with the reason, where a head is not whole
+# blocks of 32 values; runs where it is
+add_test(NAME unit.worker_kv_q8_0_refused
+         COMMAND shardq-worker --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt x
+                 --kv-type q8_0)
+set_tests_properties(unit.worker_kv_q8_0_refused PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
+  PASS_REGULAR_EXPRESSION "KV cache q8_0: this model's head_dim \\(8\\) is not a multiple of 32")
+add_test(NAME unit.worker_kv_q8_0
+         COMMAND shardq-worker --model ${SQ_HD32_MODEL} --prompt "Once upon" --max-tokens 12
+                 --ignore-eos --kv-type q8_0 --json)
+set_tests_properties(unit.worker_kv_q8_0 PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
+  FIXTURES_REQUIRED sq_hd32
+  PASS_REGULAR_EXPRESSION "^\\{\"prompt_ids\": \\[1, [0-9, ]+\\], \"ids\": \\[[0-9, ]+\\], \"text\": .*\"finish_reason\": \"length\"")
 add_test(NAME unit.worker_prefix_cache_bad
          COMMAND shardq-worker --broker tcp://127.0.0.1:1 --model x.gguf --prefix-cache maybe)
 set_tests_properties(unit.worker_prefix_cache_bad PROPERTIES LABELS unit

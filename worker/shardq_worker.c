@@ -38,7 +38,8 @@ static void s_usage(FILE *fp)
           "  --ignore-eos        do not stop at end-of-sequence tokens\n"
           "  --threads N         CPU threads per rank (default 1)\n"
           "  --ctx N             context length (default: the model's, at most 4096)\n"
-          "  --kv-type T         KV cache values: f16 (default) or f32\n"
+          "  --kv-type T         KV cache values: f16 (default), f32, or q8_0 (53 % of\n"
+          "                      f16's memory; head_dim a multiple of 32)\n"
           "  --device D          cpu (default), cuda, or auto (cuda when a device is usable)\n"
           "  --json              print {\"prompt_ids\", \"ids\", \"text\", \"finish_reason\"}\n"
           "  --help, --version\n"
@@ -84,7 +85,7 @@ static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **sto
         else if (!strcmp(a, "--ctx"))
             rc = sq_args_int(a, v, 1, 1 << 24, &o->n_ctx);
         else if (!strcmp(a, "--kv-type"))
-            rc = sq_args_kv_type(a, v, &o->kv_f32);
+            rc = sq_args_kv_type(a, v, &o->kv_type);
         else if (!strcmp(a, "--top-k"))
             rc = sq_args_int(a, v, 0, INT_MAX, &o->gen.sampler.top_k);
         else if (!strcmp(a, "--temperature"))

@@ -96,7 +96,7 @@ int sq_oneshot_run(const sq_oneshot_opts_t *o)
     int rank = comm->rank(comm);
     sq_engine_params_t ep = {.model_path = o->model_path, .device = o->device,
                              .n_threads = o->n_threads, .n_ctx = o->n_ctx,
-                             .kv_f32 = o->kv_f32, .comm = comm};
+                             .kv_type = o->kv_type, .comm = comm};
     sq_engine_t *e = sq_engine_new(&ep);
     int code = 1;
     if (!e) {

@@ -15,7 +15,7 @@ typedef struct {
     const char *device;
     int n_threads;
     int n_ctx;
-    bool kv_f32;                /* --kv-type f32 */
+    int kv_type;                /* --kv-type (sq_kv_type_t) */
     bool json;
     sq_gen_params_t gen;
 } sq_oneshot_opts_t;

@@ -4,7 +4,7 @@
  *    shardq-bench-cuda [--device cuda|cpu|auto] [--prompt N] [--gen N]
  *                      [--agg-prompt N] [--agg-steps N] [--batches B,B,...]
  *                      [--hbm-tbs X] [--lora ADAPTER] [--temperature T]
- *                      [--kv-type f16|f32] MODEL...
+ *                      [--kv-type f16|f32|q8_0] MODEL...
  *
  *  prefill: one --prompt-token batch (after a warm-up), tokens/s.
  *  decode b1: --gen greedy steps of one sequence after the prompt, ms/token.
@@ -45,7 +45,7 @@ typedef struct {
     const char *device, *lora;
     float temperature;          /* 0: greedy decode steps */
     int n_prompt, n_gen, agg_prompt, agg_steps;
-    bool kv_f32;
+    int kv_type;
     int batches[S_MAX_BATCHES], n_batches;
     double hbm_tbs;
 } s_opts_t;
@@ -169,7 +169,7 @@ static int s_run(const char *path, const s_opts_t *o, s_row_t *r)
     int max_tok = o->n_prompt > o->agg_prompt ? o->n_prompt : o->agg_prompt;
     max_tok = max_tok > max_b ? max_tok : max_b;
     sq_model_params_t p = {.n_ctx = n_ctx, .n_slots = max_b, .max_batch = max_tok,
-                           .kv_f32 = o->kv_f32};
+                           .kv_type = o->kv_type};
     sq_model_t *m = comm ? sq_model_new(g, be, comm, &p) : NULL;
     int rc = m ? 0 : -1, lora_id = 0;
     if (m && o->lora) {
@@ -195,7 +195,7 @@ static int s_usage(const char *why)
 {
     fprintf(stderr, "shardq-bench-cuda: %s\nusage: shardq-bench-cuda [--device cuda|cpu|auto] "
                     "[--prompt N] [--gen N] [--agg-prompt N] [--agg-steps N] [--batches B,B,...] "
-                    "[--hbm-tbs X] [--lora ADAPTER] [--temperature T] [--kv-type f16|f32] "
+                    "[--hbm-tbs X] [--lora ADAPTER] [--temperature T] [--kv-type f16|f32|q8_0] "
                     "MODEL...\n", why);
     return 2;
 }
@@ -241,7 +241,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--agg-prompt"))
             bad = s_parse_int(v, 1, 1 << 16, &o.agg_prompt);
         else if (!strcmp(a, "--kv-type"))
-            bad = strcmp(v, "f16") && strcmp(v, "f32") ? 1 : ((o.kv_f32 = v[1] == '3'), 0);
+            bad = (o.kv_type = sq_kv_type_parse(v)) < 0;
         else if (!strcmp(a, "--batches"))
             bad = s_parse_batches(argv[i + 1], &o);
         else if (!strcmp(a, "--lora"))
@@ -258,7 +258,7 @@ int main(int argc, char **argv)
     if (i == argc)
         return s_usage("no model given");
     printf("KV cache %s; prompt %d, %d decode steps; aggregates after %d-token prompts, %d steps\n",
-           o.kv_f32 ? "f32" : "f16", o.n_prompt, o.n_gen, o.agg_prompt, o.agg_steps);
+           sq_kv_type_name(o.kv_type), o.n_prompt, o.n_gen, o.agg_prompt, o.agg_steps);
     printf("%-28s %-5s %9s %11s %10s", "model", "dev", "weights", "prefill", "b1 decode");
     for (int k = 0; k < o.n_batches; k++)
         printf("   b%-3d tok/s", o.batches[k]);

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "bench_engine.h"
+#include "sq_model.h"
 #include "sq_tp_comm.h"
 
 #include <mpi.h>
@@ -31,7 +32,7 @@ typedef struct {
     int n_models;
     int kernels, tp;
     int repeat;                          /* runs per figure; the best is kept */
-    bool kv_f32[2];                      /* shardq's KV cache types, in turn */
+    int kv_type[3];                      /* shardq's KV cache types, in turn */
     int n_kv;
     bench_opts_t o;
 } s_args_t;
@@ -49,7 +50,7 @@ s_usage(FILE *out)
             "  --prompt-tokens N     prefill length (default 128)\n"
             "  --gen-tokens N        decode steps (default 32)\n"
             "  --kv-type LIST        shardq's KV cache: f16 (default, as llama.cpp's), f32,\n"
-            "                        or f16,f32 (both, in turn in each round)\n"
+            "                        q8_0, or several (f16,q8_0: in turn in each round)\n"
             "  --batch LIST          aggregate decode batch sizes (default 1,4,16)\n"
             "  --repeat N            runs per figure, alternating shardq and llama.cpp;\n"
             "                        the best is kept (default 3: the machine is shared)\n"
@@ -73,20 +74,24 @@ s_parse_list(const char *s, int *out, int max)
     return n;
 }
 
-/* "f16", "f32", "f16,f32" or "f32,f16" into a->kv_f32; 1 ok, -1 bad. */
+/* A comma-separated list of up to 3 of f16, f32 and q8_0 into
+ * a->kv_type; 1 ok, -1 bad. */
 static int
 s_parse_kv(const char *s, s_args_t *a)
 {
     a->n_kv = 0;
-    while (*s && a->n_kv < 2) {
-        if (strncmp(s, "f16", 3) != 0 && strncmp(s, "f32", 3) != 0)
+    while (*s && a->n_kv < 3) {
+        char name[8];
+        size_t len = strcspn(s, ",");
+        if (len >= sizeof name)
             return -1;
-        a->kv_f32[a->n_kv++] = s[1] == '3';
-        s += 3;
-        if (*s == ',')
+        memcpy(name, s, len);
+        name[len] = '\0';
+        if ((a->kv_type[a->n_kv++] = sq_kv_type_parse(name)) < 0)
+            return -1;
+        s += len;
+        if (*s == ',' && s[1])
             s++;
-        else if (*s)
-            return -1;
     }
     return *s || a->n_kv == 0 ? -1 : 1;
 }
@@ -136,7 +141,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         }
         i += strcmp(k, "--no-kernels") != 0 && strcmp(k, "--tp") != 0;
     }
-    a->o.kv_f32 = a->kv_f32[0];   /* the TP table's */
+    a->o.kv_type = a->kv_type[0];   /* the TP table's */
     return 0;
 }
 
@@ -190,7 +195,7 @@ s_measure(const s_args_t *a, const char *path, int t, bench_result_t mine[2],
         bench_result_t r;
         for (int kv = 0; kv < a->n_kv; kv++) {
             bench_opts_t o = a->o;
-            o.kv_f32 = a->kv_f32[kv];
+            o.kv_type = a->kv_type[kv];
             failed |= bench_model_run(path, t, NULL, &o, &r) != 0;
             s_keep_best(&mine[kv], &r);
         }
@@ -225,7 +230,7 @@ s_model_tables(const s_args_t *a, const char *path, const double *bw)
         for (int kv = 0; kv < a->n_kv; kv++) {
             const bench_result_t *m = &mine[p][kv];
             printf("| %d | %s | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f %% | %.1f | "
-                   "%.1f |\n", t, a->kv_f32[kv] ? "f32" : "f16", m->pp_tok_s, theirs[p][0].pp_tok_s,
+                   "%.1f |\n", t, sq_kv_type_name(a->kv_type[kv]), m->pp_tok_s, theirs[p][0].pp_tok_s,
                    s_ratio(m->pp_tok_s, theirs[p][0].pp_tok_s), m->tg_tok_s, theirs[p][0].tg_tok_s,
                    s_ratio(m->tg_tok_s, theirs[p][0].tg_tok_s), roof,
                    100.0 * s_ratio(m->tg_tok_s, roof), m->tg_cpu_ms, theirs[p][0].tg_cpu_ms);
@@ -240,7 +245,7 @@ s_model_tables(const s_args_t *a, const char *path, const double *bw)
             for (int b = 0; b < a->o.n_batches; b++) {
                 double llama = a->o.batches[b] > 1 ? theirs[p][b].agg_tok_s[0] : theirs[p][0].tg_tok_s;
                 printf("| %d | %s | %d | %.2f | %.2f | %.2f | %.2f |\n", a->n_threads[p],
-                       a->kv_f32[kv] ? "f32" : "f16", a->o.batches[b], m->agg_tok_s[b],
+                       sq_kv_type_name(a->kv_type[kv]), a->o.batches[b], m->agg_tok_s[b],
                        s_ratio(m->agg_tok_s[b], m->tg_tok_s), llama,
                        s_ratio(m->agg_tok_s[b], llama));
             }

@@ -15,7 +15,7 @@ typedef struct {
     int n_batches;
     const char *llama_dir;               /* node-llama-cpp install; NULL: no anchor */
     const char *anchor_script;           /* llama_anchor.mjs */
-    bool kv_f32;                         /* shardq's KV cache in F32 (default F16) */
+    int kv_type;                         /* shardq's KV cache (sq_kv_type_t; 0: F16) */
 } bench_opts_t;
 
 typedef struct {

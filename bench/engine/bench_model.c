@@ -93,7 +93,7 @@ bench_model_run(const char *path, int n_threads, sq_tp_comm_t *comm, const bench
         max_batch = o->batches[b] > max_batch ? o->batches[b] : max_batch;
     sq_engine_params_t ep = {.model_path = path, .n_threads = n_threads, .comm = comm,
                              .n_ctx = o->n_prompt + o->n_gen + 16, .n_slots = max_batch,
-                             .kv_f32 = o->kv_f32};
+                             .kv_type = o->kv_type};
     sq_engine_t *engine = sq_engine_new(&ep);
     if (!engine) {
         fprintf(stderr, "shardq-bench-engine: %s: %s\n", path, sq_error_detail());

@@ -2,7 +2,7 @@
  *  gpu; built against the CPU emulator of tests/cuda/emu as
  *  test_cuda_emu_engine, label unit).
  *
- *    test_cuda_engine MODEL_DIR [F16_MODEL]
+ *    test_cuda_engine MODEL_DIR [F16_MODEL [HD32_MODEL]]
  *
  *  On the bundled stories260K (F32 and Q8_0): an 8-token prompt in one
  *  batched step, then SQ_CT_STEPS (64) greedy steps on the CUDA backend
@@ -10,7 +10,9 @@
  *  5e-3 (F32 with the default F16 cache: see test_f32_kv_f16) or 5e-2
  *  (Q8_0: see test_q8_0) of the largest |logit| at every step and the
  *  same greedy tokens. F16_MODEL (a random tiny-gqa model in F16, if given) is held
- *  to 2e-2: cuBLAS takes F16 activations on the batched path. Then
+ *  to 2e-2: cuBLAS takes F16 activations on the batched path. HD32_MODEL
+ *  (a random model whose heads are 32 values) runs with the Q8_0 KV cache
+ *  on both, held to the Q8_0 tolerance (test_kv_q8_0). Then
  *  batched decoding on CUDA: four sequences of different prompt lengths
  *  decoded together give the logits each gives alone, the device argmax
  *  (sq_model_forward_argmax) picks what the host picks from the logits,
@@ -36,35 +38,35 @@
 
 /* n_pages: KV-cache pages the slots share (0: each its whole context) */
 static int s_load_paged(ct_side_t *s, const char *path, bool cuda, int n_slots, int n_pages,
-                        bool kv_f32)
+                        int kv_type)
 {
     s->gguf = sq_gguf_open(path);
     s->comm = sq_tp_comm_local_new();
     s->be = !s->gguf ? NULL : cuda ? sq_backend_cuda_new(0) : sq_backend_cpu_new(1);
     sq_model_params_t p = {.n_ctx = 128, .n_slots = n_slots, .n_kv_pages = n_pages,
-                           .kv_f32 = kv_f32};
+                           .kv_type = kv_type};
     s->model = s->be && s->comm ? sq_model_new(s->gguf, s->be, s->comm, &p) : NULL;
     if (!s->model)
         fprintf(stderr, "   load %s: %s\n", path, sq_error_detail());
     return s->model ? 0 : -1;
 }
 
-static int s_load_kv(ct_side_t *s, const char *path, bool cuda, int n_slots, bool kv_f32)
+static int s_load_kv(ct_side_t *s, const char *path, bool cuda, int n_slots, int kv_type)
 {
-    return s_load_paged(s, path, cuda, n_slots, 0, kv_f32);
+    return s_load_paged(s, path, cuda, n_slots, 0, kv_type);
 }
 
 /* with the default (F16) KV cache */
 static int s_load(ct_side_t *s, const char *path, bool cuda, int n_slots)
 {
-    return s_load_kv(s, path, cuda, n_slots, false);
+    return s_load_kv(s, path, cuda, n_slots, SQ_KV_F16);
 }
 
-static void s_against_cpu_kv(const char *path, float tol, bool kv_f32)
+static void s_against_cpu_kv(const char *path, float tol, int kv_type)
 {
     ct_side_t gpu = {0}, cpu = {0};
-    SQ_REQUIRE(s_load_kv(&gpu, path, true, 1, kv_f32) == 0 &&
-               s_load_kv(&cpu, path, false, 1, kv_f32) == 0);
+    SQ_REQUIRE(s_load_kv(&gpu, path, true, 1, kv_type) == 0 &&
+               s_load_kv(&cpu, path, false, 1, kv_type) == 0);
     ct_result_t r;
     SQ_CHECK(ct_compare(gpu.model, cpu.model, NULL, SQ_CT_STEPS, 0, tol, &r) == 0);
     SQ_CHECK(r.steps_run == SQ_CT_STEPS);
@@ -72,7 +74,7 @@ static void s_against_cpu_kv(const char *path, float tol, bool kv_f32)
     SQ_CHECK(r.same_tokens);
     printf("cuda vs cpu, %s, KV cache %s: 8-token prompt + %d greedy steps, max relative logit "
            "difference %.3g (limit %.0e), tokens %s (near ties taken the other way: %d)\n",
-           strrchr(path, '/') ? strrchr(path, '/') + 1 : path, kv_f32 ? "F32" : "F16",
+           strrchr(path, '/') ? strrchr(path, '/') + 1 : path, sq_kv_type_name(kv_type),
            SQ_CT_STEPS, (double)r.worst, (double)tol, r.same_tokens ? "agree" : "DIFFER",
            r.near_ties);
     ct_unload(&gpu);
@@ -81,16 +83,16 @@ static void s_against_cpu_kv(const char *path, float tol, bool kv_f32)
 
 static void s_against_cpu(const char *path, float tol)
 {
-    s_against_cpu_kv(path, tol, false);
+    s_against_cpu_kv(path, tol, SQ_KV_F16);
 }
 
-static const char *s_dir, *s_f16;
+static const char *s_dir, *s_f16, *s_hd32;
 
 static void test_f32(void)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/stories260K.gguf", s_dir);
-    s_against_cpu_kv(path, 1e-3f, true);
+    s_against_cpu_kv(path, 1e-3f, SQ_KV_F32);
 }
 
 /* With an F16 cache both backends round the same keys and values to
@@ -129,6 +131,20 @@ static void test_f16(void)
     s_against_cpu(s_f16, 2e-2f);
 }
 
+/* The Q8_0 KV cache: both backends quantise each 32 values of a key or
+ * value row with the same arithmetic, but the rows differ by F32 rounding
+ * (other summation orders), and now and then a value lands on the other
+ * side of a rounding boundary and moves by one 8-bit step, 1/127 of its
+ * block's largest value: Q8_0 activations' tolerance (test_q8_0). */
+static void test_kv_q8_0(void)
+{
+    if (!s_hd32) {
+        fprintf(stderr, "   no head_dim-32 model given\n");
+        return;
+    }
+    s_against_cpu_kv(s_hd32, S_Q8_TOL_PERMILLE / 1000.0f, SQ_KV_Q8_0);
+}
+
 enum { S_SEQS = 4, S_STEPS = 32 };
 
 
@@ -144,7 +160,7 @@ static void test_batched_equals_single(void)
     char path[1024];
     snprintf(path, sizeof path, "%s/stories260K-q8_0.gguf", s_dir);
     ct_side_t g = {0};
-    SQ_REQUIRE(s_load_paged(&g, path, true, 2 * S_SEQS, 16, false) == 0);
+    SQ_REQUIRE(s_load_paged(&g, path, true, 2 * S_SEQS, 16, SQ_KV_F16) == 0);
     const int n_vocab = sq_model_hparams(g.model)->n_vocab;
     float *alone = malloc((size_t)S_SEQS * S_STEPS * n_vocab * sizeof(float));
     float *both = malloc((size_t)S_SEQS * n_vocab * sizeof(float));
@@ -284,8 +300,8 @@ static void test_device_sampling(void)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: test_cuda_engine MODEL_DIR [F16_MODEL]\n");
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: test_cuda_engine MODEL_DIR [F16_MODEL [HD32_MODEL]]\n");
         return 2;
     }
     char why[256];
@@ -294,11 +310,13 @@ int main(int argc, char **argv)
         return 77;
     }
     s_dir = argv[1];
-    s_f16 = argc == 3 ? argv[2] : NULL;
+    s_f16 = argc >= 3 ? argv[2] : NULL;
+    s_hd32 = argc >= 4 ? argv[3] : NULL;
     SQ_RUN(test_f32);
     SQ_RUN(test_f32_kv_f16);
     SQ_RUN(test_q8_0);
     SQ_RUN(test_f16);
+    SQ_RUN(test_kv_q8_0);
     SQ_RUN(test_batched_equals_single);
     SQ_RUN(test_device_sampling);
     return sq_test_summary("cuda_engine");

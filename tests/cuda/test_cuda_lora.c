@@ -42,7 +42,7 @@ static int s_load(s_side_t *s, bool cuda)
     c->be = !c->gguf ? NULL : cuda ? sq_backend_cuda_new(0) : sq_backend_cpu_new(1);
     /* an F32 KV cache, so the tolerance measures the adapters, not F16
      * rounding (test_cuda_engine covers the F16 cache) */
-    sq_model_params_t p = {.n_ctx = 64, .n_slots = S_SEQS + 1, .kv_f32 = true};
+    sq_model_params_t p = {.n_ctx = 64, .n_slots = S_SEQS + 1, .kv_type = SQ_KV_F32};
     c->model = c->be && c->comm ? sq_model_new(c->gguf, c->be, c->comm, &p) : NULL;
     int rc = c->model ? 0 : -1;
     for (int a = 0; rc == 0 && a < 2; a++) {

@@ -77,7 +77,7 @@ static void test_tp_matches_cpu(void)
     /* an F32 KV cache, so the tolerance measures the split and the
      * all-reduce, not F16 rounding (test_cuda_engine covers the F16
      * cache) */
-    sq_model_params_t p = {.n_ctx = s_steps + CT_PROMPT, .kv_f32 = true};
+    sq_model_params_t p = {.n_ctx = s_steps + CT_PROMPT, .kv_type = SQ_KV_F32};
     ct_side_t tp = {0}, ref = {0};
     int ok = s_load_tp(&tp, mpi, &p) && (rank != 0 || s_load_ref(&ref, &p)), all_ok = 0;
     if (!ok)

@@ -326,13 +326,64 @@ s_kv_block(const float *kv32, const uint16_t *kv16, int j0, int n, int hd, const
                                .hd = hd};
 }
 
+/* Q8_0 cache rows (n of hd values, hd % 32 == 0) through level kt: the
+ * bits of their values dequantized into F32 rows, for
+ * all nq heads at once, one head alone, keys from row 5 on, and the rows
+ * in two calls naming the next; and not the unquantized rows' scores sc.
+ * The count of differences. */
+static int
+s_attn_q8_0(const sq_cpu_kernels_t *kt, const float *q, const float *p, const float *k,
+            const float *v, int n, int nq, int hd, const float *sc)
+{
+    enum { NQ_MAX = 10, HD_MAX = 136, N_MAX = 37 };
+    static sq_block_q8_0_t k8[N_MAX * HD_MAX / SQ_QK8_0], v8[N_MAX * HD_MAX / SQ_QK8_0];
+    static float kw[N_MAX * HD_MAX], vw[N_MAX * HD_MAX], scw[NQ_MAX * N_MAX], sc8[NQ_MAX * N_MAX], outw[NQ_MAX * HD_MAX],
+        out8[NQ_MAX * HD_MAX], out1[HD_MAX];
+    const size_t row = sq_cpu_row_bytes(SQ_DTYPE_Q8_0, hd);
+    sq_cpu_quantize_row_q8_0_ref(k, k8, (int64_t) n * hd);
+    sq_cpu_quantize_row_q8_0_ref(v, v8, (int64_t) n * hd);
+    sq_cpu_dequantize_row(SQ_DTYPE_Q8_0, k8, kw, (int64_t) n * hd);
+    sq_cpu_dequantize_row(SQ_DTYPE_Q8_0, v8, vw, (int64_t) n * hd);
+    const sq_cpu_kv_block_t kwb = s_kv_block(kw, NULL, 0, n, hd, NULL),
+                            vwb = s_kv_block(vw, NULL, 0, n, hd, NULL),
+                            kqb = {.rows = k8, .next = v8, .dtype = SQ_DTYPE_Q8_0, .n = n, .hd = hd},
+                            vqb = {.rows = v8, .next = k8, .dtype = SQ_DTYPE_Q8_0, .n = n, .hd = hd};
+    for (int i = 0; i < nq * hd; i++)
+        outw[i] = out8[i] = 0.5f;
+    kt->attn_scores(q, nq, &kwb, scw, n);
+    kt->attn_values(p, n, nq, &vwb, outw);
+    kt->attn_scores(q, nq, &kqb, sc8, n);
+    kt->attn_values(p, n, nq, &vqb, out8);
+    int bad = memcmp(sc8, scw, (size_t) (nq * n) * sizeof *sc8) != 0;
+    bad += memcmp(out8, outw, (size_t) (nq * hd) * sizeof *out8) != 0;
+    bad += memcmp(sc8, sc, (size_t) (nq * n) * sizeof *sc8) == 0;   /* the Q8_0 path read them */
+    /* the last head alone, over keys 5.. */
+    const sq_cpu_kv_block_t k5 = {.rows = (const char *) k8 + 5 * row, .dtype = SQ_DTYPE_Q8_0,
+                                  .n = n - 5, .hd = hd};
+    float s1[N_MAX];
+    kt->attn_scores(q + (nq - 1) * hd, 1, &k5, s1, n);
+    bad += memcmp(s1, sc8 + (nq - 1) * n + 5, (size_t) (n - 5) * sizeof *s1) != 0;
+    /* rows 0..12 naming 13.. as next, then 13.. */
+    const sq_cpu_kv_block_t v13 = {.rows = v8, .next = (const char *) v8 + 13 * row,
+                                   .dtype = SQ_DTYPE_Q8_0, .n = 13, .hd = hd},
+                            vrest = {.rows = (const char *) v8 + 13 * row,
+                                     .dtype = SQ_DTYPE_Q8_0, .n = n - 13, .hd = hd};
+    for (int d = 0; d < hd; d++)
+        out1[d] = 0.5f;
+    kt->attn_values(p, n, 1, &v13, out1);
+    kt->attn_values(p + 13, n, 1, &vrest, out1);
+    bad += memcmp(out1, out8, (size_t) hd * sizeof *out1) != 0;
+    return bad;
+}
+
 /* Each level's attention products against a double-precision reference
  * (head sizes with and without a partial vector, grouped heads, blocks of
  * keys that are and are not a multiple of the keys scored together), and
  * the same bits whatever the heads and rows of a call: each head alone,
  * and the rows in two calls, give what one call gives. An F16 cache gives
- * the bits of its values widened to F32, and naming a next block to
- * prefetch changes nothing. */
+ * the bits of its values widened to F32, a Q8_0 cache (head sizes that
+ * are multiples of 32) those of its values dequantized, and naming a next
+ * block to prefetch changes nothing. */
 static void
 test_attn_levels(void)
 {
@@ -342,8 +393,8 @@ test_attn_levels(void)
     static uint16_t k16[N * HD_MAX], v16[N * HD_MAX];
     static float sc[NQ * N], sc1[N], out[NQ * HD_MAX], out1[HD_MAX], out2[NQ * HD_MAX];
     static float scw[NQ * N], outw[NQ * HD_MAX], sch[NQ * N], outh[NQ * HD_MAX];
-    const int hds[] = {64, 40, 128, 136, 7};
-    int bad = 0, bad16 = 0, runs = 0;
+    const int hds[] = {64, 40, 128, 136, 7, 32};
+    int bad = 0, bad16 = 0, bad8 = 0, runs = 0, runs8 = 0;
     for (size_t c = 0; c < sizeof hds / sizeof hds[0]; c++) {
         const int hd = hds[c];
         for (int i = 0; i < NQ * hd; i++)
@@ -412,9 +463,14 @@ test_attn_levels(void)
             bad16 += memcmp(outh, outw, NQ * hd * sizeof *outh) != 0;
             /* and the F16 values are not the F32 ones: the F16 path read them */
             bad16 += memcmp(sch, sc, NQ * N * sizeof *sch) == 0;
+            if (hd % SQ_QK8_0 == 0) {
+                runs8++;
+                bad8 += s_attn_q8_0(kt, q, p, k, v, N, NQ, hd, sc);
+            }
         }
     }
     SQ_CHECK(runs >= 5 && bad == 0 && bad16 == 0);
+    SQ_CHECK(runs8 >= 10 && bad8 == 0);
 }
 
 static void

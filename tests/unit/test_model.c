@@ -30,11 +30,13 @@
 #include "test_model_util.h"
 
 static char s_f32[512], s_q8[512];
+/* a random model whose head_dim is 32, the Q8_0 KV cache's block (argv[2]) */
+static const char *s_hd32;
 
-static sq_engine_t *s_engine_kv(const char *path, int n_slots, int n_ctx, bool kv_f32)
+static sq_engine_t *s_engine_kv(const char *path, int n_slots, int n_ctx, int kv_type)
 {
     sq_engine_params_t p = {.model_path = path, .n_threads = 2, .n_slots = n_slots, .n_ctx = n_ctx,
-                            .kv_f32 = kv_f32};
+                            .kv_type = kv_type};
     sq_engine_t *e = sq_engine_new(&p);
     if (!e)
         fprintf(stderr, "   load %s: %s\n", path, sq_error_detail());
@@ -44,7 +46,7 @@ static sq_engine_t *s_engine_kv(const char *path, int n_slots, int n_ctx, bool k
 /* with the default F16 KV cache */
 static sq_engine_t *s_engine(const char *path, int n_slots, int n_ctx)
 {
-    return s_engine_kv(path, n_slots, n_ctx, false);
+    return s_engine_kv(path, n_slots, n_ctx, SQ_KV_F16);
 }
 
 static sq_gen_params_t s_greedy(int max_tokens)
@@ -253,10 +255,10 @@ static int s_run_batched(sq_model_t *m, s_seq_t *seqs, int n_vocab, float *out)
     return 0;
 }
 
-static void s_batching_on(const char *path, bool kv_f32)
+static void s_batching_on(const char *path, int kv_type)
 {
-    sq_engine_t *alone = s_engine_kv(path, 1, 128, kv_f32);
-    sq_engine_t *batch = s_engine_kv(path, S_N_SEQ, 128, kv_f32);
+    sq_engine_t *alone = s_engine_kv(path, 1, 128, kv_type);
+    sq_engine_t *batch = s_engine_kv(path, S_N_SEQ, 128, kv_type);
     SQ_REQUIRE(alone && batch);
     const sq_tokenizer_t *tok = sq_engine_tokenizer(alone);
     const int n_vocab = sq_model_hparams(sq_engine_model(alone))->n_vocab;
@@ -281,20 +283,20 @@ static void s_batching_on(const char *path, bool kv_f32)
 
 static void test_batched_equals_alone_f32(void)
 {
-    s_batching_on(s_f32, false);
+    s_batching_on(s_f32, SQ_KV_F16);
 }
 
 static void test_batched_equals_alone_q8(void)
 {
-    s_batching_on(s_q8, false);
+    s_batching_on(s_q8, SQ_KV_F16);
 }
 
 /* A 40-token prompt in one call (its tokens share attention tiles and
  * matrix products) gives each position the same logits, bit for bit, as
  * feeding it one token per call. */
-static void s_prompt_whole_vs_stepwise(const char *path, bool kv_f32)
+static void s_prompt_whole_vs_stepwise(const char *path, int kv_type)
 {
-    sq_engine_t *e1 = s_engine_kv(path, 1, 64, kv_f32), *e2 = s_engine_kv(path, 1, 64, kv_f32);
+    sq_engine_t *e1 = s_engine_kv(path, 1, 64, kv_type), *e2 = s_engine_kv(path, 1, 64, kv_type);
     SQ_REQUIRE(e1 && e2);
     sq_model_t *whole = sq_engine_model(e1), *step = sq_engine_model(e2);
     enum { N = 40 };
@@ -317,9 +319,10 @@ static void s_prompt_whole_vs_stepwise(const char *path, bool kv_f32)
 
 static void test_prompt_whole_equals_stepwise(void)
 {
-    s_prompt_whole_vs_stepwise(s_f32, false);
-    s_prompt_whole_vs_stepwise(s_q8, false);
-    s_prompt_whole_vs_stepwise(s_q8, true);
+    s_prompt_whole_vs_stepwise(s_f32, SQ_KV_F16);
+    s_prompt_whole_vs_stepwise(s_q8, SQ_KV_F16);
+    s_prompt_whole_vs_stepwise(s_q8, SQ_KV_F32);
+    s_prompt_whole_vs_stepwise(s_hd32, SQ_KV_Q8_0);
 }
 
 /* SQ_MODEL_SLOTS_AUTO on the CPU under a (fake) memory cgroup leaving 40
@@ -378,7 +381,12 @@ static void test_auto_slots_cpu(void)
 
 static void test_batched_equals_alone_kv_f32(void)
 {
-    s_batching_on(s_q8, true);
+    s_batching_on(s_q8, SQ_KV_F32);
+}
+
+static void test_batched_equals_alone_kv_q8_0(void)
+{
+    s_batching_on(s_hd32, SQ_KV_Q8_0);
 }
 
 /* Every prompt run alone on two models: the same greedy tokens (checked);
@@ -416,7 +424,8 @@ static void s_max_logit_diff(sq_engine_t *ea, sq_engine_t *eb, float *worst_p)
  * tokens on every prompt. */
 static void test_kv_f16_vs_f32(void)
 {
-    sq_engine_t *e16 = s_engine_kv(s_f32, 1, 128, false), *e32 = s_engine_kv(s_f32, 1, 128, true);
+    sq_engine_t *e16 = s_engine_kv(s_f32, 1, 128, SQ_KV_F16),
+                *e32 = s_engine_kv(s_f32, 1, 128, SQ_KV_F32);
     SQ_REQUIRE(e16 && e32);
     sq_model_t *m16 = sq_engine_model(e16), *m32 = sq_engine_model(e32);
     SQ_CHECK(sq_model_kv_dtype(m16) == SQ_DTYPE_F16 && sq_model_kv_dtype(m32) == SQ_DTYPE_F32);
@@ -425,6 +434,48 @@ static void test_kv_f16_vs_f32(void)
     s_max_logit_diff(e16, e32, &worst);
     fprintf(stderr, "   F16 KV vs F32: largest relative logit difference %g\n", worst);
     SQ_CHECK(worst > 0.0f && worst < 5e-3f);
+    sq_engine_destroy(&e16);
+    sq_engine_destroy(&e32);
+}
+
+/* The Q8_0 KV cache: refused, with the reason, for a model whose heads
+ * are not whole blocks of 32 values; on one whose are, 34 bytes for every
+ * 64 of the F16 cache, and logits within what rounding the stored keys and
+ * values to 8 bits moves, against the F32 cache, position by position over
+ * the same 96 tokens (the prompt path for the first 48, in one call, then
+ * one token a call). */
+static void test_kv_q8_0(void)
+{
+    SQ_CHECK(s_engine_kv(s_f32, 1, 64, SQ_KV_Q8_0) == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "head_dim (8) is not a multiple of 32") != NULL);
+    sq_engine_t *e8 = s_engine_kv(s_hd32, 1, 128, SQ_KV_Q8_0),
+                *e16 = s_engine_kv(s_hd32, 1, 128, SQ_KV_F16),
+                *e32 = s_engine_kv(s_hd32, 1, 128, SQ_KV_F32);
+    SQ_REQUIRE(e8 && e16 && e32);
+    sq_model_t *m8 = sq_engine_model(e8), *m16 = sq_engine_model(e16), *m32 = sq_engine_model(e32);
+    SQ_CHECK(sq_model_kv_dtype(m8) == SQ_DTYPE_Q8_0 && !strcmp(sq_model_kv_type(m8), "q8_0"));
+    SQ_CHECK(sq_model_kv_bytes(m8) > 0 && 64 * sq_model_kv_bytes(m8) == 34 * sq_model_kv_bytes(m16));
+    enum { N = 96, PROMPT = 48 };
+    const int n_vocab = sq_model_hparams(m8)->n_vocab;
+    float *a = malloc((size_t)N * n_vocab * sizeof(float)), *b = malloc((size_t)N * n_vocab * sizeof(float));
+    SQ_REQUIRE(a && b);
+    sq_batch_entry_t toks[N];
+    for (int i = 0; i < N; i++)
+        toks[i] = tm_entry(0, i == 0 ? 1 : (int32_t)(3 + (i * 53) % (n_vocab - 3)), i, true);
+    SQ_CHECK(sq_model_forward(m8, toks, PROMPT, a) == 0 && sq_model_forward(m32, toks, PROMPT, b) == 0);
+    for (int i = PROMPT; i < N; i++)
+        SQ_CHECK(sq_model_forward(m8, &toks[i], 1, a + (size_t)i * n_vocab) == 0 &&
+                 sq_model_forward(m32, &toks[i], 1, b + (size_t)i * n_vocab) == 0);
+    float worst = 0.0f;
+    for (int i = 0; i < N; i++) {
+        const float d = tm_max_rel_diff(a + (size_t)i * n_vocab, b + (size_t)i * n_vocab, n_vocab);
+        worst = d > worst ? d : worst;
+    }
+    fprintf(stderr, "   Q8_0 KV vs F32: largest relative logit difference %g\n", worst);
+    SQ_CHECK(worst > 0.0f && worst < 3e-2f);
+    free(a);
+    free(b);
+    sq_engine_destroy(&e8);
     sq_engine_destroy(&e16);
     sq_engine_destroy(&e32);
 }
@@ -805,6 +856,11 @@ int main(int argc, char **argv)
     const char *dir = argc > 1 ? argv[1] : "models";
     snprintf(s_f32, sizeof s_f32, "%s/stories260K.gguf", dir);
     snprintf(s_q8, sizeof s_q8, "%s/stories260K-q8_0.gguf", dir);
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_model MODELS_DIR HD32_MODEL\n");
+        return 2;
+    }
+    s_hd32 = argv[2];
     SQ_RUN(test_greedy_story);
     SQ_RUN(test_stop_conditions);
     SQ_RUN(test_prompt_too_long);
@@ -812,9 +868,11 @@ int main(int argc, char **argv)
     SQ_RUN(test_batched_equals_alone_f32);
     SQ_RUN(test_batched_equals_alone_q8);
     SQ_RUN(test_batched_equals_alone_kv_f32);
+    SQ_RUN(test_batched_equals_alone_kv_q8_0);
     SQ_RUN(test_prompt_whole_equals_stepwise);
     SQ_RUN(test_auto_slots_cpu);
     SQ_RUN(test_kv_f16_vs_f32);
+    SQ_RUN(test_kv_q8_0);
     SQ_RUN(test_packed_vs_unpacked);
     SQ_RUN(test_slot_reuse);
     SQ_RUN(test_argmax_matches_logits);

@@ -43,7 +43,7 @@ static sq_engine_t *s_load(const char *path)
     /* an F32 KV cache: unmerged and merged weights give the same logits up
      * to F32 sums in another order, which an F16 cache would round into
      * differences of F16's size */
-    sq_engine_params_t ep = {.model_path = path, .n_threads = 1, .n_slots = 8, .kv_f32 = true,
+    sq_engine_params_t ep = {.model_path = path, .n_threads = 1, .n_slots = 8, .kv_type = SQ_KV_F32,
                              .comm = s_comm};
     sq_engine_t *e = sq_engine_new(&ep);
     if (!e) {

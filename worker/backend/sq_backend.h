@@ -48,10 +48,15 @@ enum { SQ_KV_PAGE = 32 };
 
 /* One attention step over a layer's KV cache for a batch of tokens.
  * Each cache holds n_pages pages of SQ_KV_PAGE * n_kv * head_dim values of
- * kv_dtype (K and V): SQ_DTYPE_F32, or SQ_DTYPE_F16, the k and v rows
- * rounded to nearest even as they are stored (so every backend stores the
- * same bits for the same rows) and widened to F32 as they are read; the
- * order is the backend's own (only this op reads or writes it): one
+ * kv_dtype (K and V): SQ_DTYPE_F32; SQ_DTYPE_F16, the k and v rows
+ * rounded to nearest even as they are stored; or SQ_DTYPE_Q8_0 (head_dim
+ * a multiple of 32: sq_cpu_row_bytes(SQ_DTYPE_Q8_0, n) bytes for n
+ * values), each 32 values of a row quantized by sq_cpu_quantize_row_q8_0's
+ * arithmetic (scale amax / 127 rounded to F16). So every backend stores
+ * the same bits for the same rows, and widens them to F32 exactly as they
+ * are read. The order is the backend's own (only this op reads or writes
+ * it; the CPU keeps Q8_0 rows as blocks of 34 bytes, the CUDA backend all
+ * the int8 values first, then the scales): one
  * head's positions of a page are contiguous rows; the CPU backend keeps
  * chunks of 16 pages, each head's pages of a chunk together, (n_pages / 16,
  * n_kv, 16, SQ_KV_PAGE, head_dim) with a narrower last chunk, so

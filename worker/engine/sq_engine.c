@@ -160,7 +160,7 @@ sq_engine_t *sq_engine_new(const sq_engine_params_t *p)
         goto fail;
 #endif
     sq_model_params_t mp = {.n_ctx = p->n_ctx, .n_slots = p->n_slots,
-                            .n_kv_pages = p->n_kv_pages, .kv_f32 = p->kv_f32};
+                            .n_kv_pages = p->n_kv_pages, .kv_type = p->kv_type};
     if (!(e->model = sq_model_new(e->gguf, e->be, model_comm, &mp)) ||
         !(e->tok = sq_tokenizer_from_gguf(e->gguf)))
         goto fail;

@@ -31,7 +31,7 @@ typedef struct {
     int n_ctx;                  /* 0: the model's trained context, at most 4096 */
     int n_slots;                /* 0: 1 */
     int n_kv_pages;             /* KV-cache pages; 0: every slot its context (sq_model_params_t) */
-    bool kv_f32;                /* KV cache in F32 instead of F16 (sq_model_params_t) */
+    int kv_type;                /* sq_kv_type_t; 0: F16 (sq_model_params_t) */
     sq_tp_comm_t *comm;         /* borrowed; NULL: a group of one */
 } sq_engine_params_t;
 

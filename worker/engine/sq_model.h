@@ -57,6 +57,16 @@ typedef struct {
  * sq_model_kv_pages say what was chosen. */
 enum { SQ_MODEL_SLOTS_AUTO = -1, SQ_MODEL_SLOTS_AUTO_MAX = 256 };
 
+/* What the KV cache holds (--kv-type): F16, the default (as llama.cpp and
+ * vLLM keep it: half the memory and the attention's reads of F32); F32;
+ * or Q8_0, blocks of 32 values and their F16 scale (34 bytes for 32
+ * values: 53 % of F16), for a model whose head_dim is a multiple of 32. */
+typedef enum { SQ_KV_F16 = 0, SQ_KV_F32, SQ_KV_Q8_0 } sq_kv_type_t;
+/* the type "f16", "f32" or "q8_0" names; -1 for anything else */
+int sq_kv_type_parse(const char *name);
+/* "f16", "f32" or "q8_0"; "?" for another value */
+const char *sq_kv_type_name(int kv_type);
+
 typedef struct {
     int n_ctx;                  /* positions per slot; 0: the trained context, at most 4096 */
     int n_slots;                /* KV-cache slots (concurrent sequences); 0: 1;
@@ -67,8 +77,7 @@ typedef struct {
                                  * (ignored with SQ_MODEL_SLOTS_AUTO) */
     int max_batch;              /* tokens per internal step; 0: 256 */
     int max_adapters;           /* LoRA adapters loaded at once; 0: 8 */
-    bool kv_f32;                /* KV cache in F32; default F16 (half the memory and the
-                                 * attention's reads, as llama.cpp and vLLM keep it) */
+    int kv_type;                /* sq_kv_type_t; 0: SQ_KV_F16 */
 } sq_model_params_t;
 
 /* One token of a batch. want_logits: return this token's logits.

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sq_model.h"
 #include "sq_version.h"
 
 int sq_args_int(const char *flag, const char *v, long lo, long hi, int *out)
@@ -49,13 +50,14 @@ int sq_args_help_version(const char *a, void (*usage)(FILE *))
     return 0;
 }
 
-int sq_args_kv_type(const char *flag, const char *v, bool *kv_f32)
+int sq_args_kv_type(const char *flag, const char *v, int *kv_type)
 {
-    if (strcmp(v, "f16") && strcmp(v, "f32")) {
-        fprintf(stderr, "shardq-worker: %s: '%s' is not f16 or f32\n", flag, v);
+    int t = sq_kv_type_parse(v);
+    if (t < 0) {
+        fprintf(stderr, "shardq-worker: %s: '%s' is not f16, f32 or q8_0\n", flag, v);
         return -1;
     }
-    *kv_f32 = v[1] == '3';
+    *kv_type = t;
     return 0;
 }
 

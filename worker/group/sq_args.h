@@ -13,8 +13,8 @@
 int sq_args_int(const char *flag, const char *v, long lo, long hi, int *out);
 int sq_args_float(const char *flag, const char *v, double lo, double hi, float *out);
 int sq_args_u64(const char *flag, const char *v, uint64_t *out);
-/* --kv-type: "f16" (*kv_f32 false) or "f32" (true) */
-int sq_args_kv_type(const char *flag, const char *v, bool *kv_f32);
+/* --kv-type: "f16", "f32" or "q8_0" into *kv_type (sq_kv_type_t) */
+int sq_args_kv_type(const char *flag, const char *v, int *kv_type);
 /* --help/-h (usage(stdout)) or --version: 1 when a was one of them and its
  * answer is printed, else 0. */
 int sq_args_help_version(const char *a, void (*usage)(FILE *));

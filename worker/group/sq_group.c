@@ -46,7 +46,7 @@ typedef struct {
     int prefetch;               /* leases held beyond the batch slots */
     int prefill_budget;
     int n_ctx;
-    bool kv_f32;                /* --kv-type f32 */
+    int kv_type;                /* --kv-type (sq_kv_type_t) */
     bool no_prefix;             /* --prefix-cache off */
     int grace_s;
     int max_tokens;             /* default when a task gives none */
@@ -85,8 +85,9 @@ static void s_usage(FILE *fp)
           "  --threads T          CPU threads per rank; rank 0 samples on them (default 1;\n"
           "                       with --device cuda it samples on up to 16 cores)\n"
           "  --ctx N              context per sequence (default: the model's)\n"
-          "  --kv-type T          KV cache values: f16 (default: half the memory of f32)\n"
-          "                       or f32\n"
+          "  --kv-type T          KV cache values: f16 (default: half the memory of f32),\n"
+          "                       f32, or q8_0 (53 % of f16's: twice the sequences in\n"
+          "                       the same memory; head_dim a multiple of 32)\n"
           "  --prefix-cache on|off  a task takes the free slot whose cache holds the longest\n"
           "                       prefix of its prompt and skips prefilling it (default on)\n"
           "  --device D           cpu (default), cuda, or auto (cuda when usable)\n"
@@ -155,7 +156,7 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
         else if (!strcmp(flag, "--ctx"))
             rc = sq_args_int(flag, v, 1, 1 << 24, &o->n_ctx);
         else if (!strcmp(flag, "--kv-type"))
-            rc = sq_args_kv_type(flag, v, &o->kv_f32);
+            rc = sq_args_kv_type(flag, v, &o->kv_type);
         else if (!strcmp(flag, "--prefix-cache")) {
             o->no_prefix = !strcmp(v, "off");
             if (strcmp(v, "on") && strcmp(v, "off")) {
@@ -613,7 +614,7 @@ int sq_group_main(int argc, char **argv)
     sq_engine_params_t ep = {.model_path = o.model_path, .device = o.device,
                              .n_threads = o.n_threads, .n_ctx = o.n_ctx,
                              .n_slots = o.max_batch, .n_kv_pages = o.kv_pages,
-                             .kv_f32 = o.kv_f32, .comm = comm};
+                             .kv_type = o.kv_type, .comm = comm};
     sq_engine_t *eng = comm ? sq_engine_new(&ep) : NULL;
     if (eng)   /* what --max-batch auto came to */
         o.max_batch = sq_model_n_slots(sq_engine_model(eng));

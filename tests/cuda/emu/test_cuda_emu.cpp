@@ -862,6 +862,7 @@ struct s_kv;
 template <>
 struct s_kv<float> {
     typedef float dev;
+    static const bool q8 = false;
     static float put(float x) { return x; }
     static float get(float s) { return s; }
     static float nan() { return NAN; }
@@ -870,10 +871,65 @@ struct s_kv<float> {
 template <>
 struct s_kv<uint16_t> {
     typedef __half dev;
+    static const bool q8 = false;
     static uint16_t put(float x) { return s_f16(x); }
     static float get(uint16_t s) { return s_f16_value(s); }
     static uint16_t nan() { return 0x7e00; }
     static const char *name() { return "f16"; }
+};
+/* Q8_0: int8 values, then (s_cache) one F16 scale per 32 of them */
+template <>
+struct s_kv<int8_t> {
+    typedef int8_t dev;
+    static const bool q8 = true;
+    static int8_t nan() { return 0x55; }   /* an unwritten block's scale is NaN */
+    static const char *name() { return "q8_0"; }
+};
+
+/* A K or V cache of S for n values as the kernels see it: the values,
+ * and for Q8_0 the scales (value i's at scales[i / 32]); rows are put as
+ * the CPU backend stores them (F16 rounded to nearest even; Q8_0 by the
+ * CPU's quantizer, sq_cpu_quantize_row_q8_0_ref: scale amax / 127, values
+ * x / scale rounded to even, the scale rounded to F16) */
+template <typename S>
+struct s_cache {
+    s_buf<S> v;
+    s_buf<uint16_t> sc;
+    explicit s_cache(size_t n) : v(n, s_kv<S>::nan()), sc(s_kv<S>::q8 ? n / SQ_CU_QK : 0, 0x7e00) {}
+    void put_row(size_t at, const float *x, int hd)
+    {
+        if constexpr (!s_kv<S>::q8) {
+            for (int d = 0; d < hd; d++)
+                v[at + d] = s_kv<S>::put(x[d]);
+            return;
+        }
+        for (int b = 0; b < hd / SQ_CU_QK; b++) {
+            const float *xb = x + SQ_CU_QK * b;
+            float amax = 0.0f;
+            for (int i = 0; i < SQ_CU_QK; i++)
+                amax = fmaxf(amax, fabsf(xb[i]));
+            const float dq = amax / 127.0f, id = dq != 0.0f ? 1.0f / dq : 0.0f;
+            for (int i = 0; i < SQ_CU_QK; i++)
+                v[at + SQ_CU_QK * b + i] = (S)nearbyintf(xb[i] * id);
+            sc[(at + SQ_CU_QK * b) / SQ_CU_QK] = s_f16(dq);
+        }
+    }
+    double get(size_t i)
+    {
+        if constexpr (s_kv<S>::q8)
+            return (double)v[i] * s_f16_value(sc[i / SQ_CU_QK]);
+        else
+            return s_kv<S>::get(v[i]);
+    }
+    typename s_kv<S>::dev *vp() { return (typename s_kv<S>::dev *)v.p(); }
+    __half *scales() { return s_kv<S>::q8 ? (__half *)sc.p() : nullptr; }
+    bool same(const s_cache &o) const
+    {
+        return v.v.size() == o.v.v.size() &&
+               memcmp(v.v.data(), o.v.v.data(), v.v.size() * sizeof(S)) == 0 &&
+               sc.v.size() == o.sc.v.size() &&
+               memcmp(sc.v.data(), o.sc.v.data(), sc.v.size() * sizeof(uint16_t)) == 0;
+    }
 };
 
 /* A page table for n_slots sequences of n_ctx positions whose pages are
@@ -918,18 +974,18 @@ struct s_paging {
 /* the caches after token t of slots / poss stores its k and v rows
  * (n_tok, n_kv * hd) through pg */
 template <typename S>
-static void s_kv_store_ref(S *kc, S *vc, const float *k, const float *v, const int32_t *slots,
-                           const int32_t *poss, int n_tok, const s_paging &pg)
+static void s_kv_store_ref(s_cache<S> &kc, s_cache<S> &vc, const float *k, const float *v,
+                           const int32_t *slots, const int32_t *poss, int n_tok,
+                           const s_paging &pg)
 {
     const int n_kv = pg.n_kv, hd = pg.hd;
     for (int t = 0; t < n_tok; t++)
-        for (int h = 0; h < n_kv; h++)
-            for (int d = 0; d < hd; d++) {
-                const size_t at = pg.at(slots[t], h, poss[t]) + d;
-                const size_t from = ((size_t)t * n_kv + h) * hd + d;
-                kc[at] = s_kv<S>::put(k[from]);
-                vc[at] = s_kv<S>::put(v[from]);
-            }
+        for (int h = 0; h < n_kv; h++) {
+            const size_t at = pg.at(slots[t], h, poss[t]);
+            const size_t from = ((size_t)t * n_kv + h) * hd;
+            kc.put_row(at, k + from, hd);
+            vc.put_row(at, v + from, hd);
+        }
 }
 
 /* RoPE of q and k in place, then k and v into the caches of S, in one
@@ -950,22 +1006,22 @@ static void s_rope_store_case(int hd, int n_rot)
     s_batch_io io(n_tok, n_heads, n_kv, hd, slots, poss, 1.0f, S_OUT_F32);
     s_buf<float> &q = io.q, &k = io.k, &v = io.v;
     s_buf<int32_t> &slot = io.slot, &pos = io.pos;
-    s_buf<S> kc(cache_n, s_kv<S>::nan()), vc(cache_n, s_kv<S>::nan());
+    s_cache<S> kc(cache_n), vc(cache_n);
     std::vector<double> q_ref(q.p(), q.p() + nq), k_ref(k.p(), k.p() + nk);
     s_rope_ref(q_ref.data(), n_tok, n_heads, hd, n_rot, poss, base);
     s_rope_ref(k_ref.data(), n_tok, n_kv, hd, n_rot, poss, base);
-    s_rope_store_t args = {q.p(),    k.p(),     v.p(), kc.p(), vc.p(), slot.p(), pos.p(),
-                           pages.p(), n_heads, n_kv,  hd,     n_rot,  n_ctx,    base};
+    s_rope_store_t args = {q.p(),      k.p(),      v.p(),     kc.vp(), vc.vp(), kc.scales(),
+                           vc.scales(), slot.p(),   pos.p(),   pages.p(), n_heads, n_kv,
+                           hd,          n_rot,      n_ctx,     base};
     SQ_CHECK(sq_emu_launch(k_rope_store<typename s_kv<S>::dev>, dim3(n_tok), dim3(256), args) ==
              0);
     const std::string what = std::string("rope_store ") + s_kv<S>::name() + " hd " +
                              std::to_string(hd) + " n_rot " + std::to_string(n_rot);
     s_expect_close(what + ": q", q, q_ref.data(), nq, S_TOL_F32);
     s_expect_close(what + ": k", k, k_ref.data(), nk, S_TOL_F32);
-    s_buf<S> kc_ref(cache_n, s_kv<S>::nan()), vc_ref(cache_n, s_kv<S>::nan());
-    s_kv_store_ref(kc_ref.p(), vc_ref.p(), k.p(), v.p(), slots, poss, n_tok, pg);
-    SQ_CHECK(memcmp(kc.v.data(), kc_ref.v.data(), kc.v.size() * sizeof(S)) == 0);
-    SQ_CHECK(memcmp(vc.v.data(), vc_ref.v.data(), vc.v.size() * sizeof(S)) == 0);
+    s_cache<S> kc_ref(cache_n), vc_ref(cache_n);
+    s_kv_store_ref(kc_ref, vc_ref, k.p(), v.p(), slots, poss, n_tok, pg);
+    SQ_CHECK(kc.same(kc_ref) && vc.same(vc_ref));
 }
 
 static void test_rope_store(void)
@@ -974,6 +1030,8 @@ static void test_rope_store(void)
     s_rope_store_case<float>(48, 32);   /* dims 32..47 of each head stay as they are */
     s_rope_store_case<uint16_t>(64, 64);
     s_rope_store_case<uint16_t>(48, 32);
+    s_rope_store_case<int8_t>(64, 64);    /* Q8_0: two blocks a head */
+    s_rope_store_case<int8_t>(128, 96);
 }
 
 struct s_att_case {
@@ -997,23 +1055,25 @@ static void s_attention_case(const s_att_case &c)
     const s_paging pg(n_slots, n_ctx, c.n_kv, hd);
     const size_t cache_n = pg.values();
     s_buf<int32_t> pages = pg.buf();
-    s_buf<S> kc(cache_n, s_kv<S>::nan()), vc(cache_n, s_kv<S>::nan());
+    s_cache<S> kc(cache_n), vc(cache_n);
     const int history[] = {31, 300, 0};   /* positions of history per slot */
+    std::vector<float> row(2 * (size_t)hd);
     for (int s = 0; s < n_slots; s++)
         for (int h = 0; h < c.n_kv; h++)
-            for (int j = 0; j < history[s]; j++)
-                for (int d = 0; d < hd; d++) {
-                    kc[pg.at(s, h, j) + d] = s_kv<S>::put(s_rand());
-                    vc[pg.at(s, h, j) + d] = s_kv<S>::put(s_rand());
-                }
+            for (int j = 0; j < history[s]; j++) {
+                for (float &x : row)
+                    x = s_rand();
+                kc.put_row(pg.at(s, h, j), row.data(), hd);
+                vc.put_row(pg.at(s, h, j), row.data() + hd, hd);
+            }
     s_batch_io io(n_tok, c.n_heads, c.n_kv, hd, slots, poss, 2.0f, NAN);
     s_buf<float> &q = io.q, &k = io.k, &v = io.v;
     s_buf<int32_t> &slot = io.slot, &pos = io.pos;
 
     /* the reference: store, then softmax(q K^T / sqrt(hd)) V causally over
      * what the caches hold */
-    s_buf<S> kc_ref = kc, vc_ref = vc;
-    s_kv_store_ref(kc_ref.p(), vc_ref.p(), k.p(), v.p(), slots, poss, n_tok, pg);
+    s_cache<S> kc_ref = kc, vc_ref = vc;
+    s_kv_store_ref(kc_ref, vc_ref, k.p(), v.p(), slots, poss, n_tok, pg);
     std::vector<double> ref((size_t)n_tok * c.n_heads * hd, 0.0), sc(n_ctx);
     for (int t = 0; t < n_tok; t++)
         for (int h = 0; h < c.n_heads; h++) {
@@ -1023,7 +1083,7 @@ static void s_attention_case(const s_att_case &c)
             for (int j = 0; j <= poss[t]; j++) {
                 sc[j] = 0.0;
                 for (int d = 0; d < hd; d++)
-                    sc[j] += (double)qr[d] * s_kv<S>::get(kc_ref[pg.at(slots[t], kvh, j) + d]);
+                    sc[j] += (double)qr[d] * kc_ref.get(pg.at(slots[t], kvh, j) + d);
                 sc[j] /= sqrt((double)hd);
                 mx = std::max(mx, sc[j]);
             }
@@ -1032,17 +1092,17 @@ static void s_attention_case(const s_att_case &c)
             double *o = &ref[((size_t)t * c.n_heads + h) * hd];
             for (int j = 0; j <= poss[t]; j++)
                 for (int d = 0; d < hd; d++)
-                    o[d] += sc[j] / sum * s_kv<S>::get(vc_ref[pg.at(slots[t], kvh, j) + d]);
+                    o[d] += sc[j] / sum * vc_ref.get(pg.at(slots[t], kvh, j) + d);
         }
 
     /* as sq_cu_attention: the store, then one block per (head, token) */
     typedef typename s_kv<S>::dev T;
-    SQ_CHECK(sq_emu_launch(k_kv_store<T>, dim3(n_tok), dim3(256), (void *)kc.p(), (void *)vc.p(),
-                           (const float *)k.p(), (const float *)v.p(),
-                           (const int32_t *)slot.p(), (const int32_t *)pos.p(),
-                           (const int32_t *)pages.p(), c.n_kv, n_ctx, hd) == 0);
-    SQ_CHECK(memcmp(kc.v.data(), kc_ref.v.data(), kc.v.size() * sizeof(S)) == 0);
-    SQ_CHECK(memcmp(vc.v.data(), vc_ref.v.data(), vc.v.size() * sizeof(S)) == 0);
+    SQ_CHECK(sq_emu_launch(k_kv_store<T>, dim3(n_tok), dim3(256), (void *)kc.vp(),
+                           (void *)vc.vp(), kc.scales(), vc.scales(), (const float *)k.p(),
+                           (const float *)v.p(), (const int32_t *)slot.p(),
+                           (const int32_t *)pos.p(), (const int32_t *)pages.p(), c.n_kv, n_ctx,
+                           hd) == 0);
+    SQ_CHECK(kc.same(kc_ref) && vc.same(vc_ref));
     const size_t n_out = (size_t)n_tok * c.n_heads * hd;
     /* the keys of a (head, token) in one block, or split over 3 blocks, or
      * over 16 (more blocks than the 10 strips of 32 keys: some have none) */
@@ -1051,7 +1111,8 @@ static void s_attention_case(const s_att_case &c)
         s_buf<int8_t> xq(c.quant ? n_out : 0, (int8_t)0x7f, S_OUT_I8);
         s_buf<float> xd(c.quant ? n_out / SQ_CU_QK : 0, NAN, S_OUT_F32);
         s_buf<float> part(sq_cu_att_part_floats(n_tok, c.n_heads, hd, n_split), NAN, S_OUT_F32);
-        s_att_t args = {kc.p(), vc.p(), q.p(), o.p(), slot.p(), pos.p(), pages.p(), c.n_heads,
+        s_att_t args = {kc.vp(), vc.vp(), kc.scales(), vc.scales(), q.p(), o.p(), slot.p(),
+                        pos.p(), pages.p(), c.n_heads,
                         c.n_kv, n_ctx, hd, c.q_head0, c.kv_head0, c.group,
                         c.quant ? xq.p() : nullptr, c.quant ? xd.p() : nullptr, n_split,
                         part.p()};
@@ -1075,6 +1136,12 @@ static void s_attention_case(const s_att_case &c)
 template <typename S>
 static void s_attention_cases(void)
 {
+    if (s_kv<S>::q8) {   /* Q8_0: head sizes of whole 32-value blocks */
+        s_attention_case<S>({64, 6, 2, 4, 6, 1, true});
+        s_attention_case<S>({SQ_CU_MAX_HEAD_DIM, 4, 1, 4, 0, 0, true});
+        s_attention_case<S>({32, 4, 4, 1, 0, 0, false});
+        return;
+    }
     /* rank 1 of 2 of 12 query / 3 KV heads: its first query heads share
      * a KV head with rank 0 (q_head0 6 is not a multiple of the group) */
     s_attention_case<S>({64, 6, 2, 4, 6, 1, true});
@@ -1090,6 +1157,7 @@ static void test_attention(void)
 {
     s_attention_cases<float>();
     s_attention_cases<uint16_t>();   /* the F16 cache (the model's default) */
+    s_attention_cases<int8_t>();     /* Q8_0 */
 }
 
 int main(void)

@@ -274,7 +274,7 @@ static size_t s_kv_at(const sq_attn_args_t *a, int slot, int kvh, int pos)
  * KV head kvh start in cache */
 static const void *s_kv_rows(const sq_attn_args_t *a, const void *cache, int slot, int kvh, int j0)
 {
-    return (const char *)cache + s_kv_at(a, slot, kvh, j0) * (a->kv_dtype == SQ_DTYPE_F16 ? 2 : 4);
+    return (const char *)cache + sq_cpu_row_bytes(a->kv_dtype, (int64_t)s_kv_at(a, slot, kvh, j0));
 }
 
 /* the local query heads [*h0, *h1) that read local KV head kvh:
@@ -309,7 +309,7 @@ static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, 
     const int slot = a->slot[tile->t0];
     const int n_max = a->pos[tile->t0 + tile->n - 1] + 1;
     float *wide = scratch + (size_t)tile->n * per_tok;
-    const bool widen = tile->n > 1 && a->kv_dtype == SQ_DTYPE_F16;
+    const bool widen = tile->n > 1 && a->kv_dtype != SQ_DTYPE_F32;
     for (int pass = 0; pass < 2; pass++) {
         /* pass 0: scores = q K^T over each token's positions 0..pos;
          * pass 1: out = softmax(scores) V, each head's sum in position order */
@@ -320,7 +320,10 @@ static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, 
                 .rows = s_kv_rows(a, cache, slot, kvh, j0), .dtype = a->kv_dtype, .hd = hd};
             if (widen) {
                 const int rows = n_max - j0 < S_KV_ROWS ? n_max - j0 : S_KV_ROWS;
-                sq_cpu_f16_to_f32_row(b.rows, wide, (int64_t)rows * hd);
+                if (a->kv_dtype == SQ_DTYPE_F16)
+                    sq_cpu_f16_to_f32_row(b.rows, wide, (int64_t)rows * hd);
+                else
+                    sq_cpu_dequantize_row(a->kv_dtype, b.rows, wide, (int64_t)rows * hd);
                 b.rows = wide;
                 b.dtype = SQ_DTYPE_F32;
             } else {
@@ -370,7 +373,15 @@ static void s_kv_store(const sq_attn_args_t *a)
         for (int h = 0; h < a->n_kv; h++) {
             size_t at = s_kv_at(a, a->slot[t], h, a->pos[t]);
             size_t from = ((size_t)t * a->n_kv + h) * hd;
-            if (f16) {
+            if (a->kv_dtype == SQ_DTYPE_Q8_0) {
+                const size_t to = sq_cpu_row_bytes(SQ_DTYPE_Q8_0, (int64_t)at);
+                sq_cpu_quantize_row_q8_0(a->k + from,
+                                         (sq_block_q8_0_t *)((char *)a->k_cache + to),
+                                         (int64_t)hd);
+                sq_cpu_quantize_row_q8_0(a->v + from,
+                                         (sq_block_q8_0_t *)((char *)a->v_cache + to),
+                                         (int64_t)hd);
+            } else if (f16) {
                 sq_cpu_f32_to_f16_row(a->k + from, (uint16_t *)a->k_cache + at, (int64_t)hd);
                 sq_cpu_f32_to_f16_row(a->v + from, (uint16_t *)a->v_cache + at, (int64_t)hd);
             } else {
@@ -383,8 +394,10 @@ static void s_kv_store(const sq_attn_args_t *a)
 static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
 {
     s_cpu_t *c = s_ctx(be);
-    if (a->kv_dtype != SQ_DTYPE_F32 && a->kv_dtype != SQ_DTYPE_F16)
-        return SQ_FAIL(SQ_EUNSUPPORTED, "cpu attention: KV cache of dtype %d", a->kv_dtype);
+    if (a->kv_dtype != SQ_DTYPE_F32 && a->kv_dtype != SQ_DTYPE_F16 &&
+        !(a->kv_dtype == SQ_DTYPE_Q8_0 && a->head_dim % SQ_QK8_0 == 0))
+        return SQ_FAIL(SQ_EUNSUPPORTED, "cpu attention: KV cache of dtype %d, head_dim %d",
+                       a->kv_dtype, a->head_dim);
     /* store every token's k/v first: a token may attend to another of the
      * same batch at an earlier position */
     s_kv_store(a);

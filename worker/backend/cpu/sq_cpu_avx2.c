@@ -194,11 +194,30 @@ sq_cpu_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n)
 
 /* ---- attention ---- */
 
+/* Values i .. i + 7, and value i, of a cache row of kind: F32 and F16 as
+ * a weight row's; Q8_0 (i a multiple of 8 in a row of whole blocks) as
+ * its int8 values times the block's scale, exactly. */
+S_INLINE __m256
+s_kv8(const char *r, int kind, int64_t i)
+{
+    if (kind != SQ_CPU_KV_Q8)
+        return s_load8(r, kind == SQ_CPU_KV_F16, i);
+    const sq_block_q8_0_t *b = (const sq_block_q8_0_t *) r + i / SQ_QK8_0;
+    const __m128i q = _mm_loadl_epi64((const __m128i *) (b->qs + i % SQ_QK8_0));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(_cvtsh_ss(b->d)));
+}
+
 S_INLINE float
-s_dot_tail(const float *a, const char *b, int f16, int from, int n, float sum)
+s_kv1(const char *r, int kind, int64_t i)
+{
+    return kind == SQ_CPU_KV_Q8 ? sq_cpu_q8_value(r, i) : s_load1(r, kind == SQ_CPU_KV_F16, i);
+}
+
+S_INLINE float
+s_dot_tail(const float *a, const char *b, int kind, int from, int n, float sum)
 {
     for (int d = from; d < n; d++)
-        sum += a[d] * s_load1(b, f16, d);
+        sum += a[d] * s_kv1(b, kind, d);
     return sum;
 }
 
@@ -214,12 +233,12 @@ s_hsum4(const __m256 a[SQ_CPU_ATT_KEYS])
 /* Four keys at a time: each step loads 8 of a query head's values once
  * for the four. A last group short of keys repeats its last one, whose
  * extra sums are dropped, so a key's score takes the same steps wherever
- * it falls. f16 is a compile-time constant (the block's dtype). */
+ * it falls. kind is a compile-time constant (the block's dtype). */
 S_INLINE void
-s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *scores, size_t ld)
+s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int kind, float *scores, size_t ld)
 {
     const int hd = k->hd, hd8 = hd & ~7;
-    const size_t row = (size_t) hd * (f16 ? 2 : 4);
+    const size_t row = sq_cpu_kv_row(kind, hd);
     for (int j = 0; j < k->n; j += SQ_CPU_ATT_KEYS) {
         const char *kr[SQ_CPU_ATT_KEYS];
         const int nk = sq_cpu_kv_key_group(k, row, j, SQ_CPU_ATT_KEYS, kr);
@@ -231,21 +250,21 @@ s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *sc
             for (int d = 0; d < hd8; d += 8) {
                 const __m256 qv = _mm256_loadu_ps(qh + d);
                 SQ_CPU_UNROLL for (int i = 0; i < SQ_CPU_ATT_KEYS; i++)
-                    acc[i] = _mm256_fmadd_ps(qv, s_load8(kr[i], f16, d), acc[i]);
+                    acc[i] = _mm256_fmadd_ps(qv, s_kv8(kr[i], kind, d), acc[i]);
             }
             float sums[SQ_CPU_ATT_KEYS];
             _mm_storeu_ps(sums, s_hsum4(acc));
             for (int i = 0; i < nk; i++)
-                scores[(size_t) h * ld + j + i] = s_dot_tail(qh, kr[i], f16, hd8, hd, sums[i]);
+                scores[(size_t) h * ld + j + i] = s_dot_tail(qh, kr[i], kind, hd8, hd, sums[i]);
         }
     }
 }
 
 S_INLINE void
-s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int f16, float *out)
+s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int kind, float *out)
 {
     const int hd = v->hd;
-    const size_t row = (size_t) hd * (f16 ? 2 : 4);
+    const size_t row = sq_cpu_kv_row(kind, hd);
     for (int h = 0; h < n_q; h++) {
         float *o = out + (size_t) h * hd;
         const float *ph = p + (size_t) h * ld;
@@ -261,7 +280,7 @@ s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int f16
                 if (fetch)
                     sq_cpu_kv_prefetch_row(v, row, j);
                 SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
-                    acc[c] = _mm256_fmadd_ps(pj, s_load8(vr, f16, d + 8 * c), acc[c]);
+                    acc[c] = _mm256_fmadd_ps(pj, s_kv8(vr, kind, d + 8 * c), acc[c]);
             }
             SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
                 _mm256_storeu_ps(o + d + 8 * c, acc[c]);
@@ -269,13 +288,13 @@ s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int f16
         for (; d + 8 <= hd; d += 8) {
             __m256 acc = _mm256_loadu_ps(o + d);
             for (int j = 0; j < v->n; j++)
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(ph[j]), s_load8(S_ROW(v->rows, row, j), f16, d),
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(ph[j]), s_kv8(S_ROW(v->rows, row, j), kind, d),
                                       acc);
             _mm256_storeu_ps(o + d, acc);
         }
         for (; d < hd; d++)
             for (int j = 0; j < v->n; j++)
-                o[d] = __builtin_fmaf(ph[j], s_load1(S_ROW(v->rows, row, j), f16, d), o[d]);
+                o[d] = __builtin_fmaf(ph[j], s_kv1(S_ROW(v->rows, row, j), kind, d), o[d]);
     }
 }
 

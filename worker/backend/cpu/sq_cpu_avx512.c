@@ -226,6 +226,19 @@ SQ_CPU_DEFINE_DOT(s_dot_q8_0_vnni, S_Q8_VNNI)
 
 /* ---- attention ---- */
 
+/* Values i .. i + 15 of a cache row of kind (mask m): F32 and F16 as a
+ * weight row's; Q8_0 (i a multiple of 16 in a row of whole blocks, so the
+ * mask is full) as its int8 values times the block's scale, exactly. */
+S_INLINE __m512
+s_kv16(const char *r, int kind, int64_t i, __mmask16 m)
+{
+    if (kind != SQ_CPU_KV_Q8)
+        return s_load16(r, kind == SQ_CPU_KV_F16, i, m);
+    const sq_block_q8_0_t *b = (const sq_block_q8_0_t *) r + i / SQ_QK8_0;
+    const __m128i q = _mm_loadu_si128((const __m128i *) (b->qs + i % SQ_QK8_0));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(_cvtsh_ss(b->d)));
+}
+
 S_INLINE __mmask16
 s_mask(int left)
 {
@@ -266,12 +279,12 @@ s_hsum16(const __m512 a[S_KEYS])
  * query head's values once for the sixteen, and one reduction gives all
  * their scores. A last group short of keys repeats its last one, whose
  * extra sums are dropped, so a key's score takes the same steps wherever
- * it falls. f16 is a compile-time constant (the block's dtype). */
+ * it falls. kind is a compile-time constant (the block's dtype). */
 S_INLINE void
-s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *scores, size_t ld)
+s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int kind, float *scores, size_t ld)
 {
     const int hd = k->hd;
-    const size_t row = (size_t) hd * (f16 ? 2 : 4);
+    const size_t row = sq_cpu_kv_row(kind, hd);
     for (int j = 0; j < k->n; j += S_KEYS) {
         const char *kr[S_KEYS];
         const int nk = sq_cpu_kv_key_group(k, row, j, S_KEYS, kr);
@@ -284,7 +297,7 @@ s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *sc
                 const __mmask16 m = s_mask(hd - d);
                 const __m512 qv = _mm512_maskz_loadu_ps(m, qh + d);
                 SQ_CPU_UNROLL for (int i = 0; i < S_KEYS; i++)
-                    acc[i] = _mm512_fmadd_ps(qv, s_load16(kr[i], f16, d, m), acc[i]);
+                    acc[i] = _mm512_fmadd_ps(qv, s_kv16(kr[i], kind, d, m), acc[i]);
             }
             _mm512_mask_storeu_ps(scores + (size_t) h * ld + j, s_mask(nk), s_hsum16(acc));
         }
@@ -292,10 +305,10 @@ s_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, int f16, float *sc
 }
 
 S_INLINE void
-s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int f16, float *out)
+s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int kind, float *out)
 {
     const int hd = v->hd;
-    const size_t row = (size_t) hd * (f16 ? 2 : 4);
+    const size_t row = sq_cpu_kv_row(kind, hd);
     for (int h = 0; h < n_q; h++) {
         float *o = out + (size_t) h * hd;
         const float *ph = p + (size_t) h * ld;
@@ -311,7 +324,7 @@ s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int f16
                 if (fetch)
                     sq_cpu_kv_prefetch_row(v, row, j);
                 SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
-                    acc[c] = _mm512_fmadd_ps(pj, s_load16(vr, f16, d + 16 * c, 0xffff), acc[c]);
+                    acc[c] = _mm512_fmadd_ps(pj, s_kv16(vr, kind, d + 16 * c, 0xffff), acc[c]);
             }
             SQ_CPU_UNROLL for (int c = 0; c < 4; c++)
                 _mm512_storeu_ps(o + d + 16 * c, acc[c]);
@@ -321,7 +334,7 @@ s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int f16
             __m512 acc = _mm512_maskz_loadu_ps(m, o + d);
             for (int j = 0; j < v->n; j++)
                 acc = _mm512_fmadd_ps(_mm512_set1_ps(ph[j]),
-                                      s_load16(S_ROW(v->rows, row, j), f16, d, m), acc);
+                                      s_kv16(S_ROW(v->rows, row, j), kind, d, m), acc);
             _mm512_mask_storeu_ps(o + d, m, acc);
         }
     }

@@ -144,25 +144,47 @@ sq_cpu_swiglu_tail(float *gate, const float *up, int64_t from, int64_t n)
         gate[j] = gate[j] / (1.0f + sq_cpu_exp(-gate[j])) * up[j];
 }
 
+/* A cache block's dtype as the attention kernels' compile-time constant
+ * kind, and the bytes of one of its rows of hd values. */
+enum { SQ_CPU_KV_F32 = 0, SQ_CPU_KV_F16 = 1, SQ_CPU_KV_Q8 = 2 };
+static inline size_t
+sq_cpu_kv_row(int kind, int hd)
+{
+    return kind == SQ_CPU_KV_Q8 ? (size_t) hd / SQ_QK8_0 * sizeof(sq_block_q8_0_t)
+                                : (size_t) hd * (kind == SQ_CPU_KV_F16 ? 2 : 4);
+}
+
+/* Value i of a row of Q8_0 blocks, widened exactly (see sq_cpu_kv_block_t). */
+static inline float
+sq_cpu_q8_value(const char *row, int64_t i)
+{
+    const sq_block_q8_0_t *b = (const sq_block_q8_0_t *) row + i / SQ_QK8_0;
+    return (float) b->qs[i % SQ_QK8_0] * sq_fp16_to_fp32(b->d);
+}
+
 /* A SIMD file's attention entries, s_attn_scores and s_attn_values: each
- * calls its always-inline body (scores, values) with the block's dtype as
- * a compile-time constant, int f16, before the output arguments. */
+ * calls its always-inline body (scores, values) with the block's kind as
+ * a compile-time constant, int kind, before the output arguments. */
 #define SQ_CPU_ATTN_ENTRIES(scores, values)                                                      \
     static void s_attn_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k,             \
                               float *out, size_t ld)                                            \
     {                                                                                           \
         if (k->dtype == SQ_DTYPE_F16)                                                           \
-            scores(q, n_q, k, 1, out, ld);                                                      \
+            scores(q, n_q, k, SQ_CPU_KV_F16, out, ld);                                          \
+        else if (k->dtype == SQ_DTYPE_Q8_0)                                                     \
+            scores(q, n_q, k, SQ_CPU_KV_Q8, out, ld);                                           \
         else                                                                                    \
-            scores(q, n_q, k, 0, out, ld);                                                      \
+            scores(q, n_q, k, SQ_CPU_KV_F32, out, ld);                                          \
     }                                                                                           \
     static void s_attn_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v,  \
                               float *out)                                                       \
     {                                                                                           \
         if (v->dtype == SQ_DTYPE_F16)                                                           \
-            values(p, ld, n_q, v, 1, out);                                                      \
+            values(p, ld, n_q, v, SQ_CPU_KV_F16, out);                                          \
+        else if (v->dtype == SQ_DTYPE_Q8_0)                                                     \
+            values(p, ld, n_q, v, SQ_CPU_KV_Q8, out);                                           \
         else                                                                                    \
-            values(p, ld, n_q, v, 0, out);                                                      \
+            values(p, ld, n_q, v, SQ_CPU_KV_F32, out);                                          \
     }
 
 /* Fully unroll a loop over block rows, tokens (up to SQ_CPU_PACK_NX) or

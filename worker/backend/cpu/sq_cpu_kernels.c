@@ -314,11 +314,17 @@ s_dot_q8_0_portable(const void *w, size_t ws, int n_w, const void *x, size_t xs,
 enum { S_SPAN = 64 };
 
 /* values d0 .. d0 + m - 1 of row j of block b as floats: in place (F32),
- * or widened into w (F16) */
+ * or widened into w (F16, Q8_0) */
 static const float *
 s_kv_span(const sq_cpu_kv_block_t *b, int j, int d0, int m, float *w)
 {
     const size_t at = (size_t) j * (size_t) b->hd + (size_t) d0;
+    if (b->dtype == SQ_DTYPE_Q8_0) {
+        const char *row = (const char *) b->rows + (size_t) j * sq_cpu_kv_row(SQ_CPU_KV_Q8, b->hd);
+        for (int i = 0; i < m; i++)
+            w[i] = sq_cpu_q8_value(row, d0 + i);
+        return w;
+    }
     if (b->dtype != SQ_DTYPE_F16)
         return (const float *) b->rows + at;
     sq_cpu_f16_to_f32_ref((const uint16_t *) b->rows + at, w, m);

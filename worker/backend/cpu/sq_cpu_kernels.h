@@ -60,13 +60,16 @@ void sq_cpu_softmax_row(float *x, int64_t n, float scale);
 void sq_cpu_swiglu_row(float *gate, const float *up, int64_t n);
 
 /* A block of attention's cache rows: n rows of hd values, contiguous,
- * F32 or F16 (the kernels widen F16 values as they load them, exactly).
+ * F32, F16 or Q8_0 (each row hd / 32 blocks, hd a multiple of 32). The
+ * kernels widen F16 and Q8_0 values as they load them, exactly: a Q8_0
+ * value is its int8 times its block's F16 scale, a product of 8 and 11
+ * significant bits that a float holds without rounding.
  * next: the rows to be read after these (the next block, wherever its
  * page is; same dtype and row size), which the SIMD kernels prefetch row
  * by row as they read these; NULL for none. */
 typedef struct {
     const void *rows, *next;
-    int dtype;                /* SQ_DTYPE_F32 or SQ_DTYPE_F16 */
+    int dtype;                /* SQ_DTYPE_F32, SQ_DTYPE_F16 or SQ_DTYPE_Q8_0 */
     int n, hd;
 } sq_cpu_kv_block_t;
 
@@ -76,8 +79,8 @@ typedef struct {
  *   out[h * hd + d] += p[h * ld + j] * v_j[d], j = 0, 1, ..., n - 1 in turn
  * A value depends only on its own head's and rows' inputs, never on n_q,
  * on where a block starts or on what it prefetches, so a token's
- * attention is the same alone or in any batch; an F16 block gives the
- * bits its rows widened to F32 give. At the run-time SIMD level (FMA
+ * attention is the same alone or in any batch; an F16 or Q8_0 block
+ * gives the bits its rows widened to F32 give. At the run-time SIMD level (FMA
  * above portable). */
 void sq_cpu_attn_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k, float *scores,
                         size_t ld);

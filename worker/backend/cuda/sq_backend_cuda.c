@@ -222,7 +222,7 @@ static sq_attn_args_t s_attn_args(const sq_cuda_op_t *op)
         .v = op->p[4], .out = s_mut(op->p[5]), .n_slots = (int)op->i[0], .n_ctx = (int)op->i[1],
         .n_heads = (int)op->i[2], .n_kv = (int)op->i[3], .head_dim = (int)op->i[4],
         .q_head0 = (int)op->i[5], .kv_head0 = (int)op->i[6], .group = (int)op->i[7],
-        .n_tok = (int)op->i[8], .kv_dtype = (int)op->i[9]};
+        .n_tok = (int)op->i[8], .kv_dtype = (int)op->i[9], .n_pages = (int)op->i[10]};
 }
 
 /* blocks per (head, token) of an attention, for the record and the run */
@@ -747,13 +747,14 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
     if (a->head_dim > SQ_CU_MAX_HEAD_DIM)
         return SQ_FAIL(SQ_EUNSUPPORTED, "cuda attention: head_dim %d over %d", a->head_dim,
                        SQ_CU_MAX_HEAD_DIM);
-    if (a->kv_dtype != SQ_CU_F32 && a->kv_dtype != SQ_CU_F16)
-        return SQ_FAIL(SQ_EUNSUPPORTED, "cuda attention: KV cache of dtype %d", a->kv_dtype);
+    if (!sq_cu_kv_type_ok(a->kv_dtype, a->head_dim))
+        return SQ_FAIL(SQ_EUNSUPPORTED, "cuda attention: KV cache of dtype %d, head_dim %d",
+                       a->kv_dtype, a->head_dim);
     if (a->n_tok == 0)
         return 0;
     sq_cuda_op_t op = {.kind = SQ_CUDA_OP_ATTN, .p = {a->k_cache, a->v_cache, a->q, a->k, a->v, a->out},
                        .i = {a->n_slots, a->n_ctx, a->n_heads, a->n_kv, a->head_dim, a->q_head0,
-                             a->kv_head0, a->group, a->n_tok, a->kv_dtype}};
+                             a->kv_head0, a->group, a->n_tok, a->kv_dtype, a->n_pages}};
     const size_t part = sq_cu_att_part_floats(a->n_tok, a->n_heads, a->head_dim,
                                               s_att_split(c, a));
     const int width = sq_kv_pages_for(a->n_ctx);

@@ -721,27 +721,46 @@ static __global__ void k_rope(float *x, int n_tok, int n_heads, int head_dim, in
     s_rope_pair(x + th * head_dim, (int)(i % half_rot), n_rot, pos[th / n_heads], freq_base);
 }
 
-/* A KV cache value (T float or __half, sq_attn_args_t's kv_dtype) as
- * F32, and an F32 value into the cache (F16: rounded to nearest even, as
- * the CPU backend stores it) */
-static __device__ float s_kv_get(float v)
+/* A KV cache of T (float, __half, or int8_t for Q8_0: sq_attn_args_t's
+ * kv_dtype) holds its values in the page layout below; a Q8_0 cache then
+ * has one F16 scale per 32 values after them, sc, that of value i at
+ * sc[i / 32] (the CUDA backend's own layout: whole 32-value rows of int8
+ * for 16-byte loads). Value i as F32 (a Q8_0 value times its scale:
+ * exact), and value x into value i: F16 rounded to nearest even, Q8_0 by
+ * the CPU's quantizer (s_quantize_warp, its scale rounded to F16), each
+ * warp storing 32 consecutive values of one block together. */
+static __device__ float s_kv_val(const float *c, const __half *, size_t i)
 {
-    return v;
+    return c[i];
 }
 
-static __device__ float s_kv_get(__half v)
+static __device__ float s_kv_val(const __half *c, const __half *, size_t i)
 {
-    return __half2float(v);
+    return __half2float(c[i]);
 }
 
-static __device__ void s_kv_put(float *p, float v)
+static __device__ float s_kv_val(const int8_t *c, const __half *sc, size_t i)
 {
-    *p = v;
+    return (float)c[i] * __half2float(sc[i / SQ_CU_QK]);
 }
 
-static __device__ void s_kv_put(__half *p, float v)
+static __device__ void s_kv_put(float *c, __half *, size_t i, float x)
 {
-    *p = __float2half_rn(v);
+    c[i] = x;
+}
+
+static __device__ void s_kv_put(__half *c, __half *, size_t i, float x)
+{
+    c[i] = __float2half_rn(x);
+}
+
+static __device__ void s_kv_put(int8_t *c, __half *sc, size_t i, float x)
+{
+    const float d = s_warp_max(fabsf(x)) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    c[i] = (int8_t)__float2int_rn(x * id);
+    if (i % SQ_CU_QK == 0)
+        sc[i / SQ_CU_QK] = __float2half_rn(d);
 }
 
 /* the cache offset (in values) of position p of slot's KV head kvh: its
@@ -754,34 +773,36 @@ static __device__ size_t s_kv_at(const int32_t *pages, int n_ctx, int slot, int 
     return (((size_t)page * n_kv + kvh) * SQ_KV_PAGE + p % SQ_KV_PAGE) * (size_t)hd;
 }
 
-/* token t's k and v rows into (slot, kv head, pos) of the caches of T,
- * by the threads of its block */
+/* token t's k and v rows into (slot, kv head, pos) of the caches of T
+ * (scales ks, vs for Q8_0, else unused), by the threads of its block (a
+ * multiple of 32: with Q8_0, hd % 32 == 0, a warp takes whole blocks) */
 template <typename T>
-static __device__ void s_kv_store(int t, T *kc, T *vc, const float *k, const float *v,
-                                  const int32_t *slot, const int32_t *pos, const int32_t *pages,
-                                  int n_kv, int n_ctx, int hd)
+static __device__ void s_kv_store(int t, T *kc, T *vc, __half *ks, __half *vs, const float *k,
+                                  const float *v, const int32_t *slot, const int32_t *pos,
+                                  const int32_t *pages, int n_kv, int n_ctx, int hd)
 {
     for (int i = threadIdx.x; i < n_kv * hd; i += blockDim.x) {
         const int h = i / hd, d = i % hd;
         const size_t at = s_kv_at(pages, n_ctx, slot[t], n_kv, h, pos[t], hd) + d;
-        s_kv_put(&kc[at], k[(size_t)t * n_kv * hd + i]);
-        s_kv_put(&vc[at], v[(size_t)t * n_kv * hd + i]);
+        s_kv_put(kc, ks, at, k[(size_t)t * n_kv * hd + i]);
+        s_kv_put(vc, vs, at, v[(size_t)t * n_kv * hd + i]);
     }
 }
 
 template <typename T>
-static __global__ void k_kv_store(void *kc, void *vc, const float *k, const float *v,
-                                  const int32_t *slot, const int32_t *pos, const int32_t *pages,
-                                  int n_kv, int n_ctx, int hd)
+static __global__ void k_kv_store(void *kc, void *vc, __half *ks, __half *vs, const float *k,
+                                  const float *v, const int32_t *slot, const int32_t *pos,
+                                  const int32_t *pages, int n_kv, int n_ctx, int hd)
 {
     s_pdl_begin();
-    s_kv_store(blockIdx.x, (T *)kc, (T *)vc, k, v, slot, pos, pages, n_kv, n_ctx, hd);
+    s_kv_store(blockIdx.x, (T *)kc, (T *)vc, ks, vs, k, v, slot, pos, pages, n_kv, n_ctx, hd);
 }
 
 typedef struct {
     float *q, *k;
     const float *v;
     void *kc, *vc;              /* of T, the kernel's cache type */
+    __half *ks, *vs;            /* Q8_0: the scales (s_kv_val), else NULL */
     const int32_t *slot, *pos, *pages;
     int n_heads, n_kv, hd, n_rot, n_ctx;
     float freq_base;
@@ -802,7 +823,8 @@ static __global__ void k_rope_store(s_rope_store_t a)
         s_rope_pair(a.k + ((size_t)t * a.n_kv + i / half) * a.hd, i % half, a.n_rot, p,
                     a.freq_base);
     __syncthreads();   /* other threads store the rotated k values */
-    s_kv_store(t, (T *)a.kc, (T *)a.vc, a.k, a.v, a.slot, a.pos, a.pages, a.n_kv, a.n_ctx, a.hd);
+    s_kv_store(t, (T *)a.kc, (T *)a.vc, a.ks, a.vs, a.k, a.v, a.slot, a.pos, a.pages, a.n_kv,
+               a.n_ctx, a.hd);
 }
 
 /* ---- attention ---- */
@@ -812,6 +834,7 @@ static_assert(SQ_KV_PAGE % 32 == 0, "a strip of 32 keys is inside one page");
 
 typedef struct {
     const void *kc, *vc;        /* of T, the kernel's cache type */
+    const __half *ks, *vs;      /* Q8_0: the scales (s_kv_val), else NULL */
     const float *q;
     float *out;
     const int32_t *slot, *pos, *pages;
@@ -854,10 +877,12 @@ static __device__ void s_att_write(const s_att_t &a, int h, int t, const float *
     }
 }
 
-/* q . k of one key row (q pre-scaled, in shared memory), 16 bytes a
- * load when the rows start 16-byte aligned */
-static __device__ float s_qk(const float *qs, const float *kr, int hd)
+/* q . k of the key row at value offset at of cache c (q pre-scaled, in
+ * shared memory; sc: a Q8_0 cache's scales), 16 bytes a load when the
+ * rows start 16-byte aligned */
+static __device__ float s_qk(const float *qs, const float *c, const __half *, size_t at, int hd)
 {
+    const float *kr = c + at;
     float s = 0.0f;
     if (hd % 4 == 0) {
         const float4 *k4 = (const float4 *)kr;
@@ -872,8 +897,9 @@ static __device__ float s_qk(const float *qs, const float *kr, int hd)
     return s;
 }
 
-static __device__ float s_qk(const float *qs, const __half *kr, int hd)
+static __device__ float s_qk(const float *qs, const __half *c, const __half *, size_t at, int hd)
 {
+    const __half *kr = c + at;
     float s = 0.0f;
     if (hd % 8 == 0) {
         const uint4 *k8 = (const uint4 *)kr;
@@ -893,6 +919,25 @@ static __device__ float s_qk(const float *qs, const __half *kr, int hd)
     return s;
 }
 
+/* (hd % 32 == 0: each 32 values are a block, at 32-byte alignment) */
+static __device__ float s_qk(const float *qs, const int8_t *c, const __half *sc, size_t at, int hd)
+{
+    float s = 0.0f;
+    for (int b = 0; b < hd / SQ_CU_QK; b++) {
+        const float d = __half2float(sc[at / SQ_CU_QK + b]);
+        const int4 *k16 = (const int4 *)(c + at) + 2 * b;
+        for (int h = 0; h < 2; h++) {
+            const int4 w = k16[h];
+            const int u[4] = {w.x, w.y, w.z, w.w};
+            for (int i = 0; i < 4; i++)
+                for (int k = 0; k < 4; k++)
+                    s += qs[SQ_CU_QK * b + 16 * h + 4 * i + k] *
+                         ((float)(int8_t)(u[i] >> (8 * k)) * d);
+        }
+    }
+    return s;
+}
+
 /* Query head blockIdx.x of token blockIdx.y over positions 0..pos. Each
  * warp takes 32 keys at a time, one per lane (independent row loads, no
  * reduction per key), folds them into an online softmax (running max m,
@@ -905,7 +950,7 @@ static __device__ float s_qk(const float *qs, const __half *kr, int hd)
  * n_split > 1 into the block's partial, which k_att_combine merges (the
  * split decoding that keeps the SMs busy when a batch has few heads and
  * the context is long). No score buffer: any context length fits. The
- * caches hold T (float or __half). */
+ * caches hold T (float, __half, or int8_t with scales: s_kv_val). */
 template <typename T>
 static __global__ void k_attention(s_att_t a)
 {
@@ -932,9 +977,9 @@ static __global__ void k_attention(s_att_t a)
     for (int base = (warp * n_split + z) * 32; base < n; base += S_ATT_WARPS * n_split * 32) {
         /* the strip's 32 keys are rows 0..31 of one page */
         const size_t at = s_kv_at(a.pages, a.n_ctx, slot, a.n_kv, kvh, base, hd);
-        const T *kc = (const T *)a.kc + at, *vc = (const T *)a.vc + at;
+        const T *kc = (const T *)a.kc, *vc = (const T *)a.vc;
         const int j = base + lane;
-        const float sc = j < n ? s_qk(qs, kc + (size_t)lane * hd, hd) : -INFINITY;
+        const float sc = j < n ? s_qk(qs, kc, a.ks, at + (size_t)lane * hd, hd) : -INFINITY;
         /* key base < n is scored, so m_new is finite */
         const float m_new = fmaxf(m, s_warp_max(sc));
         const float p = j < n ? expf(sc - m_new) : 0.0f;
@@ -947,11 +992,11 @@ static __global__ void k_attention(s_att_t a)
         const int n_keys = n - base < 32 ? n - base : 32;
         for (int jj = 0; jj < n_keys; jj++) {
             const float pj = ps[warp][jj];
-            const T *vr = vc + (size_t)jj * hd;
+            const size_t row = at + (size_t)jj * hd;
             for (int i = 0; i < S_ATT_PER_LANE; i++) {
                 const int d = lane + 32 * i;
                 if (d < hd)
-                    acc[i] += pj * s_kv_get(vr[d]);
+                    acc[i] += pj * s_kv_val(vc, a.vs, row + d);
             }
         }
         __syncwarp();   /* ps is rewritten by the next round */

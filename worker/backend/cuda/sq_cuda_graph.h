@@ -52,7 +52,7 @@ enum {
 typedef struct {
     int kind;
     const void *p[6];           /* device pointers */
-    int64_t i[10];              /* sizes, dtypes, head counts */
+    int64_t i[11];              /* sizes, dtypes, head counts */
     float f[2];                 /* eps, rope base */
     int64_t arg[3];             /* arena offsets of host arrays (0 when unused) */
 } sq_cuda_op_t;

@@ -228,17 +228,42 @@ cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int hea
     return cudaGetLastError();
 }
 
+/* a Q8_0 cache's scales, after its n_pages * n_kv * SQ_KV_PAGE * head_dim
+ * values (s_kv_val); NULL for another type */
+static __half *s_kv_scales(const sq_attn_args_t *a, void *cache)
+{
+    if (a->kv_dtype != SQ_CU_Q8_0)
+        return NULL;
+    return (__half *)((int8_t *)cache +
+                      (size_t)a->n_pages * a->n_kv * SQ_KV_PAGE * (size_t)a->head_dim);
+}
+
+/* KERNEL<T> for the cache type of a (sq_cu_kv_type_ok) */
+#define S_KV_LAUNCH(KERNEL, a, grid, block, s, ...)                                                \
+    do {                                                                                           \
+        if ((a)->kv_dtype == SQ_CU_F16)                                                            \
+            SQ_CU_LAUNCH(KERNEL<__half>, grid, block, s, __VA_ARGS__);                             \
+        else if ((a)->kv_dtype == SQ_CU_Q8_0)                                                      \
+            SQ_CU_LAUNCH(KERNEL<int8_t>, grid, block, s, __VA_ARGS__);                             \
+        else                                                                                       \
+            SQ_CU_LAUNCH(KERNEL<float>, grid, block, s, __VA_ARGS__);                              \
+    } while (0)
+
+bool sq_cu_kv_type_ok(int kv_dtype, int head_dim)
+{
+    return kv_dtype == SQ_CU_F32 || kv_dtype == SQ_CU_F16 ||
+           (kv_dtype == SQ_CU_Q8_0 && head_dim % SQ_CU_QK == 0);
+}
+
 cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot, float freq_base,
                              const int32_t *slot_d, const int32_t *pos_d, const int32_t *pages_d)
 {
     if (a->n_tok == 0)
         return cudaSuccess;
-    s_rope_store_t args = {(float *)a->q, (float *)a->k, a->v, a->k_cache, a->v_cache, slot_d,
+    s_rope_store_t args = {(float *)a->q, (float *)a->k, a->v, a->k_cache, a->v_cache,
+                           s_kv_scales(a, a->k_cache), s_kv_scales(a, a->v_cache), slot_d,
                            pos_d, pages_d, a->n_heads, a->n_kv, a->head_dim, n_rot, a->n_ctx, freq_base};
-    if (a->kv_dtype == SQ_CU_F16)
-        SQ_CU_LAUNCH(k_rope_store<__half>, a->n_tok, 256, s, args);
-    else
-        SQ_CU_LAUNCH(k_rope_store<float>, a->n_tok, 256, s, args);
+    S_KV_LAUNCH(k_rope_store, a, a->n_tok, 256, s, args);
     return cudaGetLastError();
 }
 
@@ -264,21 +289,20 @@ cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32
 {
     if (a->n_tok == 0)
         return cudaSuccess;
-    const bool f16 = a->kv_dtype == SQ_CU_F16;
+    __half *ks = s_kv_scales(a, a->k_cache), *vs = s_kv_scales(a, a->v_cache);
     if (store) {
-        SQ_CU_LAUNCH(f16 ? k_kv_store<__half> : k_kv_store<float>, a->n_tok, 256, s, a->k_cache,
-                     a->v_cache, a->k, a->v, slot_d, pos_d, pages_d, a->n_kv, a->n_ctx, a->head_dim);
+        S_KV_LAUNCH(k_kv_store, a, a->n_tok, 256, s, a->k_cache, a->v_cache, ks, vs, a->k, a->v,
+                    slot_d, pos_d, pages_d, a->n_kv, a->n_ctx, a->head_dim);
         cudaError_t err = cudaGetLastError();
         if (err != cudaSuccess)
             return err;
     }
     if (n_split < 1 || n_split > SQ_CU_ATT_MAX_SPLIT || (n_split > 1 && !part))
         return cudaErrorInvalidValue;
-    s_att_t args = {a->k_cache, a->v_cache, a->q, a->out, slot_d, pos_d, pages_d, a->n_heads, a->n_kv,
-                    a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group, xq, xd,
-                    n_split, part};
-    SQ_CU_LAUNCH(f16 ? k_attention<__half> : k_attention<float>, dim3(a->n_heads, a->n_tok, n_split),
-                 S_ATT_WARPS * 32, s, args);
+    s_att_t args = {a->k_cache, a->v_cache, ks, vs, a->q, a->out, slot_d, pos_d, pages_d,
+                    a->n_heads, a->n_kv, a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group,
+                    xq, xd, n_split, part};
+    S_KV_LAUNCH(k_attention, a, dim3(a->n_heads, a->n_tok, n_split), S_ATT_WARPS * 32, s, args);
     if (n_split > 1) {
         cudaError_t err = cudaGetLastError();
         if (err != cudaSuccess)

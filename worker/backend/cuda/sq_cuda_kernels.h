@@ -97,6 +97,10 @@ cudaError_t sq_cu_to_f16(cudaStream_t s, const float *x, void *out, size_t n);
 /* rotate adjacent pairs of each head by pos_d[t] (see sq_backend.h) */
 cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int head_dim,
                        int n_rot, const int32_t *pos_d, float freq_base);
+/* whether the kernels take a KV cache of kv_dtype: SQ_CU_F32, SQ_CU_F16,
+ * or SQ_CU_Q8_0 for a head_dim that is a multiple of 32 (values as int8,
+ * then one F16 scale per 32 of them: sq_cuda_device.cuh, s_kv_val) */
+bool sq_cu_kv_type_ok(int kv_dtype, int head_dim);
 /* RoPE of a->q (n_rot, freq_base) and a->k in place, then the cache store
  * of k and v: sq_cu_rope twice and the store of sq_cu_attention in one */
 cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot, float freq_base,
