@@ -201,6 +201,33 @@ test_f16_rows_levels(void)
         }
     }
     SQ_CHECK(runs >= 4 && bad == 0);
+    /* Q8_0 rows: every level gives the reference's values (random blocks
+     * with every int8 and scales of every exponent, -128 and -0 among
+     * them), writing nothing past the end */
+    enum { N_B = 256 };
+    static sq_block_q8_0_t q8[N_B];
+    for (int b = 0; b < N_B; b++) {
+        q8[b].d = (uint16_t) (s_rand() & 0x7bff);   /* finite, either sign */
+        for (int i = 0; i < SQ_QK8_0; i++)
+            q8[b].qs[i] = (int8_t) (b * SQ_QK8_0 + i);
+    }
+    q8[1].d = 0x8000;
+    sq_cpu_q8_0_to_f32_ref(q8, f_ref, N_B * SQ_QK8_0);
+    int bad8 = 0;
+    for (int l = 0; l < S_N_LEVELS; l++) {
+        const sq_cpu_kernels_t *k = sq_cpu_kernels_for(s_levels[l]);
+        if (!k)
+            continue;
+        f_got[N_B * SQ_QK8_0] = 7.0f;
+        k->q8_0_to_f32(q8, f_got, N_B * SQ_QK8_0);
+        bad8 += memcmp(f_got, f_ref, N_B * SQ_QK8_0 * sizeof *f_got) != 0;
+        bad8 += f_got[N_B * SQ_QK8_0] != 7.0f;
+    }
+    sq_cpu_dequantize_row(SQ_DTYPE_Q8_0, q8, f_got, N_B * SQ_QK8_0);
+    bad8 += memcmp(f_got, f_ref, N_B * SQ_QK8_0 * sizeof *f_got) != 0;
+    sq_cpu_q8_0_to_f32_row(q8, f_got, N_B * SQ_QK8_0);
+    bad8 += memcmp(f_got, f_ref, N_B * SQ_QK8_0 * sizeof *f_got) != 0;
+    SQ_CHECK(bad8 == 0 && f_ref[3 * SQ_QK8_0 - 1] != 0.0f);
     /* the public entry points (the chosen level) */
     sq_cpu_f32_to_f16_row(f, h_got, N_F);
     sq_cpu_f16_to_f32_row(h_got, f_got, N_F);

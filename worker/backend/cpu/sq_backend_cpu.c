@@ -323,7 +323,7 @@ static void s_attn_tile(const sq_attn_args_t *a, const s_tile_t *tile, int kvh, 
                 if (a->kv_dtype == SQ_DTYPE_F16)
                     sq_cpu_f16_to_f32_row(b.rows, wide, (int64_t)rows * hd);
                 else
-                    sq_cpu_dequantize_row(a->kv_dtype, b.rows, wide, (int64_t)rows * hd);
+                    sq_cpu_q8_0_to_f32_row(b.rows, wide, (int64_t)rows * hd);
                 b.rows = wide;
                 b.dtype = SQ_DTYPE_F32;
             } else {

@@ -346,6 +346,7 @@ SQ_CPU_ATTN_ENTRIES(s_scores, s_values)
 #define S_AVX512_KERNELS                                                                          \
     .dot_f32 = s_dot_f32, .dot_f16 = s_dot_f16, .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2,       \
     .f16_to_f32 = sq_cpu_f16_to_f32_avx2, .f32_to_f16 = sq_cpu_f32_to_f16_avx2,                   \
+    .q8_0_to_f32 = sq_cpu_q8_0_to_f32_avx2,                                                       \
     .attn_scores = s_attn_scores, .attn_values = s_attn_values,                                   \
     .softmax = sq_cpu_softmax_avx2, .swiglu = sq_cpu_swiglu_avx2
 

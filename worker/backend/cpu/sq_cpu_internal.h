@@ -270,6 +270,8 @@ typedef struct {
      * sq_cpu_f32_to_f16_row (the same bits at every level) */
     void (*f16_to_f32)(const uint16_t *x, float *y, int64_t n);
     void (*f32_to_f16)(const float *x, uint16_t *y, int64_t n);
+    /* rows of Q8_0 blocks to F32, as sq_cpu_q8_0_to_f32_row */
+    void (*q8_0_to_f32)(const sq_block_q8_0_t *x, float *y, int64_t n);
     /* attention's products, as sq_cpu_attn_scores and sq_cpu_attn_values */
     void (*attn_scores)(const float *q, int n_q, const sq_cpu_kv_block_t *k, float *scores,
                         size_t ld);
@@ -290,10 +292,12 @@ extern const sq_cpu_kernels_t sq_cpu_kernels_avx2;
 extern const sq_cpu_kernels_t sq_cpu_kernels_avx2vnni;
 extern const sq_cpu_kernels_t sq_cpu_kernels_avx512;
 extern const sq_cpu_kernels_t sq_cpu_kernels_avx512vnni;
-/* The AVX2 quantizer and F16 conversions, shared by the AVX-512 levels. */
+/* The AVX2 quantizer and F16 and Q8_0 conversions, shared by the AVX-512
+ * levels. */
 void sq_cpu_quantize_q8_0_avx2(const float *x, sq_block_q8_0_t *y, int64_t n);
 void sq_cpu_f16_to_f32_avx2(const uint16_t *x, float *y, int64_t n);
 void sq_cpu_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
+void sq_cpu_q8_0_to_f32_avx2(const sq_block_q8_0_t *x, float *y, int64_t n);
 void sq_cpu_softmax_avx2(float *x, int64_t n, float scale);
 void sq_cpu_swiglu_avx2(float *gate, const float *up, int64_t n);
 /* The packed Q8_0 kernel of the avx2vnni level (sq_cpu_avx2vnni.c). */
@@ -305,11 +309,12 @@ void sq_cpu_gemm_q8_0x16_avxvnni(const uint8_t *group, int64_t nb, const sq_cpu_
  * CPU or build lacks it. For tests and benchmarks that compare levels. */
 const sq_cpu_kernels_t *sq_cpu_kernels_for(const char *level);
 
-/* The reference Q8_0 quantizer and F16 conversions (the portable
- * level's too). */
+/* The reference Q8_0 quantizer and F16 and Q8_0 conversions (the
+ * portable level's too). */
 void sq_cpu_quantize_row_q8_0_ref(const float *x, sq_block_q8_0_t *y, int64_t n);
 void sq_cpu_f16_to_f32_ref(const uint16_t *x, float *y, int64_t n);
 void sq_cpu_f32_to_f16_ref(const float *x, uint16_t *y, int64_t n);
+void sq_cpu_q8_0_to_f32_ref(const sq_block_q8_0_t *x, float *y, int64_t n);
 
 /* 0, or SQ_EINVAL with a detail naming the bad dtype or shape. */
 int sq_cpu_matmul_check(int dtype, int64_t n_out, int64_t n_in, int64_t n_tok, int64_t ldy);

@@ -131,10 +131,15 @@ sq_cpu_dequantize_row(int dtype, const void *x, float *y, int64_t n)
     } else if (dtype == SQ_DTYPE_F16) {
         sq_cpu_f16_to_f32_ref(x, y, n);
     } else if (dtype == SQ_DTYPE_Q8_0) {
-        const sq_block_q8_0_t *b = x;
-        for (int64_t i = 0; i < n; i++)
-            y[i] = sq_fp16_to_fp32(b[i / SQ_QK8_0].d) * (float) b[i / SQ_QK8_0].qs[i % SQ_QK8_0];
+        sq_cpu_q8_0_to_f32_ref(x, y, n);
     }
+}
+
+void
+sq_cpu_q8_0_to_f32_ref(const sq_block_q8_0_t *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = sq_fp16_to_fp32(x[i / SQ_QK8_0].d) * (float) x[i / SQ_QK8_0].qs[i % SQ_QK8_0];
 }
 
 /* ---- reference ----------------------------------------------------------- */
@@ -427,6 +432,7 @@ const sq_cpu_kernels_t sq_cpu_kernels_portable = {
     .dot_q8_0 = s_dot_q8_0_portable,
     .quantize_q8_0 = sq_cpu_quantize_row_q8_0_ref,
     .f16_to_f32 = sq_cpu_f16_to_f32_ref,
+    .q8_0_to_f32 = sq_cpu_q8_0_to_f32_ref,
     .f32_to_f16 = sq_cpu_f32_to_f16_ref,
     .attn_scores = s_attn_scores_portable,
     .attn_values = s_attn_values_portable,
@@ -535,6 +541,13 @@ sq_cpu_f16_to_f32_row(const uint16_t *x, float *y, int64_t n)
 {
     pthread_once(&s_choose_once, s_choose);
     s_chosen->f16_to_f32(x, y, n);
+}
+
+void
+sq_cpu_q8_0_to_f32_row(const sq_block_q8_0_t *x, float *y, int64_t n)
+{
+    pthread_once(&s_choose_once, s_choose);
+    s_chosen->q8_0_to_f32(x, y, n);
 }
 
 void

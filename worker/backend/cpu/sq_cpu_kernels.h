@@ -51,6 +51,9 @@ void sq_cpu_dequantize_row(int dtype, const void *x, float *y, int64_t n);
  * quiet, overflow to infinity). At the run-time SIMD level. */
 void sq_cpu_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
 void sq_cpu_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
+/* y (n floats, n % 32 == 0) = the values of x (n / 32 Q8_0 blocks),
+ * exactly (sq_cpu_dequantize_row's bits). At the run-time SIMD level. */
+void sq_cpu_q8_0_to_f32_row(const sq_block_q8_0_t *x, float *y, int64_t n);
 
 /* x (n > 0) = softmax(scale * x) in place, and gate (n) = silu(gate) * up
  * = gate / (1 + exp(-gate)) * up: attention's weights and the FFN's
