@@ -200,24 +200,24 @@ bench_kernels_table(sq_threadpool_t *const *pools, const int *n_threads, int n_p
 }
 
 /* One (token, KV head) of a decode step at position n - 1, as the CPU
- * backend runs it: blocks of 32 cache rows (F16 widened as the kernels
- * load them), each naming the next for prefetch, scores of the n_q query
+ * backend runs it: blocks of 32 cache rows of dtype (F16 and Q8_0 widened
+ * as the kernels load them), each naming the next for prefetch, scores of the n_q query
  * heads, then their weighted values (fixed weights: the softmax between
  * is the same for every level). F32 at the portable level is what the
  * backend ran before it had F16 caches and SIMD attention: the column all
  * rows are compared with. */
 static void
-s_attn_head(const sq_cpu_kernels_t *k, int f16, const char *kc, const char *vc, int n, int hd,
+s_attn_head(const sq_cpu_kernels_t *k, int dtype, const char *kc, const char *vc, int n, int hd,
             const float *q, int n_q, float *scores, float *out)
 {
-    const size_t row = (size_t) hd * (f16 ? 2 : 4);
+    const size_t row = sq_cpu_row_bytes(dtype, hd);
     for (int pass = 0; pass < 2; pass++)   /* the scores, then the values */
         for (int j0 = 0; j0 < n; j0 += 32) {
             const char *c = pass ? vc : kc;
             sq_cpu_kv_block_t b = {
                 .rows = c + (size_t) j0 * row,
                 .next = j0 + 32 < n ? c + (size_t) (j0 + 32) * row : pass ? NULL : vc,
-                .dtype = f16 ? SQ_DTYPE_F16 : SQ_DTYPE_F32,
+                .dtype = dtype,
                 .n = n - j0 < 32 ? n - j0 : 32,
                 .hd = hd,
             };
@@ -245,15 +245,19 @@ bench_attention_table(double bw_gbs)
         q[i] = (float) (i % 17) / 17.0f - 0.5f;
     for (int i = 0; i < NQ_MAX * N; i++)
         scores[i] = 1.0f / N;
-    for (size_t i = 0; i < S_BIG_BYTES / 2; i++)   /* F16 and F32 values of modest size */
+    /* F16 and F32 values of modest size; as Q8_0 blocks, scales of 2^-3
+     * to 2^-1 and any int8 */
+    for (size_t i = 0; i < S_BIG_BYTES / 2; i++)
         ((uint16_t *) mem)[i] = (uint16_t) (0x3000 + i % 0x800);
     printf("\n## attention of one decode token over %d positions (head_dim %d), caches from "
            "memory, 1 thread\n\n", N, HD);
     printf("| cache | level | query heads per KV head | us per KV head | cache GB/s | %% of read bw "
            "| vs F32 portable |\n|---|---|---|---|---|---|---|\n");
     double base[2] = {0.0, 0.0};   /* per n_qs: F32, portable (the plain loops) */
-    for (int f16 = 0; f16 <= 1; f16++) {
-        const size_t head_bytes = (size_t) N * HD * (f16 ? 2 : 4) * 2;   /* K and V */
+    static const int dtypes[] = {SQ_DTYPE_F32, SQ_DTYPE_F16, SQ_DTYPE_Q8_0};
+    for (size_t t = 0; t < sizeof dtypes / sizeof dtypes[0]; t++) {
+        const int dtype = dtypes[t];
+        const size_t head_bytes = (size_t) N * sq_cpu_row_bytes(dtype, HD) * 2;   /* K and V */
         const int n_heads = (int) (S_BIG_BYTES / head_bytes);
         for (size_t qi = 0; qi < sizeof n_qs / sizeof n_qs[0]; qi++) {
             for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
@@ -265,16 +269,17 @@ bench_attention_table(double bw_gbs)
                     double t0 = bench_now_s();
                     for (int h = 0; h < n_heads; h++) {
                         const char *kc = mem + (size_t) h * head_bytes;
-                        s_attn_head(k, f16, kc, kc + head_bytes / 2, N, HD, q, n_qs[qi], scores,
-                                    out);
+                        s_attn_head(k, dtype, kc, kc + head_bytes / 2, N, HD, q, n_qs[qi],
+                                    scores, out);
                     }
                     double per = (bench_now_s() - t0) / n_heads;
                     best = per < best ? per : best;
                 }
-                if (!f16 && l == 0)
+                if (dtype == SQ_DTYPE_F32 && l == 0)
                     base[qi] = best;
                 double gbs = (double) head_bytes / best / 1e9;
-                printf("| %s | %s | %d | %.1f | %.1f | %.0f %% | %.2f× |\n", f16 ? "F16" : "F32",
+                printf("| %s | %s | %d | %.1f | %.1f | %.0f %% | %.2f× |\n",
+                       dtype == SQ_DTYPE_F32 ? "F32" : dtype == SQ_DTYPE_F16 ? "F16" : "Q8_0",
                        levels[l], n_qs[qi], best * 1e6, gbs, 100.0 * gbs / bw_gbs,
                        base[qi] / best);
                 fflush(stdout);

@@ -22,7 +22,7 @@
 # 4. PyTorch transformers on the same files and sizes, if it is importable;
 # 5. the largest Q8_0 model again without PDL, without fusion, without
 #    graphs, without the int8 mma kernel, with sampling at T = 1, with a
-#    LoRA adapter, and at 2,048 positions with the F16 and the F32 KV cache.
+#    LoRA adapter, and at 2,048 positions with the F16, Q8_0 and F32 KV cache.
 # Steps run in that order (of worth) and each one's timeout is cut to what is left of
 # SHARDQ_GPU_BUDGET seconds (default 480), so one run under the device's
 # limit always brings back the figures that matter most; a step with under
@@ -175,9 +175,10 @@ if ((${#MODELS[@]})); then
     within 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 32 --agg-steps 16 \
       --batches 16,64 --lora "$LORA" "${MODELS[-1]}" 2>&1 | tee "$LOGS/bench-lora.txt"
   # long contexts, where reading the KV cache is most of a step: 64
-  # sequences after 2,048-token prompts, the F16 cache (the default) then F32
-  stamp "shardq at 2,048 positions, KV cache f16 then f32, on ${MODELS[-1]##*/}"
-  for kv in f16 f32; do
+  # sequences after 2,048-token prompts, the F16 cache (the default), Q8_0
+  # (53 % of its bytes), then F32
+  stamp "shardq at 2,048 positions, KV cache f16, q8_0 then f32, on ${MODELS[-1]##*/}"
+  for kv in f16 q8_0 f32; do
     within 90 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 2048 --gen 16 --agg-prompt 2048 \
       --agg-steps 8 --batches 64 --kv-type "$kv" "${MODELS[-1]}"
   done 2>&1 | tee "$LOGS/bench-longctx.txt"

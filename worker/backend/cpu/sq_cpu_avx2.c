@@ -313,7 +313,7 @@ s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int kin
     }
 }
 
-SQ_CPU_ATTN_ENTRIES(s_scores, s_values)
+SQ_CPU_ATTN_ENTRIES(s_scores, s_values, sq_cpu_q8_0_to_f32_avx2)
 
 /* sq_cpu_exp (sq_cpu_internal.h) on 8 lanes: the same operations, so the
  * same bits. max_ps(a, b) is a > b ? a : b, as the scalar clamps. */

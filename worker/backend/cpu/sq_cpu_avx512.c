@@ -340,7 +340,7 @@ s_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v, int kin
     }
 }
 
-SQ_CPU_ATTN_ENTRIES(s_scores, s_values)
+SQ_CPU_ATTN_ENTRIES(s_scores, s_values, sq_cpu_q8_0_to_f32_avx2)
 
 /* What both AVX-512 levels share; avx512vnni has its own Q8_0 kernels. */
 #define S_AVX512_KERNELS                                                                          \

@@ -18,6 +18,7 @@
 #include "sq_cpu_kernels.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -162,14 +163,41 @@ sq_cpu_q8_value(const char *row, int64_t i)
     return (float) b->qs[i % SQ_QK8_0] * sq_fp16_to_fp32(b->d);
 }
 
+/* Rows of a Q8_0 block (at most 32 of head_dim up to 256) that the
+ * SIMD entries widen once when several query heads read them. */
+#define SQ_CPU_KV_WIDE (32 * 256)
+
+/* A Q8_0 block b that n_q > 1 query heads read, widened once into wide
+ * as the F32 block *w (the same bits as widening each value in registers,
+ * which the kernels would do once per head), the rows of b's next block
+ * prefetched now; false, and nothing done, for any other block. */
+static inline bool
+sq_cpu_kv_widened(const sq_cpu_kv_block_t *b, int n_q, float *wide, sq_cpu_kv_block_t *w,
+                  void (*to_f32)(const sq_block_q8_0_t *x, float *y, int64_t n))
+{
+    if (b->dtype != SQ_DTYPE_Q8_0 || n_q < 2 || (size_t) b->n * (size_t) b->hd > SQ_CPU_KV_WIDE)
+        return false;
+    const size_t row = sq_cpu_kv_row(SQ_CPU_KV_Q8, b->hd);
+    for (int j = 0; b->next && j < b->n; j++)
+        sq_cpu_kv_prefetch_row(b, row, j);
+    to_f32(b->rows, wide, (int64_t) b->n * b->hd);
+    *w = (sq_cpu_kv_block_t){.rows = wide, .dtype = SQ_DTYPE_F32, .n = b->n, .hd = b->hd};
+    return true;
+}
+
 /* A SIMD file's attention entries, s_attn_scores and s_attn_values: each
  * calls its always-inline body (scores, values) with the block's kind as
- * a compile-time constant, int kind, before the output arguments. */
-#define SQ_CPU_ATTN_ENTRIES(scores, values)                                                      \
+ * a compile-time constant, int kind, before the output arguments; a Q8_0
+ * block that several heads read goes widened by to_f32 as an F32 one. */
+#define SQ_CPU_ATTN_ENTRIES(scores, values, to_f32)                                              \
     static void s_attn_scores(const float *q, int n_q, const sq_cpu_kv_block_t *k,             \
                               float *out, size_t ld)                                            \
     {                                                                                           \
-        if (k->dtype == SQ_DTYPE_F16)                                                           \
+        float wide[SQ_CPU_KV_WIDE];                                                             \
+        sq_cpu_kv_block_t w;                                                                    \
+        if (sq_cpu_kv_widened(k, n_q, wide, &w, to_f32))                                        \
+            scores(q, n_q, &w, SQ_CPU_KV_F32, out, ld);                                         \
+        else if (k->dtype == SQ_DTYPE_F16)                                                      \
             scores(q, n_q, k, SQ_CPU_KV_F16, out, ld);                                          \
         else if (k->dtype == SQ_DTYPE_Q8_0)                                                     \
             scores(q, n_q, k, SQ_CPU_KV_Q8, out, ld);                                           \
@@ -179,7 +207,11 @@ sq_cpu_q8_value(const char *row, int64_t i)
     static void s_attn_values(const float *p, size_t ld, int n_q, const sq_cpu_kv_block_t *v,  \
                               float *out)                                                       \
     {                                                                                           \
-        if (v->dtype == SQ_DTYPE_F16)                                                           \
+        float wide[SQ_CPU_KV_WIDE];                                                             \
+        sq_cpu_kv_block_t w;                                                                    \
+        if (sq_cpu_kv_widened(v, n_q, wide, &w, to_f32))                                        \
+            values(p, ld, n_q, &w, SQ_CPU_KV_F32, out);                                         \
+        else if (v->dtype == SQ_DTYPE_F16)                                                      \
             values(p, ld, n_q, v, SQ_CPU_KV_F16, out);                                          \
         else if (v->dtype == SQ_DTYPE_Q8_0)                                                     \
             values(p, ld, n_q, v, SQ_CPU_KV_Q8, out);                                           \
