@@ -175,21 +175,26 @@ static s_weights s_make_weights(int dtype, int64_t n_out, int64_t n_in)
     return m;
 }
 
-/* x (n values, whole blocks of 32) as Q8_0 the way the CPU reference does
- * it (sq_cpu_quantize_row_q8_0_ref): d = amax / 127, q = x * (1 / d)
- * rounded half to even; d is used rounded to F16 */
+/* 32 values xb as one Q8_0 block the way the CPU reference does it
+ * (sq_cpu_quantize_row_q8_0_ref): d = amax / 127, q = x * (1 / d) rounded
+ * half to even; returns d rounded to F16 (its bits) */
+static uint16_t s_quantize_block(const float *xb, int8_t *q)
+{
+    float amax = 0.0f;
+    for (int i = 0; i < SQ_CU_QK; i++)
+        amax = fmaxf(amax, fabsf(xb[i]));
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < SQ_CU_QK; i++)
+        q[i] = (int8_t)nearbyintf(xb[i] * id);
+    return s_f16(d);
+}
+
+/* x (n values, whole blocks of 32) as Q8_0 blocks, the scales used as
+ * their F16 values */
 static void s_quantize_ref(const float *x, size_t n, int8_t *xq, float *xd)
 {
-    for (size_t b = 0; b < n / SQ_CU_QK; b++) {
-        const float *xb = x + b * SQ_CU_QK;
-        float amax = 0.0f;
-        for (int i = 0; i < SQ_CU_QK; i++)
-            amax = fmaxf(amax, fabsf(xb[i]));
-        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        xd[b] = s_f16_value(s_f16(d));
-        for (int i = 0; i < SQ_CU_QK; i++)
-            xq[b * SQ_CU_QK + i] = (int8_t)nearbyintf(xb[i] * id);
-    }
+    for (size_t b = 0; b < n / SQ_CU_QK; b++)
+        xd[b] = s_f16_value(s_quantize_block(x + b * SQ_CU_QK, xq + b * SQ_CU_QK));
 }
 
 static const char *s_dtype_name(int dtype)
@@ -898,20 +903,12 @@ struct s_cache {
     explicit s_cache(size_t n) : v(n, s_kv<S>::nan()), sc(s_kv<S>::q8 ? n / SQ_CU_QK : 0, 0x7e00) {}
     void put_row(size_t at, const float *x, int hd)
     {
-        if constexpr (!s_kv<S>::q8) {
+        if constexpr (s_kv<S>::q8) {
+            for (int b = 0; b < hd / SQ_CU_QK; b++)
+                sc[at / SQ_CU_QK + b] = s_quantize_block(x + SQ_CU_QK * b, &v[at + SQ_CU_QK * b]);
+        } else {
             for (int d = 0; d < hd; d++)
                 v[at + d] = s_kv<S>::put(x[d]);
-            return;
-        }
-        for (int b = 0; b < hd / SQ_CU_QK; b++) {
-            const float *xb = x + SQ_CU_QK * b;
-            float amax = 0.0f;
-            for (int i = 0; i < SQ_CU_QK; i++)
-                amax = fmaxf(amax, fabsf(xb[i]));
-            const float dq = amax / 127.0f, id = dq != 0.0f ? 1.0f / dq : 0.0f;
-            for (int i = 0; i < SQ_CU_QK; i++)
-                v[at + SQ_CU_QK * b + i] = (S)nearbyintf(xb[i] * id);
-            sc[(at + SQ_CU_QK * b) / SQ_CU_QK] = s_f16(dq);
         }
     }
     double get(size_t i)
