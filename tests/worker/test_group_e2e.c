@@ -57,6 +57,8 @@ static const char *s_device = "cpu";   /* the groups' --device */
 static const char *s_kv_type = "f16";  /* and --kv-type */
 static const char *s_max_batch;        /* --max-batch instead of s_group's (e.g. "auto") */
 static const char *s_kv_pages;         /* --kv-pages, when set */
+static const char *s_model;            /* --model instead of SHARDQ_TEST_MODEL */
+static const char *s_job_model = S_MODEL_NAME;   /* the jobs' model (its file's name) */
 
 /* Start one TP = 2 worker group (through shardq-group, as deployments do). */
 static sq_proc_t *s_group(const char *name, int max_batch)
@@ -67,7 +69,8 @@ static sq_proc_t *s_group(const char *name, int max_batch)
         snprintf(mb, sizeof mb, "%d", max_batch);
     const char *argv[] = {s_env("SHARDQ_GROUP_BIN"), "-np", "2", "--oversubscribe", "--",
                           "--broker", sq_harness_worker_endpoint(s_h),
-                          "--model", s_env("SHARDQ_TEST_MODEL"), "--max-batch", mb,
+                          "--model", s_model ? s_model : s_env("SHARDQ_TEST_MODEL"),
+                          "--max-batch", mb,
                           "--device", s_device, "--kv-type", s_kv_type,
                           "--group-id", name, "--grace", "60", NULL, NULL, NULL, NULL, NULL};
     int n = 0;
@@ -104,7 +107,7 @@ static uint64_t s_submit_job_t(int n, int distinct, const char *adapter, int max
         prompts[i] = malloc(64);
         snprintf(prompts[i], 64, "%s", base[(i % distinct) % 5]);
     }
-    sq_e2e_job_t job = {.tenant = "research", .model = S_MODEL_NAME, .priority = -1,
+    sq_e2e_job_t job = {.tenant = "research", .model = s_job_model, .priority = -1,
                         .n_tasks = n, .custom_ids = (const char *const *)ids,
                         .prompts = (const char *const *)prompts, .adapter = adapter,
                         .max_tokens = max_tokens, .temperature = temperature};
@@ -741,6 +744,43 @@ static void case_lora_updates(void)
     sq_e2e_check_no_duplicates(s_h);
 }
 
+/* The Q8_0 KV cache under a real TP = 2 group, on a random model whose
+ * heads are 32 values (made here by shardq-model), with a pool of 12
+ * pages for 8 sequences that grow to 4 each: sequences are preempted and
+ * resumed (their prompts and tokens so far stored again, through the
+ * prompt path), and greedy twins still give the same text, as the cache
+ * gives the same bits either way. The broker records the cache type in
+ * the group's capabilities and every result's lineage. */
+static void case_kv_q8_0(void)
+{
+    SQ_REQUIRE(sq_e2e_up("group_kv_q8_0", NULL, &s_h, &s_c));
+    static char path[700];
+    snprintf(path, sizeof path, "%s/hd32.gguf", sq_harness_log_dir(s_h));
+    const char *make[] = {"random", "--shape", "tiny-gqa", "--dim", "128", "--heads", "4",
+                          "--kv-heads", "2", "--seed", "13", path, NULL};
+    SQ_REQUIRE(s_model_tool("make-hd32", make) == 0);
+    s_model = path;
+    s_job_model = "hd32.gguf";
+    s_kv_type = "q8_0";
+    s_kv_pages = "12";
+    SQ_REQUIRE(s_group("g-q8", 8) != NULL);
+    SQ_REQUIRE(s_wait_groups(1) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM workers WHERE group_id = 'g-q8' "
+                     "AND capabilities->>'kv_type' = 'q8_0'") == 1);
+    SQ_REQUIRE(s_submit(16, 4, 100) > 0);
+    SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
+                                 16, 180000) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE completion_tokens > 0") == 16);
+    SQ_CHECK(s_count("SELECT count(DISTINCT (t.prompt, r.text)) FROM task_results r "
+                     "JOIN tasks t USING (job_id, idx)") == 4);
+    SQ_CHECK(s_count("SELECT count(*) FROM result_lineage WHERE group_id = 'g-q8' "
+                     "AND tp_size = 2 AND kv_type = 'q8_0'") == 16);
+    const int preempted = s_log_count("g-q8", "sequences preempted: KV cache full");
+    fprintf(stderr, "   steps that preempted sequences: %d\n", preempted);
+    SQ_CHECK(preempted > 0);
+    sq_e2e_check_no_duplicates(s_h);
+}
+
 int main(int argc, char **argv)
 {
     static const sq_e2e_case_t cases[] = {
@@ -751,6 +791,7 @@ int main(int argc, char **argv)
         {"group_lora_updates", case_lora_updates},
         {"group_cuda_emu", case_cuda_emu},
         {"group_kv_pages", case_kv_pages},
+        {"group_kv_q8_0", case_kv_q8_0},
         {NULL, NULL},
     };
     return sq_e2e_main(argc, argv, cases, &s_h, &s_c);
