@@ -328,12 +328,15 @@ static void test_prompt_whole_equals_stepwise(void)
 /* SQ_MODEL_SLOTS_AUTO on the CPU under a (fake) memory cgroup leaving 40
  * MiB: fewer slots than the cap, each of 4,096 positions, within 90 % of
  * the room. */
-static void s_auto_slots_cgroup(void)
+/* A fake memory cgroup in dir (a mkdtemp template) with room bytes left
+ * under its limit, made the engine's (SQ_CGROUP_ROOT); s_cgroup_drop
+ * undoes both. */
+static void s_cgroup_fake(char *dir, unsigned long long room)
 {
-    char dir[] = "/tmp/sq-cgroup-XXXXXX", path[64];
+    char path[64];
     SQ_REQUIRE(mkdtemp(dir) != NULL);
     const char *names[2] = {"memory.max", "memory.current"};
-    const unsigned long long vals[2] = {(1ULL << 30) + (40ULL << 20), 1ULL << 30};
+    const unsigned long long vals[2] = {(1ULL << 30) + room, 1ULL << 30};
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         FILE *fp = fopen(path, "w");
@@ -342,10 +345,27 @@ static void s_auto_slots_cgroup(void)
         fclose(fp);
     }
     setenv("SQ_CGROUP_ROOT", dir, 1);
+}
+
+static void s_cgroup_drop(const char *dir)
+{
+    char path[64];
+    unsetenv("SQ_CGROUP_ROOT");
+    snprintf(path, sizeof path, "%s/memory.max", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/memory.current", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void s_auto_slots_cgroup(void)
+{
+    char dir[] = "/tmp/sq-cgroup-XXXXXX";
+    s_cgroup_fake(dir, 40ULL << 20);
     sq_engine_params_t p = {.model_path = s_f32, .n_threads = 1, .n_ctx = 4096,
                             .n_slots = SQ_MODEL_SLOTS_AUTO};
     sq_engine_t *e = sq_engine_new(&p);
-    unsetenv("SQ_CGROUP_ROOT");
+    s_cgroup_drop(dir);
     SQ_REQUIRE(e);
     sq_model_t *m = sq_engine_model(e);
     const int slots = sq_model_n_slots(m);
@@ -354,11 +374,26 @@ static void s_auto_slots_cgroup(void)
     SQ_CHECK(slots >= 2 && slots < SQ_MODEL_SLOTS_AUTO_MAX);
     SQ_CHECK(sq_model_kv_bytes(m) <= (size_t)(40ULL << 20) / 10 * 9);
     sq_engine_destroy(&e);
-    for (int i = 0; i < 2; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        unlink(path);
-    }
-    rmdir(dir);
+}
+
+/* Under a cgroup with 1 MiB of room, a context of 4,096 positions does
+ * not fit: refused, naming the memory and what would help, a smaller
+ * cache type only where the model has one (q8_0: heads of a multiple of
+ * 32). */
+static void s_auto_slots_no_room(const char *path, int kv_type, const char *hint, bool q8_hint)
+{
+    char dir[] = "/tmp/sq-cgroup-XXXXXX";
+    s_cgroup_fake(dir, 1ULL << 20);
+    sq_engine_params_t p = {.model_path = path, .n_threads = 1, .n_ctx = 4096,
+                            .n_slots = SQ_MODEL_SLOTS_AUTO, .kv_type = kv_type};
+    sq_engine_t *e = sq_engine_new(&p);
+    s_cgroup_drop(dir);
+    SQ_CHECK(e == NULL);
+    const char *why = sq_error_detail();
+    SQ_CHECK(strstr(why, "one sequence of 4096 positions") && strstr(why, "lower --ctx"));
+    SQ_CHECK(strstr(why, hint) != NULL);
+    SQ_CHECK((strstr(why, "q8_0") != NULL) == q8_hint);
+    sq_engine_destroy(&e);
 }
 
 /* SQ_MODEL_SLOTS_AUTO on the CPU: the host's free memory holds far more
@@ -377,6 +412,10 @@ static void test_auto_slots_cpu(void)
     free(logits);
     sq_engine_destroy(&e);
     s_auto_slots_cgroup();
+    s_auto_slots_no_room(s_f32, SQ_KV_F32, "or use --kv-type f16", false);
+    s_auto_slots_no_room(s_f32, SQ_KV_F16, "lower --ctx", false);
+    s_auto_slots_no_room(s_hd32, SQ_KV_F16, "or use --kv-type q8_0", true);
+    s_auto_slots_no_room(s_hd32, SQ_KV_F32, "or use --kv-type f16 or q8_0", true);
 }
 
 static void test_batched_equals_alone_kv_f32(void)

@@ -40,7 +40,8 @@ struct sq_model {
     int n_pages;                /* KV-cache pages (sq_kv_pages.h) */
     sq_kv_pages_t *kv;
     size_t act_bytes;           /* backend memory of the activations */
-    int kv_dtype;               /* SQ_DTYPE_F16, SQ_DTYPE_F32 or SQ_DTYPE_Q8_0 */
+    int kv_type;                /* sq_kv_type_t */
+    int kv_dtype;               /* its SQ_DTYPE_F16, SQ_DTYPE_F32 or SQ_DTYPE_Q8_0 */
     /* this rank's share */
     int n_heads_local, q_head0, n_kv_local, kv_head0, group, ffn_local;
     sq_weight_t tok_embd, out_norm, output;
@@ -286,14 +287,17 @@ static int s_auto_slots(sq_model_t *m)
             return rc;
         pages = theirs < pages ? theirs : pages;
     }
+    /* a smaller cache type, where there is one for this model */
+    const bool q8 = m->hp.head_dim % SQ_QK8_0 == 0;
+    const char *smaller = m->kv_type == SQ_KV_F32 ? (q8 ? " or use --kv-type f16 or q8_0"
+                                                        : " or use --kv-type f16")
+                          : m->kv_type == SQ_KV_F16 && q8 ? " or use --kv-type q8_0"
+                                                          : "";
     if (pages < whole)
         return SQ_FAIL(SQ_ENOMEM, "KV cache: one sequence of %d positions takes %.1f MiB (%s) on "
                        "this rank, %.1f MiB of %s memory is free: lower --ctx%s", m->n_ctx,
                        (double)per_page * whole / 1048576.0, sq_model_kv_type(m),
-                       (double)free_b / 1048576.0, m->be->ops->name,
-                       m->kv_dtype == SQ_DTYPE_F32 ? " or use --kv-type f16 or q8_0"
-                       : m->kv_dtype == SQ_DTYPE_F16 ? " or use --kv-type q8_0"
-                                                     : "");
+                       (double)free_b / 1048576.0, m->be->ops->name, smaller);
     const long quarter = 4L * pages / whole;
     m->n_pages = pages;
     m->n_slots = quarter > SQ_MODEL_SLOTS_AUTO_MAX ? SQ_MODEL_SLOTS_AUTO_MAX : (int)quarter;
@@ -432,11 +436,12 @@ static int s_load(sq_model_t *m, const sq_model_params_t *p)
     m->n_slots = !p || p->n_slots == 0 ? 1 : p->n_slots;   /* < 0: s_auto_slots */
     m->n_pages = p && p->n_slots > 0 && p->n_kv_pages > 0 ? p->n_kv_pages : 0;
     m->max_batch = p && p->max_batch > 0 ? p->max_batch : S_DEFAULT_MAX_BATCH;
-    const int kv_type = p ? p->kv_type : SQ_KV_F16;
-    m->kv_dtype = kv_type == SQ_KV_F32 ? SQ_DTYPE_F32 : kv_type == SQ_KV_Q8_0 ? SQ_DTYPE_Q8_0
-                                                                          : SQ_DTYPE_F16;
-    if (kv_type < SQ_KV_F16 || kv_type > SQ_KV_Q8_0)
-        return SQ_FAIL(SQ_EINVAL, "KV cache type %d: not f16, f32 or q8_0", kv_type);
+    m->kv_type = p ? p->kv_type : SQ_KV_F16;
+    if (m->kv_type < SQ_KV_F16 || m->kv_type > SQ_KV_Q8_0)
+        return SQ_FAIL(SQ_EINVAL, "KV cache type %d: not f16, f32 or q8_0", m->kv_type);
+    m->kv_dtype = m->kv_type == SQ_KV_F32    ? SQ_DTYPE_F32
+                  : m->kv_type == SQ_KV_Q8_0 ? SQ_DTYPE_Q8_0
+                                             : SQ_DTYPE_F16;
     if (m->kv_dtype == SQ_DTYPE_Q8_0 && m->hp.head_dim % SQ_QK8_0 != 0)
         return SQ_FAIL(SQ_EUNSUPPORTED, "KV cache q8_0: this model's head_dim (%d) is not a "
                        "multiple of %d, the values a Q8_0 block scales; use f16 or f32",
@@ -553,9 +558,7 @@ const char *sq_kv_type_name(int kv_type)
 
 const char *sq_model_kv_type(const sq_model_t *self)
 {
-    return sq_kv_type_name(self->kv_dtype == SQ_DTYPE_F32    ? SQ_KV_F32
-                           : self->kv_dtype == SQ_DTYPE_Q8_0 ? SQ_KV_Q8_0
-                                                             : SQ_KV_F16);
+    return sq_kv_type_name(self->kv_type);
 }
 
 size_t sq_model_kv_bytes(const sq_model_t *self)
