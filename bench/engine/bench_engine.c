@@ -49,6 +49,8 @@ s_usage(FILE *out)
             "  --anchor-script FILE  llama_anchor.mjs (default: the source tree's)\n"
             "  --prompt-tokens N     prefill length (default 128)\n"
             "  --gen-tokens N        decode steps (default 32)\n"
+            "  --agg-prompt N        prompt tokens of each sequence of the aggregate\n"
+            "                        batches, before their decode steps (default 8)\n"
             "  --kv-type LIST        shardq's KV cache: f16 (default, as llama.cpp's), f32,\n"
             "                        q8_0, or several (f16,q8_0: in turn in each round)\n"
             "  --batch LIST          aggregate decode batch sizes (default 1,4,16)\n"
@@ -101,7 +103,8 @@ static int
 s_parse_args(int argc, char **argv, s_args_t *a)
 {
     *a = (s_args_t){.n_threads = {1, 2}, .n_pools = 2, .kernels = 1, .repeat = 3, .n_kv = 1,
-                    .o = {.n_prompt = 128, .n_gen = 32, .batches = {1, 4, 16}, .n_batches = 3,
+                    .o = {.n_prompt = 128, .n_gen = 32, .agg_prompt = 8,
+                          .batches = {1, 4, 16}, .n_batches = 3,
                           .anchor_script = BENCH_ANCHOR_SCRIPT}};
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -124,6 +127,8 @@ s_parse_args(int argc, char **argv, s_args_t *a)
             n = s_parse_list(v, &a->o.n_prompt, 1);
         else if (strcmp(k, "--gen-tokens") == 0)
             n = s_parse_list(v, &a->o.n_gen, 1);
+        else if (strcmp(k, "--agg-prompt") == 0)
+            n = s_parse_list(v, &a->o.agg_prompt, 1);
         else if (strcmp(k, "--model") == 0 && a->n_models < S_MAX_MODELS)
             a->models[a->n_models++] = v, n = 1;
         else if (strcmp(k, "--kv-type") == 0)
@@ -154,8 +159,9 @@ s_header(const s_args_t *a)
     char date[64];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     printf("# shardq-bench-engine\n\n%s, %s %s, SIMD level %s, prompt %d tokens, decode %d "
-           "steps\n",
-           date, u.sysname, u.machine, sq_cpu_simd_level(), a->o.n_prompt, a->o.n_gen);
+           "steps, aggregate batches after %d-token prompts\n",
+           date, u.sysname, u.machine, sq_cpu_simd_level(), a->o.n_prompt, a->o.n_gen,
+           a->o.agg_prompt);
 }
 
 static const char *

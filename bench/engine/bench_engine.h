@@ -11,6 +11,7 @@
 
 typedef struct {
     int n_prompt, n_gen;                 /* tokens per prefill, decode steps */
+    int agg_prompt;                      /* prompt tokens of each aggregate batch sequence */
     int batches[BENCH_MAX_BATCHES];      /* aggregate decode batch sizes */
     int n_batches;
     const char *llama_dir;               /* node-llama-cpp install; NULL: no anchor */

@@ -6,8 +6,9 @@
  *  the same forward passes:
  *    prefill: one batch of n_prompt consecutive tokens in slot 0;
  *    decode:  n_gen steps of one token each, logits every step;
- *    batch B: B slots, 8 prompt tokens each, then n_gen steps that advance
- *             all B together (aggregate tokens/s = B * n_gen / time).
+ *    batch B: B slots, agg_prompt prompt tokens each (default 8), then
+ *             n_gen steps that advance all B together (aggregate tokens/s
+ *             = B * n_gen / time).
  *  llama.cpp side: llama_anchor.mjs under node, one process per call.
  */
 #define _GNU_SOURCE
@@ -92,7 +93,9 @@ bench_model_run(const char *path, int n_threads, sq_tp_comm_t *comm, const bench
     for (int b = 0; b < o->n_batches; b++)
         max_batch = o->batches[b] > max_batch ? o->batches[b] : max_batch;
     sq_engine_params_t ep = {.model_path = path, .n_threads = n_threads, .comm = comm,
-                             .n_ctx = o->n_prompt + o->n_gen + 16, .n_slots = max_batch,
+                             .n_ctx = (o->n_prompt > o->agg_prompt ? o->n_prompt : o->agg_prompt) +
+                                      o->n_gen + 16,
+                             .n_slots = max_batch,
                              .kv_type = o->kv_type};
     sq_engine_t *engine = sq_engine_new(&ep);
     if (!engine) {
@@ -101,7 +104,7 @@ bench_model_run(const char *path, int n_threads, sq_tp_comm_t *comm, const bench
     }
     sq_model_t *model = sq_engine_model(engine);
     int n_vocab = sq_model_hparams(model)->n_vocab;
-    int n_batch = o->n_prompt > max_batch * 8 ? o->n_prompt : max_batch * 8;
+    int n_batch = o->n_prompt > max_batch * o->agg_prompt ? o->n_prompt : max_batch * o->agg_prompt;
     sq_batch_entry_t *batch = calloc((size_t) n_batch, sizeof *batch);
     float *logits = malloc(sizeof(float) * (size_t) max_batch * (size_t) n_vocab);
     int rc = !batch || !logits ? -1 : 0;
@@ -118,9 +121,9 @@ bench_model_run(const char *path, int n_threads, sq_tp_comm_t *comm, const bench
     r->tg_cpu_ms = (bench_cpu_s() - cpu0) * 1e3 / o->n_gen;
     for (int b = 0; b < o->n_batches && !rc; b++) {
         int nb = o->batches[b];
-        rc = s_prefill(model, batch, nb, 8, n_vocab, logits);
+        rc = s_prefill(model, batch, nb, o->agg_prompt, n_vocab, logits);
         t0 = bench_now_s();
-        rc = rc ? rc : s_decode(model, batch, nb, 8, o->n_gen, n_vocab, logits);
+        rc = rc ? rc : s_decode(model, batch, nb, o->agg_prompt, o->n_gen, n_vocab, logits);
         r->agg_tok_s[b] = (double) nb * o->n_gen / (bench_now_s() - t0);
     }
     free(batch);
@@ -146,8 +149,9 @@ bench_anchor_run(const char *path, int n_threads, int batch, const bench_opts_t 
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "node '%s' --llama-dir '%s' --model '%s' --threads %d --prompt-tokens %d "
-             "--gen-tokens %d --batch %d",
-             o->anchor_script, o->llama_dir, path, n_threads, o->n_prompt, o->n_gen, batch);
+             "--gen-tokens %d --agg-prompt %d --batch %d",
+             o->anchor_script, o->llama_dir, path, n_threads, o->n_prompt, o->n_gen,
+             o->agg_prompt, batch);
     FILE *p = popen(cmd, "r");
     if (!p)
         return -1;

@@ -10,12 +10,13 @@
 // Decode evaluates one token per step (no sampling), as shardq's bench does.
 //
 // usage: node llama_anchor.mjs --llama-dir DIR --model FILE --threads N
-//          [--prompt-tokens 128] [--gen-tokens 32] [--batch 1]
+//          [--prompt-tokens 128] [--gen-tokens 32] [--agg-prompt 8] [--batch 1]
+//   --agg-prompt: prompt tokens of each sequence of the batch before its steps
 import { pathToFileURL } from "node:url";
 import path from "node:path";
 
 function parseArgs(argv) {
-  const a = { promptTokens: 128, genTokens: 32, batch: 1, threads: 1 };
+  const a = { promptTokens: 128, genTokens: 32, aggPrompt: 8, batch: 1, threads: 1 };
   for (let i = 2; i < argv.length; i += 2) {
     const k = argv[i], v = argv[i + 1];
     if (v === undefined) throw new Error(`${k}: missing value`);
@@ -23,6 +24,7 @@ function parseArgs(argv) {
     else if (k === "--model") a.model = v;
     else if (k === "--threads") a.threads = Number(v);
     else if (k === "--prompt-tokens") a.promptTokens = Number(v);
+    else if (k === "--agg-prompt") a.aggPrompt = Number(v);
     else if (k === "--gen-tokens") a.genTokens = Number(v);
     else if (k === "--batch") a.batch = Number(v);
     else throw new Error(`unknown option ${k}`);
@@ -77,11 +79,12 @@ async function main() {
   // Aggregate decode of `batch` sequences stepping together.
   let agg = tg;
   if (a.batch > 1) {
-    ctx = await model.createContext({ contextSize: ctxSize * a.batch, batchSize: 512, threads,
+    const seqSize = Math.max(a.promptTokens, a.aggPrompt) + a.genTokens + 16;
+    ctx = await model.createContext({ contextSize: seqSize * a.batch, batchSize: 512, threads,
                                       sequences: a.batch });
     const seqs = [];
     for (let b = 0; b < a.batch; b++) seqs.push(ctx.getSequence());
-    await Promise.all(seqs.map((s, b) => s.evaluateWithoutGeneratingNewTokens(tokens(8, vocab, 10 + b))));
+    await Promise.all(seqs.map((s, b) => s.evaluateWithoutGeneratingNewTokens(tokens(a.aggPrompt, vocab, 10 + b))));
     t0 = now();
     for (let i = 0; i < a.genTokens; i++)
       await Promise.all(seqs.map((s, b) => s.evaluateWithoutGeneratingNewTokens([gen[(i + b) % gen.length]])));
