@@ -139,7 +139,7 @@ void
 sq_cpu_q8_0_to_f32_ref(const sq_block_q8_0_t *x, float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
-        y[i] = sq_fp16_to_fp32(x[i / SQ_QK8_0].d) * (float) x[i / SQ_QK8_0].qs[i % SQ_QK8_0];
+        y[i] = sq_cpu_q8_value((const char *) x, i);
 }
 
 /* ---- reference ----------------------------------------------------------- */
