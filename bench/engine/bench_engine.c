@@ -236,7 +236,8 @@ s_model_tables(const s_args_t *a, const char *path, const double *bw)
         for (int kv = 0; kv < a->n_kv; kv++) {
             const bench_result_t *m = &mine[p][kv];
             printf("| %d | %s | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f %% | %.1f | "
-                   "%.1f |\n", t, sq_kv_type_name(a->kv_type[kv]), m->pp_tok_s, theirs[p][0].pp_tok_s,
+                   "%.1f |\n", t, sq_kv_type_name(a->kv_type[kv]), m->pp_tok_s,
+                   theirs[p][0].pp_tok_s,
                    s_ratio(m->pp_tok_s, theirs[p][0].pp_tok_s), m->tg_tok_s, theirs[p][0].tg_tok_s,
                    s_ratio(m->tg_tok_s, theirs[p][0].tg_tok_s), roof,
                    100.0 * s_ratio(m->tg_tok_s, roof), m->tg_cpu_ms, theirs[p][0].tg_cpu_ms);

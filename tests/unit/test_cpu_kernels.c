@@ -364,8 +364,8 @@ s_attn_q8_0(const sq_cpu_kernels_t *kt, const float *q, const float *p, const fl
 {
     enum { NQ_MAX = 10, HD_MAX = 136, N_MAX = 37 };
     static sq_block_q8_0_t k8[N_MAX * HD_MAX / SQ_QK8_0], v8[N_MAX * HD_MAX / SQ_QK8_0];
-    static float kw[N_MAX * HD_MAX], vw[N_MAX * HD_MAX], scw[NQ_MAX * N_MAX], sc8[NQ_MAX * N_MAX], outw[NQ_MAX * HD_MAX],
-        out8[NQ_MAX * HD_MAX], out1[HD_MAX];
+    static float kw[N_MAX * HD_MAX], vw[N_MAX * HD_MAX], scw[NQ_MAX * N_MAX],
+        sc8[NQ_MAX * N_MAX], outw[NQ_MAX * HD_MAX], out8[NQ_MAX * HD_MAX], out1[HD_MAX];
     const size_t row = sq_cpu_row_bytes(SQ_DTYPE_Q8_0, hd);
     sq_cpu_quantize_row_q8_0_ref(k, k8, (int64_t) n * hd);
     sq_cpu_quantize_row_q8_0_ref(v, v8, (int64_t) n * hd);
@@ -373,8 +373,10 @@ s_attn_q8_0(const sq_cpu_kernels_t *kt, const float *q, const float *p, const fl
     sq_cpu_dequantize_row(SQ_DTYPE_Q8_0, v8, vw, (int64_t) n * hd);
     const sq_cpu_kv_block_t kwb = s_kv_block(kw, NULL, 0, n, hd, NULL),
                             vwb = s_kv_block(vw, NULL, 0, n, hd, NULL),
-                            kqb = {.rows = k8, .next = v8, .dtype = SQ_DTYPE_Q8_0, .n = n, .hd = hd},
-                            vqb = {.rows = v8, .next = k8, .dtype = SQ_DTYPE_Q8_0, .n = n, .hd = hd};
+                            kqb = {.rows = k8, .next = v8, .dtype = SQ_DTYPE_Q8_0, .n = n,
+                                   .hd = hd},
+                            vqb = {.rows = v8, .next = k8, .dtype = SQ_DTYPE_Q8_0, .n = n,
+                                   .hd = hd};
     for (int i = 0; i < nq * hd; i++)
         outw[i] = out8[i] = 0.5f;
     kt->attn_scores(q, nq, &kwb, scw, n);

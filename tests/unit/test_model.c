@@ -493,15 +493,18 @@ static void test_kv_q8_0(void)
     SQ_REQUIRE(e8 && e16 && e32);
     sq_model_t *m8 = sq_engine_model(e8), *m16 = sq_engine_model(e16), *m32 = sq_engine_model(e32);
     SQ_CHECK(sq_model_kv_dtype(m8) == SQ_DTYPE_Q8_0 && !strcmp(sq_model_kv_type(m8), "q8_0"));
-    SQ_CHECK(sq_model_kv_bytes(m8) > 0 && 64 * sq_model_kv_bytes(m8) == 34 * sq_model_kv_bytes(m16));
+    SQ_CHECK(sq_model_kv_bytes(m8) > 0 &&
+             64 * sq_model_kv_bytes(m8) == 34 * sq_model_kv_bytes(m16));
     enum { N = 96, PROMPT = 48 };
     const int n_vocab = sq_model_hparams(m8)->n_vocab;
-    float *a = malloc((size_t)N * n_vocab * sizeof(float)), *b = malloc((size_t)N * n_vocab * sizeof(float));
+    float *a = malloc((size_t)N * n_vocab * sizeof(float));
+    float *b = malloc((size_t)N * n_vocab * sizeof(float));
     SQ_REQUIRE(a && b);
     sq_batch_entry_t toks[N];
     for (int i = 0; i < N; i++)
         toks[i] = tm_entry(0, i == 0 ? 1 : (int32_t)(3 + (i * 53) % (n_vocab - 3)), i, true);
-    SQ_CHECK(sq_model_forward(m8, toks, PROMPT, a) == 0 && sq_model_forward(m32, toks, PROMPT, b) == 0);
+    SQ_CHECK(sq_model_forward(m8, toks, PROMPT, a) == 0 &&
+             sq_model_forward(m32, toks, PROMPT, b) == 0);
     for (int i = PROMPT; i < N; i++)
         SQ_CHECK(sq_model_forward(m8, &toks[i], 1, a + (size_t)i * n_vocab) == 0 &&
                  sq_model_forward(m32, &toks[i], 1, b + (size_t)i * n_vocab) == 0);

@@ -180,21 +180,6 @@ sq_cpu_f16_to_f32_avx2(const uint16_t *x, float *y, int64_t n)
         y[i] = _cvtsh_ss(x[i]);
 }
 
-/* 8 values at a time: int8 widened to float, times the block's scale
- * (exact, so the reference's bits); n % 32 == 0 */
-void
-sq_cpu_q8_0_to_f32_avx2(const sq_block_q8_0_t *x, float *y, int64_t n)
-{
-    for (int64_t b = 0; b < n / SQ_QK8_0; b++) {
-        const __m256 d = _mm256_set1_ps(_cvtsh_ss(x[b].d));
-        SQ_CPU_UNROLL for (int i = 0; i < SQ_QK8_0; i += 8) {
-            const __m128i q = _mm_loadl_epi64((const __m128i *) (x[b].qs + i));
-            _mm256_storeu_ps(y + b * SQ_QK8_0 + i,
-                             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d));
-        }
-    }
-}
-
 void
 sq_cpu_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n)
 {
@@ -219,7 +204,17 @@ s_kv8(const char *r, int kind, int64_t i)
         return s_load8(r, kind == SQ_CPU_KV_F16, i);
     const sq_block_q8_0_t *b = (const sq_block_q8_0_t *) r + i / SQ_QK8_0;
     const __m128i q = _mm_loadl_epi64((const __m128i *) (b->qs + i % SQ_QK8_0));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(_cvtsh_ss(b->d)));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)),
+                         _mm256_set1_ps(_cvtsh_ss(b->d)));
+}
+
+/* 8 values at a time, as the kernels widen them (exact, so the
+ * reference's bits); n % 32 == 0 */
+void
+sq_cpu_q8_0_to_f32_avx2(const sq_block_q8_0_t *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 8)
+        _mm256_storeu_ps(y + i, s_kv8((const char *) x, SQ_CPU_KV_Q8, i));
 }
 
 S_INLINE float
@@ -395,8 +390,8 @@ sq_cpu_swiglu_avx2(float *gate, const float *up, int64_t n)
     .dot_f32 = s_dot_f32, .dot_f16 = s_dot_f16, .dot_q8_0 = s_dot_q8_0,                           \
     .quantize_q8_0 = sq_cpu_quantize_q8_0_avx2, .f16_to_f32 = sq_cpu_f16_to_f32_avx2,             \
     .f32_to_f16 = sq_cpu_f32_to_f16_avx2, .q8_0_to_f32 = sq_cpu_q8_0_to_f32_avx2,                 \
-    .attn_scores = s_attn_scores,                           \
-    .attn_values = s_attn_values, .softmax = sq_cpu_softmax_avx2, .swiglu = sq_cpu_swiglu_avx2
+    .attn_scores = s_attn_scores, .attn_values = s_attn_values,                                   \
+    .softmax = sq_cpu_softmax_avx2, .swiglu = sq_cpu_swiglu_avx2
 
 const sq_cpu_kernels_t sq_cpu_kernels_avx2 = {.name = "avx2", S_AVX2_KERNELS};
 

@@ -236,7 +236,8 @@ s_kv16(const char *r, int kind, int64_t i, __mmask16 m)
         return s_load16(r, kind == SQ_CPU_KV_F16, i, m);
     const sq_block_q8_0_t *b = (const sq_block_q8_0_t *) r + i / SQ_QK8_0;
     const __m128i q = _mm_loadu_si128((const __m128i *) (b->qs + i % SQ_QK8_0));
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(_cvtsh_ss(b->d)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)),
+                         _mm512_set1_ps(_cvtsh_ss(b->d)));
 }
 
 S_INLINE __mmask16
