@@ -69,13 +69,19 @@ set(SQ_CUDA_ENGINE_VARIANTS nographs:SHARDQ_CUDA_GRAPHS=0 nofuse:SHARDQ_CUDA_FUS
 # PREFIX_<name> for each of VARIANTS, running ARGN, labelled LABEL, with
 # FIXTURE (may be empty) required
 function(sq_cuda_engine_tests prefix label fixture variants)
+  # the emulator under AddressSanitizer switches fibres with ucontext,
+  # about twenty times slower: some 25 minutes for the engine test
+  set(timeout 300)
+  if(SQ_SANITIZE AND label STREQUAL "unit")
+    set(timeout 2400)
+  endif()
   foreach(variant ${variants})
     string(REPLACE ":" ";" variant ${variant})
     list(GET variant 0 name)
     list(GET variant 1 env)
     add_test(NAME ${prefix}_${name} COMMAND ${ARGN})
     set_tests_properties(${prefix}_${name} PROPERTIES LABELS ${label} SKIP_RETURN_CODE 77
-                         TIMEOUT 300 ENVIRONMENT ${env})
+                         TIMEOUT ${timeout} ENVIRONMENT ${env})
     if(fixture)
       set_tests_properties(${prefix}_${name} PROPERTIES FIXTURES_REQUIRED "${fixture}")
     endif()
@@ -146,6 +152,26 @@ add_test(NAME gpu.cuda.tp2.host_forced
                  ${SQ_CUDA_TEST_MODELS}/stories260K.gguf 32 host)
 set_tests_properties(gpu.cuda.tp2.host_forced PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
                      TIMEOUT 300 ENVIRONMENT "${SQ_CUDA_MPI_ENV}")
+
+# One rank with an all-reduce path forced (test_cuda_tp keeps a forced mode
+# for one rank): what a single device runs of that path. NCCL refuses two
+# ranks on one device, so this is how a one-GPU machine runs NCCL's code
+# (unique id over MPI, init, ncclAllReduce on the stream between the graphs
+# of each layer half, teardown); the emulator, without NCCL, runs the host
+# path's (download, MPI all-reduce, upload between graphs).
+function(sq_cuda_tp1_tests prefix label program mode)
+  foreach(model stories260K stories260K-q8_0)
+    sq_cuda_tol(${model} tol)
+    add_test(NAME ${prefix}.tp1_${mode}.${model}
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 1 ${MPIEXEC_PREFLAGS}
+                     ${program} ${SQ_CUDA_TEST_MODELS}/${model}.gguf 32 ${mode} ${tol})
+    set_tests_properties(${prefix}.tp1_${mode}.${model} PROPERTIES LABELS ${label}
+                         SKIP_RETURN_CODE 77 TIMEOUT 300 ENVIRONMENT "${SQ_CUDA_MPI_ENV}")
+  endforeach()
+endfunction()
+if(SQ_HAVE_NCCL)
+  sq_cuda_tp1_tests(gpu.cuda gpu $<TARGET_FILE:test_cuda_tp> nccl)
+endif()
 
 
 # The real backend on the CPU: sq_backend_cuda.c, sq_cuda_comm.c (host
@@ -244,6 +270,7 @@ target_link_libraries(test_cuda_emu_lora PRIVATE sq_llm_emu sq_testlib sq_warnin
 target_include_directories(test_cuda_emu_lora PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
 sq_cuda_model_tests(unit.cuda.emu unit $<TARGET_FILE:test_cuda_emu_tp>
                     $<TARGET_FILE:test_cuda_emu_lora>)
+sq_cuda_tp1_tests(unit.cuda.emu unit $<TARGET_FILE:test_cuda_emu_tp> host)
 
 # a model bigger than the device (the emulator's, of 80 MiB: the backend's
 # own buffers and the first tensors of a random llama-110m in Q8_0 fit,

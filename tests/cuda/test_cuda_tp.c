@@ -6,7 +6,8 @@
  *  Every rank takes a device by local rank (sharing one when there are
  *  more ranks than devices) and loads its 1/N share of MODEL on it; the
  *  all-reduce is the one sq_engine would choose (auto: NCCL, or the host
- *  path when ranks share a device) or the one forced. Rank 0 also runs the
+ *  path when ranks share a device) or the one forced, kept even with one
+ *  rank (`-np 1 ... nccl` runs NCCL's path on a single GPU). Rank 0 also runs the
  *  whole model on the CPU as the reference: logits within TOLERANCE
  *  (default 1e-3) of the largest |logit| at every step, same greedy tokens.
  *  With ADAPTER (a LoRA file), every token runs on it: each rank holds its
@@ -87,6 +88,8 @@ static void test_tp_matches_cpu(void)
         const sq_cuda_comm_mode_t mode = sq_tp_comm_cuda_mode(tp.comm);
         if (!strcmp(s_want, "auto"))
             SQ_CHECK(mode == s_expected_mode(n_ranks));
+        else   /* forced, one rank included */
+            SQ_CHECK(mode == (!strcmp(s_want, "nccl") ? SQ_CUDA_COMM_NCCL : SQ_CUDA_COMM_HOST));
         int adapter = 0;
         if (s_adapter) {   /* every rank's share of it, and the whole on rank 0's reference */
             sq_gguf_t *g = sq_gguf_open(s_adapter);

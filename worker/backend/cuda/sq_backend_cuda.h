@@ -62,7 +62,8 @@ typedef enum {
  * it): SHARDQ_NCCL=0, ranks that share a device, or a build without NCCL
  * pick the host path, else NCCL. Collective: every rank of host calls it. */
 sq_tp_comm_t *sq_tp_comm_cuda_new(sq_backend_t *be, sq_tp_comm_t *host);
-/* The same with the mode forced (tests) */
+/* The same with the mode forced (tests), kept even for one rank: NCCL or
+ * the host path with one rank runs that path's code on a single device */
 sq_tp_comm_t *sq_tp_comm_cuda_new_mode(sq_backend_t *be, sq_tp_comm_t *host,
                                        sq_cuda_comm_mode_t mode);
 sq_cuda_comm_mode_t sq_tp_comm_cuda_mode(const sq_tp_comm_t *comm);

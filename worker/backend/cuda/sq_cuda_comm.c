@@ -216,8 +216,10 @@ sq_tp_comm_t *sq_tp_comm_cuda_new_mode(sq_backend_t *be, sq_tp_comm_t *host,
     *c = (s_cc_t){.mode = mode, .host = host, .be = be, .stream = sq_backend_cuda_stream(be),
                   .device = sq_backend_cuda_device(be)};
     *self = (sq_tp_comm_t){s_allreduce, s_bcast, s_barrier, s_rank, s_size, s_destroy, c};
-    if (host->size(host) == 1)
-        c->mode = SQ_CUDA_COMM_LOCAL;
+    /* a mode asked for is the mode used, one rank included: NCCL with one
+     * rank is how a single GPU runs the NCCL path (init, the all-reduce on
+     * the stream between graphs, teardown); sq_tp_comm_cuda_new gives one
+     * rank LOCAL */
 #ifdef SQ_HAVE_NCCL
     if (c->mode == SQ_CUDA_COMM_NCCL && s_nccl_init(c) != 0) {
         s_destroy(&self);
