@@ -23,6 +23,9 @@
  *  the base model (the mixed-batch path).
  *  --temperature: decode steps draw their tokens at T (top_p 1) where the
  *  logits are (sq_model_forward_sample) instead of taking the argmax.
+ *  SHARDQ_CUDA_PROFILE=1: each row is followed by the backend's profile,
+ *  where the device time of all its runs went, step by step (graphs are
+ *  off then, so the row's own figures are slower than without it).
  *  Exit codes: 0 ok, 1 a model failed to load or run, 2 usage error.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -54,6 +57,7 @@ typedef struct {
     double pp_tok_s, b1_ms, agg_tok_s[S_MAX_BATCHES];
     double weight_bytes;
     const char *backend;
+    char *profile;              /* the backend's, when it keeps one */
 } s_row_t;
 
 static double s_now(void)
@@ -181,6 +185,7 @@ static int s_run(const char *path, const s_opts_t *o, s_row_t *r)
         r->weight_bytes = s_weight_bytes(g);
         r->backend = be->ops->name;
         rc = s_measure(m, o, lora_id, r);
+        r->profile = be->ops->profile ? be->ops->profile(be) : NULL;
     }
     if (rc)
         fprintf(stderr, "shardq-bench-cuda: %s: %s\n", path, sq_error_detail());
@@ -281,6 +286,9 @@ int main(int argc, char **argv)
         for (int k = 0; k < o.n_batches; k++)
             printf(" %12.0f", r.agg_tok_s[k]);
         printf(" %11.4f %7.1f%%\n", roof_ms, 100.0 * roof_ms / r.b1_ms);
+        if (r.profile)
+            printf("%s\n", r.profile);
+        free(r.profile);
         fflush(stdout);
     }
     return failed;

@@ -21,6 +21,7 @@
  *  sampler's rules draw from the same logits with the same uniforms.
  *  Exits 77 (skipped) when no CUDA device is usable.
  */
+#define _POSIX_C_SOURCE 200809L   /* setenv */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,6 +299,93 @@ static void test_device_sampling(void)
     ct_unload(&g);
 }
 
+/* calls of the profile's rows whose label has `has` and ends in the
+ * batch bucket `batch` (each row: a 48-column label, then its calls) */
+static long s_prof_calls(const char *text, const char *has, const char *batch)
+{
+    long calls = 0;
+    for (const char *line = text; line && *line; line = strchr(line, '\n') + 1) {
+        const char *end = strchr(line, '\n');
+        if (!end)
+            break;
+        char label[49];
+        long n = 0;
+        const int len = (int)(end - line);
+        if (len < 49 || sscanf(line + 48, "%ld", &n) != 1)
+            continue;
+        memcpy(label, line, 48);
+        label[48] = '\0';
+        for (int i = 47; i >= 0 && label[i] == ' '; i--)
+            label[i] = '\0';
+        const size_t lb = strlen(label), bb = strlen(batch);
+        if (strstr(label, has) && lb > bb && !strcmp(label + lb - bb, batch))
+            calls += n;
+    }
+    return calls;
+}
+
+/* SHARDQ_CUDA_PROFILE=1: an 8-token prompt and 4 greedy steps on a
+ * profiling backend give the plain backend's logits and tokens, keep no
+ * graphs, and the table counts what the model ran: 2 norms a layer and
+ * the final one, and one attention a layer, for each forward pass, in
+ * the pass's batch bucket; the products with their weight bandwidth; one
+ * argmax a step. A backend made without it has no profile. */
+static void test_profile(void)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stories260K-q8_0.gguf", s_dir);
+    ct_side_t plain = {0}, prof = {0};
+    SQ_REQUIRE(s_load(&plain, path, true, 1) == 0);
+    setenv("SHARDQ_CUDA_PROFILE", "1", 1);
+    const int loaded = s_load(&prof, path, true, 1);
+    unsetenv("SHARDQ_CUDA_PROFILE");
+    SQ_REQUIRE(loaded == 0);
+    const int n_vocab = sq_model_hparams(prof.model)->n_vocab;
+    const int n_layers = sq_model_hparams(prof.model)->n_layers;
+    enum { S_DECODE = 4 };
+    float *want = malloc((size_t)n_vocab * sizeof(float)), *got = malloc((size_t)n_vocab * sizeof(float));
+    SQ_REQUIRE(want && got);
+    sq_batch_entry_t b[CT_PROMPT];
+    for (int i = 0; i < CT_PROMPT; i++)
+        b[i] = tm_entry(0, i == 0 ? 1 : (int32_t)((i * 37) % n_vocab), i, i == CT_PROMPT - 1);
+    SQ_REQUIRE(sq_model_forward(plain.model, b, CT_PROMPT, want) == 0);
+    SQ_REQUIRE(sq_model_forward(prof.model, b, CT_PROMPT, got) == 0);
+    /* the same kernels in the same order: the same bits */
+    SQ_CHECK(memcmp(want, got, (size_t)n_vocab * sizeof(float)) == 0);
+    int32_t tp = sq_sampler_argmax(want, n_vocab), tq = tp;
+    int same = 1;
+    for (int k = 0; k < S_DECODE; k++) {
+        sq_batch_entry_t e = tm_entry(0, tp, CT_PROMPT + k, true);
+        SQ_REQUIRE(sq_model_forward_argmax(plain.model, &e, 1, &tp) == 0);
+        e.token = tq;
+        SQ_REQUIRE(sq_model_forward_argmax(prof.model, &e, 1, &tq) == 0);
+        same &= tp == tq;
+    }
+    SQ_CHECK(same);
+    SQ_CHECK(plain.be->ops->profile(plain.be) == NULL);
+    long captures, replays, eagers;
+    sq_backend_cuda_graph_stats(prof.be, &captures, &replays, &eagers);
+    SQ_CHECK(captures == 0 && replays == 0);
+    char *text = prof.be->ops->profile(prof.be);
+    SQ_REQUIRE(text != NULL);
+    printf("%s", text);
+    const long norms = 2L * n_layers + 1;
+    SQ_CHECK(s_prof_calls(text, "rmsnorm", "[2-16]") == norms);
+    SQ_CHECK(s_prof_calls(text, "rmsnorm", "[1]") == S_DECODE * norms);
+    SQ_CHECK(s_prof_calls(text, "attention kv f16", "[2-16]") == n_layers);
+    SQ_CHECK(s_prof_calls(text, "attention kv f16", "[1]") == (long)S_DECODE * n_layers);
+    SQ_CHECK(s_prof_calls(text, "argmax", "[1]") == S_DECODE);
+    /* the products: q, k and v, gate and up, the output projection, the
+     * down projection and the logits: at least 4 steps a layer */
+    SQ_CHECK(s_prof_calls(text, "q8_0 ", "[1]") >= (long)S_DECODE * (4L * n_layers + 1));
+    SQ_CHECK(strstr(text, "all steps") != NULL);
+    free(text);
+    free(want);
+    free(got);
+    ct_unload(&plain);
+    ct_unload(&prof);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 4) {
@@ -319,5 +407,6 @@ int main(int argc, char **argv)
     SQ_RUN(test_kv_q8_0);
     SQ_RUN(test_batched_equals_single);
     SQ_RUN(test_device_sampling);
+    SQ_RUN(test_profile);
     return sq_test_summary("cuda_engine");
 }

@@ -23,6 +23,7 @@
 #include "sq_cuda_graph.h"
 #include "sq_cuda_kernels.h"
 #include "sq_cuda_layout.h"
+#include "sq_cuda_prof.h"
 #include "sq_error.h"
 #include "sq_test.h"
 
@@ -358,6 +359,65 @@ static void test_fuse_layer(void)
     SQ_CHECK(!strncmp(s_plan(ops, n, true), "norm:0+2a op:2+1 op:3+1", 23));
 }
 
+/* the profile's labels and bytes for a fused Q8_0 layer of 2 tokens (at
+ * positions 3 and 9: 4 + 10 keys of one KV head of 32 F32 values, K and
+ * V), the unfused ops' names, and the table: rows by total time, calls,
+ * GB/s of the bytes given, the runs the GPU caught up in */
+static void test_profile_table(void)
+{
+    sq_cuda_op_t ops[32];
+    const int n = s_layer(ops, 2, SQ_CU_Q8_0, true);
+    const int32_t arena[2] = {3, 9};
+    sq_cuda_step_t *steps = NULL;
+    int cap = 0;
+    const int n_steps = sq_cuda_fuse(ops, n, true, &steps, &cap);
+    SQ_REQUIRE(n_steps == 7);
+    const char *const want[7] = {"add+rmsnorm+q8_0 [2-16]", "gemv q8_0 x3 128x64 [2-16]",
+                                 "rope+store+attention kv f32 [2-16]", "gemv q8_0 64x64 [2-16]",
+                                 "add+rmsnorm+q8_0 [2-16]", "gemv q8_0 gate+up+silu 256x64 [2-16]",
+                                 "gemv q8_0 64x128 [2-16]"};
+    const double w = (double)sq_cu_weight_bytes(SQ_CU_Q8_0, 32, 64);
+    const double bytes[7] = {0, 4 * w, 14.0 * 128 * 2, 2 * w, 0, 8 * w, 4 * w};
+    char label[64];
+    for (int k = 0; k < n_steps; k++) {
+        const double b = sq_cuda_prof_describe(&steps[k], &ops[steps[k].first], arena, 2, label,
+                                               sizeof label);
+        SQ_CHECK(!strcmp(label, want[k]));
+        SQ_CHECK(b == bytes[k]);
+    }
+    /* unfused, the batch bucket of a prefill list */
+    const int n_plain = sq_cuda_fuse(ops, n, false, &steps, &cap);
+    sq_cuda_prof_describe(&steps[0], &ops[steps[0].first], arena, 300, label, sizeof label);
+    SQ_CHECK(!strcmp(label, "add [257+]"));
+    sq_cuda_prof_describe(&steps[5], &ops[steps[5].first], arena, 1, label, sizeof label);
+    SQ_CHECK(!strcmp(label, "rope [1]"));
+    SQ_CHECK(n_plain == n);
+    free(steps);
+    SQ_CHECK(sq_cuda_prof_describe_tokens(true, 64, 1000, label, sizeof label) == 64 * 1000 * 4.0);
+    SQ_CHECK(!strcmp(label, "sample 1000 logits [17-64]"));
+
+    sq_cuda_prof_t *p = sq_cuda_prof_new();
+    SQ_REQUIRE(p != NULL);
+    SQ_CHECK(sq_cuda_prof_text(p) == NULL);   /* nothing timed */
+    SQ_CHECK(sq_cuda_prof_add(p, "gemv q8_0 64x64 [1]", 1.0, 2e9) == 0);
+    SQ_CHECK(sq_cuda_prof_add(p, "argmax 512 logits [1]", 5.0, 0.0) == 0);
+    SQ_CHECK(sq_cuda_prof_add(p, "gemv q8_0 64x64 [1]", 1.0, 2e9) == 0);
+    sq_cuda_prof_list(p, true);
+    sq_cuda_prof_list(p, false);
+    char *text = sq_cuda_prof_text(p);
+    SQ_REQUIRE(text != NULL);
+    const char *argmax = strstr(text, "argmax 512 logits [1]"), *gemv = strstr(text, "gemv q8_0");
+    SQ_CHECK(strstr(text, "CUDA profile: 2 runs") && strstr(text, "in 1 the GPU caught up"));
+    SQ_CHECK(argmax && gemv && argmax < gemv);   /* the larger total first */
+    /* 2 calls, 2 ms, 28.6 %, 1000 us a call, 4e9 bytes in 2 ms */
+    SQ_CHECK(gemv && strstr(gemv, "       2      2.000  28.6%   1000.00   2000.0\n"));
+    SQ_CHECK(strstr(text, "all steps") && strstr(strstr(text, "all steps"), " 3      7.000\n"));
+    free(text);
+    sq_cuda_prof_destroy(&p);
+    SQ_CHECK(p == NULL);
+    sq_cuda_prof_destroy(&p);   /* safe twice */
+}
+
 static void test_fuse_refusals(void)
 {
     sq_cuda_op_t ops[32];
@@ -461,6 +521,7 @@ int main(void)
     SQ_RUN(test_weight_layout);
     SQ_RUN(test_fuse_layer);
     SQ_RUN(test_fuse_refusals);
+    SQ_RUN(test_profile_table);
     SQ_RUN(test_attention_splits);
     SQ_RUN(test_arena_dedupe);
     SQ_RUN(test_page_table_staging);

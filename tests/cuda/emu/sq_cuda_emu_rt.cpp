@@ -7,7 +7,8 @@
  *  One device (cudaGetDeviceCount says 1); device memory is host memory
  *  from aligned_alloc, filled with 0xff bytes (F32 NaN) so a read of what
  *  nobody wrote shows. Streams queue closures: a launch, a copy, a GEMM, a
- *  graph launch. By default each runs as soon as it is queued;
+ *  graph launch, an event's record (which stamps the host's clock, so
+ *  cudaEventElapsedTime gives the emulation's time). By default each runs as soon as it is queued;
  *  SQ_EMU_LAZY=1 runs a stream's queue only when the host must wait for
  *  it (stream or event sync, cudaFree, a copy to pageable memory), the
  *  latest a GPU may run it, so a host that reuses a buffer the device has
@@ -33,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <deque>
 #include <functional>
@@ -57,6 +59,10 @@ struct CUstream_st {
 };
 struct CUevent_st {
     cudaStream_t stream = nullptr;   /* of the last record */
+    bool timing = true;              /* not made with cudaEventDisableTiming */
+    /* the last record has run (and when, host time in ms); a record
+     * queues the stamp, so an event of a stream not yet run is not ready */
+    std::shared_ptr<double> stamp_ms = std::make_shared<double>(-1.0);
 };
 struct cublasContext {
     cudaStream_t stream = nullptr;
@@ -244,6 +250,11 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
     return cudaSuccess;
 }
 
+cudaError_t cudaPeekAtLastError(void)
+{
+    return s_rt().last;
+}
+
 cudaError_t cudaGetLastError(void)
 {
     s_rt_t &rt = s_rt();
@@ -265,6 +276,8 @@ const char *cudaGetErrorString(cudaError_t error)
         return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated:
         return "operation failed due to a previous error during capture";
+    case cudaErrorNotReady: return "device not ready";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     default: return "emulated CUDA error";
     }
 }
@@ -397,8 +410,8 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags)
 {
-    (void)flags;
     *event = new CUevent_st;
+    (*event)->timing = !(flags & cudaEventDisableTiming);
     return cudaSuccess;
 }
 
@@ -413,6 +426,38 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
     if (s_stream(stream)->capture)   /* a node in a graph: nothing to wait for later */
         return cudaSuccess;
     event->stream = s_stream(stream);
+    /* a new stamp: a query sees this record, not an earlier one */
+    auto stamp = event->stamp_ms = std::make_shared<double>(-1.0);
+    sq_emu::rt_submit(stream, [stamp]() {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        *stamp = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+        return cudaSuccess;
+    });
+    return cudaSuccess;
+}
+
+/* ready once the work queued before the last record has run (never
+ * recorded: ready, as on a GPU) */
+cudaError_t cudaEventQuery(cudaEvent_t event)
+{
+    if (event->stream && *event->stamp_ms < 0.0)
+        return cudaErrorNotReady;   /* not an error: cudaGetLastError keeps its own */
+    return s_rt().sticky;
+}
+
+/* between two records that have run; both made with timing on */
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
+{
+    if (!start->timing || !end->timing)
+        return s_error(cudaErrorInvalidResourceHandle,
+                       "cudaEventElapsedTime of an event made with cudaEventDisableTiming");
+    if (!start->stream || !end->stream)
+        return s_error(cudaErrorInvalidResourceHandle,
+                       "cudaEventElapsedTime of an event never recorded");
+    if (*start->stamp_ms < 0.0 || *end->stamp_ms < 0.0)
+        return cudaErrorNotReady;
+    *ms = (float)(*end->stamp_ms - *start->stamp_ms);
     return cudaSuccess;
 }
 

@@ -23,6 +23,7 @@
 #include "sq_cuda_fuse.h"
 #include "sq_cuda_graph.h"
 #include "sq_cuda_kernels.h"
+#include "sq_cuda_prof.h"
 #include "sq_error.h"
 
 typedef struct {
@@ -73,9 +74,21 @@ typedef struct {
      * distinct slots in order, and a map slot -> row (-1 between calls) */
     int32_t *att_rows, *att_slots, *slot_row;
     int att_cap, slot_row_n;
+    /* SHARDQ_CUDA_PROFILE=1 (sq_cuda_prof.h): graphs off; each step runs
+     * between two of prof_ev, after a k_hold of prof_hold_us a step that
+     * lets the host queue the whole list first (doubled whenever the GPU
+     * caught up with the host anyway: prof_mark, recorded after the hold,
+     * had passed when the list was queued) */
+    sq_cuda_prof_t *prof;
+    cudaEvent_t *prof_ev, prof_mark;
+    int prof_ev_n;
+    double prof_hold_us;
 } s_cuda_t;
 
 enum { S_ARENA0 = 1 << 16, S_BLAS_WS = 32 << 20 };
+/* the profile's hold: microseconds a step to start with, and at most */
+#define S_HOLD_US 20.0
+#define S_HOLD_MAX_US 50e3
 
 static const sq_backend_ops_t s_cuda_ops;
 
@@ -335,6 +348,67 @@ static int s_exec_step(s_cuda_t *c, const sq_cuda_step_t *st)
     return s_exec_op(c, ops);
 }
 
+/* ---- profile (SHARDQ_CUDA_PROFILE=1) ---- */
+
+/* timing events for n steps, then the hold that keeps the GPU busy while
+ * the host queues them */
+static int s_prof_begin(s_cuda_t *c, int n)
+{
+    if (2 * n > c->prof_ev_n) {
+        cudaEvent_t *ev = realloc(c->prof_ev, 2 * (size_t)n * sizeof *ev);
+        if (!ev)
+            return SQ_FAIL(SQ_ENOMEM, "cuda profile: events for %d steps", n);
+        c->prof_ev = ev;
+        for (; c->prof_ev_n < 2 * n; c->prof_ev_n++)
+            S_CUDA(cudaEventCreateWithFlags(&ev[c->prof_ev_n], cudaEventDefault), "profile event");
+    }
+    const double us = c->prof_hold_us * n < S_HOLD_MAX_US ? c->prof_hold_us * n : S_HOLD_MAX_US;
+    S_CUDA(sq_cu_hold(c->stream, (unsigned long long)(us * 1e3)), "profile hold");
+    S_CUDA(cudaEventRecord(c->prof_mark, c->stream), "profile event");
+    return 0;
+}
+
+/* step k's start (end false) or end event */
+static int s_prof_mark(s_cuda_t *c, int k, bool end)
+{
+    S_CUDA(cudaEventRecord(c->prof_ev[2 * k + end], c->stream), "profile event");
+    return 0;
+}
+
+/* Wait for the n steps queued since s_prof_begin and add their times:
+ * under label (one step), or each step of the list's plan under its own. */
+static int s_prof_end(s_cuda_t *c, int n, const char *label, double bytes)
+{
+    /* the hold still running now means the host queued everything first */
+    const cudaError_t q = cudaEventQuery(c->prof_mark);
+    if (q == cudaErrorNotReady && cudaPeekAtLastError() == cudaErrorNotReady)
+        (void)cudaGetLastError();
+    else if (q != cudaSuccess && q != cudaErrorNotReady)
+        return s_fail(q, "profile event");
+    if (q == cudaSuccess && c->prof_hold_us * 2.0 <= S_HOLD_MAX_US)
+        c->prof_hold_us *= 2.0;
+    sq_cuda_prof_list(c->prof, q == cudaSuccess);
+    S_CUDA(cudaEventSynchronize(c->prof_ev[2 * n - 1]), "profile");
+    for (int k = 0; k < n; k++) {
+        float ms = 0.0f;
+        S_CUDA(cudaEventElapsedTime(&ms, c->prof_ev[2 * k], c->prof_ev[2 * k + 1]), "profile");
+        char what[64];
+        if (!label)
+            bytes = sq_cuda_prof_describe(&c->steps[k], &c->rec.ops[c->steps[k].first],
+                                          c->arena_h[c->cur], c->rec.max_tok, what, sizeof what);
+        int rc = sq_cuda_prof_add(c->prof, label ? label : what, ms, bytes);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static char *s_profile(sq_backend_t *be)
+{
+    s_cuda_t *c = s_ctx(be);
+    return c->prof ? sq_cuda_prof_text(c->prof) : NULL;
+}
+
 /* the arena copy, then every recorded op (fused into steps), on the stream */
 static int s_run_ops(s_cuda_t *c)
 {
@@ -347,12 +421,16 @@ static int s_run_ops(s_cuda_t *c)
     const int n = sq_cuda_fuse(c->rec.ops, c->rec.n_ops, c->fuse, &c->steps, &c->steps_cap);
     if (n < 0)
         return n;
-    for (int k = 0; k < n; k++) {
-        int rc = s_exec_step(c, &c->steps[k]);
-        if (rc)
-            return rc;
+    int rc = c->prof ? s_prof_begin(c, n) : 0;
+    for (int k = 0; rc == 0 && k < n; k++) {
+        if (c->prof)
+            rc = s_prof_mark(c, k, false);
+        if (rc == 0)
+            rc = s_exec_step(c, &c->steps[k]);
+        if (rc == 0 && c->prof)
+            rc = s_prof_mark(c, k, true);
     }
-    return 0;
+    return rc == 0 && c->prof ? s_prof_end(c, n, NULL, 0.0) : rc;
 }
 
 static void s_graph_drop(void *exec)
@@ -504,6 +582,12 @@ static void s_destroy(sq_backend_t *be)
     free(c->att_rows);
     free(c->att_slots);
     free(c->slot_row);
+    for (int i = 0; i < c->prof_ev_n; i++)
+        cudaEventDestroy(c->prof_ev[i]);
+    free(c->prof_ev);
+    if (c->prof_mark)
+        cudaEventDestroy(c->prof_mark);
+    sq_cuda_prof_destroy(&c->prof);
     cudaFree(c->blas_ws);
     if (c->blas)
         cublasDestroy(c->blas);
@@ -795,8 +879,18 @@ static int s_index_rows(sq_backend_t *be, float *dst, const float *src, int64_t 
     return s_record(c, &op, 0);
 }
 
+/* the end of a profiled argmax or sampling kernel */
+static int s_prof_tokens(s_cuda_t *c, bool sample, int n_rows, int n_cols)
+{
+    char what[64];
+    const double bytes = sq_cuda_prof_describe_tokens(sample, n_rows, n_cols, what, sizeof what);
+    int rc = s_prof_mark(c, 0, true);
+    return rc ? rc : s_prof_end(c, 1, what, bytes);
+}
+
 /* the argmax (rows NULL) or sampling kernel after the recorded ops, then
  * n_rows integers back */
+
 static int s_tokens(sq_backend_t *be, const float *x, int n_rows, int n_cols,
                     const sq_sample_row_t *rows, int32_t *host_out)
 {
@@ -810,8 +904,12 @@ static int s_tokens(sq_backend_t *be, const float *x, int n_rows, int n_cols,
     if (rc || n_rows <= 0)
         return rc;
     if (!rows) {
+        if (c->prof && (rc = s_prof_begin(c, 1)) == 0)
+            rc = s_prof_mark(c, 0, false);
         S_CUDA(sq_cu_argmax(c->stream, x, n_rows, n_cols, c->tokens.p), "argmax");
-        return s_download(be, host_out, c->tokens.p, (size_t)n_rows * sizeof(int32_t));
+        if (c->prof && rc == 0)
+            rc = s_prof_tokens(c, false, n_rows, n_cols);
+        return rc ? rc : s_download(be, host_out, c->tokens.p, (size_t)n_rows * sizeof(int32_t));
     }
     if (n_words > c->draws_h_n) {
         cudaFreeHost(c->draws_h);
@@ -834,8 +932,12 @@ static int s_tokens(sq_backend_t *be, const float *x, int n_rows, int n_cols,
     S_CUDA(cudaMemcpyAsync(c->draws.p, w, n_words * sizeof *w, cudaMemcpyHostToDevice,
                            c->stream),
            "sampling rows");
+    if (c->prof && (rc = s_prof_begin(c, 1)) == 0)
+        rc = s_prof_mark(c, 0, false);
     S_CUDA(sq_cu_sample(c->stream, x, n_rows, n_cols, c->draws.p, c->tokens.p), "sample");
-    return s_download(be, host_out, c->tokens.p, (size_t)n_rows * sizeof(int32_t));
+    if (c->prof && rc == 0)
+        rc = s_prof_tokens(c, true, n_rows, n_cols);
+    return rc ? rc : s_download(be, host_out, c->tokens.p, (size_t)n_rows * sizeof(int32_t));
 }
 
 static int s_argmax(sq_backend_t *be, const float *x, int n_rows, int n_cols, int32_t *host_out)
@@ -878,6 +980,7 @@ static const sq_backend_ops_t s_cuda_ops = {
     .argmax = s_argmax,
     .sample = s_sample,
     .mem_free = s_mem_free,
+    .profile = s_profile,
 };
 
 /* an on-by-default switch of the environment: off only when set to 0 */
@@ -902,6 +1005,13 @@ static int s_init(s_cuda_t *c, int device)
     c->use_graphs = s_switch_on("SHARDQ_CUDA_GRAPHS");
     c->fuse = s_switch_on("SHARDQ_CUDA_FUSE");
     c->mma = s_switch_on("SHARDQ_CUDA_MMA");
+    const char *prof = getenv("SHARDQ_CUDA_PROFILE");
+    if (prof && *prof && strcmp(prof, "0") != 0) {
+        if (!(c->prof = sq_cuda_prof_new()))
+            return sq_error_code();
+        c->use_graphs = false;
+        c->prof_hold_us = S_HOLD_US;
+    }
     const char *split = getenv("SHARDQ_CUDA_ATT_SPLIT");
     c->att_split = split ? atoi(split) : 0;
     if (c->att_split < 0 || c->att_split > SQ_CU_ATT_MAX_SPLIT)
@@ -918,6 +1028,8 @@ static int s_init(s_cuda_t *c, int device)
     S_CUDA(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");
     for (int i = 0; i < 2; i++)
         S_CUDA(cudaEventCreateWithFlags(&c->arena_read[i], cudaEventDisableTiming), "event");
+    if (c->prof)
+        S_CUDA(cudaEventCreateWithFlags(&c->prof_mark, cudaEventDisableTiming), "profile event");
     int rc = s_arena_grow(c, S_ARENA0);
     if (rc)
         return rc;

@@ -682,6 +682,26 @@ static __global__ void k_add(float *x, const float *y, size_t n)
         x[i] += y[i];
 }
 
+/* Profiling only (SHARDQ_CUDA_PROFILE): one thread keeps the stream busy
+ * for ns nanoseconds of the GPU's clock, so the host queues a list's steps
+ * and their timing events before the GPU reaches them, and a step's time
+ * is the GPU's alone, not the wait for its launch. The emulator, whose
+ * times mean nothing, does not wait. */
+static __global__ void k_hold(unsigned long long ns)
+{
+    s_pdl_begin();
+#if defined(__CUDA_ARCH__)
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+        __nanosleep(1000);
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while (t - t0 < ns);
+#else
+    (void)ns;
+#endif
+}
+
 /* rows by index, one block a row k: gather dst row k = src row idx[k],
  * or scatter-add dst row idx[k] += src row k */
 static __global__ void k_index_rows(float *dst, const float *src, int64_t row_len,

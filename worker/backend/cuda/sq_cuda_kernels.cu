@@ -210,6 +210,12 @@ cudaError_t sq_cu_add(cudaStream_t s, float *x, const float *y, size_t n)
     return cudaGetLastError();
 }
 
+cudaError_t sq_cu_hold(cudaStream_t s, unsigned long long ns)
+{
+    SQ_CU_LAUNCH(k_hold, 1, 1, s, ns);
+    return cudaGetLastError();
+}
+
 cudaError_t sq_cu_index_rows(cudaStream_t s, float *dst, const float *src, int64_t row_len,
                              const int32_t *idx_d, int n, bool add)
 {

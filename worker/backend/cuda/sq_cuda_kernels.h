@@ -125,6 +125,8 @@ size_t sq_cu_att_part_floats(int n_tok, int n_heads, int head_dim, int n_split);
 cudaError_t sq_cu_swiglu(cudaStream_t s, float *gate, const float *up, size_t n);
 /* x (n) += y */
 cudaError_t sq_cu_add(cudaStream_t s, float *x, const float *y, size_t n);
+/* keep s busy for ns nanoseconds of GPU time (profiling: see k_hold) */
+cudaError_t sq_cu_hold(cudaStream_t s, unsigned long long ns);
 /* rows of row_len floats by idx_d (n): add false, dst row k = src row
  * idx_d[k]; add true, dst row idx_d[k] += src row k (see sq_backend.h) */
 cudaError_t sq_cu_index_rows(cudaStream_t s, float *dst, const float *src, int64_t row_len,
