@@ -311,4 +311,11 @@ if(TARGET shardq-worker AND TARGET sq_group)
   if(TARGET test_group_e2e)
     sq_group_e2e_test(group_cuda_emu $<TARGET_FILE:shardq-worker-emu>)
   endif()
+  # the worker's --device flag and profile on the emulated device
+  add_executable(test_cuda_emu_cli cuda/test_cuda_cli.c)
+  target_link_libraries(test_cuda_emu_cli PRIVATE sq_llm_emu sq_testlib sq_warnings)
+  add_test(NAME unit.cuda.emu.device_flag
+           COMMAND test_cuda_emu_cli $<TARGET_FILE:shardq-worker-emu>
+                   ${SQ_CUDA_TEST_MODELS}/stories260K.gguf)
+  set_tests_properties(unit.cuda.emu.device_flag PROPERTIES LABELS unit TIMEOUT 300)
 endif()

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sq_error.h"
@@ -117,6 +118,10 @@ int sq_oneshot_run(const sq_oneshot_opts_t *o)
         }
         sq_gen_result_free(&r);
     }
+    char *profile = sq_engine_profile(e);   /* SHARDQ_CUDA_PROFILE=1: the table, at the end */
+    if (profile)
+        fprintf(stderr, "rank %d device profile:\n%s", rank, profile);
+    free(profile);
     sq_engine_destroy(&e);
     sq_tp_comm_destroy(&comm);
     return code;

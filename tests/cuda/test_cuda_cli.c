@@ -8,6 +8,10 @@
  *  must print the CPU's greedy text; every run keeps its KV cache in F32,
  *  so that the two backends' logits differ by rounding only (the F16
  *  cache's 1e-3 could turn a near tie). An unknown device is a usage error.
+ *  With a device, SHARDQ_CUDA_PROFILE=1 adds the rank's profile table to
+ *  stderr and changes nothing on stdout. Built against the CPU emulator
+ *  (unit.cuda.emu.device_flag, with shardq-worker-emu) the device is
+ *  there, so CPU CI runs the device half too.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -24,7 +28,7 @@ static char s_dir[] = "/tmp/sq-cuda-cli-XXXXXX";
 
 typedef struct {
     int code;
-    char out[4096], err[4096];
+    char out[4096], err[16384];
 } s_run_t;
 
 static void s_read(const char *path, char *buf, size_t size)
@@ -36,20 +40,26 @@ static void s_read(const char *path, char *buf, size_t size)
         fclose(fp);
 }
 
-/* the worker with --device device, greedy, 24 tokens */
-static void s_worker_run(const char *device, s_run_t *r)
+/* the worker with --device device, greedy, 24 tokens, env ("VAR=value"
+ * or "") in its environment */
+static void s_worker_run_env(const char *env, const char *device, s_run_t *r)
 {
     char cmd[2048], out[128], err[128];
     snprintf(out, sizeof out, "%s/out", s_dir);
     snprintf(err, sizeof err, "%s/err", s_dir);
     snprintf(cmd, sizeof cmd,
-             "'%s' --model '%s' --prompt 'Once upon a time' --max-tokens 24 --kv-type f32 "
+             "%s '%s' --model '%s' --prompt 'Once upon a time' --max-tokens 24 --kv-type f32 "
              "--device %s >'%s' 2>'%s'",
-             s_worker, s_model, device, out, err);
+             env, s_worker, s_model, device, out, err);
     int st = system(cmd);
     r->code = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     s_read(out, r->out, sizeof r->out);
     s_read(err, r->err, sizeof r->err);
+}
+
+static void s_worker_run(const char *device, s_run_t *r)
+{
+    s_worker_run_env("", device, r);
 }
 
 static void test_devices(void)
@@ -74,6 +84,26 @@ static void test_devices(void)
     }
 }
 
+/* SHARDQ_CUDA_PROFILE=1 on a device: the same text, then rank 0's table
+ * on stderr, with the steps a decode step runs (the attention on the F32
+ * cache, the norms) in batch bucket [1]; none without it, none on the
+ * CPU */
+static void test_profile(void)
+{
+    static s_run_t plain, prof, cpu;
+    s_worker_run("cuda", &plain);
+    s_worker_run_env("SHARDQ_CUDA_PROFILE=1", "cuda", &prof);
+    s_worker_run_env("SHARDQ_CUDA_PROFILE=1", "cpu", &cpu);
+    SQ_REQUIRE(plain.code == 0 && prof.code == 0 && cpu.code == 0);
+    SQ_CHECK(strlen(prof.out) > 0 && !strcmp(prof.out, plain.out));
+    const char *table = strstr(prof.err, "rank 0 device profile:\nCUDA profile: ");
+    SQ_CHECK(table != NULL);
+    SQ_CHECK(table && strstr(table, "attention kv f32 [1]") && strstr(table, "add+rmsnorm [1]") &&
+             strstr(table, "all steps"));
+    SQ_CHECK(strstr(plain.err, "device profile") == NULL);
+    SQ_CHECK(strstr(cpu.err, "device profile") == NULL);
+}
+
 static void test_unknown_device(void)
 {
     static s_run_t r;
@@ -96,6 +126,11 @@ int main(int argc, char **argv)
     }
     SQ_RUN(test_devices);
     SQ_RUN(test_unknown_device);
+    char why[256];
+    if (sq_cuda_usable(why, sizeof why))
+        SQ_RUN(test_profile);
+    else   /* unit.cuda.emu.device_flag runs it on the emulator */
+        printf("test_profile not run: %s\n", why);
     char path[128];
     snprintf(path, sizeof path, "%s/out", s_dir);
     unlink(path);

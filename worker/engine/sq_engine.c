@@ -206,6 +206,11 @@ const char *sq_engine_device(const sq_engine_t *self)
     return self->be->ops->name;
 }
 
+char *sq_engine_profile(sq_engine_t *self)
+{
+    return self && self->be->ops->profile ? self->be->ops->profile(self->be) : NULL;
+}
+
 const sq_tokenizer_t *sq_engine_tokenizer(const sq_engine_t *self)
 {
     return self->tok;

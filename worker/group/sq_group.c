@@ -641,6 +641,10 @@ int sq_group_main(int argc, char **argv)
                      sq_strerror(rc), sq_error_detail());
     }
     sq_batcher_destroy(&b);
+    char *profile = sq_engine_profile(eng);   /* SHARDQ_CUDA_PROFILE=1: the table, at the end */
+    if (profile)
+        fprintf(stderr, "rank %d device profile:\n%s", rank, profile);
+    free(profile);
     sq_engine_destroy(&eng);
     sq_tp_comm_destroy(&comm);
     /* one failing rank must not leave the others blocked in a collective */
