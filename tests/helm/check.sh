@@ -45,14 +45,19 @@ expect() { # file, pattern, description
 expect gpu-pools 'nvidia.com/gpu: 4' "cuda pool requests one GPU per rank"
 expect gpu-pools 'statefulsets/scale' "scheduler RBAC covers the scale subresource"
 expect gpu-pools 'lead_time: auto' "schedule windows reach the policy ConfigMap"
+expect gpu-pools '- --threads=1$' "a pool without threads runs 1 thread a rank"
+expect gpu-pools 'runtimeClassName: nvidia' "a pool's RuntimeClass reaches its pods"
+expect gpu-pools 'nvidia.com/gpu.product: NVIDIA-H200' "a pool's node selector reaches its pods"
+expect gpu-pools 'key: nvidia.com/gpu' "a pool's tolerations reach its pods"
+expect gpu-pools 'name: SHARDQ_CUDA_PROFILE' "a pool's env reaches the worker container"
 expect inchart-db 'kind: CronJob' "nightly LoRA CronJob rendered"
 expect inchart-db 'image: "postgres:15"' "in-chart PostgreSQL uses the official image"
 expect external-db 'helm.sh/hook: pre-install,pre-upgrade' "migrations run as a hook Job"
-if grep -q 'nvidia.com/gpu' "$out/external-db.yaml"; then
-  fail=$((fail + 1)); echo "FAILED: cpu pool must not request GPUs"
-else pass=$((pass + 1)); echo "ok: cpu pool requests no GPU"; fi
+if grep -q 'nvidia.com/gpu\|runtimeClassName' "$out/external-db.yaml"; then
+  fail=$((fail + 1)); echo "FAILED: cpu pool must not request GPUs or a RuntimeClass"
+else pass=$((pass + 1)); echo "ok: cpu pool requests no GPU and no RuntimeClass"; fi
 
-for bad in invalid-extra-key:replica invalid-device:device; do
+for bad in invalid-extra-key:replica invalid-device:device invalid-runtime-class:runtimeClassName; do
   name=${bad%%:*} field=${bad##*:}
   if "$helm" template t "$chart" -f "$here/values/$name.yaml" >/dev/null 2>"$out/bad.log"; then
     fail=$((fail + 1)); echo "FAILED: $name was accepted"
