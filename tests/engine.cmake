@@ -100,6 +100,15 @@ add_test(NAME unit.worker_json
                  --prompt "Once upon a time" --max-tokens 8 --json)
 set_tests_properties(unit.worker_json PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
   PASS_REGULAR_EXPRESSION "^\\{\"prompt_ids\": \\[1, [0-9, ]+\\], \"ids\": \\[[0-9, ]+\\], \"text\": \", there was a little girl\"")
+# every flag as --flag=value too (as the Helm chart writes them): the same story
+add_test(NAME unit.worker_flag_equals
+         COMMAND shardq-worker --model=${SQ_ENGINE_MODELS}/stories260K.gguf --prompt=
+                 --max-tokens=40 --threads=1 --kv-type=f32 --device=cpu)
+set_tests_properties(unit.worker_flag_equals PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
+  PASS_REGULAR_EXPRESSION "^Once upon a time, there was a little girl named Lily\\. She loved to play outside in the park\\.")
+add_test(NAME unit.worker_flag_no_value COMMAND shardq-worker --model x.gguf --threads)
+set_tests_properties(unit.worker_flag_no_value PROPERTIES LABELS unit
+  PASS_REGULAR_EXPRESSION "--threads needs a value")
 add_test(NAME unit.worker_usage COMMAND shardq-worker --model x.gguf --max-tokens -3)
 set_tests_properties(unit.worker_usage PROPERTIES LABELS unit WILL_FAIL TRUE)
 # the KV cache in F32 instead of the default F16: the same story

@@ -47,25 +47,21 @@ static void s_usage(FILE *fp)
           fp);
 }
 
-
-
-
-/* 0 ok, 1 --help/--version printed, -1 usage error (reported). */
+/* Accepts "--flag value" and "--flag=value", as the broker mode does.
+ * 0 ok, 1 --help/--version printed, -1 usage error (reported). */
 static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **stops)
 {
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (sq_args_help_version(a, s_usage))
+        const char *v = NULL;
+        char a[64];
+        if (sq_args_help_version(argv[i], s_usage))
             return 1;
-        if (!strcmp(a, "--json") || !strcmp(a, "--ignore-eos")) {
-            *(a[2] == 'j' ? &o->json : &o->gen.ignore_eos) = true;
+        if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "--ignore-eos")) {
+            *(argv[i][2] == 'j' ? &o->json : &o->gen.ignore_eos) = true;
             continue;
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "shardq-worker: %s needs a value (see --help)\n", a);
+        if (sq_args_flag_value(argc, argv, &i, a, sizeof a, &v))
             return -1;
-        }
-        const char *v = argv[++i];
         int rc = 0;
         if (!strcmp(a, "--model"))
             o->model_path = v;

@@ -37,6 +37,24 @@ int sq_args_float(const char *flag, const char *v, double lo, double hi, float *
     return 0;
 }
 
+int sq_args_flag_value(int argc, char **argv, int *i, char *flag, size_t size,
+                       const char **value)
+{
+    const char *a = argv[*i], *eq = strchr(a, '=');
+    if (eq && (size_t)(eq - a) < size) {
+        snprintf(flag, size, "%.*s", (int)(eq - a), a);
+        *value = eq + 1;
+        return 0;
+    }
+    snprintf(flag, size, "%s", a);
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "shardq-worker: %s needs a value (see --help)\n", a);
+        return -1;
+    }
+    *value = argv[++*i];
+    return 0;
+}
+
 int sq_args_help_version(const char *a, void (*usage)(FILE *))
 {
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

@@ -15,6 +15,11 @@ int sq_args_float(const char *flag, const char *v, double lo, double hi, float *
 int sq_args_u64(const char *flag, const char *v, uint64_t *out);
 /* --kv-type: "f16", "f32" or "q8_0" into *kv_type (sq_kv_type_t) */
 int sq_args_kv_type(const char *flag, const char *v, int *kv_type);
+/* argv[*i] as "--flag=value" or "--flag value" (then *i moves past the
+ * value): the flag into flag (size bytes), *value borrowed from argv.
+ * -1 (reported) when the value is missing. */
+int sq_args_flag_value(int argc, char **argv, int *i, char *flag, size_t size,
+                       const char **value);
 /* --help/-h (usage(stdout)) or --version: 1 when a was one of them and its
  * answer is printed, else 0. */
 int sq_args_help_version(const char *a, void (*usage)(FILE *));

@@ -116,20 +116,11 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
 {
     for (int i = 1; i < argc; i++) {
         char flag[64];
-        const char *a = argv[i], *v = NULL, *eq = strchr(a, '=');
-        if (sq_args_help_version(a, s_usage))
+        const char *v = NULL;
+        if (sq_args_help_version(argv[i], s_usage))
             return 1;
-        if (eq && eq - a < (long)sizeof flag) {
-            snprintf(flag, sizeof flag, "%.*s", (int)(eq - a), a);
-            v = eq + 1;
-        } else {
-            snprintf(flag, sizeof flag, "%s", a);
-            if (i + 1 >= argc) {
-                fprintf(stderr, "shardq-worker: %s needs a value (see --help)\n", a);
-                return -1;
-            }
-            v = argv[++i];
-        }
+        if (sq_args_flag_value(argc, argv, &i, flag, sizeof flag, &v))
+            return -1;
         int rc = 0;
         if (!strcmp(flag, "--broker"))
             o->broker = v;
