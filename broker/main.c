@@ -114,8 +114,10 @@ int main(int argc, char **argv)
         default: s_usage(stderr); return 2;
         }
         if (!ok) {
-            fprintf(stderr, "shardq-broker: bad value for --%s: '%s'\n",
-                    longs[c >= 256 ? c - 256 + 4 : 0].name, optarg);
+            const struct option *l = longs;
+            while (l->name && l->val != c)
+                l++;
+            fprintf(stderr, "shardq-broker: bad value for --%s: '%s'\n", l->name, optarg);
             return 2;
         }
     }

@@ -12,6 +12,24 @@ if(TARGET sq_bqueue)
   set_tests_properties(unit.queue PROPERTIES LABELS unit)
 endif()
 
+# The broker's flags: a bad value is refused (exit 2) naming the flag it
+# was given to, for every numeric flag, as --flag=value and --flag value
+if(TARGET shardq-broker)
+  foreach(bad "metrics-port=0" "heartbeat-ms=5" "lease-timeout-ms=-1" "retry-base-ms=x"
+              "retry-cap-ms=1e3" "log-level=loud")
+    string(REGEX REPLACE "=.*" "" flag ${bad})
+    string(REGEX REPLACE ".*=" "" value ${bad})
+    add_test(NAME unit.broker_flag.${flag}
+             COMMAND shardq-broker --db=host=x --${bad})
+    add_test(NAME unit.broker_flag.${flag}_spaced
+             COMMAND shardq-broker --db host=x --${flag} ${value})
+    foreach(t unit.broker_flag.${flag} unit.broker_flag.${flag}_spaced)
+      set_tests_properties(${t} PROPERTIES LABELS unit
+        PASS_REGULAR_EXPRESSION "^shardq-broker: bad value for --${flag}: '${value}'")
+    endforeach()
+  endforeach()
+endif()
+
 # Database tests (label db): migrations through the real broker binary, the
 # audit-log trigger, and every sql/queries file run as-is through psql.
 if(TARGET shardq-broker AND TARGET sq_db)

