@@ -53,6 +53,7 @@ expect gpu-pools 'runtimeClassName: nvidia' "a pool's RuntimeClass reaches its p
 expect gpu-pools 'nvidia.com/gpu.product: NVIDIA-H200' "a pool's node selector reaches its pods"
 expect gpu-pools 'key: nvidia.com/gpu' "a pool's tolerations reach its pods"
 expect gpu-pools 'name: SHARDQ_CUDA_PROFILE' "a pool's env reaches the worker container"
+expect external-db 'fsGroup: 10001' "pods of the shardq image run as its non-root user"
 expect inchart-db 'kind: CronJob' "nightly LoRA CronJob rendered"
 expect inchart-db 'image: "postgres:15"' "in-chart PostgreSQL uses the official image"
 expect external-db 'helm.sh/hook: pre-install,pre-upgrade' "migrations run as a hook Job"

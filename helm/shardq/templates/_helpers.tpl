@@ -90,6 +90,20 @@ dsn
 {{- end -}}
 {{- end -}}
 
+{{/* What every pod of shardq's image carries: the pull secrets, and the
+     pod security context (the image's non-root user, and the group that
+     owns mounted volumes such as /adapters). */}}
+{{- define "shardq.podCommon" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
 {{- define "shardq.metricsAnnotations" -}}
 {{- if and .ctx.Values.metrics.podAnnotations (gt (int .port) 0) }}
 prometheus.io/scrape: "true"
