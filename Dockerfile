@@ -47,4 +47,7 @@ RUN mkdir -p /models /adapters \
  && cp /usr/share/shardq/models/*.gguf /models/ \
  && groupadd -g 10001 shardq && useradd -u 10001 -g 10001 -M -d /nonexistent -s /usr/sbin/nologin shardq \
  && chown shardq:shardq /adapters
+# one node: mpirun without ssh, shared memory without cross-memory attach
+# (the chart's worker pods set the same)
+ENV OMPI_MCA_plm=isolated OMPI_MCA_btl_vader_single_copy_mechanism=none
 USER 10001:10001

@@ -54,6 +54,7 @@ expect gpu-pools 'nvidia.com/gpu.product: NVIDIA-H200' "a pool's node selector r
 expect gpu-pools 'key: nvidia.com/gpu' "a pool's tolerations reach its pods"
 expect gpu-pools 'name: SHARDQ_CUDA_PROFILE' "a pool's env reaches the worker container"
 expect external-db 'fsGroup: 10001' "pods of the shardq image run as its non-root user"
+expect external-db 'name: OMPI_MCA_plm' "a group's mpirun starts its ranks without ssh"
 expect inchart-db 'kind: CronJob' "nightly LoRA CronJob rendered"
 expect inchart-db 'image: "postgres:15"' "in-chart PostgreSQL uses the official image"
 expect external-db 'helm.sh/hook: pre-install,pre-upgrade' "migrations run as a hook Job"
