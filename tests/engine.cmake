@@ -106,6 +106,20 @@ add_test(NAME unit.worker_flag_equals
                  --max-tokens=40 --threads=1 --kv-type=f32 --device=cpu)
 set_tests_properties(unit.worker_flag_equals PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
   PASS_REGULAR_EXPRESSION "^Once upon a time, there was a little girl named Lily\\. She loved to play outside in the park\\.")
+# SHARDQ_PROFILE=1 on the CPU: the same story, and rank 0's table of every
+# op on stderr (sq_backend_prof), decode steps in bucket [1]
+add_test(NAME unit.worker_profile_cpu_text
+         COMMAND shardq-worker --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt ""
+                 --max-tokens 40)
+set_tests_properties(unit.worker_profile_cpu_text PROPERTIES LABELS unit
+  ENVIRONMENT "${SQ_MPI_ENV};SHARDQ_PROFILE=1"
+  PASS_REGULAR_EXPRESSION "Once upon a time, there was a little girl named Lily\\. She loved to play outside in the park\\.")
+add_test(NAME unit.worker_profile_cpu
+         COMMAND shardq-worker --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt "Once"
+                 --max-tokens 8 --kv-type f32)
+set_tests_properties(unit.worker_profile_cpu PROPERTIES LABELS unit
+  ENVIRONMENT "${SQ_MPI_ENV};SHARDQ_PROFILE=1"
+  PASS_REGULAR_EXPRESSION "rank 0 device profile:\ncpu profile: every op timed on the host clock as it ran\nstep \\[batch\\].*(matmul f32 x3 128x64 \\[1\\].*attention kv f32 \\[1\\]|attention kv f32 \\[1\\].*matmul f32 x3 128x64 \\[1\\]).*all steps")
 add_test(NAME unit.worker_flag_no_value COMMAND shardq-worker --model x.gguf --threads)
 set_tests_properties(unit.worker_flag_no_value PROPERTIES LABELS unit
   PASS_REGULAR_EXPRESSION "--threads needs a value")

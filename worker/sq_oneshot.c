@@ -118,7 +118,7 @@ int sq_oneshot_run(const sq_oneshot_opts_t *o)
         }
         sq_gen_result_free(&r);
     }
-    char *profile = sq_engine_profile(e);   /* SHARDQ_CUDA_PROFILE=1: the table, at the end */
+    char *profile = sq_engine_profile(e);   /* SHARDQ_PROFILE=1: the table, at the end */
     if (profile)
         fprintf(stderr, "rank %d device profile:\n%s", rank, profile);
     free(profile);

@@ -23,7 +23,7 @@
  *  the base model (the mixed-batch path).
  *  --temperature: decode steps draw their tokens at T (top_p 1) where the
  *  logits are (sq_model_forward_sample) instead of taking the argmax.
- *  SHARDQ_CUDA_PROFILE=1: each row is followed by the backend's profile,
+ *  SHARDQ_PROFILE=1: each row is followed by the backend's profile,
  *  where the device time of all its runs went, step by step (graphs are
  *  off then, so the row's own figures are slower than without it).
  *  Exit codes: 0 ok, 1 a model failed to load or run, 2 usage error.

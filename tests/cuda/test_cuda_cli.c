@@ -8,7 +8,7 @@
  *  must print the CPU's greedy text; every run keeps its KV cache in F32,
  *  so that the two backends' logits differ by rounding only (the F16
  *  cache's 1e-3 could turn a near tie). An unknown device is a usage error.
- *  With a device, SHARDQ_CUDA_PROFILE=1 adds the rank's profile table to
+ *  With a device, SHARDQ_PROFILE=1 adds the rank's profile table to
  *  stderr and changes nothing on stdout. Built against the CPU emulator
  *  (unit.cuda.emu.device_flag, with shardq-worker-emu) the device is
  *  there, so CPU CI runs the device half too.
@@ -84,24 +84,26 @@ static void test_devices(void)
     }
 }
 
-/* SHARDQ_CUDA_PROFILE=1 on a device: the same text, then rank 0's table
+/* SHARDQ_PROFILE=1 on a device: the same text, then rank 0's table
  * on stderr, with the steps a decode step runs (the attention on the F32
- * cache, the norms) in batch bucket [1]; none without it, none on the
- * CPU */
+ * cache, the norms) in batch bucket [1]; none without it; on the CPU the
+ * CPU backend's table */
 static void test_profile(void)
 {
     static s_run_t plain, prof, cpu;
     s_worker_run("cuda", &plain);
-    s_worker_run_env("SHARDQ_CUDA_PROFILE=1", "cuda", &prof);
-    s_worker_run_env("SHARDQ_CUDA_PROFILE=1", "cpu", &cpu);
+    s_worker_run_env("SHARDQ_PROFILE=1", "cuda", &prof);
+    s_worker_run_env("SHARDQ_PROFILE=1", "cpu", &cpu);
     SQ_REQUIRE(plain.code == 0 && prof.code == 0 && cpu.code == 0);
     SQ_CHECK(strlen(prof.out) > 0 && !strcmp(prof.out, plain.out));
-    const char *table = strstr(prof.err, "rank 0 device profile:\nCUDA profile: ");
+    const char *table = strstr(prof.err, "rank 0 device profile:\nCUDA profile (device 0): ");
     SQ_CHECK(table != NULL);
     SQ_CHECK(table && strstr(table, "attention kv f32 [1]") && strstr(table, "add+rmsnorm [1]") &&
              strstr(table, "all steps"));
     SQ_CHECK(strstr(plain.err, "device profile") == NULL);
-    SQ_CHECK(strstr(cpu.err, "device profile") == NULL);
+    /* the CPU backend's own (sq_backend_prof), not the CUDA one */
+    SQ_CHECK(strstr(cpu.err, "rank 0 device profile:\ncpu profile: ") != NULL);
+    SQ_CHECK(strstr(cpu.err, "CUDA profile") == NULL);
 }
 
 static void test_unknown_device(void)

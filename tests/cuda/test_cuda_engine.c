@@ -324,7 +324,7 @@ static long s_prof_calls(const char *text, const char *has, const char *batch)
     return calls;
 }
 
-/* SHARDQ_CUDA_PROFILE=1: an 8-token prompt and 4 greedy steps on a
+/* SHARDQ_PROFILE=1: an 8-token prompt and 4 greedy steps on a
  * profiling backend give the plain backend's logits and tokens, keep no
  * graphs, and the table counts what the model ran: 2 norms a layer and
  * the final one, and one attention a layer, for each forward pass, in
@@ -336,9 +336,9 @@ static void test_profile(void)
     snprintf(path, sizeof path, "%s/stories260K-q8_0.gguf", s_dir);
     ct_side_t plain = {0}, prof = {0};
     SQ_REQUIRE(s_load(&plain, path, true, 1) == 0);
-    setenv("SHARDQ_CUDA_PROFILE", "1", 1);
+    setenv("SHARDQ_PROFILE", "1", 1);
     const int loaded = s_load(&prof, path, true, 1);
-    unsetenv("SHARDQ_CUDA_PROFILE");
+    unsetenv("SHARDQ_PROFILE");
     SQ_REQUIRE(loaded == 0);
     const int n_vocab = sq_model_hparams(prof.model)->n_vocab;
     const int n_layers = sq_model_hparams(prof.model)->n_layers;

@@ -20,7 +20,7 @@
 # 3. the benchmark table: llama-110m and tinyllama-1.1b shapes (random
 #    weights from shardq-model), F16 and Q8_0, on shardq-bench-cuda;
 # 4. PyTorch transformers on the same files and sizes, if it is importable;
-# 5. the largest Q8_0 model's profile (SHARDQ_CUDA_PROFILE=1: each step's
+# 5. the largest Q8_0 model's profile (SHARDQ_PROFILE=1: each step's
 #    device time and bandwidth, prefill, batch 1 and batch 64);
 # 6. the largest Q8_0 model again without PDL, without fusion, without
 #    graphs, without the int8 mma kernel, with sampling at T = 1, with a
@@ -156,8 +156,8 @@ if ((${#MODELS[@]})); then
   # graphs), with the bytes it reads as GB/s, by batch bucket; what to
   # tune next, and the launch overhead (the plain run's step time minus
   # the sum of these)
-  stamp "shardq profile (SHARDQ_CUDA_PROFILE=1) on ${MODELS[-1]##*/}"
-  SHARDQ_CUDA_PROFILE=1 within 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 32 \
+  stamp "shardq profile (SHARDQ_PROFILE=1) on ${MODELS[-1]##*/}"
+  SHARDQ_PROFILE=1 within 60 "$BUILD/bench/cuda/shardq-bench-cuda" --prompt 512 --gen 32 \
     --agg-steps 8 --batches 64 "${MODELS[-1]}" 2>&1 | tee "$LOGS/bench-profile.txt"
   stamp "shardq variants on ${MODELS[-1]##*/}: SHARDQ_CUDA_PDL=0; SHARDQ_CUDA_FUSE=0, then" \
     "also SHARDQ_CUDA_GRAPHS=0; SHARDQ_CUDA_MMA=0"

@@ -160,9 +160,10 @@ typedef struct {
      * *pool names that memory (host name, and device): ranks whose pools
      * are equal share it */
     int (*mem_free)(sq_backend_t *be, size_t *bytes, uint64_t *pool);
-    /* where the device time went so far, as a text table (the caller's to
-     * free); NULL when the backend has no profile (NULL op) or was not
-     * made with profiling on (the CUDA backend's SHARDQ_CUDA_PROFILE=1) */
+    /* where the time went so far, as a text table (the caller's to free);
+     * NULL when the backend has no profile (NULL op) or was not made with
+     * profiling on (SHARDQ_PROFILE=1: the CUDA backend's own, the CPU
+     * backend through sq_backend_prof) */
     char *(*profile)(sq_backend_t *be);
 } sq_backend_ops_t;
 

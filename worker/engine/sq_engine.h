@@ -60,7 +60,7 @@ const sq_gguf_t *sq_engine_gguf(const sq_engine_t *self);
 /* The backend the model runs on ("cpu", "cuda"): what --device auto chose. */
 const char *sq_engine_device(const sq_engine_t *self);
 /* Where this rank's device time went, as a text table (the caller's to
- * free), when its backend keeps a profile (SHARDQ_CUDA_PROFILE=1 on
+ * free), when its backend keeps a profile (SHARDQ_PROFILE=1 on
  * CUDA); else NULL (self NULL included). */
 char *sq_engine_profile(sq_engine_t *self);
 

@@ -632,7 +632,7 @@ int sq_group_main(int argc, char **argv)
                      sq_strerror(rc), sq_error_detail());
     }
     sq_batcher_destroy(&b);
-    char *profile = sq_engine_profile(eng);   /* SHARDQ_CUDA_PROFILE=1: the table, at the end */
+    char *profile = sq_engine_profile(eng);   /* SHARDQ_PROFILE=1: the table, at the end */
     if (profile)
         fprintf(stderr, "rank %d device profile:\n%s", rank, profile);
     free(profile);

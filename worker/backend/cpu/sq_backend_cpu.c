@@ -20,9 +20,11 @@
 #include <unistd.h>
 
 #include "sq_backend.h"
+#include "sq_backend_prof.h"
 #include "sq_cpu_kernels.h"
 #include "sq_error.h"
 #include "sq_hash.h"
+#include "sq_prof.h"
 #include "sq_sampler.h"
 #ifdef SQ_HAVE_CUDA
 #include "sq_backend_cuda.h"
@@ -599,10 +601,18 @@ sq_backend_t *sq_backend_cpu_new(int n_threads)
     return be;
 }
 
+/* the CPU backend, in the timing wrapper when SHARDQ_PROFILE=1 (the CUDA
+ * backend reads the variable itself) */
+static sq_backend_t *s_cpu_by_name(int n_threads)
+{
+    sq_backend_t *be = sq_backend_cpu_new(n_threads);
+    return sq_prof_wanted() ? sq_backend_prof_new(be) : be;
+}
+
 sq_backend_t *sq_backend_new(const char *device, int n_threads)
 {
     if (!device || strcmp(device, "cpu") == 0)
-        return sq_backend_cpu_new(n_threads);
+        return s_cpu_by_name(n_threads);
     const bool is_auto = strcmp(device, "auto") == 0;
 #ifdef SQ_HAVE_CUDA
     /* auto: the GPU when one is usable, else the CPU; cuda: the GPU or a
@@ -612,13 +622,13 @@ sq_backend_t *sq_backend_new(const char *device, int n_threads)
         if (sq_cuda_usable(why, sizeof why))
             return sq_backend_cuda_new(-1);
         if (is_auto)
-            return sq_backend_cpu_new(n_threads);
+            return s_cpu_by_name(n_threads);
         SQ_FAIL(SQ_EDEVICE, "%s", why);
         return NULL;
     }
 #endif
     if (is_auto)
-        return sq_backend_cpu_new(n_threads);
+        return s_cpu_by_name(n_threads);
     SQ_FAIL(SQ_EUNSUPPORTED, "device %s: this build has the cpu backend only", device);
     return NULL;
 }

@@ -25,6 +25,7 @@
 #include "sq_cuda_kernels.h"
 #include "sq_cuda_prof.h"
 #include "sq_error.h"
+#include "sq_prof.h"
 
 typedef struct {
     void *p;
@@ -74,15 +75,16 @@ typedef struct {
      * distinct slots in order, and a map slot -> row (-1 between calls) */
     int32_t *att_rows, *att_slots, *slot_row;
     int att_cap, slot_row_n;
-    /* SHARDQ_CUDA_PROFILE=1 (sq_cuda_prof.h): graphs off; each step runs
+    /* SHARDQ_PROFILE=1 (sq_cuda_prof.h): graphs off; each step runs
      * between two of prof_ev, after a k_hold of prof_hold_us a step that
      * lets the host queue the whole list first (doubled whenever the GPU
      * caught up with the host anyway: prof_mark, recorded after the hold,
-     * had passed when the list was queued) */
-    sq_cuda_prof_t *prof;
+     * had passed when the list was queued; prof_caught_up of prof_runs) */
+    sq_prof_t *prof;
     cudaEvent_t *prof_ev, prof_mark;
     int prof_ev_n;
     double prof_hold_us;
+    long prof_runs, prof_caught_up;
 } s_cuda_t;
 
 enum { S_ARENA0 = 1 << 16, S_BLAS_WS = 32 << 20 };
@@ -348,7 +350,7 @@ static int s_exec_step(s_cuda_t *c, const sq_cuda_step_t *st)
     return s_exec_op(c, ops);
 }
 
-/* ---- profile (SHARDQ_CUDA_PROFILE=1) ---- */
+/* ---- profile (SHARDQ_PROFILE=1) ---- */
 
 /* timing events for n steps, then the hold that keeps the GPU busy while
  * the host queues them */
@@ -387,7 +389,8 @@ static int s_prof_end(s_cuda_t *c, int n, const char *label, double bytes)
         return s_fail(q, "profile event");
     if (q == cudaSuccess && c->prof_hold_us * 2.0 <= S_HOLD_MAX_US)
         c->prof_hold_us *= 2.0;
-    sq_cuda_prof_list(c->prof, q == cudaSuccess);
+    c->prof_runs++;
+    c->prof_caught_up += q == cudaSuccess;
     S_CUDA(cudaEventSynchronize(c->prof_ev[2 * n - 1]), "profile");
     for (int k = 0; k < n; k++) {
         float ms = 0.0f;
@@ -396,7 +399,7 @@ static int s_prof_end(s_cuda_t *c, int n, const char *label, double bytes)
         if (!label)
             bytes = sq_cuda_prof_describe(&c->steps[k], &c->rec.ops[c->steps[k].first],
                                           c->arena_h[c->cur], c->rec.max_tok, what, sizeof what);
-        int rc = sq_cuda_prof_add(c->prof, label ? label : what, ms, bytes);
+        int rc = sq_prof_add(c->prof, label ? label : what, ms, bytes);
         if (rc)
             return rc;
     }
@@ -406,7 +409,11 @@ static int s_prof_end(s_cuda_t *c, int n, const char *label, double bytes)
 static char *s_profile(sq_backend_t *be)
 {
     s_cuda_t *c = s_ctx(be);
-    return c->prof ? sq_cuda_prof_text(c->prof) : NULL;
+    char header[256];
+    snprintf(header, sizeof header, "CUDA profile (device %d): %ld runs (recorded lists, token "
+             "choices) step by step, no graphs, each step timed alone on the device; in %ld the "
+             "GPU caught up with the host", c->device, c->prof_runs, c->prof_caught_up);
+    return c->prof ? sq_prof_text(c->prof, header) : NULL;
 }
 
 /* the arena copy, then every recorded op (fused into steps), on the stream */
@@ -587,7 +594,7 @@ static void s_destroy(sq_backend_t *be)
     free(c->prof_ev);
     if (c->prof_mark)
         cudaEventDestroy(c->prof_mark);
-    sq_cuda_prof_destroy(&c->prof);
+    sq_prof_destroy(&c->prof);
     cudaFree(c->blas_ws);
     if (c->blas)
         cublasDestroy(c->blas);
@@ -1005,9 +1012,8 @@ static int s_init(s_cuda_t *c, int device)
     c->use_graphs = s_switch_on("SHARDQ_CUDA_GRAPHS");
     c->fuse = s_switch_on("SHARDQ_CUDA_FUSE");
     c->mma = s_switch_on("SHARDQ_CUDA_MMA");
-    const char *prof = getenv("SHARDQ_CUDA_PROFILE");
-    if (prof && *prof && strcmp(prof, "0") != 0) {
-        if (!(c->prof = sq_cuda_prof_new()))
+    if (sq_prof_wanted()) {
+        if (!(c->prof = sq_prof_new()))
             return sq_error_code();
         c->use_graphs = false;
         c->prof_hold_us = S_HOLD_US;
