@@ -6,10 +6,12 @@
 #include "sq_error.h"
 #include "sq_log.h"
 #include "sq_migrate.h"
+#include "sq_parse.h"
 #include "sq_server.h"
 #include "sq_version.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,12 +48,7 @@ static int s_level(const char *s, sq_log_level_t *out)
 
 static int s_num(const char *s, long long min, long long *out)
 {
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (!s[0] || *end || v < min)
-        return -1;
-    *out = v;
-    return 0;
+    return sq_parse_int(s, min, LLONG_MAX, out);
 }
 
 static int s_migrate(const char *db_url)

@@ -7,10 +7,40 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "sq_sched_cmd.h"
+#include "sq_parse.h"
 #include "sq_version.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+int
+sq_cmd_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("shardq-scheduler: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 2;
+}
+
+int
+sq_cmd_int(const char *flag, const char *v, long long lo, long long hi, long long *out)
+{
+    if (sq_parse_int(v, lo, hi, out) == 0)
+        return 0;
+    return sq_cmd_usage_error("%s: '%s' is not an integer in [%lld, %lld]", flag, v, lo, hi);
+}
+
+int
+sq_cmd_num(const char *flag, const char *v, double lo, double hi, double *out)
+{
+    if (sq_parse_num(v, lo, hi, out) == 0)
+        return 0;
+    return sq_cmd_usage_error("%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
+}
 
 int
 main(int argc, char **argv)

@@ -81,20 +81,31 @@ s_parse_args(int argc, char **argv, sq_loop_opts_t *o)
         {"k8s-token", 1, 0, O_KTOK}, {"k8s-ca", 1, 0, O_KCA}, {"k8s-namespace", 1, 0, O_KNS},
         {"policy", 1, 0, O_POLICY}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
     static const char *levels[] = {"debug", "info", "warn", "error"};
-    int c, n_margs = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    int c, n_margs = 0, rc = 0, level;
+    long long n;
+    double x;
+    while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_DB: o->db = optarg; break;
         case O_BROKER: o->broker = optarg; break;
         case O_WEP: o->local.worker_endpoint = optarg; break;
         case O_ACT: o->actuator = optarg; break;
-        case O_TICK: o->tick_ms = atoll(optarg); break;
-        case O_MPORT: o->metrics_port = atoi(optarg); break;
+        case O_TICK:
+            if ((rc = sq_cmd_int("--tick-ms", optarg, 1, 3600000, &n)) == 0)
+                o->tick_ms = n;
+            break;
+        case O_MPORT:   /* 0: off */
+            if ((rc = sq_cmd_int("--metrics-port", optarg, 0, 65535, &n)) == 0)
+                o->metrics_port = (int)n;
+            break;
         case O_MBIND: o->metrics_bind = optarg; break;
         case O_LOG:
-            for (int i = 0; i < 4; i++)
-                if (strcmp(optarg, levels[i]) == 0)
-                    sq_log_set_level((sq_log_level_t)i);
+            for (level = 0; level < 4 && strcmp(optarg, levels[level]) != 0; level++)
+                ;
+            if (level == 4)
+                return sq_cmd_usage_error("--log-level: '%s' is not debug, info, warn or error",
+                                          optarg);
+            sq_log_set_level((sq_log_level_t)level);
             break;
         case O_CLOCK:
             if (sq_time_parse_iso(optarg, &o->clock_start_s) != 0) {
@@ -106,10 +117,15 @@ s_parse_args(int argc, char **argv, sq_loop_opts_t *o)
         case O_MPIRUN: o->local.mpirun = optarg; break;
         case O_WBIN: o->local.worker = optarg; break;
         case O_MARG:
-            if (n_margs < SQ_LOOP_MAX_MPIRUN_ARGS)
-                o->mpirun_args[n_margs++] = optarg;
+            if (n_margs == SQ_LOOP_MAX_MPIRUN_ARGS)
+                return sq_cmd_usage_error("--mpirun-arg: at most %d of them",
+                                          SQ_LOOP_MAX_MPIRUN_ARGS);
+            o->mpirun_args[n_margs++] = optarg;
             break;
-        case O_GRACE: o->local.grace_ms = (int64_t)(atof(optarg) * 1000); break;
+        case O_GRACE:
+            if ((rc = sq_cmd_num("--grace-s", optarg, 0.0, 86400.0, &x)) == 0)
+                o->local.grace_ms = (int64_t)(x * 1000);
+            break;
         case O_KAPI: o->kube.api_url = optarg; break;
         case O_KTOK: o->kube.token_path = optarg; break;
         case O_KCA: o->kube.ca_path = optarg; break;
@@ -119,14 +135,17 @@ s_parse_args(int argc, char **argv, sq_loop_opts_t *o)
         default: s_usage(stderr); return 2;
         }
     }
+    if (rc)
+        return rc;
     o->local.mpirun_args = o->mpirun_args;
     if (!o->db)
         o->db = getenv("SHARDQ_DB");
-    if (!o->policy_path || optind < argc || o->tick_ms <= 0 ||
-        (strcmp(o->actuator, "local") != 0 && strcmp(o->actuator, "kubernetes") != 0)) {
-        s_usage(stderr);
-        return 2;
-    }
+    if (optind < argc)
+        return sq_cmd_usage_error("unexpected argument '%s' (see --help)", argv[optind]);
+    if (!o->policy_path)
+        return sq_cmd_usage_error("--policy FILE is required (see --help)");
+    if (strcmp(o->actuator, "local") != 0 && strcmp(o->actuator, "kubernetes") != 0)
+        return sq_cmd_usage_error("--actuator: '%s' is not local or kubernetes", o->actuator);
     if (!o->db || !*o->db) {
         fprintf(stderr, "shardq-scheduler: no database: pass --db or set SHARDQ_DB\n");
         return 2;

@@ -50,15 +50,19 @@ sq_cmd_simulate(int argc, char **argv)
     const char *policy_path = NULL, *trace_path = NULL;
     sq_sim_opts_t o;
     sq_sim_opts_default(&o);
-    int quiet = 0, c;
+    int quiet = 0, c, rc = 0;
+    long long n;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'p': policy_path = optarg; break;
         case 't': trace_path = optarg; break;
-        case 'u': o.startup_s = atof(optarg); break;
-        case 's': o.service_s = atof(optarg); break;
-        case 'k': o.tick_ms = atoll(optarg); break;
+        case 'u': rc = sq_cmd_num("--startup-s", optarg, 0.0, 86400.0, &o.startup_s); break;
+        case 's': rc = sq_cmd_num("--service-s", optarg, 1e-3, 86400.0, &o.service_s); break;
+        case 'k':
+            if ((rc = sq_cmd_int("--tick-ms", optarg, 1, 3600000, &n)) == 0)
+                o.tick_ms = n;
+            break;
         case 'S':
             if (sq_time_parse_iso(optarg, &o.start_utc) != 0) {
                 fprintf(stderr, "simulate: --start: %s\n", sq_error_detail());
@@ -70,24 +74,26 @@ sq_cmd_simulate(int argc, char **argv)
         default: s_usage(stderr); return 2;
         }
     }
-    if (!policy_path || !trace_path || optind < argc) {
-        s_usage(stderr);
-        return 2;
-    }
+    if (rc)
+        return rc;
+    if (optind < argc)
+        return sq_cmd_usage_error("simulate: unexpected argument '%s' (see --help)", argv[optind]);
+    if (!policy_path || !trace_path)
+        return sq_cmd_usage_error("simulate: --policy FILE and --trace FILE are required");
     sq_policy_t *policy = sq_policy_load(policy_path);
     sq_trace_t *trace = policy ? sq_trace_load(trace_path) : NULL;
     sq_sim_summary_t *ours = NULL, *hpa = NULL;
-    size_t n = 0;
-    int rc = policy && trace ? 0 : 1;
+    size_t n_rows = 0;
+    rc = policy && trace ? 0 : 1;
     s_print_ctx_t cx = {0};
     if (!rc) {
         cx.start_utc = o.start_utc ? o.start_utc : sq_trace_start(trace);
         if (!quiet)
             printf("# decisions (t_s, time, pool, from -> to, reason)\n");
-        rc = sq_sim_run(policy, trace, &o, quiet ? NULL : s_print_decision, &cx, &ours, &n);
+        rc = sq_sim_run(policy, trace, &o, quiet ? NULL : s_print_decision, &cx, &ours, &n_rows);
         o.hpa_baseline = 1;
         if (!rc)
-            rc = sq_sim_run(policy, trace, &o, NULL, NULL, &hpa, &n);
+            rc = sq_sim_run(policy, trace, &o, NULL, NULL, &hpa, &n_rows);
     }
     if (rc) {
         fprintf(stderr, "simulate: %s\n", sq_error_detail());
@@ -95,7 +101,7 @@ sq_cmd_simulate(int argc, char **argv)
         printf("# summary: policy %s, trace %s, startup %.0fs, service %.1fs, tick %lldms\n",
                policy_path, trace_path, o.startup_s, o.service_s, (long long)o.tick_ms);
         sq_sim_print_summary_header(stdout);
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n_rows; i++) {
             sq_sim_print_summary(stdout, "policy", &ours[i]);
             sq_sim_print_summary(stdout, "hpa", &hpa[i]);
         }

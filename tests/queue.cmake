@@ -15,19 +15,9 @@ endif()
 # The broker's flags: a bad value is refused (exit 2) naming the flag it
 # was given to, for every numeric flag, as --flag=value and --flag value
 if(TARGET shardq-broker)
-  foreach(bad "metrics-port=0" "heartbeat-ms=5" "lease-timeout-ms=-1" "retry-base-ms=x"
-              "retry-cap-ms=1e3" "log-level=loud")
-    string(REGEX REPLACE "=.*" "" flag ${bad})
-    string(REGEX REPLACE ".*=" "" value ${bad})
-    add_test(NAME unit.broker_flag.${flag}
-             COMMAND shardq-broker --db=host=x --${bad})
-    add_test(NAME unit.broker_flag.${flag}_spaced
-             COMMAND shardq-broker --db host=x --${flag} ${value})
-    foreach(t unit.broker_flag.${flag} unit.broker_flag.${flag}_spaced)
-      set_tests_properties(${t} PROPERTIES LABELS unit
-        PASS_REGULAR_EXPRESSION "^shardq-broker: bad value for --${flag}: '${value}'")
-    endforeach()
-  endforeach()
+  sq_flag_tests(unit.broker_flag shardq-broker "--db=host=x" "shardq-broker: bad value for "
+                "metrics-port=0" "heartbeat-ms=5" "lease-timeout-ms=-1" "retry-base-ms=x"
+                "retry-cap-ms=1e3" "log-level=loud")
 endif()
 
 # Database tests (label db): migrations through the real broker binary, the

@@ -52,3 +52,14 @@ if(TARGET sq_harness AND TARGET shardq-broker AND TARGET shardq-worker)
   set_tests_properties(e2e.sched_scale PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 600
     ENVIRONMENT "SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 endif()
+
+# The scheduler's flags: a bad value is refused (exit 2) naming the flag,
+# the value and the range, in both forms; so is a missing --policy
+sq_flag_tests(unit.scheduler_flag shardq-scheduler "--policy=p.yaml;--db=host=x"
+              "shardq-scheduler: " "tick-ms=0" "metrics-port=70000" "log-level=loud"
+              "grace-s=-1" "actuator=foo")
+sq_flag_tests(unit.scheduler_flag.simulate shardq-scheduler "simulate;--policy=p.yaml"
+              "shardq-scheduler: " "startup-s=-5" "service-s=0" "tick-ms=x")
+add_test(NAME unit.scheduler_flag.no_policy COMMAND shardq-scheduler --db=host=x)
+set_tests_properties(unit.scheduler_flag.no_policy PROPERTIES LABELS unit
+  PASS_REGULAR_EXPRESSION "^shardq-scheduler: --policy FILE is required")

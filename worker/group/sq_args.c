@@ -8,14 +8,13 @@
 #include <string.h>
 
 #include "sq_model.h"
+#include "sq_parse.h"
 #include "sq_version.h"
 
 int sq_args_int(const char *flag, const char *v, long lo, long hi, int *out)
 {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > hi) {
+    long long x;
+    if (sq_parse_int(v, lo, hi, &x)) {
         fprintf(stderr, "shardq-worker: %s: '%s' is not an integer in [%ld, %ld]\n", flag, v,
                 lo, hi);
         return -1;
@@ -26,10 +25,8 @@ int sq_args_int(const char *flag, const char *v, long lo, long hi, int *out)
 
 int sq_args_float(const char *flag, const char *v, double lo, double hi, float *out)
 {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || *end || end == v || !(x >= lo && x <= hi)) {
+    double x;
+    if (sq_parse_num(v, lo, hi, &x)) {
         fprintf(stderr, "shardq-worker: %s: '%s' is not a number in [%g, %g]\n", flag, v, lo, hi);
         return -1;
     }
