@@ -65,9 +65,12 @@ static int s_report(const char *cmd, int rc)
 {
     if (rc == 0)
         return 0;
-    const char *detail = sq_error_detail();
-    fprintf(stderr, "shardq-model %s: %s%s%s\n", cmd, detail[0] ? detail : "",
-            detail[0] ? ": " : "", sq_strerror(rc));
+    /* the detail, then the code's text unless the detail says it already
+     * (a system error's detail ends with strerror's text) */
+    const char *detail = sq_error_detail(), *code = sq_strerror(rc);
+    const bool said = detail[0] && strstr(detail, code);
+    fprintf(stderr, "shardq-model %s: %s%s%s\n", cmd, detail, detail[0] && !said ? ": " : "",
+            said ? "" : code);
     return S_EXIT_FAIL;
 }
 

@@ -81,6 +81,9 @@ static void test_cli(void)
     SQ_CHECK(s_run("quantize a b q4_0") == 2 && strstr(output, "q4_0") != NULL);
     SQ_CHECK(s_run("info /nonexistent/model.gguf") == 1
              && strstr(output, "/nonexistent/model.gguf") != NULL);
+    /* the system's reason once, not twice */
+    const char *why = strstr(output, "No such file or directory");
+    SQ_CHECK(why && !strstr(why + 1, "No such file or directory"));
     char args[8192];
     snprintf(args, sizeof args, "info '%s/README.md'", models);
     SQ_CHECK(s_run(args) == 1 && strstr(output, "magic") != NULL);
