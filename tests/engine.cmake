@@ -120,6 +120,11 @@ add_test(NAME unit.worker_profile_cpu
 set_tests_properties(unit.worker_profile_cpu PROPERTIES LABELS unit
   ENVIRONMENT "${SQ_MPI_ENV};SHARDQ_PROFILE=1"
   PASS_REGULAR_EXPRESSION "rank 0 device profile:\ncpu profile: every op timed on the host clock as it ran\nstep \\[batch\\].*(matmul f32 x3 128x64 \\[1\\].*attention kv f32 \\[1\\]|attention kv f32 \\[1\\].*matmul f32 x3 128x64 \\[1\\]).*all steps")
+# an unknown device is a usage error in broker mode too (not a failed load)
+add_test(NAME unit.worker_group_device_bad
+         COMMAND shardq-worker --broker=tcp://127.0.0.1:1 --model=x.gguf --device=tpu)
+set_tests_properties(unit.worker_group_device_bad PROPERTIES LABELS unit
+  PASS_REGULAR_EXPRESSION "^shardq-worker: --device: 'tpu' is not cpu, cuda or auto")
 add_test(NAME unit.worker_flag_no_value COMMAND shardq-worker --model x.gguf --threads)
 set_tests_properties(unit.worker_flag_no_value PROPERTIES LABELS unit
   PASS_REGULAR_EXPRESSION "--threads needs a value")

@@ -67,13 +67,8 @@ static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **sto
             o->model_path = v;
         else if (!strcmp(a, "--prompt"))
             o->prompt = v;
-        else if (!strcmp(a, "--device")) {
-            o->device = v;
-            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) {
-                fprintf(stderr, "shardq-worker: --device: '%s' is not cpu, cuda or auto\n", v);
-                rc = -1;
-            }
-        }
+        else if (!strcmp(a, "--device"))
+            rc = sq_args_device(a, v, &o->device);
         else if (!strcmp(a, "--max-tokens"))
             rc = sq_args_int(a, v, 0, INT_MAX, &o->gen.max_tokens);
         else if (!strcmp(a, "--threads"))

@@ -102,6 +102,7 @@ static void test_device_by_name(void)
     sq_backend_destroy(&cuda);
     sq_backend_destroy(&aut);
     SQ_CHECK(sq_backend_new("tpu", 1) == NULL && sq_error_code() == SQ_EUNSUPPORTED);
+    SQ_CHECK(strstr(sq_error_detail(), "device 'tpu': not cpu, cuda or auto") != NULL);
 }
 
 /* A decode-like step: embed, rmsnorm, matmul, rope, attention over fixed

@@ -65,6 +65,16 @@ int sq_args_help_version(const char *a, void (*usage)(FILE *))
     return 0;
 }
 
+int sq_args_device(const char *flag, const char *v, const char **device)
+{
+    if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) {
+        fprintf(stderr, "shardq-worker: %s: '%s' is not cpu, cuda or auto\n", flag, v);
+        return -1;
+    }
+    *device = v;
+    return 0;
+}
+
 int sq_args_kv_type(const char *flag, const char *v, int *kv_type)
 {
     int t = sq_kv_type_parse(v);

@@ -13,6 +13,8 @@
 int sq_args_int(const char *flag, const char *v, long lo, long hi, int *out);
 int sq_args_float(const char *flag, const char *v, double lo, double hi, float *out);
 int sq_args_u64(const char *flag, const char *v, uint64_t *out);
+/* --device: "cpu", "cuda" or "auto" into *device (borrowed from v) */
+int sq_args_device(const char *flag, const char *v, const char **device);
 /* --kv-type: "f16", "f32" or "q8_0" into *kv_type (sq_kv_type_t) */
 int sq_args_kv_type(const char *flag, const char *v, int *kv_type);
 /* argv[*i] as "--flag=value" or "--flag value" (then *i moves past the

@@ -127,7 +127,7 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
         else if (!strcmp(flag, "--model"))
             o->model_path = v;
         else if (!strcmp(flag, "--device"))
-            o->device = v;
+            rc = sq_args_device(flag, v, &o->device);
         else if (!strcmp(flag, "--group-id"))
             o->group_id = v;
         else if (!strcmp(flag, "--adapters"))

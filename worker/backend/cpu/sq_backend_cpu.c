@@ -629,7 +629,10 @@ sq_backend_t *sq_backend_new(const char *device, int n_threads)
 #endif
     if (is_auto)
         return s_cpu_by_name(n_threads);
-    SQ_FAIL(SQ_EUNSUPPORTED, "device %s: this build has the cpu backend only", device);
+    if (strcmp(device, "cuda") == 0)
+        SQ_FAIL(SQ_EUNSUPPORTED, "device cuda: this build has the cpu backend only");
+    else
+        SQ_FAIL(SQ_EUNSUPPORTED, "device '%s': not cpu, cuda or auto", device);
     return NULL;
 }
 
