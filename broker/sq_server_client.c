@@ -491,6 +491,8 @@ static int s_read(sq_server_t *self, sq_wire_msg_t *msg, uint64_t rid, sq_read_k
         rc = sq_wire_get_strdup(msg->body, "tenant", false, SQ_WIRE_MAX_NAME, &op->tenant);
     if (rc == 0 && kind == SQ_READ_LIST)
         rc = sq_wire_get_strdup(msg->body, "state", false, 32, &op->state);
+    if (rc == 0 && op->state && !sq_wire_job_state_known(op->state))
+        rc = SQ_FAIL(SQ_EINVAL, "field \"state\": '%s' is not " SQ_WIRE_JOB_STATES, op->state);
     op->to = zframe_dup(msg->identity);
     if (rc == 0 && sq_store_read(self->store, op) != 0)
         rc = SQ_FAIL(SQ_EIO, "reader unavailable");

@@ -483,65 +483,111 @@ static int s_read_results(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
     return 0;
 }
 
+/* A page of at most limit jobs of tenant (NULL: all), newest first, with
+ * ids below before (0: from the newest) and their result counts. */
+static int s_list_page(sq_db_t *db, const char *tenant, uint64_t before, uint64_t limit,
+                       PGresult **res)
+{
+    char b[24], l[24];
+    snprintf(b, sizeof b, "%" PRIu64, before);
+    snprintf(l, sizeof l, "%" PRIu64, limit);
+    const char *p[3] = {tenant, b, l};
+    return sq_db_exec(db,
+                      "SELECT j.id, j.tenant, j.model, j.priority, j.n_tasks,"
+                      " (extract(epoch FROM j.created_at) * 1000)::bigint,"
+                      " j.cancelled_at IS NOT NULL, c.s, c.d, c.c"
+                      " FROM jobs j, LATERAL (SELECT"
+                      "   count(*) FILTER (WHERE state = 'succeeded') AS s,"
+                      "   count(*) FILTER (WHERE state = 'dead') AS d,"
+                      "   count(*) FILTER (WHERE state = 'cancelled') AS c"
+                      "   FROM task_results r WHERE r.job_id = j.id) c"
+                      " WHERE ($1::text IS NULL OR j.tenant = $1)"
+                      "   AND ($2::bigint = 0 OR j.id < $2)"
+                      " ORDER BY j.id DESC LIMIT $3",
+                      3, p, res);
+}
+
+/* a listed job's state, from its row of s_list_page */
+static const char *s_list_state(PGresult *res, int i)
+{
+    uint32_t c[SQ_T_N] = {0};
+    uint32_t n_tasks = s_u32(res, i, 4);
+    c[SQ_T_SUCCEEDED] = s_u32(res, i, 7);
+    c[SQ_T_DEAD] = s_u32(res, i, 8);
+    c[SQ_T_CANCELLED] = s_u32(res, i, 9);
+    uint32_t term = c[5] + c[6] + c[7];
+    /* unfinished: all queued if nothing finished yet, else running */
+    c[term ? SQ_T_LEASED : SQ_T_QUEUED] = n_tasks - (term < n_tasks ? term : n_tasks);
+    return sq_job_state_name(c, n_tasks, PQgetvalue(res, i, 6)[0] == 't');
+}
+
+typedef struct {
+    PGresult *res;
+    int row;
+    const char *state;
+} s_listed_t;
+
+/* Jobs newest first, op->limit at most. A state filter is applied to the
+ * jobs in order, page after page, until the limit is reached or the jobs
+ * run out: the state is derived from the results (sq_job_state_name), so
+ * it cannot go into the query, and filtering one page alone would miss
+ * every matching job older than it. */
 static int s_read_list(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
 {
-    char before[24], limit[24];
-    snprintf(before, sizeof before, "%" PRIu64, op->after);
-    snprintf(limit, sizeof limit, "%" PRIu64, op->limit);
-    const char *p[3] = {op->tenant, before, limit};
-    PGresult *res = NULL;
-    int rc = sq_db_exec(db,
-                        "SELECT j.id, j.tenant, j.model, j.priority, j.n_tasks,"
-                        " (extract(epoch FROM j.created_at) * 1000)::bigint,"
-                        " j.cancelled_at IS NOT NULL, c.s, c.d, c.c"
-                        " FROM jobs j, LATERAL (SELECT"
-                        "   count(*) FILTER (WHERE state = 'succeeded') AS s,"
-                        "   count(*) FILTER (WHERE state = 'dead') AS d,"
-                        "   count(*) FILTER (WHERE state = 'cancelled') AS c"
-                        "   FROM task_results r WHERE r.job_id = j.id) c"
-                        " WHERE ($1::text IS NULL OR j.tenant = $1)"
-                        "   AND ($2::bigint = 0 OR j.id < $2)"
-                        " ORDER BY j.id DESC LIMIT $3",
-                        3, p, &res);
-    if (rc)
-        return rc;
-    int n = PQntuples(res), kept = 0;
-    const char **states = calloc((size_t)n + 1, sizeof *states);
-    for (int i = 0; i < n; i++) {
-        uint32_t c[SQ_T_N] = {0};
-        uint32_t n_tasks = s_u32(res, i, 4);
-        c[SQ_T_SUCCEEDED] = s_u32(res, i, 7);
-        c[SQ_T_DEAD] = s_u32(res, i, 8);
-        c[SQ_T_CANCELLED] = s_u32(res, i, 9);
-        uint32_t term = c[5] + c[6] + c[7];
-        /* unfinished: all queued if nothing finished yet, else running */
-        c[term ? SQ_T_LEASED : SQ_T_QUEUED] = n_tasks - (term < n_tasks ? term : n_tasks);
-        states[i] = sq_job_state_name(c, n_tasks, PQgetvalue(res, i, 6)[0] == 't');
-        if (!op->state || strcmp(op->state, states[i]) == 0)
-            kept++;
+    const uint64_t page = op->state && op->limit < 500 ? 500 : op->limit;
+    s_listed_t *hits = calloc(op->limit, sizeof *hits);
+    PGresult **pages = NULL;
+    size_t n_pages = 0, kept = 0;
+    uint64_t before = op->after, next = 0;
+    int rc = hits ? 0 : SQ_FAIL(SQ_ENOMEM, "list of %" PRIu64 " jobs", op->limit);
+    while (rc == 0) {
+        PGresult *res = NULL, **grown = realloc(pages, (n_pages + 1) * sizeof *pages);
+        if (!grown) {
+            rc = SQ_FAIL(SQ_ENOMEM, "list pages");
+            break;
+        }
+        pages = grown;
+        if ((rc = s_list_page(db, op->tenant, before, page, &res)))
+            break;
+        pages[n_pages++] = res;
+        const int n = PQntuples(res);
+        for (int i = 0; i < n && kept < op->limit; i++) {
+            const char *st = s_list_state(res, i);
+            before = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+            if (!op->state || strcmp(op->state, st) == 0)
+                hits[kept++] = (s_listed_t){res, i, st};
+        }
+        if (kept == op->limit) {   /* there may be more: the last one is the cursor */
+            next = strtoull(PQgetvalue(hits[kept - 1].res, hits[kept - 1].row, 0), NULL, 10);
+            break;
+        }
+        if ((uint64_t)n < page)    /* the jobs ran out */
+            break;
     }
-    uint64_t next = (uint64_t)n == op->limit && n > 0
-                        ? strtoull(PQgetvalue(res, n - 1, 0), NULL, 10) : 0;
-    sq_wire_map(e, 3);
-    sq_wire_kv_u64(e, "rid", op->rid);
-    sq_wire_kv_u64(e, "next", next);
-    sq_wire_key(e, "jobs");
-    sq_wire_array(e, (uint32_t)kept);
-    for (int i = 0; i < n; i++) {
-        if (op->state && strcmp(op->state, states[i]) != 0)
-            continue;
-        sq_wire_map(e, 7);
-        s_kv_int(e, "job_id", res, i, 0);
-        s_kv_text(e, "tenant", res, i, 1);
-        s_kv_text(e, "model", res, i, 2);
-        s_kv_int(e, "priority", res, i, 3);
-        sq_wire_kv_str(e, "state", states[i]);
-        s_kv_int(e, "n_tasks", res, i, 4);
-        s_kv_int(e, "created_at", res, i, 5);
+    if (rc == 0) {
+        sq_wire_map(e, 3);
+        sq_wire_kv_u64(e, "rid", op->rid);
+        sq_wire_kv_u64(e, "next", next);
+        sq_wire_key(e, "jobs");
+        sq_wire_array(e, (uint32_t)kept);
+        for (size_t k = 0; k < kept; k++) {
+            PGresult *res = hits[k].res;
+            const int i = hits[k].row;
+            sq_wire_map(e, 7);
+            s_kv_int(e, "job_id", res, i, 0);
+            s_kv_text(e, "tenant", res, i, 1);
+            s_kv_text(e, "model", res, i, 2);
+            s_kv_int(e, "priority", res, i, 3);
+            sq_wire_kv_str(e, "state", hits[k].state);
+            s_kv_int(e, "n_tasks", res, i, 4);
+            s_kv_int(e, "created_at", res, i, 5);
+        }
     }
-    free(states);
-    PQclear(res);
-    return 0;
+    for (size_t k = 0; k < n_pages; k++)
+        PQclear(pages[k]);
+    free(pages);
+    free(hits);
+    return rc;
 }
 
 /* The scheduler's decisions since op->after (unix ms), newest first. */

@@ -5,6 +5,7 @@
 #include "shardq_cli.h"
 #include "sq_error.h"
 #include "sq_jsonl.h"
+#include "sq_wire.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -27,6 +28,11 @@ sq_cli_jobs(const sq_cli_cmd_t *cmd, int argc, char **argv)
     if (rc || done ||
         (limit_s && (rc = sq_cli_parse_uint("jobs", "--limit", limit_s, 1, 10000, &limit))))
         return rc;
+    if (state && !sq_wire_job_state_known(state)) {
+        fprintf(stderr, "shardq jobs: --state must be one of " SQ_WIRE_JOB_STATES ", not \"%s\"\n",
+                state);
+        return 2;
+    }
     sq_client_t *c = sq_cli_client();
     if (!c)
         return sq_cli_exit_code(sq_error_code());

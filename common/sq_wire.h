@@ -104,6 +104,10 @@ const char *sq_wire_cmd_name(int cmd);
 /* True for commands defined in the given direction. */
 bool sq_wire_cmd_is_client_request(int cmd);
 bool sq_wire_cmd_is_from_worker(int cmd);
+/* The job states STATUS and LIST name, as one string for messages, and
+ * whether s is one of them (LIST's state filter). */
+#define SQ_WIRE_JOB_STATES "queued, running, succeeded, failed or cancelled"
+bool sq_wire_job_state_known(const char *s);
 
 /* ---- values and accessors ---- */
 

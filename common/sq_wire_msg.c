@@ -47,6 +47,16 @@ bool sq_wire_cmd_is_client_request(int cmd)
     return cmd >= SQ_WIRE_SUBMIT && cmd <= SQ_WIRE_SCALING;
 }
 
+bool sq_wire_job_state_known(const char *s)
+{
+    static const char *const states[] = {"queued", "running", "succeeded", "failed",
+                                         "cancelled"};
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
+        if (strcmp(s, states[i]) == 0)
+            return true;
+    return false;
+}
+
 bool sq_wire_cmd_is_from_worker(int cmd)
 {
     return cmd == SQ_WIRE_READY || cmd == SQ_WIRE_HEARTBEAT || cmd == SQ_WIRE_PARTIAL ||

@@ -356,6 +356,30 @@ test_flow(void)
     r = s_cli(ep, (const char *[]){"jobs", "--state", "queued", "--json", NULL});
     SQ_CHECK(r.code == 0 && strstr(r.out, "[]"));
     s_run_free(&r);
+    /* two newer jobs, for a model no worker serves, stay queued: the state
+     * filter still finds the older succeeded job within --limit 1 (it
+     * filters job after job, not one page), and an unknown state is refused */
+    for (int k = 0; k < 2; k++) {
+        r = s_cli(ep, (const char *[]){"submit", path, "--model", "nobody", "--tenant", "cli-test",
+                                       NULL});
+        SQ_CHECK(r.code == 0);
+        s_run_free(&r);
+    }
+    r = s_cli(ep, (const char *[]){"jobs", "--state", "succeeded", "--limit", "1", "--json", NULL});
+    listed = json_loads(r.out, 0, NULL);
+    SQ_CHECK(r.code == 0 && json_array_size(listed) == 1);
+    SQ_CHECK(json_integer_value(json_object_get(json_array_get(listed, 0), "job_id")) ==
+             (json_int_t)id);
+    json_decref(listed);
+    s_run_free(&r);
+    r = s_cli(ep, (const char *[]){"jobs", "--state", "queued", "--json", NULL});
+    listed = json_loads(r.out, 0, NULL);
+    SQ_CHECK(r.code == 0 && json_array_size(listed) == 2);
+    json_decref(listed);
+    s_run_free(&r);
+    r = s_cli(ep, (const char *[]){"jobs", "--state", "bogus", NULL});
+    SQ_CHECK(r.code == 2 && strstr(r.err, "--state must be one of queued, running, succeeded"));
+    s_run_free(&r);
     r = s_cli(ep, (const char *[]){"workers", NULL});
     SQ_CHECK(r.code == 0 && strstr(r.out, "w0") && strstr(r.out, "w1"));
     s_run_free(&r);
