@@ -676,17 +676,24 @@ static int s_rebuild(sq_server_t *self)
     return rc;
 }
 
-static zsock_t *s_bind(const char *endpoint)
+/* a ROUTER socket bound to endpoint; NULL with the flag that named the
+ * endpoint, the endpoint and the reason (errno taken before the socket's
+ * teardown can change it) */
+static zsock_t *s_bind(const char *flag, const char *endpoint)
 {
     zsock_t *s = zsock_new(ZMQ_ROUTER);
-    if (!s)
+    if (!s) {
+        SQ_FAIL(SQ_ENOMEM, "%s %s: no socket", flag, endpoint);
         return NULL;
+    }
     zsock_set_maxmsgsize(s, (int64_t)SQ_WIRE_MAX_BODY + 64);
     zsock_set_sndhwm(s, 100000);
     zsock_set_rcvhwm(s, 100000);
     zsock_set_linger(s, 1000);
     if (zsock_bind(s, "%s", endpoint) < 0) {
+        const int err = zmq_errno();
         zsock_destroy(&s);
+        SQ_FAIL(SQ_EIO, "%s %s: cannot bind: %s", flag, endpoint, zmq_strerror(err));
         return NULL;
     }
     return s;
@@ -719,14 +726,15 @@ static void s_drain(sq_server_t *self)
 
 int sq_server_run(sq_server_t *self)
 {
+    /* the sockets first: a taken port or a bad endpoint fails at once,
+     * before the database is read (what connects meanwhile waits in the
+     * sockets until the loop runs) */
+    if (!(self->clients = s_bind("--listen", self->opts.listen)) ||
+        !(self->workers = s_bind("--workers", self->opts.workers)))
+        return sq_error_code();
     int rc = s_rebuild(self);
     if (rc)
         return rc;
-    self->clients = s_bind(self->opts.listen);
-    self->workers = s_bind(self->opts.workers);
-    if (!self->clients || !self->workers)
-        return SQ_FAIL(SQ_EIO, "bind %s / %s: %s", self->opts.listen, self->opts.workers,
-                       zmq_strerror(zmq_errno()));
     self->store = sq_store_new(self->opts.db);
     self->loop = zloop_new();
     if (!self->store || !self->loop)

@@ -20,6 +20,18 @@ if(TARGET shardq-broker)
                 "retry-cap-ms=1e3" "log-level=loud")
 endif()
 
+# a socket the broker cannot bind: the flag, the endpoint and the reason,
+# before any database work (host=x would fail only later)
+if(TARGET shardq-broker)
+  add_test(NAME unit.broker_bind_bad COMMAND shardq-broker --db=host=x --listen=bogus)
+  add_test(NAME unit.broker_bind_bad_workers
+           COMMAND shardq-broker --db=host=x --listen=tcp://127.0.0.1:0 --workers=tcp://999.1.1.1:5)
+  set_tests_properties(unit.broker_bind_bad PROPERTIES LABELS unit
+    PASS_REGULAR_EXPRESSION "err=\"--listen bogus: cannot bind: Invalid argument\"")
+  set_tests_properties(unit.broker_bind_bad_workers PROPERTIES LABELS unit
+    PASS_REGULAR_EXPRESSION "err=\"--workers tcp://999\\.1\\.1\\.1:5: cannot bind: ")
+endif()
+
 # Database tests (label db): migrations through the real broker binary, the
 # audit-log trigger, and every sql/queries file run as-is through psql.
 if(TARGET shardq-broker AND TARGET sq_db)
