@@ -308,8 +308,8 @@ sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
     }
     printf("%llu\n", (unsigned long long)job_id);
     fflush(stdout);
-    fprintf(stderr, "job %llu accepted: %zu tasks, model %s, tenant %s\n",
-            (unsigned long long)job_id, n_tasks, model, spec.tenant);
+    fprintf(stderr, "job %llu accepted: %zu task%s, model %s, tenant %s\n",
+            (unsigned long long)job_id, n_tasks, n_tasks == 1 ? "" : "s", model, spec.tenant);
     if (wait) {
         sq_client_job_t final;
         rc = s_wait(c, job_id, (double)timeout_s, &final);
