@@ -198,8 +198,8 @@ s_results_to(sq_client_t *c, uint64_t job_id, const char *path, int kind)
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path ? path : "", (long)getpid());
     FILE *f = path ? fopen(tmp, "w") : stdout;
-    if (!f) {
-        fprintf(stderr, "shardq: %s: %s\n", tmp, strerror(errno));
+    if (!f) {   /* named as the user wrote it; the temporary name is ours */
+        fprintf(stderr, "shardq: -o %s: cannot write (%s: %s)\n", path, tmp, strerror(errno));
         return SQ_EXIT_ERROR;
     }
     s_written_t w = {0};

@@ -324,6 +324,10 @@ test_flow(void)
     r = s_cli(ep, (const char *[]){"results", job, "-o", out, NULL});
     SQ_CHECK(r.code == 0);
     s_run_free(&r);
+    /* an output path that cannot be written: named as given, exit 7 */
+    r = s_cli(ep, (const char *[]){"results", job, "-o", "/nonexistent/dir/out.jsonl", NULL});
+    SQ_CHECK(r.code == 7 && strstr(r.err, "-o /nonexistent/dir/out.jsonl: cannot write ("));
+    s_run_free(&r);
     json_t *res = s_load_results(out);
     SQ_REQUIRE(res);
     SQ_CHECK(json_array_size(res) == N_FLOW);
