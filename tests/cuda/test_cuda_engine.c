@@ -386,6 +386,26 @@ static void test_profile(void)
     ct_unload(&prof);
 }
 
+/* SHARDQ_CUDA_ATT_SPLIT that is not an integer from 0 to 16 makes no
+ * backend, with the variable named (it was read with atoi: "abc" became
+ * the automatic split) */
+static void test_att_split_env(void)
+{
+    static const char *const bad[] = {"abc", "17", "-1", "4x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("SHARDQ_CUDA_ATT_SPLIT", bad[i], 1);
+        sq_backend_t *be = sq_backend_cuda_new(0);
+        SQ_CHECK(be == NULL && sq_error_code() == SQ_EINVAL);
+        SQ_CHECK(strstr(sq_error_detail(), "SHARDQ_CUDA_ATT_SPLIT=") != NULL);
+        sq_backend_destroy(&be);
+    }
+    setenv("SHARDQ_CUDA_ATT_SPLIT", "3", 1);
+    sq_backend_t *be = sq_backend_cuda_new(0);
+    SQ_CHECK(be != NULL);
+    sq_backend_destroy(&be);
+    unsetenv("SHARDQ_CUDA_ATT_SPLIT");
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 4) {
@@ -408,5 +428,6 @@ int main(int argc, char **argv)
     SQ_RUN(test_batched_equals_single);
     SQ_RUN(test_device_sampling);
     SQ_RUN(test_profile);
+    SQ_RUN(test_att_split_env);
     return sq_test_summary("cuda_engine");
 }

@@ -25,6 +25,7 @@
 #include "sq_cuda_kernels.h"
 #include "sq_cuda_prof.h"
 #include "sq_error.h"
+#include "sq_parse.h"
 #include "sq_prof.h"
 
 typedef struct {
@@ -1019,10 +1020,11 @@ static int s_init(s_cuda_t *c, int device)
         c->prof_hold_us = S_HOLD_US;
     }
     const char *split = getenv("SHARDQ_CUDA_ATT_SPLIT");
-    c->att_split = split ? atoi(split) : 0;
-    if (c->att_split < 0 || c->att_split > SQ_CU_ATT_MAX_SPLIT)
-        return SQ_FAIL(SQ_EINVAL, "SHARDQ_CUDA_ATT_SPLIT=%s: not in 0 (automatic) to %d", split,
-                       (int)SQ_CU_ATT_MAX_SPLIT);
+    long long n_split = 0;
+    if (split && *split && sq_parse_int(split, 0, SQ_CU_ATT_MAX_SPLIT, &n_split) != 0)
+        return SQ_FAIL(SQ_EINVAL, "SHARDQ_CUDA_ATT_SPLIT=%s: not an integer in 0 (automatic) "
+                       "to %d", split, (int)SQ_CU_ATT_MAX_SPLIT);
+    c->att_split = (int)n_split;
     c->graphs.drop = s_graph_drop;
     S_CUDA(cudaSetDevice(device), "set device");
     int cc_major = 0;
