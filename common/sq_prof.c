@@ -58,12 +58,6 @@ const char *sq_prof_dtype(int dtype)
     return dtype == 0 ? "f32" : dtype == 1 ? "f16" : dtype == 8 ? "q8_0" : "?";
 }
 
-double sq_prof_row_bytes(int dtype, int64_t n)
-{
-    return dtype == 0 ? 4.0 * (double)n : dtype == 1 ? 2.0 * (double)n
-         : dtype == 8 ? 34.0 * (double)(n / 32) : 0.0;
-}
-
 int sq_prof_add(sq_prof_t *self, const char *label, double ms, double bytes)
 {
     s_row_t *r = NULL;

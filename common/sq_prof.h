@@ -31,8 +31,6 @@ bool sq_prof_wanted(void);
 const char *sq_prof_bucket(int n_tok);
 /* "f32", "f16", "q8_0" for GGUF's dtype codes 0, 1, 8; "?" else */
 const char *sq_prof_dtype(int dtype);
-/* bytes of one GGUF row of n values of dtype (Q8_0: 34 a block of 32) */
-double sq_prof_row_bytes(int dtype, int64_t n);
 
 /* one call of label that took ms and read bytes; 0 or SQ_ENOMEM */
 int sq_prof_add(sq_prof_t *self, const char *label, double ms, double bytes);

@@ -57,7 +57,7 @@ static int s_dtype(const sq_weight_t *w)
 
 static double s_weight_bytes(const sq_weight_t *w)
 {
-    return sq_prof_row_bytes(s_dtype(w), w->n_in) * (double)w->n_out;
+    return (double)sq_cpu_row_bytes(s_dtype(w), w->n_in) * (double)w->n_out;
 }
 
 static int s_embed(sq_backend_t *be, const sq_weight_t *emb, const int32_t *ids, int n,
@@ -123,7 +123,7 @@ static int s_attention(sq_backend_t *be, const sq_attn_args_t *a)
     const double t0 = s_now_ms();
     int rc = s_in(be)->ops->attention(s_in(be), a);
     return s_add(be, rc, t0, what,
-                 keys * a->n_kv * sq_prof_row_bytes(a->kv_dtype, a->head_dim) * 2.0);
+                 keys * a->n_kv * (double)sq_cpu_row_bytes(a->kv_dtype, a->head_dim) * 2.0);
 }
 
 static int s_swiglu(sq_backend_t *be, float *gate, const float *up, size_t n)

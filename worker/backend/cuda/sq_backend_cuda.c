@@ -410,11 +410,13 @@ static int s_prof_end(s_cuda_t *c, int n, const char *label, double bytes)
 static char *s_profile(sq_backend_t *be)
 {
     s_cuda_t *c = s_ctx(be);
+    if (!c->prof)
+        return NULL;
     char header[256];
     snprintf(header, sizeof header, "CUDA profile (device %d): %ld runs (recorded lists, token "
              "choices) step by step, no graphs, each step timed alone on the device; in %ld the "
              "GPU caught up with the host", c->device, c->prof_runs, c->prof_caught_up);
-    return c->prof ? sq_prof_text(c->prof, header) : NULL;
+    return sq_prof_text(c->prof, header);
 }
 
 /* the arena copy, then every recorded op (fused into steps), on the stream */
