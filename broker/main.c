@@ -35,17 +35,6 @@ static void s_usage(FILE *f)
             "  --help, --version\n");
 }
 
-static int s_level(const char *s, sq_log_level_t *out)
-{
-    static const char *names[] = {"debug", "info", "warn", "error"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, names[i]) == 0) {
-            *out = (sq_log_level_t)i;
-            return 0;
-        }
-    return -1;
-}
-
 static int s_num(const char *s, long long min, long long *out)
 {
     return sq_parse_int(s, min, LLONG_MAX, out);
@@ -101,7 +90,7 @@ int main(int argc, char **argv)
         case O_LEASE: ok = s_num(optarg, 0, &n) == 0 && ((o.lease_timeout_ms = n), 1); break;
         case O_RETRY: ok = s_num(optarg, 0, &n) == 0 && ((o.retry_base_ms = n), 1); break;
         case O_RCAP: ok = s_num(optarg, 0, &n) == 0 && ((o.retry_cap_ms = n), 1); break;
-        case O_LOG: ok = s_level(optarg, &level) == 0; if (ok) sq_log_set_level(level); break;
+        case O_LOG: ok = sq_log_level_parse(optarg, &level) == 0; if (ok) sq_log_set_level(level); break;
         case 'h': s_usage(stdout); return 0;
         case O_VERSION: printf("shardq-broker %s\n", SQ_VERSION); return 0;
         case O_ADAPTERS: o.adapters_dir = optarg; break;

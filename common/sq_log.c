@@ -24,11 +24,22 @@ sq_log_init(const char *proc)
     if (proc)
         snprintf(s_proc, sizeof s_proc, "%s", proc);
     const char *lvl = getenv("SHARDQ_LOG_LEVEL");
-    for (int i = 0; lvl && i < 4; i++)
-        if (strcmp(lvl, s_level_names[i]) == 0)
-            s_level = (sq_log_level_t)i;
+    sq_log_level_t level;
+    if (lvl && sq_log_level_parse(lvl, &level) == 0)
+        s_level = level;
     const char *fmt = getenv("SHARDQ_LOG_FORMAT");
     s_json = fmt && strcmp(fmt, "json") == 0;
+}
+
+int
+sq_log_level_parse(const char *name, sq_log_level_t *level)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, s_level_names[i]) == 0) {
+            *level = (sq_log_level_t)i;
+            return 0;
+        }
+    return -1;
 }
 
 void

@@ -18,6 +18,9 @@ typedef enum { SQ_LOG_DEBUG = 0, SQ_LOG_INFO, SQ_LOG_WARN, SQ_LOG_ERROR } sq_log
 /* Set the process name shown as proc=...; reads SHARDQ_LOG_LEVEL/FORMAT. */
 void sq_log_init(const char *proc);
 void sq_log_set_level(sq_log_level_t level);
+/* "debug", "info", "warn" or "error" into *level: 0, or -1 for another
+ * word (the caller says so, naming where the word came from) */
+int sq_log_level_parse(const char *name, sq_log_level_t *level);
 int sq_log_enabled(sq_log_level_t level);
 
 /* msg is a short fixed phrase; kv_fmt builds extra "key=value" pairs

@@ -80,8 +80,8 @@ s_parse_args(int argc, char **argv, sq_loop_opts_t *o)
         {"mpirun-arg", 1, 0, O_MARG}, {"grace-s", 1, 0, O_GRACE}, {"k8s-api", 1, 0, O_KAPI},
         {"k8s-token", 1, 0, O_KTOK}, {"k8s-ca", 1, 0, O_KCA}, {"k8s-namespace", 1, 0, O_KNS},
         {"policy", 1, 0, O_POLICY}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
-    static const char *levels[] = {"debug", "info", "warn", "error"};
-    int c, n_margs = 0, rc = 0, level;
+    int c, n_margs = 0, rc = 0;
+    sq_log_level_t level;
     long long n;
     double x;
     while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -100,12 +100,10 @@ s_parse_args(int argc, char **argv, sq_loop_opts_t *o)
             break;
         case O_MBIND: o->metrics_bind = optarg; break;
         case O_LOG:
-            for (level = 0; level < 4 && strcmp(optarg, levels[level]) != 0; level++)
-                ;
-            if (level == 4)
+            if (sq_log_level_parse(optarg, &level) != 0)
                 return sq_cmd_usage_error("--log-level: '%s' is not debug, info, warn or error",
                                           optarg);
-            sq_log_set_level((sq_log_level_t)level);
+            sq_log_set_level(level);
             break;
         case O_CLOCK:
             if (sq_time_parse_iso(optarg, &o->clock_start_s) != 0) {
