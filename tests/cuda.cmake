@@ -192,7 +192,7 @@ target_include_directories(sq_backend_cuda_emu PUBLIC
 target_include_directories(sq_backend_cuda_emu SYSTEM PUBLIC ${CUDAToolkit_INCLUDE_DIRS})
 target_link_libraries(sq_backend_cuda_emu PUBLIC sq_cuda_plan sq_core stdc++ PRIVATE sq_warnings)
 target_compile_definitions(sq_backend_cuda_emu PRIVATE
-  $<$<COMPILE_LANGUAGE:C>:_POSIX_C_SOURCE=200809L>)
+  $<$<COMPILE_LANGUAGE:C>:_POSIX_C_SOURCE=200809L> "SQ_CUDA_ARCHS=\"90 (emulated)\"")
 
 # The kernels of sq_cuda_device.cuh compiled as host C++ and run on the
 # CPU by an emulator (tests/cuda/emu: one fibre per CUDA thread) against a
@@ -318,4 +318,12 @@ if(TARGET shardq-worker AND TARGET sq_group)
            COMMAND test_cuda_emu_cli $<TARGET_FILE:shardq-worker-emu>
                    ${SQ_CUDA_TEST_MODELS}/stories260K.gguf)
   set_tests_properties(unit.cuda.emu.device_flag PROPERTIES LABELS unit TIMEOUT 300)
+  # a build without kernels for the device: cuda refused naming the cause
+  # and the architectures to build, auto on the CPU
+  add_test(NAME unit.cuda.emu.device_flag_no_kernels
+           COMMAND test_cuda_emu_cli $<TARGET_FILE:shardq-worker-emu>
+                   ${SQ_CUDA_TEST_MODELS}/stories260K.gguf
+                   "CUDA device 0 (compute capability 9.0): this build has no kernels for it")
+  set_tests_properties(unit.cuda.emu.device_flag_no_kernels PROPERTIES LABELS unit TIMEOUT 300
+                       ENVIRONMENT SQ_EMU_PTX_VERSION=0)
 endif()

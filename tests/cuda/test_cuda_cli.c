@@ -1,7 +1,11 @@
 /*  test_cuda_cli: shardq-worker --device, through the real binary.
  *
- *    test_cuda_cli WORKER MODEL
+ *    test_cuda_cli WORKER MODEL [CAUSE]
  *
+ *  With CAUSE, no device may be usable, and the cause (sq_cuda_usable's,
+ *  which the worker's error must repeat) must contain it:
+ *  unit.cuda.emu.device_flag_no_kernels runs the emulated device with a
+ *  build that has no kernels for it.
  *  --device auto prints exactly what --device cpu prints when no CUDA
  *  device is usable; --device cuda then exits 1 naming the cause ("no
  *  usable CUDA device: ..."). With a device, cuda and auto run on it and
@@ -23,7 +27,7 @@
 #include "sq_backend_cuda.h"
 #include "sq_test.h"
 
-static const char *s_worker, *s_model;
+static const char *s_worker, *s_model, *s_cause;
 static char s_dir[] = "/tmp/sq-cuda-cli-XXXXXX";
 
 typedef struct {
@@ -67,6 +71,10 @@ static void test_devices(void)
     static s_run_t cpu, aut, cuda;
     char why[256] = "";
     const int usable = sq_cuda_usable(why, sizeof why);
+    if (s_cause) {
+        SQ_REQUIRE(!usable);
+        SQ_CHECK(strstr(why, s_cause) != NULL);
+    }
     s_worker_run("cpu", &cpu);
     s_worker_run("auto", &aut);
     s_worker_run("cuda", &cuda);
@@ -77,6 +85,7 @@ static void test_devices(void)
         SQ_CHECK(cuda.code == 1);
         SQ_CHECK(cuda.out[0] == '\0');
         SQ_CHECK(strstr(cuda.err, "no usable CUDA device: ") != NULL);
+        SQ_CHECK(strstr(cuda.err, why) != NULL);
         fprintf(stderr, "   --device cuda: exit %d, %s", cuda.code, cuda.err);
     } else {
         SQ_CHECK(cuda.code == 0);
@@ -116,12 +125,13 @@ static void test_unknown_device(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: test_cuda_cli WORKER MODEL\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: test_cuda_cli WORKER MODEL [CAUSE]\n");
         return 2;
     }
     s_worker = argv[1];
     s_model = argv[2];
+    s_cause = argc == 4 ? argv[3] : NULL;
     if (!mkdtemp(s_dir)) {
         perror("mkdtemp");
         return 1;

@@ -432,18 +432,23 @@ namespace sq_emu {
 /* The emulated runtime (sq_cuda_emu_rt.cpp): work queued on stream s as a
  * real launch or copy would be; it runs in stream order, or is recorded
  * into s's graph while s is being captured. A launch that fails when it
- * runs leaves cudaErrorLaunchFailure for the next sync to return. */
-void rt_submit(cudaStream_t s, std::function<cudaError_t()> work);
+ * runs leaves cudaErrorLaunchFailure for the next sync to return. Returns
+ * what a real launch returns: the sticky error of a kernel that failed
+ * (this one, when it ran at once), else cudaSuccess, whatever error an
+ * earlier call left for cudaGetLastError. */
+cudaError_t rt_submit(cudaStream_t s, std::function<cudaError_t()> work);
 }  // namespace sq_emu
 
 /* SQ_CU_LAUNCH of sq_cuda_kernels.cu built by the host compiler: the
  * arguments converted to k's parameters now, as a launch does, the
- * kernel run when the stream gets to it (or at each graph replay) */
+ * kernel run when the stream gets to it (or at each graph replay); the
+ * launch's status (rt_submit) */
 template <typename... P, typename... A>
-void sq_emu_stream_launch(cudaStream_t s, void (*k)(P...), dim3 grid, dim3 block, A &&...args)
+cudaError_t sq_emu_stream_launch(cudaStream_t s, void (*k)(P...), dim3 grid, dim3 block,
+                                 A &&...args)
 {
     std::tuple<P...> params(std::forward<A>(args)...);
-    sq_emu::rt_submit(s, [k, grid, block, params]() mutable {
+    return sq_emu::rt_submit(s, [k, grid, block, params]() mutable {
         const int rc = std::apply([&](P &...p) { return sq_emu_launch(k, grid, block, p...); },
                                   params);
         return rc == 0 ? cudaSuccess : cudaErrorLaunchFailure;

@@ -199,16 +199,17 @@ cudaError_t s_free(std::map<const char *, size_t> &m, void *p, const char *call)
 
 }  // namespace
 
-void sq_emu::rt_submit(cudaStream_t s, s_work_t work)
+cudaError_t sq_emu::rt_submit(cudaStream_t s, s_work_t work)
 {
     s = s_stream(s);
     if (s->capture) {
         s->capture->nodes.push_back(std::move(work));
-        return;
+        return s_rt().sticky;
     }
     s->queue.push_back(std::move(work));
     if (!s_rt().lazy)
         s_drain(s);
+    return s_rt().sticky;
 }
 
 extern "C" {
@@ -250,6 +251,25 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
     return cudaSuccess;
 }
 
+/* The kernels are built for the emulated device (sm_90 code, PTX 9.0);
+ * SQ_EMU_PTX_VERSION=N says they were built from an older architecture's
+ * PTX instead (80: an sm_80 build the driver compiled for the device),
+ * and 0 that the build has no code for the device at all. */
+cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func)
+{
+    if (!attr || !func)
+        return s_error(cudaErrorInvalidValue, "cudaFuncGetAttributes");
+    const char *v = getenv("SQ_EMU_PTX_VERSION");
+    const int ptx = v && *v ? atoi(v) : 90;
+    if (ptx <= 0)
+        return s_error(cudaErrorNoKernelImageForDevice, "cudaFuncGetAttributes");
+    memset(attr, 0, sizeof *attr);
+    attr->ptxVersion = ptx;
+    attr->binaryVersion = 90;
+    attr->maxThreadsPerBlock = 1024;
+    return cudaSuccess;
+}
+
 cudaError_t cudaPeekAtLastError(void)
 {
     return s_rt().last;
@@ -270,6 +290,7 @@ const char *cudaGetErrorString(cudaError_t error)
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
     case cudaErrorLaunchFailure: return "unspecified launch failure (emulated kernel failed)";
     case cudaErrorIllegalState: return "operation not permitted in the current state";
     case cudaErrorStreamCaptureUnsupported:

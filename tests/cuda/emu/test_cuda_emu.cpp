@@ -770,6 +770,47 @@ static void test_swiglu_add(void)
     }
 }
 
+/* A launcher returns its launch's status: an error an earlier call left
+ * for cudaGetLastError (cuBLAS and NCCL can leave one) is neither blamed
+ * on the launch nor taken from its owner. */
+static void test_launch_status(void)
+{
+    const size_t n = 300;
+    s_seed(5);
+    s_buf<float> x(n, NAN, S_OUT_F32), y(n, NAN);
+    s_fill(x, 1.0f);
+    s_fill(y, 1.0f);
+    std::vector<double> ref(n);
+    for (size_t i = 0; i < n; i++)
+        ref[i] = (double)x[i] + y[i];
+    SQ_CHECK(cudaSetDevice(7) == cudaErrorInvalidDevice);   /* the leftover */
+    SQ_CHECK(sq_cu_add(nullptr, x.p(), y.p(), n) == cudaSuccess);
+    s_expect_close("add after a leftover error", x, ref.data(), n, S_TOL_F32);
+    SQ_CHECK(cudaGetLastError() == cudaErrorInvalidDevice);
+    SQ_CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+/* PDL only where the kernels have the wait (PTX 9.0 and later), however
+ * the device is: an sm_80 build the driver compiled for an H200 has none.
+ * A build with no code for the device says so. */
+static void test_pdl_gate(void)
+{
+    int ptx = -1;
+    SQ_CHECK(sq_cu_kernels_ptx(&ptx) == cudaSuccess && ptx == 90);
+    SQ_CHECK(sq_cu_set_pdl(true));
+    SQ_CHECK(!sq_cu_set_pdl(false));
+    setenv("SQ_EMU_PTX_VERSION", "80", 1);
+    SQ_CHECK(sq_cu_kernels_ptx(&ptx) == cudaSuccess && ptx == 80);
+    SQ_CHECK(!sq_cu_set_pdl(true));
+    setenv("SQ_EMU_PTX_VERSION", "0", 1);
+    SQ_CHECK(sq_cu_kernels_ptx(&ptx) == cudaErrorNoKernelImageForDevice && ptx == 0);
+    SQ_CHECK(!sq_cu_set_pdl(true));
+    (void)cudaGetLastError();
+    unsetenv("SQ_EMU_PTX_VERSION");
+    SQ_CHECK(sq_cu_set_pdl(true));
+    sq_cu_set_pdl(false);
+}
+
 static void test_index_rows(void)
 {
     /* rows of 300 floats (more than a block's 256 threads): gather three
@@ -1173,6 +1214,8 @@ int main(void)
     SQ_RUN(test_sample);
     SQ_RUN(test_to_f16);
     SQ_RUN(test_swiglu_add);
+    SQ_RUN(test_launch_status);
+    SQ_RUN(test_pdl_gate);
     SQ_RUN(test_index_rows);
     SQ_RUN(test_rope);
     SQ_RUN(test_rope_store);

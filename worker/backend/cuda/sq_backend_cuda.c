@@ -70,6 +70,7 @@ typedef struct {
     int64_t xq_n_in;
     bool fuse;                  /* SHARDQ_CUDA_FUSE=0: every op its own kernel */
     bool mma;                   /* SHARDQ_CUDA_MMA=0: big Q8_0 batches through cuBLAS */
+    bool pdl;                   /* programmatic dependent launch (sq_cu_set_pdl) */
     sq_cuda_step_t *steps;      /* the fusion plan of the list being run */
     int steps_cap;
     /* an attention's slots as page-table rows: each token's row, the
@@ -112,15 +113,44 @@ static int s_blas_fail(cublasStatus_t st, const char *what)
     return SQ_FAIL(SQ_EDEVICE, "cublas: %s: %s", what, cublasGetStatusString(st));
 }
 
+/* 0 when this build has kernels device (the current one) can run, else
+ * -1 with why saying so: a build for other architectures would fail at
+ * every launch */
+static int s_kernels_why(int device, char *why, size_t why_size)
+{
+    int ptx = 0;
+    cudaError_t err = sq_cu_kernels_ptx(&ptx);
+    if (err == cudaSuccess)
+        return 0;
+    int major = 0, minor = 0;
+    (void)cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    (void)cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+    (void)cudaGetLastError();
+    snprintf(why, why_size, "CUDA device %d (compute capability %d.%d): this build has no "
+             "kernels for it (%s); it was built for CUDA architectures %s: rebuild with "
+             "-DCMAKE_CUDA_ARCHITECTURES=%d%d", device, major, minor, cudaGetErrorString(err),
+             SQ_CUDA_ARCHS, major, minor);
+    return -1;
+}
+
 int sq_cuda_usable(char *why, size_t why_size)
 {
     int n = 0;
+    char cause[320];
     cudaError_t err = cudaGetDeviceCount(&n);
-    if (err == cudaSuccess && n > 0)
-        return 1;
-    if (why && why_size)
-        snprintf(why, why_size, "no usable CUDA device: %s",
+    if (err != cudaSuccess || n < 1) {
+        snprintf(cause, sizeof cause, "%s",
                  err != cudaSuccess ? cudaGetErrorString(err) : "no devices");
+    } else {
+        const int device = sq_cuda_pick_device(sq_cuda_local_rank(), n);
+        err = cudaSetDevice(device);
+        if (err == cudaSuccess && s_kernels_why(device, cause, sizeof cause) == 0)
+            return 1;
+        if (err != cudaSuccess)
+            snprintf(cause, sizeof cause, "CUDA device %d: %s", device, cudaGetErrorString(err));
+    }
+    if (why && why_size)
+        snprintf(why, why_size, "no usable CUDA device: %s", cause);
     return 0;
 }
 
@@ -414,8 +444,9 @@ static char *s_profile(sq_backend_t *be)
         return NULL;
     char header[256];
     snprintf(header, sizeof header, "CUDA profile (device %d): %ld runs (recorded lists, token "
-             "choices) step by step, no graphs, each step timed alone on the device; in %ld the "
-             "GPU caught up with the host", c->device, c->prof_runs, c->prof_caught_up);
+             "choices) step by step, no graphs, PDL %s, each step timed alone on the device; in "
+             "%ld the GPU caught up with the host", c->device, c->prof_runs,
+             c->pdl ? "on" : "off", c->prof_caught_up);
     return sq_prof_text(c->prof, header);
 }
 
@@ -1029,12 +1060,12 @@ static int s_init(s_cuda_t *c, int device)
     c->att_split = (int)n_split;
     c->graphs.drop = s_graph_drop;
     S_CUDA(cudaSetDevice(device), "set device");
-    int cc_major = 0;
-    S_CUDA(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device),
-           "compute capability");
     S_CUDA(cudaDeviceGetAttribute(&c->n_sms, cudaDevAttrMultiProcessorCount, device),
            "multiprocessor count");
-    sq_cu_set_pdl(cc_major >= 9 && s_switch_on("SHARDQ_CUDA_PDL"));
+    char why[320];
+    if (s_kernels_why(device, why, sizeof why) != 0)
+        return SQ_FAIL(SQ_EDEVICE, "%s", why);
+    c->pdl = sq_cu_set_pdl(s_switch_on("SHARDQ_CUDA_PDL"));
     S_CUDA(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");
     for (int i = 0; i < 2; i++)
         S_CUDA(cudaEventCreateWithFlags(&c->arena_read[i], cudaEventDisableTiming), "event");

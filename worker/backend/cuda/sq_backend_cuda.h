@@ -26,8 +26,10 @@
 extern "C" {
 #endif
 
-/* 1 when a CUDA device can be used (driver present, at least one device);
- * 0 otherwise, with why filled ("no usable CUDA device: <cuda error>"). */
+/* 1 when a CUDA device can be used: a driver, at least one device, and
+ * kernels in this build for the device this process would take
+ * (sq_cuda_pick_device); 0 otherwise, with why filled ("no usable CUDA
+ * device: <cause>"). */
 int sq_cuda_usable(char *why, size_t why_size);
 
 /* The backend on device (-1: chosen from the local MPI rank, see

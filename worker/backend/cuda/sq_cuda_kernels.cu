@@ -11,19 +11,32 @@
 /* whether launches allow programmatic dependent launch (sq_cu_set_pdl) */
 static bool s_pdl;
 
-void sq_cu_set_pdl(bool on)
+cudaError_t sq_cu_kernels_ptx(int *ptx_version)
 {
-    s_pdl = on;
+    cudaFuncAttributes fa;
+    /* every kernel of the file is built for the same architectures */
+    cudaError_t err = cudaFuncGetAttributes(&fa, reinterpret_cast<const void *>(k_add));
+    *ptx_version = err == cudaSuccess ? fa.ptxVersion : 0;
+    return err;
 }
 
-/* A launch of kernel k on stream s: under nvcc cudaLaunchKernelEx, with
- * programmatic stream serialisation when PDL is on (the kernel may start
- * while the previous one in s finishes; see s_pdl_begin); built by the
- * host compiler (tests/cuda/emu) the CPU emulator's launch, which runs
- * the kernel or, while s is being captured, records it. */
+bool sq_cu_set_pdl(bool want)
+{
+    int ptx = 0;
+    s_pdl = want && sq_cu_kernels_ptx(&ptx) == cudaSuccess && ptx >= 90;
+    return s_pdl;
+}
+
+/* A launch of kernel k on stream s, and its status: under nvcc
+ * cudaLaunchKernelEx, with programmatic stream serialisation when PDL is
+ * on (the kernel may start while the previous one in s finishes; see
+ * s_pdl_begin); built by the host compiler (tests/cuda/emu) the CPU
+ * emulator's launch, which runs the kernel or, while s is being captured,
+ * records it. The status is the launch's own, not cudaGetLastError's: an
+ * error another call left behind (cuBLAS's, say) is not this launch's. */
 #ifdef __CUDACC__
 template <typename... P, typename... A>
-static void s_launch(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t s, A &&...args)
+static cudaError_t s_launch(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t s, A &&...args)
 {
     cudaLaunchAttribute attr;
     attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -34,7 +47,7 @@ static void s_launch(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t s, A &
     cfg.stream = s;
     cfg.attrs = &attr;
     cfg.numAttrs = s_pdl ? 1 : 0;
-    (void)cudaLaunchKernelEx(&cfg, k, std::forward<A>(args)...);   /* cudaGetLastError has it */
+    return cudaLaunchKernelEx(&cfg, k, std::forward<A>(args)...);
 }
 #define SQ_CU_LAUNCH(k, grid, block, s, ...) s_launch(k, grid, block, s, __VA_ARGS__)
 #elif defined(SQ_CUDA_EMU)
@@ -58,15 +71,13 @@ cudaError_t sq_cu_embed(cudaStream_t s, int dtype, const void *emb, int64_t n_ou
                         const int32_t *ids_d, int n, float *out)
 {
     const __half *scales = dtype == SQ_CU_Q8_0 ? s_q8_scales(emb, n_out, n_in) : NULL;
-    SQ_CU_LAUNCH(k_embed, n, 256, s, dtype, (const unsigned char *)emb, scales, n_in, ids_d, out);
-    return cudaGetLastError();
+    return SQ_CU_LAUNCH(k_embed, n, 256, s, dtype, (const unsigned char *)emb, scales, n_in, ids_d, out);
 }
 
 cudaError_t sq_cu_add_rmsnorm(cudaStream_t s, float *x, const float *y, const float *w, float eps,
                               int n, int dim, float *out, int8_t *xq, float *xd)
 {
-    SQ_CU_LAUNCH(k_add_rmsnorm, n, 256, s, x, y, w, eps, dim, out, xq, xd);
-    return cudaGetLastError();
+    return SQ_CU_LAUNCH(k_add_rmsnorm, n, 256, s, x, y, w, eps, dim, out, xq, xd);
 }
 
 cudaError_t sq_cu_quantize_q8(cudaStream_t s, const float *x, int n_tok, int64_t n_in,
@@ -74,9 +85,8 @@ cudaError_t sq_cu_quantize_q8(cudaStream_t s, const float *x, int n_tok, int64_t
 {
     const int warps = 8;
     const int64_t n_blocks = (int64_t)n_tok * (n_in / SQ_CU_QK);
-    SQ_CU_LAUNCH(k_quantize_q8, sq_cu_blocks((size_t)n_blocks, warps), warps * 32, s, x, n_blocks, xq,
+    return SQ_CU_LAUNCH(k_quantize_q8, sq_cu_blocks((size_t)n_blocks, warps), warps * 32, s, x, n_blocks, xq,
                  xd);
-    return cudaGetLastError();
 }
 
 /* warps for a set when each takes `rows` rows of one matrix (k_gemv, k_mma_q8) */
@@ -110,25 +120,25 @@ static void s_set_scales(sq_cu_gemv_set_t *set, int64_t n_in)
         set->wd[m] = s_q8_scales(set->w[m], set->n_out[m], n_in);
 }
 
-/* the template instance for a run-time token count */
+/* the template instance for a run-time token count, and its launch's status */
 #define S_GEMV_CASES(call)                                                                     \
     switch (n_tok) {                                                                           \
-    case 1: call(1); break;                                                                    \
-    case 2: call(2); break;                                                                    \
-    case 3: call(3); break;                                                                    \
-    case 4: call(4); break;                                                                    \
-    case 5: call(5); break;                                                                    \
-    case 6: call(6); break;                                                                    \
-    case 7: call(7); break;                                                                    \
-    case 8: call(8); break;                                                                    \
-    case 9: call(9); break;                                                                    \
-    case 10: call(10); break;                                                                  \
-    case 11: call(11); break;                                                                  \
-    case 12: call(12); break;                                                                  \
-    case 13: call(13); break;                                                                  \
-    case 14: call(14); break;                                                                  \
-    case 15: call(15); break;                                                                  \
-    case 16: call(16); break;                                                                  \
+    case 1: return call(1);                                                                    \
+    case 2: return call(2);                                                                    \
+    case 3: return call(3);                                                                    \
+    case 4: return call(4);                                                                    \
+    case 5: return call(5);                                                                    \
+    case 6: return call(6);                                                                    \
+    case 7: return call(7);                                                                    \
+    case 8: return call(8);                                                                    \
+    case 9: return call(9);                                                                    \
+    case 10: return call(10);                                                                  \
+    case 11: return call(11);                                                                  \
+    case 12: return call(12);                                                                  \
+    case 13: return call(13);                                                                  \
+    case 14: return call(14);                                                                  \
+    case 15: return call(15);                                                                  \
+    case 16: return call(16);                                                                  \
     default: return cudaErrorInvalidValue;                                                     \
     }
 
@@ -142,7 +152,6 @@ static cudaError_t s_gemv(cudaStream_t s, const sq_cu_gemv_set_t &set, int64_t n
     SQ_CU_LAUNCH((k_gemv<NT, Rows>), blocks, SQ_CU_GEMV_WARPS * 32, s, set, n_in, rows)
     S_GEMV_CASES(S_CALL)
 #undef S_CALL
-    return cudaGetLastError();
 }
 
 cudaError_t sq_cu_gemv_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, const int8_t *xq,
@@ -165,62 +174,52 @@ cudaError_t sq_cu_mma_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, con
     const int tiles = sq_cu_mma_tiles(n_tok);
     const dim3 grid(sq_cu_mma_blocks(&set), sq_cu_blocks((size_t)n_tok, 8 * (unsigned)tiles));
     if (tiles == 4)
-        SQ_CU_LAUNCH(k_mma_q8<4>, grid, SQ_CU_MMA_WARPS * 32, s, set, n_in, xq, xd, n_tok);
-    else
-        SQ_CU_LAUNCH(k_mma_q8<8>, grid, SQ_CU_MMA_WARPS * 32, s, set, n_in, xq, xd, n_tok);
-    return cudaGetLastError();
+        return SQ_CU_LAUNCH(k_mma_q8<4>, grid, SQ_CU_MMA_WARPS * 32, s, set, n_in, xq, xd, n_tok);
+    return SQ_CU_LAUNCH(k_mma_q8<8>, grid, SQ_CU_MMA_WARPS * 32, s, set, n_in, xq, xd, n_tok);
 }
 
 cudaError_t sq_cu_q8_to_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in, void *out)
 {
     const size_t n = (size_t)n_out * (size_t)n_in;
-    SQ_CU_LAUNCH(k_q8_to_f16, sq_cu_blocks(n / 8, 256), 256, s, (const int8_t *)w,
+    return SQ_CU_LAUNCH(k_q8_to_f16, sq_cu_blocks(n / 8, 256), 256, s, (const int8_t *)w,
                  s_q8_scales(w, n_out, n_in), n, (uint4 *)out);
-    return cudaGetLastError();
 }
 
 cudaError_t sq_cu_argmax(cudaStream_t s, const float *x, int n_rows, int n_cols, int32_t *out_d)
 {
-    SQ_CU_LAUNCH(k_argmax, n_rows, 256, s, x, n_cols, out_d);
-    return cudaGetLastError();
+    return SQ_CU_LAUNCH(k_argmax, n_rows, 256, s, x, n_cols, out_d);
 }
 
 cudaError_t sq_cu_sample(cudaStream_t s, const float *x, int n_rows, int n_cols,
                          const int32_t *rows_d, int32_t *out_d)
 {
-    SQ_CU_LAUNCH(k_sample, n_rows, 256, s, x, n_cols, rows_d, out_d);
-    return cudaGetLastError();
+    return SQ_CU_LAUNCH(k_sample, n_rows, 256, s, x, n_cols, rows_d, out_d);
 }
 
 cudaError_t sq_cu_to_f16(cudaStream_t s, const float *x, void *out, size_t n)
 {
-    SQ_CU_LAUNCH(k_to_f16, sq_cu_blocks(n, 256), 256, s, x, (__half *)out, n);
-    return cudaGetLastError();
+    return SQ_CU_LAUNCH(k_to_f16, sq_cu_blocks(n, 256), 256, s, x, (__half *)out, n);
 }
 
 cudaError_t sq_cu_swiglu(cudaStream_t s, float *gate, const float *up, size_t n)
 {
-    SQ_CU_LAUNCH(k_swiglu, sq_cu_blocks(n, 256), 256, s, gate, up, n);
-    return cudaGetLastError();
+    return SQ_CU_LAUNCH(k_swiglu, sq_cu_blocks(n, 256), 256, s, gate, up, n);
 }
 
 cudaError_t sq_cu_add(cudaStream_t s, float *x, const float *y, size_t n)
 {
-    SQ_CU_LAUNCH(k_add, sq_cu_blocks(n, 256), 256, s, x, y, n);
-    return cudaGetLastError();
+    return SQ_CU_LAUNCH(k_add, sq_cu_blocks(n, 256), 256, s, x, y, n);
 }
 
 cudaError_t sq_cu_hold(cudaStream_t s, unsigned long long ns)
 {
-    SQ_CU_LAUNCH(k_hold, 1, 1, s, ns);
-    return cudaGetLastError();
+    return SQ_CU_LAUNCH(k_hold, 1, 1, s, ns);
 }
 
 cudaError_t sq_cu_index_rows(cudaStream_t s, float *dst, const float *src, int64_t row_len,
                              const int32_t *idx_d, int n, bool add)
 {
-    SQ_CU_LAUNCH(k_index_rows, n, 256, s, dst, src, row_len, idx_d, add);
-    return cudaGetLastError();
+    return SQ_CU_LAUNCH(k_index_rows, n, 256, s, dst, src, row_len, idx_d, add);
 }
 
 cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int head_dim,
@@ -229,9 +228,8 @@ cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int hea
     size_t n = (size_t)n_tok * n_heads * (n_rot / 2);
     if (n == 0)
         return cudaSuccess;
-    SQ_CU_LAUNCH(k_rope, sq_cu_blocks(n, 256), 256, s, x, n_tok, n_heads, head_dim, n_rot, pos_d,
+    return SQ_CU_LAUNCH(k_rope, sq_cu_blocks(n, 256), 256, s, x, n_tok, n_heads, head_dim, n_rot, pos_d,
                  freq_base);
-    return cudaGetLastError();
 }
 
 /* a Q8_0 cache's scales, after its n_pages * n_kv * SQ_KV_PAGE * head_dim
@@ -244,16 +242,12 @@ static __half *s_kv_scales(const sq_attn_args_t *a, void *cache)
                       (size_t)a->n_pages * a->n_kv * SQ_KV_PAGE * (size_t)a->head_dim);
 }
 
-/* KERNEL<T> for the cache type of a (sq_cu_kv_type_ok) */
+/* the launch of KERNEL<T> for the cache type of a (sq_cu_kv_type_ok), an
+ * expression: its status */
 #define S_KV_LAUNCH(KERNEL, a, grid, block, s, ...)                                                \
-    do {                                                                                           \
-        if ((a)->kv_dtype == SQ_CU_F16)                                                            \
-            SQ_CU_LAUNCH(KERNEL<__half>, grid, block, s, __VA_ARGS__);                             \
-        else if ((a)->kv_dtype == SQ_CU_Q8_0)                                                      \
-            SQ_CU_LAUNCH(KERNEL<int8_t>, grid, block, s, __VA_ARGS__);                             \
-        else                                                                                       \
-            SQ_CU_LAUNCH(KERNEL<float>, grid, block, s, __VA_ARGS__);                              \
-    } while (0)
+    ((a)->kv_dtype == SQ_CU_F16    ? SQ_CU_LAUNCH(KERNEL<__half>, grid, block, s, __VA_ARGS__)     \
+     : (a)->kv_dtype == SQ_CU_Q8_0 ? SQ_CU_LAUNCH(KERNEL<int8_t>, grid, block, s, __VA_ARGS__)     \
+                                   : SQ_CU_LAUNCH(KERNEL<float>, grid, block, s, __VA_ARGS__))
 
 bool sq_cu_kv_type_ok(int kv_dtype, int head_dim)
 {
@@ -269,8 +263,7 @@ cudaError_t sq_cu_rope_store(cudaStream_t s, const sq_attn_args_t *a, int n_rot,
     s_rope_store_t args = {(float *)a->q, (float *)a->k, a->v, a->k_cache, a->v_cache,
                            s_kv_scales(a, a->k_cache), s_kv_scales(a, a->v_cache), slot_d,
                            pos_d, pages_d, a->n_heads, a->n_kv, a->head_dim, n_rot, a->n_ctx, freq_base};
-    S_KV_LAUNCH(k_rope_store, a, a->n_tok, 256, s, args);
-    return cudaGetLastError();
+    return S_KV_LAUNCH(k_rope_store, a, a->n_tok, 256, s, args);
 }
 
 int sq_cu_att_splits(int n_tok, int n_heads, int n_ctx, int n_sms)
@@ -297,9 +290,9 @@ cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32
         return cudaSuccess;
     __half *ks = s_kv_scales(a, a->k_cache), *vs = s_kv_scales(a, a->v_cache);
     if (store) {
-        S_KV_LAUNCH(k_kv_store, a, a->n_tok, 256, s, a->k_cache, a->v_cache, ks, vs, a->k, a->v,
-                    slot_d, pos_d, pages_d, a->n_kv, a->n_ctx, a->head_dim);
-        cudaError_t err = cudaGetLastError();
+        cudaError_t err = S_KV_LAUNCH(k_kv_store, a, a->n_tok, 256, s, a->k_cache, a->v_cache, ks,
+                                      vs, a->k, a->v, slot_d, pos_d, pages_d, a->n_kv, a->n_ctx,
+                                      a->head_dim);
         if (err != cudaSuccess)
             return err;
     }
@@ -308,12 +301,9 @@ cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32
     s_att_t args = {a->k_cache, a->v_cache, ks, vs, a->q, a->out, slot_d, pos_d, pages_d,
                     a->n_heads, a->n_kv, a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group,
                     xq, xd, n_split, part};
-    S_KV_LAUNCH(k_attention, a, dim3(a->n_heads, a->n_tok, n_split), S_ATT_WARPS * 32, s, args);
-    if (n_split > 1) {
-        cudaError_t err = cudaGetLastError();
-        if (err != cudaSuccess)
-            return err;
-        SQ_CU_LAUNCH(k_att_combine, dim3(a->n_heads, a->n_tok), S_ATT_WARPS * 32, s, args);
-    }
-    return cudaGetLastError();
+    cudaError_t err =
+        S_KV_LAUNCH(k_attention, a, dim3(a->n_heads, a->n_tok, n_split), S_ATT_WARPS * 32, s, args);
+    if (err != cudaSuccess || n_split == 1)
+        return err;
+    return SQ_CU_LAUNCH(k_att_combine, dim3(a->n_heads, a->n_tok), S_ATT_WARPS * 32, s, args);
 }

@@ -19,12 +19,21 @@
 extern "C" {
 #endif
 
-/* Programmatic dependent launch for every launch from now on: each
- * kernel may start while the one before it in its stream finishes (its
- * blocks wait in s_pdl_begin before reading anything). sm_90 and later;
- * the backend turns it on at creation unless SHARDQ_CUDA_PDL=0. One
- * setting for the whole process. */
-void sq_cu_set_pdl(bool on);
+/* The PTX version (major * 10 + minor, e.g. 90) the current device runs
+ * this build's kernels from: its own SASS's, or the PTX the driver
+ * compiled for it. cudaErrorNoKernelImageForDevice when the build has
+ * neither for the device (CMAKE_CUDA_ARCHITECTURES without it). */
+cudaError_t sq_cu_kernels_ptx(int *ptx_version);
+
+/* Programmatic dependent launch for every launch from now on, when want
+ * is set and the current device runs kernels compiled for sm_90 or later
+ * (sq_cu_kernels_ptx): each kernel may start while the one before it in
+ * its stream finishes, its blocks waiting in s_pdl_begin before reading
+ * anything. Kernels compiled for an older architecture have no wait, so
+ * PDL stays off for them even on an sm_90 device. The backend asks for
+ * it at creation unless SHARDQ_CUDA_PDL=0. One setting for the whole
+ * process; returns it. */
+bool sq_cu_set_pdl(bool want);
 
 /* attention keeps a head's output in registers: head_dim up to this */
 enum { SQ_CU_MAX_HEAD_DIM = 256 };
