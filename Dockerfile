@@ -14,8 +14,11 @@
 # the GPU driver comes from the node (NVIDIA container toolkit), and the
 # binaries start without one (--device auto then runs on the CPU).
 # What goes into the image is `cmake --install` (tests/install/check.sh
-# checks that tree on every CI run); the image itself is not built in CI
-# (no container engine there).
+# checks that tree on every CI run). No container engine runs in CI:
+# tests/image/rehearse.sh (ctest image.rehearse) carries out this file's
+# instructions in debootstrap roots and runs a job through the result.
+# It understands ARG, FROM (debian:12, debian:12-slim), COPY, COPY --from,
+# RUN, ENV (NAME=VALUE), USER and WORKDIR: keep to those, or teach it.
 
 ARG CUDA=""
 

@@ -11,6 +11,7 @@ pkgs=(
   openmpi-bin libopenmpi-dev
   postgresql-15 libpq-dev
   clang libclang-rt-14-dev
+  debootstrap
 )
 # Node.js is only needed by the Helm chart checks and the comparison
 # benchmarks; keep any Node already on the machine.
