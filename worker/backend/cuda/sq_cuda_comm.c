@@ -32,6 +32,7 @@ typedef struct {
     int device;
 #ifdef SQ_HAVE_NCCL
     ncclComm_t nccl;
+    bool nccl_broken;           /* an NCCL call failed, here or on another rank */
 #endif
     float *staging;             /* pinned, host path */
     size_t staging_n;
@@ -85,7 +86,10 @@ static int s_allreduce(sq_tp_comm_t *self, float *buf, size_t n)
 #ifdef SQ_HAVE_NCCL
     if (c->mode == SQ_CUDA_COMM_NCCL) {
         ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, c->nccl, c->stream);
-        return r == ncclSuccess ? 0 : s_nccl_fail(r, "all-reduce");
+        if (r == ncclSuccess)
+            return 0;
+        c->nccl_broken = true;
+        return s_nccl_fail(r, "all-reduce");
     }
 #endif
     return s_host_allreduce(c, buf, n);
@@ -119,6 +123,15 @@ static void s_destroy(sq_tp_comm_t **self_p)
 {
     s_cc_t *c = s_cc(*self_p);
     if (c) {
+#ifdef SQ_HAVE_NCCL
+        /* a broken group: abort, which stops its kernels where they wait
+         * for a peer (syncing the stream, or destroying, could wait for
+         * ever) */
+        if (c->nccl && c->nccl_broken) {
+            ncclCommAbort(c->nccl);
+            c->nccl = NULL;
+        }
+#endif
         cudaStreamSynchronize(c->stream);
 #ifdef SQ_HAVE_NCCL
         if (c->nccl)
@@ -189,12 +202,12 @@ static int s_nccl_init(s_cc_t *c)
         s_nccl_fail(r, "init rank");
     }
     float ok = r == ncclSuccess ? 1.0f : 0.0f;
-    if ((rc = h->allreduce_sum_f32(h, &ok, 1)))
-        return rc;
-    if (ok < (float)h->size(h))
-        return r != ncclSuccess ? SQ_EDEVICE
-                                : SQ_FAIL(SQ_EDEVICE, "nccl: another rank failed to join the group");
-    return 0;
+    rc = h->allreduce_sum_f32(h, &ok, 1);
+    if (rc == 0 && ok < (float)h->size(h))
+        rc = r != ncclSuccess ? SQ_EDEVICE
+                              : SQ_FAIL(SQ_EDEVICE, "nccl: another rank failed to join the group");
+    c->nccl_broken = rc != 0;   /* the group is incomplete: s_destroy aborts it */
+    return rc;
 }
 #endif
 
