@@ -508,14 +508,21 @@ typedef struct {
     unsigned long long count, weight;   /* inclusive running count and weight at id */
 } s_pick_t;
 
+/* Histograms kept in S_HIST_COPIES copies, lane i adding to copy
+ * i % S_HIST_COPIES: logits crowd into a few buckets of the top byte (a
+ * third of a row's tokens in one is common), and a warp's atomics on one
+ * shared address run one after another, so the copies cut that queue by
+ * their number. */
+enum { S_HIST_COPIES = 4 };
+
 /* the first token of row (in the rules' order) whose inclusive running
  * weight (by_weight) or count exceeds target, which must be below the
  * row's total; every thread gets it */
 static __device__ s_pick_t s_select(const float *row, int n, float max, float t, bool by_weight,
                                     unsigned long long target)
 {
-    __shared__ unsigned long long hw[256];
-    __shared__ unsigned int hc[256];
+    __shared__ unsigned long long hw[S_HIST_COPIES][256];
+    __shared__ unsigned int hc[S_HIST_COPIES][256];
     __shared__ unsigned long long below_w;
     __shared__ unsigned long long below_c;
     __shared__ uint32_t prefix;
@@ -526,9 +533,12 @@ static __device__ s_pick_t s_select(const float *row, int n, float max, float t,
         below_w = below_c = 0;
         prefix = 0;
     }
+    const int copy = (int)(threadIdx.x % S_HIST_COPIES);
     for (int b = 3; b >= 0; b--) {
-        for (int v = threadIdx.x; v < 256; v += blockDim.x)
-            hw[v] = hc[v] = 0;
+        for (int v = threadIdx.x; v < S_HIST_COPIES * 256; v += blockDim.x) {
+            hw[v / 256][v % 256] = 0;
+            hc[v / 256][v % 256] = 0;
+        }
         __syncthreads();
         const uint32_t pre = prefix;
         for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -536,20 +546,55 @@ static __device__ s_pick_t s_select(const float *row, int n, float max, float t,
             if ((k & mask) != pre)
                 continue;
             const int v = (int)((k >> (8 * b)) & 255u);
-            atomicAdd(&hc[v], 1u);
-            atomicAdd(&hw[v], s_weight(row[i], max, t));
+            atomicAdd(&hc[copy][v], 1u);
+            atomicAdd(&hw[copy][v], s_weight(row[i], max, t));
         }
         __syncthreads();
-        if (threadIdx.x == 0) {
-            int v = 0;
-            for (; v < 255; v++) {
-                const unsigned long long cum = by_weight ? below_w + hw[v] : below_c + hc[v];
-                if (cum > target)
-                    break;
-                below_w += hw[v];
-                below_c += hc[v];
+        for (int v = threadIdx.x; v < 256; v += blockDim.x)
+            for (int c = 1; c < S_HIST_COPIES; c++) {
+                hw[0][v] += hw[c][v];
+                hc[0][v] += hc[c][v];
             }
-            prefix = pre | (uint32_t)v << (8 * b);
+        __syncthreads();
+        /* the bucket: the first v (at most 255) where the running count or
+         * weight passes target. Warp 0, a lane for 8 buckets: the lanes'
+         * running sums by a scan, then the one lane whose 8 hold v walks
+         * them (on the buckets' order, so the sums are exact) */
+        if (threadIdx.x < 32) {
+            const int lane = (int)threadIdx.x;
+            /* read before the lane that finds v overwrites them */
+            unsigned long long cw = below_w, cc = below_c;
+            __syncwarp();
+            unsigned long long sw = 0, sc = 0;
+            for (int v = 8 * lane; v < 8 * lane + 8; v++) {
+                sw += hw[0][v];
+                sc += hc[0][v];
+            }
+            unsigned long long iw = sw, ic = sc;   /* inclusive over the lanes */
+            for (int d = 1; d < 32; d <<= 1) {
+                const unsigned long long w_up = __shfl_up_sync(0xffffffffu, iw, d);
+                const unsigned long long c_up = __shfl_up_sync(0xffffffffu, ic, d);
+                if (lane >= d) {
+                    iw += w_up;
+                    ic += c_up;
+                }
+            }
+            cw += iw - sw;
+            cc += ic - sc;
+            const unsigned long long start = by_weight ? cw : cc;
+            const unsigned long long end = by_weight ? cw + sw : cc + sc;
+            if (start <= target && (end > target || lane == 31)) {
+                int v = 8 * lane;
+                for (; v < 255; v++) {
+                    if ((by_weight ? cw + hw[0][v] : cc + hc[0][v]) > target)
+                        break;
+                    cw += hw[0][v];
+                    cc += hc[0][v];
+                }
+                below_w = cw;
+                below_c = cc;
+                prefix = pre | (uint32_t)v << (8 * b);
+            }
         }
         mask |= 0xffu << (8 * b);
         __syncthreads();
