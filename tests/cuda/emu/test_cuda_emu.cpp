@@ -1133,7 +1133,7 @@ static void s_attention_case(const s_att_case &c)
                     o[d] += sc[j] / sum * vc_ref.get(pg.at(slots[t], kvh, j) + d);
         }
 
-    /* as sq_cu_attention: the store, then one block per (head, token) */
+    /* as sq_cu_attention: the store, then one block per (token, head) */
     typedef typename s_kv<S>::dev T;
     SQ_CHECK(sq_emu_launch(k_kv_store<T>, dim3(n_tok), dim3(256), (void *)kc.vp(),
                            (void *)vc.vp(), kc.scales(), vc.scales(), (const float *)k.p(),
@@ -1154,10 +1154,10 @@ static void s_attention_case(const s_att_case &c)
                         c.n_kv, n_ctx, hd, c.q_head0, c.kv_head0, c.group,
                         c.quant ? xq.p() : nullptr, c.quant ? xd.p() : nullptr, n_split,
                         part.p()};
-        SQ_CHECK(sq_emu_launch(k_attention<T>, dim3(c.n_heads, n_tok, n_split),
+        SQ_CHECK(sq_emu_launch(k_attention<T>, dim3(n_tok, c.n_heads, n_split),
                                dim3(S_ATT_WARPS * 32), args) == 0);
         if (n_split > 1)
-            SQ_CHECK(sq_emu_launch(k_att_combine, dim3(c.n_heads, n_tok),
+            SQ_CHECK(sq_emu_launch(k_att_combine, dim3(n_tok, c.n_heads),
                                    dim3(S_ATT_WARPS * 32), args) == 0);
         SQ_CHECK(part.guards_ok());
         char what[160];

@@ -1003,7 +1003,8 @@ static __device__ float s_qk(const float *qs, const int8_t *c, const __half *sc,
     return s;
 }
 
-/* Query head blockIdx.x of token blockIdx.y over positions 0..pos. Each
+/* Query head blockIdx.y of token blockIdx.x over positions 0..pos (tokens
+ * on x, whose limit is 2^31 - 1: a step's tokens can pass y's 65535). Each
  * warp takes 32 keys at a time, one per lane (independent row loads, no
  * reduction per key), folds them into an online softmax (running max m,
  * sum l), then adds their values with lanes across dims (lane owns dims
@@ -1024,7 +1025,7 @@ static __global__ void k_attention(s_att_t a)
     __shared__ float ps[S_ATT_WARPS][32];
     __shared__ float wm[S_ATT_WARPS], wl[S_ATT_WARPS];
     __shared__ float wacc[S_ATT_WARPS][SQ_CU_MAX_HEAD_DIM];
-    const int h = blockIdx.x, t = blockIdx.y;
+    const int h = blockIdx.y, t = blockIdx.x;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int kvh = (a.q_head0 + h) / a.group - a.kv_head0;
     const int hd = a.hd;
@@ -1102,14 +1103,14 @@ static __global__ void k_attention(s_att_t a)
     }
 }
 
-/* the n_split partials of query head blockIdx.x of token blockIdx.y of
+/* the n_split partials of query head blockIdx.y of token blockIdx.x of
  * k_attention into its output (block 0 had key 0: the max is finite) */
 static __global__ void k_att_combine(s_att_t a)
 {
     s_pdl_begin();
     __shared__ float m[SQ_CU_ATT_MAX_SPLIT], l[SQ_CU_ATT_MAX_SPLIT];
     __shared__ const float *acc[SQ_CU_ATT_MAX_SPLIT];
-    const int h = blockIdx.x, t = blockIdx.y, n = a.n_split;
+    const int h = blockIdx.y, t = blockIdx.x, n = a.n_split;
     const float *part = a.part + ((size_t)t * a.n_heads + h) * n * s_att_part_size(a.hd);
     for (int z = threadIdx.x; z < n; z += blockDim.x) {
         m[z] = part[(size_t)z * s_att_part_size(a.hd)];

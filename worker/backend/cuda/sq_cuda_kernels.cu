@@ -302,8 +302,8 @@ cudaError_t sq_cu_attention(cudaStream_t s, const sq_attn_args_t *a, const int32
                     a->n_heads, a->n_kv, a->n_ctx, a->head_dim, a->q_head0, a->kv_head0, a->group,
                     xq, xd, n_split, part};
     cudaError_t err =
-        S_KV_LAUNCH(k_attention, a, dim3(a->n_heads, a->n_tok, n_split), S_ATT_WARPS * 32, s, args);
+        S_KV_LAUNCH(k_attention, a, dim3(a->n_tok, a->n_heads, n_split), S_ATT_WARPS * 32, s, args);
     if (err != cudaSuccess || n_split == 1)
         return err;
-    return SQ_CU_LAUNCH(k_att_combine, dim3(a->n_heads, a->n_tok), S_ATT_WARPS * 32, s, args);
+    return SQ_CU_LAUNCH(k_att_combine, dim3(a->n_tok, a->n_heads), S_ATT_WARPS * 32, s, args);
 }
