@@ -33,13 +33,10 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export SHARDQ_ACTOR=demo
 
 pids=()
+. scripts/procs.sh
 cleanup() {
   set +e
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-  done
+  stop_pids "${pids[@]}"
   scripts/pg-local.sh destroy >/dev/null 2>&1
 }
 trap cleanup EXIT

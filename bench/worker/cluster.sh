@@ -16,19 +16,9 @@ model_name=$(basename "$model")
 reps=${BENCH_REPEAT:-3}
 work=$(mktemp -d)
 pids=()
-# stop processes $@ (shardq-group drains on TERM; a KILLed wrapper takes
-# mpirun with it)
-stop_pids() {
-  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
-    alive=0
-    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    ((alive)) || break
-    sleep 0.2
-  done
-  for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
-  return 0
-}
+# stop_pids: shardq-group drains on TERM; a KILLed wrapper takes mpirun
+# with it
+. scripts/procs.sh
 cleanup() {
   stop_pids "${pids[@]}"
   scripts/pg-local.sh destroy >/dev/null 2>&1

@@ -33,6 +33,7 @@
 # container without CAP_SYS_ADMIN).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
+. "$here/scripts/procs.sh"
 
 declare -A build_args=()
 keep=""
@@ -67,11 +68,7 @@ pids=()
 pgdir=""
 cleanup() {
   set +e
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-  done
+  stop_pids "${pids[@]}"
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -R "${mounts[i]}" 2>/dev/null; done
   [[ -n $pgdir ]] && SHARDQ_PG_DIR=$pgdir "$here/scripts/pg-local.sh" destroy >/dev/null 2>&1
   [[ -z $keep ]] && rm -rf "$work"
