@@ -533,6 +533,10 @@ static void test_gemv(void)
                         mode == 2);
         }
     s_gemv_case(SQ_CU_F16, 1, 32, 1, false);
+    /* Q8_0 rows of 133 blocks: a lane loads 4 of its blocks a round
+     * (s_dot_q8), so lanes 0..4 take a second round of one */
+    s_gemv_case(SQ_CU_Q8_0, 1, 4256, 1, false);
+    s_gemv_case(SQ_CU_Q8_0, 3, 4256, 3, false);
 }
 
 static void test_mma(void)

@@ -156,7 +156,22 @@ static __global__ void k_quantize_q8(const float *x, int64_t n_blocks, int8_t *x
 
 /* Q8_0 row r (split layout) times NT quantised tokens, added into this
  * lane's acc: 8 dp4a per block and token, the block's int32 sum scaled by
- * both scales (the CPU backend's arithmetic, in another summation order) */
+ * both scales (the CPU backend's arithmetic, in another summation order).
+ * For up to 4 tokens a lane loads R of its blocks (lane, lane + 32, ...)
+ * before it uses any, so a row of up to 32 times that
+ * many blocks costs one trip to memory, not one a block: tinyllama's
+ * rows of 2048 values are 2 blocks a lane, which a loop with a run-time
+ * count fetches one after the other. With more tokens the activations'
+ * loads would take the registers (190 at 16 tokens, one block an SM):
+ * there nvcc's own unrolling stays. */
+/* a loop of constant count unrolled by nvcc (its arrays then stay in
+ * registers); the emulator's host compiler needs no hint */
+#ifdef __CUDACC__
+#define S_UNROLL _Pragma("unroll")
+#else
+#define S_UNROLL
+#endif
+
 template <int NT>
 static __device__ void s_dot_q8(const int8_t *qs, const __half *wd, int64_t r, int64_t n_in,
                                 const int8_t *xq, const float *xd, int lane, float *acc)
@@ -164,21 +179,37 @@ static __device__ void s_dot_q8(const int8_t *qs, const __half *wd, int64_t r, i
     const int64_t nb = n_in / SQ_CU_QK;
     const int4 *wrow = (const int4 *)(qs + (size_t)r * n_in);
     const __half *drow = wd + (size_t)r * nb;
-    for (int64_t b = lane; b < nb; b += 32) {
-        const int4 w0 = wrow[2 * b], w1 = wrow[2 * b + 1];
-        const float dw = __half2float(drow[b]);
-        for (int t = 0; t < NT; t++) {
-            const int4 *xr = (const int4 *)(xq + (size_t)t * n_in) + 2 * b;
-            const int4 x0 = xr[0], x1 = xr[1];
-            int s = __dp4a(w0.x, x0.x, 0);
-            s = __dp4a(w0.y, x0.y, s);
-            s = __dp4a(w0.z, x0.z, s);
-            s = __dp4a(w0.w, x0.w, s);
-            s = __dp4a(w1.x, x1.x, s);
-            s = __dp4a(w1.y, x1.y, s);
-            s = __dp4a(w1.z, x1.z, s);
-            s = __dp4a(w1.w, x1.w, s);
-            acc[t] += dw * xd[(size_t)t * nb + b] * (float)s;
+    constexpr int R = NT <= 2 ? 4 : NT <= 4 ? 2 : 1;
+    for (int64_t b0 = lane; b0 < nb; b0 += 32 * R) {
+        int4 w0[R], w1[R];
+        float dw[R];
+        S_UNROLL
+        for (int u = 0; u < R; u++) {
+            const int64_t b = b0 + 32 * u;
+            if (b < nb) {
+                w0[u] = wrow[2 * b];
+                w1[u] = wrow[2 * b + 1];
+                dw[u] = __half2float(drow[b]);
+            }
+        }
+        S_UNROLL
+        for (int u = 0; u < R; u++) {
+            const int64_t b = b0 + 32 * u;
+            if (b >= nb)
+                break;
+            for (int t = 0; t < NT; t++) {
+                const int4 *xr = (const int4 *)(xq + (size_t)t * n_in) + 2 * b;
+                const int4 x0 = xr[0], x1 = xr[1];
+                int s = __dp4a(w0[u].x, x0.x, 0);
+                s = __dp4a(w0[u].y, x0.y, s);
+                s = __dp4a(w0[u].z, x0.z, s);
+                s = __dp4a(w0[u].w, x0.w, s);
+                s = __dp4a(w1[u].x, x1.x, s);
+                s = __dp4a(w1[u].y, x1.y, s);
+                s = __dp4a(w1[u].z, x1.z, s);
+                s = __dp4a(w1[u].w, x1.w, s);
+                acc[t] += dw[u] * xd[(size_t)t * nb + b] * (float)s;
+            }
         }
     }
 }
