@@ -214,31 +214,57 @@ static __device__ void s_dot_q8(const int8_t *qs, const __half *wd, int64_t r, i
     }
 }
 
-/* F16 row r (n_in % 32 == 0) times NT F32 tokens (16-byte aligned) */
+/* s[t] += the 8 F16 weights of u times values at..at + 7 of token t's
+ * row of x (n_in values a row), in the order of a float4 at a time */
+template <int NT>
+static __device__ void s_dot_f16_8(uint4 u, const float *x, int64_t n_in, int64_t at, float *s)
+{
+    float wv[8];
+    s_h2f(u.x, wv);
+    s_h2f(u.y, wv + 2);
+    s_h2f(u.z, wv + 4);
+    s_h2f(u.w, wv + 6);
+    for (int t = 0; t < NT; t++) {
+        const float4 *xr = (const float4 *)(x + (size_t)t * n_in + at);
+        const float4 v0 = xr[0], v1 = xr[1];
+        s[t] += wv[0] * v0.x + wv[1] * v0.y + wv[2] * v0.z + wv[3] * v0.w;
+        s[t] += wv[4] * v1.x + wv[5] * v1.y + wv[6] * v1.z + wv[7] * v1.w;
+    }
+}
+
+/* F16 row r (n_in % 32 == 0) times NT F32 tokens (16-byte aligned). A
+ * lane's block of 32 weights is converted 8 at a time, each token's sum
+ * of the block kept apart and added to acc at the block's end. Up to 4
+ * tokens the block's four 16-byte words are loaded together (one trip to
+ * memory); with more, each just before its 8 weights are used: loading
+ * the block first, or converting all 32 weights first (as before
+ * 2026-11-30), led ptxas to hoist every token's activations as well,
+ * 152 registers a thread at 16 tokens (one block an SM), where this
+ * takes at most 122 (ptxas -v; two blocks an SM). Launch bounds asking
+ * for two blocks made ptxas take all 128 registers they allowed, and
+ * spill. */
 template <int NT>
 static __device__ void s_dot_f16(const __half *w, int64_t r, int64_t n_in, const float *x,
                                  int lane, float *acc)
 {
     const uint4 *wrow = (const uint4 *)(w + (size_t)r * n_in);
     for (int64_t b = lane; b < n_in / 32; b += 32) {
-        float wv[32];
-        for (int k = 0; k < 4; k++) {
-            const uint4 u = wrow[4 * b + k];
-            s_h2f(u.x, wv + 8 * k);
-            s_h2f(u.y, wv + 8 * k + 2);
-            s_h2f(u.z, wv + 8 * k + 4);
-            s_h2f(u.w, wv + 8 * k + 6);
+        float s[NT];
+        for (int t = 0; t < NT; t++)
+            s[t] = 0.0f;
+        if (NT <= 4) {
+            const uint4 u0 = wrow[4 * b], u1 = wrow[4 * b + 1], u2 = wrow[4 * b + 2],
+                        u3 = wrow[4 * b + 3];
+            s_dot_f16_8<NT>(u0, x, n_in, 32 * b, s);
+            s_dot_f16_8<NT>(u1, x, n_in, 32 * b + 8, s);
+            s_dot_f16_8<NT>(u2, x, n_in, 32 * b + 16, s);
+            s_dot_f16_8<NT>(u3, x, n_in, 32 * b + 24, s);
+        } else {
+            for (int k = 0; k < 4; k++)
+                s_dot_f16_8<NT>(wrow[4 * b + k], x, n_in, 32 * b + 8 * k, s);
         }
-        for (int t = 0; t < NT; t++) {
-            const float4 *xr = (const float4 *)(x + (size_t)t * n_in) + 8 * b;
-            float s = 0.0f;
-            for (int k = 0; k < 8; k++) {
-                const float4 v = xr[k];
-                s += wv[4 * k] * v.x + wv[4 * k + 1] * v.y + wv[4 * k + 2] * v.z +
-                     wv[4 * k + 3] * v.w;
-            }
-            acc[t] += s;
-        }
+        for (int t = 0; t < NT; t++)
+            acc[t] += s[t];
     }
 }
 
