@@ -90,7 +90,7 @@ deb $mirror bookworm main
 deb $mirror bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 EOF
-    tar -C "$tmp" -cf "$tar.part" . && mv "$tar.part" "$tar"
+    tar -C "$tmp" -cf "$tar.$$.part" . && mv "$tar.$$.part" "$tar"
     rm -rf "$tmp"
   fi
   echo "$tar"
