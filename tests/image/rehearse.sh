@@ -119,6 +119,11 @@ path-include /usr/share/locale/locale.alias
 EOF
   fi
   cp /etc/resolv.conf "$dir/etc/resolv.conf"
+  # the way this machine's apt reaches the mirror (a proxy), if it has one
+  local f
+  for f in $(grep -lis 'proxy' /etc/apt/apt.conf /etc/apt/apt.conf.d/* 2>/dev/null); do
+    cp "$f" "$dir/etc/apt/apt.conf.d/99host-${f##*/}"
+  done
   mount -t proc proc "$dir/proc"; mounts+=("$dir/proc")
   mount --rbind /dev "$dir/dev"; mount --make-rslave "$dir/dev"; mounts+=("$dir/dev")
   # a container sees the host's /sys read-only (Open MPI's hwloc reads the
