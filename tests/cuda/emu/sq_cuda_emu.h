@@ -13,7 +13,10 @@
  *  shuffle in a warp with an exited lane, a barrier that can never
  *  complete (deadlock), a bad launch configuration.
  *  __shared__ is `static`: one array per kernel, which is per block since
- *  blocks run in turn; it keeps the previous block's values (not garbage).
+ *  blocks run in turn. All of them live in one section, which is filled
+ *  with 0xff bytes before every block (NaN as a float, -1 as an integer,
+ *  a pointer nowhere), so a kernel that reads shared memory before it
+ *  writes it fails here as it would, by chance, on a GPU.
  *
  *  Switching fibres: on x86-64 a hand-written switch (the callee-saved
  *  registers, MXCSR and the x87 control word, then the stack pointer);
@@ -58,7 +61,12 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static
+#define __shared__ static __attribute__((section("sq_emu_shared")))
+
+/* the bounds of the __shared__ section (the linker's; weak: none when no
+ * kernel has shared memory) */
+extern "C" char __start_sq_emu_shared[] __attribute__((weak));
+extern "C" char __stop_sq_emu_shared[] __attribute__((weak));
 
 inline uint3 threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
@@ -330,6 +338,16 @@ inline bool s_run_block()
     return !S.failed;
 }
 
+/* every __shared__ variable to 0xff bytes: a block starts with garbage
+ * (without AddressSanitizer's checks: the section holds its redzones) */
+__attribute__((no_sanitize_address)) inline void s_poison_shared()
+{
+    if (!__start_sq_emu_shared || !__stop_sq_emu_shared)
+        return;
+    for (volatile char *p = __start_sq_emu_shared; p < __stop_sq_emu_shared; p++)
+        *p = (char)0xff;
+}
+
 inline int s_launch(dim3 grid, dim3 block)
 {
     const unsigned long long n_threads = (unsigned long long)block.x * block.y * block.z;
@@ -359,6 +377,7 @@ inline int s_launch(dim3 grid, dim3 block)
         blockIdx.x = (unsigned)(b % grid.x);
         blockIdx.y = (unsigned)(b / grid.x % grid.y);
         blockIdx.z = (unsigned)(b / ((unsigned long long)grid.x * grid.y));
+        s_poison_shared();
         if (!s_run_block()) {
             fprintf(stderr, "sq_cuda_emu: block (%u,%u,%u) of (%u,%u,%u): %s\n", blockIdx.x,
                     blockIdx.y, blockIdx.z, grid.x, grid.y, grid.z, S.why);

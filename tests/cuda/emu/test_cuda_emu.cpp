@@ -299,6 +299,22 @@ static __global__ void k_emu_pdl(int *out)
     out[threadIdx.x] = 1;
 }
 
+/* a shared counter that is never set, only reset at the end: right on a
+ * zeroed start, garbage on a GPU; out[block] = what the block found */
+static __global__ void k_emu_shared_unset(int *out)
+{
+    __shared__ int count;
+    __shared__ float f;
+    __syncthreads();
+    if (threadIdx.x == 0)
+        out[blockIdx.x] = count + (f == f ? 0 : 1000);   /* f NaN: + 1000 */
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        count = 0;
+        f = 0.0f;
+    }
+}
+
 static void test_emulator(void)
 {
     /* the emulator's own kernels need not start with s_pdl_begin */
@@ -330,6 +346,10 @@ static void test_emulator(void)
     sq_emu::S.require_pdl = false;
     /* after failures the emulator runs again */
     SQ_CHECK(sq_emu_launch(k_emu_shuffles, dim3(1), dim3(64), out.data()) == 0 && out[8] == 4);
+    /* every block starts with shared memory of 0xff bytes, whatever the
+     * block before it left: an unset int reads -1, an unset float NaN */
+    SQ_CHECK(sq_emu_launch(k_emu_shared_unset, dim3(3), dim3(32), out.data()) == 0);
+    SQ_CHECK(out[0] == 999 && out[1] == 999 && out[2] == 999);
 
     std::vector<int> turn(6 * 5, -1);
     int counter = 0, in_order = 1;
