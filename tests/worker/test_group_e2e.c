@@ -350,6 +350,39 @@ static void case_cuda_emu(void)
     sq_e2e_check_no_duplicates(s_h);
 }
 
+/* A GPU that fails mid-job (the emulated device faults at its 1200th
+ * kernel: an illegal address, sticky, as an Xid error leaves a real one):
+ * the group exits non-zero instead of hanging or failing the tasks it
+ * holds, its leases go back to the queue, and a healthy group finishes
+ * the job: every task succeeds, none twice, none failed. */
+static int s_log_count(const char *name, const char *needle);
+
+enum { S_FAULT_TASKS = 40 };
+static void case_cuda_fault(void)
+{
+    SQ_REQUIRE(sq_e2e_up("group_cuda_fault", NULL, &s_h, &s_c));
+    s_device = "cuda";
+    s_kv_type = "f32";
+    setenv("SQ_EMU_FAULT_AFTER", "1200", 1);
+    sq_proc_t *bad = s_group("g-faulty", 8);
+    SQ_REQUIRE(bad != NULL && s_wait_groups(1) == 0);
+    SQ_REQUIRE(s_submit(S_FAULT_TASKS, 5, 24) > 0);
+    SQ_CHECK(sq_proc_wait(bad, 180000) == 0);
+    SQ_CHECK(sq_proc_exit_code(bad) != 0);
+    const int64_t done = s_count("SELECT count(*) FROM task_results");
+    fprintf(stderr, "   results before the fault: %lld of %d\n", (long long)done, S_FAULT_TASKS);
+    SQ_CHECK(done < S_FAULT_TASKS);
+    unsetenv("SQ_EMU_FAULT_AFTER");
+    SQ_REQUIRE(s_group("g-rescue", 8) != NULL);
+    SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
+                                 S_FAULT_TASKS, 180000) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE state <> 'succeeded'") == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE group_id = 'g-faulty' "
+                     "AND outcome = 'worker_lost'") >= 1);
+    SQ_CHECK(s_log_count("g-faulty", "an illegal memory access was encountered") >= 1);
+    sq_e2e_check_no_duplicates(s_h);
+}
+
 /* Lines of group name's log that contain needle. */
 static int s_log_count(const char *name, const char *needle)
 {
@@ -790,6 +823,7 @@ int main(int argc, char **argv)
         {"group_adapters", case_adapters},
         {"group_lora_updates", case_lora_updates},
         {"group_cuda_emu", case_cuda_emu},
+        {"group_cuda_fault", case_cuda_fault},
         {"group_kv_pages", case_kv_pages},
         {"group_kv_q8_0", case_kv_q8_0},
         {NULL, NULL},

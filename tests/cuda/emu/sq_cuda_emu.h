@@ -456,6 +456,11 @@ namespace sq_emu {
  * (this one, when it ran at once), else cudaSuccess, whatever error an
  * earlier call left for cudaGetLastError. */
 cudaError_t rt_submit(cudaStream_t s, std::function<cudaError_t()> work);
+/* Whether the kernel about to run faults: SQ_EMU_FAULT_AFTER=N makes the
+ * N-th kernel the process runs (launched or replayed) fail as a device
+ * fault does (cudaErrorIllegalAddress, sticky), so tests can see what the
+ * worker makes of a GPU that fails mid-job. */
+bool rt_fault_now();
 }  // namespace sq_emu
 
 /* SQ_CU_LAUNCH of sq_cuda_kernels.cu built by the host compiler: the
@@ -468,6 +473,8 @@ cudaError_t sq_emu_stream_launch(cudaStream_t s, void (*k)(P...), dim3 grid, dim
 {
     std::tuple<P...> params(std::forward<A>(args)...);
     return sq_emu::rt_submit(s, [k, grid, block, params]() mutable {
+        if (sq_emu::rt_fault_now())
+            return cudaErrorIllegalAddress;
         const int rc = std::apply([&](P &...p) { return sq_emu_launch(k, grid, block, p...); },
                                   params);
         return rc == 0 ? cudaSuccess : cudaErrorLaunchFailure;

@@ -199,6 +199,20 @@ cudaError_t s_free(std::map<const char *, size_t> &m, void *p, const char *call)
 
 }  // namespace
 
+bool sq_emu::rt_fault_now()
+{
+    static const long long after = [] {
+        const char *v = getenv("SQ_EMU_FAULT_AFTER");
+        return v && *v ? atoll(v) : 0LL;
+    }();
+    static long long n_run = 0;
+    if (after <= 0 || ++n_run < after)
+        return false;
+    if (n_run == after)
+        fprintf(stderr, "sq_cuda_emu: kernel %lld faults (SQ_EMU_FAULT_AFTER)\n", n_run);
+    return true;
+}
+
 cudaError_t sq_emu::rt_submit(cudaStream_t s, s_work_t work)
 {
     s = s_stream(s);
@@ -290,6 +304,7 @@ const char *cudaGetErrorString(cudaError_t error)
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
     case cudaErrorLaunchFailure: return "unspecified launch failure (emulated kernel failed)";
     case cudaErrorIllegalState: return "operation not permitted in the current state";
