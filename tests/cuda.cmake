@@ -310,8 +310,10 @@ if(TARGET shardq-worker AND TARGET sq_group)
   target_compile_definitions(shardq-worker-emu PRIVATE _POSIX_C_SOURCE=200809L)
   if(TARGET test_group_e2e)
     sq_group_e2e_test(group_cuda_emu $<TARGET_FILE:shardq-worker-emu>)
-    # the emulated device faulting mid-job: leases back, a healthy group ends the job
+    # the emulated device faulting, then hanging, mid-job: leases back, a
+    # healthy group ends the job
     sq_group_e2e_test(group_cuda_fault $<TARGET_FILE:shardq-worker-emu>)
+    sq_group_e2e_test(group_cuda_hang $<TARGET_FILE:shardq-worker-emu>)
   endif()
   # the worker's --device flag and profile on the emulated device
   add_executable(test_cuda_emu_cli cuda/test_cuda_cli.c)

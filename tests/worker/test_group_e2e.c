@@ -57,6 +57,7 @@ static const char *s_device = "cpu";   /* the groups' --device */
 static const char *s_kv_type = "f16";  /* and --kv-type */
 static const char *s_max_batch;        /* --max-batch instead of s_group's (e.g. "auto") */
 static const char *s_kv_pages;         /* --kv-pages, when set */
+static const char *s_step_timeout;     /* --step-timeout, when set */
 static const char *s_model;            /* --model instead of SHARDQ_TEST_MODEL */
 static const char *s_job_model = S_MODEL_NAME;   /* the jobs' model (its file's name) */
 
@@ -72,13 +73,18 @@ static sq_proc_t *s_group(const char *name, int max_batch)
                           "--model", s_model ? s_model : s_env("SHARDQ_TEST_MODEL"),
                           "--max-batch", mb,
                           "--device", s_device, "--kv-type", s_kv_type,
-                          "--group-id", name, "--grace", "60", NULL, NULL, NULL, NULL, NULL};
+                          "--group-id", name, "--grace", "60", NULL, NULL, NULL, NULL, NULL,
+                          NULL, NULL};
     int n = 0;
     while (argv[n])
         n++;
     if (s_kv_pages) {
         argv[n++] = "--kv-pages";
         argv[n++] = s_kv_pages;
+    }
+    if (s_step_timeout) {
+        argv[n++] = "--step-timeout";
+        argv[n++] = s_step_timeout;
     }
     if (s_adapters_dir[0]) {
         argv[n++] = "--adapters";
@@ -357,30 +363,55 @@ static void case_cuda_emu(void)
  * the job: every task succeeds, none twice, none failed. */
 static int s_log_count(const char *name, const char *needle);
 
+/* The emulated device's kernel number `at` fails (env "SQ_EMU_FAULT_AFTER")
+ * or never ends ("SQ_EMU_HANG_AFTER") in group g-bad mid-job; the group
+ * must end non-zero with log line `says` and its leases go back to the
+ * queue; a healthy group then finishes the job: every task succeeds,
+ * none twice, none failed. */
 enum { S_FAULT_TASKS = 40 };
-static void case_cuda_fault(void)
+static void s_device_fails(const char *env, const char *at, const char *says)
 {
-    SQ_REQUIRE(sq_e2e_up("group_cuda_fault", NULL, &s_h, &s_c));
     s_device = "cuda";
     s_kv_type = "f32";
-    setenv("SQ_EMU_FAULT_AFTER", "1200", 1);
-    sq_proc_t *bad = s_group("g-faulty", 8);
+    setenv(env, at, 1);
+    sq_proc_t *bad = s_group("g-bad", 8);
+    unsetenv(env);
     SQ_REQUIRE(bad != NULL && s_wait_groups(1) == 0);
     SQ_REQUIRE(s_submit(S_FAULT_TASKS, 5, 24) > 0);
     SQ_CHECK(sq_proc_wait(bad, 180000) == 0);
     SQ_CHECK(sq_proc_exit_code(bad) != 0);
     const int64_t done = s_count("SELECT count(*) FROM task_results");
-    fprintf(stderr, "   results before the fault: %lld of %d\n", (long long)done, S_FAULT_TASKS);
+    fprintf(stderr, "   results before kernel %s: %lld of %d\n", at, (long long)done,
+            S_FAULT_TASKS);
     SQ_CHECK(done < S_FAULT_TASKS);
-    unsetenv("SQ_EMU_FAULT_AFTER");
+    SQ_CHECK(s_log_count("g-bad", says) >= 1);
+    s_step_timeout = NULL;
     SQ_REQUIRE(s_group("g-rescue", 8) != NULL);
     SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'succeeded'",
                                  S_FAULT_TASKS, 180000) == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE state <> 'succeeded'") == 0);
-    SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE group_id = 'g-faulty' "
+    SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE group_id = 'g-bad' "
                      "AND outcome = 'worker_lost'") >= 1);
-    SQ_CHECK(s_log_count("g-faulty", "an illegal memory access was encountered") >= 1);
     sq_e2e_check_no_duplicates(s_h);
+}
+
+/* A GPU that fails mid-job (an illegal address, sticky, as an Xid error
+ * leaves a real one): the group exits non-zero instead of hanging or
+ * failing the tasks it holds. */
+static void case_cuda_fault(void)
+{
+    SQ_REQUIRE(sq_e2e_up("group_cuda_fault", NULL, &s_h, &s_c));
+    s_device_fails("SQ_EMU_FAULT_AFTER", "1200", "an illegal memory access was encountered");
+}
+
+/* A GPU that hangs mid-job (a kernel that never ends, as a stuck NCCL
+ * all-reduce does): the heartbeats go on, so only the group's watchdog
+ * can tell; with --step-timeout 3 it ends the group. */
+static void case_cuda_hang(void)
+{
+    SQ_REQUIRE(sq_e2e_up("group_cuda_hang", NULL, &s_h, &s_c));
+    s_step_timeout = "3";
+    s_device_fails("SQ_EMU_HANG_AFTER", "1200", "forward step stuck, ending the group");
 }
 
 /* Lines of group name's log that contain needle. */
@@ -824,6 +855,7 @@ int main(int argc, char **argv)
         {"group_lora_updates", case_lora_updates},
         {"group_cuda_emu", case_cuda_emu},
         {"group_cuda_fault", case_cuda_fault},
+        {"group_cuda_hang", case_cuda_hang},
         {"group_kv_pages", case_kv_pages},
         {"group_kv_q8_0", case_kv_q8_0},
         {NULL, NULL},

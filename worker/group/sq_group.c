@@ -49,6 +49,7 @@ typedef struct {
     int kv_type;                /* --kv-type (sq_kv_type_t) */
     bool no_prefix;             /* --prefix-cache off */
     int grace_s;
+    int step_timeout_s;         /* --step-timeout: a step running longer ends the group */
     int max_tokens;             /* default when a task gives none */
     const char *adapters_dir;   /* NAME/VERSION.gguf, NAME/active */
 } s_opts_t;
@@ -94,6 +95,9 @@ static void s_usage(FILE *fp)
           "  --group-id ID        name shown to the broker (default $SHARDQ_GROUP_ID,\n"
           "                       else host:pid)\n"
           "  --grace S            on SIGTERM, seconds to finish running tasks (default 30)\n"
+          "  --step-timeout S     a forward step running longer than S seconds means a\n"
+          "                       device or a collective hangs: the group hands its leases\n"
+          "                       back and exits 1 (default 600; 0: never)\n"
           "  --max-tokens N       default max_tokens of tasks that give none (default 128)\n"
           "  --adapters DIR       LoRA adapters: DIR/NAME/VERSION.gguf, with DIR/NAME/active\n"
           "                       naming the version for tasks that give none\n"
@@ -157,6 +161,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
         }
         else if (!strcmp(flag, "--grace"))
             rc = sq_args_int(flag, v, 0, 86400, &o->grace_s);
+        else if (!strcmp(flag, "--step-timeout"))
+            rc = sq_args_int(flag, v, 0, 86400, &o->step_timeout_s);
         else if (!strcmp(flag, "--max-tokens"))
             rc = sq_args_int(flag, v, 1, 1 << 24, &o->max_tokens);
         else {
@@ -502,6 +508,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
         .kv_type = sq_model_kv_type(sq_engine_model(eng)),
         .max_batch = o->max_batch + o->prefetch,
         .kv_pages = sq_model_kv_pages(sq_engine_model(eng)),
+        .step_timeout_ms = o->step_timeout_s * 1000,
     };
     s_rank0_t r = {.batcher = b, .max_batch = o->max_batch, .opts = o, .pending = {NULL, -1}};
     if (!(r.active = calloc((size_t)o->max_batch, sizeof *r.active)))
@@ -538,7 +545,9 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
         while (!r.pending.lease && sq_batcher_n_active(b) < o->max_batch &&
                (l = sq_link_take(r.link, sq_batcher_n_active(b) ? 0 : 50)) != NULL)
             s_admit(&r, tok, model, l);
+        sq_link_step(r.link, true);
         rc = sq_batcher_step(b, s_on_done, &r);
+        sq_link_step(r.link, false);
         s_note_preemptions(&r);
     }
     if (rc)
@@ -580,7 +589,8 @@ int sq_group_main(int argc, char **argv)
     s_opts_t o = {
         .broker = env_ep && *env_ep ? env_ep : "tcp://127.0.0.1:5556",
         .device = "cpu", .group_id = getenv("SHARDQ_GROUP_ID"), .n_threads = 1,
-        .max_batch = 16, .prefetch = -1, .prefill_budget = 128, .grace_s = 30, .max_tokens = 128,
+        .max_batch = 16, .prefetch = -1, .prefill_budget = 128, .grace_s = 30,
+        .step_timeout_s = 600, .max_tokens = 128,
     };
     int prc = s_parse(argc, argv, &o);
     if (prc)

@@ -10,9 +10,11 @@
 #include <czmq.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sq_error.h"
 #include "sq_log.h"
@@ -39,8 +41,9 @@ struct sq_link {
     /* immutable after new */
     char *endpoint, *group_id, *model, *model_sha256, *device, *kv_type;
     char **adapters;
-    int n_adapters, tp_size, max_batch, kv_pages, heartbeat_ms;
+    int n_adapters, tp_size, max_batch, kv_pages, heartbeat_ms, step_timeout_ms;
     char wake_ep[64];
+    atomic_llong step_since_ms; /* when the running step began; 0: none runs */
     zsock_t *wake_tx;           /* compute side */
     pthread_t thread;
     bool thread_started;
@@ -354,6 +357,33 @@ static void s_new_epoch(sq_link_t *self)
     }
 }
 
+/* DISCONNECT with reason (best effort: the broker re-queues the group's
+ * leases when it arrives, or when the heartbeats stop) */
+static void s_send_disconnect(zsock_t *dealer, const char *reason)
+{
+    sq_wire_enc_t *e = sq_wire_enc_new();
+    if (e) {
+        sq_wire_map(e, 1);
+        sq_wire_kv_str(e, "reason", reason);
+        sq_wire_send(zsock_resolve(dealer), NULL, SQ_WIRE_DISCONNECT, e);
+        sq_wire_enc_destroy(&e);
+    }
+}
+
+/* The watchdog: a step stuck past the timeout ends the process. */
+static void s_check_step(sq_link_t *self, zsock_t *dealer, int64_t now)
+{
+    const long long since = atomic_load(&self->step_since_ms);
+    if (self->step_timeout_ms <= 0 || since <= 0 || now - since <= self->step_timeout_ms)
+        return;
+    SQ_ERROR("forward step stuck, ending the group",
+             "running_s=%.1f step_timeout_s=%.1f cause=\"a device or a collective that hangs\"",
+             (double)(now - since) / 1000.0, self->step_timeout_ms / 1000.0);
+    s_send_disconnect(dealer, "forward step stuck");
+    zclock_sleep(200);   /* for the message to leave */
+    _exit(1);
+}
+
 static void *s_thread(void *arg)
 {
     sq_link_t *self = arg;
@@ -413,6 +443,7 @@ static void *s_thread(void *arg)
             s_send_heartbeat(self, dealer);
             last_send = last_kv = now;
         }
+        s_check_step(self, dealer, now);
         if (now - last_recv > (int64_t)self->heartbeat_ms * SQ_WIRE_HEARTBEAT_LIVENESS) {
             SQ_WARN("broker silent, reconnecting", "endpoint=%s", self->endpoint);
             pthread_mutex_lock(&self->mu);
@@ -429,13 +460,7 @@ static void *s_thread(void *arg)
         }
     }
     s_flush(self, dealer);
-    sq_wire_enc_t *e = sq_wire_enc_new();
-    if (e) {
-        sq_wire_map(e, 1);
-        sq_wire_kv_str(e, "reason", "group shutting down");
-        sq_wire_send(zsock_resolve(dealer), NULL, SQ_WIRE_DISCONNECT, e);
-        sq_wire_enc_destroy(&e);
-    }
+    s_send_disconnect(dealer, "group shutting down");
     zpoller_destroy(&poller);
     zsock_destroy(&dealer);
     zsock_destroy(&wake_rx);
@@ -467,6 +492,7 @@ sq_link_t *sq_link_new(const sq_link_config_t *cfg)
     self->max_batch = cfg->max_batch;
     self->kv_pages = cfg->kv_pages;
     self->heartbeat_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : SQ_WIRE_HEARTBEAT_MS;
+    self->step_timeout_ms = cfg->step_timeout_ms;
     self->kv_in_use = self->preemptions = -1;
     if (!self->endpoint || !self->group_id || !self->model || !self->model_sha256 ||
         !self->device || !self->kv_type)
@@ -686,6 +712,11 @@ void sq_link_set_kv_use(sq_link_t *self, int pages_in_use, long preemptions)
         self->kv_dirty = true;
     }
     pthread_mutex_unlock(&self->mu);
+}
+
+void sq_link_step(sq_link_t *self, bool running)
+{
+    atomic_store(&self->step_since_ms, running ? (long long)s_now_ms() : 0LL);
 }
 
 void sq_link_set_draining(sq_link_t *self)

@@ -5,7 +5,12 @@
  *  capabilities, turns TASKS into leases the compute thread takes with
  *  sq_link_take(), passes CANCEL-LEASE on, sends the outcomes the compute
  *  thread hands in (batched into RESULT and FAIL messages), and reconnects
- *  when the broker is silent for 3 heartbeats or says DISCONNECT. A
+ *  when the broker is silent for 3 heartbeats or says DISCONNECT. It is
+ *  also the group's watchdog: a forward step (sq_link_step) that runs
+ *  past the step timeout means a device or a collective hangs, and the
+ *  heartbeats it keeps sending would hide that from the broker for ever;
+ *  so it says DISCONNECT (the broker re-queues the leases at once), logs
+ *  why and ends the process with status 1 (mpirun then ends the group). A
  *  reconnect voids every lease taken before it: sq_link_epoch() moves on,
  *  and the compute thread drops sequences of older epochs (the broker has
  *  re-queued them; a late result would be stale anyway).
@@ -53,6 +58,7 @@ typedef struct {
     const char *const *adapters;/* names held; may be NULL */
     int n_adapters;
     int heartbeat_ms;           /* 0: 1000 */
+    int step_timeout_ms;        /* a step running longer ends the process; 0: never */
 } sq_link_config_t;
 
 /* What a finished task reports (text may hold any bytes; lineage fields
@@ -88,6 +94,9 @@ bool sq_link_drained(sq_link_t *self);
 /* Report a lease's outcome (takes the lease). */
 void sq_link_complete(sq_link_t *self, sq_lease_t *lease, const sq_outcome_t *out);
 void sq_link_fail(sq_link_t *self, sq_lease_t *lease, bool retryable, const char *error);
+/* A forward step begins (running) or has ended: the watchdog's clock
+ * (step_timeout_ms). */
+void sq_link_step(sq_link_t *self, bool running);
 /* Announce draining (READY draining=true): the broker sends no more tasks. */
 void sq_link_set_draining(sq_link_t *self);
 /* True while the broker link is up (READY sent and the broker alive). */

@@ -458,8 +458,9 @@ namespace sq_emu {
 cudaError_t rt_submit(cudaStream_t s, std::function<cudaError_t()> work);
 /* Whether the kernel about to run faults: SQ_EMU_FAULT_AFTER=N makes the
  * N-th kernel the process runs (launched or replayed) fail as a device
- * fault does (cudaErrorIllegalAddress, sticky), so tests can see what the
- * worker makes of a GPU that fails mid-job. */
+ * fault does (cudaErrorIllegalAddress, sticky), and SQ_EMU_HANG_AFTER=N
+ * makes it never finish (this call does not return), so tests can see
+ * what the worker makes of a GPU that fails or hangs mid-job. */
 bool rt_fault_now();
 }  // namespace sq_emu
 

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <deque>
 #include <functional>
@@ -199,16 +200,26 @@ cudaError_t s_free(std::map<const char *, size_t> &m, void *p, const char *call)
 
 }  // namespace
 
+static long long s_env_count(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? atoll(v) : 0LL;
+}
+
 bool sq_emu::rt_fault_now()
 {
-    static const long long after = [] {
-        const char *v = getenv("SQ_EMU_FAULT_AFTER");
-        return v && *v ? atoll(v) : 0LL;
-    }();
+    static const long long fault = s_env_count("SQ_EMU_FAULT_AFTER");
+    static const long long hang = s_env_count("SQ_EMU_HANG_AFTER");
     static long long n_run = 0;
-    if (after <= 0 || ++n_run < after)
+    ++n_run;
+    if (hang > 0 && n_run == hang) {
+        fprintf(stderr, "sq_cuda_emu: kernel %lld never ends (SQ_EMU_HANG_AFTER)\n", n_run);
+        for (;;)
+            sleep(1);
+    }
+    if (fault <= 0 || n_run < fault)
         return false;
-    if (n_run == after)
+    if (n_run == fault)
         fprintf(stderr, "sq_cuda_emu: kernel %lld faults (SQ_EMU_FAULT_AFTER)\n", n_run);
     return true;
 }
