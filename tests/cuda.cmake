@@ -330,4 +330,13 @@ if(TARGET shardq-worker AND TARGET sq_group)
                    "CUDA device 0 (compute capability 9.0): this build has no kernels for it")
   set_tests_properties(unit.cuda.emu.device_flag_no_kernels PROPERTIES LABELS unit TIMEOUT 300
                        ENVIRONMENT SQ_EMU_PTX_VERSION=0)
+  # a device that wedges while the group loads the model: --load-timeout
+  # ends the process (exit 1) naming the cause, instead of a group that
+  # never serves nor fails
+  add_test(NAME unit.cuda.emu.load_hang
+           COMMAND sh -c "$<TARGET_FILE:shardq-worker-emu> --broker tcp://127.0.0.1:1 \
+--model ${SQ_CUDA_TEST_MODELS}/stories260K.gguf --device cuda --load-timeout 2 2>&1; echo exit=$?")
+  set_tests_properties(unit.cuda.emu.load_hang PROPERTIES LABELS unit TIMEOUT 60
+    ENVIRONMENT "${SQ_MPI_ENV};SQ_EMU_HANG_IN=cudaMalloc"
+    PASS_REGULAR_EXPRESSION "msg=\"model load stuck, ending the group\" rank=0 load_timeout_s=2[^\n]*\n(.*\n)?exit=1")
 endif()

@@ -127,7 +127,7 @@ set_tests_properties(unit.worker_group_device_bad PROPERTIES LABELS unit
   PASS_REGULAR_EXPRESSION "^shardq-worker: --device: 'tpu' is not cpu, cuda or auto")
 # group mode's flags refused with the flag and the value named
 sq_flag_tests(unit.worker_group_flag shardq-worker "--broker=tcp://127.0.0.1:1;--model=x.gguf"
-              "shardq-worker: " "step-timeout=10s" "grace=86401")
+              "shardq-worker: " "step-timeout=10s" "load-timeout=1h" "grace=86401")
 add_test(NAME unit.worker_flag_no_value COMMAND shardq-worker --model x.gguf --threads)
 set_tests_properties(unit.worker_flag_no_value PROPERTIES LABELS unit
   PASS_REGULAR_EXPRESSION "--threads needs a value")

@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <math.h>
 #include <mpi.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,7 @@ typedef struct {
     bool no_prefix;             /* --prefix-cache off */
     int grace_s;
     int step_timeout_s;         /* --step-timeout: a step running longer ends the group */
+    int load_timeout_s;         /* --load-timeout: a model load running longer ends it */
     int max_tokens;             /* default when a task gives none */
     const char *adapters_dir;   /* NAME/VERSION.gguf, NAME/active */
 } s_opts_t;
@@ -98,6 +100,8 @@ static void s_usage(FILE *fp)
           "  --step-timeout S     a forward step running longer than S seconds means a\n"
           "                       device or a collective hangs: the group hands its leases\n"
           "                       back and exits 1 (default 600; 0: never)\n"
+          "  --load-timeout S     the same for loading the model and joining the group's\n"
+          "                       devices (NCCL) before serving (default 1800; 0: never)\n"
           "  --max-tokens N       default max_tokens of tasks that give none (default 128)\n"
           "  --adapters DIR       LoRA adapters: DIR/NAME/VERSION.gguf, with DIR/NAME/active\n"
           "                       naming the version for tasks that give none\n"
@@ -163,6 +167,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             rc = sq_args_int(flag, v, 0, 86400, &o->grace_s);
         else if (!strcmp(flag, "--step-timeout"))
             rc = sq_args_int(flag, v, 0, 86400, &o->step_timeout_s);
+        else if (!strcmp(flag, "--load-timeout"))
+            rc = sq_args_int(flag, v, 0, 86400, &o->load_timeout_s);
         else if (!strcmp(flag, "--max-tokens"))
             rc = sq_args_int(flag, v, 1, 1 << 24, &o->max_tokens);
         else {
@@ -581,6 +587,74 @@ static int s_sampling_threads(const s_opts_t *o, const sq_engine_t *eng)
     return cores < 1 ? 1 : cores > 16 ? 16 : (int)cores;
 }
 
+/* ---- the load watchdog ----
+ * Loading the model and, on GPUs, joining the group's NCCL communicator
+ * come before the broker link, whose watchdog covers forward steps
+ * (sq_link_step). A load that never ends (a peer that never joins, a
+ * wedged device) would leave a group that neither serves nor fails, so a
+ * thread gives it --load-timeout seconds, then ends the process (mpirun
+ * then ends the group). */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int timeout_s, rank;
+    pthread_t thread;
+    bool started;
+} s_load_watch_t;
+
+static void *s_load_watch(void *arg)
+{
+    s_load_watch_t *w = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += w->timeout_s;
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    while (!w->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&w->cv, &w->mu, &until);
+    const bool stuck = !w->done;
+    pthread_mutex_unlock(&w->mu);
+    if (stuck) {
+        SQ_ERROR("model load stuck, ending the group",
+                 "rank=%d load_timeout_s=%d cause=\"a device, or a rank that never joins the "
+                 "group\"", w->rank, w->timeout_s);
+        _exit(1);
+    }
+    return NULL;
+}
+
+static void s_load_watch_start(s_load_watch_t *w, int timeout_s, int rank)
+{
+    *w = (s_load_watch_t){.timeout_s = timeout_s, .rank = rank};
+    if (timeout_s <= 0)
+        return;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    w->started = pthread_create(&w->thread, NULL, s_load_watch, w) == 0;
+    if (!w->started)
+        SQ_WARN("no load watchdog", "reason=\"cannot start its thread\"");
+}
+
+static void s_load_watch_stop(s_load_watch_t *w)
+{
+    if (w->timeout_s <= 0)
+        return;
+    if (w->started) {
+        pthread_mutex_lock(&w->mu);
+        w->done = true;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+    }
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+}
+
 /* ---- all ranks ---- */
 
 int sq_group_main(int argc, char **argv)
@@ -590,7 +664,7 @@ int sq_group_main(int argc, char **argv)
         .broker = env_ep && *env_ep ? env_ep : "tcp://127.0.0.1:5556",
         .device = "cpu", .group_id = getenv("SHARDQ_GROUP_ID"), .n_threads = 1,
         .max_batch = 16, .prefetch = -1, .prefill_budget = 128, .grace_s = 30,
-        .step_timeout_s = 600, .max_tokens = 128,
+        .step_timeout_s = 600, .load_timeout_s = 1800, .max_tokens = 128,
     };
     int prc = s_parse(argc, argv, &o);
     if (prc)
@@ -611,6 +685,8 @@ int sq_group_main(int argc, char **argv)
     int rank = 0, size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    s_load_watch_t watch;
+    s_load_watch_start(&watch, o.load_timeout_s, rank);
     sq_tp_comm_t *comm = sq_tp_comm_mpi_world_new();
     sq_engine_params_t ep = {.model_path = o.model_path, .device = o.device,
                              .n_threads = o.n_threads, .n_ctx = o.n_ctx,
@@ -622,6 +698,7 @@ int sq_group_main(int argc, char **argv)
     sq_batcher_t *b = eng ? sq_batcher_new(sq_engine_model(eng), MPI_COMM_WORLD, o.max_batch,
                                            o.prefill_budget)
                           : NULL;
+    s_load_watch_stop(&watch);
     int rc = b ? 0 : sq_error_code() ? sq_error_code() : SQ_EINVAL;
     if (rc == 0 && rank == 0) {
         rc = sq_batcher_set_sampling_threads(b, s_sampling_threads(&o, eng));

@@ -342,9 +342,17 @@ static cudaError_t s_guarded_alloc(std::map<const char *, size_t> &pool, void **
     return *p ? cudaSuccess : s_error(cudaErrorMemoryAllocation, what);
 }
 
-/* device memory holds at most the capacity, as a GPU's does */
+/* device memory holds at most the capacity, as a GPU's does;
+ * SQ_EMU_HANG_IN=cudaMalloc makes the first call never return (a device
+ * that wedges while the model loads) */
 cudaError_t cudaMalloc(void **devPtr, size_t size)
 {
+    const char *hang = getenv("SQ_EMU_HANG_IN");
+    if (hang && strcmp(hang, "cudaMalloc") == 0) {
+        fprintf(stderr, "sq_cuda_emu: cudaMalloc never returns (SQ_EMU_HANG_IN)\n");
+        for (;;)
+            sleep(1);
+    }
     s_rt_t &rt = s_rt();
     if (size > rt.capacity - rt.used) {
         *devPtr = nullptr;
