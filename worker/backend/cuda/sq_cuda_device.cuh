@@ -154,16 +154,6 @@ static __global__ void k_quantize_q8(const float *x, int64_t n_blocks, int8_t *x
  * the rows of the first, then of the second, ...; in SwiGLU mode a warp
  * takes row r of both and writes silu(gate) * up. */
 
-/* Q8_0 row r (split layout) times NT quantised tokens, added into this
- * lane's acc: 8 dp4a per block and token, the block's int32 sum scaled by
- * both scales (the CPU backend's arithmetic, in another summation order).
- * For up to 4 tokens a lane loads R of its blocks (lane, lane + 32, ...)
- * before it uses any, so a row of up to 32 times that
- * many blocks costs one trip to memory, not one a block: tinyllama's
- * rows of 2048 values are 2 blocks a lane, which a loop with a run-time
- * count fetches one after the other. With more tokens the activations'
- * loads would take the registers (190 at 16 tokens, one block an SM):
- * there nvcc's own unrolling stays. */
 /* a loop of constant count unrolled by nvcc (its arrays then stay in
  * registers); the emulator's host compiler needs no hint */
 #ifdef __CUDACC__
@@ -172,6 +162,16 @@ static __global__ void k_quantize_q8(const float *x, int64_t n_blocks, int8_t *x
 #define S_UNROLL
 #endif
 
+/* Q8_0 row r (split layout) times NT quantised tokens, added into this
+ * lane's acc: 8 dp4a per block and token, the block's int32 sum scaled by
+ * both scales (the CPU backend's arithmetic, in another summation order).
+ * For up to 4 tokens a lane loads R of its blocks (lane, lane + 32, ...)
+ * before it uses any, so a row of up to 32 R blocks costs one trip to
+ * memory, not one a block: tinyllama's rows of 2048 values are 2 blocks
+ * a lane, which a loop with a run-time count fetches one after the
+ * other. With more tokens the activations' loads would take the
+ * registers (190 at 16 tokens, one block an SM): there nvcc's own
+ * unrolling stays. */
 template <int NT>
 static __device__ void s_dot_q8(const int8_t *qs, const __half *wd, int64_t r, int64_t n_in,
                                 const int8_t *xq, const float *xd, int lane, float *acc)
