@@ -256,6 +256,23 @@ static int s_fail_entry(sq_server_t *self, sq_group_t *g, sq_wire_val_t f)
     return rc;
 }
 
+/* A worker's DISCONNECT: its leases go back to the queue, each attempt's
+ * error (and the audit event) saying why the worker gave, when it gave a
+ * readable reason (an unreadable one is ignored: the group leaves anyway) */
+static void s_worker_left(sq_server_t *self, sq_group_t *g, sq_wire_msg_t *msg)
+{
+    char *reason = NULL;
+    if (sq_wire_get_strdup(msg->body, "reason", false, SQ_WIRE_MAX_ERROR, &reason) != 0)
+        sq_error_clear();
+    const size_t n = reason ? strlen(reason) + 32 : 0;
+    char *why = n ? malloc(n) : NULL;
+    if (why)
+        snprintf(why, n, "worker disconnected: %s", reason);
+    sq_server_group_lost(self, g, why ? why : "worker disconnected");
+    free(why);
+    free(reason);
+}
+
 /* Apply fn to each entry of the array `key`; report the first bad one. */
 static void s_entries(sq_server_t *self, sq_group_t *g, sq_wire_msg_t *msg, const char *key,
                       int (*fn)(sq_server_t *, sq_group_t *, sq_wire_val_t))
@@ -329,7 +346,7 @@ static void s_message(sq_server_t *self, sq_wire_msg_t *msg)
     } else if (msg->cmd == SQ_WIRE_PARTIAL) {
         s_fenced(self, g, msg->body, "partial"); /* v1: checked, then ignored */
     } else if (msg->cmd == SQ_WIRE_DISCONNECT) {
-        sq_server_group_lost(self, g, "worker disconnected");
+        s_worker_left(self, g, msg);
     } else if (msg->cmd == SQ_WIRE_HEARTBEAT) {
         s_heartbeat(self, g, msg);
     }

@@ -210,6 +210,16 @@ s_bad_worker_frames(void)
     int64_t n = -1;
     SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_results where text = 'forged'",
                                 &n) == 0 && n == 0);
+    /* A DISCONNECT whose reason is not UTF-8: the group leaves all the
+     * same, recorded with the default reason, not the bytes */
+    uint8_t bye = SQ_WIRE_DISCONNECT;
+    const void *bad_bye[] = {SQ_WIRE_HEADER, &bye, "\x81\xa6reason\xa2\xff\xfe"};
+    const size_t bad_bye_n[] = {4, 1, 11};
+    SQ_CHECK(sq_e2e_send_frames(w, bad_bye, bad_bye_n, 3) == 0);
+    SQ_CHECK(sq_harness_wait_at_least(h, "select count(*) from audit_log where action = "
+                                         "'worker_lost' and subject = 'group:raw' and "
+                                         "details->>'reason' = 'worker disconnected'",
+                                      1, 10000, NULL) == 0);
     sq_wire_enc_destroy(&e);
     sq_e2e_client_destroy(&w);
 }

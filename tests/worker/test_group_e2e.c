@@ -366,10 +366,11 @@ static int s_log_count(const char *name, const char *needle);
 /* The emulated device's kernel number `at` fails (env "SQ_EMU_FAULT_AFTER")
  * or never ends ("SQ_EMU_HANG_AFTER") in group g-bad mid-job; the group
  * must end non-zero with log line `says` and its leases go back to the
- * queue; a healthy group then finishes the job: every task succeeds,
- * none twice, none failed. */
+ * queue, their attempts' error saying why (SQL LIKE `why`); a healthy
+ * group then finishes the job: every task succeeds, none twice, none
+ * failed. */
 enum { S_FAULT_TASKS = 40 };
-static void s_device_fails(const char *env, const char *at, const char *says)
+static void s_device_fails(const char *env, const char *at, const char *says, const char *why)
 {
     s_device = "cuda";
     s_kv_type = "f32";
@@ -392,6 +393,10 @@ static void s_device_fails(const char *env, const char *at, const char *says)
     SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE state <> 'succeeded'") == 0);
     SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE group_id = 'g-bad' "
                      "AND outcome = 'worker_lost'") >= 1);
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM task_attempts WHERE group_id = 'g-bad' "
+             "AND outcome = 'worker_lost' AND error NOT LIKE '%s'", why);
+    SQ_CHECK(s_count(sql) == 0);
     sq_e2e_check_no_duplicates(s_h);
 }
 
@@ -401,7 +406,9 @@ static void s_device_fails(const char *env, const char *at, const char *says)
 static void case_cuda_fault(void)
 {
     SQ_REQUIRE(sq_e2e_up("group_cuda_fault", NULL, &s_h, &s_c));
-    s_device_fails("SQ_EMU_FAULT_AFTER", "1200", "an illegal memory access was encountered");
+    s_device_fails("SQ_EMU_FAULT_AFTER", "1200", "an illegal memory access was encountered",
+                   "worker disconnected: forward step failed: device error: %illegal memory "
+                   "access%");
 }
 
 /* A GPU that hangs mid-job (a kernel that never ends, as a stuck NCCL
@@ -411,7 +418,8 @@ static void case_cuda_hang(void)
 {
     SQ_REQUIRE(sq_e2e_up("group_cuda_hang", NULL, &s_h, &s_c));
     s_step_timeout = "3";
-    s_device_fails("SQ_EMU_HANG_AFTER", "1200", "forward step stuck, ending the group");
+    s_device_fails("SQ_EMU_HANG_AFTER", "1200", "forward step stuck, ending the group",
+                   "worker disconnected: forward step stuck for % s (step timeout 3.0 s)");
 }
 
 /* Lines of group name's log that contain needle. */

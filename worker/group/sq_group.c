@@ -556,9 +556,14 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
         sq_link_step(r.link, false);
         s_note_preemptions(&r);
     }
-    if (rc)
+    if (rc) {
         SQ_ERROR("forward step failed", "error=\"%s\" detail=\"%s\"", sq_strerror(rc),
                  sq_error_detail());
+        char reason[512];
+        snprintf(reason, sizeof reason, "forward step failed: %s: %s", sq_strerror(rc),
+                 sq_error_detail());
+        sq_link_set_stop_reason(r.link, reason);
+    }
     if (sq_batcher_n_active(b) > 0)
         SQ_INFO("grace period over, handing back", "tasks=%d", sq_batcher_n_active(b));
     /* leases still running are handed back by the DISCONNECT that

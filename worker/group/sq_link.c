@@ -57,6 +57,7 @@ struct sq_link {
     uint64_t epoch;
     bool draining, draining_sent, connected, stop;
     bool drain_acked;           /* the broker acknowledged the draining READY */
+    char *stop_reason;          /* sq_link_set_stop_reason; NULL: the default */
     int64_t kv_in_use, preemptions;   /* sq_link_set_kv_use; -1: not set */
     bool kv_dirty;                  /* changed since the last HEARTBEAT */
 };
@@ -379,7 +380,10 @@ static void s_check_step(sq_link_t *self, zsock_t *dealer, int64_t now)
     SQ_ERROR("forward step stuck, ending the group",
              "running_s=%.1f step_timeout_s=%.1f cause=\"a device or a collective that hangs\"",
              (double)(now - since) / 1000.0, self->step_timeout_ms / 1000.0);
-    s_send_disconnect(dealer, "forward step stuck");
+    char reason[160];
+    snprintf(reason, sizeof reason, "forward step stuck for %.1f s (step timeout %.1f s)",
+             (double)(now - since) / 1000.0, self->step_timeout_ms / 1000.0);
+    s_send_disconnect(dealer, reason);
     zclock_sleep(200);   /* for the message to leave */
     _exit(1);
 }
@@ -460,7 +464,9 @@ static void *s_thread(void *arg)
         }
     }
     s_flush(self, dealer);
-    s_send_disconnect(dealer, "group shutting down");
+    pthread_mutex_lock(&self->mu);
+    s_send_disconnect(dealer, self->stop_reason ? self->stop_reason : "group shutting down");
+    pthread_mutex_unlock(&self->mu);
     zpoller_destroy(&poller);
     zsock_destroy(&dealer);
     zsock_destroy(&wake_rx);
@@ -556,6 +562,7 @@ void sq_link_destroy(sq_link_t **self_p)
         free(self->adapters[i]);
     free(self->adapters);
     free(self->cancels);
+    free(self->stop_reason);
     pthread_mutex_destroy(&self->mu);
     pthread_cond_destroy(&self->cv);
     free(self);
@@ -711,6 +718,15 @@ void sq_link_set_kv_use(sq_link_t *self, int pages_in_use, long preemptions)
         self->preemptions = preemptions;
         self->kv_dirty = true;
     }
+    pthread_mutex_unlock(&self->mu);
+}
+
+void sq_link_set_stop_reason(sq_link_t *self, const char *reason)
+{
+    char *copy = reason ? strdup(reason) : NULL;
+    pthread_mutex_lock(&self->mu);
+    free(self->stop_reason);
+    self->stop_reason = copy;
     pthread_mutex_unlock(&self->mu);
 }
 

@@ -78,6 +78,10 @@ typedef struct sq_link sq_link_t;
 /* Start the link thread; it connects and sends READY at once. cfg strings
  * are copied. NULL on error (detail set). */
 sq_link_t *sq_link_new(const sq_link_config_t *cfg);
+/* Why the group stops, for the DISCONNECT that sq_link_destroy sends (the
+ * broker records it with each lease it re-queues); default "group
+ * shutting down". Copied. */
+void sq_link_set_stop_reason(sq_link_t *self, const char *reason);
 /* Flush outcomes queued so far, send DISCONNECT, stop the thread. */
 void sq_link_destroy(sq_link_t **self_p);
 
