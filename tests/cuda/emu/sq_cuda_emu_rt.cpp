@@ -316,7 +316,8 @@ const char *cudaGetErrorString(cudaError_t error)
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
-    case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
+    case cudaErrorNoKernelImageForDevice:
+        return "no kernel image is available for execution on the device";
     case cudaErrorLaunchFailure: return "unspecified launch failure (emulated kernel failed)";
     case cudaErrorIllegalState: return "operation not permitted in the current state";
     case cudaErrorStreamCaptureUnsupported:

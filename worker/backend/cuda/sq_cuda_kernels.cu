@@ -71,7 +71,8 @@ cudaError_t sq_cu_embed(cudaStream_t s, int dtype, const void *emb, int64_t n_ou
                         const int32_t *ids_d, int n, float *out)
 {
     const __half *scales = dtype == SQ_CU_Q8_0 ? s_q8_scales(emb, n_out, n_in) : NULL;
-    return SQ_CU_LAUNCH(k_embed, n, 256, s, dtype, (const unsigned char *)emb, scales, n_in, ids_d, out);
+    return SQ_CU_LAUNCH(k_embed, n, 256, s, dtype, (const unsigned char *)emb, scales, n_in,
+                        ids_d, out);
 }
 
 cudaError_t sq_cu_add_rmsnorm(cudaStream_t s, float *x, const float *y, const float *w, float eps,
@@ -85,8 +86,8 @@ cudaError_t sq_cu_quantize_q8(cudaStream_t s, const float *x, int n_tok, int64_t
 {
     const int warps = 8;
     const int64_t n_blocks = (int64_t)n_tok * (n_in / SQ_CU_QK);
-    return SQ_CU_LAUNCH(k_quantize_q8, sq_cu_blocks((size_t)n_blocks, warps), warps * 32, s, x, n_blocks, xq,
-                 xd);
+    return SQ_CU_LAUNCH(k_quantize_q8, sq_cu_blocks((size_t)n_blocks, warps), warps * 32, s, x,
+                        n_blocks, xq, xd);
 }
 
 /* warps for a set when each takes `rows` rows of one matrix (k_gemv, k_mma_q8) */
@@ -228,8 +229,8 @@ cudaError_t sq_cu_rope(cudaStream_t s, float *x, int n_tok, int n_heads, int hea
     size_t n = (size_t)n_tok * n_heads * (n_rot / 2);
     if (n == 0)
         return cudaSuccess;
-    return SQ_CU_LAUNCH(k_rope, sq_cu_blocks(n, 256), 256, s, x, n_tok, n_heads, head_dim, n_rot, pos_d,
-                 freq_base);
+    return SQ_CU_LAUNCH(k_rope, sq_cu_blocks(n, 256), 256, s, x, n_tok, n_heads, head_dim, n_rot,
+                        pos_d, freq_base);
 }
 
 /* a Q8_0 cache's scales, after its n_pages * n_kv * SQ_KV_PAGE * head_dim
