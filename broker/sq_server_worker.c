@@ -261,16 +261,16 @@ static int s_fail_entry(sq_server_t *self, sq_group_t *g, sq_wire_val_t f)
  * readable reason (an unreadable one is ignored: the group leaves anyway) */
 static void s_worker_left(sq_server_t *self, sq_group_t *g, sq_wire_msg_t *msg)
 {
-    char *reason = NULL;
-    if (sq_wire_get_strdup(msg->body, "reason", false, SQ_WIRE_MAX_ERROR, &reason) != 0)
+    const char *reason = NULL;
+    size_t len = 0;
+    if (sq_wire_get_str(msg->body, "reason", false, SQ_WIRE_MAX_ERROR, &reason, &len) != 0) {
         sq_error_clear();
-    const size_t n = reason ? strlen(reason) + 32 : 0;
-    char *why = n ? malloc(n) : NULL;
-    if (why)
-        snprintf(why, n, "worker disconnected: %s", reason);
-    sq_server_group_lost(self, g, why ? why : "worker disconnected");
-    free(why);
-    free(reason);
+        reason = NULL;
+    }
+    char why[SQ_WIRE_MAX_ERROR + 32] = "worker disconnected";
+    if (reason)
+        snprintf(why, sizeof why, "worker disconnected: %.*s", (int)len, reason);
+    sq_server_group_lost(self, g, why);
 }
 
 /* Apply fn to each entry of the array `key`; report the first bad one. */

@@ -515,7 +515,7 @@ static const char *s_list_state(PGresult *res, int i)
     c[SQ_T_SUCCEEDED] = s_u32(res, i, 7);
     c[SQ_T_DEAD] = s_u32(res, i, 8);
     c[SQ_T_CANCELLED] = s_u32(res, i, 9);
-    uint32_t term = c[5] + c[6] + c[7];
+    uint32_t term = c[SQ_T_SUCCEEDED] + c[SQ_T_DEAD] + c[SQ_T_CANCELLED];
     /* unfinished: all queued if nothing finished yet, else running */
     c[term ? SQ_T_LEASED : SQ_T_QUEUED] = n_tasks - (term < n_tasks ? term : n_tasks);
     return sq_job_state_name(c, n_tasks, PQgetvalue(res, i, 6)[0] == 't');

@@ -15,6 +15,14 @@ int sq_parse_int(const char *s, long long lo, long long hi, long long *out);
 /* s as a finite number in [lo, hi] into *out */
 int sq_parse_num(const char *s, double lo, double hi, double *out);
 
+/* The same for program prog's command-line flag: a bad value prints
+ * "PROG: FLAG: 'V' is not an integer in [LO, HI]" (or "a number") on
+ * stderr, the one message the programs' flag errors share. */
+int sq_parse_flag_int(const char *prog, const char *flag, const char *v, long long lo,
+                      long long hi, long long *out);
+int sq_parse_flag_num(const char *prog, const char *flag, const char *v, double lo, double hi,
+                      double *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,17 +29,13 @@ sq_cmd_usage_error(const char *fmt, ...)
 int
 sq_cmd_int(const char *flag, const char *v, long long lo, long long hi, long long *out)
 {
-    if (sq_parse_int(v, lo, hi, out) == 0)
-        return 0;
-    return sq_cmd_usage_error("%s: '%s' is not an integer in [%lld, %lld]", flag, v, lo, hi);
+    return sq_parse_flag_int("shardq-scheduler", flag, v, lo, hi, out) == 0 ? 0 : 2;
 }
 
 int
 sq_cmd_num(const char *flag, const char *v, double lo, double hi, double *out)
 {
-    if (sq_parse_num(v, lo, hi, out) == 0)
-        return 0;
-    return sq_cmd_usage_error("%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
+    return sq_parse_flag_num("shardq-scheduler", flag, v, lo, hi, out) == 0 ? 0 : 2;
 }
 
 int

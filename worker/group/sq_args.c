@@ -14,11 +14,8 @@
 int sq_args_int(const char *flag, const char *v, long lo, long hi, int *out)
 {
     long long x;
-    if (sq_parse_int(v, lo, hi, &x)) {
-        fprintf(stderr, "shardq-worker: %s: '%s' is not an integer in [%ld, %ld]\n", flag, v,
-                lo, hi);
+    if (sq_parse_flag_int("shardq-worker", flag, v, lo, hi, &x))
         return -1;
-    }
     *out = (int)x;
     return 0;
 }
@@ -26,10 +23,8 @@ int sq_args_int(const char *flag, const char *v, long lo, long hi, int *out)
 int sq_args_float(const char *flag, const char *v, double lo, double hi, float *out)
 {
     double x;
-    if (sq_parse_num(v, lo, hi, &x)) {
-        fprintf(stderr, "shardq-worker: %s: '%s' is not a number in [%g, %g]\n", flag, v, lo, hi);
+    if (sq_parse_flag_num("shardq-worker", flag, v, lo, hi, &x))
         return -1;
-    }
     *out = (float)x;
     return 0;
 }
