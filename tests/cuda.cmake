@@ -251,9 +251,11 @@ if(TARGET shardq-model)
   set(SQ_EMU_ENGINE_FIXTURE "sq_cuda_emu_f16;sq_hd32")
 endif()
 # as on a GPU, with the engine test itself and SQ_EMU_LAZY=1 (streams run
-# only when the host waits) besides
+# only when the host waits) besides; and on a device that refuses every
+# graph capture, or those that take a PDL launch (the backend's way out of
+# each: cuda/test_cuda_engine.c, test_batched_equals_single)
 sq_cuda_engine_tests(unit.cuda.emu unit "${SQ_EMU_ENGINE_FIXTURE}"
-                     "engine:SQ_EMU_LAZY=0;engine_lazy:SQ_EMU_LAZY=1"
+                     "engine:SQ_EMU_LAZY=0;engine_lazy:SQ_EMU_LAZY=1;engine_capture_fail:SQ_EMU_CAPTURE_FAIL=1000000;engine_capture_pdl:SQ_EMU_CAPTURE_REFUSE_PDL=1"
                      $<TARGET_FILE:test_cuda_emu_engine> ${SQ_EMU_ENGINE_ARGS})
 sq_cuda_engine_tests(unit.cuda.emu_engine unit "${SQ_EMU_ENGINE_FIXTURE}"
                      "${SQ_CUDA_ENGINE_VARIANTS}"

@@ -214,6 +214,30 @@ static void test_graph_policy(void)
     SQ_CHECK(counts[0][SQ_CUDA_RUN_EAGER] == 88);
     SQ_CHECK(counts[1][SQ_CUDA_RUN_CAPTURE] == 88);
     SQ_CHECK(counts[2][SQ_CUDA_RUN_REPLAY] == 88);
+    SQ_CHECK(c.captures == 88 + SQ_CUDA_GRAPH_SLOTS + 1);   /* graphs stored */
+    /* a list the device will not capture runs op by op from then on,
+     * while the others still become graphs */
+    sq_cuda_graph_clear(&c);
+    for (uint64_t k = 7000; k < 7000 + SQ_CUDA_GRAPH_REFUSED; k++) {
+        SQ_CHECK(sq_cuda_graph_decide(&c, k, 300, 1, &exec) == SQ_CUDA_RUN_EAGER);
+        SQ_CHECK(sq_cuda_graph_decide(&c, k, 300, 1, &exec) == SQ_CUDA_RUN_CAPTURE);
+        SQ_CHECK(sq_cuda_graph_refuse(&c, k));
+    }
+    for (uint64_t k = 7000; k < 7000 + SQ_CUDA_GRAPH_REFUSED; k++)
+        SQ_CHECK(sq_cuda_graph_decide(&c, k, 300, 1, &exec) == SQ_CUDA_RUN_EAGER);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 9, 300, 1, &exec) == SQ_CUDA_RUN_EAGER);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 9, 300, 1, &exec) == SQ_CUDA_RUN_CAPTURE);
+    sq_cuda_graph_store(&c, 9, (void *)9);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 9, 300, 1, &exec) == SQ_CUDA_RUN_REPLAY && exec == (void *)9);
+    /* one refusal past the bound: the device refuses graphs, not a list */
+    SQ_CHECK(sq_cuda_graph_decide(&c, 10, 300, 1, &exec) == SQ_CUDA_RUN_EAGER);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 10, 300, 1, &exec) == SQ_CUDA_RUN_CAPTURE);
+    SQ_CHECK(!sq_cuda_graph_refuse(&c, 10));
+    SQ_CHECK(c.refusals == SQ_CUDA_GRAPH_REFUSED + 1);
+    /* new buffers, new keys: the refused ones are forgotten with the rest */
+    sq_cuda_graph_clear(&c);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 7000, 300, 1, &exec) == SQ_CUDA_RUN_EAGER);
+    SQ_CHECK(sq_cuda_graph_decide(&c, 7000, 300, 1, &exec) == SQ_CUDA_RUN_CAPTURE);
 }
 
 static void test_weight_layout(void)

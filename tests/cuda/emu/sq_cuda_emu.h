@@ -462,16 +462,24 @@ cudaError_t rt_submit(cudaStream_t s, std::function<cudaError_t()> work);
  * makes it never finish (this call does not return), so tests can see
  * what the worker makes of a GPU that fails or hangs mid-job. */
 bool rt_fault_now();
+/* Whether stream s takes a launch with programmatic stream serialisation
+ * (pdl): SQ_EMU_CAPTURE_REFUSE_PDL=1 makes it refuse one while s is being
+ * captured (cudaErrorStreamCaptureUnsupported, the capture invalidated),
+ * as a driver that cannot put such a launch into a graph would. */
+cudaError_t rt_launch_pdl(cudaStream_t s, bool pdl);
 }  // namespace sq_emu
 
-/* SQ_CU_LAUNCH of sq_cuda_kernels.cu built by the host compiler: the
- * arguments converted to k's parameters now, as a launch does, the
- * kernel run when the stream gets to it (or at each graph replay); the
- * launch's status (rt_submit) */
+/* SQ_CU_LAUNCH of sq_cuda_kernels.cu built by the host compiler (pdl:
+ * with programmatic stream serialisation): the arguments converted to
+ * k's parameters now, as a launch does, the kernel run when the stream
+ * gets to it (or at each graph replay); the launch's status (rt_submit) */
 template <typename... P, typename... A>
-cudaError_t sq_emu_stream_launch(cudaStream_t s, void (*k)(P...), dim3 grid, dim3 block,
-                                 A &&...args)
+cudaError_t sq_emu_stream_launch(cudaStream_t s, bool pdl, void (*k)(P...), dim3 grid,
+                                 dim3 block, A &&...args)
 {
+    const cudaError_t refused = sq_emu::rt_launch_pdl(s, pdl);
+    if (refused != cudaSuccess)
+        return refused;
     std::tuple<P...> params(std::forward<A>(args)...);
     return sq_emu::rt_submit(s, [k, grid, block, params]() mutable {
         if (sq_emu::rt_fault_now())

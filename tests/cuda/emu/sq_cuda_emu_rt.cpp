@@ -17,6 +17,11 @@
  *  all again: a replay reads host memory (the pinned argument arena) at
  *  replay time, as a GPU's memcpy node does.
  *
+ *  SQ_EMU_CAPTURE_FAIL=N makes the first N captures end invalidated, and
+ *  SQ_EMU_CAPTURE_REFUSE_PDL=1 every capture that takes a launch with
+ *  programmatic stream serialisation (sq_emu::rt_launch_pdl), so tests
+ *  can see what the backend does when a device refuses a graph.
+ *
  *  What a GPU refuses fails here too, with a message on stderr: an
  *  allocation, free or sync while a stream is being captured
  *  (cudaErrorStreamCaptureUnsupported; the capture is invalidated, so
@@ -222,6 +227,18 @@ bool sq_emu::rt_fault_now()
     if (n_run == fault)
         fprintf(stderr, "sq_cuda_emu: kernel %lld faults (SQ_EMU_FAULT_AFTER)\n", n_run);
     return true;
+}
+
+cudaError_t sq_emu::rt_launch_pdl(cudaStream_t s, bool pdl)
+{
+    static const bool refuse = s_env_count("SQ_EMU_CAPTURE_REFUSE_PDL") > 0;
+    s = s_stream(s);
+    if (!pdl || !refuse || !s->capture)
+        return cudaSuccess;
+    s->invalidated = true;
+    return s_error(cudaErrorStreamCaptureUnsupported,
+                   "a launch with programmatic stream serialisation while the stream is being "
+                   "captured (SQ_EMU_CAPTURE_REFUSE_PDL)");
 }
 
 cudaError_t sq_emu::rt_submit(cudaStream_t s, s_work_t work)
@@ -548,6 +565,12 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph)
     cudaGraph_t g = stream->capture;
     stream->capture = nullptr;
     s_rt().n_captures--;
+    static const long long fail = s_env_count("SQ_EMU_CAPTURE_FAIL");
+    static long long n_ended = 0;
+    if (++n_ended <= fail) {
+        fprintf(stderr, "sq_cuda_emu: capture %lld refused (SQ_EMU_CAPTURE_FAIL)\n", n_ended);
+        stream->invalidated = true;
+    }
     if (stream->invalidated) {
         delete g;
         *pGraph = nullptr;

@@ -70,7 +70,6 @@ typedef struct {
     int64_t xq_n_in;
     bool fuse;                  /* SHARDQ_CUDA_FUSE=0: every op its own kernel */
     bool mma;                   /* SHARDQ_CUDA_MMA=0: big Q8_0 batches through cuBLAS */
-    bool pdl;                   /* programmatic dependent launch (sq_cu_set_pdl) */
     sq_cuda_step_t *steps;      /* the fusion plan of the list being run */
     int steps_cap;
     /* an attention's slots as page-table rows: each token's row, the
@@ -446,7 +445,7 @@ static char *s_profile(sq_backend_t *be)
     snprintf(header, sizeof header, "CUDA profile (device %d): %ld runs (recorded lists, token "
              "choices) step by step, no graphs, PDL %s, each step timed alone on the device; in "
              "%ld the GPU caught up with the host", c->device, c->prof_runs,
-             c->pdl ? "on" : "off", c->prof_caught_up);
+             sq_cu_pdl() ? "on" : "off", c->prof_caught_up);
     return sq_prof_text(c->prof, header);
 }
 
@@ -479,30 +478,63 @@ static void s_graph_drop(void *exec)
     cudaGraphExecDestroy((cudaGraphExec_t)exec);
 }
 
-/* Capture the recorded ops into a graph and keep it under key. A list
- * that cannot be captured turns graphs off and runs op by op, and says
- * why (once: graphs stay off), since only a real device can refuse one. */
-static int s_capture(s_cuda_t *c, uint64_t key, cudaGraphExec_t *exec)
+/* One capture of the recorded ops into *exec; cudaSuccess, or why not
+ * (with the ops' own failure, if any, in *rc). */
+static cudaError_t s_capture_once(s_cuda_t *c, cudaGraphExec_t *exec, int *rc)
 {
-    S_CUDA(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "begin capture");
-    int rc = s_run_ops(c);
+    cudaError_t err = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
+    if (err != cudaSuccess)
+        return err;
+    *rc = s_run_ops(c);
     cudaGraph_t g = NULL;
-    cudaError_t err = cudaStreamEndCapture(c->stream, &g);
-    if (rc == 0 && err == cudaSuccess)
+    err = cudaStreamEndCapture(c->stream, &g);
+    if (*rc == 0 && err == cudaSuccess)
         err = cudaGraphInstantiate(exec, g, 0);
     if (g)
         cudaGraphDestroy(g);
-    if (rc == 0 && err == cudaSuccess) {
+    if (*rc == 0 && err == cudaSuccess)
+        return cudaSuccess;
+    (void)cudaGetLastError();   /* a failed capture leaves no sticky error */
+    return *rc ? cudaErrorStreamCaptureInvalidated : err;
+}
+
+/* Capture the recorded ops into a graph and keep it under key; *exec NULL
+ * when the device would not, and the list then runs op by op. Only a real
+ * device can refuse a capture, so each way out says why:
+ * - with programmatic dependent launch on, PDL goes off for good and the
+ *   capture is tried again (graphs save far more than PDL does);
+ * - otherwise this list runs op by op from now on, and others still
+ *   become graphs, until SQ_CUDA_GRAPH_REFUSED lists were refused: then
+ *   graphs go off for this backend. */
+static int s_capture(s_cuda_t *c, uint64_t key, cudaGraphExec_t *exec)
+{
+    int rc = 0;
+    cudaError_t err = s_capture_once(c, exec, &rc);
+    if (err != cudaSuccess && sq_cu_pdl()) {
+        sq_cu_set_pdl(false);
+        SQ_WARN("CUDA graph capture failed with programmatic dependent launch on: PDL off from "
+                "now on, capturing again", "cuda_error=\"%s\" recorded_ops=%d run_error=\"%s\"",
+                cudaGetErrorString(err), c->rec.n_ops, rc ? sq_error_detail() : "none");
+        err = s_capture_once(c, exec, &rc);
+    }
+    if (err == cudaSuccess) {
         sq_cuda_graph_store(&c->graphs, key, (void *)*exec);
         return 0;
     }
-    (void)cudaGetLastError();   /* a failed capture leaves no sticky error */
-    SQ_WARN("CUDA graph capture failed, running ops one by one from now on",
-            "cuda_error=\"%s\" recorded_ops=%d run_error=\"%s\"", cudaGetErrorString(err),
-            c->rec.n_ops, rc ? sq_error_detail() : "none");
+    *exec = NULL;
+    if (sq_cuda_graph_refuse(&c->graphs, key)) {
+        SQ_WARN("CUDA graph capture failed, this list runs op by op from now on",
+                "cuda_error=\"%s\" recorded_ops=%d run_error=\"%s\" lists_refused=%d",
+                cudaGetErrorString(err), c->rec.n_ops, rc ? sq_error_detail() : "none",
+                c->graphs.n_refused);
+        return 0;
+    }
+    SQ_WARN("CUDA graph capture failed for too many lists, running ops one by one from now on",
+            "cuda_error=\"%s\" recorded_ops=%d run_error=\"%s\" lists_refused=%d",
+            cudaGetErrorString(err), c->rec.n_ops, rc ? sq_error_detail() : "none",
+            c->graphs.n_refused + 1);
     c->use_graphs = false;
     sq_cuda_graph_clear(&c->graphs);
-    *exec = NULL;
     return 0;
 }
 
@@ -1065,7 +1097,7 @@ static int s_init(s_cuda_t *c, int device)
     char why[320];
     if (s_kernels_why(device, why, sizeof why) != 0)
         return SQ_FAIL(SQ_EDEVICE, "%s", why);
-    c->pdl = sq_cu_set_pdl(s_switch_on("SHARDQ_CUDA_PDL"));
+    sq_cu_set_pdl(s_switch_on("SHARDQ_CUDA_PDL"));
     S_CUDA(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");
     for (int i = 0; i < 2; i++)
         S_CUDA(cudaEventCreateWithFlags(&c->arena_read[i], cudaEventDisableTiming), "event");
@@ -1121,11 +1153,13 @@ void *sq_backend_cuda_stream(const sq_backend_t *be)
     return ((const s_cuda_t *)be->ctx)->stream;
 }
 
-void sq_backend_cuda_graph_stats(const sq_backend_t *be, long *captures, long *replays,
-                                 long *eagers)
+void sq_backend_cuda_graph_stats(const sq_backend_t *be, sq_cuda_graph_stats_t *st)
 {
-    const sq_cuda_graph_cache_t *g = &((const s_cuda_t *)be->ctx)->graphs;
-    *captures = g->captures;
-    *replays = g->replays;
-    *eagers = g->eagers;
+    const s_cuda_t *c = be->ctx;
+    *st = (sq_cuda_graph_stats_t){.captures = c->graphs.captures,
+                                  .replays = c->graphs.replays,
+                                  .eagers = c->graphs.eagers,
+                                  .refusals = c->graphs.refusals,
+                                  .graphs = c->use_graphs,
+                                  .pdl = sq_cu_pdl()};
 }

@@ -47,10 +47,16 @@ void *sq_backend_cuda_stream(const sq_backend_t *be);
  * Whoever enqueues work on the stream outside the ops calls this first.
  * SHARDQ_CUDA_GRAPHS=0 runs recorded lists op by op, never as graphs. */
 int sq_backend_cuda_flush(sq_backend_t *be);
-/* How recorded lists have run so far: captured into graphs, replayed as
- * graphs, run op by op. */
-void sq_backend_cuda_graph_stats(const sq_backend_t *be, long *captures, long *replays,
-                                 long *eagers);
+/* How recorded lists have run so far, and how they run now. */
+typedef struct {
+    long captures;              /* lists captured into graphs */
+    long replays;               /* graphs launched again */
+    long eagers;                /* lists run op by op */
+    long refusals;              /* captures the device refused (sq_cuda_graph_refuse) */
+    bool graphs;                /* repeated lists still become graphs */
+    bool pdl;                   /* programmatic dependent launch (sq_cu_set_pdl) */
+} sq_cuda_graph_stats_t;
+void sq_backend_cuda_graph_stats(const sq_backend_t *be, sq_cuda_graph_stats_t *st);
 
 /* ---- communicators ---- */
 

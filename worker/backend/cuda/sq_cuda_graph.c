@@ -125,6 +125,11 @@ sq_cuda_run_t sq_cuda_graph_decide(sq_cuda_graph_cache_t *c, uint64_t key, int n
         c->eagers++;
         return SQ_CUDA_RUN_EAGER;
     }
+    for (int i = 0; i < c->n_refused; i++)
+        if (c->refused[i] == key) {
+            c->eagers++;
+            return SQ_CUDA_RUN_EAGER;
+        }
     for (int i = 0; i < c->n; i++)
         if (c->e[i].key == key) {
             c->e[i].used = c->clock;
@@ -137,7 +142,6 @@ sq_cuda_run_t sq_cuda_graph_decide(sq_cuda_graph_cache_t *c, uint64_t key, int n
             /* a repeat: worth a graph */
             c->seen[i] = c->seen[--c->n_seen];
             c->seen_next = c->n_seen < SQ_CUDA_GRAPH_SEEN ? c->n_seen : c->seen_next;
-            c->captures++;
             return SQ_CUDA_RUN_CAPTURE;
         }
     /* first sighting (a one-off prompt chunk stays op by op) */
@@ -165,6 +169,16 @@ void sq_cuda_graph_store(sq_cuda_graph_cache_t *c, uint64_t key, void *exec)
         c->n++;
     }
     c->e[at] = (sq_cuda_graph_entry_t){key, exec, ++c->clock};
+    c->captures++;
+}
+
+bool sq_cuda_graph_refuse(sq_cuda_graph_cache_t *c, uint64_t key)
+{
+    c->refusals++;
+    if (c->n_refused == SQ_CUDA_GRAPH_REFUSED)
+        return false;
+    c->refused[c->n_refused++] = key;
+    return true;
 }
 
 void sq_cuda_graph_clear(sq_cuda_graph_cache_t *c)
@@ -175,4 +189,5 @@ void sq_cuda_graph_clear(sq_cuda_graph_cache_t *c)
     c->n = 0;
     c->n_seen = 0;
     c->seen_next = 0;
+    c->n_refused = 0;
 }

@@ -14,6 +14,7 @@
 #ifndef SQ_CUDA_GRAPH_H
 #define SQ_CUDA_GRAPH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -107,7 +108,9 @@ enum {
     SQ_CUDA_GRAPH_SLOTS = 256,  /* instantiated graphs kept (LRU) */
     SQ_CUDA_GRAPH_SEEN = 256,   /* keys seen once, waiting for a repeat */
     SQ_CUDA_GRAPH_MAX_TOK = 256,/* bigger steps (prefill) always run op by op */
-    SQ_CUDA_GRAPH_MIN_OPS = 4   /* shorter lists are not worth a graph */
+    SQ_CUDA_GRAPH_MIN_OPS = 4,  /* shorter lists are not worth a graph */
+    SQ_CUDA_GRAPH_REFUSED = 16  /* lists the device would not capture, kept
+                                 * to run op by op; one more and graphs go */
 };
 
 typedef enum {
@@ -128,8 +131,12 @@ typedef struct {
     uint64_t seen[SQ_CUDA_GRAPH_SEEN];
     int n_seen, seen_next;
     uint64_t clock;
+    uint64_t refused[SQ_CUDA_GRAPH_REFUSED];
+    int n_refused;
     void (*drop)(void *exec);   /* destroys an evicted graph */
-    long captures, replays, eagers;   /* counters for tests and logs */
+    /* counters for tests and logs: graphs stored, replayed, lists run op
+     * by op, captures the device refused */
+    long captures, replays, eagers, refusals;
 } sq_cuda_graph_cache_t;
 
 /* What to do with a recorded list (key, n_ops, max_tok); *exec set for
@@ -138,7 +145,13 @@ sq_cuda_run_t sq_cuda_graph_decide(sq_cuda_graph_cache_t *c, uint64_t key, int n
                                    void **exec);
 /* keep exec for key, evicting (drop) the least recently used when full */
 void sq_cuda_graph_store(sq_cuda_graph_cache_t *c, uint64_t key, void *exec);
-/* drop every graph (buffers they name were reallocated) and the seen keys */
+/* The device would not capture key's list (decide said CAPTURE): the list
+ * runs op by op from now on, and the others still become graphs. False
+ * when SQ_CUDA_GRAPH_REFUSED lists were refused already: then it is the
+ * device that refuses graphs, not a list, and the caller turns them off. */
+bool sq_cuda_graph_refuse(sq_cuda_graph_cache_t *c, uint64_t key);
+/* drop every graph (buffers they name were reallocated), the seen keys
+ * and the refused ones (keys name the buffers) */
 void sq_cuda_graph_clear(sq_cuda_graph_cache_t *c);
 
 #ifdef __cplusplus

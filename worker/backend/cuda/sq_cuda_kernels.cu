@@ -27,6 +27,11 @@ bool sq_cu_set_pdl(bool want)
     return s_pdl;
 }
 
+bool sq_cu_pdl(void)
+{
+    return s_pdl;
+}
+
 /* A launch of kernel k on stream s, and its status: under nvcc
  * cudaLaunchKernelEx, with programmatic stream serialisation when PDL is
  * on (the kernel may start while the previous one in s finishes; see
@@ -51,7 +56,8 @@ static cudaError_t s_launch(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t
 }
 #define SQ_CU_LAUNCH(k, grid, block, s, ...) s_launch(k, grid, block, s, __VA_ARGS__)
 #elif defined(SQ_CUDA_EMU)
-#define SQ_CU_LAUNCH(k, grid, block, s, ...) sq_emu_stream_launch(s, k, grid, block, __VA_ARGS__)
+#define SQ_CU_LAUNCH(k, grid, block, s, ...) \
+    sq_emu_stream_launch(s, s_pdl, k, grid, block, __VA_ARGS__)
 #else
 #error "sq_cuda_kernels.cu: nvcc, or the emulator of tests/cuda/emu"
 #endif

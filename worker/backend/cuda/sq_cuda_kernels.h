@@ -31,9 +31,12 @@ cudaError_t sq_cu_kernels_ptx(int *ptx_version);
  * its stream finishes, its blocks waiting in s_pdl_begin before reading
  * anything. Kernels compiled for an older architecture have no wait, so
  * PDL stays off for them even on an sm_90 device. The backend asks for
- * it at creation unless SHARDQ_CUDA_PDL=0. One setting for the whole
+ * it at creation unless SHARDQ_CUDA_PDL=0, and turns it off when the
+ * device will not capture a graph with it. One setting for the whole
  * process; returns it. */
 bool sq_cu_set_pdl(bool want);
+/* the setting */
+bool sq_cu_pdl(void);
 
 /* attention keeps a head's output in registers: head_dim up to this */
 enum { SQ_CU_MAX_HEAD_DIM = 256 };
