@@ -85,6 +85,18 @@ static bool s_safe(const char *s)
     return s && sq_lora_name_ok(s, strlen(s));
 }
 
+/* A tensor name in "targets": 1-12 of [a-z_]. It is a span of the message,
+ * not NUL-terminated, so every byte is checked by index. */
+static bool s_target_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 12)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_'))
+            return false;
+    return true;
+}
+
 /* ---- the request thread ---- */
 
 static int s_snapshot(sq_db_t *db, s_entry_t **out, size_t *n_out)
@@ -539,7 +551,7 @@ static int s_parse(s_op_t *op, sq_wire_val_t b)
     while (sq_wire_iter_next(&it, &t)) {
         const char *s;
         size_t n;
-        if (sq_wire_val_str(t, &s, &n) || n == 0 || n > 12 || strspn(s, "abcdefghijklmnopqrstuvwxyz_") < n)
+        if (sq_wire_val_str(t, &s, &n) || !s_target_ok(s, n))
             return SQ_FAIL(SQ_EINVAL, "field \"targets\": not a list of tensor names");
         snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%.*s", buf[0] ? "," : "", (int)n, s);
     }

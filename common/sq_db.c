@@ -5,6 +5,7 @@
 #include "sq_db.h"
 
 #include "sq_error.h"
+#include "sq_utf8.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -226,6 +227,19 @@ static void s_put(sq_db_copy_t *self, const char *s, size_t n)
 
 void sq_db_copy_str(sq_db_copy_t *self, const char *s, size_t n)
 {
+    /* PostgreSQL refuses the whole COPY over one byte that is not UTF-8
+     * (or NUL): such bytes become U+FFFD, so that one bad string can never
+     * hold back a batch of results */
+    if (!sq_utf8_ok(s, n)) {
+        size_t m;
+        char *clean = sq_utf8_sanitize(s, n, &m);
+        if (clean)
+            sq_db_copy_str(self, clean, m);
+        else
+            self->ok = false;
+        free(clean);
+        return;
+    }
     s_sep(self);
     /* worst case every byte escapes to two */
     if (!s_reserve(self, 2 * n))

@@ -61,7 +61,8 @@ void sq_db_copy_destroy(sq_db_copy_t **self_p);
 void sq_db_copy_reset(sq_db_copy_t *self);
 size_t sq_db_copy_rows(sq_db_copy_t *self);
 /* Append fields of the current row; sq_db_copy_end_row() closes it.
- * Strings are escaped for COPY text format (\\, tab, newline, CR). */
+ * Strings are escaped for COPY text format (\\, tab, newline, CR), and
+ * what is not UTF-8 in them, or NUL, is stored as U+FFFD. */
 void sq_db_copy_str(sq_db_copy_t *self, const char *s, size_t n);
 void sq_db_copy_cstr(sq_db_copy_t *self, const char *s); /* NULL -> \N */
 void sq_db_copy_i64(sq_db_copy_t *self, int64_t v);

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sq_utf8.h"
+
 #define SQ_ERROR_DETAIL_BYTES 1024
 
 static _Thread_local char s_detail[SQ_ERROR_DETAIL_BYTES];
@@ -52,7 +54,9 @@ int
 sq_error_vset(int rc, const char *file, int line, const char *fmt, va_list ap)
 {
     s_code = rc;
-    vsnprintf(s_detail, sizeof s_detail, fmt, ap);
+    /* a detail cut at the buffer's end ends on a whole character */
+    if (vsnprintf(s_detail, sizeof s_detail, fmt, ap) >= (int)sizeof s_detail)
+        s_detail[sq_utf8_cut(s_detail, sizeof s_detail - 1)] = '\0';
     const char *base = strrchr(file, '/');
     snprintf(s_where, sizeof s_where, "%s:%d", base ? base + 1 : file, line);
     return rc;

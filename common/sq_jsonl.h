@@ -77,7 +77,8 @@ typedef struct {
     char *stop[SQ_JSONL_MAX_STOP];
     /* OpenAI shape: the line's "body" re-encoded as compact JSON (NUL kept
      * as the escape \u0000, so the text itself holds none); simple shape:
-     * {"stop":[...]} when it names stop sequences; else NULL. */
+     * {"stop":...} when it names stop sequences (a string or an array, as
+     * the line gave it); else NULL. */
     char *body_json;
     size_t body_json_len;
 } sq_jsonl_task_t;

@@ -65,7 +65,9 @@ s_result_body(const sq_jsonl_result_t *r, const char *req_id)
                           : json_pack("{s:i,s:o,s:n,s:s}", "index", 0, "text", text, "logprobs",
                                       "finish_reason",
                                       r->finish_reason ? r->finish_reason : "stop");
-    json_t *total = r->prompt_tokens >= 0 && r->completion_tokens >= 0
+    /* the counts come from the broker: a sum past INT64_MAX counts nothing */
+    json_t *total = r->prompt_tokens >= 0 && r->completion_tokens >= 0 &&
+                            r->completion_tokens <= INT64_MAX - r->prompt_tokens
                         ? json_integer(r->prompt_tokens + r->completion_tokens)
                         : json_null();
     json_t *usage = json_pack("{s:o,s:o,s:o}", "prompt_tokens", s_json_count(r->prompt_tokens),

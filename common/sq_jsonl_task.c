@@ -8,6 +8,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sq_jsonl_internal.h"
 #include "sq_error.h"
+#include "sq_utf8.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -42,16 +43,19 @@ sq_jsonl_field_err(int rc, int line, const char *field, const char *fmt, ...)
     char what[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    if (vsnprintf(what, sizeof what, fmt, ap) >= (int)sizeof what)
+        what[sq_utf8_cut(what, sizeof what - 1)] = '\0';
     va_end(ap);
     return sq_error_set(rc, __FILE__, __LINE__, "line %d: field \"%s\": %s", line, field, what);
 }
 
-/* "body" + "max_tokens" -> "body.max_tokens" (prefix may be ""). */
+/* "body" + "max_tokens" -> "body.max_tokens" (prefix may be ""); a long
+ * key is cut to the buffer on a whole character. */
 static const char *
 s_path(char *buf, size_t size, const char *prefix, const char *key)
 {
-    snprintf(buf, size, "%s%s%s", prefix, *prefix ? "." : "", key);
+    if (snprintf(buf, size, "%s%s%s", prefix, *prefix ? "." : "", key) >= (int)size)
+        buf[sq_utf8_cut(buf, size - 1)] = '\0';
     return buf;
 }
 
@@ -293,8 +297,8 @@ s_add_content(s_buf_t *b, json_t *content, const char *field, int line)
     json_array_foreach(content, i, part) {
         json_t *type = json_object_get(part, "type");
         json_t *text = json_object_get(part, "text");
-        if (!json_is_object(part) || !json_is_string(type) ||
-            strcmp(json_string_value(type), "text") != 0 || !json_is_string(text))
+        if (!json_is_object(part) || !json_is_string(type) || json_string_length(type) != 4 ||
+            memcmp(json_string_value(type), "text", 4) != 0 || !json_is_string(text))
             return sq_jsonl_field_err(SQ_EINVAL, line, field,
                                "part %zu: expected {\"type\":\"text\",\"text\":string}", i);
         int rc = s_buf_add(b, json_string_value(text), json_string_length(text));
@@ -325,9 +329,16 @@ s_chat_prompt(json_t *body, int line, sq_jsonl_task_t *t)
         }
         if ((rc = s_check_keys(m, s_message_keys, field, line)))
             break;
-        const char *role = json_string_value(json_object_get(m, "role"));
+        /* a string without NUL, so that "user\u0000..." is no "user";
+         * name is OpenAI's optional participant name, kept out of the
+         * prompt but still a string */
+        const char *role, *name;
+        size_t role_len, name_len;
+        if ((rc = s_get_string(m, "role", field, line, 1, 0, 0, &role, &role_len)) ||
+            (rc = s_get_string(m, "name", field, line, 0, 0, 1, &name, &name_len)))
+            break;
         int known = 0;
-        for (int r = 0; role && roles[r] && !known; r++)
+        for (int r = 0; roles[r] && !known; r++)
             known = strcmp(role, roles[r]) == 0;
         snprintf(field, sizeof field, "body.messages[%zu].role", i);
         if (!known) {

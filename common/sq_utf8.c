@@ -26,6 +26,15 @@ static size_t s_char_len(const unsigned char *s, size_t n)
     return len;
 }
 
+bool sq_utf8_ok(const char *in, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    for (size_t i = 0, len; i < n; i += len)
+        if ((len = s_char_len(s + i, n - i)) == 0)
+            return false;
+    return true;
+}
+
 char *sq_utf8_sanitize(const char *in, size_t n, size_t *out_n)
 {
     /* worst case: every byte becomes a 3-byte U+FFFD */
@@ -51,4 +60,17 @@ char *sq_utf8_sanitize(const char *in, size_t n, size_t *out_n)
     out[o] = '\0';
     *out_n = o;
     return out;
+}
+
+size_t sq_utf8_cut(const char *in, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    size_t i = n;
+    while (i > 0 && n - i < 3 && (s[i - 1] & 0xC0) == 0x80)
+        i--;
+    if (i == 0)
+        return n;
+    const unsigned c = s[i - 1];
+    const size_t len = c >= 0xF8 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return len > 1 && n - (i - 1) < len ? i - 1 : n;
 }

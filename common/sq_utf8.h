@@ -7,11 +7,21 @@
 #ifndef SQ_UTF8_H
 #define SQ_UTF8_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* A malloc'd, NUL-terminated copy of in[0..n) with every maximal invalid
  * subsequence and every NUL byte replaced by U+FFFD (EF BF BD). *out_n is
  * its length. NULL when out of memory. */
 char *sq_utf8_sanitize(const char *in, size_t n, size_t *out_n);
+
+/* True when s[0..n) is UTF-8 without NUL: what sq_utf8_sanitize keeps
+ * as it is. */
+bool sq_utf8_ok(const char *s, size_t n);
+
+/* The length of s[0..n) less a character cut off at its end (the first
+ * bytes of a multi-byte sequence whose last ones are missing): where a
+ * text truncated to fit a buffer should end, so that it stays UTF-8. */
+size_t sq_utf8_cut(const char *s, size_t n);
 
 #endif

@@ -181,7 +181,7 @@ int sq_wire_val_str(sq_wire_val_t v, const char **out, size_t *out_len);
 int sq_wire_val_u64(sq_wire_val_t v, uint64_t *out);
 
 /* True when s[0..n) is valid UTF-8 (no overlongs, no surrogates) with no
- * NUL byte. */
+ * NUL byte (sq_utf8_ok). */
 bool sq_wire_utf8_ok(const char *s, size_t n);
 
 /* ---- messages ---- */
@@ -196,7 +196,8 @@ typedef struct {
 /* Parse a received zmsg (destroyed in all cases). `router`: the first frame
  * is a peer identity. On success *out is a new message. On failure returns
  * SQ_EPROTO (frames/header/command), SQ_EUNSUPPORTED (other header
- * version), SQ_ETOOBIG, or SQ_EFORMAT, and when the identity could be read
+ * version), SQ_ETOOBIG, SQ_EFORMAT or SQ_ETRUNC (a body that is not
+ * one whole msgpack map: sq_wire_validate), and when the identity could be read
  * *identity_out (if non-NULL) receives it so the caller can answer ERROR. */
 int sq_wire_parse(zmsg_t **zmsg_p, bool router, size_t max_body, sq_wire_msg_t **out,
                   zframe_t **identity_out);

@@ -6,6 +6,16 @@ target_link_libraries(test_jsonl PRIVATE sq_jsonl sq_testlib PkgConfig::JANSSON 
 add_test(NAME unit.jsonl COMMAND test_jsonl)
 set_tests_properties(unit.jsonl PROPERTIES LABELS unit TIMEOUT 60)
 
+# Fuzzing the job-file parser and the result lines (label fuzz): what
+# sq_jsonl.h promises, checked on every input (fuzz/fuzz_jsonl.c).
+sq_fuzz_test(jsonl
+  SOURCES ${PROJECT_SOURCE_DIR}/common/sq_jsonl.c ${PROJECT_SOURCE_DIR}/common/sq_jsonl_task.c
+          ${PROJECT_SOURCE_DIR}/common/sq_jsonl_result.c
+  INCLUDES ${PROJECT_SOURCE_DIR}/common
+  LIBS sq_core PkgConfig::JANSSON m
+  SEEDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds/jsonl
+  RUNS 100000)
+
 # libshardq's request rules (retries, timeouts, stale replies, paging)
 # against a scripted peer on a real loopback ROUTER socket.
 if(TARGET shardq)

@@ -5,6 +5,16 @@ target_link_libraries(test_wire PRIVATE sq_wire sq_testlib sq_warnings)
 add_test(NAME unit.wire COMMAND test_wire)
 set_tests_properties(unit.wire PROPERTIES LABELS unit)
 
+# Fuzzing the wire decoder (label fuzz): sq_wire_validate and the
+# accessors on raw bodies, sq_wire_parse on frames, and the fields the
+# broker and the client read (fuzz/fuzz_wire.c).
+sq_fuzz_test(wire
+  SOURCES ${PROJECT_SOURCE_DIR}/common/sq_wire.c ${PROJECT_SOURCE_DIR}/common/sq_wire_msg.c
+  INCLUDES ${PROJECT_SOURCE_DIR}/common
+  LIBS sq_core PkgConfig::CZMQ PkgConfig::ZMQ PkgConfig::MSGPACK
+  SEEDS ${CMAKE_CURRENT_LIST_DIR}/fuzz/seeds/wire
+  RUNS 100000)
+
 if(TARGET sq_bqueue)
   add_executable(test_queue ${CMAKE_CURRENT_LIST_DIR}/unit/test_queue.c)
   target_link_libraries(test_queue PRIVATE sq_bqueue sq_testlib sq_warnings)

@@ -232,19 +232,35 @@ static void db_helpers(void)
     sq_db_copy_null(c);
     sq_db_copy_null(c);
     sq_db_copy_end_row(c);
-    SQ_CHECK(sq_db_copy_rows(c) == N + 1);
+    /* bytes PostgreSQL refuses (not UTF-8, NUL) would fail the whole COPY:
+     * they are stored as U+FFFD */
+    static const struct { const char *in; size_t n; const char *stored; } bad_text[] = {
+        {"bad \xff byte", 10, "bad \xef\xbf\xbd byte"},
+        {"cut \xe4\xb8", 6, "cut \xef\xbf\xbd"},
+        {"nul\0x\ty", 7, "nul\xef\xbf\xbdx\ty"},
+    };
+    enum { N_BAD = sizeof bad_text / sizeof bad_text[0] };
+    for (int i = 0; i < N_BAD; i++) {
+        sq_db_copy_i64(c, N + 1 + i);
+        sq_db_copy_str(c, bad_text[i].in, bad_text[i].n);
+        sq_db_copy_double(c, 0);
+        sq_db_copy_end_row(c);
+    }
+    SQ_CHECK(sq_db_copy_rows(c) == N + 1 + N_BAD);
     SQ_CHECK(sq_db_copy_send(s_db, "COPY copy_probe (i, s, d) FROM STDIN", c) == 0);
     sq_db_copy_destroy(&c);
     SQ_CHECK(c == NULL);
     PGresult *res = NULL;
     SQ_REQUIRE(sq_db_exec(s_db, "SELECT s, d, s IS NULL FROM copy_probe ORDER BY i", 0, NULL,
                           &res) == 0);
-    SQ_REQUIRE(PQntuples(res) == N + 1);
+    SQ_REQUIRE(PQntuples(res) == N + 1 + N_BAD);
     for (int i = 0; i < N; i++) {
         SQ_CHECK(strcmp(PQgetvalue(res, i, 0), texts[i]) == 0);
         SQ_CHECK(atof(PQgetvalue(res, i, 1)) == i / 3.0);
     }
     SQ_CHECK(PQgetvalue(res, N, 2)[0] == 't');
+    for (int i = 0; i < N_BAD; i++)
+        SQ_CHECK(strcmp(PQgetvalue(res, N + 1 + i, 0), bad_text[i].stored) == 0);
     PQclear(res);
     const char *p[1] = {"x'); DROP TABLE jobs; --"};
     SQ_CHECK(sq_db_exec(s_db, "SELECT $1::text", 1, p, NULL) == 0);

@@ -31,6 +31,15 @@ test_error_detail(void)
     SQ_CHECK(strcmp(sq_error_detail(), "value -3 is negative") == 0);
     SQ_CHECK(strncmp(sq_error_where(), "test_core.c:", 12) == 0);
     SQ_CHECK(s_failing_parse(1) == 0);
+    /* a detail longer than the buffer (1,024 bytes) is cut on a whole
+     * character: here 1,023 bytes would end inside the 512th "é" */
+    char long_text[1100];
+    for (int i = 0; i < 540; i++)
+        memcpy(long_text + 2 * i, "\xc3\xa9", 2);
+    long_text[2 * 540] = '\0';
+    SQ_FAIL(SQ_EINVAL, "%s", long_text);
+    const char *d = sq_error_detail();
+    SQ_CHECK(strlen(d) == 1022 && memcmp(d, long_text, 1022) == 0);
 }
 
 static void
@@ -80,6 +89,15 @@ test_utf8_sanitize(void)
     SQ_CHECK(s_is("\xed\xa0\x80", 3, "\xef\xbf\xbd"));             /* surrogate */
     SQ_CHECK(s_is("\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80"));     /* emoji kept */
     SQ_CHECK(s_is("", 0, ""));
+    /* where a text cut to fit a buffer ends: before a character it split */
+    SQ_CHECK(sq_utf8_cut("ab", 2) == 2);
+    SQ_CHECK(sq_utf8_cut("a\xc3\xa9", 3) == 3 && sq_utf8_cut("a\xc3\xa9", 2) == 1);
+    SQ_CHECK(sq_utf8_cut("\xe4\xb8\xad", 3) == 3 && sq_utf8_cut("\xe4\xb8\xad", 2) == 0 &&
+             sq_utf8_cut("\xe4\xb8\xad", 1) == 0);
+    SQ_CHECK(sq_utf8_cut("x\xf0\x9f\x98\x80", 5) == 5 && sq_utf8_cut("x\xf0\x9f\x98\x80", 4) == 1);
+    SQ_CHECK(sq_utf8_cut("", 0) == 0);
+    /* bytes that were not UTF-8 before the cut are left as they were */
+    SQ_CHECK(sq_utf8_cut("a\xff", 2) == 2 && sq_utf8_cut("\x80\x80\x80\x80", 4) == 4);
 }
 
 /* the profile table: rows added up by label, ordered by total time, with

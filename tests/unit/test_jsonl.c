@@ -235,6 +235,26 @@ test_batch_errors(void)
     SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.messages[1].role\""));
     snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"role\":\"user\"}]}}", chat);
     SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.messages[0].content\": missing"));
+    /* a role or part type with NUL in it is not the role or type before it
+     * (strcmp would have stopped there), and name, when given, is a string */
+    snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"role\":\"user\\u0000x\","
+             "\"content\":\"a\"}]}}", chat);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL,
+                                "field \"body.messages[0].role\": must not contain NUL"));
+    snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"content\":\"a\"}]}}", chat);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.messages[0].role\": missing"));
+    snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"role\":\"user\",\"content\":"
+             "[{\"type\":\"text\\u0000x\",\"text\":\"a\"}]}]}}", chat);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.messages[0].content\": part 0"));
+    snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"role\":\"user\",\"name\":5,"
+             "\"content\":\"a\"}]}}", chat);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL,
+                                "field \"body.messages[0].name\": expected a string"));
+    snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"role\":\"user\",\"name\":\"ann\","
+             "\"content\":[{\"type\":\"text\",\"text\":\"a\"}]}]}}\n", chat);
+    sq_jsonl_t *named = s_parse(b);
+    SQ_CHECK(named && sq_jsonl_size(named) == 1);
+    sq_jsonl_destroy(&named);
     snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"role\":\"user\",\"content\":"
              "[{\"type\":\"image_url\"}]}]}}", chat);
     SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.messages[0].content\": part 0"));
@@ -278,6 +298,16 @@ test_hostile_strings(void)
     SQ_CHECK(s_rejects(raw_nul, sizeof raw_nul - 1, NULL, SQ_EFORMAT, "line 1: ", "invalid JSON"));
     SQ_CHECK(REJECTS("{\"custom_id\":\"a\",\"prompt\":\"p\",\"model\":\"m\\u0000x\"}", SQ_EINVAL,
                      "field \"model\": must not contain NUL", NULL));
+    /* an unknown key of 400 two-byte characters: the detail names it, cut
+     * to fit on a whole character, and stays UTF-8 */
+    char key_line[1024];
+    int at = snprintf(key_line, sizeof key_line, "{\"custom_id\":\"a\",\"prompt\":\"p\",\"");
+    for (int i = 0; i < 400; i++)
+        at += snprintf(key_line + at, sizeof key_line - at, "\xC3\xA9");
+    snprintf(key_line + at, sizeof key_line - at, "\":1}");
+    SQ_CHECK(REJECTS(key_line, SQ_EINVAL, "line 1: field \"\xC3\xA9\xC3\xA9", "unknown"));
+    const char *d = sq_error_detail();
+    SQ_CHECK(sq_jsonl_utf8_valid_prefix(d, strlen(d)) == strlen(d));
     SQ_CHECK(sq_jsonl_utf8_valid_prefix("ab\xF4\x90\x80\x80", 6) == 2); /* > U+10FFFF */
     SQ_CHECK(sq_jsonl_utf8_valid_prefix("\xE2\x82\xAC", 3) == 3);
     SQ_CHECK(sq_jsonl_utf8_valid_prefix("\xE2\x82", 2) == 0);
@@ -409,6 +439,18 @@ test_result_lines(void)
     SQ_CHECK(strcmp(json_string_value(json_object_get(msg, "role")), "assistant") == 0);
     SQ_CHECK(json_is_null(json_object_get(json_object_get(body, "usage"), "prompt_tokens")));
     json_decref(j);
+
+    /* counts from a broken broker whose sum is past INT64_MAX: no total
+     * (it used to overflow, a negative total or undefined behaviour) */
+    r.prompt_tokens = INT64_MAX;
+    r.completion_tokens = 1;
+    j = s_format(&r);
+    SQ_REQUIRE(j);
+    usage = json_object_get(json_object_get(json_object_get(j, "response"), "body"), "usage");
+    SQ_CHECK(json_integer_value(json_object_get(usage, "prompt_tokens")) == INT64_MAX);
+    SQ_CHECK(json_is_null(json_object_get(usage, "total_tokens")));
+    json_decref(j);
+    r.completion_tokens = 4;
 
     /* a cached count unknown (an older worker): no details, as before */
     r.prompt_tokens = 5;
