@@ -70,7 +70,9 @@ size_t sq_utf8_cut(const char *in, size_t n)
         i--;
     if (i == 0)
         return n;
+    /* the length the last lead byte announces (1: not a lead byte) */
     const unsigned c = s[i - 1];
-    const size_t len = c >= 0xF8 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    return len > 1 && n - (i - 1) < len ? i - 1 : n;
+    const size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                     : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
+    return n - (i - 1) < len ? i - 1 : n;
 }

@@ -19,9 +19,10 @@ char *sq_utf8_sanitize(const char *in, size_t n, size_t *out_n);
  * as it is. */
 bool sq_utf8_ok(const char *s, size_t n);
 
-/* The length of s[0..n) less a character cut off at its end (the first
- * bytes of a multi-byte sequence whose last ones are missing): where a
- * text truncated to fit a buffer should end, so that it stays UTF-8. */
+/* The length of s[0..n) less a character cut off at its end (a valid
+ * lead byte whose continuation bytes are missing; invalid bytes are never
+ * taken off): where a text cut to fit a buffer should end, or how much of
+ * a stream of bytes can go out before the rest of a character comes. */
 size_t sq_utf8_cut(const char *s, size_t n);
 
 #endif

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "sq_error.h"
+#include "sq_utf8.h"
 
 #define S_SPACE_MARK "\xe2\x96\x81"   /* U+2581, the SentencePiece space */
 #define S_SPACE_MARK_LEN 3
@@ -601,16 +602,5 @@ int sq_tokenizer_decode(const sq_tokenizer_t *self, const int32_t *ids, size_t n
 
 size_t sq_tokenizer_utf8_complete(const char *buf, size_t len)
 {
-    const unsigned char *s = (const unsigned char *) buf;
-    /* walk back over at most 3 continuation bytes to the last lead byte */
-    size_t i = len;
-    while (i > 0 && len - i < 3 && (s[i - 1] & 0xC0) == 0x80)
-        i--;
-    if (i == 0)
-        return len;
-    unsigned char lead = s[i - 1];
-    size_t need = lead >= 0xC2 && lead <= 0xDF ? 2 : lead >= 0xE0 && lead <= 0xEF ? 3
-                : lead >= 0xF0 && lead <= 0xF4 ? 4 : 1;
-    size_t have = len - (i - 1);
-    return have < need ? i - 1 : len;
+    return sq_utf8_cut(buf, len);
 }

@@ -106,7 +106,7 @@ const char *sq_tokenizer_token_text(const sq_tokenizer_t *self, int32_t prev_id,
 /* How many leading bytes of buf can be emitted now without splitting a
  * UTF-8 character: len minus the bytes of a trailing sequence that is
  * still incomplete (a valid lead byte missing continuation bytes). Invalid
- * bytes are never held back. */
+ * bytes are never held back. (sq_utf8_cut.) */
 size_t sq_tokenizer_utf8_complete(const char *buf, size_t len);
 
 #ifdef __cplusplus
