@@ -68,10 +68,14 @@ s_element(const char *expr, const s_field_t *f, const char *p, const char *end,
             hi = f->hi; /* "a/n": from a to the field's end */
     }
     if (*q == '/') {
-        char *e;
-        step = (unsigned)strtoul(q + 1, &e, 10);
-        if (e == q + 1 || step == 0)
+        /* digits only (strtoul would take a sign or spaces), and capped
+         * like a value: a step past the range keeps only its start, where
+         * a wrapped one would set values below it */
+        char *e = (char *)q + 1;
+        unsigned long st = isdigit((unsigned char)*e) ? strtoul(e, &e, 10) : 0;
+        if (st == 0)
             goto bad;
+        step = st > 1000 ? 1000 : (unsigned)st;
         q = e;
     }
     if (q != end)
@@ -93,17 +97,17 @@ s_field(const char *expr, const s_field_t *f, const char *p, const char *end, ui
 {
     *bits = 0;
     *star = *p == '*';
-    while (p < end) {
+    /* p < end on entry; a comma at the end leaves an empty last element */
+    for (;;) {
         const char *comma = memchr(p, ',', (size_t)(end - p));
         const char *stop = comma ? comma : end;
         if (stop == p)
             return SQ_FAIL(SQ_EINVAL, "cron \"%s\": %s: empty list element", expr, f->name);
         int rc = s_element(expr, f, p, stop, bits);
-        if (rc)
+        if (rc || !comma)
             return rc;
-        p = comma ? comma + 1 : end;
+        p = comma + 1;
     }
-    return 0;
 }
 
 static const char *

@@ -110,6 +110,8 @@ sq_duration_parse(const char *text, int64_t *seconds)
         if (v > 100LL * 365 * 86400)
             goto bad;
         total += v * unit;
+        if (total > 100LL * 365 * 86400)   /* else many terms overflow the sum */
+            goto bad;
         p = end;
     }
     *seconds = total;
@@ -341,8 +343,9 @@ s_document(const s_ctx_t *cx, sq_policy_t *self)
          pr < root->data.mapping.pairs.top; pr++) {
         const yaml_node_t *kn = yaml_document_get_node(cx->doc, pr->key);
         const char *key = s_scalar(kn);
-        if (!key || strcmp(key, "pools") != 0)
-            return s_err(cx, kn, key ? key : "?", "unknown key (expected pools)");
+        if (!key || strcmp(key, "pools") != 0)   /* an empty key still names a path */
+            return s_err(cx, kn, !key ? "?" : *key ? key : "\"\"",
+                         "unknown key (expected pools)");
         pools = yaml_document_get_node(cx->doc, pr->value);
     }
     if (!pools || pools->type != YAML_SEQUENCE_NODE ||

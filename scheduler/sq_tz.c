@@ -114,6 +114,9 @@ s_parse_hms(const char *p, int32_t *out)
         if (*p == ':')
             s = strtol(p + 1, (char **)&p, 10);
     }
+    /* RFC 8536 allows hours up to 167 (rule times); beyond, the sum overflows */
+    if (h > 167 || mi < 0 || mi > 59 || s < 0 || s > 59)
+        return NULL;
     *out = (int32_t)(sign * (h * 3600 + mi * 60 + s));
     return p;
 }
@@ -164,6 +167,15 @@ s_parse_footer(sq_tz_t *self, const char *p)
     r->valid = 1;
 }
 
+/* The days of month m (1-12) of year y. */
+static unsigned
+s_month_days(int64_t y, unsigned m)
+{
+    static const unsigned mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return mdays[m - 1] + (m == 2 && leap);
+}
+
 /* Day (days since epoch) of the w-th weekday d of month m in year y
  * (w = 5: the last one). */
 static int64_t
@@ -171,9 +183,7 @@ s_rule_day(int64_t y, unsigned m, unsigned w, unsigned d)
 {
     int64_t first = sq_days_from_civil(y, m, 1);
     int64_t day = first + (d + 7 - sq_weekday_from_days(first)) % 7 + 7 * (w - 1);
-    unsigned mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    int64_t n = mdays[m - 1] + (m == 2 && leap);
+    int64_t n = s_month_days(y, m);
     while (day >= first + n)
         day -= 7;
     return day;
@@ -206,8 +216,10 @@ s_parse(sq_tz_t *self, const uint8_t *buf, size_t len)
     size_t tsize = 4;
     if (version >= 2) {
         /* Skip the v1 body to reach the 64-bit header. */
-        size_t v1 = 44 + s_be32(h + 32) * 5 + s_be32(h + 36) * 6 + s_be32(h + 40) +
-                    s_be32(h + 28) * 8 + s_be32(h + 24) + s_be32(h + 20);
+        /* in size_t: the counts are u32 and their products must not wrap */
+        size_t v1 = 44 + (size_t)s_be32(h + 32) * 5 + (size_t)s_be32(h + 36) * 6 +
+                    (size_t)s_be32(h + 40) + (size_t)s_be32(h + 28) * 8 +
+                    (size_t)s_be32(h + 24) + (size_t)s_be32(h + 20);
         if (v1 + 44 > len)
             return SQ_FAIL(SQ_ETRUNC, "zone %s: truncated TZif header", self->name);
         h = buf + v1;
@@ -216,8 +228,8 @@ s_parse(sq_tz_t *self, const uint8_t *buf, size_t len)
     uint32_t isut = s_be32(h + 20), isstd = s_be32(h + 24), leap = s_be32(h + 28);
     uint32_t timecnt = s_be32(h + 32), typecnt = s_be32(h + 36), charcnt = s_be32(h + 40);
     const uint8_t *p = h + 44;
-    size_t body = timecnt * (tsize + 1) + typecnt * 6 + charcnt + leap * (tsize + 4) + isstd +
-                  isut;
+    size_t body = timecnt * (tsize + 1) + (size_t)typecnt * 6 + charcnt + leap * (tsize + 4) +
+                  isstd + isut;
     if (typecnt == 0 || (size_t)(p - buf) + body > len)
         return SQ_FAIL(SQ_ETRUNC, "zone %s: truncated TZif body", self->name);
     self->trans = calloc(timecnt + 1, sizeof *self->trans);
@@ -393,7 +405,8 @@ sq_time_parse_iso(const char *text, int64_t *utc)
     } else if (*p == 'Z') {
         p++;
     }
-    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+    if (*p || mo < 1 || mo > 12 || d < 1 || (unsigned)d > s_month_days(y, (unsigned)mo) ||
+        h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 60)
         return SQ_FAIL(SQ_EINVAL, "time \"%s\": out of range or trailing text", text);
     *utc = sq_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s -
            off;

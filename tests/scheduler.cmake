@@ -7,6 +7,23 @@ foreach(t policy cron decide simulate)
   set_tests_properties(unit.sched.${t} PROPERTIES LABELS unit)
 endforeach()
 
+# Fuzzing the policy file, cron and ISO time parsers and TZif zone files
+# (fuzz/fuzz_policy.c, fuzz/fuzz_cron.c; the regress_* seeds are what the
+# first runs found).
+sq_fuzz_test(policy
+  SOURCES ${PROJECT_SOURCE_DIR}/scheduler/sq_policy.c ${PROJECT_SOURCE_DIR}/scheduler/sq_cron.c
+          ${PROJECT_SOURCE_DIR}/scheduler/sq_tz.c
+  INCLUDES ${PROJECT_SOURCE_DIR}/scheduler
+  LIBS sq_core PkgConfig::YAML m
+  SEEDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds/policy
+  RUNS 100000)
+sq_fuzz_test(cron
+  SOURCES ${PROJECT_SOURCE_DIR}/scheduler/sq_cron.c ${PROJECT_SOURCE_DIR}/scheduler/sq_tz.c
+  INCLUDES ${PROJECT_SOURCE_DIR}/scheduler
+  LIBS sq_core m
+  SEEDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds/cron
+  RUNS 100000)
+
 add_executable(test_local_actuator unit/test_local_actuator.c)
 target_link_libraries(test_local_actuator PRIVATE sq_sched sched_testutil sq_testlib sq_warnings)
 add_test(NAME unit.sched.local_actuator

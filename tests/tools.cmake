@@ -24,6 +24,20 @@ sq_fuzz_test(gguf
   LIBS sq_core
   SEEDS ${SQ_TOOLS_MODELS})
 
+# Fuzzing the tokenizer (prompts are any bytes; generated ids are decoded)
+# and LoRA adapter files against stories260K (fuzz/fuzz_tokenizer.c,
+# fuzz/fuzz_lora.c: they find the model from their own source path).
+sq_fuzz_test(tokenizer
+  SOURCES ${PROJECT_SOURCE_DIR}/worker/engine/sq_tokenizer.c
+  LIBS sq_llm
+  SEEDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds/tokenizer
+  RUNS 100000)
+sq_fuzz_test(lora
+  SOURCES ${PROJECT_SOURCE_DIR}/worker/engine/sq_lora.c
+  LIBS sq_llm
+  SEEDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds/lora
+  RUNS 100000)
+
 # The hostile-file test shares the fuzz target's accessor probe.
 target_sources(test_gguf_hostile PRIVATE fuzz/gguf_probe.c)
 target_include_directories(test_gguf_hostile PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)

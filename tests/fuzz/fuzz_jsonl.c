@@ -28,21 +28,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "sq_error.h"
 #include "sq_jsonl.h"
 #include "sq_utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* abort() with the broken promise, so the fuzzer keeps the input. */
-#define S_CHECK(cond)                                                                        \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "fuzz_jsonl: %s:%d: check failed: %s (detail: %s)\n", __FILE__,  \
-                    __LINE__, #cond, sq_error_detail());                                     \
-            abort();                                                                         \
-        }                                                                                    \
-    } while (0)
 
 /* Small caps, each reachable with a few KiB of input; an odd last byte
  * (a file ending in '}') picks the second set. */
@@ -81,18 +73,18 @@ static uint64_t s_u64_at(const uint8_t *data, size_t size, size_t off)
 static void s_check_utf8(const char *s, size_t n)
 {
     size_t ok = sq_jsonl_utf8_valid_prefix(s, n);
-    S_CHECK(ok <= n);
-    S_CHECK(sq_jsonl_utf8_valid_prefix(s, ok) == ok);
+    SQ_FUZZ_CHECK(ok <= n);
+    SQ_FUZZ_CHECK(sq_jsonl_utf8_valid_prefix(s, ok) == ok);
     json_t *j = json_stringn(s, n);
-    S_CHECK((j != NULL) == (ok == n));
+    SQ_FUZZ_CHECK((j != NULL) == (ok == n));
     json_decref(j);
     size_t clean_n = 0;
     char *clean = sq_utf8_sanitize(s, n, &clean_n);
-    S_CHECK(clean);
-    S_CHECK(sq_jsonl_utf8_valid_prefix(clean, clean_n) == clean_n);
-    S_CHECK(clean[clean_n] == '\0');
+    SQ_FUZZ_CHECK(clean);
+    SQ_FUZZ_CHECK(sq_jsonl_utf8_valid_prefix(clean, clean_n) == clean_n);
+    SQ_FUZZ_CHECK(clean[clean_n] == '\0');
     if (ok == n && !memchr(s, '\0', n))
-        S_CHECK(clean_n == n && memcmp(clean, s, n) == 0);
+        SQ_FUZZ_CHECK(clean_n == n && memcmp(clean, s, n) == 0);
     free(clean);
 }
 
@@ -110,50 +102,50 @@ static void s_check_task(const sq_jsonl_t *j, const sq_jsonl_task_t *t,
 {
     size_t id_cap = lim && lim->max_custom_id_bytes ? lim->max_custom_id_bytes
                                                     : SQ_JSONL_MAX_CUSTOM_ID_BYTES;
-    S_CHECK(t->line_no >= 1 && (size_t)t->line_no <= n_lines);
-    S_CHECK(t->kind == SQ_JSONL_KIND_SIMPLE || t->kind == SQ_JSONL_KIND_COMPLETION ||
+    SQ_FUZZ_CHECK(t->line_no >= 1 && (size_t)t->line_no <= n_lines);
+    SQ_FUZZ_CHECK(t->kind == SQ_JSONL_KIND_SIMPLE || t->kind == SQ_JSONL_KIND_COMPLETION ||
             t->kind == SQ_JSONL_KIND_CHAT);
-    S_CHECK((t->kind == SQ_JSONL_KIND_CHAT) == (sq_jsonl_kind(j) == SQ_JSONL_KIND_CHAT));
-    S_CHECK(t->custom_id && t->custom_id_len >= 1 && t->custom_id_len <= id_cap);
-    S_CHECK(t->custom_id[t->custom_id_len] == '\0');
-    S_CHECK(sq_jsonl_utf8_valid_prefix(t->custom_id, t->custom_id_len) == t->custom_id_len);
-    S_CHECK(t->prompt && t->prompt[t->prompt_len] == '\0');
-    S_CHECK(sq_jsonl_utf8_valid_prefix(t->prompt, t->prompt_len) == t->prompt_len);
+    SQ_FUZZ_CHECK((t->kind == SQ_JSONL_KIND_CHAT) == (sq_jsonl_kind(j) == SQ_JSONL_KIND_CHAT));
+    SQ_FUZZ_CHECK(t->custom_id && t->custom_id_len >= 1 && t->custom_id_len <= id_cap);
+    SQ_FUZZ_CHECK(t->custom_id[t->custom_id_len] == '\0');
+    SQ_FUZZ_CHECK(sq_jsonl_utf8_valid_prefix(t->custom_id, t->custom_id_len) == t->custom_id_len);
+    SQ_FUZZ_CHECK(t->prompt && t->prompt[t->prompt_len] == '\0');
+    SQ_FUZZ_CHECK(sq_jsonl_utf8_valid_prefix(t->prompt, t->prompt_len) == t->prompt_len);
     if (lim && lim->refuse_nul) {
-        S_CHECK(!memchr(t->custom_id, '\0', t->custom_id_len));
-        S_CHECK(!memchr(t->prompt, '\0', t->prompt_len));
+        SQ_FUZZ_CHECK(!memchr(t->custom_id, '\0', t->custom_id_len));
+        SQ_FUZZ_CHECK(!memchr(t->prompt, '\0', t->prompt_len));
     }
     if (lim && lim->max_prompt_bytes)
-        S_CHECK(t->prompt_len <= lim->max_prompt_bytes);
+        SQ_FUZZ_CHECK(t->prompt_len <= lim->max_prompt_bytes);
     if (t->kind == SQ_JSONL_KIND_CHAT) {
         static const char tail[] = "<|assistant|>\n";
         size_t n_tail = sizeof tail - 1;
-        S_CHECK(t->prompt_len > n_tail + 2 && memcmp(t->prompt, "<|", 2) == 0 &&
+        SQ_FUZZ_CHECK(t->prompt_len > n_tail + 2 && memcmp(t->prompt, "<|", 2) == 0 &&
                 memcmp(t->prompt + t->prompt_len - n_tail, tail, n_tail) == 0);
     }
-    S_CHECK(t->max_tokens == -1 || (t->max_tokens >= 1 && t->max_tokens <= 1000000));
-    S_CHECK(isnan(t->temperature) || (t->temperature >= 0 && t->temperature <= 2));
-    S_CHECK(isnan(t->top_p) || (t->top_p > 0 && t->top_p <= 1));
-    S_CHECK(t->seed >= -1);
-    S_CHECK(t->n_stop >= 0 && t->n_stop <= SQ_JSONL_MAX_STOP);
+    SQ_FUZZ_CHECK(t->max_tokens == -1 || (t->max_tokens >= 1 && t->max_tokens <= 1000000));
+    SQ_FUZZ_CHECK(isnan(t->temperature) || (t->temperature >= 0 && t->temperature <= 2));
+    SQ_FUZZ_CHECK(isnan(t->top_p) || (t->top_p > 0 && t->top_p <= 1));
+    SQ_FUZZ_CHECK(t->seed >= -1);
+    SQ_FUZZ_CHECK(t->n_stop >= 0 && t->n_stop <= SQ_JSONL_MAX_STOP);
     for (int i = 0; i < t->n_stop; i++)
-        S_CHECK(t->stop[i] && strlen(t->stop[i]) >= 1 && strlen(t->stop[i]) <= 256);
+        SQ_FUZZ_CHECK(t->stop[i] && strlen(t->stop[i]) >= 1 && strlen(t->stop[i]) <= 256);
     if (t->model) {
-        S_CHECK(strlen(t->model) >= 1 && strlen(t->model) <= SQ_JSONL_MAX_MODEL_BYTES);
-        S_CHECK(sq_jsonl_model(j) && strcmp(t->model, sq_jsonl_model(j)) == 0);
+        SQ_FUZZ_CHECK(strlen(t->model) >= 1 && strlen(t->model) <= SQ_JSONL_MAX_MODEL_BYTES);
+        SQ_FUZZ_CHECK(sq_jsonl_model(j) && strcmp(t->model, sq_jsonl_model(j)) == 0);
     }
-    S_CHECK(!t->adapter || s_name_ok(t->adapter));
-    S_CHECK(!t->adapter_version || (t->adapter && s_name_ok(t->adapter_version)));
+    SQ_FUZZ_CHECK(!t->adapter || s_name_ok(t->adapter));
+    SQ_FUZZ_CHECK(!t->adapter_version || (t->adapter && s_name_ok(t->adapter_version)));
     if (t->kind == SQ_JSONL_KIND_SIMPLE)
-        S_CHECK((t->body_json != NULL) == (t->n_stop > 0));
+        SQ_FUZZ_CHECK((t->body_json != NULL) == (t->n_stop > 0));
     else
-        S_CHECK(t->body_json != NULL);
+        SQ_FUZZ_CHECK(t->body_json != NULL);
     if (t->body_json) {
-        S_CHECK(strlen(t->body_json) == t->body_json_len);
+        SQ_FUZZ_CHECK(strlen(t->body_json) == t->body_json_len);
         json_error_t err;
         json_t *b = json_loadb(t->body_json, t->body_json_len,
                                JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
-        S_CHECK(json_is_object(b));
+        SQ_FUZZ_CHECK(json_is_object(b));
         json_decref(b);
     }
 }
@@ -174,33 +166,33 @@ static void s_check_unique(const sq_jsonl_t *j)
 {
     size_t n = sq_jsonl_size(j);
     size_t *idx = malloc(n * sizeof *idx);
-    S_CHECK(idx);
+    SQ_FUZZ_CHECK(idx);
     for (size_t i = 0; i < n; i++)
         idx[i] = i;
     s_sort_tasks = sq_jsonl_tasks(j);
     qsort(idx, n, sizeof *idx, s_cmp_id);
     for (size_t i = 1; i < n; i++)
-        S_CHECK(s_cmp_id(&idx[i - 1], &idx[i]) != 0);
+        SQ_FUZZ_CHECK(s_cmp_id(&idx[i - 1], &idx[i]) != 0);
     free(idx);
 }
 
 static void s_check_parsed(const sq_jsonl_t *j, const sq_jsonl_limits_t *lim, size_t n_lines)
 {
     size_t n = sq_jsonl_size(j);
-    S_CHECK(n >= 1 && n <= n_lines);
-    S_CHECK(!lim || n <= lim->max_tasks);
-    S_CHECK(sq_jsonl_task(j, n) == NULL);
+    SQ_FUZZ_CHECK(n >= 1 && n <= n_lines);
+    SQ_FUZZ_CHECK(!lim || n <= lim->max_tasks);
+    SQ_FUZZ_CHECK(sq_jsonl_task(j, n) == NULL);
     int any_completion = 0, prev_line = 0;
     for (size_t i = 0; i < n; i++) {
         const sq_jsonl_task_t *t = sq_jsonl_task(j, i);
-        S_CHECK(t == &sq_jsonl_tasks(j)[i]);
+        SQ_FUZZ_CHECK(t == &sq_jsonl_tasks(j)[i]);
         s_check_task(j, t, lim, n_lines);
-        S_CHECK(t->line_no > prev_line);
+        SQ_FUZZ_CHECK(t->line_no > prev_line);
         prev_line = t->line_no;
         any_completion |= t->kind == SQ_JSONL_KIND_COMPLETION;
     }
     if (sq_jsonl_kind(j) != SQ_JSONL_KIND_CHAT)
-        S_CHECK(sq_jsonl_kind(j) ==
+        SQ_FUZZ_CHECK(sq_jsonl_kind(j) ==
                 (any_completion ? SQ_JSONL_KIND_COMPLETION : SQ_JSONL_KIND_SIMPLE));
     s_check_unique(j);
 }
@@ -211,16 +203,16 @@ static void s_check_parsed(const sq_jsonl_t *j, const sq_jsonl_limits_t *lim, si
 static size_t s_check_failed(int rc, const sq_jsonl_t *j, size_t n_lines)
 {
     const char *d = sq_error_detail();
-    S_CHECK(rc == SQ_EFORMAT || rc == SQ_EINVAL || rc == SQ_ETOOBIG || rc == SQ_ENOMEM);
-    S_CHECK(j == NULL);
-    S_CHECK(d && d[0] != '\0');
+    SQ_FUZZ_CHECK(rc == SQ_EFORMAT || rc == SQ_EINVAL || rc == SQ_ETOOBIG || rc == SQ_ENOMEM);
+    SQ_FUZZ_CHECK(j == NULL);
+    SQ_FUZZ_CHECK(d && d[0] != '\0');
     if (strncmp(d, "file is ", 8) == 0)
         return 0;
     if (strcmp(d, "the file holds no tasks") == 0)
         return n_lines + 1;
     long line = -1;
-    S_CHECK(sscanf(d, "line %ld:", &line) == 1);
-    S_CHECK(line >= 1 && (size_t)line <= n_lines);
+    SQ_FUZZ_CHECK(sscanf(d, "line %ld:", &line) == 1);
+    SQ_FUZZ_CHECK(line >= 1 && (size_t)line <= n_lines);
     return (size_t)line;
 }
 
@@ -237,22 +229,23 @@ static int s_same_num(double a, double b)
 /* Caps only refuse: what the small caps accept parses the same without. */
 static void s_check_same(const sq_jsonl_t *a, const sq_jsonl_t *b)
 {
-    S_CHECK(sq_jsonl_size(a) == sq_jsonl_size(b) && sq_jsonl_kind(a) == sq_jsonl_kind(b));
-    S_CHECK(s_same_str(sq_jsonl_model(a), sq_jsonl_model(b)));
+    SQ_FUZZ_CHECK(sq_jsonl_size(a) == sq_jsonl_size(b) && sq_jsonl_kind(a) == sq_jsonl_kind(b));
+    SQ_FUZZ_CHECK(s_same_str(sq_jsonl_model(a), sq_jsonl_model(b)));
     for (size_t i = 0; i < sq_jsonl_size(a); i++) {
         const sq_jsonl_task_t *x = sq_jsonl_task(a, i), *y = sq_jsonl_task(b, i);
-        S_CHECK(x->line_no == y->line_no && x->kind == y->kind);
-        S_CHECK(x->custom_id_len == y->custom_id_len &&
+        SQ_FUZZ_CHECK(x->line_no == y->line_no && x->kind == y->kind);
+        SQ_FUZZ_CHECK(x->custom_id_len == y->custom_id_len &&
                 memcmp(x->custom_id, y->custom_id, x->custom_id_len) == 0);
-        S_CHECK(x->prompt_len == y->prompt_len && memcmp(x->prompt, y->prompt, x->prompt_len) == 0);
-        S_CHECK(s_same_str(x->model, y->model) && s_same_str(x->adapter, y->adapter) &&
+        SQ_FUZZ_CHECK(x->prompt_len == y->prompt_len &&
+                      memcmp(x->prompt, y->prompt, x->prompt_len) == 0);
+        SQ_FUZZ_CHECK(s_same_str(x->model, y->model) && s_same_str(x->adapter, y->adapter) &&
                 s_same_str(x->adapter_version, y->adapter_version) &&
                 s_same_str(x->body_json, y->body_json));
-        S_CHECK(x->max_tokens == y->max_tokens && x->seed == y->seed &&
+        SQ_FUZZ_CHECK(x->max_tokens == y->max_tokens && x->seed == y->seed &&
                 s_same_num(x->temperature, y->temperature) && s_same_num(x->top_p, y->top_p));
-        S_CHECK(x->n_stop == y->n_stop);
+        SQ_FUZZ_CHECK(x->n_stop == y->n_stop);
         for (int k = 0; k < x->n_stop; k++)
-            S_CHECK(strcmp(x->stop[k], y->stop[k]) == 0);
+            SQ_FUZZ_CHECK(strcmp(x->stop[k], y->stop[k]) == 0);
     }
 }
 
@@ -264,7 +257,7 @@ static char *s_expected_text(const char *s, size_t n, size_t *out_n)
 {
     char *buf = malloc(3 * n + 1);
     size_t o = 0, pos = 0;
-    S_CHECK(buf);
+    SQ_FUZZ_CHECK(buf);
     while (pos < n) {
         size_t ok = sq_jsonl_utf8_valid_prefix(s + pos, n - pos);
         memcpy(buf + o, s + pos, ok);
@@ -284,9 +277,9 @@ static void s_check_string(json_t *v, const char *s, size_t n)
 {
     size_t want_n;
     char *want = s_expected_text(s, n, &want_n);
-    S_CHECK(json_is_string(v));
-    S_CHECK(json_string_length(v) == want_n);
-    S_CHECK(memcmp(json_string_value(v), want, want_n) == 0);
+    SQ_FUZZ_CHECK(json_is_string(v));
+    SQ_FUZZ_CHECK(json_string_length(v) == want_n);
+    SQ_FUZZ_CHECK(memcmp(json_string_value(v), want, want_n) == 0);
     free(want);
 }
 
@@ -295,22 +288,22 @@ static void s_check_result(const sq_jsonl_result_t *r)
     char *line = NULL;
     size_t len = 0;
     int rc = sq_jsonl_format_result(r, &line, &len);
-    S_CHECK(rc == 0 && line);
-    S_CHECK(strlen(line) == len);
-    S_CHECK(sq_jsonl_utf8_valid_prefix(line, len) == len);
+    SQ_FUZZ_CHECK(rc == 0 && line);
+    SQ_FUZZ_CHECK(strlen(line) == len);
+    SQ_FUZZ_CHECK(sq_jsonl_utf8_valid_prefix(line, len) == len);
     json_error_t err;
     json_t *o = json_loadb(line, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &err);
     if (!o)
         fprintf(stderr, "fuzz_jsonl: result line does not parse: %s\n%s\n", err.text, line);
-    S_CHECK(json_is_object(o));
+    SQ_FUZZ_CHECK(json_is_object(o));
     char id[160];
     snprintf(id, sizeof id, "batch_req_%s-%llu", r->job_id, (unsigned long long)r->task_id);
-    S_CHECK(json_is_string(json_object_get(o, "id")) &&
+    SQ_FUZZ_CHECK(json_is_string(json_object_get(o, "id")) &&
             strcmp(json_string_value(json_object_get(o, "id")), id) == 0);
     s_check_string(json_object_get(o, "custom_id"), r->custom_id, r->custom_id_len);
     json_t *resp = json_object_get(o, "response"), *error = json_object_get(o, "error");
     if (r->outcome == SQ_JSONL_RESULT_OK) {
-        S_CHECK(json_is_object(resp) && json_is_null(error));
+        SQ_FUZZ_CHECK(json_is_object(resp) && json_is_null(error));
         json_t *body = json_object_get(resp, "body");
         json_t *choice = json_array_get(json_object_get(body, "choices"), 0);
         json_t *text = r->kind == SQ_JSONL_KIND_CHAT
@@ -320,17 +313,17 @@ static void s_check_result(const sq_jsonl_result_t *r)
         json_t *total = json_object_get(json_object_get(body, "usage"), "total_tokens");
         if (r->prompt_tokens >= 0 && r->completion_tokens >= 0 &&
             r->completion_tokens <= INT64_MAX - r->prompt_tokens)
-            S_CHECK(json_is_integer(total) &&
+            SQ_FUZZ_CHECK(json_is_integer(total) &&
                     json_integer_value(total) == r->prompt_tokens + r->completion_tokens);
         else
-            S_CHECK(json_is_null(total));
+            SQ_FUZZ_CHECK(json_is_null(total));
     } else {
-        S_CHECK(json_is_null(resp) && json_is_object(error));
+        SQ_FUZZ_CHECK(json_is_null(resp) && json_is_object(error));
         json_t *msg = json_object_get(error, "message");
         if (r->error_len)
             s_check_string(msg, r->error, r->error_len);
         else
-            S_CHECK(json_is_string(msg) && json_string_length(msg) > 0);
+            SQ_FUZZ_CHECK(json_is_string(msg) && json_string_length(msg) > 0);
     }
     json_decref(o);
     free(line);
@@ -389,7 +382,7 @@ static size_t s_parse(const char *text, size_t size, const sq_jsonl_limits_t *li
     int rc = sq_jsonl_parse(text, size, lim, out);
     if (rc)
         return s_check_failed(rc, *out, n_lines);
-    S_CHECK(*out != NULL);
+    SQ_FUZZ_CHECK(*out != NULL);
     s_check_parsed(*out, lim, n_lines);
     return SIZE_MAX;
 }
@@ -403,16 +396,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t fail = s_parse(text, size, NULL, n_lines, &j);
     size_t fail_small = s_parse(text, size, small, n_lines, &js);
     if (fail_small == SIZE_MAX)
-        S_CHECK(fail == SIZE_MAX);
+        SQ_FUZZ_CHECK(fail == SIZE_MAX);
     if (fail == SIZE_MAX && fail_small == SIZE_MAX)
         s_check_same(js, j);
-    S_CHECK(fail_small <= fail);
+    SQ_FUZZ_CHECK(fail_small <= fail);
     s_check_utf8(text, size);
     s_format_some(j ? j : js, data, size);
-    S_CHECK(sq_jsonl_kind_parse(sq_jsonl_kind_name((sq_jsonl_kind_t)(size % 3))) ==
+    SQ_FUZZ_CHECK(sq_jsonl_kind_parse(sq_jsonl_kind_name((sq_jsonl_kind_t)(size % 3))) ==
             (sq_jsonl_kind_t)(size % 3));
     sq_jsonl_destroy(&j);
     sq_jsonl_destroy(&js);
-    S_CHECK(j == NULL && js == NULL);
+    SQ_FUZZ_CHECK(j == NULL && js == NULL);
     return 0;
 }

@@ -1,6 +1,6 @@
 /*  fuzz_replay: drives a libFuzzer target without libFuzzer (gcc builds).
  *
- *    fuzz_gguf_replay [-runs=N] [-seed=S] CORPUS...
+ *    fuzz_NAME_replay [-runs=N] [-seed=S] CORPUS...
  *
  *  Runs LLVMFuzzerTestOneInput on every corpus file (directories are read
  *  one level deep), then on N mutants of them: byte flips and interesting
@@ -188,5 +188,6 @@ int main(int argc, char **argv)
     SQ_RUN(test_mutants);
     for (int i = 0; i < s_n_corpus; i++)
         free(s_corpus[i].data);
-    return sq_test_summary("fuzz_gguf");
+    const char *name = strrchr(argv[0], '/');
+    return sq_test_summary(name ? name + 1 : argv[0]);
 }

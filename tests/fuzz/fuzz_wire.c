@@ -22,20 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "sq_error.h"
 #include "sq_utf8.h"
 #include "sq_wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define S_CHECK(cond)                                                                        \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "fuzz_wire: %s:%d: check failed: %s (detail: %s)\n", __FILE__,   \
-                    __LINE__, #cond, sq_error_detail());                                     \
-            abort();                                                                         \
-        }                                                                                    \
-    } while (0)
 
 #define S_SMALL_BODY 64
 #define S_MAX_KEYS 32   /* keys of one map looked up by name (each lookup is O(map)) */
@@ -53,9 +46,9 @@ static void s_check_str(const char *s, size_t n)
 {
     size_t clean_n = 0;
     char *clean = sq_utf8_sanitize(s, n, &clean_n);
-    S_CHECK(clean);
-    S_CHECK(sq_wire_utf8_ok(s, n) == (clean_n == n && memcmp(clean, s, n) == 0));
-    S_CHECK(sq_wire_utf8_ok(clean, clean_n));
+    SQ_FUZZ_CHECK(clean);
+    SQ_FUZZ_CHECK(sq_wire_utf8_ok(s, n) == (clean_n == n && memcmp(clean, s, n) == 0));
+    SQ_FUZZ_CHECK(sq_wire_utf8_ok(clean, clean_n));
     free(clean);
 }
 
@@ -70,67 +63,68 @@ static void s_getters(sq_wire_val_t map, const char *key, bool valid)
     bool present = found == 0 && sq_wire_type(v) != SQ_WIRE_T_NIL;
     sq_wire_type_t t = found == 0 ? sq_wire_type(v) : SQ_WIRE_T_INVALID;
     if (found == 0)
-        S_CHECK(s_inside(v, map));
+        SQ_FUZZ_CHECK(s_inside(v, map));
 
     const char *s = NULL;
     size_t n = 0;
     int rc = sq_wire_get_str(map, key, false, SQ_WIRE_MAX_TEXT, &s, &n);
     if (rc == 0 && s) {
-        S_CHECK(present && t == SQ_WIRE_T_STR && sq_wire_utf8_ok(s, n));
-        S_CHECK((const uint8_t *)s >= v.p && (const uint8_t *)s + n <= v.p + v.n);
+        SQ_FUZZ_CHECK(present && t == SQ_WIRE_T_STR && sq_wire_utf8_ok(s, n));
+        SQ_FUZZ_CHECK((const uint8_t *)s >= v.p && (const uint8_t *)s + n <= v.p + v.n);
     }
     if (valid && !present)
-        S_CHECK(rc == 0 && s == NULL);
+        SQ_FUZZ_CHECK(rc == 0 && s == NULL);
     if (valid && present && t != SQ_WIRE_T_STR)
-        S_CHECK(rc == SQ_EINVAL && strstr(sq_error_detail(), key));
+        SQ_FUZZ_CHECK(rc == SQ_EINVAL && strstr(sq_error_detail(), key));
     rc = sq_wire_get_str(map, key, true, 4, &s, &n);
     if (valid)
-        S_CHECK(rc <= 0 && (rc == 0 || rc == SQ_EINVAL || rc == SQ_ETOOBIG));
+        SQ_FUZZ_CHECK(rc <= 0 && (rc == 0 || rc == SQ_EINVAL || rc == SQ_ETOOBIG));
     if (rc == 0)
-        S_CHECK(n <= 4);
+        SQ_FUZZ_CHECK(n <= 4);
 
     char *dup = NULL;
     rc = sq_wire_get_strdup(map, key, false, SQ_WIRE_MAX_NAME, &dup);
     if (rc == 0 && dup)
-        S_CHECK(strlen(dup) <= SQ_WIRE_MAX_NAME && sq_wire_utf8_ok(dup, strlen(dup)));
+        SQ_FUZZ_CHECK(strlen(dup) <= SQ_WIRE_MAX_NAME && sq_wire_utf8_ok(dup, strlen(dup)));
     if (rc)
-        S_CHECK(dup == NULL);
+        SQ_FUZZ_CHECK(dup == NULL);
     free(dup);
 
     uint64_t u = 7;
     rc = sq_wire_get_u64(map, key, false, 1000, &u);
     if (rc == 0 && present)
-        S_CHECK(u <= 1000 && (t == SQ_WIRE_T_UINT || t == SQ_WIRE_T_INT));
+        SQ_FUZZ_CHECK(u <= 1000 && (t == SQ_WIRE_T_UINT || t == SQ_WIRE_T_INT));
     if (rc == 0 && !present)
-        S_CHECK(u == 7);
+        SQ_FUZZ_CHECK(u == 7);
     uint64_t u_max = 0;
     if (sq_wire_get_u64(map, key, true, UINT64_MAX, &u_max) == 0 && rc == 0 && present)
-        S_CHECK(u == u_max);
+        SQ_FUZZ_CHECK(u == u_max);
 
     int64_t i = 0;
     rc = sq_wire_get_i64(map, key, false, &i);
     if (rc == 0 && present)
-        S_CHECK(t == SQ_WIRE_T_UINT || t == SQ_WIRE_T_INT);
+        SQ_FUZZ_CHECK(t == SQ_WIRE_T_UINT || t == SQ_WIRE_T_INT);
     if (rc == 0 && present && t == SQ_WIRE_T_INT && valid)
-        S_CHECK(i < 0 || (v.p[0] >= 0xd0 && v.p[0] <= 0xd3)); /* only sized ints can be >= 0 */
+        /* only sized ints can be >= 0 */
+        SQ_FUZZ_CHECK(i < 0 || (v.p[0] >= 0xd0 && v.p[0] <= 0xd3));
 
     double d = 0;
     rc = sq_wire_get_double(map, key, false, &d);
     if (rc == 0 && present)
-        S_CHECK(t == SQ_WIRE_T_UINT || t == SQ_WIRE_T_INT || t == SQ_WIRE_T_FLOAT);
+        SQ_FUZZ_CHECK(t == SQ_WIRE_T_UINT || t == SQ_WIRE_T_INT || t == SQ_WIRE_T_FLOAT);
 
     bool b = false;
     rc = sq_wire_get_bool(map, key, false, &b);
     if (rc == 0 && present)
-        S_CHECK(t == SQ_WIRE_T_BOOL && b == (v.p[0] == 0xc3));
+        SQ_FUZZ_CHECK(t == SQ_WIRE_T_BOOL && b == (v.p[0] == 0xc3));
 
     sq_wire_val_t sub = {0};
     rc = sq_wire_get_array(map, key, false, 8, &sub);
     if (rc == 0 && present)
-        S_CHECK(t == SQ_WIRE_T_ARRAY && sq_wire_count(sub) <= 8 && s_inside(sub, map));
+        SQ_FUZZ_CHECK(t == SQ_WIRE_T_ARRAY && sq_wire_count(sub) <= 8 && s_inside(sub, map));
     rc = sq_wire_get_map(map, key, false, &sub);
     if (rc == 0 && present)
-        S_CHECK(t == SQ_WIRE_T_MAP && s_inside(sub, map));
+        SQ_FUZZ_CHECK(t == SQ_WIRE_T_MAP && s_inside(sub, map));
 }
 
 /* --------------------------------------------------------- the walk */
@@ -144,20 +138,20 @@ static void s_walk_array(sq_wire_val_t v, int depth, bool valid)
     uint32_t seen = 0;
     int rc = sq_wire_iter_init(&it, v);
     if (valid)
-        S_CHECK(rc == 0);
+        SQ_FUZZ_CHECK(rc == 0);
     if (rc)
         return;
     while (sq_wire_iter_next(&it, &e)) {
-        S_CHECK(s_inside(e, v));
+        SQ_FUZZ_CHECK(s_inside(e, v));
         seen++;
         uint64_t u;
         if (sq_wire_val_u64(e, &u) == 0)
-            S_CHECK(sq_wire_type(e) == SQ_WIRE_T_UINT || sq_wire_type(e) == SQ_WIRE_T_INT);
+            SQ_FUZZ_CHECK(sq_wire_type(e) == SQ_WIRE_T_UINT || sq_wire_type(e) == SQ_WIRE_T_INT);
         s_walk(e, depth + 1, valid);
     }
-    S_CHECK(seen <= sq_wire_count(v));
+    SQ_FUZZ_CHECK(seen <= sq_wire_count(v));
     if (valid)
-        S_CHECK(seen == sq_wire_count(v));
+        SQ_FUZZ_CHECK(seen == sq_wire_count(v));
 }
 
 static void s_walk_map(sq_wire_val_t v, int depth, bool valid)
@@ -167,11 +161,11 @@ static void s_walk_map(sq_wire_val_t v, int depth, bool valid)
     uint32_t seen = 0;
     int rc = sq_wire_map_iter_init(&it, v);
     if (valid)
-        S_CHECK(rc == 0);
+        SQ_FUZZ_CHECK(rc == 0);
     if (rc)
         return;
     while (sq_wire_map_iter_next(&it, &k, &e)) {
-        S_CHECK(s_inside(k, v) && s_inside(e, v) && k.p + k.n == e.p);
+        SQ_FUZZ_CHECK(s_inside(k, v) && s_inside(e, v) && k.p + k.n == e.p);
         const char *s;
         size_t n;
         if (seen < S_MAX_KEYS && sq_wire_val_str(k, &s, &n) == 0 && n < 64 && !memchr(s, 0, n)) {
@@ -180,16 +174,16 @@ static void s_walk_map(sq_wire_val_t v, int depth, bool valid)
             memcpy(key, s, n);
             key[n] = '\0';
             /* the first pair with this key, which can be no later than this one */
-            S_CHECK(sq_wire_map_find(v, key, &found) == 0 && found.p <= e.p);
+            SQ_FUZZ_CHECK(sq_wire_map_find(v, key, &found) == 0 && found.p <= e.p);
             s_getters(v, key, valid);
         }
         seen++;
         s_walk(k, depth + 1, valid);
         s_walk(e, depth + 1, valid);
     }
-    S_CHECK(seen <= sq_wire_count(v));
+    SQ_FUZZ_CHECK(seen <= sq_wire_count(v));
     if (valid)
-        S_CHECK(seen == sq_wire_count(v));
+        SQ_FUZZ_CHECK(seen == sq_wire_count(v));
 }
 
 /* Every value: its type, count and scalar decoders; containers recursively. */
@@ -198,31 +192,31 @@ static void s_walk(sq_wire_val_t v, int depth, bool valid)
     if (depth > SQ_WIRE_MAX_DEPTH + 2)
         return;
     sq_wire_type_t t = sq_wire_type(v);
-    S_CHECK(t <= SQ_WIRE_T_INVALID);
+    SQ_FUZZ_CHECK(t <= SQ_WIRE_T_INVALID);
     if (valid)
-        S_CHECK(t != SQ_WIRE_T_INVALID);
+        SQ_FUZZ_CHECK(t != SQ_WIRE_T_INVALID);
     const char *s;
     size_t n;
     int rc = sq_wire_val_str(v, &s, &n);
     if (rc == 0) {
-        S_CHECK(t == SQ_WIRE_T_STR);
-        S_CHECK((const uint8_t *)s > v.p && (const uint8_t *)s + n <= v.p + v.n);
+        SQ_FUZZ_CHECK(t == SQ_WIRE_T_STR);
+        SQ_FUZZ_CHECK((const uint8_t *)s > v.p && (const uint8_t *)s + n <= v.p + v.n);
         s_check_str(s, n);
     } else if (valid) {
-        S_CHECK(t != SQ_WIRE_T_STR);
+        SQ_FUZZ_CHECK(t != SQ_WIRE_T_STR);
     }
     uint64_t u;
     if (sq_wire_val_u64(v, &u) == 0)
-        S_CHECK(t == SQ_WIRE_T_UINT || t == SQ_WIRE_T_INT);
+        SQ_FUZZ_CHECK(t == SQ_WIRE_T_UINT || t == SQ_WIRE_T_INT);
     if (t == SQ_WIRE_T_ARRAY)
         s_walk_array(v, depth, valid);
     else if (t == SQ_WIRE_T_MAP)
         s_walk_map(v, depth, valid);
     else
-        S_CHECK(sq_wire_count(v) == 0);
+        SQ_FUZZ_CHECK(sq_wire_count(v) == 0);
     sq_wire_val_t found;
     if (t != SQ_WIRE_T_MAP)
-        S_CHECK(sq_wire_map_find(v, "rid", &found) == SQ_EFORMAT);
+        SQ_FUZZ_CHECK(sq_wire_map_find(v, "rid", &found) == SQ_EFORMAT);
 }
 
 /* ------------------------------------- the broker's and client's reads */
@@ -319,18 +313,18 @@ static void s_read_field(sq_wire_val_t map, const s_field_t *f)
     case S_STR:
         rc = sq_wire_get_str(map, f->key, f->required, f->cap, &s, &n);
         if (rc == 0)
-            S_CHECK(s ? n <= f->cap && sq_wire_utf8_ok(s, n) : !f->required);
+            SQ_FUZZ_CHECK(s ? n <= f->cap && sq_wire_utf8_ok(s, n) : !f->required);
         break;
     case S_STRDUP:
         rc = sq_wire_get_strdup(map, f->key, f->required, f->cap, &dup);
         if (rc == 0)
-            S_CHECK(dup ? strlen(dup) <= f->cap : !f->required);
+            SQ_FUZZ_CHECK(dup ? strlen(dup) <= f->cap : !f->required);
         free(dup);
         break;
     case S_U64:
         rc = sq_wire_get_u64(map, f->key, f->required, f->cap, &u);
         if (rc == 0)
-            S_CHECK(u <= f->cap);
+            SQ_FUZZ_CHECK(u <= f->cap);
         break;
     case S_I64: rc = sq_wire_get_i64(map, f->key, f->required, &i); break;
     case S_DOUBLE: rc = sq_wire_get_double(map, f->key, f->required, &d); break;
@@ -338,16 +332,16 @@ static void s_read_field(sq_wire_val_t map, const s_field_t *f)
     case S_ARRAY:
         rc = sq_wire_get_array(map, f->key, f->required, (uint32_t)f->cap, &v);
         if (rc == 0 && v.p)
-            S_CHECK(sq_wire_type(v) == SQ_WIRE_T_ARRAY && sq_wire_count(v) <= f->cap);
+            SQ_FUZZ_CHECK(sq_wire_type(v) == SQ_WIRE_T_ARRAY && sq_wire_count(v) <= f->cap);
         break;
     case S_MAP:
         rc = sq_wire_get_map(map, f->key, f->required, &v);
         if (rc == 0 && v.p)
-            S_CHECK(sq_wire_type(v) == SQ_WIRE_T_MAP);
+            SQ_FUZZ_CHECK(sq_wire_type(v) == SQ_WIRE_T_MAP);
         break;
     }
     if (rc)
-        S_CHECK(rc < 0 && strstr(sq_error_detail(), f->key) != NULL);
+        SQ_FUZZ_CHECK(rc < 0 && strstr(sq_error_detail(), f->key) != NULL);
 }
 
 static void s_read_fields(sq_wire_val_t map)
@@ -383,17 +377,17 @@ static void s_body(const uint8_t *p, size_t n)
     int rc = sq_wire_validate(p, n, SQ_WIRE_MAX_DEPTH);
     sq_wire_val_t v = {p, n};
     if (rc) {
-        S_CHECK(rc == SQ_EFORMAT || rc == SQ_ETRUNC);
-        S_CHECK(sq_error_detail()[0] != '\0');
+        SQ_FUZZ_CHECK(rc == SQ_EFORMAT || rc == SQ_ETRUNC);
+        SQ_FUZZ_CHECK(sq_error_detail()[0] != '\0');
         if (n > 0) /* the accessors bounds-check spans never validated */
             s_walk(v, 0, false);
         if (n > 0 && sq_wire_type(v) == SQ_WIRE_T_MAP)
             s_read_fields(v);
         return;
     }
-    S_CHECK(n > 0);
+    SQ_FUZZ_CHECK(n > 0);
     /* a deeper cap accepts what a shallower one does */
-    S_CHECK(sq_wire_validate(p, n, SQ_WIRE_MAX_DEPTH + 1) == 0);
+    SQ_FUZZ_CHECK(sq_wire_validate(p, n, SQ_WIRE_MAX_DEPTH + 1) == 0);
     s_walk(v, 0, true);
     if (sq_wire_type(v) == SQ_WIRE_T_MAP)
         s_read_body(v);
@@ -402,14 +396,14 @@ static void s_body(const uint8_t *p, size_t n)
 static zmsg_t *s_frames(const uint8_t *p, size_t n, size_t *n_frames)
 {
     zmsg_t *m = zmsg_new();
-    S_CHECK(m);
+    SQ_FUZZ_CHECK(m);
     *n_frames = 0;
     while (n > 0) {
         size_t len = p[0] == 0xff ? n - 1 : p[0];
         p++, n--;
         if (len > n)
             len = n;
-        S_CHECK(zmsg_addmem(m, p, len) == 0);
+        SQ_FUZZ_CHECK(zmsg_addmem(m, p, len) == 0);
         ++*n_frames;
         p += len, n -= len;
     }
@@ -424,33 +418,33 @@ static void s_message(const uint8_t *p, size_t n, bool router, size_t max_body, 
     zframe_t *id = NULL;
     sq_error_clear();
     int rc = sq_wire_parse(&m, router, max_body, &msg, want_id ? &id : NULL);
-    S_CHECK(m == NULL);
+    SQ_FUZZ_CHECK(m == NULL);
     if (rc) {
-        S_CHECK(msg == NULL);
+        SQ_FUZZ_CHECK(msg == NULL);
         /* the header names SQ_EFORMAT for a bad body; a truncated one is SQ_ETRUNC */
-        S_CHECK(rc == SQ_EPROTO || rc == SQ_EUNSUPPORTED || rc == SQ_ETOOBIG ||
+        SQ_FUZZ_CHECK(rc == SQ_EPROTO || rc == SQ_EUNSUPPORTED || rc == SQ_ETOOBIG ||
                 rc == SQ_EFORMAT || rc == SQ_ETRUNC);
-        S_CHECK(sq_error_detail()[0] != '\0');
-        S_CHECK(want_id && router && n_frames > 0 ? id != NULL : id == NULL);
-        S_CHECK(sq_wire_errcode_from(rc) == SQ_WIRE_E_BADMSG ||
+        SQ_FUZZ_CHECK(sq_error_detail()[0] != '\0');
+        SQ_FUZZ_CHECK(want_id && router && n_frames > 0 ? id != NULL : id == NULL);
+        SQ_FUZZ_CHECK(sq_wire_errcode_from(rc) == SQ_WIRE_E_BADMSG ||
                 sq_wire_errcode_from(rc) == SQ_WIRE_E_TOOBIG ||
                 sq_wire_errcode_from(rc) == SQ_WIRE_E_VERSION);
         zframe_destroy(&id);
         return;
     }
-    S_CHECK(msg && id == NULL);
-    S_CHECK(n_frames == (router ? 4u : 3u));
-    S_CHECK((msg->identity != NULL) == router);
-    S_CHECK(msg->body.n <= max_body && msg->body.n == zframe_size(msg->body_frame));
-    S_CHECK(sq_wire_validate(msg->body.p, msg->body.n, SQ_WIRE_MAX_DEPTH) == 0);
-    S_CHECK(sq_wire_type(msg->body) == SQ_WIRE_T_MAP);
-    S_CHECK(sq_wire_cmd_name(msg->cmd) != NULL);
+    SQ_FUZZ_CHECK(msg && id == NULL);
+    SQ_FUZZ_CHECK(n_frames == (router ? 4u : 3u));
+    SQ_FUZZ_CHECK((msg->identity != NULL) == router);
+    SQ_FUZZ_CHECK(msg->body.n <= max_body && msg->body.n == zframe_size(msg->body_frame));
+    SQ_FUZZ_CHECK(sq_wire_validate(msg->body.p, msg->body.n, SQ_WIRE_MAX_DEPTH) == 0);
+    SQ_FUZZ_CHECK(sq_wire_type(msg->body) == SQ_WIRE_T_MAP);
+    SQ_FUZZ_CHECK(sq_wire_cmd_name(msg->cmd) != NULL);
     (void)sq_wire_cmd_is_client_request(msg->cmd);
     (void)sq_wire_cmd_is_from_worker(msg->cmd);
     s_walk(msg->body, 0, true);
     s_read_body(msg->body);
     sq_wire_msg_destroy(&msg);
-    S_CHECK(msg == NULL);
+    SQ_FUZZ_CHECK(msg == NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -458,7 +452,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0) {
         zmsg_t *none = NULL;
         sq_wire_msg_t *msg = NULL;
-        S_CHECK(sq_wire_parse(&none, true, 1, &msg, NULL) == SQ_EPROTO && msg == NULL);
+        SQ_FUZZ_CHECK(sq_wire_parse(&none, true, 1, &msg, NULL) == SQ_EPROTO && msg == NULL);
         return 0;
     }
     uint8_t mode = data[0];

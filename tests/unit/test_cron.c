@@ -52,6 +52,17 @@ test_civil(void)
     int64_t t;
     SQ_CHECK(sq_time_parse_iso("2026-13-01", &t) == SQ_EINVAL);
     SQ_CHECK(sq_time_parse_iso("yesterday", &t) == SQ_EINVAL);
+    /* no day past its month's end (it used to roll into the next month),
+     * no negative clock field, no offset that overflows */
+    SQ_CHECK(sq_time_parse_iso("2026-02-31", &t) == SQ_EINVAL);
+    SQ_CHECK(sq_time_parse_iso("2026-04-31T10:00Z", &t) == SQ_EINVAL);
+    SQ_CHECK(sq_time_parse_iso("2028-02-29", &t) == 0 && sq_time_parse_iso("2026-02-29", &t) ==
+                                                              SQ_EINVAL);
+    SQ_CHECK(sq_time_parse_iso("2026-01-01T-5:-70", &t) == SQ_EINVAL);
+    SQ_CHECK(sq_time_parse_iso("2026-01-01T00:00+9999999999999999", &t) == SQ_EINVAL);
+    SQ_CHECK(sq_time_parse_iso("2026-01-01T00:00+05:99", &t) == SQ_EINVAL);
+    SQ_CHECK(sq_time_parse_iso("2026-01-01T00:00+05:30", &t) == 0 &&
+             t == sq_days_from_civil(2026, 1, 1) * 86400 - 5 * 3600 - 30 * 60);
 }
 
 static void
@@ -154,6 +165,13 @@ test_cron_parse_errors(void)
     SQ_CHECK(sq_cron_parse("*/0 * * * *", &c) == SQ_EINVAL);
     SQ_CHECK(sq_cron_parse("5-2 * * * *", &c) == SQ_EINVAL);
     SQ_CHECK(sq_cron_parse("1,,2 * * * *", &c) == SQ_EINVAL);
+    /* an empty last element as well (it used to be accepted), and a step
+     * that is not plain digits */
+    SQ_CHECK(sq_cron_parse("0-59/15 8-17 *, * MON-FRI", &c) == SQ_EINVAL);
+    SQ_CHECK(strstr(sq_error_detail(), "empty list element") != NULL);
+    SQ_CHECK(sq_cron_parse("*/-1 * * * *", &c) == SQ_EINVAL);
+    SQ_CHECK(sq_cron_parse("*/+5 * * * *", &c) == SQ_EINVAL);
+    SQ_CHECK(sq_cron_parse("*/ 5 * * * *", &c) == SQ_EINVAL);
     SQ_CHECK(sq_cron_parse("* * * FOO *", &c) == SQ_EINVAL);
     SQ_CHECK(strstr(sq_error_detail(), "month") != NULL);
     SQ_CHECK(sq_cron_parse("@often", &c) == SQ_EINVAL);
@@ -173,6 +191,12 @@ test_cron_fields(void)
     SQ_REQUIRE(sq_cron_parse("5/20 * * * 7", &c) == 0);
     SQ_CHECK(c.minutes == (1ULL << 5 | 1ULL << 25 | 1ULL << 45));
     SQ_CHECK(c.wdays == 1); /* 7 is Sunday */
+    /* a step past the range keeps only the range's start: 2^32 + 1 is not
+     * a step of 1, and 50-59/(2^32 - 6) sets no minute below 50 */
+    SQ_REQUIRE(sq_cron_parse("*/4294967297 * * * *", &c) == 0);
+    SQ_CHECK(c.minutes == 1);
+    SQ_REQUIRE(sq_cron_parse("50-59/4294967290 * * * *", &c) == 0);
+    SQ_CHECK(c.minutes == 1ULL << 50);
     SQ_REQUIRE(sq_cron_parse("@daily", &c) == 0);
     SQ_CHECK(c.minutes == 1 && c.hours == 1 && c.mday_star && c.wday_star);
 }

@@ -136,6 +136,7 @@ test_rejections(void)
     SQ_CHECK(s_refused("    min_groups: 1\n", "    min_groups: 1\n    min_groups: 2\n", "p.yaml:5: pools[0].min_groups: duplicate key"));
     SQ_CHECK(s_refused("worker: {", "worker: [", "YAML syntax"));
     SQ_CHECK(s_refused("pools:", "pool:", "p.yaml:1: pool: unknown key"));
+    SQ_CHECK(s_refused("pools:", "\"\":", "p.yaml:1: \"\": unknown key"));   /* not ": unknown" */
     SQ_CHECK(s_refused("scale_up_cooldown_s: 10s", "scale_up_cooldown_s: [1]", "pools[1].scale_up_cooldown_s: must be a scalar"));
 }
 
@@ -173,6 +174,13 @@ test_durations(void)
     SQ_CHECK(sq_duration_parse("1h30", &s) == SQ_EINVAL);
     SQ_CHECK(sq_duration_parse("", &s) == SQ_EINVAL);
     SQ_CHECK(sq_duration_parse("-5", &s) == SQ_EINVAL);
+    /* each term is capped at 100 years, and so is the sum: many terms used
+     * to overflow it (and could wrap back into range) */
+    SQ_CHECK(sq_duration_parse("36500d", &s) == 0 && s == 36500LL * 86400);
+    char many[400] = "";
+    for (int i = 0; i < 20; i++)
+        strcat(many, "3153600000s");
+    SQ_CHECK(sq_duration_parse(many, &s) == SQ_EINVAL);
 }
 
 /* Hostile input: thousands of random byte edits of the example. Each
