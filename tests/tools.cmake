@@ -24,6 +24,13 @@ sq_fuzz_test(gguf
   LIBS sq_core
   SEEDS ${SQ_TOOLS_MODELS})
 
+# LoRA tensor names: the publish check and the loader agree.
+add_executable(test_lora_names unit/test_lora_names.c)
+target_link_libraries(test_lora_names PRIVATE sq_llm sq_testlib sq_warnings)
+add_test(NAME unit.lora_names
+         COMMAND test_lora_names ${SQ_TOOLS_MODELS}/stories260K.gguf ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(unit.lora_names PROPERTIES LABELS unit)
+
 # Fuzzing the tokenizer (prompts are any bytes; generated ids are decoded)
 # and LoRA adapter files against stories260K (fuzz/fuzz_tokenizer.c,
 # fuzz/fuzz_lora.c: they find the model from their own source path).

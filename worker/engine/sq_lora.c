@@ -73,6 +73,25 @@ sq_lora_set_t *sq_lora_set_new(sq_backend_t *be, int n_layers, int max_adapters,
     return self;
 }
 
+/* The layer of a tensor named "blk.N.<rest>", N written as the loader
+ * looks it up (plain digits, no sign, space or leading zero), and where
+ * <rest> starts; false for any other name. */
+static bool s_blk_layer(const char *name, int *layer, int *rest)
+{
+    const char *p = name + 4;
+    if (strncmp(name, "blk.", 4) != 0 || *p < '0' || *p > '9' || (*p == '0' && p[1] != '.'))
+        return false;
+    long v = 0;
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((v = v * 10 + (*p - '0')) > 1000000)
+            return false;
+    if (*p != '.')
+        return false;
+    *layer = (int)v;
+    *rest = (int)(p + 1 - name);
+    return true;
+}
+
 static void s_release_adapter(sq_lora_set_t *self, s_adapter_t *a)
 {
     for (int i = 0; a->pairs && i < self->n_layers * SQ_LORA_N_TARGETS; i++)
@@ -220,10 +239,8 @@ int sq_lora_load(sq_lora_set_t *self, const sq_gguf_t *g, float scale_override, 
     if (rc == 0 && n_found != sq_gguf_n_tensors(g)) {
         for (int64_t i = 0; i < sq_gguf_n_tensors(g); i++) {
             const char *name = sq_gguf_tensor(g, i)->name;
-            int l;
-            char target[32];
-            if (sscanf(name, "blk.%d.%31[a-z_].weight.lora_", &l, target) != 2 ||
-                l < 0 || l >= self->n_layers) {
+            int l, rest;
+            if (!s_blk_layer(name, &l, &rest) || l >= self->n_layers) {
                 rc = SQ_FAIL(SQ_EFORMAT, "tensor %s: not a LoRA tensor of this %d-layer model",
                              name, self->n_layers);
                 break;
@@ -333,7 +350,7 @@ int sq_lora_check(const sq_gguf_t *g, const sq_gguf_t *base, int *rank, unsigned
         char base_name[96], half;
         int l, n = 0;
         const char *dot = strstr(t->name, ".weight.lora_");
-        if (!dot || sscanf(t->name, "blk.%d.%n", &l, &n) != 1 || l < 0 ||
+        if (!dot || !s_blk_layer(t->name, &l, &n) ||
             (half = dot[13]) == 0 || (half != 'a' && half != 'b') || dot[14] != '\0')
             return SQ_FAIL(SQ_EFORMAT, "tensor %s: not a LoRA tensor (blk.N.<target>.weight.lora_a|b)",
                            t->name);
