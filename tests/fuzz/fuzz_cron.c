@@ -44,7 +44,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-
 #define S_MAX_TEXT 512
 
 static const char *const s_zone_names[] = {"UTC", "America/New_York", "Asia/Shanghai",

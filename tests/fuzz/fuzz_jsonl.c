@@ -35,7 +35,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-
 /* Small caps, each reachable with a few KiB of input; an odd last byte
  * (a file ending in '}') picks the second set. */
 static const sq_jsonl_limits_t s_small[2] = {

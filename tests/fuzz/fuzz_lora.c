@@ -38,7 +38,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-
 static int s_fd = -1;
 static char s_path[64];
 static sq_engine_t *s_engine;

@@ -33,7 +33,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-
 #define S_NOW 1796031000LL     /* 2026-11-30T09:30:00Z */
 
 static int s_str_ok(const char *s, size_t cap)

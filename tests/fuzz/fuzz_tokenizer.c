@@ -40,7 +40,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-
 #define S_REF_MAX 160        /* prompts checked against the naive BPE */
 #define S_SPACE "\xe2\x96\x81"
 

@@ -29,7 +29,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-
 #define S_SMALL_BODY 64
 #define S_MAX_KEYS 32   /* keys of one map looked up by name (each lookup is O(map)) */
 
