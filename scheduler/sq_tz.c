@@ -383,17 +383,22 @@ sq_tz_to_utc(const sq_tz_t *self, int64_t wall, sq_tz_fold_t *fold)
 int
 sq_time_parse_iso(const char *text, int64_t *utc)
 {
-    int y, mo, d, h = 0, mi = 0, s = 0, n = 0;
-    if (!text || sscanf(text, "%d-%d-%d%n", &y, &mo, &d, &n) != 3)
+    /* each number starts with a digit where it is read (at[]): %d alone
+     * would also take spaces and a sign ("T 9:+30") */
+    int y, mo, d, h = 0, mi = 0, s = 0, n = 0, at[3] = {0};
+    if (!text || sscanf(text, "%n%d-%n%d-%n%d%n", &at[0], &y, &at[1], &mo, &at[2], &d, &n) != 3 ||
+        !isdigit((unsigned char)text[at[0]]) || !isdigit((unsigned char)text[at[1]]) ||
+        !isdigit((unsigned char)text[at[2]]))
         return SQ_FAIL(SQ_EINVAL, "time \"%s\": expected YYYY-MM-DD[THH:MM[:SS]][Z|+hh:mm]",
                        text ? text : "");
     const char *p = text + n;
     if (*p == 'T' || *p == ' ') {
         int k = 0;
-        if (sscanf(p + 1, "%d:%d%n", &h, &mi, &k) != 2)
+        if (sscanf(p + 1, "%n%d:%n%d%n", &at[0], &h, &at[1], &mi, &k) != 2 ||
+            !isdigit((unsigned char)p[1 + at[0]]) || !isdigit((unsigned char)p[1 + at[1]]))
             return SQ_FAIL(SQ_EINVAL, "time \"%s\": bad clock time", text);
         p += 1 + k;
-        if (*p == ':' && sscanf(p + 1, "%d%n", &s, &k) == 1)
+        if (*p == ':' && isdigit((unsigned char)p[1]) && sscanf(p + 1, "%d%n", &s, &k) == 1)
             p += 1 + k;
     }
     int32_t off = 0;

@@ -61,6 +61,14 @@ test_civil(void)
     SQ_CHECK(sq_time_parse_iso("2026-01-01T-5:-70", &t) == SQ_EINVAL);
     SQ_CHECK(sq_time_parse_iso("2026-01-01T00:00+9999999999999999", &t) == SQ_EINVAL);
     SQ_CHECK(sq_time_parse_iso("2026-01-01T00:00+05:99", &t) == SQ_EINVAL);
+    /* numbers are digits where they are read: no space, no sign */
+    SQ_CHECK(sq_time_parse_iso("2026-01-01T 9:30", &t) == SQ_EINVAL);
+    SQ_CHECK(sq_time_parse_iso("2026-01-01T09:+30", &t) == SQ_EINVAL);
+    SQ_CHECK(sq_time_parse_iso("2026-01-01T09:30:+5", &t) == SQ_EINVAL);
+    SQ_CHECK(sq_time_parse_iso("2026- 1-01", &t) == SQ_EINVAL);
+    SQ_CHECK(sq_time_parse_iso(" 2026-01-01", &t) == SQ_EINVAL);
+    SQ_CHECK(sq_time_parse_iso("2026-01-01T9:05:07Z", &t) == 0 &&
+             t == sq_days_from_civil(2026, 1, 1) * 86400 + 9 * 3600 + 5 * 60 + 7);
     SQ_CHECK(sq_time_parse_iso("2026-01-01T00:00+05:30", &t) == 0 &&
              t == sq_days_from_civil(2026, 1, 1) * 86400 - 5 * 3600 - 30 * 60);
 }
