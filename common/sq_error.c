@@ -55,8 +55,7 @@ sq_error_vset(int rc, const char *file, int line, const char *fmt, va_list ap)
 {
     s_code = rc;
     /* a detail cut at the buffer's end ends on a whole character */
-    if (vsnprintf(s_detail, sizeof s_detail, fmt, ap) >= (int)sizeof s_detail)
-        s_detail[sq_utf8_cut(s_detail, sizeof s_detail - 1)] = '\0';
+    sq_utf8_fit(s_detail, sizeof s_detail, vsnprintf(s_detail, sizeof s_detail, fmt, ap));
     const char *base = strrchr(file, '/');
     snprintf(s_where, sizeof s_where, "%s:%d", base ? base + 1 : file, line);
     return rc;

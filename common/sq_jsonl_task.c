@@ -43,8 +43,7 @@ sq_jsonl_field_err(int rc, int line, const char *field, const char *fmt, ...)
     char what[512];
     va_list ap;
     va_start(ap, fmt);
-    if (vsnprintf(what, sizeof what, fmt, ap) >= (int)sizeof what)
-        what[sq_utf8_cut(what, sizeof what - 1)] = '\0';
+    sq_utf8_fit(what, sizeof what, vsnprintf(what, sizeof what, fmt, ap));
     va_end(ap);
     return sq_error_set(rc, __FILE__, __LINE__, "line %d: field \"%s\": %s", line, field, what);
 }
@@ -54,8 +53,7 @@ sq_jsonl_field_err(int rc, int line, const char *field, const char *fmt, ...)
 static const char *
 s_path(char *buf, size_t size, const char *prefix, const char *key)
 {
-    if (snprintf(buf, size, "%s%s%s", prefix, *prefix ? "." : "", key) >= (int)size)
-        buf[sq_utf8_cut(buf, size - 1)] = '\0';
+    sq_utf8_fit(buf, size, snprintf(buf, size, "%s%s%s", prefix, *prefix ? "." : "", key));
     return buf;
 }
 

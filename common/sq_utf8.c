@@ -76,3 +76,9 @@ size_t sq_utf8_cut(const char *in, size_t n)
                      : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
     return n - (i - 1) < len ? i - 1 : n;
 }
+
+void sq_utf8_fit(char *buf, size_t size, int n)
+{
+    if (size > 0 && n >= 0 && (size_t)n >= size)
+        buf[sq_utf8_cut(buf, size - 1)] = '\0';
+}

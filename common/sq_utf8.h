@@ -25,4 +25,9 @@ bool sq_utf8_ok(const char *s, size_t n);
  * a stream of bytes can go out before the rest of a character comes. */
 size_t sq_utf8_cut(const char *s, size_t n);
 
+/* After a formatted write into buf (size bytes) that returned n, as
+ * snprintf does: when it was cut to fit, end it on a whole character
+ * (sq_utf8_cut). */
+void sq_utf8_fit(char *buf, size_t size, int n);
+
 #endif

@@ -498,6 +498,15 @@ static cudaError_t s_capture_once(s_cuda_t *c, cudaGraphExec_t *exec, int *rc)
     return *rc ? cudaErrorStreamCaptureInvalidated : err;
 }
 
+/* why a capture failed: the CUDA error, the recorded ops, their own
+ * failure (if any) and the lists refused so far */
+static void s_capture_warn(const s_cuda_t *c, const char *what, cudaError_t err, int rc)
+{
+    SQ_WARN(what, "cuda_error=\"%s\" recorded_ops=%d run_error=\"%s\" lists_refused=%ld",
+            cudaGetErrorString(err), c->rec.n_ops, rc ? sq_error_detail() : "none",
+            c->graphs.refusals);
+}
+
 /* Capture the recorded ops into a graph and keep it under key; *exec NULL
  * when the device would not, and the list then runs op by op. Only a real
  * device can refuse a capture, so each way out says why:
@@ -512,9 +521,8 @@ static int s_capture(s_cuda_t *c, uint64_t key, cudaGraphExec_t *exec)
     cudaError_t err = s_capture_once(c, exec, &rc);
     if (err != cudaSuccess && sq_cu_pdl()) {
         sq_cu_set_pdl(false);
-        SQ_WARN("CUDA graph capture failed with programmatic dependent launch on: PDL off from "
-                "now on, capturing again", "cuda_error=\"%s\" recorded_ops=%d run_error=\"%s\"",
-                cudaGetErrorString(err), c->rec.n_ops, rc ? sq_error_detail() : "none");
+        s_capture_warn(c, "CUDA graph capture failed with programmatic dependent launch on: PDL "
+                       "off from now on, capturing again", err, rc);
         err = s_capture_once(c, exec, &rc);
     }
     if (err == cudaSuccess) {
@@ -523,16 +531,12 @@ static int s_capture(s_cuda_t *c, uint64_t key, cudaGraphExec_t *exec)
     }
     *exec = NULL;
     if (sq_cuda_graph_refuse(&c->graphs, key)) {
-        SQ_WARN("CUDA graph capture failed, this list runs op by op from now on",
-                "cuda_error=\"%s\" recorded_ops=%d run_error=\"%s\" lists_refused=%d",
-                cudaGetErrorString(err), c->rec.n_ops, rc ? sq_error_detail() : "none",
-                c->graphs.n_refused);
+        s_capture_warn(c, "CUDA graph capture failed, this list runs op by op from now on", err,
+                       rc);
         return 0;
     }
-    SQ_WARN("CUDA graph capture failed for too many lists, running ops one by one from now on",
-            "cuda_error=\"%s\" recorded_ops=%d run_error=\"%s\" lists_refused=%d",
-            cudaGetErrorString(err), c->rec.n_ops, rc ? sq_error_detail() : "none",
-            c->graphs.n_refused + 1);
+    s_capture_warn(c, "CUDA graph capture failed for too many lists, running ops one by one from "
+                   "now on", err, rc);
     c->use_graphs = false;
     sq_cuda_graph_clear(&c->graphs);
     return 0;
