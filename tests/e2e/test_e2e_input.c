@@ -253,7 +253,7 @@ static const char *const s_hostile[] = {
     "tab\there\nnewline\r\nend",
     "%s%n%x $1 :'var' :\"v\" {{x}}",
     "{\"json\": [1, \"two\"]}",
-    "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x9a\x80 \xe2\x80\xae""abc \xef\xb7\xbd",
+    "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x9a\x80 \342\200\256abc \xef\xb7\xbd",
     "\x01\x02\x1b[31mred\x7f",
     "",
 };

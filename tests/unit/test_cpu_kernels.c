@@ -108,8 +108,7 @@ s_hw_fp32_to_fp16(float f)
 static void
 test_fp16_matches_hardware(void)
 {
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("f16c"))
+    if (!(sq_cpu_features() & SQ_CPU_F16C))
         return;
     int bad = 0;
     for (int i = 0; i < 2000000; i++) {

@@ -12,6 +12,9 @@
 #include "sq_cpu_internal.h"
 #include "sq_error.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -455,31 +458,91 @@ s_always(void)
 }
 
 #if defined(__x86_64__) || defined(__i386__)
+/* CPUID says what the CPU has; XGETBV says which register state the OS
+ * saves on a context switch. A feature counts only with both: AVX needs
+ * the XMM and YMM state (XCR0 bits 1-2), AVX-512 the opmask and ZMM state
+ * as well (bits 5-7). Read by hand, not with __builtin_cpu_supports, so
+ * that every compiler knows every feature name. */
+static unsigned
+s_detect(void)
+{
+    unsigned a, b, c, d, f = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)))   /* OSXSAVE */
+        return 0;
+    unsigned xcr0, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(xcr0_hi) : "c"(0));
+    const bool avx_os = (xcr0 & 0x06) == 0x06, avx512_os = (xcr0 & 0xe6) == 0xe6;
+    if (!avx_os || !(c & (1u << 28)))                           /* AVX */
+        return 0;
+    f |= (c & (1u << 12) ? SQ_CPU_FMA : 0) | (c & (1u << 29) ? SQ_CPU_F16C : 0);
+    if (__get_cpuid_max(0, NULL) < 7)
+        return f;
+    __cpuid_count(7, 0, a, b, c, d);
+    const unsigned max_sub = a;
+    f |= b & (1u << 5) ? SQ_CPU_AVX2 : 0;
+    if (avx512_os)
+        f |= (b & (1u << 16) ? SQ_CPU_AVX512F : 0) | (b & (1u << 30) ? SQ_CPU_AVX512BW : 0) |
+             (b & (1u << 31) ? SQ_CPU_AVX512VL : 0) | (c & (1u << 11) ? SQ_CPU_AVX512VNNI : 0);
+    if (max_sub >= 1) {
+        __cpuid_count(7, 1, a, b, c, d);
+        f |= a & (1u << 4) ? SQ_CPU_AVXVNNI : 0;
+    }
+    return f;
+}
+#else
+static unsigned
+s_detect(void)
+{
+    return 0;
+}
+#endif
+
+static unsigned s_features;
+static pthread_once_t s_features_once = PTHREAD_ONCE_INIT;
+
+static void
+s_detect_once(void)
+{
+    s_features = s_detect();
+}
+
+unsigned
+sq_cpu_features(void)
+{
+    pthread_once(&s_features_once, s_detect_once);
+    return s_features;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+static bool
+s_has(unsigned want)
+{
+    return (sq_cpu_features() & want) == want;
+}
+
 static int
 s_has_avx2(void)
 {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return s_has(SQ_CPU_AVX2 | SQ_CPU_FMA | SQ_CPU_F16C);
 }
 
 static int
 s_has_avx2vnni(void)
 {
-    return s_has_avx2() && __builtin_cpu_supports("avxvnni");
+    return s_has(SQ_CPU_AVX2 | SQ_CPU_FMA | SQ_CPU_F16C | SQ_CPU_AVXVNNI);
 }
 
 static int
 s_has_avx512(void)
 {
-    return s_has_avx2() && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    return s_has(SQ_CPU_AVX2 | SQ_CPU_FMA | SQ_CPU_F16C | SQ_CPU_AVX512F | SQ_CPU_AVX512BW |
+                 SQ_CPU_AVX512VL);
 }
 
 static int
 s_has_avx512vnni(void)
 {
-    return s_has_avx512() && __builtin_cpu_supports("avx512vnni");
+    return s_has_avx512() && s_has(SQ_CPU_AVX512VNNI);
 }
 #endif
 

@@ -170,6 +170,20 @@ void sq_cpu_q8_0x16_row(const void *packed, int64_t n_out, int64_t n_in, int64_t
  * then the CPU backend packs Q8_0 weights as it loads them. */
 bool sq_cpu_packs_q8_0(void);
 
+/* The x86 features the kernels use that this CPU has and the OS enables
+ * (CPUID and XGETBV, read once): a mask of SQ_CPU_*. 0 elsewhere. */
+enum {
+    SQ_CPU_AVX2 = 1u << 0,
+    SQ_CPU_FMA = 1u << 1,
+    SQ_CPU_F16C = 1u << 2,
+    SQ_CPU_AVXVNNI = 1u << 3,
+    SQ_CPU_AVX512F = 1u << 4,
+    SQ_CPU_AVX512BW = 1u << 5,
+    SQ_CPU_AVX512VL = 1u << 6,
+    SQ_CPU_AVX512VNNI = 1u << 7,
+};
+unsigned sq_cpu_features(void);
+
 /* The SIMD level chosen at run time: "avx512vnni", "avx512", "avx2vnni"
  * (AVX2 with AVX-VNNI), "avx2" or "portable". SQ_CPU_SIMD=<level> in the
  * environment caps it (for tests and benchmarks of each path). */
