@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Length of the valid character at s (n bytes left), 0 when invalid. */
-static size_t s_char_len(const unsigned char *s, size_t n)
+size_t sq_utf8_char_len(const char *in, size_t n)
 {
+    const unsigned char *s = (const unsigned char *)in;
     unsigned c = s[0];
     if (c >= 0x01 && c < 0x80)
         return 1;
@@ -28,9 +28,8 @@ static size_t s_char_len(const unsigned char *s, size_t n)
 
 bool sq_utf8_ok(const char *in, size_t n)
 {
-    const unsigned char *s = (const unsigned char *)in;
     for (size_t i = 0, len; i < n; i += len)
-        if ((len = s_char_len(s + i, n - i)) == 0)
+        if ((len = sq_utf8_char_len(in + i, n - i)) == 0)
             return false;
     return true;
 }
@@ -44,7 +43,7 @@ char *sq_utf8_sanitize(const char *in, size_t n, size_t *out_n)
     const unsigned char *s = (const unsigned char *)in;
     size_t i = 0, o = 0;
     while (i < n) {
-        size_t len = s_char_len(s + i, n - i);
+        size_t len = sq_utf8_char_len(in + i, n - i);
         if (len) {
             memcpy(out + o, s + i, len);
             o += len;

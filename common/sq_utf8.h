@@ -15,6 +15,11 @@
  * its length. NULL when out of memory. */
 char *sq_utf8_sanitize(const char *in, size_t n, size_t *out_n);
 
+/* Bytes of the character at s[0..n), n > 0: 1 to 4, or 0 when it is
+ * invalid (overlong, a surrogate, above U+10FFFF, cut off, a stray byte) or
+ * NUL. */
+size_t sq_utf8_char_len(const char *s, size_t n);
+
 /* True when s[0..n) is UTF-8 without NUL: what sq_utf8_sanitize keeps
  * as it is. */
 bool sq_utf8_ok(const char *s, size_t n);

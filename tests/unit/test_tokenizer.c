@@ -392,6 +392,32 @@ static void test_bad_config(void)
     SQ_CHECK(t == NULL);
 }
 
+/* Invalid UTF-8 (overlong, surrogate, above U+10FFFF) is split into single
+ * bytes before merging, even where the vocabulary has the whole sequence
+ * as a piece; a valid character of the same length is one symbol. */
+static void test_invalid_sequence_pieces(void)
+{
+    const char *p[] = { "<unk>", "\xed\xa0\x80", "\xe0\x80\x80", "\xf4\x90\x80\x80",
+                        "\xe2\x82\xac" };
+    uint32_t lens[] = { 5, 3, 3, 4, 3 };
+    sq_tokenizer_config_t cfg = { 5, p, lens, NULL, NULL, -1, -1, 0, false };
+    sq_tokenizer_t *t = sq_tokenizer_new(&cfg);
+    SQ_REQUIRE(t);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    for (int i = 1; i <= 3; i++) {
+        SQ_CHECK(sq_tokenizer_encode(t, p[i], lens[i], false, &ids, &n) == 0);
+        SQ_CHECK(n == lens[i]);   /* one <unk> per byte, never the piece */
+        for (size_t k = 0; k < n; k++)
+            SQ_CHECK(ids[k] == 0);
+        free(ids);
+    }
+    SQ_CHECK(sq_tokenizer_encode(t, p[4], lens[4], false, &ids, &n) == 0);   /* U+20AC */
+    SQ_CHECK(n == 1 && ids[0] == 4);
+    free(ids);
+    sq_tokenizer_destroy(&t);
+}
+
 /* A vocabulary with "▁" inside pieces: merges cross word boundaries, so
  * the tokenizer must not merge word by word. */
 static void test_inner_space_pieces(void)
@@ -460,6 +486,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_streaming);
     SQ_RUN(test_long_input);
     SQ_RUN(test_bad_config);
+    SQ_RUN(test_invalid_sequence_pieces);
     SQ_RUN(test_inner_space_pieces);
     sq_tokenizer_destroy(&tok);
     for (int32_t i = 0; i < n_vocab; i++)

@@ -385,19 +385,6 @@ static int s_try_pair(const sq_tokenizer_t *self, const char *text, const s_symb
     return s_heap_push(heap, p);
 }
 
-/* Bytes of the UTF-8 character at s (of n bytes), 1 for an invalid byte. */
-static size_t s_utf8_char_len(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
-               : s[0] >= 0xE0 && s[0] <= 0xEF ? 3 : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 1;
-    if (len > n)
-        return 1;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 1;
-    return len;
-}
-
 /* Split text into symbols over its normalized form: "▁" in front, spaces
  * as "▁", then one symbol per UTF-8 character (per byte where invalid).
  * A "▁" that was in the input itself is raw: it never merges and is spelled
@@ -419,8 +406,9 @@ static int s_split(const sq_tokenizer_t *self, const char *text, size_t len,
     size_t k = 0, n_sym = 0;
     for (size_t i = 0; i < len;) {
         bool prefix = n_sym == 0 && self->add_space_prefix;
-        size_t n = prefix || text[i] == ' '
-                 ? 0 : s_utf8_char_len((const unsigned char *) text + i, len - i);
+        size_t n = 0;                     /* 0: a "▁" goes in */
+        if (!prefix && text[i] != ' ' && !(n = sq_utf8_char_len(text + i, len - i)))
+            n = 1;                        /* an invalid byte, or NUL: a symbol of its own */
         const char *src = n ? text + i : S_SPACE_MARK;
         size_t n_norm = n ? n : S_SPACE_MARK_LEN;
         bool raw = n == S_SPACE_MARK_LEN && memcmp(src, S_SPACE_MARK, n) == 0;
