@@ -4,7 +4,8 @@
  *  it up: "blk.01.", "blk.+1." and "blk. 1." were taken for layer 1 by the
  *  check (sscanf "%d") and then refused by the loader with a message
  *  about targets; both now refuse them naming the tensor, and the loader
- *  names a layer the model does not have.
+ *  names a layer the model does not have. Both require the adapter's
+ *  type keys.
  *  Argument: the bundled stories260K.gguf (F32, 5 layers of 64).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -23,8 +24,9 @@ static const char *s_base_path;
 static char s_path[256];
 
 /* An adapter of one rank-2 pair on attn_q of the layer written as layer
- * (its text between "blk." and ".attn_q"); F32 zeros. 0 or an error. */
-static int s_write(const char *layer)
+ * (its text between "blk." and ".attn_q"); F32 zeros; without the key
+ * omit unless NULL. 0 or an error. */
+static int s_write(const char *layer, const char *omit)
 {
     sq_gguf_writer_t *w = sq_gguf_writer_new(32);
     if (!w)
@@ -34,9 +36,9 @@ static int s_write(const char *layer)
     snprintf(nb, sizeof nb, "blk.%s.attn_q.weight.lora_b", layer);
     const int64_t ne_a[2] = {64, 2}, ne_b[2] = {2, 64};
     int rc = sq_gguf_writer_add_str(w, "general.architecture", "llama", 5);
-    if (rc == 0)
+    if (rc == 0 && !(omit && strcmp(omit, "general.type") == 0))
         rc = sq_gguf_writer_add_str(w, "general.type", "adapter", 7);
-    if (rc == 0)
+    if (rc == 0 && !(omit && strcmp(omit, "adapter.type") == 0))
         rc = sq_gguf_writer_add_str(w, "adapter.type", "lora", 4);
     if (rc == 0)
         rc = sq_gguf_writer_add_f32(w, "adapter.lora.alpha", 2.0f);
@@ -59,7 +61,7 @@ static int s_write(const char *layer)
 /* sq_lora_check of the adapter for layer (with base unless NULL) */
 static int s_check(const char *layer, const sq_gguf_t *base)
 {
-    int rc = s_write(layer);
+    int rc = s_write(layer, NULL);
     sq_gguf_t *g = rc == 0 ? sq_gguf_open(s_path) : NULL;
     if (!g) {
         fprintf(stderr, "cannot write or read the adapter: %s\n", sq_error_detail());
@@ -99,7 +101,7 @@ static void test_load(void)
     SQ_REQUIRE(e);
     static const char *const layers[] = {"1", "01", "+1", "7"};
     for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
-        SQ_REQUIRE(s_write(layers[i]) == 0);
+        SQ_REQUIRE(s_write(layers[i], NULL) == 0);
         sq_gguf_t *g = sq_gguf_open(s_path);
         SQ_REQUIRE(g);
         int id = 0;
@@ -118,6 +120,31 @@ static void test_load(void)
     sq_engine_destroy(&e);
 }
 
+/* A file without general.type = "adapter" or adapter.type = "lora" is
+ * refused by publishing and loading alike (the loader took it). */
+static void test_keys(void)
+{
+    sq_engine_params_t ep = {.model_path = s_base_path, .n_threads = 1, .n_slots = 1};
+    sq_engine_t *e = sq_engine_new(&ep);
+    SQ_REQUIRE(e);
+    static const char *const keys[] = {"general.type", "adapter.type"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        SQ_REQUIRE(s_write("1", keys[i]) == 0);
+        sq_gguf_t *g = sq_gguf_open(s_path);
+        SQ_REQUIRE(g);
+        char want[64];
+        snprintf(want, sizeof want, "key %s: must be", keys[i]);
+        int rank = 0, id = 0;
+        unsigned targets = 0;
+        SQ_CHECK(sq_lora_check(g, NULL, &rank, &targets) == SQ_EFORMAT);
+        SQ_CHECK(strstr(sq_error_detail(), want));
+        SQ_CHECK(sq_model_adapter_load(sq_engine_model(e), g, 0.0f, &id) == SQ_EFORMAT && id == 0);
+        SQ_CHECK(strstr(sq_error_detail(), want));
+        sq_gguf_destroy(&g);
+    }
+    sq_engine_destroy(&e);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -128,5 +155,6 @@ int main(int argc, char **argv)
     snprintf(s_path, sizeof s_path, "%s/lora-names.gguf", argv[2]);
     SQ_RUN(test_check);
     SQ_RUN(test_load);
+    SQ_RUN(test_keys);
     return sq_test_summary("lora_names");
 }

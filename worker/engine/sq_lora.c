@@ -199,22 +199,27 @@ static int s_scratch(sq_lora_set_t *self, int r)
     return 0;
 }
 
-int sq_lora_load(sq_lora_set_t *self, const sq_gguf_t *g, float scale_override, int *id)
+/* The keys every adapter file has (llama.cpp's convention); OUT *alpha. */
+static int s_check_keys(const sq_gguf_t *g, float *alpha)
 {
     sq_gguf_str_t type;
-    if (sq_gguf_find_key(g, "adapter.type") >= 0 &&
-        (sq_gguf_get_str(g, "adapter.type", &type) != 0 || !sq_gguf_str_eq(type, "lora")))
-        return SQ_FAIL(SQ_EFORMAT, "key adapter.type: not \"lora\"");
-    if (sq_gguf_find_key(g, "general.type") >= 0 &&
-        (sq_gguf_get_str(g, "general.type", &type) != 0 || !sq_gguf_str_eq(type, "adapter")))
-        return SQ_FAIL(SQ_EFORMAT, "key general.type: not \"adapter\"");
+    if (sq_gguf_get_str(g, "general.type", &type) != 0 || !sq_gguf_str_eq(type, "adapter"))
+        return SQ_FAIL(SQ_EFORMAT, "key general.type: must be \"adapter\"");
+    if (sq_gguf_get_str(g, "adapter.type", &type) != 0 || !sq_gguf_str_eq(type, "lora"))
+        return SQ_FAIL(SQ_EFORMAT, "key adapter.type: must be \"lora\"");
+    int rc = sq_gguf_get_f32_or(g, "adapter.lora.alpha", 0.0f, alpha);
+    if (rc == 0 && (!(*alpha >= 0.0f) || isinf(*alpha)))
+        rc = SQ_FAIL(SQ_EFORMAT, "key adapter.lora.alpha: %g is not a finite value >= 0",
+                     (double)*alpha);
+    return rc;
+}
+
+int sq_lora_load(sq_lora_set_t *self, const sq_gguf_t *g, float scale_override, int *id)
+{
     float alpha = 0.0f;
-    int rc = sq_gguf_get_f32_or(g, "adapter.lora.alpha", 0.0f, &alpha);
+    int rc = s_check_keys(g, &alpha);
     if (rc)
         return rc;
-    if (!(alpha >= 0.0f) || isinf(alpha))
-        return SQ_FAIL(SQ_EFORMAT, "key adapter.lora.alpha: %g is not a finite value >= 0",
-                       (double)alpha);
     int slot = -1;
     for (int i = 0; i < self->max_adapters && slot < 0; i++)
         if (!self->ad[i].used)
@@ -324,24 +329,10 @@ int sq_lora_apply(sq_lora_set_t *self, int layer, sq_lora_target_t target, const
 
 /* ---- checking a file without a model ---- */
 
-static int s_check_keys(const sq_gguf_t *g)
-{
-    sq_gguf_str_t type;
-    if (sq_gguf_get_str(g, "general.type", &type) != 0 || !sq_gguf_str_eq(type, "adapter"))
-        return SQ_FAIL(SQ_EFORMAT, "key general.type: must be \"adapter\"");
-    if (sq_gguf_get_str(g, "adapter.type", &type) != 0 || !sq_gguf_str_eq(type, "lora"))
-        return SQ_FAIL(SQ_EFORMAT, "key adapter.type: must be \"lora\"");
-    float alpha;
-    int rc = sq_gguf_get_f32_or(g, "adapter.lora.alpha", 0.0f, &alpha);
-    if (rc == 0 && (!(alpha >= 0.0f) || isinf(alpha)))
-        rc = SQ_FAIL(SQ_EFORMAT, "key adapter.lora.alpha: %g is not a finite value >= 0",
-                     (double)alpha);
-    return rc;
-}
-
 int sq_lora_check(const sq_gguf_t *g, const sq_gguf_t *base, int *rank, unsigned *targets)
 {
-    int rc = s_check_keys(g);
+    float alpha;
+    int rc = s_check_keys(g, &alpha);
     int64_t n_pairs = 0;
     *rank = 0;
     *targets = 0;

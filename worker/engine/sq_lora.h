@@ -57,7 +57,8 @@ sq_lora_set_t *sq_lora_set_new(sq_backend_t *be, int n_layers, int max_adapters,
                                const sq_lora_shard_t shards[SQ_LORA_N_TARGETS]);
 void sq_lora_set_destroy(sq_lora_set_t **self_p);
 
-/* Validate adapter against the base shapes and load this rank's share.
+/* Validate adapter (its keys, as sq_lora_check requires them, and its
+ * shapes against the base) and load this rank's share.
  * scale <= 0 takes alpha / r. OUT *id (>= 1). SQ_EFORMAT naming the tensor
  * or key for a mismatch, SQ_ETOOBIG when every id is taken. */
 int sq_lora_load(sq_lora_set_t *self, const sq_gguf_t *adapter, float scale, int *id);
