@@ -274,6 +274,11 @@ s_pool_child(const s_ctx_t *cx, const char *key, const yaml_node_t *v, const cha
     if (!v || v->type != YAML_SEQUENCE_NODE)
         return s_err(cx, v, path, "must be a list");
     size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n > SQ_POLICY_MAX_WINDOWS) {
+        char what[96];
+        snprintf(what, sizeof what, "%zu windows (at most %d)", n, SQ_POLICY_MAX_WINDOWS);
+        return s_err(cx, v, path, what);
+    }
     if (!(p->windows = calloc(n ? n : 1, sizeof *p->windows)))
         return SQ_FAIL(SQ_ENOMEM, "policy windows");
     for (size_t i = 0; i < n; i++) {
@@ -352,6 +357,11 @@ s_document(const s_ctx_t *cx, sq_policy_t *self)
         pools->data.sequence.items.top == pools->data.sequence.items.start)
         return s_err(cx, pools ? pools : root, "pools", "must be a non-empty list");
     size_t n = (size_t)(pools->data.sequence.items.top - pools->data.sequence.items.start);
+    if (n > SQ_POLICY_MAX_POOLS) {
+        char what[96];
+        snprintf(what, sizeof what, "%zu pools (at most %d)", n, SQ_POLICY_MAX_POOLS);
+        return s_err(cx, pools, "pools", what);
+    }
     if (!(self->pools = calloc(n, sizeof *self->pools)))
         return SQ_FAIL(SQ_ENOMEM, "policy pools");
     for (size_t i = 0; i < n; i++) {

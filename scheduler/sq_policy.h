@@ -26,6 +26,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* At most this many pools, and windows in a pool: far above any real
+ * policy, and a bound on what a small file can ask for (YAML aliases
+ * repeat a window or a list without repeating its text). */
+#define SQ_POLICY_MAX_POOLS 256
+#define SQ_POLICY_MAX_WINDOWS 256
+
 typedef struct {
     char name[64];
     char cron_text[128];

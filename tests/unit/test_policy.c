@@ -140,6 +140,56 @@ test_rejections(void)
     SQ_CHECK(s_refused("scale_up_cooldown_s: 10s", "scale_up_cooldown_s: [1]", "pools[1].scale_up_cooldown_s: must be a scalar"));
 }
 
+/* A policy of n_pools pools (p0, p1, ...), the first with n_windows
+ * windows: one written out, the rest YAML aliases of it. malloc'd. */
+static char *
+s_many(int n_pools, int n_windows)
+{
+    size_t cap = 256 + (size_t)n_pools * 128 + (size_t)n_windows * 8;
+    char *t = malloc(cap);
+    if (!t)
+        return NULL;
+    size_t k = (size_t)snprintf(t, cap, "pools:\n");
+    for (int i = 0; i < n_pools; i++) {
+        k += (size_t)snprintf(t + k, cap - k, "  - {name: p%d, worker: {model: m.gguf}, "
+                              "max_groups: 2, target_queued_per_group: 4", i);
+        if (i == 0 && n_windows > 0) {
+            k += (size_t)snprintf(t + k, cap - k, ", windows: [&w {name: a, cron: \"0 9 * * *\", "
+                                  "duration: 1h, min_groups: 1}");
+            for (int w = 1; w < n_windows; w++)
+                k += (size_t)snprintf(t + k, cap - k, ", *w");
+            k += (size_t)snprintf(t + k, cap - k, "]");
+        }
+        k += (size_t)snprintf(t + k, cap - k, "}\n");
+    }
+    return t;
+}
+
+/* Pools and windows per pool are capped (SQ_POLICY_MAX_*): aliases let a
+ * few bytes ask for any number of windows. */
+static void
+test_limits(void)
+{
+    char *t = s_many(1, SQ_POLICY_MAX_WINDOWS);
+    sq_policy_t *p = t ? s_parse(t) : NULL;
+    SQ_CHECK(p && p->pools[0].n_windows == SQ_POLICY_MAX_WINDOWS);
+    sq_policy_destroy(&p);
+    free(t);
+    t = s_many(1, SQ_POLICY_MAX_WINDOWS + 1);
+    SQ_CHECK(t && s_parse(t) == NULL &&
+             strstr(sq_error_detail(), "p.yaml:2: pools[0].windows: 257 windows (at most 256)"));
+    free(t);
+    t = s_many(SQ_POLICY_MAX_POOLS, 0);
+    p = t ? s_parse(t) : NULL;
+    SQ_CHECK(p && p->n_pools == SQ_POLICY_MAX_POOLS);
+    sq_policy_destroy(&p);
+    free(t);
+    t = s_many(SQ_POLICY_MAX_POOLS + 1, 0);
+    SQ_CHECK(t && s_parse(t) == NULL &&
+             strstr(sq_error_detail(), "p.yaml:2: pools: 257 pools (at most 256)"));
+    free(t);
+}
+
 static void
 test_empty_and_files(void)
 {
@@ -218,6 +268,7 @@ main(void)
     SQ_RUN(test_mutations);
     SQ_RUN(test_example);
     SQ_RUN(test_rejections);
+    SQ_RUN(test_limits);
     SQ_RUN(test_empty_and_files);
     SQ_RUN(test_durations);
     return sq_test_summary("policy");
