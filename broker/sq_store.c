@@ -161,6 +161,36 @@ static int s_write_rows(sq_db_t *db, sq_batch_t *b, sq_db_copy_t *rows, const ch
     return rc;
 }
 
+/* Take the batch's finished tasks out of task_queue: one primary-key probe
+ * per task, so the cost follows the batch and not the backlog. Left to
+ * itself the planner sees a batch of thousands against a large queue and
+ * picks a hash join over a sequential scan of the whole table: with a
+ * million tasks queued that is ~350 ms a batch instead of ~45 ms, and
+ * throughput fell as the backlog grew. So hash and merge joins and
+ * sequential scans are off for this one statement (set_config local to
+ * the transaction, restored after it). */
+static int s_dequeue(sq_db_t *db, sq_batch_t *b)
+{
+    char *jobs = s_array(b->res_job, b->n_res, true), *idx = s_array(b->res_idx, b->n_res, false);
+    const char *p[2] = {jobs, idx};
+    int rc = jobs && idx ? 0 : SQ_FAIL(SQ_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = sq_db_exec(db, "SELECT set_config('enable_seqscan', 'off', true),"
+                            " set_config('enable_hashjoin', 'off', true),"
+                            " set_config('enable_mergejoin', 'off', true)", 0, NULL, NULL);
+    if (rc == 0)
+        rc = sq_db_exec(db, "DELETE FROM task_queue q"
+                            " USING unnest($1::bigint[], $2::int[]) AS d(j, i)"
+                            " WHERE q.job_id = d.j AND q.idx = d.i", 2, p, NULL);
+    if (rc == 0)
+        rc = sq_db_exec(db, "SELECT set_config('enable_seqscan', 'on', true),"
+                            " set_config('enable_hashjoin', 'on', true),"
+                            " set_config('enable_mergejoin', 'on', true)", 0, NULL, NULL);
+    free(jobs);
+    free(idx);
+    return rc;
+}
+
 static int s_write_outcomes(sq_db_t *db, sq_batch_t *b)
 {
     int rc = s_write_rows(db, b, b->attempts, "task_attempts",
@@ -171,16 +201,8 @@ static int s_write_outcomes(sq_db_t *db, sq_batch_t *b)
                           "job_id, idx, state, text, finish_reason, prompt_tokens,"
                           " completion_tokens, error, attempts, finished_at, lineage,"
                           " cached_tokens");
-    if (rc == 0 && b->n_res) {
-        char *jobs = s_array(b->res_job, b->n_res, true), *idx = s_array(b->res_idx, b->n_res, false);
-        const char *p[2] = {jobs, idx};
-        rc = jobs && idx ? sq_db_exec(db, "DELETE FROM task_queue q"
-                                          " USING unnest($1::bigint[], $2::int[]) AS d(j, i)"
-                                          " WHERE q.job_id = d.j AND q.idx = d.i", 2, p, NULL)
-                         : SQ_FAIL(SQ_ENOMEM, "out of memory");
-        free(jobs);
-        free(idx);
-    }
+    if (rc == 0 && b->n_res)
+        rc = s_dequeue(db, b);
     if (rc == 0 && sq_db_copy_rows(b->audit))
         rc = sq_db_copy_send(db, s_copy_audit, b->audit);
     return rc;
