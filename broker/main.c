@@ -31,6 +31,8 @@ static void s_usage(FILE *f)
             "  --lease-timeout-ms N   take back leases older than N ms (default 0 = never)\n"
             "  --retry-base-ms N      first retry delay, doubled per attempt (default 1000)\n"
             "  --retry-cap-ms N       longest retry delay (default 60000)\n"
+            "  --max-uncommitted N    grant no lease while N finished tasks wait for their\n"
+            "                         commit (default 20000; 0 = no limit)\n"
             "  --log-level L          debug|info|warn|error (default info)\n"
             "  --help, --version\n");
 }
@@ -62,9 +64,11 @@ int main(int argc, char **argv)
     sq_server_opts_t o = {.db = getenv("SHARDQ_DB"), .listen = "tcp://*:5555",
                           .workers = "tcp://*:5556", .heartbeat_ms = SQ_WIRE_HEARTBEAT_MS,
                           .liveness = SQ_WIRE_HEARTBEAT_LIVENESS, .retry_base_ms = 1000,
-                          .retry_cap_ms = 60000, .drr_quantum = 1024};
+                          .retry_cap_ms = 60000, .drr_quantum = 1024,
+                          .max_uncommitted = 20000};
     bool migrate = false;
-    enum { O_HB = 256, O_LEASE, O_RETRY, O_RCAP, O_LOG, O_VERSION, O_ADAPTERS, O_METRICS };
+    enum { O_HB = 256, O_LEASE, O_RETRY, O_RCAP, O_LOG, O_VERSION, O_ADAPTERS, O_METRICS,
+           O_UNCOMMITTED };
     static const struct option longs[] = {
         {"db", required_argument, 0, 'd'},        {"migrate", no_argument, 0, 'm'},
         {"listen", required_argument, 0, 'l'},    {"workers", required_argument, 0, 'w'},
@@ -75,7 +79,8 @@ int main(int argc, char **argv)
         {"log-level", required_argument, 0, O_LOG}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, O_VERSION},
         {"adapters", required_argument, 0, O_ADAPTERS},
-        {"metrics-port", required_argument, 0, O_METRICS}, {0, 0, 0, 0}};
+        {"metrics-port", required_argument, 0, O_METRICS},
+        {"max-uncommitted", required_argument, 0, O_UNCOMMITTED}, {0, 0, 0, 0}};
     int c;
     long long n;
     sq_log_level_t level;
@@ -90,6 +95,10 @@ int main(int argc, char **argv)
         case O_LEASE: ok = s_num(optarg, 0, &n) == 0 && ((o.lease_timeout_ms = n), 1); break;
         case O_RETRY: ok = s_num(optarg, 0, &n) == 0 && ((o.retry_base_ms = n), 1); break;
         case O_RCAP: ok = s_num(optarg, 0, &n) == 0 && ((o.retry_cap_ms = n), 1); break;
+        case O_UNCOMMITTED:
+            ok = s_num(optarg, 0, &n) == 0 && n <= UINT32_MAX &&
+                 ((o.max_uncommitted = (uint32_t)n), 1);
+            break;
         case O_LOG: ok = sq_log_level_parse(optarg, &level) == 0; if (ok) sq_log_set_level(level); break;
         case 'h': s_usage(stdout); return 0;
         case O_VERSION: printf("shardq-broker %s\n", SQ_VERSION); return 0;

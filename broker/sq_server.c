@@ -124,6 +124,10 @@ void sq_server_set_state(sq_server_t *self, sq_task_t *t, uint8_t state)
     if (t->state != SQ_T_DONE && job->counts[t->state] > 0)
         job->counts[t->state]--;
     job->counts[state]++;
+    if (t->state == SQ_T_COMPLETING && self->n_completing > 0)
+        self->n_completing--;
+    if (state == SQ_T_COMPLETING)
+        self->n_completing++;
     sq_pstat_t *p = sq_server_pstat(self, job->model);
     if (p && t->state == SQ_T_RETRYING && p->retrying)
         p->retrying--;
@@ -333,13 +337,24 @@ static bool s_can_take(sq_server_t *self, sq_group_t *g)
     return !g->draining && g->n_leases < g->max_batch && sq_queue_ready(self->queue, g->model);
 }
 
+/* Backpressure from the commit path: workers can finish tasks faster than
+ * PostgreSQL takes their rows (or while it is down). Without a bound the
+ * finished tasks pile up in memory and in ever larger batches, and a result
+ * waits seconds to become durable while new leases keep going out. So no
+ * lease is granted while max_uncommitted finished tasks wait for their
+ * commit; each commit (sq_server.c, s_on_committed) dispatches again. */
+bool sq_server_dispatch_paused(const sq_server_t *self)
+{
+    return self->opts.max_uncommitted && self->n_completing >= self->opts.max_uncommitted;
+}
+
 /* Two passes: first every group with room gets an equal share of what is
  * ready (so groups that happen to come first in the table do not take
  * everything when little is queued), then the rest fills free slots. */
 void sq_server_dispatch(sq_server_t *self)
 {
     size_t ready = sq_queue_ready_total(self->queue), n_open = 0;
-    if (ready == 0)
+    if (ready == 0 || sq_server_dispatch_paused(self))
         return;
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
         n_open += s_can_take(self, g);

@@ -26,6 +26,8 @@ typedef struct {
     uint32_t drr_quantum;     /* 1024 (tokens) */
     const char *adapters_dir; /* LoRA files shared with workers, or NULL */
     int metrics_port;         /* Prometheus text on this port; 0: off */
+    uint32_t max_uncommitted; /* no new leases while this many finished tasks wait
+                                 for their commit (20000); 0: no limit */
 } sq_server_opts_t;
 
 typedef struct sq_server_t {
@@ -52,6 +54,7 @@ typedef struct sq_server_t {
     int64_t last_lease_scan_ms;
     sq_wire_enc_t *enc; /* scratch encoder for replies */
     uint64_t n_stale, n_dispatched, n_committed_batches;
+    uint32_t n_completing; /* tasks COMPLETING: terminal row written, commit pending */
 } sq_server_t;
 
 sq_server_t *sq_server_new(const sq_server_opts_t *opts);
@@ -84,6 +87,9 @@ void sq_server_task_terminal(sq_server_t *self, sq_task_t *t, uint8_t state, con
 void sq_server_audit(sq_server_t *self, const char *actor, const char *action, sq_task_t *t,
                      uint64_t job_id, const char *details_json);
 void sq_server_dispatch(sq_server_t *self);
+/* True while max_uncommitted finished tasks wait for their commit: no new
+ * leases until a commit brings the count down. */
+bool sq_server_dispatch_paused(const sq_server_t *self);
 void sq_server_group_lost(sq_server_t *self, sq_group_t *g, const char *reason);
 
 int sq_server_on_client(zloop_t *loop, zsock_t *reader, void *arg);

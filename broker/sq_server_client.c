@@ -398,6 +398,15 @@ size_t sq_server_metrics(void *arg, char *buf, size_t size)
                   tokens[i].n);
     }
     zlistx_destroy(&models);
+    S_OUT("# HELP shardq_broker_uncommitted_tasks Tasks finished whose rows wait for their "
+          "commit.\n"
+          "# TYPE shardq_broker_uncommitted_tasks gauge\n"
+          "shardq_broker_uncommitted_tasks %u\n"
+          "# HELP shardq_broker_dispatch_paused 1 while no lease is granted because "
+          "--max-uncommitted tasks wait for their commit.\n"
+          "# TYPE shardq_broker_dispatch_paused gauge\n"
+          "shardq_broker_dispatch_paused %d\n",
+          (unsigned)self->n_completing, sq_server_dispatch_paused(self) ? 1 : 0);
     S_OUT("# HELP shardq_broker_group_kv_pages KV-cache pages of 32 positions, by worker group.\n"
           "# TYPE shardq_broker_group_kv_pages gauge\n"
           "# HELP shardq_broker_group_kv_pages_in_use Of those, pages its running sequences hold.\n"

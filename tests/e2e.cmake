@@ -53,7 +53,7 @@ if(TARGET sq-test-worker AND TARGET shardq-broker)
                CASES ten_thousand cancel retries_dead fairness duplicate_delivery priority)
   sq_e2e_cases(test_e2e_crash e2e/test_e2e_crash.c
                CASES worker_kill worker_term worker_stall stale_result broker_kill broker_term
-               SERIAL pg_restart)
+               SERIAL pg_restart commit_backpressure)
   sq_e2e_cases(test_e2e_input e2e/test_e2e_input.c
                CASES bad_frames hostile_strings usage_counts)
 endif()

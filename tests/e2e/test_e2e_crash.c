@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S_MAX_JOBS 512
 /* Bound on re-dispatch after a worker group dies (issue 2), plus the time
@@ -364,6 +365,77 @@ pg_restart(void)
     SQ_CHECK(sq_harness_wait_i64(h, sql, 3010, 60000) == 0);
 }
 
+/* A metric's value in a scraped page ("NAME VALUE\n" or
+ * "NAME{labels} VALUE\n"), or -1 when it is not there. */
+static double
+s_metric(const char *page, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = strstr(page, name); p; p = strstr(p + 1, name))
+        if ((p == page || p[-1] == '\n') && (p[n] == ' ' || p[n] == '{')) {
+            const char *v = strchr(p, ' ');
+            return v ? strtod(v + 1, NULL) : -1;
+        }
+    return -1;
+}
+
+static void
+commit_backpressure(void)
+{
+    if (!sq_harness_has_pg_ctl()) {
+        printf("skipped: SHARDQ_PG_CTL is not set\n");
+        exit(77);
+    }
+    enum { CAP = 20, BATCH = 16, N_TASKS = 3000 };
+    char mflag[32];
+    const int mport = sq_e2e_free_port();
+    SQ_REQUIRE(mport > 0);
+    snprintf(mflag, sizeof mflag, "--metrics-port=%d", mport);
+    const char *bflags[] = {"--retry-base-ms", "200", "--max-uncommitted", "20", mflag, NULL};
+    SQ_REQUIRE(sq_e2e_up("commit_backpressure", bflags, &h, &client));
+    const char *flags[] = {"--batch", "16", "--delay-ms", "5", NULL};
+    SQ_REQUIRE(sq_harness_worker_start(h, "w1", flags));
+    SQ_REQUIRE(sq_harness_worker_start(h, "w2", flags));
+    uint64_t job = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", N_TASKS, "a", 0, &job, NULL) == 0);
+    SQ_REQUIRE(sq_harness_wait_at_least(h, "select count(*) from task_results", 100, 60000,
+                                        NULL) == 0);
+    SQ_REQUIRE(sq_harness_pg_ctl(h, "kill") == 0);
+    /* Two workers at 16 tasks a 5 ms step would finish the whole job in
+     * well under a second; 1.5 s later the broker must have stopped at
+     * CAP results awaiting commit, plus what was leased when it stopped. */
+    usleep(1500 * 1000);
+    static char page[65536];
+    SQ_REQUIRE(sq_e2e_scrape(mport, page, sizeof page) == 0);
+    const double waiting = s_metric(page, "shardq_broker_uncommitted_tasks");
+    const double queued = s_metric(page, "shardq_broker_queued_tasks");
+    fprintf(stderr, "PostgreSQL down: %.0f results wait for their commit, %.0f tasks queued, "
+            "paused %.0f\n", waiting, queued, s_metric(page, "shardq_broker_dispatch_paused"));
+    SQ_CHECK(s_metric(page, "shardq_broker_dispatch_paused") == 1);
+    SQ_CHECK(waiting >= CAP && waiting <= CAP + 2 * BATCH);
+    SQ_CHECK(queued >= N_TASKS - 1000);
+    /* and it stays stopped: nothing more is leased while the commit fails */
+    usleep(1000 * 1000);
+    SQ_REQUIRE(sq_e2e_scrape(mport, page, sizeof page) == 0);
+    SQ_CHECK(s_metric(page, "shardq_broker_queued_tasks") == queued);
+    SQ_CHECK(s_metric(page, "shardq_broker_uncommitted_tasks") == waiting);
+
+    SQ_REQUIRE(sq_harness_pg_ctl(h, "start") == 0);
+    char sql[128];
+    snprintf(sql, sizeof sql, "select count(*) from task_results where job_id = %llu "
+             "and state = 'succeeded'", (unsigned long long)job);
+    SQ_CHECK(sq_harness_wait_i64(h, sql, N_TASKS, 60000) == 0);
+    sq_e2e_check_no_duplicates(h);
+    /* the broker hears of the last commit just after PostgreSQL has it */
+    int64_t deadline = sq_test_now_ms() + 5000;
+    while ((sq_e2e_scrape(mport, page, sizeof page) != 0 ||
+            s_metric(page, "shardq_broker_uncommitted_tasks") != 0) &&
+           sq_test_now_ms() < deadline)
+        sq_harness_poll_pause();
+    SQ_CHECK(s_metric(page, "shardq_broker_uncommitted_tasks") == 0);
+    SQ_CHECK(s_metric(page, "shardq_broker_dispatch_paused") == 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -375,6 +447,7 @@ main(int argc, char **argv)
         {"worker_stall", worker_stall},
         {"broker_kill", broker_kill},
         {"pg_restart", pg_restart},
+        {"commit_backpressure", commit_backpressure},
         {NULL, NULL}};
     return sq_e2e_main(argc, argv, cases, &h, &client);
 }
