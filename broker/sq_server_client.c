@@ -288,9 +288,11 @@ static void s_stats(sq_server_t *self, zframe_t *to, uint64_t rid)
     int64_t now = sq_now_ms();
     sq_wire_enc_t *e = self->enc;
     sq_wire_enc_reset(e);
-    sq_wire_map(e, 4);
+    sq_wire_map(e, 6);
     sq_wire_kv_u64(e, "rid", rid);
     sq_wire_kv_u64(e, "now", (uint64_t)sq_wall_ms());
+    sq_wire_kv_u64(e, "uncommitted", self->n_completing);
+    sq_wire_kv_bool(e, "dispatch_paused", sq_server_dispatch_paused(self));
     sq_wire_key(e, "pools");
     sq_wire_array(e, (uint32_t)zhashx_size(self->pstats));
     /* walk a copy of the keys: the per-pool counts look things up in

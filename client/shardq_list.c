@@ -159,6 +159,9 @@ sq_cli_stats(const sq_cli_cmd_t *cmd, int argc, char **argv)
                (unsigned long long)p->draining, p->throughput_per_s,
                (unsigned long long)p->prompt_tokens, cached);
     }
+    printf("\n%llu finished tasks wait for their commit%s\n",
+           (unsigned long long)st.uncommitted,
+           st.dispatch_paused ? "; no lease is granted until commits catch up" : "");
     printf("\n%-24s %8s %8s\n", "TENANT", "QUEUED", "LEASED");
     for (size_t i = 0; i < st.n_tenants; i++)
         printf("%-24s %8llu %8llu\n", st.tenants[i].tenant,

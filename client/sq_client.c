@@ -578,6 +578,8 @@ sq_client_stats(sq_client_t *self, sq_client_stats_t *out)
     if (rc)
         return rc;
     out->now_ms = sq_client_get_u64(reply->body, "now");
+    out->uncommitted = sq_client_get_u64(reply->body, "uncommitted");
+    sq_wire_get_bool(reply->body, "dispatch_paused", false, &out->dispatch_paused);
     rc = sq_client_decode_array(reply->body, "pools", sizeof *out->pools, s_decode_pool,
                                 (void **)&out->pools, &out->n_pools);
     if (rc == 0)

@@ -190,6 +190,8 @@ typedef struct {
 
 typedef struct {
     uint64_t now_ms;
+    uint64_t uncommitted;       /* finished tasks whose rows wait for their commit */
+    bool dispatch_paused;       /* no lease granted until commits catch up */
     sq_client_pool_t *pools;
     size_t n_pools;
     sq_client_tenant_t *tenants;

@@ -8,7 +8,9 @@
  *     clamped to [min_groups, max_groups]; with tasks waiting and no
  *     group at all it is at least 1 (scale from zero);
  *   - a change within `tolerance` of the current count is ignored;
- *   - scale-up is immediate, bounded by max_step_up and the up cooldown;
+ *   - scale-up is immediate, bounded by max_step_up and the up cooldown,
+ *     and held (but for the floors) while the broker's commits are behind:
+ *     it grants no lease then, so new groups would only wait;
  *   - scale-down uses the HIGHEST recommendation seen during the last
  *     scale_down_stabilization_s, bounded by max_step_down and the down
  *     cooldown, so a brief dip never drops groups;
@@ -32,6 +34,8 @@ typedef struct {
     double oldest_age_s;    /* age of the oldest queued task */
     int busy, idle, starting, draining; /* groups by state */
     double throughput;      /* tasks/s recently completed */
+    int commit_bound;       /* the broker grants no lease: its commits are behind
+                               (STATS dispatch_paused); more groups would wait too */
 } sq_pool_metrics_t;
 
 typedef struct {

@@ -327,6 +327,7 @@ s_observe(sq_loop_t *self, const sq_client_stats_t *st, const sq_pool_policy_t *
         m->draining = (int)b->draining;
         m->throughput = b->throughput_per_s;
     }
+    m->commit_bound = st->dispatch_paused;
     int surplus = m->busy + m->idle - c.requested;
     if (surplus > 0) {
         int from_idle = surplus < m->idle ? surplus : m->idle;

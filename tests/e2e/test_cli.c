@@ -597,6 +597,7 @@ test_stats(void)
     SQ_REQUIRE(s_submit(ep, path, NULL) > 0);
     s_run_t r = s_cli(ep, (const char *[]){"stats", NULL});
     SQ_CHECK(r.code == 0 && strstr(r.out, "POOL") && strstr(r.out, "tiny"));
+    SQ_CHECK(strstr(r.out, "\n0 finished tasks wait for their commit\n") != NULL);
     s_run_free(&r);
     sq_harness_destroy(&h);
 }

@@ -365,6 +365,23 @@ pg_restart(void)
     SQ_CHECK(sq_harness_wait_i64(h, sql, 3010, 60000) == 0);
 }
 
+/* STATS's dispatch_paused; *uncommitted its count (UINT64_MAX when a
+ * field is missing or STATS failed). */
+static bool
+s_stats_paused(uint64_t *uncommitted)
+{
+    sq_e2e_begin(client, 0);
+    sq_wire_msg_t *reply = NULL;
+    bool paused = false;
+    *uncommitted = UINT64_MAX;
+    if (sq_e2e_call(client, SQ_WIRE_STATS, 5000, &reply, NULL) == 0 &&
+        (sq_wire_get_bool(reply->body, "dispatch_paused", true, &paused) != 0 ||
+         sq_wire_get_u64(reply->body, "uncommitted", true, UINT64_MAX, uncommitted) != 0))
+        *uncommitted = UINT64_MAX;
+    sq_wire_msg_destroy(&reply);
+    return paused;
+}
+
 /* A metric's value in a scraped page ("NAME VALUE\n" or
  * "NAME{labels} VALUE\n"), or -1 when it is not there. */
 static double
@@ -413,6 +430,8 @@ commit_backpressure(void)
             "paused %.0f\n", waiting, queued, s_metric(page, "shardq_broker_dispatch_paused"));
     SQ_CHECK(s_metric(page, "shardq_broker_dispatch_paused") == 1);
     SQ_CHECK(waiting >= CAP && waiting <= CAP + 2 * BATCH);
+    uint64_t uncommitted = 0;
+    SQ_CHECK(s_stats_paused(&uncommitted) && uncommitted == (uint64_t)waiting);
     SQ_CHECK(queued >= N_TASKS - 1000);
     /* and it stays stopped: nothing more is leased while the commit fails */
     usleep(1000 * 1000);
@@ -434,6 +453,7 @@ commit_backpressure(void)
         sq_harness_poll_pause();
     SQ_CHECK(s_metric(page, "shardq_broker_uncommitted_tasks") == 0);
     SQ_CHECK(s_metric(page, "shardq_broker_dispatch_paused") == 0);
+    SQ_CHECK(!s_stats_paused(&uncommitted) && uncommitted == 0);
 }
 
 int

@@ -67,6 +67,34 @@ test_scale_up_immediate(void)
     sq_policy_destroy(&pol);
 }
 
+/* While the broker's commits are behind (it grants no lease), the load
+ * asks for more groups in vain: the scale-up is held, but not the floor
+ * of min_groups, and it goes ahead once commits catch up. */
+static void
+test_hold_while_commit_bound(void)
+{
+    sq_policy_t *pol = s_policy("    min_groups: 3\n");
+    sq_decider_t *d = sq_decider_new();
+    SQ_REQUIRE(pol && d);
+    const sq_pool_policy_t *p = &pol->pools[0];
+    sq_pool_metrics_t m = s_load(1, 200);   /* 200 outstanding: 7 groups */
+    m.commit_bound = 1;
+    sq_decision_t dec;
+    SQ_REQUIRE(sq_decide(d, p, &m, 1000 * 1000, &dec) == 0);
+    SQ_CHECK(dec.desired == 3 && dec.recommendation == 7);    /* up to the floor only */
+    SQ_CHECK(strncmp(dec.reason, "up (floor; broker commits behind)", 33) == 0);
+    sq_decider_applied(d, 1, 3, 1000 * 1000);
+    m.idle = 3;
+    SQ_REQUIRE(sq_decide(d, p, &m, 1001 * 1000, &dec) == 0);
+    SQ_CHECK(dec.desired == 3);
+    SQ_CHECK(strncmp(dec.reason, "hold (broker commits behind)", 28) == 0);
+    m.commit_bound = 0;
+    SQ_REQUIRE(sq_decide(d, p, &m, 1002 * 1000, &dec) == 0);
+    SQ_CHECK(dec.desired == 7 && strncmp(dec.reason, "up:", 3) == 0);
+    sq_decider_destroy(&d);
+    sq_policy_destroy(&pol);
+}
+
 static void
 test_step_and_cooldown(void)
 {
@@ -240,6 +268,7 @@ int
 main(void)
 {
     SQ_RUN(test_scale_up_immediate);
+    SQ_RUN(test_hold_while_commit_bound);
     SQ_RUN(test_step_and_cooldown);
     SQ_RUN(test_step_percent);
     SQ_RUN(test_stabilisation);
