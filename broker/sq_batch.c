@@ -54,6 +54,7 @@ void sq_batch_destroy(sq_batch_t **self_p)
     sq_db_copy_destroy(&self->audit);
     free(self->jobs);
     free(self->cancel_ids);
+    free(self->withdraw_ids);
     free(self->worker_rows);
     free(self->acks);
     free(self->dones);
@@ -66,6 +67,7 @@ void sq_batch_destroy(sq_batch_t **self_p)
 bool sq_batch_empty(sq_batch_t *self)
 {
     return self->n_jobs == 0 && self->n_cancel == 0 && self->n_worker_rows == 0 &&
+           self->n_withdraw == 0 &&
            self->n_acks == 0 && self->n_dones == 0 && sq_db_copy_rows(self->attempts) == 0 &&
            sq_db_copy_rows(self->results) == 0 && sq_db_copy_rows(self->audit) == 0;
 }
@@ -100,6 +102,15 @@ int sq_batch_add_cancel(sq_batch_t *self, uint64_t job_id)
                     sizeof *self->cancel_ids);
     if (rc == 0)
         self->cancel_ids[self->n_cancel++] = job_id;
+    return rc;
+}
+
+int sq_batch_add_withdraw(sq_batch_t *self, uint64_t job_id)
+{
+    int rc = s_grow((void **)&self->withdraw_ids, self->n_withdraw, &self->cap_withdraw,
+                    sizeof *self->withdraw_ids);
+    if (rc == 0)
+        self->withdraw_ids[self->n_withdraw++] = job_id;
     return rc;
 }
 

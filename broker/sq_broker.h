@@ -136,6 +136,10 @@ typedef struct sq_batch_t {
     uint64_t *res_job;
     uint32_t *res_idx;
     size_t n_res, cap_res;
+    /* jobs whose SUBMITs were refused after the connection was lost during
+     * their commit: they may be stored all the same, and are removed if so */
+    uint64_t *withdraw_ids;
+    size_t n_withdraw, cap_withdraw;
     /* a retried batch may have been committed already (ambiguous commit):
      * it goes through staging tables and ON CONFLICT DO NOTHING */
     bool retried;
@@ -151,6 +155,7 @@ int sq_batch_add_job(sq_batch_t *self, sq_job_t *job);
 int sq_batch_add_ack(sq_batch_t *self, sq_ack_t ack);
 int sq_batch_add_done(sq_batch_t *self, sq_task_t *task, uint8_t state);
 int sq_batch_add_cancel(sq_batch_t *self, uint64_t job_id);
+int sq_batch_add_withdraw(sq_batch_t *self, uint64_t job_id);
 int sq_batch_add_worker(sq_batch_t *self, const char *group_id, const char *model,
                         const char *caps_json);
 /* A result's token counts (-1: unknown): the prompt's, of which cached

@@ -488,6 +488,15 @@ static void s_commit_failed(sq_server_t *self, sq_batch_t *b)
 {
     int code = b->rc == SQ_EDBDOWN ? SQ_EDBDOWN : SQ_EAGAIN;
     SQ_WARN("commit failed", "rc=%d err=%s jobs=%zu", b->rc, sq_q(b->error), b->n_jobs);
+    /* With the connection lost, the COMMIT may have landed although no
+     * answer came. The SUBMITs are refused all the same ("nothing was
+     * stored"), and the retried batch makes that true: it removes their
+     * jobs if they are there, before anything else is written, so that a
+     * client's retry is the only copy (sq_store.c, s_withdraw). */
+    for (size_t i = 0; b->rc == SQ_EDBDOWN && i < b->n_jobs; i++)
+        if (sq_batch_add_withdraw(b, b->jobs[i]->id) != 0)
+            SQ_ERROR("out of memory: a refused job may stay stored", "job=%" PRIu64,
+                     b->jobs[i]->id);
     s_refuse(self, b, code);
     /* SUBMITs that arrived during this commit would otherwise wait behind
      * the retried batch until the database is back: answer them now */

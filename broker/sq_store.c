@@ -208,9 +208,41 @@ static int s_write_outcomes(sq_db_t *db, sq_batch_t *b)
     return rc;
 }
 
+/* Remove the jobs of SUBMITs refused after a lost connection, if their
+ * commit landed after all: they were never acknowledged, never loaded and
+ * never dispatched, and their clients were told nothing was stored. The
+ * audit log (append-only) keeps their "submitted" rows and says why each
+ * one went. */
+static int s_withdraw(sq_db_t *db, sq_batch_t *b)
+{
+    char *ids = s_array(b->withdraw_ids, b->n_withdraw, true);
+    if (!ids)
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    const char *p[1] = {ids};
+    PGresult *res = NULL;
+    int rc = sq_db_exec(db, "DELETE FROM task_queue WHERE job_id = ANY($1::bigint[])", 1, p,
+                        NULL);
+    if (rc == 0)
+        rc = sq_db_exec(db, "DELETE FROM tasks WHERE job_id = ANY($1::bigint[])", 1, p, NULL);
+    if (rc == 0)
+        rc = sq_db_exec(db, "WITH gone AS (DELETE FROM jobs WHERE id = ANY($1::bigint[])"
+                            " RETURNING id)"
+                            " INSERT INTO audit_log (actor, action, job_id, subject, details)"
+                            " SELECT 'broker', 'submit_withdrawn', id, 'job:' || id,"
+                            " '{\"reason\": \"connection lost during the commit; the"
+                            " SUBMIT was refused, so the job is not kept\"}'"
+                            " FROM gone RETURNING job_id", 1, p, &res);
+    if (rc == 0 && PQntuples(res) > 0)
+        SQ_WARN("withdrew jobs stored by a commit whose answer was lost", "jobs=%d first=%s",
+                PQntuples(res), PQgetvalue(res, 0, 0));
+    PQclear(res);
+    free(ids);
+    return rc;
+}
+
 static int s_write_misc(sq_db_t *db, sq_batch_t *b)
 {
-    int rc = 0;
+    int rc = b->n_withdraw ? s_withdraw(db, b) : 0;
     for (size_t i = 0; rc == 0 && i < b->n_cancel; i++) {
         char id[24];
         snprintf(id, sizeof id, "%" PRIu64, b->cancel_ids[i]);
@@ -259,7 +291,7 @@ static int s_open(s_conn_t *c)
 static bool s_has_outcomes(sq_batch_t *b)
 {
     return sq_db_copy_rows(b->attempts) || sq_db_copy_rows(b->results) ||
-           sq_db_copy_rows(b->audit) || b->n_cancel || b->n_worker_rows;
+           sq_db_copy_rows(b->audit) || b->n_cancel || b->n_worker_rows || b->n_withdraw;
 }
 
 /* Outcome half of a batch, left open (no COMMIT). Runs on its own thread. */

@@ -38,7 +38,7 @@ function(sq_e2e_cases bin src)
   foreach(case IN LISTS arg_CASES arg_SERIAL)
     add_test(NAME e2e.${case} COMMAND ${bin} ${case})
     set_tests_properties(e2e.${case} PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 300
-      ENVIRONMENT "${SQ_E2E_ENV};SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
+      ENVIRONMENT "${SQ_E2E_ENV};SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql;SHARDQ_TEST_PG_PROXY=${CMAKE_CURRENT_SOURCE_DIR}/e2e/pg_commit_drop.py")
   endforeach()
   foreach(case IN LISTS arg_SERIAL)
     set_tests_properties(e2e.${case} PROPERTIES RUN_SERIAL TRUE)
@@ -53,6 +53,7 @@ if(TARGET sq-test-worker AND TARGET shardq-broker)
                CASES ten_thousand cancel retries_dead fairness duplicate_delivery priority)
   sq_e2e_cases(test_e2e_crash e2e/test_e2e_crash.c
                CASES worker_kill worker_term worker_stall stale_result broker_kill broker_term
+                     commit_reply_lost
                SERIAL pg_restart commit_backpressure)
   sq_e2e_cases(test_e2e_input e2e/test_e2e_input.c
                CASES bad_frames hostile_strings usage_counts)

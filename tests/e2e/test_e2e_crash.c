@@ -365,6 +365,106 @@ pg_restart(void)
     SQ_CHECK(sq_harness_wait_i64(h, sql, 3010, 60000) == 0);
 }
 
+/* The harness's conninfo with host and port replaced by 127.0.0.1:port
+ * (and no encryption, so that the proxy can read the protocol); the
+ * server's unix socket path in *socket_path. 0 or -1. */
+static int
+s_via_proxy(int port, char *conninfo, size_t size, char *socket_path, size_t path_size)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(sq_harness_conninfo(h), &err);
+    if (!opts) {
+        PQfreemem(err);
+        return -1;
+    }
+    const char *host = NULL, *pgport = "5432", *db = NULL, *user = NULL;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            pgport = o->val;
+        else if (strcmp(o->keyword, "dbname") == 0)
+            db = o->val;
+        else if (strcmp(o->keyword, "user") == 0)
+            user = o->val;
+    }
+    int ok = host && host[0] == '/' && db;
+    if (ok) {
+        snprintf(socket_path, path_size, "%s/.s.PGSQL.%s", host, pgport);
+        snprintf(conninfo, size, "host=127.0.0.1 port=%d dbname=%s%s%s sslmode=disable "
+                 "gssencmode=disable", port, db, user ? " user=" : "", user ? user : "");
+    }
+    PQconninfoFree(opts);
+    return ok ? 0 : -1;
+}
+
+static void
+commit_reply_lost(void)
+{
+    const char *proxy_bin = getenv("SHARDQ_TEST_PG_PROXY");
+    const char *admin = getenv("SHARDQ_TEST_DB");
+    if (!proxy_bin || !admin || !*admin) {
+        printf("skipped: SHARDQ_TEST_DB or SHARDQ_TEST_PG_PROXY is not set\n");
+        exit(77);
+    }
+    /* the harness makes the database; the broker then talks to it
+     * through the proxy (the last --db wins) */
+    const int port = sq_e2e_free_port();
+    SQ_REQUIRE(port > 0);
+    h = sq_harness_new("commit_reply_lost");
+    SQ_REQUIRE(h && sq_harness_migrate(h) == 0);
+    char conninfo[512], sock[300], trigger[400], dropped[400], port_s[16];
+    SQ_REQUIRE(s_via_proxy(port, conninfo, sizeof conninfo, sock, sizeof sock) == 0);
+    snprintf(trigger, sizeof trigger, "%s/drop-next-jobs-commit", sq_harness_log_dir(h));
+    snprintf(dropped, sizeof dropped, "%s/dropped", sq_harness_log_dir(h));
+    snprintf(port_s, sizeof port_s, "%d", port);
+    const char *pargv[] = {proxy_bin, port_s, sock, trigger, dropped, NULL};
+    SQ_REQUIRE(sq_harness_spawn(h, "pg-proxy", pargv));
+    const char *bflags[] = {"--db", conninfo, "--retry-base-ms", "200", NULL};
+    SQ_REQUIRE(sq_harness_broker_start(h, bflags));
+    client = sq_e2e_client_new(sq_harness_client_endpoint(h));
+    SQ_REQUIRE(client);
+    const char *wflags[] = {"--batch", "4", NULL};
+    SQ_REQUIRE(sq_harness_worker_start(h, "w1", wflags));
+    uint64_t first = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 5, "before", 0, &first, NULL) == 0);
+
+    FILE *f = fopen(trigger, "w");
+    SQ_REQUIRE(f && fclose(f) == 0);
+    int code = 0;
+    uint64_t lost = 0;
+    int rc = sq_e2e_submit_n(client, "acme", "test", 10, "lost", 0, &lost, &code);
+    fprintf(stderr, "SUBMIT whose COMMIT answer was lost: rc %d, wire code %d\n", rc, code);
+    SQ_CHECK(rc == SQ_EPROTO && code == SQ_WIRE_E_UNAVAILABLE);
+    SQ_REQUIRE(access(dropped, F_OK) == 0);   /* the proxy did drop a COMMIT's answer */
+
+    /* The client retries, as told; the broker serves again by itself. */
+    uint64_t retry = 0;
+    int64_t deadline = sq_test_now_ms() + 60000;
+    while (sq_e2e_submit_n(client, "acme", "test", 10, "lost", 0, &retry, &code) != 0 &&
+           sq_test_now_ms() < deadline)
+        sq_harness_poll_pause();
+    SQ_REQUIRE(retry != 0);
+    char sql[256];
+    snprintf(sql, sizeof sql, "select count(*) from task_results where job_id in (%llu, %llu) "
+             "and state = 'succeeded'", (unsigned long long)first, (unsigned long long)retry);
+    SQ_CHECK(sq_harness_wait_i64(h, sql, 15, 60000) == 0);
+    /* one copy of the lost SUBMIT's tasks, the retry's; nothing left queued;
+     * the withdrawn job audited */
+    int64_t n = -1;
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from tasks where custom_id like 'lost-%'",
+                                &n) == 0 && n == 10);
+    SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from task_queue", 0, 30000) == 0);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from audit_log a where action = "
+                                   "'submit_withdrawn' and not exists (select 1 from jobs j "
+                                   "where j.id = a.job_id) and exists (select 1 from audit_log "
+                                   "s where s.action = 'submitted' and s.job_id = a.job_id)",
+                                &n) == 0 && n == 1);
+    sq_e2e_check_no_duplicates(h);
+}
+
 /* STATS's dispatch_paused; *uncommitted its count (UINT64_MAX when a
  * field is missing or STATS failed). */
 static bool
@@ -468,6 +568,7 @@ main(int argc, char **argv)
         {"broker_kill", broker_kill},
         {"pg_restart", pg_restart},
         {"commit_backpressure", commit_backpressure},
+        {"commit_reply_lost", commit_reply_lost},
         {NULL, NULL}};
     return sq_e2e_main(argc, argv, cases, &h, &client);
 }
