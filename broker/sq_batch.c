@@ -96,22 +96,23 @@ int sq_batch_add_done(sq_batch_t *self, sq_task_t *task, uint8_t state)
     return rc;
 }
 
+/* Append a job id to one of the batch's id lists. */
+static int s_add_id(uint64_t **ids, size_t *n, size_t *cap, uint64_t job_id)
+{
+    int rc = s_grow((void **)ids, *n, cap, sizeof **ids);
+    if (rc == 0)
+        (*ids)[(*n)++] = job_id;
+    return rc;
+}
+
 int sq_batch_add_cancel(sq_batch_t *self, uint64_t job_id)
 {
-    int rc = s_grow((void **)&self->cancel_ids, self->n_cancel, &self->cap_cancel,
-                    sizeof *self->cancel_ids);
-    if (rc == 0)
-        self->cancel_ids[self->n_cancel++] = job_id;
-    return rc;
+    return s_add_id(&self->cancel_ids, &self->n_cancel, &self->cap_cancel, job_id);
 }
 
 int sq_batch_add_withdraw(sq_batch_t *self, uint64_t job_id)
 {
-    int rc = s_grow((void **)&self->withdraw_ids, self->n_withdraw, &self->cap_withdraw,
-                    sizeof *self->withdraw_ids);
-    if (rc == 0)
-        self->withdraw_ids[self->n_withdraw++] = job_id;
-    return rc;
+    return s_add_id(&self->withdraw_ids, &self->n_withdraw, &self->cap_withdraw, job_id);
 }
 
 int sq_batch_add_worker(sq_batch_t *self, const char *group_id, const char *model,

@@ -235,8 +235,8 @@ sq_decide(sq_decider_t *self, const sq_pool_policy_t *p, const sq_pool_metrics_t
                   : by_floor ? "up (window floor)"
                   : by_min ? "up (min_groups)"
                   : desired < rec ? "up (step-limited)" : "up";
-        int floor = out->floor > p->min_groups ? out->floor : p->min_groups;
-        int bound = floor > cur ? floor : cur;
+        int lowest = out->floor > p->min_groups ? out->floor : p->min_groups;
+        int bound = lowest > cur ? lowest : cur;
         if (m->commit_bound && desired > bound) {
             desired = bound;
             verdict = desired > cur ? "up (floor; broker commits behind)"
