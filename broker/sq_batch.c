@@ -274,6 +274,7 @@ void sq_job_destroy(sq_job_t **self_p)
     free(job->model);
     free(job->adapter);
     free(job->params);
+    free(job->idempotency_key);
     zframe_destroy(&job->reply_to);
     free(job);
     *self_p = NULL;

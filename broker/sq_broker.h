@@ -69,6 +69,12 @@ struct sq_job_t {
     uint32_t counts[SQ_T_N];
     int64_t created_wall_ms;
     bool cancelled;
+    char *idempotency_key; /* SUBMIT's, or NULL */
+    /* set by the writer for a keyed SUBMIT whose key the tenant used
+     * before: that job's id (this job is not stored), and whether it
+     * differs in model or number of tasks (then the SUBMIT is refused) */
+    uint64_t same_as;
+    bool same_as_differs;
     sq_task_t *tasks; /* n_tasks, tasks[i].idx == i + 1 */
     /* SUBMIT acknowledgement, until committed */
     zframe_t *reply_to;

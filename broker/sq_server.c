@@ -411,9 +411,37 @@ void sq_server_kick(sq_server_t *self)
         self->writer_busy = true;
 }
 
+/* A keyed SUBMIT whose key the tenant used before: the first job's id,
+ * nothing new stored; refused when it differs from that job. */
+static void s_ack_repeated(sq_server_t *self, sq_ack_t *a)
+{
+    sq_job_t *job = a->job;
+    if (job->same_as_differs) {
+        char detail[400];
+        snprintf(detail, sizeof detail, "field \"idempotency_key\": already names job %" PRIu64
+                 " of tenant %.128s, with another model or number of tasks", job->same_as,
+                 job->tenant);
+        sq_server_error(self, self->clients, a->to, a->rid, SQ_EINVAL, detail);
+    } else {
+        sq_wire_enc_t *e = self->enc;
+        sq_wire_enc_reset(e);
+        sq_wire_map(e, 4);
+        sq_wire_kv_u64(e, "rid", a->rid);
+        sq_wire_kv_u64(e, "job_id", job->same_as);
+        sq_wire_kv_u64(e, "n_tasks", job->n_tasks);
+        sq_wire_kv_bool(e, "repeated", true);
+        sq_server_reply(self, a->to, SQ_WIRE_SUBMIT | SQ_WIRE_REPLY, e);
+    }
+    sq_job_destroy(&job);
+}
+
 static void s_ack_submit(sq_server_t *self, sq_ack_t *a)
 {
     sq_job_t *job = a->job;
+    if (job->same_as) {
+        s_ack_repeated(self, a);
+        return;
+    }
     zhashx_insert(self->jobs, &job->id, job);
     for (uint32_t i = 0; i < job->n_tasks; i++)
         sq_server_enqueue(self, &job->tasks[i]);

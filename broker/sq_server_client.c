@@ -107,6 +107,11 @@ static int s_parse_job_fields(sq_wire_val_t b, sq_job_t *job)
     if (rc == 0)
         rc = sq_wire_get_strdup(b, "params", false, SQ_WIRE_MAX_TEXT, &job->params);
     if (rc == 0)
+        rc = sq_wire_get_strdup(b, "idempotency_key", false, SQ_WIRE_MAX_ID,
+                                &job->idempotency_key);
+    if (rc == 0 && job->idempotency_key && !job->idempotency_key[0])
+        rc = SQ_FAIL(SQ_EINVAL, "field \"idempotency_key\": empty");
+    if (rc == 0)
         rc = sq_wire_get_u64(b, "priority", false, 1000, &priority);
     if (rc == 0)
         rc = sq_wire_get_u64(b, "max_attempts", false, 100, &max_attempts);

@@ -68,6 +68,45 @@ static void s_copy_task(sq_db_copy_t *tasks, sq_db_copy_t *queue, sq_task_t *t)
     sq_db_copy_end_row(queue);
 }
 
+/* A keyed job's jobs row, unless the tenant used the key before (in this
+ * batch too): then j->same_as is that job, and nothing of this one is
+ * written. */
+static int s_insert_keyed(sq_db_t *db, sq_job_t *j)
+{
+    char id[24], prio[16], attempts[16], n[16], at[24];
+    snprintf(id, sizeof id, "%" PRIu64, j->id);
+    snprintf(prio, sizeof prio, "%d", j->priority);
+    snprintf(attempts, sizeof attempts, "%d", j->max_attempts);
+    snprintf(n, sizeof n, "%u", j->n_tasks);
+    snprintf(at, sizeof at, "%" PRId64, j->created_wall_ms);
+    const char *p[10] = {id, j->tenant, j->model, j->adapter, prio, attempts, j->params, n, at,
+                         j->idempotency_key};
+    PGresult *res = NULL;
+    int rc = sq_db_exec(db, "INSERT INTO jobs (id, tenant, model, adapter, priority, max_attempts,"
+                            " params, n_tasks, created_at, idempotency_key)"
+                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                            " to_timestamp($9::bigint / 1000.0), $10)"
+                            " ON CONFLICT (tenant, idempotency_key)"
+                            " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
+                        10, p, &res);
+    if (rc == 0 && PQntuples(res) == 0) {
+        PQclear(res);
+        const char *q[2] = {j->tenant, j->idempotency_key};
+        rc = sq_db_exec(db, "SELECT id, model, n_tasks FROM jobs"
+                            " WHERE tenant = $1 AND idempotency_key = $2", 2, q, &res);
+        if (rc == 0 && PQntuples(res) != 1)
+            rc = SQ_FAIL(SQ_EDB, "idempotency key of tenant %s: in use, but no job has it",
+                         j->tenant);
+        if (rc == 0) {
+            j->same_as = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+            j->same_as_differs = strcmp(PQgetvalue(res, 0, 1), j->model) != 0 ||
+                                 strtoul(PQgetvalue(res, 0, 2), NULL, 10) != j->n_tasks;
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
 /* jobs, tasks, task_queue and one 'submitted' audit row per job. */
 static int s_write_jobs(sq_db_t *db, sq_batch_t *b)
 {
@@ -80,18 +119,23 @@ static int s_write_jobs(sq_db_t *db, sq_batch_t *b)
         rc = SQ_FAIL(SQ_ENOMEM, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < b->n_jobs; i++) {
+    for (size_t i = 0; rc == 0 && i < b->n_jobs; i++) {
         sq_job_t *j = b->jobs[i];
-        sq_db_copy_i64(jobs, (int64_t)j->id);
-        sq_db_copy_cstr(jobs, j->tenant);
-        sq_db_copy_cstr(jobs, j->model);
-        sq_db_copy_cstr(jobs, j->adapter);
-        sq_db_copy_i64(jobs, j->priority);
-        sq_db_copy_i64(jobs, j->max_attempts);
-        sq_db_copy_cstr(jobs, j->params);
-        sq_db_copy_i64(jobs, j->n_tasks);
-        sq_copy_ts(jobs, j->created_wall_ms);
-        sq_db_copy_end_row(jobs);
+        if (j->idempotency_key) {
+            if ((rc = s_insert_keyed(db, j)) != 0 || j->same_as)
+                continue;
+        } else {
+            sq_db_copy_i64(jobs, (int64_t)j->id);
+            sq_db_copy_cstr(jobs, j->tenant);
+            sq_db_copy_cstr(jobs, j->model);
+            sq_db_copy_cstr(jobs, j->adapter);
+            sq_db_copy_i64(jobs, j->priority);
+            sq_db_copy_i64(jobs, j->max_attempts);
+            sq_db_copy_cstr(jobs, j->params);
+            sq_db_copy_i64(jobs, j->n_tasks);
+            sq_copy_ts(jobs, j->created_wall_ms);
+            sq_db_copy_end_row(jobs);
+        }
         for (uint32_t k = 0; k < j->n_tasks; k++)
             s_copy_task(tasks, queue, &j->tasks[k]);
         char subject[32], actor[160], details[96];
@@ -108,15 +152,17 @@ static int s_write_jobs(sq_db_t *db, sq_batch_t *b)
         sq_db_copy_cstr(audit, details);
         sq_db_copy_end_row(audit);
     }
-    rc = sq_db_copy_send(db, "COPY jobs (id, tenant, model, adapter, priority, max_attempts,"
-                             " params, n_tasks, created_at) FROM STDIN", jobs);
-    if (rc == 0)
+    /* (a batch of only repeated keyed SUBMITs has no rows at all) */
+    if (rc == 0 && sq_db_copy_rows(jobs))
+        rc = sq_db_copy_send(db, "COPY jobs (id, tenant, model, adapter, priority, max_attempts,"
+                                 " params, n_tasks, created_at) FROM STDIN", jobs);
+    if (rc == 0 && sq_db_copy_rows(tasks))
         rc = sq_db_copy_send(db, "COPY tasks (job_id, idx, custom_id, prompt, max_tokens,"
                                  " temperature, top_p, seed, body, adapter, adapter_version)"
                                  " FROM STDIN", tasks);
-    if (rc == 0)
+    if (rc == 0 && sq_db_copy_rows(queue))
         rc = sq_db_copy_send(db, "COPY task_queue (job_id, idx) FROM STDIN", queue);
-    if (rc == 0)
+    if (rc == 0 && sq_db_copy_rows(audit))
         rc = sq_db_copy_send(db, s_copy_audit, audit);
 fail:
     sq_db_copy_destroy(&jobs);

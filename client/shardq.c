@@ -198,7 +198,7 @@ sq_cli_cmd_parse(const sq_cli_cmd_t *cmd, int argc, char **argv, const sq_cli_op
 static const sq_cli_cmd_t s_cmds[] = {
     {"submit", sq_cli_submit,
      "FILE.jsonl [--model M] [--adapter NAME] [--priority N] [--tenant T] [--max-attempts N] "
-     "[--wait [--timeout S] [-o FILE]]",
+     "[--idempotency-key K] [--wait [--timeout S] [-o FILE]]",
      "Validate a JSONL job file whole, then submit it as one job; prints the job id.\n",
      "  --model M           model to run (else the file's, else $SHARDQ_MODEL)\n"
      "  --adapter NAME      run every task on LoRA adapter NAME (its active version,\n"
@@ -206,6 +206,8 @@ static const sq_cli_cmd_t s_cmds[] = {
      "  --priority N        0..1000, higher first (broker default 0)\n"
      "  --tenant T          tenant charged (else $SHARDQ_TENANT, else $USER)\n"
      "  --max-attempts N    1..100 attempts before a task is dead (broker default 3)\n"
+     "  --idempotency-key K the tenant's key for this job: sending it again (say after\n"
+     "                      a timeout) gives the same job, never a second one\n"
      "  --wait              then wait for the job like `shardq wait`\n"
      "  --timeout S         with --wait: give up waiting after S seconds (exit 6)\n"
      "  -o, --output FILE   with --wait: then write the results like `shardq results`\n"},

@@ -247,14 +247,14 @@ int
 sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
 {
     const char *model = NULL, *prio = NULL, *tenant = NULL, *attempts = NULL, *out = NULL,
-               *timeout = NULL, *adapter = NULL, *pos[1];
+               *timeout = NULL, *adapter = NULL, *key = NULL, *pos[1];
     bool wait = false, done;
     sq_cli_opt_t opts[] = {
         {"--model", NULL, &model, NULL},     {"--priority", NULL, &prio, NULL},
         {"--tenant", NULL, &tenant, NULL},   {"--max-attempts", NULL, &attempts, NULL},
         {"--wait", NULL, NULL, &wait},       {"--output", "-o", &out, NULL},
         {"--timeout", NULL, &timeout, NULL}, {"--adapter", NULL, &adapter, NULL},
-        {NULL, NULL, NULL, NULL}};
+        {"--idempotency-key", NULL, &key, NULL}, {NULL, NULL, NULL, NULL}};
     uint64_t priority = UINT64_MAX, max_attempts = 0, timeout_s = 0;
     int rc = sq_cli_cmd_parse(cmd, argc, argv, opts, pos, 1, 1, &done);
     if (rc || done)
@@ -291,7 +291,8 @@ sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
     snprintf(params, sizeof params, "{\"kind\":\"%s\"}", sq_jsonl_kind_name(sq_jsonl_kind(file)));
     sq_client_job_spec_t spec = {.tenant = s_tenant(tenant), .model = model, .adapter = adapter,
                                  .priority = priority == UINT64_MAX ? -1 : (int)priority,
-                                 .max_attempts = (int)max_attempts, .params_json = params};
+                                 .max_attempts = (int)max_attempts, .params_json = params,
+                                 .idempotency_key = key};
     sq_client_t *c = sq_cli_client();
     if (!c) {
         sq_jsonl_destroy(&file);
@@ -300,7 +301,8 @@ sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
     uint64_t job_id = 0;
     size_t n_tasks = sq_jsonl_size(file);
     sq_jsonl_kind_t kind = sq_jsonl_kind(file);
-    rc = sq_client_submit(c, &spec, sq_jsonl_tasks(file), n_tasks, &job_id);
+    bool repeated = false;
+    rc = sq_client_submit_keyed(c, &spec, sq_jsonl_tasks(file), n_tasks, &job_id, &repeated);
     sq_jsonl_destroy(&file);
     if (rc) {
         sq_client_destroy(&c);
@@ -308,8 +310,13 @@ sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
     }
     printf("%llu\n", (unsigned long long)job_id);
     fflush(stdout);
-    fprintf(stderr, "job %llu accepted: %zu task%s, model %s, tenant %s\n",
-            (unsigned long long)job_id, n_tasks, n_tasks == 1 ? "" : "s", model, spec.tenant);
+    if (repeated)
+        fprintf(stderr, "job %llu: submitted before with this idempotency key; nothing new "
+                "stored\n", (unsigned long long)job_id);
+    else
+        fprintf(stderr, "job %llu accepted: %zu task%s, model %s, tenant %s\n",
+                (unsigned long long)job_id, n_tasks, n_tasks == 1 ? "" : "s", model,
+                spec.tenant);
     if (wait) {
         sq_client_job_t final;
         rc = s_wait(c, job_id, (double)timeout_s, &final);

@@ -185,12 +185,12 @@ s_attempt(sq_client_t *self, uint8_t cmd, sq_client_build_fn build, const void *
     return s_await(self, cmd, rid, timeout_ms, reply_p);
 }
 
-int
-sq_client_request(sq_client_t *self, uint8_t cmd, sq_client_build_fn build, const void *arg,
-                  sq_wire_msg_t **reply_p)
+/* idempotent: a request that timed out may be sent again */
+static int
+s_request(sq_client_t *self, uint8_t cmd, sq_client_build_fn build, const void *arg,
+          bool idempotent, sq_wire_msg_t **reply_p)
 {
-    bool idempotent = cmd != SQ_WIRE_SUBMIT;
-    int timeout_ms = idempotent ? self->opts.timeout_ms : self->opts.submit_timeout_ms;
+    int timeout_ms = cmd == SQ_WIRE_SUBMIT ? self->opts.submit_timeout_ms : self->opts.timeout_ms;
     int backoff_ms = self->opts.backoff_ms;
     *reply_p = NULL;
     for (int attempt = 0;; attempt++) {
@@ -222,6 +222,13 @@ sq_client_request(sq_client_t *self, uint8_t cmd, sq_client_build_fn build, cons
         s_sleep_ms(backoff_ms);
         backoff_ms *= 2;
     }
+}
+
+int
+sq_client_request(sq_client_t *self, uint8_t cmd, sq_client_build_fn build, const void *arg,
+                  sq_wire_msg_t **reply_p)
+{
+    return s_request(self, cmd, build, arg, cmd != SQ_WIRE_SUBMIT, reply_p);
 }
 
 /* ------------------------------------------------------- field helpers */
@@ -295,7 +302,7 @@ s_build_submit(sq_wire_enc_t *e, uint64_t rid, const void *arg)
     const s_submit_args_t *a = arg;
     const sq_client_job_spec_t *s = a->spec;
     uint32_t n = 4 + (s->adapter != NULL) + (s->priority >= 0) + (s->max_attempts > 0) +
-                 (s->params_json != NULL);
+                 (s->params_json != NULL) + (s->idempotency_key != NULL);
     sq_wire_map(e, n);
     sq_wire_kv_u64(e, "rid", rid);
     sq_wire_kv_str(e, "tenant", s->tenant);
@@ -308,6 +315,8 @@ s_build_submit(sq_wire_enc_t *e, uint64_t rid, const void *arg)
         sq_wire_kv_u64(e, "max_attempts", (uint64_t)s->max_attempts);
     if (s->params_json)
         sq_wire_kv_str(e, "params", s->params_json);
+    if (s->idempotency_key)
+        sq_wire_kv_str(e, "idempotency_key", s->idempotency_key);
     sq_wire_key(e, "tasks");
     sq_wire_array(e, (uint32_t)a->n_tasks);
     for (size_t i = 0; i < a->n_tasks; i++)
@@ -319,6 +328,16 @@ int
 sq_client_submit(sq_client_t *self, const sq_client_job_spec_t *spec,
                  const sq_jsonl_task_t *tasks, size_t n_tasks, uint64_t *job_id_out)
 {
+    return sq_client_submit_keyed(self, spec, tasks, n_tasks, job_id_out, NULL);
+}
+
+int
+sq_client_submit_keyed(sq_client_t *self, const sq_client_job_spec_t *spec,
+                       const sq_jsonl_task_t *tasks, size_t n_tasks, uint64_t *job_id_out,
+                       bool *repeated_out)
+{
+    if (repeated_out)
+        *repeated_out = false;
     if (!spec->tenant || !*spec->tenant || !spec->model || !*spec->model)
         return SQ_FAIL(SQ_EINVAL, "a job needs a tenant and a model");
     if (n_tasks == 0 || n_tasks > SQ_WIRE_MAX_TASKS)
@@ -326,9 +345,12 @@ sq_client_submit(sq_client_t *self, const sq_client_job_spec_t *spec,
                        "a job holds 1 to %u tasks, not %zu", SQ_WIRE_MAX_TASKS, n_tasks);
     s_submit_args_t args = {spec, tasks, n_tasks};
     sq_wire_msg_t *reply;
-    int rc = sq_client_request(self, SQ_WIRE_SUBMIT, s_build_submit, &args, &reply);
+    int rc = s_request(self, SQ_WIRE_SUBMIT, s_build_submit, &args,
+                       spec->idempotency_key != NULL, &reply);
     if (rc)
         return rc;
+    if (repeated_out)
+        sq_wire_get_bool(reply->body, "repeated", false, repeated_out);
     rc = sq_wire_get_u64(reply->body, "job_id", true, UINT64_MAX, job_id_out);
     sq_wire_msg_destroy(&reply);
     return rc ? SQ_FAIL(SQ_EPROTO, "SUBMIT reply without a job id") : 0;

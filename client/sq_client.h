@@ -73,13 +73,20 @@ typedef struct {
     int priority;           /* 0..1000, -1 = broker default */
     int max_attempts;       /* 1..100, 0 = broker default */
     const char *params_json;/* job-level JSON object or NULL */
+    const char *idempotency_key; /* or NULL; makes the SUBMIT safe to send again */
 } sq_client_job_spec_t;
 
 /* Submit n tasks as one job. Acknowledged only once the broker committed
  * the job and every task; *job_id_out receives its id. SQ_ETOOBIG when the
- * encoded job exceeds the protocol's message cap (split the file). */
+ * encoded job exceeds the protocol's message cap (split the file).
+ * With spec->idempotency_key, a SUBMIT that gets no reply in time is sent
+ * again (the broker stores a key's job once), and a key the tenant used
+ * before gives that job's id: *repeated_out (may be NULL) says so. */
 int sq_client_submit(sq_client_t *self, const sq_client_job_spec_t *spec,
                      const sq_jsonl_task_t *tasks, size_t n_tasks, uint64_t *job_id_out);
+int sq_client_submit_keyed(sq_client_t *self, const sq_client_job_spec_t *spec,
+                           const sq_jsonl_task_t *tasks, size_t n_tasks, uint64_t *job_id_out,
+                           bool *repeated_out);
 
 /* ---- STATUS / LIST ---- */
 

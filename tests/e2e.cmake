@@ -50,7 +50,8 @@ if(TARGET sq-test-worker AND TARGET shardq-broker)
   target_include_directories(sq_e2e_client PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/e2e)
   target_link_libraries(sq_e2e_client PUBLIC sq_wire sq_harness PRIVATE sq_warnings)
   sq_e2e_cases(test_e2e_flow e2e/test_e2e_flow.c
-               CASES ten_thousand cancel retries_dead fairness duplicate_delivery priority)
+               CASES ten_thousand cancel retries_dead fairness duplicate_delivery priority
+                     idempotent_submit)
   sq_e2e_cases(test_e2e_crash e2e/test_e2e_crash.c
                CASES worker_kill worker_term worker_stall stale_result broker_kill broker_term
                      commit_reply_lost

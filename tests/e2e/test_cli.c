@@ -599,6 +599,16 @@ test_stats(void)
     SQ_CHECK(r.code == 0 && strstr(r.out, "POOL") && strstr(r.out, "tiny"));
     SQ_CHECK(strstr(r.out, "\n0 finished tasks wait for their commit\n") != NULL);
     s_run_free(&r);
+    /* the same file sent again with its idempotency key: the same job */
+    const char *keyed[] = {"submit", path, "--model", "tiny", "--idempotency-key", "stats-1", NULL};
+    r = s_cli(ep, keyed);
+    SQ_CHECK(r.code == 0 && strstr(r.err, "accepted") != NULL);
+    unsigned long long first = strtoull(r.out, NULL, 10);
+    s_run_free(&r);
+    r = s_cli(ep, keyed);
+    SQ_CHECK(r.code == 0 && first > 0 && strtoull(r.out, NULL, 10) == first);
+    SQ_CHECK(strstr(r.err, "submitted before with this idempotency key") != NULL);
+    s_run_free(&r);
     sq_harness_destroy(&h);
 }
 

@@ -10,6 +10,10 @@
  *    duplicate_delivery  every RESULT arrives twice: recorded once, the
  *                  copy refused as stale and audited
  *    priority      a later high-priority job overtakes a queued backlog
+ *    idempotent_submit  a SUBMIT sent again with its idempotency key (in
+ *                  turn, pipelined, after the job finished) gives the
+ *                  first job and stores nothing new; the key is the
+ *                  tenant's; another job under a used key is refused
  *
  *  Usage: test_e2e_flow CASE (CTest runs each case as its own test).
  *  What a test asserts is read back from PostgreSQL, the record of truth.
@@ -297,6 +301,123 @@ fairness(void)
     sq_e2e_check_no_duplicates(h);
 }
 
+/* Send a SUBMIT of n tasks "<key>-<i>" for tenant with idempotency_key key
+ * (NULL: none) without waiting; its rid. */
+static uint64_t
+s_send_keyed(const char *tenant, const char *key, int n)
+{
+    sq_wire_enc_t *e = sq_e2e_begin(client, 3 + (key != NULL));
+    sq_wire_kv_str(e, "tenant", tenant);
+    sq_wire_kv_str(e, "model", "test");
+    if (key)
+        sq_wire_kv_str(e, "idempotency_key", key);
+    sq_wire_key(e, "tasks");
+    sq_wire_array(e, (uint32_t)n);
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "%s-%d", key ? key : "nokey", i + 1);
+        sq_wire_map(e, 2);
+        sq_wire_kv_str(e, "custom_id", id);
+        sq_wire_kv_str(e, "prompt", id);
+    }
+    return sq_e2e_send(client, SQ_WIRE_SUBMIT);
+}
+
+typedef struct {
+    uint64_t job_id;
+    bool repeated;
+    int error;      /* the wire error code, 0: none */
+    char message[300];
+} s_answer_t;
+
+/* The answer to the SUBMIT with rid (other messages are dropped). */
+static s_answer_t
+s_answer(uint64_t rid)
+{
+    s_answer_t a = {0, false, -1, ""};
+    int64_t deadline = sq_test_now_ms() + 30000;
+    while (sq_test_now_ms() < deadline) {
+        sq_wire_msg_t *m = sq_e2e_recv_any(client, 1000);
+        uint64_t r = 0;
+        if (!m || sq_wire_get_u64(m->body, "rid", true, UINT64_MAX, &r) != 0 || r != rid) {
+            sq_wire_msg_destroy(&m);
+            continue;
+        }
+        uint64_t code = 0;
+        if (m->cmd == SQ_WIRE_ERROR) {
+            sq_wire_get_u64(m->body, "code", true, UINT64_MAX, &code);
+            a.error = (int)code;
+            const char *msg = NULL;
+            size_t len = 0;
+            if (sq_wire_get_str(m->body, "message", false, SQ_WIRE_MAX_TEXT, &msg, &len) == 0 &&
+                msg)
+                snprintf(a.message, sizeof a.message, "%.*s", (int)len, msg);
+        } else {
+            a.error = 0;
+            sq_wire_get_u64(m->body, "job_id", true, UINT64_MAX, &a.job_id);
+            sq_wire_get_bool(m->body, "repeated", false, &a.repeated);
+        }
+        sq_wire_msg_destroy(&m);
+        break;
+    }
+    return a;
+}
+
+static s_answer_t
+s_submit_keyed(const char *tenant, const char *key, int n)
+{
+    return s_answer(s_send_keyed(tenant, key, n));
+}
+
+static int64_t
+s_jobs_with_key(const char *key)
+{
+    int64_t n = -1;
+    const char *p[1] = {key};
+    PGresult *r = sq_harness_sql(h, "select count(*) from jobs where idempotency_key = $1", 1, p);
+    if (r && PQntuples(r) == 1)
+        n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return n;
+}
+
+static void
+idempotent_submit(void)
+{
+    SQ_REQUIRE(sq_e2e_up("idempotent_submit", NULL, &h, &client));
+    /* in turn: the second answer names the first job, nothing new stored */
+    s_answer_t a = s_submit_keyed("acme", "batch-2026-11-30", 3);
+    SQ_REQUIRE(a.error == 0 && a.job_id > 0 && !a.repeated);
+    s_answer_t b = s_submit_keyed("acme", "batch-2026-11-30", 3);
+    SQ_CHECK(b.error == 0 && b.job_id == a.job_id && b.repeated);
+    SQ_CHECK(s_jobs_with_key("batch-2026-11-30") == 1);
+    /* pipelined: both in one batch or two, one job */
+    uint64_t r1 = s_send_keyed("acme", "pipelined", 4), r2 = s_send_keyed("acme", "pipelined", 4);
+    s_answer_t p1 = s_answer(r1), p2 = s_answer(r2);
+    SQ_CHECK(p1.error == 0 && p2.error == 0 && p1.job_id == p2.job_id && p1.repeated != p2.repeated);
+    SQ_CHECK(s_jobs_with_key("pipelined") == 1);
+    /* the key is the tenant's: another tenant's same key is its own job */
+    s_answer_t other = s_submit_keyed("globex", "batch-2026-11-30", 3);
+    SQ_CHECK(other.error == 0 && other.job_id != a.job_id && !other.repeated);
+    /* another job under a used key: refused, naming the job */
+    s_answer_t differs = s_submit_keyed("acme", "batch-2026-11-30", 5);
+    char want[64];
+    snprintf(want, sizeof want, "already names job %llu", (unsigned long long)a.job_id);
+    SQ_CHECK(differs.error == SQ_WIRE_E_INVALID && strstr(differs.message, want) != NULL);
+    s_answer_t empty = s_submit_keyed("acme", "", 1);
+    SQ_CHECK(empty.error == SQ_WIRE_E_INVALID);
+    /* after the job has finished (the broker no longer holds it) */
+    SQ_REQUIRE(sq_harness_worker_start(h, "w1", NULL));
+    SQ_CHECK(sq_harness_wait_i64(h, S_DONE_SQL, 3 + 4 + 3, 60000) == 0);
+    s_answer_t later = s_submit_keyed("acme", "batch-2026-11-30", 3);
+    SQ_CHECK(later.error == 0 && later.job_id == a.job_id && later.repeated);
+    int64_t n = -1;
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from tasks", &n) == 0 && n == 3 + 4 + 3);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from audit_log where action = 'submitted'",
+                                &n) == 0 && n == 3);
+    sq_e2e_check_no_duplicates(h);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -307,6 +428,7 @@ main(int argc, char **argv)
         {"fairness", fairness},
         {"duplicate_delivery", duplicate_delivery},
         {"priority", priority},
+        {"idempotent_submit", idempotent_submit},
         {NULL, NULL}};
     return sq_e2e_main(argc, argv, cases, &h, &client);
 }

@@ -238,6 +238,7 @@ static const s_field_t s_fields[] = {
     {"adapter", S_STR, false, SQ_WIRE_MAX_NAME},
     {"adapter_version", S_STR, false, SQ_WIRE_MAX_NAME},
     {"params", S_STRDUP, false, SQ_WIRE_MAX_TEXT},
+    {"idempotency_key", S_STRDUP, false, SQ_WIRE_MAX_ID},
     {"priority", S_U64, false, 1000},
     {"max_attempts", S_U64, false, 100},
     {"tasks", S_ARRAY, true, SQ_WIRE_MAX_TASKS},
