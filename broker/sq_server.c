@@ -411,6 +411,21 @@ void sq_server_kick(sq_server_t *self)
         self->writer_busy = true;
 }
 
+/* SUBMIT's reply: {rid, job_id, n_tasks} (+ repeated: true). */
+static void s_submit_reply(sq_server_t *self, sq_ack_t *a, uint64_t job_id, uint32_t n_tasks,
+                           bool repeated)
+{
+    sq_wire_enc_t *e = self->enc;
+    sq_wire_enc_reset(e);
+    sq_wire_map(e, repeated ? 4 : 3);
+    sq_wire_kv_u64(e, "rid", a->rid);
+    sq_wire_kv_u64(e, "job_id", job_id);
+    sq_wire_kv_u64(e, "n_tasks", n_tasks);
+    if (repeated)
+        sq_wire_kv_bool(e, "repeated", true);
+    sq_server_reply(self, a->to, SQ_WIRE_SUBMIT | SQ_WIRE_REPLY, e);
+}
+
 /* A keyed SUBMIT whose key the tenant used before: the first job's id,
  * nothing new stored; refused when it differs from that job. */
 static void s_ack_repeated(sq_server_t *self, sq_ack_t *a)
@@ -423,14 +438,7 @@ static void s_ack_repeated(sq_server_t *self, sq_ack_t *a)
                  job->tenant);
         sq_server_error(self, self->clients, a->to, a->rid, SQ_EINVAL, detail);
     } else {
-        sq_wire_enc_t *e = self->enc;
-        sq_wire_enc_reset(e);
-        sq_wire_map(e, 4);
-        sq_wire_kv_u64(e, "rid", a->rid);
-        sq_wire_kv_u64(e, "job_id", job->same_as);
-        sq_wire_kv_u64(e, "n_tasks", job->n_tasks);
-        sq_wire_kv_bool(e, "repeated", true);
-        sq_server_reply(self, a->to, SQ_WIRE_SUBMIT | SQ_WIRE_REPLY, e);
+        s_submit_reply(self, a, job->same_as, job->n_tasks, true);
     }
     sq_job_destroy(&job);
 }
@@ -445,13 +453,7 @@ static void s_ack_submit(sq_server_t *self, sq_ack_t *a)
     zhashx_insert(self->jobs, &job->id, job);
     for (uint32_t i = 0; i < job->n_tasks; i++)
         sq_server_enqueue(self, &job->tasks[i]);
-    sq_wire_enc_t *e = self->enc;
-    sq_wire_enc_reset(e);
-    sq_wire_map(e, 3);
-    sq_wire_kv_u64(e, "rid", a->rid);
-    sq_wire_kv_u64(e, "job_id", job->id);
-    sq_wire_kv_u64(e, "n_tasks", job->n_tasks);
-    sq_server_reply(self, a->to, SQ_WIRE_SUBMIT | SQ_WIRE_REPLY, e);
+    s_submit_reply(self, a, job->id, job->n_tasks, false);
 }
 
 static void s_ack_cancel(sq_server_t *self, sq_ack_t *a)
