@@ -76,7 +76,13 @@ LORA_NAME=fin LORA_VERSION=$version LORA_SOURCE_DIR=$demo LORA_BASE_MODEL=models
   examples/nightly-lora.sh
 
 say "submit examples/research-batch.jsonl (60 tasks; those naming \"adapter\": \"fin\" run on it)"
-job=$(shardq submit examples/research-batch.jsonl --tenant research --model stories260K.gguf)
+key="research-batch-$version"
+job=$(shardq submit examples/research-batch.jsonl --tenant research --model stories260K.gguf \
+  --idempotency-key "$key")
+say "submit it again with the same idempotency key (as a retry after a timeout would): the same job"
+again=$(shardq submit examples/research-batch.jsonl --tenant research --model stories260K.gguf \
+  --idempotency-key "$key")
+[[ $again == "$job" ]] || { echo "demo: the repeated submit gave job $again, not $job" >&2; exit 1; }
 shardq wait "$job"
 shardq results "$job" -o "$demo/out/research-results.jsonl"
 
