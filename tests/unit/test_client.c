@@ -340,6 +340,18 @@ test_timeouts(void)
     SQ_CHECK(atomic_load(&p->n_requests) == 1);
     sq_client_destroy(&c);
     s_peer_stop(&p);
+
+    /* ...unless it carries an idempotency key: then the broker stores its
+     * job once however often it arrives, and it is sent again */
+    p = s_peer_start(S_SILENT_FIRST);
+    c = s_client(p, 300);
+    spec.idempotency_key = "k-1";
+    bool repeated = true;
+    SQ_CHECK(sq_client_submit_keyed(c, &spec, &t, 1, &id, &repeated) == 0 && id == 42);
+    SQ_CHECK(!repeated);   /* the peer's reply has no "repeated" */
+    SQ_CHECK(atomic_load(&p->n_requests) == 2);
+    sq_client_destroy(&c);
+    s_peer_stop(&p);
 }
 
 static void
