@@ -3,13 +3,14 @@
  *  A thread of its own accepts, reads and answers, one connection at a
  *  time, reading the request and sending the answer each within
  *  SQ_METRICS_HTTP_TIMEOUT_MS however slowly its client sends or reads: a
- *  slow or hostile client delays other scrapes, never the owner. The text is rendered on the owner's thread, which owns the
- *  state it shows: the owner polls sq_metrics_http_fd() in its loop and
- *  calls sq_metrics_http_serve() when it is readable; serve calls the
- *  render callback when a scrape waits for it. An owner that does not
- *  render within SQ_METRICS_HTTP_RENDER_MS (busy with a slow step) gets
- *  its client a 503. Every request (whatever the path;
- *  GET /metrics is what Prometheus sends) gets the text exposition format.
+ *  slow or hostile client delays other scrapes, never the owner. The text
+ *  is rendered on the owner's thread, which owns the state it shows: the
+ *  owner polls sq_metrics_http_fd() in its loop and calls
+ *  sq_metrics_http_serve() when it is readable; serve calls the render
+ *  callback when a scrape waits for it. An owner that does not render
+ *  within SQ_METRICS_HTTP_RENDER_MS (busy with a slow step) gets its
+ *  client a 503. Every request (whatever the path; GET /metrics is what
+ *  Prometheus sends) gets the text exposition format.
  */
 #ifndef SQ_METRICS_HTTP_H
 #define SQ_METRICS_HTTP_H

@@ -394,7 +394,8 @@ idempotent_submit(void)
     /* pipelined: both in one batch or two, one job */
     uint64_t r1 = s_send_keyed("acme", "pipelined", 4), r2 = s_send_keyed("acme", "pipelined", 4);
     s_answer_t p1 = s_answer(r1), p2 = s_answer(r2);
-    SQ_CHECK(p1.error == 0 && p2.error == 0 && p1.job_id == p2.job_id && p1.repeated != p2.repeated);
+    SQ_CHECK(p1.error == 0 && p2.error == 0 && p1.job_id == p2.job_id &&
+             p1.repeated != p2.repeated);
     SQ_CHECK(s_jobs_with_key("pipelined") == 1);
     /* the key is the tenant's: another tenant's same key is its own job */
     s_answer_t other = s_submit_keyed("globex", "batch-2026-11-30", 3);

@@ -17,8 +17,9 @@
  *    - an accepted one: id 1, a forward pass with it runs, unload frees the
  *      id, and a second unload is SQ_ENOTFOUND;
  *    - publishing and loading agree: a file sq_lora_check accepts against
- *      the base loads, and one that loads passes sq_lora_check; a check without base accepts what the check
- *      with base accepts, with the same rank and targets.
+ *      the base loads, and one that loads passes sq_lora_check; a check
+ *      without base accepts what the check with base accepts, with the
+ *      same rank and targets.
  */
 #define _GNU_SOURCE   /* memfd_create */
 
