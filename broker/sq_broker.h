@@ -71,8 +71,8 @@ struct sq_job_t {
     bool cancelled;
     char *idempotency_key; /* SUBMIT's, or NULL */
     /* set by the writer for a keyed SUBMIT whose key the tenant used
-     * before: that job's id (this job is not stored), and whether it
-     * differs in model or number of tasks (then the SUBMIT is refused) */
+     * before: that job's id (this job is not stored), and whether this
+     * SUBMIT carried anything else (then it is refused) */
     uint64_t same_as;
     bool same_as_differs;
     sq_task_t *tasks; /* n_tasks, tasks[i].idx == i + 1 */

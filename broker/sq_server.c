@@ -434,7 +434,7 @@ static void s_ack_repeated(sq_server_t *self, sq_ack_t *a)
     if (job->same_as_differs) {
         char detail[400];
         snprintf(detail, sizeof detail, "field \"idempotency_key\": already names job %" PRIu64
-                 " of tenant %.128s, with another model or number of tasks", job->same_as,
+                 " of tenant %.128s, which was submitted with other contents", job->same_as,
                  job->tenant);
         sq_server_error(self, self->clients, a->to, a->rid, SQ_EINVAL, detail);
     } else {

@@ -4,6 +4,7 @@
 #include "sq_store.h"
 
 #include "sq_error.h"
+#include "sq_sha256.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -71,36 +72,82 @@ static void s_copy_task(sq_db_copy_t *tasks, sq_db_copy_t *queue, sq_task_t *t)
 /* A keyed job's jobs row, unless the tenant used the key before (in this
  * batch too): then j->same_as is that job, and nothing of this one is
  * written. */
+/* One field into a SUBMIT's digest: its length (or "none") and its bytes,
+ * so that no two different jobs feed the same stream. */
+static void s_digest_field(sq_sha256_t *h, const char *s)
+{
+    uint64_t n = s ? strlen(s) : UINT64_MAX;
+    sq_sha256_update(h, &n, sizeof n);
+    if (s)
+        sq_sha256_update(h, s, (size_t)n);
+}
+
+static void s_digest_number(sq_sha256_t *h, double v)
+{
+    char text[40];
+    snprintf(text, sizeof text, "%.17g", v);
+    s_digest_field(h, text);
+}
+
+/* What a keyed SUBMIT carried, as SHA-256 hex: a repeat must match it. */
+static int s_submit_digest(const sq_job_t *j, char out[65])
+{
+    sq_sha256_t *h = sq_sha256_new();
+    if (!h)
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    s_digest_field(h, j->model);
+    s_digest_field(h, j->adapter);
+    s_digest_field(h, j->params);
+    s_digest_number(h, j->priority);
+    s_digest_number(h, j->max_attempts);
+    s_digest_number(h, j->n_tasks);
+    for (uint32_t i = 0; i < j->n_tasks; i++) {
+        const sq_task_t *t = &j->tasks[i];
+        s_digest_field(h, sq_task_custom_id(t));
+        s_digest_field(h, sq_task_prompt(t));
+        s_digest_field(h, sq_task_body(t));
+        s_digest_field(h, sq_task_adapter(t));
+        s_digest_field(h, sq_task_adapter_version(t));
+        s_digest_number(h, t->max_tokens);
+        s_digest_number(h, t->temperature);
+        s_digest_number(h, t->top_p);
+        s_digest_number(h, t->has_seed ? (double)t->seed : -1.0);
+    }
+    return sq_sha256_finish_hex(&h, out);
+}
+
 static int s_insert_keyed(sq_db_t *db, sq_job_t *j)
 {
-    char id[24], prio[16], attempts[16], n[16], at[24];
+    char id[24], prio[16], attempts[16], n[16], at[24], digest[65];
+    int rc = s_submit_digest(j, digest);
+    if (rc)
+        return rc;
     snprintf(id, sizeof id, "%" PRIu64, j->id);
     snprintf(prio, sizeof prio, "%d", j->priority);
     snprintf(attempts, sizeof attempts, "%d", j->max_attempts);
     snprintf(n, sizeof n, "%u", j->n_tasks);
     snprintf(at, sizeof at, "%" PRId64, j->created_wall_ms);
-    const char *p[10] = {id, j->tenant, j->model, j->adapter, prio, attempts, j->params, n, at,
-                         j->idempotency_key};
+    const char *p[11] = {id, j->tenant, j->model, j->adapter, prio, attempts, j->params, n, at,
+                         j->idempotency_key, digest};
     PGresult *res = NULL;
-    int rc = sq_db_exec(db, "INSERT INTO jobs (id, tenant, model, adapter, priority, max_attempts,"
-                            " params, n_tasks, created_at, idempotency_key)"
-                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-                            " to_timestamp($9::bigint / 1000.0), $10)"
-                            " ON CONFLICT (tenant, idempotency_key)"
-                            " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
-                        10, p, &res);
+    rc = sq_db_exec(db, "INSERT INTO jobs (id, tenant, model, adapter, priority, max_attempts,"
+                        " params, n_tasks, created_at, idempotency_key, submit_sha256)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                        " to_timestamp($9::bigint / 1000.0), $10, $11)"
+                        " ON CONFLICT (tenant, idempotency_key)"
+                        " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
+                    11, p, &res);
     if (rc == 0 && PQntuples(res) == 0) {
         PQclear(res);
         const char *q[2] = {j->tenant, j->idempotency_key};
-        rc = sq_db_exec(db, "SELECT id, model, n_tasks FROM jobs"
+        rc = sq_db_exec(db, "SELECT id, submit_sha256 FROM jobs"
                             " WHERE tenant = $1 AND idempotency_key = $2", 2, q, &res);
         if (rc == 0 && PQntuples(res) != 1)
             rc = SQ_FAIL(SQ_EDB, "idempotency key of tenant %s: in use, but no job has it",
                          j->tenant);
         if (rc == 0) {
             j->same_as = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-            j->same_as_differs = strcmp(PQgetvalue(res, 0, 1), j->model) != 0 ||
-                                 strtoul(PQgetvalue(res, 0, 2), NULL, 10) != j->n_tasks;
+            j->same_as_differs = strcmp(PQgetvalue(res, 0, 1), digest) != 0;
         }
     }
     PQclear(res);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sq_error.h"
@@ -25,23 +26,61 @@ int sq_sha256_hex(const void *data, size_t n, char out[65])
     return 0;
 }
 
+struct sq_sha256_t {
+    EVP_MD_CTX *ctx;
+    int ok;
+};
+
+sq_sha256_t *sq_sha256_new(void)
+{
+    sq_sha256_t *self = calloc(1, sizeof *self);
+    if (self && !(self->ctx = EVP_MD_CTX_new())) {
+        free(self);
+        return NULL;
+    }
+    if (self)
+        self->ok = EVP_DigestInit_ex(self->ctx, EVP_sha256(), NULL);
+    return self;
+}
+
+void sq_sha256_update(sq_sha256_t *self, const void *data, size_t n)
+{
+    self->ok = self->ok && EVP_DigestUpdate(self->ctx, data, n);
+}
+
+int sq_sha256_finish_hex(sq_sha256_t **self_p, char out[65])
+{
+    sq_sha256_t *self = *self_p;
+    unsigned char md[32];
+    unsigned int len = 0;
+    int ok = self && self->ok && EVP_DigestFinal_ex(self->ctx, md, &len) && len == 32;
+    if (self) {
+        EVP_MD_CTX_free(self->ctx);
+        free(self);
+    }
+    *self_p = NULL;
+    if (!ok)
+        return SQ_FAIL(SQ_EIO, "sha256 failed");
+    s_hex(md, out);
+    return 0;
+}
+
 int sq_sha256_file_hex(const char *path, char out[65])
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return SQ_FAIL(-errno, "%s: %s", path, strerror(errno));
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    unsigned char buf[1 << 16], md[32];
+    sq_sha256_t *h = sq_sha256_new();
+    unsigned char buf[1 << 16];
     size_t n;
-    while (ok && (n = fread(buf, 1, sizeof buf, f)) > 0)
-        ok = EVP_DigestUpdate(ctx, buf, n);
-    unsigned int len = 0;
-    ok = ok && !ferror(f) && EVP_DigestFinal_ex(ctx, md, &len) && len == 32;
-    EVP_MD_CTX_free(ctx);
+    while (h && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        sq_sha256_update(h, buf, n);
+    int bad = !h || ferror(f);
     fclose(f);
-    if (!ok)
+    char digest[65];
+    int rc = sq_sha256_finish_hex(&h, digest);   /* frees h */
+    if (bad || rc)
         return SQ_FAIL(SQ_EIO, "%s: cannot read or digest", path);
-    s_hex(md, out);
+    memcpy(out, digest, sizeof digest);
     return 0;
 }

@@ -13,7 +13,8 @@
  *    idempotent_submit  a SUBMIT sent again with its idempotency key (in
  *                  turn, pipelined, after the job finished) gives the
  *                  first job and stores nothing new; the key is the
- *                  tenant's; another job under a used key is refused
+ *                  tenant's; another job under a used key (other tasks,
+ *                  or as many with other prompts) is refused
  *
  *  Usage: test_e2e_flow CASE (CTest runs each case as its own test).
  *  What a test asserts is read back from PostgreSQL, the record of truth.
@@ -302,7 +303,10 @@ fairness(void)
 }
 
 /* Send a SUBMIT of n tasks "<key>-<i>" for tenant with idempotency_key key
- * (NULL: none) without waiting; its rid. */
+ * (NULL: none) without waiting; its rid. The prompts are the ids, or
+ * other text when s_other_prompts is set. */
+static bool s_other_prompts;
+
 static uint64_t
 s_send_keyed(const char *tenant, const char *key, int n)
 {
@@ -318,7 +322,7 @@ s_send_keyed(const char *tenant, const char *key, int n)
         snprintf(id, sizeof id, "%s-%d", key ? key : "nokey", i + 1);
         sq_wire_map(e, 2);
         sq_wire_kv_str(e, "custom_id", id);
-        sq_wire_kv_str(e, "prompt", id);
+        sq_wire_kv_str(e, "prompt", s_other_prompts ? "something else" : id);
     }
     return sq_e2e_send(client, SQ_WIRE_SUBMIT);
 }
@@ -405,6 +409,10 @@ idempotent_submit(void)
     char want[64];
     snprintf(want, sizeof want, "already names job %llu", (unsigned long long)a.job_id);
     SQ_CHECK(differs.error == SQ_WIRE_E_INVALID && strstr(differs.message, want) != NULL);
+    s_other_prompts = true;   /* as many tasks, other prompts: refused too */
+    s_answer_t other_text = s_submit_keyed("acme", "batch-2026-11-30", 3);
+    s_other_prompts = false;
+    SQ_CHECK(other_text.error == SQ_WIRE_E_INVALID && strstr(other_text.message, want) != NULL);
     s_answer_t empty = s_submit_keyed("acme", "", 1);
     SQ_CHECK(empty.error == SQ_WIRE_E_INVALID);
     /* after the job has finished (the broker no longer holds it) */

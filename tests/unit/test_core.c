@@ -3,6 +3,7 @@
 #include "sq_error.h"
 #include "sq_log.h"
 #include "sq_prof.h"
+#include "sq_sha256.h"
 #include "sq_utf8.h"
 #include "sq_test.h"
 
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int
 s_failing_parse(int value)
@@ -130,6 +132,30 @@ static void test_prof_table(void)
     SQ_CHECK(!strcmp(sq_prof_dtype(8), "q8_0") && !strcmp(sq_prof_dtype(7), "?"));
 }
 
+/* SHA-256 one-shot, streamed in pieces and of a file: FIPS 180-2's
+ * two-block example. */
+static void
+test_sha256(void)
+{
+    static const char msg[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    static const char want[] = "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1";
+    char out[65];
+    SQ_CHECK(sq_sha256_hex(msg, strlen(msg), out) == 0 && strcmp(out, want) == 0);
+    sq_sha256_t *h = sq_sha256_new();
+    SQ_REQUIRE(h);
+    for (size_t i = 0; i < strlen(msg); i += 7)
+        sq_sha256_update(h, msg + i, strlen(msg) - i < 7 ? strlen(msg) - i : 7);
+    SQ_CHECK(sq_sha256_finish_hex(&h, out) == 0 && h == NULL && strcmp(out, want) == 0);
+    char path[] = "/tmp/sq-sha256-XXXXXX";
+    int fd = mkstemp(path);
+    SQ_REQUIRE(fd >= 0);
+    SQ_CHECK(write(fd, msg, strlen(msg)) == (ssize_t)strlen(msg));
+    close(fd);
+    SQ_CHECK(sq_sha256_file_hex(path, out) == 0 && strcmp(out, want) == 0);
+    remove(path);
+    SQ_CHECK(sq_sha256_file_hex("/nonexistent/x", out) < 0);
+}
+
 int
 main(void)
 {
@@ -138,5 +164,6 @@ main(void)
     SQ_RUN(test_strerror);
     SQ_RUN(test_log_quote);
     SQ_RUN(test_prof_table);
+    SQ_RUN(test_sha256);
     return sq_test_summary("core");
 }
