@@ -69,9 +69,6 @@ static void s_copy_task(sq_db_copy_t *tasks, sq_db_copy_t *queue, sq_task_t *t)
     sq_db_copy_end_row(queue);
 }
 
-/* A keyed job's jobs row, unless the tenant used the key before (in this
- * batch too): then j->same_as is that job, and nothing of this one is
- * written. */
 /* One field into a SUBMIT's digest: its length (or "none") and its bytes,
  * so that no two different jobs feed the same stream. */
 static void s_digest_field(sq_sha256_t *h, const char *s)
@@ -82,11 +79,16 @@ static void s_digest_field(sq_sha256_t *h, const char *s)
         sq_sha256_update(h, s, (size_t)n);
 }
 
-static void s_digest_number(sq_sha256_t *h, double v)
+/* Numbers as their bytes (fixed width; printing them cost more than the
+ * rest of the digest) */
+static void s_digest_u64(sq_sha256_t *h, uint64_t v)
 {
-    char text[40];
-    snprintf(text, sizeof text, "%.17g", v);
-    s_digest_field(h, text);
+    sq_sha256_update(h, &v, sizeof v);
+}
+
+static void s_digest_double(sq_sha256_t *h, double v)
+{
+    sq_sha256_update(h, &v, sizeof v);
 }
 
 /* What a keyed SUBMIT carried, as SHA-256 hex: a repeat must match it. */
@@ -98,9 +100,9 @@ static int s_submit_digest(const sq_job_t *j, char out[65])
     s_digest_field(h, j->model);
     s_digest_field(h, j->adapter);
     s_digest_field(h, j->params);
-    s_digest_number(h, j->priority);
-    s_digest_number(h, j->max_attempts);
-    s_digest_number(h, j->n_tasks);
+    s_digest_u64(h, (uint64_t)j->priority);
+    s_digest_u64(h, (uint64_t)j->max_attempts);
+    s_digest_u64(h, j->n_tasks);
     for (uint32_t i = 0; i < j->n_tasks; i++) {
         const sq_task_t *t = &j->tasks[i];
         s_digest_field(h, sq_task_custom_id(t));
@@ -108,49 +110,113 @@ static int s_submit_digest(const sq_job_t *j, char out[65])
         s_digest_field(h, sq_task_body(t));
         s_digest_field(h, sq_task_adapter(t));
         s_digest_field(h, sq_task_adapter_version(t));
-        s_digest_number(h, t->max_tokens);
-        s_digest_number(h, t->temperature);
-        s_digest_number(h, t->top_p);
-        s_digest_number(h, t->has_seed ? (double)t->seed : -1.0);
+        s_digest_u64(h, t->max_tokens);
+        s_digest_double(h, t->temperature);
+        s_digest_double(h, t->top_p);
+        s_digest_u64(h, t->has_seed);
+        s_digest_u64(h, t->seed);
     }
     return sq_sha256_finish_hex(&h, out);
 }
 
-static int s_insert_keyed(sq_db_t *db, sq_job_t *j)
+#define S_JOB_COLS "id, tenant, model, adapter, priority, max_attempts, params, n_tasks, created_at"
+
+/* The S_JOB_COLS fields of a jobs row (the row left open). */
+static void s_copy_job_cols(sq_db_copy_t *c, const sq_job_t *j)
 {
-    char id[24], prio[16], attempts[16], n[16], at[24], digest[65];
-    int rc = s_submit_digest(j, digest);
-    if (rc)
-        return rc;
-    snprintf(id, sizeof id, "%" PRIu64, j->id);
-    snprintf(prio, sizeof prio, "%d", j->priority);
-    snprintf(attempts, sizeof attempts, "%d", j->max_attempts);
-    snprintf(n, sizeof n, "%u", j->n_tasks);
-    snprintf(at, sizeof at, "%" PRId64, j->created_wall_ms);
-    const char *p[11] = {id, j->tenant, j->model, j->adapter, prio, attempts, j->params, n, at,
-                         j->idempotency_key, digest};
+    sq_db_copy_i64(c, (int64_t)j->id);
+    sq_db_copy_cstr(c, j->tenant);
+    sq_db_copy_cstr(c, j->model);
+    sq_db_copy_cstr(c, j->adapter);
+    sq_db_copy_i64(c, j->priority);
+    sq_db_copy_i64(c, j->max_attempts);
+    sq_db_copy_cstr(c, j->params);
+    sq_db_copy_i64(c, j->n_tasks);
+    sq_copy_ts(c, j->created_wall_ms);
+}
+
+/* A keyed job under a key its tenant used before: j->same_as, and whether
+ * that job was submitted with other contents. */
+static int s_find_keyed(sq_db_t *db, sq_job_t *j, const char *digest)
+{
+    const char *q[2] = {j->tenant, j->idempotency_key};
     PGresult *res = NULL;
-    rc = sq_db_exec(db, "INSERT INTO jobs (id, tenant, model, adapter, priority, max_attempts,"
-                        " params, n_tasks, created_at, idempotency_key, submit_sha256)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-                        " to_timestamp($9::bigint / 1000.0), $10, $11)"
-                        " ON CONFLICT (tenant, idempotency_key)"
-                        " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
-                    11, p, &res);
-    if (rc == 0 && PQntuples(res) == 0) {
-        PQclear(res);
-        const char *q[2] = {j->tenant, j->idempotency_key};
-        rc = sq_db_exec(db, "SELECT id, submit_sha256 FROM jobs"
+    int rc = sq_db_exec(db, "SELECT id, submit_sha256 FROM jobs"
                             " WHERE tenant = $1 AND idempotency_key = $2", 2, q, &res);
-        if (rc == 0 && PQntuples(res) != 1)
-            rc = SQ_FAIL(SQ_EDB, "idempotency key of tenant %s: in use, but no job has it",
-                         j->tenant);
-        if (rc == 0) {
-            j->same_as = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-            j->same_as_differs = strcmp(PQgetvalue(res, 0, 1), digest) != 0;
-        }
+    if (rc == 0 && PQntuples(res) != 1)
+        rc = SQ_FAIL(SQ_EDB, "idempotency key of tenant %s: in use, but no job has it",
+                     j->tenant);
+    if (rc == 0) {
+        j->same_as = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        j->same_as_differs = strcmp(PQgetvalue(res, 0, 1), digest) != 0;
     }
     PQclear(res);
+    return rc;
+}
+
+#define S_KEYED_COLS 11
+#define S_KEYED_MAX 4096   /* jobs a statement (PostgreSQL takes 65,535 parameters) */
+
+/* The batch's keyed jobs: their jobs rows, S_KEYED_MAX to a statement,
+ * but for those whose key the tenant used before (earlier in this batch
+ * too: the first wins); each of those gets j->same_as, and nothing of it
+ * is written. */
+static int s_insert_keyed(sq_db_t *db, sq_batch_t *b, size_t n_keyed)
+{
+    size_t n = n_keyed < S_KEYED_MAX ? n_keyed : S_KEYED_MAX;
+    char (*num)[5][24] = calloc(n, sizeof *num);
+    char (*digest)[65] = calloc(n_keyed, sizeof *digest);
+    const char **p = calloc(n * S_KEYED_COLS, sizeof *p);
+    sq_job_t **keyed = calloc(n_keyed, sizeof *keyed);
+    char *sql = malloc(512 + n * 192);   /* a row of placeholders is under 140 */
+    int rc = num && digest && p && keyed && sql ? 0 : SQ_FAIL(SQ_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; rc == 0 && i < b->n_jobs; i++)
+        if (b->jobs[i]->idempotency_key && (rc = s_submit_digest(b->jobs[i], digest[k])) == 0)
+            keyed[k++] = b->jobs[i];
+    for (size_t first = 0; rc == 0 && first < n_keyed; first += n) {
+        size_t m = n_keyed - first < n ? n_keyed - first : n;
+        int len = snprintf(sql, 512, "INSERT INTO jobs (id, tenant, model, adapter, priority,"
+                                     " max_attempts, params, n_tasks, created_at,"
+                                     " idempotency_key, submit_sha256) VALUES ");
+        for (size_t r = 0; r < m; r++) {
+            const sq_job_t *j = keyed[first + r];
+            int c = (int)(r * S_KEYED_COLS);
+            snprintf(num[r][0], 24, "%" PRIu64, j->id);
+            snprintf(num[r][1], 24, "%d", j->priority);
+            snprintf(num[r][2], 24, "%d", j->max_attempts);
+            snprintf(num[r][3], 24, "%u", j->n_tasks);
+            snprintf(num[r][4], 24, "%" PRId64, j->created_wall_ms);
+            const char *row[S_KEYED_COLS] = {num[r][0], j->tenant, j->model, j->adapter,
+                                             num[r][1], num[r][2], j->params, num[r][3],
+                                             num[r][4], j->idempotency_key, digest[first + r]};
+            memcpy(p + c, row, sizeof row);
+            len += sprintf(sql + len, "%s($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d,"
+                           " to_timestamp($%d::bigint / 1000.0), $%d, $%d)", r ? ", " : "",
+                           c + 1, c + 2, c + 3, c + 4, c + 5, c + 6, c + 7, c + 8, c + 9, c + 10,
+                           c + 11);
+        }
+        snprintf(sql + len, 128, " ON CONFLICT (tenant, idempotency_key)"
+                 " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id");
+        PGresult *res = NULL;
+        rc = sq_db_exec(db, sql, (int)(m * S_KEYED_COLS), p, &res);
+        if (rc == 0 && (size_t)PQntuples(res) < m) {
+            /* the ones not stored: their key was in use */
+            for (size_t r = 0; rc == 0 && r < m; r++) {
+                bool stored = false;
+                for (int t = 0; t < PQntuples(res) && !stored; t++)
+                    stored = strtoull(PQgetvalue(res, t, 0), NULL, 10) == keyed[first + r]->id;
+                if (!stored)
+                    rc = s_find_keyed(db, keyed[first + r], digest[first + r]);
+            }
+        }
+        PQclear(res);
+    }
+    free(num);
+    free(digest);
+    free(p);
+    free(keyed);
+    free(sql);
     return rc;
 }
 
@@ -166,21 +232,17 @@ static int s_write_jobs(sq_db_t *db, sq_batch_t *b)
         rc = SQ_FAIL(SQ_ENOMEM, "out of memory");
         goto fail;
     }
+    size_t n_keyed = 0;
+    for (size_t i = 0; i < b->n_jobs; i++)
+        n_keyed += b->jobs[i]->idempotency_key != NULL;
+    if (n_keyed)
+        rc = s_insert_keyed(db, b, n_keyed);
     for (size_t i = 0; rc == 0 && i < b->n_jobs; i++) {
         sq_job_t *j = b->jobs[i];
-        if (j->idempotency_key) {
-            if ((rc = s_insert_keyed(db, j)) != 0 || j->same_as)
-                continue;
-        } else {
-            sq_db_copy_i64(jobs, (int64_t)j->id);
-            sq_db_copy_cstr(jobs, j->tenant);
-            sq_db_copy_cstr(jobs, j->model);
-            sq_db_copy_cstr(jobs, j->adapter);
-            sq_db_copy_i64(jobs, j->priority);
-            sq_db_copy_i64(jobs, j->max_attempts);
-            sq_db_copy_cstr(jobs, j->params);
-            sq_db_copy_i64(jobs, j->n_tasks);
-            sq_copy_ts(jobs, j->created_wall_ms);
+        if (j->same_as)
+            continue;
+        if (!j->idempotency_key) {
+            s_copy_job_cols(jobs, j);
             sq_db_copy_end_row(jobs);
         }
         for (uint32_t k = 0; k < j->n_tasks; k++)
@@ -201,8 +263,7 @@ static int s_write_jobs(sq_db_t *db, sq_batch_t *b)
     }
     /* (a batch of only repeated keyed SUBMITs has no rows at all) */
     if (rc == 0 && sq_db_copy_rows(jobs))
-        rc = sq_db_copy_send(db, "COPY jobs (id, tenant, model, adapter, priority, max_attempts,"
-                                 " params, n_tasks, created_at) FROM STDIN", jobs);
+            rc = sq_db_copy_send(db, "COPY jobs (" S_JOB_COLS ") FROM STDIN", jobs);
     if (rc == 0 && sq_db_copy_rows(tasks))
         rc = sq_db_copy_send(db, "COPY tasks (job_id, idx, custom_id, prompt, max_tokens,"
                                  " temperature, top_p, seed, body, adapter, adapter_version)"

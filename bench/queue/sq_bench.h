@@ -56,6 +56,9 @@ typedef struct sq_bench_client_t sq_bench_client_t;
 /* A DEALER connected to endpoint; prompts are payload_bytes long. */
 sq_bench_client_t *sq_bench_client_new(const char *endpoint, size_t payload_bytes);
 void sq_bench_client_destroy(sq_bench_client_t **self_p);
+/* From now on every SUBMIT carries an idempotency key of its own (unique
+ * to this process and SUBMIT), so that what keys cost can be measured. */
+void sq_bench_client_set_keyed(sq_bench_client_t *self, bool keyed);
 /* Submit n tasks with custom_ids "<prefix>-<i>" as SUBMITs of `batch`
  * tasks, keeping up to `window` requests in flight; returns when every
  * SUBMIT is acknowledged (committed). submit_ms (may be NULL; one slot per

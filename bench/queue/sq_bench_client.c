@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct sq_bench_client_t {
     zsock_t *sock;
@@ -22,6 +23,8 @@ struct sq_bench_client_t {
     char *prompt; /* payload_bytes of text, shared by every task */
     size_t prompt_len;
     uint64_t next_rid;
+    bool keyed;
+    char key_prefix[48]; /* "<pid>-<start ms>": keys unique across runs */
 };
 
 sq_bench_client_t *
@@ -31,6 +34,8 @@ sq_bench_client_new(const char *endpoint, size_t payload_bytes)
     if (!self)
         return NULL;
     self->next_rid = 1;
+    snprintf(self->key_prefix, sizeof self->key_prefix, "%d-%.0f", (int)getpid(),
+             sq_bench_now_ms());
     self->prompt_len = payload_bytes;
     self->prompt = malloc(payload_bytes + 1);
     self->enc = sq_wire_enc_new();
@@ -68,17 +73,28 @@ sq_bench_client_destroy(sq_bench_client_t **self_p)
     *self_p = NULL;
 }
 
+void
+sq_bench_client_set_keyed(sq_bench_client_t *self, bool keyed)
+{
+    self->keyed = keyed;
+}
+
 /* SUBMIT {rid, tenant, model, tasks: [{custom_id: "<prefix>-<i>", prompt}]}
- * for tasks first .. first+n-1. */
+ * for tasks first .. first+n-1 (and an idempotency_key when keyed). */
 static int
 s_send_submit(sq_bench_client_t *self, uint64_t rid, const char *prefix, size_t first, size_t n)
 {
     sq_wire_enc_t *e = self->enc;
     sq_wire_enc_reset(e);
-    sq_wire_map(e, 4);
+    sq_wire_map(e, self->keyed ? 5 : 4);
     sq_wire_kv_u64(e, "rid", rid);
     sq_wire_kv_str(e, "tenant", SQ_BENCH_TENANT);
     sq_wire_kv_str(e, "model", SQ_BENCH_MODEL);
+    if (self->keyed) {
+        char key[128];
+        snprintf(key, sizeof key, "%s-%s-%zu", self->key_prefix, prefix, first);
+        sq_wire_kv_str(e, "idempotency_key", key);
+    }
     sq_wire_key(e, "tasks");
     sq_wire_array(e, (uint32_t)n);
     for (size_t i = first; i < first + n; i++) {

@@ -45,7 +45,7 @@
 
 typedef struct {
     const char *db, *broker_bin, *client_ep, *worker_ep, *broker_log, *json;
-    bool connect;
+    bool connect, keyed;
     size_t tasks, batch, payload, backlog[S_MAX_BACKLOG], backlog_measure;
     int n_backlog, window, groups, max_batch;
     double rate, latency_s;
@@ -83,6 +83,7 @@ static const char *s_usage =
     "  --batch N            tasks per SUBMIT (default 1000)\n"
     "  --window N           SUBMITs in flight (default 4)\n"
     "  --payload BYTES      prompt size (default 256)\n"
+    "  --keyed              every SUBMIT carries an idempotency key of its own\n"
     "  --groups N           no-op worker groups (default 4)\n"
     "  --max-batch N        leases each group holds at once (default 512)\n"
     "  --rate R             one-task SUBMITs per second in the latency phase (default 200)\n"
@@ -176,6 +177,7 @@ s_parse(s_opts_t *o, int argc, char **argv)
         {"payload", 1, 0, 'p'},   {"groups", 1, 0, 'g'},     {"max-batch", 1, 0, 'm'},
         {"rate", 1, 0, 'r'},      {"latency-s", 1, 0, 's'},  {"phases", 1, 0, 'P'},
         {"backlog", 1, 0, 'k'},   {"backlog-measure", 1, 0, 'M'}, {"json", 1, 0, 'j'},
+        {"keyed", 0, 0, 'K'},
         {"help", 0, 0, 'h'},      {"version", 0, 0, 'V'},    {0, 0, 0, 0}};
     int c;
     opterr = 0;
@@ -199,6 +201,7 @@ s_parse(s_opts_t *o, int argc, char **argv)
         case 'k': s_parse_backlog(o, optarg); break;
         case 'M': o->backlog_measure = s_count("--backlog-measure", optarg, 100000000); break;
         case 'j': o->json = optarg; break;
+        case 'K': o->keyed = true; break;
         case 'h': fputs(s_usage, stdout); exit(0);
         case 'V': printf("shardq-bench-queue %s\n", SQ_VERSION); exit(0);
         default: s_usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
@@ -598,6 +601,8 @@ main(int argc, char **argv)
     }
     if (rc == 0) {
         b.client = sq_bench_client_new(o->client_ep, o->payload);
+        if (b.client)
+            sq_bench_client_set_keyed(b.client, o->keyed);
         rc = b.client ? 0 : SQ_FAIL(SQ_EIO, "cannot create the client: %s", sq_error_detail());
     }
     if (rc == 0)
