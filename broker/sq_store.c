@@ -176,9 +176,8 @@ static int s_insert_keyed(sq_db_t *db, sq_batch_t *b, size_t n_keyed)
             keyed[k++] = b->jobs[i];
     for (size_t first = 0; rc == 0 && first < n_keyed; first += n) {
         size_t m = n_keyed - first < n ? n_keyed - first : n;
-        int len = snprintf(sql, 512, "INSERT INTO jobs (id, tenant, model, adapter, priority,"
-                                     " max_attempts, params, n_tasks, created_at,"
-                                     " idempotency_key, submit_sha256) VALUES ");
+        int len = snprintf(sql, 512, "INSERT INTO jobs (" S_JOB_COLS ", idempotency_key,"
+                                     " submit_sha256) VALUES ");
         for (size_t r = 0; r < m; r++) {
             const sq_job_t *j = keyed[first + r];
             int c = (int)(r * S_KEYED_COLS);

@@ -7,14 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The length a lead byte c >= 0x80 announces, 0 when it is no lead byte */
+static size_t s_lead_len(unsigned c)
+{
+    return c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+         : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+}
+
 size_t sq_utf8_char_len(const char *in, size_t n)
 {
     const unsigned char *s = (const unsigned char *)in;
     unsigned c = s[0];
     if (c >= 0x01 && c < 0x80)
         return 1;
-    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-               : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    size_t len = s_lead_len(c);
     if (len == 0 || len > n)
         return 0;
     for (size_t i = 1; i < len; i++)
@@ -69,10 +75,8 @@ size_t sq_utf8_cut(const char *in, size_t n)
         i--;
     if (i == 0)
         return n;
-    /* the length the last lead byte announces (1: not a lead byte) */
-    const unsigned c = s[i - 1];
-    const size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                     : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
+    /* the length the last lead byte announces (an ASCII or stray byte: 0) */
+    const size_t len = s[i - 1] < 0x80 ? 0 : s_lead_len(s[i - 1]);
     return n - (i - 1) < len ? i - 1 : n;
 }
 
