@@ -67,9 +67,12 @@ s_lost_lease(const char *name, const char *const slow_flags[], int sig)
     SQ_REQUIRE(sq_e2e_wait_count(client, job, "leased", 1, 15000) == 0);
     SQ_REQUIRE(sq_harness_worker_start(h, "rescuer", NULL));
 
-    /* t0 in the database's clock, the one task_attempts uses. For a
-     * stalling worker the clock starts when it stalled, i.e. now. */
-    PGresult *r = sq_harness_sql(h, "select clock_timestamp()::text", 0, NULL);
+    /* t0 in the database's clock, the one task_attempts uses, cut to the
+     * millisecond as the broker's started_at is (else a re-dispatch in
+     * the same millisecond reads as -1 ms). For a stalling worker the
+     * clock starts when it stalled, i.e. now. */
+    PGresult *r = sq_harness_sql(h, "select date_trunc('milliseconds', clock_timestamp())::text",
+                                 0, NULL);
     SQ_REQUIRE(r);
     char t0[64];
     snprintf(t0, sizeof t0, "%s", PQgetvalue(r, 0, 0));
