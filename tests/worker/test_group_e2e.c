@@ -778,11 +778,13 @@ static void case_lora_updates(void)
            (long long)s_count("SELECT count(*) FROM result_lineage WHERE adapter_version = 'v2'"));
     /* each result's version is the one active when its task was leased:
      * none ran v2 before the activation, none got v1 after the broker
-     * took the new version on (within moments of the commit) */
+     * took the new version on (within moments of the commit); started_at
+     * is the broker's clock cut to the millisecond, so e.at is too */
     SQ_CHECK(s_count("SELECT count(*) FROM result_lineage l JOIN task_attempts a"
                      " ON a.job_id = l.job_id AND a.idx = l.idx AND a.outcome = 'succeeded',"
                      " (SELECT at FROM lora_events WHERE version = 'v2' AND to_state = 'active') e"
-                     " WHERE (l.adapter_version = 'v2' AND a.started_at < e.at)"
+                     " WHERE (l.adapter_version = 'v2'"
+                     "        AND a.started_at < date_trunc('milliseconds', e.at))"
                      "    OR (l.adapter_version = 'v1' AND a.started_at > e.at + interval '2 s')") == 0);
 
     /* canary: 30 % of a new job's tasks on v3 (by task id, so within a few %) */
