@@ -497,15 +497,18 @@ static void s_apply_done(sq_server_t *self, sq_done_t *d)
     }
 }
 
-/* A failed commit: SUBMIT/CANCEL callers get a retryable error now; the
- * rest (outcomes, audit) is kept and retried first, in order. */
 /* Answer a batch's SUBMITs and CANCELs with a retryable error and drop its
- * jobs (nothing of them was stored); the other rows stay. */
+ * jobs (nothing of them was stored); the other rows stay, a CANCEL's
+ * among them: its tasks stopped when it came, and what it wrote is
+ * committed with the retried batch, which its reply says. */
 static void s_refuse(sq_server_t *self, sq_batch_t *b, int code)
 {
     for (size_t i = 0; i < b->n_acks; i++)
         sq_server_error(self, self->clients, b->acks[i].to, b->acks[i].rid, code,
-                        "database unavailable, nothing was stored; retry");
+                        b->acks[i].kind == SQ_ACK_SUBMIT
+                            ? "database unavailable, nothing was stored; retry"
+                            : "database unavailable: the job is cancelled here and is recorded"
+                              " as cancelled when the database is back; retry to confirm");
     for (size_t i = 0; i < b->n_acks; i++)
         zframe_destroy(&b->acks[i].to);
     b->n_acks = 0;
@@ -514,6 +517,8 @@ static void s_refuse(sq_server_t *self, sq_batch_t *b, int code)
     b->n_jobs = 0;
 }
 
+/* A failed commit: SUBMIT/CANCEL callers get a retryable error now; the
+ * rest (outcomes, audit) is kept and retried first, in order. */
 static void s_commit_failed(sq_server_t *self, sq_batch_t *b)
 {
     int code = b->rc == SQ_EDBDOWN ? SQ_EDBDOWN : SQ_EAGAIN;

@@ -207,6 +207,17 @@ static void s_status_mem(sq_server_t *self, sq_job_t *job, zframe_t *to, uint64_
     sq_server_reply(self, to, SQ_WIRE_STATUS | SQ_WIRE_REPLY, e);
 }
 
+/* CANCEL's reply, sent once the next commit has landed (and with it,
+ * in order, every earlier one). */
+static void s_cancel_ack(sq_server_t *self, uint64_t job_id, zframe_t *to, uint64_t rid,
+                         uint32_t n)
+{
+    sq_ack_t ack = {.kind = SQ_ACK_CANCEL, .to = zframe_dup(to), .rid = rid, .job_id = job_id,
+                    .n = n};
+    if (sq_batch_add_ack(self->pending, ack) != 0)
+        zframe_destroy(&ack.to);
+}
+
 void sq_server_cancel_job(sq_server_t *self, sq_job_t *job, zframe_t *to, uint64_t rid)
 {
     uint32_t n = 0;
@@ -234,10 +245,7 @@ void sq_server_cancel_job(sq_server_t *self, sq_job_t *job, zframe_t *to, uint64
     snprintf(actor, sizeof actor, "client:%s", job->tenant);
     sq_server_audit(self, actor, "cancelled", NULL, job->id, details);
     sq_batch_add_cancel(self->pending, job->id);
-    sq_ack_t ack = {.kind = SQ_ACK_CANCEL, .to = zframe_dup(to), .rid = rid, .job_id = job->id,
-                    .n = n};
-    if (sq_batch_add_ack(self->pending, ack) != 0)
-        zframe_destroy(&ack.to);
+    s_cancel_ack(self, job->id, to, rid, n);
 }
 
 typedef struct {
@@ -548,6 +556,9 @@ static void s_request(sq_server_t *self, sq_wire_msg_t *msg)
     case SQ_WIRE_CANCEL:
         if (job && !job->cancelled)
             sq_server_cancel_job(self, job, msg->identity, rid);
+        else if (job)   /* cancelled here, not committed yet (a job leaves memory once
+                         * its last outcome has): confirm only once it has */
+            s_cancel_ack(self, job->id, msg->identity, rid, 0);
         else
             rc = s_read(self, msg, rid, SQ_READ_CANCEL);
         break;

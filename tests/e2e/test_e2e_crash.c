@@ -15,6 +15,11 @@
  *    pg_restart    PostgreSQL killed mid-run: SUBMIT gets a retryable
  *                  error meanwhile, the broker recovers by itself, no
  *                  acknowledged task lost or doubled (needs SHARDQ_PG_CTL)
+ *    cancel_db_down  CANCEL while PostgreSQL is down: refused as
+ *                  retryable, saying the job is cancelled; its leases are
+ *                  aborted at once, nothing of it runs on, and once the
+ *                  database is back the retried CANCEL confirms it and
+ *                  the job is recorded cancelled, once
  *
  *  Usage: test_e2e_crash CASE.
  */
@@ -368,6 +373,83 @@ pg_restart(void)
     SQ_CHECK(sq_harness_wait_i64(h, sql, 3010, 60000) == 0);
 }
 
+/* CANCEL of job; its reply's "state" in state (size bytes), or the
+ * ERROR's code in *code and its message in the error detail. */
+static int
+s_cancel(uint64_t job, int *code, char *state, size_t size)
+{
+    sq_wire_kv_u64(sq_e2e_begin(client, 1), "job_id", job);
+    sq_wire_msg_t *reply = NULL;
+    int rc = sq_e2e_call(client, SQ_WIRE_CANCEL, 10000, &reply, code);
+    char *s = NULL;
+    if (rc == 0)
+        rc = sq_wire_get_strdup(reply->body, "state", true, 64, &s);
+    if (rc == 0)
+        snprintf(state, size, "%s", s);
+    free(s);
+    sq_wire_msg_destroy(&reply);
+    return rc;
+}
+
+static void
+cancel_db_down(void)
+{
+    if (!sq_harness_has_pg_ctl()) {
+        printf("skipped: SHARDQ_PG_CTL is not set\n");
+        exit(77);
+    }
+    SQ_REQUIRE(sq_e2e_up("cancel_db_down", sq_e2e_quick_retry, &h, &client));
+    const char *slow[] = {"--batch", "2", "--delay-ms", "600000", NULL};
+    sq_proc_t *w = sq_harness_worker_start(h, "slow", slow);
+    SQ_REQUIRE(w);
+    uint64_t job = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 10, "c", 0, &job, NULL) == 0);
+    SQ_REQUIRE(sq_e2e_wait_count(client, job, "leased", 2, 15000) == 0);
+    SQ_REQUIRE(sq_harness_pg_ctl(h, "kill") == 0);
+
+    /* refused, retryable, and the reply says what did happen */
+    int code = 0;
+    char state[64] = "";
+    SQ_CHECK(s_cancel(job, &code, state, sizeof state) == SQ_EPROTO);
+    fprintf(stderr, "CANCEL with PostgreSQL down: %s\n", sq_error_detail());
+    SQ_CHECK(code == SQ_WIRE_E_UNAVAILABLE);
+    SQ_CHECK(strstr(sq_error_detail(), "the job is cancelled here") != NULL);
+    /* the worker was told to stop both leases without waiting for it */
+    int64_t deadline = sq_test_now_ms() + 10000;
+    while (sq_proc_log_count(w, "lease cancelled") < 2 && sq_test_now_ms() < deadline)
+        sq_harness_poll_pause();
+    SQ_CHECK(sq_proc_log_count(w, "lease cancelled") == 2);
+    /* asked again while still down: the same answer */
+    SQ_CHECK(s_cancel(job, &code, state, sizeof state) == SQ_EPROTO);
+    SQ_CHECK(code == SQ_WIRE_E_UNAVAILABLE);
+    SQ_CHECK(strstr(sq_error_detail(), "the job is cancelled here") != NULL);
+
+    /* back up: the first CANCEL that is answered finds it recorded */
+    SQ_REQUIRE(sq_harness_pg_ctl(h, "start") == 0);
+    int rc = -1;
+    deadline = sq_test_now_ms() + 60000;
+    while ((rc = s_cancel(job, &code, state, sizeof state)) != 0 &&
+           sq_test_now_ms() < deadline)
+        sq_harness_poll_pause();
+    SQ_REQUIRE(rc == 0);
+    SQ_CHECK(strcmp(state, "cancelled") == 0);
+    char sql[256];
+    int64_t n = -1;
+    snprintf(sql, sizeof sql, "select count(*) from task_results where job_id = %llu "
+             "and state = 'cancelled'", (unsigned long long)job);
+    SQ_CHECK(sq_harness_sql_i64(h, sql, &n) == 0 && n == 10);
+    snprintf(sql, sizeof sql, "select count(*) from jobs where id = %llu "
+             "and cancelled_at is not null", (unsigned long long)job);
+    SQ_CHECK(sq_harness_sql_i64(h, sql, &n) == 0 && n == 1);
+    snprintf(sql, sizeof sql, "select count(*) from task_attempts where job_id = %llu "
+             "and outcome = 'cancelled'", (unsigned long long)job);
+    SQ_CHECK(sq_harness_sql_i64(h, sql, &n) == 0 && n == 2);
+    snprintf(sql, sizeof sql, "select count(*) from audit_log where job_id = %llu "
+             "and action = 'cancelled'", (unsigned long long)job);
+    SQ_CHECK(sq_harness_sql_i64(h, sql, &n) == 0 && n == 1);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_queue", &n) == 0 && n == 0);
+}
+
 /* The harness's conninfo with host and port replaced by 127.0.0.1:port
  * (and no encryption, so that the proxy can read the protocol); the
  * server's unix socket path in *socket_path. 0 or -1. */
@@ -572,6 +654,7 @@ main(int argc, char **argv)
         {"pg_restart", pg_restart},
         {"commit_backpressure", commit_backpressure},
         {"commit_reply_lost", commit_reply_lost},
+        {"cancel_db_down", cancel_db_down},
         {NULL, NULL}};
     return sq_e2e_main(argc, argv, cases, &h, &client);
 }
