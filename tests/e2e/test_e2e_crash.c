@@ -327,13 +327,20 @@ s_submit_once(const char *prefix, uint64_t *job_out)
     return rc == 0 ? 0 : rc == SQ_EPROTO ? code : -1;
 }
 
+/* Cases that stop and start PostgreSQL: skipped (77) without SHARDQ_PG_CTL. */
 static void
-pg_restart(void)
+s_need_pg_ctl(void)
 {
     if (!sq_harness_has_pg_ctl()) {
         printf("skipped: SHARDQ_PG_CTL is not set\n");
         exit(77);
     }
+}
+
+static void
+pg_restart(void)
+{
+    s_need_pg_ctl();
     SQ_REQUIRE(sq_e2e_up("pg_restart", sq_e2e_quick_retry, &h, &client));
     const char *flags[] = {"--batch", "16", "--delay-ms", "5", NULL};
     SQ_REQUIRE(sq_harness_worker_start(h, "w1", flags));
@@ -394,10 +401,7 @@ s_cancel(uint64_t job, int *code, char *state, size_t size)
 static void
 cancel_db_down(void)
 {
-    if (!sq_harness_has_pg_ctl()) {
-        printf("skipped: SHARDQ_PG_CTL is not set\n");
-        exit(77);
-    }
+    s_need_pg_ctl();
     SQ_REQUIRE(sq_e2e_up("cancel_db_down", sq_e2e_quick_retry, &h, &client));
     const char *slow[] = {"--batch", "2", "--delay-ms", "600000", NULL};
     sq_proc_t *w = sq_harness_worker_start(h, "slow", slow);
@@ -584,10 +588,7 @@ s_metric(const char *page, const char *name)
 static void
 commit_backpressure(void)
 {
-    if (!sq_harness_has_pg_ctl()) {
-        printf("skipped: SHARDQ_PG_CTL is not set\n");
-        exit(77);
-    }
+    s_need_pg_ctl();
     enum { CAP = 20, BATCH = 16, N_TASKS = 3000 };
     char mflag[32];
     const int mport = sq_e2e_free_port();
