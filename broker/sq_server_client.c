@@ -556,8 +556,8 @@ static void s_request(sq_server_t *self, sq_wire_msg_t *msg)
     case SQ_WIRE_CANCEL:
         if (job && !job->cancelled)
             sq_server_cancel_job(self, job, msg->identity, rid);
-        else if (job)   /* cancelled here, not committed yet (a job leaves memory once
-                         * its last outcome has): confirm only once it has */
+        else if (job)   /* cancelled here but not committed yet (a job leaves memory
+                         * once its last outcome is committed): confirm once it is */
             s_cancel_ack(self, job->id, msg->identity, rid, 0);
         else
             rc = s_read(self, msg, rid, SQ_READ_CANCEL);
