@@ -44,18 +44,24 @@
 static sq_harness_t *h;
 static sq_e2e_client_t *client;
 
+/* The one bigint `sql` answers with `param` as $1; -1 on error. */
+static int64_t
+s_sql_i64(const char *sql, const char *param)
+{
+    const char *params[] = {param};
+    PGresult *r = sq_harness_sql(h, sql, 1, params);
+    int64_t v = r && PQntuples(r) == 1 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    return v;
+}
+
 /* Milliseconds between `t0` (an SQL timestamp literal) and the start of
  * attempt 2 of the only task. */
 static int64_t
 s_redispatch_ms(const char *t0)
 {
-    const char *params[] = {t0};
-    PGresult *r = sq_harness_sql(h,
-        "select (extract(epoch from started_at - $1::timestamptz) * 1000)::bigint "
-        "from task_attempts where attempt = 2", 1, params);
-    int64_t ms = r && PQntuples(r) == 1 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
-    PQclear(r);
-    return ms;
+    return s_sql_i64("select (extract(epoch from started_at - $1::timestamptz) * 1000)::bigint"
+                     " from task_attempts where attempt = 2", t0);
 }
 
 /* One task leased by a worker that will never finish it; `sig` (0: none,
@@ -380,6 +386,15 @@ pg_restart(void)
     SQ_CHECK(sq_harness_wait_i64(h, sql, 3010, 60000) == 0);
 }
 
+/* s_sql_i64 with the job id as $1. */
+static int64_t
+s_job_i64(const char *sql, uint64_t job)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)job);
+    return s_sql_i64(sql, id);
+}
+
 /* CANCEL of job; its reply's "state" in state (size bytes), or the
  * ERROR's code in *code and its message in the error detail. */
 static int
@@ -437,20 +452,15 @@ cancel_db_down(void)
         sq_harness_poll_pause();
     SQ_REQUIRE(rc == 0);
     SQ_CHECK(strcmp(state, "cancelled") == 0);
-    char sql[256];
+    SQ_CHECK(s_job_i64("select count(*) from task_results where job_id = $1::bigint"
+                       " and state = 'cancelled'", job) == 10);
+    SQ_CHECK(s_job_i64("select count(*) from jobs where id = $1::bigint"
+                       " and cancelled_at is not null", job) == 1);
+    SQ_CHECK(s_job_i64("select count(*) from task_attempts where job_id = $1::bigint"
+                       " and outcome = 'cancelled'", job) == 2);
+    SQ_CHECK(s_job_i64("select count(*) from audit_log where job_id = $1::bigint"
+                       " and action = 'cancelled'", job) == 1);
     int64_t n = -1;
-    snprintf(sql, sizeof sql, "select count(*) from task_results where job_id = %llu "
-             "and state = 'cancelled'", (unsigned long long)job);
-    SQ_CHECK(sq_harness_sql_i64(h, sql, &n) == 0 && n == 10);
-    snprintf(sql, sizeof sql, "select count(*) from jobs where id = %llu "
-             "and cancelled_at is not null", (unsigned long long)job);
-    SQ_CHECK(sq_harness_sql_i64(h, sql, &n) == 0 && n == 1);
-    snprintf(sql, sizeof sql, "select count(*) from task_attempts where job_id = %llu "
-             "and outcome = 'cancelled'", (unsigned long long)job);
-    SQ_CHECK(sq_harness_sql_i64(h, sql, &n) == 0 && n == 2);
-    snprintf(sql, sizeof sql, "select count(*) from audit_log where job_id = %llu "
-             "and action = 'cancelled'", (unsigned long long)job);
-    SQ_CHECK(sq_harness_sql_i64(h, sql, &n) == 0 && n == 1);
     SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_queue", &n) == 0 && n == 0);
 }
 
