@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,7 +327,10 @@ s_read_all(const char *path, size_t cap, char **data_p, size_t *size_p)
     int rc = 0;
     char *buf = NULL;
     size_t len = 0, bcap = 0;
-    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > cap)
+    bool known = fstat(fileno(f), &st) == 0;
+    if (known && S_ISDIR(st.st_mode))
+        rc = SQ_FAIL(SQ_EINVAL, "%s: is a directory, not a JSONL file", path);
+    else if (known && S_ISREG(st.st_mode) && (uint64_t)st.st_size > cap)
         rc = SQ_FAIL(SQ_ETOOBIG, "%s: file is %lld bytes, over the cap of %zu bytes", path,
                      (long long)st.st_size, cap);
     while (rc == 0) {
@@ -344,7 +348,7 @@ s_read_all(const char *path, size_t cap, char **data_p, size_t *size_p)
         if (len > cap)
             rc = SQ_FAIL(SQ_ETOOBIG, "%s: over the cap of %zu bytes", path, cap);
         else if (n == 0 && ferror(f))
-            rc = SQ_FAIL(SQ_EIO, "%s: read error", path);
+            rc = SQ_FAIL(SQ_EIO, "%s: read error: %s", path, strerror(errno));
         else if (n == 0)
             break;
     }
