@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "shardq_cli.h"
 #include "sq_client_internal.h"
+#include "sq_file.h"
 #include "sq_gguf.h"
 #include "sq_lora.h"
 #include "sq_sha256.h"
@@ -112,27 +113,6 @@ static int s_parse_call(const sq_cli_cmd_t *cmd, int argc, char **argv, const sq
     return s_call(r, reply);
 }
 
-static int s_read_file(const char *path, uint8_t **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return SQ_FAIL(-errno, "%s: %s", path, strerror(errno));
-    uint8_t *buf = malloc(S_MAX_FILE + 1);
-    size_t n = buf ? fread(buf, 1, S_MAX_FILE + 1, f) : 0;
-    fclose(f);
-    if (!buf)
-        return SQ_FAIL(SQ_ENOMEM, "%s", path);
-    if (n == 0 || n > S_MAX_FILE) {
-        free(buf);
-        return SQ_FAIL(SQ_ETOOBIG, "%s: %zu bytes (1 to %u accepted)", path, n, S_MAX_FILE);
-    }
-    *data = buf;
-    *len = n;
-    return 0;
-}
-
-
-
 static int s_publish(const sq_cli_cmd_t *cmd, int argc, char **argv)
 {
     s_req_t r = {.op = "publish"};
@@ -161,14 +141,14 @@ static int s_publish(const sq_cli_cmd_t *cmd, int argc, char **argv)
     sq_gguf_destroy(&b);
     if (rc == 0 && base)
         rc = sq_sha256_file_hex(base, r.base_sha256);
-    uint8_t *data = NULL;
+    char *data = NULL;
     if (rc == 0)
-        rc = s_read_file(file, &data, &r.file_len);
+        rc = sq_file_read(file, S_MAX_FILE, &data, &r.file_len);
     if (rc) {
         fprintf(stderr, "shardq: %s: %s\n", file, sq_error_detail());
         return SQ_EXIT_INVALID;
     }
-    r.file = data;
+    r.file = (const uint8_t *)data;
     sq_sha256_hex(data, r.file_len, r.sha256);
     sq_wire_msg_t *reply = NULL;
     rc = s_call(&r, &reply);

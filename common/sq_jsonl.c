@@ -12,15 +12,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sq_jsonl_internal.h"
 #include "sq_error.h"
+#include "sq_file.h"
 #include "sq_hash.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 struct sq_jsonl_t {
     sq_jsonl_task_t *tasks;
@@ -316,53 +315,6 @@ sq_jsonl_parse(const char *data, size_t size, const sq_jsonl_limits_t *limits,
     return 0;
 }
 
-/* Read a whole file (or stdin for "-"), refusing more than cap bytes. */
-static int
-s_read_all(const char *path, size_t cap, char **data_p, size_t *size_p)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f)
-        return SQ_FAIL(-errno, "%s: %s", path, strerror(errno));
-    struct stat st;
-    int rc = 0;
-    char *buf = NULL;
-    size_t len = 0, bcap = 0;
-    bool known = fstat(fileno(f), &st) == 0;
-    if (known && S_ISDIR(st.st_mode))
-        rc = SQ_FAIL(SQ_EINVAL, "%s: is a directory, not a JSONL file", path);
-    else if (known && S_ISREG(st.st_mode) && (uint64_t)st.st_size > cap)
-        rc = SQ_FAIL(SQ_ETOOBIG, "%s: file is %lld bytes, over the cap of %zu bytes", path,
-                     (long long)st.st_size, cap);
-    while (rc == 0) {
-        if (len == bcap) {
-            bcap = bcap ? bcap * 2 : 65536;
-            char *nb = realloc(buf, bcap);
-            if (!nb) {
-                rc = SQ_FAIL(SQ_ENOMEM, "out of memory");
-                break;
-            }
-            buf = nb;
-        }
-        size_t n = fread(buf + len, 1, bcap - len, f);
-        len += n;
-        if (len > cap)
-            rc = SQ_FAIL(SQ_ETOOBIG, "%s: over the cap of %zu bytes", path, cap);
-        else if (n == 0 && ferror(f))
-            rc = SQ_FAIL(SQ_EIO, "%s: read error: %s", path, strerror(errno));
-        else if (n == 0)
-            break;
-    }
-    if (f != stdin)
-        fclose(f);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    *data_p = buf;
-    *size_p = len;
-    return 0;
-}
-
 int
 sq_jsonl_load(const char *path, const sq_jsonl_limits_t *limits, sq_jsonl_t **out_p)
 {
@@ -371,9 +323,9 @@ sq_jsonl_load(const char *path, const sq_jsonl_limits_t *limits, sq_jsonl_t **ou
     char *data = NULL;
     size_t size = 0;
     *out_p = NULL;
-    int rc = s_read_all(path, cap, &data, &size);
+    int rc = sq_file_read(path, cap, &data, &size);
     if (rc == 0)
-        rc = sq_jsonl_parse(data ? data : "", size, limits, out_p);
+        rc = sq_jsonl_parse(data, size, limits, out_p);
     free(data);
     return rc;
 }

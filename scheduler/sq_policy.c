@@ -10,6 +10,7 @@
 #include "sq_policy.h"
 
 #include "sq_error.h"
+#include "sq_file.h"
 #include "sq_hash.h"
 
 #include <ctype.h>
@@ -427,21 +428,10 @@ done:
 sq_policy_t *
 sq_policy_load(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        SQ_FAIL(SQ_ENOTFOUND, "%s: cannot open policy file", path);
-        return NULL;
-    }
-    char *buf = malloc(1 << 20);
-    size_t n = buf ? fread(buf, 1, 1 << 20, f) : 0;
-    int too_big = buf && n == 1 << 20;
-    fclose(f);
+    char *buf = NULL;
+    size_t n = 0;
     sq_policy_t *self = NULL;
-    if (!buf)
-        SQ_FAIL(SQ_ENOMEM, "%s", path);
-    else if (too_big)
-        SQ_FAIL(SQ_ETOOBIG, "%s: policy file over 1 MiB", path);
-    else
+    if (sq_file_read(path, 1 << 20, &buf, &n) == 0)
         self = sq_policy_parse(buf, n, path);
     free(buf);
     return self;

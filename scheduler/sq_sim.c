@@ -7,11 +7,15 @@
 #include "sq_sim.h"
 
 #include "sq_error.h"
+#include "sq_file.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A load trace is a CSV of a few rows a minute; this bounds one read. */
+#define S_MAX_TRACE_BYTES ((size_t)256 << 20)
 
 typedef struct {
     char name[64];
@@ -144,26 +148,11 @@ sq_trace_parse(const char *text, const char *origin)
 sq_trace_t *
 sq_trace_load(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        SQ_FAIL(SQ_ENOTFOUND, "%s: cannot open trace", path);
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf && (n += fread(buf + n, 1, cap - n, f)) == cap) {
-        char *grown = realloc(buf, (cap *= 2) + 1);
-        if (!grown)
-            free(buf);
-        buf = grown;
-    }
-    fclose(f);
-    if (!buf) {
-        SQ_FAIL(SQ_ENOMEM, "%s", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    sq_trace_t *self = sq_trace_parse(buf, path);
+    char *buf = NULL;
+    size_t n = 0;
+    sq_trace_t *self = NULL;
+    if (sq_file_read(path, S_MAX_TRACE_BYTES, &buf, &n) == 0)
+        self = sq_trace_parse(buf, path);
     free(buf);
     return self;
 }

@@ -16,11 +16,15 @@
 #include "sq_tz.h"
 
 #include "sq_error.h"
+#include "sq_file.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Zone files are a few KiB; this bounds what one may make us read. */
+#define S_MAX_TZIF_BYTES ((size_t)1 << 20)
 
 typedef struct {
     int valid;          /* a DST rule was parsed */
@@ -272,27 +276,6 @@ s_name_ok(const char *name)
     return 1;
 }
 
-static int
-s_read_file(const char *path, uint8_t **buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    size_t cap = 1 << 16, n = 0;
-    *buf = malloc(cap);
-    while (*buf && (n += fread(*buf + n, 1, cap - n, f)) == cap) {
-        uint8_t *grown = realloc(*buf, cap *= 2);
-        if (!grown) {
-            free(*buf);
-            *buf = NULL;
-        }
-        *buf = grown;
-    }
-    fclose(f);
-    *len = n;
-    return *buf ? 0 : -1;
-}
-
 sq_tz_t *
 sq_tz_load(const char *name)
 {
@@ -303,16 +286,18 @@ sq_tz_load(const char *name)
     const char *dir = getenv("TZDIR");
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "/usr/share/zoneinfo", name);
-    uint8_t *buf = NULL;
+    char *buf = NULL;
     size_t len = 0;
-    if (s_read_file(path, &buf, &len) != 0) {
-        SQ_FAIL(SQ_ENOTFOUND, "time zone \"%s\": no such zone (%s)", name, path);
+    if (sq_file_read(path, S_MAX_TZIF_BYTES, &buf, &len) != 0) {
+        char why[600];   /* the reader's message names the path */
+        snprintf(why, sizeof why, "%s", sq_error_detail());
+        SQ_FAIL(SQ_ENOTFOUND, "time zone \"%s\": no such zone (%s)", name, why);
         return NULL;
     }
     sq_tz_t *self = calloc(1, sizeof *self);
     if (self) {
         snprintf(self->name, sizeof self->name, "%s", name);
-        if (s_parse(self, buf, len) != 0)
+        if (s_parse(self, (const uint8_t *)buf, len) != 0)
             sq_tz_destroy(&self);
     }
     free(buf);

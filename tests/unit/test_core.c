@@ -1,6 +1,7 @@
 /*  Unit tests of sq_error and sq_log. */
 #define _POSIX_C_SOURCE 200809L
 #include "sq_error.h"
+#include "sq_file.h"
 #include "sq_log.h"
 #include "sq_prof.h"
 #include "sq_sha256.h"
@@ -156,6 +157,44 @@ test_sha256(void)
     SQ_CHECK(sq_sha256_file_hex("/nonexistent/x", out) < 0);
 }
 
+/* sq_file_read: whole files across its buffer's growth (64 KiB, then
+ * doubling), with a NUL after the data; the cap to the byte; a
+ * directory and a missing file named as such. */
+static void
+test_file_read(void)
+{
+    static const size_t sizes[] = {0, 1, 65535, 65536, 65537, 200003};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        char path[] = "/tmp/sq-file-XXXXXX";
+        int fd = mkstemp(path);
+        SQ_REQUIRE(fd >= 0);
+        unsigned char *want = malloc(n + 1);
+        SQ_REQUIRE(want);
+        for (size_t i = 0; i < n; i++)
+            want[i] = (unsigned char)(i * 131 + 7);    /* NULs included */
+        SQ_CHECK(write(fd, want, n) == (ssize_t)n);
+        close(fd);
+        char *got = NULL;
+        size_t len = 99;
+        SQ_CHECK(sq_file_read(path, n, &got, &len) == 0 && got && len == n);
+        SQ_CHECK(got && memcmp(got, want, n) == 0 && got[n] == '\0');
+        free(got);
+        if (n > 0) {
+            SQ_CHECK(sq_file_read(path, n - 1, &got, &len) == SQ_ETOOBIG && !got);
+            SQ_CHECK(strstr(sq_error_detail(), path) == sq_error_detail());
+        }
+        free(want);
+        remove(path);
+    }
+    char *got = NULL;
+    size_t len = 0;
+    SQ_CHECK(sq_file_read("/tmp", 100, &got, &len) == SQ_EINVAL && !got);
+    SQ_CHECK(strcmp(sq_error_detail(), "/tmp: is a directory, not a file") == 0);
+    SQ_CHECK(sq_file_read("/nonexistent/x", 100, &got, &len) == -ENOENT && !got);
+    SQ_CHECK(strcmp(sq_error_detail(), "/nonexistent/x: No such file or directory") == 0);
+}
+
 int
 main(void)
 {
@@ -165,5 +204,6 @@ main(void)
     SQ_RUN(test_log_quote);
     SQ_RUN(test_prof_table);
     SQ_RUN(test_sha256);
+    SQ_RUN(test_file_read);
     return sq_test_summary("core");
 }

@@ -137,6 +137,11 @@ test_tz_bad_names(void)
     SQ_CHECK(sq_tz_load("Nowhere/Atlantis") == NULL);
     SQ_CHECK(sq_error_code() == SQ_ENOTFOUND);
     SQ_CHECK(strstr(sq_error_detail(), "Nowhere/Atlantis") != NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "No such file or directory") != NULL);
+    /* a region is a directory of zones, not a zone */
+    SQ_CHECK(sq_tz_load("America") == NULL);
+    SQ_CHECK(sq_error_code() == SQ_ENOTFOUND);
+    SQ_CHECK(strstr(sq_error_detail(), "America: is a directory, not a file") != NULL);
     SQ_CHECK(sq_tz_load("../../etc/passwd") == NULL);
     SQ_CHECK(sq_error_code() == SQ_EINVAL);
     SQ_CHECK(sq_tz_load("") == NULL);

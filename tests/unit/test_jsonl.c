@@ -380,7 +380,7 @@ test_load_file(void)
     SQ_CHECK(strstr(sq_error_detail(), path) != NULL);
     /* a directory opens, then fails to read: named as what it is */
     SQ_CHECK(sq_jsonl_load("/tmp", NULL, &j) == SQ_EINVAL && !j);
-    SQ_CHECK(strcmp(sq_error_detail(), "/tmp: is a directory, not a JSONL file") == 0);
+    SQ_CHECK(strcmp(sq_error_detail(), "/tmp: is a directory, not a file") == 0);
 }
 
 static json_t *

@@ -5,6 +5,7 @@
 #include "sq_policy.h"
 #include "sq_test.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,7 +200,13 @@ test_empty_and_files(void)
     SQ_CHECK(strstr(sq_error_detail(), "non-empty list") != NULL);
     SQ_CHECK(s_parse("- 1\n") == NULL);
     SQ_CHECK(sq_policy_load("/nonexistent/policy.yaml") == NULL);
-    SQ_CHECK(sq_error_code() == SQ_ENOTFOUND);
+    SQ_CHECK(sq_error_code() == -ENOENT);
+    SQ_CHECK(strcmp(sq_error_detail(), "/nonexistent/policy.yaml: No such file or directory")
+             == 0);
+    /* a directory opens and then cannot be read: said so, not "empty" */
+    SQ_CHECK(sq_policy_load("/tmp") == NULL);
+    SQ_CHECK(sq_error_code() == SQ_EINVAL);
+    SQ_CHECK(strcmp(sq_error_detail(), "/tmp: is a directory, not a file") == 0);
     char path[] = "/tmp/sq-policy-XXXXXX";
     int fd = mkstemp(path);
     SQ_REQUIRE(fd >= 0);
