@@ -517,6 +517,20 @@ static void s_refuse(sq_server_t *self, sq_batch_t *b, int code)
     b->n_jobs = 0;
 }
 
+/* A job's cancellation again, in the pending batch, after the batch that
+ * carried it was dropped: jobs.cancelled_at and an audit row. */
+static void s_cancel_again(sq_server_t *self, uint64_t job_id)
+{
+    sq_job_t *job = zhashx_lookup(self->jobs, &job_id);
+    if (!job)
+        return;
+    char actor[160];
+    snprintf(actor, sizeof actor, "client:%s", job->tenant);
+    sq_server_audit(self, actor, "cancelled", NULL, job_id,
+                    "{\"recorded_again\": \"the batch first carrying it was refused\"}");
+    sq_batch_add_cancel(self->pending, job_id);
+}
+
 /* A failed commit: SUBMIT/CANCEL callers get a retryable error now; the
  * rest (outcomes, audit) is kept and retried first, in order. */
 static void s_commit_failed(sq_server_t *self, sq_batch_t *b)
@@ -545,11 +559,21 @@ static void s_commit_failed(sq_server_t *self, sq_batch_t *b)
     if (b->rc != SQ_EDBDOWN && ++b->n_failures >= 5) {
         /* The database is up but refuses this batch (a bug, or a constraint
          * we did not foresee): do not wedge the queue behind it. Its tasks
-         * run again; the rows it carried are lost, and the log says so. */
+         * run again, but for those of cancelled jobs: the cancellation
+         * stands (its client was told it would be recorded) and goes
+         * into the next batch again. The other rows it carried are lost,
+         * and the log says so. */
         SQ_ERROR("dropping a batch the database keeps refusing", "err=%s results=%zu",
                  sq_q(b->error), b->n_dones);
-        for (size_t i = 0; i < b->n_dones; i++)
-            sq_server_enqueue(self, b->dones[i].task);
+        for (size_t i = 0; i < b->n_dones; i++) {
+            sq_task_t *t = b->dones[i].task;
+            if (t->job->cancelled)
+                sq_server_task_terminal(self, t, SQ_T_CANCELLED, "cancelled by request");
+            else
+                sq_server_enqueue(self, t);
+        }
+        for (size_t i = 0; i < b->n_cancel; i++)
+            s_cancel_again(self, b->cancel_ids[i]);
         sq_batch_destroy(&b);
         self->db_down = false;
         return;

@@ -54,7 +54,7 @@ if(TARGET sq-test-worker AND TARGET shardq-broker)
                      idempotent_submit)
   sq_e2e_cases(test_e2e_crash e2e/test_e2e_crash.c
                CASES worker_kill worker_term worker_stall stale_result broker_kill broker_term
-                     commit_reply_lost
+                     commit_reply_lost cancel_refused
                SERIAL pg_restart commit_backpressure cancel_db_down)
   sq_e2e_cases(test_e2e_input e2e/test_e2e_input.c
                CASES bad_frames hostile_strings usage_counts)

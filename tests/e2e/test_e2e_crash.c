@@ -20,6 +20,10 @@
  *                  aborted at once, nothing of it runs on, and once the
  *                  database is back the retried CANCEL confirms it and
  *                  the job is recorded cancelled, once
+ *    cancel_refused  the database up but refusing the batch that carries
+ *                  a CANCEL (a trigger): once the broker drops that batch,
+ *                  the job's tasks do not run again; the cancellation is
+ *                  recorded when the database takes it
  *
  *  Usage: test_e2e_crash CASE.
  */
@@ -464,6 +468,60 @@ cancel_db_down(void)
     SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_queue", &n) == 0 && n == 0);
 }
 
+static void
+cancel_refused(void)
+{
+    SQ_REQUIRE(sq_e2e_up("cancel_refused", sq_e2e_quick_retry, &h, &client));
+    uint64_t job = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 5, "r", 0, &job, NULL) == 0);
+    SQ_REQUIRE(sq_e2e_wait_count(client, job, "queued", 5, 15000) == 0);
+    /* a constraint the broker did not foresee: no job may be cancelled */
+    PGresult *r = sq_harness_sql(h,
+        "create function test_refuse_cancel() returns trigger language plpgsql as $$"
+        " begin if new.cancelled_at is not null then"
+        "   raise exception 'this test refuses cancellations'; end if;"
+        " return new; end $$", 0, NULL);
+    SQ_REQUIRE(r);
+    PQclear(r);
+    r = sq_harness_sql(h, "create trigger test_refuse_cancel before update on jobs for each row"
+                          " execute function test_refuse_cancel()", 0, NULL);
+    SQ_REQUIRE(r);
+    PQclear(r);
+
+    int code = 0;
+    char state[64] = "";
+    SQ_CHECK(s_cancel(job, &code, state, sizeof state) == SQ_EPROTO);
+    fprintf(stderr, "CANCEL the database refuses: %s\n", sq_error_detail());
+    /* the broker gives up on that batch (after 5 tries, ~1.5 s) ... */
+    int64_t deadline = sq_test_now_ms() + 20000;
+    while (sq_proc_log_count(sq_harness_broker(h), "dropping a batch the database keeps "
+                                                   "refusing") < 1 &&
+           sq_test_now_ms() < deadline)
+        sq_harness_poll_pause();
+    SQ_REQUIRE(sq_proc_log_count(sq_harness_broker(h), "dropping a batch the database keeps "
+                                                       "refusing") >= 1);
+    /* ... and a worker that comes now gets none of the job's tasks */
+    sq_proc_t *w = sq_harness_worker_start(h, "w", NULL);
+    SQ_REQUIRE(w);
+    for (int i = 0; i < 20; i++)    /* time to lease and run them, were they queued */
+        sq_harness_poll_pause();
+    r = sq_harness_sql(h, "drop trigger test_refuse_cancel on jobs", 0, NULL);
+    SQ_REQUIRE(r);
+    PQclear(r);
+    /* the cancellation, recorded again, commits once the trigger is gone */
+    SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from task_results", 5, 30000) == 0);
+    SQ_CHECK(s_job_i64("select count(*) from task_results where job_id = $1::bigint"
+                       " and state = 'cancelled'", job) == 5);
+    SQ_CHECK(s_job_i64("select count(*) from jobs where id = $1::bigint"
+                       " and cancelled_at is not null", job) == 1);
+    SQ_CHECK(s_job_i64("select count(*) from audit_log where job_id = $1::bigint"
+                       " and action = 'cancelled'", job) == 1);
+    SQ_CHECK(sq_proc_log_count(w, "first tasks") == 0);
+    int64_t n = -1;
+    SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from task_queue", 0, 10000) == 0);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_attempts", &n) == 0 && n == 0);
+}
+
 /* The harness's conninfo with host and port replaced by 127.0.0.1:port
  * (and no encryption, so that the proxy can read the protocol); the
  * server's unix socket path in *socket_path. 0 or -1. */
@@ -666,6 +724,7 @@ main(int argc, char **argv)
         {"commit_backpressure", commit_backpressure},
         {"commit_reply_lost", commit_reply_lost},
         {"cancel_db_down", cancel_db_down},
+        {"cancel_refused", cancel_refused},
         {NULL, NULL}};
     return sq_e2e_main(argc, argv, cases, &h, &client);
 }
