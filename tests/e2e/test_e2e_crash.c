@@ -417,6 +417,19 @@ s_cancel(uint64_t job, int *code, char *state, size_t size)
     return rc;
 }
 
+/* The job is recorded cancelled: its n tasks' results, cancelled_at and
+ * one audit row. */
+static void
+s_check_cancelled(uint64_t job, int64_t n)
+{
+    SQ_CHECK(s_job_i64("select count(*) from task_results where job_id = $1::bigint"
+                       " and state = 'cancelled'", job) == n);
+    SQ_CHECK(s_job_i64("select count(*) from jobs where id = $1::bigint"
+                       " and cancelled_at is not null", job) == 1);
+    SQ_CHECK(s_job_i64("select count(*) from audit_log where job_id = $1::bigint"
+                       " and action = 'cancelled'", job) == 1);
+}
+
 static void
 cancel_db_down(void)
 {
@@ -456,14 +469,9 @@ cancel_db_down(void)
         sq_harness_poll_pause();
     SQ_REQUIRE(rc == 0);
     SQ_CHECK(strcmp(state, "cancelled") == 0);
-    SQ_CHECK(s_job_i64("select count(*) from task_results where job_id = $1::bigint"
-                       " and state = 'cancelled'", job) == 10);
-    SQ_CHECK(s_job_i64("select count(*) from jobs where id = $1::bigint"
-                       " and cancelled_at is not null", job) == 1);
+    s_check_cancelled(job, 10);
     SQ_CHECK(s_job_i64("select count(*) from task_attempts where job_id = $1::bigint"
                        " and outcome = 'cancelled'", job) == 2);
-    SQ_CHECK(s_job_i64("select count(*) from audit_log where job_id = $1::bigint"
-                       " and action = 'cancelled'", job) == 1);
     int64_t n = -1;
     SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_queue", &n) == 0 && n == 0);
 }
@@ -510,12 +518,7 @@ cancel_refused(void)
     PQclear(r);
     /* the cancellation, recorded again, commits once the trigger is gone */
     SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from task_results", 5, 30000) == 0);
-    SQ_CHECK(s_job_i64("select count(*) from task_results where job_id = $1::bigint"
-                       " and state = 'cancelled'", job) == 5);
-    SQ_CHECK(s_job_i64("select count(*) from jobs where id = $1::bigint"
-                       " and cancelled_at is not null", job) == 1);
-    SQ_CHECK(s_job_i64("select count(*) from audit_log where job_id = $1::bigint"
-                       " and action = 'cancelled'", job) == 1);
+    s_check_cancelled(job, 5);
     SQ_CHECK(sq_proc_log_count(w, "first tasks") == 0);
     int64_t n = -1;
     SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from task_queue", 0, 10000) == 0);
