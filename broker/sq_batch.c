@@ -224,7 +224,7 @@ static size_t s_hash_u64(const void *key)
     return (size_t)(*(const uint64_t *)key * 0x9e3779b97f4a7c15ull);
 }
 
-static int s_cmp_u64(const void *a, const void *b)
+int sq_u64_cmp(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
@@ -235,7 +235,7 @@ zhashx_t *sq_u64_hash_new(void)
     zhashx_t *h = zhashx_new();
     if (h) {
         zhashx_set_key_hasher(h, s_hash_u64);
-        zhashx_set_key_comparator(h, s_cmp_u64);
+        zhashx_set_key_comparator(h, sq_u64_cmp);
         zhashx_set_key_duplicator(h, NULL);
         zhashx_set_key_destructor(h, NULL);
     }

@@ -197,6 +197,8 @@ static inline const char *sq_q(const char *s)
     return sq_log_quote(s, bufs[i], sizeof bufs[i]);
 }
 
+/* qsort/bsearch order of uint64_t keys (the hash's comparator too). */
+int sq_u64_cmp(const void *a, const void *b);
 /* A zhashx keyed by a uint64_t the value holds (e.g. &job->id): no key
  * copies, so a key must not change while its entry is in the table. */
 zhashx_t *sq_u64_hash_new(void);

@@ -159,6 +159,13 @@ void sq_server_audit(sq_server_t *self, const char *actor, const char *action, s
                    subject, details_json, sq_wall_ms());
 }
 
+void sq_server_audit_cancelled(sq_server_t *self, const sq_job_t *job, const char *details_json)
+{
+    char actor[160];
+    snprintf(actor, sizeof actor, "client:%s", job->tenant);
+    sq_server_audit(self, actor, "cancelled", NULL, job->id, details_json);
+}
+
 /* {"attempt": n, "error": "...", "delay_ms": d}: jansson escapes the text. */
 static char *s_details(sq_task_t *t, const char *error, int64_t delay_ms)
 {
@@ -524,10 +531,8 @@ static void s_cancel_again(sq_server_t *self, uint64_t job_id)
     sq_job_t *job = zhashx_lookup(self->jobs, &job_id);
     if (!job)
         return;
-    char actor[160];
-    snprintf(actor, sizeof actor, "client:%s", job->tenant);
-    sq_server_audit(self, actor, "cancelled", NULL, job_id,
-                    "{\"recorded_again\": \"the batch first carrying it was refused\"}");
+    sq_server_audit_cancelled(self, job, "{\"recorded_again\": \"the batch first carrying"
+                                         " it was refused\"}");
     sq_batch_add_cancel(self->pending, job_id);
 }
 

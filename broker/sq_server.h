@@ -86,6 +86,8 @@ void sq_server_task_terminal(sq_server_t *self, sq_task_t *t, uint8_t state, con
 /* Audit row with a JSON details object built from printf-free pairs. */
 void sq_server_audit(sq_server_t *self, const char *actor, const char *action, sq_task_t *t,
                      uint64_t job_id, const char *details_json);
+/* The 'cancelled' audit row of a job, in its tenant's name. */
+void sq_server_audit_cancelled(sq_server_t *self, const sq_job_t *job, const char *details_json);
 void sq_server_dispatch(sq_server_t *self);
 /* True while max_uncommitted finished tasks wait for their commit: no new
  * leases until a commit brings the count down. */

@@ -241,9 +241,7 @@ void sq_server_cancel_job(sq_server_t *self, sq_job_t *job, zframe_t *to, uint64
     }
     char details[64];
     snprintf(details, sizeof details, "{\"tasks_cancelled\": %u}", n);
-    char actor[160];
-    snprintf(actor, sizeof actor, "client:%s", job->tenant);
-    sq_server_audit(self, actor, "cancelled", NULL, job->id, details);
+    sq_server_audit_cancelled(self, job, details);
     sq_batch_add_cancel(self->pending, job->id);
     s_cancel_ack(self, job->id, to, rid, n);
 }

@@ -169,7 +169,9 @@ static int s_insert_keyed(sq_db_t *db, sq_batch_t *b, size_t n_keyed)
     const char **p = calloc(n * S_KEYED_COLS, sizeof *p);
     sq_job_t **keyed = calloc(n_keyed, sizeof *keyed);
     char *sql = malloc(512 + n * 192);   /* a row of placeholders is under 140 */
-    int rc = num && digest && p && keyed && sql ? 0 : SQ_FAIL(SQ_ENOMEM, "out of memory");
+    uint64_t *ret = calloc(n, sizeof *ret);   /* ids a statement stored */
+    int rc = num && digest && p && keyed && sql && ret ? 0
+                                                       : SQ_FAIL(SQ_ENOMEM, "out of memory");
     size_t k = 0;
     for (size_t i = 0; rc == 0 && i < b->n_jobs; i++)
         if (b->jobs[i]->idempotency_key && (rc = s_submit_digest(b->jobs[i], digest[k])) == 0)
@@ -200,14 +202,15 @@ static int s_insert_keyed(sq_db_t *db, sq_batch_t *b, size_t n_keyed)
         PGresult *res = NULL;
         rc = sq_db_exec(db, sql, (int)(m * S_KEYED_COLS), p, &res);
         if (rc == 0 && (size_t)PQntuples(res) < m) {
-            /* the ones not stored: their key was in use */
-            for (size_t r = 0; rc == 0 && r < m; r++) {
-                bool stored = false;
-                for (int t = 0; t < PQntuples(res) && !stored; t++)
-                    stored = strtoull(PQgetvalue(res, t, 0), NULL, 10) == keyed[first + r]->id;
-                if (!stored)
+            /* the ones not stored (their key was in use): the ids returned,
+             * sorted once, then looked up */
+            size_t n_ret = (size_t)PQntuples(res);
+            for (size_t t = 0; t < n_ret; t++)
+                ret[t] = strtoull(PQgetvalue(res, (int)t, 0), NULL, 10);
+            qsort(ret, n_ret, sizeof *ret, sq_u64_cmp);
+            for (size_t r = 0; rc == 0 && r < m; r++)
+                if (!bsearch(&keyed[first + r]->id, ret, n_ret, sizeof *ret, sq_u64_cmp))
                     rc = s_find_keyed(db, keyed[first + r], digest[first + r]);
-            }
         }
         PQclear(res);
     }
@@ -216,6 +219,7 @@ static int s_insert_keyed(sq_db_t *db, sq_batch_t *b, size_t n_keyed)
     free(p);
     free(keyed);
     free(sql);
+    free(ret);
     return rc;
 }
 
@@ -262,7 +266,7 @@ static int s_write_jobs(sq_db_t *db, sq_batch_t *b)
     }
     /* (a batch of only repeated keyed SUBMITs has no rows at all) */
     if (rc == 0 && sq_db_copy_rows(jobs))
-            rc = sq_db_copy_send(db, "COPY jobs (" S_JOB_COLS ") FROM STDIN", jobs);
+        rc = sq_db_copy_send(db, "COPY jobs (" S_JOB_COLS ") FROM STDIN", jobs);
     if (rc == 0 && sq_db_copy_rows(tasks))
         rc = sq_db_copy_send(db, "COPY tasks (job_id, idx, custom_id, prompt, max_tokens,"
                                  " temperature, top_p, seed, body, adapter, adapter_version)"

@@ -8,6 +8,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "sq_client_internal.h"
+#include "sq_clock.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -23,14 +24,6 @@ struct sq_client_t {
     uint64_t next_rid;
     sq_wire_enc_t *enc;
 };
-
-static int64_t
-s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 s_sleep_ms(int ms)
@@ -136,9 +129,9 @@ s_error_reply(sq_client_t *self, sq_wire_msg_t *msg, bool *retryable)
 static int
 s_await(sq_client_t *self, uint8_t cmd, uint64_t rid, int timeout_ms, sq_wire_msg_t **reply_p)
 {
-    int64_t deadline = s_now_ms() + timeout_ms;
+    int64_t deadline = sq_mono_ms() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - s_now_ms();
+        int64_t left = deadline - sq_mono_ms();
         if (left <= 0)
             return SQ_FAIL(SQ_ETIMEDOUT, "broker %s: no reply to %s within %d ms",
                            self->endpoint, sq_wire_cmd_name(cmd), timeout_ms);

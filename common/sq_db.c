@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sq_db.h"
 
+#include "sq_clock.h"
 #include "sq_error.h"
 #include "sq_utf8.h"
 
@@ -17,13 +18,6 @@ struct sq_db_t {
     PGconn *conn;
     char *conninfo;
 };
-
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void s_sleep_ms(int ms)
 {
@@ -63,9 +57,9 @@ int sq_db_connect(const char *conninfo, int timeout_ms, sq_db_t **out)
         free(self);
         return SQ_FAIL(SQ_ENOMEM, "out of memory");
     }
-    int64_t deadline = s_now_ms() + timeout_ms;
+    int64_t deadline = sq_mono_ms() + timeout_ms;
     int delay_ms = 50, rc;
-    while ((rc = s_try_connect(self)) != 0 && s_now_ms() + delay_ms < deadline) {
+    while ((rc = s_try_connect(self)) != 0 && sq_mono_ms() + delay_ms < deadline) {
         s_sleep_ms(delay_ms);
         delay_ms = delay_ms * 2 > 1000 ? 1000 : delay_ms * 2;
     }

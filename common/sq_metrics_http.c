@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* accept4, pipe2 */
 #include "sq_metrics_http.h"
 
+#include "sq_clock.h"
 #include "sq_error.h"
 
 #include <arpa/inet.h>
@@ -36,21 +37,13 @@ struct sq_metrics_http_t {
     size_t len;
 };
 
-static int64_t
-s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait for fd to be ready for events until deadline_ms, or for a stop.
  * True when fd is ready. */
 static bool
 s_wait_fd(sq_metrics_http_t *self, int fd, short events, int64_t deadline_ms)
 {
     for (;;) {
-        int64_t left = deadline_ms - s_now_ms();
+        int64_t left = deadline_ms - sq_mono_ms();
         if (left <= 0)
             return false;
         struct pollfd p[2] = {{fd, events, 0}, {self->stop[0], POLLIN, 0}};
@@ -113,7 +106,7 @@ s_render(sq_metrics_http_t *self, int64_t deadline_ms)
         return false;
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    int64_t left = deadline_ms - s_now_ms();
+    int64_t left = deadline_ms - sq_mono_ms();
     until.tv_sec += left / 1000;
     until.tv_nsec += (left % 1000) * 1000000;
     if (until.tv_nsec >= 1000000000) {
@@ -133,18 +126,18 @@ s_render(sq_metrics_http_t *self, int64_t deadline_ms)
 static void
 s_answer(sq_metrics_http_t *self, int c)
 {
-    if (!s_read_head(self, c, s_now_ms() + SQ_METRICS_HTTP_TIMEOUT_MS))
+    if (!s_read_head(self, c, sq_mono_ms() + SQ_METRICS_HTTP_TIMEOUT_MS))
         return;
     char head[160];
     int hn;
-    if (s_render(self, s_now_ms() + SQ_METRICS_HTTP_RENDER_MS))
+    if (s_render(self, sq_mono_ms() + SQ_METRICS_HTTP_RENDER_MS))
         hn = snprintf(head, sizeof head,
                       "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
                       "Content-Length: %zu\r\nConnection: close\r\n\r\n", self->len);
     else
         hn = snprintf(head, sizeof head, "HTTP/1.0 503 Service Unavailable\r\n"
                       "Content-Length: 0\r\nConnection: close\r\n\r\n");
-    int64_t deadline = s_now_ms() + SQ_METRICS_HTTP_TIMEOUT_MS;
+    int64_t deadline = sq_mono_ms() + SQ_METRICS_HTTP_TIMEOUT_MS;
     s_send_all(self, c, head, (size_t)hn, deadline);
     if (hn > 0 && head[9] == '2')
         s_send_all(self, c, self->body, self->len, deadline);
