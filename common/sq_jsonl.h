@@ -71,7 +71,7 @@ typedef struct {
     char *adapter_version;      /* pinned version, or NULL (the active one) */
     int64_t max_tokens;         /* > 0, or -1 */
     double temperature;         /* [0, 2], or NAN */
-    double top_p;               /* (0, 1], or NAN */
+    double top_p;               /* [0, 1] (0: the most likely token), or NAN */
     int64_t seed;               /* >= 0, or -1 */
     int n_stop;
     char *stop[SQ_JSONL_MAX_STOP];
@@ -168,6 +168,13 @@ int sq_jsonl_format_result(const sq_jsonl_result_t *r, char **line_p, size_t *le
 /* Length of the longest valid UTF-8 prefix of s[0..len); equals len when
  * s is valid. Overlong forms, surrogates and > U+10FFFF are invalid. */
 size_t sq_jsonl_utf8_valid_prefix(const char *s, size_t len);
+
+/* The stop strings of a task's "body" (JSON text, as a worker gets it in
+ * TASKS): the job-file rule (a string or an array of at most
+ * SQ_JSONL_MAX_STOP non-empty strings of at most 256 bytes, no NUL) into
+ * stop (caller frees each, *n_stop of them); 0, or SQ_EINVAL naming the
+ * field. A body without "stop" gives none. */
+int sq_jsonl_body_stop(const char *body, size_t len, char **stop, int *n_stop);
 
 #ifdef __cplusplus
 }

@@ -45,6 +45,8 @@ sq_jsonl_field_err(int rc, int line, const char *field, const char *fmt, ...)
     va_start(ap, fmt);
     sq_utf8_fit(what, sizeof what, vsnprintf(what, sizeof what, fmt, ap));
     va_end(ap);
+    if (line <= 0)   /* not from a file (a task's body on a worker) */
+        return sq_error_set(rc, __FILE__, __LINE__, "field \"%s\": %s", field, what);
     return sq_error_set(rc, __FILE__, __LINE__, "line %d: field \"%s\": %s", line, field, what);
 }
 
@@ -123,19 +125,19 @@ s_get_int(json_t *obj, const char *key, const char *prefix, int line, int64_t lo
     return 0;
 }
 
-/* A number field in [lo, hi] (lo exclusive when lo_open). */
+/* A number field in [lo, hi]. */
 static int
-s_get_number(json_t *obj, const char *key, const char *prefix, int line, double lo, int lo_open,
-             double hi, double *out)
+s_get_number(json_t *obj, const char *key, const char *prefix, int line, double lo, double hi,
+             double *out)
 {
     char p[300];
     json_t *v = json_object_get(obj, key);
     if (!v)
         return 0;
     double d = json_is_number(v) ? json_number_value(v) : NAN;
-    if (!json_is_number(v) || isnan(d) || d > hi || d < lo || (lo_open && d == lo))
+    if (!json_is_number(v) || isnan(d) || d > hi || d < lo)
         return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key),
-                           "expected a number in %c%g, %g]", lo_open ? '(' : '[', lo, hi);
+                           "expected a number in [%g, %g]", lo, hi);
     *out = d;
     return 0;
 }
@@ -210,8 +212,8 @@ s_get_params(json_t *obj, const char *prefix, int line, sq_jsonl_task_t *t)
     size_t model_len;
     if ((rc = s_get_int(obj, "max_tokens", prefix, line, 1, SQ_JSONL_MAX_TOKENS_CAP,
                         "a positive integer (at most 1000000)", &t->max_tokens)) ||
-        (rc = s_get_number(obj, "temperature", prefix, line, 0, 0, 2, &t->temperature)) ||
-        (rc = s_get_number(obj, "top_p", prefix, line, 0, 1, 1, &t->top_p)) ||
+        (rc = s_get_number(obj, "temperature", prefix, line, 0, 2, &t->temperature)) ||
+        (rc = s_get_number(obj, "top_p", prefix, line, 0, 1, &t->top_p)) ||
         (rc = s_get_int(obj, "seed", prefix, line, 0, INT64_MAX, "a non-negative integer",
                         &t->seed)) ||
         (rc = s_get_stop(obj, prefix, line, t)) ||
@@ -451,6 +453,29 @@ s_parse_batch(json_t *obj, int line, sq_jsonl_task_t *t)
         return rc;
     }
     return s_set_body(t, body);
+}
+
+int
+sq_jsonl_body_stop(const char *body, size_t len, char **stop, int *n_stop)
+{
+    *n_stop = 0;
+    json_error_t jerr;
+    json_t *obj = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
+    if (!obj || !json_is_object(obj)) {
+        json_decref(obj);
+        return SQ_FAIL(SQ_EINVAL, "field \"body\": not a JSON object%s%s", obj ? "" : ": ",
+                       obj ? "" : jerr.text);
+    }
+    sq_jsonl_task_t t;
+    memset(&t, 0, sizeof t);
+    const int rc = s_get_stop(obj, "body", 0, &t);
+    json_decref(obj);
+    for (int i = 0; i < t.n_stop; i++)
+        if (rc == 0)
+            stop[(*n_stop)++] = t.stop[i];
+        else
+            free(t.stop[i]);
+    return rc;
 }
 
 void

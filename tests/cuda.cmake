@@ -303,7 +303,7 @@ if(TARGET shardq-worker AND TARGET sq_group)
   add_library(sq_group_emu STATIC ${SQ_GROUP_EMU_SOURCES})
   target_include_directories(sq_group_emu PUBLIC ${SQ_GROUP_EMU_DIR})
   target_link_libraries(sq_group_emu PUBLIC sq_llm_emu sq_wire MPI::MPI_C
-                        PRIVATE Threads::Threads sq_warnings)
+                        PRIVATE Threads::Threads sq_jsonl sq_warnings)
   sq_emu_sources(shardq-worker SQ_WORKER_EMU_SOURCES)
   get_target_property(SQ_WORKER_EMU_DIR shardq-worker SOURCE_DIR)
   add_executable(shardq-worker-emu ${SQ_WORKER_EMU_SOURCES})

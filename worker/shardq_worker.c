@@ -32,7 +32,7 @@ static void s_usage(FILE *fp)
           "  --max-tokens N      most tokens to generate (default 128; 0: up to the context)\n"
           "  --temperature T     0 = greedy (default 0)\n"
           "  --top-k K           keep the K most likely tokens (default 0: all)\n"
-          "  --top-p P           keep the smallest set with mass P (default 1)\n"
+          "  --top-p P           keep the smallest set with mass P (default 1; 0: the top token)\n"
           "  --seed S            sampling seed (default 0); same seed, same output\n"
           "  --stop TEXT         end the text before TEXT (repeatable, up to 16)\n"
           "  --ignore-eos        do not stop at end-of-sequence tokens\n"
@@ -82,7 +82,7 @@ static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **sto
         else if (!strcmp(a, "--temperature"))
             rc = sq_args_float(a, v, 0.0, 100.0, &o->gen.sampler.temperature);
         else if (!strcmp(a, "--top-p"))
-            rc = sq_args_float(a, v, 1e-6, 1.0, &o->gen.sampler.top_p);
+            rc = sq_args_float(a, v, 0.0, 1.0, &o->gen.sampler.top_p);
         else if (!strcmp(a, "--seed"))
             rc = sq_args_u64(a, v, &o->gen.sampler.seed);
         else if (!strcmp(a, "--stop") && o->gen.n_stop < S_MAX_STOP)

@@ -173,8 +173,10 @@ test_field_errors(void)
                                 SQ_EINVAL, "field \"max_tokens\""));
     SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"temperature\":3}",
                                 SQ_EINVAL, "field \"temperature\": expected a number in [0, 2]"));
-    SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"top_p\":0}", SQ_EINVAL,
-                                "field \"top_p\": expected a number in (0, 1]"));
+    SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"top_p\":-0.5}", SQ_EINVAL,
+                                "field \"top_p\": expected a number in [0, 1]"));
+    SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"top_p\":1.5}", SQ_EINVAL,
+                                "field \"top_p\": expected a number in [0, 1]"));
     SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"seed\":-1}", SQ_EINVAL,
                                 "field \"seed\""));
     SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"stop\":[1]}", SQ_EINVAL,
@@ -398,6 +400,42 @@ s_format(const sq_jsonl_result_t *r)
     return j;
 }
 
+/* The stop strings a worker reads from a task's body */
+static int
+s_body_stop(const char *body, char **stop, int *n)
+{
+    return sq_jsonl_body_stop(body, strlen(body), stop, n);
+}
+
+static void
+test_body_stop(void)
+{
+    char *stop[SQ_JSONL_MAX_STOP];
+    int n = -1;
+    SQ_CHECK(s_body_stop("{\"model\":\"m\",\"prompt\":\"p\"}", stop, &n) == 0 && n == 0);
+    SQ_CHECK(s_body_stop("{\"stop\":null}", stop, &n) == 0 && n == 0);
+    SQ_REQUIRE(s_body_stop("{\"stop\":\"Lily\"}", stop, &n) == 0 && n == 1);
+    SQ_CHECK(strcmp(stop[0], "Lily") == 0);
+    free(stop[0]);
+    SQ_REQUIRE(s_body_stop("{\"stop\":[\"\\n\",\"END\",\"\u00e9\"]}", stop, &n) == 0 && n == 3);
+    SQ_CHECK(!strcmp(stop[0], "\n") && !strcmp(stop[1], "END") && !strcmp(stop[2], "\xc3\xa9"));
+    for (int i = 0; i < n; i++)
+        free(stop[i]);
+    /* what a job file may not hold, a body may not either */
+    SQ_CHECK(s_body_stop("{\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", stop, &n) == SQ_EINVAL &&
+             n == 0);
+    SQ_CHECK(strcmp(sq_error_detail(), "field \"body.stop\": expected a string or an array of at "
+                                       "most 4 strings") == 0);
+    SQ_CHECK(s_body_stop("{\"stop\":[\"a\",\"\"]}", stop, &n) == SQ_EINVAL && n == 0);
+    SQ_CHECK(strstr(sq_error_detail(), "field \"body.stop\": entry 1: expected a non-empty"));
+    SQ_CHECK(s_body_stop("{\"stop\":[\"a\\u0000b\"]}", stop, &n) == SQ_EINVAL && n == 0);
+    SQ_CHECK(s_body_stop("[1]", stop, &n) == SQ_EINVAL);
+    SQ_CHECK(strcmp(sq_error_detail(), "field \"body\": not a JSON object") == 0);
+    SQ_CHECK(s_body_stop("{\"stop\":", stop, &n) == SQ_EINVAL);
+    const char *prefix = "field \"body\": not a JSON object: ";
+    SQ_CHECK(strncmp(sq_error_detail(), prefix, strlen(prefix)) == 0);
+}
+
 static void
 test_result_lines(void)
 {
@@ -565,6 +603,7 @@ main(void)
     SQ_RUN(test_hostile_strings);
     SQ_RUN(test_caps);
     SQ_RUN(test_load_file);
+    SQ_RUN(test_body_stop);
     SQ_RUN(test_result_lines);
     SQ_RUN(test_many_lines);
     SQ_RUN(test_mutations);

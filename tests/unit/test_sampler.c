@@ -102,13 +102,17 @@ static void test_top_k_and_top_p(void)
     s_histogram((sq_sampler_params_t){.temperature = 1.0f, .top_p = 1e-6f, .seed = 3}, 100,
                 counts);
     SQ_CHECK(counts[1] == 100);
+    /* top-p 0 (OpenAI's API takes it): the most likely token alone */
+    s_histogram((sq_sampler_params_t){.temperature = 1.0f, .top_p = 0.0f, .seed = 3}, 100,
+                counts);
+    SQ_CHECK(counts[1] == 100);
 }
 
 static void test_bad_params(void)
 {
     sq_sampler_params_t p = {.temperature = NAN, .top_p = 1.0f};
     SQ_CHECK(sq_sampler_new(&p, S_N) == NULL);
-    p = (sq_sampler_params_t){.temperature = 1.0f, .top_p = 0.0f};
+    p = (sq_sampler_params_t){.temperature = 1.0f, .top_p = -0.1f};
     SQ_CHECK(sq_sampler_new(&p, S_N) == NULL);
     SQ_CHECK(sq_error_code() == SQ_EINVAL);
     p.top_p = 1.0f;

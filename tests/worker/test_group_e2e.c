@@ -20,6 +20,13 @@
  *                result records the version current when it was leased), a
  *                30 % canary lands near 30 %, rollback returns to the
  *                previous version, a bad file is refused, audit rows exist
+ *    task_fields what a job file says reaches the group: CANCEL stops
+ *                leases held but not started (--prefetch), stop strings of
+ *                both shapes end the text, top_p 0 is the greedy token
+ *    link        the broker link's failures: flags a broker would refuse
+ *                fail at start, an endpoint ZeroMQ refuses ends the worker,
+ *                SIGTERM to the worker itself drains it, and a broker that
+ *                ends every session gets READY with a growing pause
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -34,8 +41,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <czmq.h>
+
 #include "sq_e2e_case.h"
 #include "sq_test.h"
+#include "sq_wire.h"
 
 static sq_harness_t *s_h;
 static sq_e2e_client_t *s_c;
@@ -60,6 +70,7 @@ static const char *s_kv_pages;         /* --kv-pages, when set */
 static const char *s_step_timeout;     /* --step-timeout, when set */
 static const char *s_model;            /* --model instead of SHARDQ_TEST_MODEL */
 static const char *s_job_model = S_MODEL_NAME;   /* the jobs' model (its file's name) */
+static const char *s_extra[7];         /* more flags for the groups (NULL-terminated) */
 
 /* Start one TP = 2 worker group (through shardq-group, as deployments do). */
 static sq_proc_t *s_group(const char *name, int max_batch)
@@ -74,7 +85,7 @@ static sq_proc_t *s_group(const char *name, int max_batch)
                           "--max-batch", mb,
                           "--device", s_device, "--kv-type", s_kv_type,
                           "--group-id", name, "--grace", "60", NULL, NULL, NULL, NULL, NULL,
-                          NULL, NULL};
+                          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     int n = 0;
     while (argv[n])
         n++;
@@ -90,6 +101,8 @@ static sq_proc_t *s_group(const char *name, int max_batch)
         argv[n++] = "--adapters";
         argv[n++] = s_adapters_dir;
     }
+    for (int i = 0; s_extra[i]; i++)
+        argv[n++] = s_extra[i];
     return sq_harness_spawn(s_h, name, argv);
 }
 
@@ -855,6 +868,210 @@ static void case_kv_q8_0(void)
     sq_e2e_check_no_duplicates(s_h);
 }
 
+
+/* In a results file, the line of custom_id: its "text" (as JSON writes it)
+ * into text and its finish_reason into finish; false when not found. */
+static bool s_result_of(const char *path, const char *custom_id, char *text, size_t text_size,
+                        char *finish, size_t finish_size)
+{
+    char want[300], line[16384];
+    snprintf(want, sizeof want, "\"custom_id\":\"%s\"", custom_id);
+    FILE *f = fopen(path, "r");
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f)) {
+        const char *t = strstr(line, want) ? strstr(line, "\"text\":\"") : NULL;
+        const char *r = t ? strstr(line, "\"finish_reason\":\"") : NULL;
+        if (!t || !r)
+            continue;
+        t += 8;
+        r += 17;
+        snprintf(text, text_size, "%.*s", (int)(strchr(t, '"') - t), t);
+        snprintf(finish, finish_size, "%.*s", (int)(strchr(r, '"') - r), r);
+        found = true;
+    }
+    if (f)
+        fclose(f);
+    return found;
+}
+
+static void case_task_fields(void)
+{
+    SQ_REQUIRE(sq_e2e_up("group_task_fields", NULL, &s_h, &s_c));
+    /* one slot and 8 leases held beyond it: a job of 9 long tasks fills
+     * both; CANCEL must stop the one running and the 8 waiting */
+    s_extra[0] = "--prefetch";
+    s_extra[1] = "8";
+    s_extra[2] = "--ctx";
+    s_extra[3] = "4096";
+    SQ_REQUIRE(s_group("g-prefetch", 1) != NULL);
+    SQ_REQUIRE(s_wait_groups(1) == 0);
+    const uint64_t job = s_submit_job_t(9, 5, NULL, 4000, 2.0);
+    SQ_REQUIRE(job > 0);
+    SQ_CHECK(sq_e2e_wait_count(s_c, job, "leased", 9, 30000) == 0);
+    uint64_t n = 0;
+    SQ_CHECK(sq_e2e_cancel(s_c, job, &n) == 0);
+    printf("cancelled %llu leased tasks\n", (unsigned long long)n);
+    /* a task after them runs once the group has dealt with all nine */
+    const uint64_t after = s_submit(1, 1, 4);
+    SQ_REQUIRE(after > 0);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM task_results WHERE job_id = %llu AND "
+             "state = 'succeeded'", (unsigned long long)after);
+    SQ_CHECK(sq_harness_wait_i64(s_h, sql, 1, 120000) == 0);
+    /* a result for a cancelled lease is rejected as stale: at most the one
+     * that may have been in flight when CANCEL came (it was 8, one for
+     * each prefetched lease the group ran to the end) */
+    const int64_t stale = s_count("SELECT count(*) FROM audit_log "
+                                  "WHERE action = 'result_rejected_stale'");
+    printf("stale results after CANCEL: %lld\n", (long long)stale);
+    SQ_CHECK(stale >= 0 && stale <= 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM task_results WHERE job_id = %llu AND "
+             "state = 'cancelled'", (unsigned long long)job);
+    SQ_CHECK(s_count(sql) + stale >= 8);
+
+    /* stop strings (a simple line's and an OpenAI body's) end the text
+     * before them; top_p 0 draws the most likely token, greedy's */
+    char in[700], out[700], args[1600];
+    snprintf(in, sizeof in, "%s/fields.jsonl", sq_harness_log_dir(s_h));
+    snprintf(out, sizeof out, "%s/fields-out.jsonl", sq_harness_log_dir(s_h));
+    SQ_REQUIRE(s_write_file(in,
+        "{\"custom_id\":\"plain\",\"prompt\":\"Once upon a time\",\"max_tokens\":40,"
+        "\"temperature\":0}\n"
+        "{\"custom_id\":\"stop\",\"prompt\":\"Once upon a time\",\"max_tokens\":40,"
+        "\"temperature\":0,\"stop\":[\"never\",\"Lily\"]}\n"
+        "{\"custom_id\":\"body-stop\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":"
+        "{\"prompt\":\"Once upon a time\",\"max_tokens\":40,\"temperature\":0,\"stop\":\"girl\"}}\n"
+        "{\"custom_id\":\"top0\",\"prompt\":\"Once upon a time\",\"max_tokens\":40,"
+        "\"temperature\":1,\"top_p\":0}\n") == 0);
+    snprintf(args, sizeof args, "submit %s --model " S_MODEL_NAME " --wait --timeout 120 -o %s",
+             in, out);
+    SQ_CHECK(s_cli(args) == 0);
+    char plain[4096], text[4096], finish[32];
+    SQ_REQUIRE(s_result_of(out, "plain", plain, sizeof plain, finish, sizeof finish));
+    printf("greedy: \"%s\" (%s)\n", plain, finish);
+    SQ_CHECK(strstr(plain, "girl named Lily") != NULL && strcmp(finish, "length") == 0);
+    SQ_CHECK(s_result_of(out, "stop", text, sizeof text, finish, sizeof finish));
+    SQ_CHECK(strcmp(finish, "stop") == 0 && strstr(text, "Lily") == NULL);
+    SQ_CHECK(strlen(text) > 0 && strncmp(plain, text, strlen(text)) == 0);
+    SQ_CHECK(strstr(plain + strlen(text), "Lily") == plain + strlen(text));
+    SQ_CHECK(s_result_of(out, "body-stop", text, sizeof text, finish, sizeof finish));
+    SQ_CHECK(strcmp(finish, "stop") == 0 && strstr(plain, text) == plain &&
+             strncmp(plain + strlen(text), "girl", 4) == 0);
+    SQ_CHECK(s_result_of(out, "top0", text, sizeof text, finish, sizeof finish));
+    SQ_CHECK(strcmp(text, plain) == 0);
+    sq_e2e_check_no_duplicates(s_h);
+}
+
+/* Run the worker binary with args (after --model), wait up to timeout_ms;
+ * its exit code (-1: still running, then killed) */
+static int s_worker_exit(const char *name, const char *model, const char *const args[],
+                         int timeout_ms, sq_proc_t **proc_out)
+{
+    const char *argv[24] = {s_env("SHARDQ_WORKER_BIN"), "--model", model};
+    int n = 3;
+    for (int i = 0; args[i] && n < 23; i++)
+        argv[n++] = args[i];
+    sq_proc_t *p = sq_harness_spawn(s_h, name, argv);
+    if (!p)
+        return -2;
+    *proc_out = p;
+    if (sq_proc_wait(p, timeout_ms) != 0) {
+        sq_proc_stop(p, 5000);
+        return -1;
+    }
+    return sq_proc_exit_code(p);
+}
+
+/* A broker that ends every session at once: how many READYs come in ms */
+static int s_refusing_broker(zsock_t *router, int ms)
+{
+    int ready = 0;
+    const int64_t until = zclock_mono() + ms;
+    sq_wire_enc_t *e = sq_wire_enc_new();
+    while (e && zclock_mono() < until) {
+        if (!(zsock_events(router) & ZMQ_POLLIN)) {
+            zclock_sleep(5);
+            continue;
+        }
+        sq_wire_msg_t *m = NULL;
+        zframe_t *from = NULL;
+        if (sq_wire_recv(zsock_resolve(router), true, SQ_WIRE_MAX_BODY, &m, &from) != 0)
+            continue;
+        if (m->cmd == SQ_WIRE_READY) {
+            ready++;
+            sq_wire_enc_reset(e);
+            sq_wire_map(e, 1);
+            sq_wire_kv_str(e, "reason", "this test's broker ends every session");
+            sq_wire_send(zsock_resolve(router), m->identity, SQ_WIRE_DISCONNECT, e);
+        }
+        zframe_destroy(&from);
+        sq_wire_msg_destroy(&m);
+    }
+    sq_wire_enc_destroy(&e);
+    return ready;
+}
+
+static void case_link(void)
+{
+    SQ_REQUIRE(sq_e2e_up("group_link", NULL, &s_h, &s_c));
+    const char *model = s_env("SHARDQ_TEST_MODEL");
+    sq_proc_t *p = NULL;
+    /* more leases than a READY may offer: refused before loading */
+    const char *over[] = {"--broker", sq_harness_worker_endpoint(s_h), "--max-batch", "8",
+                          "--prefetch", "4090", NULL};
+    SQ_CHECK(s_worker_exit("w-over", model, over, 30000, &p) == 2);
+    SQ_CHECK(p && sq_proc_log_count(p, "--prefetch 4090 hold more than 4096 leases") == 1);
+    /* a model file name longer than the broker's names */
+    char longname[900], target[700];
+    snprintf(target, sizeof target, "%s", model);
+    snprintf(longname, sizeof longname, "%s/%0130d.gguf", sq_harness_log_dir(s_h), 0);
+    SQ_REQUIRE(symlink(target, longname) == 0);
+    const char *named[] = {"--broker", sq_harness_worker_endpoint(s_h), NULL};
+    SQ_CHECK(s_worker_exit("w-name", longname, named, 30000, &p) == 2);
+    SQ_CHECK(p && sq_proc_log_count(p, "must be 1 to 128 bytes") == 1);
+    /* an endpoint ZeroMQ refuses: exit 1, not a group that serves nobody */
+    const char *bad[] = {"--broker", "127.0.0.1:5556", NULL};
+    SQ_CHECK(s_worker_exit("w-endpoint", model, bad, 60000, &p) == 1);
+    SQ_CHECK(p && sq_proc_log_count(p, "broker link failed to start") == 1 &&
+             sq_proc_log_count(p, "expected tcp://HOST:PORT") == 1 &&
+             sq_proc_log_count(p, "worker group ready") == 0);
+
+    /* SIGTERM to the worker process itself (not through shardq-group):
+     * it drains and exits 0 */
+    const char *serve[] = {s_env("SHARDQ_WORKER_BIN"), "--model", model, "--broker",
+                           sq_harness_worker_endpoint(s_h), "--group-id", "w-term", "--grace",
+                           "5", NULL};
+    sq_proc_t *w = sq_harness_spawn(s_h, "w-term", serve);
+    SQ_REQUIRE(w != NULL);
+    SQ_REQUIRE(s_wait_groups(1) == 0);
+    SQ_REQUIRE(sq_proc_signal(w, SIGTERM) == 0);
+    SQ_CHECK(sq_proc_wait(w, 30000) == 0);
+    SQ_CHECK(sq_proc_exit_code(w) == 0 && sq_proc_log_count(w, "draining") == 1);
+
+    /* a broker that ends every session: READY again, each time later */
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    SQ_REQUIRE(router != NULL);
+    const int port = zsock_bind(router, "tcp://127.0.0.1:*[19100-19199]");
+    SQ_REQUIRE(port > 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+    const char *refused[] = {s_env("SHARDQ_WORKER_BIN"), "--model", model, "--broker", ep,
+                             "--grace", "1", NULL};
+    w = sq_harness_spawn(s_h, "w-refused", refused);
+    SQ_REQUIRE(w != NULL);
+    /* the first READY comes once the model is loaded */
+    const int first = s_refusing_broker(router, 3000);
+    const int ready = first + s_refusing_broker(router, 4000);
+    printf("READY messages to a broker ending every session, in ~7 s: %d\n", ready);
+    /* at once, then after 0.1, 0.2, 0.4, 0.8, 1.6, 3.2 s...: a handful
+     * (it was thousands a second) */
+    SQ_CHECK(ready >= 3 && ready <= 12);
+    SQ_CHECK(sq_proc_log_count(w, "this test's broker ends every session") >= 3);
+    SQ_REQUIRE(sq_proc_signal(w, SIGTERM) == 0);
+    SQ_CHECK(sq_proc_wait(w, 30000) == 0);
+    zsock_destroy(&router);
+}
+
 int main(int argc, char **argv)
 {
     static const sq_e2e_case_t cases[] = {
@@ -868,6 +1085,8 @@ int main(int argc, char **argv)
         {"group_cuda_hang", case_cuda_hang},
         {"group_kv_pages", case_kv_pages},
         {"group_kv_q8_0", case_kv_q8_0},
+        {"group_task_fields", case_task_fields},
+        {"group_link", case_link},
         {NULL, NULL},
     };
     return sq_e2e_main(argc, argv, cases, &s_h, &s_c);

@@ -76,7 +76,7 @@ static void s_sort(sq_sampler_t *self, int n)
 sq_sampler_t *sq_sampler_new(const sq_sampler_params_t *params, int n_vocab)
 {
     if (n_vocab < 1 || isnan(params->temperature) || isnan(params->top_p) ||
-        !(params->top_p > 0.0f)) {
+        params->top_p < 0.0f) {
         SQ_FAIL(SQ_EINVAL, "sampler: vocabulary %d, temperature %g, top_p %g", n_vocab,
                 (double)params->temperature, (double)params->top_p);
         return NULL;

@@ -3,7 +3,8 @@
  *  temperature <= 0 is greedy (argmax, lowest id on ties). Otherwise the
  *  logits are divided by the temperature, cut to the top_k highest
  *  (top_k <= 0: all), turned into probabilities, cut to the smallest set
- *  whose mass reaches top_p (top_p >= 1: all) and sampled with a
+ *  whose mass reaches top_p (top_p >= 1: all; 0: the most likely token
+ *  alone, as OpenAI's API takes it) and sampled with a
  *  generator seeded from seed: the same seed and logits give the same
  *  tokens on every machine (xoshiro256**, no libc rand()).
  */
@@ -36,7 +37,7 @@ typedef struct {
     double u;
 } sq_sample_row_t;
 
-/* NULL (detail set) on n_vocab < 1, a NaN parameter or top_p <= 0. */
+/* NULL (detail set) on n_vocab < 1, a NaN parameter or top_p < 0. */
 sq_sampler_t *sq_sampler_new(const sq_sampler_params_t *params, int n_vocab);
 void sq_sampler_destroy(sq_sampler_t **self_p);
 /* true when the sampler is greedy (temperature <= 0): its choice is the

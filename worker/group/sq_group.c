@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sq_group.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -24,6 +25,7 @@
 
 #include "sq_args.h"
 #include "sq_batcher.h"
+#include "sq_clock.h"
 #include "sq_engine.h"
 #include "sq_error.h"
 #include "sq_link.h"
@@ -180,6 +182,28 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
     }
     if (!o->model_path) {
         fprintf(stderr, "shardq-worker: --model is required (see --help)\n");
+        return -1;
+    }
+    /* READY offers the broker max_batch + prefetch leases; it takes at
+     * most SQ_WIRE_MAX_BATCH (auto: at most 256 slots) */
+    const int slots = o->max_batch == SQ_MODEL_SLOTS_AUTO ? SQ_MODEL_SLOTS_AUTO_MAX : o->max_batch;
+    if (slots + (o->prefetch > 0 ? o->prefetch : 0) > SQ_WIRE_MAX_BATCH) {
+        fprintf(stderr, "shardq-worker: --max-batch %s%d and --prefetch %d hold more than %d "
+                "leases, the most a group may hold\n",
+                o->max_batch == SQ_MODEL_SLOTS_AUTO ? "auto (up to) " : "", slots, o->prefetch,
+                SQ_WIRE_MAX_BATCH);
+        return -1;
+    }
+    const char *base = strrchr(o->model_path, '/');
+    base = base ? base + 1 : o->model_path;
+    if (!*base || strlen(base) > SQ_WIRE_MAX_NAME) {
+        fprintf(stderr, "shardq-worker: --model %s: the file name (the model's name for the "
+                "broker) must be 1 to %d bytes\n", o->model_path, SQ_WIRE_MAX_NAME);
+        return -1;
+    }
+    if (o->group_id && (!*o->group_id || strlen(o->group_id) > SQ_WIRE_MAX_ID)) {
+        fprintf(stderr, "shardq-worker: --group-id (or SHARDQ_GROUP_ID) must be 1 to %d bytes\n",
+                SQ_WIRE_MAX_ID);
         return -1;
     }
     return 0;
@@ -458,6 +482,8 @@ static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, 
             /* a retry of the same task samples the same tokens */
             .seed = l->seed >= 0 ? (uint64_t)l->seed : l->task_id,
         },
+        .stop = (const char *const *)l->stop,
+        .n_stop = l->n_stop,
     };
     const sq_model_hparams_t *hp = sq_model_hparams(model);
     sq_seq_t *seq = sq_seq_new(tok, l->prompt, l->prompt_len, &gp, hp->n_vocab,
@@ -485,13 +511,6 @@ static void s_note_preemptions(s_rank0_t *r)
     sq_link_set_kv_use(r->link, kv.in_use, kv.preemptions);
 }
 
-static int s_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int)ts.tv_sec;
-}
-
 static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int tp_size)
 {
     char sha[65];
@@ -500,7 +519,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
     if (rc)
         return rc;
     const char *base = strrchr(o->model_path, '/');
-    char group_id[256];
+    char group_id[SQ_WIRE_MAX_ID + 1];
     if (o->group_id)
         snprintf(group_id, sizeof group_id, "%s", o->group_id);
     else {
@@ -522,6 +541,9 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
     for (int i = 0; i < o->max_batch; i++)
         r.active[i].adapter = -1;
     if (!(r.link = sq_link_new(&cfg))) {
+        char q[600];
+        SQ_ERROR("broker link failed to start", "detail=%s",
+                 sq_log_quote(sq_error_detail(), q, sizeof q));
         free(r.active);
         return sq_error_code();
     }
@@ -532,18 +554,24 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
             cfg.device, o->max_batch, sq_model_n_ctx(model), cfg.kv_type,
             (double)sq_model_kv_bytes(model) / 1048576.0, sq_model_kv_pages(model));
     const sq_tokenizer_t *tok = sq_engine_tokenizer(eng);
-    int deadline = 0;
-    bool draining = false;
+    int64_t deadline = 0;
+    bool draining = false, link_dead = false;
     while (rc == 0) {
         if (s_term && !draining) {
             draining = true;
-            deadline = s_now_s() + o->grace_s;
+            deadline = sq_mono_ms() + (int64_t)o->grace_s * 1000;
             sq_link_set_draining(r.link);
             SQ_INFO("draining", "running=%d grace_s=%d", sq_batcher_n_active(b), o->grace_s);
         }
-        if (draining && ((sq_batcher_n_active(b) == 0 && sq_link_drained(r.link)) ||
-                         s_now_s() >= deadline))
+        /* (a lease waiting for KV pages is the group's too: it runs) */
+        if (draining && ((sq_batcher_n_active(b) == 0 && !r.pending.lease &&
+                          sq_link_drained(r.link)) ||
+                         sq_mono_ms() >= deadline))
             break;
+        if ((link_dead = sq_link_dead(r.link))) {
+            rc = SQ_FAIL(SQ_EIO, "the broker link ended (see the log line before)");
+            break;
+        }
         s_apply_cancels(&r);
         if (r.pending.lease)
             s_retry_pending(&r);
@@ -556,7 +584,11 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
         sq_link_step(r.link, false);
         s_note_preemptions(&r);
     }
-    if (rc) {
+    if (link_dead) {
+        char q[600];
+        SQ_ERROR("broker link failed, stopping the group", "detail=%s",
+                 sq_log_quote(sq_error_detail(), q, sizeof q));
+    } else if (rc) {
         SQ_ERROR("forward step failed", "error=\"%s\" detail=\"%s\"", sq_strerror(rc),
                  sq_error_detail());
         char reason[512];
@@ -677,6 +709,7 @@ int sq_group_main(int argc, char **argv)
     if (o.prefetch < 0)
         o.prefetch = 0;
     sq_log_init("worker");
+    zsys_handler_set(NULL);   /* our handlers, not czmq's: SIGTERM drains */
     struct sigaction sa = {.sa_handler = s_on_term};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);

@@ -16,9 +16,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sq_clock.h"
 #include "sq_error.h"
+#include "sq_jsonl.h"
 #include "sq_log.h"
 #include "sq_wire.h"
+
+/* reconnecting after a broker's DISCONNECT: at once the first time (a
+ * restarted broker asks for READY), then after a growing pause while the
+ * broker keeps refusing, so that a refused READY is not a storm */
+#define S_BACKOFF_FIRST_MS 100
+#define S_BACKOFF_MAX_MS 5000
 
 typedef struct s_out {
     struct s_out *next;
@@ -47,6 +55,8 @@ struct sq_link {
     zsock_t *wake_tx;           /* compute side */
     pthread_t thread;
     bool thread_started;
+    int start_state;            /* under mu: 0 starting, 1 running, -1 failed */
+    char start_error[256];      /* why it failed */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -55,19 +65,13 @@ struct sq_link {
     uint64_t *cancels;
     int n_cancels, cap_cancels;
     uint64_t epoch;
-    bool draining, draining_sent, connected, stop;
+    bool draining, draining_sent, stop;
+    bool dead;                  /* the link thread ended without being stopped */
     bool drain_acked;           /* the broker acknowledged the draining READY */
     char *stop_reason;          /* sq_link_set_stop_reason; NULL: the default */
     int64_t kv_in_use, preemptions;   /* sq_link_set_kv_use; -1: not set */
     bool kv_dirty;                  /* changed since the last HEARTBEAT */
 };
-
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void sq_lease_destroy(sq_lease_t **self_p)
 {
@@ -79,6 +83,8 @@ void sq_lease_destroy(sq_lease_t **self_p)
     free(l->model);
     free(l->adapter);
     free(l->adapter_version);
+    for (int i = 0; i < l->n_stop; i++)
+        free(l->stop[i]);
     free(l);
     *self_p = NULL;
 }
@@ -138,14 +144,23 @@ static void s_send_ready(sq_link_t *self, zsock_t *dealer, bool draining)
     sq_wire_enc_destroy(&e);
 }
 
-static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch)
+_Static_assert(SQ_JSONL_MAX_STOP == sizeof ((sq_lease_t *)0)->stop / sizeof(char *),
+               "a lease holds a job file's stop strings");
+
+/* A TASKS entry as a lease. NULL when out of memory or when it names no
+ * lease (nothing to answer). A lease whose other fields are bad comes
+ * back with *bad set (the detail says what): it is answered with FAIL. */
+static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch, bool *bad)
 {
+    *bad = false;
     sq_lease_t *l = calloc(1, sizeof *l);
-    if (!l)
+    if (!l) {
+        SQ_FAIL(SQ_ENOMEM, "out of memory");
         return NULL;
+    }
     uint64_t attempt = 1;
-    const char *prompt = NULL;
-    size_t prompt_len = 0;
+    const char *prompt = NULL, *body = NULL;
+    size_t prompt_len = 0, body_len = 0;
     l->max_tokens = -1;
     l->seed = -1;
     l->temperature = NAN;
@@ -153,7 +168,11 @@ static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch)
     l->epoch = epoch;
     int rc = sq_wire_get_u64(t, "lease", true, UINT64_MAX, &l->lease);
     if (!rc) rc = sq_wire_get_u64(t, "token", true, UINT64_MAX, &l->token);
-    if (!rc) rc = sq_wire_get_u64(t, "task_id", false, UINT64_MAX, &l->task_id);
+    if (rc) {
+        sq_lease_destroy(&l);
+        return NULL;
+    }
+    rc = sq_wire_get_u64(t, "task_id", false, UINT64_MAX, &l->task_id);
     if (!rc) rc = sq_wire_get_u64(t, "job_id", false, UINT64_MAX, &l->job_id);
     if (!rc) rc = sq_wire_get_u64(t, "attempt", false, UINT32_MAX, &attempt);
     if (!rc) rc = sq_wire_get_strdup(t, "custom_id", false, SQ_WIRE_MAX_ID, &l->custom_id);
@@ -166,20 +185,60 @@ static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch)
     if (!rc) rc = sq_wire_get_double(t, "temperature", false, &l->temperature);
     if (!rc) rc = sq_wire_get_double(t, "top_p", false, &l->top_p);
     if (!rc) rc = sq_wire_get_i64(t, "seed", false, &l->seed);
+    if (!rc) rc = sq_wire_get_str(t, "body", false, SQ_WIRE_MAX_TEXT, &body, &body_len);
+    /* stop strings travel in the OpenAI body (both job-file shapes) */
+    if (!rc && body) rc = sq_jsonl_body_stop(body, body_len, l->stop, &l->n_stop);
     if (!rc && !(l->prompt = malloc(prompt_len + 1)))
-        rc = SQ_ENOMEM;
-    if (rc) {
+        rc = SQ_FAIL(SQ_ENOMEM, "out of memory");
+    if (rc == SQ_ENOMEM) {
         sq_lease_destroy(&l);
         return NULL;
     }
-    memcpy(l->prompt, prompt, prompt_len);
-    l->prompt[prompt_len] = '\0';
-    l->prompt_len = prompt_len;
+    *bad = rc != 0;
+    if (l->prompt) {
+        memcpy(l->prompt, prompt, prompt_len);
+        l->prompt[prompt_len] = '\0';
+        l->prompt_len = prompt_len;
+    }
     l->attempt = (uint32_t)attempt;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     l->received_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     return l;
+}
+
+static void s_out_free(s_out_t *o)
+{
+    free(o->text);
+    free(o->adapter);
+    free(o->adapter_version);
+    free(o);
+}
+
+/* A task this group cannot run as sent: FAIL it now, not retryable (the
+ * link thread's own outcome; it goes out with the next flush) */
+static void s_refuse_task(sq_link_t *self, sq_lease_t *l, const char *why)
+{
+    s_out_t *o = calloc(1, sizeof *o);
+    char text[SQ_WIRE_MAX_ERROR];
+    snprintf(text, sizeof text, "task refused by the worker: %s", why);
+    if (o && (o->text = strdup(text))) {
+        o->lease = l->lease;
+        o->token = l->token;
+        o->text_len = strlen(o->text);
+        pthread_mutex_lock(&self->mu);
+        if (self->out_tail)
+            self->out_tail->next = o;
+        else
+            self->out_head = o;
+        self->out_tail = o;
+        pthread_mutex_unlock(&self->mu);
+    } else if (o) {
+        s_out_free(o);
+    }
+    SQ_WARN("task refused", "lease=%llu task=%llu", (unsigned long long)l->lease,
+            (unsigned long long)l->task_id);
+    sq_lease_destroy(&l);
 }
 
 static void s_on_tasks(sq_link_t *self, sq_wire_val_t body)
@@ -193,10 +252,17 @@ static void s_on_tasks(sq_link_t *self, sq_wire_val_t body)
     uint64_t epoch = self->epoch;
     pthread_mutex_unlock(&self->mu);
     while (sq_wire_iter_next(&it, &t)) {
-        sq_lease_t *l = s_parse_task(t, epoch);
+        bool bad;
+        sq_lease_t *l = s_parse_task(t, epoch, &bad);
+        if (l && bad) {
+            s_refuse_task(self, l, sq_error_detail());
+            continue;
+        }
         s_in_t *n = l ? calloc(1, sizeof *n) : NULL;
         if (!n) {
-            SQ_WARN("task dropped", "reason=%s", l ? "out of memory" : sq_error_detail());
+            char q[512];
+            SQ_WARN("task dropped", "reason=%s",
+                    sq_log_quote(l ? "out of memory" : sq_error_detail(), q, sizeof q));
             sq_lease_destroy(&l);
             continue;
         }
@@ -224,6 +290,26 @@ static void s_on_heartbeat(sq_link_t *self, sq_wire_val_t body)
     pthread_mutex_unlock(&self->mu);
 }
 
+/* Take lease out of the queue of leases not yet taken (mu held): the
+ * compute thread never sees it. false: not there. */
+static bool s_unqueue(sq_link_t *self, uint64_t lease)
+{
+    for (s_in_t **p = &self->in_head, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
+        s_in_t *n = *p;
+        if (n->lease->lease != lease)
+            continue;
+        *p = n->next;
+        if (self->in_tail == n)
+            self->in_tail = prev;
+        sq_lease_destroy(&n->lease);
+        free(n);
+        return true;
+    }
+    return false;
+}
+
+/* CANCEL-LEASE: a lease still queued here goes at once; the others are
+ * for the compute thread, which holds them (sq_link_cancelled) */
 static void s_on_cancel(sq_link_t *self, sq_wire_val_t body)
 {
     sq_wire_val_t arr, t;
@@ -234,7 +320,7 @@ static void s_on_cancel(sq_link_t *self, sq_wire_val_t body)
     pthread_mutex_lock(&self->mu);
     while (sq_wire_iter_next(&it, &t)) {
         uint64_t lease;
-        if (sq_wire_get_u64(t, "lease", true, UINT64_MAX, &lease))
+        if (sq_wire_get_u64(t, "lease", true, UINT64_MAX, &lease) || s_unqueue(self, lease))
             continue;
         if (self->n_cancels == self->cap_cancels) {
             int cap = self->cap_cancels ? self->cap_cancels * 2 : 64;
@@ -312,24 +398,27 @@ static int s_flush(sq_link_t *self, zsock_t *dealer)
     }
     while (list) {
         s_out_t *next = list->next;
-        free(list->text);
-        free(list->adapter);
-        free(list->adapter_version);
-        free(list);
+        s_out_free(list);
         list = next;
     }
     return n_sent;
 }
 
-static zsock_t *s_connect(sq_link_t *self)
+/* A DEALER connected to the broker, READY sent; NULL (why in err) when
+ * the endpoint is refused */
+static zsock_t *s_connect(sq_link_t *self, char *err, size_t err_size)
 {
     zsock_t *dealer = zsock_new(ZMQ_DEALER);
-    if (!dealer)
+    if (!dealer) {
+        snprintf(err, err_size, "cannot create a socket: %s", zmq_strerror(zmq_errno()));
         return NULL;
+    }
     zsock_set_linger(dealer, 2000);
     zsock_set_rcvhwm(dealer, 0);
     zsock_set_sndhwm(dealer, 0);
     if (zsock_connect(dealer, "%s", self->endpoint) != 0) {
+        snprintf(err, err_size, "broker endpoint %s: %s (expected tcp://HOST:PORT)",
+                 self->endpoint, zmq_strerror(zmq_errno()));
         zsock_destroy(&dealer);
         return NULL;
     }
@@ -383,59 +472,125 @@ static void s_check_step(sq_link_t *self, zsock_t *dealer, int64_t now)
     char reason[160];
     snprintf(reason, sizeof reason, "forward step stuck for %.1f s (step timeout %.1f s)",
              (double)(now - since) / 1000.0, self->step_timeout_ms / 1000.0);
-    s_send_disconnect(dealer, reason);
-    zclock_sleep(200);   /* for the message to leave */
+    if (dealer) {
+        s_send_disconnect(dealer, reason);
+        zclock_sleep(200);   /* for the message to leave */
+    }
     _exit(1);
+}
+
+/* The broker's word in a DISCONNECT or ERROR body, logged */
+static void s_log_broker(const char *msg, sq_wire_val_t body, const char *key, int reconnect_ms)
+{
+    const char *text = NULL;
+    size_t n = 0;
+    char copy[SQ_WIRE_MAX_ERROR], q[SQ_WIRE_MAX_ERROR + 64];
+    if (sq_wire_get_str(body, key, false, SQ_WIRE_MAX_ERROR, &text, &n) != 0 || !text)
+        n = 0;
+    snprintf(copy, sizeof copy, "%.*s", (int)n, text ? text : "");
+    if (reconnect_ms >= 0)
+        SQ_WARN(msg, "%s=%s reconnect_in_ms=%d", key, sq_log_quote(copy, q, sizeof q),
+                reconnect_ms);
+    else
+        SQ_WARN(msg, "%s=%s", key, sq_log_quote(copy, q, sizeof q));
+}
+
+/* the thread's start (ok) or failure, for sq_link_new */
+static void s_started(sq_link_t *self, bool ok, const char *err)
+{
+    pthread_mutex_lock(&self->mu);
+    self->start_state = ok ? 1 : -1;
+    if (!ok)
+        snprintf(self->start_error, sizeof self->start_error, "%s", err);
+    pthread_cond_broadcast(&self->cv);
+    pthread_mutex_unlock(&self->mu);
 }
 
 static void *s_thread(void *arg)
 {
     sq_link_t *self = arg;
-    char ep[80];
+    char ep[80], err[256] = "cannot create the link's wake-up socket";
     snprintf(ep, sizeof ep, "@%s", self->wake_ep);
     zsock_t *wake_rx = zsock_new_pair(ep);
-    zsock_t *dealer = s_connect(self);
-    if (!wake_rx || !dealer) {
-        SQ_ERROR("broker link failed to start", "endpoint=%s", self->endpoint);
+    zsock_t *dealer = wake_rx ? s_connect(self, err, sizeof err) : NULL;
+    s_started(self, dealer != NULL, err);
+    if (!dealer) {
         zsock_destroy(&wake_rx);
-        zsock_destroy(&dealer);
         return NULL;
     }
     zpoller_t *poller = zpoller_new(dealer, wake_rx, NULL);
-    int64_t last_recv = s_now_ms(), last_send = last_recv, last_kv = last_recv;
+    int64_t last_recv = sq_mono_ms(), last_send = last_recv, last_kv = last_recv;
+    int64_t reconnect_at = 0;   /* with dealer NULL: when to connect again */
+    int backoff_ms = 0;         /* the pause before the next reconnect after a DISCONNECT */
+    bool stopped = false;
     for (;;) {
         pthread_mutex_lock(&self->mu);
-        bool stop = self->stop;
-        bool send_drain = self->draining && !self->draining_sent;
-        self->draining_sent = self->draining;
-        self->connected = true;
+        stopped = self->stop;
+        bool send_drain = dealer && self->draining && !self->draining_sent;
+        if (dealer)
+            self->draining_sent = self->draining;
         pthread_mutex_unlock(&self->mu);
-        if (stop)
+        if (stopped)
             break;
         void *which = zpoller_wait(poller, self->heartbeat_ms / 4);
-        int64_t now = s_now_ms();
+        int64_t now = sq_mono_ms();
+        bool drop = false;      /* the broker ended the session */
         if (which == wake_rx) {
             zframe_t *f = zframe_recv(wake_rx);
             zframe_destroy(&f);
-        } else if (which == dealer) {
+        } else if (dealer && which == dealer) {
             sq_wire_msg_t *m = NULL;
             if (sq_wire_recv(zsock_resolve(dealer), false, SQ_WIRE_MAX_BODY, &m, NULL) == 0) {
                 last_recv = now;
-                if (m->cmd == SQ_WIRE_TASKS)
-                    s_on_tasks(self, m->body);
-                else if (m->cmd == SQ_WIRE_CANCEL_LEASE)
-                    s_on_cancel(self, m->body);
-                else if (m->cmd == SQ_WIRE_HEARTBEAT)
-                    s_on_heartbeat(self, m->body);
-                else if (m->cmd == SQ_WIRE_DISCONNECT)
-                    last_recv = 0;          /* reconnect below */
-                else if (m->cmd == SQ_WIRE_ERROR)
-                    SQ_WARN("broker error", "detail=%s", "see broker log");
+                if (m->cmd == SQ_WIRE_DISCONNECT) {
+                    s_log_broker("broker ended the session", m->body, "reason", backoff_ms);
+                    drop = true;
+                } else if (m->cmd == SQ_WIRE_ERROR) {
+                    s_log_broker("broker error", m->body, "message", -1);
+                } else {
+                    backoff_ms = 0;     /* a session that works */
+                    if (m->cmd == SQ_WIRE_TASKS)
+                        s_on_tasks(self, m->body);
+                    else if (m->cmd == SQ_WIRE_CANCEL_LEASE)
+                        s_on_cancel(self, m->body);
+                    else if (m->cmd == SQ_WIRE_HEARTBEAT)
+                        s_on_heartbeat(self, m->body);
+                }
                 sq_wire_msg_destroy(&m);
             }
         } else if (zpoller_terminated(poller)) {
             break;
         }
+        if (dealer && !drop &&
+            now - last_recv > (int64_t)self->heartbeat_ms * SQ_WIRE_HEARTBEAT_LIVENESS) {
+            SQ_WARN("broker silent, reconnecting", "endpoint=%s", self->endpoint);
+            drop = true;
+            backoff_ms = 0;     /* the silence was the pause */
+        }
+        if (drop) {
+            /* a new session: what was taken under this one is void */
+            zpoller_destroy(&poller);
+            zsock_set_linger(dealer, 0);
+            zsock_destroy(&dealer);
+            s_new_epoch(self);
+            poller = zpoller_new(wake_rx, NULL);
+            reconnect_at = now + backoff_ms;
+            backoff_ms = !backoff_ms ? S_BACKOFF_FIRST_MS
+                         : backoff_ms < S_BACKOFF_MAX_MS / 2 ? 2 * backoff_ms : S_BACKOFF_MAX_MS;
+        }
+        if (!dealer && now >= reconnect_at) {
+            if (!(dealer = s_connect(self, err, sizeof err))) {
+                char q[300];
+                SQ_ERROR("broker link failed", "error=%s", sq_log_quote(err, q, sizeof q));
+                break;
+            }
+            zpoller_destroy(&poller);
+            poller = zpoller_new(dealer, wake_rx, NULL);
+            last_recv = last_send = last_kv = now;
+        }
+        s_check_step(self, dealer, now);
+        if (!dealer)
+            continue;
         if (s_flush(self, dealer) > 0)
             last_send = now;
         if (send_drain) {
@@ -447,25 +602,16 @@ static void *s_thread(void *arg)
             s_send_heartbeat(self, dealer);
             last_send = last_kv = now;
         }
-        s_check_step(self, dealer, now);
-        if (now - last_recv > (int64_t)self->heartbeat_ms * SQ_WIRE_HEARTBEAT_LIVENESS) {
-            SQ_WARN("broker silent, reconnecting", "endpoint=%s", self->endpoint);
-            pthread_mutex_lock(&self->mu);
-            self->connected = false;
-            pthread_mutex_unlock(&self->mu);
-            zpoller_destroy(&poller);
-            zsock_set_linger(dealer, 0);
-            zsock_destroy(&dealer);
-            s_new_epoch(self);
-            if (!(dealer = s_connect(self)))
-                break;
-            poller = zpoller_new(dealer, wake_rx, NULL);
-            last_recv = s_now_ms();
-        }
     }
-    s_flush(self, dealer);
+    if (dealer) {
+        s_flush(self, dealer);
+        pthread_mutex_lock(&self->mu);
+        s_send_disconnect(dealer, self->stop_reason ? self->stop_reason : "group shutting down");
+        pthread_mutex_unlock(&self->mu);
+    }
     pthread_mutex_lock(&self->mu);
-    s_send_disconnect(dealer, self->stop_reason ? self->stop_reason : "group shutting down");
+    self->dead = !stopped;      /* the compute thread stops waiting for leases */
+    pthread_cond_broadcast(&self->cv);
     pthread_mutex_unlock(&self->mu);
     zpoller_destroy(&poller);
     zsock_destroy(&dealer);
@@ -526,6 +672,18 @@ sq_link_t *sq_link_new(const sq_link_config_t *cfg)
         return NULL;
     }
     self->thread_started = true;
+    /* a broker endpoint it cannot use fails here, not in a group that then
+     * serves nobody */
+    pthread_mutex_lock(&self->mu);
+    while (self->start_state == 0)
+        pthread_cond_wait(&self->cv, &self->mu);
+    const bool ok = self->start_state > 0;
+    pthread_mutex_unlock(&self->mu);
+    if (!ok) {
+        SQ_FAIL(SQ_EINVAL, "%s", self->start_error);
+        sq_link_destroy(&self);
+        return NULL;
+    }
     return self;
 nomem:
     SQ_FAIL(SQ_ENOMEM, "broker link");
@@ -533,9 +691,11 @@ nomem:
     return NULL;
 }
 
+/* Never blocks: with a wake-up already queued the link thread needs no
+ * other, and one that has ended reads none */
 static void s_wake(sq_link_t *self)
 {
-    zsock_signal(self->wake_tx, 0);
+    zmq_send(zsock_resolve(self->wake_tx), "", 0, ZMQ_DONTWAIT);
 }
 
 void sq_link_destroy(sq_link_t **self_p)
@@ -581,7 +741,7 @@ sq_lease_t *sq_link_take(sq_link_t *self, int timeout_ms)
             dl.tv_sec++;
             dl.tv_nsec -= 1000000000;
         }
-        while (!self->in_head && !self->stop)
+        while (!self->in_head && !self->stop && !self->dead)
             if (pthread_cond_timedwait(&self->cv, &self->mu, &dl) != 0)
                 break;
     }
@@ -628,12 +788,12 @@ bool sq_link_drained(sq_link_t *self)
     return done;
 }
 
-bool sq_link_connected(sq_link_t *self)
+bool sq_link_dead(sq_link_t *self)
 {
     pthread_mutex_lock(&self->mu);
-    bool c = self->connected;
+    bool dead = self->dead;
     pthread_mutex_unlock(&self->mu);
-    return c;
+    return dead;
 }
 
 /* Queue an outcome for the link thread; outcomes of a voided epoch are
@@ -650,12 +810,8 @@ static void s_push(sq_link_t *self, sq_lease_t *lease, s_out_t *o)
         self->out_tail = o;
     }
     pthread_mutex_unlock(&self->mu);
-    if (!live) {
-        free(o->text);
-        free(o->adapter);
-        free(o->adapter_version);
-        free(o);
-    }
+    if (!live)
+        s_out_free(o);
     sq_lease_destroy(&lease);
     if (live)
         s_wake(self);
@@ -732,7 +888,7 @@ void sq_link_set_stop_reason(sq_link_t *self, const char *reason)
 
 void sq_link_step(sq_link_t *self, bool running)
 {
-    atomic_store(&self->step_since_ms, running ? (long long)s_now_ms() : 0LL);
+    atomic_store(&self->step_since_ms, running ? (long long)sq_mono_ms() : 0LL);
 }
 
 void sq_link_set_draining(sq_link_t *self)

@@ -39,6 +39,8 @@ typedef struct {
     double temperature;         /* NAN: default */
     double top_p;               /* NAN: default */
     int64_t seed;               /* -1: default */
+    char *stop[4];              /* the stop strings of the task's body (n_stop) */
+    int n_stop;
     int64_t received_ns;        /* CLOCK_MONOTONIC when TASKS arrived */
     uint64_t epoch;
 } sq_lease_t;
@@ -76,7 +78,7 @@ typedef struct {
 typedef struct sq_link sq_link_t;
 
 /* Start the link thread; it connects and sends READY at once. cfg strings
- * are copied. NULL on error (detail set). */
+ * are copied. NULL on error (detail set: an endpoint ZeroMQ refuses, say). */
 sq_link_t *sq_link_new(const sq_link_config_t *cfg);
 /* Why the group stops, for the DISCONNECT that sq_link_destroy sends (the
  * broker records it with each lease it re-queues); default "group
@@ -103,8 +105,9 @@ void sq_link_fail(sq_link_t *self, sq_lease_t *lease, bool retryable, const char
 void sq_link_step(sq_link_t *self, bool running);
 /* Announce draining (READY draining=true): the broker sends no more tasks. */
 void sq_link_set_draining(sq_link_t *self);
-/* True while the broker link is up (READY sent and the broker alive). */
-bool sq_link_connected(sq_link_t *self);
+/* The link thread has ended by itself (its broker endpoint failed): no
+ * lease can come or go any more. */
+bool sq_link_dead(sq_link_t *self);
 /* The KV-cache pages the running sequences hold and the preemptions so
  * far: HEARTBEAT takes them to the broker, at most once a heartbeat
  * interval when they change, even while results flow. */
