@@ -226,5 +226,8 @@ static inline const char *sq_task_adapter_version(const sq_task_t *t)
     return v && *v ? v : NULL;
 }
 static inline uint64_t sq_task_id(const sq_task_t *t) { return (t->job->id << 20) | t->idx; }
+/* the job and the index a task id names */
+static inline uint64_t sq_task_id_job(uint64_t task_id) { return task_id >> 20; }
+static inline uint32_t sq_task_id_idx(uint64_t task_id) { return (uint32_t)(task_id & 0xFFFFFu); }
 
 #endif

@@ -219,6 +219,9 @@ void sq_server_unlease(sq_server_t *self, sq_task_t *t)
 {
     sq_group_t *g = t->group;
     zhashx_delete(self->leases, &t->lease_id);
+    size_t slot = t->lease_id & (SQ_SERVER_ENDED_LEASES - 1);
+    self->ended[slot].lease = t->lease_id;
+    self->ended[slot].task_id = sq_task_id(t);
     if (t->lprev)
         t->lprev->lnext = t->lnext;
     else if (g)
@@ -231,6 +234,12 @@ void sq_server_unlease(sq_server_t *self, sq_task_t *t)
     sq_pstat_t *p = sq_server_pstat(self, t->job->model);
     if (p && p->leased)
         p->leased--;
+}
+
+uint64_t sq_server_ended_lease(const sq_server_t *self, uint64_t lease)
+{
+    size_t slot = lease & (SQ_SERVER_ENDED_LEASES - 1);
+    return lease && self->ended[slot].lease == lease ? self->ended[slot].task_id : 0;
 }
 
 void sq_server_task_terminal(sq_server_t *self, sq_task_t *t, uint8_t state, const char *error)
@@ -305,7 +314,29 @@ static void s_encode_task(sq_server_t *self, sq_wire_enc_t *e, sq_task_t *t)
     sq_wire_kv_str(e, "params", j->params);
 }
 
-/* Fill one group's free slots; TASKS bodies stay well under the cap. */
+/* What s_encode_task writes for t, at most: its strings (the job's params
+ * go into every task), two names the lease resolves (adapter, version) and
+ * the 17 keys with their numbers and headers. */
+#define S_TASK_FIXED_BYTES 512
+#define S_TASK_MAX_BYTES                                                                      \
+    (S_TASK_FIXED_BYTES + SQ_WIRE_MAX_ID + 3 * SQ_WIRE_MAX_NAME + SQ_WIRE_MAX_PROMPT +       \
+     2 * SQ_WIRE_MAX_TEXT)
+/* A TASKS body is closed once it holds this much; the task that passes the
+ * mark is the last, so a body never outgrows the cap and one task always
+ * fits. */
+#define S_TASKS_FULL_BYTES (SQ_WIRE_MAX_BODY / 2)
+_Static_assert(S_TASKS_FULL_BYTES + S_TASK_MAX_BYTES + 16 < SQ_WIRE_MAX_BODY,
+               "a TASKS body stays under the body cap");
+
+static size_t s_task_wire_bytes(const sq_task_t *t)
+{
+    const char *body = sq_task_body(t), *params = t->job->params;
+    return S_TASK_FIXED_BYTES + strlen(sq_task_custom_id(t)) + strlen(sq_task_prompt(t)) +
+           (body ? strlen(body) : 0) + (params ? strlen(params) : 0) + strlen(t->job->model) +
+           2 * SQ_WIRE_MAX_NAME;
+}
+
+/* Fill one group's free slots, in one TASKS under the body cap. */
 static void s_dispatch_group(sq_server_t *self, sq_group_t *g, uint32_t cap)
 {
     enum { MAX_TASKS = SQ_WIRE_MAX_BATCH };
@@ -314,13 +345,13 @@ static void s_dispatch_group(sq_server_t *self, sq_group_t *g, uint32_t cap)
     if (free_slots > cap)
         free_slots = cap;
     size_t bytes = 0;
-    while (n < free_slots && n < MAX_TASKS && bytes < SQ_WIRE_MAX_BODY / 2) {
+    while (n < free_slots && n < MAX_TASKS && bytes < S_TASKS_FULL_BYTES) {
         sq_qitem_t *it = sq_queue_pop(self->queue, g->model);
         if (!it)
             break;
         sq_task_t *t = (sq_task_t *)it;
         picked[n++] = t;
-        bytes += strlen(sq_task_prompt(t)) + 256 + (t->body_off ? strlen(sq_task_body(t)) : 0);
+        bytes += s_task_wire_bytes(t);
     }
     if (n == 0)
         return;
@@ -374,7 +405,11 @@ void sq_server_dispatch(sq_server_t *self)
                 s_dispatch_group(self, g, pass == 0 ? share : UINT32_MAX);
 }
 
-void sq_server_group_lost(sq_server_t *self, sq_group_t *g, const char *reason)
+/* Forget g and put its leases back in the queue, without dispatching: a
+ * caller removing several groups dispatches once they are all gone, so no
+ * task goes to a group about to be removed (each such hop would cost the
+ * task an attempt). */
+static void s_group_remove(sq_server_t *self, sq_group_t *g, const char *reason)
 {
     uint32_t n = g->n_leases;
     while (g->leases)
@@ -389,6 +424,11 @@ void sq_server_group_lost(sq_server_t *self, sq_group_t *g, const char *reason)
     SQ_INFO("worker group lost", "group=%s reason=%s leases=%u", sq_q(g->group_id), sq_q(reason), n);
     zhashx_delete(self->groups, g->key);
     s_group_destroy(&g);
+}
+
+void sq_server_group_lost(sq_server_t *self, sq_group_t *g, const char *reason)
+{
+    s_group_remove(self, g, reason);
     sq_server_kick(self);
     sq_server_dispatch(self);
 }
@@ -624,12 +664,36 @@ static int s_on_committed(zloop_t *loop, zsock_t *reader, void *arg)
 
 /* ---- timers ---- */
 
+static bool s_any_silent(sq_server_t *self, int64_t now, int64_t dead_after)
+{
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
+        if (now - g->last_recv_ms > dead_after)
+            return true;
+    return false;
+}
+
+/* Read what waits on the worker socket; false when messages still wait
+ * after a bounded number of rounds. zloop runs due timers before readers,
+ * so after the loop was busy elsewhere (a burst of large SUBMITs) the
+ * heartbeats of live groups can wait unread here while their last_recv_ms
+ * says they are silent. */
+static bool s_read_workers(sq_server_t *self)
+{
+    for (int i = 0; i < 16 && (zsock_events(self->workers) & ZMQ_POLLIN); i++)
+        sq_server_on_worker(self->loop, self->workers, self);
+    return !(zsock_events(self->workers) & ZMQ_POLLIN);
+}
+
+/* A group silent for `liveness` beats is dead, judged only once nothing it
+ * sent can be waiting unread. All the dead go before anything is
+ * dispatched again (the tick dispatches after this). */
 static void s_heartbeats(sq_server_t *self, int64_t now)
 {
     int64_t dead_after = (int64_t)self->opts.heartbeat_ms * self->opts.liveness;
+    bool judge = !s_any_silent(self, now, dead_after) || s_read_workers(self);
     zlistx_t *lost = zlistx_new();
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
-        if (now - g->last_recv_ms > dead_after) {
+        if (judge && now - g->last_recv_ms > dead_after) {
             zlistx_add_end(lost, g);
         } else if (now - g->last_send_ms >= self->opts.heartbeat_ms) {
             sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_HEARTBEAT, NULL);
@@ -637,7 +701,7 @@ static void s_heartbeats(sq_server_t *self, int64_t now)
         }
     }
     for (sq_group_t *g = zlistx_first(lost); g; g = zlistx_next(lost))
-        sq_server_group_lost(self, g, "missed heartbeats");
+        s_group_remove(self, g, "missed heartbeats");
     zlistx_destroy(&lost);
 }
 

@@ -30,6 +30,17 @@ typedef struct {
                                  for their commit (20000); 0: no limit */
 } sq_server_opts_t;
 
+/* The most one wake-up of a socket handler reads for (ms): a burst of large
+ * requests must not keep the loop from its timers and other sockets, least
+ * of all from sending heartbeats (a worker group gives the broker up after
+ * 3 silent beats). One message may overrun it (a 100,000-task SUBMIT takes
+ * a quarter of a second to read). */
+#define SQ_SERVER_SLICE_MS 50
+
+/* Ended leases remembered (lease id -> task), so that a late RESULT or
+ * FAIL for one is audited under its job and task; a power of two. */
+#define SQ_SERVER_ENDED_LEASES 65536
+
 typedef struct sq_server_t {
     sq_server_opts_t opts;
     zsock_t *clients, *workers;
@@ -55,6 +66,9 @@ typedef struct sq_server_t {
     sq_wire_enc_t *enc; /* scratch encoder for replies */
     uint64_t n_stale, n_dispatched, n_committed_batches;
     uint32_t n_completing; /* tasks COMPLETING: terminal row written, commit pending */
+    /* the last ended leases, direct-mapped by lease id (leases are numbered
+     * in order): {lease id, sq_task_id}, {0, 0} when empty */
+    struct { uint64_t lease, task_id; } ended[SQ_SERVER_ENDED_LEASES];
 } sq_server_t;
 
 sq_server_t *sq_server_new(const sq_server_opts_t *opts);
@@ -92,7 +106,11 @@ void sq_server_dispatch(sq_server_t *self);
 /* True while max_uncommitted finished tasks wait for their commit: no new
  * leases until a commit brings the count down. */
 bool sq_server_dispatch_paused(const sq_server_t *self);
+/* Forget a group, re-queue its leases, dispatch them to the others. */
 void sq_server_group_lost(sq_server_t *self, sq_group_t *g, const char *reason);
+/* The task id (sq_task_id) an ended lease was for, or 0 when it is not
+ * among the last SQ_SERVER_ENDED_LEASES ended (or never existed). */
+uint64_t sq_server_ended_lease(const sq_server_t *self, uint64_t lease);
 
 int sq_server_on_client(zloop_t *loop, zsock_t *reader, void *arg);
 int sq_server_on_worker(zloop_t *loop, zsock_t *reader, void *arg);

@@ -574,8 +574,11 @@ static void s_request(sq_server_t *self, sq_wire_msg_t *msg)
 int sq_server_on_client(zloop_t *loop, zsock_t *reader, void *arg)
 {
     sq_server_t *self = arg;
-    /* drain what is there (bounded) so one wakeup serves many requests */
-    for (int i = 0; i < 1000 && (zsock_events(reader) & ZMQ_POLLIN); i++) {
+    /* drain what is there (bounded in count and time) so one wakeup serves
+     * many requests, and the loop still gets to its timers and workers */
+    int64_t until = sq_now_ms() + SQ_SERVER_SLICE_MS;
+    for (int i = 0; i < 1000 && sq_now_ms() < until && (zsock_events(reader) & ZMQ_POLLIN);
+         i++) {
         sq_wire_msg_t *msg = NULL;
         zframe_t *from = NULL;
         int rc = sq_wire_recv(zsock_resolve(reader), true, SQ_WIRE_MAX_BODY, &msg, &from);

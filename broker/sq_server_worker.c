@@ -183,8 +183,11 @@ static sq_task_t *s_fenced(sq_server_t *self, sq_group_t *g, sq_wire_val_t entry
     char subject[300], actor[300];
     snprintf(subject, sizeof subject, "group:%s", g->group_id);
     snprintf(actor, sizeof actor, "worker:%s", g->group_id);
-    sq_batch_audit(self->pending, actor, "result_rejected_stale", t ? t->job->id : 0,
-                   t ? t->idx : 0, subject, details, sq_wall_ms());
+    /* a lease that ended (cancelled, timed out, its group declared lost)
+     * still names its task while it is among the last ones that ended */
+    uint64_t task_id = t ? sq_task_id(t) : sq_server_ended_lease(self, lease);
+    sq_batch_audit(self->pending, actor, "result_rejected_stale", sq_task_id_job(task_id),
+                   sq_task_id_idx(task_id), subject, details, sq_wall_ms());
     free(details);
     SQ_INFO("stale result rejected", "group=%s lease=%" PRIu64, sq_q(g->group_id), lease);
     return NULL;
@@ -356,7 +359,9 @@ static void s_message(sq_server_t *self, sq_wire_msg_t *msg)
 int sq_server_on_worker(zloop_t *loop, zsock_t *reader, void *arg)
 {
     sq_server_t *self = arg;
-    for (int i = 0; i < 1000 && (zsock_events(reader) & ZMQ_POLLIN); i++) {
+    int64_t until = sq_now_ms() + SQ_SERVER_SLICE_MS;
+    for (int i = 0; i < 1000 && sq_now_ms() < until && (zsock_events(reader) & ZMQ_POLLIN);
+         i++) {
         sq_wire_msg_t *msg = NULL;
         zframe_t *from = NULL;
         int rc = sq_wire_recv(zsock_resolve(reader), true, SQ_WIRE_MAX_BODY, &msg, &from);

@@ -642,6 +642,37 @@ static void s_kv_int(sq_wire_enc_t *e, const char *key, PGresult *res, int row, 
         sq_wire_kv_u64(e, key, strtoull(PQgetvalue(res, row, col), NULL, 10));
 }
 
+/* A RESULTS page ends before its rows pass this many bytes (a row counted
+ * as its strings plus S_RESULT_FIXED_BYTES for keys, numbers and headers),
+ * so the reply stays under the body cap whatever the limit; a page holds
+ * one row at least, and one always fits (text <= 4 MiB). */
+#define S_RESULT_FIXED_BYTES 256
+#define S_RESULTS_PAGE_BYTES (SQ_WIRE_MAX_BODY / 2)
+_Static_assert(S_RESULTS_PAGE_BYTES + S_RESULT_FIXED_BYTES + SQ_WIRE_MAX_ID +
+                   2 * SQ_WIRE_MAX_TEXT + 256 < SQ_WIRE_MAX_BODY,
+               "a RESULTS page stays under the body cap");
+
+/* Rows after $2 in index order, $3 at most, cut where their running size
+ * passes $4 bytes (the first row always kept; each row counts $5 bytes on
+ * top of its strings). n_rows counts the rows before the cut, to tell a
+ * page cut short from the end. The cut is made in PostgreSQL (sizes from
+ * octet_length, which needs no detoasting), so the rows left out never
+ * reach the reader. */
+static const char s_results_sql[] =
+    "SELECT idx, custom_id, state, text, finish_reason, prompt_tokens, completion_tokens,"
+    " error, attempts, cached_tokens, n_rows"
+    " FROM (SELECT p.*, sum(p.size) OVER (ORDER BY p.idx) AS upto, count(*) OVER () AS n_rows"
+    "       FROM (SELECT r.idx, t.custom_id, r.state, r.text, r.finish_reason,"
+    "              r.prompt_tokens, r.completion_tokens, r.error, r.attempts, r.cached_tokens,"
+    "              octet_length(t.custom_id) + octet_length(r.state)"
+    "              + coalesce(octet_length(r.text), 0) + coalesce(octet_length(r.error), 0)"
+    "              + coalesce(octet_length(r.finish_reason), 0)"
+    "              + $5 AS size"
+    "             FROM task_results r JOIN tasks t ON t.job_id = r.job_id AND t.idx = r.idx"
+    "             WHERE r.job_id = $1 AND r.idx > $2 ORDER BY r.idx LIMIT $3) p) q"
+    " WHERE upto = size OR upto <= $4"
+    " ORDER BY idx";
+
 static int s_read_results(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
 {
     PGresult *job = NULL, *res = NULL;
@@ -652,24 +683,22 @@ static int s_read_results(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
     uint32_t n_tasks = s_u32(job, 0, 3);
     uint32_t term = counts[SQ_T_SUCCEEDED] + counts[SQ_T_DEAD] + counts[SQ_T_CANCELLED];
     PQclear(job);
-    char id[24], after[24], limit[24];
+    char id[24], after[24], limit[24], bytes[24], fixed[24];
     snprintf(id, sizeof id, "%" PRIu64, op->job_id);
     snprintf(after, sizeof after, "%" PRIu64, op->after);
     snprintf(limit, sizeof limit, "%" PRIu64, op->limit);
-    const char *p[3] = {id, after, limit};
-    rc = sq_db_exec(db,
-                    "SELECT r.idx, t.custom_id, r.state, r.text, r.finish_reason,"
-                    " r.prompt_tokens, r.completion_tokens, r.error, r.attempts,"
-                    " r.cached_tokens"
-                    " FROM task_results r JOIN tasks t ON t.job_id = r.job_id AND t.idx = r.idx"
-                    " WHERE r.job_id = $1 AND r.idx > $2 ORDER BY r.idx LIMIT $3",
-                    3, p, &res);
+    snprintf(bytes, sizeof bytes, "%u", (unsigned)S_RESULTS_PAGE_BYTES);
+    snprintf(fixed, sizeof fixed, "%d", S_RESULT_FIXED_BYTES);
+    const char *p[5] = {id, after, limit, bytes, fixed};
+    rc = sq_db_exec(db, s_results_sql, 5, p, &res);
     if (rc)
         return rc;
     int n = PQntuples(res);
     uint64_t next = n ? strtoull(PQgetvalue(res, n - 1, 0), NULL, 10) : op->after;
-    /* done: every task is terminal and this page reached the last one */
-    bool done = term == n_tasks && (uint64_t)n < op->limit;
+    uint64_t n_rows = n ? strtoull(PQgetvalue(res, 0, 10), NULL, 10) : 0;
+    /* done: every task is terminal and this page reached the last one (it
+     * was neither full nor cut short by its size) */
+    bool done = term == n_tasks && (uint64_t)n == n_rows && (uint64_t)n < op->limit;
     sq_wire_map(e, 5);
     sq_wire_kv_u64(e, "rid", op->rid);
     sq_wire_kv_u64(e, "job_id", op->job_id);
