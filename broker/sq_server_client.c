@@ -194,7 +194,7 @@ static void s_status_mem(sq_server_t *self, sq_job_t *job, zframe_t *to, uint64_
 {
     sq_wire_enc_t *e = self->enc;
     sq_wire_enc_reset(e);
-    sq_wire_map(e, 9);
+    sq_wire_map(e, job->params ? 10 : 9);
     sq_wire_kv_u64(e, "rid", rid);
     sq_wire_kv_u64(e, "job_id", job->id);
     sq_wire_kv_str(e, "tenant", job->tenant);
@@ -203,6 +203,8 @@ static void s_status_mem(sq_server_t *self, sq_job_t *job, zframe_t *to, uint64_
     sq_wire_kv_str(e, "state", sq_job_state_name(job->counts, job->n_tasks, job->cancelled));
     sq_wire_kv_u64(e, "n_tasks", job->n_tasks);
     sq_wire_kv_u64(e, "created_at", (uint64_t)job->created_wall_ms);
+    if (job->params)
+        sq_wire_kv_str(e, "params", job->params);
     sq_store_encode_counts(e, job->counts);
     sq_server_reply(self, to, SQ_WIRE_STATUS | SQ_WIRE_REPLY, e);
 }

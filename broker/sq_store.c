@@ -561,7 +561,8 @@ static int s_job_row(sq_db_t *db, uint64_t job_id, PGresult **job, uint32_t coun
                         " (SELECT count(*) FILTER (WHERE state = 'dead') FROM task_results"
                         "   WHERE job_id = $1),"
                         " (SELECT count(*) FILTER (WHERE state = 'cancelled') FROM task_results"
-                        "   WHERE job_id = $1)"
+                        "   WHERE job_id = $1),"
+                        " params::text"
                         " FROM jobs WHERE id = $1",
                         1, p, job);
     if (rc)
@@ -611,7 +612,8 @@ static int s_read_status(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
         sq_wire_kv_u64(e, "cancelled", 0);
         sq_wire_kv_str(e, "state", state);
     } else {
-        sq_wire_map(e, 9);
+        const bool params = !PQgetisnull(job, 0, 9);
+        sq_wire_map(e, params ? 10 : 9);
         sq_wire_kv_u64(e, "rid", op->rid);
         sq_wire_kv_u64(e, "job_id", op->job_id);
         sq_wire_kv_str(e, "tenant", PQgetvalue(job, 0, 0));
@@ -620,6 +622,8 @@ static int s_read_status(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
         sq_wire_kv_str(e, "state", state);
         sq_wire_kv_u64(e, "n_tasks", n);
         sq_wire_kv_u64(e, "created_at", strtoull(PQgetvalue(job, 0, 4), NULL, 10));
+        if (params)   /* the job's kind of results (chat or not) is in it */
+            sq_wire_kv_str(e, "params", PQgetvalue(job, 0, 9));
         sq_store_encode_counts(e, counts);
     }
     PQclear(job);
@@ -699,11 +703,14 @@ static int s_read_results(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
     /* done: every task is terminal and this page reached the last one (it
      * was neither full nor cut short by its size) */
     bool done = term == n_tasks && (uint64_t)n == n_rows && (uint64_t)n < op->limit;
-    sq_wire_map(e, 5);
+    sq_wire_map(e, 6);
     sq_wire_kv_u64(e, "rid", op->rid);
     sq_wire_kv_u64(e, "job_id", op->job_id);
     sq_wire_kv_u64(e, "next", next);
     sq_wire_kv_bool(e, "done", done);
+    /* every task terminal: a reader whose cursor passed tasks while the
+     * job ran goes back for them (client/sq_client_results.c) */
+    sq_wire_kv_bool(e, "finished", term == n_tasks);
     sq_wire_key(e, "results");
     sq_wire_array(e, (uint32_t)n);
     for (int i = 0; i < n; i++) {

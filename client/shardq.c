@@ -12,6 +12,7 @@
 #include "sq_error.h"
 #include "sq_version.h"
 
+#include <ctype.h>
 #include <czmq.h>
 #include <errno.h>
 #include <jansson.h>
@@ -80,8 +81,10 @@ sq_cli_parse_uint(const char *cmd, const char *what, const char *s, uint64_t lo,
 {
     char *end = NULL;
     errno = 0;
-    unsigned long long v = s && *s && *s != '-' ? strtoull(s, &end, 10) : 0;
-    if (!s || !*s || *s == '-' || errno || *end || v < lo || v > hi) {
+    /* digits only: strtoull would take a sign or leading blanks ("-1" wraps) */
+    const bool digits = s && isdigit((unsigned char)*s);
+    unsigned long long v = digits ? strtoull(s, &end, 10) : 0;
+    if (!digits || errno || *end || v < lo || v > hi) {
         fprintf(stderr, "shardq %s: %s must be an integer in %llu..%llu, not \"%s\"\n", cmd,
                 what, (unsigned long long)lo, (unsigned long long)hi, s ? s : "");
         return SQ_EXIT_USAGE;
@@ -97,7 +100,7 @@ sq_cli_exit_code(int rc)
 {
     switch (rc) {
     case SQ_EINVAL: case SQ_ETOOBIG: case SQ_EFORMAT: case SQ_ETRUNC: case -ENOENT:
-    case -EACCES: case -EISDIR:
+    case -EACCES: case -EISDIR: case -ENOTDIR:
         return SQ_EXIT_INVALID;
     case -ECONNREFUSED: case SQ_ETIMEDOUT: case SQ_EAGAIN:
         return SQ_EXIT_UNREACHABLE;

@@ -9,6 +9,7 @@
 #include "sq_jsonl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,7 @@
 /* One progress line: a bar on a terminal (rewritten in place), plain
  * lines otherwise (at most one per second, and each time counts change). */
 static void
-s_progress(const sq_client_job_t *j, double rate, bool tty, bool final)
+s_progress(FILE *out, const sq_client_job_t *j, double rate, bool tty, bool final)
 {
     const sq_client_counts_t *c = &j->counts;
     uint64_t done = sq_client_counts_terminal(c);
@@ -35,22 +36,23 @@ s_progress(const sq_client_job_t *j, double rate, bool tty, bool final)
         for (int i = 0; i < 30; i++)
             bar[i] = i < fill ? '#' : '-';
         bar[30] = '\0';
-        printf("\r[%s] %3.0f%% %llu/%llu ok %llu dead %llu cancelled %llu | %.1f tasks/s%s\033[K",
+        fprintf(out, "\r[%s] %3.0f%% %llu/%llu ok %llu dead %llu cancelled %llu | %.1f tasks/s%s"
+                "\033[K",
                bar, frac * 100, (unsigned long long)done, (unsigned long long)j->n_tasks,
                (unsigned long long)c->succeeded, (unsigned long long)c->dead,
                (unsigned long long)c->cancelled, rate, eta);
         if (final)
-            printf("\n");
+            fputc('\n', out);
     } else {
-        printf("job %llu: %s %llu/%llu done (succeeded %llu, dead %llu, cancelled %llu, "
-               "leased %llu, queued %llu) %.1f tasks/s%s\n",
+        fprintf(out, "job %llu: %s %llu/%llu done (succeeded %llu, dead %llu, cancelled %llu, "
+                "leased %llu, queued %llu) %.1f tasks/s%s\n",
                (unsigned long long)j->job_id, j->state, (unsigned long long)done,
                (unsigned long long)j->n_tasks, (unsigned long long)c->succeeded,
                (unsigned long long)c->dead, (unsigned long long)c->cancelled,
                (unsigned long long)c->leased,
                (unsigned long long)(c->queued + c->retrying), rate, eta);
     }
-    fflush(stdout);
+    fflush(out);
 }
 
 /* How long `wait` keeps polling a broker that does not answer. Jobs
@@ -81,12 +83,13 @@ s_wait_status(sq_client_t *c, uint64_t job_id, double deadline, sq_client_job_t 
     }
 }
 
-/* Poll STATUS until the job is terminal or timeout_s (<= 0: none) passes.
- * Returns an exit code; *final receives the last status. */
+/* Poll STATUS until the job is terminal or timeout_s (<= 0: none) passes,
+ * showing progress on out. Returns an exit code; *final receives the last
+ * status. */
 static int
-s_wait(sq_client_t *c, uint64_t job_id, double timeout_s, sq_client_job_t *final)
+s_wait(sq_client_t *c, uint64_t job_id, double timeout_s, sq_client_job_t *final, FILE *out)
 {
-    bool tty = isatty(STDOUT_FILENO);
+    bool tty = isatty(fileno(out));
     double start = sq_cli_now_s(), last_print = 0;
     uint64_t first_done = 0, last_done = UINT64_MAX;
     for (int polls = 0;; polls++) {
@@ -102,7 +105,7 @@ s_wait(sq_client_t *c, uint64_t job_id, double timeout_s, sq_client_job_t *final
         bool timed_out = timeout_s > 0 && elapsed >= timeout_s;
         if (tty || terminal || timed_out || (done != last_done && now - last_print >= 1.0) ||
             now - last_print >= 10.0) {
-            s_progress(final, rate, tty, terminal || timed_out);
+            s_progress(out, final, rate, tty, terminal || timed_out);
             last_print = now;
             last_done = done;
         }
@@ -233,6 +236,34 @@ s_results_to(sq_client_t *c, uint64_t job_id, const char *path, int kind)
     return rc == 1 || n_bad ? SQ_EXIT_JOB_FAILED : SQ_EXIT_OK;
 }
 
+/* -o PATH as a file path, NULL for stdout ("-" or none) */
+static const char *
+s_out_path(const char *out)
+{
+    return out && strcmp(out, "-") ? out : NULL;
+}
+
+/* Before a job is submitted: the results file beside -o PATH can be
+ * created (a wait may last hours; a typo in the path should not cost
+ * them). 0, or an exit code with the reason printed. */
+static int
+s_check_writable(const char *path)
+{
+    if (!path)
+        return 0;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "shardq: -o %s: cannot write (%s); nothing submitted\n", path,
+                strerror(errno));
+        return SQ_EXIT_ERROR;
+    }
+    close(fd);
+    unlink(tmp);
+    return 0;
+}
+
 /* The tenant a submission is charged to: flag, $SHARDQ_TENANT, $USER. */
 static const char *
 s_tenant(const char *flag)
@@ -269,6 +300,8 @@ sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
         fprintf(stderr, "shardq submit: -o and --timeout need --wait\n");
         return SQ_EXIT_USAGE;
     }
+    if ((rc = s_check_writable(s_out_path(out))))
+        return rc;
     /* the whole file is validated before the broker hears of it */
     sq_jsonl_limits_t lim;
     sq_client_job_limits(&lim);
@@ -319,10 +352,13 @@ sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
                 spec.tenant);
     if (wait) {
         sq_client_job_t final;
-        rc = s_wait(c, job_id, (double)timeout_s, &final);
+        /* (stdout holds the job id alone, for scripts) */
+        rc = s_wait(c, job_id, (double)timeout_s, &final, stderr);
         if (out && (rc == SQ_EXIT_OK || rc == SQ_EXIT_JOB_FAILED)) {
-            int wrc = s_results_to(c, job_id, out, (int)kind);
-            rc = rc == SQ_EXIT_OK ? wrc : rc;
+            int wrc = s_results_to(c, job_id, s_out_path(out), (int)kind);
+            /* results not written weigh more than a failed job */
+            if (wrc != SQ_EXIT_OK && (rc == SQ_EXIT_OK || wrc != SQ_EXIT_JOB_FAILED))
+                rc = wrc;
         }
     }
     sq_client_destroy(&c);
@@ -338,7 +374,8 @@ s_job_arg(const sq_cli_cmd_t *cmd, int argc, char **argv, const sq_cli_opt_t *op
     int rc = sq_cli_cmd_parse(cmd, argc, argv, opts, pos, 1, 1, done);
     if (rc || *done)
         return rc;
-    return sq_cli_parse_uint(cmd->name, "JOB", pos[0], 1, UINT64_MAX, job_id);
+    /* (job ids are PostgreSQL bigints) */
+    return sq_cli_parse_uint(cmd->name, "JOB", pos[0], 1, INT64_MAX, job_id);
 }
 
 int
@@ -392,7 +429,7 @@ sq_cli_wait(const sq_cli_cmd_t *cmd, int argc, char **argv)
     if (!c)
         return sq_cli_exit_code(sq_error_code());
     sq_client_job_t final;
-    rc = s_wait(c, job_id, (double)timeout_s, &final);
+    rc = s_wait(c, job_id, (double)timeout_s, &final, stdout);
     sq_client_destroy(&c);
     return rc;
 }
@@ -410,7 +447,7 @@ sq_cli_results(const sq_cli_cmd_t *cmd, int argc, char **argv)
     sq_client_t *c = sq_cli_client();
     if (!c)
         return sq_cli_exit_code(sq_error_code());
-    rc = s_results_to(c, job_id, out && strcmp(out, "-") ? out : NULL, -1);
+    rc = s_results_to(c, job_id, s_out_path(out), -1);
     sq_client_destroy(&c);
     return rc;
 }

@@ -242,22 +242,28 @@ static int s_list(const sq_cli_cmd_t *cmd, int argc, char **argv)
         sq_wire_iter_t it;
         sq_wire_iter_init(&it, arr);
         while (sq_wire_iter_next(&it, &m)) {
-            char v[sizeof cols / sizeof cols[0]][600];
-            for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++)
-                sq_client_get_fixed(m, cols[c], v[c], sizeof v[c]);
+            enum { N = sizeof cols / sizeof cols[0] };
+            char *v[N];   /* whole: source and metrics may be long */
+            for (size_t c = 0; c < N; c++)
+                v[c] = sq_client_get_dup(m, cols[c]);
             if (json) {
                 json_t *o = json_object();
-                for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
-                    json_t *val = !v[c][0] ? json_null()
+                for (size_t c = 0; c < N; c++) {
+                    json_t *val = !v[c] || !v[c][0] ? json_null()
                                 : (c == 3 || c == 5 || c == 6) ? json_integer(atoll(v[c]))
                                 : c == 9 ? json_loads(v[c], 0, NULL) : json_string(v[c]);
                     json_object_set_new(o, cols[c], val ? val : json_null());
                 }
                 json_array_append_new(out, o);
             } else {
-                printf("%-16s %-16s %-12s %6s %-14.12s %5s %-20s %s\n", v[0], v[1], v[2],
-                       v[3][0] ? v[3] : "-", v[4], v[6], v[12], v[13]);
+#define S_COL(c) (v[c] ? v[c] : "")
+                printf("%-16s %-16s %-12s %6s %-14.12s %5s %-20s %s\n", S_COL(0), S_COL(1),
+                       S_COL(2), v[3] && v[3][0] ? v[3] : "-", S_COL(4), S_COL(6), S_COL(12),
+                       S_COL(13));
+#undef S_COL
             }
+            for (size_t c = 0; c < N; c++)
+                free(v[c]);
         }
     }
     if (json)

@@ -6,6 +6,8 @@
 #include "shardq_cli.h"
 #include "sq_client_internal.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,11 +31,18 @@ static int s_build(sq_wire_enc_t *e, uint64_t rid, const void *arg)
 }
 
 /* "90s", "30m", "6h", "2d" -> seconds; 0 on a bad value. */
+/* "90s", "30m", "6h", "2d" in seconds, at most 100 years; 0 otherwise */
 static uint64_t s_duration_s(const char *s)
 {
     char *end;
+    if (!isdigit((unsigned char)s[0]))   /* no sign, no space */
+        return 0;
+    errno = 0;
     unsigned long long n = strtoull(s, &end, 10);
-    if (end == s || n == 0 || end[0] == '\0' || end[1] != '\0')
+    if (errno || n == 0 || n > 36525ull * 86400 || end[0] == '\0' || end[1] != '\0')
+        return 0;
+    if (n * (end[0] == 'd' ? 86400 : end[0] == 'h' ? 3600 : end[0] == 'm' ? 60 : 1) >
+        36525ull * 86400)
         return 0;
     switch (end[0]) {
     case 's': return n;
@@ -58,11 +67,12 @@ int sq_cli_scaling(const sq_cli_cmd_t *cmd, int argc, char **argv)
         return rc;
     uint64_t window_s = since ? s_duration_s(since) : 86400;
     if (!window_s) {
-        fprintf(stderr, "shardq scaling: --since '%s' is not a duration like 90s, 30m, 6h, 2d\n",
-                since);
+        fprintf(stderr, "shardq scaling: --since '%s' is not a duration like 90s, 30m, 6h, 2d "
+                "(at most 100 years)\n", since);
         return SQ_EXIT_USAGE;
     }
-    r.since_ms = (uint64_t)time(NULL) * 1000 - window_s * 1000;
+    const uint64_t now_ms = (uint64_t)time(NULL) * 1000;
+    r.since_ms = window_s * 1000 < now_ms ? now_ms - window_s * 1000 : 0;
     sq_client_t *c = sq_cli_client();
     if (!c)
         return sq_cli_exit_code(sq_error_code());
@@ -79,12 +89,13 @@ int sq_cli_scaling(const sq_cli_cmd_t *cmd, int argc, char **argv)
         sq_wire_iter_t it;
         sq_wire_iter_init(&it, arr);
         while (sq_wire_iter_next(&it, &m)) {
-            char pool[130], reason[1024], error[600], actuator[32], when[32];
+            char pool[130], actuator[32], when[32];
             bool applied = false;
             sq_client_get_fixed(m, "pool", pool, sizeof pool);
-            sq_client_get_fixed(m, "reason", reason, sizeof reason);
-            sq_client_get_fixed(m, "error", error, sizeof error);
             sq_client_get_fixed(m, "actuator", actuator, sizeof actuator);
+            /* whole, however long the scheduler wrote them */
+            char *reason_p = sq_client_get_dup(m, "reason"), *error_p = sq_client_get_dup(m, "error");
+            const char *reason = reason_p ? reason_p : "", *error = error_p ? error_p : "";
             sq_wire_get_bool(m, "applied", false, &applied);
             uint64_t at = sq_client_get_u64(m, "at"), from = sq_client_get_u64(m, "from"),
                      to = sq_client_get_u64(m, "to");
@@ -103,6 +114,8 @@ int sq_cli_scaling(const sq_cli_cmd_t *cmd, int argc, char **argv)
                        (unsigned long long)from, (unsigned long long)to, applied ? "yes" : "no",
                        reason, error[0] ? " — " : "", error);
             }
+            free(reason_p);
+            free(error_p);
         }
     }
     if (json)

@@ -9,10 +9,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sq_client_internal.h"
 #include "sq_clock.h"
+#include "sq_utf8.h"
 
 #include <czmq.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -143,6 +145,20 @@ s_await(sq_client_t *self, uint8_t cmd, uint64_t rid, int timeout_ms, sq_wire_ms
         if (rc)
             return SQ_FAIL(SQ_EPROTO, "broker %s: malformed reply: %s", self->endpoint,
                            sq_error_detail());
+        if (msg->cmd == SQ_WIRE_DISCONNECT) {
+            /* a broker's worker endpoint answers a client so: the request
+             * was not taken (SUBMIT included), so say it now, not after
+             * the retries */
+            const char *why = NULL;
+            size_t n = 0;
+            sq_wire_get_str(msg->body, "reason", false, SQ_WIRE_MAX_ERROR, &why, &n);
+            rc = SQ_FAIL(SQ_EPROTO, "%s ended the session (\"%.*s\"), nothing was taken: is it "
+                         "the broker's worker endpoint? clients use its client endpoint "
+                         "(--listen, default port 5555)", self->endpoint, why ? (int)n : 0,
+                         why ? why : "");
+            sq_wire_msg_destroy(&msg);
+            return rc;
+        }
         uint64_t got = 0;
         sq_wire_get_u64(msg->body, "rid", false, UINT64_MAX, &got);
         /* ERROR with rid 0 answers a request the broker could not even
@@ -232,10 +248,27 @@ sq_client_get_fixed(sq_wire_val_t map, const char *key, char *buf, size_t size)
     const char *s = NULL;
     size_t len = 0;
     buf[0] = '\0';
-    if (sq_wire_get_str(map, key, false, size - 1, &s, &len) == 0 && s) {
-        memcpy(buf, s, len);
-        buf[len] = '\0';
+    if (sq_wire_get_str(map, key, false, SIZE_MAX, &s, &len) == 0 && s) {
+        const size_t n = len < size - 1 ? len : size - 1;
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        sq_utf8_fit(buf, size, len > INT_MAX ? INT_MAX : (int)len);
     }
+}
+
+char *
+sq_client_get_dup(sq_wire_val_t map, const char *key)
+{
+    const char *s = NULL;
+    size_t len = 0;
+    if (sq_wire_get_str(map, key, false, SIZE_MAX, &s, &len) != 0 || !s)
+        return NULL;
+    char *d = malloc(len + 1);
+    if (d) {
+        memcpy(d, s, len);
+        d[len] = '\0';
+    }
+    return d;
 }
 
 uint64_t

@@ -18,9 +18,12 @@ typedef int (*sq_client_build_fn)(sq_wire_enc_t *e, uint64_t rid, const void *ar
 int sq_client_request(sq_client_t *self, uint8_t cmd, sq_client_build_fn build, const void *arg,
                       sq_wire_msg_t **reply_p);
 
-/* Copy an optional string field into buf (truncated to size - 1; "" when
- * absent or of the wrong type). */
+/* Copy an optional string field into buf (truncated to size - 1 on a
+ * whole UTF-8 character; "" when absent or of the wrong type). */
 void sq_client_get_fixed(sq_wire_val_t map, const char *key, char *buf, size_t size);
+/* An optional string field, whole, as a NUL-terminated copy the caller
+ * frees; NULL when absent, of the wrong type, or out of memory. */
+char *sq_client_get_dup(sq_wire_val_t map, const char *key);
 /* An optional uint field, 0 when absent. */
 uint64_t sq_client_get_u64(sq_wire_val_t map, const char *key);
 /* Decode each map of body[key] with fn into a new calloc'd array. */

@@ -4,6 +4,13 @@
  *  result is copied out so it is NUL-terminated and owned until the next
  *  call. The cursor `next` from the broker makes the walk resumable: a
  *  caller may read what is finished, wait, and read on.
+ *
+ *  A page holds the tasks finished when it was read, so while the job
+ *  runs the cursor passes tasks that finish later. The pager remembers
+ *  the indexes it returned; once the broker says the job is done, a walk
+ *  that saw the job running goes once more over the indexes from the
+ *  first it has not returned, returning only the ones it has not: every
+ *  result exactly once.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "sq_client_internal.h"
@@ -17,6 +24,11 @@ struct sq_client_results_t {
     uint32_t page_size;
     uint64_t after;         /* cursor for the next page */
     bool broker_done;       /* the last page said done */
+    bool saw_running;       /* a page came while the job ran (not "finished"):
+                               tasks the cursor passed may have finished since */
+    bool swept;             /* the pass over what the cursor passed is under way */
+    uint8_t *seen;          /* bit per index returned (indexes from 1) */
+    uint64_t seen_bits;
     sq_wire_msg_t *page;
     sq_wire_iter_t it;
     uint32_t left;          /* entries of the page not yet read */
@@ -71,6 +83,7 @@ sq_client_results_destroy(sq_client_results_t **self_p)
     sq_client_results_t *self = *self_p;
     s_clear_current(&self->cur);
     sq_wire_msg_destroy(&self->page);
+    free(self->seen);
     free(self);
     *self_p = NULL;
 }
@@ -78,7 +91,40 @@ sq_client_results_destroy(sq_client_results_t **self_p)
 bool
 sq_client_results_done(const sq_client_results_t *self)
 {
-    return self->broker_done && self->left == 0;
+    return self->broker_done && self->left == 0 && (!self->saw_running || self->swept);
+}
+
+/* Mark index returned; false when it was already (or out of memory: the
+ * index cannot be remembered, so it is returned again rather than lost) */
+static bool
+s_first_time(sq_client_results_t *self, uint64_t index)
+{
+    if (index >= self->seen_bits) {
+        uint64_t bits = self->seen_bits ? self->seen_bits : 1024;
+        while (bits <= index && bits < ((uint64_t)1 << 40))
+            bits *= 2;
+        uint8_t *p = index < bits ? realloc(self->seen, bits / 8) : NULL;
+        if (!p)
+            return true;
+        memset(p + self->seen_bits / 8, 0, (bits - self->seen_bits) / 8);
+        self->seen = p;
+        self->seen_bits = bits;
+    }
+    const uint8_t bit = (uint8_t)(1u << (index % 8));
+    if (self->seen[index / 8] & bit)
+        return false;
+    self->seen[index / 8] |= bit;
+    return true;
+}
+
+/* The first index (from 1) not returned yet */
+static uint64_t
+s_first_unseen(const sq_client_results_t *self)
+{
+    uint64_t i = 1;
+    while (i < self->seen_bits && (self->seen[i / 8] & (1u << (i % 8))))
+        i++;
+    return i;
 }
 
 static int
@@ -104,6 +150,10 @@ s_fetch_page(sq_client_results_t *self)
     self->after = next > self->after ? next : self->after;
     self->broker_done = false;
     sq_wire_get_bool(self->page->body, "done", false, &self->broker_done);
+    /* (a broker that does not say: as if the job ran) */
+    bool finished = false;
+    sq_wire_get_bool(self->page->body, "finished", false, &finished);
+    self->saw_running |= !finished && !self->swept;
     sq_wire_iter_init(&self->it, arr);
     self->left = sq_wire_count(arr);
     return 0;
@@ -165,22 +215,33 @@ int
 sq_client_results_next(sq_client_results_t *self, const sq_client_result_t **out)
 {
     *out = NULL;
-    if (self->left == 0) {
-        if (self->broker_done)
-            return 0;
-        int rc = s_fetch_page(self);
+    for (;;) {
+        if (self->left == 0) {
+            if (self->broker_done) {
+                if (!self->saw_running || self->swept)
+                    return 0;
+                /* every task is terminal now: once more over what the
+                 * cursor passed while the job ran */
+                self->swept = true;
+                self->after = s_first_unseen(self) - 1;
+            }
+            int rc = s_fetch_page(self);
+            if (rc)
+                return rc;
+            if (self->left == 0 && !self->broker_done)
+                return 0; /* nothing more finished yet */
+            continue;
+        }
+        sq_wire_val_t m;
+        if (!sq_wire_iter_next(&self->it, &m))
+            return SQ_FAIL(SQ_EPROTO, "RESULTS reply: array shorter than its count");
+        self->left--;
+        int rc = s_decode(m, &self->cur);
         if (rc)
             return rc;
-        if (self->left == 0)
-            return 0; /* nothing more finished yet */
+        if (!s_first_time(self, self->cur.index))
+            continue;   /* returned before the sweep */
+        *out = &self->cur;
+        return 1;
     }
-    sq_wire_val_t m;
-    if (!sq_wire_iter_next(&self->it, &m))
-        return SQ_FAIL(SQ_EPROTO, "RESULTS reply: array shorter than its count");
-    self->left--;
-    int rc = s_decode(m, &self->cur);
-    if (rc)
-        return rc;
-    *out = &self->cur;
-    return 1;
 }

@@ -473,10 +473,18 @@ test_chat(void)
                  "{\"custom_id\":\"c-1\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
                  "\"body\":{\"model\":\"tiny\",\"messages\":[{\"role\":\"system\",\"content\":"
                  "\"Be brief.\"},{\"role\":\"user\",\"content\":\"Q3 revenue?\"}]}}\n");
-    /* the model comes from the file this time */
+    /* the model comes from the file this time; with --wait the progress
+     * goes to stderr: stdout is the job id alone, for scripts */
     const char *args[] = {"submit", path, "--wait", "-o", out, NULL};
     s_run_t r = s_cli(ep, args);
-    SQ_CHECK(r.code == 0);
+    SQ_CHECK(r.code == 0 && strcmp(r.out, "1\n") == 0);
+    SQ_CHECK(strstr(r.err, "job 1: succeeded 1/1 done") != NULL);
+    s_run_free(&r);
+    /* `shardq results` later writes the same chat shape (from the job's
+     * params, which STATUS carries) */
+    r = s_cli(ep, (const char *[]){"results", "1", NULL});
+    SQ_CHECK(r.code == 0 && strstr(r.out, "\"object\":\"chat.completion\"") &&
+             !strstr(r.out, "text_completion"));
     s_run_free(&r);
     json_t *res = s_load_results(out);
     SQ_REQUIRE(res && json_array_size(res) == 1);
@@ -571,6 +579,42 @@ test_invalid(void)
     s_run_free(&r);
     r = s_cli(ep, (const char *[]){"submit", "/nonexistent/x.jsonl", "--model", "tiny", NULL});
     SQ_CHECK(r.code == 3 && strstr(r.err, "/nonexistent/x.jsonl"));
+    s_run_free(&r);
+    r = s_cli(ep, (const char *[]){"submit", "/etc/passwd/x.jsonl", "--model", "tiny", NULL});
+    SQ_CHECK(r.code == 3 && strstr(r.err, "/etc/passwd/x.jsonl"));
+    s_run_free(&r);
+    /* a results file that cannot be written is found before submitting */
+    s_write_file(path, "{\"custom_id\":\"a\",\"prompt\":\"ok\"}\n");
+    r = s_cli(ep, (const char *[]){"submit", path, "--model", "tiny", "--wait", "-o",
+                                   "/nonexistent/dir/out.jsonl", NULL});
+    SQ_CHECK(r.code == 7 && strstr(r.err, "-o /nonexistent/dir/out.jsonl: cannot write") &&
+             strstr(r.err, "nothing submitted") && r.out[0] == '\0');
+    s_run_free(&r);
+    /* job ids: digits only (a sign or blank is no id), within bigint */
+    const char *const bad_ids[] = {" -1", "+1", "9223372036854775808", "1x", ""};
+    for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
+        r = s_cli(ep, (const char *[]){"status", bad_ids[i], NULL});
+        SQ_CHECK(r.code == 2 && strstr(r.err, "JOB must be an integer in 1..9223372036854775807"));
+        s_run_free(&r);
+    }
+    const char *const bad_since[] = {"-1h", " 1h", "40000d", "99999999999999999999s"};
+    for (size_t i = 0; i < sizeof bad_since / sizeof bad_since[0]; i++) {
+        r = s_cli(ep, (const char *[]){"scaling", "--since", bad_since[i], NULL});
+        SQ_CHECK(r.code == 2 && (strstr(r.err, "is not a duration") || bad_since[i][0] == '-'));
+        s_run_free(&r);
+    }
+    r = s_cli(ep, (const char *[]){"scaling", "--since", "30000d", NULL});
+    SQ_CHECK(r.code == 0);
+    s_run_free(&r);
+    /* the worker endpoint by mistake: the broker ends the session, and the
+     * CLI says so at once, naming the likely cause */
+    r = s_cli(sq_harness_worker_endpoint(h), (const char *[]){"submit", path, "--model", "tiny",
+                                                              NULL});
+    SQ_CHECK(r.code == 7 && strstr(r.err, "ended the session") &&
+             strstr(r.err, "nothing was taken") && strstr(r.err, "worker endpoint"));
+    s_run_free(&r);
+    r = s_cli(sq_harness_worker_endpoint(h), (const char *[]){"status", "1", NULL});
+    SQ_CHECK(r.code == 7 && strstr(r.err, "worker endpoint"));
     s_run_free(&r);
     /* the broker never heard of any of them */
     int64_t n_jobs = -1;

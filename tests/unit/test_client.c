@@ -27,7 +27,8 @@ typedef enum {
     S_SILENT,          /* never answer */
     S_GARBAGE,         /* answer with frames that are not the protocol */
     S_TOOBIG_OVER_2,   /* RESULTS pages over 2 entries are "too big" */
-    S_ERROR_RID0       /* ERROR without a rid, as for an unparseable request */
+    S_ERROR_RID0,      /* ERROR without a rid, as for an unparseable request */
+    S_RESULTS_LATE     /* task 2 finishes only once late_finished is set */
 } s_mode_t;
 
 typedef struct {
@@ -35,6 +36,7 @@ typedef struct {
     atomic_int mode;
     atomic_int n_requests;
     atomic_bool stop;
+    atomic_bool late_finished;  /* S_RESULTS_LATE: task 2 has finished */
     pthread_t thread;
     char endpoint[64];
     /* what the last SUBMIT carried, for the encoding check */
@@ -66,22 +68,30 @@ s_reply_status(s_peer_t *p, zframe_t *id, uint64_t rid)
     sq_wire_enc_destroy(&e);
 }
 
-/* RESULTS: 5 tasks served in pages of `limit`; done on the last page. */
+/* RESULTS: 5 tasks served as the broker does: the finished ones after
+ * `after`, in index order, `limit` at most; done when every task has
+ * finished and the page reached the last. */
 static void
 s_reply_results(s_peer_t *p, zframe_t *id, sq_wire_msg_t *m, uint64_t rid)
 {
     uint64_t after = 0, limit = 1000;
     sq_wire_get_u64(m->body, "after", false, UINT64_MAX, &after);
     sq_wire_get_u64(m->body, "limit", false, UINT64_MAX, &limit);
-    uint64_t first = after + 1, last = after + limit < 5 ? after + limit : 5;
-    uint32_t n = last >= first ? (uint32_t)(last - first + 1) : 0;
+    const bool all = atomic_load(&p->mode) != S_RESULTS_LATE || atomic_load(&p->late_finished);
+    uint64_t page[5], last = after;
+    uint32_t n = 0;
+    for (uint64_t i = after + 1; i <= 5 && n < limit; i++)
+        if (all || i != 2)
+            last = page[n++] = i;
     sq_wire_enc_t *e = sq_wire_enc_new();
-    sq_wire_map(e, 5);
+    sq_wire_map(e, 6);
     sq_wire_kv_u64(e, "rid", rid);
     sq_wire_kv_u64(e, "job_id", 42);
+    sq_wire_kv_bool(e, "finished", all);
     sq_wire_key(e, "results");
     sq_wire_array(e, n);
-    for (uint64_t i = first; i <= last; i++) {
+    for (uint32_t k = 0; k < n; k++) {
+        const uint64_t i = page[k];
         char cid[16], text[32];
         snprintf(cid, sizeof cid, "r-%llu", (unsigned long long)i);
         snprintf(text, sizeof text, "out \xE2\x82\xAC %llu", (unsigned long long)i);
@@ -98,8 +108,8 @@ s_reply_results(s_peer_t *p, zframe_t *id, sq_wire_msg_t *m, uint64_t rid)
             sq_wire_kv_u64(e, "completion_tokens", i);
         }
     }
-    sq_wire_kv_u64(e, "next", last > after ? last : after);
-    sq_wire_kv_bool(e, "done", last == 5);
+    sq_wire_kv_u64(e, "next", last);
+    sq_wire_kv_bool(e, "done", all && (last == 5 || (n == 0 && after >= 5)));
     sq_wire_send(zsock_resolve(p->sock), id, SQ_WIRE_RESULTS | SQ_WIRE_REPLY, e);
     sq_wire_enc_destroy(&e);
 }
@@ -430,6 +440,38 @@ test_results_pages(void)
     s_peer_stop(&p);
 }
 
+/* A task that finishes after the cursor passed its index (the pages come
+ * while the job runs) is still returned, once, and no other twice. */
+static void
+test_results_late_task(void)
+{
+    s_peer_t *p = s_peer_start(S_RESULTS_LATE);
+    sq_client_t *c = s_client(p, 2000);
+    sq_client_results_t *it = sq_client_results_new(c, 42, 2);
+    const sq_client_result_t *r;
+    int rc, n = 0, times[6] = {0};
+    while ((rc = sq_client_results_next(it, &r)) == 1 && r->index <= 5 && ++n)
+        times[r->index]++;
+    SQ_CHECK(rc == 0 && n == 4 && times[2] == 0 && !sq_client_results_done(it));
+    atomic_store(&p->late_finished, true);   /* now the job is done */
+    while ((rc = sq_client_results_next(it, &r)) == 1 && r->index <= 5 && ++n)
+        times[r->index]++;
+    SQ_CHECK(rc == 0 && n == 5 && sq_client_results_done(it));
+    for (int i = 1; i <= 5; i++)
+        SQ_CHECK(times[i] == 1);
+    /* and a walk over a finished job reads each page once, no sweep */
+    sq_client_results_destroy(&it);
+    const int before = atomic_load(&p->n_requests);
+    it = sq_client_results_new(c, 42, 5);
+    for (n = 0; (rc = sq_client_results_next(it, &r)) == 1; n++)
+        ;
+    SQ_CHECK(rc == 0 && n == 5 && sq_client_results_done(it));
+    SQ_CHECK(atomic_load(&p->n_requests) - before == 1);
+    sq_client_results_destroy(&it);
+    sq_client_destroy(&c);
+    s_peer_stop(&p);
+}
+
 /* A page the broker cannot fit in one message is asked for again, halved. */
 static void
 test_results_page_halved(void)
@@ -485,6 +527,7 @@ main(void)
     SQ_RUN(test_submit_encoding);
     SQ_RUN(test_results_pages);
     SQ_RUN(test_results_page_halved);
+    SQ_RUN(test_results_late_task);
     SQ_RUN(test_unreachable);
     return sq_test_summary("client");
 }
