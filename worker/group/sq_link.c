@@ -207,6 +207,16 @@ static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch, bool *bad)
     return l;
 }
 
+/* Queue an outcome for the link thread to send (mu held) */
+static void s_out_append(sq_link_t *self, s_out_t *o)
+{
+    if (self->out_tail)
+        self->out_tail->next = o;
+    else
+        self->out_head = o;
+    self->out_tail = o;
+}
+
 static void s_out_free(s_out_t *o)
 {
     free(o->text);
@@ -227,11 +237,7 @@ static void s_refuse_task(sq_link_t *self, sq_lease_t *l, const char *why)
         o->token = l->token;
         o->text_len = strlen(o->text);
         pthread_mutex_lock(&self->mu);
-        if (self->out_tail)
-            self->out_tail->next = o;
-        else
-            self->out_head = o;
-        self->out_tail = o;
+        s_out_append(self, o);
         pthread_mutex_unlock(&self->mu);
     } else if (o) {
         s_out_free(o);
@@ -802,13 +808,8 @@ static void s_push(sq_link_t *self, sq_lease_t *lease, s_out_t *o)
 {
     pthread_mutex_lock(&self->mu);
     bool live = lease->epoch == self->epoch;
-    if (live) {
-        if (self->out_tail)
-            self->out_tail->next = o;
-        else
-            self->out_head = o;
-        self->out_tail = o;
-    }
+    if (live)
+        s_out_append(self, o);
     pthread_mutex_unlock(&self->mu);
     if (!live)
         s_out_free(o);
