@@ -324,7 +324,12 @@ static int s_adapter_acquire(s_rank0_t *r, sq_lease_t *l, int *index)
     char path[4096];
     snprintf(path, sizeof path, "%s/%s/%s.gguf", dir, l->adapter, version);
     int id = 0;
-    if ((rc = sq_batcher_adapter_load(r->batcher, path, &id)))
+    /* every rank reads the file: the step watchdog (--step-timeout) covers
+     * a load that never ends (a hung volume) as it covers a forward step */
+    sq_link_step(r->link, true);
+    rc = sq_batcher_adapter_load(r->batcher, path, &id);
+    sq_link_step(r->link, false);
+    if (rc)
         return rc;
     s_adapter_t *a = &r->adapters[free_i];
     snprintf(a->name, sizeof a->name, "%s", l->adapter);
