@@ -38,6 +38,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1070,6 +1071,27 @@ static void case_link(void)
     SQ_REQUIRE(sq_proc_signal(w, SIGTERM) == 0);
     SQ_CHECK(sq_proc_wait(w, 30000) == 0);
     zsock_destroy(&router);
+
+    /* an adapter file that never finishes reading (a FIFO nobody writes,
+     * as a hung network volume): the step watchdog ends the worker */
+    char dir[800], path[900];
+    snprintf(dir, sizeof dir, "%s/hung-adapters/fin", sq_harness_log_dir(s_h));
+    snprintf(path, sizeof path, "mkdir -p %s", dir);
+    SQ_REQUIRE(system(path) == 0);
+    snprintf(path, sizeof path, "%s/v1.gguf", dir);
+    SQ_REQUIRE(mkfifo(path, 0600) == 0);
+    snprintf(path, sizeof path, "%s/active", dir);
+    SQ_REQUIRE(s_write_file(path, "v1\n") == 0);
+    snprintf(dir, sizeof dir, "%s/hung-adapters", sq_harness_log_dir(s_h));
+    const char *hung[] = {s_env("SHARDQ_WORKER_BIN"), "--model", model, "--broker",
+                          sq_harness_worker_endpoint(s_h), "--group-id", "w-hung", "--adapters",
+                          dir, "--step-timeout", "2", NULL};
+    w = sq_harness_spawn(s_h, "w-hung", hung);
+    SQ_REQUIRE(w != NULL);
+    SQ_REQUIRE(s_wait_groups(2) == 0);   /* (w-term's row is still there) */
+    SQ_REQUIRE(s_submit_job(1, 1, "fin", 4) > 0);
+    SQ_CHECK(sq_proc_wait(w, 60000) == 0);
+    SQ_CHECK(sq_proc_exit_code(w) == 1 && sq_proc_log_count(w, "forward step stuck") == 1);
 }
 
 int main(int argc, char **argv)
