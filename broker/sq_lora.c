@@ -131,14 +131,23 @@ static int s_snapshot(sq_db_t *db, s_entry_t **out, size_t *n_out)
 }
 
 /* Write bytes to dir/rel atomically (tmp, fsync, rename). */
-static int s_write_file(const char *dir, const char *rel, const void *data, size_t n)
-{
+/* A file written beside its final place (dir/rel), synced, not yet in
+ * place: the change that needs it commits first (s_file_place), or the
+ * file goes (s_file_drop), so that no file is there that the database
+ * does not record, and no record names a file that is not there. */
+typedef struct {
     char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, rel);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    bool staged;
+} s_file_t;
+
+static int s_file_stage(s_file_t *f, const char *dir, const char *rel, const void *data,
+                        size_t n)
+{
+    snprintf(f->path, sizeof f->path, "%s/%s", dir, rel);
+    snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%d", f->path, (int)getpid());
+    int fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return SQ_FAIL(-errno, "%s: %s", tmp, strerror(errno));
+        return SQ_FAIL(-errno, "%s: %s", f->tmp, strerror(errno));
     const char *p = data;
     size_t left = n;
     while (left > 0) {
@@ -146,22 +155,72 @@ static int s_write_file(const char *dir, const char *rel, const void *data, size
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            int e = errno;
+            int e = w < 0 ? errno : ENOSPC;
             close(fd);
-            unlink(tmp);
-            return SQ_FAIL(-e, "%s: %s", tmp, strerror(e));
+            unlink(f->tmp);
+            return SQ_FAIL(-e, "%s: %s", f->tmp, strerror(e));
         }
         p += w;
         left -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+    if (fsync(fd) != 0 || close(fd) != 0) {
         int e = errno;
-        unlink(tmp);
-        return SQ_FAIL(-e, "%s: %s", path, strerror(e));
+        unlink(f->tmp);
+        return SQ_FAIL(-e, "%s: %s", f->tmp, strerror(e));
     }
+    f->staged = true;
     return 0;
 }
 
+static void s_file_drop(s_file_t *f)
+{
+    if (f->staged)
+        unlink(f->tmp);
+    f->staged = false;
+}
+
+/* After the commit: the file in place. A rename in the same directory
+ * does not fail for want of space; if it fails at all the change stands
+ * (it is committed) and the log says what the workers lack. */
+static void s_file_place(s_file_t *f)
+{
+    if (f->staged && rename(f->tmp, f->path) != 0) {
+        SQ_ERROR("adapter file not in place after its change was committed",
+                 "path=%s error=\"%s\"", f->path, strerror(errno));
+        unlink(f->tmp);
+    }
+    f->staged = false;
+}
+
+/* End the transaction: ROLLBACK after a failure, else COMMIT. A COMMIT
+ * whose answer was lost with the connection may have landed (*unknown):
+ * that is no retryable error, or the client would make the change twice;
+ * its files go in place, as for a change that landed (a retry of it is
+ * then refused as done, or makes it). */
+static int s_end(sq_db_t *db, int rc, bool *unknown)
+{
+    *unknown = false;
+    if (rc) {
+        sq_db_rollback(db);
+        return rc;
+    }
+    rc = sq_db_commit(db);
+    if (rc && !sq_db_is_up(db)) {
+        *unknown = true;
+        rc = SQ_FAIL(SQ_ESTATE, "the database connection was lost during COMMIT: the change may "
+                                "or may not have been made (see `shardq lora list`)");
+    }
+    return rc;
+}
+
+/* The staged file after the transaction's end */
+static void s_file_end(s_file_t *f, int rc, bool unknown)
+{
+    if (rc == 0 || unknown)
+        s_file_place(f);
+    else
+        s_file_drop(f);
+}
 
 /* One state change: its lora_events row and its audit row. */
 static int s_record(sq_db_t *db, const s_op_t *op, const char *version, const char *from,
@@ -207,14 +266,15 @@ static int s_one(sq_db_t *db, const char *sql, int n, const char *const *p, char
     return rc;
 }
 
-static int s_active_file(const char *dir, const char *name, const char *version)
+/* DIR/NAME/active naming version, staged (nothing without a directory) */
+static int s_active_file(s_file_t *f, const char *dir, const char *name, const char *version)
 {
     if (!dir)
         return 0;
     char rel[300], line[S_NAME + 2];
     snprintf(rel, sizeof rel, "%s/active", name);
     int n = snprintf(line, sizeof line, "%s\n", version);
-    return s_write_file(dir, rel, line, (size_t)n);
+    return s_file_stage(f, dir, rel, line, (size_t)n);
 }
 
 static int s_publish(sq_db_t *db, const char *dir, s_op_t *op)
@@ -238,8 +298,10 @@ static int s_publish(sq_db_t *db, const char *dir, s_op_t *op)
     if (rc == 0 && mkdir(sub, 0755) != 0 && errno != EEXIST)
         rc = SQ_FAIL(-errno, "%s: %s", sub, strerror(errno));
     snprintf(rel, sizeof rel, "%s/%s.gguf", op->name, op->version);
+    s_file_t file = {.staged = false};
+    bool unknown = false;
     if (rc == 0)
-        rc = s_write_file(dir, rel, op->file, op->file_len);
+        rc = s_file_stage(&file, dir, rel, op->file, op->file_len);
     char size[32], rank[16];
     snprintf(size, sizeof size, "%zu", op->file_len);
     snprintf(rank, sizeof rank, "%llu", (unsigned long long)op->rank);
@@ -253,8 +315,9 @@ static int s_publish(sq_db_t *db, const char *dir, s_op_t *op)
                         10, p, NULL);
         if (rc == 0)
             rc = s_record(db, op, op->version, NULL, "staged", "lora_published");
-        rc = rc ? (sq_db_rollback(db), rc) : sq_db_commit(db);
+        rc = s_end(db, rc, &unknown);
     }
+    s_file_end(&file, rc, unknown);
     if (rc == 0) {
         op->reply = sq_wire_enc_new();
         sq_wire_map(op->reply, 4);
@@ -266,9 +329,14 @@ static int s_publish(sq_db_t *db, const char *dir, s_op_t *op)
     return rc;
 }
 
+/* Activate (or, canary_pct > 0, start a canary of) a version. The
+ * states (docs/lora.md): staged -> canary -> active -> retired, staged ->
+ * active, retired -> active (back to a known version), canary|active ->
+ * rolled_back, which is final. A canary needs an active version for the
+ * rest of the tasks. */
 static int s_activate(sq_db_t *db, const char *dir, s_op_t *op)
 {
-    char state[S_NAME], other[S_NAME];
+    char state[S_NAME], other[S_NAME], active[S_NAME];
     const char *k[2] = {op->name, op->version};
     int rc = sq_db_begin(db);
     if (rc)
@@ -277,9 +345,21 @@ static int s_activate(sq_db_t *db, const char *dir, s_op_t *op)
                2, k, state, sizeof state);
     if (rc == 0 && !state[0])
         rc = SQ_FAIL(SQ_ENOTFOUND, "adapter %s@%s was never published", op->name, op->version);
+    if (rc == 0 && !strcmp(state, "rolled_back"))
+        rc = SQ_FAIL(SQ_ESTATE, "%s@%s was rolled back, which is final: publish a new version",
+                     op->name, op->version);
+    /* (the active version, locked: a change of it waits for this one) */
+    if (rc == 0)
+        rc = s_one(db, "SELECT version FROM lora_updates WHERE name = $1 AND state = 'active'"
+                       " FOR UPDATE", 1, k, active, sizeof active);
     if (rc == 0 && op->canary_pct > 0) {
-        if (!strcmp(state, "active"))
-            rc = SQ_FAIL(SQ_ESTATE, "%s@%s is already active", op->name, op->version);
+        if (strcmp(state, "staged") != 0)
+            rc = SQ_FAIL(SQ_ESTATE, "%s@%s is %s: a canary starts from a staged version",
+                         op->name, op->version, state);
+        if (rc == 0 && !active[0])
+            rc = SQ_FAIL(SQ_ESTATE, "adapter %s has no active version for the other %d%% of "
+                         "tasks: activate %s@%s without --canary", op->name,
+                         100 - (int)op->canary_pct, op->name, op->version);
         if (rc == 0)
             rc = s_one(db, "SELECT version FROM lora_updates WHERE name = $1 AND state = 'canary'"
                            " AND version <> $2", 2, k, other, sizeof other);
@@ -289,17 +369,19 @@ static int s_activate(sq_db_t *db, const char *dir, s_op_t *op)
         if (rc == 0 && (rc = s_set_state(db, op, op->version, "canary")) == 0)
             rc = s_record(db, op, op->version, state, "canary", "lora_canary");
     } else if (rc == 0) {
-        rc = s_one(db, "SELECT version FROM lora_updates WHERE name = $1 AND state = 'active'"
-                       " AND version <> $2 FOR UPDATE", 2, k, other, sizeof other);
-        if (rc == 0 && other[0] && (rc = s_set_state(db, op, other, "retired")) == 0)
-            rc = s_record(db, op, other, "active", "retired", "lora_retired");
+        if (active[0] && strcmp(active, op->version) != 0 &&
+            (rc = s_set_state(db, op, active, "retired")) == 0)
+            rc = s_record(db, op, active, "active", "retired", "lora_retired");
         if (rc == 0 && strcmp(state, "active") != 0 &&
             (rc = s_set_state(db, op, op->version, "active")) == 0)
             rc = s_record(db, op, op->version, state, "active", "lora_activated");
     }
-    rc = rc ? (sq_db_rollback(db), rc) : sq_db_commit(db);
+    s_file_t file = {.staged = false};
     if (rc == 0 && op->canary_pct == 0)
-        rc = s_active_file(dir, op->name, op->version);
+        rc = s_active_file(&file, dir, op->name, op->version);
+    bool unknown;
+    rc = s_end(db, rc, &unknown);
+    s_file_end(&file, rc, unknown);
     if (rc == 0) {
         op->reply = sq_wire_enc_new();
         sq_wire_map(op->reply, 2);
@@ -311,7 +393,7 @@ static int s_activate(sq_db_t *db, const char *dir, s_op_t *op)
 
 static int s_rollback(sq_db_t *db, const char *dir, s_op_t *op)
 {
-    char canary[S_NAME], active[S_NAME], prev[S_NAME];
+    char canary[S_NAME], active[S_NAME] = "", prev[S_NAME];
     const char *k[1] = {op->name};
     const char *restored = NULL;
     int rc = sq_db_begin(db);
@@ -340,9 +422,12 @@ static int s_rollback(sq_db_t *db, const char *dir, s_op_t *op)
             rc = s_record(db, op, prev, "retired", "active", "lora_activated");
         restored = prev;
     }
-    rc = rc ? (sq_db_rollback(db), rc) : sq_db_commit(db);
+    s_file_t file = {.staged = false};
     if (rc == 0 && restored)
-        rc = s_active_file(dir, op->name, restored);
+        rc = s_active_file(&file, dir, op->name, restored);
+    bool unknown;
+    rc = s_end(db, rc, &unknown);
+    s_file_end(&file, rc, unknown);
     if (rc == 0) {
         op->reply = sq_wire_enc_new();
         sq_wire_map(op->reply, 3);
@@ -385,7 +470,9 @@ static int s_list(sq_db_t *db, s_op_t *op)
     return 0;
 }
 
-static void s_run(sq_db_t **db, const char *conninfo, const char *dir, s_op_t *op)
+/* Run op. *stale: a change was committed but the version table could not
+ * be read after it; the next op (a list too) reads it. */
+static void s_run(sq_db_t **db, const char *conninfo, const char *dir, s_op_t *op, bool *stale)
 {
     if (!*db || !sq_db_is_up(*db)) {
         sq_db_destroy(db);
@@ -399,8 +486,14 @@ static void s_run(sq_db_t **db, const char *conninfo, const char *dir, s_op_t *o
            : op->kind == S_ACTIVATE   ? s_activate(*db, dir, op)
            : op->kind == S_ROLLBACK   ? s_rollback(*db, dir, op)
                                       : s_list(*db, op);
-    if (rc == 0 && op->kind != S_LIST)
-        rc = s_snapshot(*db, &op->snap, &op->n_snap);
+    if (rc == 0 && (op->kind != S_LIST || *stale)) {
+        /* the change is committed: its reply says so whatever comes now
+         * (an error would be retried, and make the change twice) */
+        *stale = s_snapshot(*db, &op->snap, &op->n_snap) != 0;
+        if (*stale)
+            SQ_ERROR("adapter versions not reread after a change", "detail=\"%s\"",
+                     sq_error_detail());
+    }
     if (rc) {
         op->rc = rc;
         snprintf(op->error, sizeof op->error, "%s", sq_error_detail());
@@ -412,6 +505,7 @@ static void s_actor(zsock_t *pipe, void *arg)
 {
     sq_lora_t *self = arg;
     sq_db_t *db = NULL;
+    bool stale = false;
     zsock_signal(pipe, 0);
     for (;;) {
         zmsg_t *m = zmsg_recv(pipe);
@@ -430,7 +524,7 @@ static void s_actor(zsock_t *pipe, void *arg)
         zframe_destroy(&f);
         if (!op)
             continue;
-        s_run(&db, self->conninfo, self->dir, op);
+        s_run(&db, self->conninfo, self->dir, op, &stale);
         zsock_send(pipe, "sp", "DONE", op);
     }
     sq_db_destroy(&db);
@@ -515,6 +609,10 @@ static int s_parse(s_op_t *op, sq_wire_val_t b)
         rc = SQ_ENOMEM;
     if (rc == 0 && op->kind == S_ACTIVATE)
         rc = sq_wire_get_u64(b, "canary_pct", false, 99, &op->canary_pct);
+    sq_wire_val_t pct;
+    if (rc == 0 && op->kind == S_ACTIVATE && op->canary_pct == 0 &&
+        sq_wire_map_find(b, "canary_pct", &pct) == 0)
+        rc = SQ_FAIL(SQ_EINVAL, "field \"canary_pct\": 1 to 99 (leave it out to activate)");
     if (rc || op->kind != S_PUBLISH)
         return rc;
     sq_wire_val_t file, targets, t;
@@ -535,6 +633,8 @@ static int s_parse(s_op_t *op, sq_wire_val_t b)
         (rc = sq_wire_get_strdup(b, "metrics", false, SQ_WIRE_MAX_TEXT, &op->metrics)) ||
         (rc = sq_wire_get_u64(b, "rank", true, 4096, &op->rank)))
         return rc;
+    if (op->rank < 1)
+        return SQ_FAIL(SQ_EINVAL, "field \"rank\": must be 1 to 4096");
     if (op->metrics) {
         json_error_t err;
         json_t *j = json_loads(op->metrics, 0, &err);

@@ -19,6 +19,9 @@
 
 /* ---- SUBMIT ---- */
 
+/* what an adapter name or version may be (they become file names) */
+#define S_ADAPTER_RULE "use 1-128 of [A-Za-z0-9._-], not starting with '.'"
+
 static int s_parse_task(sq_wire_val_t m, sq_task_t *t, zhashx_t *seen)
 {
     const char *cid, *prompt, *body = NULL, *adapter = NULL, *version = NULL;
@@ -52,12 +55,10 @@ static int s_parse_task(sq_wire_val_t m, sq_task_t *t, zhashx_t *seen)
     if (rc == 0)
         rc = sq_wire_get_str(m, "adapter_version", false, SQ_WIRE_MAX_NAME, &version, &nver);
     if (rc == 0 && adapter && !sq_lora_name_ok(adapter, nad))
-        rc = SQ_FAIL(SQ_EINVAL, "field \"adapter\": use 1-128 of [A-Za-z0-9._-], not starting "
-                                "with '.'");
+        rc = SQ_FAIL(SQ_EINVAL, "field \"adapter\": %s", S_ADAPTER_RULE);
     if (rc == 0 && version && (!adapter || !sq_lora_name_ok(version, nver)))
         rc = SQ_FAIL(SQ_EINVAL, "field \"adapter_version\": %s",
-                     adapter ? "use 1-128 of [A-Za-z0-9._-], not starting with '.'"
-                             : "needs \"adapter\"");
+                     adapter ? S_ADAPTER_RULE : "needs \"adapter\"");
     if (rc)
         return rc;
     t->data = malloc(ncid + nprompt + nbody + nad + nver + 5);
@@ -104,6 +105,9 @@ static int s_parse_job_fields(sq_wire_val_t b, sq_job_t *job)
         rc = SQ_FAIL(SQ_EINVAL, "field \"model\": empty");
     if (rc == 0)
         rc = sq_wire_get_strdup(b, "adapter", false, SQ_WIRE_MAX_NAME, &job->adapter);
+    /* (a file name on the workers, as a task's own adapter is) */
+    if (rc == 0 && job->adapter && !sq_lora_name_ok(job->adapter, strlen(job->adapter)))
+        rc = SQ_FAIL(SQ_EINVAL, "field \"adapter\": %s", S_ADAPTER_RULE);
     if (rc == 0)
         rc = sq_wire_get_strdup(b, "params", false, SQ_WIRE_MAX_TEXT, &job->params);
     if (rc == 0)

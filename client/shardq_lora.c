@@ -91,7 +91,9 @@ static int s_call(s_req_t *r, sq_wire_msg_t **reply)
     sq_client_t *c = sq_cli_client();
     if (!c)
         return sq_cli_exit_code(sq_error_code());
-    int rc = sq_client_request(c, SQ_WIRE_LORA, s_build, r, reply);
+    /* publish, activate and rollback change the registry: never sent twice */
+    int rc = strcmp(r->op, "list") ? sq_client_request_change(c, SQ_WIRE_LORA, s_build, r, reply)
+                                   : sq_client_request(c, SQ_WIRE_LORA, s_build, r, reply);
     sq_client_destroy(&c);
     return rc ? sq_cli_fail(rc) : 0;
 }

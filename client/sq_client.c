@@ -199,7 +199,7 @@ static int
 s_request(sq_client_t *self, uint8_t cmd, sq_client_build_fn build, const void *arg,
           bool idempotent, sq_wire_msg_t **reply_p)
 {
-    int timeout_ms = cmd == SQ_WIRE_SUBMIT ? self->opts.submit_timeout_ms : self->opts.timeout_ms;
+    int timeout_ms = idempotent ? self->opts.timeout_ms : self->opts.submit_timeout_ms;
     int backoff_ms = self->opts.backoff_ms;
     *reply_p = NULL;
     for (int attempt = 0;; attempt++) {
@@ -220,8 +220,12 @@ s_request(sq_client_t *self, uint8_t cmd, sq_client_build_fn build, const void *
                 return crc;
             retryable = rc == SQ_ETIMEDOUT && idempotent;
             if (rc == SQ_ETIMEDOUT && !idempotent)
-                SQ_FAIL(rc, "broker %s: no reply to SUBMIT within %d ms; the job may or may not "
-                        "have been accepted (see `shardq jobs`)", self->endpoint, timeout_ms);
+                SQ_FAIL(rc, "broker %s: no reply to %s within %d ms; %s", self->endpoint,
+                        sq_wire_cmd_name(cmd), timeout_ms,
+                        cmd == SQ_WIRE_SUBMIT
+                            ? "the job may or may not have been accepted (see `shardq jobs`)"
+                            : "the change may or may not have been made (see `shardq lora "
+                              "list`)");
         }
         /* a silent broker is asked once more, not `retries` times: each
          * wait is long, and a user at a terminal is waiting */
@@ -238,6 +242,13 @@ sq_client_request(sq_client_t *self, uint8_t cmd, sq_client_build_fn build, cons
                   sq_wire_msg_t **reply_p)
 {
     return s_request(self, cmd, build, arg, cmd != SQ_WIRE_SUBMIT, reply_p);
+}
+
+int
+sq_client_request_change(sq_client_t *self, uint8_t cmd, sq_client_build_fn build,
+                         const void *arg, sq_wire_msg_t **reply_p)
+{
+    return s_request(self, cmd, build, arg, false, reply_p);
 }
 
 /* ------------------------------------------------------- field helpers */

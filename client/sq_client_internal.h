@@ -17,6 +17,11 @@ typedef int (*sq_client_build_fn)(sq_wire_enc_t *e, uint64_t rid, const void *ar
  * an ERROR), the caller destroys it. */
 int sq_client_request(sq_client_t *self, uint8_t cmd, sq_client_build_fn build, const void *arg,
                       sq_wire_msg_t **reply_p);
+/* The same for a request that changes something (a LoRA publish, say):
+ * sent once with SUBMIT's timeout, since after a timeout the change may
+ * have been made (an error reply says it was not, and is retried). */
+int sq_client_request_change(sq_client_t *self, uint8_t cmd, sq_client_build_fn build,
+                             const void *arg, sq_wire_msg_t **reply_p);
 
 /* Copy an optional string field into buf (truncated to size - 1 on a
  * whole UTF-8 character; "" when absent or of the wrong type). */

@@ -180,6 +180,16 @@ static int s_cli(const char *args)
     return s_cli_to(args, NULL);
 }
 
+/* `shardq ARGS` with its stderr into the file at err; its exit code */
+static int s_cli_err(const char *args, const char *err)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "SHARDQ_BROKER=%s SHARDQ_ACTOR=e2e-test %s %s > /dev/null 2> %s",
+             sq_harness_client_endpoint(s_h), s_env("SHARDQ_CLI_BIN"), args, err);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 /* The sum of the integers after each `key` in the file at path (-1 when
  * it cannot be read). */
 static int64_t s_sum_field(const char *path, const char *key)
@@ -832,6 +842,91 @@ static void case_lora_updates(void)
     sq_e2e_check_no_duplicates(s_h);
 }
 
+/* The adapter registry's rules, through the real CLI and broker (no
+ * group needed): the documented state machine, a canary only beside an
+ * active version, a job-level adapter name checked at submit, and no file
+ * left in the adapter directory by a publish the database refused. */
+static void case_lora_states(void)
+{
+    char dir[600];
+    SQ_REQUIRE((s_h = sq_harness_new("group_lora_states")) != NULL);
+    SQ_REQUIRE(sq_harness_migrate(s_h) == 0);
+    snprintf(dir, sizeof dir, "%s/adapters", sq_harness_log_dir(s_h));
+    const char *flags[] = {"--adapters", dir, NULL};
+    SQ_REQUIRE(sq_harness_broker_start(s_h, flags) != NULL);
+    const char *base = s_env("SHARDQ_TEST_MODEL");
+    char f[700], args[4096], out[700], text[4096];
+    snprintf(f, sizeof f, "%s/a.gguf", sq_harness_log_dir(s_h));
+    snprintf(out, sizeof out, "%s/lora-cli.txt", sq_harness_log_dir(s_h));
+    const char *make[] = {"lora-random", "--base", base, "--rank", "4", "--seed", "21", f, NULL};
+    SQ_REQUIRE(s_model_tool("make-a", make) == 0);
+    for (int v = 1; v <= 4; v++) {
+        snprintf(args, sizeof args, "lora publish --name fin --version v%d --file %s", v, f);
+        SQ_REQUIRE(s_cli(args) == 0);
+    }
+#define S_REFUSED(cmd, says)                                                                   \
+    do {                                                                                       \
+        SQ_CHECK(s_cli_err(cmd, out) != 0);                                                  \
+        s_read_text(out, text, sizeof text);                                                 \
+        SQ_CHECK(strstr(text, says) != NULL);                                                \
+    } while (0)
+    /* a canary needs an active version for the other tasks */
+    S_REFUSED("lora activate fin@v1 --canary 10", "has no active version for the other 90%");
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_updates WHERE state <> 'staged'") == 0);
+    SQ_REQUIRE(s_cli("lora activate fin@v1") == 0);
+    SQ_REQUIRE(s_cli("lora activate fin@v2 --canary 10") == 0);
+    SQ_REQUIRE(s_cli("lora rollback fin") == 0);   /* v2 rolled back, v1 stays */
+    /* rolled back is final */
+    S_REFUSED("lora activate fin@v2", "was rolled back, which is final");
+    S_REFUSED("lora activate fin@v2 --canary 20", "was rolled back, which is final");
+    SQ_REQUIRE(s_cli("lora activate fin@v3") == 0);   /* v1 retired */
+    /* a canary starts from staged; a retired version may come back whole */
+    S_REFUSED("lora activate fin@v1 --canary 20", "fin@v1 is retired: a canary starts from a "
+                                                  "staged version");
+    SQ_REQUIRE(s_cli("lora activate fin@v1") == 0);   /* v3 retired, v1 active */
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_updates WHERE state = 'active'") == 1);
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_updates WHERE state = 'active' "
+                     "AND version = 'v1'") == 1);
+    char active[800];
+    snprintf(active, sizeof active, "%s/fin/active", dir);
+    s_read_text(active, text, sizeof text);
+    SQ_CHECK(strcmp(text, "v1\n") == 0);
+    /* one rollback is one step back, and one row each */
+    SQ_REQUIRE(s_cli("lora rollback fin") == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_updates WHERE state = 'active' "
+                     "AND version = 'v3'") == 1);
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_events WHERE to_state = 'rolled_back'") == 2);
+    SQ_CHECK(s_count("SELECT count(*) FROM audit_log WHERE action = 'lora_rolled_back'") == 2);
+    /* a job's adapter is a file name on the workers: checked at submit */
+    char jf[700];
+    snprintf(jf, sizeof jf, "%s/plain.jsonl", sq_harness_log_dir(s_h));
+    SQ_REQUIRE(s_write_file(jf, "{\"custom_id\":\"a\",\"prompt\":\"x\"}\n") == 0);
+    snprintf(args, sizeof args, "submit %s --model " S_MODEL_NAME " --adapter ../fin", jf);
+    S_REFUSED(args, "field \"adapter\": use 1-128 of [A-Za-z0-9._-]");
+    SQ_CHECK(s_count("SELECT count(*) FROM jobs") == 0);
+    /* a publish the database refuses leaves no file behind */
+    snprintf(args, sizeof args, "psql -X -q -v ON_ERROR_STOP=1 -d '%s' -c \"CREATE FUNCTION "
+             "refuse() RETURNS trigger LANGUAGE plpgsql AS \\$\\$ BEGIN RAISE EXCEPTION "
+             "'refused by the test'; END \\$\\$; CREATE TRIGGER refuse BEFORE INSERT ON "
+             "lora_updates FOR EACH ROW EXECUTE FUNCTION refuse();\"", sq_harness_conninfo(s_h));
+    SQ_REQUIRE(system(args) == 0);
+    snprintf(args, sizeof args, "lora publish --name fin --version v5 --file %s", f);
+    S_REFUSED(args, "refused by the test");
+    snprintf(args, sizeof args, "ls -a %s/fin", dir);
+    FILE *ls = popen(args, "r");
+    SQ_REQUIRE(ls != NULL);
+    int n_files = 0;
+    bool stray = false;
+    char line[600];
+    while (fgets(line, sizeof line, ls)) {
+        n_files++;
+        stray |= strstr(line, "v5") != NULL || strstr(line, ".tmp.") != NULL;
+    }
+    pclose(ls);
+    SQ_CHECK(!stray && n_files == 2 + 4 + 1);   /* . .. v1-v4 active */
+#undef S_REFUSED
+}
+
 /* The Q8_0 KV cache under a real TP = 2 group, on a random model whose
  * heads are 32 values (made here by shardq-model), with a pool of 12
  * pages for 8 sequences that grow to 4 each: sequences are preempted and
@@ -1109,6 +1204,7 @@ int main(int argc, char **argv)
         {"group_kv_q8_0", case_kv_q8_0},
         {"group_task_fields", case_task_fields},
         {"group_link", case_link},
+        {"group_lora_states", case_lora_states},
         {NULL, NULL},
     };
     return sq_e2e_main(argc, argv, cases, &s_h, &s_c);

@@ -472,8 +472,12 @@ static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, 
 {
     int ai = -1, rc = l->adapter ? s_adapter_acquire(r, l, &ai) : 0;
     if (rc) {
-        /* a busy slot table clears as sequences finish: retry elsewhere */
-        sq_link_fail(r->link, l, rc == SQ_EAGAIN, sq_error_detail());
+        /* retried (elsewhere, or later) unless the name or the file itself
+         * is wrong: a busy slot table clears as sequences finish, a group
+         * without --adapters is not every group, a file missing on this
+         * host's volume or an I/O error may not be there next time */
+        const bool retry = rc != SQ_EINVAL && rc != SQ_EFORMAT && rc != SQ_ETRUNC;
+        sq_link_fail(r->link, l, retry, sq_error_detail());
         r->n_failed++;
         return;
     }
