@@ -25,7 +25,9 @@ typedef struct {
 
 static const char s_stage_sql[] =
     "CREATE TEMP TABLE IF NOT EXISTS stage_task_attempts (LIKE task_attempts) ON COMMIT DELETE ROWS;"
-    "CREATE TEMP TABLE IF NOT EXISTS stage_task_results (LIKE task_results) ON COMMIT DELETE ROWS;";
+    "CREATE TEMP TABLE IF NOT EXISTS stage_task_results (LIKE task_results) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS stage_audit_log (at timestamptz, actor text, action text,"
+    " job_id bigint, idx integer, subject text, details jsonb) ON COMMIT DELETE ROWS;";
 
 static const char s_copy_audit[] =
     "COPY audit_log (at, actor, action, job_id, idx, subject, details) FROM STDIN";
@@ -348,6 +350,29 @@ static int s_dequeue(sq_db_t *db, sq_batch_t *b)
     return rc;
 }
 
+/* The batch's audit rows. A retried batch may have committed before (its
+ * COMMIT's answer lost, or its outcomes committed on their connection
+ * while its jobs failed on theirs): its rows go through staging, and
+ * those already in audit_log (the same event, to the millisecond) are
+ * not written again. */
+static int s_write_audit(sq_db_t *db, sq_batch_t *b)
+{
+    if (!b->retried)
+        return sq_db_copy_send(db, s_copy_audit, b->audit);
+    int rc = sq_db_copy_send(db, "COPY stage_audit_log (at, actor, action, job_id, idx, subject,"
+                                 " details) FROM STDIN", b->audit);
+    if (rc == 0)
+        rc = sq_db_exec(db, "INSERT INTO audit_log (at, actor, action, job_id, idx, subject,"
+                            " details) SELECT s.at, s.actor, s.action, s.job_id, s.idx, s.subject,"
+                            " s.details FROM stage_audit_log s WHERE NOT EXISTS (SELECT 1"
+                            " FROM audit_log a WHERE a.action = s.action AND a.at = s.at"
+                            " AND a.subject = s.subject AND a.actor = s.actor"
+                            " AND a.job_id IS NOT DISTINCT FROM s.job_id"
+                            " AND a.idx IS NOT DISTINCT FROM s.idx AND a.details = s.details)",
+                        0, NULL, NULL);
+    return rc;
+}
+
 static int s_write_outcomes(sq_db_t *db, sq_batch_t *b)
 {
     int rc = s_write_rows(db, b, b->attempts, "task_attempts",
@@ -361,7 +386,7 @@ static int s_write_outcomes(sq_db_t *db, sq_batch_t *b)
     if (rc == 0 && b->n_res)
         rc = s_dequeue(db, b);
     if (rc == 0 && sq_db_copy_rows(b->audit))
-        rc = sq_db_copy_send(db, s_copy_audit, b->audit);
+        rc = s_write_audit(db, b);
     return rc;
 }
 

@@ -59,5 +59,6 @@ if(TARGET sq-test-worker AND TARGET shardq-broker)
   sq_e2e_cases(test_e2e_input e2e/test_e2e_input.c
                CASES bad_frames hostile_strings usage_counts)
   sq_e2e_cases(test_e2e_broker_faults e2e/test_e2e_broker_faults.c
-               CASES loop_stall lost_together tasks_params_cap results_page_cap stale_audit)
+               CASES loop_stall lost_together tasks_params_cap results_page_cap stale_audit
+                     audit_once)
 endif()

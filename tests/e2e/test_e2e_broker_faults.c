@@ -18,6 +18,9 @@
  *    stale_audit      a RESULT for a lease that ended (its job cancelled)
  *                     is audited under its job and task, and the job's
  *                     history (sql/queries/job_history.sql) shows it
+ *    audit_once       batches whose outcomes committed while their jobs
+ *                     were refused at COMMIT are retried: each audit row
+ *                     is written once
  *
  *  Usage: test_e2e_broker_faults CASE.
  */
@@ -30,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static sq_harness_t *h;
 static sq_e2e_client_t *client;
@@ -424,6 +428,60 @@ stale_audit(void)
     SQ_CHECK(sq_proc_log_count(p, "|audit|result_rejected_stale|1|") == 1);
 }
 
+static void
+s_sql_ok(const char *sql)
+{
+    PGresult *r = sq_harness_sql(h, sql, 0, NULL);
+    SQ_REQUIRE(r);
+    PQclear(r);
+}
+
+static void
+audit_once(void)
+{
+    SQ_REQUIRE(sq_e2e_up("audit_once", sq_e2e_quick_retry, &h, &client));
+    /* the database refuses jobs of tenant "poison" at COMMIT: a batch's
+     * outcomes commit on their connection, its jobs then fail on theirs */
+    s_sql_ok("create function test_poison() returns trigger language plpgsql as $$"
+             " begin raise exception 'this test refuses the job at commit'; end $$");
+    s_sql_ok("create constraint trigger test_poison after insert on jobs deferrable initially"
+             " deferred for each row when (new.tenant = 'poison') execute function test_poison()");
+    const char *wflags[] = {"--fail-rate", "1", "--batch", "256", NULL};
+    SQ_REQUIRE(sq_harness_worker_start(h, "w", wflags));
+    enum { N = 1000, ATTEMPTS = 5 };
+    uint64_t job = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", N, "a", ATTEMPTS, &job, NULL) == 0);
+    /* poison SUBMITs while retries flow, so that they share batches; each
+     * after the broker's pause for the last refusal (it refuses SUBMITs at
+     * once for a moment after a failed commit) */
+    char sql[256];
+    snprintf(sql, sizeof sql, "select count(*) from task_results where job_id = %llu",
+             (unsigned long long)job);
+    int64_t done = 0;
+    for (int i = 0; i < 60 && sq_harness_sql_i64(h, sql, &done) == 0 && done < N; i++) {
+        uint64_t none = 0;
+        SQ_CHECK(sq_e2e_submit_n(client, "poison", "test", 1, "p", 0, &none, NULL) != 0);
+        usleep(150 * 1000);
+    }
+    SQ_REQUIRE(sq_harness_wait_i64(h, sql, N, 120000) == 0);
+    const int failed = sq_proc_log_count(sq_harness_broker(h), "commit failed");
+    printf("commits refused: %d\n", failed);
+    SQ_CHECK(failed >= 5);
+    /* one audit row per event: no two alike to the millisecond, and as
+     * many retries as attempts that failed before the last */
+    int64_t dup = -1, retries = -1, attempts = -2;
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from (select 1 from audit_log group by at,"
+                                   " actor, action, job_id, idx, subject, details"
+                                   " having count(*) > 1) d", &dup) == 0);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from audit_log where action = 'retry'",
+                                &retries) == 0);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_attempts where outcome = 'failed'"
+                                   " and attempt < 5", &attempts) == 0);
+    printf("audit rows written twice: %lld; retry rows %lld for %lld retried attempts\n",
+           (long long)dup, (long long)retries, (long long)attempts);
+    SQ_CHECK(dup == 0 && retries == attempts && attempts == (int64_t)N * (ATTEMPTS - 1));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -433,6 +491,7 @@ main(int argc, char **argv)
         {"tasks_params_cap", tasks_params_cap},
         {"results_page_cap", results_page_cap},
         {"stale_audit", stale_audit},
+        {"audit_once", audit_once},
         {NULL, NULL}};
     return sq_e2e_main(argc, argv, cases, &h, &client);
 }
