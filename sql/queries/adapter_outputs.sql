@@ -7,6 +7,8 @@
 --
 --   psql "$SHARDQ_DB" -v from="'2026-11-01'" -v to="'2026-12-01'" \
 --        -v adapter="''" -v job=0 -f sql/queries/adapter_outputs.sql
+-- from and to without a zone are UTC (the SET lasts for this psql session).
+SET TIME ZONE 'UTC';
 SELECT r.finished_at,
        r.job_id,
        t.custom_id,

@@ -5,6 +5,9 @@
 --        -f sql/queries/tenant_daily.sql
 -- submitted counts tasks by the day their job was created; succeeded,
 -- failed (dead) and cancelled count tasks by the day they finished.
+-- from and to without a zone are UTC, as the days are, whatever the
+-- session's TimeZone (the SET lasts for this psql session only).
+SET TIME ZONE 'UTC';
 WITH sub AS (
     SELECT j.tenant, date_trunc('day', j.created_at AT TIME ZONE 'UTC')::date AS day,
            sum(j.n_tasks) AS submitted

@@ -152,16 +152,23 @@ static const char s_seed[] =
     "  '{\"attempt\": 2, \"error\": \"oom\"}'),"
     " (now() - interval '1 s', 'client:beta', 'cancelled', 102, NULL, 'job:102', '{}');";
 
-/* psql -f sql/queries/<name> with the documented variables. */
-static int s_query(const char *name, char *out, size_t cap)
+/* psql -f sql/queries/<name> with the variables given (env: a PGTZ=...
+ * assignment or ""). */
+static int s_query_with(const char *env, const char *vars, const char *name, char *out,
+                        size_t cap)
 {
     const char *dir = getenv("SHARDQ_SQL_DIR");
     char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "psql -X -q -A -t -F '|' -v ON_ERROR_STOP=1 -v job_id=101"
-             " -v from=\"'2000-01-01'\" -v to=\"'2100-01-01'\" -d '%s' -f '%s/queries/%s' 2>&1",
-             s_conninfo, dir ? dir : "sql", name);
+    snprintf(cmd, sizeof cmd, "%s psql -X -q -A -t -F '|' -v ON_ERROR_STOP=1 %s -d '%s'"
+             " -f '%s/queries/%s' 2>&1", env, vars, s_conninfo, dir ? dir : "sql", name);
     return s_run(cmd, out, cap);
+}
+
+/* psql -f sql/queries/<name> with the documented variables. */
+static int s_query(const char *name, char *out, size_t cap)
+{
+    return s_query_with("", "-v job_id=101 -v from=\"'2000-01-01'\" -v to=\"'2100-01-01'\"",
+                        name, out, cap);
 }
 
 static int s_lines(const char *s)
@@ -213,6 +220,52 @@ static void queries(void)
 
 /* sq_db itself: COPY escaping round-trips hostile text, errors convert
  * with the SQLSTATE, an unreachable server is SQ_EDBDOWN (retryable). */
+/* The queries' time windows are UTC days whatever the session's zone, and
+ * one job's events of the same millisecond come in the order they
+ * happened; a lost lease is among the retries. */
+static void queries_time(void)
+{
+    SQ_REQUIRE(s_db != NULL);
+    SQ_REQUIRE(sq_db_exec_script(s_db,
+        "INSERT INTO jobs (id, tenant, model, n_tasks, created_at) VALUES"
+        " (201, 'gamma', 'm', 1, '2026-12-01 01:30:00+00');"
+        "INSERT INTO tasks (job_id, idx, custom_id, prompt, max_tokens, temperature, top_p)"
+        " VALUES (201, 1, 'g-1', 'p', 8, 0, 1);"
+        "INSERT INTO task_attempts (job_id, idx, attempt, lease_id, token, group_id, started_at,"
+        " ended_at, outcome, error) VALUES"
+        " (201, 1, 1, 21, 31, 'g1', '2026-12-01 01:40:00.123+00', '2026-12-01 01:40:00.123+00',"
+        "  'worker_lost', 'missed heartbeats'),"
+        " (201, 1, 2, 22, 32, 'g2', '2026-12-01 01:40:00.123+00', '2026-12-01 01:40:00.123+00',"
+        "  'succeeded', NULL);"
+        "INSERT INTO task_results (job_id, idx, state, text, attempts, finished_at) VALUES"
+        " (201, 1, 'succeeded', 'x', 2, '2026-12-01 01:40:00.123+00');"
+        "INSERT INTO audit_log (at, actor, action, job_id, idx, subject, details) VALUES"
+        " ('2026-12-01 01:30:00+00', 'client:gamma', 'submitted', 201, NULL, 'job:201', '{}'),"
+        " ('2026-12-01 01:40:00.123+00', 'broker', 'lease_lost', 201, 1, 'task:201/1',"
+        "  '{\"attempt\": 1, \"error\": \"missed heartbeats\"}')") == 0);
+    static char out[16384];
+    const char *day = "-v from=\"'2026-12-01'\" -v to=\"'2026-12-02'\"";
+    SQ_CHECK(s_query_with("PGTZ=America/New_York", day, "tenant_daily.sql", out,
+                          sizeof out) == 0);
+    SQ_CHECK(strstr(out, "gamma|2026-12-01|1|1|0|0|") != NULL);
+    SQ_CHECK(s_query_with("PGTZ=Asia/Tokyo", day, "tenant_daily.sql", out, sizeof out) == 0);
+    SQ_CHECK(strstr(out, "gamma|2026-12-01|1|1|0|0|") != NULL);
+    SQ_CHECK(s_query_with("PGTZ=America/New_York", day, "retries_dead.sql", out,
+                          sizeof out) == 0);
+    SQ_CHECK(strstr(out, "|lease_lost|201|1|g-1|gamma|1|missed heartbeats") != NULL);
+    SQ_CHECK(s_query_with("", "-v job_id=201", "job_history.sql", out, sizeof out) == 0);
+    const char *order[] = {"|audit|submitted|", "|attempt|leased|", "|attempt|attempt_worker_lost|",
+                           "|audit|lease_lost|", "|attempt|leased|", "|attempt|attempt_succeeded|",
+                           "|result|succeeded|"};
+    const char *at = out;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        const char *next = at ? strstr(at, order[i]) : NULL;
+        SQ_CHECK(next != NULL);
+        at = next ? strchr(next, '\n') : NULL;
+    }
+    SQ_CHECK(s_lines(out) == 7);
+}
+
 static void db_helpers(void)
 {
     SQ_REQUIRE(s_db != NULL);
@@ -284,6 +337,7 @@ int main(void)
     SQ_RUN(migrate);
     SQ_RUN(audit_trigger);
     SQ_RUN(queries);
+    SQ_RUN(queries_time);
     SQ_RUN(db_helpers);
     s_teardown();
     return sq_test_summary("db");
