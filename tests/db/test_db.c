@@ -119,6 +119,14 @@ static void audit_trigger(void)
     SQ_CHECK(s_exec("DELETE FROM audit_log") == SQ_EDB);
     SQ_CHECK(s_exec("TRUNCATE audit_log") == SQ_EDB);
     SQ_CHECK(s_count("SELECT count(*) FROM audit_log WHERE action = 'probe'") == 1);
+    /* the adapter history too */
+    SQ_REQUIRE(s_exec("INSERT INTO lora_events (name, version, from_state, to_state, actor)"
+                      " VALUES ('fin', 'v1', NULL, 'staged', 'test')") == 0);
+    SQ_CHECK(s_exec("UPDATE lora_events SET actor = 'forged'") == SQ_EDB);
+    SQ_CHECK(strstr(sq_error_detail(), "lora_events is append-only") != NULL);
+    SQ_CHECK(s_exec("DELETE FROM lora_events") == SQ_EDB);
+    SQ_CHECK(s_exec("TRUNCATE lora_events") == SQ_EDB);
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_events WHERE actor = 'test'") == 1);
 }
 
 /* Two jobs: acme (3 tasks: ok, ok after a retry, dead after two failures)
