@@ -8,15 +8,18 @@
 #include "sq_error.h"
 #include "sq_utf8.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 struct sq_db_t {
-    PGconn *conn;
+    PGconn *conn;       /* NULL after a bounded wait ran out */
     char *conninfo;
+    int wait_ms;        /* bound on each wait on the server; 0: none */
 };
 
 static void s_sleep_ms(int ms)
@@ -28,14 +31,71 @@ static void s_sleep_ms(int ms)
 /* Quiet the server's NOTICEs: libraries never print. */
 static void s_notice(void *arg, const char *msg) { (void)arg, (void)msg; }
 
-static int s_try_connect(sq_db_t *self)
+/* Wait until fd is ready for `events` or the deadline (monotonic ms)
+ * passes: 1 ready, 0 timed out. A signal does not end the wait early:
+ * the bound is what callers rely on. */
+static int s_wait_fd(int fd, short events, int64_t deadline_ms)
+{
+    for (;;) {
+        int64_t left = deadline_ms - sq_mono_ms();
+        if (left <= 0 || fd < 0)
+            return 0;
+        struct pollfd pfd = {fd, events, 0};
+        int r = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            return 0;
+    }
+}
+
+static void s_drop(sq_db_t *self)
 {
     if (self->conn)
         PQfinish(self->conn);
-    self->conn = PQconnectdb(self->conninfo);
+    self->conn = NULL;
+}
+
+/* PQconnectPoll's state machine with a deadline (libpq's connect_timeout
+ * is whole seconds, at least 2, and only covers some of the steps). A host
+ * name is still resolved (getaddrinfo) before the bound applies.
+ * SQ_EDBDOWN when the deadline passed, else 0 with self->conn in the
+ * state libpq left it (CONNECTION_BAD says why). */
+static int s_connect_bounded(sq_db_t *self)
+{
+    int64_t deadline = sq_mono_ms() + self->wait_ms;
+    self->conn = PQconnectStart(self->conninfo);
+    if (!self->conn || PQstatus(self->conn) == CONNECTION_BAD)
+        return 0;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        short ev = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+        if (!s_wait_fd(PQsocket(self->conn), ev, deadline)) {
+            s_drop(self);
+            return SQ_FAIL(SQ_EDBDOWN, "connect: no answer from the server within %d ms",
+                           self->wait_ms);
+        }
+        st = PQconnectPoll(self->conn);
+    }
+    if (st == PGRES_POLLING_OK && PQsetnonblocking(self->conn, 1) != 0) {
+        s_drop(self);
+        return SQ_FAIL(SQ_EDBDOWN, "connect: cannot make the connection non-blocking");
+    }
+    return 0;
+}
+
+static int s_session_setup(sq_db_t *self);
+
+static int s_try_connect(sq_db_t *self)
+{
+    s_drop(self);
+    if (self->wait_ms <= 0)
+        self->conn = PQconnectdb(self->conninfo);
+    else if (s_connect_bounded(self) != 0)
+        return SQ_EDBDOWN;
     if (self->conn && PQstatus(self->conn) == CONNECTION_OK) {
         PQsetNoticeProcessor(self->conn, s_notice, NULL);
-        return 0;
+        return s_session_setup(self);
     }
     /* libpq's message spans lines; a log line must not */
     char msg[512];
@@ -49,7 +109,7 @@ static int s_try_connect(sq_db_t *self)
     return SQ_FAIL(SQ_EDBDOWN, "connect: %s", msg);
 }
 
-int sq_db_connect(const char *conninfo, int timeout_ms, sq_db_t **out)
+int sq_db_connect_bounded(const char *conninfo, int timeout_ms, int wait_ms, sq_db_t **out)
 {
     *out = NULL;
     sq_db_t *self = calloc(1, sizeof *self);
@@ -57,6 +117,7 @@ int sq_db_connect(const char *conninfo, int timeout_ms, sq_db_t **out)
         free(self);
         return SQ_FAIL(SQ_ENOMEM, "out of memory");
     }
+    self->wait_ms = wait_ms > 0 ? wait_ms : 0;
     int64_t deadline = sq_mono_ms() + timeout_ms;
     int delay_ms = 50, rc;
     while ((rc = s_try_connect(self)) != 0 && sq_mono_ms() + delay_ms < deadline) {
@@ -73,13 +134,17 @@ int sq_db_connect(const char *conninfo, int timeout_ms, sq_db_t **out)
     return 0;
 }
 
+int sq_db_connect(const char *conninfo, int timeout_ms, sq_db_t **out)
+{
+    return sq_db_connect_bounded(conninfo, timeout_ms, 0, out);
+}
+
 void sq_db_destroy(sq_db_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
     sq_db_t *self = *self_p;
-    if (self->conn)
-        PQfinish(self->conn);
+    s_drop(self);
     free(self->conninfo);
     free(self);
     *self_p = NULL;
@@ -94,12 +159,22 @@ bool sq_db_is_up(sq_db_t *self)
 
 PGconn *sq_db_conn(sq_db_t *self) { return self->conn; }
 
+/* How much of `what` goes into a detail: it is often the SQL, whose start
+ * names the statement, and all of which would leave no room for the
+ * server's message. *more (OUT) is "..." when it was cut. */
+static int s_clip(const char *what, const char **more)
+{
+    size_t n = strlen(what);
+    *more = n > 64 ? "..." : "";
+    return n > 64 ? (int)sq_utf8_cut(what, 64) : (int)n;
+}
+
 int sq_db_fail(sq_db_t *self, PGresult *res, const char *file, int line, const char *what)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = res ? PQresultErrorMessage(res) : "";
     if (!msg || !*msg)
-        msg = PQerrorMessage(self->conn);
+        msg = self->conn ? PQerrorMessage(self->conn) : "not connected";
     /* Class 08 = connection exception; 57P01..03 = server shutting down or
      * unavailable; a dead socket has no SQLSTATE at all. */
     bool down = PQstatus(self->conn) != CONNECTION_OK || !state ||
@@ -108,7 +183,10 @@ int sq_db_fail(sq_db_t *self, PGresult *res, const char *file, int line, const c
     char clean[512];
     snprintf(clean, sizeof clean, "%s", msg ? msg : "");
     clean[strcspn(clean, "\n")] = '\0';
-    return sq_error_set(rc, file, line, "%s: %s (%s)", what, clean, state ? state : "no sqlstate");
+    const char *more;
+    int cut = s_clip(what, &more);
+    return sq_error_set(rc, file, line, "%.*s%s: %s (%s)", cut, what, more, clean,
+                        state ? state : "no sqlstate");
 }
 
 static int s_check(sq_db_t *self, PGresult *res, const char *what, PGresult **out)
@@ -126,18 +204,88 @@ static int s_check(sq_db_t *self, PGresult *res, const char *what, PGresult **ou
     return rc;
 }
 
-int sq_db_exec(sq_db_t *self, const char *sql, int n, const char *const *params,
-               PGresult **out)
+static bool s_ok(const PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+/* Send, then read every result until the deadline: the first failed one,
+ * else the last. NULL on a send or read failure (the connection says
+ * why), and with *timed_out when the server did not answer in time. */
+static PGresult *s_exec_bounded(sq_db_t *self, const char *sql, int n,
+                                const char *const *params, bool script, bool *timed_out)
+{
+    PGconn *c = self->conn;
+    int64_t deadline = sq_mono_ms() + self->wait_ms;
+    *timed_out = false;
+    if (!(script ? PQsendQuery(c, sql) : PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0)))
+        return NULL;
+    int f;
+    while ((f = PQflush(c)) == 1) {
+        if (!s_wait_fd(PQsocket(c), POLLIN | POLLOUT, deadline)) {
+            *timed_out = true;
+            return NULL;
+        }
+        if (!PQconsumeInput(c))
+            return NULL;
+    }
+    if (f < 0)
+        return NULL;
+    PGresult *keep = NULL, *res;
+    for (;;) {
+        while (PQisBusy(c)) {
+            bool ready = s_wait_fd(PQsocket(c), POLLIN, deadline);
+            if (!ready || !PQconsumeInput(c)) {
+                *timed_out = !ready;
+                PQclear(keep);
+                return NULL;
+            }
+        }
+        if (!(res = PQgetResult(c)))
+            return keep;
+        if (keep && !s_ok(keep)) {
+            PQclear(res);
+        } else {
+            PQclear(keep);
+            keep = res;
+        }
+    }
+}
+
+/* One statement (or a script), bounded when the connection is. */
+static int s_run(sq_db_t *self, const char *sql, int n, const char *const *params, bool script,
+                 const char *what, PGresult **out)
 {
     if (out)
         *out = NULL;
-    PGresult *res = PQexecParams(self->conn, sql, n, NULL, params, NULL, NULL, 0);
-    return s_check(self, res, sql, out);
+    if (self->wait_ms <= 0 || !self->conn) {
+        PGresult *res = script ? PQexec(self->conn, sql)
+                               : PQexecParams(self->conn, sql, n, NULL, params, NULL, NULL, 0);
+        return s_check(self, res, what, out);
+    }
+    bool timed_out;
+    PGresult *res = s_exec_bounded(self, sql, n, params, script, &timed_out);
+    if (timed_out) {
+        /* The statement may still run; the connection cannot be reused. */
+        s_drop(self);
+        const char *more;
+        int cut = s_clip(what, &more);
+        return SQ_FAIL(SQ_EDBDOWN, "%.*s%s: no answer from the server within %d ms", cut, what,
+                       more, self->wait_ms);
+    }
+    return s_check(self, res, what, out);
+}
+
+int sq_db_exec(sq_db_t *self, const char *sql, int n, const char *const *params,
+               PGresult **out)
+{
+    return s_run(self, sql, n, params, false, sql, out);
 }
 
 int sq_db_exec_script(sq_db_t *self, const char *sql)
 {
-    return s_check(self, PQexec(self->conn, sql), "script", NULL);
+    return s_run(self, sql, 0, NULL, true, "script", NULL);
 }
 
 int sq_db_begin(sq_db_t *self) { return sq_db_exec(self, "BEGIN", 0, NULL, NULL); }
@@ -145,8 +293,33 @@ int sq_db_commit(sq_db_t *self) { return sq_db_exec(self, "COMMIT", 0, NULL, NUL
 
 void sq_db_rollback(sq_db_t *self)
 {
-    if (sq_db_is_up(self))
+    /* no detail recorded: the caller reports the failure that led here */
+    if (!sq_db_is_up(self))
+        return;
+    if (self->wait_ms <= 0) {
         PQclear(PQexec(self->conn, "ROLLBACK"));
+        return;
+    }
+    bool timed_out;
+    PQclear(s_exec_bounded(self, "ROLLBACK", 0, NULL, true, &timed_out));
+    if (timed_out)
+        s_drop(self);
+}
+
+/* A bounded session asks the server to give up on a statement first (at
+ * 3/4 of the bound), so a slow server reports 57014 on a live connection. */
+static int s_session_setup(sq_db_t *self)
+{
+    if (self->wait_ms <= 0)
+        return 0;
+    char sql[64];
+    snprintf(sql, sizeof sql, "SET statement_timeout = %d", self->wait_ms - self->wait_ms / 4);
+    if (s_run(self, sql, 0, NULL, true, "SET statement_timeout", NULL) == 0)
+        return 0;
+    char detail[512]; /* the detail is the buffer SQ_FAIL writes: copy it first */
+    snprintf(detail, sizeof detail, "%s", sq_error_detail());
+    s_drop(self);
+    return SQ_FAIL(SQ_EDBDOWN, "connect: %s", detail);
 }
 
 /* ---- COPY ---- */
@@ -293,6 +466,8 @@ int sq_db_copy_send(sq_db_t *db, const char *copy_sql, sq_db_copy_t *rows)
 {
     if (!rows->ok)
         return SQ_FAIL(SQ_ENOMEM, "COPY batch: out of memory while building rows");
+    if (db->wait_ms > 0)
+        return SQ_FAIL(SQ_ESTATE, "COPY on a connection with bounded waits (non-blocking)");
     PGresult *res = PQexec(db->conn, copy_sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         int rc = SQ_DB_FAIL(db, res, copy_sql);

@@ -29,15 +29,30 @@ typedef struct sq_db_t sq_db_t;
  * (50 ms doubling to 1 s) until timeout_ms has passed (0: one try).
  * Returns 0 and *out, or SQ_EDBDOWN / SQ_ENOMEM with a detail. */
 int sq_db_connect(const char *conninfo, int timeout_ms, sq_db_t **out);
+/* As sq_db_connect, with every wait on the server bounded by wait_ms (0:
+ * unbounded, as sq_db_connect): each connection attempt (reconnects too)
+ * and each statement of sq_db_exec, sq_db_exec_script, begin, commit and
+ * rollback. For a caller that must keep running while a server accepts
+ * connections but never answers (the scheduler's loop): libpq alone would
+ * wait for ever. A statement without an answer in time drops the
+ * connection (its state is unknown) and returns SQ_EDBDOWN, so the caller
+ * reconnects as after any lost connection. The session's
+ * statement_timeout is set to 3/4 of wait_ms, so that a server that is only
+ * slow cancels the statement itself first (SQLSTATE 57014, SQ_EDB) and the
+ * connection stays. Such a connection is non-blocking: no COPY on it. */
+int sq_db_connect_bounded(const char *conninfo, int timeout_ms, int wait_ms, sq_db_t **out);
 void sq_db_destroy(sq_db_t **self_p);
 /* Reconnect after SQ_EDBDOWN (one attempt). 0 or SQ_EDBDOWN. */
 int sq_db_reconnect(sq_db_t *self);
 bool sq_db_is_up(sq_db_t *self);
-/* The raw connection, for PQ calls not wrapped here. Borrowed. */
+/* The raw connection, for PQ calls not wrapped here. Borrowed; NULL on a
+ * bounded connection whose wait ran out, until it is reconnected. */
 PGconn *sq_db_conn(sq_db_t *self);
 
 /* Convert a failed libpq call (res may be NULL) into SQ_EDB or SQ_EDBDOWN,
- * recording "what: server message (SQLSTATE)" at file:line. */
+ * recording "what: server message (SQLSTATE)" at file:line; a long `what`
+ * (sq_db_exec passes the SQL) is cut to its first 64 bytes and "...", so
+ * the server's message always fits in the detail. */
 int sq_db_fail(sq_db_t *self, PGresult *res, const char *file, int line, const char *what);
 #define SQ_DB_FAIL(db, res, what) sq_db_fail((db), (res), __FILE__, __LINE__, (what))
 

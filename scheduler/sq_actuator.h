@@ -65,18 +65,37 @@ sq_actuator_destroy(sq_actuator_t **a_p)
 
 /* --- local: mpirun process groups -------------------------------------- */
 
+/* At most this many extra mpirun flags (the spawn argv has room for them
+ * and for SQ_POLICY_MAX_WORKER_FLAGS worker flags). */
+#define SQ_ACTUATOR_MAX_MPIRUN_ARGS 16
+
+/* A group that exited while it was not being removed: it died on its own
+ * (a worker that refuses its flags exits at once, and the next decision
+ * starts another: a respawn loop that only this report shows). */
+typedef struct {
+    const char *group_id, *pool;
+    int status;             /* waitpid() status; -1 when it could not be read */
+    double ran_s;           /* spawn -> exit seen */
+    int was_ready;          /* the broker had listed the group */
+} sq_group_exit_t;
+
+typedef void (*sq_group_exit_fn)(void *arg, const sq_group_exit_t *exit);
+
 typedef struct {
     const char *mpirun;          /* default "mpirun" (PATH) */
     const char *worker;          /* default "shardq-worker" (PATH) */
     const char *worker_endpoint; /* --broker for workers; default $SHARDQ_WORKER_ENDPOINT */
-    const char *const *mpirun_args; /* extra mpirun flags (NULL-terminated), e.g. --oversubscribe */
-    int64_t grace_ms;            /* SIGTERM -> SIGKILL; default 60000 */
+    const char *const *mpirun_args; /* extra mpirun flags (NULL-terminated, at most
+                                       SQ_ACTUATOR_MAX_MPIRUN_ARGS), e.g. --oversubscribe */
+    int64_t grace_ms;            /* SIGTERM -> SIGKILL; 0: at once; < 0: default 60000 */
+    sq_group_exit_fn on_exit;    /* may be NULL; called from poll() */
+    void *on_exit_arg;
 } sq_actuator_local_opts_t;
 
 /* Each group is `mpirun -np TP [mpirun_args] WORKER --broker EP --model M
  * --device D --max-batch B --group-id POOL-N [flags...]`, spawned with
  * posix_spawn in a process group of its own, so a drain signal reaches
- * every rank. */
+ * every rank. opts NULL: all defaults. */
 sq_actuator_t *sq_actuator_local_new(const sq_actuator_local_opts_t *opts);
 
 /* Group ids are "<pool>-<n>". The loop reports what the broker says of a

@@ -6,8 +6,9 @@
  *  rank it started. A drained group gets SIGUSR1 on mpirun, which forwards
  *  it to every rank (mpirun would end the job at once on SIGTERM): the
  *  worker stops taking tasks, finishes or hands back its leases and exits;
- *  SIGKILL follows once grace_ms has passed. A group that exits on its own is simply
- *  forgotten: the next decision sees one group fewer and replaces it.
+ *  SIGKILL follows once grace_ms has passed (0: at once). A group that exits on its
+ *  own is reported (opts.on_exit) and forgotten: the next decision sees one
+ *  group fewer and replaces it.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "sq_actuator.h"
@@ -45,17 +46,25 @@ typedef struct {
     unsigned seq;
 } s_local_t;
 
-/* argv for one group; strings point into pool, buf (flags split on spaces). */
+/* mpirun -np N, its flags, the worker and its 10 fixed arguments, the
+ * policy's worker flags, NULL. */
+#define S_ARGV_MAX (3 + SQ_ACTUATOR_MAX_MPIRUN_ARGS + 11 + SQ_POLICY_MAX_WORKER_FLAGS + 1)
+
+/* argv for one group; strings point into pool, flags (the buffer for the
+ * split worker flags, SQ_POLICY_FLAGS_BYTES). */
 static int
 s_argv(const s_local_t *self, const sq_pool_policy_t *p, const char *id, char *np, char *mb,
-       char *flags, char **argv, int max)
+       char *flags, char **argv)
 {
     int n = 0;
     argv[n++] = (char *)self->o.mpirun;
     argv[n++] = "-np";
     argv[n++] = np;
-    for (int i = 0; self->o.mpirun_args && self->o.mpirun_args[i] && n < max - 16; i++)
+    for (int i = 0; self->o.mpirun_args && self->o.mpirun_args[i]; i++) {
+        if (i == SQ_ACTUATOR_MAX_MPIRUN_ARGS)
+            return SQ_FAIL(SQ_ETOOBIG, "more than %d mpirun flags", SQ_ACTUATOR_MAX_MPIRUN_ARGS);
         argv[n++] = (char *)self->o.mpirun_args[i];
+    }
     argv[n++] = (char *)self->o.worker;
     argv[n++] = "--broker";
     argv[n++] = (char *)self->endpoint;
@@ -67,11 +76,14 @@ s_argv(const s_local_t *self, const sq_pool_policy_t *p, const char *id, char *n
     argv[n++] = mb;
     argv[n++] = "--group-id";
     argv[n++] = (char *)id;
-    for (char *save = NULL, *tok = strtok_r(flags, " \t", &save); tok && n < max - 1;
-         tok = strtok_r(NULL, " \t", &save))
-        argv[n++] = tok;
-    argv[n] = NULL;
-    return n < max - 1 ? 0 : SQ_FAIL(SQ_ETOOBIG, "pool %s: too many worker flags", p->name);
+    /* the policy refused more at load; this guards a policy built in code */
+    int n_flags = sq_worker_flags_split(p->worker.flags, flags, SQ_POLICY_FLAGS_BYTES, argv + n,
+                                        SQ_POLICY_MAX_WORKER_FLAGS);
+    if (n_flags > SQ_POLICY_MAX_WORKER_FLAGS)
+        return SQ_FAIL(SQ_ETOOBIG, "pool %s: %d worker flags (at most %d)", p->name, n_flags,
+                       SQ_POLICY_MAX_WORKER_FLAGS);
+    argv[n + n_flags] = NULL;
+    return 0;
 }
 
 static int
@@ -89,11 +101,10 @@ s_spawn(s_local_t *self, const sq_pool_policy_t *p, int64_t now_ms)
     memset(g, 0, sizeof *g);
     snprintf(g->id, sizeof g->id, "%s-%u", p->name, ++self->seq);
     snprintf(g->pool, sizeof g->pool, "%s", p->name);
-    char np[16], mb[16], flags[256], *argv[64];
+    char np[16], mb[16], flags[SQ_POLICY_FLAGS_BYTES], *argv[S_ARGV_MAX];
     snprintf(np, sizeof np, "%d", p->worker.tp);
     snprintf(mb, sizeof mb, "%d", p->worker.max_batch);
-    snprintf(flags, sizeof flags, "%s", p->worker.flags);
-    int rc = s_argv(self, p, g->id, np, mb, flags, argv, 64);
+    int rc = s_argv(self, p, g->id, np, mb, flags, argv);
     if (rc)
         return rc;
     posix_spawnattr_t attr;
@@ -162,11 +173,17 @@ s_poll(sq_actuator_t *base, int64_t now_ms)
     s_local_t *self = (s_local_t *)base;
     for (size_t i = 0; i < self->n;) {
         s_group_t *g = &self->groups[i];
-        int status;
+        int status = -1;
         pid_t r = waitpid(g->pid, &status, WNOHANG);
         if (r == g->pid || (r < 0 && errno == ECHILD)) {
-            if (g->state == S_DRAINING)
+            if (g->state == S_DRAINING) {
                 kill(-g->pid, SIGKILL); /* ranks that outlived mpirun */
+            } else if (self->o.on_exit) {
+                sq_group_exit_t ex = {g->id, g->pool, r == g->pid ? status : -1,
+                                      (double)(now_ms - g->spawned_ms) / 1000.0,
+                                      g->state == S_READY};
+                self->o.on_exit(self->o.on_exit_arg, &ex);
+            }
             self->groups[i] = self->groups[--self->n];
             continue;
         }
@@ -225,13 +242,14 @@ sq_actuator_local_new(const sq_actuator_local_opts_t *opts)
         return NULL;
     }
     self->base.ops = &s_ops;
+    self->o.grace_ms = -1;
     if (opts)
         self->o = *opts;
     if (!self->o.mpirun)
         self->o.mpirun = "mpirun";
     if (!self->o.worker)
         self->o.worker = "shardq-worker";
-    if (self->o.grace_ms <= 0)
+    if (self->o.grace_ms < 0)
         self->o.grace_ms = 60000; /* above shardq-worker's own --grace (30 s) */
     const char *ep = self->o.worker_endpoint ? self->o.worker_endpoint
                                              : getenv("SHARDQ_WORKER_ENDPOINT");

@@ -9,6 +9,7 @@
 #include "sq_decide.h"
 
 #include "sq_error.h"
+#include "sq_utf8.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -225,17 +226,24 @@ sq_decide(sq_decider_t *self, const sq_pool_policy_t *p, const sq_pool_metrics_t
     int desired = cur;
     if (rec > cur) {
         int cooling = self->have_up && now_ms - self->last_up_ms < p->scale_up_cooldown_s * 1000;
-        /* The larger of the two limits, as HPA combines its policies. */
+        /* The larger of the two limits, as HPA combines its policies; at
+         * least one group, or a percentage of zero groups never starts. */
         int step = p->max_step_up;
         int pct = (int)ceil(cur * p->max_step_up_percent / 100.0);
         step = pct > step ? pct : step;
+        step = step > 1 ? step : 1;
         int hi = p->max_step_up || p->max_step_up_percent > 0 ? cur + step : rec;
         desired = cooling ? cur : rec < hi ? rec : hi;
-        verdict = cooling ? "hold (up cooldown)"
+        /* The floors (min_groups, a window's) are not steps: as HPA applies
+         * minReplicas, a count below them goes to them at once. */
+        int lowest = out->floor > p->min_groups ? out->floor : p->min_groups;
+        int raised = desired < lowest;
+        desired = raised ? lowest : desired;
+        verdict = raised ? (out->window ? "up (window floor)" : "up (min_groups)")
+                  : cooling ? "hold (up cooldown)"
                   : by_floor ? "up (window floor)"
                   : by_min ? "up (min_groups)"
                   : desired < rec ? "up (step-limited)" : "up";
-        int lowest = out->floor > p->min_groups ? out->floor : p->min_groups;
         int bound = lowest > cur ? lowest : cur;
         if (m->commit_bound && desired > bound) {
             desired = bound;
@@ -253,8 +261,10 @@ sq_decide(sq_decider_t *self, const sq_pool_policy_t *p, const sq_pool_metrics_t
         verdict = "hold (stabilising)";
     }
     out->desired = desired;
-    snprintf(out->reason, sizeof out->reason, "%s: %s; rec %d, stabilised %d, floor %d%s%s -> %d",
-             verdict, why[0] ? why : "no load", rec, stab, out->floor,
-             out->window ? " by " : "", out->window ? out->window : "", desired);
+    int n = snprintf(out->reason, sizeof out->reason,
+                     "%s: %s; rec %d, stabilised %d, floor %d%s%s -> %d", verdict,
+                     why[0] ? why : "no load", rec, stab, out->floor, out->window ? " by " : "",
+                     out->window ? out->window : "", desired);
+    sq_utf8_fit(out->reason, sizeof out->reason, n); /* a window name may be UTF-8 */
     return 0;
 }

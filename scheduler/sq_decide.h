@@ -8,9 +8,12 @@
  *     clamped to [min_groups, max_groups]; with tasks waiting and no
  *     group at all it is at least 1 (scale from zero);
  *   - a change within `tolerance` of the current count is ignored;
- *   - scale-up is immediate, bounded by max_step_up and the up cooldown,
- *     and held (but for the floors) while the broker's commits are behind:
- *     it grants no lease then, so new groups would only wait;
+ *   - scale-up is immediate, bounded by max_step_up (or the percentage;
+ *     at least one group) and the up cooldown, and held (but for the
+ *     floors) while the broker's commits are behind: it grants no lease
+ *     then, so new groups would only wait;
+ *   - the floors (min_groups, an active window's) are reached at once,
+ *     past the step limits and the cooldown, as HPA applies minReplicas;
  *   - scale-down uses the HIGHEST recommendation seen during the last
  *     scale_down_stabilization_s, bounded by max_step_down and the down
  *     cooldown, so a brief dip never drops groups;

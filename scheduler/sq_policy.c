@@ -42,7 +42,7 @@ static const s_key_t s_worker_keys[] = {
     SQ_KEY(sq_worker_spec_t, model, S_STR, 0, 0, 1),
     SQ_KEY(sq_worker_spec_t, tp, S_INT, 1, 1024, 0),
     SQ_KEY(sq_worker_spec_t, device, S_STR, 0, 0, 0),
-    SQ_KEY(sq_worker_spec_t, max_batch, S_INT, 1, 65536, 0),
+    SQ_KEY(sq_worker_spec_t, max_batch, S_INT, 1, SQ_POLICY_MAX_LEASES, 0),
     SQ_KEY(sq_worker_spec_t, flags, S_STR, 0, 0, 0),
     {NULL, 0, 0, 0, 0, 0, 0}};
 
@@ -240,8 +240,11 @@ s_window_child(const s_ctx_t *cx, const char *key, const yaml_node_t *v, const c
     if (!s || strcmp(key, "timezone") != 0)
         return s_err(cx, v, path, "must be a scalar");
     sq_tz_destroy(&w->tz);
-    if (!(w->tz = sq_tz_load(s)))
-        return s_err(cx, v, path, sq_error_detail());
+    if (!(w->tz = sq_tz_load(s))) {
+        char detail[300]; /* s_err writes the detail buffer: copy it first */
+        snprintf(detail, sizeof detail, "%s", sq_error_detail());
+        return s_err(cx, v, path, detail);
+    }
     return 0;
 }
 
@@ -263,13 +266,74 @@ s_window(const s_ctx_t *cx, const yaml_node_t *n, const char *path, sq_window_t 
     return 0;
 }
 
+int
+sq_worker_flags_split(const char *flags, char *buf, size_t size, char **argv, int max)
+{
+    int n = 0;
+    snprintf(buf, size, "%s", flags);
+    for (char *save = NULL, *tok = strtok_r(buf, " \t", &save); tok;
+         tok = strtok_r(NULL, " \t", &save)) {
+        if (n < max)
+            argv[n] = tok;
+        n++;
+    }
+    return n;
+}
+
+/* worker.flags as shardq-worker will read them: a flag the scheduler sets
+ * itself, or a --prefetch the worker refuses, would make every group it
+ * starts exit at once. `v` is the worker mapping (for the line). */
+static int
+s_worker_check(const s_ctx_t *cx, const yaml_node_t *v, const char *path,
+               const sq_worker_spec_t *w)
+{
+    static const char *const own[] = {"--broker", "--model", "--device", "--max-batch",
+                                      "--group-id", NULL};
+    char buf[SQ_POLICY_FLAGS_BYTES], *argv[SQ_POLICY_MAX_WORKER_FLAGS], sub[256], what[200];
+    snprintf(sub, sizeof sub, "%s.flags", path);
+    int n = sq_worker_flags_split(w->flags, buf, sizeof buf, argv, SQ_POLICY_MAX_WORKER_FLAGS);
+    if (n > SQ_POLICY_MAX_WORKER_FLAGS) {
+        snprintf(what, sizeof what, "%d flags (at most %d)", n, SQ_POLICY_MAX_WORKER_FLAGS);
+        return s_err(cx, v, sub, what);
+    }
+    long prefetch = 0;
+    for (int i = 0; i < n; i++) {
+        size_t len = strcspn(argv[i], "=");
+        for (int k = 0; own[k]; k++)
+            if (strlen(own[k]) == len && strncmp(argv[i], own[k], len) == 0) {
+                snprintf(what, sizeof what, "%s is set by the scheduler (use the worker keys)",
+                         own[k]);
+                return s_err(cx, v, sub, what);
+            }
+        if (len != strlen("--prefetch") || strncmp(argv[i], "--prefetch", len) != 0)
+            continue;
+        const char *val = argv[i][len] == '=' ? argv[i] + len + 1 : i + 1 < n ? argv[++i] : "";
+        char *end = NULL;
+        prefetch = strtol(val, &end, 10);
+        if (end == val || *end || prefetch < 0 || prefetch > SQ_POLICY_MAX_LEASES) {
+            snprintf(what, sizeof what, "--prefetch: '%.40s' is not an integer in [0, %d]", val,
+                     SQ_POLICY_MAX_LEASES);
+            return s_err(cx, v, sub, what);
+        }
+    }
+    if (w->max_batch + prefetch > SQ_POLICY_MAX_LEASES) {
+        snprintf(what, sizeof what,
+                 "max_batch %d + --prefetch %ld is more than the %d leases a worker group may hold",
+                 w->max_batch, prefetch, SQ_POLICY_MAX_LEASES);
+        return s_err(cx, v, sub, what);
+    }
+    return 0;
+}
+
 static int
 s_pool_child(const s_ctx_t *cx, const char *key, const yaml_node_t *v, const char *path,
              void *base)
 {
     sq_pool_policy_t *p = base;
-    if (strcmp(key, "worker") == 0)
-        return s_mapping(cx, v, s_worker_keys, path, &p->worker, NULL);
+    if (strcmp(key, "worker") == 0) {
+        int rc = s_mapping(cx, v, s_worker_keys, path, &p->worker, NULL);
+        return rc ? rc : s_worker_check(cx, v, path, &p->worker);
+    }
     if (strcmp(key, "kubernetes") == 0)
         return s_mapping(cx, v, s_kube_keys, path, p, NULL);
     if (!v || v->type != YAML_SEQUENCE_NODE)

@@ -31,6 +31,13 @@
  * repeat a window or a list without repeating its text). */
 #define SQ_POLICY_MAX_POOLS 256
 #define SQ_POLICY_MAX_WINDOWS 256
+/* worker.flags: its size and how many flags (words) it may hold. */
+#define SQ_POLICY_FLAGS_BYTES 256
+#define SQ_POLICY_MAX_WORKER_FLAGS 32
+/* shardq-worker's bounds: --max-batch 1..4096, and max_batch + --prefetch
+ * at most 4096 leases (SQ_WIRE_MAX_BATCH). A policy outside them would
+ * start groups that exit at once, again at every decision. */
+#define SQ_POLICY_MAX_LEASES 4096
 
 typedef struct {
     char name[64];
@@ -48,7 +55,7 @@ typedef struct {
     int tp;                 /* ranks per group (mpirun -np) */
     char device[16];        /* cpu | cuda */
     int max_batch;
-    char flags[256];        /* extra worker flags, passed through verbatim */
+    char flags[SQ_POLICY_FLAGS_BYTES]; /* extra worker flags, split on spaces and tabs */
 } sq_worker_spec_t;
 
 typedef struct {
@@ -90,6 +97,12 @@ const sq_pool_policy_t *sq_policy_pool(const sq_policy_t *self, const char *name
  * as a Kubernetes HorizontalPodAutoscaler with default behaviour would
  * act. The copy shares nothing with src. */
 void sq_policy_hpa_baseline(const sq_pool_policy_t *src, sq_pool_policy_t *out);
+
+/* Split worker flags as the local actuator passes them, on spaces and
+ * tabs: a copy goes into buf (size bytes), argv (OUT) gets up to max
+ * pointers into it. Returns how many words flags has (more than max when
+ * argv could not take them all). */
+int sq_worker_flags_split(const char *flags, char *buf, size_t size, char **argv, int max);
 
 /* Parse "45m", "300s", "1h30m", "2h", "90" (seconds). 0 or SQ_EINVAL. */
 int sq_duration_parse(const char *text, int64_t *seconds);

@@ -60,7 +60,7 @@ s_usage(FILE *out)
         " local actuator:\n"
         "  --mpirun PATH          (default mpirun)   --worker-bin PATH (default shardq-worker)\n"
         "  --mpirun-arg ARG       extra mpirun flag, repeatable (e.g. --oversubscribe)\n"
-        "  --grace-s S            SIGTERM -> SIGKILL grace (default 60)\n"
+        "  --grace-s S            SIGTERM -> SIGKILL grace (default 60; 0: at once)\n"
         " kubernetes actuator:\n"
         "  --k8s-api URL  --k8s-token FILE  --k8s-ca FILE  --k8s-namespace NS\n"
         "exit codes: 0 stopped by signal (or --once done), 1 startup failure, 2 usage\n");

@@ -2,7 +2,10 @@
  *  counts), decide (sq_decide per pool), act (actuator), record
  *  (scaling_events + audit_log). Records that cannot be written while the
  *  database is down wait in a bounded in-memory queue and are written, in
- *  order, once it is back.
+ *  order, once it is back. Every wait on the database is bounded (a server
+ *  that accepts connections and never answers must not stop the loop), and
+ *  a row the database refuses is dropped after a few tries, so that it
+ *  cannot hold back the rows behind it.
  *  Main-program code: it logs (sq_log), libraries below it do not.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -13,14 +16,20 @@
 #include "sq_error.h"
 #include "sq_log.h"
 #include "sq_sched_db.h"
+#include "sq_utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #define S_PENDING_MAX 1024
+/* Each wait on PostgreSQL (connect, one statement) at most this long. */
+#define S_DB_WAIT_MS 2000
+/* A row refused this many times while the database is up is dropped. */
+#define S_REFUSALS_MAX 3
 
 typedef struct {
     char name[64];
@@ -38,7 +47,16 @@ typedef struct {
     sq_pool_metrics_t m;
     int64_t version;
     int applied;
+    int refusals;               /* times the database refused this row */
 } s_pending_t;
+
+/* A pool that a reload removed: its groups are scaled to 0, then it is
+ * forgotten. */
+typedef struct {
+    sq_pool_policy_t policy;    /* a copy without windows: what the actuator reads */
+    sq_pool_metrics_t m;        /* as last seen */
+    int64_t retry_at_ms, backoff_ms;
+} s_retiring_t;
 
 struct sq_loop_t {
     sq_loop_opts_t o;
@@ -55,6 +73,10 @@ struct sq_loop_t {
     int stats_ok;
     s_pending_t *pending;       /* ring of unrecorded events */
     size_t pend_head, n_pend;
+    uint64_t refused;           /* rows the database refused, dropped */
+    int64_t db_retry_at_ms, db_backoff_ms; /* while the database is away (monotonic) */
+    s_retiring_t *retiring;     /* (n_retiring) pools removed by a reload */
+    size_t n_retiring;
 };
 
 /* The current error detail quoted for a logfmt value (messages from the
@@ -95,6 +117,26 @@ sq_loop_opts_default(sq_loop_opts_t *o)
     memset(o, 0, sizeof *o);
     o->actuator = "local";
     o->tick_ms = 1000;
+    o->local.grace_ms = -1; /* the actuator's default; 0 is "at once" */
+}
+
+/* Text for a database row: what is not UTF-8 replaced (PostgreSQL refuses
+ * the whole row over one bad byte), cut to fit on a character boundary. */
+static void
+s_row_text(char *dst, size_t size, const char *src)
+{
+    size_t n;
+    char *clean = sq_utf8_sanitize(src, strlen(src), &n);
+    sq_utf8_fit(dst, size, snprintf(dst, size, "%s", clean ? clean : src));
+    free(clean);
+}
+
+static void
+s_backoff(int64_t *backoff_ms, int64_t *retry_at_ms, int64_t now, int64_t max_ms)
+{
+    *backoff_ms = *backoff_ms ? *backoff_ms * 2 : 1000;
+    *backoff_ms = *backoff_ms > max_ms ? max_ms : *backoff_ms;
+    *retry_at_ms = now + *backoff_ms;
 }
 
 /* New pool states for `policy`, moving deciders over from `old` by pool
@@ -128,12 +170,31 @@ s_pools_free(s_pool_t *pools, size_t n)
     free(pools);
 }
 
+/* A group that died on its own is replaced by the next decision; one that
+ * dies at once (a worker refusing its flags) is replaced again and again,
+ * and only this line shows it. */
+static void
+s_on_group_exit(void *arg, const sq_group_exit_t *ex)
+{
+    (void)arg;
+    char how[32];
+    if (ex->status >= 0 && WIFEXITED(ex->status))
+        snprintf(how, sizeof how, "exit %d", WEXITSTATUS(ex->status));
+    else if (ex->status >= 0 && WIFSIGNALED(ex->status))
+        snprintf(how, sizeof how, "signal %d", WTERMSIG(ex->status));
+    else
+        snprintf(how, sizeof how, "unknown");
+    SQ_WARN("group exited on its own", "group=%s pool=%s status=\"%s\" ran_s=%.1f was_ready=%d",
+            ex->group_id, ex->pool, how, ex->ran_s, ex->was_ready);
+}
+
 static sq_actuator_t *
 s_actuator_new(sq_loop_opts_t *o)
 {
     if (strcmp(o->actuator, "kubernetes") == 0)
         return sq_actuator_kube_new(&o->kube);
     o->local.mpirun_args = o->mpirun_args;
+    o->local.on_exit = s_on_group_exit;
     return sq_actuator_local_new(&o->local);
 }
 
@@ -158,7 +219,7 @@ sq_loop_new(const sq_loop_opts_t *o)
     }
     int ok = (self->policy = sq_policy_load(o->policy_path)) != NULL &&
              (self->pools = s_pools_for(self->policy, NULL, 0)) != NULL &&
-             sq_db_connect(o->db, 10000, &self->db) == 0 &&
+             sq_db_connect_bounded(o->db, 10000, S_DB_WAIT_MS, &self->db) == 0 &&
              sq_sched_db_store_policy(self->db, self->policy, o->policy_path,
                                       &self->policy_version) == 0 &&
              (self->client = sq_client_new(o->broker, &self->client_opts)) != NULL &&
@@ -185,8 +246,45 @@ sq_loop_destroy(sq_loop_t **self_p)
         s_pools_free(self->pools, self->policy->n_pools);
     sq_policy_destroy(&self->policy);
     free(self->pending);
+    free(self->retiring);
     free(self);
     *self_p = NULL;
+}
+
+/* Room for every running pool in the retiring list, so that
+ * s_retire_vanished cannot fail once the new pools are built. */
+static int
+s_retiring_reserve(sq_loop_t *self)
+{
+    size_t n = self->n_retiring + self->policy->n_pools;
+    s_retiring_t *grown = realloc(self->retiring, n * sizeof *grown);
+    if (!grown)
+        return SQ_FAIL(SQ_ENOMEM, "retiring pools");
+    self->retiring = grown;
+    return 0;
+}
+
+/* Keep, for retirement, the pools of the running policy that `next` does
+ * not have; stop retiring those it has again. */
+static void
+s_retire_vanished(sq_loop_t *self, const sq_policy_t *next)
+{
+    for (size_t i = 0; i < self->n_retiring;)
+        if (sq_policy_pool(next, self->retiring[i].policy.name))
+            self->retiring[i] = self->retiring[--self->n_retiring];
+        else
+            i++;
+    for (size_t i = 0; i < self->policy->n_pools; i++) {
+        const sq_pool_policy_t *p = &self->policy->pools[i];
+        if (sq_policy_pool(next, p->name))
+            continue;
+        s_retiring_t *r = &self->retiring[self->n_retiring++];
+        memset(r, 0, sizeof *r);
+        r->policy = *p;
+        r->policy.windows = NULL; /* owned by the policy about to go */
+        r->policy.n_windows = 0;
+        r->m = self->pools[i].m;
+    }
 }
 
 int
@@ -203,17 +301,20 @@ sq_loop_reload(sq_loop_t *self)
     }
     /* Store first: a policy that is not recorded is not auditable, so it
      * does not run. */
-    int rc = sq_sched_db_store_policy(self->db, next, self->o.policy_path, &version);
+    int rc = sq_db_is_up(self->db) ? 0 : sq_db_reconnect(self->db);
+    if (rc == 0)
+        rc = sq_sched_db_store_policy(self->db, next, self->o.policy_path, &version);
+    if (rc == 0)
+        rc = s_retiring_reserve(self);
     s_pool_t *pools = rc ? NULL : s_pools_for(next, self->pools, self->policy->n_pools);
     if (!pools) {
         self->reloads_refused++;
         char q[512];
         SQ_WARN("policy not stored, keeping the running one", "error=%s", s_err_q(q, sizeof q));
         sq_policy_destroy(&next);
-        if (rc == SQ_EDBDOWN)
-            sq_db_reconnect(self->db);
         return rc ? rc : SQ_ENOMEM;
     }
+    s_retire_vanished(self, next);
     s_pools_free(self->pools, self->policy->n_pools);
     sq_policy_destroy(&self->policy);
     self->policy = next;
@@ -238,27 +339,88 @@ s_pending_push(sq_loop_t *self, const s_pending_t *ev)
     self->pending[(self->pend_head + self->n_pend++) % S_PENDING_MAX] = *ev;
 }
 
-/* Write queued events oldest first; stop at the first failure. */
+/* SQLSTATE of the last sq_db failure: its detail ends "(SQLSTATE)". */
+static void
+s_sqlstate(char out[6])
+{
+    const char *d = sq_error_detail();
+    size_t n = strlen(d);
+    out[0] = '\0';
+    if (n >= 7 && d[n - 1] == ')' && d[n - 7] == '(')
+        snprintf(out, 6, "%.5s", d + n - 6);
+}
+
+/* A statement the server gave up on for now (cancelled by the statement
+ * timeout, a deadlock or serialisation failure, no resources): try the
+ * row again later. Any other error is the server refusing the row. */
+static int
+s_transient(const char *state)
+{
+    static const char *const classes[] = {"40", "53", "55", "57", "58", NULL};
+    for (int i = 0; classes[i]; i++)
+        if (strncmp(state, classes[i], 2) == 0)
+            return 1;
+    return 0;
+}
+
+static void
+s_db_away(sq_loop_t *self)
+{
+    s_backoff(&self->db_backoff_ms, &self->db_retry_at_ms, sq_loop_mono_ms(), 15000);
+}
+
+/* Write queued events oldest first; stop at the first failure. While the
+ * database is away, try again with backoff (1 s doubling to 15 s), not at
+ * every tick: each try may wait S_DB_WAIT_MS. A row refused
+ * S_REFUSALS_MAX times while the database answers is logged whole and
+ * dropped, so that one bad row cannot hold back every later one. */
 static void
 s_flush(sq_loop_t *self)
 {
+    if (!self->n_pend || sq_loop_mono_ms() < self->db_retry_at_ms)
+        return;
+    char q[512];
+    if (!sq_db_is_up(self->db) && sq_db_reconnect(self->db) != 0) {
+        self->db_errors++;
+        SQ_WARN("scaling events not recorded yet", "queued=%zu error=%s", self->n_pend,
+                s_err_q(q, sizeof q));
+        s_db_away(self);
+        return;
+    }
     while (self->n_pend) {
         s_pending_t *ev = &self->pending[self->pend_head];
         sq_scaling_event_t row = {ev->pool, &ev->d, &ev->m, ev->version, self->act->ops->name,
                                   ev->applied, ev->applied ? NULL : ev->error};
         int rc = sq_sched_db_record(self->db, &row, NULL);
         if (rc) {
+            char state[6];
+            s_sqlstate(state);
             self->db_errors++;
-            char q[512];
-            SQ_WARN("scaling event not recorded yet", "queued=%zu error=%s", self->n_pend,
-                    s_err_q(q, sizeof q));
-            if (rc == SQ_EDBDOWN)
-                sq_db_reconnect(self->db);
-            return;
+            int refused = rc == SQ_EDB && !s_transient(state) &&
+                          ++ev->refusals >= S_REFUSALS_MAX;
+            if (!refused) {
+                SQ_WARN("scaling event not recorded yet", "queued=%zu error=%s", self->n_pend,
+                        s_err_q(q, sizeof q));
+                if (rc == SQ_EDBDOWN)
+                    s_db_away(self);
+                return;
+            }
+            char reason[320], error[320], json[512], metrics[600];
+            sq_sched_metrics_json(&ev->m, json, sizeof json);
+            SQ_ERROR("scaling event refused by the database, dropped",
+                     "pool=%s from=%d to=%d applied=%d reason=%s actuator_error=%s metrics=%s "
+                     "policy_version=%lld tries=%d error=%s",
+                     ev->pool, ev->d.current, ev->d.desired, ev->applied,
+                     sq_log_quote(ev->d.reason, reason, sizeof reason),
+                     sq_log_quote(ev->error, error, sizeof error),
+                     sq_log_quote(json, metrics, sizeof metrics), (long long)ev->version,
+                     ev->refusals, s_err_q(q, sizeof q));
+            self->refused++;
         }
         self->pend_head = (self->pend_head + 1) % S_PENDING_MAX;
         self->n_pend--;
     }
+    self->db_backoff_ms = 0;
 }
 
 /* --- one tick ---------------------------------------------------------- */
@@ -340,34 +502,74 @@ s_observe(sq_loop_t *self, const sq_client_stats_t *st, const sq_pool_policy_t *
     return 0;
 }
 
+/* Queue the record of one actuator call (rc: what it returned) and log it. */
+static void
+s_event(sq_loop_t *self, const char *pool, const sq_decision_t *d, const sq_pool_metrics_t *m,
+        int rc)
+{
+    s_pending_t ev = {.d = *d, .m = *m, .version = self->policy_version, .applied = rc == 0};
+    snprintf(ev.pool, sizeof ev.pool, "%s", pool);
+    char q[320];
+    sq_log_quote(d->reason, q, sizeof q);
+    if (rc == 0) {
+        SQ_INFO("scaled", "pool=%s from=%d to=%d reason=%s", pool, d->current, d->desired, q);
+    } else {
+        s_row_text(ev.error, sizeof ev.error, sq_error_detail());
+        char eq[512];
+        SQ_WARN("actuator failed", "pool=%s from=%d to=%d error=%s reason=%s", pool, d->current,
+                d->desired, s_err_q(eq, sizeof eq), q);
+    }
+    s_pending_push(self, &ev);
+}
+
 static void
 s_apply(sq_loop_t *self, s_pool_t *ps, const sq_pool_policy_t *p, int64_t now)
 {
     const sq_decision_t *d = &ps->d;
-    s_pending_t ev = {.d = *d, .m = ps->m, .version = self->policy_version};
-    snprintf(ev.pool, sizeof ev.pool, "%s", p->name);
     int rc = sq_actuator_set(self->act, p, d->desired, now);
-    char q[320];
-    sq_log_quote(d->reason, q, sizeof q);
     if (rc == 0) {
-        ev.applied = 1;
         ps->backoff_ms = 0;
         sq_decider_applied(ps->decider, d->current, d->desired, now);
         *(d->desired > d->current ? &ps->ups : &ps->downs) += 1;
-        SQ_INFO("scaled", "pool=%s from=%d to=%d reason=%s", p->name, d->current, d->desired, q);
     } else {
         /* Retry with backoff (1 s doubling to 60 s), so that a launcher
          * that cannot start does not write an event every tick. */
         ps->failures++;
-        ps->backoff_ms = ps->backoff_ms ? ps->backoff_ms * 2 : 1000;
-        ps->backoff_ms = ps->backoff_ms > 60000 ? 60000 : ps->backoff_ms;
-        ps->retry_at_ms = now + ps->backoff_ms;
-        snprintf(ev.error, sizeof ev.error, "%s", sq_error_detail());
-        char eq[512];
-        SQ_WARN("actuator failed", "pool=%s from=%d to=%d error=%s reason=%s", p->name,
-                d->current, d->desired, s_err_q(eq, sizeof eq), q);
+        s_backoff(&ps->backoff_ms, &ps->retry_at_ms, now, 60000);
     }
-    s_pending_push(self, &ev);
+    s_event(self, p->name, d, &ps->m, rc);
+}
+
+/* Scale the pools a reload removed to 0, as any scale-down (an event is
+ * recorded), then forget them; a failed call is retried with backoff. */
+static void
+s_retire(sq_loop_t *self, int64_t now)
+{
+    for (size_t i = 0; i < self->n_retiring;) {
+        s_retiring_t *r = &self->retiring[i];
+        sq_actuator_counts_t c;
+        if (now < r->retry_at_ms) {
+            i++;
+            continue;
+        }
+        int rc = sq_actuator_counts(self->act, &r->policy, &c);
+        if (rc == 0 && c.requested > 0) {
+            sq_decision_t d = {.current = c.requested, .desired = 0};
+            snprintf(d.reason, sizeof d.reason, "down (pool no longer in the policy) -> 0");
+            rc = sq_actuator_set(self->act, &r->policy, 0, now);
+            s_event(self, r->policy.name, &d, &r->m, rc);
+        } else if (rc) {
+            char q[512];
+            SQ_WARN("actuator counts failed for a removed pool", "pool=%s error=%s",
+                    r->policy.name, s_err_q(q, sizeof q));
+        }
+        if (rc) {
+            s_backoff(&r->backoff_ms, &r->retry_at_ms, now, 60000);
+            i++;
+            continue;
+        }
+        self->retiring[i] = self->retiring[--self->n_retiring];
+    }
 }
 
 static void
@@ -418,6 +620,7 @@ sq_loop_tick(sq_loop_t *self)
         s_decide_all(self, &st, now);
         sq_client_stats_clear(&st);
     }
+    s_retire(self, now); /* needs no broker data: the count to reach is 0 */
     sq_actuator_poll(self->act, now);
     s_flush(self);
     self->ticks++;
@@ -508,6 +711,9 @@ sq_loop_render_metrics(void *arg, char *buf, size_t size)
     s_put(&o, "shardq_scheduler_events_pending %zu\n", self->n_pend);
     s_family(&o, "events_dropped_total", "counter", "Events lost: queue full while the database was down.");
     s_put(&o, "shardq_scheduler_events_dropped_total %llu\n", (unsigned long long)self->dropped);
+    s_family(&o, "events_refused_total", "counter",
+             "Events the database refused 3 times (logged whole, then dropped).");
+    s_put(&o, "shardq_scheduler_events_refused_total %llu\n", (unsigned long long)self->refused);
     s_family(&o, "policy_version", "gauge", "Version (policies.version) of the running policy.");
     s_put(&o, "shardq_scheduler_policy_version %lld\n", (long long)self->policy_version);
     s_family(&o, "policy_reloads_total", "counter", "SIGHUP reloads by result.");

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SQ_LOOP_MAX_MPIRUN_ARGS 16
+#define SQ_LOOP_MAX_MPIRUN_ARGS SQ_ACTUATOR_MAX_MPIRUN_ARGS
 
 typedef struct {
     const char *db, *broker, *policy_path, *actuator, *metrics_bind;

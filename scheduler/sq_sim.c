@@ -82,6 +82,9 @@ s_line(sq_trace_t *self, const char *origin, int lineno, char *line, double *las
         e2++;
     if (e1 == line || *e1 || !isfinite(t) || t < 0)
         return SQ_FAIL(SQ_EFORMAT, "%s:%d: t_s: not a non-negative number", origin, lineno);
+    if (t > SQ_SIM_MAX_TRACE_S)
+        return SQ_FAIL(SQ_EFORMAT, "%s:%d: t_s: %g is past one year (%d s), the longest trace",
+                       origin, lineno, t, SQ_SIM_MAX_TRACE_S);
     if (e2 == c2 + 1 || *e2 || !isfinite(n) || n < 0)
         return SQ_FAIL(SQ_EFORMAT, "%s:%d: arrivals: not a non-negative number", origin, lineno);
     if (t < *last_t)
@@ -111,6 +114,18 @@ s_close(sq_trace_t *self)
     }
 }
 
+/* A comment line: "# start=ISO" sets the wall time of t_s = 0. */
+static int
+s_comment(sq_trace_t *self, const char *origin, int lineno, const char *line)
+{
+    const char *st = strstr(line, "start=");
+    if (!st || sq_time_parse_iso(st + 6, &self->start_utc) == 0)
+        return 0;
+    char detail[256]; /* SQ_FAIL writes the detail buffer: copy it first */
+    snprintf(detail, sizeof detail, "%s", sq_error_detail());
+    return SQ_FAIL(SQ_EFORMAT, "%s:%d: start=: %s", origin, lineno, detail);
+}
+
 sq_trace_t *
 sq_trace_parse(const char *text, const char *origin)
 {
@@ -118,13 +133,16 @@ sq_trace_parse(const char *text, const char *origin)
     char *copy = strdup(text);
     int rc = self && copy ? 0 : SQ_FAIL(SQ_ENOMEM, "trace"), lineno = 0, header = 0;
     double last_t = 0;
-    for (char *save = NULL, *line = copy ? strtok_r(copy, "\n", &save) : NULL; !rc && line;
-         line = strtok_r(NULL, "\n", &save)) {
-        lineno++; /* strtok_r skips empty lines; numbering is of non-empty lines */
+    /* Line by line, blank ones included: errors name the line an editor shows. */
+    for (char *line = copy, *next; !rc && line && *line; line = next) {
+        lineno++;
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (line[strspn(line, " \t\r")] == '\0')
+            continue;
         if (line[0] == '#') {
-            const char *st = strstr(line, "start=");
-            if (st && sq_time_parse_iso(st + 6, &self->start_utc) != 0)
-                rc = SQ_FAIL(SQ_EFORMAT, "%s:%d: start=: %s", origin, lineno, sq_error_detail());
+            rc = s_comment(self, origin, lineno, line);
         } else if (!header) {
             header = 1;
             if (strncmp(line, "t_s,pool,arrivals", 17) != 0)
@@ -209,6 +227,7 @@ typedef struct {
     int n_groups, cap_groups;
     double queued, in_flight;
     int last_dir;
+    int64_t next_sync_ms;       /* HPA baseline: trace ms of the next decision */
     sq_sim_summary_t sum;
 } s_pool_t;
 
@@ -339,6 +358,7 @@ s_pools_init(s_pool_t *pools, const sq_policy_t *policy, const sq_trace_t *trace
         if (rc)
             return rc;
         p->sum.peak_groups = p->n_groups;
+        p->next_sync_ms = SQ_SIM_HPA_PERIOD_MS;
     }
     return 0;
 }
@@ -368,8 +388,14 @@ sq_sim_run(const sq_policy_t *policy, const sq_trace_t *trace, const sq_sim_opts
             sq_pool_metrics_t m;
             sq_decision_t d;
             s_step(p, o, now, dt, &m);
-            if (o->hpa_baseline && (k * o->tick_ms) % SQ_SIM_HPA_PERIOD_MS != 0)
-                continue; /* the HPA controller syncs every 15 s */
+            if (o->hpa_baseline) {
+                /* The HPA controller syncs every 15 s: decide at the first
+                 * tick at or past each 15 s mark, whatever the tick. */
+                if (k * o->tick_ms < p->next_sync_ms)
+                    continue;
+                p->next_sync_ms =
+                    (k * o->tick_ms / SQ_SIM_HPA_PERIOD_MS + 1) * SQ_SIM_HPA_PERIOD_MS;
+            }
             if ((rc = sq_decide(p->decider, &p->policy, &m, start_ms + k * o->tick_ms, &d)))
                 break;
             if (d.desired == d.current)

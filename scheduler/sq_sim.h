@@ -39,6 +39,10 @@ int64_t sq_trace_start(const sq_trace_t *self);
 /* Check that every pool in the trace exists in policy. */
 int sq_trace_check(const sq_trace_t *self, const sq_policy_t *policy);
 
+/* The latest t_s a trace may have: one year (longer runs would take
+ * hours, and times far beyond overflow the tick count). */
+#define SQ_SIM_MAX_TRACE_S (365 * 86400)
+
 /* kube-controller-manager's default --horizontal-pod-autoscaler-sync-period. */
 #define SQ_SIM_HPA_PERIOD_MS 15000
 
@@ -48,7 +52,9 @@ typedef struct {
     int64_t tick_ms;        /* decision interval (default 1000) */
     int64_t start_utc;      /* overrides the trace's start= when nonzero */
     int hpa_baseline;       /* replace each pool by sq_policy_hpa_baseline
-                               and decide every SQ_SIM_HPA_PERIOD_MS only */
+                               and decide every SQ_SIM_HPA_PERIOD_MS of trace
+                               time only (at the first tick at or past each
+                               mark) */
 } sq_sim_opts_t;
 
 void sq_sim_opts_default(sq_sim_opts_t *opts);

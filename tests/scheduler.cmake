@@ -57,6 +57,17 @@ add_test(NAME db.sched.loop
                  ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_fake_mpirun.sh ${PROJECT_SOURCE_DIR}/sql)
 set_tests_properties(db.sched.loop PROPERTIES LABELS db SKIP_RETURN_CODE 77 TIMEOUT 180)
 
+# The control loop under faults: a PostgreSQL that stops answering (a proxy
+# in the test), a row the database refuses, an error cut inside a UTF-8
+# character, a reload that removes a pool, --grace-s 0.
+add_executable(test_sched_faults e2e/test_sched_faults.c)
+target_link_libraries(test_sched_faults PRIVATE sched_testutil sq_db sq_wire sq_testlib
+                      PkgConfig::CZMQ Threads::Threads sq_warnings)
+add_test(NAME db.sched.faults
+         COMMAND test_sched_faults $<TARGET_FILE:shardq-scheduler>
+                 ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_fake_mpirun.sh ${PROJECT_SOURCE_DIR}/sql)
+set_tests_properties(db.sched.faults PROPERTIES LABELS db SKIP_RETURN_CODE 77 TIMEOUT 300)
+
 # End to end: real broker, real `mpirun shardq-worker` groups started by the
 # local actuator, real PostgreSQL (sq_harness from tests/e2e.cmake).
 if(TARGET sq_harness AND TARGET shardq-broker AND TARGET shardq-worker)

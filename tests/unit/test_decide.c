@@ -130,6 +130,56 @@ test_step_percent(void)
     sq_policy_destroy(&pol);
 }
 
+/* A percentage of zero groups is zero: from 0 the step is at least one
+ * group, and the floors are not steps (as HPA applies minReplicas), so a
+ * pool below min_groups or a window's floor goes to it at once. */
+static void
+test_step_from_zero_and_floors(void)
+{
+    sq_policy_t *pol = s_policy("    min_groups: 0\n    max_step_up_percent: 100\n");
+    sq_decider_t *d = sq_decider_new();
+    SQ_REQUIRE(pol && d);
+    const sq_pool_policy_t *p = &pol->pools[0];
+    sq_decision_t dec;
+    SQ_CHECK(s_tick(d, p, 0, 200, 0, &dec) == 1);   /* +max(1, 0 %) */
+    SQ_CHECK(strncmp(dec.reason, "up (step-limited)", 17) == 0);
+    SQ_CHECK(s_tick(d, p, 1, 200, 1, NULL) == 2);   /* +100 % */
+    SQ_CHECK(s_tick(d, p, 2, 200, 2, NULL) == 4);
+    sq_decider_destroy(&d);
+    sq_policy_destroy(&pol);
+
+    pol = s_policy("    min_groups: 2\n    max_step_up_percent: 100\n");
+    d = sq_decider_new();
+    SQ_REQUIRE(pol && d);
+    SQ_CHECK(s_tick(d, &pol->pools[0], 0, 0, 0, &dec) == 2);   /* no load: min_groups */
+    SQ_CHECK(strncmp(dec.reason, "up (min_groups)", 15) == 0);
+    sq_decider_destroy(&d);
+    sq_policy_destroy(&pol);
+
+    pol = s_policy("    min_groups: 3\n    max_step_up: 1\n    scale_up_cooldown_s: 60\n");
+    d = sq_decider_new();
+    SQ_REQUIRE(pol && d);
+    SQ_CHECK(s_tick(d, &pol->pools[0], 0, 1000, 0, &dec) == 3); /* floor past the step */
+    SQ_CHECK(strncmp(dec.reason, "up (min_groups)", 15) == 0);
+    SQ_CHECK(s_tick(d, &pol->pools[0], 3, 1000, 1, &dec) == 3); /* then steps, cooldown */
+    SQ_CHECK(strstr(dec.reason, "up cooldown") != NULL);
+    SQ_CHECK(s_tick(d, &pol->pools[0], 3, 1000, 61, &dec) == 4);
+    sq_decider_destroy(&d);
+    sq_policy_destroy(&pol);
+
+    pol = s_policy("    max_step_up_percent: 50\n    windows:\n"
+                   "      - {name: open, cron: \"0 9 * * *\", duration: 1h, min_groups: 6,"
+                   " lead_time: 0}\n");
+    d = sq_decider_new();
+    SQ_REQUIRE(pol && d);
+    int64_t nine = 1795942800; /* 2026-11-29T09:00:00Z */
+    SQ_CHECK(s_tick(d, &pol->pools[0], 1, 0, nine - 60, NULL) == 1);
+    SQ_CHECK(s_tick(d, &pol->pools[0], 1, 0, nine, &dec) == 6);   /* not 1 + 50 % */
+    SQ_CHECK(strstr(dec.reason, "up (window floor)") && strstr(dec.reason, "by open"));
+    sq_decider_destroy(&d);
+    sq_policy_destroy(&pol);
+}
+
 static void
 test_stabilisation(void)
 {
@@ -271,6 +321,7 @@ main(void)
     SQ_RUN(test_hold_while_commit_bound);
     SQ_RUN(test_step_and_cooldown);
     SQ_RUN(test_step_percent);
+    SQ_RUN(test_step_from_zero_and_floors);
     SQ_RUN(test_stabilisation);
     SQ_RUN(test_scale_to_zero_and_back);
     SQ_RUN(test_tolerance_and_utilisation);

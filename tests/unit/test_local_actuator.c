@@ -1,7 +1,8 @@
 /*  The local actuator on real process groups (a shell script stands in for
  *  mpirun, since worker groups of issue 4 do not exist yet): argv, process
  *  groups, removal order (idle, then starting, then busy), SIGTERM drain,
- *  SIGKILL after the grace period, reaping, cleanup on destroy.
+ *  SIGKILL after the grace period (at once with 0), reaping, cleanup on
+ *  destroy, groups that exit on their own reported with their status.
  *  argv[1]: path of sched_fake_mpirun.sh. */
 #define _POSIX_C_SOURCE 200809L
 #include "sched_testutil.h"
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +55,27 @@ s_requested(sq_actuator_t *a, const sq_pool_policy_t *p, int *draining)
     if (draining)
         *draining = c.draining;
     return c.requested;
+}
+
+/* A policy of one pool `name` (max 2 groups). */
+static sq_policy_t *
+s_one_pool(const char *name)
+{
+    char yaml[160];
+    snprintf(yaml, sizeof yaml, "pools:\n  - {name: %s, worker: {model: m}, max_groups: 2, "
+             "target_queued_per_group: 8}\n", name);
+    return sq_policy_parse(yaml, strlen(yaml), "p.yaml");
+}
+
+/* Scale p to 0 and poll until no group is left draining; *draining (OUT)
+ * is what is left. */
+static void
+s_remove_all(sq_actuator_t *a, const sq_pool_policy_t *p, int *draining)
+{
+    *draining = -1;
+    if (sq_actuator_set(a, p, 0, sq_test_now_ms()) != 0)
+        return;
+    S_WAIT_FOR(a, (s_requested(a, p, draining), *draining == 0));
 }
 
 static void
@@ -128,9 +151,7 @@ test_lifecycle(void)
 static void
 test_spawn_failure(void)
 {
-    const char *yaml = "pools:\n  - {name: q, worker: {model: m}, max_groups: 2, "
-                       "target_queued_per_group: 8}\n";
-    sq_policy_t *pol = sq_policy_parse(yaml, strlen(yaml), "p.yaml");
+    sq_policy_t *pol = s_one_pool("q");
     SQ_REQUIRE(pol);
     sq_actuator_local_opts_t o = {.mpirun = "/nonexistent/mpirun"};
     sq_actuator_t *a = sq_actuator_local_new(&o);
@@ -138,6 +159,82 @@ test_spawn_failure(void)
     SQ_CHECK(sq_actuator_set(a, &pol->pools[0], 1, 0) < 0);
     SQ_CHECK(strstr(sq_error_detail(), "/nonexistent/mpirun") != NULL);
     SQ_CHECK(s_requested(a, &pol->pools[0], NULL) == 0);
+    sq_actuator_destroy(&a);
+    sq_policy_destroy(&pol);
+}
+
+/* grace_ms 0 is "SIGKILL at once" (--grace-s 0), not the 60 s default: a
+ * group that ignores the drain signal is killed at the first poll. */
+static void
+test_zero_grace(void)
+{
+    sq_policy_t *pol = s_one_pool("z");
+    SQ_REQUIRE(pol);
+    const sq_pool_policy_t *p = &pol->pools[0];
+    sq_actuator_local_opts_t o = {.mpirun = s_fake, .grace_ms = 0};
+    sq_actuator_t *a = sq_actuator_local_new(&o);
+    SQ_REQUIRE(a);
+    setenv("SQ_FAKE_IGNORE_TERM", "1", 1);
+    SQ_REQUIRE(sq_actuator_set(a, p, 1, sq_test_now_ms()) == 0);
+    unsetenv("SQ_FAKE_IGNORE_TERM");
+    S_WAIT_FOR(a, s_exists("z-1", "args"));
+    SQ_REQUIRE(s_exists("z-1", "args"));
+    int pid = sq_actuator_local_pid(a, "z-1"), draining;
+    s_remove_all(a, p, &draining);
+    SQ_CHECK(draining == 0 && kill(pid, 0) != 0);
+    sq_actuator_destroy(&a);
+    sq_policy_destroy(&pol);
+}
+
+typedef struct {
+    int n;
+    char group[96], pool[64];
+    int status, was_ready;
+} s_exits_t;
+
+static void
+s_on_exit(void *arg, const sq_group_exit_t *ex)
+{
+    s_exits_t *e = arg;
+    e->n++;
+    snprintf(e->group, sizeof e->group, "%s", ex->group_id);
+    snprintf(e->pool, sizeof e->pool, "%s", ex->pool);
+    e->status = ex->status;
+    e->was_ready = ex->was_ready;
+}
+
+/* A group that exits on its own (here a launcher that fails at once, as a
+ * worker refusing its flags does) is reported with its exit status, so the
+ * loop can log the respawn loop; a drained group is not reported. */
+static void
+test_exit_reported(void)
+{
+    sq_policy_t *pol = s_one_pool("e");
+    SQ_REQUIRE(pol);
+    const sq_pool_policy_t *p = &pol->pools[0];
+    s_exits_t exits = {0};
+    sq_actuator_local_opts_t o = {.mpirun = "false", .on_exit = s_on_exit, .on_exit_arg = &exits};
+    sq_actuator_t *a = sq_actuator_local_new(&o);
+    SQ_REQUIRE(a);
+    SQ_REQUIRE(sq_actuator_set(a, p, 1, sq_test_now_ms()) == 0);
+    S_WAIT_FOR(a, exits.n > 0);
+    SQ_CHECK(exits.n == 1 && strcmp(exits.group, "e-1") == 0 && strcmp(exits.pool, "e") == 0);
+    SQ_CHECK(exits.status >= 0 && WIFEXITED(exits.status) && WEXITSTATUS(exits.status) == 1);
+    SQ_CHECK(exits.was_ready == 0);
+    SQ_CHECK(s_requested(a, p, NULL) == 0); /* forgotten: the next decision replaces it */
+    sq_actuator_destroy(&a);
+
+    /* drained on purpose: no report */
+    exits.n = 0;
+    o.mpirun = s_fake;
+    o.grace_ms = 2000;
+    a = sq_actuator_local_new(&o);
+    SQ_REQUIRE(a);
+    SQ_REQUIRE(sq_actuator_set(a, p, 1, sq_test_now_ms()) == 0);
+    S_WAIT_FOR(a, s_exists("e-1", "args"));
+    int draining;
+    s_remove_all(a, p, &draining);
+    SQ_CHECK(draining == 0 && s_exists("e-1", "term") && exits.n == 0);
     sq_actuator_destroy(&a);
     sq_policy_destroy(&pol);
 }
@@ -153,6 +250,8 @@ main(int argc, char **argv)
     setenv("SQ_FAKE_DIR", s_dir, 1);
     SQ_RUN(test_lifecycle);
     SQ_RUN(test_spawn_failure);
+    SQ_RUN(test_zero_grace);
+    SQ_RUN(test_exit_reported);
     sched_rm_tree(s_dir);
     return sq_test_summary("local_actuator");
 }

@@ -1,5 +1,6 @@
 /*  Unit tests of sq_policy: the example from issue 5, defaults, and one
- *  rejected file per rule, each naming the line and the key. */
+ *  rejected file per rule, each naming the line and the key (worker
+ *  settings included: shardq-worker's own bounds), exact refusal text. */
 #define _POSIX_C_SOURCE 200809L
 #include "sq_error.h"
 #include "sq_policy.h"
@@ -141,6 +142,69 @@ test_rejections(void)
     SQ_CHECK(s_refused("scale_up_cooldown_s: 10s", "scale_up_cooldown_s: [1]", "pools[1].scale_up_cooldown_s: must be a scalar"));
 }
 
+/* A bad zone is refused with the parser's reason after the key, once:
+ * the detail used to be passed as an argument to the SQ_FAIL writing the
+ * same buffer (overlapping copy), and came out garbled. */
+static void
+test_bad_zone_message(void)
+{
+    const char *text = "pools:\n  - name: p\n    worker: {model: m.gguf}\n    max_groups: 8\n"
+                       "    target_queued_per_group: 10\n    windows:\n"
+                       "      - {name: w, cron: \"0 9 * * *\", timezone: bad..zone, duration: 1h,"
+                       " min_groups: 2}\n";
+    SQ_CHECK(sq_policy_parse(text, strlen(text), "badtz.yaml") == NULL);
+    int exact = strcmp(sq_error_detail(), "badtz.yaml:7: pools[0].windows[0].timezone: time zone "
+                                          "\"bad..zone\": not an IANA zone name") == 0;
+    if (!exact)
+        fprintf(stderr, "  got \"%s\"\n", sq_error_detail());
+    SQ_CHECK(exact);
+    SQ_CHECK(s_refused("Asia/Shanghai", "Mars/Olympus",
+                       "p.yaml:9: pools[0].windows[0].timezone: time zone \"Mars/Olympus\": no "
+                       "such zone ("));
+}
+
+/* Worker settings shardq-worker refuses would start groups that exit at
+ * once, again at every decision: refused at load, with the line. */
+static void
+test_worker_limits(void)
+{
+    SQ_CHECK(s_refused("max_batch: 16", "max_batch: 5000",
+                       "p.yaml:3: pools[0].worker.max_batch: must be an integer in 1..4096"));
+    SQ_CHECK(s_refused("max_batch: 16", "max_batch: 4000, flags: --prefetch 97",
+                       "p.yaml:3: pools[0].worker.flags: max_batch 4000 + --prefetch 97 is more "
+                       "than the 4096 leases"));
+    SQ_CHECK(s_refused("flags: --ctx 512", "flags: --prefetch=4097",
+                       "p.yaml:12: pools[1].worker.flags: --prefetch: '4097' is not an integer"));
+    SQ_CHECK(s_refused("flags: --ctx 512", "flags: --ctx 512 --prefetch",
+                       "pools[1].worker.flags: --prefetch: '' is not an integer"));
+    SQ_CHECK(s_refused("flags: --ctx 512", "flags: --group-id g1",
+                       "p.yaml:12: pools[1].worker.flags: --group-id is set by the scheduler"));
+    SQ_CHECK(s_refused("flags: --ctx 512", "flags: --max-batch=8",
+                       "pools[1].worker.flags: --max-batch is set by the scheduler"));
+    /* 49 words used to overflow the spawn argv: every spawn failed */
+    char many[300] = "flags: \"";
+    for (int i = 0; i < 49; i++)
+        strcat(many, i ? " -x" : "-x");
+    strcat(many, "\"");
+    SQ_CHECK(s_refused("flags: --ctx 512", many,
+                       "p.yaml:12: pools[1].worker.flags: 49 flags (at most 32)"));
+    /* within the bounds: accepted */
+    char text[4096];
+    const char *at = strstr(s_example, "max_batch: 16");
+    SQ_REQUIRE(at);
+    snprintf(text, sizeof text, "%.*smax_batch: 4000, flags: --prefetch 96 --ctx 256%s",
+             (int)(at - s_example), s_example, at + strlen("max_batch: 16"));
+    sq_policy_t *p = s_parse(text);
+    SQ_CHECK(p && p->pools[0].worker.max_batch == 4000);
+    if (!p)
+        fprintf(stderr, "  refused: %s\n", sq_error_detail());
+    sq_policy_destroy(&p);
+    char buf[SQ_POLICY_FLAGS_BYTES], *argv[4];
+    SQ_CHECK(sq_worker_flags_split(" --a 1\t--b ", buf, sizeof buf, argv, 4) == 3);
+    SQ_CHECK(strcmp(argv[0], "--a") == 0 && strcmp(argv[2], "--b") == 0);
+    SQ_CHECK(sq_worker_flags_split("a b c d e", buf, sizeof buf, argv, 4) == 5);
+}
+
 /* A policy of n_pools pools (p0, p1, ...), the first with n_windows
  * windows: one written out, the rest YAML aliases of it. malloc'd. */
 static char *
@@ -278,5 +342,7 @@ main(void)
     SQ_RUN(test_limits);
     SQ_RUN(test_empty_and_files);
     SQ_RUN(test_durations);
+    SQ_RUN(test_bad_zone_message);
+    SQ_RUN(test_worker_limits);
     return sq_test_summary("policy");
 }

@@ -1,7 +1,8 @@
 /*  Tests of sq_sim (`simulate`) on the traces in scheduler/traces:
  *  a noisy steady load (+-20 %) changes direction at most once per 10
- *  minutes; a step is answered within one tick; the pre-open window has
- *  groups up before the open; bad traces are refused with file and line.
+ *  minutes; a step is answered within one tick (the HPA baseline within its
+ *  15 s period, whatever the tick); the pre-open window has groups up
+ *  before the open; bad traces are refused with file and (physical) line.
  *  argv[1]: the traces directory. */
 #define _POSIX_C_SOURCE 200809L
 #include "sq_error.h"
@@ -32,9 +33,10 @@ s_collect(void *arg, double t_s, const char *pool, const sq_decision_t *d)
     }
 }
 
-/* Run trace `name` with the directory's policy; fills *log and *sum. */
+/* Run trace `name` with the directory's policy and a tick of tick_ms;
+ * fills *log and *sum. */
 static int
-s_run(const char *name, int hpa, s_log_t *log, sq_sim_summary_t *sum)
+s_run_tick(const char *name, int hpa, int64_t tick_ms, s_log_t *log, sq_sim_summary_t *sum)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/policy.yaml", s_dir);
@@ -44,6 +46,7 @@ s_run(const char *name, int hpa, s_log_t *log, sq_sim_summary_t *sum)
     sq_sim_opts_t o;
     sq_sim_opts_default(&o);
     o.hpa_baseline = hpa;
+    o.tick_ms = tick_ms;
     sq_sim_summary_t *sums = NULL;
     size_t n = 0;
     memset(log, 0, sizeof *log);
@@ -56,6 +59,12 @@ s_run(const char *name, int hpa, s_log_t *log, sq_sim_summary_t *sum)
     sq_trace_destroy(&tr);
     sq_policy_destroy(&pol);
     return rc;
+}
+
+static int
+s_run(const char *name, int hpa, s_log_t *log, sq_sim_summary_t *sum)
+{
+    return s_run_tick(name, hpa, 1000, log, sum);
 }
 
 static void
@@ -108,6 +117,27 @@ test_step_reaction(void)
     free(log);
 }
 
+/* The HPA baseline decides every 15 s of trace time whatever the tick:
+ * with 7 s ticks, at the first tick past each 15 s mark (it used to
+ * decide only when a tick fell on a multiple of 15 s: every 105 s). */
+static void
+test_hpa_period_any_tick(void)
+{
+    s_log_t *log = calloc(1, sizeof *log);
+    sq_sim_summary_t sum;
+    SQ_REQUIRE(log && s_run_tick("step.csv", 1, 7000, log, &sum) == 0);
+    int first_up = -1;
+    for (int i = 0; i < log->n && first_up < 0; i++)
+        if (log->t[i] > 1200 && log->to[i] > log->from[i])
+            first_up = i;
+    SQ_REQUIRE(first_up >= 0);
+    SQ_CHECK(log->t[first_up] <= 1200.0 + 15 + 7);
+    /* decisions are at least a period apart, less one tick */
+    for (int i = 1; i < log->n; i++)
+        SQ_CHECK(log->t[i] - log->t[i - 1] >= 15.0 - 7.0);
+    free(log);
+}
+
 static void
 test_trading_day_window(void)
 {
@@ -143,7 +173,23 @@ test_bad_traces(void)
     SQ_CHECK(s_parse("t_s,pool,arrivals\n0,a,-1\n") == NULL);
     SQ_CHECK(strstr(sq_error_detail(), "t.csv:2: arrivals") != NULL);
     SQ_CHECK(s_parse("t_s,pool,arrivals\n0,a\n") == NULL);
+    /* the time parser's reason once, after the line (it was garbled) */
     SQ_CHECK(s_parse("# start=yesterday\nt_s,pool,arrivals\n0,a,1\n") == NULL);
+    SQ_CHECK(strcmp(sq_error_detail(), "t.csv:1: start=: time \"yesterday\": expected "
+                                       "YYYY-MM-DD[THH:MM[:SS]][Z|+hh:mm]") == 0);
+    /* line numbers count blank lines: the line an editor shows */
+    SQ_CHECK(s_parse("# c\n\nt_s,pool,arrivals\n\n\n0,a,2\n\n10,a,x\n") == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "t.csv:8: arrivals") != NULL);
+    SQ_CHECK(s_parse("t_s,pool,arrivals\r\n\r\n0,a,2\r\n5,a,-2\r\n") == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "t.csv:4: arrivals") != NULL);
+    /* times past a year are refused: 1e10 ran for ever, 1e300 overflowed */
+    SQ_CHECK(s_parse("t_s,pool,arrivals\n0,a,1\n1e10,a,1\n") == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "t.csv:3: t_s: 1e+10 is past one year") != NULL);
+    SQ_CHECK(s_parse("t_s,pool,arrivals\n0,a,1\n1e300,a,1\n") == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "t.csv:3: t_s:") != NULL);
+    sq_trace_t *year = s_parse("t_s,pool,arrivals\n0,a,1\n31536000,a,1\n");
+    SQ_CHECK(year != NULL);
+    sq_trace_destroy(&year);
     SQ_CHECK(s_parse("t_s,pool,arrivals\n") == NULL);
     SQ_CHECK(strstr(sq_error_detail(), "no data rows") != NULL);
     SQ_CHECK(sq_trace_load("/nonexistent.csv") == NULL);
@@ -179,6 +225,7 @@ main(int argc, char **argv)
         s_dir = argv[1];
     SQ_RUN(test_steady_noisy);
     SQ_RUN(test_step_reaction);
+    SQ_RUN(test_hpa_period_any_tick);
     SQ_RUN(test_trading_day_window);
     SQ_RUN(test_bad_traces);
     return sq_test_summary("simulate");
