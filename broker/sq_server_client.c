@@ -14,6 +14,8 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -356,104 +358,186 @@ static const char *s_label(const char *s, char *buf, size_t size)
     return buf;
 }
 
-/* The same figures as STATS, as Prometheus text. Writes at most size
- * bytes (a scrape of a very large cluster is cut, never overrun). */
+/* ---- /metrics ---- */
+
+/* How long a model stays on /metrics after its last task succeeded, once
+ * no group serves it and no unfinished job names it (s): long enough for
+ * scrapes to see its last counts. Then its entry in self->pstats goes. */
+#define S_MODEL_KEEP_S 300
+
+typedef struct {
+    uint32_t groups[3]; /* busy, idle, draining */
+} s_shown_t;
+
+static s_shown_t *s_shown(zhashx_t *shown, const char *model)
+{
+    s_shown_t *s = zhashx_lookup(shown, model);
+    if (!s && (s = calloc(1, sizeof *s)) != NULL && zhashx_insert(shown, model, s) != 0) {
+        free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+/* The models /metrics shows, with their groups counted: those a connected
+ * group serves, those an unfinished job names, and those that finished a
+ * task in the last S_MODEL_KEEP_S. Any other model's entry in
+ * self->pstats is dropped: model names are the clients' choice, and every
+ * name ever sent would otherwise stay a label value (ten series) for as
+ * long as the broker runs. NULL when out of memory. */
+static zhashx_t *s_shown_models(sq_server_t *self, int64_t now)
+{
+    zhashx_t *shown = zhashx_new();
+    if (!shown)
+        return NULL;
+    zhashx_set_destructor(shown, (zhashx_destructor_fn *)zstr_free);
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
+        s_shown_t *s = s_shown(shown, g->model);
+        if (s)
+            s->groups[g->draining ? 2 : g->n_leases ? 0 : 1]++;
+    }
+    for (sq_job_t *j = zhashx_first(self->jobs); j; j = zhashx_next(self->jobs))
+        s_shown(shown, j->model);
+    /* a group's model has its entry even before any task names it */
+    for (void *s = zhashx_first(shown); s; s = zhashx_next(shown))
+        sq_server_pstat(self, zhashx_cursor(shown));
+    zlistx_t *models = zhashx_keys(self->pstats);
+    for (const char *m = models ? zlistx_first(models) : NULL; m; m = zlistx_next(models)) {
+        if (zhashx_lookup(shown, m))
+            continue;
+        const sq_pstat_t *p = zhashx_lookup(self->pstats, m);
+        if (p && (p->leased || p->retrying ||
+                  (p->ring_sec && now / 1000 - p->ring_sec < S_MODEL_KEEP_S)))
+            s_shown(shown, m);
+        else
+            zhashx_delete(self->pstats, m);
+    }
+    zlistx_destroy(&models);
+    return shown;
+}
+
+/* The text so far; len counts what the whole text needs, past size once
+ * it does not fit (then only counted), as snprintf does. */
+typedef struct {
+    char *buf;
+    size_t size, len;
+} s_out_t;
+
+static void s_out(s_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void s_out(s_out_t *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    bool room = o->len < o->size;
+    int k = vsnprintf(room ? o->buf + o->len : NULL, room ? o->size - o->len : 0, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        o->len += (size_t)k;
+}
+
+static void s_metrics_model(sq_server_t *self, s_out_t *o, const char *model,
+                            const s_shown_t *s, int64_t now)
+{
+    char lm[2 * SQ_WIRE_MAX_NAME + 8]; /* room to escape every byte */
+    const sq_pstat_t *p = zhashx_lookup(self->pstats, model);
+    const char *m = s_label(model, lm, sizeof lm);
+    uint32_t done10 = 0;
+    for (int64_t sec = now / 1000 - 10; sec < now / 1000 && p; sec++)
+        if (sec > p->ring_sec - 16 && sec <= p->ring_sec)
+            done10 += p->done_per_s[sec % 16];
+    int64_t oldest = sq_queue_oldest_ms(self->queue, model);
+    s_out(o, "shardq_broker_queued_tasks{model=\"%s\"} %u\n", m,
+          (unsigned)sq_queue_ready(self->queue, model));
+    s_out(o, "shardq_broker_leased_tasks{model=\"%s\"} %u\n", m, p ? (unsigned)p->leased : 0);
+    s_out(o, "shardq_broker_oldest_queued_age_seconds{model=\"%s\"} %.3f\n", m,
+          oldest ? (double)(now - oldest) / 1000.0 : 0.0);
+    static const char *const states[3] = {"busy", "idle", "draining"};
+    for (int st = 0; st < 3; st++)
+        s_out(o, "shardq_broker_groups{model=\"%s\",state=\"%s\"} %u\n", m, states[st],
+              s->groups[st]);
+    s_out(o, "shardq_broker_throughput_tasks_per_second{model=\"%s\"} %.1f\n", m, done10 / 10.0);
+    const struct { const char *name; uint64_t n; } tokens[] = {
+        {"prompt", p ? p->prompt_tokens : 0},
+        {"cached_prompt", p ? p->cached_tokens : 0},
+        {"completion", p ? p->completion_tokens : 0}};
+    for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++)
+        s_out(o, "shardq_broker_%s_tokens_total{model=\"%s\"} %" PRIu64 "\n", tokens[i].name, m,
+              tokens[i].n);
+}
+
+/* The same figures as STATS, as Prometheus text (sq_metrics_render_fn:
+ * returns the length the whole text needs; the metrics server calls again
+ * with more room, or cuts it after a whole line at its cap). What must
+ * always be seen comes first: the broker's own gauges, then the groups
+ * (as many as are connected), then the models (as many as clients name in
+ * unfinished jobs). */
 size_t sq_server_metrics(void *arg, char *buf, size_t size)
 {
     sq_server_t *self = arg;
-    size_t n = 0;
-#define S_OUT(...)                                                                            \
-    do {                                                                                      \
-        int k = snprintf(buf + n, n < size ? size - n : 0, __VA_ARGS__);                      \
-        if (k > 0)                                                                            \
-            n = n + (size_t)k < size ? n + (size_t)k : size;                                  \
-    } while (0)
+    s_out_t o = {buf, size, 0};
     int64_t now = sq_now_ms();
-    S_OUT("# HELP shardq_broker_queued_tasks Tasks ready to lease, by model pool.\n"
-          "# TYPE shardq_broker_queued_tasks gauge\n"
-          "# HELP shardq_broker_leased_tasks Tasks leased to worker groups.\n"
-          "# TYPE shardq_broker_leased_tasks gauge\n"
-          "# HELP shardq_broker_oldest_queued_age_seconds Age of the oldest ready task.\n"
-          "# TYPE shardq_broker_oldest_queued_age_seconds gauge\n"
-          "# HELP shardq_broker_groups Worker groups by state.\n"
-          "# TYPE shardq_broker_groups gauge\n"
-          "# HELP shardq_broker_throughput_tasks_per_second Tasks finished per second, last 10 s.\n"
-          "# TYPE shardq_broker_throughput_tasks_per_second gauge\n"
-          "# HELP shardq_broker_prompt_tokens_total Prompt tokens of the results accepted.\n"
-          "# TYPE shardq_broker_prompt_tokens_total counter\n"
-          "# HELP shardq_broker_cached_prompt_tokens_total Of those, tokens the workers took "
-          "from their KV caches.\n"
-          "# TYPE shardq_broker_cached_prompt_tokens_total counter\n"
-          "# HELP shardq_broker_completion_tokens_total Tokens generated for the results accepted.\n"
-          "# TYPE shardq_broker_completion_tokens_total counter\n");
-    char lm[2 * SQ_WIRE_MAX_NAME + 8], lg[2 * SQ_WIRE_MAX_ID + 8];   /* room to escape every byte */
-    zlistx_t *models = zhashx_keys(self->pstats);
-    for (const char *model = models ? zlistx_first(models) : NULL; model;
-         model = zlistx_next(models)) {
-        const sq_pstat_t *p = zhashx_lookup(self->pstats, model);
-        const char *m = s_label(model, lm, sizeof lm);
-        uint32_t groups[3], done10 = 0;
-        s_count_groups(self, model, groups);
-        for (int64_t s = now / 1000 - 10; s < now / 1000 && p; s++)
-            if (s > p->ring_sec - 16 && s <= p->ring_sec)
-                done10 += p->done_per_s[s % 16];
-        int64_t oldest = sq_queue_oldest_ms(self->queue, model);
-        S_OUT("shardq_broker_queued_tasks{model=\"%s\"} %u\n", m,
-              (unsigned)sq_queue_ready(self->queue, model));
-        S_OUT("shardq_broker_leased_tasks{model=\"%s\"} %u\n", m, p ? (unsigned)p->leased : 0);
-        S_OUT("shardq_broker_oldest_queued_age_seconds{model=\"%s\"} %.3f\n", m,
-              oldest ? (double)(now - oldest) / 1000.0 : 0.0);
-        static const char *const states[3] = {"busy", "idle", "draining"};
-        for (int st = 0; st < 3; st++)
-            S_OUT("shardq_broker_groups{model=\"%s\",state=\"%s\"} %u\n", m, states[st],
-                  groups[st]);
-        S_OUT("shardq_broker_throughput_tasks_per_second{model=\"%s\"} %.1f\n", m, done10 / 10.0);
-        const struct { const char *name; uint64_t n; } tokens[] = {
-            {"prompt", p ? p->prompt_tokens : 0},
-            {"cached_prompt", p ? p->cached_tokens : 0},
-            {"completion", p ? p->completion_tokens : 0}};
-        for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++)
-            S_OUT("shardq_broker_%s_tokens_total{model=\"%s\"} %" PRIu64 "\n", tokens[i].name, m,
-                  tokens[i].n);
-    }
-    zlistx_destroy(&models);
-    S_OUT("# HELP shardq_broker_uncommitted_tasks Tasks finished whose rows wait for their "
-          "commit.\n"
-          "# TYPE shardq_broker_uncommitted_tasks gauge\n"
-          "shardq_broker_uncommitted_tasks %u\n"
-          "# HELP shardq_broker_dispatch_paused 1 while no lease is granted because "
-          "--max-uncommitted tasks wait for their commit.\n"
-          "# TYPE shardq_broker_dispatch_paused gauge\n"
-          "shardq_broker_dispatch_paused %d\n",
-          (unsigned)self->n_completing, sq_server_dispatch_paused(self) ? 1 : 0);
-    S_OUT("# HELP shardq_broker_group_kv_pages KV-cache pages of 32 positions, by worker group.\n"
-          "# TYPE shardq_broker_group_kv_pages gauge\n"
-          "# HELP shardq_broker_group_kv_pages_in_use Of those, pages its running sequences hold.\n"
-          "# TYPE shardq_broker_group_kv_pages_in_use gauge\n"
-          "# HELP shardq_broker_group_preemptions_total Sequences a group preempted for want of "
-          "KV pages.\n"
-          "# TYPE shardq_broker_group_preemptions_total counter\n");
+    s_out(&o, "# HELP shardq_broker_uncommitted_tasks Tasks finished whose rows wait for their "
+              "commit.\n"
+              "# TYPE shardq_broker_uncommitted_tasks gauge\n"
+              "shardq_broker_uncommitted_tasks %u\n"
+              "# HELP shardq_broker_dispatch_paused 1 while no lease is granted because "
+              "--max-uncommitted tasks wait for their commit.\n"
+              "# TYPE shardq_broker_dispatch_paused gauge\n"
+              "shardq_broker_dispatch_paused %d\n"
+              "# HELP shardq_broker_open_jobs Jobs with unfinished tasks.\n"
+              "# TYPE shardq_broker_open_jobs gauge\n"
+              "shardq_broker_open_jobs %zu\n"
+              "# HELP shardq_broker_database_up 1 while PostgreSQL accepts commits.\n"
+              "# TYPE shardq_broker_database_up gauge\n"
+              "shardq_broker_database_up %d\n",
+          (unsigned)self->n_completing, sq_server_dispatch_paused(self) ? 1 : 0,
+          zhashx_size(self->jobs), self->db_down ? 0 : 1);
+    s_out(&o, "# HELP shardq_broker_group_kv_pages KV-cache pages of 32 positions, by worker group.\n"
+              "# TYPE shardq_broker_group_kv_pages gauge\n"
+              "# HELP shardq_broker_group_kv_pages_in_use Of those, pages its running sequences "
+              "hold.\n"
+              "# TYPE shardq_broker_group_kv_pages_in_use gauge\n"
+              "# HELP shardq_broker_group_preemptions_total Sequences a group preempted for want "
+              "of KV pages.\n"
+              "# TYPE shardq_broker_group_preemptions_total counter\n");
+    char lm[2 * SQ_WIRE_MAX_NAME + 8], lg[2 * SQ_WIRE_MAX_ID + 8]; /* room to escape every byte */
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
         if (!g->kv_reported)
             continue;
         const char *m = s_label(g->model, lm, sizeof lm), *gid = s_label(g->group_id, lg, sizeof lg);
         if (g->kv_pages)
-            S_OUT("shardq_broker_group_kv_pages{model=\"%s\",group=\"%s\"} %u\n", m, gid,
+            s_out(&o, "shardq_broker_group_kv_pages{model=\"%s\",group=\"%s\"} %u\n", m, gid,
                   g->kv_pages);
-        S_OUT("shardq_broker_group_kv_pages_in_use{model=\"%s\",group=\"%s\"} %u\n", m, gid,
+        s_out(&o, "shardq_broker_group_kv_pages_in_use{model=\"%s\",group=\"%s\"} %u\n", m, gid,
               g->kv_in_use);
-        S_OUT("shardq_broker_group_preemptions_total{model=\"%s\",group=\"%s\"} %" PRIu64 "\n", m,
-              gid, g->preemptions);
+        s_out(&o, "shardq_broker_group_preemptions_total{model=\"%s\",group=\"%s\"} %" PRIu64 "\n",
+              m, gid, g->preemptions);
     }
-    S_OUT("# HELP shardq_broker_open_jobs Jobs with unfinished tasks.\n"
-          "# TYPE shardq_broker_open_jobs gauge\n"
-          "shardq_broker_open_jobs %zu\n"
-          "# HELP shardq_broker_database_up 1 while PostgreSQL accepts commits.\n"
-          "# TYPE shardq_broker_database_up gauge\n"
-          "shardq_broker_database_up %d\n",
-          zhashx_size(self->jobs), self->db_down ? 0 : 1);
-#undef S_OUT
-    return n;
+    s_out(&o, "# HELP shardq_broker_queued_tasks Tasks ready to lease, by model pool.\n"
+              "# TYPE shardq_broker_queued_tasks gauge\n"
+              "# HELP shardq_broker_leased_tasks Tasks leased to worker groups.\n"
+              "# TYPE shardq_broker_leased_tasks gauge\n"
+              "# HELP shardq_broker_oldest_queued_age_seconds Age of the oldest ready task.\n"
+              "# TYPE shardq_broker_oldest_queued_age_seconds gauge\n"
+              "# HELP shardq_broker_groups Worker groups by state.\n"
+              "# TYPE shardq_broker_groups gauge\n"
+              "# HELP shardq_broker_throughput_tasks_per_second Tasks finished per second, last "
+              "10 s.\n"
+              "# TYPE shardq_broker_throughput_tasks_per_second gauge\n"
+              "# HELP shardq_broker_prompt_tokens_total Prompt tokens of the results accepted.\n"
+              "# TYPE shardq_broker_prompt_tokens_total counter\n"
+              "# HELP shardq_broker_cached_prompt_tokens_total Of those, tokens the workers took "
+              "from their KV caches.\n"
+              "# TYPE shardq_broker_cached_prompt_tokens_total counter\n"
+              "# HELP shardq_broker_completion_tokens_total Tokens generated for the results "
+              "accepted.\n"
+              "# TYPE shardq_broker_completion_tokens_total counter\n");
+    zhashx_t *shown = s_shown_models(self, now);
+    for (const s_shown_t *s = shown ? zhashx_first(shown) : NULL; s; s = zhashx_next(shown))
+        s_metrics_model(self, &o, zhashx_cursor(shown), s, now);
+    zhashx_destroy(&shown);
+    return o.len;
 }
 
 static void s_workers(sq_server_t *self, zframe_t *to, uint64_t rid)

@@ -61,4 +61,5 @@ if(TARGET sq-test-worker AND TARGET shardq-broker)
   sq_e2e_cases(test_e2e_broker_faults e2e/test_e2e_broker_faults.c
                CASES loop_stall lost_together tasks_params_cap results_page_cap stale_audit
                      audit_once)
+  sq_e2e_cases(test_e2e_metrics e2e/test_e2e_metrics.c CASES metrics_models metrics_group)
 endif()

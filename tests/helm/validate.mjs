@@ -2,7 +2,9 @@
 // a file) against the Kubernetes API schemas shipped by `kubernetes-models`,
 // offline. Exits 1 naming each invalid object; 0 when all are valid.
 // Also enforces chart conventions: standard app.kubernetes.io labels on
-// every object and minimal selector labels.
+// every object and minimal selector labels; and limits the API does not
+// check at admission: label values of at most 63 characters, StatefulSet
+// names of at most 52.
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 
@@ -53,6 +55,20 @@ for (const obj of docs) {
       console.error(`${where}: missing label ${key}`);
       failures++;
     }
+  }
+  // Label values are at most 63 characters, on the object and its pods.
+  const podLabels = obj.spec?.template?.metadata?.labels ?? {};
+  for (const [key, value] of [...Object.entries(labels), ...Object.entries(podLabels)]) {
+    if (String(value).length > 63) {
+      console.error(`${where}: label ${key} is ${String(value).length} characters (63 at most)`);
+      failures++;
+    }
+  }
+  // The StatefulSet controller labels each pod controller-revision-hash=
+  // <name>-<10-character hash>: a longer name never gets a pod.
+  if (obj.kind === "StatefulSet" && obj.metadata.name.length > 52) {
+    console.error(`${where}: name is ${obj.metadata.name.length} characters (52 at most)`);
+    failures++;
   }
   const sel = obj.spec?.selector?.matchLabels;
   if (sel && Object.keys(sel).some((k) => !k.startsWith("app.kubernetes.io/"))) {

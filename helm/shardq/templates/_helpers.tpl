@@ -78,8 +78,41 @@ dsn
 {{- printf "%s-broker" (include "shardq.fullname" .) -}}
 {{- end -}}
 
+{{/* A pool's StatefulSet (and headless Service) name, cut to 52
+     characters: the StatefulSet controller labels each pod with
+     controller-revision-hash=<name>-<10-character hash>, and a label value
+     over 63 characters stops it creating any pod. Call with
+     (dict "ctx" $ "pool" $pool). */}}
 {{- define "shardq.workerName" -}}
-{{- printf "%s-worker-%s" (include "shardq.fullname" .ctx) .pool.name | trunc 63 | trimSuffix "-" -}}
+{{- regexReplaceAll "-+$" (printf "%s-worker-%s" (include "shardq.fullname" .ctx) .pool.name | trunc 52) "" -}}
+{{- end -}}
+
+{{/* Fail the render when two pools would get one StatefulSet (their names
+     alike, or the same in their first 52 characters with the prefix). */}}
+{{- define "shardq.checkWorkerNames" -}}
+{{- $seen := dict -}}
+{{- range $pool := .Values.pools -}}
+{{- $name := include "shardq.workerName" (dict "ctx" $ "pool" $pool) -}}
+{{- if hasKey $seen $name -}}
+{{- fail (printf "pools %q and %q would both be StatefulSet %q (StatefulSet names are cut to 52 characters so that their pods can be labelled): give the pools names that differ sooner, or the release a shorter name or fullnameOverride" (get $seen $name) $pool.name $name) -}}
+{{- end -}}
+{{- $_ := set $seen $name $pool.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A pool's replicas: at install the values' (pools[].replicas); on an
+     upgrade the StatefulSet's live spec.replicas, which the scheduler owns
+     (through the scale subresource) and an upgrade must not reset. Helm's
+     lookup sees the cluster only when it talks to one (install, upgrade,
+     --dry-run=server); `helm template` renders the values' count. Call with
+     (dict "ctx" $ "pool" $pool "name" $name). */}}
+{{- define "shardq.workerReplicas" -}}
+{{- $live := lookup "apps/v1" "StatefulSet" .ctx.Release.Namespace .name -}}
+{{- if $live -}}
+{{- $live.spec.replicas | default 0 | int -}}
+{{- else -}}
+{{- .pool.replicas | int -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "shardq.schedulerServiceAccount" -}}
@@ -102,6 +135,24 @@ imagePullSecrets:
 securityContext:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end -}}
+
+{{/* A probe's timing from its values (livenessProbe, startupProbe). */}}
+{{- define "shardq.probeTiming" -}}
+initialDelaySeconds: {{ .initialDelaySeconds | default 0 }}
+periodSeconds: {{ .periodSeconds }}
+timeoutSeconds: {{ .timeoutSeconds }}
+failureThreshold: {{ .failureThreshold }}
+{{- end -}}
+
+{{/* GET /healthz on the container's metrics port: 200 once the process's
+     own loop has answered, 503 when it does not within 8 s
+     (docs/broker.md). Call with the probe's values. */}}
+{{- define "shardq.healthzProbe" -}}
+httpGet:
+  path: /healthz
+  port: metrics
+{{ include "shardq.probeTiming" . }}
 {{- end -}}
 
 {{- define "shardq.metricsAnnotations" -}}
