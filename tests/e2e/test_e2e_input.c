@@ -413,12 +413,30 @@ hostile_strings(void)
                           "--model", S_HOSTILE_MODEL, "--kv-in-use", "3", NULL};
     SQ_REQUIRE(argv[0] && sq_harness_spawn(h, "hostile-worker", argv));
 
-    /* Every text field of a SUBMIT; each task's body is the next task's
-     * hostile string, so that no two fields hold the same value. */
-    sq_wire_enc_t *e = sq_e2e_begin(client, 5);
+    /* A job's adapter names a file on the workers: a hostile one is
+     * refused at SUBMIT, naming the field, and nothing is stored */
+    sq_wire_enc_t *e = sq_e2e_begin(client, 4);
     sq_wire_kv_str(e, "tenant", S_HOSTILE_TENANT);
     sq_wire_kv_str(e, "model", S_HOSTILE_MODEL);
     sq_wire_kv_str(e, "adapter", S_HOSTILE_ADAPTER);
+    sq_wire_key(e, "tasks");
+    sq_wire_array(e, 1);
+    sq_wire_map(e, 2);
+    sq_wire_kv_str(e, "custom_id", "a");
+    sq_wire_kv_str(e, "prompt", "p");
+    sq_wire_msg_t *reply = NULL;
+    int code = 0;
+    SQ_CHECK(sq_e2e_call(client, SQ_WIRE_SUBMIT, 30000, &reply, &code) != 0 &&
+             code == SQ_WIRE_E_INVALID && strstr(sq_error_detail(), "field \"adapter\""));
+    sq_wire_msg_destroy(&reply);
+    SQ_CHECK(s_count_param("select count(*) from jobs where tenant = $1", S_HOSTILE_TENANT,
+                           NULL) == 0);
+
+    /* Every other text field of a SUBMIT; each task's body is the next
+     * task's hostile string, so that no two fields hold the same value. */
+    e = sq_e2e_begin(client, 4);
+    sq_wire_kv_str(e, "tenant", S_HOSTILE_TENANT);
+    sq_wire_kv_str(e, "model", S_HOSTILE_MODEL);
     sq_wire_kv_str(e, "params", S_HOSTILE_PARAMS);
     sq_wire_key(e, "tasks");
     sq_wire_array(e, S_N_HOSTILE);
@@ -428,7 +446,6 @@ hostile_strings(void)
         sq_wire_kv_str(e, "prompt", s_hostile[i]);
         sq_wire_kv_str(e, "body", s_hostile[(i + 1) % S_N_HOSTILE]);
     }
-    sq_wire_msg_t *reply = NULL;
     uint64_t job_id = 0;
     SQ_REQUIRE(sq_e2e_call(client, SQ_WIRE_SUBMIT, 30000, &reply, NULL) == 0);
     SQ_REQUIRE(sq_wire_get_u64(reply->body, "job_id", true, UINT64_MAX, &job_id) == 0);
@@ -441,8 +458,8 @@ hostile_strings(void)
     /* Stored byte for byte: compared in SQL against bound parameters. */
     SQ_CHECK(s_count_param("select count(*) from jobs where tenant = $1 and model = $2",
                            S_HOSTILE_TENANT, S_HOSTILE_MODEL) == 1);
-    SQ_CHECK(s_count_param("select count(*) from jobs where adapter = $1 and params = $2",
-                           S_HOSTILE_ADAPTER, S_HOSTILE_PARAMS) == 1);
+    SQ_CHECK(s_count_param("select count(*) from jobs where adapter is null and params = $1",
+                           S_HOSTILE_PARAMS, NULL) == 1);
     SQ_CHECK(s_count_param("select count(*) from workers where group_id = $1",
                            S_HOSTILE_GROUP, NULL) == 1);
     for (int i = 0; i < S_N_HOSTILE; i++) {
