@@ -46,9 +46,10 @@ set_tests_properties(db.sched.scaling_events PROPERTIES LABELS db SKIP_RETURN_CO
 
 # The control loop as a process: fixture broker (real ZeroMQ, sq_wire),
 # real PostgreSQL, process groups from sched_fake_mpirun.sh.
-add_library(sched_testutil STATIC db/sched_testutil.c)
+add_library(sched_testutil STATIC db/sched_testutil.c db/sched_fake_broker.c)
 target_include_directories(sched_testutil PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/db)
-target_link_libraries(sched_testutil PUBLIC sq_db sq_testlib PRIVATE sq_warnings)
+target_link_libraries(sched_testutil PUBLIC sq_db sq_testlib sq_wire PkgConfig::CZMQ Threads::Threads
+                      PRIVATE sq_warnings)
 add_executable(test_sched_loop db/test_sched_loop.c)
 target_link_libraries(test_sched_loop PRIVATE sched_testutil sq_db sq_wire sq_testlib PkgConfig::CZMQ
                       Threads::Threads sq_warnings)
@@ -60,7 +61,7 @@ set_tests_properties(db.sched.loop PROPERTIES LABELS db SKIP_RETURN_CODE 77 TIME
 # The control loop under faults: a PostgreSQL that stops answering (a proxy
 # in the test), a row the database refuses, an error cut inside a UTF-8
 # character, a reload that removes a pool, --grace-s 0.
-add_executable(test_sched_faults e2e/test_sched_faults.c)
+add_executable(test_sched_faults db/test_sched_faults.c)
 target_link_libraries(test_sched_faults PRIVATE sched_testutil sq_db sq_wire sq_testlib
                       PkgConfig::CZMQ Threads::Threads sq_warnings)
 add_test(NAME db.sched.faults

@@ -5,6 +5,7 @@
 #include "sq_db.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* GET /metrics from 127.0.0.1:port into buf (NUL-terminated; "" when the
  * scrape failed). Returns buf. */
@@ -21,5 +22,16 @@ int sched_sql_file(sq_db_t *db, const char *dir, const char *name);
 
 /* Remove a test's scratch directory and everything below it. */
 void sched_rm_tree(const char *dir);
+
+/* A broker played by a test (sched_fake_broker.c): a ROUTER bound to
+ * endpoint, speaking sq_wire in a thread. STATS: one pool of model with
+ * the tasks queued (the oldest oldest_ms old) and the idle groups set by
+ * sched_broker_set; WORKERS: those groups, PREFIX-1 .. PREFIX-n, idle.
+ * NULL when the endpoint cannot be bound. */
+typedef struct sched_broker sched_broker_t;
+sched_broker_t *sched_broker_start(const char *endpoint, const char *model, const char *prefix,
+                                   int64_t oldest_ms);
+void sched_broker_set(sched_broker_t *b, long queued, int n_workers);
+void sched_broker_stop(sched_broker_t **b_p);
 
 #endif

@@ -37,87 +37,7 @@ extern char **environ;
 static const char *s_bin, *s_fake, *s_sql;
 static char s_dir[64], s_policy[128], s_conninfo[512], s_dbname[64];
 static sq_db_t *s_db;
-static _Atomic long s_queued;
-static _Atomic int s_n_workers, s_broker_stop;
-
-/* --- fixture broker --------------------------------------------------- */
-
-static void
-s_reply_stats(zsock_t *sock, zframe_t *id, uint64_t rid)
-{
-    sq_wire_enc_t *e = sq_wire_enc_new();
-    int n = atomic_load(&s_n_workers);
-    sq_wire_map(e, 4);
-    sq_wire_kv_u64(e, "rid", rid);
-    sq_wire_kv_u64(e, "now", 0);
-    sq_wire_key(e, "pools");
-    sq_wire_array(e, 1);
-    sq_wire_map(e, 8);
-    sq_wire_kv_str(e, "model", "m.gguf");
-    sq_wire_kv_u64(e, "queued", (uint64_t)atomic_load(&s_queued));
-    sq_wire_kv_u64(e, "retrying", 0);
-    sq_wire_kv_u64(e, "oldest_queued_age_ms", 1500);
-    sq_wire_kv_u64(e, "leased", 0);
-    sq_wire_key(e, "groups");
-    sq_wire_map(e, 4);
-    sq_wire_kv_u64(e, "busy", 0);
-    sq_wire_kv_u64(e, "idle", (uint64_t)n);
-    sq_wire_kv_u64(e, "starting", 0);
-    sq_wire_kv_u64(e, "draining", 0);
-    sq_wire_kv_u64(e, "completed_10s", 0);
-    sq_wire_kv_double(e, "throughput_per_s", 0);
-    sq_wire_key(e, "tenants");
-    sq_wire_array(e, 0);
-    sq_wire_send(zsock_resolve(sock), id, SQ_WIRE_STATS | SQ_WIRE_REPLY, e);
-    sq_wire_enc_destroy(&e);
-}
-
-/* Workers p-1 .. p-n are registered and idle. */
-static void
-s_reply_workers(zsock_t *sock, zframe_t *id, uint64_t rid)
-{
-    sq_wire_enc_t *e = sq_wire_enc_new();
-    int n = atomic_load(&s_n_workers);
-    sq_wire_map(e, 2);
-    sq_wire_kv_u64(e, "rid", rid);
-    sq_wire_key(e, "workers");
-    sq_wire_array(e, (uint32_t)n);
-    for (int i = 1; i <= n; i++) {
-        char gid[32];
-        snprintf(gid, sizeof gid, "p-%d", i);
-        sq_wire_map(e, 5);
-        sq_wire_kv_str(e, "group_id", gid);
-        sq_wire_kv_str(e, "model", "m.gguf");
-        sq_wire_kv_u64(e, "leases", 0);
-        sq_wire_kv_str(e, "state", "idle");
-        sq_wire_kv_u64(e, "max_batch", 16);
-    }
-    sq_wire_send(zsock_resolve(sock), id, SQ_WIRE_WORKERS | SQ_WIRE_REPLY, e);
-    sq_wire_enc_destroy(&e);
-}
-
-static void *
-s_broker(void *arg)
-{
-    zsock_t *sock = arg;
-    zpoller_t *poller = zpoller_new(sock, NULL);
-    while (!atomic_load(&s_broker_stop)) {
-        if (!zpoller_wait(poller, 50))
-            continue;
-        sq_wire_msg_t *msg = NULL;
-        if (sq_wire_recv(zsock_resolve(sock), true, 1 << 20, &msg, NULL) != 0)
-            continue;
-        uint64_t rid = 0;
-        sq_wire_get_u64(msg->body, "rid", false, UINT64_MAX, &rid);
-        if (msg->cmd == SQ_WIRE_STATS)
-            s_reply_stats(sock, msg->identity, rid);
-        else if (msg->cmd == SQ_WIRE_WORKERS)
-            s_reply_workers(sock, msg->identity, rid);
-        sq_wire_msg_destroy(&msg);
-    }
-    zpoller_destroy(&poller);
-    return NULL;
-}
+static sched_broker_t *s_broker;   /* at tcp://127.0.0.1:18520: pool m.gguf, groups p-N */
 
 /* --- helpers ----------------------------------------------------------- */
 
@@ -219,7 +139,7 @@ test_loop(void)
     SQ_CHECK(s_wait_sql(events, "0>1", 20000));
     SQ_CHECK(strcmp(s_one("SELECT count(*) FROM policies"), "1") == 0);
     /* A burst of 350 queued tasks: 4 groups (target 100/group) in one decision. */
-    atomic_store(&s_queued, 350);
+    sched_broker_set(s_broker, 350, 0);
     SQ_CHECK(s_wait_sql(events, "0>1,1>4", 10000));
     SQ_CHECK(strstr(s_one("SELECT reason FROM scaling_events ORDER BY id DESC LIMIT 1"),
                     "350 outstanding/100 per group=4") != NULL);
@@ -231,7 +151,7 @@ test_loop(void)
          !s_file_exists("p-4.args") && sq_test_now_ms() < end;)
         usleep(20000);
     SQ_CHECK(s_file_exists("p-1.args") && s_file_exists("p-4.args"));
-    atomic_store(&s_n_workers, 4); /* the groups register with the broker */
+    sched_broker_set(s_broker, 350, 4); /* the groups register with the broker */
     SQ_CHECK(s_wait_metric("shardq_scheduler_pool_groups{pool=\"p\",state=\"idle\"} 4", 10000));
     SQ_CHECK(strstr(s_scrape(), "shardq_scheduler_pool_desired_groups{pool=\"p\"} 4") != NULL);
     SQ_CHECK(strstr(s_scrape(), "shardq_scheduler_decisions_total{pool=\"p\",direction=\"up\"} 2"));
@@ -254,11 +174,11 @@ test_loop(void)
     SQ_CHECK(s_wait_sql(events, "0>1,1>4,4>2", 10000));
     SQ_CHECK(strcmp(s_one("SELECT (SELECT policy_version FROM scaling_events ORDER BY id DESC"
                           " LIMIT 1) = (SELECT max(version) FROM policies)"), "t") == 0);
-    atomic_store(&s_n_workers, 2);
+    sched_broker_set(s_broker, 350, 2);
     /* Queue empties: down to min_groups after the 2 s stabilisation. */
-    atomic_store(&s_queued, 0);
+    sched_broker_set(s_broker, 0, 2);
     SQ_CHECK(s_wait_sql(events, "0>1,1>4,4>2,2>1", 15000));
-    atomic_store(&s_n_workers, 1);
+    sched_broker_set(s_broker, 0, 1);
 
     kill(pid, SIGTERM);
     int status = -1;
@@ -375,20 +295,17 @@ main(int argc, char **argv)
         return 1;
     setenv("SQ_FAKE_DIR", s_dir, 1);
     snprintf(s_policy, sizeof s_policy, "%s/policy.yaml", s_dir);
-    zsock_t *router = zsock_new_router("tcp://127.0.0.1:18520");
-    pthread_t broker;
+    s_broker = sched_broker_start("tcp://127.0.0.1:18520", "m.gguf", "p", 1500);
     int db_ok = s_setup_db(base) == 0;
-    SQ_CHECK(router && db_ok);
-    if (router && db_ok && pthread_create(&broker, NULL, s_broker, router) == 0) {
+    SQ_CHECK(s_broker && db_ok);
+    if (s_broker && db_ok) {
         SQ_RUN(test_loop);
         SQ_RUN(test_window_at_injected_clock);
         SQ_RUN(test_actuator_failure_backoff);
-        atomic_store(&s_broker_stop, 1);
-        pthread_join(broker, NULL);
     } else {
         fprintf(stderr, "setup failed: %s\n", sq_error_detail());
     }
-    zsock_destroy(&router);
+    sched_broker_stop(&s_broker);
     s_drop_db(base);
     sched_rm_tree(s_dir);
     return sq_test_summary("sched_loop");

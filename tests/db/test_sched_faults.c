@@ -52,76 +52,11 @@ static const char *s_bin, *s_fake, *s_sql;
 static char s_dir[64], s_mpirun[128], s_dbname[64], s_direct[1024], s_proxied[1024];
 static sq_db_t *s_db;
 
-/* --- fixture broker: STATS for one pool (h.gguf), WORKERS empty --------
+/* --- fixture broker: STATS for one pool (h.gguf), no groups ------------
  * Other pools get no broker numbers: the scheduler then holds them at
  * min_groups, which is all those scenarios need. */
 
-static _Atomic long s_queued;
-static _Atomic int s_broker_stop;
-
-static void
-s_reply_stats(zsock_t *sock, zframe_t *id, uint64_t rid)
-{
-    sq_wire_enc_t *e = sq_wire_enc_new();
-    sq_wire_map(e, 4);
-    sq_wire_kv_u64(e, "rid", rid);
-    sq_wire_kv_u64(e, "now", 0);
-    sq_wire_key(e, "pools");
-    sq_wire_array(e, 1);
-    sq_wire_map(e, 8);
-    sq_wire_kv_str(e, "model", "h.gguf");
-    sq_wire_kv_u64(e, "queued", (uint64_t)atomic_load(&s_queued));
-    sq_wire_kv_u64(e, "retrying", 0);
-    sq_wire_kv_u64(e, "oldest_queued_age_ms", 0);
-    sq_wire_kv_u64(e, "leased", 0);
-    sq_wire_key(e, "groups");
-    sq_wire_map(e, 4);
-    sq_wire_kv_u64(e, "busy", 0);
-    sq_wire_kv_u64(e, "idle", 0);
-    sq_wire_kv_u64(e, "starting", 0);
-    sq_wire_kv_u64(e, "draining", 0);
-    sq_wire_kv_u64(e, "completed_10s", 0);
-    sq_wire_kv_double(e, "throughput_per_s", 0);
-    sq_wire_key(e, "tenants");
-    sq_wire_array(e, 0);
-    sq_wire_send(zsock_resolve(sock), id, SQ_WIRE_STATS | SQ_WIRE_REPLY, e);
-    sq_wire_enc_destroy(&e);
-}
-
-static void
-s_reply_workers(zsock_t *sock, zframe_t *id, uint64_t rid)
-{
-    sq_wire_enc_t *e = sq_wire_enc_new();
-    sq_wire_map(e, 2);
-    sq_wire_kv_u64(e, "rid", rid);
-    sq_wire_key(e, "workers");
-    sq_wire_array(e, 0);
-    sq_wire_send(zsock_resolve(sock), id, SQ_WIRE_WORKERS | SQ_WIRE_REPLY, e);
-    sq_wire_enc_destroy(&e);
-}
-
-static void *
-s_broker(void *arg)
-{
-    zsock_t *sock = arg;
-    zpoller_t *poller = zpoller_new(sock, NULL);
-    while (!atomic_load(&s_broker_stop)) {
-        if (!zpoller_wait(poller, 50))
-            continue;
-        sq_wire_msg_t *msg = NULL;
-        if (sq_wire_recv(zsock_resolve(sock), true, 1 << 20, &msg, NULL) != 0)
-            continue;
-        uint64_t rid = 0;
-        sq_wire_get_u64(msg->body, "rid", false, UINT64_MAX, &rid);
-        if (msg->cmd == SQ_WIRE_STATS)
-            s_reply_stats(sock, msg->identity, rid);
-        else if (msg->cmd == SQ_WIRE_WORKERS)
-            s_reply_workers(sock, msg->identity, rid);
-        sq_wire_msg_destroy(&msg);
-    }
-    zpoller_destroy(&poller);
-    return NULL;
-}
+static sched_broker_t *s_broker;
 
 /* --- a TCP proxy in front of PostgreSQL that can stop answering --------
  * Relaying, it passes bytes both ways. Hung, it relays nothing on the
@@ -430,7 +365,7 @@ test_db_hangs(void)
     SQ_REQUIRE(pid > 0);
     SQ_CHECK(s_wait_sql(s_events("h"), "0>1", 20000));
     atomic_store(&s_hang, 1);
-    atomic_store(&s_queued, 350);
+    sched_broker_set(s_broker, 350, 0);
     /* decided and applied while the database hangs */
     SQ_CHECK(sched_wait_metric(S_METRICS_PORT, "shardq_scheduler_pool_desired_groups{pool=\"h\"} 4",
                                30000));
@@ -452,7 +387,7 @@ test_db_hangs(void)
 
     /* hung again with an event waiting: SIGTERM still stops it */
     atomic_store(&s_hang, 1);
-    atomic_store(&s_queued, 0);
+    sched_broker_set(s_broker, 0, 0);
     SQ_CHECK(sched_wait_metric(S_METRICS_PORT, "shardq_scheduler_pool_desired_groups{pool=\"h\"} 1",
                                30000));
     SQ_CHECK(s_stop_within(pid, 20000));
@@ -622,12 +557,12 @@ main(int argc, char **argv)
     s_write("mpirun.sh", script);
     chmod(s_mpirun, 0755);
 
-    zsock_t *router = zsock_new_router(S_BROKER_EP);
+    s_broker = sched_broker_start(S_BROKER_EP, "h.gguf", "h", 0);
     int lfd = s_listen(S_PROXY_PORT);
     int db_ok = s_setup_db(base) == 0;
-    pthread_t broker, proxy;
-    SQ_CHECK(router && lfd >= 0 && db_ok);
-    if (router && lfd >= 0 && db_ok && pthread_create(&broker, NULL, s_broker, router) == 0) {
+    pthread_t proxy;
+    SQ_CHECK(s_broker && lfd >= 0 && db_ok);
+    if (s_broker && lfd >= 0 && db_ok) {
         if (pthread_create(&proxy, NULL, s_proxy, (void *)(intptr_t)lfd) == 0) {
             SQ_RUN(test_db_hangs);
             SQ_RUN(test_refused_row);
@@ -637,14 +572,12 @@ main(int argc, char **argv)
             atomic_store(&s_proxy_stop, 1);
             pthread_join(proxy, NULL);
         }
-        atomic_store(&s_broker_stop, 1);
-        pthread_join(broker, NULL);
     } else {
         fprintf(stderr, "setup failed: %s\n", sq_error_detail());
     }
     if (lfd >= 0)
         close(lfd);
-    zsock_destroy(&router);
+    sched_broker_stop(&s_broker);
     s_drop_db(base);
     sched_rm_tree(s_dir);
     return sq_test_summary("sched_faults");
