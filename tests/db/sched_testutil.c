@@ -94,3 +94,44 @@ sched_rm_tree(const char *dir)
     if (nftw(dir, s_remove, 16, FTW_DEPTH | FTW_PHYS) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
 }
+
+int
+sched_wait_sql(sq_db_t *db, const char *sql, const char *want, int timeout_ms)
+{
+    for (int64_t end = sq_test_now_ms() + timeout_ms; sq_test_now_ms() < end; usleep(50000))
+        if (strcmp(sched_sql_one(db, sql), want) == 0)
+            return 1;
+    fprintf(stderr, "timed out: %s -> \"%s\", want \"%s\"\n", sql, sched_sql_one(db, sql),
+            want);
+    return 0;
+}
+
+int
+sched_db_create(const char *base, const char *sql_dir, const char *prefix, char *dbname,
+                size_t dbname_size, char *conninfo, size_t conninfo_size, sq_db_t **db)
+{
+    snprintf(dbname, dbname_size, "%s_%d", prefix, (int)getpid());
+    char sql[256];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", dbname);
+    if (sq_db_connect(base, 10000, db) || sq_db_exec_script(*db, sql))
+        return -1;
+    sq_db_destroy(db);
+    snprintf(conninfo, conninfo_size, "%s dbname=%s", base, dbname);
+    if (sq_db_connect(conninfo, 10000, db))
+        return -1;
+    return sched_sql_file(*db, sql_dir, "0001_queue.sql") ||
+                   sched_sql_file(*db, sql_dir, "0010_scheduler.sql")
+               ? -1
+               : 0;
+}
+
+void
+sched_db_drop(const char *base, const char *dbname, sq_db_t **db)
+{
+    sq_db_destroy(db);
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", dbname);
+    if (sq_db_connect(base, 10000, db) == 0)
+        sq_db_exec_script(*db, sql);
+    sq_db_destroy(db);
+}

@@ -20,6 +20,19 @@ const char *sched_sql_one(sq_db_t *db, const char *sql);
 /* Run the SQL script dir/name (a migration file). 0 or negative SQ_E*. */
 int sched_sql_file(sq_db_t *db, const char *dir, const char *name);
 
+/* Poll sql until its first column reads want; 1, or 0 after timeout_ms
+ * (then it prints what it read). */
+int sched_wait_sql(sq_db_t *db, const char *sql, const char *want, int timeout_ms);
+
+/* A database of its own for a test: "PREFIX_<pid>" made on the server of
+ * base (a conninfo), its name into dbname, its conninfo into conninfo,
+ * connected (*db), with the migrations the scheduler needs (0001 for
+ * audit_log, 0010) from sql_dir. 0, or -1 (detail set). */
+int sched_db_create(const char *base, const char *sql_dir, const char *prefix, char *dbname,
+                    size_t dbname_size, char *conninfo, size_t conninfo_size, sq_db_t **db);
+/* Disconnect *db and drop dbname (made by sched_db_create). */
+void sched_db_drop(const char *base, const char *dbname, sq_db_t **db);
+
 /* Remove a test's scratch directory and everything below it. */
 void sched_rm_tree(const char *dir);
 

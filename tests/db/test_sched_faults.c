@@ -219,11 +219,7 @@ s_one(const char *sql)
 static int
 s_wait_sql(const char *sql, const char *want, int timeout_ms)
 {
-    for (int64_t end = sq_test_now_ms() + timeout_ms; sq_test_now_ms() < end; usleep(50000))
-        if (strcmp(s_one(sql), want) == 0)
-            return 1;
-    fprintf(stderr, "timed out: %s -> \"%s\", want \"%s\"\n", sql, s_one(sql), want);
-    return 0;
+    return sched_wait_sql(s_db, sql, want, timeout_ms);
 }
 
 static const char *
@@ -492,17 +488,8 @@ test_grace_zero(void)
 static int
 s_setup_db(const char *base)
 {
-    snprintf(s_dbname, sizeof s_dbname, "sq_sched_faults_%d", (int)getpid());
-    char sql[256];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", s_dbname);
-    if (sq_db_connect(base, 10000, &s_db) || sq_db_exec_script(s_db, sql))
-        return -1;
-    sq_db_destroy(&s_db);
-    snprintf(s_direct, sizeof s_direct, "%s dbname=%s", base, s_dbname);
-    if (sq_db_connect(s_direct, 10000, &s_db) || s_conninfos(base))
-        return -1;
-    return sched_sql_file(s_db, s_sql, "0001_queue.sql") ||
-                   sched_sql_file(s_db, s_sql, "0010_scheduler.sql")
+    return sched_db_create(base, s_sql, "sq_sched_faults", s_dbname, sizeof s_dbname, s_direct,
+                           sizeof s_direct, &s_db) || s_conninfos(base)
                ? -1
                : 0;
 }
@@ -510,12 +497,7 @@ s_setup_db(const char *base)
 static void
 s_drop_db(const char *base)
 {
-    sq_db_destroy(&s_db);
-    char sql[256];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", s_dbname);
-    if (sq_db_connect(base, 10000, &s_db) == 0)
-        sq_db_exec_script(s_db, sql);
-    sq_db_destroy(&s_db);
+    sched_db_drop(base, s_dbname, &s_db);
 }
 
 /* A listening socket on 127.0.0.1:port, or -1. */

@@ -50,11 +50,7 @@ s_one(const char *sql)
 static int
 s_wait_sql(const char *sql, const char *want, int timeout_ms)
 {
-    for (int64_t end = sq_test_now_ms() + timeout_ms; sq_test_now_ms() < end; usleep(50000))
-        if (strcmp(s_one(sql), want) == 0)
-            return 1;
-    fprintf(stderr, "timed out: %s -> \"%s\", want \"%s\"\n", sql, s_one(sql), want);
-    return 0;
+    return sched_wait_sql(s_db, sql, want, timeout_ms);
 }
 
 static void
@@ -255,29 +251,14 @@ test_actuator_failure_backoff(void)
 static int
 s_setup_db(const char *base)
 {
-    snprintf(s_dbname, sizeof s_dbname, "sq_sched_loop_%d", (int)getpid());
-    char sql[256];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", s_dbname);
-    if (sq_db_connect(base, 10000, &s_db) || sq_db_exec_script(s_db, sql))
-        return -1;
-    sq_db_destroy(&s_db);
-    snprintf(s_conninfo, sizeof s_conninfo, "%s dbname=%s", base, s_dbname);
-    if (sq_db_connect(s_conninfo, 10000, &s_db))
-        return -1;
-    if (sched_sql_file(s_db, s_sql, "0001_queue.sql") || sched_sql_file(s_db, s_sql, "0010_scheduler.sql"))
-        return -1;
-    return 0;
+    return sched_db_create(base, s_sql, "sq_sched_loop", s_dbname, sizeof s_dbname, s_conninfo, sizeof s_conninfo,
+                           &s_db) ? -1 : 0;
 }
 
 static void
 s_drop_db(const char *base)
 {
-    sq_db_destroy(&s_db);
-    char sql[256];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", s_dbname);
-    if (sq_db_connect(base, 10000, &s_db) == 0)
-        sq_db_exec_script(s_db, sql);
-    sq_db_destroy(&s_db);
+    sched_db_drop(base, s_dbname, &s_db);
 }
 
 int
