@@ -498,6 +498,14 @@ static void s_run(sq_db_t **db, const char *conninfo, const char *dir, s_op_t *o
         op->rc = rc;
         snprintf(op->error, sizeof op->error, "%s", sq_error_detail());
         sq_wire_enc_destroy(&op->reply);
+        /* a change that failed with the connection may have committed
+         * (its COMMIT's answer lost): read the versions again, now if the
+         * database answers, else with the next request */
+        if (op->kind != S_LIST && !sq_db_is_up(*db)) {
+            sq_db_destroy(db);
+            *stale = sq_db_connect(conninfo, 2000, db) != 0 ||
+                     s_snapshot(*db, &op->snap, &op->n_snap) != 0;
+        }
     }
 }
 

@@ -7,6 +7,7 @@
  *  and job lists come from PostgreSQL through the reader thread.
  */
 #include "sq_server.h"
+#include "sq_jsonl.h"
 #include "sq_lora.h"
 
 #include "sq_error.h"
@@ -52,6 +53,15 @@ static int s_parse_task(sq_wire_val_t m, sq_task_t *t, zhashx_t *seen)
         rc = sq_wire_get_u64(m, "seed", false, INT64_MAX, &seed);
     if (rc == 0)
         rc = sq_wire_get_str(m, "body", false, SQ_WIRE_MAX_TEXT, &body, &nbody);
+    if (rc == 0 && body) {
+        /* a JSON object whose stop strings the workers can use: checked
+         * here, or every task of the job would fail when leased */
+        char *stop[SQ_JSONL_MAX_STOP];
+        int n_stop = 0;
+        rc = sq_jsonl_body_stop(body, nbody, stop, &n_stop);
+        for (int i = 0; i < n_stop; i++)
+            free(stop[i]);
+    }
     if (rc == 0)
         rc = sq_wire_get_str(m, "adapter", false, SQ_WIRE_MAX_NAME, &adapter, &nad);
     if (rc == 0)

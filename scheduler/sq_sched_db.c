@@ -43,8 +43,9 @@ sq_sched_db_record(sq_db_t *db, const sq_scaling_event_t *ev, int64_t *id)
     const char *sql =
         "WITH e AS ("
         "  INSERT INTO scaling_events (pool, from_groups, to_groups, reason, metrics,"
-        "                              policy_version, actuator, applied, error)"
-        "  VALUES ($1, $2::int, $3::int, $4, $5::jsonb, $6::bigint, $7, $8::boolean, $9)"
+        "                              policy_version, actuator, applied, error, event_key)"
+        "  VALUES ($1, $2::int, $3::int, $4, $5::jsonb, $6::bigint, $7, $8::boolean, $9, $10)"
+        "  ON CONFLICT (event_key) DO NOTHING"
         "  RETURNING id, pool, from_groups, to_groups, reason, policy_version, applied, error)"
         " INSERT INTO audit_log (actor, action, subject, details)"
         " SELECT 'scheduler', 'scaled', 'pool:' || e.pool,"
@@ -60,9 +61,9 @@ sq_sched_db_record(sq_db_t *db, const sq_scaling_event_t *ev, int64_t *id)
     sq_sched_metrics_json(ev->metrics, metrics, sizeof metrics);
     const char *params[] = {ev->pool, from, to, ev->decision->reason, metrics,
                             ev->policy_version > 0 ? version : NULL, ev->actuator,
-                            ev->applied ? "true" : "false", ev->error};
+                            ev->applied ? "true" : "false", ev->error, ev->key};
     PGresult *res = NULL;
-    int rc = sq_db_exec(db, sql, 9, params, &res);
+    int rc = sq_db_exec(db, sql, 10, params, &res);
     if (rc)
         return rc;
     if (id)

@@ -28,10 +28,13 @@ typedef struct {
     const char *actuator;
     int applied;
     const char *error;              /* NULL when applied */
+    const char *key;                /* unique to the event (a retry of it writes
+                                       nothing new); NULL: none */
 } sq_scaling_event_t;
 
 /* Insert the event and its audit row; *id (OUT, may be NULL) is the
- * scaling_events id. */
+ * scaling_events id, 0 when a row with the event's key was there already
+ * (an earlier try committed: nothing is written again). */
 int sq_sched_db_record(sq_db_t *db, const sq_scaling_event_t *ev, int64_t *id);
 
 /* The metrics as the JSON object stored in scaling_events.metrics (and

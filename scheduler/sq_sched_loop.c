@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define S_PENDING_MAX 1024
 /* Each wait on PostgreSQL (connect, one statement) at most this long. */
@@ -48,6 +49,7 @@ typedef struct {
     int64_t version;
     int applied;
     int refusals;               /* times the database refused this row */
+    char key[96];               /* scaling_events.event_key: this scheduler, this event */
 } s_pending_t;
 
 /* A pool that a reload removed: its groups are scaled to 0, then it is
@@ -77,6 +79,8 @@ struct sq_loop_t {
     int64_t db_retry_at_ms, db_backoff_ms; /* while the database is away (monotonic) */
     s_retiring_t *retiring;     /* (n_retiring) pools removed by a reload */
     size_t n_retiring;
+    char instance[64];          /* host:pid:start (ms): the prefix of event keys */
+    uint64_t n_events;
 };
 
 /* The current error detail quoted for a logfmt value (messages from the
@@ -208,6 +212,12 @@ sq_loop_new(const sq_loop_opts_t *o)
         return NULL;
     }
     self->o = *o;
+    char host[40] = "host";
+    gethostname(host, sizeof host - 1);
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    snprintf(self->instance, sizeof self->instance, "%s:%d:%lld", host, (int)getpid(),
+             (long long)wall.tv_sec * 1000 + wall.tv_nsec / 1000000);
     /* A tick must not hang on a broker that is away: short deadlines and
      * a single retry (the next tick asks again anyway). */
     int64_t budget = o->tick_ms < 500 ? 500 : o->tick_ms > 5000 ? 5000 : o->tick_ms;
@@ -390,7 +400,7 @@ s_flush(sq_loop_t *self)
     while (self->n_pend) {
         s_pending_t *ev = &self->pending[self->pend_head];
         sq_scaling_event_t row = {ev->pool, &ev->d, &ev->m, ev->version, self->act->ops->name,
-                                  ev->applied, ev->applied ? NULL : ev->error};
+                                  ev->applied, ev->applied ? NULL : ev->error, ev->key};
         int rc = sq_sched_db_record(self->db, &row, NULL);
         if (rc) {
             char state[6];
@@ -509,6 +519,9 @@ s_event(sq_loop_t *self, const char *pool, const sq_decision_t *d, const sq_pool
 {
     s_pending_t ev = {.d = *d, .m = *m, .version = self->policy_version, .applied = rc == 0};
     snprintf(ev.pool, sizeof ev.pool, "%s", pool);
+    /* retried after a lost answer, the row is found by its key, not doubled */
+    snprintf(ev.key, sizeof ev.key, "%s:%llu", self->instance,
+             (unsigned long long)++self->n_events);
     char q[320];
     sq_log_quote(d->reason, q, sizeof q);
     if (rc == 0) {
@@ -553,10 +566,16 @@ s_retire(sq_loop_t *self, int64_t now)
             continue;
         }
         int rc = sq_actuator_counts(self->act, &r->policy, &c);
+        if (rc == SQ_ENOTFOUND) {   /* nothing left of it (its StatefulSet deleted, say) */
+            rc = 0;
+            c.requested = 0;
+        }
         if (rc == 0 && c.requested > 0) {
             sq_decision_t d = {.current = c.requested, .desired = 0};
             snprintf(d.reason, sizeof d.reason, "down (pool no longer in the policy) -> 0");
             rc = sq_actuator_set(self->act, &r->policy, 0, now);
+            if (rc == SQ_ENOTFOUND)   /* gone meanwhile: retired all the same */
+                rc = 0;
             s_event(self, r->policy.name, &d, &r->m, rc);
         } else if (rc) {
             char q[512];

@@ -113,14 +113,17 @@ sched_db_create(const char *base, const char *sql_dir, const char *prefix, char 
     snprintf(dbname, dbname_size, "%s_%d", prefix, (int)getpid());
     char sql[256];
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", dbname);
-    if (sq_db_connect(base, 10000, db) || sq_db_exec_script(*db, sql))
+    if (sq_db_connect(base, 10000, db) || sq_db_exec_script(*db, sql)) {
+        sq_db_destroy(db);
         return -1;
+    }
     sq_db_destroy(db);
     snprintf(conninfo, conninfo_size, "%s dbname=%s", base, dbname);
     if (sq_db_connect(conninfo, 10000, db))
         return -1;
     return sched_sql_file(*db, sql_dir, "0001_queue.sql") ||
-                   sched_sql_file(*db, sql_dir, "0010_scheduler.sql")
+                   sched_sql_file(*db, sql_dir, "0010_scheduler.sql") ||
+                   sched_sql_file(*db, sql_dir, "0012_scaling_event_key.sql")
                ? -1
                : 0;
 }

@@ -27,7 +27,7 @@ int sched_wait_sql(sq_db_t *db, const char *sql, const char *want, int timeout_m
 /* A database of its own for a test: "PREFIX_<pid>" made on the server of
  * base (a conninfo), its name into dbname, its conninfo into conninfo,
  * connected (*db), with the migrations the scheduler needs (0001 for
- * audit_log, 0010) from sql_dir. 0, or -1 (detail set). */
+ * audit_log, 0010, 0012) from sql_dir. 0, or -1 (detail set). */
 int sched_db_create(const char *base, const char *sql_dir, const char *prefix, char *dbname,
                     size_t dbname_size, char *conninfo, size_t conninfo_size, sq_db_t **db);
 /* Disconnect *db and drop dbname (made by sched_db_create). */

@@ -76,6 +76,18 @@ test_scaling_events(void)
                           " ON (a.details->>'scaling_event')::bigint = e.id"
                           " WHERE a.actor = 'scheduler' AND a.action = 'scaled'"
                           " AND a.subject = 'pool:p'"), "2") == 0);
+    /* An event retried after a lost answer (its first try committed) is
+     * found by its key: neither it nor its audit row is written again */
+    ev.key = "sched-test:1";
+    int64_t id3 = 0, id4 = -1;
+    SQ_CHECK(sq_sched_db_record(s_db, &ev, &id3) == 0 && id3 == id2 + 1);
+    SQ_CHECK(sq_sched_db_record(s_db, &ev, &id4) == 0 && id4 == 0);
+    SQ_CHECK(strcmp(s_one("SELECT count(*) FROM scaling_events WHERE event_key = 'sched-test:1'"),
+                    "1") == 0);
+    SQ_CHECK(strcmp(s_one("SELECT count(*) FROM audit_log a JOIN scaling_events e"
+                          " ON (a.details->>'scaling_event')::bigint = e.id"
+                          " WHERE e.event_key = 'sched-test:1'"), "1") == 0);
+    ev.key = NULL;
     /* History is append-only. */
     SQ_CHECK(sq_db_exec(s_db, "UPDATE scaling_events SET to_groups = 9", 0, NULL, NULL) ==
              SQ_EDB);
@@ -84,7 +96,7 @@ test_scaling_events(void)
     /* A bad row is refused whole: no audit row without its event. */
     d.desired = -1;
     SQ_CHECK(sq_sched_db_record(s_db, &ev, NULL) == SQ_EDB);
-    SQ_CHECK(strcmp(s_one("SELECT count(*) FROM audit_log WHERE actor = 'scheduler'"), "2") == 0);
+    SQ_CHECK(strcmp(s_one("SELECT count(*) FROM audit_log WHERE actor = 'scheduler'"), "3") == 0);
     sq_policy_destroy(&pa);
 }
 
@@ -103,7 +115,8 @@ main(int argc, char **argv)
     snprintf(sql, sizeof sql, "CREATE SCHEMA %s; SET search_path TO %s", s_schema, s_schema);
     int ok = sq_db_exec_script(s_db, sql) == 0 &&
              sched_sql_file(s_db, s_sql_dir, "0001_queue.sql") == 0 &&
-             sched_sql_file(s_db, s_sql_dir, "0010_scheduler.sql") == 0;
+             sched_sql_file(s_db, s_sql_dir, "0010_scheduler.sql") == 0 &&
+             sched_sql_file(s_db, s_sql_dir, "0012_scaling_event_key.sql") == 0;
     if (!ok)
         fprintf(stderr, "setup: %s\n", sq_error_detail());
     SQ_CHECK(ok);

@@ -265,6 +265,21 @@ static const char *const s_hostile[] = {
 #define S_HOSTILE_PARAMS "{\"k\": \"'); DROP TABLE tasks; -- \\u0000 \\\\N\"}"
 #define S_FAILING_GROUP "fail\"ing' \\N\x1b"
 
+/* A task body (an OpenAI body is a JSON object) carrying hostile string i:
+ * {"user":"..."} with the string JSON-escaped; static, one at a time. */
+static const char *
+s_body(int i)
+{
+    static char buf[1024];
+    size_t n = (size_t)snprintf(buf, sizeof buf, "{\"user\":\"");
+    for (const unsigned char *p = (const unsigned char *)s_hostile[i]; *p && n < 1000; p++)
+        n += (size_t)(*p == '"' || *p == '\\' ? snprintf(buf + n, 3, "\\%c", *p)
+                      : *p < 0x20         ? snprintf(buf + n, 7, "\\u%04x", *p)
+                                          : snprintf(buf + n, 2, "%c", *p));
+    snprintf(buf + n, sizeof buf - n, "\"}");
+    return buf;
+}
+
 /* custom_ids: the hostile strings themselves (the empty one made unique). */
 static const char *
 s_custom_id(int i)
@@ -426,14 +441,34 @@ hostile_strings(void)
     sq_wire_kv_str(e, "prompt", "p");
     sq_wire_msg_t *reply = NULL;
     int code = 0;
-    SQ_CHECK(sq_e2e_call(client, SQ_WIRE_SUBMIT, 30000, &reply, &code) != 0 &&
-             code == SQ_WIRE_E_INVALID && strstr(sq_error_detail(), "field \"adapter\""));
+    int rc = sq_e2e_call(client, SQ_WIRE_SUBMIT, 30000, &reply, &code);
+    SQ_CHECK(rc != 0 && code == SQ_WIRE_E_INVALID && strstr(sq_error_detail(), "field \"adapter\""));
     sq_wire_msg_destroy(&reply);
     SQ_CHECK(s_count_param("select count(*) from jobs where tenant = $1", S_HOSTILE_TENANT,
                            NULL) == 0);
 
-    /* Every other text field of a SUBMIT; each task's body is the next
-     * task's hostile string, so that no two fields hold the same value. */
+    /* A body that is not a JSON object is refused at SUBMIT too (the
+     * workers read its stop strings) */
+    e = sq_e2e_begin(client, 3);
+    sq_wire_kv_str(e, "tenant", S_HOSTILE_TENANT);
+    sq_wire_kv_str(e, "model", S_HOSTILE_MODEL);
+    sq_wire_key(e, "tasks");
+    sq_wire_array(e, 1);
+    sq_wire_map(e, 3);
+    sq_wire_kv_str(e, "custom_id", "a");
+    sq_wire_kv_str(e, "prompt", "p");
+    sq_wire_kv_str(e, "body", s_hostile[1]);
+    rc = sq_e2e_call(client, SQ_WIRE_SUBMIT, 30000, &reply, &code);
+    fprintf(stderr, "SUBMIT with a body that is not JSON: %d, code %d, %s\n", rc, code,
+            sq_error_detail());
+    SQ_CHECK(rc != 0 &&
+             code == SQ_WIRE_E_INVALID &&
+             strstr(sq_error_detail(), "field \"body\": not a JSON object"));
+    sq_wire_msg_destroy(&reply);
+
+    /* Every other text field of a SUBMIT; each task's body (a JSON object)
+     * holds the next task's hostile string, so that no two fields hold the
+     * same value. */
     e = sq_e2e_begin(client, 4);
     sq_wire_kv_str(e, "tenant", S_HOSTILE_TENANT);
     sq_wire_kv_str(e, "model", S_HOSTILE_MODEL);
@@ -444,7 +479,7 @@ hostile_strings(void)
         sq_wire_map(e, 3);
         sq_wire_kv_str(e, "custom_id", s_custom_id(i));
         sq_wire_kv_str(e, "prompt", s_hostile[i]);
-        sq_wire_kv_str(e, "body", s_hostile[(i + 1) % S_N_HOSTILE]);
+        sq_wire_kv_str(e, "body", s_body((i + 1) % S_N_HOSTILE));
     }
     uint64_t job_id = 0;
     SQ_REQUIRE(sq_e2e_call(client, SQ_WIRE_SUBMIT, 30000, &reply, NULL) == 0);
@@ -467,7 +502,7 @@ hostile_strings(void)
                                "using (job_id, idx) where t.custom_id = $1 and t.prompt = $2 "
                                "and r.text = $2", s_custom_id(i), s_hostile[i]) == 1);
         SQ_CHECK(s_count_param("select count(*) from tasks where custom_id = $1 and body = $2",
-                               s_custom_id(i), s_hostile[(i + 1) % S_N_HOSTILE]) == 1);
+                               s_custom_id(i), s_body((i + 1) % S_N_HOSTILE)) == 1);
     }
     /* ...and returned byte for byte through the protocol. */
     s_check_results_reply(job_id);

@@ -728,6 +728,11 @@ void sq_link_destroy(sq_link_t **self_p)
         free(self->adapters[i]);
     free(self->adapters);
     free(self->cancels);
+    /* outcomes a link thread that ended by itself never sent */
+    for (s_out_t *o = self->out_head, *next; o; o = next) {
+        next = o->next;
+        s_out_free(o);
+    }
     free(self->stop_reason);
     pthread_mutex_destroy(&self->mu);
     pthread_cond_destroy(&self->cv);
