@@ -164,9 +164,14 @@ static int s_parse_submit(sq_wire_val_t b, sq_job_t **out)
         if (sq_wire_type(m) != SQ_WIRE_T_MAP)
             rc = SQ_FAIL(SQ_EINVAL, "tasks[%u]: expected a map", i);
         else if ((rc = s_parse_task(m, &job->tasks[i], seen)) != 0) {
+            /* 'field "NAME": why' becomes 'tasks[i].NAME: why' */
             char detail[600];
             snprintf(detail, sizeof detail, "%s", sq_error_detail());
-            rc = SQ_FAIL(rc, "tasks[%u].%s", i, detail + (strncmp(detail, "field ", 6) ? 0 : 6));
+            const char *d = detail, *end;
+            if (!strncmp(d, "field \"", 7) && (end = strchr(d + 7, '"')) != NULL)
+                rc = SQ_FAIL(rc, "tasks[%u].%.*s%s", i, (int)(end - d - 7), d + 7, end + 1);
+            else
+                rc = SQ_FAIL(rc, "tasks[%u].%s", i, d + (strncmp(d, "field ", 6) ? 0 : 6));
         }
         i++;
     }

@@ -463,7 +463,7 @@ hostile_strings(void)
             sq_error_detail());
     SQ_CHECK(rc != 0 &&
              code == SQ_WIRE_E_INVALID &&
-             strstr(sq_error_detail(), "field \"body\": not a JSON object"));
+             strstr(sq_error_detail(), "tasks[0].body: not a JSON object"));
     sq_wire_msg_destroy(&reply);
 
     /* Every other text field of a SUBMIT; each task's body (a JSON object)
