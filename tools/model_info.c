@@ -95,11 +95,15 @@ static void s_print_tensors(FILE *out, const sq_gguf_t *g)
     fprintf(out, "  %-32s %-5s %-22s %12s %12s\n", "name", "type", "shape", "bytes", "offset");
     for (int64_t i = 0; i < n; i++) {
         const sq_gguf_tensor_t *t = sq_gguf_tensor(g, i);
+        /* (cut to the buffer: a crafted file's dimensions can be long) */
         char shape[64];
-        int k = snprintf(shape, sizeof shape, "[");
-        for (int d = 0; d < t->n_dims; d++)
-            k += snprintf(shape + k, sizeof shape - (size_t) k, "%s%" PRId64, d ? ", " : "", t->ne[d]);
-        snprintf(shape + k, sizeof shape - (size_t) k, "]");
+        size_t k = 0;
+        k += (size_t)snprintf(shape, sizeof shape, "[");
+        for (int d = 0; d < t->n_dims && k < sizeof shape; d++)
+            k += (size_t)snprintf(shape + k, sizeof shape - k, "%s%" PRId64, d ? ", " : "",
+                                  t->ne[d]);
+        if (k < sizeof shape)
+            snprintf(shape + k, sizeof shape - k, "]");
         fprintf(out, "  %-32s %-5s %-22s %12zu %12" PRIu64 "\n", t->name, s_dtype_name(t->dtype),
                 shape, t->size_bytes, t->offset);
         params += (uint64_t) t->n_elements;

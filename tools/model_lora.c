@@ -10,6 +10,8 @@
 #include "shardq_model.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +42,17 @@ int sq_model_lora_target_mask(const char *list, unsigned *mask)
         p += n + (p[n] == ',');
     }
     return *mask ? 0 : SQ_FAIL(SQ_EINVAL, "no LoRA targets given");
+}
+
+/* After a failure once OUT was opened: the writer closed and the
+ * half-written file removed (a file OUT was before is not touched:
+ * opening it is what truncated it). */
+static void s_drop_on_failure(sq_gguf_writer_t **w, int rc, bool opened, const char *path)
+{
+    if (rc != 0 && opened) {
+        sq_gguf_writer_destroy(w);
+        remove(path);
+    }
 }
 
 static float s_uniform(uint64_t *s)
@@ -102,8 +115,7 @@ int sq_model_lora_random(const sq_model_lora_opts_t *o, const char *path, FILE *
         }
     if (rc == 0 && n_written == 0)
         rc = SQ_FAIL(SQ_EINVAL, "no LoRA tensors to write");
-    if (rc == 0)
-        rc = sq_gguf_writer_open(w, path);
+    bool opened = rc == 0 && (rc = sq_gguf_writer_open(w, path)) == 0;
     /* data in the order the tensors were added: A then B per target */
     uint64_t rng = o->seed;
     for (int64_t i = 0; rc == 0 && i < sq_gguf_writer_n_tensors(w); i++) {
@@ -118,6 +130,7 @@ int sq_model_lora_random(const sq_model_lora_opts_t *o, const char *path, FILE *
     }
     if (rc == 0)
         rc = sq_gguf_writer_close(w);
+    s_drop_on_failure(&w, rc, opened, path);
     if (rc == 0 && out)
         fprintf(out, "wrote %s: LoRA rank %d over %u layers, %lld tensors\n", path, o->rank,
                 n_layers, (long long)n_written);
@@ -196,8 +209,7 @@ int sq_model_lora_merge(const char *base_path, const char *adapter_path, const c
     if (rc == 0 && n_merged * 2 != sq_gguf_n_tensors(ad))
         rc = SQ_FAIL(SQ_EFORMAT, "adapter %s: %lld tensors, %lld of them match base matrices",
                      adapter_path, (long long)sq_gguf_n_tensors(ad), (long long)n_merged * 2);
-    if (rc == 0)
-        rc = sq_gguf_writer_open(w, path);
+    bool opened = rc == 0 && (rc = sq_gguf_writer_open(w, path)) == 0;
     for (int64_t i = 0; rc == 0 && i < sq_gguf_n_tensors(g); i++) {
         const sq_gguf_tensor_t *t = sq_gguf_tensor(g, i), *a, *b;
         s_pair(ad, t->name, &a, &b);
@@ -208,6 +220,7 @@ int sq_model_lora_merge(const char *base_path, const char *adapter_path, const c
     }
     if (rc == 0)
         rc = sq_gguf_writer_close(w);
+    s_drop_on_failure(&w, rc, opened, path);
     if (rc == 0 && out)
         fprintf(out, "wrote %s: %lld matrices merged with %s\n", path, (long long)n_merged,
                 adapter_path);

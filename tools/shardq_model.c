@@ -11,8 +11,11 @@
  *  Commands live in a table so later ones (lora-random) slot in beside
  *  these.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +86,39 @@ static int64_t s_parse_count(const char *s)
     return errno || end == s || *end || v <= 0 ? -1 : (int64_t) v;
 }
 
+/* The same file under two names (a link, "./x"): a command must not
+ * write the file it reads (the writer truncates what the reader maps). */
+static bool s_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+/* A whole seed: digits only (no sign: strtoull would wrap "-1") */
+static int s_parse_seed(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = isdigit((unsigned char)s[0]) ? strtoull(s, &end, 10) : 0;
+    if (!isdigit((unsigned char)s[0]) || errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A finite number in [lo, hi] */
+static int s_parse_float(const char *s, float lo, float hi, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 static int s_cmd_info(int argc, char **argv)
 {
     if (argc != 1)
@@ -96,9 +132,7 @@ static int s_cmd_quantize(int argc, char **argv)
         return s_usage_error("quantize takes IN OUT TYPE%s", "");
     if (strcmp(argv[2], "q8_0") != 0)
         return s_usage_error("quantize: type %s is not supported (q8_0)", argv[2]);
-    struct stat a, b;
-    if (stat(argv[0], &a) == 0 && stat(argv[1], &b) == 0 && a.st_dev == b.st_dev
-        && a.st_ino == b.st_ino)
+    if (s_same_file(argv[0], argv[1]))
         return s_usage_error("quantize: %s is both input and output", argv[0]);
     return s_report("quantize", sq_model_quantize(argv[0], argv[1], stdout));
 }
@@ -145,11 +179,8 @@ static int s_cmd_random(int argc, char **argv)
             if (o.dtype < 0)
                 return s_usage_error("random: unknown --type %s (f32, f16, q8_0)", v);
         } else if ((v = s_opt_value(argc, argv, &i, "--seed"))) {
-            char *end;
-            errno = 0;
-            o.seed = strtoull(v, &end, 10);
-            if (errno || end == v || *end)
-                return s_usage_error("random: --seed %s is not a number", v);
+            if (s_parse_seed(v, &o.seed))
+                return s_usage_error("random: --seed %s is not a whole number >= 0", v);
         } else if (strcmp(argv[i], "--tied") == 0) {
             o.tied = true;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
@@ -189,11 +220,14 @@ static int s_cmd_lora_random(int argc, char **argv)
             if (sq_model_lora_target_mask(v, &o.targets))
                 return s_usage_error("lora-random: %s", sq_error_detail());
         } else if ((v = s_opt_value(argc, argv, &i, "--alpha"))) {
-            o.alpha = strtof(v, NULL);
+            if (s_parse_float(v, 0.0f, 1e6f, &o.alpha))   /* 0: the rank */
+                return s_usage_error("lora-random: --alpha %s is not a number in [0, 1e6]", v);
         } else if ((v = s_opt_value(argc, argv, &i, "--gain"))) {
-            o.gain = strtof(v, NULL);
+            if (s_parse_float(v, -1e6f, 1e6f, &o.gain))
+                return s_usage_error("lora-random: --gain %s is not a finite number", v);
         } else if ((v = s_opt_value(argc, argv, &i, "--seed"))) {
-            o.seed = strtoull(v, NULL, 10);
+            if (s_parse_seed(v, &o.seed))
+                return s_usage_error("lora-random: --seed %s is not a whole number >= 0", v);
         } else if ((v = s_opt_value(argc, argv, &i, "--name"))) {
             o.name = v;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
@@ -206,6 +240,8 @@ static int s_cmd_lora_random(int argc, char **argv)
     }
     if (!o.base_path || !o.rank || !out)
         return s_usage_error("lora-random needs --base MODEL, --rank R and OUT%s", "");
+    if (s_same_file(o.base_path, out))
+        return s_usage_error("lora-random: %s is both the base and the output", out);
     return s_report("lora-random", sq_model_lora_random(&o, out, stdout));
 }
 
@@ -213,6 +249,8 @@ static int s_cmd_lora_merge(int argc, char **argv)
 {
     if (argc != 3)
         return s_usage_error("lora-merge needs BASE ADAPTER OUT%s", "");
+    if (s_same_file(argv[0], argv[2]) || s_same_file(argv[1], argv[2]))
+        return s_usage_error("lora-merge: %s is both an input and the output", argv[2]);
     return s_report("lora-merge", sq_model_lora_merge(argv[0], argv[1], argv[2], stdout));
 }
 

@@ -259,6 +259,49 @@ static void test_quantize(void)
     remove(s_path("q2.gguf"));
 }
 
+/* lora-random and lora-merge: no file is both read and written, numbers
+ * are whole numbers, and a failure while writing leaves no file. */
+static void test_lora_tools(void)
+{
+    char args[16384], base[1024];
+    snprintf(base, sizeof base, "%s", s_path("base.gguf"));
+    snprintf(args, sizeof args, "cp '%s/stories260K.gguf' '%s'", models, base);
+    SQ_REQUIRE(system(args) == 0);
+    snprintf(args, sizeof args, "lora-random --base '%s' --rank 4 '%s'", base, s_path("a.gguf"));
+    SQ_REQUIRE(s_run(args) == 0);
+    /* the base as the output: refused before anything is opened */
+    snprintf(args, sizeof args, "lora-merge '%s' '%s' '%s'", base, s_path("a.gguf"), base);
+    SQ_CHECK(s_run(args) == 2 && strstr(output, "both an input and the output"));
+    snprintf(args, sizeof args, "lora-merge '%s' '%s' '%s'", base, s_path("a.gguf"),
+             s_path("a.gguf"));
+    SQ_CHECK(s_run(args) == 2 && strstr(output, "both an input and the output"));
+    snprintf(args, sizeof args, "lora-random --base '%s' --rank 4 '%s'", base, base);
+    SQ_CHECK(s_run(args) == 2 && strstr(output, "both the base and the output"));
+    snprintf(args, sizeof args, "%s/stories260K.gguf", models);
+    SQ_CHECK(s_same_file(base, args));
+    /* numbers are numbers */
+    const char *bad[] = {"--alpha abc", "--gain xyz", "--seed foo", "--seed -1", "--alpha inf"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(args, sizeof args, "lora-random --base '%s' --rank 4 %s '%s'", base, bad[i],
+                 s_path("b.gguf"));
+        SQ_CHECK(s_run(args) == 2 && strstr(output, strchr(bad[i], ' ') + 1) != NULL);
+        SQ_CHECK(fopen(s_path("b.gguf"), "rb") == NULL);
+    }
+    SQ_CHECK(s_run("random --shape tiny-gqa --seed -1 x.gguf") == 2 &&
+             strstr(output, "--seed -1"));
+    /* a write that fails half way (a file size limit) leaves no file */
+    snprintf(args, sizeof args, "sh -c \"trap '' XFSZ; ulimit -f 200; exec '%s' lora-merge '%s' "
+             "'%s' '%s'\" > /dev/null 2>&1", tool, base, s_path("a.gguf"), s_path("m.gguf"));
+    SQ_CHECK(system(args) != 0);
+    SQ_CHECK(fopen(s_path("m.gguf"), "rb") == NULL);
+    snprintf(args, sizeof args, "sh -c \"trap '' XFSZ; ulimit -f 200; exec '%s' lora-random "
+             "--base '%s' --rank 512 '%s'\" > /dev/null 2>&1", tool, base, s_path("r.gguf"));
+    SQ_CHECK(system(args) != 0);
+    SQ_CHECK(fopen(s_path("r.gguf"), "rb") == NULL);
+    remove(base);
+    remove(s_path("a.gguf"));
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) {
@@ -271,5 +314,6 @@ int main(int argc, char **argv)
     SQ_RUN(test_cli);
     SQ_RUN(test_random);
     SQ_RUN(test_quantize);
+    SQ_RUN(test_lora_tools);
     return sq_test_summary("shardq_model");
 }
