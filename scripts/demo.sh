@@ -16,10 +16,12 @@ say "dependencies"
 scripts/deps.sh
 
 say "build (release, CPU)"
-cmake --preset release -DSQ_WITH_CUDA=OFF >/dev/null
-cmake --build build/release -j "$(nproc)" \
+# (its own build dir: build/release keeps the preset's settings, CUDA
+# included, for `scripts/build.sh release` and `cmake --install`)
+cmake --preset release -B build/demo -DSQ_WITH_CUDA=OFF >/dev/null
+cmake --build build/demo -j "$(nproc)" \
   --target shardq-broker shardq-worker shardq-cli shardq-model >/dev/null
-bin=$here/build/release
+bin=$here/build/demo
 export PATH=$bin/broker:$bin/worker:$bin/client:$bin/tools:$here/worker/group:$PATH
 
 demo=$here/.demo

@@ -17,9 +17,17 @@ pkgs=(
 # benchmarks; keep any Node already on the machine.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
 missing=()
 for p in "${pkgs[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+  if ! installed "$p"; then
+    # libpq-dev depends on its exact libpq5: pin it to the installed one, or
+    # installing it would upgrade libpq5 under a running PostgreSQL
+    if [[ $p == libpq-dev ]] && installed libpq5; then
+      p="libpq-dev=$(dpkg-query -W -f='${Version}' libpq5)"
+    fi
     missing+=("$p")
   fi
 done

@@ -41,10 +41,15 @@ start() {
   mkdir -p "$dir"
   [[ $(id -u) -eq 0 ]] && chown postgres: "$dir"
   if [[ ! -f $data/PG_VERSION ]]; then
-    as_pg "$bindir/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+    # initdb and the settings below go into data.new, renamed when complete:
+    # a start interrupted half way leaves no data dir that would run on the
+    # default port (a later start begins again)
+    local new=$data.new
+    as_pg rm -rf "$new"
+    as_pg "$bindir/initdb" -D "$new" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
     as_pg mkdir -p "$sock"
-    cat >>"$data/postgresql.conf" <<CONF
+    cat >>"$new/postgresql.conf" <<CONF
 listen_addresses = ''
 unix_socket_directories = '$sock'
 port = $port
@@ -55,6 +60,8 @@ shared_buffers = 256MB
 max_wal_size = 2GB
 log_min_messages = warning
 CONF
+    rm -rf "$data"
+    mv "$new" "$data"
   fi
   if ! as_pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     as_pg "$bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 start >/dev/null \

@@ -113,12 +113,18 @@ static void s_usage(FILE *fp)
 }
 
 
+/* Group mode: --broker, or SHARDQ_WORKER_ENDPOINT set and no --prompt
+ * (which asks for one-shot generation). */
 bool sq_group_wanted(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
+    bool prompt = false;
+    for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--broker") || !strncmp(argv[i], "--broker=", 9))
             return true;
-    return false;
+        prompt |= !strcmp(argv[i], "--prompt") || !strncmp(argv[i], "--prompt=", 9);
+    }
+    const char *ep = getenv("SHARDQ_WORKER_ENDPOINT");
+    return !prompt && ep && *ep;
 }
 
 /* Accepts "--flag value" and "--flag=value". 0 ok, 1 help/version, -1 usage. */
