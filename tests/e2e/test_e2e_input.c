@@ -25,6 +25,9 @@
 static sq_harness_t *h;
 static sq_e2e_client_t *client;
 
+static void s_submit_refused(const char *tenant, const char *model, const char *key,
+                             const char *str, uint64_t u64, const char *body, const char *says);
+
 /* --- bad frames ------------------------------------------------------ */
 
 /* Send frames on `c` and return the ERROR code of the answer, -cmd for
@@ -105,19 +108,7 @@ s_bad_client_frames(void)
     /* Fields: rid missing, job_id of the wrong type, priority out of range. */
     SQ_CHECK(s_client_msg(cmd, "\x81\xa6job_id\x01", 9) == SQ_WIRE_E_INVALID);
     SQ_CHECK(s_client_msg(cmd, "\x82\xa3rid\x07\xa6job_id\xa1x", 15) == SQ_WIRE_E_INVALID);
-    sq_wire_enc_t *e = sq_e2e_begin(client, 4);
-    sq_wire_kv_str(e, "tenant", "acme");
-    sq_wire_kv_str(e, "model", "test");
-    sq_wire_kv_u64(e, "priority", 5000);
-    sq_wire_key(e, "tasks");
-    sq_wire_array(e, 1);
-    sq_wire_map(e, 2);
-    sq_wire_kv_str(e, "custom_id", "p");
-    sq_wire_kv_str(e, "prompt", "p");
-    sq_wire_msg_t *reply = NULL;
-    int code = 0;
-    SQ_CHECK(sq_e2e_call(client, SQ_WIRE_SUBMIT, 5000, &reply, &code) == SQ_EPROTO);
-    SQ_CHECK(code == SQ_WIRE_E_INVALID && strstr(sq_error_detail(), "priority"));
+    s_submit_refused("acme", "test", "priority", NULL, 5000, NULL, "priority");
     SQ_CHECK(sq_proc_running(sq_harness_broker(h)));
 }
 
@@ -297,6 +288,36 @@ s_count_param(const char *sql, const char *a, const char *b)
     return n;
 }
 
+/* A SUBMIT of one task (custom_id "p", prompt "p") from tenant/model
+ * with key (a u64 field when u64_key, else a string field of the job, or
+ * NULL) and a task body (NULL: none), which the broker must refuse as
+ * INVALID with a detail holding says; nothing of it is stored. */
+static void
+s_submit_refused(const char *tenant, const char *model, const char *key, const char *str,
+                 uint64_t u64, const char *body, const char *says)
+{
+    sq_wire_enc_t *e = sq_e2e_begin(client, 3 + (key != NULL));
+    sq_wire_kv_str(e, "tenant", tenant);
+    sq_wire_kv_str(e, "model", model);
+    if (key && str)
+        sq_wire_kv_str(e, key, str);
+    else if (key)
+        sq_wire_kv_u64(e, key, u64);
+    sq_wire_key(e, "tasks");
+    sq_wire_array(e, 1);
+    sq_wire_map(e, 2 + (body != NULL));
+    sq_wire_kv_str(e, "custom_id", "p");
+    sq_wire_kv_str(e, "prompt", "p");
+    if (body)
+        sq_wire_kv_str(e, "body", body);
+    sq_wire_msg_t *reply = NULL;
+    int code = 0;
+    SQ_CHECK(sq_e2e_call(client, SQ_WIRE_SUBMIT, 30000, &reply, &code) == SQ_EPROTO);
+    SQ_CHECK(code == SQ_WIRE_E_INVALID && strstr(sq_error_detail(), says));
+    sq_wire_msg_destroy(&reply);
+    SQ_CHECK(s_count_param("select count(*) from jobs where tenant = $1", tenant, NULL) == 0);
+}
+
 /* A SUBMIT with one bad text field; the reply must be ERROR INVALID naming
  * `field`. `which` picks the field that carries bad (n bytes). */
 static void
@@ -429,47 +450,17 @@ hostile_strings(void)
     SQ_REQUIRE(argv[0] && sq_harness_spawn(h, "hostile-worker", argv));
 
     /* A job's adapter names a file on the workers: a hostile one is
-     * refused at SUBMIT, naming the field, and nothing is stored */
-    sq_wire_enc_t *e = sq_e2e_begin(client, 4);
-    sq_wire_kv_str(e, "tenant", S_HOSTILE_TENANT);
-    sq_wire_kv_str(e, "model", S_HOSTILE_MODEL);
-    sq_wire_kv_str(e, "adapter", S_HOSTILE_ADAPTER);
-    sq_wire_key(e, "tasks");
-    sq_wire_array(e, 1);
-    sq_wire_map(e, 2);
-    sq_wire_kv_str(e, "custom_id", "a");
-    sq_wire_kv_str(e, "prompt", "p");
-    sq_wire_msg_t *reply = NULL;
-    int code = 0;
-    int rc = sq_e2e_call(client, SQ_WIRE_SUBMIT, 30000, &reply, &code);
-    SQ_CHECK(rc != 0 && code == SQ_WIRE_E_INVALID && strstr(sq_error_detail(), "field \"adapter\""));
-    sq_wire_msg_destroy(&reply);
-    SQ_CHECK(s_count_param("select count(*) from jobs where tenant = $1", S_HOSTILE_TENANT,
-                           NULL) == 0);
-
-    /* A body that is not a JSON object is refused at SUBMIT too (the
-     * workers read its stop strings) */
-    e = sq_e2e_begin(client, 3);
-    sq_wire_kv_str(e, "tenant", S_HOSTILE_TENANT);
-    sq_wire_kv_str(e, "model", S_HOSTILE_MODEL);
-    sq_wire_key(e, "tasks");
-    sq_wire_array(e, 1);
-    sq_wire_map(e, 3);
-    sq_wire_kv_str(e, "custom_id", "a");
-    sq_wire_kv_str(e, "prompt", "p");
-    sq_wire_kv_str(e, "body", s_hostile[1]);
-    rc = sq_e2e_call(client, SQ_WIRE_SUBMIT, 30000, &reply, &code);
-    fprintf(stderr, "SUBMIT with a body that is not JSON: %d, code %d, %s\n", rc, code,
-            sq_error_detail());
-    SQ_CHECK(rc != 0 &&
-             code == SQ_WIRE_E_INVALID &&
-             strstr(sq_error_detail(), "tasks[0].body: not a JSON object"));
-    sq_wire_msg_destroy(&reply);
+     * refused at SUBMIT, naming the field, and nothing is stored; so is a
+     * body that is not a JSON object (the workers read its stop strings) */
+    s_submit_refused(S_HOSTILE_TENANT, S_HOSTILE_MODEL, "adapter", S_HOSTILE_ADAPTER, 0, NULL,
+                     "field \"adapter\"");
+    s_submit_refused(S_HOSTILE_TENANT, S_HOSTILE_MODEL, NULL, NULL, 0, s_hostile[1],
+                     "tasks[0].body: not a JSON object");
 
     /* Every other text field of a SUBMIT; each task's body (a JSON object)
      * holds the next task's hostile string, so that no two fields hold the
      * same value. */
-    e = sq_e2e_begin(client, 4);
+    sq_wire_enc_t *e = sq_e2e_begin(client, 4);
     sq_wire_kv_str(e, "tenant", S_HOSTILE_TENANT);
     sq_wire_kv_str(e, "model", S_HOSTILE_MODEL);
     sq_wire_kv_str(e, "params", S_HOSTILE_PARAMS);
@@ -481,6 +472,7 @@ hostile_strings(void)
         sq_wire_kv_str(e, "prompt", s_hostile[i]);
         sq_wire_kv_str(e, "body", s_body((i + 1) % S_N_HOSTILE));
     }
+    sq_wire_msg_t *reply = NULL;
     uint64_t job_id = 0;
     SQ_REQUIRE(sq_e2e_call(client, SQ_WIRE_SUBMIT, 30000, &reply, NULL) == 0);
     SQ_REQUIRE(sq_wire_get_u64(reply->body, "job_id", true, UINT64_MAX, &job_id) == 0);
