@@ -171,7 +171,7 @@ static int s_parse_submit(sq_wire_val_t b, sq_job_t **out)
             if (!strncmp(d, "field \"", 7) && (end = strchr(d + 7, '"')) != NULL)
                 rc = SQ_FAIL(rc, "tasks[%u].%.*s%s", i, (int)(end - d - 7), d + 7, end + 1);
             else
-                rc = SQ_FAIL(rc, "tasks[%u].%s", i, d + (strncmp(d, "field ", 6) ? 0 : 6));
+                rc = SQ_FAIL(rc, "tasks[%u].%s", i, d);
         }
         i++;
     }
@@ -275,12 +275,30 @@ typedef struct {
     uint32_t n;
 } s_pool_walk_t;
 
+/* A group's state, as an index into s_group_states */
+static const char *const s_group_states[3] = {"busy", "idle", "draining"};
+
+static int s_group_state(const sq_group_t *g)
+{
+    return g->draining ? 2 : g->n_leases ? 0 : 1;
+}
+
 static void s_count_groups(sq_server_t *self, const char *model, uint32_t out[3])
 {
-    out[0] = out[1] = out[2] = 0; /* busy, idle, draining */
+    out[0] = out[1] = out[2] = 0;
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
         if (strcmp(g->model, model) == 0)
-            out[g->draining ? 2 : g->n_leases ? 0 : 1]++;
+            out[s_group_state(g)]++;
+}
+
+/* Tasks of the pool (p may be NULL) finished in the last 10 s */
+static uint32_t s_done10(const sq_pstat_t *p, int64_t now)
+{
+    uint32_t n = 0;
+    for (int64_t s = now / 1000 - 10; s < now / 1000 && p; s++)
+        if (s > p->ring_sec - 16 && s <= p->ring_sec)
+            n += p->done_per_s[s % 16];
+    return n;
 }
 
 /* p is the pool's entry in self->pstats, passed in because the caller is
@@ -288,12 +306,8 @@ static void s_count_groups(sq_server_t *self, const char *model, uint32_t out[3]
 static void s_stats_pool(sq_server_t *self, sq_wire_enc_t *e, const char *model,
                          const sq_pstat_t *p, int64_t now)
 {
-    uint32_t groups[3], done10 = 0;
+    uint32_t groups[3], done10 = s_done10(p, now);
     s_count_groups(self, model, groups);
-    int64_t sec = now / 1000;
-    for (int64_t s = sec - 10; s < sec && p; s++)
-        if (s > p->ring_sec - 16 && s <= p->ring_sec)
-            done10 += p->done_per_s[s % 16];
     int64_t oldest = sq_queue_oldest_ms(self->queue, model);
     sq_wire_map(e, 11);
     sq_wire_kv_str(e, "model", model);
@@ -409,13 +423,10 @@ static zhashx_t *s_shown_models(sq_server_t *self, int64_t now)
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
         s_shown_t *s = s_shown(shown, g->model);
         if (s)
-            s->groups[g->draining ? 2 : g->n_leases ? 0 : 1]++;
+            s->groups[s_group_state(g)]++;
     }
     for (sq_job_t *j = zhashx_first(self->jobs); j; j = zhashx_next(self->jobs))
         s_shown(shown, j->model);
-    /* a group's model has its entry even before any task names it */
-    for (void *s = zhashx_first(shown); s; s = zhashx_next(shown))
-        sq_server_pstat(self, zhashx_cursor(shown));
     zlistx_t *models = zhashx_keys(self->pstats);
     for (const char *m = models ? zlistx_first(models) : NULL; m; m = zlistx_next(models)) {
         if (zhashx_lookup(shown, m))
@@ -457,19 +468,15 @@ static void s_metrics_model(sq_server_t *self, s_out_t *o, const char *model,
     char lm[2 * SQ_WIRE_MAX_NAME + 8]; /* room to escape every byte */
     const sq_pstat_t *p = zhashx_lookup(self->pstats, model);
     const char *m = s_label(model, lm, sizeof lm);
-    uint32_t done10 = 0;
-    for (int64_t sec = now / 1000 - 10; sec < now / 1000 && p; sec++)
-        if (sec > p->ring_sec - 16 && sec <= p->ring_sec)
-            done10 += p->done_per_s[sec % 16];
+    const uint32_t done10 = s_done10(p, now);
     int64_t oldest = sq_queue_oldest_ms(self->queue, model);
     s_out(o, "shardq_broker_queued_tasks{model=\"%s\"} %u\n", m,
           (unsigned)sq_queue_ready(self->queue, model));
     s_out(o, "shardq_broker_leased_tasks{model=\"%s\"} %u\n", m, p ? (unsigned)p->leased : 0);
     s_out(o, "shardq_broker_oldest_queued_age_seconds{model=\"%s\"} %.3f\n", m,
           oldest ? (double)(now - oldest) / 1000.0 : 0.0);
-    static const char *const states[3] = {"busy", "idle", "draining"};
     for (int st = 0; st < 3; st++)
-        s_out(o, "shardq_broker_groups{model=\"%s\",state=\"%s\"} %u\n", m, states[st],
+        s_out(o, "shardq_broker_groups{model=\"%s\",state=\"%s\"} %u\n", m, s_group_states[st],
               s->groups[st]);
     s_out(o, "shardq_broker_throughput_tasks_per_second{model=\"%s\"} %.1f\n", m, done10 / 10.0);
     const struct { const char *name; uint64_t n; } tokens[] = {
@@ -582,7 +589,7 @@ static void s_workers(sq_server_t *self, zframe_t *to, uint64_t rid)
             sq_wire_kv_u64(e, "preemptions", g->preemptions);
         }
         sq_wire_kv_u64(e, "leases", g->n_leases);
-        sq_wire_kv_str(e, "state", g->draining ? "draining" : g->n_leases ? "busy" : "idle");
+        sq_wire_kv_str(e, "state", s_group_states[s_group_state(g)]);
         sq_wire_kv_u64(e, "last_seen_ms_ago", (uint64_t)(now - g->last_recv_ms));
         sq_wire_kv_u64(e, "completed", g->completed);
     }

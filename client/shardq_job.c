@@ -185,6 +185,13 @@ s_write_results(sq_client_t *c, const sq_client_job_t *job, FILE *f, s_written_t
     return rc;
 }
 
+/* The name a results file is written under before it is renamed to path */
+static void
+s_tmp_path(char *buf, size_t size, const char *path)
+{
+    snprintf(buf, size, "%s.tmp.%ld", path ? path : "", (long)getpid());
+}
+
 /* Write the results of a job to path (or stdout when NULL). A file is
  * written beside its final name and renamed, so it is never half there.
  * kind < 0: the result shape comes from the job's params as STATUS
@@ -199,7 +206,7 @@ s_results_to(sq_client_t *c, uint64_t job_id, const char *path, int kind)
     if (kind >= 0)
         job.kind = (sq_jsonl_kind_t)kind;
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path ? path : "", (long)getpid());
+    s_tmp_path(tmp, sizeof tmp, path);
     FILE *f = path ? fopen(tmp, "w") : stdout;
     if (!f) {   /* named as the user wrote it; the temporary name is ours */
         fprintf(stderr, "shardq: -o %s: cannot write (%s: %s)\n", path, tmp, strerror(errno));
@@ -252,7 +259,7 @@ s_check_writable(const char *path)
     if (!path)
         return 0;
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    s_tmp_path(tmp, sizeof tmp, path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0) {
         fprintf(stderr, "shardq: -o %s: cannot write (%s); nothing submitted\n", path,

@@ -31,26 +31,21 @@ static int s_build(sq_wire_enc_t *e, uint64_t rid, const void *arg)
 }
 
 /* "90s", "30m", "6h", "2d" -> seconds; 0 on a bad value. */
-/* "90s", "30m", "6h", "2d" in seconds, at most 100 years; 0 otherwise */
+/* "90s", "30m", "6h", "2d" in seconds, at most 100 years; 0 otherwise
+ * (no sign, no blanks) */
 static uint64_t s_duration_s(const char *s)
 {
+    const uint64_t limit = 36525ull * 86400;
     char *end;
-    if (!isdigit((unsigned char)s[0]))   /* no sign, no space */
+    if (!isdigit((unsigned char)s[0]))
         return 0;
     errno = 0;
     unsigned long long n = strtoull(s, &end, 10);
-    if (errno || n == 0 || n > 36525ull * 86400 || end[0] == '\0' || end[1] != '\0')
+    uint64_t mult = end[0] == 'd' ? 86400 : end[0] == 'h' ? 3600 : end[0] == 'm' ? 60
+                  : end[0] == 's' ? 1 : 0;
+    if (errno || n == 0 || !mult || end[1] != '\0' || n > limit / mult)
         return 0;
-    if (n * (end[0] == 'd' ? 86400 : end[0] == 'h' ? 3600 : end[0] == 'm' ? 60 : 1) >
-        36525ull * 86400)
-        return 0;
-    switch (end[0]) {
-    case 's': return n;
-    case 'm': return n * 60;
-    case 'h': return n * 3600;
-    case 'd': return n * 86400;
-    default: return 0;
-    }
+    return n * mult;
 }
 
 int sq_cli_scaling(const sq_cli_cmd_t *cmd, int argc, char **argv)

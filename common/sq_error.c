@@ -54,8 +54,12 @@ int
 sq_error_vset(int rc, const char *file, int line, const char *fmt, va_list ap)
 {
     s_code = rc;
-    /* a detail cut at the buffer's end ends on a whole character */
-    sq_utf8_fit(s_detail, sizeof s_detail, vsnprintf(s_detail, sizeof s_detail, fmt, ap));
+    /* formatted aside first: an argument may be the current detail itself
+     * (a prefix added to it); a detail cut at the buffer's end ends on a
+     * whole character */
+    char text[SQ_ERROR_DETAIL_BYTES];
+    sq_utf8_fit(text, sizeof text, vsnprintf(text, sizeof text, fmt, ap));
+    memcpy(s_detail, text, strlen(text) + 1);
     const char *base = strrchr(file, '/');
     snprintf(s_where, sizeof s_where, "%s:%d", base ? base + 1 : file, line);
     return rc;

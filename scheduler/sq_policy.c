@@ -240,11 +240,8 @@ s_window_child(const s_ctx_t *cx, const char *key, const yaml_node_t *v, const c
     if (!s || strcmp(key, "timezone") != 0)
         return s_err(cx, v, path, "must be a scalar");
     sq_tz_destroy(&w->tz);
-    if (!(w->tz = sq_tz_load(s))) {
-        char detail[300]; /* s_err writes the detail buffer: copy it first */
-        snprintf(detail, sizeof detail, "%s", sq_error_detail());
-        return s_err(cx, v, path, detail);
-    }
+    if (!(w->tz = sq_tz_load(s)))
+        return s_err(cx, v, path, sq_error_detail());
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "sq_sched_loop.h"
 
 #include "sq_client.h"
+#include "sq_clock.h"
 #include "sq_decide.h"
 #include "sq_error.h"
 #include "sq_log.h"
@@ -94,9 +95,7 @@ s_err_q(char *buf, unsigned size)
 int64_t
 sq_loop_mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return sq_mono_ms();
 }
 
 static int64_t

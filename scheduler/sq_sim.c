@@ -121,9 +121,7 @@ s_comment(sq_trace_t *self, const char *origin, int lineno, const char *line)
     const char *st = strstr(line, "start=");
     if (!st || sq_time_parse_iso(st + 6, &self->start_utc) == 0)
         return 0;
-    char detail[256]; /* SQ_FAIL writes the detail buffer: copy it first */
-    snprintf(detail, sizeof detail, "%s", sq_error_detail());
-    return SQ_FAIL(SQ_EFORMAT, "%s:%d: start=: %s", origin, lineno, detail);
+    return SQ_FAIL(SQ_EFORMAT, "%s:%d: start=: %s", origin, lineno, sq_error_detail());
 }
 
 sq_trace_t *

@@ -289,9 +289,8 @@ sq_tz_load(const char *name)
     char *buf = NULL;
     size_t len = 0;
     if (sq_file_read(path, S_MAX_TZIF_BYTES, &buf, &len) != 0) {
-        char why[600];   /* the reader's message names the path */
-        snprintf(why, sizeof why, "%s", sq_error_detail());
-        SQ_FAIL(SQ_ENOTFOUND, "time zone \"%s\": no such zone (%s)", name, why);
+        /* (the reader's message names the path) */
+        SQ_FAIL(SQ_ENOTFOUND, "time zone \"%s\": no such zone (%s)", name, sq_error_detail());
         return NULL;
     }
     sq_tz_t *self = calloc(1, sizeof *self);

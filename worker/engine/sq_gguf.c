@@ -100,13 +100,10 @@ static int s_skip(s_cursor_t *c, uint64_t n, const char *what)
     return 0;
 }
 
-/* Re-record the current detail with a prefix ("metadata key 3: ..."). The
- * detail is copied first: it lives in the buffer SQ_FAIL writes. */
+/* Re-record the current detail with a prefix ("metadata key 3: ..."). */
 static int s_wrap(int rc, const char *prefix)
 {
-    char detail[512];
-    snprintf(detail, sizeof detail, "%s", sq_error_detail());
-    return SQ_FAIL(rc, "%s: %s", prefix, detail);
+    return SQ_FAIL(rc, "%s: %s", prefix, sq_error_detail());
 }
 
 /* A string's length and position; the bytes stay in the mapping. */

@@ -127,6 +127,13 @@ bool sq_group_wanted(int argc, char **argv)
     return !prompt && ep && *ep;
 }
 
+/* The model's name for the broker: its file's name */
+static const char *s_model_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 /* Accepts "--flag value" and "--flag=value". 0 ok, 1 help/version, -1 usage. */
 static int s_parse(int argc, char **argv, s_opts_t *o)
 {
@@ -200,9 +207,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
                 SQ_WIRE_MAX_BATCH);
         return -1;
     }
-    const char *base = strrchr(o->model_path, '/');
-    base = base ? base + 1 : o->model_path;
-    if (!*base || strlen(base) > SQ_WIRE_MAX_NAME) {
+    const char *name = s_model_name(o->model_path);
+    if (!*name || strlen(name) > SQ_WIRE_MAX_NAME) {
         fprintf(stderr, "shardq-worker: --model %s: the file name (the model's name for the "
                 "broker) must be 1 to %d bytes\n", o->model_path, SQ_WIRE_MAX_NAME);
         return -1;
@@ -533,7 +539,6 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
     int rc = sq_sha256_file_hex(o->model_path, sha);
     if (rc)
         return rc;
-    const char *base = strrchr(o->model_path, '/');
     char group_id[SQ_WIRE_MAX_ID + 1];
     if (o->group_id)
         snprintf(group_id, sizeof group_id, "%s", o->group_id);
@@ -543,7 +548,7 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
         snprintf(group_id, sizeof group_id, "%s:%d", host, (int)getpid());
     }
     sq_link_config_t cfg = {
-        .endpoint = o->broker, .group_id = group_id, .model = base ? base + 1 : o->model_path,
+        .endpoint = o->broker, .group_id = group_id, .model = s_model_name(o->model_path),
         .model_sha256 = sha, .tp_size = tp_size, .device = sq_engine_device(eng),
         .kv_type = sq_model_kv_type(sq_engine_model(eng)),
         .max_batch = o->max_batch + o->prefetch,

@@ -144,6 +144,16 @@ static void s_send_ready(sq_link_t *self, zsock_t *dealer, bool draining)
     sq_wire_enc_destroy(&e);
 }
 
+static char *s_memdup(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
 _Static_assert(SQ_JSONL_MAX_STOP == sizeof ((sq_lease_t *)0)->stop / sizeof(char *),
                "a lease holds a job file's stop strings");
 
@@ -188,18 +198,14 @@ static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch, bool *bad)
     if (!rc) rc = sq_wire_get_str(t, "body", false, SQ_WIRE_MAX_TEXT, &body, &body_len);
     /* stop strings travel in the OpenAI body (both job-file shapes) */
     if (!rc && body) rc = sq_jsonl_body_stop(body, body_len, l->stop, &l->n_stop);
-    if (!rc && !(l->prompt = malloc(prompt_len + 1)))
+    if (!rc && !(l->prompt = s_memdup(prompt, prompt_len)))
         rc = SQ_FAIL(SQ_ENOMEM, "out of memory");
     if (rc == SQ_ENOMEM) {
         sq_lease_destroy(&l);
         return NULL;
     }
     *bad = rc != 0;
-    if (l->prompt) {
-        memcpy(l->prompt, prompt, prompt_len);
-        l->prompt[prompt_len] = '\0';
-        l->prompt_len = prompt_len;
-    }
+    l->prompt_len = l->prompt ? prompt_len : 0;
     l->attempt = (uint32_t)attempt;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -821,16 +827,6 @@ static void s_push(sq_link_t *self, sq_lease_t *lease, s_out_t *o)
     sq_lease_destroy(&lease);
     if (live)
         s_wake(self);
-}
-
-static char *s_memdup(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
 }
 
 void sq_link_complete(sq_link_t *self, sq_lease_t *lease, const sq_outcome_t *out)
