@@ -130,7 +130,6 @@ static int s_snapshot(sq_db_t *db, s_entry_t **out, size_t *n_out)
     return 0;
 }
 
-/* Write bytes to dir/rel atomically (tmp, fsync, rename). */
 /* A file written beside its final place (dir/rel), synced, not yet in
  * place: the change that needs it commits first (s_file_place), or the
  * file goes (s_file_drop), so that no file is there that the database
@@ -192,34 +191,27 @@ static void s_file_place(s_file_t *f)
     f->staged = false;
 }
 
-/* End the transaction: ROLLBACK after a failure, else COMMIT. A COMMIT
- * whose answer was lost with the connection may have landed (*unknown):
- * that is no retryable error, or the client would make the change twice;
- * its files go in place, as for a change that landed (a retry of it is
- * then refused as done, or makes it). */
-static int s_end(sq_db_t *db, int rc, bool *unknown)
+/* End the transaction: ROLLBACK after a failure, else COMMIT; then the
+ * staged file (f, may be unstaged) goes in place or goes. A COMMIT whose
+ * answer was lost with the connection may have landed: that is no
+ * retryable error, or the client would make the change twice, and the
+ * file goes in place as for a change that landed (a retry of it is then
+ * refused as done, or makes it). */
+static int s_end(sq_db_t *db, int rc, s_file_t *f)
 {
-    *unknown = false;
+    bool unknown = false;
     if (rc) {
         sq_db_rollback(db);
-        return rc;
-    }
-    rc = sq_db_commit(db);
-    if (rc && !sq_db_is_up(db)) {
-        *unknown = true;
+    } else if ((rc = sq_db_commit(db)) != 0 && !sq_db_is_up(db)) {
+        unknown = true;
         rc = SQ_FAIL(SQ_ESTATE, "the database connection was lost during COMMIT: the change may "
                                 "or may not have been made (see `shardq lora list`)");
     }
-    return rc;
-}
-
-/* The staged file after the transaction's end */
-static void s_file_end(s_file_t *f, int rc, bool unknown)
-{
     if (rc == 0 || unknown)
         s_file_place(f);
     else
         s_file_drop(f);
+    return rc;
 }
 
 /* One state change: its lora_events row and its audit row. */
@@ -298,26 +290,24 @@ static int s_publish(sq_db_t *db, const char *dir, s_op_t *op)
     if (rc == 0 && mkdir(sub, 0755) != 0 && errno != EEXIST)
         rc = SQ_FAIL(-errno, "%s: %s", sub, strerror(errno));
     snprintf(rel, sizeof rel, "%s/%s.gguf", op->name, op->version);
-    s_file_t file = {.staged = false};
-    bool unknown = false;
-    if (rc == 0)
-        rc = s_file_stage(&file, dir, rel, op->file, op->file_len);
     char size[32], rank[16];
     snprintf(size, sizeof size, "%zu", op->file_len);
     snprintf(rank, sizeof rank, "%llu", (unsigned long long)op->rank);
     const char *p[10] = {op->name, op->version, sha, size, rank, op->targets, op->base_sha256,
                          op->source, op->metrics, op->actor};
     if (rc == 0 && (rc = sq_db_begin(db)) == 0) {
-        rc = sq_db_exec(db, "INSERT INTO lora_updates (name, version, state, sha256, size_bytes,"
-                            " rank, targets, base_sha256, source, metrics, created_by, updated_by)"
-                            " VALUES ($1, $2, 'staged', $3, $4, $5,"
-                            " string_to_array($6, ','), $7, $8, $9::jsonb, $10, $10)",
-                        10, p, NULL);
+        s_file_t file = {.staged = false};
+        rc = s_file_stage(&file, dir, rel, op->file, op->file_len);
+        if (rc == 0)
+            rc = sq_db_exec(db, "INSERT INTO lora_updates (name, version, state, sha256,"
+                                " size_bytes, rank, targets, base_sha256, source, metrics,"
+                                " created_by, updated_by) VALUES ($1, $2, 'staged', $3, $4, $5,"
+                                " string_to_array($6, ','), $7, $8, $9::jsonb, $10, $10)",
+                            10, p, NULL);
         if (rc == 0)
             rc = s_record(db, op, op->version, NULL, "staged", "lora_published");
-        rc = s_end(db, rc, &unknown);
+        rc = s_end(db, rc, &file);
     }
-    s_file_end(&file, rc, unknown);
     if (rc == 0) {
         op->reply = sq_wire_enc_new();
         sq_wire_map(op->reply, 4);
@@ -379,9 +369,7 @@ static int s_activate(sq_db_t *db, const char *dir, s_op_t *op)
     s_file_t file = {.staged = false};
     if (rc == 0 && op->canary_pct == 0)
         rc = s_active_file(&file, dir, op->name, op->version);
-    bool unknown;
-    rc = s_end(db, rc, &unknown);
-    s_file_end(&file, rc, unknown);
+    rc = s_end(db, rc, &file);
     if (rc == 0) {
         op->reply = sq_wire_enc_new();
         sq_wire_map(op->reply, 2);
@@ -425,9 +413,7 @@ static int s_rollback(sq_db_t *db, const char *dir, s_op_t *op)
     s_file_t file = {.staged = false};
     if (rc == 0 && restored)
         rc = s_active_file(&file, dir, op->name, restored);
-    bool unknown;
-    rc = s_end(db, rc, &unknown);
-    s_file_end(&file, rc, unknown);
+    rc = s_end(db, rc, &file);
     if (rc == 0) {
         op->reply = sq_wire_enc_new();
         sq_wire_map(op->reply, 3);

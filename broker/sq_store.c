@@ -29,8 +29,8 @@ static const char s_stage_sql[] =
     "CREATE TEMP TABLE IF NOT EXISTS stage_audit_log (at timestamptz, actor text, action text,"
     " job_id bigint, idx integer, subject text, details jsonb) ON COMMIT DELETE ROWS;";
 
-static const char s_copy_audit[] =
-    "COPY audit_log (at, actor, action, job_id, idx, subject, details) FROM STDIN";
+#define S_AUDIT_COLS "at, actor, action, job_id, idx, subject, details"
+static const char s_copy_audit[] = "COPY audit_log (" S_AUDIT_COLS ") FROM STDIN";
 
 /* Job ids come from the jobs sequence, one round trip for the batch. */
 static int s_assign_job_ids(sq_db_t *db, sq_batch_t *b)
@@ -302,9 +302,10 @@ static char *s_array(const void *vals, size_t n, bool wide)
 
 /* First try: COPY straight into the tables. A batch retried after a
  * failed (possibly ambiguous) commit goes through staging tables and
- * ON CONFLICT DO NOTHING instead, so nothing can be recorded twice. */
+ * ON CONFLICT DO NOTHING instead (or merge, for a table without a key to
+ * conflict on), so nothing can be recorded twice. */
 static int s_write_rows(sq_db_t *db, sq_batch_t *b, sq_db_copy_t *rows, const char *table,
-                        const char *cols)
+                        const char *cols, const char *merge)
 {
     char sql[512];
     if (!sq_db_copy_rows(rows))
@@ -315,7 +316,7 @@ static int s_write_rows(sq_db_t *db, sq_batch_t *b, sq_db_copy_t *rows, const ch
     if (rc == 0 && b->retried) {
         snprintf(sql, sizeof sql, "INSERT INTO %s SELECT * FROM stage_%s ON CONFLICT DO NOTHING",
                  table, table);
-        rc = sq_db_exec(db, sql, 0, NULL, NULL);
+        rc = sq_db_exec(db, merge ? merge : sql, 0, NULL, NULL);
     }
     return rc;
 }
@@ -350,43 +351,31 @@ static int s_dequeue(sq_db_t *db, sq_batch_t *b)
     return rc;
 }
 
-/* The batch's audit rows. A retried batch may have committed before (its
- * COMMIT's answer lost, or its outcomes committed on their connection
- * while its jobs failed on theirs): its rows go through staging, and
- * those already in audit_log (the same event, to the millisecond) are
- * not written again. */
-static int s_write_audit(sq_db_t *db, sq_batch_t *b)
-{
-    if (!b->retried)
-        return sq_db_copy_send(db, s_copy_audit, b->audit);
-    int rc = sq_db_copy_send(db, "COPY stage_audit_log (at, actor, action, job_id, idx, subject,"
-                                 " details) FROM STDIN", b->audit);
-    if (rc == 0)
-        rc = sq_db_exec(db, "INSERT INTO audit_log (at, actor, action, job_id, idx, subject,"
-                            " details) SELECT s.at, s.actor, s.action, s.job_id, s.idx, s.subject,"
-                            " s.details FROM stage_audit_log s WHERE NOT EXISTS (SELECT 1"
-                            " FROM audit_log a WHERE a.action = s.action AND a.at = s.at"
-                            " AND a.subject = s.subject AND a.actor = s.actor"
-                            " AND a.job_id IS NOT DISTINCT FROM s.job_id"
-                            " AND a.idx IS NOT DISTINCT FROM s.idx AND a.details = s.details)",
-                        0, NULL, NULL);
-    return rc;
-}
+/* A retried batch's audit rows: audit_log has no key to conflict on, so
+ * those already there (the same event, to the millisecond: the batch may
+ * have committed before, its COMMIT's answer lost, or its outcomes
+ * committed on their connection while its jobs failed) are left out. */
+static const char s_merge_audit[] =
+    "INSERT INTO audit_log (" S_AUDIT_COLS ") SELECT s.at, s.actor, s.action, s.job_id, s.idx,"
+    " s.subject, s.details FROM stage_audit_log s WHERE NOT EXISTS (SELECT 1 FROM audit_log a"
+    " WHERE a.action = s.action AND a.at = s.at AND a.subject = s.subject AND a.actor = s.actor"
+    " AND a.job_id IS NOT DISTINCT FROM s.job_id AND a.idx IS NOT DISTINCT FROM s.idx"
+    " AND a.details = s.details)";
 
 static int s_write_outcomes(sq_db_t *db, sq_batch_t *b)
 {
     int rc = s_write_rows(db, b, b->attempts, "task_attempts",
                           "job_id, idx, attempt, lease_id, token, group_id, started_at,"
-                          " ended_at, outcome, error");
+                          " ended_at, outcome, error", NULL);
     if (rc == 0)
         rc = s_write_rows(db, b, b->results, "task_results",
                           "job_id, idx, state, text, finish_reason, prompt_tokens,"
                           " completion_tokens, error, attempts, finished_at, lineage,"
-                          " cached_tokens");
+                          " cached_tokens", NULL);
     if (rc == 0 && b->n_res)
         rc = s_dequeue(db, b);
-    if (rc == 0 && sq_db_copy_rows(b->audit))
-        rc = s_write_audit(db, b);
+    if (rc == 0)
+        rc = s_write_rows(db, b, b->audit, "audit_log", S_AUDIT_COLS, s_merge_audit);
     return rc;
 }
 
