@@ -12,10 +12,10 @@
 
 #include "sq_error.h"
 #include "sq_log.h"
+#include "sq_metrics_http.h"
 
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,26 +269,12 @@ void sq_server_cancel_job(sq_server_t *self, sq_job_t *job, zframe_t *to, uint64
     s_cancel_ack(self, job->id, to, rid, n);
 }
 
-typedef struct {
-    sq_server_t *self;
-    sq_wire_enc_t *e;
-    uint32_t n;
-} s_pool_walk_t;
-
 /* A group's state, as an index into s_group_states */
 static const char *const s_group_states[3] = {"busy", "idle", "draining"};
 
 static int s_group_state(const sq_group_t *g)
 {
     return g->draining ? 2 : g->n_leases ? 0 : 1;
-}
-
-static void s_count_groups(sq_server_t *self, const char *model, uint32_t out[3])
-{
-    out[0] = out[1] = out[2] = 0;
-    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
-        if (strcmp(g->model, model) == 0)
-            out[s_group_state(g)]++;
 }
 
 /* Tasks of the pool (p may be NULL) finished in the last 10 s */
@@ -301,13 +287,65 @@ static uint32_t s_done10(const sq_pstat_t *p, int64_t now)
     return n;
 }
 
-/* p is the pool's entry in self->pstats, passed in because the caller is
- * iterating that table (a lookup inside the walk would upset its cursor). */
-static void s_stats_pool(sq_server_t *self, sq_wire_enc_t *e, const char *model,
-                         const sq_pstat_t *p, int64_t now)
+/* How long a model stays on /metrics and in STATS after its last task
+ * succeeded, once no group serves it and no unfinished job names it (s):
+ * long enough for scrapes to see its last counts. Then its entry in
+ * self->pstats goes. */
+#define S_MODEL_KEEP_S 300
+
+typedef struct {
+    uint32_t groups[3]; /* busy, idle, draining */
+} s_shown_t;
+
+static s_shown_t *s_shown(zhashx_t *shown, const char *model)
 {
-    uint32_t groups[3], done10 = s_done10(p, now);
-    s_count_groups(self, model, groups);
+    s_shown_t *s = zhashx_lookup(shown, model);
+    if (!s && (s = calloc(1, sizeof *s)) != NULL && zhashx_insert(shown, model, s) != 0) {
+        free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+/* The models /metrics and STATS show, with their groups counted: those a
+ * connected group serves, those an unfinished job names, and those that
+ * finished a task in the last S_MODEL_KEEP_S. Any other model's entry in
+ * self->pstats is dropped: model names are the clients' choice, and every
+ * name ever sent would otherwise stay a label value (ten series) for as
+ * long as the broker runs. NULL when out of memory. */
+static zhashx_t *s_shown_models(sq_server_t *self, int64_t now)
+{
+    zhashx_t *shown = zhashx_new();
+    if (!shown)
+        return NULL;
+    zhashx_set_destructor(shown, (zhashx_destructor_fn *)zstr_free);
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
+        s_shown_t *s = s_shown(shown, g->model);
+        if (s)
+            s->groups[s_group_state(g)]++;
+    }
+    for (sq_job_t *j = zhashx_first(self->jobs); j; j = zhashx_next(self->jobs))
+        s_shown(shown, j->model);
+    zlistx_t *models = zhashx_keys(self->pstats);
+    for (const char *m = models ? zlistx_first(models) : NULL; m; m = zlistx_next(models)) {
+        if (zhashx_lookup(shown, m))
+            continue;
+        const sq_pstat_t *p = zhashx_lookup(self->pstats, m);
+        if (p && (p->leased || p->retrying ||
+                  (p->ring_sec && now / 1000 - p->ring_sec < S_MODEL_KEEP_S)))
+            s_shown(shown, m);
+        else
+            zhashx_delete(self->pstats, m);
+    }
+    zlistx_destroy(&models);
+    return shown;
+}
+
+static void s_stats_pool(sq_server_t *self, sq_wire_enc_t *e, const char *model,
+                         const uint32_t groups[3], int64_t now)
+{
+    const sq_pstat_t *p = zhashx_lookup(self->pstats, model);
+    uint32_t done10 = s_done10(p, now);
     int64_t oldest = sq_queue_oldest_ms(self->queue, model);
     sq_wire_map(e, 11);
     sq_wire_kv_str(e, "model", model);
@@ -330,10 +368,8 @@ static void s_stats_pool(sq_server_t *self, sq_wire_enc_t *e, const char *model,
 
 static void s_stats(sq_server_t *self, zframe_t *to, uint64_t rid)
 {
-    /* pools: every model seen in tasks or in groups */
-    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
-        sq_server_pstat(self, g->model);
     int64_t now = sq_now_ms();
+    zhashx_t *shown = s_shown_models(self, now);
     sq_wire_enc_t *e = self->enc;
     sq_wire_enc_reset(e);
     sq_wire_map(e, 6);
@@ -342,14 +378,10 @@ static void s_stats(sq_server_t *self, zframe_t *to, uint64_t rid)
     sq_wire_kv_u64(e, "uncommitted", self->n_completing);
     sq_wire_kv_bool(e, "dispatch_paused", sq_server_dispatch_paused(self));
     sq_wire_key(e, "pools");
-    sq_wire_array(e, (uint32_t)zhashx_size(self->pstats));
-    /* walk a copy of the keys: the per-pool counts look things up in
-     * tables that share czmq's iteration cursor, which restarted this walk
-     * for ever once a worker group had registered */
-    zlistx_t *models = zhashx_keys(self->pstats);
-    for (const char *m = models ? zlistx_first(models) : NULL; m; m = zlistx_next(models))
-        s_stats_pool(self, e, m, zhashx_lookup(self->pstats, m), now);
-    zlistx_destroy(&models);
+    sq_wire_array(e, shown ? (uint32_t)zhashx_size(shown) : 0);
+    for (const s_shown_t *s = shown ? zhashx_first(shown) : NULL; s; s = zhashx_next(shown))
+        s_stats_pool(self, e, zhashx_cursor(shown), s->groups, now);
+    zhashx_destroy(&shown);
     /* tenants with unfinished work */
     zhashx_t *tenants = zhashx_new();
     for (sq_job_t *j = zhashx_first(self->jobs); j; j = zhashx_next(self->jobs)) {
@@ -389,80 +421,7 @@ static const char *s_label(const char *s, char *buf, size_t size)
 
 /* ---- /metrics ---- */
 
-/* How long a model stays on /metrics after its last task succeeded, once
- * no group serves it and no unfinished job names it (s): long enough for
- * scrapes to see its last counts. Then its entry in self->pstats goes. */
-#define S_MODEL_KEEP_S 300
-
-typedef struct {
-    uint32_t groups[3]; /* busy, idle, draining */
-} s_shown_t;
-
-static s_shown_t *s_shown(zhashx_t *shown, const char *model)
-{
-    s_shown_t *s = zhashx_lookup(shown, model);
-    if (!s && (s = calloc(1, sizeof *s)) != NULL && zhashx_insert(shown, model, s) != 0) {
-        free(s);
-        s = NULL;
-    }
-    return s;
-}
-
-/* The models /metrics shows, with their groups counted: those a connected
- * group serves, those an unfinished job names, and those that finished a
- * task in the last S_MODEL_KEEP_S. Any other model's entry in
- * self->pstats is dropped: model names are the clients' choice, and every
- * name ever sent would otherwise stay a label value (ten series) for as
- * long as the broker runs. NULL when out of memory. */
-static zhashx_t *s_shown_models(sq_server_t *self, int64_t now)
-{
-    zhashx_t *shown = zhashx_new();
-    if (!shown)
-        return NULL;
-    zhashx_set_destructor(shown, (zhashx_destructor_fn *)zstr_free);
-    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
-        s_shown_t *s = s_shown(shown, g->model);
-        if (s)
-            s->groups[s_group_state(g)]++;
-    }
-    for (sq_job_t *j = zhashx_first(self->jobs); j; j = zhashx_next(self->jobs))
-        s_shown(shown, j->model);
-    zlistx_t *models = zhashx_keys(self->pstats);
-    for (const char *m = models ? zlistx_first(models) : NULL; m; m = zlistx_next(models)) {
-        if (zhashx_lookup(shown, m))
-            continue;
-        const sq_pstat_t *p = zhashx_lookup(self->pstats, m);
-        if (p && (p->leased || p->retrying ||
-                  (p->ring_sec && now / 1000 - p->ring_sec < S_MODEL_KEEP_S)))
-            s_shown(shown, m);
-        else
-            zhashx_delete(self->pstats, m);
-    }
-    zlistx_destroy(&models);
-    return shown;
-}
-
-/* The text so far; len counts what the whole text needs, past size once
- * it does not fit (then only counted), as snprintf does. */
-typedef struct {
-    char *buf;
-    size_t size, len;
-} s_out_t;
-
-static void s_out(s_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void s_out(s_out_t *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    bool room = o->len < o->size;
-    int k = vsnprintf(room ? o->buf + o->len : NULL, room ? o->size - o->len : 0, fmt, ap);
-    va_end(ap);
-    if (k > 0)
-        o->len += (size_t)k;
-}
-
-static void s_metrics_model(sq_server_t *self, s_out_t *o, const char *model,
+static void s_metrics_model(sq_server_t *self, sq_metrics_text_t *o, const char *model,
                             const s_shown_t *s, int64_t now)
 {
     char lm[2 * SQ_WIRE_MAX_NAME + 8]; /* room to escape every byte */
@@ -470,22 +429,24 @@ static void s_metrics_model(sq_server_t *self, s_out_t *o, const char *model,
     const char *m = s_label(model, lm, sizeof lm);
     const uint32_t done10 = s_done10(p, now);
     int64_t oldest = sq_queue_oldest_ms(self->queue, model);
-    s_out(o, "shardq_broker_queued_tasks{model=\"%s\"} %u\n", m,
-          (unsigned)sq_queue_ready(self->queue, model));
-    s_out(o, "shardq_broker_leased_tasks{model=\"%s\"} %u\n", m, p ? (unsigned)p->leased : 0);
-    s_out(o, "shardq_broker_oldest_queued_age_seconds{model=\"%s\"} %.3f\n", m,
-          oldest ? (double)(now - oldest) / 1000.0 : 0.0);
+    sq_metrics_text_put(o, "shardq_broker_queued_tasks{model=\"%s\"} %u\n", m,
+                        (unsigned)sq_queue_ready(self->queue, model));
+    sq_metrics_text_put(o, "shardq_broker_leased_tasks{model=\"%s\"} %u\n", m,
+                        p ? (unsigned)p->leased : 0);
+    sq_metrics_text_put(o, "shardq_broker_oldest_queued_age_seconds{model=\"%s\"} %.3f\n", m,
+                        oldest ? (double)(now - oldest) / 1000.0 : 0.0);
     for (int st = 0; st < 3; st++)
-        s_out(o, "shardq_broker_groups{model=\"%s\",state=\"%s\"} %u\n", m, s_group_states[st],
-              s->groups[st]);
-    s_out(o, "shardq_broker_throughput_tasks_per_second{model=\"%s\"} %.1f\n", m, done10 / 10.0);
+        sq_metrics_text_put(o, "shardq_broker_groups{model=\"%s\",state=\"%s\"} %u\n", m,
+                            s_group_states[st], s->groups[st]);
+    sq_metrics_text_put(o, "shardq_broker_throughput_tasks_per_second{model=\"%s\"} %.1f\n", m,
+                        done10 / 10.0);
     const struct { const char *name; uint64_t n; } tokens[] = {
         {"prompt", p ? p->prompt_tokens : 0},
         {"cached_prompt", p ? p->cached_tokens : 0},
         {"completion", p ? p->completion_tokens : 0}};
     for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++)
-        s_out(o, "shardq_broker_%s_tokens_total{model=\"%s\"} %" PRIu64 "\n", tokens[i].name, m,
-              tokens[i].n);
+        sq_metrics_text_put(o, "shardq_broker_%s_tokens_total{model=\"%s\"} %" PRIu64 "\n",
+                            tokens[i].name, m, tokens[i].n);
 }
 
 /* The same figures as STATS, as Prometheus text (sq_metrics_render_fn:
@@ -497,64 +458,70 @@ static void s_metrics_model(sq_server_t *self, s_out_t *o, const char *model,
 size_t sq_server_metrics(void *arg, char *buf, size_t size)
 {
     sq_server_t *self = arg;
-    s_out_t o = {buf, size, 0};
+    sq_metrics_text_t o = {buf, size, 0};
     int64_t now = sq_now_ms();
-    s_out(&o, "# HELP shardq_broker_uncommitted_tasks Tasks finished whose rows wait for their "
-              "commit.\n"
-              "# TYPE shardq_broker_uncommitted_tasks gauge\n"
-              "shardq_broker_uncommitted_tasks %u\n"
-              "# HELP shardq_broker_dispatch_paused 1 while no lease is granted because "
-              "--max-uncommitted tasks wait for their commit.\n"
-              "# TYPE shardq_broker_dispatch_paused gauge\n"
-              "shardq_broker_dispatch_paused %d\n"
-              "# HELP shardq_broker_open_jobs Jobs with unfinished tasks.\n"
-              "# TYPE shardq_broker_open_jobs gauge\n"
-              "shardq_broker_open_jobs %zu\n"
-              "# HELP shardq_broker_database_up 1 while PostgreSQL accepts commits.\n"
-              "# TYPE shardq_broker_database_up gauge\n"
-              "shardq_broker_database_up %d\n",
-          (unsigned)self->n_completing, sq_server_dispatch_paused(self) ? 1 : 0,
-          zhashx_size(self->jobs), self->db_down ? 0 : 1);
-    s_out(&o, "# HELP shardq_broker_group_kv_pages KV-cache pages of 32 positions, by worker group.\n"
-              "# TYPE shardq_broker_group_kv_pages gauge\n"
-              "# HELP shardq_broker_group_kv_pages_in_use Of those, pages its running sequences "
-              "hold.\n"
-              "# TYPE shardq_broker_group_kv_pages_in_use gauge\n"
-              "# HELP shardq_broker_group_preemptions_total Sequences a group preempted for want "
-              "of KV pages.\n"
-              "# TYPE shardq_broker_group_preemptions_total counter\n");
+    sq_metrics_text_put(
+        &o,
+        "# HELP shardq_broker_uncommitted_tasks Tasks finished whose rows wait for their "
+        "commit.\n"
+        "# TYPE shardq_broker_uncommitted_tasks gauge\n"
+        "shardq_broker_uncommitted_tasks %u\n"
+        "# HELP shardq_broker_dispatch_paused 1 while no lease is granted because "
+        "--max-uncommitted tasks wait for their commit.\n"
+        "# TYPE shardq_broker_dispatch_paused gauge\n"
+        "shardq_broker_dispatch_paused %d\n"
+        "# HELP shardq_broker_open_jobs Jobs with unfinished tasks.\n"
+        "# TYPE shardq_broker_open_jobs gauge\n"
+        "shardq_broker_open_jobs %zu\n"
+        "# HELP shardq_broker_database_up 1 while PostgreSQL accepts commits.\n"
+        "# TYPE shardq_broker_database_up gauge\n"
+        "shardq_broker_database_up %d\n",
+        (unsigned)self->n_completing, sq_server_dispatch_paused(self) ? 1 : 0,
+        zhashx_size(self->jobs), self->db_down ? 0 : 1);
+    sq_metrics_text_put(
+        &o, "# HELP shardq_broker_group_kv_pages KV-cache pages of 32 positions, by worker group.\n"
+            "# TYPE shardq_broker_group_kv_pages gauge\n"
+            "# HELP shardq_broker_group_kv_pages_in_use Of those, pages its running sequences "
+            "hold.\n"
+            "# TYPE shardq_broker_group_kv_pages_in_use gauge\n"
+            "# HELP shardq_broker_group_preemptions_total Sequences a group preempted for want "
+            "of KV pages.\n"
+            "# TYPE shardq_broker_group_preemptions_total counter\n");
     char lm[2 * SQ_WIRE_MAX_NAME + 8], lg[2 * SQ_WIRE_MAX_ID + 8]; /* room to escape every byte */
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
         if (!g->kv_reported)
             continue;
         const char *m = s_label(g->model, lm, sizeof lm), *gid = s_label(g->group_id, lg, sizeof lg);
         if (g->kv_pages)
-            s_out(&o, "shardq_broker_group_kv_pages{model=\"%s\",group=\"%s\"} %u\n", m, gid,
-                  g->kv_pages);
-        s_out(&o, "shardq_broker_group_kv_pages_in_use{model=\"%s\",group=\"%s\"} %u\n", m, gid,
-              g->kv_in_use);
-        s_out(&o, "shardq_broker_group_preemptions_total{model=\"%s\",group=\"%s\"} %" PRIu64 "\n",
-              m, gid, g->preemptions);
+            sq_metrics_text_put(&o, "shardq_broker_group_kv_pages{model=\"%s\",group=\"%s\"} %u\n",
+                                m, gid, g->kv_pages);
+        sq_metrics_text_put(&o,
+                            "shardq_broker_group_kv_pages_in_use{model=\"%s\",group=\"%s\"} %u\n",
+                            m, gid, g->kv_in_use);
+        sq_metrics_text_put(
+            &o, "shardq_broker_group_preemptions_total{model=\"%s\",group=\"%s\"} %" PRIu64 "\n", m,
+            gid, g->preemptions);
     }
-    s_out(&o, "# HELP shardq_broker_queued_tasks Tasks ready to lease, by model pool.\n"
-              "# TYPE shardq_broker_queued_tasks gauge\n"
-              "# HELP shardq_broker_leased_tasks Tasks leased to worker groups.\n"
-              "# TYPE shardq_broker_leased_tasks gauge\n"
-              "# HELP shardq_broker_oldest_queued_age_seconds Age of the oldest ready task.\n"
-              "# TYPE shardq_broker_oldest_queued_age_seconds gauge\n"
-              "# HELP shardq_broker_groups Worker groups by state.\n"
-              "# TYPE shardq_broker_groups gauge\n"
-              "# HELP shardq_broker_throughput_tasks_per_second Tasks finished per second, last "
-              "10 s.\n"
-              "# TYPE shardq_broker_throughput_tasks_per_second gauge\n"
-              "# HELP shardq_broker_prompt_tokens_total Prompt tokens of the results accepted.\n"
-              "# TYPE shardq_broker_prompt_tokens_total counter\n"
-              "# HELP shardq_broker_cached_prompt_tokens_total Of those, tokens the workers took "
-              "from their KV caches.\n"
-              "# TYPE shardq_broker_cached_prompt_tokens_total counter\n"
-              "# HELP shardq_broker_completion_tokens_total Tokens generated for the results "
-              "accepted.\n"
-              "# TYPE shardq_broker_completion_tokens_total counter\n");
+    sq_metrics_text_put(
+        &o, "# HELP shardq_broker_queued_tasks Tasks ready to lease, by model pool.\n"
+            "# TYPE shardq_broker_queued_tasks gauge\n"
+            "# HELP shardq_broker_leased_tasks Tasks leased to worker groups.\n"
+            "# TYPE shardq_broker_leased_tasks gauge\n"
+            "# HELP shardq_broker_oldest_queued_age_seconds Age of the oldest ready task.\n"
+            "# TYPE shardq_broker_oldest_queued_age_seconds gauge\n"
+            "# HELP shardq_broker_groups Worker groups by state.\n"
+            "# TYPE shardq_broker_groups gauge\n"
+            "# HELP shardq_broker_throughput_tasks_per_second Tasks finished per second, last "
+            "10 s.\n"
+            "# TYPE shardq_broker_throughput_tasks_per_second gauge\n"
+            "# HELP shardq_broker_prompt_tokens_total Prompt tokens of the results accepted.\n"
+            "# TYPE shardq_broker_prompt_tokens_total counter\n"
+            "# HELP shardq_broker_cached_prompt_tokens_total Of those, tokens the workers took "
+            "from their KV caches.\n"
+            "# TYPE shardq_broker_cached_prompt_tokens_total counter\n"
+            "# HELP shardq_broker_completion_tokens_total Tokens generated for the results "
+            "accepted.\n"
+            "# TYPE shardq_broker_completion_tokens_total counter\n");
     zhashx_t *shown = s_shown_models(self, now);
     for (const s_shown_t *s = shown ? zhashx_first(shown) : NULL; s; s = zhashx_next(shown))
         s_metrics_model(self, &o, zhashx_cursor(shown), s, now);

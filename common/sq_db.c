@@ -20,6 +20,7 @@ struct sq_db_t {
     PGconn *conn;       /* NULL after a bounded wait ran out */
     char *conninfo;
     int wait_ms;        /* bound on each wait on the server; 0: none */
+    char state[6];      /* SQLSTATE of the last failure; "" when it had none */
 };
 
 static void s_sleep_ms(int ms)
@@ -172,6 +173,7 @@ static int s_clip(const char *what, const char **more)
 int sq_db_fail(sq_db_t *self, PGresult *res, const char *file, int line, const char *what)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(self->state, sizeof self->state, "%s", state ? state : "");
     const char *msg = res ? PQresultErrorMessage(res) : "";
     if (!msg || !*msg)
         msg = self->conn ? PQerrorMessage(self->conn) : "not connected";
@@ -253,22 +255,31 @@ static PGresult *s_exec_bounded(sq_db_t *self, const char *sql, int n,
     }
 }
 
-/* One statement (or a script), bounded when the connection is. */
+/* One statement (or a script), bounded when the connection is; a wait
+ * that ran out drops the connection (the statement may still run, so its
+ * state is unknown) and returns NULL with *timed_out. */
+static PGresult *s_exec(sq_db_t *self, const char *sql, int n, const char *const *params,
+                        bool script, bool *timed_out)
+{
+    *timed_out = false;
+    if (self->wait_ms <= 0 || !self->conn)
+        return script ? PQexec(self->conn, sql)
+                      : PQexecParams(self->conn, sql, n, NULL, params, NULL, NULL, 0);
+    PGresult *res = s_exec_bounded(self, sql, n, params, script, timed_out);
+    if (*timed_out)
+        s_drop(self);
+    return res;
+}
+
 static int s_run(sq_db_t *self, const char *sql, int n, const char *const *params, bool script,
                  const char *what, PGresult **out)
 {
     if (out)
         *out = NULL;
-    if (self->wait_ms <= 0 || !self->conn) {
-        PGresult *res = script ? PQexec(self->conn, sql)
-                               : PQexecParams(self->conn, sql, n, NULL, params, NULL, NULL, 0);
-        return s_check(self, res, what, out);
-    }
     bool timed_out;
-    PGresult *res = s_exec_bounded(self, sql, n, params, script, &timed_out);
+    PGresult *res = s_exec(self, sql, n, params, script, &timed_out);
     if (timed_out) {
-        /* The statement may still run; the connection cannot be reused. */
-        s_drop(self);
+        self->state[0] = '\0';
         const char *more;
         int cut = s_clip(what, &more);
         return SQ_FAIL(SQ_EDBDOWN, "%.*s%s: no answer from the server within %d ms", cut, what,
@@ -296,15 +307,11 @@ void sq_db_rollback(sq_db_t *self)
     /* no detail recorded: the caller reports the failure that led here */
     if (!sq_db_is_up(self))
         return;
-    if (self->wait_ms <= 0) {
-        PQclear(PQexec(self->conn, "ROLLBACK"));
-        return;
-    }
     bool timed_out;
-    PQclear(s_exec_bounded(self, "ROLLBACK", 0, NULL, true, &timed_out));
-    if (timed_out)
-        s_drop(self);
+    PQclear(s_exec(self, "ROLLBACK", 0, NULL, true, &timed_out));
 }
+
+const char *sq_db_sqlstate(const sq_db_t *self) { return self->state; }
 
 /* A bounded session asks the server to give up on a statement first (at
  * 3/4 of the bound), so a slow server reports 57014 on a live connection. */

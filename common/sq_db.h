@@ -66,6 +66,9 @@ int sq_db_begin(sq_db_t *self);
 int sq_db_commit(sq_db_t *self);
 /* Roll back, ignoring failures (used on error paths). */
 void sq_db_rollback(sq_db_t *self);
+/* The SQLSTATE of the last failed statement ("23505"), "" when the failure
+ * had none (a lost connection, a wait that ran out) or nothing failed yet. */
+const char *sq_db_sqlstate(const sq_db_t *self);
 
 /* ---- COPY FROM STDIN batches (text format) ---- */
 

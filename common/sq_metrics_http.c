@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -115,36 +116,33 @@ s_io(s_conn_t *c, char *p, size_t n, bool out)
 
 /* ---- answers ---- */
 
-/* Queue an answer: status line, headers (extra: CRLF-ended lines) and a
- * short text, sent after the head unless the request was HEAD. */
+/* Queue an answer: status line, headers (extra: CRLF-ended lines), then a
+ * short text (copied) or a rendered body (shared), neither of them after
+ * a HEAD request. */
 static void
-s_reply(s_conn_t *c, const char *status, const char *extra, const char *text)
+s_answer(s_conn_t *c, const char *status, const char *type, const char *extra, const char *text,
+         s_body_t *body)
 {
-    size_t n = strlen(text);
+    bool send_text = !body && !c->head_only;
     int k = snprintf(c->out, sizeof c->out,
-                     "HTTP/1.0 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "HTTP/1.0 %s\r\nContent-Type: %s; charset=utf-8\r\n"
                      "Content-Length: %zu\r\n%sConnection: close\r\n\r\n%s",
-                     status, n, extra, c->head_only ? "" : text);
-    c->n_out = k > 0 && (size_t)k < sizeof c->out ? (size_t)k : 0;
-    c->out_off = 0;
-    c->state = S_WRITE;
-    c->deadline_ms = sq_mono_ms() + SQ_METRICS_HTTP_TIMEOUT_MS;
-}
-
-static void
-s_reply_metrics(s_conn_t *c, s_body_t *body)
-{
-    int k = snprintf(c->out, sizeof c->out,
-                     "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n", body->len);
+                     status, type, body ? body->len : strlen(text), extra,
+                     send_text ? text : "");
     c->n_out = k > 0 && (size_t)k < sizeof c->out ? (size_t)k : 0;
     c->out_off = c->body_off = 0;
-    if (!c->head_only) {
+    if (body && !c->head_only) {
         c->body = body;
         body->refs++;
     }
     c->state = S_WRITE;
     c->deadline_ms = sq_mono_ms() + SQ_METRICS_HTTP_TIMEOUT_MS;
+}
+
+static void
+s_reply(s_conn_t *c, const char *status, const char *extra, const char *text)
+{
+    s_answer(c, status, "text/plain", extra, text, NULL);
 }
 
 /* Send what the socket takes; each step that makes progress earns the
@@ -302,7 +300,7 @@ s_take_answer(sq_metrics_http_t *self)
         if (!c->want_body)
             s_reply(c, "200 OK", "", "ok\n");
         else if (body)
-            s_reply_metrics(c, body);
+            s_answer(c, "200 OK", "text/plain; version=0.0.4", "", NULL, body);
         /* else a scrape asked after the owner had looked: its own ask
          * brings the next answer */
         if (c->state == S_WRITE)
@@ -547,4 +545,15 @@ sq_metrics_http_destroy(sq_metrics_http_t **self_p)
     free(self->ready);
     free(self);
     *self_p = NULL;
+}
+
+void sq_metrics_text_put(sq_metrics_text_t *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    bool room = o->len < o->size;
+    int k = vsnprintf(room ? o->buf + o->len : NULL, room ? o->size - o->len : 0, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        o->len += (size_t)k;
 }

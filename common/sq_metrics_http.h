@@ -38,6 +38,17 @@ typedef struct sq_metrics_http_t sq_metrics_http_t;
  * text did not fit, and serve calls it again with a larger buffer. */
 typedef size_t (*sq_metrics_render_fn)(void *arg, char *buf, size_t size);
 
+/* The text a render builds: len counts what the whole text needs, past
+ * size once it does not fit (then it is only counted), as snprintf does,
+ * so the render returns len as it is. */
+typedef struct {
+    char *buf;
+    size_t size, len;
+} sq_metrics_text_t;
+
+void sq_metrics_text_put(sq_metrics_text_t *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Listen on bind_addr:port (bind_addr NULL: 0.0.0.0). NULL on error. */
 sq_metrics_http_t *sq_metrics_http_new(const char *bind_addr, int port);
 void sq_metrics_http_destroy(sq_metrics_http_t **self_p);

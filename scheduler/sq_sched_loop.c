@@ -16,10 +16,10 @@
 #include "sq_decide.h"
 #include "sq_error.h"
 #include "sq_log.h"
+#include "sq_metrics_http.h"
 #include "sq_sched_db.h"
 #include "sq_utf8.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,17 +348,6 @@ s_pending_push(sq_loop_t *self, const s_pending_t *ev)
     self->pending[(self->pend_head + self->n_pend++) % S_PENDING_MAX] = *ev;
 }
 
-/* SQLSTATE of the last sq_db failure: its detail ends "(SQLSTATE)". */
-static void
-s_sqlstate(char out[6])
-{
-    const char *d = sq_error_detail();
-    size_t n = strlen(d);
-    out[0] = '\0';
-    if (n >= 7 && d[n - 1] == ')' && d[n - 7] == '(')
-        snprintf(out, 6, "%.5s", d + n - 6);
-}
-
 /* A statement the server gave up on for now (cancelled by the statement
  * timeout, a deadlock or serialisation failure, no resources): try the
  * row again later. Any other error is the server refusing the row. */
@@ -402,10 +391,8 @@ s_flush(sq_loop_t *self)
                                   ev->applied, ev->applied ? NULL : ev->error, ev->key};
         int rc = sq_sched_db_record(self->db, &row, NULL);
         if (rc) {
-            char state[6];
-            s_sqlstate(state);
             self->db_errors++;
-            int refused = rc == SQ_EDB && !s_transient(state) &&
+            int refused = rc == SQ_EDB && !s_transient(sq_db_sqlstate(self->db)) &&
                           ++ev->refusals >= S_REFUSALS_MAX;
             if (!refused) {
                 SQ_WARN("scaling event not recorded yet", "queued=%zu error=%s", self->n_pend,
@@ -647,97 +634,90 @@ sq_loop_tick(sq_loop_t *self)
 
 /* --- metrics ----------------------------------------------------------- */
 
-typedef struct {
-    char *buf;
-    size_t size, len;
-} s_out_t;
-
 static void
-s_put(s_out_t *o, const char *fmt, ...)
+s_family(sq_metrics_text_t *o, const char *name, const char *type, const char *help)
 {
-    if (o->len >= o->size)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(o->buf + o->len, o->size - o->len, fmt, ap);
-    va_end(ap);
-    o->len = n < 0 ? o->len : o->len + (size_t)n > o->size ? o->size : o->len + (size_t)n;
+    sq_metrics_text_put(o, "# HELP shardq_scheduler_%s %s\n# TYPE shardq_scheduler_%s %s\n", name,
+                        help, name, type);
 }
 
 static void
-s_family(s_out_t *o, const char *name, const char *type, const char *help)
-{
-    s_put(o, "# HELP shardq_scheduler_%s %s\n# TYPE shardq_scheduler_%s %s\n", name, help, name,
-          type);
-}
-
-static void
-s_pool_metrics(const sq_loop_t *self, s_out_t *o)
+s_pool_metrics(const sq_loop_t *self, sq_metrics_text_t *o)
 {
     size_t n = self->policy->n_pools;
     s_family(o, "pool_queued", "gauge", "Tasks queued in the pool (broker STATS).");
     for (size_t i = 0; i < n; i++)
-        s_put(o, "shardq_scheduler_pool_queued{pool=\"%s\"} %lld\n", self->pools[i].name,
-              (long long)self->pools[i].m.queued);
+        sq_metrics_text_put(o, "shardq_scheduler_pool_queued{pool=\"%s\"} %lld\n",
+                            self->pools[i].name, (long long)self->pools[i].m.queued);
     s_family(o, "pool_oldest_queued_age_seconds", "gauge", "Age of the oldest queued task.");
     for (size_t i = 0; i < n; i++)
-        s_put(o, "shardq_scheduler_pool_oldest_queued_age_seconds{pool=\"%s\"} %.3f\n",
-              self->pools[i].name, self->pools[i].m.oldest_age_s);
+        sq_metrics_text_put(o,
+                            "shardq_scheduler_pool_oldest_queued_age_seconds{pool=\"%s\"} %.3f\n",
+                            self->pools[i].name, self->pools[i].m.oldest_age_s);
     s_family(o, "pool_groups", "gauge", "Worker groups by state.");
     for (size_t i = 0; i < n; i++) {
         const sq_pool_metrics_t *m = &self->pools[i].m;
         const char *nm = self->pools[i].name;
-        s_put(o, "shardq_scheduler_pool_groups{pool=\"%s\",state=\"busy\"} %d\n", nm, m->busy);
-        s_put(o, "shardq_scheduler_pool_groups{pool=\"%s\",state=\"idle\"} %d\n", nm, m->idle);
-        s_put(o, "shardq_scheduler_pool_groups{pool=\"%s\",state=\"starting\"} %d\n", nm,
-              m->starting);
-        s_put(o, "shardq_scheduler_pool_groups{pool=\"%s\",state=\"draining\"} %d\n", nm,
-              m->draining);
+        sq_metrics_text_put(o, "shardq_scheduler_pool_groups{pool=\"%s\",state=\"busy\"} %d\n", nm,
+                            m->busy);
+        sq_metrics_text_put(o, "shardq_scheduler_pool_groups{pool=\"%s\",state=\"idle\"} %d\n", nm,
+                            m->idle);
+        sq_metrics_text_put(o, "shardq_scheduler_pool_groups{pool=\"%s\",state=\"starting\"} %d\n",
+                            nm, m->starting);
+        sq_metrics_text_put(o, "shardq_scheduler_pool_groups{pool=\"%s\",state=\"draining\"} %d\n",
+                            nm, m->draining);
     }
     s_family(o, "pool_desired_groups", "gauge", "Groups the last decision asked for.");
     for (size_t i = 0; i < n; i++)
-        s_put(o, "shardq_scheduler_pool_desired_groups{pool=\"%s\"} %d\n", self->pools[i].name,
-              self->pools[i].d.desired);
+        sq_metrics_text_put(o, "shardq_scheduler_pool_desired_groups{pool=\"%s\"} %d\n",
+                            self->pools[i].name, self->pools[i].d.desired);
     s_family(o, "decisions_total", "counter", "Applied decisions that changed a count.");
     for (size_t i = 0; i < n; i++) {
-        s_put(o, "shardq_scheduler_decisions_total{pool=\"%s\",direction=\"up\"} %llu\n",
-              self->pools[i].name, (unsigned long long)self->pools[i].ups);
-        s_put(o, "shardq_scheduler_decisions_total{pool=\"%s\",direction=\"down\"} %llu\n",
-              self->pools[i].name, (unsigned long long)self->pools[i].downs);
+        sq_metrics_text_put(o,
+                            "shardq_scheduler_decisions_total{pool=\"%s\",direction=\"up\"} %llu\n",
+                            self->pools[i].name, (unsigned long long)self->pools[i].ups);
+        sq_metrics_text_put(
+            o, "shardq_scheduler_decisions_total{pool=\"%s\",direction=\"down\"} %llu\n",
+            self->pools[i].name, (unsigned long long)self->pools[i].downs);
     }
     s_family(o, "actuator_failures_total", "counter", "Actuator calls that failed.");
     for (size_t i = 0; i < n; i++)
-        s_put(o, "shardq_scheduler_actuator_failures_total{pool=\"%s\"} %llu\n",
-              self->pools[i].name, (unsigned long long)self->pools[i].failures);
+        sq_metrics_text_put(o, "shardq_scheduler_actuator_failures_total{pool=\"%s\"} %llu\n",
+                            self->pools[i].name, (unsigned long long)self->pools[i].failures);
 }
 
 size_t
 sq_loop_render_metrics(void *arg, char *buf, size_t size)
 {
     const sq_loop_t *self = arg;
-    s_out_t o = {buf, size, 0};
+    sq_metrics_text_t o = {buf, size, 0};
     s_pool_metrics(self, &o);
     s_family(&o, "ticks_total", "counter", "Control-loop ticks.");
-    s_put(&o, "shardq_scheduler_ticks_total %llu\n", (unsigned long long)self->ticks);
+    sq_metrics_text_put(&o, "shardq_scheduler_ticks_total %llu\n", (unsigned long long)self->ticks);
     s_family(&o, "tick_cpu_seconds_total", "counter", "CPU time spent in ticks.");
-    s_put(&o, "shardq_scheduler_tick_cpu_seconds_total %.6f\n", self->tick_cpu_s);
+    sq_metrics_text_put(&o, "shardq_scheduler_tick_cpu_seconds_total %.6f\n", self->tick_cpu_s);
     s_family(&o, "stats_errors_total", "counter", "Ticks without broker STATS.");
-    s_put(&o, "shardq_scheduler_stats_errors_total %llu\n", (unsigned long long)self->stats_errors);
+    sq_metrics_text_put(&o, "shardq_scheduler_stats_errors_total %llu\n",
+                        (unsigned long long)self->stats_errors);
     s_family(&o, "db_errors_total", "counter", "Failed scaling_events writes (retried).");
-    s_put(&o, "shardq_scheduler_db_errors_total %llu\n", (unsigned long long)self->db_errors);
+    sq_metrics_text_put(&o, "shardq_scheduler_db_errors_total %llu\n",
+                        (unsigned long long)self->db_errors);
     s_family(&o, "events_pending", "gauge", "Scaling events waiting for the database.");
-    s_put(&o, "shardq_scheduler_events_pending %zu\n", self->n_pend);
+    sq_metrics_text_put(&o, "shardq_scheduler_events_pending %zu\n", self->n_pend);
     s_family(&o, "events_dropped_total", "counter", "Events lost: queue full while the database was down.");
-    s_put(&o, "shardq_scheduler_events_dropped_total %llu\n", (unsigned long long)self->dropped);
+    sq_metrics_text_put(&o, "shardq_scheduler_events_dropped_total %llu\n",
+                        (unsigned long long)self->dropped);
     s_family(&o, "events_refused_total", "counter",
              "Events the database refused 3 times (logged whole, then dropped).");
-    s_put(&o, "shardq_scheduler_events_refused_total %llu\n", (unsigned long long)self->refused);
+    sq_metrics_text_put(&o, "shardq_scheduler_events_refused_total %llu\n",
+                        (unsigned long long)self->refused);
     s_family(&o, "policy_version", "gauge", "Version (policies.version) of the running policy.");
-    s_put(&o, "shardq_scheduler_policy_version %lld\n", (long long)self->policy_version);
+    sq_metrics_text_put(&o, "shardq_scheduler_policy_version %lld\n",
+                        (long long)self->policy_version);
     s_family(&o, "policy_reloads_total", "counter", "SIGHUP reloads by result.");
-    s_put(&o, "shardq_scheduler_policy_reloads_total{result=\"ok\"} %llu\n",
-          (unsigned long long)self->reloads_ok);
-    s_put(&o, "shardq_scheduler_policy_reloads_total{result=\"refused\"} %llu\n",
-          (unsigned long long)self->reloads_refused);
+    sq_metrics_text_put(&o, "shardq_scheduler_policy_reloads_total{result=\"ok\"} %llu\n",
+                        (unsigned long long)self->reloads_ok);
+    sq_metrics_text_put(&o, "shardq_scheduler_policy_reloads_total{result=\"refused\"} %llu\n",
+                        (unsigned long long)self->reloads_refused);
     return o.len;
 }

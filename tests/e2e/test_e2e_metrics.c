@@ -7,8 +7,9 @@
  *                    metrics and making the scrape unparsable); the
  *                    scrape comes whole, every line parses, the broker's
  *                    own gauges are there; once the jobs are cancelled
- *                    their models leave /metrics (they used to stay for
- *                    as long as the broker ran)
+ *                    their models leave STATS, with no scrape (STATS
+ *                    used to list them until one), and /metrics (they
+ *                    used to stay for as long as the broker ran)
  *    metrics_group   a group whose model no task names is on /metrics at
  *                    once (it used to wait for a client's STATS) and
  *                    leaves with the group; /healthz is answered by the
@@ -170,6 +171,21 @@ s_wait_for(const char *needle, bool want)
     return NULL;
 }
 
+/* How many pools a STATS reply lists; -1 when STATS failed. */
+static long
+s_stats_pools(void)
+{
+    sq_e2e_begin(client, 0);
+    sq_wire_msg_t *reply = NULL;
+    sq_wire_val_t pools;
+    long n = -1;
+    if (sq_e2e_call(client, SQ_WIRE_STATS, 5000, &reply, NULL) == 0 &&
+        sq_wire_get_array(reply->body, "pools", true, UINT32_MAX, &pools) == 0)
+        n = sq_wire_count(pools);
+    sq_wire_msg_destroy(&reply);
+    return n;
+}
+
 /* --- metrics_models -------------------------------------------------- */
 
 #define S_N_MODELS 160
@@ -198,9 +214,17 @@ metrics_models(void)
     SQ_CHECK(s_count(text, "\nshardq_broker_completion_tokens_total{model=\"m") == S_N_MODELS);
     SQ_CHECK(strstr(text, "shardq_broker_queued_tasks{model=\"m159xxxx") != NULL);
 
-    /* no group serves them and no job names them any more: they go */
+    SQ_CHECK(s_stats_pools() == S_N_MODELS);
+
+    /* no group serves them and no job names them any more: they go, from
+     * STATS before any scrape */
     for (int i = 0; i < S_N_MODELS; i++)
         SQ_CHECK(sq_e2e_cancel(client, jobs[i], NULL) == 0);
+    long pools = -1;
+    for (int64_t end = sq_test_now_ms() + 10000; sq_test_now_ms() < end && pools != 0;
+         sq_harness_poll_pause())
+        pools = s_stats_pools();
+    SQ_CHECK(pools == 0);
     text = s_wait_for("shardq_broker_open_jobs 0\n", true);
     SQ_REQUIRE(text);
     SQ_CHECK(s_lines_ok(text) > 0);
