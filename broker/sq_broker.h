@@ -64,6 +64,8 @@ typedef struct sq_task_t {
 struct sq_job_t {
     uint64_t id;
     char *tenant, *model, *adapter, *params;
+    size_t shared_bytes; /* model + params + 1, which every TASKS entry carries;
+                          * 0 until its first dispatch measures them */
     int priority, max_attempts;
     uint32_t n_tasks;
     uint32_t counts[SQ_T_N];

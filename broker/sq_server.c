@@ -330,10 +330,12 @@ _Static_assert(S_TASKS_FULL_BYTES + S_TASK_MAX_BYTES + 16 < SQ_WIRE_MAX_BODY,
 
 static size_t s_task_wire_bytes(const sq_task_t *t)
 {
-    const char *body = sq_task_body(t), *params = t->job->params;
+    sq_job_t *job = t->job;
+    if (!job->shared_bytes) /* params may be MiBs: measured once, not for every task */
+        job->shared_bytes = strlen(job->model) + (job->params ? strlen(job->params) : 0) + 1;
+    const char *body = sq_task_body(t);
     return S_TASK_FIXED_BYTES + strlen(sq_task_custom_id(t)) + strlen(sq_task_prompt(t)) +
-           (body ? strlen(body) : 0) + (params ? strlen(params) : 0) + strlen(t->job->model) +
-           2 * SQ_WIRE_MAX_NAME;
+           (body ? strlen(body) : 0) + job->shared_bytes + 2 * SQ_WIRE_MAX_NAME;
 }
 
 /* Fill one group's free slots, in one TASKS under the body cap. */
