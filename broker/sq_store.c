@@ -678,10 +678,11 @@ _Static_assert(S_RESULTS_PAGE_BYTES + S_RESULT_FIXED_BYTES + SQ_WIRE_MAX_ID +
  * reach the reader. */
 static const char s_results_sql[] =
     "SELECT idx, custom_id, state, text, finish_reason, prompt_tokens, completion_tokens,"
-    " error, attempts, cached_tokens, n_rows"
+    " error, attempts, cached_tokens, n_rows, finished_ms"
     " FROM (SELECT p.*, sum(p.size) OVER (ORDER BY p.idx) AS upto, count(*) OVER () AS n_rows"
     "       FROM (SELECT r.idx, t.custom_id, r.state, r.text, r.finish_reason,"
     "              r.prompt_tokens, r.completion_tokens, r.error, r.attempts, r.cached_tokens,"
+    "              (extract(epoch FROM r.finished_at) * 1000)::bigint AS finished_ms,"
     "              octet_length(t.custom_id) + octet_length(r.state)"
     "              + coalesce(octet_length(r.text), 0) + coalesce(octet_length(r.error), 0)"
     "              + coalesce(octet_length(r.finish_reason), 0)"
@@ -728,7 +729,7 @@ static int s_read_results(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
     sq_wire_key(e, "results");
     sq_wire_array(e, (uint32_t)n);
     for (int i = 0; i < n; i++) {
-        sq_wire_map(e, 10);
+        sq_wire_map(e, 11);
         s_kv_int(e, "index", res, i, 0);
         s_kv_text(e, "custom_id", res, i, 1);
         s_kv_text(e, "state", res, i, 2);
@@ -739,6 +740,7 @@ static int s_read_results(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
         s_kv_text(e, "error", res, i, 7);
         s_kv_int(e, "attempts", res, i, 8);
         s_kv_int(e, "cached_tokens", res, i, 9);
+        s_kv_int(e, "finished_at_ms", res, i, 11);
     }
     PQclear(res);
     return 0;

@@ -201,7 +201,7 @@ sq_cli_cmd_parse(const sq_cli_cmd_t *cmd, int argc, char **argv, const sq_cli_op
 static const sq_cli_cmd_t s_cmds[] = {
     {"submit", sq_cli_submit,
      "FILE.jsonl [--model M] [--adapter NAME] [--priority N] [--tenant T] [--max-attempts N] "
-     "[--idempotency-key K] [--wait [--timeout S] [-o FILE]]",
+     "[--idempotency-key K] [--wait [--timeout S] [-o FILE [--errors FILE]]]",
      "Validate a JSONL job file whole, then submit it as one job; prints the job id.\n",
      "  --model M           model to run (else the file's, else $SHARDQ_MODEL)\n"
      "  --adapter NAME      run every task on LoRA adapter NAME (its active version,\n"
@@ -213,17 +213,20 @@ static const sq_cli_cmd_t s_cmds[] = {
      "                      a timeout) gives the same job, never a second one\n"
      "  --wait              then wait for the job like `shardq wait`\n"
      "  --timeout S         with --wait: give up waiting after S seconds (exit 6)\n"
-     "  -o, --output FILE   with --wait: then write the results like `shardq results`\n"},
+     "  -o, --output FILE   with --wait: then write the results like `shardq results`\n"
+     "  --errors FILE       with -o: failed and cancelled tasks go to FILE instead\n"},
     {"status", sq_cli_status, "JOB [--json]", "Show a job's state and task counts.\n",
      "  --json              print one JSON object\n"},
     {"wait", sq_cli_wait, "JOB [--timeout S]",
      "Wait until a job finishes: a progress bar on a terminal, plain lines otherwise.\n"
      "Exit 0 when every task succeeded, 1 when the job failed or was cancelled.\n",
      "  --timeout S         give up after S seconds (exit 6)\n"},
-    {"results", sq_cli_results, "JOB [-o FILE]",
+    {"results", sq_cli_results, "JOB [-o FILE] [--errors FILE]",
      "Write a job's results as OpenAI-Batch output JSONL, one line per custom_id,\n"
-     "failed and cancelled tasks included (with \"error\").\n",
-     "  -o, --output FILE   write to FILE (atomically) instead of stdout\n"},
+     "failed and cancelled tasks included (with \"error\") unless --errors.\n",
+     "  -o, --output FILE   write to FILE (atomically) instead of stdout\n"
+     "  --errors FILE       failed and cancelled tasks to FILE (atomically) instead,\n"
+     "                      as OpenAI's error file\n"},
     {"cancel", sq_cli_cancel, "JOB", "Cancel a job's queued and running tasks.\n", ""},
     {"jobs", sq_cli_jobs, "[--state S] [--tenant T] [--limit N] [--json]",
      "List jobs, newest first.\n",

@@ -140,10 +140,12 @@ typedef struct {
     uint64_t prompt, cached, completion;
 } s_written_t;
 
-/* Page through the job's results into f as OpenAI-Batch lines, counting
- * them into *w. */
+/* Page through the job's results into f as OpenAI-Batch lines, those that
+ * did not succeed into ferr instead when it is not NULL (OpenAI's error
+ * file), counting them into *w. */
 static int
-s_write_results(sq_client_t *c, const sq_client_job_t *job, FILE *f, s_written_t *w)
+s_write_results(sq_client_t *c, const sq_client_job_t *job, FILE *f, FILE *ferr,
+                s_written_t *w)
 {
     char job_str[32];
     snprintf(job_str, sizeof job_str, "%llu", (unsigned long long)job->job_id);
@@ -160,13 +162,16 @@ s_write_results(sq_client_t *c, const sq_client_job_t *job, FILE *f, s_written_t
             .model = job->model, .finish_reason = r->finish_reason[0] ? r->finish_reason : NULL,
             .prompt_tokens = r->prompt_tokens, .completion_tokens = r->completion_tokens,
             .cached_tokens = r->cached_tokens,
-            .created_s = (int64_t)(job->created_at_ms / 1000), .error = r->error,
+            .created_s = (r->finished_at_ms ? r->finished_at_ms : (int64_t)job->created_at_ms) /
+                         1000,
+            .error = r->error,
             .error_len = r->error_len};
         char *line = NULL;
         size_t len = 0;
         if ((rc = sq_jsonl_format_result(&out, &line, &len)))
             break;
-        bool ok = fwrite(line, 1, len, f) == len && fputc('\n', f) != EOF;
+        FILE *to = out.outcome != SQ_JSONL_RESULT_OK && ferr ? ferr : f;
+        bool ok = fwrite(line, 1, len, to) == len && fputc('\n', to) != EOF;
         free(line);
         if (!ok) {
             rc = SQ_FAIL(-errno, "cannot write results: %s", strerror(errno));
@@ -192,12 +197,54 @@ s_tmp_path(char *buf, size_t size, const char *path)
     snprintf(buf, size, "%s.tmp.%ld", path ? path : "", (long)getpid());
 }
 
-/* Write the results of a job to path (or stdout when NULL). A file is
- * written beside its final name and renamed, so it is never half there.
- * kind < 0: the result shape comes from the job's params as STATUS
- * reports them; the submitter, which read the file, passes it. */
+/* A results file: written beside its final name (the temporary one) and
+ * renamed once whole, so it is never half there; NULL path: stdout. */
+typedef struct {
+    const char *flag, *path;
+    char tmp[4096];
+    FILE *f;
+} s_out_t;
+
 static int
-s_results_to(sq_client_t *c, uint64_t job_id, const char *path, int kind)
+s_out_open(s_out_t *o, const char *flag, const char *path)
+{
+    o->flag = flag;
+    o->path = path;
+    s_tmp_path(o->tmp, sizeof o->tmp, path);
+    o->f = path ? fopen(o->tmp, "w") : stdout;
+    if (!o->f) /* named as the user wrote it; the temporary name is ours */
+        fprintf(stderr, "shardq: %s %s: cannot write (%s: %s)\n", flag, path, o->tmp,
+                strerror(errno));
+    return o->f ? 0 : SQ_EXIT_ERROR;
+}
+
+/* Close o; keep it under its name when keep (0, or an exit code with the
+ * reason printed), else remove it. */
+static int
+s_out_close(s_out_t *o, bool keep)
+{
+    if (!o->f)
+        return 0;
+    int closed = o->path ? fclose(o->f) : fflush(o->f);
+    o->f = NULL;
+    if (!o->path)
+        return keep && closed != 0 ? (perror("shardq: results"), SQ_EXIT_ERROR) : 0;
+    if (keep && closed == 0 && rename(o->tmp, o->path) == 0)
+        return 0;
+    int err = errno;
+    unlink(o->tmp);
+    if (!keep)
+        return 0;
+    fprintf(stderr, "shardq: %s %s: %s\n", o->flag, o->path, strerror(err));
+    return SQ_EXIT_ERROR;
+}
+
+/* Write the results of a job to path (or stdout when NULL), those that
+ * did not succeed to errors instead when it is not NULL. kind < 0: the
+ * result shape comes from the job's params as STATUS reports them; the
+ * submitter, which read the file, passes it. */
+static int
+s_results_to(sq_client_t *c, uint64_t job_id, const char *path, const char *errors, int kind)
 {
     sq_client_job_t job;
     int rc = sq_client_status(c, job_id, &job);
@@ -205,31 +252,28 @@ s_results_to(sq_client_t *c, uint64_t job_id, const char *path, int kind)
         return sq_cli_fail(rc);
     if (kind >= 0)
         job.kind = (sq_jsonl_kind_t)kind;
-    char tmp[4096];
-    s_tmp_path(tmp, sizeof tmp, path);
-    FILE *f = path ? fopen(tmp, "w") : stdout;
-    if (!f) {   /* named as the user wrote it; the temporary name is ours */
-        fprintf(stderr, "shardq: -o %s: cannot write (%s: %s)\n", path, tmp, strerror(errno));
+    s_out_t out = {0}, err = {0};
+    if (s_out_open(&out, "-o", path) != 0 || (errors && s_out_open(&err, "--errors", errors))) {
+        s_out_close(&out, false);
         return SQ_EXIT_ERROR;
     }
     s_written_t w = {0};
-    rc = s_write_results(c, &job, f, &w);
+    rc = s_write_results(c, &job, out.f, err.f, &w);
     const uint64_t n_ok = w.ok, n_bad = w.bad;
-    int closed = path ? fclose(f) : fflush(f);
-    if (rc < 0 || closed != 0) {
-        if (path)
-            unlink(tmp);
-        return rc < 0 ? sq_cli_fail(rc) : (perror("shardq: results"), SQ_EXIT_ERROR);
-    }
-    if (path && rename(tmp, path) != 0) {
-        fprintf(stderr, "shardq: %s: %s\n", path, strerror(errno));
-        unlink(tmp);
-        return SQ_EXIT_ERROR;
-    }
-    fprintf(stderr, "job %llu: wrote %llu results (%llu succeeded, %llu failed or cancelled)%s%s\n",
+    int crc = s_out_close(&err, rc >= 0);
+    if (crc == 0)
+        crc = s_out_close(&out, rc >= 0);
+    else
+        s_out_close(&out, false);
+    if (rc < 0)
+        return sq_cli_fail(rc);
+    if (crc)
+        return crc;
+    fprintf(stderr, "job %llu: wrote %llu results (%llu succeeded, %llu failed or cancelled)%s%s",
             (unsigned long long)job_id, (unsigned long long)(n_ok + n_bad),
             (unsigned long long)n_ok, (unsigned long long)n_bad, path ? " to " : "",
             path ? path : "");
+    fprintf(stderr, errors ? "; those failed or cancelled to %s\n" : "\n", errors);
     if (w.prompt > 0)
         fprintf(stderr, "job %llu: %llu prompt tokens, %llu of them (%.1f%%) from the workers' "
                 "KV caches; %llu tokens generated\n", (unsigned long long)job_id,
@@ -250,11 +294,11 @@ s_out_path(const char *out)
     return out && strcmp(out, "-") ? out : NULL;
 }
 
-/* Before a job is submitted: the results file beside -o PATH can be
- * created (a wait may last hours; a typo in the path should not cost
- * them). 0, or an exit code with the reason printed. */
+/* Before a job is submitted: a results file beside PATH (given with
+ * flag) can be created (a wait may last hours; a typo in the path should
+ * not cost them). 0, or an exit code with the reason printed. */
 static int
-s_check_writable(const char *path)
+s_check_writable(const char *flag, const char *path)
 {
     if (!path)
         return 0;
@@ -262,7 +306,7 @@ s_check_writable(const char *path)
     s_tmp_path(tmp, sizeof tmp, path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0) {
-        fprintf(stderr, "shardq: -o %s: cannot write (%s); nothing submitted\n", path,
+        fprintf(stderr, "shardq: %s %s: cannot write (%s); nothing submitted\n", flag, path,
                 strerror(errno));
         return SQ_EXIT_ERROR;
     }
@@ -285,14 +329,15 @@ int
 sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
 {
     const char *model = NULL, *prio = NULL, *tenant = NULL, *attempts = NULL, *out = NULL,
-               *timeout = NULL, *adapter = NULL, *key = NULL, *pos[1];
+               *errors = NULL, *timeout = NULL, *adapter = NULL, *key = NULL, *pos[1];
     bool wait = false, done;
     sq_cli_opt_t opts[] = {
         {"--model", NULL, &model, NULL},     {"--priority", NULL, &prio, NULL},
         {"--tenant", NULL, &tenant, NULL},   {"--max-attempts", NULL, &attempts, NULL},
         {"--wait", NULL, NULL, &wait},       {"--output", "-o", &out, NULL},
         {"--timeout", NULL, &timeout, NULL}, {"--adapter", NULL, &adapter, NULL},
-        {"--idempotency-key", NULL, &key, NULL}, {NULL, NULL, NULL, NULL}};
+        {"--idempotency-key", NULL, &key, NULL}, {"--errors", NULL, &errors, NULL},
+        {NULL, NULL, NULL, NULL}};
     uint64_t priority = UINT64_MAX, max_attempts = 0, timeout_s = 0;
     int rc = sq_cli_cmd_parse(cmd, argc, argv, opts, pos, 1, 1, &done);
     if (rc || done)
@@ -307,7 +352,12 @@ sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
         fprintf(stderr, "shardq submit: -o and --timeout need --wait\n");
         return SQ_EXIT_USAGE;
     }
-    if ((rc = s_check_writable(s_out_path(out))))
+    if (errors && !out) {
+        fprintf(stderr, "shardq submit: --errors needs --wait and -o\n");
+        return SQ_EXIT_USAGE;
+    }
+    if ((rc = s_check_writable("-o", s_out_path(out))) ||
+        (rc = s_check_writable("--errors", errors)))
         return rc;
     /* the whole file is validated before the broker hears of it */
     sq_jsonl_limits_t lim;
@@ -362,7 +412,7 @@ sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
         /* (stdout holds the job id alone, for scripts) */
         rc = s_wait(c, job_id, (double)timeout_s, &final, stderr);
         if (out && (rc == SQ_EXIT_OK || rc == SQ_EXIT_JOB_FAILED)) {
-            int wrc = s_results_to(c, job_id, s_out_path(out), (int)kind);
+            int wrc = s_results_to(c, job_id, s_out_path(out), errors, (int)kind);
             /* results not written weigh more than a failed job */
             if (wrc != SQ_EXIT_OK && (rc == SQ_EXIT_OK || wrc != SQ_EXIT_JOB_FAILED))
                 rc = wrc;
@@ -444,9 +494,11 @@ sq_cli_wait(const sq_cli_cmd_t *cmd, int argc, char **argv)
 int
 sq_cli_results(const sq_cli_cmd_t *cmd, int argc, char **argv)
 {
-    const char *out = NULL;
+    const char *out = NULL, *errors = NULL;
     bool done;
-    sq_cli_opt_t opts[] = {{"--output", "-o", &out, NULL}, {NULL, NULL, NULL, NULL}};
+    sq_cli_opt_t opts[] = {{"--output", "-o", &out, NULL},
+                           {"--errors", NULL, &errors, NULL},
+                           {NULL, NULL, NULL, NULL}};
     uint64_t job_id;
     int rc = s_job_arg(cmd, argc, argv, opts, &job_id, &done);
     if (rc || done)
@@ -454,7 +506,7 @@ sq_cli_results(const sq_cli_cmd_t *cmd, int argc, char **argv)
     sq_client_t *c = sq_cli_client();
     if (!c)
         return sq_cli_exit_code(sq_error_code());
-    rc = s_results_to(c, job_id, s_out_path(out), -1);
+    rc = s_results_to(c, job_id, s_out_path(out), errors, -1);
     sq_client_destroy(&c);
     return rc;
 }

@@ -384,6 +384,14 @@ sq_client_submit_keyed(sq_client_t *self, const sq_client_job_spec_t *spec,
     sq_wire_msg_t *reply;
     int rc = s_request(self, SQ_WIRE_SUBMIT, s_build_submit, &args,
                        spec->idempotency_key != NULL, &reply);
+    size_t size = sq_wire_enc_size(self->enc);
+    if (rc == SQ_ETOOBIG && size > SQ_WIRE_MAX_BODY) {
+        /* what would fit, at this job's bytes a task, with a margin */
+        size_t fit = (size_t)((double)n_tasks * 0.9 * SQ_WIRE_MAX_BODY / (double)size);
+        return SQ_FAIL(SQ_ETOOBIG, "the job is %zu bytes encoded, over the cap of %u bytes a "
+                       "message: split it into jobs of about %zu tasks or fewer", size,
+                       SQ_WIRE_MAX_BODY, fit ? fit : 1);
+    }
     if (rc)
         return rc;
     if (repeated_out)

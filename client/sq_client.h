@@ -146,6 +146,7 @@ typedef struct {
     char *error;                       /* NULL when absent */
     size_t error_len;
     uint64_t attempts;
+    int64_t finished_at_ms;            /* when its result was recorded; 0 when absent */
 } sq_client_result_t;
 
 typedef struct sq_client_results_t sq_client_results_t;

@@ -208,6 +208,9 @@ s_decode(sq_wire_val_t m, sq_client_result_t *r)
     r->prompt_tokens = s_opt_count(m, "prompt_tokens");
     r->completion_tokens = s_opt_count(m, "completion_tokens");
     r->cached_tokens = s_opt_count(m, "cached_tokens");
+    r->finished_at_ms = s_opt_count(m, "finished_at_ms");
+    if (r->finished_at_ms < 0)
+        r->finished_at_ms = 0;
     return 0;
 }
 

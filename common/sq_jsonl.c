@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sq_jsonl_internal.h"
 #include "sq_error.h"
+#include "sq_utf8.h"
 #include "sq_file.h"
 #include "sq_hash.h"
 
@@ -150,10 +151,13 @@ s_check_model(sq_jsonl_t *self, const sq_jsonl_task_t *t)
         self->model_line = t->line_no;
         return 0;
     }
-    if (strcmp(self->model, t->model) != 0)
+    if (strcmp(self->model, t->model) != 0) { /* names cut on a whole character */
+        int n = (int)sq_utf8_cut(t->model, strnlen(t->model, 64));
+        int first = (int)sq_utf8_cut(self->model, strnlen(self->model, 64));
         return sq_jsonl_field_err(SQ_EINVAL, t->line_no, field,
-                           "\"%.64s\" differs from \"%.64s\" on line %d (one job runs one model)",
-                           t->model, self->model, self->model_line);
+                                  "\"%.*s\" differs from \"%.*s\" on line %d (one job runs one "
+                                  "model)", n, t->model, first, self->model, self->model_line);
+    }
     return 0;
 }
 

@@ -58,7 +58,8 @@ sq_jsonl_kind_t sq_jsonl_kind_parse(const char *name);
 #define SQ_JSONL_MAX_STOP 4
 
 /* One validated task. Optional numbers hold -1 (max_tokens, seed) or NAN
- * (temperature, top_p) when the line did not give them. */
+ * (temperature, top_p) when the line did not give them (or gave null),
+ * except an OpenAI line's temperature, which is then OpenAI's default, 1. */
 typedef struct {
     int line_no;                /* 1-based line in the file */
     sq_jsonl_kind_t kind;
@@ -75,7 +76,8 @@ typedef struct {
     int64_t seed;               /* >= 0, or -1 */
     int n_stop;
     char *stop[SQ_JSONL_MAX_STOP];
-    /* OpenAI shape: the line's "body" re-encoded as compact JSON (NUL kept
+    /* OpenAI shape: the line's "body" re-encoded as compact JSON, less a
+     * completion's "prompt" (the task's prompt is that) (NUL kept
      * as the escape \u0000, so the text itself holds none); simple shape:
      * {"stop":...} when it names stop sequences (a string or an array, as
      * the line gave it); else NULL. */

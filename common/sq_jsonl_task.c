@@ -25,13 +25,44 @@ static const char *const s_simple_keys[] = {
     "adapter", "adapter_version", NULL};
 static const char *const s_batch_keys[] = {"custom_id", "method", "url", "body", NULL};
 static const char *const s_completion_keys[] = {
-    "model", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "n", "stream", "user",
-    "adapter", "adapter_version",
-    NULL};
+    "model", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "user", "adapter",
+    "adapter_version", NULL};
 static const char *const s_chat_keys[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
-    "seed", "n", "stream", "user", "adapter", "adapter_version", NULL};
+    "seed", "user", "adapter", "adapter_version", NULL};
 static const char *const s_message_keys[] = {"role", "content", "name", NULL};
+static const char *const s_part_keys[] = {"type", "text", NULL};
+
+/* OpenAI body fields shardq does not implement, taken at their default
+ * value only (files written by SDKs often spell defaults out); any other
+ * value is refused naming the default. Both endpoints' fields, since a
+ * default value asks for nothing either way. */
+static const struct {
+    const char *key, *value; /* the default, as JSON */
+} s_default_only[] = {
+    {"n", "1"},
+    {"stream", "false"},
+    {"logprobs", "false"},
+    {"echo", "false"},
+    {"best_of", "1"},
+    {"presence_penalty", "0"},
+    {"frequency_penalty", "0"},
+    {"logit_bias", "{}"},
+    {"tools", "[]"},
+    {"parallel_tool_calls", "true"},
+    {"response_format", "{\"type\":\"text\"}"},
+    {"store", "false"},
+};
+
+/* Is key one of s_default_only's? */
+static bool
+s_default_only_key(const char *key)
+{
+    for (size_t i = 0; i < sizeof s_default_only / sizeof s_default_only[0]; i++)
+        if (strcmp(key, s_default_only[i].key) == 0)
+            return true;
+    return false;
+}
 
 /* ------------------------------------------------------- field checking */
 
@@ -59,13 +90,16 @@ s_path(char *buf, size_t size, const char *prefix, const char *key)
     return buf;
 }
 
+/* Every key of obj is allowed, or given as null (= not given: OpenAI's SDKs
+ * write unset optional fields as null), or (in an OpenAI body: `body`) one
+ * of s_default_only's, whose values s_check_openai_extras checks. */
 static int
-s_check_keys(json_t *obj, const char *const *allowed, const char *prefix, int line)
+s_check_keys(json_t *obj, const char *const *allowed, const char *prefix, int line, bool body)
 {
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v) {
-        int ok = 0;
+        int ok = json_is_null(v) || (body && s_default_only_key(key));
         for (int i = 0; allowed[i] && !ok; i++)
             ok = strcmp(key, allowed[i]) == 0;
         if (!ok) {
@@ -77,8 +111,9 @@ s_check_keys(json_t *obj, const char *const *allowed, const char *prefix, int li
     return 0;
 }
 
-/* A string field. max_bytes 0 = no cap beyond the line cap; allow_nul 0
- * refuses embedded NUL (for values used as C strings). */
+/* A string field; absent or null leaves *out NULL. max_bytes 0 = no cap
+ * beyond the line cap; allow_nul 0 refuses embedded NUL (for values used
+ * as C strings). */
 static int
 s_get_string(json_t *obj, const char *key, const char *prefix, int line, int required,
              size_t max_bytes, int allow_nul, const char **out, size_t *len_out)
@@ -87,7 +122,7 @@ s_get_string(json_t *obj, const char *key, const char *prefix, int line, int req
     json_t *v = json_object_get(obj, key);
     *out = NULL;
     *len_out = 0;
-    if (!v) {
+    if (!v || json_is_null(v)) { /* null: not given (OpenAI's SDKs write unset fields so) */
         if (required)
             return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key),
                                "missing (required)");
@@ -109,14 +144,14 @@ s_get_string(json_t *obj, const char *key, const char *prefix, int line, int req
     return 0;
 }
 
-/* An integer field in [lo, hi]; absent leaves *out untouched. */
+/* An integer field in [lo, hi]; absent (or null) leaves *out untouched. */
 static int
 s_get_int(json_t *obj, const char *key, const char *prefix, int line, int64_t lo, int64_t hi,
           const char *expect, int64_t *out)
 {
     char p[300];
     json_t *v = json_object_get(obj, key);
-    if (!v)
+    if (!v || json_is_null(v))
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
         return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key), "expected %s",
@@ -125,14 +160,14 @@ s_get_int(json_t *obj, const char *key, const char *prefix, int line, int64_t lo
     return 0;
 }
 
-/* A number field in [lo, hi]. */
+/* A number field in [lo, hi]; absent (or null) leaves *out untouched. */
 static int
 s_get_number(json_t *obj, const char *key, const char *prefix, int line, double lo, double hi,
              double *out)
 {
     char p[300];
     json_t *v = json_object_get(obj, key);
-    if (!v)
+    if (!v || json_is_null(v))
         return 0;
     double d = json_is_number(v) ? json_number_value(v) : NAN;
     if (!json_is_number(v) || isnan(d) || d > hi || d < lo)
@@ -238,20 +273,33 @@ s_get_params(json_t *obj, const char *prefix, int line, sq_jsonl_task_t *t)
     return 0;
 }
 
-/* Body fields that OpenAI accepts but shardq cannot honour are refused
- * with a reason rather than ignored: n > 1 and streaming. */
+/* Body fields that OpenAI accepts but shardq cannot honour: at their
+ * default they are taken, any other value is refused with the reason
+ * rather than ignored. */
 static int
 s_check_openai_extras(json_t *body, int line)
 {
-    json_t *n = json_object_get(body, "n");
-    json_t *stream = json_object_get(body, "stream");
+    for (size_t i = 0; i < sizeof s_default_only / sizeof s_default_only[0]; i++) {
+        json_t *v = json_object_get(body, s_default_only[i].key);
+        if (!v || json_is_null(v))
+            continue;
+        json_t *def = json_loads(s_default_only[i].value, JSON_DECODE_ANY, NULL);
+        if (!def)
+            return SQ_FAIL(SQ_ENOMEM, "out of memory");
+        bool same = json_is_number(v) && json_is_number(def)
+                        ? json_number_value(v) == json_number_value(def)
+                        : json_equal(v, def);
+        json_decref(def);
+        if (!same) {
+            char p[300];
+            return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, "body",
+                                                              s_default_only[i].key),
+                                      "not supported: only its default, %s, is accepted",
+                                      s_default_only[i].value);
+        }
+    }
     json_t *user = json_object_get(body, "user");
-    if (n && !(json_is_integer(n) && json_integer_value(n) == 1))
-        return sq_jsonl_field_err(SQ_EINVAL, line, "body.n", "only n = 1 is supported");
-    if (stream && !json_is_false(stream))
-        return sq_jsonl_field_err(SQ_EINVAL, line, "body.stream",
-                                  "streaming is not supported in batch");
-    if (user && !json_is_string(user))
+    if (user && !json_is_null(user) && !json_is_string(user))
         return sq_jsonl_field_err(SQ_EINVAL, line, "body.user", "expected a string");
     return 0;
 }
@@ -297,11 +345,16 @@ s_add_content(s_buf_t *b, json_t *content, const char *field, int line)
     json_array_foreach(content, i, part) {
         json_t *type = json_object_get(part, "type");
         json_t *text = json_object_get(part, "text");
+        char where[120];
+        snprintf(where, sizeof where, "%s[%zu]", field, i);
+        int rc = json_is_object(part) ? s_check_keys(part, s_part_keys, where, line, false) : 0;
+        if (rc)
+            return rc;
         if (!json_is_object(part) || !json_is_string(type) || json_string_length(type) != 4 ||
             memcmp(json_string_value(type), "text", 4) != 0 || !json_is_string(text))
             return sq_jsonl_field_err(SQ_EINVAL, line, field,
                                "part %zu: expected {\"type\":\"text\",\"text\":string}", i);
-        int rc = s_buf_add(b, json_string_value(text), json_string_length(text));
+        rc = s_buf_add(b, json_string_value(text), json_string_length(text));
         if (rc)
             return rc;
     }
@@ -327,7 +380,7 @@ s_chat_prompt(json_t *body, int line, sq_jsonl_task_t *t)
             rc = sq_jsonl_field_err(SQ_EINVAL, line, field, "expected an object");
             break;
         }
-        if ((rc = s_check_keys(m, s_message_keys, field, line)))
+        if ((rc = s_check_keys(m, s_message_keys, field, line, false)))
             break;
         /* a string without NUL, so that "user\u0000..." is no "user";
          * name is OpenAI's optional participant name, kept out of the
@@ -397,7 +450,7 @@ s_parse_simple(json_t *obj, int line, sq_jsonl_task_t *t)
     const char *prompt;
     size_t len;
     int rc;
-    if ((rc = s_check_keys(obj, s_simple_keys, "", line)) ||
+    if ((rc = s_check_keys(obj, s_simple_keys, "", line, false)) ||
         (rc = s_get_string(obj, "prompt", "", line, 1, 0, 1, &prompt, &len)) ||
         (rc = s_get_params(obj, "", line, t)))
         return rc;
@@ -420,7 +473,7 @@ s_parse_batch(json_t *obj, int line, sq_jsonl_task_t *t)
     const char *method, *url, *prompt;
     size_t len;
     int rc;
-    if ((rc = s_check_keys(obj, s_batch_keys, "", line)) ||
+    if ((rc = s_check_keys(obj, s_batch_keys, "", line, false)) ||
         (rc = s_get_string(obj, "method", "", line, 1, 16, 0, &method, &len)) ||
         (rc = s_get_string(obj, "url", "", line, 1, 64, 0, &url, &len)))
         return rc;
@@ -439,7 +492,7 @@ s_parse_batch(json_t *obj, int line, sq_jsonl_task_t *t)
     if (!json_is_object(body))
         return sq_jsonl_field_err(SQ_EINVAL, line, "body", "expected an object");
     int chat = t->kind == SQ_JSONL_KIND_CHAT;
-    if ((rc = s_check_keys(body, chat ? s_chat_keys : s_completion_keys, "body", line)) ||
+    if ((rc = s_check_keys(body, chat ? s_chat_keys : s_completion_keys, "body", line, true)) ||
         (rc = s_check_openai_extras(body, line)) || (rc = s_get_params(body, "body", line, t)))
         return rc;
     if (chat) {
@@ -452,7 +505,19 @@ s_parse_batch(json_t *obj, int line, sq_jsonl_task_t *t)
                (rc = s_set_prompt(t, prompt, len))) {
         return rc;
     }
-    return s_set_body(t, body);
+    /* OpenAI samples at temperature 1 unless told otherwise */
+    if (isnan(t->temperature))
+        t->temperature = 1;
+    /* a completion's prompt travels once, as the task's prompt (chat
+     * messages stay: the prompt is their rendering, not them) */
+    json_t *kept = chat ? json_incref(body) : json_copy(body);
+    if (!kept)
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
+    if (!chat)
+        json_object_del(kept, "prompt");
+    rc = s_set_body(t, kept);
+    json_decref(kept);
+    return rc;
 }
 
 int

@@ -7,7 +7,7 @@
  *    flow         submit -> wait -> results; status --json, jobs, workers;
  *                 hostile strings round-trip; unknown job -> exit 5
  *    failures     dead tasks: wait exits 1, results keep one line per
- *                 custom_id with the error
+ *                 custom_id with the error, or apart with --errors
  *    chat         chat lines come back as chat.completion bodies
  *    cancel       cancel a running job; results mark cancelled tasks
  *    invalid      a bad file is refused naming line and field, and the
@@ -341,6 +341,16 @@ test_flow(void)
         SQ_CHECK(json_integer_value(
                      json_object_get(json_object_get(line, "response"), "status_code")) == 200);
         SQ_CHECK(json_is_null(json_object_get(line, "error")));
+        /* "created" is when the result was recorded, as OpenAI's is when
+         * the response was made (it was the job's submission time) */
+        char sql[200];
+        int64_t finished_s = -1;
+        snprintf(sql, sizeof sql, "select floor(extract(epoch from finished_at))::bigint from "
+                 "task_results where job_id = %s and idx = %d", job, i + 1);
+        SQ_CHECK(sq_harness_sql_i64(h, sql, &finished_s) == 0 &&
+                 json_integer_value(json_object_get(
+                     json_object_get(json_object_get(line, "response"), "body"), "created")) ==
+                     finished_s);
         /* the echo worker returns the prompt: every byte survived the trip */
         json_t *p = json_loads((snprintf(want, sizeof want, "\"p%d %s\"", i, s_hostile[i % 4]),
                                 want), JSON_DECODE_ANY, NULL);
@@ -456,6 +466,37 @@ test_failures(void)
     }
     SQ_CHECK(n_dead > 0 && n_dead < 40);
     json_decref(res);
+
+    /* --errors splits them as OpenAI does: its output file holds only
+     * responses, the error file the rest; together the same lines */
+    char ok_path[300], err_path[300];
+    snprintf(ok_path, sizeof ok_path, "%s/fail.ok.jsonl", g_dir);
+    snprintf(err_path, sizeof err_path, "%s/fail.err.jsonl", g_dir);
+    r = s_cli(ep, (const char *[]){"results", job, "-o", ok_path, "--errors", err_path, NULL});
+    SQ_CHECK(r.code == 1 && strstr(r.err, "; those failed or cancelled to ") != NULL);
+    s_run_free(&r);
+    json_t *ok = s_load_results(ok_path), *bad = s_load_results(err_path);
+    SQ_REQUIRE(ok && bad);
+    SQ_CHECK(json_array_size(bad) == (size_t)n_dead && json_array_size(ok) == 40 - (size_t)n_dead);
+    size_t i;
+    json_t *line;
+    json_array_foreach(ok, i, line)
+        SQ_CHECK(json_is_null(json_object_get(line, "error")) &&
+                 json_is_object(json_object_get(json_object_get(line, "response"), "body")));
+    json_array_foreach(bad, i, line)
+        SQ_CHECK(json_is_null(json_object_get(line, "response")) &&
+                 json_is_object(json_object_get(line, "error")));
+    json_decref(ok);
+    json_decref(bad);
+    /* --errors is for a results file; submit checks it is writable first */
+    r = s_cli(ep, (const char *[]){"submit", path, "--errors", err_path, NULL});
+    SQ_CHECK(r.code == 2 && strstr(r.err, "--errors needs --wait and -o") != NULL);
+    s_run_free(&r);
+    r = s_cli(ep, (const char *[]){"submit", path, "--wait", "-o", ok_path, "--errors",
+                                   "/nonexistent/dir/e.jsonl", NULL});
+    SQ_CHECK(r.code == 7 && strstr(r.err, "--errors /nonexistent/dir/e.jsonl: cannot write") &&
+             strstr(r.err, "nothing submitted"));
+    s_run_free(&r);
     sq_harness_destroy(&h);
 }
 

@@ -397,7 +397,8 @@ test_submit_encoding(void)
     SQ_CHECK(id == 42 && p->last_n_tasks == 2);
     SQ_CHECK(p->last_custom_id_len == 7 && memcmp(p->last_custom_id, "q\"'; --", 7) == 0);
     SQ_CHECK(p->last_max_tokens == 9);
-    SQ_CHECK(strcmp(p->last_body, "{\"prompt\":\"hi\",\"max_tokens\":9,\"stop\":[\"END\"]}") == 0);
+    /* the prompt travels once, as the task's, not again in the body */
+    SQ_CHECK(strcmp(p->last_body, "{\"max_tokens\":9,\"stop\":[\"END\"]}") == 0);
     SQ_CHECK(strcmp(p->last_params, "{\"kind\":\"completion\"}") == 0);
     /* a job needs tenant and model; empty jobs are refused before sending */
     sq_client_job_spec_t bad = {.tenant = "t", .priority = -1};
@@ -405,6 +406,22 @@ test_submit_encoding(void)
     SQ_CHECK(sq_client_submit(c, &spec, sq_jsonl_tasks(file), 0, &id) == SQ_EINVAL);
     SQ_CHECK(atomic_load(&p->n_requests) == 1);
     sq_jsonl_destroy(&file);
+
+    /* a job over the message cap is refused before sending, saying how
+     * many tasks a job could hold: 80 tasks of 1 MiB, about 57 fit */
+    enum { N_BIG = 80 };
+    static sq_jsonl_task_t big[N_BIG];
+    char *prompt = malloc(SQ_WIRE_MAX_PROMPT);
+    SQ_REQUIRE(prompt);
+    memset(prompt, 'x', SQ_WIRE_MAX_PROMPT);
+    for (int i = 0; i < N_BIG; i++)
+        big[i] = (sq_jsonl_task_t){.custom_id = "c", .custom_id_len = 1, .prompt = prompt,
+                                   .prompt_len = SQ_WIRE_MAX_PROMPT, .max_tokens = -1,
+                                   .temperature = NAN, .top_p = NAN, .seed = -1};
+    SQ_CHECK(sq_client_submit(c, &spec, big, N_BIG, &id) == SQ_ETOOBIG);
+    SQ_CHECK(strstr(sq_error_detail(), "split it into jobs of about 57 tasks") != NULL);
+    SQ_CHECK(atomic_load(&p->n_requests) == 1);
+    free(prompt);
     sq_client_destroy(&c);
     s_peer_stop(&p);
 }

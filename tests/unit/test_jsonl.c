@@ -113,6 +113,34 @@ test_batch_shapes(void)
     SQ_CHECK(sq_jsonl_kind_parse("bogus") == SQ_JSONL_KIND_SIMPLE);
     sq_jsonl_destroy(&j);
 
+    /* what OpenAI's SDKs write for unset fields (null) and fields spelled
+     * out at their default are taken as not given; OpenAI's default
+     * temperature is 1, a completion's prompt is not sent twice */
+    j = s_parse("{\"custom_id\":\"d\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+                "\"body\":{\"model\":null,\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},"
+                "{\"role\":\"assistant\",\"content\":\"Yes\",\"refusal\":null}],"
+                "\"max_tokens\":null,\"temperature\":null,\"top_p\":null,\"seed\":null,"
+                "\"n\":1,\"stream\":false,\"logprobs\":false,\"presence_penalty\":0,"
+                "\"frequency_penalty\":0.0,\"logit_bias\":{},\"tools\":[],\"user\":null,"
+                "\"response_format\":{\"type\":\"text\"},\"stop\":null}}\n"
+                "{\"custom_id\":\"e\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+                "\"body\":{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
+                "\"temperature\":0.25,\"top_p\":0.5}}\n");
+    SQ_REQUIRE(j);
+    const sq_jsonl_task_t *d = sq_jsonl_task(j, 0);
+    SQ_CHECK(d->max_tokens == -1 && d->seed == -1 && d->n_stop == 0 && d->model == NULL);
+    SQ_CHECK(d->temperature == 1 && isnan(d->top_p));
+    SQ_CHECK(sq_jsonl_task(j, 1)->temperature == 0.25 && sq_jsonl_task(j, 1)->top_p == 0.5);
+    sq_jsonl_destroy(&j);
+    j = s_parse(LINE_COMPLETION);
+    SQ_REQUIRE(j);
+    body = json_loadb(sq_jsonl_task(j, 0)->body_json, sq_jsonl_task(j, 0)->body_json_len, 0,
+                      NULL);
+    SQ_CHECK(body && !json_object_get(body, "prompt") && json_object_get(body, "stop"));
+    json_decref(body);
+    SQ_CHECK(sq_jsonl_task(j, 0)->temperature == 1);
+    sq_jsonl_destroy(&j);
+
     /* simple lines keep stop sequences in a synthesised body */
     j = s_parse("{\"custom_id\":\"s\",\"prompt\":\"x\",\"stop\":\"END\"}");
     SQ_REQUIRE(j);
@@ -225,11 +253,24 @@ test_batch_errors(void)
     snprintf(b, sizeof b, "%s\"body\":{\"max_tokens\":3}}", pre);
     SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.prompt\": missing"));
     snprintf(b, sizeof b, "%s\"body\":{\"prompt\":\"p\",\"n\":2}}", pre);
-    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.n\": only n = 1"));
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL,
+                                "field \"body.n\": not supported: only its default, 1,"));
     snprintf(b, sizeof b, "%s\"body\":{\"prompt\":\"p\",\"stream\":true}}", pre);
-    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.stream\""));
-    snprintf(b, sizeof b, "%s\"body\":{\"prompt\":\"p\",\"logit_bias\":{}}}", pre);
-    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.logit_bias\": unknown"));
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.stream\": not supported"));
+    snprintf(b, sizeof b, "%s\"body\":{\"prompt\":\"p\",\"logit_bias\":{\"50256\":-100}}}",
+             pre);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.logit_bias\": not supported"));
+    snprintf(b, sizeof b, "%s\"body\":{\"prompt\":\"p\",\"presence_penalty\":0.5}}", pre);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.presence_penalty\": not supported"));
+    snprintf(b, sizeof b, "%s\"body\":{\"prompt\":\"p\",\"logprobs\":true}}", pre);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.logprobs\": not supported"));
+    snprintf(b, sizeof b, "%s\"body\":{\"prompt\":\"p\",\"max_tokens\":null,\"frobs\":1}}",
+             pre);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.frobs\": unknown"));
+    snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"role\":\"user\",\"content\":"
+             "[{\"type\":\"text\",\"text\":\"a\",\"cache_control\":{}}]}]}}", chat);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL,
+                                "field \"body.messages[0].content[0].cache_control\": unknown"));
     snprintf(b, sizeof b, "%s\"body\":{\"messages\":[]}}", chat);
     SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.messages\": expected a non-empty"));
     snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},"
