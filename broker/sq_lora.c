@@ -29,7 +29,16 @@ typedef struct {
     char name[S_NAME], version[S_NAME];   /* "" when none */
     char canary[S_NAME];
     int canary_pct;
+    char *pins;   /* "\nv1\nv2\n": the versions a task may pin (all but rolled back) */
 } s_entry_t;
+
+static void s_entries_free(s_entry_t **e_p, size_t n)
+{
+    for (size_t i = 0; *e_p && i < n; i++)
+        free((*e_p)[i].pins);
+    free(*e_p);
+    *e_p = NULL;
+}
 
 typedef struct {
     s_kind_t kind;
@@ -63,7 +72,7 @@ static void s_op_destroy(s_op_t **op_p)
     free(op->metrics), free(op->sha256), free(op->base_sha256), free(op->targets);
     free(op->file);
     sq_wire_enc_destroy(&op->reply);
-    free(op->snap);
+    s_entries_free(&op->snap, op->n_snap);
     free(op);
     *op_p = NULL;
 }
@@ -99,32 +108,53 @@ static bool s_target_ok(const char *s, size_t n)
 
 /* ---- the request thread ---- */
 
+/* Append "v\n" to *pins ("\n" first): false when out of memory. */
+static bool s_pin_add(char **pins, const char *version)
+{
+    size_t have = *pins ? strlen(*pins) : 1, n = strlen(version);
+    char *p = realloc(*pins, have + n + 2);
+    if (!p)
+        return false;
+    if (!*pins)
+        p[0] = '\n';
+    memcpy(p + have, version, n);
+    memcpy(p + have + n, "\n", 2);
+    *pins = p;
+    return true;
+}
+
+/* The registry: one entry a name, every version but the rolled back. */
 static int s_snapshot(sq_db_t *db, s_entry_t **out, size_t *n_out)
 {
     PGresult *res = NULL;
     int rc = sq_db_exec(db, "SELECT name, version, state, coalesce(canary_pct, 0)"
-                            " FROM lora_updates WHERE state IN ('active', 'canary')"
+                            " FROM lora_updates WHERE state <> 'rolled_back'"
                             " ORDER BY name", 0, NULL, &res);
     if (rc)
         return rc;
     int n = PQntuples(res);
     s_entry_t *e = calloc((size_t)n + 1, sizeof *e);
     size_t k = 0;
-    for (int i = 0; e && i < n; i++) {
-        const char *name = PQgetvalue(res, i, 0);
+    bool ok = e != NULL;
+    for (int i = 0; ok && i < n; i++) {
+        const char *name = PQgetvalue(res, i, 0), *version = PQgetvalue(res, i, 1);
+        const char *state = PQgetvalue(res, i, 2);
         if (k == 0 || strcmp(e[k - 1].name, name) != 0)
             snprintf(e[k++].name, S_NAME, "%s", name);
         s_entry_t *x = &e[k - 1];
-        if (!strcmp(PQgetvalue(res, i, 2), "active"))
-            snprintf(x->version, S_NAME, "%s", PQgetvalue(res, i, 1));
-        else {
-            snprintf(x->canary, S_NAME, "%s", PQgetvalue(res, i, 1));
+        ok = s_pin_add(&x->pins, version);
+        if (!strcmp(state, "active"))
+            snprintf(x->version, S_NAME, "%s", version);
+        else if (!strcmp(state, "canary")) {
+            snprintf(x->canary, S_NAME, "%s", version);
             x->canary_pct = atoi(PQgetvalue(res, i, 3));
         }
     }
     PQclear(res);
-    if (!e)
+    if (!ok) {
+        s_entries_free(&e, k);
         return SQ_FAIL(SQ_ENOMEM, "adapter registry");
+    }
     *out = e;
     *n_out = k;
     return 0;
@@ -279,10 +309,27 @@ static int s_publish(sq_db_t *db, const char *dir, s_op_t *op)
         return SQ_FAIL(SQ_EINVAL, "field \"sha256\": the file's checksum is %s, not %s", sha,
                        op->sha256);
     const char *k[2] = {op->name, op->version};
-    if (rc == 0 && (rc = s_one(db, "SELECT state FROM lora_updates WHERE name = $1 AND version = $2",
-                               2, k, have, sizeof have)) == 0 && have[0])
-        return SQ_FAIL(SQ_ESTATE, "adapter %s@%s is already published (state %s)", op->name,
-                       op->version, have);
+    if (rc == 0 && (rc = s_one(db, "SELECT sha256 || ' ' || state FROM lora_updates"
+                                   " WHERE name = $1 AND version = $2",
+                               2, k, have, sizeof have)) == 0 && have[0]) {
+        /* the same file again (a nightly job rerun after a lost answer or a
+         * refused activation): nothing to do; another file: refused */
+        const char *state = strchr(have, ' ') ? strchr(have, ' ') + 1 : "";
+        if (strncmp(have, sha, 64) != 0)
+            return SQ_FAIL(SQ_ESTATE, "adapter %s@%s is already published (state %s) with "
+                           "another file (sha256 %.64s): publish this one as a new version",
+                           op->name, op->version, state, have);
+        char path[300];
+        snprintf(path, sizeof path, "%s/%s.gguf", op->name, op->version);
+        op->reply = sq_wire_enc_new();
+        sq_wire_map(op->reply, 5);
+        sq_wire_kv_u64(op->reply, "rid", op->rid);
+        sq_wire_kv_str(op->reply, "state", state);
+        sq_wire_kv_str(op->reply, "sha256", sha);
+        sq_wire_kv_str(op->reply, "path", path);
+        sq_wire_kv_bool(op->reply, "repeated", true);
+        return 0;
+    }
     char rel[300];
     snprintf(rel, sizeof rel, "%s", op->name);
     char sub[4096];
@@ -343,7 +390,14 @@ static int s_activate(sq_db_t *db, const char *dir, s_op_t *op)
         rc = s_one(db, "SELECT version FROM lora_updates WHERE name = $1 AND state = 'active'"
                        " FOR UPDATE", 1, k, active, sizeof active);
     if (rc == 0 && op->canary_pct > 0) {
-        if (strcmp(state, "staged") != 0)
+        /* a canary already running takes the new share (or, the same, is
+         * left as it is: a rerun) */
+        char pct[16] = "";
+        bool again = strcmp(state, "canary") == 0;
+        if (again)
+            rc = s_one(db, "SELECT canary_pct FROM lora_updates WHERE name = $1 AND version = $2",
+                       2, k, pct, sizeof pct);
+        if (rc == 0 && !again && strcmp(state, "staged") != 0)
             rc = SQ_FAIL(SQ_ESTATE, "%s@%s is %s: a canary starts from a staged version",
                          op->name, op->version, state);
         if (rc == 0 && !active[0])
@@ -356,7 +410,8 @@ static int s_activate(sq_db_t *db, const char *dir, s_op_t *op)
         if (rc == 0 && other[0])
             rc = SQ_FAIL(SQ_ESTATE, "%s@%s is in canary: activate or roll it back first",
                          op->name, other);
-        if (rc == 0 && (rc = s_set_state(db, op, op->version, "canary")) == 0)
+        if (rc == 0 && (!again || strtoull(pct, NULL, 10) != op->canary_pct) &&
+            (rc = s_set_state(db, op, op->version, "canary")) == 0)
             rc = s_record(db, op, op->version, state, "canary", "lora_canary");
     } else if (rc == 0) {
         if (active[0] && strcmp(active, op->version) != 0 &&
@@ -562,7 +617,7 @@ void sq_lora_destroy(sq_lora_t **self_p)
     zactor_destroy(&self->actor);
     free(self->conninfo);
     free(self->dir);
-    free(self->reg);
+    s_entries_free(&self->reg, self->n_reg);
     free(self);
     *self_p = NULL;
 }
@@ -679,12 +734,13 @@ int sq_lora_take_done(sq_lora_t *self, sq_lora_done_t *out)
     free(cmd);
     s_op_t *op = p;
     if (op->snap) {
-        free(self->reg);
+        s_entries_free(&self->reg, self->n_reg);
         self->reg = op->snap;
         self->n_reg = op->n_snap;
         op->snap = NULL;
         for (size_t i = 0; i < self->n_reg; i++)
-            SQ_INFO("adapter versions", "name=%s active=%s canary=%s canary_pct=%d",
+            if (self->reg[i].version[0] || self->reg[i].canary[0])
+                SQ_INFO("adapter versions", "name=%s active=%s canary=%s canary_pct=%d",
                     self->reg[i].name, self->reg[i].version[0] ? self->reg[i].version : "-",
                     self->reg[i].canary[0] ? self->reg[i].canary : "-", self->reg[i].canary_pct);
     }
@@ -716,4 +772,20 @@ const char *sq_lora_resolve(const sq_lora_t *self, const char *name, uint64_t ta
         return e->version[0] ? e->version : NULL;
     }
     return NULL;
+}
+
+bool sq_lora_pin_ok(const sq_lora_t *self, const char *name, const char *version)
+{
+    for (size_t i = 0; self && i < self->n_reg; i++) {
+        const s_entry_t *e = &self->reg[i];
+        if (strcmp(e->name, name) != 0)
+            continue;
+        size_t n = strlen(version);
+        for (const char *p = e->pins ? strstr(e->pins, version) : NULL; p;
+             p = strstr(p + 1, version))
+            if (p[-1] == '\n' && p[n] == '\n')
+                return true;
+        return false;
+    }
+    return true;
 }

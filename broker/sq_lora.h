@@ -51,6 +51,12 @@ int sq_lora_take_done(sq_lora_t *self, sq_lora_done_t *out);
  * [A-Za-z0-9._-], not starting with '.' (they become file names). */
 bool sq_lora_name_ok(const char *s, size_t n);
 
+/* May a task pin version of adapter name? False when the registry manages
+ * name (it has published a version of it) and version is not one of its
+ * versions or was rolled back; true for a name it does not manage (its
+ * files are placed by hand). */
+bool sq_lora_pin_ok(const sq_lora_t *self, const char *name, const char *version);
+
 /* The version a task of adapter name gets, or NULL when the adapter has no
  * managed version (workers then read DIR/NAME/active). Borrowed. */
 const char *sq_lora_resolve(const sq_lora_t *self, const char *name, uint64_t task_id);

@@ -25,7 +25,7 @@
 /* what an adapter name or version may be (they become file names) */
 #define S_ADAPTER_RULE "use 1-128 of [A-Za-z0-9._-], not starting with '.'"
 
-static int s_parse_task(sq_wire_val_t m, sq_task_t *t, zhashx_t *seen)
+static int s_parse_task(sq_wire_val_t m, sq_task_t *t, zhashx_t *seen, const sq_lora_t *lora)
 {
     const char *cid, *prompt, *body = NULL, *adapter = NULL, *version = NULL;
     size_t ncid, nprompt, nbody = 0, nad = 0, nver = 0;
@@ -96,6 +96,10 @@ static int s_parse_task(sq_wire_val_t m, sq_task_t *t, zhashx_t *seen)
         memcpy(t->data + t->adapter_off + nad + 1, version ? version : "", nver);
         t->data[t->adapter_off + nad + 1 + nver] = '\0';
     }
+    /* a pinned version the registry does not have would fail every attempt */
+    if (version && !sq_lora_pin_ok(lora, sq_task_adapter(t), sq_task_adapter_version(t)))
+        return SQ_FAIL(SQ_EINVAL, "field \"adapter_version\": %s@%s was never published or was "
+                       "rolled back", sq_task_adapter(t), sq_task_adapter_version(t));
     t->max_tokens = (uint32_t)max_tokens;
     t->temperature = temperature;
     t->top_p = top_p;
@@ -139,7 +143,7 @@ static int s_parse_job_fields(sq_wire_val_t b, sq_job_t *job)
 }
 
 /* Build a job from a SUBMIT body. OUT: *out (owned by the caller). */
-static int s_parse_submit(sq_wire_val_t b, sq_job_t **out)
+static int s_parse_submit(sq_wire_val_t b, const sq_lora_t *lora, sq_job_t **out)
 {
     sq_wire_val_t tasks;
     *out = NULL;
@@ -163,7 +167,7 @@ static int s_parse_submit(sq_wire_val_t b, sq_job_t **out)
     while (rc == 0 && sq_wire_iter_next(&it, &m)) {
         if (sq_wire_type(m) != SQ_WIRE_T_MAP)
             rc = SQ_FAIL(SQ_EINVAL, "tasks[%u]: expected a map", i);
-        else if ((rc = s_parse_task(m, &job->tasks[i], seen)) != 0) {
+        else if ((rc = s_parse_task(m, &job->tasks[i], seen, lora)) != 0) {
             /* 'field "NAME": why' becomes 'tasks[i].NAME: why' */
             char detail[600];
             snprintf(detail, sizeof detail, "%s", sq_error_detail());
@@ -195,7 +199,7 @@ static void s_submit(sq_server_t *self, sq_wire_msg_t *msg, uint64_t rid)
         return;
     }
     sq_job_t *job = NULL;
-    int rc = s_parse_submit(msg->body, &job);
+    int rc = s_parse_submit(msg->body, self->lora, &job);
     if (rc) {
         sq_server_error(self, self->clients, msg->identity, rid, rc, sq_error_detail());
         return;

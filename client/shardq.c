@@ -100,7 +100,7 @@ sq_cli_exit_code(int rc)
 {
     switch (rc) {
     case SQ_EINVAL: case SQ_ETOOBIG: case SQ_EFORMAT: case SQ_ETRUNC: case -ENOENT:
-    case -EACCES: case -EISDIR: case -ENOTDIR:
+    case -EACCES: case -EISDIR: case -ENOTDIR: case SQ_ESTATE:
         return SQ_EXIT_INVALID;
     case -ECONNREFUSED: case SQ_ETIMEDOUT: case SQ_EAGAIN:
         return SQ_EXIT_UNREACHABLE;
@@ -163,7 +163,9 @@ sq_cli_job_json(const sq_client_job_t *j)
 void
 sq_cli_print_json(json_t *j)
 {
-    char *s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+    /* 15 digits: a value written with at most 15 (1.42) prints as written,
+     * not as its nearest double's 17 (1.4199999999999999) */
+    char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(15)) : NULL;
     if (s)
         printf("%s\n", s);
     free(s);

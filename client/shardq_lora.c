@@ -128,7 +128,9 @@ static int s_publish(const sq_cli_cmd_t *cmd, int argc, char **argv)
     if (rc || done)
         return rc;
     if (!r.name || !r.version || !file) {
-        fprintf(stderr, "usage: shardq lora %s %s\n", cmd->name, cmd->args);
+        fprintf(stderr, "shardq %s: missing%s%s%s (usage: shardq %s %s)\n", cmd->name,
+                r.name ? "" : " --name", r.version ? "" : " --version", file ? "" : " --file",
+                cmd->name, cmd->args);
         return SQ_EXIT_USAGE;
     }
     sq_gguf_t *g = sq_gguf_open(file), *b = NULL;
@@ -157,8 +159,16 @@ static int s_publish(const sq_cli_cmd_t *cmd, int argc, char **argv)
     free(data);
     if (rc)
         return rc;
-    printf("published %s@%s: rank %d, %zu bytes, sha256 %s (staged)\n", r.name, r.version, r.rank,
-           r.file_len, r.sha256);
+    bool repeated = false;
+    char state[32];
+    sq_wire_get_bool(reply->body, "repeated", false, &repeated);
+    sq_client_get_fixed(reply->body, "state", state, sizeof state);
+    if (repeated)   /* the same file again: a rerun of a nightly job */
+        printf("%s@%s was published before with this file (sha256 %s); it is %s, nothing "
+               "changed\n", r.name, r.version, r.sha256, state);
+    else
+        printf("published %s@%s: rank %d, %zu bytes, sha256 %s (staged)\n", r.name, r.version,
+               r.rank, r.file_len, r.sha256);
     sq_wire_msg_destroy(&reply);
     return SQ_EXIT_OK;
 }
@@ -184,7 +194,7 @@ static int s_activate(const sq_cli_cmd_t *cmd, int argc, char **argv)
     bool done;
     sq_cli_opt_t opts[] = {{"--canary", NULL, &pct, NULL}, {NULL, NULL, NULL, NULL}};
     int rc = sq_cli_cmd_parse(cmd, argc, argv, opts, pos, 1, 1, &done);
-    if (rc || done || (pct && (rc = sq_cli_parse_uint("lora activate", "--canary", pct, 1, 99,
+    if (rc || done || (pct && (rc = sq_cli_parse_uint(cmd->name, "--canary", pct, 1, 99,
                                                       &r.canary_pct))))
         return rc;
     char arg[300];
@@ -275,7 +285,7 @@ static int s_list(const sq_cli_cmd_t *cmd, int argc, char **argv)
 }
 
 static const sq_cli_cmd_t s_sub[] = {
-    {"publish", s_publish,
+    {"lora publish", s_publish,
      "--name NAME --version V --file ADAPTER.gguf [--base MODEL] [--source TEXT] [--metrics JSON]",
      "Check an adapter file (against the base model with --base) and record it as staged.\n",
      "  --name, --version   adapter name and version: [A-Za-z0-9._-]\n"
@@ -283,12 +293,12 @@ static const sq_cli_cmd_t s_sub[] = {
      "  --base MODEL        the base model: shapes are checked, its sha256 recorded\n"
      "  --source TEXT       where the adapter comes from (training run, commit)\n"
      "  --metrics JSON      evaluation figures, a JSON object\n"},
-    {"activate", s_activate, "NAME@VERSION [--canary PCT]",
+    {"lora activate", s_activate, "NAME@VERSION [--canary PCT]",
      "Make VERSION the one new tasks get (or, with --canary, PCT % of them).\n",
      "  --canary PCT        1..99: only this share of new tasks, by task id\n"},
-    {"rollback", s_rollback, "NAME",
+    {"lora rollback", s_rollback, "NAME",
      "End the canary, or return to the previously active version.\n", ""},
-    {"list", s_list, "[NAME] [--json]", "Show adapter versions and their states.\n",
+    {"lora list", s_list, "[NAME] [--json]", "Show adapter versions and their states.\n",
      "  --json              print a JSON array\n"},
 };
 
@@ -296,12 +306,12 @@ int sq_cli_lora(const sq_cli_cmd_t *cmd, int argc, char **argv)
 {
     const char *op = argc > 1 ? argv[1] : "";
     for (size_t i = 0; i < sizeof s_sub / sizeof s_sub[0]; i++)
-        if (!strcmp(op, s_sub[i].name))
+        if (!strcmp(op, s_sub[i].name + 5))
             return s_sub[i].fn(&s_sub[i], argc - 1, argv + 1);
     fprintf(op[0] && strcmp(op, "--help") ? stderr : stdout,
             "usage: shardq lora publish|activate|rollback|list ...\n");
     for (size_t i = 0; i < sizeof s_sub / sizeof s_sub[0]; i++)
-        fprintf(stdout, "  shardq lora %s %s\n      %s", s_sub[i].name, s_sub[i].args,
+        fprintf(stdout, "  shardq %s %s\n      %s", s_sub[i].name, s_sub[i].args,
                 s_sub[i].summary);
     (void)cmd;
     return op[0] && strcmp(op, "--help") ? SQ_EXIT_USAGE : SQ_EXIT_OK;

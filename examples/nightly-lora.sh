@@ -17,6 +17,9 @@
 # audit log, with SHARDQ_ACTOR (default: the login name) as who. Exit status:
 # 0 published and activated; non-zero when any step was refused (nothing is
 # activated then), so a scheduler (the Helm chart's CronJob) can alert.
+# Running it again with the same file is safe (a retry after a refused or
+# unanswered step): the broker answers the publish "published before" and
+# the activation goes on, or changes nothing when it was done.
 set -euo pipefail
 
 name=${LORA_NAME:-fin}

@@ -861,20 +861,50 @@ static void case_lora_states(void)
     const char *make[] = {"lora-random", "--base", base, "--rank", "4", "--seed", "21", f, NULL};
     SQ_REQUIRE(s_model_tool("make-a", make) == 0);
     for (int v = 1; v <= 4; v++) {
-        snprintf(args, sizeof args, "lora publish --name fin --version v%d --file %s", v, f);
+        snprintf(args, sizeof args, "lora publish --name fin --version v%d --file %s "
+                 "--metrics '{\"eval_loss\": 1.42}'", v, f);
         SQ_REQUIRE(s_cli(args) == 0);
     }
+    /* metrics come back as written, not as their doubles' 17 digits */
+    SQ_CHECK(s_cli_to("lora list fin --json", out) == 0);
+    s_read_text(out, text, sizeof text);
+    SQ_CHECK(strstr(text, "\"eval_loss\": 1.42\n") != NULL);
 #define S_REFUSED(cmd, says)                                                                   \
     do {                                                                                       \
-        SQ_CHECK(s_cli_err(cmd, out) != 0);                                                  \
+        SQ_CHECK(s_cli_err(cmd, out) == 3);                                                  \
         s_read_text(out, text, sizeof text);                                                 \
         SQ_CHECK(strstr(text, says) != NULL);                                                \
     } while (0)
+    /* usage: what is missing, and the subcommand's whole name */
+    SQ_CHECK(s_cli_err("lora publish --name x", out) == 2);
+    s_read_text(out, text, sizeof text);
+    SQ_CHECK(strstr(text, "shardq lora publish: missing --version --file (usage: shardq lora "
+                          "publish --name NAME") != NULL);
+    SQ_CHECK(s_cli_to("lora activate --help", out) == 0);
+    s_read_text(out, text, sizeof text);
+    SQ_CHECK(strncmp(text, "usage: shardq lora activate NAME@VERSION", 40) == 0);
+    /* the same file again (a nightly job rerun) changes nothing; another
+     * file under a published version is refused */
+    snprintf(args, sizeof args, "lora publish --name fin --version v1 --file %s", f);
+    SQ_CHECK(s_cli_err(args, out) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_events") == 4);
+    char f2[700];
+    snprintf(f2, sizeof f2, "%s/b.gguf", sq_harness_log_dir(s_h));
+    const char *make2[] = {"lora-random", "--base", base, "--rank", "4", "--seed", "22", f2, NULL};
+    SQ_REQUIRE(s_model_tool("make-b", make2) == 0);
+    snprintf(args, sizeof args, "lora publish --name fin --version v1 --file %s", f2);
+    S_REFUSED(args, "fin@v1 is already published (state staged) with another file");
     /* a canary needs an active version for the other tasks */
     S_REFUSED("lora activate fin@v1 --canary 10", "has no active version for the other 90%");
     SQ_CHECK(s_count("SELECT count(*) FROM lora_updates WHERE state <> 'staged'") == 0);
     SQ_REQUIRE(s_cli("lora activate fin@v1") == 0);
     SQ_REQUIRE(s_cli("lora activate fin@v2 --canary 10") == 0);
+    /* run again, a canary keeps its share; given another, takes it */
+    SQ_REQUIRE(s_cli("lora activate fin@v2 --canary 10") == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_events WHERE to_state = 'canary'") == 1);
+    SQ_REQUIRE(s_cli("lora activate fin@v2 --canary 25") == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM lora_events WHERE to_state = 'canary'") == 2);
+    SQ_CHECK(s_count("SELECT canary_pct FROM lora_updates WHERE version = 'v2'") == 25);
     SQ_REQUIRE(s_cli("lora rollback fin") == 0);   /* v2 rolled back, v1 stays */
     /* rolled back is final */
     S_REFUSED("lora activate fin@v2", "was rolled back, which is final");
@@ -903,7 +933,22 @@ static void case_lora_states(void)
     SQ_REQUIRE(s_write_file(jf, "{\"custom_id\":\"a\",\"prompt\":\"x\"}\n") == 0);
     snprintf(args, sizeof args, "submit %s --model " S_MODEL_NAME " --adapter ../fin", jf);
     S_REFUSED(args, "field \"adapter\": use 1-128 of [A-Za-z0-9._-]");
+    /* a version a task pins must be one the registry has (v2 was rolled
+     * back, v9 never published); an adapter it does not manage is the
+     * operator's */
+    SQ_REQUIRE(s_write_file(jf, "{\"custom_id\":\"a\",\"prompt\":\"x\",\"adapter\":\"fin\","
+                                "\"adapter_version\":\"v9\"}\n") == 0);
+    snprintf(args, sizeof args, "submit %s --model " S_MODEL_NAME, jf);
+    S_REFUSED(args, "tasks[0].adapter_version: fin@v9 was never published or was rolled back");
+    SQ_REQUIRE(s_write_file(jf, "{\"custom_id\":\"a\",\"prompt\":\"x\",\"adapter\":\"fin\","
+                                "\"adapter_version\":\"v2\"}\n") == 0);
+    S_REFUSED(args, "tasks[0].adapter_version: fin@v2 was never published or was rolled back");
     SQ_CHECK(s_count("SELECT count(*) FROM jobs") == 0);
+    SQ_REQUIRE(s_write_file(jf, "{\"custom_id\":\"a\",\"prompt\":\"x\",\"adapter\":\"fin\","
+                                "\"adapter_version\":\"v4\"}\n{\"custom_id\":\"b\",\"prompt\":"
+                                "\"x\",\"adapter\":\"own\",\"adapter_version\":\"x1\"}\n") == 0);
+    SQ_CHECK(s_cli(args) == 0);
+    SQ_CHECK(s_count("SELECT count(*) FROM jobs") == 1);
     /* a publish the database refuses leaves no file behind */
     snprintf(args, sizeof args, "psql -X -q -v ON_ERROR_STOP=1 -d '%s' -c \"CREATE FUNCTION "
              "refuse() RETURNS trigger LANGUAGE plpgsql AS \\$\\$ BEGIN RAISE EXCEPTION "
@@ -911,7 +956,9 @@ static void case_lora_states(void)
              "lora_updates FOR EACH ROW EXECUTE FUNCTION refuse();\"", sq_harness_conninfo(s_h));
     SQ_REQUIRE(system(args) == 0);
     snprintf(args, sizeof args, "lora publish --name fin --version v5 --file %s", f);
-    S_REFUSED(args, "refused by the test");
+    SQ_CHECK(s_cli_err(args, out) != 0);
+    s_read_text(out, text, sizeof text);
+    SQ_CHECK(strstr(text, "refused by the test") != NULL);
     snprintf(args, sizeof args, "ls -a %s/fin", dir);
     FILE *ls = popen(args, "r");
     SQ_REQUIRE(ls != NULL);
