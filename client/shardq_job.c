@@ -315,6 +315,25 @@ s_check_writable(const char *flag, const char *path)
     return 0;
 }
 
+/* A job on a model no worker group serves waits until one does (or the
+ * scheduler starts one): say so, or the queue looks stuck. Quiet when the
+ * broker cannot say. */
+static void
+s_note_unserved(sq_client_t *c, const char *model)
+{
+    sq_client_worker_t *w = NULL;
+    size_t n = 0;
+    if (sq_client_workers(c, &w, &n) != 0)
+        return;
+    bool served = false;
+    for (size_t i = 0; i < n && !served; i++)
+        served = strcmp(w[i].model, model) == 0;
+    free(w);
+    if (!served)
+        fprintf(stderr, "shardq: note: no worker group serves model %s now; the job waits "
+                "until one does (`shardq workers` lists what they serve)\n", model);
+}
+
 /* The tenant a submission is charged to: flag, $SHARDQ_TENANT, $USER. */
 static const char *
 s_tenant(const char *flag)
@@ -407,6 +426,7 @@ sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
         fprintf(stderr, "job %llu accepted: %zu task%s, model %s, tenant %s\n",
                 (unsigned long long)job_id, n_tasks, n_tasks == 1 ? "" : "s", model,
                 spec.tenant);
+    s_note_unserved(c, model);
     if (wait) {
         sq_client_job_t final;
         /* (stdout holds the job id alone, for scripts) */

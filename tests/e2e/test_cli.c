@@ -497,6 +497,13 @@ test_failures(void)
     SQ_CHECK(r.code == 7 && strstr(r.err, "--errors /nonexistent/dir/e.jsonl: cannot write") &&
              strstr(r.err, "nothing submitted"));
     s_run_free(&r);
+    /* a job on a model no group serves is taken, with a note saying so */
+    r = s_cli(ep, (const char *[]){"submit", path, "--model", "ghost", NULL});
+    SQ_CHECK(r.code == 0 && strstr(r.err, "note: no worker group serves model ghost now"));
+    s_run_free(&r);
+    r = s_cli(ep, (const char *[]){"submit", path, "--model", "tiny", NULL});
+    SQ_CHECK(r.code == 0 && !strstr(r.err, "no worker group serves"));
+    s_run_free(&r);
     sq_harness_destroy(&h);
 }
 
