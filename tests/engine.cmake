@@ -131,6 +131,29 @@ sq_flag_tests(unit.worker_group_flag shardq-worker "--broker=tcp://127.0.0.1:1;-
 add_test(NAME unit.worker_flag_no_value COMMAND shardq-worker --model x.gguf --threads)
 set_tests_properties(unit.worker_flag_no_value PROPERTIES LABELS unit
   PASS_REGULAR_EXPRESSION "--threads needs a value")
+# an unknown flag is unknown wherever it stands, last on the line too (it
+# was taken for a known one lacking its value), in both modes
+foreach(mode oneshot group)
+  if(mode STREQUAL "oneshot")
+    set(fixed --model x.gguf --prompt hi)
+  else()
+    set(fixed --broker tcp://127.0.0.1:1 --model x.gguf)
+  endif()
+  add_test(NAME unit.worker_flag_unknown_last_${mode} COMMAND shardq-worker ${fixed} --bogus)
+  add_test(NAME unit.worker_flag_unknown_${mode} COMMAND shardq-worker ${fixed} --bogus 1)
+  add_test(NAME unit.worker_flag_unknown_joined_${mode} COMMAND shardq-worker ${fixed} --bogus=1)
+  set_tests_properties(unit.worker_flag_unknown_last_${mode} unit.worker_flag_unknown_${mode}
+                       unit.worker_flag_unknown_joined_${mode} PROPERTIES LABELS unit
+    PASS_REGULAR_EXPRESSION "^shardq-worker: unknown option --bogus \\(see --help\\)\n$")
+endforeach()
+# a known flag given too often says so (it read as an unknown one)
+set(stops)
+foreach(k RANGE 16)
+  list(APPEND stops --stop s${k})
+endforeach()
+add_test(NAME unit.worker_flag_stop_17 COMMAND shardq-worker --model x.gguf --prompt hi ${stops})
+set_tests_properties(unit.worker_flag_stop_17 PROPERTIES LABELS unit
+  PASS_REGULAR_EXPRESSION "^shardq-worker: --stop: at most 16 \\(see --help\\)\n$")
 add_test(NAME unit.worker_usage COMMAND shardq-worker --model x.gguf --max-tokens -3)
 set_tests_properties(unit.worker_usage PROPERTIES LABELS unit WILL_FAIL TRUE)
 # the KV cache in F32 instead of the default F16: the same story

@@ -47,6 +47,11 @@ static void s_usage(FILE *fp)
           fp);
 }
 
+/* the flags s_parse takes a value for */
+static const char *const s_value_flags[] = {
+    "--model", "--prompt", "--device", "--max-tokens", "--threads", "--ctx", "--kv-type",
+    "--top-k", "--temperature", "--top-p", "--seed", "--stop", NULL};
+
 /* Accepts "--flag value" and "--flag=value", as the broker mode does.
  * 0 ok, 1 --help/--version printed, -1 usage error (reported). */
 static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **stops)
@@ -60,7 +65,7 @@ static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **sto
             *(argv[i][2] == 'j' ? &o->json : &o->gen.ignore_eos) = true;
             continue;
         }
-        if (sq_args_flag_value(argc, argv, &i, a, sizeof a, &v))
+        if (sq_args_flag_value(argc, argv, &i, s_value_flags, a, sizeof a, &v))
             return -1;
         int rc = 0;
         if (!strcmp(a, "--model"))
@@ -87,8 +92,11 @@ static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **sto
             rc = sq_args_u64(a, v, &o->gen.sampler.seed);
         else if (!strcmp(a, "--stop") && o->gen.n_stop < S_MAX_STOP)
             stops[o->gen.n_stop++] = v;
-        else {
-            fprintf(stderr, "shardq-worker: unknown or repeated-too-often option %s (see --help)\n", a);
+        else if (!strcmp(a, "--stop")) {
+            fprintf(stderr, "shardq-worker: --stop: at most %d (see --help)\n", S_MAX_STOP);
+            return -1;
+        } else {
+            fprintf(stderr, "shardq-worker: unknown option %s (see --help)\n", a);
             return -1;
         }
         if (rc)

@@ -29,16 +29,25 @@ int sq_args_float(const char *flag, const char *v, double lo, double hi, float *
     return 0;
 }
 
-int sq_args_flag_value(int argc, char **argv, int *i, char *flag, size_t size,
-                       const char **value)
+int sq_args_flag_value(int argc, char **argv, int *i, const char *const *flags, char *flag,
+                       size_t size, const char **value)
 {
     const char *a = argv[*i], *eq = strchr(a, '=');
-    if (eq && (size_t)(eq - a) < size) {
-        snprintf(flag, size, "%.*s", (int)(eq - a), a);
+    const bool joined = eq && (size_t)(eq - a) < size;
+    snprintf(flag, size, "%.*s", joined ? (int)(eq - a) : (int)strlen(a), a);
+    /* known before the value is looked for: an unknown flag last on the
+     * line is unknown, not one that lacks a value */
+    bool known = false;
+    for (int k = 0; flags[k] && !known; k++)
+        known = !strcmp(flag, flags[k]);
+    if (!known) {
+        fprintf(stderr, "shardq-worker: unknown option %s (see --help)\n", flag);
+        return -1;
+    }
+    if (joined) {
         *value = eq + 1;
         return 0;
     }
-    snprintf(flag, size, "%s", a);
     if (*i + 1 >= argc) {
         fprintf(stderr, "shardq-worker: %s needs a value (see --help)\n", a);
         return -1;

@@ -19,9 +19,11 @@ int sq_args_device(const char *flag, const char *v, const char **device);
 int sq_args_kv_type(const char *flag, const char *v, int *kv_type);
 /* argv[*i] as "--flag=value" or "--flag value" (then *i moves past the
  * value): the flag into flag (size bytes), *value borrowed from argv.
- * -1 (reported) when the value is missing. */
-int sq_args_flag_value(int argc, char **argv, int *i, char *flag, size_t size,
-                       const char **value);
+ * flags: the NULL-terminated names that take a value. -1 (reported) when
+ * the flag is not one of them, wherever it stands, or its value is
+ * missing. */
+int sq_args_flag_value(int argc, char **argv, int *i, const char *const *flags, char *flag,
+                       size_t size, const char **value);
 /* --help/-h (usage(stdout)) or --version: 1 when a was one of them and its
  * answer is printed, else 0. */
 int sq_args_help_version(const char *a, void (*usage)(FILE *));

@@ -134,6 +134,12 @@ static const char *s_model_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
+/* the flags s_parse takes (each takes a value) */
+static const char *const s_value_flags[] = {
+    "--broker", "--model", "--device", "--group-id", "--adapters", "--max-batch", "--kv-pages",
+    "--prefetch", "--prefill-chunk", "--threads", "--ctx", "--kv-type", "--prefix-cache",
+    "--grace", "--step-timeout", "--load-timeout", "--max-tokens", NULL};
+
 /* Accepts "--flag value" and "--flag=value". 0 ok, 1 help/version, -1 usage. */
 static int s_parse(int argc, char **argv, s_opts_t *o)
 {
@@ -142,7 +148,7 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
         const char *v = NULL;
         if (sq_args_help_version(argv[i], s_usage))
             return 1;
-        if (sq_args_flag_value(argc, argv, &i, flag, sizeof flag, &v))
+        if (sq_args_flag_value(argc, argv, &i, s_value_flags, flag, sizeof flag, &v))
             return -1;
         int rc = 0;
         if (!strcmp(flag, "--broker"))
