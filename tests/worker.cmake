@@ -14,6 +14,31 @@ if(TARGET sq_group)
   endforeach()
 endif()
 
+# shardq-group's own --help and --version before --, as every program has
+# (they went to mpirun, which answered with Open MPI's); after -- they are
+# the worker's
+if(TARGET shardq-worker)
+  set(SQ_GROUP_SH ${PROJECT_SOURCE_DIR}/worker/group/shardq-group)
+  add_test(NAME unit.group_help COMMAND ${SQ_GROUP_SH} -np 2 --help)
+  set_tests_properties(unit.group_help PROPERTIES LABELS unit
+    PASS_REGULAR_EXPRESSION "^usage: shardq-group \\[MPIRUN-OPTIONS\\] -- WORKER-OPTIONS\n.*drain")
+  add_test(NAME unit.group_version COMMAND ${SQ_GROUP_SH} -np 2 --version -- --help)
+  add_test(NAME unit.group_worker_version COMMAND ${SQ_GROUP_SH} -np 1 -- --version)
+  add_test(NAME unit.group_worker_help COMMAND ${SQ_GROUP_SH} -np 1 -- --help)
+  set_tests_properties(unit.group_version unit.group_worker_version unit.group_worker_help
+    PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV};SHARDQ_WORKER_BIN=$<TARGET_FILE:shardq-worker>")
+  set_tests_properties(unit.group_version PROPERTIES
+    PASS_REGULAR_EXPRESSION "^shardq-group ${PROJECT_VERSION}\n$")
+  set_tests_properties(unit.group_worker_version PROPERTIES
+    PASS_REGULAR_EXPRESSION "^shardq-worker ${PROJECT_VERSION}\n$")
+  set_tests_properties(unit.group_worker_help PROPERTIES
+    PASS_REGULAR_EXPRESSION "^usage: shardq-worker ")
+  # the worker cannot say its version: no version, and a failure
+  add_test(NAME unit.group_version_no_worker COMMAND ${SQ_GROUP_SH} --version)
+  set_tests_properties(unit.group_version_no_worker PROPERTIES LABELS unit WILL_FAIL TRUE
+    ENVIRONMENT "SHARDQ_WORKER_BIN=${PROJECT_SOURCE_DIR}/no-such-worker")
+endif()
+
 if(TARGET sq_group AND TARGET sq_e2e_client AND TARGET shardq-broker AND TARGET shardq-cli AND TARGET shardq-model)
   add_executable(test_group_e2e worker/test_group_e2e.c)
   target_link_libraries(test_group_e2e PRIVATE sq_e2e_client sq_harness sq_testlib sq_warnings m)

@@ -20,7 +20,8 @@ if ! cmake --install "$build" --prefix "$prefix" >"$prefix.log" 2>&1; then
 fi
 rm -f "$prefix.log"
 
-for p in shardq shardq-broker shardq-worker shardq-scheduler shardq-model; do
+# shardq-group asks the worker beside it (the prefix is not on PATH)
+for p in shardq shardq-broker shardq-worker shardq-scheduler shardq-model shardq-group; do
   out=$("$prefix/bin/$p" --version 2>&1)
   if [[ $? -eq 0 && $out == "$p $version" ]]; then ok "$p --version: $out"
   else bad "$p --version from the prefix: $out"; fi
