@@ -732,11 +732,38 @@ static void case_adapters(void)
     SQ_CHECK(sq_proc_log_count(g, "adapter loaded") == 2);
     SQ_CHECK(sq_proc_log_count(g, "version=v1") == 1);
     SQ_CHECK(sq_proc_log_count(g, "version=v2") == 1);
-    /* an adapter nobody published fails permanently, with its name */
+    /* an adapter nobody published (no DIR/NAME/active) ends dead, with its
+     * name, after every attempt: a missing file is retried, as it may be
+     * a publish still on its way (docs/worker.md, "LoRA adapters") */
     uint64_t bad = s_submit_job(2, 2, "nosuch", 8);
     SQ_REQUIRE(bad > 0);
     SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'dead' "
                                  "AND error LIKE '%nosuch%'", 2, 60000) == 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM task_attempts WHERE job_id = %llu "
+             "AND outcome = 'failed'", (unsigned long long)bad);
+    const int64_t n_failed = s_count(sql);
+    snprintf(sql, sizeof sql, "SELECT 2 * max_attempts FROM jobs WHERE id = %llu",
+             (unsigned long long)bad);
+    SQ_CHECK(n_failed > 2 && n_failed == s_count(sql));
+    /* a file that is there but not an adapter fails at once, for good */
+    char broken[700];
+    snprintf(broken, sizeof broken, "%s/broken", s_adapters_dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", broken);
+    SQ_REQUIRE(system(cmd) == 0);
+    snprintf(active, sizeof active, "%s/active", broken);
+    snprintf(v1, sizeof v1, "%s/v1.gguf", broken);
+    SQ_REQUIRE(s_write_file(active, "v1\n") == 0);
+    SQ_REQUIRE(s_write_file(v1, "this is no GGUF file, whatever its name says\n") == 0);
+    bad = s_submit_job(2, 2, "broken", 8);
+    SQ_REQUIRE(bad > 0);
+    SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'dead' "
+                                 "AND error LIKE '%broken%'", 2, 60000) == 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM task_attempts WHERE job_id = %llu "
+             "AND outcome = 'failed_permanent' AND attempt = 1", (unsigned long long)bad);
+    SQ_CHECK(s_count(sql) == 2);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM task_attempts WHERE job_id = %llu",
+             (unsigned long long)bad);
+    SQ_CHECK(s_count(sql) == 2);
     sq_e2e_check_no_duplicates(s_h);
 }
 
