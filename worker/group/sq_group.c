@@ -494,7 +494,8 @@ static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, 
          * is wrong: a busy slot table clears as sequences finish, a group
          * without --adapters is not every group, a file missing on this
          * host's volume or an I/O error may not be there next time */
-        const bool retry = rc != SQ_EINVAL && rc != SQ_EFORMAT && rc != SQ_ETRUNC;
+        const bool retry = rc != SQ_EINVAL && rc != SQ_EFORMAT && rc != SQ_ETRUNC &&
+                           rc != SQ_EUNSUPPORTED;
         sq_link_fail(r->link, l, retry, sq_error_detail());
         r->n_failed++;
         return;
