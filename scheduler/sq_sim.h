@@ -3,11 +3,13 @@
  *
  *  Trace file (CSV, documented in docs/scheduler.md):
  *
- *    # start=2026-11-30T00:00:00Z        optional: Unix time of t_s = 0
- *    t_s,pool,arrivals                    required header
+ *    # start=2026-11-30T00:00:00Z
+ *    t_s,pool,arrivals
  *    0,fin-research,120
  *    10,fin-research,95
  *
+ *  "# start=" (optional, the time alone on its line) is the wall time of
+ *  t_s = 0; the header is required.
  *  A row says `arrivals` tasks reach `pool` spread evenly from t_s until
  *  the pool's next row (the last row lasts as long as the one before it).
  *  Rows are in time order; every pool must exist in the policy.
