@@ -38,6 +38,12 @@ typedef struct {
 #define SQ_KEY(T, key, kind, lo, hi, req) \
     {#key, kind, offsetof(T, key), sizeof(((T *)0)->key), lo, hi, req}
 
+/* Durations are a day at most, a window's length a week: a stabilisation
+ * window or a cooldown longer than a day leaves a pool unscaled for days
+ * (HPA caps its stabilisation window at an hour), and neither a start-up
+ * estimate nor a lead time of more than a day is one to plan by. */
+#define S_DAY_S 86400
+
 static const s_key_t s_worker_keys[] = {
     SQ_KEY(sq_worker_spec_t, model, S_STR, 0, 0, 1),
     SQ_KEY(sq_worker_spec_t, tp, S_INT, 1, 1024, 0),
@@ -51,9 +57,9 @@ static const s_key_t s_window_keys[] = {
     {"cron", S_STR, offsetof(sq_window_t, cron_text), sizeof(((sq_window_t *)0)->cron_text), 0,
      0, 1},
     {"timezone", S_STR, 0, 0, 0, 0, 0}, /* handled by s_window */
-    {"duration", S_DUR, offsetof(sq_window_t, duration_s), 0, 1, 7 * 86400, 1},
+    {"duration", S_DUR, offsetof(sq_window_t, duration_s), 0, 1, 7 * S_DAY_S, 1},
     SQ_KEY(sq_window_t, min_groups, S_INT, 0, 100000, 1),
-    {"lead_time", S_LEAD, offsetof(sq_window_t, lead_time_s), 0, 0, 86400, 0},
+    {"lead_time", S_LEAD, offsetof(sq_window_t, lead_time_s), 0, 0, S_DAY_S, 0},
     {NULL, 0, 0, 0, 0, 0, 0}};
 
 static const s_key_t s_pool_keys[] = {
@@ -67,10 +73,10 @@ static const s_key_t s_pool_keys[] = {
     SQ_KEY(sq_pool_policy_t, max_step_up, S_INT, 0, 100000, 0),
     SQ_KEY(sq_pool_policy_t, max_step_down, S_INT, 0, 100000, 0),
     SQ_KEY(sq_pool_policy_t, max_step_up_percent, S_NUM, 0, 10000, 0),
-    SQ_KEY(sq_pool_policy_t, scale_down_stabilization_s, S_DUR, 0, 86400, 0),
-    SQ_KEY(sq_pool_policy_t, scale_up_cooldown_s, S_DUR, 0, 86400, 0),
-    SQ_KEY(sq_pool_policy_t, scale_down_cooldown_s, S_DUR, 0, 86400, 0),
-    SQ_KEY(sq_pool_policy_t, startup_estimate_s, S_DUR, 0, 86400, 0),
+    SQ_KEY(sq_pool_policy_t, scale_down_stabilization_s, S_DUR, 0, S_DAY_S, 0),
+    SQ_KEY(sq_pool_policy_t, scale_up_cooldown_s, S_DUR, 0, S_DAY_S, 0),
+    SQ_KEY(sq_pool_policy_t, scale_down_cooldown_s, S_DUR, 0, S_DAY_S, 0),
+    SQ_KEY(sq_pool_policy_t, startup_estimate_s, S_DUR, 0, S_DAY_S, 0),
     {"windows", S_SEQ, 0, 0, 0, 0, 0},
     {"kubernetes", S_MAP, 0, 0, 0, 0, 0},
     {NULL, 0, 0, 0, 0, 0, 0}};
@@ -119,6 +125,39 @@ sq_duration_parse(const char *text, int64_t *seconds)
     return 0;
 bad:
     return SQ_FAIL(SQ_EINVAL, "duration \"%s\": use e.g. 300, 45s, 45m, 1h30m", text);
+}
+
+/* seconds as a duration ("1d", "7d", "1h30m", "45s") into buf */
+static void
+s_duration_text(int64_t seconds, char *buf, size_t size)
+{
+    static const struct { int64_t s; char unit; } units[] = {
+        {86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}};
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof units / sizeof units[0] && n < size; i++)
+        if (seconds / units[i].s > 0 || (n == 0 && units[i].unit == 's')) {
+            n += (size_t)snprintf(buf + n, size - n, "%lld%c",
+                                  (long long)(seconds / units[i].s), units[i].unit);
+            seconds %= units[i].s;
+        }
+}
+
+/* A duration outside key k's range, with the range: "duration out of
+ * range: 2d is over the cap of 1d (86400 s)". */
+static int
+s_duration_range(const s_ctx_t *cx, const yaml_node_t *v, const s_key_t *k, const char *path,
+                 const char *text, int64_t seconds)
+{
+    const int over = seconds > k->hi;
+    const int64_t limit = (int64_t)(over ? k->hi : k->lo);
+    char lim[32], secs[32] = "", what[200];
+    s_duration_text(limit, lim, sizeof lim);
+    if (limit >= 60)
+        snprintf(secs, sizeof secs, " (%lld s)", (long long)limit);
+    snprintf(what, sizeof what, "duration out of range: %.40s is %s %s%s", text,
+             over ? "over the cap of" : "under the minimum of", lim, secs);
+    return s_err(cx, v, path, what);
 }
 
 static const char *
@@ -182,7 +221,7 @@ s_store(const s_ctx_t *cx, const yaml_node_t *v, const s_key_t *k, const char *p
         if (sq_duration_parse(s, &secs) != 0)
             return s_err(cx, v, path, "must be a duration such as 300, 45s, 45m, 1h30m");
         if (secs < k->lo || secs > k->hi)
-            return s_err(cx, v, path, "duration out of range");
+            return s_duration_range(cx, v, k, path, s, secs);
         *(int64_t *)dst = secs;
         return 0;
     default:

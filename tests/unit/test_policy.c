@@ -295,6 +295,32 @@ test_durations(void)
     SQ_CHECK(sq_duration_parse("1h30", &s) == SQ_EINVAL);
     SQ_CHECK(sq_duration_parse("", &s) == SQ_EINVAL);
     SQ_CHECK(sq_duration_parse("-5", &s) == SQ_EINVAL);
+    /* a key's range is in its refusal: "duration out of range" alone left
+     * the reader to guess it (and the page promised 100 years) */
+    SQ_CHECK(s_refused("scale_up_cooldown_s: 10s", "scale_up_cooldown_s: 2d",
+                       "p.yaml:20: pools[1].scale_up_cooldown_s: duration out of range: 2d is "
+                       "over the cap of 1d (86400 s)"));
+    SQ_CHECK(s_refused("scale_down_stabilization_s: 300", "scale_down_stabilization_s: 86401",
+                       "p.yaml:7: pools[0].scale_down_stabilization_s: duration out of range: "
+                       "86401 is over the cap of 1d (86400 s)"));
+    SQ_CHECK(s_refused("duration: 45m", "duration: 7d1s",
+                       "pools[0].windows[0].duration: duration out of range: 7d1s is over the cap "
+                       "of 7d (604800 s)"));
+    SQ_CHECK(s_refused("duration: 45m", "duration: 0s",
+                       "pools[0].windows[0].duration: duration out of range: 0s is under the "
+                       "minimum of 1s"));
+    SQ_CHECK(s_refused("lead_time: 90s", "lead_time: 25h",
+                       "pools[1].windows[0].lead_time: duration out of range: 25h is over the cap "
+                       "of 1d (86400 s)"));
+    /* the cap itself is accepted */
+    const char *at = strstr(s_example, "scale_up_cooldown_s: 10s");
+    char text[4096];
+    SQ_REQUIRE(at);
+    snprintf(text, sizeof text, "%.*sscale_up_cooldown_s: 1d%s", (int)(at - s_example),
+             s_example, at + strlen("scale_up_cooldown_s: 10s"));
+    sq_policy_t *p = s_parse(text);
+    SQ_CHECK(p && p->pools[1].scale_up_cooldown_s == 86400);
+    sq_policy_destroy(&p);
     /* each term is capped at 100 years, and so is the sum: many terms used
      * to overflow it (and could wrap back into range) */
     SQ_CHECK(sq_duration_parse("36500d", &s) == 0 && s == 36500LL * 86400);
