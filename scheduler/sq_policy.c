@@ -93,6 +93,34 @@ s_err(const s_ctx_t *cx, const yaml_node_t *node, const char *path, const char *
                    node ? (unsigned long)node->start_mark.line + 1 : 0UL, path, what);
 }
 
+/* The value of key in mapping m, to name its line in a refusal found
+ * after the mapping was read (a rule across keys); m itself when the key
+ * is not there (its default is what is refused) or m is not a mapping. */
+static const yaml_node_t *
+s_value_of(const s_ctx_t *cx, const yaml_node_t *m, const char *key)
+{
+    if (!m || m->type != YAML_MAPPING_NODE)
+        return m;
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
+         pr++) {
+        const yaml_node_t *kn = yaml_document_get_node(cx->doc, pr->key);
+        if (kn && kn->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)kn->data.scalar.value, key) == 0)
+            return yaml_document_get_node(cx->doc, pr->value);
+    }
+    return m;
+}
+
+/* Item i of sequence `seq` (seq itself when there is none). */
+static const yaml_node_t *
+s_item_of(const s_ctx_t *cx, const yaml_node_t *seq, size_t i)
+{
+    if (!seq || seq->type != YAML_SEQUENCE_NODE ||
+        i >= (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start))
+        return seq;
+    return yaml_document_get_node(cx->doc, seq->data.sequence.items.start[i]);
+}
+
 int
 sq_duration_parse(const char *text, int64_t *seconds)
 {
@@ -295,7 +323,7 @@ s_window(const s_ctx_t *cx, const yaml_node_t *n, const char *path, sq_window_t 
         char detail[300], sub[256];
         snprintf(detail, sizeof detail, "%s", sq_error_detail());
         snprintf(sub, sizeof sub, "%.200s.cron", path);
-        return s_err(cx, n, sub, detail);
+        return s_err(cx, s_value_of(cx, n, "cron"), sub, detail);
     }
     if (!w->tz && !(w->tz = sq_tz_load("UTC")))
         return s_err(cx, n, path, "time zone UTC not found; install tzdata");
@@ -318,11 +346,12 @@ sq_worker_flags_split(const char *flags, char *buf, size_t size, char **argv, in
 
 /* worker.flags as shardq-worker will read them: a flag the scheduler sets
  * itself, or a --prefetch the worker refuses, would make every group it
- * starts exit at once. `v` is the worker mapping (for the line). */
+ * starts exit at once. `m` is the worker mapping. */
 static int
-s_worker_check(const s_ctx_t *cx, const yaml_node_t *v, const char *path,
+s_worker_check(const s_ctx_t *cx, const yaml_node_t *m, const char *path,
                const sq_worker_spec_t *w)
 {
+    const yaml_node_t *v = s_value_of(cx, m, "flags");
     static const char *const own[] = {"--broker", "--model", "--device", "--max-batch",
                                       "--group-id", NULL};
     char buf[SQ_POLICY_FLAGS_BYTES], *argv[SQ_POLICY_MAX_WORKER_FLAGS], sub[256], what[200];
@@ -406,7 +435,8 @@ s_pool_defaults(sq_pool_policy_t *p)
     p->tolerance = 0.1;
 }
 
-/* Cross-field rules that a key table cannot say. */
+/* Cross-field rules that a key table cannot say. Each refusal names a
+ * key and carries its line (n is the pool's mapping). */
 static int
 s_pool_check(const s_ctx_t *cx, const yaml_node_t *n, const char *path,
              const sq_pool_policy_t *p)
@@ -414,24 +444,27 @@ s_pool_check(const s_ctx_t *cx, const yaml_node_t *n, const char *path,
     char sub[256], what[200];
     if (p->min_groups > p->max_groups) {
         snprintf(sub, sizeof sub, "%s.max_groups", path);
-        return s_err(cx, n, sub, "must be >= min_groups");
+        return s_err(cx, s_value_of(cx, n, "max_groups"), sub, "must be >= min_groups");
     }
     if (p->target_queued_per_group == 0 && p->target_utilization == 0)
         return s_err(cx, n, path, "set target_queued_per_group and/or target_utilization");
     if (strcmp(p->worker.device, "cpu") != 0 && strcmp(p->worker.device, "cuda") != 0) {
         snprintf(sub, sizeof sub, "%s.worker.device", path);
-        return s_err(cx, n, sub, "must be cpu or cuda");
+        return s_err(cx, s_value_of(cx, s_value_of(cx, n, "worker"), "device"), sub,
+                     "must be cpu or cuda");
     }
     for (const char *c = p->name; *c; c++)
         if (!isalnum((unsigned char)*c) && !strchr("-_.", *c)) {
             snprintf(sub, sizeof sub, "%s.name", path);
-            return s_err(cx, n, sub, "use letters, digits, '-', '_' and '.' only");
+            return s_err(cx, s_value_of(cx, n, "name"), sub,
+                         "use letters, digits, '-', '_' and '.' only");
         }
+    const yaml_node_t *windows = s_value_of(cx, n, "windows");
     for (size_t i = 0; i < p->n_windows; i++)
         if (p->windows[i].min_groups > p->max_groups) {
             snprintf(sub, sizeof sub, "%s.windows[%zu].min_groups", path, i);
             snprintf(what, sizeof what, "must be <= max_groups (%d)", p->max_groups);
-            return s_err(cx, n, sub, what);
+            return s_err(cx, s_value_of(cx, s_item_of(cx, windows, i), "min_groups"), sub, what);
         }
     return 0;
 }
@@ -479,8 +512,12 @@ s_document(const s_ctx_t *cx, sq_policy_t *self)
         if (!p->statefulset[0])
             snprintf(p->statefulset, sizeof p->statefulset, "%s", p->name);
         for (size_t j = 0; j < i; j++)
-            if (strcmp(self->pools[j].name, p->name) == 0)
-                return s_err(cx, pn, path, "duplicate pool name");
+            if (strcmp(self->pools[j].name, p->name) == 0) {
+                char sub[80], what[64];
+                snprintf(sub, sizeof sub, "%s.name", path);
+                snprintf(what, sizeof what, "duplicate pool name (pools[%zu] has it)", j);
+                return s_err(cx, s_value_of(cx, pn, "name"), sub, what);
+            }
     }
     return 0;
 }

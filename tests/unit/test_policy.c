@@ -118,28 +118,61 @@ static void
 test_rejections(void)
 {
     SQ_CHECK(s_refused("max_groups: 8", "max_groups: 0", "p.yaml:5: pools[0].max_groups"));
-    SQ_CHECK(s_refused("min_groups: 1", "min_groups: 9", "p.yaml:2: pools[0].max_groups: must be >= min_groups"));
+    SQ_CHECK(s_refused("min_groups: 1", "min_groups: 9",
+                       "p.yaml:5: pools[0].max_groups: must be >= min_groups"));
     SQ_CHECK(s_refused("max_groups: 8", "max_group: 8", "p.yaml:5: pools[0].max_group: unknown key"));
     SQ_CHECK(s_refused("tp: 2", "tp: two", "p.yaml:3: pools[0].worker.tp: must be an integer"));
     SQ_CHECK(s_refused("tp: 2", "tp: 2.5", "pools[0].worker.tp"));
-    SQ_CHECK(s_refused("device: cpu", "device: tpu", "pools[0].worker.device: must be cpu or cuda"));
+    SQ_CHECK(s_refused("device: cpu", "device: tpu",
+                       "p.yaml:3: pools[0].worker.device: must be cpu or cuda"));
     SQ_CHECK(s_refused("\"30 9 * * 1-5\"", "\"30 25 * * 1-5\"", "p.yaml:9: pools[0].windows[0].cron"));
     SQ_CHECK(s_refused("Asia/Shanghai", "Asia/Atlantis", "p.yaml:9: pools[0].windows[0].timezone"));
     SQ_CHECK(s_refused("duration: 45m", "duration: soon", "p.yaml:9: pools[0].windows[0].duration: must be a duration"));
-    SQ_CHECK(s_refused("min_groups: 6", "min_groups: 60", "pools[0].windows[0].min_groups: must be <= max_groups"));
+    SQ_CHECK(s_refused("min_groups: 6", "min_groups: 60",
+                       "p.yaml:9: pools[0].windows[0].min_groups: must be <= max_groups"));
     SQ_CHECK(s_refused("lead_time: auto", "lead_time: later", "pools[0].windows[0].lead_time"));
     SQ_CHECK(s_refused("target_queued_per_group: 32", "target_queued_per_group: -1", "pools[0].target_queued_per_group"));
     SQ_CHECK(s_refused("    target_queued_per_group: 32\n", "", "pools[0]: set target_queued_per_group"));
     SQ_CHECK(s_refused("target_utilization: 0.7", "target_utilization: 1.5", "p.yaml:16: pools[1].target_utilization"));
     SQ_CHECK(s_refused("statefulset: rel", "sts: rel", "p.yaml:21: pools[1].kubernetes.sts: unknown key"));
-    SQ_CHECK(s_refused("name: compliance", "name: fin-research", "p.yaml:10: pools[1]: duplicate pool name"));
-    SQ_CHECK(s_refused("name: compliance", "name: bad name!", "pools[1].name"));
+    SQ_CHECK(s_refused("name: compliance", "name: fin-research",
+                       "p.yaml:10: pools[1].name: duplicate pool name (pools[0] has it)"));
+    SQ_CHECK(s_refused("name: compliance", "name: bad name!",
+                       "p.yaml:10: pools[1].name: use letters"));
     SQ_CHECK(s_refused("    max_groups: 8\n", "", "pools[0].max_groups: required key missing"));
     SQ_CHECK(s_refused("    min_groups: 1\n", "    min_groups: 1\n    min_groups: 2\n", "p.yaml:5: pools[0].min_groups: duplicate key"));
     SQ_CHECK(s_refused("worker: {", "worker: [", "YAML syntax"));
     SQ_CHECK(s_refused("pools:", "pool:", "p.yaml:1: pool: unknown key"));
     SQ_CHECK(s_refused("pools:", "\"\":", "p.yaml:1: \"\": unknown key"));   /* not ": unknown" */
     SQ_CHECK(s_refused("scale_up_cooldown_s: 10s", "scale_up_cooldown_s: [1]", "pools[1].scale_up_cooldown_s: must be a scalar"));
+}
+
+/* A rule across keys names the line of the key it names, not the pool's
+ * (a window's min_groups on line 7 was reported at line 2), in block and
+ * in flow style over several lines. */
+static void
+test_cross_field_lines(void)
+{
+    SQ_CHECK(s_refused("        min_groups: 2\n", "        min_groups: 5\n",
+                       "p.yaml:27: pools[1].windows[0].min_groups: must be <= max_groups (3)"));
+    SQ_CHECK(s_refused("      flags: --ctx 512\n", "      flags: --ctx 512\n      device: rocm\n",
+                       "p.yaml:14: pools[1].worker.device: must be cpu or cuda"));
+    SQ_CHECK(s_refused("device: cpu, max_batch: 16}", "\n             device: rocm, max_batch: 16}",
+                       "p.yaml:4: pools[0].worker.device: must be cpu or cuda"));
+    SQ_CHECK(s_refused("    min_groups: 0\n    max_groups: 3\n",
+                       "    min_groups: 4\n    max_groups: 3\n",
+                       "p.yaml:15: pools[1].max_groups: must be >= min_groups"));
+    SQ_CHECK(s_refused("\"0 9 * * MON-FRI\"", "\"0 9 * * MON-FRY\"",
+                       "p.yaml:24: pools[1].windows[0].cron"));
+    SQ_CHECK(s_refused("max_batch: 16}", "max_batch: 4000,\n             flags: --prefetch 97}",
+                       "p.yaml:4: pools[0].worker.flags: max_batch 4000 + --prefetch 97"));
+    /* the reviewer's file: the window a few lines below its pool */
+    const char *text = "pools:\n  - name: q\n    worker: {model: m.gguf}\n    max_groups: 4\n"
+                       "    target_queued_per_group: 32\n    windows:\n"
+                       "      - {name: a, cron: \"0 9 * * *\", duration: 1h, min_groups: 5}\n";
+    SQ_CHECK(sq_policy_parse(text, strlen(text), "w.yaml") == NULL);
+    SQ_CHECK(strcmp(sq_error_detail(), "w.yaml:7: pools[0].windows[0].min_groups: must be <= "
+                                       "max_groups (4)") == 0);
 }
 
 /* A bad zone is refused with the parser's reason after the key, once:
@@ -174,11 +207,11 @@ test_worker_limits(void)
                        "p.yaml:3: pools[0].worker.flags: max_batch 4000 + --prefetch 97 is more "
                        "than the 4096 leases"));
     SQ_CHECK(s_refused("flags: --ctx 512", "flags: --prefetch=4097",
-                       "p.yaml:12: pools[1].worker.flags: --prefetch: '4097' is not an integer"));
+                       "p.yaml:13: pools[1].worker.flags: --prefetch: '4097' is not an integer"));
     SQ_CHECK(s_refused("flags: --ctx 512", "flags: --ctx 512 --prefetch",
                        "pools[1].worker.flags: --prefetch: '' is not an integer"));
     SQ_CHECK(s_refused("flags: --ctx 512", "flags: --group-id g1",
-                       "p.yaml:12: pools[1].worker.flags: --group-id is set by the scheduler"));
+                       "p.yaml:13: pools[1].worker.flags: --group-id is set by the scheduler"));
     SQ_CHECK(s_refused("flags: --ctx 512", "flags: --max-batch=8",
                        "pools[1].worker.flags: --max-batch is set by the scheduler"));
     /* 49 words used to overflow the spawn argv: every spawn failed */
@@ -187,7 +220,7 @@ test_worker_limits(void)
         strcat(many, i ? " -x" : "-x");
     strcat(many, "\"");
     SQ_CHECK(s_refused("flags: --ctx 512", many,
-                       "p.yaml:12: pools[1].worker.flags: 49 flags (at most 32)"));
+                       "p.yaml:13: pools[1].worker.flags: 49 flags (at most 32)"));
     /* within the bounds: accepted */
     char text[4096];
     const char *at = strstr(s_example, "max_batch: 16");
@@ -369,6 +402,7 @@ main(void)
     SQ_RUN(test_empty_and_files);
     SQ_RUN(test_durations);
     SQ_RUN(test_bad_zone_message);
+    SQ_RUN(test_cross_field_lines);
     SQ_RUN(test_worker_limits);
     return sq_test_summary("policy");
 }
