@@ -19,11 +19,13 @@
 
 typedef struct {
     char name[64];
+    int lineno;             /* of its first row: a pool the policy lacks is refused there */
     double *t, *n, *end;    /* (n_rows) start, arrivals, end of each row */
     size_t n_rows, cap;
 } s_series_t;
 
 struct sq_trace_t {
+    char *origin;           /* the file, for refusals after the parse (owned) */
     int64_t start_utc;
     s_series_t *series;
     size_t n_series;
@@ -31,7 +33,7 @@ struct sq_trace_t {
 };
 
 static s_series_t *
-s_series(sq_trace_t *self, const char *name)
+s_series(sq_trace_t *self, const char *name, int lineno)
 {
     for (size_t i = 0; i < self->n_series; i++)
         if (strcmp(self->series[i].name, name) == 0)
@@ -43,6 +45,7 @@ s_series(sq_trace_t *self, const char *name)
     s_series_t *s = &grown[self->n_series++];
     memset(s, 0, sizeof *s);
     snprintf(s->name, sizeof s->name, "%s", name);
+    s->lineno = lineno;
     return s;
 }
 
@@ -92,7 +95,7 @@ s_line(sq_trace_t *self, const char *origin, int lineno, char *line, double *las
     if (!c1[1] || strlen(c1 + 1) >= 64)
         return SQ_FAIL(SQ_EFORMAT, "%s:%d: pool: missing or too long", origin, lineno);
     *last_t = t;
-    s_series_t *s = s_series(self, c1 + 1);
+    s_series_t *s = s_series(self, c1 + 1, lineno);
     if (!s)
         return SQ_FAIL(SQ_ENOMEM, "trace");
     return s_append(s, t, n);
@@ -129,7 +132,10 @@ sq_trace_parse(const char *text, const char *origin)
 {
     sq_trace_t *self = calloc(1, sizeof *self);
     char *copy = strdup(text);
-    int rc = self && copy ? 0 : SQ_FAIL(SQ_ENOMEM, "trace"), lineno = 0, header = 0;
+    if (self)
+        self->origin = strdup(origin);
+    int rc = self && self->origin && copy ? 0 : SQ_FAIL(SQ_ENOMEM, "trace"), lineno = 0,
+        header = 0;
     double last_t = 0;
     /* Line by line, blank ones included: errors name the line an editor shows. */
     for (char *line = copy, *next; !rc && line && *line; line = next) {
@@ -185,6 +191,7 @@ sq_trace_destroy(sq_trace_t **self_p)
         free(self->series[i].end);
     }
     free(self->series);
+    free(self->origin);
     free(self);
     *self_p = NULL;
 }
@@ -200,8 +207,8 @@ sq_trace_check(const sq_trace_t *self, const sq_policy_t *policy)
 {
     for (size_t i = 0; i < self->n_series; i++)
         if (!sq_policy_pool(policy, self->series[i].name))
-            return SQ_FAIL(SQ_EINVAL, "trace pool \"%s\" is not in the policy",
-                           self->series[i].name);
+            return SQ_FAIL(SQ_EINVAL, "%s:%d: pool: \"%s\" is not in the policy", self->origin,
+                           self->series[i].lineno, self->series[i].name);
     return 0;
 }
 

@@ -38,7 +38,8 @@ sq_trace_t *sq_trace_parse(const char *text, const char *origin);
 void sq_trace_destroy(sq_trace_t **self_p);
 /* Unix time of t_s = 0 (the trace's start=, 0 when absent). */
 int64_t sq_trace_start(const sq_trace_t *self);
-/* Check that every pool in the trace exists in policy. */
+/* Check that every pool in the trace exists in policy; a refusal names
+ * the file and the line of the pool's first row. */
 int sq_trace_check(const sq_trace_t *self, const sq_policy_t *policy);
 
 /* The latest t_s a trace may have: one year (longer runs would take

@@ -84,7 +84,8 @@ sq_cmd_simulate(int argc, char **argv)
     sq_trace_t *trace = policy ? sq_trace_load(trace_path) : NULL;
     sq_sim_summary_t *ours = NULL, *hpa = NULL;
     size_t n_rows = 0;
-    rc = policy && trace ? 0 : 1;
+    /* a trace pool the policy lacks is refused before any output */
+    rc = policy && trace ? sq_trace_check(trace, policy) : 1;
     s_print_ctx_t cx = {0};
     if (!rc) {
         cx.start_utc = o.start_utc ? o.start_utc : sq_trace_start(trace);

@@ -208,7 +208,13 @@ test_bad_traces(void)
     sq_sim_summary_t *sums = NULL;
     size_t n = 0;
     SQ_CHECK(sq_sim_run(pol, tr, &o, NULL, NULL, &sums, &n) == SQ_EINVAL);
-    SQ_CHECK(strstr(sq_error_detail(), "\"other\" is not in the policy") != NULL);
+    /* with the file and the line, as every other refusal of a trace */
+    SQ_CHECK(strcmp(sq_error_detail(), "t.csv:3: pool: \"other\" is not in the policy") == 0);
+    sq_trace_destroy(&tr);
+    tr = s_parse("t_s,pool,arrivals\n0,p,5\n\n5,p,1\n6,q,2\n7,q,1\n");
+    SQ_REQUIRE(tr);
+    SQ_CHECK(sq_sim_run(pol, tr, &o, NULL, NULL, &sums, &n) == SQ_EINVAL);
+    SQ_CHECK(strcmp(sq_error_detail(), "t.csv:5: pool: \"q\" is not in the policy") == 0);
     sq_trace_destroy(&tr);
     /* A tiny run: 100 tasks over 10 s with max 2 groups, all served. */
     tr = s_parse("t_s,pool,arrivals\n0,p,50\n5,p,50\n");
