@@ -30,7 +30,9 @@
 #include <string.h>
 #include <time.h>
 
-static volatile sig_atomic_t s_reload_flag, s_stop_flag;
+/* s_stop_signal: the signal that asked the loop to stop (0: none), so
+ * that the log says which. */
+static volatile sig_atomic_t s_reload_flag, s_stop_signal;
 
 static void
 s_on_signal(int sig)
@@ -38,7 +40,14 @@ s_on_signal(int sig)
     if (sig == SIGHUP)
         s_reload_flag = 1;
     else
-        s_stop_flag = 1;
+        s_stop_signal = sig;
+}
+
+/* The signals s_install_signals stops on, by name. */
+static const char *
+s_signal_name(int sig)
+{
+    return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "?";
 }
 
 static void
@@ -177,7 +186,7 @@ s_wait(sq_loop_t *loop, sq_metrics_http_t *http, int64_t deadline_ms)
         if (poll(&pfd, 1, (int)left) > 0 && http)
             sq_metrics_http_serve(http, sq_loop_render_metrics, loop);
         now = sq_loop_mono_ms();
-    } while (now < deadline_ms && !s_stop_flag && !s_reload_flag);
+    } while (now < deadline_ms && !s_stop_signal && !s_reload_flag);
 }
 
 int
@@ -205,7 +214,7 @@ sq_cmd_run(int argc, char **argv)
     s_install_signals();
     SQ_INFO("started", "actuator=%s tick_ms=%lld metrics_port=%d", o.actuator,
             (long long)o.tick_ms, o.metrics_port);
-    for (int64_t next = sq_loop_mono_ms(); !s_stop_flag;) {
+    for (int64_t next = sq_loop_mono_ms(); !s_stop_signal;) {
         if (s_reload_flag) {
             s_reload_flag = 0;
             sq_loop_reload(loop);
@@ -218,7 +227,11 @@ sq_cmd_run(int argc, char **argv)
             next = sq_loop_mono_ms(); /* a slow tick: do not try to catch up */
         s_wait(loop, http, next);
     }
-    SQ_INFO("stopping", "signal=%d", (int)s_stop_flag);
+    const int sig = s_stop_signal;
+    if (sig)
+        SQ_INFO("stopping", "reason=signal signal=%s signo=%d", s_signal_name(sig), sig);
+    else
+        SQ_INFO("stopping", "reason=once");
     sq_metrics_http_destroy(&http);
     sq_loop_destroy(&loop);
     return 0;

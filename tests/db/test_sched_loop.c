@@ -10,7 +10,8 @@
  *  policy (refused, running one kept) and a valid one (new version stored,
  *  scale-down to the new max), stabilised scale-down to min when the
  *  queue empties, SIGTERM drains the groups; a schedule window at an
- *  injected clock (--clock) raises the floor from start - lead time.
+ *  injected clock (--clock) raises the floor from start - lead time; the
+ *  stop is logged with the signal's name and number, or --once.
  *  argv: scheduler binary, fake mpirun, sql dir. Ports 18520-18521. */
 #define _DEFAULT_SOURCE /* usleep */
 #define _POSIX_C_SOURCE 200809L
@@ -21,6 +22,7 @@
 #include "sq_wire.h"
 
 #include <czmq.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -248,6 +250,75 @@ test_actuator_failure_backoff(void)
     s_stop(pid);
 }
 
+/* The scheduler on the policy file with its log (stderr) in s_dir/NAME;
+ * `once`: with --once. */
+static pid_t
+s_start_logged(const char *name, int once)
+{
+    char log[128];
+    snprintf(log, sizeof log, "%s/%s", s_dir, name);
+    char *argv[] = {(char *)s_bin, "--db", s_conninfo, "--broker", "tcp://127.0.0.1:18520",
+                    "--policy", s_policy, "--mpirun", (char *)s_fake, "--tick-ms", "200",
+                    "--grace-s", "2", once ? "--once" : NULL, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid = -1;
+    if (posix_spawn(&pid, s_bin, &fa, NULL, argv, environ) != 0)
+        pid = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    return pid;
+}
+
+/* Whether s_dir/name holds needle, waiting up to timeout_ms for it. */
+static int
+s_log_has(const char *name, const char *needle, int timeout_ms)
+{
+    char path[128], buf[65536];
+    snprintf(path, sizeof path, "%s/%s", s_dir, name);
+    for (int64_t end = sq_test_now_ms() + timeout_ms;; usleep(20000)) {
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[n] = '\0';
+        if (strstr(buf, needle))
+            return 1;
+        if (sq_test_now_ms() >= end) {
+            fprintf(stderr, "  %s: no \"%s\" in:\n%s", name, needle, buf);
+            return 0;
+        }
+    }
+}
+
+/* The stop is logged with its cause: the signal by name and number (the
+ * log said signal=1 for SIGTERM, the flag it set, and signal=0 after
+ * --once), or --once. */
+static void
+test_stop_reason(void)
+{
+    static const struct { int sig; const char *log, *want; } stops[] = {
+        {SIGTERM, "term.log", "msg=\"stopping\" reason=signal signal=SIGTERM signo=15"},
+        {SIGINT, "int.log", "msg=\"stopping\" reason=signal signal=SIGINT signo=2"}};
+    s_write_policy("2");
+    for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
+        pid_t pid = s_start_logged(stops[i].log, 0);
+        SQ_REQUIRE(pid > 0);
+        SQ_CHECK(s_log_has(stops[i].log, "msg=\"started\"", 20000));
+        kill(pid, stops[i].sig);
+        int status = -1;
+        waitpid(pid, &status, 0);
+        SQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        SQ_CHECK(s_log_has(stops[i].log, stops[i].want, 0));
+    }
+    pid_t pid = s_start_logged("once.log", 1);
+    SQ_REQUIRE(pid > 0);
+    int status = -1;
+    waitpid(pid, &status, 0);
+    SQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    SQ_CHECK(s_log_has("once.log", "msg=\"stopping\" reason=once", 0));
+}
+
 static int
 s_setup_db(const char *base)
 {
@@ -283,6 +354,7 @@ main(int argc, char **argv)
         SQ_RUN(test_loop);
         SQ_RUN(test_window_at_injected_clock);
         SQ_RUN(test_actuator_failure_backoff);
+        SQ_RUN(test_stop_reason);
     } else {
         fprintf(stderr, "setup failed: %s\n", sq_error_detail());
     }
