@@ -109,6 +109,16 @@ int sq_actuator_local_mark(sq_actuator_t *self, const char *group_id, int ready,
 /* The pid of group_id's mpirun (its process group id), or -1. */
 int sq_actuator_local_pid(sq_actuator_t *self, const char *group_id);
 
+/* Whether the worker takes pool's worker.flags, asked of the worker
+ * itself: `WORKER --check-flags --broker EP --model M --device D
+ * --max-batch B --group-id POOL-check [flags...]` (a group's worker
+ * command) parses them as a group would and exits, 0 or 2 with its reason
+ * on stderr; a flag it refuses would end every group at once, again at
+ * every decision. 0; SQ_EINVAL with the worker's reason ("shardq-worker:
+ * unknown option --bogus (see --help)") as the detail; another negative
+ * SQ_E* when it cannot be asked (no such binary; no answer in 10 s). */
+int sq_actuator_local_check_flags(sq_actuator_t *self, const sq_pool_policy_t *pool);
+
 /* --- kubernetes: StatefulSet scale subresource ------------------------- */
 
 typedef struct {

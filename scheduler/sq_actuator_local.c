@@ -15,7 +15,10 @@
 
 #include "sq_error.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -23,6 +26,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -46,26 +50,25 @@ typedef struct {
     unsigned seq;
 } s_local_t;
 
-/* mpirun -np N, its flags, the worker and its 10 fixed arguments, the
- * policy's worker flags, NULL. */
-#define S_ARGV_MAX (3 + SQ_ACTUATOR_MAX_MPIRUN_ARGS + 11 + SQ_POLICY_MAX_WORKER_FLAGS + 1)
+/* mpirun -np N, its flags, the worker, --check-flags (when checking) and
+ * its 10 fixed arguments, the policy's worker flags, NULL. */
+#define S_ARGV_MAX (3 + SQ_ACTUATOR_MAX_MPIRUN_ARGS + 12 + SQ_POLICY_MAX_WORKER_FLAGS + 1)
 
-/* argv for one group; strings point into pool, flags (the buffer for the
- * split worker flags, SQ_POLICY_FLAGS_BYTES). */
+/* How long `shardq-worker --check-flags` may take to answer: it parses
+ * its arguments and exits, so this only bounds a worker that hangs. */
+#define S_CHECK_MS 10000
+
+/* The worker's argv in a group, into argv from the worker binary on, with
+ * --check-flags first when `check`; strings point into pool, id, mb and
+ * flags (the buffer for the split worker flags, SQ_POLICY_FLAGS_BYTES). */
 static int
-s_argv(const s_local_t *self, const sq_pool_policy_t *p, const char *id, char *np, char *mb,
-       char *flags, char **argv)
+s_worker_argv(const s_local_t *self, const sq_pool_policy_t *p, const char *id, char *mb,
+              char *flags, int check, char **argv)
 {
     int n = 0;
-    argv[n++] = (char *)self->o.mpirun;
-    argv[n++] = "-np";
-    argv[n++] = np;
-    for (int i = 0; self->o.mpirun_args && self->o.mpirun_args[i]; i++) {
-        if (i == SQ_ACTUATOR_MAX_MPIRUN_ARGS)
-            return SQ_FAIL(SQ_ETOOBIG, "more than %d mpirun flags", SQ_ACTUATOR_MAX_MPIRUN_ARGS);
-        argv[n++] = (char *)self->o.mpirun_args[i];
-    }
     argv[n++] = (char *)self->o.worker;
+    if (check)   /* first: a flag lacking its value must not take it as one */
+        argv[n++] = "--check-flags";
     argv[n++] = "--broker";
     argv[n++] = (char *)self->endpoint;
     argv[n++] = "--model";
@@ -84,6 +87,23 @@ s_argv(const s_local_t *self, const sq_pool_policy_t *p, const char *id, char *n
                        SQ_POLICY_MAX_WORKER_FLAGS);
     argv[n + n_flags] = NULL;
     return 0;
+}
+
+/* argv for one group: mpirun, its flags, then s_worker_argv. */
+static int
+s_argv(const s_local_t *self, const sq_pool_policy_t *p, const char *id, char *np, char *mb,
+       char *flags, char **argv)
+{
+    int n = 0;
+    argv[n++] = (char *)self->o.mpirun;
+    argv[n++] = "-np";
+    argv[n++] = np;
+    for (int i = 0; self->o.mpirun_args && self->o.mpirun_args[i]; i++) {
+        if (i == SQ_ACTUATOR_MAX_MPIRUN_ARGS)
+            return SQ_FAIL(SQ_ETOOBIG, "more than %d mpirun flags", SQ_ACTUATOR_MAX_MPIRUN_ARGS);
+        argv[n++] = (char *)self->o.mpirun_args[i];
+    }
+    return s_worker_argv(self, p, id, mb, flags, 0, argv + n);
 }
 
 static int
@@ -290,4 +310,111 @@ sq_actuator_local_pid(sq_actuator_t *base, const char *group_id)
 {
     s_group_t *g = s_find((s_local_t *)base, group_id);
     return g ? (int)g->pid : -1;
+}
+
+/* Monotonic milliseconds, for the check's deadline. */
+static int64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Read fd into buf (size bytes, NUL-terminated, the rest dropped) until
+ * EOF or deadline_ms. */
+static void
+s_read_until(int fd, char *buf, size_t size, int64_t deadline_ms)
+{
+    size_t n = 0;
+    char sink[256];
+    for (int64_t now = s_mono_ms(); now < deadline_ms; now = s_mono_ms()) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, (int)(deadline_ms - now)) <= 0)
+            continue;   /* EINTR, or the deadline: the loop decides */
+        ssize_t r = n + 1 < size ? read(fd, buf + n, size - 1 - n) : read(fd, sink, sizeof sink);
+        if (r <= 0 && !(r < 0 && errno == EINTR))
+            break;
+        if (r > 0 && n + 1 < size)
+            n += (size_t)r;
+    }
+    buf[n] = '\0';
+}
+
+/* Reap pid, killing it at deadline_ms: 0 with *status (OUT), or a
+ * negative SQ_E* (SQ_ETIMEDOUT when it had to be killed). */
+static int
+s_reap_until(pid_t pid, int64_t deadline_ms, int *status)
+{
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            return SQ_FAIL(-errno, "waitpid: %s", strerror(errno));
+        if (s_mono_ms() >= deadline_ms) {
+            kill(pid, SIGKILL);
+            waitpid(pid, status, 0);
+            return SQ_ETIMEDOUT;
+        }
+        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+    }
+}
+
+/* The worker's answer from its exit status: 0 when it exited 0; its first
+ * stderr line `err` (why it refuses the flags) otherwise. */
+static int
+s_check_answer(const char *worker, int status, char *err)
+{
+    err[strcspn(err, "\n")] = '\0';
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 2 && *err)
+        return SQ_FAIL(SQ_EINVAL, "%s", err);
+    if (WIFEXITED(status))
+        return SQ_FAIL(SQ_EINVAL, "%s --check-flags exited %d%s%s", worker,
+                       WEXITSTATUS(status), *err ? ": " : "", err);
+    return SQ_FAIL(SQ_EINVAL, "%s --check-flags ended by signal %d", worker,
+                   WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+}
+
+int
+sq_actuator_local_check_flags(sq_actuator_t *base, const sq_pool_policy_t *p)
+{
+    assert(base->ops == &s_ops);
+    s_local_t *self = (s_local_t *)base;
+    char id[96], mb[16], flags[SQ_POLICY_FLAGS_BYTES], *argv[S_ARGV_MAX], err[512];
+    snprintf(id, sizeof id, "%s-check", p->name);
+    snprintf(mb, sizeof mb, "%d", p->worker.max_batch);
+    int rc = s_worker_argv(self, p, id, mb, flags, 1, argv);
+    int fds[2];
+    if (rc || pipe(fds) != 0)
+        return rc ? rc : SQ_FAIL(-errno, "check worker flags: pipe: %s", strerror(errno));
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    posix_spawn_file_actions_addclose(&fa, fds[1]);
+    pid_t pid = -1;
+    int err_no = posix_spawnp(&pid, self->o.worker, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (err_no) {
+        close(fds[0]);
+        return SQ_FAIL(-err_no, "cannot ask %s to check them: %s", self->o.worker,
+                       strerror(err_no));
+    }
+    const int64_t deadline = s_mono_ms() + S_CHECK_MS;
+    s_read_until(fds[0], err, sizeof err, deadline);
+    close(fds[0]);
+    int status = 0;
+    rc = s_reap_until(pid, deadline, &status);
+    if (rc == SQ_ETIMEDOUT)
+        return SQ_FAIL(rc, "%s --check-flags did not answer within %d s", self->o.worker,
+                       S_CHECK_MS / 1000);
+    return rc ? SQ_FAIL(rc, "cannot ask %s to check them: %s", self->o.worker,
+                        sq_error_detail())
+              : s_check_answer(self->o.worker, status, err);
 }

@@ -344,16 +344,17 @@ sq_worker_flags_split(const char *flags, char *buf, size_t size, char **argv, in
     return n;
 }
 
-/* worker.flags as shardq-worker will read them: a flag the scheduler sets
- * itself, or a --prefetch the worker refuses, would make every group it
- * starts exit at once. `m` is the worker mapping. */
+/* What worker.flags must not hold for the scheduler's sake: a flag it sets
+ * itself, a --prefetch over the leases a group may hold; each would make
+ * every group it starts exit at once. The worker's own parse judges the
+ * rest (sq_policy_check_flags). `m` is the worker mapping. */
 static int
 s_worker_check(const s_ctx_t *cx, const yaml_node_t *m, const char *path,
                const sq_worker_spec_t *w)
 {
     const yaml_node_t *v = s_value_of(cx, m, "flags");
     static const char *const own[] = {"--broker", "--model", "--device", "--max-batch",
-                                      "--group-id", NULL};
+                                      "--group-id", "--check-flags", NULL};
     char buf[SQ_POLICY_FLAGS_BYTES], *argv[SQ_POLICY_MAX_WORKER_FLAGS], sub[256], what[200];
     snprintf(sub, sizeof sub, "%s.flags", path);
     int n = sq_worker_flags_split(w->flags, buf, sizeof buf, argv, SQ_POLICY_MAX_WORKER_FLAGS);
@@ -366,8 +367,10 @@ s_worker_check(const s_ctx_t *cx, const yaml_node_t *m, const char *path,
         size_t len = strcspn(argv[i], "=");
         for (int k = 0; own[k]; k++)
             if (strlen(own[k]) == len && strncmp(argv[i], own[k], len) == 0) {
-                snprintf(what, sizeof what, "%s is set by the scheduler (use the worker keys)",
-                         own[k]);
+                snprintf(what, sizeof what, "%s is set by the scheduler (%s)", own[k],
+                         strcmp(own[k], "--check-flags") != 0
+                             ? "use the worker keys"
+                             : "when it asks shardq-worker about these flags");
                 return s_err(cx, v, sub, what);
             }
         if (len != strlen("--prefetch") || strncmp(argv[i], "--prefetch", len) != 0)
@@ -397,7 +400,10 @@ s_pool_child(const s_ctx_t *cx, const char *key, const yaml_node_t *v, const cha
     sq_pool_policy_t *p = base;
     if (strcmp(key, "worker") == 0) {
         int rc = s_mapping(cx, v, s_worker_keys, path, &p->worker, NULL);
-        return rc ? rc : s_worker_check(cx, v, path, &p->worker);
+        if (rc)
+            return rc;
+        p->worker.flags_line = (int)s_value_of(cx, v, "flags")->start_mark.line + 1;
+        return s_worker_check(cx, v, path, &p->worker);
     }
     if (strcmp(key, "kubernetes") == 0)
         return s_mapping(cx, v, s_kube_keys, path, p, NULL);
@@ -551,6 +557,10 @@ sq_policy_parse(const char *text, size_t len, const char *origin)
     }
     memcpy(self->text, text, len);
     self->text[len] = '\0';
+    if (!(self->origin = strdup(origin))) {
+        rc = SQ_FAIL(SQ_ENOMEM, "policy origin");
+        goto done;
+    }
     const uint64_t h = sq_fnv1a(SQ_FNV1A_INIT, text, len);
     snprintf(self->digest, sizeof self->digest, "%016llx", (unsigned long long)h);
 done:
@@ -587,8 +597,22 @@ sq_policy_destroy(sq_policy_t **self_p)
     }
     free(self->pools);
     free(self->text);
+    free(self->origin);
     free(self);
     *self_p = NULL;
+}
+
+int
+sq_policy_check_flags(const sq_policy_t *self, sq_policy_flags_fn check, void *arg)
+{
+    for (size_t i = 0; i < self->n_pools; i++) {
+        const sq_pool_policy_t *p = &self->pools[i];
+        int rc = p->worker.flags[0] ? check(arg, p) : 0;
+        if (rc)
+            return SQ_FAIL(rc, "%s:%d: pools[%zu].worker.flags: %s", self->origin,
+                           p->worker.flags_line, i, sq_error_detail());
+    }
+    return 0;
 }
 
 const sq_pool_policy_t *

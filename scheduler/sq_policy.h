@@ -56,6 +56,7 @@ typedef struct {
     char device[16];        /* cpu | cuda */
     int max_batch;
     char flags[SQ_POLICY_FLAGS_BYTES]; /* extra worker flags, split on spaces and tabs */
+    int flags_line;         /* where flags is in the file (for sq_policy_check_flags) */
 } sq_worker_spec_t;
 
 typedef struct {
@@ -79,6 +80,7 @@ typedef struct {
     sq_pool_policy_t *pools;
     size_t n_pools;
     char *text;             /* the file as read (stored with each version) */
+    char *origin;           /* its name in refusals (sq_policy_parse's origin) */
     char digest[17];        /* FNV-1a 64 of text, hex */
 } sq_policy_t;
 
@@ -97,6 +99,16 @@ const sq_pool_policy_t *sq_policy_pool(const sq_policy_t *self, const char *name
  * as a Kubernetes HorizontalPodAutoscaler with default behaviour would
  * act. The copy shares nothing with src. */
 void sq_policy_hpa_baseline(const sq_pool_policy_t *src, sq_pool_policy_t *out);
+
+/* Whether shardq-worker takes pool's worker.flags: 0, or a negative SQ_E*
+ * with the reason as the error detail (sq_actuator_local_check_flags asks
+ * the worker itself). */
+typedef int (*sq_policy_flags_fn)(void *arg, const sq_pool_policy_t *pool);
+/* Ask check about every pool that has worker.flags: the parser checks only
+ * what the scheduler owns (its own flags, the leases), the worker's parse
+ * is the authority on the rest. 0, or the first refusal with the detail
+ * "origin:line: pools[i].worker.flags: reason". */
+int sq_policy_check_flags(const sq_policy_t *self, sq_policy_flags_fn check, void *arg);
 
 /* Split worker flags as the local actuator passes them, on spaces and
  * tabs: a copy goes into buf (size bytes), argv (OUT) gets up to max

@@ -201,6 +201,24 @@ s_actuator_new(sq_loop_opts_t *o)
     return sq_actuator_local_new(&o->local);
 }
 
+static int
+s_check_flags(void *act, const sq_pool_policy_t *pool)
+{
+    return sq_actuator_local_check_flags(act, pool);
+}
+
+/* A policy whose worker.flags shardq-worker refuses would start groups
+ * that exit at once, again at every decision: the worker's own parse
+ * decides, before the policy is stored or used. Only the local actuator
+ * runs workers with these flags (kubernetes pods take the chart's). */
+static int
+s_policy_check(const sq_loop_t *self, const sq_policy_t *policy)
+{
+    if (strcmp(self->o.actuator, "local") != 0)
+        return 0;
+    return sq_policy_check_flags(policy, s_check_flags, self->act);
+}
+
 sq_loop_t *
 sq_loop_new(const sq_loop_opts_t *o)
 {
@@ -228,11 +246,12 @@ sq_loop_new(const sq_loop_opts_t *o)
     }
     int ok = (self->policy = sq_policy_load(o->policy_path)) != NULL &&
              (self->pools = s_pools_for(self->policy, NULL, 0)) != NULL &&
+             (self->act = s_actuator_new(&self->o)) != NULL &&
+             s_policy_check(self, self->policy) == 0 &&
              sq_db_connect_bounded(o->db, 10000, S_DB_WAIT_MS, &self->db) == 0 &&
              sq_sched_db_store_policy(self->db, self->policy, o->policy_path,
                                       &self->policy_version) == 0 &&
-             (self->client = sq_client_new(o->broker, &self->client_opts)) != NULL &&
-             (self->act = s_actuator_new(&self->o)) != NULL;
+             (self->client = sq_client_new(o->broker, &self->client_opts)) != NULL;
     if (!ok) {
         sq_loop_destroy(&self);
         return NULL;
@@ -301,11 +320,12 @@ sq_loop_reload(sq_loop_t *self)
 {
     sq_policy_t *next = sq_policy_load(self->o.policy_path);
     int64_t version = 0;
-    if (!next) {
+    if (!next || s_policy_check(self, next) != 0) {
         self->reloads_refused++;
         char q[512];
         SQ_WARN("policy refused, keeping the running one", "version=%lld error=%s",
                 (long long)self->policy_version, sq_log_quote(sq_error_detail(), q, sizeof q));
+        sq_policy_destroy(&next);
         return SQ_EINVAL;
     }
     /* Store first: a policy that is not recorded is not auditable, so it

@@ -26,8 +26,15 @@ sq_fuzz_test(cron
 
 add_executable(test_local_actuator unit/test_local_actuator.c)
 target_link_libraries(test_local_actuator PRIVATE sq_sched sched_testutil sq_testlib sq_warnings)
+# With shardq-worker built, its answers to --check-flags are checked too
+# (here and in db.sched.loop).
+set(sched_worker_bin "")
+if(TARGET shardq-worker)
+  set(sched_worker_bin $<TARGET_FILE:shardq-worker>)
+endif()
 add_test(NAME unit.sched.local_actuator
-         COMMAND test_local_actuator ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_fake_mpirun.sh)
+         COMMAND test_local_actuator ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_fake_mpirun.sh
+                 ${sched_worker_bin})
 set_tests_properties(unit.sched.local_actuator PROPERTIES LABELS unit TIMEOUT 120)
 
 # The kubernetes actuator against a local HTTPS endpoint with the real API
@@ -55,7 +62,8 @@ target_link_libraries(test_sched_loop PRIVATE sched_testutil sq_db sq_wire sq_te
                       Threads::Threads sq_warnings)
 add_test(NAME db.sched.loop
          COMMAND test_sched_loop $<TARGET_FILE:shardq-scheduler>
-                 ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_fake_mpirun.sh ${PROJECT_SOURCE_DIR}/sql)
+                 ${CMAKE_CURRENT_SOURCE_DIR}/unit/sched_fake_mpirun.sh ${PROJECT_SOURCE_DIR}/sql
+                 ${sched_worker_bin})
 set_tests_properties(db.sched.loop PROPERTIES LABELS db SKIP_RETURN_CODE 77 TIMEOUT 180)
 
 # The control loop under faults: a PostgreSQL that stops answering (a proxy

@@ -11,8 +11,10 @@
  *  scale-down to the new max), stabilised scale-down to min when the
  *  queue empties, SIGTERM drains the groups; a schedule window at an
  *  injected clock (--clock) raises the floor from start - lead time; the
- *  stop is logged with the signal's name and number, or --once.
- *  argv: scheduler binary, fake mpirun, sql dir. Ports 18520-18521. */
+ *  stop is logged with the signal's name and number, or --once; worker
+ *  flags shardq-worker refuses are refused at start and on SIGHUP.
+ *  argv: scheduler binary, fake mpirun, sql dir, and shardq-worker (which
+ *  judges worker flags) when it was built. Ports 18520-18521. */
 #define _DEFAULT_SOURCE /* usleep */
 #define _POSIX_C_SOURCE 200809L
 #include "sched_testutil.h"
@@ -37,6 +39,8 @@
 extern char **environ;
 
 static const char *s_bin, *s_fake, *s_sql;
+static const char *s_worker = "shardq-worker"; /* argv[4]: the real one, when built */
+static int s_have_worker;
 static char s_dir[64], s_policy[128], s_conninfo[512], s_dbname[64];
 static sq_db_t *s_db;
 static sched_broker_t *s_broker;   /* at tcp://127.0.0.1:18520: pool m.gguf, groups p-N */
@@ -101,7 +105,8 @@ s_start_with(const char *policy, const char *clock, const char *mpirun)
     char *argv[] = {(char *)s_bin, "--db", s_conninfo, "--broker", "tcp://127.0.0.1:18520",
                     "--policy", (char *)policy, "--actuator", "local", "--mpirun", (char *)mpirun,
                     "--tick-ms", "200", "--metrics-port", "18521", "--metrics-bind",
-                    "127.0.0.1", "--grace-s", "2", clock ? "--clock" : NULL, (char *)clock, NULL};
+                    "127.0.0.1", "--grace-s", "2", "--worker-bin", (char *)s_worker,
+                    clock ? "--clock" : NULL, (char *)clock, NULL};
     pid_t pid = -1;
     if (posix_spawn(&pid, s_bin, NULL, NULL, argv, environ) != 0)
         return -1;
@@ -250,16 +255,17 @@ test_actuator_failure_backoff(void)
     s_stop(pid);
 }
 
-/* The scheduler on the policy file with its log (stderr) in s_dir/NAME;
- * `once`: with --once. */
+/* The scheduler on `policy` with its log (stderr) in s_dir/NAME; `once`:
+ * with --once. */
 static pid_t
-s_start_logged(const char *name, int once)
+s_start_logged(const char *policy, const char *name, int once)
 {
     char log[128];
     snprintf(log, sizeof log, "%s/%s", s_dir, name);
     char *argv[] = {(char *)s_bin, "--db", s_conninfo, "--broker", "tcp://127.0.0.1:18520",
-                    "--policy", s_policy, "--mpirun", (char *)s_fake, "--tick-ms", "200",
-                    "--grace-s", "2", once ? "--once" : NULL, NULL};
+                    "--policy", (char *)policy, "--mpirun", (char *)s_fake, "--worker-bin",
+                    (char *)s_worker, "--tick-ms", "200", "--grace-s", "2",
+                    once ? "--once" : NULL, NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -302,7 +308,7 @@ test_stop_reason(void)
         {SIGINT, "int.log", "msg=\"stopping\" reason=signal signal=SIGINT signo=2"}};
     s_write_policy("2");
     for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
-        pid_t pid = s_start_logged(stops[i].log, 0);
+        pid_t pid = s_start_logged(s_policy, stops[i].log, 0);
         SQ_REQUIRE(pid > 0);
         SQ_CHECK(s_log_has(stops[i].log, "msg=\"started\"", 20000));
         kill(pid, stops[i].sig);
@@ -311,12 +317,63 @@ test_stop_reason(void)
         SQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         SQ_CHECK(s_log_has(stops[i].log, stops[i].want, 0));
     }
-    pid_t pid = s_start_logged("once.log", 1);
+    pid_t pid = s_start_logged(s_policy, "once.log", 1);
     SQ_REQUIRE(pid > 0);
     int status = -1;
     waitpid(pid, &status, 0);
     SQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     SQ_CHECK(s_log_has("once.log", "msg=\"stopping\" reason=once", 0));
+}
+
+/* Write a one-pool policy with worker flags `flags` to s_dir/name; its
+ * path into path (128 bytes). */
+static void
+s_write_flags_policy(const char *name, const char *flags, char *path)
+{
+    snprintf(path, 128, "%s/%s", s_dir, name);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "pools:\n  - name: p\n    worker: {model: m.gguf, flags: \"%s\"}\n"
+                "    max_groups: 2\n    target_queued_per_group: 100\n", flags);
+        fclose(f);
+    }
+}
+
+/* Worker flags shardq-worker refuses are refused with its reason, at
+ * start (exit 1) and on SIGHUP (the running policy kept, nothing stored):
+ * they loaded, and every group started with them exited at once, again at
+ * every decision. */
+static void
+test_worker_flags_refused(void)
+{
+    if (!s_have_worker) {
+        fprintf(stderr, "  (no shardq-worker built: not checked)\n");
+        return;
+    }
+    char bad[128], good[128];
+    s_write_flags_policy("bad.yaml", "--ctx 64 --bogus-flag", bad);
+    pid_t pid = s_start_logged(bad, "bad.log", 1);
+    SQ_REQUIRE(pid > 0);
+    int status = -1;
+    waitpid(pid, &status, 0);
+    SQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    SQ_CHECK(s_log_has("bad.log", "msg=\"startup failed\" error=\"", 0));
+    SQ_CHECK(s_log_has("bad.log", "bad.yaml:3: pools[0].worker.flags: shardq-worker: unknown "
+                                  "option --bogus-flag", 0));
+
+    s_write_flags_policy("good.yaml", "--ctx 64", good);
+    pid = s_start_logged(good, "reload.log", 0);
+    SQ_REQUIRE(pid > 0);
+    SQ_CHECK(s_log_has("reload.log", "msg=\"started\"", 20000));
+    char versions[32];
+    snprintf(versions, sizeof versions, "%s", s_one("SELECT count(*) FROM policies"));
+    s_write_flags_policy("good.yaml", "--ctx 64 --kv-type q4", good);
+    kill(pid, SIGHUP);
+    SQ_CHECK(s_log_has("reload.log", "good.yaml:3: pools[0].worker.flags: shardq-worker: "
+                                     "--kv-type: 'q4' is not f16, f32 or q8_0", 10000));
+    SQ_CHECK(s_log_has("reload.log", "msg=\"policy refused, keeping the running one\"", 0));
+    SQ_CHECK(strcmp(s_one("SELECT count(*) FROM policies"), versions) == 0);
+    s_stop(pid);
 }
 
 static int
@@ -341,6 +398,10 @@ main(int argc, char **argv)
     s_bin = argv[1];
     s_fake = argv[2];
     s_sql = argv[3];
+    if (argc > 4) {
+        s_worker = argv[4];
+        s_have_worker = 1;
+    }
     zsys_handler_set(NULL);
     snprintf(s_dir, sizeof s_dir, "/tmp/sq-loop-XXXXXX");
     if (!mkdtemp(s_dir))
@@ -355,6 +416,7 @@ main(int argc, char **argv)
         SQ_RUN(test_window_at_injected_clock);
         SQ_RUN(test_actuator_failure_backoff);
         SQ_RUN(test_stop_reason);
+        SQ_RUN(test_worker_flags_refused);
     } else {
         fprintf(stderr, "setup failed: %s\n", sq_error_detail());
     }

@@ -2,14 +2,16 @@
  *  mpirun, since worker groups of issue 4 do not exist yet): argv, process
  *  groups, removal order (idle, then starting, then busy), SIGTERM drain,
  *  SIGKILL after the grace period (at once with 0), reaping, cleanup on
- *  destroy, groups that exit on their own reported with their status.
- *  argv[1]: path of sched_fake_mpirun.sh. */
+ *  destroy, groups that exit on their own reported with their status;
+ *  worker flags checked by shardq-worker itself (--check-flags).
+ *  argv[1]: path of sched_fake_mpirun.sh; argv[2] (optional): shardq-worker. */
 #define _POSIX_C_SOURCE 200809L
 #include "sched_testutil.h"
 #include "sq_actuator.h"
 #include "sq_error.h"
 #include "sq_test.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 
 static char s_dir[64];
 static const char *s_fake = "tests/unit/sched_fake_mpirun.sh";
+static const char *s_worker;   /* the real shardq-worker, when given */
 
 static int
 s_exists(const char *id, const char *ext)
@@ -239,11 +242,82 @@ test_exit_reported(void)
     sq_policy_destroy(&pol);
 }
 
+/* Check one pool's flags with worker `bin`; 1 when the answer is rc (0:
+ * taken) with a detail containing want. */
+static int
+s_check(const char *bin, const char *flags, int rc, const char *want)
+{
+    char yaml[256];
+    snprintf(yaml, sizeof yaml, "pools:\n  - {name: p, worker: {model: m.gguf, flags: \"%s\"},"
+             " max_groups: 2, target_queued_per_group: 8}\n", flags);
+    sq_policy_t *pol = sq_policy_parse(yaml, strlen(yaml), "p.yaml");
+    sq_actuator_local_opts_t o = {.mpirun = s_fake, .worker = bin,
+                                  .worker_endpoint = "tcp://127.0.0.1:18501"};
+    sq_actuator_t *a = sq_actuator_local_new(&o);
+    sq_error_clear();
+    int got = pol && a ? sq_actuator_local_check_flags(a, &pol->pools[0]) : -1;
+    int ok = got == rc && strstr(sq_error_detail(), want) != NULL;
+    if (!ok)
+        fprintf(stderr, "  %s \"%s\": wanted %d \"%s\", got %d \"%s\"\n", bin, flags, rc, want,
+                got, sq_error_detail());
+    sq_actuator_destroy(&a);
+    sq_policy_destroy(&pol);
+    return ok;
+}
+
+/* Worker flags are the worker's to judge: it is asked with the command a
+ * group runs and --check-flags first (an unknown flag, a flag without its
+ * value or a bad value loaded, and every group then exited at once, again
+ * at every decision). */
+static void
+test_check_flags(void)
+{
+    /* the command line, as a worker that prints it and refuses sees it */
+    char echo[128];
+    snprintf(echo, sizeof echo, "%s/echo-worker.sh", s_dir);
+    FILE *f = fopen(echo, "w");
+    SQ_REQUIRE(f);
+    fputs("#!/bin/sh\necho \"$*\" >&2\nexit 2\n", f);
+    fclose(f);
+    SQ_REQUIRE(chmod(echo, 0755) == 0);
+    SQ_CHECK(s_check(echo, "--threads", SQ_EINVAL,
+                     "--check-flags --broker tcp://127.0.0.1:18501 --model m.gguf --device cpu "
+                     "--max-batch 16 --group-id p-check --threads"));
+    /* a worker that cannot be asked, or fails otherwise, is not a yes */
+    SQ_CHECK(s_check("/nonexistent/shardq-worker", "--ctx 512", -ENOENT,
+                     "cannot ask /nonexistent/shardq-worker to check them"));
+    SQ_CHECK(s_check("false", "--ctx 512", SQ_EINVAL, "false --check-flags exited 1"));
+    /* one that never answers is killed after 10 s */
+    char hang[128];
+    snprintf(hang, sizeof hang, "%s/hang-worker.sh", s_dir);
+    SQ_REQUIRE((f = fopen(hang, "w")) != NULL);
+    fputs("#!/bin/sh\nexec sleep 60\n", f);
+    fclose(f);
+    SQ_REQUIRE(chmod(hang, 0755) == 0);
+    int64_t t0 = sq_test_now_ms();
+    SQ_CHECK(s_check(hang, "--ctx 512", SQ_ETIMEDOUT, "--check-flags did not answer within 10 s"));
+    SQ_CHECK(sq_test_now_ms() - t0 < 15000);
+    if (!s_worker) {
+        fprintf(stderr, "  (no shardq-worker given: its own answers not checked)\n");
+        return;
+    }
+    SQ_CHECK(s_check(s_worker, "--ctx 512 --threads=2 --kv-type q8_0", 0, ""));
+    SQ_CHECK(s_check(s_worker, "--bogus-flag", SQ_EINVAL,
+                     "shardq-worker: unknown option --bogus-flag"));
+    SQ_CHECK(s_check(s_worker, "--threads", SQ_EINVAL, "shardq-worker: --threads needs a value"));
+    SQ_CHECK(s_check(s_worker, "--kv-type q4", SQ_EINVAL,
+                     "shardq-worker: --kv-type: 'q4' is not f16, f32 or q8_0"));
+    SQ_CHECK(s_check(s_worker, "--threads 0", SQ_EINVAL, "--threads"));
+    SQ_CHECK(s_check(s_worker, "--help", SQ_EINVAL, "a group would not serve"));
+}
+
 int
 main(int argc, char **argv)
 {
     if (argc > 1)
         s_fake = argv[1];
+    if (argc > 2)
+        s_worker = argv[2];
     snprintf(s_dir, sizeof s_dir, "/tmp/sq-local-act-XXXXXX");
     if (!mkdtemp(s_dir))
         return 1;
@@ -252,6 +326,7 @@ main(int argc, char **argv)
     SQ_RUN(test_spawn_failure);
     SQ_RUN(test_zero_grace);
     SQ_RUN(test_exit_reported);
+    SQ_RUN(test_check_flags);
     sched_rm_tree(s_dir);
     return sq_test_summary("local_actuator");
 }

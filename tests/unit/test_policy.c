@@ -232,10 +232,44 @@ test_worker_limits(void)
     if (!p)
         fprintf(stderr, "  refused: %s\n", sq_error_detail());
     sq_policy_destroy(&p);
+    /* a group given it would only check its flags and exit */
+    SQ_CHECK(s_refused("flags: --ctx 512", "flags: --check-flags",
+                       "p.yaml:13: pools[1].worker.flags: --check-flags is set by the scheduler"));
     char buf[SQ_POLICY_FLAGS_BYTES], *argv[4];
     SQ_CHECK(sq_worker_flags_split(" --a 1\t--b ", buf, sizeof buf, argv, 4) == 3);
     SQ_CHECK(strcmp(argv[0], "--a") == 0 && strcmp(argv[2], "--b") == 0);
     SQ_CHECK(sq_worker_flags_split("a b c d e", buf, sizeof buf, argv, 4) == 5);
+}
+
+/* A check standing in for shardq-worker's: refuses flags holding "--no". */
+static int
+s_no_check(void *arg, const sq_pool_policy_t *pool)
+{
+    ++*(int *)arg;
+    return strstr(pool->worker.flags, "--no") ? SQ_FAIL(SQ_EINVAL, "unknown option --no") : 0;
+}
+
+/* The worker's word on worker.flags comes back as a refusal of the policy
+ * with the file, the line of flags and the key; pools without flags are
+ * not asked about. */
+static void
+test_check_flags(void)
+{
+    sq_policy_t *p = s_parse(s_example);
+    SQ_REQUIRE(p);
+    int asked = 0;
+    SQ_CHECK(sq_policy_check_flags(p, s_no_check, &asked) == 0 && asked == 1);
+    sq_policy_destroy(&p);
+    const char *at = strstr(s_example, "flags: --ctx 512");
+    char text[4096];
+    SQ_REQUIRE(at);
+    snprintf(text, sizeof text, "%.*sflags: --ctx 512 --no%s", (int)(at - s_example), s_example,
+             at + strlen("flags: --ctx 512"));
+    SQ_REQUIRE((p = s_parse(text)) != NULL);
+    SQ_CHECK(sq_policy_check_flags(p, s_no_check, &asked) == SQ_EINVAL);
+    SQ_CHECK(strcmp(sq_error_detail(), "p.yaml:13: pools[1].worker.flags: unknown option --no")
+             == 0);
+    sq_policy_destroy(&p);
 }
 
 /* A policy of n_pools pools (p0, p1, ...), the first with n_windows
@@ -404,5 +438,6 @@ main(void)
     SQ_RUN(test_bad_zone_message);
     SQ_RUN(test_cross_field_lines);
     SQ_RUN(test_worker_limits);
+    SQ_RUN(test_check_flags);
     return sq_test_summary("policy");
 }

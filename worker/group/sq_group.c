@@ -56,6 +56,7 @@ typedef struct {
     int load_timeout_s;         /* --load-timeout: a model load running longer ends it */
     int max_tokens;             /* default when a task gives none */
     const char *adapters_dir;   /* NAME/VERSION.gguf, NAME/active */
+    bool check_flags;           /* --check-flags: answer whether a group would take them */
 } s_opts_t;
 
 static volatile sig_atomic_t s_term;
@@ -107,6 +108,8 @@ static void s_usage(FILE *fp)
           "  --max-tokens N       default max_tokens of tasks that give none (default 128)\n"
           "  --adapters DIR       LoRA adapters: DIR/NAME/VERSION.gguf, with DIR/NAME/active\n"
           "                       naming the version for tasks that give none\n"
+          "  --check-flags        first: parse the other flags as a group would and exit,\n"
+          "                       0 if it would serve with them, else 2 (shardq-scheduler)\n"
           "  --help, --version\n"
           "exit codes: 0 drained cleanly, 1 runtime failure, 2 usage error\n",
           fp);
@@ -146,6 +149,10 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
     for (int i = 1; i < argc; i++) {
         char flag[64];
         const char *v = NULL;
+        if (!strcmp(argv[i], "--check-flags")) {
+            o->check_flags = true;
+            continue;
+        }
         if (sq_args_help_version(argv[i], s_usage))
             return 1;
         if (sq_args_flag_value(argc, argv, &i, s_value_flags, flag, sizeof flag, &v))
@@ -731,6 +738,14 @@ int sq_group_main(int argc, char **argv)
         .step_timeout_s = 600, .load_timeout_s = 1800, .max_tokens = 128,
     };
     int prc = s_parse(argc, argv, &o);
+    /* shardq-scheduler checks a policy's worker flags with this parse, the
+     * worker's own: a group that would stop here would be started again
+     * and again. The reason is on stderr. */
+    if (o.check_flags && prc > 0)
+        fprintf(stderr, "shardq-worker: --help and --version print and exit; a group "
+                "would not serve\n");
+    if (o.check_flags)
+        return prc ? 2 : 0;
     if (prc)
         return prc > 0 ? 0 : 2;
     if (o.prefetch < 0)
