@@ -210,13 +210,18 @@ s_check_flags(void *act, const sq_pool_policy_t *pool)
 /* A policy whose worker.flags shardq-worker refuses would start groups
  * that exit at once, again at every decision: the worker's own parse
  * decides, before the policy is stored or used. Only the local actuator
- * runs workers with these flags (kubernetes pods take the chart's). */
+ * runs workers with these flags (kubernetes pods take the chart's: a
+ * policy that gives some is told it). */
 static int
 s_policy_check(const sq_loop_t *self, const sq_policy_t *policy)
 {
-    if (strcmp(self->o.actuator, "local") != 0)
-        return 0;
-    return sq_policy_check_flags(policy, s_check_flags, self->act);
+    if (strcmp(self->o.actuator, "local") == 0)
+        return sq_policy_check_flags(policy, s_check_flags, self->act);
+    for (size_t i = 0; i < policy->n_pools; i++)
+        if (policy->pools[i].worker.flags[0])
+            SQ_WARN("worker.flags not applied", "pool=%s actuator=%s reason=\"the pods take "
+                    "the Helm chart's worker flags\"", policy->pools[i].name, self->o.actuator);
+    return 0;
 }
 
 sq_loop_t *
