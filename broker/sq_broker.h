@@ -94,6 +94,9 @@ struct sq_group_t {
     uint32_t kv_in_use;         /* pages its running sequences hold */
     uint64_t preemptions;       /* sequences preempted since it started */
     bool draining;
+    /* a lease of it timed out (--lease-timeout-ms): it heartbeats but may
+     * be hung, so it gets no new lease until it sends a RESULT or FAIL */
+    bool suspect;
     sq_task_t *leases; /* doubly linked through lprev/lnext */
     int64_t last_recv_ms, last_send_ms;
     uint64_t completed;

@@ -374,7 +374,8 @@ static void s_dispatch_group(sq_server_t *self, sq_group_t *g, uint32_t cap)
 
 static bool s_can_take(sq_server_t *self, sq_group_t *g)
 {
-    return !g->draining && g->n_leases < g->max_batch && sq_queue_ready(self->queue, g->model);
+    return !g->draining && !g->suspect && g->n_leases < g->max_batch &&
+           sq_queue_ready(self->queue, g->model);
 }
 
 /* Backpressure from the commit path: workers can finish tasks faster than
@@ -708,7 +709,10 @@ static void s_heartbeats(sq_server_t *self, int64_t now)
 }
 
 /* Leases older than --lease-timeout-ms are taken back (a stuck worker that
- * still heartbeats). Scanned once a second: O(leases). */
+ * still heartbeats), and their group gets no more until it shows it works
+ * (a RESULT or FAIL): else the freed slots would take the same tasks back
+ * at once, and a hung group burn every attempt of them. Scanned once a
+ * second: O(leases). */
 static void s_expire_leases(sq_server_t *self, int64_t now)
 {
     if (self->opts.lease_timeout_ms <= 0 || now - self->last_lease_scan_ms < 1000)
@@ -720,6 +724,11 @@ static void s_expire_leases(sq_server_t *self, int64_t now)
         while (t) {
             sq_task_t *next = t->lnext;
             if (wall - t->leased_wall_ms > self->opts.lease_timeout_ms) {
+                if (!g->suspect)
+                    SQ_WARN("worker group suspect: a lease timed out, no new leases until it "
+                            "answers", "group=%s task=%" PRIu64 ".%u held_ms=%" PRId64,
+                            sq_q(g->group_id), t->job->id, t->idx, wall - t->leased_wall_ms);
+                g->suspect = true;
                 sq_server_cancel_lease(self, t);
                 sq_server_task_failed(self, t, "failed", true, "lease timed out");
             }

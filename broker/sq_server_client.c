@@ -560,7 +560,8 @@ static void s_workers(sq_server_t *self, zframe_t *to, uint64_t rid)
             sq_wire_kv_u64(e, "preemptions", g->preemptions);
         }
         sq_wire_kv_u64(e, "leases", g->n_leases);
-        sq_wire_kv_str(e, "state", s_group_states[s_group_state(g)]);
+        sq_wire_kv_str(e, "state", g->suspect && !g->draining ? "suspect"
+                                                              : s_group_states[s_group_state(g)]);
         sq_wire_kv_u64(e, "last_seen_ms_ago", (uint64_t)(now - g->last_recv_ms));
         sq_wire_kv_u64(e, "completed", g->completed);
     }

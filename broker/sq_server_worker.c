@@ -342,10 +342,14 @@ static void s_message(sq_server_t *self, sq_wire_msg_t *msg)
     } else if (!sq_wire_cmd_is_from_worker(msg->cmd)) {
         sq_wire_send_error(zsock_resolve(self->workers), msg->identity, 0, SQ_WIRE_E_UNKNOWN,
                            "unknown command from a worker");
-    } else if (msg->cmd == SQ_WIRE_RESULT) {
-        s_entries(self, g, msg, "results", s_result_entry);
-    } else if (msg->cmd == SQ_WIRE_FAIL) {
-        s_entries(self, g, msg, "failures", s_fail_entry);
+    } else if (msg->cmd == SQ_WIRE_RESULT || msg->cmd == SQ_WIRE_FAIL) {
+        if (g->suspect) /* it works after all (the answer may be a stale one) */
+            SQ_INFO("worker group answers again", "group=%s", sq_q(g->group_id));
+        g->suspect = false;
+        if (msg->cmd == SQ_WIRE_RESULT)
+            s_entries(self, g, msg, "results", s_result_entry);
+        else
+            s_entries(self, g, msg, "failures", s_fail_entry);
     } else if (msg->cmd == SQ_WIRE_PARTIAL) {
         s_fenced(self, g, msg->body, "partial"); /* v1: checked, then ignored */
     } else if (msg->cmd == SQ_WIRE_DISCONNECT) {

@@ -8,6 +8,10 @@
  *                  the same, through the heartbeat deadline
  *    stale_result  a lease timed out (the task dead); the late RESULT of
  *                  the worker is fenced off: audited, never stored
+ *    lease_suspect a group that heartbeats but does not answer: its timed
+ *                  out leases retry on a group that works, never on it
+ *                  (its freed slots took them back, an attempt each
+ *                  time); once it answers, late, it takes leases again
  *    broker_kill   kill -9 of the broker during a storm of pipelined
  *                  SUBMITs: after a restart every ACKNOWLEDGED job
  *                  completes, no task twice, no job half stored
@@ -133,6 +137,73 @@ worker_stall(void)
 {
     const char *flags[] = {"--batch", "1", "--stall", NULL};
     s_lost_lease("worker_stall", flags, 0);
+}
+
+/* The state and leases WORKERS gives for group `id`; false when it is
+ * not listed (or WORKERS failed). */
+static bool
+s_worker_state(const char *id, char state[16], uint64_t *leases)
+{
+    sq_e2e_begin(client, 0);
+    sq_wire_msg_t *reply = NULL;
+    sq_wire_val_t arr, w;
+    bool found = false;
+    if (sq_e2e_call(client, SQ_WIRE_WORKERS, 5000, &reply, NULL) == 0 &&
+        sq_wire_get_array(reply->body, "workers", true, UINT32_MAX, &arr) == 0) {
+        sq_wire_iter_t it;
+        sq_wire_iter_init(&it, arr);
+        while (!found && sq_wire_iter_next(&it, &w)) {
+            const char *g, *st;
+            size_t n, n_st;
+            if (sq_wire_get_str(w, "group_id", true, 256, &g, &n) != 0 || n != strlen(id) ||
+                memcmp(g, id, n) != 0 || sq_wire_get_str(w, "state", true, 15, &st, &n_st) != 0)
+                continue;
+            snprintf(state, 16, "%.*s", (int)n_st, st);
+            found = sq_wire_get_u64(w, "leases", true, UINT64_MAX, leases) == 0;
+        }
+    }
+    sq_wire_msg_destroy(&reply);
+    return found;
+}
+
+static void
+lease_suspect(void)
+{
+    const char *broker[] = {"--lease-timeout-ms", "1000", "--retry-base-ms", "100", NULL};
+    SQ_REQUIRE(sq_e2e_up("lease_suspect", broker, &h, &client));
+    /* "hung": it answers, but only after 4 s, far past the lease timeout
+     * (and whatever CANCEL-LEASE says) */
+    const char *slow[] = {"--batch", "4", "--delay-ms", "4000", "--ignore-cancel", NULL};
+    SQ_REQUIRE(sq_harness_worker_start(h, "hung", slow));
+    uint64_t job = 0;
+    char state[16] = "";
+    uint64_t leases = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 8, "p", 3, &job, NULL) == 0);
+    for (int64_t end = sq_test_now_ms() + 10000; sq_test_now_ms() < end && leases < 4;
+         sq_harness_poll_pause())
+        s_worker_state("hung", state, &leases);
+    SQ_REQUIRE(leases == 4);
+    const char *fast[] = {"--batch", "4", NULL};
+    SQ_REQUIRE(sq_harness_worker_start(h, "ok", fast));
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)job);
+    SQ_CHECK(sq_harness_wait_i64(h, "select count(*) from task_results where state = "
+                                    "'succeeded'", 8, 20000) == 0);
+    /* hung's 4 leases timed out, once each; nothing went back to it */
+    int64_t n = -1;
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_attempts where group_id = 'hung'",
+                                &n) == 0 && n == 4);
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_attempts where group_id = 'hung' "
+                                   "and error like '%lease timed out%'", &n) == 0 && n == 4);
+    /* its late answers (fenced off as stale) show it works: leases again */
+    SQ_CHECK(sq_harness_wait_at_least(h, "select count(*) from audit_log where action = "
+                                         "'result_rejected_stale'", 1, 20000, NULL) == 0);
+    bool back = false;
+    for (int64_t end = sq_test_now_ms() + 10000; sq_test_now_ms() < end && !back;
+         sq_harness_poll_pause())
+        back = s_worker_state("hung", state, &leases) && strcmp(state, "idle") == 0;
+    SQ_CHECK(back);
+    sq_e2e_check_no_duplicates(h);
 }
 
 /* Fencing: a lease taken back from a live worker (--lease-timeout-ms)
@@ -720,6 +791,7 @@ main(int argc, char **argv)
         {"worker_kill", worker_kill},
         {"worker_term", worker_term},
         {"stale_result", stale_result},
+        {"lease_suspect", lease_suspect},
         {"broker_term", broker_term},
         {"worker_stall", worker_stall},
         {"broker_kill", broker_kill},
