@@ -27,7 +27,8 @@ static void s_usage(FILE *f)
             "  --metrics-port PORT    serve Prometheus metrics on PORT (default off)\n"
             "  --adapters DIR         LoRA adapter directory shared with the workers\n"
             "                         (shardq lora publish writes DIR/NAME/VERSION.gguf)\n"
-            "  --heartbeat-ms N       heartbeat interval (default 1000; dead after 3 missed)\n"
+            "  --heartbeat-ms N       heartbeat interval, 500-3600000 (default 1000; dead after\n"
+            "                         3 missed; workers beat every 1000 ms whatever it is)\n"
             "  --lease-timeout-ms N   take back leases older than N ms (default 0 = never)\n"
             "  --retry-base-ms N      first retry delay, doubled per attempt (default 1000)\n"
             "  --retry-cap-ms N       longest retry delay (default 60000)\n"
@@ -91,7 +92,13 @@ int main(int argc, char **argv)
         case 'm': migrate = true; break;
         case 'l': o.listen = optarg; break;
         case 'w': o.workers = optarg; break;
-        case O_HB: ok = s_num(optarg, 10, &n) == 0 && (o.heartbeat_ms = (int)n); break;
+        /* at least half the workers' own beat (SQ_WIRE_HEARTBEAT_MS): a
+         * group is lost after 3 intervals without a word, and under 1/3 of
+         * the beat every healthy group would be, again and again */
+        case O_HB:
+            ok = s_num(optarg, SQ_WIRE_HEARTBEAT_MS / 2, &n) == 0 && n <= 3600000 &&
+                 (o.heartbeat_ms = (int)n);
+            break;
         case O_LEASE: ok = s_num(optarg, 0, &n) == 0 && ((o.lease_timeout_ms = n), 1); break;
         case O_RETRY: ok = s_num(optarg, 0, &n) == 0 && ((o.retry_base_ms = n), 1); break;
         case O_RCAP: ok = s_num(optarg, 0, &n) == 0 && ((o.retry_cap_ms = n), 1); break;

@@ -862,22 +862,43 @@ static zsock_t *s_bind(const char *flag, const char *endpoint)
     return s;
 }
 
-/* SIGTERM: stop taking requests, let the writer finish what is pending,
- * tell workers to let go of their leases. */
-static void s_drain(sq_server_t *self)
+/* Rows not yet committed: a batch to retry, or one still being built. */
+static bool s_unwritten(sq_server_t *self)
+{
+    return self->retry || !sq_batch_empty(self->pending);
+}
+
+/* SIGTERM: stop taking requests, let the writer commit what is pending
+ * (for up to 10 s, trying again with the usual backoff while the database
+ * is away), tell workers to let go of their leases. 0, or SQ_EDBDOWN when
+ * rows were left uncommitted (logged, with the cancellations among them:
+ * their clients were told they would be recorded). */
+static int s_drain(sq_server_t *self)
 {
     zpoller_t *poller = zpoller_new(sq_store_writer(self->store), NULL);
     int64_t deadline = sq_now_ms() + 10000;
-    self->db_down = false; /* one last attempt even if it was down */
+    self->db_retry_at_ms = 0; /* try at once, even if it was down */
     sq_server_kick(self);
-    while (self->writer_busy && sq_now_ms() < deadline) {
-        if (zpoller_wait(poller, 200)) {
+    while ((self->writer_busy || s_unwritten(self)) && sq_now_ms() < deadline) {
+        if (self->writer_busy ? zpoller_wait(poller, 200) != NULL
+                              : (zclock_sleep(50), false))
             s_on_committed(NULL, NULL, self);
-            if (self->db_down)
-                break;
-        }
+        sq_server_kick(self); /* the retry, once its backoff has passed */
     }
     zpoller_destroy(&poller);
+    int rc = 0;
+    if (self->writer_busy || s_unwritten(self)) {
+        const sq_batch_t *b = self->retry ? self->retry : self->pending;
+        char jobs[256] = "";
+        for (size_t i = 0, n = 0; b && i < b->n_cancel && n + 24 < sizeof jobs; i++)
+            n += (size_t)snprintf(jobs + n, sizeof jobs - n, "%s%" PRIu64, i ? "," : "",
+                                  b->cancel_ids[i]);
+        SQ_ERROR("shutting down with rows not committed: they are lost", "in_flight=%d "
+                 "results=%zu cancellations=%zu cancelled_jobs=%s err=%s", self->writer_busy,
+                 b ? b->n_dones : 0, b ? b->n_cancel : 0, jobs[0] ? jobs : "-",
+                 sq_q(sq_error_detail()));
+        rc = SQ_FAIL(SQ_EDBDOWN, "shut down with rows not committed (the database was away)");
+    }
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
         sq_wire_enc_t *e = self->enc;
         sq_wire_enc_reset(e);
@@ -885,6 +906,7 @@ static void s_drain(sq_server_t *self)
         sq_wire_kv_str(e, "reason", "broker shutting down");
         sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_DISCONNECT, e);
     }
+    return rc;
 }
 
 int sq_server_run(sq_server_t *self)
@@ -929,6 +951,5 @@ int sq_server_run(sq_server_t *self)
     zsys_interrupted = 0;
     zloop_reader_end(self->loop, self->clients);
     zloop_reader_end(self->loop, self->workers);
-    s_drain(self);
-    return 0;
+    return s_drain(self);
 }

@@ -55,7 +55,7 @@ if(TARGET sq-test-worker AND TARGET shardq-broker)
   sq_e2e_cases(test_e2e_crash e2e/test_e2e_crash.c
                CASES worker_kill worker_term worker_stall stale_result lease_suspect broker_kill broker_term
                      commit_reply_lost cancel_refused
-               SERIAL pg_restart commit_backpressure cancel_db_down)
+               SERIAL pg_restart commit_backpressure cancel_db_down term_db_down term_db_lost)
   sq_e2e_cases(test_e2e_input e2e/test_e2e_input.c
                CASES bad_frames hostile_strings usage_counts)
   sq_e2e_cases(test_e2e_broker_faults e2e/test_e2e_broker_faults.c

@@ -26,7 +26,7 @@ endif()
 # was given to, for every numeric flag, as --flag=value and --flag value
 if(TARGET shardq-broker)
   sq_flag_tests(unit.broker_flag shardq-broker "--db=host=x" "shardq-broker: bad value for "
-                "metrics-port=0" "heartbeat-ms=5" "lease-timeout-ms=-1" "retry-base-ms=x"
+                "metrics-port=0" "heartbeat-ms=499" "lease-timeout-ms=-1" "retry-base-ms=x"
                 "retry-cap-ms=1e3" "log-level=loud")
 endif()
 

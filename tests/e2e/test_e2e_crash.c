@@ -24,6 +24,12 @@
  *                  aborted at once, nothing of it runs on, and once the
  *                  database is back the retried CANCEL confirms it and
  *                  the job is recorded cancelled, once
+ *    term_db_down  SIGTERM while PostgreSQL is down, a CANCEL waiting to be
+ *                  recorded: the database back within the broker's 10 s,
+ *                  the cancellation is committed and the exit is 0 (it
+ *                  gave up at the first failure, exited 0 and the job ran
+ *                  on after a restart); never back, the exit is 3 and the
+ *                  log names the cancelled job whose row is lost
  *    cancel_refused  the database up but refusing the batch that carries
  *                  a CANCEL (a trigger): once the broker drops that batch,
  *                  the job's tasks do not run again; the cancellation is
@@ -41,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define S_MAX_JOBS 512
@@ -547,6 +554,57 @@ cancel_db_down(void)
     SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_queue", &n) == 0 && n == 0);
 }
 
+/* Up to the SIGTERM with a CANCEL the database has not taken: a job of 10
+ * tasks, 2 of them leased, PostgreSQL killed, the CANCEL answered "the job
+ * is cancelled here". False when a step failed (checked). */
+static bool
+s_term_with_cancel_pending(const char *name, uint64_t *job)
+{
+    const char *slow[] = {"--batch", "2", "--delay-ms", "600000", NULL};
+    int code = 0;
+    char state[64] = "";
+    bool ok = sq_e2e_up(name, sq_e2e_quick_retry, &h, &client) &&
+              sq_harness_worker_start(h, "slow", slow) &&
+              sq_e2e_submit_n(client, "acme", "test", 10, "c", 0, job, NULL) == 0 &&
+              sq_e2e_wait_count(client, *job, "leased", 2, 15000) == 0 &&
+              sq_harness_pg_ctl(h, "kill") == 0 &&
+              s_cancel(*job, &code, state, sizeof state) == SQ_EPROTO &&
+              code == SQ_WIRE_E_UNAVAILABLE &&
+              sq_proc_signal(sq_harness_broker(h), SIGTERM) == 0;
+    SQ_CHECK(ok);
+    return ok;
+}
+
+static void
+term_db_down(void)
+{
+    s_need_pg_ctl();
+    uint64_t job = 0;
+    SQ_REQUIRE(s_term_with_cancel_pending("term_db_down", &job));
+    /* back while the broker drains (its first try failed at once) */
+    SQ_REQUIRE(sq_harness_pg_ctl(h, "start") == 0);
+    sq_proc_t *b = sq_harness_broker(h);
+    SQ_CHECK(sq_proc_wait(b, 20000) == 0 && WIFEXITED(sq_proc_status(b)) &&
+             WEXITSTATUS(sq_proc_status(b)) == 0);
+    s_check_cancelled(job, 10);
+}
+
+static void
+term_db_lost(void)
+{
+    s_need_pg_ctl();
+    uint64_t job = 0;
+    SQ_REQUIRE(s_term_with_cancel_pending("term_db_lost", &job));
+    sq_proc_t *b = sq_harness_broker(h);
+    SQ_CHECK(sq_proc_wait(b, 20000) == 0 && WIFEXITED(sq_proc_status(b)) &&
+             WEXITSTATUS(sq_proc_status(b)) == 3);
+    char says[64];
+    snprintf(says, sizeof says, "cancelled_jobs=%llu ", (unsigned long long)job);
+    SQ_CHECK(sq_proc_log_count(b, "shutting down with rows not committed") == 1);
+    SQ_CHECK(sq_proc_log_count(b, says) == 1);
+    SQ_REQUIRE(sq_harness_pg_ctl(h, "start") == 0);
+}
+
 static void
 cancel_refused(void)
 {
@@ -800,6 +858,8 @@ main(int argc, char **argv)
         {"commit_reply_lost", commit_reply_lost},
         {"cancel_db_down", cancel_db_down},
         {"cancel_refused", cancel_refused},
+        {"term_db_down", term_db_down},
+        {"term_db_lost", term_db_lost},
         {NULL, NULL}};
     return sq_e2e_main(argc, argv, cases, &h, &client);
 }
