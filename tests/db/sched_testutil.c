@@ -6,7 +6,9 @@
 #include "sq_error.h"
 #include "sq_test.h"
 
+#include <fcntl.h>
 #include <ftw.h>
+#include <spawn.h>
 #include <stdlib.h>
 
 #include <arpa/inet.h>
@@ -16,6 +18,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 const char *
 sched_scrape(int port, char *buf, size_t size)
@@ -137,4 +141,17 @@ sched_db_drop(const char *base, const char *dbname, sq_db_t **db)
     if (sq_db_connect(base, 10000, db) == 0)
         sq_db_exec_script(*db, sql);
     sq_db_destroy(db);
+}
+
+pid_t
+sched_spawn_logged(char *const argv[], const char *log)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid = -1;
+    if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) != 0)
+        pid = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    return pid;
 }

@@ -6,6 +6,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+/* Start argv[0] with argv, its stderr into the file at log (created or
+ * truncated). Its pid, or -1. */
+pid_t sched_spawn_logged(char *const argv[], const char *log);
 
 /* GET /metrics from 127.0.0.1:port into buf (NUL-terminated; "" when the
  * scrape failed). Returns buf. */

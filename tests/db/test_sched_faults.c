@@ -290,14 +290,7 @@ s_start(const char *policy, const char *db, const char *mpirun, const char *grac
                     ppath, "--actuator", "local", "--mpirun", (char *)mpirun, "--tick-ms", "200",
                     "--metrics-port", "18562", "--metrics-bind", "127.0.0.1", "--grace-s",
                     (char *)grace, NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, lpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid = -1;
-    if (posix_spawn(&pid, s_bin, &fa, NULL, argv, environ) != 0)
-        pid = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    return pid;
+    return sched_spawn_logged(argv, lpath);
 }
 
 /* After a scheduler stopped: kill what it started when it did not stop

@@ -266,14 +266,7 @@ s_start_logged(const char *policy, const char *name, int once)
                     "--policy", (char *)policy, "--mpirun", (char *)s_fake, "--worker-bin",
                     (char *)s_worker, "--tick-ms", "200", "--grace-s", "2",
                     once ? "--once" : NULL, NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid = -1;
-    if (posix_spawn(&pid, s_bin, &fa, NULL, argv, environ) != 0)
-        pid = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    return pid;
+    return sched_spawn_logged(argv, log);
 }
 
 /* Whether s_dir/name holds needle, waiting up to timeout_ms for it. */
