@@ -117,8 +117,8 @@ s_io(s_conn_t *c, char *p, size_t n, bool out)
 /* ---- answers ---- */
 
 /* Queue an answer: status line, headers (extra: CRLF-ended lines), then a
- * short text (copied) or a rendered body (shared), neither of them after
- * a HEAD request. */
+ * short text (copied) or, when body is not NULL, a rendered body (shared;
+ * text is then ""), neither of them after a HEAD request. */
 static void
 s_answer(s_conn_t *c, const char *status, const char *type, const char *extra, const char *text,
          s_body_t *body)
@@ -300,7 +300,7 @@ s_take_answer(sq_metrics_http_t *self)
         if (!c->want_body)
             s_reply(c, "200 OK", "", "ok\n");
         else if (body)
-            s_answer(c, "200 OK", "text/plain; version=0.0.4", "", NULL, body);
+            s_answer(c, "200 OK", "text/plain; version=0.0.4", "", "", body);
         /* else a scrape asked after the owner had looked: its own ask
          * brings the next answer */
         if (c->state == S_WRITE)
