@@ -13,7 +13,6 @@
 
 #include <czmq.h>
 #include <errno.h>
-#include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,10 +422,7 @@ s_kind_from_params(sq_wire_val_t map)
     size_t len = 0;
     if (sq_wire_get_str(map, "params", false, SQ_WIRE_MAX_TEXT, &p, &len) || !p)
         return SQ_JSONL_KIND_SIMPLE;
-    json_t *j = json_loadb(p, len, 0, NULL);
-    sq_jsonl_kind_t kind = sq_jsonl_kind_parse(json_string_value(json_object_get(j, "kind")));
-    json_decref(j);
-    return kind;
+    return sq_jsonl_params_kind(p, len);
 }
 
 static void

@@ -54,6 +54,15 @@ sq_jsonl_kind_parse(const char *name)
     return SQ_JSONL_KIND_SIMPLE;
 }
 
+sq_jsonl_kind_t
+sq_jsonl_params_kind(const char *params, size_t len)
+{
+    json_t *j = params ? json_loadb(params, len, 0, NULL) : NULL;
+    sq_jsonl_kind_t kind = sq_jsonl_kind_parse(json_string_value(json_object_get(j, "kind")));
+    json_decref(j);
+    return kind;
+}
+
 /* ---------------------------------------------------------------- UTF-8 */
 
 size_t

@@ -26,7 +26,12 @@
  *  (the chat format of the bundled Llama-family models):
  *      <|system|>\n{content}</s>\n<|user|>\n{content}</s>\n<|assistant|>\n
  *  i.e. each message as "<|role|>\n" + content + "</s>\n", then the
- *  assistant header that the model continues from.
+ *  assistant header that the model continues from. Its "</s>" is the
+ *  models' end-of-sequence token, not text: the template is rendered as
+ *  its turns, the text between those separators (sq_jsonl_chat_t); the
+ *  prompt is the turns joined by "</s>" (what is stored and shown), and a
+ *  worker encodes each turn as text with the EOS token between them
+ *  (sq_jsonl_body_chat), so a "</s>" typed in a message stays text.
  *
  *  Ownership: sq_jsonl_t owns all tasks and their strings; task pointers
  *  are borrowed until sq_jsonl_destroy().
@@ -170,6 +175,35 @@ int sq_jsonl_format_result(const sq_jsonl_result_t *r, char **line_p, size_t *le
 /* Length of the longest valid UTF-8 prefix of s[0..len); equals len when
  * s is valid. Overlong forms, surrogates and > U+10FFFF are invalid. */
 size_t sq_jsonl_utf8_valid_prefix(const char *s, size_t len);
+
+/* A chat prompt as its template's turns: the text between the turn
+ * separators. Turn i is text[i ? ends[i - 1] : 0, ends[i]); one turn a
+ * message ("<|role|>\n" + content, after a "\n" from the second on) and
+ * the last "\n<|assistant|>\n". Owned: sq_jsonl_chat_free. */
+typedef struct {
+    char *text;                 /* the turns back to back (may hold NUL) */
+    size_t len;
+    size_t *ends;               /* n_turns offsets into text */
+    size_t n_turns;
+} sq_jsonl_chat_t;
+
+/* What separates the turns in the prompt: the end-of-sequence piece of
+ * the models the template is made for. */
+#define SQ_JSONL_CHAT_SEP "</s>"
+
+/* The turns of a chat task's "body" (JSON text, as a worker gets it in
+ * TASKS), its "messages" checked as in a job file. OUT *chat; 0, or
+ * SQ_EINVAL naming the field (no messages, or bad ones), SQ_ENOMEM. */
+int sq_jsonl_body_chat(const char *body, size_t len, sq_jsonl_chat_t *chat);
+/* The prompt of chat: its turns joined by SQ_JSONL_CHAT_SEP, the job
+ * file's rendering. OUT *prompt_p (malloc'd, NUL-terminated) of *len_p
+ * bytes; 0 or SQ_ENOMEM. */
+int sq_jsonl_chat_prompt(const sq_jsonl_chat_t *chat, char **prompt_p, size_t *len_p);
+void sq_jsonl_chat_free(sq_jsonl_chat_t *chat);
+
+/* The kind a job's params (JSON text, {"kind":"chat"}, as the client
+ * writes them at SUBMIT) name; SIMPLE when they name none. */
+sq_jsonl_kind_t sq_jsonl_params_kind(const char *params, size_t len);
 
 /* The stop strings of a task's "body" (JSON text, as a worker gets it in
  * TASKS): the job-file rule (a string or an array of at most

@@ -361,15 +361,29 @@ s_add_content(s_buf_t *b, json_t *content, const char *field, int line)
     return 0;
 }
 
-/* Render messages with the Zephyr/TinyLlama template (see sq_jsonl.h). */
+/* Close the turn that ends at b->len (s_chat_turns). */
+static void
+s_end_turn(sq_jsonl_chat_t *chat, const s_buf_t *b)
+{
+    chat->ends[chat->n_turns++] = b->len;
+}
+
+/* Validate messages and render them with the Zephyr/TinyLlama template
+ * into its turns (see sq_jsonl.h): the one renderer of the template, for
+ * the job's prompt (the turns joined by SQ_JSONL_CHAT_SEP) and for the
+ * workers' token ids (the turns with the EOS token between them). */
 static int
-s_chat_prompt(json_t *body, int line, sq_jsonl_task_t *t)
+s_chat_turns(json_t *body, int line, sq_jsonl_chat_t *chat)
 {
     static const char *const roles[] = {"system", "developer", "user", "assistant", NULL};
     json_t *msgs = json_object_get(body, "messages");
     char field[80];
+    memset(chat, 0, sizeof *chat);
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
         return sq_jsonl_field_err(SQ_EINVAL, line, "body.messages", "expected a non-empty array");
+    /* a turn per message, then the assistant header */
+    if (!(chat->ends = malloc((json_array_size(msgs) + 1) * sizeof *chat->ends)))
+        return SQ_FAIL(SQ_ENOMEM, "out of memory");
     s_buf_t b = {0};
     size_t i;
     json_t *m;
@@ -407,20 +421,71 @@ s_chat_prompt(json_t *body, int line, sq_jsonl_task_t *t)
             rc = sq_jsonl_field_err(SQ_EINVAL, line, field, "missing (required)");
             break;
         }
-        if ((rc = s_buf_add(&b, "<|", 2)) || (rc = s_buf_add(&b, tag, strlen(tag))) ||
-            (rc = s_buf_add(&b, "|>\n", 3)) || (rc = s_add_content(&b, content, field, line)) ||
-            (rc = s_buf_add(&b, "</s>\n", 5)))
+        /* "\n" after the previous turn's separator: "</s>\n<|user|>\n..." */
+        if ((i > 0 && (rc = s_buf_add(&b, "\n", 1))) || (rc = s_buf_add(&b, "<|", 2)) ||
+            (rc = s_buf_add(&b, tag, strlen(tag))) || (rc = s_buf_add(&b, "|>\n", 3)) ||
+            (rc = s_add_content(&b, content, field, line)))
             break;
+        s_end_turn(chat, &b);
     }
-    if (rc == 0)
-        rc = s_buf_add(&b, "<|assistant|>\n", 14);
+    if (rc == 0 && (rc = s_buf_add(&b, "\n<|assistant|>\n", 15)) == 0)
+        s_end_turn(chat, &b);
+    chat->text = b.buf;
+    chat->len = b.len;
+    if (rc)
+        sq_jsonl_chat_free(chat);
+    return rc;
+}
+
+int
+sq_jsonl_chat_prompt(const sq_jsonl_chat_t *chat, char **prompt_p, size_t *len_p)
+{
+    static const char sep[] = SQ_JSONL_CHAT_SEP;
+    s_buf_t b = {0};
+    int rc = s_buf_add(&b, "", 0);
+    for (size_t i = 0, from = 0; rc == 0 && i < chat->n_turns; from = chat->ends[i++])
+        if ((i > 0 && (rc = s_buf_add(&b, sep, sizeof sep - 1))) ||
+            (rc = s_buf_add(&b, chat->text + from, chat->ends[i] - from)))
+            break;
     if (rc) {
         free(b.buf);
         return rc;
     }
-    t->prompt = b.buf;
-    t->prompt_len = b.len;
+    *prompt_p = b.buf;
+    *len_p = b.len;
     return 0;
+}
+
+void
+sq_jsonl_chat_free(sq_jsonl_chat_t *chat)
+{
+    free(chat->text);
+    free(chat->ends);
+    memset(chat, 0, sizeof *chat);
+}
+
+int
+sq_jsonl_body_chat(const char *body, size_t len, sq_jsonl_chat_t *chat)
+{
+    memset(chat, 0, sizeof *chat);
+    json_error_t jerr;
+    json_t *obj = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
+    int rc = obj && json_is_object(obj) ? s_chat_turns(obj, 0, chat)
+                                        : SQ_FAIL(SQ_EINVAL, "field \"body\": not a JSON object");
+    json_decref(obj);
+    return rc;
+}
+
+/* The job's prompt: messages rendered, the turns joined. */
+static int
+s_chat_prompt(json_t *body, int line, sq_jsonl_task_t *t)
+{
+    sq_jsonl_chat_t chat;
+    int rc = s_chat_turns(body, line, &chat);
+    if (rc == 0)
+        rc = sq_jsonl_chat_prompt(&chat, &t->prompt, &t->prompt_len);
+    sq_jsonl_chat_free(&chat);
+    return rc;
 }
 
 /* --------------------------------------------------------------- shapes */

@@ -41,7 +41,9 @@ endif()
 
 if(TARGET sq_group AND TARGET sq_e2e_client AND TARGET shardq-broker AND TARGET shardq-cli AND TARGET shardq-model)
   add_executable(test_group_e2e worker/test_group_e2e.c)
-  target_link_libraries(test_group_e2e PRIVATE sq_e2e_client sq_harness sq_testlib sq_warnings m)
+  # (sq_llm: the bundled model's tokenizer, for the ids a chat prompt must give)
+  target_link_libraries(test_group_e2e PRIVATE sq_e2e_client sq_harness sq_llm sq_testlib
+                        sq_warnings m)
   # the environment of a case, given its worker binary (tests/cuda.cmake
   # adds a case whose groups run the worker built on the CUDA emulator)
   function(sq_group_e2e_test case worker)
@@ -50,7 +52,7 @@ if(TARGET sq_group AND TARGET sq_e2e_client AND TARGET shardq-broker AND TARGET 
       ENVIRONMENT "${SQ_MPI_ENV};SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_GROUP_BIN=${PROJECT_SOURCE_DIR}/worker/group/shardq-group;SHARDQ_WORKER_BIN=${worker};SHARDQ_MODEL_BIN=$<TARGET_FILE:shardq-model>;SHARDQ_CLI_BIN=$<TARGET_FILE:shardq-cli>;SHARDQ_TEST_MODEL=${PROJECT_SOURCE_DIR}/models/stories260K.gguf;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
   endfunction()
   foreach(case group_serves group_rank_killed group_drain group_adapters group_lora_updates
-               group_kv_pages group_kv_q8_0 group_task_fields group_link
+               group_kv_pages group_kv_q8_0 group_task_fields group_chat group_link
                group_lora_states)
     sq_group_e2e_test(${case} $<TARGET_FILE:shardq-worker>)
   endforeach()

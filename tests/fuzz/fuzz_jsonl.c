@@ -147,6 +147,18 @@ static void s_check_task(const sq_jsonl_t *j, const sq_jsonl_task_t *t,
         SQ_FUZZ_CHECK(json_is_object(b));
         json_decref(b);
     }
+    if (t->kind == SQ_JSONL_KIND_CHAT) {
+        /* a worker's turns from the body join to the prompt, byte for byte */
+        sq_jsonl_chat_t chat;
+        char *joined = NULL;
+        size_t len = 0;
+        SQ_FUZZ_CHECK(sq_jsonl_body_chat(t->body_json, t->body_json_len, &chat) == 0);
+        SQ_FUZZ_CHECK(chat.n_turns >= 2 && chat.ends[chat.n_turns - 1] == chat.len);
+        SQ_FUZZ_CHECK(sq_jsonl_chat_prompt(&chat, &joined, &len) == 0);
+        SQ_FUZZ_CHECK(len == t->prompt_len && memcmp(joined, t->prompt, len) == 0);
+        free(joined);
+        sq_jsonl_chat_free(&chat);
+    }
 }
 
 /* custom_ids are unique: sort indexes by id and compare neighbours. */

@@ -477,6 +477,53 @@ test_body_stop(void)
     SQ_CHECK(strncmp(sq_error_detail(), prefix, strlen(prefix)) == 0);
 }
 
+/* A chat task's turns, as a worker renders them from the body it gets:
+ * the text between the template's "</s>", joined again the job's prompt;
+ * a "</s>" in a message is inside its turn */
+static void
+test_body_chat(void)
+{
+    sq_jsonl_t *j = s_parse(
+        "{\"custom_id\":\"c\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+        "\"body\":{\"messages\":[{\"role\":\"developer\",\"content\":\"Be brief.\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a</s>\"},"
+        "{\"type\":\"text\",\"text\":\"b\\u0000\"}]}]}}\n");
+    SQ_REQUIRE(j);
+    const sq_jsonl_task_t *t = sq_jsonl_task(j, 0);
+    sq_jsonl_chat_t chat;
+    SQ_REQUIRE(sq_jsonl_body_chat(t->body_json, t->body_json_len, &chat) == 0);
+    static const char *const want[] = {"<|system|>\nBe brief.", "\n<|user|>\na</s>b\0",
+                                       "\n<|assistant|>\n"};
+    static const size_t want_len[] = {20, 17, 15};
+    SQ_REQUIRE(chat.n_turns == 3);
+    for (size_t i = 0, from = 0; i < 3; from = chat.ends[i++])
+        SQ_CHECK(chat.ends[i] - from == want_len[i] &&
+                 memcmp(chat.text + from, want[i], want_len[i]) == 0);
+    char *prompt;
+    size_t len;
+    SQ_REQUIRE(sq_jsonl_chat_prompt(&chat, &prompt, &len) == 0);
+    SQ_CHECK(len == t->prompt_len && memcmp(prompt, t->prompt, len) == 0);
+    SQ_CHECK(len == 60 && memcmp(prompt, "<|system|>\nBe brief.</s>\n<|user|>\na</s>b\0</s>\n"
+                                         "<|assistant|>\n", len) == 0);
+    free(prompt);
+    sq_jsonl_chat_free(&chat);
+    sq_jsonl_chat_free(&chat);   /* safe twice */
+    sq_jsonl_destroy(&j);
+    /* a body without valid messages has no turns, named as in a job file */
+    SQ_CHECK(sq_jsonl_body_chat("{\"prompt\":\"x\"}", 14, &chat) == SQ_EINVAL && chat.n_turns == 0);
+    SQ_CHECK(strcmp(sq_error_detail(), "field \"body.messages\": expected a non-empty array") == 0);
+    const char *bad = "{\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}";
+    SQ_CHECK(sq_jsonl_body_chat(bad, strlen(bad), &chat) == SQ_EINVAL && chat.text == NULL);
+    SQ_CHECK(strstr(sq_error_detail(), "field \"body.messages[0].role\": expected") != NULL);
+    SQ_CHECK(sq_jsonl_body_chat("[]", 2, &chat) == SQ_EINVAL);
+    /* the kind a job's params name */
+    SQ_CHECK(sq_jsonl_params_kind("{\"kind\":\"chat\"}", 15) == SQ_JSONL_KIND_CHAT);
+    SQ_CHECK(sq_jsonl_params_kind("{\"kind\":\"completion\"}", 21) == SQ_JSONL_KIND_COMPLETION);
+    SQ_CHECK(sq_jsonl_params_kind("{}", 2) == SQ_JSONL_KIND_SIMPLE);
+    SQ_CHECK(sq_jsonl_params_kind("not json", 8) == SQ_JSONL_KIND_SIMPLE);
+    SQ_CHECK(sq_jsonl_params_kind(NULL, 0) == SQ_JSONL_KIND_SIMPLE);
+}
+
 static void
 test_result_lines(void)
 {
@@ -645,6 +692,7 @@ main(void)
     SQ_RUN(test_caps);
     SQ_RUN(test_load_file);
     SQ_RUN(test_body_stop);
+    SQ_RUN(test_body_chat);
     SQ_RUN(test_result_lines);
     SQ_RUN(test_many_lines);
     SQ_RUN(test_mutations);

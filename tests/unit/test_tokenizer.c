@@ -467,6 +467,46 @@ static void test_inner_space_pieces(void)
     sq_tokenizer_destroy(&t);
 }
 
+/* A chat prompt's turns: [BOS] + encode(turn) + [EOS] + encode(turn) ...,
+ * each turn encoded alone (its own "▁" prefix, as llama.cpp's SPM
+ * tokenization after a special token), a "</s>" inside a turn text */
+static void test_turns(void)
+{
+    SQ_CHECK(sq_tokenizer_special(tok, "</s>", 4) == 2);
+    SQ_CHECK(sq_tokenizer_special(tok, "<s>", 3) == 1);
+    SQ_CHECK(sq_tokenizer_special(tok, "ing", 3) == -1);     /* a normal piece */
+    SQ_CHECK(sq_tokenizer_special(tok, "<|user|>", 8) == -1);
+    static const char *const texts[] = {"<|system|>\nBe brief.", "\n<|user|>\nHi a</s>b",
+                                        "\n<|assistant|>\n"};
+    sq_tokenizer_text_t turns[3];
+    int32_t want[256];
+    size_t n_want = 0;
+    want[n_want++] = 1;
+    for (int i = 0; i < 3; i++) {
+        turns[i] = (sq_tokenizer_text_t){texts[i], strlen(texts[i])};
+        if (i > 0)
+            want[n_want++] = 2;
+        n_want += s_reference_encode(texts[i], want + n_want);
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    SQ_REQUIRE(sq_tokenizer_encode_turns(tok, turns, 3, 2, true, &ids, &n) == 0);
+    SQ_CHECK(n == n_want && memcmp(ids, want, n * sizeof *ids) == 0);
+    size_t n_eos = 0;
+    for (size_t i = 0; i < n; i++)
+        n_eos += ids[i] == 2;
+    SQ_CHECK(n_eos == 2);   /* the user's "</s>" is text */
+    /* the turn after EOS starts with "▁" as text at the start does */
+    SQ_CHECK(ids[n - 1 - s_reference_encode(texts[2], want)] == 2);
+    SQ_CHECK(strncmp(pieces[ids[n - s_reference_encode(texts[2], want)]], "\xe2\x96\x81", 3) == 0);
+    free(ids);
+    /* one turn is encode; no BOS asked, none given */
+    SQ_REQUIRE(sq_tokenizer_encode_turns(tok, turns, 1, -1, false, &ids, &n) == 0);
+    SQ_CHECK(n == s_reference_encode(texts[0], want) && memcmp(ids, want, n * sizeof *ids) == 0);
+    free(ids);
+    SQ_CHECK(sq_tokenizer_encode_turns(tok, turns, 2, n_vocab, true, &ids, &n) == SQ_EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -488,6 +528,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_bad_config);
     SQ_RUN(test_invalid_sequence_pieces);
     SQ_RUN(test_inner_space_pieces);
+    SQ_RUN(test_turns);
     sq_tokenizer_destroy(&tok);
     for (int32_t i = 0; i < n_vocab; i++)
         free((void *) pieces[i]);

@@ -23,6 +23,9 @@
  *    task_fields what a job file says reaches the group: CANCEL stops
  *                leases held but not started (--prefetch), stop strings of
  *                both shapes end the text, top_p 0 is the greedy token
+ *    chat        a chat task's prompt reaches the model as its template's
+ *                turns with the EOS token between them; a "</s>" in a
+ *                message stays text (prompt_tokens counts those ids)
  *    link        the broker link's failures: flags a broker would refuse
  *                fail at start, an endpoint ZeroMQ refuses ends the worker,
  *                SIGTERM to the worker itself drains it, and a broker that
@@ -45,6 +48,7 @@
 #include <czmq.h>
 
 #include "sq_e2e_case.h"
+#include "sq_engine.h"
 #include "sq_test.h"
 #include "sq_wire.h"
 
@@ -1038,6 +1042,19 @@ static void case_kv_q8_0(void)
     sq_e2e_check_no_duplicates(s_h);
 }
 
+/* `shardq submit --wait` of a job file holding text (NAME.jsonl in the
+ * log folder); its results file's path into out. shardq's exit code. */
+static int s_submit_file(const char *name, char *out, size_t out_size, const char *text)
+{
+    char in[700], args[1600];
+    snprintf(in, sizeof in, "%s/%s.jsonl", sq_harness_log_dir(s_h), name);
+    snprintf(out, out_size, "%s/%s-out.jsonl", sq_harness_log_dir(s_h), name);
+    if (s_write_file(in, text) != 0)
+        return -1;
+    snprintf(args, sizeof args, "submit %s --model " S_MODEL_NAME " --wait --timeout 120 -o %s",
+             in, out);
+    return s_cli(args);
+}
 
 /* In a results file, the line of custom_id: its "text" (as JSON writes it)
  * into text and its finish_reason into finish; false when not found. */
@@ -1101,10 +1118,8 @@ static void case_task_fields(void)
 
     /* stop strings (a simple line's and an OpenAI body's) end the text
      * before them; top_p 0 draws the most likely token, greedy's */
-    char in[700], out[700], args[1600];
-    snprintf(in, sizeof in, "%s/fields.jsonl", sq_harness_log_dir(s_h));
-    snprintf(out, sizeof out, "%s/fields-out.jsonl", sq_harness_log_dir(s_h));
-    SQ_REQUIRE(s_write_file(in,
+    char out[700];
+    SQ_CHECK(s_submit_file("fields", out, sizeof out,
         "{\"custom_id\":\"plain\",\"prompt\":\"Once upon a time\",\"max_tokens\":40,"
         "\"temperature\":0}\n"
         "{\"custom_id\":\"stop\",\"prompt\":\"Once upon a time\",\"max_tokens\":40,"
@@ -1113,9 +1128,6 @@ static void case_task_fields(void)
         "{\"prompt\":\"Once upon a time\",\"max_tokens\":40,\"temperature\":0,\"stop\":\"girl\"}}\n"
         "{\"custom_id\":\"top0\",\"prompt\":\"Once upon a time\",\"max_tokens\":40,"
         "\"temperature\":1,\"top_p\":0}\n") == 0);
-    snprintf(args, sizeof args, "submit %s --model " S_MODEL_NAME " --wait --timeout 120 -o %s",
-             in, out);
-    SQ_CHECK(s_cli(args) == 0);
     char plain[4096], text[4096], finish[32];
     SQ_REQUIRE(s_result_of(out, "plain", plain, sizeof plain, finish, sizeof finish));
     printf("greedy: \"%s\" (%s)\n", plain, finish);
@@ -1129,6 +1141,94 @@ static void case_task_fields(void)
              strncmp(plain + strlen(text), "girl", 4) == 0);
     SQ_CHECK(s_result_of(out, "top0", text, sizeof text, finish, sizeof finish));
     SQ_CHECK(strcmp(text, plain) == 0);
+    sq_e2e_check_no_duplicates(s_h);
+}
+
+/* How many ids [BOS] + encode(turns[0]) + [EOS] + encode(turns[1]) + ...
+ * are, each turn encoded alone with the bundled model's tokenizer (what
+ * llama.cpp gives for the rendered prompt with its "</s>" parsed as EOS) */
+static size_t s_turn_ids(const sq_tokenizer_t *tok, const char *const *turns, int n)
+{
+    size_t total = 1;
+    for (int i = 0; i < n; i++) {
+        int32_t *ids = NULL;
+        size_t k = 0;
+        SQ_CHECK(sq_tokenizer_encode(tok, turns[i], strlen(turns[i]), false, &ids, &k) == 0);
+        total += k + (i > 0);
+        free(ids);
+    }
+    return total;
+}
+
+/* A chat job's prompt reaches the model with the template's "</s>" as
+ * the EOS token, one id, and the text between them encoded on its own;
+ * a "</s>" the user typed stays text. Its prompt_tokens are those ids:
+ * not the rendered prompt encoded as text (the template's "</s>" as the
+ * characters "<", "/", "s", ">"), not the user's "</s>" made EOS too. */
+static void case_chat(void)
+{
+    SQ_REQUIRE(sq_e2e_up("group_chat", NULL, &s_h, &s_c));
+    SQ_REQUIRE(s_group("g-chat", 4) != NULL);
+    SQ_REQUIRE(s_wait_groups(1) == 0);
+    char out[700], line[16384];
+    SQ_CHECK(s_submit_file("chat", out, sizeof out,
+        "{\"custom_id\":\"chat\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+        "\"body\":{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+        "{\"role\":\"user\",\"content\":\"Once upon a time</s>Lily\"}],"
+        "\"max_tokens\":8,\"temperature\":0}}\n") == 0);
+    s_read_text(out, line, sizeof line);
+    printf("%s", line);
+    SQ_CHECK(strstr(line, "\"status_code\":200") != NULL);
+    const int64_t got = s_sum_field(out, "\"prompt_tokens\":");
+    sq_gguf_t *g = sq_gguf_open(s_env("SHARDQ_TEST_MODEL"));
+    sq_tokenizer_t *tok = g ? sq_tokenizer_from_gguf(g) : NULL;
+    SQ_REQUIRE(tok && sq_tokenizer_eos(tok) == 2);
+    static const char *const turns[] = {"<|system|>\nBe brief.",
+                                        "\n<|user|>\nOnce upon a time</s>Lily",
+                                        "\n<|assistant|>\n"};
+    static const char *const injected[] = {"<|system|>\nBe brief.",
+                                           "\n<|user|>\nOnce upon a time", "Lily",
+                                           "\n<|assistant|>\n"};
+    static const char *const text[] = {"<|system|>\nBe brief.</s>\n<|user|>\nOnce upon a "
+                                       "time</s>Lily</s>\n<|assistant|>\n"};
+    const size_t want = s_turn_ids(tok, turns, 3);
+    printf("prompt_tokens %lld: as turns with EOS %zu, as text %zu, with the user's </s> as "
+           "EOS %zu\n", (long long)got, want, s_turn_ids(tok, text, 1),
+           s_turn_ids(tok, injected, 4));
+    SQ_CHECK(got == (int64_t)want);
+    SQ_CHECK(want != s_turn_ids(tok, text, 1) && want != s_turn_ids(tok, injected, 4));
+
+    /* a chat job's task whose body is missing, or whose messages do not
+     * render to its prompt (another client's rendering), runs its prompt,
+     * the text stored and audited, as text */
+    static const char *const raw[] = {"Once upon a time</s>\n<|assistant|>\n"};
+    sq_wire_enc_t *e = sq_e2e_begin(s_c, 4);
+    sq_wire_kv_str(e, "tenant", "research");
+    sq_wire_kv_str(e, "model", S_MODEL_NAME);
+    sq_wire_kv_str(e, "params", "{\"kind\":\"chat\"}");
+    sq_wire_key(e, "tasks");
+    sq_wire_array(e, 2);
+    sq_wire_map(e, 3);
+    sq_wire_kv_str(e, "custom_id", "no-body");
+    sq_wire_kv_str(e, "prompt", raw[0]);
+    sq_wire_kv_u64(e, "max_tokens", 2);
+    sq_wire_map(e, 4);
+    sq_wire_kv_str(e, "custom_id", "other-messages");
+    sq_wire_kv_str(e, "prompt", raw[0]);
+    sq_wire_kv_u64(e, "max_tokens", 2);
+    sq_wire_kv_str(e, "body", "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}");
+    sq_wire_msg_t *reply = NULL;
+    uint64_t job = 0;
+    SQ_REQUIRE(sq_e2e_call(s_c, SQ_WIRE_SUBMIT, 10000, &reply, NULL) == 0);
+    SQ_CHECK(sq_wire_get_u64(reply->body, "job_id", true, UINT64_MAX, &job) == 0);
+    sq_wire_msg_destroy(&reply);
+    char sql[300];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM task_results WHERE job_id = %llu AND "
+             "state = 'succeeded' AND prompt_tokens = %zu", (unsigned long long)job,
+             s_turn_ids(tok, raw, 1));
+    SQ_CHECK(sq_harness_wait_i64(s_h, sql, 2, 60000) == 0);
+    sq_tokenizer_destroy(&tok);
+    sq_gguf_destroy(&g);
     sq_e2e_check_no_duplicates(s_h);
 }
 
@@ -1277,6 +1377,7 @@ int main(int argc, char **argv)
         {"group_kv_pages", case_kv_pages},
         {"group_kv_q8_0", case_kv_q8_0},
         {"group_task_fields", case_task_fields},
+        {"group_chat", case_chat},
         {"group_link", case_link},
         {"group_lora_states", case_lora_states},
         {NULL, NULL},

@@ -62,10 +62,11 @@ static int s_copy_stops(sq_sequence_t *self, const sq_gen_params_t *p)
     return 0;
 }
 
-static int s_init(sq_sequence_t *self, const char *prompt, size_t len, const sq_gen_params_t *p,
-                  int n_vocab)
+static int s_init(sq_sequence_t *self, const sq_tokenizer_text_t *turns, size_t n_turns,
+                  int32_t sep_id, const sq_gen_params_t *p, int n_vocab)
 {
-    int rc = sq_tokenizer_encode(self->tok, prompt, len, true, &self->prompt, &self->n_prompt);
+    int rc = sq_tokenizer_encode_turns(self->tok, turns, n_turns, sep_id, true, &self->prompt,
+                                       &self->n_prompt);
     if (rc)
         return rc;
     if (self->n_prompt == 0)
@@ -84,6 +85,14 @@ static int s_init(sq_sequence_t *self, const char *prompt, size_t len, const sq_
 sq_sequence_t *sq_sequence_new(const sq_tokenizer_t *tok, const char *prompt, size_t len,
                                const sq_gen_params_t *params, int n_vocab, int n_ctx)
 {
+    const sq_tokenizer_text_t one = {prompt, len};
+    return sq_sequence_new_turns(tok, &one, 1, -1, params, n_vocab, n_ctx);
+}
+
+sq_sequence_t *sq_sequence_new_turns(const sq_tokenizer_t *tok, const sq_tokenizer_text_t *turns,
+                                     size_t n_turns, int32_t sep_id,
+                                     const sq_gen_params_t *params, int n_vocab, int n_ctx)
+{
     sq_sequence_t *self = calloc(1, sizeof *self);
     if (!self) {
         SQ_FAIL(SQ_ENOMEM, "sequence");
@@ -93,7 +102,7 @@ sq_sequence_t *sq_sequence_new(const sq_tokenizer_t *tok, const char *prompt, si
     self->n_ctx = n_ctx;
     self->max_new = params->max_tokens > 0 ? params->max_tokens : n_ctx;
     self->ignore_eos = params->ignore_eos;
-    if (s_init(self, prompt, len, params, n_vocab) != 0)
+    if (s_init(self, turns, n_turns, sep_id, params, n_vocab) != 0)
         sq_sequence_destroy(&self);
     return self;
 }

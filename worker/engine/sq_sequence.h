@@ -45,6 +45,11 @@ typedef struct sq_sequence sq_sequence_t;
  * parameters, SQ_ENOMEM. */
 sq_sequence_t *sq_sequence_new(const sq_tokenizer_t *tok, const char *prompt, size_t len,
                                const sq_gen_params_t *params, int n_vocab, int n_ctx);
+/* The same for a prompt in turns with the special token sep_id between
+ * them (sq_tokenizer_encode_turns: a chat template's turns and its EOS). */
+sq_sequence_t *sq_sequence_new_turns(const sq_tokenizer_t *tok, const sq_tokenizer_text_t *turns,
+                                     size_t n_turns, int32_t sep_id,
+                                     const sq_gen_params_t *params, int n_vocab, int n_ctx);
 void sq_sequence_destroy(sq_sequence_t **self_p);
 
 /* The encoded prompt, BOS first (borrowed). */

@@ -544,6 +544,56 @@ done:
     return rc;
 }
 
+int sq_tokenizer_encode_turns(const sq_tokenizer_t *self, const sq_tokenizer_text_t *turns,
+                              size_t n_turns, int32_t sep_id, bool add_bos, int32_t **ids_p,
+                              size_t *n_ids_p)
+{
+    if (n_turns > 1 && (sep_id < 0 || sep_id >= self->n_vocab))
+        return SQ_FAIL(SQ_EINVAL, "tokenizer: separator id %d outside vocabulary of %d", sep_id,
+                       self->n_vocab);
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n_turns && rc == 0; i++) {
+        int32_t *part;
+        size_t n_part;
+        if ((rc = sq_tokenizer_encode(self, turns[i].text, turns[i].len, i == 0 && add_bos, &part,
+                                      &n_part)))
+            break;
+        const size_t n_sep = i > 0;
+        int32_t *grown = realloc(ids, (n_ids + n_sep + n_part + 1) * sizeof *ids);
+        if (!grown) {
+            free(part);
+            rc = SQ_FAIL(SQ_ENOMEM, "tokenizer: no memory for %zu ids", n_ids + n_part + 1);
+            break;
+        }
+        ids = grown;
+        if (n_sep)
+            ids[n_ids++] = sep_id;
+        memcpy(ids + n_ids, part, n_part * sizeof *ids);
+        n_ids += n_part;
+        free(part);
+    }
+    if (rc == 0 && !ids && !(ids = malloc(sizeof *ids)))
+        rc = SQ_FAIL(SQ_ENOMEM, "tokenizer: no memory for ids");
+    if (rc) {
+        free(ids);
+        return rc;
+    }
+    *ids_p = ids;
+    *n_ids_p = n_ids;
+    return 0;
+}
+
+int32_t sq_tokenizer_special(const sq_tokenizer_t *self, const char *piece, size_t len)
+{
+    const int32_t id = sq_tokenizer_find(self, piece, len);
+    const int type = sq_tokenizer_token_type(self, id);
+    const bool special = type == SQ_TOKEN_CONTROL || type == SQ_TOKEN_USER_DEFINED ||
+                         (id >= 0 && (id == self->bos_id || id == self->eos_id));
+    return special ? id : -1;
+}
+
 /* ---- decoding -------------------------------------------------------- */
 
 const char *sq_tokenizer_token_text(const sq_tokenizer_t *self, int32_t prev_id,

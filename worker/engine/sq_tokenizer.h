@@ -87,6 +87,28 @@ int32_t sq_tokenizer_find(const sq_tokenizer_t *self, const char *piece, size_t 
 int sq_tokenizer_encode(const sq_tokenizer_t *self, const char *text, size_t len,
                         bool add_bos, int32_t **ids_p, size_t *n_ids_p);
 
+/* A span of text: len bytes at text (any bytes). */
+typedef struct {
+    const char *text;
+    size_t len;
+} sq_tokenizer_text_t;
+
+/* Encode text in turns with the special token sep_id between them:
+ * [BOS] + encode(turns[0]) + [sep_id] + encode(turns[1]) + ... Each turn
+ * is encoded as text of its own (add_space_prefix included), as llama.cpp
+ * encodes the text around a special token it parses out of a prompt for a
+ * SentencePiece vocabulary; the turns' own text is never parsed for
+ * special pieces. One turn is sq_tokenizer_encode. Returns as
+ * sq_tokenizer_encode, and SQ_EINVAL when sep_id is out of range. */
+int sq_tokenizer_encode_turns(const sq_tokenizer_t *self, const sq_tokenizer_text_t *turns,
+                              size_t n_turns, int32_t sep_id, bool add_bos, int32_t **ids_p,
+                              size_t *n_ids_p);
+
+/* The id of the special token (control or user-defined, BOS, EOS)
+ * spelled exactly so ("</s>"), or -1 when no special token has these
+ * bytes. */
+int32_t sq_tokenizer_special(const sq_tokenizer_t *self, const char *piece, size_t len);
+
 /* Decode n ids. OUT *text_p: malloc'd, NUL-terminated (the bytes may also
  * contain NUL: use *len_p). The space the encoder prepends is dropped from
  * the first piece after a BOS. Returns 0, SQ_EINVAL (an id out of range,

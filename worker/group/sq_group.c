@@ -493,6 +493,30 @@ static void s_retry_pending(s_rank0_t *r)
     s_place(r, p.lease, seq, p.adapter, true);
 }
 
+/* The lease's sequence: a chat task's prompt as its template's turns
+ * with the EOS token between them, as llama.cpp encodes the rendered
+ * prompt with special tokens parsed (when the vocabulary has the
+ * template's separator as a special token); any other prompt as text. */
+static sq_seq_t *s_new_seq(const sq_tokenizer_t *tok, const sq_model_t *model,
+                           const sq_lease_t *l, const sq_gen_params_t *gp)
+{
+    const int n_vocab = sq_model_hparams(model)->n_vocab, n_ctx = sq_model_n_ctx(model);
+    const sq_jsonl_chat_t *chat = &l->chat;
+    const int32_t sep = sq_tokenizer_special(tok, SQ_JSONL_CHAT_SEP, strlen(SQ_JSONL_CHAT_SEP));
+    if (chat->n_turns == 0 || sep < 0)
+        return sq_seq_new(tok, l->prompt, l->prompt_len, gp, n_vocab, n_ctx);
+    sq_tokenizer_text_t *turns = malloc(chat->n_turns * sizeof *turns);
+    if (!turns) {
+        SQ_FAIL(SQ_ENOMEM, "prompt of %zu turns", chat->n_turns);
+        return NULL;
+    }
+    for (size_t i = 0, from = 0; i < chat->n_turns; from = chat->ends[i++])
+        turns[i] = (sq_tokenizer_text_t){chat->text + from, chat->ends[i] - from};
+    sq_seq_t *seq = sq_seq_new_turns(tok, turns, chat->n_turns, sep, gp, n_vocab, n_ctx);
+    free(turns);
+    return seq;
+}
+
 static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, sq_lease_t *l)
 {
     int ai = -1, rc = l->adapter ? s_adapter_acquire(r, l, &ai) : 0;
@@ -520,9 +544,7 @@ static void s_admit(s_rank0_t *r, const sq_tokenizer_t *tok, sq_model_t *model, 
         .stop = (const char *const *)l->stop,
         .n_stop = l->n_stop,
     };
-    const sq_model_hparams_t *hp = sq_model_hparams(model);
-    sq_seq_t *seq = sq_seq_new(tok, l->prompt, l->prompt_len, &gp, hp->n_vocab,
-                               sq_model_n_ctx(model));
+    sq_seq_t *seq = s_new_seq(tok, model, l, &gp);
     if (!seq) {
         if (ai >= 0)
             r->adapters[ai].refs--;

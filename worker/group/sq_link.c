@@ -85,6 +85,7 @@ void sq_lease_destroy(sq_lease_t **self_p)
     free(l->adapter_version);
     for (int i = 0; i < l->n_stop; i++)
         free(l->stop[i]);
+    sq_jsonl_chat_free(&l->chat);
     free(l);
     *self_p = NULL;
 }
@@ -157,6 +158,31 @@ static char *s_memdup(const char *s, size_t n)
 _Static_assert(SQ_JSONL_MAX_STOP == sizeof ((sq_lease_t *)0)->stop / sizeof(char *),
                "a lease holds a job file's stop strings");
 
+/* A chat job's task: its prompt as the turns of its template, rendered
+ * again from the messages its body keeps (sq_jsonl_body_chat), so that
+ * the template's separators become the EOS token and nothing a message
+ * says does. Only when they render to the prompt the task carries (what
+ * was stored and audited is what runs); otherwise (a body without valid
+ * messages, a client rendering its own way) the prompt stays text.
+ * 0 or SQ_ENOMEM. */
+static int s_chat_turns(sq_lease_t *l, const char *body, size_t body_len, const char *prompt,
+                        size_t prompt_len)
+{
+    char *joined = NULL;
+    size_t joined_len = 0;
+    int rc = sq_jsonl_body_chat(body, body_len, &l->chat);
+    if (rc == 0)
+        rc = sq_jsonl_chat_prompt(&l->chat, &joined, &joined_len);
+    if (rc || joined_len != prompt_len || memcmp(joined, prompt, prompt_len) != 0) {
+        if (l->chat.n_turns > 0 || rc != SQ_ENOMEM)
+            SQ_WARN("chat task's messages do not render to its prompt: encoded as text",
+                    "task=%llu", (unsigned long long)l->task_id);
+        sq_jsonl_chat_free(&l->chat);
+    }
+    free(joined);
+    return rc == SQ_ENOMEM ? rc : 0;
+}
+
 /* A TASKS entry as a lease. NULL when out of memory or when it names no
  * lease (nothing to answer). A lease whose other fields are bad comes
  * back with *bad set (the detail says what): it is answered with FAIL. */
@@ -169,8 +195,8 @@ static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch, bool *bad)
         return NULL;
     }
     uint64_t attempt = 1;
-    const char *prompt = NULL, *body = NULL;
-    size_t prompt_len = 0, body_len = 0;
+    const char *prompt = NULL, *body = NULL, *params = NULL;
+    size_t prompt_len = 0, body_len = 0, params_len = 0;
     l->max_tokens = -1;
     l->seed = -1;
     l->temperature = NAN;
@@ -198,6 +224,9 @@ static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch, bool *bad)
     if (!rc) rc = sq_wire_get_str(t, "body", false, SQ_WIRE_MAX_TEXT, &body, &body_len);
     /* stop strings travel in the OpenAI body (both job-file shapes) */
     if (!rc && body) rc = sq_jsonl_body_stop(body, body_len, l->stop, &l->n_stop);
+    if (!rc) rc = sq_wire_get_str(t, "params", false, SQ_WIRE_MAX_TEXT, &params, &params_len);
+    if (!rc && body && sq_jsonl_params_kind(params, params_len) == SQ_JSONL_KIND_CHAT)
+        rc = s_chat_turns(l, body, body_len, prompt, prompt_len);
     if (!rc && !(l->prompt = s_memdup(prompt, prompt_len)))
         rc = SQ_FAIL(SQ_ENOMEM, "out of memory");
     if (rc == SQ_ENOMEM) {

@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sq_jsonl.h"
+
 typedef struct {
     uint64_t lease, token, task_id, job_id;
     uint32_t attempt;
@@ -41,6 +43,10 @@ typedef struct {
     int64_t seed;               /* -1: default */
     char *stop[4];              /* the stop strings of the task's body (n_stop) */
     int n_stop;
+    /* a chat task's prompt as its template's turns, from the messages of
+     * its body (when they render to the prompt); n_turns 0: the prompt
+     * is encoded as text */
+    sq_jsonl_chat_t chat;
     int64_t received_ns;        /* CLOCK_MONOTONIC when TASKS arrived */
     uint64_t epoch;
 } sq_lease_t;

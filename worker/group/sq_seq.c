@@ -21,12 +21,21 @@ struct sq_seq {
 sq_seq_t *sq_seq_new(const sq_tokenizer_t *tok, const char *prompt, size_t len,
                      const sq_gen_params_t *params, int n_vocab, int n_ctx)
 {
+    const sq_tokenizer_text_t one = {prompt, len};
+    return sq_seq_new_turns(tok, &one, 1, -1, params, n_vocab, n_ctx);
+}
+
+sq_seq_t *sq_seq_new_turns(const sq_tokenizer_t *tok, const sq_tokenizer_text_t *turns,
+                           size_t n_turns, int32_t sep_id, const sq_gen_params_t *params,
+                           int n_vocab, int n_ctx)
+{
     sq_seq_t *self = calloc(1, sizeof *self);
     if (!self) {
         SQ_FAIL(SQ_ENOMEM, "sequence");
         return NULL;
     }
-    if (!(self->seq = sq_sequence_new(tok, prompt, len, params, n_vocab, n_ctx))) {
+    if (!(self->seq = sq_sequence_new_turns(tok, turns, n_turns, sep_id, params, n_vocab,
+                                            n_ctx))) {
         free(self);
         return NULL;
     }

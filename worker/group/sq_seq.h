@@ -25,6 +25,11 @@ typedef struct sq_seq sq_seq_t;
  * parameters (detail set). */
 sq_seq_t *sq_seq_new(const sq_tokenizer_t *tok, const char *prompt, size_t len,
                      const sq_gen_params_t *params, int n_vocab, int n_ctx);
+/* The same for a prompt in turns with the special token sep_id between
+ * them (sq_sequence_new_turns: a chat task's template turns and EOS). */
+sq_seq_t *sq_seq_new_turns(const sq_tokenizer_t *tok, const sq_tokenizer_text_t *turns,
+                           size_t n_turns, int32_t sep_id, const sq_gen_params_t *params,
+                           int n_vocab, int n_ctx);
 void sq_seq_destroy(sq_seq_t **self_p);
 
 size_t sq_seq_n_prompt(const sq_seq_t *self);
