@@ -36,6 +36,7 @@ static const char *const s_texts[] = {
     [16] = "stale token",
     [17] = "temporarily unavailable",
     [18] = "cancelled",
+    [19] = "not a finite number",
 };
 
 const char *

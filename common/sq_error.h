@@ -38,7 +38,8 @@ enum {
     SQ_ESTALE = -1016,      /* fencing token no longer valid */
     SQ_EAGAIN = -1017,      /* temporarily unavailable, retry later */
     SQ_ECANCELLED = -1018,  /* cancelled by request */
-    SQ_ELAST = -1019
+    SQ_ENOTFINITE = -1019,  /* arithmetic gave no finite result (NaN or infinite logits) */
+    SQ_ELAST = -1020
 };
 
 /* Text for any return code (SQ_E* or -errno). Never NULL. */

@@ -52,7 +52,7 @@ if(TARGET sq_group AND TARGET sq_e2e_client AND TARGET shardq-broker AND TARGET 
       ENVIRONMENT "${SQ_MPI_ENV};SHARDQ_BROKER_BIN=$<TARGET_FILE:shardq-broker>;SHARDQ_GROUP_BIN=${PROJECT_SOURCE_DIR}/worker/group/shardq-group;SHARDQ_WORKER_BIN=${worker};SHARDQ_MODEL_BIN=$<TARGET_FILE:shardq-model>;SHARDQ_CLI_BIN=$<TARGET_FILE:shardq-cli>;SHARDQ_TEST_MODEL=${PROJECT_SOURCE_DIR}/models/stories260K.gguf;SHARDQ_SQL_DIR=${PROJECT_SOURCE_DIR}/sql")
   endfunction()
   foreach(case group_serves group_rank_killed group_drain group_adapters group_lora_updates
-               group_kv_pages group_kv_q8_0 group_task_fields group_chat group_link
+               group_kv_pages group_kv_q8_0 group_task_fields group_chat group_not_finite group_link
                group_lora_states)
     sq_group_e2e_test(${case} $<TARGET_FILE:shardq-worker>)
   endforeach()

@@ -6,7 +6,8 @@
  *  (logit descending, id ascending) with qsort, cut to top_k, weights
  *  expf((logit - max) / T) summed in double in that order, cut to the
  *  smallest prefix whose share reaches top_p, then the draw r = u * sum
- *  walked in order. The caller draws u (sq_sampler's generator) and gives
+ *  walked in order; -1 (SQ_SAMPLER_NOT_FINITE) when the largest logit is
+ *  not finite. The caller draws u (sq_sampler's generator) and gives
  *  a scratch array of n candidates.
  */
 #ifndef SQ_SAMPLER_REF_H
@@ -39,6 +40,8 @@ static inline int32_t sq_ref_sample(const float *logits, int n_vocab, float temp
     if (top_k > 0 && top_k < n)
         n = top_k;
     const float max = c[0].logit;
+    if (!isfinite(max))
+        return -1;
     double sum = 0.0;
     for (int i = 0; i < n; i++) {
         float e = expf((c[i].logit - max) / temperature);

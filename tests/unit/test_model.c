@@ -127,6 +127,30 @@ static void test_stop_conditions(void)
     sq_engine_destroy(&e);
 }
 
+/* A token that cannot be chosen (the sampler's SQ_SAMPLER_NOT_FINITE)
+ * ends the sequence as failed, naming the position, and nothing joins
+ * its text */
+static void test_not_finite_token(void)
+{
+    sq_engine_t *e = s_engine(s_f32, 1, 0);
+    SQ_REQUIRE(e);
+    const sq_gen_params_t p = s_greedy(8);
+    sq_sequence_t *seq = sq_sequence_new(sq_engine_tokenizer(e), "Once upon a time", 16, &p,
+                                         sq_model_hparams(sq_engine_model(e))->n_vocab, 64);
+    SQ_REQUIRE(seq);
+    const char *why = NULL;
+    SQ_CHECK(sq_sequence_error(seq, &why) == 0 && strcmp(why, "") == 0);
+    SQ_CHECK(sq_sequence_accept_token(seq, 432) == 0 && !sq_sequence_done(seq));
+    SQ_CHECK(sq_sequence_accept_token(seq, SQ_SAMPLER_NOT_FINITE) == 0);
+    SQ_CHECK(sq_sequence_done(seq) && sq_sequence_error(seq, &why) == SQ_ENOTFINITE);
+    SQ_CHECK(strcmp(why, "the logits for position 6 were not finite (NaN or infinite)") == 0);
+    size_t n;
+    sq_sequence_ids(seq, &n);
+    SQ_CHECK(n == 1);
+    sq_sequence_destroy(&seq);
+    sq_engine_destroy(&e);
+}
+
 static void test_prompt_too_long(void)
 {
     sq_engine_t *e = s_engine(s_f32, 1, 8);
@@ -906,6 +930,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_greedy_story);
     SQ_RUN(test_stop_conditions);
     SQ_RUN(test_prompt_too_long);
+    SQ_RUN(test_not_finite_token);
     SQ_RUN(test_seeded_sampling);
     SQ_RUN(test_batched_equals_alone_f32);
     SQ_RUN(test_batched_equals_alone_q8);

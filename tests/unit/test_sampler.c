@@ -127,6 +127,34 @@ static void test_bad_params(void)
     SQ_CHECK(sq_sampler_argmax(nanl, 3) == 1);
 }
 
+/* A row with no finite largest logit gives no token, greedy or sampled
+ * (it gave id 0, or the last candidate: garbage as if a token) */
+static void test_not_finite(void)
+{
+    const float rows[][3] = {
+        {NAN, NAN, NAN},                    /* a NaN in the weights */
+        {-INFINITY, NAN, -INFINITY},
+        {1.0f, INFINITY, 2.0f},             /* an overflow */
+        {-INFINITY, INFINITY, NAN},
+    };
+    for (int greedy = 0; greedy < 2; greedy++) {
+        sq_sampler_params_t p = {.temperature = greedy ? 0.0f : 0.8f, .top_k = greedy ? 0 : 2,
+                                 .top_p = 0.9f, .seed = 5};
+        sq_sampler_t *s = sq_sampler_new(&p, 3);
+        SQ_REQUIRE(s);
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            SQ_CHECK(sq_sampler_sample(s, rows[r]) == SQ_SAMPLER_NOT_FINITE);
+            SQ_CHECK(sq_sampler_argmax(rows[r], 3) == SQ_SAMPLER_NOT_FINITE);
+        }
+        /* a finite maximum among NaN and -inf is a token */
+        const float some[3] = {NAN, -INFINITY, -3.0f};
+        SQ_CHECK(sq_sampler_sample(s, some) == 2 && sq_sampler_argmax(some, 3) == 2);
+        sq_sampler_destroy(&s);
+    }
+    sq_ref_cand_t c[3];
+    SQ_CHECK(sq_ref_sample(rows[0], 3, 1.0f, 0, 1.0f, 0.5, c) == SQ_SAMPLER_NOT_FINITE);
+}
+
 /* logits with what a sort gets wrong most easily: many exact ties, -0
  * beside +0, negative and positive values, NaN and -inf */
 static void s_hard_logits(float *l, int n, uint64_t seed)
@@ -187,6 +215,7 @@ int main(void)
     SQ_RUN(test_temperature_distribution);
     SQ_RUN(test_top_k_and_top_p);
     SQ_RUN(test_bad_params);
+    SQ_RUN(test_not_finite);
     SQ_RUN(test_same_tokens_as_reference);
     return sq_test_summary("sampler");
 }

@@ -23,6 +23,9 @@
  *    task_fields what a job file says reaches the group: CANCEL stops
  *                leases held but not started (--prefetch), stop strings of
  *                both shapes end the text, top_p 0 is the greedy token
+ *    not_finite  logits without a finite value (a NaN in the weights):
+ *                one-shot exits 1 naming the position, a group FAILs the
+ *                task retryably, never returns the garbage as succeeded
  *    chat        a chat task's prompt reaches the model as its template's
  *                turns with the EOS token between them; a "</s>" in a
  *                message stays text (prompt_tokens counts those ids)
@@ -1281,6 +1284,61 @@ static int s_refusing_broker(zsock_t *router, int ms)
     return ready;
 }
 
+/* The bundled model with one NaN in output_norm.weight, at path: every
+ * logit of every row is then NaN. 0 or -1. */
+static int s_nan_model(const char *path)
+{
+    sq_gguf_t *g = sq_gguf_open(s_env("SHARDQ_TEST_MODEL"));
+    const sq_gguf_tensor_t *t = g ? sq_gguf_find_tensor(g, "output_norm.weight") : NULL;
+    const long at = t ? (long)(sq_gguf_data_offset(g) + t->offset) : -1;
+    sq_gguf_destroy(&g);
+    char cmd[1600];
+    snprintf(cmd, sizeof cmd, "cp %s %s", s_env("SHARDQ_TEST_MODEL"), path);
+    FILE *f = at > 0 && system(cmd) == 0 ? fopen(path, "r+b") : NULL;
+    const float nan = NAN;
+    const bool ok = f && fseek(f, at, SEEK_SET) == 0 && fwrite(&nan, sizeof nan, 1, f) == 1;
+    if (f)
+        fclose(f);
+    return ok ? 0 : -1;
+}
+
+/* Logits without a finite value (a NaN in the weights, or a broken
+ * device) give no token: one-shot exits 1 saying so (it printed ids
+ * [0, 0, ...] and exited 0), and a group FAILs the task, retryable,
+ * naming the position (it returned that garbage as succeeded) */
+static void case_not_finite(void)
+{
+    SQ_REQUIRE(sq_e2e_up("group_not_finite", NULL, &s_h, &s_c));
+    char model[700];
+    snprintf(model, sizeof model, "%s/nan.gguf", sq_harness_log_dir(s_h));
+    SQ_REQUIRE(s_nan_model(model) == 0);
+    const char *const why = "the logits for position 2 were not finite (NaN or infinite)";
+    sq_proc_t *p = NULL;
+    for (int greedy = 0; greedy < 2; greedy++) {
+        const char *args[] = {"--prompt", "Once", "--max-tokens", "4", "--temperature",
+                              greedy ? "0" : "1", NULL};
+        SQ_CHECK(s_worker_exit(greedy ? "w-greedy" : "w-sampled", model, args, 30000, &p) == 1);
+        SQ_CHECK(p && sq_proc_log_count(p, why) == 1);
+    }
+    s_model = model;
+    s_job_model = "nan.gguf";
+    sq_proc_t *g = s_group("g-nan", 4);
+    SQ_REQUIRE(g != NULL && s_wait_groups(1) == 0);
+    const uint64_t job = s_submit_job_t(2, 1, NULL, 4, 1.0);   /* "Once upon a time": 5 ids */
+    SQ_REQUIRE(job > 0);
+    SQ_CHECK(sq_harness_wait_i64(s_h, "SELECT count(*) FROM task_results WHERE state = 'dead'",
+                                 2, 60000) == 0);
+    /* each attempt failed retryably (a permanent failure would have ended
+     * the task at its first), naming the position; the group goes on */
+    SQ_CHECK(s_count("SELECT count(*) FROM task_attempts WHERE outcome = 'failed' AND error = "
+                     "'task failed: the logits for position 5 were not finite (NaN or "
+                     "infinite)'") == 6);
+    SQ_CHECK(s_count("SELECT count(*) FROM task_results WHERE state = 'succeeded'") == 0);
+    SQ_CHECK(sq_proc_running(g));
+    s_model = NULL;
+    s_job_model = S_MODEL_NAME;
+}
+
 static void case_link(void)
 {
     SQ_REQUIRE(sq_e2e_up("group_link", NULL, &s_h, &s_c));
@@ -1378,6 +1436,7 @@ int main(int argc, char **argv)
         {"group_kv_q8_0", case_kv_q8_0},
         {"group_task_fields", case_task_fields},
         {"group_chat", case_chat},
+        {"group_not_finite", case_not_finite},
         {"group_link", case_link},
         {"group_lora_states", case_lora_states},
         {NULL, NULL},

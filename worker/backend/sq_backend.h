@@ -143,11 +143,13 @@ typedef struct {
                       const int32_t *idx, int n, bool add);
     /* host_out (n_rows) = the index of the largest value of each row of x
      * (n_rows, n_cols), with sq_sampler_argmax's rules (NaN never wins,
-     * lowest index on ties): the greedy choice. A sync point like
+     * lowest index on ties; SQ_SAMPLER_NOT_FINITE for a row whose largest
+     * value is not finite): the greedy choice. A sync point like
      * download, but one integer per row crosses to the host. */
     int (*argmax)(sq_backend_t *be, const float *x, int n_rows, int n_cols, int32_t *host_out);
     /* host_out (n_rows) = each row's token under sq_sampler's rules with
-     * rows[r] (its parameters and uniform; temperature <= 0: the argmax).
+     * rows[r] (its parameters and uniform; temperature <= 0: the argmax;
+     * SQ_SAMPLER_NOT_FINITE as argmax's).
      * The weights are expf((logit - max) / T) as exact integers of 40
      * fraction bits instead of sums in double, so a token rarer than
      * 2^-40 of the top one is never drawn and, very rarely, a draw on a

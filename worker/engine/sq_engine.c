@@ -291,7 +291,10 @@ static int s_decide(sq_sequence_t *seq, const float *logits, s_step_t *st)
 {
     size_t before, after;
     sq_sequence_ids(seq, &before);
+    const char *why;
     int rc = sq_sequence_accept(seq, logits);
+    if (rc == 0 && (rc = sq_sequence_error(seq, &why)))
+        rc = SQ_FAIL(rc, "%s", why);
     if (rc) {
         *st = (s_step_t){0, 0, SQ_FINISH_LENGTH};   /* tell the others to stop */
         return rc;

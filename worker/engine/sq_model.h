@@ -141,7 +141,8 @@ void sq_model_local_heads(const sq_model_t *self, int *n_heads, int *n_kv_heads)
  * the batch (nothing ran), or the backend's or communicator's error. */
 int sq_model_forward(sq_model_t *self, const sq_batch_entry_t *batch, int n, float *logits_out);
 /* The same, but of each want_logits row only its greedy token (the
- * argmax, as sq_sampler_argmax) into tokens_out (one per such row, in
+ * argmax, as sq_sampler_argmax: SQ_SAMPLER_NOT_FINITE for a row without a
+ * finite largest logit) into tokens_out (one per such row, in
  * batch order; NULL as for logits_out): on a GPU one integer per row
  * crosses to the host instead of n_vocab floats. */
 int sq_model_forward_argmax(sq_model_t *self, const sq_batch_entry_t *batch, int n,

@@ -116,7 +116,7 @@ int32_t sq_sampler_argmax(const float *logits, int n)
     for (int i = 0; i < n; i++)
         if (!isnan(logits[i]) && (best < 0 || logits[i] > logits[best]))
             best = i;
-    return best < 0 ? 0 : best;
+    return best < 0 || !isfinite(logits[best]) ? SQ_SAMPLER_NOT_FINITE : best;
 }
 
 bool sq_sampler_greedy(const sq_sampler_t *self)
@@ -143,6 +143,8 @@ int32_t sq_sampler_sample(sq_sampler_t *self, const float *logits)
         n = self->p.top_k;
     /* probabilities (stored back into .logit) relative to the best */
     const float max = self->cands[0].logit;
+    if (!isfinite(max))
+        return SQ_SAMPLER_NOT_FINITE;
     double sum = 0.0;
     for (int i = 0; i < n; i++) {
         float e = expf((self->cands[i].logit - max) / self->p.temperature);

@@ -6,6 +6,7 @@
  */
 #include "sq_sequence.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,8 @@ struct sq_sequence {
     int max_new, n_ctx;
     bool ignore_eos, done;
     sq_finish_t finish;
+    int error;                  /* it failed (sq_sequence_error): SQ_E*, else 0 */
+    char why[128];
 };
 
 const char *sq_finish_name(sq_finish_t finish)
@@ -222,8 +225,24 @@ bool sq_sequence_greedy(const sq_sequence_t *self)
     return sq_sampler_greedy(self->sampler);
 }
 
+int sq_sequence_error(const sq_sequence_t *self, const char **why_p)
+{
+    if (why_p)
+        *why_p = self->error ? self->why : "";
+    return self->error;
+}
+
 int sq_sequence_accept_token(sq_sequence_t *self, int32_t tok)
 {
+    if (tok == SQ_SAMPLER_NOT_FINITE) {
+        /* no token can be drawn: garbage must not pass for a result */
+        self->done = true;
+        self->error = SQ_ENOTFINITE;
+        snprintf(self->why, sizeof self->why,
+                 "the logits for position %zu were not finite (NaN or infinite)",
+                 self->n_prompt + self->n_ids);
+        return 0;
+    }
     if (!self->ignore_eos &&
         (tok == sq_tokenizer_eos(self->tok) || tok == sq_tokenizer_bos(self->tok))) {
         self->done = true;

@@ -5,7 +5,10 @@
  *  worker's continuous batcher): end at EOS or BOS unless ignore_eos (the
  *  bundled model ends a story with BOS; the end token is not kept), at a
  *  stop string (the text ends just before it; ids keep the token that
- *  completed it), at max_tokens, or when the context is full.
+ *  completed it), at max_tokens, or when the context is full. A token
+ *  that cannot be chosen (the logits were not finite: a broken model or
+ *  device) ends it as failed (sq_sequence_error) rather than with a
+ *  made-up token.
  *
  *  Only the rank that samples (rank 0 of a group) holds sequences.
  *  Ownership: the prompt ids and stop strings are copied; the tokenizer is
@@ -56,7 +59,8 @@ void sq_sequence_destroy(sq_sequence_t **self_p);
 const int32_t *sq_sequence_prompt(const sq_sequence_t *self, size_t *n_p);
 
 /* Choose the next token from logits (n_vocab floats) and apply the stop
- * rules. Returns 0 or SQ_ENOMEM. */
+ * rules. Returns 0 or SQ_ENOMEM; logits without a finite largest value
+ * end the sequence as failed (sq_sequence_error). */
 int sq_sequence_accept(sq_sequence_t *self, const float *logits);
 /* The token the sampler chooses from logits, without accepting it (what
  * sq_sequence_accept does first). Sequences are independent: different
@@ -66,10 +70,15 @@ int32_t sq_sequence_sample(sq_sequence_t *self, const float *logits);
  * sq_sequence_accept_token then takes the token. */
 sq_sample_row_t sq_sequence_draw(sq_sequence_t *self);
 /* The same with the next token already chosen: tok, the argmax, for a
- * greedy sequence (sq_sequence_greedy) */
+ * greedy sequence (sq_sequence_greedy), or a backend's draw;
+ * SQ_SAMPLER_NOT_FINITE ends it as failed */
 int sq_sequence_accept_token(sq_sequence_t *self, int32_t tok);
 bool sq_sequence_greedy(const sq_sequence_t *self);
 bool sq_sequence_done(const sq_sequence_t *self);
+/* 0, or why a done sequence failed: SQ_ENOTFINITE, the logits for its
+ * next token had no finite value; *why_p (may be NULL) the text, naming
+ * the position (borrowed; "" when it did not fail). */
+int sq_sequence_error(const sq_sequence_t *self, const char **why_p);
 sq_finish_t sq_sequence_finish(const sq_sequence_t *self);
 /* While not done: the token to feed next and its position. */
 int32_t sq_sequence_next_token(const sq_sequence_t *self);

@@ -688,6 +688,9 @@ int sq_batcher_step(sq_batcher_t *self, sq_batcher_done_fn *done, void *arg)
         if ((rc = sq_seq_accept_token(sl->seq, self->tokens[r])))
             return rc;
         if (sq_seq_done(sl->seq)) {
+            /* a failed sequence's rows may be what broke: no one reuses them */
+            if (sq_seq_error(sl->seq, NULL))
+                sl->n_cached = 0;
             sl->times.finished_ns = now;
             sq_seq_t *seq = sl->seq;
             void *user = sl->user;

@@ -375,6 +375,18 @@ static void s_on_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t
     s_rank0_t *r = arg;
     sq_lease_t *lease = user;
     s_forget(r, lease);
+    const char *why;
+    if (sq_seq_error(seq, &why)) {
+        /* retried: a broken device may be the cause, another group may
+         * run it (a broken model fails it everywhere, then it is dead) */
+        char error[256];
+        snprintf(error, sizeof error, "task failed: %s", why);
+        SQ_WARN("task failed", "task=%llu error=\"%s\"", (unsigned long long)lease->task_id, why);
+        sq_link_fail(r->link, lease, true, error);
+        sq_seq_destroy(&seq);
+        r->n_failed++;
+        return;
+    }
     size_t raw_len, len = 0;
     const char *raw = sq_seq_text(seq, &raw_len);
     /* byte tokens may stop mid-character: send valid UTF-8 (U+FFFD) */

@@ -70,6 +70,10 @@ int32_t sq_seq_adapter(const sq_seq_t *self) { return self->adapter; }
 int32_t sq_seq_next_token(const sq_seq_t *self) { return sq_sequence_next_token(self->seq); }
 int32_t sq_seq_next_pos(const sq_seq_t *self) { return sq_sequence_next_pos(self->seq); }
 bool sq_seq_done(const sq_seq_t *self) { return sq_sequence_done(self->seq); }
+int sq_seq_error(const sq_seq_t *self, const char **why_p)
+{
+    return sq_sequence_error(self->seq, why_p);
+}
 sq_finish_t sq_seq_finish(const sq_seq_t *self) { return sq_sequence_finish(self->seq); }
 
 const int32_t *sq_seq_prompt_ids(const sq_seq_t *self)

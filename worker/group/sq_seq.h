@@ -64,10 +64,13 @@ int32_t sq_seq_sample(sq_seq_t *self, const float *logits);
 sq_sample_row_t sq_seq_draw(sq_seq_t *self);
 /* Take tok as the next token (sq_seq_sample's, or the greedy one the
  * model chose on the device) and apply the stop rules. Returns 0 (see
- * sq_seq_done) or SQ_ENOMEM. */
+ * sq_seq_done; SQ_SAMPLER_NOT_FINITE ends it failed, sq_seq_error) or
+ * SQ_ENOMEM. */
 int sq_seq_accept_token(sq_seq_t *self, int32_t tok);
 bool sq_seq_greedy(const sq_seq_t *self);
 bool sq_seq_done(const sq_seq_t *self);
+/* 0, or why a done sequence failed (sq_sequence_error). */
+int sq_seq_error(const sq_seq_t *self, const char **why_p);
 sq_finish_t sq_seq_finish(const sq_seq_t *self);
 
 /* The LoRA adapter id (sq_model_adapter_load) the sequence runs with;

@@ -595,23 +595,24 @@ static void test_q8_to_f16(void)
 }
 
 /* sq_sampler_argmax's rules: NaN never wins, the first of equal maxima
- * wins, 0 when all are NaN */
+ * wins, -1 (SQ_SAMPLER_NOT_FINITE) when all are NaN or the largest is
+ * infinite */
 static int32_t s_argmax_ref(const float *x, int n)
 {
     int32_t best = -1;
     for (int i = 0; i < n; i++)
         if (!isnan(x[i]) && (best < 0 || x[i] > x[best]))
             best = i;
-    return best < 0 ? 0 : best;
+    return best < 0 || !std::isfinite(x[best]) ? -1 : best;
 }
 
 /* Rows 0..7: the maximum in a column of warp `row` (each warp's result
  * must reach the merge); 8: the maximum twice, the later copy in a lower
  * warp; 9: NaN first and at the top; 10: all NaN; 11: -inf after a NaN;
- * 12: all equal */
+ * 12: all equal; 13: +inf among numbers (10 and 11 and 13: -1) */
 static void s_argmax_case(int n_cols)
 {
-    const int n_rows = 13;
+    const int n_rows = 14;
     s_seed((uint32_t)n_cols);
     s_buf<float> x((size_t)n_rows * n_cols, NAN);
     s_fill(x, 10.0f);
@@ -625,6 +626,7 @@ static void s_argmax_case(int n_cols)
         r[11 * n_cols + c] = c ? -INFINITY : NAN;
         r[12 * n_cols + c] = 1.0f;
     }
+    r[13 * n_cols + n_cols / 2] = INFINITY;
     s_buf<int32_t> out(n_rows, -7, 0x55555555);
     SQ_CHECK(sq_cu_argmax(nullptr, x.p(), n_rows, n_cols, out.p()) == cudaSuccess);
     for (int row = 0; row < n_rows; row++) {
@@ -634,6 +636,7 @@ static void s_argmax_case(int n_cols)
                     out[row], want);
         SQ_CHECK(out[row] == want);
     }
+    SQ_CHECK(out[10] == -1 && out[11] == -1 && out[13] == -1);
     SQ_CHECK(out.guards_ok());
 }
 
@@ -660,9 +663,9 @@ static int32_t s_sample_ref(const float *row, int n, float t, int top_k, float t
     auto lv = [&](int i) { return isnan(row[i]) ? -INFINITY : row[i]; };
     std::stable_sort(ids.begin(), ids.end(), [&](int a, int b) { return lv(a) > lv(b); });
     const int32_t best = s_argmax_ref(row, n);
-    const float max = row[best];
-    if (t <= 0.0f || !std::isfinite(max))
+    if (t <= 0.0f || best < 0)
         return best;
+    const float max = row[best];
     std::vector<unsigned long long> w(n);
     for (int i = 0; i < n; i++)
         w[i] = isnan(row[ids[i]]) ? 0
@@ -710,6 +713,12 @@ static void s_sample_case(int n_cols)
             l[n_cols / 5] = -0.0f;
             l[n_cols / 7] = 0.0f;
         }
+        /* rows no token can be drawn from: all NaN, and +inf among numbers */
+        if (row == 21)
+            for (int c = 0; c < n_cols; c++)
+                l[c] = NAN;
+        if (row == 22)
+            l[n_cols / 2] = INFINITY;
         const float temps[] = {1.0f, 0.7f, 0.0f, 1.5f};
         const int ks[] = {0, 0, 40, 5, 0, 1};
         const float ps[] = {1.0f, 0.9f, 1.0f, 0.5f, 0.99f};
@@ -741,6 +750,7 @@ static void s_sample_case(int n_cols)
         if (t > 0.0f)
             differ_cpu += want != sq_ref_sample(l, n_cols, t, w[1], p, u[row], cands.data());
     }
+    SQ_CHECK(out[21] == -1 && out[22] == -1);
     SQ_CHECK(out.guards_ok());
     fprintf(stderr, "sample %d columns: %d rows as the reference; the CPU sampler's rules in "
             "double precision chose another token in %d\n", n_cols, n_rows, differ_cpu);

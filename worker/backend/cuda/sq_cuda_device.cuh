@@ -494,7 +494,8 @@ static __device__ void s_better(float *v, int *i, float v2, int i2)
 }
 
 /* the argmax of row (n_cols) for the whole block (blocks of up to 256),
- * every thread getting it (0 when the row is all NaN, as on the CPU) */
+ * every thread getting it; -1 (SQ_SAMPLER_NOT_FINITE) when the row is all
+ * NaN or its largest value is infinite, as on the CPU */
 static __device__ int s_row_argmax(const float *row, int n_cols)
 {
     __shared__ float sv[8];
@@ -517,7 +518,7 @@ static __device__ int s_row_argmax(const float *row, int n_cols)
     for (int w = 0; w < (int)blockDim.x / 32; w++)
         s_better(&v, &i, sv[w], si[w]);
     __syncthreads();   /* sv, si free for the next call */
-    return i < 0 ? 0 : i;
+    return i < 0 || !isfinite(v) ? -1 : i;
 }
 
 /* out[row] = the argmax of row blockIdx.x of x (n_rows, n_cols); one block
@@ -707,10 +708,10 @@ static __global__ void k_sample(const float *x, int n_cols, const int32_t *rows,
     const int top_k = w[1];
     const double u = (double)((unsigned long long)(uint32_t)w[4] << 32 | (uint32_t)w[3]) *
                      (1.0 / 9007199254740992.0);
-    const int best = s_row_argmax(row, n_cols);
-    const float max = row[best];
+    const int best = s_row_argmax(row, n_cols);   /* -1: no finite maximum */
+    const float max = best >= 0 ? row[best] : 0.0f;
     int pick = best;
-    if (t > 0.0f && isfinite(max)) {
+    if (t > 0.0f && best >= 0) {
         unsigned long long total = 0;   /* the prefix's weight: first all, then top_k's */
         if (threadIdx.x == 0)
             sum = 0;

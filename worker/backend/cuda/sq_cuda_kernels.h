@@ -95,10 +95,11 @@ cudaError_t sq_cu_mma_q8(cudaStream_t s, sq_cu_gemv_set_t set, int64_t n_in, con
 /* out (n_out, n_in) F16 = a Q8_0 weight (split layout) dequantised */
 cudaError_t sq_cu_q8_to_f16(cudaStream_t s, const void *w, int64_t n_out, int64_t n_in, void *out);
 /* out_d (n_rows) = the argmax of each row of x (n_rows, n_cols), with
- * sq_sampler_argmax's rules */
+ * sq_sampler_argmax's rules (-1, SQ_SAMPLER_NOT_FINITE, for a row without
+ * a finite largest value) */
 cudaError_t sq_cu_argmax(cudaStream_t s, const float *x, int n_rows, int n_cols, int32_t *out_d);
 /* out_d (n_rows) = each row's token under sq_sampler's rules (see
- * sq_backend.h's sample op): rows_d holds SQ_CU_SAMPLE_WORDS int32 a row,
+ * sq_backend.h's sample op; -1 as sq_cu_argmax's): rows_d holds SQ_CU_SAMPLE_WORDS int32 a row,
  * the temperature's float bits, top_k, top_p's float bits, then the
  * uniform u as u * 2^53 (low word, high word) */
 enum { SQ_CU_SAMPLE_WORDS = 5 };
