@@ -33,6 +33,9 @@ typedef struct {
     const char *drop_key;
     const char *tok_model;
     uint32_t bos;
+    uint32_t key_layers;        /* llama.block_count when not n_layers (0: n_layers) */
+    uint32_t vocab_key;         /* llama.vocab_size written (0: none) */
+    const char *extra;          /* one more tensor (a norm vector) of this name */
 } s_spec_t;
 
 static char s_path[256];
@@ -132,6 +135,10 @@ static int s_write(const s_spec_t *s)
 {
     s_tdef_t defs[64];
     int n = s_tensor_defs(s, defs);
+    if (s->extra)
+        defs[n++] = (s_tdef_t){"", s->dim, 0};
+    if (s->extra)
+        snprintf(defs[n - 1].name, sizeof defs[0].name, "%s", s->extra);
     sq_gguf_writer_t *w = sq_gguf_writer_new(32);
     if (!w)
         return -1;
@@ -139,12 +146,14 @@ static int s_write(const s_spec_t *s)
     sq_gguf_writer_add_str(w, "general.architecture", s->arch, strlen(s->arch));
 #define S_KEY(k, v) (snprintf(key, sizeof key, "%s." k, s->arch), s_add_u32(w, s, key, v))
     S_KEY("embedding_length", s->dim);
-    S_KEY("block_count", s->n_layers);
+    S_KEY("block_count", s->key_layers ? s->key_layers : s->n_layers);
     S_KEY("attention.head_count", s->n_heads);
     S_KEY("attention.head_count_kv", s->n_kv);
     S_KEY("feed_forward_length", s->ffn);
     S_KEY("context_length", 64);
     S_KEY("rope.dimension_count", s->n_rot);
+    if (s->vocab_key)
+        S_KEY("vocab_size", s->vocab_key);
 #undef S_KEY
     s_add_vocab(w, s);
     for (int i = 0; i < n; i++) {
@@ -223,13 +232,50 @@ static void test_bad_models_refused(void)
     s_expect_refused(s, SQ_ENOTFOUND, "llama.block_count");
     s = s_default();
     s.n_rot = 9;
-    s_expect_refused(s, SQ_EFORMAT, "rotated dims 9");
+    s_expect_refused(s, SQ_EFORMAT, "llama.rope.dimension_count = 9: RoPE rotates pairs of a "
+                                    "head's values, so it must be even and 2 to the head's 8");
+    /* 0 rotated nothing (it loaded, a model without positions) */
+    s = s_default();
+    s.n_rot = 0;
+    s_expect_refused(s, SQ_EFORMAT, "llama.rope.dimension_count = 0: RoPE rotates pairs");
+    /* heads too small for the rotated dims: which key says what */
+    s = s_default();
+    s.n_heads = 16;
+    s_expect_refused(s, SQ_EFORMAT, "llama.rope.dimension_count = 8: RoPE rotates pairs of a "
+                     "head's values, so it must be even and 2 to the head's 4 "
+                     "(llama.embedding_length 64 / llama.attention.head_count 16)");
+    /* fewer blocks in the metadata than in the file: it ran 1 of 2 */
+    s = s_default();
+    s.key_layers = 1;
+    s_expect_refused(s, SQ_EFORMAT, "tensor blk.1.attn_norm.weight and 8 more are not used by "
+                                    "llama.block_count = 1");
+    s = s_default();
+    s.extra = "rope_freqs.weight";
+    s_expect_refused(s, SQ_EUNSUPPORTED, "tensor rope_freqs.weight is not part of the llama "
+                                         "model");
+    s = s_default();
+    s.extra = "blk.0.attn_q.weight.bias";
+    s_expect_refused(s, SQ_EUNSUPPORTED, "tensor blk.0.attn_q.weight.bias is not part of");
+    /* a vocabulary size the tokenizer and the embeddings do not have */
+    s = s_default();
+    s.vocab_key = S_VOCAB + 1;
+    s_expect_refused(s, SQ_EFORMAT, "llama.vocab_size = 301, but token_embd.weight has 300 "
+                                    "rows");
     s = s_default();
     s.tok_model = "gpt2";
     s_expect_refused(s, SQ_EUNSUPPORTED, "tokenizer.ggml.model gpt2");
     s = s_default();
     s.bos = 4000;
     s_expect_refused(s, SQ_EFORMAT, "tokenizer.ggml.bos_token_id");
+    /* the checks refuse nothing they should take: llama.vocab_size equal,
+     * an untied output */
+    s = s_default();
+    s.vocab_key = S_VOCAB;
+    s.untied = true;
+    SQ_REQUIRE(s_write(&s) == 0);
+    sq_engine_t *e = s_load();
+    SQ_CHECK(e != NULL);
+    sq_engine_destroy(&e);
 }
 
 /* Logits of a fixed 6-token sequence for the model now at s_path. */

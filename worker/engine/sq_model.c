@@ -96,9 +96,15 @@ static int s_read_hparams(const sq_gguf_t *g, sq_model_hparams_t *hp)
     if ((rc = s_arch_u32(g, a, "attention.key_length", &hd, false, dim / n_heads)) ||
         (rc = s_arch_u32(g, a, "rope.dimension_count", &n_rot, false, dim / n_heads)))
         return rc;
-    if (hd != dim / n_heads || n_rot > hd || n_rot % 2 != 0)
-        return SQ_FAIL(SQ_EFORMAT, "llama head size %u / rotated dims %u with dim %u, %u heads",
-                       hd, n_rot, dim, n_heads);
+    if (hd != dim / n_heads)
+        return SQ_FAIL(SQ_EFORMAT, "llama.attention.key_length = %u, but a head has %u values "
+                       "(llama.embedding_length %u / llama.attention.head_count %u)", hd,
+                       dim / n_heads, dim, n_heads);
+    if (n_rot == 0 || n_rot > hd || n_rot % 2 != 0)
+        return SQ_FAIL(SQ_EFORMAT, "llama.rope.dimension_count = %u: RoPE rotates pairs of a "
+                       "head's values, so it must be even and 2 to the head's %u "
+                       "(llama.embedding_length %u / llama.attention.head_count %u)", n_rot, hd,
+                       dim, n_heads);
     if (n_rot > 1024)
         return SQ_FAIL(SQ_EUNSUPPORTED, "llama.rope.dimension_count %u (at most 1024)", n_rot);
     *hp = (sq_model_hparams_t){.dim = (int)dim, .n_layers = (int)n_layers,
@@ -122,7 +128,56 @@ static int s_read_hparams(const sq_gguf_t *g, sq_model_hparams_t *hp)
                        (long long)emb->ne[0], (long long)emb->ne[1], dim);
     hp->n_vocab = (int)emb->ne[1];
     hp->tied_output = sq_gguf_find_tensor(g, "output.weight") == NULL;
+    uint32_t n_vocab;
+    if ((rc = s_arch_u32(g, a, "vocab_size", &n_vocab, false, (uint32_t)hp->n_vocab)))
+        return rc;
+    if (n_vocab != (uint32_t)hp->n_vocab)
+        return SQ_FAIL(SQ_EFORMAT, "llama.vocab_size = %u, but token_embd.weight has %d rows "
+                       "(a token each)", n_vocab, hp->n_vocab);
     return 0;
+}
+
+/* Every tensor of the file is one the model uses: a file whose metadata
+ * says fewer blocks than it holds (or that holds what this engine does
+ * not compute) would otherwise load and run a different model, as
+ * llama.cpp's "wrong number of tensors" refuses. */
+static int s_check_all_used(const sq_gguf_t *g, const sq_model_hparams_t *hp)
+{
+    static const char *const parts[] = {"attn_norm", "attn_q", "attn_k", "attn_v",
+                                        "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
+                                        "ffn_down"};
+    const int64_t n = sq_gguf_n_tensors(g);
+    const sq_gguf_tensor_t *first = NULL;
+    int64_t n_unused = 0, first_layer = -1;
+    for (int64_t i = 0; i < n; i++) {
+        const char *name = sq_gguf_tensor(g, i)->name;
+        bool used = !strcmp(name, "token_embd.weight") || !strcmp(name, "output_norm.weight") ||
+                    !strcmp(name, "output.weight");
+        /* blk.L.PART.weight, spelled as the loader asks for it */
+        long layer = -1;
+        char part[32] = "", canon[64] = "";
+        if (!used && sscanf(name, "blk.%ld.%31[a-z_]", &layer, part) == 2)
+            snprintf(canon, sizeof canon, "blk.%ld.%s.weight", layer, part);
+        if (strcmp(canon, name) != 0)
+            layer = -1;
+        for (size_t k = 0; k < sizeof parts / sizeof parts[0] && layer >= 0 && !used; k++)
+            used = !strcmp(part, parts[k]) && layer < hp->n_layers;
+        if (!used && n_unused++ == 0) {
+            first = sq_gguf_tensor(g, i);
+            first_layer = layer;
+        }
+    }
+    if (n_unused == 0)
+        return 0;
+    char more[48] = "";
+    if (n_unused > 1)
+        snprintf(more, sizeof more, " and %lld more", (long long)(n_unused - 1));
+    if (first_layer >= hp->n_layers)
+        return SQ_FAIL(SQ_EFORMAT, "tensor %s%s %s not used by llama.block_count = %d",
+                       first->name, more, n_unused > 1 ? "are" : "is", hp->n_layers);
+    return SQ_FAIL(SQ_EUNSUPPORTED, "tensor %s%s %s not part of the llama model this engine "
+                   "runs (a file for another model, or one that needs what the engine does "
+                   "not compute)", first->name, more, n_unused > 1 ? "are" : "is");
 }
 
 /* ---- weights ---- */
@@ -429,7 +484,7 @@ int sq_model_adapter_unload(sq_model_t *self, int id)
 static int s_load(sq_model_t *m, const sq_model_params_t *p)
 {
     int rc;
-    if ((rc = s_read_hparams(m->gguf, &m->hp)))
+    if ((rc = s_read_hparams(m->gguf, &m->hp)) || (rc = s_check_all_used(m->gguf, &m->hp)))
         return rc;
     m->n_ctx = p && p->n_ctx > 0 ? p->n_ctx
              : m->hp.n_ctx_train < S_DEFAULT_MAX_CTX ? m->hp.n_ctx_train : S_DEFAULT_MAX_CTX;
