@@ -89,6 +89,17 @@ if(TARGET shardq-model)
   set_tests_properties(mpi.tp2.hd32 PROPERTIES FIXTURES_REQUIRED sq_hd32)
 endif()
 
+# A one-shot KV cache too big for memory (4 GB of address space, a 16M
+# context): the message names what one-shot can lower, --ctx, not the
+# group's --max-batch or --kv-pages (ASan reserves more than that)
+if(NOT SQ_SANITIZE)
+  add_test(NAME unit.worker_kv_too_big
+           COMMAND sh -c "ulimit -v 4000000; exec $<TARGET_FILE:shardq-worker> --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt Hi --ctx 16777216")
+  set_tests_properties(unit.worker_kv_too_big PROPERTIES LABELS unit ENVIRONMENT "${SQ_MPI_ENV}"
+    PASS_REGULAR_EXPRESSION "does not fit in cpu memory \\(at layer [0-9]\\): lower --ctx\""
+    FAIL_REGULAR_EXPRESSION "max-batch|kv-pages")
+endif()
+
 # The worker binary itself: one-shot generation, single rank and split.
 add_test(NAME unit.worker_oneshot
          COMMAND shardq-worker --model ${SQ_ENGINE_MODELS}/stories260K.gguf --prompt ""

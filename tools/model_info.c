@@ -95,17 +95,9 @@ static void s_print_tensors(FILE *out, const sq_gguf_t *g)
     fprintf(out, "  %-32s %-5s %-22s %12s %12s\n", "name", "type", "shape", "bytes", "offset");
     for (int64_t i = 0; i < n; i++) {
         const sq_gguf_tensor_t *t = sq_gguf_tensor(g, i);
-        /* (cut to the buffer: a crafted file's dimensions can be long) */
-        char shape[64];
-        size_t k = 0;
-        k += (size_t)snprintf(shape, sizeof shape, "[");
-        for (int d = 0; d < t->n_dims && k < sizeof shape; d++)
-            k += (size_t)snprintf(shape + k, sizeof shape - k, "%s%" PRId64, d ? ", " : "",
-                                  t->ne[d]);
-        if (k < sizeof shape)
-            snprintf(shape + k, sizeof shape - k, "]");
+        char shape[SQ_GGUF_SHAPE_BYTES];
         fprintf(out, "  %-32s %-5s %-22s %12zu %12" PRIu64 "\n", t->name, s_dtype_name(t->dtype),
-                shape, t->size_bytes, t->offset);
+                sq_gguf_shape(t, shape, sizeof shape), t->size_bytes, t->offset);
         params += (uint64_t) t->n_elements;
         int slot = t->dtype == SQ_DTYPE_F32 ? 0 : t->dtype == SQ_DTYPE_F16 ? 1 : 2;
         bytes[slot] += t->size_bytes;

@@ -35,6 +35,7 @@ typedef struct {
     uint32_t bos;
     uint32_t key_layers;        /* llama.block_count when not n_layers (0: n_layers) */
     uint32_t vocab_key;         /* llama.vocab_size written (0: none) */
+    const char *three_d;        /* tensor written as [n_in, n_out / 2, 2] */
     const char *extra;          /* one more tensor (a norm vector) of this name */
 } s_spec_t;
 
@@ -165,6 +166,11 @@ static int s_write(const s_spec_t *s)
             ne[1]--;
         defs[i].n_out = vec ? 0 : ne[1];
         int dt = vec || ne[0] % 32 ? SQ_DTYPE_F32 : s->dtype;
+        if (s->three_d && strcmp(s->three_d, defs[i].name) == 0) {
+            const int64_t ne3[3] = {ne[0], ne[1] / 2, 2};
+            sq_gguf_writer_add_tensor(w, defs[i].name, dt, 3, ne3);
+            continue;
+        }
         sq_gguf_writer_add_tensor(w, defs[i].name, dt, vec ? 1 : 2, ne);
     }
     int rc = sq_gguf_writer_open(w, s_path);
@@ -261,6 +267,11 @@ static void test_bad_models_refused(void)
     s.vocab_key = S_VOCAB + 1;
     s_expect_refused(s, SQ_EFORMAT, "llama.vocab_size = 301, but token_embd.weight has 300 "
                                     "rows");
+    /* a 3-D tensor's shape shows its three dims */
+    s = s_default();
+    s.three_d = "blk.0.attn_k.weight";
+    s_expect_refused(s, SQ_EFORMAT, "tensor blk.0.attn_k.weight: shape [64, 8, 2], expected "
+                                    "[64, 16]");
     s = s_default();
     s.tok_model = "gpt2";
     s_expect_refused(s, SQ_EUNSUPPORTED, "tokenizer.ggml.model gpt2");

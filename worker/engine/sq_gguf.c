@@ -763,6 +763,21 @@ const sq_gguf_tensor_t *sq_gguf_tensor(const sq_gguf_t *self, int64_t i)
     return i >= 0 && i < self->n_tensors ? &self->tensors[i] : NULL;
 }
 
+const char *sq_gguf_shape(const sq_gguf_tensor_t *t, char *buf, size_t size)
+{
+    size_t k = 0;
+    if (size == 0)
+        return buf;
+    buf[0] = '\0';
+    for (int d = 0; d <= t->n_dims && k < size; d++) {
+        const int n = d == t->n_dims ? snprintf(buf + k, size - k, "]")
+                                     : snprintf(buf + k, size - k, "%s%lld", d ? ", " : "[",
+                                                (long long)t->ne[d]);
+        k += n > 0 ? (size_t)n : 0;
+    }
+    return buf;
+}
+
 const sq_gguf_tensor_t *sq_gguf_find_tensor(const sq_gguf_t *self, const char *name)
 {
     if (!self->tensor_hash)

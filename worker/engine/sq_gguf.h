@@ -131,6 +131,10 @@ const sq_gguf_tensor_t *sq_gguf_tensor(const sq_gguf_t *self, int64_t i);
 /* NULL when absent (no error recorded: absence may be fine, e.g. a tied
  * output.weight). */
 const sq_gguf_tensor_t *sq_gguf_find_tensor(const sq_gguf_t *self, const char *name);
+/* t's shape with every dim, fastest first ("[64, 32, 2]"), into buf (cut
+ * to size); returns buf. SQ_GGUF_SHAPE_BYTES holds any. */
+#define SQ_GGUF_SHAPE_BYTES (2 + SQ_GGUF_MAX_DIMS * 22)
+const char *sq_gguf_shape(const sq_gguf_tensor_t *t, char *buf, size_t size);
 
 #ifdef __cplusplus
 }

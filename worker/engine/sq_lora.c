@@ -165,12 +165,13 @@ static int s_load_pair(sq_lora_set_t *self, const sq_gguf_t *g, int l, int t, fl
         return SQ_FAIL(SQ_EFORMAT, "tensor %s has no partner %s", A ? na : nb, A ? nb : na);
     const sq_lora_shard_t *s = &self->shards[t];
     int64_t r = A->ne[1];
+    char shape[SQ_GGUF_SHAPE_BYTES];
     if (A->n_dims != 2 || A->ne[0] != s->n_in || r < 1 || r > S_MAX_RANK)
-        return SQ_FAIL(SQ_EFORMAT, "tensor %s: shape [%lld, %lld], expected [%lld, r] with 1 <= r <= %d",
-                       na, (long long)A->ne[0], (long long)A->ne[1], (long long)s->n_in, S_MAX_RANK);
+        return SQ_FAIL(SQ_EFORMAT, "tensor %s: shape %s, expected [%lld, r] with 1 <= r <= %d",
+                       na, sq_gguf_shape(A, shape, sizeof shape), (long long)s->n_in, S_MAX_RANK);
     if (B->n_dims != 2 || B->ne[0] != r || B->ne[1] != s->n_out)
-        return SQ_FAIL(SQ_EFORMAT, "tensor %s: shape [%lld, %lld], expected [%lld, %lld]", nb,
-                       (long long)B->ne[0], (long long)B->ne[1], (long long)r, (long long)s->n_out);
+        return SQ_FAIL(SQ_EFORMAT, "tensor %s: shape %s, expected [%lld, %lld]", nb,
+                       sq_gguf_shape(B, shape, sizeof shape), (long long)r, (long long)s->n_out);
     float scale = scale_override > 0.0f ? scale_override : alpha > 0.0f ? alpha / (float)r : 1.0f;
     int rc = s_slice(self, A, 0, r, s->col0, s->n_cols, 1.0f, &p->a);
     if (rc == 0 && (rc = s_slice(self, B, s->row0, s->n_rows, 0, r, scale, &p->b)) != 0)
@@ -361,21 +362,21 @@ int sq_lora_check(const sq_gguf_t *g, const sq_gguf_t *base, int *rank, unsigned
         const sq_gguf_tensor_t *b = sq_gguf_find_tensor(g, nb);
         if (!b)
             return SQ_FAIL(SQ_EFORMAT, "tensor %s has no partner %s", t->name, nb);
+        char ts[SQ_GGUF_SHAPE_BYTES], bs[SQ_GGUF_SHAPE_BYTES], ws[SQ_GGUF_SHAPE_BYTES];
         if (t->n_dims != 2 || b->n_dims != 2 || t->ne[1] < 1 || t->ne[1] > S_MAX_RANK ||
             b->ne[0] != t->ne[1])
-            return SQ_FAIL(SQ_EFORMAT, "tensors %s [%lld, %lld] and %s [%lld, %lld]: ranks do not "
-                           "match", t->name, (long long)t->ne[0], (long long)t->ne[1], nb,
-                           (long long)b->ne[0], (long long)b->ne[1]);
+            return SQ_FAIL(SQ_EFORMAT, "tensors %s %s and %s %s: ranks do not match", t->name,
+                           sq_gguf_shape(t, ts, sizeof ts), nb, sq_gguf_shape(b, bs, sizeof bs));
         if (base) {
             const sq_gguf_tensor_t *w = sq_gguf_find_tensor(base, base_name);
             if (!w)
                 return SQ_FAIL(SQ_EFORMAT, "tensor %s: the base model has no %s", t->name,
                                base_name);
             if (w->n_dims != 2 || w->ne[0] != t->ne[0] || w->ne[1] != b->ne[1])
-                return SQ_FAIL(SQ_EFORMAT, "tensor %s: shape [%lld, %lld] x [%lld, %lld] does not "
-                               "fit base %s [%lld, %lld]", t->name, (long long)t->ne[0],
-                               (long long)t->ne[1], (long long)b->ne[0], (long long)b->ne[1],
-                               base_name, (long long)w->ne[0], (long long)w->ne[1]);
+                return SQ_FAIL(SQ_EFORMAT, "tensor %s: shape %s x %s does not fit base %s %s",
+                               t->name, sq_gguf_shape(t, ts, sizeof ts),
+                               sq_gguf_shape(b, bs, sizeof bs), base_name,
+                               sq_gguf_shape(w, ws, sizeof ws));
         }
         if (t->ne[1] > *rank)
             *rank = (int)t->ne[1];

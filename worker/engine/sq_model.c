@@ -123,9 +123,10 @@ static int s_read_hparams(const sq_gguf_t *g, sq_model_hparams_t *hp)
     const sq_gguf_tensor_t *emb = sq_gguf_find_tensor(g, "token_embd.weight");
     if (!emb)
         return SQ_FAIL(SQ_EFORMAT, "tensor token_embd.weight missing");
+    char shape[SQ_GGUF_SHAPE_BYTES];
     if (emb->n_dims != 2 || emb->ne[0] != dim || emb->ne[1] < 1 || emb->ne[1] > INT32_MAX)
-        return SQ_FAIL(SQ_EFORMAT, "tensor token_embd.weight: shape [%lld, %lld], expected [%u, n_vocab]",
-                       (long long)emb->ne[0], (long long)emb->ne[1], dim);
+        return SQ_FAIL(SQ_EFORMAT, "tensor token_embd.weight: shape %s, expected [%u, n_vocab]",
+                       sq_gguf_shape(emb, shape, sizeof shape), dim);
     hp->n_vocab = (int)emb->ne[1];
     hp->tied_output = sq_gguf_find_tensor(g, "output.weight") == NULL;
     uint32_t n_vocab;
@@ -191,10 +192,15 @@ static int s_tensor(const sq_model_t *m, const char *name, int64_t n_in, int64_t
         return SQ_FAIL(SQ_EFORMAT, "tensor %s missing", name);
     bool ok = n_out == 0 ? (t->n_dims == 1 && t->ne[0] == n_in)
                          : (t->n_dims == 2 && t->ne[0] == n_in && t->ne[1] == n_out);
-    if (!ok)
-        return SQ_FAIL(SQ_EFORMAT, "tensor %s: shape [%lld, %lld], expected [%lld, %lld]", name,
-                       (long long)t->ne[0], (long long)t->ne[1], (long long)n_in,
-                       (long long)(n_out ? n_out : 1));
+    if (!ok) {
+        char shape[SQ_GGUF_SHAPE_BYTES], want[48];
+        if (n_out == 0)
+            snprintf(want, sizeof want, "[%lld]", (long long)n_in);
+        else
+            snprintf(want, sizeof want, "[%lld, %lld]", (long long)n_in, (long long)n_out);
+        return SQ_FAIL(SQ_EFORMAT, "tensor %s: shape %s, expected %s", name,
+                       sq_gguf_shape(t, shape, sizeof shape), want);
+    }
     *out = t;
     return 0;
 }
@@ -308,6 +314,22 @@ static int s_load_layer(sq_model_t *m, int l, s_layer_t *L)
     return 0;
 }
 
+/* What to lower for a smaller KV cache, as the flags that set it: the
+ * sequences (--max-batch) and pages (--kv-pages) only where they are in
+ * play (a one-shot run has one sequence and no page count), and a
+ * smaller cache type where this model has one. */
+static const char *s_kv_hint(const sq_model_t *m, bool slots, bool pages, char *buf, size_t size)
+{
+    const bool q8 = m->hp.head_dim % SQ_QK8_0 == 0;
+    const char *smaller = m->kv_type == SQ_KV_F32 ? (q8 ? " or use --kv-type f16 or q8_0"
+                                                        : " or use --kv-type f16")
+                          : m->kv_type == SQ_KV_F16 && q8 ? " or use --kv-type q8_0"
+                                                          : "";
+    snprintf(buf, size, "lower %s%s%s--ctx%s", slots ? "--max-batch" : "",
+             slots && pages ? ", " : slots ? " or " : "", pages ? "--kv-pages or " : "", smaller);
+    return buf;
+}
+
 /* Pages and slots for n_slots = SQ_MODEL_SLOTS_AUTO (sq_model.h): the
  * memory shared by the ranks of the group on it (one host for CPU ranks,
  * one device for GPU ranks sharing it) split among them, and the smallest
@@ -342,17 +364,13 @@ static int s_auto_slots(sq_model_t *m)
             return rc;
         pages = theirs < pages ? theirs : pages;
     }
-    /* a smaller cache type, where there is one for this model */
-    const bool q8 = m->hp.head_dim % SQ_QK8_0 == 0;
-    const char *smaller = m->kv_type == SQ_KV_F32 ? (q8 ? " or use --kv-type f16 or q8_0"
-                                                        : " or use --kv-type f16")
-                          : m->kv_type == SQ_KV_F16 && q8 ? " or use --kv-type q8_0"
-                                                          : "";
+    char hint[96];
     if (pages < whole)
         return SQ_FAIL(SQ_ENOMEM, "KV cache: one sequence of %d positions takes %.1f MiB (%s) on "
-                       "this rank, %.1f MiB of %s memory is free: lower --ctx%s", m->n_ctx,
+                       "this rank, %.1f MiB of %s memory is free: %s", m->n_ctx,
                        (double)per_page * whole / 1048576.0, sq_model_kv_type(m),
-                       (double)free_b / 1048576.0, m->be->ops->name, smaller);
+                       (double)free_b / 1048576.0, m->be->ops->name,
+                       s_kv_hint(m, false, false, hint, sizeof hint));
     const long quarter = 4L * pages / whole;
     m->n_pages = pages;
     m->n_slots = quarter > SQ_MODEL_SLOTS_AUTO_MAX ? SQ_MODEL_SLOTS_AUTO_MAX : (int)quarter;
@@ -361,13 +379,15 @@ static int s_auto_slots(sq_model_t *m)
 
 /* Every layer's K and V caches (n_pages pages) and the page table of
  * n_slots sequences of n_ctx positions. */
-static int s_alloc_kv(sq_model_t *m)
+static int s_alloc_kv(sq_model_t *m, bool pages_given)
 {
     const int whole = sq_kv_pages_for(m->n_ctx);
     const long every = (long)m->n_slots * whole;
+    char hint[96];
     if (every > INT32_MAX)
         return SQ_FAIL(SQ_EINVAL, "KV cache of %d sequences of %d positions: %ld pages, over "
-                       "%d: lower --max-batch or --ctx", m->n_slots, m->n_ctx, every, INT32_MAX);
+                       "%d: %s", m->n_slots, m->n_ctx, every, INT32_MAX,
+                       s_kv_hint(m, m->n_slots > 1, false, hint, sizeof hint));
     if (m->n_pages == 0)
         m->n_pages = (int)every;
     if (m->n_pages < whole || m->n_pages > every)
@@ -379,10 +399,11 @@ static int s_alloc_kv(sq_model_t *m)
         L->k_cache = m->be->ops->alloc(m->be, cache);
         L->v_cache = m->be->ops->alloc(m->be, cache);
         if (!L->k_cache || !L->v_cache)
-            return SQ_FAIL(SQ_ENOMEM, "layer %d: KV cache of %zu bytes (%d pages of %d "
-                           "positions): lower --max-batch, --kv-pages or --ctx", l, 2 * cache,
-                           m->n_pages,
-                           SQ_KV_PAGE);
+            return SQ_FAIL(SQ_ENOMEM, "KV cache of %.1f MiB (%d layers of %d pages of %d "
+                           "positions, %s) does not fit in %s memory (at layer %d): %s",
+                           2.0 * (double)cache * m->hp.n_layers / 1048576.0, m->hp.n_layers,
+                           m->n_pages, SQ_KV_PAGE, sq_model_kv_type(m), m->be->ops->name, l,
+                           s_kv_hint(m, m->n_slots > 1, pages_given, hint, sizeof hint));
     }
     const size_t n = (size_t)m->n_slots;
     if (!(m->kv = sq_kv_pages_new(m->n_slots, whole, m->n_pages)))
@@ -515,8 +536,9 @@ static int s_load(sq_model_t *m, const sq_model_params_t *p)
         if ((rc = s_load_layer(m, l, &m->layers[l])))
             return rc;
     m->max_adapters = p && p->max_adapters > 0 ? p->max_adapters : S_DEFAULT_MAX_ADAPTERS;
+    const bool pages_given = m->n_pages > 0;
     if ((rc = s_alloc_activations(m)) || (m->n_slots < 0 && (rc = s_auto_slots(m))) ||
-        (rc = s_alloc_kv(m)))
+        (rc = s_alloc_kv(m, pages_given)))
         return rc;
     return s_lora_init(m);
 }
