@@ -37,6 +37,8 @@ typedef struct {
     uint32_t vocab_key;         /* llama.vocab_size written (0: none) */
     const char *three_d;        /* tensor written as [n_in, n_out / 2, 2] */
     const char *extra;          /* one more tensor (a norm vector) of this name */
+    int add_bos;                /* tokenizer.ggml.add_bos_token: 0 absent, 1 true, -1 false,
+                                 * 2 a string */
 } s_spec_t;
 
 static char s_path[256];
@@ -85,6 +87,10 @@ static void s_add_vocab(sq_gguf_writer_t *w, const s_spec_t *s)
     sq_gguf_writer_add_array(w, "tokenizer.ggml.token_type", SQ_GGUF_INT32, types, S_VOCAB);
     sq_gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", s->bos);
     sq_gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    if (s->add_bos == 2)
+        sq_gguf_writer_add_str(w, "tokenizer.ggml.add_bos_token", "yes", 3);
+    else if (s->add_bos)
+        sq_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", s->add_bos > 0);
 }
 
 /* Tensor list in file order: name, n_in, n_out (0: a norm vector). */
@@ -342,6 +348,36 @@ static int s_count_allreduce(sq_tp_comm_t *c, float *buf, size_t n)
 static int s_one_rank(const sq_tp_comm_t *c) { return 0; }
 static int s_one_size(const sq_tp_comm_t *c) { return 1; }
 
+/* tokenizer.ggml.add_bos_token: absent or true, a prompt starts with
+ * BOS; false, it does not (it always did); not a bool, refused */
+static void test_add_bos_token(void)
+{
+    for (int add = -1; add <= 1; add++) {
+        s_spec_t s = s_default();
+        s.add_bos = add;
+        SQ_REQUIRE(s_write(&s) == 0);
+        sq_engine_t *e = s_load();
+        SQ_REQUIRE(e);
+        const sq_tokenizer_t *tok = sq_engine_tokenizer(e);
+        SQ_CHECK(sq_tokenizer_add_bos(tok) == (add >= 0));
+        sq_gen_params_t p = {.max_tokens = 2, .sampler = {.top_p = 1.0f}};
+        sq_gen_result_t r;
+        SQ_REQUIRE(sq_engine_generate(e, "w260 w261", 9, &p, &r) == 0);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        SQ_REQUIRE(sq_tokenizer_encode(tok, "w260 w261", 9, false, &ids, &n) == 0);
+        const size_t bos = add >= 0;
+        SQ_CHECK(r.n_prompt == n + bos && (!bos || r.prompt_ids[0] == 1) &&
+                 memcmp(r.prompt_ids + bos, ids, n * sizeof *ids) == 0);
+        free(ids);
+        sq_gen_result_free(&r);
+        sq_engine_destroy(&e);
+    }
+    s_spec_t s = s_default();
+    s.add_bos = 2;
+    s_expect_refused(s, SQ_EFORMAT, "key tokenizer.ggml.add_bos_token: expected a bool");
+}
+
 static void test_two_allreduces_per_layer(void)
 {
     s_spec_t s = s_default();
@@ -366,6 +402,7 @@ int main(void)
     SQ_RUN(test_bad_models_refused);
     SQ_RUN(test_dtypes_agree);
     SQ_RUN(test_two_allreduces_per_layer);
+    SQ_RUN(test_add_bos_token);
     unlink(s_path);
     return sq_test_summary("model_load");
 }

@@ -42,6 +42,21 @@ static int s_special_id(const sq_gguf_t *g, const char *key, int n_vocab, int32_
     return 0;
 }
 
+/* An optional flag of the tokenizer (a bool, or a number: 0 is false);
+ * absent: dflt. */
+static int s_flag(const sq_gguf_t *g, const char *key, bool dflt, bool *out)
+{
+    const int64_t k = sq_gguf_find_key(g, key);
+    uint64_t v;
+    *out = dflt;
+    if (k < 0)
+        return 0;
+    if (sq_gguf_kv_uint(g, k, &v) != 0)
+        return SQ_FAIL(SQ_EFORMAT, "key %s: expected a bool", key);
+    *out = v != 0;
+    return 0;
+}
+
 /* Optional per-token array of key: n entries or absent. */
 static int s_token_array(const sq_gguf_t *g, const char *key, uint64_t n, int64_t *idx)
 {
@@ -113,12 +128,10 @@ sq_tokenizer_t *sq_tokenizer_from_gguf(const sq_gguf_t *g)
         SQ_FAIL(SQ_EFORMAT, "key tokenizer.ggml.tokens: missing or not a list of strings");
         goto out;
     }
-    sq_tokenizer_config_t cfg = {.n_vocab = (int32_t)n, .add_space_prefix = true};
-    int64_t kasp = sq_gguf_find_key(g, "tokenizer.ggml.add_space_prefix");
-    uint64_t asp;
-    if (kasp >= 0 && sq_gguf_kv_uint(g, kasp, &asp) == 0)
-        cfg.add_space_prefix = asp != 0;
-    if (s_read_vocab(g, ktok, n, &v) != 0 ||
+    sq_tokenizer_config_t cfg = {.n_vocab = (int32_t)n};
+    if (s_flag(g, "tokenizer.ggml.add_space_prefix", true, &cfg.add_space_prefix) != 0 ||
+        s_flag(g, "tokenizer.ggml.add_bos_token", true, &cfg.add_bos) != 0 ||
+        s_read_vocab(g, ktok, n, &v) != 0 ||
         s_special_id(g, "tokenizer.ggml.bos_token_id", (int)n, &cfg.bos_id) != 0 ||
         s_special_id(g, "tokenizer.ggml.eos_token_id", (int)n, &cfg.eos_id) != 0 ||
         s_special_id(g, "tokenizer.ggml.unknown_token_id", (int)n, &cfg.unk_id) != 0)

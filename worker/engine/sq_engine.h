@@ -38,7 +38,8 @@ typedef struct {
 /* What generate returns. ids/text: the continuation only, by the stop
  * rules of sq_sequence.h. All malloc'd: free with sq_gen_result_free. */
 typedef struct {
-    int32_t *prompt_ids;        /* encoded prompt with the leading BOS */
+    int32_t *prompt_ids;        /* encoded prompt, BOS first unless the vocabulary
+                                 * says not (sq_tokenizer_add_bos) */
     size_t n_prompt;
     int32_t *ids;
     size_t n_ids;

@@ -68,7 +68,8 @@ static int s_copy_stops(sq_sequence_t *self, const sq_gen_params_t *p)
 static int s_init(sq_sequence_t *self, const sq_tokenizer_text_t *turns, size_t n_turns,
                   int32_t sep_id, const sq_gen_params_t *p, int n_vocab)
 {
-    int rc = sq_tokenizer_encode_turns(self->tok, turns, n_turns, sep_id, true, &self->prompt,
+    int rc = sq_tokenizer_encode_turns(self->tok, turns, n_turns, sep_id,
+                                       sq_tokenizer_add_bos(self->tok), &self->prompt,
                                        &self->n_prompt);
     if (rc)
         return rc;

@@ -42,7 +42,8 @@ const char *sq_finish_name(sq_finish_t finish);
 
 typedef struct sq_sequence sq_sequence_t;
 
-/* Encode prompt (len bytes, BOS prepended) and prepare to generate with a
+/* Encode prompt (len bytes, BOS prepended unless the vocabulary says
+ * tokenizer.ggml.add_bos_token = false) and prepare to generate with a
  * context of n_ctx positions. NULL on error (detail set): SQ_ETOOBIG when
  * the prompt leaves no room in the context, SQ_EINVAL for bad sampling
  * parameters, SQ_ENOMEM. */
@@ -55,7 +56,7 @@ sq_sequence_t *sq_sequence_new_turns(const sq_tokenizer_t *tok, const sq_tokeniz
                                      const sq_gen_params_t *params, int n_vocab, int n_ctx);
 void sq_sequence_destroy(sq_sequence_t **self_p);
 
-/* The encoded prompt, BOS first (borrowed). */
+/* The encoded prompt, BOS first (when the tokenizer adds it) (borrowed). */
 const int32_t *sq_sequence_prompt(const sq_sequence_t *self, size_t *n_p);
 
 /* Choose the next token from logits (n_vocab floats) and apply the stop

@@ -27,6 +27,7 @@ struct sq_tokenizer {
     int32_t n_vocab;
     int32_t bos_id, eos_id, unk_id;
     bool add_space_prefix;
+    bool add_bos;
     bool words_apart;           /* no piece has "▁" after other text: see s_merge */
     char *piece_bytes;          /* all pieces, back to back */
     uint32_t *piece_off;        /* (n_vocab) */
@@ -216,6 +217,7 @@ sq_tokenizer_t *sq_tokenizer_new(const sq_tokenizer_config_t *cfg)
     self->eos_id = cfg->eos_id;
     self->unk_id = cfg->unk_id;
     self->add_space_prefix = cfg->add_space_prefix;
+    self->add_bos = cfg->add_bos;
     memset(self->byte_id, -1, sizeof self->byte_id);
     self->n_slots = 16;
     while (self->n_slots < 2 * n)
@@ -270,6 +272,7 @@ void sq_tokenizer_destroy(sq_tokenizer_t **self_p)
 int32_t sq_tokenizer_n_vocab(const sq_tokenizer_t *self) { return self->n_vocab; }
 int32_t sq_tokenizer_bos(const sq_tokenizer_t *self) { return self->bos_id; }
 int32_t sq_tokenizer_eos(const sq_tokenizer_t *self) { return self->eos_id; }
+bool sq_tokenizer_add_bos(const sq_tokenizer_t *self) { return self->add_bos; }
 int32_t sq_tokenizer_unk(const sq_tokenizer_t *self) { return self->unk_id; }
 
 int sq_tokenizer_token_type(const sq_tokenizer_t *self, int32_t id)

@@ -57,6 +57,8 @@ typedef struct {
     int32_t eos_id;
     int32_t unk_id;
     bool add_space_prefix;      /* SentencePiece default: true */
+    bool add_bos;               /* prompts start with BOS (tokenizer.ggml.add_bos_token;
+                                 * llama.cpp's default: true) */
 } sq_tokenizer_config_t;
 
 typedef struct sq_tokenizer sq_tokenizer_t;
@@ -70,6 +72,9 @@ int32_t sq_tokenizer_n_vocab(const sq_tokenizer_t *self);
 int32_t sq_tokenizer_bos(const sq_tokenizer_t *self);   /* -1: none */
 int32_t sq_tokenizer_eos(const sq_tokenizer_t *self);   /* -1: none */
 int32_t sq_tokenizer_unk(const sq_tokenizer_t *self);   /* -1: none */
+/* Whether a prompt starts with BOS (the config's add_bos): what
+ * sq_sequence passes as add_bos. */
+bool sq_tokenizer_add_bos(const sq_tokenizer_t *self);
 /* Type of token id (SQ_TOKEN_*), or -1 when id is out of range. */
 int sq_tokenizer_token_type(const sq_tokenizer_t *self, int32_t id);
 /* The stored piece text of id ("▁" not replaced) and its length; NULL when

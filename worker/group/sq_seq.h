@@ -19,7 +19,8 @@
 
 typedef struct sq_seq sq_seq_t;
 
-/* Encode prompt (len bytes, BOS prepended) and prepare to generate.
+/* Encode prompt (len bytes, BOS prepended unless the vocabulary says not
+ * to: sq_tokenizer_add_bos) and prepare to generate.
  * n_ctx is the model's context per slot. NULL on error: SQ_ETOOBIG when the
  * prompt leaves no room in the context, SQ_EINVAL for bad sampling
  * parameters (detail set). */
