@@ -1,8 +1,11 @@
 /*  shardq-model info: print a GGUF file's header, metadata and tensors.
  *
- *  Everything comes through the engine's reader (sq_gguf), so a file that
- *  info accepts is one the engine can open. Strings are printed escaped
- *  and cut at 48 bytes; arrays show their first 8 elements.
+ *  Everything comes through the engine's reader (sq_gguf), opened for
+ *  inspection (sq_gguf_open_any): a well-formed file is shown whatever its
+ *  tensor types, and when some are types the engine does not run (Q4_0,
+ *  Q4_K, BF16, ...) a last line says the engine cannot load it and why.
+ *  Strings are printed escaped and cut at 48 bytes; arrays show their
+ *  first 8 elements.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,10 +19,20 @@
 #define S_STR_MAX 48
 #define S_ARR_SHOWN 8
 
-static const char *s_dtype_name(int dtype)
+/* A tensor type's name ("Q4_K"), or "type N" for a number ggml's table
+ * here does not know (into buf) */
+static const char *s_dtype_name(int dtype, char *buf, size_t size)
 {
-    return dtype == SQ_DTYPE_F32 ? "F32" : dtype == SQ_DTYPE_F16 ? "F16"
-         : dtype == SQ_DTYPE_Q8_0 ? "Q8_0" : "?";
+    const char *name;
+    if (sq_gguf_ggml_type((uint32_t)dtype, &name, NULL, NULL))
+        return name;
+    snprintf(buf, size, "type %d", dtype);
+    return buf;
+}
+
+static bool s_engine_runs(int dtype)
+{
+    return dtype == SQ_DTYPE_F32 || dtype == SQ_DTYPE_F16 || dtype == SQ_DTYPE_Q8_0;
 }
 
 static void s_print_str(FILE *out, sq_gguf_str_t s)
@@ -87,32 +100,74 @@ static void s_print_kv(FILE *out, const sq_gguf_t *g, int64_t i)
     fputs(n > S_ARR_SHOWN ? ", ...]\n" : "]\n", out);
 }
 
-static void s_print_tensors(FILE *out, const sq_gguf_t *g)
+/* Tensor types counted one by one in the totals; higher numbers (none
+ * that ggml knows) together */
+#define S_TYPES 64
+
+/* Tensors, totals per type (in type order; a type of unknown size says
+ * so), and whether the engine runs every type. Returns how many tensors
+ * are of types it does not run. */
+static int64_t s_print_tensors(FILE *out, const sq_gguf_t *g)
 {
-    int64_t n = sq_gguf_n_tensors(g);
-    uint64_t params = 0, bytes[3] = { 0 }, count[3] = { 0 };
+    int64_t n = sq_gguf_n_tensors(g), n_foreign = 0;
+    uint64_t params = 0, total = 0, count[S_TYPES + 1] = {0}, bytes[S_TYPES + 1] = {0};
+    char tbuf[24];
     fprintf(out, "tensors (%" PRId64 "):\n", n);
-    fprintf(out, "  %-32s %-5s %-22s %12s %12s\n", "name", "type", "shape", "bytes", "offset");
+    fprintf(out, "  %-32s %-8s %-22s %12s %12s\n", "name", "type", "shape", "bytes", "offset");
     for (int64_t i = 0; i < n; i++) {
         const sq_gguf_tensor_t *t = sq_gguf_tensor(g, i);
-        char shape[SQ_GGUF_SHAPE_BYTES];
-        fprintf(out, "  %-32s %-5s %-22s %12zu %12" PRIu64 "\n", t->name, s_dtype_name(t->dtype),
-                sq_gguf_shape(t, shape, sizeof shape), t->size_bytes, t->offset);
+        char shape[SQ_GGUF_SHAPE_BYTES], size[24] = "?";
+        if (sq_gguf_ggml_type((uint32_t)t->dtype, NULL, NULL, NULL))
+            snprintf(size, sizeof size, "%zu", t->size_bytes);
+        fprintf(out, "  %-32s %-8s %-22s %12s %12" PRIu64 "\n", t->name,
+                s_dtype_name(t->dtype, tbuf, sizeof tbuf), sq_gguf_shape(t, shape, sizeof shape),
+                size, t->offset);
+        const int k = t->dtype >= 0 && t->dtype < S_TYPES ? t->dtype : S_TYPES;
         params += (uint64_t) t->n_elements;
-        int slot = t->dtype == SQ_DTYPE_F32 ? 0 : t->dtype == SQ_DTYPE_F16 ? 1 : 2;
-        bytes[slot] += t->size_bytes;
-        count[slot]++;
+        total += t->size_bytes;
+        count[k]++;
+        bytes[k] += t->size_bytes;
+        n_foreign += !s_engine_runs(t->dtype);
     }
-    fprintf(out, "total: %" PRIu64 " parameters, %" PRIu64 " bytes of tensor data "
-            "(F32: %" PRIu64 " tensors %" PRIu64 " bytes, F16: %" PRIu64 " tensors %" PRIu64
-            " bytes, Q8_0: %" PRIu64 " tensors %" PRIu64 " bytes)\n",
-            params, bytes[0] + bytes[1] + bytes[2], count[0], bytes[0], count[1], bytes[1],
-            count[2], bytes[2]);
+    fprintf(out, "total: %" PRIu64 " parameters, %" PRIu64 " bytes of tensor data (", params,
+            total);
+    const char *sep = "";
+    for (int k = 0; k <= S_TYPES; k++) {
+        if (!count[k])
+            continue;
+        fprintf(out, "%s%s: %" PRIu64 " tensor%s", sep,
+                k < S_TYPES ? s_dtype_name(k, tbuf, sizeof tbuf) : "other types", count[k],
+                count[k] == 1 ? "" : "s");
+        if (k < S_TYPES && sq_gguf_ggml_type((uint32_t)k, NULL, NULL, NULL))
+            fprintf(out, " %" PRIu64 " bytes", bytes[k]);
+        else
+            fputs(", size unknown", out);
+        sep = ", ";
+    }
+    fputs(")\n", out);
+    return n_foreign;
+}
+
+/* The line saying the engine cannot load the file, naming the first
+ * tensor of a type it does not run */
+static void s_print_foreign(FILE *out, const sq_gguf_t *g, int64_t n_foreign)
+{
+    for (int64_t i = 0; i < sq_gguf_n_tensors(g); i++) {
+        const sq_gguf_tensor_t *t = sq_gguf_tensor(g, i);
+        char tbuf[24];
+        if (s_engine_runs(t->dtype))
+            continue;
+        fprintf(out, "the engine cannot load this file: %" PRId64 " tensor%s of types it does "
+                "not run, the first %s (%s); it runs F32, F16 and Q8_0\n", n_foreign,
+                n_foreign == 1 ? " is" : "s are", t->name,
+                s_dtype_name(t->dtype, tbuf, sizeof tbuf));
+        return;
+    }
 }
 
 int sq_model_info(const char *path, FILE *out)
 {
-    sq_gguf_t *g = sq_gguf_open(path);
+    sq_gguf_t *g = sq_gguf_open_any(path);
     if (!g)
         return sq_error_code() ? sq_error_code() : SQ_EFORMAT;
     fprintf(out, "file: %s\n", path);
@@ -122,7 +177,9 @@ int sq_model_info(const char *path, FILE *out)
     fprintf(out, "metadata (%" PRId64 " keys):\n", sq_gguf_n_kv(g));
     for (int64_t i = 0; i < sq_gguf_n_kv(g); i++)
         s_print_kv(out, g, i);
-    s_print_tensors(out, g);
+    const int64_t n_foreign = s_print_tensors(out, g);
+    if (n_foreign > 0)
+        s_print_foreign(out, g, n_foreign);
     sq_gguf_destroy(&g);
     return 0;
 }

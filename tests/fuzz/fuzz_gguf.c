@@ -1,5 +1,6 @@
-/*  fuzz_gguf: libFuzzer target for the GGUF reader (sq_gguf_open and every
- *  accessor through gguf_probe).
+/*  fuzz_gguf: libFuzzer target for the GGUF reader (sq_gguf_open and
+ *  sq_gguf_open_any, the inspector's, and every accessor through
+ *  gguf_probe).
  *
  *  The reader maps a path, so each input is written to an anonymous
  *  in-memory file (memfd) and opened through /proc/self/fd: no disk I/O
@@ -31,11 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (ftruncate(s_fd, 0) != 0 || pwrite(s_fd, data, size, 0) != (ssize_t) size)
         return 0;
-    sq_gguf_t *g = sq_gguf_open(s_path);
-    if (g) {
-        volatile uint64_t sink = gguf_probe(g);
-        (void) sink;
-        sq_gguf_destroy(&g);
+    for (int any = 0; any < 2; any++) {
+        sq_gguf_t *g = any ? sq_gguf_open_any(s_path) : sq_gguf_open(s_path);
+        if (g) {
+            volatile uint64_t sink = gguf_probe(g);
+            (void) sink;
+            sq_gguf_destroy(&g);
+        }
     }
     return 0;
 }

@@ -40,9 +40,11 @@ uint64_t gguf_probe(const sq_gguf_t *g)
     for (int64_t i = 0; i < sq_gguf_n_tensors(g); i++) {
         const sq_gguf_tensor_t *t = sq_gguf_tensor(g, i);
         const uint8_t *d = t->data;
+        char shape[SQ_GGUF_SHAPE_BYTES];
         if (t->size_bytes)
             sum += d[0] + d[t->size_bytes - 1];
         sum += sq_gguf_find_tensor(g, t->name) == t;
+        sum += strlen(sq_gguf_shape(t, shape, sizeof shape));
     }
     return sum;
 }

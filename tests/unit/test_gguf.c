@@ -186,6 +186,52 @@ static void test_corrupted_fields(void)
     }
 }
 
+/* The inspector's open (sq_gguf_open_any) takes tensors of any ggml type:
+ * a known one sized by its blocks and checked like the engine's, an
+ * unknown number without size or data; a row that is no whole block is
+ * still malformed. sq_gguf_open refuses them naming the type. */
+static void test_any_type(void)
+{
+    s_fields_t f;
+    s_buf_t b = s_build(&f);
+    s_patch32(&b, f.t_type, 2);   /* Q4_0: [32, 2] is 2 blocks of 18 bytes */
+    s_expect_fail(&b, SQ_EUNSUPPORTED, "tensor w: ggml type 2 (Q4_0) not supported by the engine");
+    sq_gguf_t *g = sq_gguf_open_any(s_tmp);
+    SQ_REQUIRE(g);
+    const sq_gguf_tensor_t *t = sq_gguf_find_tensor(g, "w");
+    SQ_CHECK(t && t->dtype == 2 && t->size_bytes == 36 && t->data != NULL);
+    SQ_CHECK(sq_gguf_find_tensor(g, "v")->dtype == SQ_DTYPE_F32);
+    sq_gguf_destroy(&g);
+    const char *name;
+    int64_t block;
+    size_t bytes;
+    SQ_CHECK(sq_gguf_ggml_type(12, &name, &block, &bytes) && !strcmp(name, "Q4_K") &&
+             block == 256 && bytes == 144);
+    SQ_CHECK(sq_gguf_ggml_type(30, &name, &block, &bytes) && !strcmp(name, "BF16") &&
+             block == 1 && bytes == 2);
+    SQ_CHECK(!sq_gguf_ggml_type(4, &name, &block, &bytes) && !name && !block && !bytes);
+    SQ_CHECK(!sq_gguf_ggml_type(4000, NULL, NULL, NULL));
+    /* an unknown number: no size, no data; the offset still checked */
+    s_patch32(&b, f.t_type, 77);
+    s_expect_fail(&b, SQ_EUNSUPPORTED, "tensor w: ggml type 77 not supported by the engine");
+    s_write(b.p, b.n);
+    SQ_REQUIRE((g = sq_gguf_open_any(s_tmp)) != NULL);
+    t = sq_gguf_find_tensor(g, "w");
+    SQ_CHECK(t && t->dtype == 77 && t->size_bytes == 0 && t->data == NULL && t->n_elements == 64);
+    sq_gguf_destroy(&g);
+    s_patch64(&b, f.t_offset, 1ull << 40);
+    s_write(b.p, b.n);
+    SQ_CHECK(sq_gguf_open_any(s_tmp) == NULL && sq_error_code() == SQ_ETRUNC);
+    free(b.p);
+    /* Q4_K: a row of 32 is not a whole block of 256 */
+    b = s_build(&f);
+    s_patch32(&b, f.t_type, 12);
+    s_write(b.p, b.n);
+    SQ_CHECK(sq_gguf_open_any(s_tmp) == NULL && sq_error_code() == SQ_EFORMAT);
+    SQ_CHECK(strstr(sq_error_detail(), "tensor w: Q4_K row of 32 is not a multiple of 256"));
+    free(b.p);
+}
+
 static void test_q8_row_and_duplicates(void)
 {
     s_fields_t f;
@@ -350,6 +396,7 @@ int main(int argc, char **argv)
     SQ_RUN(test_built_file_reads_back);
     SQ_RUN(test_corrupted_fields);
     SQ_RUN(test_q8_row_and_duplicates);
+    SQ_RUN(test_any_type);
     SQ_RUN(test_every_truncation);
     SQ_RUN(test_bundled_models);
     SQ_RUN(test_bundled_truncated);

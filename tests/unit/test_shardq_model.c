@@ -13,7 +13,9 @@
 
 #include "sq_cpu_kernels.h"
 #include "sq_engine.h"
+#include "sq_error.h"
 #include "sq_gguf.h"
+#include "sq_gguf_writer.h"
 #include "sq_test.h"
 #include "sq_tokenizer.h"
 #include "sq_version.h"
@@ -64,6 +66,81 @@ static bool s_same_file(const char *a, const char *b)
     if (fa) fclose(fa);
     if (fb) fclose(fb);
     return same;
+}
+
+/* In the GGUF file at path, give tensor name ggml type number type (its
+ * info's u32 after the name, n_dims and the dims). 0 or -1. */
+static int s_retype(const char *path, const char *name, uint32_t type)
+{
+    FILE *f = fopen(path, "r+b");
+    static char buf[1 << 16];
+    const size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    char key[64];
+    const uint64_t len = strlen(name);
+    memcpy(key, &len, 8);
+    memcpy(key + 8, name, len);
+    long at = -1;
+    for (size_t i = 0; i + 8 + len <= n && at < 0; i++)
+        if (memcmp(buf + i, key, 8 + len) == 0)
+            at = (long)(i + 8 + len);
+    uint32_t n_dims = 0;
+    if (at >= 0)
+        memcpy(&n_dims, buf + at, 4);
+    const bool ok = at >= 0 && fseek(f, at + 4 + 8 * (long)n_dims, SEEK_SET) == 0 &&
+                    fwrite(&type, 4, 1, f) == 1;
+    if (f)
+        fclose(f);
+    return ok ? 0 : -1;
+}
+
+/* info on a file with tensors the engine does not run (Q4_0, Q4_K, BF16,
+ * a type number ggml's table lacks): every tensor shown by its type's
+ * name, sizes where the type's block is known, and a line saying the
+ * engine cannot load it; exit 0 (it refused the whole file:
+ * "ggml type 12 not supported"). The engine still refuses it. */
+static void test_info_foreign_types(void)
+{
+    const char *path = s_path("foreign.gguf");
+    sq_gguf_writer_t *w = sq_gguf_writer_new(32);
+    SQ_REQUIRE(w);
+    SQ_CHECK(sq_gguf_writer_add_str(w, "general.architecture", "llama", 5) == 0);
+    const char *names[] = {"f", "q4_0", "q4_k", "bf16", "odd"};
+    const int64_t ne[][2] = {{64, 2}, {64, 2}, {256, 2}, {64, 2}, {64, 1}};
+    for (int i = 0; i < 5; i++)
+        SQ_CHECK(sq_gguf_writer_add_tensor(w, names[i], SQ_DTYPE_F32, 2, ne[i]) == 0);
+    SQ_REQUIRE(sq_gguf_writer_open(w, path) == 0);
+    static const float zeros[512];
+    for (int i = 0; i < 5; i++)
+        SQ_CHECK(sq_gguf_writer_write(w, zeros, (size_t)(ne[i][0] * ne[i][1]) * 4) == 0);
+    SQ_REQUIRE(sq_gguf_writer_close(w) == 0);
+    sq_gguf_writer_destroy(&w);
+    SQ_REQUIRE(s_retype(path, "q4_0", 2) == 0 && s_retype(path, "q4_k", 12) == 0 &&
+               s_retype(path, "bf16", 30) == 0 && s_retype(path, "odd", 50) == 0);
+    char args[8192];
+    snprintf(args, sizeof args, "info '%s'", path);
+    SQ_CHECK(s_run(args) == 0);
+    fputs(output, stderr);
+    SQ_CHECK(strstr(output, "general.architecture") != NULL);
+    SQ_CHECK(strstr(output, "\n  q4_0                             Q4_0     [64, 2]          "
+                            "                72          512\n") != NULL);
+    SQ_CHECK(strstr(output, "\n  q4_k                             Q4_K     [256, 2]         "
+                            "               288         1024\n") != NULL);
+    SQ_CHECK(strstr(output, "\n  bf16                             BF16     [64, 2]          "
+                            "               256         3072\n") != NULL);
+    SQ_CHECK(strstr(output, "\n  odd                              type 50  [64, 1]          "
+                            "                 ?         3584\n") != NULL);
+    SQ_CHECK(strstr(output, "total: 960 parameters, 1128 bytes of tensor data (F32: 1 tensor 512 "
+                            "bytes, Q4_0: 1 tensor 72 bytes, Q4_K: 1 tensor 288 bytes, BF16: 1 "
+                            "tensor 256 bytes, type 50: 1 tensor, size unknown)\n") != NULL);
+    SQ_CHECK(strstr(output, "the engine cannot load this file: 4 tensors are of types it does not "
+                            "run, the first q4_0 (Q4_0); it runs F32, F16 and Q8_0") != NULL);
+    /* the engine's own reader still refuses it, naming the type */
+    sq_gguf_t *g = sq_gguf_open(path);
+    SQ_CHECK(g == NULL);
+    sq_gguf_destroy(&g);
+    SQ_CHECK(strstr(sq_error_detail(), "tensor q4_0: ggml type 2 (Q4_0) not supported by the "
+                                       "engine (F32, F16, Q8_0)") != NULL);
+    remove(path);
 }
 
 static void test_cli(void)
@@ -315,5 +392,6 @@ int main(int argc, char **argv)
     SQ_RUN(test_random);
     SQ_RUN(test_quantize);
     SQ_RUN(test_lora_tools);
+    SQ_RUN(test_info_foreign_types);
     return sq_test_summary("shardq_model");
 }

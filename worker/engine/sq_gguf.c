@@ -49,6 +49,7 @@ struct sq_gguf {
     int64_t *kv_hash;           /* open addressing: index or -1 */
     int64_t *tensor_hash;
     uint64_t n_kv_hash, n_tensor_hash;
+    bool any_type;              /* sq_gguf_open_any: tensors of every ggml type */
 };
 
 typedef struct {
@@ -61,6 +62,41 @@ static const size_t s_type_sizes[SQ_GGUF_N_TYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 
 static const char *const s_type_names[SQ_GGUF_N_TYPES] = {
     "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
     "bool", "string", "array", "uint64", "int64", "float64"};
+
+/* ggml's tensor types (ggml.h, enum ggml_type): name, elements and bytes
+ * a block; the numbers ggml retired (4, 5, 31-33, 36-38) and those after
+ * NVFP4 are unknown here */
+static const struct {
+    const char *name;
+    int64_t block;
+    size_t bytes;
+} s_ggml_types[] = {
+    [0] = {"F32", 1, 4},         [1] = {"F16", 1, 2},          [2] = {"Q4_0", 32, 18},
+    [3] = {"Q4_1", 32, 20},      [6] = {"Q5_0", 32, 22},       [7] = {"Q5_1", 32, 24},
+    [8] = {"Q8_0", 32, 34},      [9] = {"Q8_1", 32, 36},       [10] = {"Q2_K", 256, 84},
+    [11] = {"Q3_K", 256, 110},   [12] = {"Q4_K", 256, 144},    [13] = {"Q5_K", 256, 176},
+    [14] = {"Q6_K", 256, 210},   [15] = {"Q8_K", 256, 292},    [16] = {"IQ2_XXS", 256, 66},
+    [17] = {"IQ2_XS", 256, 74},  [18] = {"IQ3_XXS", 256, 98},  [19] = {"IQ1_S", 256, 50},
+    [20] = {"IQ4_NL", 32, 18},   [21] = {"IQ3_S", 256, 110},   [22] = {"IQ2_S", 256, 82},
+    [23] = {"IQ4_XS", 256, 136}, [24] = {"I8", 1, 1},          [25] = {"I16", 1, 2},
+    [26] = {"I32", 1, 4},        [27] = {"I64", 1, 8},         [28] = {"F64", 1, 8},
+    [29] = {"IQ1_M", 256, 56},   [30] = {"BF16", 1, 2},        [34] = {"TQ1_0", 256, 54},
+    [35] = {"TQ2_0", 256, 66},   [39] = {"MXFP4", 32, 17},     [40] = {"NVFP4", 64, 36},
+};
+_Static_assert(sizeof(sq_block_q8_0_t) == 34, "Q8_0 blocks as ggml's");
+
+bool sq_gguf_ggml_type(uint32_t type, const char **name, int64_t *block, size_t *bytes)
+{
+    const bool known = type < sizeof s_ggml_types / sizeof s_ggml_types[0] &&
+                       s_ggml_types[type].name;
+    if (name)
+        *name = known ? s_ggml_types[type].name : NULL;
+    if (block)
+        *block = known ? s_ggml_types[type].block : 0;
+    if (bytes)
+        *bytes = known ? s_ggml_types[type].bytes : 0;
+    return known;
+}
 
 size_t sq_gguf_type_size(uint32_t type)
 {
@@ -289,24 +325,20 @@ static int s_tensor_size(sq_gguf_tensor_t *t)
         n *= t->ne[d];
     }
     t->n_elements = n;
-    switch (t->dtype) {
-    case SQ_DTYPE_F32:
-    case SQ_DTYPE_F16: {
-        int64_t es = t->dtype == SQ_DTYPE_F32 ? 4 : 2;
-        if (n > INT64_MAX / es)
-            return SQ_FAIL(SQ_EFORMAT, "tensor %s: byte size overflows", t->name);
-        t->size_bytes = (size_t)(n * es);
+    const char *name;
+    int64_t block;
+    size_t bytes;
+    if (!sq_gguf_ggml_type((uint32_t)t->dtype, &name, &block, &bytes)) {
+        t->size_bytes = 0;      /* (sq_gguf_open_any only) a type of unknown size */
         return 0;
     }
-    case SQ_DTYPE_Q8_0:
-        if (t->ne[0] % SQ_QK8_0 != 0)
-            return SQ_FAIL(SQ_EFORMAT, "tensor %s: Q8_0 row of %lld is not a multiple of %d",
-                           t->name, (long long)t->ne[0], SQ_QK8_0);
-        t->size_bytes = (size_t)(n / SQ_QK8_0) * sizeof(sq_block_q8_0_t);
-        return 0;
-    default:
-        return SQ_FAIL(SQ_EUNSUPPORTED, "tensor %s: ggml type %d", t->name, t->dtype);
-    }
+    if (t->ne[0] % block != 0)
+        return SQ_FAIL(SQ_EFORMAT, "tensor %s: %s row of %lld is not a multiple of %lld",
+                       t->name, name, (long long)t->ne[0], (long long)block);
+    if (n / block > INT64_MAX / (int64_t)bytes)
+        return SQ_FAIL(SQ_EFORMAT, "tensor %s: byte size overflows", t->name);
+    t->size_bytes = (size_t)(n / block) * bytes;
+    return 0;
 }
 
 static int s_parse_tensor_info(sq_gguf_t *g, s_cursor_t *c, int64_t idx)
@@ -338,9 +370,13 @@ static int s_parse_tensor_info(sq_gguf_t *g, s_cursor_t *c, int64_t idx)
     if ((rc = s_read(c, t->ne, 8ull * n_dims, t->name)) || (rc = s_read(c, &type, 4, t->name)) ||
         (rc = s_read(c, &t->offset, 8, t->name)))
         return rc;
-    if (type != SQ_DTYPE_F32 && type != SQ_DTYPE_F16 && type != SQ_DTYPE_Q8_0)
-        return SQ_FAIL(SQ_EUNSUPPORTED, "tensor %s: ggml type %u not supported (F32, F16, Q8_0)",
-                       t->name, type);
+    const char *tname;
+    const bool known = sq_gguf_ggml_type(type, &tname, NULL, NULL);
+    if (type != SQ_DTYPE_F32 && type != SQ_DTYPE_F16 && type != SQ_DTYPE_Q8_0 &&
+        (!g->any_type || type > INT32_MAX))
+        return SQ_FAIL(SQ_EUNSUPPORTED, "tensor %s: ggml type %u%s%s%s not supported by the "
+                       "engine (F32, F16, Q8_0)", t->name, type, known ? " (" : "",
+                       known ? tname : "", known ? ")" : "");
     t->dtype = (int)type;
     if ((rc = s_tensor_size(t)))
         return rc;
@@ -364,7 +400,9 @@ static int s_place_tensors(sq_gguf_t *g)
                            "tensor %s: data [%llu, +%zu) past end of data section (%llu bytes)",
                            t->name, (unsigned long long)t->offset, t->size_bytes,
                            (unsigned long long)data_size);
-        t->data = g->map + g->data_off + t->offset;
+        /* a type of unknown size (sq_gguf_open_any) has no data to read */
+        if (sq_gguf_ggml_type((uint32_t)t->dtype, NULL, NULL, NULL))
+            t->data = g->map + g->data_off + t->offset;
     }
     return 0;
 }
@@ -420,13 +458,14 @@ static int s_parse(sq_gguf_t *g)
     return s_place_tensors(g);
 }
 
-sq_gguf_t *sq_gguf_open(const char *path)
+static sq_gguf_t *s_open(const char *path, bool any_type)
 {
     sq_gguf_t *g = calloc(1, sizeof *g);
     if (!g) {
         SQ_FAIL(SQ_ENOMEM, "%s", path);
         return NULL;
     }
+    g->any_type = any_type;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
@@ -461,6 +500,16 @@ fail:
         close(fd);
     sq_gguf_destroy(&g);
     return NULL;
+}
+
+sq_gguf_t *sq_gguf_open(const char *path)
+{
+    return s_open(path, false);
+}
+
+sq_gguf_t *sq_gguf_open_any(const char *path)
+{
+    return s_open(path, true);
 }
 
 void sq_gguf_destroy(sq_gguf_t **self_p)

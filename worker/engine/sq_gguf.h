@@ -71,17 +71,31 @@ typedef struct sq_gguf sq_gguf_t;
 
 typedef struct {
     const char *name;           /* NUL-terminated copy */
-    int dtype;                  /* SQ_DTYPE_F32 / F16 / Q8_0 (ggml type id) */
+    int dtype;                  /* SQ_DTYPE_F32 / F16 / Q8_0 (ggml type id; any
+                                 * ggml type from sq_gguf_open_any) */
     int n_dims;                 /* 1..SQ_GGUF_MAX_DIMS */
     int64_t ne[SQ_GGUF_MAX_DIMS]; /* fastest first; unused dims are 1 */
     int64_t n_elements;
     uint64_t offset;            /* relative to the data section */
-    size_t size_bytes;
-    const void *data;           /* in the mapping, aligned */
+    size_t size_bytes;          /* 0 for a type of unknown size (sq_gguf_open_any) */
+    const void *data;           /* in the mapping, aligned; NULL for a type of
+                                 * unknown size */
 } sq_gguf_tensor_t;
+
+/* The ggml tensor type number type as ggml names it ("Q4_K"), with its
+ * block (elements) and block bytes; false (NULL, 0, 0) for a number this
+ * reader does not know. Any OUT may be NULL. */
+bool sq_gguf_ggml_type(uint32_t type, const char **name, int64_t *block, size_t *bytes);
 
 /* Map and validate path. NULL on error (SQ_FAIL detail names what). */
 sq_gguf_t *sq_gguf_open(const char *path);
+/* The same for inspecting any GGUF file (shardq-model info): tensors of
+ * every ggml type are taken, not only the engine's F32, F16 and Q8_0;
+ * those of a type sq_gguf_ggml_type knows are sized and checked against
+ * the file like the others, those of an unknown type number have
+ * size_bytes 0 and data NULL. Code that reads tensor data opens with
+ * sq_gguf_open. */
+sq_gguf_t *sq_gguf_open_any(const char *path);
 void sq_gguf_destroy(sq_gguf_t **self_p);
 
 uint32_t sq_gguf_version(const sq_gguf_t *self);
