@@ -28,7 +28,8 @@ static char output[1 << 16];
 static int s_run(const char *args)
 {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", tool, args);
+    if (snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", tool, args) >= (int)sizeof cmd)
+        return -1; /* a command cut short would be another command */
     FILE *p = popen(cmd, "r");
     if (!p)
         return -1;

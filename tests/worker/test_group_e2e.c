@@ -175,9 +175,10 @@ static int s_cli_to(const char *args, const char *out)
 {
     char cmd[4096], log[700];
     snprintf(log, sizeof log, "%s/cli.log", sq_harness_log_dir(s_h));
-    snprintf(cmd, sizeof cmd, "SHARDQ_BROKER=%s SHARDQ_ACTOR=e2e-test %s %s %s %s 2>> %s",
-             sq_harness_client_endpoint(s_h), s_env("SHARDQ_CLI_BIN"), args, out ? ">" : ">>",
-             out ? out : log, log);
+    if (snprintf(cmd, sizeof cmd, "SHARDQ_BROKER=%s SHARDQ_ACTOR=e2e-test %s %s %s %s 2>> %s",
+                 sq_harness_client_endpoint(s_h), s_env("SHARDQ_CLI_BIN"), args,
+                 out ? ">" : ">>", out ? out : log, log) >= (int)sizeof cmd)
+        return -1; /* a command cut short would be another command */
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -191,8 +192,10 @@ static int s_cli(const char *args)
 static int s_cli_err(const char *args, const char *err)
 {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "SHARDQ_BROKER=%s SHARDQ_ACTOR=e2e-test %s %s > /dev/null 2> %s",
-             sq_harness_client_endpoint(s_h), s_env("SHARDQ_CLI_BIN"), args, err);
+    if (snprintf(cmd, sizeof cmd, "SHARDQ_BROKER=%s SHARDQ_ACTOR=e2e-test %s %s > /dev/null 2> %s",
+                 sq_harness_client_endpoint(s_h), s_env("SHARDQ_CLI_BIN"), args, err) >=
+        (int)sizeof cmd)
+        return -1;
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
