@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 static void s_usage(FILE *f)
@@ -27,8 +28,9 @@ static void s_usage(FILE *f)
             "  --metrics-port PORT    serve Prometheus metrics on PORT (default off)\n"
             "  --adapters DIR         LoRA adapter directory shared with the workers\n"
             "                         (shardq lora publish writes DIR/NAME/VERSION.gguf)\n"
-            "  --heartbeat-ms N       heartbeat interval, 500-3600000 (default 1000; dead after\n"
-            "                         3 missed; workers beat every 1000 ms whatever it is)\n"
+            "  --heartbeat-ms N       a group silent for 3 x N ms is lost, 500-3600000 (default\n"
+            "                         1000); the broker beats every min(N, 1000) ms, as workers\n"
+            "                         take a broker silent for 3 s for gone\n"
             "  --lease-timeout-ms N   take back leases older than N ms (default 0 = never)\n"
             "  --retry-base-ms N      first retry delay, doubled per attempt (default 1000)\n"
             "  --retry-cap-ms N       longest retry delay (default 60000)\n"
@@ -144,6 +146,12 @@ int main(int argc, char **argv)
     int rc = sq_server_run(server);
     if (rc)
         SQ_ERROR("broker failed", "err=%s at=%s", sq_q(sq_error_detail()), sq_error_where());
+    if (server->writer_stuck) {
+        /* its thread waits on a database that does not answer: it cannot
+         * be joined, and what it holds is logged as lost already */
+        fflush(NULL);
+        _exit(3);
+    }
     sq_server_destroy(&server);
     if (rc == SQ_EDBDOWN || rc == SQ_ESTATE || rc == SQ_EDB)
         return 3;

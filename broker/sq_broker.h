@@ -95,8 +95,11 @@ struct sq_group_t {
     uint64_t preemptions;       /* sequences preempted since it started */
     bool draining;
     /* a lease of it timed out (--lease-timeout-ms): it heartbeats but may
-     * be hung, so it gets no new lease until it sends a RESULT or FAIL */
-    bool suspect;
+     * be hung. Until it sends a RESULT or FAIL it gets no lease while a
+     * group of its model that is not suspect is connected, else one at a
+     * time (probe: set by each dispatch), so that a group that is only
+     * slow (its cancelled leases get no answer) can show it works */
+    bool suspect, probe;
     sq_task_t *leases; /* doubly linked through lprev/lnext */
     int64_t last_recv_ms, last_send_ms;
     uint64_t completed;

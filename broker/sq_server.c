@@ -343,7 +343,7 @@ static void s_dispatch_group(sq_server_t *self, sq_group_t *g, uint32_t cap)
 {
     enum { MAX_TASKS = SQ_WIRE_MAX_BATCH };
     static sq_task_t *picked[MAX_TASKS];
-    uint32_t free_slots = g->max_batch - g->n_leases, n = 0;
+    uint32_t free_slots = g->suspect ? 1 : g->max_batch - g->n_leases, n = 0;
     if (free_slots > cap)
         free_slots = cap;
     size_t bytes = 0;
@@ -374,8 +374,33 @@ static void s_dispatch_group(sq_server_t *self, sq_group_t *g, uint32_t cap)
 
 static bool s_can_take(sq_server_t *self, sq_group_t *g)
 {
-    return !g->draining && !g->suspect && g->n_leases < g->max_batch &&
-           sq_queue_ready(self->queue, g->model);
+    bool room = g->suspect ? g->probe && g->n_leases == 0 : g->n_leases < g->max_batch;
+    return !g->draining && room && sq_queue_ready(self->queue, g->model);
+}
+
+/* Which suspect groups may take a probe lease now: those with no group of
+ * their model that is not suspect (and not draining). Groups are walked
+ * from an array, as czmq's tables have one cursor each. */
+static void s_mark_probes(sq_server_t *self)
+{
+    size_t n = 0, n_suspect = 0;
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
+        n_suspect += g->suspect;
+    if (n_suspect == 0)
+        return;
+    sq_group_t **all = malloc(zhashx_size(self->groups) * sizeof *all);
+    for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
+        g->probe = false; /* and so it stays when out of memory */
+        if (all)
+            all[n++] = g;
+    }
+    for (size_t i = 0; i < n; i++) {
+        all[i]->probe = all[i]->suspect;
+        for (size_t j = 0; j < n && all[i]->probe; j++)
+            all[i]->probe = all[j]->suspect || all[j]->draining ||
+                            strcmp(all[j]->model, all[i]->model) != 0;
+    }
+    free(all);
 }
 
 /* Backpressure from the commit path: workers can finish tasks faster than
@@ -397,6 +422,7 @@ void sq_server_dispatch(sq_server_t *self)
     size_t ready = sq_queue_ready_total(self->queue), n_open = 0;
     if (ready == 0 || sq_server_dispatch_paused(self))
         return;
+    s_mark_probes(self);
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups))
         n_open += s_can_take(self, g);
     if (n_open == 0)
@@ -457,8 +483,13 @@ void sq_server_kick(sq_server_t *self)
             return;
         }
     }
-    if (b && sq_store_commit(self->store, b) == 0)
+    if (b && sq_store_commit(self->store, b) == 0) {
         self->writer_busy = true;
+        self->inflight_dones = b->n_dones;
+        self->inflight_cancels = b->n_cancel;
+        for (size_t i = 0; i < b->n_cancel && i < 8; i++)
+            self->inflight_cancel_ids[i] = b->cancel_ids[i];
+    }
 }
 
 /* SUBMIT's reply: {rid, job_id, n_tasks} (+ repeated: true). */
@@ -687,6 +718,15 @@ static bool s_read_workers(sq_server_t *self)
     return !(zsock_events(self->workers) & ZMQ_POLLIN);
 }
 
+/* How often the broker beats to each group: --heartbeat-ms, but at least
+ * as often as the workers do (they take a broker silent for 3 of their
+ * beats for gone, whatever --heartbeat-ms says). */
+static int64_t s_beat_ms(const sq_server_t *self)
+{
+    return self->opts.heartbeat_ms < SQ_WIRE_HEARTBEAT_MS ? self->opts.heartbeat_ms
+                                                          : SQ_WIRE_HEARTBEAT_MS;
+}
+
 /* A group silent for `liveness` beats is dead, judged only once nothing it
  * sent can be waiting unread. All the dead go before anything is
  * dispatched again (the tick dispatches after this). */
@@ -698,7 +738,7 @@ static void s_heartbeats(sq_server_t *self, int64_t now)
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
         if (judge && now - g->last_recv_ms > dead_after) {
             zlistx_add_end(lost, g);
-        } else if (now - g->last_send_ms >= self->opts.heartbeat_ms) {
+        } else if (now - g->last_send_ms >= s_beat_ms(self)) {
             sq_wire_send(zsock_resolve(self->workers), g->identity, SQ_WIRE_HEARTBEAT, NULL);
             g->last_send_ms = now;
         }
@@ -868,12 +908,21 @@ static bool s_unwritten(sq_server_t *self)
     return self->retry || !sq_batch_empty(self->pending);
 }
 
+/* Append b's cancelled jobs to the list in jobs (len bytes so far). */
+static size_t s_list_cancels(const uint64_t *ids, size_t n, char *jobs, size_t size, size_t len)
+{
+    for (size_t i = 0; i < n && len + 24 < size; i++)
+        len += (size_t)snprintf(jobs + len, size - len, "%s%" PRIu64, len ? "," : "", ids[i]);
+    return len;
+}
+
 /* SIGTERM: stop taking requests, let the writer commit what is pending
  * (for up to 10 s, trying again with the usual backoff while the database
  * is away), tell workers to let go of their leases. 0, or SQ_EDBDOWN when
  * rows were left uncommitted (logged, with the cancellations among them:
- * their clients were told they would be recorded). */
-static int s_drain(sq_server_t *self)
+ * their clients were told they would be recorded); *stuck: the writer is
+ * still waiting for the database (it cannot be joined). */
+static int s_drain(sq_server_t *self, bool *stuck)
 {
     zpoller_t *poller = zpoller_new(sq_store_writer(self->store), NULL);
     int64_t deadline = sq_now_ms() + 10000;
@@ -883,20 +932,35 @@ static int s_drain(sq_server_t *self)
         if (self->writer_busy ? zpoller_wait(poller, 200) != NULL
                               : (zclock_sleep(50), false))
             s_on_committed(NULL, NULL, self);
-        sq_server_kick(self); /* the retry, once its backoff has passed */
+        if (self->db_down && self->db_retry_at_ms > deadline - 100)
+            self->db_retry_at_ms = deadline - 100; /* a last try before the end */
+        sq_server_kick(self);                      /* the retry, once its backoff has passed */
     }
     zpoller_destroy(&poller);
+    *stuck = self->writer_busy;
     int rc = 0;
     if (self->writer_busy || s_unwritten(self)) {
-        const sq_batch_t *b = self->retry ? self->retry : self->pending;
         char jobs[256] = "";
-        for (size_t i = 0, n = 0; b && i < b->n_cancel && n + 24 < sizeof jobs; i++)
-            n += (size_t)snprintf(jobs + n, sizeof jobs - n, "%s%" PRIu64, i ? "," : "",
-                                  b->cancel_ids[i]);
+        size_t len = 0, dones = 0, cancels = 0;
+        const sq_batch_t *left[2] = {self->retry, self->pending};
+        if (self->writer_busy) {
+            len = s_list_cancels(self->inflight_cancel_ids,
+                                 self->inflight_cancels < 8 ? self->inflight_cancels : 8, jobs,
+                                 sizeof jobs, len);
+            dones += self->inflight_dones;
+            cancels += self->inflight_cancels;
+        }
+        for (int i = 0; i < 2; i++)
+            if (left[i]) {
+                len = s_list_cancels(left[i]->cancel_ids, left[i]->n_cancel, jobs, sizeof jobs,
+                                     len);
+                dones += left[i]->n_dones;
+                cancels += left[i]->n_cancel;
+            }
         SQ_ERROR("shutting down with rows not committed: they are lost", "in_flight=%d "
-                 "results=%zu cancellations=%zu cancelled_jobs=%s err=%s", self->writer_busy,
-                 b ? b->n_dones : 0, b ? b->n_cancel : 0, jobs[0] ? jobs : "-",
-                 sq_q(sq_error_detail()));
+                 "results=%zu cancellations=%zu cancelled_jobs=%s last_error=%s",
+                 self->writer_busy, dones, cancels, jobs[0] ? jobs : "-",
+                 sq_q(self->retry ? self->retry->error : "none"));
         rc = SQ_FAIL(SQ_EDBDOWN, "shut down with rows not committed (the database was away)");
     }
     for (sq_group_t *g = zhashx_first(self->groups); g; g = zhashx_next(self->groups)) {
@@ -951,5 +1015,5 @@ int sq_server_run(sq_server_t *self)
     zsys_interrupted = 0;
     zloop_reader_end(self->loop, self->clients);
     zloop_reader_end(self->loop, self->workers);
-    return s_drain(self);
+    return s_drain(self, &self->writer_stuck);
 }

@@ -56,6 +56,11 @@ typedef struct sq_server_t {
     sq_batch_t *pending;  /* collecting */
     sq_batch_t *retry;    /* failed commit to repeat first */
     bool writer_busy;
+    /* what the batch with the writer carries, for the log of a shutdown
+     * that cannot wait for it (the writer owns the batch meanwhile) */
+    size_t inflight_dones, inflight_cancels;
+    uint64_t inflight_cancel_ids[8];
+    bool writer_stuck; /* shut down with the writer still waiting on the database */
     bool db_down;
     int64_t db_retry_at_ms;
     int db_backoff_ms;

@@ -278,7 +278,7 @@ static const char *const s_group_states[3] = {"busy", "idle", "draining"};
 
 static int s_group_state(const sq_group_t *g)
 {
-    return g->draining ? 2 : g->n_leases ? 0 : 1;
+    return g->draining ? 2 : g->n_leases || g->suspect ? 0 : 1; /* suspect: not free */
 }
 
 /* Tasks of the pool (p may be NULL) finished in the last 10 s */

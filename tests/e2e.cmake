@@ -53,7 +53,7 @@ if(TARGET sq-test-worker AND TARGET shardq-broker)
                CASES ten_thousand cancel retries_dead fairness duplicate_delivery priority
                      idempotent_submit)
   sq_e2e_cases(test_e2e_crash e2e/test_e2e_crash.c
-               CASES worker_kill worker_term worker_stall stale_result lease_suspect broker_kill broker_term
+               CASES worker_kill worker_term worker_stall stale_result lease_suspect lease_probe broker_kill broker_term
                      commit_reply_lost cancel_refused
                SERIAL pg_restart commit_backpressure cancel_db_down term_db_down term_db_lost)
   sq_e2e_cases(test_e2e_input e2e/test_e2e_input.c

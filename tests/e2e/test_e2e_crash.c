@@ -12,6 +12,9 @@
  *                  out leases retry on a group that works, never on it
  *                  (its freed slots took them back, an attempt each
  *                  time); once it answers, late, it takes leases again
+ *    lease_probe   such a group alone for its model, honouring the
+ *                  CANCEL-LEASEs (so it never answers them): it is not
+ *                  starved, but takes one lease at a time
  *    broker_kill   kill -9 of the broker during a storm of pipelined
  *                  SUBMITs: after a restart every ACKNOWLEDGED job
  *                  completes, no task twice, no job half stored
@@ -211,6 +214,39 @@ lease_suspect(void)
         back = s_worker_state("hung", state, &leases) && strcmp(state, "idle") == 0;
     SQ_CHECK(back);
     sq_e2e_check_no_duplicates(h);
+}
+
+static void
+lease_probe(void)
+{
+    const char *broker[] = {"--lease-timeout-ms", "1000", "--retry-base-ms", "100", NULL};
+    SQ_REQUIRE(sq_e2e_up("lease_probe", broker, &h, &client));
+    const char *slow[] = {"--batch", "4", "--delay-ms", "1500", NULL};
+    SQ_REQUIRE(sq_harness_worker_start(h, "slow", slow));
+    uint64_t job = 0;
+    SQ_REQUIRE(sq_e2e_submit_n(client, "acme", "test", 8, "p", 20, &job, NULL) == 0);
+    char state[16] = "";
+    uint64_t leases = 0, most = 0, least = UINT64_MAX;
+    bool suspect = false;
+    for (int64_t end = sq_test_now_ms() + 10000; sq_test_now_ms() < end && !suspect;
+         sq_harness_poll_pause())
+        suspect = s_worker_state("slow", state, &leases) && strcmp(state, "suspect") == 0;
+    SQ_REQUIRE(suspect);
+    /* for the next 3 s (three lease timeouts): one lease at a time, and
+     * one it gets (a probe whose answer would clear it) */
+    for (int64_t end = sq_test_now_ms() + 3000; sq_test_now_ms() < end;
+         sq_harness_poll_pause()) {
+        if (!s_worker_state("slow", state, &leases) || strcmp(state, "suspect") != 0)
+            continue;
+        most = leases > most ? leases : most;
+        least = leases < least ? leases : least;
+    }
+    SQ_CHECK(most == 1);
+    int64_t n = -1;
+    SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_attempts where error like "
+                                   "'%lease timed out%'", &n) == 0 && n >= 6);
+    fprintf(stderr, "timed out attempts after 3 s of probes: %lld (least leases %llu)\n",
+            (long long)n, (unsigned long long)least);
 }
 
 /* Fencing: a lease taken back from a live worker (--lease-timeout-ms)
@@ -554,23 +590,27 @@ cancel_db_down(void)
     SQ_CHECK(sq_harness_sql_i64(h, "select count(*) from task_queue", &n) == 0 && n == 0);
 }
 
-/* Up to the SIGTERM with a CANCEL the database has not taken: a job of 10
- * tasks, 2 of them leased, PostgreSQL killed, the CANCEL answered "the job
- * is cancelled here". False when a step failed (checked). */
+/* Up to the SIGTERM with CANCELs the database has not taken: n jobs of
+ * 10 tasks, 2 of the first leased, PostgreSQL killed, each job's CANCEL
+ * answered "the job is cancelled here". False when a step failed
+ * (checked). */
 static bool
-s_term_with_cancel_pending(const char *name, uint64_t *job)
+s_term_with_cancel_pending(const char *name, int n, uint64_t jobs[])
 {
     const char *slow[] = {"--batch", "2", "--delay-ms", "600000", NULL};
-    int code = 0;
-    char state[64] = "";
     bool ok = sq_e2e_up(name, sq_e2e_quick_retry, &h, &client) &&
-              sq_harness_worker_start(h, "slow", slow) &&
-              sq_e2e_submit_n(client, "acme", "test", 10, "c", 0, job, NULL) == 0 &&
-              sq_e2e_wait_count(client, *job, "leased", 2, 15000) == 0 &&
-              sq_harness_pg_ctl(h, "kill") == 0 &&
-              s_cancel(*job, &code, state, sizeof state) == SQ_EPROTO &&
-              code == SQ_WIRE_E_UNAVAILABLE &&
-              sq_proc_signal(sq_harness_broker(h), SIGTERM) == 0;
+              sq_harness_worker_start(h, "slow", slow);
+    for (int i = 0; ok && i < n; i++)
+        ok = sq_e2e_submit_n(client, "acme", "test", 10, "c", 0, &jobs[i], NULL) == 0;
+    ok = ok && sq_e2e_wait_count(client, jobs[0], "leased", 2, 15000) == 0 &&
+         sq_harness_pg_ctl(h, "kill") == 0;
+    for (int i = 0; ok && i < n; i++) {
+        int code = 0;
+        char state[64] = "";
+        ok = s_cancel(jobs[i], &code, state, sizeof state) == SQ_EPROTO &&
+             code == SQ_WIRE_E_UNAVAILABLE;
+    }
+    ok = ok && sq_proc_signal(sq_harness_broker(h), SIGTERM) == 0;
     SQ_CHECK(ok);
     return ok;
 }
@@ -580,7 +620,7 @@ term_db_down(void)
 {
     s_need_pg_ctl();
     uint64_t job = 0;
-    SQ_REQUIRE(s_term_with_cancel_pending("term_db_down", &job));
+    SQ_REQUIRE(s_term_with_cancel_pending("term_db_down", 1, &job));
     /* back while the broker drains (its first try failed at once) */
     SQ_REQUIRE(sq_harness_pg_ctl(h, "start") == 0);
     sq_proc_t *b = sq_harness_broker(h);
@@ -593,13 +633,16 @@ static void
 term_db_lost(void)
 {
     s_need_pg_ctl();
-    uint64_t job = 0;
-    SQ_REQUIRE(s_term_with_cancel_pending("term_db_lost", &job));
+    /* two: the second CANCEL waits behind the batch to retry (its job was
+     * left out of the log when only that batch was named) */
+    uint64_t jobs[2] = {0, 0};
+    SQ_REQUIRE(s_term_with_cancel_pending("term_db_lost", 2, jobs));
     sq_proc_t *b = sq_harness_broker(h);
     SQ_CHECK(sq_proc_wait(b, 20000) == 0 && WIFEXITED(sq_proc_status(b)) &&
              WEXITSTATUS(sq_proc_status(b)) == 3);
-    char says[64];
-    snprintf(says, sizeof says, "cancelled_jobs=%llu ", (unsigned long long)job);
+    char says[96];
+    snprintf(says, sizeof says, "cancellations=2 cancelled_jobs=%llu,%llu ",
+             (unsigned long long)jobs[0], (unsigned long long)jobs[1]);
     SQ_CHECK(sq_proc_log_count(b, "shutting down with rows not committed") == 1);
     SQ_CHECK(sq_proc_log_count(b, says) == 1);
     SQ_REQUIRE(sq_harness_pg_ctl(h, "start") == 0);
@@ -850,6 +893,7 @@ main(int argc, char **argv)
         {"worker_term", worker_term},
         {"stale_result", stale_result},
         {"lease_suspect", lease_suspect},
+        {"lease_probe", lease_probe},
         {"broker_term", broker_term},
         {"worker_stall", worker_stall},
         {"broker_kill", broker_kill},
