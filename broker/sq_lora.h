@@ -54,7 +54,8 @@ bool sq_lora_name_ok(const char *s, size_t n);
 /* May a task pin version of adapter name? False when the registry manages
  * name (it has published a version of it) and version is not one of its
  * versions or was rolled back; true for a name it does not manage (its
- * files are placed by hand). */
+ * files are placed by hand), and while the registry could not be read
+ * back after a change (it cannot say). */
 bool sq_lora_pin_ok(const sq_lora_t *self, const char *name, const char *version);
 
 /* The version a task of adapter name gets, or NULL when the adapter has no

@@ -160,15 +160,69 @@ sq_cli_job_json(const sq_client_job_t *j)
                      (json_int_t)c->dead, "cancelled", (json_int_t)c->cancelled);
 }
 
+/* A real in the fewest digits that read back as the same double: 1.42
+ * stays 1.42 (jansson's 17 digits give 1.4199999999999999), and nothing
+ * is rounded away (a fixed 15 would). With a '.' or exponent, as JSON
+ * readers that tell integers from reals expect. */
+static void
+s_print_real(double v)
+{
+    char buf[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    printf("%s%s", buf, strpbrk(buf, ".eEn") ? "" : ".0");
+}
+
+/* j as jansson's JSON_INDENT(2) writes it, but reals as s_print_real. */
+static void
+s_print_value(json_t *j, int depth)
+{
+    if (json_is_real(j)) {
+        s_print_real(json_real_value(j));
+        return;
+    }
+    bool obj = json_is_object(j);
+    size_t n = obj ? json_object_size(j) : json_is_array(j) ? json_array_size(j) : 0;
+    if (n == 0) { /* a scalar, {} or [] */
+        char *s = json_dumps(j, JSON_ENCODE_ANY);
+        printf("%s", s ? s : "null");
+        free(s);
+        return;
+    }
+    printf("%c\n", obj ? '{' : '[');
+    const char *key;
+    json_t *v;
+    size_t i = 0;
+    if (obj) {
+        json_object_foreach(j, key, v) {
+            json_t *k = json_string(key);
+            char *ks = k ? json_dumps(k, JSON_ENCODE_ANY) : NULL;
+            printf("%*s%s: ", 2 * (depth + 1), "", ks ? ks : "\"\"");
+            free(ks);
+            json_decref(k);
+            s_print_value(v, depth + 1);
+            printf(++i < n ? ",\n" : "\n");
+        }
+    } else {
+        json_array_foreach(j, i, v) {
+            printf("%*s", 2 * (depth + 1), "");
+            s_print_value(v, depth + 1);
+            printf(i + 1 < n ? ",\n" : "\n");
+        }
+    }
+    printf("%*s%c", 2 * depth, "", obj ? '}' : ']');
+}
+
 void
 sq_cli_print_json(json_t *j)
 {
-    /* 15 digits: a value written with at most 15 (1.42) prints as written,
-     * not as its nearest double's 17 (1.4199999999999999) */
-    char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(15)) : NULL;
-    if (s)
-        printf("%s\n", s);
-    free(s);
+    if (j) {
+        s_print_value(j, 0);
+        printf("\n");
+    }
     json_decref(j);
 }
 

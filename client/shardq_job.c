@@ -3,7 +3,7 @@
  *  broker restart), results (OpenAI-Batch JSONL, written atomically) and
  *  cancel.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "shardq_cli.h"
 #include "sq_error.h"
 #include "sq_jsonl.h"
@@ -197,6 +197,43 @@ s_tmp_path(char *buf, size_t size, const char *path)
     snprintf(buf, size, "%s.tmp.%ld", path ? path : "", (long)getpid());
 }
 
+/* path's directory resolved, then its last name: two spellings of one
+ * file (a, ./a, d/../a) give the same text; "" when the directory cannot
+ * be resolved. */
+static void
+s_canonical(const char *path, char *out, size_t size)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    char *real = realpath(dir[0] ? dir : "/", NULL);
+    if (!real || snprintf(out, size, "%s/%s", real, slash ? slash + 1 : path) >= (int)size)
+        out[0] = '\0';
+    free(real);
+}
+
+/* --errors needs a file of its own: "-" or -o's file would mix the two
+ * (two writers over one temporary file, and the lines of one lost). 0, or
+ * the usage exit code with the reason printed. */
+static int
+s_check_errors_path(const char *cmd, const char *out, const char *errors)
+{
+    char a[4096], b[4096];
+    if (errors && strcmp(errors, "-") == 0) {
+        fprintf(stderr, "shardq %s: --errors needs a file name, not -\n", cmd);
+        return SQ_EXIT_USAGE;
+    }
+    if (!errors || !out)
+        return 0;
+    s_canonical(out, a, sizeof a);
+    s_canonical(errors, b, sizeof b);
+    if (strcmp(out, errors) == 0 || (a[0] && strcmp(a, b) == 0)) {
+        fprintf(stderr, "shardq %s: -o and --errors name the same file (%s)\n", cmd, errors);
+        return SQ_EXIT_USAGE;
+    }
+    return 0;
+}
+
 /* A results file: written beside its final name (the temporary one) and
  * renamed once whole, so it is never half there; NULL path: stdout. */
 typedef struct {
@@ -375,6 +412,8 @@ sq_cli_submit(const sq_cli_cmd_t *cmd, int argc, char **argv)
         fprintf(stderr, "shardq submit: --errors needs --wait and -o\n");
         return SQ_EXIT_USAGE;
     }
+    if ((rc = s_check_errors_path("submit", s_out_path(out), errors)))
+        return rc;
     if ((rc = s_check_writable("-o", s_out_path(out))) ||
         (rc = s_check_writable("--errors", errors)))
         return rc;
@@ -521,7 +560,7 @@ sq_cli_results(const sq_cli_cmd_t *cmd, int argc, char **argv)
                            {NULL, NULL, NULL, NULL}};
     uint64_t job_id;
     int rc = s_job_arg(cmd, argc, argv, opts, &job_id, &done);
-    if (rc || done)
+    if (rc || done || (rc = s_check_errors_path("results", s_out_path(out), errors)))
         return rc;
     sq_client_t *c = sq_cli_client();
     if (!c)

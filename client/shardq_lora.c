@@ -165,7 +165,8 @@ static int s_publish(const sq_cli_cmd_t *cmd, int argc, char **argv)
     sq_client_get_fixed(reply->body, "state", state, sizeof state);
     if (repeated)   /* the same file again: a rerun of a nightly job */
         printf("%s@%s was published before with this file (sha256 %s); it is %s, nothing "
-               "changed\n", r.name, r.version, r.sha256, state);
+               "changed (its source, metrics and base stay the first publish's)\n", r.name,
+               r.version, r.sha256, state);
     else
         printf("published %s@%s: rank %d, %zu bytes, sha256 %s (staged)\n", r.name, r.version,
                r.rank, r.file_len, r.sha256);
@@ -204,11 +205,14 @@ static int s_activate(const sq_cli_cmd_t *cmd, int argc, char **argv)
     sq_wire_msg_t *reply = NULL;
     if ((rc = s_call(&r, &reply)))
         return rc;
-    if (r.canary_pct)
+    char state[32];
+    sq_client_get_fixed(reply->body, "state", state, sizeof state);
+    if (!strcmp(state, "canary"))
         printf("%s@%s is in canary for %llu%% of new tasks\n", r.name, r.version,
                (unsigned long long)r.canary_pct);
-    else
-        printf("%s@%s is active for new tasks\n", r.name, r.version);
+    else   /* (a canary asked for a version active already: nothing to do) */
+        printf("%s@%s is active for new tasks%s\n", r.name, r.version,
+               r.canary_pct ? " (it was already: nothing changed)" : "");
     sq_wire_msg_destroy(&reply);
     return SQ_EXIT_OK;
 }
@@ -308,11 +312,14 @@ int sq_cli_lora(const sq_cli_cmd_t *cmd, int argc, char **argv)
     for (size_t i = 0; i < sizeof s_sub / sizeof s_sub[0]; i++)
         if (!strcmp(op, s_sub[i].name + 5))
             return s_sub[i].fn(&s_sub[i], argc - 1, argv + 1);
-    fprintf(op[0] && strcmp(op, "--help") ? stderr : stdout,
-            "usage: shardq lora publish|activate|rollback|list ...\n");
+    /* --help asked for it (stdout, 0); anything else, none included, is
+     * a usage error (all of it to stderr, 2) */
+    const bool help = !strcmp(op, "--help") || !strcmp(op, "-h");
+    FILE *out = help ? stdout : stderr;
+    fprintf(out, "usage: shardq lora publish|activate|rollback|list ...\n");
     for (size_t i = 0; i < sizeof s_sub / sizeof s_sub[0]; i++)
-        fprintf(stdout, "  shardq %s %s\n      %s", s_sub[i].name, s_sub[i].args,
+        fprintf(out, "  shardq %s %s\n      %s", s_sub[i].name, s_sub[i].args,
                 s_sub[i].summary);
     (void)cmd;
-    return op[0] && strcmp(op, "--help") ? SQ_EXIT_USAGE : SQ_EXIT_OK;
+    return help ? SQ_EXIT_OK : SQ_EXIT_USAGE;
 }

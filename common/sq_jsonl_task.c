@@ -26,40 +26,55 @@ static const char *const s_simple_keys[] = {
 static const char *const s_batch_keys[] = {"custom_id", "method", "url", "body", NULL};
 static const char *const s_completion_keys[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "user", "adapter",
-    "adapter_version", NULL};
+    "adapter_version", "metadata", "service_tier", NULL};
 static const char *const s_chat_keys[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
-    "seed", "user", "adapter", "adapter_version", NULL};
+    "seed", "user", "adapter", "adapter_version", "metadata", "service_tier", NULL};
 static const char *const s_message_keys[] = {"role", "content", "name", NULL};
 static const char *const s_part_keys[] = {"type", "text", NULL};
 
 /* OpenAI body fields shardq does not implement, taken at their default
  * value only (files written by SDKs often spell defaults out); any other
- * value is refused naming the default. Both endpoints' fields, since a
- * default value asks for nothing either way. */
+ * value is refused naming the default. `kinds`: the endpoints that have
+ * the field (bits of S_COMPLETION, S_CHAT); elsewhere it is unknown. */
+enum { S_COMPLETION = 1, S_CHAT = 2 };
 static const struct {
-    const char *key, *value; /* the default, as JSON */
+    const char *key, *value; /* the default, as JSON ("null": any value is refused) */
+    int kinds;
 } s_default_only[] = {
-    {"n", "1"},
-    {"stream", "false"},
-    {"logprobs", "false"},
-    {"echo", "false"},
-    {"best_of", "1"},
-    {"presence_penalty", "0"},
-    {"frequency_penalty", "0"},
-    {"logit_bias", "{}"},
-    {"tools", "[]"},
-    {"parallel_tool_calls", "true"},
-    {"response_format", "{\"type\":\"text\"}"},
-    {"store", "false"},
+    {"n", "1", S_COMPLETION | S_CHAT},
+    {"stream", "false", S_COMPLETION | S_CHAT},
+    {"stream_options", "null", S_COMPLETION | S_CHAT},
+    {"presence_penalty", "0", S_COMPLETION | S_CHAT},
+    {"frequency_penalty", "0", S_COMPLETION | S_CHAT},
+    {"logit_bias", "{}", S_COMPLETION | S_CHAT},
+    {"logprobs", "null", S_COMPLETION}, /* an integer there */
+    {"echo", "false", S_COMPLETION},
+    {"best_of", "1", S_COMPLETION},
+    {"suffix", "null", S_COMPLETION},
+    {"logprobs", "false", S_CHAT},
+    {"top_logprobs", "0", S_CHAT},
+    {"tools", "[]", S_CHAT},
+    {"tool_choice", "\"none\"", S_CHAT},
+    {"parallel_tool_calls", "true", S_CHAT},
+    {"response_format", "{\"type\":\"text\"}", S_CHAT},
+    {"store", "false", S_CHAT},
 };
 
-/* Is key one of s_default_only's? */
+/* obj's key, NULL when absent or null (null is "not given", s_check_keys). */
+static json_t *
+s_given(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_null(v) ? NULL : v;
+}
+
+/* Is key one of s_default_only's for an endpoint in kinds? */
 static bool
-s_default_only_key(const char *key)
+s_default_only_key(const char *key, int kinds)
 {
     for (size_t i = 0; i < sizeof s_default_only / sizeof s_default_only[0]; i++)
-        if (strcmp(key, s_default_only[i].key) == 0)
+        if ((s_default_only[i].kinds & kinds) && strcmp(key, s_default_only[i].key) == 0)
             return true;
     return false;
 }
@@ -91,15 +106,16 @@ s_path(char *buf, size_t size, const char *prefix, const char *key)
 }
 
 /* Every key of obj is allowed, or given as null (= not given: OpenAI's SDKs
- * write unset optional fields as null), or (in an OpenAI body: `body`) one
- * of s_default_only's, whose values s_check_openai_extras checks. */
+ * write unset optional fields as null), or (in an OpenAI body: `body`, the
+ * endpoints' S_ bits) one of s_default_only's, whose values
+ * s_check_openai_extras checks. */
 static int
-s_check_keys(json_t *obj, const char *const *allowed, const char *prefix, int line, bool body)
+s_check_keys(json_t *obj, const char *const *allowed, const char *prefix, int line, int body)
 {
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v) {
-        int ok = json_is_null(v) || (body && s_default_only_key(key));
+        int ok = json_is_null(v) || (body && s_default_only_key(key, body));
         for (int i = 0; allowed[i] && !ok; i++)
             ok = strcmp(key, allowed[i]) == 0;
         if (!ok) {
@@ -277,11 +293,11 @@ s_get_params(json_t *obj, const char *prefix, int line, sq_jsonl_task_t *t)
  * default they are taken, any other value is refused with the reason
  * rather than ignored. */
 static int
-s_check_openai_extras(json_t *body, int line)
+s_check_openai_extras(json_t *body, int line, int kind)
 {
     for (size_t i = 0; i < sizeof s_default_only / sizeof s_default_only[0]; i++) {
-        json_t *v = json_object_get(body, s_default_only[i].key);
-        if (!v || json_is_null(v))
+        json_t *v = s_given(body, s_default_only[i].key);
+        if (!v || !(s_default_only[i].kinds & kind))
             continue;
         json_t *def = json_loads(s_default_only[i].value, JSON_DECODE_ANY, NULL);
         if (!def)
@@ -298,9 +314,15 @@ s_check_openai_extras(json_t *body, int line)
                                       s_default_only[i].value);
         }
     }
-    json_t *user = json_object_get(body, "user");
-    if (user && !json_is_null(user) && !json_is_string(user))
+    /* taken and ignored: tags for OpenAI's own use */
+    json_t *user = s_given(body, "user"), *tier = s_given(body, "service_tier");
+    json_t *meta = s_given(body, "metadata");
+    if (user && !json_is_string(user))
         return sq_jsonl_field_err(SQ_EINVAL, line, "body.user", "expected a string");
+    if (tier && !json_is_string(tier))
+        return sq_jsonl_field_err(SQ_EINVAL, line, "body.service_tier", "expected a string");
+    if (meta && !json_is_object(meta))
+        return sq_jsonl_field_err(SQ_EINVAL, line, "body.metadata", "expected an object");
     return 0;
 }
 
@@ -345,16 +367,17 @@ s_add_content(s_buf_t *b, json_t *content, const char *field, int line)
     json_array_foreach(content, i, part) {
         json_t *type = json_object_get(part, "type");
         json_t *text = json_object_get(part, "text");
-        char where[120];
-        snprintf(where, sizeof where, "%s[%zu]", field, i);
-        int rc = json_is_object(part) ? s_check_keys(part, s_part_keys, where, line, false) : 0;
-        if (rc)
-            return rc;
         if (!json_is_object(part) || !json_is_string(type) || json_string_length(type) != 4 ||
             memcmp(json_string_value(type), "text", 4) != 0 || !json_is_string(text))
             return sq_jsonl_field_err(SQ_EINVAL, line, field,
-                               "part %zu: expected {\"type\":\"text\",\"text\":string}", i);
-        rc = s_buf_add(b, json_string_value(text), json_string_length(text));
+                               "part %zu: expected {\"type\":\"text\",\"text\":string} (only "
+                               "text parts)", i);
+        /* then its other keys: a cache_control or the like is refused too */
+        char where[120];
+        snprintf(where, sizeof where, "%s[%zu]", field, i);
+        int rc = s_check_keys(part, s_part_keys, where, line, 0);
+        if (rc == 0)
+            rc = s_buf_add(b, json_string_value(text), json_string_length(text));
         if (rc)
             return rc;
     }
@@ -376,9 +399,11 @@ static int
 s_chat_turns(json_t *body, int line, sq_jsonl_chat_t *chat)
 {
     static const char *const roles[] = {"system", "developer", "user", "assistant", NULL};
-    json_t *msgs = json_object_get(body, "messages");
+    json_t *msgs = s_given(body, "messages");
     char field[80];
     memset(chat, 0, sizeof *chat);
+    if (!msgs)
+        return sq_jsonl_field_err(SQ_EINVAL, line, "body.messages", "missing (required)");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
         return sq_jsonl_field_err(SQ_EINVAL, line, "body.messages", "expected a non-empty array");
     /* a turn per message, then the assistant header */
@@ -394,7 +419,7 @@ s_chat_turns(json_t *body, int line, sq_jsonl_chat_t *chat)
             rc = sq_jsonl_field_err(SQ_EINVAL, line, field, "expected an object");
             break;
         }
-        if ((rc = s_check_keys(m, s_message_keys, field, line, false)))
+        if ((rc = s_check_keys(m, s_message_keys, field, line, 0)))
             break;
         /* a string without NUL, so that "user\u0000..." is no "user";
          * name is OpenAI's optional participant name, kept out of the
@@ -416,7 +441,7 @@ s_chat_turns(json_t *body, int line, sq_jsonl_chat_t *chat)
         /* developer is OpenAI's newer name for system */
         const char *tag = strcmp(role, "developer") == 0 ? "system" : role;
         snprintf(field, sizeof field, "body.messages[%zu].content", i);
-        json_t *content = json_object_get(m, "content");
+        json_t *content = s_given(m, "content");
         if (!content) {
             rc = sq_jsonl_field_err(SQ_EINVAL, line, field, "missing (required)");
             break;
@@ -515,7 +540,7 @@ s_parse_simple(json_t *obj, int line, sq_jsonl_task_t *t)
     const char *prompt;
     size_t len;
     int rc;
-    if ((rc = s_check_keys(obj, s_simple_keys, "", line, false)) ||
+    if ((rc = s_check_keys(obj, s_simple_keys, "", line, 0)) ||
         (rc = s_get_string(obj, "prompt", "", line, 1, 0, 1, &prompt, &len)) ||
         (rc = s_get_params(obj, "", line, t)))
         return rc;
@@ -538,7 +563,7 @@ s_parse_batch(json_t *obj, int line, sq_jsonl_task_t *t)
     const char *method, *url, *prompt;
     size_t len;
     int rc;
-    if ((rc = s_check_keys(obj, s_batch_keys, "", line, false)) ||
+    if ((rc = s_check_keys(obj, s_batch_keys, "", line, 0)) ||
         (rc = s_get_string(obj, "method", "", line, 1, 16, 0, &method, &len)) ||
         (rc = s_get_string(obj, "url", "", line, 1, 64, 0, &url, &len)))
         return rc;
@@ -551,14 +576,16 @@ s_parse_batch(json_t *obj, int line, sq_jsonl_task_t *t)
     else
         return sq_jsonl_field_err(SQ_EINVAL, line, "url",
                            "expected \"/v1/completions\" or \"/v1/chat/completions\"");
-    json_t *body = json_object_get(obj, "body");
+    json_t *body = s_given(obj, "body");
     if (!body)
         return sq_jsonl_field_err(SQ_EINVAL, line, "body", "missing (required)");
     if (!json_is_object(body))
         return sq_jsonl_field_err(SQ_EINVAL, line, "body", "expected an object");
     int chat = t->kind == SQ_JSONL_KIND_CHAT;
-    if ((rc = s_check_keys(body, chat ? s_chat_keys : s_completion_keys, "body", line, true)) ||
-        (rc = s_check_openai_extras(body, line)) || (rc = s_get_params(body, "body", line, t)))
+    if ((rc = s_check_keys(body, chat ? s_chat_keys : s_completion_keys, "body", line,
+                           chat ? S_CHAT : S_COMPLETION)) ||
+        (rc = s_check_openai_extras(body, line, chat ? S_CHAT : S_COMPLETION)) ||
+        (rc = s_get_params(body, "body", line, t)))
         return rc;
     if (chat) {
         if ((rc = s_get_int(body, "max_completion_tokens", "body", line, 1,
@@ -634,8 +661,7 @@ sq_jsonl_task_parse(json_t *obj, int line, size_t max_custom_id_bytes, sq_jsonl_
     t->top_p = NAN;
     const char *id;
     size_t id_len;
-    int batch = json_object_get(obj, "method") || json_object_get(obj, "url") ||
-                json_object_get(obj, "body");
+    int batch = s_given(obj, "method") || s_given(obj, "url") || s_given(obj, "body");
     int rc = s_get_string(obj, "custom_id", "", line, 1, max_custom_id_bytes, 1, &id, &id_len);
     if (rc == 0 && id_len == 0)
         rc = sq_jsonl_field_err(SQ_EINVAL, line, "custom_id", "must not be empty");

@@ -488,6 +488,20 @@ test_failures(void)
                  json_is_object(json_object_get(line, "error")));
     json_decref(ok);
     json_decref(bad);
+    /* one file for both would be two writers over one temporary file, and
+     * stdout is -o's: refused before anything is written */
+    char same[320];
+    snprintf(same, sizeof same, "%s/./fail.ok.jsonl", g_dir);
+    r = s_cli(ep, (const char *[]){"results", job, "-o", ok_path, "--errors", same, NULL});
+    SQ_CHECK(r.code == 2 && strstr(r.err, "-o and --errors name the same file"));
+    s_run_free(&r);
+    r = s_cli(ep, (const char *[]){"results", job, "--errors", "-", NULL});
+    SQ_CHECK(r.code == 2 && strstr(r.err, "--errors needs a file name, not -"));
+    s_run_free(&r);
+    r = s_cli(ep, (const char *[]){"submit", path, "--wait", "-o", ok_path, "--errors", ok_path,
+                                   NULL});
+    SQ_CHECK(r.code == 2 && strstr(r.err, "-o and --errors name the same file"));
+    s_run_free(&r);
     /* --errors is for a results file; submit checks it is writable first */
     r = s_cli(ep, (const char *[]){"submit", path, "--errors", err_path, NULL});
     SQ_CHECK(r.code == 2 && strstr(r.err, "--errors needs --wait and -o") != NULL);

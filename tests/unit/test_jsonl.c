@@ -122,7 +122,8 @@ test_batch_shapes(void)
                 "\"max_tokens\":null,\"temperature\":null,\"top_p\":null,\"seed\":null,"
                 "\"n\":1,\"stream\":false,\"logprobs\":false,\"presence_penalty\":0,"
                 "\"frequency_penalty\":0.0,\"logit_bias\":{},\"tools\":[],\"user\":null,"
-                "\"response_format\":{\"type\":\"text\"},\"stop\":null}}\n"
+                "\"response_format\":{\"type\":\"text\"},\"stop\":null,\"tool_choice\":\"none\","
+                "\"top_logprobs\":0,\"metadata\":{\"run\":\"q3\"},\"service_tier\":\"auto\"}}\n"
                 "{\"custom_id\":\"e\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
                 "\"body\":{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
                 "\"temperature\":0.25,\"top_p\":0.5}}\n");
@@ -139,6 +140,13 @@ test_batch_shapes(void)
     SQ_CHECK(body && !json_object_get(body, "prompt") && json_object_get(body, "stop"));
     json_decref(body);
     SQ_CHECK(sq_jsonl_task(j, 0)->temperature == 1);
+    sq_jsonl_destroy(&j);
+
+    /* null shape keys (pandas writes missing columns so) leave it simple */
+    j = s_parse("{\"custom_id\":\"n\",\"prompt\":\"x\",\"method\":null,\"url\":null,"
+                "\"body\":null}\n");
+    SQ_REQUIRE(j);
+    SQ_CHECK(sq_jsonl_kind(j) == SQ_JSONL_KIND_SIMPLE && isnan(sq_jsonl_task(j, 0)->temperature));
     sq_jsonl_destroy(&j);
 
     /* simple lines keep stop sequences in a synthesised body */
@@ -262,8 +270,28 @@ test_batch_errors(void)
     SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.logit_bias\": not supported"));
     snprintf(b, sizeof b, "%s\"body\":{\"prompt\":\"p\",\"presence_penalty\":0.5}}", pre);
     SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.presence_penalty\": not supported"));
-    snprintf(b, sizeof b, "%s\"body\":{\"prompt\":\"p\",\"logprobs\":true}}", pre);
-    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.logprobs\": not supported"));
+    snprintf(b, sizeof b, "%s\"body\":{\"prompt\":\"p\",\"logprobs\":0}}", pre);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.logprobs\": not supported: only its "
+                                              "default, null,"));
+    /* each endpoint's own fields: echo is a completion's */
+    snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+             "\"echo\":false}}", chat);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.echo\": unknown"));
+    /* a null shape key is no shape key; a null required field is missing */
+    SQ_CHECK(s_rejects_at_line3("{\"custom_id\":\"x\",\"prompt\":\"p\",\"body\":null,"
+                                "\"max_token\":1}", SQ_EINVAL, "field \"max_token\": unknown"));
+    snprintf(b, sizeof b, "%s\"body\":null}", pre);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body\": missing (required)"));
+    snprintf(b, sizeof b, "%s\"body\":{\"messages\":null}}", chat);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.messages\": missing (required)"));
+    snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"role\":\"user\",\"content\":null}]}}",
+             chat);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL,
+                                "field \"body.messages[0].content\": missing (required)"));
+    snprintf(b, sizeof b, "%s\"body\":{\"messages\":[{\"role\":\"user\",\"content\":"
+             "[{\"type\":\"image_url\",\"image_url\":{}}]}]}}", chat);
+    SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "part 0: expected {\"type\":\"text\",\"text\":"
+                                              "string} (only text parts)"));
     snprintf(b, sizeof b, "%s\"body\":{\"prompt\":\"p\",\"max_tokens\":null,\"frobs\":1}}",
              pre);
     SQ_CHECK(s_rejects_at_line3(b, SQ_EINVAL, "field \"body.frobs\": unknown"));
@@ -511,7 +539,7 @@ test_body_chat(void)
     sq_jsonl_destroy(&j);
     /* a body without valid messages has no turns, named as in a job file */
     SQ_CHECK(sq_jsonl_body_chat("{\"prompt\":\"x\"}", 14, &chat) == SQ_EINVAL && chat.n_turns == 0);
-    SQ_CHECK(strcmp(sq_error_detail(), "field \"body.messages\": expected a non-empty array") == 0);
+    SQ_CHECK(strcmp(sq_error_detail(), "field \"body.messages\": missing (required)") == 0);
     const char *bad = "{\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}";
     SQ_CHECK(sq_jsonl_body_chat(bad, strlen(bad), &chat) == SQ_EINVAL && chat.text == NULL);
     SQ_CHECK(strstr(sq_error_detail(), "field \"body.messages[0].role\": expected") != NULL);
