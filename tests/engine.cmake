@@ -154,9 +154,23 @@ foreach(mode oneshot group)
   add_test(NAME unit.worker_flag_unknown_${mode} COMMAND shardq-worker ${fixed} --bogus 1)
   add_test(NAME unit.worker_flag_unknown_joined_${mode} COMMAND shardq-worker ${fixed} --bogus=1)
   set_tests_properties(unit.worker_flag_unknown_last_${mode} unit.worker_flag_unknown_${mode}
-                       unit.worker_flag_unknown_joined_${mode} PROPERTIES LABELS unit
+                       PROPERTIES LABELS unit
     PASS_REGULAR_EXPRESSION "^shardq-worker: unknown option --bogus \\(see --help\\)\n$")
+  # (a switch given a value, --json=1, lands here too: the message says so)
+  set_tests_properties(unit.worker_flag_unknown_joined_${mode} PROPERTIES LABELS unit
+    PASS_REGULAR_EXPRESSION
+    "^shardq-worker: unknown option --bogus, or one that takes no value \\(see --help\\)\n$")
+  add_test(NAME unit.worker_flag_switch_value_${mode} COMMAND shardq-worker ${fixed} --json=1)
+  set_tests_properties(unit.worker_flag_switch_value_${mode} PROPERTIES LABELS unit
+    PASS_REGULAR_EXPRESSION "unknown option --json, or one that takes no value")
 endforeach()
+# --check-flags is the group's question, --broker or not (it was taken for
+# an unknown one-shot flag without it): yes (exit 0), or no with the reason
+add_test(NAME unit.worker_check_flags_alone COMMAND shardq-worker --check-flags --model x.gguf)
+add_test(NAME unit.worker_check_flags_alone_no
+         COMMAND shardq-worker --check-flags --model x.gguf --bogus)
+set_tests_properties(unit.worker_check_flags_alone PROPERTIES LABELS unit)
+set_tests_properties(unit.worker_check_flags_alone_no PROPERTIES LABELS unit WILL_FAIL TRUE)
 # a known flag given too often says so (it read as an unknown one)
 set(stops)
 foreach(k RANGE 16)

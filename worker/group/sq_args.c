@@ -40,8 +40,9 @@ int sq_args_flag_value(int argc, char **argv, int *i, const char *const *flags, 
     bool known = false;
     for (int k = 0; flags[k] && !known; k++)
         known = !strcmp(flag, flags[k]);
-    if (!known) {
-        fprintf(stderr, "shardq-worker: unknown option %s (see --help)\n", flag);
+    if (!known) { /* (--json=1: a switch given a value) */
+        fprintf(stderr, "shardq-worker: unknown option %s%s (see --help)\n", flag,
+                joined ? ", or one that takes no value" : "");
         return -1;
     }
     if (joined) {

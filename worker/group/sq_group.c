@@ -122,7 +122,8 @@ bool sq_group_wanted(int argc, char **argv)
 {
     bool prompt = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--broker") || !strncmp(argv[i], "--broker=", 9))
+        if (!strcmp(argv[i], "--broker") || !strncmp(argv[i], "--broker=", 9) ||
+            !strcmp(argv[i], "--check-flags"))
             return true;
         prompt |= !strcmp(argv[i], "--prompt") || !strncmp(argv[i], "--prompt=", 9);
     }
@@ -267,7 +268,13 @@ typedef struct {
     int64_t n_waited;           /* leases that waited for KV-cache pages */
     long n_preempted;           /* sequences preempted (the batcher's count) */
     s_adapter_t adapters[S_MAX_ADAPTERS];
+    /* base-model tasks in a row whose logits were not finite: at
+     * S_NOT_FINITE_MAX the model or the device is broken, and the group
+     * stops (it would fail every task it took, an attempt each) */
+    int not_finite_in_row;
 } s_rank0_t;
+
+#define S_NOT_FINITE_MAX 3
 
 static void s_forget(s_rank0_t *r, sq_lease_t *lease)
 {
@@ -376,9 +383,16 @@ static void s_on_done(void *arg, sq_seq_t *seq, void *user, const sq_seq_times_t
     sq_lease_t *lease = user;
     s_forget(r, lease);
     const char *why;
-    if (sq_seq_error(seq, &why)) {
+    int err = sq_seq_error(seq, &why);
+    /* an adapter's own overflow says nothing of the base model or device */
+    if (err == SQ_ENOTFINITE && sq_seq_adapter(seq) == 0)
+        r->not_finite_in_row++;
+    else if (!err)
+        r->not_finite_in_row = 0;
+    if (err) {
         /* retried: a broken device may be the cause, another group may
-         * run it (a broken model fails it everywhere, then it is dead) */
+         * run it (a broken model fails it everywhere, then it is dead;
+         * and this group stops after S_NOT_FINITE_MAX in a row) */
         char error[256];
         snprintf(error, sizeof error, "task failed: %s", why);
         SQ_WARN("task failed", "task=%llu error=\"%s\"", (unsigned long long)lease->task_id, why);
@@ -638,6 +652,11 @@ static int s_run_rank0(const s_opts_t *o, sq_engine_t *eng, sq_batcher_t *b, int
             break;
         if ((link_dead = sq_link_dead(r.link))) {
             rc = SQ_FAIL(SQ_EIO, "the broker link ended (see the log line before)");
+            break;
+        }
+        if (r.not_finite_in_row >= S_NOT_FINITE_MAX) {
+            rc = SQ_FAIL(SQ_ENOTFINITE, "the logits of %d tasks in a row were not finite: the "
+                         "model file or the device is broken", r.not_finite_in_row);
             break;
         }
         s_apply_cancels(&r);

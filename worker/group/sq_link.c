@@ -183,10 +183,19 @@ static int s_chat_turns(sq_lease_t *l, const char *body, size_t body_len, const 
     return rc == SQ_ENOMEM ? rc : 0;
 }
 
+/* The kind of the job a TASKS message's tasks came from last: a job's
+ * params (up to 4 MiB) are parsed once a message, not once a task. */
+typedef struct {
+    bool set;
+    uint64_t job_id;
+    sq_jsonl_kind_t kind;
+} s_kind_cache_t;
+
 /* A TASKS entry as a lease. NULL when out of memory or when it names no
  * lease (nothing to answer). A lease whose other fields are bad comes
  * back with *bad set (the detail says what): it is answered with FAIL. */
-static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch, bool *bad)
+static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch, s_kind_cache_t *kinds,
+                                bool *bad)
 {
     *bad = false;
     sq_lease_t *l = calloc(1, sizeof *l);
@@ -225,7 +234,9 @@ static sq_lease_t *s_parse_task(sq_wire_val_t t, uint64_t epoch, bool *bad)
     /* stop strings travel in the OpenAI body (both job-file shapes) */
     if (!rc && body) rc = sq_jsonl_body_stop(body, body_len, l->stop, &l->n_stop);
     if (!rc) rc = sq_wire_get_str(t, "params", false, SQ_WIRE_MAX_TEXT, &params, &params_len);
-    if (!rc && body && sq_jsonl_params_kind(params, params_len) == SQ_JSONL_KIND_CHAT)
+    if (!rc && body && (!kinds->set || kinds->job_id != l->job_id))
+        *kinds = (s_kind_cache_t){true, l->job_id, sq_jsonl_params_kind(params, params_len)};
+    if (!rc && body && kinds->kind == SQ_JSONL_KIND_CHAT)
         rc = s_chat_turns(l, body, body_len, prompt, prompt_len);
     if (!rc && !(l->prompt = s_memdup(prompt, prompt_len)))
         rc = SQ_FAIL(SQ_ENOMEM, "out of memory");
@@ -292,9 +303,10 @@ static void s_on_tasks(sq_link_t *self, sq_wire_val_t body)
     pthread_mutex_lock(&self->mu);
     uint64_t epoch = self->epoch;
     pthread_mutex_unlock(&self->mu);
+    s_kind_cache_t kinds = {false, 0, SQ_JSONL_KIND_SIMPLE};
     while (sq_wire_iter_next(&it, &t)) {
         bool bad;
-        sq_lease_t *l = s_parse_task(t, epoch, &bad);
+        sq_lease_t *l = s_parse_task(t, epoch, &kinds, &bad);
         if (l && bad) {
             s_refuse_task(self, l, sq_error_detail());
             continue;

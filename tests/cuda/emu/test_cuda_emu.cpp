@@ -713,11 +713,12 @@ static void s_sample_case(int n_cols)
             l[n_cols / 5] = -0.0f;
             l[n_cols / 7] = 0.0f;
         }
-        /* rows no token can be drawn from: all NaN, and +inf among numbers */
+        /* rows no token can be drawn from: all NaN (sampled, T 0.7), +inf
+         * among numbers greedy (T 0) and sampled (T 1.5) */
         if (row == 21)
             for (int c = 0; c < n_cols; c++)
                 l[c] = NAN;
-        if (row == 22)
+        if (row == 22 || row == 23)
             l[n_cols / 2] = INFINITY;
         const float temps[] = {1.0f, 0.7f, 0.0f, 1.5f};
         const int ks[] = {0, 0, 40, 5, 0, 1};
@@ -750,7 +751,7 @@ static void s_sample_case(int n_cols)
         if (t > 0.0f)
             differ_cpu += want != sq_ref_sample(l, n_cols, t, w[1], p, u[row], cands.data());
     }
-    SQ_CHECK(out[21] == -1 && out[22] == -1);
+    SQ_CHECK(out[21] == -1 && out[22] == -1 && out[23] == -1);
     SQ_CHECK(out.guards_ok());
     fprintf(stderr, "sample %d columns: %d rows as the reference; the CPU sampler's rules in "
             "double precision chose another token in %d\n", n_cols, n_rows, differ_cpu);
