@@ -269,6 +269,18 @@ s_start_logged(const char *policy, const char *name, int once)
     return sched_spawn_logged(argv, log);
 }
 
+/* The scheduler on `policy` with --once, its log in s_dir/NAME: its exit
+ * code, or -1 when it did not start or did not exit normally. */
+static int
+s_once_exit(const char *policy, const char *name)
+{
+    pid_t pid = s_start_logged(policy, name, 1);
+    int status = -1;
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    return pid > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 /* Whether s_dir/name holds needle, waiting up to timeout_ms for it. */
 static int
 s_log_has(const char *name, const char *needle, int timeout_ms)
@@ -310,11 +322,7 @@ test_stop_reason(void)
         SQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         SQ_CHECK(s_log_has(stops[i].log, stops[i].want, 0));
     }
-    pid_t pid = s_start_logged(s_policy, "once.log", 1);
-    SQ_REQUIRE(pid > 0);
-    int status = -1;
-    waitpid(pid, &status, 0);
-    SQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    SQ_CHECK(s_once_exit(s_policy, "once.log") == 0);
     SQ_CHECK(s_log_has("once.log", "msg=\"stopping\" reason=once", 0));
 }
 
@@ -345,17 +353,13 @@ test_worker_flags_refused(void)
     }
     char bad[128], good[128];
     s_write_flags_policy("bad.yaml", "--ctx 64 --bogus-flag", bad);
-    pid_t pid = s_start_logged(bad, "bad.log", 1);
-    SQ_REQUIRE(pid > 0);
-    int status = -1;
-    waitpid(pid, &status, 0);
-    SQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    SQ_CHECK(s_once_exit(bad, "bad.log") == 1);
     SQ_CHECK(s_log_has("bad.log", "msg=\"startup failed\" error=\"", 0));
     SQ_CHECK(s_log_has("bad.log", "bad.yaml:3: pools[0].worker.flags: shardq-worker: unknown "
                                   "option --bogus-flag", 0));
 
     s_write_flags_policy("good.yaml", "--ctx 64", good);
-    pid = s_start_logged(good, "reload.log", 0);
+    pid_t pid = s_start_logged(good, "reload.log", 0);
     SQ_REQUIRE(pid > 0);
     SQ_CHECK(s_log_has("reload.log", "msg=\"started\"", 20000));
     char versions[32];
