@@ -47,10 +47,14 @@ static void s_usage(FILE *fp)
           fp);
 }
 
-/* the flags s_parse takes a value for */
-static const char *const s_value_flags[] = {
-    "--model", "--prompt", "--device", "--max-tokens", "--threads", "--ctx", "--kv-type",
-    "--top-k", "--temperature", "--top-p", "--seed", "--stop", NULL};
+/* the flags s_parse takes a value for, each named once */
+enum { F_MODEL, F_PROMPT, F_DEVICE, F_MAX_TOKENS, F_THREADS, F_CTX, F_KV_TYPE, F_TOP_K,
+       F_TEMPERATURE, F_TOP_P, F_SEED, F_STOP, F_N };
+static const char *const s_value_flags[F_N] = {
+    [F_MODEL] = "--model", [F_PROMPT] = "--prompt", [F_DEVICE] = "--device",
+    [F_MAX_TOKENS] = "--max-tokens", [F_THREADS] = "--threads", [F_CTX] = "--ctx",
+    [F_KV_TYPE] = "--kv-type", [F_TOP_K] = "--top-k", [F_TEMPERATURE] = "--temperature",
+    [F_TOP_P] = "--top-p", [F_SEED] = "--seed", [F_STOP] = "--stop"};
 
 /* Accepts "--flag value" and "--flag=value", as the broker mode does.
  * 0 ok, 1 --help/--version printed, -1 usage error (reported). */
@@ -58,46 +62,37 @@ static int s_parse(int argc, char **argv, sq_oneshot_opts_t *o, const char **sto
 {
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
-        char a[64];
         if (sq_args_help_version(argv[i], s_usage))
             return 1;
         if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "--ignore-eos")) {
             *(argv[i][2] == 'j' ? &o->json : &o->gen.ignore_eos) = true;
             continue;
         }
-        if (sq_args_flag_value(argc, argv, &i, s_value_flags, a, sizeof a, &v))
-            return -1;
+        const int f = sq_args_flag_value(argc, argv, &i, s_value_flags, F_N, &v);
+        const char *a = f >= 0 ? s_value_flags[f] : "";
         int rc = 0;
-        if (!strcmp(a, "--model"))
-            o->model_path = v;
-        else if (!strcmp(a, "--prompt"))
-            o->prompt = v;
-        else if (!strcmp(a, "--device"))
-            rc = sq_args_device(a, v, &o->device);
-        else if (!strcmp(a, "--max-tokens"))
-            rc = sq_args_int(a, v, 0, INT_MAX, &o->gen.max_tokens);
-        else if (!strcmp(a, "--threads"))
-            rc = sq_args_int(a, v, 1, 1024, &o->n_threads);
-        else if (!strcmp(a, "--ctx"))
-            rc = sq_args_int(a, v, 1, 1 << 24, &o->n_ctx);
-        else if (!strcmp(a, "--kv-type"))
-            rc = sq_args_kv_type(a, v, &o->kv_type);
-        else if (!strcmp(a, "--top-k"))
-            rc = sq_args_int(a, v, 0, INT_MAX, &o->gen.sampler.top_k);
-        else if (!strcmp(a, "--temperature"))
+        switch (f) {
+        case F_MODEL: o->model_path = v; break;
+        case F_PROMPT: o->prompt = v; break;
+        case F_DEVICE: rc = sq_args_device(a, v, &o->device); break;
+        case F_MAX_TOKENS: rc = sq_args_int(a, v, 0, INT_MAX, &o->gen.max_tokens); break;
+        case F_THREADS: rc = sq_args_int(a, v, 1, 1024, &o->n_threads); break;
+        case F_CTX: rc = sq_args_int(a, v, 1, 1 << 24, &o->n_ctx); break;
+        case F_KV_TYPE: rc = sq_args_kv_type(a, v, &o->kv_type); break;
+        case F_TOP_K: rc = sq_args_int(a, v, 0, INT_MAX, &o->gen.sampler.top_k); break;
+        case F_TEMPERATURE:
             rc = sq_args_float(a, v, 0.0, 100.0, &o->gen.sampler.temperature);
-        else if (!strcmp(a, "--top-p"))
-            rc = sq_args_float(a, v, 0.0, 1.0, &o->gen.sampler.top_p);
-        else if (!strcmp(a, "--seed"))
-            rc = sq_args_u64(a, v, &o->gen.sampler.seed);
-        else if (!strcmp(a, "--stop") && o->gen.n_stop < S_MAX_STOP)
-            stops[o->gen.n_stop++] = v;
-        else if (!strcmp(a, "--stop")) {
+            break;
+        case F_TOP_P: rc = sq_args_float(a, v, 0.0, 1.0, &o->gen.sampler.top_p); break;
+        case F_SEED: rc = sq_args_u64(a, v, &o->gen.sampler.seed); break;
+        case F_STOP:
+            if (o->gen.n_stop < S_MAX_STOP) {
+                stops[o->gen.n_stop++] = v;
+                break;
+            }
             fprintf(stderr, "shardq-worker: --stop: at most %d (see --help)\n", S_MAX_STOP);
             return -1;
-        } else {
-            fprintf(stderr, "shardq-worker: unknown option %s (see --help)\n", a);
-            return -1;
+        default: return -1; /* reported */
         }
         if (rc)
             return -1;

@@ -29,32 +29,31 @@ int sq_args_float(const char *flag, const char *v, double lo, double hi, float *
     return 0;
 }
 
-int sq_args_flag_value(int argc, char **argv, int *i, const char *const *flags, char *flag,
-                       size_t size, const char **value)
+int sq_args_flag_value(int argc, char **argv, int *i, const char *const *flags, int n,
+                       const char **value)
 {
     const char *a = argv[*i], *eq = strchr(a, '=');
-    const bool joined = eq && (size_t)(eq - a) < size;
-    snprintf(flag, size, "%.*s", joined ? (int)(eq - a) : (int)strlen(a), a);
+    const size_t len = eq ? (size_t)(eq - a) : strlen(a);
     /* known before the value is looked for: an unknown flag last on the
      * line is unknown, not one that lacks a value */
-    bool known = false;
-    for (int k = 0; flags[k] && !known; k++)
-        known = !strcmp(flag, flags[k]);
-    if (!known) { /* (--json=1: a switch given a value) */
-        fprintf(stderr, "shardq-worker: unknown option %s%s (see --help)\n", flag,
-                joined ? ", or one that takes no value" : "");
+    int k = 0;
+    while (k < n && !(flags[k] && strlen(flags[k]) == len && !strncmp(a, flags[k], len)))
+        k++;
+    if (k == n) { /* (--json=1: a switch given a value) */
+        fprintf(stderr, "shardq-worker: unknown option %.*s%s (see --help)\n",
+                len > 64 ? 64 : (int)len, a, eq ? ", or one that takes no value" : "");
         return -1;
     }
-    if (joined) {
+    if (eq) {
         *value = eq + 1;
-        return 0;
+        return k;
     }
     if (*i + 1 >= argc) {
         fprintf(stderr, "shardq-worker: %s needs a value (see --help)\n", a);
         return -1;
     }
     *value = argv[++*i];
-    return 0;
+    return k;
 }
 
 int sq_args_help_version(const char *a, void (*usage)(FILE *))

@@ -18,12 +18,12 @@ int sq_args_device(const char *flag, const char *v, const char **device);
 /* --kv-type: "f16", "f32" or "q8_0" into *kv_type (sq_kv_type_t) */
 int sq_args_kv_type(const char *flag, const char *v, int *kv_type);
 /* argv[*i] as "--flag=value" or "--flag value" (then *i moves past the
- * value): the flag into flag (size bytes), *value borrowed from argv.
- * flags: the NULL-terminated names that take a value. -1 (reported) when
- * the flag is not one of them, wherever it stands, or its value is
- * missing. */
-int sq_args_flag_value(int argc, char **argv, int *i, const char *const *flags, char *flag,
-                       size_t size, const char **value);
+ * value), *value borrowed from argv. flags: the n names that take a value
+ * (a caller's table indexed by its own enum, so each name is written
+ * once). Returns the flag's index in flags, or -1 (reported) when it is
+ * not one of them, wherever it stands, or its value is missing. */
+int sq_args_flag_value(int argc, char **argv, int *i, const char *const *flags, int n,
+                       const char **value);
 /* --help/-h (usage(stdout)) or --version: 1 when a was one of them and its
  * answer is printed, else 0. */
 int sq_args_help_version(const char *a, void (*usage)(FILE *));

@@ -138,17 +138,23 @@ static const char *s_model_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
-/* the flags s_parse takes (each takes a value) */
-static const char *const s_value_flags[] = {
-    "--broker", "--model", "--device", "--group-id", "--adapters", "--max-batch", "--kv-pages",
-    "--prefetch", "--prefill-chunk", "--threads", "--ctx", "--kv-type", "--prefix-cache",
-    "--grace", "--step-timeout", "--load-timeout", "--max-tokens", NULL};
+/* the flags s_parse takes a value for, each named once */
+enum { F_BROKER, F_MODEL, F_DEVICE, F_GROUP_ID, F_ADAPTERS, F_MAX_BATCH, F_KV_PAGES, F_PREFETCH,
+       F_PREFILL_CHUNK, F_THREADS, F_CTX, F_KV_TYPE, F_PREFIX_CACHE, F_GRACE, F_STEP_TIMEOUT,
+       F_LOAD_TIMEOUT, F_MAX_TOKENS, F_N };
+static const char *const s_value_flags[F_N] = {
+    [F_BROKER] = "--broker", [F_MODEL] = "--model", [F_DEVICE] = "--device",
+    [F_GROUP_ID] = "--group-id", [F_ADAPTERS] = "--adapters", [F_MAX_BATCH] = "--max-batch",
+    [F_KV_PAGES] = "--kv-pages", [F_PREFETCH] = "--prefetch",
+    [F_PREFILL_CHUNK] = "--prefill-chunk", [F_THREADS] = "--threads", [F_CTX] = "--ctx",
+    [F_KV_TYPE] = "--kv-type", [F_PREFIX_CACHE] = "--prefix-cache", [F_GRACE] = "--grace",
+    [F_STEP_TIMEOUT] = "--step-timeout", [F_LOAD_TIMEOUT] = "--load-timeout",
+    [F_MAX_TOKENS] = "--max-tokens"};
 
 /* Accepts "--flag value" and "--flag=value". 0 ok, 1 help/version, -1 usage. */
 static int s_parse(int argc, char **argv, s_opts_t *o)
 {
     for (int i = 1; i < argc; i++) {
-        char flag[64];
         const char *v = NULL;
         if (!strcmp(argv[i], "--check-flags")) {
             o->check_flags = true;
@@ -156,53 +162,39 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
         }
         if (sq_args_help_version(argv[i], s_usage))
             return 1;
-        if (sq_args_flag_value(argc, argv, &i, s_value_flags, flag, sizeof flag, &v))
-            return -1;
+        const int f = sq_args_flag_value(argc, argv, &i, s_value_flags, F_N, &v);
+        const char *flag = f >= 0 ? s_value_flags[f] : "";
         int rc = 0;
-        if (!strcmp(flag, "--broker"))
-            o->broker = v;
-        else if (!strcmp(flag, "--model"))
-            o->model_path = v;
-        else if (!strcmp(flag, "--device"))
-            rc = sq_args_device(flag, v, &o->device);
-        else if (!strcmp(flag, "--group-id"))
-            o->group_id = v;
-        else if (!strcmp(flag, "--adapters"))
-            o->adapters_dir = v;
-        else if (!strcmp(flag, "--max-batch") && !strcmp(v, "auto"))
-            o->max_batch = SQ_MODEL_SLOTS_AUTO;
-        else if (!strcmp(flag, "--max-batch"))
-            rc = sq_args_int(flag, v, 1, 4096, &o->max_batch);
-        else if (!strcmp(flag, "--kv-pages"))
-            rc = sq_args_int(flag, v, 1, 1 << 24, &o->kv_pages);
-        else if (!strcmp(flag, "--prefetch"))
-            rc = sq_args_int(flag, v, 0, 4096, &o->prefetch);
-        else if (!strcmp(flag, "--prefill-chunk"))
-            rc = sq_args_int(flag, v, 1, 1 << 20, &o->prefill_budget);
-        else if (!strcmp(flag, "--threads"))
-            rc = sq_args_int(flag, v, 1, 1024, &o->n_threads);
-        else if (!strcmp(flag, "--ctx"))
-            rc = sq_args_int(flag, v, 1, 1 << 24, &o->n_ctx);
-        else if (!strcmp(flag, "--kv-type"))
-            rc = sq_args_kv_type(flag, v, &o->kv_type);
-        else if (!strcmp(flag, "--prefix-cache")) {
+        switch (f) {
+        case F_BROKER: o->broker = v; break;
+        case F_MODEL: o->model_path = v; break;
+        case F_DEVICE: rc = sq_args_device(flag, v, &o->device); break;
+        case F_GROUP_ID: o->group_id = v; break;
+        case F_ADAPTERS: o->adapters_dir = v; break;
+        case F_MAX_BATCH:
+            if (!strcmp(v, "auto"))
+                o->max_batch = SQ_MODEL_SLOTS_AUTO;
+            else
+                rc = sq_args_int(flag, v, 1, 4096, &o->max_batch);
+            break;
+        case F_KV_PAGES: rc = sq_args_int(flag, v, 1, 1 << 24, &o->kv_pages); break;
+        case F_PREFETCH: rc = sq_args_int(flag, v, 0, 4096, &o->prefetch); break;
+        case F_PREFILL_CHUNK: rc = sq_args_int(flag, v, 1, 1 << 20, &o->prefill_budget); break;
+        case F_THREADS: rc = sq_args_int(flag, v, 1, 1024, &o->n_threads); break;
+        case F_CTX: rc = sq_args_int(flag, v, 1, 1 << 24, &o->n_ctx); break;
+        case F_KV_TYPE: rc = sq_args_kv_type(flag, v, &o->kv_type); break;
+        case F_PREFIX_CACHE:
             o->no_prefix = !strcmp(v, "off");
             if (strcmp(v, "on") && strcmp(v, "off")) {
                 fprintf(stderr, "shardq-worker: --prefix-cache: '%s' is not on or off\n", v);
                 rc = -1;
             }
-        }
-        else if (!strcmp(flag, "--grace"))
-            rc = sq_args_int(flag, v, 0, 86400, &o->grace_s);
-        else if (!strcmp(flag, "--step-timeout"))
-            rc = sq_args_int(flag, v, 0, 86400, &o->step_timeout_s);
-        else if (!strcmp(flag, "--load-timeout"))
-            rc = sq_args_int(flag, v, 0, 86400, &o->load_timeout_s);
-        else if (!strcmp(flag, "--max-tokens"))
-            rc = sq_args_int(flag, v, 1, 1 << 24, &o->max_tokens);
-        else {
-            fprintf(stderr, "shardq-worker: unknown option %s (see --help)\n", flag);
-            return -1;
+            break;
+        case F_GRACE: rc = sq_args_int(flag, v, 0, 86400, &o->grace_s); break;
+        case F_STEP_TIMEOUT: rc = sq_args_int(flag, v, 0, 86400, &o->step_timeout_s); break;
+        case F_LOAD_TIMEOUT: rc = sq_args_int(flag, v, 0, 86400, &o->load_timeout_s); break;
+        case F_MAX_TOKENS: rc = sq_args_int(flag, v, 1, 1 << 24, &o->max_tokens); break;
+        default: return -1; /* reported */
         }
         if (rc)
             return -1;
