@@ -211,18 +211,6 @@ s_conninfos(const char *base)
 /* --- helpers ----------------------------------------------------------- */
 
 static const char *
-s_one(const char *sql)
-{
-    return sched_sql_one(s_db, sql);
-}
-
-static int
-s_wait_sql(const char *sql, const char *want, int timeout_ms)
-{
-    return sched_wait_sql(s_db, sql, want, timeout_ms);
-}
-
-static const char *
 s_events(const char *pool)
 {
     static char sql[256];
@@ -352,7 +340,7 @@ test_db_hangs(void)
                          " scale_down_stabilization_s: 1}\n");
     pid_t pid = s_start("hang.yaml", s_proxied, s_mpirun, "2", "hang.log");
     SQ_REQUIRE(pid > 0);
-    SQ_CHECK(s_wait_sql(s_events("h"), "0>1", 20000));
+    SQ_CHECK(sched_wait_sql(s_db, s_events("h"), "0>1", 20000));
     atomic_store(&s_hang, 1);
     sched_broker_set(s_broker, 350, 0);
     /* decided and applied while the database hangs */
@@ -367,11 +355,11 @@ test_db_hangs(void)
          usleep(100000))
         t1 = s_metric("shardq_scheduler_ticks_total");
     SQ_CHECK(t0 >= 0 && t1 > t0 + 3); /* still ticking */
-    SQ_CHECK(strcmp(s_one(s_events("h")), "0>1") == 0);
+    SQ_CHECK(strcmp(sched_sql_one(s_db, s_events("h")), "0>1") == 0);
 
     /* the server answers again: the waiting event is written */
     atomic_store(&s_hang, 0);
-    SQ_CHECK(s_wait_sql(s_events("h"), "0>1,1>4", 30000));
+    SQ_CHECK(sched_wait_sql(s_db, s_events("h"), "0>1,1>4", 30000));
     SQ_CHECK(strstr(s_log("hang.log"), "no answer from the server within") != NULL);
 
     /* hung again with an event waiting: SIGTERM still stops it */
@@ -396,8 +384,8 @@ test_refused_row(void)
             "  - {name: y, worker: {model: y.gguf}, max_groups: 2, target_queued_per_group: 10}\n");
     pid_t pid = s_start("refuse.yaml", s_direct, s_mpirun, "2", "refuse.log");
     SQ_REQUIRE(pid > 0);
-    SQ_CHECK(s_wait_sql(s_events("y"), "0>1", 20000)); /* behind x's refused 0>1 */
-    SQ_CHECK(strcmp(s_one(s_events("x")), "") == 0);
+    SQ_CHECK(sched_wait_sql(s_db, s_events("y"), "0>1", 20000)); /* behind x's refused 0>1 */
+    SQ_CHECK(strcmp(sched_sql_one(s_db, s_events("x")), "") == 0);
     SQ_CHECK(sched_wait_metric(S_METRICS_PORT, "shardq_scheduler_events_refused_total 1", 10000));
     const char *log = s_log("refuse.log");
     const char *line = strstr(log, "scaling event refused by the database, dropped");
@@ -423,10 +411,14 @@ test_error_cut_in_utf8(void)
                          " target_queued_per_group: 10}\n");
     pid_t pid = s_start("utf8.yaml", s_direct, mpirun, "2", "utf8.log");
     SQ_REQUIRE(pid > 0);
-    SQ_CHECK(s_wait_sql("SELECT count(*) > 0 FROM scaling_events WHERE pool = 'g'", "t", 20000));
-    SQ_CHECK(strcmp(s_one("SELECT bool_and(NOT applied AND error LIKE 'pool g: spawn /nonexistent/x%'"
-                          " AND octet_length(error) BETWEEN 250 AND 255)"
-                          " FROM scaling_events WHERE pool = 'g'"), "t") == 0);
+    SQ_CHECK(sched_wait_sql(s_db, "SELECT count(*) > 0 FROM scaling_events WHERE pool = 'g'", "t",
+                            20000));
+    SQ_CHECK(strcmp(sched_sql_one(
+                        s_db,
+                        "SELECT bool_and(NOT applied AND error LIKE 'pool g: spawn /nonexistent/x%'"
+                        " AND octet_length(error) BETWEEN 250 AND 255)"
+                        " FROM scaling_events WHERE pool = 'g'"),
+                    "t") == 0);
     SQ_CHECK(s_stop_within(pid, 20000));
 }
 
@@ -444,22 +436,24 @@ test_reload_removes_pool(void)
     pid_t pid = s_start("reload.yaml", s_direct, s_mpirun, "2", "reload.log");
     SQ_REQUIRE(pid > 0);
     /* group ids count across pools: ra-1, rb-2 */
-    SQ_CHECK(s_wait_sql(s_events("rb"), "0>1", 20000));
+    SQ_CHECK(sched_wait_sql(s_db, s_events("rb"), "0>1", 20000));
     SQ_CHECK(s_wait_file("rb-2.args", 10000));
     snprintf(text, sizeof text, "%s  - {name: rc, worker: {model: c.gguf}, max_groups: 2,"
              " target_queued_per_group: 10}\n", ra);
     s_write("reload.yaml", text);
     kill(pid, SIGHUP);
-    SQ_CHECK(s_wait_sql(s_events("rb"), "0>1,1>0", 20000));
-    SQ_CHECK(strncmp(s_one("SELECT reason FROM scaling_events WHERE pool = 'rb'"
-                           " ORDER BY id DESC LIMIT 1"),
+    SQ_CHECK(sched_wait_sql(s_db, s_events("rb"), "0>1,1>0", 20000));
+    SQ_CHECK(strncmp(sched_sql_one(s_db, "SELECT reason FROM scaling_events WHERE pool = 'rb'"
+                                         " ORDER BY id DESC LIMIT 1"),
                      "down (pool no longer in the policy)", 35) == 0);
-    SQ_CHECK(strcmp(s_one("SELECT policy_version = (SELECT max(version) FROM policies)"
-                          " FROM scaling_events WHERE pool = 'rb' ORDER BY id DESC LIMIT 1"),
+    SQ_CHECK(strcmp(sched_sql_one(
+                        s_db, "SELECT policy_version = (SELECT max(version) FROM policies)"
+                              " FROM scaling_events WHERE pool = 'rb' ORDER BY id DESC LIMIT 1"),
                     "t") == 0);
     SQ_CHECK(s_wait_file("rb-2.term", 10000)); /* drained, not left running */
-    SQ_CHECK(s_wait_sql(s_events("rc"), "0>1", 10000));
-    SQ_CHECK(strcmp(s_one(s_events("ra")), "0>1") == 0); /* the kept pool is untouched */
+    SQ_CHECK(sched_wait_sql(s_db, s_events("rc"), "0>1", 10000));
+    SQ_CHECK(strcmp(sched_sql_one(s_db, s_events("ra")), "0>1") ==
+             0); /* the kept pool is untouched */
     SQ_CHECK(s_stop_within(pid, 20000));
 }
 

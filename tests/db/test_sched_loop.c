@@ -47,18 +47,6 @@ static sched_broker_t *s_broker;   /* at tcp://127.0.0.1:18520: pool m.gguf, gro
 
 /* --- helpers ----------------------------------------------------------- */
 
-static const char *
-s_one(const char *sql)
-{
-    return sched_sql_one(s_db, sql);
-}
-
-static int
-s_wait_sql(const char *sql, const char *want, int timeout_ms)
-{
-    return sched_wait_sql(s_db, sql, want, timeout_ms);
-}
-
 static void
 s_write_policy(const char *max_groups)
 {
@@ -139,17 +127,21 @@ test_loop(void)
     pid_t pid = s_start_scheduler(s_policy, NULL);
     SQ_REQUIRE(pid > 0);
     /* min_groups: one group at start. */
-    SQ_CHECK(s_wait_sql(events, "0>1", 20000));
-    SQ_CHECK(strcmp(s_one("SELECT count(*) FROM policies"), "1") == 0);
+    SQ_CHECK(sched_wait_sql(s_db, events, "0>1", 20000));
+    SQ_CHECK(strcmp(sched_sql_one(s_db, "SELECT count(*) FROM policies"), "1") == 0);
     /* A burst of 350 queued tasks: 4 groups (target 100/group) in one decision. */
     sched_broker_set(s_broker, 350, 0);
-    SQ_CHECK(s_wait_sql(events, "0>1,1>4", 10000));
-    SQ_CHECK(strstr(s_one("SELECT reason FROM scaling_events ORDER BY id DESC LIMIT 1"),
-                    "350 outstanding/100 per group=4") != NULL);
-    SQ_CHECK(strcmp(s_one("SELECT metrics->>'queued' FROM scaling_events ORDER BY id DESC"
-                          " LIMIT 1"), "350") == 0);
-    SQ_CHECK(strcmp(s_one("SELECT count(*) FROM audit_log WHERE actor = 'scheduler'"
-                          " AND action = 'scaled'"), "2") == 0);
+    SQ_CHECK(sched_wait_sql(s_db, events, "0>1,1>4", 10000));
+    SQ_CHECK(
+        strstr(sched_sql_one(s_db, "SELECT reason FROM scaling_events ORDER BY id DESC LIMIT 1"),
+               "350 outstanding/100 per group=4") != NULL);
+    SQ_CHECK(
+        strcmp(sched_sql_one(s_db, "SELECT metrics->>'queued' FROM scaling_events ORDER BY id DESC"
+                                   " LIMIT 1"),
+               "350") == 0);
+    SQ_CHECK(strcmp(sched_sql_one(s_db, "SELECT count(*) FROM audit_log WHERE actor = 'scheduler'"
+                                        " AND action = 'scaled'"),
+                    "2") == 0);
     for (int64_t end = sq_test_now_ms() + 10000;
          !s_file_exists("p-4.args") && sq_test_now_ms() < end;)
         usleep(20000);
@@ -167,20 +159,22 @@ test_loop(void)
     fclose(f);
     kill(pid, SIGHUP);
     SQ_CHECK(s_wait_metric("shardq_scheduler_policy_reloads_total{result=\"refused\"} 1", 10000));
-    SQ_CHECK(strcmp(s_one("SELECT count(*) FROM policies"), "1") == 0);
+    SQ_CHECK(strcmp(sched_sql_one(s_db, "SELECT count(*) FROM policies"), "1") == 0);
     SQ_CHECK(strstr(s_scrape(), "shardq_scheduler_pool_desired_groups{pool=\"p\"} 4") != NULL);
 
     /* A valid one is stored as version 2 and lowers max_groups to 2. */
     s_write_policy("2");
     kill(pid, SIGHUP);
-    SQ_CHECK(s_wait_sql("SELECT count(*) FROM policies", "2", 10000));
-    SQ_CHECK(s_wait_sql(events, "0>1,1>4,4>2", 10000));
-    SQ_CHECK(strcmp(s_one("SELECT (SELECT policy_version FROM scaling_events ORDER BY id DESC"
-                          " LIMIT 1) = (SELECT max(version) FROM policies)"), "t") == 0);
+    SQ_CHECK(sched_wait_sql(s_db, "SELECT count(*) FROM policies", "2", 10000));
+    SQ_CHECK(sched_wait_sql(s_db, events, "0>1,1>4,4>2", 10000));
+    SQ_CHECK(strcmp(sched_sql_one(
+                        s_db, "SELECT (SELECT policy_version FROM scaling_events ORDER BY id DESC"
+                              " LIMIT 1) = (SELECT max(version) FROM policies)"),
+                    "t") == 0);
     sched_broker_set(s_broker, 350, 2);
     /* Queue empties: down to min_groups after the 2 s stabilisation. */
     sched_broker_set(s_broker, 0, 2);
-    SQ_CHECK(s_wait_sql(events, "0>1,1>4,4>2,2>1", 15000));
+    SQ_CHECK(sched_wait_sql(s_db, events, "0>1,1>4,4>2,2>1", 15000));
     sched_broker_set(s_broker, 0, 1);
 
     kill(pid, SIGTERM);
@@ -217,13 +211,19 @@ test_window_at_injected_clock(void)
     SQ_REQUIRE(pid > 0);
     const char *events = "SELECT string_agg(from_groups || '>' || to_groups, ',' ORDER BY id)"
                          " FROM scaling_events WHERE pool = 'w'";
-    SQ_CHECK(s_wait_sql(events, "0>1,1>3", 30000));
-    SQ_CHECK(strstr(s_one("SELECT reason FROM scaling_events WHERE pool = 'w' ORDER BY id"
-                          " LIMIT 1"), "pre-open") == NULL);
-    SQ_CHECK(strstr(s_one("SELECT reason FROM scaling_events WHERE pool = 'w' ORDER BY id DESC"
-                          " LIMIT 1"), "up (window floor)") != NULL);
-    SQ_CHECK(strstr(s_one("SELECT reason FROM scaling_events WHERE pool = 'w' ORDER BY id DESC"
-                          " LIMIT 1"), "floor 3 by pre-open") != NULL);
+    SQ_CHECK(sched_wait_sql(s_db, events, "0>1,1>3", 30000));
+    SQ_CHECK(
+        strstr(sched_sql_one(s_db, "SELECT reason FROM scaling_events WHERE pool = 'w' ORDER BY id"
+                                   " LIMIT 1"),
+               "pre-open") == NULL);
+    SQ_CHECK(strstr(sched_sql_one(
+                        s_db, "SELECT reason FROM scaling_events WHERE pool = 'w' ORDER BY id DESC"
+                              " LIMIT 1"),
+                    "up (window floor)") != NULL);
+    SQ_CHECK(strstr(sched_sql_one(
+                        s_db, "SELECT reason FROM scaling_events WHERE pool = 'w' ORDER BY id DESC"
+                              " LIMIT 1"),
+                    "floor 3 by pre-open") != NULL);
     kill(pid, SIGTERM);
     int status = -1;
     waitpid(pid, &status, 0);
@@ -244,14 +244,20 @@ test_actuator_failure_backoff(void)
     fclose(f);
     pid_t pid = s_start_with(path, NULL, "/nonexistent/mpirun");
     SQ_REQUIRE(pid > 0);
-    SQ_CHECK(s_wait_sql("SELECT count(*) FROM scaling_events WHERE pool = 'f'", "3", 30000));
-    SQ_CHECK(strcmp(s_one("SELECT bool_and(NOT applied AND error LIKE '%/nonexistent/mpirun%')"
-                          " FROM scaling_events WHERE pool = 'f'"), "t") == 0);
+    SQ_CHECK(
+        sched_wait_sql(s_db, "SELECT count(*) FROM scaling_events WHERE pool = 'f'", "3", 30000));
+    SQ_CHECK(strcmp(sched_sql_one(
+                        s_db, "SELECT bool_and(NOT applied AND error LIKE '%/nonexistent/mpirun%')"
+                              " FROM scaling_events WHERE pool = 'f'"),
+                    "t") == 0);
     /* gaps between attempts: about 1 s, then about 2 s */
-    SQ_CHECK(strcmp(s_one("WITH e AS (SELECT at - lag(at) OVER (ORDER BY id) AS gap"
-                          " FROM scaling_events WHERE pool = 'f')"
-                          " SELECT min(gap) >= interval '0.9 s' AND max(gap) >= interval '1.9 s'"
-                          " FROM e"), "t") == 0);
+    SQ_CHECK(
+        strcmp(sched_sql_one(s_db,
+                             "WITH e AS (SELECT at - lag(at) OVER (ORDER BY id) AS gap"
+                             " FROM scaling_events WHERE pool = 'f')"
+                             " SELECT min(gap) >= interval '0.9 s' AND max(gap) >= interval '1.9 s'"
+                             " FROM e"),
+               "t") == 0);
     s_stop(pid);
 }
 
@@ -363,21 +369,23 @@ test_worker_flags_refused(void)
     SQ_REQUIRE(pid > 0);
     SQ_CHECK(s_log_has("reload.log", "msg=\"started\"", 20000));
     char versions[32];
-    snprintf(versions, sizeof versions, "%s", s_one("SELECT count(*) FROM policies"));
+    snprintf(versions, sizeof versions, "%s", sched_sql_one(s_db, "SELECT count(*) FROM policies"));
     s_write_flags_policy("good.yaml", "--ctx 64 --kv-type q4", good);
     kill(pid, SIGHUP);
     SQ_CHECK(s_log_has("reload.log", "good.yaml:3: pools[0].worker.flags: shardq-worker: "
                                      "--kv-type: 'q4' is not f16, f32 or q8_0", 10000));
     SQ_CHECK(s_log_has("reload.log", "msg=\"policy refused, keeping the running one\"", 0));
-    SQ_CHECK(strcmp(s_one("SELECT count(*) FROM policies"), versions) == 0);
+    SQ_CHECK(strcmp(sched_sql_one(s_db, "SELECT count(*) FROM policies"), versions) == 0);
     s_stop(pid);
 }
 
 static int
 s_setup_db(const char *base)
 {
-    return sched_db_create(base, s_sql, "sq_sched_loop", s_dbname, sizeof s_dbname, s_conninfo, sizeof s_conninfo,
-                           &s_db) ? -1 : 0;
+    return sched_db_create(base, s_sql, "sq_sched_loop", s_dbname, sizeof s_dbname, s_conninfo,
+                           sizeof s_conninfo, &s_db)
+               ? -1
+               : 0;
 }
 
 static void
