@@ -146,9 +146,9 @@ int main(int argc, char **argv)
     int rc = sq_server_run(server);
     if (rc)
         SQ_ERROR("broker failed", "err=%s at=%s", sq_q(sq_error_detail()), sq_error_where());
-    if (server->writer_stuck) {
-        /* its thread waits on a database that does not answer: it cannot
-         * be joined, and what it holds is logged as lost already */
+    if (server->writer_busy) {
+        /* (after the drain) its thread waits on a database that does not
+         * answer: it cannot be joined, and what it holds is logged lost */
         fflush(NULL);
         _exit(3);
     }

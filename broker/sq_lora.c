@@ -305,46 +305,35 @@ static int s_publish(sq_db_t *db, const char *dir, s_op_t *op)
 {
     if (!dir)
         return SQ_FAIL(SQ_ESTATE, "this broker has no --adapters directory: publish is off");
-    char sha[65], have[S_NAME];
+    char sha[65], have[S_NAME], rel[300];
+    snprintf(rel, sizeof rel, "%s/%s.gguf", op->name, op->version);
     int rc = sq_sha256_hex(op->file, op->file_len, sha);
     if (rc == 0 && strcmp(sha, op->sha256) != 0)
         return SQ_FAIL(SQ_EINVAL, "field \"sha256\": the file's checksum is %s, not %s", sha,
                        op->sha256);
     const char *k[2] = {op->name, op->version};
-    if (rc == 0 && (rc = s_one(db, "SELECT sha256 || ' ' || state FROM lora_updates"
-                                   " WHERE name = $1 AND version = $2",
-                               2, k, have, sizeof have)) == 0 && have[0]) {
-        /* the same file again (a nightly job rerun after a lost answer or a
-         * refused activation): nothing to do; another file: refused */
-        const char *state = strchr(have, ' ') ? strchr(have, ' ') + 1 : "";
-        if (strncmp(have, sha, 64) != 0)
-            return SQ_FAIL(SQ_ESTATE, "adapter %s@%s is already published (state %s) with "
-                           "another file (sha256 %.64s): publish this one as a new version",
-                           op->name, op->version, state, have);
-        char path[300];
-        snprintf(path, sizeof path, "%s/%s.gguf", op->name, op->version);
-        op->reply = sq_wire_enc_new();
-        sq_wire_map(op->reply, 5);
-        sq_wire_kv_u64(op->reply, "rid", op->rid);
-        sq_wire_kv_str(op->reply, "state", state);
-        sq_wire_kv_str(op->reply, "sha256", sha);
-        sq_wire_kv_str(op->reply, "path", path);
-        sq_wire_kv_bool(op->reply, "repeated", true);
-        return 0;
-    }
-    char rel[300];
-    snprintf(rel, sizeof rel, "%s", op->name);
+    if (rc == 0)
+        rc = s_one(db, "SELECT sha256 || ' ' || state FROM lora_updates"
+                       " WHERE name = $1 AND version = $2", 2, k, have, sizeof have);
+    /* published before: the same file again (a nightly job rerun after a
+     * lost answer or a refused activation) changes nothing; another file
+     * is refused */
+    const char *state = have[0] && strchr(have, ' ') ? strchr(have, ' ') + 1 : "staged";
+    const bool repeated = rc == 0 && have[0];
+    if (repeated && strncmp(have, sha, 64) != 0)
+        return SQ_FAIL(SQ_ESTATE, "adapter %s@%s is already published (state %s) with "
+                       "another file (sha256 %.64s): publish this one as a new version",
+                       op->name, op->version, state, have);
     char sub[4096];
     snprintf(sub, sizeof sub, "%s/%s", dir, op->name);
-    if (rc == 0 && mkdir(sub, 0755) != 0 && errno != EEXIST)
+    if (rc == 0 && !repeated && mkdir(sub, 0755) != 0 && errno != EEXIST)
         rc = SQ_FAIL(-errno, "%s: %s", sub, strerror(errno));
-    snprintf(rel, sizeof rel, "%s/%s.gguf", op->name, op->version);
     char size[32], rank[16];
     snprintf(size, sizeof size, "%zu", op->file_len);
     snprintf(rank, sizeof rank, "%llu", (unsigned long long)op->rank);
     const char *p[10] = {op->name, op->version, sha, size, rank, op->targets, op->base_sha256,
                          op->source, op->metrics, op->actor};
-    if (rc == 0 && (rc = sq_db_begin(db)) == 0) {
+    if (rc == 0 && !repeated && (rc = sq_db_begin(db)) == 0) {
         s_file_t file = {.staged = false};
         rc = s_file_stage(&file, dir, rel, op->file, op->file_len);
         if (rc == 0)
@@ -359,11 +348,13 @@ static int s_publish(sq_db_t *db, const char *dir, s_op_t *op)
     }
     if (rc == 0) {
         op->reply = sq_wire_enc_new();
-        sq_wire_map(op->reply, 4);
+        sq_wire_map(op->reply, repeated ? 5 : 4);
         sq_wire_kv_u64(op->reply, "rid", op->rid);
-        sq_wire_kv_str(op->reply, "state", "staged");
+        sq_wire_kv_str(op->reply, "state", state);
         sq_wire_kv_str(op->reply, "sha256", sha);
         sq_wire_kv_str(op->reply, "path", rel);
+        if (repeated)
+            sq_wire_kv_bool(op->reply, "repeated", true);
     }
     return rc;
 }

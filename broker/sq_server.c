@@ -487,7 +487,7 @@ void sq_server_kick(sq_server_t *self)
         self->writer_busy = true;
         self->inflight_dones = b->n_dones;
         self->inflight_cancels = b->n_cancel;
-        for (size_t i = 0; i < b->n_cancel && i < 8; i++)
+        for (size_t i = 0; i < b->n_cancel && i < SQ_SERVER_INFLIGHT_IDS; i++)
             self->inflight_cancel_ids[i] = b->cancel_ids[i];
     }
 }
@@ -920,9 +920,10 @@ static size_t s_list_cancels(const uint64_t *ids, size_t n, char *jobs, size_t s
  * (for up to 10 s, trying again with the usual backoff while the database
  * is away), tell workers to let go of their leases. 0, or SQ_EDBDOWN when
  * rows were left uncommitted (logged, with the cancellations among them:
- * their clients were told they would be recorded); *stuck: the writer is
- * still waiting for the database (it cannot be joined). */
-static int s_drain(sq_server_t *self, bool *stuck)
+ * their clients were told they would be recorded). writer_busy still set
+ * after it: the writer waits on a database that does not answer (its
+ * thread cannot be joined). */
+static int s_drain(sq_server_t *self)
 {
     zpoller_t *poller = zpoller_new(sq_store_writer(self->store), NULL);
     int64_t deadline = sq_now_ms() + 10000;
@@ -937,15 +938,15 @@ static int s_drain(sq_server_t *self, bool *stuck)
         sq_server_kick(self);                      /* the retry, once its backoff has passed */
     }
     zpoller_destroy(&poller);
-    *stuck = self->writer_busy;
     int rc = 0;
     if (self->writer_busy || s_unwritten(self)) {
         char jobs[256] = "";
         size_t len = 0, dones = 0, cancels = 0;
         const sq_batch_t *left[2] = {self->retry, self->pending};
         if (self->writer_busy) {
+            size_t n = self->inflight_cancels;
             len = s_list_cancels(self->inflight_cancel_ids,
-                                 self->inflight_cancels < 8 ? self->inflight_cancels : 8, jobs,
+                                 n < SQ_SERVER_INFLIGHT_IDS ? n : SQ_SERVER_INFLIGHT_IDS, jobs,
                                  sizeof jobs, len);
             dones += self->inflight_dones;
             cancels += self->inflight_cancels;
@@ -1015,5 +1016,5 @@ int sq_server_run(sq_server_t *self)
     zsys_interrupted = 0;
     zloop_reader_end(self->loop, self->clients);
     zloop_reader_end(self->loop, self->workers);
-    return s_drain(self, &self->writer_stuck);
+    return s_drain(self);
 }

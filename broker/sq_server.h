@@ -41,6 +41,10 @@ typedef struct {
  * FAIL for one is audited under its job and task; a power of two. */
 #define SQ_SERVER_ENDED_LEASES 65536
 
+/* the cancelled jobs of the batch with the writer that a shutdown's log
+ * can name */
+#define SQ_SERVER_INFLIGHT_IDS 8
+
 typedef struct sq_server_t {
     sq_server_opts_t opts;
     zsock_t *clients, *workers;
@@ -59,8 +63,7 @@ typedef struct sq_server_t {
     /* what the batch with the writer carries, for the log of a shutdown
      * that cannot wait for it (the writer owns the batch meanwhile) */
     size_t inflight_dones, inflight_cancels;
-    uint64_t inflight_cancel_ids[8];
-    bool writer_stuck; /* shut down with the writer still waiting on the database */
+    uint64_t inflight_cancel_ids[SQ_SERVER_INFLIGHT_IDS];
     bool db_down;
     int64_t db_retry_at_ms;
     int db_backoff_ms;

@@ -135,10 +135,10 @@ s_get_string(json_t *obj, const char *key, const char *prefix, int line, int req
              size_t max_bytes, int allow_nul, const char **out, size_t *len_out)
 {
     char p[300];
-    json_t *v = json_object_get(obj, key);
+    json_t *v = s_given(obj, key);
     *out = NULL;
     *len_out = 0;
-    if (!v || json_is_null(v)) { /* null: not given (OpenAI's SDKs write unset fields so) */
+    if (!v) {
         if (required)
             return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key),
                                "missing (required)");
@@ -166,8 +166,8 @@ s_get_int(json_t *obj, const char *key, const char *prefix, int line, int64_t lo
           const char *expect, int64_t *out)
 {
     char p[300];
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
+    json_t *v = s_given(obj, key);
+    if (!v)
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
         return sq_jsonl_field_err(SQ_EINVAL, line, s_path(p, sizeof p, prefix, key), "expected %s",
@@ -182,8 +182,8 @@ s_get_number(json_t *obj, const char *key, const char *prefix, int line, double 
              double *out)
 {
     char p[300];
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
+    json_t *v = s_given(obj, key);
+    if (!v)
         return 0;
     double d = json_is_number(v) ? json_number_value(v) : NAN;
     if (!json_is_number(v) || isnan(d) || d > hi || d < lo)
@@ -209,9 +209,9 @@ static int
 s_get_stop(json_t *obj, const char *prefix, int line, sq_jsonl_task_t *t)
 {
     char p[300];
-    json_t *v = json_object_get(obj, "stop");
+    json_t *v = s_given(obj, "stop");
     s_path(p, sizeof p, prefix, "stop");
-    if (!v || json_is_null(v))
+    if (!v)
         return 0;
     json_t *one = json_array();
     if (!one)

@@ -13,6 +13,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sq_actuator.h"
 
+#include "sq_clock.h"
+
 #include "sq_error.h"
 
 #include <assert.h>
@@ -312,14 +314,6 @@ sq_actuator_local_pid(sq_actuator_t *base, const char *group_id)
     return g ? (int)g->pid : -1;
 }
 
-/* Monotonic milliseconds, for the check's deadline. */
-static int64_t
-s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Read fd into buf (size bytes, NUL-terminated, the rest dropped) until
  * EOF or deadline_ms. */
@@ -328,7 +322,7 @@ s_read_until(int fd, char *buf, size_t size, int64_t deadline_ms)
 {
     size_t n = 0;
     char sink[256];
-    for (int64_t now = s_mono_ms(); now < deadline_ms; now = s_mono_ms()) {
+    for (int64_t now = sq_mono_ms(); now < deadline_ms; now = sq_mono_ms()) {
         struct pollfd pfd = {fd, POLLIN, 0};
         if (poll(&pfd, 1, (int)(deadline_ms - now)) <= 0)
             continue;   /* EINTR, or the deadline: the loop decides */
@@ -352,7 +346,7 @@ s_reap_until(pid_t pid, int64_t deadline_ms, int *status)
             return 0;
         if (r < 0 && errno != EINTR)
             return SQ_FAIL(-errno, "waitpid: %s", strerror(errno));
-        if (s_mono_ms() >= deadline_ms) {
+        if (sq_mono_ms() >= deadline_ms) {
             kill(pid, SIGKILL);
             waitpid(pid, status, 0);
             return SQ_ETIMEDOUT;
@@ -406,7 +400,7 @@ sq_actuator_local_check_flags(sq_actuator_t *base, const sq_pool_policy_t *p)
         return SQ_FAIL(-err_no, "cannot ask %s to check them: %s", self->o.worker,
                        strerror(err_no));
     }
-    const int64_t deadline = s_mono_ms() + S_CHECK_MS;
+    const int64_t deadline = sq_mono_ms() + S_CHECK_MS;
     s_read_until(fds[0], err, sizeof err, deadline);
     close(fds[0]);
     int status = 0;

@@ -12,6 +12,7 @@
 #include "sq_error.h"
 #include "sq_file.h"
 #include "sq_hash.h"
+#include "sq_parse.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -376,13 +377,13 @@ s_worker_check(const s_ctx_t *cx, const yaml_node_t *m, const char *path,
         if (len != strlen("--prefetch") || strncmp(argv[i], "--prefetch", len) != 0)
             continue;
         const char *val = argv[i][len] == '=' ? argv[i] + len + 1 : i + 1 < n ? argv[++i] : "";
-        char *end = NULL;
-        prefetch = strtol(val, &end, 10);
-        if (end == val || *end || prefetch < 0 || prefetch > SQ_POLICY_MAX_LEASES) {
+        long long pf = -1;
+        if (sq_parse_int(val, 0, SQ_POLICY_MAX_LEASES, &pf) != 0) {
             snprintf(what, sizeof what, "--prefetch: '%.40s' is not an integer in [0, %d]", val,
                      SQ_POLICY_MAX_LEASES);
             return s_err(cx, v, sub, what);
         }
+        prefetch = (long)pf;
     }
     if (w->max_batch + prefetch > SQ_POLICY_MAX_LEASES) {
         snprintf(what, sizeof what,

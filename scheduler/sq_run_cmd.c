@@ -20,6 +20,7 @@
 #include "sq_sched_cmd.h"
 #include "sq_sched_db.h"
 #include "sq_sched_loop.h"
+#include "sq_clock.h"
 
 #include <czmq.h>
 #include <getopt.h>
@@ -179,13 +180,13 @@ s_install_signals(void)
 static void
 s_wait(sq_loop_t *loop, sq_metrics_http_t *http, int64_t deadline_ms)
 {
-    int64_t now = sq_loop_mono_ms();
+    int64_t now = sq_mono_ms();
     do {
         int64_t left = deadline_ms > now ? deadline_ms - now : 0;
         struct pollfd pfd = {http ? sq_metrics_http_fd(http) : -1, POLLIN, 0};
         if (poll(&pfd, 1, (int)left) > 0 && http)
             sq_metrics_http_serve(http, sq_loop_render_metrics, loop);
-        now = sq_loop_mono_ms();
+        now = sq_mono_ms();
     } while (now < deadline_ms && !s_stop_signal && !s_reload_flag);
 }
 
@@ -214,7 +215,7 @@ sq_cmd_run(int argc, char **argv)
     s_install_signals();
     SQ_INFO("started", "actuator=%s tick_ms=%lld metrics_port=%d", o.actuator,
             (long long)o.tick_ms, o.metrics_port);
-    for (int64_t next = sq_loop_mono_ms(); !s_stop_signal;) {
+    for (int64_t next = sq_mono_ms(); !s_stop_signal;) {
         if (s_reload_flag) {
             s_reload_flag = 0;
             sq_loop_reload(loop);
@@ -223,8 +224,8 @@ sq_cmd_run(int argc, char **argv)
         if (o.once)
             break;
         next += o.tick_ms;
-        if (next < sq_loop_mono_ms())
-            next = sq_loop_mono_ms(); /* a slow tick: do not try to catch up */
+        if (next < sq_mono_ms())
+            next = sq_mono_ms(); /* a slow tick: do not try to catch up */
         s_wait(loop, http, next);
     }
     const int sig = s_stop_signal;

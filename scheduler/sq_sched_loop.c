@@ -92,12 +92,6 @@ s_err_q(char *buf, unsigned size)
     return sq_log_quote(sq_error_detail(), buf, size);
 }
 
-int64_t
-sq_loop_mono_ms(void)
-{
-    return sq_mono_ms();
-}
-
 static int64_t
 s_now_ms(const sq_loop_t *self)
 {
@@ -389,7 +383,7 @@ s_transient(const char *state)
 static void
 s_db_away(sq_loop_t *self)
 {
-    s_backoff(&self->db_backoff_ms, &self->db_retry_at_ms, sq_loop_mono_ms(), 15000);
+    s_backoff(&self->db_backoff_ms, &self->db_retry_at_ms, sq_mono_ms(), 15000);
 }
 
 /* Write queued events oldest first; stop at the first failure. While the
@@ -400,7 +394,7 @@ s_db_away(sq_loop_t *self)
 static void
 s_flush(sq_loop_t *self)
 {
-    if (!self->n_pend || sq_loop_mono_ms() < self->db_retry_at_ms)
+    if (!self->n_pend || sq_mono_ms() < self->db_retry_at_ms)
         return;
     char q[512];
     if (!sq_db_is_up(self->db) && sq_db_reconnect(self->db) != 0) {

@@ -44,6 +44,4 @@ int sq_loop_reload(sq_loop_t *self);
 /* Prometheus text exposition of the loop's state (sq_metrics_render_fn). */
 size_t sq_loop_render_metrics(void *self, char *buf, size_t size);
 
-int64_t sq_loop_mono_ms(void);
-
 #endif

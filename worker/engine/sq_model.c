@@ -138,15 +138,18 @@ static int s_read_hparams(const sq_gguf_t *g, sq_model_hparams_t *hp)
     return 0;
 }
 
+/* A layer's tensors, blk.N.PART.weight, in the order s_load_layer keeps */
+#define S_LAYER_PARTS 9
+static const char *const s_layer_parts[S_LAYER_PARTS] = {
+    "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
+    "ffn_down"};
+
 /* Every tensor of the file is one the model uses: a file whose metadata
  * says fewer blocks than it holds (or that holds what this engine does
  * not compute) would otherwise load and run a different model, as
  * llama.cpp's "wrong number of tensors" refuses. */
 static int s_check_all_used(const sq_gguf_t *g, const sq_model_hparams_t *hp)
 {
-    static const char *const parts[] = {"attn_norm", "attn_q", "attn_k", "attn_v",
-                                        "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
-                                        "ffn_down"};
     const int64_t n = sq_gguf_n_tensors(g);
     const sq_gguf_tensor_t *first = NULL;
     int64_t n_unused = 0, first_layer = -1;
@@ -161,8 +164,8 @@ static int s_check_all_used(const sq_gguf_t *g, const sq_model_hparams_t *hp)
             snprintf(canon, sizeof canon, "blk.%ld.%s.weight", layer, part);
         if (strcmp(canon, name) != 0)
             layer = -1;
-        for (size_t k = 0; k < sizeof parts / sizeof parts[0] && layer >= 0 && !used; k++)
-            used = !strcmp(part, parts[k]) && layer < hp->n_layers;
+        for (size_t k = 0; k < S_LAYER_PARTS && layer >= 0 && !used; k++)
+            used = !strcmp(part, s_layer_parts[k]) && layer < hp->n_layers;
         if (!used && n_unused++ == 0) {
             first = sq_gguf_tensor(g, i);
             first_layer = layer;
@@ -288,11 +291,9 @@ static int s_load_layer(sq_model_t *m, int l, s_layer_t *L)
 {
     const sq_model_hparams_t *hp = &m->hp;
     const int64_t dim = hp->dim, hd = hp->head_dim;
-    char n[9][64];
-    const char *parts[9] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                            "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
-    for (int i = 0; i < 9; i++)
-        snprintf(n[i], sizeof n[i], "blk.%d.%s.weight", l, parts[i]);
+    char n[S_LAYER_PARTS][64];
+    for (int i = 0; i < S_LAYER_PARTS; i++)
+        snprintf(n[i], sizeof n[i], "blk.%d.%s.weight", l, s_layer_parts[i]);
     int rc;
     if ((rc = s_load_vec(m, n[0], dim, &L->attn_norm)) ||
         (rc = s_load_rows(m, n[1], dim, hp->n_heads * hd, m->q_head0 * hd,

@@ -520,8 +520,9 @@ static sq_seq_t *s_new_seq(const sq_tokenizer_t *tok, const sq_model_t *model,
 {
     const int n_vocab = sq_model_hparams(model)->n_vocab, n_ctx = sq_model_n_ctx(model);
     const sq_jsonl_chat_t *chat = &l->chat;
-    const int32_t sep = sq_tokenizer_special(tok, SQ_JSONL_CHAT_SEP, strlen(SQ_JSONL_CHAT_SEP));
-    if (chat->n_turns == 0 || sep < 0)
+    const int32_t sep = chat->n_turns == 0 ? -1
+                        : sq_tokenizer_special(tok, SQ_JSONL_CHAT_SEP, strlen(SQ_JSONL_CHAT_SEP));
+    if (sep < 0)
         return sq_seq_new(tok, l->prompt, l->prompt_len, gp, n_vocab, n_ctx);
     sq_tokenizer_text_t *turns = malloc(chat->n_turns * sizeof *turns);
     if (!turns) {
