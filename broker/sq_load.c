@@ -23,7 +23,7 @@ static int s_load_jobs(sq_db_t *db, zhashx_t *jobs)
     int rc = sq_db_exec(db,
                         "SELECT j.id, j.tenant, j.model, j.adapter, j.priority, j.max_attempts,"
                         " j.params, j.n_tasks,"
-                        " floor(extract(epoch FROM j.created_at) * 1000)::bigint,"
+                        " " SQ_STORE_EPOCH_MS("j.created_at") ","
                         " j.cancelled_at IS NOT NULL"
                         " FROM jobs j WHERE j.id IN (SELECT DISTINCT job_id FROM task_queue)"
                         " ORDER BY j.id",

@@ -568,7 +568,7 @@ static int s_job_row(sq_db_t *db, uint64_t job_id, PGresult **job, uint32_t coun
     const char *p[1] = {id};
     int rc = sq_db_exec(db,
                         "SELECT tenant, model, priority, n_tasks,"
-                        " floor(extract(epoch FROM created_at) * 1000)::bigint,"
+                        " " SQ_STORE_EPOCH_MS("created_at") ","
                         " cancelled_at IS NOT NULL,"
                         " (SELECT count(*) FILTER (WHERE state = 'succeeded') FROM task_results"
                         "   WHERE job_id = $1),"
@@ -682,7 +682,7 @@ static const char s_results_sql[] =
     " FROM (SELECT p.*, sum(p.size) OVER (ORDER BY p.idx) AS upto, count(*) OVER () AS n_rows"
     "       FROM (SELECT r.idx, t.custom_id, r.state, r.text, r.finish_reason,"
     "              r.prompt_tokens, r.completion_tokens, r.error, r.attempts, r.cached_tokens,"
-    "              floor(extract(epoch FROM r.finished_at) * 1000)::bigint AS finished_ms,"
+    "              " SQ_STORE_EPOCH_MS("r.finished_at") " AS finished_ms,"
     "              octet_length(t.custom_id) + octet_length(r.state)"
     "              + coalesce(octet_length(r.text), 0) + coalesce(octet_length(r.error), 0)"
     "              + coalesce(octet_length(r.finish_reason), 0)"
@@ -757,7 +757,7 @@ static int s_list_page(sq_db_t *db, const char *tenant, uint64_t before, uint64_
     const char *p[3] = {tenant, b, l};
     return sq_db_exec(db,
                       "SELECT j.id, j.tenant, j.model, j.priority, j.n_tasks,"
-                      " floor(extract(epoch FROM j.created_at) * 1000)::bigint,"
+                      " " SQ_STORE_EPOCH_MS("j.created_at") ","
                       " j.cancelled_at IS NOT NULL, c.s, c.d, c.c"
                       " FROM jobs j, LATERAL (SELECT"
                       "   count(*) FILTER (WHERE state = 'succeeded') AS s,"
@@ -862,7 +862,7 @@ static int s_read_scaling(sq_db_t *db, sq_read_t *op, sq_wire_enc_t *e)
     const char *p[3] = {since, op->pool, limit};
     PGresult *res = NULL;
     int rc = sq_db_exec(db,
-                        "SELECT floor(extract(epoch FROM at) * 1000)::bigint, pool, from_groups,"
+                        "SELECT " SQ_STORE_EPOCH_MS("at") ", pool, from_groups,"
                         " to_groups, reason, applied, error, actuator, policy_version,"
                         " metrics::text FROM scaling_events"
                         " WHERE at >= to_timestamp($1::bigint / 1000.0)"

@@ -17,6 +17,10 @@
 
 #include "sq_broker.h"
 
+/* SQL: the timestamptz column col as Unix milliseconds, floored (rounded,
+ * .9996 s would read as the next second) */
+#define SQ_STORE_EPOCH_MS(col) "floor(extract(epoch FROM " col ") * 1000)::bigint"
+
 typedef struct sq_store_t sq_store_t;
 
 typedef enum {
